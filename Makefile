@@ -1,0 +1,30 @@
+# The README's two commands: `make demo` and `make test`. Both create .venv and install
+# the package with pinned versions (install/constraints.txt) the first time; a re-run
+# reinstalls only when setup.cfg or the constraints change.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml install/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --constraint install/constraints.txt --editable '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/experiments-manager train -u examples/regression/mysettings_curve_fitting.py
+	$(BIN)/experiments-manager list experiments/examples/curve_fitting
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python tools/bench_train.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

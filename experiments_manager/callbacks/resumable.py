@@ -1,0 +1,56 @@
+"""Keras callbacks whose counters survive `train --resume`."""
+
+import keras
+
+
+class Resumable:
+    """Mixin: saves named attributes, and puts them back after `on_train_begin`.
+
+    Keras callbacks reset their counters in `on_train_begin`; a resumed run must
+    continue with the counters of the interrupted one, so the restored values are
+    applied right after that reset.
+
+    Subclasses list the attributes to keep in `state_attributes`.
+    """
+
+    state_attributes = ()
+
+    def get_state(self):
+        return {name: _plain(getattr(self, name, None)) for name in self.state_attributes}
+
+    def set_state(self, state):
+        self._restored_state = dict(state or {})
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        for name, value in getattr(self, "_restored_state", {}).items():
+            if name in self.state_attributes:
+                setattr(self, name, value)
+
+
+def _plain(value):
+    """Numpy scalars to Python numbers, for JSON."""
+    return value.item() if hasattr(value, "item") else value
+
+
+class ResumableEarlyStopping(Resumable, keras.callbacks.EarlyStopping):
+    """`keras.callbacks.EarlyStopping` whose patience counter survives a resume.
+
+    Example:
+
+    ```python
+    stopper = ResumableEarlyStopping(monitor="val_loss", patience=10)
+    stopper.set_state(saved_state)  # before model.fit(...)
+    ```
+    """
+
+    state_attributes = ("wait", "best", "best_epoch", "stopped_epoch")
+
+
+class ResumableReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):
+    """`keras.callbacks.ReduceLROnPlateau` whose counters survive a resume.
+
+    The learning rate itself is an optimizer variable, saved with the optimizer.
+    """
+
+    state_attributes = ("wait", "best", "cooldown_counter")

@@ -1,0 +1,29 @@
+"""Keeps run.json current: epochs done, best value, exported versions."""
+
+import keras
+
+
+class RunInfoUpdater(keras.callbacks.Callback):
+    """Writes progress into the experiment's run.json after each epoch.
+
+    Args:
+        experiment: the `Experiment`.
+        best: the `BestValue`.
+        exporter: the `Exporter` (for the list of versions).
+    """
+
+    def __init__(self, experiment, best, exporter):
+        super().__init__()
+        self.experiment = experiment
+        self.best = best
+        self.exporter = exporter
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.experiment.update_run_info(
+            epochs_completed=epoch + 1,
+            best_value=self.best.value,
+            best_epoch=None if self.best.epoch is None else self.best.epoch + 1,
+            last_epoch_logs={key: float(value) for key, value in (logs or {}).items()},
+            exported_versions=self.exporter.versions(),
+            last_exported_version=self.exporter.last_version(),
+        )

@@ -1,0 +1,67 @@
+"""Stops training cleanly on SIGTERM / SIGUSR1 / SIGINT (what Slurm sends before preemption)."""
+
+import contextlib
+import signal
+
+import keras
+
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+class TrainingInterrupted(Exception):
+    """Raised between two steps after a stop signal arrived.
+
+    Args:
+        signum: the signal received.
+    """
+
+    def __init__(self, signum):
+        self.signum = signum
+        super().__init__(f"received {signal.Signals(signum).name}")
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Turns a stop signal into `TrainingInterrupted` at the next step boundary.
+
+    The handler only records the signal; the current training step finishes
+    (validation, which runs with EMA weights swapped in, is never cut), then the
+    exception leaves `fit`, and the trainer checkpoints and marks the run
+    `interrupted`. A second SIGINT stops at once (KeyboardInterrupt).
+
+    Example:
+
+    ```python
+    stopper = StopOnSignal()
+    with stopper.installed():
+        model.fit(..., callbacks=[stopper])
+    ```
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.received = None
+
+    def _handle(self, signum, frame):
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    @contextlib.contextmanager
+    def installed(self):
+        """Installs the handlers for the duration of the block, then restores the old ones."""
+        previous = {signum: signal.signal(signum, self._handle) for signum in HANDLED_SIGNALS}
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def check(self):
+        if self.received is not None:
+            raise TrainingInterrupted(self.received)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.check()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.check()

@@ -1,0 +1,26 @@
+"""Errors that mean "the user's input is wrong", as opposed to a bug in the engine."""
+
+
+class UserInputError(Exception):
+    """Bad input from the user: reported as one line per problem, exit code 2.
+
+    The command line prints each problem on its own line and exits with code 2,
+    without a traceback. Tracebacks are kept for bugs.
+
+    Args:
+        problems: one message, or a list of messages. Each message should name
+            the file, the field and what was expected, e.g.
+            `settings.py: nbEpoch: expected an int > 0, got -3`.
+
+    Example:
+
+    ```python
+    raise UserInputError("run.json: status: expected one of running, finished")
+    ```
+    """
+
+    def __init__(self, problems):
+        if isinstance(problems, str):
+            problems = [problems]
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))

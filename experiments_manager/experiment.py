@@ -1,0 +1,236 @@
+"""The experiment folder: naming, layout, metadata (run.json) and resume discovery.
+
+This module does not import TensorFlow, so `experiments-manager list` is fast.
+
+Layout (DESIGN.md section 3):
+
+```
+<workingFolder>/<session_name>_<YYYY-mm-dd--HH-MM-SS>_<key><value>.../
+  experiment_settings.py     copy of the settings file as run
+  <model_name>.py            copy of the model file
+  run.json                   status, command, hparams, seed, versions, best value, exports
+  checkpoints/               what resume needs
+  logs/                      TensorBoard
+  exported_models/<N>/       SavedModel versions (TF Serving layout)
+  models.config              TF Serving model config
+  training_curves.png
+  history.csv                one row per epoch
+```
+"""
+
+import datetime
+import json
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from experiments_manager.atomic import write_text_atomically
+from experiments_manager.errors import UserInputError
+
+SETTINGS_COPY_NAME = "experiment_settings.py"
+RUN_FILE_NAME = "run.json"
+MAX_NAME_BYTES = 255
+STATUSES = ("running", "finished", "failed", "interrupted")
+
+
+class Experiment:
+    """One run's folder and its metadata.
+
+    Args:
+        root: the experiment folder.
+
+    Example:
+
+    ```python
+    experiment = Experiment.open("experiments/curve_fitting/my_test_2026-11-21--10-00-00_lr0.1")
+    experiment.run_info()["status"]
+    ```
+    """
+
+    def __init__(self, root):
+        self.root = Path(root)
+
+    @property
+    def name(self):
+        return self.root.name
+
+    @property
+    def settings_copy(self):
+        return self.root / SETTINGS_COPY_NAME
+
+    @property
+    def run_file(self):
+        return self.root / RUN_FILE_NAME
+
+    @property
+    def checkpoints_dir(self):
+        return self.root / "checkpoints"
+
+    @property
+    def logs_dir(self):
+        return self.root / "logs"
+
+    @property
+    def export_dir(self):
+        return self.root / "exported_models"
+
+    @property
+    def models_config(self):
+        return self.root / "models.config"
+
+    @property
+    def curves_png(self):
+        return self.root / "training_curves.png"
+
+    @property
+    def history_csv(self):
+        return self.root / "history.csv"
+
+    def model_file_copy(self):
+        return self.root / f"{self.run_info()['model_name']}.py"
+
+    @classmethod
+    def create(cls, settings, command):
+        """Creates a new experiment folder for `settings` and records run.json.
+
+        Args:
+            settings: a loaded `Settings`.
+            command: the command line that started the run (list of str).
+        """
+        parent = Path(settings.workingFolder)
+        parent.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d--%H-%M-%S")
+        base = folder_name(settings.session_name, stamp, settings.hparams)
+        root = _make_unique_dir(parent, base)
+        experiment = cls(root)
+        shutil.copyfile(settings.path, experiment.settings_copy)
+        shutil.copyfile(settings.model_file, root / f"{settings.model_name}.py")
+        experiment.write_run_info(
+            {
+                "status": "running",
+                "command": list(command),
+                "settings_file": str(Path(settings.path).resolve()),
+                "model_name": settings.model_name,
+                "hparams": _jsonable(settings.hparams),
+                "hparam_overrides": _jsonable(settings.overrides),
+                "monitored_loss_name": settings.monitored_loss_name,
+                "nbEpoch": settings.nbEpoch,
+                "versions": _versions(),
+                "git_commit": _git_commit(Path(settings.path).resolve().parent),
+                "host": socket.gethostname(),
+                "started": _now(),
+                "ended": None,
+                "epochs_completed": 0,
+                "best_value": None,
+                "best_epoch": None,
+                "exported_versions": [],
+                "last_exported_version": None,
+            }
+        )
+        return experiment
+
+    @classmethod
+    def open(cls, root):
+        """Opens an existing experiment folder (for resume, serve, predict)."""
+        experiment = cls(root)
+        if not experiment.run_file.is_file():
+            raise UserInputError(f"{root}: not an experiment folder (no {RUN_FILE_NAME})")
+        if not experiment.settings_copy.is_file():
+            raise UserInputError(f"{root}: {SETTINGS_COPY_NAME}: missing from the experiment folder")
+        return experiment
+
+    def run_info(self):
+        try:
+            return json.loads(self.run_file.read_text())
+        except (OSError, ValueError) as error:
+            raise UserInputError(f"{self.run_file}: expected a JSON object: {error}") from None
+
+    def write_run_info(self, info):
+        write_text_atomically(self.run_file, json.dumps(info, indent=2, default=str) + "\n")
+
+    def update_run_info(self, **fields):
+        """Sets fields of run.json, in one atomic replace."""
+        info = self.run_info()
+        info.update(_jsonable(fields))
+        self.write_run_info(info)
+        return info
+
+    def mark_ended(self, status, **fields):
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        return self.update_run_info(status=status, ended=_now(), **fields)
+
+
+def folder_name(session_name, stamp, hparams):
+    """`<session>_<stamp>_<key><value>...`, safe on every file system, <= 255 bytes."""
+    parts = [session_name, stamp] + [f"{key}{value}" for key, value in hparams.items()]
+    name = "_".join(_safe(str(part)) for part in parts if str(part) != "")
+    return name.encode()[:MAX_NAME_BYTES - 8].decode(errors="ignore").rstrip("_")
+
+
+def _safe(text):
+    return re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip("-") or "-"
+
+
+def _make_unique_dir(parent, base):
+    for attempt in range(1000):
+        root = parent / (base if attempt == 0 else f"{base}_{attempt}")
+        try:
+            root.mkdir()
+            return root
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a unique experiment folder under {parent}")
+
+
+def _now():
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def _versions():
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for package in ("tensorflow", "keras", "experiments_manager"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _git_commit(folder):
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def find_experiments(working_folder):
+    """Experiment folders directly under `working_folder`, oldest first."""
+    folder = Path(working_folder)
+    if not folder.is_dir():
+        raise UserInputError(f"{working_folder}: no such folder")
+    found = [Experiment(path.parent) for path in folder.glob(f"*/{RUN_FILE_NAME}")]
+    return sorted(found, key=lambda experiment: experiment.run_info().get("started") or "")
+
+
+def running_command():
+    """The command line of this process, for run.json."""
+    return [Path(sys.argv[0]).name] + sys.argv[1:]

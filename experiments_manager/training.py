@@ -1,0 +1,375 @@
+"""The trainer: seeds, devices, strategy, model build, compile with EMA, fit, resume.
+
+One `Trainer` runs one experiment. Drivers (federated, Kafka, sweeps) reuse it
+rather than re-implementing training.
+"""
+
+import contextlib
+import csv
+import importlib.util
+import logging
+import math
+import random
+import sys
+import uuid
+
+from experiments_manager.errors import UserInputError
+from experiments_manager.experiment import Experiment, running_command
+from experiments_manager.settings import load_settings
+
+_LOG = logging.getLogger(__name__)
+SIGNAL_EXIT_BASE = 128
+
+
+class TrainingOutcome:
+    """What a training run ended with.
+
+    Attributes:
+        experiment: the `Experiment`.
+        status: 'finished', 'interrupted' or 'failed' (as in run.json).
+        exit_code: 0 when finished, 128 + signal when interrupted, 1 when failed.
+        model: the trained Keras model (EMA weights in) when it finished in-process.
+        reason: why it did not finish, or None.
+    """
+
+    def __init__(self, experiment, status, exit_code, model=None, reason=None):
+        self.experiment = experiment
+        self.status = status
+        self.exit_code = exit_code
+        self.model = model
+        self.reason = reason
+
+
+def train(settings_path, hparam_overrides=None, command=None):
+    """Trains a new experiment from a settings file.
+
+    Args:
+        settings_path: the settings module file.
+        hparam_overrides: dict merged into the settings' hparams.
+        command: the command line recorded in run.json (default: this process').
+
+    Returns:
+        a `TrainingOutcome`.
+
+    Example:
+
+    ```python
+    outcome = train("examples/regression/mysettings_curve_fitting.py", {"nbEpoch": 3})
+    print(outcome.experiment.root, outcome.status)
+    ```
+    """
+    settings = load_settings(settings_path, hparam_overrides)
+    experiment = Experiment.create(settings, command or running_command())
+    _LOG.info("Experiment folder: %s", experiment.root)
+    return Trainer(experiment, settings).run()
+
+
+def resume(experiment_dir, command=None):
+    """Continues an experiment from its last checkpoint (or from scratch if it has none).
+
+    Uses the experiment's own copy of the settings and of the model file, and
+    the hparam overrides recorded in its run.json.
+
+    Example:
+
+    ```python
+    outcome = resume("experiments/curve_fitting/my_test_2026-11-21--10-00-00")
+    ```
+    """
+    experiment = Experiment.open(experiment_dir)
+    info = experiment.run_info()
+    if info.get("status") == "finished":
+        _LOG.info("%s already finished: nothing to resume", experiment.root)
+        return TrainingOutcome(experiment, "finished", 0)
+    settings = load_settings(
+        experiment.settings_copy, info.get("hparam_overrides"), model_file=experiment.model_file_copy()
+    )
+    experiment.update_run_info(status="running", resumed_by=list(command or running_command()))
+    return Trainer(experiment, settings, resuming=True).run()
+
+
+class Trainer:
+    """Trains the model of one experiment.
+
+    Args:
+        experiment: the `Experiment` folder to write to.
+        settings: the loaded `Settings`.
+        resuming: restore the last checkpoint first.
+    """
+
+    def __init__(self, experiment, settings, resuming=False):
+        self.experiment = experiment
+        self.settings = settings
+        self.resuming = resuming
+
+    def run(self):
+        """Trains; returns a `TrainingOutcome`. Marks run.json failed on any error."""
+        try:
+            return self._run()
+        except BaseException as error:
+            self.experiment.mark_ended("failed", error=f"{type(error).__name__}: {error}")
+            raise
+
+    def _run(self):
+        import keras
+
+        from experiments_manager.callbacks import TrainingInterrupted
+
+        settings = self.settings
+        seed = self._seed()
+        keras.utils.set_random_seed(seed)
+        with _precision_policy(settings.enable_mixed_precision):
+            strategy = self._strategy()
+            train_data, val_data, train_steps, val_steps = self._datasets()
+            with strategy.scope():
+                model, learning_rate = self._compiled_model()
+            restored = self._restore(model)
+            initial_epoch = restored["epochs_completed"] if restored else 0
+            plan = _CallbackPlan(self.experiment, settings, model, (train_data, val_data), train_steps, restored,
+                                 reduce_lr_on_plateau=isinstance(learning_rate, (int, float)))
+            _truncate_history(self.experiment.history_csv, initial_epoch)
+            with plan.stop_on_signal.installed():
+                try:
+                    history = model.fit(
+                        train_data,
+                        validation_data=val_data,
+                        epochs=settings.nbEpoch,
+                        initial_epoch=initial_epoch,
+                        steps_per_epoch=train_steps,
+                        validation_steps=val_steps,
+                        shuffle=False,  # datasets come shuffled (or not) from get_input_pipeline
+                        callbacks=plan.callbacks,
+                        verbose=1 if sys.stdout.isatty() else 2,
+                    )
+                except TrainingInterrupted as interruption:
+                    return self._interrupted(plan, interruption)
+        return self._finished(model, history, plan)
+
+    def _seed(self):
+        recorded = self.experiment.run_info().get("seed")
+        seed = recorded if recorded is not None else self.settings.random_seed
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        self.experiment.update_run_info(seed=seed)
+        return seed
+
+    def _strategy(self):
+        from experiments_manager.devices import make_strategy, select_devices
+
+        name = self.settings.path.name
+        devices = select_devices(self.settings.used_gpu_IDs, name)
+        self.experiment.update_run_info(devices=devices)
+        return make_strategy(self.settings.distribution_strategy, devices, name)
+
+    def _datasets(self):
+        settings = self.settings
+        train_data = settings.get_input_pipeline(settings.raw_data_dir_train, True, settings.batch_size, settings.nbEpoch)
+        val_data = settings.get_input_pipeline(settings.raw_data_dir_val, False, settings.batch_size, settings.nbEpoch)
+        train_steps = _steps(train_data, settings.nb_train_samples, settings, "nb_train_samples", "training")
+        val_steps = _steps(val_data, settings.nb_val_samples, settings, "nb_val_samples", "validation")
+        return train_data, val_data, train_steps, val_steps
+
+    def _compiled_model(self):
+        settings = self.settings
+        model = build_model(settings)
+        loss = settings.get_total_loss(model)
+        learning_rate = settings.get_learningRate()
+        optimizer = settings.get_optimizer(model, loss, learning_rate)
+        if settings.weights_moving_averages:
+            optimizer = with_ema(optimizer, settings.ema_momentum)
+        metrics = _metrics_for(settings.get_metrics(model, loss), model)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=settings.useXLA)
+        model.optimizer.build(model.trainable_variables)
+        return model, learning_rate
+
+    def _restore(self, model):
+        from experiments_manager.checkpointing import Checkpointer
+
+        if not self.resuming:
+            return None
+        state = Checkpointer(self.experiment.checkpoints_dir).restore_latest(model, model.optimizer)
+        if state is None:
+            _LOG.info("No checkpoint in %s: training from the first epoch", self.experiment.root)
+        else:
+            _LOG.info("Resuming after epoch %d", state["epochs_completed"])
+        return state
+
+    def _interrupted(self, plan, interruption):
+        plan.checkpoint.save(plan.epochs_completed())
+        code = SIGNAL_EXIT_BASE + int(interruption.signum)
+        self.experiment.mark_ended("interrupted", reason=str(interruption), exit_code=code)
+        _LOG.warning("%s: checkpointed after %s; resume with: experiments-manager train --resume %s",
+                     interruption, plan.epochs_completed(), self.experiment.root)
+        return TrainingOutcome(self.experiment, "interrupted", code, reason=str(interruption))
+
+    def _finished(self, model, history, plan):
+        losses = history.history.get("loss", [])
+        if any(math.isnan(value) for value in losses):
+            reason = f"loss became NaN at epoch {plan.epochs_completed()}"
+            self.experiment.mark_ended("failed", error=reason)
+            return TrainingOutcome(self.experiment, "failed", 1, model=model, reason=reason)
+        self.experiment.mark_ended("finished", stopped_early=bool(plan.early_stopping.stopped_epoch))
+        return TrainingOutcome(self.experiment, "finished", 0, model=model)
+
+
+def build_model(settings):
+    """Imports the model file under a unique name and calls `model(usersettings)`."""
+    import keras
+
+    spec = importlib.util.spec_from_file_location(f"experiments_manager_model_{uuid.uuid4().hex}", settings.model_file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    model = module.model(settings.module)
+    if not isinstance(model, keras.Model):
+        raise UserInputError(f"{settings.model_file.name}: model: expected a keras.Model, got {type(model).__name__}")
+    return model
+
+
+def with_ema(optimizer, momentum):
+    """The same optimizer, rebuilt with EMA (Polyak averaging) switched on."""
+    config = {**optimizer.get_config(), "use_ema": True, "ema_momentum": momentum}
+    return type(optimizer).from_config(config)
+
+
+def _metrics_for(metrics, model):
+    """Old settings return {layer name: metric} for one-output models: Keras 3 wants a list then."""
+    if not isinstance(metrics, dict):
+        return metrics
+    output_names = list(getattr(model, "output_names", None) or [])
+    if output_names and set(metrics) <= set(output_names):
+        return metrics
+    _LOG.info("get_metrics: keys %s are not output names %s: using the metrics for every output",
+              sorted(metrics), output_names)
+    return list(metrics.values())
+
+
+def _steps(dataset, nb_samples, settings, field, kind):
+    """None for finite datasets (Keras iterates them whole), else nb_samples // batch_size."""
+    import tensorflow as tf
+
+    cardinality = int(dataset.cardinality()) if hasattr(dataset, "cardinality") else -2
+    if cardinality == 0:
+        raise UserInputError(f"{settings.path.name}: get_input_pipeline: the {kind} dataset is empty")
+    if cardinality > 0:
+        return None
+    if nb_samples:
+        return max(1, nb_samples // settings.batch_size)
+    length = "infinite" if cardinality == tf.data.INFINITE_CARDINALITY else "unknown"
+    raise UserInputError(
+        f"{settings.path.name}: {field}: expected the number of {kind} samples "
+        f"(the {kind} dataset's length is {length})"
+    )
+
+
+def _truncate_history(history_csv, epochs_kept):
+    """Drops history rows of epochs a resumed run will redo."""
+    if not history_csv.is_file():
+        return
+    with open(history_csv, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < epochs_kept]
+    with open(history_csv, "w", newline="") as handle:
+        csv.writer(handle).writerows(kept)
+
+
+@contextlib.contextmanager
+def _precision_policy(mixed):
+    """Sets Keras' global dtype policy to mixed_float16 for the block, then restores it."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    if mixed:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+class _CallbackPlan:
+    """The callbacks of a run, in the order their work depends on."""
+
+    def __init__(self, experiment, settings, model, datasets, train_steps, restored, reduce_lr_on_plateau):
+        import keras
+
+        from experiments_manager import callbacks as ours
+        from experiments_manager.checkpointing import Checkpointer
+        from experiments_manager.export import Exporter
+
+        train_data, val_data = datasets
+        monitor = settings.monitored_loss_name
+        mode = ours.monitor_mode(monitor)
+        self.initial_epoch = restored["epochs_completed"] if restored else 0
+        self.best = ours.BestValue(monitor)
+        self.early_stopping = ours.ResumableEarlyStopping(
+            monitor=monitor, mode=mode, patience=settings.early_stopping_patience, verbose=1
+        )
+        self.stop_on_signal = ours.StopOnSignal()
+        self.exporter = Exporter(experiment, settings, model)
+        stateful = {"best": self.best, "early_stopping": self.early_stopping}
+        plateau = []
+        if reduce_lr_on_plateau:  # a schedule owns the learning rate otherwise
+            reduce_lr = ours.ResumableReduceLROnPlateau(
+                monitor=monitor, mode=mode, factor=0.5, patience=max(1, settings.early_stopping_patience // 2),
+                min_lr=1e-7, verbose=1,
+            )
+            stateful["reduce_lr"] = reduce_lr
+            plateau = [reduce_lr]
+        if restored:
+            for name, state in restored.get("callbacks", {}).items():
+                if name in stateful:
+                    stateful[name].set_state(state)
+        self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir), stateful)
+        tensorboard = keras.callbacks.TensorBoard(
+            log_dir=str(experiment.logs_dir), write_graph=False, profile_batch=_profile_steps(settings, train_steps)
+        )
+        self.callbacks = (
+            [self.stop_on_signal]
+            + ([keras.callbacks.SwapEMAWeights()] if settings.weights_moving_averages else [])
+            + [keras.callbacks.TerminateOnNaN(), tensorboard,
+               keras.callbacks.CSVLogger(str(experiment.history_csv), append=True),
+               ours.TrainingCurves(experiment.history_csv, experiment.curves_png),
+               ours.TrackBestValue(self.best, settings.path.name), self.early_stopping]
+            + plateau
+            + _user_callbacks(settings, model, train_data, val_data, experiment)
+            + [ours.HParamsLogger(experiment.logs_dir, settings.hparams_for_logging(), self.best,
+                                  experiment.name, write_session_start=not restored),
+               ours.ExportOnImprovement(self.exporter, self.best, every_epoch=not settings.save_only_last_best_model),
+               self.checkpoint,
+               ours.RunInfoUpdater(experiment, self.best, self.exporter),
+               ours.ProjectorLogger(str(experiment.logs_dir / "projector"), val_data)]
+        )
+
+    def epochs_completed(self):
+        """Epochs fully done so far (the epoch in progress is redone on resume)."""
+        return self.checkpoint.epochs_completed if self.checkpoint.epochs_completed is not None else self.initial_epoch
+
+
+def _profile_steps(settings, train_steps):
+    if not settings.use_profiling:
+        return 0
+    start = max(2, (train_steps or 10) // 2)
+    return (start, start + 2)
+
+
+def _user_callbacks(settings, model, train_data, val_data, experiment):
+    import keras
+
+    found = []
+    if settings.addon_callbacks is not None:
+        added = settings.addon_callbacks(model, train_data, val_data)
+        found = list(added.values()) if isinstance(added, dict) else list(added or [])
+    if settings.custom_tensorboard_logs is not None:
+        import tensorflow as tf
+
+        writer = tf.summary.create_file_writer(str(experiment.logs_dir / "custom"))
+
+        def log_custom(epoch, logs):
+            with writer.as_default():
+                settings.custom_tensorboard_logs(model, epoch, logs)
+
+        found.append(keras.callbacks.LambdaCallback(on_epoch_end=log_custom))
+    return found
