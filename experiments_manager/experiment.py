@@ -233,4 +233,7 @@ def find_experiments(working_folder):
 
 def running_command():
     """The command line of this process, for run.json."""
-    return [Path(sys.argv[0]).name] + sys.argv[1:]
+    program = Path(sys.argv[0]).name
+    if program == "__main__.py":
+        return ["python", "-m", "experiments_manager"] + sys.argv[1:]
+    return [program] + sys.argv[1:]

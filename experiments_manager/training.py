@@ -204,8 +204,8 @@ class Trainer:
 
     def _finished(self, model, history, plan):
         losses = history.history.get("loss", [])
-        if any(math.isnan(value) for value in losses):
-            reason = f"loss became NaN at epoch {plan.epochs_completed()}"
+        if any(not math.isfinite(value) for value in losses):
+            reason = f"loss became NaN or infinite at epoch {len(losses) + plan.initial_epoch}"
             self.experiment.mark_ended("failed", error=reason)
             return TrainingOutcome(self.experiment, "failed", 1, model=model, reason=reason)
         self.experiment.mark_ended("finished", stopped_early=bool(plan.early_stopping.stopped_epoch))

@@ -1,0 +1,119 @@
+"""Resume after kill -9 and after SIGTERM/SIGUSR1: the run finishes with the right epochs and state."""
+
+import random
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import read_run, settings_variant, wait_for
+
+WORKING_FOLDER = "experiments/examples/curve_fitting"
+NB_EPOCH = 5
+STEPS_PER_EPOCH = 16000 // 50
+
+
+def long_settings(workdir):
+    return settings_variant(
+        workdir, "long.py", ["nb_train_samples = 16000", "save_only_last_best_model = False", "early_stopping_patience = 50"]
+    )
+
+
+def the_experiment(workdir):
+    found = list((workdir / WORKING_FOLDER).glob("*/run.json")) if (workdir / WORKING_FOLDER).is_dir() else []
+    return found[0].parent if found else None
+
+
+def first_checkpoint(root):
+    return list((root / "checkpoints").glob("ckpt-*/state.json"))
+
+
+class PartialVersionWatcher(threading.Thread):
+    """Polls exported_models/ and records any version folder seen incomplete."""
+
+    def __init__(self, export_dir):
+        super().__init__(daemon=True)
+        self.export_dir = Path(export_dir)
+        self.partial = []
+        self.seen = set()
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            if self.export_dir.is_dir():
+                for path in list(self.export_dir.iterdir()):
+                    if path.name.isdigit():
+                        complete = (path / "saved_model.pb").is_file() and (path / "variables/variables.index").is_file()
+                        if not complete and path.exists():
+                            self.partial.append(path.name)
+                        self.seen.add(int(path.name))
+            self.stop.wait(0.005)
+
+
+def assert_history_complete(root):
+    history = np.genfromtxt(root / "history.csv", delimiter=",", names=True)
+    assert list(history["epoch"].astype(int)) == list(range(NB_EPOCH))
+    return history
+
+
+def test_kill_9_at_a_random_step_then_resume_finishes(workdir, start_cli, run_cli):
+    process = start_cli("train", "-u", str(long_settings(workdir)), "--hparam", f"nbEpoch={NB_EPOCH}")
+    root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
+    watcher = PartialVersionWatcher(root / "exported_models")
+    watcher.start()
+    wait_for(lambda: first_checkpoint(root), 180, "the first checkpoint")
+    threading.Event().wait(random.uniform(0.0, 1.5))  # a random step of epoch 2 or 3
+    assert process.poll() is None, "training ended before it could be killed"
+    process.kill()
+    process.wait(timeout=30)
+    assert read_run(root)["status"] == "running"  # killed: nothing could record it
+
+    result = run_cli("train", "--resume", str(root))
+    watcher.stop.set()
+    watcher.join()
+    assert result.returncode == 0, result.stdout + result.stderr
+    info = read_run(root)
+    assert info["status"] == "finished" and info["epochs_completed"] == NB_EPOCH
+    history = assert_history_complete(root)
+    assert info["best_value"] == pytest.approx(history["val_loss"].min())
+    assert watcher.partial == []
+    assert info["exported_versions"] == sorted(set(info["exported_versions"]))
+    assert max(watcher.seen) == info["last_exported_version"]
+    # the optimizer state (iteration count, EMA, slots) came back: every step counted once
+    latest = sorted((root / "checkpoints").glob("ckpt-*"))[-1]
+    with np.load(latest / "optimizer.npz") as optimizer:
+        assert int(optimizer["v00000"]) == NB_EPOCH * STEPS_PER_EPOCH
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_stop_signal_checkpoints_marks_interrupted_then_resume_finishes(signum, workdir, start_cli, run_cli):
+    process = start_cli("train", "-u", str(long_settings(workdir)), "--hparam", f"nbEpoch={NB_EPOCH}")
+    root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
+    wait_for(lambda: first_checkpoint(root), 180, "the first checkpoint")
+    checkpoints_before = len(first_checkpoint(root))
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signum, output
+    info = read_run(root)
+    assert info["status"] == "interrupted"
+    assert signal.Signals(signum).name in info["reason"]
+    assert f"resume with:       experiments-manager train --resume {root.relative_to(workdir)}" in output
+    assert len(first_checkpoint(root)) >= min(checkpoints_before + 1, 2)  # a checkpoint written on the signal
+
+    result = run_cli("train", "--resume", str(root))
+    assert result.returncode == 0, result.stdout + result.stderr
+    info = read_run(root)
+    assert info["status"] == "finished" and info["epochs_completed"] == NB_EPOCH
+    assert_history_complete(root)
+
+
+def test_resuming_a_finished_run_changes_nothing(workdir, run_cli):
+    assert run_cli("train", "-u", "examples/regression/mysettings_curve_fitting.py", "--hparam", "nbEpoch=1").returncode == 0
+    root = the_experiment(workdir)
+    before = read_run(root)
+    result = run_cli("train", "--resume", str(root))
+    assert result.returncode == 0
+    assert "status:            finished" in result.stdout
+    assert read_run(root) == before

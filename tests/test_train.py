@@ -1,0 +1,179 @@
+"""Training end to end: folder layout, run.json, EMA exports that load and predict like the in-process model."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import REPO, read_run, settings_variant, single_experiment
+
+WORKING_FOLDER = "experiments/examples/curve_fitting"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One in-process training run shared by the layout and export tests."""
+    import os
+
+    from experiments_manager import training
+
+    workdir = tmp_path_factory.mktemp("train")
+    shutil.copytree(REPO / "examples", workdir / "examples")
+    previous = os.getcwd()
+    os.chdir(workdir)
+    try:
+        settings = settings_variant(
+            workdir, "every_epoch.py", ["save_only_last_best_model = False", "export_versions_to_keep = 2"]
+        )
+        outcome = training.train(settings, {"nbEpoch": 3}, command=["test"])
+    finally:
+        os.chdir(previous)
+    return workdir, outcome
+
+
+def test_run_finishes_with_the_documented_layout(trained):
+    workdir, outcome = trained
+    root = outcome.experiment.root if outcome.experiment.root.is_absolute() else workdir / outcome.experiment.root
+    assert outcome.status == "finished" and outcome.exit_code == 0
+    assert root.parent == workdir / WORKING_FOLDER
+    assert root.name.startswith("my_test_") and "nbEpoch3" in root.name and ":" not in root.name
+    assert (root / "experiment_settings.py").read_text() == (workdir / "examples/regression/every_epoch.py").read_text()
+    assert (root / "model_curve_fitting.py").is_file()
+    assert (root / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((root / "checkpoints").glob("ckpt-*/state.json"))
+    assert (root / "logs/train").is_dir() and (root / "logs/validation").is_dir()
+    assert (root / "logs/projector/projector_config.pbtxt").is_file()
+    assert len((root / "logs/projector/metadata.tsv").read_text().splitlines()) == 500
+    assert not [p for p in (root / "exported_models").iterdir() if p.name.startswith(".")]
+
+
+def test_run_json_records_what_reproduces_the_run(trained):
+    workdir, outcome = trained
+    info = read_run(workdir / outcome.experiment.root)
+    assert info["status"] == "finished"
+    assert info["seed"] == 42
+    assert info["hparams"]["nbEpoch"] == 3 and info["hparam_overrides"] == {"nbEpoch": 3}
+    assert info["versions"]["tensorflow"].startswith("2.21")
+    assert info["versions"]["keras"].startswith("3.")
+    assert info["epochs_completed"] == 3
+    history = np.genfromtxt(workdir / outcome.experiment.root / "history.csv", delimiter=",", names=True)
+    assert info["best_value"] == pytest.approx(history["val_loss"].min())
+    assert info["best_epoch"] == int(np.argmin(history["val_loss"])) + 1
+    # every epoch exported (save_only_last_best_model = False), two kept
+    assert info["exported_versions"] == [2, 3] and info["last_exported_version"] == 3
+    assert sorted(p.name for p in (workdir / outcome.experiment.root / "exported_models").iterdir()) == ["2", "3"]
+
+
+def test_export_loads_and_predicts_like_the_in_process_ema_model(trained):
+    import tensorflow as tf
+
+    workdir, outcome = trained
+    root = workdir / outcome.experiment.root
+    loaded = tf.saved_model.load(str(root / "exported_models/3"))
+    assert {"serving_default", "model_curve_fitting"} <= set(loaded.signatures)
+    x = np.linspace(-2, 2, 41, dtype=np.float32).reshape(-1, 1)
+    served = loaded.signatures["serving_default"](input=tf.constant(x))
+    in_process = outcome.model(x, training=False)  # EMA weights: Keras finalizes them at the end of fit
+    np.testing.assert_allclose(served["prediction"].numpy(), np.asarray(in_process), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(served["prediction_plus_1"].numpy(), served["prediction"].numpy() + 1, rtol=1e-6)
+
+
+def test_export_uses_ema_weights_not_the_raw_ones(trained):
+    import tensorflow as tf
+
+    from experiments_manager.settings import load_settings
+    from experiments_manager.training import build_model
+
+    workdir, outcome = trained
+    root = workdir / outcome.experiment.root
+    settings = load_settings(root / "experiment_settings.py", {"nbEpoch": 3}, model_file=root / "model_curve_fitting.py")
+    raw = build_model(settings)
+    latest = sorted((root / "checkpoints").glob("ckpt-*"))[-1]
+    raw.load_weights(str(latest / "model.weights.h5"))
+    x = np.linspace(-2, 2, 41, dtype=np.float32).reshape(-1, 1)
+    served = tf.saved_model.load(str(root / "exported_models/3")).signatures["serving_default"](input=tf.constant(x))
+    assert np.max(np.abs(served["prediction"].numpy() - np.asarray(raw(x)))) > 1e-3
+
+
+def test_models_config_points_tf_serving_at_the_exports(trained):
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    workdir, outcome = trained
+    root = workdir / outcome.experiment.root
+    config = text_format.Parse((root / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
+    (model,) = config.model_config_list.config
+    assert model.name == "model_curve_fitting"
+    assert model.base_path == str((root / "exported_models").resolve())
+    assert model.model_platform == "tensorflow"
+
+
+def test_tensorboard_gets_hparams_and_best_value(trained):
+    import tensorflow as tf
+
+    workdir, outcome = trained
+    plugins, tags = set(), set()
+    for events in (workdir / outcome.experiment.root / "logs").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                plugins.add(value.metadata.plugin_data.plugin_name)
+                tags.add(value.tag)
+    assert "hparams" in plugins
+    assert "best_val_loss" in tags
+
+
+def test_list_shows_the_experiment(trained):
+    import subprocess
+
+    from conftest import cli_command, cli_env
+
+    workdir, outcome = trained
+    result = subprocess.run(cli_command("list", WORKING_FOLDER), cwd=workdir, env=cli_env(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.strip().splitlines()
+    assert header.split() == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "VERSIONS", "HPARAMS"]
+    assert row.startswith(outcome.experiment.root.name)
+    assert " finished " in row and " 3/3 " in row and " 2,3 " in row and "nbEpoch=3" in row
+
+
+@pytest.mark.parametrize(
+    "settings, working_folder",
+    [
+        ("examples/classification/mysettings_image_classification.py", "experiments/examples/classification"),
+        ("examples/timeseries/mysettings_timeseries_forecasting.py", "experiments/examples/timeseries"),
+    ],
+)
+def test_examples_train(settings, working_folder, workdir, run_cli):
+    result = run_cli("train", "-u", settings, "--hparam", "nbEpoch=2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    root = single_experiment(workdir / working_folder)
+    info = read_run(root)
+    assert info["status"] == "finished" and info["epochs_completed"] == 2
+    history = np.genfromtxt(root / "history.csv", delimiter=",", names=True)
+    monitored = info["monitored_loss_name"]
+    best = history[monitored].max() if "accuracy" in monitored else history[monitored].min()
+    assert info["best_value"] == pytest.approx(best)
+    assert (root / "exported_models" / str(info["last_exported_version"]) / "saved_model.pb").is_file()
+    assert f"experiment folder: {root.relative_to(workdir)}" in result.stdout
+
+
+def test_settings_of_the_original_framework_run_unchanged(workdir, run_cli):
+    shutil.copytree(REPO / "tests/data", workdir / "tests/data")
+    result = run_cli("--usersettings", "tests/data/original_style/mysettings_original.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    root = single_experiment(workdir / "experiments/original_style")
+    info = read_run(root)
+    assert info["status"] == "finished" and info["epochs_completed"] == 2
+    assert "val_mean_squared_error" in info["last_epoch_logs"]
+    assert (root / "exported_models/1/saved_model.pb").is_file()
+
+
+def test_nan_loss_stops_and_marks_the_run_failed(workdir, run_cli):
+    settings = settings_variant(workdir, "nan.py", ["def get_learningRate():", "    return 1e30"])
+    result = run_cli("train", "-u", str(settings), "--hparam", "nbEpoch=3")
+    assert result.returncode == 1
+    info = read_run(single_experiment(workdir / WORKING_FOLDER))
+    assert info["status"] == "failed" and "NaN" in info["error"]
+    assert json.dumps(info)  # still valid JSON
