@@ -46,40 +46,38 @@ def ema_weights_swapped_in(model, optimizer):
             variable.assign(value)
 
 
-class KerasModelServing:
-    """The default served module: the Keras model's own call, from its Input specs.
+def default_served_module(model, model_name):
+    """The served module when the settings define no `get_served_module`: the model's own call.
 
-    Built lazily so this module imports without TensorFlow.
+    The input signature comes from the model's `keras.Input` layers; outputs are
+    returned as a dict (`output_0`, ... unless the model already returns a dict).
     """
+    import tensorflow as tf
 
-    @staticmethod
-    def build(model, model_name):
-        import tensorflow as tf
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise UserInputError(
+            f"{model_name}: the model has no Input layers (subclassed model): "
+            "define get_served_module(model, model_name) in the settings"
+        )
+    specs = [
+        tf.TensorSpec(shape=tensor.shape, dtype=tensor.dtype, name=_tensor_name(tensor, index))
+        for index, tensor in enumerate(inputs)
+    ]
 
-        inputs = getattr(model, "inputs", None)
-        if not inputs:
-            raise UserInputError(
-                f"{model_name}: the model has no Input layers (subclassed model): "
-                "define get_served_module(model, model_name) in the settings"
-            )
-        specs = [
-            tf.TensorSpec(shape=tensor.shape, dtype=tensor.dtype, name=_tensor_name(tensor, index))
-            for index, tensor in enumerate(inputs)
-        ]
+    class ServedKerasModel(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
 
-        class ServedKerasModel(tf.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
+        @tf.function(input_signature=specs)
+        def served_model(self, *tensors):
+            outputs = self.model(list(tensors) if len(tensors) > 1 else tensors[0], training=False)
+            if isinstance(outputs, dict):
+                return outputs
+            return {f"output_{index}": output for index, output in enumerate(tf.nest.flatten(outputs))}
 
-            @tf.function(input_signature=specs)
-            def served_model(self, *tensors):
-                outputs = self.model(list(tensors) if len(tensors) > 1 else tensors[0], training=False)
-                if isinstance(outputs, dict):
-                    return outputs
-                return {f"output_{index}": output for index, output in enumerate(tf.nest.flatten(outputs))}
-
-        return ServedKerasModel()
+    return ServedKerasModel()
 
 
 def _tensor_name(tensor, index):
@@ -124,7 +122,7 @@ class Exporter:
 
     def _served_module(self):
         if self._module is None:
-            build = self.settings.get_served_module or KerasModelServing.build
+            build = self.settings.get_served_module or default_served_module
             module = build(self.model, self.settings.model_name)
             function = getattr(module, "served_model", None)
             if getattr(function, "input_signature", None) is None:

@@ -150,7 +150,9 @@ class Trainer:
         seed = recorded if recorded is not None else self.settings.random_seed
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
-        self.experiment.update_run_info(seed=seed)
+        self.experiment.update_run_info(
+            seed=seed, xla=self.settings.useXLA, mixed_precision=self.settings.enable_mixed_precision
+        )
         return seed
 
     def _strategy(self):

@@ -155,8 +155,30 @@ def test_examples_train(settings, working_folder, workdir, run_cli):
     monitored = info["monitored_loss_name"]
     best = history[monitored].max() if "accuracy" in monitored else history[monitored].min()
     assert info["best_value"] == pytest.approx(best)
-    assert (root / "exported_models" / str(info["last_exported_version"]) / "saved_model.pb").is_file()
     assert f"experiment folder: {root.relative_to(workdir)}" in result.stdout
+    # no get_served_module in these settings: the model's own call is served, from its Input specs
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(root / "exported_models" / str(info["last_exported_version"])))
+    signature = served.signatures["serving_default"]
+    (spec,) = signature.structured_input_signature[1].values()
+    batch = tf.zeros([3] + spec.shape.as_list()[1:], spec.dtype)
+    (output,) = signature(**{spec.name: batch}).values()
+    assert output.shape[0] == 3 and np.all(np.isfinite(output.numpy()))
+
+
+def test_mixed_precision_and_xla_switches(workdir, run_cli):
+    settings = settings_variant(
+        workdir, "fast_mp.py",
+        ["enable_mixed_precision = True", "useXLA = True", "nb_train_samples = 256", "nb_val_samples = 64"],
+        base="examples/classification/mysettings_image_classification.py",
+    )
+    result = run_cli("train", "-u", str(settings), "--hparam", "nbEpoch=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    info = read_run(single_experiment(workdir / "experiments/examples/classification"))
+    assert info["status"] == "finished"
+    assert info["mixed_precision"] is True and info["xla"] is True
+    assert info["exported_versions"] == [1]
 
 
 def test_settings_of_the_original_framework_run_unchanged(workdir, run_cli):
