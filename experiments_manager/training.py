@@ -325,13 +325,12 @@ class _CallbackPlan:
                 if name in stateful:
                     stateful[name].set_state(state)
         self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir), stateful)
-        tensorboard = keras.callbacks.TensorBoard(
-            log_dir=str(experiment.logs_dir), write_graph=False, profile_batch=_profile_steps(settings, train_steps)
-        )
         self.callbacks = (
             [self.stop_on_signal]
             + ([keras.callbacks.SwapEMAWeights()] if settings.weights_moving_averages else [])
-            + [keras.callbacks.TerminateOnNaN(), tensorboard,
+            + [keras.callbacks.TerminateOnNaN(), ours.EpochScalars(experiment.logs_dir)]
+            + _profiler(settings, experiment, train_steps)
+            + [
                keras.callbacks.CSVLogger(str(experiment.history_csv), append=True),
                ours.TrainingCurves(experiment.history_csv, experiment.curves_png),
                ours.TrackBestValue(self.best, settings.path.name), self.early_stopping]
@@ -350,11 +349,14 @@ class _CallbackPlan:
         return self.checkpoint.epochs_completed if self.checkpoint.epochs_completed is not None else self.initial_epoch
 
 
-def _profile_steps(settings, train_steps):
+def _profiler(settings, experiment, train_steps):
+    """A few mid-epoch steps profiled, when the settings ask for it."""
+    from experiments_manager.callbacks import StepProfiler
+
     if not settings.use_profiling:
-        return 0
+        return []
     start = max(2, (train_steps or 10) // 2)
-    return (start, start + 2)
+    return [StepProfiler(experiment.logs_dir, start, start + 3)]
 
 
 def _user_callbacks(settings, model, train_data, val_data, experiment):

@@ -190,6 +190,8 @@ def test_settings_of_the_original_framework_run_unchanged(workdir, run_cli):
     assert info["status"] == "finished" and info["epochs_completed"] == 2
     assert "val_mean_squared_error" in info["last_epoch_logs"]
     assert (root / "exported_models/1/saved_model.pb").is_file()
+    assert info["xla"] is True
+    assert list((root / "logs/plugins/profile").rglob("*.xplane.pb"))  # use_profiling = True
 
 
 def test_nan_loss_stops_and_marks_the_run_failed(workdir, run_cli):

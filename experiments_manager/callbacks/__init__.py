@@ -1,11 +1,13 @@
 """Keras callbacks the engine adds to every training run."""
 
 from experiments_manager.callbacks.best_value import BestValue, TrackBestValue, monitor_mode
+from experiments_manager.callbacks.epoch_scalars import EpochScalars
 from experiments_manager.callbacks.export_on_improvement import ExportOnImprovement
 from experiments_manager.callbacks.hparams_logger import HParamsLogger
 from experiments_manager.callbacks.projector import ProjectorLogger
 from experiments_manager.callbacks.resumable import ResumableEarlyStopping, ResumableReduceLROnPlateau
 from experiments_manager.callbacks.run_info_updater import RunInfoUpdater
+from experiments_manager.callbacks.step_profiler import StepProfiler
 from experiments_manager.callbacks.stop_on_signal import StopOnSignal, TrainingInterrupted
 from experiments_manager.callbacks.training_checkpoint import TrainingCheckpoint
 from experiments_manager.callbacks.training_curves import TrainingCurves

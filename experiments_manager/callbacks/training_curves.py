@@ -70,6 +70,7 @@ def plot_history(history_csv, png):
         axes.set_title(name)
         axes.set_xlabel("epoch")
         axes.legend()
-    figure.tight_layout()
+    # fixed margins: tight_layout doubled the drawing time, which runs every epoch
+    figure.subplots_adjust(left=0.08, right=0.97, bottom=0.15, top=0.88, wspace=0.3, hspace=0.5)
     with replaced_atomically(png) as tmp:
         figure.savefig(tmp, format="png")
