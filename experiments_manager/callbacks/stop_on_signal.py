@@ -2,6 +2,7 @@
 
 import contextlib
 import signal
+import threading
 
 import keras
 
@@ -48,7 +49,14 @@ class StopOnSignal(keras.callbacks.Callback):
 
     @contextlib.contextmanager
     def installed(self):
-        """Installs the handlers for the duration of the block, then restores the old ones."""
+        """Installs the handlers for the duration of the block, then restores the old ones.
+
+        Python delivers signals to the main thread only: elsewhere (a Flower
+        client thread, say) this installs nothing and the caller's handlers apply.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
         previous = {signum: signal.signal(signum, self._handle) for signum in HANDLED_SIGNALS}
         try:
             yield self
