@@ -329,7 +329,7 @@ class _CallbackPlan:
             [self.stop_on_signal]
             + ([keras.callbacks.SwapEMAWeights()] if settings.weights_moving_averages else [])
             + [keras.callbacks.TerminateOnNaN(), ours.EpochScalars(experiment.logs_dir)]
-            + _profiler(settings, experiment, train_steps)
+            + _profiler(settings, experiment, train_steps or int(train_data.cardinality()))
             + [
                keras.callbacks.CSVLogger(str(experiment.history_csv), append=True),
                ours.TrainingCurves(experiment.history_csv, experiment.curves_png),
@@ -349,13 +349,13 @@ class _CallbackPlan:
         return self.checkpoint.epochs_completed if self.checkpoint.epochs_completed is not None else self.initial_epoch
 
 
-def _profiler(settings, experiment, train_steps):
+def _profiler(settings, experiment, steps_per_epoch):
     """A few mid-epoch steps profiled, when the settings ask for it."""
     from experiments_manager.callbacks import StepProfiler
 
     if not settings.use_profiling:
         return []
-    start = max(2, (train_steps or 10) // 2)
+    start = max(2, steps_per_epoch // 2)
     return [StepProfiler(experiment.logs_dir, start, start + 3)]
 
 

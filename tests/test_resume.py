@@ -3,6 +3,7 @@
 import random
 import signal
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ def the_experiment(workdir):
     return found[0].parent if found else None
 
 
-def first_checkpoint(root):
+def checkpoints(root):
     return list((root / "checkpoints").glob("ckpt-*/state.json"))
 
 
@@ -63,8 +64,8 @@ def test_kill_9_at_a_random_step_then_resume_finishes(workdir, start_cli, run_cl
     root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
     watcher = PartialVersionWatcher(root / "exported_models")
     watcher.start()
-    wait_for(lambda: first_checkpoint(root), 180, "the first checkpoint")
-    threading.Event().wait(random.uniform(0.0, 1.5))  # a random step of epoch 2 or 3
+    wait_for(lambda: checkpoints(root), 180, "the first checkpoint")
+    time.sleep(random.uniform(0.0, 1.5))  # deliberately a random step of epoch 2 or 3, not a wait for a state
     assert process.poll() is None, "training ended before it could be killed"
     process.kill()
     process.wait(timeout=30)
@@ -91,8 +92,8 @@ def test_kill_9_at_a_random_step_then_resume_finishes(workdir, start_cli, run_cl
 def test_stop_signal_checkpoints_marks_interrupted_then_resume_finishes(signum, workdir, start_cli, run_cli):
     process = start_cli("train", "-u", str(long_settings(workdir)), "--hparam", f"nbEpoch={NB_EPOCH}")
     root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
-    wait_for(lambda: first_checkpoint(root), 180, "the first checkpoint")
-    checkpoints_before = len(first_checkpoint(root))
+    wait_for(lambda: checkpoints(root), 180, "the first checkpoint")
+    checkpoints_before = len(checkpoints(root))
     process.send_signal(signum)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, output
@@ -100,7 +101,7 @@ def test_stop_signal_checkpoints_marks_interrupted_then_resume_finishes(signum, 
     assert info["status"] == "interrupted"
     assert signal.Signals(signum).name in info["reason"]
     assert f"resume with:       experiments-manager train --resume {root.relative_to(workdir)}" in output
-    assert len(first_checkpoint(root)) >= min(checkpoints_before + 1, 2)  # a checkpoint written on the signal
+    assert len(checkpoints(root)) >= min(checkpoints_before + 1, 2)  # a checkpoint written on the signal
 
     result = run_cli("train", "--resume", str(root))
     assert result.returncode == 0, result.stdout + result.stderr
