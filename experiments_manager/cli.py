@@ -8,7 +8,8 @@ import sys
 from experiments_manager.errors import UserInputError
 
 DESCRIPTION = "Train, export and track TensorFlow/Keras experiments from one settings file."
-SUBCOMMANDS = ("train", "list")
+SUBCOMMANDS = ("train", "serve", "predict", "list")
+DEFAULT_REST_PORT = 8501
 
 
 def build_parser():
@@ -30,6 +31,57 @@ def build_parser():
         "--hparam", action="append", default=[], metavar="KEY=VALUE",
         help="override hparams[KEY] (value parsed as a Python literal); repeatable",
     )
+    train.add_argument(
+        "--serve", action="store_true",
+        help="serve the experiment's exported versions while it trains (a `serve` process beside training)",
+    )
+    train.add_argument(
+        "--keep-serving", action="store_true", help="with --serve: keep serving after training ends, until Ctrl-C"
+    )
+    _add_server_arguments(train)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve exported versions over gRPC and REST (TF Serving compatible)",
+        description="Serve an experiment's exported versions, or the models of a TF Serving models.config, "
+        "over TF Serving's gRPC and REST APIs. New versions are picked up while training still runs.",
+    )
+    served = serve.add_mutually_exclusive_group(required=True)
+    served.add_argument("--model_dir", metavar="EXPERIMENT_DIR", help="serve this experiment's exported_models/")
+    served.add_argument(
+        "--model_config_file", metavar="FILE", help="serve the models of this TF Serving models.config text proto"
+    )
+    _add_server_arguments(serve)
+    serve.add_argument(
+        "--tensorflow-model-server", action="store_true",
+        help="run the real tensorflow_model_server (PATH or --apptainer-image) instead of the embedded server",
+    )
+    serve.add_argument("--apptainer-image", metavar="SIF", help="with --tensorflow-model-server: image holding it")
+    serve.add_argument(
+        "--dry-run", action="store_true",
+        help="with --tensorflow-model-server: print the command and models.config it would run, and exit",
+    )
+    serve.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
+
+    predict = commands.add_parser(
+        "predict",
+        help="stream requests from the settings' Client_IO to a server",
+        description="Run the experiment settings' Client_IO loop against a TF Serving compatible server.",
+    )
+    predict.add_argument("--model_dir", required=True, metavar="EXPERIMENT_DIR", help="the experiment to query")
+    predict.add_argument(
+        "--predict_stream", type=int, default=1, metavar="N",
+        help="number of requests; N < 0: until Client_IO.getInputData raises StopIteration (default 1)",
+    )
+    predict.add_argument(
+        "--server", metavar="HOST:PORT",
+        help="gRPC address (default: the settings' tensorflow_server_address:tensorflow_server_port)",
+    )
+    predict.add_argument(
+        "--wait-for-server", type=float, default=0, metavar="SECONDS",
+        help="wait up to SECONDS for the server to serve a version before the first request",
+    )
+    predict.add_argument("--debug", action="store_true", help="Client_IO debugMode")
 
     listing = commands.add_parser(
         "list", help="table of experiments", description="Print a table of the experiments in a working folder."
@@ -38,11 +90,44 @@ def build_parser():
     return parser
 
 
+def _add_server_arguments(parser):
+    group = parser.add_argument_group("server")
+    group.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)")
+    group.add_argument(
+        "--grpc-port", "--port", dest="grpc_port", type=int, metavar="PORT",
+        help="gRPC port (default: the settings' tensorflow_server_port, else 8500; 0: any free port)",
+    )
+    group.add_argument(
+        "--rest-port", "--rest_api_port", dest="rest_port", type=int, default=DEFAULT_REST_PORT, metavar="PORT",
+        help=f"REST port (default {DEFAULT_REST_PORT}; 0: any free port)",
+    )
+    group.add_argument(
+        "--file_system_poll_wait_seconds", type=float, default=1.0, metavar="SECONDS",
+        help="how often new versions are looked for (default 1)",
+    )
+    group.add_argument("--enable_batching", action="store_true", help="merge concurrent requests into one model call")
+    group.add_argument("--max_batch_size", type=int, default=32, metavar="N", help="with batching: most rows per call (32)")
+    group.add_argument(
+        "--batch_timeout_micros", type=int, default=1000, metavar="US",
+        help="with batching: longest wait for more requests (1000)",
+    )
+    group.add_argument(
+        "--max-request-bytes", type=int, default=64 << 20, metavar="BYTES",
+        help="largest accepted request, REST body or gRPC message (default 64 MiB)",
+    )
+
+
 def _with_default_command(argv):
-    """`python -m experiments_manager --usersettings S` trains, as the original framework did."""
-    if argv and argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help"):
-        return ["train"] + list(argv)
-    return list(argv)
+    """The original framework's spellings: no sub-command trains, `--predict_stream` predicts,
+    `--start_server` serves."""
+    argv = list(argv)
+    if not argv or argv[0] in SUBCOMMANDS or argv[0] in ("-h", "--help"):
+        return argv
+    if "--start_server" in argv:
+        return ["serve"] + [argument for argument in argv if argument != "--start_server"]
+    if any(argument.split("=", 1)[0] == "--predict_stream" for argument in argv):
+        return ["predict"] + argv
+    return ["train"] + argv
 
 
 def main(argv=None):
@@ -52,6 +137,10 @@ def main(argv=None):
     try:
         if arguments.command == "train":
             return _train(arguments)
+        if arguments.command == "serve":
+            return _serve(arguments)
+        if arguments.command == "predict":
+            return _predict(arguments)
         if arguments.command == "list":
             return _list(arguments)
         build_parser().print_help()
@@ -77,14 +166,44 @@ def _train(arguments):
     from experiments_manager import training
     from experiments_manager.settings import parse_hparam_overrides
 
+    alongside = _serving_alongside(arguments) if arguments.serve else None
+    if arguments.keep_serving and not arguments.serve:
+        raise UserInputError("--keep-serving: only with --serve")
     if arguments.resume:
         if arguments.hparam:
             raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")
-        outcome = training.resume(arguments.resume)
+        outcome = training.resume(arguments.resume, alongside=alongside)
     else:
-        outcome = training.train(arguments.usersettings, parse_hparam_overrides(arguments.hparam))
+        outcome = training.train(arguments.usersettings, parse_hparam_overrides(arguments.hparam), alongside=alongside)
     _report(outcome)
     return outcome.exit_code
+
+
+def _serving_alongside(arguments):
+    """`train --serve`: a factory for the serve process started once the experiment folder exists."""
+    from experiments_manager.serving.sidecar import ServingSidecar
+
+    forwarded = ["--host", arguments.host, "--rest-port", str(arguments.rest_port),
+                 "--file_system_poll_wait_seconds", str(arguments.file_system_poll_wait_seconds),
+                 "--max-request-bytes", str(arguments.max_request_bytes)]
+    if arguments.grpc_port is not None:
+        forwarded += ["--grpc-port", str(arguments.grpc_port)]
+    if arguments.enable_batching:
+        forwarded += ["--enable_batching", "--max_batch_size", str(arguments.max_batch_size),
+                      "--batch_timeout_micros", str(arguments.batch_timeout_micros)]
+    return lambda experiment: ServingSidecar(experiment, forwarded, keep_serving=arguments.keep_serving)
+
+
+def _serve(arguments):
+    from experiments_manager.serving.command import serve
+
+    return serve(arguments)
+
+
+def _predict(arguments):
+    from experiments_manager.serving.command import predict
+
+    return predict(arguments)
 
 
 def _report(outcome):

@@ -168,13 +168,7 @@ def check_signatures(saved_model_dir, expected):
 
 def write_models_config(path, model_name, base_path, num_versions=1):
     """Writes a TF Serving `models.config` text proto serving `base_path`."""
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
+    from experiments_manager.serving.config import ModelSource, models_config_text
 
-    config = model_server_config_pb2.ModelServerConfig()
-    model = config.model_config_list.config.add()
-    model.name = model_name
-    model.base_path = str(Path(base_path).resolve())
-    model.model_platform = "tensorflow"
-    model.model_version_policy.latest.num_versions = num_versions
-    write_text_atomically(path, text_format.MessageToString(config))
+    source = ModelSource(model_name, Path(base_path), num_versions=num_versions)
+    write_text_atomically(path, models_config_text([source]))

@@ -130,6 +130,15 @@ def load_settings(path, hparam_overrides=None, model_file=None):
     return Settings(module, path, resolved_model_file, overrides)
 
 
+def load_experiment_settings(experiment):
+    """The settings an experiment ran with: its own copies and its recorded hparam overrides."""
+    return load_settings(
+        experiment.settings_copy,
+        experiment.run_info().get("hparam_overrides"),
+        model_file=experiment.model_file_copy(),
+    )
+
+
 def _execute(path, overrides):
     source = path.read_text()
     try:

@@ -15,7 +15,7 @@ import uuid
 
 from experiments_manager.errors import UserInputError
 from experiments_manager.experiment import Experiment, running_command
-from experiments_manager.settings import load_settings
+from experiments_manager.settings import load_experiment_settings, load_settings
 
 _LOG = logging.getLogger(__name__)
 SIGNAL_EXIT_BASE = 128
@@ -40,13 +40,15 @@ class TrainingOutcome:
         self.reason = reason
 
 
-def train(settings_path, hparam_overrides=None, command=None):
+def train(settings_path, hparam_overrides=None, command=None, alongside=None):
     """Trains a new experiment from a settings file.
 
     Args:
         settings_path: the settings module file.
         hparam_overrides: dict merged into the settings' hparams.
         command: the command line recorded in run.json (default: this process').
+        alongside: optional function experiment -> context manager kept open
+            while training (e.g. a model server for `train --serve`).
 
     Returns:
         a `TrainingOutcome`.
@@ -61,10 +63,15 @@ def train(settings_path, hparam_overrides=None, command=None):
     settings = load_settings(settings_path, hparam_overrides)
     experiment = Experiment.create(settings, command or running_command())
     _LOG.info("Experiment folder: %s", experiment.root)
-    return Trainer(experiment, settings).run()
+    with _alongside(alongside, experiment):
+        return Trainer(experiment, settings).run()
 
 
-def resume(experiment_dir, command=None):
+def _alongside(factory, experiment):
+    return factory(experiment) if factory is not None else contextlib.nullcontext()
+
+
+def resume(experiment_dir, command=None, alongside=None):
     """Continues an experiment from its last checkpoint (or from scratch if it has none).
 
     Uses the experiment's own copy of the settings and of the model file, and
@@ -81,11 +88,10 @@ def resume(experiment_dir, command=None):
     if info.get("status") == "finished":
         _LOG.info("%s already finished: nothing to resume", experiment.root)
         return TrainingOutcome(experiment, "finished", 0)
-    settings = load_settings(
-        experiment.settings_copy, info.get("hparam_overrides"), model_file=experiment.model_file_copy()
-    )
+    settings = load_experiment_settings(experiment)
     experiment.update_run_info(status="running", resumed_by=list(command or running_command()))
-    return Trainer(experiment, settings, resuming=True).run()
+    with _alongside(alongside, experiment):
+        return Trainer(experiment, settings, resuming=True).run()
 
 
 class Trainer:

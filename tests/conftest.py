@@ -91,3 +91,63 @@ def wait_for(condition, timeout, what, interval=0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One regression experiment trained in-process for 3 epochs, exporting every epoch.
+
+    Returns a namespace: `dir` (the experiment folder), `model` (the Keras model
+    with its final EMA weights, which the last version was exported with),
+    `model_name` and `versions`.
+    """
+    import types
+
+    from experiments_manager import training
+
+    root = tmp_path_factory.mktemp("trained")
+    shutil.copytree(REPO / "examples", root / "examples")
+    settings = settings_variant(root, "every_epoch.py", ["save_only_last_best_model = False", "nb_train_samples = 400"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        outcome = training.train(str(settings), {"nbEpoch": 3})
+    assert outcome.status == "finished"
+    experiment_dir = root / outcome.experiment.root
+    versions = sorted(int(path.name) for path in (experiment_dir / "exported_models").iterdir())
+    return types.SimpleNamespace(dir=experiment_dir, model=outcome.model, model_name="model_curve_fitting",
+                                 versions=versions)
+
+
+@pytest.fixture
+def base_path(tmp_path, trained):
+    """A fresh base path holding a copy of the trained experiment's newest version as version 1."""
+    base = tmp_path / "models" / trained.model_name
+    base.mkdir(parents=True)
+    shutil.copytree(trained.dir / "exported_models" / str(trained.versions[-1]), base / "1")
+    return base
+
+
+def publish_version(base, version, source):
+    """Adds a version the way the exporter does: written under a dot name, then renamed."""
+    hidden = base / f".tmp-{version}"
+    shutil.copytree(source, hidden)
+    os.replace(hidden, base / str(version))
+    return time.monotonic()
+
+
+@pytest.fixture
+def model_server():
+    """Starts in-process ModelServers on free loopback ports; stops them after the test."""
+    from experiments_manager.serving.server import ModelServer, ServerOptions
+
+    servers = []
+
+    def start(sources, **options):
+        options = {"grpc_port": 0, "rest_port": 0, "poll_seconds": 0.2, **options}
+        server = ModelServer(sources, ServerOptions(**options)).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop(grace_seconds=0)

@@ -1,0 +1,169 @@
+"""The streaming client: the settings' `Client_IO` loop against a TF Serving compatible server.
+
+For each index, `Client_IO.getInputData(idx)` gives a dict of arrays, sent as
+a gRPC PredictRequest to the experiment's model (signature = model name, as
+the original framework did); `decodeResponse(result)` gets the
+PredictResponse. `finalize()` is always called, even after an error.
+"""
+
+import dataclasses
+import itertools
+import logging
+import time
+
+from experiments_manager.errors import UserInputError
+
+_LOG = logging.getLogger(__name__)
+
+
+class ClientError(Exception):
+    """The server is down, too slow, or refused a request: one line for the user."""
+
+
+@dataclasses.dataclass
+class StreamReport:
+    """What a streaming run did.
+
+    Args:
+        requests: requests answered.
+        versions: model versions that answered, in order of first appearance.
+        latencies_ms: round-trip time of each answered request.
+    """
+
+    requests: int = 0
+    versions: list = dataclasses.field(default_factory=list)
+    latencies_ms: list = dataclasses.field(default_factory=list)
+
+    def percentile(self, fraction):
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else None
+
+
+class StreamingClient:
+    """Sends the requests of a `Client_IO` to a model server.
+
+    Args:
+        settings: the experiment's `Settings` (Client_IO, timeout, message size).
+        address: 'host:port' of the gRPC server.
+        model_name: the served model name.
+        client_specs: the dict given to `Client_IO(clientInitSpecs, debugMode)`.
+        debug: `debugMode` for Client_IO.
+
+    Example:
+
+    ```python
+    client = StreamingClient(settings, "127.0.0.1:8500", "model_curve_fitting")
+    report = client.stream(10)
+    ```
+    """
+
+    def __init__(self, settings, address, model_name, client_specs=None, debug=False):
+        if settings.Client_IO is None:
+            raise UserInputError(
+                f"{settings.path.name}: Client_IO: expected a class Client_IO(clientInitSpecs, debugMode) "
+                "with getInputData, decodeResponse and finalize, to run predict"
+            )
+        self.settings = settings
+        self.address = address
+        self.model_name = model_name
+        self.client_specs = dict(client_specs or {})
+        self.debug = debug
+        self.timeout = settings.serving_client_timeout_int_secs
+
+    def _channel(self):
+        import grpc
+
+        size = self.settings.grpc_max_message_length
+        return grpc.insecure_channel(
+            self.address,
+            options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)],
+        )
+
+    def wait_until_served(self, seconds):
+        """Waits (polling GetModelStatus) until the model has an available version."""
+        import grpc
+        from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+        deadline = time.monotonic() + seconds
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = self.model_name
+        with self._channel() as channel:
+            stub = model_service_pb2_grpc.ModelServiceStub(channel)
+            while True:
+                try:
+                    answer = stub.GetModelStatus(request, timeout=max(0.1, min(self.timeout, deadline - time.monotonic())))
+                    if any(status.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE for status in answer.model_version_status):
+                        return
+                except grpc.RpcError as error:
+                    if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.DEADLINE_EXCEEDED):
+                        raise ClientError(self._explain(error, "status request")) from None
+                if time.monotonic() >= deadline:
+                    raise ClientError(f"{self.model_name} not served at {self.address} after waiting {seconds:g} s")
+                time.sleep(0.2)
+
+    def stream(self, count):
+        """Runs `count` requests (count < 0: until getInputData raises StopIteration)."""
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        client_io = self.settings.Client_IO(self.client_specs, self.debug)
+        report = StreamReport()
+        try:
+            with self._channel() as channel:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                indices = itertools.count() if count < 0 else range(count)
+                for index in indices:
+                    try:
+                        inputs = client_io.getInputData(index)
+                    except StopIteration:
+                        break
+                    result = self._predict(stub, index, inputs, report)
+                    client_io.decodeResponse(result)
+        finally:
+            client_io.finalize()
+        return report
+
+    def _predict(self, stub, index, inputs, report):
+        import grpc
+
+        request = self._request(index, inputs)
+        started = time.perf_counter()
+        try:
+            result = stub.Predict(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise ClientError(self._explain(error, f"request {index}")) from None
+        report.latencies_ms.append((time.perf_counter() - started) * 1000)
+        report.requests += 1
+        version = result.model_spec.version.value
+        if version not in report.versions:
+            report.versions.append(version)
+            _LOG.info("request %d answered by %s version %d", index, self.model_name, version)
+        return result
+
+    def _request(self, index, inputs):
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        if not isinstance(inputs, dict):
+            raise UserInputError(
+                f"{self.settings.path.name}: Client_IO.getInputData: expected a dict input name -> array, "
+                f"got {type(inputs).__name__} at index {index}"
+            )
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = self.model_name
+        request.model_spec.signature_name = self.model_name
+        for name, value in inputs.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        return request
+
+    def _explain(self, error, what):
+        import grpc
+
+        code = error.code()
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return f"server {self.address} not reachable ({what}): is `experiments-manager serve` running there?"
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return (
+                f"{what}: no answer from {self.address} within {self.timeout:g} s "
+                "(settings: serving_client_timeout_int_secs)"
+            )
+        return f"{what} refused by {self.address}: {code.name}: {error.details()}"

@@ -1,0 +1,159 @@
+"""The `serve` and `predict` commands: command-line arguments -> server or client objects."""
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from experiments_manager.errors import UserInputError
+
+_LOG = logging.getLogger("experiments_manager.serving")
+DEFAULT_GRPC_PORT = 8500
+
+
+def serve(arguments):
+    """Runs the embedded server (or tensorflow_model_server) until SIGINT/SIGTERM; returns the exit code."""
+    from experiments_manager.serving.config import source_from_experiment, sources_from_config_file
+
+    _check_server_arguments(arguments)
+    if arguments.model_dir:
+        sources = [source_from_experiment(arguments.model_dir)]
+    else:
+        sources = sources_from_config_file(arguments.model_config_file)
+    options = server_options(arguments, _default_grpc_port(arguments))
+    if arguments.tensorflow_model_server:
+        return _run_tensorflow_model_server(arguments, sources, options)
+    if arguments.apptainer_image or arguments.dry_run:
+        raise UserInputError("--apptainer-image, --dry-run: only with --tensorflow-model-server")
+    return _run_embedded(sources, options, arguments.exit_with_parent)
+
+
+def server_options(arguments, grpc_port):
+    from experiments_manager.serving.predictor import BatchingOptions
+    from experiments_manager.serving.server import ServerOptions
+
+    batching = None
+    if arguments.enable_batching:
+        batching = BatchingOptions(arguments.max_batch_size, arguments.batch_timeout_micros)
+    return ServerOptions(
+        host=arguments.host,
+        grpc_port=grpc_port,
+        rest_port=arguments.rest_port,
+        poll_seconds=arguments.file_system_poll_wait_seconds,
+        batching=batching,
+        max_request_bytes=arguments.max_request_bytes,
+    )
+
+
+def _check_server_arguments(arguments):
+    problems = []
+    for flag, port in (("--grpc-port", arguments.grpc_port), ("--rest-port", arguments.rest_port)):
+        if port is not None and not 0 <= port <= 65535:
+            problems.append(f"{flag}: expected a port in 0..65535, got {port}")
+    if arguments.file_system_poll_wait_seconds < 0:
+        problems.append(f"--file_system_poll_wait_seconds: expected >= 0, got {arguments.file_system_poll_wait_seconds}")
+    if arguments.max_batch_size <= 0:
+        problems.append(f"--max_batch_size: expected an int > 0, got {arguments.max_batch_size}")
+    if arguments.batch_timeout_micros < 0:
+        problems.append(f"--batch_timeout_micros: expected >= 0, got {arguments.batch_timeout_micros}")
+    if arguments.max_request_bytes <= 0:
+        problems.append(f"--max-request-bytes: expected an int > 0, got {arguments.max_request_bytes}")
+    if problems:
+        raise UserInputError(problems)
+
+
+def _default_grpc_port(arguments):
+    if arguments.grpc_port is not None:
+        return arguments.grpc_port
+    if arguments.model_dir:
+        from experiments_manager.experiment import Experiment
+        from experiments_manager.settings import load_experiment_settings
+
+        return load_experiment_settings(Experiment.open(arguments.model_dir)).tensorflow_server_port
+    return DEFAULT_GRPC_PORT
+
+
+def _run_tensorflow_model_server(arguments, sources, options):
+    import tempfile
+
+    from experiments_manager.serving.tfserving import TensorFlowModelServer
+
+    launcher = TensorFlowModelServer(sources, options, arguments.apptainer_image)
+    if arguments.host != "127.0.0.1":
+        _LOG.warning("--host: tensorflow_model_server has no bind-address flag; it listens on every interface")
+    if arguments.dry_run:
+        with tempfile.TemporaryDirectory() as folder:
+            command = launcher.write_config_files(folder)
+            print(" ".join(command))
+            for path in sorted(os.listdir(folder)):
+                print(f"--- {path}\n{open(os.path.join(folder, path)).read()}", end="")
+        return 0
+    _LOG.warning("tensorflow_model_server listens on every interface (0.0.0.0), not only 127.0.0.1")
+    return launcher.run()
+
+
+def _run_embedded(sources, options, parent_pid):
+    from experiments_manager.serving.server import ModelServer
+
+    stop = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    server = ModelServer(sources, options)
+    try:
+        server.start()
+        _log_addresses(server)
+        while not stop.wait(1.0):
+            if parent_pid and os.getppid() != parent_pid:
+                _LOG.info("the training process %d is gone: stopping", parent_pid)
+                break
+        _LOG.info("stopping the server")
+    finally:
+        server.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return 0
+
+
+def _log_addresses(server):
+    for source in server.sources:
+        policy = {"latest": f"latest {source.num_versions}", "all": "all", "specific": f"specific {list(source.versions)}"}
+        _LOG.info("Serving %s from %s (versions: %s)", source.name, source.base_path, policy[source.policy])
+    _LOG.info("gRPC: %s  (tensorflow.serving.PredictionService, ModelService)", server.grpc_address)
+    if server.rest_url:
+        for source in server.sources:
+            _LOG.info("REST: %s/v1/models/%s", server.rest_url, source.name)
+    _LOG.info("Ctrl-C or SIGTERM stops the server.")
+
+
+def predict(arguments):
+    """Streams the settings' Client_IO requests; returns 0, or 1 with one line when the server fails."""
+    from experiments_manager.experiment import Experiment
+    from experiments_manager.serving.client import ClientError, StreamingClient
+    from experiments_manager.settings import load_experiment_settings
+
+    experiment = Experiment.open(arguments.model_dir)
+    settings = load_experiment_settings(experiment)
+    address = arguments.server or f"{settings.tensorflow_server_address}:{settings.tensorflow_server_port}"
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserInputError(f"--server: expected HOST:PORT, got {address!r}")
+    model_name = experiment.run_info().get("model_name") or settings.model_name
+    specs = {"model_dir": str(experiment.root), "model_name": model_name, "server": address}
+    client = StreamingClient(settings, address, model_name, specs, arguments.debug)
+    try:
+        if arguments.wait_for_server > 0:
+            client.wait_until_served(arguments.wait_for_server)
+        report = client.stream(arguments.predict_stream)
+    except ClientError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if report.requests:
+        print(
+            f"{report.requests} requests answered by {model_name} versions {report.versions} at {address}; "
+            f"latency p50 {report.percentile(0.5):.1f} ms, p99 {report.percentile(0.99):.1f} ms"
+        )
+    else:
+        print(f"no request sent (Client_IO.getInputData stopped at once) to {address}")
+    return 0

@@ -1,0 +1,38 @@
+"""Errors a request can cause, with their gRPC code and HTTP status."""
+
+import grpc
+
+_HTTP_STATUS = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 413,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.INTERNAL: 500,
+}
+
+
+class RequestError(Exception):
+    """A request the server refuses: answered with a message, never fatal to the server.
+
+    Args:
+        message: one line saying what was wrong and what was expected.
+        code: the `grpc.StatusCode` (REST maps it to 400, 404, 413, 500 or 503).
+        http_status: the REST status when it is not the code's usual one.
+
+    Example:
+
+    ```python
+    raise RequestError("Servable not found for request: Latest(mnist)", grpc.StatusCode.NOT_FOUND)
+    ```
+    """
+
+    def __init__(self, message, code=grpc.StatusCode.INVALID_ARGUMENT, http_status=None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.http_status = http_status or _HTTP_STATUS.get(code, 400)
+
+
+def not_found(message):
+    return RequestError(message, grpc.StatusCode.NOT_FOUND)

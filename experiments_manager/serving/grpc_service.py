@@ -1,0 +1,95 @@
+"""gRPC front end: TF Serving's PredictionService and ModelService.
+
+Implemented on the servicer bases shipped by tensorflow-serving-api, so the
+method names, messages and status codes are those TF Serving clients expect.
+"""
+
+import grpc
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from experiments_manager.serving import tensors
+from experiments_manager.serving.errors import RequestError
+from experiments_manager.serving.model_status import status_response
+
+SIGNATURE_DEF_FIELD = "signature_def"
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """`Predict` and `GetModelMetadata` over a `Predictor`.
+
+    Args:
+        predictor: the shared `Predictor`.
+    """
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+
+    def Predict(self, request, context):
+        try:
+            spec = request.model_spec
+            servable, key, specs = self.predictor.resolve(
+                spec.name, _version(spec), spec.version_label, spec.signature_name
+            )
+            arrays = tensors.arrays_from_protos(request.inputs, specs)
+            outputs = self.predictor.run(servable, key, arrays, tuple(request.output_filter))
+        except RequestError as error:
+            context.abort(error.code, error.message)
+        response = predict_pb2.PredictResponse()
+        _fill_spec(response.model_spec, servable, key)
+        for name, array in outputs.items():
+            response.outputs[name].CopyFrom(tensors.proto_from_array(array))
+        return response
+
+    def GetModelMetadata(self, request, context):
+        try:
+            unsupported = [field for field in request.metadata_field if field != SIGNATURE_DEF_FIELD]
+            if unsupported or not request.metadata_field:
+                raise RequestError(f"metadata_field: expected ['{SIGNATURE_DEF_FIELD}'], got {list(request.metadata_field)}")
+            spec = request.model_spec
+            servable = self.predictor.servable(spec.name, _version(spec), spec.version_label)
+        except RequestError as error:
+            context.abort(error.code, error.message)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        _fill_spec(response.model_spec, servable, "")
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for name, signature in servable.signature_defs.items():
+            signature_map.signature_def[name].CopyFrom(signature)
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+        return response
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """`GetModelStatus` over a `VersionManager` (config reloads are refused)."""
+
+    def __init__(self, versions):
+        self.versions = versions
+
+    def GetModelStatus(self, request, context):
+        try:
+            return status_response(self.versions, request.model_spec.name, _version(request.model_spec))
+        except RequestError as error:
+            context.abort(error.code, error.message)
+
+    def HandleReloadConfigRequest(self, request, context):
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "config reload: restart the server with the new --model_config_file")
+
+
+def _version(spec):
+    return spec.version.value if spec.HasField("version") else None
+
+
+def _fill_spec(model_spec, servable, signature_key):
+    model_spec.name = servable.name
+    model_spec.version.value = servable.version
+    model_spec.signature_name = signature_key
+
+
+def add_services(server, predictor, versions):
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(predictor), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(versions), server)
+

@@ -1,0 +1,97 @@
+"""The one place requests meet models: lookup, input checks, optional batching.
+
+REST and gRPC front ends both decode their wire format to arrays and call
+`Predictor.predict`, so both answer identically and refuse the same inputs.
+"""
+
+import dataclasses
+import threading
+
+from experiments_manager.serving.batching import Batcher
+from experiments_manager.serving.errors import RequestError
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchingOptions:
+    """TF Serving's batching knobs that matter for one process.
+
+    Args:
+        max_batch_size: most rows merged into one model call.
+        batch_timeout_micros: longest wait for more requests once one is queued.
+    """
+
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 1000
+
+
+class Predictor:
+    """Answers predict requests from the versions a `VersionManager` serves.
+
+    Args:
+        versions: the `VersionManager`.
+        batching: `BatchingOptions`, or None to call the model once per request.
+
+    Example:
+
+    ```python
+    predictor = Predictor(versions, BatchingOptions(max_batch_size=64))
+    servable, outputs = predictor.predict("model_curve_fitting", None, None, "", {"input": x})
+    ```
+    """
+
+    def __init__(self, versions, batching=None):
+        self.versions = versions
+        self.batching = batching
+        self._batchers = {}  # (id(servable), signature key) -> Batcher
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def check_name(name):
+        if not name or "/" in name or ".." in name:
+            raise RequestError(f"model name: expected a name without '/' or '..', got {name!r}")
+
+    def servable(self, name, version=None, label=None):
+        self.check_name(name)
+        return self.versions.lookup(name, version, label)
+
+    def resolve(self, name, version, label, signature_name):
+        """(servable, signature key, input specs) for a request."""
+        servable = self.servable(name, version, label)
+        key = servable.signature_key(signature_name)
+        return servable, key, servable.input_specs[key]
+
+    def run(self, servable, key, arrays, output_filter=()):
+        """Checks shapes and runs the signature; blocking. Returns dict name -> ndarray."""
+        servable.check_inputs(key, arrays)
+        batcher = None if self.batching is None or output_filter else self._batcher(servable, key)
+        if batcher is None:
+            return servable.call(key, arrays, output_filter)
+        return batcher.submit(arrays).result()
+
+    def _batcher(self, servable, key):
+        with self._lock:
+            if servable.retired:
+                return None  # unloaded while this request was in flight: answer it directly
+            batcher = self._batchers.get((id(servable), key))
+            if batcher is None:
+                batcher = self._batchers[(id(servable), key)] = Batcher(
+                    lambda arrays: servable.call(key, arrays),
+                    self.batching.max_batch_size,
+                    self.batching.batch_timeout_micros / 1e6,
+                    name=f"batcher-{servable.name}-{servable.version}-{key}",
+                )
+            return batcher
+
+    def release(self, servable):
+        """Stops the batchers of a servable taken out of service (after their queued requests)."""
+        with self._lock:
+            servable.retired = True
+            retiring = [self._batchers.pop(batch_key) for batch_key in list(self._batchers) if batch_key[0] == id(servable)]
+        for batcher in retiring:
+            batcher.close()
+
+    def close(self):
+        with self._lock:
+            retiring, self._batchers = list(self._batchers.values()), {}
+        for batcher in retiring:
+            batcher.close()

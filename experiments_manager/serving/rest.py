@@ -1,0 +1,151 @@
+"""REST front end: TF Serving's `/v1/models/...` API as an ASGI application (served by uvicorn).
+
+Routes (TF Serving's documented REST API):
+    GET  /v1/models/{name}[/versions/{v} | /labels/{l}]            model status
+    GET  /v1/models/{name}[/versions/{v} | /labels/{l}]/metadata   signature defs
+    POST /v1/models/{name}[/versions/{v} | /labels/{l}]:predict    row or columnar predict
+Errors are `{"error": "..."}` with 400, 404, 405 or 413.
+"""
+
+import asyncio
+import json
+import re
+import urllib.parse
+
+import grpc
+from google.protobuf import json_format
+
+from experiments_manager.serving import tensors
+from experiments_manager.serving.errors import RequestError
+from experiments_manager.serving.grpc_service import SIGNATURE_DEF_FIELD
+from experiments_manager.serving.model_status import status_response
+
+_ROUTE = re.compile(
+    r"^/v1/models/(?P<name>[^/]+?)"
+    r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
+    r"(?P<action>:[A-Za-z]+|/metadata)?$"
+)
+
+
+class RestApp:
+    """ASGI app answering TF Serving REST requests through a `Predictor`.
+
+    Args:
+        predictor: the shared `Predictor`.
+        executor: a `concurrent.futures.Executor` where model calls block.
+        max_request_bytes: larger bodies are refused with 413.
+
+    Example:
+
+    ```python
+    app = RestApp(predictor, ThreadPoolExecutor(16), max_request_bytes=64 << 20)
+    uvicorn.Server(uvicorn.Config(app, port=8501)).run()
+    ```
+    """
+
+    def __init__(self, predictor, executor, max_request_bytes):
+        self.predictor = predictor
+        self.executor = executor
+        self.max_request_bytes = max_request_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        try:
+            status, answer = await self._answer(scope, receive)
+        except RequestError as error:
+            status, answer = error.http_status, {"error": error.message}
+        await _send_json(send, status, answer)
+
+    async def _answer(self, scope, receive):
+        route = _ROUTE.match(scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0])
+        if route is None:
+            raise RequestError(f"unknown path {scope['path']!r}; expected /v1/models/NAME[...]", grpc.StatusCode.NOT_FOUND)
+        name, version, label, action = (
+            urllib.parse.unquote(route[part]) if route[part] else None for part in ("name", "version", "label", "action")
+        )
+        if version is not None and not version.isdigit():
+            raise RequestError(f"version: expected a positive integer, got {version!r}")
+        method = scope["method"]
+        if action is None:
+            _require_method(method, "GET")
+            return 200, self._status(name, version, label)
+        if action == "/metadata":
+            _require_method(method, "GET")
+            return 200, self._metadata(name, version, label)
+        if action == ":predict":
+            _require_method(method, "POST")
+            body = await self._read_json(scope, receive)
+            loop = asyncio.get_running_loop()
+            return 200, await loop.run_in_executor(self.executor, self._predict, name, version, label, body)
+        raise RequestError(f"{action}: only :predict is served (not :classify or :regress)")
+
+    def _status(self, name, version, label):
+        self.predictor.check_name(name)
+        if label:
+            version = self.predictor.servable(name, label=label).version
+        return json_format.MessageToDict(
+            status_response(self.predictor.versions, name, version),
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
+
+    def _metadata(self, name, version, label):
+        servable = self.predictor.servable(name, version, label)
+        signatures = {
+            key: json_format.MessageToDict(signature, preserving_proto_field_name=True)
+            for key, signature in servable.signature_defs.items()
+        }
+        return {
+            "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
+            "metadata": {SIGNATURE_DEF_FIELD: {SIGNATURE_DEF_FIELD: signatures}},
+        }
+
+    def _predict(self, name, version, label, body):
+        servable, key, specs = self.predictor.resolve(name, version, label, body.get("signature_name", ""))
+        arrays, row_format = tensors.rest_inputs(body, specs)
+        outputs = self.predictor.run(servable, key, arrays)
+        return tensors.rest_outputs(outputs, row_format)
+
+    async def _read_json(self, scope, receive):
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_request_bytes:
+            raise _too_large(self.max_request_bytes)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestError("client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_request_bytes:
+                raise _too_large(self.max_request_bytes)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        try:
+            body = json.loads(b"".join(chunks))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise RequestError(f"malformed JSON request body: {error}") from None
+        if not isinstance(body, dict):
+            raise RequestError('request body: expected a JSON object with "instances" or "inputs"')
+        if not isinstance(body.get("signature_name", ""), str):
+            raise RequestError('"signature_name": expected a string')
+        return body
+
+
+def _require_method(method, expected):
+    if method != expected:
+        raise RequestError(f"method {method} not allowed here; use {expected}", grpc.StatusCode.UNIMPLEMENTED, 405)
+
+
+def _too_large(limit):
+    return RequestError(
+        f"request body larger than --max-request-bytes ({limit} bytes)", grpc.StatusCode.RESOURCE_EXHAUSTED
+    )
+
+
+async def _send_json(send, status, answer):
+    body = json.dumps(answer).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,112 @@
+"""One loaded model version: its signatures, input checks and calls."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from experiments_manager.serving.errors import RequestError, not_found
+
+_LOG = logging.getLogger(__name__)
+DEFAULT_SIGNATURE = "serving_default"
+
+
+class Servable:
+    """A SavedModel version loaded in memory and ready to answer.
+
+    Args:
+        name: the model name.
+        version: the version number.
+        path: the version folder (holding saved_model.pb).
+
+    Example:
+
+    ```python
+    servable = Servable.load("model_curve_fitting", 3, Path("exp/exported_models/3"))
+    outputs = servable.predict("", {"input": np.zeros((2, 1), np.float32)})
+    ```
+    """
+
+    def __init__(self, name, version, path, loaded, signature_defs):
+        self.name = name
+        self.version = version
+        self.path = Path(path)
+        self._loaded = loaded  # keeps the functions' variables alive
+        self.signature_defs = signature_defs
+        self.retired = False  # set when unloaded; in-flight requests still finish
+        self.functions = dict(loaded.signatures)
+        self.input_specs = {
+            key: dict(function.structured_input_signature[1]) for key, function in self.functions.items()
+        }
+
+    @classmethod
+    def load(cls, name, version, path):
+        """Loads the SavedModel and runs each signature once, so the first request is not slow."""
+        import tensorflow as tf
+        from tensorflow.core.protobuf import saved_model_pb2
+
+        proto = saved_model_pb2.SavedModel()
+        proto.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+        servable = cls(name, version, path, tf.saved_model.load(str(path)), proto.meta_graphs[0].signature_def)
+        servable.warm_up()
+        return servable
+
+    def warm_up(self):
+        """Calls every signature on a one-example input (None dimensions become 1)."""
+        for key, specs in self.input_specs.items():
+            example = {
+                name: np.zeros([1 if size is None else size for size in spec.shape.as_list()], spec.dtype.as_numpy_dtype)
+                for name, spec in specs.items()
+            }
+            if any(spec.dtype.name == "string" for spec in specs.values()):
+                continue  # no neutral example string exists; the first real request warms it
+            try:
+                self.call(key, example)
+            except Exception as error:  # a model may refuse zeros; it is still servable
+                _LOG.info("%s version %s: warm-up of %r skipped: %s", self.name, self.version, key, error)
+
+    def signature_key(self, signature_name):
+        key = signature_name or DEFAULT_SIGNATURE
+        if key not in self.functions:
+            raise RequestError(
+                f"Serving signature name: {key!r} not found in signature def; "
+                f"expected one of {sorted(self.functions)}"
+            )
+        return key
+
+    def check_inputs(self, key, arrays):
+        """Raises RequestError unless `arrays` match the signature's input shapes."""
+        for name, spec in self.input_specs[key].items():
+            expected = spec.shape
+            got = arrays[name].shape
+            if not expected.is_compatible_with(got):
+                shown = [size if size is not None else -1 for size in expected.as_list()]
+                raise RequestError(f"input {name!r}: expected shape {shown} (-1 = any), got {list(got)}")
+
+    def call(self, key, arrays, output_filter=()):
+        """Runs signature `key` on checked arrays; returns dict output name -> ndarray."""
+        import tensorflow as tf
+
+        try:
+            outputs = self.functions[key](**{name: tf.constant(array) for name, array in arrays.items()})
+        except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
+            raise RequestError(f"the model refused the input: {_first_line(error)}") from None
+        if output_filter:
+            unknown = sorted(set(output_filter) - set(outputs))
+            if unknown:
+                raise RequestError(f"output_filter: unknown outputs {unknown}; expected some of {sorted(outputs)}")
+            outputs = {name: outputs[name] for name in output_filter}
+        return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+    def output_names(self, key):
+        return sorted(self.signature_defs[key].outputs)
+
+
+def _first_line(error):
+    text = str(getattr(error, "message", error)).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def missing_servable(name, version=None, label=None):
+    what = f"Specific({name}, {version})" if version else f"Label({name}, {label})" if label else f"Latest({name})"
+    return not_found(f"Servable not found for request: {what}")

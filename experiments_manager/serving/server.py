@@ -1,0 +1,167 @@
+"""The embedded model server: gRPC and REST front ends over hot-reloaded versions.
+
+Example:
+
+```python
+from experiments_manager.serving.config import source_from_experiment
+from experiments_manager.serving.server import ModelServer, ServerOptions
+
+with ModelServer([source_from_experiment("exp")], ServerOptions(grpc_port=0, rest_port=0)) as server:
+    print(server.grpc_address, server.rest_url)
+```
+"""
+
+import concurrent.futures
+import dataclasses
+import logging
+import socket
+import threading
+
+from experiments_manager.errors import UserInputError
+from experiments_manager.serving.predictor import Predictor
+from experiments_manager.serving.versions import VersionManager
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+    """How and where the server listens.
+
+    Args:
+        host: interface to bind (127.0.0.1: this machine only).
+        grpc_port: gRPC port (0: any free port).
+        rest_port: REST port (0: any free port; None: no REST).
+        poll_seconds: `file_system_poll_wait_seconds`.
+        batching: `BatchingOptions`, or None.
+        max_request_bytes: largest accepted request, REST body or gRPC message.
+        threads: worker threads per front end (concurrent requests in flight).
+    """
+
+    host: str = "127.0.0.1"
+    grpc_port: int = 8500
+    rest_port: int = 8501
+    poll_seconds: float = 1.0
+    batching: object = None
+    max_request_bytes: int = 64 << 20
+    threads: int = 32
+
+
+class ModelServer:
+    """Serves model sources over gRPC and REST until stopped.
+
+    Args:
+        sources: the `ModelSource`s to serve.
+        options: `ServerOptions`.
+    """
+
+    def __init__(self, sources, options=ServerOptions()):
+        self.sources = sources
+        self.options = options
+        self.versions = VersionManager(sources, options.poll_seconds, on_unload=self._release)
+        self.predictor = Predictor(self.versions, options.batching)
+        self.grpc_port = None
+        self.rest_port = None
+        self._grpc_server = None
+        self._rest_server = None
+        self._rest_thread = None
+        self._executor = None
+
+    def _release(self, servable):
+        self.predictor.release(servable)
+
+    @property
+    def grpc_address(self):
+        return f"{_bracketed(self.options.host)}:{self.grpc_port}"
+
+    @property
+    def rest_url(self):
+        return f"http://{_bracketed(self.options.host)}:{self.rest_port}" if self.rest_port else None
+
+    def start(self):
+        """Binds both ports (a busy port is a clear error), loads versions, starts answering."""
+        rest_socket = _bind(self.options.host, self.options.rest_port, "--rest-port") if self.options.rest_port is not None else None
+        try:
+            self._start_grpc()
+        except BaseException:
+            if rest_socket is not None:
+                rest_socket.close()
+            raise
+        self.versions.start()
+        if rest_socket is not None:
+            self._start_rest(rest_socket)
+        return self
+
+    def _start_grpc(self):
+        import grpc
+
+        from experiments_manager.serving.grpc_service import add_services
+
+        limit = self.options.max_request_bytes
+        server = grpc.server(
+            concurrent.futures.ThreadPoolExecutor(self.options.threads, thread_name_prefix="grpc"),
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", max(limit, 64 << 20)),
+                ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+            ],
+        )
+        add_services(server, self.predictor, self.versions)
+        try:
+            port = server.add_insecure_port(f"{_bracketed(self.options.host)}:{self.options.grpc_port}")
+        except RuntimeError:
+            port = 0
+        if not port:
+            raise UserInputError(f"--grpc-port: cannot listen on {self.options.host}:{self.options.grpc_port} (in use?)")
+        server.start()
+        self.grpc_port, self._grpc_server = port, server
+
+    def _start_rest(self, rest_socket):
+        import uvicorn
+
+        from experiments_manager.serving.rest import RestApp
+
+        self._executor = concurrent.futures.ThreadPoolExecutor(self.options.threads, thread_name_prefix="rest")
+        app = RestApp(self.predictor, self._executor, self.options.max_request_bytes)
+        config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="off")
+        self._rest_server = uvicorn.Server(config)
+        self.rest_port = rest_socket.getsockname()[1]
+        self._rest_thread = threading.Thread(
+            target=self._rest_server.run, kwargs={"sockets": [rest_socket]}, name="rest-server", daemon=True
+        )
+        self._rest_thread.start()
+
+    def stop(self, grace_seconds=2.0):
+        """Stops accepting, lets requests in flight finish (up to the grace), unloads models."""
+        if self._rest_server is not None:
+            self._rest_server.should_exit = True
+            self._rest_thread.join(grace_seconds + 5)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._grpc_server is not None:
+            self._grpc_server.stop(grace_seconds).wait()
+        self.versions.stop()
+        self.predictor.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
+def _bind(host, port, flag):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise UserInputError(f"{flag}: cannot listen on {host}:{port}: {error.strerror}") from None
+    listener.listen(1024)
+    listener.setblocking(False)
+    return listener
+
+
+def _bracketed(host):
+    return f"[{host}]" if ":" in host else host

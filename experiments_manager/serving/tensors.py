@@ -1,0 +1,239 @@
+"""Tensors in and out of requests: TF Serving's REST JSON and gRPC TensorProto encodings.
+
+REST follows TF Serving's documented formats: row (`instances` -> `predictions`)
+and columnar (`inputs` -> `outputs`), `{"b64": ...}` for bytes, and string
+outputs whose name ends in `_bytes` encoded as b64. gRPC outputs use the typed
+repeated fields (`float_val`, `int64_val`, ...) as TF Serving does, so clients
+reading `outputs[name].float_val` work unchanged.
+"""
+
+import base64
+import binascii
+
+import numpy as np
+
+from experiments_manager.serving.errors import RequestError
+
+
+def rest_inputs(body, specs):
+    """Arrays for a parsed REST predict body.
+
+    Args:
+        body: the JSON object of the request.
+        specs: dict input name -> `tf.TensorSpec` of the signature.
+
+    Returns:
+        (dict name -> ndarray, row_format).
+    """
+    has_instances, has_inputs = "instances" in body, "inputs" in body
+    if has_instances == has_inputs:
+        raise RequestError('expected exactly one of "instances" (row format) or "inputs" (columnar format)')
+    if has_instances:
+        return _row_inputs(body["instances"], specs), True
+    return _columnar_inputs(body["inputs"], specs), False
+
+
+def _row_inputs(instances, specs):
+    if not isinstance(instances, list) or not instances:
+        raise RequestError('"instances": expected a non-empty list, one entry per example')
+    named = [isinstance(instance, dict) and not _is_b64(instance) for instance in instances]
+    if not any(named):
+        only = _single_spec(specs, '"instances" without input names')
+        return {only.name: _array(instances, only)}
+    if not all(named):
+        raise RequestError('"instances": expected every entry to be an object of named inputs, or none')
+    for instance in instances:
+        _check_names(instance.keys(), specs)
+    return {name: _array([instance[name] for instance in instances], spec) for name, spec in specs.items()}
+
+
+def _columnar_inputs(inputs, specs):
+    if isinstance(inputs, dict) and not _is_b64(inputs):
+        _check_names(inputs.keys(), specs)
+        return {name: _array(inputs[name], spec) for name, spec in specs.items()}
+    only = _single_spec(specs, '"inputs" without input names')
+    return {only.name: _array(inputs, only)}
+
+
+def _single_spec(specs, what):
+    if len(specs) != 1:
+        raise RequestError(f"{what}: the signature has several inputs {sorted(specs)}; name them")
+    return next(iter(specs.values()))
+
+
+def _check_names(names, specs):
+    names = set(names)
+    missing, unknown = sorted(set(specs) - names), sorted(names - set(specs))
+    if missing or unknown:
+        raise RequestError(
+            f"expected inputs {sorted(specs)}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unknown {unknown}" if unknown else "")
+        )
+
+
+def _is_b64(value):
+    return isinstance(value, dict) and set(value) == {"b64"}
+
+
+def _array(value, spec):
+    """JSON value -> ndarray of the spec's dtype; refuses ragged lists and mismatched kinds."""
+    if spec.dtype.name == "string":
+        return _string_array(value, spec.name)
+    try:
+        raw = np.asarray(value)
+    except ValueError:
+        raise RequestError(f"input {spec.name!r}: expected a rectangular nested list (ragged lists are refused)") from None
+    kind = raw.dtype.kind
+    accepted = "b" if spec.dtype.is_bool else "iu" if spec.dtype.is_integer else "iuf" if spec.dtype.is_floating else ""
+    if raw.size and kind not in accepted:
+        got = {"b": "booleans", "f": "non-integer numbers", "U": "strings", "O": "mixed values"}.get(kind, raw.dtype.name)
+        raise RequestError(f"input {spec.name!r}: expected {spec.dtype.name} values, got {got}")
+    try:
+        return raw.astype(spec.dtype.as_numpy_dtype)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise RequestError(f"input {spec.name!r}: cannot convert to {spec.dtype.name}: {error}") from None
+
+
+def _string_array(value, name):
+    def decode(item):
+        if isinstance(item, list):
+            return [decode(element) for element in item]
+        if _is_b64(item):
+            try:
+                return base64.b64decode(item["b64"], validate=True)
+            except (binascii.Error, TypeError, ValueError):
+                raise RequestError(f"input {name!r}: invalid base64 in {{\"b64\": ...}}") from None
+        if isinstance(item, str):
+            return item.encode()
+        raise RequestError(f"input {name!r}: expected strings or {{\"b64\": ...}} objects, got {type(item).__name__}")
+
+    decoded = decode(value)
+    array = np.empty(_nested_shape(decoded, name), dtype=object)
+    array[...] = decoded
+    return array
+
+
+def _nested_shape(value, name):
+    shape, level = [], value
+    while isinstance(level, list):
+        shape.append(len(level))
+        level = level[0] if level else None
+    _check_rectangular(value, shape, name)
+    return tuple(shape)
+
+
+def _check_rectangular(value, shape, name):
+    if not shape:
+        if isinstance(value, list):
+            raise RequestError(f"input {name!r}: expected a rectangular nested list (ragged lists are refused)")
+        return
+    if not isinstance(value, list) or len(value) != shape[0]:
+        raise RequestError(f"input {name!r}: expected a rectangular nested list (ragged lists are refused)")
+    for item in value:
+        _check_rectangular(item, shape[1:], name)
+
+
+def rest_outputs(outputs, row_format):
+    """The JSON object answering a predict: `predictions` (row) or `outputs` (columnar)."""
+    if not row_format:
+        if len(outputs) == 1:
+            name, array = next(iter(outputs.items()))
+            return {"outputs": json_value(array, name)}
+        return {"outputs": {name: json_value(array, name) for name, array in outputs.items()}}
+    sizes = {name: (array.shape[0] if array.ndim else None) for name, array in outputs.items()}
+    if len(set(sizes.values())) != 1 or None in sizes.values():
+        raise RequestError(
+            f"row format needs every output to share its first (batch) dimension, got {sizes}; "
+            'use the columnar format ("inputs")'
+        )
+    if len(outputs) == 1:
+        name, array = next(iter(outputs.items()))
+        return {"predictions": json_value(array, name)}
+    columns = {name: json_value(array, name) for name, array in outputs.items()}
+    count = next(iter(sizes.values()))
+    return {"predictions": [{name: column[index] for name, column in columns.items()} for index in range(count)]}
+
+
+def json_value(array, name):
+    """ndarray -> nested lists; bytes as text, or `{"b64": ...}` for `*_bytes` outputs and non-UTF-8."""
+    if array.dtype == object or array.dtype.kind == "S":
+        return _map_nested(array.tolist(), lambda item: _bytes_json(item, name))
+    if array.dtype.kind not in "biuf":
+        array = array.astype(np.float32)
+    return array.tolist()
+
+
+def _bytes_json(item, name):
+    if not isinstance(item, bytes):
+        return item
+    if not name.endswith("_bytes"):
+        try:
+            return item.decode()
+        except UnicodeDecodeError:
+            pass
+    return {"b64": base64.b64encode(item).decode()}
+
+
+def _map_nested(value, function):
+    if isinstance(value, list):
+        return [_map_nested(item, function) for item in value]
+    return function(value)
+
+
+def arrays_from_protos(protos, specs):
+    """gRPC `inputs` map -> arrays, refusing dtypes that differ from the signature's."""
+    import tensorflow as tf
+
+    _check_names(protos.keys(), specs)
+    arrays = {}
+    for name, spec in specs.items():
+        proto = protos[name]
+        if proto.dtype != spec.dtype.as_datatype_enum:
+            got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "no dtype"
+            raise RequestError(f"input {name!r}: expected dtype {spec.dtype.name}, got {got}")
+        try:
+            arrays[name] = tf.make_ndarray(proto)
+        except Exception as error:  # malformed content: the client's fault, not ours
+            raise RequestError(f"input {name!r}: malformed TensorProto: {error}") from None
+    return arrays
+
+
+def proto_from_array(array):
+    """ndarray -> TensorProto with typed repeated fields, as TF Serving answers."""
+    import tensorflow as tf
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
+
+    dtype = tf.dtypes.as_dtype(array.dtype if array.dtype != object else tf.string)
+    field = _TYPED_FIELDS.get(dtype.name)
+    if field is None:
+        return tf.make_tensor_proto(array)
+    proto = tensor_pb2.TensorProto(
+        dtype=dtype.as_datatype_enum,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
+        ),
+    )
+    flat = array.ravel()
+    if dtype.name in ("float16", "bfloat16"):
+        flat = flat.view(np.uint16)
+    getattr(proto, field).extend(flat.tolist())
+    return proto
+
+
+_TYPED_FIELDS = {
+    "float32": "float_val",
+    "float64": "double_val",
+    "int32": "int_val",
+    "int16": "int_val",
+    "int8": "int_val",
+    "uint8": "int_val",
+    "uint16": "int_val",
+    "int64": "int64_val",
+    "uint32": "uint32_val",
+    "uint64": "uint64_val",
+    "bool": "bool_val",
+    "string": "string_val",
+    "float16": "half_val",
+    "bfloat16": "half_val",
+}

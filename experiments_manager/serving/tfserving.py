@@ -1,0 +1,92 @@
+"""Runs the real `tensorflow_model_server` (from PATH or an Apptainer image) on the same sources.
+
+It reads the same `models.config` and listens on the same ports as the
+embedded server. It has no bind-address flag: it listens on every interface.
+
+Example:
+
+```python
+launch = TensorFlowModelServer(sources, options, apptainer_image="tf_server.sif")
+print(launch.command(config_path))
+exit_code = launch.run()
+```
+"""
+
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+from experiments_manager.atomic import write_text_atomically
+from experiments_manager.errors import UserInputError
+from experiments_manager.serving.config import models_config_text
+
+BINARY = "tensorflow_model_server"
+
+
+class TensorFlowModelServer:
+    """The command and config files for `tensorflow_model_server`.
+
+    Args:
+        sources: the `ModelSource`s to serve.
+        options: `ServerOptions` (ports, poll interval, batching).
+        apptainer_image: run the binary inside this .sif image instead of from PATH.
+    """
+
+    def __init__(self, sources, options, apptainer_image=None):
+        self.sources = sources
+        self.options = options
+        self.apptainer_image = Path(apptainer_image) if apptainer_image else None
+
+    def _executable(self):
+        """The command prefix that runs the binary; a clear error when it is not there."""
+        if self.apptainer_image is not None:
+            if not self.apptainer_image.is_file():
+                raise UserInputError(f"--apptainer-image: {self.apptainer_image}: file not found")
+            runner = shutil.which("apptainer") or shutil.which("singularity")
+            if runner is None:
+                raise UserInputError("--apptainer-image: neither apptainer nor singularity is on PATH")
+            binds = sorted({str(Path(source.base_path).resolve()) for source in self.sources} | {str(self._config_dir)})
+            return [runner, "exec", "--bind", ",".join(binds), str(self.apptainer_image), BINARY]
+        found = shutil.which(BINARY)
+        if found is None:
+            raise UserInputError(
+                f"--tensorflow-model-server: {BINARY} is not on PATH; "
+                "give --apptainer-image SIF, or serve with the embedded server (drop the flag)"
+            )
+        return [found]
+
+    def write_config_files(self, folder):
+        """Writes models.config (and batching.config) into `folder`; returns the command to run."""
+        self._config_dir = Path(folder).resolve()
+        config = self._config_dir / "models.config"
+        write_text_atomically(config, models_config_text(self.sources))
+        arguments = [
+            f"--port={self.options.grpc_port}",
+            f"--rest_api_port={self.options.rest_port}",
+            f"--model_config_file={config}",
+            f"--file_system_poll_wait_seconds={max(1, round(self.options.poll_seconds))}",
+        ]
+        if self.options.batching is not None:
+            batching = self._config_dir / "batching.config"
+            write_text_atomically(
+                batching,
+                f"max_batch_size {{ value: {self.options.batching.max_batch_size} }}\n"
+                f"batch_timeout_micros {{ value: {self.options.batching.batch_timeout_micros} }}\n",
+            )
+            arguments += ["--enable_batching=true", f"--batching_parameters_file={batching}"]
+        return self._executable() + arguments
+
+    def run(self):
+        """Runs the binary until it exits or this process gets SIGINT/SIGTERM; returns its exit code."""
+        with tempfile.TemporaryDirectory(prefix="tensorflow_model_server-") as folder:
+            command = self.write_config_files(folder)
+            process = subprocess.Popen(command)
+            forward = lambda signum, frame: process.send_signal(signum)  # noqa: E731
+            previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                return process.wait()
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
