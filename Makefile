@@ -13,11 +13,11 @@ install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml install/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --constraint install/constraints.txt --editable '.[test]'
+	$(BIN)/python -m pip install --quiet --constraint install/constraints.txt --editable '.[test,bench]'
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/experiments-manager train -u examples/regression/mysettings_curve_fitting.py
+	$(BIN)/python tools/demo.py
 	$(BIN)/experiments-manager list experiments/examples/curve_fitting
 
 test: $(STAMP)
@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_train.py
+	$(BIN)/python tools/bench_serving.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

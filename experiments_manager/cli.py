@@ -81,6 +81,9 @@ def build_parser():
         "--wait-for-server", type=float, default=0, metavar="SECONDS",
         help="wait up to SECONDS for the server to serve a version before the first request",
     )
+    predict.add_argument(
+        "--interval", type=float, default=0.0, metavar="SECONDS", help="pause between requests (default 0)"
+    )
     predict.add_argument("--debug", action="store_true", help="Client_IO debugMode")
 
     listing = commands.add_parser(

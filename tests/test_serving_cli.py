@@ -106,7 +106,7 @@ def test_predict_streams_until_stop_iteration_and_always_finalizes(run_cli, mode
     assert (experiment / "finalized").read_text() == "called"
 
     # the original framework's spelling: no sub-command, --predict_stream=N
-    legacy = run_cli(f"--predict_stream=2", f"--model_dir={experiment}", "--server", server.grpc_address)
+    legacy = run_cli("--predict_stream=2", f"--model_dir={experiment}", "--server", server.grpc_address)
     assert legacy.returncode == 0 and legacy.stdout.count("answer [") == 2
 
 

@@ -9,6 +9,7 @@ PredictResponse. `finalize()` is always called, even after an error.
 import dataclasses
 import itertools
 import logging
+import threading
 import time
 
 from experiments_manager.errors import UserInputError
@@ -101,10 +102,17 @@ class StreamingClient:
                     raise ClientError(f"{self.model_name} not served at {self.address} after waiting {seconds:g} s")
                 time.sleep(0.2)
 
-    def stream(self, count):
-        """Runs `count` requests (count < 0: until getInputData raises StopIteration)."""
+    def stream(self, count, interval=0.0, stop=None):
+        """Runs `count` requests (count < 0: until getInputData raises StopIteration).
+
+        Args:
+            count: number of requests; < 0 for no limit.
+            interval: seconds to pause between requests.
+            stop: a `threading.Event` that ends the stream early (Ctrl-C).
+        """
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
+        stop = stop or threading.Event()
         client_io = self.settings.Client_IO(self.client_specs, self.debug)
         report = StreamReport()
         try:
@@ -112,6 +120,8 @@ class StreamingClient:
                 stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
                 indices = itertools.count() if count < 0 else range(count)
                 for index in indices:
+                    if stop.is_set() or (index and interval and stop.wait(interval)):
+                        break
                     try:
                         inputs = client_io.getInputData(index)
                     except StopIteration:

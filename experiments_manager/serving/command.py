@@ -142,13 +142,20 @@ def predict(arguments):
     model_name = experiment.run_info().get("model_name") or settings.model_name
     specs = {"model_dir": str(experiment.root), "model_name": model_name, "server": address}
     client = StreamingClient(settings, address, model_name, specs, arguments.debug)
+    stop = threading.Event()  # Ctrl-C / SIGTERM end an endless stream normally: finalize, summary, exit 0
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         if arguments.wait_for_server > 0:
             client.wait_until_served(arguments.wait_for_server)
-        report = client.stream(arguments.predict_stream)
+        report = client.stream(arguments.predict_stream, arguments.interval, stop)
     except ClientError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if report.requests:
         print(
             f"{report.requests} requests answered by {model_name} versions {report.versions} at {address}; "
