@@ -4,6 +4,7 @@ REST and gRPC front ends both decode their wire format to arrays and call
 `Predictor.predict`, so both answer identically and refuse the same inputs.
 """
 
+import asyncio
 import dataclasses
 import threading
 
@@ -29,18 +30,21 @@ class Predictor:
 
     Args:
         versions: the `VersionManager`.
+        executor: where REST model calls run when they are not batched.
         batching: `BatchingOptions`, or None to call the model once per request.
 
     Example:
 
     ```python
-    predictor = Predictor(versions, BatchingOptions(max_batch_size=64))
-    servable, outputs = predictor.predict("model_curve_fitting", None, None, "", {"input": x})
+    predictor = Predictor(versions, ThreadPoolExecutor(16), BatchingOptions(max_batch_size=64))
+    servable, key, specs = predictor.resolve("model_curve_fitting", None, None, "")
+    outputs = predictor.run(servable, key, {"input": x})  # or: await predictor.run_async(...)
     ```
     """
 
-    def __init__(self, versions, batching=None):
+    def __init__(self, versions, executor, batching=None):
         self.versions = versions
+        self.executor = executor
         self.batching = batching
         self._batchers = {}  # (id(servable), signature key) -> Batcher
         self._lock = threading.Lock()
@@ -61,12 +65,21 @@ class Predictor:
         return servable, key, servable.input_specs[key]
 
     def run(self, servable, key, arrays, output_filter=()):
-        """Checks shapes and runs the signature; blocking. Returns dict name -> ndarray."""
+        """Checks shapes and runs the signature in this thread (gRPC workers). Returns dict name -> ndarray."""
         servable.check_inputs(key, arrays)
         batcher = None if self.batching is None or output_filter else self._batcher(servable, key)
         if batcher is None:
             return servable.call(key, arrays, output_filter)
         return batcher.submit(arrays).result()
+
+    async def run_async(self, servable, key, arrays, output_filter=()):
+        """`run` for the event loop (REST): the model call happens in the executor or the batcher."""
+        servable.check_inputs(key, arrays)
+        batcher = None if self.batching is None or output_filter else self._batcher(servable, key)
+        if batcher is None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.executor, servable.call, key, arrays, output_filter)
+        return await asyncio.wrap_future(batcher.submit(arrays))
 
     def _batcher(self, servable, key):
         with self._lock:

@@ -7,7 +7,6 @@ Routes (TF Serving's documented REST API):
 Errors are `{"error": "..."}` with 400, 404, 405 or 413.
 """
 
-import asyncio
 import json
 import re
 import urllib.parse
@@ -32,20 +31,18 @@ class RestApp:
 
     Args:
         predictor: the shared `Predictor`.
-        executor: a `concurrent.futures.Executor` where model calls block.
         max_request_bytes: larger bodies are refused with 413.
 
     Example:
 
     ```python
-    app = RestApp(predictor, ThreadPoolExecutor(16), max_request_bytes=64 << 20)
+    app = RestApp(predictor, max_request_bytes=64 << 20)
     uvicorn.Server(uvicorn.Config(app, port=8501)).run()
     ```
     """
 
-    def __init__(self, predictor, executor, max_request_bytes):
+    def __init__(self, predictor, max_request_bytes):
         self.predictor = predictor
-        self.executor = executor
         self.max_request_bytes = max_request_bytes
 
     async def __call__(self, scope, receive, send):
@@ -76,8 +73,7 @@ class RestApp:
         if action == ":predict":
             _require_method(method, "POST")
             body = await self._read_json(scope, receive)
-            loop = asyncio.get_running_loop()
-            return 200, await loop.run_in_executor(self.executor, self._predict, name, version, label, body)
+            return 200, await self._predict(name, version, label, body)
         raise RequestError(f"{action}: only :predict is served (not :classify or :regress)")
 
     def _status(self, name, version, label):
@@ -101,10 +97,10 @@ class RestApp:
             "metadata": {SIGNATURE_DEF_FIELD: {SIGNATURE_DEF_FIELD: signatures}},
         }
 
-    def _predict(self, name, version, label, body):
+    async def _predict(self, name, version, label, body):
         servable, key, specs = self.predictor.resolve(name, version, label, body.get("signature_name", ""))
         arrays, row_format = tensors.rest_inputs(body, specs)
-        outputs = self.predictor.run(servable, key, arrays)
+        outputs = await self.predictor.run_async(servable, key, arrays)
         return tensors.rest_outputs(outputs, row_format)
 
     async def _read_json(self, scope, receive):

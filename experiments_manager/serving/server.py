@@ -11,11 +11,13 @@ with ModelServer([source_from_experiment("exp")], ServerOptions(grpc_port=0, res
 ```
 """
 
+import asyncio
 import concurrent.futures
 import dataclasses
 import logging
 import socket
 import threading
+import time
 
 from experiments_manager.errors import UserInputError
 from experiments_manager.serving.predictor import Predictor
@@ -50,6 +52,11 @@ class ServerOptions:
 class ModelServer:
     """Serves model sources over gRPC and REST until stopped.
 
+    gRPC requests run in the grpc server's worker threads; REST runs on an
+    asyncio event loop in a background thread (uvicorn), its model calls in a
+    thread pool or a batcher so the loop only moves bytes. Versions are polled
+    in their own thread.
+
     Args:
         sources: the `ModelSource`s to serve.
         options: `ServerOptions`.
@@ -59,13 +66,15 @@ class ModelServer:
         self.sources = sources
         self.options = options
         self.versions = VersionManager(sources, options.poll_seconds, on_unload=self._release)
-        self.predictor = Predictor(self.versions, options.batching)
+        self._executor = concurrent.futures.ThreadPoolExecutor(options.threads, thread_name_prefix="model-call")
+        self.predictor = Predictor(self.versions, self._executor, options.batching)
         self.grpc_port = None
         self.rest_port = None
+        self._loop = None
+        self._loop_thread = None
         self._grpc_server = None
         self._rest_server = None
-        self._rest_thread = None
-        self._executor = None
+        self._rest_task = None
 
     def _release(self, servable):
         self.predictor.release(servable)
@@ -80,12 +89,18 @@ class ModelServer:
 
     def start(self):
         """Binds both ports (a busy port is a clear error), loads versions, starts answering."""
-        rest_socket = _bind(self.options.host, self.options.rest_port, "--rest-port") if self.options.rest_port is not None else None
+        rest_socket = None
+        if self.options.rest_port is not None:
+            rest_socket = _bind(self.options.host, self.options.rest_port, "--rest-port")
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="serving-loop", daemon=True)
+        self._loop_thread.start()
         try:
             self._start_grpc()
         except BaseException:
             if rest_socket is not None:
                 rest_socket.close()
+            self._stop_loop()
             raise
         self.versions.start()
         if rest_socket is not None:
@@ -121,26 +136,36 @@ class ModelServer:
 
         from experiments_manager.serving.rest import RestApp
 
-        self._executor = concurrent.futures.ThreadPoolExecutor(self.options.threads, thread_name_prefix="rest")
-        app = RestApp(self.predictor, self._executor, self.options.max_request_bytes)
+        app = RestApp(self.predictor, self.options.max_request_bytes)
         config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="off")
         self._rest_server = uvicorn.Server(config)
         self.rest_port = rest_socket.getsockname()[1]
-        self._rest_thread = threading.Thread(
-            target=self._rest_server.run, kwargs={"sockets": [rest_socket]}, name="rest-server", daemon=True
-        )
-        self._rest_thread.start()
+        self._rest_task = asyncio.run_coroutine_threadsafe(self._rest_server.serve(sockets=[rest_socket]), self._loop)
+        deadline = time.monotonic() + 30
+        while not self._rest_server.started and not self._rest_task.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self._rest_task.done():
+            self._rest_task.result()  # raises why uvicorn could not start
 
     def stop(self, grace_seconds=2.0):
         """Stops accepting, lets requests in flight finish (up to the grace), unloads models."""
         if self._rest_server is not None:
             self._rest_server.should_exit = True
-            self._rest_thread.join(grace_seconds + 5)
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            try:
+                self._rest_task.result(grace_seconds + 5)
+            except concurrent.futures.TimeoutError:
+                self._rest_server.force_exit = True
         if self._grpc_server is not None:
             self._grpc_server.stop(grace_seconds).wait()
+        self._stop_loop()
         self.versions.stop()
         self.predictor.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _stop_loop(self):
+        if self._loop is not None and self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop_thread.join(10)
 
     def __enter__(self):
         return self.start()
@@ -151,7 +176,8 @@ class ModelServer:
 
 def _bind(host, port, flag):
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP: asyncio then sets TCP_NODELAY on accepted connections (else +40 ms per answer)
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host, port))

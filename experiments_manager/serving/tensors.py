@@ -193,10 +193,20 @@ def arrays_from_protos(protos, specs):
             got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "no dtype"
             raise RequestError(f"input {name!r}: expected dtype {spec.dtype.name}, got {got}")
         try:
-            arrays[name] = tf.make_ndarray(proto)
+            arrays[name] = _ndarray(proto, spec)
         except Exception as error:  # malformed content: the client's fault, not ours
             raise RequestError(f"input {name!r}: malformed TensorProto: {error}") from None
     return arrays
+
+
+def _ndarray(proto, spec):
+    """TensorProto -> ndarray; raw `tensor_content` read without a copy (the common, fast case)."""
+    if proto.tensor_content and spec.dtype.name != "string":
+        shape = [dim.size for dim in proto.tensor_shape.dim]
+        return np.frombuffer(proto.tensor_content, spec.dtype.as_numpy_dtype).reshape(shape)
+    import tensorflow as tf
+
+    return tf.make_ndarray(proto)
 
 
 def proto_from_array(array):
