@@ -25,7 +25,7 @@ def test_help_does_not_import_tensorflow():
     assert "train" in result.stdout and "list" in result.stdout
 
 
-@pytest.mark.parametrize("command", ["train", "list"])
+@pytest.mark.parametrize("command", ["train", "serve", "predict", "list"])
 def test_every_command_has_help(command):
     result = subprocess.run(
         [sys.executable, "-m", "experiments_manager", command, "--help"], env=cli_env(), capture_output=True, text=True

@@ -244,6 +244,7 @@ def main():
             flask.terminate()
             flask.wait()
 
+        added = []
         for batching in (False, True):
             grpc_port, rest_port = free_port(), free_port()
             server = start(serve_command(config, grpc_port, rest_port, batching))
@@ -254,6 +255,10 @@ def main():
                     path = f"/v1/models/{MODEL}:predict"
                     results[(f"rest{label}", clients)] = load(rest_session_factory(rest_port, path), clients, arguments.seconds)
                     results[(f"grpc{label}", clients)] = load(grpc_session_factory(grpc_port), clients, arguments.seconds)
+                if not batching:  # latency added by the server: alternate short rounds against drifting load
+                    for _ in range(7):
+                        direct = load(factory, 1, 1.0)[1]
+                        added.append(load(grpc_session_factory(grpc_port), 1, 1.0)[1] - direct)
             finally:
                 server.terminate()
                 server.wait()
@@ -266,8 +271,8 @@ def main():
     print(f"\nratio QPS rest+batching/flask at 16 clients: {results[('rest+batching', 16)][0] / results[('flask', 16)][0]:.2f} (target >= 3)")
     print(f"ratio QPS grpc+batching/flask at 16 clients: {results[('grpc+batching', 16)][0] / results[('flask', 16)][0]:.2f}")
     print(f"ratio QPS best rest/flask at 16 clients:     {best_rest16 / results[('flask', 16)][0]:.2f}")
-    added = results[("grpc", 1)][1] - results[("in-process", 1)][1]
-    print(f"gRPC p50 added over in-process at 1 client: {added:.2f} ms (target <= 1 ms)")
+    print(f"gRPC p50 added over in-process at 1 client: median {statistics.median(added):.2f} ms over {len(added)} "
+          f"alternating 1 s rounds (min {min(added):.2f}, max {max(added):.2f}; target <= 1 ms)")
     print(f"hot reload rename -> first answer: median {statistics.median(delays):.2f} s, max {max(delays):.2f} s "
           f"(target <= 1.5 s; {len(delays)} rounds, poll 1 s)")
 
