@@ -8,6 +8,7 @@ Errors are `{"error": "..."}` with 400, 404, 405 or 413.
 """
 
 import json
+import logging
 import re
 import urllib.parse
 
@@ -19,6 +20,7 @@ from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.grpc_service import SIGNATURE_DEF_FIELD
 from experiments_manager.serving.model_status import status_response
 
+_LOG = logging.getLogger(__name__)
 _ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/]+?)"
     r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -52,6 +54,9 @@ class RestApp:
             status, answer = await self._answer(scope, receive)
         except RequestError as error:
             status, answer = error.http_status, {"error": error.message}
+        except Exception as error:  # a bug or a model crash: logged with its traceback, the server stays up
+            _LOG.exception("REST %s %s failed", scope.get("method"), scope.get("path"))
+            status, answer = 500, {"error": f"internal error: {type(error).__name__}: {error}"}
         await _send_json(send, status, answer)
 
     async def _answer(self, scope, receive):
