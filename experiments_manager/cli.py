@@ -169,9 +169,9 @@ def _train(arguments):
     from experiments_manager import training
     from experiments_manager.settings import parse_hparam_overrides
 
-    alongside = _serving_alongside(arguments) if arguments.serve else None
     if arguments.keep_serving and not arguments.serve:
         raise UserInputError("--keep-serving: only with --serve")
+    alongside = _serving_alongside(arguments) if arguments.serve else None
     if arguments.resume:
         if arguments.hparam:
             raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")
@@ -183,9 +183,14 @@ def _train(arguments):
 
 
 def _serving_alongside(arguments):
-    """`train --serve`: a factory for the serve process started once the experiment folder exists."""
+    """`train --serve`: a factory for the serve process started once the experiment folder exists.
+
+    The server flags are checked now, so a bad one stops the command before any folder is created.
+    """
+    from experiments_manager.serving.command import check_server_arguments
     from experiments_manager.serving.sidecar import ServingSidecar
 
+    check_server_arguments(arguments)
     forwarded = ["--host", arguments.host, "--rest-port", str(arguments.rest_port),
                  "--file_system_poll_wait_seconds", str(arguments.file_system_poll_wait_seconds),
                  "--max-request-bytes", str(arguments.max_request_bytes)]

@@ -71,6 +71,13 @@ def test_serve_refuses_a_busy_port_and_bad_arguments(run_cli, trained):
     assert "error: --max_batch_size: expected an int > 0, got 0" in bad.stderr
 
 
+def test_train_serve_refuses_bad_server_flags_before_creating_anything(run_cli, workdir):
+    result = run_cli("train", "-u", REGRESSION_SETTINGS, "--serve", "--rest-port", "-1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == "error: --rest-port: expected a port in 0..65535, got -1"
+    assert not (workdir / "experiments").exists()
+
+
 def client_variant(experiment, tmp_path, lines):
     """A copy of the trained experiment whose settings copy gets extra lines (a different Client_IO...)."""
     copy = tmp_path / "experiment"

@@ -2,9 +2,10 @@
 
 import contextlib
 import signal
-import threading
 
 import keras
+
+from experiments_manager.signals import signal_handlers
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
@@ -54,15 +55,8 @@ class StopOnSignal(keras.callbacks.Callback):
         Python delivers signals to the main thread only: elsewhere (a Flower
         client thread, say) this installs nothing and the caller's handlers apply.
         """
-        if threading.current_thread() is not threading.main_thread():
+        with signal_handlers(self._handle, HANDLED_SIGNALS):
             yield self
-            return
-        previous = {signum: signal.signal(signum, self._handle) for signum in HANDLED_SIGNALS}
-        try:
-            yield self
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
 
     def check(self):
         if self.received is not None:

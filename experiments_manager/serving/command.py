@@ -2,11 +2,11 @@
 
 import logging
 import os
-import signal
 import sys
 import threading
 
 from experiments_manager.errors import UserInputError
+from experiments_manager.signals import signal_handlers
 
 _LOG = logging.getLogger("experiments_manager.serving")
 DEFAULT_GRPC_PORT = 8500
@@ -16,7 +16,7 @@ def serve(arguments):
     """Runs the embedded server (or tensorflow_model_server) until SIGINT/SIGTERM; returns the exit code."""
     from experiments_manager.serving.config import source_from_experiment, sources_from_config_file
 
-    _check_server_arguments(arguments)
+    check_server_arguments(arguments)
     if arguments.model_dir:
         sources = [source_from_experiment(arguments.model_dir)]
     else:
@@ -46,7 +46,8 @@ def server_options(arguments, grpc_port):
     )
 
 
-def _check_server_arguments(arguments):
+def check_server_arguments(arguments):
+    """Every problem with the server flags, one line each (`serve`, and `train --serve` before it starts)."""
     problems = []
     for flag, port in (("--grpc-port", arguments.grpc_port), ("--rest-port", arguments.rest_port)):
         if port is not None and not 0 <= port <= 65535:
@@ -80,8 +81,6 @@ def _run_tensorflow_model_server(arguments, sources, options):
     from experiments_manager.serving.tfserving import TensorFlowModelServer
 
     launcher = TensorFlowModelServer(sources, options, arguments.apptainer_image)
-    if arguments.host != "127.0.0.1":
-        _LOG.warning("--host: tensorflow_model_server has no bind-address flag; it listens on every interface")
     if arguments.dry_run:
         with tempfile.TemporaryDirectory() as folder:
             command = launcher.write_config_files(folder)
@@ -89,7 +88,7 @@ def _run_tensorflow_model_server(arguments, sources, options):
             for path in sorted(os.listdir(folder)):
                 print(f"--- {path}\n{open(os.path.join(folder, path)).read()}", end="")
         return 0
-    _LOG.warning("tensorflow_model_server listens on every interface (0.0.0.0), not only 127.0.0.1")
+    _LOG.warning("tensorflow_model_server has no bind-address flag: it listens on every interface (0.0.0.0)")
     return launcher.run()
 
 
@@ -97,22 +96,13 @@ def _run_embedded(sources, options, parent_pid):
     from experiments_manager.serving.server import ModelServer
 
     stop = threading.Event()
-    previous = {
-        signum: signal.signal(signum, lambda signum, frame: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)
-    }
-    server = ModelServer(sources, options)
-    try:
-        server.start()
+    with signal_handlers(lambda signum, frame: stop.set()), ModelServer(sources, options) as server:
         _log_addresses(server)
         while not stop.wait(1.0):
             if parent_pid and os.getppid() != parent_pid:
                 _LOG.info("the training process %d is gone: stopping", parent_pid)
                 break
         _LOG.info("stopping the server")
-    finally:
-        server.stop()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     return 0
 
 
@@ -143,19 +133,14 @@ def predict(arguments):
     specs = {"model_dir": str(experiment.root), "model_name": model_name, "server": address}
     client = StreamingClient(settings, address, model_name, specs, arguments.debug)
     stop = threading.Event()  # Ctrl-C / SIGTERM end an endless stream normally: finalize, summary, exit 0
-    previous = {
-        signum: signal.signal(signum, lambda signum, frame: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)
-    }
     try:
-        if arguments.wait_for_server > 0:
-            client.wait_until_served(arguments.wait_for_server)
-        report = client.stream(arguments.predict_stream, arguments.interval, stop)
+        with signal_handlers(lambda signum, frame: stop.set()):
+            if arguments.wait_for_server > 0:
+                client.wait_until_served(arguments.wait_for_server)
+            report = client.stream(arguments.predict_stream, arguments.interval, stop)
     except ClientError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     if report.requests:
         print(
             f"{report.requests} requests answered by {model_name} versions {report.versions} at {address}; "

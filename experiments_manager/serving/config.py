@@ -51,9 +51,14 @@ class ModelSource:
         return dict(self.labels).get(label)
 
 
+def is_path_trick(name):
+    """True for names that could climb or split paths (empty, '/', '..'); requests and configs both refuse them."""
+    return not name or "/" in name or ".." in name
+
+
 def check_model_name(name, where):
-    """Model names become URL segments and log lines: no path tricks."""
-    if not name or "/" in name or ".." in name or any(character.isspace() for character in name):
+    """Model names become URL segments and log lines: no path tricks, no spaces."""
+    if is_path_trick(name) or any(character.isspace() for character in name):
         raise UserInputError(f"{where}: name: expected a model name without '/', '..' or spaces, got {name!r}")
 
 

@@ -1,7 +1,8 @@
 """The one place requests meet models: lookup, input checks, optional batching.
 
 REST and gRPC front ends both decode their wire format to arrays and call
-`Predictor.predict`, so both answer identically and refuse the same inputs.
+`Predictor.run` (gRPC worker threads) or `Predictor.run_async` (the REST event
+loop), so both answer identically and refuse the same inputs.
 """
 
 import asyncio
@@ -9,6 +10,7 @@ import dataclasses
 import threading
 
 from experiments_manager.serving.batching import Batcher
+from experiments_manager.serving.config import is_path_trick
 from experiments_manager.serving.errors import RequestError
 
 
@@ -51,7 +53,7 @@ class Predictor:
 
     @staticmethod
     def check_name(name):
-        if not name or "/" in name or ".." in name:
+        if is_path_trick(name):
             raise RequestError(f"model name: expected a name without '/' or '..', got {name!r}")
 
     def servable(self, name, version=None, label=None):
@@ -66,20 +68,23 @@ class Predictor:
 
     def run(self, servable, key, arrays, output_filter=()):
         """Checks shapes and runs the signature in this thread (gRPC workers). Returns dict name -> ndarray."""
-        servable.check_inputs(key, arrays)
-        batcher = None if self.batching is None or output_filter else self._batcher(servable, key)
+        batcher = self._checked(servable, key, arrays, output_filter)
         if batcher is None:
             return servable.call(key, arrays, output_filter)
         return batcher.submit(arrays).result()
 
     async def run_async(self, servable, key, arrays, output_filter=()):
         """`run` for the event loop (REST): the model call happens in the executor or the batcher."""
-        servable.check_inputs(key, arrays)
-        batcher = None if self.batching is None or output_filter else self._batcher(servable, key)
+        batcher = self._checked(servable, key, arrays, output_filter)
         if batcher is None:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self.executor, servable.call, key, arrays, output_filter)
         return await asyncio.wrap_future(batcher.submit(arrays))
+
+    def _checked(self, servable, key, arrays, output_filter):
+        """Checks input shapes; returns the Batcher to use, or None to call the model directly."""
+        servable.check_inputs(key, arrays)
+        return None if self.batching is None or output_filter else self._batcher(servable, key)
 
     def _batcher(self, servable, key):
         with self._lock:

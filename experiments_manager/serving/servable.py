@@ -23,7 +23,7 @@ class Servable:
 
     ```python
     servable = Servable.load("model_curve_fitting", 3, Path("exp/exported_models/3"))
-    outputs = servable.predict("", {"input": np.zeros((2, 1), np.float32)})
+    outputs = servable.call("serving_default", {"input": np.zeros((2, 1), np.float32)})
     ```
     """
 
@@ -54,12 +54,12 @@ class Servable:
     def warm_up(self):
         """Calls every signature on a one-example input (None dimensions become 1)."""
         for key, specs in self.input_specs.items():
+            if any(spec.dtype.name == "string" for spec in specs.values()):
+                continue  # no neutral example string exists; the first real request warms it
             example = {
                 name: np.zeros([1 if size is None else size for size in spec.shape.as_list()], spec.dtype.as_numpy_dtype)
                 for name, spec in specs.items()
             }
-            if any(spec.dtype.name == "string" for spec in specs.values()):
-                continue  # no neutral example string exists; the first real request warms it
             try:
                 self.call(key, example)
             except Exception as error:  # a model may refuse zeros; it is still servable
@@ -90,7 +90,7 @@ class Servable:
         try:
             outputs = self.functions[key](**{name: tf.constant(array) for name, array in arrays.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
-            raise RequestError(f"the model refused the input: {_first_line(error)}") from None
+            raise RequestError(f"the model refused the input: {first_line(error)}") from None
         if output_filter:
             unknown = sorted(set(output_filter) - set(outputs))
             if unknown:
@@ -98,11 +98,9 @@ class Servable:
             outputs = {name: outputs[name] for name in output_filter}
         return {name: tensor.numpy() for name, tensor in outputs.items()}
 
-    def output_names(self, key):
-        return sorted(self.signature_defs[key].outputs)
 
-
-def _first_line(error):
+def first_line(error):
+    """The first line of an error's message (TensorFlow's run to many lines), or its type name."""
     text = str(getattr(error, "message", error)).strip()
     return text.splitlines()[0] if text else type(error).__name__
 

@@ -14,7 +14,6 @@ with ModelServer([source_from_experiment("exp")], ServerOptions(grpc_port=0, res
 import asyncio
 import concurrent.futures
 import dataclasses
-import logging
 import socket
 import threading
 import time
@@ -22,8 +21,6 @@ import time
 from experiments_manager.errors import UserInputError
 from experiments_manager.serving.predictor import Predictor
 from experiments_manager.serving.versions import VersionManager
-
-_LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +49,7 @@ class ServerOptions:
 class ModelServer:
     """Serves model sources over gRPC and REST until stopped.
 
-    gRPC requests run in the grpc server's worker threads; REST runs on an
+    gRPC requests run in the grpc server's worker threads; REST runs on its own
     asyncio event loop in a background thread (uvicorn), its model calls in a
     thread pool or a batcher so the loop only moves bytes. Versions are polled
     in their own thread.
@@ -88,23 +85,23 @@ class ModelServer:
         return f"http://{_bracketed(self.options.host)}:{self.rest_port}" if self.rest_port else None
 
     def start(self):
-        """Binds both ports (a busy port is a clear error), loads versions, starts answering."""
+        """Binds both ports (a busy port is a clear error), loads versions, starts answering.
+
+        On failure, whatever had started is stopped again before the error propagates.
+        """
         rest_socket = None
         if self.options.rest_port is not None:
             rest_socket = _bind(self.options.host, self.options.rest_port, "--rest-port")
-        self._loop = asyncio.new_event_loop()
-        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="serving-loop", daemon=True)
-        self._loop_thread.start()
         try:
             self._start_grpc()
+            self.versions.start()
+            if rest_socket is not None:
+                self._start_rest(rest_socket)
         except BaseException:
             if rest_socket is not None:
                 rest_socket.close()
-            self._stop_loop()
+            self.stop(grace_seconds=0)
             raise
-        self.versions.start()
-        if rest_socket is not None:
-            self._start_rest(rest_socket)
         return self
 
     def _start_grpc(self):
@@ -136,6 +133,9 @@ class ModelServer:
 
         from experiments_manager.serving.rest import RestApp
 
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="rest-loop", daemon=True)
+        self._loop_thread.start()
         app = RestApp(self.predictor, self.options.max_request_bytes)
         config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="off")
         self._rest_server = uvicorn.Server(config)
@@ -149,7 +149,7 @@ class ModelServer:
 
     def stop(self, grace_seconds=2.0):
         """Stops accepting, lets requests in flight finish (up to the grace), unloads models."""
-        if self._rest_server is not None:
+        if self._rest_task is not None and not self._rest_task.done():
             self._rest_server.should_exit = True
             try:
                 self._rest_task.result(grace_seconds + 5)

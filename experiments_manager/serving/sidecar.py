@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 
+from experiments_manager.signals import signal_handlers
+
 _LOG = logging.getLogger(__name__)
 
 
@@ -76,14 +78,11 @@ class ServingSidecar:
 
     def _wait_for_stop_signal(self):
         _LOG.info("Training ended; still serving %s. Ctrl-C or SIGTERM stops the server.", self.experiment.root)
-        previous = {signum: signal.signal(signum, signal.default_int_handler) for signum in (signal.SIGTERM,)}
         try:
-            self.process.wait()
+            with signal_handlers(signal.default_int_handler, (signal.SIGTERM,)):  # SIGTERM acts as Ctrl-C
+                self.process.wait()
         except KeyboardInterrupt:
             pass
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
 
     def stop(self, timeout=15):
         if self.process.poll() is None:

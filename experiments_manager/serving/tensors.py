@@ -83,7 +83,7 @@ def _array(value, spec):
     try:
         raw = np.asarray(value)
     except ValueError:
-        raise RequestError(f"input {spec.name!r}: expected a rectangular nested list (ragged lists are refused)") from None
+        raise _ragged(spec.name) from None
     kind = raw.dtype.kind
     accepted = "b" if spec.dtype.is_bool else "iu" if spec.dtype.is_integer else "iuf" if spec.dtype.is_floating else ""
     if raw.size and kind not in accepted:
@@ -126,12 +126,16 @@ def _nested_shape(value, name):
 def _check_rectangular(value, shape, name):
     if not shape:
         if isinstance(value, list):
-            raise RequestError(f"input {name!r}: expected a rectangular nested list (ragged lists are refused)")
+            raise _ragged(name)
         return
     if not isinstance(value, list) or len(value) != shape[0]:
-        raise RequestError(f"input {name!r}: expected a rectangular nested list (ragged lists are refused)")
+        raise _ragged(name)
     for item in value:
         _check_rectangular(item, shape[1:], name)
+
+
+def _ragged(name):
+    return RequestError(f"input {name!r}: expected a rectangular nested list (ragged lists are refused)")
 
 
 def rest_outputs(outputs, row_format):

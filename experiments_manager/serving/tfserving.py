@@ -7,13 +7,12 @@ Example:
 
 ```python
 launch = TensorFlowModelServer(sources, options, apptainer_image="tf_server.sif")
-print(launch.command(config_path))
+print(launch.write_config_files("/tmp/tf-serving-config"))   # the command line it would run
 exit_code = launch.run()
 ```
 """
 
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 from experiments_manager.atomic import write_text_atomically
 from experiments_manager.errors import UserInputError
 from experiments_manager.serving.config import models_config_text
+from experiments_manager.signals import signal_handlers
 
 BINARY = "tensorflow_model_server"
 
@@ -39,7 +39,7 @@ class TensorFlowModelServer:
         self.options = options
         self.apptainer_image = Path(apptainer_image) if apptainer_image else None
 
-    def _executable(self):
+    def _executable(self, config_dir):
         """The command prefix that runs the binary; a clear error when it is not there."""
         if self.apptainer_image is not None:
             if not self.apptainer_image.is_file():
@@ -47,7 +47,7 @@ class TensorFlowModelServer:
             runner = shutil.which("apptainer") or shutil.which("singularity")
             if runner is None:
                 raise UserInputError("--apptainer-image: neither apptainer nor singularity is on PATH")
-            binds = sorted({str(Path(source.base_path).resolve()) for source in self.sources} | {str(self._config_dir)})
+            binds = sorted({str(Path(source.base_path).resolve()) for source in self.sources} | {str(config_dir)})
             return [runner, "exec", "--bind", ",".join(binds), str(self.apptainer_image), BINARY]
         found = shutil.which(BINARY)
         if found is None:
@@ -59,8 +59,9 @@ class TensorFlowModelServer:
 
     def write_config_files(self, folder):
         """Writes models.config (and batching.config) into `folder`; returns the command to run."""
-        self._config_dir = Path(folder).resolve()
-        config = self._config_dir / "models.config"
+        config_dir = Path(folder).resolve()
+        executable = self._executable(config_dir)  # a missing binary is refused before anything is written
+        config = config_dir / "models.config"
         write_text_atomically(config, models_config_text(self.sources))
         arguments = [
             f"--port={self.options.grpc_port}",
@@ -69,24 +70,19 @@ class TensorFlowModelServer:
             f"--file_system_poll_wait_seconds={max(1, round(self.options.poll_seconds))}",
         ]
         if self.options.batching is not None:
-            batching = self._config_dir / "batching.config"
+            batching = config_dir / "batching.config"
             write_text_atomically(
                 batching,
                 f"max_batch_size {{ value: {self.options.batching.max_batch_size} }}\n"
                 f"batch_timeout_micros {{ value: {self.options.batching.batch_timeout_micros} }}\n",
             )
             arguments += ["--enable_batching=true", f"--batching_parameters_file={batching}"]
-        return self._executable() + arguments
+        return executable + arguments
 
     def run(self):
         """Runs the binary until it exits or this process gets SIGINT/SIGTERM; returns its exit code."""
         with tempfile.TemporaryDirectory(prefix="tensorflow_model_server-") as folder:
             command = self.write_config_files(folder)
             process = subprocess.Popen(command)
-            forward = lambda signum, frame: process.send_signal(signum)  # noqa: E731
-            previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGINT, signal.SIGTERM)}
-            try:
+            with signal_handlers(lambda signum, frame: process.send_signal(signum)):
                 return process.wait()
-            finally:
-                for signum, handler in previous.items():
-                    signal.signal(signum, handler)

@@ -13,7 +13,7 @@ import re
 import threading
 import time
 
-from experiments_manager.serving.servable import Servable, missing_servable
+from experiments_manager.serving.servable import Servable, first_line, missing_servable
 
 _LOG = logging.getLogger(__name__)
 _VERSION_DIR = re.compile(r"^\d+$")
@@ -131,7 +131,7 @@ class VersionManager:
         try:
             servable = Servable.load(source.name, version, path)
         except Exception as error:
-            message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            message = first_line(error)
             self._failed[(source.name, version)] = (mtime, message)
             served = sorted(self._served[source.name])
             _LOG.error(
