@@ -8,7 +8,7 @@ import sys
 from experiments_manager.errors import UserInputError
 
 DESCRIPTION = "Train, export and track TensorFlow/Keras experiments from one settings file."
-SUBCOMMANDS = ("train", "serve", "predict", "list")
+SUBCOMMANDS = ("train", "serve", "predict", "kafka-produce", "list")
 DEFAULT_REST_PORT = 8501
 
 
@@ -38,6 +38,7 @@ def build_parser():
     train.add_argument(
         "--keep-serving", action="store_true", help="with --serve: keep serving after training ends, until Ctrl-C"
     )
+    _add_bootstrap_servers_argument(train)
     _add_server_arguments(train)
 
     serve = commands.add_parser(
@@ -86,6 +87,28 @@ def build_parser():
     )
     predict.add_argument("--debug", action="store_true", help="Client_IO debugMode")
 
+    produce = commands.add_parser(
+        "kafka-produce",
+        help="publish the settings' input pipelines to Kafka topics",
+        description="Run the settings' get_input_pipeline for training and validation and publish one "
+        "self-describing record per sample to <session_name>_train and <session_name>_val.",
+    )
+    produce.add_argument("-u", "--usersettings", required=True, metavar="SETTINGS", help="the settings module (.py)")
+    produce.add_argument(
+        "--hparam", action="append", default=[], metavar="KEY=VALUE",
+        help="override hparams[KEY] (value parsed as a Python literal); repeatable",
+    )
+    _add_bootstrap_servers_argument(produce)
+    produce.add_argument(
+        "--epochs", type=_positive_int, default=1, metavar="N",
+        help="passes over the training pipeline (default 1; validation is published once)",
+    )
+    produce.add_argument(
+        "--partitions", type=_positive_int, default=1, metavar="N",
+        help="partitions of topics that do not exist yet (default 1)",
+    )
+    produce.add_argument("--only", choices=("train", "val"), help="publish only this split")
+
     listing = commands.add_parser(
         "list", help="table of experiments", description="Print a table of the experiments in a working folder."
     )
@@ -120,6 +143,23 @@ def _add_server_arguments(parser):
     )
 
 
+def _add_bootstrap_servers_argument(parser):
+    parser.add_argument(
+        "--bootstrap-servers", metavar="HOST:PORT[,...]",
+        help="Kafka brokers, overriding the settings' kafka_bootstrap_servers",
+    )
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected an int > 0, got {text!r}")
+    return value
+
+
 def _with_default_command(argv):
     """The original framework's spellings: no sub-command trains, `--predict_stream` predicts,
     `--start_server` serves."""
@@ -144,6 +184,10 @@ def main(argv=None):
             return _serve(arguments)
         if arguments.command == "predict":
             return _predict(arguments)
+        if arguments.command == "kafka-produce":
+            from experiments_manager.kafka.command import kafka_produce
+
+            return kafka_produce(arguments)
         if arguments.command == "list":
             return _list(arguments)
         build_parser().print_help()
@@ -175,9 +219,11 @@ def _train(arguments):
     if arguments.resume:
         if arguments.hparam:
             raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")
-        outcome = training.resume(arguments.resume, alongside=alongside)
+        outcome = training.resume(arguments.resume, alongside=alongside,
+                                  kafka_bootstrap_servers=arguments.bootstrap_servers)
     else:
-        outcome = training.train(arguments.usersettings, parse_hparam_overrides(arguments.hparam), alongside=alongside)
+        outcome = training.train(arguments.usersettings, parse_hparam_overrides(arguments.hparam), alongside=alongside,
+                                 kafka_bootstrap_servers=arguments.bootstrap_servers)
     _report(outcome)
     return outcome.exit_code
 

@@ -60,6 +60,12 @@ def of_type(*types, name=None):
     return check
 
 
+def positive_number(value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        return f"expected a number of seconds > 0, got {_describe(value)}"
+    return None
+
+
 def list_of_ints(value):
     if not isinstance(value, (list, tuple)) or any(
         isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in value
@@ -141,6 +147,10 @@ OPTIONAL = {
     "grpc_max_message_length": (512 * MIB, positive_int),
     "consume_data_from_kafka": (False, of_type(bool)),
     "kafka_bootstrap_servers": (["localhost:9092"], of_type(list, tuple, str, name="a list of host:port")),
+    "kafka_config": ({}, of_type(dict)),
+    "kafka_connect_timeout_secs": (10, positive_number),
+    "kafka_stall_timeout_secs": (120, positive_number),
+    "kafka_shuffle_buffer_size": (1000, non_negative_int),
     "enable_federated_learning": (False, of_type(bool)),
     "hyperopt_space": (None, dict_or_none),
 }

@@ -24,3 +24,11 @@ class UserInputError(Exception):
             problems = [problems]
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
+
+
+class InputStalled(Exception):
+    """The training data stopped arriving for longer than the settings allow.
+
+    Training ends `interrupted` with a checkpoint (exit code 75, EX_TEMPFAIL):
+    resume it once the data flows again.
+    """

@@ -12,13 +12,16 @@ import math
 import random
 import sys
 import uuid
+import warnings
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.errors import InputStalled, UserInputError
 from experiments_manager.experiment import Experiment, running_command
+from experiments_manager.inputs import make_inputs
 from experiments_manager.settings import load_experiment_settings, load_settings
 
 _LOG = logging.getLogger(__name__)
 SIGNAL_EXIT_BASE = 128
+STALLED_EXIT_CODE = 75  # EX_TEMPFAIL: the data stopped arriving; resume later
 
 
 class TrainingOutcome:
@@ -27,7 +30,8 @@ class TrainingOutcome:
     Attributes:
         experiment: the `Experiment`.
         status: 'finished', 'interrupted' or 'failed' (as in run.json).
-        exit_code: 0 when finished, 128 + signal when interrupted, 1 when failed.
+        exit_code: 0 when finished, 128 + signal when a signal interrupted it,
+            75 when its input data stalled, 1 when failed.
         model: the trained Keras model (EMA weights in) when it finished in-process.
         reason: why it did not finish, or None.
     """
@@ -40,7 +44,7 @@ class TrainingOutcome:
         self.reason = reason
 
 
-def train(settings_path, hparam_overrides=None, command=None, alongside=None):
+def train(settings_path, hparam_overrides=None, command=None, alongside=None, kafka_bootstrap_servers=None):
     """Trains a new experiment from a settings file.
 
     Args:
@@ -49,6 +53,8 @@ def train(settings_path, hparam_overrides=None, command=None, alongside=None):
         command: the command line recorded in run.json (default: this process').
         alongside: optional function experiment -> context manager kept open
             while training (e.g. a model server for `train --serve`).
+        kafka_bootstrap_servers: 'host:port,...' overriding the settings'
+            `kafka_bootstrap_servers` (used when `consume_data_from_kafka`).
 
     Returns:
         a `TrainingOutcome`.
@@ -61,7 +67,10 @@ def train(settings_path, hparam_overrides=None, command=None, alongside=None):
     ```
     """
     settings = load_settings(settings_path, hparam_overrides)
+    servers = _check_inputs(settings, kafka_bootstrap_servers)
     experiment = Experiment.create(settings, command or running_command())
+    if servers:
+        experiment.update_run_info(kafka_bootstrap_servers=servers)
     _LOG.info("Experiment folder: %s", experiment.root)
     with _alongside(alongside, experiment):
         return Trainer(experiment, settings).run()
@@ -71,11 +80,24 @@ def _alongside(factory, experiment):
     return factory(experiment) if factory is not None else contextlib.nullcontext()
 
 
-def resume(experiment_dir, command=None, alongside=None):
+def _check_inputs(settings, kafka_bootstrap_servers):
+    """Checks a Kafka input is reachable before anything is written; returns the servers it uses."""
+    if not settings.consume_data_from_kafka:
+        if kafka_bootstrap_servers:
+            _LOG.warning("--bootstrap-servers: ignored (%s does not set consume_data_from_kafka = True)",
+                         settings.path.name)
+        return None
+    from experiments_manager.kafka.inputs import check_kafka_input
+
+    return check_kafka_input(settings, kafka_bootstrap_servers)
+
+
+def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers=None):
     """Continues an experiment from its last checkpoint (or from scratch if it has none).
 
     Uses the experiment's own copy of the settings and of the model file, and
-    the hparam overrides recorded in its run.json.
+    the hparam overrides and Kafka servers recorded in its run.json
+    (`kafka_bootstrap_servers` replaces the latter).
 
     Example:
 
@@ -89,7 +111,10 @@ def resume(experiment_dir, command=None, alongside=None):
         _LOG.info("%s already finished: nothing to resume", experiment.root)
         return TrainingOutcome(experiment, "finished", 0)
     settings = load_experiment_settings(experiment)
+    servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))
     experiment.update_run_info(status="running", resumed_by=list(command or running_command()))
+    if servers:
+        experiment.update_run_info(kafka_bootstrap_servers=servers)
     with _alongside(alongside, experiment):
         return Trainer(experiment, settings, resuming=True).run()
 
@@ -119,37 +144,56 @@ class Trainer:
     def _run(self):
         import keras
 
-        from experiments_manager.callbacks import TrainingInterrupted
-
         settings = self.settings
         seed = self._seed()
         keras.utils.set_random_seed(seed)
         with _precision_policy(settings.enable_mixed_precision):
             strategy = self._strategy()
-            train_data, val_data, train_steps, val_steps = self._datasets()
             with strategy.scope():
                 model, learning_rate = self._compiled_model()
             restored = self._restore(model)
-            initial_epoch = restored["epochs_completed"] if restored else 0
-            plan = _CallbackPlan(self.experiment, settings, model, (train_data, val_data), train_steps, restored,
-                                 reduce_lr_on_plateau=isinstance(learning_rate, (int, float)))
-            _truncate_history(self.experiment.history_csv, initial_epoch)
-            with plan.stop_on_signal.installed():
-                try:
-                    history = model.fit(
-                        train_data,
-                        validation_data=val_data,
-                        epochs=settings.nbEpoch,
-                        initial_epoch=initial_epoch,
-                        steps_per_epoch=train_steps,
-                        validation_steps=val_steps,
-                        shuffle=False,  # datasets come shuffled (or not) from get_input_pipeline
-                        callbacks=plan.callbacks,
-                        verbose=1 if sys.stdout.isatty() else 2,
-                    )
-                except TrainingInterrupted as interruption:
-                    return self._interrupted(plan, interruption)
+            try:
+                inputs = make_inputs(self.experiment, settings, restored, seed)
+            except InputStalled as stall:
+                return self._interrupted(None, str(stall), STALLED_EXIT_CODE)
+            try:
+                plan = _CallbackPlan(self.experiment, settings, model, inputs, restored,
+                                     reduce_lr_on_plateau=isinstance(learning_rate, (int, float)))
+                _truncate_history(self.experiment.history_csv, plan.initial_epoch)
+                history, stopped = self._fit(model, inputs, plan)
+            finally:
+                inputs.close()
+        if stopped is not None:
+            return stopped
         return self._finished(model, history, plan)
+
+    def _fit(self, model, inputs, plan):
+        """Runs `fit`; returns (history, None), or (None, outcome) when a signal or stalled data stopped it."""
+        from experiments_manager.callbacks import TrainingInterrupted
+
+        with plan.stop_on_signal.installed(), warnings.catch_warnings():
+            if inputs.endless:  # then only the finite validation set can "run out", at every epoch
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+            try:
+                history = model.fit(
+                    inputs.train,
+                    validation_data=inputs.val,
+                    epochs=self.settings.nbEpoch,
+                    initial_epoch=plan.initial_epoch,
+                    steps_per_epoch=inputs.train_steps,
+                    validation_steps=inputs.val_steps,
+                    shuffle=False,  # datasets come shuffled (or not) from get_input_pipeline
+                    callbacks=plan.callbacks,
+                    verbose=1 if sys.stdout.isatty() else 2,
+                )
+            except TrainingInterrupted as interruption:
+                return None, self._interrupted(plan, str(interruption), SIGNAL_EXIT_BASE + int(interruption.signum))
+            except Exception as error:
+                stall = inputs.stall_of(error)
+                if stall is None:
+                    raise
+                return None, self._interrupted(plan, str(stall), STALLED_EXIT_CODE)
+        return history, None
 
     def _seed(self):
         recorded = self.experiment.run_info().get("seed")
@@ -168,14 +212,6 @@ class Trainer:
         devices = select_devices(self.settings.used_gpu_IDs, name)
         self.experiment.update_run_info(devices=devices)
         return make_strategy(self.settings.distribution_strategy, devices, name)
-
-    def _datasets(self):
-        settings = self.settings
-        train_data = settings.get_input_pipeline(settings.raw_data_dir_train, True, settings.batch_size, settings.nbEpoch)
-        val_data = settings.get_input_pipeline(settings.raw_data_dir_val, False, settings.batch_size, settings.nbEpoch)
-        train_steps = _steps(train_data, settings.nb_train_samples, settings, "nb_train_samples", "training")
-        val_steps = _steps(val_data, settings.nb_val_samples, settings, "nb_val_samples", "validation")
-        return train_data, val_data, train_steps, val_steps
 
     def _compiled_model(self):
         settings = self.settings
@@ -202,13 +238,16 @@ class Trainer:
             _LOG.info("Resuming after epoch %d", state["epochs_completed"])
         return state
 
-    def _interrupted(self, plan, interruption):
-        plan.checkpoint.save(plan.epochs_completed())
-        code = SIGNAL_EXIT_BASE + int(interruption.signum)
-        self.experiment.mark_ended("interrupted", reason=str(interruption), exit_code=code)
-        _LOG.warning("%s: checkpointed after %s; resume with: experiments-manager train --resume %s",
-                     interruption, plan.epochs_completed(), self.experiment.root)
-        return TrainingOutcome(self.experiment, "interrupted", code, reason=str(interruption))
+    def _interrupted(self, plan, reason, code):
+        """Checkpoints what was trained (if training started) and marks the run interrupted."""
+        done = 0
+        if plan is not None:
+            done = plan.epochs_completed()
+            plan.checkpoint.save(done)
+        self.experiment.mark_ended("interrupted", reason=reason, exit_code=code)
+        _LOG.warning("%s: checkpointed after %s epochs; resume with: experiments-manager train --resume %s",
+                     reason, done, self.experiment.root)
+        return TrainingOutcome(self.experiment, "interrupted", code, reason=reason)
 
     def _finished(self, model, history, plan):
         losses = history.history.get("loss", [])
@@ -252,24 +291,6 @@ def _metrics_for(metrics, model):
     return list(metrics.values())
 
 
-def _steps(dataset, nb_samples, settings, field, kind):
-    """None for finite datasets (Keras iterates them whole), else nb_samples // batch_size."""
-    import tensorflow as tf
-
-    cardinality = int(dataset.cardinality()) if hasattr(dataset, "cardinality") else -2
-    if cardinality == 0:
-        raise UserInputError(f"{settings.path.name}: get_input_pipeline: the {kind} dataset is empty")
-    if cardinality > 0:
-        return None
-    if nb_samples:
-        return max(1, nb_samples // settings.batch_size)
-    length = "infinite" if cardinality == tf.data.INFINITE_CARDINALITY else "unknown"
-    raise UserInputError(
-        f"{settings.path.name}: {field}: expected the number of {kind} samples "
-        f"(the {kind} dataset's length is {length})"
-    )
-
-
 def _truncate_history(history_csv, epochs_kept):
     """Drops history rows of epochs a resumed run will redo."""
     if not history_csv.is_file():
@@ -300,14 +321,14 @@ def _precision_policy(mixed):
 class _CallbackPlan:
     """The callbacks of a run, in the order their work depends on."""
 
-    def __init__(self, experiment, settings, model, datasets, train_steps, restored, reduce_lr_on_plateau):
+    def __init__(self, experiment, settings, model, inputs, restored, reduce_lr_on_plateau):
         import keras
 
         from experiments_manager import callbacks as ours
         from experiments_manager.checkpointing import Checkpointer
         from experiments_manager.export import Exporter
 
-        train_data, val_data = datasets
+        train_data, val_data = inputs.train, inputs.val
         monitor = settings.monitored_loss_name
         mode = ours.monitor_mode(monitor)
         self.initial_epoch = restored["epochs_completed"] if restored else 0
@@ -330,12 +351,14 @@ class _CallbackPlan:
             for name, state in restored.get("callbacks", {}).items():
                 if name in stateful:
                     stateful[name].set_state(state)
-        self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir), stateful)
+        self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir),
+                                                  {**stateful, **inputs.stateful}, inputs.after_checkpoint)
         self.callbacks = (
             [self.stop_on_signal]
             + ([keras.callbacks.SwapEMAWeights()] if settings.weights_moving_averages else [])
             + [keras.callbacks.TerminateOnNaN(), ours.EpochScalars(experiment.logs_dir)]
-            + _profiler(settings, experiment, train_steps or int(train_data.cardinality()))
+            + inputs.callbacks
+            + _profiler(settings, experiment, inputs.train_steps or int(train_data.cardinality()))
             + [
                keras.callbacks.CSVLogger(str(experiment.history_csv), append=True),
                ours.TrainingCurves(experiment.history_csv, experiment.curves_png),

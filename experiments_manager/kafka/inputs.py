@@ -1,0 +1,101 @@
+"""Training input read from Kafka topics (`consume_data_from_kafka = True`).
+
+See `experiments_manager.inputs` for the interface and
+`experiments_manager.kafka.dataset` for how positions are kept.
+"""
+
+import logging
+
+from experiments_manager.errors import UserInputError
+from experiments_manager.kafka.connection import KafkaConnection, KafkaStalled, topic_names
+from experiments_manager.kafka.dataset import TrainingStream, ValidationSnapshot
+
+_LOG = logging.getLogger(__name__)
+PREFETCH_BATCHES = 4
+
+
+def check_kafka_input(settings, bootstrap_servers=None):
+    """Before an experiment folder exists: the cluster answers and both topics exist (else UserInputError).
+
+    Returns:
+        the bootstrap servers used ('host:port,...').
+    """
+    connection = KafkaConnection.from_settings(settings, override=bootstrap_servers)
+    if not settings.nb_train_samples:
+        raise UserInputError(
+            f"{settings.path.name}: nb_train_samples: expected the number of training samples per epoch "
+            "(a Kafka topic is an endless stream)"
+        )
+    connection.check_topics(topic_names(settings))
+    return connection.bootstrap_servers
+
+
+class KafkaInput:
+    """Training batches from `<session_name>_train`, validation from `<session_name>_val`.
+
+    Steps per epoch are `nb_train_samples // batch_size`. The consumer group is
+    the experiment's name; the bootstrap servers are those recorded in run.json
+    (the `--bootstrap-servers` flag), else the settings'.
+
+    Args:
+        experiment: the `Experiment`.
+        settings: the loaded `Settings`.
+        restored: the checkpoint state resumed from, or None.
+        seed: seed of the shuffling.
+    """
+
+    def __init__(self, experiment, settings, restored, seed):
+        import tensorflow as tf
+
+        from experiments_manager.callbacks.kafka_progress import KafkaProgress
+
+        connection = KafkaConnection.from_settings(settings, override=experiment.run_info().get("kafka_bootstrap_servers"))
+        train_topic, val_topic = topic_names(settings)
+        self.stream = TrainingStream(connection, train_topic, experiment.name, settings.batch_size,
+                                     settings.kafka_shuffle_buffer_size, seed, settings.kafka_stall_timeout_secs)
+        self.validation = None
+        try:
+            schema = self.stream.start((restored or {}).get("callbacks", {}).get("kafka"))
+            self.validation = ValidationSnapshot(connection, val_topic, f"{experiment.name}.validation",
+                                                 settings.batch_size, settings.kafka_stall_timeout_secs)
+            self.validation.refresh()
+        except BaseException:
+            self.close()
+            raise
+        if self.validation.schema.header != schema.header:
+            self.close()
+            raise UserInputError(
+                f"{settings.path.name}: kafka topics {train_topic!r} and {val_topic!r} hold different tensors "
+                f"({_fields(schema)} vs {_fields(self.validation.schema)})"
+            )
+        experiment.update_run_info(kafka={"bootstrap_servers": connection.bootstrap_servers,
+                                          "consumer_group": experiment.name,
+                                          "train_topic": train_topic, "val_topic": val_topic})
+        signature = schema.nest([
+            tf.TensorSpec((None,) + field.shape, tf.string if field.dtype == "string" else tf.as_dtype(field.dtype),
+                          name=None)
+            for field in schema.fields
+        ])
+        self.train = tf.data.Dataset.from_generator(self.stream.batches, output_signature=signature)
+        self.train = self.train.prefetch(PREFETCH_BATCHES)
+        self.val = tf.data.Dataset.from_generator(self.validation.batches, output_signature=signature)
+        self.train_steps = max(1, settings.nb_train_samples // settings.batch_size)
+        self.val_steps = None
+        self.callbacks = [KafkaProgress(self.stream, self.validation, experiment)]
+        self.stateful = {"kafka": self.stream}
+        self.after_checkpoint = [self.stream.commit]
+        self.endless = True
+
+    def stall_of(self, error):
+        if isinstance(error, KafkaStalled):
+            return error
+        return self.stream.stall  # raised inside tf.data, reaches fit wrapped in a TensorFlow error
+
+    def close(self):
+        self.stream.close()
+        if self.validation is not None:
+            self.validation.close()
+
+
+def _fields(schema):
+    return ", ".join(f"{field.name} {field.dtype}{list(field.shape)}" for field in schema.fields)
