@@ -30,6 +30,7 @@ _LOG = logging.getLogger(__name__)
 CHUNK_RECORDS = 1024
 POLL_SECONDS = 0.2
 DRAIN_POLL_SECONDS = 0.02
+SESSION_TIMEOUT_MS = 6000
 
 
 class _Reader:
@@ -53,22 +54,28 @@ class _Reader:
         self.skipped = 0
         self._unreachable_since = None
         self._reported = set()
+        self._busy = threading.Lock()
+        self.closing = False
         self.consumer = Consumer(connection.config(**{
             "group.id": group,
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
+            "session.timeout.ms": SESSION_TIMEOUT_MS,  # also bounds close() with a commit in flight
             "enable.partition.eof": partition_eof,
             "error_cb": self._on_error,
         }))
         self.partitions = connection.partitions(self.consumer, topic)
 
     def _on_error(self, error):
-        if error.name() in UNREACHABLE and self._unreachable_since is None:
+        if error.name() in UNREACHABLE and self._unreachable_since is None and not self.closing:
             self._unreachable_since = time.monotonic()
             _LOG.warning("kafka: cannot reach %s (%s): waiting up to %g s for it to come back",
                          self.connection.bootstrap_servers, error.str(), self.stall_timeout)
+
+    @property
+    def unreachable(self):
+        return self._unreachable_since is not None
 
     def _reached(self):
         self._reported.clear()
@@ -82,7 +89,9 @@ class _Reader:
         from confluent_kafka import KafkaError
 
         values, partitions, offsets, ended = [], [], [], []
-        for message in self.consumer.consume(num_messages=count, timeout=timeout):
+        with self._busy:  # close() from the main thread waits for this call to return
+            messages = [] if self.closing else self.consumer.consume(num_messages=count, timeout=timeout)
+        for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
@@ -107,15 +116,16 @@ class _Reader:
         return leaves, kept
 
     def stalled(self, since):
-        why = ("cannot reach " + self.connection.bootstrap_servers) if self._unreachable_since is not None \
-            else "no new record"
+        why = ("cannot reach " + self.connection.bootstrap_servers) if self.unreachable else "no new record"
         return KafkaStalled(
             f"kafka topic {self.topic!r}: {why} for {time.monotonic() - since:.0f} s "
             f"(kafka_stall_timeout_secs = {self.stall_timeout:g})"
         )
 
     def close(self):
-        self.consumer.close()
+        self.closing = True
+        with self._busy:
+            self.consumer.close()
 
 
 class ShufflePool:
@@ -358,7 +368,7 @@ class TrainingStream:
         schema = self.reader.decoder.schema
         chunk, self._pending = self._pending, None
         idle_since = None
-        while True:
+        while not self.reader.closing:  # training ended: the tf.data thread may still be asking for more
             if chunk is not None:
                 pool.add(*chunk)
                 idle_since = None
@@ -411,8 +421,14 @@ class TrainingStream:
         offsets = [TopicPartition(self.topic, p, o) for p, o in self.position.committed().items()]
         if not offsets:
             return
+        if self.reader.unreachable:  # a commit pending on a dead broker would hold close() for a session timeout
+            _LOG.warning("kafka: %s unreachable: offsets not committed (the checkpoint holds them)",
+                         self.connection.bootstrap_servers)
+            return
         if self._committer is None:
-            self._committer = Consumer(self.connection.config(**{"group.id": self.group, "enable.auto.commit": False}))
+            self._committer = Consumer(self.connection.config(**{
+                "group.id": self.group, "enable.auto.commit": False, "session.timeout.ms": SESSION_TIMEOUT_MS,
+            }))
         try:
             self._committer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as error:
