@@ -26,6 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python tools/bench_train.py
 	$(BIN)/python tools/bench_serving.py
+	$(BIN)/python tools/bench_kafka.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

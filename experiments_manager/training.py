@@ -240,13 +240,12 @@ class Trainer:
 
     def _interrupted(self, plan, reason, code):
         """Checkpoints what was trained (if training started) and marks the run interrupted."""
-        done = 0
+        done = "nothing trained yet"
         if plan is not None:
-            done = plan.epochs_completed()
-            plan.checkpoint.save(done)
+            plan.checkpoint.save(plan.epochs_completed())
+            done = f"checkpointed after {plan.epochs_completed()} epochs"
         self.experiment.mark_ended("interrupted", reason=reason, exit_code=code)
-        _LOG.warning("%s: checkpointed after %s epochs; resume with: experiments-manager train --resume %s",
-                     reason, done, self.experiment.root)
+        _LOG.warning("%s: %s; resume with: experiments-manager train --resume %s", reason, done, self.experiment.root)
         return TrainingOutcome(self.experiment, "interrupted", code, reason=reason)
 
     def _finished(self, model, history, plan):

@@ -45,8 +45,6 @@ class KafkaInput:
     """
 
     def __init__(self, experiment, settings, restored, seed):
-        import tensorflow as tf
-
         from experiments_manager.callbacks.kafka_progress import KafkaProgress
 
         connection = KafkaConnection.from_settings(settings, override=experiment.run_info().get("kafka_bootstrap_servers"))
@@ -71,14 +69,8 @@ class KafkaInput:
         experiment.update_run_info(kafka={"bootstrap_servers": connection.bootstrap_servers,
                                           "consumer_group": experiment.name,
                                           "train_topic": train_topic, "val_topic": val_topic})
-        signature = schema.nest([
-            tf.TensorSpec((None,) + field.shape, tf.string if field.dtype == "string" else tf.as_dtype(field.dtype),
-                          name=None)
-            for field in schema.fields
-        ])
-        self.train = tf.data.Dataset.from_generator(self.stream.batches, output_signature=signature)
-        self.train = self.train.prefetch(PREFETCH_BATCHES)
-        self.val = tf.data.Dataset.from_generator(self.validation.batches, output_signature=signature)
+        self.train = batches_dataset(self.stream.batches, schema).prefetch(PREFETCH_BATCHES)
+        self.val = batches_dataset(self.validation.batches, schema)
         self.train_steps = max(1, settings.nb_train_samples // settings.batch_size)
         self.val_steps = None
         self.callbacks = [KafkaProgress(self.stream, self.validation, experiment)]
@@ -95,6 +87,17 @@ class KafkaInput:
         self.stream.close()
         if self.validation is not None:
             self.validation.close()
+
+
+def batches_dataset(generator, schema):
+    """A tf.data dataset over a generator of batches of records with this `Schema`."""
+    import tensorflow as tf
+
+    signature = schema.nest([
+        tf.TensorSpec((None,) + field.shape, tf.string if field.dtype == "string" else tf.as_dtype(field.dtype))
+        for field in schema.fields
+    ])
+    return tf.data.Dataset.from_generator(generator, output_signature=signature)
 
 
 def _fields(schema):
