@@ -76,11 +76,11 @@ def new_stream(connection, topic, group):
 
 def bench_decode(connection, topic, records):
     stream, _ = new_stream(connection, topic, f"decode-{time.time()}")
-    batches = stream.batches()
-    started = time.perf_counter()
-    for _ in range(records // BATCH):
-        next(batches)
-    rate = (records // BATCH) * BATCH / (time.perf_counter() - started)
+    blocks = stream.blocks()
+    started, count = time.perf_counter(), 0
+    while count < records:
+        count += len(next(blocks)[1])
+    rate = count / (time.perf_counter() - started)
     stream.close()
     return rate
 
@@ -114,7 +114,7 @@ def kafka_dataset(connection, topic, group):
     from experiments_manager.kafka.inputs import PREFETCH_BATCHES, batches_dataset
 
     stream, schema = new_stream(connection, topic, group)
-    return stream, batches_dataset(stream.batches, schema).prefetch(PREFETCH_BATCHES)
+    return stream, batches_dataset(stream.blocks, schema).rebatch(BATCH).prefetch(PREFETCH_BATCHES)
 
 
 def main():

@@ -224,6 +224,9 @@ class BatchDecoder:
             decoded records, and the indices (into `values`) of those records.
             leaves is None when no record could be decoded.
         """
+        fast = self._decode_uniform(values)
+        if fast is not None:
+            return fast, list(range(len(values)))
         kept = []
         for index, value in enumerate(values):
             try:
@@ -244,21 +247,40 @@ class BatchDecoder:
                 self._skip(error)
         if not kept:
             return None, kept
-        return self._stack([values[index] for index in kept]), kept
+        selected = [values[index] for index in kept]
+        if self.schema.fixed_size:
+            return self._columns(np.frombuffer(b"".join(selected), np.uint8).reshape(len(selected), -1)), kept
+        return self._stack(selected), kept
+
+    def _decode_uniform(self, values):
+        """The usual case in one pass: every record has the stream's fixed-size layout (else None)."""
+        schema = self.schema
+        if schema is None or not schema.fixed_size or not values:
+            return None
+        size = len(schema.prefix) + schema.payload_bytes
+        try:
+            if set(map(len, values)) != {size}:
+                return None
+            raw = np.frombuffer(b"".join(values), np.uint8).reshape(len(values), size)
+        except TypeError:  # a record without a value
+            return None
+        if not (raw[:, :len(schema.prefix)] == np.frombuffer(schema.prefix, np.uint8)).all():
+            return None
+        return self._columns(raw)
 
     def _stack(self, values):
-        schema = self.schema
-        if not schema.fixed_size:
-            start = len(schema.prefix)
-            rows = [schema.decode_payload(value, start) for value in values]
-            return [np.stack(column) for column in zip(*rows)]
-        raw = np.frombuffer(b"".join(values), np.uint8).reshape(len(values), -1)
+        start = len(self.schema.prefix)
+        rows = [self.schema.decode_payload(value, start) for value in values]
+        return [np.stack(column) for column in zip(*rows)]
+
+    def _columns(self, raw):
+        """Field-ordered arrays from an (records, record bytes) uint8 array of fixed-size records."""
         leaves = []
-        position = len(schema.prefix)
-        for field in schema.fields:
+        position = len(self.schema.prefix)
+        for field in self.schema.fields:
             dtype = numpy_dtype(field.dtype)
             block = np.ascontiguousarray(raw[:, position:position + field.nbytes])
-            array = block.view(dtype.newbyteorder("<")).reshape((len(values),) + field.shape)
+            array = block.view(dtype.newbyteorder("<")).reshape((len(raw),) + field.shape)
             leaves.append(array.astype(dtype, copy=False))
             position += field.nbytes
         return leaves

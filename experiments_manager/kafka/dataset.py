@@ -31,6 +31,7 @@ CHUNK_RECORDS = 1024
 POLL_SECONDS = 0.2
 DRAIN_POLL_SECONDS = 0.02
 SESSION_TIMEOUT_MS = 6000
+BLOCK_BATCHES = 8
 
 
 class _Reader:
@@ -88,24 +89,24 @@ class _Reader:
         """(values, partitions, offsets, eof partitions) of up to `count` records read within `timeout` s."""
         from confluent_kafka import KafkaError
 
-        values, partitions, offsets, ended = [], [], [], []
         with self._busy:  # close() from the main thread waits for this call to return
             messages = [] if self.closing else self.consumer.consume(num_messages=count, timeout=timeout)
-        for message in messages:
-            error = message.error()
-            if error is not None:
+        ended = []
+        if any([message.error() is not None for message in messages]):
+            for message in messages:
+                error = message.error()
+                if error is None:
+                    continue
                 if error.code() == KafkaError._PARTITION_EOF:
                     ended.append(message.partition())
                 elif error.name() not in UNREACHABLE and error.name() not in self._reported:
                     self._reported.add(error.name())  # once until records flow again
                     _LOG.warning("kafka: %s: %s", self.topic, error.str())
-                continue
-            values.append(message.value())
-            partitions.append(message.partition())
-            offsets.append(message.offset())
-        if values or ended:
+            messages = [message for message in messages if message.error() is None]
+        if messages or ended:
             self._reached()
-        return values, partitions, offsets, ended
+        return ([message.value() for message in messages], [message.partition() for message in messages],
+                [message.offset() for message in messages], ended)
 
     def decode(self, values):
         leaves, kept = self.decoder.decode(values)
@@ -129,20 +130,20 @@ class _Reader:
 
 
 class ShufflePool:
-    """Records waiting to be batched; each batch is a uniform pick among the pool.
+    """Records waiting to be batched; batches are uniform picks among the pool.
 
-    Keeps up to `capacity` records (at least one batch) in preallocated arrays
-    together with their partition and offset, so the lowest offset still
-    waiting is known for every partition.
+    Keeps `capacity` records back for shuffling, in preallocated arrays
+    together with their partition and offset, so the offsets still waiting
+    are known for every partition.
 
     Args:
-        capacity: records kept for shuffling (0: no shuffling, first in first out).
+        capacity: records kept back for shuffling (0: no shuffling, first in first out).
         batch_size: records per batch.
         seed: seed of the random picks.
     """
 
     def __init__(self, capacity, batch_size, seed):
-        self.capacity = max(int(capacity), batch_size)
+        self.capacity = int(capacity)
         self.batch_size = batch_size
         self.shuffle = capacity > 1
         self.rng = np.random.default_rng(seed)
@@ -151,8 +152,9 @@ class ShufflePool:
         self.partitions = np.zeros(0, np.int32)
         self.offsets = np.zeros(0, np.int64)
 
-    def ready(self):
-        return self.size >= self.capacity
+    def spare_batches(self, draining):
+        """Whole batches that can be taken now: beyond the shuffling reserve, or all of them when draining."""
+        return max(0, self.size if draining else self.size - self.capacity) // self.batch_size
 
     def add(self, leaves, partitions, offsets):
         count = len(offsets)
@@ -185,12 +187,13 @@ class ShufflePool:
         """Removes `count` records; returns their field-ordered arrays."""
         size = self.size
         if self.shuffle:
-            picked = np.sort(self.rng.choice(size, count, replace=False))
+            picked = self.rng.choice(size, count, replace=False)
             batch = [array[picked] for array in self.arrays]
-            holes = picked[picked < size - count]
-            tail = np.setdiff1d(np.arange(size - count, size), picked, assume_unique=True)
+            in_tail = np.zeros(count, bool)
+            in_tail[picked[picked >= size - count] - (size - count)] = True
+            holes, tail = picked[picked < size - count], np.arange(size - count, size)[~in_tail]
             for array in self.arrays + [self.partitions, self.offsets]:
-                array[holes] = array[tail]
+                array[holes] = array[tail]  # the tail records not picked fill the holes
         else:
             batch = [array[:count].copy() for array in self.arrays]
             for array in self.arrays + [self.partitions, self.offsets]:
@@ -198,11 +201,14 @@ class ShufflePool:
         self.size = size - count
         return batch
 
-    def waiting(self):
-        """partition -> sorted offsets of the records still in the pool."""
-        partitions = self.partitions[:self.size]
-        offsets = self.offsets[:self.size]
-        return {int(partition): np.sort(offsets[partitions == partition]) for partition in np.unique(partitions)}
+    def snapshot(self):
+        """(partitions, offsets) of the records still in the pool (copies)."""
+        return self.partitions[:self.size].copy(), self.offsets[:self.size].copy()
+
+
+def waiting_by_partition(partitions, offsets):
+    """partition -> sorted offsets."""
+    return {int(partition): np.sort(offsets[partitions == partition]) for partition in np.unique(partitions)}
 
 
 class StreamPosition:
@@ -248,37 +254,57 @@ class StreamPosition:
     def drop_trained(self, values, partitions, offsets):
         """Filters out records a resumed run already trained on (below `next`, not waiting)."""
         keep = np.ones(len(offsets), bool)
-        for partition in list(self.waiting):
+        for partition, waiting in self.waiting.items():
             below = (partitions == partition) & (offsets < self.next[partition])
-            keep &= ~(below & ~np.isin(offsets, self.waiting[partition]))
-            if len(offsets) and offsets[partitions == partition].max(initial=-1) >= self.next[partition]:
-                del self.waiting[partition]  # past the resume point: nothing more to skip
+            if below.any():
+                keep &= ~(below & ~np.isin(offsets, waiting))
         if keep.all():
             return values, partitions, offsets
         return [value for value, kept in zip(values, keep) if kept], partitions[keep], offsets[keep]
 
 
+class _Emitted:
+    """What the stream had read when a block of batches left it (the position once they are trained)."""
+
+    def __init__(self, batches_total, next_offsets, read_to, pool, skip):
+        self.batches_total = batches_total
+        self.next_offsets = dict(next_offsets)
+        self.read_to = dict(read_to)
+        self.pool = pool
+        self.skip = skip
+
+    def position(self):
+        waiting = waiting_by_partition(*self.pool)
+        for partition, saved in self.skip.waiting.items():  # waiting in the checkpoint resumed, not re-read yet
+            unread = saved[saved >= self.read_to.get(partition, 0)]
+            if len(unread):
+                waiting[partition] = np.union1d(waiting.get(partition, unread[:0]), unread)
+        return StreamPosition(self.next_offsets, waiting)
+
+
 class TrainingStream:
     """The training topic as endless shuffled batches, with resumable positions.
 
-    When the topic has no new record, batches are drained from the shuffle pool
-    instead of waiting, so the last records published are trained on too.
+    Batches leave the stream in blocks of up to `BLOCK_BATCHES` (one Python
+    call for several batches; tf.data splits them with `rebatch`). When the
+    topic has no new record, the shuffle pool is drained instead of waiting, so
+    the last records published are trained on too.
 
     Args:
         connection: a `KafkaConnection`.
         topic: the training topic.
         group: consumer group (the experiment's name).
         batch_size: records per batch.
-        shuffle_buffer: records kept for shuffling (0: read order).
+        shuffle_buffer: records kept back for shuffling (0: read order).
         seed: seed of the shuffling.
-        stall_timeout: seconds without a record (and no full batch left) before `KafkaStalled`.
+        stall_timeout: seconds without a record (and no whole batch left) before `KafkaStalled`.
 
     Example:
 
     ```python
     stream = TrainingStream(connection, "my_test_train", experiment.name, 50, 1000, seed=1, stall_timeout=120)
     schema = stream.start(saved_state)
-    dataset = tf.data.Dataset.from_generator(stream.batches, output_signature=...)
+    dataset = batches_dataset(stream.blocks, schema).rebatch(50)
     ```
     """
 
@@ -291,15 +317,15 @@ class TrainingStream:
         self.seed = seed
         self.stall_timeout = stall_timeout
         self.reader = None
-        self.position = StreamPosition()
         self.records_read = 0
         self.stall = None
         self._next = {}
         self._read_to = {}
         self._skip = StreamPosition()
+        self._trained = None
         self._pending = None
         self._emitted = collections.deque()
-        self._sequence = 0
+        self._batches_emitted = 0
         self._lock = threading.Lock()
         self._committer = None
 
@@ -327,7 +353,7 @@ class TrainingStream:
             if starts[partition] >= 0:
                 self._next[partition] = saved.next.get(partition, starts[partition])
         self._skip = saved
-        self.position = StreamPosition(self._next, saved.waiting)
+        self._trained = _Emitted(0, self._next, {}, (np.zeros(0, np.int32), np.zeros(0, np.int64)), saved)
         consumer.assign([TopicPartition(self.topic, p, o if o >= 0 else OFFSET_BEGINNING) for p, o in starts.items()])
         _LOG.info("kafka: training reads topic %r from %s as consumer group %r", self.topic,
                   ", ".join(f"partition {p} offset {o if o >= 0 else 'first'}" for p, o in starts.items()),
@@ -340,7 +366,7 @@ class TrainingStream:
         values, partitions, offsets, _ = self.reader.poll(CHUNK_RECORDS, timeout)
         if not values:
             return None
-        partitions, offsets = np.asarray(partitions), np.asarray(offsets, np.int64)
+        partitions, offsets = np.asarray(partitions, np.int32), np.asarray(offsets, np.int64)
         for partition in np.unique(partitions):
             partition = int(partition)
             self._read_to[partition] = int(offsets[partitions == partition].max()) + 1
@@ -362,8 +388,8 @@ class TrainingStream:
                 self.stall = self.reader.stalled(since)
                 raise self.stall
 
-    def batches(self):
-        """Generator of batches (the sample's nesting, numpy arrays), endless."""
+    def blocks(self):
+        """Generator of blocks of whole batches (the sample's nesting, numpy arrays), endless."""
         pool = ShufflePool(self.shuffle_buffer, self.batch_size, self.seed)
         schema = self.reader.decoder.schema
         chunk, self._pending = self._pending, None
@@ -372,35 +398,37 @@ class TrainingStream:
             if chunk is not None:
                 pool.add(*chunk)
                 idle_since = None
-                while pool.ready():
-                    yield schema.nest(self._emit(pool))
-            elif pool.size >= self.batch_size:  # nothing new: drain the pool, a batch per poll
-                yield schema.nest(self._emit(pool))
-            else:
+            while pool.spare_batches(draining=chunk is None):
+                yield schema.nest(self._emit(pool, min(BLOCK_BATCHES, pool.spare_batches(chunk is None))))
+                if chunk is None:
+                    break  # nothing new: drain the pool a block per poll
+            if chunk is None and pool.size < self.batch_size:
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since > self.stall_timeout:
                     self.stall = self.reader.stalled(idle_since)
                     raise self.stall
             chunk = self._poll_chunk(DRAIN_POLL_SECONDS if pool.size >= self.batch_size else POLL_SECONDS)
 
-    def _emit(self, pool):
-        batch = pool.take(self.batch_size)
-        waiting = pool.waiting()
-        for partition, saved in self._skip.waiting.items():  # waiting in the checkpoint, not re-read yet
-            unread = saved[saved >= self._read_to.get(partition, 0)]
-            if len(unread):
-                waiting[partition] = np.union1d(waiting.get(partition, unread[:0]), unread)
-        position = StreamPosition(self._next, waiting)
+    def _emit(self, pool, batches):
+        block = pool.take(batches * self.batch_size)
         with self._lock:
-            self._sequence += 1
-            self._emitted.append((self._sequence, position))
-        return batch
+            self._batches_emitted += batches
+            self._emitted.append(_Emitted(self._batches_emitted, self._next, self._read_to, pool.snapshot(),
+                                          self._skip))
+        return block
 
     def mark_trained(self, batches):
         """`batches` batches (counted from the start) have been trained on: advance the resume position."""
         with self._lock:
-            while self._emitted and self._emitted[0][0] <= batches:
-                self.position = self._emitted.popleft()[1]
+            while self._emitted and self._emitted[0].batches_total <= batches:
+                self._trained = self._emitted.popleft()
+
+    @property
+    def position(self):
+        """The `StreamPosition` of what has been trained on."""
+        with self._lock:
+            trained = self._trained
+        return trained.position() if trained is not None else StreamPosition()
 
     @property
     def skipped(self):

@@ -69,7 +69,7 @@ class KafkaInput:
         experiment.update_run_info(kafka={"bootstrap_servers": connection.bootstrap_servers,
                                           "consumer_group": experiment.name,
                                           "train_topic": train_topic, "val_topic": val_topic})
-        self.train = batches_dataset(self.stream.batches, schema).prefetch(PREFETCH_BATCHES)
+        self.train = batches_dataset(self.stream.blocks, schema).rebatch(settings.batch_size).prefetch(PREFETCH_BATCHES)
         self.val = batches_dataset(self.validation.batches, schema)
         self.train_steps = max(1, settings.nb_train_samples // settings.batch_size)
         self.val_steps = None
