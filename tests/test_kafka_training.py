@@ -5,9 +5,6 @@ import json
 import os
 import shutil
 import signal
-from pathlib import Path
-
-import pytest
 
 from conftest import REPO, read_run, settings_variant, single_experiment, wait_for
 

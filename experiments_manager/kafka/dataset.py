@@ -2,14 +2,15 @@
 
 Training reads `<session_name>_train` as an endless stream under a consumer
 group named after the experiment. Records are decoded in chunks, shuffled in a
-bounded pool and batched in Python, then handed to tf.data (which only
-prefetches, keeping their order). Each batch carries the position that is safe
-to resume from once it has been trained on: per partition, the lowest offset
-still waiting in the pool, else the next offset to read. After each trained
-batch the trainer advances the stream's position; a checkpoint saves it and then
-commits it to the group. A resumed run starts from the checkpoint's position
-(else the group's committed offsets, else the beginning), so every record is
-trained on at least once.
+bounded pool and cut into batches in Python, handed to tf.data in blocks of
+batches (tf.data splits and prefetches them, keeping their order). Each block
+carries the position that is safe to resume from once it has been trained on:
+per partition, the next offset to read and the offsets still waiting in the
+pool. After each trained batch the trainer advances the stream's position; a
+checkpoint saves it and then commits it to the group (the lowest waiting
+offset). A resumed run starts from the checkpoint's position (else the group's
+committed offsets, else the beginning), trains on every record not yet trained
+on, and skips those the checkpoint had: at-least-once.
 
 Validation reads `<session_name>_val` from the beginning up to the end offsets
 seen when the epoch starts, into memory; it is read again only when the topic

@@ -168,6 +168,7 @@ def _publish_pass(producer, dataset, limit, settings, split, progress):
     """One pass over a pipeline: all of it if finite, else `limit` samples (nb_*_samples)."""
     import tensorflow as tf
 
+    _check_batched(dataset, settings)
     cardinality = int(dataset.cardinality())
     if cardinality == tf.data.INFINITE_CARDINALITY and not limit:
         field = "nb_train_samples" if split == "train" else "nb_val_samples"
@@ -185,6 +186,21 @@ def _publish_pass(producer, dataset, limit, settings, split, progress):
         producer.publish_batch(batch, left)
         if progress is not None:
             progress(producer.topic, producer.sent - start, total)
+
+
+def _check_batched(dataset, settings):
+    """Records are rows of batches: a scalar element cannot be one, an unbatched-looking one is worth a warning."""
+    import tensorflow as tf
+
+    shapes = [spec.shape for spec in tf.nest.flatten(dataset.element_spec)]
+    if any(shape.rank == 0 for shape in shapes):
+        raise UserInputError(
+            f"{settings.path.name}: get_input_pipeline: expected batches (a leading batch axis), got scalar tensors"
+        )
+    leading = {shape[0] for shape in shapes if shape.rank is not None}
+    if None not in leading and settings.batch_size not in leading:
+        _LOG.warning("%s: get_input_pipeline: the leading axis is %s, not batch_size %d: is the dataset batched? "
+                     "Each row of it becomes one record", settings.path.name, sorted(leading), settings.batch_size)
 
 
 def _to_numpy(batch):
