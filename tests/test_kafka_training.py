@@ -62,6 +62,16 @@ def history(experiment_dir):
         return list(csv.DictReader(handle))
 
 
+def train_until_first_checkpoint(start_cli, workdir, settings, broker, *arguments):
+    """Starts `train` in the background; returns (process, experiments folder) once a checkpoint exists."""
+    process = start_cli("train", "-u", str(settings), "--bootstrap-servers", broker.bootstrap, *arguments)
+    experiments = workdir / "experiments" / settings.stem
+    wait_for(lambda: list(experiments.glob("*/checkpoints/ckpt-*/state.json")) or process.poll() is not None, 120,
+             "a first checkpoint")
+    assert process.poll() is None, process.stdout.read()
+    return process, experiments
+
+
 def produce(run_cli, settings, broker, *arguments):
     result = run_cli("kafka-produce", "-u", str(settings), "--bootstrap-servers", broker.bootstrap, *arguments)
     assert result.returncode == 0, result.stderr
@@ -94,11 +104,8 @@ def test_produce_then_train_learns_from_the_topics_and_commits_at_checkpoints(ru
 def test_kill_9_during_kafka_training_then_resume_trains_on_every_record(run_cli, start_cli, workdir, kafka_broker):
     settings = recording_variant(workdir, "killed")
     produce(run_cli, settings, kafka_broker, "--epochs", "9")  # 3600 records for 2400 needed + re-reads
-    process = start_cli("train", "-u", str(settings), "--bootstrap-servers", kafka_broker.bootstrap)
-    experiments = workdir / "experiments" / "killed"
+    process, experiments = train_until_first_checkpoint(start_cli, workdir, settings, kafka_broker)
     checkpoints = lambda: list(experiments.glob("*/checkpoints/ckpt-*/state.json"))  # noqa: E731
-    wait_for(lambda: len(checkpoints()) >= 1 or process.poll() is not None, 120, "a first checkpoint")
-    assert process.poll() is None, process.stdout.read()
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     experiment = single_experiment(experiments)
@@ -148,11 +155,8 @@ def test_poison_records_are_counted_logged_once_per_kind_and_skipped(run_cli, wo
 def test_broker_restart_mid_training_is_ridden_out(run_cli, start_cli, workdir, own_kafka_broker):
     settings = kafka_variant(workdir, "restart", ["kafka_stall_timeout_secs = 60"])
     produce(run_cli, settings, own_kafka_broker, "--epochs", "2")
-    process = start_cli("train", "-u", str(settings), "--bootstrap-servers", own_kafka_broker.bootstrap,
-                        "--hparam", "nbEpoch=4")
-    experiments = workdir / "experiments" / "restart"
-    wait_for(lambda: list(experiments.glob("*/checkpoints/ckpt-*")) or process.poll() is not None, 120,
-             "a first checkpoint")
+    process, experiments = train_until_first_checkpoint(start_cli, workdir, settings, own_kafka_broker,
+                                                        "--hparam", "nbEpoch=4")
     own_kafka_broker.stop()
     own_kafka_broker.start()  # same port, empty: publish again
     produce(run_cli, settings, own_kafka_broker, "--epochs", "4")
@@ -165,11 +169,8 @@ def test_broker_restart_mid_training_is_ridden_out(run_cli, start_cli, workdir, 
 def test_stalled_stream_checkpoints_as_interrupted_and_resume_finishes(run_cli, start_cli, workdir, own_kafka_broker):
     settings = kafka_variant(workdir, "stall", ["kafka_stall_timeout_secs = 4"])
     produce(run_cli, settings, own_kafka_broker)  # one epoch of data for three
-    process = start_cli("train", "-u", str(settings), "--bootstrap-servers", own_kafka_broker.bootstrap,
-                        "--hparam", "nbEpoch=3")
-    experiments = workdir / "experiments" / "stall"
-    wait_for(lambda: list(experiments.glob("*/checkpoints/ckpt-*")) or process.poll() is not None, 120,
-             "a first checkpoint")
+    process, experiments = train_until_first_checkpoint(start_cli, workdir, settings, own_kafka_broker,
+                                                        "--hparam", "nbEpoch=3")
     own_kafka_broker.stop()
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 75, output
