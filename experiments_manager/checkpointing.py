@@ -59,6 +59,11 @@ class Checkpointer:
         numbered = self._numbered()
         return numbered[-1][1] if numbered else None
 
+    def latest_state(self):
+        """The newest checkpoint's state dict (without loading weights), or None."""
+        latest = self.latest()
+        return json.loads((latest / STATE_FILE).read_text()) if latest else None
+
     def save(self, model, optimizer, state):
         """Writes a new checkpoint atomically and prunes old ones."""
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -101,4 +106,4 @@ class Checkpointer:
             if tuple(variable.shape) != value.shape:
                 raise RuntimeError(f"{latest}: optimizer variable {variable.path} has shape {value.shape}, expected {tuple(variable.shape)}")
             variable.assign(value)
-        return json.loads((latest / STATE_FILE).read_text())
+        return self.latest_state()

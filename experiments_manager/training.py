@@ -149,14 +149,14 @@ class Trainer:
         keras.utils.set_random_seed(seed)
         with _precision_policy(settings.enable_mixed_precision):
             strategy = self._strategy()
-            with strategy.scope():
-                model, learning_rate = self._compiled_model()
-            restored = self._restore(model)
-            try:
-                inputs = make_inputs(self.experiment, settings, restored, seed)
+            try:  # inputs first: the settings' pipelines draw from the seeded generators before the model
+                inputs = make_inputs(self.experiment, settings, self._saved_state(), seed)
             except InputStalled as stall:
                 return self._interrupted(None, str(stall), STALLED_EXIT_CODE)
             try:
+                with strategy.scope():
+                    model, learning_rate = self._compiled_model()
+                restored = self._restore(model)
                 plan = _CallbackPlan(self.experiment, settings, model, inputs, restored,
                                      reduce_lr_on_plateau=isinstance(learning_rate, (int, float)))
                 _truncate_history(self.experiment.history_csv, plan.initial_epoch)
@@ -225,6 +225,12 @@ class Trainer:
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=settings.useXLA)
         model.optimizer.build(model.trainable_variables)
         return model, learning_rate
+
+    def _saved_state(self):
+        """The last checkpoint's state (epochs, callbacks, Kafka position), read before the model exists."""
+        from experiments_manager.checkpointing import Checkpointer
+
+        return Checkpointer(self.experiment.checkpoints_dir).latest_state() if self.resuming else None
 
     def _restore(self, model):
         from experiments_manager.checkpointing import Checkpointer

@@ -99,6 +99,8 @@ def test_poison_records_are_counted_by_kind_and_skipped():
     {"structure": 0, "tensors": [["x", "object", [1]]]},
     {"structure": 0, "tensors": [["x", "float32", [-1]]]},
     {"tensors": []},
+    {"structure": 0, "tensors": [["x", "float32", [2**70]]]},
+    {"structure": 0, "tensors": [["x", "float32", [2**32, 2**32]]]},
 ])
 def test_headers_that_do_not_describe_tensors_are_rejected(header):
     text = json.dumps(header).encode()
@@ -110,3 +112,15 @@ def test_headers_that_do_not_describe_tensors_are_rejected(header):
 def test_a_header_length_past_the_record_is_rejected_without_reading_it():
     with pytest.raises(RecordError, match="corrupt header"):
         decode(b"EMK1" + struct.pack("<I", 1 << 30) + b"{}")
+
+
+def test_hostile_headers_are_record_errors_not_crashes():
+    deep = b"[" * 100_000
+    value = b"EMK1" + struct.pack("<I", len(deep)) + deep
+    with pytest.raises(RecordError, match="corrupt header"):
+        decode(value)
+    schema = Schema.of((np.zeros(2, np.float32),))
+    decoder = BatchDecoder(schema)
+    huge = json.dumps({"structure": 0, "tensors": [["x", "float32", [2**32, 2**32]]]}).encode()
+    leaves, kept = decoder.decode([b"EMK1" + struct.pack("<I", len(huge)) + huge, schema.encode((np.ones(2, np.float32),))])
+    assert kept == [1] and decoder.errors == {"corrupt header": 1}

@@ -212,3 +212,34 @@ def test_missing_topics_and_bad_addresses_are_reported_before_training(run_cli, 
     assert result.returncode == 2
     assert "--bootstrap-servers: expected host:port" in result.stderr
     assert not (workdir / "experiments" / "notopics").exists()
+
+
+def test_a_second_iterator_over_the_stream_rereads_what_the_first_did_not_train(kafka_broker):
+    """Keras makes a second iterator under MirroredStrategy, after peeking at a first one."""
+    import numpy as np
+
+    from experiments_manager.kafka.connection import KafkaConnection
+    from experiments_manager.kafka.dataset import TrainingStream
+    from experiments_manager.kafka.producer import RecordProducer
+
+    connection = KafkaConnection(kafka_broker.bootstrap)
+    ids = np.arange(300, dtype=np.int64)
+    with RecordProducer(connection, "reentry_train") as producer:
+        producer.publish_batch((ids.astype(np.float32)[:, None], ids))
+    stream = TrainingStream(connection, "reentry_train", "reentry", batch_size=10, shuffle_buffer=50, seed=0,
+                            stall_timeout=5)
+    stream.start()
+    try:
+        peeked = next(stream.blocks())  # never trained on
+        assert len(peeked[1]) > 0
+        second = stream.blocks()
+        trained, batches = [], 0
+        while len(trained) < len(ids):
+            block = next(second)[1].tolist()
+            trained += block
+            batches += len(block) // 10
+            stream.mark_trained(batches)
+        assert sorted(trained) == ids.tolist()
+        assert stream.get_state()["next"] == {"0": 300} and stream.get_state()["waiting"] == {}
+    finally:
+        stream.close()

@@ -47,11 +47,12 @@ class KafkaProgress(keras.callbacks.Callback):
                   "shuffle pool)", epoch + 1, self.stream.topic, _offsets(state["next"]), self.stream.records_read,
                   self.stream.skipped, waiting)
         info = self.experiment.run_info().get("kafka", {})
-        read, skipped = self.stream.records_read, self.stream.skipped + self.validation.reader.skipped
+        read, skipped = self.stream.records_read, self.stream.skipped
         self.experiment.update_run_info(kafka={  # totals over the run and its resumptions
             **info,
             "records_read": info.get("records_read", 0) + read - self._reported["read"],
             "records_skipped": info.get("records_skipped", 0) + skipped - self._reported["skipped"],
+            "validation_records_skipped": self.validation.skipped,
             "next_offsets": state["next"],
             "committed_offsets": state["positions"],
             "validation_records": self.validation.count,

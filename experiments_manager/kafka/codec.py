@@ -17,6 +17,7 @@ few numpy operations (see `BatchDecoder`).
 """
 
 import json
+import math
 import struct
 
 import numpy as np
@@ -25,6 +26,7 @@ MAGIC = b"EMK1"
 _PREFIX = struct.Struct("<4sI")
 MAX_HEADER_BYTES = 1 << 20
 MAX_NESTING = 32
+MAX_ELEMENTS = 1 << 40
 STRING = "string"
 NUMERIC_DTYPES = (
     "bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
@@ -62,7 +64,7 @@ class TensorField:
         self.name = name
         self.dtype = dtype
         self.shape = tuple(shape)
-        self.size = int(np.prod(self.shape, dtype=np.int64))
+        self.size = math.prod(self.shape)  # Python ints: no overflow on hostile shapes
         self.nbytes = None if dtype == STRING else self.size * numpy_dtype(dtype).itemsize
 
     def as_json(self):
@@ -113,8 +115,8 @@ class Schema:
             structure = parsed["structure"]
         except RecordError:
             raise
-        except (ValueError, KeyError, TypeError) as error:
-            raise RecordError("corrupt header", str(error)) from None
+        except (ValueError, KeyError, TypeError, RecursionError) as error:
+            raise RecordError("corrupt header", str(error)[:200]) from None
         _check_structure(structure, len(fields), depth=0)
         return cls(structure, fields)
 
@@ -356,8 +358,8 @@ def _checked_dtype(dtype):
 def _checked_shape(shape):
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise RecordError("corrupt header", f"shape {shape!r}")
-    if len(shape) > MAX_NESTING:
-        raise RecordError("corrupt header", f"shape of rank {len(shape)}")
+    if len(shape) > MAX_NESTING or math.prod(shape) > MAX_ELEMENTS:
+        raise RecordError("corrupt header", f"shape {shape[:MAX_NESTING]} too large")
     return shape
 
 

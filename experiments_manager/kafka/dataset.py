@@ -86,6 +86,13 @@ class _Reader:
                          time.monotonic() - self._unreachable_since)
             self._unreachable_since = None
 
+    def assign(self, starts):
+        """Reads each partition from its offset (dict partition -> offset)."""
+        from confluent_kafka import TopicPartition
+
+        with self._busy:
+            self.consumer.assign([TopicPartition(self.topic, p, o) for p, o in starts.items()])
+
     def poll(self, count, timeout=POLL_SECONDS):
         """(values, partitions, offsets, eof partitions) of up to `count` records read within `timeout` s."""
         from confluent_kafka import KafkaError
@@ -118,7 +125,10 @@ class _Reader:
         return leaves, kept
 
     def stalled(self, since):
-        why = ("cannot reach " + self.connection.bootstrap_servers) if self.unreachable else "no new record"
+        if self.unreachable:
+            why = "cannot reach " + self.connection.bootstrap_servers
+        else:
+            why = "no new record" + (f" that could be decoded ({self.skipped} skipped)" if self.skipped else "")
         return KafkaStalled(
             f"kafka topic {self.topic!r}: {why} for {time.monotonic() - since:.0f} s "
             f"(kafka_stall_timeout_secs = {self.stall_timeout:g})"
@@ -327,7 +337,10 @@ class TrainingStream:
         self._pending = None
         self._emitted = collections.deque()
         self._batches_emitted = 0
-        self._lock = threading.Lock()
+        self._batches_trained = 0
+        self._generation = 0
+        self._lock = threading.Lock()  # emitted / trained positions (tf.data thread and main thread)
+        self._reading = threading.Lock()  # the consumer and the read state, for one generator at a time
         self._committer = None
 
     def start(self, state=None):
@@ -340,49 +353,60 @@ class TrainingStream:
         Returns:
             the stream's `Schema` (from the first decodable record).
         """
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+        from confluent_kafka import KafkaException, TopicPartition
 
-        self.reader = _Reader(self.connection, self.topic, self.group, self.stall_timeout)
-        consumer = self.reader.consumer
-        saved = StreamPosition.from_json(state if state and state.get("topic") == self.topic else None)
-        committed = consumer.committed([TopicPartition(self.topic, p) for p in self.reader.partitions],
-                                       timeout=self.connection.connect_timeout)
-        starts = {}
-        for entry in committed:
-            partition = entry.partition
-            starts[partition] = saved.committed().get(partition, entry.offset)
-            if starts[partition] >= 0:
-                self._next[partition] = saved.next.get(partition, starts[partition])
-        self._skip = saved
-        self._trained = _Emitted(0, self._next, {}, (np.zeros(0, np.int32), np.zeros(0, np.int64)), saved)
-        consumer.assign([TopicPartition(self.topic, p, o if o >= 0 else OFFSET_BEGINNING) for p, o in starts.items()])
-        _LOG.info("kafka: training reads topic %r from %s as consumer group %r", self.topic,
-                  ", ".join(f"partition {p} offset {o if o >= 0 else 'first'}" for p, o in starts.items()),
-                  self.group)
+        try:
+            self.reader = _Reader(self.connection, self.topic, self.group, self.stall_timeout)
+            saved = StreamPosition.from_json(state if state and state.get("topic") == self.topic else None)
+            committed = self.reader.consumer.committed(
+                [TopicPartition(self.topic, p) for p in self.reader.partitions], timeout=self.connection.connect_timeout
+            )
+        except KafkaException as error:
+            raise KafkaStalled(f"kafka topic {self.topic!r}: {error.args[0].str()}") from None
+        next_offsets = {entry.partition: saved.next.get(entry.partition, entry.offset) for entry in committed}
+        start = StreamPosition({p: o for p, o in next_offsets.items() if o >= 0}, saved.waiting)
+        self._trained = _Emitted(0, start.next, {}, (np.zeros(0, np.int32), np.zeros(0, np.int64)), start)
+        self._read_from(start)
         self._pending = self._wait_for_chunk()
         return self.reader.decoder.schema
 
-    def _poll_chunk(self, timeout=POLL_SECONDS):
-        """Decoded records read now (leaves, partitions, offsets), or None."""
-        values, partitions, offsets, _ = self.reader.poll(CHUNK_RECORDS, timeout)
-        if not values:
-            return None
-        partitions, offsets = np.asarray(partitions, np.int32), np.asarray(offsets, np.int64)
-        for partition in np.unique(partitions):
-            partition = int(partition)
-            self._read_to[partition] = int(offsets[partitions == partition].max()) + 1
-            self._next[partition] = max(self._next.get(partition, 0), self._read_to[partition])
-        values, partitions, offsets = self._skip.drop_trained(values, partitions, offsets)
-        leaves, kept = self.reader.decode(values) if values else (None, [])
-        if leaves is None:
-            return None
-        self.records_read += len(kept)
-        return leaves, partitions[kept], offsets[kept]
+    def _read_from(self, position):
+        """Reads again from `position`, skipping what it says was trained on."""
+        from confluent_kafka import OFFSET_BEGINNING
+
+        starts = {p: position.committed().get(p, OFFSET_BEGINNING) for p in self.reader.partitions}
+        self._skip = position
+        self._next = dict(position.next)
+        self._read_to = {}
+        self.reader.assign(starts)
+        _LOG.info("kafka: training reads topic %r from %s as consumer group %r", self.topic,
+                  ", ".join(f"partition {p} offset {o if o >= 0 else 'first'}" for p, o in starts.items()),
+                  self.group)
+
+    def _poll_chunk(self, generation, timeout=POLL_SECONDS):
+        """Decoded records read now (leaves, partitions, offsets), or None (also for a replaced generator)."""
+        with self._reading:
+            if generation != self._generation:
+                return None
+            values, partitions, offsets, _ = self.reader.poll(CHUNK_RECORDS, timeout)
+            if not values:
+                return None
+            partitions, offsets = np.asarray(partitions, np.int32), np.asarray(offsets, np.int64)
+            for partition in np.unique(partitions):
+                partition = int(partition)
+                self._read_to[partition] = int(offsets[partitions == partition].max()) + 1
+                self._next[partition] = max(self._next.get(partition, 0), self._read_to[partition])
+            values, partitions, offsets = self._skip.drop_trained(values, partitions, offsets)
+            leaves, kept = self.reader.decode(values) if values else (None, [])
+            if leaves is None:
+                return None
+            self.records_read += len(kept)
+            return leaves, partitions[kept], offsets[kept]
 
     def _wait_for_chunk(self):
         since = time.monotonic()
         while True:
-            chunk = self._poll_chunk()
+            chunk = self._poll_chunk(self._generation)
             if chunk is not None:
                 return chunk
             if time.monotonic() - since > self.stall_timeout:
@@ -390,37 +414,55 @@ class TrainingStream:
                 raise self.stall
 
     def blocks(self):
-        """Generator of blocks of whole batches (the sample's nesting, numpy arrays), endless."""
+        """Generator of blocks of whole batches (the sample's nesting, numpy arrays), endless.
+
+        A second call (Keras makes a new iterator, e.g. under MirroredStrategy)
+        replaces the first: reading starts again from what has been trained on.
+        """
+        with self._reading:
+            with self._lock:
+                self._generation += 1
+                generation = self._generation
+                self._emitted.clear()
+                self._batches_emitted = self._batches_trained
+            chunk, self._pending = self._pending, None
+            if generation > 1:
+                self._read_from(self.position)
         pool = ShufflePool(self.shuffle_buffer, self.batch_size, self.seed)
         schema = self.reader.decoder.schema
-        chunk, self._pending = self._pending, None
         idle_since = None
-        while not self.reader.closing:  # training ended: the tf.data thread may still be asking for more
+        while not self.reader.closing and generation == self._generation:
             if chunk is not None:
                 pool.add(*chunk)
                 idle_since = None
-            while pool.spare_batches(draining=chunk is None):
-                yield schema.nest(self._emit(pool, min(BLOCK_BATCHES, pool.spare_batches(chunk is None))))
-                if chunk is None:
-                    break  # nothing new: drain the pool a block per poll
-            if chunk is None and pool.size < self.batch_size:
+                while pool.spare_batches(draining=False):
+                    yield schema.nest(self._emit(pool, min(BLOCK_BATCHES, pool.spare_batches(draining=False)),
+                                                 generation))
+            elif pool.spare_batches(draining=True):  # nothing new for a poll: drain the pool, a block at a time
+                yield schema.nest(self._emit(pool, min(BLOCK_BATCHES, pool.spare_batches(draining=True)),
+                                             generation))
+            else:
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since > self.stall_timeout:
                     self.stall = self.reader.stalled(idle_since)
                     raise self.stall
-            chunk = self._poll_chunk(DRAIN_POLL_SECONDS if pool.size >= self.batch_size else POLL_SECONDS)
+            draining = chunk is None and pool.size >= self.batch_size
+            chunk = self._poll_chunk(generation, DRAIN_POLL_SECONDS if draining else POLL_SECONDS)
 
-    def _emit(self, pool, batches):
+    def _emit(self, pool, batches, generation):
         block = pool.take(batches * self.batch_size)
         with self._lock:
+            if generation != self._generation:
+                return block  # a replaced generator: its blocks are not trained on
             self._batches_emitted += batches
             self._emitted.append(_Emitted(self._batches_emitted, self._next, self._read_to, pool.snapshot(),
                                           self._skip))
         return block
 
     def mark_trained(self, batches):
-        """`batches` batches (counted from the start) have been trained on: advance the resume position."""
+        """`batches` batches (counted from the start of training) have been trained on: advance the position."""
         with self._lock:
+            self._batches_trained = batches
             while self._emitted and self._emitted[0].batches_total <= batches:
                 self._trained = self._emitted.popleft()
 
@@ -490,6 +532,7 @@ class ValidationSnapshot:
         self.reader = _Reader(connection, topic, group, stall_timeout, partition_eof=True)
         self.leaves = None
         self.count = 0
+        self.skipped = 0
         self._extent = None
 
     @property
@@ -547,6 +590,7 @@ class ValidationSnapshot:
         ends = {}
         chunks = []
         since = time.monotonic()
+        skipped_before = self.reader.skipped
         try:
             while remaining:
                 values, partitions, offsets, ended = self.reader.poll(CHUNK_RECORDS)
@@ -564,10 +608,13 @@ class ValidationSnapshot:
                     leaves, _ = self.reader.decode([values[index] for index in wanted])
                     if leaves is not None:
                         chunks.append(leaves)
+                if values or ended:
+                    since = time.monotonic()  # the stall timeout counts idle time, not a long read
                 if time.monotonic() - since > self.reader.stall_timeout:
                     raise self.reader.stalled(since)
         finally:
             consumer.unassign()
+        self.skipped = self.reader.skipped - skipped_before
         if not chunks:
             return None
         return [np.concatenate(column) for column in zip(*chunks)]

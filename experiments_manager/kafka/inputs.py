@@ -81,7 +81,8 @@ class KafkaInput:
     def stall_of(self, error):
         if isinstance(error, KafkaStalled):
             return error
-        return self.stream.stall  # raised inside tf.data, reaches fit wrapped in a TensorFlow error
+        stall = self.stream.stall  # raised inside tf.data, reaches fit wrapped in a TensorFlow error
+        return stall if stall is not None and str(stall) in str(error) else None
 
     def close(self):
         self.stream.close()
