@@ -98,7 +98,7 @@ class _Reader:
         from confluent_kafka import KafkaError
 
         with self._busy:  # close() from the main thread waits for this call to return
-            messages = [] if self.closing else self.consumer.consume(num_messages=count, timeout=timeout)
+            messages = [] if self.closing else self._available(count, timeout)
         ended = []
         if any([message.error() is not None for message in messages]):
             for message in messages:
@@ -115,6 +115,18 @@ class _Reader:
             self._reached()
         return ([message.value() for message in messages], [message.partition() for message in messages],
                 [message.offset() for message in messages], ended)
+
+    def _available(self, count, timeout):
+        """Up to `count` messages: those queued now, else the first to arrive within `timeout` and those behind it.
+
+        (`consume(count, timeout)` alone waits for `count` messages or the whole timeout.)
+        """
+        messages = self.consumer.consume(num_messages=count, timeout=0)
+        if not messages:
+            first = self.consumer.poll(timeout)
+            if first is not None:
+                messages = [first] + self.consumer.consume(num_messages=count - 1, timeout=0)
+        return messages
 
     def decode(self, values):
         leaves, kept = self.decoder.decode(values)
