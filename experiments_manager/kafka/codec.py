@@ -126,18 +126,22 @@ class Schema:
         _flatten(sample, self.structure, leaves)
         return leaves
 
+    def describe(self):
+        """The fields as text: `name dtype[shape], ...`."""
+        return ", ".join(f"{field.name} {field.dtype}{list(field.shape)}" for field in self.fields)
+
     def encode(self, sample):
         """The record value of one sample (which must have this schema)."""
-        return self.prefix + b"".join(_tensor_bytes(leaf, field) for leaf, field in zip(self.flat(sample), self.fields))
+        return self._encode_leaves(self.flat(sample))
+
+    def _encode_leaves(self, leaves):
+        return self.prefix + b"".join(_tensor_bytes(leaf, field) for leaf, field in zip(leaves, self.fields))
 
     def encode_rows(self, flat_batch):
         """Record values for each row of a batch given as field-ordered arrays with a leading batch axis."""
         count = len(flat_batch[0]) if flat_batch else 0
         if not self.fixed_size:
-            return [
-                self.prefix + b"".join(_tensor_bytes(array[row], field) for array, field in zip(flat_batch, self.fields))
-                for row in range(count)
-            ]
+            return [self._encode_leaves([array[row] for array in flat_batch]) for row in range(count)]
         columns = [np.frombuffer(self.prefix, np.uint8)[None, :].repeat(count, axis=0)]
         for array, field in zip(flat_batch, self.fields):
             little = np.ascontiguousarray(array, dtype=numpy_dtype(field.dtype).newbyteorder("<"))
@@ -235,9 +239,8 @@ class BatchDecoder:
                 header, start = split_header(value)
                 if self.schema is None:
                     self.schema = Schema.from_header(header)
-                elif header != self.schema.header:
-                    Schema.from_header(header)  # a corrupt header is reported as such
-                    raise RecordError("schema differs from the stream's", _header_names(header))
+                elif header != self.schema.header:  # parsed first: a corrupt header is reported as such
+                    raise RecordError("schema differs from the stream's", Schema.from_header(header).describe())
                 if self.schema.fixed_size and len(value) - start != self.schema.payload_bytes:
                     raise RecordError(
                         "payload size mismatch", f"{len(value) - start} bytes, expected {self.schema.payload_bytes}"
@@ -286,13 +289,6 @@ class BatchDecoder:
             leaves.append(array.astype(dtype, copy=False))
             position += field.nbytes
         return leaves
-
-
-def _header_names(header):
-    try:
-        return ", ".join(f"{name} {dtype}{shape}" for name, dtype, shape in json.loads(header)["tensors"])
-    except (ValueError, KeyError, TypeError):
-        return "unreadable header"
 
 
 def _describe(value, name, fields):

@@ -386,7 +386,8 @@ class TrainingStream:
         """Reads again from `position`, skipping what it says was trained on."""
         from confluent_kafka import OFFSET_BEGINNING
 
-        starts = {p: position.committed().get(p, OFFSET_BEGINNING) for p in self.reader.partitions}
+        committed = position.committed()
+        starts = {p: committed.get(p, OFFSET_BEGINNING) for p in self.reader.partitions}
         self._skip = position
         self._next = dict(position.next)
         self._read_to = {}
@@ -421,9 +422,13 @@ class TrainingStream:
             chunk = self._poll_chunk(self._generation)
             if chunk is not None:
                 return chunk
-            if time.monotonic() - since > self.stall_timeout:
-                self.stall = self.reader.stalled(since)
-                raise self.stall
+            self._check_stall(since)
+
+    def _check_stall(self, since):
+        """Raises (and keeps, for the trainer to find behind tf.data's error) `KafkaStalled` past the timeout."""
+        if time.monotonic() - since > self.stall_timeout:
+            self.stall = self.reader.stalled(since)
+            raise self.stall
 
     def blocks(self):
         """Generator of blocks of whole batches (the sample's nesting, numpy arrays), endless.
@@ -455,9 +460,7 @@ class TrainingStream:
                                              generation))
             else:
                 idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since > self.stall_timeout:
-                    self.stall = self.reader.stalled(idle_since)
-                    raise self.stall
+                self._check_stall(idle_since)
             draining = chunk is None and pool.size >= self.batch_size
             chunk = self._poll_chunk(generation, DRAIN_POLL_SECONDS if draining else POLL_SECONDS)
 
@@ -597,7 +600,7 @@ class ValidationSnapshot:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
         consumer = self.reader.consumer
-        consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self.reader.partitions])
+        self.reader.assign({p: OFFSET_BEGINNING for p in self.reader.partitions})
         remaining = set(self.reader.partitions)
         ends = {}
         chunks = []

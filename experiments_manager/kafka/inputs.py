@@ -64,7 +64,7 @@ class KafkaInput:
             self.close()
             raise UserInputError(
                 f"{settings.path.name}: kafka topics {train_topic!r} and {val_topic!r} hold different tensors "
-                f"({_fields(schema)} vs {_fields(self.validation.schema)})"
+                f"({schema.describe()} vs {self.validation.schema.describe()})"
             )
         experiment.update_run_info(kafka={"bootstrap_servers": connection.bootstrap_servers,
                                           "consumer_group": experiment.name,
@@ -100,6 +100,3 @@ def batches_dataset(generator, schema):
     ])
     return tf.data.Dataset.from_generator(generator, output_signature=signature)
 
-
-def _fields(schema):
-    return ", ".join(f"{field.name} {field.dtype}{list(field.shape)}" for field in schema.fields)
