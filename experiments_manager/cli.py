@@ -7,8 +7,10 @@ import sys
 
 from experiments_manager.errors import UserInputError
 
+_LOG = logging.getLogger("experiments_manager.cli")
+
 DESCRIPTION = "Train, export and track TensorFlow/Keras experiments from one settings file."
-SUBCOMMANDS = ("train", "serve", "predict", "kafka-produce", "list")
+SUBCOMMANDS = ("train", "serve", "predict", "kafka-produce", "federated", "list")
 DEFAULT_REST_PORT = 8501
 
 
@@ -109,6 +111,10 @@ def build_parser():
     )
     produce.add_argument("--only", choices=("train", "val"), help="publish only this split")
 
+    from experiments_manager.federated.command import add_federated_parser
+
+    add_federated_parser(commands, _positive_int)
+
     listing = commands.add_parser(
         "list", help="table of experiments", description="Print a table of the experiments in a working folder."
     )
@@ -188,6 +194,10 @@ def main(argv=None):
             from experiments_manager.kafka.command import kafka_produce
 
             return kafka_produce(arguments)
+        if arguments.command == "federated":
+            from experiments_manager.federated.command import federated
+
+            return federated(arguments)
         if arguments.command == "list":
             return _list(arguments)
         build_parser().print_help()
@@ -216,6 +226,15 @@ def _train(arguments):
     if arguments.keep_serving and not arguments.serve:
         raise UserInputError("--keep-serving: only with --serve")
     alongside = _serving_alongside(arguments) if arguments.serve else None
+    if arguments.usersettings and _federated_settings(arguments.usersettings, arguments.hparam):
+        from experiments_manager.federated.command import simulate_command
+
+        if arguments.serve or arguments.bootstrap_servers:
+            raise UserInputError("--serve, --bootstrap-servers: not accepted for a federated settings file "
+                                 "(serve the experiment folder with `experiments-manager serve`)")
+        _LOG.info("%s sets enable_federated_learning = True: simulating the federation on this machine "
+                  "(see `experiments-manager federated --help` for deployment)", arguments.usersettings)
+        return simulate_command(arguments.usersettings, parse_hparam_overrides(arguments.hparam))
     if arguments.resume:
         if arguments.hparam:
             raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")
@@ -226,6 +245,12 @@ def _train(arguments):
                                  kafka_bootstrap_servers=arguments.bootstrap_servers)
     _report(outcome)
     return outcome.exit_code
+
+
+def _federated_settings(settings_path, hparam_pairs):
+    from experiments_manager.settings import load_settings, parse_hparam_overrides
+
+    return load_settings(settings_path, parse_hparam_overrides(hparam_pairs)).enable_federated_learning
 
 
 def _serving_alongside(arguments):

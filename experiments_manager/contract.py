@@ -152,6 +152,8 @@ OPTIONAL = {
     "kafka_stall_timeout_secs": (120, positive_number),
     "kafka_shuffle_buffer_size": (1000, non_negative_int),
     "enable_federated_learning": (False, of_type(bool)),
+    "federated_round_timeout_secs": (600, positive_number),
+    "get_client_partition": (None, function("dataset", "client_id", "num_clients", "isTraining")),
     "hyperopt_space": (None, dict_or_none),
 }
 

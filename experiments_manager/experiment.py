@@ -94,18 +94,22 @@ class Experiment:
         return self.root / f"{self.run_info()['model_name']}.py"
 
     @classmethod
-    def create(cls, settings, command):
+    def create(cls, settings, command, root=None):
         """Creates a new experiment folder for `settings` and records run.json.
 
         Args:
             settings: a loaded `Settings`.
             command: the command line that started the run (list of str).
+            root: the folder to create (a federated client's folder inside its
+                federation's); default: a new dated folder in `workingFolder`.
         """
-        parent = Path(settings.workingFolder)
-        parent.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d--%H-%M-%S")
-        base = folder_name(settings.session_name, stamp, settings.hparams)
-        root = _make_unique_dir(parent, base)
+        if root is None:
+            parent = Path(settings.workingFolder)
+            parent.mkdir(parents=True, exist_ok=True)
+            stamp = datetime.datetime.now().strftime("%Y-%m-%d--%H-%M-%S")
+            root = _make_unique_dir(parent, folder_name(settings.session_name, stamp, settings.hparams))
+        else:
+            Path(root).mkdir(parents=True)
         experiment = cls(root)
         shutil.copyfile(settings.path, experiment.settings_copy)
         shutil.copyfile(settings.model_file, root / f"{settings.model_name}.py")

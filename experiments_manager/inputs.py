@@ -17,7 +17,7 @@ one it gets. Every input object has:
 from experiments_manager.errors import InputStalled, UserInputError
 
 
-def make_inputs(experiment, settings, restored, seed):
+def make_inputs(experiment, settings, restored, seed, partition=None):
     """The input object for a run.
 
     Args:
@@ -25,28 +25,57 @@ def make_inputs(experiment, settings, restored, seed):
         settings: the loaded `Settings`.
         restored: the checkpoint state being resumed from, or None.
         seed: the run's random seed (Kafka: shuffling).
+        partition: a federated client's `DataPartition`, or None.
     """
     if settings.consume_data_from_kafka:
         from experiments_manager.kafka.inputs import KafkaInput
 
+        if partition is not None:
+            raise UserInputError(f"{settings.path.name}: consume_data_from_kafka: not supported in federated "
+                                 "training yet (expected False with enable_federated_learning)")
         return KafkaInput(experiment, settings, restored, seed)
-    return SettingsInput(settings)
+    return SettingsInput(settings, partition)
+
+
+class DataPartition:
+    """A federated client's share of the data: client `index` of `count` (Flower's partition-id/num-partitions).
+
+    The settings see `index` as `hparams['procID']`; a settings file may also define
+    `get_client_partition(dataset, client_id, num_clients, isTraining)` returning
+    the client's part of a pipeline.
+    """
+
+    def __init__(self, index, count):
+        self.index = index
+        self.count = count
 
 
 class SettingsInput:
-    """The datasets of the settings' `get_input_pipeline`, called once for training and once for validation."""
+    """The datasets of the settings' `get_input_pipeline`, called once for training and once for validation.
 
-    def __init__(self, settings):
-        self.train = settings.get_input_pipeline(
-            settings.raw_data_dir_train, True, settings.batch_size, settings.nbEpoch
-        )
-        self.val = settings.get_input_pipeline(settings.raw_data_dir_val, False, settings.batch_size, settings.nbEpoch)
+    Args:
+        settings: the loaded `Settings`.
+        partition: a federated client's `DataPartition` (applied through the
+            settings' `get_client_partition` when they define one), or None.
+    """
+
+    def __init__(self, settings, partition=None):
+        self.train = self._pipeline(settings, True, partition)
+        self.val = self._pipeline(settings, False, partition)
         self.train_steps = steps_per_epoch(self.train, settings.nb_train_samples, settings, "nb_train_samples", "training")
         self.val_steps = steps_per_epoch(self.val, settings.nb_val_samples, settings, "nb_val_samples", "validation")
         self.callbacks = []
         self.stateful = {}
         self.after_checkpoint = []
         self.endless = False
+
+    @staticmethod
+    def _pipeline(settings, training, partition):
+        folder = settings.raw_data_dir_train if training else settings.raw_data_dir_val
+        dataset = settings.get_input_pipeline(folder, training, settings.batch_size, settings.nbEpoch)
+        if partition is not None and settings.get_client_partition is not None:
+            dataset = settings.get_client_partition(dataset, partition.index, partition.count, training)
+        return dataset
 
     def stall_of(self, error):
         return error if isinstance(error, InputStalled) else None

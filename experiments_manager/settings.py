@@ -19,6 +19,7 @@ from experiments_manager import contract
 from experiments_manager.errors import UserInputError
 
 MERGE_FUNCTION_NAME = "__experiments_manager_merge_hparams__"
+ENGINE_HPARAMS = ("procID",)  # set by the engine (a federated client's id): no warning when the file lacks them
 _LOG = logging.getLogger(__name__)
 
 
@@ -175,7 +176,7 @@ def _execute(path, overrides):
 def _merger(overrides, file_name):
     def merge(hparams):
         if isinstance(hparams, dict):
-            for key in overrides.keys() - hparams.keys():
+            for key in overrides.keys() - hparams.keys() - set(ENGINE_HPARAMS):
                 _LOG.warning("%s: hparam %r is not in the settings' hparams: added", file_name, key)
             hparams.update(overrides)
         return hparams

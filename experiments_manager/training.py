@@ -126,12 +126,14 @@ class Trainer:
         experiment: the `Experiment` folder to write to.
         settings: the loaded `Settings`.
         resuming: restore the last checkpoint first.
+        partition: a federated client's `DataPartition`, or None.
     """
 
-    def __init__(self, experiment, settings, resuming=False):
+    def __init__(self, experiment, settings, resuming=False, partition=None):
         self.experiment = experiment
         self.settings = settings
         self.resuming = resuming
+        self.partition = partition
 
     def run(self):
         """Trains; returns a `TrainingOutcome`. Marks run.json failed on any error."""
@@ -142,6 +144,29 @@ class Trainer:
             raise
 
     def _run(self):
+        try:
+            session = self.open_session()
+        except InputStalled as stall:
+            return self._interrupted(None, str(stall), STALLED_EXIT_CODE)
+        with contextlib.closing(session):
+            history, stopped = self.fit(session, self.settings.nbEpoch)
+        if stopped is not None:
+            return stopped
+        return self._finished(session.model, history, session.plan)
+
+    def open_session(self, federated_client=False):
+        """Seeds, builds the inputs, the compiled model and its callbacks; restores the last checkpoint when resuming.
+
+        Args:
+            federated_client: a Flower client's session: no exports and no
+                early stopping (the federation decides when training ends).
+
+        Returns:
+            a `TrainingSession` (close it when done).
+
+        Raises:
+            InputStalled: the input data did not arrive.
+        """
         import keras
 
         settings = self.settings
@@ -149,27 +174,35 @@ class Trainer:
         keras.utils.set_random_seed(seed)
         with _precision_policy(settings.enable_mixed_precision):
             strategy = self._strategy()
-            try:  # inputs first: the settings' pipelines draw from the seeded generators before the model
-                inputs = make_inputs(self.experiment, settings, self._saved_state(), seed)
-            except InputStalled as stall:
-                return self._interrupted(None, str(stall), STALLED_EXIT_CODE)
+            # inputs first: the settings' pipelines draw from the seeded generators before the model
+            inputs = make_inputs(self.experiment, settings, self._saved_state(), seed, self.partition)
             try:
                 with strategy.scope():
                     model, learning_rate = self._compiled_model()
                 restored = self._restore(model)
                 plan = _CallbackPlan(self.experiment, settings, model, inputs, restored,
-                                     reduce_lr_on_plateau=isinstance(learning_rate, (int, float)))
-                _truncate_history(self.experiment.history_csv, plan.initial_epoch)
-                history, stopped = self._fit(model, inputs, plan)
-            finally:
+                                     reduce_lr_on_plateau=isinstance(learning_rate, (int, float)),
+                                     federated_client=federated_client)
+            except BaseException:
                 inputs.close()
-        if stopped is not None:
-            return stopped
-        return self._finished(model, history, plan)
+                raise
+        _truncate_history(self.experiment.history_csv, plan.initial_epoch)
+        return TrainingSession(model, inputs, plan)
 
-    def _fit(self, model, inputs, plan):
-        """Runs `fit`; returns (history, None), or (None, outcome) when a signal or stalled data stopped it."""
+    def fit(self, session, epochs, extra_callbacks=()):
+        """Runs `fit` up to epoch `epochs` (counted from the run's start).
+
+        Args:
+            session: the `TrainingSession` from `open_session`.
+            epochs: the epoch to stop at.
+            extra_callbacks: callbacks for this call only (a federated round's proximal step).
+
+        Returns:
+            (history, None), or (None, outcome) when a signal or stalled data stopped it.
+        """
         from experiments_manager.callbacks import TrainingInterrupted
+
+        model, inputs, plan = session.model, session.inputs, session.plan
 
         with plan.stop_on_signal.installed(), warnings.catch_warnings():
             if inputs.endless:  # then only the finite validation set can "run out", at every epoch
@@ -178,12 +211,12 @@ class Trainer:
                 history = model.fit(
                     inputs.train,
                     validation_data=inputs.val,
-                    epochs=self.settings.nbEpoch,
-                    initial_epoch=plan.initial_epoch,
+                    epochs=epochs,
+                    initial_epoch=plan.epochs_completed(),
                     steps_per_epoch=inputs.train_steps,
                     validation_steps=inputs.val_steps,
                     shuffle=False,  # datasets come shuffled (or not) from get_input_pipeline
-                    callbacks=plan.callbacks,
+                    callbacks=plan.callbacks + list(extra_callbacks),
                     verbose=1 if sys.stdout.isatty() else 2,
                 )
             except TrainingInterrupted as interruption:
@@ -264,6 +297,24 @@ class Trainer:
         return TrainingOutcome(self.experiment, "finished", 0, model=model)
 
 
+class TrainingSession:
+    """What one run trains with: the compiled model, its inputs and its callbacks.
+
+    Attributes:
+        model: the compiled Keras model.
+        inputs: the input object (see `experiments_manager.inputs`).
+        plan: the callbacks, with the run's best value, checkpoint and epoch count.
+    """
+
+    def __init__(self, model, inputs, plan):
+        self.model = model
+        self.inputs = inputs
+        self.plan = plan
+
+    def close(self):
+        self.inputs.close()
+
+
 def build_model(settings):
     """Imports the model file under a unique name and calls `model(usersettings)`."""
     import keras
@@ -326,7 +377,7 @@ def _precision_policy(mixed):
 class _CallbackPlan:
     """The callbacks of a run, in the order their work depends on."""
 
-    def __init__(self, experiment, settings, model, inputs, restored, reduce_lr_on_plateau):
+    def __init__(self, experiment, settings, model, inputs, restored, reduce_lr_on_plateau, federated_client=False):
         import keras
 
         from experiments_manager import callbacks as ours
@@ -342,7 +393,7 @@ class _CallbackPlan:
             monitor=monitor, mode=mode, patience=settings.early_stopping_patience, verbose=1
         )
         self.stop_on_signal = ours.StopOnSignal()
-        self.exporter = Exporter(experiment, settings, model)
+        self.exporter = None if federated_client else Exporter(experiment, settings, model)
         stateful = {"best": self.best, "early_stopping": self.early_stopping}
         plateau = []
         if reduce_lr_on_plateau:  # a schedule owns the learning rate otherwise
@@ -367,12 +418,14 @@ class _CallbackPlan:
             + [
                keras.callbacks.CSVLogger(str(experiment.history_csv), append=True),
                ours.TrainingCurves(experiment.history_csv, experiment.curves_png),
-               ours.TrackBestValue(self.best, settings.path.name), self.early_stopping]
+               ours.TrackBestValue(self.best, settings.path.name)]
+            + ([] if federated_client else [self.early_stopping])
             + plateau
             + _user_callbacks(settings, model, train_data, val_data, experiment)
             + [ours.HParamsLogger(experiment.logs_dir, settings.hparams_for_logging(), self.best,
                                   experiment.name, write_session_start=not restored),
-               ours.ExportOnImprovement(self.exporter, self.best, every_epoch=not settings.save_only_last_best_model),
+               *([] if federated_client else [
+                   ours.ExportOnImprovement(self.exporter, self.best, every_epoch=not settings.save_only_last_best_model)]),
                self.checkpoint,
                ours.RunInfoUpdater(experiment, self.best, self.exporter),
                ours.ProjectorLogger(str(experiment.logs_dir / "projector"), val_data)]

@@ -47,6 +47,7 @@ class HParamsLogger(keras.callbacks.Callback):
                 )
                 hp.hparams(self.hparams, trial_id=self.trial_id)
             self._writer.flush()
+            self.write_session_start = False  # a federated client calls fit once per round
 
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf

@@ -9,7 +9,7 @@ class RunInfoUpdater(keras.callbacks.Callback):
     Args:
         experiment: the `Experiment`.
         best: the `BestValue`.
-        exporter: the `Exporter` (for the list of versions).
+        exporter: the `Exporter` (for the list of versions), or None when the run exports nothing.
     """
 
     def __init__(self, experiment, best, exporter):
@@ -19,11 +19,13 @@ class RunInfoUpdater(keras.callbacks.Callback):
         self.exporter = exporter
 
     def on_epoch_end(self, epoch, logs=None):
-        self.experiment.update_run_info(
-            epochs_completed=epoch + 1,
-            best_value=self.best.value,
-            best_epoch=None if self.best.epoch is None else self.best.epoch + 1,
-            last_epoch_logs={key: float(value) for key, value in (logs or {}).items()},
-            exported_versions=self.exporter.versions(),
-            last_exported_version=self.exporter.last_version(),
-        )
+        progress = {
+            "epochs_completed": epoch + 1,
+            "best_value": self.best.value,
+            "best_epoch": None if self.best.epoch is None else self.best.epoch + 1,
+            "last_epoch_logs": {key: float(value) for key, value in (logs or {}).items()},
+        }
+        if self.exporter is not None:
+            progress.update(exported_versions=self.exporter.versions(),
+                            last_exported_version=self.exporter.last_version())
+        self.experiment.update_run_info(**progress)

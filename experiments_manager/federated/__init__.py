@@ -1,0 +1,9 @@
+"""Federated training with Flower: one ServerApp and one ClientApp built from a settings module.
+
+- `config`: the federation's shape from the settings (strategy, minCl/minFit/minEval, rounds).
+- `job`: what both apps need to know (settings, experiment folder), as Flower run config.
+- `client`: a client trains its partition with the engine's own Trainer, round after round.
+- `server`: the server evaluates, logs and exports the global model in its experiment folder.
+- `apps`: the `ServerApp` and `ClientApp`.
+- `simulation`, `deployment`, `command`: `experiments-manager federated simulate|run|superlink|supernode`.
+"""

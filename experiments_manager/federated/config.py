@@ -1,0 +1,145 @@
+"""The shape of a federation, read from the settings' hparams (the original framework's names).
+
+| hparams key  | meaning                                                      | default      |
+|--------------|--------------------------------------------------------------|--------------|
+| `federated`  | a Flower strategy name (FedAvg, FedProx, FedAdam, ...)       | `'FedAvg'`   |
+| `minCl`      | clients that must be connected before a round starts         | 2            |
+| `minFit`     | clients that must train (and answer) in every round          | `minCl`      |
+| `minEval`    | clients that evaluate the global model on their data         | `minFit`     |
+| `rounds`     | federated rounds (`--rounds` overrides)                      | 20           |
+| other keys   | named like a parameter of the strategy (`proximal_mu`, `eta`, `fraction_train`, ...) are passed to it |
+
+Each client trains `nbEpoch` local epochs per round.
+"""
+
+import inspect
+
+from experiments_manager.errors import UserInputError
+
+DEFAULT_STRATEGY = "FedAvg"
+DEFAULT_ROUNDS = 20
+# Set from minCl/minFit/minEval, never from hparams of the same name.
+_NODE_COUNTS = ("min_available_nodes", "min_train_nodes", "min_evaluate_nodes")
+# Strategies that wrap another strategy or train gradient-boosted trees: not buildable from hparams alone.
+_NOT_FROM_HPARAMS = ("Bulyan", "FedXgbBagging", "FedXgbCyclic")
+
+
+class FederationConfig:
+    """Strategy, client counts and rounds of one federation.
+
+    Args:
+        strategy_name: a Flower strategy class name.
+        strategy_parameters: keyword arguments for the strategy (besides the node counts).
+        min_clients: `minCl`.
+        min_fit: `minFit`.
+        min_eval: `minEval`.
+        rounds: number of rounds.
+        round_timeout: seconds to wait for clients to connect, or to answer, in a round.
+
+    Example:
+
+    ```python
+    config = FederationConfig.from_settings(settings, rounds=3)
+    strategy = config.strategy_class()(**config.strategy_arguments())
+    ```
+    """
+
+    def __init__(self, strategy_name, strategy_parameters, min_clients, min_fit, min_eval, rounds, round_timeout):
+        self.strategy_name = strategy_name
+        self.strategy_parameters = strategy_parameters
+        self.min_clients = min_clients
+        self.min_fit = min_fit
+        self.min_eval = min_eval
+        self.rounds = rounds
+        self.round_timeout = round_timeout
+
+    @classmethod
+    def from_settings(cls, settings, rounds=None, num_clients=None):
+        """Reads and checks the federation hparams.
+
+        Args:
+            settings: the loaded `Settings`.
+            rounds: `--rounds`, overriding `hparams['rounds']`.
+            num_clients: the number of simulated clients, when known (minCl defaults to it).
+
+        Raises:
+            UserInputError: one line per bad value, naming the settings file and the hparam.
+        """
+        hparams = settings.hparams
+        name = settings.path.name
+        problems = []
+
+        def count(key, default):
+            value = hparams.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{name}: hparams['{key}']: expected an int >= 1, got {value!r}")
+                return default
+            return value
+
+        min_clients = count("minCl", num_clients or 2)
+        min_fit = count("minFit", min_clients)
+        min_eval = count("minEval", min_fit)
+        rounds = rounds if rounds is not None else count("rounds", DEFAULT_ROUNDS)
+        for key, value in (("minFit", min_fit), ("minEval", min_eval)):
+            if value > min_clients:
+                problems.append(f"{name}: hparams['{key}']: expected <= minCl ({min_clients}), got {value}")
+        if num_clients is not None and min_clients > num_clients:
+            problems.append(f"{name}: hparams['minCl']: {min_clients} clients required but only {num_clients} "
+                            "simulated (--num-clients): the federation would wait forever")
+        strategy_name = hparams.get("federated", DEFAULT_STRATEGY)
+        available = available_strategies()
+        if strategy_name not in available:
+            problems.append(f"{name}: hparams['federated']: unknown Flower strategy {strategy_name!r}; "
+                            f"expected one of {', '.join(sorted(available))}")
+        if problems:
+            raise UserInputError(problems)
+        strategy_class = available[strategy_name]
+        chosen = {key: hparams[key] for key in _strategy_parameters(strategy_class)
+                  if key in hparams and key not in _NODE_COUNTS}
+        missing = [key for key in _required_parameters(strategy_class) if key not in chosen]
+        if missing:
+            raise UserInputError(f"{name}: hparams: {strategy_name} needs {', '.join(repr(key) for key in missing)} "
+                                 "(named like its parameters)")
+        return cls(strategy_name, chosen, min_clients, min_fit, min_eval, rounds, settings.federated_round_timeout_secs)
+
+    def strategy_class(self):
+        return available_strategies()[self.strategy_name]
+
+    def strategy_arguments(self):
+        """Keyword arguments of the strategy: the node counts and the hparams named like its parameters."""
+        return {
+            **self.strategy_parameters,
+            "min_available_nodes": self.min_clients,
+            "min_train_nodes": self.min_fit,
+            "min_evaluate_nodes": self.min_eval,
+        }
+
+    def describe(self):
+        parameters = "".join(f", {key}={value!r}" for key, value in sorted(self.strategy_parameters.items()))
+        return (f"{self.strategy_name}(minCl={self.min_clients}, minFit={self.min_fit}, minEval={self.min_eval}"
+                f"{parameters}), {self.rounds} rounds")
+
+
+def available_strategies():
+    """Flower's strategies that can be built from hparams: name -> class."""
+    from flwr.serverapp import strategy as strategies
+
+    found = {}
+    for name, value in vars(strategies).items():
+        if not (inspect.isclass(value) and issubclass(value, strategies.Strategy)) or inspect.isabstract(value):
+            continue
+        if name in _NOT_FROM_HPARAMS or "strategy" in _strategy_parameters(value):
+            continue
+        found[name] = value
+    return found
+
+
+def _strategy_parameters(strategy_class):
+    return [name for name in inspect.signature(strategy_class.__init__).parameters if name != "self"]
+
+
+def _required_parameters(strategy_class):
+    parameters = inspect.signature(strategy_class.__init__).parameters.values()
+    return [parameter.name for parameter in parameters
+            if parameter.name != "self" and parameter.default is inspect.Parameter.empty
+            and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)]

@@ -1,0 +1,71 @@
+"""What the ServerApp and the ClientApps of one federation need to know, carried as Flower run config."""
+
+import json
+from pathlib import Path
+
+from experiments_manager.errors import UserInputError
+
+
+class FederatedJob:
+    """One federation: its settings and model files, hparam overrides and server experiment folder.
+
+    In simulation the apps get the job directly; in deployment it travels as the
+    run config of `flwr run` (flat str/int/float values), and relative files are
+    resolved against the Flower app folder the SuperLink and SuperNodes unpacked.
+
+    Args:
+        settings_file: the settings module (the server experiment's copy).
+        model_file: the model file (the server experiment's copy).
+        hparam_overrides: dict of `--hparam` overrides.
+        experiment_dir: the server's experiment folder ('' lets the ServerApp create one).
+        rounds: `--rounds`, or None for the settings' `hparams['rounds']`.
+        round_timeout: `--round-timeout` in seconds, or None for the settings' `federated_round_timeout_secs`.
+
+    Example:
+
+    ```python
+    job = FederatedJob("exp/experiment_settings.py", "exp/model.py", {"nbEpoch": 1}, "exp", rounds=2)
+    FederatedJob.from_run_config(job.to_run_config())
+    ```
+    """
+
+    def __init__(self, settings_file, model_file, hparam_overrides, experiment_dir, rounds=None, round_timeout=None):
+        self.settings_file = str(settings_file)
+        self.model_file = str(model_file)
+        self.hparam_overrides = dict(hparam_overrides or {})
+        self.experiment_dir = str(experiment_dir or "")
+        self.rounds = rounds
+        self.round_timeout = round_timeout
+
+    def to_run_config(self):
+        config = {
+            "settings-file": self.settings_file,
+            "model-file": self.model_file,
+            "hparam-overrides": json.dumps(self.hparam_overrides),
+            "experiment-dir": self.experiment_dir,
+            "rounds": self.rounds or 0,
+            "round-timeout": float(self.round_timeout or 0),
+        }
+        return config
+
+    @classmethod
+    def from_run_config(cls, run_config, app_dir=None):
+        """The job of a `flwr run`; relative files are taken from `app_dir`."""
+        try:
+            settings_file, model_file = run_config["settings-file"], run_config["model-file"]
+            overrides = json.loads(run_config.get("hparam-overrides") or "{}")
+        except (KeyError, ValueError) as error:
+            raise UserInputError(f"flwr run config: expected settings-file, model-file and hparam-overrides "
+                                 f"(JSON) as written by `experiments-manager federated run`: {error}") from None
+        if app_dir is not None:
+            settings_file, model_file = (str(Path(app_dir, path)) for path in (settings_file, model_file))
+        return cls(settings_file, model_file, overrides, run_config.get("experiment-dir", ""),
+                   rounds=int(run_config.get("rounds") or 0) or None,
+                   round_timeout=float(run_config.get("round-timeout") or 0) or None)
+
+    def load_settings(self, extra_overrides=None):
+        """The settings with this job's overrides, plus `extra_overrides` (a client's `procID`)."""
+        from experiments_manager.settings import load_settings
+
+        return load_settings(self.settings_file, {**self.hparam_overrides, **(extra_overrides or {})},
+                             model_file=self.model_file)

@@ -1,0 +1,107 @@
+"""Federated training with Flower: simulation (real Flower simulation engine), strategies, original settings."""
+
+import csv
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, read_run, single_experiment
+
+FEDERATED_SETTINGS = "examples/federated/mysettings_federated_curve_fitting.py"
+ORIGINAL_SETTINGS = REPO / "tests/data/federated/settings_original_federated.py"
+
+
+def history(experiment_dir):
+    with open(Path(experiment_dir) / "history.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_simulation_learns_logs_every_round_and_exports_the_global_model(run_cli, workdir):
+    result = run_cli("federated", "simulate", "-u", FEDERATED_SETTINGS, "--num-clients", "2", "--rounds", "3",
+                     "--hparam", "nbEpoch=1", timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    server = single_experiment(workdir / "experiments/examples/federated_curve_fitting")
+    run = read_run(server)
+    assert run["status"] == "finished" and run["rounds_completed"] == 3
+    assert run["federated"]["strategy"] == "FedAvg" and run["federated"]["minFit"] == 2
+    rounds = history(server)
+    assert [row["epoch"] for row in rounds] == ["0", "1", "2"]
+    val_losses = [float(row["val_loss"]) for row in rounds]
+    assert val_losses[-1] < val_losses[0], val_losses  # the global model improves
+    assert all(float(row["loss"]) > 0 for row in rounds)  # the clients' aggregated training loss
+    assert run["exported_versions"] and run["best_value"] == min(val_losses)
+    assert (server / "exported_models" / str(run["last_exported_version"]) / "saved_model.pb").is_file()
+    assert list((server / "logs" / "validation").glob("events.out.tfevents.*"))
+    assert (server / "training_curves.png").stat().st_size > 0
+    assert f"experiment folder: {server.relative_to(workdir)}" in result.stdout
+    for client_id in (0, 1):
+        client = server / "clients" / f"client_{client_id}"
+        client_run = read_run(client)
+        assert client_run["hparams"]["procID"] == client_id
+        assert client_run["epochs_completed"] == 3  # one local epoch per round, counted across rounds
+        # IID split by the example's get_client_partition: half of the 40 batches each
+        assert client_run["last_round"]["num_examples"] == 20 * 50
+        assert len(history(client)) == 3
+        assert not (client / "exported_models").exists()
+
+
+def test_unknown_strategy_lists_the_available_ones_and_creates_nothing(run_cli, workdir):
+    result = run_cli("federated", "simulate", "-u", FEDERATED_SETTINGS, "--hparam", "federated=FedMagic")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    line = errors[0]
+    assert "mysettings_federated_curve_fitting.py: hparams['federated']: unknown Flower strategy 'FedMagic'" in line
+    assert "FedAvg" in line and "FedProx" in line and "FedAdam" in line
+    assert not (workdir / "experiments").exists()
+
+
+def test_original_federated_settings_run_unchanged_through_train(run_cli, workdir, monkeypatch):
+    """`train` of an original-framework file with enable_federated_learning simulates the federation;
+    each client loads its own data file through hparams['procID']."""
+    rng = np.random.default_rng(0)
+    for name, rows in (("client0", 100), ("client1", 300), ("val", 100)):
+        x = rng.uniform(-1, 1, size=(rows, 1))
+        np.savetxt(workdir / f"{name}.csv", np.hstack([x, 2 * x + 1]), delimiter=",")
+    monkeypatch.setenv("FEDERATED_TEST_DATA", str(workdir))
+    result = run_cli("train", "-u", str(ORIGINAL_SETTINGS), "--hparam", "rounds=2",
+                     "--hparam", "federated='FedProx'", "--hparam", "proximal_mu=0.1", timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    server = single_experiment(workdir / "experiments/federated_original")
+    run = read_run(server)
+    assert run["status"] == "finished" and run["rounds_completed"] == 2
+    assert run["federated"]["strategy"] == "FedProx" and run["federated"]["parameters"] == {"proximal_mu": 0.1}
+    examples = [read_run(server / "clients" / f"client_{i}")["last_round"]["num_examples"] for i in (0, 1)]
+    assert examples == [100, 300]  # 5 and 15 batches of 20: each client read its own file
+
+
+def fake_settings(**hparams):
+    return types.SimpleNamespace(hparams=hparams, path=Path("s.py"), federated_round_timeout_secs=60)
+
+
+def test_federation_config_reads_the_original_hparams_and_strategy_parameters():
+    from experiments_manager.federated.config import FederationConfig
+
+    config = FederationConfig.from_settings(
+        fake_settings(federated="FedProx", minCl=3, minFit=2, proximal_mu=0.5, learningRate=0.1), rounds=4)
+    assert (config.min_clients, config.min_fit, config.min_eval, config.rounds) == (3, 2, 2, 4)
+    assert config.strategy_arguments() == {"proximal_mu": 0.5, "min_available_nodes": 3, "min_train_nodes": 2,
+                                           "min_evaluate_nodes": 2}
+    assert FederationConfig.from_settings(fake_settings()).strategy_name == "FedAvg"
+
+
+@pytest.mark.parametrize("hparams, num_clients, expected", [
+    ({"minCl": 2, "minFit": 3}, None, "s.py: hparams['minFit']: expected <= minCl (2), got 3"),
+    ({"minCl": 0}, None, "s.py: hparams['minCl']: expected an int >= 1, got 0"),
+    ({"minCl": 4}, 2, "s.py: hparams['minCl']: 4 clients required but only 2 simulated"),
+    ({"federated": "QFedAvg"}, None, "s.py: hparams: QFedAvg needs 'client_learning_rate'"),
+])
+def test_federation_config_rejects_bad_hparams_with_one_line_each(hparams, num_clients, expected):
+    from experiments_manager.errors import UserInputError
+    from experiments_manager.federated.config import FederationConfig
+
+    with pytest.raises(UserInputError) as error:
+        FederationConfig.from_settings(fake_settings(**hparams), num_clients=num_clients)
+    assert any(problem.startswith(expected) for problem in error.value.problems), error.value.problems
