@@ -224,3 +224,66 @@ def own_kafka_broker(tmp_path):
     broker = TansuBroker(tmp_path / "broker.log").start()
     yield broker
     broker.stop()
+
+
+class FlowerFederation:
+    """A real Flower SuperLink and SuperNodes on loopback ports, started through `experiments-manager federated
+    superlink|supernode` in their own process groups, and stopped by PID (their ClientApp processes with them).
+
+    Args:
+        workdir: the current directory of every process (settings' relative paths).
+        flower_home: FLWR_HOME of the processes (installed Flower apps).
+    """
+
+    def __init__(self, workdir, flower_home):
+        self.workdir = Path(workdir)
+        self.env = dict(cli_env(), FLWR_HOME=str(flower_home))
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.log = self.workdir / "superlink.log"
+        self.superlink = None
+        self.supernodes = []
+
+    def _start(self, log, *arguments):
+        with open(log, "w") as handle:
+            return subprocess.Popen(cli_command("federated", *arguments), cwd=self.workdir, env=self.env,
+                                    stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def start(self, num_nodes):
+        self.superlink = self._start(self.log, "superlink", "--insecure", "--port", str(self.port))
+        for index in range(num_nodes):
+            self.supernodes.append(self._start(
+                self.workdir / f"supernode_{index}.log", "supernode", "--insecure", "--superlink", self.address,
+                "--port", str(free_port()), "--partition-id", str(index), "--num-partitions", str(num_nodes)))
+        wait_for(lambda: self.log.read_text().count("Activated node_id") >= num_nodes, 120,
+                 f"{num_nodes} SuperNodes registered with the SuperLink")
+        return self
+
+    @staticmethod
+    def kill(process, sig=None):
+        import signal
+
+        if process.poll() is None:
+            os.killpg(process.pid, sig or signal.SIGKILL)
+        process.wait(timeout=30)
+
+    def stop(self):
+        import signal
+
+        for process in self.supernodes + [self.superlink]:
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.supernodes + [self.superlink]:
+            if process is None:
+                continue
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill(process)
+
+
+@pytest.fixture
+def flower_federation(workdir, tmp_path):
+    federation = FlowerFederation(workdir, tmp_path / "flwr_home")
+    yield federation
+    federation.stop()

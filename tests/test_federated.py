@@ -1,13 +1,14 @@
 """Federated training with Flower: simulation (real Flower simulation engine), strategies, original settings."""
 
 import csv
+import json
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, read_run, single_experiment
+from conftest import REPO, read_run, settings_variant, single_experiment, wait_for
 
 FEDERATED_SETTINGS = "examples/federated/mysettings_federated_curve_fitting.py"
 ORIGINAL_SETTINGS = REPO / "tests/data/federated/settings_original_federated.py"
@@ -105,3 +106,53 @@ def test_federation_config_rejects_bad_hparams_with_one_line_each(hparams, num_c
     with pytest.raises(UserInputError) as error:
         FederationConfig.from_settings(fake_settings(**hparams), num_clients=num_clients)
     assert any(problem.startswith(expected) for problem in error.value.problems), error.value.problems
+
+
+def test_a_failing_client_below_minfit_stops_the_federation_with_a_clear_message(run_cli, workdir):
+    broken = settings_variant(workdir, "broken_client.py", [
+        "_pipeline = get_input_pipeline",
+        "def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):",
+        "    if hparams['procID'] == 1:",
+        "        raise OSError('client 1 lost its data disk')",
+        "    return _pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch)",
+    ], base=FEDERATED_SETTINGS)
+    result = run_cli("federated", "simulate", "-u", str(broken), "--rounds", "2", "--hparam", "nbEpoch=1",
+                     timeout=400)
+    assert result.returncode == 1, result.stdout + result.stderr
+    server = single_experiment(workdir / "experiments/examples/federated_curve_fitting")
+    run = read_run(server)
+    assert run["status"] == "failed"
+    assert run["error"].startswith("round 1: 1 of 2 clients returned weights, minFit=2 required; client errors:")
+    assert "client 1 lost its data disk" in run["error"]
+    assert "client 1 lost its data disk" in result.stdout  # the report's status line
+
+
+def test_deployment_with_real_superlink_and_supernodes_survives_a_killed_client(
+        flower_federation, start_cli, workdir):
+    """Flower's own runtime on loopback: a SuperLink, two SuperNodes (one per data holder), `federated run`.
+    Client 1 is killed (-9) after round 1: the next rounds complete with client 0 (minFit=1) once the
+    round timeout gives up on client 1, and the server keeps exporting."""
+    flower_federation.start(num_nodes=2)
+    runner = start_cli("federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", flower_federation.address,
+                       "--rounds", "3", "--round-timeout", "20", "--hparam", "nbEpoch=1", "--hparam", "minCl=1",
+                       "--hparam", "minFit=1", "--hparam", "minEval=1", "--hparam", "fraction_evaluate=0.0")
+    working_folder = workdir / "experiments/examples/federated_curve_fitting"
+
+    def rounds_completed():
+        runs = list(working_folder.glob("*/run.json"))
+        return json.loads(runs[0].read_text()).get("rounds_completed", 0) if runs else 0
+
+    wait_for(lambda: rounds_completed() >= 1, 300, "round 1 completed")
+    flower_federation.kill(flower_federation.supernodes[1])
+    output, _ = runner.communicate(timeout=400)
+    assert runner.returncode == 0, output
+    server = single_experiment(working_folder)
+    run = read_run(server)
+    assert run["status"] == "finished" and run["rounds_completed"] == 3, run
+    assert run["flower_run_id"] and run["superlink"] == flower_federation.address
+    assert len(history(server)) == 3 and run["exported_versions"]
+    survivor, killed = (read_run(server / "clients" / f"client_{index}") for index in (0, 1))
+    assert survivor["epochs_completed"] == 3  # trained in every round
+    assert killed["epochs_completed"] < 3     # missed the rounds after its death
+    assert (server / "flower_server.log").stat().st_size > 0
+    assert (server / "flower_app" / "experiment_settings.py").is_file()

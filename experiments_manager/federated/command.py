@@ -29,6 +29,49 @@ def add_federated_parser(commands, positive_int):
     _add_job_arguments(simulate, positive_int)
     simulate.add_argument("--num-clients", type=positive_int, metavar="N",
                           help="simulated clients (default: hparams['minCl'], else 2)")
+
+    run = modes.add_parser(
+        "run",
+        help="submit the federation to a running SuperLink (Flower's `flwr run`) and follow it",
+        description="Create the server experiment folder, write a Flower app (settings and model files "
+        "included) and submit it to a running SuperLink with `flwr run`; wait until Flower reports the run "
+        "finished. Start the SuperLink and one SuperNode per data holder first (`federated superlink`, "
+        "`federated supernode`).",
+    )
+    _add_job_arguments(run, positive_int)
+    where = run.add_mutually_exclusive_group(required=True)
+    where.add_argument("--superlink", metavar="HOST:PORT", help="an insecure SuperLink (plain HTTP, trusted network)")
+    where.add_argument("--connection", metavar="NAME",
+                       help="a SuperLink connection of your Flower config ($FLWR_HOME/config.toml: TLS, accounts)")
+    run.add_argument("--timeout", type=float, metavar="SECONDS", help="stop the run after SECONDS (default: none)")
+
+    superlink = modes.add_parser(
+        "superlink",
+        help="start a Flower SuperLink (runs ServerApps; one HTTP port for nodes, runs and apps)",
+        description="Start `flower-superlink` on HOST:PORT with Flower's telemetry, update check and runtime "
+        "dependency installation off. Arguments after `--` go to flower-superlink unchanged.",
+    )
+    superlink.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1: this machine only)")
+    superlink.add_argument("--port", type=int, default=8000, help="port (default 8000, Flower's)")
+    superlink.add_argument("--insecure", action="store_true",
+                           help="plain HTTP (else give --ssl-certfile/--ssl-keyfile after --)")
+
+    supernode = modes.add_parser(
+        "supernode",
+        help="start a Flower SuperNode for one data holder (runs the ClientApp on partition I of N)",
+        description="Start `flower-supernode` connected to the SuperLink, with node config "
+        "'partition-id=I num-partitions=N' (the settings see I as hparams['procID']). Arguments after `--` "
+        "go to flower-supernode unchanged.",
+    )
+    supernode.add_argument("--superlink", required=True, metavar="HOST:PORT", help="the SuperLink's address")
+    supernode.add_argument("--partition-id", type=int, required=True, metavar="I", help="this client's id, 0..N-1")
+    supernode.add_argument("--num-partitions", type=positive_int, required=True, metavar="N", help="clients in all")
+    supernode.add_argument("--host", default="127.0.0.1", help="interface of its ClientApp API (default 127.0.0.1)")
+    supernode.add_argument("--port", type=int, default=9094, help="port of its ClientApp API (default 9094)")
+    supernode.add_argument("--insecure", action="store_true", help="plain HTTP to the SuperLink")
+    for parser in (superlink, supernode):
+        parser.add_argument("flower_arguments", nargs="*", metavar="-- FLOWER_ARGS",
+                            help="passed to the Flower command unchanged")
     return federated
 
 
@@ -49,11 +92,48 @@ def federated(arguments):
     """Runs a `federated` sub-command; returns the exit code."""
     from experiments_manager.settings import parse_hparam_overrides
 
+    mode = arguments.federated_command
+    if mode in ("superlink", "supernode"):
+        return _exec_flower(mode, arguments)
     overrides = parse_hparam_overrides(arguments.hparam)
-    if arguments.federated_command == "simulate":
+    if mode == "simulate":
         return simulate_command(arguments.usersettings, overrides, arguments.num_clients, arguments.rounds,
                                 arguments.round_timeout)
-    raise AssertionError(arguments.federated_command)
+    from experiments_manager.federated.deployment import deploy
+
+    experiment = deploy(arguments.usersettings, superlink=arguments.superlink, connection=arguments.connection,
+                        rounds=arguments.rounds, hparam_overrides=overrides, round_timeout=arguments.round_timeout,
+                        timeout=arguments.timeout)
+    return report(experiment)
+
+
+def _exec_flower(mode, arguments):
+    """Replaces this process by flower-superlink / flower-supernode (so its PID is Flower's)."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from experiments_manager.federated.deployment import QUIET_FLOWER
+
+    if mode == "superlink":
+        program = "flower-superlink"
+        command = ["--host", arguments.host, "--port", str(arguments.port),
+                   "--disable-runtime-dependency-installation"]
+    else:
+        program = "flower-supernode"
+        command = ["--superlink", arguments.superlink, "--host", arguments.host, "--port", str(arguments.port),
+                   "--node-config", f"partition-id={arguments.partition_id} num-partitions={arguments.num_partitions}"]
+    command = (["--insecure"] if arguments.insecure else []) + command + list(arguments.flower_arguments)
+    beside = Path(sys.executable).with_name(program)
+    executable = str(beside) if beside.exists() else shutil.which(program) or program
+    environment = {**os.environ, **QUIET_FLOWER}
+    # Flower starts flwr-serverapp / flwr-clientapp by name: this environment's bin folder comes first.
+    environment["PATH"] = str(Path(sys.executable).parent) + os.pathsep + environment.get("PATH", "")
+    _LOG.info("%s %s", program, " ".join(command))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(executable, [program, *command], environment)
 
 
 def simulate_command(settings_path, overrides, num_clients=None, rounds=None, round_timeout=None):

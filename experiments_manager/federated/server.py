@@ -119,7 +119,8 @@ def supervised_strategy(config, server):
             return super().configure_train(server_round, arrays, round_config, grid)
 
         def configure_evaluate(self, server_round, arrays, round_config, grid):
-            _wait_for_clients(grid, config.min_clients, config.round_timeout, server_round)
+            if getattr(self, "fraction_evaluate", 1.0) > 0:  # 0: no client-side evaluation, nothing to wait for
+                _wait_for_clients(grid, config.min_clients, config.round_timeout, server_round)
             return super().configure_evaluate(server_round, arrays, round_config, grid)
 
         def aggregate_train(self, server_round, replies):

@@ -1,0 +1,190 @@
+"""`federated run`: submits a federation to a running SuperLink with Flower's own `flwr run`, follows it, reports.
+
+The SuperLink runs the ServerApp, each SuperNode (one per data holder,
+`--node-config "partition-id=I num-partitions=N"`) runs the ClientApp. The app
+folder written here holds `pyproject.toml` (components and run config), a
+two-line module and copies of the settings and model files.
+"""
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from experiments_manager.errors import UserInputError
+
+_LOG = logging.getLogger(__name__)
+APP_FOLDER = "flower_app"
+APP_MODULE = "em_federation"
+CONNECTION_NAME = "experiments-manager"
+FINISHED = "finished"
+# Flower's own switches for an offline cluster: no telemetry, no update check, no `uv sync` of app dependencies.
+QUIET_FLOWER = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
+                "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
+
+
+def deploy(settings_path, superlink=None, connection=None, rounds=None, hparam_overrides=None, round_timeout=None,
+           timeout=None, command=None):
+    """Runs a federation on a running SuperLink and its SuperNodes; returns the server `Experiment`.
+
+    Args:
+        settings_path: the settings module.
+        superlink: 'host:port' of an insecure SuperLink; or
+        connection: the name of a SuperLink connection in the user's Flower config.
+        rounds, hparam_overrides, round_timeout: as for `simulate`.
+        timeout: seconds before the run is stopped (None: no limit).
+        command: the command line recorded in run.json.
+
+    Example:
+
+    ```python
+    experiment = deploy("examples/federated/mysettings_federated_curve_fitting.py", superlink="127.0.0.1:8000")
+    ```
+    """
+    from experiments_manager.experiment import Experiment, running_command
+    from experiments_manager.federated.config import FederationConfig
+    from experiments_manager.federated.job import FederatedJob
+    from experiments_manager.settings import load_settings
+
+    settings = load_settings(settings_path, hparam_overrides)
+    FederationConfig.from_settings(settings, rounds=rounds)  # fail before any folder
+    experiment = Experiment.create(settings, command or running_command())
+    job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), settings.overrides,
+                       experiment.root.resolve(), rounds=rounds, round_timeout=round_timeout)
+    try:
+        status = submit_and_follow(experiment, write_flower_app(experiment, job, settings), superlink, connection,
+                                   timeout)
+    except BaseException as error:
+        if experiment.run_info().get("status") == "running":
+            experiment.mark_ended("failed", error=f"{type(error).__name__}: {error}")
+        raise
+    if experiment.run_info().get("status") == "running":  # the ServerApp did not end it (crashed, or elsewhere)
+        outcome = "finished" if status == "finished:completed" else "failed"
+        experiment.mark_ended(outcome, error=None if outcome == "finished" else f"Flower run {status}")
+    return experiment
+
+
+def write_flower_app(experiment, job, settings):
+    """Writes `<experiment>/flower_app/`, the Flower app `flwr run` packs and ships; returns its folder."""
+    import tomli_w
+
+    folder = experiment.root / APP_FOLDER
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    model_name = Path(job.model_file).name
+    shutil.copyfile(job.settings_file, folder / "experiment_settings.py")
+    shutil.copyfile(job.model_file, folder / model_name)
+    (folder / f"{APP_MODULE}.py").write_text(
+        '"""Written by `experiments-manager federated run`: this federation\'s Flower apps."""\n'
+        "from pathlib import Path\n\n"
+        "from experiments_manager.federated.deployed import client_app_for, server_app_for\n\n"
+        "server_app = server_app_for(Path(__file__).resolve().parent)\n"
+        "client_app = client_app_for(Path(__file__).resolve().parent)\n"
+    )
+    run_config = {**job.to_run_config(), "settings-file": "experiment_settings.py", "model-file": model_name}
+    project = {
+        "build-system": {"requires": ["hatchling"], "build-backend": "hatchling.build"},
+        "project": {"name": _project_name(settings.session_name), "version": "1.0.0",
+                    "description": f"federation of {experiment.name}", "license": "MIT", "dependencies": []},
+        "tool": {"hatch": {"build": {"targets": {"wheel": {"packages": ["."]}}}},
+                 "flwr": {"app": {"publisher": "experiments-manager",
+                                  "components": {"serverapp": f"{APP_MODULE}:server_app",
+                                                 "clientapp": f"{APP_MODULE}:client_app"},
+                                  "config": run_config}}},
+    }
+    (folder / "pyproject.toml").write_text(tomli_w.dumps(project))
+    return folder
+
+
+def submit_and_follow(experiment, app_folder, superlink=None, connection=None, timeout=None):
+    """Starts the run on the SuperLink and waits until Flower says it finished; returns Flower's final status.
+
+    Args:
+        experiment: the server `Experiment` (records the Flower run id).
+        app_folder: from `write_flower_app`.
+        superlink: 'host:port' of an insecure SuperLink (a temporary Flower config names it), or None.
+        connection: the name of a SuperLink connection in the user's Flower config (TLS, accounts), or None.
+        timeout: seconds to wait before stopping the run (None: no limit).
+    """
+    with _flower_config(superlink) as flower_home:
+        env = {**os.environ, **QUIET_FLOWER, **({"FLWR_HOME": flower_home} if flower_home else {})}
+        name = CONNECTION_NAME if superlink else connection
+        run_id = _start(app_folder, name, env)
+        experiment.update_run_info(flower_run_id=run_id, superlink=superlink or connection)
+        _LOG.info("Flower run %s started on %s; server experiment folder: %s", run_id, superlink or connection,
+                  experiment.root)
+        status = _wait(run_id, name, env, timeout)
+        log_file = experiment.root / "flower_server.log"
+        with open(log_file, "w") as handle:
+            subprocess.run(_flwr("log", run_id, *([name] if name else []), "--show"), env=env, stdout=handle,
+                           stderr=subprocess.STDOUT, timeout=60)
+        _LOG.info("Flower run %s: %s; ServerApp log: %s", run_id, status, log_file)
+        return status
+
+
+def _start(app_folder, name, env):
+    command = _flwr("run", str(app_folder), *([name] if name else []), "--format", "json")
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    try:
+        answer = json.loads(result.stdout)
+    except ValueError:
+        answer = {}
+    if not answer.get("success"):
+        message = answer.get("error-message") or (result.stderr or result.stdout).strip().splitlines()[-1:]
+        raise UserInputError(f"flwr run: the SuperLink did not start the run: {message}")
+    return str(answer["run-id"])
+
+
+def _wait(run_id, name, env, timeout):
+    deadline = None if timeout is None else time.monotonic() + timeout
+    status = "unknown"
+    while deadline is None or time.monotonic() < deadline:
+        listing = subprocess.run(_flwr("ls", *([name] if name else []), "--run-id", run_id, "--format", "json"),
+                                 env=env, capture_output=True, text=True, timeout=60)
+        try:
+            status = json.loads(listing.stdout)["runs"][0]["status"]
+        except (ValueError, KeyError, IndexError):
+            pass  # the SuperLink is busy: ask again
+        if status.startswith(FINISHED):
+            return status
+        time.sleep(1.0)
+    subprocess.run(_flwr("stop", run_id, *([name] if name else [])), env=env, capture_output=True, timeout=60)
+    return f"stopped after {timeout:g} s (--timeout)"
+
+
+def _flwr(*arguments):
+    """The `flwr` command of this environment (the venv's, even when it is not on PATH)."""
+    found = Path(sys.executable).with_name("flwr")
+    return [str(found) if found.exists() else "flwr", *arguments]
+
+
+class _flower_config:
+    """A temporary FLWR_HOME whose config.toml names the insecure SuperLink at `superlink` (None: the user's own)."""
+
+    def __init__(self, superlink):
+        self.superlink = superlink
+        self._folder = None
+
+    def __enter__(self):
+        if not self.superlink:
+            return None
+        self._folder = tempfile.mkdtemp(prefix="experiments-manager-flwr-")
+        Path(self._folder, "config.toml").write_text(
+            f'[superlink]\ndefault = "{CONNECTION_NAME}"\n\n'
+            f'[superlink.{CONNECTION_NAME}]\naddress = "{self.superlink}"\ninsecure = true\n'
+        )
+        return self._folder
+
+    def __exit__(self, *exc):
+        if self._folder:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _project_name(session_name):
+    cleaned = "".join(character if character.isalnum() else "-" for character in session_name.lower()).strip("-")
+    return f"em-{cleaned or 'federation'}"
