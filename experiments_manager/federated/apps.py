@@ -52,9 +52,11 @@ def client_app(job_of):
     @app.train()
     def train(message, context):
         content = message.content
-        proximal_mu = float(content["config"].get(PROXIMAL_MU_KEY, 0.0)) if "config" in content else 0.0
+        config = content["config"] if "config" in content else {}
         with client_for(context) as client:
-            weights, metrics = client.train_round(content["arrays"].to_numpy_ndarrays(), proximal_mu)
+            weights, metrics = client.train_round(content["arrays"].to_numpy_ndarrays(),
+                                                  float(config.get(PROXIMAL_MU_KEY, 0.0)),
+                                                  config.get("server-round"))
         reply = RecordDict({"arrays": ArrayRecord(weights), "metrics": MetricRecord(metrics)})
         return Message(reply, reply_to=message)
 

@@ -1,12 +1,11 @@
 """A data holder's side of a federation: trains its partition with the engine's Trainer, round after round."""
 
-import logging
 import math
+import time
 from pathlib import Path
 
 from experiments_manager.errors import UserInputError
 
-_LOG = logging.getLogger(__name__)
 CLIENTS_FOLDER = "clients"
 
 
@@ -48,7 +47,9 @@ class FederatedClient:
 
     def __init__(self, job, partition):
         from experiments_manager.experiment import RUN_FILE_NAME, Experiment, running_command
+        from experiments_manager.training import Trainer
 
+        self.created = time.monotonic()
         self.job = job
         self.partition = partition
         self.settings = job.load_settings({"procID": partition.index})
@@ -59,14 +60,17 @@ class FederatedClient:
             self.experiment = Experiment.create(self.settings, running_command(), root=root)
             self.experiment.update_run_info(federated_client={"partition_id": partition.index,
                                                               "num_partitions": partition.count})
-        from experiments_manager.training import Trainer
-
         resuming = self.experiment.checkpoints_dir.is_dir()
         self.trainer = Trainer(self.experiment, self.settings, resuming=resuming, partition=partition)
         self.session = self.trainer.open_session(federated_client=True)
 
-    def train_round(self, weights, proximal_mu=0.0):
+    def train_round(self, weights, proximal_mu=0.0, server_round=None):
         """Trains `nbEpoch` epochs from the global `weights`.
+
+        Args:
+            weights: the global model's weights (numpy arrays, `model.get_weights()` order).
+            proximal_mu: FedProx's `proximal_mu` (0: plain local training).
+            server_round: the round number, for the client's run.json.
 
         Returns:
             (EMA weights as numpy arrays, dict of the last epoch's metrics with `num-examples`).
@@ -83,7 +87,9 @@ class FederatedClient:
         if proximal_mu:
             extra.append(ProximalStep([variable.numpy() for variable in model.trainable_variables], proximal_mu))
         start = self.session.plan.epochs_completed()
+        fit_started = time.monotonic()
         history, stopped = self.trainer.fit(self.session, start + self.settings.nbEpoch, extra)
+        fit_seconds = time.monotonic() - fit_started
         if stopped is not None:
             raise ClientStopped(f"client {self.partition.index}: {stopped.reason}")
         # the clients' own validation reaches the server through federated evaluation, not here
@@ -96,7 +102,11 @@ class FederatedClient:
         with ema_weights_swapped_in(model, model.optimizer):
             trained = [array.copy() for array in model.get_weights()]
         logs["num-examples"] = self._examples_per_epoch() * epochs
-        self.experiment.update_run_info(last_round={"epochs": epochs, "num_examples": logs["num-examples"]})
+        self.experiment.update_run_info(last_round={
+            "round": server_round, "epochs": epochs, "num_examples": logs["num-examples"],
+            "fit_seconds": round(fit_seconds, 3),
+            "message_seconds": round(time.monotonic() - self.created, 3),  # settings, model, restore, fit
+        })
         return trained, logs
 
     def evaluate(self, weights):

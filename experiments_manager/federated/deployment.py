@@ -6,6 +6,7 @@ folder written here holds `pyproject.toml` (components and run config), a
 two-line module and copies of the settings and model files.
 """
 
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ APP_FOLDER = "flower_app"
 APP_MODULE = "em_federation"
 CONNECTION_NAME = "experiments-manager"
 FINISHED = "finished"
+STATUS_POLL_SECONDS = 5.0  # each `flwr ls` is a Python process: asking every second slows a 2-core node
 # Flower's own switches for an offline cluster: no telemetry, no update check, no `uv sync` of app dependencies.
 QUIET_FLOWER = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
                 "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
@@ -152,7 +154,7 @@ def _wait(run_id, name, env, timeout):
             pass  # the SuperLink is busy: ask again
         if status.startswith(FINISHED):
             return status
-        time.sleep(1.0)
+        time.sleep(STATUS_POLL_SECONDS)
     subprocess.run(_flwr("stop", run_id, *([name] if name else [])), env=env, capture_output=True, timeout=60)
     return f"stopped after {timeout:g} s (--timeout)"
 
@@ -163,26 +165,18 @@ def _flwr(*arguments):
     return [str(found) if found.exists() else "flwr", *arguments]
 
 
-class _flower_config:
+@contextlib.contextmanager
+def _flower_config(superlink):
     """A temporary FLWR_HOME whose config.toml names the insecure SuperLink at `superlink` (None: the user's own)."""
-
-    def __init__(self, superlink):
-        self.superlink = superlink
-        self._folder = None
-
-    def __enter__(self):
-        if not self.superlink:
-            return None
-        self._folder = tempfile.mkdtemp(prefix="experiments-manager-flwr-")
-        Path(self._folder, "config.toml").write_text(
+    if not superlink:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="experiments-manager-flwr-") as folder:
+        Path(folder, "config.toml").write_text(
             f'[superlink]\ndefault = "{CONNECTION_NAME}"\n\n'
-            f'[superlink.{CONNECTION_NAME}]\naddress = "{self.superlink}"\ninsecure = true\n'
+            f'[superlink.{CONNECTION_NAME}]\naddress = "{superlink}"\ninsecure = true\n'
         )
-        return self._folder
-
-    def __exit__(self, *exc):
-        if self._folder:
-            shutil.rmtree(self._folder, ignore_errors=True)
+        yield folder
 
 
 def _project_name(session_name):

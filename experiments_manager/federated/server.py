@@ -56,6 +56,8 @@ class FederationServer:
         self.best = ours.BestValue(settings.monitored_loss_name)
         self.exporter = Exporter(experiment, settings, self.model)
         self.round_metrics = {}
+        # per round: seconds since the previous round ended, and of them, the server's evaluation and export
+        self.timings = []
         self.round_started = time.monotonic()
         self.callbacks = keras.callbacks.CallbackList(
             [ours.EpochScalars(experiment.logs_dir),
@@ -84,17 +86,21 @@ class FederationServer:
         """Flower's `evaluate_fn`: the global model on the validation data; logs and exports after round >= 1."""
         from flwr.app import MetricRecord
 
+        evaluation_started = time.monotonic()
         self.model.set_weights(arrays.to_numpy_ndarrays())
         results = self.model.evaluate(self.val, steps=self.val_steps, return_dict=True, verbose=0)
         evaluation = {f"val_{key}": float(value) for key, value in results.items()}
         if server_round == 0:
             _LOG.info("Global model before round 1: %s", _format(evaluation))
+            self.round_started = time.monotonic()
             return MetricRecord(evaluation)
         logs = {**self.round_metrics.pop(server_round, {}), **evaluation}
         self.callbacks.on_epoch_end(server_round - 1, logs)
         took = time.monotonic() - self.round_started
         self.round_started = time.monotonic()
-        self.experiment.update_run_info(rounds_completed=server_round)
+        self.timings.append({"round_seconds": round(took, 3),
+                             "server_seconds": round(self.round_started - evaluation_started, 3)})
+        self.experiment.update_run_info(rounds_completed=server_round, round_timings=self.timings)
         _LOG.info("Round %d/%d (%.1f s): %s%s", server_round, self.config.rounds, took, _format(logs),
                   f"; exported version {self.exporter.last_version()}" if self.best.improved_at(server_round - 1) else "")
         return MetricRecord(evaluation)
