@@ -75,6 +75,7 @@ def run_federation(job, grid):
 
     from experiments_manager.experiment import Experiment, running_command
     from experiments_manager.federated.config import FederationConfig
+    from experiments_manager.federated.grid import ResponsiveGrid
     from experiments_manager.federated.server import FederationServer, FederationStopped, supervised_strategy
 
     settings = job.load_settings()
@@ -91,7 +92,7 @@ def run_federation(job, grid):
     server = FederationServer(experiment, settings, config)
     try:
         supervised_strategy(config, server).start(
-            grid=grid,
+            grid=ResponsiveGrid(grid),
             initial_arrays=server.initial_arrays(),
             num_rounds=config.rounds,
             timeout=config.round_timeout,

@@ -114,7 +114,7 @@ def _exec_flower(mode, arguments):
     import sys
     from pathlib import Path
 
-    from experiments_manager.federated.deployment import QUIET_FLOWER
+    from experiments_manager.federated.deployment import FLOWER_ENVIRONMENT
 
     if mode == "superlink":
         program = "flower-superlink"
@@ -127,7 +127,7 @@ def _exec_flower(mode, arguments):
     command = (["--insecure"] if arguments.insecure else []) + command + list(arguments.flower_arguments)
     beside = Path(sys.executable).with_name(program)
     executable = str(beside) if beside.exists() else shutil.which(program) or program
-    environment = {**os.environ, **QUIET_FLOWER}
+    environment = {**os.environ, **FLOWER_ENVIRONMENT}
     # Flower starts flwr-serverapp / flwr-clientapp by name: this environment's bin folder comes first.
     environment["PATH"] = str(Path(sys.executable).parent) + os.pathsep + environment.get("PATH", "")
     _LOG.info("%s %s", program, " ".join(command))

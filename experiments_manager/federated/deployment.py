@@ -25,9 +25,11 @@ APP_MODULE = "em_federation"
 CONNECTION_NAME = "experiments-manager"
 FINISHED = "finished"
 STATUS_POLL_SECONDS = 5.0  # each `flwr ls` is a Python process: asking every second slows a 2-core node
-# Flower's own switches for an offline cluster: no telemetry, no update check, no `uv sync` of app dependencies.
-QUIET_FLOWER = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
-                "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
+# Flower's own switches: no telemetry, no update check, no `uv sync` of app dependencies (offline clusters), and
+# app processes started 0.1 s after work arrives instead of up to 1 s.
+FLOWER_ENVIRONMENT = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
+                      "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+                      "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1"}
 
 
 def deploy(settings_path, superlink=None, connection=None, rounds=None, hparam_overrides=None, round_timeout=None,
@@ -114,7 +116,7 @@ def submit_and_follow(experiment, app_folder, superlink=None, connection=None, t
         timeout: seconds to wait before stopping the run (None: no limit).
     """
     with _flower_config(superlink) as flower_home:
-        env = {**os.environ, **QUIET_FLOWER, **({"FLWR_HOME": flower_home} if flower_home else {})}
+        env = {**os.environ, **FLOWER_ENVIRONMENT, **({"FLWR_HOME": flower_home} if flower_home else {})}
         name = CONNECTION_NAME if superlink else connection
         run_id = _start(app_folder, name, env)
         experiment.update_run_info(flower_run_id=run_id, superlink=superlink or connection)

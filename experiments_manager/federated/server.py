@@ -120,9 +120,13 @@ def supervised_strategy(config, server):
     base = config.strategy_class()
 
     class Supervised(base):
+        sampled = 0  # clients asked to train in the current round
+
         def configure_train(self, server_round, arrays, round_config, grid):
             _wait_for_clients(grid, config.min_clients, config.round_timeout, server_round)
-            return super().configure_train(server_round, arrays, round_config, grid)
+            messages = list(super().configure_train(server_round, arrays, round_config, grid))
+            self.sampled = len(messages)  # replies that miss the round timeout are dropped, not failed
+            return messages
 
         def configure_evaluate(self, server_round, arrays, round_config, grid):
             if getattr(self, "fraction_evaluate", 1.0) > 0:  # 0: no client-side evaluation, nothing to wait for
@@ -133,9 +137,11 @@ def supervised_strategy(config, server):
             replies = list(replies)
             answered = [reply for reply in replies if not reply.has_error()]
             if len(answered) < config.min_fit:
+                silent = self.sampled - len(replies)
                 raise FederationStopped(
-                    f"round {server_round}: {len(answered)} of {len(replies)} clients returned weights, "
+                    f"round {server_round}: {len(answered)} of {self.sampled} clients returned weights, "
                     f"minFit={config.min_fit} required{_errors_of(replies)}"
+                    + (f"; {silent} did not answer within {config.round_timeout:g} s" if silent > 0 else "")
                 )
             arrays, metrics = super().aggregate_train(server_round, replies)
             server.record(server_round, metrics)
