@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_train.py
 	$(BIN)/python tools/bench_serving.py
 	$(BIN)/python tools/bench_kafka.py
+	$(BIN)/python tools/bench_federated.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
