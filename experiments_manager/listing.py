@@ -16,7 +16,7 @@ def experiment_rows(working_folder):
             {
                 "experiment": experiment.name,
                 "status": info.get("status", "?"),
-                "epoch": f"{info.get('epochs_completed', 0)}/{info.get('nbEpoch', '?')}",
+                "epoch": _progress(info),
                 "best": "-" if best is None else f"{info.get('monitored_loss_name', '')}={best:.4g}",
                 "versions": ",".join(str(v) for v in versions) or "-",
                 "hparams": " ".join(f"{k}={v}" for k, v in (info.get("hparams") or {}).items()),
@@ -34,3 +34,11 @@ def format_table(rows):
     for row in rows:
         lines.append("  ".join(str(row[column]).ljust(widths[column]) for column in COLUMNS).rstrip())
     return "\n".join(lines)
+
+
+def _progress(info):
+    """Epochs done / planned; a federation's server counts rounds (`r2/5`)."""
+    federated = info.get("federated")
+    if federated:
+        return f"r{info.get('rounds_completed', 0)}/{federated.get('rounds', '?')}"
+    return f"{info.get('epochs_completed', 0)}/{info.get('nbEpoch', '?')}"

@@ -37,6 +37,8 @@ def test_simulation_learns_logs_every_round_and_exports_the_global_model(run_cli
     assert list((server / "logs" / "validation").glob("events.out.tfevents.*"))
     assert (server / "training_curves.png").stat().st_size > 0
     assert f"experiment folder: {server.relative_to(workdir)}" in result.stdout
+    listing = run_cli("list", "experiments/examples/federated_curve_fitting").stdout
+    assert "finished" in listing and "r3/3" in listing  # a federation's progress counts rounds
     for client_id in (0, 1):
         client = server / "clients" / f"client_{client_id}"
         client_run = read_run(client)
