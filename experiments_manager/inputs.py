@@ -60,8 +60,8 @@ class SettingsInput:
     """
 
     def __init__(self, settings, partition=None):
-        self.train = self._pipeline(settings, True, partition)
-        self.val = self._pipeline(settings, False, partition)
+        self.train = settings_pipeline(settings, True, partition)
+        self.val = settings_pipeline(settings, False, partition)
         self.train_steps = steps_per_epoch(self.train, settings.nb_train_samples, settings, "nb_train_samples", "training")
         self.val_steps = steps_per_epoch(self.val, settings.nb_val_samples, settings, "nb_val_samples", "validation")
         self.callbacks = []
@@ -69,19 +69,20 @@ class SettingsInput:
         self.after_checkpoint = []
         self.endless = False
 
-    @staticmethod
-    def _pipeline(settings, training, partition):
-        folder = settings.raw_data_dir_train if training else settings.raw_data_dir_val
-        dataset = settings.get_input_pipeline(folder, training, settings.batch_size, settings.nbEpoch)
-        if partition is not None and settings.get_client_partition is not None:
-            dataset = settings.get_client_partition(dataset, partition.index, partition.count, training)
-        return dataset
-
     def stall_of(self, error):
         return error if isinstance(error, InputStalled) else None
 
     def close(self):
         pass
+
+
+def settings_pipeline(settings, training, partition=None):
+    """The settings' training or validation pipeline (a federated client's part of it, given its `partition`)."""
+    folder = settings.raw_data_dir_train if training else settings.raw_data_dir_val
+    dataset = settings.get_input_pipeline(folder, training, settings.batch_size, settings.nbEpoch)
+    if partition is not None and settings.get_client_partition is not None:
+        dataset = settings.get_client_partition(dataset, partition.index, partition.count, training)
+    return dataset
 
 
 def steps_per_epoch(dataset, nb_samples, settings, field, kind):

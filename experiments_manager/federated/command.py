@@ -110,11 +110,10 @@ def federated(arguments):
 def _exec_flower(mode, arguments):
     """Replaces this process by flower-superlink / flower-supernode (so its PID is Flower's)."""
     import os
-    import shutil
     import sys
     from pathlib import Path
 
-    from experiments_manager.federated.deployment import FLOWER_ENVIRONMENT
+    from experiments_manager.federated.deployment import FLOWER_ENVIRONMENT, flower_program
 
     if mode == "superlink":
         program = "flower-superlink"
@@ -125,8 +124,7 @@ def _exec_flower(mode, arguments):
         command = ["--superlink", arguments.superlink, "--host", arguments.host, "--port", str(arguments.port),
                    "--node-config", f"partition-id={arguments.partition_id} num-partitions={arguments.num_partitions}"]
     command = (["--insecure"] if arguments.insecure else []) + command + list(arguments.flower_arguments)
-    beside = Path(sys.executable).with_name(program)
-    executable = str(beside) if beside.exists() else shutil.which(program) or program
+    executable = flower_program(program)
     environment = {**os.environ, **FLOWER_ENVIRONMENT}
     # Flower starts flwr-serverapp / flwr-clientapp by name: this environment's bin folder comes first.
     environment["PATH"] = str(Path(sys.executable).parent) + os.pathsep + environment.get("PATH", "")

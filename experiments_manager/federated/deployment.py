@@ -50,26 +50,19 @@ def deploy(settings_path, superlink=None, connection=None, rounds=None, hparam_o
     experiment = deploy("examples/federated/mysettings_federated_curve_fitting.py", superlink="127.0.0.1:8000")
     ```
     """
-    from experiments_manager.experiment import Experiment, running_command
-    from experiments_manager.federated.config import FederationConfig
-    from experiments_manager.federated.job import FederatedJob
-    from experiments_manager.settings import load_settings
+    from experiments_manager.federated.job import end_if_running, start_federation
 
-    settings = load_settings(settings_path, hparam_overrides)
-    FederationConfig.from_settings(settings, rounds=rounds)  # fail before any folder
-    experiment = Experiment.create(settings, command or running_command())
-    job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), settings.overrides,
-                       experiment.root.resolve(), rounds=rounds, round_timeout=round_timeout)
+    settings, _, experiment, job = start_federation(settings_path, hparam_overrides, rounds, round_timeout, command)
     try:
         status = submit_and_follow(experiment, write_flower_app(experiment, job, settings), superlink, connection,
                                    timeout)
     except BaseException as error:
-        if experiment.run_info().get("status") == "running":
-            experiment.mark_ended("failed", error=f"{type(error).__name__}: {error}")
+        end_if_running(experiment, "failed", f"{type(error).__name__}: {error}")
         raise
-    if experiment.run_info().get("status") == "running":  # the ServerApp did not end it (crashed, or elsewhere)
-        outcome = "finished" if status == "finished:completed" else "failed"
-        experiment.mark_ended(outcome, error=None if outcome == "finished" else f"Flower run {status}")
+    if status == "finished:completed":
+        end_if_running(experiment, "finished")
+    else:
+        end_if_running(experiment, "failed", f"Flower run {status}")
     return experiment
 
 
@@ -162,9 +155,13 @@ def _wait(run_id, name, env, timeout):
 
 
 def _flwr(*arguments):
-    """The `flwr` command of this environment (the venv's, even when it is not on PATH)."""
-    found = Path(sys.executable).with_name("flwr")
-    return [str(found) if found.exists() else "flwr", *arguments]
+    return [flower_program("flwr"), *arguments]
+
+
+def flower_program(name):
+    """A Flower command of this environment (the venv's, even when its bin folder is not on PATH)."""
+    beside = Path(sys.executable).with_name(name)
+    return str(beside) if beside.exists() else shutil.which(name) or name
 
 
 @contextlib.contextmanager

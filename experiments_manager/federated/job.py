@@ -38,7 +38,7 @@ class FederatedJob:
         self.round_timeout = round_timeout
 
     def to_run_config(self):
-        config = {
+        return {
             "settings-file": self.settings_file,
             "model-file": self.model_file,
             "hparam-overrides": json.dumps(self.hparam_overrides),
@@ -46,7 +46,6 @@ class FederatedJob:
             "rounds": self.rounds or 0,
             "round-timeout": float(self.round_timeout or 0),
         }
-        return config
 
     @classmethod
     def from_run_config(cls, run_config, app_dir=None):
@@ -69,3 +68,30 @@ class FederatedJob:
 
         return load_settings(self.settings_file, {**self.hparam_overrides, **(extra_overrides or {})},
                              model_file=self.model_file)
+
+
+def start_federation(settings_path, hparam_overrides=None, rounds=None, round_timeout=None, command=None,
+                     num_clients=None):
+    """Checks the settings and the federation hparams, then creates the server experiment.
+
+    Nothing is written when a check fails (UserInputError).
+
+    Returns:
+        (settings, `FederationConfig`, server `Experiment`, `FederatedJob` pointing at the experiment's copies).
+    """
+    from experiments_manager.experiment import Experiment, running_command
+    from experiments_manager.federated.config import FederationConfig
+    from experiments_manager.settings import load_settings
+
+    settings = load_settings(settings_path, hparam_overrides)
+    config = FederationConfig.from_settings(settings, rounds=rounds, num_clients=num_clients)
+    experiment = Experiment.create(settings, command or running_command())
+    job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), settings.overrides,
+                       experiment.root.resolve(), rounds=rounds, round_timeout=round_timeout)
+    return settings, config, experiment, job
+
+
+def end_if_running(experiment, status, error=None):
+    """Records how a federation ended when its ServerApp could not (it crashed, or ran on another host)."""
+    if experiment.run_info().get("status") == "running":
+        experiment.mark_ended(status, **({"error": error} if error else {}))

@@ -41,7 +41,7 @@ class FederationServer:
 
         from experiments_manager import callbacks as ours
         from experiments_manager.export import Exporter
-        from experiments_manager.inputs import steps_per_epoch
+        from experiments_manager.inputs import settings_pipeline, steps_per_epoch
         from experiments_manager.training import _metrics_for, build_model
 
         self.experiment = experiment
@@ -51,7 +51,7 @@ class FederationServer:
         self.model = build_model(settings)
         loss = settings.get_total_loss(self.model)
         self.model.compile(loss=loss, metrics=_metrics_for(settings.get_metrics(self.model, loss), self.model))
-        self.val = settings.get_input_pipeline(settings.raw_data_dir_val, False, settings.batch_size, settings.nbEpoch)
+        self.val = settings_pipeline(settings, training=False)
         self.val_steps = steps_per_epoch(self.val, settings.nb_val_samples, settings, "nb_val_samples", "validation")
         self.best = ours.BestValue(settings.monitored_loss_name)
         self.exporter = Exporter(experiment, settings, self.model)

@@ -28,27 +28,18 @@ def simulate(settings_path, num_clients=None, rounds=None, hparam_overrides=None
     experiment.run_info()["status"]   # 'finished'
     ```
     """
-    from experiments_manager.experiment import Experiment, running_command
     from experiments_manager.federated.apps import client_app, server_app
-    from experiments_manager.federated.config import FederationConfig
-    from experiments_manager.federated.job import FederatedJob
-    from experiments_manager.settings import load_settings
+    from experiments_manager.federated.job import end_if_running, start_federation
 
-    settings = load_settings(settings_path, hparam_overrides)
-    num_clients = num_clients or settings.hparams.get("minCl", 2)
-    FederationConfig.from_settings(settings, rounds=rounds, num_clients=num_clients)  # fail before any folder
-    experiment = Experiment.create(settings, command or running_command())
+    _, config, experiment, job = start_federation(settings_path, hparam_overrides, rounds, round_timeout, command,
+                                                  num_clients=num_clients)
     _LOG.info("Experiment folder: %s", experiment.root)
-    job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), settings.overrides, experiment.root,
-                       rounds=rounds, round_timeout=round_timeout)
-    try:
-        _run(server_app(lambda context: job), client_app(lambda context: job), num_clients)
+    try:  # without --num-clients, minCl clients (its default, 2, when the settings set none)
+        _run(server_app(lambda context: job), client_app(lambda context: job), num_clients or config.min_clients)
     except BaseException as error:
-        if experiment.run_info().get("status") == "running":
-            experiment.mark_ended("failed", error=f"{type(error).__name__}: {error}")
+        end_if_running(experiment, "failed", f"{type(error).__name__}: {error}")
         raise
-    if experiment.run_info().get("status") == "running":  # the ServerApp never ran to its end
-        experiment.mark_ended("failed", error="the Flower simulation ended before the federation did")
+    end_if_running(experiment, "failed", "the Flower simulation ended before the federation did")
     return experiment
 
 

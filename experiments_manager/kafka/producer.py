@@ -9,6 +9,7 @@ import logging
 import time
 
 from experiments_manager.errors import UserInputError
+from experiments_manager.inputs import settings_pipeline
 from experiments_manager.kafka.codec import Schema
 from experiments_manager.kafka.connection import KafkaConnection, topic_names
 
@@ -152,12 +153,11 @@ def produce(settings, bootstrap_servers=None, epochs=1, partitions=1, splits=("t
         if split not in splits:
             continue
         is_training = split == "train"
-        folder = settings.raw_data_dir_train if is_training else settings.raw_data_dir_val
         limit = settings.nb_train_samples if is_training else settings.nb_val_samples
         started = time.monotonic()
         with RecordProducer(connection, topic, partitions) as producer:
             for _ in range(passes):
-                dataset = settings.get_input_pipeline(folder, is_training, settings.batch_size, settings.nbEpoch)
+                dataset = settings_pipeline(settings, is_training)
                 _publish_pass(producer, dataset, limit, settings, split, progress)
         published.append(Publication(topic, producer.sent, time.monotonic() - started))
         _LOG.info("kafka: published %d records to %r at %s", producer.sent, topic, connection.bootstrap_servers)
