@@ -158,3 +158,15 @@ def test_deployment_with_real_superlink_and_supernodes_survives_a_killed_client(
     assert killed["epochs_completed"] < 3     # missed the rounds after its death
     assert (server / "flower_server.log").stat().st_size > 0
     assert (server / "flower_app" / "experiment_settings.py").is_file()
+
+
+def test_run_without_a_superlink_says_so_in_one_line_and_creates_nothing(run_cli, workdir):
+    from conftest import free_port
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    result = run_cli("federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", address)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: --superlink {address}: no SuperLink answers there (Connection refused); "
+                      "start one with `experiments-manager federated superlink`"], result.stderr
+    assert not (workdir / "experiments").exists()

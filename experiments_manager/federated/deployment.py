@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,8 @@ def deploy(settings_path, superlink=None, connection=None, rounds=None, hparam_o
     """
     from experiments_manager.federated.job import end_if_running, start_federation
 
+    if superlink:
+        _check_answers(superlink)  # before any folder exists
     settings, _, experiment, job = start_federation(settings_path, hparam_overrides, rounds, round_timeout, command)
     try:
         status = submit_and_follow(experiment, write_flower_app(experiment, job, settings), superlink, connection,
@@ -132,8 +135,8 @@ def _start(app_folder, name, env):
     except ValueError:
         answer = {}
     if not answer.get("success"):
-        message = answer.get("error-message") or (result.stderr or result.stdout).strip().splitlines()[-1:]
-        raise UserInputError(f"flwr run: the SuperLink did not start the run: {message}")
+        message = answer.get("error-message") or result.stderr or result.stdout
+        raise UserInputError(f"flwr run: the SuperLink did not start the run: {' '.join(message.split())}")
     return str(answer["run-id"])
 
 
@@ -152,6 +155,18 @@ def _wait(run_id, name, env, timeout):
         time.sleep(STATUS_POLL_SECONDS)
     subprocess.run(_flwr("stop", run_id, *([name] if name else [])), env=env, capture_output=True, timeout=60)
     return f"stopped after {timeout:g} s (--timeout)"
+
+
+def _check_answers(superlink):
+    """One clear line when `superlink` is not HOST:PORT or nothing listens there."""
+    host, _, port = superlink.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserInputError(f"--superlink: expected HOST:PORT, got {superlink!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as error:
+        raise UserInputError(f"--superlink {superlink}: no SuperLink answers there ({error.strerror or error}); "
+                             "start one with `experiments-manager federated superlink`") from None
 
 
 def _flwr(*arguments):
