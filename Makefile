@@ -13,7 +13,7 @@ install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml install/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --constraint install/constraints.txt --editable '.[test,bench]'
+	$(BIN)/python -m pip install --quiet --constraint install/constraints.txt --editable '.[test,bench,spark]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_serving.py
 	$(BIN)/python tools/bench_kafka.py
 	$(BIN)/python tools/bench_federated.py
+	$(BIN)/python tools/bench_sweep.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

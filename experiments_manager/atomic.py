@@ -3,7 +3,7 @@
 import contextlib
 import os
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 
 
@@ -23,9 +23,9 @@ def replaced_atomically(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    tmp = Path(name)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    # mode 0o666 less the umask, as open() gives (mkstemp's 0o600 hid run.json from a lab's group)
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield tmp
         os.replace(tmp, path)

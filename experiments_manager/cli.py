@@ -10,7 +10,7 @@ from experiments_manager.errors import UserInputError
 _LOG = logging.getLogger("experiments_manager.cli")
 
 DESCRIPTION = "Train, export and track TensorFlow/Keras experiments from one settings file."
-SUBCOMMANDS = ("train", "serve", "predict", "kafka-produce", "federated", "list")
+SUBCOMMANDS = ("train", "serve", "predict", "sweep", "kafka-produce", "federated", "list")
 DEFAULT_REST_PORT = 8501
 
 
@@ -111,6 +111,10 @@ def build_parser():
     )
     produce.add_argument("--only", choices=("train", "val"), help="publish only this split")
 
+    from experiments_manager.sweep.command import add_sweep_parser
+
+    add_sweep_parser(commands, _positive_int)
+
     from experiments_manager.federated.command import add_federated_parser
 
     add_federated_parser(commands, _positive_int)
@@ -182,7 +186,7 @@ def _with_default_command(argv):
 def main(argv=None):
     """Runs the command line; returns the exit code."""
     arguments = build_parser().parse_args(_with_default_command(sys.argv[1:] if argv is None else argv))
-    _configure_logging()
+    configure_logging()
     try:
         if arguments.command == "train":
             return _train(arguments)
@@ -190,6 +194,10 @@ def main(argv=None):
             return _serve(arguments)
         if arguments.command == "predict":
             return _predict(arguments)
+        if arguments.command == "sweep":
+            from experiments_manager.sweep.command import sweep
+
+            return sweep(arguments)
         if arguments.command == "kafka-produce":
             from experiments_manager.kafka.command import kafka_produce
 
@@ -208,7 +216,7 @@ def main(argv=None):
         return 2
 
 
-def _configure_logging():
+def configure_logging():
     """Our INFO lines on stderr; TensorFlow's C++ and Python chatter at warnings only."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     handler = logging.StreamHandler()

@@ -107,7 +107,7 @@ class Experiment:
             parent = Path(settings.workingFolder)
             parent.mkdir(parents=True, exist_ok=True)
             stamp = datetime.datetime.now().strftime("%Y-%m-%d--%H-%M-%S")
-            root = _make_unique_dir(parent, folder_name(settings.session_name, stamp, settings.hparams))
+            root = make_unique_dir(parent, folder_name(settings.session_name, stamp, settings.hparams))
         else:
             Path(root).mkdir(parents=True)
         experiment = cls(root)
@@ -180,7 +180,7 @@ def _safe(text):
     return re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip("-") or "-"
 
 
-def _make_unique_dir(parent, base):
+def make_unique_dir(parent, base):
     for attempt in range(1000):
         root = parent / (base if attempt == 0 else f"{base}_{attempt}")
         try:

@@ -6,10 +6,12 @@ hparams), so it also documents the settings contract. Run from the repository ro
 
     experiments-manager train -u examples/regression/mysettings_curve_fitting.py
     experiments-manager train -u examples/regression/mysettings_curve_fitting.py --hparam nbEpoch=5
+    experiments-manager sweep -u examples/regression/mysettings_curve_fitting.py --max-evals 8 --hparam nbEpoch=10
 '''
 
 import numpy as np
 import tensorflow as tf
+from hyperopt import hp
 
 #-> set here your own working folder
 workingFolder = 'experiments/examples/curve_fitting'
@@ -24,6 +26,11 @@ hparams = {'hiddenNeurons': 32,
            'addNoise': True,
            'noiseStd': 0.3,
            }
+
+# `experiments-manager sweep` samples these hparams (name -> hyperopt expression); the others stay as above
+hyperopt_space = {'learningRate': hp.loguniform('learningRate', -7, -2),   # e**-7 .. e**-2
+                  'hiddenNeurons': hp.quniform('hiddenNeurons', 4, 64, 4),  # whole numbers: passed as ints
+                  }
 
 used_gpu_IDs = []          # [] = every visible GPU, or the CPU
 useXLA = False

@@ -5,13 +5,7 @@ import math
 import keras
 
 from experiments_manager.errors import UserInputError
-
-MAXIMIZED_HINTS = ("acc", "auc", "precision", "recall", "f1", "iou")
-
-
-def monitor_mode(name):
-    """'max' for accuracy-like quantities, else 'min' (as Keras' mode='auto')."""
-    return "max" if any(hint in name.lower() for hint in MAXIMIZED_HINTS) else "min"
+from experiments_manager.monitor import monitor_mode
 
 
 class BestValue:

@@ -1,0 +1,174 @@
+"""The function hyperopt minimises: run one trial as an experiment in its own process, score it from run.json."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from experiments_manager.monitor import monitor_mode
+from experiments_manager.sweep.journal import TrialJournal, now, process_alive
+from experiments_manager.sweep.trial_process import trial_command
+
+STOP_FILE_NAME = "STOPPING"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
+
+
+class TrialInterrupted(Exception):
+    """A trial stopped on a signal (the sweep is being stopped): hyperopt forgets it, resume continues it.
+
+    Args:
+        signum: the signal that stopped it.
+        experiment: its experiment folder, or None.
+    """
+
+    def __init__(self, signum, experiment):
+        self.signum = signum
+        self.experiment = experiment
+        super().__init__(f"trial stopped by {signal.Signals(signum).name}" + (f": {experiment}" if experiment else ""))
+
+
+class TrialObjective:
+    """Runs one trial per call, in a new process; returns hyperopt's result dict.
+
+    Picklable, so Spark can ship it to its workers.
+
+    Args:
+        sweep_root: the sweep folder.
+        settings_path: the settings file trials train from.
+        working_dir: the current directory trials run in (relative paths in the settings).
+        fixed_hparams: `--hparam` overrides given to every trial.
+        space: the `SearchSpace`.
+
+    Example:
+
+    ```python
+    objective = TrialObjective(sweep.root, "mysettings.py", Path.cwd(), {"nbEpoch": 5}, space)
+    objective({"learningRate": 0.01})  # {'status': 'ok', 'loss': 0.12, 'experiment': '...', ...}
+    ```
+    """
+
+    def __init__(self, sweep_root, settings_path, working_dir, fixed_hparams, space):
+        self.sweep_root = Path(sweep_root).resolve()
+        self.settings_path = str(settings_path)
+        self.working_dir = str(working_dir)
+        self.fixed_hparams = dict(fixed_hparams)
+        self.space = space
+
+    @property
+    def journal(self):
+        return TrialJournal(self.sweep_root / "trials")
+
+    def __call__(self, sample):
+        if (self.sweep_root / STOP_FILE_NAME).exists():  # the sweep is stopping: start no new trial
+            raise TrialInterrupted(signal.SIGTERM, None)
+        sampled = self.space.hparams_for(sample)
+        with self.journal.claim(sampled) as record:
+            known = _known_result(record.read(), sampled)
+            if known is not None:
+                return known
+            return self._run(record, sampled)
+
+    def _run(self, record, sampled):
+        info = record.read()
+        _wait_for_exit(info.get("pid"))  # a stopped sweep's trial may still be checkpointing
+        resume = _resumable(info)
+        if resume:
+            command = trial_command(record.path, os.getpid(), resume=resume)
+        else:
+            command = trial_command(record.path, os.getpid(), self.settings_path, {**self.fixed_hparams, **sampled})
+        started = time.monotonic()
+        with open(record.log_path, "a") as log:
+            process = subprocess.Popen(command, cwd=self.working_dir, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)  # signals come from the sweep
+            record.update(status="running", pid=process.pid, started=now(), log=str(record.log_path),
+                          resumed=bool(resume))
+            code = process.wait()
+        result = _result_of(record.read(), code, record.log_path)
+        result.update(hparams=sampled, seconds=round(time.monotonic() - started, 3), log=str(record.log_path))
+        record.update(status=result["trial_status"], ended=now(), exit_code=code, reason=result.get("reason"),
+                      best_value=result.get("best_value"), best_epoch=result.get("best_epoch"), seconds=result["seconds"])
+        if result["trial_status"] == "interrupted":
+            raise TrialInterrupted(result["signum"], result.get("experiment"))
+        return result
+
+
+def _known_result(info, sampled):
+    """The result of a trial that already ended (a sweep stopped before hyperopt saved it): not trained twice."""
+    if info.get("status") == "failed":
+        return {"status": "fail", "trial_status": "failed", "reason": info.get("reason"), "hparams": sampled,
+                "experiment": info.get("experiment"), "seconds": info.get("seconds"), "log": info.get("log")}
+    if info.get("status") == "finished":
+        result = _result_of(info, 0, info.get("log"))
+        result.update(hparams=sampled, seconds=info.get("seconds"), log=info.get("log"))
+        return result
+    return None
+
+
+def _resumable(info):
+    """The experiment of a trial that was stopped before it finished, if there is one to continue."""
+    experiment = info.get("experiment")
+    if not experiment or not (Path(experiment) / "run.json").is_file():
+        return None
+    return experiment
+
+
+def _result_of(info, exit_code, log_path):
+    """hyperopt's result from the trial's run.json (or from its log, when no experiment was created)."""
+    experiment = info.get("experiment")
+    run = _run_info(experiment)
+    status = run.get("status")
+    signum = _stop_signal(exit_code)
+    if status == "interrupted" or (signum is not None and status != "finished"):
+        return {"status": "fail", "trial_status": "interrupted", "signum": signum or signal.SIGTERM,
+                "experiment": experiment}
+    if status == "finished" and run.get("best_value") is not None:
+        best = float(run["best_value"])
+        maximized = monitor_mode(run.get("monitored_loss_name", "")) == "max"
+        return {"status": "ok", "trial_status": "finished", "loss": -best if maximized else best,  # hyperopt minimises
+                "best_value": best, "best_epoch": run.get("best_epoch"), "experiment": experiment}
+    if status == "finished":
+        reason = f"no {run.get('monitored_loss_name', 'monitored')} value recorded"
+    elif status == "failed":
+        reason = run.get("error") or "failed"
+    elif exit_code < 0:
+        reason = f"killed by {signal.Signals(-exit_code).name}" + (" (out of memory?)" if -exit_code == 9 else "")
+    else:
+        reason = info.get("reason") or _last_error(log_path) or f"exit code {exit_code}"
+    return {"status": "fail", "trial_status": "failed", "reason": reason, "experiment": experiment}
+
+
+def _wait_for_exit(pid, timeout=300):
+    deadline = time.monotonic() + timeout
+    while pid and process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _run_info(experiment):
+    if not experiment:
+        return {}
+    try:
+        return json.loads((Path(experiment) / "run.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _stop_signal(exit_code):
+    """The stop signal a trial ended on: killed by it (< 0) or checkpointed after it (128 + signal)."""
+    for signum in STOP_SIGNALS:
+        if exit_code in (-signum, 128 + signum):
+            return signum
+    return None
+
+
+def _last_error(log_path):
+    try:
+        lines = Path(log_path).read_text(errors="replace").splitlines()
+    except (OSError, TypeError):
+        return None
+    errors = [line[len("error: "):] for line in lines if line.startswith("error: ")]
+    if errors:
+        return "; ".join(errors)
+    tail = [line for line in lines if line.strip()]
+    return tail[-1].strip() if tail else None

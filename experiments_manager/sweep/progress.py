@@ -1,0 +1,66 @@
+"""The sweep's progress bar: trials done of planned, with the best value so far."""
+
+import contextlib
+import sys
+
+
+class SweepProgress:
+    """A hyperopt progress callback that also runs the sweep's bookkeeping after each finished trial.
+
+    hyperopt calls `update(n)` on the driver each time trials finish, in
+    sequential and Spark sweeps alike: the one place to save the Trials and
+    redraw the results between two trials.
+
+    Args:
+        monitor: the monitored loss name (`val_loss`).
+        after_trials: function() -> (lines to print, best value or None), run after each update.
+        stream: where the bar goes (default stderr; no bar when it is not a terminal, lines only).
+
+    Example:
+
+    ```python
+    fmin(objective, space, algo, max_evals, trials=trials,
+         show_progressbar=SweepProgress("val_loss", sweep.after_trials))
+    ```
+    """
+
+    def __init__(self, monitor, after_trials, stream=None):
+        self.monitor = monitor
+        self.after_trials = after_trials
+        self.stream = stream or sys.stderr
+
+    @contextlib.contextmanager
+    def __call__(self, initial, total):
+        from tqdm import tqdm
+
+        with tqdm(total=total, initial=initial, unit="trial", desc="sweep", file=self.stream,
+                  disable=not self.stream.isatty(), dynamic_ncols=True) as bar:
+            bar.set_postfix_str(f"best {self.monitor}: ?")
+            yield _ProgressUpdates(bar, self)
+
+
+class _ProgressUpdates:
+    """What hyperopt's loop drives: `update(n)`, and a `postfix` it sets (replaced by ours)."""
+
+    def __init__(self, bar, progress):
+        self.bar = bar
+        self.progress = progress
+
+    @property
+    def postfix(self):
+        return self.bar.postfix
+
+    @postfix.setter
+    def postfix(self, text):  # hyperopt's "best loss: x": ours names the monitored loss
+        pass
+
+    def update(self, n):
+        lines, best = self.progress.after_trials()
+        for line in lines:
+            if self.bar.disable:
+                print(line, file=self.progress.stream, flush=True)
+            else:
+                self.bar.write(line, file=self.progress.stream)
+        if best is not None:
+            self.bar.set_postfix_str(f"best {self.progress.monitor}: {best:.6g}", refresh=False)
+        self.bar.update(n)

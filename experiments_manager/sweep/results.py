@@ -1,0 +1,127 @@
+"""A sweep's results: one row per trial, results.csv, the loss-vs-hparam plot and the closing summary."""
+
+import csv
+import math
+import numbers
+
+from experiments_manager.atomic import replaced_atomically
+from experiments_manager.sweep.trials import finished_docs
+
+
+def trial_rows(trials, names):
+    """One dict per finished trial, by trial number: the hparams, then status, best value and folder.
+
+    Args:
+        trials: hyperopt Trials.
+        names: the swept hparam names (columns, in order).
+    """
+    rows = []
+    for doc in sorted(finished_docs(trials), key=lambda doc: doc["tid"]):
+        result = doc["result"]
+        hparams = result.get("hparams") or {}
+        rows.append({
+            "trial": doc["tid"] + 1,
+            **{name: hparams.get(name) for name in names},
+            "status": result.get("trial_status") or ("finished" if result.get("status") == "ok" else "failed"),
+            "best_value": result.get("best_value"),
+            "loss": result.get("loss"),  # what hyperopt minimised: best_value, negated when it is maximised
+            "best_epoch": result.get("best_epoch"),
+            "seconds": result.get("seconds"),
+            "experiment": result.get("experiment"),
+            "reason": result.get("reason"),
+            "log": result.get("log"),
+        })
+    return rows
+
+
+def best_row(rows):
+    """The finished trial with the best value (lowest loss for hyperopt), or None."""
+    scored = [row for row in rows if row["status"] == "finished" and _finite(row["loss"])]
+    return min(scored, key=lambda row: row["loss"]) if scored else None
+
+
+def write_results_csv(rows, names, monitor, path):
+    """results.csv: trial, the hparams, status, best_<monitor>, best_epoch, seconds, experiment, reason, log."""
+    fields = ["trial", *names, "status", "best_value", "best_epoch", "seconds", "experiment", "reason", "log"]
+    columns = [f"best_{monitor}" if field == "best_value" else field for field in fields]
+    with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row[field]) for field in fields])
+
+
+def plot_loss_vs_hparams(rows, space, monitor, png):
+    """One panel per swept hparam: each trial's best value against the hparam, best trial starred, failed ones crossed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = space.names
+    scored = [row for row in rows if row["status"] == "finished" and _finite(row["loss"])]
+    failed = [row for row in rows if row not in scored]
+    best = best_row(rows)
+    columns = min(3, len(names))
+    lines = math.ceil(len(names) / columns)
+    figure = Figure(figsize=(4.5 * columns, 3.5 * lines), tight_layout=True)
+    FigureCanvasAgg(figure)
+    for index, name in enumerate(names):
+        axes = figure.add_subplot(lines, columns, index + 1)
+        positions = _positions([row[name] for row in rows], axes)
+        axes.scatter([positions[_key(row[name])] for row in scored], [row["best_value"] for row in scored],
+                     label="trials")
+        if best is not None:
+            axes.scatter([positions[_key(best[name])]], [best["best_value"]], marker="*", s=200, color="tab:orange",
+                         label=f"best (trial {best['trial']})")
+        if failed and scored:
+            worst = max(scored, key=lambda row: row["loss"])["best_value"]
+            axes.scatter([positions[_key(row[name])] for row in failed], [worst] * len(failed), marker="x",
+                         color="tab:red", label="failed")
+        if space.is_log_scaled(name):
+            axes.set_xscale("log")
+        axes.set_xlabel(name)
+        axes.set_ylabel(f"best {monitor}")
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize="small")
+    with replaced_atomically(png) as tmp:
+        figure.savefig(tmp, format="png")
+
+
+def summary_lines(sweep, rows, monitor, working_folder):
+    """The closing report: counts, the best trial and how to serve it."""
+    failed = sum(row["status"] != "finished" for row in rows)
+    best = best_row(rows)
+    lines = [f"sweep folder:      {sweep.root}",
+             f"trials:            {len(rows)} ({len(rows) - failed} finished, {failed} failed)"]
+    if best is None:
+        lines.append("best trial:        none (every trial failed: see the reason column of results.csv)")
+    else:
+        hparams = " ".join(f"{name}={best[name]}" for name in sweep.spec()["space"])
+        lines += [f"{'best ' + monitor + ':':<18} {best['best_value']:.6g} (trial {best['trial']}, epoch {best['best_epoch']})",
+                  f"best hparams:      {hparams}",
+                  f"best experiment:   {best['experiment']}",
+                  f"serve it:          experiments-manager serve --model_dir {best['experiment']}"]
+    lines += [f"results:           {sweep.results_csv}",
+              f"loss vs hparams:   {sweep.plot_png}",
+              f"TensorBoard:       tensorboard --logdir {working_folder}   (HParams tab: every trial)"]
+    return lines
+
+
+def _positions(values, axes):
+    """x positions: the values themselves when numeric, else one slot per category (labelled)."""
+    if all(isinstance(value, numbers.Real) and not isinstance(value, bool) for value in values):
+        return {_key(value): value for value in values}
+    categories = sorted({_key(value) for value in values})
+    axes.set_xticks(range(len(categories)), categories)
+    return {category: index for index, category in enumerate(categories)}
+
+
+def _key(value):
+    return value if isinstance(value, numbers.Real) and not isinstance(value, bool) else str(value)
+
+
+def _finite(value):
+    return isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def _cell(value):
+    return "" if value is None else value

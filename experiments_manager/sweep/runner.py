@@ -1,0 +1,127 @@
+"""Runs a sweep: hyperopt's fmin over trial experiments, bookkeeping after every trial, a clean stop on signals."""
+
+import logging
+import signal
+
+from experiments_manager.signals import signal_handlers
+from experiments_manager.sweep.journal import TrialJournal, now
+from experiments_manager.sweep.objective import TrialInterrupted
+from experiments_manager.sweep.progress import SweepProgress
+from experiments_manager.sweep.results import (best_row, plot_loss_vs_hparams, summary_lines, trial_rows,
+                                               write_results_csv)
+from experiments_manager.sweep.trials import save_trials
+
+_LOG = logging.getLogger(__name__)
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+INCOMPLETE_EXIT_CODE = 75  # EX_TEMPFAIL: trials were lost (a Spark worker died, say); resume runs them
+
+
+class SweepRunner:
+    """Drives one sweep to its end, or to a stop that `sweep --resume` continues.
+
+    After every finished trial it saves the Trials, rewrites results.csv and the
+    plot, and updates sweep.json, so a killed sweep loses at most the trials
+    that were running. SIGTERM, SIGUSR1 (Slurm's warning) or Ctrl-C stop it:
+    running trials checkpoint, no new trial starts.
+
+    Args:
+        sweep: the `SweepFolder`.
+        space: the `SearchSpace`.
+        objective: the `TrialObjective`.
+        trials: hyperopt Trials (sequential) or SparkTrials (parallel).
+        algo: the `SeededSuggestions`.
+        max_evals: the number of trials the sweep should have in all.
+        monitor: the monitored loss name.
+        working_folder: the settings' workingFolder (for the TensorBoard hint).
+        parallelism: trials at once (hyperopt queues this many suggestions).
+
+    Example:
+
+    ```python
+    exit_code = SweepRunner(sweep, space, objective, trials, algo, 20, "val_loss", "experiments").run()
+    ```
+    """
+
+    def __init__(self, sweep, space, objective, trials, algo, max_evals, monitor, working_folder, parallelism=1):
+        self.sweep = sweep
+        self.space = space
+        self.objective = objective
+        self.trials = trials
+        self.algo = algo
+        self.max_evals = max_evals
+        self.monitor = monitor
+        self.working_folder = working_folder
+        self.parallelism = parallelism
+        self.stop_signum = None
+        self._reported = set()
+
+    def run(self):
+        """Returns the exit code: 0 when a trial finished, 1 when every trial failed, 128 + signal when stopped."""
+        import numpy as np
+        from hyperopt import fmin
+        from hyperopt.exceptions import AllTrialsFailed
+
+        self.sweep.stop_file.unlink(missing_ok=True)
+        TrialJournal(self.sweep.trials_dir).release_stale_locks()
+        self.sweep.update_spec(status="running", max_evals=self.max_evals)
+        self._reported = {doc["tid"] + 1 for doc in self.trials.trials}
+        with signal_handlers(self._stop, HANDLED_SIGNALS):
+            try:
+                fmin(self.objective, self.space.expressions, algo=self.algo, max_evals=self.max_evals,
+                     trials=self.trials, rstate=np.random.default_rng(self.algo.seed), max_queue_len=self.parallelism,
+                     show_progressbar=SweepProgress(self.monitor, self.after_trials), return_argmin=False)
+            except TrialInterrupted as interruption:
+                self.stop_signum = self.stop_signum or interruption.signum
+            except AllTrialsFailed:
+                pass
+        for line in self.after_trials()[0]:
+            print(line, flush=True)
+        return self._finish()
+
+    def after_trials(self):
+        """Saves the Trials and rewrites results.csv, the plot and sweep.json; returns (new lines, best value)."""
+        rows = trial_rows(self.trials, self.space.names)
+        save_trials(self.trials, self.sweep.trials_file)
+        write_results_csv(rows, self.space.names, self.monitor, self.sweep.results_csv)
+        if rows:
+            plot_loss_vs_hparams(rows, self.space, self.monitor, self.sweep.plot_png)
+        best = best_row(rows)
+        self.sweep.update_spec(trials_done=len(rows), best=best)
+        lines = [self._line(row, best) for row in rows if row["trial"] not in self._reported]
+        self._reported.update(row["trial"] for row in rows)
+        return lines, best and best["best_value"]
+
+    def _line(self, row, best):
+        head = f"trial {row['trial']}/{self.max_evals}"
+        if row["status"] != "finished":
+            return f"{head} failed: {row['reason']} (log: {row.get('log') or self.sweep.trials_dir})"
+        return (f"{head} {self.monitor}={row['best_value']:.6g} (epoch {row['best_epoch']}), "
+                f"best {best['best_value']:.6g} (trial {best['trial']}), {row['seconds']:.1f} s: {row['experiment']}")
+
+    def _stop(self, signum, frame):
+        if self.stop_signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.stop_signum = signum
+        _LOG.warning("received %s: stopping the running trials (they checkpoint); no new trial starts",
+                     signal.Signals(signum).name)
+        self.sweep.stop_file.touch()
+        self.trials._fmin_cancelled = True  # hyperopt's own cancel flag (SparkTrials' timeout sets it): queue no more
+        TrialJournal(self.sweep.trials_dir).signal_running(signum)
+
+    def _finish(self):
+        rows = trial_rows(self.trials, self.space.names)
+        self.sweep.stop_file.unlink(missing_ok=True)
+        if self.stop_signum is not None or len(rows) < self.max_evals:
+            status, code = "interrupted", (128 + self.stop_signum if self.stop_signum else INCOMPLETE_EXIT_CODE)
+        elif best_row(rows) is None:
+            status, code = "failed", 1
+        else:
+            status, code = "finished", 0
+        self.sweep.update_spec(status=status, ended=now(), exit_code=code)
+        lines = [f"status:            {status}" + (f" ({len(rows)} of {self.max_evals} trials done)"
+                                                    if status == "interrupted" else "")]
+        lines += summary_lines(self.sweep, rows, self.monitor, self.working_folder)
+        if status == "interrupted":
+            lines.append(f"resume with:       experiments-manager sweep --resume {self.sweep.root}")
+        print("\n".join(lines), flush=True)
+        return code

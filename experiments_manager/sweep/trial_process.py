@@ -1,0 +1,97 @@
+"""The process of one sweep trial: trains (or resumes) one experiment and notes its folder in the trial's record.
+
+The sweep starts `python -m experiments_manager.sweep.trial_process ...` for
+every trial, so TensorFlow state (graphs, GPU memory, seeds) never leaks from
+one trial into the next. A trial whose parent (the sweep, or a Spark worker)
+dies stops as if Slurm had signalled it: checkpoint, status interrupted.
+"""
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+from experiments_manager.errors import UserInputError
+from experiments_manager.sweep.journal import TrialRecord
+
+_LOG = logging.getLogger(__name__)
+ORPHAN_CHECK_SECS = 0.5
+
+
+def trial_command(record_path, parent_pid, settings_path=None, hparams=None, resume=None):
+    """The argv that runs one trial: a new experiment from `settings_path` and `hparams`, or `resume`."""
+    command = [sys.executable, "-m", "experiments_manager.sweep.trial_process",
+               "--record", str(record_path), "--parent-pid", str(parent_pid)]
+    if resume is not None:
+        return command + ["--resume", str(resume)]
+    return command + ["--settings", str(settings_path), "--hparams-json", json.dumps(hparams)]
+
+
+def equivalent_train_command(settings_path, hparams):
+    """The `experiments-manager train` line that reproduces a trial on its own (recorded in run.json)."""
+    command = ["experiments-manager", "train", "-u", str(settings_path)]
+    for name, value in hparams.items():
+        command += ["--hparam", f"{name}={value!r}"]
+    return command
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m experiments_manager.sweep.trial_process",
+                                     description="Runs one trial of a sweep (started by `experiments-manager sweep`).")
+    parser.add_argument("--record", required=True, help="the trial's record in <sweep>/trials/")
+    parser.add_argument("--parent-pid", type=int, required=True, help="stop (checkpoint) when this process is gone")
+    parser.add_argument("--settings", help="train a new experiment from this settings file")
+    parser.add_argument("--hparams-json", default="{}", help="hparam overrides of the new experiment, as JSON")
+    parser.add_argument("--resume", metavar="EXPERIMENT_DIR", help="continue this experiment instead")
+    arguments = parser.parse_args(argv)
+
+    from experiments_manager.cli import configure_logging
+    from experiments_manager import training
+
+    configure_logging()
+    _stop_when_orphaned(arguments.parent_pid)
+    record = TrialRecord(arguments.record)
+    sweep_root = record.path.parent.parent
+    try:
+        if arguments.resume:
+            outcome = training.resume(arguments.resume, alongside=lambda experiment: _noted(record, experiment, sweep_root))
+        else:
+            hparams = json.loads(arguments.hparams_json)
+            outcome = training.train(arguments.settings, hparams,
+                                     command=equivalent_train_command(arguments.settings, hparams),
+                                     alongside=lambda experiment: _noted(record, experiment, sweep_root))
+    except UserInputError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        record.update(reason="; ".join(error.problems))
+        return 2
+    return outcome.exit_code
+
+
+def _noted(record, experiment, sweep_root):
+    """Called once the experiment folder exists: the sweep learns where the trial trains."""
+    import contextlib
+
+    record.update(experiment=str(experiment.root.resolve()))
+    experiment.update_run_info(sweep=str(sweep_root.resolve()))
+    return contextlib.nullcontext()
+
+
+def _stop_when_orphaned(parent_pid):
+    """SIGTERM to this process once the parent is gone: training checkpoints and ends `interrupted`."""
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(ORPHAN_CHECK_SECS)
+        _LOG.warning("the sweep process %d is gone: stopping this trial", parent_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stop-when-orphaned", daemon=True).start()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

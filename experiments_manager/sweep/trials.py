@@ -1,0 +1,90 @@
+"""hyperopt's Trials, saved after every trial, and suggestions that a resumed sweep can repeat."""
+
+import importlib
+import pickle
+
+from hyperopt import JOB_STATE_DONE, Trials
+
+from experiments_manager.atomic import replaced_atomically
+from experiments_manager.errors import UserInputError
+from experiments_manager.sweep import ALGORITHMS
+
+SEED_MODULUS = 2**31 - 1
+
+
+class FirstFreeTrialIds:
+    """Trial ids that fill the gaps left by trials a stopped sweep lost (hyperopt counts from len(ids))."""
+
+    def new_trial_ids(self, n):
+        ids, candidate = [], 0
+        while len(ids) < n:
+            if candidate not in self._ids:
+                ids.append(candidate)
+            candidate += 1
+        self._ids.update(ids)
+        return ids
+
+
+class SweepTrials(FirstFreeTrialIds, Trials):
+    """The Trials of a sequential sweep."""
+
+
+def add_saved_trials(trials, saved_trials_file):
+    """Copies the finished trials of a saved Trials pickle into `trials`."""
+    if saved_trials_file is None or not saved_trials_file.is_file():
+        return
+    try:
+        with open(saved_trials_file, "rb") as handle:
+            saved = pickle.load(handle)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as error:
+        raise UserInputError(f"{saved_trials_file}: expected a hyperopt Trials pickle: {error}") from None
+    trials.insert_trial_docs(finished_docs(saved))
+    trials.refresh()
+
+
+def finished_docs(trials):
+    """The trials that returned a result (ok or failed); running ones are not kept."""
+    return [doc for doc in trials._dynamic_trials if doc["state"] == JOB_STATE_DONE]
+
+
+def save_trials(trials, path):
+    """Pickles a plain hyperopt `Trials` of the finished trials, atomically: `pickle.load` gives it back."""
+    plain = Trials()
+    plain.insert_trial_docs(finished_docs(trials))
+    plain.refresh()
+    with replaced_atomically(path) as tmp, open(tmp, "wb") as handle:
+        pickle.dump(plain, handle)
+
+
+class SeededSuggestions:
+    """A hyperopt algorithm whose suggestion for trial `tid` is seeded by (sweep seed, tid).
+
+    hyperopt draws one seed per batch from its generator, so a resumed sweep
+    would suggest other points than the one it lost. Seeding by trial id makes
+    the suggestion of a lost trial the same again (always for `rand` and for
+    `tpe`'s first 20 random trials; afterwards when the finished trials are the
+    same), so the resumed sweep continues the lost trial's experiment.
+
+    Args:
+        name: 'tpe', 'rand' or 'anneal'.
+        seed: the sweep's seed.
+
+    Example:
+
+    ```python
+    fmin(objective, space, algo=SeededSuggestions("tpe", 42), max_evals=20, trials=trials)
+    ```
+    """
+
+    def __init__(self, name, seed):
+        if name not in ALGORITHMS:
+            raise UserInputError(f"--algo: expected one of {', '.join(ALGORITHMS)}, got {name!r}")
+        self.name = name
+        self.seed = seed
+
+    def __call__(self, new_ids, domain, trials, seed):
+        suggest = importlib.import_module(f"hyperopt.{self.name}").suggest
+        docs = []
+        for tid in new_ids:
+            docs += suggest([tid], domain, trials, (self.seed * 1_000_003 + tid) % SEED_MODULUS)
+        return docs

@@ -1,0 +1,186 @@
+"""`experiments-manager sweep`: hyperopt trials as real experiments, each in its own process."""
+
+import csv
+import json
+import math
+import pickle
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, settings_variant, wait_for
+
+WORKING_FOLDER = Path("experiments/examples/curve_fitting")
+QUICK = ("--hparam", "nbEpoch=2")
+
+
+def sweep_folder(workdir):
+    (folder,) = (workdir / WORKING_FOLDER).glob("*_sweep_*")
+    return folder
+
+
+def experiment_folders(workdir):
+    return sorted(path.parent for path in (workdir / WORKING_FOLDER).glob("*/run.json"))
+
+
+def results(folder):
+    with open(folder / "results.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def hparams_logged(experiment):
+    """The HParams session TensorBoard shows for one experiment: {name: value}."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    for events in (experiment / "logs").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name != "hparams":
+                    continue
+                data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                if data.HasField("session_start_info"):
+                    return {name: getattr(v, v.WhichOneof("kind")) for name, v in data.session_start_info.hparams.items()}
+    return None
+
+
+def test_sweep_trains_every_trial_as_an_experiment(run_cli, workdir):
+    result = run_cli("sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "4", "--seed", "7", *QUICK, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    folder = sweep_folder(workdir)
+    rows = results(folder)
+    experiments = experiment_folders(workdir)
+    assert len(rows) == 4 and len(experiments) == 4
+    assert sorted(row["experiment"] for row in rows) == sorted(str(path) for path in experiments)
+    for row in rows:
+        run = read_run(row["experiment"])
+        assert row["status"] == "finished" and run["status"] == "finished"
+        assert float(row["best_val_loss"]) == run["best_value"]
+        assert int(row["best_epoch"]) == run["best_epoch"]
+        # the sampled hparams reached the trial, whole numbers as ints, the fixed override too
+        assert run["hparams"]["hiddenNeurons"] == int(row["hiddenNeurons"])
+        assert isinstance(run["hparams"]["hiddenNeurons"], int)
+        assert run["hparams"]["learningRate"] == float(row["learningRate"])
+        assert run["hparams"]["nbEpoch"] == 2 and run["epochs_completed"] == 2
+        assert hparams_logged(Path(row["experiment"]))["learningRate"] == pytest.approx(float(row["learningRate"]))
+    assert len({row["learningRate"] for row in rows}) == 4, "each trial samples its own point"
+
+    best = min((read_run(path) for path in experiments), key=lambda run: run["best_value"])
+    best_folder = next(path for path in experiments if read_run(path) == best)
+    assert f"serve it:          experiments-manager serve --model_dir {best_folder}" in result.stdout
+    spec = json.loads((folder / "sweep.json").read_text())
+    assert spec["status"] == "finished" and spec["best"]["experiment"] == str(best_folder)
+    assert spec["best"]["best_value"] == best["best_value"]
+    assert (folder / "loss_vs_hparams.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(folder / "trials.pickle", "rb") as handle:
+        trials = pickle.load(handle)
+    assert min(trials.losses()) == best["best_value"]
+
+
+def test_a_killed_sweep_resumes_with_only_the_missing_trials(workdir, tmp_path):
+    log = open(tmp_path / "sweep.log", "w")
+    sweep = subprocess.Popen(cli_command("sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "4", "--seed", "3",
+                                         "--hparam", "nbEpoch=4"),
+                             cwd=workdir, env=cli_env(), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        folder = wait_for(lambda: next((workdir / WORKING_FOLDER).glob("*_sweep_*"), None), 120, "the sweep folder")
+        wait_for(lambda: (folder / "results.csv").is_file() and len(results(folder)) == 2, 300, "two trials done")
+
+        def third_trial_trained_an_epoch():
+            running = [path for path in experiment_folders(workdir) if read_run(path)["status"] == "running"]
+            return running and read_run(running[0])["epochs_completed"] >= 1 and running[0]
+
+        third = wait_for(third_trial_trained_an_epoch, 120, "the third trial's first epoch")
+    finally:
+        sweep.kill()  # SIGKILL: no chance to clean up, as when a node dies
+        sweep.wait()
+    done_before = {row["experiment"]: read_run(row["experiment"]) for row in results(folder)}
+    # the orphaned trial notices, checkpoints and stops by itself
+    wait_for(lambda: read_run(third)["status"] == "interrupted", 60, "the orphaned trial to checkpoint")
+
+    resumed = subprocess.run(cli_command("sweep", "--resume", str(folder)), cwd=workdir, env=cli_env(),
+                             capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    rows = results(folder)
+    assert len(rows) == 4 and [row["status"] for row in rows] == ["finished"] * 4
+    assert len(experiment_folders(workdir)) == 4, "the interrupted trial continued in its own folder"
+    for experiment, run in done_before.items():
+        assert read_run(experiment) == run, "a finished trial was trained again"
+    third_run = read_run(third)
+    assert third_run["status"] == "finished" and third_run["epochs_completed"] == 4
+    assert "resumed_by" in third_run
+    assert str(third) in {row["experiment"] for row in rows}
+    assert re.findall(r"^trial (\d)/4 ", resumed.stderr, re.MULTILINE) == ["3", "4"]
+    assert "status:            finished" in resumed.stdout
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(run_cli, workdir):
+    settings = settings_variant(workdir, "failing_trials.py", [
+        "def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):",
+        "    if hparams['hiddenNeurons'] > 44:",
+        "        raise RuntimeError('no data for wide models')",
+        "    x = np.linspace(-2, 2, 200, dtype=np.float32).reshape(-1, 1)",
+        "    return tf.data.Dataset.from_tensor_slices((x, x**2)).batch(50)",
+        "def get_total_loss(model):",
+        "    if hparams['hiddenNeurons'] < 20:",
+        "        return lambda y_true, y_pred: tf.reduce_mean(y_pred) * float('nan')",
+        "    return 'mean_squared_error'",
+    ])
+    # seed 4 samples hiddenNeurons 48 (raises), 36 (trains), 8 (NaN loss)
+    result = run_cli("sweep", "-u", str(settings), "--max-evals", "3", "--seed", "4", *QUICK, timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {int(row["hiddenNeurons"]): row for row in results(sweep_folder(workdir))}
+    assert sorted(rows) == [8, 36, 48]
+    assert rows[36]["status"] == "finished" and math.isfinite(float(rows[36]["best_val_loss"]))
+    assert rows[48]["status"] == "failed" and "RuntimeError: no data for wide models" in rows[48]["reason"]
+    assert rows[8]["status"] == "failed" and "NaN" in rows[8]["reason"]
+    assert "trial 1/3 failed: RuntimeError: no data for wide models" in result.stderr
+    assert f"best experiment:   {rows[36]['experiment']}" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java, which is not installed on this machine")
+def test_parallel_sweep_runs_trials_at_once_on_spark(run_cli, workdir):
+    result = run_cli("sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "4", "--parallelism", "2", "--seed", "5",
+                     *QUICK, timeout=500)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = results(sweep_folder(workdir))
+    assert len(rows) == 4 and all(row["status"] == "finished" for row in rows)
+    assert len(experiment_folders(workdir)) == 4
+    spans = sorted((read_run(row["experiment"])["started"], read_run(row["experiment"])["ended"]) for row in rows)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), f"no two trials overlapped: {spans}"
+
+
+@pytest.mark.parametrize("extra_lines, arguments, message", [
+    (["hyperopt_space = None"], (), "mysettings_sweep.py: hyperopt_space: missing (a sweep needs a dict"),
+    (["hyperopt_space = {'learningRate': 0.01}"], (),
+     "mysettings_sweep.py: hyperopt_space['learningRate']: expected a hyperopt expression such as "
+     "hp.uniform('learningRate', 0, 1), got 0.01"),
+    ([], ("--hparam", "learningRate=0.1"),
+     "--hparam learningRate: also in mysettings_sweep.py's hyperopt_space (a swept hparam cannot be fixed; drop one)"),
+])
+def test_a_bad_sweep_is_one_error_line_and_no_folder(run_cli, workdir, extra_lines, arguments, message):
+    settings = settings_variant(workdir, "mysettings_sweep.py", extra_lines)
+    result = run_cli("sweep", "-u", str(settings), "--max-evals", "2", *arguments)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), result.stderr
+    assert not (workdir / WORKING_FOLDER).exists() or not list((workdir / WORKING_FOLDER).iterdir())
+
+
+def test_search_space_passes_whole_numbers_as_ints():
+    from hyperopt import hp
+
+    from experiments_manager.sweep.space import SearchSpace
+
+    space = SearchSpace({"units": hp.quniform("units", 4, 64, 4), "rate": hp.quniform("rate", 0, 1, 0.25),
+                         "depth": hp.uniformint("depth", 1, 5), "scale": hp.choice("scale", [0.5, 1.0]),
+                         "steps": hp.uniform("steps", 1, 9)},
+                        defaults={"steps": 3}, file_name="s.py")
+    hparams = space.hparams_for({"units": 32.0, "rate": 1.0, "depth": 2, "scale": 1.0, "steps": 4.0})
+    assert hparams == {"units": 32, "rate": 1.0, "depth": 2, "scale": 1.0, "steps": 4}
+    assert [type(hparams[name]) for name in ("units", "rate", "depth", "scale", "steps")] == [int, float, int, float,
+                                                                                               int]
