@@ -312,7 +312,11 @@ def _report(outcome):
 
 
 def _list(arguments):
-    from experiments_manager.listing import experiment_rows, format_table
+    from experiments_manager.listing import SWEEP_COLUMNS, experiment_rows, format_table, sweep_rows
 
     print(format_table(experiment_rows(arguments.working_folder)))
+    sweeps = sweep_rows(arguments.working_folder)
+    if sweeps:
+        print()
+        print(format_table(sweeps, SWEEP_COLUMNS))
     return 0

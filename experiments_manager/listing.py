@@ -1,8 +1,12 @@
-"""The table printed by `experiments-manager list`."""
+"""The tables printed by `experiments-manager list`: experiments, then sweeps."""
+
+import json
+from pathlib import Path
 
 from experiments_manager.experiment import find_experiments
 
 COLUMNS = ("experiment", "status", "epoch", "best", "versions", "hparams")
+SWEEP_COLUMNS = ("sweep", "status", "trials", "best", "best_experiment")
 
 
 def experiment_rows(working_folder):
@@ -25,14 +29,34 @@ def experiment_rows(working_folder):
     return rows
 
 
-def format_table(rows):
+def sweep_rows(working_folder):
+    """One dict per sweep folder under `working_folder` (they hold sweep.json), oldest first."""
+    rows = []
+    for spec_file in sorted(Path(working_folder).glob("*/sweep.json")):
+        try:
+            spec = json.loads(spec_file.read_text())
+        except (OSError, ValueError):
+            continue
+        best = spec.get("best") or {}
+        monitor = spec.get("monitored_loss_name", "")
+        rows.append({
+            "sweep": spec_file.parent.name,
+            "status": spec.get("status", "?"),
+            "trials": f"{spec.get('trials_done', 0)}/{spec.get('max_evals', '?')}",
+            "best": "-" if best.get("best_value") is None else f"{monitor}={best['best_value']:.4g}",
+            "best_experiment": Path(best["experiment"]).name if best.get("experiment") else "-",
+        })
+    return rows
+
+
+def format_table(rows, columns=COLUMNS, empty="no experiments"):
     """Left-aligned columns separated by two spaces, with a header line."""
     if not rows:
-        return "no experiments"
-    widths = {column: max(len(column), *(len(str(row[column])) for row in rows)) for column in COLUMNS}
-    lines = ["  ".join(column.upper().ljust(widths[column]) for column in COLUMNS).rstrip()]
+        return empty
+    widths = {column: max(len(column), *(len(str(row[column])) for row in rows)) for column in columns}
+    lines = ["  ".join(column.upper().ljust(widths[column]) for column in columns).rstrip()]
     for row in rows:
-        lines.append("  ".join(str(row[column]).ljust(widths[column]) for column in COLUMNS).rstrip())
+        lines.append("  ".join(str(row[column]).ljust(widths[column]) for column in columns).rstrip())
     return "\n".join(lines)
 
 

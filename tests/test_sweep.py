@@ -79,12 +79,14 @@ def test_sweep_trains_every_trial_as_an_experiment(run_cli, workdir):
     with open(folder / "trials.pickle", "rb") as handle:
         trials = pickle.load(handle)
     assert min(trials.losses()) == best["best_value"]
+    listing = run_cli("list", str(WORKING_FOLDER))
+    assert re.search(rf"^{folder.name}\s+finished\s+4/4\s+val_loss=", listing.stdout, re.MULTILINE), listing.stdout
 
 
 def test_a_killed_sweep_resumes_with_only_the_missing_trials(workdir, tmp_path):
     log = open(tmp_path / "sweep.log", "w")
     sweep = subprocess.Popen(cli_command("sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "4", "--seed", "3",
-                                         "--hparam", "nbEpoch=4"),
+                                         "--hparam", "nbEpoch=6"),
                              cwd=workdir, env=cli_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         folder = wait_for(lambda: next((workdir / WORKING_FOLDER).glob("*_sweep_*"), None), 120, "the sweep folder")
@@ -111,11 +113,37 @@ def test_a_killed_sweep_resumes_with_only_the_missing_trials(workdir, tmp_path):
     for experiment, run in done_before.items():
         assert read_run(experiment) == run, "a finished trial was trained again"
     third_run = read_run(third)
-    assert third_run["status"] == "finished" and third_run["epochs_completed"] == 4
+    assert third_run["status"] == "finished" and third_run["epochs_completed"] == 6
     assert "resumed_by" in third_run
     assert str(third) in {row["experiment"] for row in rows}
     assert re.findall(r"^trial (\d)/4 ", resumed.stderr, re.MULTILINE) == ["3", "4"]
     assert "status:            finished" in resumed.stdout
+
+
+def test_sigterm_stops_a_sweep_with_its_running_trial_checkpointed(workdir, tmp_path):
+    """What Slurm does before a time limit or preemption (`--signal=TERM@120`)."""
+    with open(tmp_path / "sweep.out", "w") as out:
+        sweep = subprocess.Popen(cli_command("sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "3",
+                                             "--hparam", "nbEpoch=50"),
+                                 cwd=workdir, env=cli_env(), stdout=out, stderr=subprocess.PIPE, text=True)
+        try:
+            experiment = wait_for(lambda: next((path for path in experiment_folders(workdir)
+                                                if read_run(path)["epochs_completed"] >= 1), None),
+                                  120, "the first trial's first epoch")
+            sweep.send_signal(signal.SIGTERM)
+            _, stderr = sweep.communicate(timeout=60)
+        finally:
+            sweep.kill()
+    assert sweep.returncode == 128 + signal.SIGTERM, stderr
+    output = (tmp_path / "sweep.out").read_text()
+    folder = sweep_folder(workdir)
+    assert "status:            interrupted (0 of 3 trials done)" in output
+    assert f"resume with:       experiments-manager sweep --resume {WORKING_FOLDER / folder.name}" in output
+    run = read_run(experiment)
+    assert run["status"] == "interrupted" and 1 <= run["epochs_completed"] < 50
+    assert any((experiment / "checkpoints").iterdir())
+    assert json.loads((folder / "sweep.json").read_text())["status"] == "interrupted"
+    assert not (folder / "STOPPING").exists() and len(experiment_folders(workdir)) == 1
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(run_cli, workdir):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from experiments_manager.errors import UserInputError
 from experiments_manager.sweep import ALGORITHMS
+from experiments_manager.sweep.journal import process_alive
 
 _LOG = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ def _resumed_spec(spec, arguments):
                                             ("--hparam", arguments.hparam)) if value]
     if fixed_flags:
         raise UserInputError(f"{', '.join(fixed_flags)}: not accepted with --resume (the sweep keeps its own)")
+    if spec.get("status") == "running" and process_alive(spec.get("pid")):
+        raise UserInputError(f"{arguments.resume}: the sweep is still running (pid {spec['pid']}); stop it first")
     if not Path(spec.get("settings_file", "")).is_file():
         raise UserInputError(f"{arguments.resume}: sweep.json: settings_file: {spec.get('settings_file')!r} "
                              "not found (the sweep trains from it)")

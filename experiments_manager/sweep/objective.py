@@ -1,6 +1,7 @@
 """The function hyperopt minimises: run one trial as an experiment in its own process, score it from run.json."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from experiments_manager.monitor import monitor_mode
 from experiments_manager.sweep.journal import TrialJournal, now, process_alive
 from experiments_manager.sweep.trial_process import trial_command
 
+HYPEROPT_LOGGERS = ("hyperopt.fmin", "hyperopt-spark")
 STOP_FILE_NAME = "STOPPING"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
 
@@ -62,6 +64,7 @@ class TrialObjective:
 
     def __call__(self, sample):
         if (self.sweep_root / STOP_FILE_NAME).exists():  # the sweep is stopping: start no new trial
+            quiet_hyperopt_errors()
             raise TrialInterrupted(signal.SIGTERM, None)
         sampled = self.space.hparams_for(sample)
         with self.journal.claim(sampled) as record:
@@ -90,8 +93,15 @@ class TrialObjective:
         record.update(status=result["trial_status"], ended=now(), exit_code=code, reason=result.get("reason"),
                       best_value=result.get("best_value"), best_epoch=result.get("best_epoch"), seconds=result["seconds"])
         if result["trial_status"] == "interrupted":
+            quiet_hyperopt_errors()
             raise TrialInterrupted(result["signum"], result.get("experiment"))
         return result
+
+
+def quiet_hyperopt_errors():
+    """hyperopt logs each trial a stopping sweep interrupts as an error with its traceback: expected, so hidden."""
+    for name in HYPEROPT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _known_result(info, sampled):

@@ -1,11 +1,13 @@
 """Runs a sweep: hyperopt's fmin over trial experiments, bookkeeping after every trial, a clean stop on signals."""
 
 import logging
+import os
 import signal
+import warnings
 
 from experiments_manager.signals import signal_handlers
 from experiments_manager.sweep.journal import TrialJournal, now
-from experiments_manager.sweep.objective import TrialInterrupted
+from experiments_manager.sweep.objective import TrialInterrupted, quiet_hyperopt_errors
 from experiments_manager.sweep.progress import SweepProgress
 from experiments_manager.sweep.results import (best_row, plot_loss_vs_hparams, summary_lines, trial_rows,
                                                write_results_csv)
@@ -63,9 +65,11 @@ class SweepRunner:
 
         self.sweep.stop_file.unlink(missing_ok=True)
         TrialJournal(self.sweep.trials_dir).release_stale_locks()
-        self.sweep.update_spec(status="running", max_evals=self.max_evals)
+        self.sweep.update_spec(status="running", max_evals=self.max_evals, pid=os.getpid())
         self._reported = {doc["tid"] + 1 for doc in self.trials.trials}
-        with signal_handlers(self._stop, HANDLED_SIGNALS):
+        with signal_handlers(self._stop, HANDLED_SIGNALS), warnings.catch_warnings():
+            # hyperopt starts SparkTrials' threads without a session; pyspark warns about it for every trial
+            warnings.filterwarnings("ignore", message="Spark session is not provided")
             try:
                 fmin(self.objective, self.space.expressions, algo=self.algo, max_evals=self.max_evals,
                      trials=self.trials, rstate=np.random.default_rng(self.algo.seed), max_queue_len=self.parallelism,
@@ -105,6 +109,7 @@ class SweepRunner:
         _LOG.warning("received %s: stopping the running trials (they checkpoint); no new trial starts",
                      signal.Signals(signum).name)
         self.sweep.stop_file.touch()
+        quiet_hyperopt_errors()
         self.trials._fmin_cancelled = True  # hyperopt's own cancel flag (SparkTrials' timeout sets it): queue no more
         TrialJournal(self.sweep.trials_dir).signal_running(signum)
 

@@ -41,6 +41,7 @@ def spark_trials(parallelism, master=None):
                .config("spark.ui.showConsoleProgress", "false")
                .config("spark.ui.enabled", "false"))
     if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # this machine only (and no "resolves to loopback" warning)
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
     try:
         session = builder.getOrCreate()
