@@ -126,7 +126,7 @@ class Experiment:
                 "versions": _versions(),
                 "git_commit": _git_commit(Path(settings.path).resolve().parent),
                 "host": socket.gethostname(),
-                "started": _now(),
+                "started": now(),
                 "ended": None,
                 "epochs_completed": 0,
                 "best_value": None,
@@ -166,7 +166,7 @@ class Experiment:
     def mark_ended(self, status, **fields):
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        return self.update_run_info(status=status, ended=_now(), **fields)
+        return self.update_run_info(status=status, ended=now(), **fields)
 
 
 def folder_name(session_name, stamp, hparams):
@@ -191,7 +191,8 @@ def make_unique_dir(parent, base):
     raise RuntimeError(f"could not create a unique experiment folder under {parent}")
 
 
-def _now():
+def now():
+    """This moment as ISO 8601 with the local offset, to the second (run.json's times)."""
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from experiments_manager.atomic import write_text_atomically
 from experiments_manager.errors import UserInputError
-from experiments_manager.experiment import make_unique_dir
+from experiments_manager.experiment import make_unique_dir, now
 from experiments_manager.sweep.objective import STOP_FILE_NAME
 
 SPEC_FILE_NAME = "sweep.json"
@@ -80,7 +80,7 @@ class SweepFolder:
         stamp = datetime.datetime.now().strftime("%Y-%m-%d--%H-%M-%S")
         sweep = cls(make_unique_dir(parent, f"{settings.session_name}_sweep_{stamp}".lstrip("_")))
         shutil.copyfile(settings.path, sweep.settings_copy)
-        sweep.write_spec({**spec, "settings_sha256": file_sha256(settings.path), "created": _now(),
+        sweep.write_spec({**spec, "settings_sha256": file_sha256(settings.path), "created": now(),
                           "status": "running", "trials_done": 0, "best": None})
         return sweep
 
@@ -111,7 +111,3 @@ class SweepFolder:
 
 def file_sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _now():
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")

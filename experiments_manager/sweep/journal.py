@@ -6,7 +6,6 @@ experiment to continue, and a trial that finished just before the stop is not
 trained twice.
 """
 
-import datetime
 import hashlib
 import json
 import os
@@ -138,10 +137,6 @@ def hparams_key(hparams):
     """A short, stable file name for a set of hparams."""
     text = json.dumps(hparams, sort_keys=True, default=str)
     return "trial-" + hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
-def now():
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def _read_pid(path):

@@ -8,8 +8,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from experiments_manager.experiment import now
 from experiments_manager.monitor import monitor_mode
-from experiments_manager.sweep.journal import TrialJournal, now, process_alive
+from experiments_manager.sweep.journal import TrialJournal, process_alive
 from experiments_manager.sweep.trial_process import trial_command
 
 HYPEROPT_LOGGERS = ("hyperopt.fmin", "hyperopt-spark")

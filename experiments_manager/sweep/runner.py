@@ -3,10 +3,12 @@
 import logging
 import os
 import signal
+import sys
 import warnings
 
+from experiments_manager.experiment import now
 from experiments_manager.signals import signal_handlers
-from experiments_manager.sweep.journal import TrialJournal, now
+from experiments_manager.sweep.journal import TrialJournal
 from experiments_manager.sweep.objective import TrialInterrupted, quiet_hyperopt_errors
 from experiments_manager.sweep.progress import SweepProgress
 from experiments_manager.sweep.results import (best_row, plot_loss_vs_hparams, summary_lines, trial_rows,
@@ -79,7 +81,7 @@ class SweepRunner:
             except AllTrialsFailed:
                 pass
         for line in self.after_trials()[0]:
-            print(line, flush=True)
+            print(line, file=sys.stderr, flush=True)  # beside the progress lines
         return self._finish()
 
     def after_trials(self):

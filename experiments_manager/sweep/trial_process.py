@@ -7,6 +7,7 @@ dies stops as if Slurm had signalled it: checkpoint, status interrupted.
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -49,21 +50,23 @@ def main(argv=None):
     parser.add_argument("--resume", metavar="EXPERIMENT_DIR", help="continue this experiment instead")
     arguments = parser.parse_args(argv)
 
-    from experiments_manager.cli import configure_logging
     from experiments_manager import training
+    from experiments_manager.cli import configure_logging
 
     configure_logging()
     _stop_when_orphaned(arguments.parent_pid)
     record = TrialRecord(arguments.record)
-    sweep_root = record.path.parent.parent
+
+    def noted(experiment):  # `alongside` hook: called once the experiment folder exists
+        return _noted(record, experiment, sweep_root=record.path.parent.parent)
+
     try:
         if arguments.resume:
-            outcome = training.resume(arguments.resume, alongside=lambda experiment: _noted(record, experiment, sweep_root))
+            outcome = training.resume(arguments.resume, alongside=noted)
         else:
             hparams = json.loads(arguments.hparams_json)
-            outcome = training.train(arguments.settings, hparams,
-                                     command=equivalent_train_command(arguments.settings, hparams),
-                                     alongside=lambda experiment: _noted(record, experiment, sweep_root))
+            outcome = training.train(arguments.settings, hparams, alongside=noted,
+                                     command=equivalent_train_command(arguments.settings, hparams))
     except UserInputError as error:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -73,9 +76,7 @@ def main(argv=None):
 
 
 def _noted(record, experiment, sweep_root):
-    """Called once the experiment folder exists: the sweep learns where the trial trains."""
-    import contextlib
-
+    """The sweep learns where the trial trains; the experiment, which sweep it belongs to."""
     record.update(experiment=str(experiment.root.resolve()))
     experiment.update_run_info(sweep=str(sweep_root.resolve()))
     return contextlib.nullcontext()
