@@ -188,7 +188,7 @@ def make_unique_dir(parent, base):
             return root
         except FileExistsError:
             continue
-    raise RuntimeError(f"could not create a unique experiment folder under {parent}")
+    raise RuntimeError(f"could not create a unique folder under {parent}")
 
 
 def now():
