@@ -1,6 +1,7 @@
 """Writes that a reader never sees half done: write to a temporary path, then rename."""
 
 import contextlib
+import json
 import os
 import shutil
 import uuid
@@ -38,6 +39,11 @@ def write_text_atomically(path, text):
     """Replaces the file at `path` by `text` in one rename."""
     with replaced_atomically(path) as tmp:
         tmp.write_text(text)
+
+
+def write_json_atomically(path, data):
+    """Replaces the file at `path` by `data` as indented JSON (values JSON lacks written as str), in one rename."""
+    write_text_atomically(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def remove_tree_atomically(path):

@@ -28,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments_manager.atomic import write_text_atomically
+from experiments_manager.atomic import write_json_atomically
 from experiments_manager.errors import UserInputError
 
 SETTINGS_COPY_NAME = "experiment_settings.py"
@@ -106,8 +106,7 @@ class Experiment:
         if root is None:
             parent = Path(settings.workingFolder)
             parent.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.datetime.now().strftime("%Y-%m-%d--%H-%M-%S")
-            root = make_unique_dir(parent, folder_name(settings.session_name, stamp, settings.hparams))
+            root = make_unique_dir(parent, folder_name(settings.session_name, folder_stamp(), settings.hparams))
         else:
             Path(root).mkdir(parents=True)
         experiment = cls(root)
@@ -154,7 +153,7 @@ class Experiment:
             raise UserInputError(f"{self.run_file}: expected a JSON object: {error}") from None
 
     def write_run_info(self, info):
-        write_text_atomically(self.run_file, json.dumps(info, indent=2, default=str) + "\n")
+        write_json_atomically(self.run_file, info)
 
     def update_run_info(self, **fields):
         """Sets fields of run.json, in one atomic replace."""
@@ -189,6 +188,11 @@ def make_unique_dir(parent, base):
         except FileExistsError:
             continue
     raise RuntimeError(f"could not create a unique folder under {parent}")
+
+
+def folder_stamp():
+    """This moment as dated folder names carry it: `2026-11-21--10-00-00`."""
+    return datetime.datetime.now().strftime("%Y-%m-%d--%H-%M-%S")
 
 
 def now():

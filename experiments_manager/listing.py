@@ -1,9 +1,10 @@
 """The tables printed by `experiments-manager list`: experiments, then sweeps."""
 
-import json
 from pathlib import Path
 
+from experiments_manager.errors import UserInputError
 from experiments_manager.experiment import find_experiments
+from experiments_manager.sweep.folder import SPEC_FILE_NAME, SweepFolder
 
 COLUMNS = ("experiment", "status", "epoch", "best", "versions", "hparams")
 SWEEP_COLUMNS = ("sweep", "status", "trials", "best", "best_experiment")
@@ -32,10 +33,10 @@ def experiment_rows(working_folder):
 def sweep_rows(working_folder):
     """One dict per sweep folder under `working_folder` (they hold sweep.json), oldest first."""
     rows = []
-    for spec_file in sorted(Path(working_folder).glob("*/sweep.json")):
+    for spec_file in sorted(Path(working_folder).glob(f"*/{SPEC_FILE_NAME}")):
         try:
-            spec = json.loads(spec_file.read_text())
-        except (OSError, ValueError):
+            spec = SweepFolder(spec_file.parent).spec()
+        except UserInputError:  # a sweep.json being replaced, or damaged: list the rest
             continue
         best = spec.get("best") or {}
         monitor = spec.get("monitored_loss_name", "")

@@ -11,18 +11,16 @@ trials/<key>.json     each trial's record (experiment folder, pid, status), and 
 The trials' experiments are ordinary experiment folders beside it in `workingFolder`.
 """
 
-import datetime
 import hashlib
 import json
 import shutil
 from pathlib import Path
 
-from experiments_manager.atomic import write_text_atomically
+from experiments_manager.atomic import write_json_atomically
 from experiments_manager.errors import UserInputError
-from experiments_manager.experiment import make_unique_dir, now
-from experiments_manager.sweep.objective import STOP_FILE_NAME
-
+from experiments_manager.experiment import folder_stamp, make_unique_dir, now
 SPEC_FILE_NAME = "sweep.json"
+STOP_FILE_NAME = "STOPPING"
 SWEEP_STATUSES = ("running", "finished", "failed", "interrupted")
 
 
@@ -77,8 +75,7 @@ class SweepFolder:
         """A new dated sweep folder in the settings' workingFolder, with sweep.json and a copy of the settings."""
         parent = Path(settings.workingFolder)
         parent.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y-%m-%d--%H-%M-%S")
-        sweep = cls(make_unique_dir(parent, f"{settings.session_name}_sweep_{stamp}".lstrip("_")))
+        sweep = cls(make_unique_dir(parent, f"{settings.session_name}_sweep_{folder_stamp()}".lstrip("_")))
         shutil.copyfile(settings.path, sweep.settings_copy)
         sweep.write_spec({**spec, "settings_sha256": file_sha256(settings.path), "created": now(),
                           "status": "running", "trials_done": 0, "best": None})
@@ -98,7 +95,7 @@ class SweepFolder:
             raise UserInputError(f"{self.spec_file}: expected a JSON object: {error}") from None
 
     def write_spec(self, spec):
-        write_text_atomically(self.spec_file, json.dumps(spec, indent=2, default=str) + "\n")
+        write_json_atomically(self.spec_file, spec)
 
     def update_spec(self, **fields):
         if "status" in fields and fields["status"] not in SWEEP_STATUSES:

@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from experiments_manager.atomic import write_text_atomically
+from experiments_manager.atomic import write_json_atomically
 
 RECORD_STATUSES = ("running", "finished", "failed", "interrupted")
 
@@ -105,7 +105,7 @@ class TrialRecord:
         if "status" in fields and fields["status"] not in RECORD_STATUSES:
             raise ValueError(f"unknown trial status {fields['status']!r}")
         info.update(fields)
-        write_text_atomically(self.path, json.dumps(info, indent=2, default=str) + "\n")
+        write_json_atomically(self.path, info)
         return info
 
     def lock(self):

@@ -1,6 +1,5 @@
 """The function hyperopt minimises: run one trial as an experiment in its own process, score it from run.json."""
 
-import json
 import logging
 import os
 import signal
@@ -8,13 +7,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from experiments_manager.experiment import now
+from experiments_manager.errors import UserInputError
+from experiments_manager.experiment import Experiment, now
 from experiments_manager.monitor import monitor_mode
+from experiments_manager.sweep.folder import SweepFolder
 from experiments_manager.sweep.journal import TrialJournal, process_alive
 from experiments_manager.sweep.trial_process import trial_command
 
 HYPEROPT_LOGGERS = ("hyperopt.fmin", "hyperopt-spark")
-STOP_FILE_NAME = "STOPPING"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
 
 
@@ -53,7 +53,7 @@ class TrialObjective:
     """
 
     def __init__(self, sweep_root, settings_path, working_dir, fixed_hparams, space):
-        self.sweep_root = Path(sweep_root).resolve()
+        self.sweep = SweepFolder(Path(sweep_root).resolve())
         self.settings_path = str(settings_path)
         self.working_dir = str(working_dir)
         self.fixed_hparams = dict(fixed_hparams)
@@ -61,10 +61,10 @@ class TrialObjective:
 
     @property
     def journal(self):
-        return TrialJournal(self.sweep_root / "trials")
+        return TrialJournal(self.sweep.trials_dir)
 
     def __call__(self, sample):
-        if (self.sweep_root / STOP_FILE_NAME).exists():  # the sweep is stopping: start no new trial
+        if self.sweep.stop_file.exists():  # the sweep is stopping: start no new trial
             quiet_hyperopt_errors()
             raise TrialInterrupted(signal.SIGTERM, None)
         sampled = self.space.hparams_for(sample)
@@ -120,7 +120,7 @@ def _known_result(info, sampled):
 def _resumable(info):
     """The experiment of a trial that was stopped before it finished, if there is one to continue."""
     experiment = info.get("experiment")
-    if not experiment or not (Path(experiment) / "run.json").is_file():
+    if not experiment or not Experiment(experiment).run_file.is_file():
         return None
     return experiment
 
@@ -157,11 +157,12 @@ def _wait_for_exit(pid, timeout=300):
 
 
 def _run_info(experiment):
+    """The trial experiment's run.json, or {} when it has none (yet) or it cannot be read."""
     if not experiment:
         return {}
     try:
-        return json.loads((Path(experiment) / "run.json").read_text())
-    except (OSError, ValueError):
+        return Experiment(experiment).run_info()
+    except UserInputError:
         return {}
 
 
