@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_kafka.py
 	$(BIN)/python tools/bench_federated.py
 	$(BIN)/python tools/bench_sweep.py
+	$(BIN)/python tools/bench_multiworker.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,6 +1,7 @@
 """The `experiments-manager` command line. TensorFlow is imported only by commands that need it."""
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -40,6 +41,12 @@ def build_parser():
     train.add_argument(
         "--keep-serving", action="store_true", help="with --serve: keep serving after training ends, until Ctrl-C"
     )
+    train.add_argument(
+        "--workers", type=_positive_int, default=1, metavar="N",
+        help="train with N cooperating processes on this machine (MultiWorkerMirroredStrategy over 127.0.0.1). "
+        "Across nodes, start one process per node with TF_CONFIG set, or one per task with `srun`",
+    )
+    _add_requeue_file_argument(train)
     _add_bootstrap_servers_argument(train)
     _add_server_arguments(train)
 
@@ -160,6 +167,14 @@ def _add_bootstrap_servers_argument(parser):
     )
 
 
+def _add_requeue_file_argument(parser):
+    parser.add_argument(
+        "--requeue-file", metavar="FILE",
+        help="for batch jobs: the run's folder is written to FILE; rerun with the same FILE (a requeued job), "
+        "the run resumes from its checkpoint instead of starting again",
+    )
+
+
 def _positive_int(text):
     try:
         value = int(text)
@@ -185,9 +200,14 @@ def _with_default_command(argv):
 
 def main(argv=None):
     """Runs the command line; returns the exit code."""
-    arguments = build_parser().parse_args(_with_default_command(sys.argv[1:] if argv is None else argv))
+    argv = _with_default_command(sys.argv[1:] if argv is None else argv)
+    arguments = build_parser().parse_args(argv)
     configure_logging()
     try:
+        if arguments.command == "train" and arguments.workers > 1:
+            from experiments_manager.local_workers import LocalWorkers, without_workers_flag
+
+            return LocalWorkers(without_workers_flag(argv), arguments.workers).run()
         if arguments.command == "train":
             return _train(arguments)
         if arguments.command == "serve":
@@ -234,6 +254,8 @@ def _train(arguments):
     if arguments.keep_serving and not arguments.serve:
         raise UserInputError("--keep-serving: only with --serve")
     alongside = _serving_alongside(arguments) if arguments.serve else None
+    if arguments.requeue_file:
+        alongside = _resume_or_remember(arguments, alongside)
     if arguments.usersettings and _federated_settings(arguments.usersettings, arguments.hparam):
         from experiments_manager.federated.command import simulate_command
 
@@ -244,7 +266,7 @@ def _train(arguments):
                   "(see `experiments-manager federated --help` for deployment)", arguments.usersettings)
         return simulate_command(arguments.usersettings, parse_hparam_overrides(arguments.hparam))
     if arguments.resume:
-        if arguments.hparam:
+        if arguments.hparam and not arguments.requeue_file:
             raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")
         outcome = training.resume(arguments.resume, alongside=alongside,
                                   kafka_bootstrap_servers=arguments.bootstrap_servers)
@@ -253,6 +275,27 @@ def _train(arguments):
                                  kafka_bootstrap_servers=arguments.bootstrap_servers)
     _report(outcome)
     return outcome.exit_code
+
+
+def _resume_or_remember(arguments, alongside):
+    """`--requeue-file`: resume the folder it names; else remember the new experiment's folder in it.
+
+    Returns the `alongside` factory that writes the file once the folder exists.
+    """
+    from experiments_manager.requeue_file import RequeueFile
+
+    requeue = RequeueFile(arguments.requeue_file)
+    remembered = requeue.folder()
+    if remembered is not None:
+        _LOG.info("%s names %s: resuming it", requeue.path, remembered)
+        arguments.resume, arguments.usersettings = str(remembered), None
+        return alongside
+
+    def remember_then(experiment):
+        requeue.remember(experiment.root)
+        return alongside(experiment) if alongside is not None else contextlib.nullcontext()
+
+    return remember_then
 
 
 def _federated_settings(settings_path, hparam_pairs):
@@ -295,6 +338,9 @@ def _predict(arguments):
 
 def _report(outcome):
     experiment = outcome.experiment
+    if experiment is None:  # a non-chief worker: the chief reports the experiment
+        print(f"status:            {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
+        return
     info = experiment.run_info()
     last = info.get("last_exported_version")
     lines = [

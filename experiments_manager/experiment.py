@@ -146,6 +146,15 @@ class Experiment:
             raise UserInputError(f"{root}: {SETTINGS_COPY_NAME}: missing from the experiment folder")
         return experiment
 
+    def replica(self, root):
+        """A private copy of this experiment (settings, run.json, checkpoints; no exports or logs) at `root`.
+
+        A non-chief worker of a multi-worker run resumes in such a copy: it
+        trains in step with the chief but must not write the shared folder.
+        """
+        shutil.copytree(self.root, root, ignore=shutil.ignore_patterns("exported_models", "logs", "*.png"))
+        return type(self)(root)
+
     def run_info(self):
         try:
             return json.loads(self.run_file.read_text())

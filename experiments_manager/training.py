@@ -14,6 +14,7 @@ import sys
 import uuid
 import warnings
 
+from experiments_manager.cluster import WorkerCluster
 from experiments_manager.errors import InputStalled, UserInputError
 from experiments_manager.experiment import Experiment, running_command
 from experiments_manager.inputs import make_inputs
@@ -66,18 +67,41 @@ def train(settings_path, hparam_overrides=None, command=None, alongside=None, ka
     print(outcome.experiment.root, outcome.status)
     ```
     """
+    cluster = WorkerCluster.from_environment()
     settings = load_settings(settings_path, hparam_overrides)
+    _check_cluster(cluster, settings)
     servers = _check_inputs(settings, kafka_bootstrap_servers)
+    if cluster is not None and not cluster.is_chief:
+        with cluster.scratch_folder() as scratch:
+            experiment = Experiment.create(settings, command or running_command(), root=scratch / "experiment")
+            return _worker_outcome(Trainer(experiment, settings, cluster=cluster).run())
     experiment = Experiment.create(settings, command or running_command())
     if servers:
         experiment.update_run_info(kafka_bootstrap_servers=servers)
     _LOG.info("Experiment folder: %s", experiment.root)
     with _alongside(alongside, experiment):
-        return Trainer(experiment, settings).run()
+        return Trainer(experiment, settings, cluster=cluster).run()
 
 
 def _alongside(factory, experiment):
     return factory(experiment) if factory is not None else contextlib.nullcontext()
+
+
+def _check_cluster(cluster, settings):
+    """Multi-worker training covers the plain input pipeline only; says so before anything is written."""
+    if cluster is None:
+        return
+    _LOG.info("Multi-worker training: this process is the %s", cluster.describe())
+    for flag, name in ((settings.consume_data_from_kafka, "consume_data_from_kafka"),
+                       (settings.enable_federated_learning, "enable_federated_learning")):
+        if flag:
+            raise UserInputError(f"{settings.path.name}: {name}: not supported with multi-worker training "
+                                 f"({cluster.source} names {cluster.num_workers} workers); set it to False")
+
+
+def _worker_outcome(outcome):
+    """A non-chief worker's outcome, without its scratch experiment (deleted when training ends)."""
+    return TrainingOutcome(None, outcome.status, outcome.exit_code, reason=outcome.reason)
 
 
 def _check_inputs(settings, kafka_bootstrap_servers):
@@ -105,18 +129,24 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
     outcome = resume("experiments/curve_fitting/my_test_2026-11-21--10-00-00")
     ```
     """
+    cluster = WorkerCluster.from_environment()
     experiment = Experiment.open(experiment_dir)
     info = experiment.run_info()
     if info.get("status") == "finished":
         _LOG.info("%s already finished: nothing to resume", experiment.root)
-        return TrainingOutcome(experiment, "finished", 0)
+        return TrainingOutcome(experiment if cluster is None or cluster.is_chief else None, "finished", 0)
     settings = load_experiment_settings(experiment)
+    _check_cluster(cluster, settings)
+    if cluster is not None and not cluster.is_chief:
+        with cluster.scratch_folder() as scratch:
+            replica = experiment.replica(scratch / "experiment")
+            return _worker_outcome(Trainer(replica, settings, resuming=True, cluster=cluster).run())
     servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))
     experiment.update_run_info(status="running", resumed_by=list(command or running_command()))
     if servers:
         experiment.update_run_info(kafka_bootstrap_servers=servers)
     with _alongside(alongside, experiment):
-        return Trainer(experiment, settings, resuming=True).run()
+        return Trainer(experiment, settings, resuming=True, cluster=cluster).run()
 
 
 class Trainer:
@@ -127,13 +157,15 @@ class Trainer:
         settings: the loaded `Settings`.
         resuming: restore the last checkpoint first.
         partition: a federated client's `DataPartition`, or None.
+        cluster: the `WorkerCluster` of a multi-worker run, or None.
     """
 
-    def __init__(self, experiment, settings, resuming=False, partition=None):
+    def __init__(self, experiment, settings, resuming=False, partition=None, cluster=None):
         self.experiment = experiment
         self.settings = settings
         self.resuming = resuming
         self.partition = partition
+        self.cluster = cluster
 
     def run(self):
         """Trains; returns a `TrainingOutcome`. Marks run.json failed on any error."""
@@ -170,10 +202,10 @@ class Trainer:
         import keras
 
         settings = self.settings
-        seed = self._seed()
+        strategy = self._strategy()  # first: a multi-worker strategy must exist before any TensorFlow op
+        seed = self._seed(strategy)
         keras.utils.set_random_seed(seed)
         with _precision_policy(settings.enable_mixed_precision):
-            strategy = self._strategy()
             # inputs first: the settings' pipelines draw from the seeded generators before the model
             inputs = make_inputs(self.experiment, settings, self._saved_state(), seed, self.partition)
             try:
@@ -182,7 +214,8 @@ class Trainer:
                 restored = self._restore(model)
                 plan = _CallbackPlan(self.experiment, settings, model, inputs, restored,
                                      reduce_lr_on_plateau=isinstance(learning_rate, (int, float)),
-                                     federated_client=federated_client)
+                                     federated_client=federated_client,
+                                     stop_agreement=strategy.any_worker if self.cluster is not None else None)
             except BaseException:
                 inputs.close()
                 raise
@@ -228,11 +261,13 @@ class Trainer:
                 return None, self._interrupted(plan, str(stall), STALLED_EXIT_CODE)
         return history, None
 
-    def _seed(self):
+    def _seed(self, strategy):
         recorded = self.experiment.run_info().get("seed")
         seed = recorded if recorded is not None else self.settings.random_seed
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
+        if self.cluster is not None:  # one seed for all: the workers' shuffles must shard the same order
+            seed = strategy.chief_value(seed)
         self.experiment.update_run_info(
             seed=seed, xla=self.settings.useXLA, mixed_precision=self.settings.enable_mixed_precision
         )
@@ -244,6 +279,10 @@ class Trainer:
         name = self.settings.path.name
         devices = select_devices(self.settings.used_gpu_IDs, name)
         self.experiment.update_run_info(devices=devices)
+        if self.cluster is not None:
+            self.experiment.update_run_info(workers=self.cluster.num_workers, cluster_source=self.cluster.source,
+                                            distribution_strategy="MultiWorkerMirroredStrategy")
+            return self.cluster.make_strategy()
         return make_strategy(self.settings.distribution_strategy, devices, name)
 
     def _compiled_model(self):
@@ -377,7 +416,8 @@ def _precision_policy(mixed):
 class _CallbackPlan:
     """The callbacks of a run, in the order their work depends on."""
 
-    def __init__(self, experiment, settings, model, inputs, restored, reduce_lr_on_plateau, federated_client=False):
+    def __init__(self, experiment, settings, model, inputs, restored, reduce_lr_on_plateau, federated_client=False,
+                 stop_agreement=None):
         import keras
 
         from experiments_manager import callbacks as ours
@@ -392,7 +432,7 @@ class _CallbackPlan:
         self.early_stopping = ours.ResumableEarlyStopping(
             monitor=monitor, mode=mode, patience=settings.early_stopping_patience, verbose=1
         )
-        self.stop_on_signal = ours.StopOnSignal()
+        self.stop_on_signal = ours.StopOnSignal(agree=stop_agreement)
         self.exporter = None if federated_client else Exporter(experiment, settings, model)
         stateful = {"best": self.best, "early_stopping": self.early_stopping}
         plateau = []

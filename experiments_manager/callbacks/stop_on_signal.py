@@ -30,6 +30,15 @@ class StopOnSignal(keras.callbacks.Callback):
     exception leaves `fit`, and the trainer checkpoints and marks the run
     `interrupted`. A second SIGINT stops at once (KeyboardInterrupt).
 
+    Workers of a multi-worker run must stop after the same step, or the others
+    would wait forever in the next gradient all-reduce; they agree every
+    `agree_every` steps and at each epoch start whether any of them got a signal.
+
+    Args:
+        agree: for a multi-worker run, a collective function flag -> True when
+            the flag is true on any worker; None for one process.
+        agree_every: steps between two agreements.
+
     Example:
 
     ```python
@@ -39,9 +48,11 @@ class StopOnSignal(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self):
+    def __init__(self, agree=None, agree_every=10):
         super().__init__()
         self.received = None
+        self.agree = agree
+        self.agree_every = agree_every
 
     def _handle(self, signum, frame):
         if self.received is not None and signum == signal.SIGINT:
@@ -59,11 +70,15 @@ class StopOnSignal(keras.callbacks.Callback):
             yield self
 
     def check(self):
-        if self.received is not None:
+        if self.agree is not None:
+            if self.agree(self.received is not None):
+                raise TrainingInterrupted(self.received or signal.SIGTERM)
+        elif self.received is not None:
             raise TrainingInterrupted(self.received)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.check()
+        if self.agree is None or (batch + 1) % self.agree_every == 0:
+            self.check()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.check()

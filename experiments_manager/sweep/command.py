@@ -35,6 +35,9 @@ def add_sweep_parser(commands, positive_int):
                        help="trials at once through Spark (pyspark extra, Java 17+); default 1: one after another")
     sweep.add_argument("--spark-master", metavar="URL",
                        help="with --parallelism: a Spark master (spark://host:7077, ...); default local[P]")
+    sweep.add_argument("--requeue-file", metavar="FILE",
+                       help="for batch jobs: the sweep folder is written to FILE; rerun with the same FILE "
+                       "(a requeued job), the sweep resumes instead of starting again")
 
 
 def sweep(arguments):
@@ -46,6 +49,7 @@ def sweep(arguments):
     from experiments_manager.sweep.space import SearchSpace
     from experiments_manager.sweep.trials import SeededSuggestions, add_saved_trials
 
+    requeue = _resume_remembered(arguments)
     if arguments.resume:
         sweep_folder = SweepFolder.open(arguments.resume)
         spec = _resumed_spec(sweep_folder.spec(), arguments)
@@ -71,6 +75,8 @@ def sweep(arguments):
             sweep_folder.update_spec(**spec)
         else:
             sweep_folder = SweepFolder.create(settings, spec)
+            if requeue is not None:
+                requeue.remember(sweep_folder.root)
         _LOG.info("Sweep folder: %s (%d trials, %s, seed %d%s)", sweep_folder.root, spec["max_evals"], spec["algo"],
                   spec["seed"], f", {spec['parallelism']} at once" if spec["parallelism"] > 1 else "")
         objective = TrialObjective(sweep_folder.root, spec["settings_file"], spec["working_dir"],
@@ -83,6 +89,27 @@ def sweep(arguments):
             from experiments_manager.sweep.spark import stop_spark
 
             stop_spark(trials)
+
+
+def _resume_remembered(arguments):
+    """`--requeue-file`: when it names a sweep folder, turn this command into `--resume` of it.
+
+    Returns the `RequeueFile` for a new sweep to write, or None.
+    """
+    from experiments_manager.requeue_file import RequeueFile
+
+    if not arguments.requeue_file:
+        return None
+    requeue = RequeueFile(arguments.requeue_file)
+    remembered = requeue.folder()
+    if remembered is None:
+        return requeue
+    _LOG.info("%s names %s: resuming it", requeue.path, remembered)
+    # the rerun repeats the first command line: its choices are already in sweep.json
+    arguments.resume, arguments.usersettings = str(remembered), None
+    arguments.algo = arguments.seed = None
+    arguments.hparam = []
+    return None
 
 
 def _new_spec(settings, space, fixed, arguments):

@@ -1,0 +1,128 @@
+"""`train --workers N`: the N processes of one multi-worker run on this machine, over loopback.
+
+Each worker is the same `experiments-manager` command with its own `TF_CONFIG`
+(worker 0 is the chief). The chief's output is this command's output; the other
+workers' output goes to log files whose end is printed if they fail. Stop
+signals are forwarded to every worker, so they checkpoint together.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from experiments_manager.errors import UserInputError
+from experiments_manager.signals import signal_handlers
+
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+
+
+class LocalWorkers:
+    """Runs one command as `count` cooperating workers on 127.0.0.1.
+
+    Args:
+        argv: the CLI arguments every worker runs (without `--workers`).
+        count: the number of workers (>= 2).
+        grace_seconds: how long the others get to stop once a worker failed.
+
+    Example:
+
+    ```python
+    exit_code = LocalWorkers(["train", "-u", "settings.py"], 2).run()
+    ```
+    """
+
+    def __init__(self, argv, count, grace_seconds=30.0):
+        if os.environ.get("TF_CONFIG"):
+            raise UserInputError("--workers: not with TF_CONFIG set (the cluster is already described)")
+        self.argv = list(argv)
+        self.count = count
+        self.grace_seconds = grace_seconds
+        self.processes = []
+
+    def tf_configs(self, ports):
+        """The TF_CONFIG of each worker, as JSON text."""
+        workers = [f"127.0.0.1:{port}" for port in ports]
+        return [json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+                for index in range(self.count)]
+
+    def run(self):
+        """Starts the workers, waits for all of them; returns the chief's exit code (else a worker's failure)."""
+        with tempfile.TemporaryDirectory(prefix="experiments_manager_workers_") as log_folder, \
+                signal_handlers(self._forward, FORWARDED_SIGNALS):
+            logs = [None] + [Path(log_folder) / f"worker{index}.log" for index in range(1, self.count)]
+            for config, log in zip(self.tf_configs(free_loopback_ports(self.count)), logs):
+                self.processes.append(self._start(config, log))
+            codes = self._wait()
+            for index, (code, log) in enumerate(zip(codes, logs)):
+                if code not in (0, codes[0]) and log is not None:  # the chief's own failure is on screen
+                    _print_tail(f"worker {index} exited with {code}; the end of its log:", log)
+        failures = [code for code in codes if code != 0]
+        return codes[0] if codes[0] != 0 or not failures else failures[0]
+
+    def _start(self, tf_config, log):
+        command = [sys.executable, "-m", "experiments_manager", *self.argv]
+        environment = {**os.environ, "TF_CONFIG": tf_config}
+        # a new session each: a terminal's Ctrl-C reaches this launcher once, which forwards it once
+        if log is None:
+            return subprocess.Popen(command, env=environment, start_new_session=True)
+        with open(log, "wb") as output:
+            return subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    def _forward(self, signum, frame):
+        for process in self.processes:
+            if process.poll() is None:
+                os.kill(process.pid, signum)
+
+    def _wait(self):
+        """Waits for every worker; when one fails, the others (stuck in collectives) are stopped."""
+        stop_deadline = None
+        while any(process.poll() is None for process in self.processes):
+            failed = any(process.returncode not in (None, 0) for process in self.processes)
+            if failed and stop_deadline is None:
+                stop_deadline = time.monotonic() + self.grace_seconds
+                self._forward(signal.SIGTERM, None)
+            if stop_deadline is not None and time.monotonic() > stop_deadline:
+                for process in self.processes:
+                    if process.poll() is None:
+                        process.kill()
+            time.sleep(0.2)
+        return [process.returncode for process in self.processes]
+
+
+def free_loopback_ports(count):
+    """`count` distinct free TCP ports on 127.0.0.1 (held together while chosen, so they differ)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def without_workers_flag(argv):
+    """The arguments with `--workers N` / `--workers=N` removed (what each worker runs)."""
+    kept, skip = [], False
+    for argument in argv:
+        if skip:
+            skip = False
+        elif argument == "--workers":
+            skip = True
+        elif not argument.startswith("--workers="):
+            kept.append(argument)
+    return kept
+
+
+def _print_tail(title, log, lines=25):
+    tail = log.read_text(errors="replace").splitlines()[-lines:]
+    print("\n".join([title, *("  " + line for line in tail)]), file=sys.stderr)
