@@ -13,7 +13,7 @@ each epoch (first step to last, validation excluded), first epoch excluded
 
 Usage (from the repository root):
 
-    .venv/bin/python tools/bench_multiworker.py [--hidden 32 512 2048] [--epochs 4] [--samples 20000]
+    .venv/bin/python tools/bench_multiworker.py [--hidden 32 512 1024] [--epochs 3] [--samples 20000]
 """
 
 import argparse
@@ -76,8 +76,8 @@ def parameters(hidden):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--hidden", type=int, nargs="+", default=[32, 512, 2048])
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[32, 512, 1024])
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--samples", type=int, default=20000)
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
