@@ -72,9 +72,9 @@ def train(settings_path, hparam_overrides=None, command=None, alongside=None, ka
     _check_cluster(cluster, settings)
     servers = _check_inputs(settings, kafka_bootstrap_servers)
     if cluster is not None and not cluster.is_chief:
-        with cluster.scratch_folder() as scratch:
-            experiment = Experiment.create(settings, command or running_command(), root=scratch / "experiment")
-            return _worker_outcome(Trainer(experiment, settings, cluster=cluster).run())
+        return _train_as_worker(cluster, settings, resuming=False,
+                                experiment_at=lambda root: Experiment.create(settings, command or running_command(),
+                                                                             root=root))
     experiment = Experiment.create(settings, command or running_command())
     if servers:
         experiment.update_run_info(kafka_bootstrap_servers=servers)
@@ -99,8 +99,19 @@ def _check_cluster(cluster, settings):
                                  f"({cluster.source} names {cluster.num_workers} workers); set it to False")
 
 
-def _worker_outcome(outcome):
-    """A non-chief worker's outcome, without its scratch experiment (deleted when training ends)."""
+def _train_as_worker(cluster, settings, resuming, experiment_at):
+    """A non-chief worker trains in step with the chief, in an experiment inside its scratch folder.
+
+    Args:
+        experiment_at: function folder -> the `Experiment` to train in there
+            (a new one, or a replica of the chief's to resume).
+
+    Returns:
+        the `TrainingOutcome`, without the experiment (deleted with the scratch folder).
+    """
+    with cluster.scratch_folder() as scratch:
+        experiment = experiment_at(scratch / "experiment")
+        outcome = Trainer(experiment, settings, resuming=resuming, cluster=cluster).run()
     return TrainingOutcome(None, outcome.status, outcome.exit_code, reason=outcome.reason)
 
 
@@ -138,9 +149,7 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
     settings = load_experiment_settings(experiment)
     _check_cluster(cluster, settings)
     if cluster is not None and not cluster.is_chief:
-        with cluster.scratch_folder() as scratch:
-            replica = experiment.replica(scratch / "experiment")
-            return _worker_outcome(Trainer(replica, settings, resuming=True, cluster=cluster).run())
+        return _train_as_worker(cluster, settings, resuming=True, experiment_at=experiment.replica)
     servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))
     experiment.update_run_info(status="running", resumed_by=list(command or running_command()))
     if servers:
