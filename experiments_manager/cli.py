@@ -249,13 +249,15 @@ def configure_logging():
 
 def _train(arguments):
     from experiments_manager import training
+    from experiments_manager.requeue_file import resume_remembered
     from experiments_manager.settings import parse_hparam_overrides
 
     if arguments.keep_serving and not arguments.serve:
         raise UserInputError("--keep-serving: only with --serve")
     alongside = _serving_alongside(arguments) if arguments.serve else None
-    if arguments.requeue_file:
-        alongside = _resume_or_remember(arguments, alongside)
+    requeue = resume_remembered(arguments, recorded={"hparam": []})  # the run keeps its recorded hparams
+    if requeue is not None:
+        alongside = _remembering(requeue, alongside)
     if arguments.usersettings and _federated_settings(arguments.usersettings, arguments.hparam):
         from experiments_manager.federated.command import simulate_command
 
@@ -266,7 +268,7 @@ def _train(arguments):
                   "(see `experiments-manager federated --help` for deployment)", arguments.usersettings)
         return simulate_command(arguments.usersettings, parse_hparam_overrides(arguments.hparam))
     if arguments.resume:
-        if arguments.hparam and not arguments.requeue_file:
+        if arguments.hparam:
             raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")
         outcome = training.resume(arguments.resume, alongside=alongside,
                                   kafka_bootstrap_servers=arguments.bootstrap_servers)
@@ -277,20 +279,8 @@ def _train(arguments):
     return outcome.exit_code
 
 
-def _resume_or_remember(arguments, alongside):
-    """`--requeue-file`: resume the folder it names; else remember the new experiment's folder in it.
-
-    Returns the `alongside` factory that writes the file once the folder exists.
-    """
-    from experiments_manager.requeue_file import RequeueFile
-
-    requeue = RequeueFile(arguments.requeue_file)
-    remembered = requeue.folder()
-    if remembered is not None:
-        _LOG.info("%s names %s: resuming it", requeue.path, remembered)
-        arguments.resume, arguments.usersettings = str(remembered), None
-        return alongside
-
+def _remembering(requeue, alongside):
+    """The `alongside` factory that first writes the new experiment's folder to the requeue file."""
     def remember_then(experiment):
         requeue.remember(experiment.root)
         return alongside(experiment) if alongside is not None else contextlib.nullcontext()

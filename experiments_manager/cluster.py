@@ -24,7 +24,7 @@ class WorkerCluster:
     """This process' place in a multi-worker cluster.
 
     Args:
-        workers: the addresses ("host:port") of every task, in TensorFlow's order.
+        num_workers: how many tasks train together.
         task_type: 'worker' or 'chief'.
         task_index: this process' index among the tasks of its type.
         source: where the cluster came from ('TF_CONFIG' or 'Slurm'), for logs.
@@ -42,17 +42,13 @@ class WorkerCluster:
     ```
     """
 
-    def __init__(self, workers, task_type, task_index, source, resolver_factory, has_chief_task=False):
-        self.workers = list(workers)
+    def __init__(self, num_workers, task_type, task_index, source, resolver_factory, has_chief_task=False):
+        self.num_workers = num_workers
         self.task_type = task_type
         self.task_index = task_index
         self.source = source
         self.resolver_factory = resolver_factory
         self.has_chief_task = has_chief_task
-
-    @property
-    def num_workers(self):
-        return len(self.workers)
 
     @property
     def is_chief(self):
@@ -114,8 +110,8 @@ def _from_tf_config(text):
                              f"(MultiWorkerMirroredStrategy), got {unsupported}")
     if task_type not in cluster or not 0 <= task_index < len(cluster[task_type]):
         raise UserInputError(f"TF_CONFIG: task: {task_type}:{task_index} is not in the cluster {cluster}")
-    workers = list(cluster.get("chief", [])) + list(cluster.get("worker", []))
-    if len(workers) < 2:
+    num_workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+    if num_workers < 2:
         return None
 
     def resolver():
@@ -123,7 +119,8 @@ def _from_tf_config(text):
 
         return tf.distribute.cluster_resolver.TFConfigClusterResolver()
 
-    return WorkerCluster(workers, task_type, task_index, "TF_CONFIG", resolver, has_chief_task="chief" in cluster)
+    return WorkerCluster(num_workers, task_type, task_index, "TF_CONFIG", resolver,
+                         has_chief_task="chief" in cluster)
 
 
 def _from_slurm(environ):
@@ -140,7 +137,7 @@ def _from_slurm(environ):
         return tf.distribute.cluster_resolver.SlurmClusterResolver(
             port_base=port_base, gpus_per_node=most_per_node, gpus_per_task=1, auto_set_gpu=False)
 
-    return WorkerCluster([f"task {index}" for index in range(tasks)], "worker", rank, "Slurm", resolver)
+    return WorkerCluster(tasks, "worker", rank, "Slurm", resolver)
 
 
 def slurm_port_base(job_id):

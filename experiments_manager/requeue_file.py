@@ -7,10 +7,13 @@ as soon as the folder exists; a rerun of the same command line (Slurm's
 folder instead of starting over.
 """
 
+import logging
 from pathlib import Path
 
 from experiments_manager.atomic import write_text_atomically
 from experiments_manager.errors import UserInputError
+
+_LOG = logging.getLogger(__name__)
 
 
 class RequeueFile:
@@ -46,3 +49,31 @@ class RequeueFile:
         """Writes `folder` (absolute) to the file, atomically."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomically(self.path, f"{Path(folder).resolve()}\n")
+
+
+def resume_remembered(arguments, recorded):
+    """`--requeue-file`: when FILE names a folder, turns the parsed command into `--resume` of that folder.
+
+    A requeued job repeats its first command line; the options listed in
+    `recorded` were recorded by the first run and are reset, so the resume
+    does not refuse them.
+
+    Args:
+        arguments: the parsed command line (with `requeue_file`, `resume`, `usersettings`).
+        recorded: option name -> the value it is reset to (its default).
+
+    Returns:
+        the `RequeueFile` a new run must write its folder to, or None (no
+        `--requeue-file`, or it named a folder to resume).
+    """
+    if not arguments.requeue_file:
+        return None
+    requeue = RequeueFile(arguments.requeue_file)
+    remembered = requeue.folder()
+    if remembered is None:
+        return requeue
+    _LOG.info("%s names %s: resuming it", requeue.path, remembered)
+    arguments.resume, arguments.usersettings = str(remembered), None
+    for name, default in recorded.items():
+        setattr(arguments, name, default)
+    return None

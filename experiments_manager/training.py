@@ -287,12 +287,13 @@ class Trainer:
 
         name = self.settings.path.name
         devices = select_devices(self.settings.used_gpu_IDs, name)
-        self.experiment.update_run_info(devices=devices)
-        if self.cluster is not None:
-            self.experiment.update_run_info(workers=self.cluster.num_workers, cluster_source=self.cluster.source,
-                                            distribution_strategy="MultiWorkerMirroredStrategy")
-            return self.cluster.make_strategy()
-        return make_strategy(self.settings.distribution_strategy, devices, name)
+        if self.cluster is None:
+            self.experiment.update_run_info(devices=devices)
+            return make_strategy(self.settings.distribution_strategy, devices, name)
+        self.experiment.update_run_info(devices=devices, workers=self.cluster.num_workers,
+                                        cluster_source=self.cluster.source,
+                                        distribution_strategy="MultiWorkerMirroredStrategy")
+        return self.cluster.make_strategy()
 
     def _compiled_model(self):
         settings = self.settings

@@ -42,6 +42,7 @@ def add_sweep_parser(commands, positive_int):
 
 def sweep(arguments):
     """Runs `experiments-manager sweep`; returns the exit code."""
+    from experiments_manager.requeue_file import resume_remembered
     from experiments_manager.settings import load_settings, parse_hparam_overrides
     from experiments_manager.sweep.folder import SweepFolder, file_sha256
     from experiments_manager.sweep.objective import TrialObjective
@@ -49,7 +50,8 @@ def sweep(arguments):
     from experiments_manager.sweep.space import SearchSpace
     from experiments_manager.sweep.trials import SeededSuggestions, add_saved_trials
 
-    requeue = _resume_remembered(arguments)
+    # a requeued job repeats its first command line: its choices are already in sweep.json
+    requeue = resume_remembered(arguments, recorded={"algo": None, "seed": None, "hparam": []})
     if arguments.resume:
         sweep_folder = SweepFolder.open(arguments.resume)
         spec = _resumed_spec(sweep_folder.spec(), arguments)
@@ -89,27 +91,6 @@ def sweep(arguments):
             from experiments_manager.sweep.spark import stop_spark
 
             stop_spark(trials)
-
-
-def _resume_remembered(arguments):
-    """`--requeue-file`: when it names a sweep folder, turn this command into `--resume` of it.
-
-    Returns the `RequeueFile` for a new sweep to write, or None.
-    """
-    from experiments_manager.requeue_file import RequeueFile
-
-    if not arguments.requeue_file:
-        return None
-    requeue = RequeueFile(arguments.requeue_file)
-    remembered = requeue.folder()
-    if remembered is None:
-        return requeue
-    _LOG.info("%s names %s: resuming it", requeue.path, remembered)
-    # the rerun repeats the first command line: its choices are already in sweep.json
-    arguments.resume, arguments.usersettings = str(remembered), None
-    arguments.algo = arguments.seed = None
-    arguments.hparam = []
-    return None
 
 
 def _new_spec(settings, space, fixed, arguments):
