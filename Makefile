@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_train.py
+	$(BIN)/python tools/bench_ema.py
 	$(BIN)/python tools/bench_serving.py
 	$(BIN)/python tools/bench_kafka.py
 	$(BIN)/python tools/bench_federated.py

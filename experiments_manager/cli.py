@@ -109,8 +109,9 @@ def build_parser():
     )
     _add_bootstrap_servers_argument(produce)
     produce.add_argument(
-        "--epochs", type=_positive_int, default=1, metavar="N",
-        help="passes over the training pipeline (default 1; validation is published once)",
+        "--epochs", type=_positive_int, metavar="N",
+        help="passes over the training pipeline (default: the settings' nbEpoch, what one training run reads; "
+        "validation is published once)",
     )
     produce.add_argument(
         "--partitions", type=_positive_int, default=1, metavar="N",
@@ -237,20 +238,27 @@ def main(argv=None):
 
 
 def configure_logging():
-    """Our INFO lines on stderr; TensorFlow's C++ and Python chatter at warnings only."""
+    """Our INFO lines on stderr; TensorFlow's C++ and Python chatter at warnings only.
+
+    Idempotent: a process that calls it again (a sweep trial, a Flower actor serving client after client)
+    keeps one handler, so every line prints once.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
     ours = logging.getLogger("experiments_manager")
-    ours.addHandler(handler)
     ours.setLevel(logging.INFO)
     ours.propagate = False
+    if any(getattr(handler, "experiments_manager_cli", False) for handler in ours.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.experiments_manager_cli = True
+    ours.addHandler(handler)
 
 
 def _train(arguments):
     from experiments_manager import training
     from experiments_manager.requeue_file import resume_remembered
-    from experiments_manager.settings import parse_hparam_overrides
+    from experiments_manager.settings import load_settings, parse_hparam_overrides
 
     if arguments.keep_serving and not arguments.serve:
         raise UserInputError("--keep-serving: only with --serve")
@@ -258,23 +266,23 @@ def _train(arguments):
     requeue = resume_remembered(arguments, recorded={"hparam": []})  # the run keeps its recorded hparams
     if requeue is not None:
         alongside = _remembering(requeue, alongside)
-    if arguments.usersettings and _federated_settings(arguments.usersettings, arguments.hparam):
-        from experiments_manager.federated.command import simulate_command
-
-        if arguments.serve or arguments.bootstrap_servers:
-            raise UserInputError("--serve, --bootstrap-servers: not accepted for a federated settings file "
-                                 "(serve the experiment folder with `experiments-manager serve`)")
-        _LOG.info("%s sets enable_federated_learning = True: simulating the federation on this machine "
-                  "(see `experiments-manager federated --help` for deployment)", arguments.usersettings)
-        return simulate_command(arguments.usersettings, parse_hparam_overrides(arguments.hparam))
     if arguments.resume:
         if arguments.hparam:
             raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")
         outcome = training.resume(arguments.resume, alongside=alongside,
                                   kafka_bootstrap_servers=arguments.bootstrap_servers)
     else:
-        outcome = training.train(arguments.usersettings, parse_hparam_overrides(arguments.hparam), alongside=alongside,
-                                 kafka_bootstrap_servers=arguments.bootstrap_servers)
+        settings = load_settings(arguments.usersettings, parse_hparam_overrides(arguments.hparam))  # executed once
+        if settings.enable_federated_learning:
+            from experiments_manager.federated.command import simulate_command
+
+            if arguments.serve or arguments.bootstrap_servers:
+                raise UserInputError("--serve, --bootstrap-servers: not accepted for a federated settings file "
+                                     "(serve the experiment folder with `experiments-manager serve`)")
+            _LOG.info("%s sets enable_federated_learning = True: simulating the federation on this machine "
+                      "(see `experiments-manager federated --help` for deployment)", arguments.usersettings)
+            return simulate_command(settings)
+        outcome = training.train(settings, alongside=alongside, kafka_bootstrap_servers=arguments.bootstrap_servers)
     _report(outcome)
     return outcome.exit_code
 
@@ -286,12 +294,6 @@ def _remembering(requeue, alongside):
         return alongside(experiment) if alongside is not None else contextlib.nullcontext()
 
     return remember_then
-
-
-def _federated_settings(settings_path, hparam_pairs):
-    from experiments_manager.settings import load_settings, parse_hparam_overrides
-
-    return load_settings(settings_path, parse_hparam_overrides(hparam_pairs)).enable_federated_learning
 
 
 def _serving_alongside(arguments):

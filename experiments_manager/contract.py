@@ -74,6 +74,15 @@ def list_of_ints(value):
     return None
 
 
+def one_of(*choices):
+    def check(value):
+        if value not in choices:
+            return f"expected one of {', '.join(repr(choice) for choice in choices)}, got {_describe(value)}"
+        return None
+
+    return check
+
+
 def dict_or_none(value):
     if value is not None and not isinstance(value, dict):
         return f"expected a dict or None, got {_describe(value)}"
@@ -126,8 +135,11 @@ OPTIONAL = {
     "enable_mixed_precision": (False, of_type(bool)),
     "weights_moving_averages": (True, of_type(bool)),
     "ema_momentum": (0.99, unit_interval),
+    "ema_warmup": (True, of_type(bool)),
+    "validate_raw_weights": (True, of_type(bool)),
     "early_stopping_patience": (10, non_negative_int),
     "monitored_loss_name": ("val_loss", of_type(str)),
+    "monitored_loss_mode": ("auto", one_of("auto", "min", "max")),
     "used_gpu_IDs": ([], list_of_ints),
     "distribution_strategy": ("MirroredStrategy", of_type(str)),
     "use_profiling": (False, of_type(bool)),

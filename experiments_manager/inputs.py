@@ -5,6 +5,8 @@ one it gets. Every input object has:
 
 - `train`, `val`: tf.data datasets of (x, y) batches;
 - `train_steps`, `val_steps`: steps per epoch (None: iterate the whole dataset);
+- `val_restartable`: False when each pass over `val` continues the last one
+  (a Python generator), so a second validation would see other batches;
 - `callbacks`: Keras callbacks the input needs during `fit`;
 - `stateful`: dict name -> object with `get_state()`, saved in checkpoints;
 - `after_checkpoint`: functions to call once a checkpoint is written;
@@ -34,7 +36,7 @@ def make_inputs(experiment, settings, restored, seed, partition=None):
             raise UserInputError(f"{settings.path.name}: consume_data_from_kafka: not supported in federated "
                                  "training yet (expected False with enable_federated_learning)")
         return KafkaInput(experiment, settings, restored, seed)
-    return SettingsInput(settings, partition)
+    return SettingsInput(settings, partition, seed)
 
 
 class DataPartition:
@@ -53,17 +55,24 @@ class DataPartition:
 class SettingsInput:
     """The datasets of the settings' `get_input_pipeline`, called once for training and once for validation.
 
+    Keras 2 iterators and generators become datasets (`experiments_manager.pipelines`).
+
     Args:
         settings: the loaded `Settings`.
         partition: a federated client's `DataPartition` (applied through the
             settings' `get_client_partition` when they define one), or None.
+        seed: the run's seed (batch order of a Keras 2 training sequence).
     """
 
-    def __init__(self, settings, partition=None):
-        self.train = settings_pipeline(settings, True, partition)
-        self.val = settings_pipeline(settings, False, partition)
-        self.train_steps = steps_per_epoch(self.train, settings.nb_train_samples, settings, "nb_train_samples", "training")
-        self.val_steps = steps_per_epoch(self.val, settings.nb_val_samples, settings, "nb_val_samples", "validation")
+    def __init__(self, settings, partition=None, seed=0):
+        train = settings_pipeline(settings, True, partition, seed)
+        val = settings_pipeline(settings, False, partition, seed)
+        self.train, self.val = train.dataset, val.dataset
+        self.train_steps = steps_per_epoch(self.train, settings.nb_train_samples, settings, "nb_train_samples",
+                                           "training", train.steps)
+        self.val_steps = steps_per_epoch(self.val, settings.nb_val_samples, settings, "nb_val_samples", "validation",
+                                         val.steps)
+        self.val_restartable = val.restartable
         self.callbacks = []
         self.stateful = {}
         self.after_checkpoint = []
@@ -76,17 +85,23 @@ class SettingsInput:
         pass
 
 
-def settings_pipeline(settings, training, partition=None):
-    """The settings' training or validation pipeline (a federated client's part of it, given its `partition`)."""
+def settings_pipeline(settings, training, partition=None, seed=0):
+    """The settings' training or validation `Pipeline` (a federated client's part of it, given its `partition`)."""
+    from experiments_manager.pipelines import as_pipeline
+
     folder = settings.raw_data_dir_train if training else settings.raw_data_dir_val
-    dataset = settings.get_input_pipeline(folder, training, settings.batch_size, settings.nbEpoch)
+    returned = settings.get_input_pipeline(folder, training, settings.batch_size, settings.nbEpoch)
     if partition is not None and settings.get_client_partition is not None:
-        dataset = settings.get_client_partition(dataset, partition.index, partition.count, training)
-    return dataset
+        returned = settings.get_client_partition(returned, partition.index, partition.count, training)
+    return as_pipeline(returned, settings, training, seed)
 
 
-def steps_per_epoch(dataset, nb_samples, settings, field, kind):
-    """None for finite datasets (Keras iterates them whole), else nb_samples // batch_size."""
+def steps_per_epoch(dataset, nb_samples, settings, field, kind, implied=None):
+    """None for finite datasets (Keras iterates them whole), else nb_samples // batch_size.
+
+    Args:
+        implied: the steps a Keras 2 iterator implies (`Pipeline.steps`), used when nb_samples is not set.
+    """
     import tensorflow as tf
 
     cardinality = int(dataset.cardinality()) if hasattr(dataset, "cardinality") else -2
@@ -96,6 +111,8 @@ def steps_per_epoch(dataset, nb_samples, settings, field, kind):
         return None
     if nb_samples:
         return max(1, nb_samples // settings.batch_size)
+    if implied:
+        return implied
     length = "infinite" if cardinality == tf.data.INFINITE_CARDINALITY else "unknown"
     raise UserInputError(
         f"{settings.path.name}: {field}: expected the number of {kind} samples "

@@ -1,16 +1,35 @@
-"""Keras 2-era spellings that old settings files use and Keras 3's `tf.keras` lacks.
+"""Keras 2 spellings and arguments that settings files of the TF 2.14 era use, under Keras 3.
 
-Under TF 2.21 `tf.keras` is Keras 3, whose `tf.keras.metrics` and
-`tf.keras.losses` no longer export six loss functions by their long names,
-although the `keras` package still has them. Settings files written for the
-original framework use those names, so the loader aliases them before it runs
-a settings file. This module is the one place where the aliases are listed.
+Under TF 2.21 `tf.keras` is Keras 3. Settings written for the original
+framework (TF 2.14, Keras 2) call names and pass arguments that Keras 3 removed
+or reads differently. The loader installs these shims before it runs a
+settings file; each keeps what TF 2.14 did (checked against `tf_keras`, Keras
+2's last release, in tests/test_keras2_settings.py) and logs when it acts:
+
+| Keras 2 settings write | Keras 3 alone | with the shim (TF 2.14's behaviour) |
+|---|---|---|
+| `tf.keras.metrics.mean_squared_error` (and 5 more long names) | AttributeError | the `keras.losses` function |
+| `tf.keras.optimizers.Adam(lr=0.01)` | ValueError | `lr` ignored, with a warning: Keras 2.11+ optimizers ignored it and trained with the default learning rate |
+| `tf.keras.optimizers.legacy.Adam(lr=0.01, decay=1e-4)` | ImportError | `learning_rate=0.01`, decayed as `lr / (1 + decay * iterations)` (`InverseTimeDecay`) |
+| `tf.keras.optimizers.experimental.AdamW(...)` | AttributeError | the Keras 3 optimizer of that name |
+| `reduction=tf.keras.losses.Reduction.AUTO` | ValueError | 'sum_over_batch_size' |
+
+Metric objects and names are handled when the model is compiled
+(`experiments_manager.keras2_metrics`), data iterators when the pipelines are
+built (`experiments_manager.pipelines`). This module is the one place where
+the Keras namespaces are changed; installing is idempotent.
 """
 
 import functools
+import importlib
+import inspect
 import logging
+import sys
+import traceback
+import types
+from pathlib import Path
 
-# namespace of tf.keras -> function names to alias from keras.losses.
+# Loss function names Keras 3's `tf.keras.metrics` / `tf.keras.losses` no longer export (keras.losses has them).
 KERAS2_FUNCTION_NAMES = (
     "mean_squared_error",
     "mean_absolute_error",
@@ -20,44 +39,125 @@ KERAS2_FUNCTION_NAMES = (
     "log_cosh",
 )
 ALIASED_NAMESPACES = ("metrics", "losses")
+# tf.keras.optimizers.legacy in TF 2.14 (Optimizer, the abstract base, has no Keras 3 counterpart to build)
+LEGACY_OPTIMIZERS = ("Adadelta", "Adagrad", "Adam", "Adamax", "Ftrl", "Nadam", "RMSprop", "SGD")
+INSTALLED_MARK = "_experiments_manager_keras2"
 
 _LOG = logging.getLogger(__name__)
 
 
-def _logged_once(function, qualified_name):
-    used = False
-
-    @functools.wraps(function)
-    def alias(*args, **kwargs):
-        nonlocal used
-        if not used:
-            used = True
-            _LOG.info("Keras 2 name %s aliased to keras.losses.%s", qualified_name, function.__name__)
-        return function(*args, **kwargs)
-
-    return alias
-
-
-def install_keras2_aliases():
-    """Makes `tf.keras.metrics.mean_squared_error` and friends resolve again.
-
-    Idempotent: names that already exist are left alone. Each alias logs once,
-    the first time it is called.
+def install_keras2_compatibility():
+    """Installs the shims listed in the module docstring (once per process).
 
     Example:
 
     ```python
-    install_keras2_aliases()
-    tf.keras.metrics.mean_squared_error(y_true, y_pred)
+    install_keras2_compatibility()
+    tf.keras.optimizers.legacy.Adam(lr=0.01, decay=1e-4)  # a Keras 3 Adam with Keras 2's decay
     ```
     """
     import keras
     import tensorflow as tf
 
+    if getattr(keras.optimizers.Optimizer.__init__, INSTALLED_MARK, False):
+        return
     for namespace_name in ALIASED_NAMESPACES:
-        namespace = getattr(tf.keras, namespace_name)
-        for name in KERAS2_FUNCTION_NAMES:
-            if hasattr(namespace, name):
-                continue
-            function = getattr(keras.losses, name)
-            setattr(namespace, name, _logged_once(function, f"tf.keras.{namespace_name}.{name}"))
+        for namespace in _tf_keras_modules(namespace_name):
+            for name in KERAS2_FUNCTION_NAMES:
+                if not hasattr(namespace, name):
+                    setattr(namespace, name, getattr(keras.losses, name))  # the function itself: Keras knows it
+    legacy = {name: _legacy_optimizer(getattr(keras.optimizers, name)) for name in LEGACY_OPTIMIZERS}
+    for namespace in _tf_keras_modules("optimizers.legacy"):  # modules whose names raise ImportError when called
+        for name, value in legacy.items():
+            setattr(namespace, name, value)
+    experimental = {name: value for name, value in vars(keras.optimizers).items()
+                    if isinstance(value, type) and issubclass(value, keras.optimizers.Optimizer)}
+    for parent in _tf_keras_modules("optimizers"):
+        if not hasattr(parent, "experimental"):
+            module = types.ModuleType(f"{parent.__name__}.experimental")
+            vars(module).update(experimental)
+            parent.experimental = sys.modules[module.__name__] = module
+    keras.optimizers.Optimizer.__init__ = _ignoring_lr(keras.optimizers.Optimizer.__init__)
+    keras.losses.Loss.__init__ = _auto_reduction(keras.losses.Loss.__init__)
+
+
+def _tf_keras_modules(suffix):
+    """The module objects a settings file may reach as `tf.keras.<suffix>`: TensorFlow loads Keras 3's
+    tf.keras API under several names (`tensorflow.keras.X`, `keras._tf_keras.keras.X`)."""
+    import tensorflow as tf
+
+    found = [functools.reduce(getattr, suffix.split("."), tf.keras)]
+    for prefix in ("tensorflow.keras", "keras._tf_keras.keras"):
+        try:
+            found.append(importlib.import_module(f"{prefix}.{suffix}"))
+        except ImportError:
+            pass
+    unique = {id(module): module for module in found}
+    return list(unique.values())
+
+
+def _marked(wrapper):
+    setattr(wrapper, INSTALLED_MARK, True)
+    return wrapper
+
+
+def _ignoring_lr(original):
+    """Keras 2.11+ optimizers (TF 2.11-2.15) logged a warning for `lr=` and used their default learning rate."""
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        if "lr" in kwargs:
+            lr = kwargs.pop("lr")
+            _LOG.warning("%s%s(lr=%s): `lr` is ignored, as TF 2.14's Keras ignored it: training uses "
+                         "learning_rate=%s. Write learning_rate=%s to train with it.", _user_line(),
+                         type(self).__name__, lr, kwargs.get("learning_rate", "the default"), lr)
+        original(self, *args, **kwargs)
+
+    return _marked(__init__)
+
+
+def _auto_reduction(original):
+    """Keras 2's Reduction.AUTO meant SUM_OVER_BATCH_SIZE outside custom distribution loops."""
+
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        if kwargs.get("reduction") == "auto":
+            kwargs["reduction"] = "sum_over_batch_size"
+            _LOG.info("%s%s(reduction='auto'): Keras 2's AUTO, read as 'sum_over_batch_size'", _user_line(),
+                      type(self).__name__)
+        original(self, *args, **kwargs)
+
+    return _marked(__init__)
+
+
+def _legacy_optimizer(base):
+    """A Keras 3 optimizer class taking Keras 2 legacy arguments: `lr` and a time-based `decay`."""
+    import keras
+
+    default_rate = inspect.signature(base.__init__).parameters["learning_rate"].default
+
+    class Legacy(base):
+        def __init__(self, *args, lr=None, decay=0.0, **kwargs):
+            if args:  # learning_rate, given by position
+                kwargs["learning_rate"], args = args[0], args[1:]
+            if lr is not None:
+                kwargs["learning_rate"] = lr
+            if decay:
+                initial = kwargs.get("learning_rate", default_rate)
+                kwargs["learning_rate"] = keras.optimizers.schedules.InverseTimeDecay(initial, 1, decay)
+            super().__init__(*args, **kwargs)
+
+    Legacy.__name__ = Legacy.__qualname__ = base.__name__
+    Legacy.__doc__ = (f"Keras 2's `tf.keras.optimizers.legacy.{base.__name__}`: a Keras 3 {base.__name__} with "
+                      "`lr` read as `learning_rate` and `decay` as `lr / (1 + decay * iterations)`.")
+    return Legacy
+
+
+def _user_line():
+    """'settings.py line 12: ' for the innermost frame outside Keras, TensorFlow and this package."""
+    package = str(Path(__file__).resolve().parent)
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        name = frame.filename
+        if package not in name and "site-packages" not in name and "<frozen" not in name:
+            return f"{Path(name).name} line {frame.lineno}: "
+    return ""

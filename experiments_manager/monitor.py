@@ -1,16 +1,107 @@
-"""Which way the monitored quantity improves. No TensorFlow here: sweeps score trials with it."""
+"""Which way the monitored quantity improves. No TensorFlow here: sweeps score trials with it.
 
-MAXIMIZED_HINTS = ("acc", "auc", "precision", "recall", "f1", "iou")
+The direction is decided as Keras decides it, from the most to the least
+specific source:
+
+1. the settings' `monitored_loss_mode` ('min' or 'max'), when not 'auto';
+2. a loss ('loss', 'val_loss', '<output>_loss'): minimised;
+3. the direction the Keras metric object itself carries (Keras 3 metrics such
+   as `R2Score`, `PearsonCorrelation` or `FBetaScore` say 'up'; metrics wrapping a
+   Keras loss say 'down'), found by the logged name;
+4. Keras 2's rule for names ('acc' in the name, or a name starting with
+   'fmeasure') and the names of Keras' maximised metrics: maximised;
+5. otherwise minimised, with a warning telling how to say otherwise.
+
+A run records the mode it used in run.json (`monitor_mode`), so later readers
+(sweeps, listings) do not guess again.
+"""
+
+MODES = ("min", "max")
+AUTO = "auto"
+RAW_SUFFIX = "_raw"  # val_<name>_raw: the same quantity with the raw (non-EMA) weights
+
+# Keras 3's default names of metrics whose direction is 'up', and Keras 2's 'acc' rule.
+MAXIMIZED_NAMES = (
+    "acc", "auc", "precision", "recall", "f1", "fbeta", "iou", "r2_score", "cosine_similarity",
+    "pearson_correlation", "concordance_correlation", "true_positives", "true_negatives",
+    "sensitivity", "specificity",
+)
 
 
-def monitor_mode(name):
-    """'max' for accuracy-like quantities, else 'min' (as Keras' mode='auto').
+class MonitorMode:
+    """A decided direction and why.
+
+    Attributes:
+        mode: 'min' or 'max'.
+        reason: how it was decided (for the log), e.g. "R2Score's direction".
+        guessed: True when nothing said which way is better (rule 5).
+    """
+
+    def __init__(self, mode, reason, guessed=False):
+        self.mode = mode
+        self.reason = reason
+        self.guessed = guessed
+
+    def describe(self, monitor):
+        better = "higher" if self.mode == "max" else "lower"
+        return f"{monitor}: {better} is better ({self.reason})"
+
+
+def metric_name(monitor):
+    """The metric behind a logged name: 'val_r2_score_raw' -> 'r2_score'."""
+    name = monitor[len("val_"):] if monitor.startswith("val_") else monitor
+    return name[: -len(RAW_SUFFIX)] if name.endswith(RAW_SUFFIX) else name
+
+
+def resolve_monitor_mode(monitor, explicit=AUTO, directions=None):
+    """Decides whether `monitor` is minimised or maximised.
+
+    Args:
+        monitor: the logged name, e.g. 'val_loss' or 'val_r2_score'.
+        explicit: the settings' `monitored_loss_mode`: 'min', 'max' or 'auto'.
+        directions: dict metric name -> 'up' / 'down', from the compiled
+            Keras metric objects that carry one (None: no model at hand).
+
+    Returns:
+        a `MonitorMode`.
 
     Example:
 
     ```python
-    monitor_mode("val_accuracy")  # 'max'
-    monitor_mode("val_loss")      # 'min'
+    resolve_monitor_mode("val_r2_score", directions={"r2_score": "up"}).mode  # 'max'
+    resolve_monitor_mode("val_my_score", explicit="max").mode               # 'max'
     ```
     """
-    return "max" if any(hint in name.lower() for hint in MAXIMIZED_HINTS) else "min"
+    if explicit in MODES:
+        return MonitorMode(explicit, f"monitored_loss_mode = {explicit!r}")
+    name = metric_name(monitor)
+    if name == "loss" or name.endswith("_loss"):
+        return MonitorMode("min", "a loss")
+    direction = (directions or {}).get(name)
+    if direction in ("up", "down"):
+        return MonitorMode("max" if direction == "up" else "min", f"the Keras metric {name!r} says {direction!r}")
+    lowered = name.lower()
+    if lowered.startswith("fmeasure") or any(hint in lowered for hint in MAXIMIZED_NAMES):
+        return MonitorMode("max", "Keras' rule for its name")
+    return MonitorMode("min", "no direction known: minimised as Keras 2 did; set monitored_loss_mode = 'max' "
+                              "in the settings if higher is better", guessed=True)
+
+
+def monitor_mode(name, recorded=None):
+    """'max' or 'min' for a logged name, without a model (a run's recorded mode wins).
+
+    Args:
+        name: the monitored name.
+        recorded: the `monitor_mode` a run recorded in run.json, if any.
+
+    Example:
+
+    ```python
+    monitor_mode("val_accuracy")            # 'max'
+    monitor_mode("val_loss")                # 'min'
+    monitor_mode("val_my_score", "max")     # 'max'
+    ```
+    """
+    if recorded in MODES:
+        return recorded
+    return resolve_monitor_mode(name).mode

@@ -131,6 +131,24 @@ def load_settings(path, hparam_overrides=None, model_file=None):
     return Settings(module, path, resolved_model_file, overrides)
 
 
+def as_settings(settings, hparam_overrides=None):
+    """`settings` when it is a loaded `Settings` (its file was executed once, with its overrides), else the
+    settings file at that path, loaded with `hparam_overrides`.
+
+    Example:
+
+    ```python
+    settings = as_settings("examples/regression/mysettings_curve_fitting.py", {"nbEpoch": 2})
+    as_settings(settings) is settings  # True
+    ```
+    """
+    if isinstance(settings, Settings):
+        if hparam_overrides:
+            raise ValueError("hparam_overrides: apply them when loading the settings")
+        return settings
+    return load_settings(settings, hparam_overrides)
+
+
 def load_experiment_settings(experiment):
     """The settings an experiment ran with: its own copies and its recorded hparam overrides."""
     return load_settings(
@@ -150,9 +168,9 @@ def _execute(path, overrides):
     ast.fix_missing_locations(tree)
     code = compile(tree, str(path), "exec")
 
-    from experiments_manager.keras_compat import install_keras2_aliases
+    from experiments_manager.keras_compat import install_keras2_compatibility
 
-    install_keras2_aliases()
+    install_keras2_compatibility()
     name = f"experiments_manager_settings_{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
     module = importlib.util.module_from_spec(spec)

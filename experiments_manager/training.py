@@ -10,15 +10,18 @@ import importlib.util
 import logging
 import math
 import random
+import signal
 import sys
 import uuid
 import warnings
 
 from experiments_manager.cluster import WorkerCluster
+from experiments_manager.ema import WeightAverages
 from experiments_manager.errors import InputStalled, UserInputError
 from experiments_manager.experiment import Experiment, running_command
 from experiments_manager.inputs import make_inputs
-from experiments_manager.settings import load_experiment_settings, load_settings
+from experiments_manager.keras2_metrics import keras2_metrics
+from experiments_manager.settings import as_settings, load_experiment_settings
 
 _LOG = logging.getLogger(__name__)
 SIGNAL_EXIT_BASE = 128
@@ -45,12 +48,13 @@ class TrainingOutcome:
         self.reason = reason
 
 
-def train(settings_path, hparam_overrides=None, command=None, alongside=None, kafka_bootstrap_servers=None):
+def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_bootstrap_servers=None):
     """Trains a new experiment from a settings file.
 
     Args:
-        settings_path: the settings module file.
-        hparam_overrides: dict merged into the settings' hparams.
+        settings: the settings module file, or its `Settings` already loaded
+            (the file is executed once: a caller that needed the settings first passes them on).
+        hparam_overrides: dict merged into the settings' hparams (with a file).
         command: the command line recorded in run.json (default: this process').
         alongside: optional function experiment -> context manager kept open
             while training (e.g. a model server for `train --serve`).
@@ -68,7 +72,7 @@ def train(settings_path, hparam_overrides=None, command=None, alongside=None, ka
     ```
     """
     cluster = WorkerCluster.from_environment()
-    settings = load_settings(settings_path, hparam_overrides)
+    settings = as_settings(settings, hparam_overrides)
     _check_cluster(cluster, settings)
     servers = _check_inputs(settings, kafka_bootstrap_servers)
     if cluster is not None and not cluster.is_chief:
@@ -177,9 +181,16 @@ class Trainer:
         self.cluster = cluster
 
     def run(self):
-        """Trains; returns a `TrainingOutcome`. Marks run.json failed on any error."""
+        """Trains; returns a `TrainingOutcome`. Marks run.json failed on any error.
+
+        A second Ctrl-C (KeyboardInterrupt, raised at once wherever training is) is the user's
+        interruption: the run is marked `interrupted` (exit code 130) and resumes from its last checkpoint.
+        """
         try:
             return self._run()
+        except KeyboardInterrupt:
+            return self._interrupted(None, "a second Ctrl-C (SIGINT) stopped it at once",
+                                     SIGNAL_EXIT_BASE + int(signal.SIGINT))
         except BaseException as error:
             self.experiment.mark_ended("failed", error=f"{type(error).__name__}: {error}")
             raise
@@ -219,17 +230,17 @@ class Trainer:
             inputs = make_inputs(self.experiment, settings, self._saved_state(), seed, self.partition)
             try:
                 with strategy.scope():
-                    model, learning_rate = self._compiled_model()
+                    model, learning_rate, averages = self._compiled_model()
                 restored = self._restore(model)
-                plan = _CallbackPlan(self.experiment, settings, model, inputs, restored,
-                                     reduce_lr_on_plateau=isinstance(learning_rate, (int, float)),
+                plan = _CallbackPlan(self.experiment, settings, model, inputs, restored, averages,
+                                     reduce_lr_on_plateau=_plateau_can_set(model.optimizer, learning_rate),
                                      federated_client=federated_client,
                                      stop_agreement=strategy.any_worker if self.cluster is not None else None)
             except BaseException:
                 inputs.close()
                 raise
         _truncate_history(self.experiment.history_csv, plan.initial_epoch)
-        return TrainingSession(model, inputs, plan)
+        return TrainingSession(model, inputs, plan, averages)
 
     def fit(self, session, epochs, extra_callbacks=()):
         """Runs `fit` up to epoch `epochs` (counted from the run's start).
@@ -301,12 +312,14 @@ class Trainer:
         loss = settings.get_total_loss(model)
         learning_rate = settings.get_learningRate()
         optimizer = settings.get_optimizer(model, loss, learning_rate)
+        averages = None
         if settings.weights_moving_averages:
-            optimizer = with_ema(optimizer, settings.ema_momentum)
-        metrics = _metrics_for(settings.get_metrics(model, loss), model)
+            averages = WeightAverages(settings.ema_momentum, warmup=settings.ema_warmup)
+            optimizer = averages.attach(optimizer)
+        metrics = keras2_metrics(settings.get_metrics(model, loss), model, settings.path.name)
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=settings.useXLA)
         model.optimizer.build(model.trainable_variables)
-        return model, learning_rate
+        return model, learning_rate, averages
 
     def _saved_state(self):
         """The last checkpoint's state (epochs, callbacks, Kafka position), read before the model exists."""
@@ -327,11 +340,16 @@ class Trainer:
         return state
 
     def _interrupted(self, plan, reason, code):
-        """Checkpoints what was trained (if training started) and marks the run interrupted."""
-        done = "nothing trained yet"
+        """Checkpoints what was trained (if a step boundary was reached) and marks the run interrupted."""
         if plan is not None:
             plan.checkpoint.save(plan.epochs_completed())
             done = f"checkpointed after {plan.epochs_completed()} epochs"
+        else:  # stopped before fit or in the middle of a step: the last checkpoint stands
+            from experiments_manager.checkpointing import Checkpointer
+
+            saved = Checkpointer(self.experiment.checkpoints_dir).latest_state()
+            done = (f"its last checkpoint is after epoch {saved['epochs_completed']}" if saved
+                    else "no checkpoint yet: a resume starts from the first epoch")
         self.experiment.mark_ended("interrupted", reason=reason, exit_code=code)
         _LOG.warning("%s: %s; resume with: experiments-manager train --resume %s", reason, done, self.experiment.root)
         return TrainingOutcome(self.experiment, "interrupted", code, reason=reason)
@@ -353,12 +371,14 @@ class TrainingSession:
         model: the compiled Keras model.
         inputs: the input object (see `experiments_manager.inputs`).
         plan: the callbacks, with the run's best value, checkpoint and epoch count.
+        averages: the `WeightAverages` (EMA) of the run, or None without EMA.
     """
 
-    def __init__(self, model, inputs, plan):
+    def __init__(self, model, inputs, plan, averages=None):
         self.model = model
         self.inputs = inputs
         self.plan = plan
+        self.averages = averages
 
     def close(self):
         self.inputs.close()
@@ -378,22 +398,12 @@ def build_model(settings):
     return model
 
 
-def with_ema(optimizer, momentum):
-    """The same optimizer, rebuilt with EMA (Polyak averaging) switched on."""
-    config = {**optimizer.get_config(), "use_ema": True, "ema_momentum": momentum}
-    return type(optimizer).from_config(config)
-
-
-def _metrics_for(metrics, model):
-    """Old settings return {layer name: metric} for one-output models: Keras 3 wants a list then."""
-    if not isinstance(metrics, dict):
-        return metrics
-    output_names = list(getattr(model, "output_names", None) or [])
-    if output_names and set(metrics) <= set(output_names):
-        return metrics
-    _LOG.info("get_metrics: keys %s are not output names %s: using the metrics for every output",
-              sorted(metrics), output_names)
-    return list(metrics.values())
+def _plateau_can_set(optimizer, learning_rate):
+    """LR-on-plateau only for a plain learning rate: a schedule owns it otherwise (the settings' own, or
+    a Keras 2 legacy optimizer's `decay`), and Keras refuses to set it."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer wraps
+    return isinstance(learning_rate, (int, float)) and not isinstance(optimizer.get_config().get("learning_rate"),
+                                                                       dict)
 
 
 def _truncate_history(history_csv, epochs_kept):
@@ -426,8 +436,8 @@ def _precision_policy(mixed):
 class _CallbackPlan:
     """The callbacks of a run, in the order their work depends on."""
 
-    def __init__(self, experiment, settings, model, inputs, restored, reduce_lr_on_plateau, federated_client=False,
-                 stop_agreement=None):
+    def __init__(self, experiment, settings, model, inputs, restored, averages, reduce_lr_on_plateau,
+                 federated_client=False, stop_agreement=None):
         import keras
 
         from experiments_manager import callbacks as ours
@@ -436,22 +446,25 @@ class _CallbackPlan:
 
         train_data, val_data = inputs.train, inputs.val
         monitor = settings.monitored_loss_name
-        mode = ours.monitor_mode(monitor)
         self.initial_epoch = restored["epochs_completed"] if restored else 0
         self.best = ours.BestValue(monitor)
         self.early_stopping = ours.ResumableEarlyStopping(
-            monitor=monitor, mode=mode, patience=settings.early_stopping_patience, verbose=1
+            monitor=monitor, mode=self.best.mode, patience=settings.early_stopping_patience, verbose=1
         )
         self.stop_on_signal = ours.StopOnSignal(agree=stop_agreement)
         self.exporter = None if federated_client else Exporter(experiment, settings, model)
         stateful = {"best": self.best, "early_stopping": self.early_stopping}
+        if averages is not None:
+            stateful["ema"] = averages
+        monitors = [self.early_stopping]
         plateau = []
         if reduce_lr_on_plateau:  # a schedule owns the learning rate otherwise
             reduce_lr = ours.ResumableReduceLROnPlateau(
-                monitor=monitor, mode=mode, factor=0.5, patience=max(1, settings.early_stopping_patience // 2),
-                min_lr=1e-7, verbose=1,
+                monitor=monitor, mode=self.best.mode, factor=0.5,
+                patience=max(1, settings.early_stopping_patience // 2), min_lr=1e-7, verbose=1,
             )
             stateful["reduce_lr"] = reduce_lr
+            monitors.append(reduce_lr)
             plateau = [reduce_lr]
         if restored:
             for name, state in restored.get("callbacks", {}).items():
@@ -459,10 +472,21 @@ class _CallbackPlan:
                     stateful[name].set_state(state)
         self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir),
                                                   {**stateful, **inputs.stateful}, inputs.after_checkpoint)
+        averaging = []
+        if averages is not None:  # validation sees the EMA weights; the raw ones are validated beside them
+            averaging = [keras.callbacks.SwapEMAWeights()]
+            if settings.validate_raw_weights and inputs.val_restartable:
+                averaging.append(ours.RawWeightsValidation(val_data, inputs.val_steps))
+            elif settings.validate_raw_weights:
+                _LOG.info("%s: the validation data is a generator that cannot be read twice per epoch: "
+                          "val_*_raw not logged", settings.path.name)
         self.callbacks = (
             [self.stop_on_signal]
-            + ([keras.callbacks.SwapEMAWeights()] if settings.weights_moving_averages else [])
-            + [keras.callbacks.TerminateOnNaN(), ours.EpochScalars(experiment.logs_dir)]
+            + averaging
+            + [ours.ResolveMonitorMode(self.best, monitors, settings.monitored_loss_mode,
+                                       on_resolved=lambda resolved: experiment.update_run_info(
+                                           monitor_mode=resolved.mode)),
+               keras.callbacks.TerminateOnNaN(), ours.EpochScalars(experiment.logs_dir)]
             + inputs.callbacks
             + _profiler(settings, experiment, inputs.train_steps or int(train_data.cardinality()))
             + [

@@ -62,3 +62,59 @@ def test_list_of_missing_folder_is_clear(run_cli):
     result = run_cli("list", "nowhere")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: nowhere: no such folder"
+
+
+def test_train_executes_the_settings_file_once(workdir, run_cli):
+    """Module-level code of a settings file (a data download, a print) runs once per `train -u`."""
+    from conftest import settings_variant
+
+    settings = settings_variant(workdir, "counted.py", [
+        "with open('executions.log', 'a') as _log:",
+        "    _log.write('executed\\n')",
+    ])
+    result = run_cli("train", "-u", str(settings), "--hparam", "nbEpoch=1", "--hparam", "nb_train_samples=200")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (workdir / "executions.log").read_text() == "executed\n"
+
+
+def test_logging_configured_twice_prints_each_line_once(capfd):
+    import logging
+
+    from experiments_manager.cli import configure_logging
+
+    configure_logging()
+    configure_logging()  # what a sweep trial or a Flower actor serving client after client does
+    logging.getLogger("experiments_manager.test").info("one line")
+    assert capfd.readouterr().err.count("one line") == 1
+
+
+def test_every_third_party_import_is_declared_in_setup_cfg():
+    """A fresh `pip install .` must bring what the package imports (not just what happens to be installed)."""
+    import ast
+    import configparser
+    import importlib.metadata
+    import re
+
+    from conftest import REPO
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    requirements = config["options"]["install_requires"].split()
+    for extra in config["options.extras_require"].values():
+        requirements += extra.split()
+    declared = {re.split(r"[<>=\[;,]", requirement)[0].lower().replace("_", "-")
+                for requirement in requirements if requirement and requirement[0].isalpha()}
+    distributions = importlib.metadata.packages_distributions()
+    undeclared = {}
+    for path in (REPO / "experiments_manager").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "experiments_manager":
+                    continue
+                providers = {dist.lower().replace("_", "-") for dist in distributions.get(top, [])}
+                if not providers & declared:
+                    undeclared.setdefault(top, set()).add(str(path.relative_to(REPO)))
+    assert not undeclared, f"imported but not in setup.cfg: {undeclared}"

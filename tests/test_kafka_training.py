@@ -80,7 +80,7 @@ def produce(run_cli, settings, broker, *arguments):
 
 def test_produce_then_train_learns_from_the_topics_and_commits_at_checkpoints(run_cli, workdir, kafka_broker):
     settings = kafka_variant(workdir, "learn")
-    produced = produce(run_cli, settings, kafka_broker, "--epochs", "4")
+    produced = produce(run_cli, settings, kafka_broker, "--hparam", "nbEpoch=4")  # publishes nbEpoch passes
     assert "learn_train: 4000 records" in produced.stdout
     assert "learn_val: 200 records" in produced.stdout
 
@@ -168,7 +168,7 @@ def test_broker_restart_mid_training_is_ridden_out(run_cli, start_cli, workdir, 
 
 def test_stalled_stream_checkpoints_as_interrupted_and_resume_finishes(run_cli, start_cli, workdir, own_kafka_broker):
     settings = kafka_variant(workdir, "stall", ["kafka_stall_timeout_secs = 4"])
-    produce(run_cli, settings, own_kafka_broker)  # one epoch of data for three
+    produce(run_cli, settings, own_kafka_broker, "--epochs", "1")  # one epoch of data for three
     process, experiments = train_until_first_checkpoint(start_cli, workdir, settings, own_kafka_broker,
                                                         "--hparam", "nbEpoch=3")
     own_kafka_broker.stop()
@@ -185,6 +185,18 @@ def test_stalled_stream_checkpoints_as_interrupted_and_resume_finishes(run_cli, 
     result = run_cli("train", "--resume", str(experiment))
     assert result.returncode == 0, result.stderr
     assert read_run(experiment)["status"] == "finished"
+
+
+def test_a_stream_that_dries_up_says_how_much_was_read_and_what_to_do(run_cli, workdir, kafka_broker):
+    settings = kafka_variant(workdir, "dry", ["kafka_stall_timeout_secs = 3"])
+    produce(run_cli, settings, kafka_broker, "--epochs", "1")  # one epoch of data for two
+    result = run_cli("train", "-u", str(settings), "--bootstrap-servers", kafka_broker.bootstrap,
+                     "--hparam", "nbEpoch=2")
+    assert result.returncode == 75, result.stdout + result.stderr
+    reason = read_run(single_experiment(workdir / "experiments" / "dry"))["reason"]
+    assert "no new record for" in reason and "1000 records read from it by this run" in reason
+    assert "kafka-produce" in reason and reason in result.stderr
+    assert "resume with: experiments-manager train --resume" in result.stderr
 
 
 def test_unreachable_broker_is_one_clear_line_and_nothing_is_written(run_cli, workdir):

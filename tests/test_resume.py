@@ -118,3 +118,33 @@ def test_resuming_a_finished_run_changes_nothing(workdir, run_cli):
     assert result.returncode == 0
     assert "status:            finished" in result.stdout
     assert read_run(root) == before
+
+
+def test_a_second_ctrl_c_stops_at_once_and_is_recorded_as_interrupted(workdir, start_cli):
+    """The first Ctrl-C waits for the step boundary; while a long epoch-end callback holds it, a second one
+    stops at once. That is the user's interruption, not a failure."""
+    settings = settings_variant(workdir, "slow_epoch_end.py", [
+        "import pathlib, time",
+        "class _SlowEpochEnd(tf.keras.callbacks.Callback):",
+        "    def on_epoch_end(self, epoch, logs=None):",
+        "        pathlib.Path('epoch_end_reached').touch()",
+        "        time.sleep(120)",
+        "def addon_callbacks(model, train_samples, val_samples):",
+        "    return [_SlowEpochEnd()]",
+    ])
+    process = start_cli("train", "-u", str(settings), "--hparam", "nbEpoch=3", "--hparam", "nb_train_samples=200")
+    wait_for(lambda: (workdir / "epoch_end_reached").exists() or process.poll() is not None, 120, "the epoch end")
+    assert process.poll() is None, process.stdout.read()
+
+    def interrupted():
+        if read_run(the_experiment(workdir))["status"] != "running":
+            return True
+        process.send_signal(signal.SIGINT)  # again until it stops: the first waits, the next stops at once
+        return False
+
+    wait_for(interrupted, 60, "the run to stop on Ctrl-C", interval=0.5)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    info = read_run(the_experiment(workdir))
+    assert info["status"] == "interrupted" and "second Ctrl-C" in info["reason"], info
+    assert "resume with:       experiments-manager train --resume" in output

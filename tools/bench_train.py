@@ -55,7 +55,8 @@ def run_plain(settings, epochs):
     import keras
 
     from experiments_manager.settings import load_settings
-    from experiments_manager.training import build_model, with_ema
+    from experiments_manager.ema import WeightAverages
+    from experiments_manager.training import build_model
 
     loaded = load_settings(settings, {"nbEpoch": epochs})
     keras.utils.set_random_seed(loaded.random_seed)
@@ -64,7 +65,8 @@ def run_plain(settings, epochs):
     val = loaded.get_input_pipeline("", False, loaded.batch_size, epochs)
     model = build_model(loaded)
     loss = loaded.get_total_loss(model)
-    optimizer = with_ema(loaded.get_optimizer(model, loss, loaded.get_learningRate()), loaded.ema_momentum)
+    averages = WeightAverages(loaded.ema_momentum, warmup=loaded.ema_warmup)
+    optimizer = averages.attach(loaded.get_optimizer(model, loss, loaded.get_learningRate()))
     model.compile(optimizer=optimizer, loss=loss, metrics=loaded.get_metrics(model, loss))
     model.fit(train, validation_data=val, epochs=epochs, verbose=2, shuffle=False)
     return time.perf_counter() - start

@@ -4,8 +4,10 @@ from experiments_manager.callbacks.best_value import BestValue, TrackBestValue, 
 from experiments_manager.callbacks.epoch_scalars import EpochScalars
 from experiments_manager.callbacks.export_on_improvement import ExportOnImprovement
 from experiments_manager.callbacks.hparams_logger import HParamsLogger
+from experiments_manager.callbacks.monitor_mode import ResolveMonitorMode
 from experiments_manager.callbacks.projector import ProjectorLogger
 from experiments_manager.callbacks.proximal_step import ProximalStep
+from experiments_manager.callbacks.raw_weights_validation import RawWeightsValidation
 from experiments_manager.callbacks.resumable import ResumableEarlyStopping, ResumableReduceLROnPlateau
 from experiments_manager.callbacks.run_info_updater import RunInfoUpdater
 from experiments_manager.callbacks.step_profiler import StepProfiler

@@ -13,6 +13,8 @@ class BestValue:
 
     Args:
         monitor: the name of the logged quantity, e.g. "val_loss".
+        mode: 'min' or 'max'; default: guessed from the name until
+            `ResolveMonitorMode` sets it from the model's metrics.
 
     Example:
 
@@ -23,9 +25,9 @@ class BestValue:
     ```
     """
 
-    def __init__(self, monitor):
+    def __init__(self, monitor, mode=None):
         self.monitor = monitor
-        self.mode = monitor_mode(monitor)
+        self.mode = mode or monitor_mode(monitor)
         self.value = None
         self.epoch = None
 

@@ -2,9 +2,15 @@
 
 import keras
 
+from experiments_manager.monitor import RAW_SUFFIX
+
 
 class EpochScalars(keras.callbacks.Callback):
     """Writes every epoch log to `logs/train` and `logs/validation` (tags `epoch_<name>`).
+
+    The validation of the raw (non-EMA) weights, `val_<name>_raw`, goes to
+    `logs/validation_raw` under the same tags, so TensorBoard draws it in the
+    same chart as the EMA validation.
 
     Keras' own `TensorBoard` callback also hooks every training step (a step
     counter variable it updates), which stops Keras from dispatching callbacks
@@ -27,19 +33,21 @@ class EpochScalars(keras.callbacks.Callback):
         self._writers = None
 
     def on_train_begin(self, logs=None):
+        self._writers = {}
+
+    def _writer(self, run):
         import tensorflow as tf
 
-        self._writers = {
-            "train": tf.summary.create_file_writer(f"{self.log_dir}/train"),
-            "validation": tf.summary.create_file_writer(f"{self.log_dir}/validation"),
-        }
+        if run not in self._writers:
+            self._writers[run] = tf.summary.create_file_writer(f"{self.log_dir}/{run}")
+        return self._writers[run]
 
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
         for name, value in (logs or {}).items():
-            run, tag = ("validation", name[4:]) if name.startswith("val_") else ("train", name)
-            with self._writers[run].as_default():
+            run, tag = run_and_tag(name)
+            with self._writer(run).as_default():
                 tf.summary.scalar(f"epoch_{tag}", float(value), step=epoch)
         for writer in self._writers.values():
             writer.flush()
@@ -47,3 +55,12 @@ class EpochScalars(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         for writer in (self._writers or {}).values():
             writer.close()
+
+
+def run_and_tag(name):
+    """The TensorBoard run and tag of an epoch log: 'val_loss_raw' -> ('validation_raw', 'loss')."""
+    if name.startswith("val_") and name.endswith(RAW_SUFFIX):
+        return "validation_raw", name[len("val_"):-len(RAW_SUFFIX)]
+    if name.startswith("val_"):
+        return "validation", name[len("val_"):]
+    return "train", name

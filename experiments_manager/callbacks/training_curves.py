@@ -5,6 +5,7 @@ import csv
 import keras
 
 from experiments_manager.atomic import replaced_atomically
+from experiments_manager.monitor import RAW_SUFFIX
 
 
 class TrainingCurves(keras.callbacks.Callback):
@@ -65,6 +66,9 @@ def plot_history(history_csv, png):
         axes.plot(epochs, columns[name], label=f"train {name}")
         if f"val_{name}" in columns:
             axes.plot(epochs, columns[f"val_{name}"], label=f"validation {name}")
+        if f"val_{name}{RAW_SUFFIX}" in columns:  # EMA runs: the weights being trained, validated beside
+            axes.plot(epochs, columns[f"val_{name}{RAW_SUFFIX}"], linestyle="--",
+                      label=f"validation {name}, raw weights")
         if "loss" in name and min(columns[name]) > 0:
             axes.set_yscale("log")
         axes.set_title(name)

@@ -79,7 +79,7 @@ def run_federation(job, grid):
     from experiments_manager.federated.server import FederationServer, FederationStopped, supervised_strategy
 
     settings = job.load_settings()
-    config = FederationConfig.from_settings(settings, rounds=job.rounds)
+    config = FederationConfig.from_settings(settings, rounds=job.rounds, num_clients=job.num_clients)
     if job.round_timeout:
         config.round_timeout = job.round_timeout
     if job.experiment_dir and Path(job.experiment_dir, "run.json").is_file():

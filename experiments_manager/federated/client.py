@@ -82,7 +82,7 @@ class FederatedClient:
         from experiments_manager.export import ema_weights_swapped_in
 
         model = self.session.model
-        set_global_weights(model, weights)
+        set_global_weights(model, weights, self.session.averages)
         extra = []
         if proximal_mu:
             extra.append(ProximalStep([variable.numpy() for variable in model.trainable_variables], proximal_mu))
@@ -113,7 +113,7 @@ class FederatedClient:
         """The global model's metrics on this client's validation data (and `num-examples`)."""
         inputs = self.session.inputs
         model = self.session.model
-        set_global_weights(model, weights)
+        set_global_weights(model, weights, self.session.averages)
         results = model.evaluate(inputs.val, steps=inputs.val_steps, return_dict=True, verbose=0)
         steps = inputs.val_steps or int(inputs.val.cardinality())
         return {**{key: float(value) for key, value in results.items()},
@@ -133,18 +133,21 @@ class FederatedClient:
         keras.backend.clear_session()
 
 
-def set_global_weights(model, weights):
-    """Loads the global weights and restarts the optimizer's moving averages from them.
+def set_global_weights(model, weights, averages=None):
+    """Loads the global weights and restarts the moving averages (and their warm-up) from them.
 
     Without the restart, EMA would pull this round's weights back toward the
     client's weights of earlier rounds.
+
+    Args:
+        model: the client's compiled model.
+        weights: the global weights (numpy arrays, `model.get_weights()` order).
+        averages: the session's `WeightAverages`, or None without EMA.
     """
     try:
         model.set_weights(weights)
     except ValueError as error:
         raise UserInputError(f"federated weights do not fit the model: {error} "
                              "(do the server and the clients run the same model file?)") from None
-    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # LossScaleOptimizer wraps
-    averages = getattr(optimizer, "_model_variables_moving_average", None) or []
-    for average, variable in zip(averages, model.trainable_variables):
-        average.assign(variable)
+    if averages is not None:
+        averages.restart(model)

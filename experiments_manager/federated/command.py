@@ -134,11 +134,12 @@ def _exec_flower(mode, arguments):
     os.execve(executable, [program, *command], environment)
 
 
-def simulate_command(settings_path, overrides, num_clients=None, rounds=None, round_timeout=None):
-    """`federated simulate` (and `train` of a settings file with `enable_federated_learning = True`)."""
+def simulate_command(settings, overrides=None, num_clients=None, rounds=None, round_timeout=None):
+    """`federated simulate` (and `train` of a settings file with `enable_federated_learning = True`, which
+    passes the `Settings` it loaded)."""
     from experiments_manager.federated.simulation import simulate
 
-    experiment = simulate(settings_path, num_clients, rounds, overrides, round_timeout)
+    experiment = simulate(settings, num_clients, rounds, overrides, round_timeout)
     return report(experiment)
 
 

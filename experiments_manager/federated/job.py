@@ -20,6 +20,7 @@ class FederatedJob:
         experiment_dir: the server's experiment folder ('' lets the ServerApp create one).
         rounds: `--rounds`, or None for the settings' `hparams['rounds']`.
         round_timeout: `--round-timeout` in seconds, or None for the settings' `federated_round_timeout_secs`.
+        num_clients: the simulated clients (`--num-clients`; minCl defaults to it), or None in deployment.
 
     Example:
 
@@ -29,13 +30,15 @@ class FederatedJob:
     ```
     """
 
-    def __init__(self, settings_file, model_file, hparam_overrides, experiment_dir, rounds=None, round_timeout=None):
+    def __init__(self, settings_file, model_file, hparam_overrides, experiment_dir, rounds=None, round_timeout=None,
+                 num_clients=None):
         self.settings_file = str(settings_file)
         self.model_file = str(model_file)
         self.hparam_overrides = dict(hparam_overrides or {})
         self.experiment_dir = str(experiment_dir or "")
         self.rounds = rounds
         self.round_timeout = round_timeout
+        self.num_clients = num_clients
 
     def to_run_config(self):
         return {
@@ -45,6 +48,7 @@ class FederatedJob:
             "experiment-dir": self.experiment_dir,
             "rounds": self.rounds or 0,
             "round-timeout": float(self.round_timeout or 0),
+            "num-clients": self.num_clients or 0,
         }
 
     @classmethod
@@ -60,7 +64,8 @@ class FederatedJob:
             settings_file, model_file = (str(Path(app_dir, path)) for path in (settings_file, model_file))
         return cls(settings_file, model_file, overrides, run_config.get("experiment-dir", ""),
                    rounds=int(run_config.get("rounds") or 0) or None,
-                   round_timeout=float(run_config.get("round-timeout") or 0) or None)
+                   round_timeout=float(run_config.get("round-timeout") or 0) or None,
+                   num_clients=int(run_config.get("num-clients") or 0) or None)
 
     def load_settings(self, extra_overrides=None):
         """The settings with this job's overrides, plus `extra_overrides` (a client's `procID`)."""
@@ -70,24 +75,27 @@ class FederatedJob:
                              model_file=self.model_file)
 
 
-def start_federation(settings_path, hparam_overrides=None, rounds=None, round_timeout=None, command=None,
+def start_federation(settings, hparam_overrides=None, rounds=None, round_timeout=None, command=None,
                      num_clients=None):
     """Checks the settings and the federation hparams, then creates the server experiment.
 
     Nothing is written when a check fails (UserInputError).
+
+    Args:
+        settings: the settings file, or its loaded `Settings` (see `settings.as_settings`).
 
     Returns:
         (settings, `FederationConfig`, server `Experiment`, `FederatedJob` pointing at the experiment's copies).
     """
     from experiments_manager.experiment import Experiment, running_command
     from experiments_manager.federated.config import FederationConfig
-    from experiments_manager.settings import load_settings
+    from experiments_manager.settings import as_settings
 
-    settings = load_settings(settings_path, hparam_overrides)
+    settings = as_settings(settings, hparam_overrides)
     config = FederationConfig.from_settings(settings, rounds=rounds, num_clients=num_clients)
     experiment = Experiment.create(settings, command or running_command())
     job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), settings.overrides,
-                       experiment.root.resolve(), rounds=rounds, round_timeout=round_timeout)
+                       experiment.root.resolve(), rounds=rounds, round_timeout=round_timeout, num_clients=num_clients)
     return settings, config, experiment, job
 
 

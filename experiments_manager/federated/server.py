@@ -42,7 +42,8 @@ class FederationServer:
         from experiments_manager import callbacks as ours
         from experiments_manager.export import Exporter
         from experiments_manager.inputs import settings_pipeline, steps_per_epoch
-        from experiments_manager.training import _metrics_for, build_model
+        from experiments_manager.keras2_metrics import keras2_metrics
+        from experiments_manager.training import build_model
 
         self.experiment = experiment
         self.settings = settings
@@ -50,9 +51,12 @@ class FederationServer:
         keras.utils.set_random_seed(settings.random_seed if settings.random_seed is not None else 0)
         self.model = build_model(settings)
         loss = settings.get_total_loss(self.model)
-        self.model.compile(loss=loss, metrics=_metrics_for(settings.get_metrics(self.model, loss), self.model))
-        self.val = settings_pipeline(settings, training=False)
-        self.val_steps = steps_per_epoch(self.val, settings.nb_val_samples, settings, "nb_val_samples", "validation")
+        self.model.compile(loss=loss, metrics=keras2_metrics(settings.get_metrics(self.model, loss), self.model,
+                                                             settings.path.name))
+        val = settings_pipeline(settings, training=False)
+        self.val = val.dataset
+        self.val_steps = steps_per_epoch(self.val, settings.nb_val_samples, settings, "nb_val_samples", "validation",
+                                         val.steps)
         self.best = ours.BestValue(settings.monitored_loss_name)
         self.exporter = Exporter(experiment, settings, self.model)
         self.round_metrics = {}
@@ -60,7 +64,10 @@ class FederationServer:
         self.timings = []
         self.round_started = time.monotonic()
         self.callbacks = keras.callbacks.CallbackList(
-            [ours.EpochScalars(experiment.logs_dir),
+            [ours.ResolveMonitorMode(self.best, explicit=settings.monitored_loss_mode,
+                                     on_resolved=lambda resolved: experiment.update_run_info(
+                                         monitor_mode=resolved.mode)),
+             ours.EpochScalars(experiment.logs_dir),
              keras.callbacks.CSVLogger(str(experiment.history_csv), append=True),
              ours.TrainingCurves(experiment.history_csv, experiment.curves_png),
              ours.TrackBestValue(self.best, settings.path.name),

@@ -6,14 +6,14 @@ import os
 _LOG = logging.getLogger(__name__)
 
 
-def simulate(settings_path, num_clients=None, rounds=None, hparam_overrides=None, round_timeout=None, command=None):
+def simulate(settings, num_clients=None, rounds=None, hparam_overrides=None, round_timeout=None, command=None):
     """Runs a federation of `num_clients` simulated clients; returns the server `Experiment`.
 
     Everything is checked before the experiment folder is created. The server's
     experiment folder holds the clients' folders (`clients/client_<id>/`).
 
     Args:
-        settings_path: the settings module.
+        settings: the settings module, or its loaded `Settings`.
         num_clients: simulated clients (Flower SuperNodes), partition ids 0..N-1
             (default: `hparams['minCl']`, else 2).
         rounds: `--rounds` (default: the settings' `hparams['rounds']`).
@@ -31,7 +31,7 @@ def simulate(settings_path, num_clients=None, rounds=None, hparam_overrides=None
     from experiments_manager.federated.apps import client_app, server_app
     from experiments_manager.federated.job import end_if_running, start_federation
 
-    _, config, experiment, job = start_federation(settings_path, hparam_overrides, rounds, round_timeout, command,
+    _, config, experiment, job = start_federation(settings, hparam_overrides, rounds, round_timeout, command,
                                                   num_clients=num_clients)
     _LOG.info("Experiment folder: %s", experiment.root)
     try:  # without --num-clients, minCl clients (its default, 2, when the settings set none)

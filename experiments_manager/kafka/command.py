@@ -14,8 +14,9 @@ def kafka_produce(arguments):
 
     settings = load_settings(arguments.usersettings, parse_hparam_overrides(arguments.hparam))
     splits = ("train", "val") if arguments.only is None else (arguments.only,)
+    epochs = arguments.epochs or settings.nbEpoch  # what one training run of these settings reads
     with _ProgressDisplay() as display:
-        published = produce(settings, arguments.bootstrap_servers, epochs=arguments.epochs,
+        published = produce(settings, arguments.bootstrap_servers, epochs=epochs,
                             partitions=arguments.partitions, splits=splits, progress=display.update)
     for publication in published:
         print(f"{publication.topic}: {publication.records} records in {publication.seconds:.1f} s "

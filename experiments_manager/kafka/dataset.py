@@ -425,9 +425,19 @@ class TrainingStream:
             self._check_stall(since)
 
     def _check_stall(self, since):
-        """Raises (and keeps, for the trainer to find behind tf.data's error) `KafkaStalled` past the timeout."""
+        """Raises (and keeps, for the trainer to find behind tf.data's error) `KafkaStalled` past the timeout.
+
+        The message says how much was read and what to do: bring the broker back, or publish more records.
+        """
         if time.monotonic() - since > self.stall_timeout:
-            self.stall = self.reader.stalled(since)
+            stalled = self.reader.stalled(since)
+            if self.reader.unreachable:
+                advice = "once the broker answers again, resume"
+            else:
+                advice = ("the producer stopped or published less than the run needs (nbEpoch x nb_train_samples "
+                          "records): publish more (experiments-manager kafka-produce, which publishes nbEpoch "
+                          "passes by default), then resume")
+            self.stall = KafkaStalled(f"{stalled}; {self.records_read} records read from it by this run; {advice}")
             raise self.stall
 
     def blocks(self):

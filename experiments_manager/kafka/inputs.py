@@ -73,6 +73,7 @@ class KafkaInput:
         self.val = batches_dataset(self.validation.batches, schema)
         self.train_steps = max(1, settings.nb_train_samples // settings.batch_size)
         self.val_steps = None
+        self.val_restartable = True  # batches of an in-memory snapshot
         self.callbacks = [KafkaProgress(self.stream, self.validation, experiment)]
         self.stateful = {"kafka": self.stream}
         self.after_checkpoint = [self.stream.commit]

@@ -157,7 +157,7 @@ def produce(settings, bootstrap_servers=None, epochs=1, partitions=1, splits=("t
         started = time.monotonic()
         with RecordProducer(connection, topic, partitions) as producer:
             for _ in range(passes):
-                dataset = settings_pipeline(settings, is_training)
+                dataset = settings_pipeline(settings, is_training).dataset
                 _publish_pass(producer, dataset, limit, settings, split, progress)
         published.append(Publication(topic, producer.sent, time.monotonic() - started))
         _LOG.info("kafka: published %d records to %r at %s", producer.sent, topic, connection.bootstrap_servers)

@@ -136,7 +136,7 @@ def _result_of(info, exit_code, log_path):
                 "experiment": experiment}
     if status == "finished" and run.get("best_value") is not None:
         best = float(run["best_value"])
-        maximized = monitor_mode(run.get("monitored_loss_name", "")) == "max"
+        maximized = monitor_mode(run.get("monitored_loss_name", ""), run.get("monitor_mode")) == "max"
         return {"status": "ok", "trial_status": "finished", "loss": -best if maximized else best,  # hyperopt minimises
                 "best_value": best, "best_epoch": run.get("best_epoch"), "experiment": experiment}
     if status == "finished":

@@ -1,0 +1,69 @@
+"""Decides, once the model's metrics exist, whether the monitored quantity is minimised or maximised."""
+
+import logging
+
+import keras
+
+from experiments_manager.monitor import resolve_monitor_mode
+
+_LOG = logging.getLogger(__name__)
+
+
+class ResolveMonitorMode(keras.callbacks.Callback):
+    """Sets the direction of the monitored quantity for the run's best value and Keras monitors.
+
+    Keras builds the compiled metrics during the first steps; at the first
+    epoch end this callback reads the direction each metric object carries
+    (`experiments_manager.monitor` lists the rules) and gives it to the
+    `BestValue` and to the Keras monitor callbacks (early stopping, LR on
+    plateau), which read their `mode` at their own first epoch end. Place it
+    before them. The decision is logged and handed to `on_resolved`.
+
+    Args:
+        best: the run's `BestValue`.
+        monitors: Keras `MonitorCallback`s watching the same quantity.
+        explicit: the settings' `monitored_loss_mode` ('auto', 'min' or 'max').
+        on_resolved: function `MonitorMode` -> None (records it), or None.
+
+    Example:
+
+    ```python
+    best = BestValue("val_r2_score")
+    stopper = keras.callbacks.EarlyStopping("val_r2_score", patience=3)
+    model.fit(..., callbacks=[ResolveMonitorMode(best, [stopper]), TrackBestValue(best, "s.py"), stopper])
+    ```
+    """
+
+    def __init__(self, best, monitors=(), explicit="auto", on_resolved=None):
+        super().__init__()
+        self.best = best
+        self.monitors = list(monitors)
+        self.explicit = explicit
+        self.on_resolved = on_resolved
+        self.resolved = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.resolved is not None:  # decided once per run (a federated client fits many times)
+            return
+        self.resolved = resolve_monitor_mode(self.best.monitor, self.explicit, metric_directions(self.model))
+        self.best.mode = self.resolved.mode
+        for monitor in self.monitors:
+            monitor.mode = self.resolved.mode
+        (_LOG.warning if self.resolved.guessed else _LOG.info)("Monitoring %s", self.resolved.describe(self.best.monitor))
+        if self.on_resolved is not None:
+            self.on_resolved(self.resolved)
+
+
+def metric_directions(model):
+    """{metric name: 'up' | 'down'} for the model's metric objects that carry a direction (Keras 3)."""
+    found = {}
+    pending = list(getattr(model, "metrics", None) or [])
+    while pending:
+        metric = pending.pop()
+        inner = getattr(metric, "metrics", None)  # CompileMetrics, MetricsList
+        if isinstance(inner, (list, tuple)):
+            pending.extend(inner)
+        direction = getattr(metric, "_direction", None)
+        if direction in ("up", "down"):
+            found[metric.name] = direction
+    return found

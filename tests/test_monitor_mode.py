@@ -1,0 +1,111 @@
+"""Which way a monitored metric improves: from Keras' metric objects, Keras' name rules, or the settings."""
+
+import csv
+import json
+import shutil
+import types
+
+import numpy as np
+import pytest
+
+from conftest import REPO, settings_variant
+
+R2_LINES = [
+    "monitored_loss_name = 'val_r2_score'",
+    "def get_metrics(model, loss):",
+    "    return [tf.keras.metrics.R2Score()]",
+]
+
+
+def test_keras_metric_objects_give_the_direction():
+    import keras
+
+    from experiments_manager.callbacks.monitor_mode import metric_directions
+    from experiments_manager.monitor import resolve_monitor_mode
+
+    compiled = types.SimpleNamespace(metrics=[
+        keras.metrics.R2Score(), keras.metrics.CosineSimilarity(), keras.metrics.PearsonCorrelation(),
+        keras.metrics.ConcordanceCorrelation(), keras.metrics.FBetaScore(), keras.metrics.MeanSquaredError(),
+        keras.metrics.MeanMetricWrapper(keras.losses.huber, name="huber"),
+    ])
+    directions = metric_directions(compiled)
+    for name in ("r2_score", "cosine_similarity", "pearson_correlation", "concordance_correlation", "fbeta_score"):
+        assert resolve_monitor_mode(f"val_{name}", directions=directions).mode == "max", name
+        assert resolve_monitor_mode(f"val_{name}_raw", directions=directions).mode == "max", name
+    for name in ("mean_squared_error", "huber", "loss", "output_loss"):
+        assert resolve_monitor_mode(f"val_{name}", directions=directions).mode == "min", name
+
+
+def test_names_without_an_object_follow_keras_rules_and_the_settings_decide_last():
+    from experiments_manager.monitor import monitor_mode, resolve_monitor_mode
+
+    assert resolve_monitor_mode("val_acc").mode == "max"  # Keras 2's rule
+    assert resolve_monitor_mode("val_my_score").mode == "min"
+    assert resolve_monitor_mode("val_my_score").guessed
+    assert resolve_monitor_mode("val_my_score", explicit="max").mode == "max"
+    assert resolve_monitor_mode("val_loss", explicit="max").mode == "max"  # the user's word wins
+    assert monitor_mode("val_my_score", recorded="max") == "max"  # what a sweep reads from run.json
+
+
+@pytest.fixture(scope="module")
+def r2_run(tmp_path_factory):
+    """The regression example monitoring R2 (which rises), with early stopping after 3 epochs without a new best."""
+    from experiments_manager import training
+
+    workdir = tmp_path_factory.mktemp("r2")
+    shutil.copytree(REPO / "examples", workdir / "examples")
+    settings = settings_variant(workdir, "r2.py", R2_LINES + ["early_stopping_patience = 3"])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(workdir)
+        outcome = training.train(str(settings), {"nbEpoch": 30}, command=["test"])
+    assert outcome.status == "finished", outcome.reason
+    root = workdir / outcome.experiment.root
+    with open(root / "history.csv", newline="") as handle:
+        r2 = [float(row["val_r2_score"]) for row in csv.DictReader(handle)]
+    return types.SimpleNamespace(root=root, r2=r2, info=json.loads((root / "run.json").read_text()))
+
+
+def test_a_run_monitoring_r2_keeps_and_serves_the_version_with_the_highest_r2(r2_run):
+    import tensorflow as tf
+
+    from experiments_manager.settings import load_experiment_settings
+    from experiments_manager.experiment import Experiment
+
+    info, r2 = r2_run.info, r2_run.r2
+    print("val_r2_score per epoch:", [round(value, 4) for value in r2])
+    assert info["monitor_mode"] == "max"
+    assert info["best_value"] == pytest.approx(max(r2))
+    assert info["best_epoch"] == int(np.argmax(r2)) + 1
+    assert max(r2) > r2[0] + 0.05  # it rose: a 'min' mode would have kept epoch 1
+
+    settings = load_experiment_settings(Experiment.open(r2_run.root))
+    val = settings.get_input_pipeline("", False, settings.batch_size, settings.nbEpoch)
+    served = tf.saved_model.load(str(r2_run.root / "exported_models" / str(info["last_exported_version"])))
+    truth = np.concatenate([y.numpy() for _, y in val])
+    predicted = np.concatenate([served.signatures["serving_default"](input=x)["prediction"].numpy() for x, _ in val])
+    served_r2 = 1 - np.sum((truth - predicted) ** 2) / np.sum((truth - truth.mean()) ** 2)
+    assert served_r2 == pytest.approx(max(r2), abs=1e-4)  # what `serve` answers with is the best epoch's model
+
+
+def test_a_run_monitoring_r2_stops_when_r2_stops_rising(r2_run):
+    info, r2 = r2_run.info, r2_run.r2
+    best = int(np.argmax(r2))
+    assert info["stopped_early"] is True
+    assert len(r2) == best + 1 + 3  # three epochs without a higher r2, then it stopped
+    assert best >= 3  # r2 rose for more than the patience: a 'min' mode stops after epoch 4
+
+
+def test_a_sweep_on_r2_picks_the_trial_with_the_highest_r2(workdir, run_cli):
+    settings = settings_variant(workdir, "r2_sweep.py", R2_LINES + [
+        "hyperopt_space = {'learningRate': hp.loguniform('learningRate', -9, -3)}"])
+    result = run_cli("sweep", "-u", str(settings), "--max-evals", "3", "--seed", "1", "--hparam", "nbEpoch=2",
+                     timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (sweep,) = (workdir / "experiments/examples/curve_fitting").glob("*_sweep_*")
+    with open(sweep / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    values = [float(row["best_val_r2_score"]) for row in rows]
+    print("trials' best val_r2_score:", values)
+    assert len(set(values)) == 3  # the trials differ, so picking the lowest would be seen
+    best = json.loads((sweep / "sweep.json").read_text())["best"]
+    assert best["best_value"] == pytest.approx(max(values))
