@@ -4,6 +4,7 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 
 from experiments_manager.errors import UserInputError
@@ -235,6 +236,9 @@ def main(argv=None):
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # what was interrupted has said so (a training run: run.json, "resume with")
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 def configure_logging():

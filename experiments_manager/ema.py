@@ -18,8 +18,9 @@ the raw weights over the second half of its run (tools/bench_ema.py,
 BENCHMARKS.md).
 
 `n` is the optimizer's own iteration counter minus the step the averages
-started at; both are saved in checkpoints, so a resumed run continues the
-same decay schedule.
+(re)started at: a resumed run restores the counter and the averages from its
+checkpoint and continues the same schedule; a federated client restarts the
+averages from the global weights at every round (`restart`).
 """
 
 import logging
@@ -56,10 +57,9 @@ class WeightAverages:
     """The EMA weights a run validates, exports and serves.
 
     `attach` rebuilds the settings' optimizer with `use_ema=True` and, with
-    `warmup`, replaces its per-step average update by the warmed-up one. The
-    step the averages started at is state of this object (`get_state` /
-    `set_state`, saved in checkpoints); `restart` starts them again from the
-    current weights (a federated client receiving the global weights).
+    `warmup`, replaces its per-step average update by the warmed-up one.
+    `restart` starts the averages again from the current weights (a federated
+    client receiving the global weights).
 
     Args:
         ceiling: the highest decay (`ema_momentum`, default 0.99).
@@ -84,9 +84,17 @@ class WeightAverages:
         self._start = None
 
     def attach(self, optimizer):
-        """The same optimizer rebuilt with EMA on; create it under the run's strategy scope."""
+        """The same optimizer rebuilt with EMA on; create it under the run's strategy scope.
+
+        A `LossScaleOptimizer` the settings return (mixed precision) keeps its
+        scale settings; the optimizer inside it keeps the averages.
+        """
+        import keras
         import tensorflow as tf
 
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            return type(optimizer)(self.attach(optimizer.inner_optimizer), initial_scale=optimizer.initial_scale,
+                                   dynamic_growth_steps=optimizer.dynamic_growth_steps, name=optimizer.name)
         config = {**optimizer.get_config(), "use_ema": True, "ema_momentum": self.ceiling}
         self.optimizer = type(optimizer).from_config(config)
         if self.warmup:
@@ -119,16 +127,14 @@ class WeightAverages:
 
     def restart(self, model):
         """Sets the averages to the model's current weights; the warm-up starts again from here."""
-        optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # LossScaleOptimizer wraps
-        averages = getattr(optimizer, "_model_variables_moving_average", None) or []
+        averages = getattr(self.optimizer, "_model_variables_moving_average", None) or []
         for average, variable in zip(averages, model.trainable_variables):
             average.assign(variable)
         if self._start is not None:
             self._start.assign(int(self.optimizer.iterations.numpy()))
 
-    def get_state(self):
-        return {"warmup_start": int(self._start.numpy()) if self._start is not None else 0}
 
-    def set_state(self, state):
-        if self._start is not None:
-            self._start.assign(int((state or {}).get("warmup_start", 0)))
+def inner_optimizer(optimizer):
+    """The optimizer that keeps the variables (and the averages): Keras wraps it in a LossScaleOptimizer for
+    mixed precision."""
+    return getattr(optimizer, "inner_optimizer", optimizer)

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from experiments_manager.atomic import remove_tree_atomically, write_text_atomically
+from experiments_manager.ema import inner_optimizer
 from experiments_manager.errors import UserInputError
 
 VERSION_PATTERN = re.compile(r"^\d+$")
@@ -31,9 +32,7 @@ def ema_weights_swapped_in(model, optimizer):
         predictions = model.predict(x)
     ```
     """
-    if not getattr(optimizer, "use_ema", False) and not getattr(
-        getattr(optimizer, "inner_optimizer", None), "use_ema", False
-    ):
+    if not getattr(inner_optimizer(optimizer), "use_ema", False):
         yield
         return
     variables = model.trainable_variables

@@ -110,7 +110,9 @@ def steps_per_epoch(dataset, nb_samples, settings, field, kind, implied=None):
     if cardinality > 0:
         return None
     if nb_samples:
-        return max(1, nb_samples // settings.batch_size)
+        from experiments_manager.pipelines import samples_to_steps
+
+        return samples_to_steps(nb_samples, settings.batch_size)
     if implied:
         return implied
     length = "infinite" if cardinality == tf.data.INFINITE_CARDINALITY else "unknown"

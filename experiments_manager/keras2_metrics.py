@@ -97,7 +97,7 @@ def _keras2_metric(metric, settings_name):
             metric._fn = rank_matched(metric._fn)  # the object keeps its name, direction and config
         return metric
     if callable(metric) and not isinstance(metric, type):
-        wrapped = keras.metrics.MeanMetricWrapper(rank_matched(metric), name=name or metric.__name__)
+        wrapped = keras.metrics.MeanMetricWrapper(rank_matched(metric), name=name or _callable_name(metric))
         if getattr(keras.losses, getattr(metric, "__name__", ""), None) is metric:
             wrapped._direction = "down"  # what Keras 3 says of a metric wrapping one of its losses
         return wrapped
@@ -123,6 +123,14 @@ def _named_metric(name, settings_name):
                              "(expected e.g. 'mae', 'binary_crossentropy', 'AUC' or a metric object)") from None
 
 
+def _callable_name(function):
+    """A metric callable's name, as Keras 2 chose it: its `name` (a loss object), its `__name__` (for a
+    `functools.partial`, the wrapped function's), else its class's."""
+    return (getattr(function, "name", None) or getattr(function, "__name__", None)
+            or getattr(getattr(function, "func", None), "__name__", None)  # functools.partial
+            or snake_case(type(function).__name__))
+
+
 def snake_case(class_name):
     """Keras' default metric name for a class: 'AUC' -> 'auc', 'BinaryAccuracy' -> 'binary_accuracy'."""
     words = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", class_name)
@@ -138,7 +146,7 @@ def rank_matched(function):
     if getattr(function, RANK_MATCHED_MARK, False):
         return function
 
-    @functools.wraps(function)
+    @functools.wraps(function, assigned=[name for name in functools.WRAPPER_ASSIGNMENTS if hasattr(function, name)])
     def matched(y_true, y_pred, *args, **kwargs):
         return function(*match_ranks(y_true, y_pred), *args, **kwargs)
 

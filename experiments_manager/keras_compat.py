@@ -4,12 +4,13 @@ Under TF 2.21 `tf.keras` is Keras 3. Settings written for the original
 framework (TF 2.14, Keras 2) call names and pass arguments that Keras 3 removed
 or reads differently. The loader installs these shims before it runs a
 settings file; each keeps what TF 2.14 did (checked against `tf_keras`, Keras
-2's last release, in tests/test_keras2_settings.py) and logs when it acts:
+2's last release, in tests/test_keras2_settings.py); the optimizer `lr=` and
+loss `reduction` shims log a line naming the settings file when they act:
 
 | Keras 2 settings write | Keras 3 alone | with the shim (TF 2.14's behaviour) |
 |---|---|---|
 | `tf.keras.metrics.mean_squared_error` (and 5 more long names) | AttributeError | the `keras.losses` function |
-| `tf.keras.optimizers.Adam(lr=0.01)` | ValueError | `lr` ignored, with a warning: Keras 2.11+ optimizers ignored it and trained with the default learning rate |
+| `tf.keras.optimizers.Adam(lr=0.01)` | ValueError | `lr` ignored, with a warning: Keras 2.11+ optimizers ignored it (TF 2.14 logged "`lr` is deprecated") and trained with the default learning rate |
 | `tf.keras.optimizers.legacy.Adam(lr=0.01, decay=1e-4)` | ImportError | `learning_rate=0.01`, decayed as `lr / (1 + decay * iterations)` (`InverseTimeDecay`) |
 | `tf.keras.optimizers.experimental.AdamW(...)` | AttributeError | the Keras 3 optimizer of that name |
 | `reduction=tf.keras.losses.Reduction.AUTO` | ValueError | 'sum_over_batch_size' |
@@ -57,7 +58,6 @@ def install_keras2_compatibility():
     ```
     """
     import keras
-    import tensorflow as tf
 
     if getattr(keras.optimizers.Optimizer.__init__, INSTALLED_MARK, False):
         return
@@ -134,18 +134,19 @@ def _legacy_optimizer(base):
     """A Keras 3 optimizer class taking Keras 2 legacy arguments: `lr` and a time-based `decay`."""
     import keras
 
-    default_rate = inspect.signature(base.__init__).parameters["learning_rate"].default
+    signature = inspect.signature(base.__init__)
+    default_rate = signature.parameters["learning_rate"].default
 
     class Legacy(base):
         def __init__(self, *args, lr=None, decay=0.0, **kwargs):
-            if args:  # learning_rate, given by position
-                kwargs["learning_rate"], args = args[0], args[1:]
+            kwargs = {**signature.bind_partial(self, *args).arguments, **kwargs}  # positional ones by name
+            kwargs.pop("self")
             if lr is not None:
                 kwargs["learning_rate"] = lr
             if decay:
                 initial = kwargs.get("learning_rate", default_rate)
                 kwargs["learning_rate"] = keras.optimizers.schedules.InverseTimeDecay(initial, 1, decay)
-            super().__init__(*args, **kwargs)
+            super().__init__(**kwargs)
 
     Legacy.__name__ = Legacy.__qualname__ = base.__name__
     Legacy.__doc__ = (f"Keras 2's `tf.keras.optimizers.legacy.{base.__name__}`: a Keras 3 {base.__name__} with "

@@ -8,24 +8,39 @@ specific source:
 3. the direction the Keras metric object itself carries (Keras 3 metrics such
    as `R2Score`, `PearsonCorrelation` or `FBetaScore` say 'up'; metrics wrapping a
    Keras loss say 'down'), found by the logged name;
-4. Keras 2's rule for names ('acc' in the name, or a name starting with
-   'fmeasure') and the names of Keras' maximised metrics: maximised;
+4. names alone: Keras 2's rule ('acc' in the name, or a name starting with
+   'fmeasure'), and the default names of Keras 3's maximised metrics ('auc',
+   'r2_score', 'precision', ... also after an output name, 'out_auc', or with
+   Keras' '_1' suffix): maximised;
 5. otherwise minimised, with a warning telling how to say otherwise.
 
 A run records the mode it used in run.json (`monitor_mode`), so later readers
 (sweeps, listings) do not guess again.
 """
 
+import re
+
 MODES = ("min", "max")
 AUTO = "auto"
 RAW_SUFFIX = "_raw"  # val_<name>_raw: the same quantity with the raw (non-EMA) weights
 
-# Keras 3's default names of metrics whose direction is 'up', and Keras 2's 'acc' rule.
+# The default names of Keras 3's metrics whose direction is 'up' (without an object at hand).
 MAXIMIZED_NAMES = (
-    "acc", "auc", "precision", "recall", "f1", "fbeta", "iou", "r2_score", "cosine_similarity",
-    "pearson_correlation", "concordance_correlation", "true_positives", "true_negatives",
-    "sensitivity", "specificity",
+    "auc", "precision", "recall", "f1_score", "fbeta_score", "iou", "mean_iou", "binary_iou", "one_hot_iou",
+    "one_hot_mean_iou", "r2_score", "cosine_similarity", "pearson_correlation", "concordance_correlation",
+    "true_positives", "true_negatives", "precision_at_recall", "recall_at_precision",
+    "sensitivity_at_specificity", "specificity_at_sensitivity",
 )
+
+
+def raw_name(name):
+    """The log name of a quantity measured with the raw weights: 'val_loss' -> 'val_loss_raw'."""
+    return name + RAW_SUFFIX
+
+
+def is_raw(name):
+    """True for 'val_<name>_raw'."""
+    return name.startswith("val_") and name.endswith(RAW_SUFFIX)
 
 
 class MonitorMode:
@@ -49,8 +64,15 @@ class MonitorMode:
 
 def metric_name(monitor):
     """The metric behind a logged name: 'val_r2_score_raw' -> 'r2_score'."""
-    name = monitor[len("val_"):] if monitor.startswith("val_") else monitor
-    return name[: -len(RAW_SUFFIX)] if name.endswith(RAW_SUFFIX) else name
+    name = monitor[: -len(RAW_SUFFIX)] if is_raw(monitor) else monitor
+    return name[len("val_"):] if name.startswith("val_") else name
+
+
+def _named_maximized(name):
+    """Keras 2's rule, or a Keras 3 maximised metric's default name (after an output name, before a '_1')."""
+    name = re.sub(r"_\d+$", "", name.lower())
+    return ("acc" in name or name.startswith("fmeasure")
+            or any(name == known or name.endswith("_" + known) for known in MAXIMIZED_NAMES))
 
 
 def resolve_monitor_mode(monitor, explicit=AUTO, directions=None):
@@ -80,9 +102,8 @@ def resolve_monitor_mode(monitor, explicit=AUTO, directions=None):
     direction = (directions or {}).get(name)
     if direction in ("up", "down"):
         return MonitorMode("max" if direction == "up" else "min", f"the Keras metric {name!r} says {direction!r}")
-    lowered = name.lower()
-    if lowered.startswith("fmeasure") or any(hint in lowered for hint in MAXIMIZED_NAMES):
-        return MonitorMode("max", "Keras' rule for its name")
+    if _named_maximized(name):
+        return MonitorMode("max", "Keras' name for a metric that grows")
     return MonitorMode("min", "no direction known: minimised as Keras 2 did; set monitored_loss_mode = 'max' "
                               "in the settings if higher is better", guessed=True)
 

@@ -20,6 +20,10 @@ with Keras 2 (measured against `tf_keras`, tests/test_keras2_settings.py):
   run's seed; validation takes them in order;
 - a Python generator is read on from where it stopped (Keras 2 did not
   restart generators), so its validation batches differ from epoch to epoch.
+
+One deliberate difference: where an epoch is longer than the sequence,
+Keras 2 stopped training after the first epoch ("Your input ran out of
+data"); here the epoch goes on with the next pass.
 """
 
 import itertools
@@ -64,9 +68,8 @@ def as_pipeline(returned, settings, training, seed=0):
     Raises:
         UserInputError: anything else, or an empty sequence.
     """
-    import tensorflow as tf
-
     import keras
+    import tensorflow as tf
 
     kind = "training" if training else "validation"
     if isinstance(returned, tf.data.Dataset):
@@ -86,7 +89,8 @@ def as_pipeline(returned, settings, training, seed=0):
             while True:  # one epoch of `steps` batches per round: Keras keeps the iterator across epochs
                 yield from _epoch_batches(returned, steps, length, order if training else None)
 
-        dataset = tf.data.Dataset.from_generator(epochs, output_signature=signature)
+        dataset = tf.data.Dataset.from_generator(epochs, output_signature=signature).apply(
+            tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
         _LOG.info("%s: %s data: a %s of %d batches, %d per epoch (Keras 2 semantics)", settings.path.name, kind,
                   type(returned).__name__, length, steps)
         return Pipeline(dataset, steps, source=type(returned).__name__)
@@ -94,7 +98,7 @@ def as_pipeline(returned, settings, training, seed=0):
         first = _as_batch(next(returned))
         stream = itertools.chain([first], (_as_batch(batch) for batch in returned))
         dataset = tf.data.Dataset.from_generator(lambda: stream, output_signature=_signature(first))
-        steps = max(1, nb_samples // settings.batch_size) if nb_samples else None
+        steps = samples_to_steps(nb_samples, settings.batch_size) if nb_samples else None
         return Pipeline(dataset, steps, restartable=False, source="generator")
     raise UserInputError(f"{settings.path.name}: get_input_pipeline: expected a tf.data.Dataset, a "
                          f"keras.utils.Sequence or a generator of batches for {kind}, got {type(returned).__name__}")
@@ -105,9 +109,14 @@ def _is_sequence(value):
     return hasattr(value, "__getitem__") and hasattr(value, "__len__") and hasattr(value, "on_epoch_end")
 
 
+def samples_to_steps(nb_samples, batch_size):
+    """The batches of an epoch of `nb_samples` samples: `nb_samples // batch_size`, at least 1."""
+    return max(1, nb_samples // batch_size)
+
+
 def _sequence_steps(sequence, nb_samples, batch_size, length):
     if nb_samples:
-        return max(1, nb_samples // batch_size)
+        return samples_to_steps(nb_samples, batch_size)
     samples, per_batch = getattr(sequence, "n", None), getattr(sequence, "batch_size", None)
     if isinstance(samples, int) and isinstance(per_batch, int) and samples >= per_batch > 0:
         return samples // per_batch  # the original framework's `train_data.n // batch_size`

@@ -5,7 +5,6 @@ rather than re-implementing training.
 """
 
 import contextlib
-import csv
 import importlib.util
 import logging
 import math
@@ -16,7 +15,7 @@ import uuid
 import warnings
 
 from experiments_manager.cluster import WorkerCluster
-from experiments_manager.ema import WeightAverages
+from experiments_manager.ema import WeightAverages, inner_optimizer
 from experiments_manager.errors import InputStalled, UserInputError
 from experiments_manager.experiment import Experiment, running_command
 from experiments_manager.inputs import make_inputs
@@ -183,14 +182,15 @@ class Trainer:
     def run(self):
         """Trains; returns a `TrainingOutcome`. Marks run.json failed on any error.
 
-        A second Ctrl-C (KeyboardInterrupt, raised at once wherever training is) is the user's
-        interruption: the run is marked `interrupted` (exit code 130) and resumes from its last checkpoint.
+        A KeyboardInterrupt (a second Ctrl-C, or one before training started, raised at once wherever
+        training is) is the user's interruption: the run is marked `interrupted` (exit code 130, resumed
+        from its last checkpoint) and the KeyboardInterrupt goes on to the caller.
         """
         try:
             return self._run()
         except KeyboardInterrupt:
-            return self._interrupted(None, "a second Ctrl-C (SIGINT) stopped it at once",
-                                     SIGNAL_EXIT_BASE + int(signal.SIGINT))
+            self._interrupted(None, "Ctrl-C (SIGINT) stopped it at once", SIGNAL_EXIT_BASE + int(signal.SIGINT))
+            raise
         except BaseException as error:
             self.experiment.mark_ended("failed", error=f"{type(error).__name__}: {error}")
             raise
@@ -239,7 +239,7 @@ class Trainer:
             except BaseException:
                 inputs.close()
                 raise
-        _truncate_history(self.experiment.history_csv, plan.initial_epoch)
+        plan.history.truncate(plan.initial_epoch)  # a resumed run redoes the epoch in progress
         return TrainingSession(model, inputs, plan, averages)
 
     def fit(self, session, epochs, extra_callbacks=()):
@@ -312,6 +312,7 @@ class Trainer:
         loss = settings.get_total_loss(model)
         learning_rate = settings.get_learningRate()
         optimizer = settings.get_optimizer(model, loss, learning_rate)
+        self._record_learning_rate(optimizer, learning_rate)
         averages = None
         if settings.weights_moving_averages:
             averages = WeightAverages(settings.ema_momentum, warmup=settings.ema_warmup)
@@ -320,6 +321,18 @@ class Trainer:
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=settings.useXLA)
         model.optimizer.build(model.trainable_variables)
         return model, learning_rate, averages
+
+    def _record_learning_rate(self, optimizer, asked):
+        """Records the rate the optimizer trains at, and says so when it is not `get_learningRate()`'s
+        (a Keras 2 `lr=` that Keras ignored, say): hparams and sweeps would record the other one."""
+        rate = inner_optimizer(optimizer).get_config().get("learning_rate")
+        if not isinstance(rate, (int, float)):
+            return  # a schedule
+        self.experiment.update_run_info(learning_rate=float(rate))
+        if isinstance(asked, (int, float)) and not math.isclose(rate, asked, rel_tol=1e-5):
+            _LOG.warning("%s: get_optimizer: the optimizer trains at learning_rate=%g, not at %g from "
+                         "get_learningRate() (which hparams and sweeps record); pass it the learning_rate argument",
+                         self.settings.path.name, rate, asked)
 
     def _saved_state(self):
         """The last checkpoint's state (epochs, callbacks, Kafka position), read before the model exists."""
@@ -401,22 +414,8 @@ def build_model(settings):
 def _plateau_can_set(optimizer, learning_rate):
     """LR-on-plateau only for a plain learning rate: a schedule owns it otherwise (the settings' own, or
     a Keras 2 legacy optimizer's `decay`), and Keras refuses to set it."""
-    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer wraps
-    return isinstance(learning_rate, (int, float)) and not isinstance(optimizer.get_config().get("learning_rate"),
-                                                                       dict)
-
-
-def _truncate_history(history_csv, epochs_kept):
-    """Drops history rows of epochs a resumed run will redo."""
-    if not history_csv.is_file():
-        return
-    with open(history_csv, newline="") as handle:
-        rows = list(csv.reader(handle))
-    if not rows:
-        return
-    kept = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) < epochs_kept]
-    with open(history_csv, "w", newline="") as handle:
-        csv.writer(handle).writerows(kept)
+    rate = inner_optimizer(optimizer).get_config().get("learning_rate")
+    return isinstance(learning_rate, (int, float)) and not isinstance(rate, dict)
 
 
 @contextlib.contextmanager
@@ -447,6 +446,7 @@ class _CallbackPlan:
         train_data, val_data = inputs.train, inputs.val
         monitor = settings.monitored_loss_name
         self.initial_epoch = restored["epochs_completed"] if restored else 0
+        self.history = ours.HistoryCSV(experiment.history_csv)
         self.best = ours.BestValue(monitor)
         self.early_stopping = ours.ResumableEarlyStopping(
             monitor=monitor, mode=self.best.mode, patience=settings.early_stopping_patience, verbose=1
@@ -454,8 +454,6 @@ class _CallbackPlan:
         self.stop_on_signal = ours.StopOnSignal(agree=stop_agreement)
         self.exporter = None if federated_client else Exporter(experiment, settings, model)
         stateful = {"best": self.best, "early_stopping": self.early_stopping}
-        if averages is not None:
-            stateful["ema"] = averages
         monitors = [self.early_stopping]
         plateau = []
         if reduce_lr_on_plateau:  # a schedule owns the learning rate otherwise
@@ -475,22 +473,21 @@ class _CallbackPlan:
         averaging = []
         if averages is not None:  # validation sees the EMA weights; the raw ones are validated beside them
             averaging = [keras.callbacks.SwapEMAWeights()]
-            if settings.validate_raw_weights and inputs.val_restartable:
-                averaging.append(ours.RawWeightsValidation(val_data, inputs.val_steps))
-            elif settings.validate_raw_weights:
-                _LOG.info("%s: the validation data is a generator that cannot be read twice per epoch: "
-                          "val_*_raw not logged", settings.path.name)
+            if settings.validate_raw_weights and not federated_client:  # a client's validation stays there
+                if inputs.val_restartable:
+                    averaging.append(ours.RawWeightsValidation(val_data, inputs.val_steps))
+                else:
+                    _LOG.info("%s: the validation data is a generator that cannot be read twice per epoch: "
+                              "val_*_raw not logged", settings.path.name)
         self.callbacks = (
             [self.stop_on_signal]
             + averaging
-            + [ours.ResolveMonitorMode(self.best, monitors, settings.monitored_loss_mode,
-                                       on_resolved=lambda resolved: experiment.update_run_info(
-                                           monitor_mode=resolved.mode)),
+            + [ours.monitor_mode_resolver(self.best, experiment, settings, monitors),
                keras.callbacks.TerminateOnNaN(), ours.EpochScalars(experiment.logs_dir)]
             + inputs.callbacks
             + _profiler(settings, experiment, inputs.train_steps or int(train_data.cardinality()))
             + [
-               keras.callbacks.CSVLogger(str(experiment.history_csv), append=True),
+               self.history,
                ours.TrainingCurves(experiment.history_csv, experiment.curves_png),
                ours.TrackBestValue(self.best, settings.path.name)]
             + ([] if federated_client else [self.early_stopping])

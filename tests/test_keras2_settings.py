@@ -266,14 +266,14 @@ def _run(workdir, *arguments):
 
 
 def test_corpus_runs_unchanged_through_sweep_and_federated_simulate(corpus_workdir):
-    """Every corpus file: a one-trial sweep and a one-round, one-client federation (run four at a time)."""
+    """Every corpus file: a one-trial sweep and a one-round, one-client federation (run two at a time)."""
     jobs = {}
     for name in sorted(CORPUS_FILES):
         settings = f"tests/data/keras2/{name}"
         jobs[(name, "sweep")] = ("sweep", "-u", settings, "--max-evals", "1", "--seed", "3", "--hparam", "nbEpoch=1")
         jobs[(name, "federated")] = ("federated", "simulate", "-u", settings, "--num-clients", "1", "--rounds", "1",
                                      "--hparam", "nbEpoch=1")
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         results = dict(zip(jobs, pool.map(lambda arguments: _run(corpus_workdir, *arguments), jobs.values())))
     for (name, kind), result in results.items():
         assert result.returncode == 0, f"{kind} {name}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"

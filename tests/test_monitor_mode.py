@@ -17,29 +17,40 @@ R2_LINES = [
 ]
 
 
-def test_keras_metric_objects_give_the_direction():
+def test_keras_metric_objects_give_the_direction_whatever_their_name():
+    """Names that say nothing (no 'acc', no Keras default name): only the objects' own direction decides."""
     import keras
 
-    from experiments_manager.callbacks.monitor_mode import metric_directions
+    from experiments_manager.callbacks.monitor_direction import metric_directions
     from experiments_manager.monitor import resolve_monitor_mode
 
-    compiled = types.SimpleNamespace(metrics=[
-        keras.metrics.R2Score(), keras.metrics.CosineSimilarity(), keras.metrics.PearsonCorrelation(),
-        keras.metrics.ConcordanceCorrelation(), keras.metrics.FBetaScore(), keras.metrics.MeanSquaredError(),
-        keras.metrics.MeanMetricWrapper(keras.losses.huber, name="huber"),
-    ])
-    directions = metric_directions(compiled)
-    for name in ("r2_score", "cosine_similarity", "pearson_correlation", "concordance_correlation", "fbeta_score"):
-        assert resolve_monitor_mode(f"val_{name}", directions=directions).mode == "max", name
-        assert resolve_monitor_mode(f"val_{name}_raw", directions=directions).mode == "max", name
-    for name in ("mean_squared_error", "huber", "loss", "output_loss"):
-        assert resolve_monitor_mode(f"val_{name}", directions=directions).mode == "min", name
+    class Goodness(keras.metrics.Mean):
+        def __init__(self):
+            super().__init__(name="goodness")
+            self._direction = "up"  # what a Keras 3 metric written to grow declares
+
+    maximised = [keras.metrics.R2Score(name="fit_quality"), keras.metrics.CosineSimilarity(name="alignment"),
+                 keras.metrics.PearsonCorrelation(name="pearson"), keras.metrics.ConcordanceCorrelation(name="ccc"),
+                 keras.metrics.FBetaScore(name="fb"), Goodness()]
+    minimised = [keras.metrics.MeanSquaredError(name="spread"),
+                 keras.metrics.MeanMetricWrapper(keras.losses.huber, name="robust")]
+    directions = metric_directions(types.SimpleNamespace(metrics=maximised + minimised))
+    for metric in maximised:
+        assert resolve_monitor_mode(f"val_{metric.name}").mode == "min"  # the name alone says nothing
+        assert resolve_monitor_mode(f"val_{metric.name}", directions=directions).mode == "max", metric.name
+        assert resolve_monitor_mode(f"val_{metric.name}_raw", directions=directions).mode == "max", metric.name
+    for metric in minimised:
+        assert resolve_monitor_mode(f"val_{metric.name}", directions=directions).mode == "min", metric.name
 
 
 def test_names_without_an_object_follow_keras_rules_and_the_settings_decide_last():
     from experiments_manager.monitor import monitor_mode, resolve_monitor_mode
 
     assert resolve_monitor_mode("val_acc").mode == "max"  # Keras 2's rule
+    for name in ("val_auc", "val_auc_1", "val_output_auc", "val_r2_score", "val_precision"):
+        assert resolve_monitor_mode(name).mode == "max", name  # Keras 3's default names of growing metrics
+    for name in ("val_cauchy", "val_previous_error", "val_mae"):
+        assert resolve_monitor_mode(name).mode == "min", name  # no substring guessing
     assert resolve_monitor_mode("val_my_score").mode == "min"
     assert resolve_monitor_mode("val_my_score").guessed
     assert resolve_monitor_mode("val_my_score", explicit="max").mode == "max"
@@ -96,7 +107,11 @@ def test_a_run_monitoring_r2_stops_when_r2_stops_rising(r2_run):
 
 
 def test_a_sweep_on_r2_picks_the_trial_with_the_highest_r2(workdir, run_cli):
-    settings = settings_variant(workdir, "r2_sweep.py", R2_LINES + [
+    """R2 under a name no rule knows: only the direction each trial recorded tells the sweep to maximise."""
+    settings = settings_variant(workdir, "r2_sweep.py", [
+        "monitored_loss_name = 'val_fit_quality'",
+        "def get_metrics(model, loss):",
+        "    return [tf.keras.metrics.R2Score(name='fit_quality')]",
         "hyperopt_space = {'learningRate': hp.loguniform('learningRate', -9, -3)}"])
     result = run_cli("sweep", "-u", str(settings), "--max-evals", "3", "--seed", "1", "--hparam", "nbEpoch=2",
                      timeout=400)
@@ -104,8 +119,8 @@ def test_a_sweep_on_r2_picks_the_trial_with_the_highest_r2(workdir, run_cli):
     (sweep,) = (workdir / "experiments/examples/curve_fitting").glob("*_sweep_*")
     with open(sweep / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    values = [float(row["best_val_r2_score"]) for row in rows]
-    print("trials' best val_r2_score:", values)
+    values = [float(row["best_val_fit_quality"]) for row in rows]
+    print("trials' best val_fit_quality (R2):", values)
     assert len(set(values)) == 3  # the trials differ, so picking the lowest would be seen
     best = json.loads((sweep / "sweep.json").read_text())["best"]
     assert best["best_value"] == pytest.approx(max(values))

@@ -146,5 +146,5 @@ def test_a_second_ctrl_c_stops_at_once_and_is_recorded_as_interrupted(workdir, s
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 130, output
     info = read_run(the_experiment(workdir))
-    assert info["status"] == "interrupted" and "second Ctrl-C" in info["reason"], info
-    assert "resume with:       experiments-manager train --resume" in output
+    assert info["status"] == "interrupted" and "Ctrl-C (SIGINT) stopped it at once" in info["reason"], info
+    assert "resume with: experiments-manager train --resume" in output and "Traceback" not in output

@@ -201,3 +201,40 @@ def test_nan_loss_stops_and_marks_the_run_failed(workdir, run_cli):
     info = read_run(single_experiment(workdir / WORKING_FOLDER))
     assert info["status"] == "failed" and "NaN" in info["error"]
     assert json.dumps(info)  # still valid JSON
+
+
+def test_tensorboard_shows_the_raw_weights_validation_in_the_same_chart(trained):
+    """A real `tensorboard` process: the epoch_loss chart holds train, validation (EMA) and validation_raw,
+    with the values of history.csv."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import requests
+
+    from conftest import free_port, wait_for
+
+    workdir, outcome = trained
+    root = workdir / outcome.experiment.root
+    port = free_port()
+    board = subprocess.Popen([str(Path(sys.executable).with_name("tensorboard")), "--logdir", str(root),
+                              "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "1"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/data/plugin/scalars"
+    try:
+        def tags():
+            try:
+                answer = requests.get(f"{url}/tags", timeout=2).json()
+            except (requests.ConnectionError, ValueError):
+                return None
+            return answer if {"logs/train", "logs/validation", "logs/validation_raw"} <= set(answer) else None
+
+        runs = wait_for(tags, 60, "TensorBoard to list the train, validation and validation_raw runs", interval=0.5)
+        assert all("epoch_loss" in runs[f"logs/{run}"] for run in ("train", "validation", "validation_raw"))
+        history = np.genfromtxt(root / "history.csv", delimiter=",", names=True)
+        for run, column in (("logs/validation", "val_loss"), ("logs/validation_raw", "val_loss_raw")):
+            points = requests.get(f"{url}/scalars", params={"run": run, "tag": "epoch_loss"}, timeout=5).json()
+            np.testing.assert_allclose([value for _, _, value in points], history[column], rtol=1e-6)
+    finally:
+        board.kill()
+        board.wait(timeout=30)

@@ -14,6 +14,10 @@ on average over the last half of the run.
 Usage (from the repository root):
 
     .venv/bin/python tools/bench_ema.py [--examples regression classification timeseries] [--epochs N]
+                                        [--warmup-offset C]
+
+`--warmup-offset C` trains the warm-up runs with `(1 + n) / (C + n)` instead of the engine's 40 (10 is TF
+Model Garden's), to compare warm-up lengths.
 """
 
 import argparse
@@ -36,14 +40,20 @@ VARIANTS = (("fixed", "ema_warmup = False"), ("warmup", "ema_warmup = True"))
 EVERY_EPOCH_LIMIT = 1.1
 
 
-def train(workdir, example, variant_line, epochs):
+# `python -m experiments_manager` with the warm-up offset replaced (a benchmark-only patch of the constant)
+WITH_OFFSET = ("import sys, experiments_manager.ema as ema; ema.WARMUP_OFFSET = float(sys.argv.pop(1)); "
+               "from experiments_manager.cli import main; sys.exit(main())")
+
+
+def train(workdir, example, variant_line, epochs, offset=None):
     """Trains one variant; returns {'ema': [...], 'raw': [...]} per epoch."""
     settings, working_folder = EXAMPLES[example]
     variant = workdir / Path(settings).with_name(f"bench_{variant_line.split()[-1].lower()}.py")
     variant.write_text((workdir / settings).read_text() + f"\n{variant_line}\nearly_stopping_patience = 100000\n")
     output = workdir / working_folder
     shutil.rmtree(output, ignore_errors=True)
-    command = [sys.executable, "-m", "experiments_manager", "train", "-u", str(variant.relative_to(workdir))]
+    program = ["-c", WITH_OFFSET, str(offset)] if offset else ["-m", "experiments_manager"]
+    command = [sys.executable, *program, "train", "-u", str(variant.relative_to(workdir))]
     if epochs:
         command += ["--hparam", f"nbEpoch={epochs}"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
@@ -82,6 +92,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", nargs="+", choices=sorted(EXAMPLES), default=sorted(EXAMPLES))
     parser.add_argument("--epochs", type=int, help="epochs of every run (default: each example's nbEpoch)")
+    parser.add_argument("--warmup-offset", type=float, help="C of the warm-up runs' (1 + n) / (C + n) (default 40)")
     arguments = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
@@ -90,7 +101,8 @@ def main():
             runs = {}
             for name, line in VARIANTS:
                 print(f"{example}: training with {line} ...", flush=True)
-                runs[name] = train(workdir, example, line, arguments.epochs)
+                offset = arguments.warmup_offset if name == "warmup" else None
+                runs[name] = train(workdir, example, line, arguments.epochs, offset)
             report(example, runs)
 
 

@@ -1,10 +1,11 @@
 """Keras callbacks the engine adds to every training run."""
 
-from experiments_manager.callbacks.best_value import BestValue, TrackBestValue, monitor_mode
+from experiments_manager.callbacks.best_value import BestValue, TrackBestValue
 from experiments_manager.callbacks.epoch_scalars import EpochScalars
 from experiments_manager.callbacks.export_on_improvement import ExportOnImprovement
 from experiments_manager.callbacks.hparams_logger import HParamsLogger
-from experiments_manager.callbacks.monitor_mode import ResolveMonitorMode
+from experiments_manager.callbacks.history_csv import HistoryCSV
+from experiments_manager.callbacks.monitor_direction import ResolveMonitorMode, monitor_mode_resolver
 from experiments_manager.callbacks.projector import ProjectorLogger
 from experiments_manager.callbacks.proximal_step import ProximalStep
 from experiments_manager.callbacks.raw_weights_validation import RawWeightsValidation

@@ -2,7 +2,7 @@
 
 import keras
 
-from experiments_manager.monitor import RAW_SUFFIX
+from experiments_manager.monitor import is_raw, metric_name
 
 
 class EpochScalars(keras.callbacks.Callback):
@@ -59,8 +59,6 @@ class EpochScalars(keras.callbacks.Callback):
 
 def run_and_tag(name):
     """The TensorBoard run and tag of an epoch log: 'val_loss_raw' -> ('validation_raw', 'loss')."""
-    if name.startswith("val_") and name.endswith(RAW_SUFFIX):
-        return "validation_raw", name[len("val_"):-len(RAW_SUFFIX)]
-    if name.startswith("val_"):
-        return "validation", name[len("val_"):]
-    return "train", name
+    if is_raw(name):
+        return "validation_raw", metric_name(name)
+    return ("validation" if name.startswith("val_") else "train"), metric_name(name)

@@ -2,7 +2,7 @@
 
 import keras
 
-from experiments_manager.monitor import RAW_SUFFIX
+from experiments_manager.monitor import raw_name
 
 
 class RawWeightsValidation(keras.callbacks.Callback):
@@ -26,7 +26,7 @@ class RawWeightsValidation(keras.callbacks.Callback):
 
     ```python
     model.fit(train, validation_data=val, callbacks=[
-        keras.callbacks.SwapEMAWeights(), RawWeightsValidation(val), keras.callbacks.CSVLogger("history.csv")])
+        keras.callbacks.SwapEMAWeights(), RawWeightsValidation(val), HistoryCSV("history.csv")])
     ```
     """
 
@@ -42,11 +42,3 @@ class RawWeightsValidation(keras.callbacks.Callback):
         for name, value in results.items():
             logs[raw_name(f"val_{name}")] = float(value)
 
-
-def raw_name(name):
-    """'val_loss' -> 'val_loss_raw'."""
-    return name + RAW_SUFFIX
-
-
-def is_raw(name):
-    return name.startswith("val_") and name.endswith(RAW_SUFFIX)

@@ -5,14 +5,14 @@ import csv
 import keras
 
 from experiments_manager.atomic import replaced_atomically
-from experiments_manager.monitor import RAW_SUFFIX
+from experiments_manager.monitor import raw_name
 
 
 class TrainingCurves(keras.callbacks.Callback):
     """Plots each logged quantity (train and validation together) per epoch.
 
-    Reads the history CSV written by `keras.callbacks.CSVLogger` (place this
-    callback after it), so a resumed run plots its whole history.
+    Reads the history CSV written by `HistoryCSV` (place this callback after
+    it), so a resumed run plots its whole history.
 
     Args:
         history_csv: the CSV with one row per epoch.
@@ -21,8 +21,7 @@ class TrainingCurves(keras.callbacks.Callback):
     Example:
 
     ```python
-    callbacks = [keras.callbacks.CSVLogger("history.csv", append=True),
-                 TrainingCurves("history.csv", "training_curves.png")]
+    callbacks = [HistoryCSV("history.csv"), TrainingCurves("history.csv", "training_curves.png")]
     ```
     """
 
@@ -64,11 +63,12 @@ def plot_history(history_csv, png):
     for index, name in enumerate(names):
         axes = figure.add_subplot((len(names) + 2) // 3, min(len(names), 3), index + 1)
         axes.plot(epochs, columns[name], label=f"train {name}")
+        raw = raw_name(f"val_{name}")  # EMA runs: the weights being trained, validated beside the averages
         if f"val_{name}" in columns:
-            axes.plot(epochs, columns[f"val_{name}"], label=f"validation {name}")
-        if f"val_{name}{RAW_SUFFIX}" in columns:  # EMA runs: the weights being trained, validated beside
-            axes.plot(epochs, columns[f"val_{name}{RAW_SUFFIX}"], linestyle="--",
-                      label=f"validation {name}, raw weights")
+            axes.plot(epochs, columns[f"val_{name}"],
+                      label=f"validation {name}" + (", EMA weights" if raw in columns else ""))
+        if raw in columns:
+            axes.plot(epochs, columns[raw], linestyle="--", label=f"validation {name}, raw weights")
         if "loss" in name and min(columns[name]) > 0:
             axes.set_yscale("log")
         axes.set_title(name)

@@ -64,11 +64,9 @@ class FederationServer:
         self.timings = []
         self.round_started = time.monotonic()
         self.callbacks = keras.callbacks.CallbackList(
-            [ours.ResolveMonitorMode(self.best, explicit=settings.monitored_loss_mode,
-                                     on_resolved=lambda resolved: experiment.update_run_info(
-                                         monitor_mode=resolved.mode)),
+            [ours.monitor_mode_resolver(self.best, experiment, settings),
              ours.EpochScalars(experiment.logs_dir),
-             keras.callbacks.CSVLogger(str(experiment.history_csv), append=True),
+             ours.HistoryCSV(experiment.history_csv),
              ours.TrainingCurves(experiment.history_csv, experiment.curves_png),
              ours.TrackBestValue(self.best, settings.path.name),
              ours.HParamsLogger(experiment.logs_dir, settings.hparams_for_logging(), self.best, experiment.name),

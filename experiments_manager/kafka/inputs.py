@@ -9,6 +9,7 @@ import logging
 from experiments_manager.errors import UserInputError
 from experiments_manager.kafka.connection import KafkaConnection, KafkaStalled, topic_names
 from experiments_manager.kafka.dataset import TrainingStream, ValidationSnapshot
+from experiments_manager.pipelines import samples_to_steps
 
 _LOG = logging.getLogger(__name__)
 PREFETCH_BATCHES = 4
@@ -71,7 +72,7 @@ class KafkaInput:
                                           "train_topic": train_topic, "val_topic": val_topic})
         self.train = batches_dataset(self.stream.blocks, schema).rebatch(settings.batch_size).prefetch(PREFETCH_BATCHES)
         self.val = batches_dataset(self.validation.batches, schema)
-        self.train_steps = max(1, settings.nb_train_samples // settings.batch_size)
+        self.train_steps = samples_to_steps(settings.nb_train_samples, settings.batch_size)
         self.val_steps = None
         self.val_restartable = True  # batches of an in-memory snapshot
         self.callbacks = [KafkaProgress(self.stream, self.validation, experiment)]

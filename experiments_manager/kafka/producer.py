@@ -157,8 +157,13 @@ def produce(settings, bootstrap_servers=None, epochs=1, partitions=1, splits=("t
         started = time.monotonic()
         with RecordProducer(connection, topic, partitions) as producer:
             for _ in range(passes):
-                dataset = settings_pipeline(settings, is_training).dataset
-                _publish_pass(producer, dataset, limit, settings, split, progress)
+                pipeline = settings_pipeline(settings, is_training)
+                if not limit and not pipeline.restartable:
+                    field = "nb_train_samples" if is_training else "nb_val_samples"
+                    raise UserInputError(f"{settings.path.name}: {field}: expected the number of samples to publish "
+                                         f"(the {split} pipeline is a generator)")
+                pass_limit = limit or (pipeline.steps * settings.batch_size if pipeline.steps else None)
+                _publish_pass(producer, pipeline.dataset, pass_limit, settings, split, progress)
         published.append(Publication(topic, producer.sent, time.monotonic() - started))
         _LOG.info("kafka: published %d records to %r at %s", producer.sent, topic, connection.bootstrap_servers)
     return published

@@ -1,4 +1,8 @@
-"""Decides, once the model's metrics exist, whether the monitored quantity is minimised or maximised."""
+"""Decides, once the model's metrics exist, whether the monitored quantity is minimised or maximised.
+
+Keras 3's own monitor callbacks decide their direction at their first epoch end too
+(`MonitorCallback._set_monitor_op`, "delay setup until the model's metrics are all built").
+"""
 
 import logging
 
@@ -43,7 +47,7 @@ class ResolveMonitorMode(keras.callbacks.Callback):
         self.resolved = None
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.resolved is not None:  # decided once per run (a federated client fits many times)
+        if self.resolved is not None:  # decided once per `fit` series on the same callbacks
             return
         self.resolved = resolve_monitor_mode(self.best.monitor, self.explicit, metric_directions(self.model))
         self.best.mode = self.resolved.mode
@@ -67,3 +71,9 @@ def metric_directions(model):
         if direction in ("up", "down"):
             found[metric.name] = direction
     return found
+
+
+def monitor_mode_resolver(best, experiment, settings, monitors=()):
+    """The `ResolveMonitorMode` of a run: the settings' `monitored_loss_mode`, the decision written to run.json."""
+    return ResolveMonitorMode(best, monitors, settings.monitored_loss_mode,
+                              on_resolved=lambda resolved: experiment.update_run_info(monitor_mode=resolved.mode))
