@@ -23,10 +23,7 @@ checkpoint and continues the same schedule; a federated client restarts the
 averages from the global weights at every round (`restart`).
 """
 
-import logging
-
 WARMUP_OFFSET = 40.0  # the 40 in (1 + n) / (40 + n)
-_LOG = logging.getLogger(__name__)
 
 
 def warmed_up_decay(updates, ceiling):

@@ -45,14 +45,12 @@ class Pipeline:
             dataset's own length, or the settings' nb_*_samples, decides).
         restartable: False when every new iteration continues where the last
             one stopped (a Python generator).
-        source: what the settings returned, in words (for logs).
     """
 
-    def __init__(self, dataset, steps=None, restartable=True, source="tf.data.Dataset"):
+    def __init__(self, dataset, steps=None, restartable=True):
         self.dataset = dataset
         self.steps = steps
         self.restartable = restartable
-        self.source = source
 
 
 def as_pipeline(returned, settings, training, seed=0):
@@ -93,13 +91,13 @@ def as_pipeline(returned, settings, training, seed=0):
             tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
         _LOG.info("%s: %s data: a %s of %d batches, %d per epoch (Keras 2 semantics)", settings.path.name, kind,
                   type(returned).__name__, length, steps)
-        return Pipeline(dataset, steps, source=type(returned).__name__)
+        return Pipeline(dataset, steps)
     if hasattr(returned, "__next__"):
         first = _as_batch(next(returned))
         stream = itertools.chain([first], (_as_batch(batch) for batch in returned))
         dataset = tf.data.Dataset.from_generator(lambda: stream, output_signature=_signature(first))
         steps = samples_to_steps(nb_samples, settings.batch_size) if nb_samples else None
-        return Pipeline(dataset, steps, restartable=False, source="generator")
+        return Pipeline(dataset, steps, restartable=False)
     raise UserInputError(f"{settings.path.name}: get_input_pipeline: expected a tf.data.Dataset, a "
                          f"keras.utils.Sequence or a generator of batches for {kind}, got {type(returned).__name__}")
 

@@ -325,10 +325,10 @@ class Trainer:
     def _record_learning_rate(self, optimizer, asked):
         """Records the rate the optimizer trains at, and says so when it is not `get_learningRate()`'s
         (a Keras 2 `lr=` that Keras ignored, say): hparams and sweeps would record the other one."""
-        rate = inner_optimizer(optimizer).get_config().get("learning_rate")
-        if not isinstance(rate, (int, float)):
+        rate = _fixed_learning_rate(optimizer)
+        if rate is None:
             return  # a schedule
-        self.experiment.update_run_info(learning_rate=float(rate))
+        self.experiment.update_run_info(learning_rate=rate)
         if isinstance(asked, (int, float)) and not math.isclose(rate, asked, rel_tol=1e-5):
             _LOG.warning("%s: get_optimizer: the optimizer trains at learning_rate=%g, not at %g from "
                          "get_learningRate() (which hparams and sweeps record); pass it the learning_rate argument",
@@ -414,8 +414,13 @@ def build_model(settings):
 def _plateau_can_set(optimizer, learning_rate):
     """LR-on-plateau only for a plain learning rate: a schedule owns it otherwise (the settings' own, or
     a Keras 2 legacy optimizer's `decay`), and Keras refuses to set it."""
+    return isinstance(learning_rate, (int, float)) and _fixed_learning_rate(optimizer) is not None
+
+
+def _fixed_learning_rate(optimizer):
+    """The optimizer's learning rate as a float, or None when a schedule gives it."""
     rate = inner_optimizer(optimizer).get_config().get("learning_rate")
-    return isinstance(learning_rate, (int, float)) and not isinstance(rate, dict)
+    return float(rate) if isinstance(rate, (int, float)) else None
 
 
 @contextlib.contextmanager

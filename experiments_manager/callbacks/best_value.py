@@ -13,8 +13,9 @@ class BestValue:
 
     Args:
         monitor: the name of the logged quantity, e.g. "val_loss".
-        mode: 'min' or 'max'; default: guessed from the name until
-            `ResolveMonitorMode` sets it from the model's metrics.
+
+    `mode` ('min' or 'max') is guessed from the name until `ResolveMonitorMode`
+    sets it from the model's metrics.
 
     Example:
 
@@ -25,9 +26,9 @@ class BestValue:
     ```
     """
 
-    def __init__(self, monitor, mode=None):
+    def __init__(self, monitor):
         self.monitor = monitor
-        self.mode = mode or monitor_mode(monitor)
+        self.mode = monitor_mode(monitor)
         self.value = None
         self.epoch = None
 
