@@ -143,6 +143,7 @@ OPTIONAL = {
     "used_gpu_IDs": ([], list_of_ints),
     "distribution_strategy": ("MirroredStrategy", of_type(str)),
     "use_profiling": (False, of_type(bool)),
+    "histogram_freq": (1, non_negative_int),
     "raw_data_dir_train": ("", None),
     "raw_data_dir_val": ("", None),
     "nb_train_samples": (None, optional_int),

@@ -5,7 +5,7 @@ This module does not import TensorFlow, so `experiments-manager list` is fast.
 Layout (DESIGN.md section 3):
 
 ```
-<workingFolder>/<session_name>_<YYYY-mm-dd--HH-MM-SS>_<key><value>.../
+<workingFolder>/<session_name>_<YYYY-mm-dd--HH-MM-SS>_<key>=<value>.../   (the hparams set on the command line)
   experiment_settings.py     copy of the settings file as run
   <model_name>.py            copy of the model file
   run.json                   status, command, hparams, seed, versions, best value, exports
@@ -33,6 +33,7 @@ from experiments_manager.errors import UserInputError
 
 SETTINGS_COPY_NAME = "experiment_settings.py"
 RUN_FILE_NAME = "run.json"
+SWEEP_SPEC_NAME = "sweep.json"  # a sweep folder's spec (sweep/folder.py): its trials' experiments are inside
 MAX_NAME_BYTES = 255
 STATUSES = ("running", "finished", "failed", "interrupted")
 
@@ -94,21 +95,26 @@ class Experiment:
         return self.root / f"{self.run_info()['model_name']}.py"
 
     @classmethod
-    def create(cls, settings, command, root=None):
+    def create(cls, settings, command, root=None, parent=None):
         """Creates a new experiment folder for `settings` and records run.json.
 
         Args:
             settings: a loaded `Settings`.
             command: the command line that started the run (list of str).
             root: the folder to create (a federated client's folder inside its
-                federation's); default: a new dated folder in `workingFolder`.
+                federation's); default: a new dated folder in `parent`.
+            parent: where the new dated folder goes; default: the settings' `workingFolder`.
         """
+        moment = datetime.datetime.now()  # one moment for the folder name and run.json's `started`
         if root is None:
-            parent = Path(settings.workingFolder)
+            parent = Path(parent if parent is not None else settings.workingFolder)
             parent.mkdir(parents=True, exist_ok=True)
-            root = make_unique_dir(parent, folder_name(settings.session_name, folder_stamp(), settings.hparams))
+            base = folder_name(settings.session_name, folder_stamp(moment), settings.overrides)
+            root = make_unique_dir(parent, base)
+            repeat = root.name[len(base) + 1:]  # '1' when a run with the same name started in the same second
         else:
             Path(root).mkdir(parents=True)
+            repeat = ""
         experiment = cls(root)
         shutil.copyfile(settings.path, experiment.settings_copy)
         shutil.copyfile(settings.model_file, root / f"{settings.model_name}.py")
@@ -118,6 +124,7 @@ class Experiment:
                 "command": list(command),
                 "settings_file": str(Path(settings.path).resolve()),
                 "model_name": settings.model_name,
+                "session_name": settings.session_name,
                 "hparams": _jsonable(settings.hparams),
                 "hparam_overrides": _jsonable(settings.overrides),
                 "monitored_loss_name": settings.monitored_loss_name,
@@ -125,7 +132,8 @@ class Experiment:
                 "versions": _versions(),
                 "git_commit": _git_commit(Path(settings.path).resolve().parent),
                 "host": socket.gethostname(),
-                "started": now(),
+                "started": now(moment),
+                "repeat": repeat,
                 "ended": None,
                 "epochs_completed": 0,
                 "best_value": None,
@@ -172,16 +180,52 @@ class Experiment:
         return info
 
     def mark_ended(self, status, **fields):
+        """Records how the run ended in run.json and in TensorBoard's HParams table."""
+        from experiments_manager.hparams_status import write_status
+
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        return self.update_run_info(status=status, ended=now(), **fields)
+        info = self.update_run_info(status=status, ended=now(), **fields)
+        write_status(self.logs_dir, status)
+        return info
+
+    def mark_resumed(self, command):
+        """Records that `command` continues this run: running again, its previous ending forgotten."""
+        from experiments_manager.hparams_status import clear_status
+
+        clear_status(self.logs_dir)
+        return self.update_run_info(status="running", resumed_by=list(command))
+
+    def label(self):
+        """A short, unique name for this run in tables (TensorBoard's HParams "Trial ID").
+
+        Its start time, the hparams set for it, then day and session:
+        '10:00:05 lr=0.1 (11-22 my_test)'. What tells runs apart comes first, as
+        narrow columns cut the end; a second run of the same name started in the
+        same second is '#1'.
+        """
+        info = self.run_info()
+        started = info.get("started") or ""
+        if len(started) < 19:
+            return self.name
+        repeat = [f"#{info['repeat']}"] if info.get("repeat") else []
+        day = " ".join(part for part in (started[5:10], info.get("session_name")) if part)
+        return " ".join([started[11:19], *repeat, *varied_hparams(info.get("hparam_overrides") or {}), f"({day})"])
 
 
-def folder_name(session_name, stamp, hparams):
-    """`<session>_<stamp>_<key><value>...`, safe on every file system, <= 255 bytes."""
-    parts = [session_name, stamp] + [f"{key}{value}" for key, value in hparams.items()]
+def folder_name(session_name, stamp, varied):
+    """`<session>_<stamp>_<key>=<value>...` for the hparams `varied` (set on the command line or by a sweep).
+
+    Safe on every file system, <= 255 bytes; floats to 4 significant digits (run.json keeps them whole).
+    """
+    parts = [session_name, stamp] + varied_hparams(varied)
     name = "_".join(_safe(str(part)) for part in parts if str(part) != "")
     return name.encode()[:MAX_NAME_BYTES - 8].decode(errors="ignore").rstrip("_")
+
+
+def varied_hparams(varied):
+    """['lr=0.001235', 'batchSize=32']: the hparams a run was given, short enough for names."""
+    return [f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in varied.items()]
 
 
 def _safe(text):
@@ -199,14 +243,14 @@ def make_unique_dir(parent, base):
     raise RuntimeError(f"could not create a unique folder under {parent}")
 
 
-def folder_stamp():
-    """This moment as dated folder names carry it: `2026-11-21--10-00-00`."""
-    return datetime.datetime.now().strftime("%Y-%m-%d--%H-%M-%S")
+def folder_stamp(moment=None):
+    """A moment (default: now) as dated folder names carry it: `2026-11-21--10-00-00`."""
+    return (moment or datetime.datetime.now()).strftime("%Y-%m-%d--%H-%M-%S")
 
 
-def now():
-    """This moment as ISO 8601 with the local offset, to the second (run.json's times)."""
-    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+def now(moment=None):
+    """A moment (default: now) as ISO 8601 with the local offset, to the second (run.json's times)."""
+    return (moment or datetime.datetime.now()).astimezone().isoformat(timespec="seconds")
 
 
 def _jsonable(value):
@@ -241,11 +285,14 @@ def _git_commit(folder):
 
 
 def find_experiments(working_folder):
-    """Experiment folders directly under `working_folder`, oldest first."""
+    """Experiment folders directly under `working_folder` and in its sweep folders (their trials), oldest first."""
     folder = Path(working_folder)
     if not folder.is_dir():
         raise UserInputError(f"{working_folder}: no such folder")
-    found = [Experiment(path.parent) for path in folder.glob(f"*/{RUN_FILE_NAME}")]
+    runs = list(folder.glob(f"*/{RUN_FILE_NAME}"))
+    for spec in folder.glob(f"*/{SWEEP_SPEC_NAME}"):
+        runs += spec.parent.glob(f"*/{RUN_FILE_NAME}")
+    found = [Experiment(path.parent) for path in runs]
     return sorted(found, key=lambda experiment: experiment.run_info().get("started") or "")
 
 

@@ -11,7 +11,7 @@ SWEEP_COLUMNS = ("sweep", "status", "trials", "best", "best_experiment")
 
 
 def experiment_rows(working_folder):
-    """One dict per experiment under `working_folder`, oldest first."""
+    """One dict per experiment under `working_folder` (a sweep's trials as `<sweep>/<experiment>`), oldest first."""
     rows = []
     for experiment in find_experiments(working_folder):
         info = experiment.run_info()
@@ -19,7 +19,7 @@ def experiment_rows(working_folder):
         versions = info.get("exported_versions") or []
         rows.append(
             {
-                "experiment": experiment.name,
+                "experiment": experiment.root.relative_to(working_folder).as_posix(),
                 "status": info.get("status", "?"),
                 "epoch": _progress(info),
                 "best": "-" if best is None else f"{info.get('monitored_loss_name', '')}={best:.4g}",

@@ -47,7 +47,8 @@ class TrainingOutcome:
         self.reason = reason
 
 
-def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_bootstrap_servers=None):
+def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_bootstrap_servers=None,
+          working_folder=None):
     """Trains a new experiment from a settings file.
 
     Args:
@@ -59,6 +60,8 @@ def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_b
             while training (e.g. a model server for `train --serve`).
         kafka_bootstrap_servers: 'host:port,...' overriding the settings'
             `kafka_bootstrap_servers` (used when `consume_data_from_kafka`).
+        working_folder: the folder to create the experiment in (default: the
+            settings' `workingFolder`; a sweep's trials go to the sweep folder).
 
     Returns:
         a `TrainingOutcome`.
@@ -78,7 +81,7 @@ def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_b
         return _train_as_worker(cluster, settings, resuming=False,
                                 experiment_at=lambda root: Experiment.create(settings, command or running_command(),
                                                                              root=root))
-    experiment = Experiment.create(settings, command or running_command())
+    experiment = Experiment.create(settings, command or running_command(), parent=working_folder)
     if servers:
         experiment.update_run_info(kafka_bootstrap_servers=servers)
     _LOG.info("Experiment folder: %s", experiment.root)
@@ -154,7 +157,7 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
     if cluster is not None and not cluster.is_chief:
         return _train_as_worker(cluster, settings, resuming=True, experiment_at=experiment.replica)
     servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))
-    experiment.update_run_info(status="running", resumed_by=list(command or running_command()))
+    experiment.mark_resumed(command or running_command())
     if servers:
         experiment.update_run_info(kafka_bootstrap_servers=servers)
     with _alongside(alongside, experiment):
@@ -488,28 +491,48 @@ class _CallbackPlan:
             [self.stop_on_signal]
             + averaging
             + [ours.monitor_mode_resolver(self.best, experiment, settings, monitors),
-               keras.callbacks.TerminateOnNaN(), ours.EpochScalars(experiment.logs_dir)]
+               keras.callbacks.TerminateOnNaN(), ours.LearningRateLogger()]
             + inputs.callbacks
             + _profiler(settings, experiment, inputs.train_steps or int(train_data.cardinality()))
-            + [
-               self.history,
-               ours.TrainingCurves(experiment.history_csv, experiment.curves_png),
-               ours.TrackBestValue(self.best, settings.path.name)]
+            + [self.history, ours.TrackBestValue(self.best, settings.path.name)]
+            + tensorboard_reports(experiment, settings, self.best, restored)
             + ([] if federated_client else [self.early_stopping])
             + plateau
             + _user_callbacks(settings, model, train_data, val_data, experiment)
-            + [ours.HParamsLogger(experiment.logs_dir, settings.hparams_for_logging(), self.best,
-                                  experiment.name, write_session_start=not restored),
-               *([] if federated_client else [
+            + [*([] if federated_client else [
                    ours.ExportOnImprovement(self.exporter, self.best, every_epoch=not settings.save_only_last_best_model)]),
                self.checkpoint,
                ours.RunInfoUpdater(experiment, self.best, self.exporter),
-               ours.ProjectorLogger(str(experiment.logs_dir / "projector"), val_data)]
+               ours.ProjectorLogger(str(experiment.logs_dir / "validation"), val_data)]
         )
 
     def epochs_completed(self):
         """Epochs fully done so far (the epoch in progress is redone on resume)."""
         return self.checkpoint.epochs_completed if self.checkpoint.epochs_completed is not None else self.initial_epoch
+
+
+def tensorboard_reports(experiment, settings, best, restored=None):
+    """The callbacks showing a run (or a federation's rounds) in TensorBoard and training_curves.png.
+
+    Placed after `HistoryCSV` and `TrackBestValue`: they read the epoch's logs
+    (with the learning rate and raw-weights validation added) and the best value.
+
+    Args:
+        experiment: the `Experiment`.
+        settings: the loaded `Settings`.
+        best: the run's `BestValue`.
+        restored: the checkpoint state a resumed run started from, or None.
+    """
+    from experiments_manager import callbacks as ours
+
+    writers = ours.SummaryWriters(experiment.logs_dir)  # one event file per run folder
+    histograms = [ours.WeightHistograms(writers, settings.histogram_freq)] if settings.histogram_freq else []
+    return [ours.EpochScalars(writers),
+            ours.ModelGraph(writers),
+            *histograms,
+            ours.TrainingCurves(experiment.history_csv, experiment.curves_png, best, title=experiment.name),
+            ours.HParamsLogger(writers, settings.hparams_for_logging(), best, experiment.label(),
+                               write_session_start=not restored)]
 
 
 def _profiler(settings, experiment, steps_per_epoch):

@@ -78,6 +78,22 @@ def single_experiment(working_folder):
     return runs[0]
 
 
+REAL_PARTS_REQUIRED = os.environ.get("EXPERIMENTS_MANAGER_REAL_PARTS") == "required"  # set by .ci/run
+
+
+def require_real_part(missing_reason):
+    """Skips the calling test when a real part (a system program) is missing: `missing_reason` is not None.
+
+    CI sets EXPERIMENTS_MANAGER_REAL_PARTS=required, where a missing part fails the test instead:
+    CI must never pass by skipping what it is meant to try.
+    """
+    if missing_reason is None:
+        return
+    if REAL_PARTS_REQUIRED:
+        pytest.fail(f"{missing_reason} (EXPERIMENTS_MANAGER_REAL_PARTS=required)")
+    pytest.skip(missing_reason)
+
+
 def read_run(experiment_dir):
     return json.loads((Path(experiment_dir) / "run.json").read_text())
 

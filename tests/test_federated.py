@@ -28,7 +28,7 @@ def test_simulation_learns_logs_every_round_and_exports_the_global_model(run_cli
     assert run["status"] == "finished" and run["rounds_completed"] == 3
     assert run["federated"]["strategy"] == "FedAvg" and run["federated"]["minFit"] == 2
     rounds = history(server)
-    assert [row["epoch"] for row in rounds] == ["0", "1", "2"]
+    assert [row["epoch"] for row in rounds] == ["1", "2", "3"]  # rounds counted from 1, as in the log
     val_losses = [float(row["val_loss"]) for row in rounds]
     assert val_losses[-1] < val_losses[0], val_losses  # the global model improves
     assert all(float(row["loss"]) > 0 for row in rounds)  # the clients' aggregated training loss

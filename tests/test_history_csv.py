@@ -12,21 +12,22 @@ def _rows(path):
 
 
 def test_a_resume_that_logs_new_columns_widens_the_header_and_keeps_every_value_in_place(tmp_path):
-    """An experiment of an earlier engine version (no val_loss_raw) resumed by this one."""
+    """An experiment of an earlier engine version (no val_loss_raw, epochs from 0) resumed by this one."""
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss,mae,val_loss,val_mae\n0,1.0,0.9,1.5,1.2\n1,0.8,0.7,1.1,1.0\n2,0.7,0.6,1.0,0.9\n")
     history = HistoryCSV(path)
-    history.truncate(2)  # resuming after epoch 2: epoch index 2 is redone
+    history.truncate(2)  # resuming after 2 epochs: the third is redone; the old rows are renumbered from 1
     history.on_epoch_end(2, {"loss": 0.6, "mae": 0.5, "val_loss": 0.9, "val_loss_raw": 0.95, "val_mae": 0.8,
                              "val_mae_raw": 0.85})
     history.on_epoch_end(3, {"loss": 0.5, "mae": 0.4, "val_loss": 0.8, "val_loss_raw": 0.85, "val_mae": 0.7,
                              "val_mae_raw": 0.75})
     header, rows = _rows(path)
     assert header == ["epoch", "loss", "mae", "val_loss", "val_mae", "val_loss_raw", "val_mae_raw"]
-    assert [row["epoch"] for row in rows] == ["0", "1", "2", "3"]
-    assert rows[1]["val_mae"] == "1.0" and rows[1]["val_loss_raw"] == ""  # old rows: blank where nothing was logged
+    assert [row["epoch"] for row in rows] == ["1", "2", "3", "4"]
+    # old rows: renumbered, blank where nothing was logged
+    assert rows[0]["loss"] == "1.0" and rows[1]["val_mae"] == "1.0" and rows[1]["val_loss_raw"] == ""
     assert rows[2]["val_mae"] == "0.8" and rows[2]["val_loss_raw"] == "0.95"
-    assert rows[3] == {"epoch": "3", "loss": "0.5", "mae": "0.4", "val_loss": "0.8", "val_mae": "0.7",
+    assert rows[3] == {"epoch": "4", "loss": "0.5", "mae": "0.4", "val_loss": "0.8", "val_mae": "0.7",
                        "val_loss_raw": "0.85", "val_mae_raw": "0.75"}
 
 
@@ -34,4 +35,4 @@ def test_a_new_file_has_epoch_first_then_sorted_columns(tmp_path):
     history = HistoryCSV(tmp_path / "history.csv")
     history.on_epoch_end(0, {"val_loss": 2.0, "loss": 1.0})
     history.on_epoch_end(1, {"val_loss": 1.5, "loss": 0.5})
-    assert (tmp_path / "history.csv").read_text() == "epoch,loss,val_loss\n0,1.0,2.0\n1,0.5,1.5\n"
+    assert (tmp_path / "history.csv").read_text() == "epoch,loss,val_loss\n1,1.0,2.0\n2,0.5,1.5\n"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, settings_variant, wait_for
+from conftest import (REGRESSION_SETTINGS, cli_command, cli_env, read_run, require_real_part, settings_variant,
+                      wait_for)
 
 WORKING_FOLDER = Path("experiments/examples/curve_fitting")
 QUICK = ("--hparam", "nbEpoch=2")
@@ -24,7 +25,8 @@ def sweep_folder(workdir):
 
 
 def experiment_folders(workdir):
-    return sorted(path.parent for path in (workdir / WORKING_FOLDER).glob("*/run.json"))
+    """Every experiment of the working folder: the trials' are in their sweep's folder."""
+    return sorted(path.parent for path in (workdir / WORKING_FOLDER).glob("*_sweep_*/*/run.json"))
 
 
 def results(folder):
@@ -81,6 +83,11 @@ def test_sweep_trains_every_trial_as_an_experiment(run_cli, workdir):
     assert min(trials.losses()) == best["best_value"]
     listing = run_cli("list", str(WORKING_FOLDER))
     assert re.search(rf"^{folder.name}\s+finished\s+4/4\s+val_loss=", listing.stdout, re.MULTILINE), listing.stdout
+    # the trials are in the sweep folder (tensorboard --logdir <sweep> compares them), and listed from there
+    assert not list((workdir / WORKING_FOLDER).glob("*/run.json"))
+    for experiment in experiments:
+        row = re.escape(f"{folder.name}/{experiment.name}")
+        assert re.search(rf"^{row}\s+finished\s+2/2", listing.stdout, re.MULTILINE), listing.stdout
 
 
 def test_a_killed_sweep_resumes_with_only_the_missing_trials(workdir, tmp_path):
@@ -170,8 +177,9 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(run_cli, workdir):
     assert f"best experiment:   {rows[36]['experiment']}" in result.stdout
 
 
-@pytest.mark.skipif(shutil.which("java") is None, reason="Spark needs Java, which is not installed on this machine")
 def test_parallel_sweep_runs_trials_at_once_on_spark(run_cli, workdir):
+    require_real_part(None if shutil.which("java") else
+                      "Spark needs Java, which is not installed on this machine (apt-get install openjdk-17-jre-headless)")
     result = run_cli("sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "4", "--parallelism", "2", "--seed", "5",
                      *QUICK, timeout=500)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,6 +1,7 @@
 """Training end to end: folder layout, run.json, EMA exports that load and predict like the in-process model."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -37,14 +38,14 @@ def test_run_finishes_with_the_documented_layout(trained):
     root = outcome.experiment.root if outcome.experiment.root.is_absolute() else workdir / outcome.experiment.root
     assert outcome.status == "finished" and outcome.exit_code == 0
     assert root.parent == workdir / WORKING_FOLDER
-    assert root.name.startswith("my_test_") and "nbEpoch3" in root.name and ":" not in root.name
+    # the session, the start and the hparams set on the command line (the rest is in run.json)
+    assert re.fullmatch(r"my_test_\d{4}-\d\d-\d\d--\d\d-\d\d-\d\d_nbEpoch=3", root.name), root.name
     assert (root / "experiment_settings.py").read_text() == (workdir / "examples/regression/every_epoch.py").read_text()
     assert (root / "model_curve_fitting.py").is_file()
     assert (root / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((root / "checkpoints").glob("ckpt-*/state.json"))
     assert (root / "logs/train").is_dir() and (root / "logs/validation").is_dir()
-    assert (root / "logs/projector/projector_config.pbtxt").is_file()
-    assert len((root / "logs/projector/metadata.tsv").read_text().splitlines()) == 500
+    # what TensorBoard shows of these files is tested through a real tensorboard in test_tensorboard.py
     assert not [p for p in (root / "exported_models").iterdir() if p.name.startswith(".")]
 
 

@@ -1,19 +1,27 @@
 """Benchmark: the engine's `train` against a plain `model.fit` on the same model, data and EMA optimizer.
 
 Each measurement runs in its own process (so TensorFlow state never carries over),
-alternating engine and plain runs, and reports the median of each and their ratio.
-Timed: from building the input pipelines to the end of training (the engine's run
-includes its export, checkpoints, TensorBoard, curves and projector).
-Also times `experiments-manager --help`.
+alternating the kinds, and reports the median wall time of each (and the CPU time
+of its process) and the ratios. Timed: from building the input pipelines to the
+end of training (the engine's run includes its export, checkpoints, TensorBoard
+scalars, weight histograms, graph, HParams, curves and projector).
+
+Kinds: `engine` (the defaults: weight histograms every epoch), `engine-no-histograms`
+(`histogram_freq = 0`: what the histograms cost), `plain` (`model.fit`).
+Also times `experiments-manager --help`. `--logging-costs` times instead each
+TensorBoard / report callback alone on the trained regression model (median of
+20 calls each, in this process): what one epoch end (or the end of training) costs.
 
 Usage (from the repository root):
 
-    .venv/bin/python tools/bench_train.py [--rounds 2] [--samples 100000] [--epochs 6] [--every-epoch]
+    .venv/bin/python tools/bench_train.py [--rounds 4] [--samples 100000] [--epochs 6] [--every-epoch]
+    .venv/bin/python tools/bench_train.py --logging-costs
 """
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -26,14 +34,18 @@ REPO = Path(__file__).resolve().parents[1]
 SETTINGS = "examples/regression/mysettings_curve_fitting.py"
 
 
-def bench_settings(workdir, samples, every_epoch):
+KINDS = ("engine", "engine-no-histograms", "plain")
+
+
+def bench_settings(workdir, samples, every_epoch, histogram_freq=1):
     """The regression example with more samples; exports on improvement (the default) or every epoch."""
-    shutil.copytree(REPO / "examples", workdir / "examples")
-    path = workdir / "examples/regression/bench.py"
+    if not (workdir / "examples").exists():
+        shutil.copytree(REPO / "examples", workdir / "examples")
+    path = workdir / f"examples/regression/bench_histograms{histogram_freq}.py"
     path.write_text(
         (REPO / SETTINGS).read_text()
         + f"\nnb_train_samples = {samples}\nsave_only_last_best_model = {not every_epoch}\n"
-        + "early_stopping_patience = 1000\n"
+        + f"early_stopping_patience = 1000\nhistogram_freq = {histogram_freq}\n"
     )
     return path
 
@@ -73,10 +85,69 @@ def run_plain(settings, epochs):
 
 
 def measure(kind, settings, epochs, workdir):
-    command = [sys.executable, __file__, "--worker", kind, "--settings", str(settings), "--epochs", str(epochs)]
+    """(wall seconds of the timed part, CPU seconds of the whole worker process)."""
+    worker = "plain" if kind == "plain" else "engine"
+    command = [sys.executable, __file__, "--worker", worker, "--settings", str(settings), "--epochs", str(epochs)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])["seconds"]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return json.loads(result.stdout.strip().splitlines()[-1])["seconds"], cpu
+
+
+def logging_costs(workdir, repeats=20):
+    """{callback: median seconds per call} of the reporting callbacks, on a 2-epoch run of the regression example."""
+    from experiments_manager import callbacks as ours
+    from experiments_manager import training
+    from experiments_manager.settings import load_settings
+
+    os.chdir(workdir)
+    settings = load_settings(bench_settings(workdir, 2000, False), {"nbEpoch": 2})
+    outcome = training.train(settings, command=["bench"])
+    model, experiment = outcome.model, outcome.experiment
+    val = settings.get_input_pipeline("", False, settings.batch_size, 1)
+    logs = json.loads(experiment.run_file.read_text())["last_epoch_logs"]
+    best = ours.BestValue("val_loss")
+    best.update(1, logs["val_loss"])
+    writers = ours.SummaryWriters(workdir / "cost_logs")
+    per_call = {
+        "EpochScalars (every epoch)": ours.EpochScalars(writers),
+        "WeightHistograms (every histogram_freq epochs)": ours.WeightHistograms(writers),
+        "TrainingCurves (every epoch)": ours.TrainingCurves(experiment.history_csv, workdir / "curves.png", best,
+                                                            title=experiment.name),
+        "HParamsLogger (every epoch)": ours.HParamsLogger(writers, settings.hparams_for_logging(), best, "bench"),
+        "ModelGraph (once)": ours.ModelGraph(writers),
+        "ProjectorLogger (once, 500 samples)": ours.ProjectorLogger(str(workdir / "cost_logs/validation"), val),
+    }
+    costs = {}
+    for name, callback in per_call.items():
+        callback.set_model(model)
+        callback.set_params({"epochs": 1000})
+        if name.startswith("HParams"):
+            callback.on_train_begin()
+        times = []
+        for repeat in range(repeats):
+            if name.startswith("ModelGraph"):
+                callback._written = False
+            start = time.perf_counter()
+            if "once" in name:
+                (callback.on_train_begin if name.startswith("ModelGraph") else callback.on_train_end)()
+            else:
+                callback.on_epoch_end(repeat, dict(logs))
+            times.append(time.perf_counter() - start)
+        costs[name] = statistics.median(times)
+    per_call["TrainingCurves (every epoch)"].on_train_end()  # the last drawing done
+    from experiments_manager.callbacks.training_curves import plot_history
+
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        plot_history(experiment.history_csv, workdir / "curves.png", title=experiment.name,
+                     best=("val_loss", 2, logs["val_loss"]))
+        times.append(time.perf_counter() - start)
+    costs["  TrainingCurves: the drawing, in its own thread"] = statistics.median(times)
+    return costs
 
 
 def help_wall_time(repeats=10):
@@ -91,10 +162,12 @@ def help_wall_time(repeats=10):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--samples", type=int, default=100000)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--every-epoch", action="store_true", help="export every epoch (worst case)")
+    parser.add_argument("--logging-costs", action="store_true",
+                        help="time each TensorBoard/report callback alone instead (milliseconds per call)")
     parser.add_argument("--worker", choices=("engine", "plain"), help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -104,19 +177,38 @@ def main():
         print(json.dumps({"seconds": run(arguments.settings, arguments.epochs)}))
         return
 
+    if arguments.logging_costs:
+        with tempfile.TemporaryDirectory() as folder:
+            costs = logging_costs(Path(folder))
+        print("reporting callbacks, regression example (median of 20 calls):")
+        for name, seconds in costs.items():
+            print(f"  {name:48s} {seconds * 1000:8.1f} ms")
+        return
+
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        settings = bench_settings(workdir, arguments.samples, arguments.every_epoch)
-        engine, plain = [], []
+        settings = {"engine": bench_settings(workdir, arguments.samples, arguments.every_epoch),
+                    "engine-no-histograms": bench_settings(workdir, arguments.samples, arguments.every_epoch, 0)}
+        settings["plain"] = settings["engine"]
+        wall, cpu = {kind: [] for kind in KINDS}, {kind: [] for kind in KINDS}
         for round_index in range(arguments.rounds):
-            engine.append(measure("engine", settings, arguments.epochs, workdir))
-            plain.append(measure("plain", settings, arguments.epochs, workdir))
-            print(f"round {round_index + 1}: engine {engine[-1]:.2f} s, plain fit {plain[-1]:.2f} s", flush=True)
-    ratio = statistics.median(engine) / statistics.median(plain)
+            order = KINDS if round_index % 2 == 0 else KINDS[::-1]  # alternate who goes first
+            for kind in order:
+                seconds, cpu_seconds = measure(kind, settings[kind], arguments.epochs, workdir)
+                wall[kind].append(seconds)
+                cpu[kind].append(cpu_seconds)
+            print(f"round {round_index + 1}: " + ", ".join(f"{kind} {wall[kind][-1]:.2f} s" for kind in KINDS),
+                  flush=True)
+    median = {kind: statistics.median(wall[kind]) for kind in KINDS}
     exports = "every epoch" if arguments.every_epoch else "on improvement"
-    print(f"train, {arguments.samples} samples x {arguments.epochs} epochs, export {exports}:")
-    print(f"  engine median {statistics.median(engine):.2f} s, plain model.fit median {statistics.median(plain):.2f} s")
-    print(f"  ratio engine/plain = {ratio:.3f}  (target <= 1.05)")
+    print(f"train, {arguments.samples} samples x {arguments.epochs} epochs, export {exports}, "
+          f"{arguments.rounds} rounds (medians; CPU: the whole process, TensorFlow import included):")
+    for kind in KINDS:
+        print(f"  {kind:21s} {median[kind]:6.2f} s   CPU {statistics.median(cpu[kind]):6.2f} s   "
+              f"rounds {', '.join(f'{value:.2f}' for value in wall[kind])}")
+    print(f"  ratio engine/plain = {median['engine'] / median['plain']:.3f}  (target <= 1.05)")
+    print(f"  weight histograms: engine/engine-no-histograms = "
+          f"{median['engine'] / median['engine-no-histograms']:.3f}")
     print(f"experiments-manager --help: median {help_wall_time():.3f} s  (target <= 0.5 s)")
 
 

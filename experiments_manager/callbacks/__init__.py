@@ -5,6 +5,8 @@ from experiments_manager.callbacks.epoch_scalars import EpochScalars
 from experiments_manager.callbacks.export_on_improvement import ExportOnImprovement
 from experiments_manager.callbacks.hparams_logger import HParamsLogger
 from experiments_manager.callbacks.history_csv import HistoryCSV
+from experiments_manager.callbacks.learning_rate_logger import LearningRateLogger
+from experiments_manager.callbacks.model_graph import ModelGraph
 from experiments_manager.callbacks.monitor_direction import ResolveMonitorMode, monitor_mode_resolver
 from experiments_manager.callbacks.projector import ProjectorLogger
 from experiments_manager.callbacks.proximal_step import ProximalStep
@@ -13,5 +15,7 @@ from experiments_manager.callbacks.resumable import ResumableEarlyStopping, Resu
 from experiments_manager.callbacks.run_info_updater import RunInfoUpdater
 from experiments_manager.callbacks.step_profiler import StepProfiler
 from experiments_manager.callbacks.stop_on_signal import StopOnSignal, TrainingInterrupted
+from experiments_manager.callbacks.summary_writers import SummaryWriters
 from experiments_manager.callbacks.training_checkpoint import TrainingCheckpoint
 from experiments_manager.callbacks.training_curves import TrainingCurves
+from experiments_manager.callbacks.weight_histograms import WeightHistograms

@@ -2,11 +2,13 @@
 
 import keras
 
+from experiments_manager.callbacks.summary_writers import shared_writers
+from experiments_manager.epochs import shown_epoch
 from experiments_manager.monitor import is_raw, metric_name
 
 
 class EpochScalars(keras.callbacks.Callback):
-    """Writes every epoch log to `logs/train` and `logs/validation` (tags `epoch_<name>`).
+    """Writes every epoch log to `logs/train` and `logs/validation` (tags `epoch_<name>`, step = epoch from 1).
 
     The validation of the raw (non-EMA) weights, `val_<name>_raw`, goes to
     `logs/validation_raw` under the same tags, so TensorBoard draws it in the
@@ -18,7 +20,7 @@ class EpochScalars(keras.callbacks.Callback):
     acts at epoch end. Profiling is `StepProfiler`'s job.
 
     Args:
-        log_dir: the experiment's logs folder.
+        writers: the experiment's `SummaryWriters` (or its logs folder).
 
     Example:
 
@@ -27,34 +29,21 @@ class EpochScalars(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, log_dir):
+    def __init__(self, writers):
         super().__init__()
-        self.log_dir = str(log_dir)
-        self._writers = None
-
-    def on_train_begin(self, logs=None):
-        self._writers = {}
-
-    def _writer(self, run):
-        import tensorflow as tf
-
-        if run not in self._writers:
-            self._writers[run] = tf.summary.create_file_writer(f"{self.log_dir}/{run}")
-        return self._writers[run]
+        self.writers = shared_writers(writers)
 
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
+        runs = set()
         for name, value in (logs or {}).items():
             run, tag = run_and_tag(name)
-            with self._writer(run).as_default():
-                tf.summary.scalar(f"epoch_{tag}", float(value), step=epoch)
-        for writer in self._writers.values():
-            writer.flush()
-
-    def on_train_end(self, logs=None):
-        for writer in (self._writers or {}).values():
-            writer.close()
+            runs.add(run)
+            with self.writers.writer(run).as_default():
+                tf.summary.scalar(f"epoch_{tag}", float(value), step=shown_epoch(epoch))
+        for run in runs:
+            self.writers.writer(run).flush()
 
 
 def run_and_tag(name):

@@ -5,6 +5,7 @@ import csv
 import keras
 
 from experiments_manager.atomic import replaced_atomically
+from experiments_manager.epochs import shown_epoch
 
 EPOCH = "epoch"
 
@@ -18,6 +19,7 @@ class HistoryCSV(keras.callbacks.Callback):
     puts values under the wrong names. Here the file is rewritten with the
     wider header when that happens (older rows blank there), then rows are
     appended. `truncate` drops the rows of epochs a resumed run will redo.
+    The `epoch` column counts from 1, as Keras' console and run.json do.
 
     Args:
         path: the CSV file.
@@ -36,7 +38,7 @@ class HistoryCSV(keras.callbacks.Callback):
         self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {EPOCH: epoch, **{name: float(value) for name, value in (logs or {}).items()}}
+        row = {EPOCH: shown_epoch(epoch), **{name: float(value) for name, value in (logs or {}).items()}}
         header, rows = self.read()
         if not header or set(row) - set(header):
             header = (header or [EPOCH]) + sorted(set(row) - set(header) - {EPOCH})
@@ -55,10 +57,17 @@ class HistoryCSV(keras.callbacks.Callback):
             return [], []
 
     def truncate(self, epochs_kept):
-        """Keeps the rows of the first `epochs_kept` epochs (a resumed run redoes the others)."""
+        """Keeps the rows of the first `epochs_kept` epochs (a resumed run redoes the others).
+
+        A file written by an earlier version, whose epochs counted from 0, is renumbered from 1.
+        """
         header, rows = self.read()
-        if header:
-            self._write(header, [row for row in rows if row.get(EPOCH) and int(row[EPOCH]) < epochs_kept])
+        if not header:
+            return
+        rows = [row for row in rows if row.get(EPOCH)]
+        if rows and int(rows[0][EPOCH]) == 0:
+            rows = [{**row, EPOCH: str(int(row[EPOCH]) + 1)} for row in rows]
+        self._write(header, [row for row in rows if int(row[EPOCH]) <= epochs_kept])
 
     def _write(self, header, rows):
         with replaced_atomically(self.path) as tmp, open(tmp, "w", newline="") as handle:

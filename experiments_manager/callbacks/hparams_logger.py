@@ -1,52 +1,57 @@
-"""Feeds TensorBoard's HParams dashboard: the run's hparams and its best monitored value."""
+"""Feeds TensorBoard's HParams dashboard: the run's hparams, its best monitored value and its status."""
 
 import keras
+
+from experiments_manager.callbacks.summary_writers import shared_writers
+from experiments_manager.epochs import shown_epoch
+
 
 
 class HParamsLogger(keras.callbacks.Callback):
     """Writes the HParams session of this run and `best_<monitor>` each epoch.
 
-    The session lives in the experiment's `logs/` folder, so
-    `tensorboard --logdir <workingFolder>` compares every experiment at once.
+    The session lives in the experiment's `logs/` folder. No experiment
+    (`hparams_config`) summary is written: TensorBoard then builds the HParams
+    table from every session it finds under its logdir, so one experiment, a
+    working folder, a sweep's trials or a parent of several working folders all
+    show every hparam of every run (a config per run would make TensorBoard pick
+    one run's columns for all). Integer hparams are logged as text, which
+    TensorBoard shows as written ("32", not "32.000"). The session's status is
+    written when the run ends (`experiments_manager.hparams_status`).
 
     Args:
-        log_dir: the experiment's logs folder.
+        writers: the experiment's `SummaryWriters` (or its logs folder).
         hparams: dict of name -> bool/int/float/str.
         best: the `BestValue` (updated earlier in the same epoch).
-        trial_id: a name for this run (the experiment folder name).
+        trial_id: the run's name in the HParams table (unique per run).
         write_session_start: False on resume, where the session already exists.
+
+    Example:
+
+    ```python
+    HParamsLogger("logs", {"lr": 0.1, "batchSize": 32}, best, trial_id="10:00:05 lr=0.1 (11-22 my_test)")
+    ```
     """
 
-    def __init__(self, log_dir, hparams, best, trial_id, write_session_start=True):
+    def __init__(self, writers, hparams, best, trial_id, write_session_start=True):
         super().__init__()
-        self.log_dir = str(log_dir)
+        self.writers = shared_writers(writers)
         self.hparams = hparams
         self.best = best
         self.trial_id = trial_id
         self.write_session_start = write_session_start
-        self._writer = None
 
     @property
     def best_tag(self):
         return f"best_{self.best.monitor}"
 
     def on_train_begin(self, logs=None):
-        import tensorflow as tf
         from tensorboard.plugins.hparams import api as hp
 
-        self._writer = tf.summary.create_file_writer(self.log_dir)
         if self.write_session_start:
-            with self._writer.as_default():
-                hp.hparams_config(
-                    hparams=[hp.HParam(name) for name in self.hparams],
-                    metrics=[
-                        hp.Metric(self.best_tag),
-                        hp.Metric("epoch_loss", group="train", display_name="loss (train)"),
-                        hp.Metric("epoch_loss", group="validation", display_name="loss (validation)"),
-                    ],
-                )
-                hp.hparams(self.hparams, trial_id=self.trial_id)
-            self._writer.flush()
+            with self.writers.writer(".").as_default():
+                hp.hparams(shown_hparams(self.hparams), trial_id=self.trial_id)
+            self.writers.writer(".").flush()
             self.write_session_start = False  # a federated client calls fit once per round
 
     def on_epoch_end(self, epoch, logs=None):
@@ -54,10 +59,13 @@ class HParamsLogger(keras.callbacks.Callback):
 
         if self.best.value is None:
             return
-        with self._writer.as_default():
-            tf.summary.scalar(self.best_tag, self.best.value, step=epoch)
-        self._writer.flush()
+        with self.writers.writer(".").as_default():
+            tf.summary.scalar(self.best_tag, self.best.value, step=shown_epoch(epoch))
+        self.writers.writer(".").flush()
 
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.close()
+
+def shown_hparams(hparams):
+    """hparams as TensorBoard shows them best: ints as text (it prints every number with 5 digits)."""
+    return {key: str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+            for key, value in hparams.items()}
+

@@ -1,20 +1,44 @@
-"""Writes the TensorBoard projector of model outputs on a sample of validation data."""
+"""TensorBoard's projector: the model's outputs on a sample of validation data."""
+
+import glob
+import logging
+import os
 
 import numpy as np
 import keras
+
+from experiments_manager.atomic import replaced_atomically, write_text_atomically
+from experiments_manager.epochs import shown_epoch
+
+_LOG = logging.getLogger(__name__)
+MAX_SIDE_COLUMNS = 64  # small outputs are shown beside inputs and labels this small
 
 
 class ProjectorLogger(keras.callbacks.Callback):
     """At the end of training, embeds the model outputs of validation samples.
 
-    Runs after Keras has swapped the EMA weights into the model (end of `fit`),
-    so the projector shows what the exported model computes. Each point's
-    metadata is its label when the label is one value per sample, else its index.
+    Runs after Keras has put the EMA weights into the model (end of `fit`), so
+    the projector shows what the exported model computes. The files go to
+    `<run>/plugins/org_tensorflow_tensorboard_projector/` of the experiment's `validation` run, where
+    TensorBoard's projector finds them from any parent logdir (the experiment,
+    its working folder, a folder of several); the embedding itself is a
+    checkpoint in the run folder (`projector.ckpt-<epoch>`).
+
+    Each point is one validation sample; its metadata are its index, its label
+    and the model's prediction (the class, for one-hot labels and outputs).
+    Outputs of fewer than 3 values per sample cannot be projected in 3-D: they
+    are shown beside the sample's inputs and label (see `embedding_of`).
 
     Args:
-        log_dir: folder for the projector files (e.g. `logs/projector`).
+        log_dir: the experiment's `validation` run folder (e.g. `logs/validation`).
         dataset: the validation `tf.data.Dataset` of (x, y) batches.
-        max_samples: how many samples to embed.
+        max_samples: how many samples to embed (default 500).
+
+    Example:
+
+    ```python
+    model.fit(..., callbacks=[ProjectorLogger("logs/validation", val_dataset)])
+    ```
     """
 
     def __init__(self, log_dir, dataset, max_samples=500):
@@ -23,50 +47,138 @@ class ProjectorLogger(keras.callbacks.Callback):
         self.dataset = dataset
         self.max_samples = max_samples
 
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch = epoch
+
     def on_train_end(self, logs=None):
-        outputs, labels = self._sample()
-        if outputs is None:
-            return
-        write_projector(self.log_dir, outputs, labels)
+        # a view for TensorBoard: whatever goes wrong here must not fail a trained run
+        try:
+            sample = self._sample()
+            if sample is not None:
+                write_projector(self.log_dir, *sample, step=shown_epoch(getattr(self, "_epoch", 0)))
+        except Exception as error:  # noqa: BLE001
+            _LOG.warning("TensorBoard projector not written (%s: %s)", type(error).__name__, error)
 
     def _sample(self):
-        outputs, labels, count = [], [], 0
+        """(inputs, outputs, labels) as float rows; inputs and labels are None where not numeric or too wide."""
+        inputs, outputs, labels, count = [], [], [], 0
         for x, y in self.dataset:
-            prediction = self.model(x, training=False)
-            outputs.append(_flatten_per_sample(prediction))
-            labels.append(_flatten_per_sample(y))
+            outputs.append(_per_sample(self.model(x, training=False)))
+            if outputs[-1] is None:
+                return None
+            inputs.append(_per_sample(x, MAX_SIDE_COLUMNS))
+            labels.append(_per_sample(y, MAX_SIDE_COLUMNS))
             count += outputs[-1].shape[0]
             if count >= self.max_samples:
                 break
         if not outputs:
-            return None, None
-        return np.concatenate(outputs)[: self.max_samples], np.concatenate(labels)[: self.max_samples]
+            return None
+        return tuple(None if any(batch is None for batch in part) else np.concatenate(part)[: self.max_samples]
+                     for part in (inputs, outputs, labels))
 
 
-def _flatten_per_sample(structure):
+def _per_sample(structure, max_columns=None):
+    """Every tensor of a (nested) structure as float rows, one per sample, side by side.
+
+    None when a tensor is not numeric (text, sparse, ragged) or there are more than `max_columns` numbers per sample.
+    """
     import tensorflow as tf
 
-    parts = [np.asarray(tf.cast(t, tf.float32)) for t in tf.nest.flatten(structure)]
+    def numeric(tensor):  # a sparse or ragged tensor is neither a tf.Tensor nor an array
+        if not isinstance(tensor, (tf.Tensor, np.ndarray)):
+            return False
+        dtype = tf.as_dtype(tensor.dtype)
+        return dtype.is_floating or dtype.is_integer or dtype.is_bool
+
+    tensors = tf.nest.flatten(structure)
+    if not all(numeric(tensor) for tensor in tensors):
+        return None
+    widths = [int(np.prod(t.shape[1:])) for t in tensors]
+    if max_columns is not None and sum(widths) > max_columns:
+        return None
+    parts = [np.asarray(tf.cast(t, tf.float32)) for t in tensors]
     return np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=1)
 
 
-def write_projector(log_dir, outputs, labels):
-    """Saves `outputs` (N x D) as a projector embedding with a metadata TSV."""
-    import os
+def embedding_of(inputs, outputs, labels):
+    """(tensor N x D, its name): the outputs; outputs of fewer than 3 numbers get what makes them 3-D beside them.
 
+    The projector's PCA view needs 3 dimensions (2 draw nothing: "variance NaN%"). Beside such outputs go the
+    inputs and the true values when they are given (numeric, up to 64 numbers each: for a curve fit, the points
+    x, predicted y, true y), then the error |output - label| while still short of 3 columns (an image regression).
+
+    Args:
+        inputs: N x I floats, or None (not numeric or too wide).
+        outputs: N x O floats.
+        labels: N x L floats, or None.
+    """
+    if outputs.shape[1] >= 3:
+        return outputs, "model_outputs"
+    parts, names = [outputs], ["outputs"]
+    if inputs is not None:
+        parts, names = [inputs] + parts, ["inputs"] + names
+    if labels is not None:
+        parts, names = parts + [labels], names + ["labels"]
+        if sum(part.shape[1] for part in parts) < 3 and labels.shape == outputs.shape:
+            parts, names = parts + [np.abs(outputs - labels)], names + ["error"]
+    return np.concatenate(parts, axis=1), "_".join(names)
+
+
+def metadata_columns(outputs, labels):
+    """{column: values}: index, label and prediction (classes for one-hot labels or class-index labels).
+
+    `labels` may be None (not numeric or too wide): then index and prediction only.
+    """
+    columns = {"index": [str(index) for index in range(len(outputs))]}
+    if labels is None:
+        if outputs.shape[1] == 1:
+            columns["prediction"] = [f"{value:.6g}" for value in outputs[:, 0]]
+        return columns
+    classes = (labels.shape[1] > 1 and labels.shape[1] == outputs.shape[1] and np.isin(labels, (0, 1)).all()
+               and np.all(labels.sum(axis=1) == 1))  # one-hot
+    if labels.shape[1] == 1:
+        columns["label"] = [f"{value:.6g}" for value in labels[:, 0]]
+    elif classes:
+        columns["label"] = [str(value) for value in labels.argmax(axis=1)]
+    if outputs.shape[1] == 1:
+        columns["prediction"] = [f"{value:.6g}" for value in outputs[:, 0]]
+    elif classes or labels.shape[1] == 1 and np.all(labels == np.round(labels)):  # sparse class labels
+        columns["prediction"] = [str(value) for value in outputs.argmax(axis=1)]
+    return columns
+
+
+def write_projector(log_dir, inputs, outputs, labels, step=1):
+    """Writes the embedding (a checkpoint in the run folder), its metadata and the projector config.
+
+    The metadata TSV has a header when it has several columns. The checkpoint
+    is written last and under a new name (`projector.ckpt-<step>`): TensorBoard's
+    projector reloads a run when its latest checkpoint changes, so a TensorBoard
+    already running shows the new embedding; the previous one is then removed.
+    """
     import tensorflow as tf
     from tensorboard.plugins import projector
+    from tensorboard.plugins.projector import metadata
 
-    os.makedirs(log_dir, exist_ok=True)
-    with open(os.path.join(log_dir, "metadata.tsv"), "w") as handle:
-        if labels.shape[1] == 1:
-            handle.writelines(f"{value:.6g}\n" for value in labels[:, 0])
-        else:
-            handle.writelines(f"{index}\n" for index in range(len(outputs)))
-    embedding = tf.Variable(outputs, name="model_outputs")
-    tf.train.Checkpoint(embedding=embedding).save(os.path.join(log_dir, "embedding.ckpt"))
+    folder = os.path.join(log_dir, metadata.PLUGINS_DIR, metadata.PLUGIN_ASSETS_NAME)
+    os.makedirs(folder, exist_ok=True)
+    tensor, name = embedding_of(inputs, outputs, labels)
+    columns = metadata_columns(outputs, labels)
+    with replaced_atomically(os.path.join(folder, "metadata.tsv")) as tmp, open(tmp, "w") as handle:
+        if len(columns) > 1:  # the projector reads a header only when there are several columns
+            handle.write("\t".join(columns) + "\n")
+        handle.writelines("\t".join(row) + "\n" for row in zip(*columns.values()))
     config = projector.ProjectorConfig()
     item = config.embeddings.add()
-    item.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
+    item.tensor_name = name
     item.metadata_path = "metadata.tsv"
-    projector.visualize_embeddings(log_dir, config)
+    write_text_atomically(os.path.join(folder, metadata.PROJECTOR_FILENAME), str(config))
+    previous = glob.glob(os.path.join(glob.escape(str(log_dir)), "projector.ckpt-*"))
+    prefix = f"projector.ckpt-{step}"
+    tf.raw_ops.SaveV2(prefix=os.path.join(log_dir, prefix), tensor_names=[name], shape_and_slices=[""],
+                      tensors=[tf.constant(tensor, tf.float32)])
+    # the checkpoint state TensorBoard (tf.train.latest_checkpoint) reads, replaced last
+    write_text_atomically(os.path.join(log_dir, "checkpoint"),
+                          f'model_checkpoint_path: "{prefix}"\nall_model_checkpoint_paths: "{prefix}"\n')
+    for path in previous:
+        if not os.path.basename(path).startswith(prefix + "."):
+            os.remove(path)

@@ -2,6 +2,8 @@
 
 import keras
 
+from experiments_manager.epochs import shown_epoch
+
 
 class RunInfoUpdater(keras.callbacks.Callback):
     """Writes progress into the experiment's run.json after each epoch.
@@ -20,9 +22,9 @@ class RunInfoUpdater(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         progress = {
-            "epochs_completed": epoch + 1,
+            "epochs_completed": shown_epoch(epoch),  # n epochs done: the last one is epoch n
             "best_value": self.best.value,
-            "best_epoch": None if self.best.epoch is None else self.best.epoch + 1,
+            "best_epoch": None if self.best.epoch is None else shown_epoch(self.best.epoch),
             "last_epoch_logs": {key: float(value) for key, value in (logs or {}).items()},
         }
         if self.exporter is not None:

@@ -1,37 +1,84 @@
 """Draws training_curves.png from history.csv after every epoch."""
 
 import csv
+import logging
+import threading
 
 import keras
 
 from experiments_manager.atomic import replaced_atomically
-from experiments_manager.monitor import raw_name
+from experiments_manager.epochs import shown_epoch
+from experiments_manager.monitor import metric_name, raw_name
+
+LEARNING_RATE = "learning_rate"
+_LOG = logging.getLogger(__name__)
+_NO_BEST = object()  # a drawing asked for before any best value (None means: nothing pending)
+_MATPLOTLIB = threading.Lock()  # matplotlib's font and text caches are not thread-safe: one drawing at a time
 
 
 class TrainingCurves(keras.callbacks.Callback):
-    """Plots each logged quantity (train and validation together) per epoch.
+    """Plots each logged quantity per epoch: train, validation (EMA and raw weights), learning rate.
 
     Reads the history CSV written by `HistoryCSV` (place this callback after
-    it), so a resumed run plots its whole history.
+    it, and after `TrackBestValue`), so a resumed run plots its whole history.
+    The best epoch of the monitored quantity is marked in every panel.
+
+    Drawing takes a few tenths of a second, so it happens in a background
+    thread while the next epoch trains; a drawing still pending when a new epoch
+    ends is replaced by the newer one, and the end of training waits for the
+    last. A drawing that fails is logged, never raised.
 
     Args:
         history_csv: the CSV with one row per epoch.
         png: the image to (re)write, atomically.
+        best: the run's `BestValue`, or None (no best epoch marked).
+        title: the figure's title (default: none), e.g. the experiment's name.
 
     Example:
 
     ```python
-    callbacks = [HistoryCSV("history.csv"), TrainingCurves("history.csv", "training_curves.png")]
+    callbacks = [HistoryCSV("history.csv"), TrackBestValue(best, "settings.py"),
+                 TrainingCurves("history.csv", "training_curves.png", best, title="my_test lr=0.1")]
     ```
     """
 
-    def __init__(self, history_csv, png):
+    def __init__(self, history_csv, png, best=None, title=None):
         super().__init__()
         self.history_csv = history_csv
         self.png = png
+        self.best = best
+        self.title = title
+        self._lock = threading.Lock()
+        self._pending = None  # the newest drawing asked for, not started yet
+        self._worker = None
 
     def on_epoch_end(self, epoch, logs=None):
-        plot_history(self.history_csv, self.png)
+        best = None
+        if self.best is not None and self.best.epoch is not None:
+            best = (self.best.monitor, shown_epoch(self.best.epoch), self.best.value)
+        with self._lock:
+            self._pending = _NO_BEST if best is None else best
+            if self._worker is None:  # not a daemon: an interrupted run exits after the drawing, not in its middle
+                self._worker = threading.Thread(target=self._draw_pending, name="training-curves")
+                self._worker.start()
+
+    def on_train_end(self, logs=None):
+        worker = self._worker
+        if worker is not None:
+            worker.join()
+
+    def _draw_pending(self):
+        while True:
+            with self._lock:
+                if self._pending is None:
+                    self._worker = None
+                    return
+                best, self._pending = self._pending, None
+            try:
+                with _MATPLOTLIB:  # several runs in one process (federated simulation clients)
+                    plot_history(self.history_csv, self.png, title=self.title, best=None if best is _NO_BEST else best)
+            except Exception as error:  # noqa: BLE001
+                _LOG.warning("%s not drawn (%s: %s)", self.png, type(error).__name__, error)
 
 
 def read_history(history_csv):
@@ -48,33 +95,84 @@ def read_history(history_csv):
     return columns
 
 
-def plot_history(history_csv, png):
-    """Writes one subplot per quantity, validation beside training."""
+def panel_names(columns):
+    """The quantities drawn, one panel each: the loss first, the learning rate last."""
+    names = [name for name in columns if not name.startswith("val_") and name != "epoch"]
+    return sorted(names, key=lambda name: (name == LEARNING_RATE, name != "loss", name))
+
+
+def plot_history(history_csv, png, title=None, best=None):
+    """Writes one panel per quantity, validation beside training, the best epoch marked.
+
+    Args:
+        history_csv: the CSV written by `HistoryCSV` (column `epoch` counted from 1).
+        png: the image to write.
+        title: the figure's title, or None.
+        best: (monitored name, epoch from 1, value), or None.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     columns = read_history(history_csv)
-    epochs = [value + 1 for value in columns.pop("epoch", [])]
-    names = sorted(name for name in columns if not name.startswith("val_"))
+    epochs = columns.get("epoch", [])
+    names = panel_names(columns)
     if not epochs or not names:
         return
-    figure = Figure(figsize=(5 * min(len(names), 3), 3.5 * ((len(names) + 2) // 3)))
+    ncols = min(len(names), 3)
+    nrows = (len(names) + 2) // 3
+    figure = Figure(figsize=(5 * ncols, 3.6 * nrows + 0.6))
     FigureCanvasAgg(figure)
     for index, name in enumerate(names):
-        axes = figure.add_subplot((len(names) + 2) // 3, min(len(names), 3), index + 1)
+        axes = figure.add_subplot(nrows, ncols, index + 1)
+        _panel(axes, name, epochs, columns, best)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        figure.suptitle(title, fontsize=11)
+    # fixed margins: tight_layout doubled the drawing time, which runs every epoch
+    figure.subplots_adjust(left=0.09, right=0.97, bottom=0.13 / nrows, top=1 - 0.6 / (3.6 * nrows + 0.6) - 0.06,
+                           wspace=0.35, hspace=0.55)
+    with replaced_atomically(png) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
+
+
+def _PlainLogFormatter(**options):
+    """Matplotlib's log-axis labelling (which ticks get a label), written as plain numbers."""
+    from matplotlib.ticker import LogFormatter
+
+    class PlainLogFormatter(LogFormatter):
+        def _pprint_val(self, x, d):
+            return f"{x:g}"
+
+    return PlainLogFormatter(**options)
+
+
+def _panel(axes, name, epochs, columns, best):
+    if name == LEARNING_RATE:
+        axes.plot(epochs, columns[name], color="tab:gray", label="learning rate")
+        label = "learning rate"
+    else:
         axes.plot(epochs, columns[name], label=f"train {name}")
-        raw = raw_name(f"val_{name}")  # EMA runs: the weights being trained, validated beside the averages
-        if f"val_{name}" in columns:
-            axes.plot(epochs, columns[f"val_{name}"],
+        validation, raw = f"val_{name}", raw_name(f"val_{name}")  # EMA runs: the raw weights validated beside
+        if validation in columns:
+            axes.plot(epochs, columns[validation],
                       label=f"validation {name}" + (", EMA weights" if raw in columns else ""))
         if raw in columns:
             axes.plot(epochs, columns[raw], linestyle="--", label=f"validation {name}, raw weights")
-        if "loss" in name and min(columns[name]) > 0:
-            axes.set_yscale("log")
-        axes.set_title(name)
-        axes.set_xlabel("epoch")
-        axes.legend()
-    # fixed margins: tight_layout doubled the drawing time, which runs every epoch
-    figure.subplots_adjust(left=0.08, right=0.97, bottom=0.15, top=0.88, wspace=0.3, hspace=0.5)
-    with replaced_atomically(png) as tmp:
-        figure.savefig(tmp, format="png")
+        label = name
+    values = [value for value in columns[name] if value == value]
+    if (name == LEARNING_RATE or "loss" in name) and values and min(values) > 0:
+        axes.set_yscale("log")
+        # plain numbers ('0.2'): the default 10^x labels go through mathtext, half the drawing time
+        axes.yaxis.set_major_formatter(_PlainLogFormatter())
+        axes.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+    if best is not None:
+        monitor, epoch, value = best
+        axes.axvline(epoch, color="tab:red", linestyle=":", linewidth=1)
+        if metric_name(monitor) == name and value is not None:
+            axes.plot([epoch], [value], marker="o", color="tab:red", linestyle="none",
+                      label=f"best {monitor} {value:.4g} (epoch {epoch})")
+    axes.set_title(label, y=1.0)  # a fixed position: matplotlib otherwise measures every tick label to place it
+    axes.set_xlabel("epoch")
+    axes.set_ylabel(label)
+    axes.legend(fontsize=8)

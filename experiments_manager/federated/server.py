@@ -43,7 +43,7 @@ class FederationServer:
         from experiments_manager.export import Exporter
         from experiments_manager.inputs import settings_pipeline, steps_per_epoch
         from experiments_manager.keras2_metrics import keras2_metrics
-        from experiments_manager.training import build_model
+        from experiments_manager.training import build_model, tensorboard_reports
 
         self.experiment = experiment
         self.settings = settings
@@ -65,11 +65,9 @@ class FederationServer:
         self.round_started = time.monotonic()
         self.callbacks = keras.callbacks.CallbackList(
             [ours.monitor_mode_resolver(self.best, experiment, settings),
-             ours.EpochScalars(experiment.logs_dir),
              ours.HistoryCSV(experiment.history_csv),
-             ours.TrainingCurves(experiment.history_csv, experiment.curves_png),
              ours.TrackBestValue(self.best, settings.path.name),
-             ours.HParamsLogger(experiment.logs_dir, settings.hparams_for_logging(), self.best, experiment.name),
+             *tensorboard_reports(experiment, settings, self.best),
              ours.ExportOnImprovement(self.exporter, self.best, every_epoch=not settings.save_only_last_best_model),
              ours.RunInfoUpdater(experiment, self.best, self.exporter)],
             model=self.model,

@@ -7,8 +7,10 @@ trials.pickle         hyperopt Trials of the finished trials, rewritten after ea
 results.csv           one row per trial: hparams, status, best value and epoch, seconds, experiment folder
 loss_vs_hparams.png   each trial's best value against each swept hparam
 trials/<key>.json     each trial's record (experiment folder, pid, status), and <key>.log its output
+<session>_<stamp>_<swept hparams>/   each trial's experiment: an ordinary experiment folder
 ```
-The trials' experiments are ordinary experiment folders beside it in `workingFolder`.
+With the trials inside, `tensorboard --logdir <sweep folder>` compares them alone, and
+`tensorboard --logdir <workingFolder>` compares them with every other run.
 """
 
 import hashlib
@@ -18,8 +20,9 @@ from pathlib import Path
 
 from experiments_manager.atomic import write_json_atomically
 from experiments_manager.errors import UserInputError
-from experiments_manager.experiment import folder_stamp, make_unique_dir, now
-SPEC_FILE_NAME = "sweep.json"
+from experiments_manager.experiment import SWEEP_SPEC_NAME, folder_stamp, make_unique_dir, now
+
+SPEC_FILE_NAME = SWEEP_SPEC_NAME
 STOP_FILE_NAME = "STOPPING"
 SWEEP_STATUSES = ("running", "finished", "failed", "interrupted")
 

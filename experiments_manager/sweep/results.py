@@ -102,7 +102,8 @@ def summary_lines(sweep, rows, monitor, working_folder):
                   f"serve it:          experiments-manager serve --model_dir {best['experiment']}"]
     lines += [f"results:           {sweep.results_csv}",
               f"loss vs hparams:   {sweep.plot_png}",
-              f"TensorBoard:       tensorboard --logdir {working_folder}   (HParams tab: every trial)"]
+              f"TensorBoard:       tensorboard --logdir {sweep.root}   (HParams tab: every trial;"
+              f" --logdir {working_folder}: with every other run)"]
     return lines
 
 

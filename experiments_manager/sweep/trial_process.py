@@ -57,15 +57,17 @@ def main(argv=None):
     _stop_when_orphaned(arguments.parent_pid)
     record = TrialRecord(arguments.record)
 
+    sweep_root = record.path.parent.parent
+
     def noted(experiment):  # `alongside` hook: called once the experiment folder exists
-        return _noted(record, experiment, sweep_root=record.path.parent.parent)
+        return _noted(record, experiment, sweep_root=sweep_root)
 
     try:
         if arguments.resume:
             outcome = training.resume(arguments.resume, alongside=noted)
         else:
             hparams = json.loads(arguments.hparams_json)
-            outcome = training.train(arguments.settings, hparams, alongside=noted,
+            outcome = training.train(arguments.settings, hparams, alongside=noted, working_folder=sweep_root,
                                      command=equivalent_train_command(arguments.settings, hparams))
     except UserInputError as error:
         for problem in error.problems:

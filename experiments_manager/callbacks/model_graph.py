@@ -1,0 +1,61 @@
+"""The model's graph for TensorBoard's Graphs tab."""
+
+import logging
+
+import keras
+
+from experiments_manager.callbacks.summary_writers import shared_writers
+
+_LOG = logging.getLogger(__name__)
+
+
+class ModelGraph(keras.callbacks.Callback):
+    """Writes the graph of the model's inference call to the `train` run, once, when training begins.
+
+    The model is traced once for its declared inputs (`model.input`, a tensor,
+    list or dict); a subclassed model without declared inputs has no graph (a
+    log line says so). Keras' `TensorBoard(write_graph=True)` writes the
+    training step's graph instead, which needs a hook on every batch. Tracing
+    errors are logged, never raised: the graph is a view, not part of training.
+
+    Args:
+        writers: the experiment's `SummaryWriters` (or its logs folder).
+
+    Example:
+
+    ```python
+    model.fit(..., callbacks=[ModelGraph("logs")])   # tensorboard --logdir logs: Graphs tab
+    ```
+    """
+
+    def __init__(self, writers):
+        super().__init__()
+        self.writers = shared_writers(writers)
+        self._written = False
+
+    def on_train_begin(self, logs=None):
+        if self._written:  # a federated client calls fit once per round
+            return
+        self._written = True
+        try:
+            self._write()
+        except Exception as error:  # noqa: BLE001
+            _LOG.warning("TensorBoard graph not written (%s: %s)", type(error).__name__, error)
+
+    def _write(self):
+        import tensorflow as tf
+
+        try:
+            declared = self.model.input
+        except (AttributeError, ValueError):
+            declared = None
+        if declared is None:
+            _LOG.info("%s: a model without declared inputs: no graph in TensorBoard", type(self.model).__name__)
+            return
+        specs = tf.nest.map_structure(lambda tensor: tf.TensorSpec(tensor.shape, tensor.dtype), declared)
+        model = self.model
+        traced = tf.function(lambda inputs: model(inputs, training=False)).get_concrete_function(specs)
+        writer = self.writers.writer("train")
+        with writer.as_default():
+            tf.summary.graph(traced.graph)
+        writer.flush()
