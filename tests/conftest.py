@@ -94,6 +94,21 @@ def require_real_part(missing_reason):
     pytest.skip(missing_reason)
 
 
+def hparams_statuses(logs_dir):
+    """The statuses TensorBoard's HParams table can read in an experiment's logs folder (its session-end events)."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    statuses = []
+    for events in sorted(Path(logs_dir).glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                if value.tag == metadata.SESSION_END_INFO_TAG:
+                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    statuses.append(api_pb2.Status.Name(data.session_end_info.status))
+    return statuses
+
+
 def read_run(experiment_dir):
     return json.loads((Path(experiment_dir) / "run.json").read_text())
 

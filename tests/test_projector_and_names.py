@@ -11,6 +11,8 @@ import numpy as np
 from experiments_manager.callbacks.projector import embedding_of, metadata_columns
 from experiments_manager.experiment import Experiment, folder_name
 
+from conftest import hparams_statuses
+
 
 def test_outputs_of_three_values_or_more_are_embedded_alone():
     outputs = np.random.default_rng(0).random((5, 4))
@@ -61,30 +63,15 @@ def test_the_trial_id_puts_what_tells_runs_apart_first(tmp_path):
     assert Experiment(tmp_path).label() == "10:00:05 #1 (11-22)"  # a second run started in the same second
 
 
-def _statuses(logs):
-    """The statuses TensorBoard's HParams table can read in a logs folder (session-end events)."""
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
-
-    found = []
-    for events in sorted(logs.glob("events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(events)):
-            for value in event.summary.value:
-                if value.tag == metadata.SESSION_END_INFO_TAG:
-                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
-                    found.append(api_pb2.Status.Name(data.session_end_info.status))
-    return found
-
-
 def test_the_hparams_status_follows_run_json_through_a_failure_and_a_resume(tmp_path):
     experiment = Experiment(tmp_path)
     experiment.write_run_info({"status": "running"})
     experiment.logs_dir.mkdir()
     experiment.mark_ended("failed", error="boom")
-    assert _statuses(experiment.logs_dir) == ["STATUS_FAILURE"]
+    assert hparams_statuses(experiment.logs_dir) == ["STATUS_FAILURE"]
     experiment.mark_resumed(["experiments-manager", "train", "--resume", str(tmp_path)])
-    assert _statuses(experiment.logs_dir) == []  # running again: TensorBoard reads "Unknown", not "Failure"
+    assert hparams_statuses(experiment.logs_dir) == []  # running again: TensorBoard reads "Unknown", not "Failure"
     experiment.mark_ended("interrupted", reason="SIGTERM")
-    assert _statuses(experiment.logs_dir) == []  # resumable
+    assert hparams_statuses(experiment.logs_dir) == []  # resumable
     experiment.mark_ended("finished")
-    assert _statuses(experiment.logs_dir) == ["STATUS_SUCCESS"]
+    assert hparams_statuses(experiment.logs_dir) == ["STATUS_SUCCESS"]

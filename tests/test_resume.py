@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import read_run, settings_variant, wait_for
+from conftest import hparams_statuses, read_run, settings_variant, wait_for
 
 WORKING_FOLDER = "experiments/examples/curve_fitting"
 NB_EPOCH = 5
@@ -51,21 +51,6 @@ class PartialVersionWatcher(threading.Thread):
                             self.partial.append(path.name)
                         self.seen.add(int(path.name))
             self.stop.wait(0.005)
-
-
-def hparams_statuses(root):
-    """The statuses TensorBoard's HParams table can read for this run (its session-end events)."""
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
-
-    statuses = []
-    for events in sorted((root / "logs").glob("events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(events)):
-            for value in event.summary.value:
-                if value.tag == metadata.SESSION_END_INFO_TAG:
-                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
-                    statuses.append(api_pb2.Status.Name(data.session_end_info.status))
-    return statuses
 
 
 def assert_history_complete(root):
@@ -117,14 +102,14 @@ def test_stop_signal_checkpoints_marks_interrupted_then_resume_finishes(signum, 
     assert signal.Signals(signum).name in info["reason"]
     assert f"resume with:       experiments-manager train --resume {root.relative_to(workdir)}" in output
     assert len(checkpoints(root)) >= min(checkpoints_before + 1, 2)  # a checkpoint written on the signal
-    assert hparams_statuses(root) == []  # interrupted (resumable): TensorBoard reads "Unknown"
+    assert hparams_statuses(root / "logs") == []  # interrupted (resumable): TensorBoard reads "Unknown"
 
     result = run_cli("train", "--resume", str(root))
     assert result.returncode == 0, result.stdout + result.stderr
     info = read_run(root)
     assert info["status"] == "finished" and info["epochs_completed"] == NB_EPOCH
     assert_history_complete(root)
-    assert hparams_statuses(root) == ["STATUS_SUCCESS"]
+    assert hparams_statuses(root / "logs") == ["STATUS_SUCCESS"]
 
 
 def test_resuming_a_finished_run_changes_nothing(workdir, run_cli):

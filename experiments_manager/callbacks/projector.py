@@ -25,7 +25,7 @@ class ProjectorLogger(keras.callbacks.Callback):
     checkpoint in the run folder (`projector.ckpt-<epoch>`).
 
     Each point is one validation sample; its metadata are its index, its label
-    and the model's prediction (the class, for one-hot labels and outputs).
+    and the model's prediction (classes, for one-hot or class-index labels).
     Outputs of fewer than 3 values per sample cannot be projected in 3-D: they
     are shown beside the sample's inputs and label (see `embedding_of`).
 
