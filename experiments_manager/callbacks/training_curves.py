@@ -141,7 +141,7 @@ def _PlainLogFormatter(**options):
     from matplotlib.ticker import LogFormatter
 
     class PlainLogFormatter(LogFormatter):
-        def _pprint_val(self, x, d):
+        def _num_to_string(self, x, vmin, vmax):
             return f"{x:g}"
 
     return PlainLogFormatter(**options)
