@@ -3,17 +3,18 @@
 import argparse
 import contextlib
 import logging
-import os
 import signal
 import sys
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.contract import DEFAULT_REST_PORT
+from experiments_manager.errors import EXIT_USER_ERROR, UserInputError, print_problems
+from experiments_manager.logging_setup import configure_logging
+from experiments_manager.requeue_file import add_requeue_file_argument
 
 _LOG = logging.getLogger("experiments_manager.cli")
 
 DESCRIPTION = "Train, export and track TensorFlow/Keras experiments from one settings file."
 SUBCOMMANDS = ("train", "serve", "predict", "sweep", "kafka-produce", "federated", "list")
-DEFAULT_REST_PORT = 8501
 
 
 def build_parser():
@@ -47,7 +48,7 @@ def build_parser():
         help="train with N cooperating processes on this machine (MultiWorkerMirroredStrategy over 127.0.0.1). "
         "Across nodes, start one process per node with TF_CONFIG set, or one per task with `srun`",
     )
-    _add_requeue_file_argument(train)
+    add_requeue_file_argument(train)
     _add_bootstrap_servers_argument(train)
     _add_server_arguments(train)
 
@@ -169,14 +170,6 @@ def _add_bootstrap_servers_argument(parser):
     )
 
 
-def _add_requeue_file_argument(parser):
-    parser.add_argument(
-        "--requeue-file", metavar="FILE",
-        help="for batch jobs: the run's folder is written to FILE; rerun with the same FILE (a requeued job), "
-        "the run resumes from its checkpoint instead of starting again",
-    )
-
-
 def _positive_int(text):
     try:
         value = int(text)
@@ -233,30 +226,11 @@ def main(argv=None):
         build_parser().print_help()
         return 2
     except UserInputError as error:
-        for problem in error.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
+        print_problems(error.problems)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:  # what was interrupted has said so (a training run: run.json, "resume with")
         print("interrupted (Ctrl-C)", file=sys.stderr)
         return 128 + signal.SIGINT
-
-
-def configure_logging():
-    """Our INFO lines on stderr; TensorFlow's C++ and Python chatter at warnings only.
-
-    Idempotent: a process that calls it again (a sweep trial, a Flower actor serving client after client)
-    keeps one handler, so every line prints once.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    ours = logging.getLogger("experiments_manager")
-    ours.setLevel(logging.INFO)
-    ours.propagate = False
-    if any(getattr(handler, "experiments_manager_cli", False) for handler in ours.handlers):
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.experiments_manager_cli = True
-    ours.addHandler(handler)
 
 
 def _train(arguments):

@@ -1,13 +1,15 @@
 """The settings contract: which names a settings module defines, their types and defaults.
 
 Names and call signatures are those of the original framework, so its settings
-files run unchanged. See DESIGN.md section 2.
+files run unchanged. The README (Writing a settings file) lists them; docs/architecture.md maps the code.
 """
 
 import inspect
 import numbers
 
 MIB = 1024 * 1024
+DEFAULT_GRPC_PORT = 8500  # TF Serving's ports
+DEFAULT_REST_PORT = 8501
 
 
 def _describe(value):
@@ -155,7 +157,7 @@ OPTIONAL = {
     "export_versions_to_keep": (5, positive_int),
     "Client_IO": (None, a_class),
     "tensorflow_server_address": ("127.0.0.1", of_type(str)),
-    "tensorflow_server_port": (8500, port),
+    "tensorflow_server_port": (DEFAULT_GRPC_PORT, port),
     "serving_client_timeout_int_secs": (10, of_type(int, float, name="a number of seconds")),
     "grpc_max_message_length": (512 * MIB, positive_int),
     "consume_data_from_kafka": (False, of_type(bool)),

@@ -1,4 +1,16 @@
-"""Errors that mean "the user's input is wrong", as opposed to a bug in the engine."""
+"""Errors that mean "the user's input is wrong", as opposed to a bug in the engine, and how they are reported."""
+
+import sys
+
+ERROR_PREFIX = "error: "  # each problem's line on stderr (a sweep reads its trials' reasons from their logs by it)
+EXIT_USER_ERROR = 2  # bad input: the command line, a settings file, a folder
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: try again later (stalled input data, trials a sweep lost): resume then
+
+
+def print_problems(problems, file=None):
+    """Prints each problem as one `error: ...` line on stderr (or `file`)."""
+    for problem in [problems] if isinstance(problems, str) else problems:
+        print(f"{ERROR_PREFIX}{problem}", file=file or sys.stderr)
 
 
 class UserInputError(Exception):

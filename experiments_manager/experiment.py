@@ -2,7 +2,7 @@
 
 This module does not import TensorFlow, so `experiments-manager list` is fast.
 
-Layout (DESIGN.md section 3):
+Layout (the README, "The experiment folder"):
 
 ```
 <workingFolder>/<session_name>_<YYYY-mm-dd--HH-MM-SS>_<key>=<value>.../   (the hparams set on the command line)

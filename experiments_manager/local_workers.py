@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from experiments_manager.errors import UserInputError
-from experiments_manager.signals import signal_handlers
+from experiments_manager.signals import STOP_SIGNALS, signal_handlers
 
-FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+FORWARDED_SIGNALS = STOP_SIGNALS
 
 
 class LocalWorkers:
@@ -44,6 +44,7 @@ class LocalWorkers:
         self.count = count
         self.grace_seconds = grace_seconds
         self.processes = []
+        self.stopping_on = None  # the stop signal forwarded to every worker, once one was
 
     def tf_configs(self, ports):
         """The TF_CONFIG of each worker, as JSON text."""
@@ -76,18 +77,28 @@ class LocalWorkers:
                                     start_new_session=True)
 
     def _forward(self, signum, frame):
+        if frame is not None:  # a signal this launcher received (not its own SIGTERM to stragglers)
+            self.stopping_on = signum
         for process in self.processes:
             if process.poll() is None:
                 os.kill(process.pid, signum)
 
     def _wait(self):
-        """Waits for every worker; when one fails, the others (stuck in collectives) are stopped."""
+        """Waits for every worker; when one fails, the others (stuck in collectives) are stopped.
+
+        A worker that stopped on the signal every worker was sent has not failed: the others are
+        stopping the same way and get their time (a SIGTERM then would kill one between its
+        checkpoint and its exit, its handlers already gone).
+        """
         stop_deadline = None
         while any(process.poll() is None for process in self.processes):
-            failed = any(process.returncode not in (None, 0) for process in self.processes)
-            if failed and stop_deadline is None:
-                stop_deadline = time.monotonic() + self.grace_seconds
-                self._forward(signal.SIGTERM, None)
+            stopped = (None, 0) if self.stopping_on is None else (None, 0, 128 + self.stopping_on)
+            failed = any(process.returncode not in stopped for process in self.processes)
+            ended = any(process.returncode is not None for process in self.processes)
+            if stop_deadline is None and (failed or (self.stopping_on is not None and ended)):
+                stop_deadline = time.monotonic() + self.grace_seconds  # then the stragglers are killed
+                if failed:
+                    self._forward(signal.SIGTERM, None)
             if stop_deadline is not None and time.monotonic() > stop_deadline:
                 for process in self.processes:
                     if process.poll() is None:

@@ -77,3 +77,16 @@ def resume_remembered(arguments, recorded):
     for name, default in recorded.items():
         setattr(arguments, name, default)
     return None
+
+
+def add_requeue_file_argument(parser, what="the run's folder", then="the run resumes from its checkpoint"):
+    """Adds `--requeue-file FILE` to an argparse parser (`train` and `sweep` share it).
+
+    Args:
+        parser: the sub-command's parser.
+        what: what FILE remembers, for the help text.
+        then: what a rerun with the same FILE does, for the help text.
+    """
+    parser.add_argument("--requeue-file", metavar="FILE",
+                        help=f"for batch jobs: {what} is written to FILE; rerun with the same FILE (a requeued job), "
+                        f"{then} instead of starting again")

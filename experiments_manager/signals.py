@@ -1,8 +1,14 @@
-"""Temporary signal handlers, restored on exit: the one place the project calls `signal.signal`."""
+"""Signals: the ones that stop a run, temporary handlers (the one place the project calls `signal.signal`),
+and the watch that stops a child process whose parent is gone."""
 
 import contextlib
+import os
 import signal
 import threading
+
+# What stops a run cleanly (checkpoint, `interrupted`, exit 128 + signal): SIGTERM (scancel, kill), SIGUSR1
+# (Slurm's warning before preemption or the time limit, `--signal=USR1@120`), SIGINT (Ctrl-C).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 @contextlib.contextmanager
@@ -35,3 +41,30 @@ def signal_handlers(handler, signums=(signal.SIGINT, signal.SIGTERM)):
     finally:
         for signum, previous_handler in previous.items():
             signal.signal(signum, previous_handler)
+
+
+def watch_parent(parent_pid, on_gone, interval=1.0):
+    """Calls `on_gone()` once, from a daemon thread, when this process' parent is no longer `parent_pid`.
+
+    A child started by a sweep or a training run (a trial, an embedded server)
+    stops cleanly when its parent dies instead of running on as an orphan.
+
+    Args:
+        parent_pid: the parent's pid, as the parent passed it.
+        on_gone: function of no argument.
+        interval: seconds between two checks (default 1).
+
+    Example:
+
+    ```python
+    watch_parent(parent_pid, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    ```
+    """
+
+    def watch():
+        while os.getppid() == parent_pid:
+            stopped.wait(interval)
+        on_gone()
+
+    stopped = threading.Event()  # never set: only the wait's timeout
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()

@@ -16,7 +16,7 @@ import warnings
 
 from experiments_manager.cluster import WorkerCluster
 from experiments_manager.ema import WeightAverages, inner_optimizer
-from experiments_manager.errors import InputStalled, UserInputError
+from experiments_manager.errors import EXIT_TEMPFAIL, InputStalled, UserInputError
 from experiments_manager.experiment import Experiment, running_command
 from experiments_manager.inputs import make_inputs
 from experiments_manager.keras2_metrics import keras2_metrics
@@ -24,7 +24,7 @@ from experiments_manager.settings import as_settings, load_experiment_settings
 
 _LOG = logging.getLogger(__name__)
 SIGNAL_EXIT_BASE = 128
-STALLED_EXIT_CODE = 75  # EX_TEMPFAIL: the data stopped arriving; resume later
+STALLED_EXIT_CODE = EXIT_TEMPFAIL  # the data stopped arriving; resume later
 
 
 class TrainingOutcome:

@@ -5,9 +5,9 @@ import signal
 
 import keras
 
-from experiments_manager.signals import signal_handlers
+from experiments_manager.signals import STOP_SIGNALS, signal_handlers
 
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+HANDLED_SIGNALS = STOP_SIGNALS
 
 
 class TrainingInterrupted(Exception):

@@ -2,14 +2,13 @@
 
 import logging
 import os
-import sys
 import threading
 
-from experiments_manager.errors import UserInputError
-from experiments_manager.signals import signal_handlers
+from experiments_manager.contract import DEFAULT_GRPC_PORT
+from experiments_manager.errors import UserInputError, print_problems
+from experiments_manager.signals import signal_handlers, watch_parent
 
 _LOG = logging.getLogger("experiments_manager.serving")
-DEFAULT_GRPC_PORT = 8500
 
 
 def serve(arguments):
@@ -96,12 +95,16 @@ def _run_embedded(sources, options, parent_pid):
     from experiments_manager.serving.server import ModelServer
 
     stop = threading.Event()
+
+    def parent_gone():
+        _LOG.info("the training process %d is gone: stopping", parent_pid)
+        stop.set()
+
     with signal_handlers(lambda signum, frame: stop.set()), ModelServer(sources, options) as server:
         _log_addresses(server)
-        while not stop.wait(1.0):
-            if parent_pid and os.getppid() != parent_pid:
-                _LOG.info("the training process %d is gone: stopping", parent_pid)
-                break
+        if parent_pid:
+            watch_parent(parent_pid, parent_gone)
+        stop.wait()
         _LOG.info("stopping the server")
     return 0
 
@@ -139,7 +142,7 @@ def predict(arguments):
                 client.wait_until_served(arguments.wait_for_server)
             report = client.stream(arguments.predict_stream, arguments.interval, stop)
     except ClientError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print_problems(str(error))
         return 1
     if report.requests:
         print(

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 
+from experiments_manager.contract import DEFAULT_GRPC_PORT, DEFAULT_REST_PORT
 from experiments_manager.errors import UserInputError
 from experiments_manager.serving.predictor import Predictor
 from experiments_manager.serving.versions import VersionManager
@@ -38,8 +39,8 @@ class ServerOptions:
     """
 
     host: str = "127.0.0.1"
-    grpc_port: int = 8500
-    rest_port: int = 8501
+    grpc_port: int = DEFAULT_GRPC_PORT
+    rest_port: int = DEFAULT_REST_PORT
     poll_seconds: float = 1.0
     batching: object = None
     max_request_bytes: int = 64 << 20

@@ -5,6 +5,7 @@ import random
 from pathlib import Path
 
 from experiments_manager.errors import UserInputError
+from experiments_manager.requeue_file import add_requeue_file_argument
 from experiments_manager.sweep import ALGORITHMS
 from experiments_manager.sweep.journal import process_alive
 
@@ -35,9 +36,7 @@ def add_sweep_parser(commands, positive_int):
                        help="trials at once through Spark (pyspark extra, Java 17+); default 1: one after another")
     sweep.add_argument("--spark-master", metavar="URL",
                        help="with --parallelism: a Spark master (spark://host:7077, ...); default local[P]")
-    sweep.add_argument("--requeue-file", metavar="FILE",
-                       help="for batch jobs: the sweep folder is written to FILE; rerun with the same FILE "
-                       "(a requeued job), the sweep resumes instead of starting again")
+    add_requeue_file_argument(sweep, what="the sweep folder", then="the sweep resumes")
 
 
 def sweep(arguments):

@@ -7,15 +7,16 @@ import subprocess
 import time
 from pathlib import Path
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.errors import ERROR_PREFIX, UserInputError
 from experiments_manager.experiment import Experiment, now
 from experiments_manager.monitor import monitor_mode
+from experiments_manager.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
 from experiments_manager.sweep.folder import SweepFolder
 from experiments_manager.sweep.journal import TrialJournal, process_alive
 from experiments_manager.sweep.trial_process import trial_command
 
 HYPEROPT_LOGGERS = ("hyperopt.fmin", "hyperopt-spark")
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
+STOP_SIGNALS = RUN_STOP_SIGNALS + (signal.SIGHUP,)  # and a closed terminal
 
 
 class TrialInterrupted(Exception):
@@ -179,7 +180,7 @@ def _last_error(log_path):
         lines = Path(log_path).read_text(errors="replace").splitlines()
     except (OSError, TypeError):
         return None
-    errors = [line[len("error: "):] for line in lines if line.startswith("error: ")]
+    errors = [line[len(ERROR_PREFIX):] for line in lines if line.startswith(ERROR_PREFIX)]
     if errors:
         return "; ".join(errors)
     tail = [line for line in lines if line.strip()]

@@ -6,8 +6,9 @@ import signal
 import sys
 import warnings
 
+from experiments_manager.errors import EXIT_TEMPFAIL
 from experiments_manager.experiment import now
-from experiments_manager.signals import signal_handlers
+from experiments_manager.signals import STOP_SIGNALS, signal_handlers
 from experiments_manager.sweep.journal import TrialJournal
 from experiments_manager.sweep.objective import TrialInterrupted, quiet_hyperopt_errors
 from experiments_manager.sweep.progress import SweepProgress
@@ -16,8 +17,8 @@ from experiments_manager.sweep.results import (best_row, plot_loss_vs_hparams, s
 from experiments_manager.sweep.trials import save_trials
 
 _LOG = logging.getLogger(__name__)
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
-INCOMPLETE_EXIT_CODE = 75  # EX_TEMPFAIL: trials were lost (a Spark worker died, say); resume runs them
+HANDLED_SIGNALS = STOP_SIGNALS
+INCOMPLETE_EXIT_CODE = EXIT_TEMPFAIL  # trials were lost (a Spark worker died, say); resume runs them
 
 
 class SweepRunner:

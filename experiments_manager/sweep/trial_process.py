@@ -13,10 +13,9 @@ import logging
 import os
 import signal
 import sys
-import threading
-import time
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.errors import EXIT_USER_ERROR, UserInputError, print_problems
+from experiments_manager.signals import watch_parent
 from experiments_manager.sweep.journal import TrialRecord
 
 _LOG = logging.getLogger(__name__)
@@ -51,7 +50,7 @@ def main(argv=None):
     arguments = parser.parse_args(argv)
 
     from experiments_manager import training
-    from experiments_manager.cli import configure_logging
+    from experiments_manager.logging_setup import configure_logging
 
     configure_logging()
     _stop_when_orphaned(arguments.parent_pid)
@@ -70,10 +69,9 @@ def main(argv=None):
             outcome = training.train(arguments.settings, hparams, alongside=noted, working_folder=sweep_root,
                                      command=equivalent_train_command(arguments.settings, hparams))
     except UserInputError as error:
-        for problem in error.problems:
-            print(f"error: {problem}", file=sys.stderr)
+        print_problems(error.problems)
         record.update(reason="; ".join(error.problems))
-        return 2
+        return EXIT_USER_ERROR
     return outcome.exit_code
 
 
@@ -87,13 +85,11 @@ def _noted(record, experiment, sweep_root):
 def _stop_when_orphaned(parent_pid):
     """SIGTERM to this process once the parent is gone: training checkpoints and ends `interrupted`."""
 
-    def watch():
-        while os.getppid() == parent_pid:
-            time.sleep(ORPHAN_CHECK_SECS)
+    def stop():
         _LOG.warning("the sweep process %d is gone: stopping this trial", parent_pid)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    threading.Thread(target=watch, name="stop-when-orphaned", daemon=True).start()
+    watch_parent(parent_pid, stop, ORPHAN_CHECK_SECS)
 
 
 if __name__ == "__main__":

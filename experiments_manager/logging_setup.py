@@ -1,0 +1,23 @@
+"""How the command line shows our log lines: one neutral module, so library code (a sweep trial, a Flower
+client app) sets logging up as the CLI does without importing the CLI."""
+
+import logging
+import os
+
+
+def configure_logging():
+    """Our INFO lines on stderr; TensorFlow's C++ and Python chatter at warnings only.
+
+    Idempotent: a process that calls it again (a sweep trial, a Flower actor serving client after client)
+    keeps one handler, so every line prints once.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    ours = logging.getLogger("experiments_manager")
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
+    if any(getattr(handler, "experiments_manager_cli", False) for handler in ours.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.experiments_manager_cli = True
+    ours.addHandler(handler)
