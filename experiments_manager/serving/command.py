@@ -104,7 +104,8 @@ def _run_embedded(sources, options, parent_pid):
         _log_addresses(server)
         if parent_pid:
             watch_parent(parent_pid, parent_gone)
-        stop.wait()
+        while not stop.wait(1.0):  # a timed wait: signal handlers run between two waits
+            pass
         _LOG.info("stopping the server")
     return 0
 
