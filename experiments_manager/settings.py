@@ -81,13 +81,6 @@ class Settings:
         except AttributeError:
             raise AttributeError(f"settings {self.path.name} define no {name!r}") from None
 
-    def hparams_for_logging(self):
-        """hparams as the types TensorBoard's HParams plugin accepts."""
-        return {
-            key: value if isinstance(value, (bool, int, float, str)) else str(value)
-            for key, value in self.module.hparams.items()
-        }
-
 
 def load_settings(path, hparam_overrides=None, model_file=None):
     """Executes and validates a settings file.

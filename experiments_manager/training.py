@@ -531,7 +531,7 @@ def tensorboard_reports(experiment, settings, best, restored=None):
             ours.ModelGraph(writers),
             *histograms,
             ours.TrainingCurves(experiment.history_csv, experiment.curves_png, best, title=experiment.name),
-            ours.HParamsLogger(writers, settings.hparams_for_logging(), best, experiment.label(),
+            ours.HParamsLogger(writers, settings.hparams, best, experiment.label(),
                                write_session_start=not restored)]
 
 

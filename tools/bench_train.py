@@ -116,7 +116,7 @@ def logging_costs(workdir, repeats=20):
         "WeightHistograms (every histogram_freq epochs)": ours.WeightHistograms(writers),
         "TrainingCurves (every epoch)": ours.TrainingCurves(experiment.history_csv, workdir / "curves.png", best,
                                                             title=experiment.name),
-        "HParamsLogger (every epoch)": ours.HParamsLogger(writers, settings.hparams_for_logging(), best, "bench"),
+        "HParamsLogger (every epoch)": ours.HParamsLogger(writers, settings.hparams, best, "bench"),
         "ModelGraph (once)": ours.ModelGraph(writers),
         "ProjectorLogger (once, 500 samples)": ours.ProjectorLogger(str(workdir / "cost_logs/validation"), val),
     }

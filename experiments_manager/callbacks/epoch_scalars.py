@@ -36,14 +36,11 @@ class EpochScalars(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
 
-        runs = set()
         for name, value in (logs or {}).items():
             run, tag = run_and_tag(name)
-            runs.add(run)
             with self.writers.writer(run).as_default():
                 tf.summary.scalar(f"epoch_{tag}", float(value), step=shown_epoch(epoch))
-        for run in runs:
-            self.writers.writer(run).flush()
+        self.writers.flush()
 
 
 def run_and_tag(name):

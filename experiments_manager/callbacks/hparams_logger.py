@@ -6,7 +6,6 @@ from experiments_manager.callbacks.summary_writers import shared_writers
 from experiments_manager.epochs import shown_epoch
 
 
-
 class HParamsLogger(keras.callbacks.Callback):
     """Writes the HParams session of this run and `best_<monitor>` each epoch.
 
@@ -21,7 +20,7 @@ class HParamsLogger(keras.callbacks.Callback):
 
     Args:
         writers: the experiment's `SummaryWriters` (or its logs folder).
-        hparams: dict of name -> bool/int/float/str.
+        hparams: the settings' hparams (values TensorBoard cannot show are logged as text).
         best: the `BestValue` (updated earlier in the same epoch).
         trial_id: the run's name in the HParams table (unique per run).
         write_session_start: False on resume, where the session already exists.
@@ -65,7 +64,9 @@ class HParamsLogger(keras.callbacks.Callback):
 
 
 def shown_hparams(hparams):
-    """hparams as TensorBoard shows them best: ints as text (it prints every number with 5 digits)."""
-    return {key: str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-            for key, value in hparams.items()}
+    """hparams as TensorBoard shows them best: bools, floats and strings as they are, everything else as text.
+
+    Ints too: TensorBoard prints every number with 5 digits ("32.000").
+    """
+    return {key: value if isinstance(value, (bool, float, str)) else str(value) for key, value in hparams.items()}
 

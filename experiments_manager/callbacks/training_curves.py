@@ -136,7 +136,7 @@ def plot_history(history_csv, png, title=None, best=None):
         figure.savefig(tmp, format="png", dpi=100)
 
 
-def _PlainLogFormatter(**options):
+def _plain_log_formatter(**options):
     """Matplotlib's log-axis labelling (which ticks get a label), written as plain numbers."""
     from matplotlib.ticker import LogFormatter
 
@@ -164,8 +164,8 @@ def _panel(axes, name, epochs, columns, best):
     if (name == LEARNING_RATE or "loss" in name) and values and min(values) > 0:
         axes.set_yscale("log")
         # plain numbers ('0.2'): the default 10^x labels go through mathtext, half the drawing time
-        axes.yaxis.set_major_formatter(_PlainLogFormatter())
-        axes.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+        axes.yaxis.set_major_formatter(_plain_log_formatter())
+        axes.yaxis.set_minor_formatter(_plain_log_formatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     if best is not None:
         monitor, epoch, value = best
         axes.axvline(epoch, color="tab:red", linestyle=":", linewidth=1)
