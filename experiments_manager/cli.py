@@ -200,7 +200,7 @@ def main(argv=None):
     configure_logging()
     try:
         if arguments.command == "train" and arguments.workers > 1:
-            from experiments_manager.local_workers import LocalWorkers, without_workers_flag
+            from experiments_manager.distribute.local_workers import LocalWorkers, without_workers_flag
 
             return LocalWorkers(without_workers_flag(argv), arguments.workers).run()
         if arguments.command == "train":

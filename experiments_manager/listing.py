@@ -4,7 +4,8 @@ from pathlib import Path
 
 from experiments_manager.errors import UserInputError
 from experiments_manager.experiment import find_experiments
-from experiments_manager.sweep.folder import SPEC_FILE_NAME, SweepFolder
+from experiments_manager.experiment import SWEEP_SPEC_NAME
+from experiments_manager.sweep.folder import SweepFolder
 
 COLUMNS = ("experiment", "status", "epoch", "best", "versions", "hparams")
 SWEEP_COLUMNS = ("sweep", "status", "trials", "best", "best_experiment")
@@ -33,7 +34,7 @@ def experiment_rows(working_folder):
 def sweep_rows(working_folder):
     """One dict per sweep folder under `working_folder` (they hold sweep.json), oldest first."""
     rows = []
-    for spec_file in sorted(Path(working_folder).glob(f"*/{SPEC_FILE_NAME}")):
+    for spec_file in sorted(Path(working_folder).glob(f"*/{SWEEP_SPEC_NAME}")):
         try:
             spec = SweepFolder(spec_file.parent).spec()
         except UserInputError:  # a sweep.json being replaced, or damaged: list the rest

@@ -14,7 +14,7 @@ import sys
 import uuid
 import warnings
 
-from experiments_manager.cluster import WorkerCluster
+from experiments_manager.distribute.cluster import WorkerCluster
 from experiments_manager.ema import WeightAverages, inner_optimizer
 from experiments_manager.errors import EXIT_TEMPFAIL, InputStalled, UserInputError
 from experiments_manager.experiment import Experiment, running_command
@@ -297,7 +297,7 @@ class Trainer:
         return seed
 
     def _strategy(self):
-        from experiments_manager.devices import make_strategy, select_devices
+        from experiments_manager.distribute.devices import make_strategy, select_devices
 
         name = self.settings.path.name
         devices = select_devices(self.settings.used_gpu_IDs, name)

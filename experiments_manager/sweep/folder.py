@@ -22,7 +22,6 @@ from experiments_manager.atomic import write_json_atomically
 from experiments_manager.errors import UserInputError
 from experiments_manager.experiment import SWEEP_SPEC_NAME, folder_stamp, make_unique_dir, now
 
-SPEC_FILE_NAME = SWEEP_SPEC_NAME
 STOP_FILE_NAME = "STOPPING"
 SWEEP_STATUSES = ("running", "finished", "failed", "interrupted")
 
@@ -46,7 +45,7 @@ class SweepFolder:
 
     @property
     def spec_file(self):
-        return self.root / SPEC_FILE_NAME
+        return self.root / SWEEP_SPEC_NAME
 
     @property
     def settings_copy(self):
@@ -88,7 +87,7 @@ class SweepFolder:
     def open(cls, root):
         sweep = cls(root)
         if not sweep.spec_file.is_file():
-            raise UserInputError(f"{root}: not a sweep folder (no {SPEC_FILE_NAME})")
+            raise UserInputError(f"{root}: not a sweep folder (no {SWEEP_SPEC_NAME})")
         return sweep
 
     def spec(self):

@@ -71,7 +71,7 @@ class WorkerCluster:
 
     def make_strategy(self):
         """The `MultiWorkerMirroredStrategy` of this cluster; call it before TensorFlow runs any op."""
-        from experiments_manager.multi_worker_strategy import MultiWorkerStrategy
+        from experiments_manager.distribute.strategy import MultiWorkerStrategy
 
         try:
             return MultiWorkerStrategy(cluster_resolver=self.resolver_factory())
