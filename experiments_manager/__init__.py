@@ -10,7 +10,11 @@ import experiments_manager as em
 
 outcome = em.train("examples/regression/mysettings_curve_fitting.py", {"nbEpoch": 3})
 em.resume(outcome.experiment.root)
+server = em.serve(outcome.experiment.root)   # in this process, until server.stop()
 ```
+
+`em.sweep(settings_file, max_evals)` runs a hyperopt sweep. Settings may also be a module, class or object built
+in Python (see `experiments_manager.api`).
 """
 
 import importlib
@@ -18,11 +22,17 @@ import importlib
 __version__ = "0.1.0"
 
 _PUBLIC = {
+    "train": "experiments_manager.api",
+    "resume": "experiments_manager.api",
+    "sweep": "experiments_manager.api",
+    "resume_sweep": "experiments_manager.api",
+    "serve": "experiments_manager.api",
+    "show_logs": "experiments_manager.api",
     "load_settings": "experiments_manager.settings",
     "Settings": "experiments_manager.settings",
     "Experiment": "experiments_manager.experiment",
-    "train": "experiments_manager.training",
-    "resume": "experiments_manager.training",
+    "find_experiments": "experiments_manager.experiment",
+    "TrainingOutcome": "experiments_manager.training",
     "Trainer": "experiments_manager.training",
     "Exporter": "experiments_manager.export",
     "UserInputError": "experiments_manager.errors",
@@ -35,3 +45,7 @@ def __getattr__(name):
     if name in _PUBLIC:
         return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'experiments_manager' has no attribute {name!r}")
+
+
+def __dir__():  # tab completion shows the public names before they are imported
+    return sorted(set(globals()) | set(_PUBLIC))

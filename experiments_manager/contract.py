@@ -1,7 +1,7 @@
-"""The settings contract: which names a settings module defines, their types and defaults.
+"""The checks a settings value must pass (each returns None, or what was expected vs got), and fixed numbers.
 
-Names and call signatures are those of the original framework, so its settings
-files run unchanged. The README (Writing a settings file) lists them; docs/architecture.md maps the code.
+The names a settings module defines, with their defaults and which check applies, are the fields of
+`sections.py`. Names the engine does not know are left alone (the original framework's `served_input_names`, ...).
 """
 
 import inspect
@@ -113,74 +113,3 @@ def a_class(value):
     if not inspect.isclass(value):
         return f"expected a class, got {_describe(value)}"
     return None
-
-
-# name -> check. Every one must be defined by the settings module.
-REQUIRED = {
-    "workingFolder": of_type(str),
-    "session_name": of_type(str),
-    "model_file": of_type(str),
-    "batch_size": positive_int,
-    "nbEpoch": positive_int,
-    "get_input_pipeline": function("raw_data_files_folder", "isTraining", "batch_size", "nbEpoch"),
-    "get_learningRate": function(),
-    "get_optimizer": function("model", "loss", "learning_rate"),
-    "get_total_loss": function("model"),
-    "get_metrics": function("model", "loss"),
-}
-
-# name -> (default, check). A check of None accepts anything.
-OPTIONAL = {
-    "hparams": ({}, of_type(dict)),
-    "random_seed": (None, optional_int),
-    "useXLA": (False, of_type(bool)),
-    "enable_mixed_precision": (False, of_type(bool)),
-    "weights_moving_averages": (True, of_type(bool)),
-    "ema_momentum": (0.99, unit_interval),
-    "ema_warmup": (True, of_type(bool)),
-    "validate_raw_weights": (True, of_type(bool)),
-    "early_stopping_patience": (10, non_negative_int),
-    "monitored_loss_name": ("val_loss", of_type(str)),
-    "monitored_loss_mode": ("auto", one_of("auto", "min", "max")),
-    "used_gpu_IDs": ([], list_of_ints),
-    "distribution_strategy": ("MirroredStrategy", of_type(str)),
-    "use_profiling": (False, of_type(bool)),
-    "histogram_freq": (1, non_negative_int),
-    "raw_data_dir_train": ("", None),
-    "raw_data_dir_val": ("", None),
-    "nb_train_samples": (None, optional_int),
-    "nb_val_samples": (None, optional_int),
-    "addon_callbacks": (None, function("model", "train_samples", "val_samples")),
-    "custom_tensorboard_logs": (None, None),
-    "get_served_module": (None, function("model", "model_name")),
-    "save_only_last_best_model": (True, of_type(bool)),
-    "export_versions_to_keep": (5, positive_int),
-    "Client_IO": (None, a_class),
-    "tensorflow_server_address": ("127.0.0.1", of_type(str)),
-    "tensorflow_server_port": (DEFAULT_GRPC_PORT, port),
-    "serving_client_timeout_int_secs": (10, of_type(int, float, name="a number of seconds")),
-    "grpc_max_message_length": (512 * MIB, positive_int),
-    "consume_data_from_kafka": (False, of_type(bool)),
-    "kafka_bootstrap_servers": (["localhost:9092"], of_type(list, tuple, str, name="a list of host:port")),
-    "kafka_config": ({}, of_type(dict)),
-    "kafka_connect_timeout_secs": (10, positive_number),
-    "kafka_stall_timeout_secs": (120, positive_number),
-    "kafka_shuffle_buffer_size": (1000, non_negative_int),
-    "enable_federated_learning": (False, of_type(bool)),
-    "federated_round_timeout_secs": (600, positive_number),
-    "get_client_partition": (None, function("dataset", "client_id", "num_clients", "isTraining")),
-    "hyperopt_space": (None, dict_or_none),
-}
-
-# Present in settings files of the original framework; accepted and ignored.
-IGNORED = (
-    "served_input_names",
-    "served_head_names",
-    "reference_labels",
-    "raw_data_filename_extension",
-    "wait_for_server_ready_int_secs",
-    "steps_per_epoch",
-    "validation_steps",
-    "serve_on_gpu",
-    "debug",
-)

@@ -107,28 +107,34 @@ class Experiment:
         """
         moment = datetime.datetime.now()  # one moment for the folder name and run.json's `started`
         if root is None:
-            parent = Path(parent if parent is not None else settings.workingFolder)
+            parent = Path(parent if parent is not None else settings.experiment.working_folder)
             parent.mkdir(parents=True, exist_ok=True)
-            base = folder_name(settings.session_name, folder_stamp(moment), settings.overrides)
+            base = folder_name(settings.experiment.session_name, folder_stamp(moment), settings.overrides)
             root = make_unique_dir(parent, base)
             repeat = root.name[len(base) + 1:]  # '1' when a run with the same name started in the same second
         else:
             Path(root).mkdir(parents=True)
             repeat = ""
         experiment = cls(root)
-        shutil.copyfile(settings.path, experiment.settings_copy)
+        if settings.from_file:
+            shutil.copyfile(settings.path, experiment.settings_copy)
+        else:
+            experiment.settings_copy.write_text(
+                f'"""The settings of this experiment were built in Python ({settings.path.name}), not read from a '
+                'file.\n\nResume it from Python: em.resume(folder, settings=<the same settings>)."""\n')
         shutil.copyfile(settings.model_file, root / f"{settings.model_name}.py")
         experiment.write_run_info(
             {
                 "status": "running",
                 "command": list(command),
-                "settings_file": str(Path(settings.path).resolve()),
+                "settings_file": str(Path(settings.path).resolve()) if settings.from_file else None,
+                "settings_object": None if settings.from_file else settings.path.name,
                 "model_name": settings.model_name,
-                "session_name": settings.session_name,
-                "hparams": _jsonable(settings.hparams),
+                "session_name": settings.experiment.session_name,
+                "hparams": _jsonable(settings.experiment.hparams),
                 "hparam_overrides": _jsonable(settings.overrides),
-                "monitored_loss_name": settings.monitored_loss_name,
-                "nbEpoch": settings.nbEpoch,
+                "monitored_loss_name": settings.training.monitor,
+                "nbEpoch": settings.training.epochs,
                 "versions": _versions(),
                 "git_commit": _git_commit(Path(settings.path).resolve().parent),
                 "host": socket.gethostname(),

@@ -121,7 +121,7 @@ class Exporter:
 
     def _served_module(self):
         if self._module is None:
-            build = self.settings.get_served_module or default_served_module
+            build = self.settings.export.get_served_module or default_served_module
             module = build(self.model, self.settings.model_name)
             function = getattr(module, "served_model", None)
             if getattr(function, "input_signature", None) is None:
@@ -149,7 +149,7 @@ class Exporter:
         return version
 
     def _apply_retention(self):
-        for version in self.versions()[: -self.settings.export_versions_to_keep]:
+        for version in self.versions()[: -self.settings.export.versions_to_keep]:
             remove_tree_atomically(self.base / str(version))
 
 

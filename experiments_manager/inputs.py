@@ -29,7 +29,7 @@ def make_inputs(experiment, settings, restored, seed, partition=None):
         seed: the run's random seed (Kafka: shuffling).
         partition: a federated client's `DataPartition`, or None.
     """
-    if settings.consume_data_from_kafka:
+    if settings.kafka.enabled:
         from experiments_manager.kafka.inputs import KafkaInput
 
         if partition is not None:
@@ -68,9 +68,9 @@ class SettingsInput:
         train = settings_pipeline(settings, True, partition, seed)
         val = settings_pipeline(settings, False, partition, seed)
         self.train, self.val = train.dataset, val.dataset
-        self.train_steps = steps_per_epoch(self.train, settings.nb_train_samples, settings, "nb_train_samples",
+        self.train_steps = steps_per_epoch(self.train, settings.data.train_samples, settings, "nb_train_samples",
                                            "training", train.steps)
-        self.val_steps = steps_per_epoch(self.val, settings.nb_val_samples, settings, "nb_val_samples", "validation",
+        self.val_steps = steps_per_epoch(self.val, settings.data.val_samples, settings, "nb_val_samples", "validation",
                                          val.steps)
         self.val_restartable = val.restartable
         self.callbacks = []
@@ -89,10 +89,10 @@ def settings_pipeline(settings, training, partition=None, seed=0):
     """The settings' training or validation `Pipeline` (a federated client's part of it, given its `partition`)."""
     from experiments_manager.pipelines import as_pipeline
 
-    folder = settings.raw_data_dir_train if training else settings.raw_data_dir_val
-    returned = settings.get_input_pipeline(folder, training, settings.batch_size, settings.nbEpoch)
-    if partition is not None and settings.get_client_partition is not None:
-        returned = settings.get_client_partition(returned, partition.index, partition.count, training)
+    folder = settings.data.train_dir if training else settings.data.val_dir
+    returned = settings.data.get_input_pipeline(folder, training, settings.training.batch_size, settings.training.epochs)
+    if partition is not None and settings.federated.get_client_partition is not None:
+        returned = settings.federated.get_client_partition(returned, partition.index, partition.count, training)
     return as_pipeline(returned, settings, training, seed)
 
 
@@ -112,7 +112,7 @@ def steps_per_epoch(dataset, nb_samples, settings, field, kind, implied=None):
     if nb_samples:
         from experiments_manager.pipelines import samples_to_steps
 
-        return samples_to_steps(nb_samples, settings.batch_size)
+        return samples_to_steps(nb_samples, settings.training.batch_size)
     if implied:
         return implied
     length = "infinite" if cardinality == tf.data.INFINITE_CARDINALITY else "unknown"

@@ -12,6 +12,7 @@ def configure_logging():
     keeps one handler, so every line prints once.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to ..." at every export
     ours = logging.getLogger("experiments_manager")
     ours.setLevel(logging.INFO)
     ours.propagate = False

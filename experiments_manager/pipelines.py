@@ -72,14 +72,13 @@ def as_pipeline(returned, settings, training, seed=0):
     kind = "training" if training else "validation"
     if isinstance(returned, tf.data.Dataset):
         return Pipeline(returned)
-    field = "nb_train_samples" if training else "nb_val_samples"
-    nb_samples = getattr(settings, field)
+    nb_samples = settings.data.train_samples if training else settings.data.val_samples
     if isinstance(returned, keras.utils.PyDataset) or _is_sequence(returned):
         length = len(returned)
         if length == 0:
             raise UserInputError(f"{settings.path.name}: get_input_pipeline: the {kind} {type(returned).__name__} "
                                  "is empty (len() == 0)")
-        steps = _sequence_steps(returned, nb_samples, settings.batch_size, length)
+        steps = _sequence_steps(returned, nb_samples, settings.training.batch_size, length)
         signature = _signature(_as_batch(returned[0]))
         order = np.random.default_rng(seed if training else None)
 
@@ -96,7 +95,7 @@ def as_pipeline(returned, settings, training, seed=0):
         first = _as_batch(next(returned))
         stream = itertools.chain([first], (_as_batch(batch) for batch in returned))
         dataset = tf.data.Dataset.from_generator(lambda: stream, output_signature=_signature(first))
-        steps = samples_to_steps(nb_samples, settings.batch_size) if nb_samples else None
+        steps = samples_to_steps(nb_samples, settings.training.batch_size) if nb_samples else None
         return Pipeline(dataset, steps, restartable=False)
     raise UserInputError(f"{settings.path.name}: get_input_pipeline: expected a tf.data.Dataset, a "
                          f"keras.utils.Sequence or a generator of batches for {kind}, got {type(returned).__name__}")

@@ -12,10 +12,11 @@ import importlib.util
 import logging
 import sys
 import traceback
+import types
 import uuid
 from pathlib import Path
 
-from experiments_manager import contract
+from experiments_manager import sections
 from experiments_manager.errors import UserInputError
 
 MERGE_FUNCTION_NAME = "__experiments_manager_merge_hparams__"
@@ -52,34 +53,44 @@ def parse_hparam_overrides(pairs):
 
 
 class Settings:
-    """A loaded and validated settings module.
-
-    Attributes of the module are reachable as attributes of this object,
-    defaults of the contract filled in.
+    """A loaded and validated settings module, as typed sections (see `sections.py`).
 
     Args:
-        module: the executed settings module.
+        module: the executed settings module (given to `model(usersettings)` and `Client_IO`, defaults filled in).
         path: the settings file.
         model_file: the resolved model file.
         overrides: the hparam overrides that were applied.
+
+    Attributes:
+        experiment, runtime, training, data, monitoring, export, serving, kafka, federated, sweep: the sections,
+            e.g. `settings.training.epochs` (the module's `nbEpoch`).
     """
 
-    def __init__(self, module, path, model_file, overrides):
+    def __init__(self, module, path, model_file, overrides, from_file=True):
         self.module = module
         self.path = Path(path)
         self.model_file = Path(model_file)
         self.overrides = dict(overrides)
+        self.from_file = from_file  # False: built from a Python object (a notebook's); `path` is then its label
+        built = sections.build(module)
+        self.experiment = built["experiment"]
+        self.runtime = built["runtime"]
+        self.training = built["training"]
+        self.data = built["data"]
+        self.monitoring = built["monitoring"]
+        self.export = built["export"]
+        self.serving = built["serving"]
+        self.kafka = built["kafka"]
+        self.federated = built["federated"]
+        self.sweep = built["sweep"]
 
     @property
     def model_name(self):
         """The served model name: the model file's name without `.py`."""
         return self.model_file.stem
 
-    def __getattr__(self, name):
-        try:
-            return getattr(self.module, name)
-        except AttributeError:
-            raise AttributeError(f"settings {self.path.name} define no {name!r}") from None
+    def __repr__(self):
+        return f"<Settings {self.path if self.from_file else self.path.name} (model {self.model_file.name}, hparams {self.experiment.hparams!r})>"
 
 
 def load_settings(path, hparam_overrides=None, model_file=None):
@@ -102,7 +113,7 @@ def load_settings(path, hparam_overrides=None, model_file=None):
 
     ```python
     settings = load_settings("examples/regression/mysettings_curve_fitting.py", {"nbEpoch": 2})
-    settings.nbEpoch  # 2
+    settings.training.epochs  # 2 (the module's nbEpoch)
     ```
     """
     path = Path(path)
@@ -110,7 +121,7 @@ def load_settings(path, hparam_overrides=None, model_file=None):
     if not path.is_file():
         raise UserInputError(f"{path}: settings file not found")
     module = _execute(path, overrides)
-    problems = _validate(module, path.name)
+    problems = sections.problems_of(module, path.name)
     resolved_model_file = None
     if model_file is not None:
         resolved_model_file = Path(model_file)
@@ -125,8 +136,8 @@ def load_settings(path, hparam_overrides=None, model_file=None):
 
 
 def as_settings(settings, hparam_overrides=None):
-    """`settings` when it is a loaded `Settings` (its file was executed once, with its overrides), else the
-    settings file at that path, loaded with `hparam_overrides`.
+    """The `Settings` of what a caller gave: a loaded `Settings` (its file was executed once, with its
+    overrides), a settings file's path, or a settings module or object built in Python (a notebook's).
 
     Example:
 
@@ -139,16 +150,69 @@ def as_settings(settings, hparam_overrides=None):
         if hparam_overrides:
             raise ValueError("hparam_overrides: apply them when loading the settings")
         return settings
-    return load_settings(settings, hparam_overrides)
+    if isinstance(settings, (str, Path)):
+        return load_settings(settings, hparam_overrides)
+    return settings_from_object(settings, hparam_overrides)
 
 
-def load_experiment_settings(experiment):
-    """The settings an experiment ran with: its own copies and its recorded hparam overrides."""
-    return load_settings(
-        experiment.settings_copy,
-        experiment.run_info().get("hparam_overrides"),
-        model_file=experiment.model_file_copy(),
-    )
+def settings_from_object(source, hparam_overrides=None):
+    """The `Settings` of a settings module, class, object or dict built in Python, e.g. in a notebook.
+
+    A module imported from a `.py` file is loaded from that file (so its experiments resume from their copy). Any
+    other object's attributes (a class's, a `types.SimpleNamespace`'s, a dict's items) are the module-level names of
+    a settings file. Hparam overrides are refused: its functions read its own `hparams`, so set them there. Such an
+    experiment resumes from Python only (`em.resume(folder, settings=...)`): there is no file to copy.
+
+    Example:
+
+    ```python
+    class MySettings:
+        workingFolder = "experiments"
+        ...
+    settings = settings_from_object(MySettings)
+    ```
+    """
+    overrides = dict(hparam_overrides or {})
+    source_file = getattr(source, "__file__", None) if isinstance(source, types.ModuleType) else None
+    if source_file and source_file.endswith(".py") and Path(source_file).is_file():
+        return load_settings(source_file, overrides)
+    label = getattr(source, "__name__", None) or type(source).__name__
+    if overrides:  # its functions read its own hparams dict, which a merged copy would not change
+        raise UserInputError(f"{label}: hparams overrides {sorted(overrides)}: only for a settings file (whose "
+                             f"module-level code re-reads hparams); for settings built in Python, set them in the "
+                             f"object itself, e.g. {label}.hparams[{next(iter(overrides))!r}] = ...")
+    values = dict(source) if isinstance(source, dict) else {
+        name: getattr(source, name) for name in dir(source) if not name.startswith("__")}
+    module = types.ModuleType(f"experiments_manager_settings_{uuid.uuid4().hex}")
+    module.__dict__.update(values)
+    problems = sections.problems_of(module, label)
+    model_file = None
+    if isinstance(getattr(module, "model_file", None), str):
+        model_file = _resolve_model_file(module.model_file, Path.cwd() / label, problems)
+    if model_file is not None:
+        problems += _check_model_file(model_file, label)
+    if problems:
+        raise UserInputError(problems)
+    _fill_defaults(module)
+    return Settings(module, Path.cwd() / label, model_file, overrides, from_file=False)
+
+
+def load_experiment_settings(experiment, settings=None):
+    """The settings an experiment ran with: its own copies and its recorded hparam overrides.
+
+    Args:
+        settings: for an experiment whose settings were built in Python (no file to copy), the same settings
+            object again; otherwise None.
+    """
+    info = experiment.run_info()
+    if settings is not None:
+        return as_settings(settings, info.get("hparam_overrides"))
+    if info.get("settings_object"):
+        raise UserInputError(f"{experiment.root}: its settings were built in Python ({info['settings_object']}), "
+                             "not read from a file: resume it from Python with "
+                             "em.resume(folder, settings=<the same settings>)")
+    return load_settings(experiment.settings_copy, info.get("hparam_overrides"),
+                         model_file=experiment.model_file_copy())
 
 
 def _execute(path, overrides):
@@ -248,35 +312,16 @@ def _line_in(error, file_name):
     return lines[-1] if lines else "?"
 
 
-def _validate(module, file_name):
-    problems = []
-    for name, check in contract.REQUIRED.items():
-        if not hasattr(module, name):
-            problems.append(f"{file_name}: {name}: missing (required by the settings contract)")
-            continue
-        message = check(getattr(module, name))
-        if message:
-            problems.append(f"{file_name}: {name}: {message}")
-    for name, (default, check) in contract.OPTIONAL.items():
-        if check is None or not hasattr(module, name):
-            continue
-        value = getattr(module, name)
-        if value is None and default is None:
-            continue
-        message = check(value)
-        if message:
-            problems.append(f"{file_name}: {name}: {message}")
-    return problems
-
-
 def _resolve_model_file(model_file, settings_path, problems):
-    candidates = [Path(model_file), settings_path.parent / model_file]
-    for candidate in candidates:
+    """The model file, looked for in the current directory, then in the settings file's folder and the folders
+    above it (the examples name theirs from the repository root: `examples/regression/model_curve_fitting.py`)."""
+    folder = settings_path.parent
+    for candidate in [Path(model_file), folder / model_file, *(above / model_file for above in folder.resolve().parents)]:
         if candidate.is_file():
             return candidate
     problems.append(
         f"{settings_path.name}: model_file: file {model_file!r} not found "
-        f"(looked in {Path.cwd()} and {settings_path.parent})"
+        f"(looked in {Path.cwd()}, {folder} and the folders above it)"
     )
     return None
 
@@ -298,6 +343,7 @@ def _check_model_file(model_file, settings_name):
 
 
 def _fill_defaults(module):
-    for name, (default, _) in contract.OPTIONAL.items():
-        if not hasattr(module, name):
-            setattr(module, name, default.copy() if isinstance(default, (dict, list)) else default)
+    """Unset names get their defaults on the module too: the model file and Client_IO read `usersettings`."""
+    for _, field, name in sections.fields():
+        if not hasattr(module, name) and not sections.is_required(field):
+            setattr(module, name, sections.default_of(field))

@@ -6,7 +6,8 @@ import struct
 import numpy as np
 import pytest
 
-from experiments_manager.kafka.codec import BatchDecoder, RecordError, Schema, decode, split_header
+from experiments_manager.kafka.codec import RecordError, Schema, decode, split_header
+from experiments_manager.kafka.decoder import BatchDecoder
 
 
 def nested_sample(seed):

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from experiments_manager.kafka.dataset import ShufflePool, StreamPosition
+from experiments_manager.kafka.position import StreamPosition
+from experiments_manager.kafka.shuffle_pool import ShufflePool
 
 
 def fill(pool, first, count, partition=0):

@@ -231,7 +231,7 @@ def test_a_second_iterator_over_the_stream_rereads_what_the_first_did_not_train(
     import numpy as np
 
     from experiments_manager.kafka.connection import KafkaConnection
-    from experiments_manager.kafka.dataset import TrainingStream
+    from experiments_manager.kafka.stream import TrainingStream
     from experiments_manager.kafka.producer import RecordProducer
 
     connection = KafkaConnection(kafka_broker.bootstrap)

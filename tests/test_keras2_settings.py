@@ -288,9 +288,9 @@ def test_corpus_runs_unchanged_through_sweep_and_federated_simulate(corpus_workd
 
 def test_lr_on_plateau_is_added_only_where_the_learning_rate_can_be_set():
     """A Keras 2 legacy optimizer's `decay` is a schedule: Keras refuses to set its learning rate."""
-    from experiments_manager.training import _plateau_can_set
+    from experiments_manager.training.model import plateau_can_set
 
     K3 = _keras3()
-    assert _plateau_can_set(K3.optimizers.legacy.SGD(lr=0.05, momentum=0.9), 0.05)
-    assert not _plateau_can_set(K3.optimizers.legacy.SGD(lr=0.05, decay=1e-3), 0.05)
-    assert not _plateau_can_set(K3.optimizers.Adam(K3.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)), 0.1)
+    assert plateau_can_set(K3.optimizers.legacy.SGD(lr=0.05, momentum=0.9), 0.05)
+    assert not plateau_can_set(K3.optimizers.legacy.SGD(lr=0.05, decay=1e-3), 0.05)
+    assert not plateau_can_set(K3.optimizers.Adam(K3.optimizers.schedules.ExponentialDecay(0.1, 10, 0.9)), 0.1)

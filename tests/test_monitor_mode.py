@@ -90,7 +90,7 @@ def test_a_run_monitoring_r2_keeps_and_serves_the_version_with_the_highest_r2(r2
     assert max(r2) > r2[0] + 0.05  # it rose: a 'min' mode would have kept epoch 1
 
     settings = load_experiment_settings(Experiment.open(r2_run.root))
-    val = settings.get_input_pipeline("", False, settings.batch_size, settings.nbEpoch)
+    val = settings.data.get_input_pipeline("", False, settings.training.batch_size, settings.training.epochs)
     served = tf.saved_model.load(str(r2_run.root / "exported_models" / str(info["last_exported_version"])))
     truth = np.concatenate([y.numpy() for _, y in val])
     predicted = np.concatenate([served.signatures["serving_default"](input=x)["prediction"].numpy() for x, _ in val])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, wait_for
-from experiments_manager.cluster import WorkerCluster, most_tasks_per_node, slurm_port_base
+from experiments_manager.distribute.cluster import WorkerCluster, most_tasks_per_node, slurm_port_base
 from experiments_manager.errors import UserInputError
 
 EPOCHS = 3

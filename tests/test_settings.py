@@ -74,9 +74,9 @@ def test_unknown_monitored_name_fails_the_run_with_a_clear_line(workdir, run_cli
 
 def test_overrides_are_visible_to_module_level_code(workdir):
     settings = load_settings(REGRESSION_SETTINGS, {"nbEpoch": 7, "hiddenNeurons": 4})
-    assert settings.nbEpoch == 7  # computed at import time as hparams['nbEpoch']
-    assert settings.hparams["hiddenNeurons"] == 4
-    assert settings.hparams["learningRate"] == 0.01  # untouched keys stay
+    assert settings.training.epochs == 7  # computed at import time as hparams['nbEpoch']
+    assert settings.experiment.hparams["hiddenNeurons"] == 4
+    assert settings.experiment.hparams["learningRate"] == 0.01  # untouched keys stay
 
 
 def test_overrides_win_over_later_module_level_changes(workdir):
@@ -89,8 +89,8 @@ def test_overrides_win_over_later_module_level_changes(workdir):
         nbEpoch = hparams['nbEpoch']"""))
     path.write_text(source)
     settings = load_settings(path, {"nbEpoch": 2, "newKey": "x"})
-    assert settings.nbEpoch == 2
-    assert settings.hparams["newKey"] == "x"
+    assert settings.training.epochs == 2
+    assert settings.experiment.hparams["newKey"] == "x"
     assert path.read_text() == source  # the user's file is never rewritten
 
 
@@ -102,9 +102,9 @@ def test_hparam_values_are_python_literals_else_strings():
 
 def test_defaults_are_filled_and_old_names_accepted(workdir):
     settings = load_settings(REGRESSION_SETTINGS)
-    assert settings.ema_momentum == 0.99
-    assert settings.export_versions_to_keep == 5
-    assert settings.served_input_names == ["input"]  # accepted, ignored by the engine
+    assert settings.training.ema_momentum == 0.99
+    assert settings.export.versions_to_keep == 5
+    assert settings.module.served_input_names == ["input"]  # accepted, ignored by the engine (the model file may read it)
     assert settings.model_name == "model_curve_fitting"
     assert settings.model_file == Path("examples/regression/model_curve_fitting.py")
 

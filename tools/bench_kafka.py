@@ -74,7 +74,7 @@ def bench_producer(connection, topic, x, y):
 
 
 def new_stream(connection, topic, group):
-    from experiments_manager.kafka.dataset import TrainingStream
+    from experiments_manager.kafka.stream import TrainingStream
 
     stream = TrainingStream(connection, topic, group, BATCH, SHUFFLE, seed=0, stall_timeout=30)
     schema = stream.start()

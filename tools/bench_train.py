@@ -55,8 +55,8 @@ def run_engine(settings, epochs):
     from experiments_manager.settings import load_settings
     from experiments_manager.training import Trainer
 
-    loaded = load_settings(settings, {"nbEpoch": epochs})
-    trainer = Trainer(Experiment.create(loaded, ["bench"]), loaded)
+    settings = load_settings(settings, {"nbEpoch": epochs})
+    trainer = Trainer(Experiment.create(settings, ["bench"]), settings)
     start = time.perf_counter()
     outcome = trainer.run()
     assert outcome.status == "finished", outcome.reason
@@ -70,16 +70,16 @@ def run_plain(settings, epochs):
     from experiments_manager.ema import WeightAverages
     from experiments_manager.training import build_model
 
-    loaded = load_settings(settings, {"nbEpoch": epochs})
-    keras.utils.set_random_seed(loaded.random_seed)
+    settings = load_settings(settings, {"nbEpoch": epochs})
+    keras.utils.set_random_seed(settings.runtime.random_seed)
     start = time.perf_counter()
-    train = loaded.get_input_pipeline("", True, loaded.batch_size, epochs)
-    val = loaded.get_input_pipeline("", False, loaded.batch_size, epochs)
-    model = build_model(loaded)
-    loss = loaded.get_total_loss(model)
-    averages = WeightAverages(loaded.ema_momentum, warmup=loaded.ema_warmup)
-    optimizer = averages.attach(loaded.get_optimizer(model, loss, loaded.get_learningRate()))
-    model.compile(optimizer=optimizer, loss=loss, metrics=loaded.get_metrics(model, loss))
+    train = settings.data.get_input_pipeline("", True, settings.training.batch_size, epochs)
+    val = settings.data.get_input_pipeline("", False, settings.training.batch_size, epochs)
+    model = build_model(settings)
+    loss = settings.training.get_total_loss(model)
+    averages = WeightAverages(settings.training.ema_momentum, warmup=settings.training.ema_warmup)
+    optimizer = averages.attach(settings.training.get_optimizer(model, loss, settings.training.get_learning_rate()))
+    model.compile(optimizer=optimizer, loss=loss, metrics=settings.training.get_metrics(model, loss))
     model.fit(train, validation_data=val, epochs=epochs, verbose=2, shuffle=False)
     return time.perf_counter() - start
 
@@ -106,7 +106,7 @@ def logging_costs(workdir, repeats=20):
     settings = load_settings(bench_settings(workdir, 2000, False), {"nbEpoch": 2})
     outcome = training.train(settings, command=["bench"])
     model, experiment = outcome.model, outcome.experiment
-    val = settings.get_input_pipeline("", False, settings.batch_size, 1)
+    val = settings.data.get_input_pipeline("", False, settings.training.batch_size, 1)
     logs = json.loads(experiment.run_file.read_text())["last_epoch_logs"]
     best = ours.BestValue("val_loss")
     best.update(1, logs["val_loss"])
@@ -116,7 +116,7 @@ def logging_costs(workdir, repeats=20):
         "WeightHistograms (every histogram_freq epochs)": ours.WeightHistograms(writers),
         "TrainingCurves (every epoch)": ours.TrainingCurves(experiment.history_csv, workdir / "curves.png", best,
                                                             title=experiment.name),
-        "HParamsLogger (every epoch)": ours.HParamsLogger(writers, settings.hparams, best, "bench"),
+        "HParamsLogger (every epoch)": ours.HParamsLogger(writers, settings.experiment.hparams, best, "bench"),
         "ModelGraph (once)": ours.ModelGraph(writers),
         "ProjectorLogger (once, 500 samples)": ours.ProjectorLogger(str(workdir / "cost_logs/validation"), val),
     }

@@ -75,5 +75,5 @@ def metric_directions(model):
 
 def monitor_mode_resolver(best, experiment, settings, monitors=()):
     """The `ResolveMonitorMode` of a run: the settings' `monitored_loss_mode`, the decision written to run.json."""
-    return ResolveMonitorMode(best, monitors, settings.monitored_loss_mode,
+    return ResolveMonitorMode(best, monitors, settings.training.monitor_mode,
                               on_resolved=lambda resolved: experiment.update_run_info(monitor_mode=resolved.mode))

@@ -96,7 +96,7 @@ def run_federation(job, grid):
             initial_arrays=server.initial_arrays(),
             num_rounds=config.rounds,
             timeout=config.round_timeout,
-            train_config=ConfigRecord({LOCAL_EPOCHS_KEY: settings.nbEpoch}),
+            train_config=ConfigRecord({LOCAL_EPOCHS_KEY: settings.training.epochs}),
             evaluate_fn=server.evaluate,
         )
     except FederationStopped as stop:

@@ -47,7 +47,7 @@ class FederatedClient:
 
     def __init__(self, job, partition):
         from experiments_manager.experiment import RUN_FILE_NAME, Experiment, running_command
-        from experiments_manager.training import Trainer
+        from experiments_manager.training import SessionOptions, Trainer
 
         self.created = time.monotonic()
         self.job = job
@@ -62,7 +62,9 @@ class FederatedClient:
                                                               "num_partitions": partition.count})
         resuming = self.experiment.checkpoints_dir.is_dir()
         self.trainer = Trainer(self.experiment, self.settings, resuming=resuming, partition=partition)
-        self.session = self.trainer.open_session(federated_client=True)
+        # the federation decides when training ends, and validates the global model itself
+        self.session = self.trainer.open_session(SessionOptions(export=False, early_stopping=False,
+                                                                validate_raw_weights=False))
 
     def train_round(self, weights, proximal_mu=0.0, server_round=None):
         """Trains `nbEpoch` epochs from the global `weights`.
@@ -88,7 +90,7 @@ class FederatedClient:
             extra.append(ProximalStep([variable.numpy() for variable in model.trainable_variables], proximal_mu))
         start = self.session.plan.epochs_completed()
         fit_started = time.monotonic()
-        history, stopped = self.trainer.fit(self.session, start + self.settings.nbEpoch, extra)
+        history, stopped = self.trainer.fit(self.session, start + self.settings.training.epochs, extra)
         fit_seconds = time.monotonic() - fit_started
         if stopped is not None:
             raise ClientStopped(f"client {self.partition.index}: {stopped.reason}")
@@ -117,13 +119,13 @@ class FederatedClient:
         results = model.evaluate(inputs.val, steps=inputs.val_steps, return_dict=True, verbose=0)
         steps = inputs.val_steps or int(inputs.val.cardinality())
         return {**{key: float(value) for key, value in results.items()},
-                "num-examples": max(1, steps) * self.settings.batch_size}
+                "num-examples": max(1, steps) * self.settings.training.batch_size}
 
     def _examples_per_epoch(self):
         """Steps x batch size: exact but for a last partial batch, which FedAvg's weighting can ignore."""
         inputs = self.session.inputs
         steps = inputs.train_steps or int(inputs.train.cardinality())
-        return max(1, steps) * self.settings.batch_size
+        return max(1, steps) * self.settings.training.batch_size
 
     def close(self):
         """Closes the inputs and frees the model (a simulation actor serves many clients in turn)."""

@@ -1,91 +1,12 @@
-"""`experiments-manager federated simulate|run|superlink|supernode`: the command line of federated training.
+"""What `experiments-manager federated simulate|run|superlink|supernode` runs (its parser is
+`experiments_manager.commands.federated`), and the simulation `train` runs for a federated settings file.
 
-Importing this module imports neither TensorFlow nor Flower (`--help` stays fast).
+Importing this module imports neither TensorFlow nor Flower.
 """
 
 import logging
 
 _LOG = logging.getLogger(__name__)
-
-
-def add_federated_parser(commands, positive_int):
-    """Adds `federated` and its sub-commands to the `experiments-manager` sub-parsers."""
-    federated = commands.add_parser(
-        "federated",
-        help="federated training with Flower (simulated on this machine, or deployed on SuperNodes)",
-        description="Federated training with Flower from one settings file: hparams['federated'] names the "
-        "strategy (FedAvg default), minCl/minFit/minEval the client counts, each client trains nbEpoch local "
-        "epochs per round. The server's experiment folder holds the clients' folders and exports the global "
-        "model whenever it improves.",
-    )
-    modes = federated.add_subparsers(dest="federated_command", metavar="MODE", required=True)
-
-    simulate = modes.add_parser(
-        "simulate",
-        help="run N clients on this machine (Flower's simulation engine)",
-        description="Run a federation of N simulated clients on this machine with Flower's simulation engine "
-        "(Ray). Client i loads the settings with hparams['procID'] = i.",
-    )
-    _add_job_arguments(simulate, positive_int)
-    simulate.add_argument("--num-clients", type=positive_int, metavar="N",
-                          help="simulated clients (default: hparams['minCl'], else 2)")
-
-    run = modes.add_parser(
-        "run",
-        help="submit the federation to a running SuperLink (Flower's `flwr run`) and follow it",
-        description="Create the server experiment folder, write a Flower app (settings and model files "
-        "included) and submit it to a running SuperLink with `flwr run`; wait until Flower reports the run "
-        "finished. Start the SuperLink and one SuperNode per data holder first (`federated superlink`, "
-        "`federated supernode`).",
-    )
-    _add_job_arguments(run, positive_int)
-    where = run.add_mutually_exclusive_group(required=True)
-    where.add_argument("--superlink", metavar="HOST:PORT", help="an insecure SuperLink (plain HTTP, trusted network)")
-    where.add_argument("--connection", metavar="NAME",
-                       help="a SuperLink connection of your Flower config ($FLWR_HOME/config.toml: TLS, accounts)")
-    run.add_argument("--timeout", type=float, metavar="SECONDS", help="stop the run after SECONDS (default: none)")
-
-    superlink = modes.add_parser(
-        "superlink",
-        help="start a Flower SuperLink (runs ServerApps; one HTTP port for nodes, runs and apps)",
-        description="Start `flower-superlink` on HOST:PORT with Flower's telemetry, update check and runtime "
-        "dependency installation off. Arguments after `--` go to flower-superlink unchanged.",
-    )
-    superlink.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1: this machine only)")
-    superlink.add_argument("--port", type=int, default=8000, help="port (default 8000, Flower's)")
-    superlink.add_argument("--insecure", action="store_true",
-                           help="plain HTTP (else give --ssl-certfile/--ssl-keyfile after --)")
-
-    supernode = modes.add_parser(
-        "supernode",
-        help="start a Flower SuperNode for one data holder (runs the ClientApp on partition I of N)",
-        description="Start `flower-supernode` connected to the SuperLink, with node config "
-        "'partition-id=I num-partitions=N' (the settings see I as hparams['procID']). Arguments after `--` "
-        "go to flower-supernode unchanged.",
-    )
-    supernode.add_argument("--superlink", required=True, metavar="HOST:PORT", help="the SuperLink's address")
-    supernode.add_argument("--partition-id", type=int, required=True, metavar="I", help="this client's id, 0..N-1")
-    supernode.add_argument("--num-partitions", type=positive_int, required=True, metavar="N", help="clients in all")
-    supernode.add_argument("--host", default="127.0.0.1", help="interface of its ClientApp API (default 127.0.0.1)")
-    supernode.add_argument("--port", type=int, default=9094, help="port of its ClientApp API (default 9094)")
-    supernode.add_argument("--insecure", action="store_true", help="plain HTTP to the SuperLink")
-    for parser in (superlink, supernode):
-        parser.add_argument("flower_arguments", nargs="*", metavar="-- FLOWER_ARGS",
-                            help="passed to the Flower command unchanged")
-    return federated
-
-
-def _add_job_arguments(parser, positive_int):
-    parser.add_argument("-u", "--usersettings", required=True, metavar="SETTINGS", help="the settings module (.py)")
-    parser.add_argument("--rounds", type=positive_int, metavar="R",
-                        help="federated rounds (default: hparams['rounds'], else 20)")
-    parser.add_argument(
-        "--hparam", action="append", default=[], metavar="KEY=VALUE",
-        help="override hparams[KEY] (value parsed as a Python literal), for the server and every client; repeatable",
-    )
-    parser.add_argument("--round-timeout", type=float, metavar="SECONDS",
-                        help="longest wait for clients to connect or answer in a round "
-                        "(default: the settings' federated_round_timeout_secs, 600)")
 
 
 def federated(arguments):

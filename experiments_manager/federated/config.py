@@ -65,7 +65,7 @@ class FederationConfig:
         Raises:
             UserInputError: one line per bad value, naming the settings file and the hparam.
         """
-        hparams = settings.hparams
+        hparams = settings.experiment.hparams
         name = settings.path.name
         problems = []
 
@@ -100,7 +100,7 @@ class FederationConfig:
         if missing:
             raise UserInputError(f"{name}: hparams: {strategy_name} needs {', '.join(repr(key) for key in missing)} "
                                  "(named like its parameters)")
-        return cls(strategy_name, chosen, min_clients, min_fit, min_eval, rounds, settings.federated_round_timeout_secs)
+        return cls(strategy_name, chosen, min_clients, min_fit, min_eval, rounds, settings.federated.round_timeout_secs)
 
     def strategy_class(self):
         return available_strategies()[self.strategy_name]

@@ -89,7 +89,7 @@ def write_flower_app(experiment, job, settings):
     run_config = {**job.to_run_config(), "settings-file": "experiment_settings.py", "model-file": model_name}
     project = {
         "build-system": {"requires": ["hatchling"], "build-backend": "hatchling.build"},
-        "project": {"name": _project_name(settings.session_name), "version": "1.0.0",
+        "project": {"name": _project_name(settings.experiment.session_name), "version": "1.0.0",
                     "description": f"federation of {experiment.name}", "license": "MIT", "dependencies": []},
         "tool": {"hatch": {"build": {"targets": {"wheel": {"packages": ["."]}}}},
                  "flwr": {"app": {"publisher": "experiments-manager",

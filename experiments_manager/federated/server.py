@@ -39,39 +39,28 @@ class FederationServer:
     def __init__(self, experiment, settings, config):
         import keras
 
-        from experiments_manager import callbacks as ours
+        from experiments_manager.callbacks import BestValue
         from experiments_manager.export import Exporter
         from experiments_manager.inputs import settings_pipeline, steps_per_epoch
-        from experiments_manager.keras2_metrics import keras2_metrics
-        from experiments_manager.training import build_model, tensorboard_reports
+        from experiments_manager.training import RunRecords, compile_for_evaluation
 
         self.experiment = experiment
         self.settings = settings
         self.config = config
-        keras.utils.set_random_seed(settings.random_seed if settings.random_seed is not None else 0)
-        self.model = build_model(settings)
-        loss = settings.get_total_loss(self.model)
-        self.model.compile(loss=loss, metrics=keras2_metrics(settings.get_metrics(self.model, loss), self.model,
-                                                             settings.path.name))
+        keras.utils.set_random_seed(settings.runtime.random_seed if settings.runtime.random_seed is not None else 0)
+        self.model = compile_for_evaluation(settings)
         val = settings_pipeline(settings, training=False)
         self.val = val.dataset
-        self.val_steps = steps_per_epoch(self.val, settings.nb_val_samples, settings, "nb_val_samples", "validation",
+        self.val_steps = steps_per_epoch(self.val, settings.data.val_samples, settings, "nb_val_samples", "validation",
                                          val.steps)
-        self.best = ours.BestValue(settings.monitored_loss_name)
+        self.best = BestValue(settings.training.monitor)
         self.exporter = Exporter(experiment, settings, self.model)
         self.round_metrics = {}
         # per round: seconds since the previous round ended, and of them, the server's evaluation and export
         self.timings = []
         self.round_started = time.monotonic()
-        self.callbacks = keras.callbacks.CallbackList(
-            [ours.monitor_mode_resolver(self.best, experiment, settings),
-             ours.HistoryCSV(experiment.history_csv),
-             ours.TrackBestValue(self.best, settings.path.name),
-             *tensorboard_reports(experiment, settings, self.best),
-             ours.ExportOnImprovement(self.exporter, self.best, every_epoch=not settings.save_only_last_best_model),
-             ours.RunInfoUpdater(experiment, self.best, self.exporter)],
-            model=self.model,
-        )
+        records = RunRecords(experiment, settings, self.best, self.exporter)  # a round is recorded as an epoch is
+        self.callbacks = keras.callbacks.CallbackList(records.head + records.tail(), model=self.model)
         self.callbacks.on_train_begin()
 
     def initial_arrays(self):

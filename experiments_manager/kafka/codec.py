@@ -13,7 +13,7 @@ element.
 Records are data, not code: decoding checks every length, dtype and index and
 raises `RecordError` for anything it cannot decode; it never evaluates input.
 Records of one stream share one header, so a batch of them is decoded with a
-few numpy operations (see `BatchDecoder`).
+few numpy operations (see `experiments_manager.kafka.decoder.BatchDecoder`).
 """
 
 import json
@@ -182,113 +182,6 @@ def decode(value):
     header, start = split_header(value)
     schema = Schema.from_header(header)
     return schema.nest(schema.decode_payload(value, start))
-
-
-class BatchDecoder:
-    """Decodes many records of one stream, skipping (and counting) those it cannot decode.
-
-    The first decodable record fixes the stream's schema; a record with another
-    schema is skipped as "schema differs from the stream's". Records of a
-    fixed-size schema are decoded together: one join and one strided view per
-    tensor.
-
-    Args:
-        schema: the expected `Schema`, or None to take the first record's.
-
-    Example:
-
-    ```python
-    decoder = BatchDecoder()
-    leaves, kept = decoder.decode([value1, value2, b"garbage"])
-    decoder.errors  # {'not an experiments_manager record': 1}
-    ```
-    """
-
-    def __init__(self, schema=None):
-        self.schema = schema
-        self.errors = {}
-        self._first_errors = {}
-
-    def _skip(self, error):
-        self.errors[error.kind] = self.errors.get(error.kind, 0) + 1
-        self._first_errors.setdefault(error.kind, str(error))
-
-    def new_error_kinds(self):
-        """(kind, first message) of error kinds seen since the last call; each kind is returned once."""
-        found = list(self._first_errors.items())
-        self._first_errors = {kind: None for kind in self._first_errors}
-        return [(kind, message) for kind, message in found if message is not None]
-
-    def decode(self, values):
-        """Decodes record values.
-
-        Args:
-            values: list of bytes.
-
-        Returns:
-            (leaves, kept): field-ordered arrays with a leading axis over the
-            decoded records, and the indices (into `values`) of those records.
-            leaves is None when no record could be decoded.
-        """
-        fast = self._decode_uniform(values)
-        if fast is not None:
-            return fast, list(range(len(values)))
-        kept = []
-        for index, value in enumerate(values):
-            try:
-                header, start = split_header(value)
-                if self.schema is None:
-                    self.schema = Schema.from_header(header)
-                elif header != self.schema.header:  # parsed first: a corrupt header is reported as such
-                    raise RecordError("schema differs from the stream's", Schema.from_header(header).describe())
-                if self.schema.fixed_size and len(value) - start != self.schema.payload_bytes:
-                    raise RecordError(
-                        "payload size mismatch", f"{len(value) - start} bytes, expected {self.schema.payload_bytes}"
-                    )
-                if not self.schema.fixed_size:
-                    self.schema.decode_payload(value, start)  # validates; decoded again below
-                kept.append(index)
-            except RecordError as error:
-                self._skip(error)
-        if not kept:
-            return None, kept
-        selected = [values[index] for index in kept]
-        if self.schema.fixed_size:
-            return self._columns(np.frombuffer(b"".join(selected), np.uint8).reshape(len(selected), -1)), kept
-        return self._stack(selected), kept
-
-    def _decode_uniform(self, values):
-        """The usual case in one pass: every record has the stream's fixed-size layout (else None)."""
-        schema = self.schema
-        if schema is None or not schema.fixed_size or not values:
-            return None
-        size = len(schema.prefix) + schema.payload_bytes
-        try:
-            if set(map(len, values)) != {size}:
-                return None
-            raw = np.frombuffer(b"".join(values), np.uint8).reshape(len(values), size)
-        except TypeError:  # a record without a value
-            return None
-        if not (raw[:, :len(schema.prefix)] == np.frombuffer(schema.prefix, np.uint8)).all():
-            return None
-        return self._columns(raw)
-
-    def _stack(self, values):
-        start = len(self.schema.prefix)
-        rows = [self.schema.decode_payload(value, start) for value in values]
-        return [np.stack(column) for column in zip(*rows)]
-
-    def _columns(self, raw):
-        """Field-ordered arrays from an (records, record bytes) uint8 array of fixed-size records."""
-        leaves = []
-        position = len(self.schema.prefix)
-        for field in self.schema.fields:
-            dtype = numpy_dtype(field.dtype)
-            block = np.ascontiguousarray(raw[:, position:position + field.nbytes])
-            array = block.view(dtype.newbyteorder("<")).reshape((len(raw),) + field.shape)
-            leaves.append(array.astype(dtype, copy=False))
-            position += field.nbytes
-        return leaves
 
 
 def _describe(value, name, fields):

@@ -1,4 +1,4 @@
-"""The `kafka-produce` command."""
+"""What the `kafka-produce` command runs (its parser is `experiments_manager.commands.kafka_produce`)."""
 
 import logging
 import sys
@@ -14,7 +14,7 @@ def kafka_produce(arguments):
 
     settings = load_settings(arguments.usersettings, parse_hparam_overrides(arguments.hparam))
     splits = ("train", "val") if arguments.only is None else (arguments.only,)
-    epochs = arguments.epochs or settings.nbEpoch  # what one training run of these settings reads
+    epochs = arguments.epochs or settings.training.epochs  # what one training run of these settings reads
     with _ProgressDisplay() as display:
         published = produce(settings, arguments.bootstrap_servers, epochs=epochs,
                             partitions=arguments.partitions, splits=splits, progress=display.update)

@@ -74,8 +74,8 @@ class KafkaConnection:
         if override:
             servers = parse_bootstrap_servers(override, "--bootstrap-servers")
         else:
-            servers = parse_bootstrap_servers(settings.kafka_bootstrap_servers, f"{name}: kafka_bootstrap_servers")
-        return cls(servers, settings.kafka_config, settings.kafka_connect_timeout_secs, name)
+            servers = parse_bootstrap_servers(settings.kafka.bootstrap_servers, f"{name}: kafka_bootstrap_servers")
+        return cls(servers, settings.kafka.config, settings.kafka.connect_timeout_secs, name)
 
     def config(self, **properties):
         """librdkafka properties for a new client: defaults, then the user's `kafka_config`, then `properties`."""
@@ -123,11 +123,11 @@ class KafkaConnection:
 
 def topic_names(settings, suffix=""):
     """(train topic, validation topic): `<session_name>_train` and `<session_name>_val` (+ suffix)."""
-    names = (f"{settings.session_name}_train{suffix}", f"{settings.session_name}_val{suffix}")
+    names = (f"{settings.experiment.session_name}_train{suffix}", f"{settings.experiment.session_name}_val{suffix}")
     for name in names:
         if not TOPIC_PATTERN.match(name):
             raise UserInputError(
-                f"{settings.path.name}: session_name: {settings.session_name!r} gives the kafka topic {name!r}; "
+                f"{settings.path.name}: session_name: {settings.experiment.session_name!r} gives the kafka topic {name!r}; "
                 "topic names allow letters, digits, '.', '_' and '-' only"
             )
     return names

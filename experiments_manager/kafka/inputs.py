@@ -1,14 +1,15 @@
 """Training input read from Kafka topics (`consume_data_from_kafka = True`).
 
 See `experiments_manager.inputs` for the interface and
-`experiments_manager.kafka.dataset` for how positions are kept.
+`experiments_manager.kafka.stream` for how positions are kept.
 """
 
 import logging
 
 from experiments_manager.errors import UserInputError
 from experiments_manager.kafka.connection import KafkaConnection, KafkaStalled, topic_names
-from experiments_manager.kafka.dataset import TrainingStream, ValidationSnapshot
+from experiments_manager.kafka.stream import TrainingStream
+from experiments_manager.kafka.validation import ValidationSnapshot
 from experiments_manager.pipelines import samples_to_steps
 
 _LOG = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ def check_kafka_input(settings, bootstrap_servers=None):
         the bootstrap servers used ('host:port,...').
     """
     connection = KafkaConnection.from_settings(settings, override=bootstrap_servers)
-    if not settings.nb_train_samples:
+    if not settings.data.train_samples:
         raise UserInputError(
             f"{settings.path.name}: nb_train_samples: expected the number of training samples per epoch "
             "(a Kafka topic is an endless stream)"
@@ -50,13 +51,13 @@ class KafkaInput:
 
         connection = KafkaConnection.from_settings(settings, override=experiment.run_info().get("kafka_bootstrap_servers"))
         train_topic, val_topic = topic_names(settings)
-        self.stream = TrainingStream(connection, train_topic, experiment.name, settings.batch_size,
-                                     settings.kafka_shuffle_buffer_size, seed, settings.kafka_stall_timeout_secs)
+        self.stream = TrainingStream(connection, train_topic, experiment.name, settings.training.batch_size,
+                                     settings.kafka.shuffle_buffer_size, seed, settings.kafka.stall_timeout_secs)
         self.validation = None
         try:
             schema = self.stream.start((restored or {}).get("callbacks", {}).get("kafka"))
             self.validation = ValidationSnapshot(connection, val_topic, f"{experiment.name}.validation",
-                                                 settings.batch_size, settings.kafka_stall_timeout_secs)
+                                                 settings.training.batch_size, settings.kafka.stall_timeout_secs)
             self.validation.refresh()
         except BaseException:
             self.close()
@@ -70,9 +71,9 @@ class KafkaInput:
         experiment.update_run_info(kafka={"bootstrap_servers": connection.bootstrap_servers,
                                           "consumer_group": experiment.name,
                                           "train_topic": train_topic, "val_topic": val_topic})
-        self.train = batches_dataset(self.stream.blocks, schema).rebatch(settings.batch_size).prefetch(PREFETCH_BATCHES)
+        self.train = batches_dataset(self.stream.blocks, schema).rebatch(settings.training.batch_size).prefetch(PREFETCH_BATCHES)
         self.val = batches_dataset(self.validation.batches, schema)
-        self.train_steps = samples_to_steps(settings.nb_train_samples, settings.batch_size)
+        self.train_steps = samples_to_steps(settings.data.train_samples, settings.training.batch_size)
         self.val_steps = None
         self.val_restartable = True  # batches of an in-memory snapshot
         self.callbacks = [KafkaProgress(self.stream, self.validation, experiment)]

@@ -153,7 +153,7 @@ def produce(settings, bootstrap_servers=None, epochs=1, partitions=1, splits=("t
         if split not in splits:
             continue
         is_training = split == "train"
-        limit = settings.nb_train_samples if is_training else settings.nb_val_samples
+        limit = settings.data.train_samples if is_training else settings.data.val_samples
         started = time.monotonic()
         with RecordProducer(connection, topic, partitions) as producer:
             for _ in range(passes):
@@ -162,7 +162,7 @@ def produce(settings, bootstrap_servers=None, epochs=1, partitions=1, splits=("t
                     field = "nb_train_samples" if is_training else "nb_val_samples"
                     raise UserInputError(f"{settings.path.name}: {field}: expected the number of samples to publish "
                                          f"(the {split} pipeline is a generator)")
-                pass_limit = limit or (pipeline.steps * settings.batch_size if pipeline.steps else None)
+                pass_limit = limit or (pipeline.steps * settings.training.batch_size if pipeline.steps else None)
                 _publish_pass(producer, pipeline.dataset, pass_limit, settings, split, progress)
         published.append(Publication(topic, producer.sent, time.monotonic() - started))
         _LOG.info("kafka: published %d records to %r at %s", producer.sent, topic, connection.bootstrap_servers)
@@ -182,7 +182,7 @@ def _publish_pass(producer, dataset, limit, settings, split, progress):
         )
     total = limit if cardinality < 0 else None
     if cardinality > 0:
-        total = cardinality * settings.batch_size if limit is None else min(limit, cardinality * settings.batch_size)
+        total = cardinality * settings.training.batch_size if limit is None else min(limit, cardinality * settings.training.batch_size)
     start = producer.sent
     for batch in dataset:
         left = None if limit is None else limit - (producer.sent - start)
@@ -203,9 +203,9 @@ def _check_batched(dataset, settings):
             f"{settings.path.name}: get_input_pipeline: expected batches (a leading batch axis), got scalar tensors"
         )
     leading = {shape[0] for shape in shapes if shape.rank is not None}
-    if None not in leading and settings.batch_size not in leading:
+    if None not in leading and settings.training.batch_size not in leading:
         _LOG.warning("%s: get_input_pipeline: the leading axis is %s, not batch_size %d: is the dataset batched? "
-                     "Each row of it becomes one record", settings.path.name, sorted(leading), settings.batch_size)
+                     "Each row of it becomes one record", settings.path.name, sorted(leading), settings.training.batch_size)
 
 
 def _to_numpy(batch):

@@ -59,7 +59,7 @@ class StreamingClient:
     """
 
     def __init__(self, settings, address, model_name, client_specs=None, debug=False):
-        if settings.Client_IO is None:
+        if settings.serving.client_io is None:
             raise UserInputError(
                 f"{settings.path.name}: Client_IO: expected a class Client_IO(clientInitSpecs, debugMode) "
                 "with getInputData, decodeResponse and finalize, to run predict"
@@ -69,12 +69,12 @@ class StreamingClient:
         self.model_name = model_name
         self.client_specs = dict(client_specs or {})
         self.debug = debug
-        self.timeout = settings.serving_client_timeout_int_secs
+        self.timeout = settings.serving.client_timeout_secs
 
     def _channel(self):
         import grpc
 
-        size = self.settings.grpc_max_message_length
+        size = self.settings.serving.grpc_max_message_length
         return grpc.insecure_channel(
             self.address,
             options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)],
@@ -113,7 +113,7 @@ class StreamingClient:
         from tensorflow_serving.apis import prediction_service_pb2_grpc
 
         stop = stop or threading.Event()
-        client_io = self.settings.Client_IO(self.client_specs, self.debug)
+        client_io = self.settings.serving.client_io(self.client_specs, self.debug)
         report = StreamReport()
         try:
             with self._channel() as channel:

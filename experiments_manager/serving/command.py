@@ -1,4 +1,5 @@
-"""The `serve` and `predict` commands: command-line arguments -> server or client objects."""
+"""What the `serve` and `predict` commands run: parsed arguments -> server or client objects (their parsers are
+`experiments_manager.commands.serve` and `.predict`)."""
 
 import logging
 import os
@@ -70,7 +71,7 @@ def _default_grpc_port(arguments):
         from experiments_manager.experiment import Experiment
         from experiments_manager.settings import load_experiment_settings
 
-        return load_experiment_settings(Experiment.open(arguments.model_dir)).tensorflow_server_port
+        return load_experiment_settings(Experiment.open(arguments.model_dir)).serving.port
     return DEFAULT_GRPC_PORT
 
 
@@ -129,7 +130,7 @@ def predict(arguments):
 
     experiment = Experiment.open(arguments.model_dir)
     settings = load_experiment_settings(experiment)
-    address = arguments.server or f"{settings.tensorflow_server_address}:{settings.tensorflow_server_port}"
+    address = arguments.server or f"{settings.serving.address}:{settings.serving.port}"
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise UserInputError(f"--server: expected HOST:PORT, got {address!r}")

@@ -74,6 +74,13 @@ class ModelServer:
         self._rest_server = None
         self._rest_task = None
 
+    def __repr__(self):
+        names = ", ".join(source.name for source in self.sources)
+        if self.grpc_port is None:
+            return f"<ModelServer {names}: not started>"
+        rest = f", REST {self.rest_url}" if self.rest_url else ""
+        return f"<ModelServer {names}: gRPC {self.grpc_address}{rest}>"
+
     def _release(self, servable):
         self.predictor.release(servable)
 

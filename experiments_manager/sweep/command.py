@@ -1,48 +1,81 @@
-"""`experiments-manager sweep`: a hyperopt search where every trial is an experiment."""
+"""What `experiments-manager sweep` and `em.sweep` run: a hyperopt search where every trial is an experiment.
 
+The command line's parser is `experiments_manager.commands.sweep`; both build a `SweepRequest`.
+"""
+
+import dataclasses
 import logging
 import random
 from pathlib import Path
 
 from experiments_manager.errors import UserInputError
-from experiments_manager.requeue_file import add_requeue_file_argument
-from experiments_manager.sweep import ALGORITHMS
 from experiments_manager.sweep.journal import process_alive
 
 _LOG = logging.getLogger(__name__)
 
 
-def add_sweep_parser(commands, positive_int):
-    """Adds `sweep` to the CLI's sub-commands."""
-    sweep = commands.add_parser(
-        "sweep",
-        help="search hparams with hyperopt: every trial is an experiment",
-        description="Search the settings' hyperopt_space with hyperopt. Every trial trains a normal experiment "
-        "in its own process and is scored by its best monitored value. The sweep folder "
-        "(<workingFolder>/<session_name>_sweep_<time>/) keeps the Trials, results.csv and a plot of the loss "
-        "against each hparam; --resume continues a stopped sweep without training finished trials again.",
-    )
-    source = sweep.add_mutually_exclusive_group(required=True)
-    source.add_argument("-u", "--usersettings", metavar="SETTINGS", help="the settings module (.py) with hyperopt_space")
-    source.add_argument("--resume", metavar="SWEEP_DIR", help="continue this sweep")
-    sweep.add_argument("--max-evals", type=positive_int, metavar="N",
-                       help="trials in all (required for a new sweep; with --resume: raise the total)")
-    sweep.add_argument("--algo", choices=ALGORITHMS, help="hyperopt's search algorithm (default tpe)")
-    sweep.add_argument("--seed", type=int, metavar="S",
-                       help="seed of the suggestions (default: the settings' random_seed, else random; recorded)")
-    sweep.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE",
-                       help="fixed override for every trial (e.g. nbEpoch=5 for a quick sweep); repeatable")
-    sweep.add_argument("--parallelism", type=positive_int, metavar="P",
-                       help="trials at once through Spark (pyspark extra, Java 17+); default 1: one after another")
-    sweep.add_argument("--spark-master", metavar="URL",
-                       help="with --parallelism: a Spark master (spark://host:7077, ...); default local[P]")
-    add_requeue_file_argument(sweep, what="the sweep folder", then="the sweep resumes")
+@dataclasses.dataclass
+class SweepRequest:
+    """What to sweep; the names are the command line's.
+
+    Args:
+        usersettings: the settings file with a `hyperopt_space` (a new sweep), or None.
+        resume: the sweep folder to continue, or None.
+        max_evals: the number of trials (required for a new sweep; with resume: more trials).
+        hparams: fixed hparam overrides for every trial (dict; default none).
+        algo: 'tpe' (default) or 'random'.
+        seed: the sweep's seed (default: the settings' `random_seed`, else drawn).
+        parallelism: trials at once (default 1).
+        spark_master: Spark master URL for parallel trials (default: local).
+        requeue_file: `--requeue-file` (default None).
+    """
+
+    usersettings: str = None
+    resume: str = None
+    max_evals: int = None
+    hparams: dict = dataclasses.field(default_factory=dict)
+    algo: str = None
+    seed: int = None
+    parallelism: int = None
+    spark_master: str = None
+    requeue_file: str = None
 
 
-def sweep(arguments):
-    """Runs `experiments-manager sweep`; returns the exit code."""
+class SweepOutcome:
+    """What a sweep ended with.
+
+    Attributes:
+        folder: the `SweepFolder`.
+        exit_code: 0 when finished, 1 when every trial failed, 128 + signal (or 75) when interrupted.
+    """
+
+    def __init__(self, folder, exit_code):
+        self.folder = folder
+        self.exit_code = exit_code
+
+    @property
+    def status(self):
+        return self.folder.spec().get("status")
+
+    @property
+    def best(self):
+        """The best trial's row (hparams, best value, experiment folder), or None."""
+        return self.folder.spec().get("best")
+
+    def __repr__(self):
+        spec = self.folder.spec()
+        best = spec.get("best") or {}
+        text = f"<SweepOutcome {spec.get('status')}: {spec.get('trials_done', 0)} trials in {self.folder.root}"
+        if best:
+            text += (f"; best {spec.get('monitored_loss_name')} {best.get('best_value'):.4g} "
+                     f"(trial {best.get('trial')}: {best.get('experiment')})")
+        return text + ">"
+
+
+def run_sweep(arguments):
+    """Runs (or resumes) a sweep described by a `SweepRequest`; returns its `SweepOutcome`."""
     from experiments_manager.requeue_file import resume_remembered
-    from experiments_manager.settings import load_settings, parse_hparam_overrides
+    from experiments_manager.settings import load_settings
     from experiments_manager.sweep.folder import SweepFolder, file_sha256
     from experiments_manager.sweep.objective import TrialObjective
     from experiments_manager.sweep.runner import SweepRunner
@@ -50,7 +83,7 @@ def sweep(arguments):
     from experiments_manager.sweep.trials import SeededSuggestions, add_saved_trials
 
     # a requeued job repeats its first command line: its choices are already in sweep.json
-    requeue = resume_remembered(arguments, recorded={"algo": None, "seed": None, "hparam": []})
+    requeue = resume_remembered(arguments, recorded={"algo": None, "seed": None, "hparams": {}})
     if arguments.resume:
         sweep_folder = SweepFolder.open(arguments.resume)
         spec = _resumed_spec(sweep_folder.spec(), arguments)
@@ -63,7 +96,7 @@ def sweep(arguments):
     else:
         if arguments.max_evals is None:
             raise UserInputError("--max-evals: required for a new sweep (the number of trials)")
-        fixed = parse_hparam_overrides(arguments.hparam)
+        fixed = dict(arguments.hparams)
         settings = load_settings(arguments.usersettings, fixed)
         space = SearchSpace.from_settings(settings)
         spec = _new_spec(settings, space, fixed, arguments)
@@ -83,8 +116,8 @@ def sweep(arguments):
         objective = TrialObjective(sweep_folder.root, spec["settings_file"], spec["working_dir"],
                                    spec["fixed_hparams"], space)
         runner = SweepRunner(sweep_folder, space, objective, trials, algo, spec["max_evals"],
-                             settings.monitored_loss_name, settings.workingFolder, spec["parallelism"])
-        return runner.run()
+                             settings.training.monitor, settings.experiment.working_folder, spec["parallelism"])
+        return SweepOutcome(sweep_folder, runner.run())
     finally:
         if spec["parallelism"] > 1:
             from experiments_manager.sweep.spark import stop_spark
@@ -95,7 +128,7 @@ def sweep(arguments):
 def _new_spec(settings, space, fixed, arguments):
     seed = arguments.seed
     if seed is None:
-        seed = settings.random_seed if settings.random_seed is not None else random.SystemRandom().randrange(2**31)
+        seed = settings.runtime.random_seed if settings.runtime.random_seed is not None else random.SystemRandom().randrange(2**31)
     return {
         "settings_file": str(settings.path.resolve()),
         "model_file": str(settings.model_file.resolve()),
@@ -107,14 +140,14 @@ def _new_spec(settings, space, fixed, arguments):
         "max_evals": arguments.max_evals,
         "parallelism": arguments.parallelism or 1,
         "spark_master": arguments.spark_master,
-        "monitored_loss_name": settings.monitored_loss_name,
+        "monitored_loss_name": settings.training.monitor,
     }
 
 
 def _resumed_spec(spec, arguments):
     """sweep.json's choices, with the few a resume may change (more trials, other parallelism)."""
     fixed_flags = [flag for flag, value in (("--algo", arguments.algo), ("--seed", arguments.seed),
-                                            ("--hparam", arguments.hparam)) if value]
+                                            ("--hparam", arguments.hparams)) if value]
     if fixed_flags:
         raise UserInputError(f"{', '.join(fixed_flags)}: not accepted with --resume (the sweep keeps its own)")
     if spec.get("status") == "running" and process_alive(spec.get("pid")):

@@ -75,9 +75,9 @@ class SweepFolder:
     @classmethod
     def create(cls, settings, spec):
         """A new dated sweep folder in the settings' workingFolder, with sweep.json and a copy of the settings."""
-        parent = Path(settings.workingFolder)
+        parent = Path(settings.experiment.working_folder)
         parent.mkdir(parents=True, exist_ok=True)
-        sweep = cls(make_unique_dir(parent, f"{settings.session_name}_sweep_{folder_stamp()}".lstrip("_")))
+        sweep = cls(make_unique_dir(parent, f"{settings.experiment.session_name}_sweep_{folder_stamp()}".lstrip("_")))
         shutil.copyfile(settings.path, sweep.settings_copy)
         sweep.write_spec({**spec, "settings_sha256": file_sha256(settings.path), "created": now(),
                           "status": "running", "trials_done": 0, "best": None})

@@ -39,15 +39,15 @@ class SearchSpace:
 
     @classmethod
     def from_settings(cls, settings):
-        """Checks `settings.hyperopt_space`; raises UserInputError with one line per problem."""
+        """Checks `settings.sweep.space`; raises UserInputError with one line per problem."""
         name = settings.path.name
-        expressions = getattr(settings, "hyperopt_space", None)
+        expressions = settings.sweep.space
         if not expressions:
             raise UserInputError(
                 f"{name}: hyperopt_space: missing (a sweep needs a dict of hparam name -> hyperopt expression, "
                 f"e.g. {SPACE_EXAMPLE})"
             )
-        space = cls(_checked(expressions, name), settings.hparams, name)
+        space = cls(_checked(expressions, name), settings.experiment.hparams, name)
         space.check_samples()
         return space
 

@@ -1,0 +1,156 @@
+"""The Python API, for notebooks and scripts: `em.train`, `em.resume`, `em.sweep`, `em.serve`.
+
+Each call shows the engine's log lines (on stderr, which Jupyter prints under the cell) unless the caller set up
+logging, and returns an object whose repr says what happened and where it went.
+
+Example:
+
+```python
+import experiments_manager as em
+
+outcome = em.train("examples/regression/mysettings_curve_fitting.py", {"nbEpoch": 3})
+outcome                      # <TrainingOutcome finished: experiments/curve_fitting/my_test_... (best val_loss ...)>
+with em.serve(outcome.experiment.root) as server:
+    server                   # <ModelServer serving curve_fitting ... gRPC 127.0.0.1:41234, REST http://...>
+```
+"""
+
+import logging
+
+from experiments_manager.logging_setup import configure_logging
+
+
+def show_logs():
+    """Shows the engine's INFO lines on stderr, unless the caller set up logging (a root or an own handler)."""
+    ours = logging.getLogger("experiments_manager")
+    if logging.getLogger().handlers or any(not getattr(h, "experiments_manager_cli", False) for h in ours.handlers):
+        return
+    configure_logging()
+
+
+def train(settings, hparams=None, *, working_folder=None, kafka_bootstrap_servers=None):
+    """Trains a new experiment; returns its `TrainingOutcome`.
+
+    Args:
+        settings: a settings file's path, a loaded `Settings`, or a settings module / class / object / dict built
+            in Python (its attributes are the settings file's names).
+        hparams: dict of hparam overrides (as `--hparam`; default None).
+        working_folder: where the experiment folder goes (default: the settings' `workingFolder`).
+        kafka_bootstrap_servers: Kafka brokers overriding the settings' (default None).
+
+    Raises:
+        UserInputError: the settings are wrong (every problem, one line each).
+
+    Example:
+
+    ```python
+    outcome = em.train("examples/regression/mysettings_curve_fitting.py", {"nbEpoch": 3})
+    outcome.status, outcome.experiment.root, outcome.model
+    ```
+    """
+    from experiments_manager import training
+
+    show_logs()
+    return training.train(settings, hparams, command=_command("train"), working_folder=working_folder,
+                          kafka_bootstrap_servers=kafka_bootstrap_servers)
+
+
+def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None):
+    """Continues an experiment from its last checkpoint; returns its `TrainingOutcome`.
+
+    Args:
+        experiment_dir: the experiment folder.
+        settings: for an experiment whose settings were built in Python, the same settings again (default None:
+            the experiment's own copy of its settings file).
+        kafka_bootstrap_servers: Kafka brokers replacing the recorded ones (default None).
+
+    Example:
+
+    ```python
+    em.resume(outcome.experiment.root)
+    ```
+    """
+    from experiments_manager import training
+
+    show_logs()
+    return training.resume(experiment_dir, command=_command("resume"), settings=settings,
+                           kafka_bootstrap_servers=kafka_bootstrap_servers)
+
+
+def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, parallelism=1, spark_master=None):
+    """Runs a hyperopt sweep, each trial an experiment in its own process; returns its `SweepOutcome`.
+
+    Args:
+        settings_file: the settings file with a `hyperopt_space` (a file: each trial process loads it).
+        max_evals: the number of trials.
+        hparams: fixed hparam overrides for every trial (default None).
+        algo: 'tpe' or 'random' (default 'tpe').
+        seed: the sweep's seed (default: the settings' `random_seed`, else drawn; recorded in sweep.json).
+        parallelism: trials at once (default 1; > 1 uses Spark).
+        spark_master: the Spark master URL with parallelism > 1 (default: local).
+
+    Example:
+
+    ```python
+    result = em.sweep("examples/regression/mysettings_curve_fitting.py", 4, hparams={"nbEpoch": 2}, seed=1)
+    result.best        # the best trial's row: its hparams, value and experiment folder
+    ```
+    """
+    from experiments_manager.sweep.command import SweepRequest, run_sweep
+
+    show_logs()
+    return run_sweep(SweepRequest(usersettings=_file_only(settings_file), max_evals=max_evals,
+                                  hparams=dict(hparams or {}), algo=algo, seed=seed, parallelism=parallelism,
+                                  spark_master=spark_master))
+
+
+def resume_sweep(sweep_folder, *, max_evals=None, parallelism=None):
+    """Continues a sweep (more trials with `max_evals`); returns its `SweepOutcome`."""
+    from experiments_manager.sweep.command import SweepRequest, run_sweep
+
+    show_logs()
+    return run_sweep(SweepRequest(resume=str(sweep_folder), max_evals=max_evals, parallelism=parallelism))
+
+
+def serve(experiment_dir, *, grpc_port=0, rest_port=0, host="127.0.0.1", poll_seconds=1.0):
+    """Serves an experiment's exported versions in this process (gRPC + REST, TF Serving's APIs) until stopped.
+
+    Args:
+        experiment_dir: the experiment folder.
+        grpc_port: gRPC port (default 0: any free port).
+        rest_port: REST port (default 0: any free port; None: no REST).
+        host: the interface (default 127.0.0.1: this machine only).
+        poll_seconds: how often new versions are looked for (default 1).
+
+    Returns:
+        the started `ModelServer`: `.grpc_address`, `.rest_url`, `.stop()`; also a context manager.
+
+    Example:
+
+    ```python
+    server = em.serve(outcome.experiment.root)
+    requests.post(f"{server.rest_url}/v1/models/curve_fitting:predict", json={"instances": [[0.5]]}).json()
+    server.stop()
+    ```
+    """
+    from experiments_manager.serving.config import source_from_experiment
+    from experiments_manager.serving.server import ModelServer, ServerOptions
+
+    show_logs()
+    options = ServerOptions(host=host, grpc_port=grpc_port, rest_port=rest_port, poll_seconds=poll_seconds)
+    return ModelServer([source_from_experiment(experiment_dir)], options).start()
+
+
+def _command(name):
+    return ["python", f"experiments_manager.{name}"]
+
+
+def _file_only(settings_file):
+    from pathlib import Path
+
+    from experiments_manager.errors import UserInputError
+
+    if not isinstance(settings_file, (str, Path)):
+        raise UserInputError(f"em.sweep: settings_file: expected the path of a settings file (each trial process "
+                             f"loads it), got {type(settings_file).__name__}")
+    return str(settings_file)

@@ -1,0 +1,23 @@
+"""The `experiments-manager` sub-commands, one module each, registered here.
+
+A command module defines
+- `NAME`: the sub-command, as typed;
+- `add_parser(subparsers)`: adds (and returns) its argparse sub-parser;
+- `run(arguments, argv)`: runs it with the parsed arguments (argv: the command line, for a command that starts
+  copies of itself); returns the exit code, or raises `errors.UserInputError`.
+
+`cli.build_parser` adds the sub-parsers in `COMMANDS`' order (the order of `--help`); `cli.main` runs the
+command named on the command line. Command modules import only argparse pieces and light library modules at
+the top, so `--help` imports no TensorFlow; what a command needs to run is imported in its `run`.
+Library modules never import this package (nor `cli`).
+"""
+
+from experiments_manager.commands import federated, kafka_produce, list_command, predict, serve, sweep, train
+
+COMMANDS = (train, serve, predict, kafka_produce, sweep, federated, list_command)
+NAMES = tuple(command.NAME for command in COMMANDS)
+
+
+def command_named(name):
+    """The command module whose NAME is `name`."""
+    return COMMANDS[NAMES.index(name)]

@@ -1,0 +1,91 @@
+"""`experiments-manager federated simulate|run|superlink|supernode`: federated training with Flower."""
+
+from experiments_manager.commands.arguments import add_hparam_argument, positive_int
+
+NAME = "federated"
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        NAME,
+        help="federated training with Flower (simulated on this machine, or deployed on SuperNodes)",
+        description="Federated training with Flower from one settings file: hparams['federated'] names the "
+        "strategy (FedAvg default), minCl/minFit/minEval the client counts, each client trains nbEpoch local "
+        "epochs per round. The server's experiment folder holds the clients' folders and exports the global "
+        "model whenever it improves.",
+    )
+    modes = parser.add_subparsers(dest="federated_command", metavar="MODE", required=True)
+
+    simulate = modes.add_parser(
+        "simulate",
+        help="run N clients on this machine (Flower's simulation engine)",
+        description="Run a federation of N simulated clients on this machine with Flower's simulation engine "
+        "(Ray). Client i loads the settings with hparams['procID'] = i.",
+    )
+    _add_job_arguments(simulate)
+    simulate.add_argument("--num-clients", type=positive_int, metavar="N",
+                          help="simulated clients (default: hparams['minCl'], else 2)")
+
+    run_mode = modes.add_parser(
+        "run",
+        help="submit the federation to a running SuperLink (Flower's `flwr run`) and follow it",
+        description="Create the server experiment folder, write a Flower app (settings and model files "
+        "included) and submit it to a running SuperLink with `flwr run`; wait until Flower reports the run "
+        "finished. Start the SuperLink and one SuperNode per data holder first (`federated superlink`, "
+        "`federated supernode`).",
+    )
+    _add_job_arguments(run_mode)
+    where = run_mode.add_mutually_exclusive_group(required=True)
+    where.add_argument("--superlink", metavar="HOST:PORT", help="an insecure SuperLink (plain HTTP, trusted network)")
+    where.add_argument("--connection", metavar="NAME",
+                       help="a SuperLink connection of your Flower config ($FLWR_HOME/config.toml: TLS, accounts)")
+    run_mode.add_argument("--timeout", type=float, metavar="SECONDS", help="stop the run after SECONDS (default: none)")
+
+    superlink = modes.add_parser(
+        "superlink",
+        help="start a Flower SuperLink (runs ServerApps; one HTTP port for nodes, runs and apps)",
+        description="Start `flower-superlink` on HOST:PORT with Flower's telemetry, update check and runtime "
+        "dependency installation off. Arguments after `--` go to flower-superlink unchanged.",
+    )
+    superlink.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1: this machine only)")
+    superlink.add_argument("--port", type=int, default=8000, help="port (default 8000, Flower's)")
+    superlink.add_argument("--insecure", action="store_true",
+                           help="plain HTTP (else give --ssl-certfile/--ssl-keyfile after --)")
+
+    supernode = modes.add_parser(
+        "supernode",
+        help="start a Flower SuperNode for one data holder (runs the ClientApp on partition I of N)",
+        description="Start `flower-supernode` connected to the SuperLink, with node config "
+        "'partition-id=I num-partitions=N' (the settings see I as hparams['procID']). Arguments after `--` "
+        "go to flower-supernode unchanged.",
+    )
+    supernode.add_argument("--superlink", required=True, metavar="HOST:PORT", help="the SuperLink's address")
+    supernode.add_argument("--partition-id", type=int, required=True, metavar="I", help="this client's id, 0..N-1")
+    supernode.add_argument("--num-partitions", type=positive_int, required=True, metavar="N", help="clients in all")
+    supernode.add_argument("--host", default="127.0.0.1", help="interface of its ClientApp API (default 127.0.0.1)")
+    supernode.add_argument("--port", type=int, default=9094, help="port of its ClientApp API (default 9094)")
+    supernode.add_argument("--insecure", action="store_true", help="plain HTTP to the SuperLink")
+    for flower_parser in (superlink, supernode):
+        flower_parser.add_argument("flower_arguments", nargs="*", metavar="-- FLOWER_ARGS",
+                                   help="passed to the Flower command unchanged")
+    return parser
+
+
+def _add_job_arguments(parser):
+    parser.add_argument("-u", "--usersettings", required=True, metavar="SETTINGS", help="the settings module (.py)")
+    parser.add_argument("--rounds", type=positive_int, metavar="R",
+                        help="federated rounds (default: hparams['rounds'], else 20)")
+    add_hparam_argument(
+        parser,
+        help="override hparams[KEY] (value parsed as a Python literal), for the server and every client; repeatable",
+    )
+    parser.add_argument("--round-timeout", type=float, metavar="SECONDS",
+                        help="longest wait for clients to connect or answer in a round "
+                        "(default: the settings' federated_round_timeout_secs, 600)")
+
+
+def run(arguments, argv):
+    """Runs the federated mode; returns the exit code."""
+    from experiments_manager.federated.command import federated
+
+    return federated(arguments)

@@ -1,0 +1,35 @@
+"""`experiments-manager kafka-produce`: publish the settings' input pipelines to Kafka topics."""
+
+from experiments_manager.commands.arguments import add_bootstrap_servers_argument, add_hparam_argument, positive_int
+
+NAME = "kafka-produce"
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        NAME,
+        help="publish the settings' input pipelines to Kafka topics",
+        description="Run the settings' get_input_pipeline for training and validation and publish one "
+        "self-describing record per sample to <session_name>_train and <session_name>_val.",
+    )
+    parser.add_argument("-u", "--usersettings", required=True, metavar="SETTINGS", help="the settings module (.py)")
+    add_hparam_argument(parser)
+    add_bootstrap_servers_argument(parser)
+    parser.add_argument(
+        "--epochs", type=positive_int, metavar="N",
+        help="passes over the training pipeline (default: the settings' nbEpoch, what one training run reads; "
+        "validation is published once)",
+    )
+    parser.add_argument(
+        "--partitions", type=positive_int, default=1, metavar="N",
+        help="partitions of topics that do not exist yet (default 1)",
+    )
+    parser.add_argument("--only", choices=("train", "val"), help="publish only this split")
+    return parser
+
+
+def run(arguments, argv):
+    """Publishes the pipelines; returns the exit code."""
+    from experiments_manager.kafka.command import kafka_produce
+
+    return kafka_produce(arguments)

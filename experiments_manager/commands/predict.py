@@ -1,0 +1,36 @@
+"""`experiments-manager predict`: stream the settings' Client_IO requests to a TF Serving compatible server."""
+
+NAME = "predict"
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        NAME,
+        help="stream requests from the settings' Client_IO to a server",
+        description="Run the experiment settings' Client_IO loop against a TF Serving compatible server.",
+    )
+    parser.add_argument("--model_dir", required=True, metavar="EXPERIMENT_DIR", help="the experiment to query")
+    parser.add_argument(
+        "--predict_stream", type=int, default=1, metavar="N",
+        help="number of requests; N < 0: until Client_IO.getInputData raises StopIteration (default 1)",
+    )
+    parser.add_argument(
+        "--server", metavar="HOST:PORT",
+        help="gRPC address (default: the settings' tensorflow_server_address:tensorflow_server_port)",
+    )
+    parser.add_argument(
+        "--wait-for-server", type=float, default=0, metavar="SECONDS",
+        help="wait up to SECONDS for the server to serve a version before the first request",
+    )
+    parser.add_argument(
+        "--interval", type=float, default=0.0, metavar="SECONDS", help="pause between requests (default 0)"
+    )
+    parser.add_argument("--debug", action="store_true", help="Client_IO debugMode")
+    return parser
+
+
+def run(arguments, argv):
+    """Streams the requests; returns the exit code."""
+    from experiments_manager.serving.command import predict
+
+    return predict(arguments)

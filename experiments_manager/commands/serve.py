@@ -1,0 +1,40 @@
+"""`experiments-manager serve`: serve exported versions over TF Serving's gRPC and REST APIs."""
+
+import argparse
+
+from experiments_manager.commands.arguments import add_server_arguments
+
+NAME = "serve"
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        NAME,
+        help="serve exported versions over gRPC and REST (TF Serving compatible)",
+        description="Serve an experiment's exported versions, or the models of a TF Serving models.config, "
+        "over TF Serving's gRPC and REST APIs. New versions are picked up while training still runs.",
+    )
+    served = parser.add_mutually_exclusive_group(required=True)
+    served.add_argument("--model_dir", metavar="EXPERIMENT_DIR", help="serve this experiment's exported_models/")
+    served.add_argument(
+        "--model_config_file", metavar="FILE", help="serve the models of this TF Serving models.config text proto"
+    )
+    add_server_arguments(parser)
+    parser.add_argument(
+        "--tensorflow-model-server", action="store_true",
+        help="run the real tensorflow_model_server (PATH or --apptainer-image) instead of the embedded server",
+    )
+    parser.add_argument("--apptainer-image", metavar="SIF", help="with --tensorflow-model-server: image holding it")
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="with --tensorflow-model-server: print the command and models.config it would run, and exit",
+    )
+    parser.add_argument("--exit-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
+    return parser
+
+
+def run(arguments, argv):
+    """Serves until SIGINT/SIGTERM; returns the exit code."""
+    from experiments_manager.serving.command import serve
+
+    return serve(arguments)

@@ -1,0 +1,45 @@
+"""`experiments-manager sweep`: a hyperopt search where every trial is an experiment."""
+
+from experiments_manager.commands.arguments import add_hparam_argument, positive_int
+from experiments_manager.requeue_file import add_requeue_file_argument
+from experiments_manager.sweep import ALGORITHMS
+
+NAME = "sweep"
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        NAME,
+        help="search hparams with hyperopt: every trial is an experiment",
+        description="Search the settings' hyperopt_space with hyperopt. Every trial trains a normal experiment "
+        "in its own process and is scored by its best monitored value. The sweep folder "
+        "(<workingFolder>/<session_name>_sweep_<time>/) keeps the Trials, results.csv and a plot of the loss "
+        "against each hparam; --resume continues a stopped sweep without training finished trials again.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-u", "--usersettings", metavar="SETTINGS", help="the settings module (.py) with hyperopt_space")
+    source.add_argument("--resume", metavar="SWEEP_DIR", help="continue this sweep")
+    parser.add_argument("--max-evals", type=positive_int, metavar="N",
+                        help="trials in all (required for a new sweep; with --resume: raise the total)")
+    parser.add_argument("--algo", choices=ALGORITHMS, help="hyperopt's search algorithm (default tpe)")
+    parser.add_argument("--seed", type=int, metavar="S",
+                        help="seed of the suggestions (default: the settings' random_seed, else random; recorded)")
+    add_hparam_argument(parser, help="fixed override for every trial (e.g. nbEpoch=5 for a quick sweep); repeatable")
+    parser.add_argument("--parallelism", type=positive_int, metavar="P",
+                        help="trials at once through Spark (pyspark extra, Java 17+); default 1: one after another")
+    parser.add_argument("--spark-master", metavar="URL",
+                        help="with --parallelism: a Spark master (spark://host:7077, ...); default local[P]")
+    add_requeue_file_argument(parser, what="the sweep folder", then="the sweep resumes")
+    return parser
+
+
+def run(arguments, argv):
+    """Runs (or resumes) the sweep; returns the exit code."""
+    from experiments_manager.settings import parse_hparam_overrides
+    from experiments_manager.sweep.command import SweepRequest, run_sweep
+
+    request = SweepRequest(usersettings=arguments.usersettings, resume=arguments.resume,
+                           max_evals=arguments.max_evals, hparams=parse_hparam_overrides(arguments.hparam),
+                           algo=arguments.algo, seed=arguments.seed, parallelism=arguments.parallelism,
+                           spark_master=arguments.spark_master, requeue_file=arguments.requeue_file)
+    return run_sweep(request).exit_code

@@ -1,0 +1,131 @@
+"""`experiments-manager train`: train a model from a settings file into a new experiment folder, or resume one."""
+
+import contextlib
+import logging
+
+from experiments_manager.commands.arguments import (add_bootstrap_servers_argument, add_hparam_argument,
+                                                    add_server_arguments, positive_int)
+from experiments_manager.errors import UserInputError
+from experiments_manager.requeue_file import add_requeue_file_argument
+
+NAME = "train"
+
+_LOG = logging.getLogger(__name__)
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        NAME,
+        help="train a new experiment, or resume one",
+        description="Train a model from a settings file into a new experiment folder, or resume one.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("-u", "--usersettings", metavar="SETTINGS", help="the settings module (.py)")
+    source.add_argument(
+        "--resume", "--model_dir", dest="resume", metavar="EXPERIMENT_DIR",
+        help="continue this experiment from its last checkpoint",
+    )
+    add_hparam_argument(parser)
+    parser.add_argument(
+        "--serve", action="store_true",
+        help="serve the experiment's exported versions while it trains (a `serve` process beside training)",
+    )
+    parser.add_argument(
+        "--keep-serving", action="store_true", help="with --serve: keep serving after training ends, until Ctrl-C"
+    )
+    parser.add_argument(
+        "--workers", type=positive_int, default=1, metavar="N",
+        help="train with N cooperating processes on this machine (MultiWorkerMirroredStrategy over 127.0.0.1). "
+        "Across nodes, start one process per node with TF_CONFIG set, or one per task with `srun`",
+    )
+    add_requeue_file_argument(parser)
+    add_bootstrap_servers_argument(parser)
+    add_server_arguments(parser)
+    return parser
+
+
+def run(arguments, argv):
+    """Trains (or resumes, or with --workers N starts N local workers); returns the exit code."""
+    if arguments.workers > 1:
+        from experiments_manager.distribute.local_workers import LocalWorkers, without_workers_flag
+
+        return LocalWorkers(without_workers_flag(argv), arguments.workers).run()
+    from experiments_manager import training
+    from experiments_manager.requeue_file import resume_remembered
+    from experiments_manager.settings import load_settings, parse_hparam_overrides
+
+    if arguments.keep_serving and not arguments.serve:
+        raise UserInputError("--keep-serving: only with --serve")
+    alongside = _serving_alongside(arguments) if arguments.serve else None
+    requeue = resume_remembered(arguments, recorded={"hparam": []})  # the run keeps its recorded hparams
+    if requeue is not None:
+        alongside = _remembering(requeue, alongside)
+    if arguments.resume:
+        if arguments.hparam:
+            raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")
+        outcome = training.resume(arguments.resume, alongside=alongside,
+                                  kafka_bootstrap_servers=arguments.bootstrap_servers)
+    else:
+        settings = load_settings(arguments.usersettings, parse_hparam_overrides(arguments.hparam))  # executed once
+        if settings.federated.enabled:
+            from experiments_manager.federated.command import simulate_command
+
+            if arguments.serve or arguments.bootstrap_servers:
+                raise UserInputError("--serve, --bootstrap-servers: not accepted for a federated settings file "
+                                     "(serve the experiment folder with `experiments-manager serve`)")
+            _LOG.info("%s sets enable_federated_learning = True: simulating the federation on this machine "
+                      "(see `experiments-manager federated --help` for deployment)", arguments.usersettings)
+            return simulate_command(settings)
+        outcome = training.train(settings, alongside=alongside, kafka_bootstrap_servers=arguments.bootstrap_servers)
+    _report(outcome)
+    return outcome.exit_code
+
+
+def _remembering(requeue, alongside):
+    """The `alongside` factory that first writes the new experiment's folder to the requeue file."""
+    def remember_then(experiment):
+        requeue.remember(experiment.root)
+        return alongside(experiment) if alongside is not None else contextlib.nullcontext()
+
+    return remember_then
+
+
+def _serving_alongside(arguments):
+    """`train --serve`: a factory for the serve process started once the experiment folder exists.
+
+    The server flags are checked now, so a bad one stops the command before any folder is created.
+    """
+    from experiments_manager.serving.command import check_server_arguments
+    from experiments_manager.serving.sidecar import ServingSidecar
+
+    check_server_arguments(arguments)
+    forwarded = ["--host", arguments.host, "--rest-port", str(arguments.rest_port),
+                 "--file_system_poll_wait_seconds", str(arguments.file_system_poll_wait_seconds),
+                 "--max-request-bytes", str(arguments.max_request_bytes)]
+    if arguments.grpc_port is not None:
+        forwarded += ["--grpc-port", str(arguments.grpc_port)]
+    if arguments.enable_batching:
+        forwarded += ["--enable_batching", "--max_batch_size", str(arguments.max_batch_size),
+                      "--batch_timeout_micros", str(arguments.batch_timeout_micros)]
+    return lambda experiment: ServingSidecar(experiment, forwarded, keep_serving=arguments.keep_serving)
+
+
+def _report(outcome):
+    experiment = outcome.experiment
+    if experiment is None:  # a non-chief worker: the chief reports the experiment
+        print(f"status:            {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
+        return
+    info = experiment.run_info()
+    last = info.get("last_exported_version")
+    lines = [
+        f"status:            {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""),
+        f"experiment folder: {experiment.root}",
+        f"best {info.get('monitored_loss_name')}: {info.get('best_value')} (epoch {info.get('best_epoch')})",
+        f"exported model:    {experiment.export_dir / str(last) if last else 'none yet'}",
+        f"TF Serving config: {experiment.models_config}",
+        f"training curves:   {experiment.curves_png}",
+        f"TensorBoard:       tensorboard --logdir {experiment.root.parent}",
+    ]
+    if outcome.status == "interrupted":
+        lines.append(f"resume with:       experiments-manager train --resume {experiment.root}")
+    print("\n".join(lines))

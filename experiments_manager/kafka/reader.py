@@ -1,0 +1,138 @@
+"""One confluent-kafka consumer of a topic: reading, decoding, and noticing when the topic stalls.
+
+`TopicReader` wraps the consumer that the training stream (`kafka.stream`)
+and the validation snapshot (`kafka.validation`) each read through: it
+assigns partitions at given offsets, polls records without waiting longer
+than needed, decodes them (skipping and counting records it cannot decode),
+tracks whether the brokers are reachable, and builds the `KafkaStalled` error
+that says why no record came.
+"""
+
+import logging
+import threading
+import time
+
+from experiments_manager.kafka.connection import UNREACHABLE, KafkaStalled
+from experiments_manager.kafka.decoder import BatchDecoder
+
+_LOG = logging.getLogger(__name__)
+CHUNK_RECORDS = 1024
+POLL_SECONDS = 0.2
+SESSION_TIMEOUT_MS = 6000
+
+
+class TopicReader:
+    """One confluent-kafka consumer and the decoding of what it reads.
+
+    Args:
+        connection: a `KafkaConnection`.
+        topic: the topic read.
+        group: the consumer group id (offsets are committed under it).
+        stall_timeout: seconds without a decodable record before `KafkaStalled`.
+        partition_eof: ask librdkafka to report reaching a partition's end.
+    """
+
+    def __init__(self, connection, topic, group, stall_timeout, partition_eof=False):
+        from confluent_kafka import Consumer
+
+        self.connection = connection
+        self.topic = topic
+        self.stall_timeout = float(stall_timeout)
+        self.decoder = BatchDecoder()
+        self.skipped = 0
+        self._unreachable_since = None
+        self._reported = set()
+        self._busy = threading.Lock()
+        self.closing = False
+        self.consumer = Consumer(connection.config(**{
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": SESSION_TIMEOUT_MS,  # also bounds close() with a commit in flight
+            "enable.partition.eof": partition_eof,
+            "error_cb": self._on_error,
+        }))
+        self.partitions = connection.partitions(self.consumer, topic)
+
+    def _on_error(self, error):
+        if error.name() in UNREACHABLE and self._unreachable_since is None and not self.closing:
+            self._unreachable_since = time.monotonic()
+            _LOG.warning("kafka: cannot reach %s (%s): waiting up to %g s for it to come back",
+                         self.connection.bootstrap_servers, error.str(), self.stall_timeout)
+
+    @property
+    def unreachable(self):
+        return self._unreachable_since is not None
+
+    def _reached(self):
+        self._reported.clear()
+        if self._unreachable_since is not None:
+            _LOG.warning("kafka: %s reachable again after %.1f s", self.connection.bootstrap_servers,
+                         time.monotonic() - self._unreachable_since)
+            self._unreachable_since = None
+
+    def assign(self, starts):
+        """Reads each partition from its offset (dict partition -> offset)."""
+        from confluent_kafka import TopicPartition
+
+        with self._busy:
+            self.consumer.assign([TopicPartition(self.topic, p, o) for p, o in starts.items()])
+
+    def poll(self, count, timeout=POLL_SECONDS):
+        """(values, partitions, offsets, eof partitions) of up to `count` records read within `timeout` s."""
+        from confluent_kafka import KafkaError
+
+        with self._busy:  # close() from the main thread waits for this call to return
+            messages = [] if self.closing else self._available(count, timeout)
+        ended = []
+        if any([message.error() is not None for message in messages]):
+            for message in messages:
+                error = message.error()
+                if error is None:
+                    continue
+                if error.code() == KafkaError._PARTITION_EOF:
+                    ended.append(message.partition())
+                elif error.name() not in UNREACHABLE and error.name() not in self._reported:
+                    self._reported.add(error.name())  # once until records flow again
+                    _LOG.warning("kafka: %s: %s", self.topic, error.str())
+            messages = [message for message in messages if message.error() is None]
+        if messages or ended:
+            self._reached()
+        return ([message.value() for message in messages], [message.partition() for message in messages],
+                [message.offset() for message in messages], ended)
+
+    def _available(self, count, timeout):
+        """Up to `count` messages: those queued now, else the first to arrive within `timeout` and those behind it.
+
+        (`consume(count, timeout)` alone waits for `count` messages or the whole timeout.)
+        """
+        messages = self.consumer.consume(num_messages=count, timeout=0)
+        if not messages:
+            first = self.consumer.poll(timeout)
+            if first is not None:
+                messages = [first] + self.consumer.consume(num_messages=count - 1, timeout=0)
+        return messages
+
+    def decode(self, values):
+        leaves, kept = self.decoder.decode(values)
+        self.skipped += len(values) - len(kept)
+        for kind, first in self.decoder.new_error_kinds():
+            _LOG.warning("kafka: %s: skipping records that cannot be decoded: %s (counted in run.json)",
+                         self.topic, first)
+        return leaves, kept
+
+    def stalled(self, since):
+        if self.unreachable:
+            why = "cannot reach " + self.connection.bootstrap_servers
+        else:
+            why = "no new record" + (f" that could be decoded ({self.skipped} skipped)" if self.skipped else "")
+        return KafkaStalled(
+            f"kafka topic {self.topic!r}: {why} for {time.monotonic() - since:.0f} s "
+            f"(kafka_stall_timeout_secs = {self.stall_timeout:g})"
+        )
+
+    def close(self):
+        self.closing = True
+        with self._busy:
+            self.consumer.close()

@@ -1,0 +1,280 @@
+"""The training topic as an endless stream of shuffled batches for tf.data, with at-least-once positions.
+
+Training reads `<session_name>_train` as an endless stream under a consumer
+group named after the experiment. Records are decoded in chunks, shuffled in a
+bounded pool and cut into batches in Python, handed to tf.data in blocks of
+batches (tf.data splits and prefetches them, keeping their order). Each block
+carries the position that is safe to resume from once it has been trained on:
+per partition, the next offset to read and the offsets still waiting in the
+pool. After each trained batch the trainer advances the stream's position; a
+checkpoint saves it and then commits it to the group (the lowest waiting
+offset). A resumed run starts from the checkpoint's position (else the group's
+committed offsets, else the beginning), trains on every record not yet trained
+on, and skips those the checkpoint had: at-least-once.
+"""
+
+import collections
+import logging
+import threading
+import time
+
+import numpy as np
+
+from experiments_manager.kafka.connection import KafkaStalled
+from experiments_manager.kafka.position import StreamPosition, waiting_by_partition
+from experiments_manager.kafka.reader import CHUNK_RECORDS, POLL_SECONDS, SESSION_TIMEOUT_MS, TopicReader
+from experiments_manager.kafka.shuffle_pool import ShufflePool
+
+_LOG = logging.getLogger(__name__)
+DRAIN_POLL_SECONDS = 0.02
+BLOCK_BATCHES = 8
+
+
+class _Emitted:
+    """What the stream had read when a block of batches left it (the position once they are trained)."""
+
+    def __init__(self, batches_total, next_offsets, read_to, pool, skip):
+        self.batches_total = batches_total
+        self.next_offsets = dict(next_offsets)
+        self.read_to = dict(read_to)
+        self.pool = pool
+        self.skip = skip
+
+    def position(self):
+        waiting = waiting_by_partition(*self.pool)
+        for partition, saved in self.skip.waiting.items():  # waiting in the checkpoint resumed, not re-read yet
+            unread = saved[saved >= self.read_to.get(partition, 0)]
+            if len(unread):
+                waiting[partition] = np.union1d(waiting.get(partition, unread[:0]), unread)
+        return StreamPosition(self.next_offsets, waiting)
+
+
+class TrainingStream:
+    """The training topic as endless shuffled batches, with resumable positions.
+
+    Batches leave the stream in blocks of up to `BLOCK_BATCHES` (one Python
+    call for several batches; tf.data splits them with `rebatch`). When the
+    topic has no new record, the shuffle pool is drained instead of waiting, so
+    the last records published are trained on too.
+
+    Args:
+        connection: a `KafkaConnection`.
+        topic: the training topic.
+        group: consumer group (the experiment's name).
+        batch_size: records per batch.
+        shuffle_buffer: records kept back for shuffling (0: read order).
+        seed: seed of the shuffling.
+        stall_timeout: seconds without a record (and no whole batch left) before `KafkaStalled`.
+
+    Example:
+
+    ```python
+    stream = TrainingStream(connection, "my_test_train", experiment.name, 50, 1000, seed=1, stall_timeout=120)
+    schema = stream.start(saved_state)
+    dataset = batches_dataset(stream.blocks, schema).rebatch(50)
+    ```
+    """
+
+    def __init__(self, connection, topic, group, batch_size, shuffle_buffer, seed, stall_timeout):
+        self.connection = connection
+        self.topic = topic
+        self.group = group
+        self.batch_size = batch_size
+        self.shuffle_buffer = shuffle_buffer
+        self.seed = seed
+        self.stall_timeout = stall_timeout
+        self.reader = None
+        self.records_read = 0
+        self.stall = None
+        self._next = {}
+        self._read_to = {}
+        self._skip = StreamPosition()
+        self._trained = None
+        self._pending = None
+        self._emitted = collections.deque()
+        self._batches_emitted = 0
+        self._batches_trained = 0
+        self._generation = 0
+        self._lock = threading.Lock()  # emitted / trained positions (tf.data thread and main thread)
+        self._reading = threading.Lock()  # the consumer and the read state, for one generator at a time
+        self._committer = None
+
+    def start(self, state=None):
+        """Assigns the partitions at their resume positions and waits for the first record.
+
+        Args:
+            state: `get_state()` of a checkpoint, or None (then the group's
+                committed offsets, else the beginning of the topic).
+
+        Returns:
+            the stream's `Schema` (from the first decodable record).
+        """
+        from confluent_kafka import KafkaException, TopicPartition
+
+        try:
+            self.reader = TopicReader(self.connection, self.topic, self.group, self.stall_timeout)
+            saved = StreamPosition.from_json(state if state and state.get("topic") == self.topic else None)
+            committed = self.reader.consumer.committed(
+                [TopicPartition(self.topic, p) for p in self.reader.partitions], timeout=self.connection.connect_timeout
+            )
+        except KafkaException as error:
+            raise KafkaStalled(f"kafka topic {self.topic!r}: {error.args[0].str()}") from None
+        next_offsets = {entry.partition: saved.next.get(entry.partition, entry.offset) for entry in committed}
+        start = StreamPosition({p: o for p, o in next_offsets.items() if o >= 0}, saved.waiting)
+        self._trained = _Emitted(0, start.next, {}, (np.zeros(0, np.int32), np.zeros(0, np.int64)), start)
+        self._read_from(start)
+        self._pending = self._wait_for_chunk()
+        return self.reader.decoder.schema
+
+    def _read_from(self, position):
+        """Reads again from `position`, skipping what it says was trained on."""
+        from confluent_kafka import OFFSET_BEGINNING
+
+        committed = position.committed()
+        starts = {p: committed.get(p, OFFSET_BEGINNING) for p in self.reader.partitions}
+        self._skip = position
+        self._next = dict(position.next)
+        self._read_to = {}
+        self.reader.assign(starts)
+        _LOG.info("kafka: training reads topic %r from %s as consumer group %r", self.topic,
+                  ", ".join(f"partition {p} offset {o if o >= 0 else 'first'}" for p, o in starts.items()),
+                  self.group)
+
+    def _poll_chunk(self, generation, timeout=POLL_SECONDS):
+        """Decoded records read now (leaves, partitions, offsets), or None (also for a replaced generator)."""
+        with self._reading:
+            if generation != self._generation:
+                return None
+            values, partitions, offsets, _ = self.reader.poll(CHUNK_RECORDS, timeout)
+            if not values:
+                return None
+            partitions, offsets = np.asarray(partitions, np.int32), np.asarray(offsets, np.int64)
+            for partition in np.unique(partitions):
+                partition = int(partition)
+                self._read_to[partition] = int(offsets[partitions == partition].max()) + 1
+                self._next[partition] = max(self._next.get(partition, 0), self._read_to[partition])
+            values, partitions, offsets = self._skip.drop_trained(values, partitions, offsets)
+            leaves, kept = self.reader.decode(values) if values else (None, [])
+            if leaves is None:
+                return None
+            self.records_read += len(kept)
+            return leaves, partitions[kept], offsets[kept]
+
+    def _wait_for_chunk(self):
+        since = time.monotonic()
+        while True:
+            chunk = self._poll_chunk(self._generation)
+            if chunk is not None:
+                return chunk
+            self._check_stall(since)
+
+    def _check_stall(self, since):
+        """Raises (and keeps, for the trainer to find behind tf.data's error) `KafkaStalled` past the timeout.
+
+        The message says how much was read and what to do: bring the broker back, or publish more records.
+        """
+        if time.monotonic() - since > self.stall_timeout:
+            stalled = self.reader.stalled(since)
+            if self.reader.unreachable:
+                advice = "once the broker answers again, resume"
+            else:
+                advice = ("the producer stopped or published less than the run needs (nbEpoch x nb_train_samples "
+                          "records): publish more (experiments-manager kafka-produce, which publishes nbEpoch "
+                          "passes by default), then resume")
+            self.stall = KafkaStalled(f"{stalled}; {self.records_read} records read from it by this run; {advice}")
+            raise self.stall
+
+    def blocks(self):
+        """Generator of blocks of whole batches (the sample's nesting, numpy arrays), endless.
+
+        A second call (Keras makes a new iterator, e.g. under MirroredStrategy)
+        replaces the first: reading starts again from what has been trained on.
+        """
+        with self._reading:
+            with self._lock:
+                self._generation += 1
+                generation = self._generation
+                self._emitted.clear()
+                self._batches_emitted = self._batches_trained
+            chunk, self._pending = self._pending, None
+            if generation > 1:
+                self._read_from(self.position)
+        pool = ShufflePool(self.shuffle_buffer, self.batch_size, self.seed)
+        schema = self.reader.decoder.schema
+        idle_since = None
+        while not self.reader.closing and generation == self._generation:
+            if chunk is not None:
+                pool.add(*chunk)
+                idle_since = None
+                while pool.spare_batches(draining=False):
+                    yield schema.nest(self._emit(pool, min(BLOCK_BATCHES, pool.spare_batches(draining=False)),
+                                                 generation))
+            elif pool.spare_batches(draining=True):  # nothing new for a poll: drain the pool, a block at a time
+                yield schema.nest(self._emit(pool, min(BLOCK_BATCHES, pool.spare_batches(draining=True)),
+                                             generation))
+            else:
+                idle_since = idle_since or time.monotonic()
+                self._check_stall(idle_since)
+            draining = chunk is None and pool.size >= self.batch_size
+            chunk = self._poll_chunk(generation, DRAIN_POLL_SECONDS if draining else POLL_SECONDS)
+
+    def _emit(self, pool, batches, generation):
+        block = pool.take(batches * self.batch_size)
+        with self._lock:
+            if generation != self._generation:
+                return block  # a replaced generator: its blocks are not trained on
+            self._batches_emitted += batches
+            self._emitted.append(_Emitted(self._batches_emitted, self._next, self._read_to, pool.snapshot(),
+                                          self._skip))
+        return block
+
+    def mark_trained(self, batches):
+        """`batches` batches (counted from the start of training) have been trained on: advance the position."""
+        with self._lock:
+            self._batches_trained = batches
+            while self._emitted and self._emitted[0].batches_total <= batches:
+                self._trained = self._emitted.popleft()
+
+    @property
+    def position(self):
+        """The `StreamPosition` of what has been trained on."""
+        with self._lock:
+            trained = self._trained
+        return trained.position() if trained is not None else StreamPosition()
+
+    @property
+    def skipped(self):
+        return self.reader.skipped if self.reader else 0
+
+    def get_state(self):
+        return {"topic": self.topic, **self.position.as_json()}
+
+    def commit(self):
+        """Commits the resume position to the consumer group (asynchronously: the checkpoint holds it too).
+
+        Uses a consumer of its own: the reading one is busy in the tf.data
+        thread, and librdkafka calls on one consumer from two threads wait on
+        each other.
+        """
+        from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+        offsets = [TopicPartition(self.topic, p, o) for p, o in self.position.committed().items()]
+        if not offsets:
+            return
+        if self.reader.unreachable:  # a commit pending on a dead broker would hold close() for a session timeout
+            _LOG.warning("kafka: %s unreachable: offsets not committed (the checkpoint holds them)",
+                         self.connection.bootstrap_servers)
+            return
+        if self._committer is None:
+            self._committer = Consumer(self.connection.config(**{
+                "group.id": self.group, "enable.auto.commit": False, "session.timeout.ms": SESSION_TIMEOUT_MS,
+            }))
+        try:
+            self._committer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as error:
+            _LOG.warning("kafka: could not commit offsets of %r: %s (the checkpoint holds them)", self.topic, error)
+
+    def close(self):
+        for client in (self.reader, self._committer):
+            if client is not None:
+                client.close()

@@ -1,0 +1,285 @@
+"""The settings as typed sections: one dataclass per concern, built once from the user's settings module.
+
+A settings file names things as the original framework did (`nbEpoch`, `useXLA`, `get_learningRate`,
+`consume_data_from_kafka`, ...). This module is the one place that maps those names to the engine's: each field
+says which module-level name it is read from (`name=`, when it differs), its default, the check its value must
+pass and what it means. The settings loader (`settings.py`) checks a module against these fields, and the README's
+settings reference is generated from them (`reference_markdown`, checked by `tests/test_settings_sections.py`).
+
+A field without a default is required. A default of None with a check means "not set" is accepted.
+
+Example:
+
+```python
+settings = load_settings("examples/regression/mysettings_curve_fitting.py")
+settings.training.epochs          # the module's nbEpoch
+settings.kafka.enabled            # its consume_data_from_kafka (False when not set)
+sections.user_name("training", "epochs")  # 'nbEpoch'
+```
+"""
+
+import dataclasses
+import enum
+
+from experiments_manager import contract as c
+
+
+class _Required(enum.Enum):
+    REQUIRED = "required"
+
+
+REQUIRED = _Required.REQUIRED
+
+
+def setting(doc, default=REQUIRED, check=None, name=None):
+    """A field of a section.
+
+    Args:
+        doc: what it means, as the README's reference shows it.
+        default: its value when the module does not set it (`REQUIRED`: the module must set it).
+        check: function value -> None, or the message saying what was expected (see `contract.py`).
+        name: the module-level name it is read from, when not the field's own name.
+    """
+    metadata = {"doc": doc, "check": check, "name": name}
+    if default is REQUIRED:
+        return dataclasses.field(metadata=metadata)
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+section = dataclasses.dataclass(frozen=True, kw_only=True)
+
+
+@section
+class ExperimentSection:
+    """Where runs go and what they are called."""
+
+    working_folder: str = setting("folder holding the experiment folders", check=c.of_type(str),
+                                  name="workingFolder")
+    session_name: str = setting("first part of every experiment folder's name", check=c.of_type(str))
+    model_file: str = setting("file defining `model(usersettings)` that returns a `keras.Model`; resolved against "
+                              "the current directory, then the settings file's folder and the folders above it",
+                              check=c.of_type(str))
+    hparams: dict = setting("the run's hyperparameters (overridable with `--hparam`; shown in TensorBoard)",
+                            default={}, check=c.of_type(dict))
+
+
+@section
+class RuntimeSection:
+    """Devices, precision, compilation and seeds."""
+
+    random_seed: object = setting("seed of Python, NumPy and TensorFlow (None: drawn, and recorded in run.json)",
+                                  default=None, check=c.optional_int)
+    xla: bool = setting("compile the train step with XLA", default=False, check=c.of_type(bool), name="useXLA")
+    mixed_precision: bool = setting("Keras' `mixed_float16` policy", default=False, check=c.of_type(bool),
+                                    name="enable_mixed_precision")
+    gpu_ids: list = setting("GPUs to use ([]: all)", default=[], check=c.list_of_ints, name="used_gpu_IDs")
+    distribution_strategy: str = setting("`tf.distribute` strategy used with more than one device",
+                                         default="MirroredStrategy", check=c.of_type(str))
+
+
+@section
+class TrainingSection:
+    """The training recipe: epochs, loss, optimizer, metrics, EMA, stopping."""
+
+    batch_size: int = setting("batch size given to `get_input_pipeline`", check=c.positive_int)
+    epochs: int = setting("epochs to train", check=c.positive_int, name="nbEpoch")
+    get_learning_rate: object = setting("`get_learningRate()`: a number or a Keras schedule", check=c.function(),
+                                        name="get_learningRate")
+    get_optimizer: object = setting("`get_optimizer(model, loss, learning_rate)`: a Keras optimizer",
+                                    check=c.function("model", "loss", "learning_rate"))
+    get_total_loss: object = setting("`get_total_loss(model)`: a Keras loss", check=c.function("model"))
+    get_metrics: object = setting("`get_metrics(model, loss)`: a list of Keras metrics",
+                                  check=c.function("model", "loss"))
+    ema: bool = setting("train with averaged (EMA) weights: validation, best value, early stopping and exports use "
+                        "them", default=True, check=c.of_type(bool), name="weights_moving_averages")
+    ema_momentum: float = setting("EMA decay, reached after the warm-up", default=0.99, check=c.unit_interval)
+    ema_warmup: bool = setting("decay `min(ema_momentum, (1 + n) / (40 + n))` after n steps (False: Keras' fixed "
+                               "momentum)", default=True, check=c.of_type(bool))
+    validate_raw_weights: bool = setting("also validate the raw weights (`val_*_raw`)", default=True,
+                                         check=c.of_type(bool))
+    early_stopping_patience: int = setting("epochs without improvement before stopping (LR-on-plateau: half)",
+                                           default=10, check=c.non_negative_int)
+    monitor: str = setting("the value that decides the best epoch, early stopping and exports", default="val_loss",
+                           check=c.of_type(str), name="monitored_loss_name")
+    monitor_mode: str = setting("'auto' (as Keras decides), 'min' or 'max'", default="auto",
+                                check=c.one_of("auto", "min", "max"), name="monitored_loss_mode")
+    addon_callbacks: object = setting("`addon_callbacks(model, train_data, val_data)`: a dict or list of Keras "
+                                      "callbacks", default=None,
+                                      check=c.function("model", "train_samples", "val_samples"))
+
+
+@section
+class DataSection:
+    """The input pipelines."""
+
+    get_input_pipeline: object = setting(
+        "`get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch)`: a `tf.data.Dataset` of "
+        "`(x, y)` batches (or a Keras 2 Sequence, iterator or generator)",
+        check=c.function("raw_data_files_folder", "isTraining", "batch_size", "nbEpoch"))
+    train_dir: object = setting("`raw_data_files_folder` of the training pipeline", default="",
+                                name="raw_data_dir_train")
+    val_dir: object = setting("`raw_data_files_folder` of the validation pipeline", default="",
+                              name="raw_data_dir_val")
+    train_samples: object = setting("samples per training epoch, needed when the dataset is infinite or of unknown "
+                                    "length (an epoch is `nb_train_samples // batch_size` batches)", default=None,
+                                    check=c.optional_int, name="nb_train_samples")
+    val_samples: object = setting("the same for validation", default=None, check=c.optional_int,
+                                  name="nb_val_samples")
+
+
+@section
+class MonitoringSection:
+    """What TensorBoard shows beyond the epoch scalars."""
+
+    histogram_freq: int = setting("weight histograms every N epochs and at the last (0: none)", default=1,
+                                  check=c.non_negative_int)
+    profile: bool = setting("profile a few steps of the first epoch (TensorBoard's Profile tab)", default=False,
+                            check=c.of_type(bool), name="use_profiling")
+    custom_tensorboard_logs: object = setting(
+        "`custom_tensorboard_logs(model, epoch, logs)`: extra summaries in the `custom` run (`epoch` is Keras' own, "
+        "from 0)", default=None)
+
+
+@section
+class ExportSection:
+    """The versioned SavedModels written while training."""
+
+    get_served_module: object = setting("`get_served_module(model, model_name)`: a `tf.Module` whose `served_model` "
+                                        "is a `tf.function` with an `input_signature` (None: the model's call)",
+                                        default=None, check=c.function("model", "model_name"))
+    only_on_improvement: bool = setting("export when the monitored value improves (False: every epoch)",
+                                        default=True, check=c.of_type(bool), name="save_only_last_best_model")
+    versions_to_keep: int = setting("newest exported versions kept", default=5, check=c.positive_int,
+                                    name="export_versions_to_keep")
+
+
+@section
+class ServingSection:
+    """The streaming client and the server it talks to."""
+
+    client_io: object = setting("class with the client's input and output (`predict`)", default=None,
+                                check=c.a_class, name="Client_IO")
+    address: str = setting("the server's host for the client", default="127.0.0.1", check=c.of_type(str),
+                           name="tensorflow_server_address")
+    port: int = setting("gRPC port (the server's default too)", default=c.DEFAULT_GRPC_PORT, check=c.port,
+                        name="tensorflow_server_port")
+    client_timeout_secs: float = setting("the client's deadline per request", default=10,
+                                         check=c.of_type(int, float, name="a number of seconds"),
+                                         name="serving_client_timeout_int_secs")
+    grpc_max_message_length: int = setting("largest gRPC message the client sends or receives",
+                                           default=512 * c.MIB, check=c.positive_int)
+
+
+@section
+class KafkaSection:
+    """Training from Kafka topics."""
+
+    enabled: bool = setting("read `<session_name>_train` / `_val` from Kafka", default=False, check=c.of_type(bool),
+                            name="consume_data_from_kafka")
+    bootstrap_servers: object = setting("brokers", default=["localhost:9092"],
+                                        check=c.of_type(list, tuple, str, name="a list of host:port"),
+                                        name="kafka_bootstrap_servers")
+    config: dict = setting("extra client configuration", default={}, check=c.of_type(dict), name="kafka_config")
+    connect_timeout_secs: float = setting("how long the brokers may take to answer at start", default=10,
+                                          check=c.positive_number, name="kafka_connect_timeout_secs")
+    stall_timeout_secs: float = setting("how long data may stop arriving before the run stops (exit 75)",
+                                        default=120, check=c.positive_number, name="kafka_stall_timeout_secs")
+    shuffle_buffer_size: int = setting("shuffle buffer of the training stream (0: none)", default=1000,
+                                       check=c.non_negative_int, name="kafka_shuffle_buffer_size")
+
+
+@section
+class FederatedSection:
+    """Federated training with Flower."""
+
+    enabled: bool = setting("train federated (`train -u` simulates the federation)", default=False,
+                            check=c.of_type(bool), name="enable_federated_learning")
+    round_timeout_secs: float = setting("longest wait for a round's clients", default=600, check=c.positive_number,
+                                        name="federated_round_timeout_secs")
+    get_client_partition: object = setting("`get_client_partition(dataset, client_id, num_clients, isTraining)`: a "
+                                           "client's share of the data", default=None,
+                                           check=c.function("dataset", "client_id", "num_clients", "isTraining"))
+
+
+@section
+class SweepSection:
+    """Hyperparameter sweeps."""
+
+    space: object = setting("`hyperopt_space`: hparam name -> hyperopt expression (as a string)", default=None,
+                            check=c.dict_or_none, name="hyperopt_space")
+
+
+SECTIONS = {
+    "experiment": ExperimentSection,
+    "runtime": RuntimeSection,
+    "training": TrainingSection,
+    "data": DataSection,
+    "monitoring": MonitoringSection,
+    "export": ExportSection,
+    "serving": ServingSection,
+    "kafka": KafkaSection,
+    "federated": FederatedSection,
+    "sweep": SweepSection,
+}
+
+
+def fields():
+    """Every setting: (section name, dataclass field, the module-level name), in the reference's order."""
+    for section_name, cls in SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            yield section_name, field, field.metadata["name"] or field.name
+
+
+def user_name(section_name, field_name):
+    """The module-level name a field is read from, e.g. `user_name('training', 'epochs')` -> 'nbEpoch'."""
+    field = {f.name: f for f in dataclasses.fields(SECTIONS[section_name])}[field_name]
+    return field.metadata["name"] or field.name
+
+
+def is_required(field):
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
+def default_of(field):
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+
+
+def build(module):
+    """The sections of a checked settings module: {section name: its dataclass}, defaults for unset names."""
+    values = {name: {} for name in SECTIONS}
+    for section_name, field, name in fields():
+        if hasattr(module, name):
+            values[section_name][field.name] = getattr(module, name)
+    return {name: SECTIONS[name](**values[name]) for name in SECTIONS}
+
+
+def problems_of(module, file_name):
+    """One line per missing required name or value failing its check."""
+    problems = []
+    for _, field, name in fields():
+        if not hasattr(module, name):
+            if is_required(field):
+                problems.append(f"{file_name}: {name}: missing (required by the settings contract)")
+            continue
+        check, value = field.metadata["check"], getattr(module, name)
+        if check is None or (value is None and not is_required(field) and default_of(field) is None):
+            continue
+        message = check(value)
+        if message:
+            problems.append(f"{file_name}: {name}: {message}")
+    return problems
+
+
+def reference_markdown():
+    """The README's settings reference: one table per section, names as a settings file writes them."""
+    parts = []
+    for section_name, cls in SECTIONS.items():
+        rows = [f"**`{section_name}`**: {cls.__doc__.strip()}", "", "| name | default | what |", "|---|---|---|"]
+        for field in dataclasses.fields(cls):
+            name = field.metadata["name"] or field.name
+            default = "required" if is_required(field) else f"`{default_of(field)!r}`"
+            rows.append(f"| `{name}` | {default} | {field.metadata['doc'].replace('|', '&#124;')} |")
+        parts.append("\n".join(rows))
+    return "\n\n".join(parts) + "\n"

@@ -1,0 +1,202 @@
+"""The callbacks of a training run, in the order their work depends on.
+
+`CallbackPlan` is what the trainer fits with. Its recording part, `RunRecords` (history.csv, the best value,
+TensorBoard, training_curves.png, exports on improvement, run.json), is also what a federation's server runs
+after each round: one list, so a round and an epoch are recorded alike.
+"""
+
+import logging
+
+_LOG = logging.getLogger(__name__)
+
+
+class RunRecords:
+    """What records a run's epochs (or a federation's rounds).
+
+    `head` runs right after the epoch's logs are complete: the monitor direction, history.csv, the best value
+    and the TensorBoard / PNG reports. `tail(checkpoint)` runs last: export on improvement, the checkpoint,
+    then run.json (which must not claim an epoch the checkpoint does not hold).
+
+    Args:
+        experiment: the `Experiment`.
+        settings: the loaded `Settings`.
+        best: the run's `BestValue`.
+        exporter: the `Exporter`, or None for a run that does not export.
+        monitors: callbacks that follow the monitored value (early stopping, LR-on-plateau): told its direction.
+        restored: the checkpoint state a resumed run started from, or None.
+
+    Example:
+
+    ```python
+    records = RunRecords(experiment, settings, BestValue("val_loss"), Exporter(experiment, settings, model))
+    callbacks = keras.callbacks.CallbackList(records.head + records.tail(), model=model)
+    ```
+    """
+
+    def __init__(self, experiment, settings, best, exporter=None, monitors=(), restored=None):
+        from experiments_manager import callbacks as ours
+
+        self.experiment = experiment
+        self.best = best
+        self.exporter = exporter
+        self.every_epoch = not settings.export.only_on_improvement
+        self.history = ours.HistoryCSV(experiment.history_csv)
+        self.head = [ours.monitor_mode_resolver(best, experiment, settings, list(monitors)),
+                     self.history,
+                     ours.TrackBestValue(best, settings.path.name),
+                     *tensorboard_reports(experiment, settings, best, restored)]
+
+    def tail(self, checkpoint=None):
+        """Export on improvement (with an exporter), the checkpoint (if any), run.json."""
+        from experiments_manager import callbacks as ours
+
+        exports = [] if self.exporter is None else [
+            ours.ExportOnImprovement(self.exporter, self.best, every_epoch=self.every_epoch)]
+        return exports + ([] if checkpoint is None else [checkpoint]) + [
+            ours.RunInfoUpdater(self.experiment, self.best, self.exporter)]
+
+
+class CallbackPlan:
+    """The callbacks of a run, in the order their work depends on.
+
+    Args:
+        experiment: the `Experiment`.
+        settings: the loaded `Settings`.
+        model: the compiled model.
+        inputs: the run's input object (see `experiments_manager.inputs`).
+        restored: the checkpoint state a resumed run started from, or None.
+        averages: the run's `WeightAverages` (EMA), or None.
+        reduce_lr_on_plateau: add LR-on-plateau (only when the learning rate is a plain number).
+        options: the session's `SessionOptions`.
+        stop_agreement: a multi-worker strategy's `any_worker` (every worker stops at the same step), or None.
+
+    Attributes:
+        callbacks: the list given to `fit`.
+        history, best, early_stopping, stop_on_signal, exporter, checkpoint: the parts the trainer reads.
+        initial_epoch: epochs done before this run started (from the checkpoint).
+    """
+
+    def __init__(self, experiment, settings, model, inputs, restored, averages, reduce_lr_on_plateau, options,
+                 stop_agreement=None):
+        import keras
+
+        from experiments_manager import callbacks as ours
+        from experiments_manager.checkpointing import Checkpointer
+        from experiments_manager.export import Exporter
+
+        train_data, val_data = inputs.train, inputs.val
+        monitor = settings.training.monitor
+        patience = settings.training.early_stopping_patience
+        self.initial_epoch = restored["epochs_completed"] if restored else 0
+        self.best = ours.BestValue(monitor)
+        self.early_stopping = ours.ResumableEarlyStopping(monitor=monitor, mode=self.best.mode, patience=patience,
+                                                          verbose=1)
+        self.stop_on_signal = ours.StopOnSignal(agree=stop_agreement)
+        self.exporter = Exporter(experiment, settings, model) if options.export else None
+        stateful = {"best": self.best, "early_stopping": self.early_stopping}
+        plateau = []
+        if reduce_lr_on_plateau:  # a schedule owns the learning rate otherwise
+            plateau = [ours.ResumableReduceLROnPlateau(
+                monitor=monitor, mode=self.best.mode, factor=0.5, patience=max(1, patience // 2), min_lr=1e-7,
+                verbose=1,
+            )]
+            stateful["reduce_lr"] = plateau[0]
+        if restored:
+            for name, state in restored.get("callbacks", {}).items():
+                if name in stateful:
+                    stateful[name].set_state(state)
+        stopping = ([self.early_stopping] if options.early_stopping else []) + plateau
+        records = RunRecords(experiment, settings, self.best, self.exporter, monitors=[self.early_stopping, *plateau],
+                             restored=restored)
+        self.history = records.history
+        self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir),
+                                                  {**stateful, **inputs.stateful}, inputs.after_checkpoint)
+        self.callbacks = (
+            [self.stop_on_signal]
+            + _averaging(settings, inputs, averages, options)
+            + [keras.callbacks.TerminateOnNaN(), ours.LearningRateLogger()]
+            + inputs.callbacks
+            + _profiler(settings, experiment, inputs.train_steps or int(train_data.cardinality()))
+            + records.head
+            + stopping
+            + _user_callbacks(settings, model, train_data, val_data, experiment)
+            + records.tail(self.checkpoint)
+            + [ours.ProjectorLogger(str(experiment.logs_dir / "validation"), val_data)]
+        )
+
+    def epochs_completed(self):
+        """Epochs fully done so far (the epoch in progress is redone on resume)."""
+        return self.checkpoint.epochs_completed if self.checkpoint.epochs_completed is not None else self.initial_epoch
+
+
+def tensorboard_reports(experiment, settings, best, restored=None):
+    """The callbacks showing a run (or a federation's rounds) in TensorBoard and training_curves.png.
+
+    Placed after `HistoryCSV` and `TrackBestValue`: they read the epoch's logs
+    (with the learning rate and raw-weights validation added) and the best value.
+
+    Args:
+        experiment: the `Experiment`.
+        settings: the loaded `Settings`.
+        best: the run's `BestValue`.
+        restored: the checkpoint state a resumed run started from, or None.
+    """
+    from experiments_manager import callbacks as ours
+
+    writers = ours.SummaryWriters(experiment.logs_dir)  # one event file per run folder
+    frequency = settings.monitoring.histogram_freq
+    histograms = [ours.WeightHistograms(writers, frequency)] if frequency else []
+    return [ours.EpochScalars(writers),
+            ours.ModelGraph(writers),
+            *histograms,
+            ours.TrainingCurves(experiment.history_csv, experiment.curves_png, best, title=experiment.name),
+            ours.HParamsLogger(writers, settings.experiment.hparams, best, experiment.label(),
+                               write_session_start=not restored)]
+
+
+def _averaging(settings, inputs, averages, options):
+    """Validation sees the EMA weights; the raw ones are validated beside them when asked for."""
+    import keras
+
+    from experiments_manager import callbacks as ours
+
+    if averages is None:
+        return []
+    averaging = [keras.callbacks.SwapEMAWeights()]
+    if settings.training.validate_raw_weights and options.validate_raw_weights:
+        if inputs.val_restartable:
+            averaging.append(ours.RawWeightsValidation(inputs.val, inputs.val_steps))
+        else:
+            _LOG.info("%s: the validation data is a generator that cannot be read twice per epoch: "
+                      "val_*_raw not logged", settings.path.name)
+    return averaging
+
+
+def _profiler(settings, experiment, steps_per_epoch):
+    """A few mid-epoch steps profiled, when the settings ask for it."""
+    from experiments_manager.callbacks import StepProfiler
+
+    if not settings.monitoring.profile:
+        return []
+    start = max(2, steps_per_epoch // 2)
+    return [StepProfiler(experiment.logs_dir, start, start + 3)]
+
+
+def _user_callbacks(settings, model, train_data, val_data, experiment):
+    import keras
+
+    found = []
+    if settings.training.addon_callbacks is not None:
+        added = settings.training.addon_callbacks(model, train_data, val_data)
+        found = list(added.values()) if isinstance(added, dict) else list(added or [])
+    if settings.monitoring.custom_tensorboard_logs is not None:
+        import tensorflow as tf
+
+        writer = tf.summary.create_file_writer(str(experiment.logs_dir / "custom"))
+
+        def log_custom(epoch, logs):
+            with writer.as_default():
+                settings.monitoring.custom_tensorboard_logs(model, epoch, logs)
+
+        found.append(keras.callbacks.LambdaCallback(on_epoch_end=log_custom))
+    return found

@@ -1,0 +1,142 @@
+"""The public entry points: `train` a new experiment, `resume` one; a multi-worker run's workers routed.
+
+Example:
+
+```python
+import experiments_manager as em
+
+outcome = em.train("examples/regression/mysettings_curve_fitting.py", {"nbEpoch": 3})
+em.resume(outcome.experiment.root)
+```
+"""
+
+import contextlib
+import logging
+
+from experiments_manager.distribute.cluster import WorkerCluster
+from experiments_manager.errors import UserInputError
+from experiments_manager.experiment import Experiment, running_command
+from experiments_manager.settings import as_settings, load_experiment_settings
+from experiments_manager.training.outcome import TrainingOutcome
+from experiments_manager.training.trainer import Trainer
+
+_LOG = logging.getLogger(__name__)
+
+
+def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_bootstrap_servers=None,
+          working_folder=None):
+    """Trains a new experiment from a settings file.
+
+    Args:
+        settings: the settings module file, its `Settings` already loaded (the file is executed once: a caller
+            that needed the settings first passes them on), or a settings module / class / object built in
+            Python (see `settings.settings_from_object`).
+        hparam_overrides: dict merged into the settings' hparams (with a file).
+        command: the command line recorded in run.json (default: this process').
+        alongside: optional function experiment -> context manager kept open
+            while training (e.g. a model server for `train --serve`).
+        kafka_bootstrap_servers: 'host:port,...' overriding the settings'
+            `kafka_bootstrap_servers` (used when `consume_data_from_kafka`).
+        working_folder: the folder to create the experiment in (default: the
+            settings' `workingFolder`; a sweep's trials go to the sweep folder).
+
+    Returns:
+        a `TrainingOutcome`.
+
+    Example:
+
+    ```python
+    outcome = train("examples/regression/mysettings_curve_fitting.py", {"nbEpoch": 3})
+    print(outcome.experiment.root, outcome.status)
+    ```
+    """
+    cluster = WorkerCluster.from_environment()
+    settings = as_settings(settings, hparam_overrides)
+    _check_cluster(cluster, settings)
+    servers = _check_inputs(settings, kafka_bootstrap_servers)
+    if cluster is not None and not cluster.is_chief:
+        return _train_as_worker(cluster, settings, resuming=False,
+                                experiment_at=lambda root: Experiment.create(settings, command or running_command(),
+                                                                             root=root))
+    experiment = Experiment.create(settings, command or running_command(), parent=working_folder)
+    if servers:
+        experiment.update_run_info(kafka_bootstrap_servers=servers)
+    _LOG.info("Experiment folder: %s", experiment.root)
+    with _alongside(alongside, experiment):
+        return Trainer(experiment, settings, cluster=cluster).run()
+
+
+def _alongside(factory, experiment):
+    return factory(experiment) if factory is not None else contextlib.nullcontext()
+
+
+def _check_cluster(cluster, settings):
+    """Multi-worker training covers the plain input pipeline only; says so before anything is written."""
+    if cluster is None:
+        return
+    _LOG.info("Multi-worker training: this process is the %s", cluster.describe())
+    for flag, name in ((settings.kafka.enabled, "consume_data_from_kafka"),
+                       (settings.federated.enabled, "enable_federated_learning")):
+        if flag:
+            raise UserInputError(f"{settings.path.name}: {name}: not supported with multi-worker training "
+                                 f"({cluster.source} names {cluster.num_workers} workers); set it to False")
+
+
+def _train_as_worker(cluster, settings, resuming, experiment_at):
+    """A non-chief worker trains in step with the chief, in an experiment inside its scratch folder.
+
+    Args:
+        experiment_at: function folder -> the `Experiment` to train in there
+            (a new one, or a replica of the chief's to resume).
+
+    Returns:
+        the `TrainingOutcome`, without the experiment (deleted with the scratch folder).
+    """
+    with cluster.scratch_folder() as scratch:
+        experiment = experiment_at(scratch / "experiment")
+        outcome = Trainer(experiment, settings, resuming=resuming, cluster=cluster).run()
+    return TrainingOutcome(None, outcome.status, outcome.exit_code, reason=outcome.reason)
+
+
+def _check_inputs(settings, kafka_bootstrap_servers):
+    """Checks a Kafka input is reachable before anything is written; returns the servers it uses."""
+    if not settings.kafka.enabled:
+        if kafka_bootstrap_servers:
+            _LOG.warning("--bootstrap-servers: ignored (%s does not set consume_data_from_kafka = True)",
+                         settings.path.name)
+        return None
+    from experiments_manager.kafka.inputs import check_kafka_input
+
+    return check_kafka_input(settings, kafka_bootstrap_servers)
+
+
+def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers=None, settings=None):
+    """Continues an experiment from its last checkpoint (or from scratch if it has none).
+
+    Uses the experiment's own copy of the settings and of the model file, and
+    the hparam overrides and Kafka servers recorded in its run.json
+    (`kafka_bootstrap_servers` replaces the latter). An experiment whose settings were built in Python is
+    given them again: `settings`.
+
+    Example:
+
+    ```python
+    outcome = resume("experiments/curve_fitting/my_test_2026-11-21--10-00-00")
+    ```
+    """
+    cluster = WorkerCluster.from_environment()
+    experiment = Experiment.open(experiment_dir)
+    info = experiment.run_info()
+    if info.get("status") == "finished":
+        _LOG.info("%s already finished: nothing to resume", experiment.root)
+        return TrainingOutcome(experiment if cluster is None or cluster.is_chief else None, "finished", 0)
+    settings = load_experiment_settings(experiment, settings)
+    _check_cluster(cluster, settings)
+    if cluster is not None and not cluster.is_chief:
+        return _train_as_worker(cluster, settings, resuming=True, experiment_at=experiment.replica)
+    servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))
+    experiment.mark_resumed(command or running_command())
+    if servers:
+        experiment.update_run_info(kafka_bootstrap_servers=servers)
+    with _alongside(alongside, experiment):
+        return Trainer(experiment, settings, resuming=True, cluster=cluster).run()

@@ -1,0 +1,71 @@
+"""The model of a run: built from the settings' model file, compiled with the settings' loss and metrics."""
+
+import contextlib
+import importlib.util
+import sys
+import uuid
+
+from experiments_manager.ema import inner_optimizer
+from experiments_manager.errors import UserInputError
+from experiments_manager.keras2_metrics import keras2_metrics
+
+
+def build_model(settings):
+    """Imports the model file under a unique name and calls `model(usersettings)`.
+
+    Example:
+
+    ```python
+    model = build_model(load_settings("examples/regression/mysettings_curve_fitting.py"))
+    ```
+    """
+    import keras
+
+    spec = importlib.util.spec_from_file_location(f"experiments_manager_model_{uuid.uuid4().hex}", settings.model_file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    model = module.model(settings.module)
+    if not isinstance(model, keras.Model):
+        raise UserInputError(f"{settings.model_file.name}: model: expected a keras.Model, got {type(model).__name__}")
+    return model
+
+
+def loss_and_metrics(settings, model):
+    """The settings' loss and its metrics, with Keras 2's metric semantics (see `keras2_metrics.py`)."""
+    loss = settings.training.get_total_loss(model)
+    return loss, keras2_metrics(settings.training.get_metrics(model, loss), model, settings.path.name)
+
+
+def compile_for_evaluation(settings):
+    """The settings' model compiled with its loss and metrics only: what a federation's server evaluates."""
+    model = build_model(settings)
+    loss, metrics = loss_and_metrics(settings, model)
+    model.compile(loss=loss, metrics=metrics)
+    return model
+
+
+def plateau_can_set(optimizer, learning_rate):
+    """LR-on-plateau only for a plain learning rate: a schedule owns it otherwise (the settings' own, or
+    a Keras 2 legacy optimizer's `decay`), and Keras refuses to set it."""
+    return isinstance(learning_rate, (int, float)) and fixed_learning_rate(optimizer) is not None
+
+
+def fixed_learning_rate(optimizer):
+    """The optimizer's learning rate as a float, or None when a schedule gives it."""
+    rate = inner_optimizer(optimizer).get_config().get("learning_rate")
+    return float(rate) if isinstance(rate, (int, float)) else None
+
+
+@contextlib.contextmanager
+def precision_policy(mixed):
+    """Sets Keras' global dtype policy to mixed_float16 for the block, then restores it."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    if mixed:
+        keras.config.set_dtype_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

@@ -1,0 +1,259 @@
+"""The trainer: seeds, devices, strategy, inputs, the compiled model with EMA, fit, checkpoints, resume.
+
+One `Trainer` runs one experiment. Drivers (sweeps, federated clients, Kafka inputs, multi-worker runs) reuse it
+rather than re-implementing training, passing data (a partition, a cluster) and `SessionOptions`.
+"""
+
+import contextlib
+import logging
+import math
+import random
+import signal
+import sys
+import warnings
+
+from experiments_manager.ema import WeightAverages
+from experiments_manager.errors import InputStalled
+from experiments_manager.inputs import make_inputs
+from experiments_manager.training.callback_plan import CallbackPlan
+from experiments_manager.training.model import (build_model, fixed_learning_rate, loss_and_metrics, plateau_can_set,
+                                                 precision_policy)
+from experiments_manager.training.outcome import SIGNAL_EXIT_BASE, STALLED_EXIT_CODE, TrainingOutcome
+from experiments_manager.training.session_options import SessionOptions
+
+_LOG = logging.getLogger(__name__)
+
+
+class Trainer:
+    """Trains the model of one experiment.
+
+    Args:
+        experiment: the `Experiment` folder to write to.
+        settings: the loaded `Settings`.
+        resuming: restore the last checkpoint first.
+        partition: a federated client's `DataPartition`, or None.
+        cluster: the `WorkerCluster` of a multi-worker run, or None.
+    """
+
+    def __init__(self, experiment, settings, resuming=False, partition=None, cluster=None):
+        self.experiment = experiment
+        self.settings = settings
+        self.resuming = resuming
+        self.partition = partition
+        self.cluster = cluster
+
+    def run(self):
+        """Trains; returns a `TrainingOutcome`. Marks run.json failed on any error.
+
+        A KeyboardInterrupt (a second Ctrl-C, or one before training started, raised at once wherever
+        training is) is the user's interruption: the run is marked `interrupted` (exit code 130, resumed
+        from its last checkpoint) and the KeyboardInterrupt goes on to the caller.
+        """
+        try:
+            return self._run()
+        except KeyboardInterrupt:
+            self._interrupted(None, "Ctrl-C (SIGINT) stopped it at once", SIGNAL_EXIT_BASE + int(signal.SIGINT))
+            raise
+        except BaseException as error:
+            self.experiment.mark_ended("failed", error=f"{type(error).__name__}: {error}")
+            raise
+
+    def _run(self):
+        try:
+            session = self.open_session()
+        except InputStalled as stall:
+            return self._interrupted(None, str(stall), STALLED_EXIT_CODE)
+        with contextlib.closing(session):
+            history, stopped = self.fit(session, self.settings.training.epochs)
+        if stopped is not None:
+            return stopped
+        return self._finished(session.model, history, session.plan)
+
+    def open_session(self, options=SessionOptions()):
+        """Seeds, builds the inputs, the compiled model and its callbacks; restores the last checkpoint when resuming.
+
+        Args:
+            options: the `SessionOptions` (default: exports, early stopping, raw-weights validation as the
+                settings say).
+
+        Returns:
+            a `TrainingSession` (close it when done).
+
+        Raises:
+            InputStalled: the input data did not arrive.
+        """
+        import keras
+
+        settings = self.settings
+        strategy = self._strategy()  # first: a multi-worker strategy must exist before any TensorFlow op
+        seed = self._seed(strategy)
+        keras.utils.set_random_seed(seed)
+        with precision_policy(settings.runtime.mixed_precision):
+            # inputs first: the settings' pipelines draw from the seeded generators before the model
+            inputs = make_inputs(self.experiment, settings, self._saved_state(), seed, self.partition)
+            try:
+                with strategy.scope():
+                    model, learning_rate, averages = self._compiled_model()
+                restored = self._restore(model)
+                plan = CallbackPlan(self.experiment, settings, model, inputs, restored, averages,
+                                    reduce_lr_on_plateau=plateau_can_set(model.optimizer, learning_rate),
+                                    options=options,
+                                    stop_agreement=strategy.any_worker if self.cluster is not None else None)
+            except BaseException:
+                inputs.close()
+                raise
+        plan.history.truncate(plan.initial_epoch)  # a resumed run redoes the epoch in progress
+        return TrainingSession(model, inputs, plan, averages)
+
+    def fit(self, session, epochs, extra_callbacks=()):
+        """Runs `fit` up to epoch `epochs` (counted from the run's start).
+
+        Args:
+            session: the `TrainingSession` from `open_session`.
+            epochs: the epoch to stop at.
+            extra_callbacks: callbacks for this call only (a federated round's proximal step).
+
+        Returns:
+            (history, None), or (None, outcome) when a signal or stalled data stopped it.
+        """
+        from experiments_manager.callbacks import TrainingInterrupted
+
+        model, inputs, plan = session.model, session.inputs, session.plan
+
+        with plan.stop_on_signal.installed(), warnings.catch_warnings():
+            if inputs.endless:  # then only the finite validation set can "run out", at every epoch
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+            try:
+                history = model.fit(
+                    inputs.train,
+                    validation_data=inputs.val,
+                    epochs=epochs,
+                    initial_epoch=plan.epochs_completed(),
+                    steps_per_epoch=inputs.train_steps,
+                    validation_steps=inputs.val_steps,
+                    shuffle=False,  # datasets come shuffled (or not) from get_input_pipeline
+                    callbacks=plan.callbacks + list(extra_callbacks),
+                    verbose=1 if sys.stdout.isatty() else 2,
+                )
+            except TrainingInterrupted as interruption:
+                return None, self._interrupted(plan, str(interruption), SIGNAL_EXIT_BASE + int(interruption.signum))
+            except Exception as error:
+                stall = inputs.stall_of(error)
+                if stall is None:
+                    raise
+                return None, self._interrupted(plan, str(stall), STALLED_EXIT_CODE)
+        return history, None
+
+    def _seed(self, strategy):
+        recorded = self.experiment.run_info().get("seed")
+        seed = recorded if recorded is not None else self.settings.runtime.random_seed
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**31)
+        if self.cluster is not None:  # one seed for all: the workers' shuffles must shard the same order
+            seed = strategy.chief_value(seed)
+        self.experiment.update_run_info(
+            seed=seed, xla=self.settings.runtime.xla, mixed_precision=self.settings.runtime.mixed_precision
+        )
+        return seed
+
+    def _strategy(self):
+        from experiments_manager.distribute.devices import make_strategy, select_devices
+
+        name = self.settings.path.name
+        devices = select_devices(self.settings.runtime.gpu_ids, name)
+        if self.cluster is None:
+            self.experiment.update_run_info(devices=devices)
+            return make_strategy(self.settings.runtime.distribution_strategy, devices, name)
+        self.experiment.update_run_info(devices=devices, workers=self.cluster.num_workers,
+                                        cluster_source=self.cluster.source,
+                                        distribution_strategy="MultiWorkerMirroredStrategy")
+        return self.cluster.make_strategy()
+
+    def _compiled_model(self):
+        settings = self.settings
+        model = build_model(settings)
+        loss, metrics = loss_and_metrics(settings, model)
+        learning_rate = settings.training.get_learning_rate()
+        optimizer = settings.training.get_optimizer(model, loss, learning_rate)
+        self._record_learning_rate(optimizer, learning_rate)
+        averages = None
+        if settings.training.ema:
+            averages = WeightAverages(settings.training.ema_momentum, warmup=settings.training.ema_warmup)
+            optimizer = averages.attach(optimizer)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=settings.runtime.xla)
+        model.optimizer.build(model.trainable_variables)
+        return model, learning_rate, averages
+
+    def _record_learning_rate(self, optimizer, asked):
+        """Records the rate the optimizer trains at, and says so when it is not `get_learningRate()`'s
+        (a Keras 2 `lr=` that Keras ignored, say): hparams and sweeps would record the other one."""
+        rate = fixed_learning_rate(optimizer)
+        if rate is None:
+            return  # a schedule
+        self.experiment.update_run_info(learning_rate=rate)
+        if isinstance(asked, (int, float)) and not math.isclose(rate, asked, rel_tol=1e-5):
+            _LOG.warning("%s: get_optimizer: the optimizer trains at learning_rate=%g, not at %g from "
+                         "get_learningRate() (which hparams and sweeps record); pass it the learning_rate argument",
+                         self.settings.path.name, rate, asked)
+
+    def _saved_state(self):
+        """The last checkpoint's state (epochs, callbacks, Kafka position), read before the model exists."""
+        from experiments_manager.checkpointing import Checkpointer
+
+        return Checkpointer(self.experiment.checkpoints_dir).latest_state() if self.resuming else None
+
+    def _restore(self, model):
+        from experiments_manager.checkpointing import Checkpointer
+
+        if not self.resuming:
+            return None
+        state = Checkpointer(self.experiment.checkpoints_dir).restore_latest(model, model.optimizer)
+        if state is None:
+            _LOG.info("No checkpoint in %s: training from the first epoch", self.experiment.root)
+        else:
+            _LOG.info("Resuming after epoch %d", state["epochs_completed"])
+        return state
+
+    def _interrupted(self, plan, reason, code):
+        """Checkpoints what was trained (if a step boundary was reached) and marks the run interrupted."""
+        if plan is not None:
+            plan.checkpoint.save(plan.epochs_completed())
+            done = f"checkpointed after {plan.epochs_completed()} epochs"
+        else:  # stopped before fit or in the middle of a step: the last checkpoint stands
+            from experiments_manager.checkpointing import Checkpointer
+
+            saved = Checkpointer(self.experiment.checkpoints_dir).latest_state()
+            done = (f"its last checkpoint is after epoch {saved['epochs_completed']}" if saved
+                    else "no checkpoint yet: a resume starts from the first epoch")
+        self.experiment.mark_ended("interrupted", reason=reason, exit_code=code)
+        _LOG.warning("%s: %s; resume with: experiments-manager train --resume %s", reason, done, self.experiment.root)
+        return TrainingOutcome(self.experiment, "interrupted", code, reason=reason)
+
+    def _finished(self, model, history, plan):
+        losses = history.history.get("loss", [])
+        if any(not math.isfinite(value) for value in losses):
+            reason = f"loss became NaN or infinite at epoch {len(losses) + plan.initial_epoch}"
+            self.experiment.mark_ended("failed", error=reason)
+            return TrainingOutcome(self.experiment, "failed", 1, model=model, reason=reason)
+        self.experiment.mark_ended("finished", stopped_early=bool(plan.early_stopping.stopped_epoch))
+        return TrainingOutcome(self.experiment, "finished", 0, model=model)
+
+
+class TrainingSession:
+    """What one run trains with: the compiled model, its inputs and its callbacks.
+
+    Attributes:
+        model: the compiled Keras model.
+        inputs: the input object (see `experiments_manager.inputs`).
+        plan: the callbacks, with the run's best value, checkpoint and epoch count.
+        averages: the `WeightAverages` (EMA) of the run, or None without EMA.
+    """
+
+    def __init__(self, model, inputs, plan, averages=None):
+        self.model = model
+        self.inputs = inputs
+        self.plan = plan
+        self.averages = averages
+
+    def close(self):
+        self.inputs.close()
