@@ -35,7 +35,7 @@ _PUBLIC = {
     "TrainingOutcome": "experiments_manager.training",
     "Trainer": "experiments_manager.training",
     "Exporter": "experiments_manager.export",
-    "UserInputError": "experiments_manager.errors",
+    "UserInputError": "experiments_manager.utils.errors",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -17,7 +17,7 @@ with em.serve(outcome.experiment.root) as server:
 
 import logging
 
-from experiments_manager.logging_setup import configure_logging
+from experiments_manager.utils.logging_setup import configure_logging
 
 
 def show_logs():
@@ -148,7 +148,7 @@ def _command(name):
 def _file_only(settings_file):
     from pathlib import Path
 
-    from experiments_manager.errors import UserInputError
+    from experiments_manager.utils.errors import UserInputError
 
     if not isinstance(settings_file, (str, Path)):
         raise UserInputError(f"em.sweep: settings_file: expected the path of a settings file (each trial process "

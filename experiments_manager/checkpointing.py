@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments_manager.atomic import remove_tree_atomically
+from experiments_manager.utils.atomic import remove_tree_atomically
 
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)$")
 STATE_FILE = "state.json"

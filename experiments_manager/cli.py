@@ -6,8 +6,8 @@ import signal
 import sys
 
 from experiments_manager import commands
-from experiments_manager.errors import EXIT_USER_ERROR, UserInputError, print_problems
-from experiments_manager.logging_setup import configure_logging
+from experiments_manager.utils.errors import EXIT_USER_ERROR, UserInputError, print_problems
+from experiments_manager.utils.logging_setup import configure_logging
 
 DESCRIPTION = "Train, export and track TensorFlow/Keras experiments from one settings file."
 SUBCOMMANDS = commands.NAMES

@@ -28,8 +28,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments_manager.atomic import write_json_atomically
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.atomic import write_json_atomically
+from experiments_manager.utils.errors import UserInputError
 
 SETTINGS_COPY_NAME = "experiment_settings.py"
 RUN_FILE_NAME = "run.json"

@@ -11,9 +11,9 @@ import os
 import re
 from pathlib import Path
 
-from experiments_manager.atomic import remove_tree_atomically, write_text_atomically
+from experiments_manager.utils.atomic import remove_tree_atomically, write_text_atomically
 from experiments_manager.ema import inner_optimizer
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 
 VERSION_PATTERN = re.compile(r"^\d+$")
 

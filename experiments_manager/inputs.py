@@ -16,7 +16,7 @@ one it gets. Every input object has:
 - `close()`.
 """
 
-from experiments_manager.errors import InputStalled, UserInputError
+from experiments_manager.utils.errors import InputStalled, UserInputError
 
 
 def make_inputs(experiment, settings, restored, seed, partition=None):
@@ -55,7 +55,7 @@ class DataPartition:
 class SettingsInput:
     """The datasets of the settings' `get_input_pipeline`, called once for training and once for validation.
 
-    Keras 2 iterators and generators become datasets (`experiments_manager.pipelines`).
+    Keras 2 iterators and generators become datasets (`experiments_manager.keras2.pipelines`).
 
     Args:
         settings: the loaded `Settings`.
@@ -87,7 +87,7 @@ class SettingsInput:
 
 def settings_pipeline(settings, training, partition=None, seed=0):
     """The settings' training or validation `Pipeline` (a federated client's part of it, given its `partition`)."""
-    from experiments_manager.pipelines import as_pipeline
+    from experiments_manager.keras2.pipelines import as_pipeline
 
     folder = settings.data.train_dir if training else settings.data.val_dir
     returned = settings.data.get_input_pipeline(folder, training, settings.training.batch_size, settings.training.epochs)
@@ -110,7 +110,7 @@ def steps_per_epoch(dataset, nb_samples, settings, field, kind, implied=None):
     if cardinality > 0:
         return None
     if nb_samples:
-        from experiments_manager.pipelines import samples_to_steps
+        from experiments_manager.keras2.pipelines import samples_to_steps
 
         return samples_to_steps(nb_samples, settings.training.batch_size)
     if implied:

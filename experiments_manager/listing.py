@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.experiment import find_experiments
 from experiments_manager.experiment import SWEEP_SPEC_NAME
 from experiments_manager.sweep.folder import SweepFolder

@@ -10,8 +10,8 @@ folder instead of starting over.
 import logging
 from pathlib import Path
 
-from experiments_manager.atomic import write_text_atomically
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.atomic import write_text_atomically
+from experiments_manager.utils.errors import UserInputError
 
 _LOG = logging.getLogger(__name__)
 

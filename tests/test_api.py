@@ -8,7 +8,7 @@ import types
 import pytest
 
 import experiments_manager as em
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.experiment import Experiment
 from experiments_manager.settings import settings_from_object
 

@@ -80,7 +80,7 @@ def test_train_executes_the_settings_file_once(workdir, run_cli):
 def test_logging_configured_twice_prints_each_line_once(capfd):
     import logging
 
-    from experiments_manager.logging_setup import configure_logging
+    from experiments_manager.utils.logging_setup import configure_logging
 
     configure_logging()
     configure_logging()  # what a sweep trial or a Flower actor serving client after client does

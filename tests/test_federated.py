@@ -102,7 +102,7 @@ def test_federation_config_reads_the_original_hparams_and_strategy_parameters():
     ({"federated": "QFedAvg"}, None, "s.py: hparams: QFedAvg needs 'client_learning_rate'"),
 ])
 def test_federation_config_rejects_bad_hparams_with_one_line_each(hparams, num_clients, expected):
-    from experiments_manager.errors import UserInputError
+    from experiments_manager.utils.errors import UserInputError
     from experiments_manager.federated.config import FederationConfig
 
     with pytest.raises(UserInputError) as error:

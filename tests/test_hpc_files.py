@@ -259,7 +259,7 @@ def test_shell_sections_are_valid_sh(path):
 FAKE_CLI = """#!{python}
 import ast, json, os, sys
 from pathlib import Path
-from experiments_manager.settings import _resolve_model_file
+from experiments_manager.settings.loader import _resolve_model_file
 record = {{"cwd": os.getcwd(), "argv": sys.argv[1:]}}
 if sys.argv[1:2] == ["train"]:
     settings = Path(sys.argv[sys.argv.index("-u") + 1])

@@ -38,7 +38,7 @@ def _tf_keras():
 def _keras3():
     import tensorflow as tf
 
-    from experiments_manager.keras_compat import install_keras2_compatibility
+    from experiments_manager.keras2.namespaces import install_keras2_compatibility
 
     install_keras2_compatibility()
     return tf.keras
@@ -69,7 +69,7 @@ METRIC_GROUPS = {  # metric lists (names unique within each), built for one Kera
 @pytest.mark.parametrize("group", sorted(METRIC_GROUPS))
 def test_metrics_give_keras2s_values_and_names_for_labels_of_rank_1(group):
     """Labels (batch,) against outputs (batch, 1): bare functions, metric objects and Keras 2 names."""
-    from experiments_manager.keras2_metrics import keras2_metrics
+    from experiments_manager.keras2.metrics import keras2_metrics
 
     K2, K3 = _tf_keras(), _keras3()
     x, y, weights = _binary_data()
@@ -92,8 +92,8 @@ def test_keras3_alone_gives_other_values_and_names():
 
 
 def test_a_metric_name_no_keras_keeps_is_one_clear_line():
-    from experiments_manager.errors import UserInputError
-    from experiments_manager.keras2_metrics import keras2_metrics
+    from experiments_manager.utils.errors import UserInputError
+    from experiments_manager.keras2.metrics import keras2_metrics
 
     K3 = _keras3()
     model = K3.Sequential([K3.Input((3,)), K3.layers.Dense(1)])
@@ -145,7 +145,7 @@ def _fit_history(K, train, val, steps, val_steps):
 
 
 def test_sequences_give_keras2s_epochs_fresh_passes_cut_at_the_epoch_length():
-    from experiments_manager.pipelines import as_pipeline
+    from experiments_manager.keras2.pipelines import as_pipeline
 
     K2, K3 = _tf_keras(), _keras3()
     settings = types.SimpleNamespace(nb_train_samples=12, nb_val_samples=12, batch_size=4,
@@ -179,7 +179,7 @@ def test_sequences_give_keras2s_epochs_fresh_passes_cut_at_the_epoch_length():
 
 def test_image_data_generator_epochs_are_n_over_batch_size():
     """The original framework's rule for iterators that know their sample count: `n // batch_size` batches."""
-    from experiments_manager.pipelines import as_pipeline
+    from experiments_manager.keras2.pipelines import as_pipeline
 
     K3 = _keras3()
     x = np.random.default_rng(0).normal(size=(100, 4, 4, 1)).astype("float32")

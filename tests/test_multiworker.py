@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, wait_for
 from experiments_manager.distribute.cluster import WorkerCluster, most_tasks_per_node, slurm_port_base
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 
 EPOCHS = 3
 EVENT_FILE_PID = re.compile(r"events\.out\.tfevents\.\d+\.[^.]+(?:\.[^.]+)*?\.(\d+)\.\d+\.v2$")

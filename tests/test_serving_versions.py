@@ -105,7 +105,7 @@ model_config_list {{
     ],
 )
 def test_bad_model_configs_are_refused_with_the_field(tmp_path, body, message):
-    from experiments_manager.errors import UserInputError
+    from experiments_manager.utils.errors import UserInputError
 
     with pytest.raises(UserInputError) as refused:
         sources_from_config_file(write_config(tmp_path / "models.config", body))

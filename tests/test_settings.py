@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REGRESSION_SETTINGS, read_run, settings_variant, single_experiment
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.settings import load_settings, parse_hparam_overrides
 
 WORKING_FOLDER = "experiments/examples/curve_fitting"

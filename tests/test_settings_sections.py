@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments_manager import sections
+from experiments_manager.settings import sections
 from experiments_manager.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,7 @@ def test_readme_settings_reference_is_the_generated_one():
         sys.path.remove(str(ROOT / "tools"))
     readme = (ROOT / "README.md").read_text()
     assert readme == with_reference(readme), (
-        "README.md's settings reference differs from experiments_manager/sections.py: "
+        "README.md's settings reference differs from experiments_manager/settings/sections.py: "
         "run `python tools/settings_reference.py --write`")
     for _, _, name in sections.fields():
         assert f"| `{name}` |" in readme

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments_manager.sections import reference_markdown  # noqa: E402
+from experiments_manager.settings.sections import reference_markdown  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 START = "<!-- settings reference: generated"

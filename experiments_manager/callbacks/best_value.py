@@ -4,7 +4,7 @@ import math
 
 import keras
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.monitor import monitor_mode
 
 

@@ -4,8 +4,8 @@ import csv
 
 import keras
 
-from experiments_manager.atomic import replaced_atomically
-from experiments_manager.epochs import shown_epoch
+from experiments_manager.utils.atomic import replaced_atomically
+from experiments_manager.utils.epochs import shown_epoch
 
 EPOCH = "epoch"
 

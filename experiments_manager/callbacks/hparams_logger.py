@@ -3,7 +3,7 @@
 import keras
 
 from experiments_manager.callbacks.summary_writers import shared_writers
-from experiments_manager.epochs import shown_epoch
+from experiments_manager.utils.epochs import shown_epoch
 
 
 class HParamsLogger(keras.callbacks.Callback):

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import keras
 
-from experiments_manager.atomic import replaced_atomically, write_text_atomically
-from experiments_manager.epochs import shown_epoch
+from experiments_manager.utils.atomic import replaced_atomically, write_text_atomically
+from experiments_manager.utils.epochs import shown_epoch
 
 _LOG = logging.getLogger(__name__)
 MAX_SIDE_COLUMNS = 64  # small outputs are shown beside inputs and labels this small

@@ -2,7 +2,7 @@
 
 import keras
 
-from experiments_manager.epochs import shown_epoch
+from experiments_manager.utils.epochs import shown_epoch
 
 
 class RunInfoUpdater(keras.callbacks.Callback):

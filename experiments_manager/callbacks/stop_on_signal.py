@@ -5,7 +5,7 @@ import signal
 
 import keras
 
-from experiments_manager.signals import STOP_SIGNALS, signal_handlers
+from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
 
 HANDLED_SIGNALS = STOP_SIGNALS
 

@@ -6,8 +6,8 @@ import threading
 
 import keras
 
-from experiments_manager.atomic import replaced_atomically
-from experiments_manager.epochs import shown_epoch
+from experiments_manager.utils.atomic import replaced_atomically
+from experiments_manager.utils.epochs import shown_epoch
 from experiments_manager.monitor import metric_name, raw_name
 
 LEARNING_RATE = "learning_rate"

@@ -2,7 +2,7 @@
 
 import argparse
 
-from experiments_manager.contract import DEFAULT_REST_PORT
+from experiments_manager.settings.contract import DEFAULT_REST_PORT
 
 HPARAM_HELP = "override hparams[KEY] (value parsed as a Python literal); repeatable"
 

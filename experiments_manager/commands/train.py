@@ -5,7 +5,7 @@ import logging
 
 from experiments_manager.commands.arguments import (add_bootstrap_servers_argument, add_hparam_argument,
                                                     add_server_arguments, positive_int)
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.requeue_file import add_requeue_file_argument
 
 NAME = "train"

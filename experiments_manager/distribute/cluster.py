@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 
 _LOG = logging.getLogger(__name__)
 SLURM_PORT_RANGE = (20000, 40000)

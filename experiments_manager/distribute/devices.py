@@ -2,7 +2,7 @@
 
 import logging
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 
 _LOG = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments_manager.errors import UserInputError
-from experiments_manager.signals import STOP_SIGNALS, signal_handlers
+from experiments_manager.utils.errors import UserInputError
+from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
 
 FORWARDED_SIGNALS = STOP_SIGNALS
 

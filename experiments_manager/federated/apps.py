@@ -112,7 +112,7 @@ def run_federation(job, grid):
 
 
 def _partition(node_config):
-    from experiments_manager.errors import UserInputError
+    from experiments_manager.utils.errors import UserInputError
     from experiments_manager.inputs import DataPartition
 
     try:

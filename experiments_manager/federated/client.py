@@ -4,7 +4,7 @@ import math
 import time
 from pathlib import Path
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 
 CLIENTS_FOLDER = "clients"
 

@@ -14,7 +14,7 @@ Each client trains `nbEpoch` local epochs per round.
 
 import inspect
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 
 DEFAULT_STRATEGY = "FedAvg"
 DEFAULT_ROUNDS = 20

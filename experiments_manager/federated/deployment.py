@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 
 _LOG = logging.getLogger(__name__)
 APP_FOLDER = "flower_app"

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 
 
 class FederatedJob:

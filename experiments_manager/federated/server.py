@@ -3,7 +3,7 @@
 import logging
 import time
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 
 _LOG = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ logger at debug level instead of stderr.
 import logging
 import re
 
-from experiments_manager.errors import InputStalled, UserInputError
+from experiments_manager.utils.errors import InputStalled, UserInputError
 
 _LOG = logging.getLogger(__name__)
 TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,249}$")

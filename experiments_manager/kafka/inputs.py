@@ -6,11 +6,11 @@ See `experiments_manager.inputs` for the interface and
 
 import logging
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.kafka.connection import KafkaConnection, KafkaStalled, topic_names
 from experiments_manager.kafka.stream import TrainingStream
 from experiments_manager.kafka.validation import ValidationSnapshot
-from experiments_manager.pipelines import samples_to_steps
+from experiments_manager.keras2.pipelines import samples_to_steps
 
 _LOG = logging.getLogger(__name__)
 PREFETCH_BATCHES = 4

@@ -8,7 +8,7 @@ self-describing (see `experiments_manager.kafka.codec`).
 import logging
 import time
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.inputs import settings_pipeline
 from experiments_manager.kafka.codec import Schema
 from experiments_manager.kafka.connection import KafkaConnection, topic_names

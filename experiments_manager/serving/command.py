@@ -5,9 +5,9 @@ import logging
 import os
 import threading
 
-from experiments_manager.contract import DEFAULT_GRPC_PORT
-from experiments_manager.errors import UserInputError, print_problems
-from experiments_manager.signals import signal_handlers, watch_parent
+from experiments_manager.settings.contract import DEFAULT_GRPC_PORT
+from experiments_manager.utils.errors import UserInputError, print_problems
+from experiments_manager.utils.signals import signal_handlers, watch_parent
 
 _LOG = logging.getLogger("experiments_manager.serving")
 

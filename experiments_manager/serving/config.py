@@ -8,7 +8,7 @@ tensorflow-serving-api so any file TF Serving accepts reads the same here.
 import dataclasses
 from pathlib import Path
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,8 +18,8 @@ import socket
 import threading
 import time
 
-from experiments_manager.contract import DEFAULT_GRPC_PORT, DEFAULT_REST_PORT
-from experiments_manager.errors import UserInputError
+from experiments_manager.settings.contract import DEFAULT_GRPC_PORT, DEFAULT_REST_PORT
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.serving.predictor import Predictor
 from experiments_manager.serving.versions import VersionManager
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 
-from experiments_manager.signals import signal_handlers
+from experiments_manager.utils.signals import signal_handlers
 
 _LOG = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from experiments_manager.atomic import write_text_atomically
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.atomic import write_text_atomically
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.serving.config import models_config_text
-from experiments_manager.signals import signal_handlers
+from experiments_manager.utils.signals import signal_handlers
 
 BINARY = "tensorflow_model_server"
 

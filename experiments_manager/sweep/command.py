@@ -8,7 +8,7 @@ import logging
 import random
 from pathlib import Path
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.sweep.journal import process_alive
 
 _LOG = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ import json
 import shutil
 from pathlib import Path
 
-from experiments_manager.atomic import write_json_atomically
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.atomic import write_json_atomically
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.experiment import SWEEP_SPEC_NAME, folder_stamp, make_unique_dir, now
 
 STOP_FILE_NAME = "STOPPING"

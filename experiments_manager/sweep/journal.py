@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from experiments_manager.atomic import write_json_atomically
+from experiments_manager.utils.atomic import write_json_atomically
 
 RECORD_STATUSES = ("running", "finished", "failed", "interrupted")
 

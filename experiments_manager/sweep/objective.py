@@ -7,10 +7,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from experiments_manager.errors import ERROR_PREFIX, UserInputError
+from experiments_manager.utils.errors import ERROR_PREFIX, UserInputError
 from experiments_manager.experiment import Experiment, now
 from experiments_manager.monitor import monitor_mode
-from experiments_manager.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
+from experiments_manager.utils.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
 from experiments_manager.sweep.folder import SweepFolder
 from experiments_manager.sweep.journal import TrialJournal, process_alive
 from experiments_manager.sweep.trial_process import trial_command

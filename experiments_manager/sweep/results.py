@@ -4,7 +4,7 @@ import csv
 import math
 import numbers
 
-from experiments_manager.atomic import replaced_atomically
+from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.sweep.trials import finished_docs
 
 

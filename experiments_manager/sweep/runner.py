@@ -6,9 +6,9 @@ import signal
 import sys
 import warnings
 
-from experiments_manager.errors import EXIT_TEMPFAIL
+from experiments_manager.utils.errors import EXIT_TEMPFAIL
 from experiments_manager.experiment import now
-from experiments_manager.signals import STOP_SIGNALS, signal_handlers
+from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
 from experiments_manager.sweep.journal import TrialJournal
 from experiments_manager.sweep.objective import TrialInterrupted, quiet_hyperopt_errors
 from experiments_manager.sweep.progress import SweepProgress

@@ -3,7 +3,7 @@
 import json
 import numbers
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 
 QUANTIZED = ("quniform", "qloguniform", "qnormal", "qlognormal")
 LOG_SCALED = ("loguniform", "qloguniform", "lognormal", "qlognormal")

@@ -10,7 +10,7 @@ import sys
 
 from hyperopt.spark import SparkTrials
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.sweep.trials import FirstFreeTrialIds
 
 

@@ -14,8 +14,8 @@ import os
 import signal
 import sys
 
-from experiments_manager.errors import EXIT_USER_ERROR, UserInputError, print_problems
-from experiments_manager.signals import watch_parent
+from experiments_manager.utils.errors import EXIT_USER_ERROR, UserInputError, print_problems
+from experiments_manager.utils.signals import watch_parent
 from experiments_manager.sweep.journal import TrialRecord
 
 _LOG = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def main(argv=None):
     arguments = parser.parse_args(argv)
 
     from experiments_manager import training
-    from experiments_manager.logging_setup import configure_logging
+    from experiments_manager.utils.logging_setup import configure_logging
 
     configure_logging()
     _stop_when_orphaned(arguments.parent_pid)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 
 from experiments_manager.distribute.cluster import WorkerCluster
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.experiment import Experiment, running_command
 from experiments_manager.settings import as_settings, load_experiment_settings
 from experiments_manager.training.outcome import TrainingOutcome

@@ -6,8 +6,8 @@ import sys
 import uuid
 
 from experiments_manager.ema import inner_optimizer
-from experiments_manager.errors import UserInputError
-from experiments_manager.keras2_metrics import keras2_metrics
+from experiments_manager.utils.errors import UserInputError
+from experiments_manager.keras2.metrics import keras2_metrics
 
 
 def build_model(settings):
@@ -32,7 +32,7 @@ def build_model(settings):
 
 
 def loss_and_metrics(settings, model):
-    """The settings' loss and its metrics, with Keras 2's metric semantics (see `keras2_metrics.py`)."""
+    """The settings' loss and its metrics, with Keras 2's metric semantics (see `keras2/metrics.py`)."""
     loss = settings.training.get_total_loss(model)
     return loss, keras2_metrics(settings.training.get_metrics(model, loss), model, settings.path.name)
 

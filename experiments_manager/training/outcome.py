@@ -1,6 +1,6 @@
 """What a training run ended with, and the exit codes that say it."""
 
-from experiments_manager.errors import EXIT_TEMPFAIL
+from experiments_manager.utils.errors import EXIT_TEMPFAIL
 
 SIGNAL_EXIT_BASE = 128
 STALLED_EXIT_CODE = EXIT_TEMPFAIL  # the data stopped arriving; resume later

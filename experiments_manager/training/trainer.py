@@ -13,7 +13,7 @@ import sys
 import warnings
 
 from experiments_manager.ema import WeightAverages
-from experiments_manager.errors import InputStalled
+from experiments_manager.utils.errors import InputStalled
 from experiments_manager.inputs import make_inputs
 from experiments_manager.training.callback_plan import CallbackPlan
 from experiments_manager.training.model import (build_model, fixed_learning_rate, loss_and_metrics, plateau_can_set,

@@ -16,8 +16,8 @@ loss `reduction` shims log a line naming the settings file when they act:
 | `reduction=tf.keras.losses.Reduction.AUTO` | ValueError | 'sum_over_batch_size' |
 
 Metric objects and names are handled when the model is compiled
-(`experiments_manager.keras2_metrics`), data iterators when the pipelines are
-built (`experiments_manager.pipelines`). This module is the one place where
+(`experiments_manager.keras2.metrics`), data iterators when the pipelines are
+built (`experiments_manager.keras2.pipelines`). This module is the one place where
 the Keras namespaces are changed; installing is idempotent.
 """
 

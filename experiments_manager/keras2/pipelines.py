@@ -31,7 +31,7 @@ import logging
 
 import numpy as np
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 
 _LOG = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import functools
 import logging
 import re
 
-from experiments_manager.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError
 
 KERAS2_METRIC_NAMES = {"logcosh": "log_cosh", "kullback_leibler_divergence": "kl_divergence"}
 # Keras 2 chose binary, categorical or sparse crossentropy for these from the shapes; Keras 3 knows none of them.

@@ -3,7 +3,7 @@
 A settings file names things as the original framework did (`nbEpoch`, `useXLA`, `get_learningRate`,
 `consume_data_from_kafka`, ...). This module is the one place that maps those names to the engine's: each field
 says which module-level name it is read from (`name=`, when it differs), its default, the check its value must
-pass and what it means. The settings loader (`settings.py`) checks a module against these fields, and the README's
+pass and what it means. The settings loader (`loader.py`) checks a module against these fields, and the README's
 settings reference is generated from them (`reference_markdown`, checked by `tests/test_settings_sections.py`).
 
 A field without a default is required. A default of None with a check means "not set" is accepted.
@@ -21,7 +21,7 @@ sections.user_name("training", "epochs")  # 'nbEpoch'
 import dataclasses
 import enum
 
-from experiments_manager import contract as c
+import experiments_manager.settings.contract as c
 
 
 class _Required(enum.Enum):

@@ -16,8 +16,8 @@ import types
 import uuid
 from pathlib import Path
 
-from experiments_manager import sections
-from experiments_manager.errors import UserInputError
+import experiments_manager.settings.sections as sections
+from experiments_manager.utils.errors import UserInputError
 
 MERGE_FUNCTION_NAME = "__experiments_manager_merge_hparams__"
 ENGINE_HPARAMS = ("procID",)  # set by the engine (a federated client's id): no warning when the file lacks them
@@ -225,7 +225,7 @@ def _execute(path, overrides):
     ast.fix_missing_locations(tree)
     code = compile(tree, str(path), "exec")
 
-    from experiments_manager.keras_compat import install_keras2_compatibility
+    from experiments_manager.keras2.namespaces import install_keras2_compatibility
 
     install_keras2_compatibility()
     name = f"experiments_manager_settings_{uuid.uuid4().hex}"

@@ -1,0 +1,16 @@
+"""The settings module a researcher writes, loaded once and read as typed sections.
+
+- `loader.py`: executes a settings file (hparam overrides merged in memory, never rewriting it) or reads a
+  settings object built in Python; `Settings`, `load_settings`, `as_settings`, `settings_from_object`.
+- `sections.py`: the sections (experiment, runtime, training, data, monitoring, export, serving, kafka, federated,
+  sweep) as dataclasses: the one map from a settings file's names to the engine's, with defaults and docs.
+- `contract.py`: the checks a value must pass, and TF Serving's default ports.
+
+Keras 2-era spellings inside the user's code (tf.keras namespaces, metrics, data iterators) are `keras2/`'s.
+"""
+
+from experiments_manager.settings.loader import (Settings, as_settings, load_experiment_settings, load_settings,
+                                                 parse_hparam_overrides, settings_from_object)
+
+__all__ = ["Settings", "as_settings", "load_experiment_settings", "load_settings", "parse_hparam_overrides",
+           "settings_from_object"]

@@ -1,0 +1,8 @@
+"""Neutral helpers every capability may use; they import nothing else of the package but each other.
+
+- `errors.py`: `UserInputError`, the `error:` lines and the exit codes 2 and 75.
+- `logging_setup.py`: log lines as the command line shows them.
+- `signals.py`: the stop signals, temporary handlers, the parent watch.
+- `atomic.py`: files replaced atomically (never seen half-written).
+- `epochs.py`: epoch numbering from 1 wherever a user reads it.
+"""
