@@ -49,10 +49,29 @@ def train(settings, hparams=None, *, working_folder=None, kafka_bootstrap_server
     ```
     """
     from experiments_manager import training
+    from experiments_manager.settings import as_settings
 
     show_logs()
-    return training.train(settings, hparams, command=_command("train"), working_folder=working_folder,
+    settings = as_settings(settings, hparams)
+    if settings.federated.enabled:  # as `train -u` does: the federation, simulated on this machine
+        return _simulated_federation(settings, working_folder, kafka_bootstrap_servers)
+    return training.train(settings, command=_command("train", settings), working_folder=working_folder,
                           kafka_bootstrap_servers=kafka_bootstrap_servers)
+
+
+def _simulated_federation(settings, working_folder, kafka_bootstrap_servers):
+    from experiments_manager.federated.simulation import simulate
+    from experiments_manager.training import TrainingOutcome
+    from experiments_manager.utils.errors import UserInputError
+
+    if not settings.from_file or working_folder is not None or kafka_bootstrap_servers:
+        raise UserInputError(f"{settings.path.name}: enable_federated_learning = True: em.train simulates the "
+                             "federation from a settings file (every client loads it), in its workingFolder, "
+                             "without Kafka")
+    experiment = simulate(settings, command=_command("train", settings))
+    status = experiment.run_info().get("status")
+    return TrainingOutcome(experiment, status, 0 if status == "finished" else 1,
+                           reason=experiment.run_info().get("error"))
 
 
 def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None):
@@ -73,7 +92,7 @@ def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None):
     from experiments_manager import training
 
     show_logs()
-    return training.resume(experiment_dir, command=_command("resume"), settings=settings,
+    return training.resume(experiment_dir, command=["em.resume", str(experiment_dir)], settings=settings,
                            kafka_bootstrap_servers=kafka_bootstrap_servers)
 
 
@@ -84,7 +103,7 @@ def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, para
         settings_file: the settings file with a `hyperopt_space` (a file: each trial process loads it).
         max_evals: the number of trials.
         hparams: fixed hparam overrides for every trial (default None).
-        algo: 'tpe' or 'random' (default 'tpe').
+        algo: hyperopt's 'tpe' (default), 'rand' or 'anneal'.
         seed: the sweep's seed (default: the settings' `random_seed`, else drawn; recorded in sweep.json).
         parallelism: trials at once (default 1; > 1 uses Spark).
         spark_master: the Spark master URL with parallelism > 1 (default: local).
@@ -96,7 +115,7 @@ def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, para
     result.best        # the best trial's row: its hparams, value and experiment folder
     ```
     """
-    from experiments_manager.sweep.command import SweepRequest, run_sweep
+    from experiments_manager.sweeps.command import SweepRequest, run_sweep
 
     show_logs()
     return run_sweep(SweepRequest(usersettings=_file_only(settings_file), max_evals=max_evals,
@@ -106,7 +125,7 @@ def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, para
 
 def resume_sweep(sweep_folder, *, max_evals=None, parallelism=None):
     """Continues a sweep (more trials with `max_evals`); returns its `SweepOutcome`."""
-    from experiments_manager.sweep.command import SweepRequest, run_sweep
+    from experiments_manager.sweeps.command import SweepRequest, run_sweep
 
     show_logs()
     return run_sweep(SweepRequest(resume=str(sweep_folder), max_evals=max_evals, parallelism=parallelism))
@@ -141,8 +160,9 @@ def serve(experiment_dir, *, grpc_port=0, rest_port=0, host="127.0.0.1", poll_se
     return ModelServer([source_from_experiment(experiment_dir)], options).start()
 
 
-def _command(name):
-    return ["python", f"experiments_manager.{name}"]
+def _command(name, settings):
+    """What run.json records as the command that started a run from Python."""
+    return [f"em.{name}", str(settings.path) if settings.from_file else settings.path.name]
 
 
 def _file_only(settings_file):

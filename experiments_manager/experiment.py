@@ -33,7 +33,7 @@ from experiments_manager.utils.errors import UserInputError
 
 SETTINGS_COPY_NAME = "experiment_settings.py"
 RUN_FILE_NAME = "run.json"
-SWEEP_SPEC_NAME = "sweep.json"  # a sweep folder's spec (sweep/folder.py): its trials' experiments are inside
+SWEEP_SPEC_NAME = "sweep.json"  # a sweep folder's spec (sweeps/folder.py): its trials' experiments are inside
 MAX_NAME_BYTES = 255
 STATUSES = ("running", "finished", "failed", "interrupted")
 
@@ -135,6 +135,7 @@ class Experiment:
                 "hparam_overrides": _jsonable(settings.overrides),
                 "monitored_loss_name": settings.training.monitor,
                 "nbEpoch": settings.training.epochs,
+                "tensorflow_server_port": settings.serving.port,  # what `serve --model_dir` listens on by default
                 "versions": _versions(),
                 "git_commit": _git_commit(Path(settings.path).resolve().parent),
                 "host": socket.gethostname(),
@@ -201,6 +202,18 @@ class Experiment:
 
         clear_status(self.logs_dir)
         return self.update_run_info(status="running", resumed_by=list(command))
+
+    def resume_hint(self):
+        """How a user resumes this experiment: the command line, or em.resume for settings built in Python."""
+        built_in_python = self.run_info().get("settings_object")
+        if built_in_python:
+            return f"em.resume({str(self.root)!r}, settings={built_in_python})"
+        return f"experiments-manager train --resume {self.root}"
+
+    def __repr__(self):
+        info = self.run_info() if self.run_file.is_file() else {}
+        return (f"<Experiment {self.root} ({info.get('status', 'no run.json')}, {info.get('epochs_completed', 0)} "
+                f"epochs, best {info.get('monitored_loss_name')} {info.get('best_value')})>")
 
     def label(self):
         """A short, unique name for this run in tables (TensorBoard's HParams "Trial ID").

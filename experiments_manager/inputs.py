@@ -68,10 +68,8 @@ class SettingsInput:
         train = settings_pipeline(settings, True, partition, seed)
         val = settings_pipeline(settings, False, partition, seed)
         self.train, self.val = train.dataset, val.dataset
-        self.train_steps = steps_per_epoch(self.train, settings.data.train_samples, settings, "nb_train_samples",
-                                           "training", train.steps)
-        self.val_steps = steps_per_epoch(self.val, settings.data.val_samples, settings, "nb_val_samples", "validation",
-                                         val.steps)
+        self.train_steps = steps_per_epoch(self.train, settings, True, train.steps)
+        self.val_steps = steps_per_epoch(self.val, settings, False, val.steps)
         self.val_restartable = val.restartable
         self.callbacks = []
         self.stateful = {}
@@ -96,13 +94,21 @@ def settings_pipeline(settings, training, partition=None, seed=0):
     return as_pipeline(returned, settings, training, seed)
 
 
-def steps_per_epoch(dataset, nb_samples, settings, field, kind, implied=None):
-    """None for finite datasets (Keras iterates them whole), else nb_samples // batch_size.
+def steps_per_epoch(dataset, settings, training, implied=None):
+    """None for finite datasets (Keras iterates them whole), else nb_*_samples // batch_size.
 
     Args:
-        implied: the steps a Keras 2 iterator implies (`Pipeline.steps`), used when nb_samples is not set.
+        dataset: the training (`training` True) or validation dataset.
+        settings: the loaded `Settings` (`data.train_samples` / `data.val_samples`, `training.batch_size`).
+        implied: the steps a Keras 2 iterator implies (`Pipeline.steps`), used when nb_*_samples is not set.
     """
     import tensorflow as tf
+
+    from experiments_manager.settings.sections import user_name
+
+    kind = "training" if training else "validation"
+    field = "train_samples" if training else "val_samples"
+    nb_samples = getattr(settings.data, field)
 
     cardinality = int(dataset.cardinality()) if hasattr(dataset, "cardinality") else -2
     if cardinality == 0:
@@ -117,6 +123,6 @@ def steps_per_epoch(dataset, nb_samples, settings, field, kind, implied=None):
         return implied
     length = "infinite" if cardinality == tf.data.INFINITE_CARDINALITY else "unknown"
     raise UserInputError(
-        f"{settings.path.name}: {field}: expected the number of {kind} samples "
+        f"{settings.path.name}: {user_name('data', field)}: expected the number of {kind} samples "
         f"(the {kind} dataset's length is {length})"
     )

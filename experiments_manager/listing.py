@@ -5,7 +5,7 @@ from pathlib import Path
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.experiment import find_experiments
 from experiments_manager.experiment import SWEEP_SPEC_NAME
-from experiments_manager.sweep.folder import SweepFolder
+from experiments_manager.sweeps.folder import SweepFolder
 
 COLUMNS = ("experiment", "status", "epoch", "best", "versions", "hparams")
 SWEEP_COLUMNS = ("sweep", "status", "trials", "best", "best_experiment")

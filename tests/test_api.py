@@ -1,6 +1,7 @@
 """The Python API (`import experiments_manager as em`) beyond the notebook: settings built in Python, their
 mistakes, resuming them, tab completion of the public names."""
 
+import importlib
 import subprocess
 import sys
 import types
@@ -80,7 +81,24 @@ def test_an_experiment_of_python_settings_resumes_from_python_only(workdir, run_
     info = experiment.run_info()
     assert info["settings_object"] == "Notebook" and info["settings_file"] is None
     assert "built in Python (Notebook)" in experiment.settings_copy.read_text()
+    assert experiment.resume_hint() == f"em.resume({str(experiment.root)!r}, settings=Notebook)"
     result = run_cli("train", "--resume", str(experiment.root))
     assert result.returncode == 2
     assert (f"error: {experiment.root}: its settings were built in Python (Notebook), not read from a file: "
             "resume it from Python with em.resume(folder, settings=<the same settings>)") in result.stderr
+
+
+def test_em_sweep_stays_the_function_after_the_sweep_package_is_imported():
+    importlib.import_module("experiments_manager.sweeps.command")  # what em.sweep itself imports
+
+    assert callable(em.sweep) and em.sweep.__module__ == "experiments_manager.api"
+    assert callable(em.resume_sweep) and callable(em.train) and callable(em.serve)
+
+
+def test_resume_refuses_settings_for_an_experiment_of_a_settings_file(workdir):
+    from experiments_manager.settings import load_settings
+
+    experiment = Experiment.create(load_settings("examples/regression/mysettings_curve_fitting.py"), ["test"])
+    with pytest.raises(UserInputError, match="settings: only for an experiment whose settings were built in Python"):
+        em.resume(experiment.root, settings=_settings_class())
+    assert experiment.resume_hint() == f"experiments-manager train --resume {experiment.root}"

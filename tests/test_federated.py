@@ -81,7 +81,8 @@ def test_original_federated_settings_run_unchanged_through_train(run_cli, workdi
 
 
 def fake_settings(**hparams):
-    return types.SimpleNamespace(hparams=hparams, path=Path("s.py"), federated_round_timeout_secs=60)
+    return types.SimpleNamespace(experiment=types.SimpleNamespace(hparams=hparams), path=Path("s.py"),
+                                 federated=types.SimpleNamespace(round_timeout_secs=60))
 
 
 def test_federation_config_reads_the_original_hparams_and_strategy_parameters():

@@ -122,6 +122,13 @@ class _RecordingSequence:
         self.sequence = Sequence()
 
 
+def _pipeline_settings(nb_train_samples, nb_val_samples, batch_size):
+    """What `as_pipeline` reads of the settings: the data and training sections and the file name."""
+    return types.SimpleNamespace(
+        data=types.SimpleNamespace(train_samples=nb_train_samples, val_samples=nb_val_samples),
+        training=types.SimpleNamespace(batch_size=batch_size), path=types.SimpleNamespace(name="s.py"))
+
+
 def _passes(log):
     """The recorded reads split at each on_epoch_end (the last pass may not have ended yet)."""
     passes, current = [], []
@@ -148,8 +155,7 @@ def test_sequences_give_keras2s_epochs_fresh_passes_cut_at_the_epoch_length():
     from experiments_manager.keras2.pipelines import as_pipeline
 
     K2, K3 = _tf_keras(), _keras3()
-    settings = types.SimpleNamespace(nb_train_samples=12, nb_val_samples=12, batch_size=4,
-                                     path=types.SimpleNamespace(name="s.py"))  # 3 of the 5 batches per epoch
+    settings = _pipeline_settings(12, 12, batch_size=4)  # 3 of the 5 batches per epoch
     keras2 = _fit_history(K2, _RecordingSequence(K2, 5, []).sequence, _RecordingSequence(K2, 5, []).sequence, 3, 3)
     val = as_pipeline(_RecordingSequence(K3, 5, []).sequence, settings, training=False)
     ours = _fit_history(K3, val.dataset, as_pipeline(_RecordingSequence(K3, 5, []).sequence, settings,
@@ -170,7 +176,7 @@ def test_sequences_give_keras2s_epochs_fresh_passes_cut_at_the_epoch_length():
     assert [len(one) for one in passes] == [3, 3, 3] and all(len(set(one)) == 3 for one in passes)
     assert len({tuple(one) for one in passes}) > 1  # the order changes from epoch to epoch
     log.clear()
-    long_settings = types.SimpleNamespace(**{**vars(settings), "nb_train_samples": 28})
+    long_settings = _pipeline_settings(28, 12, batch_size=4)
     long = as_pipeline(_RecordingSequence(K3, 5, log).sequence, long_settings, training=True, seed=1)
     log.clear()
     assert long.steps == 7
@@ -185,8 +191,7 @@ def test_image_data_generator_epochs_are_n_over_batch_size():
     x = np.random.default_rng(0).normal(size=(100, 4, 4, 1)).astype("float32")
     flow = K3.preprocessing.image.ImageDataGenerator().flow(x, np.arange(100, dtype="float32"), batch_size=32,
                                                             shuffle=False)
-    settings = types.SimpleNamespace(nb_train_samples=None, nb_val_samples=None, batch_size=32,
-                                     path=types.SimpleNamespace(name="s.py"))
+    settings = _pipeline_settings(None, None, batch_size=32)
     pipeline = as_pipeline(flow, settings, training=False)
     assert pipeline.steps == 3  # 100 // 32: the partial fourth batch is left out, as Keras 2 left it
     epoch = list(pipeline.dataset.take(pipeline.steps))

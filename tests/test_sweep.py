@@ -210,7 +210,7 @@ def test_a_bad_sweep_is_one_error_line_and_no_folder(run_cli, workdir, extra_lin
 def test_search_space_passes_whole_numbers_as_ints():
     from hyperopt import hp
 
-    from experiments_manager.sweep.space import SearchSpace
+    from experiments_manager.sweeps.space import SearchSpace
 
     space = SearchSpace({"units": hp.quniform("units", 4, 64, 4), "rate": hp.quniform("rate", 0, 1, 0.25),
                          "depth": hp.uniformint("depth", 1, 5), "scale": hp.choice("scale", [0.5, 1.0]),

@@ -2,7 +2,7 @@
 
 from experiments_manager.commands.arguments import add_hparam_argument, positive_int
 from experiments_manager.requeue_file import add_requeue_file_argument
-from experiments_manager.sweep import ALGORITHMS
+from experiments_manager.sweeps import ALGORITHMS
 
 NAME = "sweep"
 
@@ -36,7 +36,7 @@ def add_parser(subparsers):
 def run(arguments, argv):
     """Runs (or resumes) the sweep; returns the exit code."""
     from experiments_manager.settings import parse_hparam_overrides
-    from experiments_manager.sweep.command import SweepRequest, run_sweep
+    from experiments_manager.sweeps.command import SweepRequest, run_sweep
 
     request = SweepRequest(usersettings=arguments.usersettings, resume=arguments.resume,
                            max_evals=arguments.max_evals, hparams=parse_hparam_overrides(arguments.hparam),

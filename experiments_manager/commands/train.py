@@ -127,5 +127,5 @@ def _report(outcome):
         f"TensorBoard:       tensorboard --logdir {experiment.root.parent}",
     ]
     if outcome.status == "interrupted":
-        lines.append(f"resume with:       experiments-manager train --resume {experiment.root}")
+        lines.append(f"resume with:       {experiment.resume_hint()}")
     print("\n".join(lines))

@@ -51,8 +51,7 @@ class FederationServer:
         self.model = compile_for_evaluation(settings)
         val = settings_pipeline(settings, training=False)
         self.val = val.dataset
-        self.val_steps = steps_per_epoch(self.val, settings.data.val_samples, settings, "nb_val_samples", "validation",
-                                         val.steps)
+        self.val_steps = steps_per_epoch(self.val, settings, False, val.steps)
         self.best = BestValue(settings.training.monitor)
         self.exporter = Exporter(experiment, settings, self.model)
         self.round_metrics = {}

@@ -71,7 +71,11 @@ def _default_grpc_port(arguments):
         from experiments_manager.experiment import Experiment
         from experiments_manager.settings import load_experiment_settings
 
-        return load_experiment_settings(Experiment.open(arguments.model_dir)).serving.port
+        experiment = Experiment.open(arguments.model_dir)
+        recorded = experiment.run_info().get("tensorflow_server_port")
+        if recorded is not None:
+            return recorded
+        return load_experiment_settings(experiment).serving.port  # recorded since issue 17; older runs
     return DEFAULT_GRPC_PORT
 
 

@@ -1,7 +1,8 @@
 """The settings module a researcher writes, loaded once and read as typed sections.
 
-- `loader.py`: executes a settings file (hparam overrides merged in memory, never rewriting it) or reads a
-  settings object built in Python; `Settings`, `load_settings`, `as_settings`, `settings_from_object`.
+- `loader.py`: executes a settings file or reads a settings object built in Python; `Settings`, `load_settings`,
+  `as_settings`, `settings_from_object`, `load_experiment_settings`.
+- `overrides.py`: hparam overrides (`--hparam`), merged into a settings file in memory, never rewriting it.
 - `sections.py`: the sections (experiment, runtime, training, data, monitoring, export, serving, kafka, federated,
   sweep) as dataclasses: the one map from a settings file's names to the engine's, with defaults and docs.
 - `contract.py`: the checks a value must pass, and TF Serving's default ports.
@@ -10,7 +11,8 @@ Keras 2-era spellings inside the user's code (tf.keras namespaces, metrics, data
 """
 
 from experiments_manager.settings.loader import (Settings, as_settings, load_experiment_settings, load_settings,
-                                                 parse_hparam_overrides, settings_from_object)
+                                                 settings_from_object)
+from experiments_manager.settings.overrides import parse_hparam_overrides
 
 __all__ = ["Settings", "as_settings", "load_experiment_settings", "load_settings", "parse_hparam_overrides",
            "settings_from_object"]

@@ -1,15 +1,11 @@
-"""Loads a settings module, applies hparam overrides and checks the settings contract.
+"""Loads a settings module (or reads a settings object built in Python) and checks it against the sections.
 
-A settings file is trusted Python code, executed once under a unique module
-name. It is never rewritten on disk: command-line hparam overrides are merged
-into `hparams` by an in-memory AST pass, right after each module-level
-statement that assigns or mutates `hparams`, so module-level code such as
-`nbEpoch = hparams['nbEpoch']` sees them.
+A settings file is trusted Python code, executed once under a unique module name, with hparam overrides merged in
+memory (`overrides.py`): it is never rewritten on disk.
 """
 
 import ast
 import importlib.util
-import logging
 import sys
 import traceback
 import types
@@ -19,37 +15,7 @@ from pathlib import Path
 import experiments_manager.settings.sections as sections
 from experiments_manager.utils.errors import UserInputError
 
-MERGE_FUNCTION_NAME = "__experiments_manager_merge_hparams__"
-ENGINE_HPARAMS = ("procID",)  # set by the engine (a federated client's id): no warning when the file lacks them
-_LOG = logging.getLogger(__name__)
-
-
-def parse_hparam_overrides(pairs):
-    """Parses `key=value` strings; values are Python literals, else strings.
-
-    Args:
-        pairs: iterable of strings such as `"nbEpoch=3"` or `"federated=FedAvg"`.
-
-    Returns:
-        dict of key -> value.
-
-    Example:
-
-    ```python
-    parse_hparam_overrides(["lr=0.1", "name=abc"])  # {'lr': 0.1, 'name': 'abc'}
-    ```
-    """
-    overrides = {}
-    for pair in pairs or ():
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise UserInputError(f"--hparam: {pair!r}: expected key=value with key a Python name")
-        try:
-            overrides[key] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            overrides[key] = text.strip()
-    return overrides
+from experiments_manager.settings.overrides import MERGE_FUNCTION_NAME, merger, with_merges
 
 
 class Settings:
@@ -72,7 +38,7 @@ class Settings:
         self.model_file = Path(model_file)
         self.overrides = dict(overrides)
         self.from_file = from_file  # False: built from a Python object (a notebook's); `path` is then its label
-        built = sections.build(module)
+        built = sections.build(module)  # named one by one below, so that editors complete them
         self.experiment = built["experiment"]
         self.runtime = built["runtime"]
         self.training = built["training"]
@@ -152,16 +118,21 @@ def as_settings(settings, hparam_overrides=None):
         return settings
     if isinstance(settings, (str, Path)):
         return load_settings(settings, hparam_overrides)
-    return settings_from_object(settings, hparam_overrides)
+    return settings_from_object(settings, hparam_overrides)  # a class, module, namespace or dict built in Python
 
 
-def settings_from_object(source, hparam_overrides=None):
-    """The `Settings` of a settings module, class, object or dict built in Python, e.g. in a notebook.
+def settings_from_object(source, hparam_overrides=None, model_file=None):
+    """The `Settings` of a settings class, module, object or dict built in Python, e.g. in a notebook.
 
-    A module imported from a `.py` file is loaded from that file (so its experiments resume from their copy). Any
-    other object's attributes (a class's, a `types.SimpleNamespace`'s, a dict's items) are the module-level names of
-    a settings file. Hparam overrides are refused: its functions read its own `hparams`, so set them there. Such an
-    experiment resumes from Python only (`em.resume(folder, settings=...)`): there is no file to copy.
+    Its attributes as they are now (a class's, a module's, a `types.SimpleNamespace`'s, a dict's items) are the
+    module-level names of a settings file. Hparam overrides are refused: its functions read its own `hparams`, so set
+    them there. Such an experiment resumes from Python only (`em.resume(folder, settings=...)`): there is no file to
+    copy. Its model file is resolved against the current directory (a module's: also its own folder).
+
+    Args:
+        source: the settings object.
+        hparam_overrides: must be empty (see above).
+        model_file: use this model file instead of the object's `model_file` (a resume uses the experiment's copy).
 
     Example:
 
@@ -172,43 +143,46 @@ def settings_from_object(source, hparam_overrides=None):
     settings = settings_from_object(MySettings)
     ```
     """
-    overrides = dict(hparam_overrides or {})
-    source_file = getattr(source, "__file__", None) if isinstance(source, types.ModuleType) else None
-    if source_file and source_file.endswith(".py") and Path(source_file).is_file():
-        return load_settings(source_file, overrides)
     label = getattr(source, "__name__", None) or type(source).__name__
-    if overrides:  # its functions read its own hparams dict, which a merged copy would not change
-        raise UserInputError(f"{label}: hparams overrides {sorted(overrides)}: only for a settings file (whose "
-                             f"module-level code re-reads hparams); for settings built in Python, set them in the "
-                             f"object itself, e.g. {label}.hparams[{next(iter(overrides))!r}] = ...")
+    if hparam_overrides:  # its functions read its own hparams dict, which a merged copy would not change
+        raise UserInputError(f"{label}: hparams overrides {sorted(hparam_overrides)}: only for a settings file "
+                             f"(whose module-level code re-reads hparams); for settings built in Python, set them in "
+                             f"the object itself, e.g. {label}.hparams[{next(iter(hparam_overrides))!r}] = ...")
     values = dict(source) if isinstance(source, dict) else {
         name: getattr(source, name) for name in dir(source) if not name.startswith("__")}
     module = types.ModuleType(f"experiments_manager_settings_{uuid.uuid4().hex}")
     module.__dict__.update(values)
     problems = sections.problems_of(module, label)
-    model_file = None
-    if isinstance(getattr(module, "model_file", None), str):
-        model_file = _resolve_model_file(module.model_file, Path.cwd() / label, problems)
+    source_file = getattr(source, "__file__", None) if isinstance(source, types.ModuleType) else None
+    where = Path(source_file).parent / label if source_file else Path.cwd() / label
+    if model_file is not None:
+        model_file = Path(model_file)
+    elif isinstance(getattr(module, "model_file", None), str):
+        model_file = _resolve_model_file(module.model_file, where, problems)
     if model_file is not None:
         problems += _check_model_file(model_file, label)
     if problems:
         raise UserInputError(problems)
     _fill_defaults(module)
-    return Settings(module, Path.cwd() / label, model_file, overrides, from_file=False)
+    return Settings(module, where, model_file, {}, from_file=False)
 
 
 def load_experiment_settings(experiment, settings=None):
     """The settings an experiment ran with: its own copies and its recorded hparam overrides.
 
     Args:
-        settings: for an experiment whose settings were built in Python (no file to copy), the same settings
-            object again; otherwise None.
+        settings: for an experiment whose settings were built in Python (there was no file to copy), the same
+            settings object again (its model file is the experiment's copy); otherwise None.
     """
     info = experiment.run_info()
+    built_in_python = info.get("settings_object")
     if settings is not None:
-        return as_settings(settings, info.get("hparam_overrides"))
-    if info.get("settings_object"):
-        raise UserInputError(f"{experiment.root}: its settings were built in Python ({info['settings_object']}), "
+        if not built_in_python:
+            raise UserInputError(f"{experiment.root}: settings: only for an experiment whose settings were built in "
+                                 "Python; this one resumes from its own copy of its settings file (leave it out)")
+        return settings_from_object(settings, model_file=experiment.model_file_copy())
+    if built_in_python:
+        raise UserInputError(f"{experiment.root}: its settings were built in Python ({built_in_python}), "
                              "not read from a file: resume it from Python with "
                              "em.resume(folder, settings=<the same settings>)")
     return load_settings(experiment.settings_copy, info.get("hparam_overrides"),
@@ -221,7 +195,7 @@ def _execute(path, overrides):
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as error:
         raise UserInputError(f"{path.name}: line {error.lineno}: syntax error: {error.msg}") from None
-    tree.body = _with_merges(tree.body)
+    tree.body = with_merges(tree.body)
     ast.fix_missing_locations(tree)
     code = compile(tree, str(path), "exec")
 
@@ -232,7 +206,7 @@ def _execute(path, overrides):
     spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
     module = importlib.util.module_from_spec(spec)
     module.__file__ = str(path)
-    setattr(module, MERGE_FUNCTION_NAME, _merger(overrides, path.name))
+    setattr(module, MERGE_FUNCTION_NAME, merger(overrides, path.name))
     sys.modules[name] = module  # dataclasses and pickling look modules up here
     try:
         exec(code, module.__dict__)
@@ -248,80 +222,24 @@ def _execute(path, overrides):
     return module
 
 
-def _merger(overrides, file_name):
-    def merge(hparams):
-        if isinstance(hparams, dict):
-            for key in overrides.keys() - hparams.keys() - set(ENGINE_HPARAMS):
-                _LOG.warning("%s: hparam %r is not in the settings' hparams: added", file_name, key)
-            hparams.update(overrides)
-        return hparams
-
-    return merge
-
-
-def _assigns_hparams(statement):
-    targets = []
-    if isinstance(statement, ast.Assign):
-        targets = statement.targets
-    elif isinstance(statement, (ast.AnnAssign, ast.AugAssign)):
-        targets = [statement.target]
-    elif isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
-        function = statement.value.func  # hparams.update(...) and friends
-        targets = [function.value] if isinstance(function, ast.Attribute) else []
-    for target in targets:
-        while isinstance(target, (ast.Subscript, ast.Attribute)):
-            target = target.value
-        if isinstance(target, ast.Name) and target.id == "hparams":
-            return True
-        if isinstance(target, ast.Tuple) and any(
-            isinstance(element, ast.Name) and element.id == "hparams" for element in target.elts
-        ):
-            return True
-    return False
-
-
-def _merge_statement(after):
-    statement = ast.parse(f"hparams = {MERGE_FUNCTION_NAME}(hparams)").body[0]
-    return ast.copy_location(statement, after)
-
-
-def _with_merges(statements):
-    """Inserts a merge after module-level statements that set hparams.
-
-    Recurses into module-level if/try/with/for blocks, not into functions or
-    classes, whose code runs later and reads the already merged dict.
-    """
-    result = []
-    for statement in statements:
-        for field in ("body", "orelse", "finalbody"):
-            block = getattr(statement, field, None)
-            if isinstance(block, list) and not isinstance(
-                statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-            ):
-                setattr(statement, field, _with_merges(block))
-        for handler in getattr(statement, "handlers", []):
-            handler.body = _with_merges(handler.body)
-        result.append(statement)
-        if _assigns_hparams(statement):
-            result.append(_merge_statement(statement))
-    return result
-
-
 def _line_in(error, file_name):
     lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == file_name]
     return lines[-1] if lines else "?"
 
 
 def _resolve_model_file(model_file, settings_path, problems):
-    """The model file, looked for in the current directory, then in the settings file's folder and the folders
-    above it (the examples name theirs from the repository root: `examples/regression/model_curve_fitting.py`)."""
+    """The model file, looked for in the current directory, then in the settings file's folder, then (for a path
+    with folders in it) in the folders above it: the examples name theirs from the repository root
+    (`examples/regression/model_curve_fitting.py`), so they also run from another folder."""
     folder = settings_path.parent
-    for candidate in [Path(model_file), folder / model_file, *(above / model_file for above in folder.resolve().parents)]:
+    # a path with folders in it, like the examples', may start above the settings' folder; a bare name may not
+    above = folder.resolve().parents if len(Path(model_file).parts) > 1 else []
+    for candidate in [Path(model_file), folder / model_file, *(parent / model_file for parent in above)]:
         if candidate.is_file():
             return candidate
     problems.append(
         f"{settings_path.name}: model_file: file {model_file!r} not found "
-        f"(looked in {Path.cwd()}, {folder} and the folders above it)"
+        f"(looked in {Path.cwd()}, {folder}{' and the folders above it' if above else ''})"
     )
     return None
 

@@ -59,7 +59,8 @@ class ExperimentSection:
                                   name="workingFolder")
     session_name: str = setting("first part of every experiment folder's name", check=c.of_type(str))
     model_file: str = setting("file defining `model(usersettings)` that returns a `keras.Model`; resolved against "
-                              "the current directory, then the settings file's folder and the folders above it",
+                              "the current directory, then the settings file's folder (a path with folders in it: "
+                              "also the folders above)",
                               check=c.of_type(str))
     hparams: dict = setting("the run's hyperparameters (overridable with `--hparam`; shown in TensorBoard)",
                             default={}, check=c.of_type(dict))

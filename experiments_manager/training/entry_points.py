@@ -17,6 +17,7 @@ from experiments_manager.distribute.cluster import WorkerCluster
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.experiment import Experiment, running_command
 from experiments_manager.settings import as_settings, load_experiment_settings
+from experiments_manager.settings.sections import user_name
 from experiments_manager.training.outcome import TrainingOutcome
 from experiments_manager.training.trainer import Trainer
 
@@ -75,8 +76,8 @@ def _check_cluster(cluster, settings):
     if cluster is None:
         return
     _LOG.info("Multi-worker training: this process is the %s", cluster.describe())
-    for flag, name in ((settings.kafka.enabled, "consume_data_from_kafka"),
-                       (settings.federated.enabled, "enable_federated_learning")):
+    for flag, name in ((settings.kafka.enabled, user_name("kafka", "enabled")),
+                       (settings.federated.enabled, user_name("federated", "enabled"))):
         if flag:
             raise UserInputError(f"{settings.path.name}: {name}: not supported with multi-worker training "
                                  f"({cluster.source} names {cluster.num_workers} workers); set it to False")

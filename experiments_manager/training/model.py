@@ -31,17 +31,16 @@ def build_model(settings):
     return model
 
 
-def loss_and_metrics(settings, model):
-    """The settings' loss and its metrics, with Keras 2's metric semantics (see `keras2/metrics.py`)."""
-    loss = settings.training.get_total_loss(model)
-    return loss, keras2_metrics(settings.training.get_metrics(model, loss), model, settings.path.name)
+def compiled_metrics(settings, model, loss):
+    """The settings' metrics for `loss`, with Keras 2's metric semantics (see `keras2/metrics.py`)."""
+    return keras2_metrics(settings.training.get_metrics(model, loss), model, settings.path.name)
 
 
 def compile_for_evaluation(settings):
     """The settings' model compiled with its loss and metrics only: what a federation's server evaluates."""
     model = build_model(settings)
-    loss, metrics = loss_and_metrics(settings, model)
-    model.compile(loss=loss, metrics=metrics)
+    loss = settings.training.get_total_loss(model)
+    model.compile(loss=loss, metrics=compiled_metrics(settings, model, loss))
     return model
 
 

@@ -16,7 +16,7 @@ from experiments_manager.ema import WeightAverages
 from experiments_manager.utils.errors import InputStalled
 from experiments_manager.inputs import make_inputs
 from experiments_manager.training.callback_plan import CallbackPlan
-from experiments_manager.training.model import (build_model, fixed_learning_rate, loss_and_metrics, plateau_can_set,
+from experiments_manager.training.model import (build_model, compiled_metrics, fixed_learning_rate, plateau_can_set,
                                                  precision_policy)
 from experiments_manager.training.outcome import SIGNAL_EXIT_BASE, STALLED_EXIT_CODE, TrainingOutcome
 from experiments_manager.training.session_options import SessionOptions
@@ -172,7 +172,7 @@ class Trainer:
     def _compiled_model(self):
         settings = self.settings
         model = build_model(settings)
-        loss, metrics = loss_and_metrics(settings, model)
+        loss = settings.training.get_total_loss(model)
         learning_rate = settings.training.get_learning_rate()
         optimizer = settings.training.get_optimizer(model, loss, learning_rate)
         self._record_learning_rate(optimizer, learning_rate)
@@ -180,6 +180,7 @@ class Trainer:
         if settings.training.ema:
             averages = WeightAverages(settings.training.ema_momentum, warmup=settings.training.ema_warmup)
             optimizer = averages.attach(optimizer)
+        metrics = compiled_metrics(settings, model, loss)  # the settings' functions are called in the original order
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=settings.runtime.xla)
         model.optimizer.build(model.trainable_variables)
         return model, learning_rate, averages
@@ -226,7 +227,7 @@ class Trainer:
             done = (f"its last checkpoint is after epoch {saved['epochs_completed']}" if saved
                     else "no checkpoint yet: a resume starts from the first epoch")
         self.experiment.mark_ended("interrupted", reason=reason, exit_code=code)
-        _LOG.warning("%s: %s; resume with: experiments-manager train --resume %s", reason, done, self.experiment.root)
+        _LOG.warning("%s: %s; resume with: %s", reason, done, self.experiment.resume_hint())
         return TrainingOutcome(self.experiment, "interrupted", code, reason=reason)
 
     def _finished(self, model, history, plan):

@@ -11,7 +11,7 @@ import sys
 from hyperopt.spark import SparkTrials
 
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.sweep.trials import FirstFreeTrialIds
+from experiments_manager.sweeps.trials import FirstFreeTrialIds
 
 
 class SweepSparkTrials(FirstFreeTrialIds, SparkTrials):

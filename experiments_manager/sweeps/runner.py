@@ -9,12 +9,12 @@ import warnings
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
 from experiments_manager.experiment import now
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
-from experiments_manager.sweep.journal import TrialJournal
-from experiments_manager.sweep.objective import TrialInterrupted, quiet_hyperopt_errors
-from experiments_manager.sweep.progress import SweepProgress
-from experiments_manager.sweep.results import (best_row, plot_loss_vs_hparams, summary_lines, trial_rows,
+from experiments_manager.sweeps.journal import TrialJournal
+from experiments_manager.sweeps.objective import TrialInterrupted, quiet_hyperopt_errors
+from experiments_manager.sweeps.progress import SweepProgress
+from experiments_manager.sweeps.results import (best_row, plot_loss_vs_hparams, summary_lines, trial_rows,
                                                write_results_csv)
-from experiments_manager.sweep.trials import save_trials
+from experiments_manager.sweeps.trials import save_trials
 
 _LOG = logging.getLogger(__name__)
 HANDLED_SIGNALS = STOP_SIGNALS

@@ -5,7 +5,7 @@ import math
 import numbers
 
 from experiments_manager.utils.atomic import replaced_atomically
-from experiments_manager.sweep.trials import finished_docs
+from experiments_manager.sweeps.trials import finished_docs
 
 
 def trial_rows(trials, names):

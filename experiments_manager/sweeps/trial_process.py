@@ -1,6 +1,6 @@
 """The process of one sweep trial: trains (or resumes) one experiment and notes its folder in the trial's record.
 
-The sweep starts `python -m experiments_manager.sweep.trial_process ...` for
+The sweep starts `python -m experiments_manager.sweeps.trial_process ...` for
 every trial, so TensorFlow state (graphs, GPU memory, seeds) never leaks from
 one trial into the next. A trial whose parent (the sweep, or a Spark worker)
 dies stops as if Slurm had signalled it: checkpoint, status interrupted.
@@ -16,7 +16,7 @@ import sys
 
 from experiments_manager.utils.errors import EXIT_USER_ERROR, UserInputError, print_problems
 from experiments_manager.utils.signals import watch_parent
-from experiments_manager.sweep.journal import TrialRecord
+from experiments_manager.sweeps.journal import TrialRecord
 
 _LOG = logging.getLogger(__name__)
 ORPHAN_CHECK_SECS = 0.5
@@ -24,7 +24,7 @@ ORPHAN_CHECK_SECS = 0.5
 
 def trial_command(record_path, parent_pid, settings_path=None, hparams=None, resume=None):
     """The argv that runs one trial: a new experiment from `settings_path` and `hparams`, or `resume`."""
-    command = [sys.executable, "-m", "experiments_manager.sweep.trial_process",
+    command = [sys.executable, "-m", "experiments_manager.sweeps.trial_process",
                "--record", str(record_path), "--parent-pid", str(parent_pid)]
     if resume is not None:
         return command + ["--resume", str(resume)]
@@ -40,7 +40,7 @@ def equivalent_train_command(settings_path, hparams):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m experiments_manager.sweep.trial_process",
+    parser = argparse.ArgumentParser(prog="python -m experiments_manager.sweeps.trial_process",
                                      description="Runs one trial of a sweep (started by `experiments-manager sweep`).")
     parser.add_argument("--record", required=True, help="the trial's record in <sweep>/trials/")
     parser.add_argument("--parent-pid", type=int, required=True, help="stop (checkpoint) when this process is gone")

@@ -9,21 +9,21 @@ import random
 from pathlib import Path
 
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.sweep.journal import process_alive
+from experiments_manager.sweeps.journal import process_alive
 
 _LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class SweepRequest:
-    """What to sweep; the names are the command line's.
+    """What to sweep: the command line's options (`--hparam` parsed into `hparams`), or `em.sweep`'s arguments.
 
     Args:
         usersettings: the settings file with a `hyperopt_space` (a new sweep), or None.
         resume: the sweep folder to continue, or None.
         max_evals: the number of trials (required for a new sweep; with resume: more trials).
         hparams: fixed hparam overrides for every trial (dict; default none).
-        algo: 'tpe' (default) or 'random'.
+        algo: hyperopt's 'tpe' (default), 'rand' or 'anneal'.
         seed: the sweep's seed (default: the settings' `random_seed`, else drawn).
         parallelism: trials at once (default 1).
         spark_master: Spark master URL for parallel trials (default: local).
@@ -73,14 +73,15 @@ class SweepOutcome:
 
 
 def run_sweep(arguments):
-    """Runs (or resumes) a sweep described by a `SweepRequest`; returns its `SweepOutcome`."""
+    """Runs (or resumes) a sweep described by a `SweepRequest` (`--requeue-file` may turn it into a resume);
+    returns its `SweepOutcome`."""
     from experiments_manager.requeue_file import resume_remembered
     from experiments_manager.settings import load_settings
-    from experiments_manager.sweep.folder import SweepFolder, file_sha256
-    from experiments_manager.sweep.objective import TrialObjective
-    from experiments_manager.sweep.runner import SweepRunner
-    from experiments_manager.sweep.space import SearchSpace
-    from experiments_manager.sweep.trials import SeededSuggestions, add_saved_trials
+    from experiments_manager.sweeps.folder import SweepFolder, file_sha256
+    from experiments_manager.sweeps.objective import TrialObjective
+    from experiments_manager.sweeps.runner import SweepRunner
+    from experiments_manager.sweeps.space import SearchSpace
+    from experiments_manager.sweeps.trials import SeededSuggestions, add_saved_trials
 
     # a requeued job repeats its first command line: its choices are already in sweep.json
     requeue = resume_remembered(arguments, recorded={"algo": None, "seed": None, "hparams": {}})
@@ -120,7 +121,7 @@ def run_sweep(arguments):
         return SweepOutcome(sweep_folder, runner.run())
     finally:
         if spec["parallelism"] > 1:
-            from experiments_manager.sweep.spark import stop_spark
+            from experiments_manager.sweeps.spark import stop_spark
 
             stop_spark(trials)
 
@@ -173,11 +174,11 @@ def _check_fixed_hparams(fixed, space, file_name):
 
 def _trials(parallelism, spark_master):
     if parallelism > 1:
-        from experiments_manager.sweep.spark import spark_trials
+        from experiments_manager.sweeps.spark import spark_trials
 
         return spark_trials(parallelism, spark_master)
     if spark_master:
         raise UserInputError("--spark-master: only with --parallelism P > 1")
-    from experiments_manager.sweep.trials import SweepTrials
+    from experiments_manager.sweeps.trials import SweepTrials
 
     return SweepTrials()

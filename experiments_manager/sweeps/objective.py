@@ -11,9 +11,9 @@ from experiments_manager.utils.errors import ERROR_PREFIX, UserInputError
 from experiments_manager.experiment import Experiment, now
 from experiments_manager.monitor import monitor_mode
 from experiments_manager.utils.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
-from experiments_manager.sweep.folder import SweepFolder
-from experiments_manager.sweep.journal import TrialJournal, process_alive
-from experiments_manager.sweep.trial_process import trial_command
+from experiments_manager.sweeps.folder import SweepFolder
+from experiments_manager.sweeps.journal import TrialJournal, process_alive
+from experiments_manager.sweeps.trial_process import trial_command
 
 HYPEROPT_LOGGERS = ("hyperopt.fmin", "hyperopt-spark")
 STOP_SIGNALS = RUN_STOP_SIGNALS + (signal.SIGHUP,)  # and a closed terminal

@@ -7,7 +7,7 @@ from hyperopt import JOB_STATE_DONE, Trials
 
 from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.sweep import ALGORITHMS
+from experiments_manager.sweeps import ALGORITHMS
 
 SEED_MODULUS = 2**31 - 1
 
