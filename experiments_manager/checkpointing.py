@@ -15,6 +15,7 @@ point leaves either the previous checkpoint or the new one, never a partial one.
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -72,12 +73,16 @@ class Checkpointer:
         final = self.folder / f"ckpt-{number:06d}"
         tmp = self.folder / f".tmp-ckpt-{number:06d}-{os.getpid()}"
         tmp.mkdir()
-        model.save_weights(str(tmp / "model.weights.h5"))
-        values = {f"v{index:05d}": np.asarray(variable) for index, variable in enumerate(optimizer.variables)}
-        np.savez(tmp / "optimizer.npz", **values)
-        # state.json last: its presence marks the folder complete
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
-        os.replace(tmp, final)
+        try:
+            model.save_weights(str(tmp / "model.weights.h5"))
+            values = {f"v{index:05d}": np.asarray(variable) for index, variable in enumerate(optimizer.variables)}
+            np.savez(tmp / "optimizer.npz", **values)
+            # state.json last: its presence marks the folder complete
+            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         for _, old in self._numbered()[: -self.keep]:
             remove_tree_atomically(old)
         return final

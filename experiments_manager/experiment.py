@@ -20,6 +20,8 @@ Layout (the README, "The experiment folder"):
 
 import datetime
 import json
+import logging
+import os
 import platform
 import re
 import shutil
@@ -28,9 +30,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments_manager.utils.atomic import write_json_atomically
+from experiments_manager.utils.atomic import remove_leftovers, write_json_atomically
 from experiments_manager.utils.errors import UserInputError
 
+_LOG = logging.getLogger(__name__)
 SETTINGS_COPY_NAME = "experiment_settings.py"
 RUN_FILE_NAME = "run.json"
 SWEEP_SPEC_NAME = "sweep.json"  # a sweep folder's spec (sweeps/folder.py): its trials' experiments are inside
@@ -197,11 +200,24 @@ class Experiment:
         return info
 
     def mark_resumed(self, command):
-        """Records that `command` continues this run: running again, its previous ending forgotten."""
+        """Records that `command` continues this run: running again, its previous ending forgotten, and the
+        half-written files of the run that died (kill -9, a lost node) removed."""
         from experiments_manager.hparams_status import clear_status
 
+        self.remove_leftovers()
         clear_status(self.logs_dir)
         return self.update_run_info(status="running", resumed_by=list(command))
+
+    def remove_leftovers(self):
+        """Removes what writers killed mid-write left in this folder (temporary files and folders of dead pids)."""
+        removed = []
+        for folder, subfolders, _ in os.walk(self.root):
+            gone = remove_leftovers(folder)
+            removed += [str(Path(folder, name).relative_to(self.root)) for name in gone]
+            subfolders[:] = [name for name in subfolders if name not in gone and name != "clients"]  # theirs
+        if removed:
+            _LOG.info("Removed what an interrupted run left half-written: %s", ", ".join(sorted(removed)))
+        return removed
 
     def resume_hint(self):
         """How a user resumes this experiment: the command line, or em.resume for settings built in Python."""

@@ -53,6 +53,49 @@ class PartialVersionWatcher(threading.Thread):
             self.stop.wait(0.005)
 
 
+def half_written(root):
+    """Temporary files and folders of this package's writers anywhere in the experiment."""
+    return sorted(str(path.relative_to(root)) for path in Path(root).rglob(".*")
+                  if path.name.startswith((".tmp-", ".deleting-")) or path.name.endswith(".tmp"))
+
+
+def kill_when_seen(process, folder, prefix, timeout):
+    """Kills `process` (SIGKILL) the moment a `prefix*` entry shows in `folder`: a write caught half done."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if folder.is_dir() and any(path.name.startswith(prefix) for path in folder.iterdir()):
+            process.kill()
+            process.wait(timeout=30)
+            return
+        time.sleep(0.002)
+    raise AssertionError(f"no {prefix}* in {folder} within {timeout} s (the process {'ended' if process.poll() is not None else 'ran on'})")
+
+
+def test_kill_9_during_an_export_then_a_checkpoint_leaves_nothing_half_written(workdir, start_cli, run_cli):
+    process = start_cli("train", "-u", str(long_settings(workdir)), "--hparam", f"nbEpoch={NB_EPOCH}")
+    root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
+    kill_when_seen(process, root / "exported_models", ".tmp-", 240)
+    during_export = half_written(root)
+    assert any(name.startswith("exported_models/.tmp-") for name in during_export), during_export
+
+    resumed = start_cli("train", "--resume", str(root))
+    kill_when_seen(resumed, root / "checkpoints", ".tmp-ckpt-", 240)
+    during_checkpoint = half_written(root)
+    assert any(name.startswith("checkpoints/.tmp-ckpt-") for name in during_checkpoint), during_checkpoint
+    assert not any(name.startswith("exported_models/.tmp-") for name in during_checkpoint)  # the resume removed it
+
+    result = run_cli("train", "--resume", str(root))
+    assert result.returncode == 0, result.stdout + result.stderr
+    removal = [line for line in result.stderr.splitlines() if line.startswith("Removed what an interrupted run left")]
+    assert len(removal) == 1 and "checkpoints/.tmp-ckpt-" in removal[0], result.stderr[-3000:]
+    info = read_run(root)
+    assert info["status"] == "finished" and info["epochs_completed"] == NB_EPOCH
+    assert_history_complete(root)
+    assert half_written(root) == []
+    versions = sorted(int(path.name) for path in (root / "exported_models").iterdir())
+    assert versions == info["exported_versions"][-len(versions):]
+
+
 def assert_history_complete(root):
     history = np.genfromtxt(root / "history.csv", delimiter=",", names=True)
     assert list(history["epoch"].astype(int)) == list(range(1, NB_EPOCH + 1))
@@ -65,7 +108,10 @@ def test_kill_9_at_a_random_step_then_resume_finishes(workdir, start_cli, run_cl
     watcher = PartialVersionWatcher(root / "exported_models")
     watcher.start()
     wait_for(lambda: checkpoints(root), 180, "the first checkpoint")
-    time.sleep(random.uniform(0.0, 1.5))  # deliberately a random step of epoch 2 or 3, not a wait for a state
+    seed = random.SystemRandom().randrange(10**6)
+    delay = random.Random(seed).uniform(0.0, 1.5)
+    print(f"seed {seed}: kill -9 {delay:.3f} s after the first checkpoint")
+    time.sleep(delay)  # deliberately a random step of epoch 2 or 3, not a wait for a state
     assert process.poll() is None, "training ended before it could be killed"
     process.kill()
     process.wait(timeout=30)
@@ -81,6 +127,7 @@ def test_kill_9_at_a_random_step_then_resume_finishes(workdir, start_cli, run_cl
     assert info["best_value"] == pytest.approx(history["val_loss"].min())
     assert watcher.partial == []
     assert info["exported_versions"] == sorted(set(info["exported_versions"]))
+    assert half_written(root) == []
     assert max(watcher.seen) == info["last_exported_version"]
     # the optimizer state (iteration count, EMA, slots) came back: every step counted once
     latest = sorted((root / "checkpoints").glob("ckpt-*"))[-1]

@@ -104,7 +104,7 @@ def test_grpc_metadata_and_status(server, trained):
         (":predict", json.dumps({"instances": []}).encode(), 400, "non-empty list"),
         (":predict", json.dumps({"signature_name": "nope", "instances": [[1.0]]}).encode(), 400, "'nope' not found"),
         ("/versions/99:predict", json.dumps({"instances": [[1.0]]}).encode(), 404, "Specific(model_curve_fitting, 99)"),
-        ("/versions/x:predict", json.dumps({"instances": [[1.0]]}).encode(), 400, "positive integer"),
+        ("/versions/x:predict", json.dumps({"instances": [[1.0]]}).encode(), 400, "expected a version number"),
         (":classify", json.dumps({"examples": []}).encode(), 400, "only :predict"),
     ],
 )

@@ -7,11 +7,17 @@ model directly, which measured ~0.2 ms faster per request than grpc.aio.
 """
 
 import grpc
+from google.protobuf.message import DecodeError
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
 from experiments_manager.serving import tensors
@@ -91,7 +97,45 @@ def _fill_spec(model_spec, servable, signature_key):
     model_spec.signature_name = signature_key
 
 
+# service -> method -> (request, response) messages: TF Serving's, as its generated `add_*_to_server` registers them
+_METHODS = {
+    "tensorflow.serving.PredictionService": {
+        "Classify": (classification_pb2.ClassificationRequest, classification_pb2.ClassificationResponse),
+        "Regress": (regression_pb2.RegressionRequest, regression_pb2.RegressionResponse),
+        "Predict": (predict_pb2.PredictRequest, predict_pb2.PredictResponse),
+        "MultiInference": (inference_pb2.MultiInferenceRequest, inference_pb2.MultiInferenceResponse),
+        "GetModelMetadata": (get_model_metadata_pb2.GetModelMetadataRequest,
+                             get_model_metadata_pb2.GetModelMetadataResponse),
+    },
+    "tensorflow.serving.ModelService": {
+        "GetModelStatus": (get_model_status_pb2.GetModelStatusRequest, get_model_status_pb2.GetModelStatusResponse),
+        "HandleReloadConfigRequest": (model_management_pb2.ReloadConfigRequest,
+                                      model_management_pb2.ReloadConfigResponse),
+    },
+}
+
+
 def add_services(server, predictor, versions):
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(predictor), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(versions), server)
+    """Registers TF Serving's services. Requests arrive as bytes and are decoded here, so undecodable bytes are
+    the client's INVALID_ARGUMENT (grpc's own decoding would answer INTERNAL)."""
+    servicers = {"tensorflow.serving.PredictionService": PredictionService(predictor),
+                 "tensorflow.serving.ModelService": ModelService(versions)}
+    for service, methods in _METHODS.items():
+        handlers = {
+            method: grpc.unary_unary_rpc_method_handler(_decoding(getattr(servicers[service], method), request),
+                                                        response_serializer=response.SerializeToString)
+            for method, (request, response) in methods.items()
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+
+
+def _decoding(method, request_type):
+    def handle(raw, context):
+        try:
+            request = request_type.FromString(raw)
+        except DecodeError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable {request_type.__name__}: {error}")
+        return method(request, context)
+
+    return handle
 

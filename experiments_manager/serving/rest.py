@@ -7,6 +7,7 @@ Routes (TF Serving's documented REST API):
 Errors are `{"error": "..."}` with 400, 404, 405 or 413.
 """
 
+import asyncio
 import json
 import logging
 import re
@@ -21,6 +22,7 @@ from experiments_manager.serving.grpc_service import SIGNATURE_DEF_FIELD
 from experiments_manager.serving.model_status import status_response
 
 _LOG = logging.getLogger(__name__)
+_VERSION = re.compile(r"[0-9]{1,18}")
 _ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/]+?)"
     r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -66,8 +68,10 @@ class RestApp:
         name, version, label, action = (
             urllib.parse.unquote(route[part]) if route[part] else None for part in ("name", "version", "label", "action")
         )
-        if version is not None and not version.isdigit():
-            raise RequestError(f"version: expected a positive integer, got {version!r}")
+        if version is not None:
+            if not _VERSION.fullmatch(version):  # ASCII digits only: str.isdigit() also takes '²' and '٣'
+                raise RequestError(f"version: expected a version number (up to 18 digits 0-9), got {version[:40]!r}")
+            version = int(version)
         method = scope["method"]
         if action is None:
             _require_method(method, "GET")
@@ -104,9 +108,10 @@ class RestApp:
 
     async def _predict(self, name, version, label, body):
         servable, key, specs = self.predictor.resolve(name, version, label, body.get("signature_name", ""))
-        arrays, row_format = tensors.rest_inputs(body, specs)
+        # decoding and encoding a big request take seconds: in a thread, so the event loop serves other clients
+        arrays, row_format = await asyncio.to_thread(tensors.rest_inputs, body, specs)
         outputs = await self.predictor.run_async(servable, key, arrays)
-        return tensors.rest_outputs(outputs, row_format)
+        return await asyncio.to_thread(tensors.rest_outputs, outputs, row_format)
 
     async def _read_json(self, scope, receive):
         declared = dict(scope["headers"]).get(b"content-length")
@@ -124,14 +129,21 @@ class RestApp:
             chunks.append(chunk)
             more = message.get("more_body", False)
         try:
-            body = json.loads(b"".join(chunks))
+            body = await asyncio.to_thread(json.loads, b"".join(chunks), parse_constant=_not_json)
         except (ValueError, UnicodeDecodeError) as error:
             raise RequestError(f"malformed JSON request body: {error}") from None
+        except RecursionError:
+            raise RequestError("malformed JSON request body: nested too deep") from None
         if not isinstance(body, dict):
             raise RequestError('request body: expected a JSON object with "instances" or "inputs"')
         if not isinstance(body.get("signature_name", ""), str):
             raise RequestError('"signature_name": expected a string')
         return body
+
+
+def _not_json(constant):
+    """NaN and Infinity are not JSON (Python's parser takes them; TF Serving's does not)."""
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _require_method(method, expected):
@@ -146,7 +158,7 @@ def _too_large(limit):
 
 
 async def _send_json(send, status, answer):
-    body = json.dumps(answer).encode()
+    body = (await asyncio.to_thread(json.dumps, answer)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

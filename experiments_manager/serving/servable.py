@@ -106,5 +106,5 @@ def first_line(error):
 
 
 def missing_servable(name, version=None, label=None):
-    what = f"Specific({name}, {version})" if version else f"Label({name}, {label})" if label else f"Latest({name})"
+    what = f"Specific({name}, {version})" if version is not None else f"Label({name}, {label})" if label else f"Latest({name})"
     return not_found(f"Servable not found for request: {what}")

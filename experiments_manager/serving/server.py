@@ -36,6 +36,9 @@ class ServerOptions:
         batching: `BatchingOptions`, or None.
         max_request_bytes: largest accepted request, REST body or gRPC message.
         threads: worker threads per front end (concurrent requests in flight).
+        request_seconds: a REST request must arrive whole within this time of its first byte (or of the
+            connection's start), else 408 and the connection is closed (default 30).
+        max_connections: open REST connections at most; more are answered 503 (default 1000).
     """
 
     host: str = "127.0.0.1"
@@ -45,6 +48,8 @@ class ServerOptions:
     batching: object = None
     max_request_bytes: int = 64 << 20
     threads: int = 32
+    request_seconds: float = 30.0
+    max_connections: int = 1000
 
 
 class ModelServer:
@@ -124,6 +129,11 @@ class ModelServer:
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", max(limit, 64 << 20)),
                 ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+                # a connection is closed after 5 idle minutes, and at most 30 min + 1 min grace after it opened,
+                # so no client holds one forever with a request it never finishes (clients reconnect on their own)
+                ("grpc.max_connection_idle_ms", 5 * 60_000),
+                ("grpc.max_connection_age_ms", 30 * 60_000),
+                ("grpc.max_connection_age_grace_ms", 60_000),
             ],
         )
         add_services(server, self.predictor, self.versions)
@@ -140,12 +150,16 @@ class ModelServer:
         import uvicorn
 
         from experiments_manager.serving.rest import RestApp
+        from experiments_manager.serving.rest_protocol import DeadlineH11Protocol
 
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="rest-loop", daemon=True)
         self._loop_thread.start()
         app = RestApp(self.predictor, self.options.max_request_bytes)
-        config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="off")
+        # ws="none": a websocket upgrade is an ordinary request (answered 404), not a 500 from an unhandled scope
+        config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="off",
+                                ws="none", http=DeadlineH11Protocol.with_deadline(self.options.request_seconds),
+                                limit_concurrency=self.options.max_connections)
         self._rest_server = uvicorn.Server(config)
         self.rest_port = rest_socket.getsockname()[1]
         self._rest_task = asyncio.run_coroutine_threadsafe(self._rest_server.serve(sockets=[rest_socket]), self._loop)

@@ -186,27 +186,64 @@ def _map_nested(value, function):
 
 
 def arrays_from_protos(protos, specs):
-    """gRPC `inputs` map -> arrays, refusing dtypes that differ from the signature's."""
-    import tensorflow as tf
-
+    """gRPC `inputs` map -> arrays, refusing dtypes that differ from the signature's, and content that is not
+    exactly what the declared shape holds."""
     _check_names(protos.keys(), specs)
     arrays = {}
     for name, spec in specs.items():
         proto = protos[name]
         if proto.dtype != spec.dtype.as_datatype_enum:
-            got = tf.dtypes.as_dtype(proto.dtype).name if proto.dtype else "no dtype"
-            raise RequestError(f"input {name!r}: expected dtype {spec.dtype.name}, got {got}")
+            raise RequestError(f"input {name!r}: expected dtype {spec.dtype.name}, got {_dtype_name(proto.dtype)}")
+        shape = _declared_shape(proto, name)
+        _check_content(proto, spec, shape, name)  # before decoding: the declared size costs nothing to claim
         try:
-            arrays[name] = _ndarray(proto, spec)
+            arrays[name] = _ndarray(proto, spec, shape)
         except Exception as error:  # malformed content: the client's fault, not ours
             raise RequestError(f"input {name!r}: malformed TensorProto: {error}") from None
     return arrays
 
 
-def _ndarray(proto, spec):
+def _dtype_name(enum):
+    import tensorflow as tf
+
+    if not enum:
+        return "no dtype"
+    try:
+        return tf.dtypes.as_dtype(enum).name
+    except TypeError:  # an enum value TensorFlow does not define
+        return f"an undefined DataType enum value ({enum})"
+
+
+def _declared_shape(proto, name):
+    dims = [dim.size for dim in proto.tensor_shape.dim]
+    if any(size < 0 for size in dims) or proto.tensor_shape.unknown_rank:
+        raise RequestError(f"input {name!r}: tensor_shape: expected known dims >= 0, got {dims}")
+    return dims
+
+
+def _check_content(proto, spec, shape, name):
+    """The values sent must be as many as the shape declares (TensorFlow would pad a short list with its last
+    value: a 61-byte request declaring 10^7 rows would cost the server 10^7 rows), in the dtype's own field."""
+    declared = int(np.prod(shape, dtype=object)) if shape else 1
+    field = _TYPED_FIELDS.get(spec.dtype.name)
+    other = [other for other in set(_TYPED_FIELDS.values()) if other != field and len(getattr(proto, other))]
+    if other:
+        raise RequestError(f"input {name!r}: values in {sorted(other)} for a {spec.dtype.name} tensor "
+                           f"(expected {field or 'tensor_content'})")
+    if proto.tensor_content and spec.dtype.name != "string":
+        sent = len(proto.tensor_content) / np.dtype(spec.dtype.as_numpy_dtype).itemsize
+        where = "tensor_content"
+    else:
+        sent = len(getattr(proto, field)) if field else 0
+        where = field
+    if sent != declared:
+        raise RequestError(f"input {name!r}: tensor_shape {shape} declares {declared} values, {where} holds "
+                           f"{sent:g}: send every value")
+
+
+def _ndarray(proto, spec, shape):
     """TensorProto -> ndarray; raw `tensor_content` read without a copy (the common, fast case)."""
     if proto.tensor_content and spec.dtype.name != "string":
-        shape = [dim.size for dim in proto.tensor_shape.dim]
         return np.frombuffer(proto.tensor_content, spec.dtype.as_numpy_dtype).reshape(shape)
     import tensorflow as tf
 

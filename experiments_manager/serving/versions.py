@@ -154,7 +154,7 @@ class VersionManager:
             version = self.sources[name].label_version(label)
             if version is None:
                 raise missing_servable(name, label=label)
-        if version:
+        if version is not None:  # 0 too: a version number, never "the latest"
             servable = served.get(int(version))
             if servable is None:
                 raise missing_servable(name, version)
@@ -172,7 +172,7 @@ class VersionManager:
         loading = self._loading.get(name)
         if loading is not None and loading not in rows:
             rows[loading] = (LOADING, "")
-        if version:
+        if version is not None:
             if int(version) not in rows:
                 raise missing_servable(name, version)
             rows = {int(version): rows[int(version)]}

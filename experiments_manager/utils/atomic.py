@@ -1,11 +1,24 @@
-"""Writes that a reader never sees half done: write to a temporary path, then rename."""
+"""Writes that a reader never sees half done: write to a temporary path, then rename.
+
+Every temporary name starts with a dot and carries its writer's pid (`.run.json.<pid>.<random>.tmp`,
+`.tmp-<version>-<pid>`, `.tmp-ckpt-<n>-<pid>`, `.deleting-<name>-<pid>`), so what a killed writer left behind is
+told apart from what a live one is writing: `remove_leftovers` deletes the former.
+"""
 
 import contextlib
 import json
 import os
+import re
 import shutil
+import time
 import uuid
 from pathlib import Path
+
+# the temporary names of this package's writers, each with its writer's pid
+_LEFTOVER = re.compile(r"^\.(?:.+\.(?P<file_pid>\d+)\.[0-9a-f]{12}\.tmp|tmp-(?:ckpt-)?\d+-(?P<dir_pid>\d+)"
+                       r"|deleting-.+-(?P<deleted_pid>\d+))$")
+_OLD_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # before the pid was in the name
+OLD_TEMPORARY_SECONDS = 600  # such a file this old has no live writer (a write takes seconds)
 
 
 @contextlib.contextmanager
@@ -24,7 +37,7 @@ def replaced_atomically(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     # mode 0o666 less the umask, as open() gives (mkstemp's 0o600 hid run.json from a lab's group)
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
@@ -52,3 +65,53 @@ def remove_tree_atomically(path):
     doomed = path.with_name(f".deleting-{path.name}-{os.getpid()}")
     os.replace(path, doomed)
     shutil.rmtree(doomed, ignore_errors=True)
+
+
+def remove_leftovers(*folders):
+    """Deletes the temporary files and folders that writers killed mid-write (kill -9, a dead node) left in
+    `folders`; a live writer's are kept. Returns the names removed.
+
+    Example:
+
+    ```python
+    remove_leftovers(experiment.root, experiment.export_dir, experiment.checkpoints_dir)
+    ```
+    """
+    removed = []
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            if _is_dead_writers(entry):
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+                removed.append(entry.name)
+    return removed
+
+
+def _is_dead_writers(entry):
+    found = _LEFTOVER.match(entry.name)
+    if found:
+        pid = int(next(value for value in found.groupdict().values() if value is not None))
+        return not _alive(pid)
+    if _OLD_TEMPORARY.match(entry.name):
+        try:
+            return time.time() - entry.stat().st_mtime > OLD_TEMPORARY_SECONDS
+        except OSError:
+            return False
+    return False
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True

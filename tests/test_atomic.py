@@ -1,0 +1,50 @@
+"""Atomic writes and their leftovers: a killed writer's temporary files are removed, a live writer's kept."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from experiments_manager.utils.atomic import OLD_TEMPORARY_SECONDS, remove_leftovers, replaced_atomically
+
+
+def _dead_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_leftovers_of_dead_writers_go_and_those_of_live_ones_stay(tmp_path):
+    dead, live = _dead_pid(), os.getpid()
+    for name in (f".run.json.{dead}.0123456789ab.tmp", f".tmp-3-{dead}", f".tmp-ckpt-000004-{dead}",
+                 f".deleting-2-{dead}", f".run.json.{live}.0123456789ab.tmp", f".tmp-4-{live}"):
+        (tmp_path / name).mkdir() if name.startswith((".tmp-", ".deleting-")) else (tmp_path / name).write_text("x")
+    (tmp_path / f".tmp-3-{dead}" / "saved_model.pb").write_text("half")
+    old = tmp_path / ".training_curves.png.abcdefabcdef.tmp"  # the name before the pid was in it
+    old.write_text("x")
+    os.utime(old, (time.time() - OLD_TEMPORARY_SECONDS - 5,) * 2)
+    recent = tmp_path / ".history.csv.abcdefabcdef.tmp"
+    recent.write_text("x")
+    kept = {"run.json", ".hidden", "3"}
+    for name in kept:
+        (tmp_path / name).write_text("x")
+
+    removed = remove_leftovers(tmp_path)
+    assert sorted(removed) == sorted([f".run.json.{dead}.0123456789ab.tmp", f".tmp-3-{dead}", f".tmp-ckpt-000004-{dead}",
+                                      f".deleting-2-{dead}", old.name])
+    assert {path.name for path in tmp_path.iterdir()} == kept | {f".run.json.{live}.0123456789ab.tmp",
+                                                                   f".tmp-4-{live}", recent.name}
+
+
+def test_a_failed_write_leaves_nothing_and_the_temporary_name_carries_the_pid(tmp_path):
+    with replaced_atomically(tmp_path / "run.json") as tmp:
+        assert tmp.name.startswith(f".run.json.{os.getpid()}.") and tmp.name.endswith(".tmp")
+        tmp.write_text("{}")
+    with pytest.raises(RuntimeError):
+        with replaced_atomically(tmp_path / "run.json") as tmp:
+            tmp.write_text("{half")
+            raise RuntimeError("the writer failed")
+    assert [path.name for path in tmp_path.iterdir()] == ["run.json"]
+    assert (tmp_path / "run.json").read_text() == "{}"
