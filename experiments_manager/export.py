@@ -122,15 +122,7 @@ class Exporter:
 
     def _served_module(self):
         if self._module is None:
-            build = self.settings.export.get_served_module or default_served_module
-            module = build(self.model, self.settings.model_name)
-            function = getattr(module, "served_model", None)
-            if getattr(function, "input_signature", None) is None:
-                raise UserInputError(
-                    f"{self.settings.path.name}: get_served_module: expected a tf.Module whose served_model "
-                    "is a tf.function with an input_signature"
-                )
-            self._module = module
+            self._module = served_module(self.settings, self.model)
         return self._module
 
     def export(self):
@@ -157,6 +149,17 @@ class Exporter:
     def _apply_retention(self):
         for version in self.versions()[: -self.settings.export.versions_to_keep]:
             remove_tree_atomically(self.base / str(version))
+
+
+def served_module(settings, model):
+    """The module exported for `model`: the settings' `get_served_module`, else the model's own call; checked."""
+    build = settings.export.get_served_module or default_served_module
+    module = build(model, settings.model_name)
+    function = getattr(module, "served_model", None)
+    if getattr(function, "input_signature", None) is None:
+        raise UserInputError(f"{settings.path.name}: get_served_module: expected a tf.Module whose served_model is a "
+                             f"tf.function with an input_signature, got {type(module).__name__}")
+    return module
 
 
 def check_signatures(saved_model_dir, expected):

@@ -42,6 +42,64 @@ MALFORMED = {
     ),
     "ema_momentum_out_of_range": (["ema_momentum = 1.5"], ["bad.py: ema_momentum: expected a float in (0, 1), got 1.5"]),
     "hparams_not_a_dict": (["hparams = [1, 2]", "nbEpoch = 3"], ["bad.py: hparams: expected dict, got [1, 2]"]),
+    # found only by calling the settings' functions: the dry build, before any folder exists
+    "pipeline_returns_an_array": (
+        ["def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):",
+         "    return np.zeros((10, 1))"],
+        ["bad.py: get_input_pipeline: expected a tf.data.Dataset, a keras.utils.Sequence or a generator of batches "
+         "for training, got ndarray",
+         "bad.py: get_input_pipeline: expected a tf.data.Dataset, a keras.utils.Sequence or a generator of batches "
+         "for validation, got ndarray"],
+    ),
+    "model_raises": (
+        ["hparams['hiddenNeurons'] = 'many'"],
+        [("model_curve_fitting.py: model (line ", "): raised ")],
+    ),
+    "optimizer_is_none": (
+        ["def get_optimizer(model, loss, learning_rate):", "    return None"],
+        ["bad.py: get_optimizer: expected a Keras optimizer (e.g. keras.optimizers.Adam(learning_rate)), got None"],
+    ),
+    "misspelt_loss": (
+        ["def get_total_loss(model):", "    return 'mean_squered_error'"],
+        ["bad.py: get_total_loss: expected a Keras loss, got the unknown name 'mean_squered_error' "
+         "(did you mean 'mean_squared_error'?)"],
+    ),
+    "misspelt_metric": (
+        ["def get_metrics(model, loss):", "    return ['mean_absolute_eror']"],
+        [("bad.py: get_metrics: 'mean_absolute_eror': not a metric name Keras knows",)],
+    ),
+    "wrong_input_width": (
+        ["def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):",
+         "    return tf.data.Dataset.from_tensor_slices((tf.zeros((20, 3)), tf.zeros((20, 1)))).batch(4)"],
+        [("bad.py: get_input_pipeline: a training batch float32[4, 3] does not fit the model's inputs",
+          "expected axis -1 of input shape to have value 1"),
+         ("bad.py: get_input_pipeline: a validation batch float32[4, 3]",)],
+    ),
+    "labels_of_the_wrong_shape": (
+        ["def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):",
+         "    return tf.data.Dataset.from_tensor_slices((tf.zeros((20, 1)), tf.zeros((20, 2, 3)))).batch(4)"],
+        [("bad.py: get_total_loss: the loss cannot compare the training labels float32[4, 2, 3] with the model's "
+          "outputs float32[4, 1]",), ("bad.py: get_total_loss: the loss cannot compare the validation labels",)],
+    ),
+    "pipeline_of_dicts": (
+        ["def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):",
+         "    return tf.data.Dataset.from_tensor_slices({'x': tf.zeros((20, 1)), 'y': tf.zeros((20, 1))}).batch(4)"],
+        ["bad.py: get_input_pipeline: expected training batches (x, y) or (x, y, sample_weight), got "
+         "{'x': float32[4, 1], 'y': float32[4, 1]}",
+         "bad.py: get_input_pipeline: expected validation batches (x, y) or (x, y, sample_weight), got "
+         "{'x': float32[4, 1], 'y': float32[4, 1]}"],
+    ),
+    "served_module_without_signature": (
+        ["def get_served_module(model, model_name):", "    return model"],
+        ["bad.py: get_served_module: expected a tf.Module whose served_model is a tf.function with an input_signature, "
+         "got Functional"],
+    ),
+    "client_io_missing_a_method": (
+        ["class Client_IO:", "    def __init__(self, clientInitSpecs, debugMode):", "        pass",
+         "    def getInputData(self, idx):", "        return {}"],
+        ["bad.py: Client_IO: expected a class with methods getInputData, decodeResponse, finalize; Client_IO lacks "
+         "decodeResponse, finalize"],
+    ),
 }
 
 
@@ -60,6 +118,22 @@ def test_malformed_settings_exit_2_with_one_line_per_problem(case, workdir, run_
             assert part in line, (line, part)
     # nothing half-written: no experiment folder was created
     assert not (workdir / WORKING_FOLDER).exists() or not any((workdir / WORKING_FOLDER).iterdir())
+
+
+def test_a_settings_function_failing_in_epoch_3_is_one_line_and_the_run_says_so(workdir, run_cli):
+    settings = settings_variant(workdir, "late.py", [
+        "def custom_tensorboard_logs(model, epoch, logs):",
+        "    if epoch == 2:  # Keras' epoch, from 0: the third",
+        "        raise ValueError('the disk for extra logs is full')",
+    ])
+    result = run_cli("train", "-u", str(settings), "--hparam", "nbEpoch=4")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: late.py: custom_tensorboard_logs (line "), errors
+    assert errors[0].endswith("): raised ValueError: the disk for extra logs is full")
+    info = read_run(single_experiment(workdir / WORKING_FOLDER))
+    assert info["status"] == "failed" and info["error"] == errors[0].removeprefix("error: ")
+    assert info["epochs_completed"] == 2
 
 
 def test_unknown_monitored_name_fails_the_run_with_a_clear_line(workdir, run_cli):

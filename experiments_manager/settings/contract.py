@@ -113,3 +113,17 @@ def a_class(value):
     if not inspect.isclass(value):
         return f"expected a class, got {_describe(value)}"
     return None
+
+
+CLIENT_IO_METHODS = ("getInputData", "decodeResponse", "finalize")  # what the streaming client calls
+
+
+def client_io_class(value):
+    """A `Client_IO` class: `Client_IO(clientInitSpecs, debugMode)` with the methods the streaming client calls."""
+    problem = a_class(value)
+    if problem:
+        return problem
+    missing = [name for name in CLIENT_IO_METHODS if not callable(getattr(value, name, None))]
+    if missing:
+        return f"expected a class with methods {', '.join(CLIENT_IO_METHODS)}; {value.__name__} lacks {', '.join(missing)}"
+    return function("clientInitSpecs", "debugMode")(value)

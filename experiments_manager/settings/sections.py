@@ -160,8 +160,9 @@ class ExportSection:
 class ServingSection:
     """The streaming client and the server it talks to."""
 
-    client_io: object = setting("class with the client's input and output (`predict`)", default=None,
-                                check=c.a_class, name="Client_IO")
+    client_io: object = setting("class `Client_IO(clientInitSpecs, debugMode)` with `getInputData(idx)`, "
+                                "`decodeResponse(result)` and `finalize()`: the input and output of `predict`",
+                                default=None, check=c.client_io_class, name="Client_IO")
     address: str = setting("the server's host for the client", default="127.0.0.1", check=c.of_type(str),
                            name="tensorflow_server_address")
     port: int = setting("gRPC port (the server's default too)", default=c.DEFAULT_GRPC_PORT, check=c.port,

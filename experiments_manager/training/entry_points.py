@@ -59,12 +59,23 @@ def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_b
         return _train_as_worker(cluster, settings, resuming=False,
                                 experiment_at=lambda root: Experiment.create(settings, command or running_command(),
                                                                              root=root))
+    if cluster is None:  # a multi-worker strategy must exist before any TensorFlow op: no dry build there
+        _dry_build(settings)  # a broken settings file is one line per problem, and no `failed` folder
     experiment = Experiment.create(settings, command or running_command(), parent=working_folder)
     if servers:
         experiment.update_run_info(kafka_bootstrap_servers=servers)
     _LOG.info("Experiment folder: %s", experiment.root)
     with _alongside(alongside, experiment):
         return Trainer(experiment, settings, cluster=cluster).run()
+
+
+def _dry_build(settings):
+    """Devices first (TensorFlow fixes them at its first op), then everything the settings define, built once."""
+    from experiments_manager.distribute.devices import select_devices
+    from experiments_manager.training.dry_build import dry_build
+
+    select_devices(settings.runtime.gpu_ids, settings.path.name)
+    dry_build(settings)
 
 
 def _alongside(factory, experiment):

@@ -13,9 +13,10 @@ import sys
 import warnings
 
 from experiments_manager.ema import WeightAverages
-from experiments_manager.utils.errors import InputStalled
+from experiments_manager.utils.errors import InputStalled, UserInputError
 from experiments_manager.inputs import make_inputs
 from experiments_manager.training.callback_plan import CallbackPlan
+from experiments_manager.training.dry_build import user_code_error
 from experiments_manager.training.model import (build_model, compiled_metrics, fixed_learning_rate, plateau_can_set,
                                                  precision_policy)
 from experiments_manager.training.outcome import SIGNAL_EXIT_BASE, STALLED_EXIT_CODE, TrainingOutcome
@@ -54,8 +55,14 @@ class Trainer:
         except KeyboardInterrupt:
             self._interrupted(None, "Ctrl-C (SIGINT) stopped it at once", SIGNAL_EXIT_BASE + int(signal.SIGINT))
             raise
+        except UserInputError as error:
+            self.experiment.mark_ended("failed", error="; ".join(error.problems))
+            raise
         except BaseException as error:
-            self.experiment.mark_ended("failed", error=f"{type(error).__name__}: {error}")
+            line = user_code_error(error, self.settings) if isinstance(error, Exception) else None
+            self.experiment.mark_ended("failed", error=line or f"{type(error).__name__}: {error}")
+            if line is not None:  # the settings' own code failed: one line naming it, not our traceback
+                raise UserInputError(line) from error
             raise
 
     def _run(self):

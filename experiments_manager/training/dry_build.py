@@ -1,0 +1,175 @@
+"""Everything a settings file defines, built and checked once before the experiment folder exists.
+
+The contract checks names and signatures statically; what the settings' functions return is only known by calling
+them. The dry build calls each one (the model file's `model`, `get_total_loss`, `get_learningRate`,
+`get_optimizer`, `get_metrics`, `get_input_pipeline` for training and validation, `get_served_module`), runs one
+batch of each pipeline through the model and the loss, and reports every problem at once, one line each, naming the
+file, the function and what was expected vs got. Nothing is written: a broken settings file leaves no `failed`
+experiment folder behind.
+"""
+
+import difflib
+import itertools
+import re
+import traceback
+from pathlib import Path
+
+from experiments_manager.utils.errors import UserInputError
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_FAILED = object()  # what `_called` returns when the call raised (None is a value a function may return)
+
+
+def dry_build(settings):
+    """Builds and checks what `settings` define; raises `UserInputError` with one line per problem.
+
+    Runs after device selection and before any experiment folder exists. Skipped by multi-worker runs, whose
+    strategy must exist before any TensorFlow op.
+
+    Example:
+
+    ```python
+    dry_build(load_settings("mysettings.py"))  # error: mysettings.py: get_optimizer: expected a Keras optimizer...
+    ```
+    """
+    import keras
+
+    from experiments_manager.export import served_module
+    from experiments_manager.training.model import build_model, compiled_metrics
+
+    problems = []
+    name = settings.path.name
+    model = _called(problems, settings.model_file.name, "model", settings, build_model, settings)
+    if model is _FAILED:
+        raise UserInputError(problems)
+    loss = _called(problems, name, "get_total_loss", settings, settings.training.get_total_loss, model)
+    compiled = loss is not _FAILED and _loss_known(problems, name, loss) and _called(
+        problems, name, "get_total_loss", settings, model.compile, None, loss) is not _FAILED
+    rate = _called(problems, name, "get_learningRate", settings, settings.training.get_learning_rate)
+    optimizer = _called(problems, name, "get_optimizer", settings, settings.training.get_optimizer, model, loss, rate)
+    if optimizer is not _FAILED and not isinstance(optimizer, keras.optimizers.Optimizer):
+        problems.append(f"{name}: get_optimizer: expected a Keras optimizer (e.g. "
+                        f"keras.optimizers.Adam(learning_rate)), got {_described(optimizer)}")
+    if loss is not _FAILED:
+        _called(problems, name, "get_metrics", settings, compiled_metrics, settings, model, loss)
+    if not settings.kafka.enabled:  # a Kafka run's data comes from its topics
+        for training in (True, False):
+            _check_pipeline(problems, settings, model, compiled, training)
+    _called(problems, name, "get_served_module", settings, served_module, settings, model)
+    if problems:
+        raise UserInputError(problems)
+
+
+def _called(problems, file_name, function, settings, call, *arguments):
+    """`call(*arguments)`, or `_FAILED` with one line in `problems` saying what it raised (and where in the
+    user's file)."""
+    try:
+        return call(*arguments)
+    except UserInputError as error:
+        problems.extend(error.problems)
+    except Exception as error:  # the user's code raised: one line, not a traceback
+        problems.append(f"{file_name}: {function}{_user_line(error, settings)}: raised {type(error).__name__}: "
+                        f"{_first_line(error)}")
+    return _FAILED
+
+
+def _loss_known(problems, file_name, loss):
+    """False, with one line in `problems`, when `loss` is a name Keras does not know (with the closest one)."""
+    import keras
+
+    if not isinstance(loss, str):
+        return True  # a function, a Loss object, or a list or dict of them (several outputs): compile() checks them
+    try:
+        keras.losses.get(loss)
+        return True
+    except (ValueError, TypeError):
+        known = [name for name in dir(keras.losses) if not name.startswith("_") and name.islower()]
+        close = difflib.get_close_matches(loss, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(f"{file_name}: get_total_loss: expected a Keras loss, got the unknown name {loss!r}{hint}")
+        return False
+
+
+def _check_pipeline(problems, settings, model, compiled, training):
+    """One batch of the pipeline through the model (and its compiled loss, when `compiled`): its structure fits what
+    the model expects."""
+    from experiments_manager.inputs import settings_pipeline
+
+    name, kind = settings.path.name, "training" if training else "validation"
+    pipeline = _called(problems, name, "get_input_pipeline", settings, settings_pipeline, settings, training)
+    if pipeline is _FAILED or not pipeline.restartable:  # a generator: a batch read here would be lost to training
+        return
+    try:
+        batch = next(iter(pipeline.dataset.take(1)))
+    except StopIteration:
+        problems.append(f"{name}: get_input_pipeline: the {kind} dataset is empty")
+        return
+    except Exception as error:
+        problems.append(f"{name}: get_input_pipeline: reading the first {kind} batch raised {type(error).__name__}: "
+                        f"{_first_line(error)}")
+        return
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+        problems.append(f"{name}: get_input_pipeline: expected {kind} batches (x, y) or (x, y, sample_weight), got "
+                        f"{_structure(batch)}")
+        return
+    x, y = batch[0], batch[1]
+    try:
+        predicted = model(x, training=False)
+    except Exception as error:
+        problems.append(f"{name}: get_input_pipeline: a {kind} batch {_structure(x)} does not fit the model's inputs "
+                        f"{_structure(model.inputs) if getattr(model, 'inputs', None) else ''}: "
+                        f"{type(error).__name__}: {_first_line(error)}")
+        return
+    if not compiled:
+        return
+    try:
+        model.compute_loss(x=x, y=y, y_pred=predicted)  # as fit() computes it: Keras matches ranks, structures
+    except Exception as error:
+        problems.append(f"{name}: get_total_loss: the loss cannot compare the {kind} labels {_structure(y)} with the "
+                        f"model's outputs {_structure(predicted)}: {type(error).__name__}: {_first_line(error)}")
+
+
+def _structure(value):
+    """A short description of a (nested) batch: shapes and dtypes."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key!r}: {_structure(item)}" for key, item in itertools.islice(value.items(), 4)) + "}"
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(_structure(item) for item in value[:4]) + (", ..." if len(value) > 4 else "") + ")"
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is not None:
+        return f"{getattr(dtype, 'name', dtype)}{list(shape)}"
+    return type(value).__name__
+
+
+def _described(value):
+    text = repr(value)
+    return text if len(text) <= 60 else f"a {type(value).__name__}"
+
+
+def _first_line(error):
+    """The line of an error message that says what went wrong (Keras puts it after a preamble, in bold)."""
+    lines = [_ANSI.sub("", line).strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line and not line.startswith("Exception encountered when calling")]
+    return lines[0][:300] if lines else "(no message)"
+
+
+def _user_frames(error, settings):
+    files = {Path(settings.path).resolve(), Path(settings.model_file).resolve()}
+    return [frame for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename).resolve() in files]
+
+
+def _user_line(error, settings):
+    """' (line N)' of the settings or model file where the error was raised, if it was."""
+    frames = _user_frames(error, settings)
+    return f" (line {frames[-1].lineno})" if frames else ""
+
+
+def user_code_error(error, settings):
+    """One line for an error raised in the settings' or the model file's code while training (epoch 3, say), naming
+    the file, the function and the line; None when the error did not come from there."""
+    frames = _user_frames(error, settings)
+    if not frames:
+        return None
+    frame = frames[-1]
+    return (f"{Path(frame.filename).name}: {frame.name} (line {frame.lineno}): raised {type(error).__name__}: "
+            f"{_first_line(error)}")
