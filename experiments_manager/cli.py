@@ -2,6 +2,7 @@
 `experiments_manager.commands`; TensorFlow is imported only by commands that need it."""
 
 import argparse
+import difflib
 import signal
 import sys
 
@@ -27,6 +28,10 @@ def _with_default_command(argv):
     argv = list(argv)
     if not argv or argv[0] in SUBCOMMANDS or argv[0] in ("-h", "--help"):
         return argv
+    if not argv[0].startswith("-"):  # a word where the command goes, but no command's name (`trian`)
+        close = difflib.get_close_matches(argv[0], SUBCOMMANDS, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (commands: {', '.join(SUBCOMMANDS)})"
+        raise UserInputError(f"{argv[0]!r}: not a command{hint}")
     if "--start_server" in argv:
         return ["serve"] + [argument for argument in argv if argument != "--start_server"]
     if any(argument.split("=", 1)[0] == "--predict_stream" for argument in argv):
@@ -36,7 +41,12 @@ def _with_default_command(argv):
 
 def main(argv=None):
     """Runs the command line; returns the exit code."""
-    argv = _with_default_command(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = _with_default_command(sys.argv[1:] if argv is None else argv)
+    except UserInputError as error:
+        print("usage: experiments-manager COMMAND ... (see experiments-manager --help)", file=sys.stderr)
+        print_problems(error.problems)
+        return EXIT_USER_ERROR
     parser = build_parser()
     arguments = parser.parse_args(argv)
     configure_logging()

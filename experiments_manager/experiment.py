@@ -116,7 +116,8 @@ class Experiment:
             root = make_unique_dir(parent, base)
             repeat = root.name[len(base) + 1:]  # '1' when a run with the same name started in the same second
         else:
-            Path(root).mkdir(parents=True)
+            root = Path(root)  # a str too (federated/apps.py passes one)
+            root.mkdir(parents=True)
             repeat = ""
         experiment = cls(root)
         if settings.from_file:

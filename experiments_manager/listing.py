@@ -1,20 +1,36 @@
-"""The tables printed by `experiments-manager list`: experiments, then sweeps."""
+"""The tables printed by `experiments-manager list`: experiments, then sweeps, found at any depth."""
 
+import os
 from pathlib import Path
 
-from experiments_manager.utils.errors import UserInputError
-from experiments_manager.experiment import find_experiments
-from experiments_manager.experiment import SWEEP_SPEC_NAME
+from experiments_manager.experiment import RUN_FILE_NAME, SWEEP_SPEC_NAME, Experiment
 from experiments_manager.sweeps.folder import SweepFolder
+from experiments_manager.utils.errors import UserInputError
 
-COLUMNS = ("experiment", "status", "epoch", "best", "versions", "hparams")
+COLUMNS = ("experiment", "status", "epoch", "best", "versions")
+WIDE_COLUMNS = COLUMNS + ("hparams",)
 SWEEP_COLUMNS = ("sweep", "status", "trials", "best", "best_experiment")
 
 
+def folders_below(folder, marker):
+    """Folders at any depth under `folder` holding the file `marker`. Experiment folders are not looked inside
+    (their federated clients are theirs, their logs are many), nor are hidden folders."""
+    if not Path(folder).is_dir():
+        raise UserInputError(f"{folder}: no such folder")
+    found = []
+    for parent, subfolders, files in os.walk(folder):
+        if marker in files:
+            found.append(Path(parent))
+        inside_an_experiment = RUN_FILE_NAME in files
+        subfolders[:] = [] if inside_an_experiment else sorted(name for name in subfolders if not name.startswith("."))
+    return found
+
+
 def experiment_rows(working_folder):
-    """One dict per experiment under `working_folder` (a sweep's trials as `<sweep>/<experiment>`), oldest first."""
+    """One dict per experiment at any depth under `working_folder` (e.g. `<sweep>/<experiment>`), oldest first."""
     rows = []
-    for experiment in find_experiments(working_folder):
+    experiments = [Experiment(folder) for folder in folders_below(working_folder, RUN_FILE_NAME)]
+    for experiment in sorted(experiments, key=lambda experiment: experiment.run_info().get("started") or ""):
         info = experiment.run_info()
         best = info.get("best_value")
         versions = info.get("exported_versions") or []
@@ -32,17 +48,17 @@ def experiment_rows(working_folder):
 
 
 def sweep_rows(working_folder):
-    """One dict per sweep folder under `working_folder` (they hold sweep.json), oldest first."""
+    """One dict per sweep folder at any depth under `working_folder` (they hold sweep.json), oldest first."""
     rows = []
-    for spec_file in sorted(Path(working_folder).glob(f"*/{SWEEP_SPEC_NAME}")):
+    for folder in folders_below(working_folder, SWEEP_SPEC_NAME):
         try:
-            spec = SweepFolder(spec_file.parent).spec()
+            spec = SweepFolder(folder).spec()
         except UserInputError:  # a sweep.json being replaced, or damaged: list the rest
             continue
         best = spec.get("best") or {}
         monitor = spec.get("monitored_loss_name", "")
         rows.append({
-            "sweep": spec_file.parent.name,
+            "sweep": folder.relative_to(working_folder).as_posix(),
             "status": spec.get("status", "?"),
             "trials": f"{spec.get('trials_done', 0)}/{spec.get('max_evals', '?')}",
             "best": "-" if best.get("best_value") is None else f"{monitor}={best['best_value']:.4g}",

@@ -102,3 +102,10 @@ def test_resume_refuses_settings_for_an_experiment_of_a_settings_file(workdir):
     with pytest.raises(UserInputError, match="settings: only for an experiment whose settings were built in Python"):
         em.resume(experiment.root, settings=_settings_class())
     assert experiment.resume_hint() == f"experiments-manager train --resume {experiment.root}"
+
+
+def test_an_experiment_is_created_at_a_root_given_as_a_string(workdir):
+    """federated/apps.py passes the SuperLink's experiment folder as a str."""
+    settings = settings_from_object(_settings_class())
+    experiment = Experiment.create(settings, ["test"], root=str(workdir / "server"))
+    assert (workdir / "server" / "model_curve_fitting.py").is_file() and experiment.run_info()["status"] == "running"

@@ -118,3 +118,11 @@ def test_every_third_party_import_is_declared_in_setup_cfg():
                 if not providers & declared:
                     undeclared.setdefault(top, set()).add(str(path.relative_to(REPO)))
     assert not undeclared, f"imported but not in setup.cfg: {undeclared}"
+
+
+def test_a_misspelt_command_gets_the_closest_one(run_cli):
+    result = run_cli("trian", "-u", "examples/regression/mysettings_curve_fitting.py")
+    assert result.returncode == 2
+    assert "error: 'trian': not a command; did you mean 'train'?" in result.stderr
+    unknown = run_cli("fly")
+    assert unknown.returncode == 2 and "error: 'fly': not a command (commands: train, serve" in unknown.stderr

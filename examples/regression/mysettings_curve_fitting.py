@@ -122,4 +122,4 @@ class Client_IO:
         return error
 
     def finalize(self):
-        print('Prediction process ended successfully')
+        print('Prediction process ended')  # also after a failure: the command says the outcome after it

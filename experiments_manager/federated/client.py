@@ -98,7 +98,7 @@ class FederatedClient:
         logs = {key: float(values[-1]) for key, values in history.history.items()
                 if values and not key.startswith("val_")}
         if not all(math.isfinite(value) for value in logs.values()):
-            self.experiment.update_run_info(status="failed", error="loss became NaN or infinite")
+            self.experiment.mark_ended("failed", error="loss became NaN or infinite")  # with its `ended` time
             raise ClientStopped(f"client {self.partition.index}: loss became NaN or infinite")
         epochs = self.session.plan.epochs_completed() - start
         with ema_weights_swapped_in(model, model.optimizer):

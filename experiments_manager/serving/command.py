@@ -3,6 +3,7 @@
 
 import logging
 import os
+import sys
 import threading
 
 from experiments_manager.settings.contract import DEFAULT_GRPC_PORT
@@ -148,6 +149,7 @@ def predict(arguments):
                 client.wait_until_served(arguments.wait_for_server)
             report = client.stream(arguments.predict_stream, arguments.interval, stop)
     except ClientError as error:
+        sys.stdout.flush()  # what Client_IO printed (finalize's last words) comes before the outcome
         print_problems(str(error))
         return 1
     if report.requests:
