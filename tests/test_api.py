@@ -109,3 +109,8 @@ def test_an_experiment_is_created_at_a_root_given_as_a_string(workdir):
     settings = settings_from_object(_settings_class())
     experiment = Experiment.create(settings, ["test"], root=str(workdir / "server"))
     assert (workdir / "server" / "model_curve_fitting.py").is_file() and experiment.run_info()["status"] == "running"
+
+
+def test_a_sweep_needs_a_settings_file(workdir):
+    with pytest.raises(UserInputError, match="em.sweep: settings_file: expected the path of a settings file"):
+        em.sweep(_settings_class(), 2)

@@ -1,5 +1,6 @@
 """Resume after kill -9 and after SIGTERM/SIGUSR1: the run finishes with the right epochs and state."""
 
+import json
 import random
 import signal
 import threading
@@ -116,6 +117,7 @@ def test_kill_9_at_a_random_step_then_resume_finishes(workdir, start_cli, run_cl
     process.kill()
     process.wait(timeout=30)
     assert read_run(root)["status"] == "running"  # killed: nothing could record it
+    before = {int(path.name) for path in (root / "exported_models").iterdir() if path.name.isdigit()}
 
     result = run_cli("train", "--resume", str(root))
     watcher.stop.set()
@@ -127,6 +129,8 @@ def test_kill_9_at_a_random_step_then_resume_finishes(workdir, start_cli, run_cl
     assert info["best_value"] == pytest.approx(history["val_loss"].min())
     assert watcher.partial == []
     assert info["exported_versions"] == sorted(set(info["exported_versions"]))
+    after = set(watcher.seen) - before
+    assert not before or not after or min(after) > max(before)  # the resumed run numbered on after the last one
     assert half_written(root) == []
     assert max(watcher.seen) == info["last_exported_version"]
     # the optimizer state (iteration count, EMA, slots) came back: every step counted once
@@ -140,7 +144,7 @@ def test_stop_signal_checkpoints_marks_interrupted_then_resume_finishes(signum, 
     process = start_cli("train", "-u", str(long_settings(workdir)), "--hparam", f"nbEpoch={NB_EPOCH}")
     root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
     wait_for(lambda: checkpoints(root), 180, "the first checkpoint")
-    checkpoints_before = len(checkpoints(root))
+    signalled_at = time.time()
     process.send_signal(signum)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 128 + signum, output
@@ -148,7 +152,9 @@ def test_stop_signal_checkpoints_marks_interrupted_then_resume_finishes(signum, 
     assert info["status"] == "interrupted"
     assert signal.Signals(signum).name in info["reason"]
     assert f"resume with:       experiments-manager train --resume {root.relative_to(workdir)}" in output
-    assert len(checkpoints(root)) >= min(checkpoints_before + 1, 2)  # a checkpoint written on the signal
+    newest = max(checkpoints(root), key=lambda state: state.stat().st_mtime)
+    assert newest.stat().st_mtime >= signalled_at  # a checkpoint written on the signal, of what was trained
+    assert json.loads(newest.read_text())["epochs_completed"] == info["epochs_completed"]
     assert hparams_statuses(root / "logs") == []  # interrupted (resumable): TensorBoard reads "Unknown"
 
     result = run_cli("train", "--resume", str(root))

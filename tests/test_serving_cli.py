@@ -9,10 +9,13 @@ import subprocess
 import threading
 import time
 
+import grpc
+import numpy as np
 import pytest
 import requests
 
 from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, wait_for
+from test_serving_api import X, grpc_stubs, predict_request
 from experiments_manager.serving.config import ModelSource
 
 
@@ -117,6 +120,18 @@ def test_predict_streams_until_stop_iteration_and_always_finalizes(run_cli, mode
     assert legacy.returncode == 0 and legacy.stdout.count("answer [") == 2
 
 
+def test_predict_ends_with_one_line_when_the_server_refuses_a_request(run_cli, model_server, base_path, trained,
+                                                                      tmp_path):
+    server = model_server([ModelSource(trained.model_name, base_path)])
+    wrong_width = [line.replace("np.full((2, 1), idx", "np.full((2, 3), idx") for line in COUNTING_CLIENT]
+    experiment = client_variant(trained.dir, tmp_path, wrong_width)
+    result = run_cli("predict", "--model_dir", str(experiment), "--predict_stream", "3", "--server", server.grpc_address)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "INVALID_ARGUMENT" in last and "expected shape" in last, last
+    assert (experiment / "finalized").read_text() == "called"
+
+
 def test_predict_with_the_server_down_or_silent_gives_one_line(run_cli, trained, tmp_path):
     experiment = client_variant(trained.dir, tmp_path, COUNTING_CLIENT + ["serving_client_timeout_int_secs = 1"])
     with socket.socket() as closed:
@@ -148,14 +163,19 @@ def test_train_serve_answers_while_versions_advance(start_cli, workdir):
         "--file_system_poll_wait_seconds", "0.2",
     )
     output = OutputReader(process)
-    rest = output.wait_for(r"\[serve\] REST: (http://127\.0\.0\.1:\d+)/v1/models/model_curve_fitting", 120)[1]
+    grpc_address = output.wait_for(r"\[serve\] gRPC: (127\.0\.0\.1:\d+)", 120)[1]
+    rest = output.wait_for(r"\[serve\] REST: (http://127\.0\.0\.1:\d+)/v1/models/model_curve_fitting", 30)[1]
+    prediction, _ = grpc_stubs(type("Server", (), {"grpc_address": grpc_address}))
     seen = set()
+    answers = {}  # version -> what it answered for x
 
     def answered_versions():
         try:
             statuses = requests.get(f"{rest}/v1/models/model_curve_fitting", timeout=5).json()
             seen.update(int(s["version"]) for s in statuses.get("model_version_status", []) if s["state"] == "AVAILABLE")
-        except requests.ConnectionError:
+            answer = prediction.Predict(predict_request("model_curve_fitting", {"input": X}), timeout=5)
+            answers[answer.model_spec.version.value] = np.array(answer.outputs["prediction"].float_val)
+        except (requests.ConnectionError, grpc.RpcError):
             pass
         return process.poll() is not None
 
@@ -163,7 +183,18 @@ def test_train_serve_answers_while_versions_advance(start_cli, workdir):
     assert process.returncode == 0, "\n".join(output.seen)
     experiment = next((workdir / "experiments/examples/curve_fitting").glob("*/run.json")).parent
     assert read_run(experiment)["status"] == "finished"
-    assert len(seen) >= 2, f"versions answered while training: {seen}"
+    assert len(seen) >= 2 and len(answers) >= 2, f"versions answered while training: {seen}, {sorted(answers)}"
+    import tensorflow as tf
+
+    checked = 0
+    for version, answered in answers.items():  # each answer is what that version computes, loaded in-process
+        folder = experiment / "exported_models" / str(version)
+        if folder.is_dir():  # not yet removed by the retention of 5 versions
+            served = tf.saved_model.load(str(folder)).signatures["serving_default"]
+            expected = served(input=tf.constant(X))["prediction"].numpy().ravel()
+            np.testing.assert_allclose(answered, expected, rtol=1e-5, atol=1e-6)
+            checked += 1
+    assert checked >= 1
     assert "serving version" in (experiment / "serving.log").read_text()
     with pytest.raises(requests.ConnectionError):  # the server stopped with the training
         requests.get(f"{rest}/v1/models/model_curve_fitting", timeout=5)

@@ -1,8 +1,8 @@
 """Training end to end: folder layout, run.json, EMA exports that load and predict like the in-process model."""
 
-import json
 import re
 import shutil
+import socket
 
 import numpy as np
 import pytest
@@ -64,6 +64,29 @@ def test_run_json_records_what_reproduces_the_run(trained):
     # every epoch exported (save_only_last_best_model = False), two kept
     assert info["exported_versions"] == [2, 3] and info["last_exported_version"] == 3
     assert sorted(p.name for p in (workdir / outcome.experiment.root / "exported_models").iterdir()) == ["2", "3"]
+    assert info["command"] == ["test"] and info["host"] == socket.gethostname()
+    assert info["git_commit"] is None  # the settings' folder is no git checkout here; see the next test
+    assert "learning_rate" in history.dtype.names and np.allclose(history["learning_rate"], 0.01)
+
+
+def test_run_json_records_the_git_commit_of_the_settings_checkout():
+    import subprocess
+
+    from experiments_manager.experiment import _git_commit
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
+    assert _git_commit(REPO / "examples/regression").startswith(head.stdout.strip())
+
+
+def test_ema_and_the_raw_weights_validation_can_be_switched_off(workdir):
+    from experiments_manager import training
+
+    settings = settings_variant(workdir, "plain.py", ["weights_moving_averages = False", "validate_raw_weights = False"])
+    outcome = training.train(str(settings), {"nbEpoch": 2}, command=["test"])
+    assert outcome.status == "finished"
+    assert not getattr(outcome.model.optimizer, "use_ema", False)  # trained without averaged weights
+    header = (outcome.experiment.root / "history.csv").read_text().splitlines()[0].split(",")
+    assert "val_loss" in header and not [column for column in header if column.endswith("_raw")]
 
 
 def test_export_loads_and_predicts_like_the_in_process_ema_model(trained):
@@ -174,18 +197,25 @@ def test_examples_train(settings, working_folder, workdir, run_cli):
     assert output.shape[0] == 3 and np.all(np.isfinite(output.numpy()))
 
 
-def test_mixed_precision_and_xla_switches(workdir, run_cli):
+def test_mixed_precision_and_xla_switches(workdir):
     settings = settings_variant(
         workdir, "fast_mp.py",
         ["enable_mixed_precision = True", "useXLA = True", "nb_train_samples = 256", "nb_val_samples = 64"],
         base="examples/classification/mysettings_image_classification.py",
     )
-    result = run_cli("train", "-u", str(settings), "--hparam", "nbEpoch=1")
-    assert result.returncode == 0, result.stdout + result.stderr
-    info = read_run(single_experiment(workdir / "experiments/examples/classification"))
-    assert info["status"] == "finished"
-    assert info["mixed_precision"] is True and info["xla"] is True
-    assert info["exported_versions"] == [1]
+    import keras
+
+    from experiments_manager import training
+
+    outcome = training.train(str(settings), {"nbEpoch": 1}, command=["test"])
+    assert outcome.status == "finished"
+    model = outcome.model  # what trained, not what the settings say
+    assert model.dtype_policy.name == "mixed_float16" and model.layers[1].compute_dtype == "float16"
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)  # the loss scaled, as mixed precision needs
+    assert model.jit_compile is True
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored after the run
+    info = read_run(outcome.experiment.root)
+    assert info["mixed_precision"] is True and info["xla"] is True and info["exported_versions"] == [1]
 
 
 def test_settings_of_the_original_framework_run_unchanged(workdir, run_cli):
@@ -206,8 +236,9 @@ def test_nan_loss_stops_and_marks_the_run_failed(workdir, run_cli):
     result = run_cli("train", "-u", str(settings), "--hparam", "nbEpoch=3")
     assert result.returncode == 1
     info = read_run(single_experiment(workdir / WORKING_FOLDER))
-    assert info["status"] == "failed" and "NaN" in info["error"]
-    assert json.dumps(info)  # still valid JSON
+    assert info["status"] == "failed" and re.fullmatch(r"loss became NaN or infinite at epoch [12]", info["error"])
+    assert info["epochs_completed"] < 3  # TerminateOnNaN stopped it: the 3 epochs did not run
+    assert "status:            failed (loss became NaN" in result.stdout
 
 
 def test_tensorboard_shows_the_raw_weights_validation_in_the_same_chart(trained):
