@@ -72,6 +72,7 @@ class Checkpointer:
         number = numbered[-1][0] + 1 if numbered else 1
         final = self.folder / f"ckpt-{number:06d}"
         tmp = self.folder / f".tmp-ckpt-{number:06d}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)  # a killed predecessor with this pid (a restarted container) left it
         tmp.mkdir()
         try:
             model.save_weights(str(tmp / "model.weights.h5"))

@@ -213,7 +213,7 @@ class Experiment:
         """Removes what writers killed mid-write left in this folder (temporary files and folders of dead pids)."""
         removed = []
         for folder, subfolders, _ in os.walk(self.root):
-            gone = remove_leftovers(folder)
+            gone = remove_leftovers(folder, own_pid_is_dead=True)  # this process has written nothing here yet
             removed += [str(Path(folder, name).relative_to(self.root)) for name in gone]
             subfolders[:] = [name for name in subfolders if name not in gone and name != "clients"]  # theirs
         if removed:

@@ -134,6 +134,7 @@ class Exporter:
         version = (self.last_version() or 0) + 1
         remove_leftovers(self.base)  # of an export a killed run left half-written
         tmp = self.base / f".tmp-{version}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)  # a killed predecessor with this pid (a restarted container) left it
         signatures = {"serving_default": signature, self.settings.model_name: signature}
         try:
             with ema_weights_swapped_in(self.model, self.model.optimizer):

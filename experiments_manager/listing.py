@@ -1,4 +1,4 @@
-"""The tables printed by `experiments-manager list`: experiments, then sweeps, found at any depth."""
+"""The tables printed by `experiments-manager list`: experiments, then sweeps, found up to 4 levels below."""
 
 import os
 from pathlib import Path
@@ -12,26 +12,44 @@ WIDE_COLUMNS = COLUMNS + ("hparams",)
 SWEEP_COLUMNS = ("sweep", "status", "trials", "best", "best_experiment")
 
 
+MAX_DEPTH = 4  # a lab folder / working folder / sweep / experiment, with one level to spare
+_NOT_EXPERIMENTS = {"venv", "node_modules", "__pycache__", "site-packages"}
+
+
 def folders_below(folder, marker):
-    """Folders at any depth under `folder` holding the file `marker`. Experiment folders are not looked inside
-    (their federated clients are theirs, their logs are many), nor are hidden folders."""
+    """Folders up to `MAX_DEPTH` levels under `folder` holding the file `marker`. Experiment folders are not looked
+    inside (their federated clients are theirs, their logs are many), nor are hidden folders and virtualenvs."""
     if not Path(folder).is_dir():
         raise UserInputError(f"{folder}: no such folder")
-    found = []
+    found, top = [], len(Path(folder).parts)
     for parent, subfolders, files in os.walk(folder):
         if marker in files:
             found.append(Path(parent))
-        inside_an_experiment = RUN_FILE_NAME in files
-        subfolders[:] = [] if inside_an_experiment else sorted(name for name in subfolders if not name.startswith("."))
+        deep = len(Path(parent).parts) - top >= MAX_DEPTH
+        if RUN_FILE_NAME in files or deep:
+            subfolders[:] = []
+        else:
+            subfolders[:] = sorted(name for name in subfolders
+                                   if not name.startswith(".") and name not in _NOT_EXPERIMENTS)
     return found
 
 
+def _run_info(experiment):
+    """run.json, or a stand-in saying it cannot be read (another tool's run.json, a damaged file)."""
+    try:
+        info = experiment.run_info()
+    except (OSError, ValueError, UserInputError) as error:
+        return {"status": f"unreadable run.json ({type(error).__name__})"}
+    return info if isinstance(info, dict) else {"status": "unreadable run.json (not an object)"}
+
+
 def experiment_rows(working_folder):
-    """One dict per experiment at any depth under `working_folder` (e.g. `<sweep>/<experiment>`), oldest first."""
+    """One dict per experiment found under `working_folder` (e.g. `<sweep>/<experiment>`), oldest first."""
     rows = []
     experiments = [Experiment(folder) for folder in folders_below(working_folder, RUN_FILE_NAME)]
-    for experiment in sorted(experiments, key=lambda experiment: experiment.run_info().get("started") or ""):
-        info = experiment.run_info()
+    infos = {experiment.root: _run_info(experiment) for experiment in experiments}
+    for experiment in sorted(experiments, key=lambda experiment: str(infos[experiment.root].get("started") or "")):
+        info = infos[experiment.root]
         best = info.get("best_value")
         versions = info.get("exported_versions") or []
         rows.append(
@@ -39,7 +57,7 @@ def experiment_rows(working_folder):
                 "experiment": experiment.root.relative_to(working_folder).as_posix(),
                 "status": info.get("status", "?"),
                 "epoch": _progress(info),
-                "best": "-" if best is None else f"{info.get('monitored_loss_name', '')}={best:.4g}",
+                "best": f"{info.get('monitored_loss_name', '')}={best:.4g}" if isinstance(best, (int, float)) else "-",
                 "versions": ",".join(str(v) for v in versions) or "-",
                 "hparams": " ".join(f"{k}={v}" for k, v in (info.get("hparams") or {}).items()),
             }
@@ -48,7 +66,7 @@ def experiment_rows(working_folder):
 
 
 def sweep_rows(working_folder):
-    """One dict per sweep folder at any depth under `working_folder` (they hold sweep.json), oldest first."""
+    """One dict per sweep folder found under `working_folder` (they hold sweep.json), oldest first."""
     rows = []
     for folder in folders_below(working_folder, SWEEP_SPEC_NAME):
         try:

@@ -48,3 +48,12 @@ def test_a_failed_write_leaves_nothing_and_the_temporary_name_carries_the_pid(tm
             raise RuntimeError("the writer failed")
     assert [path.name for path in tmp_path.iterdir()] == ["run.json"]
     assert (tmp_path / "run.json").read_text() == "{}"
+
+
+def test_at_a_resume_leftovers_with_this_process_pid_are_a_dead_predecessors(tmp_path):
+    """A restarted container often gets the pid its killed predecessor had: at a resume, before this process wrote
+    anything, such names are leftovers too."""
+    mine = tmp_path / f".tmp-ckpt-000002-{os.getpid()}"
+    mine.mkdir()
+    assert remove_leftovers(tmp_path) == [] and mine.is_dir()  # during a run: this process' own write in progress
+    assert remove_leftovers(tmp_path, own_pid_is_dead=True) == [mine.name] and not mine.exists()

@@ -5,6 +5,7 @@ are answered correctly, and no request costs the server more memory than a bound
 import json
 import random
 import socket
+import time
 
 import grpc
 import numpy as np
@@ -68,10 +69,10 @@ def _rest_cases(rest):
         ("version '٣' (Arabic-Indic three)", "POST", f"{url}/versions/٣:predict", good, 400),
         ("version '３' (fullwidth three)", "POST", f"{url}/versions/３:predict", good, 400),
         ("version of 4301 digits", "POST", f"{url}/versions/{'9' * 4301}:predict", good, 400),
+        ("version beyond int64", "POST", f"{url}/versions/{2**63}:predict", good, 400),
+        ("largest int64 version (absent)", "POST", f"{url}/versions/{2**63 - 1}:predict", good, 404),
         ("version 0", "POST", f"{url}/versions/0:predict", good, 404),
         ("JSON nested 5000 deep", "POST", f"{url}:predict", '{"instances": ' + deep + "}", 400),
-        ("NaN input (not JSON)", "POST", f"{url}:predict", '{"instances": [[NaN]]}', 400),
-        ("Infinity input (not JSON)", "POST", f"{url}:predict", '{"instances": [[Infinity]]}', 400),
     ]
 
 
@@ -161,7 +162,7 @@ def test_a_client_cannot_hold_a_rest_connection_with_a_partial_request(model_ser
     partial_headers = f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n"
     partial_body = (f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
                     "content-length: 100\r\n\r\n{\"instances\": ")
-    for what, sent in (("nothing", ""), ("half the headers", partial_headers), ("half the body", partial_body)):
+    for what, sent in (("half the headers", partial_headers), ("half the body", partial_body), ("nothing", "")):
         with socket.create_connection((host, int(port)), timeout=15) as connection:
             connection.sendall(sent.encode())
             answer = b""
@@ -170,8 +171,14 @@ def test_a_client_cannot_hold_a_rest_connection_with_a_partial_request(model_ser
                 if not chunk:
                     break
                 answer += chunk
+        if what == "nothing":  # a connection opened ahead and never used is closed quietly (no unasked-for 408)
+            assert answer == b"", answer[:200]
+            continue
         assert answer.startswith(b"HTTP/1.1 408 Request Timeout"), (what, answer[:200])
         assert b"within 1 s" in answer, what
-    # a slow but complete request is answered: the deadline is the client's, not the model's
-    assert requests.post(f"{server.rest_url}/v1/models/{MODEL}:predict", json={"instances": [[0.5]]},
-                         timeout=10).status_code == 200
+    # requests sent whole on one kept-alive connection, more than the deadline apart, are each answered
+    with requests.Session() as session:
+        for _ in range(2):
+            assert session.post(f"{server.rest_url}/v1/models/{MODEL}:predict", json={"instances": [[0.5]]},
+                                timeout=10).status_code == 200
+            time.sleep(1.5)  # longer than the 1 s deadline, shorter than uvicorn's 5 s keep-alive

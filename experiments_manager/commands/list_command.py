@@ -6,7 +6,7 @@ NAME = "list"
 def add_parser(subparsers):
     parser = subparsers.add_parser(
         NAME, help="table of experiments",
-        description="Print a table of the experiments (and sweeps) in a folder, at any depth below it.",
+        description="Print a table of the experiments (and sweeps) in a folder, up to 4 levels below it.",
     )
     parser.add_argument("working_folder", nargs="?", default=".", metavar="FOLDER",
                         help="a working folder, or any folder above several (default: the current one)")

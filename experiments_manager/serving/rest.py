@@ -22,7 +22,8 @@ from experiments_manager.serving.grpc_service import SIGNATURE_DEF_FIELD
 from experiments_manager.serving.model_status import status_response
 
 _LOG = logging.getLogger(__name__)
-_VERSION = re.compile(r"[0-9]{1,18}")
+_VERSION = re.compile(r"[0-9]{1,19}")
+_MAX_VERSION = 2**63 - 1  # an int64, as TF Serving's versions
 _ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/]+?)"
     r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -69,8 +70,8 @@ class RestApp:
             urllib.parse.unquote(route[part]) if route[part] else None for part in ("name", "version", "label", "action")
         )
         if version is not None:
-            if not _VERSION.fullmatch(version):  # ASCII digits only: str.isdigit() also takes '²' and '٣'
-                raise RequestError(f"version: expected a version number (up to 18 digits 0-9), got {version[:40]!r}")
+            if not _VERSION.fullmatch(version) or int(version) > _MAX_VERSION:  # str.isdigit() also takes '²', '٣'
+                raise RequestError(f"version: expected a version number (an int64, digits 0-9), got {version[:40]!r}")
             version = int(version)
         method = scope["method"]
         if action is None:
@@ -129,7 +130,7 @@ class RestApp:
             chunks.append(chunk)
             more = message.get("more_body", False)
         try:
-            body = await asyncio.to_thread(json.loads, b"".join(chunks), parse_constant=_not_json)
+            body = await asyncio.to_thread(json.loads, b"".join(chunks))  # NaN and Infinity too, as TF Serving
         except (ValueError, UnicodeDecodeError) as error:
             raise RequestError(f"malformed JSON request body: {error}") from None
         except RecursionError:
@@ -139,11 +140,6 @@ class RestApp:
         if not isinstance(body.get("signature_name", ""), str):
             raise RequestError('"signature_name": expected a string')
         return body
-
-
-def _not_json(constant):
-    """NaN and Infinity are not JSON (Python's parser takes them; TF Serving's does not)."""
-    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _require_method(method, expected):

@@ -4,7 +4,8 @@ partial request, or with nothing at all.
 uvicorn closes idle keep-alive connections between requests (`timeout_keep_alive`) but sets no timer while a
 request's headers or body are on their way, nor on a new connection that sends nothing: one client could hold a
 connection (and its buffers) forever. Here a request must arrive whole within `REQUEST_SECONDS` of its first byte
-(or of the connection's start); otherwise the client gets `408 Request Timeout` and the connection is closed.
+(or of the connection's start); otherwise the client gets `408 Request Timeout` (a connection that sent nothing is
+just closed) and the connection is closed.
 """
 
 import json
@@ -34,11 +35,13 @@ class DeadlineH11Protocol(H11Protocol):
     def connection_made(self, transport):
         super().connection_made(transport)
         self._deadline = None
+        self._started = False  # has a request begun (bytes received since the last response)?
         self._arm()  # a connection that never sends a byte is held no longer than a slow request
 
     def data_received(self, data):
         if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
             self._arm()  # the first bytes of the next request on a kept-alive connection
+        self._started = True
         super().data_received(data)
         if self.cycle is not None and not self.cycle.more_body and not self.cycle.response_complete:
             self._disarm()  # the request is whole: the model's time is not the client's
@@ -59,7 +62,8 @@ class DeadlineH11Protocol(H11Protocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
+        answering = self.cycle is None or self.cycle.response_complete or not self.cycle.response_started
+        if self._started and answering:  # a connection opened ahead (a proxy's, a browser's) is closed quietly
             body = json.dumps({"error": f"request not received whole within {self.request_seconds:g} s: "
                                         "the connection is closed"}).encode()
             self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"

@@ -8,6 +8,9 @@ file, the function and what was expected vs got. Nothing is written: a broken se
 experiment folder behind.
 """
 
+import collections
+import contextlib
+import copy
 import difflib
 import itertools
 import re
@@ -32,6 +35,11 @@ def dry_build(settings):
     dry_build(load_settings("mysettings.py"))  # error: mysettings.py: get_optimizer: expected a Keras optimizer...
     ```
     """
+    with _keras_names_kept():  # the trained model gets the auto-names it would have had without the dry build
+        _build_and_check(settings)
+
+
+def _build_and_check(settings):
     import keras
 
     from experiments_manager.export import served_module
@@ -55,9 +63,28 @@ def dry_build(settings):
     if not settings.kafka.enabled:  # a Kafka run's data comes from its topics
         for training in (True, False):
             _check_pipeline(problems, settings, model, compiled, training)
-    _called(problems, name, "get_served_module", settings, served_module, settings, model)
+    if model.built:  # a model built only by its first batch (no Input, data not read here) is checked at export
+        _called(problems, name, "get_served_module", settings, served_module, settings, model)
     if problems:
         raise UserInputError(problems)
+
+
+@contextlib.contextmanager
+def _keras_names_kept():
+    """Keras numbers auto-named layers and inputs process-wide (`dense`, `dense_1`, ...); the dry build's model
+    would shift the trained model's names, and with them the exported signature's input names and the
+    history's per-output columns. Restores the numbering after the block."""
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:  # another Keras layout: names may shift, nothing else changes
+        yield
+        return
+    saved = copy.deepcopy(global_state.get_global_attribute("object_name_uids"))
+    try:
+        yield
+    finally:
+        global_state.set_global_attribute("object_name_uids",
+                                          saved if saved is not None else collections.defaultdict(int))
 
 
 def _called(problems, file_name, function, settings, call, *arguments):
@@ -164,10 +191,15 @@ def _user_line(error, settings):
     return f" (line {frames[-1].lineno})" if frames else ""
 
 
+# what a bug in the user's code raises; not OSError, MemoryError or TensorFlow's runtime errors (out of memory...)
+_CODE_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, NameError, AssertionError,
+                ZeroDivisionError, NotImplementedError)
+
+
 def user_code_error(error, settings):
-    """One line for an error raised in the settings' or the model file's code while training (epoch 3, say), naming
-    the file, the function and the line; None when the error did not come from there."""
-    frames = _user_frames(error, settings)
+    """One line for a bug in the settings' or the model file's code showing while training (epoch 3, say), naming
+    the file, the function and the line; None when the error is not such a bug raised there."""
+    frames = _user_frames(error, settings) if isinstance(error, _CODE_ERRORS) else []
     if not frames:
         return None
     frame = frames[-1]

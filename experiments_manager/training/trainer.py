@@ -10,6 +10,7 @@ import math
 import random
 import signal
 import sys
+import traceback
 import warnings
 
 from experiments_manager.ema import WeightAverages
@@ -59,9 +60,10 @@ class Trainer:
             self.experiment.mark_ended("failed", error="; ".join(error.problems))
             raise
         except BaseException as error:
-            line = user_code_error(error, self.settings) if isinstance(error, Exception) else None
-            self.experiment.mark_ended("failed", error=line or f"{type(error).__name__}: {error}")
-            if line is not None:  # the settings' own code failed: one line naming it, not our traceback
+            line = user_code_error(error, self.settings)
+            self.experiment.mark_ended("failed", error=line or f"{type(error).__name__}: {error}",
+                                       traceback=traceback.format_exception(error))
+            if line is not None:  # the settings' own code failed: one line naming it (the traceback is in run.json)
                 raise UserInputError(line) from error
             raise
 

@@ -67,9 +67,14 @@ def remove_tree_atomically(path):
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def remove_leftovers(*folders):
+def remove_leftovers(*folders, own_pid_is_dead=False):
     """Deletes the temporary files and folders that writers killed mid-write (kill -9, a dead node) left in
     `folders`; a live writer's are kept. Returns the names removed.
+
+    Args:
+        folders: the folders to clean (not recursively).
+        own_pid_is_dead: names with this process' pid are a dead writer's too (a restarted container often gets
+            the pid its killed predecessor had): true where this process has written nothing yet, as at a resume.
 
     Example:
 
@@ -83,7 +88,7 @@ def remove_leftovers(*folders):
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
-            if _is_dead_writers(entry):
+            if _is_dead_writers(entry, own_pid_is_dead):
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
@@ -92,11 +97,11 @@ def remove_leftovers(*folders):
     return removed
 
 
-def _is_dead_writers(entry):
+def _is_dead_writers(entry, own_pid_is_dead):
     found = _LEFTOVER.match(entry.name)
     if found:
         pid = int(next(value for value in found.groupdict().values() if value is not None))
-        return not _alive(pid)
+        return (own_pid_is_dead and pid == os.getpid()) or not _alive(pid)
     if _OLD_TEMPORARY.match(entry.name):
         try:
             return time.time() - entry.stat().st_mtime > OLD_TEMPORARY_SECONDS
