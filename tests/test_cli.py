@@ -1,7 +1,9 @@
 """The command line starts fast and documents every command."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +128,43 @@ def test_a_misspelt_command_gets_the_closest_one(run_cli):
     assert "error: 'trian': not a command; did you mean 'train'?" in result.stderr
     unknown = run_cli("fly")
     assert unknown.returncode == 2 and "error: 'fly': not a command (commands: train, serve" in unknown.stderr
+
+
+def test_the_original_framework_spellings_pick_their_command():
+    from experiments_manager.cli import _with_default_command
+
+    assert _with_default_command(["--start_server", "--model_dir=exp"]) == ["serve", "--model_dir=exp"]
+    assert _with_default_command(["--predict_stream=-1", "--model_dir=exp"]) == ["predict", "--predict_stream=-1",
+                                                                                  "--model_dir=exp"]
+    assert _with_default_command(["--usersettings", "s.py"]) == ["train", "--usersettings", "s.py"]
+
+
+def test_serving_defaults_are_tf_servings_ports_and_this_machine_only():
+    from experiments_manager.serving.server import ServerOptions
+    from experiments_manager.settings.sections import ServingSection
+
+    options = ServerOptions()
+    assert (options.host, options.grpc_port, options.rest_port) == ("127.0.0.1", 8500, 8501)
+    assert ServingSection().port == 8500
+
+
+def test_sweep_algorithms_are_hyperopts_and_a_wrong_one_is_refused(run_cli):
+    result = run_cli("sweep", "-u", "examples/regression/mysettings_curve_fitting.py", "--max-evals", "2",
+                     "--algo", "bayes")
+    assert result.returncode == 2
+    assert "argument --algo: invalid choice: 'bayes' (choose from 'tpe', 'rand', 'anneal')" in result.stderr
+
+
+def test_a_missing_real_part_skips_with_one_line_and_fails_when_ci_requires_it(tmp_path):
+    test = tmp_path / "test_part.py"
+    test.write_text("from conftest import require_real_part\n\n"
+                    "def test_needs_it():\n    require_real_part('a flux capacitor is not installed here')\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    env.pop("EXPERIMENTS_MANAGER_REAL_PARTS", None)
+    command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(test)]
+    skipped = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert skipped.returncode == 0 and "SKIPPED" in skipped.stdout
+    assert "a flux capacitor is not installed here" in skipped.stdout
+    required = subprocess.run(command, cwd=tmp_path, env={**env, "EXPERIMENTS_MANAGER_REAL_PARTS": "required"},
+                              capture_output=True, text=True, timeout=120)
+    assert required.returncode == 1 and "a flux capacitor is not installed here" in required.stdout
