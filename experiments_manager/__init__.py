@@ -31,7 +31,7 @@ _PUBLIC = {
     "load_settings": "experiments_manager.settings",
     "Settings": "experiments_manager.settings",
     "Experiment": "experiments_manager.experiment",
-    "find_experiments": "experiments_manager.experiment",
+    "find_experiments": "experiments_manager.listing",
     "TrainingOutcome": "experiments_manager.training",
     "Trainer": "experiments_manager.training",
     "Exporter": "experiments_manager.export",

@@ -15,12 +15,11 @@ point leaves either the previous checkpoint or the new one, never a partial one.
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from experiments_manager.utils.atomic import remove_tree_atomically
+from experiments_manager.utils.atomic import folder_replaced_atomically, remove_tree_atomically
 
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)$")
 STATE_FILE = "state.json"
@@ -71,19 +70,13 @@ class Checkpointer:
         numbered = self._numbered()
         number = numbered[-1][0] + 1 if numbered else 1
         final = self.folder / f"ckpt-{number:06d}"
-        tmp = self.folder / f".tmp-ckpt-{number:06d}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)  # a killed predecessor with this pid (a restarted container) left it
-        tmp.mkdir()
-        try:
+        with folder_replaced_atomically(self.folder / f".tmp-ckpt-{number:06d}-{os.getpid()}", final) as tmp:
+            tmp.mkdir()
             model.save_weights(str(tmp / "model.weights.h5"))
             values = {f"v{index:05d}": np.asarray(variable) for index, variable in enumerate(optimizer.variables)}
             np.savez(tmp / "optimizer.npz", **values)
             # state.json last: its presence marks the folder complete
             (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         for _, old in self._numbered()[: -self.keep]:
             remove_tree_atomically(old)
         return final

@@ -320,18 +320,6 @@ def _git_commit(folder):
     return result.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def find_experiments(working_folder):
-    """Experiment folders directly under `working_folder` and in its sweep folders (their trials), oldest first."""
-    folder = Path(working_folder)
-    if not folder.is_dir():
-        raise UserInputError(f"{working_folder}: no such folder")
-    runs = list(folder.glob(f"*/{RUN_FILE_NAME}"))
-    for spec in folder.glob(f"*/{SWEEP_SPEC_NAME}"):
-        runs += spec.parent.glob(f"*/{RUN_FILE_NAME}")
-    found = [Experiment(path.parent) for path in runs]
-    return sorted(found, key=lambda experiment: experiment.run_info().get("started") or "")
-
-
 def running_command():
     """The command line of this process, for run.json."""
     program = Path(sys.argv[0]).name

@@ -9,11 +9,11 @@ to `exported_models/.tmp-<N>-<pid>/`, its signatures checked, then renamed to
 import contextlib
 import os
 import re
-import shutil
 from pathlib import Path
 
 from experiments_manager.ema import inner_optimizer
-from experiments_manager.utils.atomic import remove_leftovers, remove_tree_atomically, write_text_atomically
+from experiments_manager.utils.atomic import (folder_replaced_atomically, remove_leftovers, remove_tree_atomically,
+                                              write_text_atomically)
 from experiments_manager.utils.errors import UserInputError
 
 VERSION_PATTERN = re.compile(r"^\d+$")
@@ -133,17 +133,11 @@ class Exporter:
         signature = module.served_model.get_concrete_function()
         version = (self.last_version() or 0) + 1
         remove_leftovers(self.base)  # of an export a killed run left half-written
-        tmp = self.base / f".tmp-{version}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)  # a killed predecessor with this pid (a restarted container) left it
         signatures = {"serving_default": signature, self.settings.model_name: signature}
-        try:
+        with folder_replaced_atomically(self.base / f".tmp-{version}-{os.getpid()}", self.base / str(version)) as tmp:
             with ema_weights_swapped_in(self.model, self.model.optimizer):
                 tf.saved_model.save(module, str(tmp), signatures=signatures)
             check_signatures(tmp, tuple(signatures))
-            os.replace(tmp, self.base / str(version))
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self._apply_retention()
         return version
 

@@ -1,4 +1,4 @@
-"""The tables printed by `experiments-manager list`: experiments, then sweeps, found up to 4 levels below."""
+"""Finding experiments and sweeps below a folder (up to 4 levels), and the tables `experiments-manager list` prints."""
 
 import os
 from pathlib import Path
@@ -12,7 +12,8 @@ WIDE_COLUMNS = COLUMNS + ("hparams",)
 SWEEP_COLUMNS = ("sweep", "status", "trials", "best", "best_experiment")
 
 
-MAX_DEPTH = 4  # a lab folder / working folder / sweep / experiment, with one level to spare
+# how far below a folder experiments are looked for: lab folder / working folder / sweep / experiment, one to spare
+MAX_DEPTH = 4
 _NOT_EXPERIMENTS = {"venv", "node_modules", "__pycache__", "site-packages"}
 
 
@@ -32,6 +33,12 @@ def folders_below(folder, marker):
             subfolders[:] = sorted(name for name in subfolders
                                    if not name.startswith(".") and name not in _NOT_EXPERIMENTS)
     return found
+
+
+def find_experiments(working_folder):
+    """Experiment folders up to `MAX_DEPTH` levels below `working_folder` (a sweep's trials included), oldest first."""
+    found = [Experiment(folder) for folder in folders_below(working_folder, RUN_FILE_NAME)]
+    return sorted(found, key=lambda experiment: experiment.run_info().get("started") or "")
 
 
 def _run_info(experiment):

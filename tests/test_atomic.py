@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from experiments_manager.utils.atomic import OLD_TEMPORARY_SECONDS, remove_leftovers, replaced_atomically
+from experiments_manager.utils.atomic import (OLD_TEMPORARY_SECONDS, folder_replaced_atomically, remove_leftovers,
+                                              replaced_atomically)
 
 
 def _dead_pid():
@@ -57,3 +58,18 @@ def test_at_a_resume_leftovers_with_this_process_pid_are_a_dead_predecessors(tmp
     mine.mkdir()
     assert remove_leftovers(tmp_path) == [] and mine.is_dir()  # during a run: this process' own write in progress
     assert remove_leftovers(tmp_path, own_pid_is_dead=True) == [mine.name] and not mine.exists()
+
+
+def test_a_folder_is_renamed_whole_or_not_at_all(tmp_path):
+    stale = tmp_path / f".tmp-1-{os.getpid()}"
+    stale.mkdir()
+    (stale / "old.bin").write_text("a predecessor's")
+    with folder_replaced_atomically(stale, tmp_path / "1") as tmp:
+        tmp.mkdir()  # the stale one was removed first
+        (tmp / "saved_model.pb").write_text("x")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["1"] and os.listdir(tmp_path / "1") == ["saved_model.pb"]
+    with pytest.raises(OSError):
+        with folder_replaced_atomically(tmp_path / f".tmp-2-{os.getpid()}", tmp_path / "2") as tmp:
+            tmp.mkdir()
+            raise OSError("disk full")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["1"]

@@ -7,13 +7,12 @@ memory (`overrides.py`): it is never rewritten on disk.
 import ast
 import importlib.util
 import sys
-import traceback
 import types
 import uuid
 from pathlib import Path
 
 import experiments_manager.settings.sections as sections
-from experiments_manager.utils.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError, frames_in
 
 from experiments_manager.settings.overrides import MERGE_FUNCTION_NAME, merger, with_merges
 
@@ -223,8 +222,8 @@ def _execute(path, overrides):
 
 
 def _line_in(error, file_name):
-    lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__) if frame.filename == file_name]
-    return lines[-1] if lines else "?"
+    frames = frames_in(error, file_name)
+    return frames[-1].lineno if frames else "?"
 
 
 def _resolve_model_file(model_file, settings_path, problems):

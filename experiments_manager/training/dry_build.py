@@ -14,10 +14,9 @@ import copy
 import difflib
 import itertools
 import re
-import traceback
 from pathlib import Path
 
-from experiments_manager.utils.errors import UserInputError
+from experiments_manager.utils.errors import UserInputError, frames_in
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FAILED = object()  # what `_called` returns when the call raised (None is a value a function may return)
@@ -181,8 +180,7 @@ def _first_line(error):
 
 
 def _user_frames(error, settings):
-    files = {Path(settings.path).resolve(), Path(settings.model_file).resolve()}
-    return [frame for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename).resolve() in files]
+    return frames_in(error, settings.path, settings.model_file)
 
 
 def _user_line(error, settings):

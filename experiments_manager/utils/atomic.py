@@ -48,6 +48,30 @@ def replaced_atomically(path):
         raise
 
 
+@contextlib.contextmanager
+def folder_replaced_atomically(tmp, final):
+    """Yields `tmp` (not yet created) to write a folder into; renames it to `final` on success, removes it on failure.
+
+    A stale `tmp` of the same name (a killed predecessor with this pid: a restarted container) is removed first.
+
+    Example:
+
+    ```python
+    with folder_replaced_atomically(folder / f".tmp-ckpt-3-{os.getpid()}", folder / "ckpt-3") as tmp:
+        tmp.mkdir()
+        (tmp / "state.json").write_text("{}")
+    ```
+    """
+    tmp, final = Path(tmp), Path(final)
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_text_atomically(path, text):
     """Replaces the file at `path` by `text` in one rename."""
     with replaced_atomically(path) as tmp:

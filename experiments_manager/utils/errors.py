@@ -44,3 +44,12 @@ class InputStalled(Exception):
     Training ends `interrupted` with a checkpoint (exit code 75, EX_TEMPFAIL):
     resume it once the data flows again.
     """
+
+
+def frames_in(error, *files):
+    """The traceback frames of `error` that ran in `files` (a user's settings or model file), outermost first."""
+    import traceback
+    from pathlib import Path
+
+    wanted = {Path(file).resolve() for file in files}
+    return [frame for frame in traceback.extract_tb(error.__traceback__) if Path(frame.filename).resolve() in wanted]
