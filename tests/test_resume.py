@@ -1,7 +1,9 @@
 """Resume after kill -9 and after SIGTERM/SIGUSR1: the run finishes with the right epochs and state."""
 
 import json
+import os
 import random
+import re
 import signal
 import threading
 import time
@@ -14,7 +16,6 @@ from conftest import hparams_statuses, read_run, settings_variant, wait_for
 
 WORKING_FOLDER = "experiments/examples/curve_fitting"
 NB_EPOCH = 5
-STEPS_PER_EPOCH = 16000 // 50
 
 
 def long_settings(workdir):
@@ -60,41 +61,37 @@ def half_written(root):
                   if path.name.startswith((".tmp-", ".deleting-")) or path.name.endswith(".tmp"))
 
 
-def kill_when_seen(process, folder, prefix, timeout):
-    """Kills `process` (SIGKILL) the moment a `prefix*` entry shows in `folder`: a write caught half done."""
+def kill_when_seen(process, folder, prefix, timeout, suffix=""):
+    """Kills `process` (SIGKILL) the moment a `prefix*suffix` entry of its own (its pid in the name) shows in
+    `folder`: a write caught half done."""
     deadline = time.monotonic() + timeout
+    own = re.compile(rf"[-.]{process.pid}([-.]|$)")
     while time.monotonic() < deadline and process.poll() is None:
-        if folder.is_dir() and any(path.name.startswith(prefix) for path in folder.iterdir()):
+        if folder.is_dir() and any(path.name.startswith(prefix) and path.name.endswith(suffix) and own.search(path.name)
+                                   for path in folder.iterdir()):
             process.kill()
             process.wait(timeout=30)
             return
         time.sleep(0.0005)
-    raise AssertionError(f"no {prefix}* in {folder} within {timeout} s (the process {'ended' if process.poll() is not None else 'ran on'})")
+    raise AssertionError(f"no {prefix}*{suffix} in {folder} within {timeout} s "
+                         f"(the process {'ended' if process.poll() is not None else 'ran on'})")
 
 
-def test_kill_9_during_an_export_then_a_checkpoint_leaves_nothing_half_written(workdir, start_cli, run_cli):
-    process = start_cli("train", "-u", str(long_settings(workdir)), "--hparam", f"nbEpoch={NB_EPOCH}")
-    root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
-    kill_when_seen(process, root / "exported_models", ".tmp-", 240)
-    during_export = half_written(root)
-    assert any(name.startswith("exported_models/.tmp-") for name in during_export), during_export
+class OutputReader(threading.Thread):
+    """Collects a process' merged output lines as they come."""
 
-    resumed = start_cli("train", "--resume", str(root))
-    kill_when_seen(resumed, root / "checkpoints", ".tmp-ckpt-", 240)
-    during_checkpoint = half_written(root)
-    assert any(name.startswith("checkpoints/.tmp-ckpt-") for name in during_checkpoint), during_checkpoint
-    assert not any(name.startswith("exported_models/.tmp-") for name in during_checkpoint)  # the resume removed it
+    def __init__(self, process):
+        super().__init__(daemon=True)
+        self.process, self.lines = process, []
+        self.start()
 
-    result = run_cli("train", "--resume", str(root))
-    assert result.returncode == 0, result.stdout + result.stderr
-    removal = [line for line in result.stderr.splitlines() if line.startswith("Removed what an interrupted run left")]
-    assert len(removal) == 1 and "checkpoints/.tmp-ckpt-" in removal[0], result.stderr[-3000:]
-    info = read_run(root)
-    assert info["status"] == "finished" and info["epochs_completed"] == NB_EPOCH
-    assert_history_complete(root)
-    assert half_written(root) == []
-    versions = sorted(int(path.name) for path in (root / "exported_models").iterdir())
-    assert versions == info["exported_versions"][-len(versions):]
+    def run(self):
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def text(self):
+        self.join(timeout=30)
+        return "\n".join(self.lines)
 
 
 def assert_history_complete(root):
@@ -103,40 +100,90 @@ def assert_history_complete(root):
     return history
 
 
-def test_kill_9_at_a_random_step_then_resume_finishes(workdir, start_cli, run_cli):
-    process = start_cli("train", "-u", str(long_settings(workdir)), "--hparam", f"nbEpoch={NB_EPOCH}")
-    root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
-    watcher = PartialVersionWatcher(root / "exported_models")
-    watcher.start()
-    wait_for(lambda: checkpoints(root), 180, "the first checkpoint")
-    seed = random.SystemRandom().randrange(10**6)
-    delay = random.Random(seed).uniform(0.0, 1.5)
-    print(f"seed {seed}: kill -9 {delay:.3f} s after the first checkpoint")
-    time.sleep(delay)  # deliberately a random step of epoch 2 or 3, not a wait for a state
-    assert process.poll() is None, "training ended before it could be killed"
-    process.kill()
-    process.wait(timeout=30)
-    assert read_run(root)["status"] == "running"  # killed: nothing could record it
-    before = {int(path.name) for path in (root / "exported_models").iterdir() if path.name.isdigit()}
+CHAIN_LINKS = 10
+CHAIN_EPOCHS = 10
+CHAIN_STEPS_PER_EPOCH = 8000 // 50
+
+
+def kill_points(seed):
+    """`CHAIN_LINKS` kill points drawn with `seed`: at least two during an export, two during a checkpoint and
+    one during a file's atomic rewrite (the PNG, history.csv, run.json), the others at a random moment of start-up
+    or training."""
+    rng = random.Random(seed)
+    kinds = ["export", "export", "checkpoint", "checkpoint", "file"]
+    kinds += [rng.choice(["export", "checkpoint", "file", "startup", "step", "step"])
+              for _ in range(CHAIN_LINKS - len(kinds))]
+    rng.shuffle(kinds)
+    delays = {"startup": (0.0, 4.0), "step": (0.0, 2.0)}  # the others kill when their write shows
+    return [(kind, round(rng.uniform(*delays[kind]), 3) if kind in delays else None) for kind in kinds]
+
+
+def test_kill_9_at_ten_seeded_points_then_resume_finishes_with_nothing_half_written(workdir, start_cli, run_cli):
+    """kill -9 at 10 seeded points (during an export, a checkpoint, a file rewrite, start-up, a training step),
+    each followed by `train --resume`: every resume removes what the dead writer left, the last one finishes
+    with every epoch and every optimizer step counted once, and no reader ever saw a partial version.
+    Set KILL_CHAIN_SEED to replay a printed seed."""
+    seed = int(os.environ.get("KILL_CHAIN_SEED") or random.SystemRandom().randrange(10**6))
+    points = kill_points(seed)
+    print(f"seed {seed}: kill points {points}")
+    settings = settings_variant(workdir, "chain.py", [
+        "nb_train_samples = 8000", "save_only_last_best_model = False", "early_stopping_patience = 50"])
+    root, watcher, links = None, None, []
+    for kind, delay in points:
+        arguments = ("train", "--resume", str(root)) if root else (
+            "train", "-u", str(settings), "--hparam", f"nbEpoch={CHAIN_EPOCHS}")
+        process = start_cli(*arguments)
+        output = OutputReader(process)
+        if root is None:
+            root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
+            watcher = PartialVersionWatcher(root / "exported_models")
+            watcher.start()
+        if kind == "export":
+            kill_when_seen(process, root / "exported_models", ".tmp-", 120)
+        elif kind == "checkpoint":
+            kill_when_seen(process, root / "checkpoints", ".tmp-ckpt-", 120)
+        elif kind == "file":
+            kill_when_seen(process, root, ".", 120, suffix=".tmp")
+        else:
+            if kind == "step":
+                wait_for(lambda: any(line.startswith("Epoch ") for line in output.lines) or process.poll() is not None,
+                         120, "training to start")
+            time.sleep(delay)  # deliberately a random moment, not a wait for a state
+            assert process.poll() is None, f"{kind} kill: the run ended first\n" + output.text()
+            process.kill()
+            process.wait(timeout=30)
+        left = half_written(root)
+        print(f"{kind} kill of pid {process.pid}: left {left}")
+        if kind != "startup" and kind != "step":
+            assert left, f"the {kind} kill caught no write half done"
+        assert read_run(root)["status"] == "running"  # killed: nothing could record it
+        links.append((kind, process.pid, left, output.text()))
 
     result = run_cli("train", "--resume", str(root))
     watcher.stop.set()
     watcher.join()
     assert result.returncode == 0, result.stdout + result.stderr
+    # each dead writer's temporaries were gone once the next run got to training (its resume removed them)
+    outputs = [text for *_, text in links] + [result.stdout + result.stderr]
+    for index, (kind, _, left, _) in enumerate(links):
+        trained = [later for later in range(index + 1, len(links)) if "\nEpoch " in "\n" + outputs[later]]
+        if left and trained:
+            still_there = set(left) & set(links[trained[0]][2])
+            assert not still_there, f"{still_there} (of the {kind} kill) survived the next resume"
+    assert any("Removed what an interrupted run left half-written: " in text for text in outputs)
+    assert half_written(root) == []
     info = read_run(root)
-    assert info["status"] == "finished" and info["epochs_completed"] == NB_EPOCH
-    history = assert_history_complete(root)
+    assert info["status"] == "finished" and info["epochs_completed"] == CHAIN_EPOCHS
+    history = np.genfromtxt(root / "history.csv", delimiter=",", names=True)
+    assert list(history["epoch"].astype(int)) == list(range(1, CHAIN_EPOCHS + 1))
     assert info["best_value"] == pytest.approx(history["val_loss"].min())
     assert watcher.partial == []
     assert info["exported_versions"] == sorted(set(info["exported_versions"]))
-    after = set(watcher.seen) - before
-    assert not before or not after or min(after) > max(before)  # the resumed run numbered on after the last one
-    assert half_written(root) == []
     assert max(watcher.seen) == info["last_exported_version"]
-    # the optimizer state (iteration count, EMA, slots) came back: every step counted once
+    # the optimizer state (iteration count, EMA, slots) came back each time: every step counted once
     latest = sorted((root / "checkpoints").glob("ckpt-*"))[-1]
     with np.load(latest / "optimizer.npz") as optimizer:
-        assert int(optimizer["v00000"]) == NB_EPOCH * STEPS_PER_EPOCH
+        assert int(optimizer["v00000"]) == CHAIN_EPOCHS * CHAIN_STEPS_PER_EPOCH
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])

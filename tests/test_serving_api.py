@@ -167,3 +167,39 @@ def test_batching_answers_concurrent_clients_like_single_calls(model_server, bas
         answers = list(pool.map(ask, range(len(inputs))))
     expected = trained.model(np.concatenate(inputs), training=False).numpy()
     np.testing.assert_allclose(np.array(answers), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_big_bodies_and_answers_go_through_the_json_worker_with_the_same_results_and_errors(server, trained):
+    """Bodies over 1 MiB are parsed, and answers over 100 000 values encoded, in a worker process
+    (serving/json_worker.py): the answers and the errors must be those of the in-process path."""
+    from experiments_manager.serving import json_worker
+
+    seed = 20261122
+    print(f"seed {seed}")
+    x = np.random.default_rng(seed).uniform(-2, 2, (60_000, 1)).astype(np.float32)
+    expected = trained.model(x, training=False).numpy()
+    url = f"{server.rest_url}/v1/models/{trained.model_name}:predict"
+    bodies = {"rows": {"instances": x.tolist()}, "named rows": {"instances": [{"input": row} for row in x.tolist()]},
+              "columns": {"inputs": {"input": x.tolist()}}}
+    for kind, body in bodies.items():
+        data = json.dumps(body).encode()
+        assert len(data) > json_worker.BIG_BODY_BYTES and 2 * len(x) > json_worker.BIG_ANSWER_VALUES
+        answer = requests.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=60)
+        assert answer.status_code == 200, (kind, answer.text[:300])
+        if kind == "columns":
+            np.testing.assert_allclose(answer.json()["outputs"]["prediction"], expected, rtol=1e-5, err_msg=kind)
+        else:
+            np.testing.assert_allclose([row["prediction"] for row in answer.json()["predictions"]], expected,
+                                       rtol=1e-5, err_msg=kind)
+
+    def error(body, padding):
+        data = json.dumps(body).encode() if not isinstance(body, bytes) else body
+        data = data[:-1] + b" " * padding + data[-1:]  # the same request, made big with blanks
+        answer = requests.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=60)
+        return answer.status_code, answer.json()["error"]
+
+    big = json_worker.BIG_BODY_BYTES + 1
+    for body in ({"instances": [[1.0], [2.0, 3.0]]}, {"instances": [["a"], ["b"]]}, {"inputs": {"nope": [[1.0]]}},
+                 {"instances": [{"input": [1.0]}, {"other": [1.0]}]}, {"instances": []}, b'{"instances": [[1.0],]}'):
+        small = error(body, 0)
+        assert small[0] == 400 and error(body, big) == small, body

@@ -7,7 +7,13 @@ Compares, at 1 and 16 concurrent clients, one request = one example:
 Each server runs in its own process; the clients run in this process.
 Then measures hot reload: rename of a new version -> first answer by it (default 1 s poll).
 
+With --big-request: what one valid 10^6-row REST request (about 20 MB of JSON) costs the other clients and the
+server. Rounds alternate "4 small clients alone" and "4 small clients while one client sends the big request";
+reported: the small requests' p50 / max latency in each, the big request's own time, and the server's CPU time
+and peak memory against the request's size.
+
 Usage:  python tools/bench_serving.py [--seconds 3]
+        python tools/bench_serving.py --big-request [--rounds 4]
 """
 
 import argparse
@@ -215,9 +221,105 @@ def hot_reload(config, base, rounds=5):
         server.wait()
 
 
+def server_usage(pid):
+    """(CPU seconds of the server and its descendants, e.g. its JSON worker, so far; its own peak resident MiB)."""
+    import psutil
+
+    server = psutil.Process(pid)
+    cpu = 0.0
+    for process in [server, *server.children(recursive=True)]:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        cpu += times.user + times.system + times.children_user + times.children_system
+    peak = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("VmHWM:"))
+    return cpu, peak / 1024
+
+
+def small_clients_during(port, clients, seconds, big_body=None):
+    """Runs `clients` small-request REST clients for `seconds`; with `big_body`, one more client sends it once,
+    0.5 s in. Returns (small latencies in s during the big request, or all of them without one; big seconds)."""
+    path = f"/v1/models/{MODEL}:predict"
+    stop = threading.Event()
+    stamps = [[] for _ in range(clients)]
+    window = {}
+
+    def small(index):
+        ask = rest_session_factory(port, path)()
+        while not stop.is_set():
+            started = time.perf_counter()
+            ask()
+            stamps[index].append((started, time.perf_counter()))
+
+    def big():
+        time.sleep(0.5)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        window["start"] = time.perf_counter()
+        connection.request("POST", path, big_body, {"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        answer.read()
+        window["end"] = time.perf_counter()
+        if answer.status != 200:
+            raise RuntimeError(f"big request answered {answer.status}")
+
+    with concurrent.futures.ThreadPoolExecutor(clients + 1) as pool:
+        futures = [pool.submit(small, index) for index in range(clients)]
+        if big_body is not None:
+            futures.append(pool.submit(big))
+        time.sleep(seconds)
+        if big_body is not None:
+            futures[-1].result()  # the small clients go on until the big answer is in
+        stop.set()
+        for future in futures:
+            future.result()
+    if big_body is None:
+        return [end - start for record in stamps for start, end in record], None
+    overlapping = [end - start for record in stamps for start, end in record
+                   if end > window["start"] and start < window["end"]]
+    return overlapping, window["end"] - window["start"]
+
+
+def big_request(config, rounds, rows=10**6, clients=4, seconds=3.0):
+    """Alternates rounds without and with one `rows`-row request beside `clients` small clients."""
+    body = json.dumps({"instances": np.random.default_rng(0).random((rows, 1)).round(6).tolist()}).encode()
+    grpc_port, rest_port = free_port(), free_port()
+    server = start(serve_command(config, grpc_port, rest_port, False))
+    table = []
+    try:
+        wait_model(rest_port, server)
+        small_clients_during(rest_port, clients, 1.0)  # warm up
+        for index in range(rounds):
+            for with_big in (False, True) if index % 2 == 0 else (True, False):
+                cpu_before, _ = server_usage(server.pid)
+                latencies, big_seconds = small_clients_during(rest_port, clients, seconds, body if with_big else None)
+                cpu_after, peak = server_usage(server.pid)
+                latencies.sort()
+                table.append((index, with_big, len(latencies), latencies[len(latencies) // 2] * 1e3,
+                              latencies[-1] * 1e3, big_seconds, cpu_after - cpu_before, peak))
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"one request of {rows} rows: {len(body) / 2**20:.1f} MiB of JSON; {clients} small clients beside it")
+    print(f"{'round':>5} {'big':>4} {'small n':>8} {'p50 ms':>8} {'max ms':>9} {'big s':>7} {'server+worker CPU s':>20} "
+          f"{'server peak MiB':>16}")
+    for index, with_big, count, p50, worst, big_seconds, cpu, peak in table:
+        print(f"{index:>5} {'yes' if with_big else 'no':>4} {count:>8} {p50:>8.2f} {worst:>9.1f} "
+              f"{big_seconds if big_seconds is not None else float('nan'):>7.2f} {cpu:>20.2f} {peak:>16.0f}")
+    alone = statistics.median(row[4] for row in table if not row[1])
+    beside = statistics.median(row[4] for row in table if row[1])
+    print(f"median of the rounds' worst small-request latency: {alone:.1f} ms alone, {beside:.1f} ms beside the "
+          f"big request (its own time: median {statistics.median(row[5] for row in table if row[1]):.2f} s)")
+    print(f"server peak memory {table[-1][7]:.0f} MiB for a {len(body) / 2**20:.1f} MiB request")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per case")
+    parser.add_argument("--big-request", action="store_true",
+                        help="measure what one 10^6-row REST request costs the other clients and the server")
+    parser.add_argument("--rounds", type=int, default=4, help="with --big-request: rounds of each kind (default 4)")
     parser.add_argument("--flask-server", nargs=2, metavar=("PORT", "BASE"), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.flask_server:
@@ -229,6 +331,8 @@ def main():
         export_model(base)
         config = Path(folder) / "models.config"
         config.write_text(f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{base}" model_platform: "tensorflow" }} }}')
+        if arguments.big_request:
+            return big_request(config, arguments.rounds)
         results = {}
         factory = in_process_session_factory(base)
         for clients in (1, 16):

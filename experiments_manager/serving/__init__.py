@@ -1,7 +1,8 @@
 """Serving: a TF-Serving-compatible embedded server, its streaming client, and the real binary's launcher.
 
 Modules: config (sources, models.config), versions (poll/load/unload), servable (one loaded version),
-predictor and batching (requests -> model calls), tensors (wire formats), grpc_service and rest (front ends),
+predictor and batching (requests -> model calls), tensors (wire formats), json_worker (big REST bodies in a worker
+process), grpc_service and rest (front ends),
 server (lifecycle), client (Client_IO loop), sidecar (`train --serve`), tfserving (tensorflow_model_server),
 command (the `serve` and `predict` commands).
 """

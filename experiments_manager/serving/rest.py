@@ -16,7 +16,7 @@ import urllib.parse
 import grpc
 from google.protobuf import json_format
 
-from experiments_manager.serving import tensors
+from experiments_manager.serving import json_worker, tensors
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.grpc_service import SIGNATURE_DEF_FIELD
 from experiments_manager.serving.model_status import status_response
@@ -49,6 +49,11 @@ class RestApp:
     def __init__(self, predictor, max_request_bytes):
         self.predictor = predictor
         self.max_request_bytes = max_request_bytes
+        self.json_worker = json_worker.JsonWorker()  # big bodies and answers, off this process' GIL
+
+    def close(self):
+        """Stops the JSON worker process, if one runs."""
+        self.json_worker.close()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -109,9 +114,11 @@ class RestApp:
 
     async def _predict(self, name, version, label, body):
         servable, key, specs = self.predictor.resolve(name, version, label, body.get("signature_name", ""))
-        # decoding and encoding a big request take seconds: in a thread, so the event loop serves other clients
+        # in a thread, so the event loop serves other clients (a big body was parsed by the JSON worker)
         arrays, row_format = await asyncio.to_thread(tensors.rest_inputs, body, specs)
         outputs = await self.predictor.run_async(servable, key, arrays)
+        if sum(array.size for array in outputs.values()) > json_worker.BIG_ANSWER_VALUES:
+            return await self.json_worker.encode(outputs, row_format)
         return await asyncio.to_thread(tensors.rest_outputs, outputs, row_format)
 
     async def _read_json(self, scope, receive):
@@ -129,12 +136,11 @@ class RestApp:
                 raise _too_large(self.max_request_bytes)
             chunks.append(chunk)
             more = message.get("more_body", False)
-        try:
-            body = await asyncio.to_thread(json.loads, b"".join(chunks))  # NaN and Infinity too, as TF Serving
-        except (ValueError, UnicodeDecodeError) as error:
-            raise RequestError(f"malformed JSON request body: {error}") from None
-        except RecursionError:
-            raise RequestError("malformed JSON request body: nested too deep") from None
+        raw = b"".join(chunks)
+        if len(raw) > json_worker.BIG_BODY_BYTES:
+            body = await self.json_worker.parse(raw)
+        else:
+            body = await asyncio.to_thread(json_worker.parse_json, raw)
         if not isinstance(body, dict):
             raise RequestError('request body: expected a JSON object with "instances" or "inputs"')
         if not isinstance(body.get("signature_name", ""), str):
@@ -154,7 +160,8 @@ def _too_large(limit):
 
 
 async def _send_json(send, status, answer):
-    body = (await asyncio.to_thread(json.dumps, answer)).encode()
+    """Sends `answer`: a JSON-able object, or JSON bytes already encoded (by the JSON worker)."""
+    body = answer if isinstance(answer, bytes) else (await asyncio.to_thread(json.dumps, answer)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

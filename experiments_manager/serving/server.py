@@ -78,6 +78,7 @@ class ModelServer:
         self._grpc_server = None
         self._rest_server = None
         self._rest_task = None
+        self._rest_app = None
 
     def __repr__(self):
         names = ", ".join(source.name for source in self.sources)
@@ -155,7 +156,7 @@ class ModelServer:
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="rest-loop", daemon=True)
         self._loop_thread.start()
-        app = RestApp(self.predictor, self.options.max_request_bytes)
+        app = self._rest_app = RestApp(self.predictor, self.options.max_request_bytes)
         # ws="none": a websocket upgrade is an ordinary request (answered 404), not a 500 from an unhandled scope
         config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="off",
                                 ws="none", http=DeadlineH11Protocol.with_deadline(self.options.request_seconds),
@@ -180,6 +181,8 @@ class ModelServer:
         if self._grpc_server is not None:
             self._grpc_server.stop(grace_seconds).wait()
         self._stop_loop()
+        if self._rest_app is not None:
+            self._rest_app.close()
         self.versions.stop()
         self.predictor.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -33,10 +33,21 @@ def rest_inputs(body, specs):
     return _columnar_inputs(body["inputs"], specs), False
 
 
+class NamedRows(dict):
+    """Row-format `instances` of named inputs, gathered into one column (list or ndarray) per input name: what
+    `json_worker` makes of a big body whose rows all name the same inputs."""
+
+
 def _row_inputs(instances, specs):
+    if isinstance(instances, NamedRows):
+        _check_names(instances.keys(), specs)
+        return {name: _array(instances[name], spec) for name, spec in specs.items()}
+    if isinstance(instances, np.ndarray) and instances.ndim and len(instances):  # numeric rows parsed by json_worker
+        only = _single_spec(specs, '"instances" without input names')
+        return {only.name: _array(instances, only)}
     if not isinstance(instances, list) or not instances:
         raise RequestError('"instances": expected a non-empty list, one entry per example')
-    named = [isinstance(instance, dict) and not _is_b64(instance) for instance in instances]
+    named = [isinstance(instance, dict) and not is_b64(instance) for instance in instances]
     if not any(named):
         only = _single_spec(specs, '"instances" without input names')
         return {only.name: _array(instances, only)}
@@ -48,7 +59,7 @@ def _row_inputs(instances, specs):
 
 
 def _columnar_inputs(inputs, specs):
-    if isinstance(inputs, dict) and not _is_b64(inputs):
+    if isinstance(inputs, dict) and not is_b64(inputs):
         _check_names(inputs.keys(), specs)
         return {name: _array(inputs[name], spec) for name, spec in specs.items()}
     only = _single_spec(specs, '"inputs" without input names')
@@ -72,7 +83,7 @@ def _check_names(names, specs):
         )
 
 
-def _is_b64(value):
+def is_b64(value):
     return isinstance(value, dict) and set(value) == {"b64"}
 
 
@@ -96,10 +107,13 @@ def _array(value, spec):
 
 
 def _string_array(value, name):
+    if isinstance(value, np.ndarray):  # numbers, parsed by json_worker
+        value = value.tolist()
+
     def decode(item):
         if isinstance(item, list):
             return [decode(element) for element in item]
-        if _is_b64(item):
+        if is_b64(item):
             try:
                 return base64.b64decode(item["b64"], validate=True)
             except (binascii.Error, TypeError, ValueError):
