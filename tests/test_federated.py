@@ -171,3 +171,32 @@ def test_run_without_a_superlink_says_so_in_one_line_and_creates_nothing(run_cli
     assert errors == [f"error: --superlink {address}: no SuperLink answers there (Connection refused); "
                       "start one with `experiments-manager federated superlink`"], result.stderr
     assert not (workdir / "experiments").exists()
+
+
+def test_client_messages_leave_no_settings_or_model_modules_behind(workdir):
+    """A process that serves many federated messages (a simulation actor serves client after client) loads the
+    settings and builds the model for each; what it loaded must go with the message, or it keeps every message's
+    modules, and whatever they hold (a dataset read at module level), for good."""
+    import sys
+
+    from experiments_manager.federated.client import FederatedClient
+    from experiments_manager.federated.job import FederatedJob
+    from experiments_manager.inputs import DataPartition
+    from experiments_manager.settings.loader import MODEL_MODULE_PREFIX, SETTINGS_MODULE_PREFIX
+
+    def loaded():
+        return {name for name in sys.modules if name.startswith((SETTINGS_MODULE_PREFIX, MODEL_MODULE_PREFIX))}
+
+    job = FederatedJob(FEDERATED_SETTINGS, "examples/regression/model_curve_fitting.py", {"nbEpoch": 1},
+                       workdir / "server")
+    before = loaded()
+    for message in range(3):
+        client = FederatedClient(job, DataPartition(message % 2, 2))
+        try:
+            assert len(loaded() - before) == 2  # this message's settings and model modules, while it runs
+            weights, logs = client.train_round(client.session.model.get_weights(), server_round=message + 1)
+            assert logs["num-examples"] > 0
+        finally:
+            client.close()
+        assert loaded() == before, f"message {message} left {sorted(loaded() - before)}"
+    assert read_run(workdir / "server" / "clients" / "client_0")["epochs_completed"] == 2  # messages 0 and 2

@@ -128,11 +128,13 @@ class FederatedClient:
         return max(1, steps) * self.settings.training.batch_size
 
     def close(self):
-        """Closes the inputs and frees the model (a simulation actor serves many clients in turn)."""
+        """Closes the inputs and frees the model and the modules of this message's settings (a simulation actor
+        serves many clients in turn)."""
         import keras
 
         self.session.close()
         keras.backend.clear_session()
+        self.settings.release()
 
 
 def set_global_weights(model, weights, averages=None):

@@ -16,6 +16,10 @@ from experiments_manager.utils.errors import UserInputError, frames_in
 
 from experiments_manager.settings.overrides import MERGE_FUNCTION_NAME, merger, with_merges
 
+SETTINGS_MODULE_PREFIX = "experiments_manager_settings_"  # + a uuid: each load is its own module
+MODEL_MODULE_PREFIX = "experiments_manager_model_"
+_OWN_MODULE_PREFIXES = (SETTINGS_MODULE_PREFIX, MODEL_MODULE_PREFIX)
+
 
 class Settings:
     """A loaded and validated settings module, as typed sections (see `sections.py`).
@@ -48,6 +52,20 @@ class Settings:
         self.kafka = built["kafka"]
         self.federated = built["federated"]
         self.sweep = built["sweep"]
+        self.model_modules = []  # the model files' modules `build_model` imported for these settings
+
+    def release(self):
+        """Removes the modules that loading these settings and building their models added to `sys.modules`.
+
+        A long-lived process that loads settings per message (a federated client) calls it when the message is
+        done, so that it does not keep every message's modules, and what they hold, for good. Objects made from
+        them stay usable.
+        """
+        names = [self.module.__name__] if self.from_file else []
+        for name in names + self.model_modules:
+            if sys.modules.get(name) is not None and name.startswith(_OWN_MODULE_PREFIXES):
+                del sys.modules[name]
+        self.model_modules.clear()
 
     @property
     def model_name(self):
@@ -149,7 +167,7 @@ def settings_from_object(source, hparam_overrides=None, model_file=None):
                              f"the object itself, e.g. {label}.hparams[{next(iter(hparam_overrides))!r}] = ...")
     values = dict(source) if isinstance(source, dict) else {
         name: getattr(source, name) for name in dir(source) if not name.startswith("__")}
-    module = types.ModuleType(f"experiments_manager_settings_{uuid.uuid4().hex}")
+    module = types.ModuleType(f"{SETTINGS_MODULE_PREFIX}{uuid.uuid4().hex}")
     module.__dict__.update(values)
     problems = sections.problems_of(module, label)
     source_file = getattr(source, "__file__", None) if isinstance(source, types.ModuleType) else None
@@ -201,7 +219,7 @@ def _execute(path, overrides):
     from experiments_manager.keras2.namespaces import install_keras2_compatibility
 
     install_keras2_compatibility()
-    name = f"experiments_manager_settings_{uuid.uuid4().hex}"
+    name = f"{SETTINGS_MODULE_PREFIX}{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
     module = importlib.util.module_from_spec(spec)
     module.__file__ = str(path)

@@ -6,6 +6,7 @@ import sys
 import uuid
 
 from experiments_manager.ema import inner_optimizer
+from experiments_manager.settings.loader import MODEL_MODULE_PREFIX
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.keras2.metrics import keras2_metrics
 
@@ -21,9 +22,10 @@ def build_model(settings):
     """
     import keras
 
-    spec = importlib.util.spec_from_file_location(f"experiments_manager_model_{uuid.uuid4().hex}", settings.model_file)
+    spec = importlib.util.spec_from_file_location(f"{MODEL_MODULE_PREFIX}{uuid.uuid4().hex}", settings.model_file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
+    settings.model_modules.append(spec.name)  # removed by `settings.release()`
     spec.loader.exec_module(module)
     model = module.model(settings.module)
     if not isinstance(model, keras.Model):
