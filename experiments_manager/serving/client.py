@@ -80,11 +80,12 @@ class StreamingClient:
             options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)],
         )
 
-    def wait_until_served(self, seconds):
-        """Waits (polling GetModelStatus) until the model has an available version."""
+    def wait_until_served(self, seconds, stop=None):
+        """Waits (polling GetModelStatus) until the model has an available version, or `stop` is set (Ctrl-C)."""
         import grpc
         from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
+        stop = stop or threading.Event()
         deadline = time.monotonic() + seconds
         request = get_model_status_pb2.GetModelStatusRequest()
         request.model_spec.name = self.model_name
@@ -100,7 +101,8 @@ class StreamingClient:
                         raise ClientError(self._explain(error, "status request")) from None
                 if time.monotonic() >= deadline:
                     raise ClientError(f"{self.model_name} not served at {self.address} after waiting {seconds:g} s")
-                time.sleep(0.2)
+                if stop.wait(0.2):
+                    return
 
     def stream(self, count, interval=0.0, stop=None):
         """Runs `count` requests (count < 0: until getInputData raises StopIteration).

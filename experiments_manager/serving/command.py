@@ -146,7 +146,7 @@ def predict(arguments):
     try:
         with signal_handlers(lambda signum, frame: stop.set()):
             if arguments.wait_for_server > 0:
-                client.wait_until_served(arguments.wait_for_server)
+                client.wait_until_served(arguments.wait_for_server, stop)
             report = client.stream(arguments.predict_stream, arguments.interval, stop)
     except ClientError as error:
         sys.stdout.flush()  # what Client_IO printed (finalize's last words) comes before the outcome
@@ -158,5 +158,6 @@ def predict(arguments):
             f"latency p50 {report.percentile(0.5):.1f} ms, p99 {report.percentile(0.99):.1f} ms"
         )
     else:
-        print(f"no request sent (Client_IO.getInputData stopped at once) to {address}")
+        why = "stopped before the first request" if stop.is_set() else "Client_IO.getInputData stopped at once"
+        print(f"no request sent ({why}) to {address}")
     return 0

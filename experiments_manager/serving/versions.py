@@ -13,6 +13,7 @@ import re
 import threading
 import time
 
+from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.servable import Servable, first_line, missing_servable
 
 _LOG = logging.getLogger(__name__)
@@ -146,14 +147,14 @@ class VersionManager:
         return servable
 
     def lookup(self, name, version=None, label=None):
-        """The Servable answering a request; NOT_FOUND if none."""
+        """The Servable answering a request; NOT_FOUND if none, INVALID_ARGUMENT for a label the config lacks."""
         served = self._served.get(name)
+        if label and name in self.sources:
+            version = self.sources[name].label_version(label)
+            if version is None:  # TF Serving's answer (INVALID_ARGUMENT, REST 400), whether or not a version is up
+                raise RequestError(f"Unrecognized servable version label: {label}")
         if not served:
             raise missing_servable(name, version, label)
-        if label:
-            version = self.sources[name].label_version(label)
-            if version is None:
-                raise missing_servable(name, label=label)
         if version is not None:  # 0 too: a version number, never "the latest"
             servable = served.get(int(version))
             if servable is None:
