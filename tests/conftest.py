@@ -318,3 +318,29 @@ def flower_federation(workdir, tmp_path):
     federation = FlowerFederation(workdir, tmp_path / "flwr_home")
     yield federation
     federation.stop()
+
+
+APPTAINER_STANDIN = REPO / "tests/data/apptainer_standin"
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A real one-node Slurm cluster (tests/slurm_cluster.py) for the session; skipped, with the reason, where
+    Slurm or munge is not installed (a failure in CI)."""
+    from slurm_cluster import SlurmCluster, missing_binaries
+
+    missing = missing_binaries()
+    require_real_part(f"Slurm not installed (missing {', '.join(missing)}): apt-get install slurm-wlm munge"
+                      if missing else None)
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    yield cluster
+    cluster.stop()
+
+
+def slurm_job_env(cluster, **variables):
+    """The environment a job submitted from a test gets (sbatch exports it): the cluster's SLURM_CONF, the
+    project on PYTHONPATH, and the `apptainer` stand-in on PATH running this Python."""
+    env = dict(cli_env(), SLURM_CONF=str(cluster.conf), EM_PYTHON=sys.executable,
+               PATH=f"{APPTAINER_STANDIN}{os.pathsep}{os.environ['PATH']}")
+    env.update({name: str(value) for name, value in variables.items()})
+    return env
