@@ -70,12 +70,11 @@ def get_total_loss(model):
     return 'mean_squared_error'
 
 def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):
-    ''' generated data: x uniform in [-2, 2] (the client's own slice when non-IID), y = x**2 + noise '''
+    ''' generated data: x uniform in [-2, 2], y = x**2 + noise (non-IID: moved by get_client_partition) '''
     client_id = int(hparams['procID'])
     rng = np.random.default_rng((0 if isTraining else 1) + 10 * client_id)
-    low, high = x_range(client_id, hparams['minCl']) if (isTraining and hparams['nonIID']) else (-2, 2)
     nb_samples = nb_train_samples if isTraining else nb_val_samples
-    x = rng.uniform(low, high, size=(nb_samples, 1)).astype(np.float32)
+    x = rng.uniform(-2, 2, size=(nb_samples, 1)).astype(np.float32)
     y = (x**2 + rng.normal(scale=hparams['noiseStd'], size=x.shape)).astype(np.float32)
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if isTraining:
@@ -83,10 +82,19 @@ def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 def get_client_partition(dataset, client_id, num_clients, isTraining):
-    ''' IID: every client keeps one batch in num_clients; validation is shared '''
-    if not isTraining or hparams['nonIID']:
+    ''' IID: every client keeps one batch in num_clients. Non-IID: client i keeps every sample, moved into the
+    i-th of num_clients slices of [-2, 2] (its own part of the curve, same noise). Validation is shared. '''
+    if not isTraining:
         return dataset
-    return dataset.shard(num_clients, client_id)
+    if not hparams['nonIID']:
+        return dataset.shard(num_clients, client_id)
+    low, high = x_range(client_id, num_clients)
+
+    def into_slice(x, y):
+        moved = low + (x + 2.0) / 4.0 * (high - low)
+        return moved, y - x**2 + moved**2
+
+    return dataset.map(into_slice)
 
 def get_served_module(model, model_name):
     class ExportedModule(tf.Module):

@@ -92,6 +92,11 @@ def start_federation(settings, hparam_overrides=None, rounds=None, round_timeout
     from experiments_manager.settings import as_settings
 
     settings = as_settings(settings, hparam_overrides)
+    if settings.kafka.enabled:  # the clients would refuse it only once the federation runs (inputs.make_inputs)
+        from experiments_manager.settings.sections import user_name
+
+        raise UserInputError(f"{settings.path.name}: {user_name('kafka', 'enabled')}: not supported in federated "
+                             "training yet (expected False with enable_federated_learning)")
     config = FederationConfig.from_settings(settings, rounds=rounds, num_clients=num_clients)
     experiment = Experiment.create(settings, command or running_command())
     job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), settings.overrides,
