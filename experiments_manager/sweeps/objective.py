@@ -91,6 +91,8 @@ class TrialObjective:
                           resumed=bool(resume))
             code = process.wait()
         result = _result_of(record.read(), code, record.log_path)
+        if result["trial_status"] == "failed":
+            _end_if_running(result.get("experiment"), result["reason"])
         result.update(hparams=sampled, seconds=round(time.monotonic() - started, 3), log=str(record.log_path))
         record.update(status=result["trial_status"], ended=now(), exit_code=code, reason=result.get("reason"),
                       best_value=result.get("best_value"), best_epoch=result.get("best_epoch"), seconds=result["seconds"])
@@ -149,6 +151,13 @@ def _result_of(info, exit_code, log_path):
     else:
         reason = info.get("reason") or _last_error(log_path) or f"exit code {exit_code}"
     return {"status": "fail", "trial_status": "failed", "reason": reason, "experiment": experiment}
+
+
+def _end_if_running(experiment, reason):
+    """A trial process that died without recording its end (killed, crashed): its run.json (and TensorBoard's
+    HParams status) say `failed` too, not `running` for ever."""
+    if experiment and _run_info(experiment).get("status") == "running":
+        Experiment(experiment).mark_ended("failed", error=reason)
 
 
 def _wait_for_exit(pid, timeout=300):
