@@ -1,5 +1,5 @@
 """A real one-node Slurm cluster for the tests: munged, slurmctld and slurmd of Debian's `slurm-wlm`, run as this
-user in a temporary folder, with this host as the only node (its real CPU count and memory).
+user in a temporary folder, with this host as the only node (its real CPU count and 3/4 of its memory).
 
 Every file lives under the folder (munge key and socket, slurm.conf, state and spool, logs); the daemons run in
 the foreground as our children and are stopped by PID. Client commands (`sbatch`, `squeue`, `scontrol`, ...) find
@@ -16,6 +16,7 @@ cluster.stop()
 ```
 """
 
+import getpass
 import os
 import re
 import shutil
@@ -24,7 +25,7 @@ import subprocess
 import time
 from pathlib import Path
 
-CRED_EXPIRE_SECONDS = 15
+CRED_EXPIRE_SECONDS = 10
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo")
 
 
@@ -82,8 +83,8 @@ class SlurmCluster:
             # cred_expire is also how long a requeued job waits before it may start again (default 120 s)
             f"AuthInfo=socket={self.munge_socket},cred_expire={CRED_EXPIRE_SECONDS}",
             "CredType=cred/munge",
-            "SlurmUser=root",
-            "SlurmdUser=root",
+            f"SlurmUser={getpass.getuser()}",  # the daemons run as this user, jobs too
+            f"SlurmdUser={getpass.getuser()}",
             f"SlurmctldPort={ports[0]}",
             f"SlurmdPort={ports[1]}",
             f"StateSaveLocation={folder / 'state'}",

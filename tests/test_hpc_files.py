@@ -1,8 +1,10 @@
 """The HPC files: Apptainer definitions (install/*.def) and Slurm job templates (tools/slurm/*.sbatch).
 
-Neither Apptainer nor Slurm can be installed on our build machines, so the .def files are parsed and checked
-against install/constraints.txt and the package, their %test is run with a fake `experiments-manager`, and the
-job templates run under bash with fake `apptainer`, `srun` and `scontrol` commands. No TensorFlow here.
+Apptainer cannot be installed on our build machines, so the .def files are parsed and checked against
+install/constraints.txt and the package, and their %test is run with a fake `experiments-manager`. The job
+templates are submitted to a real Slurm in tests/test_slurm.py; here they are checked with `bash -n`, their
+`#SBATCH` lines, and the exit-code paths a real run does not reach, under fake `apptainer`, `srun` and `scontrol`
+commands. No TensorFlow here.
 """
 
 import configparser
@@ -395,7 +397,9 @@ def test_array_and_multiworker_headers():
     assert any(line.lstrip().startswith("srun apptainer run") for line in code_lines(template("multiworker").read_text()))
 
 
-# -- behaviour, with fake apptainer / srun / scontrol
+# -- the paths a real Slurm run does not reach (tests/test_slurm.py submits the templates to a real Slurm): exit
+# codes 75, past MAX_RESTARTS, a failing scontrol, a run ending on its own after a signal; with fake apptainer /
+# srun / scontrol
 
 FAKE_APPTAINER = r"""#!/bin/bash
 # Records its arguments; exits with $FAKE_EXIT, or with FAKE_EXIT=wait runs until USR1/TERM (recorded), then
@@ -489,30 +493,6 @@ JOBS = {
 }
 
 
-def test_train_command_line(cluster):
-    result = cluster.run("train", FAKE_EXIT=0)
-    assert result.returncode == 0, result.stdout + result.stderr
-    args = cluster.args()
-    assert args[:2] == ["run", "--nv"]
-    image = args.index("/images/em.sif")
-    assert args[image + 1:image + 4] == ["train", "-u", "settings/my_settings.py"]
-    assert args[-2] == "--requeue-file"
-    requeue_file = Path(args[-1])
-    assert requeue_file.parent == cluster.submit / ".slurm-requeue" and requeue_file.parent.is_dir()
-    assert "4242" in requeue_file.name
-    assert cluster.requeues() == []
-
-
-def test_requeued_job_passes_the_same_requeue_file(cluster):
-    cluster.run("train", FAKE_EXIT=138)
-    first = cluster.args()[-1]
-    cluster.run("train", FAKE_EXIT=0, SLURM_RESTART_COUNT=1)
-    assert cluster.args()[-1] == first
-    chosen = cluster.submit / "elsewhere" / "old-job"
-    cluster.run("train", FAKE_EXIT=0, REQUEUE_FILE=chosen)
-    assert cluster.args()[-1] == str(chosen) and chosen.parent.is_dir()
-
-
 @pytest.mark.parametrize("name", TRAINING_TEMPLATES)
 @pytest.mark.parametrize("code", REQUEUE_EXIT_CODES)
 def test_stopped_or_stalled_run_is_requeued(cluster, name, code):
@@ -556,50 +536,25 @@ def test_no_requeue_past_max_restarts_or_when_scontrol_fails(cluster):
     assert result.returncode == 75
 
 
-def test_array_tasks_get_their_own_config_and_requeue_file(cluster):
+def test_an_array_task_without_a_config_stops_before_running_anything(cluster):
+    """(Each task training its own config, requeued alone: tests/test_slurm.py, with a real Slurm.)"""
     options, _ = sbatch_options(template("array").read_text())
-    ids, seen = array_ids(options["--array"]), set()
-    for task in ids:
-        result = cluster.run("array", FAKE_EXIT=0, SLURM_ARRAY_JOB_ID=4240, SLURM_ARRAY_TASK_ID=task,
-                             SLURM_JOB_ID=5000 + task)
-        assert result.returncode == 0, result.stderr
-        args = cluster.args()
-        assert Path(args[-1]).name.endswith(f"4240_{task}")
-        config = tuple(args[args.index("settings/my_settings.py") + 1:-2])
-        assert config and "--hparam" in config
-        seen.add(config)
-    assert len(seen) == len(ids), "array tasks must differ"
-    (cluster.logs / "apptainer.args").unlink()
+    ids = array_ids(options["--array"])
     result = cluster.run("array", FAKE_EXIT=0, SLURM_ARRAY_JOB_ID=4240, SLURM_ARRAY_TASK_ID=max(ids) + 1)
     assert result.returncode == 2 and cluster.args() is None
+    assert f"array task {max(ids) + 1} has no entry in CONFIGS" in result.stderr
 
 
-def test_multiworker_runs_every_task_through_srun(cluster):
-    result = cluster.run("multiworker", FAKE_EXIT=0)
-    assert result.returncode == 0, result.stderr
-    assert cluster.args("srun")[:2] == ["apptainer", "run"]
-    assert cluster.args()[0] == "run"
-
-
-def test_serve_binds_all_interfaces_and_prints_how_to_reach_it(cluster):
+def test_serve_needs_an_experiment_and_can_run_the_real_tensorflow_model_server(cluster):
+    """(Serving at the printed address, stopped by scancel: tests/test_slurm.py, with a real Slurm.)"""
     assert cluster.run("serve").returncode == 2 and cluster.args() is None  # no EXPERIMENT
     experiment = cluster.submit / "experiments" / "run1"
     experiment.mkdir(parents=True)
     (experiment / "models.config").write_text('model_config_list {\n  config {\n    name: "model_curve_fitting"\n')
-    result = cluster.run("serve", EXPERIMENT="experiments/run1", FAKE_EXIT=0)
+    result = cluster.run("serve", EXPERIMENT=experiment, TF_SERVING_IMAGE="/images/tf_server.sif", FAKE_EXIT=0)
     assert result.returncode == 0, result.stderr
     args = cluster.args()
-    image = args.index("/images/em.sif")
-    assert args[:2] == ["run", "--nv"] and str(experiment) in args[args.index("--bind") + 1].split(",")
-    grpc, rest = (args[args.index(flag) + 1] for flag in ("--grpc-port", "--rest-port"))
-    assert args[image + 1:] == ["serve", "--model_dir", str(experiment), "--host", "0.0.0.0",
-                                "--grpc-port", grpc, "--rest-port", rest]
-    node = subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip()
-    assert f"{node}:{grpc}" in result.stdout and f"-L {rest}:{node}:{rest}" in result.stdout
-    assert "/v1/models/model_curve_fitting" in result.stdout
-
-    result = cluster.run("serve", EXPERIMENT=experiment, TF_SERVING_IMAGE="/images/tf_server.sif", FAKE_EXIT=0)
-    args = cluster.args()
+    grpc, rest = (str(40000 + 4242 % 10000 * 2), str(40000 + 4242 % 10000 * 2 + 1))
     assert args[args.index("/images/tf_server.sif") + 1:] == [
         f"--port={grpc}", f"--rest_api_port={rest}", f"--model_config_file={experiment}/models.config",
         "--file_system_poll_wait_seconds=1"]

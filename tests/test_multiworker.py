@@ -148,3 +148,34 @@ def test_a_slurm_step_of_several_tasks_is_a_cluster_resolved_by_tensorflow(monke
     assert "CUDA_VISIBLE_DEVICES" not in os.environ  # GPUs are bound by Slurm (--gpus-per-task), not re-bound
     assert WorkerCluster.from_environment({"SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"}) is None
     assert most_tasks_per_node("2(x3),1") == 2
+
+
+def test_a_worker_that_starts_after_the_chief_wrote_the_requeue_file_trains_the_same_new_run(workdir, tmp_path):
+    """The first run of a multi-worker job: a slow worker finds the requeue file the chief just wrote and takes the
+    run for a requeued one. No checkpoint can exist yet (the chief cannot train a step without it), so resuming
+    nothing is starting anew: both train the same run, in step, to its end."""
+    from conftest import free_port
+
+    requeue_file = tmp_path / "requeue" / "job-3"
+    workers = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+    command = cli_command("train", "-u", REGRESSION_SETTINGS, "--hparam", f"nbEpoch={EPOCHS}",
+                          "--requeue-file", str(requeue_file))
+    logs = [open(tmp_path / f"worker{index}.log", "w+") for index in (0, 1)]
+    chief = subprocess.Popen(command, cwd=workdir, env={**cli_env(), **tf_config(workers, "worker", 0)},
+                             stdout=logs[0], stderr=subprocess.STDOUT)
+    late = None
+    try:
+        root = wait_for(lambda: requeue_file.is_file() and requeue_file.read_text().strip(), 120, "the requeue file")
+        late = subprocess.Popen(command, cwd=workdir, env={**cli_env(), **tf_config(workers, "worker", 1)},
+                                stdout=logs[1], stderr=subprocess.STDOUT)
+        codes = [chief.wait(timeout=300), late.wait(timeout=300)]
+    finally:
+        for process in (chief, late):
+            if process is not None and process.poll() is None:
+                process.kill()
+    output = [(tmp_path / f"worker{index}.log").read_text() for index in (0, 1)]
+    assert codes == [0, 0], output
+    assert f"names {root}: resuming it" in output[1]  # the late worker took it for a requeued job
+    assert experiments_in(workdir) == [Path(root)]
+    info = read_run(root)
+    assert info["status"] == "finished" and info["epochs_completed"] == EPOCHS and "resumed_by" not in info

@@ -249,6 +249,7 @@ def test_tensorflow_model_server_gets_the_same_config_ports_and_batching(fake_to
     assert words[0] == str(binary)
     assert words[1:3] == ["--port=9000", "--rest_api_port=9001"]
     assert "--file_system_poll_wait_seconds=1" in words and "--enable_batching=true" in words
+    assert "--rest_api_timeout_in_ms=30000" in words
     assert any(word.startswith("--model_config_file=") for word in words)
     config = text_format.Parse((tmp_path / "called.models.config").read_text(), model_server_config_pb2.ModelServerConfig())
     (model,) = config.model_config_list.config

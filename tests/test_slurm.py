@@ -53,7 +53,7 @@ def restarts(info):
 
 
 def test_usr1_checkpoints_then_slurm_requeues_and_the_job_resumes_the_same_experiment(slurm, workdir):
-    epochs = 24
+    epochs = 12
     env = slurm_job_env(slurm, SETTINGS=no_early_stop(workdir), EXTRA_ARGS=f"--hparam nbEpoch={epochs}")
     job = slurm.submit([*SMALL, template("train.sbatch")], cwd=workdir, env=env)
     requeue_file = workdir / ".slurm-requeue" / f"train-{job}"
@@ -61,7 +61,7 @@ def test_usr1_checkpoints_then_slurm_requeues_and_the_job_resumes_the_same_exper
     wait_for(lambda: checkpoints(root), 120, "the first checkpoint")
 
     slurm.run(["scancel", "--batch", "--signal=USR1", job])  # what --signal=B:USR1@120 does before the limit
-    # requeued by the job itself; Slurm starts it again once the old credential expired (cred_expire, 15 s here)
+    # requeued by the job itself; Slurm starts it again once the old credential expired (cred_expire, 10 s here)
     final = slurm.wait_for_job(job, lambda info: info["JobState"] in ("COMPLETED", "FAILED"), 240, "end")
     log = job_output(workdir, f"em-train-{job}.out")
     assert final["JobState"] == "COMPLETED" and restarts(final) == 1, (final, log)
@@ -92,3 +92,167 @@ def test_a_users_scancel_checkpoints_and_is_not_requeued(slurm, workdir):
     state = json.loads(checkpoints(root)[-1].read_text())
     assert state["epochs_completed"] == info["epochs_completed"] > 0  # checkpointed what it had trained
     assert f"requeueing job {job}" not in log and "stopped by SIGTERM (exit code 143): not requeueing" in log, log
+
+
+def short_settings(workdir, epochs):
+    """The regression example with `epochs` epochs as its own default and no early stopping: for templates whose
+    command line has no EXTRA_ARGS (array.sbatch's CONFIGS)."""
+    return settings_variant(workdir, f"short_{epochs}.py", [
+        "early_stopping_patience = 1000", f"hparams['nbEpoch'] = {epochs}", f"nbEpoch = {epochs}"])
+
+
+def test_array_tasks_train_their_own_configs_and_one_is_requeued_alone(slurm, workdir):
+    epochs = 8
+    env = slurm_job_env(slurm, SETTINGS=short_settings(workdir, epochs))
+    array = slurm.submit([*SMALL, "--array=0-1", template("array.sbatch")], cwd=workdir, env=env)
+    tasks = [f"{array}_{index}" for index in (0, 1)]
+    roots = [workdir / wait_for(lambda: requeue_target(workdir / ".slurm-requeue" / f"array-{task}"), 120,
+                                f"task {task}'s requeue file") for task in tasks]
+    wait_for(lambda: checkpoints(roots[1]), 120, "task 1's first checkpoint")
+
+    slurm.run(["scancel", "--batch", "--signal=USR1", tasks[1]])  # task 1 alone is told to stop
+    ends = [slurm.wait_for_job(task, lambda info: info["JobState"] in ("COMPLETED", "FAILED"), 300, "the end")
+            for task in tasks]
+    logs = [job_output(workdir, f"em-array-{task}.out") for task in tasks]
+    assert [info["JobState"] for info in ends] == ["COMPLETED", "COMPLETED"], logs
+    assert [restarts(info) for info in ends] == [0, 1], logs
+    assert f"exit code 138: requeueing array task {tasks[1]}" in logs[1] and "requeueing" not in logs[0], logs
+
+    runs = [read_run(root) for root in roots]
+    assert len(set(roots)) == 2 and sorted(root.parent for root in roots) == [workdir / WORKING_FOLDER] * 2
+    assert [run["hparams"]["hiddenNeurons"] for run in runs] == [16, 64]  # CONFIGS[0] and CONFIGS[1]
+    assert all(run["status"] == "finished" and run["epochs_completed"] == epochs for run in runs), runs
+    assert "resumed_by" not in runs[0] and runs[1]["resumed_by"][-1] == str(workdir / ".slurm-requeue" /
+                                                                             f"array-{tasks[1]}")
+
+
+def test_a_sweep_signalled_mid_trial_is_requeued_and_retrains_no_finished_trial(slurm, workdir):
+    import csv
+
+    env = slurm_job_env(slurm, SETTINGS=no_early_stop(workdir), MAX_EVALS=3,
+                        EXTRA_ARGS="--hparam nbEpoch=4 --seed 7")
+    job = slurm.submit([*SMALL, template("sweep.sbatch")], cwd=workdir, env=env)
+    requeue_file = workdir / ".slurm-requeue" / f"sweep-{job}"
+    folder = workdir / wait_for(lambda: requeue_target(requeue_file), 120, "the requeue file naming the sweep")
+
+    def rows():
+        path = folder / "results.csv"
+        return list(csv.DictReader(path.open())) if path.is_file() else []
+
+    def second_trial_trained_an_epoch():
+        started = sorted(path.parent for path in folder.glob("*/run.json"))
+        running = [path for path in started if read_run(path)["status"] == "running"]
+        return len(rows()) == 1 and running and read_run(running[0])["epochs_completed"] >= 1 and running[0]
+
+    second = wait_for(second_trial_trained_an_epoch, 240, "the second trial's first epoch")
+    first = {row["experiment"]: read_run(row["experiment"]) for row in rows()}
+    slurm.run(["scancel", "--batch", "--signal=USR1", job])
+    final = slurm.wait_for_job(job, lambda info: info["JobState"] in ("COMPLETED", "FAILED"), 300, "the end")
+    log = job_output(workdir, f"em-sweep-{job}.out")
+    assert final["JobState"] == "COMPLETED" and restarts(final) == 1, log
+    assert f"exit code 138: requeueing job {job}" in log and log.rstrip().endswith("sweep finished"), log
+
+    assert json.loads((folder / "sweep.json").read_text())["status"] == "finished"
+    assert [row["status"] for row in rows()] == ["finished"] * 3
+    assert len(list(folder.glob("*/run.json"))) == 3, "the stopped trial went on in its own folder"
+    for experiment, run in first.items():
+        assert read_run(experiment) == run, "a finished trial was trained again"
+    second_run = read_run(second)
+    assert second_run["status"] == "finished" and second_run["epochs_completed"] == 4 and "resumed_by" in second_run
+
+
+def test_serve_job_answers_grpc_and_rest_at_the_address_it_prints_and_stops_on_scancel(slurm, workdir, trained):
+    import re
+
+    import grpc
+    import requests
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    env = slurm_job_env(slurm, EXPERIMENT=trained.dir)
+    job = slurm.submit([*SMALL, template("serve.sbatch")], cwd=workdir, env=env)
+    log_name = f"em-serve-{job}.out"
+    line = wait_for(lambda: re.search(r"gRPC (\S+):(\d+), REST (http://\S+)", job_output(workdir, log_name)), 60,
+                    "the addresses in the job's output")
+    grpc_address, rest_url = f"{line[1]}:{line[2]}", line[3]
+    wait_for(lambda: _answers(rest_url), 120, "the model to be available at the printed REST address")
+
+    x = np.array([[-1.0], [0.5], [1.5]], np.float32)
+    expected = trained.model(x, training=False).numpy()
+    rows = requests.post(f"{rest_url}:predict", json={"instances": x.tolist()}, timeout=30).json()["predictions"]
+    np.testing.assert_allclose([row["prediction"] for row in rows], expected, rtol=1e-6)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = trained.model_name
+    request.inputs["input"].CopyFrom(tf.make_tensor_proto(x))
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(grpc_address))
+    answer = stub.Predict(request, timeout=30)
+    np.testing.assert_allclose(np.array(answer.outputs["prediction"].float_val).reshape(x.shape), expected, rtol=1e-6)
+
+    slurm.run(["scancel", job])
+    final = slurm.wait_for_job(job, lambda info: info["JobState"] not in ("RUNNING", "COMPLETING"), 60, "the end")
+    log = job_output(workdir, log_name)
+    assert final["JobState"] == "CANCELLED" and restarts(final) == 0, (final, log)
+    assert "stopping the server" in log and "Traceback" not in log, log
+    wait_for(lambda: not _answers(rest_url), 30, "the port to close")
+
+
+def _answers(rest_url):
+    import requests
+
+    try:
+        return requests.get(rest_url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_multiworker_job_of_two_tasks_trains_one_experiment_and_a_usr1_stops_both_then_it_resumes(slurm, workdir):
+    epochs = 6
+    env = slurm_job_env(slurm, SETTINGS=no_early_stop(workdir), EXTRA_ARGS=f"--hparam nbEpoch={epochs}")
+    one_node = ["--nodes=1", "--ntasks=2", "--ntasks-per-node=2", "--gpus-per-task=0"]
+    job = slurm.submit([*SMALL, *one_node, template("multiworker.sbatch")], cwd=workdir, env=env)
+    requeue_file = workdir / ".slurm-requeue" / f"multiworker-{job}"
+    root = workdir / wait_for(lambda: requeue_target(requeue_file), 180, "the requeue file")
+    wait_for(lambda: (read_run(root).get("epochs_completed") or 0) >= 1, 240, "the first epoch")
+
+    slurm.run(["scancel", "--batch", "--signal=USR1", job])  # to the batch shell, which forwards it to srun
+    final = slurm.wait_for_job(job, lambda info: info["JobState"] in ("COMPLETED", "FAILED"), 400, "the end")
+    log = job_output(workdir, f"em-multiworker-{job}.out")
+    assert final["JobState"] == "COMPLETED" and restarts(final) == 1, (final, log)
+    # the real Slurm step environment made the two tasks one cluster, resolved by TensorFlow
+    assert log.count("this process is the chief (task worker:0) of 2 workers, from Slurm") == 2, log  # per run
+    assert log.count("this process is the worker (task worker:1) of 2 workers, from Slurm") == 2, log
+    assert f"exit code 138: requeueing job {job}" in log, log
+    assert single_experiment(workdir / WORKING_FOLDER) == root  # written by the chief only
+    info = read_run(root)
+    assert info["status"] == "finished" and info["epochs_completed"] == epochs, info
+    assert "--requeue-file" in info["resumed_by"]
+    assert history_epochs(root) == list(range(1, epochs + 1))
+
+
+def test_the_time_limit_warning_from_slurm_itself_stops_requeues_and_resumes_until_finished(slurm, workdir):
+    """No scancel here: Slurm itself sends USR1 before a 2-minute limit. `--signal=B:USR1@60` is sent at the first
+    of Slurm's 30-second time checks where 60 s + 30 s reach the limit: 30-60 s into each run. Epochs paced at
+    about 1 s make the training (~60 s) outlast the first run; each run checkpoints and requeues, a later one
+    finishes."""
+    epochs = 60
+    settings = settings_variant(workdir, "paced.py", [
+        "early_stopping_patience = 1000", "nb_train_samples = 200",
+        "import time as _time",
+        "class _Paced(tf.keras.callbacks.Callback):",
+        "    def on_epoch_end(self, epoch, logs=None):",
+        "        _time.sleep(1.0)",
+        "def addon_callbacks(model, train_samples, val_samples):",
+        "    return [_Paced()]",
+    ])
+    env = slurm_job_env(slurm, SETTINGS=settings, EXTRA_ARGS=f"--hparam nbEpoch={epochs}")
+    job = slurm.submit([*SMALL, "--time=2", "--signal=B:USR1@60", template("train.sbatch")], cwd=workdir, env=env)
+    final = slurm.wait_for_job(job, lambda info: info["JobState"] not in ("PENDING", "RUNNING", "COMPLETING"), 420,
+                               "the end")
+    log = job_output(workdir, f"em-train-{job}.out")
+    assert final["JobState"] == "COMPLETED" and restarts(final) >= 1, (final, log)
+    assert "received SIGUSR1: checkpointed after" in log and f"exit code 138: requeueing job {job}" in log, log
+    assert "DUE TO TIME LIMIT" not in log, log  # every run stopped before the limit
+    root = single_experiment(workdir / WORKING_FOLDER)
+    info = read_run(root)
+    assert info["status"] == "finished" and info["epochs_completed"] == epochs, info
+    assert history_epochs(root) == list(range(1, epochs + 1))

@@ -58,3 +58,7 @@ def add_server_arguments(parser):
         "--max-request-bytes", type=int, default=64 << 20, metavar="BYTES",
         help="largest accepted request, REST body or gRPC message (default 64 MiB)",
     )
+    group.add_argument(
+        "--rest_api_timeout_in_ms", type=int, default=30000, metavar="MS",
+        help="a REST request must arrive whole within this time, else 408 (default 30000, as TF Serving)",
+    )

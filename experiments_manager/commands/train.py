@@ -101,7 +101,8 @@ def _serving_alongside(arguments):
     check_server_arguments(arguments)
     forwarded = ["--host", arguments.host, "--rest-port", str(arguments.rest_port),
                  "--file_system_poll_wait_seconds", str(arguments.file_system_poll_wait_seconds),
-                 "--max-request-bytes", str(arguments.max_request_bytes)]
+                 "--max-request-bytes", str(arguments.max_request_bytes),
+                 "--rest_api_timeout_in_ms", str(arguments.rest_api_timeout_in_ms)]
     if arguments.grpc_port is not None:
         forwarded += ["--grpc-port", str(arguments.grpc_port)]
     if arguments.enable_batching:

@@ -44,6 +44,7 @@ def server_options(arguments, grpc_port):
         poll_seconds=arguments.file_system_poll_wait_seconds,
         batching=batching,
         max_request_bytes=arguments.max_request_bytes,
+        request_seconds=arguments.rest_api_timeout_in_ms / 1000,
     )
 
 
@@ -61,6 +62,8 @@ def check_server_arguments(arguments):
         problems.append(f"--batch_timeout_micros: expected >= 0, got {arguments.batch_timeout_micros}")
     if arguments.max_request_bytes <= 0:
         problems.append(f"--max-request-bytes: expected an int > 0, got {arguments.max_request_bytes}")
+    if arguments.rest_api_timeout_in_ms <= 0:
+        problems.append(f"--rest_api_timeout_in_ms: expected an int > 0, got {arguments.rest_api_timeout_in_ms}")
     if problems:
         raise UserInputError(problems)
 

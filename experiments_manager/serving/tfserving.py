@@ -68,6 +68,7 @@ class TensorFlowModelServer:
             f"--rest_api_port={self.options.rest_port}",
             f"--model_config_file={config}",
             f"--file_system_poll_wait_seconds={max(1, round(self.options.poll_seconds))}",
+            f"--rest_api_timeout_in_ms={round(self.options.request_seconds * 1000)}",
         ]
         if self.options.batching is not None:
             batching = config_dir / "batching.config"
