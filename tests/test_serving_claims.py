@@ -282,6 +282,7 @@ def test_serve_flag_defaults_reach_the_server_options():
     assert (options.host, options.rest_port, options.poll_seconds) == ("127.0.0.1", 8501, 1.0)
     assert server_options(build_parser().parse_args(["serve", "--model_dir", "EXP"]), 8500).batching is None
     assert options.request_seconds == 30.0  # --rest_api_timeout_in_ms, TF Serving's 30000 ms
+    assert options.max_connections == 1000
     timed = build_parser().parse_args(["serve", "--model_dir", "EXP", "--rest_api_timeout_in_ms", "1500"])
     assert server_options(timed, 8500).request_seconds == 1.5
 

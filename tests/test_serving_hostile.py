@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import requests
 
+from conftest import wait_for
 from test_serving_api import predict_request
 from test_serving_cli import OutputReader
 
@@ -182,3 +183,30 @@ def test_a_client_cannot_hold_a_rest_connection_with_a_partial_request(model_ser
             assert session.post(f"{server.rest_url}/v1/models/{MODEL}:predict", json={"instances": [[0.5]]},
                                 timeout=10).status_code == 200
             time.sleep(1.5)  # longer than the 1 s deadline, shorter than uvicorn's 5 s keep-alive
+
+
+def test_connections_beyond_the_cap_get_503_and_the_server_recovers(model_server, base_path, trained):
+    """`max_connections` (1000 by default; 3 here): further connections are answered 503 at once instead of
+    piling up; once the held ones close, requests are answered again."""
+    from experiments_manager.serving.config import ModelSource
+
+    server = model_server([ModelSource(trained.model_name, base_path)], max_connections=3, request_seconds=30.0)
+    host, port = server.rest_url.removeprefix("http://").split(":")
+    url = f"{server.rest_url}/v1/models/{MODEL}:predict"
+    held = [socket.create_connection((host, int(port)), timeout=15) for _ in range(3)]
+    try:
+        for connection in held:
+            connection.sendall(f"POST /v1/models/{MODEL}:predict HTTP/1.1\r\nHost: x\r\n".encode())  # half a request
+
+        def refused():
+            try:
+                return requests.post(url, json={"instances": [[0.5]]}, timeout=10).status_code == 503
+            except requests.ConnectionError:
+                return False
+
+        wait_for(refused, 10, "a 503 for the connection beyond the cap")
+    finally:
+        for connection in held:
+            connection.close()
+    wait_for(lambda: requests.post(url, json={"instances": [[0.5]]}, timeout=10).status_code == 200, 10,
+             "an answer once the held connections closed")
