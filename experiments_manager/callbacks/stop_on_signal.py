@@ -35,8 +35,8 @@ class StopOnSignal(keras.callbacks.Callback):
     `agree_every` steps and at each epoch start whether any of them got a signal.
 
     Args:
-        agree: for a multi-worker run, a collective function flag -> True when
-            the flag is true on any worker; None for one process.
+        agree: for a multi-worker run, a collective function: a list of ints -> each summed over the workers
+            (`MultiWorkerStrategy.summed_over_workers`); None for one process.
         agree_every: steps between two agreements.
 
     Example:
@@ -71,8 +71,10 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def check(self):
         if self.agree is not None:
-            if self.agree(self.received is not None):
-                raise TrainingInterrupted(self.received or signal.SIGTERM)
+            # which signals each worker got: every worker stops for the same one, as the one that got it would
+            counts = self.agree([int(self.received == signum) for signum in HANDLED_SIGNALS])
+            if any(counts):
+                raise TrainingInterrupted(self.received or HANDLED_SIGNALS[next(i for i, n in enumerate(counts) if n)])
         elif self.received is not None:
             raise TrainingInterrupted(self.received)
 

@@ -68,7 +68,11 @@ def run(arguments, argv):
     else:
         settings = load_settings(arguments.usersettings, parse_hparam_overrides(arguments.hparam))  # executed once
         if settings.federated.enabled:
+            from experiments_manager.distribute.cluster import WorkerCluster
             from experiments_manager.federated.command import simulate_command
+            from experiments_manager.training.entry_points import check_cluster
+
+            check_cluster(WorkerCluster.from_environment(), settings)  # refused in a multi-worker cluster
 
             if arguments.serve or arguments.bootstrap_servers:
                 raise UserInputError("--serve, --bootstrap-servers: not accepted for a federated settings file "

@@ -20,6 +20,7 @@ from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
 
 FORWARDED_SIGNALS = STOP_SIGNALS
+SIGNAL_EXIT_BASE = 128  # a run stopped cleanly by signal N exits 128 + N
 
 
 class LocalWorkers:
@@ -45,6 +46,7 @@ class LocalWorkers:
         self.grace_seconds = grace_seconds
         self.processes = []
         self.stopping_on = None  # the stop signal forwarded to every worker, once one was
+        self.terminated = set()  # indices of the workers this launcher stopped because another one failed
 
     def tf_configs(self, ports):
         """The TF_CONFIG of each worker, as JSON text."""
@@ -61,10 +63,15 @@ class LocalWorkers:
                 self.processes.append(self._start(config, log))
             codes = self._wait()
             for index, (code, log) in enumerate(zip(codes, logs)):
-                if code not in (0, codes[0]) and log is not None:  # the chief's own failure is on screen
+                # the chief's own failure is on screen; a worker this launcher stopped has nothing to report
+                if code not in (0, codes[0]) and log is not None and not self._stopped_here(index, code):
                     _print_tail(f"worker {index} exited with {code}; the end of its log:", log)
-        failures = [code for code in codes if code != 0]
-        return codes[0] if codes[0] != 0 or not failures else failures[0]
+        failures = [code for index, code in enumerate(codes) if code != 0 and not self._stopped_here(index, code)]
+        return codes[0] if not failures or failures[0] == codes[0] else failures[0]
+
+    def _stopped_here(self, index, code):
+        """The worker ended on the SIGTERM this launcher sent it because another worker had failed."""
+        return index in self.terminated and code in (-signal.SIGTERM, SIGNAL_EXIT_BASE + signal.SIGTERM)
 
     def _start(self, tf_config, log):
         command = [sys.executable, "-m", "experiments_manager", *self.argv]
@@ -86,18 +93,23 @@ class LocalWorkers:
     def _wait(self):
         """Waits for every worker; when one fails, the others (stuck in collectives) are stopped.
 
-        A worker that stopped on the signal every worker was sent has not failed: the others are
-        stopping the same way and get their time (a SIGTERM then would kill one between its
-        checkpoint and its exit, its handlers already gone).
+        A worker that stopped on a stop signal (exit 128 + signal) has not failed, whether the signal was
+        sent to every worker or to that one only: the others agree to stop after the same step and get
+        their time (a SIGTERM then would kill one between its checkpoint and its exit, its handlers
+        already gone).
         """
+        clean_stops = {SIGNAL_EXIT_BASE + signum for signum in FORWARDED_SIGNALS}
         stop_deadline = None
         while any(process.poll() is None for process in self.processes):
-            stopped = (None, 0) if self.stopping_on is None else (None, 0, 128 + self.stopping_on)
-            failed = any(process.returncode not in stopped for process in self.processes)
-            ended = any(process.returncode is not None for process in self.processes)
-            if stop_deadline is None and (failed or (self.stopping_on is not None and ended)):
+            codes = [process.returncode for process in self.processes]
+            failed = any(code not in (None, 0, *clean_stops) for code in codes)
+            stopping = self.stopping_on is not None or any(code in clean_stops for code in codes)
+            ended = any(code is not None for code in codes)
+            if stop_deadline is None and (failed or (stopping and ended)):
                 stop_deadline = time.monotonic() + self.grace_seconds  # then the stragglers are killed
                 if failed:
+                    self.terminated = {index for index, process in enumerate(self.processes)
+                                       if process.poll() is None}
                     self._forward(signal.SIGTERM, None)
             if stop_deadline is not None and time.monotonic() > stop_deadline:
                 for process in self.processes:

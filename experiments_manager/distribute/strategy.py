@@ -44,9 +44,10 @@ class MultiWorkerStrategy(tf.distribute.MultiWorkerMirroredStrategy):
         """The chief's `value` (an int), on every worker. A collective: every worker must call it."""
         return int(self._summed(tf.constant(int(value), tf.int64), tf.constant(True)))
 
-    def any_worker(self, flag):
-        """True on every worker when `flag` is true on any. A collective: every worker must call it."""
-        return bool(self._summed(tf.constant(int(bool(flag)), tf.int64), tf.constant(False)))
+    def summed_over_workers(self, counts):
+        """Each entry of the int list `counts` summed over the workers (over their replicas), on every worker.
+        A collective: every worker must call it."""
+        return [int(total) for total in self._summed(tf.constant(counts, tf.int64), tf.constant(False)).numpy()]
 
     def _sum_over_replicas(self, value, first_replica_only):
         def contribution():

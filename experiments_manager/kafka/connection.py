@@ -92,7 +92,10 @@ class KafkaConnection:
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient(self.config())
+        try:  # librdkafka checks every property here: a bad `kafka_config` is one line, not a traceback
+            admin = AdminClient(self.config())
+        except KafkaException as error:
+            raise UserInputError(f"{self.source}: kafka_config: {error.args[0].str()}") from None
         try:
             return admin.list_topics(timeout=self.connect_timeout)
         except KafkaException as error:

@@ -76,7 +76,7 @@ class KafkaInput:
         self.train_steps = samples_to_steps(settings.data.train_samples, settings.training.batch_size)
         self.val_steps = None
         self.val_restartable = True  # batches of an in-memory snapshot
-        self.callbacks = [KafkaProgress(self.stream, self.validation, experiment)]
+        self.callbacks = [KafkaProgress(self.stream, self.validation, experiment), _end_of_training(self.stream)]
         self.stateful = {"kafka": self.stream}
         self.after_checkpoint = [self.stream.commit]
         self.endless = True
@@ -91,6 +91,16 @@ class KafkaInput:
         self.stream.close()
         if self.validation is not None:
             self.validation.close()
+
+
+def _end_of_training(stream):
+    """A callback telling the stream when `fit` is over (`TrainingStream.end_training`)."""
+    import keras
+
+    def begin(logs=None):
+        stream.training_ended = False
+
+    return keras.callbacks.LambdaCallback(on_train_begin=begin, on_train_end=lambda logs=None: stream.end_training())
 
 
 def batches_dataset(generator, schema):

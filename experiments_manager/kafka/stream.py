@@ -98,6 +98,7 @@ class TrainingStream:
         self._lock = threading.Lock()  # emitted / trained positions (tf.data thread and main thread)
         self._reading = threading.Lock()  # the consumer and the read state, for one generator at a time
         self._committer = None
+        self.training_ended = False  # `fit` returned: stop waiting for records nobody will train on
 
     def start(self, state=None):
         """Assigns the partitions at their resume positions and waits for the first record.
@@ -202,7 +203,7 @@ class TrainingStream:
         pool = ShufflePool(self.shuffle_buffer, self.batch_size, self.seed)
         schema = self.reader.decoder.schema
         idle_since = None
-        while not self.reader.closing and generation == self._generation:
+        while not self.reader.closing and not self.training_ended and generation == self._generation:
             if chunk is not None:
                 pool.add(*chunk)
                 idle_since = None
@@ -227,6 +228,12 @@ class TrainingStream:
             self._emitted.append(_Emitted(self._batches_emitted, self._next, self._read_to, pool.snapshot(),
                                           self._skip))
         return block
+
+    def end_training(self):
+        """Training ended: the generator returns at its next poll. tf.data's prefetching thread keeps asking it
+        for a batch after the last step; on a topic read to its end it would wait there, holding up the end of
+        `fit`, until the stall timeout."""
+        self.training_ended = True
 
     def mark_trained(self, batches):
         """`batches` batches (counted from the start of training) have been trained on: advance the position."""

@@ -68,7 +68,7 @@ class CallbackPlan:
         averages: the run's `WeightAverages` (EMA), or None.
         reduce_lr_on_plateau: add LR-on-plateau (only when the learning rate is a plain number).
         options: the session's `SessionOptions`.
-        stop_agreement: a multi-worker strategy's `any_worker` (every worker stops at the same step), or None.
+        stop_agreement: a multi-worker strategy's `summed_over_workers` (every worker stops at the same step), or None.
 
     Attributes:
         callbacks: the list given to `fit`.

@@ -53,7 +53,7 @@ def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_b
     """
     cluster = WorkerCluster.from_environment()
     settings = as_settings(settings, hparam_overrides)
-    _check_cluster(cluster, settings)
+    check_cluster(cluster, settings)
     servers = _check_inputs(settings, kafka_bootstrap_servers)
     if cluster is not None and not cluster.is_chief:
         return _train_as_worker(cluster, settings, resuming=False,
@@ -82,8 +82,9 @@ def _alongside(factory, experiment):
     return factory(experiment) if factory is not None else contextlib.nullcontext()
 
 
-def _check_cluster(cluster, settings):
-    """Multi-worker training covers the plain input pipeline only; says so before anything is written."""
+def check_cluster(cluster, settings):
+    """Multi-worker training covers the plain input pipeline only (no Kafka input, no federated learning): one
+    line naming the setting, before anything is written. `cluster`: `WorkerCluster.from_environment()`."""
     if cluster is None:
         return
     _LOG.info("Multi-worker training: this process is the %s", cluster.describe())
@@ -143,7 +144,7 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
         _LOG.info("%s already finished: nothing to resume", experiment.root)
         return TrainingOutcome(experiment if cluster is None or cluster.is_chief else None, "finished", 0)
     settings = load_experiment_settings(experiment, settings)
-    _check_cluster(cluster, settings)
+    check_cluster(cluster, settings)
     if cluster is not None and not cluster.is_chief:
         return _train_as_worker(cluster, settings, resuming=True, experiment_at=experiment.replica)
     servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))

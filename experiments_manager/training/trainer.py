@@ -107,7 +107,7 @@ class Trainer:
                 plan = CallbackPlan(self.experiment, settings, model, inputs, restored, averages,
                                     reduce_lr_on_plateau=plateau_can_set(model.optimizer, learning_rate),
                                     options=options,
-                                    stop_agreement=strategy.any_worker if self.cluster is not None else None)
+                                    stop_agreement=strategy.summed_over_workers if self.cluster is not None else None)
             except BaseException:
                 inputs.close()
                 raise
