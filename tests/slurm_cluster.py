@@ -9,7 +9,7 @@ Example:
 
 ```python
 cluster = SlurmCluster(tmp_path)
-cluster.start()
+cluster.start()  # stops what it started if it fails
 job = cluster.submit(["--wrap", "hostname"])
 cluster.wait_for_state(job, {"COMPLETED"}, 60)
 cluster.stop()
@@ -53,6 +53,14 @@ class SlurmCluster:
         self.env = dict(os.environ, SLURM_CONF=str(self.conf))
 
     def start(self, timeout=60):
+        """Starts the daemons and waits for the node to be idle; on any failure, stops what it started."""
+        try:
+            return self._start_daemons(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_daemons(self, timeout):
         self.folder.mkdir(parents=True, exist_ok=True)
         for name in ("munge", "state", "spool", "log"):
             (self.folder / name).mkdir(exist_ok=True)
@@ -169,10 +177,22 @@ class SlurmCluster:
             parts.append(f"--- {path.name}\n" + "\n".join(text))
         return "\n".join(parts)
 
+    def cancel_all(self, timeout=60):
+        """Cancels every job and waits until the queue is empty (their processes gone, KillWait included)."""
+        if "slurmctld" not in self.processes or self.processes["slurmctld"].poll() is not None:
+            return
+        self.run(["scancel", "--full", f"--user={getpass.getuser()}"], check=False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            queue = self.run(["squeue", "--noheader", "--format=%i"], check=False)
+            if queue.returncode == 0 and not queue.stdout.strip():
+                return
+            time.sleep(0.25)
+
     def stop(self):
-        """Cancels what is left, then stops every daemon this cluster started (TERM, then KILL), by PID."""
-        if "slurmctld" in self.processes and self.processes["slurmctld"].poll() is None:
-            self.run(["scancel", "--full", f"--user={os.getuid()}"], check=False)
+        """Cancels what is left (waiting for its processes to go), then stops every daemon this cluster started
+        (TERM, then KILL), by PID."""
+        self.cancel_all()
         for name in ("slurmd", "slurmctld", "munged"):
             process = self.processes.get(name)
             if process is None or process.poll() is not None:

@@ -9,7 +9,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 
 from conftest import cli_command, cli_env, read_run, settings_variant, wait_for
 

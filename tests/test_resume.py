@@ -107,8 +107,8 @@ CHAIN_STEPS_PER_EPOCH = 8000 // 50
 
 def kill_points(seed):
     """`CHAIN_LINKS` kill points drawn with `seed`: at least two during an export, two during a checkpoint and
-    one during a file's atomic rewrite (the PNG, history.csv, run.json), the others at a random moment of start-up
-    or training."""
+    one during a file's atomic rewrite (training_curves.png: the one long enough, ~0.2 s, to be caught for sure;
+    run.json and history.csv take microseconds), the others at a random moment of start-up or training."""
     rng = random.Random(seed)
     kinds = ["export", "export", "checkpoint", "checkpoint", "file"]
     kinds += [rng.choice(["export", "checkpoint", "file", "startup", "step", "step"])
@@ -143,7 +143,7 @@ def test_kill_9_at_ten_seeded_points_then_resume_finishes_with_nothing_half_writ
         elif kind == "checkpoint":
             kill_when_seen(process, root / "checkpoints", ".tmp-ckpt-", 120)
         elif kind == "file":
-            kill_when_seen(process, root, ".", 120, suffix=".tmp")
+            kill_when_seen(process, root, ".training_curves.png.", 120, suffix=".tmp")
         else:
             if kind == "step":
                 wait_for(lambda: any(line.startswith("Epoch ") for line in output.lines) or process.poll() is not None,

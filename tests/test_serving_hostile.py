@@ -74,6 +74,10 @@ def _rest_cases(rest):
         ("largest int64 version (absent)", "POST", f"{url}/versions/{2**63 - 1}:predict", good, 404),
         ("version 0", "POST", f"{url}/versions/0:predict", good, 404),
         ("JSON nested 5000 deep", "POST", f"{url}:predict", '{"instances": ' + deep + "}", 400),
+        # np.asarray would give every element the longest string's width: 360 MB from 300 KB, 1.2 GB from 1 MiB
+        ("one long string among short ones", "POST", f"{url}:predict", {"instances": ["x" * 300_000] + ["y"] * 300}, 400),
+        ("the same, over 1 MiB (the JSON worker's path)", "POST", f"{url}:predict",
+         {"instances": ["x" * (1 << 20)] + ["y"] * 300}, 400),
     ]
 
 
@@ -210,3 +214,38 @@ def test_connections_beyond_the_cap_get_503_and_the_server_recovers(model_server
             connection.close()
     wait_for(lambda: requests.post(url, json={"instances": [[0.5]]}, timeout=10).status_code == 200, 10,
              "an answer once the held connections closed")
+
+
+def test_ctrl_c_in_the_terminal_after_a_big_request_stops_the_server_cleanly(workdir, trained):
+    """A big body goes to a JSON worker process; Ctrl-C reaches the terminal's whole process group: the server
+    stops cleanly (exit 0, no traceback from a worker) and leaves no worker behind."""
+    import os
+    import signal
+    import subprocess
+
+    import psutil
+
+    from conftest import cli_command, cli_env
+
+    process = subprocess.Popen(cli_command("serve", "--model_dir", str(trained.dir), "--grpc-port", "0",
+                                           "--rest-port", "0"), cwd=workdir, env=cli_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)  # its own "terminal"
+    try:
+        output = OutputReader(process)
+        rest = output.wait_for(rf"REST: (http://127\.0\.0\.1:\d+)/v1/models/{MODEL}", 90)[1]
+        x = np.random.default_rng(SEED).uniform(-2, 2, (60_000, 1)).astype(np.float32)
+        answer = requests.post(f"{rest}/v1/models/{MODEL}:predict", json={"instances": x.tolist()}, timeout=60)
+        assert answer.status_code == 200 and len(answer.json()["predictions"]) == len(x)
+        server = psutil.Process(process.pid)
+        os.killpg(process.pid, signal.SIGINT)
+        output.wait_for("stopping the server", 30)
+        assert process.wait(timeout=30) == 0
+        while not output.lines.empty():
+            output.seen.append(output.lines.get())
+        text = "\n".join(output.seen)
+        assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+        assert not server.is_running() and [p for p in psutil.process_iter(["cmdline"]) if
+                                            "experiments_manager.serving.json_worker" in " ".join(p.info["cmdline"] or [])] == []
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)

@@ -20,6 +20,14 @@ SMALL = ["--gres=none", "--cpus-per-task=1", "--mem=2G"]
 WORKING_FOLDER = "experiments/examples/curve_fitting"
 
 
+@pytest.fixture(autouse=True)
+def no_job_left(slurm):
+    """Whatever a test leaves in the queue (it failed before its own scancel) is cancelled before the next one:
+    the node has a CPU per job and 2 CPUs."""
+    yield
+    slurm.cancel_all()
+
+
 def no_early_stop(workdir):
     """The regression example, without early stopping: a run's epochs are the ones it was given."""
     return settings_variant(workdir, "no_early_stop.py", ["early_stopping_patience = 1000"])

@@ -71,10 +71,11 @@ class StopOnSignal(keras.callbacks.Callback):
 
     def check(self):
         if self.agree is not None:
-            # which signals each worker got: every worker stops for the same one, as the one that got it would
+            # which signals the workers got; all stop for the same one (the first of HANDLED_SIGNALS any got), so
+            # they exit with the same code and the job script sees one reason
             counts = self.agree([int(self.received == signum) for signum in HANDLED_SIGNALS])
             if any(counts):
-                raise TrainingInterrupted(self.received or HANDLED_SIGNALS[next(i for i, n in enumerate(counts) if n)])
+                raise TrainingInterrupted(HANDLED_SIGNALS[next(i for i, n in enumerate(counts) if n)])
         elif self.received is not None:
             raise TrainingInterrupted(self.received)
 

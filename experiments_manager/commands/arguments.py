@@ -60,5 +60,6 @@ def add_server_arguments(parser):
     )
     group.add_argument(
         "--rest_api_timeout_in_ms", type=int, default=30000, metavar="MS",
-        help="a REST request must arrive whole within this time, else 408 (default 30000, as TF Serving)",
+        help="a REST request must arrive whole within this time, else 408 (default 30000; tensorflow_model_server, "
+             "given the same flag, times the whole call)",
     )

@@ -46,13 +46,20 @@ class FederatedClient:
     """
 
     def __init__(self, job, partition):
-        from experiments_manager.experiment import RUN_FILE_NAME, Experiment, running_command
-        from experiments_manager.training import SessionOptions, Trainer
-
         self.created = time.monotonic()
         self.job = job
         self.partition = partition
         self.settings = job.load_settings({"procID": partition.index})
+        try:
+            self._open(job, partition)
+        except BaseException:
+            self.settings.release()  # a message that failed to start leaves no modules either
+            raise
+
+    def _open(self, job, partition):
+        from experiments_manager.experiment import RUN_FILE_NAME, Experiment, running_command
+        from experiments_manager.training import SessionOptions, Trainer
+
         root = client_folder(job.experiment_dir, partition.index)
         if (root / RUN_FILE_NAME).is_file():
             self.experiment = Experiment(root)
@@ -132,9 +139,11 @@ class FederatedClient:
         serves many clients in turn)."""
         import keras
 
-        self.session.close()
-        keras.backend.clear_session()
-        self.settings.release()
+        try:
+            self.session.close()
+            keras.backend.clear_session()
+        finally:
+            self.settings.release()
 
 
 def set_global_weights(model, weights, averages=None):

@@ -62,6 +62,8 @@ class RestApp:
             status, answer = await self._answer(scope, receive)
         except RequestError as error:
             status, answer = error.http_status, {"error": error.message}
+        except MemoryError:  # a request the memory left cannot hold: the client's to make smaller
+            status, answer = 413, {"error": "request too big for the server's memory; send a smaller one"}
         except Exception as error:  # a bug or a model crash: logged with its traceback, the server stays up
             _LOG.exception("REST %s %s failed", scope.get("method"), scope.get("path"))
             status, answer = 500, {"error": f"internal error: {type(error).__name__}: {error}"}

@@ -87,10 +87,32 @@ def is_b64(value):
     return isinstance(value, dict) and set(value) == {"b64"}
 
 
+def non_number_leaf(value):
+    """What the leaves of a nested list hold besides numbers: 'mixed values' (None, objects), else 'strings', or
+    None when all are bools, ints and floats.
+
+    Checked before `np.asarray`, which gives every element the width of the longest string: one long string
+    among many short ones would make a small request cost gigabytes.
+    """
+    stack, found = [value], None
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif not isinstance(item, (bool, int, float)):
+            if not isinstance(item, str):
+                return "mixed values"
+            found = "strings"
+    return found
+
+
 def _array(value, spec):
     """JSON value -> ndarray of the spec's dtype; refuses ragged lists and mismatched kinds."""
     if spec.dtype.name == "string":
         return _string_array(value, spec.name)
+    other = non_number_leaf(value) if isinstance(value, list) else None
+    if other is not None:
+        raise RequestError(f"input {spec.name!r}: expected {spec.dtype.name} values, got {other}")
     try:
         raw = np.asarray(value)
     except ValueError:
@@ -108,7 +130,7 @@ def _array(value, spec):
 
 def _string_array(value, name):
     if isinstance(value, np.ndarray):  # numbers, parsed by json_worker
-        value = value.tolist()
+        raise _not_strings(name)
 
     def decode(item):
         if isinstance(item, list):
@@ -120,12 +142,17 @@ def _string_array(value, name):
                 raise RequestError(f"input {name!r}: invalid base64 in {{\"b64\": ...}}") from None
         if isinstance(item, str):
             return item.encode()
-        raise RequestError(f"input {name!r}: expected strings or {{\"b64\": ...}} objects, got {type(item).__name__}")
+        raise _not_strings(name, item)
 
     decoded = decode(value)
     array = np.empty(_nested_shape(decoded, name), dtype=object)
     array[...] = decoded
     return array
+
+
+def _not_strings(name, item=0):
+    got = "numbers" if isinstance(item, (bool, int, float)) else type(item).__name__
+    return RequestError(f"input {name!r}: expected strings or {{\"b64\": ...}} objects, got {got}")
 
 
 def _nested_shape(value, name):
