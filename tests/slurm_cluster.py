@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 
 CRED_EXPIRE_SECONDS = 10
+FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+                "DEADLINE", "PREEMPTED"}
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel", "sinfo")
 
 
@@ -157,6 +159,11 @@ class SlurmCluster:
         if result.returncode != 0:
             return None
         return dict(re.findall(r"(\w+)=(\S*)", result.stdout))
+
+    def wait_for_end(self, job_id, timeout):
+        """Waits until `job_id` is in a final state (not pending, running, or in a passing state such as
+        SIGNALING or REQUEUED); returns `scontrol show job` as a dict."""
+        return self.wait_for_job(job_id, lambda info: info["JobState"] in FINAL_STATES, timeout, "a final state")
 
     def wait_for_job(self, job_id, condition, timeout, what):
         """Polls `scontrol show job` until `condition(job dict)` holds; returns the dict."""

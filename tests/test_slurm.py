@@ -70,7 +70,7 @@ def test_usr1_checkpoints_then_slurm_requeues_and_the_job_resumes_the_same_exper
 
     slurm.run(["scancel", "--batch", "--signal=USR1", job])  # what --signal=B:USR1@120 does before the limit
     # requeued by the job itself; Slurm starts it again once the old credential expired (cred_expire, 10 s here)
-    final = slurm.wait_for_job(job, lambda info: info["JobState"] in ("COMPLETED", "FAILED"), 240, "end")
+    final = slurm.wait_for_end(job, 240)
     log = job_output(workdir, f"em-train-{job}.out")
     assert final["JobState"] == "COMPLETED" and restarts(final) == 1, (final, log)
 
@@ -92,7 +92,7 @@ def test_a_users_scancel_checkpoints_and_is_not_requeued(slurm, workdir):
     wait_for(lambda: checkpoints(root), 120, "the first checkpoint")
 
     slurm.run(["scancel", job])  # Slurm sends TERM to every process of the job, KILL after KillWait
-    final = slurm.wait_for_job(job, lambda info: info["JobState"] not in ("RUNNING", "COMPLETING"), 60, "the end")
+    final = slurm.wait_for_end(job, 60)
     log = job_output(workdir, f"em-train-{job}.out")
     assert final["JobState"] == "CANCELLED" and restarts(final) == 0, (final, log)
     info = read_run(root)
@@ -119,8 +119,7 @@ def test_array_tasks_train_their_own_configs_and_one_is_requeued_alone(slurm, wo
     wait_for(lambda: checkpoints(roots[1]), 120, "task 1's first checkpoint")
 
     slurm.run(["scancel", "--batch", "--signal=USR1", tasks[1]])  # task 1 alone is told to stop
-    ends = [slurm.wait_for_job(task, lambda info: info["JobState"] in ("COMPLETED", "FAILED"), 300, "the end")
-            for task in tasks]
+    ends = [slurm.wait_for_end(task, 300) for task in tasks]
     logs = [job_output(workdir, f"em-array-{task}.out") for task in tasks]
     assert [info["JobState"] for info in ends] == ["COMPLETED", "COMPLETED"], logs
     assert [restarts(info) for info in ends] == [0, 1], logs
@@ -155,7 +154,7 @@ def test_a_sweep_signalled_mid_trial_is_requeued_and_retrains_no_finished_trial(
     second = wait_for(second_trial_trained_an_epoch, 240, "the second trial's first epoch")
     first = {row["experiment"]: read_run(row["experiment"]) for row in rows()}
     slurm.run(["scancel", "--batch", "--signal=USR1", job])
-    final = slurm.wait_for_job(job, lambda info: info["JobState"] in ("COMPLETED", "FAILED"), 300, "the end")
+    final = slurm.wait_for_end(job, 300)
     log = job_output(workdir, f"em-sweep-{job}.out")
     assert final["JobState"] == "COMPLETED" and restarts(final) == 1, log
     assert f"exit code 138: requeueing job {job}" in log and log.rstrip().endswith("sweep finished"), log
@@ -197,7 +196,7 @@ def test_serve_job_answers_grpc_and_rest_at_the_address_it_prints_and_stops_on_s
     np.testing.assert_allclose(np.array(answer.outputs["prediction"].float_val).reshape(x.shape), expected, rtol=1e-6)
 
     slurm.run(["scancel", job])
-    final = slurm.wait_for_job(job, lambda info: info["JobState"] not in ("RUNNING", "COMPLETING"), 60, "the end")
+    final = slurm.wait_for_end(job, 60)
     log = job_output(workdir, log_name)
     assert final["JobState"] == "CANCELLED" and restarts(final) == 0, (final, log)
     assert "stopping the server" in log and "Traceback" not in log, log
@@ -223,7 +222,7 @@ def test_multiworker_job_of_two_tasks_trains_one_experiment_and_a_usr1_stops_bot
     wait_for(lambda: (read_run(root).get("epochs_completed") or 0) >= 1, 240, "the first epoch")
 
     slurm.run(["scancel", "--batch", "--signal=USR1", job])  # to the batch shell, which forwards it to srun
-    final = slurm.wait_for_job(job, lambda info: info["JobState"] in ("COMPLETED", "FAILED"), 400, "the end")
+    final = slurm.wait_for_end(job, 400)
     log = job_output(workdir, f"em-multiworker-{job}.out")
     assert final["JobState"] == "COMPLETED" and restarts(final) == 1, (final, log)
     # the real Slurm step environment made the two tasks one cluster, resolved by TensorFlow
@@ -254,8 +253,7 @@ def test_the_time_limit_warning_from_slurm_itself_stops_requeues_and_resumes_unt
     ])
     env = slurm_job_env(slurm, SETTINGS=settings, EXTRA_ARGS=f"--hparam nbEpoch={epochs}")
     job = slurm.submit([*SMALL, "--time=2", "--signal=B:USR1@60", template("train.sbatch")], cwd=workdir, env=env)
-    final = slurm.wait_for_job(job, lambda info: info["JobState"] not in ("PENDING", "RUNNING", "COMPLETING"), 420,
-                               "the end")
+    final = slurm.wait_for_end(job, 420)
     log = job_output(workdir, f"em-train-{job}.out")
     assert final["JobState"] == "COMPLETED" and restarts(final) >= 1, (final, log)
     assert "received SIGUSR1: checkpointed after" in log and f"exit code 138: requeueing job {job}" in log, log
