@@ -5,36 +5,14 @@ import copy
 import json
 import random
 import re
-import shutil
 import time
 
 import numpy as np
 
-from conftest import REPO, TansuBroker, read_run, settings_variant, single_experiment
+from conftest import TansuBroker, read_run, settings_variant, single_experiment
+from test_kafka_training import recording_variant, trained_ids
 
 KAFKA_SETTINGS = "examples/kafka/mysettings_kafka_curve_fitting.py"
-
-
-def recording_settings(workdir, name, session, lines=()):
-    """Settings whose model appends the ids of the samples of every trained batch to trained_ids.txt."""
-    folder = workdir / "recording"
-    if not folder.exists():
-        shutil.copytree(REPO / "tests" / "data" / "kafka", folder)
-    path = folder / f"{name}.py"
-    path.write_text((folder / "settings_recording.py").read_text() + "\n".join([
-        f"session_name = {session!r}",
-        f"workingFolder = 'experiments/{session}'",
-        f"ids_file = {str(workdir / 'trained_ids.txt')!r}",
-        *lines,
-    ]) + "\n")
-    return path.relative_to(workdir)
-
-
-def trained_ids(workdir):
-    """Ids written by the recording model, a list per trained batch."""
-    path = workdir / "trained_ids.txt"
-    text = path.read_text() if path.exists() else ""
-    return [[int(word) for word in line.split()] for line in text[:text.rfind("\n") + 1].splitlines()]
 
 
 def topic_records(broker, topic):
@@ -110,9 +88,9 @@ def test_a_topic_of_three_partitions_is_trained_on_every_record_and_resumed_per_
     # training reads 3 epochs of 200 (10 batches of 20); kafka-produce spreads records over the partitions one
     # by one (librdkafka's null-key partitioning without its sticky batching, set through kafka_config)
     common = ["kafka_stall_timeout_secs = 4", "kafka_config = {'sticky.partitioning.linger.ms': 0}"]
-    settings = recording_settings(workdir, "parts", "parts", ["nb_train_samples = 200", "hparams = {'nbEpoch': 3}",
-                                                              "nbEpoch = 3", *common])
-    publisher = recording_settings(workdir, "parts_publisher", "parts", ["nb_train_samples = 170", *common])
+    settings = recording_variant(workdir, "parts", ["nb_train_samples = 200", "hparams = {'nbEpoch': 3}",
+                                                    "nbEpoch = 3", *common])
+    publisher = recording_variant(workdir, "parts", ["nb_train_samples = 170", *common], name="parts_publisher")
 
     only_val = cli_ok(run_cli, "kafka-produce", "-u", str(settings), *bootstrap, "--only", "val")
     assert "parts_val: 100 records" in only_val.stdout and "parts_train" not in only_val.stdout, only_val.stdout

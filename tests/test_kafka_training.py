@@ -23,11 +23,13 @@ def kafka_variant(workdir, session, lines=()):
     ], base=KAFKA_SETTINGS)
 
 
-def recording_variant(workdir, session, lines=()):
-    """Settings whose model writes the id of every sample it trains on to trained_ids.txt."""
+def recording_variant(workdir, session, lines=(), name=None):
+    """Settings whose model writes the id of every sample it trains on to trained_ids.txt, in file `name`.py
+    (default: `session`.py); several variants share the one copy of tests/data/kafka."""
     folder = workdir / "recording"
-    shutil.copytree(REPO / "tests" / "data" / "kafka", folder)
-    path = folder / f"{session}.py"
+    if not folder.exists():
+        shutil.copytree(REPO / "tests" / "data" / "kafka", folder)
+    path = folder / f"{name or session}.py"
     path.write_text((folder / "settings_recording.py").read_text() + "\n".join([
         f"session_name = {session!r}",
         f"workingFolder = 'experiments/{session}'",
