@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The tests run in parallel processes (pytest-xdist): most of them wait on real processes (a training run, a
+# server, Slurm), so more workers than cores pays (3 on 2 cores). `make test TEST_WORKERS=0`: all in one process.
+TEST_WORKERS ?= 3
 
 .PHONY: install demo test bench clean
 
@@ -21,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/experiments-manager list experiments/examples/curve_fitting
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -rs $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_train.py

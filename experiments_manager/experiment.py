@@ -98,7 +98,7 @@ class Experiment:
         return self.root / f"{self.run_info()['model_name']}.py"
 
     @classmethod
-    def create(cls, settings, command, root=None, parent=None):
+    def create(cls, settings, command, root=None, parent=None, reservation=None):
         """Creates a new experiment folder for `settings` and records run.json.
 
         Args:
@@ -107,9 +107,17 @@ class Experiment:
             root: the folder to create (a federated client's folder inside its
                 federation's); default: a new dated folder in `parent`.
             parent: where the new dated folder goes; default: the settings' `workingFolder`.
+            reservation: a `FolderReservation` made before the settings were loaded (default None): its folder
+                is used when it is the one these settings name, and released otherwise.
         """
         moment = datetime.datetime.now()  # one moment for the folder name and run.json's `started`
-        if root is None:
+        if reservation is not None and root is None and reservation.fits(settings, parent):
+            moment, root = reservation.moment, reservation.claim()
+            repeat = root.name[len(folder_name(settings.experiment.session_name, folder_stamp(moment),
+                                               settings.overrides)) + 1:]
+        elif root is None:
+            if reservation is not None:
+                reservation.release()
             parent = Path(parent if parent is not None else settings.experiment.working_folder)
             parent.mkdir(parents=True, exist_ok=True)
             base = folder_name(settings.experiment.session_name, folder_stamp(moment), settings.overrides)

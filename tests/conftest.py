@@ -12,6 +12,21 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REGRESSION_SETTINGS = "examples/regression/mysettings_curve_fitting.py"
+# `make test` runs the tests in parallel (pytest-xdist, `--dist loadgroup`). The tests of a session-wide real part
+# go to one worker, as one group (else each worker would start its own Slurm cluster or Kafka broker), and are
+# handed out first: they mostly wait on that part, while the other worker trains.
+SHARED_PARTS = {"slurm": "slurm", "kafka_broker": "kafka"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, group in SHARED_PARTS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+    order = list(SHARED_PARTS.values())
+    items.sort(key=lambda item: min([order.index(marker.args[0]) for marker in item.iter_markers("xdist_group")
+                                     if marker.args and marker.args[0] in order] or [len(order)]))
 
 
 def cli_command(*arguments):

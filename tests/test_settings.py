@@ -103,19 +103,41 @@ MALFORMED = {
 }
 
 
+CLI_CASES = ("syntax_error", "several_problems_at_once", "wrong_input_width")  # through the real command line
+
+
+def _check_error_lines(errors, expected, output):
+    assert len(errors) == len(expected), output
+    for line, wanted in zip(errors, expected):
+        for part in (wanted,) if isinstance(wanted, str) else wanted:
+            assert part in line, (line, part)
+
+
 @pytest.mark.parametrize("case", sorted(MALFORMED))
-def test_malformed_settings_exit_2_with_one_line_per_problem(case, workdir, run_cli):
+def test_malformed_settings_fail_with_one_problem_per_line_before_any_folder(case, workdir):
+    """Every case of the corpus in this process (what `train` runs: load, check, dry build): one problem each,
+    naming file and field, and no experiment folder; `CLI_CASES` show the same lines through the command line."""
+    from experiments_manager.training import train
+
     lines, expected = MALFORMED[case]
     (workdir / "examples/regression/not_a_model.py").write_text("x = 1\n")
+    settings = settings_variant(workdir, "bad.py", lines)
+    with pytest.raises(UserInputError) as caught:
+        train(str(settings))
+    problems = caught.value.problems
+    _check_error_lines([f"error: {problem}" for problem in problems], expected, problems)
+    assert not (workdir / WORKING_FOLDER).exists() or not any((workdir / WORKING_FOLDER).iterdir())
+
+
+@pytest.mark.parametrize("case", CLI_CASES)
+def test_malformed_settings_exit_2_with_one_line_per_problem(case, workdir, run_cli):
+    lines, expected = MALFORMED[case]
     settings = settings_variant(workdir, "bad.py", lines)
     result = run_cli("train", "-u", str(settings))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == len(expected), result.stderr
-    for line, wanted in zip(errors, expected):
-        for part in (wanted,) if isinstance(wanted, str) else wanted:
-            assert part in line, (line, part)
+    _check_error_lines([line for line in result.stderr.splitlines() if line.startswith("error: ")], expected,
+                       result.stderr)
     # nothing half-written: no experiment folder was created
     assert not (workdir / WORKING_FOLDER).exists() or not any((workdir / WORKING_FOLDER).iterdir())
 

@@ -31,6 +31,9 @@ def add_parser(subparsers):
 
 def run(arguments, argv):
     """Streams the requests; returns the exit code."""
+    from experiments_manager.utils.native_noise import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     from experiments_manager.serving.command import predict
 
     return predict(arguments)

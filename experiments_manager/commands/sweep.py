@@ -35,6 +35,9 @@ def add_parser(subparsers):
 
 def run(arguments, argv):
     """Runs (or resumes) the sweep; returns the exit code."""
+    from experiments_manager.utils.native_noise import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     from experiments_manager.settings import parse_hparam_overrides
     from experiments_manager.sweeps.command import SweepRequest, run_sweep
 

@@ -50,9 +50,8 @@ def run(arguments, argv):
         from experiments_manager.distribute.local_workers import LocalWorkers, without_workers_flag
 
         return LocalWorkers(without_workers_flag(argv), arguments.workers).run()
-    from experiments_manager import training
     from experiments_manager.requeue_file import resume_remembered
-    from experiments_manager.settings import load_settings, parse_hparam_overrides
+    from experiments_manager.settings.overrides import parse_hparam_overrides
 
     if arguments.keep_serving and not arguments.serve:
         raise UserInputError("--keep-serving: only with --serve")
@@ -63,26 +62,68 @@ def run(arguments, argv):
     if arguments.resume:
         if arguments.hparam:
             raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")
+        _LOG.info("Resuming %s", arguments.resume)
+        training = _import_training()
         outcome = training.resume(arguments.resume, alongside=alongside,
                                   kafka_bootstrap_servers=arguments.bootstrap_servers)
     else:
-        settings = load_settings(arguments.usersettings, parse_hparam_overrides(arguments.hparam))  # executed once
-        if settings.federated.enabled:
-            from experiments_manager.distribute.cluster import WorkerCluster
-            from experiments_manager.federated.command import simulate_command
-            from experiments_manager.training.entry_points import check_cluster
+        overrides = parse_hparam_overrides(arguments.hparam)
+        with _reserved_folder(arguments.usersettings, overrides) as reservation:
+            training = _import_training()
+            from experiments_manager.settings import load_settings
 
-            check_cluster(WorkerCluster.from_environment(), settings)  # refused in a multi-worker cluster
-
-            if arguments.serve or arguments.bootstrap_servers:
-                raise UserInputError("--serve, --bootstrap-servers: not accepted for a federated settings file "
-                                     "(serve the experiment folder with `experiments-manager serve`)")
-            _LOG.info("%s sets enable_federated_learning = True: simulating the federation on this machine "
-                      "(see `experiments-manager federated --help` for deployment)", arguments.usersettings)
-            return simulate_command(settings)
-        outcome = training.train(settings, alongside=alongside, kafka_bootstrap_servers=arguments.bootstrap_servers)
+            settings = load_settings(arguments.usersettings, overrides)  # executed once
+            if settings.federated.enabled:
+                return _simulate_federation(arguments, settings)
+            outcome = training.train(settings, alongside=alongside,
+                                     kafka_bootstrap_servers=arguments.bootstrap_servers, reservation=reservation)
     _report(outcome)
     return outcome.exit_code
+
+
+def _import_training():
+    """TensorFlow and the training package, imported with TensorFlow's start-up noise filtered."""
+    from experiments_manager.utils.native_noise import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    from experiments_manager import training
+
+    return training
+
+
+@contextlib.contextmanager
+def _reserved_folder(settings_file, overrides):
+    """The new run's folder, created and announced before the settings file (and TensorFlow) is imported; removed
+    if the run stops before using it. None for a worker that is not the chief, or a computed `workingFolder`."""
+    from experiments_manager.distribute.cluster import WorkerCluster
+    from experiments_manager.folder_reservation import FolderReservation
+
+    cluster = WorkerCluster.from_environment()
+    reservation = None
+    if cluster is None or cluster.is_chief:
+        reservation = FolderReservation.reserve(settings_file, overrides)
+    if reservation is not None:
+        _LOG.info("Experiment folder: %s", reservation.root)
+    try:
+        yield reservation
+    finally:
+        if reservation is not None:
+            reservation.release()
+
+
+def _simulate_federation(arguments, settings):
+    """`train -u` of a federated settings file: the federation simulated on this machine; its exit code."""
+    from experiments_manager.distribute.cluster import WorkerCluster
+    from experiments_manager.federated.command import simulate_command
+    from experiments_manager.training.entry_points import check_cluster
+
+    check_cluster(WorkerCluster.from_environment(), settings)  # refused in a multi-worker cluster
+    if arguments.serve or arguments.bootstrap_servers:
+        raise UserInputError("--serve, --bootstrap-servers: not accepted for a federated settings file "
+                             "(serve the experiment folder with `experiments-manager serve`)")
+    _LOG.info("%s sets enable_federated_learning = True: simulating the federation on this machine "
+              "(see `experiments-manager federated --help` for deployment)", arguments.usersettings)
+    return simulate_command(settings)
 
 
 def _remembering(requeue, alongside):

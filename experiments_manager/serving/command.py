@@ -101,6 +101,9 @@ def _run_tensorflow_model_server(arguments, sources, options):
 
 
 def _run_embedded(sources, options, parent_pid):
+    from experiments_manager.utils.native_noise import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     from experiments_manager.serving.server import ModelServer
 
     stop = threading.Event()

@@ -9,7 +9,7 @@ import random
 from pathlib import Path
 
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.sweeps.journal import process_alive
+from experiments_manager.utils.signals import process_alive
 
 _LOG = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from experiments_manager.utils.atomic import write_json_atomically
+from experiments_manager.utils.signals import process_alive
 
 RECORD_STATUSES = ("running", "finished", "failed", "interrupted")
 
@@ -144,16 +145,3 @@ def _read_pid(path):
         return int(Path(path).read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-def process_alive(pid):
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-

@@ -12,7 +12,8 @@ from experiments_manager.experiment import Experiment, now
 from experiments_manager.monitor import monitor_mode
 from experiments_manager.utils.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
 from experiments_manager.sweeps.folder import SweepFolder
-from experiments_manager.sweeps.journal import TrialJournal, process_alive
+from experiments_manager.sweeps.journal import TrialJournal
+from experiments_manager.utils.signals import process_alive
 from experiments_manager.sweeps.trial_process import trial_command
 
 HYPEROPT_LOGGERS = ("hyperopt.fmin", "hyperopt-spark")

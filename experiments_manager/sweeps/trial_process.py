@@ -49,10 +49,13 @@ def main(argv=None):
     parser.add_argument("--resume", metavar="EXPERIMENT_DIR", help="continue this experiment instead")
     arguments = parser.parse_args(argv)
 
-    from experiments_manager import training
     from experiments_manager.utils.logging_setup import configure_logging
+    from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
     configure_logging()
+    import_tensorflow_quietly()
+    from experiments_manager import training
+
     _stop_when_orphaned(arguments.parent_pid)
     record = TrialRecord(arguments.record)
 

@@ -25,7 +25,7 @@ _LOG = logging.getLogger(__name__)
 
 
 def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_bootstrap_servers=None,
-          working_folder=None):
+          working_folder=None, reservation=None):
     """Trains a new experiment from a settings file.
 
     Args:
@@ -40,6 +40,8 @@ def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_b
             `kafka_bootstrap_servers` (used when `consume_data_from_kafka`).
         working_folder: the folder to create the experiment in (default: the
             settings' `workingFolder`; a sweep's trials go to the sweep folder).
+        reservation: the `FolderReservation` the command line made and announced before loading the settings
+            (default None): the experiment goes there when the settings name it.
 
     Returns:
         a `TrainingOutcome`.
@@ -61,10 +63,12 @@ def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_b
                                                                              root=root))
     if cluster is None:  # a multi-worker strategy must exist before any TensorFlow op: no dry build there
         _dry_build(settings)  # a broken settings file is one line per problem, and no `failed` folder
-    experiment = Experiment.create(settings, command or running_command(), parent=working_folder)
+    experiment = Experiment.create(settings, command or running_command(), parent=working_folder,
+                                   reservation=reservation)
     if servers:
         experiment.update_run_info(kafka_bootstrap_servers=servers)
-    _LOG.info("Experiment folder: %s", experiment.root)
+    if reservation is None or experiment.root != reservation.root:  # else said before the settings were loaded
+        _LOG.info("Experiment folder: %s", experiment.root)
     with _alongside(alongside, experiment):
         return Trainer(experiment, settings, cluster=cluster).run()
 

@@ -14,6 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
+from experiments_manager.utils.signals import process_alive
+
 # the temporary names of this package's writers, each with its writer's pid
 _LEFTOVER = re.compile(r"^\.(?:.+\.(?P<file_pid>\d+)\.[0-9a-f]{12}\.tmp|tmp-(?:ckpt-)?\d+-(?P<dir_pid>\d+)"
                        r"|deleting-.+-(?P<deleted_pid>\d+))$")
@@ -125,22 +127,10 @@ def _is_dead_writers(entry, own_pid_is_dead):
     found = _LEFTOVER.match(entry.name)
     if found:
         pid = int(next(value for value in found.groupdict().values() if value is not None))
-        return (own_pid_is_dead and pid == os.getpid()) or not _alive(pid)
+        return (own_pid_is_dead and pid == os.getpid()) or not process_alive(pid)
     if _OLD_TEMPORARY.match(entry.name):
         try:
             return time.time() - entry.stat().st_mtime > OLD_TEMPORARY_SECONDS
         except OSError:
             return False
     return False
-
-
-def _alive(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True

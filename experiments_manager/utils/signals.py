@@ -68,3 +68,16 @@ def watch_parent(parent_pid, on_gone, interval=1.0):
 
     stopped = threading.Event()  # never set: only the wait's timeout
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def process_alive(pid):
+    """True when a process with this pid runs on this machine (another user's counts); False for no pid."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -1,0 +1,141 @@
+"""A new run's experiment folder, named and created before its settings file is executed.
+
+Executing a settings file imports TensorFlow (seconds). The command line reads the file's literal `workingFolder`
+and `session_name` first (an AST pass; nothing runs), creates the dated folder and says where the run goes at
+once. The folder holds only a `.starting` marker until `Experiment.create` claims it; a run that stops before then
+(a broken settings file) removes it, and one killed meanwhile leaves a marker that the next run's reservation in
+the same working folder removes with its folder.
+
+Example:
+
+```python
+reservation = FolderReservation.reserve("examples/regression/mysettings_curve_fitting.py", {"nbEpoch": 3})
+try:
+    ...                               # load the settings, check them
+    experiment = Experiment.create(settings, command, reservation=reservation)
+finally:
+    if reservation is not None:
+        reservation.release()         # a no-op once claimed
+```
+"""
+
+import ast
+import collections
+import contextlib
+import datetime
+import logging
+import os
+import socket
+from pathlib import Path
+
+from experiments_manager.experiment import folder_name, folder_stamp, make_unique_dir
+from experiments_manager.utils.signals import process_alive
+
+MARKER_NAME = ".starting"
+NOT_LITERAL = object()  # a settings name bound to something computed
+_LOG = logging.getLogger(__name__)
+
+
+class FolderReservation:
+    """An experiment folder created ahead of its run.
+
+    Args:
+        root: the created folder (holding only the marker).
+        moment: the run's start (its folder's stamp and run.json's `started`).
+        created_parent: the working folder when this reservation created it (removed again on release when empty).
+    """
+
+    def __init__(self, root, moment, created_parent=None):
+        self.root = Path(root)
+        self.moment = moment
+        self.created_parent = created_parent
+        self.claimed = False
+
+    @classmethod
+    def reserve(cls, settings_file, overrides):
+        """Creates the folder a new run of `settings_file` with `overrides` goes to; None when the file does not
+        name it literally (a computed `workingFolder`: the folder is created later, as without a reservation)."""
+        names = literal_assignments(settings_file, ("workingFolder", "session_name", "enable_federated_learning"))
+        if not (isinstance(names.get("workingFolder"), str) and isinstance(names.get("session_name"), str)
+                and names.get("enable_federated_learning", False) is False):
+            return None  # a federation names its own folder
+        parent = Path(names["workingFolder"])
+        created_parent = None if parent.is_dir() else _first_missing(parent)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return None  # the run reports it, with the settings' name, when it creates the folder
+        remove_abandoned(parent)
+        moment = datetime.datetime.now()
+        root = make_unique_dir(parent, folder_name(names["session_name"], folder_stamp(moment), overrides))
+        (root / MARKER_NAME).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        return cls(root, moment, created_parent)
+
+    def fits(self, settings, parent=None):
+        """True when the loaded `settings` name this folder (in `parent`, default their `workingFolder`)."""
+        parent = Path(parent if parent is not None else settings.experiment.working_folder)
+        expected = folder_name(settings.experiment.session_name, folder_stamp(self.moment), settings.overrides)
+        repeat = self.root.name[len(expected) + 1:]
+        return (not self.claimed and parent.resolve() == self.root.parent.resolve()
+                and self.root.name.startswith(expected) and (repeat == "" or repeat.isdigit()))
+
+    def claim(self):
+        """The folder, for `Experiment.create` to fill; the reservation is spent."""
+        (self.root / MARKER_NAME).unlink(missing_ok=True)
+        self.claimed = True
+        return self.root
+
+    def release(self):
+        """Removes the unclaimed folder (and the working folder this reservation created, if empty)."""
+        if self.claimed:
+            return
+        self.claimed = True
+        (self.root / MARKER_NAME).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: something else wrote there; leave it
+            self.root.rmdir()
+            if self.created_parent is not None:
+                for folder in [self.root.parent, *self.root.parent.parents]:
+                    folder.rmdir()
+                    if folder == self.created_parent:
+                        break
+
+
+def literal_assignments(settings_file, names):
+    """{name: value} for each of `names` bound in the settings file: its literal value when assigned exactly once,
+    at the top level, to a constant (str, bool, number); `NOT_LITERAL` when bound otherwise (computed, twice,
+    inside an `if`, imported). Nothing runs."""
+    try:
+        tree = ast.parse(Path(settings_file).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return {}  # the loader reports it, with the file's name
+    bound = collections.Counter(node.id for node in ast.walk(tree)
+                                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store))
+    bound.update(alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+                 for alias in node.names)
+    literal = {node.targets[0].id: node.value.value for node in tree.body
+               if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+               and isinstance(node.value, ast.Constant)}
+    return {name: literal[name] if name in literal and bound[name] == 1 else NOT_LITERAL
+            for name in names if bound[name]}
+
+
+def remove_abandoned(parent):
+    """Removes the reserved folders in `parent` whose run died before claiming them (this host's dead pids)."""
+    host = socket.gethostname()
+    for marker in Path(parent).glob(f"*/{MARKER_NAME}"):
+        with contextlib.suppress(OSError, ValueError):
+            owner_host, pid = marker.read_text().split()
+            if owner_host == host and not process_alive(int(pid)):
+                marker.unlink()
+                marker.parent.rmdir()
+                _LOG.info("Removed %s: its run stopped before it started training", marker.parent)
+
+
+def _first_missing(path):
+    """The outermost folder of `path` that does not exist yet."""
+    missing = path
+    for folder in path.parents:
+        if folder.is_dir():
+            break
+        missing = folder
+    return missing
