@@ -13,8 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 REGRESSION_SETTINGS = "examples/regression/mysettings_curve_fitting.py"
 # `make test` runs the tests in parallel (pytest-xdist, `--dist loadgroup`). The tests of a session-wide real part
-# go to one worker, as one group (else each worker would start its own Slurm cluster or Kafka broker), and are
-# handed out first: they mostly wait on that part, while the other worker trains.
+# are marked as one xdist group and handed out first: they mostly wait on that part while other workers train.
+# Known gap: with pytest-xdist 3.8.0 here the groups are not honoured (even a static `xdist_group` mark is spread
+# over workers), so each worker that gets such a test starts its own Slurm cluster / Kafka broker; the tests pass so.
 SHARED_PARTS = {"slurm": "slurm", "kafka_broker": "kafka"}
 
 
