@@ -112,9 +112,8 @@ class Experiment:
         """
         moment = datetime.datetime.now()  # one moment for the folder name and run.json's `started`
         if reservation is not None and root is None and reservation.fits(settings, parent):
-            moment, root = reservation.moment, reservation.claim()
-            repeat = root.name[len(folder_name(settings.experiment.session_name, folder_stamp(moment),
-                                               settings.overrides)) + 1:]
+            moment, base, root = reservation.moment, reservation.base, reservation.claim()
+            repeat = root.name[len(base) + 1:]  # as below
         elif root is None:
             if reservation is not None:
                 reservation.release()

@@ -41,12 +41,14 @@ class FolderReservation:
 
     Args:
         root: the created folder (holding only the marker).
+        base: its name without the repeat suffix (`folder_name` of the file's names, the moment and the overrides).
         moment: the run's start (its folder's stamp and run.json's `started`).
         created_parent: the working folder when this reservation created it (removed again on release when empty).
     """
 
-    def __init__(self, root, moment, created_parent=None):
+    def __init__(self, root, base, moment, created_parent=None):
         self.root = Path(root)
+        self.base = base
         self.moment = moment
         self.created_parent = created_parent
         self.claimed = False
@@ -67,17 +69,16 @@ class FolderReservation:
             return None  # the run reports it, with the settings' name, when it creates the folder
         remove_abandoned(parent)
         moment = datetime.datetime.now()
-        root = make_unique_dir(parent, folder_name(names["session_name"], folder_stamp(moment), overrides))
+        base = folder_name(names["session_name"], folder_stamp(moment), overrides)
+        root = make_unique_dir(parent, base)
         (root / MARKER_NAME).write_text(f"{socket.gethostname()} {os.getpid()}\n")
-        return cls(root, moment, created_parent)
+        return cls(root, base, moment, created_parent)
 
     def fits(self, settings, parent=None):
         """True when the loaded `settings` name this folder (in `parent`, default their `workingFolder`)."""
         parent = Path(parent if parent is not None else settings.experiment.working_folder)
         expected = folder_name(settings.experiment.session_name, folder_stamp(self.moment), settings.overrides)
-        repeat = self.root.name[len(expected) + 1:]
-        return (not self.claimed and parent.resolve() == self.root.parent.resolve()
-                and self.root.name.startswith(expected) and (repeat == "" or repeat.isdigit()))
+        return not self.claimed and parent.resolve() == self.root.parent.resolve() and expected == self.base
 
     def claim(self):
         """The folder, for `Experiment.create` to fill; the reservation is spent."""
