@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 SETTINGS = "examples/regression/mysettings_curve_fitting.py"
 COMMAND = [sys.executable, "-m", "experiments_manager"]
@@ -41,6 +42,14 @@ def main():
 
     threading.Thread(target=relay, daemon=True).start()
     if not found.wait(300) or "path" not in folder:
+        train.wait()
+        return train.returncode or 1
+    # the folder is named before the settings are loaded; the client opens it once its run.json exists
+    run_file = Path(folder["path"]) / "run.json"
+    deadline = time.monotonic() + 300
+    while not run_file.is_file() and train.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if not run_file.is_file():
         train.wait()
         return train.returncode or 1
     client = subprocess.Popen(
