@@ -12,22 +12,37 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REGRESSION_SETTINGS = "examples/regression/mysettings_curve_fitting.py"
-# `make test` runs the tests in parallel (pytest-xdist, `--dist loadgroup`). The tests of a session-wide real part
-# are marked as one xdist group and handed out first: they mostly wait on that part while other workers train.
-# Known gap: with pytest-xdist 3.8.0 here the groups are not honoured (even a static `xdist_group` mark is spread
-# over workers), so each worker that gets such a test starts its own Slurm cluster / Kafka broker; the tests pass so.
+# `make test` runs the tests in parallel (pytest-xdist, `--dist loadgroup`). Tests that share something costly run
+# in one worker, so it is built once: the tests of a session-wide real part (one Slurm cluster, one Kafka broker), and
+# the tests of a module that use one of its module-scoped fixtures (test_tensorboard's trained `lab`, ...). Groups are
+# handed out first, the real parts first of all: they are the longest units and mostly wait while other workers train.
+# pytest-xdist 3.8.0 groups by a suffix it writes into `item._nodeid`, which pytest 9 no longer reads (every group was
+# spread over workers): pytest is pinned to 8.4 in install/constraints.txt for that.
 SHARED_PARTS = {"slurm": "slurm", "kafka_broker": "kafka"}
+
+
+def xdist_group(item):
+    """The group an item runs in, or None: its shared real part, else its module if it uses a module-scoped fixture."""
+    for fixture, group in SHARED_PARTS.items():
+        if fixture in getattr(item, "fixturenames", ()):
+            return group
+    fixture_info = getattr(item, "_fixtureinfo", None)
+    if fixture_info and any(definitions[-1].scope == "module"
+                            for definitions in fixture_info.name2fixturedefs.values() if definitions):
+        return item.module.__name__
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        for fixture, group in SHARED_PARTS.items():
-            if fixture in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(group))
     order = list(SHARED_PARTS.values())
-    items.sort(key=lambda item: min([order.index(marker.args[0]) for marker in item.iter_markers("xdist_group")
-                                     if marker.args and marker.args[0] in order] or [len(order)]))
+    rank = {}
+    for item in items:
+        group = xdist_group(item)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+        rank[item] = order.index(group) if group in order else len(order) if group else len(order) + 1
+    items.sort(key=rank.__getitem__)
 
 
 def cli_command(*arguments):
