@@ -45,6 +45,19 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank.__getitem__)
 
 
+@pytest.fixture(autouse=True)
+def our_logger_as_it_was():
+    """In-process runs call `configure_logging` (a handler on the stderr pytest captured, propagate off): each test
+    gets the `experiments_manager` logger back as it was, so caplog sees our lines whatever ran before in this
+    worker, and no handler outlives the stream it writes to."""
+    import logging
+
+    logger = logging.getLogger("experiments_manager")
+    state = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = state[0], state[1], state[2]
+
+
 def cli_command(*arguments):
     return [sys.executable, "-m", "experiments_manager", *arguments]
 
