@@ -6,7 +6,8 @@ one it gets. Every input object has:
 - `train`, `val`: tf.data datasets of (x, y) batches;
 - `train_steps`, `val_steps`: steps per epoch (None: iterate the whole dataset);
 - `val_restartable`: False when each pass over `val` continues the last one
-  (a Python generator), so a second validation would see other batches;
+  (a Python generator), so a second validation would see other batches
+  (`train_restartable`, where present: the same for `train`);
 - `callbacks`: Keras callbacks the input needs during `fit`;
 - `stateful`: dict name -> object with `get_state()`, saved in checkpoints;
 - `after_checkpoint`: functions to call once a checkpoint is written;
@@ -70,7 +71,7 @@ class SettingsInput:
         self.train, self.val = train.dataset, val.dataset
         self.train_steps = steps_per_epoch(self.train, settings, True, train.steps)
         self.val_steps = steps_per_epoch(self.val, settings, False, val.steps)
-        self.val_restartable = val.restartable
+        self.train_restartable, self.val_restartable = train.restartable, val.restartable
         self.callbacks = []
         self.stateful = {}
         self.after_checkpoint = []

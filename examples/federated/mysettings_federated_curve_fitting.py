@@ -2,8 +2,10 @@
 Federated curve fitting: the regression example (y = x**2 + noise) split across Flower clients.
 
 A centralised settings file becomes federated with `enable_federated_learning = True` and a few
-hparams: the strategy ('federated'), the client counts (minCl/minFit/minEval) and the rounds. Each
-client trains nbEpoch local epochs per round; client i loads this file with hparams['procID'] = i.
+hparams: the strategy ('federated'), the client counts (minCl/minFit) and the rounds. Each client
+trains nbEpoch local epochs per round; client i loads this file with hparams['procID'] = i. The server
+evaluates the global model every round; 'minEval': N would have clients evaluate it on their data too
+(one more message per client and round).
 
     # simulated on this machine (Flower's simulation engine)
     experiments-manager federated simulate -u examples/federated/mysettings_federated_curve_fitting.py --num-clients 3
@@ -25,7 +27,6 @@ hparams = {'hiddenNeurons': 32,
            'federated': 'FedAvg', # any Flower strategy: FedProx (with proximal_mu), FedAdam (eta, ...), ...
            'minCl': 2,            # clients connected before a round starts
            'minFit': 2,           # clients that must train in each round
-           'minEval': 2,          # clients that evaluate the global model on their data
            'rounds': 5,
            'nonIID': False,       # True: client i only sees x in the i-th slice of [-2, 2]
            'procID': 0,           # the client id, set by the engine for each client

@@ -56,8 +56,10 @@ def add_parser(subparsers):
         "supernode",
         help="start a Flower SuperNode for one data holder (runs the ClientApp on partition I of N)",
         description="Start `flower-supernode` connected to the SuperLink, with node config "
-        "'partition-id=I num-partitions=N' (the settings see I as hparams['procID']). Arguments after `--` "
-        "go to flower-supernode unchanged.",
+        "'partition-id=I num-partitions=N' (the settings see I as hparams['procID']), and the SuperNode's "
+        "persistent worker: TensorFlow is imported once, the client's model is built at a run's first round and "
+        "kept for the next ones; a worker that dies is started again, and it stops with the SuperNode. "
+        "Arguments after `--` go to flower-supernode unchanged.",
     )
     supernode.add_argument("--superlink", required=True, metavar="HOST:PORT", help="the SuperLink's address")
     supernode.add_argument("--partition-id", type=int, required=True, metavar="I", help="this client's id, 0..N-1")

@@ -4,6 +4,8 @@
 - `job`: what both apps need to know (settings, experiment folder), as Flower run config.
 - `client`: a client trains its partition with the engine's own Trainer, round after round.
 - `server`: the server evaluates, logs and exports the global model in its experiment folder.
-- `apps`: the `ServerApp` and `ClientApp`.
+- `apps`: the `ServerApp` and the `ClientApp`s (in-process, or the thin one that asks the SuperNode's worker).
+- `worker`, `worker_protocol`, `keeper`: a deployed SuperNode's persistent worker (TensorFlow imported once), how
+  the ClientApp talks to it, and the process that keeps it running with the SuperNode.
 - `simulation`, `deployment`, `command`: `experiments-manager federated simulate|run|superlink|supernode`.
 """

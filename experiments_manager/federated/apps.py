@@ -1,7 +1,10 @@
-"""Flower's ServerApp and ClientApp for a federation, built from a `FederatedJob`.
+"""Flower's ServerApp and ClientApps for a federation, built from a `FederatedJob`.
 
 Simulation hands the job to `server_app`/`client_app` directly; deployment
-(`flwr run`) rebuilds it from the run config in `experiments_manager.federated.deployed`.
+(`flwr run`) rebuilds it from the run config in `experiments_manager.federated.deployed`,
+where a SuperNode started by `federated supernode` runs `worker_client_app`: the
+message goes to the SuperNode's persistent worker, and TensorFlow stays out of
+the ClientApp's process.
 """
 
 import contextlib
@@ -10,7 +13,6 @@ from pathlib import Path
 
 _LOG = logging.getLogger(__name__)
 LOCAL_EPOCHS_KEY = "local-epochs"
-PROXIMAL_MU_KEY = "proximal-mu"  # what Flower's FedProx sends to clients
 
 
 def server_app(job_of):
@@ -41,9 +43,9 @@ def client_app(job_of):
 
     @contextlib.contextmanager
     def client_for(context):
-        from experiments_manager.federated.client import FederatedClient
+        from experiments_manager.federated.client import FederatedClient, node_partition
 
-        client = FederatedClient(job_of(context), _partition(context.node_config))
+        client = FederatedClient(job_of(context), node_partition(context.node_config))
         try:
             yield client
         finally:
@@ -51,6 +53,8 @@ def client_app(job_of):
 
     @app.train()
     def train(message, context):
+        from experiments_manager.federated.client import PROXIMAL_MU_KEY
+
         content = message.content
         config = content["config"] if "config" in content else {}
         with client_for(context) as client:
@@ -64,6 +68,54 @@ def client_app(job_of):
     def evaluate(message, context):
         with client_for(context) as client:
             metrics = client.evaluate(message.content["arrays"].to_numpy_ndarrays())
+        return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=message)
+
+    return app
+
+
+def worker_client_app(worker_folder, app_dir):
+    """A `ClientApp` that hands each message to the SuperNode's persistent worker (`federated.worker`).
+
+    It imports neither TensorFlow nor the settings: the worker, started with
+    the SuperNode, trains with the same `FederatedClient` as `client_app` and
+    keeps it between rounds. A worker that dies in a round makes this message
+    fail (Flower reports the error to the server, which goes on under minFit).
+
+    Args:
+        worker_folder: the SuperNode's worker folder (`worker.FOLDER_VARIABLE` in the environment).
+        app_dir: the Flower app folder the SuperNode installed (relative files of the run config).
+
+    Example:
+
+    ```python
+    client_app = worker_client_app(os.environ[FOLDER_VARIABLE], Path(__file__).parent)
+    ```
+    """
+    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+
+    from experiments_manager.federated.worker_protocol import ask_worker
+
+    app = ClientApp()
+
+    def ask(kind, message, context):
+        content = message.content
+        config = content["config"] if "config" in content else {}
+        request = {"kind": kind, "run_id": message.metadata.run_id, "run_config": dict(context.run_config),
+                   "app_dir": str(app_dir), "node_config": dict(context.node_config),
+                   "config": {key: value for key, value in config.items()
+                              if isinstance(value, (bool, int, float, str))}}
+        return ask_worker(worker_folder, request, content["arrays"].to_numpy_ndarrays())
+
+    @app.train()
+    def train(message, context):
+        weights, metrics = ask("train", message, context)
+        reply = RecordDict({"arrays": ArrayRecord(weights), "metrics": MetricRecord(metrics)})
+        return Message(reply, reply_to=message)
+
+    @app.evaluate()
+    def evaluate(message, context):
+        _, metrics = ask("evaluate", message, context)
         return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=message)
 
     return app
@@ -111,20 +163,8 @@ def run_federation(job, grid):
     experiment.mark_ended("finished")
 
 
-def _partition(node_config):
-    from experiments_manager.utils.errors import UserInputError
-    from experiments_manager.inputs import DataPartition
-
-    try:
-        return DataPartition(int(node_config["partition-id"]), int(node_config["num-partitions"]))
-    except (KeyError, ValueError):
-        raise UserInputError(
-            f"SuperNode node config {dict(node_config)}: expected partition-id and num-partitions, "
-            "e.g. flower-supernode --node-config 'partition-id=0 num-partitions=2'"
-        ) from None
-
-
 def _description(config):
     return {"strategy": config.strategy_name, "parameters": config.strategy_parameters, "minCl": config.min_clients,
             "minFit": config.min_fit, "minEval": config.min_eval, "rounds": config.rounds,
+            "client_evaluation": config.client_evaluation,
             "round_timeout_secs": config.round_timeout}

@@ -16,6 +16,9 @@ def federated(arguments):
     mode = arguments.federated_command
     if mode in ("superlink", "supernode"):
         return _exec_flower(mode, arguments)
+    from experiments_manager.utils.native_noise import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     overrides = parse_hparam_overrides(arguments.hparam)
     if mode == "simulate":
         return simulate_command(arguments.usersettings, overrides, arguments.num_clients, arguments.rounds,
@@ -29,12 +32,17 @@ def federated(arguments):
 
 
 def _exec_flower(mode, arguments):
-    """Replaces this process by flower-superlink / flower-supernode (so its PID is Flower's)."""
+    """Replaces this process by flower-superlink / flower-supernode (so its PID is Flower's).
+
+    A SuperNode first starts the keeper of its persistent worker (`keeper.start_keeper`): TensorFlow is
+    imported once, in the worker, and the ClientApps Flower starts for each message hand their work to it
+    (the folder of its socket is in their environment). The keeper stops the worker when the SuperNode ends.
+    """
     import os
     import sys
     from pathlib import Path
 
-    from experiments_manager.federated.deployment import FLOWER_ENVIRONMENT, flower_program
+    from experiments_manager.federated.deployment import flower_environment, flower_program
 
     if mode == "superlink":
         program = "flower-superlink"
@@ -46,10 +54,15 @@ def _exec_flower(mode, arguments):
                    "--node-config", f"partition-id={arguments.partition_id} num-partitions={arguments.num_partitions}"]
     command = (["--insecure"] if arguments.insecure else []) + command + list(arguments.flower_arguments)
     executable = flower_program(program)
-    environment = {**os.environ, **FLOWER_ENVIRONMENT}
+    environment = flower_environment(os.environ)
     # Flower starts flwr-serverapp / flwr-clientapp by name: this environment's bin folder comes first.
     environment["PATH"] = str(Path(sys.executable).parent) + os.pathsep + environment.get("PATH", "")
     _LOG.info("%s %s", program, " ".join(command))
+    if mode == "supernode":
+        from experiments_manager.federated.keeper import start_keeper
+        from experiments_manager.federated.worker_protocol import FOLDER_VARIABLE
+
+        environment[FOLDER_VARIABLE] = str(start_keeper(os.getpid()))
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(executable, [program, *command], environment)

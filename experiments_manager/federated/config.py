@@ -9,7 +9,11 @@
 | `rounds`     | federated rounds (`--rounds` overrides)                      | 20           |
 | other keys   | named like a parameter of the strategy (`proximal_mu`, `eta`, `fraction_train`, ...) are passed to it |
 
-Each client trains `nbEpoch` local epochs per round.
+Each client trains `nbEpoch` local epochs per round. The server evaluates the global model after every round;
+clients evaluate it on their own validation data too only when the settings ask for it: `hparams['minEval']` set
+(at least that many clients evaluate, all of them unless `fraction_evaluate` says less, as in the original framework),
+or `hparams['fraction_evaluate'] > 0`; `fraction_evaluate = 0` turns it off. Otherwise a round is one message per
+client.
 """
 
 import inspect
@@ -35,6 +39,7 @@ class FederationConfig:
         min_eval: `minEval`.
         rounds: number of rounds.
         round_timeout: seconds to wait for clients to connect, or to answer, in a round.
+        client_evaluation: whether clients evaluate the global model too (default False: the server does).
 
     Example:
 
@@ -44,7 +49,8 @@ class FederationConfig:
     ```
     """
 
-    def __init__(self, strategy_name, strategy_parameters, min_clients, min_fit, min_eval, rounds, round_timeout):
+    def __init__(self, strategy_name, strategy_parameters, min_clients, min_fit, min_eval, rounds, round_timeout,
+                 client_evaluation=False):
         self.strategy_name = strategy_name
         self.strategy_parameters = strategy_parameters
         self.min_clients = min_clients
@@ -52,6 +58,7 @@ class FederationConfig:
         self.min_eval = min_eval
         self.rounds = rounds
         self.round_timeout = round_timeout
+        self.client_evaluation = client_evaluation
 
     @classmethod
     def from_settings(cls, settings, rounds=None, num_clients=None):
@@ -96,11 +103,16 @@ class FederationConfig:
         strategy_class = available[strategy_name]
         chosen = {key: hparams[key] for key in _strategy_parameters(strategy_class)
                   if key in hparams and key not in _NODE_COUNTS}
+        fraction = chosen.get("fraction_evaluate", 1.0 if "minEval" in hparams else 0.0)
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+            raise UserInputError(f"{name}: hparams['fraction_evaluate']: expected a number from 0 to 1, got "
+                                 f"{fraction!r}")
         missing = [key for key in _required_parameters(strategy_class) if key not in chosen]
         if missing:
             raise UserInputError(f"{name}: hparams: {strategy_name} needs {', '.join(repr(key) for key in missing)} "
                                  "(named like its parameters)")
-        return cls(strategy_name, chosen, min_clients, min_fit, min_eval, rounds, settings.federated.round_timeout_secs)
+        return cls(strategy_name, chosen, min_clients, min_fit, min_eval, rounds, settings.federated.round_timeout_secs,
+                   client_evaluation=fraction > 0)
 
     def strategy_class(self):
         return available_strategies()[self.strategy_name]
@@ -117,7 +129,8 @@ class FederationConfig:
     def describe(self):
         parameters = "".join(f", {key}={value!r}" for key, value in sorted(self.strategy_parameters.items()))
         return (f"{self.strategy_name}(minCl={self.min_clients}, minFit={self.min_fit}, minEval={self.min_eval}"
-                f"{parameters}), {self.rounds} rounds")
+                f"{parameters}), {self.rounds} rounds, "
+                + ("clients evaluate too" if self.client_evaluation else "server-side evaluation only"))
 
 
 def available_strategies():

@@ -5,6 +5,7 @@
 the settings and model files, so SuperNodes need no shared file system to load them.
 """
 
+import os
 from pathlib import Path
 
 
@@ -16,9 +17,18 @@ def server_app_for(app_dir):
 
 
 def client_app_for(app_dir):
-    """The `ClientApp` of the Flower app in `app_dir`, reading its `FederatedJob` from the run config."""
-    from experiments_manager.federated.apps import client_app
+    """The `ClientApp` of the Flower app in `app_dir`, reading its `FederatedJob` from the run config.
 
+    On a SuperNode started by `experiments-manager federated supernode` (its worker folder is in the
+    environment) the ClientApp hands each message to the SuperNode's persistent worker; on one started
+    otherwise (plain `flower-supernode`) it trains in its own process, importing TensorFlow for each message.
+    """
+    from experiments_manager.federated.apps import client_app, worker_client_app
+    from experiments_manager.federated.worker_protocol import FOLDER_VARIABLE
+
+    worker_folder = os.environ.get(FOLDER_VARIABLE)
+    if worker_folder:
+        return worker_client_app(worker_folder, Path(app_dir))
     return client_app(_job_reader(app_dir))
 
 

@@ -26,11 +26,21 @@ APP_MODULE = "em_federation"
 CONNECTION_NAME = "experiments-manager"
 FINISHED = "finished"
 STATUS_POLL_SECONDS = 5.0  # each `flwr ls` is a Python process: asking every second slows a 2-core node
-# Flower's own switches: no telemetry, no update check, no `uv sync` of app dependencies (offline clusters), and
-# app processes started 0.1 s after work arrives instead of up to 1 s.
+# Flower's own switches: no telemetry, no update check, no `uv sync` of app dependencies (offline clusters).
 FLOWER_ENVIRONMENT = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
-                      "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-                      "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1"}
+                      "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
+# How often a SuperExec (one per SuperLink and SuperNode) asks for work to start an app process for (Flower's
+# default: 1 s; its minimum, 0.01 s). Set in the environment, FLWR_SUPEREXEC_TASK_POLL_INTERVAL wins. 0.1 s: an app
+# process starts 0.05 s after its work arrives on average; at 0.01 s (0.005 s) the polls of a SuperLink and two
+# SuperNodes kept 0.6-0.8 of a core busy while idle (0.13 at 0.1 s) and doubled the CPU a round costs
+# (tools/bench_federated.py --superexec-poll, BENCHMARKS.md).
+SUPEREXEC_POLL_VARIABLE = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
+SUPEREXEC_POLL_SECONDS = "0.1"
+
+
+def flower_environment(environment):
+    """`environment` with Flower's switches (`FLOWER_ENVIRONMENT`) and the SuperExec poll (unless it sets one)."""
+    return {SUPEREXEC_POLL_VARIABLE: SUPEREXEC_POLL_SECONDS, **environment, **FLOWER_ENVIRONMENT}
 
 
 def deploy(settings_path, superlink=None, connection=None, rounds=None, hparam_overrides=None, round_timeout=None,
@@ -112,7 +122,7 @@ def submit_and_follow(experiment, app_folder, superlink=None, connection=None, t
         timeout: seconds to wait before stopping the run (None: no limit).
     """
     with _flower_config(superlink) as flower_home:
-        env = {**os.environ, **FLOWER_ENVIRONMENT, **({"FLWR_HOME": flower_home} if flower_home else {})}
+        env = {**flower_environment(os.environ), **({"FLWR_HOME": flower_home} if flower_home else {})}
         name = CONNECTION_NAME if superlink else connection
         run_id = _start(app_folder, name, env)
         experiment.update_run_info(flower_run_id=run_id, superlink=superlink or connection)

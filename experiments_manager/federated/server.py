@@ -106,7 +106,8 @@ def supervised_strategy(config, server):
     Flower's strategies wait without limit for `minCl` nodes, and aggregate
     whatever replies came. Here a round waits at most `config.round_timeout` for
     `minCl` clients, needs `minFit` training replies, and hands each round's
-    aggregated metrics to the `server` for its logs.
+    aggregated metrics to the `server` for its logs. Clients are asked to
+    evaluate only when `config.client_evaluation` says so.
     """
     base = config.strategy_class()
 
@@ -120,8 +121,9 @@ def supervised_strategy(config, server):
             return messages
 
         def configure_evaluate(self, server_round, arrays, round_config, grid):
-            if getattr(self, "fraction_evaluate", 1.0) > 0:  # 0: no client-side evaluation, nothing to wait for
-                _wait_for_clients(grid, config.min_clients, config.round_timeout, server_round)
+            if not config.client_evaluation:  # the server evaluates: one message per client and round
+                return []
+            _wait_for_clients(grid, config.min_clients, config.round_timeout, server_round)
             return super().configure_evaluate(server_round, arrays, round_config, grid)
 
         def aggregate_train(self, server_round, replies):
