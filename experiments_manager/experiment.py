@@ -36,6 +36,7 @@ from experiments_manager.utils.errors import UserInputError
 _LOG = logging.getLogger(__name__)
 SETTINGS_COPY_NAME = "experiment_settings.py"
 RUN_FILE_NAME = "run.json"
+STARTING_MARKER_NAME = ".starting"  # a folder reserved by a run still starting (folder_reservation.py): no run.json yet
 SWEEP_SPEC_NAME = "sweep.json"  # a sweep folder's spec (sweeps/folder.py): its trials' experiments are inside
 MAX_NAME_BYTES = 255
 STATUSES = ("running", "finished", "failed", "interrupted")
@@ -167,6 +168,9 @@ class Experiment:
         """Opens an existing experiment folder (for resume, serve, predict)."""
         experiment = cls(root)
         if not experiment.run_file.is_file():
+            if (experiment.root / STARTING_MARKER_NAME).is_file():
+                raise UserInputError(f"{root}: the run is still starting (no {RUN_FILE_NAME} yet): try again once it "
+                                     "prints its first epoch")
             raise UserInputError(f"{root}: not an experiment folder (no {RUN_FILE_NAME})")
         if not experiment.settings_copy.is_file():
             raise UserInputError(f"{root}: {SETTINGS_COPY_NAME}: missing from the experiment folder")

@@ -28,10 +28,10 @@ import os
 import socket
 from pathlib import Path
 
+from experiments_manager.experiment import STARTING_MARKER_NAME as MARKER_NAME
 from experiments_manager.experiment import folder_name, folder_stamp, make_unique_dir
 from experiments_manager.utils.signals import process_alive
 
-MARKER_NAME = ".starting"
 NOT_LITERAL = object()  # a settings name bound to something computed
 _LOG = logging.getLogger(__name__)
 

@@ -98,6 +98,26 @@ def test_resume_names_its_folder_first(workdir, run_cli):
     assert not any(ABSL_LINE.match(line) for line in resumed.stderr.splitlines())
 
 
+def test_a_folder_still_starting_says_so_to_serve_and_predict(workdir):
+    """The folder line comes before run.json exists: a user who passes that folder to `serve` / `predict` at once
+    is told the run is still starting, not that it is no experiment folder."""
+    import pytest
+
+    from experiments_manager.experiment import Experiment
+    from experiments_manager.utils.errors import UserInputError
+
+    reservation = FolderReservation.reserve(workdir / REGRESSION_SETTINGS, {})
+    try:
+        with pytest.raises(UserInputError, match=r"the run is still starting \(no run.json yet\): try again once it "
+                                                 r"prints its first epoch"):
+            Experiment.open(reservation.root)
+    finally:
+        reservation.release()
+    reservation.root.mkdir(parents=True)
+    with pytest.raises(UserInputError, match=r"not an experiment folder \(no run.json\)"):
+        Experiment.open(reservation.root)
+
+
 def test_only_literal_names_are_read_before_running(tmp_path):
     """A folder is reserved only from names the file assigns once, at its top level, to a literal; a computed
     name, a second assignment or a federated file reserves nothing (the run names its folder later)."""
