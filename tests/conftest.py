@@ -45,6 +45,29 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank.__getitem__)
 
 
+CPU_REPORT_VARIABLE = "EM_TEST_CPU_REPORT"  # a file: each test's CPU seconds (its process and its waited children)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """With EM_TEST_CPU_REPORT=FILE, appends `cpu_seconds<TAB>nodeid` per test: what a test costs the machine (its
+    TensorFlow-importing subprocesses), where --durations shows only wall time, shared with other workers."""
+    report = os.environ.get(CPU_REPORT_VARIABLE)
+    if not report:
+        yield
+        return
+    import resource
+
+    def used():
+        return sum(usage.ru_utime + usage.ru_stime for usage in (resource.getrusage(resource.RUSAGE_SELF),
+                                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+    before = used()
+    yield
+    with open(report, "a") as out:
+        out.write(f"{used() - before:.1f}\t{item.nodeid}\n")
+
+
 @pytest.fixture(autouse=True)
 def our_logger_as_it_was():
     """In-process runs call `configure_logging` (a handler on the stderr pytest captured, propagate off): each test
