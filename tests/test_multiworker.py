@@ -90,6 +90,50 @@ def test_stop_signal_reaches_every_worker_and_the_requeued_job_resumes(workdir, 
     assert "--requeue-file" in finished["resumed_by"]
 
 
+def test_the_workers_of_a_killed_launcher_stop_and_the_run_is_resumable(workdir):
+    """`train --workers 2` killed outright (SIGKILL: nothing forwarded) takes its workers with it: they stop as on
+    SIGTERM (checkpoint, `interrupted`) instead of training on, or waiting forever, as orphans."""
+    launcher = subprocess.Popen(cli_command("train", "-u", REGRESSION_SETTINGS, "--hparam", "nbEpoch=50",
+                                            "--workers", "2"),
+                                cwd=workdir, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        (root,) = wait_for(lambda: [path.parent for path in workdir.glob("experiments/*/*/*/run.json")
+                                    if (read_run(path.parent).get("epochs_completed") or 0) >= 1], 240,
+                           "the first epoch")
+        workers = children(launcher.pid)
+        assert len(workers) == 2, workers
+        launcher.kill()
+        launcher.wait(timeout=30)
+        wait_for(lambda: not any(running(pid) for pid in workers), 90, "the workers to stop")
+    finally:
+        for pid in children(launcher.pid) if launcher.poll() is None else []:
+            os.kill(pid, signal.SIGKILL)
+    run = read_run(root)
+    assert run["status"] == "interrupted" and "SIGTERM" in run["reason"], run
+    assert 1 <= run["epochs_completed"] < 50
+
+
+def children(pid):
+    """The pids whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid):
+    """True while `pid` runs (a zombie nobody reaped yet does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
 def test_requeue_file_naming_a_missing_folder_is_one_line_error(workdir, run_cli, tmp_path):
     requeue_file = tmp_path / "job-2"
     requeue_file.write_text(str(tmp_path / "gone") + "\n")

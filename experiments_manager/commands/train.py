@@ -50,7 +50,10 @@ def run(arguments, argv):
         from experiments_manager.distribute.local_workers import LocalWorkers, without_workers_flag
 
         return LocalWorkers(without_workers_flag(argv), arguments.workers).run()
+    from experiments_manager.distribute.local_workers import stop_with_launcher
     from experiments_manager.requeue_file import resume_remembered
+
+    stop_with_launcher()  # a worker of `train --workers N`: it goes when its launcher does
     from experiments_manager.settings.overrides import parse_hparam_overrides
 
     if arguments.keep_serving and not arguments.serve:

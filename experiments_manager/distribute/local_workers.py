@@ -3,7 +3,9 @@
 Each worker is the same `experiments-manager` command with its own `TF_CONFIG`
 (worker 0 is the chief). The chief's output is this command's output; the other
 workers' output goes to log files whose end is printed if they fail. Stop
-signals are forwarded to every worker, so they checkpoint together.
+signals are forwarded to every worker, so they checkpoint together. A launcher
+killed outright (SIGKILL) cannot forward anything: each worker watches it
+(`stop_with_launcher`) and stops itself once it is gone.
 """
 
 import json
@@ -17,10 +19,12 @@ import time
 from pathlib import Path
 
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
+from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers, watch_parent
 
 FORWARDED_SIGNALS = STOP_SIGNALS
 SIGNAL_EXIT_BASE = 128  # a run stopped cleanly by signal N exits 128 + N
+LAUNCHER_PID_VARIABLE = "EXPERIMENTS_MANAGER_LAUNCHER_PID"  # in each worker's environment: the launcher to watch
+ORPHAN_GRACE_SECONDS = 30.0  # a worker stuck in a collective with a dead peer ignores its SIGTERM: then SIGKILL
 
 
 class LocalWorkers:
@@ -75,7 +79,7 @@ class LocalWorkers:
 
     def _start(self, tf_config, log):
         command = [sys.executable, "-m", "experiments_manager", *self.argv]
-        environment = {**os.environ, "TF_CONFIG": tf_config}
+        environment = {**os.environ, "TF_CONFIG": tf_config, LAUNCHER_PID_VARIABLE: str(os.getpid())}
         # a new session each: a terminal's Ctrl-C reaches this launcher once, which forwards it once
         if log is None:
             return subprocess.Popen(command, env=environment, start_new_session=True)
@@ -117,6 +121,36 @@ class LocalWorkers:
                         process.kill()
             time.sleep(0.2)
         return [process.returncode for process in self.processes]
+
+
+def stop_with_launcher(environment=os.environ, grace_seconds=ORPHAN_GRACE_SECONDS):
+    """In a worker started by `LocalWorkers`: stops this process once its launcher is gone (killed outright).
+
+    SIGTERM first (training checkpoints at the next step and ends `interrupted`), then SIGKILL after
+    `grace_seconds`: a worker whose peer is gone waits in the next collective and never reaches that step.
+    Does nothing in a process the launcher did not start.
+
+    Args:
+        environment: where the launcher's pid is (`LAUNCHER_PID_VARIABLE`; default this process' environment).
+        grace_seconds: between the SIGTERM and the SIGKILL (default `ORPHAN_GRACE_SECONDS`).
+
+    Example:
+
+    ```python
+    stop_with_launcher()   # at the start of `train`, before TensorFlow is imported
+    ```
+    """
+    launcher = environment.get(LAUNCHER_PID_VARIABLE)
+    if not launcher:
+        return
+
+    def stop():
+        print(f"the launcher (pid {launcher}) of this worker is gone: stopping", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_seconds)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    watch_parent(int(launcher), stop, interval=0.5)
 
 
 def free_loopback_ports(count):
