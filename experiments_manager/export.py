@@ -4,19 +4,27 @@ Layout (TF Serving): `exported_models/<N>/saved_model.pb`. A version is written
 to `exported_models/.tmp-<N>-<pid>/`, its signatures checked, then renamed to
 `<N>`, with N one more than any version this experiment ever exported. Readers
 (model servers) ignore dot-prefixed folders, so they never see a partial version.
+A run's first version is a full `tf.saved_model.save` of the live model's served module; the next ones share
+its graph and write only the variables (`export_template.py`), from numpy copies of their values taken on the
+training thread at the epoch's end; in a training run a background thread writes them (`export_worker.py`).
 """
 
 import contextlib
+import functools
+import logging
 import os
 import re
 from pathlib import Path
 
 from experiments_manager.ema import inner_optimizer
+from experiments_manager.export_template import SavedModelTemplate
+from experiments_manager.export_worker import ExportFailed, ExportWorker
 from experiments_manager.utils.atomic import (folder_replaced_atomically, remove_leftovers, remove_tree_atomically,
                                               write_text_atomically)
 from experiments_manager.utils.errors import UserInputError
 
 VERSION_PATTERN = re.compile(r"^\d+$")
+_LOG = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -88,25 +96,42 @@ def _tensor_name(tensor, index):
 class Exporter:
     """Exports served-model versions of a training model.
 
+    A run's first version (and the first after a resume) is a full `tf.saved_model.save` of the served module of
+    the live model, its EMA weights swapped in, on the calling (training) thread; it also builds the
+    `SavedModelTemplate` of the next versions: its graph, and the checkpoint key of each variable it saved. A
+    later version takes, on the training thread, numpy copies of exactly those variables (the EMA values of the
+    trainable ones, as the full save would) and writes them with the first version's graph; with
+    `in_background`, that write runs in a background thread (`export_worker.py`) while training goes on: it
+    touches no model and no Keras object. When the template cannot give back what a full save wrote (a served
+    module holding lookup tables, say), every version is a full save on the training thread. Either way a
+    version shows at once and complete (a dot-prefixed temporary folder renamed).
+
     Args:
         experiment: the `Experiment` (its `exported_models/` is the base path).
         settings: the `Settings` (served module, model name, retention).
         model: the Keras model being trained.
+        in_background: write the versions after the first in a background thread (default False: `export`
+            returns once the version is on disk). `wait`, `finish` and `close` wait for it.
 
     Example:
 
     ```python
-    exporter = Exporter(experiment, settings, model)
-    version = exporter.export()   # exported_models/<version>/
+    exporter = Exporter(experiment, settings, model, in_background=True)
+    version = exporter.export(epochs_completed=3)   # exported_models/<version>/, maybe being written
+    exporter.finish()                                # on disk, and listed in run.json
     ```
     """
 
-    def __init__(self, experiment, settings, model):
+    def __init__(self, experiment, settings, model, in_background=False):
         self.experiment = experiment
         self.settings = settings
         self.model = model
         self.base = Path(experiment.export_dir)
         self._module = None
+        self._template = None  # None: none yet (the next version is a full save); False: every version is one
+        self._worker = ExportWorker() if in_background else None
+        # the newest version asked for and the epochs completed then: a checkpoint's state, see export_missing
+        self.requested = None
         self.base.mkdir(parents=True, exist_ok=True)
         write_models_config(experiment.models_config, settings.model_name, self.base)
 
@@ -115,31 +140,143 @@ class Exporter:
         return sorted(int(path.name) for path in self.base.iterdir() if VERSION_PATTERN.match(path.name))
 
     def last_version(self):
+        """The newest version on disk or recorded in run.json (a version being written is not counted), or None."""
         recorded = self.experiment.run_info().get("last_exported_version") or 0
         present = self.versions()
         last = max([recorded] + present)
         return last or None
+
+    def run_info(self):
+        """What run.json records of the exports: the versions present and the last one.
+
+        Example:
+
+        ```python
+        experiment.update_run_info(**exporter.run_info())
+        ```
+        """
+        return {"exported_versions": self.versions(), "last_exported_version": self.last_version()}
 
     def _served_module(self):
         if self._module is None:
             self._module = served_module(self.settings, self.model)
         return self._module
 
-    def export(self):
-        """Writes the next version with EMA weights; returns its number."""
+    def export(self, epochs_completed=None):
+        """Exports the next version with the model's EMA weights as they are now; returns its number.
+
+        Waits first for the version being written, if any (raising `ExportFailed` when it failed). The version is
+        on disk when this returns, unless it is written in the background.
+
+        Args:
+            epochs_completed: the epochs trained into the weights (default None: not said), recorded in the
+                checkpoint's state and in the message of a failure.
+
+        Returns:
+            the version's number.
+        """
+        self.wait()  # one version in flight at most: its number is taken
+        version = (self.last_version() or 0) + 1
+        if not self._template:  # a full save of the live model, on this thread (the first one builds the template)
+            module = self._served_module()  # an error of the settings' code is raised here as it is, on this thread
+            self.requested = {"version": version, "epochs_completed": epochs_completed}
+            self._write(version, functools.partial(self._save_live, module))
+            return version
+        self.requested = {"version": version, "epochs_completed": epochs_completed}
+        with ema_weights_swapped_in(self.model, self.model.optimizer):
+            values = self._template.snapshot()  # copies: training may move the weights on at once
+        write = functools.partial(self._write, version, functools.partial(self._template.write, values=values))
+        if self._worker is None:
+            write()
+        else:
+            done = "" if epochs_completed is None else f" (after epoch {epochs_completed})"
+            self._worker.submit(write, f"version {version}{done}")
+        return version
+
+    def wait(self):
+        """Waits for the version being written, if any.
+
+        Raises:
+            ExportFailed: the background write of that version failed.
+        """
+        if self._worker is not None:
+            self._worker.wait()
+
+    def finish(self):
+        """Waits for the version being written (raising `ExportFailed` if it failed), then lists the versions
+        in run.json: what a run does before it reports."""
+        self.wait()
+        self.experiment.update_run_info(**self.run_info())
+
+    def close(self):
+        """Waits for the version being written and lists the versions in run.json; an export's failure is
+        logged, not raised (the run already ended otherwise: failed, or stopped by a signal)."""
+        try:
+            self.wait()
+        except ExportFailed as failure:
+            _LOG.error("%s", failure)
+        self.experiment.update_run_info(**self.run_info())
+
+    def get_state(self):
+        """The version last asked for, for the checkpoint (see `export_missing`)."""
+        return {"requested": self.requested}
+
+    def set_state(self, state):
+        """Takes back the state a checkpoint saved (from `get_state`).
+
+        Args:
+            state: `{"requested": {"version": N, "epochs_completed": E}}`, or `{"requested": None}`.
+
+        Example:
+
+        ```python
+        exporter.set_state(restored["callbacks"]["exports"])
+        exporter.export_missing(restored["epochs_completed"])
+        ```
+        """
+        self.requested = state.get("requested")
+
+    def export_missing(self, epochs_completed):
+        """After a resume from the checkpoint of epoch `epochs_completed`: exports again the version that epoch
+        asked for, if the run stopped before it was on disk (a kill while it was written, or its write failed);
+        the restored model holds that epoch's values. The version is on disk when this returns.
+
+        Args:
+            epochs_completed: the epochs the restored checkpoint holds.
+
+        Returns:
+            the version exported, or None.
+        """
+        requested = self.requested or {}
+        if requested.get("epochs_completed") != epochs_completed or requested["version"] <= (self.last_version() or 0):
+            return None
+        _LOG.info("Exporting again version %d (after epoch %d): the run stopped while it was written",
+                  requested["version"], epochs_completed)
+        version = self.export(epochs_completed)
+        self.wait()
+        return version
+
+    def _save_live(self, module, folder):
+        """A full save of `module`, the served module of the live model, with its EMA weights (on the training
+        thread); the first one is kept as the template of the next versions."""
         import tensorflow as tf
 
-        module = self._served_module()
         signature = module.served_model.get_concrete_function()
-        version = (self.last_version() or 0) + 1
+        with ema_weights_swapped_in(self.model, self.model.optimizer):
+            tf.saved_model.save(module, str(folder), signatures=dict.fromkeys(self._signature_names(), signature))
+            if self._template is None:  # the variables still hold the values saved: the template's check
+                self._template = SavedModelTemplate.read(folder, module) or False
+
+    def _signature_names(self):
+        return ("serving_default", self.settings.model_name)
+
+    def _write(self, version, write_into):
+        """Writes version `version` with `write_into(folder)`, atomically; checks it; applies the retention."""
         remove_leftovers(self.base)  # of an export a killed run left half-written
-        signatures = {"serving_default": signature, self.settings.model_name: signature}
         with folder_replaced_atomically(self.base / f".tmp-{version}-{os.getpid()}", self.base / str(version)) as tmp:
-            with ema_weights_swapped_in(self.model, self.model.optimizer):
-                tf.saved_model.save(module, str(tmp), signatures=signatures)
-            check_signatures(tmp, tuple(signatures))
+            write_into(tmp)
+            check_signatures(tmp, self._signature_names())
         self._apply_retention()
-        return version
 
     def _apply_retention(self):
         for version in self.versions()[: -self.settings.export.versions_to_keep]:

@@ -16,6 +16,11 @@ Usage (from the repository root):
 
     .venv/bin/python tools/bench_train.py [--rounds 4] [--samples 100000] [--epochs 6] [--every-epoch]
     .venv/bin/python tools/bench_train.py --logging-costs
+    .venv/bin/python tools/bench_train.py --training-thread [--every-epoch]
+
+`--training-thread` runs the engine once in this process and prints the time each callback hook took on the
+training thread (exports written in the background not counted): on a busy machine, a steadier measure of what
+the engine adds than the wall time of whole runs.
 """
 
 import argparse
@@ -150,6 +155,46 @@ def logging_costs(workdir, repeats=20):
     return costs
 
 
+HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_test_begin", "on_test_end",
+         "on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin", "on_test_batch_end")
+
+
+def training_thread_costs(settings, epochs, workdir):
+    """(seconds of the run, {callback.hook: seconds on the training thread}) of one engine run in this process:
+    what the engine's callbacks cost the training thread (background threads not counted), a measure that a
+    busy machine disturbs less than the wall time of whole runs."""
+    import collections
+
+    import keras
+
+    costs = collections.defaultdict(float)
+    plain_init = keras.callbacks.CallbackList.__init__
+
+    def timed(function, name):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                costs[name] += time.perf_counter() - start
+        return call
+
+    def init(self, callbacks=None, *args, **kwargs):
+        for callback in callbacks or []:
+            for hook in HOOKS:  # the hooks a callback defines (Keras calls the others, no-ops, too)
+                if getattr(type(callback), hook, None) is not getattr(keras.callbacks.Callback, hook):
+                    setattr(callback, hook, timed(getattr(callback, hook), f"{type(callback).__name__}.{hook}"))
+        plain_init(self, callbacks, *args, **kwargs)
+
+    keras.callbacks.CallbackList.__init__ = init
+    try:
+        os.chdir(workdir)
+        seconds = run_engine(settings, epochs)
+    finally:
+        keras.callbacks.CallbackList.__init__ = plain_init
+    return seconds, dict(costs)
+
+
 def help_wall_time(repeats=10):
     program = Path(sys.executable).with_name("experiments-manager")
     times = []
@@ -168,6 +213,8 @@ def main():
     parser.add_argument("--every-epoch", action="store_true", help="export every epoch (worst case)")
     parser.add_argument("--logging-costs", action="store_true",
                         help="time each TensorBoard/report callback alone instead (milliseconds per call)")
+    parser.add_argument("--training-thread", action="store_true",
+                        help="one engine run in this process instead: what each callback costs the training thread")
     parser.add_argument("--worker", choices=("engine", "plain"), help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
@@ -183,6 +230,18 @@ def main():
         print("reporting callbacks, regression example (median of 20 calls):")
         for name, seconds in costs.items():
             print(f"  {name:48s} {seconds * 1000:8.1f} ms")
+        return
+
+    if arguments.training_thread:
+        with tempfile.TemporaryDirectory() as folder:
+            settings = bench_settings(Path(folder), arguments.samples, arguments.every_epoch)
+            seconds, costs = training_thread_costs(settings, arguments.epochs, Path(folder))
+        exports = "every epoch" if arguments.every_epoch else "on improvement"
+        print(f"training-thread time of the engine's callbacks, {arguments.samples} samples x {arguments.epochs} "
+              f"epochs, export {exports} (run: {seconds:.2f} s; total {sum(costs.values()):.3f} s):")
+        for name, cost in sorted(costs.items(), key=lambda item: -item[1]):
+            if cost >= 0.005:
+                print(f"  {name:48s} {cost * 1000:8.1f} ms")
         return
 
     with tempfile.TemporaryDirectory() as folder:
@@ -206,7 +265,9 @@ def main():
     for kind in KINDS:
         print(f"  {kind:21s} {median[kind]:6.2f} s   CPU {statistics.median(cpu[kind]):6.2f} s   "
               f"rounds {', '.join(f'{value:.2f}' for value in wall[kind])}")
-    print(f"  ratio engine/plain = {median['engine'] / median['plain']:.3f}  (target <= 1.05)")
+    target = 1.10 if arguments.every_epoch else 1.03  # issue 20
+    print(f"  ratio engine/plain = {median['engine'] / median['plain']:.3f}  (target <= {target:.2f}); "
+          f"CPU ratio = {statistics.median(cpu['engine']) / statistics.median(cpu['plain']):.3f}")
     print(f"  weight histograms: engine/engine-no-histograms = "
           f"{median['engine'] / median['engine-no-histograms']:.3f}")
     print(f"experiments-manager --help: median {help_wall_time():.3f} s  (target <= 0.5 s)")

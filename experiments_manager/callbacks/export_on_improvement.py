@@ -4,7 +4,12 @@ import keras
 
 
 class ExportOnImprovement(keras.callbacks.Callback):
-    """Asks the exporter for a new version at the end of an epoch.
+    """Asks the exporter for a new version at the end of an epoch; waits for the last one at the end of training.
+
+    With an exporter that writes in the background, each epoch end first waits for the previous epoch's version
+    (long written by then) and raises its failure, so the checkpoint that follows can only miss this epoch's
+    version (which `Exporter.export_missing` redoes after a resume). At the end of training the version being
+    written is waited for and run.json lists it before the run reports.
 
     Args:
         exporter: an `experiments_manager.export.Exporter`.
@@ -27,4 +32,9 @@ class ExportOnImprovement(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.every_epoch or self.best.improved_at(epoch):
-            self.exporter.export()
+            self.exporter.export(epochs_completed=epoch + 1)
+        else:
+            self.exporter.wait()
+
+    def on_train_end(self, logs=None):
+        self.exporter.finish()

@@ -28,6 +28,5 @@ class RunInfoUpdater(keras.callbacks.Callback):
             "last_epoch_logs": {key: float(value) for key, value in (logs or {}).items()},
         }
         if self.exporter is not None:
-            progress.update(exported_versions=self.exporter.versions(),
-                            last_exported_version=self.exporter.last_version())
+            progress.update(self.exporter.run_info())
         self.experiment.update_run_info(**progress)

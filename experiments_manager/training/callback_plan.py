@@ -92,8 +92,10 @@ class CallbackPlan:
         self.early_stopping = ours.ResumableEarlyStopping(monitor=monitor, mode=self.best.mode, patience=patience,
                                                           verbose=1)
         self.stop_on_signal = ours.StopOnSignal(agree=stop_agreement)
-        self.exporter = Exporter(experiment, settings, model) if options.export else None
+        self.exporter = Exporter(experiment, settings, model, in_background=True) if options.export else None
         stateful = {"best": self.best, "early_stopping": self.early_stopping}
+        if self.exporter is not None:
+            stateful["exports"] = self.exporter
         plateau = []
         if reduce_lr_on_plateau:  # a schedule owns the learning rate otherwise
             plateau = [ours.ResumableReduceLROnPlateau(
@@ -105,6 +107,8 @@ class CallbackPlan:
             for name, state in restored.get("callbacks", {}).items():
                 if name in stateful:
                     stateful[name].set_state(state)
+            if self.exporter is not None:  # a version a kill lost while it was written: the model holds its values
+                self.exporter.export_missing(self.initial_epoch)
         stopping = ([self.early_stopping] if options.early_stopping else []) + plateau
         records = RunRecords(experiment, settings, self.best, self.exporter, monitors=[self.early_stopping, *plateau],
                              restored=restored)
@@ -123,6 +127,12 @@ class CallbackPlan:
             + records.tail(self.checkpoint)
             + [ours.ProjectorLogger(str(experiment.logs_dir / "validation"), val_data)]
         )
+
+    def close(self):
+        """Waits for the version being written, if any, and lists the versions in run.json (an export's failure
+        is logged: the run already ended otherwise)."""
+        if self.exporter is not None:
+            self.exporter.close()
 
     def epochs_completed(self):
         """Epochs fully done so far (the epoch in progress is redone on resume)."""

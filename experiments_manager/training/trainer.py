@@ -225,7 +225,8 @@ class Trainer:
         return state
 
     def _interrupted(self, plan, reason, code):
-        """Checkpoints what was trained (if a step boundary was reached) and marks the run interrupted."""
+        """Checkpoints what was trained (if a step boundary was reached) and marks the run interrupted; then
+        waits for a version being written (a failure logged: the checkpoint asks a resume to export it again)."""
         if plan is not None:
             plan.checkpoint.save(plan.epochs_completed())
             done = f"checkpointed after {plan.epochs_completed()} epochs"
@@ -236,6 +237,8 @@ class Trainer:
             done = (f"its last checkpoint is after epoch {saved['epochs_completed']}" if saved
                     else "no checkpoint yet: a resume starts from the first epoch")
         self.experiment.mark_ended("interrupted", reason=reason, exit_code=code)
+        if plan is not None:  # first the checkpoint and the status (a signal's grace period is short)
+            plan.close()
         _LOG.warning("%s: %s; resume with: %s", reason, done, self.experiment.resume_hint())
         return TrainingOutcome(self.experiment, "interrupted", code, reason=reason)
 
@@ -266,4 +269,8 @@ class TrainingSession:
         self.averages = averages
 
     def close(self):
-        self.inputs.close()
+        """Waits for a version being written, then closes the inputs."""
+        try:
+            self.plan.close()
+        finally:
+            self.inputs.close()
