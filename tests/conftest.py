@@ -78,7 +78,7 @@ def our_logger_as_it_was():
     logger = logging.getLogger("experiments_manager")
     state = (list(logger.handlers), logger.propagate, logger.level)
     yield
-    logger.handlers[:], logger.propagate, logger.level = state[0], state[1], state[2]
+    logger.handlers[:], logger.propagate, logger.level = state
 
 
 def cli_command(*arguments):
