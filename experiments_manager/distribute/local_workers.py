@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers, watch_parent
+from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers, stop_when_orphaned
 
 FORWARDED_SIGNALS = STOP_SIGNALS
 SIGNAL_EXIT_BASE = 128  # a run stopped cleanly by signal N exits 128 + N
@@ -141,16 +141,9 @@ def stop_with_launcher(environment=os.environ, grace_seconds=ORPHAN_GRACE_SECOND
     ```
     """
     launcher = environment.get(LAUNCHER_PID_VARIABLE)
-    if not launcher:
-        return
-
-    def stop():
-        print(f"the launcher (pid {launcher}) of this worker is gone: stopping", file=sys.stderr, flush=True)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(grace_seconds)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    watch_parent(int(launcher), stop, interval=0.5)
+    if launcher:
+        stop_when_orphaned(int(launcher), f"the launcher (pid {launcher}) of this worker",
+                           kill_after=grace_seconds)
 
 
 def free_loopback_ports(count):

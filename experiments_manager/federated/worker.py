@@ -17,7 +17,6 @@ Run as `python -m experiments_manager.federated.worker FOLDER KEEPER_PID` (the k
 import json
 import logging
 import os
-import signal
 import socket
 import sys
 import time
@@ -206,11 +205,11 @@ class Worker:
 def main(argv=None):
     """`python -m experiments_manager.federated.worker FOLDER KEEPER_PID`: serves until stopped or orphaned."""
     from experiments_manager.utils.logging_setup import configure_logging
-    from experiments_manager.utils.signals import watch_parent
+    from experiments_manager.utils.signals import stop_when_orphaned
 
     folder, keeper_pid = (argv if argv is not None else sys.argv[1:])[:2]
     configure_logging()
-    watch_parent(int(keeper_pid), lambda: os.kill(os.getpid(), signal.SIGTERM), interval=0.5)
+    stop_when_orphaned(int(keeper_pid), f"the keeper {keeper_pid} of this federated worker")
     Worker(folder).serve()
     return 0
 

@@ -10,12 +10,10 @@ import argparse
 import contextlib
 import json
 import logging
-import os
-import signal
 import sys
 
 from experiments_manager.utils.errors import EXIT_USER_ERROR, UserInputError, print_problems
-from experiments_manager.utils.signals import watch_parent
+from experiments_manager.utils.signals import stop_when_orphaned
 from experiments_manager.sweeps.journal import TrialRecord
 
 _LOG = logging.getLogger(__name__)
@@ -87,12 +85,7 @@ def _noted(record, experiment, sweep_root):
 
 def _stop_when_orphaned(parent_pid):
     """SIGTERM to this process once the parent is gone: training checkpoints and ends `interrupted`."""
-
-    def stop():
-        _LOG.warning("the sweep process %d is gone: stopping this trial", parent_pid)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    watch_parent(parent_pid, stop, ORPHAN_CHECK_SECS)
+    stop_when_orphaned(parent_pid, f"the sweep process {parent_pid} of this trial", ORPHAN_CHECK_SECS)
 
 
 if __name__ == "__main__":

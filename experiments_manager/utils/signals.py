@@ -2,9 +2,13 @@
 and the watch that stops a child process whose parent is gone."""
 
 import contextlib
+import logging
 import os
 import signal
 import threading
+import time
+
+_LOG = logging.getLogger(__name__)
 
 # What stops a run cleanly (checkpoint, `interrupted`, exit 128 + signal): SIGTERM (scancel, kill), SIGUSR1
 # (Slurm's warning before preemption or the time limit, `--signal=USR1@120`), SIGINT (Ctrl-C).
@@ -68,6 +72,33 @@ def watch_parent(parent_pid, on_gone, interval=1.0):
 
     stopped = threading.Event()  # never set: only the wait's timeout
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
+def stop_when_orphaned(parent_pid, parent, interval=0.5, kill_after=None):
+    """Sends this process SIGTERM (a run checkpoints and ends `interrupted`) once its parent `parent_pid` is gone.
+
+    Args:
+        parent_pid: the parent's pid, as the parent passed it.
+        parent: what the parent is, for the warning ("the sweep process 123").
+        interval: seconds between two checks (default 0.5).
+        kill_after: seconds after the SIGTERM to send SIGKILL (default None: never), for a process the SIGTERM
+            may not reach in time (a worker waiting in a collective for a peer that is gone).
+
+    Example:
+
+    ```python
+    stop_when_orphaned(parent_pid, f"the sweep process {parent_pid}")
+    ```
+    """
+
+    def stop():
+        _LOG.warning("%s is gone: stopping", parent)
+        os.kill(os.getpid(), signal.SIGTERM)
+        if kill_after is not None:
+            time.sleep(kill_after)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    watch_parent(parent_pid, stop, interval)
 
 
 def process_alive(pid):
