@@ -76,11 +76,13 @@ def default_served_module(model, model_name):
     class ServedKerasModel(tf.Module):
         def __init__(self):
             super().__init__()
-            self.model = model
+            # the layers hold every variable and table the call reads; the model itself would also bring its
+            # optimizer (slots and EMA: 2-4 times the weights), which serving never reads
+            self.layers = list(model.layers)
 
         @tf.function(input_signature=specs)
         def served_model(self, *tensors):
-            outputs = self.model(list(tensors) if len(tensors) > 1 else tensors[0], training=False)
+            outputs = model(list(tensors) if len(tensors) > 1 else tensors[0], training=False)
             if isinstance(outputs, dict):
                 return outputs
             return {f"output_{index}": output for index, output in enumerate(tf.nest.flatten(outputs))}

@@ -533,3 +533,36 @@ def test_export_missing_is_on_disk_when_it_returns(tmp_path):
     assert exporter.export_missing(5) == 3
     assert exporter._worker._thread is None and exporter.versions() == [3]
     assert exporter.export_missing(5) is None  # on disk now
+
+
+def test_a_version_holds_the_models_weights_and_not_the_optimizers(tmp_path):
+    """Adam with EMA keeps three values per weight besides it (two moments, the average): the default served
+    module saves the model's weights only, so a version is the size of the model, the first (full) and the later
+    (template) ones alike, and it still serves what the live model computes with its EMA weights."""
+    import keras
+    import tensorflow as tf
+
+    from experiments_manager.export import ema_weights_swapped_in
+    from experiments_manager.export_template import OBJECT_GRAPH_KEY
+
+    inputs = keras.Input(shape=(1,), name="input")
+    hidden = keras.layers.BatchNormalization()(keras.layers.Dense(64, activation="relu")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
+    model.compile(optimizer=keras.optimizers.Adam(use_ema=True), loss="mse")
+    exporter = exporter_of(tmp_path, model)
+    for version in (1, 2):
+        model.fit(X, X**2, epochs=1, verbose=0)
+        assert exporter.export(epochs_completed=version) == version
+    exporter.finish()
+    with ema_weights_swapped_in(model, model.optimizer):
+        expected = np.asarray(model(X, training=False))
+    weights = sorted(tuple(weight.shape) for weight in model.weights)
+    assert len(model.optimizer.variables) > 3 * len(model.trainable_weights)  # what stays out
+    for version in (1, 2):
+        folder = tmp_path / "exported_models" / str(version)
+        reader = tf.train.load_checkpoint(str(folder / "variables/variables"))
+        saved = sorted(tuple(shape) for key, shape in reader.get_variable_to_shape_map().items()
+                       if key != OBJECT_GRAPH_KEY)
+        assert saved == weights, folder
+    served = tf.saved_model.load(str(folder)).signatures["serving_default"](input=tf.constant(X))["output_0"]
+    np.testing.assert_allclose(served.numpy(), expected, rtol=1e-6, atol=1e-6)

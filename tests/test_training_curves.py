@@ -1,0 +1,48 @@
+"""training_curves.png: drawn at the first epoch, then at most every `min_interval` seconds, and at the end."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from experiments_manager.callbacks import HistoryCSV, TrainingCurves
+from experiments_manager.callbacks.training_curves import plot_history
+
+
+def _drawing_of_first_rows(history_csv, rows, path):
+    """The PNG `plot_history` draws from the first `rows` epochs of `history_csv`."""
+    lines = history_csv.read_text().splitlines()
+    partial = path.with_suffix(".csv")
+    partial.write_text("\n".join(lines[: rows + 1]) + "\n")
+    plot_history(partial, path)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("min_interval", [3600.0, 0.0])
+def test_the_png_is_drawn_at_the_first_epoch_then_at_most_every_min_interval_and_at_the_end(tmp_path, min_interval):
+    import keras
+
+    history_csv, png = tmp_path / "history.csv", tmp_path / "training_curves.png"
+    seen = []
+
+    class LookAtThePng(keras.callbacks.Callback):  # after TrainingCurves: what the file shows once it has drawn
+        def on_epoch_end(self, epoch, logs=None):
+            for thread in threading.enumerate():
+                if thread.name == "training-curves":
+                    thread.join(timeout=60)
+            seen.append(png.read_bytes())
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).normal(size=(64, 2))
+    model.fit(x, x.sum(axis=1), epochs=4, batch_size=32, verbose=0,
+              callbacks=[HistoryCSV(history_csv), TrainingCurves(history_csv, png, min_interval=min_interval),
+                         LookAtThePng()])
+
+    drawn = [_drawing_of_first_rows(history_csv, rows, tmp_path / f"rows{rows}.png") for rows in (1, 2, 3, 4)]
+    if min_interval:  # epoch 1 at once; 2 and 3 too soon after it; the end draws epoch 4
+        assert seen == [drawn[0]] * 4
+    else:  # every epoch
+        assert seen == drawn
+    assert png.read_bytes() == drawn[3]  # the end of training: every epoch shown

@@ -1,0 +1,35 @@
+"""Weight histograms are counted with numpy into exactly the buckets `tf.summary.histogram` writes."""
+
+import numpy as np
+import pytest
+
+from experiments_manager.callbacks.weight_histograms import histogram_buckets
+
+SEED = 20
+CASES = {
+    "normal float64": lambda rng: rng.normal(size=1000),
+    "float32 matrix": lambda rng: rng.normal(size=(17, 3)).astype(np.float32),
+    "one value": lambda rng: np.full(7, 2.5),
+    "empty": lambda rng: np.zeros(0),
+    "integers": lambda rng: np.arange(10),
+    "tiny range": lambda rng: rng.uniform(-1e-8, 1e-8, size=500).astype(np.float32),
+    "two values": lambda rng: np.array([0.0, 1.0, 1.0]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_buckets_are_tensorboards_own(case):
+    import tensorflow as tf
+    from tensorboard.plugins.histogram import summary_v2
+
+    print(f"seed {SEED}")
+    values = CASES[case](np.random.default_rng(SEED))
+    theirs = summary_v2._buckets(tf.constant(values)).numpy()  # what tf.summary.histogram writes
+    assert np.array_equal(histogram_buckets(values), theirs)
+
+
+def test_nan_and_infinite_values_are_left_out():
+    with_nan = histogram_buckets(np.array([0.0, np.nan, 1.0, np.inf, 1.0, -np.inf]))
+    assert np.array_equal(with_nan, histogram_buckets(np.array([0.0, 1.0, 1.0])))
+    assert with_nan[:, 2].sum() == 3
+    assert not histogram_buckets(np.array([np.nan])).any()
