@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 from experiments_manager.ema import inner_optimizer
@@ -54,6 +55,43 @@ def ema_weights_swapped_in(model, optimizer):
             variable.assign(value)
 
 
+@contextlib.contextmanager
+def optimizer_left_out(model):
+    """Within the block, a SavedModel of any module holding `model` leaves out the model's optimizer.
+
+    Serving never reads the optimizer, yet a module holding the model (`self.model = model`, as the default served
+    module and the original framework's settings do) saves it too: its slots and EMA averages, two to four times
+    the weights, and a slower save. Keras leaves its own train/predict functions out of a SavedModel the same way,
+    by what the model lists as its children when a SavedModel is saved (`_trackable_children`); checkpoints are
+    not affected. A served function that reads an optimizer variable cannot be saved this way: `Exporter` then
+    saves with the optimizer (logged).
+
+    Example:
+
+    ```python
+    with optimizer_left_out(model):
+        tf.saved_model.save(module, "exported_models/1", signatures=signatures)
+    ```
+    """
+    optimizer = getattr(model, "optimizer", None)
+    children = getattr(model, "_trackable_children", None)
+    if optimizer is None or children is None:
+        yield
+        return
+
+    def without_optimizer(save_type="checkpoint", **kwargs):
+        found = children(save_type, **kwargs)
+        if save_type == "savedmodel":  # tf.saved_model.save's object graph (the SaveType enum is a str)
+            found = {name: child for name, child in found.items() if child is not optimizer}
+        return found
+
+    object.__setattr__(model, "_trackable_children", without_optimizer)  # this object only, not its class
+    try:
+        yield
+    finally:
+        object.__delattr__(model, "_trackable_children")
+
+
 def default_served_module(model, model_name):
     """The served module when the settings define no `get_served_module`: the model's own call.
 
@@ -76,13 +114,11 @@ def default_served_module(model, model_name):
     class ServedKerasModel(tf.Module):
         def __init__(self):
             super().__init__()
-            # the layers hold every variable and table the call reads; the model itself would also bring its
-            # optimizer (slots and EMA: 2-4 times the weights), which serving never reads
-            self.layers = list(model.layers)
+            self.model = model
 
         @tf.function(input_signature=specs)
         def served_model(self, *tensors):
-            outputs = model(list(tensors) if len(tensors) > 1 else tensors[0], training=False)
+            outputs = self.model(list(tensors) if len(tensors) > 1 else tensors[0], training=False)
             if isinstance(outputs, dict):
                 return outputs
             return {f"output_{index}": output for index, output in enumerate(tf.nest.flatten(outputs))}
@@ -132,6 +168,7 @@ class Exporter:
         self._module = None
         self._template = None  # None: none yet (the next version is a full save); False: every version is one
         self._worker = ExportWorker() if in_background else None
+        self._leave_out_optimizer = True  # until a served module cannot be saved without it
         # the newest version asked for and the epochs completed then: a checkpoint's state, see export_missing
         self.requested = None
         self.base.mkdir(parents=True, exist_ok=True)
@@ -264,8 +301,19 @@ class Exporter:
         import tensorflow as tf
 
         signature = module.served_model.get_concrete_function()
+        signatures = dict.fromkeys(self._signature_names(), signature)
         with ema_weights_swapped_in(self.model, self.model.optimizer):
-            tf.saved_model.save(module, str(folder), signatures=dict.fromkeys(self._signature_names(), signature))
+            if self._leave_out_optimizer:
+                try:
+                    with optimizer_left_out(self.model):
+                        tf.saved_model.save(module, str(folder), signatures=signatures)
+                except Exception as error:  # noqa: BLE001 - the served function reads the optimizer: keep it
+                    _LOG.info("Exports hold the optimizer too: the served module cannot be saved without it "
+                              "(%s: %s)", type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+                    self._leave_out_optimizer = False
+                    shutil.rmtree(folder, ignore_errors=True)  # the temporary folder: no reader looks in it
+            if not self._leave_out_optimizer:
+                tf.saved_model.save(module, str(folder), signatures=signatures)
             if self._template is None:  # the variables still hold the values saved: the template's check
                 self._template = SavedModelTemplate.read(folder, module) or False
 

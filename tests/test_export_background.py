@@ -535,10 +535,45 @@ def test_export_missing_is_on_disk_when_it_returns(tmp_path):
     assert exporter.export_missing(5) is None  # on disk now
 
 
-def test_a_version_holds_the_models_weights_and_not_the_optimizers(tmp_path):
-    """Adam with EMA keeps three values per weight besides it (two moments, the average): the default served
-    module saves the model's weights only, so a version is the size of the model, the first (full) and the later
-    (template) ones alike, and it still serves what the live model computes with its EMA weights."""
+def original_style_module(model, model_name):
+    """A served module as the original framework's settings write it: it holds the model (and so its optimizer)."""
+    import tensorflow as tf
+
+    class ExportedModule(tf.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec(shape=[None, 1], dtype=tf.float32, name="input")])
+        def served_model(self, input):
+            return {"output_0": self.model(input, training=False)}
+
+    return ExportedModule(model)
+
+
+def optimizer_reading_module(model, model_name):
+    """A served module whose function reads an optimizer variable (its iteration count)."""
+    import tensorflow as tf
+
+    class ExportedModule(tf.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        @tf.function(input_signature=[tf.TensorSpec(shape=[None, 1], dtype=tf.float32, name="input")])
+        def served_model(self, input):
+            return {"output_0": self.model(input, training=False),
+                    "steps": tf.fill(tf.shape(input)[:1], tf.cast(self.model.optimizer.iterations, tf.int64))}
+
+    return ExportedModule(model)
+
+
+@pytest.mark.parametrize("served", ["default", "original_style", "reads_the_optimizer"])
+def test_a_version_holds_the_models_weights_and_not_the_optimizers(tmp_path, served, caplog):
+    """Adam with EMA keeps three values per weight besides it (two moments, the average): a version saves the
+    model's weights only, with the default served module or one holding the model as the original framework's
+    settings do, the first (full) and the later (template) versions alike, and it still serves what the live model
+    computes with its EMA weights. A served function that reads the optimizer gets it saved too (logged)."""
     import keras
     import tensorflow as tf
 
@@ -549,11 +584,14 @@ def test_a_version_holds_the_models_weights_and_not_the_optimizers(tmp_path):
     hidden = keras.layers.BatchNormalization()(keras.layers.Dense(64, activation="relu")(inputs))
     model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
     model.compile(optimizer=keras.optimizers.Adam(use_ema=True), loss="mse")
-    exporter = exporter_of(tmp_path, model)
-    for version in (1, 2):
-        model.fit(X, X**2, epochs=1, verbose=0)
-        assert exporter.export(epochs_completed=version) == version
-    exporter.finish()
+    modules = {"default": None, "original_style": original_style_module,
+               "reads_the_optimizer": optimizer_reading_module}
+    exporter = exporter_of(tmp_path, model, modules[served])
+    with caplog.at_level("INFO", logger="experiments_manager"):
+        for version in (1, 2):
+            model.fit(X, X**2, epochs=1, verbose=0)
+            assert exporter.export(epochs_completed=version) == version
+        exporter.finish()
     with ema_weights_swapped_in(model, model.optimizer):
         expected = np.asarray(model(X, training=False))
     weights = sorted(tuple(weight.shape) for weight in model.weights)
@@ -563,6 +601,13 @@ def test_a_version_holds_the_models_weights_and_not_the_optimizers(tmp_path):
         reader = tf.train.load_checkpoint(str(folder / "variables/variables"))
         saved = sorted(tuple(shape) for key, shape in reader.get_variable_to_shape_map().items()
                        if key != OBJECT_GRAPH_KEY)
-        assert saved == weights, folder
-    served = tf.saved_model.load(str(folder)).signatures["serving_default"](input=tf.constant(X))["output_0"]
-    np.testing.assert_allclose(served.numpy(), expected, rtol=1e-6, atol=1e-6)
+        if served == "reads_the_optimizer":
+            assert len(saved) > len(weights) + 3 * len(model.trainable_weights), folder
+        else:
+            assert saved == weights, folder
+    answer = tf.saved_model.load(str(folder)).signatures["serving_default"](input=tf.constant(X))
+    np.testing.assert_allclose(answer["output_0"].numpy(), expected, rtol=1e-6, atol=1e-6)
+    said = "Exports hold the optimizer too" in caplog.text
+    assert said == (served == "reads_the_optimizer"), caplog.text
+    if served == "reads_the_optimizer":
+        assert set(answer["steps"].numpy()) == {int(model.optimizer.iterations)}

@@ -270,25 +270,44 @@ def _run(workdir, *arguments):
                           timeout=400)
 
 
-def test_corpus_runs_unchanged_through_sweep_and_federated_simulate(corpus_workdir):
-    """Every corpus file: a one-trial sweep and a one-round, one-client federation (run two at a time)."""
-    jobs = {}
-    for name in sorted(CORPUS_FILES):
-        settings = f"tests/data/keras2/{name}"
-        jobs[(name, "sweep")] = ("sweep", "-u", settings, "--max-evals", "1", "--seed", "3", "--hparam", "nbEpoch=1")
-        jobs[(name, "federated")] = ("federated", "simulate", "-u", settings, "--num-clients", "1", "--rounds", "1",
-                                     "--hparam", "nbEpoch=1")
+SWEPT_BY_THE_CLI = "keras2_legacy_optimizer.py"  # the one corpus file a whole `sweep` command runs
+
+
+def test_corpus_runs_unchanged_through_sweep_and_federated_simulate(corpus_workdir, monkeypatch):
+    """Every corpus file: a one-round, one-client `federated simulate` (the CLI, two at a time: each client's
+    pipeline is that file's Keras 2 one, partitioned); and what a sweep's trial does with it, in this process: its
+    `hyperopt_space` sampled into hparams (seeded) that train one epoch. One file also goes through a whole
+    one-trial `sweep` command (a trial process, its run.json)."""
+    from experiments_manager import training
+    from experiments_manager.settings import load_settings
+    from experiments_manager.sweeps.space import SearchSpace
+    from hyperopt.pyll import stochastic
+
+    jobs = {(name, "federated"): ("federated", "simulate", "-u", f"tests/data/keras2/{name}", "--num-clients", "1",
+                                  "--rounds", "1", "--hparam", "nbEpoch=1") for name in sorted(CORPUS_FILES)}
+    jobs[(SWEPT_BY_THE_CLI, "sweep")] = ("sweep", "-u", f"tests/data/keras2/{SWEPT_BY_THE_CLI}", "--max-evals", "1",
+                                         "--seed", "3", "--hparam", "nbEpoch=1")
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         results = dict(zip(jobs, pool.map(lambda arguments: _run(corpus_workdir, *arguments), jobs.values())))
     for (name, kind), result in results.items():
         assert result.returncode == 0, f"{kind} {name}:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
-    for name, (folder, _, _) in CORPUS_FILES.items():
+    monkeypatch.chdir(corpus_workdir)
+    for name, (folder, columns, _) in CORPUS_FILES.items():
         working = corpus_workdir / "experiments/keras2" / folder
-        (sweep,) = working.glob("*_sweep_*/sweep.json")
-        assert json.loads(sweep.read_text())["status"] == "finished", name
         runs = [json.loads(path.read_text()) for path in working.glob("*/run.json")]
         federations = [run for run in runs if run.get("rounds_completed") == 1]
         assert len(federations) == 1 and federations[0]["status"] == "finished", name
+        settings_path = f"tests/data/keras2/{name}"
+        space = SearchSpace.from_settings(load_settings(settings_path))
+        sampled = space.hparams_for(stochastic.sample(space.expressions, rng=np.random.default_rng(3)))
+        print(f"{name}: trial hparams {sampled} (seed 3)")
+        outcome = training.train(settings_path, {**sampled, "nbEpoch": 1}, command=["test", "trial"])
+        assert outcome.status == "finished", f"{name}: {outcome.reason}"
+        info = json.loads((outcome.experiment.root / "run.json").read_text())
+        assert all(info["hparams"][key] == value for key, value in sampled.items()), (info["hparams"], sampled)
+        assert columns <= set((outcome.experiment.root / "history.csv").read_text().splitlines()[0].split(","))
+    (sweep,) = (corpus_workdir / "experiments/keras2" / CORPUS_FILES[SWEPT_BY_THE_CLI][0]).glob("*_sweep_*/sweep.json")
+    assert json.loads(sweep.read_text())["status"] == "finished"
 
 
 def test_lr_on_plateau_is_added_only_where_the_learning_rate_can_be_set():
