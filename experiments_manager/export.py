@@ -298,24 +298,30 @@ class Exporter:
     def _save_live(self, module, folder):
         """A full save of `module`, the served module of the live model, with its EMA weights (on the training
         thread); the first one is kept as the template of the next versions."""
-        import tensorflow as tf
-
         signature = module.served_model.get_concrete_function()
         signatures = dict.fromkeys(self._signature_names(), signature)
         with ema_weights_swapped_in(self.model, self.model.optimizer):
-            if self._leave_out_optimizer:
-                try:
-                    with optimizer_left_out(self.model):
-                        tf.saved_model.save(module, str(folder), signatures=signatures)
-                except Exception as error:  # noqa: BLE001 - the served function reads the optimizer: keep it
-                    _LOG.info("Exports hold the optimizer too: the served module cannot be saved without it "
-                              "(%s: %s)", type(error).__name__, str(error).splitlines()[0] if str(error) else "")
-                    self._leave_out_optimizer = False
-                    shutil.rmtree(folder, ignore_errors=True)  # the temporary folder: no reader looks in it
-            if not self._leave_out_optimizer:
-                tf.saved_model.save(module, str(folder), signatures=signatures)
+            self._save(module, folder, signatures)
             if self._template is None:  # the variables still hold the values saved: the template's check
                 self._template = SavedModelTemplate.read(folder, module) or False
+
+    def _save(self, module, folder, signatures):
+        """`tf.saved_model.save` without the model's optimizer; with it when the served module needs it (logged once,
+        and every later full save keeps it). Another failure is raised as the save with the optimizer raises it."""
+        import tensorflow as tf
+
+        if self._leave_out_optimizer:
+            try:
+                with optimizer_left_out(self.model):
+                    tf.saved_model.save(module, str(folder), signatures=signatures)
+                return
+            except Exception as error:  # noqa: BLE001 - tried again below, with the optimizer
+                without = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                shutil.rmtree(folder, ignore_errors=True)  # the temporary folder: no reader looks in it
+        tf.saved_model.save(module, str(folder), signatures=signatures)
+        if self._leave_out_optimizer:
+            self._leave_out_optimizer = False
+            _LOG.info("Exports hold the optimizer too: the served module cannot be saved without it (%s)", without)
 
     def _signature_names(self):
         return ("serving_default", self.settings.model_name)

@@ -192,20 +192,32 @@ def test_parallel_sweep_runs_trials_at_once_on_spark(run_cli, workdir):
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), f"no two trials overlapped: {spans}"
 
 
-@pytest.mark.parametrize("extra_lines, arguments, message", [
-    (["hyperopt_space = None"], (), "mysettings_sweep.py: hyperopt_space: missing (a sweep needs a dict"),
+@pytest.mark.parametrize("extra_lines, arguments, message, through", [
+    (["hyperopt_space = None"], (), "mysettings_sweep.py: hyperopt_space: missing (a sweep needs a dict", "process"),
     (["hyperopt_space = {'learningRate': 0.01}"], (),
      "mysettings_sweep.py: hyperopt_space['learningRate']: expected a hyperopt expression such as "
-     "hp.uniform('learningRate', 0, 1), got 0.01"),
+     "hp.uniform('learningRate', 0, 1), got 0.01", "main"),
     ([], ("--hparam", "learningRate=0.1"),
-     "--hparam learningRate: also in mysettings_sweep.py's hyperopt_space (a swept hparam cannot be fixed; drop one)"),
+     "--hparam learningRate: also in mysettings_sweep.py's hyperopt_space (a swept hparam cannot be fixed; drop one)",
+     "main"),
 ])
-def test_a_bad_sweep_is_one_error_line_and_no_folder(run_cli, workdir, extra_lines, arguments, message):
+def test_a_bad_sweep_is_one_error_line_and_no_folder(run_cli, workdir, monkeypatch, capsys, extra_lines, arguments,
+                                                      message, through):
+    """Through the `experiments-manager` process, or (the same code, without a process importing TensorFlow again)
+    the CLI's `main` in this one."""
     settings = settings_variant(workdir, "mysettings_sweep.py", extra_lines)
-    result = run_cli("sweep", "-u", str(settings), "--max-evals", "2", *arguments)
-    assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), result.stderr
+    command = ["sweep", "-u", str(settings), "--max-evals", "2", *arguments]
+    if through == "process":
+        result = run_cli(*command)
+        returncode, stderr = result.returncode, result.stderr
+    else:
+        from experiments_manager.cli import main
+
+        monkeypatch.chdir(workdir)
+        returncode, stderr = main(command), capsys.readouterr().err
+    assert returncode == 2
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {message}"), stderr
     assert not (workdir / WORKING_FOLDER).exists() or not list((workdir / WORKING_FOLDER).iterdir())
 
 
