@@ -3,6 +3,7 @@ training going on meanwhile, nothing half-written after a kill, a failure failin
 stopped it), and a version written from the first one's graph serving what the live model computes."""
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -535,8 +536,9 @@ def test_export_missing_is_on_disk_when_it_returns(tmp_path):
     assert exporter.export_missing(5) is None  # on disk now
 
 
-def original_style_module(model, model_name):
-    """A served module as the original framework's settings write it: it holds the model (and so its optimizer)."""
+def original_style_module(model, model_name, reads_the_optimizer=False):
+    """A served module as the original framework's settings write it: it holds the model (and so its optimizer).
+    With `reads_the_optimizer`, its function also answers the optimizer's iteration count."""
     import tensorflow as tf
 
     class ExportedModule(tf.Module):
@@ -546,24 +548,10 @@ def original_style_module(model, model_name):
 
         @tf.function(input_signature=[tf.TensorSpec(shape=[None, 1], dtype=tf.float32, name="input")])
         def served_model(self, input):
-            return {"output_0": self.model(input, training=False)}
-
-    return ExportedModule(model)
-
-
-def optimizer_reading_module(model, model_name):
-    """A served module whose function reads an optimizer variable (its iteration count)."""
-    import tensorflow as tf
-
-    class ExportedModule(tf.Module):
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        @tf.function(input_signature=[tf.TensorSpec(shape=[None, 1], dtype=tf.float32, name="input")])
-        def served_model(self, input):
-            return {"output_0": self.model(input, training=False),
-                    "steps": tf.fill(tf.shape(input)[:1], tf.cast(self.model.optimizer.iterations, tf.int64))}
+            outputs = {"output_0": self.model(input, training=False)}
+            if reads_the_optimizer:
+                outputs["steps"] = tf.fill(tf.shape(input)[:1], tf.cast(self.model.optimizer.iterations, tf.int64))
+            return outputs
 
     return ExportedModule(model)
 
@@ -585,7 +573,7 @@ def test_a_version_holds_the_models_weights_and_not_the_optimizers(tmp_path, ser
     model = keras.Model(inputs, keras.layers.Dense(1)(hidden))
     model.compile(optimizer=keras.optimizers.Adam(use_ema=True), loss="mse")
     modules = {"default": None, "original_style": original_style_module,
-               "reads_the_optimizer": optimizer_reading_module}
+               "reads_the_optimizer": functools.partial(original_style_module, reads_the_optimizer=True)}
     exporter = exporter_of(tmp_path, model, modules[served])
     with caplog.at_level("INFO", logger="experiments_manager"):
         for version in (1, 2):
