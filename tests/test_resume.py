@@ -187,10 +187,13 @@ def test_kill_9_at_ten_seeded_points_then_resume_finishes_with_nothing_half_writ
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
-def test_stop_signal_checkpoints_marks_interrupted_then_resume_finishes(signum, workdir, start_cli, run_cli):
+def test_stop_signal_checkpoints_marks_interrupted_then_resume_finishes(signum, workdir, start_cli, run_cli,
+                                                                        tmp_path):
     process = start_cli("train", "-u", str(long_settings(workdir)), "--hparam", f"nbEpoch={NB_EPOCH}")
     root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
-    wait_for(lambda: checkpoints(root), 180, "the first checkpoint")
+    # two epochs done: the PNG was drawn after the first only (the next drawing waits 30 s), so the stopped run
+    # must draw the second itself
+    wait_for(lambda: len(checkpoints(root)) >= 2, 180, "the checkpoints of epochs 1 and 2")
     numbered_before = max(int(state.parent.name.removeprefix("ckpt-")) for state in checkpoints(root))
     process.send_signal(signum)
     output, _ = process.communicate(timeout=120)
@@ -203,6 +206,7 @@ def test_stop_signal_checkpoints_marks_interrupted_then_resume_finishes(signum, 
     assert int(newest.parent.name.removeprefix("ckpt-")) > numbered_before  # a checkpoint written on the signal,
     assert json.loads(newest.read_text())["epochs_completed"] == info["epochs_completed"]  # of what was trained
     assert hparams_statuses(root / "logs") == []  # interrupted (resumable): TensorBoard reads "Unknown"
+    assert_png_shows_every_epoch(root, tmp_path)
 
     result = run_cli("train", "--resume", str(root))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -210,6 +214,17 @@ def test_stop_signal_checkpoints_marks_interrupted_then_resume_finishes(signum, 
     assert info["status"] == "finished" and info["epochs_completed"] == NB_EPOCH
     assert_history_complete(root)
     assert hparams_statuses(root / "logs") == ["STATUS_SUCCESS"]
+
+
+def assert_png_shows_every_epoch(root, tmp_path):
+    """training_curves.png is what `plot_history` draws from the whole history.csv and run.json's best epoch."""
+    from experiments_manager.callbacks.training_curves import plot_history
+
+    info = read_run(root)
+    plot_history(root / "history.csv", tmp_path / "redrawn.png", title=root.name,
+                 best=(info["monitored_loss_name"], info["best_epoch"], info["best_value"]))
+    assert (tmp_path / "redrawn.png").read_bytes() == (root / "training_curves.png").read_bytes(), \
+        f"training_curves.png does not show the {info['epochs_completed']} epochs of history.csv"
 
 
 def test_resuming_a_finished_run_changes_nothing(workdir, run_cli):

@@ -46,3 +46,32 @@ def test_the_png_is_drawn_at_the_first_epoch_then_at_most_every_min_interval_and
     else:  # every epoch
         assert seen == drawn
     assert png.read_bytes() == drawn[3]  # the end of training: every epoch shown
+
+
+def test_a_fit_that_raises_leaves_the_undrawn_epochs_to_finish(tmp_path):
+    """Keras skips `on_train_end` when `fit` raises (a stop signal): `finish()`, which the run calls then, draws
+    every epoch the history has."""
+    import keras
+
+    history_csv, png = tmp_path / "history.csv", tmp_path / "training_curves.png"
+
+    class Stop(Exception):
+        pass
+
+    class StopInEpoch4(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 3:
+                raise Stop()
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).normal(size=(64, 2))
+    curves = TrainingCurves(history_csv, png, min_interval=3600.0)
+    with pytest.raises(Stop):
+        model.fit(x, x.sum(axis=1), epochs=6, batch_size=32, verbose=0,
+                  callbacks=[HistoryCSV(history_csv), curves, StopInEpoch4()])
+    curves.finish()
+    assert png.read_bytes() == _drawing_of_first_rows(history_csv, 3, tmp_path / "rows3.png")
+    curves.finish()  # nothing left to draw
+    assert not [thread for thread in threading.enumerate() if thread.name == "training-curves"]

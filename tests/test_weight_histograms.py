@@ -33,3 +33,10 @@ def test_nan_and_infinite_values_are_left_out():
     assert np.array_equal(with_nan, histogram_buckets(np.array([0.0, 1.0, 1.0])))
     assert with_nan[:, 2].sum() == 3
     assert not histogram_buckets(np.array([np.nan])).any()
+
+
+def test_a_range_float64_cannot_hold_is_counted_not_raised():
+    """A float64 weight spanning more than float64's range, or a denormal one: every value counted somewhere."""
+    for values in (np.array([-1e308, 1e308, 0.0]), np.array([0.0, 5e-324, 1e-323])):
+        buckets = histogram_buckets(values)
+        assert buckets.shape == (30, 3) and buckets[:, 2].sum() == values.size

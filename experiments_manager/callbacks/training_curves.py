@@ -29,7 +29,8 @@ class TrainingCurves(keras.callbacks.Callback):
     seconds: the first epoch's at once, then the first epoch that ends
     `min_interval` seconds after the last drawing was asked for. The end of
     training draws the last epoch (if not drawn yet) and waits for it, so the
-    finished (or stopped) run's image shows every epoch. A drawing still pending
+    finished run's image shows every epoch; a run that `fit` left by raising
+    (a stop signal) calls `finish()` for the same. A drawing still pending
     when a new one is asked for is replaced by the newer one. A drawing that
     fails is logged, never raised.
 
@@ -77,6 +78,12 @@ class TrainingCurves(keras.callbacks.Callback):
         self._ask(best)
 
     def on_train_end(self, logs=None):
+        self.finish()
+
+    def finish(self):
+        """Draws the epochs not drawn yet, if any, and waits for the drawing: what the end of training does, and
+        what a run calls when `fit` raised instead (a stop signal, a stalled input), as Keras then skips
+        `on_train_end`. Does nothing when every epoch is drawn."""
         if self._undrawn is not None:
             self._ask(self._undrawn)
             self._undrawn = None

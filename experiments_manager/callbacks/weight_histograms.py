@@ -96,8 +96,11 @@ def histogram_buckets(values, bucket_count=30):
         buckets[:, :2] = high
         buckets[-1, 2] = data.size
         return buckets
-    indices = np.minimum(np.floor((data - low) / ((high - low) / bucket_count)).astype(np.int64), bucket_count - 1)
-    edges = np.linspace(low, high, bucket_count + 1)
+    with np.errstate(all="ignore"):  # a range that overflows float64, or a denormal width: clipped, not raised
+        positions = np.floor((data - low) / ((high - low) / bucket_count))
+        edges = np.linspace(low, high, bucket_count + 1)
+    indices = np.clip(np.nan_to_num(positions, nan=0.0, posinf=bucket_count - 1, neginf=0.0), 0,
+                      bucket_count - 1).astype(np.int64)
     edges[-1] = high
     buckets[:, 0], buckets[:, 1] = edges[:-1], edges[1:]
     buckets[:, 2] = np.bincount(indices, minlength=bucket_count)

@@ -45,6 +45,7 @@ class RunRecords:
                      self.history,
                      ours.TrackBestValue(best, settings.path.name),
                      *tensorboard_reports(experiment, settings, best, restored)]
+        self.curves = next(callback for callback in self.head if isinstance(callback, ours.TrainingCurves))
 
     def tail(self, checkpoint=None):
         """Export on improvement (with an exporter), the checkpoint (if any), run.json."""
@@ -72,7 +73,7 @@ class CallbackPlan:
 
     Attributes:
         callbacks: the list given to `fit`.
-        history, best, early_stopping, stop_on_signal, exporter, checkpoint: the parts the trainer reads.
+        history, best, early_stopping, stop_on_signal, exporter, checkpoint, curves: the parts the trainer reads.
         initial_epoch: epochs done before this run started (from the checkpoint).
     """
 
@@ -113,6 +114,7 @@ class CallbackPlan:
         records = RunRecords(experiment, settings, self.best, self.exporter, monitors=[self.early_stopping, *plateau],
                              restored=restored)
         self.history = records.history
+        self.curves = records.curves
         self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir),
                                                   {**stateful, **inputs.stateful}, inputs.after_checkpoint)
         self.callbacks = (
@@ -130,9 +132,13 @@ class CallbackPlan:
 
     def close(self):
         """Waits for the version being written, if any, and lists the versions in run.json (an export's failure
-        is logged: the run already ended otherwise)."""
-        if self.exporter is not None:
-            self.exporter.close()
+        is logged: the run already ended otherwise); draws the epochs training_curves.png lacks (when `fit`
+        raised, Keras skipped `on_train_end`)."""
+        try:
+            if self.exporter is not None:
+                self.exporter.close()
+        finally:
+            self.curves.finish()
 
     def epochs_completed(self):
         """Epochs fully done so far (the epoch in progress is redone on resume)."""
