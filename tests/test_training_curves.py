@@ -18,6 +18,17 @@ def _drawing_of_first_rows(history_csv, rows, path):
     return path.read_bytes()
 
 
+def _fit(epochs, callbacks):
+    """A small seeded model trained `epochs` epochs of 2 steps with `callbacks`."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(0).normal(size=(64, 2))
+    model.fit(x, x.sum(axis=1), epochs=epochs, batch_size=32, verbose=0, callbacks=callbacks)
+
+
 @pytest.mark.parametrize("min_interval", [3600.0, 0.0])
 def test_the_png_is_drawn_at_the_first_epoch_then_at_most_every_min_interval_and_at_the_end(tmp_path, min_interval):
     import keras
@@ -32,13 +43,7 @@ def test_the_png_is_drawn_at_the_first_epoch_then_at_most_every_min_interval_and
                     thread.join(timeout=60)
             seen.append(png.read_bytes())
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile(optimizer="sgd", loss="mse")
-    x = np.random.default_rng(0).normal(size=(64, 2))
-    model.fit(x, x.sum(axis=1), epochs=4, batch_size=32, verbose=0,
-              callbacks=[HistoryCSV(history_csv), TrainingCurves(history_csv, png, min_interval=min_interval),
-                         LookAtThePng()])
+    _fit(4, [HistoryCSV(history_csv), TrainingCurves(history_csv, png, min_interval=min_interval), LookAtThePng()])
 
     drawn = [_drawing_of_first_rows(history_csv, rows, tmp_path / f"rows{rows}.png") for rows in (1, 2, 3, 4)]
     if min_interval:  # epoch 1 at once; 2 and 3 too soon after it; the end draws epoch 4
@@ -63,14 +68,9 @@ def test_a_fit_that_raises_leaves_the_undrawn_epochs_to_finish(tmp_path):
             if epoch == 3:
                 raise Stop()
 
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    model.compile(optimizer="sgd", loss="mse")
-    x = np.random.default_rng(0).normal(size=(64, 2))
     curves = TrainingCurves(history_csv, png, min_interval=3600.0)
     with pytest.raises(Stop):
-        model.fit(x, x.sum(axis=1), epochs=6, batch_size=32, verbose=0,
-                  callbacks=[HistoryCSV(history_csv), curves, StopInEpoch4()])
+        _fit(6, [HistoryCSV(history_csv), curves, StopInEpoch4()])
     curves.finish()
     assert png.read_bytes() == _drawing_of_first_rows(history_csv, 3, tmp_path / "rows3.png")
     curves.finish()  # nothing left to draw

@@ -60,10 +60,11 @@ class WeightHistograms(keras.callbacks.Callback):
         from tensorboard.plugins.histogram import metadata
 
         writer = self.writers.writer("train")
+        histogram = metadata.create_summary_metadata(display_name=None, description=None)  # the same for every tag
         with writer.as_default(), tf.device("/CPU:0"):
             for weight in self.model.weights:
                 tf.summary.write(weight.path, histogram_buckets(np.asarray(weight.numpy())), step=number,
-                                 metadata=metadata.create_summary_metadata(display_name=None, description=None))
+                                 metadata=histogram)
         writer.flush()
 
 
