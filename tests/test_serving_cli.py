@@ -157,9 +157,38 @@ def test_predict_with_the_server_down_or_silent_gives_one_line(run_cli, trained,
     assert time.monotonic() - started < 60
 
 
+# The example with a version every epoch, whose epochs (and its end) wait until the test has seen the server answer
+# as many versions as epochs are done (a file the test writes): training cannot outrun the serve process' start-up,
+# and the test sees each version the way a client does, while training goes on.
+PACED_BY_THE_SERVER = """
+save_only_last_best_model = False
+
+class _WaitForTheServer(tf.keras.callbacks.Callback):
+    def wait_for(self, versions):
+        import pathlib, time
+        answered, deadline = pathlib.Path({answered!r}), time.monotonic() + 180
+        while int((answered.read_text() if answered.exists() else "") or 0) < versions:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not answer {{versions}} versions within 180 s")
+            time.sleep(0.05)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.wait_for(epoch)
+
+    def on_train_end(self, logs=None):
+        self.wait_for(self.params["epochs"])
+
+def addon_callbacks(model, train_samples, val_samples):
+    return {{"wait_for_the_server": _WaitForTheServer()}}
+"""
+
+
 def test_train_serve_answers_while_versions_advance(start_cli, workdir):
+    answered_file = workdir / "answered"
+    settings = workdir / REGRESSION_SETTINGS
+    settings.write_text(settings.read_text() + PACED_BY_THE_SERVER.format(answered=str(answered_file)))
     process = start_cli(
-        "train", "-u", REGRESSION_SETTINGS, "--hparam", "nbEpoch=8", "--serve", "--grpc-port", "0", "--rest-port", "0",
+        "train", "-u", REGRESSION_SETTINGS, "--hparam", "nbEpoch=3", "--serve", "--grpc-port", "0", "--rest-port", "0",
         "--file_system_poll_wait_seconds", "0.2",
     )
     output = OutputReader(process)
@@ -174,7 +203,10 @@ def test_train_serve_answers_while_versions_advance(start_cli, workdir):
             statuses = requests.get(f"{rest}/v1/models/model_curve_fitting", timeout=5).json()
             seen.update(int(s["version"]) for s in statuses.get("model_version_status", []) if s["state"] == "AVAILABLE")
             answer = prediction.Predict(predict_request("model_curve_fitting", {"input": X}), timeout=5)
-            answers[answer.model_spec.version.value] = np.array(answer.outputs["prediction"].float_val)
+            version = answer.model_spec.version.value
+            answers[version] = np.array(answer.outputs["prediction"].float_val)
+            if version in seen:  # listed AVAILABLE by REST and answered by gRPC: training may go on
+                answered_file.write_text(str(len(answers.keys() & seen)))
         except (requests.ConnectionError, grpc.RpcError):
             pass
         return process.poll() is not None
@@ -183,18 +215,14 @@ def test_train_serve_answers_while_versions_advance(start_cli, workdir):
     assert process.returncode == 0, "\n".join(output.seen)
     experiment = next((workdir / "experiments/examples/curve_fitting").glob("*/run.json")).parent
     assert read_run(experiment)["status"] == "finished"
-    assert len(seen) >= 2 and len(answers) >= 2, f"versions answered while training: {seen}, {sorted(answers)}"
+    # each epoch's version was listed and answered by the server while training went on
+    assert sorted(answers) == [1, 2, 3] and seen == {1, 2, 3}, f"versions answered: {sorted(answers)}, seen {seen}"
     import tensorflow as tf
 
-    checked = 0
     for version, answered in answers.items():  # each answer is what that version computes, loaded in-process
-        folder = experiment / "exported_models" / str(version)
-        if folder.is_dir():  # not yet removed by the retention of 5 versions
-            served = tf.saved_model.load(str(folder)).signatures["serving_default"]
-            expected = served(input=tf.constant(X))["prediction"].numpy().ravel()
-            np.testing.assert_allclose(answered, expected, rtol=1e-5, atol=1e-6)
-            checked += 1
-    assert checked >= 1
+        served = tf.saved_model.load(str(experiment / "exported_models" / str(version))).signatures["serving_default"]
+        expected = served(input=tf.constant(X))["prediction"].numpy().ravel()
+        np.testing.assert_allclose(answered, expected, rtol=1e-5, atol=1e-6)
     assert "serving version" in (experiment / "serving.log").read_text()
     with pytest.raises(requests.ConnectionError):  # the server stopped with the training
         requests.get(f"{rest}/v1/models/model_curve_fitting", timeout=5)
