@@ -14,7 +14,8 @@ TensorBoard / report callback alone on the trained regression model (median of
 
 Usage (from the repository root):
 
-    .venv/bin/python tools/bench_train.py [--rounds 4] [--samples 100000] [--epochs 6] [--every-epoch] [--kinds engine,plain]
+    .venv/bin/python tools/bench_train.py [--rounds 4] [--samples 100000] [--epochs 6] [--every-epoch]
+                                          [--kinds engine,plain]
     .venv/bin/python tools/bench_train.py --logging-costs
     .venv/bin/python tools/bench_train.py --training-thread [--every-epoch]
 
@@ -247,6 +248,9 @@ def main():
                 print(f"  {name:48s} {cost * 1000:8.1f} ms")
         return
 
+    unknown = set(arguments.kinds.split(",")) - set(KINDS)
+    if unknown:
+        parser.error(f"--kinds: expected names from {', '.join(KINDS)}, got {', '.join(sorted(unknown))}")
     kinds = [kind for kind in KINDS if kind in arguments.kinds.split(",") or kind in ("engine", "plain")]
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
