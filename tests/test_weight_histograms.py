@@ -14,6 +14,10 @@ CASES = {
     "integers": lambda rng: np.arange(10),
     "tiny range": lambda rng: rng.uniform(-1e-8, 1e-8, size=500).astype(np.float32),
     "two values": lambda rng: np.array([0.0, 1.0, 1.0]),
+    # counted a part at a time (65 536 values): 3 whole parts and a partial one
+    "several parts, float32": lambda rng: rng.standard_t(3, size=200_000).astype(np.float32),
+    "float16": lambda rng: rng.normal(size=3000).astype(np.float16),
+    "int64 beyond 2**53": lambda rng: rng.integers(-2**62, 2**62, size=1000),
 }
 
 
