@@ -97,13 +97,13 @@ def histogram_buckets(values, bucket_count=30):
         low, high = (data.min(), data.max()) if data.size else (0.0, 0.0)
     if data.size == 0:
         return buckets
-    low, high = np.float64(low), np.float64(high)  # exact: float64 holds every float16/32 value, and keeps order
+    low, high = np.float64(low), np.float64(high)  # the float64 values' own: converting keeps order (ints round)
     if low == high:
         buckets[:, :2] = high
         buckets[-1, 2] = data.size
         return buckets
     counts = np.zeros(bucket_count, np.int64)
-    chunk = np.empty(min(_CHUNK, data.size))  # float64, as TensorBoard counts; a cache-sized part at a time
+    chunk = np.empty(min(_CHUNK, data.size))  # float64, as TensorBoard counts
     with np.errstate(all="ignore"):  # a range that overflows float64, or a denormal width: clipped, not raised
         width = (high - low) / bucket_count
         for start in range(0, data.size, _CHUNK):
