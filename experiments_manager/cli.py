@@ -57,7 +57,7 @@ def main(argv=None):
         return commands.command_named(arguments.command).run(arguments, argv)
     except UserInputError as error:
         print_problems(error.problems)
-        return EXIT_USER_ERROR
+        return getattr(error, "exit_code", EXIT_USER_ERROR)  # 75 for a folder another run holds: try again later
     except KeyboardInterrupt:  # what was interrupted has said so (a training run: run.json, "resume with")
         print("interrupted (Ctrl-C)", file=sys.stderr)
         return 128 + signal.SIGINT

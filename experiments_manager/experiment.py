@@ -18,6 +18,7 @@ Layout (the README, "The experiment folder"):
 ```
 """
 
+import contextlib
 import datetime
 import json
 import logging
@@ -30,8 +31,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments_manager.utils.atomic import remove_leftovers, write_json_atomically
+from experiments_manager.utils.atomic import copy_atomically, fsync_folder, remove_leftovers, write_json_atomically
 from experiments_manager.utils.errors import UserInputError
+from experiments_manager.utils.lease import LEASE_NAME, Lease
 
 _LOG = logging.getLogger(__name__)
 SETTINGS_COPY_NAME = "experiment_settings.py"
@@ -58,6 +60,7 @@ class Experiment:
 
     def __init__(self, root):
         self.root = Path(root)
+        self.lease = None  # the `Lease` while this process writes the folder (`held`)
 
     @property
     def name(self):
@@ -127,14 +130,15 @@ class Experiment:
             root = Path(root)  # a str too (federated/apps.py passes one)
             root.mkdir(parents=True)
             repeat = ""
+        fsync_folder(root.parent)  # the new folder's name survives a power loss
         experiment = cls(root)
         if settings.from_file:
-            shutil.copyfile(settings.path, experiment.settings_copy)
+            copy_atomically(settings.path, experiment.settings_copy)
         else:
             experiment.settings_copy.write_text(
                 f'"""The settings of this experiment were built in Python ({settings.path.name}), not read from a '
                 'file.\n\nResume it from Python: em.resume(folder, settings=<the same settings>)."""\n')
-        shutil.copyfile(settings.model_file, root / f"{settings.model_name}.py")
+        copy_atomically(settings.model_file, root / f"{settings.model_name}.py")
         experiment.write_run_info(
             {
                 "status": "running",
@@ -176,13 +180,35 @@ class Experiment:
             raise UserInputError(f"{root}: {SETTINGS_COPY_NAME}: missing from the experiment folder")
         return experiment
 
+    @contextlib.contextmanager
+    def held(self, command):
+        """Within the block this process is the experiment's one writer: its lease is taken (`utils/lease.py`).
+
+        Raises:
+            LeaseHeld: another live run writes the experiment (one line naming it; exit code 75).
+
+        Example:
+
+        ```python
+        with experiment.held(running_command()):
+            experiment.mark_resumed(running_command())
+        ```
+        """
+        self.lease = Lease.acquire(self.root, command, what="experiment")
+        try:
+            yield self.lease
+        finally:
+            self.lease.release()
+            self.lease = None
+
     def replica(self, root):
         """A private copy of this experiment (settings, run.json, checkpoints; no exports or logs) at `root`.
 
         A non-chief worker of a multi-worker run resumes in such a copy: it
         trains in step with the chief but must not write the shared folder.
         """
-        shutil.copytree(self.root, root, ignore=shutil.ignore_patterns("exported_models", "logs", "*.png"))
+        shutil.copytree(self.root, root, ignore=shutil.ignore_patterns("exported_models", "logs", "*.png", LEASE_NAME,
+                                                                       f"{LEASE_NAME}.*", f".{LEASE_NAME}.*"))
         return type(self)(root)
 
     def run_info(self):
@@ -224,7 +250,8 @@ class Experiment:
         """Removes what writers killed mid-write left in this folder (temporary files and folders of dead pids)."""
         removed = []
         for folder, subfolders, _ in os.walk(self.root):
-            gone = remove_leftovers(folder, own_pid_is_dead=True)  # this process has written nothing here yet
+            # this process has written nothing here yet; holding the lease, it is the one writer
+            gone = remove_leftovers(folder, own_pid_is_dead=True, sole_writer=self.lease is not None)
             removed += [str(Path(folder, name).relative_to(self.root)) for name in gone]
             subfolders[:] = [name for name in subfolders if name not in gone and name != "clients"]  # theirs
         if removed:

@@ -292,7 +292,8 @@ class Exporter:
 
     def _write(self, version, write_into):
         """Writes version `version` with `write_into(folder)`, atomically; checks it; applies the retention."""
-        remove_leftovers(self.base)  # of an export a killed run left half-written
+        # of an export a killed run left half-written (holding the experiment's lease, every other pid's is)
+        remove_leftovers(self.base, sole_writer=getattr(self.experiment, "lease", None) is not None)
         with folder_replaced_atomically(self.base / f".tmp-{version}-{os.getpid()}", self.base / str(version)) as tmp:
             write_into(tmp)
             check_signatures(tmp, self._signature_names())

@@ -15,10 +15,9 @@ With the trials inside, `tensorboard --logdir <sweep folder>` compares them alon
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
-from experiments_manager.utils.atomic import write_json_atomically
+from experiments_manager.utils.atomic import copy_atomically, write_json_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.experiment import SWEEP_SPEC_NAME, folder_stamp, make_unique_dir, now
 
@@ -78,7 +77,7 @@ class SweepFolder:
         parent = Path(settings.experiment.working_folder)
         parent.mkdir(parents=True, exist_ok=True)
         sweep = cls(make_unique_dir(parent, f"{settings.experiment.session_name}_sweep_{folder_stamp()}".lstrip("_")))
-        shutil.copyfile(settings.path, sweep.settings_copy)
+        copy_atomically(settings.path, sweep.settings_copy)
         sweep.write_spec({**spec, "settings_sha256": file_sha256(settings.path), "created": now(),
                           "status": "running", "trials_done": 0, "best": None})
         return sweep

@@ -63,14 +63,15 @@ def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_b
                                                                              root=root))
     if cluster is None:  # a multi-worker strategy must exist before any TensorFlow op: no dry build there
         _dry_build(settings)  # a broken settings file is one line per problem, and no `failed` folder
-    experiment = Experiment.create(settings, command or running_command(), parent=working_folder,
-                                   reservation=reservation)
-    if servers:
-        experiment.update_run_info(kafka_bootstrap_servers=servers)
-    if reservation is None or experiment.root != reservation.root:  # else said before the settings were loaded
-        _LOG.info("Experiment folder: %s", experiment.root)
-    with _alongside(alongside, experiment):
-        return Trainer(experiment, settings, cluster=cluster).run()
+    command = command or running_command()
+    experiment = Experiment.create(settings, command, parent=working_folder, reservation=reservation)
+    with experiment.held(command):  # a new folder: nobody else writes it, but a `train --resume` of it may start
+        if servers:
+            experiment.update_run_info(kafka_bootstrap_servers=servers)
+        if reservation is None or experiment.root != reservation.root:  # else said before the settings were loaded
+            _LOG.info("Experiment folder: %s", experiment.root)
+        with _alongside(alongside, experiment):
+            return Trainer(experiment, settings, cluster=cluster).run()
 
 
 def _dry_build(settings):
@@ -147,13 +148,17 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
     if info.get("status") == "finished":
         _LOG.info("%s already finished: nothing to resume", experiment.root)
         return TrainingOutcome(experiment if cluster is None or cluster.is_chief else None, "finished", 0)
-    settings = load_experiment_settings(experiment, settings)
-    check_cluster(cluster, settings)
-    if cluster is not None and not cluster.is_chief:
+    if cluster is not None and not cluster.is_chief:  # trains in a private replica: the chief writes the folder
+        settings = load_experiment_settings(experiment, settings)
+        check_cluster(cluster, settings)
         return _train_as_worker(cluster, settings, resuming=True, experiment_at=experiment.replica)
-    servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))
-    experiment.mark_resumed(command or running_command())
-    if servers:
-        experiment.update_run_info(kafka_bootstrap_servers=servers)
-    with _alongside(alongside, experiment):
-        return Trainer(experiment, settings, resuming=True, cluster=cluster).run()
+    command = command or running_command()
+    with experiment.held(command):  # one writer: a second resume (a double requeue) is refused, in one line
+        settings = load_experiment_settings(experiment, settings)
+        check_cluster(cluster, settings)
+        servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))
+        experiment.mark_resumed(command)
+        if servers:
+            experiment.update_run_info(kafka_bootstrap_servers=servers)
+        with _alongside(alongside, experiment):
+            return Trainer(experiment, settings, resuming=True, cluster=cluster).run()

@@ -1,4 +1,6 @@
-"""Writes that a reader never sees half done: write to a temporary path, then rename.
+"""Writes that a reader never sees half done, and that a power loss does not undo: write to a temporary path,
+fsync it, rename it, fsync the folder (a rename alone can reach the disk before the data it names: ext4's delayed
+allocation left zero-byte checkpoints behind a power loss).
 
 Every temporary name starts with a dot and carries its writer's pid (`.run.json.<pid>.<random>.tmp`,
 `.tmp-<version>-<pid>`, `.tmp-ckpt-<n>-<pid>`, `.deleting-<name>-<pid>`), so what a killed writer left behind is
@@ -6,6 +8,7 @@ told apart from what a live one is writing: `remove_leftovers` deletes the forme
 """
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -23,12 +26,44 @@ _OLD_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # before the pid was 
 OLD_TEMPORARY_SECONDS = 600  # such a file this old has no live writer (a write takes seconds)
 
 
+def fsync_file(path: "os.PathLike[str] | str") -> None:
+    """Flushes a file's data to the disk (what a rename that follows must not overtake)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def fsync_folder(path: "os.PathLike[str] | str") -> None:
+    """Flushes a folder's entries (a rename, a new file's name) to the disk; a file system that cannot is skipped."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError as error:  # EINVAL: a file system that has no folder fsync (some network ones)
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(descriptor)
+
+
+def fsync_tree(path: "os.PathLike[str] | str") -> None:
+    """Flushes every file and folder under `path` (a folder about to be renamed into place), then `path` itself."""
+    for folder, _, files in os.walk(path):
+        for name in files:
+            fsync_file(os.path.join(folder, name))
+        fsync_folder(folder)
+
+
 @contextlib.contextmanager
 def replaced_atomically(path):
-    """Yields a temporary path next to `path`; renames it over `path` on success.
+    """Yields a temporary path next to `path`; on success fsyncs it, renames it over `path` and fsyncs the folder.
 
     The temporary file is removed when the block raises, so nothing
-    half-written is left behind.
+    half-written is left behind; once the block returns, the new content survives a power loss.
 
     Example:
 
@@ -44,15 +79,18 @@ def replaced_atomically(path):
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield tmp
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_folder(path.parent)
 
 
 @contextlib.contextmanager
 def folder_replaced_atomically(tmp, final):
-    """Yields `tmp` (not yet created) to write a folder into; renames it to `final` on success, removes it on failure.
+    """Yields `tmp` (not yet created) to write a folder into; on success fsyncs all of it, renames it to `final` and
+    fsyncs the parent folder (durable when this returns); removes it on failure.
 
     A stale `tmp` of the same name (a killed predecessor with this pid: a restarted container) is removed first.
 
@@ -68,16 +106,24 @@ def folder_replaced_atomically(tmp, final):
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         yield tmp
+        fsync_tree(tmp)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    fsync_folder(final.parent)
 
 
 def write_text_atomically(path, text):
     """Replaces the file at `path` by `text` in one rename."""
     with replaced_atomically(path) as tmp:
         tmp.write_text(text)
+
+
+def copy_atomically(source, path):
+    """Copies the file `source` to `path` durably (a reader sees the old file or the whole copy)."""
+    with replaced_atomically(path) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def write_json_atomically(path, data):
@@ -93,7 +139,7 @@ def remove_tree_atomically(path):
     shutil.rmtree(doomed, ignore_errors=True)
 
 
-def remove_leftovers(*folders, own_pid_is_dead=False):
+def remove_leftovers(*folders, own_pid_is_dead=False, sole_writer=False):
     """Deletes the temporary files and folders that writers killed mid-write (kill -9, a dead node) left in
     `folders`; a live writer's are kept. Returns the names removed.
 
@@ -101,6 +147,9 @@ def remove_leftovers(*folders, own_pid_is_dead=False):
         folders: the folders to clean (not recursively).
         own_pid_is_dead: names with this process' pid are a dead writer's too (a restarted container often gets
             the pid its killed predecessor had): true where this process has written nothing yet, as at a resume.
+        sole_writer: this process holds the folders' lease (`utils/lease.py`): a name with another pid is a dead
+            writer's, whatever that pid is on this host (a live writer on another node is refused the lease, and
+            its pid means nothing here).
 
     Example:
 
@@ -114,7 +163,7 @@ def remove_leftovers(*folders, own_pid_is_dead=False):
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
-            if _is_dead_writers(entry, own_pid_is_dead):
+            if _is_dead_writers(entry, own_pid_is_dead, sole_writer):
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
@@ -123,11 +172,13 @@ def remove_leftovers(*folders, own_pid_is_dead=False):
     return removed
 
 
-def _is_dead_writers(entry, own_pid_is_dead):
+def _is_dead_writers(entry, own_pid_is_dead, sole_writer=False):
     found = _LEFTOVER.match(entry.name)
     if found:
         pid = int(next(value for value in found.groupdict().values() if value is not None))
-        return (own_pid_is_dead and pid == os.getpid()) or not process_alive(pid)
+        if pid == os.getpid():
+            return own_pid_is_dead
+        return sole_writer or not process_alive(pid)
     if _OLD_TEMPORARY.match(entry.name):
         try:
             return time.time() - entry.stat().st_mtime > OLD_TEMPORARY_SECONDS

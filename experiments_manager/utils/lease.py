@@ -1,0 +1,305 @@
+"""One writer per folder: a lease file (`lease.json`) that a run takes before it writes an experiment or a sweep.
+
+Cluster file systems (NFS, Lustre, GPFS) do not make `flock` reliable across nodes, so the lease is a file
+created whole in one step: its content is written to a temporary file, fsynced, then hard-linked to
+`lease.json` (`link` fails when the name exists, atomically on every shared file system; where a file system
+has no hard links, `O_CREAT | O_EXCL`). It names its holder: host, boot id, pid and the pid's start time, Slurm
+job, start, and a heartbeat that a thread renews every `heartbeat_seconds`.
+
+A lease is broken only when its holder is provably gone:
+- on this host (same boot): its pid is dead, or now belongs to another process (another start time);
+- on this host after a reboot (another boot id);
+- the same Slurm job, restarted (a requeued job starts only once its previous run ended);
+- elsewhere: its heartbeat is older than `timeout_seconds` (default 300 s, or EXPERIMENTS_MANAGER_LEASE_TIMEOUT).
+Breaking takes a second, short lock (`lease.json.break`, same protocol, itself broken after
+`BREAK_GRACE_SECONDS`) and checks the stale lease is still the one judged gone, so two runs that find the same
+dead holder do not both take over.
+
+Example:
+
+```python
+lease = Lease.acquire("experiments/curve_fitting/my_run", command=["train", "--resume", "..."])
+try:
+    ...  # write the experiment
+finally:
+    lease.release()
+```
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from experiments_manager.utils.atomic import fsync_file, fsync_folder, write_json_atomically
+from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
+from experiments_manager.utils.signals import process_alive
+
+_LOG = logging.getLogger(__name__)
+LEASE_NAME = "lease.json"
+TIMEOUT_VARIABLE = "EXPERIMENTS_MANAGER_LEASE_TIMEOUT"
+DEFAULT_TIMEOUT_SECONDS = 300.0
+BREAK_GRACE_SECONDS = 60.0  # a break lock this old was left by a breaker that died in its few milliseconds
+
+
+class LeaseHeld(UserInputError):
+    """Another live writer holds the folder: one line naming it; exit code 75 (try again later)."""
+
+    exit_code = EXIT_TEMPFAIL
+
+
+@dataclass
+class Holder:
+    """Who holds a lease: what `lease.json` records (its one typed definition)."""
+
+    host: str
+    pid: int
+    boot_id: Optional[str] = None
+    process_start: Optional[int] = None  # the pid's start time in clock ticks since boot (/proc/PID/stat)
+    slurm_job_id: Optional[str] = None
+    slurm_restart_count: int = 0
+    command: list = field(default_factory=list)
+    started: str = ""
+    heartbeat: float = 0.0  # time.time() of the last renewal
+    token: str = ""
+
+    @classmethod
+    def of_this_process(cls, command=()) -> "Holder":
+        now = time.time()
+        return cls(host=socket.gethostname(), pid=os.getpid(), boot_id=boot_id(), process_start=process_start(os.getpid()),
+                   slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+                   slurm_restart_count=int(os.environ.get("SLURM_RESTART_COUNT") or 0), command=list(command),
+                   started=datetime.datetime.fromtimestamp(now).astimezone().isoformat(timespec="seconds"),
+                   heartbeat=now, token=uuid.uuid4().hex)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Holder":
+        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        return cls(**known)
+
+    def describe(self) -> str:
+        slurm = f", Slurm job {self.slurm_job_id}" if self.slurm_job_id else ""
+        age = max(0.0, time.time() - self.heartbeat)
+        return f"pid {self.pid} on host {self.host}{slurm}, since {self.started}, heartbeat {age:.0f} s ago"
+
+    def gone_because(self, timeout_seconds: float) -> Optional[str]:
+        """Why this holder is provably gone, or None while it may be alive."""
+        here = socket.gethostname()
+        if self.host == here and self.boot_id == boot_id():
+            if not process_alive(self.pid):
+                return f"pid {self.pid} on this host is dead"
+            start = process_start(self.pid)
+            if self.process_start is not None and start is not None and start != self.process_start:
+                return f"pid {self.pid} on this host is another process now"
+            return None
+        if self.host == here and self.boot_id and boot_id() and self.boot_id != boot_id():
+            return "this host rebooted since"
+        job, restarts = os.environ.get("SLURM_JOB_ID"), int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+        if job and self.slurm_job_id == job and restarts > self.slurm_restart_count:
+            return f"Slurm job {job} was restarted since (restart {restarts})"
+        age = time.time() - self.heartbeat
+        if age > timeout_seconds:
+            return f"its heartbeat is {age:.0f} s old (timeout {timeout_seconds:.0f} s)"
+        return None
+
+
+class Lease:
+    """A held lease on a folder; `acquire` takes one. Its heartbeat thread runs until `release`.
+
+    Args:
+        path: the lease file.
+        holder: this process' `Holder` record.
+        heartbeat_seconds: how often the heartbeat is renewed (default: a sixth of the timeout).
+    """
+
+    def __init__(self, path: Path, holder: Holder, heartbeat_seconds: float):
+        self.path = Path(path)
+        self.holder = holder
+        self.heartbeat_seconds = heartbeat_seconds
+        self.lost = threading.Event()  # set when another writer took the lease over (this one stalled too long)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-heartbeat {self.path.parent.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def acquire(cls, folder, command=(), timeout_seconds: Optional[float] = None, what: str = "folder") -> "Lease":
+        """Takes the lease of `folder`, breaking one whose holder is provably gone.
+
+        Args:
+            folder: the folder to write (an experiment, a sweep).
+            command: this process' command line, recorded for whoever is refused.
+            timeout_seconds: a heartbeat older than this is a dead holder's (default: EXPERIMENTS_MANAGER_LEASE_TIMEOUT,
+                else 300 s).
+            what: the folder's kind in messages ('experiment', 'sweep').
+
+        Raises:
+            LeaseHeld: a live writer holds it (one line naming the holder).
+        """
+        timeout = lease_timeout() if timeout_seconds is None else float(timeout_seconds)
+        path = Path(folder) / LEASE_NAME
+        holder = Holder.of_this_process(command)
+        for _ in range(5):
+            if _create_whole(path, asdict(holder)):
+                return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
+            current = read_holder(path)
+            if current is None:
+                if _unreadable_is_stale(path, timeout):
+                    _break(path, None, f"{path} was unreadable")
+                    continue
+                raise LeaseHeld(f"{folder}: another run is starting to write this {what} ({path} is being "
+                                f"written); try again in a minute")
+            reason = current.gone_because(timeout)
+            if reason is None:
+                raise LeaseHeld(f"{folder}: another run writes this {what}: {current.describe()}; wait for it to "
+                                f"end (or stop it) and try again")
+            _break(path, current.token, f"the writer that held it is gone: {reason}")
+        raise LeaseHeld(f"{folder}: could not take {path}: other runs keep taking it; try again")
+
+    def release(self) -> None:
+        """Stops the heartbeat and removes the lease if it is still this process' own."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        current = read_holder(self.path)
+        if current is not None and current.token == self.holder.token:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as error:  # a full or read-only disk at the end: the next run judges the pid dead
+                _LOG.warning("%s: could not remove the lease (%s)", self.path, error.strerror)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_seconds):
+            current = read_holder(self.path)
+            if current is None or current.token != self.holder.token:
+                if not self.lost.is_set():
+                    self.lost.set()
+                    _LOG.error("%s: this run lost its lease to %s: another run writes this folder now",
+                               self.path.parent, current.describe() if current else "nobody (it was removed)")
+                return
+            self.holder.heartbeat = time.time()
+            try:
+                write_json_atomically(self.path, asdict(self.holder))
+            except OSError as error:  # a full disk: retried at the next beat
+                _LOG.warning("%s: heartbeat not written (%s)", self.path, error.strerror)
+
+    def __enter__(self) -> "Lease":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
+
+
+def read_holder(path) -> Optional[Holder]:
+    """The holder a lease file names, or None when it is absent or unreadable."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return Holder.from_json(data) if isinstance(data, dict) else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def lease_timeout() -> float:
+    """The heartbeat age past which another host's holder is taken for dead (EXPERIMENTS_MANAGER_LEASE_TIMEOUT)."""
+    text = os.environ.get(TIMEOUT_VARIABLE)
+    if not text:
+        return DEFAULT_TIMEOUT_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserInputError(f"{TIMEOUT_VARIABLE}: expected a number of seconds > 0, got {text!r}") from None
+    if value <= 0:
+        raise UserInputError(f"{TIMEOUT_VARIABLE}: expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def boot_id() -> Optional[str]:
+    """This host's boot id (Linux), or None."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def process_start(pid: int) -> Optional[int]:
+    """The start time of process `pid` in clock ticks since boot (Linux), or None: tells a reused pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _create_whole(path: Path, data: dict) -> bool:
+    """Creates `path` holding `data` in one step; False when it exists."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    try:
+        fsync_file(tmp)
+        try:
+            os.link(tmp, path)
+        except (FileExistsError, FileNotFoundError):  # taken; or the holder cleaned our temporary file away
+            return False
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+                raise
+            return _create_exclusive(path, tmp.read_bytes())
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_folder(path.parent)
+    return True
+
+
+def _create_exclusive(path: Path, content: bytes) -> bool:
+    """`O_CREAT | O_EXCL` for file systems without hard links (a reader may see it empty for a moment)."""
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    fsync_folder(path.parent)
+    return True
+
+
+def _unreadable_is_stale(path: Path, timeout: float) -> bool:
+    """A lease that cannot be read: one being created (young) or damaged (older than the break grace)."""
+    try:
+        return time.time() - path.stat().st_mtime > min(timeout, BREAK_GRACE_SECONDS)
+    except FileNotFoundError:
+        return False
+
+
+def _break(path: Path, token: Optional[str], reason: str) -> None:
+    """Removes the stale lease at `path` if it still carries `token`, under the break lock."""
+    lock = path.with_name(path.name + ".break")
+    if not _create_whole(lock, {"pid": os.getpid(), "host": socket.gethostname()}):
+        try:
+            if time.time() - lock.stat().st_mtime > BREAK_GRACE_SECONDS:
+                lock.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+        time.sleep(0.05)  # another breaker works for a few milliseconds: look again
+        return
+    try:
+        current = read_holder(path)
+        if (current.token if current else None) == token and (token is not None or path.exists()):
+            path.unlink(missing_ok=True)
+            fsync_folder(path.parent)
+            _LOG.warning("%s: took over the lease: %s", path.parent, reason)
+    finally:
+        lock.unlink(missing_ok=True)

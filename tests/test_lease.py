@@ -1,0 +1,137 @@
+"""One writer per folder (utils/lease.py): a live holder is refused in one line, a provably gone one is taken over,
+and of many processes racing for one folder exactly one wins."""
+
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from experiments_manager.utils.atomic import remove_leftovers
+from experiments_manager.utils.lease import LEASE_NAME, Holder, Lease, LeaseHeld, boot_id, read_holder
+
+
+def _dead_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def _write_lease(folder, **fields):
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "boot_id": boot_id(), "process_start": None,
+              "heartbeat": time.time(), "started": "2026-11-23T10:00:00+00:00", "token": "theirs", **fields}
+    (folder / LEASE_NAME).write_text(json.dumps(holder))
+
+
+def test_a_live_holder_is_refused_in_one_line_and_the_lease_goes_with_release(tmp_path):
+    with Lease.acquire(tmp_path, ["train", "-u", "s.py"], what="experiment") as lease:
+        assert read_holder(tmp_path / LEASE_NAME).token == lease.holder.token
+        with pytest.raises(LeaseHeld) as refused:
+            Lease.acquire(tmp_path, what="experiment")
+        message = str(refused.value)
+        assert "\n" not in message and refused.value.exit_code == 75
+        assert f"{tmp_path}: another run writes this experiment: pid {os.getpid()} on host {socket.gethostname()}" \
+            in message
+    assert not (tmp_path / LEASE_NAME).exists()
+    Lease.acquire(tmp_path).release()  # free again
+
+
+@pytest.mark.parametrize("case", ["dead pid", "reused pid", "rebooted", "old heartbeat elsewhere", "slurm restart",
+                                  "unreadable"])
+def test_a_provably_gone_holder_is_taken_over_with_one_warning(tmp_path, case, caplog, monkeypatch):
+    if case == "dead pid":
+        _write_lease(tmp_path, pid=_dead_pid())
+    elif case == "reused pid":  # this pid is alive, but it is not the process that took the lease
+        _write_lease(tmp_path, process_start=1)
+    elif case == "rebooted":
+        _write_lease(tmp_path, boot_id="another-boot")
+    elif case == "old heartbeat elsewhere":
+        _write_lease(tmp_path, host="node-17", heartbeat=time.time() - 400)
+    elif case == "slurm restart":  # a requeued job: Slurm starts it again only once its previous run ended
+        monkeypatch.setenv("SLURM_JOB_ID", "4242")
+        monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+        _write_lease(tmp_path, host="node-17", slurm_job_id="4242", slurm_restart_count=0)
+    else:
+        (tmp_path / LEASE_NAME).write_text('{"host": "node-17", "pi')
+        old = time.time() - 120
+        os.utime(tmp_path / LEASE_NAME, (old, old))
+    with caplog.at_level("WARNING", logger="experiments_manager"):
+        lease = Lease.acquire(tmp_path, timeout_seconds=300)
+    lease.release()
+    assert [record.getMessage() for record in caplog.records if "took over the lease" in record.getMessage()], case
+
+
+@pytest.mark.parametrize("case", ["fresh heartbeat elsewhere, dead pid number here", "same slurm job, same restart"])
+def test_a_holder_that_may_be_alive_is_never_taken_over(tmp_path, case, monkeypatch):
+    """Another node's pid means nothing here: only its heartbeat tells, and it is fresh."""
+    if case.startswith("fresh"):
+        _write_lease(tmp_path, host="node-17", pid=_dead_pid(), heartbeat=time.time() - 30)
+    else:
+        monkeypatch.setenv("SLURM_JOB_ID", "4242")
+        monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+        _write_lease(tmp_path, host="node-17", slurm_job_id="4242", slurm_restart_count=1)
+    with pytest.raises(LeaseHeld, match="on host node-17"):
+        Lease.acquire(tmp_path, timeout_seconds=300)
+    assert read_holder(tmp_path / LEASE_NAME).token == "theirs"
+
+
+def test_the_heartbeat_is_renewed_and_a_lease_taken_away_is_noticed(tmp_path):
+    lease = Lease.acquire(tmp_path, timeout_seconds=0.3)  # heartbeat every 0.05 s
+    first = read_holder(tmp_path / LEASE_NAME).heartbeat
+    deadline = time.monotonic() + 10
+    while read_holder(tmp_path / LEASE_NAME).heartbeat == first and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert read_holder(tmp_path / LEASE_NAME).heartbeat > first
+    _write_lease(tmp_path, host="node-17")  # someone broke it (this run stalled past the timeout)
+    assert lease.lost.wait(10)
+    lease.release()
+    assert read_holder(tmp_path / LEASE_NAME).token == "theirs"  # release removes only its own lease
+
+
+def _race(folder, barrier, results):
+    barrier.wait()
+    try:
+        lease = Lease.acquire(folder, timeout_seconds=300)
+    except LeaseHeld:
+        results.put("refused")
+        return
+    results.put("won")
+    time.sleep(1.0)  # hold it while the others look
+    lease.release()
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_of_many_processes_racing_for_a_folder_exactly_one_wins(tmp_path, stale):
+    """Eight processes start at the same moment, on a free folder or on one whose holder died: one writer."""
+    if stale:
+        _write_lease(tmp_path, pid=_dead_pid())
+    context = multiprocessing.get_context("fork")
+    barrier, results = context.Barrier(8), context.Queue()
+    processes = [context.Process(target=_race, args=(tmp_path, barrier, results)) for _ in range(8)]
+    for process in processes:
+        process.start()
+    outcomes = sorted(results.get(timeout=60) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+    assert outcomes == ["refused"] * 7 + ["won"]
+    assert not (tmp_path / f"{LEASE_NAME}.break").exists()
+
+
+def test_the_lease_holder_removes_leftovers_of_any_other_pid(tmp_path):
+    """A pid alive on this host says nothing of a writer on another node; the lease does: its holder is the only
+    writer, so every other pid's temporary names are leftovers."""
+    other_node_pid = os.getppid()  # alive here, as a stranger's pid would be
+    leftover = tmp_path / f".tmp-ckpt-000003-{other_node_pid}"
+    leftover.mkdir()
+    assert remove_leftovers(tmp_path) == []  # without the lease: a live pid's write is kept
+    assert remove_leftovers(tmp_path, sole_writer=True) == [leftover.name]
+
+
+def test_the_holder_record_is_one_typed_definition():
+    holder = Holder.of_this_process(["train"])
+    assert Holder.from_json(json.loads(json.dumps(holder.__dict__))) == holder
+    assert Holder.from_json({**holder.__dict__, "added_by_a_later_version": 1}) == holder
