@@ -5,24 +5,81 @@ A checkpoint is a folder `checkpoints/ckpt-<N>/` holding
 - `model.weights.h5`: the model's (raw, not EMA) weights;
 - `optimizer.npz`: every optimizer variable (iteration count, learning rate,
   EMA averages, slots), in the optimizer's own order;
-- `state.json`: the number of completed epochs and the state of the callbacks
-  (early stopping, LR on plateau, best monitored value).
+- `state.json`: the number of completed epochs, the state of the callbacks
+  (early stopping, LR on plateau, best monitored value, history), and the size and
+  SHA-256 of each of the files above (`files`).
 
-It is written to a dot-prefixed temporary folder and renamed, so a crash at any
-point leaves either the previous checkpoint or the new one, never a partial one.
+It is written to a dot-prefixed temporary folder, fsynced and renamed, so a crash or a power loss at any point
+leaves either the previous checkpoint or the new one, never a partial one. A resume uses the newest checkpoint
+whose files match their checksums; a damaged one (a file overwritten, truncated, missing, or no state.json) is
+moved aside to `checkpoints/damaged-ckpt-<N>/` with one warning line. Numbers continue past every folder there
+is, and pruning keeps the newest good ones.
 """
 
+import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 
-from experiments_manager.utils.atomic import folder_replaced_atomically, remove_tree_atomically
+from experiments_manager.utils.atomic import folder_replaced_atomically, fsync_folder, remove_tree_atomically
 
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)$")
+ANY_NUMBERED = re.compile(r"^(?:damaged-)?ckpt-(\d+)(?:-\d+)?$")  # what a new number must pass
 STATE_FILE = "state.json"
+WEIGHTS_FILE = "model.weights.h5"
+OPTIMIZER_FILE = "optimizer.npz"
+DAMAGED_PREFIX = "damaged-"
+_LOG = logging.getLogger(__name__)
+
+
+def file_digest(path) -> dict:
+    """`{"size": bytes, "sha256": hex}` of a file, read in 1 MiB parts."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while True:
+            part = handle.read(1 << 20)
+            if not part:
+                break
+            digest.update(part)
+            size += len(part)
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def verify(folder) -> "str | None":
+    """What is wrong with the checkpoint `folder` (one phrase), or None when its files match their record.
+
+    A checkpoint written before checksums were recorded is checked for its files being there and not empty.
+    """
+    folder = Path(folder)
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return f"no {STATE_FILE}"
+    except (OSError, ValueError) as error:
+        return f"{STATE_FILE} unreadable ({error})"
+    if not isinstance(state, dict) or not isinstance(state.get("epochs_completed"), int):
+        return f"{STATE_FILE} has no epochs_completed"
+    recorded = state.get("files")
+    for name in (WEIGHTS_FILE, OPTIMIZER_FILE):
+        path = folder / name
+        try:
+            if recorded is None:
+                if path.stat().st_size == 0:
+                    return f"{name} is empty"
+                continue
+            found = file_digest(path)
+        except OSError as error:
+            return f"{name} unreadable ({error.strerror})"
+        expected = recorded.get(name) or {}
+        if found["size"] != expected.get("size"):
+            return f"{name} has {found['size']} bytes, {expected.get('size')} were written"
+        if found["sha256"] != expected.get("sha256"):
+            return f"{name} differs from what was written (SHA-256)"
+    return None
 
 
 class Checkpointer:
@@ -46,55 +103,99 @@ class Checkpointer:
         self.keep = keep
 
     def _numbered(self):
+        """(number, folder) of every `ckpt-N` folder, complete or not, oldest first."""
         found = []
         if self.folder.is_dir():
             for path in self.folder.iterdir():
                 match = CHECKPOINT_PATTERN.match(path.name)
-                if match and (path / STATE_FILE).is_file():
+                if match and path.is_dir():
                     found.append((int(match.group(1)), path))
         return sorted(found)
 
+    def _next_number(self):
+        numbers = [int(match.group(1)) for match in map(ANY_NUMBERED.match, self._names()) if match]
+        return max(numbers, default=0) + 1
+
+    def _names(self):
+        return [path.name for path in self.folder.iterdir()] if self.folder.is_dir() else []
+
     def latest(self):
-        """The newest complete checkpoint folder, or None."""
-        numbered = self._numbered()
-        return numbered[-1][1] if numbered else None
+        """The newest checkpoint folder whose files match their record, or None (nothing is moved)."""
+        for _, path in reversed(self._numbered()):
+            if verify(path) is None:
+                return path
+        return None
 
     def latest_state(self):
-        """The newest checkpoint's state dict (without loading weights), or None."""
+        """The newest good checkpoint's state dict (without loading weights), or None."""
         latest = self.latest()
         return json.loads((latest / STATE_FILE).read_text()) if latest else None
 
+    def set_aside_damaged(self):
+        """Moves every checkpoint newer than the newest good one to `damaged-ckpt-<N>` (one warning line each);
+        returns the newest good folder, or None. Only the experiment's writer (its lease holder) calls it."""
+        for _, path in reversed(self._numbered()):
+            problem = verify(path)
+            if problem is None:
+                return path
+            self._set_aside(path, problem)
+        return None
+
+    def resumable_state(self):
+        """The state of the checkpoint a resume continues from (damaged newer ones moved aside first), or None."""
+        latest = self.set_aside_damaged()
+        return json.loads((latest / STATE_FILE).read_text()) if latest else None
+
+    def _set_aside(self, path, problem):
+        aside = self.folder / f"{DAMAGED_PREFIX}{path.name}"
+        suffix = 0
+        while aside.exists():
+            suffix += 1
+            aside = self.folder / f"{DAMAGED_PREFIX}{path.name}-{suffix}"
+        os.replace(path, aside)
+        fsync_folder(self.folder)
+        _LOG.warning("%s: damaged (%s): moved aside to %s; resuming from the checkpoint before it", path, problem,
+                     aside.name)
+
     def save(self, model, optimizer, state):
-        """Writes a new checkpoint atomically and prunes old ones."""
+        """Writes a new checkpoint atomically and durably, with its files' checksums; prunes old good ones."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        numbered = self._numbered()
-        number = numbered[-1][0] + 1 if numbered else 1
+        fsync_folder(self.folder.parent)
+        number = self._next_number()
         final = self.folder / f"ckpt-{number:06d}"
         with folder_replaced_atomically(self.folder / f".tmp-ckpt-{number:06d}-{os.getpid()}", final) as tmp:
             tmp.mkdir()
-            model.save_weights(str(tmp / "model.weights.h5"))
+            model.save_weights(str(tmp / WEIGHTS_FILE))
             values = {f"v{index:05d}": np.asarray(variable) for index, variable in enumerate(optimizer.variables)}
-            np.savez(tmp / "optimizer.npz", **values)
-            # state.json last: its presence marks the folder complete
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
-        for _, old in self._numbered()[: -self.keep]:
+            np.savez(tmp / OPTIMIZER_FILE, **values)
+            files = {name: file_digest(tmp / name) for name in (WEIGHTS_FILE, OPTIMIZER_FILE)}
+            # state.json last: its presence marks the folder complete, and it records what the others hold
+            (tmp / STATE_FILE).write_text(json.dumps({**state, "files": files}, indent=2))
+        good = [path for _, path in self._numbered() if path == final or (path / STATE_FILE).is_file()]
+        for old in good[: -self.keep]:
             remove_tree_atomically(old)
         return final
 
     def restore_latest(self, model, optimizer):
-        """Loads the newest checkpoint into `model` and `optimizer`.
+        """Loads the newest good checkpoint into `model` and `optimizer`; a damaged one is moved aside first.
 
         The optimizer must be built (`optimizer.build(model.trainable_variables)`).
 
         Returns:
-            the saved state dict, or None when there is no checkpoint.
+            the saved state dict, or None when there is no good checkpoint.
         """
-        latest = self.latest()
-        if latest is None:
-            return None
-        model.load_weights(str(latest / "model.weights.h5"))
-        with np.load(latest / "optimizer.npz") as saved:
-            values = [saved[key] for key in sorted(saved.files)]
+        while True:
+            latest = self.set_aside_damaged()
+            if latest is None:
+                return None
+            try:
+                model.load_weights(str(latest / WEIGHTS_FILE))
+                with np.load(latest / OPTIMIZER_FILE) as saved:
+                    values = [saved[key] for key in sorted(saved.files)]
+            except (OSError, ValueError, KeyError, EOFError) as error:  # a checkpoint of an engine without checksums
+                self._set_aside(latest, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+                continue
+            break
         variables = list(optimizer.variables)
         if len(values) != len(variables):
             raise RuntimeError(
@@ -105,4 +206,4 @@ class Checkpointer:
             if tuple(variable.shape) != value.shape:
                 raise RuntimeError(f"{latest}: optimizer variable {variable.path} has shape {value.shape}, expected {tuple(variable.shape)}")
             variable.assign(value)
-        return self.latest_state()
+        return json.loads((latest / STATE_FILE).read_text())

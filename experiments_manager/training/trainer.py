@@ -210,7 +210,8 @@ class Trainer:
         """The last checkpoint's state (epochs, callbacks, Kafka position), read before the model exists."""
         from experiments_manager.checkpointing import Checkpointer
 
-        return Checkpointer(self.experiment.checkpoints_dir).latest_state() if self.resuming else None
+        # a resume holds the experiment's lease: it moves damaged checkpoints aside
+        return Checkpointer(self.experiment.checkpoints_dir).resumable_state() if self.resuming else None
 
     def _restore(self, model):
         from experiments_manager.checkpointing import Checkpointer
