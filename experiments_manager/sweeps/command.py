@@ -106,7 +106,7 @@ def run_sweep(arguments):
     trials = _trials(spec["parallelism"], spec["spark_master"])
     try:
         if arguments.resume:
-            add_saved_trials(trials, sweep_folder.trials_file)
+            add_saved_trials(trials, sweep_folder.trials_file, sweep_folder.trials_dir)
             sweep_folder.update_spec(**spec)
         else:
             sweep_folder = SweepFolder.create(settings, spec)

@@ -1,7 +1,9 @@
 """hyperopt's Trials, saved after every trial, and suggestions that a resumed sweep can repeat."""
 
 import importlib
+import logging
 import pickle
+from pathlib import Path
 
 from hyperopt import JOB_STATE_DONE, Trials
 
@@ -10,6 +12,7 @@ from experiments_manager.utils.errors import UserInputError
 from experiments_manager.sweeps import ALGORITHMS
 
 SEED_MODULUS = 2**31 - 1
+_LOG = logging.getLogger(__name__)
 
 
 class FirstFreeTrialIds:
@@ -29,17 +32,50 @@ class SweepTrials(FirstFreeTrialIds, Trials):
     """The Trials of a sequential sweep."""
 
 
-def add_saved_trials(trials, saved_trials_file):
-    """Copies the finished trials of a saved Trials pickle into `trials`."""
+def add_saved_trials(trials, saved_trials_file: Path | None, journal_folder: Path) -> int:
+    """Copies the finished trials of a saved Trials pickle into `trials`; returns how many.
+
+    A missing pickle adds none: the resumed sweep suggests the same points again
+    (`SeededSuggestions`) and the journal gives back each finished trial's
+    result without training it again, and the pickle is written anew after the
+    first trial. A damaged one (cut short, overwritten, not a `Trials`) is
+    treated the same, with one warning line.
+
+    Args:
+        trials: the resumed sweep's (empty) Trials.
+        saved_trials_file: `<sweep>/trials.pickle`, or None.
+        journal_folder: `<sweep>/trials`, the journal a damaged pickle is rebuilt from (named in the warning).
+
+    Example:
+
+    ```python
+    add_saved_trials(trials, sweep.trials_file, sweep.trials_dir)  # 3
+    ```
+    """
     if saved_trials_file is None or not saved_trials_file.is_file():
-        return
+        return 0
     try:
-        with open(saved_trials_file, "rb") as handle:
-            saved = pickle.load(handle)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as error:
-        raise UserInputError(f"{saved_trials_file}: expected a hyperopt Trials pickle: {error}") from None
-    trials.insert_trial_docs(finished_docs(saved))
+        data = saved_trials_file.read_bytes()
+    except OSError as error:  # not damaged, unreadable (permissions): the user's to fix
+        raise UserInputError(f"{saved_trials_file}: expected a readable hyperopt Trials pickle: {error}") from None
+    try:
+        docs = _saved_finished_docs(data)
+        trials.insert_trial_docs(docs)  # checks every doc before it adds any
+    except Exception as error:  # unpickling damaged bytes can raise almost anything
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:120]
+        _LOG.warning("%s: damaged, not a hyperopt Trials pickle (%s): rebuilt from the journal in %s "
+                     "(finished trials are read back, not trained again)", saved_trials_file, reason, journal_folder)
+        return 0
     trials.refresh()
+    return len(docs)
+
+
+def _saved_finished_docs(data: bytes) -> list:
+    """The finished trials' docs of a pickled Trials; raises when `data` is not one."""
+    saved = pickle.loads(data)
+    if not isinstance(saved, Trials):
+        raise TypeError(f"a pickled {type(saved).__name__}, not Trials")
+    return finished_docs(saved)
 
 
 def finished_docs(trials):
