@@ -1,13 +1,18 @@
 """Versions appear, change and go while the server runs: hot loading, policies, partial folders."""
 
+import os
+import re
 import shutil
+import signal
+import subprocess
+import threading
 import time
 
 import numpy as np
 import pytest
 
-from conftest import publish_version, wait_for
-from experiments_manager.serving.config import ModelSource, sources_from_config_file
+from conftest import cli_command, cli_env, free_port, publish_version, wait_for
+from experiments_manager.serving.config import ModelSource, source_from_experiment, sources_from_config_file
 
 
 def grpc_version(server, name):
@@ -110,3 +115,132 @@ def test_bad_model_configs_are_refused_with_the_field(tmp_path, body, message):
     with pytest.raises(UserInputError) as refused:
         sources_from_config_file(write_config(tmp_path / "models.config", body))
     assert message in str(refused.value) and "models.config" in str(refused.value)
+
+
+def counted_polls(versions):
+    """Counts the polls `versions` completes from now on (its poller looks `poll_once` up on the instance)."""
+    done = [0]
+    poll = versions.poll_once
+
+    def counting():
+        poll()
+        done[0] += 1
+
+    versions.poll_once = counting
+    return lambda: done[0]
+
+
+def wait_for_polls(polls, count, what):
+    """Waits until `count` more polls have completed: at least `count - 1` of them began after this call."""
+    seen = polls()
+    wait_for(lambda: polls() >= seen + count, 10, what)
+
+
+def publish_broken(base, version, source, broken_file):
+    """Publishes a copy of `source` as `version` (hidden, then renamed) with `broken_file` overwritten by junk."""
+    hidden = base / f".tmp-{version}"
+    shutil.copytree(source, hidden)
+    (hidden / broken_file).write_bytes(b"junk, not what TensorFlow wrote")
+    os.replace(hidden, base / str(version))
+
+
+def status_of(server, name, version):
+    return {number: state for number, state, _ in server.versions.statuses(name)}.get(version)
+
+
+def test_a_served_version_stays_served_while_its_saved_model_pb_is_briefly_absent(model_server, base_path, trained):
+    publish_version(base_path, 2, base_path / "1")
+    server = model_server([ModelSource(trained.model_name, base_path)])
+    served = server.versions.lookup(trained.model_name)
+    assert served.version == 2
+    polls = counted_polls(server.versions)
+    saved_model = base_path / "2" / "saved_model.pb"
+    aside = base_path / "2" / ".saved_model.pb.aside"
+    os.replace(saved_model, aside)  # the folder stays; its saved_model.pb is gone for a while
+    wait_for_polls(polls, 3, "polls of a base path where version 2 lacks saved_model.pb")
+    assert server.versions.served_versions(trained.model_name) == [2]  # no roll back to version 1
+    assert grpc_version(server, trained.model_name) == 2
+    os.replace(aside, saved_model)
+    wait_for_polls(polls, 3, "polls once saved_model.pb is back")
+    assert server.versions.lookup(trained.model_name) is served and not served.retired  # never unloaded, nor reloaded
+
+
+def test_a_failed_version_repaired_in_place_is_retried_when_any_of_its_files_changes(model_server, base_path, trained):
+    server = model_server([ModelSource(trained.model_name, base_path)])
+    index = "variables/variables.index"
+    publish_broken(base_path, 2, base_path / "1", index)  # saved_model.pb intact, the variables not
+    wait_for(lambda: status_of(server, trained.model_name, 2) == "END", 10, "version 2 to fail")
+    assert grpc_version(server, trained.model_name) == 1
+    shutil.copyfile(base_path / "1" / index, base_path / "2" / index)  # repaired: saved_model.pb untouched
+    wait_for(lambda: grpc_version(server, trained.model_name) == 2, 10, "the repaired version 2 to answer")
+    assert status_of(server, trained.model_name, 2) == "AVAILABLE"
+
+
+def test_at_start_up_the_newest_loadable_version_answers_the_first_request(model_server, base_path, trained):
+    publish_version(base_path, 2, base_path / "1")
+    publish_broken(base_path, 3, base_path / "1", "saved_model.pb")
+    publish_broken(base_path, 4, base_path / "1", "variables/variables.index")
+    # no poll after start(): whatever answers was loaded before start() returned
+    server = model_server([ModelSource(trained.model_name, base_path)], poll_seconds=600)
+    assert grpc_version(server, trained.model_name) == 2
+    statuses = {version: state for version, state, _ in server.versions.statuses(trained.model_name)}
+    assert statuses == {4: "END", 3: "END", 2: "AVAILABLE"}
+
+
+def damaged_copy(trained, folder):
+    """A copy of the trained experiment (exports, models.config, settings and model copies) with run.json cut in
+    the middle of its text."""
+    experiment = folder / trained.dir.name
+    shutil.copytree(trained.dir, experiment, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    run_file = experiment / "run.json"
+    text = run_file.read_bytes()
+    run_file.write_bytes(text[: len(text) // 2])
+    return experiment
+
+
+@pytest.mark.parametrize("removed, named_by", [
+    ((), "models.config"),
+    (("models.config",), "model_curve_fitting.py"),
+    (("models.config", "model_curve_fitting.py"), "saved_model.pb"),
+])
+def test_a_damaged_run_json_names_the_model_from_the_folder(tmp_path, trained, caplog, removed, named_by):
+    experiment = damaged_copy(trained, tmp_path)
+    for name in removed:
+        (experiment / name).unlink()
+    with caplog.at_level("WARNING", logger="experiments_manager"):
+        source = source_from_experiment(experiment)
+    assert (source.name, source.base_path, source.policy) == (trained.model_name, experiment / "exported_models", "latest")
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(experiment / "run.json") in warnings[0] and named_by in warnings[0], warnings
+
+
+def test_serve_of_an_experiment_with_a_damaged_run_json_serves_its_intact_versions(tmp_path, trained):
+    import requests
+
+    experiment = damaged_copy(trained, tmp_path)
+    settings_copy = experiment / "experiment_settings.py"
+    port = free_port()  # the default gRPC port: the settings copy's literal one, run.json being unreadable
+    settings_copy.write_text(re.sub(r"(?m)^tensorflow_server_port = \d+$", f"tensorflow_server_port = {port}",
+                                    settings_copy.read_text()))
+    process = subprocess.Popen(cli_command("serve", "--model_dir", str(experiment), "--rest-port", "0"),
+                               env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()
+    try:
+        def rest_url():
+            found = [re.search(r"REST: (http://\S+)/v1/models/model_curve_fitting$", line.rstrip()) for line in lines]
+            assert process.poll() is None, "serve exited:\n" + "".join(lines)
+            return next((match[1] for match in found if match), None)
+
+        rest = wait_for(rest_url, 120, "serve to print its REST address")
+        answer = requests.post(f"{rest}/v1/models/{trained.model_name}:predict", json={"instances": [[0.5]]}, timeout=10)
+        assert answer.status_code == 200 and len(answer.json()["predictions"]) == 1
+        assert f"gRPC: 127.0.0.1:{port}  " in "".join(lines)
+        mentions = [line for line in lines if "run.json" in line]
+        assert len(mentions) == 1 and str(experiment / "run.json") in mentions[0], lines
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -73,14 +73,27 @@ def _default_grpc_port(arguments):
         return arguments.grpc_port
     if arguments.model_dir:
         from experiments_manager.experiment import Experiment
+        from experiments_manager.serving.config import read_run_info
         from experiments_manager.settings import load_experiment_settings
 
         experiment = Experiment.open(arguments.model_dir)
-        recorded = experiment.run_info().get("tensorflow_server_port")
+        info, _ = read_run_info(experiment)
+        if info is None:  # damaged (source_from_experiment has said so): the settings copy's literal port, if any
+            return _literal_port(experiment.settings_copy)
+        recorded = info.get("tensorflow_server_port")
         if recorded is not None:
             return recorded
         return load_experiment_settings(experiment).serving.port  # recorded since issue 17; older runs
     return DEFAULT_GRPC_PORT
+
+
+def _literal_port(settings_file):
+    """The settings file's `tensorflow_server_port` when it is a literal port (nothing runs), else TF Serving's."""
+    from experiments_manager.folder_reservation import literal_assignments
+
+    port = literal_assignments(settings_file, ("tensorflow_server_port",)).get("tensorflow_server_port")
+    valid = isinstance(port, int) and not isinstance(port, bool) and 0 <= port <= 65535
+    return port if valid else DEFAULT_GRPC_PORT
 
 
 def _run_tensorflow_model_server(arguments, sources, options):

@@ -2,13 +2,19 @@
 
 Sources are an experiment folder (its `exported_models/`, named after its model)
 or a TF Serving `models.config` text proto, parsed with the protos of
-tensorflow-serving-api so any file TF Serving accepts reads the same here.
+tensorflow-serving-api so any file TF Serving accepts reads the same here. An
+experiment whose run.json cannot be read still serves: its model name is read
+from the folder (`model_name_from_folder`), with one warning naming run.json.
 """
 
 import dataclasses
+import logging
 from pathlib import Path
 
 from experiments_manager.utils.errors import UserInputError
+
+_LOG = logging.getLogger(__name__)
+_NOT_MODEL_SIGNATURES = ("serving_default", "__saved_model_init_op")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,18 +113,113 @@ def source_from_experiment(experiment_dir):
     """The model an experiment exports, with the version policy of its `models.config`.
 
     The base path is taken from the folder itself, not from the absolute path
-    written in models.config, so a copied or moved experiment still serves.
+    written in models.config, so a copied or moved experiment still serves. A
+    damaged run.json (cut short by a full disk, edited by hand) is one warning:
+    the model name is then read from the folder.
     """
     from experiments_manager.experiment import Experiment
 
     experiment = Experiment.open(experiment_dir)
-    name = experiment.run_info().get("model_name")
-    check_model_name(name, experiment.run_file)
+    info, problem = read_run_info(experiment)
+    name, origin = (info or {}).get("model_name"), experiment.run_file
+    if not isinstance(name, str):
+        problem = problem or f"model_name: expected a str, got {name!r}"
+        name, origin = model_name_from_folder(experiment, problem)
+        _LOG.warning("%s: %s; serving %s as model %r (the name from %s)", experiment.run_file, problem,
+                     experiment.export_dir, name, origin)
+    check_model_name(name, origin)
     policy = ModelSource(name, experiment.export_dir)
     if experiment.models_config.is_file():
         written = sources_from_config_file(experiment.models_config)[0]
         policy = dataclasses.replace(written, name=name, base_path=experiment.export_dir)
     return policy
+
+
+def read_run_info(experiment) -> "tuple[dict | None, str]":
+    """An experiment's run.json as a dict and "", or None and what is wrong with it; nothing is logged.
+
+    Args:
+        experiment: an `Experiment`.
+
+    Example:
+
+    ```python
+    info, problem = read_run_info(Experiment.open("exp"))
+    port = info.get("tensorflow_server_port") if info is not None else None
+    ```
+    """
+    try:
+        info = experiment.run_info()
+    except UserInputError as error:
+        return None, str(error).removeprefix(f"{experiment.run_file}: ")
+    if not isinstance(info, dict):
+        return None, f"expected a JSON object, got {type(info).__name__}"
+    return info, ""
+
+
+def model_name_from_folder(experiment, why: str = "unreadable") -> "tuple[str, Path]":
+    """The model name an experiment serves under, read without run.json, and the file it was read from.
+
+    Tried in order: the name in its `models.config`, the stem of the single model copy (`<model_name>.py`)
+    beside `experiment_settings.py`, the one signature other than `serving_default` in its newest readable
+    SavedModel (the exporter names it after the model).
+
+    Args:
+        experiment: an `Experiment`.
+        why: what is wrong with run.json, for the error when nothing names the model.
+
+    Raises:
+        UserInputError: one line naming run.json, when nothing in the folder names the model.
+
+    Example:
+
+    ```python
+    model_name_from_folder(Experiment.open("exp"))  # ('model_curve_fitting', Path('exp/models.config'))
+    ```
+    """
+    from experiments_manager.experiment import SETTINGS_COPY_NAME
+
+    if experiment.models_config.is_file():
+        try:
+            return sources_from_config_file(experiment.models_config)[0].name, experiment.models_config
+        except UserInputError:
+            pass  # damaged too: the next witness
+    copies = [path for path in experiment.root.glob("*.py")
+              if path.name != SETTINGS_COPY_NAME and not path.name.startswith(".")]
+    if len(copies) == 1:
+        return copies[0].stem, copies[0]
+    for saved_model in _saved_models_newest_first(experiment.export_dir):
+        names = _model_signatures(saved_model)
+        if len(names) == 1:
+            return names[0], saved_model
+    raise UserInputError(f"{experiment.run_file}: {why}; and no models.config, single <model_name>.py copy or "
+                         "exported signature in the folder names the model")
+
+
+def _saved_models_newest_first(export_dir):
+    try:
+        folders = [path for path in Path(export_dir).iterdir() if path.name.isdigit()]
+    except OSError:
+        return []
+    folders.sort(key=lambda path: int(path.name), reverse=True)
+    return [path / "saved_model.pb" for path in folders if (path / "saved_model.pb").is_file()]
+
+
+def _model_signatures(saved_model):
+    """The signature names of a saved_model.pb other than serving_default (none when it cannot be parsed)."""
+    from google.protobuf.message import DecodeError
+
+    from experiments_manager.utils.native_noise import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # its protos come with TensorFlow, whose start-up noise stays off the terminal
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    try:
+        proto.ParseFromString(saved_model.read_bytes())
+    except (OSError, DecodeError):
+        return []
+    return sorted({key for graph in proto.meta_graphs for key in graph.signature_def} - set(_NOT_MODEL_SIGNATURES))
 
 
 def models_config_text(sources):

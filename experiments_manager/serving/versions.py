@@ -3,15 +3,22 @@
 A new version answers only once fully loaded and warmed; the table of served
 versions is replaced in one assignment, so a request sees either the old table
 or the new one. Dot-prefixed folders (exports in progress) and folders without
-`saved_model.pb` yet are not candidates. A version that fails to load is
-remembered with its error (until its saved_model.pb changes) and the versions
-already served keep answering.
+`saved_model.pb` yet are not candidates for loading; a served version stays
+served while its folder exists (its saved_model.pb may be absent for a moment,
+being rewritten), until its folder goes or the policy prefers a newer one. A
+version that fails to load is remembered with its error, and the versions
+already served keep answering; it is tried again once any file in its folder
+changes (a repair in place). Versions are tried newest first: a version that
+fails leaves the candidates and the policy picks again at once, so the newest
+loadable version answers from the first poll, the one `start()` waits for.
 """
 
 import logging
+import os
 import re
 import threading
 import time
+from pathlib import Path
 
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.servable import Servable, first_line, missing_servable
@@ -46,14 +53,15 @@ class VersionManager:
         self.poll_seconds = poll_seconds
         self._on_unload = on_unload or (lambda servable: None)
         self._served = {name: {} for name in self.sources}  # name -> {version: Servable}, never mutated in place
-        self._failed = {}  # (name, version) -> (saved_model.pb mtime, error line)
+        self._failed = {}  # (name, version) -> (content_key of its folder when tried, error line)
         self._loading = {}  # name -> version being loaded
         self._stop = threading.Event()
         self._thread = None
         self._missing_logged = set()
 
     def start(self):
-        """Loads what is there now, then keeps polling in a background thread."""
+        """Loads what is there now (newest loadable first: returns once each model's wanted versions that can
+        load are loaded), then keeps polling in a background thread."""
         self.poll_once()
         if self.poll_seconds > 0:
             self._thread = threading.Thread(target=self._poll_forever, name="version-poller", daemon=True)
@@ -82,29 +90,38 @@ class VersionManager:
             self._sync(source)
 
     def _sync(self, source):
-        ready = self._ready_versions(source)
-        if ready is None:
+        listing = self._list_versions(source)
+        if listing is None:
             return
-        candidates = [version for version in ready if not self._still_failed(source, version, ready[version])]
-        wanted = set(source.wanted(candidates))
+        present, ready = listing
         current = self._served[source.name]
-        loaded = {version: current[version] for version in wanted if version in current}
-        for version in sorted(wanted - set(current), reverse=True):
-            servable = self._load(source, version, ready[version])
-            if servable is not None:
+        kept = {version for version in current if version in present}  # served, folder there: saved_model.pb or not
+        ready -= {version for version in ready if self._still_failed(source, version)}
+        loaded = {}
+        while True:  # a version failing to load leaves the candidates (once a poll), and the policy picks again
+            wanted = set(source.wanted(kept | ready))
+            missing = sorted(wanted - set(current) - set(loaded), reverse=True)
+            if not missing:
+                break
+            for version in missing:
+                servable = self._load(source, version)
+                if servable is None:
+                    ready.discard(version)
+                    break
                 loaded[version] = servable
-        if not loaded and current and not wanted & set(current):
-            return  # nothing new loaded and nothing wanted is served: keep answering with what we have
-        if set(loaded) == set(current):
+        if not wanted and current:
+            return  # nothing wanted can be served: keep answering with what we have
+        served = {version: current[version] if version in current else loaded[version] for version in wanted}
+        if set(served) == set(current):
             return
-        self._served[source.name] = loaded
-        for version, servable in current.items():
-            if version not in loaded:
+        self._served[source.name] = served
+        for version, servable in {**loaded, **current}.items():
+            if version not in served:
                 _LOG.info("%s: version %s unloaded", source.name, version)
                 self._on_unload(servable)
 
-    def _ready_versions(self, source):
-        """version -> saved_model.pb mtime, for complete-looking version folders."""
+    def _list_versions(self, source):
+        """(version folders present, those holding a saved_model.pb), or None while the base path is missing."""
         try:
             entries = list(source.base_path.iterdir())
         except OSError:
@@ -112,28 +129,25 @@ class VersionManager:
                 _LOG.warning("%s: base path %s not found yet; waiting for a first version", source.name, source.base_path)
                 self._missing_logged.add(source.name)
             return None
-        ready = {}
-        for entry in entries:
-            if _VERSION_DIR.match(entry.name):
-                try:
-                    ready[int(entry.name)] = (entry / "saved_model.pb").stat().st_mtime_ns
-                except OSError:
-                    continue  # no saved_model.pb yet: being copied in; looked at again next poll
-        return ready
+        present = {int(entry.name) for entry in entries if _VERSION_DIR.match(entry.name) and entry.is_dir()}
+        # without saved_model.pb: being copied in (looked at again next poll), or being rewritten if served
+        ready = {version for version in present if (source.base_path / str(version) / "saved_model.pb").is_file()}
+        return present, ready
 
-    def _still_failed(self, source, version, mtime):
+    def _still_failed(self, source, version):
         failure = self._failed.get((source.name, version))
-        return failure is not None and failure[0] == mtime
+        return failure is not None and failure[0] == content_key(source.base_path / str(version))
 
-    def _load(self, source, version, mtime):
+    def _load(self, source, version):
         path = source.base_path / str(version)
+        key = content_key(path)  # taken before loading: a change during the load is a change, tried again
         self._loading[source.name] = version
         started = time.monotonic()
         try:
             servable = Servable.load(source.name, version, path)
         except Exception as error:
             message = first_line(error)
-            self._failed[(source.name, version)] = (mtime, message)
+            self._failed[(source.name, version)] = (key, message)
             served = sorted(self._served[source.name])
             _LOG.error(
                 "%s: version %s failed to load (%s); still serving %s",
@@ -183,3 +197,34 @@ class VersionManager:
 
     def served_versions(self, name):
         return sorted(self._served.get(name, {}))
+
+
+def content_key(folder: Path) -> tuple:
+    """What a change anywhere in a version folder changes: (relative name, size, mtime_ns) of each file under it.
+
+    A failed version is tried again when this differs from the key taken before it failed (saved_model.pb,
+    variables/ and assets/ alike).
+
+    Args:
+        folder: a version folder.
+
+    Returns:
+        a sorted tuple of (name relative to `folder`, size, mtime in ns); empty when the folder is gone.
+
+    Example:
+
+    ```python
+    content_key(Path("exp/exported_models/3"))
+    # (('fingerprint.pb', 56, 1700000000000000000), ('saved_model.pb', 5123, ...), ('variables/variables.index', ...))
+    ```
+    """
+    files = []
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(parent, name)
+            try:
+                stat = os.stat(path)
+            except OSError:
+                continue  # removed while listed: the key differs from a complete folder's anyway
+            files.append((os.path.relpath(path, folder), stat.st_size, stat.st_mtime_ns))
+    return tuple(sorted(files))
