@@ -74,7 +74,7 @@ def _simulated_federation(settings, working_folder, kafka_bootstrap_servers):
                            reason=experiment.run_info().get("error"))
 
 
-def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None):
+def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None, accept_code_change=False):
     """Continues an experiment from its last checkpoint; returns its `TrainingOutcome`.
 
     Args:
@@ -82,6 +82,7 @@ def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None):
         settings: for an experiment whose settings were built in Python, the same settings again (default None:
             the experiment's own copy of its settings file).
         kafka_bootstrap_servers: Kafka brokers replacing the recorded ones (default None).
+        accept_code_change: train on although the code changed since the last attempt (default False: refused).
 
     Example:
 
@@ -93,7 +94,7 @@ def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None):
 
     show_logs()
     return training.resume(experiment_dir, command=["em.resume", str(experiment_dir)], settings=settings,
-                           kafka_bootstrap_servers=kafka_bootstrap_servers)
+                           kafka_bootstrap_servers=kafka_bootstrap_servers, accept_code_change=accept_code_change)
 
 
 def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, parallelism=1, spark_master=None):

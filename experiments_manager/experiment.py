@@ -23,14 +23,14 @@ import datetime
 import json
 import logging
 import os
-import platform
-import re
 import shutil
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
+from experiments_manager.attempts import Attempt, code_changes, code_identity, package_versions
+from experiments_manager.attempts import git_commit as _git_commit
+from experiments_manager.folder_names import folder_name, folder_stamp, make_unique_dir, now, varied_hparams
 from experiments_manager.utils.atomic import copy_atomically, fsync_folder, remove_leftovers, write_json_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease import LEASE_NAME, Lease
@@ -40,8 +40,9 @@ SETTINGS_COPY_NAME = "experiment_settings.py"
 RUN_FILE_NAME = "run.json"
 STARTING_MARKER_NAME = ".starting"  # a folder reserved by a run still starting (folder_reservation.py): no run.json yet
 SWEEP_SPEC_NAME = "sweep.json"  # a sweep folder's spec (sweeps/folder.py): its trials' experiments are inside
-MAX_NAME_BYTES = 255
 STATUSES = ("running", "finished", "failed", "interrupted")
+# top-level fields that describe how the latest attempt ended: a resume clears them (its `attempts` entry keeps them)
+_LATEST_ATTEMPT_FIELDS = ("ended", "reason", "error", "traceback", "exit_code", "stopped_early")
 
 
 class Experiment:
@@ -152,10 +153,11 @@ class Experiment:
                 "monitored_loss_name": settings.training.monitor,
                 "nbEpoch": settings.training.epochs,
                 "tensorflow_server_port": settings.serving.port,  # what `serve --model_dir` listens on by default
-                "versions": _versions(),
+                "versions": package_versions(),
                 "git_commit": _git_commit(Path(settings.path).resolve().parent),
                 "host": socket.gethostname(),
                 "started": now(moment),
+                "attempts": [Attempt.starting(command, 1, started=now(moment)).as_json()],
                 "repeat": repeat,
                 "ended": None,
                 "epochs_completed": 0,
@@ -233,18 +235,58 @@ class Experiment:
 
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        info = self.update_run_info(status=status, ended=now(), **fields)
+        info = self.run_info()
+        ended = now()
+        info.update(_jsonable({"status": status, "ended": ended, **fields}))
+        if info.get("attempts"):
+            exit_code = fields.get("exit_code", {"finished": 0, "failed": 1}.get(status))
+            info["attempts"][-1].update(_jsonable({"status": status, "ended": ended, "exit_code": exit_code,
+                                                   "reason": fields.get("reason"), "error": fields.get("error")}))
+        self.write_run_info(info)
         write_status(self.logs_dir, status)
         return info
 
-    def mark_resumed(self, command):
-        """Records that `command` continues this run: running again, its previous ending forgotten, and the
-        half-written files of the run that died (kill -9, a lost node) removed."""
+    def mark_resumed(self, command, accepted_code_change=()):
+        """Records that `command` continues this run: a new attempt, running, the previous attempt's ending
+        forgotten at the top level (kept in its `attempts` entry), and the half-written files of the run that
+        died (kill -9, a lost node) removed.
+
+        Args:
+            command: the resuming command line.
+            accepted_code_change: the changed files (`code_changes`) the user accepted to resume with.
+        """
         from experiments_manager.hparams_status import clear_status
 
         self.remove_leftovers()
         clear_status(self.logs_dir)
-        return self.update_run_info(status="running", resumed_by=list(command))
+        info = self.run_info()
+        for stale in _LATEST_ATTEMPT_FIELDS:
+            info.pop(stale, None)
+        attempts = info.setdefault("attempts", [])
+        if attempts and attempts[-1].get("status") == "running":  # killed outright: nothing could record it
+            attempts[-1].update(status="interrupted", reason="ended without recording why (killed, or its node "
+                                                             "was lost)")
+        attempt = Attempt.starting(command, len(attempts) + 1)
+        attempt.git_commit = _git_commit(_settings_folder(info, self.root))
+        attempt.accepted_code_change = list(accepted_code_change)
+        attempts.append(attempt.as_json())
+        info.update(status="running", resumed_by=list(command), host=attempt.host)
+        self.write_run_info(info)
+        return info
+
+    def record_code(self, files):
+        """Records the SHA-256 of the code this attempt runs (`files`: the settings and model copies, the user's
+        modules they imported) in its `attempts` entry."""
+        info = self.run_info()
+        if info.get("attempts"):
+            info["attempts"][-1]["code"] = code_identity(files, self.root)
+            self.write_run_info(info)
+
+    def code_changes(self):
+        """The files whose content changed since the last attempt that recorded its code ([] when none did)."""
+        recorded = next((attempt.get("code") for attempt in reversed(self.run_info().get("attempts") or [])
+                         if attempt.get("code")), None)
+        return code_changes(recorded or {}, self.root)
 
     def remove_leftovers(self):
         """Removes what writers killed mid-write left in this folder (temporary files and folders of dead pids)."""
@@ -287,75 +329,14 @@ class Experiment:
         return " ".join([started[11:19], *repeat, *varied_hparams(info.get("hparam_overrides") or {}), f"({day})"])
 
 
-def folder_name(session_name, stamp, varied):
-    """`<session>_<stamp>_<key>=<value>...` for the hparams `varied` (set on the command line or by a sweep).
-
-    Safe on every file system, <= 255 bytes; floats to 4 significant digits (run.json keeps them whole).
-    """
-    parts = [session_name, stamp] + varied_hparams(varied)
-    name = "_".join(_safe(str(part)) for part in parts if str(part) != "")
-    return name.encode()[:MAX_NAME_BYTES - 8].decode(errors="ignore").rstrip("_")
-
-
-def varied_hparams(varied):
-    """['lr=0.001235', 'batchSize=32']: the hparams a run was given, short enough for names."""
-    return [f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in varied.items()]
-
-
-def _safe(text):
-    return re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip("-") or "-"
-
-
-def make_unique_dir(parent, base):
-    for attempt in range(1000):
-        root = parent / (base if attempt == 0 else f"{base}_{attempt}")
-        try:
-            root.mkdir()
-            return root
-        except FileExistsError:
-            continue
-    raise RuntimeError(f"could not create a unique folder under {parent}")
-
-
-def folder_stamp(moment=None):
-    """A moment (default: now) as dated folder names carry it: `2026-11-21--10-00-00`."""
-    return (moment or datetime.datetime.now()).strftime("%Y-%m-%d--%H-%M-%S")
-
-
-def now(moment=None):
-    """A moment (default: now) as ISO 8601 with the local offset, to the second (run.json's times)."""
-    return (moment or datetime.datetime.now()).astimezone().isoformat(timespec="seconds")
+def _settings_folder(info, root):
+    """The folder of the settings file a run was started from (for its git commit), or the experiment's."""
+    original = info.get("settings_file")
+    return Path(original).parent if original and Path(original).parent.is_dir() else Path(root)
 
 
 def _jsonable(value):
     return json.loads(json.dumps(value, default=str))
-
-
-def _versions():
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for package in ("tensorflow", "keras", "experiments_manager"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
-
-
-def _git_commit(folder):
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-        dirty = subprocess.run(
-            ["git", "-C", str(folder), "status", "--porcelain"], capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if result.returncode != 0:
-        return None
-    return result.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def running_command():

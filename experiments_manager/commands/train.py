@@ -27,6 +27,11 @@ def add_parser(subparsers):
     )
     add_hparam_argument(parser)
     parser.add_argument(
+        "--accept-code-change", action="store_true",
+        help="with --resume: train on although the settings, the model file or a module of yours they import "
+        "changed since the last attempt (refused otherwise; recorded in run.json)",
+    )
+    parser.add_argument(
         "--serve", action="store_true",
         help="serve the experiment's exported versions while it trains (a `serve` process beside training)",
     )
@@ -62,13 +67,16 @@ def run(arguments, argv):
     requeue = resume_remembered(arguments, recorded={"hparam": []})  # the run keeps its recorded hparams
     if requeue is not None:
         alongside = _remembering(requeue, alongside)
+    if arguments.accept_code_change and not arguments.resume:
+        raise UserInputError("--accept-code-change: only with --resume (a new run records the code it starts with)")
     if arguments.resume:
         if arguments.hparam:
             raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")
         _LOG.info("Resuming %s", arguments.resume)
         training = _import_training()
         outcome = training.resume(arguments.resume, alongside=alongside,
-                                  kafka_bootstrap_servers=arguments.bootstrap_servers)
+                                  kafka_bootstrap_servers=arguments.bootstrap_servers,
+                                  accept_code_change=arguments.accept_code_change)
     else:
         overrides = parse_hparam_overrides(arguments.hparam)
         with _reserved_folder(arguments.usersettings, overrides) as reservation:

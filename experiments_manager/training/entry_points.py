@@ -13,6 +13,7 @@ em.resume(outcome.experiment.root)
 import contextlib
 import logging
 
+from experiments_manager.attempts import ACCEPT_CODE_CHANGE_FLAG
 from experiments_manager.distribute.cluster import WorkerCluster
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.experiment import Experiment, running_command
@@ -128,13 +129,15 @@ def _check_inputs(settings, kafka_bootstrap_servers):
     return check_kafka_input(settings, kafka_bootstrap_servers)
 
 
-def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers=None, settings=None):
+def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers=None, settings=None,
+           accept_code_change=False):
     """Continues an experiment from its last checkpoint (or from scratch if it has none).
 
     Uses the experiment's own copy of the settings and of the model file, and
     the hparam overrides and Kafka servers recorded in its run.json
     (`kafka_bootstrap_servers` replaces the latter). An experiment whose settings were built in Python is
-    given them again: `settings`.
+    given them again: `settings`. Code that changed since the last attempt (the copies, the user's modules they
+    import) is refused in one line, unless `accept_code_change` (recorded in the new attempt).
 
     Example:
 
@@ -154,10 +157,17 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
         return _train_as_worker(cluster, settings, resuming=True, experiment_at=experiment.replica)
     command = command or running_command()
     with experiment.held(command):  # one writer: a second resume (a double requeue) is refused, in one line
+        changes = experiment.code_changes()
+        if changes and not accept_code_change:
+            raise UserInputError(f"{experiment.root}: the code changed since the last attempt ran: "
+                                 f"{', '.join(changes)}; put it back, or resume with {ACCEPT_CODE_CHANGE_FLAG} "
+                                 "to train on with it (recorded in run.json)")
+        if changes:
+            _LOG.warning("Resuming with changed code (accepted): %s", ", ".join(changes))
         settings = load_experiment_settings(experiment, settings)
         check_cluster(cluster, settings)
         servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))
-        experiment.mark_resumed(command)
+        experiment.mark_resumed(command, accepted_code_change=changes)
         if servers:
             experiment.update_run_info(kafka_bootstrap_servers=servers)
         with _alongside(alongside, experiment):

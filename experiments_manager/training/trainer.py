@@ -103,6 +103,7 @@ class Trainer:
             try:
                 with strategy.scope():
                     model, learning_rate, averages = self._compiled_model()
+                self._record_code()  # the model file and what it imports are loaded now
                 restored = self._restore(model)
                 plan = CallbackPlan(self.experiment, settings, model, inputs, restored, averages,
                                     reduce_lr_on_plateau=plateau_can_set(model.optimizer, learning_rate),
@@ -193,6 +194,15 @@ class Trainer:
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=settings.runtime.xla)
         model.optimizer.build(model.trainable_variables)
         return model, learning_rate, averages
+
+    def _record_code(self):
+        """This attempt's code identity in run.json: the experiment's copies of the settings and model files, and
+        the user's own modules they imported (a resume compares them with the next attempt's)."""
+        from experiments_manager.attempts import user_modules
+        from experiments_manager.settings.loader import MODEL_MODULE_PREFIX, SETTINGS_MODULE_PREFIX
+
+        copies = [self.experiment.settings_copy, self.experiment.root / f"{self.settings.model_name}.py"]
+        self.experiment.record_code(copies + user_modules(skip_names=(SETTINGS_MODULE_PREFIX, MODEL_MODULE_PREFIX)))
 
     def _record_learning_rate(self, optimizer, asked):
         """Records the rate the optimizer trains at, and says so when it is not `get_learningRate()`'s

@@ -1,0 +1,177 @@
+"""Every attempt at a run, in run.json's `attempts`: who ran it, where, with which code, and how it ended.
+
+A run is trained by one or more attempts: the first `train`, then each `train --resume` (a Slurm requeue, a crash,
+a Ctrl-C). Each is one `Attempt` (the one typed definition of an entry of `attempts`). The run's top-level fields
+(`status`, `reason`, `error`, `exit_code`, `ended`, `host`) describe the latest attempt only.
+
+**Code identity.** An attempt records the SHA-256 of the code it ran: the settings file and the model file (the
+experiment's copies) and the user's own modules they imported (files outside the Python installation and
+site-packages), plus the git commit (with `-dirty`) of the settings' folder. A resume compares those files with
+what the previous attempt recorded and refuses a change unless told to accept it (`code_changes`).
+
+This module does not import TensorFlow.
+
+Example:
+
+```python
+attempt = Attempt.starting(["train", "--resume", "exp"], number=2)
+info["attempts"].append(attempt.as_json())
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import os
+import platform
+import socket
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+ACCEPT_CODE_CHANGE_FLAG = "--accept-code-change"
+_PACKAGE_FOLDER = Path(__file__).resolve().parent
+
+
+@dataclass
+class Attempt:
+    """One attempt at a run (an entry of run.json's `attempts`).
+
+    Args:
+        number: 1 for the first `train`, then one more for each resume.
+        command: its command line.
+        host, pid: where it ran.
+        slurm_job_id, slurm_array_task_id, slurm_restart_count: its Slurm job, when under Slurm.
+        started, ended: ISO 8601 moments (ended None while it runs, or when it was killed outright).
+        status: 'running', then 'finished', 'failed' or 'interrupted'.
+        exit_code, reason, error: how it ended.
+        code: {file: SHA-256} of the code it ran (see the module's docstring).
+        git_commit: the settings folder's commit, with '-dirty' when it has changes, or None.
+        accepted_code_change: the files whose change the user accepted when resuming with it.
+    """
+
+    number: int
+    command: list
+    host: str = ""
+    pid: int = 0
+    slurm_job_id: Optional[str] = None
+    slurm_array_task_id: Optional[str] = None
+    slurm_restart_count: Optional[int] = None
+    started: str = ""
+    ended: Optional[str] = None
+    status: str = "running"
+    exit_code: Optional[int] = None
+    reason: Optional[str] = None
+    error: Optional[str] = None
+    code: dict = field(default_factory=dict)
+    git_commit: Optional[str] = None
+    accepted_code_change: list = field(default_factory=list)
+
+    @classmethod
+    def starting(cls, command: Iterable[str], number: int, started: Optional[str] = None) -> "Attempt":
+        """The attempt this process starts now."""
+        restarts = os.environ.get("SLURM_RESTART_COUNT")
+        return cls(number=number, command=list(command), host=socket.gethostname(), pid=os.getpid(),
+                   slurm_job_id=os.environ.get("SLURM_JOB_ID"),
+                   slurm_array_task_id=os.environ.get("SLURM_ARRAY_TASK_ID"),
+                   slurm_restart_count=int(restarts) if restarts and restarts.isdigit() else None,
+                   started=started or datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Attempt":
+        """An attempt as run.json holds it (fields a later version added are ignored)."""
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+    def as_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def file_sha256(path) -> Optional[str]:
+    """The SHA-256 of a file, or None when it cannot be read."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def user_modules(skip_names: tuple = ()) -> list:
+    """The source files of the modules imported so far that are the user's own: not in the Python installation,
+    not in a site-packages folder, not this package. What a model file imports from beside it, say.
+
+    Args:
+        skip_names: module-name prefixes to leave out (the settings and model modules, recorded by their copies).
+    """
+    installed = {Path(path).resolve() for path in {sysconfig.get_paths()[key]
+                                                   for key in ("stdlib", "platstdlib", "purelib", "platlib")}}
+    found = set()
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if skip_names and name.startswith(skip_names):
+            continue
+        if not path or not path.endswith(".py"):
+            continue
+        resolved = Path(path).resolve()
+        parts = set(resolved.parts)
+        if "site-packages" in parts or "dist-packages" in parts or resolved.is_relative_to(_PACKAGE_FOLDER):
+            continue
+        if any(resolved.is_relative_to(folder) for folder in installed):
+            continue
+        found.add(resolved)
+    return sorted(found)
+
+
+def code_identity(files: Iterable, root) -> dict:
+    """{file: SHA-256} of `files` for run.json: a file inside the experiment folder `root` (the copies) by its path
+    relative to it (the folder may move), any other by its absolute path."""
+    root = Path(root).resolve()
+    identity = {}
+    for path in files:
+        resolved = Path(path).resolve()
+        name = resolved.relative_to(root) if resolved.is_relative_to(root) else resolved
+        identity[str(name)] = file_sha256(resolved)
+    return identity
+
+
+def code_changes(recorded: dict, root) -> list:
+    """The files of `recorded` (a previous attempt's `code`, see `code_identity`) whose content is not that now:
+    '/home/me/helpers.py (changed)', 'model.py (removed)'."""
+    changes = []
+    for path, digest in sorted(recorded.items()):
+        now = file_sha256(Path(root, path))  # an absolute path stays itself
+        if now != digest:
+            changes.append(f"{path} ({'removed' if now is None else 'changed'})")
+    return changes
+
+
+def git_commit(folder) -> Optional[str]:
+    """The git commit of the checkout holding `folder`, with '-dirty' when it has uncommitted changes, or None."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def package_versions() -> dict:
+    """The versions of Python, TensorFlow, Keras and this package (run.json's `versions`)."""
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for package in ("tensorflow", "keras", "experiments_manager"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
