@@ -36,3 +36,32 @@ def test_a_new_file_has_epoch_first_then_sorted_columns(tmp_path):
     history.on_epoch_end(0, {"val_loss": 2.0, "loss": 1.0})
     history.on_epoch_end(1, {"val_loss": 1.5, "loss": 0.5})
     assert (tmp_path / "history.csv").read_text() == "epoch,loss,val_loss\n1,1.0,2.0\n2,0.5,1.5\n"
+
+
+GOOD = "epoch,loss,val_loss\n1,1.0,2.0\n2,0.5,1.5\n3,0.4,1.2\n"
+
+
+def test_a_damaged_file_gives_its_good_rows_with_one_warning(tmp_path, caplog):
+    """A cut last row (a crash mid-append), zeros (a power loss), random bytes: a resume goes on, the good rows
+    kept, one warning line; a header lost altogether starts the file again."""
+    path = tmp_path / "history.csv"
+    history = HistoryCSV(path)
+    for damaged, kept in ((GOOD + "4,0.3", 3), (GOOD + "\x00" * 40, 3), (GOOD[:30] + "\xff\xfe garbage\n" + GOOD[30:], 3),
+                          ("\x00" * 80, 0)):
+        path.write_bytes(damaged.encode("utf-8", errors="surrogateescape") if isinstance(damaged, str) else damaged)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="experiments_manager"):
+            history.truncate(3)
+            history.on_epoch_end(3, {"loss": 0.3, "val_loss": 1.1})
+        assert len(caplog.records) == 1 and str(path) in caplog.records[0].getMessage(), damaged
+        header, rows = _rows(path)
+        assert [row["epoch"] for row in rows] == [str(epoch) for epoch in range(1, kept + 1)] + ["4"], damaged
+
+
+def test_a_checkpoints_copy_writes_the_file_again(tmp_path):
+    path = tmp_path / "history.csv"
+    path.write_text(GOOD)
+    state = HistoryCSV(path).get_state()
+    path.write_bytes(b"\x00" * len(GOOD))  # what a power loss left of it
+    HistoryCSV(path).set_state(state)
+    assert path.read_text() == GOOD

@@ -1,6 +1,9 @@
 """history.csv: one row per epoch, every logged value under its own column, across resumes."""
 
 import csv
+import io
+import logging
+from pathlib import Path
 
 import keras
 
@@ -8,6 +11,7 @@ from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.utils.epochs import shown_epoch
 
 EPOCH = "epoch"
+_LOG = logging.getLogger(__name__)
 
 
 class HistoryCSV(keras.callbacks.Callback):
@@ -48,13 +52,42 @@ class HistoryCSV(keras.callbacks.Callback):
             csv.DictWriter(handle, header, restval="").writerow(row)
 
     def read(self):
-        """(header, rows as dicts of text), or ([], []) when there is no file yet."""
+        """(header, rows as dicts of text), or ([], []) when there is no file yet.
+
+        A damaged file (random bytes, a cut last row, zeros after a power loss) gives its good rows: those with
+        an epoch number above the previous row's and a number or nothing in every column; the others are left out
+        with one warning line (a checkpoint's copy rebuilds the file at a resume: `set_state`).
+        """
         try:
-            with open(self.path, newline="") as handle:
-                reader = csv.DictReader(handle)
-                return list(reader.fieldnames or []), list(reader)
+            text = Path(self.path).read_bytes().decode("utf-8", errors="replace")
         except FileNotFoundError:
             return [], []
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        header = [name for name in (reader.fieldnames or []) if _is_column_name(name)]
+        if EPOCH not in header:
+            if text.strip():
+                _LOG.warning("%s: damaged (no header with an %r column): started again", self.path, EPOCH)
+            return [], []
+        rows, bad, last = [], 0, -1  # an earlier engine counted epochs from 0
+        for row in reader:
+            if _is_good_row(row, header, last):
+                rows.append({name: row[name] or "" for name in header})
+                last = int(row[EPOCH])
+            else:
+                bad += 1
+        if bad:
+            _LOG.warning("%s: %d damaged row(s) left out (kept %d)", self.path, bad, len(rows))
+        return header, rows
+
+    def get_state(self):
+        """The file's header and rows, for the checkpoint: a resume writes the file again from them."""
+        header, rows = self.read()
+        return {"header": header, "rows": rows}
+
+    def set_state(self, state):
+        """Writes the file again from a checkpoint's copy (`get_state`): what a damaged or lost file had."""
+        if state.get("header"):
+            self._write(state["header"], state.get("rows") or [])
 
     def truncate(self, epochs_kept):
         """Keeps the rows of the first `epochs_kept` epochs (a resumed run redoes the others).
@@ -63,6 +96,7 @@ class HistoryCSV(keras.callbacks.Callback):
         """
         header, rows = self.read()
         if not header:
+            Path(self.path).unlink(missing_ok=True)  # none, or damaged past reading (said): the next epoch starts it
             return
         rows = [row for row in rows if row.get(EPOCH)]
         if rows and int(rows[0][EPOCH]) == 0:
@@ -74,3 +108,22 @@ class HistoryCSV(keras.callbacks.Callback):
             writer = csv.DictWriter(handle, header, restval="")
             writer.writeheader()
             writer.writerows(rows)
+
+
+def _is_column_name(name):
+    return bool(name) and name.isprintable() and "\ufffd" not in name
+
+
+def _is_good_row(row, header, last_epoch):
+    """A row with an epoch after `last_epoch`, every column of `header` a number or empty, no extra fields."""
+    if None in row or any(row.get(name) is None for name in header):  # too many fields, or too few (cut short)
+        return False
+    try:
+        if int(row[EPOCH]) <= last_epoch:
+            return False
+        for name, value in row.items():
+            if value:
+                float(value)  # a loss may be nan or inf: still a row
+        return True
+    except (TypeError, ValueError):
+        return False

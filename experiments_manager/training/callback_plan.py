@@ -114,6 +114,9 @@ class CallbackPlan:
         records = RunRecords(experiment, settings, self.best, self.exporter, monitors=[self.early_stopping, *plateau],
                              restored=restored)
         self.history = records.history
+        if restored and "history" in restored.get("callbacks", {}):  # the file as the checkpoint had it
+            self.history.set_state(restored["callbacks"]["history"])
+        stateful["history"] = self.history
         self.curves = records.curves
         self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir),
                                                   {**stateful, **inputs.stateful}, inputs.after_checkpoint)
