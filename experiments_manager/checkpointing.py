@@ -165,7 +165,7 @@ class Checkpointer:
         final = self.folder / f"ckpt-{number:06d}"
         with folder_replaced_atomically(self.folder / f".tmp-ckpt-{number:06d}-{os.getpid()}", final) as tmp:
             tmp.mkdir()
-            model.save_weights(str(tmp / WEIGHTS_FILE))
+            (tmp / WEIGHTS_FILE).write_bytes(weights_file_bytes(model))
             values = {f"v{index:05d}": np.asarray(variable) for index, variable in enumerate(optimizer.variables)}
             np.savez(tmp / OPTIMIZER_FILE, **values)
             files = {name: file_digest(tmp / name) for name in (WEIGHTS_FILE, OPTIMIZER_FILE)}
@@ -207,3 +207,26 @@ class Checkpointer:
                 raise RuntimeError(f"{latest}: optimizer variable {variable.path} has shape {value.shape}, expected {tuple(variable.shape)}")
             variable.assign(value)
         return json.loads((latest / STATE_FILE).read_text())
+
+
+def weights_file_bytes(model) -> bytes:
+    """What `model.save_weights("model.weights.h5")` writes, made in memory: a full disk then fails the plain file
+    write that follows (an OSError), never HDF5 mid-file (which leaves it unable to close, and the process
+    segfaulting at exit). Keras writes the same file with the same `H5IOStore` in `save_weights_only`."""
+    import io
+
+    try:
+        from keras.src.saving import saving_lib
+
+        buffer = io.BytesIO()
+        store = saving_lib.H5IOStore(buffer, mode="w")
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
+        store.close()
+        return buffer.getvalue()
+    except (ImportError, AttributeError, TypeError):  # a Keras without these: its public way, through a file
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder, WEIGHTS_FILE)
+            model.save_weights(str(path))
+            return path.read_bytes()

@@ -7,7 +7,8 @@ import signal
 import sys
 
 from experiments_manager import commands
-from experiments_manager.utils.errors import EXIT_USER_ERROR, UserInputError, print_problems
+from experiments_manager.utils.environment_failures import environment_failure_line
+from experiments_manager.utils.errors import EXIT_TEMPFAIL, EXIT_USER_ERROR, UserInputError, print_problems
 from experiments_manager.utils.logging_setup import configure_logging
 
 DESCRIPTION = "Train, export and track TensorFlow/Keras experiments from one settings file."
@@ -58,6 +59,12 @@ def main(argv=None):
     except UserInputError as error:
         print_problems(error.problems)
         return getattr(error, "exit_code", EXIT_USER_ERROR)  # 75 for a folder another run holds: try again later
+    except OSError as error:  # a full disk, a quota, a read-only file system: one line, not a traceback
+        line = environment_failure_line(error)
+        if line is None:
+            raise
+        print_problems(line)
+        return EXIT_TEMPFAIL
     except KeyboardInterrupt:  # what was interrupted has said so (a training run: run.json, "resume with")
         print("interrupted (Ctrl-C)", file=sys.stderr)
         return 128 + signal.SIGINT

@@ -124,16 +124,23 @@ def ext4_image(tmp_path, size_mb=300):
 
 
 @contextlib.contextmanager
-def tmpfs(path, size):
-    """Mounts a tmpfs of `size` (mount's syntax: "600k", "2m") on `path` (created): a disk that fills up.
-    Yields the path; unmounts it afterwards."""
+def tmpfs(path, size, read_only=False):
+    """Mounts a tmpfs of `size` (mount's syntax: "600k", "2m") on `path` (created): a disk that fills up, or with
+    `read_only` one that takes no write. Yields the path; unmounts it afterwards. `resize(path, size)` grows it."""
     require_real_part(_missing("mount", "umount"))
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    ok, message = _run("mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path))
+    options = f"size={size}" + (",ro" if read_only else "")
+    ok, message = _run("mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path))
     if not ok:
         require_real_part(f"no tmpfs could be mounted here: {message}")
     try:
         yield path
     finally:
         _unmount(path)
+
+
+def resize(path, size):
+    """Gives the tmpfs mounted on `path` another size: the space a user frees on a full disk."""
+    ok, message = _run("mount", "-o", f"remount,size={size}", str(path))
+    assert ok, message

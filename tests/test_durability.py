@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from conftest import read_run, settings_variant, wait_for
-from real_filesystems import ext4_image
+from conftest import read_run, settings_variant, single_experiment, wait_for
+from real_filesystems import ext4_image, resize, tmpfs
 
 NB_EPOCH = 10  # the run is killed after its 4th checkpoint: 6 epochs of margin before it could end on its own
 KILLED_AFTER = 4
@@ -162,3 +162,45 @@ def test_a_power_loss_after_kill_9_keeps_every_recorded_checkpoint_and_version_a
         history = np.genfromtxt(root / "history.csv", delimiter=",", names=True)
         assert list(history["epoch"].astype(int)) == list(range(1, NB_EPOCH + 1)), \
             f"history.csv epochs {list(history['epoch'].astype(int))}"
+
+
+def _errors(result):
+    return [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+
+
+def test_a_full_disk_is_one_line_and_exit_75_and_the_run_resumes_once_there_is_space(workdir, tmp_path, run_cli):
+    """The disk fills mid-run (a 500 KiB tmpfs fills during the example's third epoch): one `error:` line naming the
+    folder and what to do, exit code 75, no traceback, no segfault (HDF5 never writes to the full disk: the weights
+    file is made in memory), run.json says interrupted; with space again, the resume finishes every epoch."""
+    with tmpfs(tmp_path / "small-disk", "500k") as disk:
+        settings = settings_variant(workdir, "full.py", [
+            "save_only_last_best_model = False", "early_stopping_patience = 50",
+            f"workingFolder = {str(disk / 'experiments')!r}"])
+        result = run_cli("train", "-u", str(settings), "--hparam", f"nbEpoch={NB_EPOCH}")
+        assert result.returncode == 75, result.stdout + result.stderr
+        [error] = _errors(result)
+        assert "No space left on device: free space on that file system" in error and str(disk) in error
+        assert "Traceback" not in result.stderr and "then resume with: experiments-manager train --resume" in error
+        root = single_experiment(disk / "experiments")
+        info = read_run(root)
+        assert info["status"] == "interrupted" and 0 < info["epochs_completed"] < NB_EPOCH, info
+        assert info["attempts"][-1]["exit_code"] == 75
+
+        resize(disk, "50m")
+        result = run_cli("train", "--resume", str(root))
+        assert result.returncode == 0, result.stdout + result.stderr
+        info = read_run(root)
+        assert info["status"] == "finished" and info["epochs_completed"] == NB_EPOCH
+        assert [attempt["status"] for attempt in info["attempts"]] == ["interrupted", "finished"]
+        history = np.genfromtxt(root / "history.csv", delimiter=",", names=True)
+        assert list(history["epoch"].astype(int)) == list(range(1, NB_EPOCH + 1))
+
+
+def test_a_read_only_working_folder_is_one_line_naming_it(workdir, tmp_path, run_cli):
+    with tmpfs(tmp_path / "read-only", "1m", read_only=True) as disk:
+        settings = settings_variant(workdir, "read_only.py", [f"workingFolder = {str(disk / 'experiments')!r}"])
+        result = run_cli("train", "-u", str(settings))
+    assert result.returncode == 75, result.stdout + result.stderr
+    [error] = _errors(result)
+    assert f"{disk / 'experiments'}: Read-only file system: the file system is mounted read-only" in error, error
+    assert "Traceback" not in result.stderr

@@ -3,13 +3,14 @@
 The command line's parser is `experiments_manager.commands.sweep`; both build a `SweepRequest`.
 """
 
+import contextlib
 import dataclasses
 import logging
 import random
 from pathlib import Path
 
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.utils.signals import process_alive
+from experiments_manager.utils.lease import Lease
 
 _LOG = logging.getLogger(__name__)
 
@@ -74,7 +75,13 @@ class SweepOutcome:
 
 def run_sweep(arguments):
     """Runs (or resumes) a sweep described by a `SweepRequest` (`--requeue-file` may turn it into a resume);
-    returns its `SweepOutcome`."""
+    returns its `SweepOutcome`. The sweep folder has one writer: its lease (`utils/lease.py`) is held throughout."""
+    with contextlib.ExitStack() as held:
+        return _run_sweep(arguments, held)
+
+
+def _run_sweep(arguments, held):
+    from experiments_manager.experiment import running_command
     from experiments_manager.requeue_file import resume_remembered
     from experiments_manager.settings import load_settings
     from experiments_manager.sweeps.folder import SweepFolder, file_sha256
@@ -87,6 +94,7 @@ def run_sweep(arguments):
     requeue = resume_remembered(arguments, recorded={"algo": None, "seed": None, "hparams": {}})
     if arguments.resume:
         sweep_folder = SweepFolder.open(arguments.resume)
+        held.enter_context(Lease.acquire(sweep_folder.root, running_command(), what="sweep"))
         spec = _resumed_spec(sweep_folder.spec(), arguments)
         if file_sha256(spec["settings_file"]) != spec.get("settings_sha256"):
             _LOG.warning("%s changed since the sweep started: new trials use it as it is now (the original is %s)",
@@ -110,6 +118,7 @@ def run_sweep(arguments):
             sweep_folder.update_spec(**spec)
         else:
             sweep_folder = SweepFolder.create(settings, spec)
+            held.enter_context(Lease.acquire(sweep_folder.root, running_command(), what="sweep"))
             if requeue is not None:
                 requeue.remember(sweep_folder.root)
         _LOG.info("Sweep folder: %s (%d trials, %s, seed %d%s)", sweep_folder.root, spec["max_evals"], spec["algo"],
@@ -151,8 +160,6 @@ def _resumed_spec(spec, arguments):
                                             ("--hparam", arguments.hparams)) if value]
     if fixed_flags:
         raise UserInputError(f"{', '.join(fixed_flags)}: not accepted with --resume (the sweep keeps its own)")
-    if spec.get("status") == "running" and process_alive(spec.get("pid")):
-        raise UserInputError(f"{arguments.resume}: the sweep is still running (pid {spec['pid']}); stop it first")
     if not Path(spec.get("settings_file", "")).is_file():
         raise UserInputError(f"{arguments.resume}: sweep.json: settings_file: {spec.get('settings_file')!r} "
                              "not found (the sweep trains from it)")

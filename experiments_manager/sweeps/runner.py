@@ -6,6 +6,7 @@ import signal
 import sys
 import warnings
 
+from experiments_manager.utils.environment_failures import EnvironmentFailure, environment_failure_line
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
 from experiments_manager.experiment import now
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
@@ -81,6 +82,9 @@ class SweepRunner:
                 self.stop_signum = self.stop_signum or interruption.signum
             except AllTrialsFailed:
                 pass
+            except OSError as error:  # a full disk, a quota, ...: the sweep is interrupted, resumable once mended
+                self._stop_on_environment_failure(error)
+                raise
         for line in self.after_trials()[0]:
             print(line, file=sys.stderr, flush=True)  # beside the progress lines
         return self._finish()
@@ -115,6 +119,19 @@ class SweepRunner:
         quiet_hyperopt_errors()
         self.trials._fmin_cancelled = True  # hyperopt's own cancel flag (SparkTrials' timeout sets it): queue no more
         TrialJournal(self.sweep.trials_dir).signal_running(signum)
+
+    def _stop_on_environment_failure(self, error):
+        """Records the sweep interrupted (if the disk still takes that) and raises `EnvironmentFailure`: one line."""
+        line = environment_failure_line(error, str(self.sweep.root))
+        if line is None:
+            return
+        line = f"{line}; then resume with: experiments-manager sweep --resume {self.sweep.root}"
+        try:
+            self.sweep.update_spec(status="interrupted", ended=now(), exit_code=EXIT_TEMPFAIL, reason=line)
+        except OSError as again:
+            _LOG.warning("%s: the interruption could not be recorded (%s)", self.sweep.spec_file,
+                         again.strerror or again)
+        raise EnvironmentFailure(line) from error
 
     def _finish(self):
         rows = trial_rows(self.trials, self.space.names)

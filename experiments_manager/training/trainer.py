@@ -14,7 +14,8 @@ import traceback
 import warnings
 
 from experiments_manager.ema import WeightAverages
-from experiments_manager.utils.errors import InputStalled, UserInputError
+from experiments_manager.utils.environment_failures import EnvironmentFailure, environment_failure_line
+from experiments_manager.utils.errors import EXIT_TEMPFAIL, InputStalled, UserInputError
 from experiments_manager.inputs import make_inputs
 from experiments_manager.training.callback_plan import CallbackPlan
 from experiments_manager.training.dry_build import user_code_error
@@ -60,12 +61,27 @@ class Trainer:
             self.experiment.mark_ended("failed", error="; ".join(error.problems))
             raise
         except BaseException as error:
+            self._stop_on_environment_failure(error)
             line = user_code_error(error, self.settings)
             self.experiment.mark_ended("failed", error=line or f"{type(error).__name__}: {error}",
                                        traceback=traceback.format_exception(error))
             if line is not None:  # the settings' own code failed: one line naming it (the traceback is in run.json)
                 raise UserInputError(line) from error
             raise
+
+    def _stop_on_environment_failure(self, error):
+        """A full disk, a quota, a read-only or failing file system: the run is interrupted (resumable once it is
+        mended), said in one line (exit code 75); recorded in run.json if the disk still takes that."""
+        line = environment_failure_line(error, str(self.experiment.root))
+        if line is None:
+            return
+        line = f"{line}; then resume with: {self.experiment.resume_hint()}"
+        try:
+            self.experiment.mark_ended("interrupted", reason=line, exit_code=EXIT_TEMPFAIL)
+        except OSError as again:
+            _LOG.warning("%s: the interruption could not be recorded (%s)", self.experiment.run_file,
+                         again.strerror or again)
+        raise EnvironmentFailure(line) from error
 
     def _run(self):
         try:

@@ -1,0 +1,78 @@
+"""Failures of the machine, not of the code or the input: a full disk, a quota, a read-only or failing file system,
+a permission. Each is one line naming the path and what to do, exit code 75 (EX_TEMPFAIL: resume once it is
+mended), never a traceback.
+
+Example:
+
+```python
+try:
+    trainer.run()
+except OSError as error:
+    line = environment_failure_line(error)   # None: not the machine's; raise it as it is
+```
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from typing import Optional
+
+from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
+
+ADVICE = {
+    errno.ENOSPC: "free space on that file system (or move the working folder)",
+    errno.EDQUOT: "free space in your quota there (`quota -s`, `lfs quota -u $USER <fs>`), or ask for more",
+    errno.EROFS: "the file system is mounted read-only: choose a writable workingFolder",
+    errno.EACCES: "no permission to write there: choose a folder of yours, or fix its permissions",
+    errno.EIO: "the storage failed a read or write: check the file system (dmesg), then resume",
+}
+# HDF5 and TensorFlow report an OS error in their own words: "errno = 28, error message = 'No space left on device'"
+_ERRNO_IN_TEXT = re.compile(r"errno\s*=\s*(\d+)")
+_STRERROR_IN_TEXT = {os.strerror(number): number for number in ADVICE}
+
+
+class EnvironmentFailure(UserInputError):
+    """The machine failed a write (full disk, quota, read-only, permission, I/O error): one line, exit code 75."""
+
+    exit_code = EXIT_TEMPFAIL
+
+
+def environment_errno(error: BaseException) -> Optional[int]:
+    """The errno of the machine's failure behind `error` (itself, its causes, or an HDF5/TensorFlow message that
+    quotes one), or None when `error` is not one."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        number = getattr(error, "errno", None)
+        if number in ADVICE:
+            return number
+        text = str(error)
+        quoted = _ERRNO_IN_TEXT.search(text)
+        if quoted and int(quoted.group(1)) in ADVICE:
+            return int(quoted.group(1))
+        for words, number in _STRERROR_IN_TEXT.items():
+            if words in text:
+                return number
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def environment_failure_line(error: BaseException, where=None) -> Optional[str]:
+    """'PATH: No space left on device: free space on that file system ...', or None when `error` is not the
+    machine's failure. `where`: the folder named when the error names no file."""
+    number = environment_errno(error)
+    if number is None:
+        return None
+    path = _filename(error) or where
+    return f"{path + ': ' if path else ''}{os.strerror(number)}: {ADVICE[number]}"
+
+
+def _filename(error: BaseException) -> Optional[str]:
+    while error is not None:
+        name = getattr(error, "filename", None)
+        if name:
+            return str(name)
+        error = error.__cause__ or error.__context__
+    return None
