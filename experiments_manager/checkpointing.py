@@ -16,7 +16,6 @@ moved aside to `checkpoints/damaged-ckpt-<N>/` with one warning line. Numbers co
 is, and pruning keeps the newest good ones.
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from experiments_manager.utils.atomic import folder_replaced_atomically, fsync_folder, remove_tree_atomically
+from experiments_manager.utils.checksums import file_digest, set_aside
 
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)$")
 ANY_NUMBERED = re.compile(r"^(?:damaged-)?ckpt-(\d+)(?:-\d+)?$")  # what a new number must pass
@@ -34,19 +34,6 @@ WEIGHTS_FILE = "model.weights.h5"
 OPTIMIZER_FILE = "optimizer.npz"
 DAMAGED_PREFIX = "damaged-"
 _LOG = logging.getLogger(__name__)
-
-
-def file_digest(path) -> dict:
-    """`{"size": bytes, "sha256": hex}` of a file, read in 1 MiB parts."""
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as handle:
-        while True:
-            part = handle.read(1 << 20)
-            if not part:
-                break
-            digest.update(part)
-            size += len(part)
-    return {"size": size, "sha256": digest.hexdigest()}
 
 
 def verify(folder) -> "str | None":
@@ -147,15 +134,7 @@ class Checkpointer:
         return json.loads((latest / STATE_FILE).read_text()) if latest else None
 
     def _set_aside(self, path, problem):
-        aside = self.folder / f"{DAMAGED_PREFIX}{path.name}"
-        suffix = 0
-        while aside.exists():
-            suffix += 1
-            aside = self.folder / f"{DAMAGED_PREFIX}{path.name}-{suffix}"
-        os.replace(path, aside)
-        fsync_folder(self.folder)
-        _LOG.warning("%s: damaged (%s): moved aside to %s; resuming from the checkpoint before it", path, problem,
-                     aside.name)
+        set_aside(path, f"{DAMAGED_PREFIX}{path.name}", f"{problem}; resuming from the checkpoint before it")
 
     def save(self, model, optimizer, state):
         """Writes a new checkpoint atomically and durably, with its files' checksums; prunes old good ones."""

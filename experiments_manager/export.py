@@ -23,6 +23,7 @@ from experiments_manager.export_worker import ExportFailed, ExportWorker
 from experiments_manager.optimizer_left_out import optimizer_left_out
 from experiments_manager.utils.atomic import (folder_replaced_atomically, remove_leftovers, remove_tree_atomically,
                                               write_text_atomically)
+from experiments_manager.utils.checksums import set_aside, verify_manifest, write_manifest
 from experiments_manager.utils.errors import UserInputError
 
 VERSION_PATTERN = re.compile(r"^\d+$")
@@ -297,7 +298,18 @@ class Exporter:
         with folder_replaced_atomically(self.base / f".tmp-{version}-{os.getpid()}", self.base / str(version)) as tmp:
             write_into(tmp)
             check_signatures(tmp, self._signature_names())
+            write_manifest(tmp)  # checked by a resume and by the server before they trust the version
         self._apply_retention()
+
+    def set_aside_damaged(self):
+        """At a resume: moves each version whose files differ from its checksums to `exported_models/damaged-<N>`
+        (one warning line; servers skip it; numbers go on past it); returns their numbers."""
+        damaged = [version for version in self.versions() if verify_manifest(self.base / str(version)) is not None]
+        for version in damaged:
+            set_aside(self.base / str(version), f"damaged-{version}", verify_manifest(self.base / str(version)))
+        if damaged:
+            self.experiment.update_run_info(**self.run_info())
+        return damaged
 
     def _apply_retention(self):
         for version in self.versions()[: -self.settings.export.versions_to_keep]:

@@ -244,3 +244,20 @@ def test_serve_of_an_experiment_with_a_damaged_run_json_serves_its_intact_versio
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_version_damaged_in_place_is_not_served(model_server, base_path, trained):
+    """Bytes of its variables overwritten, the size unchanged: only its checksums tell; the server refuses it and
+    the version before answers."""
+    assert (base_path / "1" / "checksums.sha256").is_file()
+    hidden = base_path / ".tmp-2"
+    shutil.copytree(base_path / "1", hidden)
+    data = next((hidden / "variables").glob("variables.data-*"))
+    content = bytearray(data.read_bytes())
+    content[:16] = bytes(byte ^ 0xFF for byte in content[:16])
+    data.write_bytes(bytes(content))
+    os.replace(hidden, base_path / "2")
+    server = model_server([ModelSource(trained.model_name, base_path)])
+    statuses = {version: (state, message) for version, state, message in server.versions.statuses(trained.model_name)}
+    assert statuses[2][0] == "END" and "differs from what was written" in statuses[2][1], statuses
+    assert grpc_version(server, trained.model_name) == 1

@@ -6,8 +6,13 @@ from pathlib import Path
 import numpy as np
 
 from experiments_manager.serving.errors import RequestError, not_found
+from experiments_manager.utils.checksums import verify_manifest
 
 _LOG = logging.getLogger(__name__)
+
+
+class DamagedVersion(Exception):
+    """A version whose files differ from its checksums: not loaded (the versions served keep answering)."""
 DEFAULT_SIGNATURE = "serving_default"
 
 
@@ -41,10 +46,18 @@ class Servable:
 
     @classmethod
     def load(cls, name, version, path):
-        """Loads the SavedModel and runs each signature once, so the first request is not slow."""
+        """Checks the version's files against its checksums (when it has them), loads the SavedModel and runs each
+        signature once, so the first request is not slow.
+
+        Raises:
+            DamagedVersion: a file differs from what the export wrote (overwritten, truncated, missing).
+        """
         import tensorflow as tf
         from tensorflow.core.protobuf import saved_model_pb2
 
+        problem = verify_manifest(path)
+        if problem is not None:
+            raise DamagedVersion(f"damaged: {problem}")
         proto = saved_model_pb2.SavedModel()
         proto.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
         servable = cls(name, version, path, tf.saved_model.load(str(path)), proto.meta_graphs[0].signature_def)
