@@ -1,6 +1,9 @@
-"""A damaged `trials.pickle` does not stop `sweep --resume`: it is rebuilt from the trials' journal, nothing retrained."""
+"""`sweep --resume` of a finished sweep, as a user meets it: a damaged `trials.pickle` is rebuilt from the trials'
+journal with nothing retrained; a model file edited since the trials ran is refused in one line, and accepted with
+--accept-code-change (the last test: it changes the shared sweep)."""
 
 import csv
+import json
 import pickle
 import re
 import shutil
@@ -98,3 +101,23 @@ def test_a_damaged_trials_pickle_is_rebuilt_from_the_journal_and_no_trial_is_ret
         trials = pickle.load(handle)
     assert isinstance(trials, Trials) and len(trials.trials) == 2
     assert sorted(trials.losses()) == sorted(run["best_value"] for run in before["experiments"].values())
+
+
+def test_a_model_file_changed_since_the_trials_ran_is_refused_unless_accepted(finished_sweep):
+    workdir, sweep = finished_sweep
+    model_file = workdir / "examples" / "regression" / "model_curve_fitting.py"
+    model_file.write_text(model_file.read_text().replace("activation='relu'", "activation='tanh'"))
+    refused = subprocess.run(cli_command("sweep", "--resume", str(sweep), "--max-evals", "3"), cwd=workdir,
+                             env=cli_env(), capture_output=True, text=True, timeout=300)
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+    assert refused.returncode == 2 and len(errors) == 1, refused.stderr
+    assert f"{model_file.resolve()} (changed)" in errors[0] and "--accept-code-change" in errors[0]
+
+    accepted = subprocess.run(cli_command("sweep", "--resume", str(sweep), "--max-evals", "3", "--accept-code-change"),
+                              cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=400)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    spec = json.loads((sweep / "sweep.json").read_text())
+    assert spec["trials_done"] == 3 and spec["code"][str(model_file.resolve())] != spec["model_sha256"]
+    again = subprocess.run(cli_command("sweep", "--resume", str(sweep)), cwd=workdir, env=cli_env(),
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr  # the accepted code is the sweep's now: nothing to refuse

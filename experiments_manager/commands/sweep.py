@@ -29,6 +29,9 @@ def add_parser(subparsers):
                         help="trials at once through Spark (pyspark extra, Java 17+); default 1: one after another")
     parser.add_argument("--spark-master", metavar="URL",
                         help="with --parallelism: a Spark master (spark://host:7077, ...); default local[P]")
+    parser.add_argument("--accept-code-change", action="store_true",
+                        help="with --resume: train the next trials although the settings, the model file or a module "
+                        "of yours they import changed since the sweep's trials ran (refused otherwise)")
     add_requeue_file_argument(parser, what="the sweep folder", then="the sweep resumes")
     return parser
 
@@ -44,5 +47,6 @@ def run(arguments, argv):
     request = SweepRequest(usersettings=arguments.usersettings, resume=arguments.resume,
                            max_evals=arguments.max_evals, hparams=parse_hparam_overrides(arguments.hparam),
                            algo=arguments.algo, seed=arguments.seed, parallelism=arguments.parallelism,
-                           spark_master=arguments.spark_master, requeue_file=arguments.requeue_file)
+                           spark_master=arguments.spark_master, requeue_file=arguments.requeue_file,
+                           accept_code_change=arguments.accept_code_change)
     return run_sweep(request).exit_code

@@ -9,6 +9,7 @@ import logging
 import random
 from pathlib import Path
 
+from experiments_manager.attempts import ACCEPT_CODE_CHANGE_FLAG
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease import Lease
 
@@ -29,6 +30,7 @@ class SweepRequest:
         parallelism: trials at once (default 1).
         spark_master: Spark master URL for parallel trials (default: local).
         requeue_file: `--requeue-file` (default None).
+        accept_code_change: with resume, train on although the code changed since the trials ran (default False).
     """
 
     usersettings: str = None
@@ -40,6 +42,7 @@ class SweepRequest:
     parallelism: int = None
     spark_master: str = None
     requeue_file: str = None
+    accept_code_change: bool = False
 
 
 class SweepOutcome:
@@ -84,7 +87,8 @@ def _run_sweep(arguments, held):
     from experiments_manager.experiment import running_command
     from experiments_manager.requeue_file import resume_remembered
     from experiments_manager.settings import load_settings
-    from experiments_manager.sweeps.folder import SweepFolder, file_sha256
+    from experiments_manager.sweeps.code_check import accepted_code, sweep_code_changes
+    from experiments_manager.sweeps.folder import SweepFolder
     from experiments_manager.sweeps.objective import TrialObjective
     from experiments_manager.sweeps.runner import SweepRunner
     from experiments_manager.sweeps.space import SearchSpace
@@ -96,9 +100,14 @@ def _run_sweep(arguments, held):
         sweep_folder = SweepFolder.open(arguments.resume)
         held.enter_context(Lease.acquire(sweep_folder.root, running_command(), what="sweep"))
         spec = _resumed_spec(sweep_folder.spec(), arguments)
-        if file_sha256(spec["settings_file"]) != spec.get("settings_sha256"):
-            _LOG.warning("%s changed since the sweep started: new trials use it as it is now (the original is %s)",
-                         spec["settings_file"], sweep_folder.settings_copy)
+        changes = sweep_code_changes(sweep_folder.root, spec)
+        if changes and not arguments.accept_code_change:
+            raise UserInputError(f"{arguments.resume}: the code changed since the sweep's trials ran: "
+                                 f"{', '.join(changes)}; put it back, or resume with {ACCEPT_CODE_CHANGE_FLAG} "
+                                 f"(new trials then train with it; the original settings are {sweep_folder.settings_copy})")
+        if changes:
+            _LOG.warning("Resuming the sweep with changed code (accepted): %s", ", ".join(changes))
+            spec["code"] = accepted_code(sweep_folder.root, spec)
         model_file = spec.get("model_file") if Path(spec.get("model_file") or "").is_file() else None
         settings = load_settings(spec["settings_file"], spec["fixed_hparams"], model_file=model_file)
         space = SearchSpace.from_settings(settings)

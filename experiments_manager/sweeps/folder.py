@@ -13,12 +13,12 @@ With the trials inside, `tensorboard --logdir <sweep folder>` compares them alon
 `tensorboard --logdir <workingFolder>` compares them with every other run.
 """
 
-import hashlib
 import json
 from pathlib import Path
 
 from experiments_manager.utils.atomic import copy_atomically, write_json_atomically
 from experiments_manager.utils.errors import UserInputError
+from experiments_manager.attempts import file_sha256
 from experiments_manager.experiment import SWEEP_SPEC_NAME, folder_stamp, make_unique_dir, now
 
 STOP_FILE_NAME = "STOPPING"
@@ -78,7 +78,8 @@ class SweepFolder:
         parent.mkdir(parents=True, exist_ok=True)
         sweep = cls(make_unique_dir(parent, f"{settings.experiment.session_name}_sweep_{folder_stamp()}".lstrip("_")))
         copy_atomically(settings.path, sweep.settings_copy)
-        sweep.write_spec({**spec, "settings_sha256": file_sha256(settings.path), "created": now(),
+        sweep.write_spec({**spec, "settings_sha256": file_sha256(settings.path),
+                          "model_sha256": file_sha256(settings.model_file), "created": now(),
                           "status": "running", "trials_done": 0, "best": None})
         return sweep
 
@@ -105,7 +106,3 @@ class SweepFolder:
         spec.update(fields)
         self.write_spec(spec)
         return spec
-
-
-def file_sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -64,7 +64,8 @@ def main(argv=None):
 
     try:
         if arguments.resume:
-            outcome = training.resume(arguments.resume, alongside=noted)
+            # the sweep compared its code with what its trials ran before it resumed (sweeps/code_check.py)
+            outcome = training.resume(arguments.resume, alongside=noted, accept_code_change=True)
         else:
             hparams = json.loads(arguments.hparams_json)
             outcome = training.train(arguments.settings, hparams, alongside=noted, working_folder=sweep_root,

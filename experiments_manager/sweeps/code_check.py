@@ -1,0 +1,51 @@
+"""A resumed sweep trains its next trials with the code it started with, or says it changed.
+
+The code of a sweep: its settings file and model file (their SHA-256 in sweep.json), and the user's own modules its
+trials imported (each trial's experiment records them in run.json's `attempts`, see `attempts.py`). `sweep
+--resume` compares them with the files now and refuses a change in one line unless `--accept-code-change`; then
+sweep.json records the accepted code, and the trials the sweep resumes trust its check.
+
+Example:
+
+```python
+changes = sweep_code_changes(sweep_folder, spec)   # ['/home/me/activations.py (changed)']
+```
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from experiments_manager.attempts import code_changes, file_sha256
+from experiments_manager.experiment import RUN_FILE_NAME
+
+
+def recorded_code(sweep_root, spec: dict) -> dict:
+    """{absolute file: SHA-256} of the code the sweep's trials ran: the settings and model files, the user's modules
+    of each trial's latest attempt (the newest trial's wins), then what a resume accepted (sweep.json's `code`)."""
+    code, runs = {}, []
+    for run_file in Path(sweep_root).glob(f"*/{RUN_FILE_NAME}"):
+        try:
+            runs.append(json.loads(run_file.read_text()))
+        except (OSError, ValueError):
+            continue  # a damaged trial's record: its code is not known
+    for info in sorted(runs, key=lambda info: str(info.get("started") or "")):
+        for attempt in info.get("attempts") or []:
+            code.update({path: digest for path, digest in (attempt.get("code") or {}).items()
+                         if Path(path).is_absolute()})
+    for name, key in (("settings_file", "settings_sha256"), ("model_file", "model_sha256")):
+        if spec.get(name) and spec.get(key):
+            code[spec[name]] = spec[key]
+    code.update(spec.get("code") or {})
+    return code
+
+
+def sweep_code_changes(sweep_root, spec: dict) -> list:
+    """The files of the sweep's code (`recorded_code`) that are not what its trials ran: 'PATH (changed)'."""
+    return code_changes(recorded_code(sweep_root, spec), sweep_root)
+
+
+def accepted_code(sweep_root, spec: dict) -> dict:
+    """sweep.json's `code` after a resume accepted a change: every file of the sweep's code as it is now."""
+    return {path: file_sha256(path) for path in recorded_code(sweep_root, spec)}
