@@ -36,6 +36,7 @@ from typing import Iterable, Optional
 
 ACCEPT_CODE_CHANGE_FLAG = "--accept-code-change"
 _PACKAGE_FOLDER = Path(__file__).resolve().parent
+_GENERATED_MODULES = ("__autograph_generated_file",)  # TensorFlow's autograph: temporary files, not the user's code
 
 
 @dataclass
@@ -111,11 +112,13 @@ def user_modules(skip_names: tuple = ()) -> list:
     found = set()
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if skip_names and name.startswith(skip_names):
+        if name.startswith(_GENERATED_MODULES) or (skip_names and name.startswith(skip_names)):
             continue
         if not path or not path.endswith(".py"):
             continue
         resolved = Path(path).resolve()
+        if not resolved.is_file():  # written for a moment and removed (code generated at run time)
+            continue
         parts = set(resolved.parts)
         if "site-packages" in parts or "dist-packages" in parts or resolved.is_relative_to(_PACKAGE_FOLDER):
             continue

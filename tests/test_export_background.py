@@ -176,15 +176,16 @@ def test_a_failing_background_export_fails_the_run_with_its_message(workdir, mon
         if len(calls) != 1:
             return original(self, folder, values)
         (Path(folder) / "variables").mkdir(parents=True)  # something written, then the failure
-        raise OSError("No space left on device (test)")
+        raise OSError("the variables could not be written (test)")  # not the machine's failure: that is a 75
 
     monkeypatch.setattr(SavedModelTemplate, "write", broken)
     trainer = open_trainer(every_epoch_settings(workdir), 3)
-    with pytest.raises(ExportFailed, match=r"the export of version 2 \(after epoch 2\) failed: OSError: No space"):
+    with pytest.raises(ExportFailed, match=r"the export of version 2 \(after epoch 2\) failed: OSError: the var"):
         trainer.run()
     info = read_run(trainer.experiment.root)
     assert info["status"] == "failed"
-    assert "the export of version 2 (after epoch 2) failed: OSError: No space left on device (test)" in info["error"]
+    assert "the export of version 2 (after epoch 2) failed: OSError: the variables could not be written (test)" \
+        in info["error"]
     assert sorted(path.name for path in Path(trainer.experiment.export_dir).iterdir()) == ["1"]  # nothing half done
     assert info["exported_versions"] == [1]
 
@@ -308,7 +309,7 @@ def test_a_stop_signal_checkpoints_and_marks_interrupted_before_waiting_for_the_
             time.sleep(0.02)
         seen["status"] = read_run(root).get("status")
         seen["state"] = Checkpointer(trainer.experiment.checkpoints_dir).latest_state()
-        raise OSError("No space left on device (test)")
+        raise OSError("the variables could not be written (test)")  # not the machine's failure: that is a 75
 
     monkeypatch.setattr(SavedModelTemplate, "write", broken)
     session = trainer.open_session()
@@ -499,7 +500,9 @@ def test_a_later_version_serves_what_the_live_model_computes(case, tmp_path):
     if change_state:
         change_state()
     with ema_weights_swapped_in(model, model.optimizer):
-        expected = np.asarray(model(x, training=False))
+        # traced, as the SavedModel is: eager and graph kernels differ in the last bits on some CPUs (oneDNN with
+        # AVX512-FP16 / AMX, in mixed precision)
+        expected = np.asarray(tf.function(lambda inputs: model(inputs, training=False))(x))
     assert exporter.export(epochs_completed=2) == 2
     model.fit(x, y, epochs=1, batch_size=16, verbose=0)  # while version 2 is written
     if change_state:

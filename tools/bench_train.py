@@ -7,7 +7,9 @@ end of training (the engine's run includes its export, checkpoints, TensorBoard
 scalars, weight histograms, graph, HParams, curves and projector).
 
 Kinds: `engine` (the defaults: weight histograms every epoch), `engine-no-histograms`
-(`histogram_freq = 0`: what the histograms cost), `plain` (`model.fit`).
+(`histogram_freq = 0`: what the histograms cost), `engine-no-fsync` (`os.fsync` a no-op in that process: what
+the durable commits cost; never a setting of the engine), `plain` (`model.fit`). The engine's rows also report
+how many fsyncs it made and the seconds they took (all threads).
 Also times `experiments-manager --help`. `--logging-costs` times instead each
 TensorBoard / report callback alone on the trained regression model (median of
 20 calls each, in this process): what one epoch end (or the end of training) costs.
@@ -40,7 +42,23 @@ REPO = Path(__file__).resolve().parents[1]
 SETTINGS = "examples/regression/mysettings_curve_fitting.py"
 
 
-KINDS = ("engine", "engine-no-histograms", "plain")
+KINDS = ("engine", "engine-no-histograms", "engine-no-fsync", "plain")
+FSYNCS = {"count": 0, "seconds": 0.0}  # in an engine worker: every os.fsync, counted and timed
+
+
+def counted_fsyncs(skip=False):
+    """Replaces `os.fsync` in this process by one that counts and times the calls (or, with `skip`, does nothing:
+    the `engine-no-fsync` baseline)."""
+    real = os.fsync
+
+    def fsync(descriptor):
+        start = time.perf_counter()
+        if not skip:
+            real(descriptor)
+        FSYNCS["count"] += 1
+        FSYNCS["seconds"] += time.perf_counter() - start
+
+    os.fsync = fsync
 
 
 def bench_settings(workdir, samples, every_epoch, histogram_freq=1):
@@ -92,14 +110,15 @@ def run_plain(settings, epochs):
 
 def measure(kind, settings, epochs, workdir):
     """(wall seconds of the timed part, CPU seconds of the whole worker process)."""
-    worker = "plain" if kind == "plain" else "engine"
+    worker = "plain" if kind == "plain" else "engine-no-fsync" if kind == "engine-no-fsync" else "engine"
     command = [sys.executable, __file__, "--worker", worker, "--settings", str(settings), "--epochs", str(epochs)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return json.loads(result.stdout.strip().splitlines()[-1])["seconds"], cpu
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return report["seconds"], cpu, report.get("fsyncs")
 
 
 def logging_costs(workdir, repeats=20):
@@ -219,13 +238,17 @@ def main():
                         help="time each TensorBoard/report callback alone instead (milliseconds per call)")
     parser.add_argument("--training-thread", action="store_true",
                         help="one engine run in this process instead: what each callback costs the training thread")
-    parser.add_argument("--worker", choices=("engine", "plain"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=("engine", "engine-no-fsync", "plain"), help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
 
     if arguments.worker:
-        run = run_engine if arguments.worker == "engine" else run_plain
-        print(json.dumps({"seconds": run(arguments.settings, arguments.epochs)}))
+        if arguments.worker == "plain":
+            print(json.dumps({"seconds": run_plain(arguments.settings, arguments.epochs)}))
+            return
+        counted_fsyncs(skip=arguments.worker == "engine-no-fsync")
+        seconds = run_engine(arguments.settings, arguments.epochs)
+        print(json.dumps({"seconds": seconds, "fsyncs": FSYNCS}))
         return
 
     if arguments.logging_costs:
@@ -256,14 +279,16 @@ def main():
         workdir = Path(folder)
         settings = {"engine": bench_settings(workdir, arguments.samples, arguments.every_epoch),
                     "engine-no-histograms": bench_settings(workdir, arguments.samples, arguments.every_epoch, 0)}
-        settings["plain"] = settings["engine"]
-        wall, cpu = {kind: [] for kind in kinds}, {kind: [] for kind in kinds}
+        settings["plain"] = settings["engine-no-fsync"] = settings["engine"]
+        wall, cpu, fsyncs = {kind: [] for kind in kinds}, {kind: [] for kind in kinds}, []
         for round_index in range(arguments.rounds):
             order = kinds if round_index % 2 == 0 else kinds[::-1]  # alternate who goes first
             for kind in order:
-                seconds, cpu_seconds = measure(kind, settings[kind], arguments.epochs, workdir)
+                seconds, cpu_seconds, fsynced = measure(kind, settings[kind], arguments.epochs, workdir)
                 wall[kind].append(seconds)
                 cpu[kind].append(cpu_seconds)
+                if kind == "engine":
+                    fsyncs.append(fsynced)
             print(f"round {round_index + 1}: " + ", ".join(f"{kind} {wall[kind][-1]:.2f} s" for kind in kinds),
                   flush=True)
     median = {kind: statistics.median(wall[kind]) for kind in kinds}
@@ -282,6 +307,10 @@ def main():
     if "engine-no-histograms" in kinds:
         print(f"  weight histograms: engine/engine-no-histograms = "
               f"{median['engine'] / median['engine-no-histograms']:.3f}")
+    print(f"  durable commits: {statistics.median(f['count'] for f in fsyncs):.0f} fsyncs a run, "
+          f"{statistics.median(f['seconds'] for f in fsyncs):.3f} s (median, every thread)")
+    if "engine-no-fsync" in kinds:
+        print(f"  engine/engine-no-fsync = {median['engine'] / median['engine-no-fsync']:.3f}")
     print(f"experiments-manager --help: median {help_wall_time():.3f} s  (target <= 0.5 s)")
 
 
