@@ -151,6 +151,13 @@ def code_changes(recorded: dict, root) -> list:
     return changes
 
 
+def settings_folder(info: dict, root) -> Path:
+    """The folder of the settings file a run was started from (run.json's `settings_file`: its git commit), or the
+    experiment's own folder when that is gone."""
+    original = info.get("settings_file")
+    return Path(original).parent if original and Path(original).parent.is_dir() else Path(root)
+
+
 def git_commit(folder) -> Optional[str]:
     """The git commit of the checkout holding `folder`, with '-dirty' when it has uncommitted changes, or None."""
     try:

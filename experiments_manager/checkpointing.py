@@ -74,7 +74,8 @@ class Checkpointer:
 
     Args:
         folder: the experiment's `checkpoints/` folder.
-        keep: how many checkpoints to keep (the newest).
+        keep: how many checkpoints to keep (the newest; default 2).
+        check_writer: called before each save; raises when this process may no longer write (default: none).
 
     Example:
 
@@ -85,9 +86,10 @@ class Checkpointer:
     ```
     """
 
-    def __init__(self, folder, keep=2):
+    def __init__(self, folder, keep=2, check_writer=None):
         self.folder = Path(folder)
         self.keep = keep
+        self.check_writer = check_writer or (lambda: None)
 
     def _numbered(self):
         """(number, folder) of every `ckpt-N` folder, complete or not, oldest first."""
@@ -138,6 +140,7 @@ class Checkpointer:
 
     def save(self, model, optimizer, state):
         """Writes a new checkpoint atomically and durably, with its files' checksums; prunes old good ones."""
+        self.check_writer()  # still the experiment's one writer (its lease)
         self.folder.mkdir(parents=True, exist_ok=True)
         fsync_folder(self.folder.parent)
         number = self._next_number()

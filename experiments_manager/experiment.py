@@ -28,7 +28,7 @@ import socket
 import sys
 from pathlib import Path
 
-from experiments_manager.attempts import Attempt, code_changes, code_identity, package_versions
+from experiments_manager.attempts import Attempt, code_changes, code_identity, package_versions, settings_folder
 from experiments_manager.attempts import git_commit as _git_commit
 from experiments_manager.folder_names import folder_name, folder_stamp, make_unique_dir, now, varied_hparams
 from experiments_manager.utils.atomic import copy_atomically, fsync_folder, remove_leftovers, write_json_atomically
@@ -220,7 +220,13 @@ class Experiment:
             raise UserInputError(f"{self.run_file}: expected a JSON object: {error}") from None
 
     def write_run_info(self, info):
+        self.check_writer()
         write_json_atomically(self.run_file, info)
+
+    def check_writer(self):
+        """Raises `LeaseLost` when this process held the experiment's lease and another run took it over."""
+        if self.lease is not None:
+            self.lease.check()
 
     def update_run_info(self, **fields):
         """Sets fields of run.json, in one atomic replace."""
@@ -267,7 +273,7 @@ class Experiment:
             attempts[-1].update(status="interrupted", reason="ended without recording why (killed, or its node "
                                                              "was lost)")
         attempt = Attempt.starting(command, len(attempts) + 1)
-        attempt.git_commit = _git_commit(_settings_folder(info, self.root))
+        attempt.git_commit = _git_commit(settings_folder(info, self.root))
         attempt.accepted_code_change = list(accepted_code_change)
         attempts.append(attempt.as_json())
         info.update(status="running", resumed_by=list(command), host=attempt.host)
@@ -327,12 +333,6 @@ class Experiment:
         repeat = [f"#{info['repeat']}"] if info.get("repeat") else []
         day = " ".join(part for part in (started[5:10], info.get("session_name")) if part)
         return " ".join([started[11:19], *repeat, *varied_hparams(info.get("hparam_overrides") or {}), f"({day})"])
-
-
-def _settings_folder(info, root):
-    """The folder of the settings file a run was started from (for its git commit), or the experiment's."""
-    original = info.get("settings_file")
-    return Path(original).parent if original and Path(original).parent.is_dir() else Path(root)
 
 
 def _jsonable(value):

@@ -293,6 +293,9 @@ class Exporter:
 
     def _write(self, version, write_into):
         """Writes version `version` with `write_into(folder)`, atomically; checks it; applies the retention."""
+        check = getattr(self.experiment, "check_writer", None)
+        if check is not None:
+            check()  # still the experiment's one writer (its lease)
         # of an export a killed run left half-written (holding the experiment's lease, every other pid's is)
         remove_leftovers(self.base, sole_writer=getattr(self.experiment, "lease", None) is not None)
         with folder_replaced_atomically(self.base / f".tmp-{version}-{os.getpid()}", self.base / str(version)) as tmp:

@@ -135,3 +135,28 @@ def test_the_holder_record_is_one_typed_definition():
     holder = Holder.of_this_process(["train"])
     assert Holder.from_json(json.loads(json.dumps(holder.__dict__))) == holder
     assert Holder.from_json({**holder.__dict__, "added_by_a_later_version": 1}) == holder
+
+
+def test_a_run_whose_lease_was_taken_over_writes_nothing_more(tmp_path, monkeypatch):
+    """A run that stalled past the timeout (a frozen node) finds another writer when it wakes: its next checkpoint
+    and its next run.json write are refused (LeaseLost, exit 75), before anything is written."""
+    from experiments_manager.checkpointing import Checkpointer
+    from experiments_manager.experiment import Experiment
+    from experiments_manager.utils.lease import LeaseLost
+
+    experiment = Experiment(tmp_path)
+    (tmp_path / "run.json").write_text("{}")
+    monkeypatch.setenv("EXPERIMENTS_MANAGER_LEASE_TIMEOUT", "0.3")  # a heartbeat every 0.05 s
+    with experiment.held(["train"]) as lease:
+        experiment.write_run_info({"status": "running"})
+        _write_lease(tmp_path, host="node-17")  # the other writer took over
+        assert lease.lost.wait(10)
+        before = sorted(path.name for path in tmp_path.iterdir())
+        with pytest.raises(LeaseLost, match="another run took this folder over .*node-17") as lost:
+            experiment.write_run_info({"status": "failed"})
+        assert lost.value.exit_code == 75
+        with pytest.raises(LeaseLost):
+            Checkpointer(tmp_path / "checkpoints", check_writer=experiment.check_writer).save(None, None, {})
+        assert sorted(path.name for path in tmp_path.iterdir()) == before
+    assert json.loads((tmp_path / "run.json").read_text()) == {"status": "running"}
+    assert read_holder(tmp_path / LEASE_NAME).token == "theirs"

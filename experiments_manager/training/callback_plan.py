@@ -119,7 +119,8 @@ class CallbackPlan:
             self.history.set_state(restored["callbacks"]["history"])
         stateful["history"] = self.history
         self.curves = records.curves
-        self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir),
+        self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir,
+                                                               check_writer=experiment.check_writer),
                                                   {**stateful, **inputs.stateful}, inputs.after_checkpoint)
         self.callbacks = (
             [self.stop_on_signal]

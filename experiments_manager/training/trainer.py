@@ -16,6 +16,7 @@ import warnings
 from experiments_manager.ema import WeightAverages
 from experiments_manager.utils.environment_failures import EnvironmentFailure, environment_failure_line
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, InputStalled, UserInputError
+from experiments_manager.utils.lease import LeaseLost
 from experiments_manager.inputs import make_inputs
 from experiments_manager.training.callback_plan import CallbackPlan
 from experiments_manager.training.dry_build import user_code_error
@@ -54,6 +55,8 @@ class Trainer:
         """
         try:
             return self._run()
+        except LeaseLost:  # another run writes the folder now: nothing more is written, not even the status
+            raise
         except KeyboardInterrupt:
             self._interrupted(None, "Ctrl-C (SIGINT) stopped it at once", SIGNAL_EXIT_BASE + int(signal.SIGINT))
             raise

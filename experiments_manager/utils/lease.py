@@ -58,6 +58,13 @@ class LeaseHeld(UserInputError):
     exit_code = EXIT_TEMPFAIL
 
 
+class LeaseLost(UserInputError):
+    """This run's lease was taken over (it stalled past the timeout: a frozen node, a stopped process): it stops
+    without writing anything more to the folder. One line; exit code 75."""
+
+    exit_code = EXIT_TEMPFAIL
+
+
 @dataclass
 class Holder:
     """Who holds a lease: what `lease.json` records (its one typed definition)."""
@@ -165,6 +172,14 @@ class Lease:
                                 f"end (or stop it) and try again")
             _break(path, current.token, f"the writer that held it is gone: {reason}")
         raise LeaseHeld(f"{folder}: could not take {path}: other runs keep taking it; try again")
+
+    def check(self) -> None:
+        """Raises `LeaseLost` when another writer took the lease over: called before each write that matters."""
+        if self.lost.is_set():
+            current = read_holder(self.path)
+            raise LeaseLost(f"{self.path.parent}: another run took this folder over "
+                            f"({current.describe() if current else 'its lease is gone'}) while this one stalled "
+                            "past the lease timeout: stopping without writing more")
 
     def release(self) -> None:
         """Stops the heartbeat and removes the lease if it is still this process' own."""
