@@ -136,7 +136,7 @@ class Checkpointer:
         return json.loads((latest / STATE_FILE).read_text()) if latest else None
 
     def _set_aside(self, path, problem):
-        set_aside(path, f"{DAMAGED_PREFIX}{path.name}", f"{problem}; resuming from the checkpoint before it")
+        set_aside(path, f"{DAMAGED_PREFIX}{path.name}", f"damaged ({problem}), the checkpoint before it is used")
 
     def save(self, model, optimizer, state):
         """Writes a new checkpoint atomically and durably, with its files' checksums; prunes old good ones."""

@@ -21,12 +21,14 @@ from experiments_manager.ema import inner_optimizer
 from experiments_manager.export_template import SavedModelTemplate
 from experiments_manager.export_worker import ExportFailed, ExportWorker
 from experiments_manager.optimizer_left_out import optimizer_left_out
+from experiments_manager.served_module import served_module
 from experiments_manager.utils.atomic import (folder_replaced_atomically, remove_leftovers, remove_tree_atomically,
                                               write_text_atomically)
 from experiments_manager.utils.checksums import set_aside, verify_manifest, write_manifest
-from experiments_manager.utils.errors import UserInputError
 
 VERSION_PATTERN = re.compile(r"^\d+$")
+_SET_ASIDE = re.compile(r"^(?:damaged|discarded)-(\d+)(?:-\d+)?$")  # their numbers are never used again
+_UNKNOWN = object()  # `requested` before a checkpoint's state is set: which versions came after it is not known
 _LOG = logging.getLogger(__name__)
 
 
@@ -55,45 +57,6 @@ def ema_weights_swapped_in(model, optimizer):
     finally:
         for variable, value in zip(variables, saved):
             variable.assign(value)
-
-
-def default_served_module(model, model_name):
-    """The served module when the settings define no `get_served_module`: the model's own call.
-
-    The input signature comes from the model's `keras.Input` layers; outputs are
-    returned as a dict (`output_0`, ... unless the model already returns a dict).
-    """
-    import tensorflow as tf
-
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        raise UserInputError(
-            f"{model_name}: the model has no Input layers (subclassed model): "
-            "define get_served_module(model, model_name) in the settings"
-        )
-    specs = [
-        tf.TensorSpec(shape=tensor.shape, dtype=tensor.dtype, name=_tensor_name(tensor, index))
-        for index, tensor in enumerate(inputs)
-    ]
-
-    class ServedKerasModel(tf.Module):
-        def __init__(self):
-            super().__init__()
-            self.model = model
-
-        @tf.function(input_signature=specs)
-        def served_model(self, *tensors):
-            outputs = self.model(list(tensors) if len(tensors) > 1 else tensors[0], training=False)
-            if isinstance(outputs, dict):
-                return outputs
-            return {f"output_{index}": output for index, output in enumerate(tf.nest.flatten(outputs))}
-
-    return ServedKerasModel()
-
-
-def _tensor_name(tensor, index):
-    name = re.sub(r"[^A-Za-z0-9_]", "_", getattr(tensor, "name", "") or "")
-    return name or f"input_{index}"
 
 
 class Exporter:
@@ -135,7 +98,7 @@ class Exporter:
         self._worker = ExportWorker() if in_background else None
         self._leave_out_optimizer = True  # until a served module cannot be saved without it
         # the newest version asked for and the epochs completed then: a checkpoint's state, see export_missing
-        self.requested = None
+        self.requested = _UNKNOWN
         self.base.mkdir(parents=True, exist_ok=True)
         write_models_config(experiment.models_config, settings.model_name, self.base)
 
@@ -146,9 +109,8 @@ class Exporter:
     def last_version(self):
         """The newest version on disk or recorded in run.json (a version being written is not counted), or None."""
         recorded = self.experiment.run_info().get("last_exported_version") or 0
-        present = self.versions()
-        last = max([recorded] + present)
-        return last or None
+        aside = [int(match.group(1)) for match in map(_SET_ASIDE.match, os.listdir(self.base)) if match]
+        return max([recorded, *self.versions(), *aside]) or None
 
     def run_info(self):
         """What run.json records of the exports: the versions present and the last one.
@@ -223,7 +185,7 @@ class Exporter:
 
     def get_state(self):
         """The version last asked for, for the checkpoint (see `export_missing`)."""
-        return {"requested": self.requested}
+        return {"requested": None if self.requested is _UNKNOWN else self.requested}
 
     def set_state(self, state):
         """Takes back the state a checkpoint saved (from `get_state`).
@@ -251,7 +213,7 @@ class Exporter:
         Returns:
             the version exported, or None.
         """
-        requested = self.requested or {}
+        requested = self.requested if isinstance(self.requested, dict) else {}
         if requested.get("epochs_completed") != epochs_completed or requested["version"] <= (self.last_version() or 0):
             return None
         _LOG.info("Exporting again version %d (after epoch %d): the run stopped while it was written",
@@ -304,30 +266,26 @@ class Exporter:
             write_manifest(tmp)  # checked by a resume and by the server before they trust the version
         self._apply_retention()
 
-    def set_aside_damaged(self):
-        """At a resume: moves each version whose files differ from its checksums to `exported_models/damaged-<N>`
-        (one warning line; servers skip it; numbers go on past it); returns their numbers."""
+    def set_aside_at_resume(self):
+        """At a resume (after `set_state`): moves each version whose files differ from its checksums to
+        `exported_models/damaged-<N>`, and each exported after the restored checkpoint to `discarded-<N>` (one
+        warning line each; servers skip them; numbers go on past them); returns their numbers."""
         damaged = [version for version in self.versions() if verify_manifest(self.base / str(version)) is not None]
         for version in damaged:
-            set_aside(self.base / str(version), f"damaged-{version}", verify_manifest(self.base / str(version)))
-        if damaged:
+            set_aside(self.base / str(version), f"damaged-{version}",
+                      f"damaged ({verify_manifest(self.base / str(version))})")
+        later = [] if self.requested is _UNKNOWN else [
+            version for version in self.versions() if version > (self.requested or {}).get("version", 0)]
+        for version in later:  # exported after the checkpoint the resume continues from: its epoch is trained again
+            set_aside(self.base / str(version), f"discarded-{version}",
+                      "exported after the checkpoint this resume continues from (its epoch is trained again)")
+        if damaged or later:
             self.experiment.update_run_info(**self.run_info())
-        return damaged
+        return damaged + later
 
     def _apply_retention(self):
         for version in self.versions()[: -self.settings.export.versions_to_keep]:
             remove_tree_atomically(self.base / str(version))
-
-
-def served_module(settings, model):
-    """The module exported for `model`: the settings' `get_served_module`, else the model's own call; checked."""
-    build = settings.export.get_served_module or default_served_module
-    module = build(model, settings.model_name)
-    function = getattr(module, "served_model", None)
-    if getattr(function, "input_signature", None) is None:
-        raise UserInputError(f"{settings.path.name}: get_served_module: expected a tf.Module whose served_model is a "
-                             f"tf.function with an input_signature, got {type(module).__name__}")
-    return module
 
 
 def check_signatures(saved_model_dir, expected):

@@ -109,7 +109,7 @@ class CallbackPlan:
                 if name in stateful:
                     stateful[name].set_state(state)
             if self.exporter is not None:  # a version a kill lost while it was written: the model holds its values
-                self.exporter.set_aside_damaged()
+                self.exporter.set_aside_at_resume()
                 self.exporter.export_missing(self.initial_epoch)
         stopping = ([self.early_stopping] if options.early_stopping else []) + plateau
         records = RunRecords(experiment, settings, self.best, self.exporter, monitors=[self.early_stopping, *plateau],

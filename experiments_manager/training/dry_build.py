@@ -41,7 +41,7 @@ def dry_build(settings):
 def _build_and_check(settings):
     import keras
 
-    from experiments_manager.export import served_module
+    from experiments_manager.served_module import served_module
     from experiments_manager.training.model import build_model, compiled_metrics
 
     problems = []

@@ -73,9 +73,9 @@ def verify_manifest(folder) -> Optional[str]:
     return None
 
 
-def set_aside(path, aside_name: str, problem: str) -> Path:
-    """Renames the damaged folder `path` to `aside_name` beside it (`-1`, `-2`... added when taken), durably, with
-    one warning line saying what is wrong; returns the new path."""
+def set_aside(path, aside_name: str, why: str) -> Path:
+    """Renames the folder `path` to `aside_name` beside it (`-1`, `-2`... added when taken), durably, with one
+    warning line saying why (`damaged (...)`); returns the new path."""
     path = Path(path)
     aside, suffix = path.with_name(aside_name), 0
     while aside.exists():
@@ -83,5 +83,5 @@ def set_aside(path, aside_name: str, problem: str) -> Path:
         aside = path.with_name(f"{aside_name}-{suffix}")
     os.replace(path, aside)
     fsync_folder(path.parent)
-    _LOG.warning("%s: damaged (%s): moved aside to %s", path, problem, aside.name)
+    _LOG.warning("%s: %s; moved aside to %s", path, why, aside.name)
     return aside
