@@ -74,14 +74,24 @@ class Attempt:
     accepted_code_change: list = field(default_factory=list)
 
     @classmethod
-    def starting(cls, command: Iterable[str], number: int, started: Optional[str] = None) -> "Attempt":
+    def starting(cls, command: Iterable[str], number: int, started: Optional[str] = None,
+                 git_commit: Optional[str] = None) -> "Attempt":
         """The attempt this process starts now."""
         restarts = os.environ.get("SLURM_RESTART_COUNT")
         return cls(number=number, command=list(command), host=socket.gethostname(), pid=os.getpid(),
                    slurm_job_id=os.environ.get("SLURM_JOB_ID"),
                    slurm_array_task_id=os.environ.get("SLURM_ARRAY_TASK_ID"),
                    slurm_restart_count=int(restarts) if restarts and restarts.isdigit() else None,
-                   started=started or datetime.datetime.now().astimezone().isoformat(timespec="seconds"))
+                   started=started or datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                   git_commit=git_commit)
+
+    @classmethod
+    def before_attempts_were_recorded(cls, info: dict) -> dict:
+        """What run.json of an older engine (no `attempts`) says of the run so far, as attempt 1 (JSON)."""
+        return cls(number=1, command=list(info.get("command") or []),
+                   host=info.get("host") or "", started=info.get("started") or "", ended=info.get("ended"),
+                   status=info.get("status") or "running", exit_code=info.get("exit_code"),
+                   reason=info.get("reason"), error=info.get("error"), git_commit=info.get("git_commit")).as_json()
 
     @classmethod
     def from_json(cls, data: dict) -> "Attempt":
@@ -113,8 +123,8 @@ def user_modules(skip_names: tuple = ()) -> list:
     found = set()
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
-        if name.startswith(_GENERATED_MODULES) or (skip_names and name.startswith(skip_names)):
-            continue
+        if name == "__main__" or name.startswith(_GENERATED_MODULES) or (skip_names and name.startswith(skip_names)):
+            continue  # a driver script (em.train in a script of the user's) is not what the run computes
         if not path or not path.endswith(".py") or "site-packages" in path or "dist-packages" in path:
             continue  # cheap string checks first: most of 4000 modules are installed packages
         resolved = os.path.realpath(path)
@@ -139,12 +149,14 @@ def code_identity(files: Iterable, root) -> dict:
 
 def code_changes(recorded: dict, root) -> list:
     """The files of `recorded` (a previous attempt's `code`, see `code_identity`) whose content is not that now:
-    '/home/me/helpers.py (changed)', 'model.py (removed)'."""
+    '/home/me/helpers.py (changed)'. A file no longer there is not a change: the code was staged elsewhere (a
+    node's $TMPDIR, another mount), or its import fails loudly; what silently changes a resumed run is a file
+    edited in place."""
     changes = []
     for path, digest in sorted(recorded.items()):
         now = file_sha256(Path(root, path))  # an absolute path stays itself
-        if now != digest:
-            changes.append(f"{path} ({'removed' if now is None else 'changed'})")
+        if now is not None and now != digest:
+            changes.append(f"{path} (changed)")
     return changes
 
 

@@ -20,12 +20,14 @@ import json
 import logging
 import os
 import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from experiments_manager.utils.atomic import folder_replaced_atomically, fsync_folder, remove_tree_atomically
 from experiments_manager.utils.checksums import file_digest, set_aside
+from experiments_manager.utils.errors import UserInputError
 
 CHECKPOINT_PATTERN = re.compile(r"^ckpt-(\d+)$")
 ANY_NUMBERED = re.compile(r"^(?:damaged-)?ckpt-(\d+)(?:-\d+)?$")  # what a new number must pass
@@ -147,7 +149,7 @@ class Checkpointer:
         final = self.folder / f"ckpt-{number:06d}"
         with folder_replaced_atomically(self.folder / f".tmp-ckpt-{number:06d}-{os.getpid()}", final) as tmp:
             tmp.mkdir()
-            (tmp / WEIGHTS_FILE).write_bytes(weights_file_bytes(model))
+            (tmp / WEIGHTS_FILE).write_bytes(weights_file_bytes(model))  # a memoryview: no second copy
             values = {f"v{index:05d}": np.asarray(variable) for index, variable in enumerate(optimizer.variables)}
             np.savez(tmp / OPTIMIZER_FILE, **values)
             files = {name: file_digest(tmp / name) for name in (WEIGHTS_FILE, OPTIMIZER_FILE)}
@@ -174,8 +176,12 @@ class Checkpointer:
                 model.load_weights(str(latest / WEIGHTS_FILE))
                 with np.load(latest / OPTIMIZER_FILE) as saved:
                     values = [saved[key] for key in sorted(saved.files)]
-            except (OSError, ValueError, KeyError, EOFError) as error:  # a checkpoint of an engine without checksums
-                self._set_aside(latest, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+                reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+                if "files" in json.loads((latest / STATE_FILE).read_text()):  # its files are as written: the model
+                    raise UserInputError(f"{latest}: does not fit the model ({reason}): was the model changed "
+                                         "since the run started?") from None
+                self._set_aside(latest, reason)  # a checkpoint of an engine without checksums: damaged, then
                 continue
             break
         variables = list(optimizer.variables)
@@ -191,7 +197,7 @@ class Checkpointer:
         return json.loads((latest / STATE_FILE).read_text())
 
 
-def weights_file_bytes(model) -> bytes:
+def weights_file_bytes(model) -> memoryview:
     """What `model.save_weights("model.weights.h5")` writes, made in memory: a full disk then fails the plain file
     write that follows (an OSError), never HDF5 mid-file (which leaves it unable to close, and the process
     segfaulting at exit). Keras writes the same file with the same `H5IOStore` in `save_weights_only`."""
@@ -204,7 +210,7 @@ def weights_file_bytes(model) -> bytes:
         store = saving_lib.H5IOStore(buffer, mode="w")
         saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set())
         store.close()
-        return buffer.getvalue()
+        return buffer.getbuffer()
     except (ImportError, AttributeError, TypeError):  # a Keras without these: its public way, through a file
         import tempfile
 

@@ -140,6 +140,7 @@ class Experiment:
                 f'"""The settings of this experiment were built in Python ({settings.path.name}), not read from a '
                 'file.\n\nResume it from Python: em.resume(folder, settings=<the same settings>)."""\n')
         copy_atomically(settings.model_file, root / f"{settings.model_name}.py")
+        commit = _git_commit(Path(settings.path).resolve().parent)
         experiment.write_run_info(
             {
                 "status": "running",
@@ -154,10 +155,10 @@ class Experiment:
                 "nbEpoch": settings.training.epochs,
                 "tensorflow_server_port": settings.serving.port,  # what `serve --model_dir` listens on by default
                 "versions": package_versions(),
-                "git_commit": _git_commit(Path(settings.path).resolve().parent),
+                "git_commit": commit,
                 "host": socket.gethostname(),
                 "started": now(moment),
-                "attempts": [Attempt.starting(command, 1, started=now(moment)).as_json()],
+                "attempts": [Attempt.starting(command, 1, started=now(moment), git_commit=commit).as_json()],
                 "repeat": repeat,
                 "ended": None,
                 "epochs_completed": 0,
@@ -266,9 +267,9 @@ class Experiment:
         self.remove_leftovers()
         clear_status(self.logs_dir)
         info = self.run_info()
+        attempts = info.setdefault("attempts", [Attempt.before_attempts_were_recorded(info)])  # an older engine's
         for stale in _LATEST_ATTEMPT_FIELDS:
             info.pop(stale, None)
-        attempts = info.setdefault("attempts", [])
         if attempts and attempts[-1].get("status") == "running":  # killed outright: nothing could record it
             attempts[-1].update(status="interrupted", reason="ended without recording why (killed, or its node "
                                                              "was lost)")

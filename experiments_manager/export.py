@@ -214,8 +214,11 @@ class Exporter:
             the version exported, or None.
         """
         requested = self.requested if isinstance(self.requested, dict) else {}
-        if requested.get("epochs_completed") != epochs_completed or requested["version"] <= (self.last_version() or 0):
+        if requested.get("epochs_completed") != epochs_completed:
             return None
+        set_aside_as_damaged = (self.base / f"damaged-{requested['version']}").exists()
+        if requested["version"] <= (self.last_version() or 0) and not set_aside_as_damaged:
+            return None  # on disk (a damaged one was set aside: the restored model holds its values, exported anew)
         _LOG.info("Exporting again version %d (after epoch %d): the run stopped while it was written",
                   requested["version"], epochs_completed)
         version = self.export(epochs_completed)

@@ -2,6 +2,7 @@
 status, reason, code hashes), the top level describing the latest only; a resume whose code changed (a module the
 model file imports, relu -> tanh) is refused in one line, and accepted with --accept-code-change."""
 
+import json
 import os
 import signal
 import subprocess
@@ -67,3 +68,17 @@ def test_attempts_are_recorded_and_changed_code_is_refused_unless_accepted(workd
     assert second_attempt["exit_code"] == 0 and second_attempt["accepted_code_change"] == [f"{helper} (changed)"]
     assert second_attempt["code"][helper] != first_attempt["code"][helper]
     assert second_attempt["command"][-3:] == ["--resume", str(root), "--accept-code-change"]
+
+
+def test_a_run_of_an_older_engine_gets_its_history_as_attempt_1(tmp_path):
+    from experiments_manager.experiment import Experiment
+
+    old = {"status": "interrupted", "command": ["train", "-u", "s.py"], "host": "node-3", "started": "2026-11-01T10:00:00",
+           "ended": "2026-11-01T11:00:00", "reason": "received SIGUSR1", "exit_code": 138, "git_commit": "abc"}
+    (tmp_path / "run.json").write_text(json.dumps(old))
+    info = Experiment(tmp_path).mark_resumed(["train", "--resume", str(tmp_path)])
+    first, second = info["attempts"]
+    assert first["number"] == 1 and first["command"] == old["command"] and first["host"] == "node-3"
+    assert first["status"] == "interrupted" and first["exit_code"] == 138 and first["reason"] == "received SIGUSR1"
+    assert second["number"] == 2 and second["status"] == "running"
+    assert "reason" not in info and "exit_code" not in info

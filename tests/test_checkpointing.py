@@ -103,3 +103,19 @@ def test_state_json_records_each_file_size_and_sha256(three_checkpoints):
     for name, record in state["files"].items():
         assert record["size"] == (checkpointer.folder / "ckpt-000003" / name).stat().st_size
         assert len(record["sha256"]) == 64
+
+
+def test_a_good_checkpoint_that_does_not_fit_the_model_is_one_line_not_set_aside(three_checkpoints):
+    """The model changed (resumed with --accept-code-change after adding a layer): the checkpoint is intact, so it
+    stays where it is, and the resume says why it cannot use it."""
+    import keras
+
+    from experiments_manager.utils.errors import UserInputError
+
+    checkpointer, _ = three_checkpoints
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(4), keras.layers.Dense(1)])
+    other.compile(optimizer=keras.optimizers.Adam(0.01, use_ema=True), loss="mse")
+    other.optimizer.build(other.trainable_variables)
+    with pytest.raises(UserInputError, match="ckpt-000003: does not fit the model"):
+        checkpointer.restore_latest(other, other.optimizer)
+    assert (checkpointer.folder / "ckpt-000003").is_dir()

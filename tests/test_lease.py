@@ -160,3 +160,27 @@ def test_a_run_whose_lease_was_taken_over_writes_nothing_more(tmp_path, monkeypa
         assert sorted(path.name for path in tmp_path.iterdir()) == before
     assert json.loads((tmp_path / "run.json").read_text()) == {"status": "running"}
     assert read_holder(tmp_path / LEASE_NAME).token == "theirs"
+
+
+def test_a_holder_whose_heartbeat_stalled_past_the_timeout_fences_itself(tmp_path):
+    """A frozen node wakes up: before its heartbeat thread has even looked, its next write is refused, since another
+    run may have taken the lease in the meantime."""
+    from experiments_manager.utils.lease import LeaseLost
+
+    lease = Lease.acquire(tmp_path, timeout_seconds=300)
+    lease.check()  # fresh: writes go on
+    lease._renewed -= 301  # as if the process had been stopped for 301 s
+    with pytest.raises(LeaseLost):
+        lease.check()
+    lease.release()
+
+
+def test_the_holder_judges_by_the_longer_timeout_and_its_own_pid_namespace(tmp_path):
+    """A holder started with a longer timeout is not broken by a reader's shorter one; a pid recorded in another pid
+    namespace (a container) means nothing here: only its heartbeat tells."""
+    _write_lease(tmp_path, host="node-17", heartbeat=time.time() - 400, timeout_seconds=3000)
+    with pytest.raises(LeaseHeld):
+        Lease.acquire(tmp_path, timeout_seconds=300)
+    _write_lease(tmp_path, pid=_dead_pid(), pid_namespace="pid:[1]")  # this host, dead here, but not our namespace
+    with pytest.raises(LeaseHeld):
+        Lease.acquire(tmp_path, timeout_seconds=300)

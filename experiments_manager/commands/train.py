@@ -67,8 +67,9 @@ def run(arguments, argv):
     requeue = resume_remembered(arguments, recorded={"hparam": []})  # the run keeps its recorded hparams
     if requeue is not None:
         alongside = _remembering(requeue, alongside)
-    if arguments.accept_code_change and not arguments.resume:
-        raise UserInputError("--accept-code-change: only with --resume (a new run records the code it starts with)")
+    if arguments.accept_code_change and not arguments.resume and not arguments.requeue_file:
+        raise UserInputError("--accept-code-change: only with --resume or --requeue-file (a new run records the code "
+                             "it starts with)")
     if arguments.resume:
         if arguments.hparam:
             raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")

@@ -6,12 +6,14 @@ The command line's parser is `experiments_manager.commands.sweep`; both build a 
 import contextlib
 import dataclasses
 import logging
+import os
 import random
 from pathlib import Path
 
 from experiments_manager.attempts import ACCEPT_CODE_CHANGE_FLAG
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease import Lease
+from experiments_manager.utils.signals import process_alive
 
 _LOG = logging.getLogger(__name__)
 
@@ -169,6 +171,9 @@ def _resumed_spec(spec, arguments):
                                             ("--hparam", arguments.hparams)) if value]
     if fixed_flags:
         raise UserInputError(f"{', '.join(fixed_flags)}: not accepted with --resume (the sweep keeps its own)")
+    if spec.get("status") == "running" and spec.get("pid") != os.getpid() and process_alive(spec.get("pid")):
+        # a sweep of an older engine, which took no lease (this host's pids only)
+        raise UserInputError(f"{arguments.resume}: the sweep is still running (pid {spec['pid']}); stop it first")
     if not Path(spec.get("settings_file", "")).is_file():
         raise UserInputError(f"{arguments.resume}: sweep.json: settings_file: {spec.get('settings_file')!r} "
                              "not found (the sweep trains from it)")

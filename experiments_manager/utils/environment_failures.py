@@ -30,7 +30,10 @@ ADVICE = {
 }
 # HDF5 and TensorFlow report an OS error in their own words: "errno = 28, error message = 'No space left on device'"
 _ERRNO_IN_TEXT = re.compile(r"errno\s*=\s*(\d+)")
-_STRERROR_IN_TEXT = {os.strerror(number): number for number in ADVICE}
+# the words of the disk's own failures, in a message without an errno (TensorFlow's file writes); a permission or a
+# read-only file system counts only with the file it names (a port below 1024 is not the disk's)
+_STRERROR_IN_TEXT = {os.strerror(number): number for number in (errno.ENOSPC, errno.EDQUOT, errno.EIO)}
+_NEED_A_FILE = (errno.EACCES, errno.EROFS)
 
 
 class EnvironmentFailure(UserInputError):
@@ -46,11 +49,11 @@ def environment_errno(error: BaseException) -> Optional[int]:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         number = getattr(error, "errno", None)
-        if number in ADVICE:
+        if number in ADVICE and (number not in _NEED_A_FILE or getattr(error, "filename", None)):
             return number
         text = str(error)
         quoted = _ERRNO_IN_TEXT.search(text)
-        if quoted and int(quoted.group(1)) in ADVICE:
+        if quoted and int(quoted.group(1)) in ADVICE and int(quoted.group(1)) not in _NEED_A_FILE:
             return int(quoted.group(1))
         for words, number in _STRERROR_IN_TEXT.items():
             if words in text:

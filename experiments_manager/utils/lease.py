@@ -15,6 +15,9 @@ Breaking takes a second, short lock (`lease.json.break`, same protocol, itself b
 `BREAK_GRACE_SECONDS`) and checks the stale lease is still the one judged gone, so two runs that find the same
 dead holder do not both take over.
 
+Long because the protocol is one piece: the record, taking, judging, breaking, the heartbeat and the fence of a
+holder that stalled (its `check` refuses every write once its last heartbeat is older than the timeout).
+
 Example:
 
 ```python
@@ -79,15 +82,18 @@ class Holder:
     started: str = ""
     heartbeat: float = 0.0  # time.time() of the last renewal
     token: str = ""
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS  # the holder's own: a reader judges by the longer of the two
+    pid_namespace: Optional[str] = None  # /proc/self/ns/pid: a pid means something only inside its namespace
 
     @classmethod
-    def of_this_process(cls, command=()) -> "Holder":
+    def of_this_process(cls, command=(), timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> "Holder":
         now = time.time()
         return cls(host=socket.gethostname(), pid=os.getpid(), boot_id=boot_id(), process_start=process_start(os.getpid()),
                    slurm_job_id=os.environ.get("SLURM_JOB_ID"),
                    slurm_restart_count=int(os.environ.get("SLURM_RESTART_COUNT") or 0), command=list(command),
                    started=datetime.datetime.fromtimestamp(now).astimezone().isoformat(timespec="seconds"),
-                   heartbeat=now, token=uuid.uuid4().hex)
+                   heartbeat=now, token=uuid.uuid4().hex, timeout_seconds=timeout_seconds,
+                   pid_namespace=pid_namespace())
 
     @classmethod
     def from_json(cls, data: dict) -> "Holder":
@@ -102,7 +108,9 @@ class Holder:
     def gone_because(self, timeout_seconds: float) -> Optional[str]:
         """Why this holder is provably gone, or None while it may be alive."""
         here = socket.gethostname()
-        if self.host == here and self.boot_id == boot_id():
+        timeout_seconds = max(timeout_seconds, self.timeout_seconds or 0)
+        same_pids = self.pid_namespace is None or self.pid_namespace == pid_namespace()  # else only the heartbeat tells
+        if self.host == here and self.boot_id == boot_id() and same_pids:
             if not process_alive(self.pid):
                 return f"pid {self.pid} on this host is dead"
             start = process_start(self.pid)
@@ -135,6 +143,8 @@ class Lease:
         self.heartbeat_seconds = heartbeat_seconds
         self.lost = threading.Event()  # set when another writer took the lease over (this one stalled too long)
         self._stop = threading.Event()
+        self._writing = threading.Lock()  # the heartbeat's rewrite and `release` never overlap
+        self._renewed = time.monotonic()  # the last heartbeat on disk: past the timeout, this run fences itself
         self._thread = threading.Thread(target=self._beat, name=f"lease-heartbeat {self.path.parent.name}",
                                         daemon=True)
         self._thread.start()
@@ -155,7 +165,7 @@ class Lease:
         """
         timeout = lease_timeout() if timeout_seconds is None else float(timeout_seconds)
         path = Path(folder) / LEASE_NAME
-        holder = Holder.of_this_process(command)
+        holder = Holder.of_this_process(command, timeout_seconds=timeout)
         for _ in range(5):
             if _create_whole(path, asdict(holder)):
                 return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
@@ -174,7 +184,11 @@ class Lease:
         raise LeaseHeld(f"{folder}: could not take {path}: other runs keep taking it; try again")
 
     def check(self) -> None:
-        """Raises `LeaseLost` when another writer took the lease over: called before each write that matters."""
+        """Raises `LeaseLost` when another writer took the lease over, or could have (this process' last heartbeat
+        is older than the timeout: a frozen node, a stopped process; it then never writes again): called before
+        each write that matters."""
+        if time.monotonic() - self._renewed > self.holder.timeout_seconds:
+            self.lost.set()
         if self.lost.is_set():
             current = read_holder(self.path)
             raise LeaseLost(f"{self.path.parent}: another run took this folder over "
@@ -186,29 +200,42 @@ class Lease:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=10)
-        current = read_holder(self.path)
-        if current is not None and current.token == self.holder.token:
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as error:  # a full or read-only disk at the end: the next run judges the pid dead
-                _LOG.warning("%s: could not remove the lease (%s)", self.path, error.strerror)
+        with self._writing:
+            current = read_holder(self.path)
+            if current is not None and current.token == self.holder.token:
+                try:
+                    self.path.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as error:  # a full or read-only disk at the end: the next run judges the pid dead
+                    _LOG.warning("%s: could not remove the lease (%s)", self.path, error.strerror)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat_seconds):
-            current = read_holder(self.path)
-            if current is None or current.token != self.holder.token:
-                if not self.lost.is_set():
-                    self.lost.set()
-                    _LOG.error("%s: this run lost its lease to %s: another run writes this folder now",
-                               self.path.parent, current.describe() if current else "nobody (it was removed)")
-                return
-            self.holder.heartbeat = time.time()
-            try:
-                write_json_atomically(self.path, asdict(self.holder))
-            except OSError as error:  # a full disk: retried at the next beat
-                _LOG.warning("%s: heartbeat not written (%s)", self.path, error.strerror)
+            with self._writing:
+                if self._stop.is_set():
+                    return
+                if time.monotonic() - self._renewed > self.holder.timeout_seconds:  # stalled: another may hold it
+                    self._lose("this run stalled past the lease timeout")
+                    return
+                current = read_holder(self.path)
+                if current is None and self.path.exists():
+                    continue  # unreadable for a moment (a busy network file system): looked at again next beat
+                if current is None or current.token != self.holder.token:
+                    self._lose(f"another run writes this folder now: {current.describe()}" if current
+                               else "its lease file was removed")
+                    return
+                self.holder.heartbeat = time.time()
+                try:
+                    write_json_atomically(self.path, asdict(self.holder))
+                    self._renewed = time.monotonic()
+                except OSError as error:  # a full disk: retried at the next beat
+                    _LOG.warning("%s: heartbeat not written (%s)", self.path, error.strerror)
+
+    def _lose(self, why: str) -> None:
+        if not self.lost.is_set():
+            self.lost.set()
+            _LOG.error("%s: this run lost its lease (%s): it writes nothing more there", self.path.parent, why)
 
     def __enter__(self) -> "Lease":
         return self
@@ -248,6 +275,14 @@ def boot_id() -> Optional[str]:
         return None
 
 
+def pid_namespace() -> Optional[str]:
+    """This process' pid namespace (Linux: 'pid:[4026531836]'), or None: pids compare only within one."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 def process_start(pid: int) -> Optional[int]:
     """The start time of process `pid` in clock ticks since boot (Linux), or None: tells a reused pid apart."""
     try:
@@ -266,7 +301,11 @@ def _create_whole(path: Path, data: dict) -> bool:
         try:
             os.link(tmp, path)
         except (FileExistsError, FileNotFoundError):  # taken; or the holder cleaned our temporary file away
-            return False
+            try:  # NFS may answer a retransmitted link that succeeded with EEXIST: the link count tells
+                if os.stat(tmp).st_nlink != 2:
+                    return False
+            except FileNotFoundError:
+                return False
         except OSError as error:
             if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
                 raise
@@ -305,7 +344,14 @@ def _break(path: Path, token: Optional[str], reason: str) -> None:
     if not _create_whole(lock, {"pid": os.getpid(), "host": socket.gethostname()}):
         try:
             if time.time() - lock.stat().st_mtime > BREAK_GRACE_SECONDS:
-                lock.unlink(missing_ok=True)
+                stale = lock.with_name(f".{lock.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+                os.rename(lock, stale)  # one breaker wins the rename; then only that old lock goes
+                if time.time() - stale.stat().st_mtime <= BREAK_GRACE_SECONDS:  # a fresh one, taken a moment ago
+                    try:
+                        os.link(stale, lock)  # put back, unless yet another lock is there now
+                    except FileExistsError:
+                        pass
+                stale.unlink(missing_ok=True)
         except FileNotFoundError:
             pass
         time.sleep(0.05)  # another breaker works for a few milliseconds: look again
