@@ -1,6 +1,7 @@
 """Keras callbacks the engine adds to every training run."""
 
 from experiments_manager.callbacks.best_value import BestValue, TrackBestValue
+from experiments_manager.callbacks.deterministic_epochs import DeterministicEpochs
 from experiments_manager.callbacks.epoch_scalars import EpochScalars
 from experiments_manager.callbacks.export_on_improvement import ExportOnImprovement
 from experiments_manager.callbacks.hparams_logger import HParamsLogger

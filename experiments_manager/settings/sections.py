@@ -78,6 +78,10 @@ class RuntimeSection:
     gpu_ids: list = setting("GPUs to use ([]: all)", default=[], check=c.list_of_ints, name="used_gpu_IDs")
     distribution_strategy: str = setting("`tf.distribute` strategy used with more than one device",
                                          default="MirroredStrategy", check=c.of_type(str))
+    deterministic: bool = setting("bitwise-reproducible training: TensorFlow's op determinism, and each epoch's random "
+                                  "state and data order set from (seed, epoch), so a run killed anywhere and resumed "
+                                  "ends with the weights of an uninterrupted one (slower on some ops)",
+                                  default=False, check=c.of_type(bool))
 
 
 @section

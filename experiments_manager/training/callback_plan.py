@@ -70,6 +70,7 @@ class CallbackPlan:
         reduce_lr_on_plateau: add LR-on-plateau (only when the learning rate is a plain number).
         options: the session's `SessionOptions`.
         stop_agreement: a multi-worker strategy's `summed_over_workers` (every worker stops at the same step), or None.
+        seed: the run's seed (each epoch's random state comes from it with `deterministic = True`; default None).
 
     Attributes:
         callbacks: the list given to `fit`.
@@ -78,7 +79,7 @@ class CallbackPlan:
     """
 
     def __init__(self, experiment, settings, model, inputs, restored, averages, reduce_lr_on_plateau, options,
-                 stop_agreement=None):
+                 stop_agreement=None, seed=None):
         import keras
 
         from experiments_manager import callbacks as ours
@@ -122,8 +123,10 @@ class CallbackPlan:
         self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir,
                                                                check_writer=experiment.check_writer),
                                                   {**stateful, **inputs.stateful}, inputs.after_checkpoint)
+        deterministic = [ours.DeterministicEpochs(seed)] if settings.runtime.deterministic else []
         self.callbacks = (
-            [self.stop_on_signal]
+            deterministic  # first: every other callback's epoch starts from the (seed, epoch) random state
+            + [self.stop_on_signal]
             + _averaging(settings, inputs, averages, options)
             + [keras.callbacks.TerminateOnNaN(), ours.LearningRateLogger()]
             + inputs.callbacks

@@ -116,6 +116,10 @@ class Trainer:
         strategy = self._strategy()  # first: a multi-worker strategy must exist before any TensorFlow op
         seed = self._seed(strategy)
         keras.utils.set_random_seed(seed)
+        if settings.runtime.deterministic:
+            import tensorflow as tf
+
+            tf.config.experimental.enable_op_determinism()
         with precision_policy(settings.runtime.mixed_precision):
             # inputs first: the settings' pipelines draw from the seeded generators before the model
             inputs = make_inputs(self.experiment, settings, self._saved_state(), seed, self.partition)
@@ -126,8 +130,12 @@ class Trainer:
                 restored = self._restore(model)
                 plan = CallbackPlan(self.experiment, settings, model, inputs, restored, averages,
                                     reduce_lr_on_plateau=plateau_can_set(model.optimizer, learning_rate),
-                                    options=options,
+                                    options=options, seed=seed,
                                     stop_agreement=strategy.summed_over_workers if self.cluster is not None else None)
+                if settings.runtime.deterministic and plan.initial_epoch:
+                    from experiments_manager.callbacks.deterministic_epochs import skip_epochs_of_shuffling
+
+                    skip_epochs_of_shuffling(inputs.train, plan.initial_epoch)  # the order the epoch had
             except BaseException:
                 inputs.close()
                 raise
