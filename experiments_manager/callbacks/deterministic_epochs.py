@@ -43,6 +43,10 @@ class DeterministicEpochs(keras.callbacks.Callback):
 def skip_epochs_of_shuffling(dataset, epochs):
     """Advances `dataset`'s reshuffling by `epochs` epochs of `fit` (iterators created, none read): a resumed run's
     first epoch then reads the order the uninterrupted run's did."""
+    import tensorflow as tf
+
+    if not isinstance(dataset, tf.data.Dataset):  # nothing to advance: not a tf.data pipeline
+        return
     for _ in range(KERAS_ITERATORS_PER_EPOCH * epochs):
         iter(dataset)
 

@@ -132,10 +132,11 @@ class Trainer:
                                     reduce_lr_on_plateau=plateau_can_set(model.optimizer, learning_rate),
                                     options=options, seed=seed,
                                     stop_agreement=strategy.summed_over_workers if self.cluster is not None else None)
-                if settings.runtime.deterministic and plan.initial_epoch:
+                if settings.runtime.deterministic and plan.initial_epoch and not inputs.endless:
                     from experiments_manager.callbacks.deterministic_epochs import skip_epochs_of_shuffling
 
-                    skip_epochs_of_shuffling(inputs.train, plan.initial_epoch)  # the order the epoch had
+                    # the order the epoch had (an endless stream, Kafka's, restores its own positions instead)
+                    skip_epochs_of_shuffling(inputs.train, plan.initial_epoch)
             except BaseException:
                 inputs.close()
                 raise
