@@ -191,6 +191,10 @@ class Lease:
             self.lost.set()
         if self.lost.is_set():
             current = read_holder(self.path)
+            if current is not None and current.token == self.holder.token:
+                raise LeaseLost(f"{self.path.parent}: this run's heartbeat stalled past the lease timeout "
+                                f"({self.holder.timeout_seconds:.0f} s): another run may hold the folder now; "
+                                "stopping without writing more")
             raise LeaseLost(f"{self.path.parent}: another run took this folder over "
                             f"({current.describe() if current else 'its lease is gone'}) while this one stalled "
                             "past the lease timeout: stopping without writing more")
