@@ -45,7 +45,7 @@ def test_damaged_checkpoint_and_version_are_set_aside_and_the_resume_continues_f
                              capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"{newest}: damaged (model.weights.h5 differs from what was written (SHA-256)" in resumed.stderr
-    assert f"exported_models/3: damaged (variables/variables.data" in resumed.stderr
+    assert "exported_models/3: damaged (variables/variables.data" in resumed.stderr
     assert (root / "checkpoints" / f"damaged-{newest.name}").is_dir() and (root / "exported_models" / "damaged-3").is_dir()
     info = read_run(root)
     assert info["status"] == "finished" and info["epochs_completed"] == EPOCHS

@@ -1,7 +1,6 @@
 """`deterministic = True`: a run killed anywhere and resumed ends with weights bitwise identical to an uninterrupted
 run, compared array by array: killed (SIGKILL) in the middle of an epoch, and while a version is written."""
 
-import os
 import subprocess
 
 import numpy as np
