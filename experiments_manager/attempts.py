@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import os
 import platform
 import socket
@@ -33,6 +32,8 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
+
+from experiments_manager.utils.checksums import file_digest
 
 ACCEPT_CODE_CHANGE_FLAG = "--accept-code-change"
 _PACKAGE_FOLDER = Path(__file__).resolve().parent
@@ -105,7 +106,7 @@ class Attempt:
 def file_sha256(path) -> Optional[str]:
     """The SHA-256 of a file, or None when it cannot be read."""
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return file_digest(path)["sha256"]
     except OSError:
         return None
 

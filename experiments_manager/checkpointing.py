@@ -17,7 +17,6 @@ is, and pruning keeps the newest good ones.
 """
 
 import json
-import logging
 import os
 import re
 import zipfile
@@ -35,7 +34,6 @@ STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.weights.h5"
 OPTIMIZER_FILE = "optimizer.npz"
 DAMAGED_PREFIX = "damaged-"
-_LOG = logging.getLogger(__name__)
 
 
 def verify(folder) -> "str | None":
@@ -92,6 +90,7 @@ class Checkpointer:
         self.folder = Path(folder)
         self.keep = keep
         self.check_writer = check_writer or (lambda: None)
+        self._good = None  # the folder `set_aside_damaged` verified last: a restore does not hash it again
 
     def _numbered(self):
         """(number, folder) of every `ckpt-N` folder, complete or not, oldest first."""
@@ -126,8 +125,9 @@ class Checkpointer:
         """Moves every checkpoint newer than the newest good one to `damaged-ckpt-<N>` (one warning line each);
         returns the newest good folder, or None. Only the experiment's writer (its lease holder) calls it."""
         for _, path in reversed(self._numbered()):
-            problem = verify(path)
+            problem = None if path == self._good else verify(path)
             if problem is None:
+                self._good = path
                 return path
             self._set_aside(path, problem)
         return None
@@ -143,8 +143,9 @@ class Checkpointer:
     def save(self, model, optimizer, state):
         """Writes a new checkpoint atomically and durably, with its files' checksums; prunes old good ones."""
         self.check_writer()  # still the experiment's one writer (its lease)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fsync_folder(self.folder.parent)
+        if not self.folder.is_dir():
+            self.folder.mkdir(parents=True)
+            fsync_folder(self.folder.parent)  # its name survives a power loss
         number = self._next_number()
         final = self.folder / f"ckpt-{number:06d}"
         with folder_replaced_atomically(self.folder / f".tmp-ckpt-{number:06d}-{os.getpid()}", final) as tmp:
@@ -182,6 +183,7 @@ class Checkpointer:
                     raise UserInputError(f"{latest}: does not fit the model ({reason}): was the model changed "
                                          "since the run started?") from None
                 self._set_aside(latest, reason)  # a checkpoint of an engine without checksums: damaged, then
+                self._good = None
                 continue
             break
         variables = list(optimizer.variables)

@@ -258,11 +258,9 @@ class Exporter:
 
     def _write(self, version, write_into):
         """Writes version `version` with `write_into(folder)`, atomically; checks it; applies the retention."""
-        check = getattr(self.experiment, "check_writer", None)
-        if check is not None:
-            check()  # still the experiment's one writer (its lease)
+        self.experiment.check_writer()  # still the experiment's one writer (its lease)
         # of an export a killed run left half-written (holding the experiment's lease, every other pid's is)
-        remove_leftovers(self.base, sole_writer=getattr(self.experiment, "lease", None) is not None)
+        remove_leftovers(self.base, sole_writer=self.experiment.lease is not None)
         with folder_replaced_atomically(self.base / f".tmp-{version}-{os.getpid()}", self.base / str(version)) as tmp:
             write_into(tmp)
             check_signatures(tmp, self._signature_names())
@@ -273,10 +271,10 @@ class Exporter:
         """At a resume (after `set_state`): moves each version whose files differ from its checksums to
         `exported_models/damaged-<N>`, and each exported after the restored checkpoint to `discarded-<N>` (one
         warning line each; servers skip them; numbers go on past them); returns their numbers."""
-        damaged = [version for version in self.versions() if verify_manifest(self.base / str(version)) is not None]
+        problems = {version: verify_manifest(self.base / str(version)) for version in self.versions()}
+        damaged = [version for version, problem in problems.items() if problem is not None]
         for version in damaged:
-            set_aside(self.base / str(version), f"damaged-{version}",
-                      f"damaged ({verify_manifest(self.base / str(version))})")
+            set_aside(self.base / str(version), f"damaged-{version}", f"damaged ({problems[version]})")
         later = [] if self.requested is _UNKNOWN else [
             version for version in self.versions() if version > (self.requested or {}).get("version", 0)]
         for version in later:  # exported after the checkpoint the resume continues from: its epoch is trained again

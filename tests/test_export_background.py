@@ -355,6 +355,10 @@ class FakeExperiment:
         self.export_dir = root / "exported_models"
         self.models_config = root / "models.config"
         self.info = {}
+        self.lease = None  # no lease: leftovers are judged by their pid
+
+    def check_writer(self):
+        pass
 
     def run_info(self):
         return dict(self.info)

@@ -6,7 +6,7 @@ import signal
 import sys
 import warnings
 
-from experiments_manager.utils.environment_failures import EnvironmentFailure, environment_failure_line
+from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
 from experiments_manager.experiment import now
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
@@ -122,16 +122,10 @@ class SweepRunner:
 
     def _stop_on_environment_failure(self, error):
         """Records the sweep interrupted (if the disk still takes that) and raises `EnvironmentFailure`: one line."""
-        line = environment_failure_line(error, str(self.sweep.root))
-        if line is None:
-            return
-        line = f"{line}; then resume with: experiments-manager sweep --resume {self.sweep.root}"
-        try:
-            self.sweep.update_spec(status="interrupted", ended=now(), exit_code=EXIT_TEMPFAIL, reason=line)
-        except OSError as again:
-            _LOG.warning("%s: the interruption could not be recorded (%s)", self.sweep.spec_file,
-                         again.strerror or again)
-        raise EnvironmentFailure(line) from error
+        stop_on_environment_failure(
+            error, self.sweep.root, f"experiments-manager sweep --resume {self.sweep.root}",
+            lambda line: self.sweep.update_spec(status="interrupted", ended=now(), exit_code=EXIT_TEMPFAIL,
+                                                reason=line))
 
     def _finish(self):
         rows = trial_rows(self.trials, self.space.names)

@@ -14,7 +14,7 @@ import traceback
 import warnings
 
 from experiments_manager.ema import WeightAverages
-from experiments_manager.utils.environment_failures import EnvironmentFailure, environment_failure_line
+from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, InputStalled, UserInputError
 from experiments_manager.utils.lease import LeaseLost
 from experiments_manager.inputs import make_inputs
@@ -45,6 +45,7 @@ class Trainer:
         self.resuming = resuming
         self.partition = partition
         self.cluster = cluster
+        self._resumed_from = None  # the Checkpointer a resume reads its state and then its weights with
 
     def run(self):
         """Trains; returns a `TrainingOutcome`. Marks run.json failed on any error.
@@ -75,16 +76,9 @@ class Trainer:
     def _stop_on_environment_failure(self, error):
         """A full disk, a quota, a read-only or failing file system: the run is interrupted (resumable once it is
         mended), said in one line (exit code 75); recorded in run.json if the disk still takes that."""
-        line = environment_failure_line(error, str(self.experiment.root))
-        if line is None:
-            return
-        line = f"{line}; then resume with: {self.experiment.resume_hint()}"
-        try:
-            self.experiment.mark_ended("interrupted", reason=line, exit_code=EXIT_TEMPFAIL)
-        except OSError as again:
-            _LOG.warning("%s: the interruption could not be recorded (%s)", self.experiment.run_file,
-                         again.strerror or again)
-        raise EnvironmentFailure(line) from error
+        stop_on_environment_failure(
+            error, self.experiment.root, self.experiment.resume_hint(),
+            lambda line: self.experiment.mark_ended("interrupted", reason=line, exit_code=EXIT_TEMPFAIL))
 
     def _run(self):
         try:
@@ -229,7 +223,7 @@ class Trainer:
         from experiments_manager.attempts import user_modules
         from experiments_manager.settings.loader import MODEL_MODULE_PREFIX, SETTINGS_MODULE_PREFIX
 
-        copies = [self.experiment.settings_copy, self.experiment.root / f"{self.settings.model_name}.py"]
+        copies = [self.experiment.settings_copy, self.experiment.model_file_copy()]
         self.experiment.record_code(copies + user_modules(skip_names=(SETTINGS_MODULE_PREFIX, MODEL_MODULE_PREFIX)))
 
     def _record_learning_rate(self, optimizer, asked):
@@ -248,15 +242,19 @@ class Trainer:
         """The last checkpoint's state (epochs, callbacks, Kafka position), read before the model exists."""
         from experiments_manager.checkpointing import Checkpointer
 
+        if not self.resuming:
+            return None
         # a resume holds the experiment's lease: it moves damaged checkpoints aside
-        return Checkpointer(self.experiment.checkpoints_dir).resumable_state() if self.resuming else None
+        self._resumed_from = Checkpointer(self.experiment.checkpoints_dir)
+        return self._resumed_from.resumable_state()
 
     def _restore(self, model):
         from experiments_manager.checkpointing import Checkpointer
 
         if not self.resuming:
             return None
-        state = Checkpointer(self.experiment.checkpoints_dir).restore_latest(model, model.optimizer)
+        checkpointer = self._resumed_from or Checkpointer(self.experiment.checkpoints_dir)
+        state = checkpointer.restore_latest(model, model.optimizer)  # the checkpoint _saved_state verified
         if state is None:
             _LOG.info("No checkpoint in %s: training from the first epoch", self.experiment.root)
         else:

@@ -15,6 +15,7 @@ except OSError as error:
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 from typing import Optional
@@ -32,6 +33,7 @@ ADVICE = {
 _ERRNO_IN_TEXT = re.compile(r"errno\s*=\s*(\d+)")
 # the words of the disk's own failures, in a message without an errno (TensorFlow's file writes); a permission or a
 # read-only file system counts only with the file it names (a port below 1024 is not the disk's)
+_LOG = logging.getLogger(__name__)
 _STRERROR_IN_TEXT = {os.strerror(number): number for number in (errno.ENOSPC, errno.EDQUOT, errno.EIO)}
 _NEED_A_FILE = (errno.EACCES, errno.EROFS)
 
@@ -70,6 +72,34 @@ def environment_failure_line(error: BaseException, where=None) -> Optional[str]:
         return None
     path = _filename(error) or where
     return f"{path + ': ' if path else ''}{os.strerror(number)}: {ADVICE[number]}"
+
+
+def stop_on_environment_failure(error: BaseException, where, resume_command: str, record) -> None:
+    """Raises `EnvironmentFailure` (one line, exit 75) when `error` is the machine's failure, after
+    `record(line)` marks the run or sweep interrupted, if the disk still takes that write; returns otherwise.
+
+    Args:
+        error: what stopped the run.
+        where: the folder named when the error names no file (the experiment, the sweep).
+        resume_command: what the user runs once the machine is mended.
+        record: function line -> None that records the interruption (run.json, sweep.json).
+
+    Example:
+
+    ```python
+    stop_on_environment_failure(error, experiment.root, experiment.resume_hint(),
+                                lambda line: experiment.mark_ended("interrupted", reason=line, exit_code=75))
+    ```
+    """
+    line = environment_failure_line(error, str(where))
+    if line is None:
+        return
+    line = f"{line}; then resume with: {resume_command}"
+    try:
+        record(line)
+    except OSError as again:
+        _LOG.warning("%s: the interruption could not be recorded (%s)", where, again.strerror or again)
+    raise EnvironmentFailure(line) from error
 
 
 def _filename(error: BaseException) -> Optional[str]:
