@@ -12,8 +12,9 @@ A lease is broken only when its holder is provably gone:
 - the same Slurm job, restarted (a requeued job starts only once its previous run ended);
 - elsewhere: its heartbeat is older than `timeout_seconds` (default 300 s, or EXPERIMENTS_MANAGER_LEASE_TIMEOUT).
 Breaking takes a second, short lock (`lease.json.break`, same protocol, itself broken after
-`BREAK_GRACE_SECONDS`) and checks the stale lease is still the one judged gone, so two runs that find the same
-dead holder do not both take over.
+`BREAK_GRACE_SECONDS`), checks the stale lease is still the one judged gone, and replaces it by the breaker's own
+record in one rename (never removes it first), so two runs that find the same dead holder do not both take over
+and a third arriving meanwhile meets the new holder.
 
 Long because the protocol is one piece: the record, taking, judging, breaking, the heartbeat and the fence of a
 holder that stalled (its `check` refuses every write once its last heartbeat is older than the timeout).
@@ -171,16 +172,18 @@ class Lease:
                 return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
             current = read_holder(path)
             if current is None:
-                if _unreadable_is_stale(path, timeout):
-                    _break(path, None, f"{path} was unreadable")
-                    continue
-                raise LeaseHeld(f"{folder}: another run is starting to write this {what} ({path} is being "
-                                f"written); try again in a minute")
-            reason = current.gone_because(timeout)
-            if reason is None:
-                raise LeaseHeld(f"{folder}: another run writes this {what}: {current.describe()}; wait for it to "
-                                f"end (or stop it) and try again")
-            _break(path, current.token, f"the writer that held it is gone: {reason}")
+                if not _unreadable_is_stale(path, timeout):
+                    raise LeaseHeld(f"{folder}: another run is starting to write this {what} ({path} is being "
+                                    f"written); try again in a minute")
+                taken = _take_over(path, None, f"{path} was unreadable", asdict(holder))
+            else:
+                reason = current.gone_because(timeout)
+                if reason is None:
+                    raise LeaseHeld(f"{folder}: another run writes this {what}: {current.describe()}; wait for it "
+                                    f"to end (or stop it) and try again")
+                taken = _take_over(path, current.token, f"the writer that held it is gone: {reason}", asdict(holder))
+            if taken:
+                return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
         raise LeaseHeld(f"{folder}: could not take {path}: other runs keep taking it; try again")
 
     def check(self) -> None:
@@ -342,8 +345,10 @@ def _unreadable_is_stale(path: Path, timeout: float) -> bool:
         return False
 
 
-def _break(path: Path, token: Optional[str], reason: str) -> None:
-    """Removes the stale lease at `path` if it still carries `token`, under the break lock."""
+def _take_over(path: Path, token: Optional[str], reason: str, data: dict) -> bool:
+    """Replaces the stale lease at `path`, if it still carries `token`, by `data` in one rename, under the break
+    lock: there is no moment without a lease, so a run that arrives meanwhile meets the new holder. False when
+    another breaker is at work or the lease changed (the caller looks again)."""
     lock = path.with_name(path.name + ".break")
     if not _create_whole(lock, {"pid": os.getpid(), "host": socket.gethostname()}):
         try:
@@ -359,12 +364,13 @@ def _break(path: Path, token: Optional[str], reason: str) -> None:
         except FileNotFoundError:
             pass
         time.sleep(0.05)  # another breaker works for a few milliseconds: look again
-        return
+        return False
     try:
         current = read_holder(path)
-        if (current.token if current else None) == token and (token is not None or path.exists()):
-            path.unlink(missing_ok=True)
-            fsync_folder(path.parent)
-            _LOG.warning("%s: took over the lease: %s", path.parent, reason)
+        if (current.token if current else None) != token or not path.exists():
+            return False
+        write_json_atomically(path, data)
+        _LOG.warning("%s: took over the lease: %s", path.parent, reason)
+        return True
     finally:
         lock.unlink(missing_ok=True)
