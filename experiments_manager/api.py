@@ -97,7 +97,8 @@ def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None, accep
                            kafka_bootstrap_servers=kafka_bootstrap_servers, accept_code_change=accept_code_change)
 
 
-def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, parallelism=1, spark_master=None):
+def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, parallelism=1, spark_master=None,
+          workers=1, join=None):
     """Runs a hyperopt sweep, each trial an experiment in its own process; returns its `SweepOutcome`.
 
     Args:
@@ -106,8 +107,10 @@ def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, para
         hparams: fixed hparam overrides for every trial (default None).
         algo: hyperopt's 'tpe' (default), 'rand' or 'anneal'.
         seed: the sweep's seed (default: the settings' `random_seed`, else drawn; recorded in sweep.json).
-        parallelism: trials at once (default 1; > 1 uses Spark).
+        parallelism: trials at once through Spark (default 1: no Spark).
         spark_master: the Spark master URL with parallelism > 1 (default: local).
+        workers: trials at once on this machine, no Spark (default 1).
+        join: the name of a sweep folder other processes (nodes) work on too (default None: a new sweep).
 
     Example:
 
@@ -121,15 +124,17 @@ def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, para
     show_logs()
     return run_sweep(SweepRequest(usersettings=_file_only(settings_file), max_evals=max_evals,
                                   hparams=dict(hparams or {}), algo=algo, seed=seed, parallelism=parallelism,
-                                  spark_master=spark_master))
+                                  spark_master=spark_master, workers=workers, join=join))
 
 
-def resume_sweep(sweep_folder, *, max_evals=None, parallelism=None):
-    """Continues a sweep (more trials with `max_evals`); returns its `SweepOutcome`."""
+def resume_sweep(sweep_folder, *, max_evals=None, parallelism=None, workers=None):
+    """Continues a sweep (more trials with `max_evals`; `workers` trials at once), or joins the workers that run it;
+    returns its `SweepOutcome`."""
     from experiments_manager.sweeps.command import SweepRequest, run_sweep
 
     show_logs()
-    return run_sweep(SweepRequest(resume=str(sweep_folder), max_evals=max_evals, parallelism=parallelism))
+    return run_sweep(SweepRequest(resume=str(sweep_folder), max_evals=max_evals, parallelism=parallelism,
+                                  workers=workers))
 
 
 def serve(experiment_dir, *, grpc_port=0, rest_port=0, host="127.0.0.1", poll_seconds=1.0):

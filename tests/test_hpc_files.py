@@ -27,7 +27,7 @@ EM_DEF = INSTALL / "experiments_manager.def"
 SERVER_DEF = INSTALL / "model_server.def"
 CONSTRAINTS = INSTALL / "constraints.txt"
 PROJECT_IN_IMAGE = "/opt/experiments_manager"
-TRAINING_TEMPLATES = ("train", "sweep", "array", "multiworker")
+TRAINING_TEMPLATES = ("train", "sweep", "array", "multiworker", "sweep_array")
 ALL_TEMPLATES = TRAINING_TEMPLATES + ("serve",)
 REQUEUE_EXIT_CODES = (138, 75)  # 128+USR1 (before the time limit), EX_TEMPFAIL; not 128+TERM (scancel, preemption)
 DEADLINE_S = 15
@@ -388,9 +388,10 @@ def test_training_template_asks_for_a_signal_before_the_limit_and_can_be_requeue
 
 
 def test_array_and_multiworker_headers():
-    array, _ = sbatch_options(template("array").read_text())
-    assert array_ids(array["--array"])
-    assert "%a" in array["--output"] and "%A" in array["--output"]  # one log per array task
+    for name in ("array", "sweep_array"):
+        array, _ = sbatch_options(template(name).read_text())
+        assert array_ids(array["--array"])
+        assert "%a" in array["--output"] and "%A" in array["--output"]  # one log per array task
     multi, _ = sbatch_options(template("multiworker").read_text())
     assert int(multi["--nodes"].split("-")[0]) >= 2
     assert multi.get("--ntasks-per-node") == "1"
@@ -490,6 +491,7 @@ JOBS = {
     "sweep": ("sweep", {}, "4242"),
     "array": ("train", {"SLURM_ARRAY_JOB_ID": "4240", "SLURM_ARRAY_TASK_ID": "2"}, "4240_2"),
     "multiworker": ("train", {}, "4242"),
+    "sweep_array": ("sweep", {"SLURM_ARRAY_JOB_ID": "4240", "SLURM_ARRAY_TASK_ID": "2"}, "4240_2"),
 }
 
 
@@ -501,7 +503,10 @@ def test_stopped_or_stalled_run_is_requeued(cluster, name, code):
     assert result.returncode == 0, result.stdout + result.stderr
     assert cluster.requeues() == [f"requeue {job}"]
     args = cluster.args()
-    assert command in args and args[-2] == "--requeue-file" and job in Path(args[-1]).name
+    if name == "sweep_array":  # every task joins the sweep named after the array: no requeue file needed
+        assert command in args and args[-2:] == ["--join", "4240"]
+    else:
+        assert command in args and args[-2] == "--requeue-file" and job in Path(args[-1]).name
 
 
 @pytest.mark.parametrize("name", TRAINING_TEMPLATES)

@@ -8,6 +8,8 @@ user's `sbatch --export` would.
 """
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,6 +168,148 @@ def test_a_sweep_signalled_mid_trial_is_requeued_and_retrains_no_finished_trial(
         assert read_run(experiment) == run, "a finished trial was trained again"
     second_run = read_run(second)
     assert second_run["status"] == "finished" and second_run["epochs_completed"] == 4 and "resumed_by" in second_run
+
+
+HELD_AT_THE_SECOND_EPOCH = [
+    "early_stopping_patience = 1000",
+    "import os, time",
+    "def addon_callbacks(model, train_samples, val_samples):",
+    "    def hold(epoch, logs):  # while 'hold' exists, a trial waits before its second epoch until 'release'",
+    "        deadline = time.monotonic() + 240",  # (or 'release-<its pid>')
+    "        while epoch == 1 and os.path.exists('hold') and not os.path.exists('release') and \\",
+    "                not os.path.exists(f'release-{os.getpid()}') and time.monotonic() < deadline:",
+    "            time.sleep(0.05)",
+    "    return [tf.keras.callbacks.LambdaCallback(on_epoch_begin=hold)]",
+]
+
+
+def sweep_array_state(folder):
+    """(results.csv rows, {trial number: record}) of a sweep run by workers."""
+    import csv
+
+    path = folder / "results.csv"
+    rows = list(csv.DictReader(path.open())) if path.is_file() else []
+    records = {json.loads(record.read_text())["tid"] + 1: json.loads(record.read_text())
+               for record in sorted((folder / "trials").glob("trial-[0-9]*.json"))}
+    return rows, records
+
+
+def held_trials(folder):
+    """The records of trials running that have checkpointed an epoch."""
+    held = []
+    for record in sweep_array_state(folder)[1].values():
+        experiment = record.get("experiment")
+        if record["status"] == "running" and experiment and (Path(experiment) / "run.json").is_file() and \
+                read_run(experiment)["epochs_completed"] >= 1:
+            held.append(record)
+    return held
+
+
+def held_trial(folder):
+    """A record whose trial is running and has checkpointed an epoch, or None."""
+    return next(iter(held_trials(folder)), None)
+
+
+def trial_lines(logs):
+    """{trial number: how many task logs reported it trained}."""
+    counts = {}
+    for log in logs:
+        for number in re.findall(r"^trial (\d+)/\d+ val_loss=", log, re.MULTILINE):
+            counts[int(number)] = counts.get(int(number), 0) + 1
+    return counts
+
+
+def assert_finished_once_each(folder, max_evals, epochs):
+    """Every trial finished once, in its own experiment, each epoch trained once; the Trials pickle loads."""
+    import pickle
+
+    rows, records = sweep_array_state(folder)
+    spec = json.loads((folder / "sweep.json").read_text())
+    assert spec["status"] == "finished" and spec["trials_done"] == max_evals, spec
+    assert sorted(int(row["trial"]) for row in rows) == list(range(1, max_evals + 1))
+    assert [row["status"] for row in rows] == ["finished"] * max_evals, rows
+    assert sorted(records) == list(range(1, max_evals + 1))
+    experiments = sorted(path.parent for path in folder.glob("*/run.json"))
+    assert len(experiments) == max_evals and {row["experiment"] for row in rows} == {str(p) for p in experiments}
+    for experiment in experiments:
+        assert read_run(experiment)["epochs_completed"] == epochs and history_epochs(experiment) == \
+            list(range(1, epochs + 1)), experiment
+    with open(folder / "trials.pickle", "rb") as handle:
+        trials = pickle.load(handle)
+    assert len(trials.trials) == max_evals
+    best = min(rows, key=lambda row: float(row["best_val_loss"]))
+    assert spec["best"]["trial"] == int(best["trial"]) and min(trials.losses()) == float(best["best_val_loss"])
+    return rows, records
+
+
+def test_a_sweep_array_shares_one_folder_and_a_killed_tasks_trial_is_taken_over_from_its_checkpoint(slurm, workdir):
+    """`sbatch --array=0-3` of sweep_array.sbatch, 8 trials: every task a worker of one sweep folder; a task killed
+    outright mid-trial (`scancel --signal=KILL`, as a lost node) leaves its trial to another task, which continues
+    it from its checkpoint."""
+    max_evals, epochs = 8, 3
+    settings = settings_variant(workdir, "held.py", HELD_AT_THE_SECOND_EPOCH)
+    env = slurm_job_env(slurm, SETTINGS=settings, MAX_EVALS=max_evals,
+                        EXTRA_ARGS=f"--hparam nbEpoch={epochs} --seed 7")
+    (workdir / "hold").touch()
+    array = slurm.submit([*SMALL, "--array=0-3", template("sweep_array.sbatch")], cwd=workdir, env=env)
+    folder = workdir / WORKING_FOLDER / f"my_test_sweep_{array}"
+    victim = wait_for(lambda: folder.is_dir() and held_trial(folder), 240, "a trial held after its first epoch")
+    task = f"{array}_{victim['worker']['slurm_array_task']}"
+    slurm.run(["scancel", "--full", "--signal=KILL", task])
+    slurm.wait_for_end(task, 120)
+    (workdir / "release").touch()
+    ends = {index: slurm.wait_for_end(f"{array}_{index}", 400) for index in range(4)}
+    logs = [job_output(workdir, f"em-sweep-array-{array}_{index}.out") for index in range(4)]
+    killed = int(victim["worker"]["slurm_array_task"])
+    assert all(info["JobState"] == "COMPLETED" for index, info in ends.items() if index != killed), (ends, logs)
+
+    rows, records = assert_finished_once_each(folder, max_evals, epochs)
+    number = victim["tid"] + 1
+    taken = records[number]
+    assert taken["experiment"] == victim["experiment"] and taken["takeovers"] == 1, taken
+    assert taken["worker"]["slurm_array_task"] != victim["worker"]["slurm_array_task"]
+    attempts = read_run(victim["experiment"])["attempts"]
+    assert [attempt["slurm_array_task_id"] for attempt in attempts] == [str(killed), taken["worker"]["slurm_array_task"]]
+    assert re.search(r"^Resuming after epoch [12]$", Path(taken["log"]).read_text(), re.MULTILINE)  # not from scratch
+    assert trial_lines(logs) == {trial: 1 for trial in range(1, max_evals + 1)}, logs  # each trained once
+    assert any(f"taking over trial {number}/{max_evals} (its worker" in log for log in logs), logs
+    assert all("worker done" in log for index, log in enumerate(logs) if index != killed), logs
+
+
+def test_usr1_to_a_whole_sweep_array_requeues_every_task_and_no_trial_is_trained_again(slurm, workdir):
+    """Trial 1 finished, two trials mid-way when every task gets USR1 (Slurm's time-limit warning): they
+    checkpoint, the tasks are requeued, and back they continue those two from their checkpoints and train the last."""
+    max_evals, epochs = 4, 3
+    settings = settings_variant(workdir, "held.py", HELD_AT_THE_SECOND_EPOCH)
+    env = slurm_job_env(slurm, SETTINGS=settings, MAX_EVALS=max_evals,
+                        EXTRA_ARGS=f"--hparam nbEpoch={epochs} --seed 3")
+    (workdir / "hold").touch()
+    array = slurm.submit([*SMALL, "--array=0-1", template("sweep_array.sbatch")], cwd=workdir, env=env)
+    folder = workdir / WORKING_FOLDER / f"my_test_sweep_{array}"
+    first = wait_for(lambda: folder.is_dir() and len(held_trials(folder)) == 2 and held_trials(folder)[0], 240,
+                     "the first two trials held after their first epoch")
+    (workdir / f"release-{first['pid']}").touch()  # one of them finishes; its worker starts a third, held too
+    wait_for(lambda: len(sweep_array_state(folder)[0]) == 1 and len(held_trials(folder)) == 2, 240,
+             "one trial finished and two held")
+    finished = {row["experiment"]: read_run(row["experiment"]) for row in sweep_array_state(folder)[0]}
+    stopped = {record["tid"] + 1 for record in held_trials(folder)}
+    slurm.run(["scancel", "--batch", "--signal=USR1", array])  # the array's id: every running task
+    (workdir / "release").touch()
+    ends = [slurm.wait_for_end(f"{array}_{index}", 400) for index in range(2)]
+    logs = [job_output(workdir, f"em-sweep-array-{array}_{index}.out") for index in range(2)]
+    assert [info["JobState"] for info in ends] == ["COMPLETED"] * 2, logs
+    assert [restarts(info) for info in ends] == [1, 1], logs
+    assert all(f"exit code 138: requeueing array task {array}_{index}" in log for index, log in enumerate(logs))
+    assert sum(log.count("stopped trial ") for log in logs) == 2, logs
+
+    rows, records = assert_finished_once_each(folder, max_evals, epochs)
+    for experiment, run in finished.items():
+        assert read_run(experiment) == run, "a finished trial was trained again"
+    assert {number for number, record in records.items() if record["takeovers"]} == stopped
+    for number in stopped:  # continued from their checkpoints, in the same experiment
+        assert len(read_run(records[number]["experiment"])["attempts"]) == 2
+        assert re.search(r"^Resuming after epoch [12]$", Path(records[number]["log"]).read_text(), re.MULTILINE)
+    assert trial_lines(logs) == {trial: 1 for trial in range(1, max_evals + 1)}, logs
 
 
 def test_serve_job_answers_grpc_and_rest_at_the_address_it_prints_and_stops_on_scancel(slurm, workdir, trained):

@@ -51,8 +51,14 @@ def hparams_logged(experiment):
 
 
 def test_sweep_trains_every_trial_as_an_experiment(run_cli, workdir):
-    result = run_cli("sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "3", "--seed", "7", *QUICK, timeout=400)
+    """Two workers in one process (`--workers 2`): two trials at once, each trained once."""
+    result = run_cli("sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "3", "--seed", "7", "--workers", "2", *QUICK,
+                     timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
+    lines = re.findall(r"^trial (\d)/3 val_loss=.*\[worker (\d)\]$", result.stderr, re.MULTILINE)
+    assert sorted(number for number, _ in lines) == ["1", "2", "3"], result.stderr
+    assert {worker for _, worker in lines} == {"1", "2"}, "both workers trained"
+    assert "this worker:       3 trials trained by 2 workers" in result.stdout
     folder = sweep_folder(workdir)
     rows = results(folder)
     experiments = experiment_folders(workdir)

@@ -14,7 +14,10 @@ def add_parser(subparsers):
         description="Search the settings' hyperopt_space with hyperopt. Every trial trains a normal experiment "
         "in its own process and is scored by its best monitored value. The sweep folder "
         "(<workingFolder>/<session_name>_sweep_<time>/) keeps the Trials, results.csv and a plot of the loss "
-        "against each hparam; --resume continues a stopped sweep without training finished trials again.",
+        "against each hparam; --resume continues a stopped sweep without training finished trials again. "
+        "--workers N trains N trials at once here; --join NAME lets any number of processes (the tasks of a Slurm "
+        "array, on many nodes) share one sweep folder: each is a worker, and a trial whose worker is gone is taken "
+        "over by another and continues from its checkpoint.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("-u", "--usersettings", metavar="SETTINGS", help="the settings module (.py) with hyperopt_space")
@@ -25,6 +28,13 @@ def add_parser(subparsers):
     parser.add_argument("--seed", type=int, metavar="S",
                         help="seed of the suggestions (default: the settings' random_seed, else random; recorded)")
     add_hparam_argument(parser, help="fixed override for every trial (e.g. nbEpoch=5 for a quick sweep); repeatable")
+    parser.add_argument("--workers", type=positive_int, metavar="N",
+                        help="train N trials at once on this machine (N workers in this process; no Spark needed); "
+                        "default 1")
+    parser.add_argument("--join", metavar="NAME",
+                        help="with -u: the sweep folder <workingFolder>/<session_name>_sweep_NAME, created by the first "
+                        "process that names it and joined by the others (every task of a Slurm array: "
+                        "--join $SLURM_ARRAY_JOB_ID); each process is a worker until --max-evals trials are done")
     parser.add_argument("--parallelism", type=positive_int, metavar="P",
                         help="trials at once through Spark (pyspark extra, Java 17+); default 1: one after another")
     parser.add_argument("--spark-master", metavar="URL",
@@ -37,7 +47,11 @@ def add_parser(subparsers):
 
 
 def run(arguments, argv):
-    """Runs (or resumes) the sweep; returns the exit code."""
+    """Runs (or resumes, or joins) the sweep; returns the exit code."""
+    if arguments.join is not None and arguments.resume:
+        from experiments_manager.utils.errors import UserInputError
+
+        raise UserInputError("--join: with -u SETTINGS (--resume names the sweep folder itself)")
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
     import_tensorflow_quietly()
@@ -48,5 +62,6 @@ def run(arguments, argv):
                            max_evals=arguments.max_evals, hparams=parse_hparam_overrides(arguments.hparam),
                            algo=arguments.algo, seed=arguments.seed, parallelism=arguments.parallelism,
                            spark_master=arguments.spark_master, requeue_file=arguments.requeue_file,
-                           accept_code_change=arguments.accept_code_change)
+                           accept_code_change=arguments.accept_code_change, workers=arguments.workers,
+                           join=arguments.join)
     return run_sweep(request).exit_code

@@ -1,12 +1,14 @@
-"""Hyperopt sweeps: every trial a normal experiment in its own process, resumable, optionally parallel on Spark.
+"""Hyperopt sweeps: every trial a normal experiment in its own process, run by workers that share the sweep folder.
 
 - `space`: the settings' `hyperopt_space`, checked, and each sample as hparam overrides.
+- `journal`: one record per trial (`TrialEntry`), the claim of the worker training it.
+- `store`: the sweep folder as the workers' shared state: the short lock, ask (take over or suggest), tell.
+- `worker`: this process' workers (one, `--workers N`, or one per Slurm array task with `--join`), and signals.
 - `objective`: one trial = one `trial_process` training an experiment; scored from its run.json.
-- `journal`: per-trial records, so a stopped sweep continues its trials' experiments.
-- `trials`: hyperopt Trials saved after every trial; suggestions seeded per trial id.
-- `spark`: SparkTrials for `--parallelism P`.
-- `results`, `progress`: results.csv, the plot, the summary and the progress bar.
-- `folder`, `runner`, `command`: the sweep folder, the loop, and `experiments-manager sweep`.
+- `trials`: suggestions seeded per trial id; the Trials pickle.
+- `spark`, `runner`: `--parallelism P` through hyperopt's fmin and SparkTrials.
+- `results`, `progress`: results.csv, the plot, the console lines, the summary and the progress bar.
+- `folder`, `command`, `code_check`: the sweep folder, `experiments-manager sweep`, the code a resume checks.
 """
 
 ALGORITHMS = ("tpe", "rand", "anneal")

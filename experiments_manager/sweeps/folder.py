@@ -1,4 +1,4 @@
-"""The sweep folder: `<workingFolder>/<session_name>_sweep_<YYYY-mm-dd--HH-MM-SS>/`.
+"""The sweep folder: `<workingFolder>/<session_name>_sweep_<YYYY-mm-dd--HH-MM-SS>/` (or `_sweep_<NAME>` with `--join`).
 
 ```
 sweep.json            what was swept and how (settings, space, algo, seed, max evals), status, best trial
@@ -6,22 +6,31 @@ sweep_settings.py     copy of the settings file as it was when the sweep started
 trials.pickle         hyperopt Trials of the finished trials, rewritten after each one (pickle.load gives it back)
 results.csv           one row per trial: hparams, status, best value and epoch, seconds, experiment folder
 loss_vs_hparams.png   each trial's best value against each swept hparam
-trials/<key>.json     each trial's record (experiment folder, pid, status), and <key>.log its output
+trials/trial-NNNN.json  each trial's record (point, worker, experiment folder, status, result; `journal.py`),
+                      .log its output, .lock the claim of the worker that trains it (a Spark sweep: trial-<hash>)
+sweep.lock            the short lock of the workers' asks and tells (`store.py`), present for a moment
 <session>_<stamp>_<swept hparams>/   each trial's experiment: an ordinary experiment folder
 ```
 With the trials inside, `tensorboard --logdir <sweep folder>` compares them alone, and
 `tensorboard --logdir <workingFolder>` compares them with every other run.
 """
 
+import contextlib
+import errno
 import json
+import os
+import shutil
+import time
+import uuid
 from pathlib import Path
 
-from experiments_manager.utils.atomic import copy_atomically, write_json_atomically
+from experiments_manager.utils.atomic import copy_atomically, fsync_folder, write_json_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.attempts import file_sha256
 from experiments_manager.experiment import SWEEP_SPEC_NAME, folder_stamp, make_unique_dir, now
 
 STOP_FILE_NAME = "STOPPING"
+LEFTOVER_AGE_SECONDS = 3600  # a named sweep folder half built this long ago was left by a crash
 SWEEP_STATUSES = ("running", "finished", "failed", "interrupted")
 
 
@@ -72,16 +81,47 @@ class SweepFolder:
         return self.root / STOP_FILE_NAME
 
     @classmethod
-    def create(cls, settings, spec):
-        """A new dated sweep folder in the settings' workingFolder, with sweep.json and a copy of the settings."""
+    def create(cls, settings, spec, name=None):
+        """A sweep folder in the settings' workingFolder with sweep.json and a copy of the settings: dated, or
+        `<session_name>_sweep_<name>` when `name` is given (the tasks of a job array agree on it). A named folder
+        appears whole (built under a temporary name, then renamed), so a task that finds it finds its sweep.json.
+
+        Returns:
+            (the `SweepFolder`, True) when this call created it; (the existing one, False) when another process
+            had created the named folder first.
+        """
         parent = Path(settings.experiment.working_folder)
         parent.mkdir(parents=True, exist_ok=True)
-        sweep = cls(make_unique_dir(parent, f"{settings.experiment.session_name}_sweep_{folder_stamp()}".lstrip("_")))
-        copy_atomically(settings.path, sweep.settings_copy)
-        sweep.write_spec({**spec, "settings_sha256": file_sha256(settings.path),
-                          "model_sha256": file_sha256(settings.model_file), "created": now(),
-                          "status": "running", "trials_done": 0, "best": None})
-        return sweep
+        session = settings.experiment.session_name
+        content = {**spec, "settings_sha256": file_sha256(settings.path), "model_sha256": file_sha256(settings.model_file),
+                   "created": now(), "status": "running", "trials_done": 0, "best": None}
+        if name is None:
+            sweep = cls(make_unique_dir(parent, f"{session}_sweep_{folder_stamp()}".lstrip("_")))
+            sweep._fill(settings, content)
+            return sweep, True
+        final = parent / f"{session}_sweep_{name}".lstrip("_")
+        if (final / SWEEP_SPEC_NAME).is_file():
+            return cls(final), False
+        for leftover in parent.glob(f".{final.name}.creating-*"):  # a creator that crashed (building takes ms)
+            with contextlib.suppress(OSError):
+                if time.time() - leftover.stat().st_mtime > LEFTOVER_AGE_SECONDS:
+                    shutil.rmtree(leftover, ignore_errors=True)
+        building = cls(parent / f".{final.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        building.root.mkdir()
+        try:
+            building._fill(settings, content)
+            os.rename(building.root, final)  # fails when another task's folder is there: join that one
+        except OSError as error:
+            shutil.rmtree(building.root, ignore_errors=True)
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not (final / SWEEP_SPEC_NAME).is_file():
+                raise
+            return cls(final), False
+        fsync_folder(parent)
+        return cls(final), True
+
+    def _fill(self, settings, content):
+        copy_atomically(settings.path, self.settings_copy)
+        self.write_spec(content)
 
     @classmethod
     def open(cls, root):

@@ -1,27 +1,86 @@
-"""One record per trial in `<sweep>/trials/`: the experiment a set of hparams trains, and how it ended.
+"""One record per trial in `<sweep>/trials/`: which point it trains, who trains it, its experiment, how it ended.
 
-hyperopt's Trials only learn a result when a trial returns. The journal is
-written while a trial runs, so a sweep stopped mid-trial knows on resume which
-experiment to continue, and a trial that finished just before the stop is not
-trained twice.
+hyperopt's Trials only learn a result when a trial returns. The journal is written while a trial runs, so a
+sweep stopped mid-trial knows which experiment to continue, and a trial that finished just before the stop is not
+trained twice. In a sweep run by workers (`sweeps/store.py`) the journal is the sweep's shared state: each record
+is `trial-NNNN.json` (the trial's number), written whole by one writer at a time (temporary file, fsync, rename),
+and `trial-NNNN.lock` is the claim of the worker that trains it (a `utils/lease.py` lease: its heartbeat, broken
+only when that worker is provably gone). A Spark sweep's records are keyed by the sampled hparams instead
+(`trial-<hash>.json`): hyperopt hands its objective a sample, not a trial id.
 """
 
+from __future__ import annotations
+
+import dataclasses
 import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any, Optional
 
 from experiments_manager.utils.atomic import write_json_atomically
+from experiments_manager.utils.lease import Lease, LeaseHeld, create_whole
 from experiments_manager.utils.signals import process_alive
 
 RECORD_STATUSES = ("running", "finished", "failed", "interrupted")
+DONE_STATUSES = ("finished", "failed")
+CLAIM_TIMEOUT_SECONDS: Optional[float] = None  # a claim's heartbeat timeout: the lease default (300 s, or the variable)
+
+
+@dataclasses.dataclass
+class TrialEntry:
+    """What `trials/<name>.json` records of one trial: the journal's one typed definition.
+
+    Args:
+        hparams: the trial's sampled hparams, as the trial trains them.
+        tid: hyperopt's trial id (the trial's number - 1); None in a Spark sweep's records.
+        vals: hyperopt's `misc.vals` of the suggestion (what TPE learns from); None in a Spark sweep's records.
+        status: running, finished, failed or interrupted (stopped by a signal: it continues from its checkpoint).
+        experiment: the trial's experiment folder, once created.
+        worker: who trains it now (or last did): host, pid, Slurm job and array task.
+        takeovers: how many times another worker took it over from one that was gone.
+        pid: the trial process' pid.
+        loss: what hyperopt minimises (the best value, negated when the monitored value is maximised).
+        same_as: the trial number whose result this one reused (hyperopt suggested the same point again).
+    """
+
+    hparams: dict = dataclasses.field(default_factory=dict)
+    tid: Optional[int] = None
+    vals: Optional[dict] = None
+    status: str = "running"
+    experiment: Optional[str] = None
+    worker: Optional[dict] = None
+    takeovers: int = 0
+    pid: Optional[int] = None
+    started: Optional[str] = None
+    ended: Optional[str] = None
+    log: Optional[str] = None
+    resumed: bool = False
+    exit_code: Optional[int] = None
+    reason: Optional[str] = None
+    best_value: Optional[float] = None
+    best_epoch: Optional[int] = None
+    seconds: Optional[float] = None
+    loss: Optional[float] = None
+    same_as: Optional[int] = None
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TrialEntry":
+        """The entry of a record's JSON; keys it does not know (a newer engine's) are left out."""
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+
+    @property
+    def done(self) -> bool:
+        return self.status in DONE_STATUSES
+
+    @property
+    def number(self) -> Optional[int]:
+        """The trial's number as users read it (from 1)."""
+        return None if self.tid is None else self.tid + 1
 
 
 class TrialJournal:
     """The `trials/` folder of a sweep.
-
-    Records are keyed by the trial's sampled hparams, which is what a trial
-    knows about itself (hyperopt hands the objective a sample, not a trial id).
 
     Args:
         folder: `<sweep>/trials`.
@@ -37,12 +96,13 @@ class TrialJournal:
 
     def __init__(self, folder):
         self.folder = Path(folder)
+        self._done: dict = {}  # record path -> its entry, once done: a done record is never written again
 
-    def claim(self, hparams):
-        """The record of these hparams, locked for this process until released.
+    def claim(self, hparams: dict) -> "TrialRecord":
+        """The record of these hparams (a Spark sweep's), claimed by this process until released.
 
-        A second trial with the same hparams running at the same time (hyperopt
-        may suggest a point twice) gets a record of its own.
+        A second trial with the same hparams running at the same time (hyperopt may suggest a point twice) gets
+        a record of its own.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
         key = hparams_key(hparams)
@@ -53,17 +113,32 @@ class TrialJournal:
                 return record
         raise RuntimeError(f"{self.folder}: could not lock a record for {hparams}")
 
-    def records(self):
+    def create(self, entry: TrialEntry) -> Optional["TrialRecord"]:
+        """Writes the record of a new numbered trial whole, only if none has its number (`link`: atomic on
+        shared file systems); None when one has."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        record = TrialRecord(self.folder / numbered_name(entry.tid), entry.hparams)
+        if not create_whole(record.path, dataclasses.asdict(entry)):
+            return None
+        return record
+
+    def records(self) -> list:
         return [TrialRecord(path) for path in sorted(self.folder.glob("*.json"))]
 
-    def release_stale_locks(self):
-        """Removes the locks of processes that no longer run (a killed sweep leaves them)."""
-        for lock in self.folder.glob("*.lock"):
-            if not process_alive(_read_pid(lock)):
-                lock.unlink(missing_ok=True)
+    def numbered(self) -> list:
+        """(record, entry) of every numbered trial (a sweep run by workers), by trial id."""
+        pairs = []
+        for path in self.folder.glob("trial-[0-9]*.json"):
+            record = TrialRecord(path)
+            entry = self._done.get(path) or record.entry()
+            if entry is not None and entry.tid is not None:
+                pairs.append((record, entry))
+                if entry.done:
+                    self._done[path] = entry
+        return sorted(pairs, key=lambda pair: pair[1].tid)
 
-    def signal_running(self, signum):
-        """Sends `signum` to every trial process still running (each checkpoints and stops)."""
+    def signal_running(self, signum: int) -> None:
+        """Sends `signum` to every trial process of this host still running (each checkpoints and stops)."""
         for record in self.records():
             info = record.read()
             if info.get("status") == "running" and process_alive(info.get("pid")):
@@ -74,7 +149,7 @@ class TrialJournal:
 
 
 class TrialRecord:
-    """`trials/<key>.json` (the record), `<key>.log` (the trial's output), `<key>.lock` (who runs it).
+    """`trials/<name>.json` (the record), `<name>.log` (the trial's output), `<name>.lock` (who trains it).
 
     Args:
         path: the record file.
@@ -84,64 +159,78 @@ class TrialRecord:
     def __init__(self, path, hparams=None):
         self.path = Path(path)
         self.hparams = hparams
+        self._claim: Optional[Lease] = None
 
     @property
-    def log_path(self):
+    def log_path(self) -> Path:
         return self.path.with_suffix(".log")
 
     @property
-    def lock_path(self):
+    def lock_path(self) -> Path:
         return self.path.with_suffix(".lock")
 
-    def read(self):
+    def read(self) -> dict:
         try:
-            return json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
+        return data if isinstance(data, dict) else {}
 
-    def update(self, **fields):
+    def entry(self) -> Optional[TrialEntry]:
+        """The typed record, or None when it is absent or unreadable."""
+        data = self.read()
+        try:
+            return TrialEntry.from_json(data) if data else None
+        except TypeError:
+            return None
+
+    def update(self, **fields: Any) -> dict:
+        """Rewrites the record with `fields` changed (whole, durably); only the claim's holder calls it."""
+        unknown = sorted(set(fields) - set(TrialEntry.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"unknown trial record fields {unknown}")
+        if "status" in fields and fields["status"] not in RECORD_STATUSES:
+            raise ValueError(f"unknown trial status {fields['status']!r}")
         info = self.read()
         if self.hparams is not None:
             info.setdefault("hparams", self.hparams)
-        if "status" in fields and fields["status"] not in RECORD_STATUSES:
-            raise ValueError(f"unknown trial status {fields['status']!r}")
         info.update(fields)
         write_json_atomically(self.path, info)
         return info
 
-    def lock(self):
-        """True when this process now owns the record; a lock left by a dead process is taken over."""
-        for _ in range(2):
-            try:
-                descriptor = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                if process_alive(_read_pid(self.lock_path)):
-                    return False
-                self.lock_path.unlink(missing_ok=True)
-                continue
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(str(os.getpid()))
-            return True
-        return False
+    def lock(self) -> bool:
+        """True when this process now holds the record's claim; a claim whose holder is provably gone (a dead
+        pid on this host, a stale heartbeat elsewhere) is taken over, a live holder's never."""
+        try:
+            self._claim = Lease.acquire(self.path.parent, timeout_seconds=CLAIM_TIMEOUT_SECONDS, what="trial",
+                                        name=self.lock_path.name, durable=False)  # after a crash its holder is gone
+        except LeaseHeld:
+            return False
+        return True
 
-    def release(self):
-        self.lock_path.unlink(missing_ok=True)
+    def check_claim(self) -> None:
+        """Raises `LeaseLost` when this worker's claim was taken over (it stalled past the timeout)."""
+        if self._claim is not None:
+            self._claim.check()
 
-    def __enter__(self):
+    def release(self) -> None:
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
+
+    def __enter__(self) -> "TrialRecord":
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info) -> None:
         self.release()
 
 
-def hparams_key(hparams):
+def numbered_name(tid: int) -> str:
+    """`trial-0001.json` for trial id 0: sorted by name, sorted by number."""
+    return f"trial-{tid + 1:04d}.json"
+
+
+def hparams_key(hparams: dict) -> str:
     """A short, stable file name for a set of hparams."""
     text = json.dumps(hparams, sort_keys=True, default=str)
     return "trial-" + hashlib.sha1(text.encode()).hexdigest()[:12]
-
-
-def _read_pid(path):
-    try:
-        return int(Path(path).read_text().strip())
-    except (OSError, ValueError):
-        return None

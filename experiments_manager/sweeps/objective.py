@@ -7,7 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from experiments_manager.utils.errors import ERROR_PREFIX, UserInputError
+from experiments_manager.utils.errors import ERROR_PREFIX, EXIT_TEMPFAIL, UserInputError
+from experiments_manager.utils.lease import LEASE_NAME, lease_timeout, read_holder
 from experiments_manager.experiment import Experiment, now
 from experiments_manager.monitor import monitor_mode
 from experiments_manager.utils.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
@@ -77,30 +78,50 @@ class TrialObjective:
             return self._run(record, sampled)
 
     def _run(self, record, sampled):
-        info = record.read()
-        _wait_for_exit(info.get("pid"))  # a stopped sweep's trial may still be checkpointing
-        resume = _resumable(info)
-        if resume:
-            command = trial_command(record.path, os.getpid(), resume=resume)
-        else:
-            command = trial_command(record.path, os.getpid(), self.settings_path, {**self.fixed_hparams, **sampled})
-        started = time.monotonic()
-        with open(record.log_path, "a") as log:
-            process = subprocess.Popen(command, cwd=self.working_dir, stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)  # signals come from the sweep
-            record.update(status="running", pid=process.pid, started=now(), log=str(record.log_path),
-                          resumed=bool(resume))
-            code = process.wait()
-        result = _result_of(record.read(), code, record.log_path)
-        if result["trial_status"] == "failed":
-            _end_if_running(result.get("experiment"), result["reason"])
-        result.update(hparams=sampled, seconds=round(time.monotonic() - started, 3), log=str(record.log_path))
-        record.update(status=result["trial_status"], ended=now(), exit_code=code, reason=result.get("reason"),
-                      best_value=result.get("best_value"), best_epoch=result.get("best_epoch"), seconds=result["seconds"])
+        result = run_trial(record, self.settings_path, self.working_dir, {**self.fixed_hparams, **sampled})
+        result["hparams"] = sampled
         if result["trial_status"] == "interrupted":
             quiet_hyperopt_errors()
             raise TrialInterrupted(result["signum"], result.get("experiment"))
         return result
+
+
+def run_trial(record, settings_path, working_dir, hparams, on_start=None):
+    """Trains one trial in its own process (`trial_process`): a new experiment from `settings_path` with
+    `hparams`, or the record's experiment continued from its checkpoint; returns hyperopt's result dict and
+    writes how it ended into the record.
+
+    Args:
+        record: the trial's `TrialRecord` (claimed by this process).
+        settings_path: the settings file a new experiment trains from.
+        working_dir: the current directory of the trial process (relative paths in the settings).
+        hparams: the trial's hparam overrides (fixed and sampled).
+        on_start: function(Popen), called once the process runs (a worker's stop handler signals it).
+    """
+    info = record.read()
+    resume = _resumable(info)
+    if resume:
+        _wait_for_writer_gone(info.get("pid"), resume)  # a stopped or orphaned trial may still be checkpointing
+        command = trial_command(record.path, os.getpid(), resume=resume)
+    else:
+        command = trial_command(record.path, os.getpid(), settings_path, hparams)
+    started = time.monotonic()
+    with open(record.log_path, "a") as log:
+        process = subprocess.Popen(command, cwd=working_dir, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)  # signals come from the sweep
+        record.update(status="running", pid=process.pid, started=now(), log=str(record.log_path),
+                      resumed=bool(resume))
+        if on_start is not None:
+            on_start(process)
+        code = process.wait()
+    result = _result_of(record.read(), code, record.log_path)
+    if result["trial_status"] == "failed":
+        _end_if_running(result.get("experiment"), result["reason"])
+    result.update(seconds=round(time.monotonic() - started, 3), log=str(record.log_path))
+    record.update(status=result["trial_status"], ended=now(), exit_code=code, reason=result.get("reason"),
+                  best_value=result.get("best_value"), best_epoch=result.get("best_epoch"),
+                  seconds=result["seconds"], loss=result.get("loss"))
+    return result
 
 
 def quiet_hyperopt_errors():
@@ -135,7 +156,8 @@ def _result_of(info, exit_code, log_path):
     run = _run_info(experiment)
     status = run.get("status")
     signum = _stop_signal(exit_code)
-    if status == "interrupted" or (signum is not None and status != "finished"):
+    if status == "interrupted" or (signum is not None and status != "finished") or \
+            (exit_code == EXIT_TEMPFAIL and status != "finished" and status != "failed"):
         return {"status": "fail", "trial_status": "interrupted", "signum": signum or signal.SIGTERM,
                 "experiment": experiment}
     if status == "finished" and run.get("best_value") is not None:
@@ -161,9 +183,16 @@ def _end_if_running(experiment, reason):
         Experiment(experiment).mark_ended("failed", error=reason)
 
 
-def _wait_for_exit(pid, timeout=300):
-    deadline = time.monotonic() + timeout
-    while pid and process_alive(pid) and time.monotonic() < deadline:
+def _wait_for_writer_gone(pid, experiment):
+    """Waits until the experiment's last writer is gone: its pid on this host, and any holder of its lease
+    (an orphaned trial process checkpointing, on this node or another), for up to the lease timeout and a minute;
+    a holder still alive then refuses the resume itself (exit 75: the trial is tried again later)."""
+    deadline = time.monotonic() + lease_timeout() + 60
+    lease = Path(experiment) / LEASE_NAME
+    while time.monotonic() < deadline:
+        holder = read_holder(lease)
+        if not (pid and process_alive(pid)) and (holder is None or holder.gone_because(lease_timeout()) is not None):
+            return
         time.sleep(0.2)
 
 

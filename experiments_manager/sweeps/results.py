@@ -86,6 +86,15 @@ def plot_loss_vs_hparams(rows, space, monitor, png):
         figure.savefig(tmp, format="png")
 
 
+def trial_line(row, best, max_evals, monitor, trials_dir):
+    """The console line of one trial that ended: its value and the best so far, or why it failed."""
+    head = f"trial {row['trial']}/{max_evals}"
+    if row["status"] != "finished":
+        return f"{head} failed: {row['reason']} (log: {row.get('log') or trials_dir})"
+    return (f"{head} {monitor}={row['best_value']:.6g} (epoch {row['best_epoch']}), "
+            f"best {best['best_value']:.6g} (trial {best['trial']}), {row['seconds']:.1f} s: {row['experiment']}")
+
+
 def summary_lines(sweep, rows, monitor, working_folder):
     """The closing report: counts, the best trial and how to serve it."""
     failed = sum(row["status"] != "finished" for row in rows)

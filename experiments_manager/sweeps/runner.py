@@ -13,7 +13,7 @@ from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
 from experiments_manager.sweeps.journal import TrialJournal
 from experiments_manager.sweeps.objective import TrialInterrupted, quiet_hyperopt_errors
 from experiments_manager.sweeps.progress import SweepProgress
-from experiments_manager.sweeps.results import (best_row, plot_loss_vs_hparams, summary_lines, trial_rows,
+from experiments_manager.sweeps.results import (best_row, plot_loss_vs_hparams, summary_lines, trial_line, trial_rows,
                                                write_results_csv)
 from experiments_manager.sweeps.trials import save_trials
 
@@ -68,7 +68,6 @@ class SweepRunner:
         from hyperopt.exceptions import AllTrialsFailed
 
         self.sweep.stop_file.unlink(missing_ok=True)
-        TrialJournal(self.sweep.trials_dir).release_stale_locks()
         self.sweep.update_spec(status="running", max_evals=self.max_evals, pid=os.getpid())
         self._reported = {doc["tid"] + 1 for doc in self.trials.trials}
         with signal_handlers(self._stop, HANDLED_SIGNALS), warnings.catch_warnings():
@@ -98,16 +97,9 @@ class SweepRunner:
             plot_loss_vs_hparams(rows, self.space, self.monitor, self.sweep.plot_png)
         best = best_row(rows)
         self.sweep.update_spec(trials_done=len(rows), best=best)
-        lines = [self._line(row, best) for row in rows if row["trial"] not in self._reported]
+        lines = [trial_line(row, best, self.max_evals, self.monitor, self.sweep.trials_dir) for row in rows if row["trial"] not in self._reported]
         self._reported.update(row["trial"] for row in rows)
         return lines, best and best["best_value"]
-
-    def _line(self, row, best):
-        head = f"trial {row['trial']}/{self.max_evals}"
-        if row["status"] != "finished":
-            return f"{head} failed: {row['reason']} (log: {row.get('log') or self.sweep.trials_dir})"
-        return (f"{head} {self.monitor}={row['best_value']:.6g} (epoch {row['best_epoch']}), "
-                f"best {best['best_value']:.6g} (trial {best['trial']}), {row['seconds']:.1f} s: {row['experiment']}")
 
     def _stop(self, signum, frame):
         if self.stop_signum is not None and signum == signal.SIGINT:

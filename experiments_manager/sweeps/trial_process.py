@@ -73,7 +73,7 @@ def main(argv=None):
     except UserInputError as error:
         print_problems(error.problems)
         record.update(reason="; ".join(error.problems))
-        return EXIT_USER_ERROR
+        return getattr(error, "exit_code", EXIT_USER_ERROR)  # 75: another writer holds the experiment (retried)
     return outcome.exit_code
 
 

@@ -1,5 +1,6 @@
 """hyperopt's Trials, saved after every trial, and suggestions that a resumed sweep can repeat."""
 
+import functools
 import importlib
 import logging
 import pickle
@@ -62,12 +63,29 @@ def add_saved_trials(trials, saved_trials_file: Path | None, journal_folder: Pat
         docs = _saved_finished_docs(data)
         trials.insert_trial_docs(docs)  # checks every doc before it adds any
     except Exception as error:  # unpickling damaged bytes can raise almost anything
-        reason = " ".join(f"{type(error).__name__}: {error}".split())[:120]
-        _LOG.warning("%s: damaged, not a hyperopt Trials pickle (%s): rebuilt from the journal in %s "
-                     "(finished trials are read back, not trained again)", saved_trials_file, reason, journal_folder)
+        _warn_damaged(saved_trials_file, error, journal_folder)
         return 0
     trials.refresh()
     return len(docs)
+
+
+def check_saved_trials(saved_trials_file: Path, journal_folder: Path) -> bool:
+    """False, with one warning line, when the Trials pickle is there but damaged (a sweep run by workers writes
+    it anew from its journal after the next trial, and when a worker leaves)."""
+    try:
+        _saved_finished_docs(saved_trials_file.read_bytes())
+    except FileNotFoundError:
+        return True
+    except Exception as error:  # unpickling damaged bytes can raise almost anything
+        _warn_damaged(saved_trials_file, error, journal_folder)
+        return False
+    return True
+
+
+def _warn_damaged(saved_trials_file, error, journal_folder):
+    reason = " ".join(f"{type(error).__name__}: {error}".split())[:120]
+    _LOG.warning("%s: damaged, not a hyperopt Trials pickle (%s): rebuilt from the journal in %s "
+                 "(finished trials are read back, not trained again)", saved_trials_file, reason, journal_folder)
 
 
 def _saved_finished_docs(data: bytes) -> list:
@@ -104,6 +122,8 @@ class SeededSuggestions:
     Args:
         name: 'tpe', 'rand' or 'anneal'.
         seed: the sweep's seed.
+        startup_trials: with 'tpe', the random trials before it models (default hyperopt's 20; a sweep of W
+            workers passes at least 2 x W, so the first points of workers that start together spread out).
 
     Example:
 
@@ -112,14 +132,17 @@ class SeededSuggestions:
     ```
     """
 
-    def __init__(self, name, seed):
+    def __init__(self, name, seed, startup_trials=None):
         if name not in ALGORITHMS:
             raise UserInputError(f"--algo: expected one of {', '.join(ALGORITHMS)}, got {name!r}")
         self.name = name
         self.seed = seed
+        self.startup_trials = startup_trials
 
     def __call__(self, new_ids, domain, trials, seed):
         suggest = importlib.import_module(f"hyperopt.{self.name}").suggest
+        if self.name == "tpe" and self.startup_trials is not None:
+            suggest = functools.partial(suggest, n_startup_jobs=self.startup_trials)
         docs = []
         for tid in new_ids:
             docs += suggest([tid], domain, trials, (self.seed * 1_000_003 + tid) % SEED_MODULUS)

@@ -37,6 +37,7 @@ import errno
 import json
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -151,7 +152,8 @@ class Lease:
         self._thread.start()
 
     @classmethod
-    def acquire(cls, folder, command=(), timeout_seconds: Optional[float] = None, what: str = "folder") -> "Lease":
+    def acquire(cls, folder, command=(), timeout_seconds: Optional[float] = None, what: str = "folder",
+                name: str = LEASE_NAME, durable: bool = True) -> "Lease":
         """Takes the lease of `folder`, breaking one whose holder is provably gone.
 
         Args:
@@ -160,15 +162,19 @@ class Lease:
             timeout_seconds: a heartbeat older than this is a dead holder's (default: EXPERIMENTS_MANAGER_LEASE_TIMEOUT,
                 else 300 s).
             what: the folder's kind in messages ('experiment', 'sweep').
+            name: the lease file's name in `folder` (default `lease.json`; a sweep's trials and its short
+                coordination lock have their own).
+            durable: fsync the lease as it is created (default True); a short lock that no one needs after a
+                crash (a crashed holder is gone anyway) skips it.
 
         Raises:
             LeaseHeld: a live writer holds it (one line naming the holder).
         """
         timeout = lease_timeout() if timeout_seconds is None else float(timeout_seconds)
-        path = Path(folder) / LEASE_NAME
+        path = Path(folder) / name
         holder = Holder.of_this_process(command, timeout_seconds=timeout)
         for _ in range(5):
-            if _create_whole(path, asdict(holder)):
+            if create_whole(path, asdict(holder), durable=durable):
                 return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
             current = read_holder(path)
             if current is None:
@@ -185,6 +191,31 @@ class Lease:
             if taken:
                 return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
         raise LeaseHeld(f"{folder}: could not take {path}: other runs keep taking it; try again")
+
+    @classmethod
+    def wait(cls, folder, name: str, patience_seconds: float, command=(), timeout_seconds: Optional[float] = None,
+             what: str = "folder", durable: bool = True) -> "Lease":
+        """`acquire`, retried while a live holder has it (a short lock: held for a moment by each taker), for up
+        to `patience_seconds`; then `LeaseHeld`. Retries back off from 2 ms to 50 ms, with jitter.
+
+        Example:
+
+        ```python
+        with Lease.wait(sweep_root, "sweep.lock", 600, timeout_seconds=60) as lock:
+            ...  # read, decide, write: no other worker does at the same time
+        ```
+        """
+        deadline = time.monotonic() + patience_seconds
+        pause = 0.002
+        while True:
+            try:
+                return cls.acquire(folder, command, timeout_seconds=timeout_seconds, what=what, name=name,
+                                   durable=durable)
+            except LeaseHeld:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(pause * (0.5 + random.random()))
+            pause = min(0.05, pause * 2)
 
     def check(self) -> None:
         """Raises `LeaseLost` when another writer took the lease over, or could have (this process' last heartbeat
@@ -299,12 +330,13 @@ def process_start(pid: int) -> Optional[int]:
         return None
 
 
-def _create_whole(path: Path, data: dict) -> bool:
-    """Creates `path` holding `data` in one step; False when it exists."""
+def create_whole(path: Path, data: dict, durable: bool = True) -> bool:
+    """Creates `path` holding `data` in one step (fsynced, with its folder, when `durable`); False when it exists."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     try:
-        fsync_file(tmp)
+        if durable:
+            fsync_file(tmp)
         try:
             os.link(tmp, path)
         except (FileExistsError, FileNotFoundError):  # taken; or the holder cleaned our temporary file away
@@ -319,7 +351,8 @@ def _create_whole(path: Path, data: dict) -> bool:
             return _create_exclusive(path, tmp.read_bytes())
     finally:
         tmp.unlink(missing_ok=True)
-    fsync_folder(path.parent)
+    if durable:
+        fsync_folder(path.parent)
     return True
 
 
@@ -350,7 +383,7 @@ def _take_over(path: Path, token: Optional[str], reason: str, data: dict) -> boo
     lock: there is no moment without a lease, so a run that arrives meanwhile meets the new holder. False when
     another breaker is at work or the lease changed (the caller looks again)."""
     lock = path.with_name(path.name + ".break")
-    if not _create_whole(lock, {"pid": os.getpid(), "host": socket.gethostname()}):
+    if not create_whole(lock, {"pid": os.getpid(), "host": socket.gethostname()}):
         try:
             if time.time() - lock.stat().st_mtime > BREAK_GRACE_SECONDS:
                 stale = lock.with_name(f".{lock.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")

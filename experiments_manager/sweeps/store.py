@@ -1,0 +1,327 @@
+"""The shared state of a sweep run by workers: its journal in the sweep folder, and nothing else.
+
+Any number of workers (Slurm array tasks on many nodes, `sweep --workers N` on one machine, a `sweep --resume`)
+join one sweep folder. Each asks for a trial, trains it, records the result, and asks again. The folder is on a
+shared file system (NFS, Lustre, GPFS), where `flock` is not coherent across nodes, so:
+
+- **The short lock** (`sweep.lock`): a `utils/lease.py` lease, created whole by `link`, held for the moment of one
+  ask or one tell (read the journal, suggest, write). A holder that is provably gone (a dead pid on this host, a
+  heartbeat older than `LOCK_TIMEOUT_SECONDS` elsewhere) is broken; a live holder's never.
+- **The records** (`trials/trial-NNNN.json`, `journal.py`): one per trial, written whole (temporary file, fsync,
+  rename) by the lock holder or by the worker that claims the trial; readers never see a partial file.
+- **The claims** (`trials/trial-NNNN.lock`): the lease of the worker that trains the trial, with its heartbeat.
+  A trial whose claim is free (it was interrupted) or provably gone (its worker was killed, its node lost, its
+  Slurm job requeued) is taken over by the next worker that asks, before any new point, and continues from its
+  experiment's checkpoint. A trial is never trained by two workers: its claim is one lease, its experiment has
+  its own.
+- **Suggestions** are hyperopt's (TPE by default), seeded by (sweep seed, trial id) (`trials.SeededSuggestions`),
+  from every finished trial, with the running ones as docs without a loss (TPE counts them as worst, so it
+  suggests away from them). With one worker this is the sequential sweep's history, point for point. TPE starts
+  from random points for at least 2 x workers trials (`startup_trials`).
+- **The outputs** (`results.csv`, `trials.pickle`, `loss_vs_hparams.png`, `sweep.json`) are rewritten from the
+  journal under the lock after each result, whichever worker finishes it.
+
+Example:
+
+```python
+store = SweepStore(SweepFolder(root), space, SeededSuggestions("tpe", 7, startup_trials=20), 40, "val_loss")
+step = store.next_trial(worker_identity())
+if isinstance(step, Assignment):
+    ...  # train it (objective.run_trial), then
+    store.record_result(step)
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import time
+from typing import Optional, Union
+
+from experiments_manager.experiment import now
+from experiments_manager.sweeps.folder import SweepFolder
+from experiments_manager.sweeps.journal import TrialEntry, TrialJournal, TrialRecord, hparams_key
+from experiments_manager.sweeps.results import best_row, plot_loss_vs_hparams, trial_rows, write_results_csv
+from experiments_manager.sweeps.space import SearchSpace
+from experiments_manager.sweeps.trials import SeededSuggestions, add_saved_trials, save_trials
+from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
+from experiments_manager.utils.lease import Lease, lease_timeout, read_holder
+
+_LOG = logging.getLogger(__name__)
+LOCK_NAME = "sweep.lock"
+LOCK_TIMEOUT_SECONDS = 60.0  # a lock holder whose heartbeat is this old (another node) is gone
+LOCK_PATIENCE_SECONDS = 900.0  # how long a worker waits for the lock before it gives up (exit 75)
+PLOT_INTERVAL_SECONDS = 10.0  # a worker redraws loss_vs_hparams.png at most this often, and when it leaves
+MIN_STARTUP_TRIALS = 20  # hyperopt's TPE default
+_HYPEROPT_CMD = ("domain_attachment", "FMinIter_Domain")
+
+
+@dataclasses.dataclass
+class Assignment:
+    """A trial this worker now trains (its claim held until `SweepStore.record_result` or `give_back`).
+
+    Args:
+        record: the trial's record.
+        entry: the record's content when it was assigned.
+        taken_over: why it came to this worker from another one (None for a new trial).
+    """
+
+    record: TrialRecord
+    entry: TrialEntry
+    taken_over: Optional[str] = None
+
+
+@dataclasses.dataclass
+class NothingLeft:
+    """No trial to start or take over: `done` trials are finished (or failed), `running` run in other workers."""
+
+    done: int
+    running: int
+
+
+class SweepStore:
+    """One sweep folder's journal, shared by its workers.
+
+    Args:
+        sweep: the `SweepFolder`.
+        space: the `SearchSpace`.
+        algo: the `SeededSuggestions`.
+        max_evals: the number of trials the sweep has in all.
+        monitor: the monitored value's name (results.csv's column, the plot's axis).
+    """
+
+    def __init__(self, sweep: SweepFolder, space: SearchSpace, algo: SeededSuggestions, max_evals: int,
+                 monitor: str):
+        self.sweep = sweep
+        self.space = space
+        self.algo = algo
+        self.max_evals = max_evals
+        self.monitor = monitor
+        self.journal = TrialJournal(sweep.trials_dir.resolve())  # trial processes and records name it absolutely
+        self._domain = None
+        self._plotted_at = float("-inf")  # when this process last drew the plot
+
+    def locked(self) -> Lease:
+        """The sweep's short lock (a context manager): one ask or one tell at a time, across every node."""
+        return Lease.wait(self.sweep.root, LOCK_NAME, LOCK_PATIENCE_SECONDS, timeout_seconds=LOCK_TIMEOUT_SECONDS,
+                          what="sweep", durable=False)
+
+    def next_trial(self, worker: dict) -> Union[Assignment, NothingLeft]:
+        """Claims the next trial for `worker`: one to take over (interrupted, or its worker gone) first, else a
+        new point from the algorithm; `NothingLeft` when neither is there."""
+        with self.locked():
+            pairs = self.journal.numbered()
+            for record, entry in pairs:
+                if entry.done:
+                    continue
+                previous = read_holder(record.lock_path)
+                if record.lock():
+                    why = ("it was interrupted" if entry.status == "interrupted" and previous is None else
+                           f"its worker, {_describe(entry.worker)}, is gone")
+                    same_host = (entry.worker or {}).get("host") == worker["host"]
+                    record.update(worker=worker, takeovers=entry.takeovers + 1,  # a pid means something on its host only
+                                  pid=entry.pid if same_host else None)
+                    return Assignment(record, record.entry(), taken_over=why)
+            while len(pairs) < self._max_evals():
+                tid = _first_free(pairs)
+                hparams, vals = self.suggest(tid, pairs)
+                same = next((entry for _, entry in pairs if entry.done and entry.hparams == hparams), None)
+                if same is not None:  # hyperopt suggested a finished point again: its result, not a retraining
+                    fields = {name: getattr(same, name) for name in ("status", "experiment", "log", "reason",
+                                                                     "best_value", "best_epoch", "loss")}
+                    entry = TrialEntry(hparams=hparams, tid=tid, vals=vals, seconds=0.0, same_as=same.number,
+                                       ended=now(), **fields)
+                else:
+                    entry = TrialEntry(hparams=hparams, tid=tid, vals=vals, worker=worker,
+                                       experiment=self._legacy_experiment(hparams))
+                record = self.journal.create(entry)
+                if record is None:  # written meanwhile by a worker that did not take the lock (an older engine)
+                    pairs = self.journal.numbered()
+                    continue
+                pairs.append((record, entry))
+                if same is None and record.lock():
+                    return Assignment(record, entry)
+            done = sum(entry.done for _, entry in pairs)
+            return NothingLeft(done=done, running=len(pairs) - done)
+
+    def record_result(self, assignment: Assignment) -> tuple:
+        """Releases the trial's claim and rewrites the outputs from the journal; returns (rows, best row)."""
+        with self.locked():
+            assignment.record.release()
+            return self._write_outputs(self.journal.numbered())
+
+    def give_back(self, assignment: Assignment) -> None:
+        """Releases the claim of a trial this worker did not finish (stopped): the next worker takes it over."""
+        assignment.record.release()
+
+    def close(self, stop_signum: Optional[int]) -> dict:
+        """Sets sweep.json's status as this worker leaves (`stop_signum`: the signal that stopped it, or None):
+        finished or failed once every trial is done; else running while other workers hold trials, interrupted
+        when none does. Returns the spec."""
+        with self.locked():
+            pairs = self.journal.numbered()
+            rows, best = self._write_outputs(pairs, plot=True)
+            done = sum(entry.done for _, entry in pairs)
+            if done >= self._max_evals():
+                status = "finished" if best is not None else "failed"
+                return self.sweep.update_spec(status=status, ended=now(), exit_code=0 if best is not None else 1)
+            if self.running_elsewhere(pairs):
+                return self.sweep.update_spec(status="running")
+            return self.sweep.update_spec(status="interrupted", ended=now(),
+                                          exit_code=128 + stop_signum if stop_signum else EXIT_TEMPFAIL)
+
+    def _max_evals(self) -> int:
+        """The sweep's total: a worker that joined with a larger `--max-evals` raised it for every worker."""
+        try:
+            return max(self.max_evals, int(self.sweep.spec().get("max_evals") or 0))
+        except UserInputError:  # sweep.json damaged: this worker's own
+            return self.max_evals
+
+    def running_elsewhere(self, pairs) -> int:
+        """The unfinished trials whose claim a live worker holds."""
+        count = 0
+        for record, entry in pairs:
+            if entry.done:
+                continue
+            holder = read_holder(record.lock_path)
+            if holder is not None and holder.gone_because(lease_timeout()) is None:
+                count += 1
+        return count
+
+    def suggest(self, tid: int, pairs: list) -> tuple:
+        """The algorithm's point for trial `tid`, from the journal's trials: (hparams, hyperopt's vals)."""
+        from hyperopt import space_eval
+        from hyperopt.base import Domain, spec_from_misc
+
+        if self._domain is None:
+            self._domain = Domain(lambda sample: 0.0, self.space.expressions)
+        (doc,) = self.algo([tid], self._domain, hyperopt_trials(pairs, with_running=True), 0)
+        vals = {name: [_plain(value) for value in values] for name, values in doc["misc"]["vals"].items()}
+        sample = space_eval(self.space.expressions, spec_from_misc({"vals": vals}))
+        return self.space.hparams_for(sample), vals
+
+    def record_rows(self) -> tuple:
+        """The journal's done trials as results rows, and the best row (read only, no lock)."""
+        rows = trial_rows(hyperopt_trials(self.journal.numbered(), with_running=False), self.space.names)
+        return rows, best_row(rows)
+
+    def import_legacy(self) -> int:
+        """A sweep folder of an older engine (one process, records keyed by hparams): its finished trials, from
+        trials.pickle, become numbered records; returns how many."""
+        from hyperopt import Trials
+
+        with self.locked():
+            if self.journal.numbered():
+                return 0
+            trials = Trials()
+            add_saved_trials(trials, self.sweep.trials_file, self.sweep.trials_dir)
+            for doc in trials.trials:
+                result = doc["result"]
+                status = result.get("trial_status") or ("finished" if result.get("status") == "ok" else "failed")
+                self.journal.create(TrialEntry(
+                    hparams=result.get("hparams") or {}, tid=doc["tid"], status=status,
+                    vals={name: [_plain(value) for value in values] for name, values in doc["misc"]["vals"].items()},
+                    experiment=result.get("experiment"), log=result.get("log"), reason=result.get("reason"),
+                    best_value=result.get("best_value"), best_epoch=result.get("best_epoch"),
+                    seconds=result.get("seconds"), loss=result.get("loss") if result.get("status") == "ok" else None))
+            return len(trials.trials)
+
+    def _legacy_experiment(self, hparams: dict) -> Optional[str]:
+        """The experiment an older engine's sweep started for this point and did not finish (continued, not
+        started again)."""
+        info = TrialRecord(self.sweep.trials_dir / f"{hparams_key(hparams)}.json").read()
+        if info.get("tid") is None and info.get("status") in ("running", "interrupted"):
+            return info.get("experiment")
+        return None
+
+    def _write_outputs(self, pairs: list, plot: bool = False) -> tuple:
+        """results.csv, trials.pickle, sweep.json's counts and (when `plot`, or this process has not drawn it for
+        `PLOT_INTERVAL_SECONDS`) the plot, from the journal (under the lock)."""
+        trials = hyperopt_trials(pairs, with_running=False)
+        rows = trial_rows(trials, self.space.names)
+        save_trials(trials, self.sweep.trials_file)
+        write_results_csv(rows, self.space.names, self.monitor, self.sweep.results_csv)
+        if rows and (plot or time.monotonic() - self._plotted_at > PLOT_INTERVAL_SECONDS):
+            plot_loss_vs_hparams(rows, self.space, self.monitor, self.sweep.plot_png)
+            self._plotted_at = time.monotonic()
+        best = best_row(rows)
+        self.sweep.update_spec(trials_done=len(rows), best=best)
+        return rows, best
+
+
+def hyperopt_trials(pairs: list, with_running: bool):
+    """A hyperopt `Trials` of the journal's numbered trials: the done ones with their results, and (with
+    `with_running`) the others as running docs without a loss."""
+    from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING, Trials
+
+    trials = Trials()
+    docs = []
+    for _, entry in pairs:
+        if entry.vals is None or not (entry.done or with_running):
+            continue
+        misc = {"tid": entry.tid, "cmd": _HYPEROPT_CMD, "workdir": None, "vals": entry.vals,
+                "idxs": {name: ([entry.tid] if values else []) for name, values in entry.vals.items()}}
+        (doc,) = trials.new_trial_docs([entry.tid], [None], [result_of(entry) if entry.done else {"status": "new"}],
+                                       [misc])
+        doc["state"] = JOB_STATE_DONE if entry.done else JOB_STATE_RUNNING
+        docs.append(doc)
+    trials.insert_trial_docs(docs)
+    trials.refresh()
+    return trials
+
+
+def result_of(entry: TrialEntry) -> dict:
+    """hyperopt's result dict of a done trial (what the objective of a sequential sweep returned)."""
+    ok = entry.status == "finished" and entry.loss is not None
+    result = {"status": "ok" if ok else "fail", "trial_status": entry.status, "hparams": entry.hparams,
+              "experiment": entry.experiment, "seconds": entry.seconds, "log": entry.log}
+    if ok:
+        result.update(loss=entry.loss, best_value=entry.best_value, best_epoch=entry.best_epoch)
+    else:
+        result["reason"] = entry.reason
+    return result
+
+
+def worker_identity(index: Optional[int] = None) -> dict:
+    """Who a worker is, as trial records name it: host, pid, Slurm job and array task, and its number when one
+    process runs several (`sweep --workers N`)."""
+    identity = {"host": socket.gethostname(), "pid": os.getpid()}
+    for key, variable in (("slurm_job", "SLURM_JOB_ID"), ("slurm_array_job", "SLURM_ARRAY_JOB_ID"),
+                          ("slurm_array_task", "SLURM_ARRAY_TASK_ID")):
+        if os.environ.get(variable):
+            identity[key] = os.environ[variable]
+    if index is not None:
+        identity["worker"] = index
+    return identity
+
+
+def startup_trials(workers: int) -> int:
+    """How many trials TPE draws at random before it models: hyperopt's 20, at least 2 per worker."""
+    return max(MIN_STARTUP_TRIALS, 2 * workers)
+
+
+def _describe(worker: Optional[dict]) -> str:
+    if not worker:
+        return "an unknown worker"
+    text = f"pid {worker.get('pid')} on {worker.get('host')}"
+    if worker.get("slurm_array_task") is not None:
+        text += f" (Slurm array task {worker.get('slurm_array_job')}_{worker['slurm_array_task']})"
+    elif worker.get("slurm_job"):
+        text += f" (Slurm job {worker['slurm_job']})"
+    return text
+
+
+def _first_free(pairs: list) -> int:
+    taken = {entry.tid for _, entry in pairs}
+    tid = 0
+    while tid in taken:
+        tid += 1
+    return tid
+
+
+def _plain(value):
+    """A value of hyperopt's vals as JSON keeps it (numpy scalars to Python's)."""
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,192 @@
+"""The workers of a sweep in this process: each asks the sweep folder for a trial, trains it, records it, asks again.
+
+A sequential sweep is one worker; `sweep --workers N` runs N in this process (threads: each waits on its own
+trial process); every task of a Slurm array (`tools/slurm/sweep_array.sbatch`) is one more, in its own process,
+on any node. They share nothing but the sweep folder (`store.py`).
+
+A stop signal (SIGTERM, SIGUSR1 from Slurm, Ctrl-C) reaches every running trial of this process: each
+checkpoints, its record says `interrupted` and its claim is released at once, so another worker (or this job,
+requeued) continues it from its checkpoint. No new trial starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Optional
+
+from experiments_manager.experiment import now
+from experiments_manager.sweeps.objective import run_trial
+from experiments_manager.sweeps.progress import SweepProgress
+from experiments_manager.sweeps.results import summary_lines, trial_line
+from experiments_manager.sweeps.store import Assignment, NothingLeft, SweepStore, worker_identity
+from experiments_manager.utils.environment_failures import stop_on_environment_failure
+from experiments_manager.utils.errors import EXIT_TEMPFAIL
+from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
+
+_LOG = logging.getLogger(__name__)
+
+
+class SweepWorkers:
+    """Runs `workers` worker loops of one sweep in this process until nothing is left or a signal stops them.
+
+    Args:
+        store: the sweep's `SweepStore`.
+        settings_path: the settings file new trials train from.
+        working_dir: the trial processes' current directory.
+        fixed_hparams: `--hparam` overrides of every trial.
+        working_folder: the settings' workingFolder (the summary's TensorBoard hint).
+        workers: worker loops in this process (default 1).
+
+    Example:
+
+    ```python
+    exit_code = SweepWorkers(store, "settings.py", "/home/me/project", {"nbEpoch": 5}, "experiments", 2).run()
+    ```
+    """
+
+    def __init__(self, store: SweepStore, settings_path: str, working_dir: str, fixed_hparams: dict,
+                 working_folder: str, workers: int = 1):
+        self.store = store
+        self.settings_path = settings_path
+        self.working_dir = working_dir
+        self.fixed_hparams = dict(fixed_hparams)
+        self.working_folder = working_folder
+        self.workers = workers
+        self.stop_signum: Optional[int] = None
+        self._stopping = threading.Event()
+        self._processes: dict = {}  # worker index -> its running trial process
+        self._printing = threading.Lock()
+        self._failure: Optional[BaseException] = None
+        self._trained = 0
+        self._bar = None
+
+    def run(self) -> int:
+        """Returns the exit code: 0 when the sweep is finished (or the rest runs in other workers), 1 when every
+        trial failed, 128 + signal when stopped, 75 when trials are left that no worker holds."""
+        sweep = self.store.sweep
+        with signal_handlers(self._stop, STOP_SIGNALS), \
+                SweepProgress(self.store.monitor, lambda: ([], None))(
+                    sweep.spec().get("trials_done", 0), self.store.max_evals) as bar:
+            self._bar = bar
+            try:
+                if self.workers == 1:
+                    self._loop(None)
+                else:
+                    threads = [threading.Thread(target=self._guarded_loop, args=(index,), name=f"sweep worker {index}")
+                               for index in range(1, self.workers + 1)]
+                    for thread in threads:
+                        thread.start()
+                    while any(thread.is_alive() for thread in threads):
+                        for thread in threads:
+                            thread.join(timeout=0.2)  # the main thread stays free for the signal handler
+                    if self._failure is not None:
+                        raise self._failure
+            except OSError as error:  # a full disk, a quota, ...: resumable once mended
+                stop_on_environment_failure(
+                    error, sweep.root, f"experiments-manager sweep --resume {sweep.root}",
+                    lambda line: sweep.update_spec(status="interrupted", ended=now(), exit_code=EXIT_TEMPFAIL,
+                                                   reason=line))
+                raise
+        return self._finish()
+
+    def _guarded_loop(self, index: int) -> None:
+        try:
+            self._loop(index)
+        except BaseException as error:  # raised again in the main thread; the other workers stop their trials
+            self._failure = self._failure or error
+            self._stop(signal.SIGTERM, None, quiet=True)
+
+    def _loop(self, index: Optional[int]) -> None:
+        worker = worker_identity(index)
+        while not self._stopping.is_set():
+            step = self.store.next_trial(worker)
+            if isinstance(step, NothingLeft):
+                return
+            self._train(step, index)
+
+    def _train(self, step: Assignment, index: Optional[int]) -> None:
+        number = step.entry.number
+        if step.taken_over:
+            self._print(f"taking over trial {number}/{self.store.max_evals} ({step.taken_over}): it continues "
+                        f"from its checkpoint{self._suffix(index)}")
+        try:
+            result = run_trial(step.record, self.settings_path, self.working_dir,
+                               {**self.fixed_hparams, **step.entry.hparams},
+                               on_start=lambda process: self._started(index, process))
+        except BaseException:
+            self.store.give_back(step)
+            raise
+        finally:
+            self._processes.pop(index, None)
+        if result["trial_status"] == "interrupted":
+            self.store.give_back(step)
+            self._print(f"stopped trial {number}/{self.store.max_evals}: checkpointed and released (a worker "
+                        f"continues it){self._suffix(index)}")
+            return
+        rows, best = self.store.record_result(step)
+        self._trained += 1
+        row = next(row for row in rows if row["trial"] == number)
+        self._print(trial_line(row, best, self.store.max_evals, self.store.monitor, self.store.sweep.trials_dir)
+                    + self._suffix(index), best=best, advance=1)
+
+    def _started(self, index: Optional[int], process) -> None:
+        self._processes[index] = process
+        if self.stop_signum is not None:  # the stop came while it started: it stops at once too
+            _signal_group(process.pid, self.stop_signum)
+
+    def _stop(self, signum, frame, quiet: bool = False) -> None:
+        if self.stop_signum is not None and signum == signal.SIGINT and not quiet:
+            raise KeyboardInterrupt
+        self.stop_signum = self.stop_signum or signum
+        self._stopping.set()
+        if not quiet:
+            _LOG.warning("received %s: stopping this worker's running trials (they checkpoint); no new trial "
+                         "starts here", signal.Signals(signum).name)
+        for process in list(self._processes.values()):
+            _signal_group(process.pid, signum)
+
+    def _print(self, line: str, best: Optional[dict] = None, advance: int = 0) -> None:
+        with self._printing:
+            bar = self._bar.bar
+            if bar.disable:
+                print(line, file=sys.stderr, flush=True)
+            else:
+                bar.write(line, file=sys.stderr)
+            if best is not None:
+                bar.set_postfix_str(f"best {self.store.monitor}: {best['best_value']:.6g}", refresh=False)
+            bar.update(advance)
+
+    def _suffix(self, index: Optional[int]) -> str:
+        return f" [worker {index}]" if index is not None else ""
+
+    def _finish(self) -> int:
+        spec = self.store.close(self.stop_signum)
+        rows, _ = self.store.record_rows()
+        status = spec["status"]
+        done = spec.get("trials_done", 0)
+        if status == "running":
+            head = (f"status:            running ({done} of {self.store.max_evals} trials done; the rest are "
+                    "trained by other workers)")
+        else:
+            head = f"status:            {status}" + (f" ({done} of {self.store.max_evals} trials done)"
+                                                      if status == "interrupted" else "")
+        lines = [head, f"this worker:       {self._trained} trial{'s' * (self._trained != 1)} trained"
+                 + (f" by {self.workers} workers" if self.workers > 1 else "")]
+        lines += summary_lines(self.store.sweep, rows, self.store.monitor, self.working_folder)
+        if status == "interrupted":
+            lines.append(f"resume with:       experiments-manager sweep --resume {self.store.sweep.root}")
+        print("\n".join(lines), flush=True)
+        if self.stop_signum is not None:
+            return 128 + self.stop_signum
+        return {"finished": 0, "running": 0, "failed": 1}.get(status, EXIT_TEMPFAIL)
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except OSError:
+        pass
