@@ -3,6 +3,7 @@
 
 import argparse
 import difflib
+import os
 import signal
 import sys
 
@@ -59,6 +60,9 @@ def main(argv=None):
     except UserInputError as error:
         print_problems(error.problems)
         return getattr(error, "exit_code", EXIT_USER_ERROR)  # 75 for a folder another run holds: try again later
+    except BrokenPipeError:  # `experiments-manager list ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes at exit
+        return 128 + signal.SIGPIPE
     except OSError as error:  # a full disk, a quota, a read-only file system: one line, not a traceback
         line = environment_failure_line(error)
         if line is None:

@@ -66,6 +66,22 @@ def test_list_of_missing_folder_is_clear(run_cli):
     assert result.stderr.strip() == "error: nowhere: no such folder"
 
 
+def test_list_into_a_pipe_that_closes_early_is_not_a_traceback(tmp_path):
+    """`experiments-manager list FOLDER | head -1`: the reader leaves after one line; the writer stops quietly."""
+    import json
+
+    from conftest import cli_command
+
+    for index in range(1500):  # more rows than a pipe holds (64 KiB)
+        (tmp_path / f"run_{index:04d}").mkdir()
+        (tmp_path / f"run_{index:04d}" / "run.json").write_text(json.dumps({"status": "finished"}))
+    result = subprocess.run(["bash", "-c", '"$@" | head -1; exit "${PIPESTATUS[0]}"', "bash",
+                             *cli_command("list", str(tmp_path))], env=cli_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.startswith("EXPERIMENT") and result.stdout.count("\n") == 1, result.stdout[:200]
+    assert result.returncode == 141 and result.stderr == "", result.stderr
+
+
 def test_train_executes_the_settings_file_once(workdir, run_cli):
     """Module-level code of a settings file (a data download, a print) runs once per `train -u`."""
     from conftest import settings_variant

@@ -107,14 +107,12 @@ def _run_sweep(arguments, held):
     if arguments.resume:
         sweep_folder = SweepFolder.open(arguments.resume)
         spec = _resumed_spec(sweep_folder.spec(), arguments)
-        if spec["parallelism"] > 1:  # a Spark sweep: one driver, which holds the sweep's lease
-            held.enter_context(_sweep_lease(sweep_folder))
         spec = _code_checked(sweep_folder, spec, arguments.accept_code_change, arguments.resume)
         model_file = spec.get("model_file") if Path(spec.get("model_file") or "").is_file() else None
         settings = load_settings(spec["settings_file"], spec["fixed_hparams"], model_file=model_file)
         space = SearchSpace.from_settings(settings)
         _check_fixed_hparams(spec["fixed_hparams"], space, settings.path.name)
-        sweep_folder.update_spec(**spec)
+        created = False
     else:
         if arguments.max_evals is None:
             raise UserInputError("--max-evals: required for a new sweep (the number of trials)")
@@ -127,17 +125,16 @@ def _run_sweep(arguments, held):
         if not created:  # another task of the array created it first
             spec = _joined_spec(sweep_folder, spec, arguments)
             spec = _code_checked(sweep_folder, spec, arguments.accept_code_change, str(sweep_folder.root))
-            sweep_folder.update_spec(**spec)
-        elif spec["parallelism"] > 1:
-            held.enter_context(_sweep_lease(sweep_folder))
         if requeue is not None:
             requeue.remember(sweep_folder.root)
-    joined = "joined" if (arguments.resume or arguments.join) else "new"
-    _LOG.info("Sweep folder: %s (%s; %d trials, %s, seed %d%s)", sweep_folder.root, joined, spec["max_evals"],
+    _LOG.info("Sweep folder: %s (%s; %d trials, %s, seed %d%s)", sweep_folder.root, "new" if created else "joined",
+              spec["max_evals"],
               spec["algo"], spec["seed"],
               f", {spec['parallelism']} at once on Spark" if spec["parallelism"] > 1 else
               f", {arguments.workers} workers here" if (arguments.workers or 1) > 1 else "")
-    if spec["parallelism"] > 1:
+    if spec["parallelism"] > 1:  # one driver, which holds the sweep's lease
+        held.enter_context(_sweep_lease(sweep_folder))
+        sweep_folder.update_spec(**spec)
         return _run_on_spark(sweep_folder, spec, settings, space, arguments.resume)
     return _run_workers(sweep_folder, spec, settings, space, arguments.workers or 1)
 
@@ -157,9 +154,12 @@ def _run_workers(sweep_folder, spec, settings, space, workers):
     store = SweepStore(sweep_folder, space, algo, spec["max_evals"], settings.training.monitor)
     if spec.get("coordination") != COORDINATION:  # a sweep folder of an older engine: its finished trials
         store.import_legacy()
-        sweep_folder.update_spec(coordination=COORDINATION, startup_trials=algo.startup_trials)
     else:
         check_saved_trials(sweep_folder.trials_file, sweep_folder.trials_dir)
+    with store.locked():  # what this process may change (a larger total, accepted code), and that it works on it
+        sweep_folder.update_spec(max_evals=max(spec["max_evals"], sweep_folder.spec()["max_evals"]),
+                                 code=spec.get("code"), coordination=COORDINATION,
+                                 startup_trials=algo.startup_trials, status="running")
     return SweepOutcome(sweep_folder, SweepWorkers(store, spec["settings_file"], spec["working_dir"],
                                                    spec["fixed_hparams"], settings.experiment.working_folder,
                                                    workers).run())
