@@ -18,8 +18,9 @@ shared file system (NFS, Lustre, GPFS), where `flock` is not coherent across nod
   from every finished trial, with the running ones as docs without a loss (TPE counts them as worst, so it
   suggests away from them). With one worker this is the sequential sweep's history, point for point. TPE starts
   from random points for at least 2 x workers trials (`startup_trials`).
-- **The outputs** (`results.csv`, `trials.pickle`, `loss_vs_hparams.png`, `sweep.json`) are rewritten from the
-  journal under the lock after each result, whichever worker finishes it.
+- **The outputs** (`results.csv`, `trials.pickle`, `sweep.json`) are rewritten from the journal under the lock
+  after each result, whichever worker finishes it; `loss_vs_hparams.png` after the lock is released, when the
+  last one is 10 s old, and under the lock as a worker leaves (so the last one drawn has every trial).
 
 Example:
 
@@ -48,13 +49,13 @@ from experiments_manager.sweeps.results import best_row, plot_loss_vs_hparams, t
 from experiments_manager.sweeps.space import SearchSpace
 from experiments_manager.sweeps.trials import SeededSuggestions, add_saved_trials, save_trials
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
-from experiments_manager.utils.lease import Lease, lease_timeout, read_holder
+from experiments_manager.utils.lease import Lease, lease_timeout, live_holder, read_holder
 
 _LOG = logging.getLogger(__name__)
 LOCK_NAME = "sweep.lock"
 LOCK_TIMEOUT_SECONDS = 60.0  # a lock holder whose heartbeat is this old (another node) is gone
 LOCK_PATIENCE_SECONDS = 900.0  # how long a worker waits for the lock before it gives up (exit 75)
-PLOT_INTERVAL_SECONDS = 10.0  # a worker redraws loss_vs_hparams.png at most this often, and when it leaves
+PLOT_INTERVAL_SECONDS = 10.0  # loss_vs_hparams.png is redrawn at most this often (any worker), and as one leaves
 MIN_STARTUP_TRIALS = 20  # hyperopt's TPE default
 _HYPEROPT_CMD = ("domain_attachment", "FMinIter_Domain")
 
@@ -102,7 +103,6 @@ class SweepStore:
         self.monitor = monitor
         self.journal = TrialJournal(sweep.trials_dir.resolve())  # trial processes and records name it absolutely
         self._domain = None
-        self._plotted_at = float("-inf")  # when this process last drew the plot
 
     def locked(self) -> Lease:
         """The sweep's short lock (a context manager): one ask or one tell at a time, across every node."""
@@ -118,6 +118,8 @@ class SweepStore:
                 if entry.done:
                     continue
                 previous = read_holder(record.lock_path)
+                if previous is not None and previous.gone_because(lease_timeout()) is None:
+                    continue  # a live worker's: not even tried (each try writes a file)
                 if record.lock():
                     why = ("it was interrupted" if entry.status == "interrupted" and previous is None else
                            f"its worker, {_describe(entry.worker)}, is gone")
@@ -148,10 +150,15 @@ class SweepStore:
             return NothingLeft(done=done, running=len(pairs) - done)
 
     def record_result(self, assignment: Assignment) -> tuple:
-        """Releases the trial's claim and rewrites the outputs from the journal; returns (rows, best row)."""
+        """Releases the trial's claim and rewrites the outputs from the journal; returns (rows, best row). The
+        plot is redrawn after the lock is released, when the last one (any worker's) is `PLOT_INTERVAL_SECONDS`
+        old: drawing it takes longer than the rest of a tell."""
         with self.locked():
             assignment.record.release()
-            return self._write_outputs(self.journal.numbered())
+            rows, best = self._write_outputs(self.journal.numbered())
+        if rows and self._plot_age() > PLOT_INTERVAL_SECONDS:
+            plot_loss_vs_hparams(rows, self.space, self.monitor, self.sweep.plot_png)
+        return rows, best
 
     def give_back(self, assignment: Assignment) -> None:
         """Releases the claim of a trial this worker did not finish (stopped): the next worker takes it over."""
@@ -173,6 +180,13 @@ class SweepStore:
             return self.sweep.update_spec(status="interrupted", ended=now(),
                                           exit_code=128 + stop_signum if stop_signum else EXIT_TEMPFAIL)
 
+    def _plot_age(self) -> float:
+        """Seconds since any worker last drew the plot (infinite when there is none)."""
+        try:
+            return time.time() - self.sweep.plot_png.stat().st_mtime
+        except FileNotFoundError:
+            return float("inf")
+
     def _max_evals(self) -> int:
         """The sweep's total: a worker that joined with a larger `--max-evals` raised it for every worker."""
         try:
@@ -182,14 +196,7 @@ class SweepStore:
 
     def running_elsewhere(self, pairs) -> int:
         """The unfinished trials whose claim a live worker holds."""
-        count = 0
-        for record, entry in pairs:
-            if entry.done:
-                continue
-            holder = read_holder(record.lock_path)
-            if holder is not None and holder.gone_because(lease_timeout()) is None:
-                count += 1
-        return count
+        return sum(not entry.done and live_holder(record.lock_path) is not None for record, entry in pairs)
 
     def suggest(self, tid: int, pairs: list) -> tuple:
         """The algorithm's point for trial `tid`, from the journal's trials: (hparams, hyperopt's vals)."""
@@ -238,15 +245,14 @@ class SweepStore:
         return None
 
     def _write_outputs(self, pairs: list, plot: bool = False) -> tuple:
-        """results.csv, trials.pickle, sweep.json's counts and (when `plot`, or this process has not drawn it for
-        `PLOT_INTERVAL_SECONDS`) the plot, from the journal (under the lock)."""
+        """results.csv, trials.pickle, sweep.json's counts and (when `plot`) the plot, from the journal (under
+        the lock)."""
         trials = hyperopt_trials(pairs, with_running=False)
         rows = trial_rows(trials, self.space.names)
         save_trials(trials, self.sweep.trials_file)
         write_results_csv(rows, self.space.names, self.monitor, self.sweep.results_csv)
-        if rows and (plot or time.monotonic() - self._plotted_at > PLOT_INTERVAL_SECONDS):
+        if rows and plot:
             plot_loss_vs_hparams(rows, self.space, self.monitor, self.sweep.plot_png)
-            self._plotted_at = time.monotonic()
         best = best_row(rows)
         self.sweep.update_spec(trials_done=len(rows), best=best)
         return rows, best

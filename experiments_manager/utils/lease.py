@@ -208,12 +208,13 @@ class Lease:
         deadline = time.monotonic() + patience_seconds
         pause = 0.002
         while True:
-            try:
-                return cls.acquire(folder, command, timeout_seconds=timeout_seconds, what=what, name=name,
-                                   durable=durable)
-            except LeaseHeld:
-                if time.monotonic() > deadline:
-                    raise
+            if live_holder(Path(folder) / name, timeout_seconds) is None or time.monotonic() > deadline:
+                try:  # (a look first: a waiter reads the lock, it does not write and link a file every try)
+                    return cls.acquire(folder, command, timeout_seconds=timeout_seconds, what=what, name=name,
+                                       durable=durable)
+                except LeaseHeld:
+                    if time.monotonic() > deadline:
+                        raise
             time.sleep(pause * (0.5 + random.random()))
             pause = min(0.05, pause * 2)
 
@@ -289,6 +290,13 @@ def read_holder(path) -> Optional[Holder]:
         return Holder.from_json(data) if isinstance(data, dict) else None
     except (OSError, ValueError, TypeError):
         return None
+
+
+def live_holder(path, timeout_seconds: Optional[float] = None) -> Optional[Holder]:
+    """The holder of the lease at `path` while it may be alive (not provably gone), else None."""
+    holder = read_holder(path)
+    timeout = lease_timeout() if timeout_seconds is None else float(timeout_seconds)
+    return holder if holder is not None and holder.gone_because(timeout) is None else None
 
 
 def lease_timeout() -> float:
