@@ -185,6 +185,28 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(run_cli, workdir):
     assert f"best experiment:   {rows[36]['experiment']}" in result.stdout
 
 
+def test_a_trial_the_machine_fails_is_tried_again_later_not_in_a_loop_nor_recorded_failed(run_cli, workdir):
+    """A trial process that meets a full disk exits 75: its worker releases it and stops (exit 75, for a job to be
+    requeued), instead of taking it back at once for ever; the trial is `interrupted`, not `failed`."""
+    settings = settings_variant(workdir, "full_disk.py", [
+        "import errno, sys",
+        "if sys.argv[0].endswith('trial_process.py'):  # the trials only, not the sweep's own load",
+        "    raise OSError(errno.ENOSPC, 'No space left on device', 'experiments/data.npy')",
+    ])
+    result = run_cli("sweep", "-u", str(settings), "--max-evals", "2", "--seed", "1", *QUICK, timeout=300)
+    assert result.returncode == 75, result.stdout + result.stderr
+    assert re.search(r"^trial 1/2 must be tried again later \(experiments/data.npy: No space left on device.*\): "
+                     r"released; this worker stops$", result.stderr, re.MULTILINE), result.stderr
+    folder = sweep_folder(workdir)
+    (record,) = [json.loads(path.read_text()) for path in (folder / "trials").glob("trial-*.json")]
+    assert record["status"] == "interrupted" and record["exit_code"] == 75 and record["takeovers"] == 0
+    assert Path(record["log"]).read_text().count("No space left on device") == 1, "tried once"
+    spec = json.loads((folder / "sweep.json").read_text())
+    assert spec["status"] == "interrupted" and spec["exit_code"] == 75 and spec["trials_done"] == 0
+    assert "status:            interrupted (0 of 2 trials done)" in result.stdout
+    assert f"resume with:       experiments-manager sweep --resume {folder.relative_to(workdir)}" in result.stdout
+
+
 def test_parallel_sweep_runs_trials_at_once_on_spark(run_cli, workdir):
     require_real_part(None if shutil.which("java") else
                       "Spark needs Java, which is not installed on this machine (apt-get install openjdk-17-jre-headless)")

@@ -199,3 +199,48 @@ def test_running_trials_count_as_the_worst_for_tpe_and_start_up_spreads_over_wor
     states = {doc["tid"]: (doc["state"], doc["result"].get("loss")) for doc in trials.trials}
     assert states == {running.entry.tid: (1, None), finished.entry.tid: (2, 0.5)}  # RUNNING without a loss, DONE
     assert socket.gethostname() == running.entry.worker["host"] and running.entry.worker["pid"] == os.getpid()
+
+
+def test_a_sweep_folder_of_the_previous_engine_is_joined_without_training_a_finished_trial_again(tmp_path):
+    """The previous engine (one process; records keyed by hparams; trials.pickle saved after each trial) was killed
+    after trial 3 finished but before its pickle was saved, with trial 4 interrupted: workers import trials 1-2
+    from the pickle, take trial 3's result from its record, and continue trial 4's experiment."""
+    from hyperopt import Trials
+
+    from experiments_manager.sweeps.journal import TrialRecord, hparams_key
+    from experiments_manager.sweeps.store import result_of
+    from experiments_manager.sweeps.trials import save_trials
+
+    root = tmp_path / "sweep"
+    store = new_store(root, algo="rand", max_evals=5)
+    points = [store.suggest(tid, [])[0] for tid in range(4)]  # rand: each trial's point from its id alone
+    trials, docs = Trials(), []
+    for tid, hparams in enumerate(points):
+        experiment = root / f"trial_{tid + 1}"
+        experiment.mkdir()
+        status = "finished" if tid < 3 else "interrupted"
+        (experiment / "run.json").write_text(json.dumps({"status": status, "best_value": loss_of(hparams),
+                                                         "best_epoch": 2, "monitored_loss_name": "val_loss"}))
+        TrialRecord(root / "trials" / f"{hparams_key(hparams)}.json", hparams).update(
+            status=status, experiment=str(experiment), best_value=loss_of(hparams), best_epoch=2, seconds=1.0)
+        if tid < 2:
+            entry = TrialEntry(hparams=hparams, tid=tid, status="finished", experiment=str(experiment),
+                               loss=loss_of(hparams), best_value=loss_of(hparams), best_epoch=2, seconds=1.0,
+                               vals=store.suggest(tid, [])[1])
+            (doc,) = trials.new_trial_docs([tid], [None], [result_of(entry)], [
+                {"tid": tid, "cmd": None, "workdir": None, "vals": entry.vals,
+                 "idxs": {name: [tid] for name in entry.vals}}])
+            doc["state"] = 2
+            docs.append(doc)
+    trials.insert_trial_docs(docs)
+    trials.refresh()
+    save_trials(trials, store.sweep.trials_file)
+
+    assert store.import_legacy() == 2 and store.import_legacy() == 0  # once
+    step = store.next_trial(worker_identity())
+    assert isinstance(step, Assignment) and step.entry.number == 4, "trial 3 was not trained again"
+    assert step.entry.experiment == str(root / "trial_4"), "trial 4 continues its experiment"
+    third = {entry.tid: entry for _, entry in store.journal.numbered()}[2]
+    assert third.status == "finished" and third.loss == loss_of(points[2]) and third.experiment == str(root / "trial_3")
+    rows, best = store.record_rows()
+    assert [row["trial"] for row in rows] == [1, 2, 3] and best["loss"] == min(loss_of(p) for p in points[:3])

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import experiments_manager.settings.sections as sections
+from experiments_manager.utils.environment_failures import environment_failure_line
 from experiments_manager.utils.errors import UserInputError, frames_in
 
 from experiments_manager.settings.overrides import MERGE_FUNCTION_NAME, merger, with_merges
@@ -229,6 +230,8 @@ def _execute(path, overrides):
         exec(code, module.__dict__)
     except Exception as error:  # user code failed at import: report where
         del sys.modules[name]
+        if isinstance(error, OSError) and environment_failure_line(error) is not None:
+            raise  # the machine's failure (a full disk as the settings fetch data): exit 75, not the user's mistake
         line = _line_in(error, str(path))
         raise UserInputError(
             f"{path.name}: line {line}: error while running the settings module: "

@@ -11,12 +11,12 @@ import random
 from pathlib import Path
 
 from experiments_manager.attempts import ACCEPT_CODE_CHANGE_FLAG
+from experiments_manager.sweeps.store import COORDINATION
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease import Lease, LeaseHeld
 from experiments_manager.utils.signals import process_alive
 
 _LOG = logging.getLogger(__name__)
-COORDINATION = "workers-1"  # sweep.json: its trials are numbered records that workers share (sweeps/store.py)
 
 
 @dataclasses.dataclass
@@ -134,7 +134,8 @@ def _run_sweep(arguments, held):
               f", {arguments.workers} workers here" if (arguments.workers or 1) > 1 else "")
     if spec["parallelism"] > 1:  # one driver, which holds the sweep's lease
         held.enter_context(_sweep_lease(sweep_folder))
-        sweep_folder.update_spec(**spec)
+        # its trials go to trials.pickle only: workers that resume it later import them (store.import_legacy)
+        sweep_folder.update_spec(**{**spec, "coordination": None})
         return _run_on_spark(sweep_folder, spec, settings, space, arguments.resume)
     return _run_workers(sweep_folder, spec, settings, space, arguments.workers or 1)
 
@@ -144,21 +145,20 @@ def _run_workers(sweep_folder, spec, settings, space, workers):
     from experiments_manager.sweeps.store import SweepStore
     from experiments_manager.sweeps.trials import SeededSuggestions, check_saved_trials
     from experiments_manager.sweeps.worker import SweepWorkers
-    from experiments_manager.utils.lease import LEASE_NAME, lease_timeout, read_holder
+    from experiments_manager.utils.lease import LEASE_NAME, live_holder
 
-    holder = read_holder(sweep_folder.root / LEASE_NAME)
-    if holder is not None and holder.gone_because(lease_timeout()) is None:
-        raise LeaseHeld(f"{sweep_folder.root}: a sweep process of another kind writes this sweep: "
+    holder = live_holder(sweep_folder.root / LEASE_NAME)
+    if holder is not None:
+        raise LeaseHeld(f"{sweep_folder.root}: a Spark sweep (or an older engine's) writes this sweep: "
                         f"{holder.describe()}; wait for it to end (or stop it) and try again")
     algo = SeededSuggestions(spec["algo"], spec["seed"], startup_trials=spec.get("startup_trials"))
     store = SweepStore(sweep_folder, space, algo, spec["max_evals"], settings.training.monitor)
-    if spec.get("coordination") != COORDINATION:  # a sweep folder of an older engine: its finished trials
+    if spec.get("coordination") != COORDINATION:  # an older engine's or a Spark sweep: its finished trials
         store.import_legacy()
     else:
         check_saved_trials(sweep_folder.trials_file, sweep_folder.trials_dir)
-    with store.locked():  # what this process may change (a larger total, accepted code), and that it works on it
-        sweep_folder.update_spec(max_evals=max(spec["max_evals"], sweep_folder.spec()["max_evals"]),
-                                 code=spec.get("code"), coordination=COORDINATION,
+    with store.locked():  # what this process may change (the total, accepted code), and that it works on it
+        sweep_folder.update_spec(max_evals=spec["max_evals"], code=spec.get("code"), parallelism=1,
                                  startup_trials=algo.startup_trials, status="running")
     return SweepOutcome(sweep_folder, SweepWorkers(store, spec["settings_file"], spec["working_dir"],
                                                    spec["fixed_hparams"], settings.experiment.working_folder,
@@ -172,6 +172,13 @@ def _run_on_spark(sweep_folder, spec, settings, space, resumed):
     from experiments_manager.sweeps.spark import spark_trials, stop_spark
     from experiments_manager.sweeps.trials import SeededSuggestions, add_saved_trials
 
+    from experiments_manager.utils.lease import live_holder
+
+    for lock in sweep_folder.trials_dir.glob("trial-*.lock"):
+        holder = live_holder(lock)
+        if holder is not None:
+            raise LeaseHeld(f"{sweep_folder.root}: workers run this sweep ({lock.name}: {holder.describe()}): "
+                            "join them with --resume --workers N, or wait for them to end")
     algo = SeededSuggestions(spec["algo"], spec["seed"])
     trials = spark_trials(spec["parallelism"], spec["spark_master"])
     try:
@@ -255,7 +262,6 @@ def _new_spec(settings, space, fixed, arguments):
         "parallelism": arguments.parallelism or 1,
         "spark_master": arguments.spark_master,
         "monitored_loss_name": settings.training.monitor,
-        "coordination": COORDINATION,
         "workers": workers,
         "startup_trials": startup_trials(workers) if (arguments.algo or "tpe") == "tpe" else None,
     }
@@ -279,8 +285,7 @@ def _resumed_spec(spec, arguments):
                              f"got {arguments.max_evals}")
     return {**spec,
             "max_evals": arguments.max_evals or spec["max_evals"],
-            "parallelism": spec.get("parallelism", 1) if arguments.workers else
-            (arguments.parallelism or spec.get("parallelism", 1)),
+            "parallelism": 1 if arguments.workers else (arguments.parallelism or spec.get("parallelism", 1)),
             "spark_master": arguments.spark_master or spec.get("spark_master")}
 
 

@@ -24,7 +24,6 @@ from experiments_manager.utils.signals import process_alive
 
 RECORD_STATUSES = ("running", "finished", "failed", "interrupted")
 DONE_STATUSES = ("finished", "failed")
-CLAIM_TIMEOUT_SECONDS: Optional[float] = None  # a claim's heartbeat timeout: the lease default (300 s, or the variable)
 
 
 @dataclasses.dataclass
@@ -185,7 +184,14 @@ class TrialRecord:
             return None
 
     def update(self, **fields: Any) -> dict:
-        """Rewrites the record with `fields` changed (whole, durably); only the claim's holder calls it."""
+        """Rewrites the record with `fields` changed (whole, durably); only the claim's holder calls it.
+
+        Raises:
+            LeaseLost: this process held the claim and lost it (it stalled past the timeout and another worker
+                took the trial over): the record is the new holder's now.
+        """
+        if self._claim is not None:
+            self._claim.check()
         unknown = sorted(set(fields) - set(TrialEntry.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown trial record fields {unknown}")
@@ -202,16 +208,11 @@ class TrialRecord:
         """True when this process now holds the record's claim; a claim whose holder is provably gone (a dead
         pid on this host, a stale heartbeat elsewhere) is taken over, a live holder's never."""
         try:
-            self._claim = Lease.acquire(self.path.parent, timeout_seconds=CLAIM_TIMEOUT_SECONDS, what="trial",
-                                        name=self.lock_path.name, durable=False)  # after a crash its holder is gone
+            self._claim = Lease.acquire(self.path.parent, what="trial", name=self.lock_path.name,
+                                        durable=False)  # after a crash its holder is gone anyway
         except LeaseHeld:
             return False
         return True
-
-    def check_claim(self) -> None:
-        """Raises `LeaseLost` when this worker's claim was taken over (it stalled past the timeout)."""
-        if self._claim is not None:
-            self._claim.check()
 
     def release(self) -> None:
         if self._claim is not None:

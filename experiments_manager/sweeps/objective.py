@@ -4,16 +4,18 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 from experiments_manager.utils.errors import ERROR_PREFIX, EXIT_TEMPFAIL, UserInputError
-from experiments_manager.utils.lease import LEASE_NAME, lease_timeout, read_holder
+from experiments_manager.utils.lease import LEASE_NAME, lease_timeout, live_holder
 from experiments_manager.experiment import Experiment, now
 from experiments_manager.monitor import monitor_mode
 from experiments_manager.utils.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
 from experiments_manager.sweeps.folder import SweepFolder
-from experiments_manager.sweeps.journal import TrialJournal
+from experiments_manager.sweeps.journal import TrialJournal, TrialRecord
 from experiments_manager.utils.signals import process_alive
 from experiments_manager.sweeps.trial_process import trial_command
 
@@ -72,7 +74,7 @@ class TrialObjective:
             raise TrialInterrupted(signal.SIGTERM, None)
         sampled = self.space.hparams_for(sample)
         with self.journal.claim(sampled) as record:
-            known = _known_result(record.read(), sampled)
+            known = known_result(record.read(), sampled)
             if known is not None:
                 return known
             return self._run(record, sampled)
@@ -82,11 +84,13 @@ class TrialObjective:
         result["hparams"] = sampled
         if result["trial_status"] == "interrupted":
             quiet_hyperopt_errors()
-            raise TrialInterrupted(result["signum"], result.get("experiment"))
+            raise TrialInterrupted(result["signum"] or signal.SIGTERM, result.get("experiment"))
         return result
 
 
-def run_trial(record, settings_path, working_dir, hparams, on_start=None):
+def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams: dict,
+              on_start: Optional[Callable[[subprocess.Popen], None]] = None,
+              stop: Optional[threading.Event] = None) -> dict:
     """Trains one trial in its own process (`trial_process`): a new experiment from `settings_path` with
     `hparams`, or the record's experiment continued from its checkpoint; returns hyperopt's result dict and
     writes how it ended into the record.
@@ -96,25 +100,35 @@ def run_trial(record, settings_path, working_dir, hparams, on_start=None):
         settings_path: the settings file a new experiment trains from.
         working_dir: the current directory of the trial process (relative paths in the settings).
         hparams: the trial's hparam overrides (fixed and sampled).
-        on_start: function(Popen), called once the process runs (a worker's stop handler signals it).
+        on_start: function(Popen), called once the process runs (a worker's stop handler signals it); default None.
+        stop: set when the worker is stopping: a trial still waiting for its previous writer does not start
+            (default None).
+
+    Raises:
+        LeaseLost: the claim was lost meanwhile (this worker stalled past the timeout): the record is not written.
     """
-    info = record.read()
+    before = record.read()
+    _wait_for_writer_gone(before.get("pid"), before.get("experiment"), stop)  # a stopped or orphaned trial may
+    info = record.read()                                                       # still be checkpointing
+    if stop is not None and stop.is_set():
+        return {"status": "fail", "trial_status": "interrupted", "signum": signal.SIGTERM,
+                "experiment": info.get("experiment"), "reason": "the worker stopped before it started"}
     resume = _resumable(info)
     if resume:
-        _wait_for_writer_gone(info.get("pid"), resume)  # a stopped or orphaned trial may still be checkpointing
         command = trial_command(record.path, os.getpid(), resume=resume)
     else:
         command = trial_command(record.path, os.getpid(), settings_path, hparams)
     started = time.monotonic()
     with open(record.log_path, "a") as log:
+        log_start = log.tell()
         process = subprocess.Popen(command, cwd=working_dir, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)  # signals come from the sweep
-        record.update(status="running", pid=process.pid, started=now(), log=str(record.log_path),
-                      resumed=bool(resume))
         if on_start is not None:
             on_start(process)
+        record.update(status="running", pid=process.pid, started=now(), log=str(record.log_path),
+                      resumed=bool(resume))
         code = process.wait()
-    result = _result_of(record.read(), code, record.log_path)
+    result = _result_of(record.read(), code, record.log_path, log_start)
     if result["trial_status"] == "failed":
         _end_if_running(result.get("experiment"), result["reason"])
     result.update(seconds=round(time.monotonic() - started, 3), log=str(record.log_path))
@@ -130,7 +144,7 @@ def quiet_hyperopt_errors():
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def _known_result(info, sampled):
+def known_result(info, sampled):
     """The result of a trial that already ended (a sweep stopped before hyperopt saved it): not trained twice."""
     if info.get("status") == "failed":
         return {"status": "fail", "trial_status": "failed", "reason": info.get("reason"), "hparams": sampled,
@@ -150,16 +164,19 @@ def _resumable(info):
     return experiment
 
 
-def _result_of(info, exit_code, log_path):
-    """hyperopt's result from the trial's run.json (or from its log, when no experiment was created)."""
+def _result_of(info, exit_code, log_path, log_start=0):
+    """hyperopt's result from the trial's run.json (or from its log from `log_start` on, when no experiment was
+    created)."""
     experiment = info.get("experiment")
     run = _run_info(experiment)
     status = run.get("status")
     signum = _stop_signal(exit_code)
     if status == "interrupted" or (signum is not None and status != "finished") or \
             (exit_code == EXIT_TEMPFAIL and status != "finished" and status != "failed"):
-        return {"status": "fail", "trial_status": "interrupted", "signum": signum or signal.SIGTERM,
-                "experiment": experiment}
+        reason = (f"stopped by {signal.Signals(signum).name}" if signum is not None else
+                  _last_error(log_path, log_start) or run.get("reason") or f"exit code {exit_code}")
+        return {"status": "fail", "trial_status": "interrupted", "signum": signum, "experiment": experiment,
+                "reason": reason}
     if status == "finished" and run.get("best_value") is not None:
         best = float(run["best_value"])
         maximized = monitor_mode(run.get("monitored_loss_name", ""), run.get("monitor_mode")) == "max"
@@ -172,7 +189,7 @@ def _result_of(info, exit_code, log_path):
     elif exit_code < 0:
         reason = f"killed by {signal.Signals(-exit_code).name}" + (" (out of memory?)" if -exit_code == 9 else "")
     else:
-        reason = info.get("reason") or _last_error(log_path) or f"exit code {exit_code}"
+        reason = info.get("reason") or _last_error(log_path, log_start) or f"exit code {exit_code}"
     return {"status": "fail", "trial_status": "failed", "reason": reason, "experiment": experiment}
 
 
@@ -183,15 +200,14 @@ def _end_if_running(experiment, reason):
         Experiment(experiment).mark_ended("failed", error=reason)
 
 
-def _wait_for_writer_gone(pid, experiment):
-    """Waits until the experiment's last writer is gone: its pid on this host, and any holder of its lease
-    (an orphaned trial process checkpointing, on this node or another), for up to the lease timeout and a minute;
-    a holder still alive then refuses the resume itself (exit 75: the trial is tried again later)."""
-    deadline = time.monotonic() + lease_timeout() + 60
-    lease = Path(experiment) / LEASE_NAME
-    while time.monotonic() < deadline:
-        holder = read_holder(lease)
-        if not (pid and process_alive(pid)) and (holder is None or holder.gone_because(lease_timeout()) is not None):
+def _wait_for_writer_gone(pid, experiment, stop=None):
+    """Waits until a trial's last writer is gone: its process on this host, and any live holder of its
+    experiment's lease (an orphaned trial process checkpointing, on this node or another), for up to the lease
+    timeout and a fifth, or until `stop` is set; a holder still alive then refuses the resume itself (exit 75)."""
+    deadline = time.monotonic() + lease_timeout() * 1.2
+    lease = Path(experiment) / LEASE_NAME if experiment else None
+    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+        if not (pid and process_alive(pid)) and (lease is None or live_holder(lease) is None):
             return
         time.sleep(0.2)
 
@@ -214,9 +230,13 @@ def _stop_signal(exit_code):
     return None
 
 
-def _last_error(log_path):
+def _last_error(log_path, start=0):
+    """The `error:` lines a trial process printed in its log after byte `start` (its own attempt), else its
+    last line."""
     try:
-        lines = Path(log_path).read_text(errors="replace").splitlines()
+        with open(log_path, "rb") as handle:
+            handle.seek(start)
+            lines = handle.read().decode(errors="replace").splitlines()
     except (OSError, TypeError):
         return None
     errors = [line[len(ERROR_PREFIX):] for line in lines if line.startswith(ERROR_PREFIX)]

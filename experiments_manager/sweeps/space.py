@@ -86,12 +86,18 @@ class SearchSpace:
         return {name: _expression_text(expression) for name, expression in self.expressions.items()}
 
     def _plain(self, name, value):
-        if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)):
-            value = value.item()  # numpy scalar
+        value = python_scalar(value)
         wants_int = name in self.integer_names or _is_int(self.defaults.get(name))
         if wants_int and isinstance(value, float) and value.is_integer():
             return int(value)
         return value
+
+
+def python_scalar(value):
+    """A numpy scalar as Python's own (JSON and hparams take it); anything else as it is."""
+    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)):
+        return value.item()
+    return value
 
 
 def _checked(expressions, file_name):

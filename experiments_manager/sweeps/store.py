@@ -36,27 +36,31 @@ if isinstance(step, Assignment):
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import socket
 import time
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from experiments_manager.experiment import now
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import TrialEntry, TrialJournal, TrialRecord, hparams_key
+from experiments_manager.sweeps.objective import known_result
 from experiments_manager.sweeps.results import best_row, plot_loss_vs_hparams, trial_rows, write_results_csv
-from experiments_manager.sweeps.space import SearchSpace
+from experiments_manager.sweeps.space import SearchSpace, python_scalar
 from experiments_manager.sweeps.trials import SeededSuggestions, add_saved_trials, save_trials
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
-from experiments_manager.utils.lease import Lease, lease_timeout, live_holder, read_holder
+from experiments_manager.utils.lease import Lease, live_holder, read_holder
 
-_LOG = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import hyperopt
+
 LOCK_NAME = "sweep.lock"
 LOCK_TIMEOUT_SECONDS = 60.0  # a lock holder whose heartbeat is this old (another node) is gone
 LOCK_PATIENCE_SECONDS = 900.0  # how long a worker waits for the lock before it gives up (exit 75)
 PLOT_INTERVAL_SECONDS = 10.0  # loss_vs_hparams.png is redrawn at most this often (any worker), and as one leaves
 MIN_STARTUP_TRIALS = 20  # hyperopt's TPE default
+COORDINATION = "workers-1"  # sweep.json: its trials are numbered records that workers share (this module)
+_RESULT_FIELDS = ("status", "experiment", "log", "reason", "best_value", "best_epoch", "loss")
 _HYPEROPT_CMD = ("domain_attachment", "FMinIter_Domain")
 
 
@@ -90,7 +94,8 @@ class SweepStore:
         sweep: the `SweepFolder`.
         space: the `SearchSpace`.
         algo: the `SeededSuggestions`.
-        max_evals: the number of trials the sweep has in all.
+        max_evals: the number of trials the sweep has in all when sweep.json cannot be read (sweep.json's
+            `max_evals` is the total every worker follows: a process that joins with a larger one raises it).
         monitor: the monitored value's name (results.csv's column, the plot's axis).
     """
 
@@ -105,46 +110,61 @@ class SweepStore:
         self._domain = None
 
     def locked(self) -> Lease:
-        """The sweep's short lock (a context manager): one ask or one tell at a time, across every node."""
+        """The sweep's short lock (a context manager): one ask or one tell at a time, across every node.
+
+        Raises:
+            LeaseHeld: a live process held it for `LOCK_PATIENCE_SECONDS` (a worker stopped while it held it).
+        """
         return Lease.wait(self.sweep.root, LOCK_NAME, LOCK_PATIENCE_SECONDS, timeout_seconds=LOCK_TIMEOUT_SECONDS,
                           what="sweep", durable=False)
 
+    def total(self) -> int:
+        """The number of trials the sweep has in all (sweep.json's `max_evals`)."""
+        try:
+            return int(self.sweep.spec().get("max_evals") or self.max_evals)
+        except UserInputError:  # sweep.json damaged: this worker's own
+            return self.max_evals
+
     def next_trial(self, worker: dict) -> Union[Assignment, NothingLeft]:
-        """Claims the next trial for `worker`: one to take over (interrupted, or its worker gone) first, else a
-        new point from the algorithm; `NothingLeft` when neither is there."""
+        """Claims the next trial for `worker`: one to take over (interrupted, or its worker provably gone) first,
+        else a new point from the algorithm; `NothingLeft` when neither is there.
+
+        Args:
+            worker: who asks (`worker_identity()`), recorded in the trial's record.
+        """
         with self.locked():
             pairs = self.journal.numbered()
             for record, entry in pairs:
-                if entry.done:
-                    continue
-                previous = read_holder(record.lock_path)
-                if previous is not None and previous.gone_because(lease_timeout()) is None:
-                    continue  # a live worker's: not even tried (each try writes a file)
+                if entry.done or live_holder(record.lock_path) is not None:
+                    continue  # a live worker's claim is not even tried (each try writes a file)
+                released = read_holder(record.lock_path) is None
                 if record.lock():
-                    why = ("it was interrupted" if entry.status == "interrupted" and previous is None else
+                    why = ("it was interrupted" if entry.status == "interrupted" and released else
                            f"its worker, {_describe(entry.worker)}, is gone")
                     same_host = (entry.worker or {}).get("host") == worker["host"]
                     record.update(worker=worker, takeovers=entry.takeovers + 1,  # a pid means something on its host only
                                   pid=entry.pid if same_host else None)
+                    self._mark_running()
                     return Assignment(record, record.entry(), taken_over=why)
-            while len(pairs) < self._max_evals():
-                tid = _first_free(pairs)
+            unreadable: set = set()  # numbers whose record exists but cannot be read now (a network file system)
+            while len(pairs) < self.total():
+                tid = _first_free(pairs, unreadable)
                 hparams, vals = self.suggest(tid, pairs)
-                same = next((entry for _, entry in pairs if entry.done and entry.hparams == hparams), None)
-                if same is not None:  # hyperopt suggested a finished point again: its result, not a retraining
-                    fields = {name: getattr(same, name) for name in ("status", "experiment", "log", "reason",
-                                                                     "best_value", "best_epoch", "loss")}
-                    entry = TrialEntry(hparams=hparams, tid=tid, vals=vals, seconds=0.0, same_as=same.number,
-                                       ended=now(), **fields)
+                earlier = next((entry for _, entry in pairs if entry.done and entry.hparams == hparams), None)
+                earlier = earlier or self._legacy_result(hparams)
+                if earlier is not None:  # a finished point suggested again: its result, not a retraining
+                    entry = TrialEntry(hparams=hparams, tid=tid, vals=vals, seconds=0.0, same_as=earlier.number,
+                                       ended=now(), **{name: getattr(earlier, name) for name in _RESULT_FIELDS})
                 else:
                     entry = TrialEntry(hparams=hparams, tid=tid, vals=vals, worker=worker,
                                        experiment=self._legacy_experiment(hparams))
                 record = self.journal.create(entry)
-                if record is None:  # written meanwhile by a worker that did not take the lock (an older engine)
-                    pairs = self.journal.numbered()
+                if record is None:  # its number is taken by a record this listing missed
+                    unreadable.add(tid)
                     continue
                 pairs.append((record, entry))
-                if same is None and record.lock():
+                if earlier is None and record.lock():
+                    self._mark_running()
                     return Assignment(record, entry)
             done = sum(entry.done for _, entry in pairs)
             return NothingLeft(done=done, running=len(pairs) - done)
@@ -152,7 +172,11 @@ class SweepStore:
     def record_result(self, assignment: Assignment) -> tuple:
         """Releases the trial's claim and rewrites the outputs from the journal; returns (rows, best row). The
         plot is redrawn after the lock is released, when the last one (any worker's) is `PLOT_INTERVAL_SECONDS`
-        old: drawing it takes longer than the rest of a tell."""
+        old: drawing it takes longer than the rest of a tell.
+
+        Args:
+            assignment: the trial, its record already holding its result (`objective.run_trial` wrote it).
+        """
         with self.locked():
             assignment.record.release()
             rows, best = self._write_outputs(self.journal.numbered())
@@ -164,49 +188,45 @@ class SweepStore:
         """Releases the claim of a trial this worker did not finish (stopped): the next worker takes it over."""
         assignment.record.release()
 
-    def close(self, stop_signum: Optional[int]) -> dict:
-        """Sets sweep.json's status as this worker leaves (`stop_signum`: the signal that stopped it, or None):
-        finished or failed once every trial is done; else running while other workers hold trials, interrupted
-        when none does. Returns the spec."""
+    def close(self, stop_signum: Optional[int], tempfail: bool = False) -> dict:
+        """Sets sweep.json's status as a worker process leaves: finished or failed once every trial is done; else
+        running while other workers hold trials, interrupted when none does. Returns the spec.
+
+        Args:
+            stop_signum: the signal that stopped this process, or None.
+            tempfail: a trial of this process must be tried again later (exit 75).
+        """
         with self.locked():
             pairs = self.journal.numbered()
             rows, best = self._write_outputs(pairs, plot=True)
             done = sum(entry.done for _, entry in pairs)
-            if done >= self._max_evals():
+            if done >= self.total():
                 status = "finished" if best is not None else "failed"
-                return self.sweep.update_spec(status=status, ended=now(), exit_code=0 if best is not None else 1)
-            if self.running_elsewhere(pairs):
-                return self.sweep.update_spec(status="running")
-            return self.sweep.update_spec(status="interrupted", ended=now(),
-                                          exit_code=128 + stop_signum if stop_signum else EXIT_TEMPFAIL)
+            else:
+                status = "running" if self.held_elsewhere(pairs) else "interrupted"
+            fields = {"status": status}
+            if status != "running":
+                fields.update(ended=now(), exit_code=exit_code(status, stop_signum, tempfail))
+            return self.sweep.update_spec(**fields)
 
-    def _plot_age(self) -> float:
-        """Seconds since any worker last drew the plot (infinite when there is none)."""
-        try:
-            return time.time() - self.sweep.plot_png.stat().st_mtime
-        except FileNotFoundError:
-            return float("inf")
-
-    def _max_evals(self) -> int:
-        """The sweep's total: a worker that joined with a larger `--max-evals` raised it for every worker."""
-        try:
-            return max(self.max_evals, int(self.sweep.spec().get("max_evals") or 0))
-        except UserInputError:  # sweep.json damaged: this worker's own
-            return self.max_evals
-
-    def running_elsewhere(self, pairs) -> int:
-        """The unfinished trials whose claim a live worker holds."""
+    def held_elsewhere(self, pairs: list) -> int:
+        """How many unfinished trials a live worker holds."""
         return sum(not entry.done and live_holder(record.lock_path) is not None for record, entry in pairs)
 
     def suggest(self, tid: int, pairs: list) -> tuple:
-        """The algorithm's point for trial `tid`, from the journal's trials: (hparams, hyperopt's vals)."""
+        """The algorithm's point for trial `tid`, from the journal's trials: (hparams, hyperopt's vals).
+
+        Args:
+            tid: the new trial's id.
+            pairs: the journal's (record, entry) pairs (`TrialJournal.numbered()`).
+        """
         from hyperopt import space_eval
         from hyperopt.base import Domain, spec_from_misc
 
         if self._domain is None:
             self._domain = Domain(lambda sample: 0.0, self.space.expressions)
         (doc,) = self.algo([tid], self._domain, hyperopt_trials(pairs, with_running=True), 0)
-        vals = {name: [_plain(value) for value in values] for name, values in doc["misc"]["vals"].items()}
+        vals = {name: [python_scalar(value) for value in values] for name, values in doc["misc"]["vals"].items()}
         sample = space_eval(self.space.expressions, spec_from_misc({"vals": vals}))
         return self.space.hparams_for(sample), vals
 
@@ -216,33 +236,56 @@ class SweepStore:
         return rows, best_row(rows)
 
     def import_legacy(self) -> int:
-        """A sweep folder of an older engine (one process, records keyed by hparams): its finished trials, from
-        trials.pickle, become numbered records; returns how many."""
+        """Makes a sweep folder of another kind (an older engine's or a Spark sweep: one process, records keyed by
+        hparams) one that workers share: its finished trials in trials.pickle become numbered records, once
+        (sweep.json's `coordination` says it is done). Trials the pickle lacks are found again by their point
+        when the algorithm suggests it (`_legacy_result`, `_legacy_experiment`). Returns how many were imported."""
         from hyperopt import Trials
 
         with self.locked():
-            if self.journal.numbered():
+            if self.sweep.spec().get("coordination") == COORDINATION:
                 return 0
             trials = Trials()
             add_saved_trials(trials, self.sweep.trials_file, self.sweep.trials_dir)
+            imported = 0
             for doc in trials.trials:
                 result = doc["result"]
                 status = result.get("trial_status") or ("finished" if result.get("status") == "ok" else "failed")
-                self.journal.create(TrialEntry(
-                    hparams=result.get("hparams") or {}, tid=doc["tid"], status=status,
-                    vals={name: [_plain(value) for value in values] for name, values in doc["misc"]["vals"].items()},
+                vals = {name: [python_scalar(value) for value in values] for name, values in doc["misc"]["vals"].items()}
+                imported += self.journal.create(TrialEntry(
+                    hparams=result.get("hparams") or {}, tid=doc["tid"], status=status, vals=vals,
                     experiment=result.get("experiment"), log=result.get("log"), reason=result.get("reason"),
                     best_value=result.get("best_value"), best_epoch=result.get("best_epoch"),
-                    seconds=result.get("seconds"), loss=result.get("loss") if result.get("status") == "ok" else None))
-            return len(trials.trials)
+                    seconds=result.get("seconds"),
+                    loss=result.get("loss") if result.get("status") == "ok" else None)) is not None
+            self.sweep.update_spec(coordination=COORDINATION)
+            return imported
+
+    def _legacy_info(self, hparams: dict) -> dict:
+        """The record an older engine's (or a Spark) sweep wrote for this point, or {}."""
+        info = TrialRecord(self.sweep.trials_dir / f"{hparams_key(hparams)}.json").read()
+        return info if info.get("tid") is None else {}
+
+    def _legacy_result(self, hparams: dict) -> Optional[TrialEntry]:
+        """The result of this point when an older engine's sweep finished it (after its last trials.pickle)."""
+        result = known_result(self._legacy_info(hparams), hparams)
+        if result is None:
+            return None
+        return TrialEntry(hparams=hparams, status=result["trial_status"], experiment=result.get("experiment"),
+                          log=result.get("log"), reason=result.get("reason"), best_value=result.get("best_value"),
+                          best_epoch=result.get("best_epoch"), loss=result.get("loss"))
 
     def _legacy_experiment(self, hparams: dict) -> Optional[str]:
         """The experiment an older engine's sweep started for this point and did not finish (continued, not
         started again)."""
-        info = TrialRecord(self.sweep.trials_dir / f"{hparams_key(hparams)}.json").read()
-        if info.get("tid") is None and info.get("status") in ("running", "interrupted"):
-            return info.get("experiment")
-        return None
+        info = self._legacy_info(hparams)
+        return info.get("experiment") if info.get("status") in ("running", "interrupted") else None
+
+    def _mark_running(self) -> None:
+        """sweep.json says `running` while a worker trains (a worker that left may have said `interrupted`)."""
+        spec = self.sweep.spec()
+        if spec.get("status") != "running":
+            self.sweep.update_spec(status="running")
 
     def _write_outputs(self, pairs: list, plot: bool = False) -> tuple:
         """results.csv, trials.pickle, sweep.json's counts and (when `plot`) the plot, from the journal (under
@@ -257,8 +300,15 @@ class SweepStore:
         self.sweep.update_spec(trials_done=len(rows), best=best)
         return rows, best
 
+    def _plot_age(self) -> float:
+        """Seconds since any worker last drew the plot (infinite when there is none)."""
+        try:
+            return time.time() - self.sweep.plot_png.stat().st_mtime
+        except FileNotFoundError:
+            return float("inf")
 
-def hyperopt_trials(pairs: list, with_running: bool):
+
+def hyperopt_trials(pairs: list, with_running: bool) -> "hyperopt.Trials":
     """A hyperopt `Trials` of the journal's numbered trials: the done ones with their results, and (with
     `with_running`) the others as running docs without a loss."""
     from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING, Trials
@@ -320,14 +370,17 @@ def _describe(worker: Optional[dict]) -> str:
     return text
 
 
-def _first_free(pairs: list) -> int:
-    taken = {entry.tid for _, entry in pairs}
+def exit_code(status: str, stop_signum: Optional[int], tempfail: bool = False) -> int:
+    """A worker process' exit code from the sweep's status as it leaves: 0 finished (or the rest runs in other
+    workers), 1 every trial failed, else 128 + the signal that stopped it, or 75 (try again later)."""
+    if status in ("finished", "failed", "running") and not (status == "running" and (stop_signum or tempfail)):
+        return {"finished": 0, "failed": 1, "running": 0}[status]
+    return 128 + stop_signum if stop_signum else EXIT_TEMPFAIL
+
+
+def _first_free(pairs: list, also_taken: set) -> int:
+    taken = {entry.tid for _, entry in pairs} | also_taken
     tid = 0
     while tid in taken:
         tid += 1
     return tid
-
-
-def _plain(value):
-    """A value of hyperopt's vals as JSON keeps it (numpy scalars to Python's)."""
-    return value.item() if hasattr(value, "item") else value

@@ -12,7 +12,8 @@ import json
 import logging
 import sys
 
-from experiments_manager.utils.errors import EXIT_USER_ERROR, UserInputError, print_problems
+from experiments_manager.utils.environment_failures import environment_failure_line
+from experiments_manager.utils.errors import EXIT_TEMPFAIL, EXIT_USER_ERROR, UserInputError, print_problems
 from experiments_manager.utils.signals import stop_when_orphaned
 from experiments_manager.sweeps.journal import TrialRecord
 
@@ -74,6 +75,12 @@ def main(argv=None):
         print_problems(error.problems)
         record.update(reason="; ".join(error.problems))
         return getattr(error, "exit_code", EXIT_USER_ERROR)  # 75: another writer holds the experiment (retried)
+    except OSError as error:  # the machine failed (a full disk, a quota, ...): the trial is tried again later
+        line = environment_failure_line(error)
+        if line is None:
+            raise
+        print_problems(line)
+        return EXIT_TEMPFAIL
     return outcome.exit_code
 
 

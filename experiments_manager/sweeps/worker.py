@@ -22,9 +22,10 @@ from experiments_manager.experiment import now
 from experiments_manager.sweeps.objective import run_trial
 from experiments_manager.sweeps.progress import SweepProgress
 from experiments_manager.sweeps.results import summary_lines, trial_line
-from experiments_manager.sweeps.store import Assignment, NothingLeft, SweepStore, worker_identity
+from experiments_manager.sweeps.store import Assignment, NothingLeft, SweepStore, exit_code, worker_identity
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
+from experiments_manager.utils.lease import LeaseLost
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
 
 _LOG = logging.getLogger(__name__)
@@ -62,15 +63,18 @@ class SweepWorkers:
         self._printing = threading.Lock()
         self._failure: Optional[BaseException] = None
         self._trained = 0
+        self._tempfail = False  # a trial must be tried again later (exit 75)
+        self._left: Optional[NothingLeft] = None
         self._bar = None
 
     def run(self) -> int:
-        """Returns the exit code: 0 when the sweep is finished (or the rest runs in other workers), 1 when every
-        trial failed, 128 + signal when stopped, 75 when trials are left that no worker holds."""
+        """Returns the exit code (`store.exit_code`): 0 when the sweep is finished (or the rest runs in other
+        workers), 1 when every trial failed, 128 + signal when stopped before the end, 75 when trials must be
+        tried again later."""
         sweep = self.store.sweep
         with signal_handlers(self._stop, STOP_SIGNALS), \
                 SweepProgress(self.store.monitor, lambda: ([], None))(
-                    sweep.spec().get("trials_done", 0), self.store.max_evals) as bar:
+                    sweep.spec().get("trials_done", 0), self.store.total()) as bar:
             self._bar = bar
             try:
                 if self.workers == 1:
@@ -105,18 +109,30 @@ class SweepWorkers:
         while not self._stopping.is_set():
             step = self.store.next_trial(worker)
             if isinstance(step, NothingLeft):
+                self._left = step
                 return
-            self._train(step, index)
+            if self._stopping.is_set():  # the stop came while it asked
+                self.store.give_back(step)
+                return
+            if not self._train(step, index):
+                return
 
-    def _train(self, step: Assignment, index: Optional[int]) -> None:
-        number = step.entry.number
+    def _train(self, step: Assignment, index: Optional[int]) -> bool:
+        """Trains the assigned trial; False when this worker stops (a signal, or a trial that must be tried again
+        later: a full disk, stalled input, its experiment held by another writer)."""
+        number, total = step.entry.number, self.store.total()
         if step.taken_over:
-            self._print(f"taking over trial {number}/{self.store.max_evals} ({step.taken_over}): it continues "
-                        f"from its checkpoint{self._suffix(index)}")
+            self._print(f"taking over trial {number}/{total} ({step.taken_over}): it continues from its "
+                        f"checkpoint{self._suffix(index)}")
         try:
             result = run_trial(step.record, self.settings_path, self.working_dir,
                                {**self.fixed_hparams, **step.entry.hparams},
-                               on_start=lambda process: self._started(index, process))
+                               on_start=lambda process: self._started(index, process), stop=self._stopping)
+        except LeaseLost as lost:  # this worker stalled and another took the trial over: it is theirs now
+            self.store.give_back(step)  # (stops the claim's heartbeat; the lease file is the new holder's)
+            self._print(f"trial {number}/{total} lost: {lost}{self._suffix(index)}")
+            self._tempfail = True
+            return False
         except BaseException:
             self.store.give_back(step)
             raise
@@ -124,14 +140,20 @@ class SweepWorkers:
             self._processes.pop(index, None)
         if result["trial_status"] == "interrupted":
             self.store.give_back(step)
-            self._print(f"stopped trial {number}/{self.store.max_evals}: checkpointed and released (a worker "
-                        f"continues it){self._suffix(index)}")
-            return
+            if self._stopping.is_set():
+                self._print(f"stopped trial {number}/{total}: checkpointed and released (a worker continues "
+                            f"it){self._suffix(index)}")
+            else:  # not a stop: trying it again at once would meet the same cause
+                self._tempfail = True
+                self._print(f"trial {number}/{total} must be tried again later ({result.get('reason')}): released; "
+                            f"this worker stops{self._suffix(index)}")
+            return False
         rows, best = self.store.record_result(step)
         self._trained += 1
         row = next(row for row in rows if row["trial"] == number)
-        self._print(trial_line(row, best, self.store.max_evals, self.store.monitor, self.store.sweep.trials_dir)
+        self._print(trial_line(row, best, total, self.store.monitor, self.store.sweep.trials_dir)
                     + self._suffix(index), best=best, advance=1)
+        return True
 
     def _started(self, index: Optional[int], process) -> None:
         self._processes[index] = process
@@ -164,25 +186,23 @@ class SweepWorkers:
         return f" [worker {index}]" if index is not None else ""
 
     def _finish(self) -> int:
-        spec = self.store.close(self.stop_signum)
+        spec = self.store.close(self.stop_signum, tempfail=self._tempfail)
         rows, _ = self.store.record_rows()
-        status = spec["status"]
+        status, total = spec["status"], spec.get("max_evals")
         done = spec.get("trials_done", 0)
         if status == "running":
-            head = (f"status:            running ({done} of {self.store.max_evals} trials done; the rest are "
-                    "trained by other workers)")
+            others = f"{self._left.running} running" if self._left is not None else "the rest run"
+            head = f"status:            running ({done} of {total} trials done; {others} in other workers)"
         else:
-            head = f"status:            {status}" + (f" ({done} of {self.store.max_evals} trials done)"
-                                                      if status == "interrupted" else "")
+            head = f"status:            {status}" + (f" ({done} of {total} trials done)" if status == "interrupted"
+                                                      else "")
         lines = [head, f"this worker:       {self._trained} trial{'s' * (self._trained != 1)} trained"
                  + (f" by {self.workers} workers" if self.workers > 1 else "")]
         lines += summary_lines(self.store.sweep, rows, self.store.monitor, self.working_folder)
         if status == "interrupted":
             lines.append(f"resume with:       experiments-manager sweep --resume {self.store.sweep.root}")
         print("\n".join(lines), flush=True)
-        if self.stop_signum is not None:
-            return 128 + self.stop_signum
-        return {"finished": 0, "running": 0, "failed": 1}.get(status, EXIT_TEMPFAIL)
+        return exit_code(status, self.stop_signum, self._tempfail)
 
 
 def _signal_group(pid: int, signum: int) -> None:

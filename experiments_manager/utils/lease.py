@@ -198,6 +198,12 @@ class Lease:
         """`acquire`, retried while a live holder has it (a short lock: held for a moment by each taker), for up
         to `patience_seconds`; then `LeaseHeld`. Retries back off from 2 ms to 50 ms, with jitter.
 
+        Args:
+            folder: the folder of the lock file.
+            name: the lock file's name.
+            patience_seconds: how long to wait for a live holder.
+            command, timeout_seconds, what, durable: as `acquire`'s.
+
         Example:
 
         ```python
@@ -214,7 +220,10 @@ class Lease:
                                        durable=durable)
                 except LeaseHeld:
                     if time.monotonic() > deadline:
-                        raise
+                        holder = read_holder(Path(folder) / name)
+                        raise LeaseHeld(f"{folder}: its lock {name} was held for more than {patience_seconds:.0f} s "
+                                        f"by {holder.describe() if holder else 'another process'}: if that process "
+                                        "is stuck (stopped, suspended), end it; then try again") from None
             time.sleep(pause * (0.5 + random.random()))
             pause = min(0.05, pause * 2)
 
