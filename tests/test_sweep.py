@@ -249,6 +249,38 @@ def test_a_bad_sweep_is_one_error_line_and_no_folder(run_cli, workdir, monkeypat
     assert not (workdir / WORKING_FOLDER).exists() or not list((workdir / WORKING_FOLDER).iterdir())
 
 
+def test_a_process_that_joins_a_sweep_with_other_options_is_one_error_line_and_writes_nothing(workdir, monkeypatch,
+                                                                                               capsys):
+    """`--join NAME` of an existing sweep: the options a process gives must agree (those left out are the sweep's);
+    `--max-evals` is needed to start one, not to join it; a Spark sweep takes no workers."""
+    from experiments_manager.cli import main
+
+    monkeypatch.chdir(workdir)
+    folder = workdir / WORKING_FOLDER / "my_test_sweep_job7"
+    folder.mkdir(parents=True)
+    spec = {"settings_file": str((workdir / REGRESSION_SETTINGS).resolve()), "fixed_hparams": {"nbEpoch": 2},
+            "algo": "tpe", "seed": 3, "max_evals": 4, "parallelism": 1, "status": "running", "space": {}}
+    (folder / "sweep.json").write_text(json.dumps(spec))
+    before = sorted(path.name for path in folder.iterdir())
+
+    def refused(*arguments):
+        code = main(["sweep", "-u", REGRESSION_SETTINGS, *arguments])
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+        assert code == 2 and len(errors) == 1, errors
+        assert sorted(path.name for path in folder.iterdir()) == before
+        return errors[0]
+
+    line = refused("--join", "job7", "--hparam", "nbEpoch=5")
+    assert line == (f"error: --join job7: {Path(WORKING_FOLDER) / 'my_test_sweep_job7'}: --hparam: the sweep fixes "
+                    "nbEpoch=2, this process nbEpoch=5 (leave the option out to take the sweep's)")
+    assert "--seed: the sweep has 3, this process 4" in refused("--join", "job7", "--seed", "4")
+    assert refused("--join", "job8") == ("error: --max-evals: required to start the sweep job8 (the number of "
+                                         "trials; a process that joins an existing sweep may leave it out)")
+    assert refused("--join", "job7", "--parallelism", "2").startswith("error: --join, --parallelism: choose one")
+    assert refused("--join", "a/b", "--max-evals", "2").startswith("error: --join: expected a plain name")
+    assert sorted(path.name for path in (workdir / WORKING_FOLDER).iterdir()) == ["my_test_sweep_job7"]
+
+
 def test_search_space_passes_whole_numbers_as_ints():
     from hyperopt import hp
 

@@ -186,8 +186,9 @@ def coordination_at(root, finished, repeats, seed):
 
     fill = filled_sweep(root, finished, seed)
     space = regression_space()
-    store = SweepStore(SweepFolder(root), space, SeededSuggestions("tpe", seed, startup_trials=20),
-                       finished + repeats + 1, MONITOR)
+    total = finished + repeats + 1
+    SweepFolder(root).update_spec(max_evals=total)  # the total every worker follows is sweep.json's
+    store = SweepStore(SweepFolder(root), space, SeededSuggestions("tpe", seed, startup_trials=20), total, MONITOR)
     worker = worker_identity()
     spent = collections.Counter()
     patches = [(store, "locked", "lock taken"), (store.journal, "numbered", "journal read"),

@@ -104,6 +104,9 @@ def _run_sweep(arguments, held):
         raise UserInputError("--workers, --parallelism: choose one (workers need no Spark)")
     if arguments.spark_master and not (arguments.parallelism and arguments.parallelism > 1):
         raise UserInputError("--spark-master: only with --parallelism P > 1")
+    if arguments.join is not None and arguments.parallelism and arguments.parallelism > 1:
+        raise UserInputError("--join, --parallelism: choose one (a Spark sweep has one driver; the processes that "
+                             "join a sweep are its workers)")
     if arguments.resume:
         sweep_folder = SweepFolder.open(arguments.resume)
         spec = _resumed_spec(sweep_folder.spec(), arguments)
@@ -114,12 +117,15 @@ def _run_sweep(arguments, held):
         _check_fixed_hparams(spec["fixed_hparams"], space, settings.path.name)
         created = False
     else:
-        if arguments.max_evals is None:
+        if arguments.max_evals is None and arguments.join is None:
             raise UserInputError("--max-evals: required for a new sweep (the number of trials)")
         fixed = dict(arguments.hparams)
         settings = load_settings(arguments.usersettings, fixed)
         space = SearchSpace.from_settings(settings)
         _check_fixed_hparams(fixed, space, settings.path.name)
+        if arguments.max_evals is None and not SweepFolder.named(settings, _join_name(arguments.join)).exists():
+            raise UserInputError(f"--max-evals: required to start the sweep {arguments.join} (the number of trials; "
+                                 "a process that joins an existing sweep may leave it out)")
         spec = _new_spec(settings, space, fixed, arguments)
         sweep_folder, created = SweepFolder.create(settings, spec, name=_join_name(arguments.join))
         if not created:  # another task of the array created it first
@@ -225,21 +231,29 @@ def _join_name(name):
 
 
 def _joined_spec(sweep_folder, mine, arguments):
-    """The spec of the sweep this task joins (`--join`), after checking this task's command agrees with it."""
+    """The spec of the sweep this process joins (`--join`): the options it gives must agree with the sweep's;
+    those it leaves out (`--hparam`, `--algo`, `--seed`, `--max-evals`) are the sweep's; a larger `--max-evals`
+    raises the total."""
     spec = sweep_folder.spec()
     problems = []
     if Path(spec.get("settings_file", "")).resolve() != Path(mine["settings_file"]).resolve():
-        problems.append(f"-u: the sweep trains {spec.get('settings_file')}, this task names {mine['settings_file']}")
-    if spec.get("fixed_hparams") != mine["fixed_hparams"]:
-        problems.append(f"--hparam: the sweep fixes {spec.get('fixed_hparams')}, this task {mine['fixed_hparams']}")
+        problems.append(f"-u: the sweep trains {spec.get('settings_file')}, this process names {mine['settings_file']}")
+    if arguments.hparams and spec.get("fixed_hparams") != mine["fixed_hparams"]:
+        problems.append(f"--hparam: the sweep fixes {_hparams_text(spec.get('fixed_hparams'))}, this process "
+                        f"{_hparams_text(mine['fixed_hparams'])}")
     for flag, key, value in (("--algo", "algo", arguments.algo), ("--seed", "seed", arguments.seed)):
         if value is not None and value != spec.get(key):
-            problems.append(f"{flag}: the sweep has {spec.get(key)!r}, this task {value!r}")
+            problems.append(f"{flag}: the sweep has {spec.get(key)}, this process {value}")
     if spec.get("parallelism", 1) > 1:
         problems.append("the sweep runs on Spark (--parallelism): it takes no workers")
     if problems:
-        raise UserInputError([f"--join {arguments.join}: {sweep_folder.root}: {problem}" for problem in problems])
-    return {**spec, "max_evals": max(spec["max_evals"], mine["max_evals"])}
+        raise UserInputError([f"--join {arguments.join}: {sweep_folder.root}: {problem} (leave the option out to "
+                              "take the sweep's)" for problem in problems])
+    return {**spec, "max_evals": max(spec["max_evals"], arguments.max_evals or 0)}
+
+
+def _hparams_text(hparams):
+    return " ".join(f"{name}={value!r}" for name, value in (hparams or {}).items()) or "none"
 
 
 def _new_spec(settings, space, fixed, arguments):

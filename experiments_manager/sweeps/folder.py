@@ -99,7 +99,7 @@ class SweepFolder:
             sweep = cls(make_unique_dir(parent, f"{session}_sweep_{folder_stamp()}".lstrip("_")))
             sweep._fill(settings, content)
             return sweep, True
-        final = parent / f"{session}_sweep_{name}".lstrip("_")
+        final = cls.named(settings, name).root
         if (final / SWEEP_SPEC_NAME).is_file():
             return cls(final), False
         for leftover in parent.glob(f".{final.name}.creating-*"):  # a creator that crashed (building takes ms)
@@ -118,6 +118,14 @@ class SweepFolder:
             return cls(final), False
         fsync_folder(parent)
         return cls(final), True
+
+    @classmethod
+    def named(cls, settings, name):
+        """The sweep folder `--join NAME` names: `<workingFolder>/<session_name>_sweep_<name>`."""
+        return cls(Path(settings.experiment.working_folder) / f"{settings.experiment.session_name}_sweep_{name}".lstrip("_"))
+
+    def exists(self):
+        return self.spec_file.is_file()
 
     def _fill(self, settings, content):
         copy_atomically(settings.path, self.settings_copy)

@@ -209,7 +209,8 @@ class TrialRecord:
         pid on this host, a stale heartbeat elsewhere) is taken over, a live holder's never."""
         try:
             self._claim = Lease.acquire(self.path.parent, what="trial", name=self.lock_path.name,
-                                        durable=False)  # after a crash its holder is gone anyway
+                                        durable=False,  # after a crash its holder is gone anyway
+                                        announce=False)  # the worker says it took the trial over
         except LeaseHeld:
             return False
         return True

@@ -120,6 +120,10 @@ def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams
         command = trial_command(record.path, os.getpid(), settings_path, hparams)
     started = time.monotonic()
     with open(record.log_path, "a") as log:
+        worker = info.get("worker") or {}
+        log.write(f"--- {now()}: {'continuing ' + resume if resume else 'a new experiment'}"
+                  + (f" (worker pid {worker.get('pid')} on {worker.get('host')})" if worker else "") + "\n")
+        log.flush()
         log_start = log.tell()
         process = subprocess.Popen(command, cwd=working_dir, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)  # signals come from the sweep

@@ -101,7 +101,9 @@ def summary_lines(sweep, rows, monitor, working_folder):
     best = best_row(rows)
     lines = [f"sweep folder:      {sweep.root}",
              f"trials:            {len(rows)} ({len(rows) - failed} finished, {failed} failed)"]
-    if best is None:
+    if not rows:
+        lines.append("best trial:        none yet (no trial has ended)")
+    elif best is None:
         lines.append("best trial:        none (every trial failed: see the reason column of results.csv)")
     else:
         hparams = " ".join(f"{name}={best[name]}" for name in sweep.spec()["space"])
@@ -109,9 +111,10 @@ def summary_lines(sweep, rows, monitor, working_folder):
                   f"best hparams:      {hparams}",
                   f"best experiment:   {best['experiment']}",
                   f"serve it:          experiments-manager serve --model_dir {best['experiment']}"]
-    lines += [f"results:           {sweep.results_csv}",
-              f"loss vs hparams:   {sweep.plot_png}",
-              f"TensorBoard:       tensorboard --logdir {sweep.root}   (HParams tab: every trial;"
+    lines.append(f"results:           {sweep.results_csv}")
+    if sweep.plot_png.is_file():
+        lines.append(f"loss vs hparams:   {sweep.plot_png}")
+    lines += [f"TensorBoard:       tensorboard --logdir {sweep.root}   (HParams tab: every trial;"
               f" --logdir {working_folder}: with every other run)"]
     return lines
 

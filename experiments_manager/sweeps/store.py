@@ -59,7 +59,7 @@ LOCK_TIMEOUT_SECONDS = 60.0  # a lock holder whose heartbeat is this old (anothe
 LOCK_PATIENCE_SECONDS = 900.0  # how long a worker waits for the lock before it gives up (exit 75)
 PLOT_INTERVAL_SECONDS = 10.0  # loss_vs_hparams.png is redrawn at most this often (any worker), and as one leaves
 MIN_STARTUP_TRIALS = 20  # hyperopt's TPE default
-COORDINATION = "workers-1"  # sweep.json: its trials are numbered records that workers share (this module)
+COORDINATION = "shared-journal-1"  # sweep.json's `coordination`: numbered records that workers share (format 1)
 _RESULT_FIELDS = ("status", "experiment", "log", "reason", "best_value", "best_epoch", "loss")
 _HYPEROPT_CMD = ("domain_attachment", "FMinIter_Domain")
 

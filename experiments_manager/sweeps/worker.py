@@ -16,9 +16,10 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Optional
 
-from experiments_manager.experiment import now
+from experiments_manager.experiment import RUN_FILE_NAME, now
 from experiments_manager.sweeps.objective import run_trial
 from experiments_manager.sweeps.progress import SweepProgress
 from experiments_manager.sweeps.results import summary_lines, trial_line
@@ -122,8 +123,11 @@ class SweepWorkers:
         later: a full disk, stalled input, its experiment held by another writer)."""
         number, total = step.entry.number, self.store.total()
         if step.taken_over:
-            self._print(f"taking over trial {number}/{total} ({step.taken_over}): it continues from its "
-                        f"checkpoint{self._suffix(index)}")
+            experiment = step.entry.experiment
+            how = ("it continues its experiment from its last checkpoint"
+                   if experiment and (Path(experiment) / RUN_FILE_NAME).is_file()
+                   else "it starts from the beginning: it had no experiment yet")
+            self._print(f"taking over trial {number}/{total} ({step.taken_over}): {how}{self._suffix(index)}")
         try:
             result = run_trial(step.record, self.settings_path, self.working_dir,
                                {**self.fixed_hparams, **step.entry.hparams},

@@ -153,7 +153,7 @@ class Lease:
 
     @classmethod
     def acquire(cls, folder, command=(), timeout_seconds: Optional[float] = None, what: str = "folder",
-                name: str = LEASE_NAME, durable: bool = True) -> "Lease":
+                name: str = LEASE_NAME, durable: bool = True, announce: bool = True) -> "Lease":
         """Takes the lease of `folder`, breaking one whose holder is provably gone.
 
         Args:
@@ -166,6 +166,8 @@ class Lease:
                 coordination lock have their own).
             durable: fsync the lease as it is created (default True); a short lock that no one needs after a
                 crash (a crashed holder is gone anyway) skips it.
+            announce: log one warning when a gone holder's lease is taken over (default True; a caller that
+                says it in its own words passes False).
 
         Raises:
             LeaseHeld: a live writer holds it (one line naming the holder).
@@ -181,13 +183,14 @@ class Lease:
                 if not _unreadable_is_stale(path, timeout):
                     raise LeaseHeld(f"{folder}: another run is starting to write this {what} ({path} is being "
                                     f"written); try again in a minute")
-                taken = _take_over(path, None, f"{path} was unreadable", asdict(holder))
+                taken = _take_over(path, None, f"{path} was unreadable", asdict(holder), announce)
             else:
                 reason = current.gone_because(timeout)
                 if reason is None:
                     raise LeaseHeld(f"{folder}: another run writes this {what}: {current.describe()}; wait for it "
                                     f"to end (or stop it) and try again")
-                taken = _take_over(path, current.token, f"the writer that held it is gone: {reason}", asdict(holder))
+                taken = _take_over(path, current.token, f"the writer that held it is gone: {reason}", asdict(holder),
+                                   announce)
             if taken:
                 return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
         raise LeaseHeld(f"{folder}: could not take {path}: other runs keep taking it; try again")
@@ -395,7 +398,7 @@ def _unreadable_is_stale(path: Path, timeout: float) -> bool:
         return False
 
 
-def _take_over(path: Path, token: Optional[str], reason: str, data: dict) -> bool:
+def _take_over(path: Path, token: Optional[str], reason: str, data: dict, announce: bool = True) -> bool:
     """Replaces the stale lease at `path`, if it still carries `token`, by `data` in one rename, under the break
     lock: there is no moment without a lease, so a run that arrives meanwhile meets the new holder. False when
     another breaker is at work or the lease changed (the caller looks again)."""
@@ -420,7 +423,8 @@ def _take_over(path: Path, token: Optional[str], reason: str, data: dict) -> boo
         if (current.token if current else None) != token or not path.exists():
             return False
         write_json_atomically(path, data)
-        _LOG.warning("%s: took over the lease: %s", path.parent, reason)
+        if announce:
+            _LOG.warning("%s: took over the lease: %s", path.parent, reason)
         return True
     finally:
         lock.unlink(missing_ok=True)
