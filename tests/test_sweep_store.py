@@ -236,7 +236,10 @@ def test_a_sweep_folder_of_the_previous_engine_is_joined_without_training_a_fini
     trials.refresh()
     save_trials(trials, store.sweep.trials_file)
 
-    assert store.import_legacy() == 2 and store.import_legacy() == 0  # once
+    from experiments_manager.sweeps.legacy import import_finished
+
+    assert import_finished(store.sweep, store.journal, store.locked) == 2  # once:
+    assert import_finished(store.sweep, store.journal, store.locked) == 0
     step = store.next_trial(worker_identity())
     assert isinstance(step, Assignment) and step.entry.number == 4, "trial 3 was not trained again"
     assert step.entry.experiment == str(root / "trial_4"), "trial 4 continues its experiment"

@@ -3,6 +3,7 @@
 - `space`: the settings' `hyperopt_space`, checked, and each sample as hparam overrides.
 - `journal`: one record per trial (`TrialEntry`), the claim of the worker training it.
 - `store`: the sweep folder as the workers' shared state: the short lock, ask (take over or suggest), tell.
+- `legacy`: sweep folders of an older engine or of Spark, joined by workers (their finished trials kept).
 - `worker`: this process' workers (one, `--workers N`, or one per Slurm array task with `--join`), and signals.
 - `objective`: one trial = one `trial_process` training an experiment; scored from its run.json.
 - `trials`: suggestions seeded per trial id; the Trials pickle.

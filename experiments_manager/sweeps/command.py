@@ -11,7 +11,7 @@ import random
 from pathlib import Path
 
 from experiments_manager.attempts import ACCEPT_CODE_CHANGE_FLAG
-from experiments_manager.sweeps.store import COORDINATION
+from experiments_manager.sweeps.legacy import COORDINATION
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease import Lease, LeaseHeld
 from experiments_manager.utils.signals import process_alive
@@ -148,6 +148,7 @@ def _run_sweep(arguments, held):
 
 def _run_workers(sweep_folder, spec, settings, space, workers):
     """This process' workers of the sweep (`sweeps/worker.py`)."""
+    from experiments_manager.sweeps.legacy import import_finished
     from experiments_manager.sweeps.store import SweepStore
     from experiments_manager.sweeps.trials import SeededSuggestions, check_saved_trials
     from experiments_manager.sweeps.worker import SweepWorkers
@@ -160,7 +161,7 @@ def _run_workers(sweep_folder, spec, settings, space, workers):
     algo = SeededSuggestions(spec["algo"], spec["seed"], startup_trials=spec.get("startup_trials"))
     store = SweepStore(sweep_folder, space, algo, spec["max_evals"], settings.training.monitor)
     if spec.get("coordination") != COORDINATION:  # an older engine's or a Spark sweep: its finished trials
-        store.import_legacy()
+        import_finished(sweep_folder, store.journal, store.locked)
     else:
         check_saved_trials(sweep_folder.trials_file, sweep_folder.trials_dir)
     with store.locked():  # what this process may change (the total, accepted code), and that it works on it

@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING, Optional, Union
 
 from experiments_manager.experiment import now
 from experiments_manager.sweeps.folder import SweepFolder
-from experiments_manager.sweeps.journal import TrialEntry, TrialJournal, TrialRecord, hparams_key
-from experiments_manager.sweeps.objective import known_result
+from experiments_manager.sweeps.journal import TrialEntry, TrialJournal, TrialRecord
+from experiments_manager.sweeps.legacy import legacy_experiment, legacy_result
 from experiments_manager.sweeps.results import best_row, plot_loss_vs_hparams, trial_rows, write_results_csv
 from experiments_manager.sweeps.space import SearchSpace, python_scalar
-from experiments_manager.sweeps.trials import SeededSuggestions, add_saved_trials, save_trials
+from experiments_manager.sweeps.trials import SeededSuggestions, save_trials
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
 from experiments_manager.utils.lease import Lease, live_holder, read_holder
 
@@ -59,7 +59,6 @@ LOCK_TIMEOUT_SECONDS = 60.0  # a lock holder whose heartbeat is this old (anothe
 LOCK_PATIENCE_SECONDS = 900.0  # how long a worker waits for the lock before it gives up (exit 75)
 PLOT_INTERVAL_SECONDS = 10.0  # loss_vs_hparams.png is redrawn at most this often (any worker), and as one leaves
 MIN_STARTUP_TRIALS = 20  # hyperopt's TPE default
-COORDINATION = "shared-journal-1"  # sweep.json's `coordination`: numbered records that workers share (format 1)
 _RESULT_FIELDS = ("status", "experiment", "log", "reason", "best_value", "best_epoch", "loss")
 _HYPEROPT_CMD = ("domain_attachment", "FMinIter_Domain")
 
@@ -151,13 +150,13 @@ class SweepStore:
                 tid = _first_free(pairs, unreadable)
                 hparams, vals = self.suggest(tid, pairs)
                 earlier = next((entry for _, entry in pairs if entry.done and entry.hparams == hparams), None)
-                earlier = earlier or self._legacy_result(hparams)
+                earlier = earlier or legacy_result(self.sweep.trials_dir, hparams)
                 if earlier is not None:  # a finished point suggested again: its result, not a retraining
                     entry = TrialEntry(hparams=hparams, tid=tid, vals=vals, seconds=0.0, same_as=earlier.number,
                                        ended=now(), **{name: getattr(earlier, name) for name in _RESULT_FIELDS})
                 else:
                     entry = TrialEntry(hparams=hparams, tid=tid, vals=vals, worker=worker,
-                                       experiment=self._legacy_experiment(hparams))
+                                       experiment=legacy_experiment(self.sweep.trials_dir, hparams))
                 record = self.journal.create(entry)
                 if record is None:  # its number is taken by a record this listing missed
                     unreadable.add(tid)
@@ -234,52 +233,6 @@ class SweepStore:
         """The journal's done trials as results rows, and the best row (read only, no lock)."""
         rows = trial_rows(hyperopt_trials(self.journal.numbered(), with_running=False), self.space.names)
         return rows, best_row(rows)
-
-    def import_legacy(self) -> int:
-        """Makes a sweep folder of another kind (an older engine's or a Spark sweep: one process, records keyed by
-        hparams) one that workers share: its finished trials in trials.pickle become numbered records, once
-        (sweep.json's `coordination` says it is done). Trials the pickle lacks are found again by their point
-        when the algorithm suggests it (`_legacy_result`, `_legacy_experiment`). Returns how many were imported."""
-        from hyperopt import Trials
-
-        with self.locked():
-            if self.sweep.spec().get("coordination") == COORDINATION:
-                return 0
-            trials = Trials()
-            add_saved_trials(trials, self.sweep.trials_file, self.sweep.trials_dir)
-            imported = 0
-            for doc in trials.trials:
-                result = doc["result"]
-                status = result.get("trial_status") or ("finished" if result.get("status") == "ok" else "failed")
-                vals = {name: [python_scalar(value) for value in values] for name, values in doc["misc"]["vals"].items()}
-                imported += self.journal.create(TrialEntry(
-                    hparams=result.get("hparams") or {}, tid=doc["tid"], status=status, vals=vals,
-                    experiment=result.get("experiment"), log=result.get("log"), reason=result.get("reason"),
-                    best_value=result.get("best_value"), best_epoch=result.get("best_epoch"),
-                    seconds=result.get("seconds"),
-                    loss=result.get("loss") if result.get("status") == "ok" else None)) is not None
-            self.sweep.update_spec(coordination=COORDINATION)
-            return imported
-
-    def _legacy_info(self, hparams: dict) -> dict:
-        """The record an older engine's (or a Spark) sweep wrote for this point, or {}."""
-        info = TrialRecord(self.sweep.trials_dir / f"{hparams_key(hparams)}.json").read()
-        return info if info.get("tid") is None else {}
-
-    def _legacy_result(self, hparams: dict) -> Optional[TrialEntry]:
-        """The result of this point when an older engine's sweep finished it (after its last trials.pickle)."""
-        result = known_result(self._legacy_info(hparams), hparams)
-        if result is None:
-            return None
-        return TrialEntry(hparams=hparams, status=result["trial_status"], experiment=result.get("experiment"),
-                          log=result.get("log"), reason=result.get("reason"), best_value=result.get("best_value"),
-                          best_epoch=result.get("best_epoch"), loss=result.get("loss"))
-
-    def _legacy_experiment(self, hparams: dict) -> Optional[str]:
-        """The experiment an older engine's sweep started for this point and did not finish (continued, not
-        started again)."""
-        info = self._legacy_info(hparams)
-        return info.get("experiment") if info.get("status") in ("running", "interrupted") else None
 
     def _mark_running(self) -> None:
         """sweep.json says `running` while a worker trains (a worker that left may have said `interrupted`)."""
