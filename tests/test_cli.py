@@ -72,9 +72,10 @@ def test_list_into_a_pipe_that_closes_early_is_not_a_traceback(tmp_path):
 
     from conftest import cli_command
 
-    for index in range(1500):  # more rows than a pipe holds (64 KiB)
-        (tmp_path / f"run_{index:04d}").mkdir()
-        (tmp_path / f"run_{index:04d}" / "run.json").write_text(json.dumps({"status": "finished"}))
+    for index in range(2000):  # ~450 KB of rows: far more than a pipe holds (64 KiB) and head reads before it leaves
+        run = tmp_path / (f"run_{index:04d}_" + "x" * 190)
+        run.mkdir()
+        (run / "run.json").write_text(json.dumps({"status": "finished"}))
     result = subprocess.run(["bash", "-c", '"$@" | head -1; exit "${PIPESTATUS[0]}"', "bash",
                              *cli_command("list", str(tmp_path))], env=cli_env(), capture_output=True, text=True,
                             timeout=120)
