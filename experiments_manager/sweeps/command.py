@@ -140,7 +140,7 @@ def _run_sweep(arguments, held):
               f", {arguments.workers} workers here" if (arguments.workers or 1) > 1 else "")
     if spec["parallelism"] > 1:  # one driver, which holds the sweep's lease
         held.enter_context(_sweep_lease(sweep_folder))
-        # its trials go to trials.pickle only: workers that resume it later import them (store.import_legacy)
+        # its trials go to trials.pickle only: workers that resume it later import them (legacy.import_finished)
         sweep_folder.update_spec(**{**spec, "coordination": None})
         return _run_on_spark(sweep_folder, spec, settings, space, arguments.resume)
     return _run_workers(sweep_folder, spec, settings, space, arguments.workers or 1)
@@ -178,7 +178,6 @@ def _run_on_spark(sweep_folder, spec, settings, space, resumed):
     from experiments_manager.sweeps.runner import SweepRunner
     from experiments_manager.sweeps.spark import spark_trials, stop_spark
     from experiments_manager.sweeps.trials import SeededSuggestions, add_saved_trials
-
     from experiments_manager.utils.lease import live_holder
 
     for lock in sweep_folder.trials_dir.glob("trial-*.lock"):
