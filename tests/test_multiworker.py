@@ -150,6 +150,31 @@ def tf_config(cluster, task_type, index):
     return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})}
 
 
+def test_the_workers_ports_are_free_and_below_the_ephemeral_range():
+    """A port from the kernel's ephemeral range, free when the launcher picks it, can become another process'
+    source port before the worker binds it (its collectives then wait for ever): the launcher picks below it, and
+    skips a port that is taken."""
+    import random
+    import socket
+
+    from experiments_manager.distribute.local_workers import _ephemeral_range_start, free_loopback_ports
+
+    low = _ephemeral_range_start()
+    seed = random.randrange(2**32)
+    print("seed", seed)
+    first = random.Random(seed).sample(range(max(1024, low - 12000), low), 1)[0]
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", first))  # the first candidate is somebody's
+    try:
+        ports = free_loopback_ports(3, rng=random.Random(seed))
+    finally:
+        taken.close()
+    assert len(set(ports)) == 3 and first not in ports and all(1024 <= port < low for port in ports), (ports, low)
+    for port in ports:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+
+
 def test_tf_config_names_the_chief():
     workers = {"worker": ["a:1", "b:2", "c:3"]}
     assert WorkerCluster.from_environment(tf_config(workers, "worker", 0)).is_chief

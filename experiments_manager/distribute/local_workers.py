@@ -10,6 +10,7 @@ killed outright (SIGKILL) cannot forward anything: each worker watches it
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -146,18 +147,40 @@ def stop_with_launcher(environment=os.environ, grace_seconds=ORPHAN_GRACE_SECOND
                            kill_after=grace_seconds)
 
 
-def free_loopback_ports(count):
-    """`count` distinct free TCP ports on 127.0.0.1 (held together while chosen, so they differ)."""
+def free_loopback_ports(count, rng=None):
+    """`count` distinct free TCP ports on 127.0.0.1, held together while chosen (so they differ), from below the
+    kernel's ephemeral range (`ip_local_port_range`, 32768-60999 by default).
+
+    The workers bind them a few seconds later. A port of the ephemeral range, free now, may be handed meanwhile to
+    any process' `bind(0)` or outgoing connection (its source port), and a worker's collectives then talk to a
+    stranger and wait for ever (seen under a loaded test suite); below that range only an explicit bind takes it.
+    """
+    low = _ephemeral_range_start()
+    rng = rng or random.SystemRandom()
+    candidates = rng.sample(range(max(1024, low - 12000), low), min(200, low - 1024))
     sockets = []
     try:
-        for _ in range(count):
+        for port in candidates:
             sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                continue
             sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
+            if len(sockets) == count:
+                return [sock.getsockname()[1] for sock in sockets]
+        raise UserInputError(f"--workers {count}: no {count} free ports on 127.0.0.1 below {low}")
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _ephemeral_range_start():
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def without_workers_flag(argv):
