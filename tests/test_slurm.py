@@ -242,24 +242,34 @@ def assert_finished_once_each(folder, max_evals, epochs):
     return rows, records
 
 
+def submit_held_sweep_array(slurm, workdir, tasks, max_evals, epochs, seed):
+    """`sweep_array.sbatch` as an array of `tasks` on the settings held at the second epoch ('hold' created):
+    (the array's job id, its sweep folder)."""
+    settings = settings_variant(workdir, "held.py", HELD_AT_THE_SECOND_EPOCH)
+    env = slurm_job_env(slurm, SETTINGS=settings, MAX_EVALS=max_evals,
+                        EXTRA_ARGS=f"--hparam nbEpoch={epochs} --seed {seed}")
+    (workdir / "hold").touch()
+    array = slurm.submit([*SMALL, f"--array=0-{tasks - 1}", template("sweep_array.sbatch")], cwd=workdir, env=env)
+    return array, workdir / WORKING_FOLDER / f"my_test_sweep_{array}"
+
+
+def task_logs(workdir, array, tasks):
+    return [job_output(workdir, f"em-sweep-array-{array}_{index}.out") for index in range(tasks)]
+
+
 def test_a_sweep_array_shares_one_folder_and_a_killed_tasks_trial_is_taken_over_from_its_checkpoint(slurm, workdir):
     """`sbatch --array=0-3` of sweep_array.sbatch, 8 trials: every task a worker of one sweep folder; a task killed
     outright mid-trial (`scancel --signal=KILL`, as a lost node) leaves its trial to another task, which continues
     it from its checkpoint."""
     max_evals, epochs = 8, 3
-    settings = settings_variant(workdir, "held.py", HELD_AT_THE_SECOND_EPOCH)
-    env = slurm_job_env(slurm, SETTINGS=settings, MAX_EVALS=max_evals,
-                        EXTRA_ARGS=f"--hparam nbEpoch={epochs} --seed 7")
-    (workdir / "hold").touch()
-    array = slurm.submit([*SMALL, "--array=0-3", template("sweep_array.sbatch")], cwd=workdir, env=env)
-    folder = workdir / WORKING_FOLDER / f"my_test_sweep_{array}"
+    array, folder = submit_held_sweep_array(slurm, workdir, 4, max_evals, epochs, seed=7)
     victim = wait_for(lambda: folder.is_dir() and held_trial(folder), 240, "a trial held after its first epoch")
     task = f"{array}_{victim['worker']['slurm_array_task']}"
     slurm.run(["scancel", "--full", "--signal=KILL", task])
     slurm.wait_for_end(task, 120)
     (workdir / "release").touch()
     ends = {index: slurm.wait_for_end(f"{array}_{index}", 400) for index in range(4)}
-    logs = [job_output(workdir, f"em-sweep-array-{array}_{index}.out") for index in range(4)]
+    logs = task_logs(workdir, array, 4)
     killed = int(victim["worker"]["slurm_array_task"])
     assert all(info["JobState"] == "COMPLETED" for index, info in ends.items() if index != killed), (ends, logs)
 
@@ -280,12 +290,7 @@ def test_usr1_to_a_whole_sweep_array_requeues_every_task_and_no_trial_is_trained
     """Trial 1 finished, two trials mid-way when every task gets USR1 (Slurm's time-limit warning): they
     checkpoint, the tasks are requeued, and back they continue those two from their checkpoints and train the last."""
     max_evals, epochs = 4, 3
-    settings = settings_variant(workdir, "held.py", HELD_AT_THE_SECOND_EPOCH)
-    env = slurm_job_env(slurm, SETTINGS=settings, MAX_EVALS=max_evals,
-                        EXTRA_ARGS=f"--hparam nbEpoch={epochs} --seed 3")
-    (workdir / "hold").touch()
-    array = slurm.submit([*SMALL, "--array=0-1", template("sweep_array.sbatch")], cwd=workdir, env=env)
-    folder = workdir / WORKING_FOLDER / f"my_test_sweep_{array}"
+    array, folder = submit_held_sweep_array(slurm, workdir, 2, max_evals, epochs, seed=3)
     first = wait_for(lambda: folder.is_dir() and len(held_trials(folder)) == 2 and held_trials(folder)[0], 240,
                      "the first two trials held after their first epoch")
     (workdir / f"release-{first['pid']}").touch()  # one of them finishes; its worker starts a third, held too
@@ -296,7 +301,7 @@ def test_usr1_to_a_whole_sweep_array_requeues_every_task_and_no_trial_is_trained
     slurm.run(["scancel", "--batch", "--signal=USR1", array])  # the array's id: every running task
     (workdir / "release").touch()
     ends = [slurm.wait_for_end(f"{array}_{index}", 400) for index in range(2)]
-    logs = [job_output(workdir, f"em-sweep-array-{array}_{index}.out") for index in range(2)]
+    logs = task_logs(workdir, array, 2)
     assert [info["JobState"] for info in ends] == ["COMPLETED"] * 2, logs
     assert [restarts(info) for info in ends] == [1, 1], logs
     assert all(f"exit code 138: requeueing array task {array}_{index}" in log for index, log in enumerate(logs))
