@@ -148,6 +148,7 @@ class Experiment:
                 "settings_file": str(Path(settings.path).resolve()) if settings.from_file else None,
                 "settings_object": None if settings.from_file else settings.path.name,
                 "model_name": settings.model_name,
+                "model_file": str(settings.model_script.resolve()),  # the user's file, `__file__` on resume
                 "session_name": settings.experiment.session_name,
                 "hparams": _jsonable(settings.experiment.hparams),
                 "hparam_overrides": _jsonable(settings.overrides),

@@ -94,6 +94,30 @@ MALFORMED = {
         ["bad.py: get_served_module: expected a tf.Module whose served_model is a tf.function with an input_signature, "
          "got Functional"],
     ),
+    "served_signature_does_not_fit": (  # an input of 64 values where the model takes 1: fails at the first export
+        ["def get_served_module(model, model_name):",
+         "    class Served(tf.Module):",
+         "        def __init__(self):",
+         "            super().__init__()",
+         "            self.model = model",
+         "        @tf.function(input_signature=[tf.TensorSpec([None, 64], tf.float32)])",
+         "        def served_model(self, x):",
+         "            return {'prediction': self.model(x)}",
+         "    return Served()"],
+        [("bad.py: get_served_module: the served function's input signature (float32[None, 64]) does not fit the "
+          "model: ValueError: ", "expected axis -1 of input shape to have value 1")],
+    ),
+    "metric_cannot_compare_labels": (  # one-hot labels with a sparse metric: fails at the end of epoch 1
+        ["def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):",
+         "    return tf.data.Dataset.from_tensor_slices((tf.zeros((20, 1)), tf.one_hot([0, 1] * 10, 3))).batch(4)",
+         "def get_total_loss(model):",
+         "    return lambda labels, outputs: tf.reduce_mean(tf.square(outputs))",
+         "def get_metrics(model, loss):",
+         "    return ['sparse_categorical_accuracy']"],
+        [("bad.py: get_metrics: the metrics (sparse_categorical_accuracy) cannot compare the training labels "
+          "float32[4, 3] with the model's outputs float32[4, 1]: InvalidArgumentError: Incompatible shapes",),
+         ("bad.py: get_metrics: the metrics (sparse_categorical_accuracy) cannot compare the validation labels",)],
+    ),
     "client_io_missing_a_method": (
         ["class Client_IO:", "    def __init__(self, clientInitSpecs, debugMode):", "        pass",
          "    def getInputData(self, idx):", "        return {}"],

@@ -225,6 +225,9 @@ def test_parallel_sweep_runs_trials_at_once_on_spark(run_cli, workdir):
     (["hyperopt_space = {'learningRate': 0.01}"], (),
      "mysettings_sweep.py: hyperopt_space['learningRate']: expected a hyperopt expression such as "
      "hp.uniform('learningRate', 0, 1), got 0.01", "main"),
+    (["hyperopt_space = {'lr': hp.loguniform('lr', -7, -2)}"], (),
+     "mysettings_sweep.py: hyperopt_space['lr']: expected a key of hparams ('hiddenNeurons', 'learningRate', "
+     "'nbEpoch', 'addNoise', 'noiseStd'), got 'lr'; did you mean 'learningRate'?", "main"),
     ([], ("--hparam", "learningRate=0.1"),
      "--hparam learningRate: also in mysettings_sweep.py's hyperopt_space (a swept hparam cannot be fixed; drop one)",
      "main"),

@@ -7,6 +7,7 @@ from experiments_manager.commands.arguments import (add_bootstrap_servers_argume
                                                     add_server_arguments, positive_int)
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.requeue_file import add_requeue_file_argument
+from experiments_manager.settings.script import SETTINGS_SOURCES
 
 NAME = "train"
 
@@ -26,6 +27,12 @@ def add_parser(subparsers):
         help="continue this experiment from its last checkpoint",
     )
     add_hparam_argument(parser)
+    parser.add_argument(
+        "--settings-source", choices=SETTINGS_SOURCES, default="copy",
+        help="with --resume: run the experiment's own copy of the settings and model files (default: the code it "
+        "trained with; their `__file__` is still your file), or your original files, which replace the copies "
+        "(recorded in run.json as an accepted code change)",
+    )
     parser.add_argument(
         "--accept-code-change", action="store_true",
         help="with --resume: train on although the settings, the model file or a module of yours they import "
@@ -70,6 +77,9 @@ def run(arguments, argv):
     if arguments.accept_code_change and not arguments.resume and not arguments.requeue_file:
         raise UserInputError("--accept-code-change: only with --resume or --requeue-file (a new run records the code "
                              "it starts with)")
+    if arguments.settings_source != "copy" and not arguments.resume and not arguments.requeue_file:
+        raise UserInputError("--settings-source: only with --resume or --requeue-file (a new run runs the file "
+                             "given with -u)")
     if arguments.resume:
         if arguments.hparam:
             raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")
@@ -77,7 +87,8 @@ def run(arguments, argv):
         training = _import_training()
         outcome = training.resume(arguments.resume, alongside=alongside,
                                   kafka_bootstrap_servers=arguments.bootstrap_servers,
-                                  accept_code_change=arguments.accept_code_change)
+                                  accept_code_change=arguments.accept_code_change,
+                                  settings_source=arguments.settings_source)
     else:
         overrides = parse_hparam_overrides(arguments.hparam)
         with _reserved_folder(arguments.usersettings, overrides) as reservation:

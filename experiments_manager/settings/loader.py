@@ -6,6 +6,7 @@ memory (`overrides.py`): it is never rewritten on disk.
 
 import ast
 import importlib.util
+import logging
 import sys
 import types
 import uuid
@@ -16,9 +17,12 @@ from experiments_manager.utils.environment_failures import environment_failure_l
 from experiments_manager.utils.errors import UserInputError, frames_in
 
 from experiments_manager.settings.overrides import MERGE_FUNCTION_NAME, merger, with_merges
+from experiments_manager.settings.script import ScriptSource, make_importable
+from experiments_manager.settings.spelling import warn_of_misspelt_names
 
 SETTINGS_MODULE_PREFIX = "experiments_manager_settings_"  # + a uuid: each load is its own module
 MODEL_MODULE_PREFIX = "experiments_manager_model_"
+_LOG = logging.getLogger(__name__)
 _OWN_MODULE_PREFIXES = (SETTINGS_MODULE_PREFIX, MODEL_MODULE_PREFIX)
 
 
@@ -30,16 +34,21 @@ class Settings:
         path: the settings file.
         model_file: the resolved model file.
         overrides: the hparam overrides that were applied.
+        script: the settings file as its code sees it (`__file__`; default: `path`). A resume executes the run's
+            copy as the user's file (see `script.py`).
+        model_script: the model file as its code sees it (default: `model_file`).
 
     Attributes:
         experiment, runtime, training, data, monitoring, export, serving, kafka, federated, sweep: the sections,
             e.g. `settings.training.epochs` (the module's `nbEpoch`).
     """
 
-    def __init__(self, module, path, model_file, overrides, from_file=True):
+    def __init__(self, module, path, model_file, overrides, from_file=True, script=None, model_script=None):
         self.module = module
         self.path = Path(path)
         self.model_file = Path(model_file)
+        self.script = Path(script) if script is not None else self.path
+        self.model_script = Path(model_script) if model_script is not None else self.model_file
         self.overrides = dict(overrides)
         self.from_file = from_file  # False: built from a Python object (a notebook's); `path` is then its label
         built = sections.build(module)  # named one by one below, so that editors complete them
@@ -77,8 +86,9 @@ class Settings:
         return f"<Settings {self.path if self.from_file else self.path.name} (model {self.model_file.name}, hparams {self.experiment.hparams!r})>"
 
 
-def load_settings(path, hparam_overrides=None, model_file=None):
-    """Executes and validates a settings file.
+def load_settings(path, hparam_overrides=None, model_file=None, script=None, model_script=None):
+    """Executes and validates a settings file, as `python path` would run it: its folder importable, `__file__`
+    the file.
 
     Args:
         path: the settings file.
@@ -86,6 +96,9 @@ def load_settings(path, hparam_overrides=None, model_file=None):
             assigns it (so module-level reads see the overrides).
         model_file: use this model file instead of the settings' `model_file`
             (a resumed run uses the copy in its experiment folder).
+        script: what the settings' code sees as `__file__`, whose folder is made importable (default: `path`;
+            a resume passes the user's file while executing the run's copy).
+        model_script: the same for the model file (default: the model file).
 
     Returns:
         a `Settings`.
@@ -104,8 +117,10 @@ def load_settings(path, hparam_overrides=None, model_file=None):
     overrides = dict(hparam_overrides or {})
     if not path.is_file():
         raise UserInputError(f"{path}: settings file not found")
-    module = _execute(path, overrides)
+    script = Path(script) if script is not None else path
+    module = _execute(path, overrides, script)
     problems = sections.problems_of(module, path.name)
+    warn_of_misspelt_names(module, path.name)
     resolved_model_file = None
     if model_file is not None:
         resolved_model_file = Path(model_file)
@@ -116,7 +131,7 @@ def load_settings(path, hparam_overrides=None, model_file=None):
     if problems:
         raise UserInputError(problems)
     _fill_defaults(module)
-    return Settings(module, path, resolved_model_file, overrides)
+    return Settings(module, path, resolved_model_file, overrides, script=script, model_script=model_script)
 
 
 def as_settings(settings, hparam_overrides=None):
@@ -171,6 +186,7 @@ def settings_from_object(source, hparam_overrides=None, model_file=None):
     module = types.ModuleType(f"{SETTINGS_MODULE_PREFIX}{uuid.uuid4().hex}")
     module.__dict__.update(values)
     problems = sections.problems_of(module, label)
+    warn_of_misspelt_names(module, label)
     source_file = getattr(source, "__file__", None) if isinstance(source, types.ModuleType) else None
     where = Path(source_file).parent / label if source_file else Path.cwd() / label
     if model_file is not None:
@@ -185,12 +201,16 @@ def settings_from_object(source, hparam_overrides=None, model_file=None):
     return Settings(module, where, model_file, {}, from_file=False)
 
 
-def load_experiment_settings(experiment, settings=None):
+def load_experiment_settings(experiment, settings=None, announce=False):
     """The settings an experiment ran with: its own copies and its recorded hparam overrides.
+
+    The copies are executed as the user's files (`__file__` and importable folder, see `script.py`) when those are
+    still there.
 
     Args:
         settings: for an experiment whose settings were built in Python (there was no file to copy), the same
             settings object again (its model file is the experiment's copy); otherwise None.
+        announce: log one line per user's file that differs from the run's copy (default False; a resume says it).
     """
     info = experiment.run_info()
     built_in_python = info.get("settings_object")
@@ -203,11 +223,19 @@ def load_experiment_settings(experiment, settings=None):
         raise UserInputError(f"{experiment.root}: its settings were built in Python ({built_in_python}), "
                              "not read from a file: resume it from Python with "
                              "em.resume(folder, settings=<the same settings>)")
-    return load_settings(experiment.settings_copy, info.get("hparam_overrides"),
-                         model_file=experiment.model_file_copy())
+    settings_source = ScriptSource.of(experiment.settings_copy, info.get("settings_file"))
+    model_source = ScriptSource.of(experiment.model_file_copy(), info.get("model_file"))
+    if announce:
+        for source in (settings_source, model_source):
+            if source.changed:
+                _LOG.warning("%s differs from the run's copy %s: the copy runs (the code this run trained with; "
+                             "to train on with your edited file: train --resume %s --settings-source original)",
+                             source.script, source.runs.name, experiment.root)
+    return load_settings(settings_source.runs, info.get("hparam_overrides"), model_file=model_source.runs,
+                         script=settings_source.script, model_script=model_source.script)
 
 
-def _execute(path, overrides):
+def _execute(path, overrides, script):
     source = path.read_text()
     try:
         tree = ast.parse(source, filename=str(path))
@@ -223,7 +251,8 @@ def _execute(path, overrides):
     name = f"{SETTINGS_MODULE_PREFIX}{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
     module = importlib.util.module_from_spec(spec)
-    module.__file__ = str(path)
+    module.__file__ = str(script.absolute())  # as `python script` says it: the user's file, also on resume
+    make_importable(script.parent)  # `from helpers import load`, helpers.py beside the settings file
     setattr(module, MERGE_FUNCTION_NAME, merger(overrides, path.name))
     sys.modules[name] = module  # dataclasses and pickling look modules up here
     try:

@@ -10,6 +10,35 @@ LOG_SCALED = ("loguniform", "qloguniform", "lognormal", "qlognormal")
 SPACE_EXAMPLE = "{'learningRate': hp.loguniform('learningRate', -9, -2), 'hiddenNeurons': hp.quniform('hiddenNeurons', 4, 64, 4)}"
 
 
+def _check_names_are_hparams(names, hparams, file_name):
+    """A trial's sample is merged into `hparams`: a name that is no hparam (`'lr'` where the settings read
+    `hparams['learningRate']`) would train every trial alike. One line per such name, with the closest hparam."""
+    import difflib
+
+    problems = []
+    for name in names:
+        if name in hparams:
+            continue
+        close = difflib.get_close_matches(name, list(hparams), n=1, cutoff=0.5) or [
+            key for key in hparams if _abbreviates(name, key)][:1]  # 'lr' for 'learningRate'
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(f"{file_name}: hyperopt_space[{name!r}]: expected a key of hparams "
+                        f"({', '.join(map(repr, hparams)) or 'none'}), got {name!r}{hint} (each trial's sample is "
+                        f"merged into hparams: a key the settings do not read trains every trial alike; add it to "
+                        f"hparams if they read it)")
+    if problems:
+        raise UserInputError(problems)
+
+
+def _abbreviates(short, name):
+    """True when `short`'s letters appear in order in `name`, from its first letter ('lr', 'learningRate')."""
+    short, name = short.lower(), name.lower()
+    if not short or not name.startswith(short[0]):
+        return False
+    letters = iter(name)
+    return all(letter in letters for letter in short)
+
+
 class SearchSpace:
     """The hparams a sweep samples: hparam name -> hyperopt expression.
 
@@ -48,6 +77,7 @@ class SearchSpace:
                 f"e.g. {SPACE_EXAMPLE})"
             )
         space = cls(_checked(expressions, name), settings.experiment.hparams, name)
+        _check_names_are_hparams(space.names, settings.experiment.hparams, name)
         space.check_samples()
         return space
 

@@ -3,7 +3,8 @@
 The contract checks names and signatures statically; what the settings' functions return is only known by calling
 them. The dry build calls each one (the model file's `model`, `get_total_loss`, `get_learningRate`,
 `get_optimizer`, `get_metrics`, `get_input_pipeline` for training and validation, `get_served_module`), runs one
-batch of each pipeline through the model and the loss, and reports every problem at once, one line each, naming the
+batch of each pipeline through the model, the loss and every metric, traces the served function (and calls it on the
+validation batch when that batch fits its signature), and reports every problem at once, one line each, naming the
 file, the function and what was expected vs got. Nothing is written: a broken settings file leaves no `failed`
 experiment folder behind.
 """
@@ -12,6 +13,7 @@ import collections
 import contextlib
 import copy
 import difflib
+import functools
 import itertools
 import re
 from pathlib import Path
@@ -19,6 +21,9 @@ from pathlib import Path
 from experiments_manager.utils.errors import UserInputError, frames_in
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_BOLD = re.compile(r"\x1b\[1m(.+?)\x1b\[0m", re.S)
+_TF_OP = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\](\s*name:\s*\S*)?\s*$")
+_PREAMBLES = ("Exception encountered when calling", "in user code:", 'File "')
 _FAILED = object()  # what `_called` returns when the call raised (None is a value a function may return)
 
 
@@ -57,13 +62,20 @@ def _build_and_check(settings):
     if optimizer is not _FAILED and not isinstance(optimizer, keras.optimizers.Optimizer):
         problems.append(f"{name}: get_optimizer: expected a Keras optimizer (e.g. "
                         f"keras.optimizers.Adam(learning_rate)), got {_described(optimizer)}")
+    metrics = _FAILED
     if loss is not _FAILED:
-        _called(problems, name, "get_metrics", settings, compiled_metrics, settings, model, loss)
+        metrics = _called(problems, name, "get_metrics", settings, compiled_metrics, settings, model, loss)
+    if compiled and metrics is not _FAILED and metrics:  # as fit() will: the metrics are computed on each batch
+        recompile = functools.partial(model.compile, optimizer=None, loss=loss, metrics=metrics)
+        compiled = _called(problems, name, "get_metrics", settings, recompile) is not _FAILED and metrics
+    batch = None
     if not settings.kafka.enabled:  # a Kafka run's data comes from its topics
         for training in (True, False):
-            _check_pipeline(problems, settings, model, compiled, training)
+            batch = _check_pipeline(problems, settings, model, compiled, training)
     if model.built:  # a model built only by its first batch (no Input, data not read here) is checked at export
-        _called(problems, name, "get_served_module", settings, served_module, settings, model)
+        module = _called(problems, name, "get_served_module", settings, served_module, settings, model)
+        if module is not _FAILED:
+            _check_served(problems, name, module, batch)
     if problems:
         raise UserInputError(problems)
 
@@ -117,8 +129,9 @@ def _loss_known(problems, file_name, loss):
 
 
 def _check_pipeline(problems, settings, model, compiled, training):
-    """One batch of the pipeline through the model (and its compiled loss, when `compiled`): its structure fits what
-    the model expects."""
+    """One batch of the pipeline through the model (and its compiled loss and metrics, when `compiled`: the
+    metrics' list when the settings have some): its structure fits what the model expects. Returns the batch's
+    inputs, or None when it could not be read or did not fit."""
     from experiments_manager.inputs import settings_pipeline
 
     name, kind = settings.path.name, "training" if training else "validation"
@@ -137,22 +150,57 @@ def _check_pipeline(problems, settings, model, compiled, training):
     if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
         problems.append(f"{name}: get_input_pipeline: expected {kind} batches (x, y) or (x, y, sample_weight), got "
                         f"{_structure(batch)}")
-        return
+        return None
     x, y = batch[0], batch[1]
+    weights = batch[2] if len(batch) == 3 else None
     try:
         predicted = model(x, training=False)
     except Exception as error:
         problems.append(f"{name}: get_input_pipeline: a {kind} batch {_structure(x)} does not fit the model's inputs "
                         f"{_structure(model.inputs) if getattr(model, 'inputs', None) else ''}: "
                         f"{type(error).__name__}: {_first_line(error)}")
-        return
+        return None
     if not compiled:
-        return
+        return x
     try:
         model.compute_loss(x=x, y=y, y_pred=predicted)  # as fit() computes it: Keras matches ranks, structures
     except Exception as error:
         problems.append(f"{name}: get_total_loss: the loss cannot compare the {kind} labels {_structure(y)} with the "
                         f"model's outputs {_structure(predicted)}: {type(error).__name__}: {_first_line(error)}")
+        return x
+    if compiled is not True:  # the settings' metrics (a list, or a dict per output)
+        try:
+            model.compute_metrics(x, y, predicted, sample_weight=weights)
+        except Exception as error:
+            names = ", ".join(_metric_name(metric) for metric in
+                              (list(compiled.values()) if isinstance(compiled, dict) else compiled))
+            problems.append(f"{name}: get_metrics: the metrics ({names}) cannot compare the {kind} labels "
+                            f"{_structure(y)} with the model's outputs {_structure(predicted)}: "
+                            f"{type(error).__name__}: {_first_line(error)}")
+        finally:
+            model.reset_metrics()
+    return x
+
+
+def _metric_name(metric):
+    return metric if isinstance(metric, str) else getattr(metric, "name", None) or getattr(metric, "__name__", "?")
+
+
+def _check_served(problems, name, module, x):
+    """The served function traced with its input signature (what an export saves), and called on the validation
+    batch `x` when that fits the signature: a signature that does not fit the model fails here, not at the first
+    export."""
+    import tensorflow as tf
+
+    function = module.served_model
+    specs = tf.nest.flatten(function.input_signature)
+    try:
+        function.get_concrete_function()
+        if x is not None and len(specs) == 1 and tf.is_tensor(x) and specs[0].shape.is_compatible_with(x.shape):
+            function(tf.cast(x, specs[0].dtype))
+    except Exception as error:
+        problems.append(f"{name}: get_served_module: the served function's input signature {_structure(specs)} does "
+                        f"not fit the model: {type(error).__name__}: {_first_line(error)}")
 
 
 def _structure(value):
@@ -173,9 +221,12 @@ def _described(value):
 
 
 def _first_line(error):
-    """The line of an error message that says what went wrong (Keras puts it after a preamble, in bold)."""
-    lines = [_ANSI.sub("", line).strip() for line in str(error).splitlines()]
-    lines = [line for line in lines if line and not line.startswith("Exception encountered when calling")]
+    """The line of an error message that says what went wrong: Keras puts it after a preamble, in bold (inside a
+    traced function's "in user code:" traceback too); TensorFlow's op errors wrap it in the op's node and name."""
+    text = str(error)
+    bold = _BOLD.search(text)
+    lines = [_TF_OP.sub("", _ANSI.sub("", line)).strip() for line in (bold.group(1) if bold else text).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(_PREAMBLES)]
     return lines[0][:300] if lines else "(no message)"
 
 

@@ -18,6 +18,7 @@ from experiments_manager.distribute.cluster import WorkerCluster
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.experiment import Experiment, running_command
 from experiments_manager.settings import as_settings, load_experiment_settings
+from experiments_manager.settings.script import replace_copy
 from experiments_manager.settings.sections import user_name
 from experiments_manager.training.outcome import TrainingOutcome
 from experiments_manager.training.trainer import Trainer
@@ -130,7 +131,7 @@ def _check_inputs(settings, kafka_bootstrap_servers):
 
 
 def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers=None, settings=None,
-           accept_code_change=False):
+           accept_code_change=False, settings_source="copy"):
     """Continues an experiment from its last checkpoint (or from scratch if it has none).
 
     Uses the experiment's own copy of the settings and of the model file, and
@@ -138,6 +139,10 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
     (`kafka_bootstrap_servers` replaces the latter). An experiment whose settings were built in Python is
     given them again: `settings`. Code that changed since the last attempt (the copies, the user's modules they
     import) is refused in one line, unless `accept_code_change` (recorded in the new attempt).
+
+    The copies run as the user's files (`__file__`, importable folder); a user's file edited since is named in one
+    line. `settings_source="original"` runs the user's files instead: they replace the copies, recorded in the
+    new attempt as an accepted code change.
 
     Example:
 
@@ -164,7 +169,11 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
                                  "to train on with it (recorded in run.json)")
         if changes:
             _LOG.warning("Resuming with changed code (accepted): %s", ", ".join(changes))
-        settings = load_experiment_settings(experiment, settings)
+        if settings_source == "original":
+            replaced = (replace_copy(experiment.settings_copy, info.get("settings_file"), experiment.root),
+                        replace_copy(experiment.model_file_copy(), info.get("model_file"), experiment.root))
+            changes = changes + [line for line in replaced if line]
+        settings = load_experiment_settings(experiment, settings, announce=True)
         check_cluster(cluster, settings)
         servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))
         experiment.mark_resumed(command, accepted_code_change=changes)

@@ -7,6 +7,7 @@ import uuid
 
 from experiments_manager.ema import inner_optimizer
 from experiments_manager.settings.loader import MODEL_MODULE_PREFIX
+from experiments_manager.settings.script import make_importable
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.keras2.metrics import keras2_metrics
 
@@ -26,6 +27,8 @@ def build_model(settings):
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     settings.model_modules.append(spec.name)  # removed by `settings.release()`
+    module.__file__ = str(settings.model_script.absolute())  # as `python model_file` says it (see settings/script.py)
+    make_importable(settings.model_script.parent)
     spec.loader.exec_module(module)
     model = module.model(settings.module)
     if not isinstance(model, keras.Model):

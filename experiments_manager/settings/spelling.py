@@ -1,0 +1,57 @@
+"""Module-level names of a settings file that look like a misspelt setting: one warning line each.
+
+A setting that is not set takes its default, so `early_stoping_patience = 1` or `monitored_loss = 'val_accuracy'`
+would train silently with the defaults (patience 10, `val_loss`). A module-level name that the engine does not
+read and that is close to a setting's name is named in one line with the closest one. Names
+of the original framework that the engine does not read stay accepted without a word, as do the module's own
+helpers (functions, classes, modules and names far from every setting).
+
+Example:
+
+```python
+warn_of_misspelt_names(module, "mysettings.py")
+# WARNING mysettings.py: early_stoping_patience: not a setting (ignored); did you mean early_stopping_patience?
+```
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+import types
+
+from experiments_manager.settings.sections import fields
+
+_LOG = logging.getLogger("experiments_manager.settings")
+
+# names the original framework's settings files set that this engine does not read: never a misspelling
+ORIGINAL_FRAMEWORK_NAMES = frozenset({
+    "served_input_names", "served_head_names", "raw_data_filename_extension", "wait_for_server_ready_int_secs",
+    "serve_on_gpu", "debug",
+})
+_CUTOFF = 0.8  # difflib's ratio: `monitored_loss` ~ `monitored_loss_name` 0.85, `nb_classes` ~ `nbEpoch` 0.47
+
+
+def misspelt_names(module: types.ModuleType) -> list[tuple[str, str]]:
+    """(name, the closest setting's name) for each module-level name that looks like a misspelt setting."""
+    known = sorted({name for _, _, name in fields()})
+    found = []
+    for name, value in vars(module).items():
+        if name.startswith("_") or name in known or name in ORIGINAL_FRAMEWORK_NAMES:
+            continue
+        if inspect.ismodule(value) or inspect.isclass(value) and not name.startswith(("Client", "client")):
+            continue  # `import numpy as np`, the user's helper classes (but `Client_Io` is a misspelt Client_IO)
+        close = difflib.get_close_matches(name, known, n=1, cutoff=_CUTOFF)
+        if not close:  # `EarlyStoppingPatience`, `NBEPOCH`: the same name in another case
+            lowered = {candidate.lower().replace("_", ""): candidate for candidate in known}
+            close = [lowered[key]] if (key := name.lower().replace("_", "")) in lowered else []
+        if close:
+            found.append((name, close[0]))
+    return found
+
+
+def warn_of_misspelt_names(module: types.ModuleType, file_name: str) -> None:
+    """Logs one warning line per name of `misspelt_names`, naming the file."""
+    for name, close in misspelt_names(module):
+        _LOG.warning("%s: %s: not a setting (ignored); did you mean %s?", file_name, name, close)
