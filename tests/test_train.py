@@ -84,7 +84,7 @@ def test_ema_and_the_raw_weights_validation_can_be_switched_off(workdir):
     settings = settings_variant(workdir, "plain.py", ["weights_moving_averages = False", "validate_raw_weights = False"])
     outcome = training.train(str(settings), {"nbEpoch": 2}, command=["test"])
     assert outcome.status == "finished"
-    assert not getattr(outcome.model.optimizer, "use_ema", False)  # trained without averaged weights
+    assert not getattr(outcome.trained_model.optimizer, "use_ema", False)  # trained without averaged weights
     header = (outcome.experiment.root / "history.csv").read_text().splitlines()[0].split(",")
     assert "val_loss" in header and not [column for column in header if column.endswith("_raw")]
 
@@ -98,7 +98,7 @@ def test_export_loads_and_predicts_like_the_in_process_ema_model(trained):
     assert {"serving_default", "model_curve_fitting"} <= set(loaded.signatures)
     x = np.linspace(-2, 2, 41, dtype=np.float32).reshape(-1, 1)
     served = loaded.signatures["serving_default"](input=tf.constant(x))
-    in_process = outcome.model(x, training=False)  # EMA weights: Keras finalizes them at the end of fit
+    in_process = outcome.trained_model(x, training=False)  # EMA weights: Keras finalizes them at the end of fit
     np.testing.assert_allclose(served["prediction"].numpy(), np.asarray(in_process), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(served["prediction_plus_1"].numpy(), served["prediction"].numpy() + 1, rtol=1e-6)
 
@@ -209,7 +209,7 @@ def test_mixed_precision_and_xla_switches(workdir):
 
     outcome = training.train(str(settings), {"nbEpoch": 1}, command=["test"])
     assert outcome.status == "finished"
-    model = outcome.model  # what trained, not what the settings say
+    model = outcome.trained_model  # what trained, not what the settings say
     assert model.dtype_policy.name == "mixed_float16" and model.layers[1].compute_dtype == "float16"
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)  # the loss scaled, as mixed precision needs
     assert model.jit_compile is True
