@@ -15,7 +15,7 @@ Library modules never import this package (nor `cli`).
 from experiments_manager.commands import (evaluate, federated, kafka_produce, list_command, predict, serve, sweep,
                                           train)
 
-COMMANDS = (train, evaluate, serve, predict, kafka_produce, sweep, federated, list_command)
+COMMANDS = (train, serve, predict, kafka_produce, sweep, federated, list_command, evaluate)
 NAMES = tuple(command.NAME for command in COMMANDS)
 
 
