@@ -61,8 +61,12 @@ def test_run_json_records_what_reproduces_the_run(trained):
     history = np.genfromtxt(workdir / outcome.experiment.root / "history.csv", delimiter=",", names=True)
     assert info["best_value"] == pytest.approx(history["val_loss"].min())
     assert info["best_epoch"] == int(np.argmin(history["val_loss"])) + 1
-    # every epoch exported (save_only_last_best_model = False), two kept
+    # every epoch exported (save_only_last_best_model = False), two kept (and the best: here the last)
     assert info["exported_versions"] == [2, 3] and info["last_exported_version"] == 3
+    for version in ("1", "2", "3"):  # the epoch each version holds, and its val_loss then
+        record = info["version_records"][version]
+        assert record["epoch"] == int(version) and record["monitor"] == "val_loss"
+        assert record["value"] == pytest.approx(history["val_loss"][int(version) - 1], rel=1e-6)
     assert sorted(p.name for p in (workdir / outcome.experiment.root / "exported_models").iterdir()) == ["2", "3"]
     assert info["command"] == ["test"] and info["host"] == socket.gethostname()
     assert info["git_commit"] is None  # the settings' folder is no git checkout here; see the next test
@@ -186,6 +190,11 @@ def test_examples_train(settings, working_folder, workdir, run_cli):
     best = history[monitored].max() if "accuracy" in monitored else history[monitored].min()
     assert info["best_value"] == pytest.approx(best)
     assert f"experiment folder: {root.relative_to(workdir)}" in result.stdout
+    # the summary's exported model is the version holding the best epoch, and says so
+    version, epoch = info["last_exported_version"], info["best_epoch"]
+    assert info["version_records"][str(version)]["epoch"] == epoch
+    assert (f"exported model:    {(root / 'exported_models' / str(version)).relative_to(workdir)} (epoch {epoch}, "
+            f"best {monitored} {info['best_value']:.4g})") in result.stdout
     # no get_served_module in these settings: the model's own call is served, from its Input specs
     import tensorflow as tf
 
