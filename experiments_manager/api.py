@@ -211,7 +211,7 @@ def evaluate(run, version=None, *, data=None, settings=None):
 
     Returns:
         the `Evaluation`: `.metrics` (the compiled loss and metrics), `.confusion` and `.per_class` for a classifier,
-        `.folder` (its report); its repr is the printed table.
+        `.folder` (its report); `print(result)` shows the table `experiments-manager evaluate` prints.
 
     Example:
 
