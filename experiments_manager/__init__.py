@@ -13,7 +13,8 @@ em.resume(outcome.experiment.root)
 server = em.serve(outcome.experiment.root)   # in this process, until server.stop()
 ```
 
-`em.sweep(settings_file, max_evals)` runs a hyperopt sweep. Settings may also be a module, class or object built
+`em.load(run)` gives a run's best exported version as a Keras model, `em.evaluate(run)` evaluates it on the test
+set. `em.sweep(settings_file, max_evals)` runs a hyperopt sweep. Settings may also be a module, class or object built
 in Python (see `experiments_manager.api`).
 """
 
@@ -27,6 +28,8 @@ _PUBLIC = {
     "sweep": "experiments_manager.api",
     "resume_sweep": "experiments_manager.api",
     "serve": "experiments_manager.api",
+    "load": "experiments_manager.api",
+    "evaluate": "experiments_manager.api",
     "show_logs": "experiments_manager.api",
     "load_settings": "experiments_manager.settings",
     "Settings": "experiments_manager.settings",

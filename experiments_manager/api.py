@@ -1,4 +1,5 @@
-"""The Python API, for notebooks and scripts: `em.train`, `em.resume`, `em.sweep`, `em.serve`.
+"""The Python API, for notebooks and scripts: `em.train`, `em.resume`, `em.sweep`, `em.serve`, `em.load`,
+`em.evaluate`.
 
 Each call shows the engine's log lines (on stderr, which Jupyter prints under the cell) unless the caller set up
 logging, and returns an object whose repr says what happened and where it went.
@@ -164,6 +165,65 @@ def serve(experiment_dir, *, grpc_port=0, rest_port=0, host="127.0.0.1", poll_se
     show_logs()
     options = ServerOptions(host=host, grpc_port=grpc_port, rest_port=rest_port, poll_seconds=poll_seconds)
     return ModelServer([source_from_experiment(experiment_dir)], options).start()
+
+
+def load(run, version=None, *, settings=None):
+    """A run's best exported version (or version `version`) as a Keras model with its EMA weights, ready to predict.
+
+    The run's own model is rebuilt from its copies of the settings and model file, and the version's weights are
+    read into it: its predictions are what the server answers for that version.
+
+    Args:
+        run: the experiment folder.
+        version: the version number (default None: the version holding the run's best epoch).
+        settings: for a run whose settings were built in Python, the same settings again (default None).
+
+    Returns:
+        the Keras model; `model.version_info` says the run, the version, the epoch it holds and its monitored value.
+
+    Raises:
+        UserInputError: no such run, no such version (the versions it has said), or no export yet (its status said).
+
+    Example:
+
+    ```python
+    model = em.load(outcome.experiment.root)         # the best version
+    model.version_info                               # {'run': ..., 'version': 3, 'epoch': 2, 'value': 0.0123, ...}
+    model.predict(x)
+    ```
+    """
+    from experiments_manager.version_loading import load_version
+
+    show_logs()
+    return load_version(run, version, settings=settings)
+
+
+def evaluate(run, version=None, *, data=None, settings=None):
+    """Evaluates a run's best version (or version `version`) on its settings' test pipeline (or on `data`); returns
+    its `Evaluation`, saved under `RUN/evaluations/<stamp>-v<N>/` and recorded in run.json's `evaluations`.
+
+    Args:
+        run: the experiment folder.
+        version: the version number (default None: the version holding the run's best epoch).
+        data: the `raw_data_files_folder` given to `get_input_pipeline(..., isTraining=False, ...)` instead of the
+            settings' `raw_data_dir_test` (default None).
+        settings: for a run whose settings were built in Python, the same settings again (default None).
+
+    Returns:
+        the `Evaluation`: `.metrics` (the compiled loss and metrics), `.confusion` and `.per_class` for a classifier,
+        `.folder` (its report); `print(result)` shows the table `experiments-manager evaluate` prints.
+
+    Example:
+
+    ```python
+    result = em.evaluate(outcome.experiment.root)
+    result.metrics          # {'loss': 0.31, 'accuracy': 0.91}
+    ```
+    """
+    from experiments_manager.evaluation import evaluate_run
+
+    show_logs()
+    return evaluate_run(run, version, data=data, settings=settings, command=["em.evaluate", str(run)])
 
 
 def _command(name, settings):

@@ -25,8 +25,8 @@ from experiments_manager.served_module import served_module
 from experiments_manager.utils.atomic import (folder_replaced_atomically, remove_leftovers, remove_tree_atomically,
                                               write_text_atomically)
 from experiments_manager.utils.checksums import set_aside, verify_manifest, write_manifest
+from experiments_manager.version_records import present_versions, records_of, version_record, write_record_file
 
-VERSION_PATTERN = re.compile(r"^\d+$")
 _SET_ASIDE = re.compile(r"^(?:damaged|discarded)-(\d+)(?:-\d+)?$")  # their numbers are never used again
 _UNKNOWN = object()  # `requested` before a checkpoint's state is set: which versions came after it is not known
 _LOG = logging.getLogger(__name__)
@@ -99,12 +99,14 @@ class Exporter:
         self._leave_out_optimizer = True  # until a served module cannot be saved without it
         # the newest version asked for and the epochs completed then: a checkpoint's state, see export_missing
         self.requested = _UNKNOWN
+        self.best_version = None  # the version holding the run's best epoch: kept by the retention (checkpointed)
+        self._records = {}  # version -> its record (version_records.py), listed in run.json once it is on disk
         self.base.mkdir(parents=True, exist_ok=True)
         write_models_config(experiment.models_config, settings.model_name, self.base)
 
     def versions(self):
         """Version numbers present, oldest first."""
-        return sorted(int(path.name) for path in self.base.iterdir() if VERSION_PATTERN.match(path.name))
+        return present_versions(self.base)
 
     def last_version(self):
         """The newest version on disk or recorded in run.json (a version being written is not counted), or None."""
@@ -113,7 +115,8 @@ class Exporter:
         return max([recorded, *self.versions(), *aside]) or None
 
     def run_info(self):
-        """What run.json records of the exports: the versions present and the last one.
+        """What run.json records of the exports: the versions present, the last one, and the record (epoch,
+        monitored value) of each version once it is on disk.
 
         Example:
 
@@ -121,14 +124,18 @@ class Exporter:
         experiment.update_run_info(**exporter.run_info())
         ```
         """
-        return {"exported_versions": self.versions(), "last_exported_version": self.last_version()}
+        present = self.versions()
+        records = {str(version): record for version, record in records_of(self.experiment.run_info()).items()}
+        records.update({str(version): record for version, record in self._records.items() if version in present})
+        return {"exported_versions": present, "last_exported_version": self.last_version(),
+                "version_records": dict(sorted(records.items(), key=lambda item: int(item[0])))}
 
     def _served_module(self):
         if self._module is None:
             self._module = served_module(self.settings, self.model)
         return self._module
 
-    def export(self, epochs_completed=None):
+    def export(self, epochs_completed=None, value=None, best=False):
         """Exports the next version with the model's EMA weights as they are now; returns its number.
 
         Waits first for the version being written, if any (raising `ExportFailed` when it failed). The version is
@@ -136,22 +143,30 @@ class Exporter:
 
         Args:
             epochs_completed: the epochs trained into the weights (default None: not said), recorded in the
-                checkpoint's state and in the message of a failure.
+                checkpoint's state, in the version's record and in the message of a failure.
+            value: the monitored value those weights reached (default None: not known), in the version's record.
+            best: the version holds the run's best epoch so far (default False): the retention keeps it.
 
         Returns:
             the version's number.
         """
         self.wait()  # one version in flight at most: its number is taken
         version = (self.last_version() or 0) + 1
-        if not self._template:  # a full save of the live model, on this thread (the first one builds the template)
+        full_save = not self._template  # of the live model, on this thread (the first one builds the template)
+        if full_save:
             module = self._served_module()  # an error of the settings' code is raised here as it is, on this thread
-            self.requested = {"version": version, "epochs_completed": epochs_completed}
-            self._write(version, functools.partial(self._save_live, module))
+        record = version_record(epochs_completed, self.settings.training.monitor, value)
+        self.requested = {"version": version, "epochs_completed": epochs_completed, "value": record["value"],
+                          "best": bool(best)}
+        self._records[version] = record
+        if best:
+            self.best_version = version
+        if full_save:
+            self._write(version, functools.partial(self._save_live, module), record)
             return version
-        self.requested = {"version": version, "epochs_completed": epochs_completed}
         with ema_weights_swapped_in(self.model, self.model.optimizer):
             values = self._template.snapshot()  # copies: training may move the weights on at once
-        write = functools.partial(self._write, version, functools.partial(self._template.write, values=values))
+        write = functools.partial(self._write, version, functools.partial(self._template.write, values=values), record)
         if self._worker is None:
             write()
         else:
@@ -185,13 +200,14 @@ class Exporter:
 
     def get_state(self):
         """The version last asked for, for the checkpoint (see `export_missing`)."""
-        return {"requested": None if self.requested is _UNKNOWN else self.requested}
+        return {"requested": None if self.requested is _UNKNOWN else self.requested, "best_version": self.best_version}
 
     def set_state(self, state):
         """Takes back the state a checkpoint saved (from `get_state`).
 
         Args:
-            state: `{"requested": {"version": N, "epochs_completed": E}}`, or `{"requested": None}`.
+            state: `{"requested": {"version": N, "epochs_completed": E, "value": V, "best": B}, "best_version": M}`,
+                or `{"requested": None}` (older checkpoints lack value, best and best_version).
 
         Example:
 
@@ -201,6 +217,7 @@ class Exporter:
         ```
         """
         self.requested = state.get("requested")
+        self.best_version = state.get("best_version")
 
     def export_missing(self, epochs_completed):
         """After a resume from the checkpoint of epoch `epochs_completed`: exports again the version that epoch
@@ -221,7 +238,7 @@ class Exporter:
             return None  # on disk (a damaged one was set aside: the restored model holds its values, exported anew)
         _LOG.info("Exporting again version %d (after epoch %d): the run stopped while it was written",
                   requested["version"], epochs_completed)
-        version = self.export(epochs_completed)
+        version = self.export(epochs_completed, value=requested.get("value"), best=requested.get("best", False))
         self.wait()
         return version
 
@@ -256,13 +273,15 @@ class Exporter:
     def _signature_names(self):
         return ("serving_default", self.settings.model_name)
 
-    def _write(self, version, write_into):
-        """Writes version `version` with `write_into(folder)`, atomically; checks it; applies the retention."""
+    def _write(self, version, write_into, record):
+        """Writes version `version` with `write_into(folder)` and its `record`, atomically; checks it; applies the
+        retention."""
         self.experiment.check_writer()  # still the experiment's one writer (its lease)
         # of an export a killed run left half-written (holding the experiment's lease, every other pid's is)
         remove_leftovers(self.base, sole_writer=self.experiment.lease is not None)
         with folder_replaced_atomically(self.base / f".tmp-{version}-{os.getpid()}", self.base / str(version)) as tmp:
             write_into(tmp)
+            write_record_file(tmp, record)  # after the template read the first version: not a file they share
             check_signatures(tmp, self._signature_names())
             write_manifest(tmp)  # checked by a resume and by the server before they trust the version
         self._apply_retention()
@@ -285,8 +304,10 @@ class Exporter:
         return damaged + later
 
     def _apply_retention(self):
+        """Removes all but the newest `versions_to_keep` versions, and the one holding the best epoch."""
         for version in self.versions()[: -self.settings.export.versions_to_keep]:
-            remove_tree_atomically(self.base / str(version))
+            if version != self.best_version:
+                remove_tree_atomically(self.base / str(version))
 
 
 def check_signatures(saved_model_dir, expected):

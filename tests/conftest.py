@@ -195,7 +195,7 @@ def wait_for(condition, timeout, what, interval=0.05):
 def trained(tmp_path_factory):
     """One regression experiment trained in-process for 3 epochs, exporting every epoch.
 
-    Returns a namespace: `dir` (the experiment folder), `model` (the Keras model
+    Returns a namespace: `dir` (the experiment folder), `model` (the trained Keras model, `outcome.trained_model`,
     with its final EMA weights, which the last version was exported with),
     `model_name` and `versions`.
     """
@@ -212,7 +212,7 @@ def trained(tmp_path_factory):
     assert outcome.status == "finished"
     experiment_dir = root / outcome.experiment.root
     versions = sorted(int(path.name) for path in (experiment_dir / "exported_models").iterdir())
-    return types.SimpleNamespace(dir=experiment_dir, model=outcome.model, model_name="model_curve_fitting",
+    return types.SimpleNamespace(dir=experiment_dir, model=outcome.trained_model, model_name="model_curve_fitting",
                                  versions=versions)
 
 

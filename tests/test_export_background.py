@@ -324,7 +324,8 @@ def test_a_stop_signal_checkpoints_and_marks_interrupted_before_waiting_for_the_
     assert history is None and stopped.status == "interrupted" and stopped.exit_code == 128 + signal.SIGTERM
     assert seen["status"] == "interrupted", "the stop waited for the write before marking the run interrupted"
     assert seen["state"]["epochs_completed"] == 2
-    assert seen["state"]["callbacks"]["exports"]["requested"] == {"version": 2, "epochs_completed": 2}
+    requested = seen["state"]["callbacks"]["exports"]["requested"]
+    assert (requested["version"], requested["epochs_completed"]) == (2, 2), requested
     info = read_run(root)
     assert info["status"] == "interrupted" and info["exit_code"] == 143 and info["exported_versions"] == [1]
     assert "the export of version 2 (after epoch 2) failed: OSError: the variables could not be written (test)" in caplog.text
@@ -373,7 +374,7 @@ def exporter_of(tmp_path, model, get_served_module=None):
     from experiments_manager.export import Exporter
 
     settings = types.SimpleNamespace(model_name="m", path=Path("settings.py"), export=types.SimpleNamespace(
-        get_served_module=get_served_module, versions_to_keep=10))
+        get_served_module=get_served_module, versions_to_keep=10), training=types.SimpleNamespace(monitor="val_loss"))
     return Exporter(FakeExperiment(tmp_path), settings, model, in_background=True)
 
 

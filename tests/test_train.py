@@ -61,8 +61,12 @@ def test_run_json_records_what_reproduces_the_run(trained):
     history = np.genfromtxt(workdir / outcome.experiment.root / "history.csv", delimiter=",", names=True)
     assert info["best_value"] == pytest.approx(history["val_loss"].min())
     assert info["best_epoch"] == int(np.argmin(history["val_loss"])) + 1
-    # every epoch exported (save_only_last_best_model = False), two kept
+    # every epoch exported (save_only_last_best_model = False), two kept (and the best: here the last)
     assert info["exported_versions"] == [2, 3] and info["last_exported_version"] == 3
+    for version in ("1", "2", "3"):  # the epoch each version holds, and its val_loss then
+        record = info["version_records"][version]
+        assert record["epoch"] == int(version) and record["monitor"] == "val_loss"
+        assert record["value"] == pytest.approx(history["val_loss"][int(version) - 1], rel=1e-6)
     assert sorted(p.name for p in (workdir / outcome.experiment.root / "exported_models").iterdir()) == ["2", "3"]
     assert info["command"] == ["test"] and info["host"] == socket.gethostname()
     assert info["git_commit"] is None  # the settings' folder is no git checkout here; see the next test
@@ -84,7 +88,7 @@ def test_ema_and_the_raw_weights_validation_can_be_switched_off(workdir):
     settings = settings_variant(workdir, "plain.py", ["weights_moving_averages = False", "validate_raw_weights = False"])
     outcome = training.train(str(settings), {"nbEpoch": 2}, command=["test"])
     assert outcome.status == "finished"
-    assert not getattr(outcome.model.optimizer, "use_ema", False)  # trained without averaged weights
+    assert not getattr(outcome.trained_model.optimizer, "use_ema", False)  # trained without averaged weights
     header = (outcome.experiment.root / "history.csv").read_text().splitlines()[0].split(",")
     assert "val_loss" in header and not [column for column in header if column.endswith("_raw")]
 
@@ -98,7 +102,7 @@ def test_export_loads_and_predicts_like_the_in_process_ema_model(trained):
     assert {"serving_default", "model_curve_fitting"} <= set(loaded.signatures)
     x = np.linspace(-2, 2, 41, dtype=np.float32).reshape(-1, 1)
     served = loaded.signatures["serving_default"](input=tf.constant(x))
-    in_process = outcome.model(x, training=False)  # EMA weights: Keras finalizes them at the end of fit
+    in_process = outcome.trained_model(x, training=False)  # EMA weights: Keras finalizes them at the end of fit
     np.testing.assert_allclose(served["prediction"].numpy(), np.asarray(in_process), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(served["prediction_plus_1"].numpy(), served["prediction"].numpy() + 1, rtol=1e-6)
 
@@ -186,6 +190,11 @@ def test_examples_train(settings, working_folder, workdir, run_cli):
     best = history[monitored].max() if "accuracy" in monitored else history[monitored].min()
     assert info["best_value"] == pytest.approx(best)
     assert f"experiment folder: {root.relative_to(workdir)}" in result.stdout
+    # the summary's exported model is the version holding the best epoch, and says so
+    version, epoch = info["last_exported_version"], info["best_epoch"]
+    assert info["version_records"][str(version)]["epoch"] == epoch
+    assert (f"exported model:    {(root / 'exported_models' / str(version)).relative_to(workdir)} (epoch {epoch}, "
+            f"best {monitored} {info['best_value']:.4g})") in result.stdout
     # no get_served_module in these settings: the model's own call is served, from its Input specs
     import tensorflow as tf
 
@@ -209,7 +218,7 @@ def test_mixed_precision_and_xla_switches(workdir):
 
     outcome = training.train(str(settings), {"nbEpoch": 1}, command=["test"])
     assert outcome.status == "finished"
-    model = outcome.model  # what trained, not what the settings say
+    model = outcome.trained_model  # what trained, not what the settings say
     assert model.dtype_policy.name == "mixed_float16" and model.layers[1].compute_dtype == "float16"
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)  # the loss scaled, as mixed precision needs
     assert model.jit_compile is True

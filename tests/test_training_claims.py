@@ -159,13 +159,13 @@ def test_early_stopping_stops_at_the_same_epoch_after_a_sigusr1_and_a_resume(pla
     assert "Epoch 6/12" not in plateau.resumed_console
     # and LR-on-plateau went on from its counter: the same rates, the same final rate in the optimizer
     assert _history(plateau.resumed_root)["learning_rate"] == _history(plateau.whole_root)["learning_rate"]
-    assert float(plateau.resumed.model.optimizer.learning_rate) == pytest.approx(RATE / 4, rel=1e-6)
+    assert float(plateau.resumed.trained_model.optimizer.learning_rate) == pytest.approx(RATE / 4, rel=1e-6)
 
 
 def test_lr_on_plateau_halves_the_rate_after_half_the_patience(plateau):
     expected = [RATE, RATE, RATE, RATE / 2, RATE / 2]  # the rate each epoch trained at
     assert _history(plateau.whole_root)["learning_rate"] == pytest.approx(expected, rel=1e-6)
-    assert float(plateau.whole.model.optimizer.learning_rate) == pytest.approx(RATE / 4, rel=1e-6)  # after epoch 5
+    assert float(plateau.whole.trained_model.optimizer.learning_rate) == pytest.approx(RATE / 4, rel=1e-6)  # after epoch 5
     # TensorBoard's epoch_learning_rate (train run) shows the same, at steps counted from 1
     shown = _scalars(plateau.whole_root / "logs/train", "epoch_learning_rate")
     assert list(shown) == [1, 2, 3, 4, 5] and list(shown.values()) == pytest.approx(expected, rel=1e-6)
@@ -175,7 +175,7 @@ def test_lr_on_plateau_halves_the_rate_after_half_the_patience(plateau):
 def test_a_run_stopped_early_gets_histograms_of_its_final_weights(plateau):
     """histogram_freq = 3: epochs 1 and 4; the run stopped after epoch 5, whose final weights are written too."""
     values, plugins = _events(plateau.whole_root / "logs/train")
-    final = {weight.path: np.asarray(weight.value) for weight in plateau.whole.model.weights}
+    final = {weight.path: np.asarray(weight.value) for weight in plateau.whole.trained_model.weights}
     tags = [tag for tag, plugin in plugins.items() if plugin == "histograms"]
     assert set(tags) == set(final), (tags, list(final))
     for tag in tags:
@@ -450,10 +450,10 @@ def test_flow_from_directory_and_experimental_adamw_of_keras2_settings_train(tmp
     outcome = training.train("settings/keras2_from_directory.py", command=["t"])
     assert outcome.status == "finished", outcome.reason
     root = tmp_path / outcome.experiment.root
-    optimizer = inner_optimizer(outcome.model.optimizer)
+    optimizer = inner_optimizer(outcome.trained_model.optimizer)
     assert type(optimizer).__name__ == "AdamW" and optimizer.weight_decay == pytest.approx(0.05)
     assert read_run(root)["learning_rate"] == pytest.approx(0.01)
-    assert int(outcome.model.optimizer.iterations) == 2 * (84 // 16)
+    assert int(outcome.trained_model.optimizer.iterations) == 2 * (84 // 16)
     history = _history(root)
     assert history["epoch"] == [1, 2] and {"val_accuracy", "val_loss_raw"} <= set(history)
     assert history["loss"][1] < history["loss"][0]

@@ -31,8 +31,10 @@ class ExportOnImprovement(keras.callbacks.Callback):
         self.every_epoch = every_epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.every_epoch or self.best.improved_at(epoch):
-            self.exporter.export(epochs_completed=epoch + 1)
+        improved = self.best.improved_at(epoch)
+        if self.every_epoch or improved:
+            value = (logs or {}).get(self.best.monitor)
+            self.exporter.export(epochs_completed=epoch + 1, value=value, best=improved)
         else:
             self.exporter.wait()
 

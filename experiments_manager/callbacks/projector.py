@@ -7,6 +7,7 @@ import os
 import numpy as np
 import keras
 
+from experiments_manager.classification_report import class_ids
 from experiments_manager.utils.atomic import replaced_atomically, write_text_atomically
 from experiments_manager.utils.epochs import shown_epoch
 
@@ -134,8 +135,7 @@ def metadata_columns(outputs, labels):
         if outputs.shape[1] == 1:
             columns["prediction"] = [f"{value:.6g}" for value in outputs[:, 0]]
         return columns
-    classes = (labels.shape[1] > 1 and labels.shape[1] == outputs.shape[1] and np.isin(labels, (0, 1)).all()
-               and np.all(labels.sum(axis=1) == 1))  # one-hot
+    classes = labels.shape[1] > 1 and class_ids(labels, outputs) is not None  # one-hot
     if labels.shape[1] == 1:
         columns["label"] = [f"{value:.6g}" for value in labels[:, 0]]
     elif classes:

@@ -184,13 +184,14 @@ def _report(outcome):
     if experiment is None:  # a non-chief worker: the chief reports the experiment
         print(f"status:            {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
         return
+    from experiments_manager.version_records import reported_model
+
     info = experiment.run_info()
-    last = info.get("last_exported_version")
     lines = [
         f"status:            {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""),
         f"experiment folder: {experiment.root}",
         f"best {info.get('monitored_loss_name')}: {info.get('best_value')} (epoch {info.get('best_epoch')})",
-        f"exported model:    {experiment.export_dir / str(last) if last else 'none yet'}",
+        f"exported model:    {reported_model(info, experiment.export_dir)}",
         f"TF Serving config: {experiment.models_config}",
         f"training curves:   {experiment.curves_png}",
         f"TensorBoard:       tensorboard --logdir {experiment.root.parent}",

@@ -25,6 +25,7 @@ from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.model_status import status_response
 
 SIGNATURE_DEF_FIELD = "signature_def"
+VERSION_RECORD_FIELD = "version_record"  # ours: the epoch and monitored value the version holds (a Struct)
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -55,19 +56,27 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def GetModelMetadata(self, request, context):
         try:
-            unsupported = [field for field in request.metadata_field if field != SIGNATURE_DEF_FIELD]
+            fields = (SIGNATURE_DEF_FIELD, VERSION_RECORD_FIELD)
+            unsupported = [field for field in request.metadata_field if field not in fields]
             if unsupported or not request.metadata_field:
-                raise RequestError(f"metadata_field: expected ['{SIGNATURE_DEF_FIELD}'], got {list(request.metadata_field)}")
+                raise RequestError(f"metadata_field: expected some of {list(fields)}, got {list(request.metadata_field)}")
             spec = request.model_spec
             servable = self.predictor.servable(spec.name, _version(spec), spec.version_label)
         except RequestError as error:
             context.abort(error.code, error.message)
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         _fill_spec(response.model_spec, servable, "")
-        signature_map = get_model_metadata_pb2.SignatureDefMap()
-        for name, signature in servable.signature_defs.items():
-            signature_map.signature_def[name].CopyFrom(signature)
-        response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+        if SIGNATURE_DEF_FIELD in request.metadata_field:
+            signature_map = get_model_metadata_pb2.SignatureDefMap()
+            for name, signature in servable.signature_defs.items():
+                signature_map.signature_def[name].CopyFrom(signature)
+            response.metadata[SIGNATURE_DEF_FIELD].Pack(signature_map)
+        if VERSION_RECORD_FIELD in request.metadata_field and servable.record is not None:
+            from google.protobuf import struct_pb2
+
+            record = struct_pb2.Struct()
+            record.update(servable.record)
+            response.metadata[VERSION_RECORD_FIELD].Pack(record)
         return response
 
 

@@ -2,7 +2,7 @@
 
 Routes (TF Serving's documented REST API):
     GET  /v1/models/{name}[/versions/{v} | /labels/{l}]            model status
-    GET  /v1/models/{name}[/versions/{v} | /labels/{l}]/metadata   signature defs
+    GET  /v1/models/{name}[/versions/{v} | /labels/{l}]/metadata   signature defs (and the version's record)
     POST /v1/models/{name}[/versions/{v} | /labels/{l}]:predict    row or columnar predict
 Errors are `{"error": "..."}` with 400, 404, 405 or 413.
 """
@@ -18,7 +18,7 @@ from google.protobuf import json_format
 
 from experiments_manager.serving import json_worker, tensors
 from experiments_manager.serving.errors import RequestError
-from experiments_manager.serving.grpc_service import SIGNATURE_DEF_FIELD
+from experiments_manager.serving.grpc_service import SIGNATURE_DEF_FIELD, VERSION_RECORD_FIELD
 from experiments_manager.serving.model_status import status_response
 
 _LOG = logging.getLogger(__name__)
@@ -109,9 +109,12 @@ class RestApp:
             key: json_format.MessageToDict(signature, preserving_proto_field_name=True)
             for key, signature in servable.signature_defs.items()
         }
+        metadata = {SIGNATURE_DEF_FIELD: {SIGNATURE_DEF_FIELD: signatures}}
+        if servable.record is not None:  # the epoch and monitored value the version holds
+            metadata[VERSION_RECORD_FIELD] = servable.record
         return {
             "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
-            "metadata": {SIGNATURE_DEF_FIELD: {SIGNATURE_DEF_FIELD: signatures}},
+            "metadata": metadata,
         }
 
     async def _predict(self, name, version, label, body):

@@ -7,6 +7,7 @@ import numpy as np
 
 from experiments_manager.serving.errors import RequestError, not_found
 from experiments_manager.utils.checksums import verify_manifest
+from experiments_manager.version_records import read_record_file
 
 _LOG = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class Servable:
         self._loaded = loaded  # keeps the functions' variables alive
         self.signature_defs = signature_defs
         self.retired = False  # set when unloaded; in-flight requests still finish
+        # the epoch and monitored value the version holds (its exporter's record), or None (an older engine's)
+        self.record = read_record_file(path)
         self.functions = dict(loaded.signatures)
         self.input_specs = {
             key: dict(function.structured_input_signature[1]) for key, function in self.functions.items()

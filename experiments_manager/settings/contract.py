@@ -76,6 +76,12 @@ def list_of_ints(value):
     return None
 
 
+def list_of_strings(value):
+    if not isinstance(value, (list, tuple)) or not value or any(not isinstance(v, str) for v in value):
+        return f"expected a non-empty list of names (str), got {_describe(value)}"
+    return None
+
+
 def one_of(*choices):
     def check(value):
         if value not in choices:

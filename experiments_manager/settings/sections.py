@@ -132,6 +132,11 @@ class DataSection:
                                     check=c.optional_int, name="nb_train_samples")
     val_samples: object = setting("the same for validation", default=None, check=c.optional_int,
                                   name="nb_val_samples")
+    test_dir: object = setting("`raw_data_files_folder` of the test pipeline that `evaluate` reads whole "
+                               "(`get_input_pipeline(raw_data_dir_test, isTraining=False, ...)`; None: no test set, "
+                               "give one with `evaluate --data FOLDER`)", default=None, name="raw_data_dir_test")
+    class_names: object = setting("a classifier's class names, by class id (`evaluate`'s confusion matrix and "
+                                  "per-class table; None: the ids)", default=None, check=c.list_of_strings)
 
 
 @section
@@ -156,7 +161,7 @@ class ExportSection:
                                         default=None, check=c.function("model", "model_name"))
     only_on_improvement: bool = setting("export when the monitored value improves (False: every epoch)",
                                         default=True, check=c.of_type(bool), name="save_only_last_best_model")
-    versions_to_keep: int = setting("newest exported versions kept", default=5, check=c.positive_int,
+    versions_to_keep: int = setting("newest exported versions kept (and the one holding the best epoch)", default=5, check=c.positive_int,
                                     name="export_versions_to_keep")
 
 

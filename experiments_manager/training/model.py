@@ -41,9 +41,10 @@ def compiled_metrics(settings, model, loss):
     return keras2_metrics(settings.training.get_metrics(model, loss), model, settings.path.name)
 
 
-def compile_for_evaluation(settings):
-    """The settings' model compiled with its loss and metrics only: what a federation's server evaluates."""
-    model = build_model(settings)
+def compile_for_evaluation(settings, model=None):
+    """The settings' model compiled with its loss and metrics only: what a federation's server evaluates, and
+    `evaluate` (a loaded version's model, given as `model`; default None: a new one built)."""
+    model = build_model(settings) if model is None else model
     loss = settings.training.get_total_loss(model)
     model.compile(loss=loss, metrics=compiled_metrics(settings, model, loss))
     return model

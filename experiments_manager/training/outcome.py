@@ -1,5 +1,7 @@
 """What a training run ended with, and the exit codes that say it."""
 
+from pathlib import Path
+
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
 
 SIGNAL_EXIT_BASE = 128
@@ -14,32 +16,70 @@ class TrainingOutcome:
         status: 'finished', 'interrupted' or 'failed' (as in run.json).
         exit_code: 0 when finished, 128 + signal when a signal interrupted it,
             75 when its input data stalled, 1 when failed.
-        model: the trained Keras model (EMA weights in) when it finished in-process.
+        model: the model the run reports: its best exported version (the one holding its best epoch, EMA weights)
+            as a Keras model, loaded on first use (`version_loading.load_version`); None when nothing was exported.
+        trained_model: the compiled model as training left it (the last epoch's EMA weights, its optimizer) when it
+            ended in-process, else None.
         reason: why it did not finish, or None.
 
     Example:
 
     ```python
     outcome = em.train("examples/regression/mysettings_curve_fitting.py", {"nbEpoch": 3})
-    outcome          # <TrainingOutcome finished: experiments/curve_fitting/my_test_... (best val_loss 0.0123 ...)>
+    outcome   # <TrainingOutcome finished: ... (best val_loss 0.0123 at epoch 3); model: version 3 (epoch 3, ...)>
+    outcome.model.predict(x)
     ```
     """
 
-    def __init__(self, experiment, status, exit_code, model=None, reason=None):
+    def __init__(self, experiment, status, exit_code, trained_model=None, reason=None, settings=None):
         self.experiment = experiment
         self.status = status
         self.exit_code = exit_code
-        self.model = model
+        self.trained_model = trained_model
         self.reason = reason
+        self._settings = settings  # the run's settings as loaded in this process (None: its own copies)
+        self._root = Path(experiment.root).resolve() if experiment is not None else None  # whatever the cwd later
+        self._model = None
+
+    @property
+    def model(self):
+        """The run's best exported version as a Keras model (loaded once), or None when it exported none."""
+        if self._model is None and self._root is not None:
+            from experiments_manager.experiment import Experiment
+            from experiments_manager.version_loading import load_version
+            from experiments_manager.version_records import present_versions
+
+            experiment = Experiment(self._root)
+            if present_versions(experiment.export_dir):
+                self._model = load_version(experiment, settings=self._settings_of(experiment))
+        return self._model
+
+    def _settings_of(self, experiment):
+        """The in-process settings with the run's own copy of the model file (an absolute path: the current
+        directory may have changed since), or None."""
+        from experiments_manager.settings import Settings
+
+        settings = self._settings
+        if settings is None:
+            return None
+        return Settings(settings.module, settings.path, experiment.model_file_copy(), settings.overrides,
+                        from_file=settings.from_file)
 
     def __repr__(self):
+        from experiments_manager.experiment import Experiment
+        from experiments_manager.version_records import reported_version
+
         where = self.experiment.root if self.experiment is not None else "(a worker: the chief keeps the experiment)"
         text = f"<TrainingOutcome {self.status}: {where}"
         if self.experiment is not None:
-            info = self.experiment.run_info()
+            experiment = Experiment(self._root)
+            info = experiment.run_info() if experiment.run_file.is_file() else {}
             if isinstance(info.get("best_value"), (int, float)):
                 text += (f" (best {info.get('monitored_loss_name')} {info['best_value']:.4g} at epoch "
-                         f"{info.get('best_epoch')}, exported version {info.get('last_exported_version')})")
+                         f"{info.get('best_epoch')})")
+            version, held = reported_version(info, experiment.export_dir)
+            if version is not None:
+                text += f"; model: version {version}" + (f" ({held})" if held else "")
         if self.reason:
             text += f"; {self.reason}"
         return text + ">"

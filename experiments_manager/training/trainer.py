@@ -277,16 +277,17 @@ class Trainer:
         if plan is not None:  # first the checkpoint and the status (a signal's grace period is short)
             plan.close()
         _LOG.warning("%s: %s; resume with: %s", reason, done, self.experiment.resume_hint())
-        return TrainingOutcome(self.experiment, "interrupted", code, reason=reason)
+        return TrainingOutcome(self.experiment, "interrupted", code, reason=reason, settings=self.settings)
 
     def _finished(self, model, history, plan):
         losses = history.history.get("loss", [])
         if any(not math.isfinite(value) for value in losses):
             reason = f"loss became NaN or infinite at epoch {len(losses) + plan.initial_epoch}"
             self.experiment.mark_ended("failed", error=reason)
-            return TrainingOutcome(self.experiment, "failed", 1, model=model, reason=reason)
+            return TrainingOutcome(self.experiment, "failed", 1, trained_model=model, reason=reason,
+                                   settings=self.settings)
         self.experiment.mark_ended("finished", stopped_early=bool(plan.early_stopping.stopped_epoch))
-        return TrainingOutcome(self.experiment, "finished", 0, model=model)
+        return TrainingOutcome(self.experiment, "finished", 0, trained_model=model, settings=self.settings)
 
 
 class TrainingSession:

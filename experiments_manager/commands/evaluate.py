@@ -1,0 +1,33 @@
+"""`experiments-manager evaluate`: a run's best exported version (or version N) on its test set."""
+
+from experiments_manager.commands.arguments import positive_int
+
+NAME = "evaluate"
+
+
+def add_parser(subparsers):
+    parser = subparsers.add_parser(
+        NAME, help="evaluate a run's exported version on its test set",
+        description="Evaluate a run's best exported version (or --version N) on the settings' test pipeline "
+        "(get_input_pipeline(raw_data_dir_test, isTraining=False, ...)) or on --data FOLDER: the compiled loss and "
+        "metrics, and for a classifier the confusion matrix and the per-class table, saved under "
+        "RUN/evaluations/<stamp>-v<N>/ and recorded in run.json.",
+    )
+    parser.add_argument("run", metavar="RUN", help="the experiment folder")
+    parser.add_argument("--version", type=positive_int, default=None, metavar="N",
+                        help="the exported version (default: the one holding the run's best epoch)")
+    parser.add_argument("--data", default=None, metavar="FOLDER",
+                        help="the raw_data_files_folder given to get_input_pipeline (isTraining=False) instead of "
+                        "the settings' raw_data_dir_test")
+    return parser
+
+
+def run(arguments, argv):
+    """Evaluates, prints the table; returns 0."""
+    from experiments_manager.utils.native_noise import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    from experiments_manager.evaluation import evaluate_run
+
+    print(evaluate_run(arguments.run, arguments.version, data=arguments.data))
+    return 0

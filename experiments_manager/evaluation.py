@@ -1,0 +1,238 @@
+"""`evaluate`: a run's exported version on its test set, reported beside the run and recorded in run.json.
+
+The test set is the settings' test pipeline, `get_input_pipeline(raw_data_dir_test, isTraining=False, batch_size,
+nbEpoch)`, or the same call with a folder given (`evaluate --data FOLDER`), read whole. The version is loaded as a
+Keras model (`version_loading.py`: the EMA weights the server serves), compiled with the settings' loss and
+`get_metrics`, and evaluated by Keras; a second pass takes its outputs beside the labels, and for a classifier
+(`classification_report.py`) gives the confusion matrix and the per-class table. The report goes to
+`RUN/evaluations/<stamp>-v<N>/` (evaluation.json, and for a classifier per_class.csv, confusion_matrix.csv and
+confusion_matrix.png), written whole under a temporary name, then run.json's `evaluations` gets its entry
+(`{"version", "data", "metrics", "at", "report"}`, newest last). The run's lease is held meanwhile: a run being
+trained is refused in one line (evaluate it once it ends).
+
+Example:
+
+```python
+evaluation = evaluate_run("experiments/digits/my_test_2026-11-23--10-00-00")
+evaluation.metrics           # {'loss': 0.21, 'accuracy': 0.94}
+print(evaluation)            # the table `experiments-manager evaluate` prints
+```
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from experiments_manager.classification_report import ClassificationReport
+from experiments_manager.experiment import Experiment, running_command
+from experiments_manager.folder_names import folder_stamp, now
+from experiments_manager.settings.sections import user_name
+from experiments_manager.utils.atomic import folder_replaced_atomically
+from experiments_manager.utils.errors import UserInputError
+from experiments_manager.version_records import what_it_holds
+
+_LOG = logging.getLogger(__name__)
+EVALUATIONS_FOLDER = "evaluations"
+TEST_PIPELINE = "test pipeline"  # run.json's `data` of an evaluation on the settings' own test pipeline
+
+
+class Evaluation:
+    """One evaluation of a run's version.
+
+    Attributes:
+        run: the experiment folder.
+        version: the version evaluated; `record`: its version record (epoch, monitored value) or {}; `best`:
+            whether it holds the run's best epoch.
+        data: 'test pipeline', or the folder given.
+        metrics: the compiled loss and metrics (name -> float), as `model.evaluate` reports them.
+        samples: how many test samples were read.
+        report: the `ClassificationReport` of a classifier, else None.
+        folder: where it was saved (`RUN/evaluations/<stamp>-v<N>/`).
+        at: when (ISO time).
+    """
+
+    def __init__(self, run, version, record, data, metrics, samples, report, folder=None, at=None, best=False):
+        self.run = Path(run)
+        self.version = version
+        self.record = record or {}
+        self.best = best  # the version holds the run's best epoch
+        self.data = data
+        self.metrics = metrics
+        self.samples = samples
+        self.report = report
+        self.folder = folder
+        self.at = at or now()
+
+    @property
+    def confusion(self):
+        """The confusion matrix (rows: true class, columns: predicted), or None for a model that is no classifier."""
+        return None if self.report is None else self.report.confusion
+
+    @property
+    def per_class(self):
+        """The per-class rows (class, precision, recall, f1, support), or None."""
+        return None if self.report is None else self.report.per_class
+
+    def as_json(self) -> dict:
+        """What evaluation.json holds."""
+        return {"run": str(self.run), "version": self.version, "version_record": self.record, "data": self.data,
+                "samples": self.samples, "metrics": self.metrics, "at": self.at,
+                "classification": None if self.report is None else self.report.as_json()}
+
+    def run_json_entry(self) -> dict:
+        """Its entry in run.json's `evaluations`."""
+        report = None if self.folder is None else Path(self.folder).relative_to(self.run).as_posix()
+        return {"version": self.version, "data": self.data, "metrics": self.metrics, "at": self.at, "report": report}
+
+    def __str__(self):
+        held = what_it_holds(self.record, self.best)
+        width = max(8, *(len(name) for name in self.metrics))
+        lines = [f"run:      {self.run}",
+                 f"version:  {self.version}" + (f" ({held})" if held else ""),
+                 f"data:     {self.data}",
+                 f"samples:  {self.samples}", ""]
+        lines += [f"{name:<{width}}  {value:.6g}" for name, value in self.metrics.items()]
+        if self.report is not None:
+            lines += ["", self.report.table()]
+        if self.folder is not None:
+            lines += ["", f"report:   {self.folder}"]
+        return "\n".join(lines)
+
+    def __repr__(self):
+        shown = ", ".join(f"{name} {value:.4g}" for name, value in self.metrics.items())
+        return f"<Evaluation of version {self.version} of {self.run} on {self.data}: {shown}>"
+
+
+def evaluate_run(run, version: Optional[int] = None, data=None, settings=None, command=None) -> Evaluation:
+    """Evaluates version `version` (None: the best) of the run `run` on its test set; saves and records it.
+
+    Args:
+        run: the experiment folder.
+        version: the version number (default None: the version holding the run's best epoch).
+        data: the `raw_data_files_folder` to give `get_input_pipeline` instead of the settings' `raw_data_dir_test`
+            (default None).
+        settings: for a run whose settings were built in Python, the same settings again (default None: the run's
+            own copies).
+        command: the command line holding the run's lease meanwhile (default: this process').
+
+    Returns:
+        the `Evaluation`.
+
+    Raises:
+        UserInputError: no such run or version, no export yet, no test data, a run being trained (exit 75).
+
+    Example:
+
+    ```python
+    evaluate_run(run, version=2, data="data/holdout")
+    ```
+    """
+    from experiments_manager.settings import Settings, load_experiment_settings
+    from experiments_manager.version_loading import chosen_version, load_version
+
+    experiment = Experiment.open(run)
+    number, record, best = chosen_version(experiment, version)
+    if not isinstance(settings, Settings):
+        settings = load_experiment_settings(experiment, settings)
+    folder, label = _test_data(settings, data)
+    with experiment.held(command or running_command()):
+        model = load_version(experiment, number, settings=settings)
+        evaluation = _evaluate(model, settings, folder, label, experiment, number, record)
+        evaluation.best = best
+        _save(evaluation, experiment)
+    return evaluation
+
+
+def _test_data(settings, data):
+    """(the folder given to `get_input_pipeline`, the label run.json records)."""
+    if data is not None:
+        return str(data), str(data)
+    folder = settings.data.test_dir
+    if folder is None:
+        raise UserInputError(f"{settings.path.name}: {user_name('data', 'test_dir')}: not set, so there is no test "
+                             "set: set it (the raw_data_files_folder of get_input_pipeline(..., isTraining=False, "
+                             "...)) or give one with --data FOLDER (em.evaluate(run, data=FOLDER))")
+    return folder, TEST_PIPELINE
+
+
+def _evaluate(model, settings, folder, label, experiment, number, record):
+    from experiments_manager.training.model import compile_for_evaluation
+
+    compile_for_evaluation(settings, model)
+    dataset, steps = _pipeline(settings, folder)
+    _LOG.info("Evaluating version %d of %s on %s", number, experiment.root, label)
+    metrics = model.evaluate(dataset, steps=steps, return_dict=True, verbose=0)
+    metrics = {name: float(value) for name, value in metrics.items()}
+    outputs, labels = _outputs_and_labels(model, *_pipeline(settings, folder))  # a fresh pass (a generator's too)
+    report = None
+    if outputs is not None:
+        names = settings.data.class_names
+        report = ClassificationReport.of(labels, outputs, class_names=names)
+        if report is not None and names is not None and len(names) != report.confusion.shape[0]:
+            raise UserInputError(f"{settings.path.name}: class_names: expected {report.confusion.shape[0]} names "
+                                 f"(the model's class scores), got {len(names)}")
+    samples = len(labels) if labels is not None else _counted(dataset, steps)
+    return Evaluation(experiment.root, number, record, label, metrics, samples, report)
+
+
+def _pipeline(settings, folder):
+    """(the test dataset, its steps or None to read it whole)."""
+    import tensorflow as tf
+
+    from experiments_manager.keras2.pipelines import as_pipeline
+
+    returned = settings.data.get_input_pipeline(folder, False, settings.training.batch_size, settings.training.epochs)
+    pipeline = as_pipeline(returned, settings, False)
+    infinite = getattr(pipeline.dataset, "cardinality", None) and (
+        int(pipeline.dataset.cardinality()) == tf.data.INFINITE_CARDINALITY)
+    if infinite and not pipeline.steps:
+        raise UserInputError(f"{settings.path.name}: get_input_pipeline: the test dataset ({folder!r}, isTraining=False) "
+                             "is infinite: expected a finite one (evaluate reads it whole)")
+    return pipeline.dataset, pipeline.steps
+
+
+def _outputs_and_labels(model, dataset, steps):
+    """(outputs N x ..., labels) of a single-output model over the dataset, or (None, None) for several outputs
+    or labels that are not arrays."""
+    outputs, labels = [], []
+    for batch in (dataset.take(steps) if steps else dataset):
+        x, y = batch[0], batch[1]
+        predicted = model(x, training=False)
+        if isinstance(predicted, (dict, list, tuple)) or isinstance(y, (dict, list, tuple)):
+            return None, None
+        outputs.append(np.asarray(predicted, dtype=np.float64))
+        labels.append(np.asarray(y))
+    if not outputs:
+        raise UserInputError("get_input_pipeline: the test dataset is empty")
+    return np.concatenate(outputs), np.concatenate(labels)
+
+
+def _counted(dataset, steps):
+    count = 0
+    for batch in (dataset.take(steps) if steps else dataset):
+        count += int(np.shape(batch[1] if not isinstance(batch[1], dict) else next(iter(batch[1].values())))[0])
+    return count
+
+
+def _save(evaluation, experiment):
+    """Writes the report folder whole, then appends its entry to run.json's `evaluations`."""
+    base = experiment.root / EVALUATIONS_FOLDER
+    base.mkdir(exist_ok=True)
+    name, attempt = f"{folder_stamp()}-v{evaluation.version}", 1
+    while (base / name).exists():
+        name, attempt = f"{folder_stamp()}-v{evaluation.version}-{attempt}", attempt + 1
+    held = what_it_holds(evaluation.record, evaluation.best)
+    title = f"{experiment.name}\nversion {evaluation.version}{f' ({held})' if held else ''} on {evaluation.data}"
+    with folder_replaced_atomically(base / f".tmp-{name}-{os.getpid()}", base / name) as tmp:
+        tmp.mkdir()
+        (tmp / "evaluation.json").write_text(json.dumps(evaluation.as_json(), indent=1) + "\n")
+        if evaluation.report is not None:
+            evaluation.report.write(tmp, title=title)
+    evaluation.folder = base / name
+    entries = experiment.run_info().get("evaluations")
+    entries = list(entries) if isinstance(entries, list) else []
+    experiment.update_run_info(evaluations=entries + [evaluation.run_json_entry()])

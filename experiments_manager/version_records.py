@@ -1,0 +1,161 @@
+"""Which epoch each exported version holds, and which version is a run's best.
+
+A version's record is `{"epoch": E, "monitor": "val_loss", "value": 0.0123, "at": "<iso time>"}`: the epoch
+(counted from 1) whose EMA weights it holds and the monitored value they reached. The exporter writes it twice:
+into the version's folder (`assets.extra/version_record.json`, inside the version's checksums, where the server
+reads it for the model's metadata) and into run.json's `version_records` (`{"<version>": record}`) once the version
+is on disk. A run's best version is the one holding its best epoch (run.json's `best_epoch`): what the end-of-
+training summary, `outcome.model` and `em.load(RUN)` all mean. This module does not import TensorFlow.
+
+Example:
+
+```python
+info = experiment.run_info()
+version, record = best_version(info, exporter.versions())
+describe(version, record)        # 'version 3 (epoch 2, val_loss 0.0123)'
+```
+"""
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Optional
+
+from experiments_manager.folder_names import now
+
+RECORD_FILE = "assets.extra/version_record.json"  # TF Serving leaves assets.extra/ to its users (warm-up requests)
+VERSION_PATTERN = re.compile(r"^\d+$")  # a version's folder name (dot-prefixed and set-aside folders are not versions)
+
+
+def present_versions(export_dir) -> list:
+    """The version numbers on disk in `export_dir` (a run's `exported_models/`), oldest first; [] when none."""
+    export_dir = Path(export_dir)
+    if not export_dir.is_dir():
+        return []
+    return sorted(int(path.name) for path in export_dir.iterdir() if VERSION_PATTERN.match(path.name))
+
+
+def version_record(epoch: Optional[int], monitor: Optional[str], value) -> dict:
+    """A version's record.
+
+    Args:
+        epoch: the epoch (counted from 1) whose weights the version holds, or None when not known.
+        monitor: the monitored quantity's name (the settings' `monitored_loss_name`).
+        value: its value at that epoch (None when not known or not a finite number).
+
+    Example:
+
+    ```python
+    version_record(2, "val_loss", 0.0123)   # {'epoch': 2, 'monitor': 'val_loss', 'value': 0.0123, 'at': '...'}
+    ```
+    """
+    number = float(value) if isinstance(value, (int, float)) and math.isfinite(float(value)) else None
+    return {"epoch": epoch, "monitor": monitor, "value": number, "at": now()}
+
+
+def write_record_file(version_folder, record: dict) -> None:
+    """Writes `record` into a version's folder (still its temporary folder: the rename publishes it whole)."""
+    path = Path(version_folder) / RECORD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def read_record_file(version_folder) -> Optional[dict]:
+    """The record in a version's folder, or None (a version of an older engine, or an unreadable file)."""
+    try:
+        record = json.loads((Path(version_folder) / RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def records_of(info: dict) -> dict:
+    """run.json's `version_records` as {version (int): record}; {} for older runs or a damaged key."""
+    found = {}
+    records = info.get("version_records")
+    for key, record in (records.items() if isinstance(records, dict) else ()):
+        if str(key).isdigit() and isinstance(record, dict):
+            found[int(key)] = record
+    return found
+
+
+def best_version(info: dict, present) -> tuple:
+    """(version, its record or None) of the run's best version among the versions `present` on disk.
+
+    The best is the newest present version whose record holds run.json's `best_epoch`; when none does (a run of an
+    older engine, which recorded no epochs, or a best version removed by hand), the newest present version.
+
+    Args:
+        info: the run's run.json.
+        present: the version numbers on disk.
+
+    Returns:
+        (None, None) when no version is present.
+
+    Example:
+
+    ```python
+    best_version({"best_epoch": 2, "version_records": {"3": {"epoch": 2}}}, [2, 3])   # (3, {'epoch': 2})
+    ```
+    """
+    present = sorted(present)
+    if not present:
+        return None, None
+    records = records_of(info)
+    best_epoch = info.get("best_epoch")
+    holding = [version for version in present if best_epoch is not None
+               and records.get(version, {}).get("epoch") == best_epoch]
+    version = holding[-1] if holding else present[-1]
+    return version, records.get(version)
+
+
+def describe(version: int, record: Optional[dict], best: bool = False) -> str:
+    """'version 3 (epoch 2, val_loss 0.0123)', or 'version 3' without a record.
+
+    Args:
+        version: the version number.
+        record: its record, or None.
+        best: say 'best val_loss' (default False).
+
+    Example:
+
+    ```python
+    describe(3, {"epoch": 2, "monitor": "val_loss", "value": 0.0123}, best=True)  # '... best val_loss 0.0123)'
+    ```
+    """
+    held = what_it_holds(record, best)
+    return f"version {version} ({held})" if held else f"version {version}"
+
+
+def what_it_holds(record: Optional[dict], best: bool = False) -> str:
+    """'epoch 2, best val_loss 0.0123' of a version's record; '' without a record (an older engine's version)."""
+    if not record or record.get("epoch") is None:
+        return ""
+    value = record.get("value")
+    label = f"best {record.get('monitor')}" if best else record.get("monitor")
+    return f"epoch {record['epoch']}" + (f", {label} {value:.4g}" if isinstance(value, (int, float)) else "")
+
+
+def reported_version(info: dict, export_dir) -> tuple:
+    """(version, 'epoch 2, best val_loss 0.0123') of the version a run reports (its best), or (None, '').
+
+    Example:
+
+    ```python
+    version, held = reported_version(experiment.run_info(), experiment.export_dir)
+    ```
+    """
+    version, record = best_version(info, present_versions(export_dir))
+    if version is None:
+        return None, ""
+    return version, what_it_holds(record, best=bool(record) and record.get("epoch") == info.get("best_epoch"))
+
+
+def reported_model(info: dict, export_dir) -> str:
+    """The end-of-training summary's 'exported model': '<export_dir>/3 (epoch 2, best val_loss 0.0123)', or
+    'none yet'."""
+    version, held = reported_version(info, export_dir)
+    if version is None:
+        return "none yet"
+    return f"{Path(export_dir) / str(version)}" + (f" ({held})" if held else "")
