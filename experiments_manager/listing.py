@@ -17,7 +17,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 from experiments_manager.experiment import RUN_FILE_NAME, STATUSES, SWEEP_SPEC_NAME, Experiment
 from experiments_manager.sweeps.folder import SweepFolder
@@ -36,10 +36,26 @@ _NOT_EXPERIMENTS = {"venv", "node_modules", "__pycache__", "site-packages"}
 _CONDITION = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(<=|>=|!=|==|=|<|>)\s*(.*?)\s*$")
 
 
-def walk_below(folder):
+def walk_below(folder) -> Iterator[Tuple[str, List[str], List[str]]]:
     """`os.walk` of `folder` as a listing looks: up to `MAX_DEPTH` levels, not inside experiment folders (their
-    federated clients are theirs, their logs are many), nor hidden folders and virtualenvs. Yields (parent,
-    subfolder names, file names) before the subfolders are left out, so a caller sees an experiment's entries."""
+    federated clients are theirs, their logs are many), nor hidden folders and virtualenvs.
+
+    Args:
+        folder: the folder to look below.
+
+    Yields:
+        (parent, its subfolders' names, its files' names), the subfolders named before the skipped ones are left
+        out, so a caller sees an experiment folder's own entries.
+
+    Raises:
+        UserInputError: `folder` is no folder.
+
+    Example:
+
+    ```python
+    runs = [parent for parent, _, files in walk_below("experiments") if "run.json" in files]
+    ```
+    """
     if not Path(folder).is_dir():
         raise UserInputError(f"{folder}: no such folder")
     top = len(Path(folder).parts)
@@ -64,8 +80,18 @@ def find_experiments(working_folder):
     return sorted(found, key=lambda experiment: experiment.run_info().get("started") or "")
 
 
-def read_run_info(experiment):
-    """run.json, or a stand-in saying it cannot be read (another tool's run.json, a damaged file)."""
+def read_run_info(experiment: Experiment) -> dict:
+    """run.json, or a stand-in saying it cannot be read (another tool's run.json, a damaged file).
+
+    Args:
+        experiment: the run's `Experiment`.
+
+    Example:
+
+    ```python
+    read_run_info(Experiment("experiments/broken"))  # {'status': 'unreadable run.json (UserInputError)'}
+    ```
+    """
     try:
         info = experiment.run_info()
     except (OSError, ValueError, UserInputError) as error:
@@ -73,8 +99,18 @@ def read_run_info(experiment):
     return info if isinstance(info, dict) else {"status": "unreadable run.json (not an object)"}
 
 
-def newest_evaluation(info):
-    """The newest entry of run.json's `evaluations` (a dict), or None."""
+def newest_evaluation(info: dict) -> Optional[dict]:
+    """The newest entry of run.json's `evaluations` (a dict: version, data, metrics, at, report), or None.
+
+    Args:
+        info: a run.json's content.
+
+    Example:
+
+    ```python
+    (newest_evaluation(Experiment(run).run_info()) or {}).get("metrics")  # {'loss': 0.25, ...}
+    ```
+    """
     evaluations = info.get("evaluations")
     if isinstance(evaluations, list) and evaluations and isinstance(evaluations[-1], dict):
         return evaluations[-1]
@@ -194,18 +230,39 @@ def list_runs(folder, where: Iterable[str] = (), sort: Iterable[str] = (), statu
     best["path"], best["best_value"]
     ```
     """
+    rows, columns = select_runs(folder, where, sort, status)
+    return [row.as_json(columns) for row in rows]
+
+
+def select_runs(folder, where: Iterable[str] = (), sort: Iterable[str] = (), status: Iterable[str] = (),
+                wide: bool = False) -> Tuple[List[RunRow], List[str]]:
+    """The rows `list` shows and their columns: the runs below `folder` that have one of the statuses and meet
+    every condition, in the order `sort` asks.
+
+    Args:
+        folder: the listed folder.
+        where, sort, status: as `list_runs`'.
+        wide: the hparams column too (default False).
+
+    Returns:
+        (the `RunRow`s, the columns): `COLUMNS`, the newest evaluations' `test_<name>`, the keys sorted or filtered
+        by that are not shown yet, then (`wide`) the hparams.
+
+    Raises:
+        UserInputError: a malformed condition, a key that is no column, an unknown status (one line each).
+
+    Example:
+
+    ```python
+    rows, columns = select_runs("experiments", where=["status=finished"], sort=["-best_epoch"])
+    print(format_rows(rows, columns, "csv"))
+    ```
+    """
     where, sort, status = ([items] if isinstance(items, str) else list(items) for items in (where, sort, status))
-    rows = select_rows(experiment_rows(folder), where, sort, status, folder)
-    return [row.as_json(table_columns(rows, extra=sort_keys(sort) + [key for key, _, _ in parse_conditions(where)]))
-            for row in rows]
-
-
-def select_rows(rows, where=(), sort=(), status=(), folder="list"):
-    """`rows` kept by the statuses and conditions, in the order `sort` asks (see `list_runs`); `folder` names the
-    listed folder in messages."""
-    conditions = parse_conditions(where, folder)
-    keys = sort_keys(sort)
-    known = known_keys(rows)
+    rows = experiment_rows(folder)
+    conditions = _parse_conditions(where, folder)
+    keys = [text.strip().lstrip("-") for text in sort]
+    known = set(COLUMN_KEYS).union(*(row.keys() for row in rows))
     for option, key in [("--where", key) for key, _, _ in conditions] + [("--sort", key) for key in keys]:
         if key not in known:
             raise UserInputError(f"{folder}: {option}: expected a column ({', '.join(sorted(known))}), got {key!r}")
@@ -219,22 +276,22 @@ def select_rows(rows, where=(), sort=(), status=(), folder="list"):
         present = [row for row in rows if row.value(key) is not None]
         rows = (sorted(present, key=lambda row: _order(row.value(key)), reverse=descending)
                 + [row for row in rows if row.value(key) is None])
-    return rows
+    columns = list(COLUMNS)
+    tests = sorted({key for row in rows for key in row.test_metrics()})
+    for key in tests + keys + [key for key, _, _ in conditions]:
+        if key not in columns and key != "hparams":
+            columns.append(key)
+    return rows, columns + (["hparams"] if wide else [])
 
 
-def sort_keys(sort):
-    """The keys of `--sort` values (`-best_value` -> `best_value`)."""
-    return [text.strip().lstrip("-") for text in sort]
-
-
-def parse_conditions(where, folder="list"):
+def _parse_conditions(where, folder):
     """[(key, operator, value)] of `--where` conditions; the value a Python literal, else a str."""
     conditions = []
     for text in where:
         found = _CONDITION.match(text)
         if not found or not found.group(3):
-            raise UserInputError(f"{folder}: --where: expected KEY=VALUE, KEY!=VALUE, KEY<VALUE, KEY<=VALUE, KEY>VALUE or "
-                                 f"KEY>=VALUE (e.g. 'learningRate<0.01', 'optimizer=adam'), got {text!r}")
+            raise UserInputError(f"{folder}: --where: expected KEY=VALUE, KEY!=VALUE, KEY<VALUE, KEY<=VALUE, KEY>VALUE "
+                                 f"or KEY>=VALUE (e.g. 'learningRate<0.01', 'optimizer=adam'), got {text!r}")
         key, operator, literal = found.groups()
         try:
             value = ast.literal_eval(literal)
@@ -244,28 +301,21 @@ def parse_conditions(where, folder="list"):
     return conditions
 
 
-def known_keys(rows):
-    """Every key a run of `rows` can be sorted or filtered by."""
-    keys = set(COLUMN_KEYS)
-    for row in rows:
-        keys |= row.keys()
-    return keys
+def format_rows(rows: List[RunRow], columns: List[str], form: str = "table", empty: str = "no experiments") -> str:
+    """The rows as `list --format` prints them.
 
+    Args:
+        rows, columns: what `select_runs` returns.
+        form: 'table' (default), 'csv' (the table's columns, header first, numbers in full) or 'json' (a list, one
+            object per run: `RunRow.as_json`).
+        empty: what a table of no rows says (default 'no experiments').
 
-def table_columns(rows, wide=False, extra=()):
-    """The columns shown: `COLUMNS`, the newest evaluations' `test_<name>`, the keys sorted or filtered by that are
-    not shown yet, then (`wide`) the hparams."""
-    columns = list(COLUMNS)
-    tests = sorted({key for row in rows for key in row.test_metrics()})
-    for key in tests + list(extra):
-        if key not in columns and key != "hparams":
-            columns.append(key)
-    return columns + (["hparams"] if wide else [])
+    Example:
 
-
-def format_rows(rows, columns, form="table", empty="no experiments"):
-    """The rows as `list --format` prints them: a table, CSV (the table's columns, header first, numbers in full)
-    or JSON (a list, one object per run: `RunRow.as_json`)."""
+    ```python
+    print(format_rows(*select_runs("experiments", sort=["best_value"]), form="csv"))
+    ```
+    """
     if form == "json":
         return json.dumps([row.as_json(columns) for row in rows], indent=2, default=str)
     if form == "csv":

@@ -168,7 +168,17 @@ def carry_out(plan: PrunePlan, command=()) -> list:
 
 
 def disk_usage(path) -> int:
-    """Bytes `path` takes on disk, as `du -s --block-size=1` counts them (each hard-linked file once)."""
+    """Bytes `path` takes on disk, as `du -s --block-size=1` counts them (each hard-linked file once).
+
+    Args:
+        path: a file or folder.
+
+    Example:
+
+    ```python
+    human_size(disk_usage("experiments/my_run/checkpoints"))  # '148.0 KiB'
+    ```
+    """
     seen, total = set(), 0
     for entry in [Path(path)] + [Path(parent, name) for parent, folders, files in os.walk(path)
                                  for name in folders + files]:
@@ -183,7 +193,17 @@ def disk_usage(path) -> int:
 
 
 def human_size(size: int) -> str:
-    """'512 B', '148.0 KiB', '1.2 GiB'."""
+    """A size in bytes in binary units, one decimal: '512 B', '148.0 KiB', '1.2 GiB'.
+
+    Args:
+        size: bytes.
+
+    Example:
+
+    ```python
+    human_size(151552)  # '148.0 KiB'
+    ```
+    """
     if size < 1024:
         return f"{size} B"
     for unit in ("KiB", "MiB", "GiB", "TiB"):

@@ -48,15 +48,13 @@ def add_parser(subparsers):
 
 def run(arguments, argv):
     """Prints the runs (and, as a table without filters, the sweeps); returns 0."""
-    from experiments_manager.listing import (SWEEP_COLUMNS, experiment_rows, format_rows, format_table,
-                                             parse_conditions, select_rows, sort_keys, sweep_rows, table_columns)
+    from experiments_manager.listing import SWEEP_COLUMNS, format_rows, format_table, select_runs, sweep_rows
 
     statuses = [status for group in arguments.status for status in group]
-    sort = [key for group in arguments.sort for key in group]
     folder = arguments.working_folder
-    rows = select_rows(experiment_rows(folder), arguments.where, sort, statuses, folder)
-    extra = sort_keys(sort) + [key for key, _, _ in parse_conditions(arguments.where, folder)]
-    print(format_rows(rows, table_columns(rows, arguments.wide, extra), arguments.format))
+    rows, columns = select_runs(folder, arguments.where, [key for group in arguments.sort for key in group], statuses,
+                                arguments.wide)
+    print(format_rows(rows, columns, arguments.format))
     filtered = statuses or arguments.where
     sweeps = [] if arguments.format != "table" or filtered else sweep_rows(folder)
     if sweeps:

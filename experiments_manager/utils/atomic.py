@@ -137,7 +137,7 @@ def remove_tree_atomically(path):
     shutil.rmtree(hidden_for_removal(path), ignore_errors=True)
 
 
-def hidden_for_removal(path, durable=False):
+def hidden_for_removal(path, durable: bool = False) -> Path:
     """Renames a file or folder to `.deleting-<name>-<pid>` in the same folder (gone at once for readers; what a
     crash leaves there is a dead writer's leftover, see `remove_leftovers`); returns the new path.
 
@@ -160,8 +160,18 @@ def hidden_for_removal(path, durable=False):
     return doomed
 
 
-def is_removal_leftover(entry):
-    """True for a `.deleting-<name>-<pid>` name whose pid is not a live process of this host (a crashed removal)."""
+def is_removal_leftover(entry) -> bool:
+    """True for a `.deleting-<name>-<pid>` name whose pid is not a live process of this host (a crashed removal).
+
+    Args:
+        entry: a path or a name.
+
+    Example:
+
+    ```python
+    [path for path in folder.iterdir() if is_removal_leftover(path)]
+    ```
+    """
     found = _LEFTOVER.match(Path(entry).name)
     return bool(found and found.group("deleted_pid")) and not process_alive(int(found.group("deleted_pid")))
 
