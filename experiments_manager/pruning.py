@@ -150,10 +150,14 @@ def carry_out(plan: PrunePlan, command=()) -> list:
         except LeaseHeld as held:
             results.append((item, f"being written now ({held})"))
             continue
+        except FileNotFoundError:  # another prune took it meanwhile
+            results.append((item, "gone meanwhile"))
+            continue
         try:
             status = read_run_info(Experiment(root)).get("status")
-            if status != item.status:
-                results.append((item, f"its status changed since (now {status})"))
+            if status != item.status or not item.path.exists():
+                results.append((item, f"its status changed since (now {status})" if item.path.exists()
+                                else "gone meanwhile"))
                 continue
             hidden = hidden_for_removal(item.path, durable=True)
             if item.kind == CHECKPOINTS:
