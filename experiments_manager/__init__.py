@@ -35,6 +35,7 @@ _PUBLIC = {
     "Settings": "experiments_manager.settings",
     "Experiment": "experiments_manager.experiment",
     "find_experiments": "experiments_manager.listing",
+    "list_runs": "experiments_manager.listing",
     "TrainingOutcome": "experiments_manager.training",
     "Trainer": "experiments_manager.training",
     "Exporter": "experiments_manager.export",

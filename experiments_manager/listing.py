@@ -1,38 +1,77 @@
-"""Finding experiments and sweeps below a folder (up to 4 levels), and the tables `experiments-manager list` prints."""
+"""Finding experiments and sweeps below a folder (up to 4 levels), and what `experiments-manager list` prints: one
+row per run, filtered (`--status`, `--where`), sorted (`--sort`), as a table, CSV or JSON.
 
+A row's columns are keys: the built-in ones (`COLUMN_KEYS`), each hparam by its name, each metric of the run's
+last epoch (run.json's `last_epoch_logs`: `val_loss`, `loss`, ...) and `test_<name>` for each metric of its newest
+evaluation (run.json's `evaluations`). Sorting and filtering read the typed value (a number compares as a
+number); the table shows it as text (4 significant digits).
+
+Long because a listing is one piece: finding the folders, the rows and their keys, the filters, the order and the
+three formats share the rows' one definition of each column.
+"""
+
+import ast
+import csv
+import io
+import json
 import os
+import re
 from pathlib import Path
+from typing import Iterable, Iterator, List, Optional, Tuple
 
-from experiments_manager.experiment import RUN_FILE_NAME, SWEEP_SPEC_NAME, Experiment
+from experiments_manager.experiment import RUN_FILE_NAME, STATUSES, SWEEP_SPEC_NAME, Experiment
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.utils.errors import UserInputError
 
-COLUMNS = ("experiment", "status", "epoch", "best", "versions")
+COLUMNS = ("experiment", "status", "epoch", "best", "best_epoch", "versions")
 WIDE_COLUMNS = COLUMNS + ("hparams",)
 SWEEP_COLUMNS = ("sweep", "status", "trials", "best", "best_experiment")
-
+# the built-in keys of a run's row (sorting and filtering accept them, and every hparam, metric and test_ name)
+COLUMN_KEYS = COLUMNS + ("best_value", "monitor", "started", "ended", "path", "hparams")
+TEST_PREFIX = "test_"  # the columns of the newest evaluation's metrics
 
 # how far below a folder experiments are looked for: lab folder / working folder / sweep / experiment, one to spare
 MAX_DEPTH = 4
 _NOT_EXPERIMENTS = {"venv", "node_modules", "__pycache__", "site-packages"}
+_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(<=|>=|!=|==|=|<|>)\s*(.*?)\s*$")
 
 
-def folders_below(folder, marker):
-    """Folders up to `MAX_DEPTH` levels under `folder` holding the file `marker`. Experiment folders are not looked
-    inside (their federated clients are theirs, their logs are many), nor are hidden folders and virtualenvs."""
+def walk_below(folder) -> Iterator[Tuple[str, List[str], List[str]]]:
+    """`os.walk` of `folder` as a listing looks: up to `MAX_DEPTH` levels, not inside experiment folders (their
+    federated clients are theirs, their logs are many), nor hidden folders and virtualenvs.
+
+    Args:
+        folder: the folder to look below.
+
+    Yields:
+        (parent, its subfolders' names, its files' names), the subfolders named before the skipped ones are left
+        out, so a caller sees an experiment folder's own entries.
+
+    Raises:
+        UserInputError: `folder` is no folder.
+
+    Example:
+
+    ```python
+    runs = [parent for parent, _, files in walk_below("experiments") if "run.json" in files]
+    ```
+    """
     if not Path(folder).is_dir():
         raise UserInputError(f"{folder}: no such folder")
-    found, top = [], len(Path(folder).parts)
+    top = len(Path(folder).parts)
     for parent, subfolders, files in os.walk(folder):
-        if marker in files:
-            found.append(Path(parent))
+        yield parent, list(subfolders), files
         deep = len(Path(parent).parts) - top >= MAX_DEPTH
         if RUN_FILE_NAME in files or deep:
             subfolders[:] = []
         else:
             subfolders[:] = sorted(name for name in subfolders
                                    if not name.startswith(".") and name not in _NOT_EXPERIMENTS)
-    return found
+
+
+def folders_below(folder, marker):
+    """Folders up to `MAX_DEPTH` levels under `folder` holding the file `marker` (as `walk_below` looks)."""
+    return [Path(parent) for parent, _, files in walk_below(folder) if marker in files]
 
 
 def find_experiments(working_folder):
@@ -41,8 +80,18 @@ def find_experiments(working_folder):
     return sorted(found, key=lambda experiment: experiment.run_info().get("started") or "")
 
 
-def _run_info(experiment):
-    """run.json, or a stand-in saying it cannot be read (another tool's run.json, a damaged file)."""
+def read_run_info(experiment: Experiment) -> dict:
+    """run.json, or a stand-in saying it cannot be read (another tool's run.json, a damaged file).
+
+    Args:
+        experiment: the run's `Experiment`.
+
+    Example:
+
+    ```python
+    read_run_info(Experiment("experiments/broken"))  # {'status': 'unreadable run.json (UserInputError)'}
+    ```
+    """
     try:
         info = experiment.run_info()
     except (OSError, ValueError, UserInputError) as error:
@@ -50,26 +99,234 @@ def _run_info(experiment):
     return info if isinstance(info, dict) else {"status": "unreadable run.json (not an object)"}
 
 
-def experiment_rows(working_folder):
-    """One dict per experiment found under `working_folder` (e.g. `<sweep>/<experiment>`), oldest first."""
-    rows = []
-    experiments = [Experiment(folder) for folder in folders_below(working_folder, RUN_FILE_NAME)]
-    infos = {experiment.root: _run_info(experiment) for experiment in experiments}
-    for experiment in sorted(experiments, key=lambda experiment: str(infos[experiment.root].get("started") or "")):
-        info = infos[experiment.root]
+def newest_evaluation(info: dict) -> Optional[dict]:
+    """The newest entry of run.json's `evaluations` (a dict: version, data, metrics, at, report), or None.
+
+    Args:
+        info: a run.json's content.
+
+    Example:
+
+    ```python
+    (newest_evaluation(Experiment(run).run_info()) or {}).get("metrics")  # {'loss': 0.25, ...}
+    ```
+    """
+    evaluations = info.get("evaluations")
+    if isinstance(evaluations, list) and evaluations and isinstance(evaluations[-1], dict):
+        return evaluations[-1]
+    return None
+
+
+class RunRow:
+    """One run of a listing: its run.json read once; `value(key)` typed, `row[key]` as the table shows it.
+
+    Args:
+        experiment: the run's `Experiment`.
+        relative: its path as listed (relative to the listed folder).
+        info: its run.json (or `read_run_info`'s stand-in).
+    """
+
+    def __init__(self, experiment, relative, info):
+        self.experiment = experiment
+        self.relative = relative
+        self.info = info
+
+    def _dict(self, name):
+        value = self.info.get(name)
+        return value if isinstance(value, dict) else {}
+
+    def test_metrics(self):
+        """The newest evaluation's metrics as `test_<name>` keys."""
+        evaluation = newest_evaluation(self.info) or {}
+        metrics = evaluation.get("metrics") if isinstance(evaluation.get("metrics"), dict) else {}
+        return {f"{TEST_PREFIX}{name}": value for name, value in metrics.items()}
+
+    def keys(self):
+        """The keys this run has a value for, beyond the built-in ones."""
+        return set(self.test_metrics()) | set(self._dict("hparams")) | set(self._dict("last_epoch_logs"))
+
+    def value(self, key):
+        """The typed value of `key` (a number, a str, a list, a dict), or None when this run has none."""
+        info = self.info
         best = info.get("best_value")
-        versions = info.get("exported_versions") or []
-        rows.append(
-            {
-                "experiment": experiment.root.relative_to(working_folder).as_posix(),
-                "status": info.get("status", "?"),
-                "epoch": _progress(info),
-                "best": f"{info.get('monitored_loss_name', '')}={best:.4g}" if isinstance(best, (int, float)) else "-",
-                "versions": ",".join(str(v) for v in versions) or "-",
-                "hparams": " ".join(f"{k}={v}" for k, v in (info.get("hparams") or {}).items()),
-            }
-        )
-    return rows
+        builtin = {
+            "experiment": self.relative, "path": str(self.experiment.root.absolute()), "status": info.get("status"),
+            "epoch": info.get("rounds_completed" if info.get("federated") else "epochs_completed"),
+            "best": best if _is_number(best) else None, "best_value": best if _is_number(best) else None,
+            "best_epoch": info.get("best_epoch"), "versions": info.get("exported_versions") or None,
+            "monitor": info.get("monitored_loss_name"), "started": info.get("started"), "ended": info.get("ended"),
+            "hparams": self._dict("hparams") or None,
+        }
+        if key in builtin:
+            return builtin[key]
+        for source in (self.test_metrics(), self._dict("hparams"), self._dict("last_epoch_logs")):
+            if key in source:
+                return source[key]
+        return None
+
+    def __getitem__(self, key):
+        """The text the table shows for `key`."""
+        value = self.value(key)
+        if key == "epoch":
+            return _progress(self.info)
+        if key == "status":
+            return value or "?"
+        if key == "best":
+            return "-" if value is None else f"{self.info.get('monitored_loss_name', '')}={value:.4g}"
+        if key == "hparams":
+            return " ".join(f"{name}={hparam}" for name, hparam in (value or {}).items())
+        if isinstance(value, list):
+            return ",".join(str(item) for item in value)
+        return _shown(value)
+
+    def as_json(self, columns):
+        """Everything a run's row shows, typed: the listed columns, then what run.json says of its results."""
+        info = self.info
+        record = {column: self.value(column) for column in columns}
+        record.update({
+            "path": self.value("path"), "epochs_completed": info.get("epochs_completed"),
+            "nbEpoch": info.get("nbEpoch"), "monitor": info.get("monitored_loss_name"),
+            "monitor_mode": info.get("monitor_mode"), "best_value": self.value("best_value"),
+            "best_epoch": info.get("best_epoch"), "exported_versions": info.get("exported_versions") or [],
+            "version_records": self._dict("version_records"), "hparams": self._dict("hparams"),
+            "hparam_overrides": self._dict("hparam_overrides"), "last_epoch_logs": self._dict("last_epoch_logs"),
+            "evaluation": newest_evaluation(info), **self.test_metrics(),
+            "fine_tuned_from": info.get("fine_tuned_from"), "started": info.get("started"), "ended": info.get("ended"),
+        })
+        return record
+
+
+def experiment_rows(working_folder):
+    """One `RunRow` per experiment found under `working_folder` (e.g. `<sweep>/<experiment>`), oldest first."""
+    experiments = [Experiment(folder) for folder in folders_below(working_folder, RUN_FILE_NAME)]
+    rows = [RunRow(experiment, experiment.root.relative_to(working_folder).as_posix(), read_run_info(experiment))
+            for experiment in experiments]
+    return sorted(rows, key=lambda row: str(row.info.get("started") or ""))
+
+
+def list_runs(folder, where: Iterable[str] = (), sort: Iterable[str] = (), status: Iterable[str] = ()) -> list:
+    """The runs below `folder` (up to 4 levels, a sweep's trials too), filtered and sorted as `list` does.
+
+    Args:
+        folder: a working folder, a sweep folder, or any folder above several.
+        where: conditions `KEY<OP>VALUE` (OP: = != < <= > >=), all of which a run meets (default none); a run
+            without a value for KEY is left out.
+        sort: keys to sort by, the first first; `-KEY` sorts from the highest (default: oldest first). Runs
+            without a value come last.
+        status: the statuses to keep (default: all).
+
+    Returns:
+        one dict per run: its columns and results, typed (what `list --format json` prints).
+
+    Raises:
+        UserInputError: a condition or key that is no column (the message names the known ones).
+
+    Example:
+
+    ```python
+    import experiments_manager as em
+
+    best = em.list_runs("experiments/examples/curve_fitting", where=["learningRate<0.05"], sort=["best_value"])[0]
+    best["path"], best["best_value"]
+    ```
+    """
+    rows, columns = select_runs(folder, where, sort, status)
+    return [row.as_json(columns) for row in rows]
+
+
+def select_runs(folder, where: Iterable[str] = (), sort: Iterable[str] = (), status: Iterable[str] = (),
+                wide: bool = False) -> Tuple[List[RunRow], List[str]]:
+    """The rows `list` shows and their columns: the runs below `folder` that have one of the statuses and meet
+    every condition, in the order `sort` asks.
+
+    Args:
+        folder: the listed folder.
+        where, sort, status: as `list_runs`'.
+        wide: the hparams column too (default False).
+
+    Returns:
+        (the `RunRow`s, the columns): `COLUMNS`, the newest evaluations' `test_<name>`, the keys sorted or filtered
+        by that are not shown yet, then (`wide`) the hparams.
+
+    Raises:
+        UserInputError: a malformed condition, a key that is no column, an unknown status (one line each).
+
+    Example:
+
+    ```python
+    rows, columns = select_runs("experiments", where=["status=finished"], sort=["-best_epoch"])
+    print(format_rows(rows, columns, "csv"))
+    ```
+    """
+    where, sort, status = ([items] if isinstance(items, str) else list(items) for items in (where, sort, status))
+    rows = experiment_rows(folder)
+    conditions = _parse_conditions(where, folder)
+    keys = [text.strip().lstrip("-") for text in sort]
+    known = set(COLUMN_KEYS).union(*(row.keys() for row in rows))
+    for option, key in [("--where", key) for key, _, _ in conditions] + [("--sort", key) for key in keys]:
+        if key not in known:
+            raise UserInputError(f"{folder}: {option}: expected a column ({', '.join(sorted(known))}), got {key!r}")
+    for wanted in status:
+        if wanted not in STATUSES:
+            raise UserInputError(f"{folder}: --status: expected one of {', '.join(STATUSES)}, got {wanted!r}")
+    rows = [row for row in rows if (not status or row.value("status") in status)
+            and all(_meets(row.value(key), operator, value) for key, operator, value in conditions)]
+    for text in reversed([key.strip() for key in sort]):
+        key, descending = text.lstrip("-"), text.startswith("-")
+        present = [row for row in rows if row.value(key) is not None]
+        rows = (sorted(present, key=lambda row: _order(row.value(key)), reverse=descending)
+                + [row for row in rows if row.value(key) is None])
+    columns = list(COLUMNS)
+    tests = sorted({key for row in rows for key in row.test_metrics()})
+    for key in tests + keys + [key for key, _, _ in conditions]:
+        if key not in columns and key != "hparams":
+            columns.append(key)
+    return rows, columns + (["hparams"] if wide else [])
+
+
+def _parse_conditions(where, folder):
+    """[(key, operator, value)] of `--where` conditions; the value a Python literal, else a str."""
+    conditions = []
+    for text in where:
+        found = _CONDITION.match(text)
+        if not found or not found.group(3):
+            raise UserInputError(f"{folder}: --where: expected KEY=VALUE, KEY!=VALUE, KEY<VALUE, KEY<=VALUE, KEY>VALUE "
+                                 f"or KEY>=VALUE (e.g. 'learningRate<0.01', 'optimizer=adam'), got {text!r}")
+        key, operator, literal = found.groups()
+        try:
+            value = ast.literal_eval(literal)
+        except (ValueError, SyntaxError):
+            value = literal
+        conditions.append((key, "=" if operator == "==" else operator, value))
+    return conditions
+
+
+def format_rows(rows: List[RunRow], columns: List[str], form: str = "table", empty: str = "no experiments") -> str:
+    """The rows as `list --format` prints them.
+
+    Args:
+        rows, columns: what `select_runs` returns.
+        form: 'table' (default), 'csv' (the table's columns, header first, numbers in full) or 'json' (a list, one
+            object per run: `RunRow.as_json`).
+        empty: what a table of no rows says (default 'no experiments').
+
+    Example:
+
+    ```python
+    print(format_rows(*select_runs("experiments", sort=["best_value"]), form="csv"))
+    ```
+    """
+    if form == "json":
+        return json.dumps([row.as_json(columns) for row in rows], indent=2, default=str)
+    if form == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([repr(row.value(column)) if isinstance(row.value(column), float) else row[column]
+                             for column in columns])
+        return out.getvalue().rstrip("\n")
+    return format_table(rows, columns, empty)
 
 
 def sweep_rows(working_folder):
@@ -97,7 +354,10 @@ def format_table(rows, columns=COLUMNS, empty="no experiments"):
     if not rows:
         return empty
     widths = {column: max(len(column), *(len(str(row[column])) for row in rows)) for column in columns}
-    lines = ["  ".join(column.upper().ljust(widths[column]) for column in columns).rstrip()]
+    # the built-in columns' names in capitals; hparams and metrics as they are spelt (as --sort and --where take them)
+    titles = {column: column.upper() if column in COLUMN_KEYS or column in SWEEP_COLUMNS else column
+              for column in columns}
+    lines = ["  ".join(titles[column].ljust(widths[column]) for column in columns).rstrip()]
     for row in rows:
         lines.append("  ".join(str(row[column]).ljust(widths[column]) for column in columns).rstrip())
     return "\n".join(lines)
@@ -109,3 +369,32 @@ def _progress(info):
     if federated:
         return f"r{info.get('rounds_completed', 0)}/{federated.get('rounds', '?')}"
     return f"{info.get('epochs_completed', 0)}/{info.get('nbEpoch', '?')}"
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _shown(value: Optional[object]) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _order(value):
+    """A sort key that puts numbers before text, each in its own order."""
+    return (0, float(value), "") if _is_number(value) else (1, 0.0, str(value))
+
+
+def _meets(actual, operator, wanted):
+    """Whether a run's value meets one condition: numbers compare as numbers, anything else as its text."""
+    if actual is None:
+        return False
+    if _is_number(actual) and _is_number(wanted):
+        left, right = float(actual), float(wanted)
+    else:
+        left, right = str(actual), str(wanted)
+    return {"=": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
+            ">": left > right, ">=": left >= right}[operator]

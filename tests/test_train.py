@@ -161,14 +161,14 @@ def test_list_shows_the_experiment(trained):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.strip().splitlines()
-    assert header.split() == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "VERSIONS"]
+    assert header.split() == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "BEST_EPOCH", "VERSIONS"]
     assert row.startswith(outcome.experiment.root.name)
     assert " finished " in row and " 3/3 " in row and row.endswith(" 2,3") and len(row) < 120, row
     # --wide adds every hparam; a folder above the working folder lists it at its depth
     wide = subprocess.run(cli_command("list", "--wide", "experiments"), cwd=workdir, env=cli_env(),
                           capture_output=True, text=True, timeout=60)
     header, row = wide.stdout.strip().splitlines()
-    assert header.split() == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "VERSIONS", "HPARAMS"]
+    assert header.split() == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "BEST_EPOCH", "VERSIONS", "HPARAMS"]
     assert row.startswith(f"examples/curve_fitting/{outcome.experiment.root.name}") and "nbEpoch=3" in row
 
 

@@ -18,6 +18,11 @@ def positive_int(text):
     return value
 
 
+def comma_separated(text):
+    """An argparse type: 'a,b' -> ['a', 'b'] (empty parts left out)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def add_hparam_argument(parser, help=HPARAM_HELP):
     """`--hparam KEY=VALUE`, repeatable (`settings.parse_hparam_overrides` reads the list)."""
     parser.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE", help=help)

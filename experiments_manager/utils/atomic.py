@@ -23,6 +23,7 @@ from experiments_manager.utils.signals import process_alive
 _LEFTOVER = re.compile(r"^\.(?:.+\.(?P<file_pid>\d+)\.[0-9a-f]{12}\.tmp|tmp-(?:ckpt-)?\d+-(?P<dir_pid>\d+)"
                        r"|deleting-.+-(?P<deleted_pid>\d+))$")
 _OLD_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # before the pid was in the name
+DELETING_PREFIX = ".deleting-"  # what `hidden_for_removal` renames a doomed file or folder to, before its pid
 OLD_TEMPORARY_SECONDS = 600  # such a file this old has no live writer (a write takes seconds)
 
 
@@ -133,10 +134,46 @@ def write_json_atomically(path, data):
 
 def remove_tree_atomically(path):
     """Renames a folder to a dot-prefixed name first, so it vanishes at once for readers."""
+    shutil.rmtree(hidden_for_removal(path), ignore_errors=True)
+
+
+def hidden_for_removal(path, durable: bool = False) -> Path:
+    """Renames a file or folder to `.deleting-<name>-<pid>` in the same folder (gone at once for readers; what a
+    crash leaves there is a dead writer's leftover, see `remove_leftovers`); returns the new path.
+
+    Args:
+        path: what is to be removed.
+        durable: fsync the folder after the rename (default False), so a power loss during the removal that
+            follows cannot bring back the name half emptied.
+
+    Example:
+
+    ```python
+    shutil.rmtree(hidden_for_removal(run_folder / "checkpoints", durable=True), ignore_errors=True)
+    ```
+    """
     path = Path(path)
-    doomed = path.with_name(f".deleting-{path.name}-{os.getpid()}")
+    doomed = path.with_name(f"{DELETING_PREFIX}{path.name}-{os.getpid()}")
     os.replace(path, doomed)
-    shutil.rmtree(doomed, ignore_errors=True)
+    if durable:
+        fsync_folder(path.parent)
+    return doomed
+
+
+def is_removal_leftover(entry) -> bool:
+    """True for a `.deleting-<name>-<pid>` name whose pid is not a live process of this host (a crashed removal).
+
+    Args:
+        entry: a path or a name.
+
+    Example:
+
+    ```python
+    [path for path in folder.iterdir() if is_removal_leftover(path)]
+    ```
+    """
+    found = _LEFTOVER.match(Path(entry).name)
+    return bool(found and found.group("deleted_pid")) and not process_alive(int(found.group("deleted_pid")))
 
 
 def remove_leftovers(*folders, own_pid_is_dead=False, sole_writer=False):
