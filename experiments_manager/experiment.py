@@ -253,7 +253,7 @@ class Experiment:
         write_status(self.logs_dir, status)
         return info
 
-    def mark_resumed(self, command, accepted_code_change=()):
+    def mark_resumed(self, command, accepted_code_change=(), epochs=None, extended_from=None):
         """Records that `command` continues this run: a new attempt, running, the previous attempt's ending
         forgotten at the top level (kept in its `attempts` entry), and the half-written files of the run that
         died (kill -9, a lost node) removed.
@@ -261,6 +261,9 @@ class Experiment:
         Args:
             command: the resuming command line.
             accepted_code_change: the changed files (`code_changes`) the user accepted to resume with.
+            epochs: the epochs in all this attempt trains up to, when not the settings' (default None); also
+                run.json's `nbEpoch` then.
+            extended_from: the epochs the run had when this attempt extended it (default None: not an extension).
         """
         from experiments_manager.hparams_status import clear_status
 
@@ -276,8 +279,11 @@ class Experiment:
         attempt = Attempt.starting(command, len(attempts) + 1)
         attempt.git_commit = _git_commit(settings_folder(info, self.root))
         attempt.accepted_code_change = list(accepted_code_change)
+        attempt.epochs, attempt.extended_from = epochs, extended_from
         attempts.append(attempt.as_json())
         info.update(status="running", resumed_by=list(command), host=attempt.host)
+        if epochs is not None:
+            info["nbEpoch"] = epochs
         self.write_run_info(info)
         return info
 

@@ -22,11 +22,16 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FAILED = object()  # what `_called` returns when the call raised (None is a value a function may return)
 
 
-def dry_build(settings):
+def dry_build(settings, initial_weights=None):
     """Builds and checks what `settings` define; raises `UserInputError` with one line per problem.
 
     Runs after device selection and before any experiment folder exists. Skipped by multi-worker runs, whose
     strategy must exist before any TensorFlow op.
+
+    Args:
+        settings: the loaded `Settings`.
+        initial_weights: a fine-tuned run's `InitialWeights` (default None), loaded into the model once: a version
+            whose weights do not fit it is one line.
 
     Example:
 
@@ -35,10 +40,10 @@ def dry_build(settings):
     ```
     """
     with _keras_names_kept():  # the trained model gets the auto-names it would have had without the dry build
-        _build_and_check(settings)
+        _build_and_check(settings, initial_weights)
 
 
-def _build_and_check(settings):
+def _build_and_check(settings, initial_weights=None):
     import keras
 
     from experiments_manager.served_module import served_module
@@ -63,7 +68,9 @@ def _build_and_check(settings):
         for training in (True, False):
             _check_pipeline(problems, settings, model, compiled, training)
     if model.built:  # a model built only by its first batch (no Input, data not read here) is checked at export
-        _called(problems, name, "get_served_module", settings, served_module, settings, model)
+        module = _called(problems, name, "get_served_module", settings, served_module, settings, model)
+        if initial_weights is not None and module is not _FAILED:
+            _called(problems, name, "--init-from", settings, initial_weights.load_into, model, settings)
     if problems:
         raise UserInputError(problems)
 
