@@ -13,8 +13,8 @@ Layout (the README, "The experiment folder"):
   logs/                      TensorBoard
   exported_models/<N>/       SavedModel versions (TF Serving layout)
   models.config              TF Serving model config
-  training_curves.png
-  history.csv                one row per epoch
+  history.csv, training_curves.png   one row / one point per epoch
+  train.log                  the console output of every attempt (run_log.py)
 ```
 """
 
@@ -254,16 +254,13 @@ class Experiment:
         return info
 
     def mark_resumed(self, command, accepted_code_change=(), epochs=None, extended_from=None):
-        """Records that `command` continues this run: a new attempt, running, the previous attempt's ending
-        forgotten at the top level (kept in its `attempts` entry), and the half-written files of the run that
-        died (kill -9, a lost node) removed.
+        """Records that `command` continues this run: a new attempt, running, the previous attempt's ending forgotten
+        at the top level (kept in its `attempts` entry), the half-written files of a run that died (kill -9) removed.
 
         Args:
             command: the resuming command line.
             accepted_code_change: the changed files (`code_changes`) the user accepted to resume with.
-            epochs: the epochs in all this attempt trains up to, when not the settings' (default None); also
-                run.json's `nbEpoch` then.
-            extended_from: the epochs the run had when this attempt extended it (default None: not an extension).
+            epochs, extended_from: the `Attempt` fields of an extension (default None); `epochs`: run.json's `nbEpoch`
         """
         from experiments_manager.hparams_status import clear_status
 
@@ -281,9 +278,8 @@ class Experiment:
         attempt.accepted_code_change = list(accepted_code_change)
         attempt.epochs, attempt.extended_from = epochs, extended_from
         attempts.append(attempt.as_json())
-        info.update(status="running", resumed_by=list(command), host=attempt.host)
-        if epochs is not None:
-            info["nbEpoch"] = epochs
+        info.update(status="running", resumed_by=list(command), host=attempt.host,
+                    nbEpoch=epochs or info.get("nbEpoch"))
         self.write_run_info(info)
         return info
 

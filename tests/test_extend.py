@@ -95,6 +95,7 @@ def test_a_finished_run_extended_to_4_epochs_continues_in_place(extended):
     assert info["best_value"] <= before.info["best_value"]  # the best value went on, not started again
     assert info["best_epoch"] in (before.info["best_epoch"], 3, 4)
     assert "Epoch 3/4" in result.stdout and "extend with:       experiments-manager train --resume" in result.stdout
+    assert f"served model name: model_curve_fitting (experiments-manager serve --model_dir {run})" in result.stdout
     with pytest.raises(UserInputError, match=r": --epochs: expected more than the 4 epochs the run has trained, "
                                              r"got 3$"):
         training.resume(run, epochs=3, command=["em.resume", str(run), "--epochs", "3"])
@@ -162,7 +163,8 @@ def test_serve_of_a_run_without_a_version_says_its_status_then_serves_the_first_
     from experiments_manager.utils.errors import UserInputError
 
     settings = settings_variant(extended.root, "stops.py", [*STOP_LINES, "nb_train_samples = 200",
-                                                            "nb_val_samples = 100", "workingFolder = 'experiments/stops'"])
+                                                            "nb_val_samples = 100",
+                                                            "workingFolder = 'experiments/stops'"])
     stop = extended.root / "stop"
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(extended.root)
