@@ -5,8 +5,8 @@ attempt with the same kind of line: `attempt_header`). Within the block of `cons
 
 - the engine's log lines (a handler on the `experiments_manager` logger, as the console shows them);
 - what Python writes to `sys.stdout`: Keras' epoch lines (`Epoch 3/10` and the metrics line; on a terminal the
-  last state of each progress bar, not every redraw), Keras' "early stopping" and LR-on-plateau messages, the
-  settings' own `print`s;
+  last state of each progress bar, not every redraw, without colours), Keras' "early stopping" and LR-on-plateau
+  messages, the settings' own `print`s;
 - the `error: ...` lines of a run that failed on bad input, or the traceback of a crash.
 
 The end-of-training summary is appended by the command that prints it (`append`). Not in the file: what is
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import shlex
 import sys
 import threading
@@ -40,6 +41,7 @@ from experiments_manager.utils.errors import ERROR_PREFIX, UserInputError
 
 TRAIN_LOG_NAME = "train.log"
 _OUR_LOGGER = "experiments_manager"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # a terminal's colours and cursor moves: not kept in the file
 
 
 def attempt_header(what: str) -> str:
@@ -95,11 +97,11 @@ def console_copied(folder, command: Iterable[str]) -> Iterator[Path]:
     try:
         yield path
     except UserInputError as error:
-        copy.write("".join(f"{ERROR_PREFIX}{problem}\n" for problem in error.problems))
+        copy.write_lines("".join(f"{ERROR_PREFIX}{problem}\n" for problem in error.problems))
         raise
     except Exception as error:  # the machine's failure in one line, or a crash's traceback (as the console shows)
         line = environment_failure_line(error) if isinstance(error, OSError) else None
-        copy.write(f"{ERROR_PREFIX}{line}\n" if line else "".join(traceback.format_exception(error)))
+        copy.write_lines(f"{ERROR_PREFIX}{line}\n" if line else "".join(traceback.format_exception(error)))
         raise
     finally:
         if isinstance(sys.stdout, _Tee) and sys.stdout.copy is copy:
@@ -109,8 +111,9 @@ def console_copied(folder, command: Iterable[str]) -> Iterator[Path]:
 
 
 class _LineCopy:
-    """Complete lines written to the log file (thread-safe): a carriage return starts the line again and a
-    backspace takes a character back, so a progress bar redrawn in place leaves its last state."""
+    """Complete lines written to the log file (thread-safe). Of what is written to stdout, a carriage return starts
+    the line again and a backspace takes a character back, so a progress bar redrawn in place leaves its last state,
+    without its colours; a log line is written whole at once, the stdout line in progress staying pending."""
 
     def __init__(self, log):
         self._log = log
@@ -118,12 +121,11 @@ class _LineCopy:
         self._lock = threading.Lock()
 
     def write(self, text: str) -> None:
+        """What was written to stdout."""
         with self._lock:
-            if self._log.closed:
-                return
             for char in text:
                 if char == "\n":
-                    self._log.write(self._line + "\n")
+                    self._write(self._line + "\n")
                     self._line = ""
                 elif char == "\r":
                     self._line = ""
@@ -131,15 +133,25 @@ class _LineCopy:
                     self._line = self._line[:-1]
                 else:
                     self._line += char
-            try:
-                self._log.flush()
-            except OSError:
-                pass
+
+    def write_lines(self, text: str) -> None:
+        """Whole lines (a log record, an error), beside the stdout line in progress."""
+        with self._lock:
+            self._write(text if text.endswith("\n") else text + "\n")
+
+    def _write(self, text):
+        if self._log.closed:
+            return
+        try:
+            self._log.write(_ANSI.sub("", text))
+            self._log.flush()
+        except (OSError, ValueError):
+            pass  # a full disk: the console has it
 
     def close(self) -> None:
         with self._lock:
             if self._line:
-                self._log.write(self._line + "\n")
+                self._write(self._line + "\n")
                 self._line = ""
             try:
                 self._log.close()
@@ -157,10 +169,7 @@ class _Tee:
 
     def write(self, text):
         written = self.console.write(text)
-        try:
-            self.copy.write(str(text))
-        except (OSError, ValueError):
-            pass  # a full disk: the console has it
+        self.copy.write(str(text))
         return written
 
     def flush(self):
@@ -180,6 +189,6 @@ class _CopiedLogLines(logging.Handler):
 
     def emit(self, record):
         try:
-            self.copy.write(self.format(record) + "\n")
+            self.copy.write_lines(self.format(record))
         except Exception:  # noqa: BLE001 - logging must not break training
             self.handleError(record)
