@@ -12,7 +12,7 @@ import experiments_manager as em
 outcome = em.train("examples/regression/mysettings_curve_fitting.py", {"nbEpoch": 3})
 outcome                      # <TrainingOutcome finished: experiments/curve_fitting/my_test_... (best val_loss ...)>
 with em.serve(outcome.experiment.root) as server:
-    server                   # <ModelServer serving curve_fitting ... gRPC 127.0.0.1:41234, REST http://...>
+    server                   # <ModelServer serving model_curve_fitting ... gRPC 127.0.0.1:41234, REST http://...>
 ```
 """
 
@@ -29,7 +29,7 @@ def show_logs():
     configure_logging()
 
 
-def train(settings, hparams=None, *, working_folder=None, kafka_bootstrap_servers=None):
+def train(settings, hparams=None, *, working_folder=None, kafka_bootstrap_servers=None, init_from=None):
     """Trains a new experiment; returns its `TrainingOutcome`.
 
     Args:
@@ -38,6 +38,9 @@ def train(settings, hparams=None, *, working_folder=None, kafka_bootstrap_server
         hparams: dict of hparam overrides (as `--hparam`; default None).
         working_folder: where the experiment folder goes (default: the settings' `workingFolder`).
         kafka_bootstrap_servers: Kafka brokers overriding the settings' (default None).
+        init_from: fine-tune: start from the weights (EMA) of another run's best version, `RUN`, or of its version
+            N, `f"{RUN}:{N}"` (default None). Same architecture; the optimizer starts fresh; run.json records
+            `fine_tuned_from`.
 
     Raises:
         UserInputError: the settings are wrong (every problem, one line each).
@@ -52,12 +55,16 @@ def train(settings, hparams=None, *, working_folder=None, kafka_bootstrap_server
     from experiments_manager import training
     from experiments_manager.settings import as_settings
 
+    from experiments_manager.utils.errors import UserInputError
+
     show_logs()
     settings = as_settings(settings, hparams)
+    if settings.federated.enabled and init_from is not None:
+        raise UserInputError(f"{settings.path.name}: init_from: not supported for a federated run")
     if settings.federated.enabled:  # as `train -u` does: the federation, simulated on this machine
         return _simulated_federation(settings, working_folder, kafka_bootstrap_servers)
     return training.train(settings, command=_command("train", settings), working_folder=working_folder,
-                          kafka_bootstrap_servers=kafka_bootstrap_servers)
+                          kafka_bootstrap_servers=kafka_bootstrap_servers, init_from=init_from)
 
 
 def _simulated_federation(settings, working_folder, kafka_bootstrap_servers):
@@ -75,8 +82,9 @@ def _simulated_federation(settings, working_folder, kafka_bootstrap_servers):
                            reason=experiment.run_info().get("error"))
 
 
-def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None, accept_code_change=False):
-    """Continues an experiment from its last checkpoint; returns its `TrainingOutcome`.
+def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None, accept_code_change=False, epochs=None,
+           more_epochs=None):
+    """Continues an experiment from its last checkpoint, or extends it; returns its `TrainingOutcome`.
 
     Args:
         experiment_dir: the experiment folder.
@@ -84,18 +92,25 @@ def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None, accep
             the experiment's own copy of its settings file).
         kafka_bootstrap_servers: Kafka brokers replacing the recorded ones (default None).
         accept_code_change: train on although the code changed since the last attempt (default False: refused).
+        epochs: extend the run, finished or not, to this many epochs in all, in place (default None: finish the
+            epochs it was started for). Its EMA, best value, early-stopping counter and versions go on.
+        more_epochs: extend the run by this many epochs (default None).
 
     Example:
 
     ```python
     em.resume(outcome.experiment.root)
+    em.resume(outcome.experiment.root, epochs=20)   # a finished 10-epoch run trained on to 20 epochs
     ```
     """
     from experiments_manager import training
 
     show_logs()
-    return training.resume(experiment_dir, command=["em.resume", str(experiment_dir)], settings=settings,
-                           kafka_bootstrap_servers=kafka_bootstrap_servers, accept_code_change=accept_code_change)
+    command = ["em.resume", str(experiment_dir)] + (["--epochs", str(epochs)] if epochs is not None else []) + (
+        ["--more-epochs", str(more_epochs)] if more_epochs is not None else [])
+    return training.resume(experiment_dir, command=command, settings=settings,
+                           kafka_bootstrap_servers=kafka_bootstrap_servers, accept_code_change=accept_code_change,
+                           epochs=epochs, more_epochs=more_epochs)
 
 
 def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, parallelism=1, spark_master=None,
@@ -155,7 +170,8 @@ def serve(experiment_dir, *, grpc_port=0, rest_port=0, host="127.0.0.1", poll_se
 
     ```python
     server = em.serve(outcome.experiment.root)
-    requests.post(f"{server.rest_url}/v1/models/curve_fitting:predict", json={"instances": [[0.5]]}).json()
+    # the model's name is the model file's (model_curve_fitting.py), as the end of training prints it
+    requests.post(f"{server.rest_url}/v1/models/model_curve_fitting:predict", json={"instances": [[0.5]]}).json()
     server.stop()
     ```
     """

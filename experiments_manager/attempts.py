@@ -55,6 +55,9 @@ class Attempt:
         code: {file: SHA-256} of the code it ran (see the module's docstring).
         git_commit: the settings folder's commit, with '-dirty' when it has changes, or None.
         accepted_code_change: the files whose change the user accepted when resuming with it.
+        epochs: the epochs in all this attempt trains up to when it is not the settings' `nbEpoch` (an extension,
+            `train --resume RUN --epochs N`, and the attempts that resume it); None otherwise (left out of JSON).
+        extended_from: the epochs the run had trained when this attempt extended it, or None (left out of JSON).
     """
 
     number: int
@@ -73,6 +76,8 @@ class Attempt:
     code: dict = field(default_factory=dict)
     git_commit: Optional[str] = None
     accepted_code_change: list = field(default_factory=list)
+    epochs: Optional[int] = None
+    extended_from: Optional[int] = None
 
     @classmethod
     def starting(cls, command: Iterable[str], number: int, started: Optional[str] = None,
@@ -100,7 +105,34 @@ class Attempt:
         return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
     def as_json(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        for optional in _OPTIONAL_FIELDS:
+            if data[optional] is None:
+                del data[optional]
+        return data
+
+
+_OPTIONAL_FIELDS = ("epochs", "extended_from")  # only in the attempts of an extended run
+
+
+def epochs_asked(attempts) -> Optional[int]:
+    """The epochs in all the latest attempt that set them asked for (`Attempt.epochs`: a run extended with
+    `--epochs`), or None: the run trains the settings' `nbEpoch`.
+
+    Args:
+        attempts: run.json's `attempts` (None or damaged entries are skipped).
+
+    Example:
+
+    ```python
+    epochs_asked([{"number": 1}, {"number": 2, "epochs": 6, "extended_from": 3}])   # 6
+    ```
+    """
+    for attempt in reversed(attempts if isinstance(attempts, list) else []):
+        epochs = attempt.get("epochs") if isinstance(attempt, dict) else None
+        if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0:
+            return epochs
+    return None
 
 
 def file_sha256(path) -> Optional[str]:

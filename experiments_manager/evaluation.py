@@ -132,7 +132,8 @@ def evaluate_run(run, version: Optional[int] = None, data=None, settings=None, c
     ```
     """
     from experiments_manager.settings import Settings, load_experiment_settings
-    from experiments_manager.version_loading import chosen_version, load_version
+    from experiments_manager.version_loading import load_version
+    from experiments_manager.version_records import chosen_version
 
     experiment = Experiment.open(run)
     number, record, best = chosen_version(experiment, version)

@@ -13,8 +13,8 @@ Layout (the README, "The experiment folder"):
   logs/                      TensorBoard
   exported_models/<N>/       SavedModel versions (TF Serving layout)
   models.config              TF Serving model config
-  training_curves.png
-  history.csv                one row per epoch
+  history.csv, training_curves.png   one row / one point per epoch
+  train.log                  the console output of every attempt (run_log.py)
 ```
 """
 
@@ -254,14 +254,14 @@ class Experiment:
         write_status(self.logs_dir, status)
         return info
 
-    def mark_resumed(self, command, accepted_code_change=()):
-        """Records that `command` continues this run: a new attempt, running, the previous attempt's ending
-        forgotten at the top level (kept in its `attempts` entry), and the half-written files of the run that
-        died (kill -9, a lost node) removed.
+    def mark_resumed(self, command, accepted_code_change=(), epochs=None, extended_from=None):
+        """Records that `command` continues this run: a new attempt, running, the previous attempt's ending forgotten
+        at the top level (kept in its `attempts` entry), the half-written files of a run that died (kill -9) removed.
 
         Args:
             command: the resuming command line.
             accepted_code_change: the changed files (`code_changes`) the user accepted to resume with.
+            epochs, extended_from: the `Attempt` fields of an extension (default None); `epochs`: run.json's `nbEpoch`
         """
         from experiments_manager.hparams_status import clear_status
 
@@ -277,8 +277,10 @@ class Experiment:
         attempt = Attempt.starting(command, len(attempts) + 1)
         attempt.git_commit = _git_commit(settings_folder(info, self.root))
         attempt.accepted_code_change = list(accepted_code_change)
+        attempt.epochs, attempt.extended_from = epochs, extended_from
         attempts.append(attempt.as_json())
-        info.update(status="running", resumed_by=list(command), host=attempt.host)
+        info.update(status="running", resumed_by=list(command), host=attempt.host,
+                    nbEpoch=epochs or info.get("nbEpoch"))
         self.write_run_info(info)
         return info
 
@@ -323,10 +325,9 @@ class Experiment:
     def label(self):
         """A short, unique name for this run in tables (TensorBoard's HParams "Trial ID").
 
-        Its start time, the hparams set for it, then day and session:
-        '10:00:05 lr=0.1 (11-22 my_test)'. What tells runs apart comes first, as
-        narrow columns cut the end; a second run of the same name started in the
-        same second is '#1'.
+        Its start time, the hparams set for it, then day and session: '10:00:05 lr=0.1 (11-22 my_test)'. What tells
+        runs apart comes first, as narrow columns cut the end; a second run of the same name started in the same
+        second is '#1'.
         """
         info = self.run_info()
         started = info.get("started") or ""

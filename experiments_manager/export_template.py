@@ -84,7 +84,7 @@ class SavedModelTemplate:
         try:
             reader = tf.train.load_checkpoint(str(folder / VARIABLES_PREFIX))
             object_graph = reader.get_tensor(OBJECT_GRAPH_KEY)
-            variables, problem = _variables_by_key(module, object_graph)
+            variables, problem = variables_by_key(module, object_graph)
             if problem is None:
                 problem = _first_difference(variables, reader)
         except Exception as error:  # a SavedModel this reading does not foresee: full saves, as without a template
@@ -152,9 +152,18 @@ class SavedModelTemplate:
         fingerprinting_utils.write_fingerprint(str(folder))
 
 
-def _variables_by_key(module, serialized_graph):
+def variables_by_key(module, serialized_graph):
     """(checkpoint key -> live variable, None), or (None, why not): each saved value's object found from `module`
-    by the child names of its path in the checkpoint's object graph."""
+    by the child names of its path in the checkpoint's object graph (a version's variables matched to a live
+    module: the next versions of a run, and a fine-tuned run's initial weights).
+
+    Example:
+
+    ```python
+    reader = tf.train.load_checkpoint("exported_models/3/variables/variables")
+    variables, problem = variables_by_key(module, reader.get_tensor(OBJECT_GRAPH_KEY))
+    ```
+    """
     import keras
     import tensorflow as tf
     from tensorflow.core.protobuf import trackable_object_graph_pb2

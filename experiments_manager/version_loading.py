@@ -2,10 +2,10 @@
 
 The model is built from the run's copies of its settings and model file (with its recorded hparams), as training
 built it; its served module (the settings' `get_served_module`, or the model's own call) is made and traced, as the
-exporter made it; then the version's SavedModel checkpoint (`exported_models/<N>/variables/`) is read into that
-module by TensorFlow's object-based restore, the way `tf.saved_model.load` matches it. Every variable of the model
-must be found there: the model then holds exactly the EMA weights the version holds, and its predictions are the
-served version's answers.
+exporter made it; then the version's SavedModel checkpoint (`exported_models/<N>/variables/`) is read into it through
+the version's own object graph, as a fine-tuned run reads its starting weights (`training/fine_tuning.py`): every
+weight of the model must be found there with its shape, so the model holds exactly the EMA weights the version holds,
+and its predictions are the served version's answers.
 
 Example:
 
@@ -21,38 +21,9 @@ from pathlib import Path
 from typing import Optional
 
 from experiments_manager.experiment import Experiment
-from experiments_manager.export_template import VARIABLES_PREFIX
-from experiments_manager.utils.errors import UserInputError
-from experiments_manager.version_records import (best_version, describe, present_versions, read_record_file,
-                                                 records_of)
+from experiments_manager.version_records import chosen_version, describe, read_record_file
 
 _LOG = logging.getLogger(__name__)
-
-
-def chosen_version(experiment, version: Optional[int] = None, option: str = "version") -> tuple:
-    """(version, its record or None, whether it is the best): `version`, or the run's best when None.
-
-    Args:
-        experiment: the `Experiment`.
-        version: a version number, or None for the run's best (see `version_records.best_version`).
-        option: how the caller names the version in a message (default 'version'; the command line: '--version').
-
-    Raises:
-        UserInputError: the run has no version yet (its status said), or not that one (those it has said).
-    """
-    info = experiment.run_info()
-    present = present_versions(experiment.export_dir)
-    if not present:
-        raise UserInputError(f"{experiment.root}: no exported version yet (the run is {info.get('status')}, "
-                             f"{info.get('epochs_completed') or 0} epochs done)")
-    if version is None:
-        chosen, record = best_version(info, present)
-        return chosen, record, True
-    if version not in present:
-        raise UserInputError(f"{experiment.root}: {option}: expected one of the exported versions "
-                             f"{', '.join(map(str, present))}, got {version}")
-    best, _ = best_version(info, present)
-    return version, records_of(info).get(version), version == best
 
 
 def load_version(run, version: Optional[int] = None, settings=None):
@@ -84,7 +55,7 @@ def load_version(run, version: Optional[int] = None, settings=None):
     if not isinstance(settings, Settings):
         settings = load_experiment_settings(experiment, settings)
     folder = experiment.export_dir / str(number)
-    model = _model_with_weights_of(settings, folder, f"{experiment.root}: version {number}")
+    model = _model_with_weights_of(settings, experiment, number)
     record = record or read_record_file(folder) or {}
     model.version_info = {"run": str(Path(experiment.root).resolve()), "version": number, "best": best,
                           **{key: record.get(key) for key in ("epoch", "monitor", "value")}}
@@ -93,27 +64,16 @@ def load_version(run, version: Optional[int] = None, settings=None):
     return model
 
 
-def _model_with_weights_of(settings, folder, what):
-    """The settings' model, built and traced as the exporter does, with the SavedModel `folder`'s values."""
-    import tensorflow as tf
-
+def _model_with_weights_of(settings, experiment, number):
+    """The settings' model, built and traced as the exporter does, with version `number`'s values (read as a
+    fine-tuned run reads them: `fine_tuning.InitialWeights.load_into`)."""
     from experiments_manager.served_module import served_module
+    from experiments_manager.training.fine_tuning import InitialWeights
     from experiments_manager.training.model import build_model, precision_policy
 
     with precision_policy(settings.runtime.mixed_precision):
         model = build_model(settings)
         module = served_module(settings, model)
         module.served_model.get_concrete_function()  # creates the variables a subclassed model makes when called
-    status = tf.train.Checkpoint(root=module).read(str(Path(folder) / VARIABLES_PREFIX))
-    try:
-        status.assert_existing_objects_matched()
-    except AssertionError as error:
-        raise UserInputError(f"{what}: the model the run's settings build does not match the version's variables "
-                             f"({str(error).splitlines()[0][:300]})") from None
-    # each object the module reaches was read; every weight of the model must be one of them
-    reached = {id(trackable) for trackable in tf.train.TrackableView(module).descendants()}
-    missing = [variable.path for variable in model.variables if id(variable) not in reached]
-    if missing:
-        raise UserInputError(f"{what}: the version does not hold the model's weights {', '.join(missing[:5])} "
-                             "(its served module does not reach them)")
+    InitialWeights(Path(experiment.root).resolve(), number).load_into(model, settings, option="em.load")
     return model

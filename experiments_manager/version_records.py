@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Optional
 
 from experiments_manager.folder_names import now
+from experiments_manager.utils.errors import UserInputError
 
 RECORD_FILE = "assets.extra/version_record.json"  # TF Serving leaves assets.extra/ to its users (warm-up requests)
 VERSION_PATTERN = re.compile(r"^\d+$")  # a version's folder name (dot-prefixed and set-aside folders are not versions)
@@ -159,3 +160,29 @@ def reported_model(info: dict, export_dir) -> str:
     if version is None:
         return "none yet"
     return f"{Path(export_dir) / str(version)}" + (f" ({held})" if held else "")
+
+
+def chosen_version(experiment, version: Optional[int] = None, option: str = "version") -> tuple:
+    """(version, its record or None, whether it is the best): `version`, or the run's best when None.
+
+    Args:
+        experiment: the `Experiment`.
+        version: a version number, or None for the run's best (see `version_records.best_version`).
+        option: how the caller names the version in a message (default 'version'; the command line: '--version').
+
+    Raises:
+        UserInputError: the run has no version yet (its status said), or not that one (those it has said).
+    """
+    info = experiment.run_info()
+    present = present_versions(experiment.export_dir)
+    if not present:
+        raise UserInputError(f"{experiment.root}: no exported version yet (the run is {info.get('status')}, "
+                             f"{info.get('epochs_completed') or 0} epochs done)")
+    if version is None:
+        chosen, record = best_version(info, present)
+        return chosen, record, True
+    if version not in present:
+        raise UserInputError(f"{experiment.root}: {option}: expected one of the exported versions "
+                             f"{', '.join(map(str, present))}, got {version}")
+    best, _ = best_version(info, present)
+    return version, records_of(info).get(version), version == best

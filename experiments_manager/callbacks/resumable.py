@@ -36,6 +36,10 @@ def _plain(value):
 class ResumableEarlyStopping(Resumable, keras.callbacks.EarlyStopping):
     """`keras.callbacks.EarlyStopping` whose patience counter survives a resume.
 
+    The epoch it stopped at is not kept: a run that stopped early is resumed only to be extended
+    (`train --resume RUN --epochs N`), which trains on, its patience counter continuing (the first epoch that does
+    not improve on the best stops it again).
+
     Example:
 
     ```python
@@ -44,7 +48,7 @@ class ResumableEarlyStopping(Resumable, keras.callbacks.EarlyStopping):
     ```
     """
 
-    state_attributes = ("wait", "best", "best_epoch", "stopped_epoch")
+    state_attributes = ("wait", "best", "best_epoch")
 
 
 class ResumableReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):

@@ -8,6 +8,7 @@ from experiments_manager.commands.arguments import (add_bootstrap_servers_argume
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.requeue_file import add_requeue_file_argument
 from experiments_manager.settings.script import SETTINGS_SOURCES
+from experiments_manager.run_log import TRAIN_LOG_NAME, append
 
 NAME = "train"
 
@@ -25,6 +26,20 @@ def add_parser(subparsers):
     source.add_argument(
         "--resume", "--model_dir", dest="resume", metavar="EXPERIMENT_DIR",
         help="continue this experiment from its last checkpoint",
+    )
+    extension = parser.add_mutually_exclusive_group()
+    extension.add_argument(
+        "--epochs", type=positive_int, metavar="N",
+        help="with --resume: extend the run, finished or not, to N epochs in all, in place (its checkpoint, EMA, best "
+        "value, early-stopping counter and export versions go on; recorded in run.json)",
+    )
+    extension.add_argument(
+        "--more-epochs", type=positive_int, metavar="K", help="with --resume: extend the run by K more epochs",
+    )
+    parser.add_argument(
+        "--init-from", metavar="RUN[:VERSION]",
+        help="fine-tune: start the new run from the weights (EMA) of RUN's best exported version, or of VERSION; "
+        "same architecture; the optimizer starts fresh (recorded in run.json as fine_tuned_from)",
     )
     add_hparam_argument(parser)
     parser.add_argument(
@@ -71,7 +86,8 @@ def run(arguments, argv):
     if arguments.keep_serving and not arguments.serve:
         raise UserInputError("--keep-serving: only with --serve")
     alongside = _serving_alongside(arguments) if arguments.serve else None
-    requeue = resume_remembered(arguments, recorded={"hparam": []})  # the run keeps its recorded hparams
+    _check_extension_arguments(arguments)  # before a requeue file turns the command into a resume
+    requeue = resume_remembered(arguments, recorded={"hparam": [], "init_from": None})  # the run keeps its own
     if requeue is not None:
         alongside = _remembering(requeue, alongside)
     if arguments.accept_code_change and not arguments.resume and not arguments.requeue_file:
@@ -88,7 +104,8 @@ def run(arguments, argv):
         outcome = training.resume(arguments.resume, alongside=alongside,
                                   kafka_bootstrap_servers=arguments.bootstrap_servers,
                                   accept_code_change=arguments.accept_code_change,
-                                  settings_source=arguments.settings_source)
+                                  settings_source=arguments.settings_source, epochs=arguments.epochs,
+                                  more_epochs=arguments.more_epochs)
     else:
         overrides = parse_hparam_overrides(arguments.hparam)
         with _reserved_folder(arguments.usersettings, overrides) as reservation:
@@ -98,10 +115,20 @@ def run(arguments, argv):
             settings = load_settings(arguments.usersettings, overrides)  # executed once
             if settings.federated.enabled:
                 return _simulate_federation(arguments, settings)
-            outcome = training.train(settings, alongside=alongside,
-                                     kafka_bootstrap_servers=arguments.bootstrap_servers, reservation=reservation)
+            outcome = training.train(settings, alongside=alongside, kafka_bootstrap_servers=arguments.bootstrap_servers,
+                                     reservation=reservation, init_from=arguments.init_from)
     _report(outcome)
     return outcome.exit_code
+
+
+def _check_extension_arguments(arguments):
+    """--epochs / --more-epochs extend the run named by --resume; --init-from starts a new one."""
+    extension = "--epochs" if arguments.epochs is not None else "--more-epochs" if arguments.more_epochs else None
+    if extension and not arguments.resume:
+        raise UserInputError(f"{extension}: only with --resume RUN (a new run trains the settings' nbEpoch; "
+                             "--hparam nbEpoch=N where it is an hparam)")
+    if arguments.init_from and arguments.resume:
+        raise UserInputError("--init-from: only for a new run (-u SETTINGS), not with --resume")
 
 
 def _import_training():
@@ -141,8 +168,8 @@ def _simulate_federation(arguments, settings):
     from experiments_manager.training.entry_points import check_cluster
 
     check_cluster(WorkerCluster.from_environment(), settings)  # refused in a multi-worker cluster
-    if arguments.serve or arguments.bootstrap_servers:
-        raise UserInputError("--serve, --bootstrap-servers: not accepted for a federated settings file "
+    if arguments.serve or arguments.bootstrap_servers or arguments.init_from:
+        raise UserInputError("--serve, --bootstrap-servers, --init-from: not accepted for a federated settings file "
                              "(serve the experiment folder with `experiments-manager serve`)")
     _LOG.info("%s sets enable_federated_learning = True: simulating the federation on this machine "
               "(see `experiments-manager federated --help` for deployment)", arguments.usersettings)
@@ -192,10 +219,15 @@ def _report(outcome):
         f"experiment folder: {experiment.root}",
         f"best {info.get('monitored_loss_name')}: {info.get('best_value')} (epoch {info.get('best_epoch')})",
         f"exported model:    {reported_model(info, experiment.export_dir)}",
+        f"served model name: {info.get('model_name')} (experiments-manager serve --model_dir {experiment.root})",
         f"TF Serving config: {experiment.models_config}",
         f"training curves:   {experiment.curves_png}",
         f"TensorBoard:       tensorboard --logdir {experiment.root.parent}",
+        f"console output:    {experiment.root / TRAIN_LOG_NAME}",
     ]
     if outcome.status == "interrupted":
         lines.append(f"resume with:       {experiment.resume_hint()}")
+    elif outcome.status == "finished":
+        lines.append(f"extend with:       experiments-manager train --resume {experiment.root} --more-epochs K")
     print("\n".join(lines))
+    append(experiment.root, "\n".join(lines))

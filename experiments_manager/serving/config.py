@@ -128,11 +128,30 @@ def source_from_experiment(experiment_dir):
         _LOG.warning("%s: %s; serving %s as model %r (the name from %s)", experiment.run_file, problem,
                      experiment.export_dir, name, origin)
     check_model_name(name, origin)
+    if info is not None and not _saved_models_newest_first(experiment.export_dir):
+        _say_nothing_served_yet(experiment, info)
     policy = ModelSource(name, experiment.export_dir)
     if experiment.models_config.is_file():
         written = sources_from_config_file(experiment.models_config)[0]
         policy = dataclasses.replace(written, name=name, base_path=experiment.export_dir)
     return policy
+
+
+def _say_nothing_served_yet(experiment, info):
+    """An experiment with no version yet: served once one is written, while the run may still write one (said in
+    one line, with its status); refused in one line when it ended without any."""
+    status, done, total = info.get("status"), info.get("epochs_completed") or 0, info.get("nbEpoch") or "?"
+    if status in ("finished", "failed"):
+        why = f": {info['error']}" if status == "failed" and info.get("error") else ""
+        raise UserInputError(f"{experiment.root}: exported_models: expected a version to serve, got none (status: "
+                             f"{status}, {done} of {total} epochs done{why})")
+    if status == "running":
+        _LOG.info("%s has no exported version yet (status: running, epoch %s of %s); it will be served as soon as "
+                  "one is written", experiment.root, done + 1, total)
+    else:
+        _LOG.info("%s has no exported version yet (status: %s, %s of %s epochs done); it will be served as soon as "
+                  "one is written (resume it: experiments-manager train --resume %s)", experiment.root, status, done,
+                  total, experiment.root)
 
 
 def read_run_info(experiment) -> "tuple[dict | None, str]":

@@ -77,6 +77,27 @@ class Settings:
                 del sys.modules[name]
         self.model_modules.clear()
 
+    def train_for(self, epochs):
+        """Makes these settings train `epochs` epochs in all instead of their `nbEpoch` (a run extended by
+        `train --resume RUN --epochs N`): `training.epochs`, and the module's `nbEpoch`, which the settings'
+        functions and the model file may read when called. A value the module computed from `nbEpoch` as it was
+        executed (a schedule's length, say) keeps the original count.
+
+        Example:
+
+        ```python
+        settings.train_for(6)
+        settings.training.epochs   # 6
+        ```
+        """
+        import dataclasses
+
+        self.training = dataclasses.replace(self.training, epochs=int(epochs))
+        try:
+            setattr(self.module, sections.user_name("training", "epochs"), int(epochs))
+        except (AttributeError, TypeError):  # a settings object built in Python that takes no new attribute
+            pass
+
     @property
     def model_name(self):
         """The served model name: the model file's name without `.py`."""

@@ -13,6 +13,7 @@ from experiments_manager.utils.errors import ERROR_PREFIX, EXIT_TEMPFAIL, UserIn
 from experiments_manager.utils.lease import LEASE_NAME, lease_timeout, live_holder
 from experiments_manager.experiment import Experiment, now
 from experiments_manager.monitor import monitor_mode
+from experiments_manager.run_log import attempt_header
 from experiments_manager.utils.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import TrialJournal, TrialRecord
@@ -121,8 +122,8 @@ def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams
     started = time.monotonic()
     with open(record.log_path, "a") as log:
         worker = info.get("worker") or {}
-        log.write(f"--- {now()}: {'continuing ' + resume if resume else 'a new experiment'}"
-                  + (f" (worker pid {worker.get('pid')} on {worker.get('host')})" if worker else "") + "\n")
+        log.write(attempt_header(("continuing " + resume if resume else "a new experiment")
+                                 + (f" (worker pid {worker.get('pid')} on {worker.get('host')})" if worker else "")))
         log.flush()
         log_start = log.tell()
         process = subprocess.Popen(command, cwd=working_dir, stdout=log, stderr=subprocess.STDOUT,

@@ -27,11 +27,16 @@ _PREAMBLES = ("Exception encountered when calling", "in user code:", 'File "')
 _FAILED = object()  # what `_called` returns when the call raised (None is a value a function may return)
 
 
-def dry_build(settings):
+def dry_build(settings, initial_weights=None):
     """Builds and checks what `settings` define; raises `UserInputError` with one line per problem.
 
     Runs after device selection and before any experiment folder exists. Skipped by multi-worker runs, whose
     strategy must exist before any TensorFlow op.
+
+    Args:
+        settings: the loaded `Settings`.
+        initial_weights: a fine-tuned run's `InitialWeights` (default None), loaded into the model once: a version
+            whose weights do not fit it is one line.
 
     Example:
 
@@ -40,10 +45,10 @@ def dry_build(settings):
     ```
     """
     with _keras_names_kept():  # the trained model gets the auto-names it would have had without the dry build
-        _build_and_check(settings)
+        _build_and_check(settings, initial_weights)
 
 
-def _build_and_check(settings):
+def _build_and_check(settings, initial_weights=None):
     import keras
 
     from experiments_manager.served_module import served_module
@@ -76,6 +81,8 @@ def _build_and_check(settings):
         module = _called(problems, name, "get_served_module", settings, served_module, settings, model)
         if module is not _FAILED:
             _check_served(problems, name, module, batch)
+        if initial_weights is not None and module is not _FAILED:
+            _called(problems, name, "--init-from", settings, initial_weights.load_into, model, settings)
     if problems:
         raise UserInputError(problems)
 

@@ -13,13 +13,15 @@ em.resume(outcome.experiment.root)
 import contextlib
 import logging
 
-from experiments_manager.attempts import ACCEPT_CODE_CHANGE_FLAG
+from experiments_manager.attempts import ACCEPT_CODE_CHANGE_FLAG, epochs_asked
 from experiments_manager.distribute.cluster import WorkerCluster
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.experiment import Experiment, running_command
+from experiments_manager.run_log import console_copied
 from experiments_manager.settings import as_settings, load_experiment_settings
 from experiments_manager.settings.script import replace_copy
 from experiments_manager.settings.sections import user_name
+from experiments_manager.training.fine_tuning import RUN_INFO_KEY, InitialWeights
 from experiments_manager.training.outcome import TrainingOutcome
 from experiments_manager.training.trainer import Trainer
 
@@ -27,7 +29,7 @@ _LOG = logging.getLogger(__name__)
 
 
 def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_bootstrap_servers=None,
-          working_folder=None, reservation=None):
+          working_folder=None, reservation=None, init_from=None):
     """Trains a new experiment from a settings file.
 
     Args:
@@ -44,6 +46,8 @@ def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_b
             settings' `workingFolder`; a sweep's trials go to the sweep folder).
         reservation: the `FolderReservation` the command line made and announced before loading the settings
             (default None): the experiment goes there when the settings name it.
+        init_from: fine-tune: start from the weights of another run's version, 'RUN' (its best) or
+            'RUN:VERSION' (default None: the model's own initial weights). See `fine_tuning.py`.
 
     Returns:
         a `TrainingOutcome`.
@@ -57,32 +61,36 @@ def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_b
     """
     cluster = WorkerCluster.from_environment()
     settings = as_settings(settings, hparam_overrides)
+    initial = InitialWeights.parse(init_from) if init_from is not None else None
     check_cluster(cluster, settings)
     servers = _check_inputs(settings, kafka_bootstrap_servers)
     if cluster is not None and not cluster.is_chief:
         return _train_as_worker(cluster, settings, resuming=False,
                                 experiment_at=lambda root: Experiment.create(settings, command or running_command(),
-                                                                             root=root))
+                                                                             root=root), init_from=initial)
     if cluster is None:  # a multi-worker strategy must exist before any TensorFlow op: no dry build there
-        _dry_build(settings)  # a broken settings file is one line per problem, and no `failed` folder
+        _dry_build(settings, initial)  # a broken settings file is one line per problem, and no `failed` folder
     command = command or running_command()
     experiment = Experiment.create(settings, command, parent=working_folder, reservation=reservation)
-    with experiment.held(command):  # a new folder: nobody else writes it, but a `train --resume` of it may start
+    # a new folder: nobody else writes it, but a `train --resume` of it may start
+    with experiment.held(command), console_copied(experiment.root, command):
         if servers:
             experiment.update_run_info(kafka_bootstrap_servers=servers)
+        if initial is not None:
+            experiment.update_run_info(**{RUN_INFO_KEY: initial.as_json()})
         if reservation is None or experiment.root != reservation.root:  # else said before the settings were loaded
             _LOG.info("Experiment folder: %s", experiment.root)
         with _alongside(alongside, experiment):
-            return Trainer(experiment, settings, cluster=cluster).run()
+            return Trainer(experiment, settings, cluster=cluster, init_from=initial).run()
 
 
-def _dry_build(settings):
+def _dry_build(settings, initial_weights=None):
     """Devices first (TensorFlow fixes them at its first op), then everything the settings define, built once."""
     from experiments_manager.distribute.devices import select_devices
     from experiments_manager.training.dry_build import dry_build
 
     select_devices(settings.runtime.gpu_ids, settings.path.name)
-    dry_build(settings)
+    dry_build(settings, initial_weights)
 
 
 def _alongside(factory, experiment):
@@ -102,19 +110,20 @@ def check_cluster(cluster, settings):
                                  f"({cluster.source} names {cluster.num_workers} workers); set it to False")
 
 
-def _train_as_worker(cluster, settings, resuming, experiment_at):
+def _train_as_worker(cluster, settings, resuming, experiment_at, init_from=None):
     """A non-chief worker trains in step with the chief, in an experiment inside its scratch folder.
 
     Args:
         experiment_at: function folder -> the `Experiment` to train in there
             (a new one, or a replica of the chief's to resume).
+        init_from: a fine-tuned run's `InitialWeights` (default None).
 
     Returns:
         the `TrainingOutcome`, without the experiment (deleted with the scratch folder).
     """
     with cluster.scratch_folder() as scratch:
         experiment = experiment_at(scratch / "experiment")
-        outcome = Trainer(experiment, settings, resuming=resuming, cluster=cluster).run()
+        outcome = Trainer(experiment, settings, resuming=resuming, cluster=cluster, init_from=init_from).run()
     return TrainingOutcome(None, outcome.status, outcome.exit_code, reason=outcome.reason)
 
 
@@ -131,8 +140,8 @@ def _check_inputs(settings, kafka_bootstrap_servers):
 
 
 def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers=None, settings=None,
-           accept_code_change=False, settings_source="copy"):
-    """Continues an experiment from its last checkpoint (or from scratch if it has none).
+           accept_code_change=False, settings_source="copy", epochs=None, more_epochs=None):
+    """Continues an experiment from its last checkpoint (or from scratch if it has none); extends it with `epochs`.
 
     Uses the experiment's own copy of the settings and of the model file, and
     the hparam overrides and Kafka servers recorded in its run.json
@@ -144,24 +153,39 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
     line. `settings_source="original"` runs the user's files instead: they replace the copies, recorded in the
     new attempt as an accepted code change.
 
+    Args:
+        epochs: extend the run: train up to this many epochs in all (default None: the settings' `nbEpoch`, or
+            what the last extension asked for). A finished (or interrupted, or failed) run continues from its last
+            checkpoint, in place: its EMA, best value, early-stopping and LR-on-plateau counters and export
+            versions go on; the attempt records `epochs` and `extended_from` in run.json.
+        more_epochs: extend the run by this many epochs more than it has trained (instead of `epochs`).
+
     Example:
 
     ```python
     outcome = resume("experiments/curve_fitting/my_test_2026-11-21--10-00-00")
+    resume("experiments/curve_fitting/my_test_2026-11-21--10-00-00", epochs=20)   # 10 more epochs of a 10-epoch run
     ```
     """
     cluster = WorkerCluster.from_environment()
     experiment = Experiment.open(experiment_dir)
     info = experiment.run_info()
-    if info.get("status") == "finished":
-        _LOG.info("%s already finished: nothing to resume", experiment.root)
+    extending = epochs is not None or more_epochs is not None
+    if info.get("status") == "finished" and not extending:
+        _LOG.info("%s already finished: nothing to resume (extend it with --epochs N)", experiment.root)
         return TrainingOutcome(experiment if cluster is None or cluster.is_chief else None, "finished", 0)
     if cluster is not None and not cluster.is_chief:  # trains in a private replica: the chief writes the folder
         settings = load_experiment_settings(experiment, settings)
         check_cluster(cluster, settings)
-        return _train_as_worker(cluster, settings, resuming=True, experiment_at=experiment.replica)
+        total, _ = _epochs_total(experiment, info, epochs, more_epochs)
+        if total is not None:
+            settings.train_for(total)
+        return _train_as_worker(cluster, settings, resuming=True, experiment_at=experiment.replica,
+                                init_from=InitialWeights.recorded(info))
     command = command or running_command()
-    with experiment.held(command):  # one writer: a second resume (a double requeue) is refused, in one line
+    # one writer: a second resume (a double requeue) is refused, in one line
+    with experiment.held(command), console_copied(experiment.root, command):
+        total, extended_from = _epochs_total(experiment, info, epochs, more_epochs)
         changes = experiment.code_changes()
         if changes and not accept_code_change:
             raise UserInputError(f"{experiment.root}: the code changed since the last attempt ran: "
@@ -175,9 +199,36 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
             changes = changes + [line for line in replaced if line]
         settings = load_experiment_settings(experiment, settings, announce=True)
         check_cluster(cluster, settings)
+        if total is not None:
+            settings.train_for(total)
         servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))
-        experiment.mark_resumed(command, accepted_code_change=changes)
+        experiment.mark_resumed(command, accepted_code_change=changes, epochs=total, extended_from=extended_from)
+        if extended_from is not None:
+            _LOG.info("Extending %s from %d to %d epochs", experiment.root, extended_from, total)
         if servers:
             experiment.update_run_info(kafka_bootstrap_servers=servers)
         with _alongside(alongside, experiment):
-            return Trainer(experiment, settings, resuming=True, cluster=cluster).run()
+            return Trainer(experiment, settings, resuming=True, cluster=cluster,
+                           init_from=InitialWeights.recorded(info)).run()
+
+
+def _epochs_total(experiment, info, epochs, more_epochs):
+    """(the epochs in all this attempt trains to, or None for the settings' `nbEpoch`; the epochs the run had when
+    this attempt extends it, or None when it does not). One line when the extension asks for no more epochs than
+    the run has, or the run has no checkpoint to go on from."""
+    from experiments_manager.checkpointing import Checkpointer
+
+    if epochs is None and more_epochs is None:
+        return epochs_asked(info.get("attempts")), None  # a resumed extension trains to what it asked for
+    if epochs is not None and more_epochs is not None:
+        raise UserInputError(f"{experiment.root}: epochs, more_epochs: expected one of them, got both")
+    state = Checkpointer(experiment.checkpoints_dir).latest_state()
+    done = state["epochs_completed"] if state else 0
+    if not state and info.get("epochs_completed"):
+        raise UserInputError(f"{experiment.root}: --epochs: expected a run with a checkpoint to continue from, got "
+                             f"none (removed?): start a new run from its weights with --init-from {experiment.root}")
+    total = epochs if epochs is not None else done + more_epochs
+    if total <= done:
+        raise UserInputError(f"{experiment.root}: --epochs: expected more than the {done} epochs the run has trained, "
+                             f"got {total}")
+    return total, done

@@ -37,14 +37,16 @@ class Trainer:
         resuming: restore the last checkpoint first.
         partition: a federated client's `DataPartition`, or None.
         cluster: the `WorkerCluster` of a multi-worker run, or None.
+        init_from: a fine-tuned run's `InitialWeights`, loaded when no checkpoint is restored (default None).
     """
 
-    def __init__(self, experiment, settings, resuming=False, partition=None, cluster=None):
+    def __init__(self, experiment, settings, resuming=False, partition=None, cluster=None, init_from=None):
         self.experiment = experiment
         self.settings = settings
         self.resuming = resuming
         self.partition = partition
         self.cluster = cluster
+        self.init_from = init_from
         self._resumed_from = None  # the Checkpointer a resume reads its state and then its weights with
 
     def run(self):
@@ -122,6 +124,10 @@ class Trainer:
                     model, learning_rate, averages = self._compiled_model()
                 self._record_code()  # the model file and what it imports are loaded now
                 restored = self._restore(model)
+                if restored is None and self.init_from is not None:
+                    self.init_from.load_into(model, settings, averages)
+                    _LOG.info("Fine-tuning from %s: its weights (EMA) loaded; the optimizer starts fresh",
+                              self.init_from.describe())
                 plan = CallbackPlan(self.experiment, settings, model, inputs, restored, averages,
                                     reduce_lr_on_plateau=plateau_can_set(model.optimizer, learning_rate),
                                     options=options, seed=seed,
