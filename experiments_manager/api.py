@@ -83,7 +83,7 @@ def _simulated_federation(settings, working_folder, kafka_bootstrap_servers):
 
 
 def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None, accept_code_change=False, epochs=None,
-           more_epochs=None):
+           more_epochs=None, settings_source="copy"):
     """Continues an experiment from its last checkpoint, or extends it; returns its `TrainingOutcome`.
 
     Args:
@@ -95,6 +95,8 @@ def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None, accep
         epochs: extend the run, finished or not, to this many epochs in all, in place (default None: finish the
             epochs it was started for). Its EMA, best value, early-stopping counter and versions go on.
         more_epochs: extend the run by this many epochs (default None).
+        settings_source: 'copy' (default: the run's copies of its settings and model files, the code it trained
+            with) or 'original' (your files, edited since: they replace the copies, recorded in run.json).
 
     Example:
 
@@ -110,7 +112,7 @@ def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None, accep
         ["--more-epochs", str(more_epochs)] if more_epochs is not None else [])
     return training.resume(experiment_dir, command=command, settings=settings,
                            kafka_bootstrap_servers=kafka_bootstrap_servers, accept_code_change=accept_code_change,
-                           epochs=epochs, more_epochs=more_epochs)
+                           epochs=epochs, more_epochs=more_epochs, settings_source=settings_source)
 
 
 def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, parallelism=1, spark_master=None,

@@ -185,9 +185,17 @@ def _pipeline(settings, folder):
     import tensorflow as tf
 
     from experiments_manager.keras2.pipelines import as_pipeline
+    from experiments_manager.training.dry_build import user_code_error
 
-    returned = settings.data.get_input_pipeline(folder, False, settings.training.batch_size, settings.training.epochs)
-    pipeline = as_pipeline(returned, settings, False)
+    try:
+        returned = settings.data.get_input_pipeline(folder, False, settings.training.batch_size,
+                                                    settings.training.epochs)
+        pipeline = as_pipeline(returned, settings, False, whole=True)  # every test sample once
+    except UserInputError:
+        raise
+    except Exception as error:  # the settings' code failed on this folder: one line naming where, not a traceback
+        raise UserInputError(user_code_error(error, settings) or f"{settings.path.name}: get_input_pipeline "
+                             f"({folder!r}, isTraining=False): raised {type(error).__name__}: {error}") from None
     infinite = getattr(pipeline.dataset, "cardinality", None) and (
         int(pipeline.dataset.cardinality()) == tf.data.INFINITE_CARDINALITY)
     if infinite and not pipeline.steps:

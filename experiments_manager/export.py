@@ -25,7 +25,8 @@ from experiments_manager.served_module import served_module
 from experiments_manager.utils.atomic import (folder_replaced_atomically, remove_leftovers, remove_tree_atomically,
                                               write_text_atomically)
 from experiments_manager.utils.checksums import set_aside, verify_manifest, write_manifest
-from experiments_manager.version_records import present_versions, records_of, version_record, write_record_file
+from experiments_manager.version_records import (present_versions, read_record_file, records_of, version_record,
+                                                 write_record_file)
 
 _SET_ASIDE = re.compile(r"^(?:damaged|discarded)-(\d+)(?:-\d+)?$")  # their numbers are never used again
 _UNKNOWN = object()  # `requested` before a checkpoint's state is set: which versions came after it is not known
@@ -127,6 +128,9 @@ class Exporter:
         present = self.versions()
         records = {str(version): record for version, record in records_of(self.experiment.run_info()).items()}
         records.update({str(version): record for version, record in self._records.items() if version in present})
+        for version in present:  # a version on disk whose record a kill kept out of run.json: the one beside it
+            if str(version) not in records and (record := read_record_file(self.base / str(version))) is not None:
+                records[str(version)] = record
         return {"exported_versions": present, "last_exported_version": self.last_version(),
                 "version_records": dict(sorted(records.items(), key=lambda item: int(item[0])))}
 

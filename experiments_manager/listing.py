@@ -175,6 +175,11 @@ class RunRow:
             return "-" if value is None else f"{self.info.get('monitored_loss_name', '')}={value:.4g}"
         if key == "hparams":
             return " ".join(f"{name}={hparam}" for name, hparam in (value or {}).items())
+        if key == "versions":  # each with the epoch it holds, when recorded: '4@e5' is version 4, epoch 5
+            records = self._dict("version_records")
+            return ",".join(f"{version}@e{records[str(version)]['epoch']}"
+                            if isinstance(records.get(str(version)), dict) and records[str(version)].get("epoch")
+                            else str(version) for version in value or []) or "-"
         if isinstance(value, list):
             return ",".join(str(item) for item in value)
         return _shown(value)

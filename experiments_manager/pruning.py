@@ -164,6 +164,9 @@ def carry_out(plan: PrunePlan, command=()) -> list:
                 experiment = Experiment(root)
                 experiment.lease = lease
                 experiment.update_run_info(checkpoints_pruned=now())
+        except OSError as error:  # a permission, a busy mount: this one stays, and the others still go
+            results.append((item, f"not removed ({type(error).__name__}: {error.strerror or error})"))
+            continue
         finally:
             lease.release()  # (a run's lease went with its folder: nothing left to remove)
         _remove(hidden)

@@ -218,3 +218,51 @@ def test_serve_of_a_run_without_a_version_says_its_status_then_serves_the_first_
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_run_stopped_early_extended_trains_on_until_its_patience_runs_out_again(extended, monkeypatch):
+    """A learning rate of 0: the validation loss never improves after epoch 1, so patience 2 stops the run at epoch
+    3. `--more-epochs 5` trains on with the best value kept and the patience counter started over: epochs 4 and 5,
+    then it stops again (not at epoch 4, the first epoch without improvement)."""
+    from experiments_manager import training
+
+    monkeypatch.chdir(extended.root)
+    settings = settings_variant(extended.root, "stalled.py", [
+        "nb_train_samples = 100", "nb_val_samples = 50", "early_stopping_patience = 2",
+        "workingFolder = 'experiments/stalled'", "def get_learningRate():", "    return 0.0"])
+    outcome = training.train(str(settings), {"nbEpoch": 10})
+    run = extended.root / outcome.experiment.root
+    assert outcome.status == "finished" and read_run(run)["epochs_completed"] == 3, read_run(run)
+    best = read_run(run)["best_value"]
+    outcome = training.resume(run, more_epochs=5)
+    info = read_run(run)
+    assert outcome.status == "finished" and info["epochs_completed"] == 5 and info["best_value"] == best, info
+    assert info["best_epoch"] == 1 and _history_epochs(run)[0] == [1, 2, 3, 4, 5]
+
+
+def test_a_requeued_more_epochs_command_trains_to_the_same_total(extended, monkeypatch):
+    """`train --resume RUN --more-epochs 3` preempted mid-way and run again (a requeued job): the 3 epochs count
+    from where the extension began (1 + 3), not from where it was stopped."""
+    from experiments_manager import training
+
+    monkeypatch.chdir(extended.root)
+    settings = settings_variant(extended.root, "requeued.py", [
+        "nb_train_samples = 100", "nb_val_samples = 50", "workingFolder = 'experiments/requeued'",
+        "import os as _os, signal as _signal, keras as _keras",
+        "def addon_callbacks(model, train_samples, val_samples):",
+        "    class _Preempted(_keras.callbacks.Callback):",  # a Ctrl-C at the end of the epoch named in `stop_at`
+        "        def on_epoch_end(self, epoch, logs=None):",
+        "            if _os.path.exists('stop_at') and open('stop_at').read() == str(epoch + 1):",
+        "                _os.kill(_os.getpid(), _signal.SIGINT)",
+        "    return [_Preempted()]"])
+    outcome = training.train(str(settings), {"nbEpoch": 1})
+    run = extended.root / outcome.experiment.root
+    (extended.root / "stop_at").write_text("3")
+    stopped = subprocess.run(cli_command("train", "--resume", str(run), "--more-epochs", "3"), cwd=extended.root,
+                             env=cli_env(), capture_output=True, text=True, timeout=300)
+    (extended.root / "stop_at").unlink()
+    assert stopped.returncode == 130 and read_run(run)["epochs_completed"] >= 2, stopped.stderr
+    outcome = training.resume(run, more_epochs=3)  # the same command again
+    info = read_run(run)
+    assert outcome.status == "finished" and info["epochs_completed"] == 4 and info["nbEpoch"] == 4, info
+    assert [attempt.get("extended_from") for attempt in info["attempts"]] == [None, 1, 1], info["attempts"]

@@ -142,6 +142,12 @@ def test_a_settings_file_using_file_and_sibling_modules_trains_is_interrupted_an
     assert "--settings-source original" in differs[0]
     assert "the edited settings file runs" not in second.stdout
 
+    edited = settings.read_text()
+    settings.write_text(edited + "def broken(:\n")  # an edited file that does not load: the copies stay as they are
+    refused = run_cli("train", "--resume", str(root), "--settings-source", "original")
+    assert refused.returncode == 2 and "settings.py: line" in refused.stderr and "syntax error" in refused.stderr
+    assert (root / "experiment_settings.py").read_text() != edited and read_run(root)["status"] == "interrupted"
+    settings.write_text(edited)
     third = run_cli("train", "--resume", str(root), "--settings-source", "original")
     assert third.returncode == 0, third.stderr
     assert "the edited settings file runs" in third.stdout
@@ -155,20 +161,24 @@ def test_a_settings_file_using_file_and_sibling_modules_trains_is_interrupted_an
 
 
 def test_misspelt_setting_names_are_named_with_the_closest_one(workdir, caplog):
+    """The issue's two typos (the settings they meant left out) and a misspelt class are named; the module's own
+    names that merely resemble a setting it also sets, or a setting of another kind, are not."""
     from experiments_manager.settings import load_settings
 
     path = settings_variant(workdir, "typos.py", [
-        "monitored_loss = 'val_mean_absolute_error'", "early_stoping_patience = 1", "NBEPOCH = 3",
-        "class Client_Io:", "    pass", "my_own_helper_value = 7"])
+        "del monitored_loss_name, early_stopping_patience, Client_IO",
+        "monitored_loss = 'val_mean_absolute_error'", "early_stoping_patience = 1",
+        "class Client_Io:", "    pass",
+        "raw_data_dir = 'data'", "hparam = hparams", "optimizer = 'adam'", "my_own_helper_value = 7"])
     with caplog.at_level(logging.WARNING, logger="experiments_manager"):
         settings = load_settings(path)
     assert [record.getMessage() for record in caplog.records] == [
         "typos.py: monitored_loss: not a setting (ignored); did you mean monitored_loss_name?",
         "typos.py: early_stoping_patience: not a setting (ignored); did you mean early_stopping_patience?",
-        "typos.py: NBEPOCH: not a setting (ignored); did you mean nbEpoch?",
         "typos.py: Client_Io: not a setting (ignored); did you mean Client_IO?",
     ]
     assert settings.training.early_stopping_patience == 10  # what it trains with, as the warning says
+    assert settings.training.monitor == "val_loss"
 
 
 @pytest.mark.parametrize("path", [

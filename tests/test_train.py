@@ -163,7 +163,9 @@ def test_list_shows_the_experiment(trained):
     header, row = result.stdout.strip().splitlines()
     assert header.split() == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "BEST_EPOCH", "VERSIONS"]
     assert row.startswith(outcome.experiment.root.name)
-    assert " finished " in row and " 3/3 " in row and row.endswith(" 2,3") and len(row) < 120, row
+    records = read_run(workdir / outcome.experiment.root)["version_records"]  # each version with its epoch
+    assert " finished " in row and " 3/3 " in row and len(row) < 120, row
+    assert row.endswith(f" 2@e{records['2']['epoch']},3@e{records['3']['epoch']}"), row
     # --wide adds every hparam; a folder above the working folder lists it at its depth
     wide = subprocess.run(cli_command("list", "--wide", "experiments"), cwd=workdir, env=cli_env(),
                           capture_output=True, text=True, timeout=60)

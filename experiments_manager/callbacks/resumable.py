@@ -37,8 +37,8 @@ class ResumableEarlyStopping(Resumable, keras.callbacks.EarlyStopping):
     """`keras.callbacks.EarlyStopping` whose patience counter survives a resume.
 
     The epoch it stopped at is not kept: a run that stopped early is resumed only to be extended
-    (`train --resume RUN --epochs N`), which trains on, its patience counter continuing (the first epoch that does
-    not improve on the best stops it again).
+    (`train --resume RUN --more-epochs K`), which trains on with its best value kept and its patience counter
+    started over (up to `patience` epochs without improvement before it stops again): "K more epochs" trains.
 
     Example:
 
@@ -49,6 +49,11 @@ class ResumableEarlyStopping(Resumable, keras.callbacks.EarlyStopping):
     """
 
     state_attributes = ("wait", "best", "best_epoch")
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.patience and self.wait >= self.patience:  # it had stopped the run: an extension starts it over
+            self.wait = 0
 
 
 class ResumableReduceLROnPlateau(Resumable, keras.callbacks.ReduceLROnPlateau):

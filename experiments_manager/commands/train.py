@@ -211,15 +211,20 @@ def _report(outcome):
     if experiment is None:  # a non-chief worker: the chief reports the experiment
         print(f"status:            {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
         return
-    from experiments_manager.version_records import reported_model
+    from experiments_manager.version_records import present_versions, reported_model, reported_version
 
     info = experiment.run_info()
+    best, _ = reported_version(info, experiment.export_dir)
+    newest = max(present_versions(experiment.export_dir), default=None)
+    answers = "" if best == newest else (f"; it answers the newest version, {newest}, unless asked for version {best} "
+                                         f"(REST: /v1/models/{info.get('model_name')}/versions/{best}:predict)")
     lines = [
         f"status:            {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""),
         f"experiment folder: {experiment.root}",
         f"best {info.get('monitored_loss_name')}: {info.get('best_value')} (epoch {info.get('best_epoch')})",
         f"exported model:    {reported_model(info, experiment.export_dir)}",
-        f"served model name: {info.get('model_name')} (experiments-manager serve --model_dir {experiment.root})",
+        f"served model name: {info.get('model_name')} (experiments-manager serve --model_dir {experiment.root})"
+        f"{answers}",
         f"TF Serving config: {experiment.models_config}",
         f"training curves:   {experiment.curves_png}",
         f"TensorBoard:       tensorboard --logdir {experiment.root.parent}",

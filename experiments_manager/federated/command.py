@@ -79,8 +79,10 @@ def simulate_command(settings, overrides=None, num_clients=None, rounds=None, ro
 
 def report(experiment):
     """Prints where the federation's outputs are; returns the exit code (0 finished, 1 failed)."""
+    from experiments_manager.version_records import reported_version
+
     info = experiment.run_info()
-    last = info.get("last_exported_version")
+    last, _ = reported_version(info, experiment.export_dir)  # the version holding the best round, as `train` says
     status = info.get("status")
     lines = [
         f"status:            {status}" + (f" ({info['error']})" if info.get("error") else ""),

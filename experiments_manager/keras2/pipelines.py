@@ -53,7 +53,7 @@ class Pipeline:
         self.restartable = restartable
 
 
-def as_pipeline(returned, settings, training, seed=0):
+def as_pipeline(returned, settings, training, seed=0, whole=False):
     """The `Pipeline` of what `get_input_pipeline` returned.
 
     Args:
@@ -62,6 +62,8 @@ def as_pipeline(returned, settings, training, seed=0):
         settings: the loaded `Settings` (nb_*_samples, batch_size, file name for errors).
         training: the training pipeline (shuffled batch order), else validation.
         seed: the run's seed (batch order of a training sequence).
+        whole: read a sequence or generator once, whole, whatever `nb_val_samples` says (default False; a test
+            set's evaluation).
 
     Raises:
         UserInputError: anything else, or an empty sequence.
@@ -78,8 +80,11 @@ def as_pipeline(returned, settings, training, seed=0):
         if length == 0:
             raise UserInputError(f"{settings.path.name}: get_input_pipeline: the {kind} {type(returned).__name__} "
                                  "is empty (len() == 0)")
-        steps = _sequence_steps(returned, nb_samples, settings.training.batch_size, length)
         signature = _signature(_as_batch(returned[0]))
+        if whole:  # every batch once, in order, the last partial one too
+            return Pipeline(tf.data.Dataset.from_generator(
+                lambda: (_as_batch(returned[index]) for index in range(length)), output_signature=signature))
+        steps = _sequence_steps(returned, nb_samples, settings.training.batch_size, length)
         order = np.random.default_rng(seed if training else None)
 
         def epochs():
@@ -95,7 +100,7 @@ def as_pipeline(returned, settings, training, seed=0):
         first = _as_batch(next(returned))
         stream = itertools.chain([first], (_as_batch(batch) for batch in returned))
         dataset = tf.data.Dataset.from_generator(lambda: stream, output_signature=_signature(first))
-        steps = samples_to_steps(nb_samples, settings.training.batch_size) if nb_samples else None
+        steps = samples_to_steps(nb_samples, settings.training.batch_size) if nb_samples and not whole else None
         return Pipeline(dataset, steps, restartable=False)
     raise UserInputError(f"{settings.path.name}: get_input_pipeline: expected a tf.data.Dataset, a "
                          f"keras.utils.Sequence or a generator of batches for {kind}, got {type(returned).__name__}")

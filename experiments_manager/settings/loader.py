@@ -222,16 +222,17 @@ def settings_from_object(source, hparam_overrides=None, model_file=None):
     return Settings(module, where, model_file, {}, from_file=False)
 
 
-def load_experiment_settings(experiment, settings=None, announce=False):
+def load_experiment_settings(experiment, settings=None, announce=False, source="copy"):
     """The settings an experiment ran with: its own copies and its recorded hparam overrides.
 
-    The copies are executed as the user's files (`__file__` and importable folder, see `script.py`) when those are
-    still there.
+    The copies are executed as the user's files (`__file__` and importable folder, see `script.py`).
 
     Args:
         settings: for an experiment whose settings were built in Python (there was no file to copy), the same
             settings object again (its model file is the experiment's copy); otherwise None.
-        announce: log one line per user's file that differs from the run's copy (default False; a resume says it).
+        announce: log one line per user's file that differs from the run's copy or is gone (default False; a
+            resume says it).
+        source: 'copy' (default) or 'original': the user's files run instead of the copies (`--settings-source`).
     """
     info = experiment.run_info()
     built_in_python = info.get("settings_object")
@@ -244,14 +245,21 @@ def load_experiment_settings(experiment, settings=None, announce=False):
         raise UserInputError(f"{experiment.root}: its settings were built in Python ({built_in_python}), "
                              "not read from a file: resume it from Python with "
                              "em.resume(folder, settings=<the same settings>)")
-    settings_source = ScriptSource.of(experiment.settings_copy, info.get("settings_file"))
-    model_source = ScriptSource.of(experiment.model_file_copy(), info.get("model_file"))
-    if announce:
-        for source in (settings_source, model_source):
-            if source.changed:
-                _LOG.warning("%s differs from the run's copy %s: the copy runs (the code this run trained with; "
-                             "to train on with your edited file: train --resume %s --settings-source original)",
-                             source.script, source.runs.name, experiment.root)
+    original = source == "original"
+    settings_source = ScriptSource.of(experiment.settings_copy, info.get("settings_file"), original, experiment.root)
+    model_source = ScriptSource.of(experiment.model_file_copy(), info.get("model_file"),
+                                   original and info.get("model_file") is not None, experiment.root)
+    if original and info.get("model_file") is None:
+        _LOG.warning("%s: run.json records no model file (an older engine wrote it): the model file's copy runs",
+                     experiment.root)
+    for copy in (settings_source, model_source) if announce else ():
+        if copy.changed:
+            _LOG.warning("%s differs from the run's copy %s: the copy runs (the code this run trained with; "
+                         "to train on with your edited file: train --resume %s --settings-source original)",
+                         copy.script, copy.runs.name, experiment.root)
+        elif copy.gone:
+            _LOG.warning("%s, which this run started from, is gone: its copy %s runs, with that path as __file__",
+                         copy.script, copy.runs.name)
     return load_settings(settings_source.runs, info.get("hparam_overrides"), model_file=model_source.runs,
                          script=settings_source.script, model_script=model_source.script)
 

@@ -12,7 +12,7 @@ This module does not import TensorFlow.
 Example:
 
 ```python
-source = ScriptSource.of(copy=run / "experiment_settings.py", original="/home/me/proj/settings.py")
+source = ScriptSource.of(run / "experiment_settings.py", "/home/me/proj/settings.py")
 source.runs, source.script      # the copy is executed; __file__ is /home/me/proj/settings.py
 make_importable(source.script.parent)
 ```
@@ -45,17 +45,36 @@ class ScriptSource:
     script: Path
 
     @classmethod
-    def of(cls, copy: Union[str, Path], original: Optional[Union[str, Path]]) -> "ScriptSource":
-        """The copy executed as the `original` file: `__file__` is the original when it is still there (else the
-        copy: the run moved to another machine, say)."""
+    def of(cls, copy: Union[str, Path], original: Optional[Union[str, Path]], use_original: bool = False,
+           run: Optional[Path] = None) -> "ScriptSource":
+        """The run's `copy`, executed as the user's `original` file; or, with `use_original`, the original itself.
+
+        The copy's `__file__` is the original's path while the original's folder is there, even when the file was
+        renamed or removed since (its data and helpers beside it are still found); else the copy's own.
+
+        Raises:
+            UserInputError: `use_original`, and the original is not (or no longer) a file (`run` names the run).
+        """
         copy = Path(copy)
-        there = original is not None and Path(original).is_file()
-        return cls(runs=copy, script=Path(original) if there else copy)
+        if original is None:
+            return cls(runs=copy, script=copy)
+        original = Path(original)
+        if use_original:
+            if not original.is_file():
+                raise UserInputError(f"{run}: --settings-source original: {original} is not a file (gone); resume "
+                                     "with the run's copy (--settings-source copy)")
+            return cls(runs=original, script=original)
+        return cls(runs=copy, script=original if original.parent.is_dir() else copy)
+
+    @property
+    def gone(self) -> bool:
+        """True when the copy runs as a user's file that is no longer there."""
+        return self.script != self.runs and not self.script.is_file()
 
     @property
     def changed(self) -> bool:
-        """True when the user's file is not what the copy holds (edited since the run started)."""
-        return self.script != self.runs and _digest(self.script) != _digest(self.runs)
+        """True when the user's file is there and is not what the copy holds (edited since the run started)."""
+        return self.script != self.runs and self.script.is_file() and _digest(self.script) != _digest(self.runs)
 
 
 def make_importable(folder: Path) -> None:
@@ -66,29 +85,18 @@ def make_importable(folder: Path) -> None:
         sys.path.insert(0, folder)
 
 
-def replace_copy(copy: Path, original: Optional[str], run: Path) -> Optional[str]:
+def replace_copy(copy: Path, original: Path) -> Optional[str]:
     """Puts the user's `original` file in place of the run's `copy` (durably) when they differ: a resume with
-    `--settings-source original`.
-
-    Args:
-        copy: the run's copy (`experiment_settings.py`, the model file's copy).
-        original: the user's file, as run.json recorded it (`settings_file`, `model_file`).
-        run: the experiment folder, for the error message.
+    `--settings-source original`, once the original has loaded and passed its checks.
 
     Returns:
         'experiment_settings.py (replaced by /home/me/proj/settings.py)', as code changes are named, or None when
-        the files are the same.
-
-    Raises:
-        UserInputError: the user's file is not (or no longer) there.
+        the files are the same (or `original` is the copy: an older run recorded no model file).
     """
-    if not original or not Path(original).is_file():
-        raise UserInputError(f"{run}: --settings-source original: {original or 'the original of ' + copy.name} is "
-                             "not a file (not recorded, or gone); resume with the run's copy (--settings-source copy)")
-    if _digest(Path(original)) == _digest(copy):
+    if Path(original) == Path(copy) or _digest(Path(original)) == _digest(Path(copy)):
         return None
-    copy_atomically(Path(original), copy)
-    return f"{copy.name} (replaced by {original})"
+    copy_atomically(Path(original), Path(copy))
+    return f"{Path(copy).name} (replaced by {original})"
 
 
 def _digest(path: Path) -> Optional[str]:

@@ -2,7 +2,7 @@
 
 A setting that is not set takes its default, so `early_stoping_patience = 1` or `monitored_loss = 'val_accuracy'`
 would train silently with the defaults (patience 10, `val_loss`). A module-level name that the engine does not
-read and that is close to a setting's name is named in one line with the closest one. Names
+read and that is close to the name of a setting the module does not set is named in one line with the closest one. Names
 of the original framework that the engine does not read stay accepted without a word, as do the module's own
 helpers (functions, classes, modules and names far from every setting).
 
@@ -30,23 +30,32 @@ ORIGINAL_FRAMEWORK_NAMES = frozenset({
     "served_input_names", "served_head_names", "raw_data_filename_extension", "wait_for_server_ready_int_secs",
     "serve_on_gpu", "debug",
 })
+_KNOWN = sorted({name for _, _, name in fields()})
+# settings that are functions or classes: their documentation starts with their call (`get_optimizer(...)`)
+_CALLABLE = sorted({name for _, field, name in fields()
+                    if field.metadata["doc"].startswith((f"`{name}(", "class `"))})
+_VALUES = [name for name in _KNOWN if name not in _CALLABLE]
 _CUTOFF = 0.8  # difflib's ratio: `monitored_loss` ~ `monitored_loss_name` 0.85, `nb_classes` ~ `nbEpoch` 0.47
 
 
 def misspelt_names(module: types.ModuleType) -> list[tuple[str, str]]:
-    """(name, the closest setting's name) for each module-level name that looks like a misspelt setting."""
-    known = sorted({name for _, _, name in fields()})
+    """(name, the closest setting's name) for each module-level name that looks like a misspelt setting.
+
+    A function or class is compared with the settings that are functions or classes (`get_optimizer`,
+    `Client_IO`), any other value with the others (a module-level `optimizer = Adam()` is no `get_optimizer`). A
+    name whose closest setting the module sets too is the module's own (`raw_data_dir` beside `raw_data_dir_val`).
+    """
     found = []
-    for name, value in vars(module).items():
-        if name.startswith("_") or name in known or name in ORIGINAL_FRAMEWORK_NAMES:
-            continue
-        if inspect.ismodule(value) or inspect.isclass(value) and not name.startswith(("Client", "client")):
-            continue  # `import numpy as np`, the user's helper classes (but `Client_Io` is a misspelt Client_IO)
-        close = difflib.get_close_matches(name, known, n=1, cutoff=_CUTOFF)
+    names = vars(module)
+    for name, value in names.items():
+        if name.startswith("_") or name in _KNOWN or name in ORIGINAL_FRAMEWORK_NAMES or inspect.ismodule(value):
+            continue  # `import numpy as np`
+        candidates = _CALLABLE if callable(value) else _VALUES
+        close = difflib.get_close_matches(name, candidates, n=1, cutoff=_CUTOFF)
         if not close:  # `EarlyStoppingPatience`, `NBEPOCH`: the same name in another case
-            lowered = {candidate.lower().replace("_", ""): candidate for candidate in known}
+            lowered = {candidate.lower().replace("_", ""): candidate for candidate in candidates}
             close = [lowered[key]] if (key := name.lower().replace("_", "")) in lowered else []
-        if close:
+        if close and close[0] not in names:
             found.append((name, close[0]))
     return found
 

@@ -173,7 +173,9 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
     extending = epochs is not None or more_epochs is not None
     if info.get("status") == "finished" and not extending:
         _LOG.info("%s already finished: nothing to resume (extend it with --epochs N)", experiment.root)
-        return TrainingOutcome(experiment if cluster is None or cluster.is_chief else None, "finished", 0)
+        given = load_experiment_settings(experiment, settings) if settings is not None else None  # for .model
+        return TrainingOutcome(experiment if cluster is None or cluster.is_chief else None, "finished", 0,
+                               settings=given)
     if cluster is not None and not cluster.is_chief:  # trains in a private replica: the chief writes the folder
         settings = load_experiment_settings(experiment, settings)
         check_cluster(cluster, settings)
@@ -193,11 +195,11 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
                                  "to train on with it (recorded in run.json)")
         if changes:
             _LOG.warning("Resuming with changed code (accepted): %s", ", ".join(changes))
-        if settings_source == "original":
-            replaced = (replace_copy(experiment.settings_copy, info.get("settings_file"), experiment.root),
-                        replace_copy(experiment.model_file_copy(), info.get("model_file"), experiment.root))
+        settings = load_experiment_settings(experiment, settings, announce=True, source=settings_source)
+        if settings_source == "original":  # loaded and checked: the user's files become the run's copies
+            replaced = (replace_copy(experiment.settings_copy, settings.path),
+                        replace_copy(experiment.model_file_copy(), settings.model_file))
             changes = changes + [line for line in replaced if line]
-        settings = load_experiment_settings(experiment, settings, announce=True)
         check_cluster(cluster, settings)
         if total is not None:
             settings.train_for(total)
@@ -227,8 +229,24 @@ def _epochs_total(experiment, info, epochs, more_epochs):
     if not state and info.get("epochs_completed"):
         raise UserInputError(f"{experiment.root}: --epochs: expected a run with a checkpoint to continue from, got "
                              f"none (removed?): start a new run from its weights with --init-from {experiment.root}")
-    total = epochs if epochs is not None else done + more_epochs
+    base = done
+    pending = _unfinished_extension(info)
+    if more_epochs is not None and pending is not None:  # a requeued `--more-epochs K` job: K from where it began
+        base = pending
+    total = epochs if epochs is not None else base + more_epochs
     if total <= done:
         raise UserInputError(f"{experiment.root}: --epochs: expected more than the {done} epochs the run has trained, "
                              f"got {total}")
-    return total, done
+    return total, base
+
+
+def _unfinished_extension(info):
+    """The epochs a run had when its latest extension began, while that extension has not finished (a preempted
+    `train --resume RUN --more-epochs K` job requeued with the same command); else None."""
+    if info.get("status") == "finished":
+        return None
+    for attempt in reversed(info.get("attempts") or []):
+        began = attempt.get("extended_from") if isinstance(attempt, dict) else None
+        if isinstance(began, int) and not isinstance(began, bool):
+            return began
+    return None

@@ -63,7 +63,8 @@ class TrainingOutcome:
         if settings is None:
             return None
         return Settings(settings.module, settings.path, experiment.model_file_copy(), settings.overrides,
-                        from_file=settings.from_file)
+                        from_file=settings.from_file, script=settings.script.absolute(),
+                        model_script=settings.model_script.absolute())  # the model file's `__file__` as in training
 
     def __repr__(self):
         from experiments_manager.experiment import Experiment
