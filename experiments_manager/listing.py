@@ -328,10 +328,17 @@ def format_rows(rows: List[RunRow], columns: List[str], form: str = "table", emp
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow([repr(row.value(column)) if isinstance(row.value(column), float) else row[column]
-                             for column in columns])
+            writer.writerow([_csv_cell(row, column) for column in columns])
         return out.getvalue().rstrip("\n")
     return format_table(rows, columns, empty)
+
+
+def _csv_cell(row, column):
+    """A CSV cell: a float in full, an empty cell for no value (what pandas reads as NaN), else the table's text."""
+    value = row.value(column)
+    if value is None and column not in ("epoch", "status"):
+        return ""
+    return repr(value) if isinstance(value, float) else row[column]
 
 
 def sweep_rows(working_folder):

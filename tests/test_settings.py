@@ -118,6 +118,11 @@ MALFORMED = {
           "float32[4, 3] with the model's outputs float32[4, 1]: InvalidArgumentError: Incompatible shapes",),
          ("bad.py: get_metrics: the metrics (sparse_categorical_accuracy) cannot compare the validation labels",)],
     ),
+    "monitor_not_logged": (  # a metric's name the settings do not compute: found at the end of epoch 1 before
+        ["monitored_loss_name = 'val_accuracy'"],
+        [("bad.py: monitored_loss_name: expected one of the values an epoch logs (", "val_mean_absolute_error",
+          "got 'val_accuracy'")],
+    ),
     "client_io_missing_a_method": (
         ["class Client_IO:", "    def __init__(self, clientInitSpecs, debugMode):", "        pass",
          "    def getInputData(self, idx):", "        return {}"],
@@ -182,14 +187,32 @@ def test_a_settings_function_failing_in_epoch_3_is_one_line_and_the_run_says_so(
     assert info["epochs_completed"] == 2
 
 
-def test_unknown_monitored_name_fails_the_run_with_a_clear_line(workdir, run_cli):
+def test_unknown_monitored_name_is_one_line_before_any_folder(workdir, run_cli):
+    """A misspelt `monitored_loss_name` is refused by the dry build, with the names an epoch logs and the closest
+    one, not at the end of epoch 1 with a `failed` folder."""
     settings = settings_variant(workdir, "bad.py", ["monitored_loss_name = 'val_los'"])
     result = run_cli("train", "-u", str(settings), "--hparam", "nbEpoch=1")
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert "error: bad.py: monitored_loss_name: expected one of the logged values" in result.stderr
-    assert "got 'val_los'" in result.stderr
-    assert read_run(single_experiment(workdir / WORKING_FOLDER))["status"] == "failed"
+    assert "Traceback" not in result.stderr and "Epoch 1/1" not in result.stdout
+    assert "error: bad.py: monitored_loss_name: expected one of the values an epoch logs (" in result.stderr
+    assert "got 'val_los' (did you mean 'val_loss'?)" in result.stderr
+    assert not (workdir / WORKING_FOLDER).exists() or not any((workdir / WORKING_FOLDER).iterdir())
+
+
+def test_an_hparam_override_named_like_a_setting_sets_it(workdir, caplog):
+    """`--hparam nbEpoch=2` for a file writing `nbEpoch = 40` (not read from hparams): the run trains 2 epochs, as its
+    folder name says, and one line says so; an optional setting the file leaves out is set the same way."""
+    import logging
+
+    path = settings_variant(workdir, "literal.py", ["nbEpoch = 40"])
+    with caplog.at_level(logging.WARNING, logger="experiments_manager"):
+        settings = load_settings(path, {"nbEpoch": 2, "early_stopping_patience": 3, "hiddenNeurons": 8})
+    assert settings.training.epochs == 2 and settings.training.early_stopping_patience == 3
+    assert settings.experiment.hparams["hiddenNeurons"] == 8
+    assert [record.getMessage() for record in caplog.records] == [
+        "literal.py: --hparam early_stopping_patience=3: early_stopping_patience is a setting: this run's "
+        "early_stopping_patience is 3 (the file says 10)",
+        "literal.py: --hparam nbEpoch=2: nbEpoch is a setting: this run's nbEpoch is 2 (the file says 40)"]
 
 
 def test_overrides_are_visible_to_module_level_code(workdir):

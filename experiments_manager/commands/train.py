@@ -235,4 +235,5 @@ def _report(outcome):
     elif outcome.status == "finished":
         lines.append(f"extend with:       experiments-manager train --resume {experiment.root} --more-epochs K")
     print("\n".join(lines))
-    append(experiment.root, "\n".join(lines))
+    if outcome.trained:  # the attempt's part of train.log ends with it (nothing ran: no part, no summary)
+        append(experiment.root, "\n".join(lines))

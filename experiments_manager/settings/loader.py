@@ -16,7 +16,7 @@ import experiments_manager.settings.sections as sections
 from experiments_manager.utils.environment_failures import environment_failure_line
 from experiments_manager.utils.errors import UserInputError, frames_in
 
-from experiments_manager.settings.overrides import MERGE_FUNCTION_NAME, merger, with_merges
+from experiments_manager.settings.overrides import MERGE_FUNCTION_NAME, apply_to_settings, merger, with_merges
 from experiments_manager.settings.script import ScriptSource, make_importable
 from experiments_manager.settings.spelling import warn_of_misspelt_names
 
@@ -282,7 +282,8 @@ def _execute(path, overrides, script):
     module = importlib.util.module_from_spec(spec)
     module.__file__ = str(script.absolute())  # as `python script` says it: the user's file, also on resume
     make_importable(script.parent)  # `from helpers import load`, helpers.py beside the settings file
-    setattr(module, MERGE_FUNCTION_NAME, merger(overrides, path.name))
+    setting_names = frozenset(name for _, _, name in sections.fields())
+    setattr(module, MERGE_FUNCTION_NAME, merger(overrides, path.name, setting_names))
     sys.modules[name] = module  # dataclasses and pickling look modules up here
     try:
         exec(code, module.__dict__)
@@ -297,6 +298,7 @@ def _execute(path, overrides, script):
         ) from None
     if not hasattr(module, "hparams") and overrides:
         module.hparams = dict(overrides)
+    apply_to_settings(module, overrides, setting_names, path.name)
     return module
 
 

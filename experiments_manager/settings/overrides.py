@@ -43,15 +43,36 @@ def parse_hparam_overrides(pairs):
     return overrides
 
 
-def merger(overrides, file_name):
+def merger(overrides, file_name, setting_names=frozenset()):
+    """The merge function a settings module calls after each statement that sets `hparams`.
+
+    An override that is no key of the file's hparams is added, with one warning line, unless it is named like a
+    setting (`nbEpoch`): `apply_to_settings` says what happens to those.
+    """
+    said = set()
+
     def merge(hparams):
         if isinstance(hparams, dict):
-            for key in overrides.keys() - hparams.keys() - set(ENGINE_HPARAMS):
+            for key in overrides.keys() - hparams.keys() - set(ENGINE_HPARAMS) - set(setting_names) - said:
+                said.add(key)
                 _LOG.warning("%s: hparam %r is not in the settings' hparams: added", file_name, key)
             hparams.update(overrides)
         return hparams
 
     return merge
+
+
+def apply_to_settings(module, overrides, setting_names, file_name):
+    """Sets the module-level settings the overrides name to their values, when the file did not already make them
+    so: `--hparam nbEpoch=2` of a file that writes `nbEpoch = 8` (not `nbEpoch = hparams['nbEpoch']`) trains 2
+    epochs, as the run's folder name says. One line each."""
+    for key in sorted(overrides.keys() & set(setting_names)):
+        if key in vars(module) and getattr(module, key) == overrides[key]:
+            continue  # `nbEpoch = hparams['nbEpoch']`: the override already reached it
+        was = f"the file says {getattr(module, key)!r}" if key in vars(module) else "the file does not set it"
+        _LOG.warning("%s: --hparam %s=%r: %s is a setting: this run's %s is %r (%s)", file_name, key,
+                     overrides[key], key, key, overrides[key], was)
+        setattr(module, key, overrides[key])
 
 
 def _assigns_hparams(statement):

@@ -73,10 +73,11 @@ def _build_and_check(settings, initial_weights=None):
     if compiled and metrics is not _FAILED and metrics:  # as fit() will: the metrics are computed on each batch
         recompile = functools.partial(model.compile, optimizer=None, loss=loss, metrics=metrics)
         compiled = _called(problems, name, "get_metrics", settings, recompile) is not _FAILED and metrics
-    batch = None
+    batch, logged = None, set()
     if not settings.kafka.enabled:  # a Kafka run's data comes from its topics
         for training in (True, False):
-            batch = _check_pipeline(problems, settings, model, compiled, training)
+            batch = _check_pipeline(problems, settings, model, compiled, training, logged)
+    _check_monitor(problems, settings, model, logged)
     if model.built:  # a model built only by its first batch (no Input, data not read here) is checked at export
         module = _called(problems, name, "get_served_module", settings, served_module, settings, model)
         if module is not _FAILED:
@@ -135,10 +136,10 @@ def _loss_known(problems, file_name, loss):
         return False
 
 
-def _check_pipeline(problems, settings, model, compiled, training):
+def _check_pipeline(problems, settings, model, compiled, training, logged):
     """One batch of the pipeline through the model (and its compiled loss and metrics, when `compiled`: the
     metrics' list when the settings have some): its structure fits what the model expects. Returns the batch's
-    inputs, or None when it could not be read or did not fit."""
+    inputs, or None when it could not be read or did not fit; adds the names the metrics log to `logged`."""
     from experiments_manager.inputs import settings_pipeline
 
     name, kind = settings.path.name, "training" if training else "validation"
@@ -177,7 +178,7 @@ def _check_pipeline(problems, settings, model, compiled, training):
         return x
     if compiled is not True:  # the settings' metrics (a list, or a dict per output)
         try:
-            model.compute_metrics(x, y, predicted, sample_weight=weights)
+            logged.update(model.compute_metrics(x, y, predicted, sample_weight=weights))
         except Exception as error:
             names = ", ".join(_metric_name(metric) for metric in
                               (list(compiled.values()) if isinstance(compiled, dict) else compiled))
@@ -187,6 +188,35 @@ def _check_pipeline(problems, settings, model, compiled, training):
         finally:
             model.reset_metrics()
     return x
+
+
+def _check_monitor(problems, settings, model, logged):
+    """`monitored_loss_name` is a value an epoch logs: the loss or a metric (what the dry batch computed), its
+    `val_` and `val_..._raw` forms, or `learning_rate`; checked when nothing else may log values (no
+    `addon_callbacks`, or none returned) and the model has one output."""
+    monitor = settings.training.monitor
+    if not logged or len(getattr(model, "outputs", None) or [None]) > 1 or _adds_callbacks(settings, model):
+        return
+    names = {"loss", *logged}
+    candidates = {*names, *(f"val_{name}" for name in names), "learning_rate"}
+    if settings.training.validate_raw_weights:
+        candidates |= {f"val_{name}_raw" for name in names}
+    if monitor not in candidates:
+        close = difflib.get_close_matches(monitor, sorted(candidates), n=1)
+        problems.append(f"{settings.path.name}: monitored_loss_name: expected one of the values an epoch logs "
+                        f"({', '.join(sorted(candidates))}), got {monitor!r}"
+                        + (f" (did you mean {close[0]!r}?)" if close else ""))
+
+
+def _adds_callbacks(settings, model):
+    """True when the settings' `addon_callbacks` gives callbacks (which may log values of their own)."""
+    if settings.training.addon_callbacks is None:
+        return False
+    try:
+        callbacks = settings.training.addon_callbacks(model, None, None)
+    except Exception:  # noqa: BLE001 - called again, and reported, when training builds its callbacks
+        return True
+    return bool(callbacks)
 
 
 def _metric_name(metric):

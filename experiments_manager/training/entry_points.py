@@ -175,7 +175,7 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
         _LOG.info("%s already finished: nothing to resume (extend it with --epochs N)", experiment.root)
         given = load_experiment_settings(experiment, settings) if settings is not None else None  # for .model
         return TrainingOutcome(experiment if cluster is None or cluster.is_chief else None, "finished", 0,
-                               settings=given)
+                               settings=given, trained=False)
     if cluster is not None and not cluster.is_chief:  # trains in a private replica: the chief writes the folder
         settings = load_experiment_settings(experiment, settings)
         check_cluster(cluster, settings)

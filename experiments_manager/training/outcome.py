@@ -21,6 +21,7 @@ class TrainingOutcome:
         trained_model: the compiled model as training left it (the last epoch's EMA weights, its optimizer) when it
             ended in-process, else None.
         reason: why it did not finish, or None.
+        trained: False when nothing was trained (a finished run resumed without an extension).
 
     Example:
 
@@ -31,8 +32,9 @@ class TrainingOutcome:
     ```
     """
 
-    def __init__(self, experiment, status, exit_code, trained_model=None, reason=None, settings=None):
+    def __init__(self, experiment, status, exit_code, trained_model=None, reason=None, settings=None, trained=True):
         self.experiment = experiment
+        self.trained = trained
         self.status = status
         self.exit_code = exit_code
         self.trained_model = trained_model
