@@ -10,7 +10,6 @@ Long because a listing is one piece: finding the folders, the rows and their key
 three formats share the rows' one definition of each column.
 """
 
-import ast
 import csv
 import io
 import json
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Tuple
 
 from experiments_manager.experiment import RUN_FILE_NAME, STATUSES, SWEEP_SPEC_NAME, Experiment
+from experiments_manager.settings.overrides import literal_or_text
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.utils.errors import UserInputError
 
@@ -298,11 +298,7 @@ def _parse_conditions(where, folder):
             raise UserInputError(f"{folder}: --where: expected KEY=VALUE, KEY!=VALUE, KEY<VALUE, KEY<=VALUE, KEY>VALUE "
                                  f"or KEY>=VALUE (e.g. 'learningRate<0.01', 'optimizer=adam'), got {text!r}")
         key, operator, literal = found.groups()
-        try:
-            value = ast.literal_eval(literal)
-        except (ValueError, SyntaxError):
-            value = literal
-        conditions.append((key, "=" if operator == "==" else operator, value))
+        conditions.append((key, "=" if operator == "==" else operator, literal_or_text(literal)))
     return conditions
 
 

@@ -12,7 +12,6 @@ same folder, durably, then removes it. A crash leaves that hidden name, which th
 """
 
 import dataclasses
-import json
 import os
 import shutil
 import socket
@@ -24,10 +23,10 @@ from experiments_manager.experiment import SWEEP_SPEC_NAME, Experiment, now
 from experiments_manager.listing import experiment_rows, folders_below, read_run_info, walk_below
 from experiments_manager.monitor import monitor_mode
 from experiments_manager.sweeps.folder import SweepFolder
-from experiments_manager.sweeps.journal import TrialEntry
+from experiments_manager.sweeps.journal import TrialJournal
 from experiments_manager.utils.atomic import hidden_for_removal, is_removal_leftover
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseHeld, lease_timeout, read_holder
+from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseHeld, lease_timeout, live_holder, read_holder
 from experiments_manager.utils.signals import process_alive
 
 RUN, CHECKPOINTS, LEFTOVER = "run", "checkpoints", "leftover"
@@ -225,14 +224,9 @@ class _SweepTrials:
 
     def __init__(self, root):
         self.root = Path(root)
-        self.entries = {}
-        for record in sorted(SweepFolder(root).trials_dir.glob("trial-*.json")):
-            try:
-                entry = TrialEntry.from_json(json.loads(record.read_text()))
-            except (OSError, ValueError, TypeError, AttributeError):  # being replaced, damaged: the run's status decides
-                continue
-            if entry.experiment:
-                self.entries[Path(entry.experiment).name] = entry
+        # a record being replaced or damaged is left out: the run's own status decides then
+        self.entries = {Path(entry.experiment).name: entry
+                        for _, entry in TrialJournal(SweepFolder(root).trials_dir).numbered() if entry.experiment}
         try:
             best = (SweepFolder(root).spec().get("best") or {}).get("experiment")
         except UserInputError:
@@ -275,10 +269,8 @@ class _SweepTrials:
 
 def _being_written(root):
     """'being written by <holder>' while the run's lease holder may be alive, else None."""
-    holder = read_holder(root / LEASE_NAME)
-    if holder is not None and holder.gone_because(lease_timeout()) is None:
-        return f"being written by {holder.describe()}"
-    return None
+    holder = live_holder(root / LEASE_NAME)
+    return f"being written by {holder.describe()}" if holder is not None else None
 
 
 def _writer_gone(root, info):

@@ -9,6 +9,7 @@ from pathlib import Path
 from experiments_manager.experiment import Experiment
 from experiments_manager.listing import newest_evaluation
 from experiments_manager.utils.errors import UserInputError
+from experiments_manager.version_records import records_of
 
 _COLOURS = {"-": "\033[31m", "+": "\033[32m", "@": "\033[36m", "title": "\033[1m"}
 _RESET = "\033[0m"
@@ -157,7 +158,7 @@ def _outcome_lines(info):
                    "best epoch": info.get("best_epoch"), "exported versions": info.get("exported_versions"),
                    "fine-tuned from": info.get("fine_tuned_from")}) + [
         f"version {version}: epoch {record.get('epoch')}, {record.get('monitor')} = {record.get('value')!r}"
-        for version, record in _dict(info, "version_records").items() if isinstance(record, dict)]
+        for version, record in sorted(records_of(info).items())]
 
 
 def _evaluation_lines(info):

@@ -6,6 +6,8 @@
 - `sections.py`: the sections (experiment, runtime, training, data, monitoring, export, serving, kafka, federated,
   sweep) as dataclasses: the one map from a settings file's names to the engine's, with defaults and docs.
 - `contract.py`: the checks a value must pass, and TF Serving's default ports.
+- `script.py`: a settings or model file run as `python FILE` would run it (also a run's copy, on resume).
+- `spelling.py`: module-level names that look like a misspelt setting, warned of.
 
 Keras 2-era spellings inside the user's code (tf.keras namespaces, metrics, data iterators) are `keras2/`'s.
 """

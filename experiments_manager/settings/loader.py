@@ -282,8 +282,7 @@ def _execute(path, overrides, script):
     module = importlib.util.module_from_spec(spec)
     module.__file__ = str(script.absolute())  # as `python script` says it: the user's file, also on resume
     make_importable(script.parent)  # `from helpers import load`, helpers.py beside the settings file
-    setting_names = frozenset(name for _, _, name in sections.fields())
-    setattr(module, MERGE_FUNCTION_NAME, merger(overrides, path.name, setting_names))
+    setattr(module, MERGE_FUNCTION_NAME, merger(overrides, path.name, sections.NAMES))
     sys.modules[name] = module  # dataclasses and pickling look modules up here
     try:
         exec(code, module.__dict__)
@@ -298,7 +297,7 @@ def _execute(path, overrides, script):
         ) from None
     if not hasattr(module, "hparams") and overrides:
         module.hparams = dict(overrides)
-    apply_to_settings(module, overrides, setting_names, path.name)
+    apply_to_settings(module, overrides, sections.NAMES, path.name)
     return module
 
 

@@ -36,11 +36,16 @@ def parse_hparam_overrides(pairs):
         key = key.strip()
         if not sep or not key.isidentifier():
             raise UserInputError(f"--hparam: {pair!r}: expected key=value with key a Python name")
-        try:
-            overrides[key] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            overrides[key] = text.strip()
+        overrides[key] = literal_or_text(text)
     return overrides
+
+
+def literal_or_text(text: str):
+    """A command-line value: a Python literal (`3`, `0.5`, `True`, `[1, 2]`), else the text itself (`adam`)."""
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text.strip()
 
 
 def merger(overrides, file_name, setting_names=frozenset()):

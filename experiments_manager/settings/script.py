@@ -25,8 +25,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Union
 
+from experiments_manager.attempts import file_sha256
 from experiments_manager.utils.atomic import copy_atomically
-from experiments_manager.utils.checksums import file_digest
 from experiments_manager.utils.errors import UserInputError
 
 SETTINGS_SOURCES = ("copy", "original")  # what a resume executes: the run's copy (default) or the user's file
@@ -74,7 +74,7 @@ class ScriptSource:
     @property
     def changed(self) -> bool:
         """True when the user's file is there and is not what the copy holds (edited since the run started)."""
-        return self.script != self.runs and self.script.is_file() and _digest(self.script) != _digest(self.runs)
+        return self.script != self.runs and self.script.is_file() and file_sha256(self.script) != file_sha256(self.runs)
 
 
 def make_importable(folder: Path) -> None:
@@ -93,14 +93,7 @@ def replace_copy(copy: Path, original: Path) -> Optional[str]:
         'experiment_settings.py (replaced by /home/me/proj/settings.py)', as code changes are named, or None when
         the files are the same (or `original` is the copy: an older run recorded no model file).
     """
-    if Path(original) == Path(copy) or _digest(Path(original)) == _digest(Path(copy)):
+    if Path(original) == Path(copy) or file_sha256(original) == file_sha256(copy):
         return None
     copy_atomically(Path(original), Path(copy))
     return f"{Path(copy).name} (replaced by {original})"
-
-
-def _digest(path: Path) -> Optional[str]:
-    try:
-        return file_digest(path)["sha256"]
-    except OSError:
-        return None

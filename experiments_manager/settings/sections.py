@@ -243,6 +243,9 @@ def fields():
             yield section_name, field, field.metadata["name"] or field.name
 
 
+NAMES = frozenset(name for _, _, name in fields())  # every module-level name a settings file may set
+
+
 def user_name(section_name, field_name):
     """The module-level name a field is read from, e.g. `user_name('training', 'epochs')` -> 'nbEpoch'."""
     field = {f.name: f for f in dataclasses.fields(SECTIONS[section_name])}[field_name]

@@ -21,7 +21,7 @@ import inspect
 import logging
 import types
 
-from experiments_manager.settings.sections import fields
+from experiments_manager.settings.sections import NAMES, fields
 
 _LOG = logging.getLogger("experiments_manager.settings")
 
@@ -30,11 +30,20 @@ ORIGINAL_FRAMEWORK_NAMES = frozenset({
     "served_input_names", "served_head_names", "raw_data_filename_extension", "wait_for_server_ready_int_secs",
     "serve_on_gpu", "debug",
 })
-_KNOWN = sorted({name for _, _, name in fields()})
 # settings that are functions or classes: their documentation starts with their call (`get_optimizer(...)`)
 _CALLABLE = sorted({name for _, field, name in fields()
                     if field.metadata["doc"].startswith((f"`{name}(", "class `"))})
-_VALUES = [name for name in _KNOWN if name not in _CALLABLE]
+_VALUES = sorted(NAMES - set(_CALLABLE))
+
+
+def _folded(name: str) -> str:
+    """A name without case and underscores: `NBEPOCH`, `EarlyStoppingPatience` fold to settings' names."""
+    return name.lower().replace("_", "")
+
+
+# (the names a value is compared with, the same by their folded spelling), for a callable and for any other value
+_KINDS = {callable_: (kind, {_folded(name): name for name in kind})
+          for callable_, kind in ((True, _CALLABLE), (False, _VALUES))}
 _CUTOFF = 0.8  # difflib's ratio: `monitored_loss` ~ `monitored_loss_name` 0.85, `nb_classes` ~ `nbEpoch` 0.47
 
 
@@ -48,13 +57,12 @@ def misspelt_names(module: types.ModuleType) -> list[tuple[str, str]]:
     found = []
     names = vars(module)
     for name, value in names.items():
-        if name.startswith("_") or name in _KNOWN or name in ORIGINAL_FRAMEWORK_NAMES or inspect.ismodule(value):
+        if name.startswith("_") or name in NAMES or name in ORIGINAL_FRAMEWORK_NAMES or inspect.ismodule(value):
             continue  # `import numpy as np`
-        candidates = _CALLABLE if callable(value) else _VALUES
+        candidates, folded = _KINDS[callable(value)]
         close = difflib.get_close_matches(name, candidates, n=1, cutoff=_CUTOFF)
-        if not close:  # `EarlyStoppingPatience`, `NBEPOCH`: the same name in another case
-            lowered = {candidate.lower().replace("_", ""): candidate for candidate in candidates}
-            close = [lowered[key]] if (key := name.lower().replace("_", "")) in lowered else []
+        if not close and _folded(name) in folded:  # the same name in another case
+            close = [folded[_folded(name)]]
         if close and close[0] not in names:
             found.append((name, close[0]))
     return found

@@ -18,6 +18,7 @@ import itertools
 import re
 from pathlib import Path
 
+from experiments_manager.monitor import raw_name
 from experiments_manager.utils.errors import UserInputError, frames_in
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -200,7 +201,7 @@ def _check_monitor(problems, settings, model, logged):
     names = {"loss", *logged}
     candidates = {*names, *(f"val_{name}" for name in names), "learning_rate"}
     if settings.training.validate_raw_weights:
-        candidates |= {f"val_{name}_raw" for name in names}
+        candidates |= {raw_name(f"val_{name}") for name in names}
     if monitor not in candidates:
         close = difflib.get_close_matches(monitor, sorted(candidates), n=1)
         problems.append(f"{settings.path.name}: monitored_loss_name: expected one of the values an epoch logs "

@@ -25,7 +25,9 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from experiments_manager.experiment import Experiment
 from experiments_manager.utils.errors import UserInputError
+from experiments_manager.version_records import chosen_version
 
 OPTION = "--init-from"
 RUN_INFO_KEY = "fine_tuned_from"
@@ -47,7 +49,7 @@ class InitialWeights:
     @property
     def folder(self) -> Path:
         """The version's SavedModel folder."""
-        return self.run / "exported_models" / str(self.version)
+        return Experiment(self.run).export_dir / str(self.version)
 
     def describe(self) -> str:
         """'<run> version N', for log lines and messages."""
@@ -68,9 +70,6 @@ class InitialWeights:
         InitialWeights.parse("experiments/my_test_2026-11-21--10-00-00")     # its best version
         ```
         """
-        from experiments_manager.experiment import Experiment
-        from experiments_manager.version_records import chosen_version
-
         text = str(spec)
         match = _VERSION_SUFFIX.match(text)
         path, asked = (match["run"], int(match["version"])) if match and not Path(text).is_dir() else (text, None)
