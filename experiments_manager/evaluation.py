@@ -31,7 +31,7 @@ from experiments_manager.classification_report import ClassificationReport
 from experiments_manager.experiment import Experiment, running_command
 from experiments_manager.folder_names import folder_stamp, now
 from experiments_manager.settings.sections import user_name
-from experiments_manager.utils.atomic import folder_replaced_atomically
+from experiments_manager.utils.atomic import folder_replaced_atomically, remove_leftovers
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.version_records import what_it_holds
 
@@ -231,12 +231,14 @@ def _save(evaluation, experiment):
     """Writes the report folder whole, then appends its entry to run.json's `evaluations`."""
     base = experiment.root / EVALUATIONS_FOLDER
     base.mkdir(exist_ok=True)
+    remove_leftovers(base, own_pid_is_dead=True, sole_writer=True)  # an evaluation killed mid-write (lease held)
     name, attempt = f"{folder_stamp()}-v{evaluation.version}", 1
     while (base / name).exists():
         name, attempt = f"{folder_stamp()}-v{evaluation.version}-{attempt}", attempt + 1
     held = what_it_holds(evaluation.record, evaluation.best)
     title = f"{experiment.name}\nversion {evaluation.version}{f' ({held})' if held else ''} on {evaluation.data}"
-    with folder_replaced_atomically(base / f".tmp-{name}-{os.getpid()}", base / name) as tmp:
+    # the temporary name has the pid where every writer's has it: a resume's or the next evaluation's clean-up finds it
+    with folder_replaced_atomically(base / f".tmp-{evaluation.version}-{os.getpid()}", base / name) as tmp:
         tmp.mkdir()
         (tmp / "evaluation.json").write_text(json.dumps(evaluation.as_json(), indent=1) + "\n")
         if evaluation.report is not None:

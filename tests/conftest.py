@@ -180,6 +180,13 @@ def read_run(experiment_dir):
     return json.loads((Path(experiment_dir) / "run.json").read_text())
 
 
+def dead_pid():
+    """The pid of a process that has ended (and been reaped): what a writer killed mid-write leaves in names."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
 def wait_for(condition, timeout, what, interval=0.05):
     """Polls `condition` until it returns a truthy value or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout

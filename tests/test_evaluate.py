@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import read_run
+from conftest import dead_pid, read_run
 
 SETTINGS = '''"""Three clouds of points around three centres: a tiny classifier with a test set."""
 import numpy as np
@@ -158,8 +158,12 @@ def test_outcome_model_and_em_load_are_the_best_version_and_answer_as_the_server
 def test_evaluate_prints_and_saves_the_confusion_matrix_numpy_computes(blobs, run_cli):
     import experiments_manager as em
 
+    killed = blobs.root / "evaluations" / f".tmp-1-{dead_pid()}"  # what an evaluation killed mid-write leaves
+    (killed / "evaluation.json").parent.mkdir(parents=True, exist_ok=True)
+    (killed / "evaluation.json").write_text("{")
     result = run_cli("evaluate", str(blobs.root))
     assert result.returncode == 0, result.stdout + result.stderr
+    assert not killed.exists()  # removed by the next evaluation
     loaded = em.load(blobs.root)
     best = loaded.version_info["version"]
     entry = read_run(blobs.root)["evaluations"][-1]
