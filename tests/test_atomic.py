@@ -1,24 +1,18 @@
 """Atomic writes and their leftovers: a killed writer's temporary files are removed, a live writer's kept."""
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
+
+from conftest import dead_pid
 
 from experiments_manager.utils.atomic import (OLD_TEMPORARY_SECONDS, folder_replaced_atomically, remove_leftovers,
                                               replaced_atomically)
 
 
-def _dead_pid():
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
-
-
 def test_leftovers_of_dead_writers_go_and_those_of_live_ones_stay(tmp_path):
-    dead, live = _dead_pid(), os.getpid()
+    dead, live = dead_pid(), os.getpid()
     for name in (f".run.json.{dead}.0123456789ab.tmp", f".tmp-3-{dead}", f".tmp-ckpt-000004-{dead}",
                  f".deleting-2-{dead}", f".run.json.{live}.0123456789ab.tmp", f".tmp-4-{live}"):
         (tmp_path / name).mkdir() if name.startswith((".tmp-", ".deleting-")) else (tmp_path / name).write_text("x")

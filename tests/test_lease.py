@@ -6,20 +6,14 @@ import logging
 import multiprocessing
 import os
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
+from conftest import dead_pid
+
 from experiments_manager.utils.atomic import remove_leftovers
 from experiments_manager.utils.lease import LEASE_NAME, Holder, Lease, LeaseHeld, boot_id, read_holder
-
-
-def _dead_pid():
-    process = subprocess.Popen([sys.executable, "-c", "pass"])
-    process.wait()
-    return process.pid
 
 
 def _write_lease(folder, **fields):
@@ -45,7 +39,7 @@ def test_a_live_holder_is_refused_in_one_line_and_the_lease_goes_with_release(tm
                                   "unreadable"])
 def test_a_provably_gone_holder_is_taken_over_with_one_warning(tmp_path, case, caplog, monkeypatch):
     if case == "dead pid":
-        _write_lease(tmp_path, pid=_dead_pid())
+        _write_lease(tmp_path, pid=dead_pid())
     elif case == "reused pid":  # this pid is alive, but it is not the process that took the lease
         _write_lease(tmp_path, process_start=1)
     elif case == "rebooted":
@@ -70,7 +64,7 @@ def test_a_provably_gone_holder_is_taken_over_with_one_warning(tmp_path, case, c
 def test_a_holder_that_may_be_alive_is_never_taken_over(tmp_path, case, monkeypatch):
     """Another node's pid means nothing here: only its heartbeat tells, and it is fresh."""
     if case.startswith("fresh"):
-        _write_lease(tmp_path, host="node-17", pid=_dead_pid(), heartbeat=time.time() - 30)
+        _write_lease(tmp_path, host="node-17", pid=dead_pid(), heartbeat=time.time() - 30)
     else:
         monkeypatch.setenv("SLURM_JOB_ID", "4242")
         monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
@@ -115,7 +109,7 @@ def test_of_many_processes_racing_for_a_folder_exactly_one_wins(tmp_path, stale)
     a dead holder's folder the one that took the lease over is the writer (the stale lease is replaced in one
     rename, never removed first, so no racer slips into a gap)."""
     if stale:
-        _write_lease(tmp_path, pid=_dead_pid())
+        _write_lease(tmp_path, pid=dead_pid())
     context = multiprocessing.get_context("fork")
     barrier, results = context.Barrier(8), context.Queue()
     processes = [context.Process(target=_race, args=(tmp_path, barrier, results)) for _ in range(8)]
@@ -188,6 +182,6 @@ def test_the_holder_judges_by_the_longer_timeout_and_its_own_pid_namespace(tmp_p
     _write_lease(tmp_path, host="node-17", heartbeat=time.time() - 400, timeout_seconds=3000)
     with pytest.raises(LeaseHeld):
         Lease.acquire(tmp_path, timeout_seconds=300)
-    _write_lease(tmp_path, pid=_dead_pid(), pid_namespace="pid:[1]")  # this host, dead here, but not our namespace
+    _write_lease(tmp_path, pid=dead_pid(), pid_namespace="pid:[1]")  # this host, dead here, but not our namespace
     with pytest.raises(LeaseHeld):
         Lease.acquire(tmp_path, timeout_seconds=300)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli_command, cli_env, read_run, settings_variant
+from conftest import REPO, cli_command, cli_env, dead_pid, read_run, settings_variant
 
 WORKING_FOLDER = "experiments/examples/curve_fitting"
 SMALL = ["nb_train_samples = 300", "nb_val_samples = 100"]
@@ -185,9 +185,7 @@ def test_prune_is_a_dry_run_until_yes_then_deletes_exactly_those_and_skips_a_run
     failed = copy / lab.failed.name
     held = copy / f"{lab.failed.name}_held"  # another failed run, being written right now (its lease held here)
     shutil.copytree(failed, held)
-    gone = subprocess.Popen(["true"])  # a pid that was a prune's, now dead
-    gone.wait()
-    leftover = copy / f".deleting-{lab.a.name}-{gone.pid}"  # what a prune killed between its rename and rmtree left
+    leftover = copy / f".deleting-{lab.a.name}-{dead_pid()}"  # what a prune killed between its rename and rmtree left
     shutil.copytree(copy / lab.a.name, leftover)
     sizes = {failed: _du(failed), leftover: _du(leftover)}
     lease = Lease.acquire(held, ["a test"], what="experiment")
