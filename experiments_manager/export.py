@@ -102,6 +102,7 @@ class Exporter:
         self.requested = _UNKNOWN
         self.best_version = None  # the version holding the run's best epoch: kept by the retention (checkpointed)
         self._records = {}  # version -> its record (version_records.py), listed in run.json once it is on disk
+        self._written = set()  # the versions this exporter put on disk (the retention may have removed them since)
         self.base.mkdir(parents=True, exist_ok=True)
         write_models_config(experiment.models_config, settings.model_name, self.base)
 
@@ -127,7 +128,8 @@ class Exporter:
         """
         present = self.versions()
         records = {str(version): record for version, record in records_of(self.experiment.run_info()).items()}
-        records.update({str(version): record for version, record in self._records.items() if version in present})
+        records.update({str(version): record for version, record in self._records.items()
+                        if version in present or version in self._written})
         for version in present:  # a version on disk whose record a kill kept out of run.json: the one beside it
             if str(version) not in records and (record := read_record_file(self.base / str(version))) is not None:
                 records[str(version)] = record
@@ -288,7 +290,8 @@ class Exporter:
             write_record_file(tmp, record)  # after the template read the first version: not a file they share
             check_signatures(tmp, self._signature_names())
             write_manifest(tmp)  # checked by a resume and by the server before they trust the version
-        self._apply_retention()
+        self._written.add(version)  # its record is kept in run.json even when the retention removes it before
+        self._apply_retention()     # an epoch's end lists the versions (a background write finishing late)
 
     def set_aside_at_resume(self):
         """At a resume (after `set_state`): moves each version whose files differ from its checksums to

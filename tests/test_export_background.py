@@ -544,6 +544,27 @@ def test_export_missing_is_on_disk_when_it_returns(tmp_path):
     assert exporter.export_missing(5) is None  # on disk now
 
 
+
+def test_a_version_the_retention_removed_before_an_epoch_listed_it_keeps_its_record(tmp_path):
+    """A background write finishing after its epoch's end was listed, and removed by the next version's retention
+    before the next epoch's end: run.json still says which epoch it held (its record is kept for removed versions)."""
+    import keras
+
+    inputs = keras.Input(shape=(1,), name="input")
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(use_ema=True), loss="mse")
+    model.fit(X, X**2, epochs=1, verbose=0)
+    exporter = exporter_of(tmp_path, model)
+    exporter.settings.export.versions_to_keep = 1
+    exporter.export(1, value=0.5, best=True)
+    exporter.export(2, value=0.7)
+    exporter.export(3, value=0.9)  # removes version 2, which no epoch's end saw on disk
+    exporter.finish()
+    info = exporter.experiment.info
+    assert info["exported_versions"] == [1, 3]
+    assert {version: record["epoch"] for version, record in info["version_records"].items()} == {
+        "1": 1, "2": 2, "3": 3}
+
 def original_style_module(model, model_name, reads_the_optimizer=False):
     """A served module as the original framework's settings write it: it holds the model (and so its optimizer).
     With `reads_the_optimizer`, its function also answers the optimizer's iteration count."""
