@@ -26,7 +26,7 @@ from experiments_manager.utils.atomic import (folder_replaced_atomically, remove
                                               write_text_atomically)
 from experiments_manager.utils.checksums import set_aside, verify_manifest, write_manifest
 from experiments_manager.version_records import (present_versions, read_record_file, records_of, version_record,
-                                                 write_record_file)
+                                                 write_class_names_file, write_record_file)
 
 _SET_ASIDE = re.compile(r"^(?:damaged|discarded)-(\d+)(?:-\d+)?$")  # their numbers are never used again
 _UNKNOWN = object()  # `requested` before a checkpoint's state is set: which versions came after it is not known
@@ -288,6 +288,7 @@ class Exporter:
         with folder_replaced_atomically(self.base / f".tmp-{version}-{os.getpid()}", self.base / str(version)) as tmp:
             write_into(tmp)
             write_record_file(tmp, record)  # after the template read the first version: not a file they share
+            write_class_names_file(tmp, self.settings.data.class_names)  # the labels served in the metadata
             check_signatures(tmp, self._signature_names())
             write_manifest(tmp)  # checked by a resume and by the server before they trust the version
         self._written.add(version)  # its record is kept in run.json even when the retention removes it before

@@ -26,6 +26,7 @@ from experiments_manager.folder_names import now
 from experiments_manager.utils.errors import UserInputError
 
 RECORD_FILE = "assets.extra/version_record.json"  # TF Serving leaves assets.extra/ to its users (warm-up requests)
+CLASS_NAMES_FILE = "assets.extra/class_names.json"  # the settings' `class_names`, when given: the model's labels
 VERSION_PATTERN = re.compile(r"^\d+$")  # a version's folder name (dot-prefixed and set-aside folders are not versions)
 
 
@@ -69,6 +70,43 @@ def read_record_file(version_folder) -> Optional[dict]:
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def write_class_names_file(version_folder, class_names: Optional[list]) -> None:
+    """Writes the settings' `class_names` into a version's folder (still its temporary folder, before its checksums
+    are written); nothing when the settings give none.
+
+    Args:
+        version_folder: the version's folder.
+        class_names: the class names by class id, or None.
+
+    Example:
+
+    ```python
+    write_class_names_file(tmp, ["cat", "dog"])   # tmp/assets.extra/class_names.json: ["cat", "dog"]
+    ```
+    """
+    if class_names is None:
+        return
+    path = Path(version_folder) / CLASS_NAMES_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([str(name) for name in class_names]) + "\n")
+
+
+def read_class_names_file(version_folder) -> Optional[list]:
+    """The class names in a version's folder (a list of str), or None (none given, an older version, unreadable).
+
+    Example:
+
+    ```python
+    read_class_names_file("exp/exported_models/3")   # ['cat', 'dog'] or None
+    ```
+    """
+    try:
+        names = json.loads((Path(version_folder) / CLASS_NAMES_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return names if isinstance(names, list) and all(isinstance(name, str) for name in names) else None
 
 
 def records_of(info: dict) -> dict:

@@ -374,7 +374,8 @@ def exporter_of(tmp_path, model, get_served_module=None):
     from experiments_manager.export import Exporter
 
     settings = types.SimpleNamespace(model_name="m", path=Path("settings.py"), export=types.SimpleNamespace(
-        get_served_module=get_served_module, versions_to_keep=10), training=types.SimpleNamespace(monitor="val_loss"))
+        get_served_module=get_served_module, versions_to_keep=10), training=types.SimpleNamespace(monitor="val_loss"),
+        data=types.SimpleNamespace(class_names=None))
     return Exporter(FakeExperiment(tmp_path), settings, model, in_background=True)
 
 

@@ -11,13 +11,27 @@ def add_parser(subparsers):
     parser = subparsers.add_parser(
         NAME,
         help="serve exported versions over gRPC and REST (TF Serving compatible)",
-        description="Serve an experiment's exported versions, or the models of a TF Serving models.config, "
+        description="Serve an experiment's exported versions, every experiment of a folder, or the models of a TF "
+        "Serving models.config, "
         "over TF Serving's gRPC and REST APIs. New versions are picked up while training still runs.",
     )
     served = parser.add_mutually_exclusive_group(required=True)
     served.add_argument("--model_dir", metavar="EXPERIMENT_DIR", help="serve this experiment's exported_models/")
     served.add_argument(
         "--model_config_file", metavar="FILE", help="serve the models of this TF Serving models.config text proto"
+    )
+    served.add_argument(
+        "--models_dir", metavar="FOLDER",
+        help="serve every experiment below this folder (a working folder, sweeps included), each as its own model "
+             "named after its path (GET /v1/models lists them); experiments added or removed are picked up",
+    )
+    parser.add_argument(
+        "--model_config_file_poll_wait_seconds", type=float, metavar="SECONDS",
+        help="with --models_dir: how often the folder is looked at again (default 30; 0: only at start)",
+    )
+    parser.add_argument(
+        "--write-models-config", metavar="FILE",
+        help="with --models_dir: where the generated models.config goes (default FOLDER/models.config)",
     )
     add_server_arguments(parser)
     parser.add_argument(

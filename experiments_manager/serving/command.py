@@ -18,16 +18,37 @@ def serve(arguments):
     from experiments_manager.serving.config import source_from_experiment, sources_from_config_file
 
     check_server_arguments(arguments)
-    if arguments.model_dir:
+    working_folder = _working_folder(arguments)
+    if working_folder is not None:
+        dry = arguments.tensorflow_model_server and arguments.dry_run
+        sources = working_folder.scan() if dry else working_folder.update()  # a dry run writes nothing
+    elif arguments.model_dir:
         sources = [source_from_experiment(arguments.model_dir)]
     else:
         sources = sources_from_config_file(arguments.model_config_file)
     options = server_options(arguments, _default_grpc_port(arguments))
     if arguments.tensorflow_model_server:
-        return _run_tensorflow_model_server(arguments, sources, options)
+        return _run_tensorflow_model_server(arguments, sources, options, working_folder)
     if arguments.apptainer_image or arguments.dry_run:
         raise UserInputError("--apptainer-image, --dry-run: only with --tensorflow-model-server")
-    return _run_embedded(sources, options, arguments.exit_with_parent)
+    return _run_embedded(sources, options, arguments.exit_with_parent, working_folder)
+
+
+def _working_folder(arguments):
+    """The `WorkingFolder` of `--models_dir` (its flags checked), or None."""
+    poll = arguments.model_config_file_poll_wait_seconds
+    if not arguments.models_dir:
+        given = [flag for flag, value in (("--model_config_file_poll_wait_seconds", poll),
+                                          ("--write-models-config", arguments.write_models_config)) if value is not None]
+        if given:
+            raise UserInputError(f"{', '.join(given)}: only with --models_dir FOLDER")
+        return None
+    from experiments_manager.serving.folder import DEFAULT_POLL_SECONDS, WorkingFolder
+
+    if poll is not None and poll < 0:
+        raise UserInputError(f"--model_config_file_poll_wait_seconds: expected >= 0, got {poll:g}")
+    return WorkingFolder(arguments.models_dir, arguments.write_models_config,
+                         DEFAULT_POLL_SECONDS if poll is None else poll)
 
 
 def server_options(arguments, grpc_port):
@@ -96,24 +117,34 @@ def _literal_port(settings_file):
     return port if valid else DEFAULT_GRPC_PORT
 
 
-def _run_tensorflow_model_server(arguments, sources, options):
+def _run_tensorflow_model_server(arguments, sources, options, working_folder=None):
     import tempfile
 
+    from experiments_manager.serving.config import models_config_text
     from experiments_manager.serving.tfserving import TensorFlowModelServer
 
-    launcher = TensorFlowModelServer(sources, options, arguments.apptainer_image)
+    launcher = TensorFlowModelServer(sources, options, arguments.apptainer_image, working_folder)
     if arguments.dry_run:
         with tempfile.TemporaryDirectory() as folder:
             command = launcher.write_config_files(folder)
             print(" ".join(command))
             for path in sorted(os.listdir(folder)):
                 print(f"--- {path}\n{open(os.path.join(folder, path)).read()}", end="")
+        if working_folder is not None:
+            print(f"--- {working_folder.config_file} (written when serving)\n{models_config_text(sources)}", end="")
         return 0
     _LOG.warning("tensorflow_model_server has no bind-address flag: it listens on every interface (0.0.0.0)")
-    return launcher.run()
+    if working_folder is None:
+        return launcher.run()
+    stop = threading.Event()  # the folder is polled here; the binary re-reads the models.config it rewrites
+    working_folder.watch(lambda sources: None, stop)
+    try:
+        return launcher.run()
+    finally:
+        stop.set()
 
 
-def _run_embedded(sources, options, parent_pid):
+def _run_embedded(sources, options, parent_pid, working_folder=None):
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
     import_tensorflow_quietly()
@@ -126,7 +157,9 @@ def _run_embedded(sources, options, parent_pid):
         stop.set()
 
     with signal_handlers(lambda signum, frame: stop.set()), ModelServer(sources, options) as server:
-        _log_addresses(server)
+        _log_addresses(server, working_folder)
+        if working_folder is not None:
+            working_folder.watch(server.replace_sources, stop)
         if parent_pid:
             watch_parent(parent_pid, parent_gone)
         while not stop.wait(1.0):  # a timed wait: signal handlers run between two waits
@@ -135,14 +168,19 @@ def _run_embedded(sources, options, parent_pid):
     return 0
 
 
-def _log_addresses(server):
-    for source in server.sources:
-        policy = {"latest": f"latest {source.num_versions}", "all": "all", "specific": f"specific {list(source.versions)}"}
-        _LOG.info("Serving %s from %s (versions: %s)", source.name, source.base_path, policy[source.policy])
+def _log_addresses(server, working_folder=None):
+    if working_folder is None:  # a working folder has said what it serves, under which names (serving.folder)
+        for source in server.sources:
+            policy = {"latest": f"latest {source.num_versions}", "all": "all",
+                      "specific": f"specific {list(source.versions)}"}
+            _LOG.info("Serving %s from %s (versions: %s)", source.name, source.base_path, policy[source.policy])
     _LOG.info("gRPC: %s  (tensorflow.serving.PredictionService, ModelService)", server.grpc_address)
     if server.rest_url:
         for source in server.sources:
             _LOG.info("REST: %s/v1/models/%s", server.rest_url, source.name)
+        if working_folder is not None:
+            _LOG.info("REST: %s/v1/models  (the model list; %s is looked at again every %g s)", server.rest_url,
+                      working_folder.folder, working_folder.poll_seconds)
     _LOG.info("Ctrl-C or SIGTERM stops the server.")
 
 

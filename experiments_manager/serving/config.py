@@ -130,11 +130,30 @@ def source_from_experiment(experiment_dir):
     check_model_name(name, origin)
     if info is not None and not _saved_models_newest_first(experiment.export_dir):
         _say_nothing_served_yet(experiment, info)
-    policy = ModelSource(name, experiment.export_dir)
+    return served_as(experiment, name)
+
+
+def served_as(experiment, name: str) -> ModelSource:
+    """An experiment's `exported_models/` served as model `name`, with the version policy of its `models.config`
+    (latest 1 without one); the base path is the folder's own, not the one written in models.config.
+
+    Args:
+        experiment: an `Experiment`.
+        name: the model name.
+
+    Raises:
+        UserInputError: its models.config cannot be parsed (one line naming it).
+
+    Example:
+
+    ```python
+    served_as(Experiment("lab/exp"), "lab.exp")   # ModelSource('lab.exp', Path('lab/exp/exported_models'), ...)
+    ```
+    """
     if experiment.models_config.is_file():
         written = sources_from_config_file(experiment.models_config)[0]
-        policy = dataclasses.replace(written, name=name, base_path=experiment.export_dir)
-    return policy
+        return dataclasses.replace(written, name=name, base_path=experiment.export_dir)
+    return ModelSource(name, experiment.export_dir)
 
 
 def _say_nothing_served_yet(experiment, info):
@@ -247,6 +266,7 @@ def models_config_text(sources):
     from tensorflow_serving.config import model_server_config_pb2
 
     config = model_server_config_pb2.ModelServerConfig()
+    config.model_config_list.SetInParent()  # no source: an empty list, which tensorflow_model_server accepts
     for source in sources:
         model = config.model_config_list.config.add()
         model.name = source.name

@@ -26,6 +26,7 @@ from experiments_manager.serving.model_status import status_response
 
 SIGNATURE_DEF_FIELD = "signature_def"
 VERSION_RECORD_FIELD = "version_record"  # ours: the epoch and monitored value the version holds (a Struct)
+CLASS_NAMES_FIELD = "class_names"  # ours: the class names by class id, when the settings gave them (a ListValue)
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -56,7 +57,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def GetModelMetadata(self, request, context):
         try:
-            fields = (SIGNATURE_DEF_FIELD, VERSION_RECORD_FIELD)
+            fields = (SIGNATURE_DEF_FIELD, VERSION_RECORD_FIELD, CLASS_NAMES_FIELD)
             unsupported = [field for field in request.metadata_field if field not in fields]
             if unsupported or not request.metadata_field:
                 raise RequestError(f"metadata_field: expected some of {list(fields)}, got {list(request.metadata_field)}")
@@ -77,6 +78,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             record = struct_pb2.Struct()
             record.update(servable.record)
             response.metadata[VERSION_RECORD_FIELD].Pack(record)
+        if CLASS_NAMES_FIELD in request.metadata_field and servable.class_names is not None:
+            from google.protobuf import struct_pb2
+
+            names = struct_pb2.ListValue()
+            names.extend(servable.class_names)
+            response.metadata[CLASS_NAMES_FIELD].Pack(names)
         return response
 
 

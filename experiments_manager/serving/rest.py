@@ -2,8 +2,13 @@
 
 Routes (TF Serving's documented REST API):
     GET  /v1/models/{name}[/versions/{v} | /labels/{l}]            model status
-    GET  /v1/models/{name}[/versions/{v} | /labels/{l}]/metadata   signature defs (and the version's record)
+    GET  /v1/models/{name}[/versions/{v} | /labels/{l}]/metadata   signature defs (and the version's record and
+                                                                   class names, ours)
     POST /v1/models/{name}[/versions/{v} | /labels/{l}]:predict    row or columnar predict
+and one TF Serving lacks:
+    GET  /v1/models                                                the model list: `{"models": [{"name", "base_path",
+                                                                   "versions": [ints], "state"[, "error"]}]}`, by
+                                                                   name (`VersionManager.models`)
 Errors are `{"error": "..."}` with 400, 404, 405 or 413.
 """
 
@@ -18,12 +23,13 @@ from google.protobuf import json_format
 
 from experiments_manager.serving import json_worker, tensors
 from experiments_manager.serving.errors import RequestError
-from experiments_manager.serving.grpc_service import SIGNATURE_DEF_FIELD, VERSION_RECORD_FIELD
+from experiments_manager.serving.grpc_service import CLASS_NAMES_FIELD, SIGNATURE_DEF_FIELD, VERSION_RECORD_FIELD
 from experiments_manager.serving.model_status import status_response
 
 _LOG = logging.getLogger(__name__)
 _VERSION = re.compile(r"[0-9]{1,19}")
 _MAX_VERSION = 2**63 - 1  # an int64, as TF Serving's versions
+_MODEL_LIST = "/v1/models"
 _ROUTE = re.compile(
     r"^/v1/models/(?P<name>[^/]+?)"
     r"(?:/versions/(?P<version>[^/:]+)|/labels/(?P<label>[^/:]+))?"
@@ -70,7 +76,11 @@ class RestApp:
         await _send_json(send, status, answer)
 
     async def _answer(self, scope, receive):
-        route = _ROUTE.match(scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0])
+        path = scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
+        if path.rstrip("/") == _MODEL_LIST:
+            _require_method(scope["method"], "GET")
+            return 200, {"models": self.predictor.versions.models()}
+        route = _ROUTE.match(path)
         if route is None:
             raise RequestError(f"unknown path {scope['path']!r}; expected /v1/models/NAME[...]", grpc.StatusCode.NOT_FOUND)
         name, version, label, action = (
@@ -112,6 +122,8 @@ class RestApp:
         metadata = {SIGNATURE_DEF_FIELD: {SIGNATURE_DEF_FIELD: signatures}}
         if servable.record is not None:  # the epoch and monitored value the version holds
             metadata[VERSION_RECORD_FIELD] = servable.record
+        if servable.class_names is not None:  # the settings' class_names when the version was exported
+            metadata[CLASS_NAMES_FIELD] = servable.class_names
         return {
             "model_spec": {"name": servable.name, "signature_name": "", "version": str(servable.version)},
             "metadata": metadata,

@@ -7,7 +7,7 @@ import numpy as np
 
 from experiments_manager.serving.errors import RequestError, not_found
 from experiments_manager.utils.checksums import verify_manifest
-from experiments_manager.version_records import read_record_file
+from experiments_manager.version_records import read_class_names_file, read_record_file
 
 _LOG = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class Servable:
         self.retired = False  # set when unloaded; in-flight requests still finish
         # the epoch and monitored value the version holds (its exporter's record), or None (an older engine's)
         self.record = read_record_file(path)
+        self.class_names = read_class_names_file(path)  # the settings' class_names at export, or None
         self.functions = dict(loaded.signatures)
         self.input_specs = {
             key: dict(function.structured_input_signature[1]) for key, function in self.functions.items()

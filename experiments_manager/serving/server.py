@@ -87,6 +87,23 @@ class ModelServer:
         rest = f", REST {self.rest_url}" if self.rest_url else ""
         return f"<ModelServer {names}: gRPC {self.grpc_address}{rest}>"
 
+    def replace_sources(self, sources) -> None:
+        """Serves `sources` from now on, without a restart: models that went away are unloaded (their requests get
+        NOT_FOUND), new ones loaded before this returns (`VersionManager.replace_sources`).
+
+        Args:
+            sources: the `ModelSource`s to serve (names unique).
+
+        Example:
+
+        ```python
+        server.replace_sources([*server.sources, source_from_experiment("exp2")])
+        ```
+        """
+        sources = list(sources)
+        self.versions.replace_sources(sources)
+        self.sources = sources
+
     def _release(self, servable):
         self.predictor.release(servable)
 

@@ -32,12 +32,16 @@ class TensorFlowModelServer:
         sources: the `ModelSource`s to serve.
         options: `ServerOptions` (ports, poll interval, batching).
         apptainer_image: run the binary inside this .sif image instead of from PATH.
+        working_folder: a `serving.folder.WorkingFolder` (default None): the binary then reads the models.config it
+            writes, again every `poll_seconds` (`--model_config_file_poll_wait_seconds`), instead of one written
+            for it here.
     """
 
-    def __init__(self, sources, options, apptainer_image=None):
+    def __init__(self, sources, options, apptainer_image=None, working_folder=None):
         self.sources = sources
         self.options = options
         self.apptainer_image = Path(apptainer_image) if apptainer_image else None
+        self.working_folder = working_folder
 
     def _executable(self, config_dir):
         """The command prefix that runs the binary; a clear error when it is not there."""
@@ -47,7 +51,10 @@ class TensorFlowModelServer:
             runner = shutil.which("apptainer") or shutil.which("singularity")
             if runner is None:
                 raise UserInputError("--apptainer-image: neither apptainer nor singularity is on PATH")
-            binds = sorted({str(Path(source.base_path).resolve()) for source in self.sources} | {str(config_dir)})
+            binds = {str(Path(source.base_path).resolve()) for source in self.sources} | {str(config_dir)}
+            if self.working_folder is not None:  # experiments added later, and the models.config it rewrites
+                binds |= {str(self.working_folder.folder.resolve()), str(self.working_folder.config_file.parent.resolve())}
+            binds = sorted(binds)
             return [runner, "exec", "--bind", ",".join(binds), str(self.apptainer_image), BINARY]
         found = shutil.which(BINARY)
         if found is None:
@@ -58,15 +65,23 @@ class TensorFlowModelServer:
         return [found]
 
     def write_config_files(self, folder):
-        """Writes models.config (and batching.config) into `folder`; returns the command to run."""
+        """Writes models.config (and batching.config) into `folder`; returns the command to run. With a working
+        folder, its own models.config is named instead (and re-read every `poll_seconds`), written by its owner."""
         config_dir = Path(folder).resolve()
         executable = self._executable(config_dir)  # a missing binary is refused before anything is written
-        config = config_dir / "models.config"
-        write_text_atomically(config, models_config_text(self.sources))
+        if self.working_folder is None:
+            config = config_dir / "models.config"
+            write_text_atomically(config, models_config_text(self.sources))
+            config_flags = [f"--model_config_file={config}"]
+        else:
+            config_flags = [f"--model_config_file={self.working_folder.config_file.resolve()}"]
+            if self.working_folder.poll_seconds > 0:
+                config_flags.append(
+                    f"--model_config_file_poll_wait_seconds={max(1, round(self.working_folder.poll_seconds))}")
         arguments = [
             f"--port={self.options.grpc_port}",
             f"--rest_api_port={self.options.rest_port}",
-            f"--model_config_file={config}",
+            *config_flags,
             f"--file_system_poll_wait_seconds={max(1, round(self.options.poll_seconds))}",
             f"--rest_api_timeout_in_ms={round(self.options.request_seconds * 1000)}",
         ]

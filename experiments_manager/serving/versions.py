@@ -10,7 +10,9 @@ version that fails to load is remembered with its error, and the versions
 already served keep answering; it is tried again once any file in its folder
 changes (a repair in place). Versions are tried newest first: a version that
 fails leaves the candidates and the policy picks again at once, so the newest
-loadable version answers from the first poll, the one `start()` waits for.
+loadable version answers from the first poll, the one `start()` waits for. The set of models itself can be
+replaced while serving (`replace_sources`, a working folder's experiments coming and going): one assignment too,
+the models that went away unloaded, the new ones loaded at once.
 """
 
 import logging
@@ -27,6 +29,7 @@ _LOG = logging.getLogger(__name__)
 _VERSION_DIR = re.compile(r"^\d+$")
 
 AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
+WAITING = "WAITING"  # a model list's state for a model with no version on disk yet (ours: not a TF Serving state)
 
 
 class VersionManager:
@@ -58,6 +61,7 @@ class VersionManager:
         self._stop = threading.Event()
         self._thread = None
         self._missing_logged = set()
+        self._sync_lock = threading.Lock()  # one poll or replacement of the sources at a time
 
     def start(self):
         """Loads what is there now (newest loadable first: returns once each model's wanted versions that can
@@ -71,10 +75,11 @@ class VersionManager:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        for name in self.sources:
-            for servable in self._served[name].values():
-                self._on_unload(servable)
-            self._served[name] = {}
+        with self._sync_lock:
+            for name in self.sources:
+                for servable in self._served.get(name, {}).values():
+                    self._on_unload(servable)
+                self._served[name] = {}
 
     def _poll_forever(self):
         while not self._stop.wait(self.poll_seconds):
@@ -84,10 +89,42 @@ class VersionManager:
                 _LOG.exception("version poll failed")
 
     def poll_once(self):
-        for source in self.sources.values():
+        with self._sync_lock:
+            for source in self.sources.values():
+                if self._stop.is_set():
+                    return
+                self._sync(source)
+
+    def replace_sources(self, sources) -> None:
+        """Serves `sources` from now on: the set of models is replaced in one assignment (a request sees the old
+        set or the new one), the versions of models that went away (or whose source changed) are unloaded, and the
+        new models' versions are loaded before this returns. Waits for a poll in progress.
+
+        Args:
+            sources: the `ModelSource`s to serve (names unique).
+
+        Example:
+
+        ```python
+        versions.replace_sources([source_from_experiment("exp"), source_from_experiment("exp2")])
+        ```
+        """
+        sources = {source.name: source for source in sources}
+        with self._sync_lock:
             if self._stop.is_set():
                 return
-            self._sync(source)
+            kept = {name for name, source in sources.items() if self.sources.get(name) == source}
+            dropped = [servable for name, served in self._served.items() if name not in kept
+                       for servable in served.values()]
+            self.sources = sources  # one assignment: lookups see the old set or the new one
+            self._served = {name: self._served.get(name, {}) if name in kept else {} for name in sources}
+            self._failed = {key: failure for key, failure in self._failed.items() if key[0] in kept}
+            self._missing_logged &= kept
+            for servable in dropped:
+                _LOG.info("%s: version %s unloaded (the model is no longer served)", servable.name, servable.version)
+                self._on_unload(servable)
+            for name in sorted(set(sources) - kept):
+                self._sync(sources[name])
 
     def _sync(self, source):
         listing = self._list_versions(source)
@@ -180,7 +217,7 @@ class VersionManager:
         """[(version, state, error message)], newest first, like TF Serving's GetModelStatus."""
         if name not in self.sources:
             raise missing_servable(name, version)
-        rows = {number: (AVAILABLE, "") for number in self._served[name]}
+        rows = {number: (AVAILABLE, "") for number in self._served.get(name, {})}
         for (model, number), (_, message) in self._failed.items():
             if model == name and number not in rows:
                 rows[number] = (END, message)
@@ -197,6 +234,35 @@ class VersionManager:
 
     def served_versions(self, name):
         return sorted(self._served.get(name, {}))
+
+    def models(self) -> "list[dict]":
+        """The model list (REST `GET /v1/models`): one dict per served model, by name.
+
+        Each has `name`, `base_path`, `versions` (the versions answering, oldest first), `state` (AVAILABLE: some
+        version answers; LOADING; END: every version failed to load, `error` says why; WAITING: no version on disk
+        yet).
+
+        Example:
+
+        ```python
+        versions.models()
+        # [{'name': 'model_curve_fitting', 'base_path': '/exp/exported_models', 'versions': [3], 'state': 'AVAILABLE'}]
+        ```
+        """
+        rows = []
+        for name, source in sorted(self.sources.items()):
+            try:
+                statuses = self.statuses(name)
+            except RequestError:  # nothing known of it yet
+                statuses = []
+            states = {state for _, state, _ in statuses}
+            row = {"name": name, "base_path": str(Path(source.base_path).resolve()),
+                   "versions": sorted(number for number, state, _ in statuses if state == AVAILABLE),
+                   "state": next((state for state in (AVAILABLE, LOADING, END) if state in states), WAITING)}
+            if row["state"] == END:
+                row["error"] = next(message for _, state, message in statuses if state == END)
+            rows.append(row)
+        return rows
 
 
 def content_key(folder: Path) -> tuple:

@@ -1,0 +1,269 @@
+"""`serve --models_dir FOLDER`: every experiment of a working folder served as its own named model, the folder
+followed while serving, the model list, class labels in the metadata and the generated models.config."""
+
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import requests
+
+import test_serving_cli
+from conftest import cli_command, cli_env, settings_variant, wait_for
+from test_serving_api import X, grpc_stubs, predict_request
+from test_serving_cli import OutputReader, run_with_path
+from experiments_manager.serving.folder import WorkingFolder, model_name, unique_names
+
+fake_tools = test_serving_cli.fake_tools  # the fixture: stand-ins of binaries that record how they were called
+
+POLL = 2.0  # --model_config_file_poll_wait_seconds of the served folder in these tests
+NAME_CHARACTERS = re.compile(r"[A-Za-z0-9._=,-]+")
+
+
+def test_model_names_follow_the_path_rule_and_are_unique():
+    assert model_name("examples/curve_fitting/my_test_2026-11-23--20-43-18_nbEpoch=2") == \
+        "examples.curve_fitting.my_test_2026-11-23--20-43-18_nbEpoch=2"
+    assert model_name("lr sweep/trial+1/ü") == "lr_sweep.trial_1._"
+    assert model_name(".a/b./c..d/e,f=1") == "_a.b_.c._d.e,f=1"  # no part starts or ends with '.', no '..'
+    names = unique_names(["a b", "a_b", "x"], {})
+    assert names["a b"] == "a_b" and re.fullmatch(r"a_b-[0-9a-f]{8}", names["a_b"]) and names["x"] == "x"
+    # a served experiment keeps its name when another that maps to the same one appears
+    assert unique_names(["a b", "a_b"], {"a_b": "a_b"})["a_b"] == "a_b"
+    assert unique_names(["a b", "a_b"], {"a_b": "a_b"})["a b"].startswith("a_b-")
+
+
+def copy_experiment(trained, destination):
+    """A finished experiment copied into the served folder (as a researcher copies a run in)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(trained.dir, destination)
+    return destination
+
+
+def served_models(rest):
+    answer = requests.get(f"{rest}/v1/models", timeout=10)
+    assert answer.status_code == 200, answer.text
+    return {model["name"]: model for model in answer.json()["models"]}
+
+
+def config_models(path):
+    """name -> base_path of a models.config, parsed with TF Serving's own protos."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = text_format.Parse(Path(path).read_text(), model_server_config_pb2.ModelServerConfig())
+    return {model.name: model.base_path for model in config.model_config_list.config}
+
+
+def in_process_answer(version_folder):
+    import tensorflow as tf
+
+    served = tf.saved_model.load(str(version_folder)).signatures["serving_default"]
+    return served(input=tf.constant(X))["prediction"].numpy().ravel()
+
+
+def assert_answered(rest, prediction, name, version_folder):
+    """REST and gRPC answers of model `name` are what its version computes in-process."""
+    expected = in_process_answer(version_folder)
+    rows = requests.post(f"{rest}/v1/models/{name}:predict", json={"instances": X.tolist()}, timeout=10)
+    assert rows.status_code == 200, rows.text
+    np.testing.assert_allclose(np.ravel([row["prediction"] for row in rows.json()["predictions"]]), expected,
+                               rtol=1e-5, atol=1e-6)
+    answer = prediction.Predict(predict_request(name, {"input": X}), timeout=10)
+    assert answer.model_spec.name == name and answer.model_spec.version.value == int(version_folder.name)
+    np.testing.assert_allclose(np.array(answer.outputs["prediction"].float_val), expected, rtol=1e-5, atol=1e-6)
+
+
+def newest_version(experiment):
+    return max((path for path in (experiment / "exported_models").iterdir() if path.name.isdigit()),
+               key=lambda path: int(path.name))
+
+
+def grpc_class_names(prediction, name):
+    from google.protobuf import struct_pb2
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    request = get_model_metadata_pb2.GetModelMetadataRequest()
+    request.model_spec.name = name
+    request.metadata_field.append("class_names")
+    response = prediction.GetModelMetadata(request, timeout=10)
+    if "class_names" not in response.metadata:
+        return None
+    names = struct_pb2.ListValue()
+    response.metadata["class_names"].Unpack(names)
+    return list(names)
+
+
+@pytest.fixture
+def served_folder(workdir, trained):
+    """A working folder with two examples (copies of the trained regression run, one under a path with a space)
+    and a real sweep of 2 tiny trials."""
+    folder = workdir / "lab"
+    copy_experiment(trained, folder / "examples" / "curve_fitting" / trained.dir.name)
+    copy_experiment(trained, folder / "examples" / "second copy" / trained.dir.name)
+    settings = settings_variant(workdir, "tiny_sweep.py", [f"workingFolder = {str(folder / 'sweeps')!r}",
+                                                           "nb_train_samples = 100", "nb_val_samples = 50"])
+    sweep = subprocess.run(cli_command("sweep", "-u", str(settings), "--max-evals", "2", "--seed", "3",
+                                       "--hparam", "nbEpoch=1"),
+                           cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert sweep.returncode == 0, sweep.stdout + sweep.stderr
+    return folder
+
+
+def test_serve_models_dir_serves_every_experiment_follows_the_folder_and_gives_labels(
+        start_cli, workdir, served_folder, trained):
+    from experiments_manager import training
+
+    folder = served_folder
+    experiments = sorted(path.parent for path in folder.rglob("run.json"))
+    assert len(experiments) == 4  # two examples, two sweep trials
+    process = start_cli("serve", "--models_dir", str(folder), "--grpc-port", "0", "--rest-port", "0",
+                        "--file_system_poll_wait_seconds", "0.2", "--model_config_file_poll_wait_seconds", str(POLL))
+    output = OutputReader(process)
+    output.wait_for(rf"models.config of 4 model\(s\) written to {re.escape(str(folder / 'models.config'))}", 90)
+    grpc_address = output.wait_for(r"gRPC: (127\.0\.0\.1:\d+)", 90)[1]
+    rest = output.wait_for(r"REST: (http://127\.0\.0\.1:\d+)/v1/models  \(the model list", 30)[1]
+    prediction, _ = grpc_stubs(type("Server", (), {"grpc_address": grpc_address}))
+
+    # every experiment listed under its path's name, answered over REST and gRPC as its SavedModel computes
+    listed = served_models(rest)
+    expected_names = {model_name(path.relative_to(folder).as_posix()): path for path in experiments}
+    assert set(listed) == set(expected_names), listed
+    assert "examples.second_copy." + trained.dir.name in listed
+    for name, experiment in expected_names.items():
+        assert NAME_CHARACTERS.fullmatch(name)
+        assert listed[name]["base_path"] == str((experiment / "exported_models").resolve())
+        assert listed[name]["state"] == "AVAILABLE"
+        assert listed[name]["versions"] == [int(newest_version(experiment).name)]
+        assert_answered(rest, prediction, name, newest_version(experiment))
+    # the generated models.config lists exactly the served experiments, as TF Serving's protos read it
+    assert config_models(folder / "models.config") == {name: str((path / "exported_models").resolve())
+                                                       for name, path in expected_names.items()}
+    # no labels in these runs' settings: none in the metadata
+    some = next(iter(expected_names))
+    assert "class_names" not in requests.get(f"{rest}/v1/models/{some}/metadata", timeout=10).json()["metadata"]
+
+    # a new experiment trained into the folder while serving (its settings give class labels)
+    new_settings = settings_variant(workdir, "new_run.py", [f"workingFolder = {str(folder / 'new')!r}",
+                                                            "class_names = ['parabola']", "nb_train_samples = 100",
+                                                            "nb_val_samples = 50"])
+    seen = {}  # what the watcher saw: when the run's first version appeared on disk, when it was listed, answered
+
+    def watch(stop):
+        while not stop.is_set():
+            runs = list((folder / "new").glob("*/exported_models/1/saved_model.pb"))
+            if runs and "version" not in seen:
+                seen["version"], seen["run"] = time.monotonic(), runs[0].parents[2]
+            if "run" in seen:
+                name = model_name(seen["run"].relative_to(folder).as_posix())
+                try:
+                    answer = requests.post(f"{rest}/v1/models/{name}:predict", json={"instances": [[0.5]]}, timeout=5)
+                except requests.ConnectionError:
+                    answer = None
+                if answer is not None and answer.status_code == 200:
+                    seen["answered"], seen["name"] = time.monotonic(), name
+                    return
+            time.sleep(0.02)
+
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch, args=(stop,), daemon=True)
+    watcher.start()
+    outcome = training.train(str(new_settings), {"nbEpoch": 1})
+    assert outcome.status == "finished"
+    try:
+        wait_for(lambda: "answered" in seen, 4 * POLL, "the new experiment to be answered")
+    finally:
+        stop.set()
+    latency = seen["answered"] - seen["version"]
+    print(f"new experiment answered {latency:.2f} s after its first version appeared (poll {POLL} s)")
+    assert latency <= 2 * POLL, f"answered {latency:.2f} s after its first version appeared (poll {POLL} s)"
+    new_name = seen["name"]
+    output.wait_for(rf"model added: {re.escape(new_name)} from ", 10)
+    assert_answered(rest, prediction, new_name, newest_version(seen["run"]))
+    # a client asking for the labels gets them: REST metadata and gRPC GetModelMetadata
+    metadata = requests.get(f"{rest}/v1/models/{new_name}/metadata", timeout=10).json()["metadata"]
+    assert metadata["class_names"] == ["parabola"]
+    assert grpc_class_names(prediction, new_name) == ["parabola"]
+    assert grpc_class_names(prediction, some) is None
+
+    # a deleted experiment disappears from the list, the models.config, REST (404) and gRPC (NOT_FOUND)
+    gone = "examples.curve_fitting." + trained.dir.name
+    shutil.rmtree(expected_names[gone])
+    wait_for(lambda: gone not in served_models(rest), 2 * POLL + 2, f"{gone} to leave the model list")
+    output.wait_for(rf"model {re.escape(gone)} dropped: .* \(its folder is gone\)", 10)
+    assert requests.post(f"{rest}/v1/models/{gone}:predict", json={"instances": [[0.5]]}, timeout=10).status_code == 404
+    with pytest.raises(grpc.RpcError) as refused:
+        prediction.Predict(predict_request(gone, {"input": X}), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+    final = set(expected_names) - {gone} | {new_name}
+    assert set(served_models(rest)) == final
+    wait_for(lambda: set(config_models(folder / "models.config")) == final, 10, "the models.config to follow")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+
+
+def test_an_empty_folder_is_served_and_waits_then_experiments_come_and_go(model_server, trained, tmp_path, caplog):
+    folder = tmp_path / "lab"
+    folder.mkdir()
+    working = WorkingFolder(folder, poll_seconds=0.2)
+    with caplog.at_level("INFO", logger="experiments_manager"):
+        sources = working.update()
+    assert sources == [] and f"{folder} holds no experiment to serve yet; looking again every 0.2 s" in caplog.text
+    assert config_models(folder / "models.config") == {}  # an empty list, which TF Serving accepts
+    server = model_server(sources)
+    assert served_models(server.rest_url) == {}
+    stop = threading.Event()
+    working.watch(server.replace_sources, stop)
+    try:
+        copy_experiment(trained, folder / "run a")
+        wait_for(lambda: served_models(server.rest_url).get("run_a", {}).get("state") == "AVAILABLE", 10, "run_a")
+        assert_answered(server.rest_url, grpc_stubs(server)[0], "run_a", folder / "run a" / "exported_models" /
+                        str(trained.versions[-1]))
+        shutil.rmtree(folder / "run a")
+        wait_for(lambda: served_models(server.rest_url) == {}, 10, "run_a to be dropped")
+        assert requests.get(f"{server.rest_url}/v1/models/run_a", timeout=10).status_code == 404
+    finally:
+        stop.set()
+
+
+def test_bad_models_dir_input_is_one_line_exit_2(run_cli, workdir, trained, tmp_path):
+    (tmp_path / "a_file").write_text("")
+    cases = [
+        (["--models_dir", str(tmp_path / "missing")], f"error: --models_dir: {tmp_path / 'missing'}: expected a "
+                                                      "folder of experiments, got nothing there"),
+        (["--models_dir", str(tmp_path / "a_file")], "expected a folder of experiments, got a file"),
+        (["--models_dir", str(trained.dir)], f"got an experiment folder (serve it with --model_dir {trained.dir})"),
+        (["--models_dir", str(tmp_path), "--model_config_file_poll_wait_seconds", "-1"],
+         "error: --model_config_file_poll_wait_seconds: expected >= 0, got -1"),
+        (["--model_dir", str(trained.dir), "--write-models-config", "x.config"],
+         "error: --write-models-config: only with --models_dir FOLDER"),
+    ]
+    for arguments, message in cases:
+        result = run_cli("serve", *arguments, "--grpc-port", "0", "--rest-port", "0", timeout=60)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --"), result.stderr
+        assert message in lines[0], (arguments, lines[0])
+    both = run_cli("serve", "--models_dir", str(tmp_path), "--model_dir", str(trained.dir), timeout=60)
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+
+
+def test_tensorflow_model_server_dry_run_reads_the_folders_models_config_with_the_poll_flag(fake_tools, trained,
+                                                                                             tmp_path):
+    folder = tmp_path / "lab"
+    copy_experiment(trained, folder / "curve" / trained.dir.name)
+    bin_folder, add = fake_tools
+    binary = add("tensorflow_model_server")
+    dry = run_with_path(bin_folder, tmp_path / "called", "serve", "--models_dir", str(folder),
+                        "--tensorflow-model-server", "--dry-run", "--model_config_file_poll_wait_seconds", "15")
+    assert dry.returncode == 0, dry.stderr
+    words = dry.stdout.splitlines()[0].split()
+    assert words[0] == str(binary)
+    assert f"--model_config_file={(folder / 'models.config').resolve()}" in words
+    assert "--model_config_file_poll_wait_seconds=15" in words
+    assert f'name: "curve.{trained.dir.name}"' in dry.stdout
+    assert not (folder / "models.config").exists()  # a dry run writes nothing
