@@ -116,8 +116,9 @@ def served_folder(workdir, trained):
 
 
 def test_serve_models_dir_serves_every_experiment_follows_the_folder_and_gives_labels(
-        start_cli, workdir, served_folder, trained):
+        start_cli, model_server, workdir, served_folder, trained):
     from experiments_manager import training
+    from experiments_manager.serving.config import source_from_experiment
 
     folder = served_folder
     experiments = sorted(path.parent for path in folder.rglob("run.json"))
@@ -183,13 +184,18 @@ def test_serve_models_dir_serves_every_experiment_follows_the_folder_and_gives_l
     print(f"new experiment answered {latency:.2f} s after its first version appeared (poll {POLL} s)")
     assert latency <= 2 * POLL, f"answered {latency:.2f} s after its first version appeared (poll {POLL} s)"
     new_name = seen["name"]
-    output.wait_for(rf"model added: {re.escape(new_name)} from ", 10)
+    output.wait_for(rf"model {re.escape(new_name)} added: {re.escape(str(seen['run']))}", 10)
     assert_answered(rest, prediction, new_name, newest_version(seen["run"]))
     # a client asking for the labels gets them: REST metadata and gRPC GetModelMetadata
+    version = newest_version(seen["run"])
+    assert "assets.extra/class_names.json" in (version / "checksums.sha256").read_text()  # inside its checksums
     metadata = requests.get(f"{rest}/v1/models/{new_name}/metadata", timeout=10).json()["metadata"]
     assert metadata["class_names"] == ["parabola"]
     assert grpc_class_names(prediction, new_name) == ["parabola"]
     assert grpc_class_names(prediction, some) is None
+    single = model_server([source_from_experiment(seen["run"])])  # what `serve --model_dir RUN` serves
+    metadata = requests.get(f"{single.rest_url}/v1/models/model_curve_fitting/metadata", timeout=10).json()
+    assert metadata["metadata"]["class_names"] == ["parabola"]
 
     # a deleted experiment disappears from the list, the models.config, REST (404) and gRPC (NOT_FOUND)
     gone = "examples.curve_fitting." + trained.dir.name
@@ -252,18 +258,51 @@ def test_bad_models_dir_input_is_one_line_exit_2(run_cli, workdir, trained, tmp_
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
 
-def test_tensorflow_model_server_dry_run_reads_the_folders_models_config_with_the_poll_flag(fake_tools, trained,
-                                                                                             tmp_path):
+def test_tensorflow_model_server_reads_the_folders_models_config_with_the_poll_flag(fake_tools, trained, tmp_path):
     folder = tmp_path / "lab"
     copy_experiment(trained, folder / "curve" / trained.dir.name)
     bin_folder, add = fake_tools
     binary = add("tensorflow_model_server")
-    dry = run_with_path(bin_folder, tmp_path / "called", "serve", "--models_dir", str(folder),
-                        "--tensorflow-model-server", "--dry-run", "--model_config_file_poll_wait_seconds", "15")
+    record = tmp_path / "called"
+    dry = run_with_path(bin_folder, record, "serve", "--models_dir", str(folder), "--tensorflow-model-server",
+                        "--dry-run")
     assert dry.returncode == 0, dry.stderr
     words = dry.stdout.splitlines()[0].split()
     assert words[0] == str(binary)
     assert f"--model_config_file={(folder / 'models.config').resolve()}" in words
-    assert "--model_config_file_poll_wait_seconds=15" in words
+    assert "--model_config_file_poll_wait_seconds=30" in words  # the default period
     assert f'name: "curve.{trained.dir.name}"' in dry.stdout
-    assert not (folder / "models.config").exists()  # a dry run writes nothing
+    assert not (folder / "models.config").exists() and not record.exists()  # a dry run writes and runs nothing
+
+    elsewhere = tmp_path / "configs" / "lab.config"
+    run = run_with_path(bin_folder, record, "serve", "--models_dir", str(folder), "--tensorflow-model-server",
+                        "--write-models-config", str(elsewhere), "--model_config_file_poll_wait_seconds", "5")
+    assert run.returncode == 0, run.stderr
+    words = record.read_text().split()
+    assert words[0] == str(binary) and f"--model_config_file={elsewhere.resolve()}" in words
+    assert "--model_config_file_poll_wait_seconds=5" in words
+    assert f"models.config of 1 model(s) written to {elsewhere}" in run.stderr
+    assert config_models(elsewhere) == config_models(f"{record}.models.config") == {
+        f"curve.{trained.dir.name}": str((folder / "curve" / trained.dir.name / "exported_models").resolve())}
+
+
+def test_which_experiments_are_served_by_status_and_versions(trained, tmp_path):
+    import json
+
+    folder = tmp_path / "lab"
+
+    def run_with(name, status, versions):
+        experiment = copy_experiment(trained, folder / name)
+        info = json.loads((experiment / "run.json").read_text())
+        (experiment / "run.json").write_text(json.dumps({**info, "status": status}))
+        if not versions:
+            shutil.rmtree(experiment / "exported_models")
+
+    run_with("finished", "finished", True)
+    run_with("failed", "failed", True)  # a failed run's versions are whole exports of epochs that ended
+    run_with("interrupted", "interrupted", True)
+    run_with("running_no_version", "running", False)  # served as its versions appear
+    run_with("failed_no_version", "failed", False)  # nothing to serve, and nothing will come
+    run_with("interrupted_no_version", "interrupted", False)  # until a resume runs it again
+    working = WorkingFolder(folder, poll_seconds=0)
+    assert [source.name for source in working.scan()] == ["failed", "finished", "interrupted", "running_no_version"]

@@ -181,7 +181,10 @@ class WorkingFolder:
             why = "its folder is gone" if not previous[name].is_dir() else "no version on disk and not running"
             _LOG.info("model %s dropped: %s (%s)", name, previous[name], why)
         for name in sorted(set(now) - set(before)):
-            _LOG.info("%s %s from %s", "Serving" if first else "model added:", name, self.experiments[name])
+            if first:
+                _LOG.info("Serving %s from %s", name, self.experiments[name])
+            else:
+                _LOG.info("model %s added: %s", name, self.experiments[name])
         if not sources and (first or before):
             _LOG.info("%s holds no experiment to serve yet; looking again %s", self.folder,
                       f"every {self.poll_seconds:g} s" if self.poll_seconds > 0 else "never (poll period 0)")

@@ -136,7 +136,8 @@ class DataSection:
                                "(`get_input_pipeline(raw_data_dir_test, isTraining=False, ...)`; None: no test set, "
                                "give one with `evaluate --data FOLDER`)", default=None, name="raw_data_dir_test")
     class_names: object = setting("a classifier's class names, by class id (`evaluate`'s confusion matrix and "
-                                  "per-class table; None: the ids)", default=None, check=c.list_of_strings)
+                                  "per-class table, and each exported version's labels, served in its metadata; "
+                                  "None: the ids)", default=None, check=c.list_of_strings)
 
 
 @section
