@@ -239,11 +239,16 @@ def test_an_empty_folder_is_served_and_waits_then_experiments_come_and_go(model_
 
 def test_bad_models_dir_input_is_one_line_exit_2(run_cli, workdir, trained, tmp_path):
     (tmp_path / "a_file").write_text("")
+    hand_written = tmp_path / "hand" / "models.config"
+    hand_written.parent.mkdir()
+    hand_written.write_text("model_config_list {}\n")
     cases = [
         (["--models_dir", str(tmp_path / "missing")], f"error: --models_dir: {tmp_path / 'missing'}: expected a "
                                                       "folder of experiments, got nothing there"),
         (["--models_dir", str(tmp_path / "a_file")], "expected a folder of experiments, got a file"),
         (["--models_dir", str(trained.dir)], f"got an experiment folder (serve it with --model_dir {trained.dir})"),
+        (["--models_dir", str(hand_written.parent)], f"--write-models-config: {hand_written}: expected a models.config "
+                                                     "this command generated (or none), got another file"),
         (["--models_dir", str(tmp_path), "--model_config_file_poll_wait_seconds", "-1"],
          "error: --model_config_file_poll_wait_seconds: expected >= 0, got -1"),
         (["--model_dir", str(trained.dir), "--write-models-config", "x.config"],

@@ -1,19 +1,26 @@
 """What the `serve` and `predict` commands run: parsed arguments -> server or client objects (their parsers are
 `experiments_manager.commands.serve` and `.predict`)."""
 
+import argparse
 import logging
 import os
 import sys
 import threading
 
+from typing import TYPE_CHECKING
+
 from experiments_manager.settings.contract import DEFAULT_GRPC_PORT
 from experiments_manager.utils.errors import UserInputError, print_problems
 from experiments_manager.utils.signals import signal_handlers, watch_parent
 
+if TYPE_CHECKING:  # names for the hints only: TensorFlow and the folder's modules load when a command needs them
+    from experiments_manager.serving.folder import WorkingFolder
+    from experiments_manager.serving.server import ModelServer, ServerOptions
+
 _LOG = logging.getLogger("experiments_manager.serving")
 
 
-def serve(arguments):
+def serve(arguments: argparse.Namespace) -> int:
     """Runs the embedded server (or tensorflow_model_server) until SIGINT/SIGTERM; returns the exit code."""
     from experiments_manager.serving.config import source_from_experiment, sources_from_config_file
 
@@ -34,7 +41,7 @@ def serve(arguments):
     return _run_embedded(sources, options, arguments.exit_with_parent, working_folder)
 
 
-def _working_folder(arguments):
+def _working_folder(arguments: argparse.Namespace) -> "WorkingFolder | None":
     """The `WorkingFolder` of `--models_dir` (its flags checked), or None."""
     poll = arguments.model_config_file_poll_wait_seconds
     if not arguments.models_dir:
@@ -117,10 +124,10 @@ def _literal_port(settings_file):
     return port if valid else DEFAULT_GRPC_PORT
 
 
-def _run_tensorflow_model_server(arguments, sources, options, working_folder=None):
+def _run_tensorflow_model_server(arguments: argparse.Namespace, sources: list, options: "ServerOptions",
+                                 working_folder: "WorkingFolder | None" = None) -> int:
     import tempfile
 
-    from experiments_manager.serving.config import models_config_text
     from experiments_manager.serving.tfserving import TensorFlowModelServer
 
     launcher = TensorFlowModelServer(sources, options, arguments.apptainer_image, working_folder)
@@ -131,7 +138,8 @@ def _run_tensorflow_model_server(arguments, sources, options, working_folder=Non
             for path in sorted(os.listdir(folder)):
                 print(f"--- {path}\n{open(os.path.join(folder, path)).read()}", end="")
         if working_folder is not None:
-            print(f"--- {working_folder.config_file} (written when serving)\n{models_config_text(sources)}", end="")
+            print(f"--- {working_folder.config_file} (written when serving)\n{working_folder.config_text(sources)}",
+                  end="")
         return 0
     _LOG.warning("tensorflow_model_server has no bind-address flag: it listens on every interface (0.0.0.0)")
     if working_folder is None:
@@ -144,7 +152,8 @@ def _run_tensorflow_model_server(arguments, sources, options, working_folder=Non
         stop.set()
 
 
-def _run_embedded(sources, options, parent_pid, working_folder=None):
+def _run_embedded(sources: list, options: "ServerOptions", parent_pid: "int | None",
+                  working_folder: "WorkingFolder | None" = None) -> int:
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
     import_tensorflow_quietly()
@@ -168,7 +177,7 @@ def _run_embedded(sources, options, parent_pid, working_folder=None):
     return 0
 
 
-def _log_addresses(server, working_folder=None):
+def _log_addresses(server: "ModelServer", working_folder: "WorkingFolder | None" = None) -> None:
     if working_folder is None:  # a working folder has said what it serves, under which names (serving.folder)
         for source in server.sources:
             policy = {"latest": f"latest {source.num_versions}", "all": "all",

@@ -260,7 +260,7 @@ def _model_signatures(saved_model):
     return sorted({key for graph in proto.meta_graphs for key in graph.signature_def} - set(_NOT_MODEL_SIGNATURES))
 
 
-def models_config_text(sources):
+def models_config_text(sources: "list[ModelSource]") -> str:
     """The TF Serving `models.config` text proto serving `sources` (absolute base paths)."""
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2

@@ -55,7 +55,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[name].CopyFrom(tensors.proto_from_array(array))
         return response
 
-    def GetModelMetadata(self, request, context):
+    def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
+                         context: grpc.ServicerContext) -> get_model_metadata_pb2.GetModelMetadataResponse:
         try:
             fields = (SIGNATURE_DEF_FIELD, VERSION_RECORD_FIELD, CLASS_NAMES_FIELD)
             unsupported = [field for field in request.metadata_field if field not in fields]

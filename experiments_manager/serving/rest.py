@@ -75,7 +75,7 @@ class RestApp:
             status, answer = 500, {"error": f"internal error: {type(error).__name__}: {error}"}
         await _send_json(send, status, answer)
 
-    async def _answer(self, scope, receive):
+    async def _answer(self, scope: dict, receive) -> "tuple[int, object]":
         path = scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
         if path.rstrip("/") == _MODEL_LIST:
             _require_method(scope["method"], "GET")
@@ -113,7 +113,7 @@ class RestApp:
             always_print_fields_with_no_presence=True,
         )
 
-    def _metadata(self, name, version, label):
+    def _metadata(self, name: str, version: "int | None", label: "str | None") -> dict:
         servable = self.predictor.servable(name, version, label)
         signatures = {
             key: json_format.MessageToDict(signature, preserving_proto_field_name=True)

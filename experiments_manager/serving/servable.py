@@ -33,7 +33,7 @@ class Servable:
     ```
     """
 
-    def __init__(self, name, version, path, loaded, signature_defs):
+    def __init__(self, name: str, version: int, path: "str | Path", loaded: object, signature_defs: dict) -> None:
         self.name = name
         self.version = version
         self.path = Path(path)

@@ -17,11 +17,15 @@ import dataclasses
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from experiments_manager.settings.contract import DEFAULT_GRPC_PORT, DEFAULT_REST_PORT
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.serving.predictor import Predictor
 from experiments_manager.serving.versions import VersionManager
+
+if TYPE_CHECKING:
+    from experiments_manager.serving.config import ModelSource
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +91,7 @@ class ModelServer:
         rest = f", REST {self.rest_url}" if self.rest_url else ""
         return f"<ModelServer {names}: gRPC {self.grpc_address}{rest}>"
 
-    def replace_sources(self, sources) -> None:
+    def replace_sources(self, sources: "list[ModelSource]") -> None:
         """Serves `sources` from now on, without a restart: models that went away are unloaded (their requests get
         NOT_FOUND), new ones loaded before this returns (`VersionManager.replace_sources`).
 

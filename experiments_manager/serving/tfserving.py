@@ -37,13 +37,13 @@ class TensorFlowModelServer:
             for it here.
     """
 
-    def __init__(self, sources, options, apptainer_image=None, working_folder=None):
+    def __init__(self, sources: list, options, apptainer_image: "str | Path | None" = None, working_folder=None) -> None:
         self.sources = sources
         self.options = options
         self.apptainer_image = Path(apptainer_image) if apptainer_image else None
         self.working_folder = working_folder
 
-    def _executable(self, config_dir):
+    def _executable(self, config_dir: Path) -> "list[str]":
         """The command prefix that runs the binary; a clear error when it is not there."""
         if self.apptainer_image is not None:
             if not self.apptainer_image.is_file():
@@ -64,7 +64,7 @@ class TensorFlowModelServer:
             )
         return [found]
 
-    def write_config_files(self, folder):
+    def write_config_files(self, folder: "str | Path") -> "list[str]":
         """Writes models.config (and batching.config) into `folder`; returns the command to run. With a working
         folder, its own models.config is named instead (and re-read every `poll_seconds`), written by its owner."""
         config_dir = Path(folder).resolve()

@@ -21,9 +21,13 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.servable import Servable, first_line, missing_servable
+
+if TYPE_CHECKING:
+    from experiments_manager.serving.config import ModelSource
 
 _LOG = logging.getLogger(__name__)
 _VERSION_DIR = re.compile(r"^\d+$")
@@ -51,7 +55,7 @@ class VersionManager:
     ```
     """
 
-    def __init__(self, sources, poll_seconds=1.0, on_unload=None):
+    def __init__(self, sources: "list[ModelSource]", poll_seconds: float = 1.0, on_unload=None) -> None:
         self.sources = {source.name: source for source in sources}
         self.poll_seconds = poll_seconds
         self._on_unload = on_unload or (lambda servable: None)
@@ -71,7 +75,7 @@ class VersionManager:
             self._thread = threading.Thread(target=self._poll_forever, name="version-poller", daemon=True)
             self._thread.start()
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -88,14 +92,14 @@ class VersionManager:
             except Exception:  # a poll must never kill the server; the next one retries
                 _LOG.exception("version poll failed")
 
-    def poll_once(self):
+    def poll_once(self) -> None:
         with self._sync_lock:
             for source in self.sources.values():
                 if self._stop.is_set():
                     return
                 self._sync(source)
 
-    def replace_sources(self, sources) -> None:
+    def replace_sources(self, sources: "list[ModelSource]") -> None:
         """Serves `sources` from now on: the set of models is replaced in one assignment (a request sees the old
         set or the new one), the versions of models that went away (or whose source changed) are unloaded, and the
         new models' versions are loaded before this returns. Waits for a poll in progress.
@@ -124,6 +128,8 @@ class VersionManager:
                 _LOG.info("%s: version %s unloaded (the model is no longer served)", servable.name, servable.version)
                 self._on_unload(servable)
             for name in sorted(set(sources) - kept):
+                if self._stop.is_set():
+                    return  # stopping: no more loading
                 self._sync(sources[name])
 
     def _sync(self, source):
@@ -213,7 +219,7 @@ class VersionManager:
             return servable
         return served[max(served)]
 
-    def statuses(self, name, version=None):
+    def statuses(self, name: str, version: "int | None" = None) -> "list[tuple[int, str, str]]":
         """[(version, state, error message)], newest first, like TF Serving's GetModelStatus."""
         if name not in self.sources:
             raise missing_servable(name, version)
