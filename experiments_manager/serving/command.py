@@ -45,8 +45,9 @@ def _working_folder(arguments: argparse.Namespace) -> "WorkingFolder | None":
     """The `WorkingFolder` of `--models_dir` (its flags checked), or None."""
     poll = arguments.model_config_file_poll_wait_seconds
     if not arguments.models_dir:
-        given = [flag for flag, value in (("--model_config_file_poll_wait_seconds", poll),
-                                          ("--write-models-config", arguments.write_models_config)) if value is not None]
+        flags = (("--model_config_file_poll_wait_seconds", poll),
+                 ("--write-models-config", arguments.write_models_config))
+        given = [flag for flag, value in flags if value is not None]
         if given:
             raise UserInputError(f"{', '.join(given)}: only with --models_dir FOLDER")
         return None

@@ -37,7 +37,8 @@ class TensorFlowModelServer:
             for it here.
     """
 
-    def __init__(self, sources: list, options, apptainer_image: "str | Path | None" = None, working_folder=None) -> None:
+    def __init__(self, sources: list, options, apptainer_image: "str | Path | None" = None,
+                 working_folder=None) -> None:
         self.sources = sources
         self.options = options
         self.apptainer_image = Path(apptainer_image) if apptainer_image else None
@@ -53,7 +54,8 @@ class TensorFlowModelServer:
                 raise UserInputError("--apptainer-image: neither apptainer nor singularity is on PATH")
             binds = {str(Path(source.base_path).resolve()) for source in self.sources} | {str(config_dir)}
             if self.working_folder is not None:  # experiments added later, and the models.config it rewrites
-                binds |= {str(self.working_folder.folder.resolve()), str(self.working_folder.config_file.parent.resolve())}
+                binds |= {str(self.working_folder.folder.resolve()),
+                          str(self.working_folder.config_file.parent.resolve())}
             binds = sorted(binds)
             return [runner, "exec", "--bind", ",".join(binds), str(self.apptainer_image), BINARY]
         found = shutil.which(BINARY)
