@@ -311,3 +311,37 @@ def test_which_experiments_are_served_by_status_and_versions(trained, tmp_path):
     run_with("interrupted_no_version", "interrupted", False)  # until a resume runs it again
     working = WorkingFolder(folder, poll_seconds=0)
     assert [source.name for source in working.scan()] == ["failed", "finished", "interrupted", "running_no_version"]
+
+
+SLEEPING_BINARY = """#!/bin/sh
+echo "$0 $*" > "$RECORD"
+exec sleep 60
+"""
+
+
+def test_tensorflow_model_server_reads_the_models_config_this_process_keeps_up_to_date(trained, tmp_path):
+    folder = tmp_path / "lab"
+    copy_experiment(trained, folder / "first")
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    (bin_folder / "tensorflow_model_server").write_text(SLEEPING_BINARY)
+    (bin_folder / "tensorflow_model_server").chmod(0o755)
+    record = tmp_path / "called"
+    env = dict(cli_env(), PATH=f"{bin_folder}:{cli_env()['PATH']}", RECORD=str(record))
+    process = subprocess.Popen(cli_command("serve", "--models_dir", str(folder), "--tensorflow-model-server",
+                                           "--model_config_file_poll_wait_seconds", "0.2"),
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(record.exists, 60, "the binary to start")
+        assert f"--model_config_file={(folder / 'models.config').resolve()}" in record.read_text().split()
+        assert set(config_models(folder / "models.config")) == {"first"}
+        copy_experiment(trained, folder / "second")  # while the binary runs: the file it re-reads follows
+        wait_for(lambda: set(config_models(folder / "models.config")) == {"first", "second"}, 10, "second listed")
+        shutil.rmtree(folder / "first")
+        wait_for(lambda: set(config_models(folder / "models.config")) == {"second"}, 10, "first dropped")
+        process.send_signal(signal.SIGTERM)  # forwarded to the binary
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
