@@ -4,5 +4,5 @@ Modules: config (sources, models.config), versions (poll/load/unload), servable 
 predictor and batching (requests -> model calls), tensors (wire formats), json_worker (big REST bodies in a worker
 process), grpc_service and rest (front ends),
 server (lifecycle), client (Client_IO loop), sidecar (`train --serve`), tfserving (tensorflow_model_server),
-command (the `serve` and `predict` commands).
+folder (a working folder's experiments as named models, polled), command (the `serve` and `predict` commands).
 """
