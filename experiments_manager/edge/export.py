@@ -28,6 +28,7 @@ from experiments_manager.edge.formats import (EDGE_FOLDER, LABELS_FILE, SIGNATUR
                                               require_edge_extra)
 from experiments_manager.edge.parity import DEFAULT_TIMING_SECONDS, ParityRow, write_report
 from experiments_manager.experiment import Experiment, running_command
+from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.atomic import folder_replaced_atomically, hidden_for_removal, remove_leftovers
 from experiments_manager.version_records import describe
 
@@ -139,13 +140,24 @@ class _Job:
             tmp.mkdir()
             model_file = tmp / target.file_name
             converter = convert_version(self.folder, target, model_file, self.calibration, allow_flex)
-            model = open_model(model_file, self.threads)
             relative = (final / target.file_name).relative_to(self.experiment.root).as_posix()
-            row = measure(model, self.outputs, self.batches, self.scorer, self.number, converter, relative,
-                          model_file.stat().st_size, target.quantize, flex_ops(model_file), self.timing_seconds)
+            flex = flex_ops(model_file)
+            try:
+                model = open_model(model_file, self.threads)
+            except UserInputError:
+                if not flex:
+                    raise
+                model = None  # Flex ops asked for: this machine's plain LiteRT runtime has no Flex delegate
+                row = ParityRow.unmeasured(target.format, target.quantize, relative, model_file.stat().st_size,
+                                           self.number, self.settings.training.batch_size, flex, converter,
+                                           "not run here: the plain LiteRT runtime has no Flex delegate")
+            if model is not None:
+                row = measure(model, self.outputs, self.batches, self.scorer, self.number, converter, relative,
+                              model_file.stat().st_size, target.quantize, flex, self.timing_seconds)
             (tmp / SIGNATURE_FILE).write_text(json.dumps(
                 {"signature": "serving_default", "version": self.number, "format": target.format,
-                 "quantize": target.quantize, "savedmodel": self.signature, "model": model.tensors()}, indent=1) + "\n")
+                 "quantize": target.quantize, "savedmodel": self.signature,
+                 "model": None if model is None else model.tensors()}, indent=1) + "\n")
             if self.settings.data.class_names is not None:
                 (tmp / LABELS_FILE).write_text("".join(f"{name}\n" for name in self.settings.data.class_names))
             write_report(tmp, [self.reference_result, row], title=self.title)

@@ -16,6 +16,7 @@ require_edge_extra()                         # UserInputError naming the pip com
 
 import dataclasses
 import importlib.util
+import sys
 from pathlib import Path
 
 from experiments_manager.utils.errors import UserInputError
@@ -122,6 +123,15 @@ def format_of_file(path: "str | Path") -> str:
     raise UserInputError(f"--edge: expected a file ending in {' or '.join(SUFFIXES.values())}, got {path.name!r}")
 
 
+def _installed(module: str) -> bool:
+    if module in sys.modules:
+        return sys.modules[module] is not None  # None: an import blocked on purpose
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def require_edge_extra() -> None:
     """Raises one line naming the pip command when a converter or runtime of the `[edge]` extra is missing.
 
@@ -131,6 +141,6 @@ def require_edge_extra() -> None:
     require_edge_extra()   # error: the [edge] extra is missing (no module tf2onnx): pip install '...[edge]'
     ```
     """
-    missing = [package for module, package in EXTRA_MODULES.items() if importlib.util.find_spec(module) is None]
+    missing = [package for module, package in EXTRA_MODULES.items() if not _installed(module)]
     if missing:
         raise UserInputError(f"edge export needs the [edge] extra (missing: {', '.join(missing)}): {PIP_COMMAND}")

@@ -48,6 +48,7 @@ class ParityRow:
         latency_p50_ms, latency_p99_ms: one sample per call; throughput: samples/s at `batch_size` per call.
         threads: the runtime's threads; flex_ops: Flex ops in the file; dynamic_batch: the batch dimension is dynamic.
         converter, runtime: their names and versions.
+        note: why the measures are None ('' when measured): a file with Flex ops that this LiteRT cannot run.
 
     Example:
 
@@ -62,20 +63,21 @@ class ParityRow:
     size_bytes: int
     version: int
     samples: int
-    max_abs_diff: float
-    mean_abs_diff: float
-    max_rel_diff: float
+    max_abs_diff: Optional[float]
+    mean_abs_diff: Optional[float]
+    max_rel_diff: Optional[float]
     metrics: dict
     top1_agreement: Optional[float]
-    latency_p50_ms: float
-    latency_p99_ms: float
-    throughput: float
+    latency_p50_ms: Optional[float]
+    latency_p99_ms: Optional[float]
+    throughput: Optional[float]
     batch_size: int
     threads: int
     flex_ops: list
-    dynamic_batch: bool
+    dynamic_batch: Optional[bool]
     converter: str
     runtime: str
+    note: str = ""
 
     def as_json(self) -> dict:
         """The row's fields as a JSON object."""
@@ -84,7 +86,23 @@ class ParityRow:
     @classmethod
     def from_json(cls, data: dict) -> "ParityRow":
         """The row a JSON object holds (fields it lacks are an error)."""
-        return cls(**{field.name: data[field.name] for field in dataclasses.fields(cls)})
+        return cls(**{field.name: data[field.name] for field in dataclasses.fields(cls) if field.name in data})
+
+    @classmethod
+    def unmeasured(cls, format: str, quantize: str, file: str, size_bytes: int, version: int, batch_size: int,
+                   flex_ops: list, converter: str, note: str) -> "ParityRow":
+        """The row of a file this machine cannot run (Flex ops without a Flex delegate): no measures, a note.
+
+        Example:
+
+        ```python
+        ParityRow.unmeasured("litert", "none", "edge/litert-none/model.tflite", 9000, 3, 50, ["Erf"], "tf 2.21", "...")
+        ```
+        """
+        return cls(format=format, quantize=quantize, file=file, size_bytes=size_bytes, version=version, samples=0,
+                   max_abs_diff=None, mean_abs_diff=None, max_rel_diff=None, metrics={}, top1_agreement=None,
+                   latency_p50_ms=None, latency_p99_ms=None, throughput=None, batch_size=batch_size, threads=0,
+                   flex_ops=list(flex_ops), dynamic_batch=None, converter=converter, runtime="", note=note)
 
 
 class Scorer:
@@ -262,6 +280,10 @@ def _size(size_bytes: int) -> str:
     return ""
 
 
+def _number(value: Optional[float], spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 def markdown(rows: list) -> str:
     """The rows side by side as a markdown table (the SavedModel's row first, as given).
 
@@ -278,14 +300,17 @@ def markdown(rows: list) -> str:
                "flex ops", "dynamic batch", "converter", "runtime", "version"])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = ([row.format, row.quantize, _size(row.size_bytes), f"{row.max_abs_diff:.3g}", f"{row.mean_abs_diff:.3g}"]
+        cells = ([row.format, row.quantize, _size(row.size_bytes), _number(row.max_abs_diff, ".3g"),
+                  _number(row.mean_abs_diff, ".3g")]
                  + [f"{row.metrics[name]:.4g}" if name in row.metrics else "" for name in names]
                  + ["" if row.top1_agreement is None else f"{100 * row.top1_agreement:.1f} %",
-                    f"{row.latency_p50_ms:.3f}", f"{row.latency_p99_ms:.3f}", f"{row.throughput:,.0f}",
-                    str(row.threads), ", ".join(row.flex_ops) or "none", "yes" if row.dynamic_batch else "no",
-                    row.converter, row.runtime, str(row.version)])
+                    _number(row.latency_p50_ms, ".3f"), _number(row.latency_p99_ms, ".3f"),
+                    _number(row.throughput, ",.0f"), str(row.threads or "n/a"), ", ".join(row.flex_ops) or "none",
+                    {True: "yes", False: "no", None: "n/a"}[row.dynamic_batch], row.converter or "(reference)",
+                    row.runtime or "n/a", str(row.version)])
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    notes = [f"{row.format} {row.quantize}: {row.note}" for row in rows if row.note]
+    return "\n".join(lines + ([""] + notes if notes else []))
 
 
 def write_report(folder: "str | Path", rows: list, title: str = "") -> None:
