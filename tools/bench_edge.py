@@ -23,8 +23,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = {
@@ -36,7 +36,7 @@ EXAMPLES = {
 SPEEDUP_TARGET = 10.0
 
 
-def cli(workdir, *arguments):
+def cli(workdir: Path, *arguments: str) -> str:
     """Runs `python -m experiments_manager ARGUMENTS` in `workdir`; returns its stdout."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
     command = [sys.executable, "-m", "experiments_manager", *arguments]
@@ -46,7 +46,7 @@ def cli(workdir, *arguments):
     return result.stdout
 
 
-def train_and_export(workdir, example, epochs, threads):
+def train_and_export(workdir: Path, example: str, epochs: int, threads: Optional[int]) -> Path:
     """The example's run folder, trained and exported with `export --all`."""
     settings, working_folder = EXAMPLES[example]
     cli(workdir, "train", "-u", settings, *(["--hparam", f"nbEpoch={epochs}"] if epochs else []))
@@ -56,26 +56,12 @@ def train_and_export(workdir, example, epochs, threads):
     return run
 
 
-def timed_calls(model, inputs, seconds):
-    """(wall p50 ms, wall p99 ms, CPU ms per call) of `model.predict(inputs)` for `seconds`, after a warm-up."""
-    for _ in range(20):
-        model.predict(inputs)
-    walls, cpu_started = [], time.process_time()
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        started = time.perf_counter()
-        model.predict(inputs)
-        walls.append(time.perf_counter() - started)
-    cpu = (time.process_time() - cpu_started) / len(walls)
-    walls.sort()
-    return walls[len(walls) // 2] * 1e3, walls[int(0.99 * len(walls))] * 1e3, cpu * 1e3
-
-
-def alternate(run, rounds, seconds, threads):
+def alternate(run: Path, rounds: int, seconds: float, threads: Optional[int]) -> tuple:
     """{model: [(p50, p99, cpu) per round]}: the SavedModel and every export, their order reversed each round."""
     from experiments_manager.edge.data import named_inputs
     from experiments_manager.edge.parity import ParityRow
     from experiments_manager.edge.runtime import SavedModelModel, open_model
+    from experiments_manager.edge.timing import timed_calls
 
     rows = [ParityRow.from_json(row) for row in json.loads((run / "edge" / "parity.json").read_text())["rows"]]
     models = {"savedmodel": SavedModelModel(run / rows[0].file)}
@@ -91,11 +77,12 @@ def alternate(run, rounds, seconds, threads):
     order = list(models)
     for index in range(rounds):
         for name in (order if index % 2 == 0 else order[::-1]):
-            found[name].append(timed_calls(models[name], sample, seconds))
+            timed = timed_calls(models[name], sample, seconds)
+            found[name].append((timed.percentile(0.5), timed.percentile(0.99), timed.cpu_ms))
     return rows, found
 
 
-def report(example, run, rows, found):
+def report(example: str, run: Path, rows: list, found: dict) -> None:
     print(f"\n### {example}\n")
     print((run / "edge" / "parity.md").read_text().split("\n\n", 1)[-1])
     print(f"Batch 1, {len(found['savedmodel'])} alternating rounds (median of the rounds' values):\n")
@@ -122,7 +109,7 @@ def report(example, run, rows, found):
           f"targets {verdict}")
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", nargs="+", choices=sorted(EXAMPLES), default=sorted(EXAMPLES))
     parser.add_argument("--epochs", type=int, default=10, help="epochs of every training (default 10)")

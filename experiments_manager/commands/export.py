@@ -3,7 +3,8 @@
 import argparse
 
 from experiments_manager.commands.arguments import positive_float, positive_int
-from experiments_manager.edge.formats import ALL_TARGETS, EDGE_FOLDER, FORMATS, QUANTIZATIONS, check_target
+from experiments_manager.edge.formats import (ALL_TARGETS, DEFAULT_CALIBRATION_BATCHES, DEFAULT_TIMING_SECONDS,
+                                              EDGE_FOLDER, FORMATS, QUANTIZATIONS, check_target)
 
 NAME = "export"
 
@@ -32,7 +33,8 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     chosen = parser.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--format", metavar="FORMAT", help=f"{' or '.join(FORMATS)} (LiteRT is TFLite)")
     chosen.add_argument("--all", action="store_true",
-                        help=f"every format and quantization ({', '.join(target.folder_name for target in ALL_TARGETS)})"
+                        help="every format and quantization "
+                        f"({', '.join(target.folder_name for target in ALL_TARGETS)})"
                         f", and one side-by-side table in RUN/{EDGE_FOLDER}/parity.md")
     parser.add_argument("--quantize", default="none", metavar="|".join(QUANTIZATIONS),
                         help="none (default); fp16 (LiteRT); int8: int8 weights and activations calibrated on "
@@ -44,11 +46,12 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
                         help="LiteRT: keep ops that need TensorFlow's kernels (Flex, SELECT_TF_OPS) instead of "
                         "refusing them; a Coral or the plain LiteRT runtime cannot run them")
     parser.add_argument("--calibration-batches", type=positive_int, default=None, metavar="N",
-                        help="int8: batches of the training pipeline to calibrate on, the run's seed set (default 16)")
+                        help="int8: batches of the training pipeline to calibrate on, the run's seed set first "
+                        f"(default {DEFAULT_CALIBRATION_BATCHES})")
     parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                         help="threads of the edge runtimes in the report (default: every core)")
-    parser.add_argument("--timing-seconds", type=positive_float, default=1.0, metavar="SECONDS",
-                        help="duration of each latency and throughput measure (default 1)")
+    parser.add_argument("--timing-seconds", type=positive_float, default=DEFAULT_TIMING_SECONDS, metavar="SECONDS",
+                        help=f"duration of each latency and throughput measure (default {DEFAULT_TIMING_SECONDS:g})")
     return parser
 
 

@@ -2,6 +2,6 @@
 SavedModel, and the settings' `Client_IO` run against the exported file on this machine (`predict --edge`).
 
 One module per capability: `formats` (targets, folders, the `[edge]` extra), `convert` (the converters), `runtime`
-(the local runtimes behind one interface), `data` (the pipelines' batches), `parity` (the report), `export` (the
+(the local runtimes behind one interface), `data` (the pipelines' batches), `parity` (the report), `timing` (latency, throughput), `export` (the
 `export` command's work), `predict` (`predict --edge`). Nothing here imports TensorFlow or a converter at the top.
 """

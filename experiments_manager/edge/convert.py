@@ -69,7 +69,7 @@ def convert_version(saved_model_dir: "str | Path", target: EdgeTarget, output: "
 
 
 @contextlib.contextmanager
-def _quiet():
+def _quiet() -> "contextlib.AbstractContextManager":
     """Native diagnostics, Python warnings (the calibrator's tf.lite.Interpreter deprecation) and the converters'
     log lines kept off the terminal for the block."""
     loggers = [logging.getLogger(name) for name in ("tensorflow", "tf2onnx")]
@@ -93,7 +93,7 @@ def _litert(folder: Path, target: EdgeTarget, output: Path, calibration: list, a
     function = loaded.signatures[SIGNATURE]
     builtins = tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if target.quantize == "int8-full" else tf.lite.OpsSet.TFLITE_BUILTINS
 
-    def converted(ops):
+    def converted(ops: list) -> bytes:
         converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
         converter.target_spec.supported_ops = ops
         if target.quantize != "none":
@@ -121,7 +121,8 @@ def _litert(folder: Path, target: EdgeTarget, output: Path, calibration: list, a
         if not allow_flex:
             raise UserInputError(f"{where}: Flex ops {', '.join(select)}: expected LiteRT builtin ops only (Flex "
                                  "ops need TensorFlow's kernels, which a Coral or the plain runtime lacks), got "
-                                 "these: change the served function, or --allow-flex-ops to export them anyway") from None
+                                 "these: change the served function, or --allow-flex-ops to export them "
+                                 "anyway") from None
         data = converted([builtins, tf.lite.OpsSet.SELECT_TF_OPS])
     output.write_bytes(data)
     return f"tensorflow {tf.__version__}"

@@ -20,12 +20,11 @@ from typing import Optional
 
 import numpy as np
 
+from experiments_manager.edge.formats import DEFAULT_CALIBRATION_BATCHES
 from experiments_manager.utils.errors import UserInputError
 
-DEFAULT_CALIBRATION_BATCHES = 16
 
-
-def named_inputs(x, names: list, where: str) -> dict:
+def named_inputs(x: object, names: list, where: str) -> dict:
     """{input name: array} of a pipeline's `x` for a signature whose inputs are `names`.
 
     Args:
@@ -55,7 +54,7 @@ def named_inputs(x, names: list, where: str) -> dict:
     return {name: np.asarray(value) for name, value in zip(sorted(names), tensors)}
 
 
-def _batches(settings, folder, training: bool, names: list, limit: Optional[int]) -> list:
+def _batches(settings: object, folder: str, training: bool, names: list, limit: Optional[int]) -> list:
     from experiments_manager.evaluation import input_pipeline
 
     dataset, steps = input_pipeline(settings, folder, training=training)
@@ -71,12 +70,12 @@ def _batches(settings, folder, training: bool, names: list, limit: Optional[int]
     return batches
 
 
-def _as_arrays(labels):
+def _as_arrays(labels: object) -> "np.ndarray | dict":
     return {name: np.asarray(value) for name, value in labels.items()} if isinstance(labels, dict) else \
         np.asarray(labels)
 
 
-def validation_batches(settings, names: list) -> list:
+def validation_batches(settings: object, names: list) -> list:
     """[(inputs, labels)] of the whole validation pipeline.
 
     Args:
@@ -92,7 +91,7 @@ def validation_batches(settings, names: list) -> list:
     return _batches(settings, settings.data.val_dir, False, names, None)
 
 
-def calibration_batches(settings, names: list, count: int = DEFAULT_CALIBRATION_BATCHES,
+def calibration_batches(settings: object, names: list, count: int = DEFAULT_CALIBRATION_BATCHES,
                         seed: Optional[int] = None) -> list:
     """The inputs of the first `count` batches of the training pipeline, the seed set first.
 

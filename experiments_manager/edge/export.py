@@ -24,9 +24,9 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from experiments_manager.edge.formats import (EDGE_FOLDER, LABELS_FILE, SIGNATURE_FILE, ALL_TARGETS, EdgeTarget,
-                                              require_edge_extra)
-from experiments_manager.edge.parity import DEFAULT_TIMING_SECONDS, ParityRow, write_report
+from experiments_manager.edge.formats import (ALL_TARGETS, DEFAULT_CALIBRATION_BATCHES, DEFAULT_TIMING_SECONDS,
+                                              EDGE_FOLDER, LABELS_FILE, SIGNATURE_FILE, EdgeTarget, require_edge_extra)
+from experiments_manager.edge.parity import ParityRow, write_report
 from experiments_manager.experiment import Experiment, running_command
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.atomic import folder_replaced_atomically, hidden_for_removal, remove_leftovers
@@ -37,7 +37,7 @@ _LOG = logging.getLogger(__name__)
 
 def export_edge(run: "str | Path", targets: list, version: Optional[int] = None, allow_flex: bool = False,
                 threads: Optional[int] = None, calibration_batches: Optional[int] = None,
-                timing_seconds: float = DEFAULT_TIMING_SECONDS, settings=None, command: Optional[list] = None,
+                timing_seconds: float = DEFAULT_TIMING_SECONDS, settings: object = None, command: Optional[list] = None,
                 table: bool = False) -> list:
     """Exports version `version` (None: the best) of the run `run` to each of `targets`; returns the parity rows
     (the SavedModel's first, then one per target).
@@ -48,8 +48,8 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
         version: the version number (default None: the version holding the run's best epoch).
         allow_flex: LiteRT: export Flex ops instead of refusing them (default False).
         threads: the edge runtimes' threads (default None: every core).
-        calibration_batches: int8: training batches to calibrate on (default None: `data.DEFAULT_CALIBRATION_BATCHES`).
-        timing_seconds: each latency / throughput measure's duration (default `parity.DEFAULT_TIMING_SECONDS`).
+        calibration_batches: int8: training batches to calibrate on (default None: `DEFAULT_CALIBRATION_BATCHES`).
+        timing_seconds: each latency / throughput measure's duration (default `DEFAULT_TIMING_SECONDS`).
         settings: for a run whose settings were built in Python, the same settings again (default None: the run's
             own copies).
         command: the command line holding the run's lease meanwhile (default: this process').
@@ -65,7 +65,6 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
     export_edge(run, list(ALL_TARGETS), version=2, table=True)
     ```
     """
-    from experiments_manager.edge.data import DEFAULT_CALIBRATION_BATCHES
     from experiments_manager.settings import Settings, load_experiment_settings
     from experiments_manager.version_records import chosen_version
 
@@ -94,7 +93,8 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
 class _Job:
     """What every target of one export shares: the version, its reference outputs, the data, the scorer."""
 
-    def __init__(self, experiment, settings, number, threads, timing_seconds):
+    def __init__(self, experiment: Experiment, settings: object, number: int, threads: Optional[int],
+                 timing_seconds: float) -> None:
         from experiments_manager.edge.data import validation_batches
         from experiments_manager.edge.parity import Scorer, outputs_of
         from experiments_manager.edge.runtime import SavedModelModel
@@ -113,7 +113,7 @@ class _Job:
         self.title = f"{experiment.name}: version {number} ({self.folder}), against its SavedModel on the " \
                      f"validation pipeline"
 
-    def calibrate(self, count):
+    def calibrate(self, count: int) -> None:
         from experiments_manager.edge.data import calibration_batches
 
         self.calibration = calibration_batches(self.settings, self.names, count)

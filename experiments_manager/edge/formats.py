@@ -32,6 +32,8 @@ LABELS_FILE = "labels.txt"
 PARITY_NAME = "parity"  # parity.md and parity.json, in each target's folder and (export --all) in RUN/edge/
 EXTRA_MODULES = {"tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert"}
 PIP_COMMAND = "pip install 'experiments_manager[edge]'"
+DEFAULT_CALIBRATION_BATCHES = 16  # int8: batches of the training pipeline calibrated on
+DEFAULT_TIMING_SECONDS = 1.0  # the report: each latency and throughput measure's duration
 
 
 @dataclasses.dataclass(frozen=True)

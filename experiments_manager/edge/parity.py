@@ -20,17 +20,14 @@ write_report(folder, [reference_row, row])    # parity.md + parity.json
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from experiments_manager.edge.formats import PARITY_NAME
+from experiments_manager.edge.formats import DEFAULT_TIMING_SECONDS, PARITY_NAME
 from experiments_manager.utils.atomic import write_text_atomically
 
-DEFAULT_TIMING_SECONDS = 1.0
-_LEAST_CALLS = 20  # a latency percentile of fewer calls means little
 
 
 @dataclasses.dataclass
@@ -80,12 +77,29 @@ class ParityRow:
     note: str = ""
 
     def as_json(self) -> dict:
-        """The row's fields as a JSON object."""
+        """The row's fields as a JSON object (what parity.json's `rows` hold).
+
+        Example:
+
+        ```python
+        json.dumps(row.as_json())
+        ```
+        """
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: dict) -> "ParityRow":
-        """The row a JSON object holds (fields it lacks are an error)."""
+        """The row a JSON object holds (a field it lacks that has no default is an error).
+
+        Args:
+            data: one of parity.json's `rows`.
+
+        Example:
+
+        ```python
+        ParityRow.from_json(json.loads(Path("RUN/edge/parity.json").read_text())["rows"][0])
+        ```
+        """
         return cls(**{field.name: data[field.name] for field in dataclasses.fields(cls) if field.name in data})
 
     @classmethod
@@ -118,14 +132,14 @@ class Scorer:
     ```
     """
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings: object) -> None:
         from experiments_manager.training.model import build_model, precision_policy
 
         self.settings = settings
         with precision_policy(settings.runtime.mixed_precision):
             self.model = build_model(settings)
 
-    def __call__(self, outputs: np.ndarray, labels) -> dict:
+    def __call__(self, outputs: np.ndarray, labels: object) -> dict:
         """{name: value} of the loss and metrics on `outputs` (N x ...) against `labels`; {} without labels."""
         if labels is None or isinstance(labels, dict):
             return {}
@@ -153,7 +167,7 @@ def scored_output(names: list) -> str:
     return sorted(names)[0]
 
 
-def is_classifier(outputs: np.ndarray, labels) -> bool:
+def is_classifier(outputs: np.ndarray, labels: object) -> bool:
     """True for class scores (N x classes) beside class ids (N or N x 1 integers) or one-hot labels.
 
     Example:
@@ -171,7 +185,7 @@ def is_classifier(outputs: np.ndarray, labels) -> bool:
         bool(np.all(labels.sum(axis=1) == 1))
 
 
-def outputs_of(model, batches: list) -> dict:
+def outputs_of(model: object, batches: list) -> dict:
     """{output name: N x ... array} of `model` over the validation `batches` ([(inputs, labels)]).
 
     Example:
@@ -187,52 +201,26 @@ def outputs_of(model, batches: list) -> dict:
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
-def labels_of(batches: list):
-    """The labels of the validation `batches`, concatenated (None when the pipeline gives none or dicts)."""
+def labels_of(batches: list) -> Optional[np.ndarray]:
+    """The labels of the validation `batches`, concatenated (None when the pipeline gives none or dicts).
+
+    Args:
+        batches: [(inputs, labels)].
+
+    Example:
+
+    ```python
+    labels_of(batches).shape   # (384,)
+    ```
+    """
     labels = [labels for _, labels in batches]
     if any(label is None or isinstance(label, dict) for label in labels):
         return None
     return np.concatenate(labels)
 
 
-def timings(model, batches: list, seconds: float = DEFAULT_TIMING_SECONDS) -> tuple:
-    """(batch-1 latency p50 ms, p99 ms, samples/s at the first batch's size) of `model`, `seconds` each.
-
-    Args:
-        model: an `EdgeModel`.
-        batches: the validation batches; the first one's first sample and the first one whole are timed.
-        seconds: how long each of the two measures runs, after a warm-up (default `DEFAULT_TIMING_SECONDS`;
-            at least `_LEAST_CALLS` calls).
-
-    Example:
-
-    ```python
-    p50, p99, throughput = timings(model, batches, seconds=0.5)
-    ```
-    """
-    whole = batches[0][0]
-    single = {name: value[:1] for name, value in whole.items()}
-    latencies = [value * 1e3 for value in _calls(model, single, seconds)]
-    ordered = sorted(latencies)
-    rows = len(next(iter(whole.values())))
-    batch_seconds = _calls(model, whole, seconds)
-    return (ordered[len(ordered) // 2], ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
-            rows * len(batch_seconds) / sum(batch_seconds))
-
-
-def _calls(model, inputs: dict, seconds: float) -> list:
-    for _ in range(5):
-        model.predict(inputs)  # warm-up: allocation, first-call tracing
-    durations, deadline = [], time.perf_counter() + seconds
-    while len(durations) < _LEAST_CALLS or time.perf_counter() < deadline:
-        started = time.perf_counter()
-        model.predict(inputs)
-        durations.append(time.perf_counter() - started)
-    return durations
-
-
-def measure(model, reference: dict, batches: list, scorer, version: int, converter: str, file: str, size_bytes: int,
-            quantize: str = "none", flex: Optional[list] = None,
+def measure(model: object, reference: dict, batches: list, scorer: Optional[Scorer], version: int, converter: str,
+            file: str, size_bytes: int, quantize: str = "none", flex: Optional[list] = None,
             timing_seconds: float = DEFAULT_TIMING_SECONDS) -> ParityRow:
     """The `ParityRow` of `model` against the SavedModel's `reference` outputs on the validation `batches`.
 
@@ -260,6 +248,8 @@ def measure(model, reference: dict, batches: list, scorer, version: int, convert
     top1 = None
     if is_classifier(expected, labels):
         top1 = float(np.mean(np.argmax(scored, axis=1) == np.argmax(expected, axis=1)))
+    from experiments_manager.edge.timing import timings
+
     p50, p99, throughput = timings(model, batches, timing_seconds)
     return ParityRow(
         format=model.format, quantize=quantize, file=file, size_bytes=int(size_bytes), version=int(version),

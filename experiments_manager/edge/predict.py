@@ -66,8 +66,18 @@ class LocalPredictionService:
                       for tensor in inputs}
         self.model = open_model(self.path, threads)
 
-    def Predict(self, request, timeout: Optional[float] = None):  # noqa: N802 - the gRPC stub's method name
+    def Predict(self, request: object, timeout: Optional[float] = None) -> object:  # noqa: N802 - the stub's name
         """The `PredictResponse` a server sends for `request` (`timeout` is not used: the call is local).
+
+        Args:
+            request: a `PredictRequest` (the client's).
+            timeout: the client's deadline (default None; not used).
+
+        Example:
+
+        ```python
+        service.Predict(client._request(0, {"input": x})).model_spec.version.value   # 3
+        ```
 
         Raises:
             ClientError: a request the server would refuse (names, dtypes, content), one line.
@@ -114,8 +124,8 @@ class EdgeClient(StreamingClient):
     ```
     """
 
-    def __init__(self, settings, service: LocalPredictionService, model_name: str, client_specs: Optional[dict] = None,
-                 debug: bool = False) -> None:
+    def __init__(self, settings: object, service: LocalPredictionService, model_name: str,
+                 client_specs: Optional[dict] = None, debug: bool = False) -> None:
         super().__init__(settings, str(service.path), model_name, client_specs, debug)
         self.service = service
 

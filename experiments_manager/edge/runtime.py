@@ -46,7 +46,8 @@ def default_threads() -> int:
     return os.cpu_count() or 1
 
 
-def _tensor_info(name: str, dtype, shape, scale: Optional[float] = None, zero_point: Optional[int] = None) -> dict:
+def _tensor_info(name: str, dtype: object, shape: list, scale: Optional[float] = None,
+                 zero_point: Optional[int] = None) -> dict:
     info = {"name": name, "dtype": np.dtype(dtype).name,
             "shape": [None if not isinstance(size, (int, np.integer)) or size < 0 else int(size) for size in shape]}
     if scale:
@@ -72,11 +73,28 @@ class EdgeModel:
     threads = 1
 
     def predict(self, inputs: dict) -> dict:
-        """{output name: float array} for {input name: array} (float inputs; an int8 model's are quantized)."""
+        """{output name: float array} for {input name: array} (float inputs; an int8 model's are quantized).
+
+        Args:
+            inputs: every input of the signature by name, any batch size.
+
+        Example:
+
+        ```python
+        model.predict({"image": np.zeros((2, 16, 16, 1), np.float32)})["output_0"].shape   # (2, 3)
+        ```
+        """
         raise NotImplementedError
 
     def tensors(self) -> dict:
-        """{'inputs': [...], 'outputs': [...]}: each tensor's name, dtype, shape (None: dynamic) and quantization."""
+        """{'inputs': [...], 'outputs': [...]}: each tensor's name, dtype, shape (None: dynamic) and quantization.
+
+        Example:
+
+        ```python
+        model.tensors()["inputs"]   # [{'name': 'input', 'dtype': 'float32', 'shape': [None, 1]}]
+        ```
+        """
         raise NotImplementedError
 
     @property
@@ -90,10 +108,22 @@ class EdgeModel:
         return all(tensor["shape"][:1] == [None] for tensor in self.tensors()["inputs"])
 
     def check_inputs(self, inputs: dict) -> None:
-        """Raises one line when `inputs` lacks an input or names one the model does not have."""
-        expected = sorted(tensor["name"] for tensor in self.tensors()["inputs"])
-        if sorted(inputs) != expected:
-            raise UserInputError(f"{self.path}: inputs: expected {', '.join(expected)}, got "
+        """Raises one line when `inputs` lacks an input or names one the model does not have.
+
+        Args:
+            inputs: {input name: array}.
+
+        Example:
+
+        ```python
+        model.check_inputs({"x": x})   # UserInputError: model.tflite: inputs: expected input, got x
+        ```
+        """
+        expected = self.__dict__.get("_input_names")
+        if expected is None:  # read once: a call's checks stay cheap beside a model that runs in microseconds
+            expected = self.__dict__["_input_names"] = frozenset(tensor["name"] for tensor in self.tensors()["inputs"])
+        if inputs.keys() != expected:
+            raise UserInputError(f"{self.path}: inputs: expected {', '.join(sorted(expected))}, got "
                                  f"{', '.join(sorted(map(str, inputs))) or 'none'}")
 
 
@@ -128,9 +158,18 @@ class LiteRTModel(EdgeModel):
         self._inputs = runner.get_input_details()
         self._outputs = runner.get_output_details()
         self._shapes = {name: tuple(detail["shape"]) for name, detail in self._inputs.items()}
+        # (name, tensor index, dtype, scale, zero point) of each integer tensor's quantization, else scale None
+        self._feeds = [self._plan(name, detail) for name, detail in self._inputs.items()]
+        self._fetches = [self._plan(name, detail) for name, detail in self._outputs.items()]
+
+    @staticmethod
+    def _plan(name: str, detail: dict) -> tuple:
+        scale, zero_point = detail["quantization"]
+        quantized = bool(scale) and np.issubdtype(detail["dtype"], np.integer)
+        return name, detail["index"], detail["dtype"], scale if quantized else None, zero_point
 
     def tensors(self) -> dict:
-        def infos(details):
+        def infos(details: dict) -> list:
             return [_tensor_info(name, detail["dtype"], detail["shape_signature"], *detail["quantization"])
                     for name, detail in details.items()]
 
@@ -143,29 +182,25 @@ class LiteRTModel(EdgeModel):
     def predict(self, inputs: dict) -> dict:
         self.check_inputs(inputs)
         interpreter, resized = self._interpreter, False
-        values = {}
-        for name, detail in self._inputs.items():
+        values = []
+        for name, index, dtype, scale, zero_point in self._feeds:
             value = np.asarray(inputs[name])
-            scale, zero_point = detail["quantization"]
-            if scale and np.issubdtype(detail["dtype"], np.integer):
-                limits = np.iinfo(detail["dtype"])
+            if scale is not None:
+                limits = np.iinfo(dtype)
                 value = np.clip(np.round(value / scale + zero_point), limits.min, limits.max)
-            values[name] = value.astype(detail["dtype"], copy=False)
+            values.append((index, value.astype(dtype, copy=False)))
             if self._shapes[name] != value.shape:  # the batch dimension, dynamic in the file
-                interpreter.resize_tensor_input(detail["index"], list(value.shape))
+                interpreter.resize_tensor_input(index, list(value.shape))
                 self._shapes[name], resized = value.shape, True
         if resized:
             interpreter.allocate_tensors()
-        for name, detail in self._inputs.items():
-            interpreter.set_tensor(detail["index"], values[name])
+        for index, value in values:
+            interpreter.set_tensor(index, value)
         interpreter.invoke()
         outputs = {}
-        for name, detail in self._outputs.items():
-            value = interpreter.get_tensor(detail["index"])
-            scale, zero_point = detail["quantization"]
-            if scale and np.issubdtype(value.dtype, np.integer):
-                value = (value.astype(np.float32) - zero_point) * np.float32(scale)
-            outputs[name] = value
+        for name, index, _, scale, zero_point in self._fetches:
+            value = interpreter.get_tensor(index)
+            outputs[name] = value if scale is None else (value.astype(np.float32) - zero_point) * np.float32(scale)
         return outputs
 
 
@@ -202,9 +237,10 @@ class OnnxModel(EdgeModel):
         except Exception as error:  # onnxruntime's own exception types: a damaged or foreign file
             raise UserInputError(f"{self.path}: onnxruntime cannot run it: {str(error).splitlines()[0]}") from None
         self._names = [output.name for output in self._session.get_outputs()]
+        self._dtypes = {node.name: self._DTYPES.get(node.type, "float32") for node in self._session.get_inputs()}
 
     def tensors(self) -> dict:
-        def infos(nodes):
+        def infos(nodes: list) -> list:
             return [_tensor_info(node.name, self._DTYPES.get(node.type, "float32"), node.shape) for node in nodes]
 
         return {"inputs": infos(self._session.get_inputs()), "outputs": infos(self._session.get_outputs())}
@@ -217,8 +253,7 @@ class OnnxModel(EdgeModel):
 
     def predict(self, inputs: dict) -> dict:
         self.check_inputs(inputs)
-        dtypes = {node.name: self._DTYPES.get(node.type, "float32") for node in self._session.get_inputs()}
-        feeds = {name: np.asarray(value).astype(dtypes[name], copy=False) for name, value in inputs.items()}
+        feeds = {name: np.asarray(value).astype(self._dtypes[name], copy=False) for name, value in inputs.items()}
         return dict(zip(self._names, self._session.run(self._names, feeds)))
 
 
@@ -243,13 +278,14 @@ class SavedModelModel(EdgeModel):
         self.path = Path(path)
         self._loaded = tf.saved_model.load(str(self.path))
         self._function = self._loaded.signatures[SIGNATURE]
+        self._specs = self._function.structured_input_signature[1]
         threads = tf.config.threading.get_intra_op_parallelism_threads()
         self.threads = threads or default_threads()
 
     def tensors(self) -> dict:
         import tensorflow as tf
 
-        def infos(specs):
+        def infos(specs: dict) -> list:
             return [_tensor_info(name, spec.dtype.as_numpy_dtype, spec.shape.as_list()) for name, spec in
                     sorted(specs.items())]
 
@@ -266,8 +302,7 @@ class SavedModelModel(EdgeModel):
         import tensorflow as tf
 
         self.check_inputs(inputs)
-        specs = self._function.structured_input_signature[1]
-        outputs = self._function(**{name: tf.constant(value, dtype=specs[name].dtype) for name, value in
+        outputs = self._function(**{name: tf.constant(value, dtype=self._specs[name].dtype) for name, value in
                                     inputs.items()})
         return {name: value.numpy() for name, value in outputs.items()}
 

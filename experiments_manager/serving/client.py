@@ -132,7 +132,7 @@ class StreamingClient:
             client_io.finalize()
         return report
 
-    def _stub(self, channel):
+    def _stub(self, channel: object) -> object:
         """What `Predict(request, timeout=...)` is called on: the server's PredictionService (`predict --edge`: the
         exported file in its local runtime, `edge.predict.LocalPredictionService`)."""
         from tensorflow_serving.apis import prediction_service_pb2_grpc
