@@ -26,13 +26,9 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
+from bench_ema import EXAMPLES  # the three examples: (settings file, working folder); tools/ is on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
-EXAMPLES = {
-    "regression": ("examples/regression/mysettings_curve_fitting.py", "experiments/examples/curve_fitting"),
-    "classification": ("examples/classification/mysettings_image_classification.py",
-                       "experiments/examples/classification"),
-    "timeseries": ("examples/timeseries/mysettings_timeseries_forecasting.py", "experiments/examples/timeseries"),
-}
 SPEEDUP_TARGET = 10.0
 
 

@@ -83,7 +83,7 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
         rows = [job.reference_row()]
         for target in targets:
             rows.append(job.export(target, allow_flex))
-            _LOG.info("%s of %s: %s", describe(number, record, best=best), experiment.root,
+            _LOG.info("%s of %s: %s", target.folder_name, describe(number, record, best=best),
                       base / target.folder_name)
         if table:
             write_report(base, rows, title=job.title)
