@@ -292,3 +292,32 @@ def test_predict_edge_answers_as_the_served_version(runs: dict, run_cli: object)
                      "--server", "127.0.0.1:8500")
     assert (result.returncode, result.stderr) == (2, "error: --server: expected no server flag with --edge (answered "
                                                      "on this machine), got --server\n")
+
+
+def test_int8_calibration_is_seeded_and_the_runs_lease_is_held(runs: dict, tmp_path: Path) -> None:
+    from experiments_manager.edge.export import export_edge
+    from experiments_manager.edge.formats import EdgeTarget
+    from experiments_manager.utils.lease import LeaseHeld
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["regression"].dir, run, ignore=shutil.ignore_patterns("lease.json*"))
+    first = (run / "edge" / "litert-int8" / "model.tflite").read_bytes()  # the export --all of the fixture
+    export_edge(run, [EdgeTarget("litert", "int8")], timing_seconds=0.01)  # the same batches: the same file
+    assert (run / "edge" / "litert-int8" / "model.tflite").read_bytes() == first
+    export_edge(run, [EdgeTarget("litert", "int8")], calibration_batches=2, timing_seconds=0.01)
+    assert (run / "edge" / "litert-int8" / "model.tflite").read_bytes() != first  # fewer batches: other ranges
+
+    before = (run / "edge" / "onnx-none" / "parity.json").read_text()
+    holder = subprocess.Popen(  # a live writer of the run (a training, an evaluation)
+        [sys.executable, "-c", "import sys, time\nfrom experiments_manager.experiment import Experiment\n"
+         f"with Experiment.open({str(run)!r}).held(['holder']):\n    print('held', flush=True)\n    time.sleep(60)\n"],
+        env=cli_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(LeaseHeld) as refused:
+            export_edge(run, [EdgeTarget("onnx")], timing_seconds=0.01)
+        assert refused.value.exit_code == 75 and len(refused.value.problems) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (run / "edge" / "onnx-none" / "parity.json").read_text() == before  # refused before writing
