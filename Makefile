@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python tools/bench_federated.py
 	$(BIN)/python tools/bench_sweep.py
 	$(BIN)/python tools/bench_multiworker.py
+	$(BIN)/python tools/bench_edge.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -164,11 +164,11 @@ def _evaluate(model, settings, folder, label, experiment, number, record):
     from experiments_manager.training.model import compile_for_evaluation
 
     compile_for_evaluation(settings, model)
-    dataset, steps = _pipeline(settings, folder)
+    dataset, steps = input_pipeline(settings, folder)
     _LOG.info("Evaluating version %d of %s on %s", number, experiment.root, label)
     metrics = model.evaluate(dataset, steps=steps, return_dict=True, verbose=0)
     metrics = {name: float(value) for name, value in metrics.items()}
-    outputs, labels = _outputs_and_labels(model, *_pipeline(settings, folder))  # a fresh pass (a generator's too)
+    outputs, labels = _outputs_and_labels(model, *input_pipeline(settings, folder))  # a fresh pass (a generator's too)
     report = None
     if outputs is not None:
         names = settings.data.class_names
@@ -180,25 +180,41 @@ def _evaluate(model, settings, folder, label, experiment, number, record):
     return Evaluation(experiment.root, number, record, label, metrics, samples, report)
 
 
-def _pipeline(settings, folder):
-    """(the test dataset, its steps or None to read it whole)."""
+def input_pipeline(settings, folder, training: bool = False) -> tuple:
+    """(the dataset, its steps or None to read it whole) of the settings' `get_input_pipeline(folder, training, ...)`.
+
+    Args:
+        settings: the run's `Settings`.
+        folder: the `raw_data_files_folder` given.
+        training: `isTraining` (default False: the test or validation pipeline, read whole, refused when infinite;
+            True: the training pipeline, which the caller bounds: edge export's calibration batches).
+
+    Raises:
+        UserInputError: the settings' code failed (one line naming where), or an infinite dataset to read whole.
+
+    Example:
+
+    ```python
+    dataset, steps = input_pipeline(settings, settings.data.val_dir)
+    ```
+    """
     import tensorflow as tf
 
     from experiments_manager.keras2.pipelines import as_pipeline
     from experiments_manager.training.dry_build import user_code_error
 
     try:
-        returned = settings.data.get_input_pipeline(folder, False, settings.training.batch_size,
+        returned = settings.data.get_input_pipeline(folder, training, settings.training.batch_size,
                                                     settings.training.epochs)
-        pipeline = as_pipeline(returned, settings, False, whole=True)  # every test sample once
+        pipeline = as_pipeline(returned, settings, training, whole=not training)  # every test sample once
     except UserInputError:
         raise
     except Exception as error:  # the settings' code failed on this folder: one line naming where, not a traceback
         raise UserInputError(user_code_error(error, settings) or f"{settings.path.name}: get_input_pipeline "
-                             f"({folder!r}, isTraining=False): raised {type(error).__name__}: {error}") from None
+                             f"({folder!r}, isTraining={training}): raised {type(error).__name__}: {error}") from None
     infinite = getattr(pipeline.dataset, "cardinality", None) and (
         int(pipeline.dataset.cardinality()) == tf.data.INFINITE_CARDINALITY)
-    if infinite and not pipeline.steps:
+    if infinite and not pipeline.steps and not training:
         raise UserInputError(f"{settings.path.name}: get_input_pipeline: the test dataset ({folder!r}, isTraining=False) "
                              "is infinite: expected a finite one (evaluate reads it whole)")
     return pipeline.dataset, pipeline.steps

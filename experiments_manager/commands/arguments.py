@@ -18,6 +18,24 @@ def positive_int(text):
     return value
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a number > 0.
+
+    Example:
+
+    ```python
+    parser.add_argument("--timing-seconds", type=positive_float)
+    ```
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
 def comma_separated(text):
     """An argparse type: 'a,b' -> ['a', 'b'] (empty parts left out)."""
     return [part.strip() for part in text.split(",") if part.strip()]

@@ -26,6 +26,11 @@ def add_parser(subparsers):
         "--interval", type=float, default=0.0, metavar="SECONDS", help="pause between requests (default 0)"
     )
     parser.add_argument("--debug", action="store_true", help="Client_IO debugMode")
+    parser.add_argument(
+        "--edge", metavar="FILE",
+        help="answer on this machine with an exported file (RUN/edge/<format>-<quantization>/model.tflite or "
+             "model.onnx, from `export`) in its local runtime, instead of a server",
+    )
     return parser
 
 
@@ -33,7 +38,20 @@ def run(arguments, argv):
     """Streams the requests; returns the exit code."""
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
+    if arguments.edge:
+        from experiments_manager.utils.errors import UserInputError
+
+        given = [flag for flag, value in (("--server", arguments.server),
+                                          ("--wait-for-server", arguments.wait_for_server)) if value]
+        if given:
+            raise UserInputError(f"{', '.join(given)}: expected no server flag with --edge (answered on this "
+                                 f"machine), got {', '.join(given)}")
     import_tensorflow_quietly()
+    if arguments.edge:
+        from experiments_manager.edge.predict import predict_on_device
+
+        return predict_on_device(arguments.model_dir, arguments.edge, arguments.predict_stream, arguments.interval,
+                                 arguments.debug)
     from experiments_manager.serving.command import predict
 
     return predict(arguments)

@@ -112,14 +112,12 @@ class StreamingClient:
             interval: seconds to pause between requests.
             stop: a `threading.Event` that ends the stream early (Ctrl-C).
         """
-        from tensorflow_serving.apis import prediction_service_pb2_grpc
-
         stop = stop or threading.Event()
         client_io = self.settings.serving.client_io(self.client_specs, self.debug)
         report = StreamReport()
         try:
             with self._channel() as channel:
-                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                stub = self._stub(channel)
                 indices = itertools.count() if count < 0 else range(count)
                 for index in indices:
                     if stop.is_set() or (index and interval and stop.wait(interval)):
@@ -133,6 +131,13 @@ class StreamingClient:
         finally:
             client_io.finalize()
         return report
+
+    def _stub(self, channel: object) -> object:
+        """What `Predict(request, timeout=...)` is called on: the server's PredictionService (`predict --edge`: the
+        exported file in its local runtime, `edge.predict.LocalPredictionService`)."""
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+        return prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
     def _predict(self, stub, index, inputs, report):
         import grpc

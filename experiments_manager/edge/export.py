@@ -1,0 +1,168 @@
+"""`export`: a run's version converted to edge formats, each beside its parity report, in `RUN/edge/`.
+
+For each target (`formats.EdgeTarget`), the version's SavedModel `serving_default` is converted (`convert.py`) into a
+folder written whole under a temporary name carrying the pid (`.tmp-<n>-<pid>`), fsynced, then renamed to
+`RUN/edge/<format>-<quantization>/` (an older export of the same target is replaced). The folder holds the model
+file, `signature.json` (the SavedModel's and the exported model's inputs and outputs: names, dtypes, shapes, int8
+scales), `labels.txt` (the settings' `class_names`, when given) and the parity report (`parity.py`) of the SavedModel
+and the export. `export --all` also writes the side-by-side table of every target to `RUN/edge/parity.md` + `.json`.
+The run's lease is held meanwhile, as `evaluate` holds it: a run being trained is refused in one line (exit 75);
+a killed export's temporary folder is removed by the next one.
+
+Example:
+
+```python
+rows = export_edge("experiments/digits/my_test_2026-11-23--10-00-00", [EdgeTarget("litert", "int8")])
+print(markdown(rows))      # the SavedModel's row, then the export's
+```
+"""
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Optional
+
+from experiments_manager.edge.formats import (ALL_TARGETS, DEFAULT_CALIBRATION_BATCHES, DEFAULT_TIMING_SECONDS,
+                                              EDGE_FOLDER, LABELS_FILE, SIGNATURE_FILE, EdgeTarget, require_edge_extra)
+from experiments_manager.edge.parity import ParityRow, write_report
+from experiments_manager.experiment import Experiment, running_command
+from experiments_manager.utils.errors import UserInputError
+from experiments_manager.utils.atomic import folder_replaced_atomically, hidden_for_removal, remove_leftovers
+from experiments_manager.version_records import describe
+
+_LOG = logging.getLogger(__name__)
+
+
+def export_edge(run: "str | Path", targets: list, version: Optional[int] = None, allow_flex: bool = False,
+                threads: Optional[int] = None, calibration_batches: Optional[int] = None,
+                timing_seconds: float = DEFAULT_TIMING_SECONDS, settings: object = None, command: Optional[list] = None,
+                table: bool = False) -> list:
+    """Exports version `version` (None: the best) of the run `run` to each of `targets`; returns the parity rows
+    (the SavedModel's first, then one per target).
+
+    Args:
+        run: the experiment folder.
+        targets: the `EdgeTarget`s, in order.
+        version: the version number (default None: the version holding the run's best epoch).
+        allow_flex: LiteRT: export Flex ops instead of refusing them (default False).
+        threads: the edge runtimes' threads (default None: every core).
+        calibration_batches: int8: training batches to calibrate on (default None: `DEFAULT_CALIBRATION_BATCHES`).
+        timing_seconds: each latency / throughput measure's duration (default `DEFAULT_TIMING_SECONDS`).
+        settings: for a run whose settings were built in Python, the same settings again (default None: the run's
+            own copies).
+        command: the command line holding the run's lease meanwhile (default: this process').
+        table: also write the side-by-side table to RUN/edge/parity.md + .json (default False; `export --all`).
+
+    Raises:
+        UserInputError: no such run or version, the [edge] extra missing, Flex ops not allowed, a conversion that
+            fails; LeaseHeld: a run being trained (exit 75).
+
+    Example:
+
+    ```python
+    export_edge(run, list(ALL_TARGETS), version=2, table=True)
+    ```
+    """
+    from experiments_manager.settings import Settings, load_experiment_settings
+    from experiments_manager.version_records import chosen_version
+
+    require_edge_extra()
+    experiment = Experiment.open(run)
+    number, record, best = chosen_version(experiment, version, option="--version")
+    if not isinstance(settings, Settings):
+        settings = load_experiment_settings(experiment, settings)
+    with experiment.held(command or running_command()):
+        base = experiment.root / EDGE_FOLDER
+        base.mkdir(exist_ok=True)
+        remove_leftovers(base, own_pid_is_dead=True, sole_writer=True)  # an export killed mid-write (lease held)
+        job = _Job(experiment, settings, number, threads, timing_seconds)
+        if any(target.calibrated for target in targets):
+            job.calibrate(calibration_batches or DEFAULT_CALIBRATION_BATCHES)
+        rows = [job.reference_row()]
+        for target in targets:
+            rows.append(job.export(target, allow_flex))
+            _LOG.info("%s of %s: %s", target.folder_name, describe(number, record, best=best),
+                      base / target.folder_name)
+        if table:
+            write_report(base, rows, title=job.title)
+    return rows
+
+
+class _Job:
+    """What every target of one export shares: the version, its reference outputs, the data, the scorer."""
+
+    def __init__(self, experiment: Experiment, settings: object, number: int, threads: Optional[int],
+                 timing_seconds: float) -> None:
+        from experiments_manager.edge.data import validation_batches
+        from experiments_manager.edge.parity import Scorer, outputs_of
+        from experiments_manager.edge.runtime import SavedModelModel
+
+        self.experiment, self.settings, self.number = experiment, settings, number
+        self.threads, self.timing_seconds = threads, timing_seconds
+        self.folder = experiment.export_dir / str(number)
+        self.reference = SavedModelModel(self.folder)
+        self.signature = self.reference.tensors()
+        self.names = [tensor["name"] for tensor in self.signature["inputs"]]
+        self.batches = validation_batches(settings, self.names)
+        self.outputs = outputs_of(self.reference, self.batches)
+        self.scorer = Scorer(settings)
+        self.calibration = None
+        self.reference_result = None  # the SavedModel's row, once measured
+        self.title = f"{experiment.name}: version {number} ({self.folder}), against its SavedModel on the " \
+                     f"validation pipeline"
+
+    def calibrate(self, count: int) -> None:
+        from experiments_manager.edge.data import calibration_batches
+
+        self.calibration = calibration_batches(self.settings, self.names, count)
+
+    def reference_row(self) -> ParityRow:
+        from experiments_manager.edge.parity import measure
+
+        size = sum(path.stat().st_size for path in self.folder.rglob("*") if path.is_file())
+        self.reference_result = measure(self.reference, self.outputs, self.batches, self.scorer, self.number, "",
+                                        self.folder.relative_to(self.experiment.root).as_posix(), size,
+                                        timing_seconds=self.timing_seconds)
+        return self.reference_result
+
+    def export(self, target: EdgeTarget, allow_flex: bool) -> ParityRow:
+        """Converts, measures and writes one target's folder whole; returns its row."""
+        from experiments_manager.edge.convert import convert_version
+        from experiments_manager.edge.parity import measure
+        from experiments_manager.edge.runtime import flex_ops, open_model
+
+        base = self.experiment.root / EDGE_FOLDER
+        final = base / target.folder_name
+        doomed = None
+        with folder_replaced_atomically(base / f".tmp-{ALL_TARGETS.index(target)}-{os.getpid()}", final) as tmp:
+            tmp.mkdir()
+            model_file = tmp / target.file_name
+            converter = convert_version(self.folder, target, model_file, self.calibration, allow_flex)
+            relative = (final / target.file_name).relative_to(self.experiment.root).as_posix()
+            flex = flex_ops(model_file)
+            try:
+                model = open_model(model_file, self.threads)
+            except UserInputError:
+                if not flex:
+                    raise
+                model = None  # Flex ops asked for: this machine's plain LiteRT runtime has no Flex delegate
+                row = ParityRow.unmeasured(target.format, target.quantize, relative, model_file.stat().st_size,
+                                           self.number, self.settings.training.batch_size, flex, converter,
+                                           "not run here: the plain LiteRT runtime has no Flex delegate")
+            if model is not None:
+                row = measure(model, self.outputs, self.batches, self.scorer, self.number, converter, relative,
+                              model_file.stat().st_size, target.quantize, flex, self.timing_seconds)
+            (tmp / SIGNATURE_FILE).write_text(json.dumps(
+                {"signature": "serving_default", "version": self.number, "format": target.format,
+                 "quantize": target.quantize, "savedmodel": self.signature,
+                 "model": None if model is None else model.tensors()}, indent=1) + "\n")
+            if self.settings.data.class_names is not None:
+                (tmp / LABELS_FILE).write_text("".join(f"{name}\n" for name in self.settings.data.class_names))
+            write_report(tmp, [self.reference_result, row], title=self.title)
+            if final.exists():  # an older export of this target: out of the way just before the rename
+                doomed = hidden_for_removal(final)
+        if doomed is not None:
+            shutil.rmtree(doomed, ignore_errors=True)
+        return row

@@ -1,0 +1,182 @@
+"""`predict --edge FILE`: the settings' `Client_IO` against an exported file in its local runtime, no server.
+
+The streaming client (`serving/client.py`) runs unchanged: `Client_IO.getInputData` gives the arrays, the client
+builds the gRPC `PredictRequest` it sends a server; here `LocalPredictionService.Predict` answers it instead of the
+server: the inputs read from their TensorProtos with the server's own checks (`serving/tensors.py`, against the
+SavedModel's signature kept in `signature.json` beside the file), the file run by LiteRT or onnxruntime, and the
+outputs written into the `PredictResponse` a server sends (typed TensorProtos, `model_spec` name, version and
+signature), which `Client_IO.decodeResponse` gets. So the same client code drives the server and the device.
+
+Example:
+
+```python
+service = LocalPredictionService("RUN/edge/litert-int8/model.tflite")
+client = EdgeClient(settings, service, "model_curve_fitting")
+client.stream(10)          # Client_IO's requests, answered on this machine
+```
+"""
+
+import contextlib
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Optional
+
+from experiments_manager.edge.formats import SIGNATURE_FILE, format_of_file
+from experiments_manager.serving.client import ClientError, StreamingClient
+from experiments_manager.utils.errors import UserInputError, print_problems
+from experiments_manager.utils.signals import signal_handlers
+
+
+class LocalPredictionService:
+    """A PredictionService stand-in whose `Predict` runs an exported file on this machine.
+
+    Args:
+        path: the exported model file (`RUN/edge/<format>-<quantization>/model.tflite` or `.onnx`), with its
+            `signature.json` beside it.
+        threads: the runtime's threads (default None: every core).
+
+    Raises:
+        UserInputError: no such file, no signature.json beside it, a file the runtime cannot run.
+
+    Example:
+
+    ```python
+    LocalPredictionService("RUN/edge/onnx-none/model.onnx").Predict(request).outputs["prediction"].float_val
+    ```
+    """
+
+    def __init__(self, path: "str | Path", threads: Optional[int] = None) -> None:
+        import tensorflow as tf
+
+        from experiments_manager.edge.runtime import open_model
+
+        self.path = Path(path)
+        self.format = format_of_file(self.path)
+        described = self.path.parent / SIGNATURE_FILE
+        try:
+            info = json.loads(described.read_text())
+            inputs = info["savedmodel"]["inputs"]
+            self.version = int(info["version"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UserInputError(f"--edge: expected {described} beside the model file (written by `export`), "
+                                 "naming the version and its signature") from None
+        self.specs = {tensor["name"]: tf.TensorSpec(tensor["shape"], tensor["dtype"], tensor["name"])
+                      for tensor in inputs}
+        self.model = open_model(self.path, threads)
+
+    def Predict(self, request: object, timeout: Optional[float] = None) -> object:  # noqa: N802 - the stub's name
+        """The `PredictResponse` a server sends for `request` (`timeout` is not used: the call is local).
+
+        Args:
+            request: a `PredictRequest` (the client's).
+            timeout: the client's deadline (default None; not used).
+
+        Example:
+
+        ```python
+        service.Predict(client._request(0, {"input": x})).model_spec.version.value   # 3
+        ```
+
+        Raises:
+            ClientError: a request the server would refuse (names, dtypes, content), one line.
+        """
+        import numpy as np
+        from tensorflow_serving.apis import predict_pb2
+
+        from experiments_manager.serving.errors import RequestError
+        from experiments_manager.serving.tensors import arrays_from_protos, proto_from_array
+
+        try:
+            arrays = arrays_from_protos(request.inputs, self.specs)
+        except RequestError as error:
+            raise ClientError(f"request refused by {self.path}: {error.message}") from None
+        outputs = self.model.predict(arrays)
+        wanted = list(request.output_filter) or list(outputs)
+        unknown = [name for name in wanted if name not in outputs]
+        if unknown:
+            raise ClientError(f"request refused by {self.path}: output_filter: expected some of "
+                              f"{', '.join(outputs)}, got {', '.join(unknown)}")
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = request.model_spec.name
+        response.model_spec.version.value = self.version
+        response.model_spec.signature_name = request.model_spec.signature_name or "serving_default"
+        for name in wanted:
+            response.outputs[name].CopyFrom(proto_from_array(np.asarray(outputs[name])))
+        return response
+
+
+class EdgeClient(StreamingClient):
+    """The streaming client with a `LocalPredictionService` where the server would be.
+
+    Args:
+        settings: the experiment's `Settings` (its Client_IO).
+        service: the `LocalPredictionService`.
+        model_name: the model name the requests carry.
+        client_specs: the dict given to `Client_IO(clientInitSpecs, debugMode)` (default None: {}).
+        debug: `debugMode` for Client_IO (default False).
+
+    Example:
+
+    ```python
+    EdgeClient(settings, LocalPredictionService(path), "model_curve_fitting").stream(3)
+    ```
+    """
+
+    def __init__(self, settings: object, service: LocalPredictionService, model_name: str,
+                 client_specs: Optional[dict] = None, debug: bool = False) -> None:
+        super().__init__(settings, str(service.path), model_name, client_specs, debug)
+        self.service = service
+
+    def _channel(self) -> contextlib.nullcontext:
+        return contextlib.nullcontext()
+
+    def _stub(self, channel: None) -> LocalPredictionService:
+        return self.service
+
+
+def predict_on_device(run: "str | Path", edge_file: "str | Path", count: int = 1, interval: float = 0.0,
+                      debug: bool = False, threads: Optional[int] = None) -> int:
+    """Streams the run's Client_IO requests to `edge_file` on this machine; prints the outcome; returns the exit code.
+
+    Args:
+        run: the experiment folder (its settings' Client_IO).
+        edge_file: the exported model file.
+        count: requests; < 0: until getInputData raises StopIteration (default 1).
+        interval: seconds between requests (default 0).
+        debug: Client_IO's debugMode (default False).
+        threads: the runtime's threads (default None: every core).
+
+    Example:
+
+    ```python
+    predict_on_device(run, f"{run}/edge/litert-int8/model.tflite", count=10)
+    ```
+    """
+    from experiments_manager.edge.formats import require_edge_extra
+    from experiments_manager.experiment import Experiment
+    from experiments_manager.settings import load_experiment_settings
+
+    require_edge_extra()
+    experiment = Experiment.open(run)
+    settings = load_experiment_settings(experiment)
+    service = LocalPredictionService(edge_file, threads)
+    model_name = experiment.run_info().get("model_name") or settings.model_name
+    specs = {"model_dir": str(experiment.root), "model_name": model_name, "edge": str(service.path)}
+    client = EdgeClient(settings, service, model_name, specs, debug)
+    stop = threading.Event()
+    try:
+        with signal_handlers(lambda signum, frame: stop.set()):
+            report = client.stream(count, interval, stop)
+    except ClientError as error:
+        sys.stdout.flush()
+        print_problems(str(error))
+        return 1
+    where = f"{service.path} ({service.model.runtime}, on this machine)"
+    if not report.requests:
+        print(f"no request sent to {where}")
+        return 0
+    print(f"{report.requests} requests answered by {model_name} version {service.version} from {where}; latency p50 "
+          f"{report.percentile(0.5):.2f} ms, p99 {report.percentile(0.99):.2f} ms")
+    return 0

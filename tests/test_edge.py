@@ -1,0 +1,323 @@
+"""Edge export: `export --all` of the regression, classification and timeseries examples through the command line,
+every number of its parity report recomputed here from the files (LiteRT and onnxruntime called directly, the
+SavedModel's `serving_default` in this process); the Kafka example's input names kept; a Flex op refused in one line;
+bad input one line, exit 2, nothing half-written; `predict --edge` answers as the served version.
+
+Each example is trained once for the module (in this process, 2-3 epochs, few samples); each `export --all` is one
+subprocess, with short timings.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, cli_command, cli_env, settings_variant
+
+EXAMPLES = {  # name: (settings file, extra lines, epochs): trained enough that int8 is judged on a real model
+    "classification": ("examples/classification/mysettings_image_classification.py",
+                       ["class_names = ['horizontal', 'vertical', 'blob']"], 3),
+    "timeseries": ("examples/timeseries/mysettings_timeseries_forecasting.py", ["signal_length = 2500"], 2),
+}
+TARGETS = ["litert-none", "litert-fp16", "litert-int8", "litert-int8-full", "onnx-none", "onnx-int8"]
+TIMING = "0.05"
+
+
+def _train(root: Path, name: str, base: str, lines: list, epochs: int) -> Path:
+    from experiments_manager import training
+
+    settings = settings_variant(root, f"edge_{name}.py", lines + ["histogram_freq = 0"], base=base)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        outcome = training.train(str(settings), {"nbEpoch": epochs})
+    assert outcome.status == "finished"
+    return root / outcome.experiment.root
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, trained: types.SimpleNamespace) -> dict:
+    """The three examples trained (the regression one: a copy of the session's `trained` run), each exported with
+    `export --all` in one subprocess: name -> namespace(dir, result)."""
+    root = tmp_path_factory.mktemp("edge")
+    shutil.copytree(REPO / "examples", root / "examples")
+    dirs = {"regression": root / "regression_run"}
+    shutil.copytree(trained.dir, dirs["regression"], ignore=shutil.ignore_patterns("lease.json*"))
+    for name, (base, lines, epochs) in EXAMPLES.items():
+        dirs[name] = _train(root, name, base, lines, epochs)
+    found = {}
+    for name, folder in dirs.items():
+        result = subprocess.run(cli_command("export", str(folder), "--all", "--timing-seconds", TIMING), cwd=root,
+                                env=cli_env(), capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        found[name] = types.SimpleNamespace(dir=folder, result=result)
+    return found
+
+
+def _validation(run: Path) -> tuple:
+    """(inputs {name: array}, labels) of the run's whole validation pipeline, from its settings' own function."""
+    from experiments_manager.experiment import Experiment
+    from experiments_manager.settings import load_experiment_settings
+
+    settings = load_experiment_settings(Experiment.open(run))
+    dataset = settings.data.get_input_pipeline(settings.data.val_dir, False, settings.training.batch_size, 1)
+    xs, ys = zip(*((np.asarray(x), np.asarray(y)) for x, y in dataset))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _saved_model_outputs(version_dir: Path, name: str, x: np.ndarray) -> dict:
+    import tensorflow as tf
+
+    function = tf.saved_model.load(str(version_dir)).signatures["serving_default"]
+    return {key: value.numpy() for key, value in function(**{name: tf.constant(x)}).items()}
+
+
+def _file_outputs(path: Path, name: str, x: np.ndarray) -> dict:
+    """The file's outputs for the whole set in one call (a dynamic batch), run by LiteRT or onnxruntime directly."""
+    if path.suffix == ".onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = [output.name for output in session.get_outputs()]
+        assert [node.name for node in session.get_inputs()] == [name]
+        return dict(zip(names, session.run(names, {name: x})))
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner("serving_default")
+    detail = runner.get_input_details()[name]
+    scale, zero = detail["quantization"]
+    if detail["dtype"] == np.int8:
+        x = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+    outputs = {}
+    for key, value in runner(**{name: x}).items():
+        scale, zero = runner.get_output_details()[key]["quantization"]
+        outputs[key] = (value.astype(np.float32) - zero) * scale if value.dtype == np.int8 else value
+    return outputs
+
+
+def _best_version(run: Path) -> int:
+    from experiments_manager.version_records import reported_version
+
+    info = json.loads((run / "run.json").read_text())
+    return reported_version(info, run / "exported_models")[0]
+
+
+@pytest.mark.parametrize("example", ["regression", "classification", "timeseries"])
+def test_export_all_writes_every_format_and_its_report_says_what_the_files_compute(runs: dict, example: str) -> None:
+    run = runs[example].dir
+    version = _best_version(run)
+    edge = run / "edge"
+    table = json.loads((edge / "parity.json").read_text())["rows"]
+    assert [(row["format"], row["quantize"]) for row in table] == [("savedmodel", "none")] + [
+        tuple(target.split("-", 1)) for target in TARGETS]
+    for text in (runs[example].result.stdout, (edge / "parity.md").read_text()):  # header, reference, the targets
+        assert sum(line.startswith("| ") for line in text.splitlines()) == len(TARGETS) + 2
+    assert f"table: {edge / 'parity.md'}" in runs[example].result.stdout
+    assert not [path.name for path in edge.iterdir() if path.name.startswith(".")]  # nothing half-written
+
+    signature = json.loads((edge / "litert-none" / "signature.json").read_text())
+    (name,) = [tensor["name"] for tensor in signature["savedmodel"]["inputs"]]
+    x, labels = _validation(run)
+    reference = _saved_model_outputs(run / "exported_models" / str(version), name, x)
+    scored = sorted(reference)[0]
+    classifier = example == "classification"
+
+    def quality(outputs: dict) -> float:
+        if classifier:
+            return float(np.mean(np.argmax(outputs[scored], axis=1) == labels))
+        return float(np.mean((outputs[scored] - labels.reshape(outputs[scored].shape)) ** 2))
+
+    expected = quality(reference)
+    largest = max(float(np.max(np.abs(value))) for value in reference.values())
+    for row, target in zip(table[1:], TARGETS):
+        folder = edge / target
+        path = run / row["file"]
+        assert path.parent == folder and path.stat().st_size == row["size_bytes"]
+        assert json.loads((folder / "parity.json").read_text())["rows"][1] == row
+        own = json.loads((folder / "signature.json").read_text())
+        assert own["version"] == row["version"] == version and own["savedmodel"] == signature["savedmodel"]
+        assert [tensor["name"] for tensor in own["model"]["inputs"]] == [name]
+        outputs = _file_outputs(path, name, x)
+        assert sorted(outputs) == sorted(reference)
+        diff = max(float(np.max(np.abs(outputs[key] - reference[key]))) for key in reference)
+        assert diff == pytest.approx(row["max_abs_diff"], rel=0.05, abs=1e-6), target
+        if target.endswith("-none"):
+            assert diff <= 1e-5, target
+        elif target.endswith("-fp16"):
+            assert diff <= 1e-2 * largest, target
+        elif classifier:
+            assert abs(quality(outputs) - expected) <= 0.01, (target, quality(outputs), expected)
+        else:
+            assert quality(outputs) <= 1.1 * expected, (target, quality(outputs), expected)
+        metric = "accuracy" if classifier else "loss"  # the examples' compiled metric and loss (MSE)
+        assert row["metrics"][metric] == pytest.approx(quality(outputs), rel=1e-3, abs=1e-6), target
+        assert row["dynamic_batch"] is True and row["flex_ops"] == [] and row["samples"] == len(x)
+        assert row["latency_p50_ms"] > 0 and row["latency_p99_ms"] >= row["latency_p50_ms"] and row["throughput"] > 0
+        assert (row["top1_agreement"] is not None) == classifier
+        assert row["runtime"].startswith("ai-edge-litert" if target.startswith("litert") else "onnxruntime")
+        assert (folder / "labels.txt").exists() == classifier
+    assert table[0]["metrics"][("accuracy" if classifier else "loss")] == pytest.approx(expected, rel=1e-3)
+    if classifier:
+        assert (edge / "litert-int8" / "labels.txt").read_text().split() == ["horizontal", "vertical", "blob"]
+
+
+def test_the_kafka_examples_input_and_output_names_are_kept(tmp_path: Path, trained: types.SimpleNamespace) -> None:
+    from experiments_manager.edge.export import export_edge
+    from experiments_manager.edge.formats import EdgeTarget
+
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    lines = ["consume_data_from_kafka = False", "nb_train_samples = 200", "nb_val_samples = 100"]  # no broker
+    run = _train(tmp_path, "kafka", "examples/kafka/mysettings_kafka_curve_fitting.py", lines, 1)
+    export_edge(run, [EdgeTarget("litert"), EdgeTarget("onnx")], timing_seconds=0.01)
+    x = np.linspace(-2, 2, 7, dtype=np.float32).reshape(-1, 1)
+    reference = _saved_model_outputs(run / "exported_models" / str(_best_version(run)), "input", x)
+    for target, path in (("litert-none", "model.tflite"), ("onnx-none", "model.onnx")):
+        signature = json.loads((run / "edge" / target / "signature.json").read_text())
+        for side in ("savedmodel", "model"):
+            assert [tensor["name"] for tensor in signature[side]["inputs"]] == ["input"]
+            assert [tensor["name"] for tensor in signature[side]["outputs"]] == sorted(reference)
+        outputs = _file_outputs(run / "edge" / target / path, "input", x)
+        np.testing.assert_allclose(outputs[sorted(reference)[0]], reference[sorted(reference)[0]], atol=1e-5)
+
+
+def test_a_flex_op_is_refused_in_one_line_naming_it_and_nothing_is_written(runs: dict, tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from experiments_manager.edge.export import export_edge
+    from experiments_manager.edge.formats import EdgeTarget
+    from experiments_manager.utils.errors import UserInputError
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["regression"].dir, run, ignore=shutil.ignore_patterns("edge", "lease.json*"))
+    version = run / "exported_models" / str(_best_version(run))
+
+    class WithDeterminant(tf.Module):  # MatrixDeterminant: no LiteRT builtin, a Flex op
+        @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="input")])
+        def served(self, input: tf.Tensor) -> dict:
+            square = tf.reshape(tf.tile(input, [1, 4]), [-1, 2, 2]) + tf.eye(2)
+            return {"prediction": tf.linalg.det(square)[:, None], "prediction_plus_1": input + 1}
+
+    module = WithDeterminant()
+    shutil.rmtree(version)
+    tf.saved_model.save(module, str(version), signatures={"serving_default": module.served.get_concrete_function()})
+    with pytest.raises(UserInputError) as refused:
+        export_edge(run, [EdgeTarget("litert", "int8")], timing_seconds=0.01)
+    (line,) = refused.value.problems
+    assert "\n" not in line and "Flex ops MatrixDeterminant" in line and "--allow-flex-ops" in line, line
+    assert [path.name for path in (run / "edge").iterdir()] == []
+    # asked for: written, said in the report; not measured, as the plain LiteRT runtime has no Flex delegate
+    rows = export_edge(run, [EdgeTarget("litert")], allow_flex=True, timing_seconds=0.01)
+    assert rows[1].flex_ops == ["MatrixDeterminant"] and rows[1].max_abs_diff is None
+    assert "Flex delegate" in rows[1].note
+    assert (run / "edge" / "litert-none" / "model.tflite").is_file()
+    assert "| MatrixDeterminant |" in (run / "edge" / "litert-none" / "parity.md").read_text()
+
+
+def test_bad_input_is_one_line_exit_2_and_nothing_half_written(runs: dict, run_cli: object, tmp_path: Path) -> None:
+    run = runs["regression"].dir
+    present = json.loads((run / "run.json").read_text())["exported_versions"]
+    before = sorted(path.name for path in (run / "edge").iterdir())
+    no_version = tmp_path / "no_version"
+    shutil.copytree(run, no_version, ignore=shutil.ignore_patterns("exported_models", "edge", "lease.json*"))
+    cases = [
+        (["--format", "litert", "--version", "99"],
+         f"{run}: --version: expected one of the exported versions {', '.join(map(str, present))}, got 99"),
+        (["--format", "tflite"], "--format: expected one of litert, onnx, got 'tflite'"),
+        (["--format", "onnx", "--quantize", "fp16"],
+         "--quantize: expected one of none, int8 for --format onnx, got 'fp16'"),
+        (["--all", "--quantize", "int8"], "--quantize: expected none with --all (which builds every quantization), "
+                                          "got 'int8'"),
+    ]
+    for flags, line in cases:
+        result = run_cli("export", str(run), *flags)
+        assert (result.returncode, result.stderr.strip()) == (2, f"error: {line}"), flags
+    result = run_cli("export", str(no_version), "--format", "onnx")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "no exported version yet (the run is finished, 3 epochs done)" in result.stderr
+    assert not (no_version / "edge").exists()
+    assert sorted(path.name for path in (run / "edge").iterdir()) == before
+
+    code = ("import sys\nsys.modules['tf2onnx'] = None  # not installed\nfrom experiments_manager.cli import main\n"
+            f"sys.exit(main(['export', {str(run)!r}, '--all']))\n")
+    result = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (2, "error: edge export needs the [edge] extra (missing: tf2onnx): "
+                                                     "pip install 'experiments_manager[edge]'\n")
+
+
+def test_predict_edge_answers_as_the_served_version(runs: dict, run_cli: object) -> None:
+    import tensorflow as tf
+
+    from experiments_manager.edge.predict import EdgeClient, LocalPredictionService
+    from experiments_manager.experiment import Experiment
+    from experiments_manager.settings import load_experiment_settings
+
+    run = runs["regression"].dir
+    version = _best_version(run)
+    served = tf.saved_model.load(str(run / "exported_models" / str(version))).signatures["serving_default"]
+    settings = load_experiment_settings(Experiment.open(run))
+
+    # the Client_IO's requests, as the client builds them, answered by each file: the server's answers (in process)
+    client_io = settings.serving.client_io({}, False)
+    for target in TARGETS:
+        path = next((run / "edge" / target).glob("model.*"))
+        service = LocalPredictionService(path, threads=1)
+        client = EdgeClient(settings, service, "model_curve_fitting")
+        for index in range(3):
+            request = client._request(index, client_io.getInputData(index))
+            response = service.Predict(request)
+            assert (response.model_spec.name, response.model_spec.version.value) == ("model_curve_fitting", version)
+            expected = served(input=tf.make_ndarray(request.inputs["input"]))
+            for name, value in expected.items():
+                got = tf.make_ndarray(response.outputs[name])
+                assert got.shape == value.shape and got.dtype == np.float32
+                tolerance = 1e-5 if target.endswith("-none") else 0.1
+                np.testing.assert_allclose(got, value.numpy(), atol=tolerance, err_msg=target)
+
+    # the command: the settings' Client_IO decodes the local answers as it decodes the server's
+    result = run_cli("predict", "--model_dir", str(run), "--edge", str(run / "edge/litert-none/model.tflite"),
+                     "--predict_stream", "3")
+    assert result.returncode == 0, result.stderr
+    printed = [float(line.rsplit(" ", 1)[1]) for line in result.stdout.splitlines() if line.startswith("mean abs")]
+    rng = np.random.default_rng(0)  # the example's Client_IO: seed 0, batch_size x values per request
+    for error in printed:
+        x = rng.uniform(-2, 2, size=[settings.training.batch_size, 1]).astype(np.float32)
+        assert error == pytest.approx(float(np.mean(np.abs(served(input=x)["prediction"].numpy() - x ** 2))), abs=1e-4)
+    assert len(printed) == 3 and "Prediction process ended" in result.stdout
+    assert f"3 requests answered by model_curve_fitting version {version} from " in result.stdout
+    result = run_cli("predict", "--model_dir", str(run), "--edge", str(run / "edge/litert-none/model.tflite"),
+                     "--server", "127.0.0.1:8500")
+    assert (result.returncode, result.stderr) == (2, "error: --server: expected no server flag with --edge (answered "
+                                                     "on this machine), got --server\n")
+
+
+def test_int8_calibration_is_seeded_and_the_runs_lease_is_held(runs: dict, tmp_path: Path) -> None:
+    from experiments_manager.edge.export import export_edge
+    from experiments_manager.edge.formats import EdgeTarget
+    from experiments_manager.utils.lease import LeaseHeld
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["regression"].dir, run, ignore=shutil.ignore_patterns("lease.json*"))
+    first = (run / "edge" / "litert-int8" / "model.tflite").read_bytes()  # the export --all of the fixture
+    export_edge(run, [EdgeTarget("litert", "int8")], timing_seconds=0.01)  # the same batches: the same file
+    assert (run / "edge" / "litert-int8" / "model.tflite").read_bytes() == first
+    export_edge(run, [EdgeTarget("litert", "int8")], calibration_batches=2, timing_seconds=0.01)
+    assert (run / "edge" / "litert-int8" / "model.tflite").read_bytes() != first  # fewer batches: other ranges
+
+    before = (run / "edge" / "onnx-none" / "parity.json").read_text()
+    holder = subprocess.Popen(  # a live writer of the run (a training, an evaluation)
+        [sys.executable, "-c", "import sys, time\nfrom experiments_manager.experiment import Experiment\n"
+         f"with Experiment.open({str(run)!r}).held(['holder']):\n    print('held', flush=True)\n    time.sleep(60)\n"],
+        env=cli_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(LeaseHeld) as refused:
+            export_edge(run, [EdgeTarget("onnx")], timing_seconds=0.01)
+        assert refused.value.exit_code == 75 and len(refused.value.problems) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (run / "edge" / "onnx-none" / "parity.json").read_text() == before  # refused before writing
