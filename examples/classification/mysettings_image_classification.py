@@ -27,6 +27,7 @@ nb_train_samples = 1536
 nb_val_samples = 384
 image_size = 16
 nb_classes = 3
+class_names = ['horizontal bars', 'vertical bars', 'blob']  # in evaluate's report, the served metadata, edge labels.txt
 useXLA = False
 enable_mixed_precision = False
 
@@ -68,3 +69,29 @@ def get_total_loss(model):
 
 def get_metrics(model, loss):
     return ['accuracy']
+
+
+class Client_IO:
+    ''' streams batches of fresh images to the served model (or to an edge export, `predict --edge FILE`);
+    prints each batch's accuracy and the first image's class '''
+    def __init__(self, clientInitSpecs={}, debugMode=False):
+        self.seed = clientInitSpecs.get('seed', 100)  # images the model never saw (training 0, validation 1)
+        self.debugMode = debugMode
+        self.right = self.seen = 0
+
+    def getInputData(self, idx):
+        self.images, self.labels = make_images(batch_size, self.seed + idx)
+        return {'image': self.images}
+
+    def decodeResponse(self, result):
+        probabilities = np.array(result.outputs['output_0'].float_val).reshape(len(self.labels), nb_classes)
+        predicted = probabilities.argmax(axis=1)
+        right = int(np.sum(predicted == self.labels))
+        self.right, self.seen = self.right + right, self.seen + len(self.labels)
+        print(f'{right}/{len(self.labels)} right; the first image: {class_names[predicted[0]]} '
+              f'({probabilities[0].max():.0%}), truly {class_names[self.labels[0]]}')
+        return right / len(self.labels)
+
+    def finalize(self):
+        if self.seen:
+            print(f'accuracy {self.right / self.seen:.1%} on {self.seen} images')
