@@ -79,7 +79,7 @@ def sources_from_config_file(path):
     config = model_server_config_pb2.ModelServerConfig()
     try:
         text_format.Parse(path.read_text(), config)
-    except text_format.ParseError as error:
+    except (text_format.ParseError, UnicodeDecodeError) as error:
         raise UserInputError(f"{path}: expected a ModelServerConfig text proto: {error}") from None
     if not config.model_config_list.config:
         raise UserInputError(f"{path}: model_config_list: expected at least one config {{ name base_path }}")
