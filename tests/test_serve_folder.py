@@ -474,3 +474,36 @@ def test_a_changed_version_policy_keeps_the_served_versions_while_it_applies(tra
         assert sorted(servable.version for servable in unloaded) == trained.versions[-2:]
     finally:
         versions.stop()
+
+
+def test_a_lookup_or_model_list_racing_a_swap_or_a_failed_load_is_answered_not_500(tmp_path):
+    """The two races of a request with `replace_sources` and the poller, made to happen at the worst moment."""
+    from experiments_manager.serving.config import ModelSource
+    from experiments_manager.serving.errors import RequestError
+    from experiments_manager.serving.versions import END, VersionManager
+
+    versions = VersionManager([ModelSource("m", tmp_path / "m", labels=(("stable", 1),))], poll_seconds=0)
+
+    class SwappedAfterOneRead(dict):  # `replace_sources` drops the model right after a request's first read
+        def __contains__(self, name: object) -> bool:
+            versions.sources = {}
+            return super().__contains__(name)
+
+        def get(self, name, default=None):
+            versions.sources = {}
+            return super().get(name, default)
+
+    versions.sources = SwappedAfterOneRead(versions.sources)
+    with pytest.raises(RequestError) as refused:  # was a KeyError: a 500
+        versions.lookup("m", label="stable")
+    assert refused.value.code == grpc.StatusCode.NOT_FOUND
+
+    class GrowsWhileRead(dict):  # the poller records a failed load while the model list reads the failures
+        def items(self):
+            for pair in super().items():
+                self[("m", 100 + len(self))] = ((), "failed meanwhile")
+                yield pair
+
+    versions = VersionManager([ModelSource("m", tmp_path / "m")], poll_seconds=0)
+    versions._failed = GrowsWhileRead({("m", 1): ((), "broken")})
+    assert versions.statuses("m") == [(1, END, "broken")]  # was 'dictionary changed size during iteration'
