@@ -5,7 +5,8 @@ Which experiments: those `experiments-manager list FOLDER` lists (`listing.folde
 sweep's trials included, not inside experiments, hidden folders or virtualenvs). An experiment is served once it
 has a version on disk, whatever its status (a failed or interrupted run's versions are complete, checked exports
 of epochs that ended), and while it runs (served as its versions appear); one that ended without any version is
-left out until a resume runs it again.
+left out until a resume runs it again. One that cannot be read (another user's run with tight permissions, a run
+deleted mid-scan) is skipped, said once in a warning, and the others serve; it is served once it can be read.
 
 Names (`model_name`): the experiment's path relative to FOLDER, its folders joined by '.', each character outside
 `[A-Za-z0-9._=,-]` turned into '_' (and a dot that would start or end a folder's part, or follow another dot, so no

@@ -22,7 +22,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.servable import Servable, first_line, missing_servable
@@ -56,7 +56,8 @@ class VersionManager:
     ```
     """
 
-    def __init__(self, sources: "list[ModelSource]", poll_seconds: float = 1.0, on_unload=None) -> None:
+    def __init__(self, sources: "list[ModelSource]", poll_seconds: float = 1.0,
+                 on_unload: "Callable[[Servable], None] | None" = None) -> None:
         self.sources = {source.name: source for source in sources}
         self.poll_seconds = poll_seconds
         self._on_unload = on_unload or (lambda servable: None)
@@ -94,6 +95,15 @@ class VersionManager:
                 _LOG.exception("version poll failed")
 
     def poll_once(self) -> None:
+        """Brings every model's served versions in line with its base path and policy once (what the poller does
+        every `poll_seconds`); waits for a replacement of the sources in progress.
+
+        Example:
+
+        ```python
+        versions.poll_once()   # a version exported since the last poll now answers
+        ```
+        """
         with self._sync_lock:
             for source in self.sources.values():
                 if self._stop.is_set():
@@ -233,7 +243,21 @@ class VersionManager:
         return served[max(served)]
 
     def statuses(self, name: str, version: "int | None" = None) -> "list[tuple[int, str, str]]":
-        """[(version, state, error message)], newest first, like TF Serving's GetModelStatus."""
+        """[(version, state, error message)], newest first, like TF Serving's GetModelStatus.
+
+        Args:
+            name: the model name.
+            version: only this version's row (None: all of them).
+
+        Raises:
+            RequestError: NOT_FOUND for a model not served, or a version it has no row for.
+
+        Example:
+
+        ```python
+        versions.statuses("model_curve_fitting")   # [(3, 'AVAILABLE', ''), (2, 'END', 'variables missing')]
+        ```
+        """
         if name not in self.sources:
             raise missing_servable(name, version)
         rows = {number: (AVAILABLE, "") for number in self._served.get(name, {})}
