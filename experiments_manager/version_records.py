@@ -72,7 +72,7 @@ def read_record_file(version_folder) -> Optional[dict]:
     return record if isinstance(record, dict) else None
 
 
-def write_class_names_file(version_folder, class_names: Optional[list]) -> None:
+def write_class_names_file(version_folder: "str | Path", class_names: Optional[list]) -> None:
     """Writes the settings' `class_names` into a version's folder (still its temporary folder, before its checksums
     are written); nothing when the settings give none.
 
@@ -93,8 +93,11 @@ def write_class_names_file(version_folder, class_names: Optional[list]) -> None:
     path.write_text(json.dumps([str(name) for name in class_names]) + "\n")
 
 
-def read_class_names_file(version_folder) -> Optional[list]:
+def read_class_names_file(version_folder: "str | Path") -> Optional[list]:
     """The class names in a version's folder (a list of str), or None (none given, an older version, unreadable).
+
+    Args:
+        version_folder: the version's folder.
 
     Example:
 

@@ -1,6 +1,7 @@
 """`serve --models_dir FOLDER`: every experiment of a working folder served as its own named model, the folder
 followed while serving, the model list, class labels in the metadata and the generated models.config."""
 
+import os
 import re
 import shutil
 import signal
@@ -224,7 +225,7 @@ def test_an_empty_folder_is_served_and_waits_then_experiments_come_and_go(model_
     server = model_server(sources)
     assert served_models(server.rest_url) == {}
     stop = threading.Event()
-    working.watch(server.replace_sources, stop)
+    watcher = working.watch(server.replace_sources, stop)
     try:
         copy_experiment(trained, folder / "run a")
         wait_for(lambda: served_models(server.rest_url).get("run_a", {}).get("state") == "AVAILABLE", 10, "run_a")
@@ -235,6 +236,103 @@ def test_an_empty_folder_is_served_and_waits_then_experiments_come_and_go(model_
         assert requests.get(f"{server.rest_url}/v1/models/run_a", timeout=10).status_code == 404
     finally:
         stop.set()
+        watcher.join(timeout=30)
+    assert not watcher.is_alive()
+
+
+def test_an_unreadable_or_vanishing_experiment_is_skipped_and_the_others_serve(trained, tmp_path, monkeypatch,
+                                                                               caplog):
+    import experiments_manager.serving.folder as folder_module
+
+    folder = tmp_path / "lab"
+    for name in ("ok", "locked", "vanishing"):
+        copy_experiment(trained, folder / name)
+    locked_config = folder / "locked" / "models.config"
+    assert locked_config.is_file()
+    # root reads any file: another user's tight permissions, and a run deleted between two looks, are simulated
+    real_read_text, real_present = Path.read_text, folder_module.present_versions
+
+    def read_text(path, *arguments, **keywords):
+        if path == locked_config:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read_text(path, *arguments, **keywords)
+
+    def present_versions(export_dir):
+        if Path(export_dir).parent.name == "vanishing":
+            raise FileNotFoundError(2, "No such file or directory", str(export_dir))
+        return real_present(export_dir)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setattr(folder_module, "present_versions", present_versions)
+    working = WorkingFolder(folder, poll_seconds=0)
+    with caplog.at_level("INFO", logger="experiments_manager"):
+        assert [source.name for source in working.update()] == ["ok"]  # served: the others are skipped
+        assert working.update() is None  # the next poll: nothing changed, nothing said again
+    assert set(config_models(folder / "models.config")) == {"ok"}
+    for name, why in (("locked", "Permission denied"), ("vanishing", "No such file or directory")):
+        said = [line for line in caplog.messages if line.startswith(f"{folder / name}: cannot be read")]
+        assert len(said) == 1 and why in said[0], caplog.messages
+    monkeypatch.undo()  # readable again: served at the next poll
+    assert [source.name for source in working.update()] == ["locked", "ok", "vanishing"]
+
+
+def test_a_killed_writers_models_config_temporary_is_removed_at_start(trained, tmp_path):
+    folder = tmp_path / "lab"
+    copy_experiment(trained, folder / "run")
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid no live process has
+    leftover = folder / f".models.config.{dead.pid}.0123456789ab.tmp"
+    leftover.write_text("model_config_list {")
+    live = folder / f".models.config.{os.getpid()}.0123456789ab.tmp"  # a live writer's: kept
+    live.write_text("")
+    other = folder / f".run.json.{dead.pid}.0123456789ab.tmp"  # not the config's: not this command's to remove
+    other.write_text("")
+    WorkingFolder(folder, poll_seconds=0).update()
+    assert not leftover.exists() and live.exists() and other.exists()
+
+
+def test_requests_during_folder_changes_get_200_or_404_never_an_internal_error(model_server, trained, tmp_path):
+    folder = tmp_path / "lab"
+    copy_experiment(trained, folder / "a")
+    working = WorkingFolder(folder, poll_seconds=0.05)
+    server = model_server(working.update(), poll_seconds=0.05)
+    prediction = grpc_stubs(server)[0]
+    seen, stop = {"rest": set(), "grpc": set(), "requests": 0}, threading.Event()
+
+    def ask() -> None:
+        while not stop.is_set():
+            for name in ("a", "b", "c"):
+                seen["rest"].add(requests.get(f"{server.rest_url}/v1/models", timeout=10).status_code)
+                seen["rest"].add(requests.get(f"{server.rest_url}/v1/models/{name}", timeout=10).status_code)
+                seen["rest"].add(requests.post(f"{server.rest_url}/v1/models/{name}:predict",
+                                               json={"instances": X.tolist()}, timeout=10).status_code)
+                try:
+                    prediction.Predict(predict_request(name, {"input": X}), timeout=10)
+                    seen["grpc"].add(grpc.StatusCode.OK)
+                except grpc.RpcError as error:
+                    seen["grpc"].add(error.code())
+                seen["requests"] += 1
+
+    asker = threading.Thread(target=ask, daemon=True)
+    watcher = working.watch(server.replace_sources, stop)
+    asker.start()
+    try:
+        for names, change in ((["a", "b"], lambda: copy_experiment(trained, folder / "b")),
+                              (["a", "b", "c"], lambda: copy_experiment(trained, folder / "c")),
+                              (["b", "c"], lambda: shutil.rmtree(folder / "a")),
+                              (["c"], lambda: shutil.rmtree(folder / "b"))):
+            change()
+            wait_for(lambda: sorted(name for name, model in served_models(server.rest_url).items()
+                                    if model["state"] == "AVAILABLE") == names, 30, f"{names} served")
+        start = seen["requests"]
+        wait_for(lambda: seen["requests"] > start, 30, "requests after the last change")
+    finally:
+        stop.set()
+        asker.join(timeout=30)
+        watcher.join(timeout=30)
+    assert not asker.is_alive() and not watcher.is_alive()
+    assert seen["rest"] <= {200, 404} and 200 in seen["rest"] and 404 in seen["rest"], seen
+    assert seen["grpc"] <= {grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND}, seen
 
 
 def test_bad_models_dir_input_is_one_line_exit_2(run_cli, workdir, trained, tmp_path):
@@ -259,6 +357,12 @@ def test_bad_models_dir_input_is_one_line_exit_2(run_cli, workdir, trained, tmp_
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --"), result.stderr
         assert message in lines[0], (arguments, lines[0])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    dry = run_cli("serve", "--models_dir", str(empty), "--dry-run", timeout=60)  # refused before anything is written
+    assert dry.returncode == 2 and dry.stderr.strip() == \
+        "error: --apptainer-image, --dry-run: only with --tensorflow-model-server", dry.stderr
+    assert list(empty.iterdir()) == []
     both = run_cli("serve", "--models_dir", str(tmp_path), "--model_dir", str(trained.dir), timeout=60)
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
 
@@ -345,3 +449,61 @@ def test_tensorflow_model_server_reads_the_models_config_this_process_keeps_up_t
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_changed_version_policy_keeps_the_served_versions_while_it_applies(trained, tmp_path):
+    import dataclasses
+
+    from experiments_manager.serving.versions import VersionManager
+
+    folder = tmp_path / "lab"
+    copy_experiment(trained, folder / "run")
+    source = WorkingFolder(folder, poll_seconds=0).scan()[0]
+    unloaded = []
+    versions = VersionManager([source], poll_seconds=0, on_unload=unloaded.append)
+    versions.start()
+    try:
+        newest = versions.lookup("run")
+        assert newest.version == trained.versions[-1]
+        # its own models.config edited: the latest 2 from now on (the base path is the same)
+        versions.replace_sources([dataclasses.replace(source, num_versions=2)])
+        assert versions.lookup("run") is newest and unloaded == []  # never unloaded: no NOT_FOUND in between
+        assert versions.served_versions("run") == trained.versions[-2:]
+        versions.replace_sources([dataclasses.replace(source, policy="specific", versions=(trained.versions[0],))])
+        assert versions.served_versions("run") == [trained.versions[0]]
+        assert sorted(servable.version for servable in unloaded) == trained.versions[-2:]
+    finally:
+        versions.stop()
+
+
+def test_a_lookup_or_model_list_racing_a_swap_or_a_failed_load_is_answered_not_500(tmp_path):
+    """The two races of a request with `replace_sources` and the poller, made to happen at the worst moment."""
+    from experiments_manager.serving.config import ModelSource
+    from experiments_manager.serving.errors import RequestError
+    from experiments_manager.serving.versions import END, VersionManager
+
+    versions = VersionManager([ModelSource("m", tmp_path / "m", labels=(("stable", 1),))], poll_seconds=0)
+
+    class SwappedAfterOneRead(dict):  # `replace_sources` drops the model right after a request's first read
+        def __contains__(self, name: object) -> bool:
+            versions.sources = {}
+            return super().__contains__(name)
+
+        def get(self, name, default=None):
+            versions.sources = {}
+            return super().get(name, default)
+
+    versions.sources = SwappedAfterOneRead(versions.sources)
+    with pytest.raises(RequestError) as refused:  # was a KeyError: a 500
+        versions.lookup("m", label="stable")
+    assert refused.value.code == grpc.StatusCode.NOT_FOUND
+
+    class GrowsWhileRead(dict):  # the poller records a failed load while the model list reads the failures
+        def items(self):
+            for pair in super().items():
+                self[("m", 100 + len(self))] = ((), "failed meanwhile")
+                yield pair
+
+    versions = VersionManager([ModelSource("m", tmp_path / "m")], poll_seconds=0)
+    versions._failed = GrowsWhileRead({("m", 1): ((), "broken")})
+    assert versions.statuses("m") == [(1, END, "broken")]  # was 'dictionary changed size during iteration'

@@ -25,6 +25,8 @@ def serve(arguments: argparse.Namespace) -> int:
     from experiments_manager.serving.config import source_from_experiment, sources_from_config_file
 
     check_server_arguments(arguments)
+    if (arguments.apptainer_image or arguments.dry_run) and not arguments.tensorflow_model_server:
+        raise UserInputError("--apptainer-image, --dry-run: only with --tensorflow-model-server")  # nothing written
     working_folder = _working_folder(arguments)
     if working_folder is not None:
         dry = arguments.tensorflow_model_server and arguments.dry_run
@@ -36,8 +38,6 @@ def serve(arguments: argparse.Namespace) -> int:
     options = server_options(arguments, _default_grpc_port(arguments))
     if arguments.tensorflow_model_server:
         return _run_tensorflow_model_server(arguments, sources, options, working_folder)
-    if arguments.apptainer_image or arguments.dry_run:
-        raise UserInputError("--apptainer-image, --dry-run: only with --tensorflow-model-server")
     return _run_embedded(sources, options, arguments.exit_with_parent, working_folder)
 
 

@@ -10,8 +10,12 @@ from the folder (`model_name_from_folder`), with one warning naming run.json.
 import dataclasses
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    from experiments_manager.experiment import Experiment
 
 _LOG = logging.getLogger(__name__)
 _NOT_MODEL_SIGNATURES = ("serving_default", "__saved_model_init_op")
@@ -79,7 +83,7 @@ def sources_from_config_file(path):
     config = model_server_config_pb2.ModelServerConfig()
     try:
         text_format.Parse(path.read_text(), config)
-    except text_format.ParseError as error:
+    except (text_format.ParseError, UnicodeDecodeError) as error:
         raise UserInputError(f"{path}: expected a ModelServerConfig text proto: {error}") from None
     if not config.model_config_list.config:
         raise UserInputError(f"{path}: model_config_list: expected at least one config {{ name base_path }}")
@@ -133,7 +137,7 @@ def source_from_experiment(experiment_dir):
     return served_as(experiment, name)
 
 
-def served_as(experiment, name: str) -> ModelSource:
+def served_as(experiment: "Experiment", name: str) -> ModelSource:
     """An experiment's `exported_models/` served as model `name`, with the version policy of its `models.config`
     (latest 1 without one); the base path is the folder's own, not the one written in models.config.
 
@@ -261,7 +265,18 @@ def _model_signatures(saved_model):
 
 
 def models_config_text(sources: "list[ModelSource]") -> str:
-    """The TF Serving `models.config` text proto serving `sources` (absolute base paths)."""
+    """The TF Serving `models.config` text proto serving `sources` (absolute base paths).
+
+    Args:
+        sources: the `ModelSource`s (none: an empty list, which tensorflow_model_server accepts).
+
+    Example:
+
+    ```python
+    print(models_config_text([ModelSource("exp", Path("exp/exported_models"))]))
+    # model_config_list { config { name: "exp" base_path: "/abs/exp/exported_models" model_platform: "tensorflow" ... } }
+    ```
+    """
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 

@@ -5,7 +5,8 @@ Which experiments: those `experiments-manager list FOLDER` lists (`listing.folde
 sweep's trials included, not inside experiments, hidden folders or virtualenvs). An experiment is served once it
 has a version on disk, whatever its status (a failed or interrupted run's versions are complete, checked exports
 of epochs that ended), and while it runs (served as its versions appear); one that ended without any version is
-left out until a resume runs it again.
+left out until a resume runs it again. One that cannot be read (another user's run with tight permissions, a run
+deleted mid-scan) is skipped, said once in a warning, and the others serve; it is served once it can be read.
 
 Names (`model_name`): the experiment's path relative to FOLDER, its folders joined by '.', each character outside
 `[A-Za-z0-9._=,-]` turned into '_' (and a dot that would start or end a folder's part, or follow another dot, so no
@@ -28,17 +29,19 @@ with ModelServer(sources, options) as server:
 ```
 """
 
+import contextlib
+import dataclasses
 import hashlib
 import logging
 import re
 import threading
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Set, Tuple, Union
 
 from experiments_manager.experiment import RUN_FILE_NAME, Experiment
 from experiments_manager.listing import folders_below, read_run_info
 from experiments_manager.serving.config import ModelSource, check_model_name, models_config_text, served_as
-from experiments_manager.utils.atomic import write_text_atomically
+from experiments_manager.utils.atomic import remove_leftovers, write_text_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.version_records import present_versions
 
@@ -115,7 +118,8 @@ class WorkingFolder:
     ```
     """
 
-    def __init__(self, folder, config_file=None, poll_seconds: float = DEFAULT_POLL_SECONDS):
+    def __init__(self, folder: Union[str, Path], config_file: Optional[Union[str, Path]] = None,
+                 poll_seconds: float = DEFAULT_POLL_SECONDS) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             got = "a file" if self.folder.exists() else "nothing there"
@@ -132,7 +136,8 @@ class WorkingFolder:
         self.sources: List[ModelSource] = []
         self.experiments: Dict[str, Path] = {}  # model name -> experiment folder, of the sources served
         self._names: Dict[str, str] = {}  # relative path -> name, of the experiments served
-        self._bad_configs = set()  # experiments whose models.config was said to be unreadable
+        self._bad_configs: Set[Path] = set()  # experiments whose models.config was said to be damaged
+        self._unreadable: Set[Path] = set()  # experiments said to be unreadable (said again once read in between)
         self._written: Optional[bool] = None  # whether the last models.config write worked (None: none yet)
 
     def scan(self) -> List[ModelSource]:
@@ -144,26 +149,43 @@ class WorkingFolder:
         WorkingFolder("experiments").scan()   # [ModelSource('examples.curve_fitting.my_test_...', ...), ...]
         ```
         """
-        served = {}
+        read = {}  # relative path -> (experiment, its source under a name given below)
         for path in folders_below(self.folder, RUN_FILE_NAME) if self.folder.is_dir() else []:
-            experiment = Experiment(path)
-            if present_versions(experiment.export_dir) or read_run_info(experiment).get("status") == "running":
-                served[path.relative_to(self.folder).as_posix()] = experiment
-        names = unique_names(list(served), self._names)
+            try:
+                found = self._read(Experiment(path))
+            except OSError as error:  # unreadable (another user's run, tight permissions) or deleted mid-scan
+                if path not in self._unreadable:
+                    _LOG.warning("%s: cannot be read (%s); not served, the other experiments are", path,
+                                 error.strerror or error)
+                self._unreadable.add(path)
+                continue
+            self._unreadable.discard(path)
+            if found is not None:
+                read[path.relative_to(self.folder).as_posix()] = found
+        names = unique_names(list(read), self._names)
         self._names = names
-        sources = [self._source(served[relative], names[relative]) for relative in sorted(served)]
-        self.experiments = {name: served[relative].root for relative, name in names.items()}
+        sources = []
+        for relative in sorted(read):
+            check_model_name(names[relative], self.folder)  # true by construction: the rule any model name meets
+            sources.append(dataclasses.replace(read[relative][1], name=names[relative]))
+        self.experiments = {name: read[relative][0].root for relative, name in names.items()}
         return sources
 
-    def _source(self, experiment: Experiment, name: str) -> ModelSource:
-        check_model_name(name, self.folder)  # true by construction: the rule any model name meets
+    def _read(self, experiment: Experiment) -> Optional[Tuple[Experiment, ModelSource]]:
+        """(`experiment`, its source, named later) when it is served, else None.
+
+        Raises:
+            OSError: it cannot be read (the caller skips it).
+        """
+        if not present_versions(experiment.export_dir) and read_run_info(experiment).get("status") != "running":
+            return None
         try:
-            return served_as(experiment, name)
+            return experiment, served_as(experiment, "")
         except UserInputError as error:  # its own models.config is damaged: its versions still serve, latest 1
             if experiment.root not in self._bad_configs:
                 _LOG.warning("%s; serving %s with the latest version", error, experiment.root)
                 self._bad_configs.add(experiment.root)
-            return ModelSource(name, experiment.export_dir)
+            return experiment, ModelSource("", experiment.export_dir)
 
     def update(self) -> Optional[List[ModelSource]]:
         """Scans FOLDER; at the first call, and when the set of sources changed, writes the models.config and logs
@@ -179,6 +201,9 @@ class WorkingFolder:
         ```
         """
         first = self._written is None
+        if first:  # a killed server's half-written models.config, which nothing else would ever remove
+            with contextlib.suppress(OSError):  # an unreadable folder: the write below says so
+                remove_leftovers(self.config_file.parent, of_file=self.config_file.name)
         before, previous = {source.name: source for source in self.sources}, dict(self.experiments)
         sources = self.scan()
         now = {source.name: source for source in sources}
@@ -187,7 +212,8 @@ class WorkingFolder:
         self.sources = sources
         self._written = self._write_config(sources, first)
         for name in sorted(set(before) - set(now)):
-            why = "its folder is gone" if not previous[name].is_dir() else "no version on disk and not running"
+            why = ("cannot be read" if Path(previous[name]) in self._unreadable else "its folder is gone"
+                   if not previous[name].is_dir() else "no version on disk and not running")
             _LOG.info("model %s dropped: %s (%s)", name, previous[name], why)
         for name in sorted(set(now) - set(before)):
             if first:

@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import urllib.parse
+from typing import Awaitable, Callable
 
 import grpc
 from google.protobuf import json_format
@@ -75,7 +76,7 @@ class RestApp:
             status, answer = 500, {"error": f"internal error: {type(error).__name__}: {error}"}
         await _send_json(send, status, answer)
 
-    async def _answer(self, scope: dict, receive) -> "tuple[int, object]":
+    async def _answer(self, scope: dict, receive: "Callable[[], Awaitable[dict]]") -> "tuple[int, object]":
         path = scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
         if path.rstrip("/") == _MODEL_LIST:
             _require_method(scope["method"], "GET")

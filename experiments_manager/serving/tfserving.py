@@ -16,11 +16,16 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from experiments_manager.utils.atomic import write_text_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.serving.config import models_config_text
 from experiments_manager.utils.signals import signal_handlers
+
+if TYPE_CHECKING:
+    from experiments_manager.serving.folder import WorkingFolder
+    from experiments_manager.serving.server import ServerOptions
 
 BINARY = "tensorflow_model_server"
 
@@ -37,8 +42,8 @@ class TensorFlowModelServer:
             for it here.
     """
 
-    def __init__(self, sources: list, options, apptainer_image: "str | Path | None" = None,
-                 working_folder=None) -> None:
+    def __init__(self, sources: list, options: "ServerOptions", apptainer_image: "str | Path | None" = None,
+                 working_folder: "WorkingFolder | None" = None) -> None:
         self.sources = sources
         self.options = options
         self.apptainer_image = Path(apptainer_image) if apptainer_image else None
@@ -68,7 +73,18 @@ class TensorFlowModelServer:
 
     def write_config_files(self, folder: "str | Path") -> "list[str]":
         """Writes models.config (and batching.config) into `folder`; returns the command to run. With a working
-        folder, its own models.config is named instead (and re-read every `poll_seconds`), written by its owner."""
+        folder, its own models.config is named instead (and re-read every `poll_seconds`), written by its owner.
+
+        Args:
+            folder: where models.config and batching.config go (a temporary folder, or the dry run's).
+
+        Example:
+
+        ```python
+        command = TensorFlowModelServer(sources, options).write_config_files(tmp)
+        # ['tensorflow_model_server', '--port=8500', '--rest_api_port=8501', f'--model_config_file={tmp}/models.config', ...]
+        ```
+        """
         config_dir = Path(folder).resolve()
         executable = self._executable(config_dir)  # a missing binary is refused before anything is written
         if self.working_folder is None:

@@ -12,7 +12,8 @@ changes (a repair in place). Versions are tried newest first: a version that
 fails leaves the candidates and the policy picks again at once, so the newest
 loadable version answers from the first poll, the one `start()` waits for. The set of models itself can be
 replaced while serving (`replace_sources`, a working folder's experiments coming and going): one assignment too,
-the models that went away unloaded, the new ones loaded at once.
+the models that went away unloaded, those whose policy changed kept while it applies, the new ones loaded at once
+(one at a time, the poller running in between).
 """
 
 import logging
@@ -21,7 +22,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.servable import Servable, first_line, missing_servable
@@ -55,7 +56,8 @@ class VersionManager:
     ```
     """
 
-    def __init__(self, sources: "list[ModelSource]", poll_seconds: float = 1.0, on_unload=None) -> None:
+    def __init__(self, sources: "list[ModelSource]", poll_seconds: float = 1.0,
+                 on_unload: "Callable[[Servable], None] | None" = None) -> None:
         self.sources = {source.name: source for source in sources}
         self.poll_seconds = poll_seconds
         self._on_unload = on_unload or (lambda servable: None)
@@ -93,6 +95,15 @@ class VersionManager:
                 _LOG.exception("version poll failed")
 
     def poll_once(self) -> None:
+        """Brings every model's served versions in line with its base path and policy once (what the poller does
+        every `poll_seconds`); waits for a replacement of the sources in progress.
+
+        Example:
+
+        ```python
+        versions.poll_once()   # a version exported since the last poll now answers
+        ```
+        """
         with self._sync_lock:
             for source in self.sources.values():
                 if self._stop.is_set():
@@ -101,8 +112,12 @@ class VersionManager:
 
     def replace_sources(self, sources: "list[ModelSource]") -> None:
         """Serves `sources` from now on: the set of models is replaced in one assignment (a request sees the old
-        set or the new one), the versions of models that went away (or whose source changed) are unloaded, and the
-        new models' versions are loaded before this returns. Waits for a poll in progress.
+        set or the new one), the versions of models that went away (or whose base path changed) are unloaded, a
+        model whose source changed otherwise (its version policy or labels: its own models.config edited) keeps
+        answering with its versions while the new policy is applied, and the new models' versions are loaded before
+        this returns, one model at a time: a version poll in progress is waited for, and polling of the other models
+        goes on between two new models' loads (a sweep of N trials appearing holds it up for one load at a time,
+        never for all N).
 
         Args:
             sources: the `ModelSource`s to serve (names unique).
@@ -117,7 +132,9 @@ class VersionManager:
         with self._sync_lock:
             if self._stop.is_set():
                 return
-            kept = {name for name, source in sources.items() if self.sources.get(name) == source}
+            old = self.sources
+            kept = {name for name, source in sources.items()
+                    if name in old and Path(old[name].base_path) == Path(source.base_path)}
             dropped = [servable for name, served in self._served.items() if name not in kept
                        for servable in served.values()]
             self.sources = sources  # one assignment: lookups see the old set or the new one
@@ -127,10 +144,15 @@ class VersionManager:
             for servable in dropped:
                 _LOG.info("%s: version %s unloaded (the model is no longer served)", servable.name, servable.version)
                 self._on_unload(servable)
-            for name in sorted(set(sources) - kept):
+            for name in sorted(kept):
+                if old[name] != sources[name]:
+                    self._sync(sources[name])  # its new policy: its versions answer until it has changed them
+        for name in sorted(set(sources) - kept):
+            with self._sync_lock:  # one new model at a time: the poller runs between two loads
                 if self._stop.is_set():
                     return  # stopping: no more loading
-                self._sync(sources[name])
+                if self.sources.get(name) is sources[name]:  # not replaced again meanwhile
+                    self._sync(sources[name])
 
     def _sync(self, source):
         listing = self._list_versions(source)
@@ -206,8 +228,9 @@ class VersionManager:
     def lookup(self, name, version=None, label=None):
         """The Servable answering a request; NOT_FOUND if none, INVALID_ARGUMENT for a label the config lacks."""
         served = self._served.get(name)
-        if label and name in self.sources:
-            version = self.sources[name].label_version(label)
+        source = self.sources.get(name)  # one read: `replace_sources` may swap the set between two
+        if label and source is not None:
+            version = source.label_version(label)
             if version is None:  # TF Serving's answer (INVALID_ARGUMENT, REST 400), whether or not a version is up
                 raise RequestError(f"Unrecognized servable version label: {label}")
         if not served:
@@ -220,11 +243,25 @@ class VersionManager:
         return served[max(served)]
 
     def statuses(self, name: str, version: "int | None" = None) -> "list[tuple[int, str, str]]":
-        """[(version, state, error message)], newest first, like TF Serving's GetModelStatus."""
+        """[(version, state, error message)], newest first, like TF Serving's GetModelStatus.
+
+        Args:
+            name: the model name.
+            version: only this version's row (None: all of them).
+
+        Raises:
+            RequestError: NOT_FOUND for a model not served, or a version it has no row for.
+
+        Example:
+
+        ```python
+        versions.statuses("model_curve_fitting")   # [(3, 'AVAILABLE', ''), (2, 'END', 'variables missing')]
+        ```
+        """
         if name not in self.sources:
             raise missing_servable(name, version)
         rows = {number: (AVAILABLE, "") for number in self._served.get(name, {})}
-        for (model, number), (_, message) in self._failed.items():
+        for (model, number), (_, message) in self._failed.copy().items():  # a copy: the poller adds to it meanwhile
             if model == name and number not in rows:
                 rows[number] = (END, message)
         loading = self._loading.get(name)

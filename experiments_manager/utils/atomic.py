@@ -176,7 +176,7 @@ def is_removal_leftover(entry) -> bool:
     return bool(found and found.group("deleted_pid")) and not process_alive(int(found.group("deleted_pid")))
 
 
-def remove_leftovers(*folders, own_pid_is_dead=False, sole_writer=False):
+def remove_leftovers(*folders, own_pid_is_dead=False, sole_writer=False, of_file: str = ""):
     """Deletes the temporary files and folders that writers killed mid-write (kill -9, a dead node) left in
     `folders`; a live writer's are kept. Returns the names removed.
 
@@ -187,11 +187,14 @@ def remove_leftovers(*folders, own_pid_is_dead=False, sole_writer=False):
         sole_writer: this process holds the folders' lease (`utils/lease.py`): a name with another pid is a dead
             writer's, whatever that pid is on this host (a live writer on another node is refused the lease, and
             its pid means nothing here).
+        of_file: only the temporary files of the file of this name (`.<of_file>.<pid>.<random>.tmp`), as in a
+            folder holding other writers' files too (a served working folder's models.config).
 
     Example:
 
     ```python
     remove_leftovers(experiment.root, experiment.export_dir, experiment.checkpoints_dir)
+    remove_leftovers(folder, of_file="models.config")
     ```
     """
     removed = []
@@ -200,6 +203,8 @@ def remove_leftovers(*folders, own_pid_is_dead=False, sole_writer=False):
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
+            if of_file and not entry.name.startswith(f".{of_file}."):
+                continue
             if _is_dead_writers(entry, own_pid_is_dead, sole_writer):
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)
