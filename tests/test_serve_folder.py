@@ -6,6 +6,7 @@ import re
 import shutil
 import signal
 import subprocess
+import socket
 import threading
 import time
 from pathlib import Path
@@ -345,7 +346,7 @@ def test_bad_models_dir_input_is_one_line_exit_2(run_cli, workdir, trained, tmp_
                                                       "folder of experiments, got nothing there"),
         (["--models_dir", str(tmp_path / "a_file")], "expected a folder of experiments, got a file"),
         (["--models_dir", str(trained.dir)], f"got an experiment folder (serve it with --model_dir {trained.dir})"),
-        (["--models_dir", str(hand_written.parent)], f"--write-models-config: {hand_written}: expected a models.config "
+        (["--models_dir", str(hand_written.parent)], f"--models_dir: {hand_written}: expected a models.config "
                                                      "this command generated (or none), got another file"),
         (["--models_dir", str(tmp_path), "--model_config_file_poll_wait_seconds", "-1"],
          "error: --model_config_file_poll_wait_seconds: expected >= 0, got -1"),
@@ -365,6 +366,18 @@ def test_bad_models_dir_input_is_one_line_exit_2(run_cli, workdir, trained, tmp_
     assert list(empty.iterdir()) == []
     both = run_cli("serve", "--models_dir", str(tmp_path), "--model_dir", str(trained.dir), timeout=60)
     assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    lab = tmp_path / "lab"
+    copy_experiment(trained, lab / "curve" / trained.dir.name)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        taken = run_cli("serve", "--models_dir", str(lab), "--grpc-port", "0", "--rest-port",
+                        str(busy.getsockname()[1]), timeout=60)
+    assert taken.returncode == 2 and "error: --rest-port: cannot listen on" in taken.stderr, taken.stderr
+    assert not (lab / "models.config").exists()  # a server that never listened writes no models.config
+    dry = run_cli("serve", "--models_dir", str(lab), "--tensorflow-model-server", "--dry-run", timeout=60)
+    assert dry.returncode == 0, dry.stderr  # the binary is not needed to print its command (not installed here)
+    assert dry.stdout.split()[0].endswith("tensorflow_model_server") and not (lab / "models.config").exists()
 
 
 def test_tensorflow_model_server_reads_the_folders_models_config_with_the_poll_flag(fake_tools, trained, tmp_path):

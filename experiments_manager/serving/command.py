@@ -28,9 +28,8 @@ def serve(arguments: argparse.Namespace) -> int:
     if (arguments.apptainer_image or arguments.dry_run) and not arguments.tensorflow_model_server:
         raise UserInputError("--apptainer-image, --dry-run: only with --tensorflow-model-server")  # nothing written
     working_folder = _working_folder(arguments)
-    if working_folder is not None:
-        dry = arguments.tensorflow_model_server and arguments.dry_run
-        sources = working_folder.scan() if dry else working_folder.update()  # a dry run writes nothing
+    if working_folder is not None:  # its models.config is written once the server listens (a busy port writes
+        sources = working_folder.scan()  # nothing), or just before tensorflow_model_server starts; a dry run never
     elif arguments.model_dir:
         sources = [source_from_experiment(arguments.model_dir)]
     else:
@@ -134,7 +133,7 @@ def _run_tensorflow_model_server(arguments: argparse.Namespace, sources: list, o
     launcher = TensorFlowModelServer(sources, options, arguments.apptainer_image, working_folder)
     if arguments.dry_run:
         with tempfile.TemporaryDirectory() as folder:
-            command = launcher.write_config_files(folder)
+            command = launcher.write_config_files(folder, dry_run=True)
             print(" ".join(command))
             for path in sorted(os.listdir(folder)):
                 print(f"--- {path}\n{open(os.path.join(folder, path)).read()}", end="")
@@ -145,6 +144,7 @@ def _run_tensorflow_model_server(arguments: argparse.Namespace, sources: list, o
     _LOG.warning("tensorflow_model_server has no bind-address flag: it listens on every interface (0.0.0.0)")
     if working_folder is None:
         return launcher.run()
+    working_folder.update()  # the models.config the binary reads, written (and said) before it starts
     stop = threading.Event()  # the folder is polled here; the binary re-reads the models.config it rewrites
     working_folder.watch(lambda sources: None, stop)
     try:
@@ -167,6 +167,10 @@ def _run_embedded(sources: list, options: "ServerOptions", parent_pid: "int | No
         stop.set()
 
     with signal_handlers(lambda signum, frame: stop.set()), ModelServer(sources, options) as server:
+        if working_folder is not None:  # listening: the models.config is written, what is served said
+            latest = working_folder.update()
+            if latest is not None and latest != server.sources:  # the folder changed since the first look
+                server.replace_sources(latest)
         _log_addresses(server, working_folder)
         if working_folder is not None:
             working_folder.watch(server.replace_sources, stop)

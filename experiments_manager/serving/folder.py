@@ -128,8 +128,9 @@ class WorkingFolder:
             raise UserInputError(f"--models_dir: {folder}: expected a folder of experiments, got an experiment folder "
                                  f"(serve it with --model_dir {folder})")
         self.config_file = Path(config_file) if config_file else self.folder / CONFIG_NAME
+        self._flag = "--write-models-config" if config_file else "--models_dir"  # the flag that chose config_file
         if self.config_file.exists() and not _generated(self.config_file):
-            raise UserInputError(f"--write-models-config: {self.config_file}: expected a models.config this command "
+            raise UserInputError(f"{self._flag}: {self.config_file}: expected a models.config this command "
                                  "generated (or none), got another file; name a new one with --write-models-config "
                                  "FILE")
         self.poll_seconds = poll_seconds
@@ -242,7 +243,7 @@ class WorkingFolder:
         try:
             write_text_atomically(self.config_file, self.config_text(sources))
         except OSError as error:
-            message = f"--write-models-config: cannot write {self.config_file}: {error.strerror or error}"
+            message = f"{self._flag}: cannot write {self.config_file}: {error.strerror or error}"
             if first:
                 raise UserInputError(message) from None
             _LOG.error("%s; tried again at the next poll", message)

@@ -49,12 +49,13 @@ class TensorFlowModelServer:
         self.apptainer_image = Path(apptainer_image) if apptainer_image else None
         self.working_folder = working_folder
 
-    def _executable(self, config_dir: Path) -> "list[str]":
-        """The command prefix that runs the binary; a clear error when it is not there."""
+    def _executable(self, config_dir: Path, dry_run: bool = False) -> "list[str]":
+        """The command prefix that runs the binary; a clear error when it is not there (a dry run names it as it
+        would be found: the command is printed on a machine that may lack it)."""
         if self.apptainer_image is not None:
-            if not self.apptainer_image.is_file():
+            if not self.apptainer_image.is_file() and not dry_run:
                 raise UserInputError(f"--apptainer-image: {self.apptainer_image}: file not found")
-            runner = shutil.which("apptainer") or shutil.which("singularity")
+            runner = shutil.which("apptainer") or shutil.which("singularity") or ("apptainer" if dry_run else None)
             if runner is None:
                 raise UserInputError("--apptainer-image: neither apptainer nor singularity is on PATH")
             binds = {str(Path(source.base_path).resolve()) for source in self.sources} | {str(config_dir)}
@@ -63,7 +64,7 @@ class TensorFlowModelServer:
                           str(self.working_folder.config_file.parent.resolve())}
             binds = sorted(binds)
             return [runner, "exec", "--bind", ",".join(binds), str(self.apptainer_image), BINARY]
-        found = shutil.which(BINARY)
+        found = shutil.which(BINARY) or (BINARY if dry_run else None)
         if found is None:
             raise UserInputError(
                 f"--tensorflow-model-server: {BINARY} is not on PATH; "
@@ -71,12 +72,14 @@ class TensorFlowModelServer:
             )
         return [found]
 
-    def write_config_files(self, folder: "str | Path") -> "list[str]":
+    def write_config_files(self, folder: "str | Path", dry_run: bool = False) -> "list[str]":
         """Writes models.config (and batching.config) into `folder`; returns the command to run. With a working
         folder, its own models.config is named instead (and re-read every `poll_seconds`), written by its owner.
 
         Args:
             folder: where models.config and batching.config go (a temporary folder, or the dry run's).
+            dry_run: the command is printed, not run (default False): a binary or image missing here is named as
+                it would be found.
 
         Example:
 
@@ -86,7 +89,7 @@ class TensorFlowModelServer:
         ```
         """
         config_dir = Path(folder).resolve()
-        executable = self._executable(config_dir)  # a missing binary is refused before anything is written
+        executable = self._executable(config_dir, dry_run)  # a missing binary is refused before anything is written
         if self.working_folder is None:
             config = config_dir / "models.config"
             write_text_atomically(config, models_config_text(self.sources))

@@ -191,7 +191,13 @@ class VersionManager:
             entries = list(source.base_path.iterdir())
         except OSError:
             if source.name not in self._missing_logged:
-                _LOG.warning("%s: base path %s not found yet; waiting for a first version", source.name, source.base_path)
+                served = sorted(self._served.get(source.name, {}))
+                if served:  # removed while served (a working folder's experiment deleted): answered from memory
+                    _LOG.warning("%s: base path %s is gone; still answering with versions %s from memory",
+                                 source.name, source.base_path, served)
+                else:
+                    _LOG.warning("%s: base path %s not found yet; waiting for a first version", source.name,
+                                 source.base_path)
                 self._missing_logged.add(source.name)
             return None
         present = {int(entry.name) for entry in entries if _VERSION_DIR.match(entry.name) and entry.is_dir()}
