@@ -288,6 +288,23 @@ def test_predict_edge_answers_as_the_served_version(runs: dict, run_cli: object)
         assert error == pytest.approx(float(np.mean(np.abs(served(input=x)["prediction"].numpy() - x ** 2))), abs=1e-4)
     assert len(printed) == 3 and "Prediction process ended" in result.stdout
     assert f"3 requests answered by model_curve_fitting version {version} from " in result.stdout
+    # a bad shape: the server's own check and line (the model's runtime never sees it), for every format
+    from experiments_manager.serving.client import ClientError, StreamReport
+    from experiments_manager.serving.errors import RequestError
+    from experiments_manager.serving.servable import Servable
+
+    servable = Servable.load("model_curve_fitting", version, run / "exported_models" / str(version))
+    for target in ("litert-none", "onnx-none"):
+        service = LocalPredictionService(next((run / "edge" / target).glob("model.*")), threads=1)
+        client = EdgeClient(settings, service, "model_curve_fitting")
+        for shape in ((1, 5), (3,)):
+            arrays = {"input": np.ones(shape, np.float32)}
+            with pytest.raises(RequestError) as server:
+                servable.check_inputs("serving_default", arrays)
+            with pytest.raises(ClientError) as local:
+                client._predict(service, 0, arrays, StreamReport())
+            assert str(local.value) == f"request 0 refused by {service.path}: INVALID_ARGUMENT: " \
+                                       f"{server.value.message}", (target, shape)
     result = run_cli("predict", "--model_dir", str(run), "--edge", str(run / "edge/litert-none/model.tflite"),
                      "--server", "127.0.0.1:8500")
     assert (result.returncode, result.stderr) == (2, "error: --server: expected no server flag with --edge (answered "
