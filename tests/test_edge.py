@@ -184,6 +184,75 @@ def test_the_kafka_examples_input_and_output_names_are_kept(tmp_path: Path, trai
         np.testing.assert_allclose(outputs[sorted(reference)[0]], reference[sorted(reference)[0]], atol=1e-5)
 
 
+TWO_INPUTS_MODEL = """import keras
+
+
+def model(usersettings):
+    zeta, alpha = keras.Input((3,), name='zeta'), keras.Input((1,), name='alpha')  # positional order: not by name
+    joined = keras.layers.Concatenate()([zeta, keras.layers.Dense(4)(alpha)])
+    return keras.Model([zeta, alpha], [keras.layers.Dense(1, name='sum')(joined), keras.layers.Dense(2)(zeta)])
+"""
+TWO_INPUTS_LINES = [  # a dict of float64 inputs, a tuple of two labels of different shapes; the default served module
+    "model_file = 'two_inputs_model.py'", "get_served_module = None", "nb_train_samples = 64", "nb_val_samples = 32",
+    "batch_size = 16",
+    "def get_metrics(model, loss):\n    return []",
+    "def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):\n"
+    "    rng = np.random.default_rng(0 if isTraining else 1)\n"
+    "    count = nb_train_samples if isTraining else nb_val_samples\n"
+    "    x = {'zeta': rng.uniform(-1, 1, (count, 3)), 'alpha': rng.uniform(-1, 1, (count, 1))}\n"
+    "    y = (x['zeta'].sum(axis=1, keepdims=True) + x['alpha'], x['zeta'][:, :2])\n"
+    "    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)",
+]
+
+
+def test_a_two_input_dict_models_names_and_values_are_kept(tmp_path: Path) -> None:
+    """A real 2-input model fed a dict of float64 arrays, with two labels: each value reaches its own input (the
+    exports compute what the SavedModel does), the names are kept, a tuple goes in the served function's positional
+    order, the labels give no metrics (not a traceback), int8 calibrates on the float64 batches."""
+    import tensorflow as tf
+
+    from experiments_manager.edge.data import named_inputs
+    from experiments_manager.edge.export import export_edge
+    from experiments_manager.edge.formats import EdgeTarget
+    from experiments_manager.edge.runtime import SavedModelModel
+
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    (tmp_path / "two_inputs_model.py").write_text(TWO_INPUTS_MODEL)
+    run = _train(tmp_path, "two_inputs", "examples/regression/mysettings_curve_fitting.py", TWO_INPUTS_LINES, 1)
+    version = run / "exported_models" / str(_best_version(run))
+    rows = export_edge(run, [EdgeTarget("litert"), EdgeTarget("onnx"), EdgeTarget("onnx", "int8")],
+                       timing_seconds=0.01)
+    inputs = SavedModelModel(version).tensors()["inputs"]
+    assert [tensor["name"] for tensor in inputs] == ["zeta", "alpha"]  # the Keras model's order
+    rng = np.random.default_rng(5)
+    zeta, alpha = rng.uniform(-1, 1, (7, 3)), rng.uniform(-1, 1, (7, 1))
+    named = named_inputs((zeta, alpha), inputs, "test")
+    assert named["zeta"].shape == (7, 3) and named["alpha"].shape == (7, 1) and named["zeta"].dtype == np.float32
+    served = tf.saved_model.load(str(version)).signatures["serving_default"]
+    reference = {key: value.numpy() for key, value in served(**named).items()}
+    assert all(row.metrics == {} and row.top1_agreement is None for row in rows)
+    for row, target in zip(rows[1:3], ("litert-none", "onnx-none")):
+        assert row.max_abs_diff <= 1e-5, target
+        signature = json.loads((run / "edge" / target / "signature.json").read_text())
+        assert [tensor["name"] for tensor in signature["savedmodel"]["inputs"]] == ["zeta", "alpha"]
+        assert sorted(tensor["name"] for tensor in signature["model"]["inputs"]) == ["alpha", "zeta"]
+        path = run / row.file
+        if path.suffix == ".onnx":
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            names = [output.name for output in session.get_outputs()]
+            outputs = dict(zip(names, session.run(names, named)))
+        else:
+            from ai_edge_litert.interpreter import Interpreter
+
+            outputs = Interpreter(model_path=str(path)).get_signature_runner("serving_default")(**named)
+        assert sorted(outputs) == sorted(reference), target
+        for key in reference:
+            np.testing.assert_allclose(outputs[key], reference[key], atol=1e-5, err_msg=target)
+    assert rows[3].max_abs_diff < 0.1  # int8, calibrated on the float64 training batches
+
+
 def test_a_flex_op_is_refused_in_one_line_naming_it_and_nothing_is_written(runs: dict, tmp_path: Path) -> None:
     import tensorflow as tf
 

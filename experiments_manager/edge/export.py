@@ -104,8 +104,7 @@ class _Job:
         self.folder = experiment.export_dir / str(number)
         self.reference = SavedModelModel(self.folder)
         self.signature = self.reference.tensors()
-        self.names = [tensor["name"] for tensor in self.signature["inputs"]]
-        self.batches = validation_batches(settings, self.names)
+        self.batches = validation_batches(settings, self.signature["inputs"])
         self.outputs = outputs_of(self.reference, self.batches)
         self.scorer = Scorer(settings)
         self.calibration = None
@@ -116,7 +115,7 @@ class _Job:
     def calibrate(self, count: int) -> None:
         from experiments_manager.edge.data import calibration_batches
 
-        self.calibration = calibration_batches(self.settings, self.names, count)
+        self.calibration = calibration_batches(self.settings, self.signature["inputs"], count)
 
     def reference_row(self) -> ParityRow:
         from experiments_manager.edge.parity import measure

@@ -285,12 +285,26 @@ class SavedModelModel(EdgeModel):
     def tensors(self) -> dict:
         import tensorflow as tf
 
-        def infos(specs: dict) -> list:
-            return [_tensor_info(name, spec.dtype.as_numpy_dtype, spec.shape.as_list()) for name, spec in
-                    sorted(specs.items())]
+        def infos(specs: dict, order: list) -> list:
+            return [_tensor_info(name, specs[name].dtype.as_numpy_dtype, specs[name].shape.as_list())
+                    for name in order]
 
         outputs = tf.nest.map_structure(lambda tensor: tensor, self._function.structured_outputs)
-        return {"inputs": infos(self._function.structured_input_signature[1]), "outputs": infos(outputs)}
+        return {"inputs": infos(self._specs, self.input_order()), "outputs": infos(outputs, sorted(outputs))}
+
+    def input_order(self) -> list:
+        """The signature's input names in its positional order: the served function's `input_signature` (the Keras
+        model's `inputs` order, `served_module.py`), else by name.
+
+        Example:
+
+        ```python
+        SavedModelModel(version_dir).input_order()   # ['zeta', 'alpha']
+        ```
+        """
+        positional = getattr(getattr(self._loaded, "served_model", None), "input_signature", None) or ()
+        order = [getattr(spec, "name", None) for spec in positional]
+        return order if sorted(map(str, order)) == sorted(self._specs) else sorted(self._specs)
 
     @property
     def runtime(self) -> str:
