@@ -5,7 +5,9 @@ folder written whole under a temporary name carrying the pid (`.tmp-<n>-<pid>`),
 `RUN/edge/<format>-<quantization>/` (an older export of the same target is replaced). The folder holds the model
 file, `signature.json` (the SavedModel's and the exported model's inputs and outputs: names, dtypes, shapes, int8
 scales), `labels.txt` (the settings' `class_names`, when given) and the parity report (`parity.py`) of the SavedModel
-and the export. `export --all` also writes the side-by-side table of every target to `RUN/edge/parity.md` + `.json`.
+and the export. `export --all` also writes the side-by-side table of every target to `RUN/edge/parity.md` + `.json`, once every
+target is written; any export removes an older table before it replaces the first target folder, so the table never
+describes folders replaced since. A target folder is written durably before the older one is moved aside.
 The run's lease is held meanwhile, as `evaluate` holds it: a run being trained is refused in one line (exit 75);
 a killed export's temporary folder is removed by the next one.
 
@@ -20,12 +22,12 @@ print(markdown(rows))      # the SavedModel's row, then the export's
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Optional
 
 from experiments_manager.edge.formats import (ALL_TARGETS, DEFAULT_CALIBRATION_BATCHES, DEFAULT_TIMING_SECONDS,
-                                              EDGE_FOLDER, LABELS_FILE, SIGNATURE_FILE, EdgeTarget, require_edge_extra)
+                                              EDGE_FOLDER, LABELS_FILE, PARITY_NAME, SIGNATURE_FILE, EdgeTarget,
+                                              require_edge_extra)
 from experiments_manager.edge.parity import ParityRow, write_report
 from experiments_manager.experiment import Experiment, running_command
 from experiments_manager.utils.errors import UserInputError
@@ -81,6 +83,7 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
         if any(target.calibrated for target in targets):
             job.calibrate(calibration_batches or DEFAULT_CALIBRATION_BATCHES)
         rows = [job.reference_row()]
+        _remove_table(base)  # it would outlive the folders replaced below (--all, killed, too): only --all rewrites it
         for target in targets:
             rows.append(job.export(target, allow_flex))
             _LOG.info("%s of %s: %s", target.folder_name, describe(number, record, best=best),
@@ -88,6 +91,14 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
         if table:
             write_report(base, rows, title=job.title)
     return rows
+
+
+def _remove_table(base: Path) -> None:
+    """Removes `export --all`'s RUN/edge/parity.md + .json (each renamed away first: gone at once for readers)."""
+    for suffix in (".md", ".json"):
+        path = base / f"{PARITY_NAME}{suffix}"
+        if path.exists():
+            hidden_for_removal(path).unlink()
 
 
 class _Job:
@@ -134,8 +145,8 @@ class _Job:
 
         base = self.experiment.root / EDGE_FOLDER
         final = base / target.folder_name
-        doomed = None
-        with folder_replaced_atomically(base / f".tmp-{ALL_TARGETS.index(target)}-{os.getpid()}", final) as tmp:
+        with folder_replaced_atomically(base / f".tmp-{ALL_TARGETS.index(target)}-{os.getpid()}", final,
+                                        replace_existing=True) as tmp:  # an older export: aside once this is durable
             tmp.mkdir()
             model_file = tmp / target.file_name
             converter = convert_version(self.folder, target, model_file, self.calibration, allow_flex)
@@ -160,8 +171,4 @@ class _Job:
             if self.settings.data.class_names is not None:
                 (tmp / LABELS_FILE).write_text("".join(f"{name}\n" for name in self.settings.data.class_names))
             write_report(tmp, [self.reference_result, row], title=self.title)
-            if final.exists():  # an older export of this target: out of the way just before the rename
-                doomed = hidden_for_removal(final)
-        if doomed is not None:
-            shutil.rmtree(doomed, ignore_errors=True)
         return row
