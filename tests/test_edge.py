@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_command, cli_env, settings_variant
+from experiments_manager.version_records import CLASS_NAMES_FILE
 
 EXAMPLES = {  # name: (settings file, extra lines, epochs): trained enough that int8 is judged on a real model
     "classification": ("examples/classification/mysettings_image_classification.py",
@@ -275,10 +276,33 @@ def test_a_killed_exports_leftovers_and_a_stale_table_are_removed(two_inputs_run
     (edge / f".tmp-4-{pid}").mkdir()
     (edge / f".tmp-4-{pid}" / "model.onnx").write_bytes(b"half")
     (edge / f".deleting-onnx-none-{pid}").mkdir()
-    before = (edge / "onnx-none" / "model.onnx").read_bytes()
+    names = run / "exported_models" / str(_best_version(run)) / CLASS_NAMES_FILE  # the version's own, as served
+    names.parent.mkdir(exist_ok=True)
+    names.write_text('["low", "high"]')
     export_edge(run, [EdgeTarget("onnx")], timing_seconds=0.01)  # one target: the table no longer says what is there
     assert sorted(path.name for path in edge.iterdir()) == ["onnx-none"]
-    assert (edge / "onnx-none" / "model.onnx").read_bytes() == before  # replaced by the same conversion
+    assert (edge / "onnx-none" / "labels.txt").read_text() == "low\nhigh\n"  # the settings give none
+
+
+def test_a_failed_int8_quantization_is_one_line(two_inputs_run: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime.quantization
+
+    from experiments_manager.edge.convert import convert_version
+    from experiments_manager.edge.formats import EdgeTarget
+    from experiments_manager.utils.errors import UserInputError
+
+    def fails(*arguments: object, **options: object) -> None:
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : calibration\nmore lines")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_static", fails)
+    version = two_inputs_run / "exported_models" / str(_best_version(two_inputs_run))
+    batch = {"zeta": np.zeros((2, 3), np.float32), "alpha": np.zeros((2, 1), np.float32)}
+    with pytest.raises(UserInputError) as refused:
+        convert_version(version, EdgeTarget("onnx", "int8"), tmp_path / "model.onnx", calibration=[batch])
+    assert refused.value.problems == [f"{version} (serving_default): onnxruntime's int8 quantization failed: "
+                                      "RuntimeError: [ONNXRuntimeError] : 1 : FAIL : calibration"]
+    assert list(tmp_path.iterdir()) == []  # nor the float file left behind
 
 
 def test_a_flex_op_is_refused_in_one_line_naming_it_and_nothing_is_written(runs: dict, tmp_path: Path) -> None:

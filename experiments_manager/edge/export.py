@@ -4,7 +4,8 @@ For each target (`formats.EdgeTarget`), the version's SavedModel `serving_defaul
 folder written whole under a temporary name carrying the pid (`.tmp-<n>-<pid>`), fsynced, then renamed to
 `RUN/edge/<format>-<quantization>/` (an older export of the same target is replaced). The folder holds the model
 file, `signature.json` (the SavedModel's and the exported model's inputs and outputs: names, dtypes, shapes, int8
-scales), `labels.txt` (the settings' `class_names`, when given) and the parity report (`parity.py`) of the SavedModel
+scales), `labels.txt` (the version's own class names, `assets.extra/class_names.json` as the server reads them, else the
+settings' `class_names`, when given) and the parity report (`parity.py`) of the SavedModel
 and the export. `export --all` also writes the side-by-side table of every target to `RUN/edge/parity.md` + `.json`, once every
 target is written; any export removes an older table before it replaces the first target folder, so the table never
 describes folders replaced since. A target folder is written durably before the older one is moved aside.
@@ -32,7 +33,7 @@ from experiments_manager.edge.parity import ParityRow, write_report
 from experiments_manager.experiment import Experiment, running_command
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.atomic import folder_replaced_atomically, hidden_for_removal, remove_leftovers
-from experiments_manager.version_records import describe
+from experiments_manager.version_records import describe, read_class_names_file
 
 _LOG = logging.getLogger(__name__)
 
@@ -118,6 +119,10 @@ class _Job:
         self.batches = validation_batches(settings, self.signature["inputs"])
         self.outputs = outputs_of(self.reference, self.batches)
         self.scorer = Scorer(settings)
+        # the version's own class names (what the server reads), else the settings' (a version exported before them)
+        self.class_names = read_class_names_file(self.folder)
+        if self.class_names is None:
+            self.class_names = settings.data.class_names
         self.calibration = None
         self.reference_result = None  # the SavedModel's row, once measured
         self.title = f"{experiment.name}: version {number} ({self.folder}), against its SavedModel on the " \
@@ -134,7 +139,7 @@ class _Job:
         size = sum(path.stat().st_size for path in self.folder.rglob("*") if path.is_file())
         self.reference_result = measure(self.reference, self.outputs, self.batches, self.scorer, self.number, "",
                                         self.folder.relative_to(self.experiment.root).as_posix(), size,
-                                        timing_seconds=self.timing_seconds)
+                                        self.settings.training.batch_size, timing_seconds=self.timing_seconds)
         return self.reference_result
 
     def export(self, target: EdgeTarget, allow_flex: bool) -> ParityRow:
@@ -163,12 +168,13 @@ class _Job:
                                            "not run here: the plain LiteRT runtime has no Flex delegate")
             if model is not None:
                 row = measure(model, self.outputs, self.batches, self.scorer, self.number, converter, relative,
-                              model_file.stat().st_size, target.quantize, flex, self.timing_seconds)
+                              model_file.stat().st_size, self.settings.training.batch_size, target.quantize, flex,
+                              self.timing_seconds)
             (tmp / SIGNATURE_FILE).write_text(json.dumps(
                 {"signature": "serving_default", "version": self.number, "format": target.format,
                  "quantize": target.quantize, "savedmodel": self.signature,
                  "model": None if model is None else model.tensors()}, indent=1) + "\n")
-            if self.settings.data.class_names is not None:
-                (tmp / LABELS_FILE).write_text("".join(f"{name}\n" for name in self.settings.data.class_names))
+            if self.class_names is not None:
+                (tmp / LABELS_FILE).write_text("".join(f"{name}\n" for name in self.class_names))
             write_report(tmp, [self.reference_result, row], title=self.title)
         return row
