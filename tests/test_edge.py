@@ -367,6 +367,17 @@ def test_bad_input_is_one_line_exit_2_and_nothing_half_written(runs: dict, run_c
     result = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True)
     assert (result.returncode, result.stderr) == (2, "error: edge export needs the [edge] extra (missing: tf2onnx): "
                                                      "pip install 'experiments_manager[edge]'\n")
+    # predict --edge needs the file's runtime only, said before TensorFlow is imported
+    for blocked, target, package in (("ai_edge_litert", "litert-none/model.tflite", "ai-edge-litert"),
+                                     ("onnxruntime", "onnx-none/model.onnx", "onnxruntime")):
+        code = (f"import sys\nsys.modules[{blocked!r}] = sys.modules['tf2onnx'] = None\n"
+                "from experiments_manager.cli import main\n"
+                f"code = main(['predict', '--model_dir', {str(run)!r}, '--edge', {str(run / 'edge' / target)!r}])\n"
+                "assert 'tensorflow' not in sys.modules\nsys.exit(code)\n")
+        result = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True)
+        assert (result.returncode, result.stderr) == (
+            2, f"error: predict --edge {target.split('/')[1]} needs the [edge] extra (missing: {package}): "
+               "pip install 'experiments_manager[edge]'\n"), target
 
 
 def test_predict_edge_answers_as_the_served_version(runs: dict, run_cli: object) -> None:

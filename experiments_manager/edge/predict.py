@@ -186,11 +186,11 @@ def predict_on_device(run: "str | Path", edge_file: "str | Path", count: int = 1
     predict_on_device(run, f"{run}/edge/litert-int8/model.tflite", count=10)
     ```
     """
-    from experiments_manager.edge.formats import require_edge_extra
+    from experiments_manager.edge.formats import require_runtime
     from experiments_manager.experiment import Experiment
     from experiments_manager.settings import load_experiment_settings
 
-    require_edge_extra()
+    require_runtime(edge_file)  # the file's runtime only: a device needs no converter
     experiment = Experiment.open(run)
     settings = load_experiment_settings(experiment)
     service = LocalPredictionService(edge_file, threads)
