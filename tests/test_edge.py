@@ -144,8 +144,13 @@ def test_export_all_writes_every_format_and_its_report_says_what_the_files_compu
         assert [tensor["name"] for tensor in own["model"]["inputs"]] == [name]
         outputs = _file_outputs(path, name, x)
         assert sorted(outputs) == sorted(reference)
-        diff = max(float(np.max(np.abs(outputs[key] - reference[key]))) for key in reference)
+        diffs = np.concatenate([np.abs(outputs[key].astype(np.float64) - reference[key]).ravel() for key in reference])
+        diff = float(diffs.max())
         assert diff == pytest.approx(row["max_abs_diff"], rel=0.05, abs=1e-6), target
+        assert float(diffs.mean()) == pytest.approx(row["mean_abs_diff"], rel=0.05, abs=1e-7), target
+        if classifier:
+            agreement = float(np.mean(np.argmax(outputs[scored], axis=1) == np.argmax(reference[scored], axis=1)))
+            assert row["top1_agreement"] == pytest.approx(agreement, abs=1e-9), target
         if target.endswith("-none"):
             assert diff <= 1e-5, target
         elif target.endswith("-fp16"):
