@@ -1,16 +1,16 @@
 """`export`: a run's version converted to edge formats, each beside its parity report, in `RUN/edge/`.
 
-For each target (`formats.EdgeTarget`), the version's SavedModel `serving_default` is converted (`convert.py`) into a
-folder written whole under a temporary name carrying the pid (`.tmp-<n>-<pid>`), fsynced, then renamed to
+For each target (`formats.EdgeTarget`), the version's SavedModel `serving_default` is converted (`convert.py`) into
+a folder written whole under a temporary name carrying the pid (`.tmp-<n>-<pid>`), fsynced, then renamed to
 `RUN/edge/<format>-<quantization>/` (an older export of the same target is replaced). The folder holds the model
 file, `signature.json` (the SavedModel's and the exported model's inputs and outputs: names, dtypes, shapes, int8
-scales), `labels.txt` (the version's own class names, `assets.extra/class_names.json` as the server reads them, else the
-settings' `class_names`, when given) and the parity report (`parity.py`) of the SavedModel
-and the export. `export --all` also writes the side-by-side table of every target to `RUN/edge/parity.md` + `.json`, once every
+scales), `labels.txt` (the version's own class names, `assets.extra/class_names.json` as the server reads them, else
+the settings' `class_names`, when given) and the parity report (`parity.py`) of the SavedModel and the export.
+`export --all` also writes the side-by-side table of every target to `RUN/edge/parity.md` + `.json`, once every
 target is written; any export removes an older table before it replaces the first target folder, so the table never
-describes folders replaced since. A target folder is written durably before the older one is moved aside.
-The run's lease is held meanwhile, as `evaluate` holds it: a run being trained is refused in one line (exit 75);
-a killed export's temporary folder is removed by the next one.
+describes folders replaced since. A target folder is written durably before the older one is moved aside. The run's
+lease is held meanwhile, as `evaluate` holds it: a run being trained is refused in one line (exit 75); a killed
+export's temporary folder is removed by the next one.
 
 Example:
 

@@ -2,12 +2,12 @@
 
 One `ParityRow` per model (the SavedModel itself first, as the reference): format, quantization, file size, max and
 mean |diff| of every output against the SavedModel's (and the max |diff| relative to the largest |reference|), the
-settings' compiled loss and metrics on the validation data (`get_total_loss`, `get_metrics`, computed by Keras on the
-model's outputs: the signature's only output, else its first by name; the loss without the model's regularization
-terms), top-1 agreement with the SavedModel for a classifier (`classification_report.class_ids`, evaluate's rule), batch-1 latency p50 / p99 and
-throughput at the training batch size on this machine, threads, Flex ops, dynamic batch, converter and runtime
-versions, and the version exported. `ParityRow` is the one definition of a row: the json files hold its fields,
-`markdown` draws the table.
+settings' compiled loss and metrics on the validation data (`get_total_loss`, `get_metrics`, computed by Keras on
+the model's outputs: the signature's only output, else its first by name; the loss without the model's
+regularization terms), top-1 agreement with the SavedModel for a classifier (`classification_report.class_ids`,
+evaluate's rule), batch-1 latency p50 / p99 and throughput at the training batch size on this machine, threads, Flex
+ops, dynamic batch, converter and runtime versions, and the version exported. `ParityRow` is the one definition of a
+row: the json files hold its fields, `markdown` draws the table.
 
 Example:
 
