@@ -279,32 +279,19 @@ class SavedModelModel(EdgeModel):
         self._loaded = tf.saved_model.load(str(self.path))
         self._function = self._loaded.signatures[SIGNATURE]
         self._specs = self._function.structured_input_signature[1]
-        threads = tf.config.threading.get_intra_op_parallelism_threads()
-        self.threads = threads or default_threads()
+        order = [getattr(spec, "name", None) for spec in  # the served function's (Keras `inputs`) order, else by name
+                 getattr(getattr(self._loaded, "served_model", None), "input_signature", None) or ()]
+        self._order = order if sorted(map(str, order)) == sorted(self._specs) else sorted(self._specs)
+        self.threads = tf.config.threading.get_intra_op_parallelism_threads() or default_threads()
 
     def tensors(self) -> dict:
         import tensorflow as tf
 
         def infos(specs: dict, order: list) -> list:
-            return [_tensor_info(name, specs[name].dtype.as_numpy_dtype, specs[name].shape.as_list())
-                    for name in order]
+            return [_tensor_info(name, specs[name].dtype.as_numpy_dtype, specs[name].shape.as_list()) for name in order]
 
         outputs = tf.nest.map_structure(lambda tensor: tensor, self._function.structured_outputs)
-        return {"inputs": infos(self._specs, self.input_order()), "outputs": infos(outputs, sorted(outputs))}
-
-    def input_order(self) -> list:
-        """The signature's input names in its positional order: the served function's `input_signature` (the Keras
-        model's `inputs` order, `served_module.py`), else by name.
-
-        Example:
-
-        ```python
-        SavedModelModel(version_dir).input_order()   # ['zeta', 'alpha']
-        ```
-        """
-        positional = getattr(getattr(self._loaded, "served_model", None), "input_signature", None) or ()
-        order = [getattr(spec, "name", None) for spec in positional]
-        return order if sorted(map(str, order)) == sorted(self._specs) else sorted(self._specs)
+        return {"inputs": infos(self._specs, self._order), "outputs": infos(outputs, sorted(outputs))}
 
     @property
     def runtime(self) -> str:
