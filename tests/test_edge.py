@@ -267,6 +267,33 @@ def test_a_two_input_dict_models_names_and_values_are_kept(two_inputs_run: Path,
     assert rows[3].samples == 32 and rows[3].max_rel_diff < 0.2  # int8, calibrated on the float64 training batches
 
 
+def test_an_endless_validation_generator_is_read_as_training_reads_it(two_inputs_run: Path) -> None:
+    import dataclasses
+
+    from experiments_manager.edge.data import validation_batches
+    from experiments_manager.experiment import Experiment
+    from experiments_manager.settings import load_experiment_settings
+    from experiments_manager.utils.errors import UserInputError
+
+    settings = load_experiment_settings(Experiment.open(two_inputs_run))
+
+    def endless(folder: str, training: bool, batch_size: int, epochs: int) -> object:  # a Keras 2 style generator
+        while True:
+            yield {"zeta": np.ones((batch_size, 3)), "alpha": np.ones((batch_size, 1))}, np.ones((batch_size, 1))
+
+    inputs = [{"name": "zeta", "dtype": "float32"}, {"name": "alpha", "dtype": "float32"}]
+    for samples, expected in ((32, 2), (None, None)):  # nb_val_samples 32, batch size 16: 2 batches; unset: refused
+        settings.data = dataclasses.replace(settings.data, get_input_pipeline=endless, val_samples=samples)
+        if expected is not None:
+            assert len(validation_batches(settings, inputs)) == expected
+            continue
+        with pytest.raises(UserInputError) as refused:
+            validation_batches(settings, inputs)
+        assert refused.value.problems == [f"{settings.path.name}: nb_val_samples: expected the number of validation "
+                                          "samples (the validation dataset's length is unknown; export (edge) reads "
+                                          "that many)"]
+
+
 def test_a_killed_exports_leftovers_and_a_stale_table_are_removed(two_inputs_run: Path, tmp_path: Path) -> None:
     from conftest import dead_pid
     from experiments_manager.edge.export import export_edge
