@@ -473,6 +473,15 @@ def test_predict_edge_answers_as_the_served_version(runs: dict, run_cli: object)
                 client._predict(service, 0, arrays, StreamReport())
             assert str(local.value) == f"request 0 refused by {service.path}: INVALID_ARGUMENT: " \
                                        f"{server.value.message}", (target, shape)
+
+        def fails(arrays: dict) -> dict:  # what a runtime raises for an input it cannot run (XNNPack, onnxruntime)
+            raise RuntimeError("failed to invoke the interpreter\nnode 3: more")
+
+        service.model.predict = fails
+        with pytest.raises(ClientError) as local:
+            client._predict(service, 0, {"input": np.ones((2, 1), np.float32)}, StreamReport())
+        assert str(local.value) == f"request 0 refused by {service.path}: INVALID_ARGUMENT: the model refused the " \
+                                   "input: failed to invoke the interpreter"
     result = run_cli("predict", "--model_dir", str(run), "--edge", str(run / "edge/litert-none/model.tflite"),
                      "--server", "127.0.0.1:8500")
     assert (result.returncode, result.stderr) == (2, "error: --server: expected no server flag with --edge (answered "
