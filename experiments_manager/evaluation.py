@@ -180,14 +180,18 @@ def _evaluate(model, settings, folder, label, experiment, number, record):
     return Evaluation(experiment.root, number, record, label, metrics, samples, report)
 
 
-def input_pipeline(settings, folder, training: bool = False) -> tuple:
+def input_pipeline(settings, folder, training: bool = False, reader: str = "") -> tuple:
     """(the dataset, its steps or None to read it whole) of the settings' `get_input_pipeline(folder, training, ...)`.
 
     Args:
         settings: the run's `Settings`.
         folder: the `raw_data_files_folder` given.
-        training: `isTraining` (default False: the test or validation pipeline, read whole, refused when infinite;
-            True: the training pipeline, which the caller bounds: edge export's calibration batches).
+        training: `isTraining` (default False: the test or validation pipeline; True: the training pipeline, which
+            the caller bounds: edge export's calibration batches).
+        reader: '' (default): `evaluate`, which reads the test pipeline whole and refuses an infinite one; else the
+            reader named in the refusal (e.g. 'export (edge)'), whose validation pipeline is bounded as training
+            bounds it (`inputs.steps_per_epoch`: a finite dataset whole, else nb_val_samples // batch_size batches or a
+            Keras 2 iterator's steps), so an endless generator is read in part, never forever.
 
     Raises:
         UserInputError: the settings' code failed (one line naming where), or an infinite dataset to read whole.
@@ -196,22 +200,27 @@ def input_pipeline(settings, folder, training: bool = False) -> tuple:
 
     ```python
     dataset, steps = input_pipeline(settings, settings.data.val_dir)
+    dataset, steps = input_pipeline(settings, settings.data.val_dir, reader="export (edge)")
     ```
     """
     import tensorflow as tf
 
+    from experiments_manager.inputs import steps_per_epoch
     from experiments_manager.keras2.pipelines import as_pipeline
     from experiments_manager.training.dry_build import user_code_error
 
+    whole = not training and not reader  # evaluate: every test sample once
     try:
         returned = settings.data.get_input_pipeline(folder, training, settings.training.batch_size,
                                                     settings.training.epochs)
-        pipeline = as_pipeline(returned, settings, training, whole=not training)  # every test sample once
+        pipeline = as_pipeline(returned, settings, training, whole=whole)
     except UserInputError:
         raise
     except Exception as error:  # the settings' code failed on this folder: one line naming where, not a traceback
         raise UserInputError(user_code_error(error, settings) or f"{settings.path.name}: get_input_pipeline "
                              f"({folder!r}, isTraining={training}): raised {type(error).__name__}: {error}") from None
+    if reader and not training:
+        return pipeline.dataset, steps_per_epoch(pipeline.dataset, settings, False, pipeline.steps, reader=reader)
     infinite = getattr(pipeline.dataset, "cardinality", None) and (
         int(pipeline.dataset.cardinality()) == tf.data.INFINITE_CARDINALITY)
     if infinite and not pipeline.steps and not training:

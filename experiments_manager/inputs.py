@@ -95,13 +95,14 @@ def settings_pipeline(settings, training, partition=None, seed=0):
     return as_pipeline(returned, settings, training, seed)
 
 
-def steps_per_epoch(dataset, settings, training, implied=None):
+def steps_per_epoch(dataset, settings, training, implied=None, reader="training"):
     """None for finite datasets (Keras iterates them whole), else nb_*_samples // batch_size.
 
     Args:
         dataset: the training (`training` True) or validation dataset.
         settings: the loaded `Settings` (`data.train_samples` / `data.val_samples`, `training.batch_size`).
         implied: the steps a Keras 2 iterator implies (`Pipeline.steps`), used when nb_*_samples is not set.
+        reader: who reads it, named in the refusal (default 'training'; the edge export's 'export (edge)').
     """
     import tensorflow as tf
 
@@ -125,5 +126,5 @@ def steps_per_epoch(dataset, settings, training, implied=None):
     length = "infinite" if cardinality == tf.data.INFINITE_CARDINALITY else "unknown"
     raise UserInputError(
         f"{settings.path.name}: {user_name('data', field)}: expected the number of {kind} samples "
-        f"(the {kind} dataset's length is {length})"
+        f"(the {kind} dataset's length is {length}{'' if reader == 'training' else f'; {reader} reads that many'})"
     )

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_command, cli_env, settings_variant
+from experiments_manager.version_records import CLASS_NAMES_FILE
 
 EXAMPLES = {  # name: (settings file, extra lines, epochs): trained enough that int8 is judged on a real model
     "classification": ("examples/classification/mysettings_image_classification.py",
@@ -143,8 +144,13 @@ def test_export_all_writes_every_format_and_its_report_says_what_the_files_compu
         assert [tensor["name"] for tensor in own["model"]["inputs"]] == [name]
         outputs = _file_outputs(path, name, x)
         assert sorted(outputs) == sorted(reference)
-        diff = max(float(np.max(np.abs(outputs[key] - reference[key]))) for key in reference)
+        diffs = np.concatenate([np.abs(outputs[key].astype(np.float64) - reference[key]).ravel() for key in reference])
+        diff = float(diffs.max())
         assert diff == pytest.approx(row["max_abs_diff"], rel=0.05, abs=1e-6), target
+        assert float(diffs.mean()) == pytest.approx(row["mean_abs_diff"], rel=0.05, abs=1e-7), target
+        if classifier:
+            agreement = float(np.mean(np.argmax(outputs[scored], axis=1) == np.argmax(reference[scored], axis=1)))
+            assert row["top1_agreement"] == pytest.approx(agreement, abs=1.5 / len(x)), target  # a tie at most
         if target.endswith("-none"):
             assert diff <= 1e-5, target
         elif target.endswith("-fp16"):
@@ -184,6 +190,153 @@ def test_the_kafka_examples_input_and_output_names_are_kept(tmp_path: Path, trai
         np.testing.assert_allclose(outputs[sorted(reference)[0]], reference[sorted(reference)[0]], atol=1e-5)
 
 
+TWO_INPUTS_MODEL = """import keras
+
+
+def model(usersettings):
+    zeta, alpha = keras.Input((3,), name='zeta'), keras.Input((1,), name='alpha')  # positional order: not by name
+    joined = keras.layers.Concatenate()([zeta, keras.layers.Dense(4)(alpha)])
+    return keras.Model([zeta, alpha], [keras.layers.Dense(1, name='sum')(joined), keras.layers.Dense(2)(zeta)])
+"""
+TWO_INPUTS_LINES = [  # a dict of float64 inputs, a tuple of two labels of different shapes; the default served module
+    "model_file = 'two_inputs_model.py'", "get_served_module = None", "nb_train_samples = 64", "nb_val_samples = 32",
+    "batch_size = 16",
+    "def get_metrics(model, loss):\n    return []",
+    "def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):\n"
+    "    rng = np.random.default_rng(0 if isTraining else 1)\n"
+    "    count = nb_train_samples if isTraining else nb_val_samples\n"
+    "    x = {'zeta': rng.uniform(-1, 1, (count, 3)), 'alpha': rng.uniform(-1, 1, (count, 1))}\n"
+    "    y = (x['zeta'].sum(axis=1, keepdims=True) + x['alpha'], x['zeta'][:, :2])\n"
+    "    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)",
+]
+
+
+@pytest.fixture(scope="module")
+def two_inputs_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run of a real 2-input model (TWO_INPUTS_MODEL, TWO_INPUTS_LINES), trained 1 epoch in this process."""
+    root = tmp_path_factory.mktemp("two_inputs")
+    shutil.copytree(REPO / "examples", root / "examples")
+    (root / "two_inputs_model.py").write_text(TWO_INPUTS_MODEL)
+    return _train(root, "two_inputs", "examples/regression/mysettings_curve_fitting.py", TWO_INPUTS_LINES, 1)
+
+
+def test_a_two_input_dict_models_names_and_values_are_kept(two_inputs_run: Path, tmp_path: Path) -> None:
+    """A real 2-input model fed a dict of float64 arrays, with two labels: each value reaches its own input (the
+    exports compute what the SavedModel does), the names are kept, a tuple goes in the served function's positional
+    order, the labels give no metrics (not a traceback), int8 calibrates on the float64 batches."""
+    import tensorflow as tf
+
+    from experiments_manager.edge.data import named_inputs
+    from experiments_manager.edge.export import export_edge
+    from experiments_manager.edge.formats import EdgeTarget
+    from experiments_manager.edge.runtime import SavedModelModel
+
+    run = tmp_path / "run"
+    shutil.copytree(two_inputs_run, run, ignore=shutil.ignore_patterns("lease.json*"))
+    version = run / "exported_models" / str(_best_version(run))
+    rows = export_edge(run, [EdgeTarget("litert"), EdgeTarget("onnx"), EdgeTarget("onnx", "int8")],
+                       timing_seconds=0.01)
+    inputs = SavedModelModel(version).tensors()["inputs"]
+    assert [tensor["name"] for tensor in inputs] == ["zeta", "alpha"]  # the Keras model's order
+    rng = np.random.default_rng(5)
+    zeta, alpha = rng.uniform(-1, 1, (7, 3)), rng.uniform(-1, 1, (7, 1))
+    named = named_inputs((zeta, alpha), inputs, "test")
+    assert named["zeta"].shape == (7, 3) and named["alpha"].shape == (7, 1) and named["zeta"].dtype == np.float32
+    served = tf.saved_model.load(str(version)).signatures["serving_default"]
+    reference = {key: value.numpy() for key, value in served(**named).items()}
+    assert all(row.metrics == {} and row.top1_agreement is None for row in rows)
+    for row, target in zip(rows[1:3], ("litert-none", "onnx-none")):
+        assert row.max_abs_diff <= 1e-5, target
+        signature = json.loads((run / "edge" / target / "signature.json").read_text())
+        assert [tensor["name"] for tensor in signature["savedmodel"]["inputs"]] == ["zeta", "alpha"]
+        assert sorted(tensor["name"] for tensor in signature["model"]["inputs"]) == ["alpha", "zeta"]
+        path = run / row.file
+        if path.suffix == ".onnx":
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            names = [output.name for output in session.get_outputs()]
+            outputs = dict(zip(names, session.run(names, named)))
+        else:
+            from ai_edge_litert.interpreter import Interpreter
+
+            outputs = Interpreter(model_path=str(path)).get_signature_runner("serving_default")(**named)
+        assert sorted(outputs) == sorted(reference), target
+        for key in reference:
+            np.testing.assert_allclose(outputs[key], reference[key], atol=1e-5, err_msg=target)
+    assert rows[3].samples == 32 and rows[3].max_rel_diff < 0.2  # int8, calibrated on the float64 training batches
+
+
+def test_an_endless_validation_generator_is_read_as_training_reads_it(two_inputs_run: Path) -> None:
+    import dataclasses
+
+    from experiments_manager.edge.data import validation_batches
+    from experiments_manager.experiment import Experiment
+    from experiments_manager.settings import load_experiment_settings
+    from experiments_manager.utils.errors import UserInputError
+
+    settings = load_experiment_settings(Experiment.open(two_inputs_run))
+
+    def endless(folder: str, training: bool, batch_size: int, epochs: int) -> object:  # a Keras 2 style generator
+        while True:
+            yield {"zeta": np.ones((batch_size, 3)), "alpha": np.ones((batch_size, 1))}, np.ones((batch_size, 1))
+
+    inputs = [{"name": "zeta", "dtype": "float32"}, {"name": "alpha", "dtype": "float32"}]
+    for samples, expected in ((32, 2), (None, None)):  # nb_val_samples 32, batch size 16: 2 batches; unset: refused
+        settings.data = dataclasses.replace(settings.data, get_input_pipeline=endless, val_samples=samples)
+        if expected is not None:
+            assert len(validation_batches(settings, inputs)) == expected
+            continue
+        with pytest.raises(UserInputError) as refused:
+            validation_batches(settings, inputs)
+        assert refused.value.problems == [f"{settings.path.name}: nb_val_samples: expected the number of validation "
+                                          "samples (the validation dataset's length is unknown; export (edge) reads "
+                                          "that many)"]
+
+
+def test_a_killed_exports_leftovers_and_a_stale_table_are_removed(two_inputs_run: Path, tmp_path: Path) -> None:
+    from conftest import dead_pid
+    from experiments_manager.edge.export import export_edge
+    from experiments_manager.edge.formats import EdgeTarget
+
+    run = tmp_path / "run"
+    shutil.copytree(two_inputs_run, run, ignore=shutil.ignore_patterns("lease.json*"))
+    export_edge(run, [EdgeTarget("onnx")], timing_seconds=0.01, table=True)  # as export --all writes it
+    edge = run / "edge"
+    assert (edge / "parity.md").is_file() and (edge / "parity.json").is_file()
+    pid = dead_pid()  # an export killed mid-write: its temporary folder, an older folder it was removing
+    (edge / f".tmp-4-{pid}").mkdir()
+    (edge / f".tmp-4-{pid}" / "model.onnx").write_bytes(b"half")
+    (edge / f".deleting-onnx-none-{pid}").mkdir()
+    names = run / "exported_models" / str(_best_version(run)) / CLASS_NAMES_FILE  # the version's own, as served
+    names.parent.mkdir(exist_ok=True)
+    names.write_text('["low", "high"]')
+    export_edge(run, [EdgeTarget("onnx")], timing_seconds=0.01)  # one target: the table no longer says what is there
+    assert sorted(path.name for path in edge.iterdir()) == ["onnx-none"]
+    assert (edge / "onnx-none" / "labels.txt").read_text() == "low\nhigh\n"  # the settings give none
+
+
+def test_a_failed_int8_quantization_is_one_line(two_inputs_run: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxruntime.quantization
+
+    from experiments_manager.edge.convert import convert_version
+    from experiments_manager.edge.formats import EdgeTarget
+    from experiments_manager.utils.errors import UserInputError
+
+    def fails(*arguments: object, **options: object) -> None:
+        raise RuntimeError("[ONNXRuntimeError] : 1 : FAIL : calibration\nmore lines")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_static", fails)
+    version = two_inputs_run / "exported_models" / str(_best_version(two_inputs_run))
+    batch = {"zeta": np.zeros((2, 3), np.float32), "alpha": np.zeros((2, 1), np.float32)}
+    with pytest.raises(UserInputError) as refused:
+        convert_version(version, EdgeTarget("onnx", "int8"), tmp_path / "model.onnx", calibration=[batch])
+    assert refused.value.problems == [f"{version} (serving_default): onnxruntime's int8 quantization failed: "
+                                      "RuntimeError: [ONNXRuntimeError] : 1 : FAIL : calibration"]
+    assert list(tmp_path.iterdir()) == []  # nor the float file left behind
+
+
 def test_a_flex_op_is_refused_in_one_line_naming_it_and_nothing_is_written(runs: dict, tmp_path: Path) -> None:
     import tensorflow as tf
 
@@ -208,6 +361,10 @@ def test_a_flex_op_is_refused_in_one_line_naming_it_and_nothing_is_written(runs:
         export_edge(run, [EdgeTarget("litert", "int8")], timing_seconds=0.01)
     (line,) = refused.value.problems
     assert "\n" not in line and "Flex ops MatrixDeterminant" in line and "--allow-flex-ops" in line, line
+    assert [path.name for path in (run / "edge").iterdir()] == []
+    result = subprocess.run(cli_command("export", str(run), "--format", "litert"), env=cli_env(), capture_output=True,
+                            text=True, timeout=300)  # the command line: the same line, exit 2
+    assert (result.returncode, result.stderr) == (2, f"error: {line}\n"), result.stderr
     assert [path.name for path in (run / "edge").iterdir()] == []
     # asked for: written, said in the report; not measured, as the plain LiteRT runtime has no Flex delegate
     rows = export_edge(run, [EdgeTarget("litert")], allow_flex=True, timing_seconds=0.01)
@@ -246,6 +403,17 @@ def test_bad_input_is_one_line_exit_2_and_nothing_half_written(runs: dict, run_c
     result = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True)
     assert (result.returncode, result.stderr) == (2, "error: edge export needs the [edge] extra (missing: tf2onnx): "
                                                      "pip install 'experiments_manager[edge]'\n")
+    # predict --edge needs the file's runtime only, said before TensorFlow is imported
+    for blocked, target, package in (("ai_edge_litert", "litert-none/model.tflite", "ai-edge-litert"),
+                                     ("onnxruntime", "onnx-none/model.onnx", "onnxruntime")):
+        code = (f"import sys\nsys.modules[{blocked!r}] = sys.modules['tf2onnx'] = None\n"
+                "from experiments_manager.cli import main\n"
+                f"code = main(['predict', '--model_dir', {str(run)!r}, '--edge', {str(run / 'edge' / target)!r}])\n"
+                "assert 'tensorflow' not in sys.modules\nsys.exit(code)\n")
+        result = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True)
+        assert (result.returncode, result.stderr) == (
+            2, f"error: predict --edge {target.split('/')[1]} needs the [edge] extra (missing: {package}): "
+               "pip install 'experiments_manager[edge]'\n"), target
 
 
 def test_predict_edge_answers_as_the_served_version(runs: dict, run_cli: object) -> None:
@@ -288,6 +456,32 @@ def test_predict_edge_answers_as_the_served_version(runs: dict, run_cli: object)
         assert error == pytest.approx(float(np.mean(np.abs(served(input=x)["prediction"].numpy() - x ** 2))), abs=1e-4)
     assert len(printed) == 3 and "Prediction process ended" in result.stdout
     assert f"3 requests answered by model_curve_fitting version {version} from " in result.stdout
+    # a bad shape: the server's own check and line (the model's runtime never sees it), for every format
+    from experiments_manager.serving.client import ClientError, StreamReport
+    from experiments_manager.serving.errors import RequestError
+    from experiments_manager.serving.servable import Servable
+
+    servable = Servable.load("model_curve_fitting", version, run / "exported_models" / str(version))
+    for target in ("litert-none", "onnx-none"):
+        service = LocalPredictionService(next((run / "edge" / target).glob("model.*")), threads=1)
+        client = EdgeClient(settings, service, "model_curve_fitting")
+        for shape in ((1, 5), (3,)):
+            arrays = {"input": np.ones(shape, np.float32)}
+            with pytest.raises(RequestError) as server:
+                servable.check_inputs("serving_default", arrays)
+            with pytest.raises(ClientError) as local:
+                client._predict(service, 0, arrays, StreamReport())
+            assert str(local.value) == f"request 0 refused by {service.path}: INVALID_ARGUMENT: " \
+                                       f"{server.value.message}", (target, shape)
+
+        def fails(arrays: dict) -> dict:  # what a runtime raises for an input it cannot run (XNNPack, onnxruntime)
+            raise RuntimeError("failed to invoke the interpreter\nnode 3: more")
+
+        service.model.predict = fails
+        with pytest.raises(ClientError) as local:
+            client._predict(service, 0, {"input": np.ones((2, 1), np.float32)}, StreamReport())
+        assert str(local.value) == f"request 0 refused by {service.path}: INVALID_ARGUMENT: the model refused the " \
+                                   "input: failed to invoke the interpreter"
     result = run_cli("predict", "--model_dir", str(run), "--edge", str(run / "edge/litert-none/model.tflite"),
                      "--server", "127.0.0.1:8500")
     assert (result.returncode, result.stderr) == (2, "error: --server: expected no server flag with --edge (answered "

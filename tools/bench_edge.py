@@ -63,12 +63,11 @@ def alternate(run: Path, rounds: int, seconds: float, threads: Optional[int]) ->
     models = {"savedmodel": SavedModelModel(run / rows[0].file)}
     for row in rows[1:]:
         models[f"{row.format} {row.quantize}"] = open_model(run / row.file, threads)
-    names = [tensor["name"] for tensor in models["savedmodel"].tensors()["inputs"]]
-    shapes = {tensor["name"]: tensor["shape"] for tensor in models["savedmodel"].tensors()["inputs"]}
+    inputs = models["savedmodel"].tensors()["inputs"]
     import numpy as np
 
-    sample = named_inputs([np.random.default_rng(0).uniform(-1, 1, [1] + shapes[name][1:]).astype(np.float32)
-                           for name in sorted(names)], names, "bench")
+    sample = named_inputs([np.random.default_rng(0).uniform(-1, 1, [1] + tensor["shape"][1:]) for tensor in inputs],
+                          inputs, "bench")
     found = {name: [] for name in models}
     order = list(models)
     for index in range(rounds):

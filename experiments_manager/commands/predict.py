@@ -46,6 +46,9 @@ def run(arguments, argv):
         if given:
             raise UserInputError(f"{', '.join(given)}: expected no server flag with --edge (answered on this "
                                  f"machine), got {', '.join(given)}")
+        from experiments_manager.edge.formats import require_runtime
+
+        require_runtime(arguments.edge)  # before TensorFlow is imported: the one line comes at once
     import_tensorflow_quietly()
     if arguments.edge:
         from experiments_manager.edge.predict import predict_on_device

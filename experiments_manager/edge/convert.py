@@ -154,8 +154,13 @@ def _onnx(folder: Path, target: EdgeTarget, output: Path, calibration: list, all
                              f"{_gist(str(error))}") from None
     converter = f"tf2onnx {tf2onnx.__version__}, opset {OPSET}"
     if target.calibrated:
-        _quantized_onnx(float_file, output, calibration)
-        float_file.unlink()
+        try:
+            _quantized_onnx(float_file, output, calibration)
+        except Exception as error:  # onnxruntime's quantizer raises plain and native exceptions alike
+            raise UserInputError(f"{folder} ({SIGNATURE}): onnxruntime's int8 quantization failed: "
+                                 f"{type(error).__name__}: {_gist(str(error))}") from None
+        finally:
+            float_file.unlink(missing_ok=True)
         converter += ", onnxruntime.quantization (QDQ int8)"
     return converter
 

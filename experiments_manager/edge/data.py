@@ -6,13 +6,17 @@
   set first, so the same run calibrates on the same batches every time (int8).
 
 A batch's inputs are named as the served signature names them: a pipeline giving a dict keeps its keys; a single
-tensor goes to the signature's only input; a tuple goes to the inputs in the signature's (sorted) order.
+tensor goes to the signature's only input; a tuple goes to the inputs in the signature's positional order (the served
+function's `input_signature`, the Keras model's `inputs` order, as `SavedModelModel.tensors()` lists them). Each input
+is cast to the signature's dtype (a float64 pipeline feeds a float32 model). Labels that are not one array (a
+multi-output model's tuple, a dict) are kept as None: no metrics, as `evaluate` treats them.
 
 Example:
 
 ```python
-batches = validation_batches(settings, ["image"])    # [({'image': array(32, 16, 16, 1)}, labels), ...]
-calibration = calibration_batches(settings, ["image"], count=16, seed=7)
+inputs = SavedModelModel(version_dir).tensors()["inputs"]   # [{'name': 'image', 'dtype': 'float32', ...}]
+batches = validation_batches(settings, inputs)    # [({'image': array(32, 16, 16, 1)}, labels), ...]
+calibration = calibration_batches(settings, inputs, count=16, seed=7)
 ```
 """
 
@@ -24,12 +28,13 @@ from experiments_manager.edge.formats import DEFAULT_CALIBRATION_BATCHES
 from experiments_manager.utils.errors import UserInputError
 
 
-def named_inputs(x: object, names: list, where: str) -> dict:
-    """{input name: array} of a pipeline's `x` for a signature whose inputs are `names`.
+def named_inputs(x: object, inputs: list, where: str) -> dict:
+    """{input name: array of the signature's dtype} of a pipeline's `x` for a signature whose inputs are `inputs`.
 
     Args:
-        x: a batch's inputs: a dict, a tensor, or a tuple / list of tensors.
-        names: the served signature's input names.
+        x: a batch's inputs: a dict, a tensor, or a tuple / list of tensors (in the signature's positional order).
+        inputs: the served signature's inputs in positional order, each {'name': ..., 'dtype': ...}
+            (`EdgeModel.tensors()["inputs"]`).
         where: the pipeline, for the message.
 
     Raises:
@@ -38,66 +43,73 @@ def named_inputs(x: object, names: list, where: str) -> dict:
     Example:
 
     ```python
-    named_inputs(np.zeros((4, 1)), ["input"], "validation pipeline")   # {'input': array(...)}
+    named_inputs(np.zeros((4, 1)), [{"name": "input", "dtype": "float32"}], "validation pipeline")   # {'input': ...}
     ```
     """
+    dtypes = {tensor["name"]: tensor["dtype"] for tensor in inputs}
+    names = list(dtypes)
     if isinstance(x, dict):
-        inputs = {str(name): np.asarray(value) for name, value in x.items()}
-        if sorted(inputs) != sorted(names):
+        given = {str(name): value for name, value in x.items()}
+        if sorted(given) != sorted(names):
             raise UserInputError(f"{where}: inputs: expected the served signature's names {', '.join(sorted(names))},"
-                                 f" got {', '.join(sorted(inputs))}")
-        return inputs
-    tensors = list(x) if isinstance(x, (list, tuple)) else [x]
-    if len(tensors) != len(names):
-        raise UserInputError(f"{where}: inputs: expected {len(names)} ({', '.join(sorted(names))}), got "
-                             f"{len(tensors)}")
-    return {name: np.asarray(value) for name, value in zip(sorted(names), tensors)}
+                                 f" got {', '.join(sorted(given))}")
+    else:
+        tensors = list(x) if isinstance(x, (list, tuple)) else [x]
+        if len(tensors) != len(names):
+            raise UserInputError(f"{where}: inputs: expected {len(names)} ({', '.join(names)}), got {len(tensors)}")
+        given = dict(zip(names, tensors))
+    return {name: np.asarray(given[name]).astype(dtypes[name], copy=False) for name in names}
 
 
-def _batches(settings: object, folder: str, training: bool, names: list, limit: Optional[int]) -> list:
+def _batches(settings: object, folder: str, training: bool, inputs: list, limit: Optional[int],
+             labelled: bool = True) -> list:
     from experiments_manager.evaluation import input_pipeline
 
-    dataset, steps = input_pipeline(settings, folder, training=training)
+    dataset, steps = input_pipeline(settings, folder, training=training, reader="export (edge)")
     count = min(value for value in (steps, limit) if value) if (steps or limit) else None
     where = f"{settings.path.name}: get_input_pipeline(isTraining={training})"
     batches = []
     for batch in (dataset.take(count) if count else dataset):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        labels = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else None
-        batches.append((named_inputs(x, names, where), None if labels is None else _as_arrays(labels)))
+        labels = batch[1] if labelled and isinstance(batch, (tuple, list)) and len(batch) > 1 else None
+        batches.append((named_inputs(x, inputs, where), _as_array(labels)))
     if not batches:
         raise UserInputError(f"{where}: the dataset is empty: expected batches to compare and calibrate on")
     return batches
 
 
-def _as_arrays(labels: object) -> "np.ndarray | dict":
-    return {name: np.asarray(value) for name, value in labels.items()} if isinstance(labels, dict) else \
-        np.asarray(labels)
+def _as_array(labels: object) -> Optional[np.ndarray]:
+    """One array of labels, or None for none and for several (a tuple, list or dict: no metrics, as `evaluate`)."""
+    return None if labels is None or isinstance(labels, (dict, list, tuple)) else np.asarray(labels)
 
 
-def validation_batches(settings: object, names: list) -> list:
-    """[(inputs, labels)] of the whole validation pipeline.
+def validation_batches(settings: object, inputs: list) -> list:
+    """[(inputs, labels)] of the validation pipeline, bounded as training bounds it (a finite dataset whole, else
+    `nb_val_samples // batch_size` batches or a Keras 2 iterator's own steps).
 
     Args:
         settings: the run's `Settings`.
-        names: the served signature's input names.
+        inputs: the served signature's inputs in positional order (`EdgeModel.tensors()["inputs"]`).
+
+    Raises:
+        UserInputError: an endless pipeline with nothing to bound it, one line naming the export.
 
     Example:
 
     ```python
-    validation_batches(settings, ["input"])[0][0]["input"].shape   # (50, 1)
+    validation_batches(settings, model.tensors()["inputs"])[0][0]["input"].shape   # (50, 1)
     ```
     """
-    return _batches(settings, settings.data.val_dir, False, names, None)
+    return _batches(settings, settings.data.val_dir, False, inputs, None)
 
 
-def calibration_batches(settings: object, names: list, count: int = DEFAULT_CALIBRATION_BATCHES,
+def calibration_batches(settings: object, inputs: list, count: int = DEFAULT_CALIBRATION_BATCHES,
                         seed: Optional[int] = None) -> list:
     """The inputs of the first `count` batches of the training pipeline, the seed set first.
 
     Args:
         settings: the run's `Settings`.
-        names: the served signature's input names.
+        inputs: the served signature's inputs in positional order (`EdgeModel.tensors()["inputs"]`).
         count: how many batches (default `DEFAULT_CALIBRATION_BATCHES`).
         seed: the seed of Python, NumPy and TensorFlow before the pipeline is built (default None: the run's
             `random_seed`, else 0).
@@ -105,10 +117,10 @@ def calibration_batches(settings: object, names: list, count: int = DEFAULT_CALI
     Example:
 
     ```python
-    calibration_batches(settings, ["image"], count=4)   # [{'image': array(32, 16, 16, 1)}, ...]
+    calibration_batches(settings, model.tensors()["inputs"], count=4)   # [{'image': array(32, 16, 16, 1)}, ...]
     ```
     """
     import keras
 
     keras.utils.set_random_seed(int(seed if seed is not None else settings.runtime.random_seed or 0))
-    return [inputs for inputs, _ in _batches(settings, settings.data.train_dir, True, names, count)]
+    return [named for named, _ in _batches(settings, settings.data.train_dir, True, inputs, count, labelled=False)]

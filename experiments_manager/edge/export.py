@@ -1,13 +1,16 @@
 """`export`: a run's version converted to edge formats, each beside its parity report, in `RUN/edge/`.
 
-For each target (`formats.EdgeTarget`), the version's SavedModel `serving_default` is converted (`convert.py`) into a
-folder written whole under a temporary name carrying the pid (`.tmp-<n>-<pid>`), fsynced, then renamed to
+For each target (`formats.EdgeTarget`), the version's SavedModel `serving_default` is converted (`convert.py`) into
+a folder written whole under a temporary name carrying the pid (`.tmp-<n>-<pid>`), fsynced, then renamed to
 `RUN/edge/<format>-<quantization>/` (an older export of the same target is replaced). The folder holds the model
 file, `signature.json` (the SavedModel's and the exported model's inputs and outputs: names, dtypes, shapes, int8
-scales), `labels.txt` (the settings' `class_names`, when given) and the parity report (`parity.py`) of the SavedModel
-and the export. `export --all` also writes the side-by-side table of every target to `RUN/edge/parity.md` + `.json`.
-The run's lease is held meanwhile, as `evaluate` holds it: a run being trained is refused in one line (exit 75);
-a killed export's temporary folder is removed by the next one.
+scales), `labels.txt` (the version's own class names, `assets.extra/class_names.json` as the server reads them, else
+the settings' `class_names`, when given) and the parity report (`parity.py`) of the SavedModel and the export.
+`export --all` also writes the side-by-side table of every target to `RUN/edge/parity.md` + `.json`, once every
+target is written; any export removes an older table before it replaces the first target folder, so the table never
+describes folders replaced since. A target folder is written durably before the older one is moved aside. The run's
+lease is held meanwhile, as `evaluate` holds it: a run being trained is refused in one line (exit 75); a killed
+export's temporary folder is removed by the next one.
 
 Example:
 
@@ -20,17 +23,17 @@ print(markdown(rows))      # the SavedModel's row, then the export's
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Optional
 
 from experiments_manager.edge.formats import (ALL_TARGETS, DEFAULT_CALIBRATION_BATCHES, DEFAULT_TIMING_SECONDS,
-                                              EDGE_FOLDER, LABELS_FILE, SIGNATURE_FILE, EdgeTarget, require_edge_extra)
+                                              EDGE_FOLDER, LABELS_FILE, PARITY_NAME, SIGNATURE_FILE, EdgeTarget,
+                                              require_edge_extra)
 from experiments_manager.edge.parity import ParityRow, write_report
 from experiments_manager.experiment import Experiment, running_command
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.atomic import folder_replaced_atomically, hidden_for_removal, remove_leftovers
-from experiments_manager.version_records import describe
+from experiments_manager.version_records import describe, read_class_names_file
 
 _LOG = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
         if any(target.calibrated for target in targets):
             job.calibrate(calibration_batches or DEFAULT_CALIBRATION_BATCHES)
         rows = [job.reference_row()]
+        _remove_table(base)  # it would outlive the folders replaced below (--all, killed, too): only --all rewrites it
         for target in targets:
             rows.append(job.export(target, allow_flex))
             _LOG.info("%s of %s: %s", target.folder_name, describe(number, record, best=best),
@@ -88,6 +92,14 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
         if table:
             write_report(base, rows, title=job.title)
     return rows
+
+
+def _remove_table(base: Path) -> None:
+    """Removes `export --all`'s RUN/edge/parity.md + .json (each renamed away first: gone at once for readers)."""
+    for suffix in (".md", ".json"):
+        path = base / f"{PARITY_NAME}{suffix}"
+        if path.exists():
+            hidden_for_removal(path).unlink()
 
 
 class _Job:
@@ -104,10 +116,13 @@ class _Job:
         self.folder = experiment.export_dir / str(number)
         self.reference = SavedModelModel(self.folder)
         self.signature = self.reference.tensors()
-        self.names = [tensor["name"] for tensor in self.signature["inputs"]]
-        self.batches = validation_batches(settings, self.names)
+        self.batches = validation_batches(settings, self.signature["inputs"])
         self.outputs = outputs_of(self.reference, self.batches)
         self.scorer = Scorer(settings)
+        # the version's own class names (what the server reads), else the settings' (a version exported before them)
+        self.class_names = read_class_names_file(self.folder)
+        if self.class_names is None:
+            self.class_names = settings.data.class_names
         self.calibration = None
         self.reference_result = None  # the SavedModel's row, once measured
         self.title = f"{experiment.name}: version {number} ({self.folder}), against its SavedModel on the " \
@@ -116,7 +131,7 @@ class _Job:
     def calibrate(self, count: int) -> None:
         from experiments_manager.edge.data import calibration_batches
 
-        self.calibration = calibration_batches(self.settings, self.names, count)
+        self.calibration = calibration_batches(self.settings, self.signature["inputs"], count)
 
     def reference_row(self) -> ParityRow:
         from experiments_manager.edge.parity import measure
@@ -124,7 +139,7 @@ class _Job:
         size = sum(path.stat().st_size for path in self.folder.rglob("*") if path.is_file())
         self.reference_result = measure(self.reference, self.outputs, self.batches, self.scorer, self.number, "",
                                         self.folder.relative_to(self.experiment.root).as_posix(), size,
-                                        timing_seconds=self.timing_seconds)
+                                        self.settings.training.batch_size, timing_seconds=self.timing_seconds)
         return self.reference_result
 
     def export(self, target: EdgeTarget, allow_flex: bool) -> ParityRow:
@@ -135,8 +150,8 @@ class _Job:
 
         base = self.experiment.root / EDGE_FOLDER
         final = base / target.folder_name
-        doomed = None
-        with folder_replaced_atomically(base / f".tmp-{ALL_TARGETS.index(target)}-{os.getpid()}", final) as tmp:
+        with folder_replaced_atomically(base / f".tmp-{ALL_TARGETS.index(target)}-{os.getpid()}", final,
+                                        replace_existing=True) as tmp:  # an older export: aside once this is durable
             tmp.mkdir()
             model_file = tmp / target.file_name
             converter = convert_version(self.folder, target, model_file, self.calibration, allow_flex)
@@ -153,16 +168,13 @@ class _Job:
                                            "not run here: the plain LiteRT runtime has no Flex delegate")
             if model is not None:
                 row = measure(model, self.outputs, self.batches, self.scorer, self.number, converter, relative,
-                              model_file.stat().st_size, target.quantize, flex, self.timing_seconds)
+                              model_file.stat().st_size, self.settings.training.batch_size, target.quantize, flex,
+                              self.timing_seconds)
             (tmp / SIGNATURE_FILE).write_text(json.dumps(
                 {"signature": "serving_default", "version": self.number, "format": target.format,
                  "quantize": target.quantize, "savedmodel": self.signature,
                  "model": None if model is None else model.tensors()}, indent=1) + "\n")
-            if self.settings.data.class_names is not None:
-                (tmp / LABELS_FILE).write_text("".join(f"{name}\n" for name in self.settings.data.class_names))
+            if self.class_names is not None:
+                (tmp / LABELS_FILE).write_text("".join(f"{name}\n" for name in self.class_names))
             write_report(tmp, [self.reference_result, row], title=self.title)
-            if final.exists():  # an older export of this target: out of the way just before the rename
-                doomed = hidden_for_removal(final)
-        if doomed is not None:
-            shutil.rmtree(doomed, ignore_errors=True)
         return row

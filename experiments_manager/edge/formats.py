@@ -31,6 +31,7 @@ SIGNATURE_FILE = "signature.json"
 LABELS_FILE = "labels.txt"
 PARITY_NAME = "parity"  # parity.md and parity.json, in each target's folder and (export --all) in RUN/edge/
 EXTRA_MODULES = {"tf2onnx": "tf2onnx", "onnx": "onnx", "onnxruntime": "onnxruntime", "ai_edge_litert": "ai-edge-litert"}
+RUNTIME_MODULES = {"litert": "ai_edge_litert", "onnx": "onnxruntime"}  # what runs each format (predict --edge)
 PIP_COMMAND = "pip install 'experiments_manager[edge]'"
 DEFAULT_CALIBRATION_BATCHES = 16  # int8: batches of the training pipeline calibrated on
 DEFAULT_TIMING_SECONDS = 1.0  # the report: each latency and throughput measure's duration
@@ -143,6 +144,32 @@ def require_edge_extra() -> None:
     require_edge_extra()   # error: the [edge] extra is missing (no module tf2onnx): pip install '...[edge]'
     ```
     """
-    missing = [package for module, package in EXTRA_MODULES.items() if not _installed(module)]
+    _require(EXTRA_MODULES, "edge export")
+
+
+def require_runtime(path: "str | Path") -> str:
+    """The format of the exported file `path` (`format_of_file`), once its runtime is known to be installed (only
+    that one: `predict --edge` on a device needs no converter, nor the other runtime).
+
+    Args:
+        path: the model file.
+
+    Raises:
+        UserInputError: no such file, another suffix, or its runtime missing (one line naming the pip command).
+
+    Example:
+
+    ```python
+    require_runtime("RUN/edge/litert-int8/model.tflite")   # 'litert', else: ... (missing: ai-edge-litert): pip ...
+    ```
+    """
+    format = format_of_file(path)
+    module = RUNTIME_MODULES[format]
+    _require({module: EXTRA_MODULES[module]}, f"predict --edge {Path(path).name}")
+    return format
+
+
+def _require(modules: dict, what: str) -> None:
+    missing = [package for module, package in modules.items() if not _installed(module)]
     if missing:
-        raise UserInputError(f"edge export needs the [edge] extra (missing: {', '.join(missing)}): {PIP_COMMAND}")
+        raise UserInputError(f"{what} needs the [edge] extra (missing: {', '.join(missing)}): {PIP_COMMAND}")

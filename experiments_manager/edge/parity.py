@@ -2,17 +2,18 @@
 
 One `ParityRow` per model (the SavedModel itself first, as the reference): format, quantization, file size, max and
 mean |diff| of every output against the SavedModel's (and the max |diff| relative to the largest |reference|), the
-settings' compiled loss and metrics on the validation data (`get_total_loss`, `get_metrics`, computed by Keras on the
-model's outputs: the signature's only output, else its first by name; the loss without the model's regularization
-terms), top-1 agreement with the SavedModel for a classifier (outputs N x classes), batch-1 latency p50 / p99 and
-throughput at the training batch size on this machine, threads, Flex ops, dynamic batch, converter and runtime
-versions, and the version exported. `ParityRow` is the one definition of a row: the json files hold its fields,
-`markdown` draws the table.
+settings' compiled loss and metrics on the validation data (`get_total_loss`, `get_metrics`, computed by Keras on
+the model's outputs: the signature's only output, else its first by name; the loss without the model's
+regularization terms), top-1 agreement with the SavedModel for a classifier (`classification_report.class_ids`,
+evaluate's rule), batch-1 latency p50 / p99 and throughput at the training batch size on this machine, threads, Flex
+ops, dynamic batch, converter and runtime versions, and the version exported. `ParityRow` is the one definition of a
+row: the json files hold its fields, `markdown` draws the table.
 
 Example:
 
 ```python
-row = measure(model, reference, batches, scorer, version=3, converter="tensorflow 2.21.0")
+row = measure(model, reference, batches, scorer, version=3, converter="tensorflow 2.21.0", file="...", size_bytes=9000,
+              batch_size=50)
 print(markdown([reference_row, row]))
 write_report(folder, [reference_row, row])    # parity.md + parity.json
 ```
@@ -26,7 +27,9 @@ from typing import Optional
 import numpy as np
 
 from experiments_manager.edge.formats import DEFAULT_TIMING_SECONDS, PARITY_NAME
+from experiments_manager.classification_report import class_ids
 from experiments_manager.utils.atomic import write_text_atomically
+from experiments_manager.utils.errors import UserInputError
 
 
 
@@ -167,24 +170,6 @@ def scored_output(names: list) -> str:
     return sorted(names)[0]
 
 
-def is_classifier(outputs: np.ndarray, labels: object) -> bool:
-    """True for class scores (N x classes) beside class ids (N or N x 1 integers) or one-hot labels.
-
-    Example:
-
-    ```python
-    is_classifier(np.zeros((8, 3)), np.arange(8) % 3)   # True
-    ```
-    """
-    if outputs.ndim != 2 or outputs.shape[1] < 2 or labels is None or isinstance(labels, dict):
-        return False
-    labels = np.asarray(labels)
-    if np.issubdtype(labels.dtype, np.integer):
-        return labels.ndim == 1 or (labels.ndim == 2 and labels.shape[1] == 1)
-    return labels.shape == outputs.shape and bool(np.all((labels == 0) | (labels == 1))) and \
-        bool(np.all(labels.sum(axis=1) == 1))
-
-
 def outputs_of(model: object, batches: list) -> dict:
     """{output name: N x ... array} of `model` over the validation `batches` ([(inputs, labels)]).
 
@@ -220,7 +205,7 @@ def labels_of(batches: list) -> Optional[np.ndarray]:
 
 
 def measure(model: object, reference: dict, batches: list, scorer: Optional[Scorer], version: int, converter: str,
-            file: str, size_bytes: int, quantize: str = "none", flex: Optional[list] = None,
+            file: str, size_bytes: int, batch_size: int, quantize: str = "none", flex: Optional[list] = None,
             timing_seconds: float = DEFAULT_TIMING_SECONDS) -> ParityRow:
     """The `ParityRow` of `model` against the SavedModel's `reference` outputs on the validation `batches`.
 
@@ -230,34 +215,40 @@ def measure(model: object, reference: dict, batches: list, scorer: Optional[Scor
         batches: the validation batches, [(inputs, labels)].
         scorer: a `Scorer`, or None to leave the metrics out.
         version, converter, file, size_bytes: what the row says of the export.
+        batch_size: the training batch size, the throughput's batch.
         quantize: the quantization (default 'none'); flex: the Flex ops in the file (default None: []).
         timing_seconds: each timing's duration (default `DEFAULT_TIMING_SECONDS`).
 
     Example:
 
     ```python
-    measure(model, reference, batches, Scorer(settings), 3, "tf2onnx 1.17.0", "edge/onnx-none/model.onnx", 2048)
+    measure(model, reference, batches, Scorer(settings), 3, "tf2onnx 1.17.0", "edge/onnx-none/model.onnx", 2048, 50)
     ```
     """
     outputs = outputs_of(model, batches)
+    for key, expected in reference.items():  # broadcasting (N,) against (N, 1) would compare every pair
+        if key not in outputs or np.shape(outputs[key]) != np.shape(expected):
+            raise UserInputError(f"{model.path}: output {key!r}: expected the SavedModel's shape "
+                                 f"{list(np.shape(expected))}, got "
+                                 f"{list(np.shape(outputs[key])) if key in outputs else 'no such output'}")
     diffs = np.concatenate([np.abs(outputs[name].astype(np.float64) - reference[name]).ravel() for name in reference])
     largest = max(float(np.max(np.abs(value))) for value in reference.values())
     name = scored_output(list(reference))
     labels = labels_of(batches)
     scored, expected = outputs[name], reference[name]
     top1 = None
-    if is_classifier(expected, labels):
+    if labels is not None and class_ids(labels, expected) is not None:  # evaluate's rule of a classifier
         top1 = float(np.mean(np.argmax(scored, axis=1) == np.argmax(expected, axis=1)))
     from experiments_manager.edge.timing import timings
 
-    p50, p99, throughput = timings(model, batches, timing_seconds)
+    p50, p99, throughput = timings(model, batches, batch_size, timing_seconds)
     return ParityRow(
         format=model.format, quantize=quantize, file=file, size_bytes=int(size_bytes), version=int(version),
         samples=int(len(expected)), max_abs_diff=float(diffs.max()), mean_abs_diff=float(diffs.mean()),
         max_rel_diff=float(diffs.max()) / largest if largest else float(diffs.max()),
         metrics=scorer(scored, labels) if scorer is not None else {}, top1_agreement=top1,
         latency_p50_ms=p50, latency_p99_ms=p99, throughput=throughput,
-        batch_size=int(len(next(iter(batches[0][0].values())))), threads=int(model.threads),
+        batch_size=int(batch_size), threads=int(model.threads),
         flex_ops=list(flex or []), dynamic_batch=bool(model.dynamic_batch), converter=converter,
         runtime=model.runtime)
 

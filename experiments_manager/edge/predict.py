@@ -23,6 +23,8 @@ import threading
 from pathlib import Path
 from typing import Optional
 
+import grpc
+
 from experiments_manager.edge.formats import SIGNATURE_FILE, format_of_file
 from experiments_manager.serving.client import ClientError, StreamingClient
 from experiments_manager.utils.errors import UserInputError, print_problems
@@ -80,31 +82,61 @@ class LocalPredictionService:
         ```
 
         Raises:
-            ClientError: a request the server would refuse (names, dtypes, content), one line.
+            grpc.RpcError: a request the server would refuse (names, dtypes, content, shapes, the model's own
+                refusal, output_filter), with the server's code and message: the client says it in the server
+                path's one line.
         """
         import numpy as np
         from tensorflow_serving.apis import predict_pb2
 
         from experiments_manager.serving.errors import RequestError
+        from experiments_manager.serving.servable import check_shapes, filtered_outputs, refused_input
         from experiments_manager.serving.tensors import arrays_from_protos, proto_from_array
 
         try:
             arrays = arrays_from_protos(request.inputs, self.specs)
+            check_shapes(self.specs, arrays)  # the server's checks, in its order
+            try:
+                outputs = self.model.predict(arrays)
+            except Exception as error:  # the runtime's own types (XNNPack's RuntimeError, onnxruntime's Fail, ...)
+                raise refused_input(error) from None
+            outputs = filtered_outputs(outputs, tuple(request.output_filter))
         except RequestError as error:
-            raise ClientError(f"request refused by {self.path}: {error.message}") from None
-        outputs = self.model.predict(arrays)
-        wanted = list(request.output_filter) or list(outputs)
-        unknown = [name for name in wanted if name not in outputs]
-        if unknown:
-            raise ClientError(f"request refused by {self.path}: output_filter: expected some of "
-                              f"{', '.join(outputs)}, got {', '.join(unknown)}")
+            raise _Refused(error) from None
         response = predict_pb2.PredictResponse()
         response.model_spec.name = request.model_spec.name
         response.model_spec.version.value = self.version
         response.model_spec.signature_name = request.model_spec.signature_name or "serving_default"
-        for name in wanted:
-            response.outputs[name].CopyFrom(proto_from_array(np.asarray(outputs[name])))
+        for name, value in outputs.items():
+            response.outputs[name].CopyFrom(proto_from_array(np.asarray(value)))
         return response
+
+
+class _Refused(grpc.RpcError):
+    """A `RequestError` as the gRPC error a server's refusal reaches the client as (`code()`, `details()`), so
+    `StreamingClient._explain` says it in the server path's one line.
+
+    Args:
+        error: the `RequestError`.
+
+    Example:
+
+    ```python
+    raise _Refused(RequestError("input 'input': expected shape [-1, 1] (-1 = any), got [1, 5]"))
+    ```
+    """
+
+    def __init__(self, error: object) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+    def code(self) -> object:
+        """The server's status code (INVALID_ARGUMENT for a bad input)."""
+        return self.error.code
+
+    def details(self) -> str:
+        """The server's message."""
+        return self.error.message
 
 
 class EdgeClient(StreamingClient):
@@ -154,11 +186,11 @@ def predict_on_device(run: "str | Path", edge_file: "str | Path", count: int = 1
     predict_on_device(run, f"{run}/edge/litert-int8/model.tflite", count=10)
     ```
     """
-    from experiments_manager.edge.formats import require_edge_extra
+    from experiments_manager.edge.formats import require_runtime
     from experiments_manager.experiment import Experiment
     from experiments_manager.settings import load_experiment_settings
 
-    require_edge_extra()
+    require_runtime(edge_file)  # the file's runtime only: a device needs no converter
     experiment = Experiment.open(run)
     settings = load_experiment_settings(experiment)
     service = LocalPredictionService(edge_file, threads)

@@ -279,18 +279,19 @@ class SavedModelModel(EdgeModel):
         self._loaded = tf.saved_model.load(str(self.path))
         self._function = self._loaded.signatures[SIGNATURE]
         self._specs = self._function.structured_input_signature[1]
-        threads = tf.config.threading.get_intra_op_parallelism_threads()
-        self.threads = threads or default_threads()
+        order = [getattr(spec, "name", None) for spec in  # the served function's (Keras `inputs`) order, else by name
+                 getattr(getattr(self._loaded, "served_model", None), "input_signature", None) or ()]
+        self._order = order if sorted(map(str, order)) == sorted(self._specs) else sorted(self._specs)
+        self.threads = tf.config.threading.get_intra_op_parallelism_threads() or default_threads()
 
     def tensors(self) -> dict:
         import tensorflow as tf
 
-        def infos(specs: dict) -> list:
-            return [_tensor_info(name, spec.dtype.as_numpy_dtype, spec.shape.as_list()) for name, spec in
-                    sorted(specs.items())]
+        def infos(specs: dict, order: list) -> list:
+            return [_tensor_info(name, specs[name].dtype.as_numpy_dtype, specs[name].shape.as_list()) for name in order]
 
         outputs = tf.nest.map_structure(lambda tensor: tensor, self._function.structured_outputs)
-        return {"inputs": infos(self._function.structured_input_signature[1]), "outputs": infos(outputs)}
+        return {"inputs": infos(self._specs, self._order), "outputs": infos(outputs, sorted(outputs))}
 
     @property
     def runtime(self) -> str:

@@ -7,7 +7,7 @@ Example:
 ```python
 timed = timed_calls(model, {"input": x[:1]}, seconds=1.0)
 timed.percentile(0.5), timed.cpu_ms     # (0.015, 0.016): wall ms of the median call, CPU ms per call
-p50, p99, throughput = timings(model, batches)
+p50, p99, throughput = timings(model, batches, batch_size=50)
 ```
 """
 
@@ -84,23 +84,27 @@ def timed_calls(model: object, inputs: dict, seconds: float = DEFAULT_TIMING_SEC
     return TimedCalls(durations, time.process_time() - cpu_started)
 
 
-def timings(model: object, batches: list, seconds: float = DEFAULT_TIMING_SECONDS) -> tuple:
-    """(batch-1 latency p50 ms, p99 ms, samples/s at the first batch's size) of `model`, `seconds` each.
+def timings(model: object, batches: list, batch_size: int, seconds: float = DEFAULT_TIMING_SECONDS) -> tuple:
+    """(batch-1 latency p50 ms, p99 ms, samples/s at `batch_size`) of `model`, `seconds` each.
 
     Args:
         model: an `EdgeModel`.
-        batches: the validation batches, [(inputs, labels)]; the first one's first sample, then the first one whole
-            are timed.
+        batches: the validation batches, [(inputs, labels)]; the first one's first sample is timed, then
+            `batch_size` samples of them (the first one's rows repeated when it is smaller).
+        batch_size: the training batch size: every row of the report is timed at it.
         seconds: how long each of the two measures runs (default `DEFAULT_TIMING_SECONDS`).
 
     Example:
 
     ```python
-    p50, p99, throughput = timings(model, batches, seconds=0.5)
+    p50, p99, throughput = timings(model, batches, 50, seconds=0.5)
     ```
     """
+    import numpy as np
+
     whole = batches[0][0]
     single = timed_calls(model, {name: value[:1] for name, value in whole.items()}, seconds)
-    batch = timed_calls(model, whole, seconds)
     rows = len(next(iter(whole.values())))
-    return single.percentile(0.5), single.percentile(0.99), rows * len(batch.seconds) / sum(batch.seconds)
+    picked = np.arange(batch_size) % rows
+    batch = timed_calls(model, {name: value[picked] for name, value in whole.items()}, seconds)
+    return single.percentile(0.5), single.percentile(0.99), batch_size * len(batch.seconds) / sum(batch.seconds)

@@ -93,12 +93,7 @@ class Servable:
 
     def check_inputs(self, key, arrays):
         """Raises RequestError unless `arrays` match the signature's input shapes."""
-        for name, spec in self.input_specs[key].items():
-            expected = spec.shape
-            got = arrays[name].shape
-            if not expected.is_compatible_with(got):
-                shown = [size if size is not None else -1 for size in expected.as_list()]
-                raise RequestError(f"input {name!r}: expected shape {shown} (-1 = any), got {list(got)}")
+        check_shapes(self.input_specs[key], arrays)
 
     def call(self, key, arrays, output_filter=()):
         """Runs signature `key` on checked arrays; returns dict output name -> ndarray."""
@@ -107,13 +102,63 @@ class Servable:
         try:
             outputs = self.functions[key](**{name: tf.constant(array) for name, array in arrays.items()})
         except (tf.errors.InvalidArgumentError, ValueError, TypeError) as error:
-            raise RequestError(f"the model refused the input: {first_line(error)}") from None
-        if output_filter:
-            unknown = sorted(set(output_filter) - set(outputs))
-            if unknown:
-                raise RequestError(f"output_filter: unknown outputs {unknown}; expected some of {sorted(outputs)}")
-            outputs = {name: outputs[name] for name in output_filter}
-        return {name: tensor.numpy() for name, tensor in outputs.items()}
+            raise refused_input(error) from None
+        return {name: tensor.numpy() for name, tensor in filtered_outputs(outputs, output_filter).items()}
+
+
+def check_shapes(specs: dict, arrays: dict) -> None:
+    """Raises RequestError unless each array of `arrays` matches its `tf.TensorSpec`'s shape (the server's check,
+    also `predict --edge`'s).
+
+    Args:
+        specs: {input name: tf.TensorSpec} of the signature.
+        arrays: {input name: array}, every input present (`tensors.arrays_from_protos` checked the names).
+
+    Example:
+
+    ```python
+    check_shapes({"input": tf.TensorSpec([None, 1])}, {"input": np.zeros((1, 5))})   # RequestError: ... [-1, 1] ...
+    ```
+    """
+    for name, spec in specs.items():
+        expected = spec.shape
+        got = np.shape(arrays[name])
+        if not expected.is_compatible_with(got):
+            shown = [size if size is not None else -1 for size in expected.as_list()]
+            raise RequestError(f"input {name!r}: expected shape {shown} (-1 = any), got {list(got)}")
+
+
+def refused_input(error: Exception) -> RequestError:
+    """The RequestError of a model call that failed on checked inputs (the server's, also `predict --edge`'s).
+
+    Example:
+
+    ```python
+    raise refused_input(error) from None   # the model refused the input: <its first line>
+    ```
+    """
+    return RequestError(f"the model refused the input: {first_line(error)}")
+
+
+def filtered_outputs(outputs: dict, output_filter: "tuple | list" = ()) -> dict:
+    """The outputs a request's `output_filter` names (all when empty), or RequestError naming the unknown ones.
+
+    Args:
+        outputs: {output name: value}.
+        output_filter: the names asked for.
+
+    Example:
+
+    ```python
+    filtered_outputs({"a": 1, "b": 2}, ["b"])   # {'b': 2}
+    ```
+    """
+    if not output_filter:
+        return dict(outputs)
+    unknown = sorted(set(output_filter) - set(outputs))
+    if unknown:
+        raise RequestError(f"output_filter: unknown outputs {unknown}; expected some of {sorted(outputs)}")
+    return {name: outputs[name] for name in output_filter}
 
 
 def first_line(error):

@@ -89,11 +89,17 @@ def replaced_atomically(path):
 
 
 @contextlib.contextmanager
-def folder_replaced_atomically(tmp, final):
+def folder_replaced_atomically(tmp, final, replace_existing: bool = False):
     """Yields `tmp` (not yet created) to write a folder into; on success fsyncs all of it, renames it to `final` and
     fsyncs the parent folder (durable when this returns); removes it on failure.
 
     A stale `tmp` of the same name (a killed predecessor with this pid: a restarted container) is removed first.
+
+    Args:
+        tmp: the temporary folder's path.
+        final: the folder's path.
+        replace_existing: an existing `final` is moved aside (`hidden_for_removal`) only once `tmp` is durable, put
+            back if the rename fails, and removed after it (default False: `final` must not exist).
 
     Example:
 
@@ -105,14 +111,23 @@ def folder_replaced_atomically(tmp, final):
     """
     tmp, final = Path(tmp), Path(final)
     shutil.rmtree(tmp, ignore_errors=True)
+    doomed = None
     try:
         yield tmp
         fsync_tree(tmp)
-        os.replace(tmp, final)
+        doomed = hidden_for_removal(final) if replace_existing and final.exists() else None
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            if doomed is not None:
+                os.replace(doomed, final)  # the old folder back: the failed rename loses nothing
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_folder(final.parent)
+    if doomed is not None:
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 def write_text_atomically(path, text):
