@@ -383,12 +383,19 @@ def test_bad_input_is_one_line_exit_2_and_nothing_half_written(runs: dict, run_c
     cases = [
         (["--format", "litert", "--version", "99"],
          f"{run}: --version: expected one of the exported versions {', '.join(map(str, present))}, got 99"),
-        (["--format", "tflite"], "--format: expected one of litert, onnx, got 'tflite'"),
+        (["--format", "litrt"], "--format: expected one of litert, onnx (or tflite), got 'litrt'; did you mean "
+                                "'litert'?"),
         (["--format", "onnx", "--quantize", "fp16"],
-         "--quantize: expected one of none, int8 for --format onnx, got 'fp16'"),
+         "--quantize: expected one of none, int8 for --format onnx, got 'fp16' (ONNX fp16 needs "
+         "onnxconverter-common, which the [edge] extra lacks)"),
+        (["--format", "ONNX", "--quantize", "int-8"],
+         "--quantize: expected one of none, int8 for --format onnx, got 'int-8'; did you mean 'int8'?"),
         (["--all", "--quantize", "int8"], "--quantize: expected none with --all (which builds every quantization), "
                                           "got 'int8'"),
     ]
+    from experiments_manager.edge.formats import EdgeTarget, check_target
+
+    assert check_target("TFLite", "INT8") == EdgeTarget("litert", "int8")  # TFLite's old name and any case read
     for flags, line in cases:
         result = run_cli("export", str(run), *flags)
         assert (result.returncode, result.stderr.strip()) == (2, f"error: {line}"), flags
@@ -416,7 +423,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_half_written(runs: dict, run_c
                "pip install 'experiments_manager[edge]'\n"), target
 
 
-def test_predict_edge_answers_as_the_served_version(runs: dict, run_cli: object) -> None:
+def test_predict_edge_answers_as_the_served_version(runs: dict, run_cli: object, tmp_path: Path) -> None:
     import tensorflow as tf
 
     from experiments_manager.edge.predict import EdgeClient, LocalPredictionService
@@ -455,7 +462,8 @@ def test_predict_edge_answers_as_the_served_version(runs: dict, run_cli: object)
         x = rng.uniform(-2, 2, size=[settings.training.batch_size, 1]).astype(np.float32)
         assert error == pytest.approx(float(np.mean(np.abs(served(input=x)["prediction"].numpy() - x ** 2))), abs=1e-4)
     assert len(printed) == 3 and "Prediction process ended" in result.stdout
-    assert f"3 requests answered by model_curve_fitting version {version} from " in result.stdout
+    assert f"3 requests answered by {run / 'edge'}" in result.stdout
+    assert f"converted from model_curve_fitting version {version}; latency p50 " in result.stdout
     # a bad shape: the server's own check and line (the model's runtime never sees it), for every format
     from experiments_manager.serving.client import ClientError, StreamReport
     from experiments_manager.serving.errors import RequestError
@@ -486,6 +494,19 @@ def test_predict_edge_answers_as_the_served_version(runs: dict, run_cli: object)
                      "--server", "127.0.0.1:8500")
     assert (result.returncode, result.stderr) == (2, "error: --server: expected no server flag with --edge (answered "
                                                      "on this machine), got --server\n")
+    # a folder copied to a device with a damaged file: refused by its checksums, not answered with garbage
+    from experiments_manager.edge.predict import predict_on_device
+    from experiments_manager.utils.errors import UserInputError
+
+    copy = tmp_path / "device" / "litert-none"
+    shutil.copytree(run / "edge" / "litert-none", copy)
+    assert "model.tflite" in (copy / "checksums.sha256").read_text()
+    model = bytearray((copy / "model.tflite").read_bytes())
+    model[len(model) // 2] ^= 0xFF
+    (copy / "model.tflite").write_bytes(bytes(model))
+    with pytest.raises(UserInputError) as damaged:
+        predict_on_device(run, copy / "model.tflite")
+    assert str(damaged.value).startswith(f"--edge: {copy}: ") and "model.tflite" in str(damaged.value)
 
 
 def test_int8_calibration_is_seeded_and_the_runs_lease_is_held(runs: dict, tmp_path: Path) -> None:

@@ -188,6 +188,12 @@ def test_serve_models_dir_serves_every_experiment_follows_the_folder_and_gives_l
     new_name = seen["name"]
     output.wait_for(rf"model {re.escape(new_name)} added: {re.escape(str(seen['run']))}", 10)
     assert_answered(rest, prediction, new_name, newest_version(seen["run"]))
+    # the settings' Client_IO asks the folder's server for the experiment by its served name
+    asked = subprocess.run(cli_command("predict", "--model_dir", str(seen["run"]), "--server", grpc_address,
+                                       "--model-name", new_name, "--predict_stream", "2"),
+                           env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert asked.returncode == 0, asked.stderr
+    assert f"2 requests answered by {new_name} versions [1] at {grpc_address}" in asked.stdout
     # a client asking for the labels gets them: REST metadata and gRPC GetModelMetadata
     version = newest_version(seen["run"])
     assert "assets.extra/class_names.json" in (version / "checksums.sha256").read_text()  # inside its checksums

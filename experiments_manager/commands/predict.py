@@ -19,6 +19,11 @@ def add_parser(subparsers):
         help="gRPC address (default: the settings' tensorflow_server_address:tensorflow_server_port)",
     )
     parser.add_argument(
+        "--model-name", metavar="NAME",
+        help="the served model to ask (default: the experiment's model name; a `serve --models_dir` server names "
+             "each experiment by its path: see GET /v1/models)",
+    )
+    parser.add_argument(
         "--wait-for-server", type=float, default=0, metavar="SECONDS",
         help="wait up to SECONDS for the server to serve a version before the first request",
     )
@@ -41,7 +46,7 @@ def run(arguments, argv):
     if arguments.edge:
         from experiments_manager.utils.errors import UserInputError
 
-        given = [flag for flag, value in (("--server", arguments.server),
+        given = [flag for flag, value in (("--server", arguments.server), ("--model-name", arguments.model_name),
                                           ("--wait-for-server", arguments.wait_for_server)) if value]
         if given:
             raise UserInputError(f"{', '.join(given)}: expected no server flag with --edge (answered on this "

@@ -31,6 +31,7 @@ from experiments_manager.edge.formats import (ALL_TARGETS, DEFAULT_CALIBRATION_B
                                               require_edge_extra)
 from experiments_manager.edge.parity import ParityRow, write_report
 from experiments_manager.experiment import Experiment, running_command
+from experiments_manager.utils.checksums import write_manifest
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.atomic import folder_replaced_atomically, hidden_for_removal, remove_leftovers
 from experiments_manager.version_records import describe, read_class_names_file
@@ -177,4 +178,5 @@ class _Job:
             if self.class_names is not None:
                 (tmp / LABELS_FILE).write_text("".join(f"{name}\n" for name in self.class_names))
             write_report(tmp, [self.reference_result, row], title=self.title)
+            write_manifest(tmp)  # checksums.sha256: `predict --edge` checks a copied folder before trusting it
         return row

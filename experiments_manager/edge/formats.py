@@ -26,6 +26,10 @@ FORMATS = ("litert", "onnx")
 QUANTIZATIONS = ("none", "fp16", "int8", "int8-full")
 # ONNX: fp16 needs onnxconverter-common (not in the extra); int8-full (integer inputs and outputs) is LiteRT's
 SUPPORTED = {"litert": ("none", "fp16", "int8", "int8-full"), "onnx": ("none", "int8")}
+ALIASES = {"tflite": "litert"}  # LiteRT is TFLite's new name: both are read (any case)
+# why a format lacks a quantization, said with the refusal
+UNSUPPORTED_WHY = {("onnx", "fp16"): "ONNX fp16 needs onnxconverter-common, which the [edge] extra lacks",
+                   ("onnx", "int8-full"): "integer inputs and outputs are LiteRT's; ONNX int8 keeps float ones"}
 SUFFIXES = {"litert": ".tflite", "onnx": ".onnx"}
 SIGNATURE_FILE = "signature.json"
 LABELS_FILE = "labels.txt"
@@ -88,17 +92,29 @@ def check_target(format: str, quantize: str = "none") -> EdgeTarget:
     Example:
 
     ```python
-    check_target("onnx", "fp16")   # UserInputError: --quantize: expected one of none, int8 for --format onnx, ...
+    check_target("TFLite", "INT8")  # EdgeTarget(format='litert', quantize='int8')
+    check_target("onnx", "fp16")    # UserInputError: --quantize: expected one of none, int8 for --format onnx, ...
     ```
     """
-    if format not in FORMATS:
-        raise UserInputError(f"--format: expected one of {', '.join(FORMATS)}, got {format!r}")
-    if quantize not in QUANTIZATIONS:
-        raise UserInputError(f"--quantize: expected one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
-    if quantize not in SUPPORTED[format]:
-        raise UserInputError(f"--quantize: expected one of {', '.join(SUPPORTED[format])} for --format {format}, "
-                             f"got {quantize!r}")
-    return EdgeTarget(format, quantize)
+    name = ALIASES.get(format.lower(), format.lower())
+    if name not in FORMATS:
+        raise UserInputError(f"--format: expected one of {', '.join(FORMATS)} (or tflite), got {format!r}"
+                             f"{_did_you_mean(format, [*FORMATS, *ALIASES])}")
+    level = quantize.lower()
+    if level not in SUPPORTED[name]:
+        why = f" ({UNSUPPORTED_WHY[name, level]})" if (name, level) in UNSUPPORTED_WHY else ""
+        close = "" if level in QUANTIZATIONS else _did_you_mean(quantize, SUPPORTED[name])
+        raise UserInputError(f"--quantize: expected one of {', '.join(SUPPORTED[name])} for --format {name}, "
+                             f"got {quantize!r}{why}{close}")
+    return EdgeTarget(name, level)
+
+
+def _did_you_mean(word: str, known: "list[str] | tuple[str, ...]") -> str:
+    """'; did you mean X?' for the known word closest to `word`, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(word.lower(), known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def format_of_file(path: "str | Path") -> str:

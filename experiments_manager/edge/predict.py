@@ -27,6 +27,7 @@ import grpc
 
 from experiments_manager.edge.formats import SIGNATURE_FILE, format_of_file
 from experiments_manager.serving.client import ClientError, StreamingClient
+from experiments_manager.utils.checksums import verify_manifest
 from experiments_manager.utils.errors import UserInputError, print_problems
 from experiments_manager.utils.signals import signal_handlers
 
@@ -191,6 +192,10 @@ def predict_on_device(run: "str | Path", edge_file: "str | Path", count: int = 1
     from experiments_manager.settings import load_experiment_settings
 
     require_runtime(edge_file)  # the file's runtime only: a device needs no converter
+    damage = verify_manifest(Path(edge_file).parent)  # a file copied wrong to a device answers garbage, not errors
+    if damage is not None:
+        raise UserInputError(f"--edge: {Path(edge_file).parent}: {damage}; export it again (experiments-manager "
+                             "export RUN --format ...)")
     experiment = Experiment.open(run)
     settings = load_experiment_settings(experiment)
     service = LocalPredictionService(edge_file, threads)
@@ -209,6 +214,8 @@ def predict_on_device(run: "str | Path", edge_file: "str | Path", count: int = 1
     if not report.requests:
         print(f"no request sent to {where}")
         return 0
-    print(f"{report.requests} requests answered by {model_name} version {service.version} from {where}; latency p50 "
-          f"{report.percentile(0.5):.2f} ms, p99 {report.percentile(0.99):.2f} ms")
+    requests = f"{report.requests} request{'s' if report.requests != 1 else ''}"
+    print(f"{requests} answered by {where}, converted from {model_name} version {service.version}; latency p50 "
+          f"{report.percentile(0.5):.2f} ms, p99 {report.percentile(0.99):.2f} ms (each request through Client_IO, "
+          "the first one's warm-up included; the parity report times the runtime alone)")
     return 0

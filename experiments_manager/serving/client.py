@@ -49,6 +49,8 @@ class StreamingClient:
         model_name: the served model name.
         client_specs: the dict given to `Client_IO(clientInitSpecs, debugMode)`.
         debug: `debugMode` for Client_IO.
+        signature_name: the signature asked for (default None: the model name, the exporter's name of the model's
+            signature; a `serve --models_dir` server serves the model under another name).
 
     Example:
 
@@ -58,7 +60,7 @@ class StreamingClient:
     ```
     """
 
-    def __init__(self, settings, address, model_name, client_specs=None, debug=False):
+    def __init__(self, settings, address, model_name, client_specs=None, debug=False, signature_name=None):
         if settings.serving.client_io is None:
             raise UserInputError(
                 f"{settings.path.name}: Client_IO: expected a class Client_IO(clientInitSpecs, debugMode) "
@@ -67,6 +69,7 @@ class StreamingClient:
         self.settings = settings
         self.address = address
         self.model_name = model_name
+        self.signature_name = signature_name or model_name
         self.client_specs = dict(client_specs or {})
         self.debug = debug
         self.timeout = settings.serving.client_timeout_secs
@@ -167,7 +170,7 @@ class StreamingClient:
             )
         request = predict_pb2.PredictRequest()
         request.model_spec.name = self.model_name
-        request.model_spec.signature_name = self.model_name
+        request.model_spec.signature_name = self.signature_name
         for name, value in inputs.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
         return request

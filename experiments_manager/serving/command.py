@@ -210,9 +210,10 @@ def predict(arguments):
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         raise UserInputError(f"--server: expected HOST:PORT, got {address!r}")
-    model_name = experiment.run_info().get("model_name") or settings.model_name
+    signature = experiment.run_info().get("model_name") or settings.model_name  # the exporter names it so
+    model_name = arguments.model_name or signature  # a folder's server names the experiment by its path
     specs = {"model_dir": str(experiment.root), "model_name": model_name, "server": address}
-    client = StreamingClient(settings, address, model_name, specs, arguments.debug)
+    client = StreamingClient(settings, address, model_name, specs, arguments.debug, signature_name=signature)
     stop = threading.Event()  # Ctrl-C / SIGTERM end an endless stream normally: finalize, summary, exit 0
     try:
         with signal_handlers(lambda signum, frame: stop.set()):
