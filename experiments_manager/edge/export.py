@@ -167,7 +167,7 @@ class _Job:
                 row = ParityRow.unmeasured(target.format, target.quantize, relative, model_file.stat().st_size,
                                            self.number, self.settings.training.batch_size, flex, converter,
                                            "not run here: the plain LiteRT runtime has no Flex delegate")
-            if model is not None:
+            else:
                 row = measure(model, self.outputs, self.batches, self.scorer, self.number, converter, relative,
                               model_file.stat().st_size, self.settings.training.batch_size, target.quantize, flex,
                               self.timing_seconds)

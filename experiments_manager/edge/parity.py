@@ -144,7 +144,7 @@ class Scorer:
 
     def __call__(self, outputs: np.ndarray, labels: object) -> dict:
         """{name: value} of the loss and metrics on `outputs` (N x ...) against `labels`; {} without labels."""
-        if labels is None or isinstance(labels, dict):
+        if labels is None:
             return {}
         import keras
 
@@ -187,7 +187,7 @@ def outputs_of(model: object, batches: list) -> dict:
 
 
 def labels_of(batches: list) -> Optional[np.ndarray]:
-    """The labels of the validation `batches`, concatenated (None when the pipeline gives none or dicts).
+    """The labels of the validation `batches`, concatenated (None when the pipeline gives none, or several: `data.py` keeps those as None).
 
     Args:
         batches: [(inputs, labels)].
@@ -199,7 +199,7 @@ def labels_of(batches: list) -> Optional[np.ndarray]:
     ```
     """
     labels = [labels for _, labels in batches]
-    if any(label is None or isinstance(label, dict) for label in labels):
+    if any(label is None for label in labels):
         return None
     return np.concatenate(labels)
 
