@@ -187,7 +187,8 @@ def outputs_of(model: object, batches: list) -> dict:
 
 
 def labels_of(batches: list) -> Optional[np.ndarray]:
-    """The labels of the validation `batches`, concatenated (None when the pipeline gives none, or several: `data.py` keeps those as None).
+    """The labels of the validation `batches`, concatenated (None when the pipeline gives none, or several:
+    `data.py` keeps those as None).
 
     Args:
         batches: [(inputs, labels)].
