@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 # server, Slurm), so more workers than cores pays (3 on 2 cores). `make test TEST_WORKERS=0`: all in one process.
 TEST_WORKERS ?= 3
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench image clean
 
 install: $(STAMP)
 
@@ -25,6 +25,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# The Apptainer image as a sandbox root folder (tools/image/build.py: debootstrap, %files, %post, %test, as
+# `apptainer build --sandbox` runs them), for machines without Apptainer; needs root, debootstrap and bubblewrap.
+# The Slurm tests run their jobs in it when EM_IMAGE_ROOT names it (.ci/run does). IMAGE_ARGS: e.g. the GPU wheels,
+# `make image IMAGE_ARGS="--build-arg CUDA_WHEELS=yes"`.
+IMAGE_ROOT ?= build/image
+IMAGE_ARGS ?= --build-arg CUDA_WHEELS=no
+image: $(STAMP)
+	$(BIN)/python tools/image/build.py install/experiments_manager_debian.def $(IMAGE_ROOT) $(IMAGE_ARGS) \
+		--cache build/image-cache --force
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_train.py

@@ -58,6 +58,8 @@ class Attempt:
         epochs: the epochs in all this attempt trains up to when it is not the settings' `nbEpoch` (an extension,
             `train --resume RUN --epochs N`, and the attempts that resume it); None otherwise (left out of JSON).
         extended_from: the epochs the run had trained when this attempt extended it, or None (left out of JSON).
+        container: the Apptainer (or Singularity) image it ran in, as the container runtime names it in
+            APPTAINER_CONTAINER / SINGULARITY_CONTAINER; None outside a container (left out of JSON).
     """
 
     number: int
@@ -78,6 +80,7 @@ class Attempt:
     accepted_code_change: list = field(default_factory=list)
     epochs: Optional[int] = None
     extended_from: Optional[int] = None
+    container: Optional[str] = None
 
     @classmethod
     def starting(cls, command: Iterable[str], number: int, started: Optional[str] = None,
@@ -89,7 +92,8 @@ class Attempt:
                    slurm_array_task_id=os.environ.get("SLURM_ARRAY_TASK_ID"),
                    slurm_restart_count=int(restarts) if restarts and restarts.isdigit() else None,
                    started=started or datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-                   git_commit=git_commit)
+                   git_commit=git_commit,
+                   container=os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"))
 
     @classmethod
     def before_attempts_were_recorded(cls, info: dict) -> dict:
@@ -112,7 +116,7 @@ class Attempt:
         return data
 
 
-_OPTIONAL_FIELDS = ("epochs", "extended_from")  # only in the attempts of an extended run
+_OPTIONAL_FIELDS = ("epochs", "extended_from", "container")  # only for an extended run, a run in a container
 
 
 def epochs_asked(attempts) -> Optional[int]:

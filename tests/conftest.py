@@ -411,10 +411,37 @@ def slurm(tmp_path_factory):
     cluster.stop()
 
 
+# read once, before any test changes the current directory: a relative path is relative to where pytest started
+_IMAGE_ROOT = Path(os.environ["EM_IMAGE_ROOT"]).resolve() if os.environ.get("EM_IMAGE_ROOT") else None
+
+
+def built_image():
+    """The Apptainer image built as a sandbox root (`make image`, tools/image/build.py) that EM_IMAGE_ROOT names, or
+    None. .ci/run builds it and sets the variable."""
+    return _IMAGE_ROOT if _IMAGE_ROOT and (_IMAGE_ROOT / ".singularity.d").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def image_root():
+    """The built image; skipped with the reason where none was built (a failure in CI)."""
+    image = built_image()
+    require_real_part(None if image else "no image built: `make image` (root, debootstrap, bubblewrap), then "
+                      "EM_IMAGE_ROOT=build/image")
+    return image
+
+
 def slurm_job_env(cluster, **variables):
-    """The environment a job submitted from a test gets (sbatch exports it): the cluster's SLURM_CONF, the
-    project on PYTHONPATH, and the `apptainer` stand-in on PATH running this Python."""
+    """The environment a job submitted from a test gets (sbatch exports it): the cluster's SLURM_CONF and the
+    `apptainer` stand-in on PATH. With a built image (EM_IMAGE_ROOT), the jobs' IMAGE is that sandbox, and the stand-in
+    runs the templates' `apptainer run` in it; PYTHONPATH is not set, so the image's own package runs, not this
+    checkout's. Without one (a user's quick run; CI fails instead), the stand-in runs this checkout with this Python."""
     env = dict(cli_env(), SLURM_CONF=str(cluster.conf), EM_PYTHON=sys.executable,
                PATH=f"{APPTAINER_STANDIN}{os.pathsep}{os.environ['PATH']}")
+    image = built_image()
+    if image is not None:
+        env["IMAGE"] = str(image)
+        env.pop("PYTHONPATH", None)
+    elif REAL_PARTS_REQUIRED:
+        pytest.fail("EM_IMAGE_ROOT: no built image for the Slurm jobs (make image) (EXPERIMENTS_MANAGER_REAL_PARTS=required)")
     env.update({name: str(value) for name, value in variables.items()})
     return env

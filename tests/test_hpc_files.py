@@ -1,10 +1,11 @@
 """The HPC files: Apptainer definitions (install/*.def) and Slurm job templates (tools/slurm/*.sbatch).
 
-Apptainer cannot be installed on our build machines, so the .def files are parsed and checked against
-install/constraints.txt and the package, and their %test is run with a fake `experiments-manager`. The job
-templates are submitted to a real Slurm in tests/test_slurm.py; here they are checked with `bash -n`, their
-`#SBATCH` lines, and the exit-code paths a real run does not reach, under fake `apptainer`, `srun` and `scontrol`
-commands. No TensorFlow here.
+The .def files are read with spython (tools/image/recipe.py) and checked against install/constraints.txt and the
+package; their %test is run with a fake `experiments-manager`. The Debian recipe is also built for real by
+tools/image/build.py and run in tests/test_image.py; the Docker-based ones cannot be built here (no Docker Hub).
+The job templates are submitted to a real Slurm in tests/test_slurm.py; here they are checked with `bash -n`,
+their `#SBATCH` lines, and the exit-code paths a real run does not reach, under fake `apptainer`, `srun` and
+`scontrol` commands. No TensorFlow here.
 """
 
 import configparser
@@ -24,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "install"
 SLURM = ROOT / "tools" / "slurm"
 EM_DEF = INSTALL / "experiments_manager.def"
+EM_DEBIAN_DEF = INSTALL / "experiments_manager_debian.def"
+EM_DEFS = (EM_DEF, EM_DEBIAN_DEF)
 SERVER_DEF = INSTALL / "model_server.def"
 CONSTRAINTS = INSTALL / "constraints.txt"
 PROJECT_IN_IMAGE = "/opt/experiments_manager"
@@ -32,33 +35,17 @@ ALL_TEMPLATES = TRAINING_TEMPLATES + ("serve",)
 REQUEUE_EXIT_CODES = (138, 75)  # 128+USR1 (before the time limit), EX_TEMPFAIL; not 128+TERM (scancel, preemption)
 DEADLINE_S = 15
 
+sys.path.insert(0, str(ROOT / "tools" / "image"))
+from recipe import RecipeError, read_recipe  # noqa: E402  (tools/image is not a package)
+
 
 # ---------------------------------------------------------------- Apptainer definition files
 
 
-def parse_definition(text):
-    """Returns (header, sections): header keywords ('Bootstrap', 'From', ...) and section name -> body."""
-    header, sections, current = {}, {}, None
-    for line in text.splitlines():
-        match = re.match(r"%(\w+)\b", line)
-        if match:
-            current = match.group(1)
-            sections[current] = sections.get(current, "")  # a repeated section is appended, as Apptainer does
-            continue
-        if current is not None:
-            sections[current] += line + "\n"
-        elif line.strip() and not line.lstrip().startswith("#"):
-            key, sep, value = line.partition(":")
-            if not sep:
-                raise ValueError(f"header line without 'Keyword:': {line!r}")
-            header[key.strip()] = value.strip()
-    return header, sections
-
-
-def shell_commands(body):
+def shell_commands(lines):
     """The logical command lines of a shell section: continuations joined, comments and blanks dropped."""
     commands, pending = [], ""
-    for line in body.splitlines():
+    for line in (lines.splitlines() if isinstance(lines, str) else lines):
         stripped = line.strip()
         if not pending and (not stripped or stripped.startswith("#")):
             continue
@@ -85,23 +72,14 @@ def normalize(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def files_pairs(body):
-    """%files lines as (source, destination); a line with one path copies it to the same path."""
-    pairs = []
-    for command in shell_commands(body):
-        parts = command.split()
-        pairs.append((parts[0], parts[1] if len(parts) > 1 else parts[0]))
-    return pairs
-
-
 PIP_OPTIONS_WITH_VALUE = {"-c", "--constraint", "-r", "--requirement", "-e", "--editable", "-i", "--index-url",
                           "--extra-index-url", "-f", "--find-links", "-t", "--target", "--prefix", "--root"}
 
 
-def pip_install_problems(post_body, pins, constraints_in_image, project_in_image):
-    """Every `pip install` in %post uses the constraints file; packages named on it are pinned there."""
+def pip_install_problems(post, pins, constraints_in_image, project_in_image):
+    """Every `pip install` in %post (text or lines) uses the constraints file; packages named on it are pinned."""
     problems, installs = [], 0
-    for command in shell_commands(post_body):
+    for command in shell_commands(post):
         tokens = shlex.split(command)
         starts = [i for i in range(len(tokens) - 1)
                   if re.fullmatch(r"(\S*/)?pip3?(\.\d+)?", tokens[i]) and tokens[i + 1] == "install"]
@@ -146,52 +124,78 @@ def package_version():
     return re.search(r'__version__ = "([^"]+)"', (ROOT / "experiments_manager" / "__init__.py").read_text()).group(1)
 
 
-def labels(body):
-    return dict((line.split(None, 1) + [""])[:2] for line in shell_commands(body))
+def python_requires():
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    return tuple(int(part) for part in re.search(r">=\s*([\d.]+)", setup.get("options", "python_requires"))
+                 .group(1).split("."))
 
 
-@pytest.fixture(scope="module")
-def em_definition():
-    return parse_definition(EM_DEF.read_text())
+def test_read_recipe_errors_are_one_line_naming_the_file(tmp_path):
+    def error(text, build_args=None):
+        path = tmp_path / "x.def"
+        path.write_text(text)
+        with pytest.raises(RecipeError) as raised:
+            read_recipe(path, build_args)
+        message = str(raised.value)
+        assert message.startswith(f"{path}: ") and "\n" not in message, message
+        return message
 
-
-@pytest.fixture(scope="module")
-def server_definition():
-    return parse_definition(SERVER_DEF.read_text())
-
-
-def test_parse_definition_splits_header_and_sections():
-    header, sections = parse_definition("Bootstrap: docker\n# note\nFrom: a/b:1\n\n%post\n    x \\\n  y\n%test\n t\n")
-    assert header == {"Bootstrap": "docker", "From": "a/b:1"}
-    assert shell_commands(sections["post"]) == ["x y"]
-    assert shell_commands(sections["test"]) == ["t"]
-    with pytest.raises(ValueError):
-        parse_definition("Bootstrap docker\n")
+    base = "Bootstrap: debootstrap\nOSVersion: bookworm\n%arguments\n    A=1\n%post\n    echo {{ A }}\n"
+    (tmp_path / "ok.def").write_text(base)
+    recipe = read_recipe(tmp_path / "ok.def", {"A": "2"})
+    assert recipe.bootstrap == "debootstrap" and recipe.header == {"OSVersion": "bookworm"}
+    assert recipe.arguments == {"A": "2"} and recipe.post == ("echo 2",)
+    assert "--build-arg B: not in %arguments (expected one of: A)" in error(base, {"B": "x"})
+    assert "{{ C }} has no value" in error(base + "    echo {{ C }}\n")
+    assert "no 'Bootstrap:' header line" in error("From: debian\n%post\n    true\n")
+    assert "header line 'From debian': expected 'Keyword: value'" in error("Bootstrap: docker\nFrom debian\n")
+    assert "%arguments line 'A 1': expected NAME=default" in error("Bootstrap: docker\n%arguments\n    A 1\n")
 
 
 @pytest.mark.parametrize("path, required", [
     (EM_DEF, ("files", "post", "environment", "runscript", "test", "labels", "help")),
+    (EM_DEBIAN_DEF, ("files", "post", "environment", "runscript", "test", "labels", "help")),
     (SERVER_DEF, ("runscript", "test", "labels", "help")),
 ])
 def test_definition_has_required_sections(path, required):
-    header, sections = parse_definition(path.read_text())
-    assert header.get("Bootstrap") == "docker"
-    assert header.get("From")
-    missing = [name for name in required if not sections.get(name, "").strip()]
+    recipe = read_recipe(path)
+    if recipe.bootstrap == "docker":
+        assert recipe.header.get("From")
+    else:
+        assert recipe.bootstrap == "debootstrap" and recipe.header.get("MirrorURL", "").startswith("http")
+    missing = [name for name in required if not getattr(recipe, name)]
     assert not missing, f"{path.name}: empty or missing sections {missing}"
 
 
 @pytest.mark.parametrize("path, image", [(EM_DEF, "tensorflow/tensorflow"), (SERVER_DEF, "tensorflow/serving")])
 def test_base_image_tensorflow_version_is_the_pinned_one(path, image):
-    header, sections = parse_definition(path.read_text())
+    recipe = read_recipe(path)
     pinned = read_constraints()["tensorflow"]
-    assert header["From"] == f"{image}:{pinned}-gpu"
-    assert labels(sections["labels"]).get("TensorFlow") == pinned
+    assert recipe.header["From"] == f"{image}:{pinned}-gpu"
+    assert recipe.labels.get("TensorFlow") == pinned
 
 
-def test_files_section_copies_what_the_build_needs(em_definition):
-    _, sections = em_definition
-    pairs = files_pairs(sections["files"])
+def test_debian_recipe_brings_a_python_the_package_accepts_and_what_pip_needs():
+    recipe = read_recipe(EM_DEBIAN_DEF)
+    pythons = {"bookworm": (3, 11), "trixie": (3, 13)}  # Debian's python3
+    assert pythons[recipe.header["OSVersion"]] >= python_requires()
+    assert {"python3", "python3-pip", "ca-certificates"} <= set(recipe.header["Include"].split())
+
+
+def test_both_experiments_manager_recipes_agree_below_their_headers():
+    """Apptainer has no include: the Docker-based and the Debian recipe repeat the same sections (edit both)."""
+    same = {"CUDA_WHEELS": "yes"}  # substituted alike: only the defaults differ
+    docker, debian = read_recipe(EM_DEF, same).body(), read_recipe(EM_DEBIAN_DEF, same).body()
+    differing = [name for name in docker if docker[name] != debian[name]]
+    assert not differing, f"sections that differ between {EM_DEF.name} and {EM_DEBIAN_DEF.name}: {differing}"
+    assert read_recipe(EM_DEF).arguments == {"CUDA_WHEELS": "no"}  # the GPU base image has CUDA already
+    assert read_recipe(EM_DEBIAN_DEF).arguments == {"CUDA_WHEELS": "yes"}
+
+
+@pytest.mark.parametrize("path", EM_DEFS)
+def test_files_section_copies_what_the_build_needs(path):
+    pairs = read_recipe(path).files
     missing_on_host = [source for source, _ in pairs if not (ROOT / source).exists()]
     assert not missing_on_host, f"%files sources not in the repository root: {missing_on_host}"
     destinations = {source: destination for source, destination in pairs}
@@ -205,12 +209,13 @@ def test_files_section_copies_what_the_build_needs(em_definition):
         assert destinations.get(source) == f"{PROJECT_IN_IMAGE}/{source}", f"%files: {source}"
 
 
-def test_pip_installs_use_the_constraints_and_only_pinned_names(em_definition):
-    _, sections = em_definition
-    constraints_in_image = dict(files_pairs(sections["files"]))["install/constraints.txt"]
-    assert pip_install_problems(sections["post"], read_constraints(), constraints_in_image, PROJECT_IN_IMAGE) == []
-    post = sections["post"]
-    assert "--no-cache-dir" in post or "PIP_NO_CACHE_DIR=1" in post
+@pytest.mark.parametrize("cuda_wheels", ["yes", "no"])
+@pytest.mark.parametrize("path", EM_DEFS)
+def test_pip_installs_use_the_constraints_and_only_pinned_names(path, cuda_wheels):
+    recipe = read_recipe(path, {"CUDA_WHEELS": cuda_wheels})
+    constraints_in_image = dict(recipe.files)["install/constraints.txt"]
+    assert pip_install_problems(recipe.post, read_constraints(), constraints_in_image, PROJECT_IN_IMAGE) == []
+    assert any("--no-cache-dir" in line or "PIP_NO_CACHE_DIR=1" in line for line in recipe.post)
 
 
 def test_pip_install_checker_catches_violations():
@@ -226,35 +231,74 @@ def test_pip_install_checker_catches_violations():
     assert "no pip install" in pip_install_problems("echo hi\n", *args)[0]
     continued = "pip install -c /c.txt \\\n    /opt/p && pip install \\\n  numpy\n"
     assert len(pip_install_problems(continued, *args)) == 2  # the second install: no constraints, no pin
+    assert pip_install_problems(["pip install -c /c.txt /opt/p 'tensorflow[and-cuda]==2.21.0'"], *args) == []
 
 
-def test_runscripts_exec_the_command_with_all_arguments(em_definition, server_definition):
+def test_the_cuda_wheels_tensorflow_needs_are_pinned():
+    """`tensorflow[and-cuda]` (CUDA_WHEELS=yes) installs these; unpinned, a rebuild would take newer ones."""
+    pins = read_constraints()
+    cuda = {"cublas", "cuda-cupti", "cuda-nvcc", "cuda-nvrtc", "cuda-runtime", "cudnn", "cufft", "curand",
+            "cusolver", "cusparse", "nccl", "nvjitlink"}
+    assert {f"nvidia-{name}-cu12" for name in cuda} <= set(pins), sorted(set(pins))
+
+
+FAKE_PIP = """#!/bin/sh
+echo "$0 $*" >> "$FAKE_LOG"
+"""
+
+
+@pytest.mark.parametrize("value", ["yes", "no", "maybe"])
+def test_cuda_wheels_chooses_the_install_and_a_bad_value_fails_post(value, tmp_path):
+    """%post with `python3` faked (it logs its arguments): yes adds tensorflow[and-cuda], no does not, another value
+    stops %post before any install with a line naming the build argument."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(FAKE_PIP)
+    (bin_dir / "python3").chmod(0o755)
+    log = tmp_path / "calls"
+    script = "\n".join(read_recipe(EM_DEBIAN_DEF, {"CUDA_WHEELS": value}).post).replace(PROJECT_IN_IMAGE,
+                                                                                          str(tmp_path / "p"))
+    env = {"PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin", "FAKE_LOG": str(log)}
+    result = subprocess.run(["sh", "-e", "-c", script], env=env, capture_output=True, text=True, timeout=30)
+    installs = [line for line in (log.read_text().splitlines() if log.exists() else []) if " -m pip install " in line]
+    if value == "maybe":
+        assert result.returncode != 0 and installs == []
+        assert "build argument CUDA_WHEELS: expected yes or no, got 'maybe'" in result.stderr
+        return
+    assert result.returncode == 0, result.stderr
+    assert len(installs) == 1 and installs[0].endswith("tensorflow[and-cuda]==2.21.0") == (value == "yes"), installs
+
+
+def test_runscripts_exec_the_command_with_all_arguments():
     binary = re.search(r'BINARY = "([^"]+)"', (ROOT / "experiments_manager/serving/tfserving.py").read_text())
-    assert shell_commands(em_definition[1]["runscript"]) == ['exec experiments-manager "$@"']
-    assert shell_commands(server_definition[1]["runscript"]) == [f'exec {binary.group(1)} "$@"']
-    assert [shlex.split(c) for c in shell_commands(server_definition[1]["test"])] == [[binary.group(1), "--version"]]
+    for path in EM_DEFS:
+        assert shell_commands(read_recipe(path).runscript) == ['exec experiments-manager "$@"']
+    server = read_recipe(SERVER_DEF)
+    assert shell_commands(server.runscript) == [f'exec {binary.group(1)} "$@"']
+    assert [shlex.split(c) for c in shell_commands(server.test)] == [[binary.group(1), "--version"]]
 
 
-def test_labels_and_environment(em_definition):
-    _, sections = em_definition
-    found = labels(sections["labels"])
-    assert found.get("Name") == "experiments_manager"
-    assert found.get("Version") == package_version()
-    assert found.get("Source")
-    environment = sections["environment"]
-    assert re.search(r"^\s*export PYTHONUNBUFFERED=1\s*$", environment, re.M)
-    assert re.search(r"^\s*export PYTHONNOUSERSITE=1\s*$", environment, re.M)  # $HOME is bound in the container
+@pytest.mark.parametrize("path", EM_DEFS)
+def test_labels_and_environment(path):
+    recipe = read_recipe(path)
+    assert recipe.labels.get("Name") == "experiments_manager"
+    assert recipe.labels.get("Version") == package_version()
+    assert recipe.labels.get("Source")
+    assert "export PYTHONUNBUFFERED=1" in recipe.environment
+    assert "export PYTHONNOUSERSITE=1" in recipe.environment  # $HOME is bound in the container
+    help_text = "\n".join(recipe.help)
     for word in ("apptainer build", "--nv", "--bind", "install/README.md"):
-        assert word in sections["help"], word
+        assert word in help_text, word
 
 
-@pytest.mark.parametrize("path", [EM_DEF, SERVER_DEF])
+@pytest.mark.parametrize("path", [EM_DEF, EM_DEBIAN_DEF, SERVER_DEF])
 def test_shell_sections_are_valid_sh(path):
     """Apptainer runs %post, %environment, %runscript and %test with /bin/sh, not bash."""
-    _, sections = parse_definition(path.read_text())
+    recipe = read_recipe(path)
     for name in ("post", "environment", "runscript", "test"):
-        if name in sections:
-            result = subprocess.run(["sh", "-n"], input=sections[name], capture_output=True, text=True)
+        lines = getattr(recipe, name)
+        if lines:
+            result = subprocess.run(["sh", "-n"], input="\n".join(lines) + "\n", capture_output=True, text=True)
             assert result.returncode == 0, f"%{name}: {result.stderr}"
 
 
@@ -275,22 +319,28 @@ with open(os.environ["FAKE_LOG"], "a") as log:
 """
 
 
-def test_image_test_section_trains_the_example_outside_the_repository(em_definition, tmp_path):
-    """%test, with /opt/experiments_manager read as this checkout and a fake CLI that checks what train would load."""
-    _, sections = em_definition
-    commands = [shlex.split(command) for command in shell_commands(sections["test"])]
-    assert any(tokens[:2] == ["experiments-manager", "--help"] for tokens in commands)
+def test_image_test_section_trains_the_example_outside_the_repository(tmp_path):
+    """%test through the recipe's runscript, with /opt/experiments_manager read as this checkout and a fake CLI that
+    checks what train would load (tests/test_image.py runs it in the built image)."""
+    recipe = read_recipe(EM_DEF)
+    commands = [shlex.split(command) for command in shell_commands(recipe.test)]
+    assert any(tokens[:2] == ["/.singularity.d/runscript", "--help"] for tokens in commands)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "experiments-manager"
     fake.write_text(FAKE_CLI.format(python=sys.executable))
     fake.chmod(0o755)
+    runscript = tmp_path / "runscript"
+    runscript.write_text("#!/bin/sh\n" + "\n".join(recipe.runscript) + "\n")
+    runscript.chmod(0o755)
     log = tmp_path / "calls.jsonl"
-    script = sections["test"].replace(PROJECT_IN_IMAGE, str(ROOT))
+    script = "\n".join(recipe.test).replace(PROJECT_IN_IMAGE, str(ROOT)).replace("/.singularity.d/runscript",
+                                                                                 str(runscript))
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_LOG": str(log)}
     result = subprocess.run(["sh", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert calls[0]["argv"] == ["--help"], calls
     trains = [call for call in calls if call["argv"][:1] == ["train"]]
     assert len(trains) == 1, calls
     train = trains[0]

@@ -1,6 +1,8 @@
 """The job templates of tools/slurm/, submitted with a real `sbatch` to a real one-node Slurm cluster
 (tests/slurm_cluster.py): signals, requeues and restarts are Slurm's own. The one stand-in is `apptainer`
-(tests/data/apptainer_standin), which runs the image's command with this checkout.
+(tests/data/apptainer_standin): with an image built by `make image` (EM_IMAGE_ROOT; CI builds one) it runs the
+templates' `apptainer run` inside that image with bubblewrap, so the jobs train, requeue, sweep and serve with what
+the image holds (each run's attempts record the image they ran in); without one, with this checkout.
 
 The templates are submitted as shipped; the sbatch command line only scales their resources to this machine
 (`--gres=none --cpus-per-task=1 --mem=2G`: no GPU, 2 cores) and the environment names the settings and epochs, as a
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, read_run, settings_variant, single_experiment, slurm_job_env, wait_for
+from conftest import REPO, built_image, read_run, settings_variant, single_experiment, slurm_job_env, wait_for
 
 pytestmark = pytest.mark.slurm
 
@@ -58,6 +60,14 @@ def history_epochs(root):
     return list(np.atleast_1d(history["epoch"]).astype(int))
 
 
+def ran_in_the_image(run):
+    """Every attempt of `run` (run.json) ran in the built image (`container`, Apptainer's APPTAINER_CONTAINER), or,
+    with no image built, outside any container."""
+    image = built_image()
+    return [attempt.get("container") for attempt in run["attempts"]] == [str(image) if image else None] * len(
+        run["attempts"])
+
+
 def restarts(info):
     return int(info.get("Restarts", "0"))
 
@@ -80,6 +90,7 @@ def test_usr1_checkpoints_then_slurm_requeues_and_the_job_resumes_the_same_exper
     info = read_run(root)
     assert info["status"] == "finished" and info["epochs_completed"] == epochs, info
     assert info["resumed_by"][-2:] == ["--requeue-file", str(requeue_file)], info["resumed_by"]
+    assert ran_in_the_image(info) and len(info["attempts"]) == 2, info["attempts"]
     assert history_epochs(root) == list(range(1, epochs + 1))
     # both runs in the one output file (--open-mode=append): the signal, the requeue, the restart, the end
     assert f"job {job} on " in log and ", restart 0, " in log and ", restart 1, " in log, log
@@ -131,6 +142,7 @@ def test_array_tasks_train_their_own_configs_and_one_is_requeued_alone(slurm, wo
     assert len(set(roots)) == 2 and sorted(root.parent for root in roots) == [workdir / WORKING_FOLDER] * 2
     assert [run["hparams"]["hiddenNeurons"] for run in runs] == [16, 64]  # CONFIGS[0] and CONFIGS[1]
     assert all(run["status"] == "finished" and run["epochs_completed"] == epochs for run in runs), runs
+    assert all(ran_in_the_image(run) for run in runs)
     assert "resumed_by" not in runs[0] and runs[1]["resumed_by"][-1] == str(workdir / ".slurm-requeue" /
                                                                              f"array-{tasks[1]}")
 
@@ -168,6 +180,7 @@ def test_a_sweep_signalled_mid_trial_is_requeued_and_retrains_no_finished_trial(
         assert read_run(experiment) == run, "a finished trial was trained again"
     second_run = read_run(second)
     assert second_run["status"] == "finished" and second_run["epochs_completed"] == 4 and "resumed_by" in second_run
+    assert ran_in_the_image(second_run)
 
 
 HELD_AT_THE_SECOND_EPOCH = [
@@ -383,6 +396,7 @@ def test_multiworker_job_of_two_tasks_trains_one_experiment_and_a_usr1_stops_bot
     assert info["status"] == "finished" and info["epochs_completed"] == epochs, info
     assert "--requeue-file" in info["resumed_by"]
     assert history_epochs(root) == list(range(1, epochs + 1))
+    assert ran_in_the_image(info)
 
 
 def test_the_time_limit_warning_from_slurm_itself_stops_requeues_and_resumes_until_finished(slurm, workdir):
