@@ -307,12 +307,21 @@ class TansuBroker:
             self.process.wait(timeout=10)
 
 
+_PORTS_GIVEN = set()  # this process's earlier answers: a port handed out but not bound yet is free to the kernel
+
+
 def free_port():
+    """A loopback port free now and not returned before in this test process (the kernel may hand the same free
+    port out twice, as it did to a SuperLink and a SuperNode started one after the other)."""
     import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in _PORTS_GIVEN:
+            _PORTS_GIVEN.add(port)
+            return port
 
 
 @pytest.fixture(scope="session")
