@@ -16,12 +16,30 @@ with em.serve(outcome.experiment.root) as server:
 ```
 """
 
-import logging
+from __future__ import annotations
 
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+
+from experiments_manager.serving.options import ServerOptions
 from experiments_manager.utils.logging_setup import configure_logging
 
+if TYPE_CHECKING:  # the heavy modules load when a call needs them
+    import keras
 
-def show_logs():
+    from experiments_manager.evaluation import Evaluation
+    from experiments_manager.serving.server import ModelServer
+    from experiments_manager.settings.loader import Settings
+    from experiments_manager.sweeps.driver import SweepOutcome
+    from experiments_manager.training.outcome import TrainingOutcome
+
+PathLike = Union[str, "os.PathLike[str]"]
+# a settings file's path, loaded `Settings`, or a module / class / object / dict built in Python (`as_settings`)
+SettingsLike = Union[PathLike, "Settings", Any]
+
+
+def show_logs() -> None:
     """Shows the engine's INFO lines on stderr, unless the caller set up logging (a root or an own handler)."""
     ours = logging.getLogger("experiments_manager")
     if logging.getLogger().handlers or any(not getattr(h, "experiments_manager_cli", False) for h in ours.handlers):
@@ -29,7 +47,9 @@ def show_logs():
     configure_logging()
 
 
-def train(settings, hparams=None, *, working_folder=None, kafka_bootstrap_servers=None, init_from=None):
+def train(settings: SettingsLike, hparams: Optional[Mapping[str, Any]] = None, *,
+          working_folder: Optional[PathLike] = None, kafka_bootstrap_servers: Optional[str] = None,
+          init_from: Optional[str] = None) -> TrainingOutcome:
     """Trains a new experiment; returns its `TrainingOutcome`.
 
     Args:
@@ -67,7 +87,8 @@ def train(settings, hparams=None, *, working_folder=None, kafka_bootstrap_server
                           kafka_bootstrap_servers=kafka_bootstrap_servers, init_from=init_from)
 
 
-def _simulated_federation(settings, working_folder, kafka_bootstrap_servers):
+def _simulated_federation(settings: Settings, working_folder: Optional[PathLike],
+                          kafka_bootstrap_servers: Optional[str]) -> TrainingOutcome:
     from experiments_manager.federated.simulation import simulate
     from experiments_manager.training import TrainingOutcome
     from experiments_manager.utils.errors import UserInputError
@@ -82,8 +103,10 @@ def _simulated_federation(settings, working_folder, kafka_bootstrap_servers):
                            reason=experiment.run_info().get("error"))
 
 
-def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None, accept_code_change=False, epochs=None,
-           more_epochs=None, settings_source="copy"):
+def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,
+           kafka_bootstrap_servers: Optional[str] = None, accept_code_change: bool = False,
+           epochs: Optional[int] = None, more_epochs: Optional[int] = None,
+           settings_source: str = "copy") -> TrainingOutcome:
     """Continues an experiment from its last checkpoint, or extends it; returns its `TrainingOutcome`.
 
     Args:
@@ -115,8 +138,9 @@ def resume(experiment_dir, *, settings=None, kafka_bootstrap_servers=None, accep
                            epochs=epochs, more_epochs=more_epochs, settings_source=settings_source)
 
 
-def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, parallelism=1, spark_master=None,
-          workers=1, join=None):
+def sweep(settings_file: PathLike, max_evals: int, *, hparams: Optional[Mapping[str, Any]] = None, algo: str = "tpe",
+          seed: Optional[int] = None, parallelism: int = 1, spark_master: Optional[str] = None, workers: int = 1,
+          join: Optional[str] = None) -> SweepOutcome:
     """Runs a hyperopt sweep, each trial an experiment in its own process; returns its `SweepOutcome`.
 
     Args:
@@ -137,7 +161,7 @@ def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, para
     result.best        # the best trial's row: its hparams, value and experiment folder
     ```
     """
-    from experiments_manager.sweeps.command import SweepRequest, run_sweep
+    from experiments_manager.sweeps.driver import SweepRequest, run_sweep
 
     show_logs()
     return run_sweep(SweepRequest(usersettings=_file_only(settings_file), max_evals=max_evals,
@@ -145,17 +169,19 @@ def sweep(settings_file, max_evals, *, hparams=None, algo="tpe", seed=None, para
                                   spark_master=spark_master, workers=workers, join=join))
 
 
-def resume_sweep(sweep_folder, *, max_evals=None, parallelism=None, workers=None):
+def resume_sweep(sweep_folder: PathLike, *, max_evals: Optional[int] = None, parallelism: Optional[int] = None,
+                 workers: Optional[int] = None) -> SweepOutcome:
     """Continues a sweep (more trials with `max_evals`; `workers` trials at once), or joins the workers that run it;
     returns its `SweepOutcome`."""
-    from experiments_manager.sweeps.command import SweepRequest, run_sweep
+    from experiments_manager.sweeps.driver import SweepRequest, run_sweep
 
     show_logs()
     return run_sweep(SweepRequest(resume=str(sweep_folder), max_evals=max_evals, parallelism=parallelism,
                                   workers=workers))
 
 
-def serve(experiment_dir, *, grpc_port=0, rest_port=0, host="127.0.0.1", poll_seconds=1.0):
+def serve(experiment_dir: PathLike, *, grpc_port: int = 0, rest_port: Optional[int] = 0, host: str = ServerOptions.host,
+          poll_seconds: float = ServerOptions.poll_seconds) -> ModelServer:
     """Serves an experiment's exported versions in this process (gRPC + REST, TF Serving's APIs) until stopped.
 
     Args:
@@ -178,14 +204,14 @@ def serve(experiment_dir, *, grpc_port=0, rest_port=0, host="127.0.0.1", poll_se
     ```
     """
     from experiments_manager.serving.config import source_from_experiment
-    from experiments_manager.serving.server import ModelServer, ServerOptions
+    from experiments_manager.serving.server import ModelServer
 
     show_logs()
     options = ServerOptions(host=host, grpc_port=grpc_port, rest_port=rest_port, poll_seconds=poll_seconds)
     return ModelServer([source_from_experiment(experiment_dir)], options).start()
 
 
-def load(run, version=None, *, settings=None):
+def load(run: PathLike, version: Optional[int] = None, *, settings: Optional[SettingsLike] = None) -> keras.Model:
     """A run's best exported version (or version `version`) as a Keras model with its EMA weights, ready to predict.
 
     The run's own model is rebuilt from its copies of the settings and model file, and the version's weights are
@@ -216,7 +242,8 @@ def load(run, version=None, *, settings=None):
     return load_version(run, version, settings=settings)
 
 
-def evaluate(run, version=None, *, data=None, settings=None):
+def evaluate(run: PathLike, version: Optional[int] = None, *, data: Optional[PathLike] = None,
+             settings: Optional[SettingsLike] = None) -> Evaluation:
     """Evaluates a run's best version (or version `version`) on its settings' test pipeline (or on `data`); returns
     its `Evaluation`, saved under `RUN/evaluations/<stamp>-v<N>/` and recorded in run.json's `evaluations`.
 
@@ -244,12 +271,12 @@ def evaluate(run, version=None, *, data=None, settings=None):
     return evaluate_run(run, version, data=data, settings=settings, command=["em.evaluate", str(run)])
 
 
-def _command(name, settings):
+def _command(name: str, settings: Settings) -> list[str]:
     """What run.json records as the command that started a run from Python."""
     return [f"em.{name}", str(settings.path) if settings.from_file else settings.path.name]
 
 
-def _file_only(settings_file):
+def _file_only(settings_file: object) -> str:
     from pathlib import Path
 
     from experiments_manager.utils.errors import UserInputError

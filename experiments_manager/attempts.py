@@ -220,11 +220,11 @@ def git_commit(folder) -> Optional[str]:
     return result.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def package_versions() -> dict:
+def package_versions() -> dict[str, str | None]:
     """The versions of Python, TensorFlow, Keras and this package (run.json's `versions`)."""
     from importlib import metadata
 
-    versions = {"python": platform.python_version()}
+    versions: dict[str, str | None] = {"python": platform.python_version()}
     for package in ("tensorflow", "keras", "experiments_manager"):
         try:
             versions[package] = metadata.version(package)

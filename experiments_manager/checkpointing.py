@@ -199,7 +199,7 @@ class Checkpointer:
         return json.loads((latest / STATE_FILE).read_text())
 
 
-def weights_file_bytes(model) -> memoryview:
+def weights_file_bytes(model) -> bytes | memoryview:
     """What `model.save_weights("model.weights.h5")` writes, made in memory: a full disk then fails the plain file
     write that follows (an OSError), never HDF5 mid-file (which leaves it unable to close, and the process
     segfaulting at exit). Keras writes the same file with the same `H5IOStore` in `save_weights_only`."""

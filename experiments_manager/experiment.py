@@ -31,6 +31,7 @@ from pathlib import Path
 from experiments_manager.attempts import Attempt, code_changes, code_identity, package_versions, settings_folder
 from experiments_manager.attempts import git_commit as _git_commit
 from experiments_manager.folder_names import folder_name, folder_stamp, make_unique_dir, now, varied_hparams
+from experiments_manager.run_record import RUN_RECORD_VERSION, RunRecord
 from experiments_manager.utils.atomic import copy_atomically, fsync_folder, remove_leftovers, write_json_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease import LEASE_NAME, Lease
@@ -143,6 +144,7 @@ class Experiment:
         commit = _git_commit(Path(settings.path).resolve().parent)
         experiment.write_run_info(
             {
+                "record_version": RUN_RECORD_VERSION,
                 "status": "running",
                 "command": list(command),
                 "settings_file": str(Path(settings.path).resolve()) if settings.from_file else None,
@@ -215,7 +217,7 @@ class Experiment:
                                                                        f"{LEASE_NAME}.*", f".{LEASE_NAME}.*"))
         return type(self)(root)
 
-    def run_info(self):
+    def run_info(self) -> RunRecord:  # run.json as read now (`run_record.py` defines its keys)
         try:
             return json.loads(self.run_file.read_text())
         except (OSError, ValueError) as error:
@@ -279,8 +281,8 @@ class Experiment:
         attempt.accepted_code_change = list(accepted_code_change)
         attempt.epochs, attempt.extended_from = epochs, extended_from
         attempts.append(attempt.as_json())
-        info.update(status="running", resumed_by=list(command), host=attempt.host,
-                    nbEpoch=epochs or info.get("nbEpoch"))
+        info.update(status="running", resumed_by=list(command), host=attempt.host,  # an older record: now this one's
+                    nbEpoch=epochs or info.get("nbEpoch"), record_version=RUN_RECORD_VERSION)
         self.write_run_info(info)
         return info
 
@@ -318,7 +320,7 @@ class Experiment:
         return f"experiments-manager train --resume {self.root}"
 
     def __repr__(self):
-        info = self.run_info() if self.run_file.is_file() else {}
+        info: RunRecord = self.run_info() if self.run_file.is_file() else {}
         return (f"<Experiment {self.root} ({info.get('status', 'no run.json')}, {info.get('epochs_completed', 0)} "
                 f"epochs, best {info.get('monitored_loss_name')} {info.get('best_value')})>")
 
@@ -345,6 +347,4 @@ def _jsonable(value):
 def running_command():
     """The command line of this process, for run.json."""
     program = Path(sys.argv[0]).name
-    if program == "__main__.py":
-        return ["python", "-m", "experiments_manager"] + sys.argv[1:]
-    return [program] + sys.argv[1:]
+    return (["python", "-m", "experiments_manager"] if program == "__main__.py" else [program]) + sys.argv[1:]

@@ -17,10 +17,39 @@ one it gets. Every input object has:
 - `close()`.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+
+from experiments_manager.settings_pipeline import settings_pipeline
 from experiments_manager.utils.errors import InputStalled, UserInputError
 
+if TYPE_CHECKING:
+    from experiments_manager.experiment import Experiment
+    from experiments_manager.settings.loader import Settings
+    from experiments_manager.settings_pipeline import DataPartition
 
-def make_inputs(experiment, settings, restored, seed, partition=None):
+
+class InputObject(Protocol):
+    """What the trainer reads its data from (`SettingsInput`, `kafka.kafka_input.KafkaInput`): see the module."""
+
+    train: Any
+    val: Any
+    train_steps: Optional[int]
+    val_steps: Optional[int]
+    val_restartable: bool
+    callbacks: list[Any]
+    stateful: dict[str, Any]
+    after_checkpoint: list[Callable[[], object]]
+    endless: bool
+
+    def stall_of(self, error: BaseException) -> Optional[InputStalled]: ...
+
+    def close(self) -> None: ...
+
+
+def make_inputs(experiment: Experiment, settings: Settings, restored: Optional[dict[str, Any]], seed: int,
+                partition: Optional[DataPartition] = None) -> InputObject:
     """The input object for a run.
 
     Args:
@@ -31,26 +60,13 @@ def make_inputs(experiment, settings, restored, seed, partition=None):
         partition: a federated client's `DataPartition`, or None.
     """
     if settings.kafka.enabled:
-        from experiments_manager.kafka.inputs import KafkaInput
+        from experiments_manager.kafka.kafka_input import KafkaInput
 
         if partition is not None:
             raise UserInputError(f"{settings.path.name}: consume_data_from_kafka: not supported in federated "
                                  "training yet (expected False with enable_federated_learning)")
         return KafkaInput(experiment, settings, restored, seed)
     return SettingsInput(settings, partition, seed)
-
-
-class DataPartition:
-    """A federated client's share of the data: client `index` of `count` (Flower's partition-id/num-partitions).
-
-    The settings see `index` as `hparams['procID']`; a settings file may also define
-    `get_client_partition(dataset, client_id, num_clients, isTraining)` returning
-    the client's part of a pipeline.
-    """
-
-    def __init__(self, index, count):
-        self.index = index
-        self.count = count
 
 
 class SettingsInput:
@@ -65,34 +81,24 @@ class SettingsInput:
         seed: the run's seed (batch order of a Keras 2 training sequence).
     """
 
-    def __init__(self, settings, partition=None, seed=0):
+    def __init__(self, settings: Settings, partition: Optional[DataPartition] = None, seed: int = 0) -> None:
         train = settings_pipeline(settings, True, partition, seed)
         val = settings_pipeline(settings, False, partition, seed)
         self.train, self.val = train.dataset, val.dataset
-        self.train_steps = steps_per_epoch(self.train, settings, True, train.steps)
-        self.val_steps = steps_per_epoch(self.val, settings, False, val.steps)
-        self.train_restartable, self.val_restartable = train.restartable, val.restartable
-        self.callbacks = []
-        self.stateful = {}
-        self.after_checkpoint = []
+        self.train_steps: Optional[int] = steps_per_epoch(self.train, settings, True, train.steps)
+        self.val_steps: Optional[int] = steps_per_epoch(self.val, settings, False, val.steps)
+        self.train_restartable: bool = train.restartable
+        self.val_restartable: bool = val.restartable
+        self.callbacks: list[Any] = []
+        self.stateful: dict[str, Any] = {}
+        self.after_checkpoint: list[Callable[[], object]] = []
         self.endless = False
 
-    def stall_of(self, error):
+    def stall_of(self, error: BaseException) -> Optional[InputStalled]:
         return error if isinstance(error, InputStalled) else None
 
-    def close(self):
+    def close(self) -> None:
         pass
-
-
-def settings_pipeline(settings, training, partition=None, seed=0):
-    """The settings' training or validation `Pipeline` (a federated client's part of it, given its `partition`)."""
-    from experiments_manager.keras2.pipelines import as_pipeline
-
-    folder = settings.data.train_dir if training else settings.data.val_dir
-    returned = settings.data.get_input_pipeline(folder, training, settings.training.batch_size, settings.training.epochs)
-    if partition is not None and settings.federated.get_client_partition is not None:
-        returned = settings.federated.get_client_partition(returned, partition.index, partition.count, training)
-    return as_pipeline(returned, settings, training, seed)
 
 
 def steps_per_epoch(dataset, settings, training, implied=None, reader="training"):

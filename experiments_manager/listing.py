@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Tuple
 
 from experiments_manager.experiment import RUN_FILE_NAME, STATUSES, SWEEP_SPEC_NAME, Experiment
+from experiments_manager.run_record import RunRecord
 from experiments_manager.settings.overrides import literal_or_text
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.utils.errors import UserInputError
@@ -80,7 +81,7 @@ def find_experiments(working_folder):
     return sorted(found, key=lambda experiment: experiment.run_info().get("started") or "")
 
 
-def read_run_info(experiment: Experiment) -> dict:
+def read_run_info(experiment: Experiment) -> RunRecord:
     """run.json, or a stand-in saying it cannot be read (another tool's run.json, a damaged file).
 
     Args:
@@ -93,10 +94,12 @@ def read_run_info(experiment: Experiment) -> dict:
     ```
     """
     try:
-        info = experiment.run_info()
+        info: object = experiment.run_info()
     except (OSError, ValueError, UserInputError) as error:
         return {"status": f"unreadable run.json ({type(error).__name__})"}
-    return info if isinstance(info, dict) else {"status": "unreadable run.json (not an object)"}
+    if not isinstance(info, dict):
+        return {"status": "unreadable run.json (not an object)"}
+    return info  # type: ignore[return-value]  # a dict that run.json held
 
 
 def newest_evaluation(info: dict) -> Optional[dict]:

@@ -111,8 +111,8 @@ def plan_prune(folder, failed: bool = True, keep_best: Optional[int] = None, che
             reasons[root] = (CHECKPOINTS, "checkpoints of a finished run; it can no longer be resumed or extended")
     doomed, skipped = [], []
     for root, (kind, why) in sorted(reasons.items()):
-        sweep = sweeps.get(root.parent)
-        reason_to_keep = _being_written(root) or (sweep.continues(root, runs[root]) if sweep else None)
+        parent_sweep = sweeps.get(root.parent)
+        reason_to_keep = _being_written(root) or (parent_sweep.continues(root, runs[root]) if parent_sweep else None)
         if reason_to_keep:
             skipped.append(Skipped(root, reason_to_keep))
             continue
@@ -137,7 +137,7 @@ def carry_out(plan: PrunePlan, command=()) -> list:
     freed = sum(item.size for item, left_alone in results if left_alone is None)
     ```
     """
-    results = []
+    results: list[tuple[Doomed, str | None]] = []
     for item in plan.doomed:
         if item.kind == LEFTOVER:
             _remove(item.path)
@@ -212,10 +212,12 @@ def human_size(size: int) -> str:
     """
     if size < 1024:
         return f"{size} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        size /= 1024
-        if size < 1024 or unit == "TiB":
-            return f"{size:.1f} {unit}"
+    scaled = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        scaled /= 1024
+        if scaled < 1024:
+            return f"{scaled:.1f} {unit}"
+    return f"{scaled / 1024:.1f} TiB"
 
 
 class _SweepTrials:

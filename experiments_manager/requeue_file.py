@@ -7,8 +7,11 @@ as soon as the folder exists; a rerun of the same command line (Slurm's
 folder instead of starting over.
 """
 
+import argparse
+import dataclasses
 import logging
 from pathlib import Path
+from typing import Any, Optional, TypeVar
 
 from experiments_manager.utils.atomic import write_text_atomically
 from experiments_manager.utils.errors import UserInputError
@@ -51,32 +54,43 @@ class RequeueFile:
         write_text_atomically(self.path, f"{Path(folder).resolve()}\n")
 
 
-def resume_remembered(arguments, recorded):
-    """`--requeue-file`: when FILE names a folder, turns the parsed command into `--resume` of that folder.
+Arguments = TypeVar("Arguments")  # an argparse.Namespace, or a dataclass of the same fields (a sweep's request)
 
-    A requeued job repeats its first command line; the options listed in
-    `recorded` were recorded by the first run and are reset, so the resume
-    does not refuse them.
+
+def resume_remembered(arguments: Arguments, recorded: dict[str, Any]) -> "tuple[Arguments, Optional[RequeueFile]]":
+    """`--requeue-file`: when FILE names a folder, the parsed command as `--resume` of that folder.
+
+    A requeued job repeats its first command line; the options listed in `recorded` were recorded by the first
+    run and are reset, so the resume does not refuse them. `arguments` itself is left as it is.
 
     Args:
-        arguments: the parsed command line (with `requeue_file`, `resume`, `usersettings`).
+        arguments: the parsed command line (with `requeue_file`, `resume`, `usersettings`): a Namespace or a
+            dataclass.
         recorded: option name -> the value it is reset to (its default).
 
     Returns:
-        the `RequeueFile` a new run must write its folder to, or None (no
-        `--requeue-file`, or it named a folder to resume).
+        (the arguments to run: `arguments`, or a copy turned into a resume; the `RequeueFile` a new run must write
+        its folder to, or None: no `--requeue-file`, or it named a folder to resume).
+
+    Example:
+
+    ```python
+    arguments, requeue = resume_remembered(arguments, recorded={"hparam": [], "init_from": None})
+    ```
     """
-    if not arguments.requeue_file:
-        return None
-    requeue = RequeueFile(arguments.requeue_file)
+    if not getattr(arguments, "requeue_file"):
+        return arguments, None
+    requeue = RequeueFile(getattr(arguments, "requeue_file"))
     remembered = requeue.folder()
     if remembered is None:
-        return requeue
+        return arguments, requeue
     _LOG.info("%s names %s: resuming it", requeue.path, remembered)
-    arguments.resume, arguments.usersettings = str(remembered), None
-    for name, default in recorded.items():
-        setattr(arguments, name, default)
-    return None
+    changes = {**recorded, "resume": str(remembered), "usersettings": None}
+    if dataclasses.is_dataclass(arguments) and not isinstance(arguments, type):
+        return dataclasses.replace(arguments, **changes), None
+    if isinstance(arguments, argparse.Namespace):
+        return argparse.Namespace(**{**vars(arguments), **changes}), None  # type: ignore[return-value]
+    raise TypeError(f"resume_remembered: expected an argparse.Namespace or a dataclass, got {type(arguments).__name__}")
 
 
 def add_requeue_file_argument(parser, what="the run's folder", then="the run resumes from its checkpoint"):

@@ -5,7 +5,8 @@ A version's record is `{"epoch": E, "monitor": "val_loss", "value": 0.0123, "at"
 into the version's folder (`assets.extra/version_record.json`, inside the version's checksums, where the server
 reads it for the model's metadata) and into run.json's `version_records` (`{"<version>": record}`) once the version
 is on disk. A run's best version is the one holding its best epoch (run.json's `best_epoch`): what the end-of-
-training summary, `outcome.model` and `em.load(RUN)` all mean. This module does not import TensorFlow.
+training summary, `outcome.model` and `em.load(RUN)` all mean. This module does not import TensorFlow. Which
+folders are versions is `served_layout.py`'s rule (its `present_versions` is re-exported here).
 
 Example:
 
@@ -18,24 +19,15 @@ describe(version, record)        # 'version 3 (epoch 2, val_loss 0.0123)'
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Optional
 
 from experiments_manager.folder_names import now
+from experiments_manager.served_layout import present_versions, version_of
 from experiments_manager.utils.errors import UserInputError
 
 RECORD_FILE = "assets.extra/version_record.json"  # TF Serving leaves assets.extra/ to its users (warm-up requests)
 CLASS_NAMES_FILE = "assets.extra/class_names.json"  # the settings' `class_names`, when given: the model's labels
-VERSION_PATTERN = re.compile(r"^\d+$")  # a version's folder name (dot-prefixed and set-aside folders are not versions)
-
-
-def present_versions(export_dir) -> list:
-    """The version numbers on disk in `export_dir` (a run's `exported_models/`), oldest first; [] when none."""
-    export_dir = Path(export_dir)
-    if not export_dir.is_dir():
-        return []
-    return sorted(int(path.name) for path in export_dir.iterdir() if VERSION_PATTERN.match(path.name))
 
 
 def version_record(epoch: Optional[int], monitor: Optional[str], value) -> dict:
@@ -117,8 +109,9 @@ def records_of(info: dict) -> dict:
     found = {}
     records = info.get("version_records")
     for key, record in (records.items() if isinstance(records, dict) else ()):
-        if str(key).isdigit() and isinstance(record, dict):
-            found[int(key)] = record
+        version = version_of(str(key))  # the key is the version's folder name
+        if version is not None and isinstance(record, dict):
+            found[version] = record
     return found
 
 

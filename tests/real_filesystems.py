@@ -87,6 +87,14 @@ class Ext4Image:
         ok, message = _run("umount", str(self.mountpoint))
         assert ok, message
         self.mounted = False
+        # A mount namespace made while this was mounted (a bwrap or unshare sandbox binding /tmp, as the image's
+        # `apptainer` stand-in does for Slurm jobs) still holds the stopped file system: mounting the same loop
+        # device again would give that one back, where every read fails with EIO. A new loop device on the same
+        # image is a new file system, read from what reached the image file.
+        _run("losetup", "-d", self.device)
+        ok, message = _run("losetup", "-f", "--show", str(self.image))
+        assert ok, message
+        self.device = message
         message = self.mount()
         assert message is None, f"the file system did not mount again after the power loss: {message}"
 
@@ -118,7 +126,9 @@ def ext4_image(tmp_path, size_mb=300):
     finally:
         if disk is not None and disk.mounted:
             _unmount(mountpoint)
-        if device is not None:
+        if disk is not None:
+            _run("losetup", "-d", disk.device)
+        elif device is not None:
             _run("losetup", "-d", device)
         image.unlink(missing_ok=True)
 

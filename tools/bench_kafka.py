@@ -126,7 +126,7 @@ def memory_dataset(x, y):
 
 
 def kafka_dataset(connection, topic, group):
-    from experiments_manager.kafka.inputs import PREFETCH_BATCHES, batches_dataset
+    from experiments_manager.kafka.kafka_input import PREFETCH_BATCHES, batches_dataset
 
     stream, schema = new_stream(connection, topic, group)
     return stream, batches_dataset(stream.blocks, schema).rebatch(BATCH).prefetch(PREFETCH_BATCHES)

@@ -10,7 +10,6 @@ from experiments_manager.callbacks.learning_rate_logger import LearningRateLogge
 from experiments_manager.callbacks.model_graph import ModelGraph
 from experiments_manager.callbacks.monitor_direction import ResolveMonitorMode, monitor_mode_resolver
 from experiments_manager.callbacks.projector import ProjectorLogger
-from experiments_manager.callbacks.proximal_step import ProximalStep
 from experiments_manager.callbacks.raw_weights_validation import RawWeightsValidation
 from experiments_manager.callbacks.resumable import ResumableEarlyStopping, ResumableReduceLROnPlateau
 from experiments_manager.callbacks.run_info_updater import RunInfoUpdater

@@ -4,7 +4,7 @@ import keras
 
 # Keras 3.15's `fit` creates two iterators of the training dataset per epoch (the epoch's, and one it does not
 # read), and a `Dataset.shuffle(reshuffle_each_iteration=True)` draws its order from the count of iterators created:
-# epoch e reads the order of iterator 2e. tests/test_deterministic.py fails when a Keras version changes this.
+# epoch e reads the order of iterator 2e. tests/e2e/test_deterministic.py fails when a Keras version changes this.
 KERAS_ITERATORS_PER_EPOCH = 2
 
 

@@ -13,7 +13,7 @@ class Resumable:
     Subclasses list the attributes to keep in `state_attributes`.
     """
 
-    state_attributes = ()
+    state_attributes: tuple[str, ...] = ()
 
     def get_state(self):
         return {name: _plain(getattr(self, name, None)) for name in self.state_attributes}

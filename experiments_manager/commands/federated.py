@@ -88,6 +88,6 @@ def _add_job_arguments(parser):
 
 def run(arguments, argv):
     """Runs the federated mode; returns the exit code."""
-    from experiments_manager.federated.command import federated
+    from experiments_manager.federated.launch import federated
 
     return federated(arguments)

@@ -30,6 +30,6 @@ def add_parser(subparsers):
 
 def run(arguments, argv):
     """Publishes the pipelines; returns the exit code."""
-    from experiments_manager.kafka.command import kafka_produce
+    from experiments_manager.kafka.launch import kafka_produce
 
     return kafka_produce(arguments)

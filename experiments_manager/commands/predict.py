@@ -60,6 +60,6 @@ def run(arguments, argv):
 
         return predict_on_device(arguments.model_dir, arguments.edge, arguments.predict_stream, arguments.interval,
                                  arguments.debug)
-    from experiments_manager.serving.command import predict
+    from experiments_manager.serving.launch import predict
 
     return predict(arguments)

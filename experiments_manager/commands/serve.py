@@ -2,7 +2,7 @@
 
 import argparse
 
-from experiments_manager.commands.arguments import add_server_arguments
+from experiments_manager.serving.options import add_server_arguments
 
 NAME = "serve"
 
@@ -49,6 +49,6 @@ def add_parser(subparsers):
 
 def run(arguments, argv):
     """Serves until SIGINT/SIGTERM; returns the exit code."""
-    from experiments_manager.serving.command import serve
+    from experiments_manager.serving.launch import serve
 
     return serve(arguments)

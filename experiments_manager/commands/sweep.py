@@ -56,7 +56,7 @@ def run(arguments, argv):
 
     import_tensorflow_quietly()
     from experiments_manager.settings import parse_hparam_overrides
-    from experiments_manager.sweeps.command import SweepRequest, run_sweep
+    from experiments_manager.sweeps.driver import SweepRequest, run_sweep
 
     request = SweepRequest(usersettings=arguments.usersettings, resume=arguments.resume,
                            max_evals=arguments.max_evals, hparams=parse_hparam_overrides(arguments.hparam),

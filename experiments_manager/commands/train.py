@@ -3,8 +3,8 @@
 import contextlib
 import logging
 
-from experiments_manager.commands.arguments import (add_bootstrap_servers_argument, add_hparam_argument,
-                                                    add_server_arguments, positive_int)
+from experiments_manager.commands.arguments import add_bootstrap_servers_argument, add_hparam_argument, positive_int
+from experiments_manager.serving.options import add_server_arguments
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.requeue_file import add_requeue_file_argument
 from experiments_manager.settings.script import SETTINGS_SOURCES
@@ -87,7 +87,7 @@ def run(arguments, argv):
         raise UserInputError("--keep-serving: only with --serve")
     alongside = _serving_alongside(arguments) if arguments.serve else None
     _check_extension_arguments(arguments)  # before a requeue file turns the command into a resume
-    requeue = resume_remembered(arguments, recorded={"hparam": [], "init_from": None})  # the run keeps its own
+    arguments, requeue = resume_remembered(arguments, recorded={"hparam": [], "init_from": None})  # the run's own
     if requeue is not None:
         alongside = _remembering(requeue, alongside)
     if arguments.accept_code_change and not arguments.resume and not arguments.requeue_file:
@@ -164,7 +164,7 @@ def _reserved_folder(settings_file, overrides):
 def _simulate_federation(arguments, settings):
     """`train -u` of a federated settings file: the federation simulated on this machine; its exit code."""
     from experiments_manager.distribute.cluster import WorkerCluster
-    from experiments_manager.federated.command import simulate_command
+    from experiments_manager.federated.launch import simulate_command
     from experiments_manager.training.entry_points import check_cluster
 
     check_cluster(WorkerCluster.from_environment(), settings)  # refused in a multi-worker cluster
@@ -190,19 +190,13 @@ def _serving_alongside(arguments):
 
     The server flags are checked now, so a bad one stops the command before any folder is created.
     """
-    from experiments_manager.serving.command import check_server_arguments
+    from experiments_manager.serving.options import as_arguments, check_arguments, from_arguments
     from experiments_manager.serving.sidecar import ServingSidecar
 
-    check_server_arguments(arguments)
-    forwarded = ["--host", arguments.host, "--rest-port", str(arguments.rest_port),
-                 "--file_system_poll_wait_seconds", str(arguments.file_system_poll_wait_seconds),
-                 "--max-request-bytes", str(arguments.max_request_bytes),
-                 "--rest_api_timeout_in_ms", str(arguments.rest_api_timeout_in_ms)]
-    if arguments.grpc_port is not None:
-        forwarded += ["--grpc-port", str(arguments.grpc_port)]
-    if arguments.enable_batching:
-        forwarded += ["--enable_batching", "--max_batch_size", str(arguments.max_batch_size),
-                      "--batch_timeout_micros", str(arguments.batch_timeout_micros)]
+    check_arguments(arguments)
+    given = arguments.grpc_port is not None  # else the serve process takes the experiment's recorded port
+    options = from_arguments(arguments, arguments.grpc_port if given else 0)
+    forwarded = as_arguments(options, grpc_port_given=given)
     return lambda experiment: ServingSidecar(experiment, forwarded, keep_serving=arguments.keep_serving)
 
 

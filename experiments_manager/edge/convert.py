@@ -25,7 +25,7 @@ import logging
 import re
 import warnings
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 from experiments_manager.edge.formats import EdgeTarget
 from experiments_manager.edge.runtime import SIGNATURE
@@ -69,7 +69,7 @@ def convert_version(saved_model_dir: "str | Path", target: EdgeTarget, output: "
 
 
 @contextlib.contextmanager
-def _quiet() -> "contextlib.AbstractContextManager":
+def _quiet() -> Iterator[None]:
     """Native diagnostics, Python warnings (the calibrator's tf.lite.Interpreter deprecation) and the converters'
     log lines kept off the terminal for the block."""
     loggers = [logging.getLogger(name) for name in ("tensorflow", "tf2onnx")]

@@ -20,12 +20,15 @@ calibration = calibration_batches(settings, inputs, count=16, seed=7)
 ```
 """
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from experiments_manager.edge.formats import DEFAULT_CALIBRATION_BATCHES
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    from experiments_manager.settings.loader import Settings
 
 
 def named_inputs(x: object, inputs: list, where: str) -> dict:
@@ -61,7 +64,7 @@ def named_inputs(x: object, inputs: list, where: str) -> dict:
     return {name: np.asarray(given[name]).astype(dtypes[name], copy=False) for name in names}
 
 
-def _batches(settings: object, folder: str, training: bool, inputs: list, limit: Optional[int],
+def _batches(settings: "Settings", folder: str, training: bool, inputs: list, limit: Optional[int],
              labelled: bool = True) -> list:
     from experiments_manager.evaluation import input_pipeline
 
@@ -83,7 +86,7 @@ def _as_array(labels: object) -> Optional[np.ndarray]:
     return None if labels is None or isinstance(labels, (dict, list, tuple)) else np.asarray(labels)
 
 
-def validation_batches(settings: object, inputs: list) -> list:
+def validation_batches(settings: "Settings", inputs: list) -> list:
     """[(inputs, labels)] of the validation pipeline, bounded as training bounds it (a finite dataset whole, else
     `nb_val_samples // batch_size` batches or a Keras 2 iterator's own steps).
 
@@ -103,7 +106,7 @@ def validation_batches(settings: object, inputs: list) -> list:
     return _batches(settings, settings.data.val_dir, False, inputs, None)
 
 
-def calibration_batches(settings: object, inputs: list, count: int = DEFAULT_CALIBRATION_BATCHES,
+def calibration_batches(settings: "Settings", inputs: list, count: int = DEFAULT_CALIBRATION_BATCHES,
                         seed: Optional[int] = None) -> list:
     """The inputs of the first `count` batches of the training pipeline, the seed set first.
 

@@ -24,7 +24,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from experiments_manager.edge.formats import (ALL_TARGETS, DEFAULT_CALIBRATION_BATCHES, DEFAULT_TIMING_SECONDS,
                                               EDGE_FOLDER, LABELS_FILE, PARITY_NAME, SIGNATURE_FILE, EdgeTarget,
@@ -36,13 +36,17 @@ from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.atomic import folder_replaced_atomically, hidden_for_removal, remove_leftovers
 from experiments_manager.version_records import describe, read_class_names_file
 
+if TYPE_CHECKING:
+    from experiments_manager.edge.runtime import EdgeModel
+    from experiments_manager.settings.loader import Settings
+
 _LOG = logging.getLogger(__name__)
 
 
 def export_edge(run: "str | Path", targets: list, version: Optional[int] = None, allow_flex: bool = False,
                 threads: Optional[int] = None, calibration_batches: Optional[int] = None,
-                timing_seconds: float = DEFAULT_TIMING_SECONDS, settings: object = None, command: Optional[list] = None,
-                table: bool = False) -> list:
+                timing_seconds: float = DEFAULT_TIMING_SECONDS, settings: Optional["Settings"] = None,
+                command: Optional[list] = None, table: bool = False) -> list:
     """Exports version `version` (None: the best) of the run `run` to each of `targets`; returns the parity rows
     (the SavedModel's first, then one per target).
 
@@ -106,7 +110,7 @@ def _remove_table(base: Path) -> None:
 class _Job:
     """What every target of one export shares: the version, its reference outputs, the data, the scorer."""
 
-    def __init__(self, experiment: Experiment, settings: object, number: int, threads: Optional[int],
+    def __init__(self, experiment: Experiment, settings: "Settings", number: int, threads: Optional[int],
                  timing_seconds: float) -> None:
         from experiments_manager.edge.data import validation_batches
         from experiments_manager.edge.parity import Scorer, outputs_of
@@ -124,8 +128,8 @@ class _Job:
         self.class_names = read_class_names_file(self.folder)
         if self.class_names is None:
             self.class_names = settings.data.class_names
-        self.calibration = None
-        self.reference_result = None  # the SavedModel's row, once measured
+        self.calibration: Optional[list] = None
+        self.reference_result: Optional[ParityRow] = None  # the SavedModel's row, once measured
         self.title = f"{experiment.name}: version {number} ({self.folder}), against its SavedModel on the " \
                      f"validation pipeline"
 
@@ -138,10 +142,11 @@ class _Job:
         from experiments_manager.edge.parity import measure
 
         size = sum(path.stat().st_size for path in self.folder.rglob("*") if path.is_file())
-        self.reference_result = measure(self.reference, self.outputs, self.batches, self.scorer, self.number, "",
-                                        self.folder.relative_to(self.experiment.root).as_posix(), size,
-                                        self.settings.training.batch_size, timing_seconds=self.timing_seconds)
-        return self.reference_result
+        row = measure(self.reference, self.outputs, self.batches, self.scorer, self.number, "",
+                      self.folder.relative_to(self.experiment.root).as_posix(), size,
+                      self.settings.training.batch_size, timing_seconds=self.timing_seconds)
+        self.reference_result = row
+        return row
 
     def export(self, target: EdgeTarget, allow_flex: bool) -> ParityRow:
         """Converts, measures and writes one target's folder whole; returns its row."""
@@ -158,6 +163,7 @@ class _Job:
             converter = convert_version(self.folder, target, model_file, self.calibration, allow_flex)
             relative = (final / target.file_name).relative_to(self.experiment.root).as_posix()
             flex = flex_ops(model_file)
+            model: Optional[EdgeModel]
             try:
                 model = open_model(model_file, self.threads)
             except UserInputError:

@@ -22,7 +22,7 @@ write_report(folder, [reference_row, row])    # parity.md + parity.json
 import dataclasses
 import json
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -30,6 +30,10 @@ from experiments_manager.edge.formats import DEFAULT_TIMING_SECONDS, PARITY_NAME
 from experiments_manager.classification_report import class_ids
 from experiments_manager.utils.atomic import write_text_atomically
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    from experiments_manager.edge.runtime import EdgeModel
+    from experiments_manager.settings.loader import Settings
 
 
 
@@ -135,7 +139,7 @@ class Scorer:
     ```
     """
 
-    def __init__(self, settings: object) -> None:
+    def __init__(self, settings: "Settings") -> None:
         from experiments_manager.training.model import build_model, precision_policy
 
         self.settings = settings
@@ -170,7 +174,7 @@ def scored_output(names: list) -> str:
     return sorted(names)[0]
 
 
-def outputs_of(model: object, batches: list) -> dict:
+def outputs_of(model: "EdgeModel", batches: list) -> dict:
     """{output name: N x ... array} of `model` over the validation `batches` ([(inputs, labels)]).
 
     Example:
@@ -179,7 +183,7 @@ def outputs_of(model: object, batches: list) -> dict:
     outputs_of(LiteRTModel(path), batches)["output_0"].shape   # (384, 3)
     ```
     """
-    parts = {}
+    parts: dict[str, list[np.ndarray]] = {}
     for inputs, _ in batches:
         for name, value in model.predict(inputs).items():
             parts.setdefault(name, []).append(np.asarray(value))
@@ -205,7 +209,7 @@ def labels_of(batches: list) -> Optional[np.ndarray]:
     return np.concatenate(labels)
 
 
-def measure(model: object, reference: dict, batches: list, scorer: Optional[Scorer], version: int, converter: str,
+def measure(model: "EdgeModel", reference: dict, batches: list, scorer: Optional[Scorer], version: int, converter: str,
             file: str, size_bytes: int, batch_size: int, quantize: str = "none", flex: Optional[list] = None,
             timing_seconds: float = DEFAULT_TIMING_SECONDS) -> ParityRow:
     """The `ParityRow` of `model` against the SavedModel's `reference` outputs on the validation `batches`.
@@ -255,10 +259,11 @@ def measure(model: object, reference: dict, batches: list, scorer: Optional[Scor
 
 
 def _size(size_bytes: int) -> str:
+    scaled = float(size_bytes)
     for unit in ("B", "KiB", "MiB"):
-        if size_bytes < 1024 or unit == "MiB":
-            return f"{size_bytes:.0f} {unit}" if unit == "B" else f"{size_bytes:.1f} {unit}"
-        size_bytes /= 1024
+        if scaled < 1024 or unit == "MiB":
+            return f"{scaled:.0f} {unit}" if unit == "B" else f"{scaled:.1f} {unit}"
+        scaled /= 1024
     return ""
 
 

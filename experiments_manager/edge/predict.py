@@ -21,7 +21,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import grpc
 
@@ -30,6 +30,10 @@ from experiments_manager.serving.client import ClientError, StreamingClient
 from experiments_manager.utils.checksums import verify_manifest
 from experiments_manager.utils.errors import UserInputError, print_problems
 from experiments_manager.utils.signals import signal_handlers
+
+if TYPE_CHECKING:
+    from experiments_manager.serving.errors import RequestError
+    from experiments_manager.settings.loader import Settings
 
 
 class LocalPredictionService:
@@ -69,7 +73,7 @@ class LocalPredictionService:
                       for tensor in inputs}
         self.model = open_model(self.path, threads)
 
-    def Predict(self, request: object, timeout: Optional[float] = None) -> object:  # noqa: N802 - the stub's name
+    def Predict(self, request: Any, timeout: Optional[float] = None) -> Any:  # noqa: N802 - the stub's name
         """The `PredictResponse` a server sends for `request` (`timeout` is not used: the call is local).
 
         Args:
@@ -127,11 +131,11 @@ class _Refused(grpc.RpcError):
     ```
     """
 
-    def __init__(self, error: object) -> None:
+    def __init__(self, error: "RequestError") -> None:
         super().__init__(error.message)
         self.error = error
 
-    def code(self) -> object:
+    def code(self) -> grpc.StatusCode:
         """The server's status code (INVALID_ARGUMENT for a bad input)."""
         return self.error.code
 
@@ -157,7 +161,7 @@ class EdgeClient(StreamingClient):
     ```
     """
 
-    def __init__(self, settings: object, service: LocalPredictionService, model_name: str,
+    def __init__(self, settings: "Settings", service: LocalPredictionService, model_name: str,
                  client_specs: Optional[dict] = None, debug: bool = False) -> None:
         super().__init__(settings, str(service.path), model_name, client_specs, debug)
         self.service = service
@@ -165,7 +169,7 @@ class EdgeClient(StreamingClient):
     def _channel(self) -> contextlib.nullcontext:
         return contextlib.nullcontext()
 
-    def _stub(self, channel: None) -> LocalPredictionService:
+    def _stub(self, channel: object) -> LocalPredictionService:
         return self.service
 
 

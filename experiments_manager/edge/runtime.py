@@ -46,12 +46,12 @@ def default_threads() -> int:
     return os.cpu_count() or 1
 
 
-def _tensor_info(name: str, dtype: object, shape: list, scale: Optional[float] = None,
+def _tensor_info(name: str, dtype: "np.typing.DTypeLike", shape: list, scale: Optional[float] = None,
                  zero_point: Optional[int] = None) -> dict:
-    info = {"name": name, "dtype": np.dtype(dtype).name,
+    info: dict[str, object] = {"name": name, "dtype": np.dtype(dtype).name,
             "shape": [None if not isinstance(size, (int, np.integer)) or size < 0 else int(size) for size in shape]}
     if scale:
-        info["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
+        info["quantization"] = {"scale": float(scale), "zero_point": int(zero_point or 0)}
     return info
 
 

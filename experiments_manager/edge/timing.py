@@ -13,8 +13,13 @@ p50, p99, throughput = timings(model, batches, batch_size=50)
 
 import dataclasses
 import time
+from typing import TYPE_CHECKING
 
 from experiments_manager.edge.formats import DEFAULT_TIMING_SECONDS
+
+if TYPE_CHECKING:
+    from experiments_manager.edge.runtime import EdgeModel
+
 
 LEAST_CALLS = 20  # a latency percentile of fewer calls means little
 WARM_UP_CALLS = 5  # allocation, first-call tracing
@@ -59,7 +64,7 @@ class TimedCalls:
         return self.cpu_seconds / len(self.seconds) * 1e3
 
 
-def timed_calls(model: object, inputs: dict, seconds: float = DEFAULT_TIMING_SECONDS) -> TimedCalls:
+def timed_calls(model: "EdgeModel", inputs: dict, seconds: float = DEFAULT_TIMING_SECONDS) -> TimedCalls:
     """`model.predict(inputs)` called for `seconds` (at least `LEAST_CALLS` times) after a warm-up.
 
     Args:
@@ -75,7 +80,8 @@ def timed_calls(model: object, inputs: dict, seconds: float = DEFAULT_TIMING_SEC
     """
     for _ in range(WARM_UP_CALLS):
         model.predict(inputs)
-    durations, cpu_started = [], time.process_time()
+    durations: list[float] = []
+    cpu_started = time.process_time()
     deadline = time.perf_counter() + seconds
     while len(durations) < LEAST_CALLS or time.perf_counter() < deadline:
         started = time.perf_counter()
@@ -84,7 +90,7 @@ def timed_calls(model: object, inputs: dict, seconds: float = DEFAULT_TIMING_SEC
     return TimedCalls(durations, time.process_time() - cpu_started)
 
 
-def timings(model: object, batches: list, batch_size: int, seconds: float = DEFAULT_TIMING_SECONDS) -> tuple:
+def timings(model: "EdgeModel", batches: list, batch_size: int, seconds: float = DEFAULT_TIMING_SECONDS) -> tuple:
     """(batch-1 latency p50 ms, p99 ms, samples/s at `batch_size`) of `model`, `seconds` each.
 
     Args:

@@ -1,9 +1,9 @@
 """Federated training with Flower: one ServerApp and one ClientApp built from a settings module.
 
-- `config`: the federation's shape from the settings (strategy, minCl/minFit/minEval, rounds).
+- `federation_config`: the federation's shape from the settings (strategy, minCl/minFit/minEval, rounds).
 - `job`: what both apps need to know (settings, experiment folder), as Flower run config.
-- `client`: a client trains its partition with the engine's own Trainer, round after round.
-- `server`: the server evaluates, logs and exports the global model in its experiment folder.
+- `federated_client`: a client trains its partition with the engine's own Trainer, round after round.
+- `federation_server`: the server evaluates, logs and exports the global model in its experiment folder.
 - `apps`: the `ServerApp` and the `ClientApp`s (in-process, or the thin one that asks the SuperNode's worker).
 - `worker`, `worker_protocol`, `keeper`: a deployed SuperNode's persistent worker (TensorFlow imported once), how
   the ClientApp talks to it, and the process that keeps it running with the SuperNode.

@@ -43,7 +43,7 @@ def client_app(job_of):
 
     @contextlib.contextmanager
     def client_for(context):
-        from experiments_manager.federated.client import FederatedClient, node_partition
+        from experiments_manager.federated.federated_client import FederatedClient, node_partition
 
         client = FederatedClient(job_of(context), node_partition(context.node_config))
         try:
@@ -53,7 +53,7 @@ def client_app(job_of):
 
     @app.train()
     def train(message, context):
-        from experiments_manager.federated.client import PROXIMAL_MU_KEY
+        from experiments_manager.federated.federated_client import PROXIMAL_MU_KEY
 
         content = message.content
         config = content["config"] if "config" in content else {}
@@ -126,9 +126,9 @@ def run_federation(job, grid):
     from flwr.app import ConfigRecord
 
     from experiments_manager.experiment import Experiment, running_command
-    from experiments_manager.federated.config import FederationConfig
+    from experiments_manager.federated.federation_config import FederationConfig
     from experiments_manager.federated.grid import ResponsiveGrid
-    from experiments_manager.federated.server import FederationServer, FederationStopped, supervised_strategy
+    from experiments_manager.federated.federation_server import FederationServer, FederationStopped, supervised_strategy
 
     settings = job.load_settings()
     config = FederationConfig.from_settings(settings, rounds=job.rounds, num_clients=job.num_clients)

@@ -94,7 +94,7 @@ class Worker:
         import_tensorflow_quietly()
         import keras  # noqa: F401  (what the first round would import)
 
-        from experiments_manager.federated.client import FederatedClient  # noqa: F401
+        from experiments_manager.federated.federated_client import FederatedClient  # noqa: F401
         from experiments_manager.training import Trainer  # noqa: F401
 
         self.status["tensorflow_imported"] = time.time()
@@ -146,7 +146,7 @@ class Worker:
             self.stop_signal = received
 
     def _answer(self, header, arrays):
-        from experiments_manager.federated.client import PROXIMAL_MU_KEY
+        from experiments_manager.federated.federated_client import PROXIMAL_MU_KEY
 
         kind = header.get("kind")
         if kind not in ("train", "evaluate"):
@@ -161,7 +161,7 @@ class Worker:
         return {"metrics": metrics}, weights
 
     def _client_for(self, header):
-        from experiments_manager.federated.client import FederatedClient, node_partition
+        from experiments_manager.federated.federated_client import FederatedClient, node_partition
         from experiments_manager.federated.job import FederatedJob
 
         key = json.dumps([header.get("run_id"), header.get("run_config"), header.get("app_dir"),

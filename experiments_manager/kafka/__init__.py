@@ -9,6 +9,6 @@
 - `position`: resume positions saved in checkpoints and committed to the consumer group;
 - `stream`: the training stream (endless shuffled batches, at-least-once positions);
 - `validation`: the validation snapshot (the validation topic held in memory);
-- `inputs`: the trainer's input object for `consume_data_from_kafka = True`;
+- `kafka_input`: the trainer's input object for `consume_data_from_kafka = True`; `progress_callback`: its counters;
 - `command`: the command line.
 """

@@ -2,7 +2,7 @@
 
 Keras 3 changed three things a settings file of the TF 2.14 era relies on
 (each checked against `tf_keras`, Keras 2's last release, in
-tests/test_keras2_settings.py):
+tests/e2e/test_keras2_settings.py):
 
 - Keras 2 matched the ranks of `y_true` and `y_pred` before every metric
   function: labels of shape (batch,) against outputs (batch, 1) worked. Keras

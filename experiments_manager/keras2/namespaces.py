@@ -4,7 +4,7 @@ Under TF 2.21 `tf.keras` is Keras 3. Settings written for the original
 framework (TF 2.14, Keras 2) call names and pass arguments that Keras 3 removed
 or reads differently. The loader installs these shims before it runs a
 settings file; each keeps what TF 2.14 did (checked against `tf_keras`, Keras
-2's last release, in tests/test_keras2_settings.py); the optimizer `lr=` and
+2's last release, in tests/e2e/test_keras2_settings.py); the optimizer `lr=` and
 loss `reduction` shims log a line naming the settings file when they act:
 
 | Keras 2 settings write | Keras 3 alone | with the shim (TF 2.14's behaviour) |

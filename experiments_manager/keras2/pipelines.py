@@ -7,7 +7,7 @@ also return Keras 2 data iterators: a `keras.utils.Sequence` (Keras 3's
 differently from Keras 2 (a `PyDataset` keeps its position across epochs and
 ends an epoch with "Your input ran out of data" when its length runs out), so
 they are turned into datasets with the semantics the original framework had
-with Keras 2 (measured against `tf_keras`, tests/test_keras2_settings.py):
+with Keras 2 (measured against `tf_keras`, tests/e2e/test_keras2_settings.py):
 
 - an epoch is `nb_train_samples // batch_size` batches (`nb_val_samples` for
   validation), else `iterator.n // batch_size` for iterators that know their

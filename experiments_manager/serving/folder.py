@@ -40,10 +40,10 @@ from typing import Callable, Dict, List, Optional, Set, Tuple, Union
 
 from experiments_manager.experiment import RUN_FILE_NAME, Experiment
 from experiments_manager.listing import folders_below, read_run_info
-from experiments_manager.serving.config import ModelSource, check_model_name, models_config_text, served_as
+from experiments_manager.served_layout import ModelSource, check_model_name, models_config_text, present_versions
+from experiments_manager.serving.config import served_as
 from experiments_manager.utils.atomic import remove_leftovers, write_text_atomically
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.version_records import present_versions
 
 _LOG = logging.getLogger("experiments_manager.serving")
 DEFAULT_POLL_SECONDS = 30.0

@@ -6,25 +6,11 @@ loop), so both answer identically and refuse the same inputs.
 """
 
 import asyncio
-import dataclasses
 import threading
 
 from experiments_manager.serving.batching import Batcher
-from experiments_manager.serving.config import is_path_trick
+from experiments_manager.served_layout import is_path_trick
 from experiments_manager.serving.errors import RequestError
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchingOptions:
-    """TF Serving's batching knobs that matter for one process.
-
-    Args:
-        max_batch_size: most rows merged into one model call.
-        batch_timeout_micros: longest wait for more requests once one is queued.
-    """
-
-    max_batch_size: int = 32
-    batch_timeout_micros: int = 1000
 
 
 class Predictor:

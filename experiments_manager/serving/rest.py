@@ -84,24 +84,26 @@ class RestApp:
         route = _ROUTE.match(path)
         if route is None:
             raise RequestError(f"unknown path {scope['path']!r}; expected /v1/models/NAME[...]", grpc.StatusCode.NOT_FOUND)
-        name, version, label, action = (
-            urllib.parse.unquote(route[part]) if route[part] else None for part in ("name", "version", "label", "action")
+        name = urllib.parse.unquote(route["name"])  # never empty: the pattern needs one character
+        version, label, action = (
+            urllib.parse.unquote(route[part]) if route[part] else None for part in ("version", "label", "action")
         )
+        number = None
         if version is not None:
             if not _VERSION.fullmatch(version) or int(version) > _MAX_VERSION:  # str.isdigit() also takes '²', '٣'
                 raise RequestError(f"version: expected a version number (an int64, digits 0-9), got {version[:40]!r}")
-            version = int(version)
+            number = int(version)
         method = scope["method"]
         if action is None:
             _require_method(method, "GET")
-            return 200, self._status(name, version, label)
+            return 200, self._status(name, number, label)
         if action == "/metadata":
             _require_method(method, "GET")
-            return 200, self._metadata(name, version, label)
+            return 200, self._metadata(name, number, label)
         if action == ":predict":
             _require_method(method, "POST")
             body = await self._read_json(scope, receive)
-            return 200, await self._predict(name, version, label, body)
+            return 200, await self._predict(name, number, label, body)
         raise RequestError(f"{action}: only :predict is served (not :classify or :regress)")
 
     def _status(self, name, version, label):

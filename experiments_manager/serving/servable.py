@@ -2,6 +2,7 @@
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class Servable:
     ```
     """
 
-    def __init__(self, name: str, version: int, path: "str | Path", loaded: object, signature_defs: dict) -> None:
+    def __init__(self, name: str, version: int, path: "str | Path", loaded: Any, signature_defs: dict) -> None:
         self.name = name
         self.version = version
         self.path = Path(path)

@@ -13,47 +13,18 @@ with ModelServer([source_from_experiment("exp")], ServerOptions(grpc_port=0, res
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import socket
 import threading
 import time
 from typing import TYPE_CHECKING
 
-from experiments_manager.settings.contract import DEFAULT_GRPC_PORT, DEFAULT_REST_PORT
 from experiments_manager.utils.errors import UserInputError
+from experiments_manager.serving.options import ServerOptions
 from experiments_manager.serving.predictor import Predictor
 from experiments_manager.serving.versions import VersionManager
 
 if TYPE_CHECKING:
-    from experiments_manager.serving.config import ModelSource
-
-
-@dataclasses.dataclass(frozen=True)
-class ServerOptions:
-    """How and where the server listens.
-
-    Args:
-        host: interface to bind (127.0.0.1: this machine only).
-        grpc_port: gRPC port (0: any free port).
-        rest_port: REST port (0: any free port; None: no REST).
-        poll_seconds: `file_system_poll_wait_seconds`.
-        batching: `BatchingOptions`, or None.
-        max_request_bytes: largest accepted request, REST body or gRPC message.
-        threads: worker threads per front end (concurrent requests in flight).
-        request_seconds: a REST request must arrive whole within this time of its first byte (or of the
-            connection's start), else 408 and the connection is closed (default 30).
-        max_connections: open REST connections at most; more are answered 503 (default 1000).
-    """
-
-    host: str = "127.0.0.1"
-    grpc_port: int = DEFAULT_GRPC_PORT
-    rest_port: int = DEFAULT_REST_PORT
-    poll_seconds: float = 1.0
-    batching: object = None
-    max_request_bytes: int = 64 << 20
-    threads: int = 32
-    request_seconds: float = 30.0
-    max_connections: int = 1000
+    from experiments_manager.served_layout import ModelSource
 
 
 class ModelServer:

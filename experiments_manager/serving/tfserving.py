@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from experiments_manager.served_layout import models_config_text
 from experiments_manager.utils.atomic import write_text_atomically
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.serving.config import models_config_text
 from experiments_manager.utils.signals import signal_handlers
 
 if TYPE_CHECKING:
@@ -62,8 +62,7 @@ class TensorFlowModelServer:
             if self.working_folder is not None:  # experiments added later, and the models.config it rewrites
                 binds |= {str(self.working_folder.folder.resolve()),
                           str(self.working_folder.config_file.parent.resolve())}
-            binds = sorted(binds)
-            return [runner, "exec", "--bind", ",".join(binds), str(self.apptainer_image), BINARY]
+            return [runner, "exec", "--bind", ",".join(sorted(binds)), str(self.apptainer_image), BINARY]
         found = shutil.which(BINARY) or (BINARY if dry_run else None)
         if found is None:
             raise UserInputError(

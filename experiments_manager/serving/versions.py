@@ -1,37 +1,33 @@
 """Which versions are served: poll base paths, load and warm new versions, unload old ones.
 
-A new version answers only once fully loaded and warmed; the table of served
-versions is replaced in one assignment, so a request sees either the old table
-or the new one. Dot-prefixed folders (exports in progress) and folders without
-`saved_model.pb` yet are not candidates for loading; a served version stays
-served while its folder exists (its saved_model.pb may be absent for a moment,
-being rewritten), until its folder goes or the policy prefers a newer one. A
-version that fails to load is remembered with its error, and the versions
-already served keep answering; it is tried again once any file in its folder
-changes (a repair in place). Versions are tried newest first: a version that
-fails leaves the candidates and the policy picks again at once, so the newest
-loadable version answers from the first poll, the one `start()` waits for. The set of models itself can be
-replaced while serving (`replace_sources`, a working folder's experiments coming and going): one assignment too,
-the models that went away unloaded, those whose policy changed kept while it applies, the new ones loaded at once
-(one at a time, the poller running in between).
+A new version answers only once fully loaded and warmed; the table of served versions is replaced in one assignment,
+so a request sees either the old table or the new one. Only version folders (named by their number,
+`served_layout.py`: not the dot-prefixed exports in progress) holding a `saved_model.pb` are candidates for loading;
+a served version stays served while its folder exists (its saved_model.pb may be absent for a moment, being
+rewritten), until its folder goes or the policy prefers a newer one. A version that fails to load is remembered with
+its error, and the versions already served keep answering; it is tried again once any file in its folder changes (a
+repair in place). Versions are tried newest first: a version that fails leaves the candidates and the policy picks
+again at once, so the newest loadable version answers from the first poll, the one `start()` waits for. The set of
+models itself can be replaced while serving (`replace_sources`, a working folder's experiments coming and going):
+one assignment too, the models that went away unloaded, those whose policy changed kept while it applies, the new
+ones loaded at once (one at a time, the poller running in between).
 """
 
 import logging
 import os
-import re
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from experiments_manager.served_layout import version_of
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.servable import Servable, first_line, missing_servable
 
 if TYPE_CHECKING:
-    from experiments_manager.serving.config import ModelSource
+    from experiments_manager.served_layout import ModelSource
 
 _LOG = logging.getLogger(__name__)
-_VERSION_DIR = re.compile(r"^\d+$")
 
 AVAILABLE, LOADING, END = "AVAILABLE", "LOADING", "END"
 WAITING = "WAITING"  # a model list's state for a model with no version on disk yet (ours: not a TF Serving state)
@@ -61,12 +57,13 @@ class VersionManager:
         self.sources = {source.name: source for source in sources}
         self.poll_seconds = poll_seconds
         self._on_unload = on_unload or (lambda servable: None)
-        self._served = {name: {} for name in self.sources}  # name -> {version: Servable}, never mutated in place
-        self._failed = {}  # (name, version) -> (content_key of its folder when tried, error line)
-        self._loading = {}  # name -> version being loaded
+        # name -> {version: Servable}, never mutated in place
+        self._served: dict[str, dict[int, Servable]] = {name: {} for name in self.sources}
+        self._failed: dict[tuple[str, int], tuple[object, str]] = {}  # -> (content_key when tried, error line)
+        self._loading: dict[str, int] = {}  # name -> version being loaded
         self._stop = threading.Event()
-        self._thread = None
-        self._missing_logged = set()
+        self._thread: threading.Thread | None = None
+        self._missing_logged: set[str] = set()
         self._sync_lock = threading.Lock()  # one poll or replacement of the sources at a time
 
     def start(self):
@@ -128,31 +125,31 @@ class VersionManager:
         versions.replace_sources([source_from_experiment("exp"), source_from_experiment("exp2")])
         ```
         """
-        sources = {source.name: source for source in sources}
+        by_name = {source.name: source for source in sources}
         with self._sync_lock:
             if self._stop.is_set():
                 return
             old = self.sources
-            kept = {name for name, source in sources.items()
+            kept = {name for name, source in by_name.items()
                     if name in old and Path(old[name].base_path) == Path(source.base_path)}
             dropped = [servable for name, served in self._served.items() if name not in kept
                        for servable in served.values()]
-            self.sources = sources  # one assignment: lookups see the old set or the new one
-            self._served = {name: self._served.get(name, {}) if name in kept else {} for name in sources}
+            self.sources = by_name  # one assignment: lookups see the old set or the new one
+            self._served = {name: self._served.get(name, {}) if name in kept else {} for name in by_name}
             self._failed = {key: failure for key, failure in self._failed.items() if key[0] in kept}
             self._missing_logged &= kept
             for servable in dropped:
                 _LOG.info("%s: version %s unloaded (the model is no longer served)", servable.name, servable.version)
                 self._on_unload(servable)
             for name in sorted(kept):
-                if old[name] != sources[name]:
-                    self._sync(sources[name])  # its new policy: its versions answer until it has changed them
-        for name in sorted(set(sources) - kept):
+                if old[name] != by_name[name]:
+                    self._sync(by_name[name])  # its new policy: its versions answer until it has changed them
+        for name in sorted(set(by_name) - kept):
             with self._sync_lock:  # one new model at a time: the poller runs between two loads
                 if self._stop.is_set():
                     return  # stopping: no more loading
-                if self.sources.get(name) is sources[name]:  # not replaced again meanwhile
-                    self._sync(sources[name])
+                if self.sources.get(name) is by_name[name]:  # not replaced again meanwhile
+                    self._sync(by_name[name])
 
     def _sync(self, source):
         listing = self._list_versions(source)
@@ -200,7 +197,8 @@ class VersionManager:
                                  source.base_path)
                 self._missing_logged.add(source.name)
             return None
-        present = {int(entry.name) for entry in entries if _VERSION_DIR.match(entry.name) and entry.is_dir()}
+        named = {entry: version_of(entry.name) for entry in entries}
+        present = {version for entry, version in named.items() if version is not None and entry.is_dir()}
         # without saved_model.pb: being copied in (looked at again next poll), or being rewritten if served
         ready = {version for version in present if (source.base_path / str(version) / "saved_model.pb").is_file()}
         return present, ready

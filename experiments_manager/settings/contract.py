@@ -7,9 +7,11 @@ The names a settings module defines, with their defaults and which check applies
 import inspect
 import numbers
 
+from experiments_manager import served_layout
+
 MIB = 1024 * 1024
-DEFAULT_GRPC_PORT = 8500  # TF Serving's ports
-DEFAULT_REST_PORT = 8501
+DEFAULT_GRPC_PORT = served_layout.DEFAULT_GRPC_PORT  # TF Serving's ports, defined by the served layout
+DEFAULT_REST_PORT = served_layout.DEFAULT_REST_PORT
 
 
 def _describe(value):

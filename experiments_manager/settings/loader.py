@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import experiments_manager.settings.sections as sections
+from experiments_manager.served_layout import model_name_problem
 from experiments_manager.utils.environment_failures import environment_failure_line
 from experiments_manager.utils.errors import UserInputError, frames_in
 
@@ -100,7 +101,7 @@ class Settings:
 
     @property
     def model_name(self):
-        """The served model name: the model file's name without `.py`."""
+        """The served model name: the model file's name without `.py` (checked as loaded: `served_layout.py`)."""
         return self.model_file.stem
 
     def __repr__(self):
@@ -324,6 +325,9 @@ def _resolve_model_file(model_file, settings_path, problems):
 
 
 def _check_model_file(model_file, settings_name):
+    problem = model_name_problem(model_file.stem)  # `Settings.model_name`: the rule every served model name meets
+    if problem is not None:
+        return [f"{settings_name}: model_file: {model_file.name!r} names the served model: {problem}"]
     if model_file.suffix != ".py":
         return [f"{settings_name}: model_file: expected a .py file, got {str(model_file)!r}"]
     try:

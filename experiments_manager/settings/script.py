@@ -80,9 +80,9 @@ class ScriptSource:
 def make_importable(folder: Path) -> None:
     """Puts `folder` first on `sys.path`, as Python does for a script's folder (once: a folder already there
     stays where it is)."""
-    folder = str(Path(folder).resolve())
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    path = str(Path(folder).resolve())
+    if path not in sys.path:
+        sys.path.insert(0, path)
 
 
 def replace_copy(copy: Path, original: Path) -> Optional[str]:

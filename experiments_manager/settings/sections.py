@@ -3,8 +3,9 @@
 A settings file names things as the original framework did (`nbEpoch`, `useXLA`, `get_learningRate`,
 `consume_data_from_kafka`, ...). This module is the one place that maps those names to the engine's: each field
 says which module-level name it is read from (`name=`, when it differs), its default, the check its value must
-pass and what it means. The settings loader (`loader.py`) checks a module against these fields, and the README's
-settings reference is generated from them (`reference_markdown`, checked by `tests/test_settings_sections.py`).
+pass and what it means. The settings loader (`loader.py`) checks a module against these fields, and the
+settings reference (docs/reference/settings.md) is generated from them (`reference_markdown`, checked by
+`tests/unit/settings/test_settings_sections.py`).
 
 A field without a default is required. A default of None with a check means "not set" is accepted.
 
@@ -35,7 +36,7 @@ def setting(doc, default=REQUIRED, check=None, name=None):
     """A field of a section.
 
     Args:
-        doc: what it means, as the README's reference shows it.
+        doc: what it means, as the settings reference (docs/reference/settings.md) shows it.
         default: its value when the module does not set it (`REQUIRED`: the module must set it).
         check: function value -> None, or the message saying what was expected (see `contract.py`).
         name: the module-level name it is read from, when not the field's own name.
@@ -288,7 +289,8 @@ def problems_of(module, file_name):
 
 
 def reference_markdown():
-    """The README's settings reference: one table per section, names as a settings file writes them."""
+    """The settings reference (docs/reference/settings.md): one table per section, names as a settings file
+    writes them."""
     parts = []
     for section_name, cls in SECTIONS.items():
         rows = [f"**`{section_name}`**: {cls.__doc__.strip()}", "", "| name | default | what |", "|---|---|---|"]

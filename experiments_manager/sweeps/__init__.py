@@ -9,7 +9,8 @@
 - `trials`: suggestions seeded per trial id; the Trials pickle.
 - `spark`, `runner`: `--parallelism P` through hyperopt's fmin and SparkTrials.
 - `results`, `progress`: results.csv, the plot, the console lines, the summary and the progress bar.
-- `folder`, `command`, `code_check`: the sweep folder, `experiments-manager sweep`, the code a resume checks.
+- `folder`, `driver`, `code_check`: the sweep folder, `experiments-manager sweep` and `em.sweep`, the code a resume
+  checks.
 """
 
 ALGORITHMS = ("tpe", "rand", "anneal")

@@ -114,7 +114,9 @@ class TrialJournal:
 
     def create(self, entry: TrialEntry) -> Optional["TrialRecord"]:
         """Writes the record of a new numbered trial whole, only if none has its number (`link`: atomic on
-        shared file systems); None when one has."""
+        shared file systems); None when one has. Only for a hyperopt trial (its `tid` set)."""
+        if entry.tid is None:
+            raise ValueError("TrialJournal.create: a numbered record needs the trial's tid, got None")
         self.folder.mkdir(parents=True, exist_ok=True)
         record = TrialRecord(self.folder / numbered_name(entry.tid), entry.hparams)
         if not create_whole(record.path, dataclasses.asdict(entry)):

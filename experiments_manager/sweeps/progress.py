@@ -36,10 +36,10 @@ class SweepProgress:
         with tqdm(total=total, initial=initial, unit="trial", desc="sweep", file=self.stream,
                   disable=not self.stream.isatty(), dynamic_ncols=True) as bar:
             bar.set_postfix_str(f"best {self.monitor}: ?")
-            yield _ProgressUpdates(bar, self)
+            yield ProgressUpdates(bar, self)
 
 
-class _ProgressUpdates:
+class ProgressUpdates:
     """What hyperopt's loop drives: `update(n)`, and a `postfix` it sets (replaced by ours)."""
 
     def __init__(self, bar, progress):

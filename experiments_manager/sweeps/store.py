@@ -203,7 +203,7 @@ class SweepStore:
                 status = "finished" if best is not None else "failed"
             else:
                 status = "running" if self.held_elsewhere(pairs) else "interrupted"
-            fields = {"status": status}
+            fields: dict[str, object] = {"status": status}
             if status != "running":
                 fields.update(ended=now(), exit_code=exit_code(status, stop_signum, tempfail))
             return self.sweep.update_spec(**fields)

@@ -21,7 +21,7 @@ from typing import Optional
 
 from experiments_manager.experiment import RUN_FILE_NAME, now
 from experiments_manager.sweeps.objective import run_trial
-from experiments_manager.sweeps.progress import SweepProgress
+from experiments_manager.sweeps.progress import ProgressUpdates, SweepProgress
 from experiments_manager.sweeps.results import summary_lines, trial_line
 from experiments_manager.sweeps.store import Assignment, NothingLeft, SweepStore, exit_code, worker_identity
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
@@ -66,7 +66,7 @@ class SweepWorkers:
         self._trained = 0
         self._tempfail = False  # a trial must be tried again later (exit 75)
         self._left: Optional[NothingLeft] = None
-        self._bar = None
+        self._bar: Optional[ProgressUpdates] = None
 
     def run(self) -> int:
         """Returns the exit code (`store.exit_code`): 0 when the sweep is finished (or the rest runs in other
@@ -176,6 +176,8 @@ class SweepWorkers:
             _signal_group(process.pid, signum)
 
     def _print(self, line: str, best: Optional[dict] = None, advance: int = 0) -> None:
+        if self._bar is None:
+            raise RuntimeError("SweepWorker._print: called before run() opened the progress bar")
         with self._printing:
             bar = self._bar.bar
             if bar.disable:

@@ -84,7 +84,7 @@ class CallbackPlan:
 
         from experiments_manager import callbacks as ours
         from experiments_manager.checkpointing import Checkpointer
-        from experiments_manager.export import Exporter
+        from experiments_manager.export.exporter import Exporter
 
         train_data, val_data = inputs.train, inputs.val
         monitor = settings.training.monitor

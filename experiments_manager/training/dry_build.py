@@ -141,7 +141,7 @@ def _check_pipeline(problems, settings, model, compiled, training, logged):
     """One batch of the pipeline through the model (and its compiled loss and metrics, when `compiled`: the
     metrics' list when the settings have some): its structure fits what the model expects. Returns the batch's
     inputs, or None when it could not be read or did not fit; adds the names the metrics log to `logged`."""
-    from experiments_manager.inputs import settings_pipeline
+    from experiments_manager.settings_pipeline import settings_pipeline
 
     name, kind = settings.path.name, "training" if training else "validation"
     pipeline = _called(problems, name, "get_input_pipeline", settings, settings_pipeline, settings, training)

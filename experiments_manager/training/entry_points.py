@@ -134,7 +134,7 @@ def _check_inputs(settings, kafka_bootstrap_servers):
             _LOG.warning("--bootstrap-servers: ignored (%s does not set consume_data_from_kafka = True)",
                          settings.path.name)
         return None
-    from experiments_manager.kafka.inputs import check_kafka_input
+    from experiments_manager.kafka.kafka_input import check_kafka_input
 
     return check_kafka_input(settings, kafka_bootstrap_servers)
 

@@ -5,7 +5,7 @@ settings, then loads into it the weights a version of RUN holds: the best versio
 run's best epoch), or VERSION. A version holds the EMA weights (what the run validated, exported and served), so
 those are what the new run starts from; the optimizer (its moments, its step count, the EMA averages) starts
 fresh. The weights are matched to the new model through the version's own object graph, as a server reads it
-(`export_template.variables_by_key`): the same model file architecture and served module are needed, and the first
+(`export.template.variables_by_key`): the same model file architecture and served module are needed, and the first
 weight that does not fit is named in one line before any folder is created (the dry build loads them once).
 run.json records the link as `fine_tuned_from`: `{"run": "<absolute path>", "version": N}`; a resume that finds no
 checkpoint loads the same weights again.
@@ -104,7 +104,7 @@ class InitialWeights:
         """
         import tensorflow as tf
 
-        from experiments_manager.export_template import OBJECT_GRAPH_KEY, VARIABLES_PREFIX, variables_by_key
+        from experiments_manager.export.template import OBJECT_GRAPH_KEY, VARIABLES_PREFIX, variables_by_key
         from experiments_manager.served_module import served_module
         from experiments_manager.utils.checksums import verify_manifest
 

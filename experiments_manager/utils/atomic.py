@@ -16,6 +16,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator, Union
 
 from experiments_manager.utils.signals import process_alive
 
@@ -25,9 +26,10 @@ _LEFTOVER = re.compile(r"^\.(?:.+\.(?P<file_pid>\d+)\.[0-9a-f]{12}\.tmp|tmp-(?:c
 _OLD_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # before the pid was in the name
 DELETING_PREFIX = ".deleting-"  # what `hidden_for_removal` renames a doomed file or folder to, before its pid
 OLD_TEMPORARY_SECONDS = 600  # such a file this old has no live writer (a write takes seconds)
+PathLike = Union[str, "os.PathLike[str]"]
 
 
-def fsync_file(path: "os.PathLike[str] | str") -> None:
+def fsync_file(path: PathLike) -> None:
     """Flushes a file's data to the disk (what a rename that follows must not overtake)."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
@@ -36,7 +38,7 @@ def fsync_file(path: "os.PathLike[str] | str") -> None:
         os.close(descriptor)
 
 
-def fsync_folder(path: "os.PathLike[str] | str") -> None:
+def fsync_folder(path: PathLike) -> None:
     """Flushes a folder's entries (a rename, a new file's name) to the disk; a file system that cannot is skipped."""
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -51,7 +53,7 @@ def fsync_folder(path: "os.PathLike[str] | str") -> None:
         os.close(descriptor)
 
 
-def fsync_tree(path: "os.PathLike[str] | str") -> None:
+def fsync_tree(path: PathLike) -> None:
     """Flushes every file and folder under `path` (a folder about to be renamed into place), then `path` itself."""
     for folder, _, files in os.walk(path):
         for name in files:
@@ -60,7 +62,7 @@ def fsync_tree(path: "os.PathLike[str] | str") -> None:
 
 
 @contextlib.contextmanager
-def replaced_atomically(path):
+def replaced_atomically(path: PathLike) -> Iterator[Path]:
     """Yields a temporary path next to `path`; on success fsyncs it, renames it over `path` and fsyncs the folder.
 
     The temporary file is removed when the block raises, so nothing
@@ -89,7 +91,7 @@ def replaced_atomically(path):
 
 
 @contextlib.contextmanager
-def folder_replaced_atomically(tmp, final, replace_existing: bool = False):
+def folder_replaced_atomically(tmp: PathLike, final: PathLike, replace_existing: bool = False) -> Iterator[Path]:
     """Yields `tmp` (not yet created) to write a folder into; on success fsyncs all of it, renames it to `final` and
     fsyncs the parent folder (durable when this returns); removes it on failure.
 
@@ -130,29 +132,29 @@ def folder_replaced_atomically(tmp, final, replace_existing: bool = False):
         shutil.rmtree(doomed, ignore_errors=True)
 
 
-def write_text_atomically(path, text):
+def write_text_atomically(path: PathLike, text: str) -> None:
     """Replaces the file at `path` by `text` in one rename."""
     with replaced_atomically(path) as tmp:
         tmp.write_text(text)
 
 
-def copy_atomically(source, path):
+def copy_atomically(source: PathLike, path: PathLike) -> None:
     """Copies the file `source` to `path` durably (a reader sees the old file or the whole copy)."""
     with replaced_atomically(path) as tmp:
         shutil.copyfile(source, tmp)
 
 
-def write_json_atomically(path, data):
+def write_json_atomically(path: PathLike, data: object) -> None:
     """Replaces the file at `path` by `data` as indented JSON (values JSON lacks written as str), in one rename."""
     write_text_atomically(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
-def remove_tree_atomically(path):
+def remove_tree_atomically(path: PathLike) -> None:
     """Renames a folder to a dot-prefixed name first, so it vanishes at once for readers."""
     shutil.rmtree(hidden_for_removal(path), ignore_errors=True)
 
 
-def hidden_for_removal(path, durable: bool = False) -> Path:
+def hidden_for_removal(path: PathLike, durable: bool = False) -> Path:
     """Renames a file or folder to `.deleting-<name>-<pid>` in the same folder (gone at once for readers; what a
     crash leaves there is a dead writer's leftover, see `remove_leftovers`); returns the new path.
 
@@ -175,7 +177,7 @@ def hidden_for_removal(path, durable: bool = False) -> Path:
     return doomed
 
 
-def is_removal_leftover(entry) -> bool:
+def is_removal_leftover(entry: PathLike) -> bool:
     """True for a `.deleting-<name>-<pid>` name whose pid is not a live process of this host (a crashed removal).
 
     Args:
@@ -188,10 +190,12 @@ def is_removal_leftover(entry) -> bool:
     ```
     """
     found = _LEFTOVER.match(Path(entry).name)
-    return bool(found and found.group("deleted_pid")) and not process_alive(int(found.group("deleted_pid")))
+    pid = found.group("deleted_pid") if found else None
+    return pid is not None and not process_alive(int(pid))
 
 
-def remove_leftovers(*folders, own_pid_is_dead=False, sole_writer=False, of_file: str = ""):
+def remove_leftovers(*folders: PathLike, own_pid_is_dead: bool = False, sole_writer: bool = False,
+                     of_file: str = "") -> list[str]:
     """Deletes the temporary files and folders that writers killed mid-write (kill -9, a dead node) left in
     `folders`; a live writer's are kept. Returns the names removed.
 
@@ -213,8 +217,8 @@ def remove_leftovers(*folders, own_pid_is_dead=False, sole_writer=False, of_file
     ```
     """
     removed = []
-    for folder in folders:
-        folder = Path(folder)
+    for name in folders:
+        folder = Path(name)
         if not folder.is_dir():
             continue
         for entry in folder.iterdir():
@@ -229,7 +233,7 @@ def remove_leftovers(*folders, own_pid_is_dead=False, sole_writer=False, of_file
     return removed
 
 
-def _is_dead_writers(entry, own_pid_is_dead, sole_writer=False):
+def _is_dead_writers(entry: Path, own_pid_is_dead: bool, sole_writer: bool = False) -> bool:
     found = _LEFTOVER.match(entry.name)
     if found:
         pid = int(next(value for value in found.groupdict().values() if value is not None))

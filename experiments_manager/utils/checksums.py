@@ -16,16 +16,23 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TypedDict
 
-from experiments_manager.utils.atomic import fsync_folder
+from experiments_manager.utils.atomic import PathLike, fsync_folder
 
 MANIFEST_NAME = "checksums.sha256"
 _LOG = logging.getLogger(__name__)
 _PART = 1 << 20
 
 
-def file_digest(path) -> dict:
+class FileDigest(TypedDict):
+    """What `file_digest` returns: the file's size in bytes and its SHA-256 in hex."""
+
+    size: int
+    sha256: str
+
+
+def file_digest(path: PathLike) -> FileDigest:
     """`{"size": bytes, "sha256": hex}` of a file, read in 1 MiB parts."""
     digest, size = hashlib.sha256(), 0
     with open(path, "rb") as handle:
@@ -35,7 +42,7 @@ def file_digest(path) -> dict:
     return {"size": size, "sha256": digest.hexdigest()}
 
 
-def write_manifest(folder) -> Path:
+def write_manifest(folder: PathLike) -> Path:
     """Writes `folder/checksums.sha256`: the SHA-256 of every other file under `folder`, by relative path."""
     folder = Path(folder)
     lines = []
@@ -50,7 +57,7 @@ def write_manifest(folder) -> Path:
     return manifest
 
 
-def verify_manifest(folder) -> Optional[str]:
+def verify_manifest(folder: PathLike) -> Optional[str]:
     """What is wrong with `folder` against its `checksums.sha256` (one phrase), or None when every file listed is
     there with its content. A folder without a manifest (written before there were any) is not judged."""
     folder = Path(folder)
@@ -73,7 +80,7 @@ def verify_manifest(folder) -> Optional[str]:
     return None
 
 
-def set_aside(path, aside_name: str, why: str) -> Path:
+def set_aside(path: PathLike, aside_name: str, why: str) -> Path:
     """Renames the folder `path` to `aside_name` beside it (`-1`, `-2`... added when taken), durably, with one
     warning line saying why (`damaged (...)`); returns the new path."""
     path = Path(path)

@@ -18,7 +18,7 @@ import errno
 import logging
 import os
 import re
-from typing import Optional
+from typing import Callable, Optional
 
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
 
@@ -44,13 +44,13 @@ class EnvironmentFailure(UserInputError):
     exit_code = EXIT_TEMPFAIL
 
 
-def environment_errno(error: BaseException) -> Optional[int]:
+def environment_errno(error: Optional[BaseException]) -> Optional[int]:
     """The errno of the machine's failure behind `error` (itself, its causes, or an HDF5/TensorFlow message that
     quotes one), or None when `error` is not one."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        number = getattr(error, "errno", None)
+        number: Optional[int] = getattr(error, "errno", None)
         if number in ADVICE and (number not in _NEED_A_FILE or getattr(error, "filename", None)):
             return number
         text = str(error)
@@ -64,7 +64,7 @@ def environment_errno(error: BaseException) -> Optional[int]:
     return None
 
 
-def environment_failure_line(error: BaseException, where=None) -> Optional[str]:
+def environment_failure_line(error: BaseException, where: Optional[str] = None) -> Optional[str]:
     """'PATH: No space left on device: free space on that file system ...', or None when `error` is not the
     machine's failure. `where`: the folder named when the error names no file."""
     number = environment_errno(error)
@@ -74,7 +74,8 @@ def environment_failure_line(error: BaseException, where=None) -> Optional[str]:
     return f"{path + ': ' if path else ''}{os.strerror(number)}: {ADVICE[number]}"
 
 
-def stop_on_environment_failure(error: BaseException, where, resume_command: str, record) -> None:
+def stop_on_environment_failure(error: BaseException, where: Optional[str], resume_command: str,
+                                record: Callable[[str], object]) -> None:
     """Raises `EnvironmentFailure` (one line, exit 75) when `error` is the machine's failure, after
     `record(line)` marks the run or sweep interrupted, if the disk still takes that write; returns otherwise.
 
@@ -102,7 +103,7 @@ def stop_on_environment_failure(error: BaseException, where, resume_command: str
     raise EnvironmentFailure(line) from error
 
 
-def _filename(error: BaseException) -> Optional[str]:
+def _filename(error: Optional[BaseException]) -> Optional[str]:
     while error is not None:
         name = getattr(error, "filename", None)
         if name:

@@ -8,6 +8,6 @@ the last one is epoch n.
 """
 
 
-def shown_epoch(epoch):
+def shown_epoch(epoch: int) -> int:
     """The number a user reads for Keras' 0-based `epoch`: `shown_epoch(0) == 1`."""
     return int(epoch) + 1

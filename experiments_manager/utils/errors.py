@@ -1,13 +1,18 @@
 """Errors that mean "the user's input is wrong", as opposed to a bug in the engine, and how they are reported."""
 
 import sys
+from typing import TYPE_CHECKING, Iterable, TextIO, Union
+
+if TYPE_CHECKING:
+    import os
+    import traceback
 
 ERROR_PREFIX = "error: "  # each problem's line on stderr (a sweep reads its trials' reasons from their logs by it)
 EXIT_USER_ERROR = 2  # bad input: the command line, a settings file, a folder
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: try again later (stalled input data, trials a sweep lost): resume then
 
 
-def print_problems(problems, file=None):
+def print_problems(problems: Union[str, Iterable[str]], file: TextIO | None = None) -> None:
     """Prints each problem as one `error: ...` line on stderr (or `file`)."""
     for problem in [problems] if isinstance(problems, str) else problems:
         print(f"{ERROR_PREFIX}{problem}", file=file or sys.stderr)
@@ -31,7 +36,7 @@ class UserInputError(Exception):
     ```
     """
 
-    def __init__(self, problems):
+    def __init__(self, problems: Union[str, Iterable[str]]) -> None:
         if isinstance(problems, str):
             problems = [problems]
         self.problems = list(problems)
@@ -46,7 +51,7 @@ class InputStalled(Exception):
     """
 
 
-def frames_in(error, *files):
+def frames_in(error: BaseException, *files: "str | os.PathLike[str]") -> list["traceback.FrameSummary"]:
     """The traceback frames of `error` that ran in `files` (a user's settings or model file), outermost first."""
     import traceback
     from pathlib import Path

@@ -44,9 +44,9 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Sequence
 
-from experiments_manager.utils.atomic import fsync_file, fsync_folder, write_json_atomically
+from experiments_manager.utils.atomic import PathLike, fsync_file, fsync_folder, write_json_atomically
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
 from experiments_manager.utils.signals import process_alive
 
@@ -80,7 +80,7 @@ class Holder:
     process_start: Optional[int] = None  # the pid's start time in clock ticks since boot (/proc/PID/stat)
     slurm_job_id: Optional[str] = None
     slurm_restart_count: int = 0
-    command: list = field(default_factory=list)
+    command: list[str] = field(default_factory=list)
     started: str = ""
     heartbeat: float = 0.0  # time.time() of the last renewal
     token: str = ""
@@ -88,7 +88,7 @@ class Holder:
     pid_namespace: Optional[str] = None  # /proc/self/ns/pid: a pid means something only inside its namespace
 
     @classmethod
-    def of_this_process(cls, command=(), timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> "Holder":
+    def of_this_process(cls, command: Sequence[str] = (), timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> "Holder":
         now = time.time()
         return cls(host=socket.gethostname(), pid=os.getpid(), boot_id=boot_id(), process_start=process_start(os.getpid()),
                    slurm_job_id=os.environ.get("SLURM_JOB_ID"),
@@ -98,7 +98,7 @@ class Holder:
                    pid_namespace=pid_namespace())
 
     @classmethod
-    def from_json(cls, data: dict) -> "Holder":
+    def from_json(cls, data: dict[str, Any]) -> "Holder":
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
         return cls(**known)
 
@@ -152,8 +152,8 @@ class Lease:
         self._thread.start()
 
     @classmethod
-    def acquire(cls, folder, command=(), timeout_seconds: Optional[float] = None, what: str = "folder",
-                name: str = LEASE_NAME, durable: bool = True, announce: bool = True) -> "Lease":
+    def acquire(cls, folder: PathLike, command: Sequence[str] = (), timeout_seconds: Optional[float] = None,
+                what: str = "folder", name: str = LEASE_NAME, durable: bool = True, announce: bool = True) -> "Lease":
         """Takes the lease of `folder`, breaking one whose holder is provably gone.
 
         Args:
@@ -196,8 +196,8 @@ class Lease:
         raise LeaseHeld(f"{folder}: could not take {path}: other runs keep taking it; try again")
 
     @classmethod
-    def wait(cls, folder, name: str, patience_seconds: float, command=(), timeout_seconds: Optional[float] = None,
-             what: str = "folder", durable: bool = True) -> "Lease":
+    def wait(cls, folder: PathLike, name: str, patience_seconds: float, command: Sequence[str] = (),
+             timeout_seconds: Optional[float] = None, what: str = "folder", durable: bool = True) -> "Lease":
         """`acquire`, retried while a live holder has it (a short lock: held for a moment by each taker), for up
         to `patience_seconds`; then `LeaseHeld`. Retries back off from 2 ms to 50 ms, with jitter.
 
@@ -291,11 +291,11 @@ class Lease:
     def __enter__(self) -> "Lease":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.release()
 
 
-def read_holder(path) -> Optional[Holder]:
+def read_holder(path: PathLike) -> Optional[Holder]:
     """The holder a lease file names, or None when it is absent or unreadable."""
     try:
         data = json.loads(Path(path).read_text())
@@ -304,7 +304,7 @@ def read_holder(path) -> Optional[Holder]:
         return None
 
 
-def live_holder(path, timeout_seconds: Optional[float] = None) -> Optional[Holder]:
+def live_holder(path: PathLike, timeout_seconds: Optional[float] = None) -> Optional[Holder]:
     """The holder of the lease at `path` while it may be alive (not provably gone), else None."""
     holder = read_holder(path)
     timeout = lease_timeout() if timeout_seconds is None else float(timeout_seconds)
@@ -350,7 +350,7 @@ def process_start(pid: int) -> Optional[int]:
         return None
 
 
-def create_whole(path: Path, data: dict, durable: bool = True) -> bool:
+def create_whole(path: Path, data: dict[str, Any], durable: bool = True) -> bool:
     """Creates `path` holding `data` in one step (fsynced, with its folder, when `durable`); False when it exists."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -398,7 +398,7 @@ def _unreadable_is_stale(path: Path, timeout: float) -> bool:
         return False
 
 
-def _take_over(path: Path, token: Optional[str], reason: str, data: dict, announce: bool = True) -> bool:
+def _take_over(path: Path, token: Optional[str], reason: str, data: dict[str, Any], announce: bool = True) -> bool:
     """Replaces the stale lease at `path`, if it still carries `token`, by `data` in one rename, under the break
     lock: there is no moment without a lease, so a run that arrives meanwhile meets the new holder. False when
     another breaker is at work or the lease changed (the caller looks again)."""

@@ -5,7 +5,7 @@ import logging
 import os
 
 
-def configure_logging():
+def configure_logging() -> None:
     """Our INFO lines on stderr; TensorFlow's C++ and Python chatter at warnings only.
 
     Idempotent: a process that calls it again (a sweep trial, a Flower actor serving client after client)
@@ -20,5 +20,5 @@ def configure_logging():
         return
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.experiments_manager_cli = True
+    setattr(handler, "experiments_manager_cli", True)  # how a second call finds it
     ours.addHandler(handler)

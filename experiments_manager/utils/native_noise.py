@@ -18,6 +18,8 @@ import os
 import re
 import sys
 import threading
+from types import ModuleType
+from typing import Iterator, Pattern, Sequence
 
 NOISE = tuple(re.compile(pattern) for pattern in (
     r"^WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
@@ -34,13 +36,13 @@ NOISE = tuple(re.compile(pattern) for pattern in (
 _DRAIN_SECONDS = 5.0  # a child started inside the window may hold the pipe: stop waiting for it then
 
 
-def is_noise(line, noise=NOISE):
+def is_noise(line: str, noise: Sequence[Pattern[str]] = NOISE) -> bool:
     """True when `line` (str, without its newline) is start-up noise."""
     return any(pattern.search(line) for pattern in noise)
 
 
 @contextlib.contextmanager
-def filtered_stderr(noise=NOISE):
+def filtered_stderr(noise: Sequence[Pattern[str]] = NOISE) -> Iterator[None]:
     """File descriptor 2 goes through a pipe while the block runs; lines matching `noise` are dropped.
 
     Args:
@@ -70,7 +72,7 @@ def filtered_stderr(noise=NOISE):
         os.close(saved)
 
 
-def _forward(read_end, destination, noise):
+def _forward(read_end: int, destination: int, noise: Sequence[Pattern[str]]) -> None:
     pending = b""
     with open(read_end, "rb", buffering=0) as pipe:
         while chunk := pipe.read(65536):
@@ -80,12 +82,12 @@ def _forward(read_end, destination, noise):
         os.write(destination, pending)
 
 
-def _write(destination, lines):
+def _write(destination: int, lines: list[bytes]) -> None:
     if lines:
         os.write(destination, b"".join(line + b"\n" for line in lines))
 
 
-def import_tensorflow_quietly():
+def import_tensorflow_quietly() -> ModuleType:
     """Imports TensorFlow and lets it probe for GPUs with the start-up noise filtered; returns the module.
 
     The probe (`tf.config.list_physical_devices`) fixes nothing: devices can still be chosen afterwards.
@@ -94,4 +96,5 @@ def import_tensorflow_quietly():
         import tensorflow as tf
 
         tf.config.list_physical_devices()
-    return tf
+    module: ModuleType = tf
+    return module

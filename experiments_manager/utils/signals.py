@@ -7,6 +7,10 @@ import os
 import signal
 import threading
 import time
+from types import FrameType
+from typing import Callable, Iterable, Iterator, Optional, Union
+
+Handler = Union[Callable[[int, Optional[FrameType]], object], int, signal.Handlers, None]  # what signal.signal takes
 
 _LOG = logging.getLogger(__name__)
 
@@ -16,7 +20,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
 @contextlib.contextmanager
-def signal_handlers(handler, signums=(signal.SIGINT, signal.SIGTERM)):
+def signal_handlers(handler: Handler, signums: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
     """Within the block, `handler` receives `signums`; the previous handlers come back afterwards.
 
     Python delivers signals to the main thread only and refuses to install
@@ -47,7 +51,7 @@ def signal_handlers(handler, signums=(signal.SIGINT, signal.SIGTERM)):
             signal.signal(signum, previous_handler)
 
 
-def watch_parent(parent_pid, on_gone, interval=1.0):
+def watch_parent(parent_pid: int, on_gone: Callable[[], object], interval: float = 1.0) -> None:
     """Calls `on_gone()` once, from a daemon thread, when this process' parent is no longer `parent_pid`.
 
     A child started by a sweep or a training run (a trial, an embedded server)
@@ -65,7 +69,7 @@ def watch_parent(parent_pid, on_gone, interval=1.0):
     ```
     """
 
-    def watch():
+    def watch() -> None:
         while os.getppid() == parent_pid:
             stopped.wait(interval)
         on_gone()
@@ -74,7 +78,7 @@ def watch_parent(parent_pid, on_gone, interval=1.0):
     threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
-def stop_when_orphaned(parent_pid, parent, interval=0.5, kill_after=None):
+def stop_when_orphaned(parent_pid: int, parent: str, interval: float = 0.5, kill_after: Optional[float] = None) -> None:
     """Sends this process SIGTERM (a run checkpoints and ends `interrupted`) once its parent `parent_pid` is gone.
 
     Args:
@@ -91,7 +95,7 @@ def stop_when_orphaned(parent_pid, parent, interval=0.5, kill_after=None):
     ```
     """
 
-    def stop():
+    def stop() -> None:
         _LOG.warning("%s is gone: stopping", parent)
         os.kill(os.getpid(), signal.SIGTERM)
         if kill_after is not None:
@@ -101,7 +105,7 @@ def stop_when_orphaned(parent_pid, parent, interval=0.5, kill_after=None):
     watch_parent(parent_pid, stop, interval)
 
 
-def process_alive(pid):
+def process_alive(pid: Optional[int]) -> bool:
     """True when a process with this pid runs on this machine (another user's counts); False for no pid."""
     if not pid:
         return False

@@ -5,16 +5,18 @@ A sandbox is a real Apptainer image format (`apptainer build --sandbox ROOT reci
 one the same way). This runs a command in it as Apptainer's defaults do, so that what a job does inside the image
 can be tested on machines without Apptainer (Debian has no package for it):
 
-- the image is read-only; the host's /proc, /sys, a /dev, /tmp, /var/tmp, $HOME and the current directory are
-  bound, and /etc/resolv.conf, /etc/hosts, /etc/passwd, /etc/group where the image has them; network shared;
+- the image is read-only; the host's /proc, /sys, a /dev, /tmp, /var/tmp, $HOME and the current directory (unless
+  it is / or a system folder: CWD_NOT_BOUND) are bound, and /etc/resolv.conf, /etc/hosts, /etc/passwd,
+  /etc/group where the image has them; network shared;
 - `--bind SRC[:DEST[:ro]][,...]` binds more; a destination the image lacks is created (Apptainer's underlay);
 - the host's environment is passed except PATH and LD_LIBRARY_PATH (`--cleanenv`: only HOME, USER, TERM, LANG),
-  `APPTAINERENV_NAME=value` and `--env NAME=value` set NAME; then the image's `/.singularity.d/env/*.sh` (its
-  %environment) are sourced;
+  then the image's `/.singularity.d/env/*.sh` (its %environment) are sourced, then `APPTAINERENV_NAME=value` and
+  `--env NAME=value` set NAME (they win over %environment, as in Apptainer >= 3.6);
 - `run` executes `/.singularity.d/runscript ARGS`, `exec` executes ARGS, `test` executes `/.singularity.d/test`;
-- TERM, INT, HUP, USR1 and USR2 sent to this process are forwarded to the command (bubblewrap forwards none),
-  and its exit status is this process's, also when bubblewrap itself was killed (a `scancel` signals every
-  process of a job: the command goes on to its end, reparented to this process).
+- TERM, INT, HUP, USR1 and USR2 sent to this process are forwarded to the command (bubblewrap forwards none;
+  INT not when the terminal sent it to the whole foreground process group, the command included), and its exit
+  status is this process's, also when bubblewrap itself was killed (a `scancel` signals every process of a job:
+  the command goes on to its end, reparented to this process).
 
 What only Apptainer itself does is left out: SIF files, overlays, `--nv`'s GPU libraries (the option is accepted
 and says that no GPU is passed), `--fakeroot`, instances. Runs as root, or where unprivileged user namespaces are
@@ -31,6 +33,7 @@ import argparse
 import ctypes
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -42,9 +45,15 @@ CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/passwd", "/etc/group")
 NOT_FROM_IMAGE = {"proc", "sys", "dev", "tmp"}  # mounted from the host (or fresh) over the image's own
 KEPT_BY_CLEANENV = ("HOME", "USER", "LOGNAME", "TERM", "LANG")
+CWD_NOT_BOUND = ("/", "/etc", "/bin", "/mnt", "/usr", "/var", "/opt", "/sbin", "/lib", "/lib64")  # and under:
+CWD_UNDER_NOT_BOUND = ("/sys", "/proc", "/dev")
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-SOURCE_ENVIRONMENT = 'for f in /.singularity.d/env/*.sh; do [ -f "$f" ] && . "$f"; done; exec "$@"'
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+FORCED = "APPTAINER_FORCED_NAMES"  # the names set by APPTAINERENV_/--env, exported again after %environment
+SOURCE_ENVIRONMENT = ('for f in /.singularity.d/env/*.sh; do [ -f "$f" ] && . "$f"; done; '
+                      f'for n in ${FORCED}; do eval "export $n=\\"\\$APPTAINERENV_$n\\"; unset APPTAINERENV_$n"; done; '
+                      f'unset {FORCED}; exec "$@"')
 
 
 class UsageError(ValueError):
@@ -75,7 +84,14 @@ class Invocation:
 
 
 def parse_binds(spec: str) -> list[Bind]:
-    """`SRC[:DEST[:ro|rw]][,SRC...]` as Apptainer reads `--bind`."""
+    """`SRC[:DEST[:ro|rw]][,SRC...]` as Apptainer reads `--bind`.
+
+    Raises:
+        UsageError: an entry with a bad option or a relative destination.
+
+    Example:
+        parse_binds("/scratch,/data:/in:ro")   # [Bind('/scratch', '/scratch'), Bind('/data', '/in', True)]
+    """
     binds = []
     for entry in filter(None, spec.split(",")):
         parts = entry.split(":")
@@ -90,6 +106,15 @@ def parse_binds(spec: str) -> list[Bind]:
 
 
 def parse_command_line(argv: list[str]) -> Invocation:
+    """`ACTION [OPTIONS] IMAGE [ARGS...]` (argv without the program name) as one Invocation.
+
+    Raises:
+        UsageError: a bad --env, --bind, or exec without a command (argparse's own errors exit 2).
+
+    Example:
+        parse_command_line(["run", "--bind", "/scratch", "build/image", "train", "-u", "s.py"]).args
+        # ('train', '-u', 's.py')
+    """
     parser = argparse.ArgumentParser(prog="apptainer", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("run", "exec", "test"))
@@ -104,7 +129,7 @@ def parse_command_line(argv: list[str]) -> Invocation:
     env = {}
     for item in options.env:
         name, sep, value = item.partition("=")
-        if not sep or not name:
+        if not sep or not NAME.fullmatch(name):
             raise UsageError(f"--env {item!r}: expected NAME=VALUE")
         env[name] = value
     if options.action == "exec" and not options.args:
@@ -162,27 +187,51 @@ def _folders_to_open(root: Path, destinations: list[str]) -> set[str]:
 
 
 def _environment(invocation: Invocation, host: dict[str, str]) -> dict[str, str]:
+    """The command's environment before %environment is sourced; the forced values (APPTAINERENV_, --env) are also
+    kept as APPTAINERENV_NAME, their names in APPTAINER_FORCED_NAMES, for SOURCE_ENVIRONMENT to set them again."""
     if invocation.cleanenv:
         env = {name: host[name] for name in KEPT_BY_CLEANENV if name in host}
     else:
         env = {name: value for name, value in host.items()
                if name not in ("PATH", "LD_LIBRARY_PATH") and not name.startswith(("APPTAINERENV_", "SINGULARITYENV_"))}
+    forced: dict[str, str] = {}
     for prefix in ("SINGULARITYENV_", "APPTAINERENV_"):
-        env.update({name[len(prefix):]: value for name, value in host.items() if name.startswith(prefix)})
-    env.update(invocation.env)
-    env.update(PATH=CONTAINER_PATH, APPTAINER_CONTAINER=str(invocation.image.resolve()),
-               APPTAINER_NAME=invocation.image.resolve().name)
+        forced.update({name[len(prefix):]: value for name, value in host.items()
+                       if name.startswith(prefix) and NAME.fullmatch(name[len(prefix):])})
+    forced.update(invocation.env)
+    env.update(forced)
+    env.update({f"APPTAINERENV_{name}": value for name, value in forced.items()})
+    image = invocation.image.resolve()
+    env.update({FORCED: " ".join(sorted(forced)), "PATH": CONTAINER_PATH, "APPTAINER_CONTAINER": str(image),
+                "APPTAINER_NAME": image.name})
     return env
 
 
+def _binds_cwd(cwd: str) -> bool:
+    """Apptainer binds the current directory unless it is / or a system folder."""
+    return cwd not in CWD_NOT_BOUND and not any(cwd == top or cwd.startswith(top + "/") for top in CWD_UNDER_NOT_BOUND)
+
+
 def bwrap_command(invocation: Invocation, host: dict[str, str], cwd: str) -> tuple[list[str], dict[str, str]]:
-    """The bubblewrap command line and environment that run `invocation` (a sandbox image) as Apptainer would."""
+    """The bubblewrap command line and environment that run `invocation` (a sandbox image) as Apptainer would.
+
+    Args:
+        invocation: the parsed command line (its image a sandbox: is_sandbox).
+        host: this process's environment (os.environ).
+        cwd: the current directory, bound unless covered by another bind or a system folder.
+
+    Raises:
+        UsageError: a --bind source that does not exist, or no bwrap on host's PATH.
+
+    Example:
+        command, env = bwrap_command(parse_command_line(["run", "build/image", "--help"]), dict(os.environ), "/w")
+        subprocess.run(command, env=env)
+    """
     root = invocation.image.resolve()
     home = host.get("HOME", "/root")
     defaults = [Bind("/tmp", "/tmp"), Bind("/var/tmp", "/var/tmp"), Bind(home, home)]
     covered = [bind.destination for bind in defaults + list(invocation.binds)]
-    if not any(cwd == path or cwd.startswith(path.rstrip("/") + "/") for path in covered) \
-            and not _inside(cwd, root).exists():
+    if not any(cwd == path or cwd.startswith(path.rstrip("/") + "/") for path in covered) and _binds_cwd(cwd):
         defaults.append(Bind(cwd, cwd))
     binds = [bind for bind in defaults if os.path.isdir(bind.source)] + list(invocation.binds)
     for bind in invocation.binds:
@@ -196,6 +245,8 @@ def bwrap_command(invocation: Invocation, host: dict[str, str], cwd: str) -> tup
             arguments.extend(["--ro-bind", path, path])
     for bind in binds:
         arguments.extend(["--ro-bind" if bind.read_only else "--bind", bind.source, bind.destination])
+    for opened in ["/", *sorted(made)]:  # the layers made to hold bind points: read-only, as the image is
+        arguments.extend(["--remount-ro", opened])
     arguments.extend(["--chdir", invocation.pwd or cwd])
     command = {"run": ["/.singularity.d/runscript", *invocation.args],
                "exec": list(invocation.args),
@@ -211,6 +262,18 @@ def _become_subreaper() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def _terminal_sent_it() -> bool:
+    """Whether this process is in its terminal's foreground process group (the command is too: a terminal signal
+    reached both)."""
+    for stream in (sys.stdin, sys.stderr):
+        try:
+            if stream is not None and os.isatty(stream.fileno()):
+                return os.tcgetpgrp(stream.fileno()) == os.getpgrp()
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def _exit_status(status: int) -> int:
@@ -229,6 +292,8 @@ def run_forwarding_signals(command: list[str], env: dict[str, str]) -> int:
     pending: list[int] = []
 
     def forward(number: int, _frame: object) -> None:
+        if number == signal.SIGINT and _terminal_sent_it():
+            return  # Ctrl-C reached the command already: a second INT would cut its KeyboardInterrupt handling
         if child:
             try:
                 os.kill(child[0], number)
@@ -250,8 +315,8 @@ def run_forwarding_signals(command: list[str], env: dict[str, str]) -> int:
         child.append(int(json.loads(text)["child-pid"]))
     except (ValueError, KeyError):
         pass  # bwrap failed before starting the command: its own message is on stderr
-    for number in pending:
-        forward(number, None)
+    for waiting in pending:
+        forward(waiting, None)
     result = None
     while True:
         try:

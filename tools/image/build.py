@@ -7,16 +7,20 @@ The steps, each timed on one line:
    checked before anything is downloaded;
 2. `debootstrap --variant=minbase --include=<Include:> <OSVersion:> <MirrorURL:>` (root needed, as for Apptainer
    without --fakeroot); with `--cache DIR` the bare system is kept there and copied by later builds;
-3. `%files` copied from the current directory (relative sources are read from it, as Apptainer does);
-4. `%post` run by `/bin/sh -e` inside the root as root, with a clean environment (%environment not sourced), the
-   network shared, and this host's CA certificates bound read-only for its downloads (a proxy re-signing TLS
-   needs them; they are not kept in the image);
+3. `%files` copied from the current directory as Apptainer copies them (`cp -fLr`: relative sources read from
+   it, glob patterns expanded, symbolic links followed; the destination's links resolved inside the image);
+4. `%post` run by `/bin/sh -e` inside the root as root, with a clean environment (%environment not sourced, and
+   `$APPTAINER_ENVIRONMENT` a file it may append exports to), the network, /sys, /etc/hosts and /etc/resolv.conf
+   shared, and this host's CA certificates bound read-only for its downloads (a proxy re-signing TLS needs them;
+   they are not kept in the image);
 5. `/.singularity.d/` written as Apptainer lays it out: `env/90-environment.sh` (%environment), `runscript`,
-   `test`, `runscript.help`, `labels.json`, `Singularity` (the recipe), and the `/singularity` link;
-6. `%test` run in the image (tools/image/apptainer.py test).
+   `startscript`, `test`, `runscript.help`, `labels.json`, `Singularity` (the recipe), and the `/singularity` link;
+6. `%test` run in the image (tools/image/apptainer.py test --cleanenv).
 The root is built beside ROOT under a temporary name and renamed to ROOT only once every step passed, after a
-sync: an interrupted or failed build never leaves a root that later runs would use, and the next build removes
-its leftovers. Exit 2 for a bad recipe or command line (one line), 1 for a failed step.
+sync: an interrupted or failed build never leaves a root that later runs would use. One build of ROOT at a time
+(a lock file beside it; a second one exits 2 at once), which removes what interrupted builds left. `%setup` (a
+script run on the build host) is refused. Exit 2 for a bad recipe or command line (one line), 1 for a failed step
+(with the tail of its output).
 
 Example:
     sudo .venv/bin/python tools/image/build.py install/experiments_manager_debian.def build/image \\
@@ -27,6 +31,9 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import glob
 import hashlib
 import json
 import os
@@ -35,9 +42,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from apptainer import CONTAINER_PATH  # noqa: E402  (tools/image is not a package)
+
 try:
     from recipe import Recipe, RecipeError, read_recipe  # noqa: E402  (tools/image is not a package)
 except ModuleNotFoundError as missing:  # spython: in the project's venv (the test extra); said after --help
@@ -49,10 +58,12 @@ else:
     SPYTHON_MISSING = None
 
 HERE = Path(__file__).resolve().parent
-CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PASSED_TO_POST = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 PLACEHOLDERS = ("etc/hosts", "etc/resolv.conf")  # bind points Apptainer creates in every image
+POST_ENVIRONMENT = "/.singularity.d/env/91-environment.sh"  # $APPTAINER_ENVIRONMENT during %post
+MAX_LINKS = 40  # symbolic links followed when resolving a path inside the image
+TAIL_LINES = 20
 
 
 class BuildError(RuntimeError):
@@ -63,31 +74,72 @@ def _say(message: str) -> None:
     print(f"[build_image] {message}", flush=True)
 
 
-def _timed(name: str, step: Callable[[], None]) -> None:
+def _timed(name: str, step: Callable[[], str | None]) -> None:
     start = time.monotonic()
-    step()
-    _say(f"{name}: {time.monotonic() - start:.1f} s")
+    how = step()
+    _say(f"{name}{f' ({how})' if how else ''}: {time.monotonic() - start:.1f} s")
 
 
-def _run(command: list[str], what: str, **kwargs: object) -> None:
+def _tail(text: str | None) -> list[str]:
+    return (text or "").splitlines()[-TAIL_LINES:]
+
+
+def _run(command: list[str], what: str, log: Path | None = None, **kwargs: object) -> None:
+    """Runs `command`; a failure raises BuildError with the tail of what it printed (when captured) and of `log`."""
     result = subprocess.run(command, **kwargs)  # type: ignore[call-overload]
     if result.returncode != 0:
-        tail = ""
-        if getattr(result, "stdout", None):
-            tail = "\n" + "\n".join(result.stdout.splitlines()[-20:])
-        raise BuildError(f"{what} failed with exit code {result.returncode}{tail}")
+        tail = _tail(getattr(result, "stdout", None)) + _tail(getattr(result, "stderr", None))
+        if log is not None and log.is_file():
+            tail += [f"--- the end of {log}:", *_tail(log.read_text(errors="replace"))]
+        raise BuildError("\n".join([*tail, f"{what} failed with exit code {result.returncode}"]))
+
+
+@contextlib.contextmanager
+def _locked(lock: Path, wait: bool) -> Iterator[None]:
+    """Holds an exclusive lock on `lock` (created); without `wait`, another holder is a RecipeError (exit 2)."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            handle.seek(0)
+            raise RecipeError(f"{lock}: another build holds it (pid {handle.read().strip() or '?'}): wait for it to "
+                              "end") from None
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+
+
+def _sources(pattern: str, context: Path) -> list[str]:
+    """A %files source as Apptainer expands it: a glob pattern, relative to `context`."""
+    return sorted(glob.glob(pattern if os.path.isabs(pattern) else str(context / pattern)))
 
 
 def check_recipe(recipe: Recipe, context: Path) -> None:
-    """What can be checked before downloading anything: the bootstrap agent and header, and the %files sources."""
+    """What can be checked before downloading anything: the bootstrap agent, the header and the %files sources.
+
+    Args:
+        recipe: the recipe read by read_recipe.
+        context: the folder relative %files sources are read from (the current directory of the build).
+
+    Raises:
+        RecipeError: one line naming the recipe.
+
+    Example:
+        check_recipe(read_recipe("install/experiments_manager_debian.def"), Path.cwd())
+    """
     if recipe.bootstrap != "debootstrap":
         raise RecipeError(f"{recipe.path}: Bootstrap: {recipe.bootstrap}: this builder makes debootstrap roots only "
                           "(Docker Hub is not reachable from it); build install/experiments_manager_debian.def, "
                           "or this recipe with apptainer build")
+    if recipe.setup:
+        raise RecipeError(f"{recipe.path}: %setup: not supported by this builder (it would run on this host as "
+                          "root); use %files or %post")
     for key in ("OSVersion", "MirrorURL"):
         if not recipe.header.get(key):
             raise RecipeError(f"{recipe.path}: header {key}: missing (expected e.g. OSVersion: bookworm)")
-    missing = [source for source, _ in recipe.files if not (context / source).exists()]
+    missing = [source for source, _ in recipe.files if not _sources(source, context)]
     if missing:
         raise RecipeError(f"{recipe.path}: %files: {', '.join(missing)}: not found in {context} "
                           "(sources are relative to the folder the build runs in)")
@@ -99,31 +151,91 @@ def _debootstrap_command(recipe: Recipe, target: Path) -> list[str]:
             recipe.header["OSVersion"], str(target), recipe.header["MirrorURL"]]
 
 
-def bootstrap(recipe: Recipe, target: Path, cache: Path | None) -> None:
-    """A minimal Debian in `target`, from `cache` when it holds one made with the same command."""
+def _debootstrap(recipe: Recipe, target: Path) -> None:
+    _run(_debootstrap_command(recipe, target), "debootstrap", log=target / "debootstrap" / "debootstrap.log",
+         capture_output=True, text=True)
+
+
+def bootstrap(recipe: Recipe, target: Path, cache: Path | None) -> str:
+    """A minimal Debian in `target` (debootstrap), copied from `cache` when it holds one made with the same command.
+
+    Args:
+        recipe: its header gives OSVersion, MirrorURL and Include.
+        target: the root folder to fill (it need not exist).
+        cache: a folder keeping bare roots between builds, or None (default in main: no cache). Builds sharing it
+            wait for each other while one fills it.
+
+    Returns:
+        how: 'downloaded', 'downloaded into the cache' or 'copied from the cache'.
+
+    Raises:
+        BuildError: debootstrap failed; the message ends with its output's and its log's last lines.
+
+    Example:
+        bootstrap(read_recipe("install/experiments_manager_debian.def"), Path("/tmp/root"), Path("build/cache"))
+    """
     if cache is None:
-        _run(_debootstrap_command(recipe, target), "debootstrap", capture_output=True, text=True)
-        return
+        _debootstrap(recipe, target)
+        return "downloaded"
     key = hashlib.sha256(" ".join(_debootstrap_command(recipe, Path("ROOT"))).encode()).hexdigest()[:16]
     cached = cache / f"debootstrap-{recipe.header['OSVersion']}-{key}"
-    if not cached.is_dir():
-        cache.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(cached)
-        partial = cached.with_name(f".{cached.name}.building-{os.getpid()}")
-        _run(_debootstrap_command(recipe, partial), "debootstrap", capture_output=True, text=True)
-        os.sync()
-        partial.rename(cached)
+    with _locked(cache / f".{cached.name}.lock", wait=True):
+        how = "copied from the cache"
+        if not cached.is_dir():
+            remove_leftovers(cached)
+            partial = cached.with_name(f".{cached.name}.building-{os.getpid()}")
+            _debootstrap(recipe, partial)
+            os.sync()
+            partial.rename(cached)
+            how = "downloaded into the cache"
     _run(["cp", "-a", "--reflink=auto", f"{cached}/.", str(target)], "copying the cached debootstrap root")
+    return how
+
+
+def resolve_in_root(root: Path, path: str) -> Path:
+    """`path` as the image sees it: its symbolic links followed inside `root`, never out to this host.
+
+    Example:
+        resolve_in_root(Path("build/image"), "/var/run/x")   # build/image/run/x (the image's var/run -> /run)
+    """
+    resolved: list[str] = []
+    pending = [part for part in path.split("/") if part not in ("", ".")]
+    links = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            resolved = resolved[:-1]
+            continue
+        candidate = root.joinpath(*resolved, part)
+        if candidate.is_symlink():
+            links += 1
+            if links > MAX_LINKS:
+                raise BuildError(f"{path}: more than {MAX_LINKS} symbolic links in the image")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            pending = [piece for piece in target.split("/") if piece not in ("", ".")] + pending
+        else:
+            resolved.append(part)
+    return root.joinpath(*resolved)
 
 
 def copy_files(recipe: Recipe, root: Path, context: Path) -> None:
-    """%files: each source copied to its destination in the image (into it when that is a folder), links kept."""
+    """%files as Apptainer copies them: `cp -fLr SOURCE DESTINATION` for each match of each source pattern.
+
+    Args:
+        recipe: gives the (source, destination) pairs.
+        root: the image's root folder; destinations are resolved inside it (resolve_in_root), parents created.
+        context: the folder relative sources are read from.
+
+    Example:
+        copy_files(read_recipe("install/experiments_manager_debian.def"), Path("/tmp/root"), Path.cwd())
+    """
     for source, destination in recipe.files:
-        target = root / destination.lstrip("/")
-        if target.is_dir():
-            target = target / Path(source).name
+        target = resolve_in_root(root, destination)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _run(["cp", "-a", str(context / source), str(target)], f"%files: copying {source}")
+        for match in _sources(source, context):
+            _run(["cp", "-fLr", match, str(target)], f"%files: copying {source}", capture_output=True, text=True)
     for placeholder in PLACEHOLDERS:
         path = root / placeholder
         if not path.exists() and not path.is_symlink():
@@ -131,14 +243,28 @@ def copy_files(recipe: Recipe, root: Path, context: Path) -> None:
 
 
 def run_post(recipe: Recipe, root: Path) -> None:
-    """%post, as root in the image, with a clean environment and the host's network."""
+    """%post as Apptainer runs it: `/bin/sh -e` as root inside the image, clean environment, the host's network.
+
+    Args:
+        recipe: gives the script.
+        root: the image's root folder (written to).
+
+    Raises:
+        BuildError: the script failed (its output went to this process's stdout and stderr as it ran).
+
+    Example:
+        run_post(read_recipe("install/experiments_manager_debian.def"), Path("/tmp/root"))
+    """
     script = root / ".post.script"
     script.write_text("\n".join(recipe.post) + "\n")
-    env = {"PATH": CONTAINER_PATH, "HOME": "/root", "LANG": "C.UTF-8", "APPTAINER_ROOTFS": "/"}
+    (root / POST_ENVIRONMENT.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+    env = {"PATH": CONTAINER_PATH, "HOME": "/root", "LANG": "C.UTF-8", "APPTAINER_ROOTFS": "/",
+           "APPTAINER_ENVIRONMENT": POST_ENVIRONMENT}
     env.update({name: os.environ[name] for name in PASSED_TO_POST if name in os.environ})
-    binds = ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
-    if HOST_CA_BUNDLE.is_file():
-        binds += ["--ro-bind", str(HOST_CA_BUNDLE), str(HOST_CA_BUNDLE)]
+    binds = ["--ro-bind", "/sys", "/sys"]
+    for path in ("/etc/resolv.conf", "/etc/hosts", str(HOST_CA_BUNDLE)):
+        if os.path.isfile(path):
+            binds += ["--ro-bind", path, path]
     try:
         _run(["bwrap", "--bind", str(root), "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", *binds,
               "--die-with-parent", "--chdir", "/", "/bin/sh", "-e", "/.post.script"], "%post", env=env)
@@ -150,7 +276,8 @@ def write_metadata(recipe: Recipe, root: Path) -> None:
     """/.singularity.d as Apptainer writes it for a sandbox."""
     meta = root / ".singularity.d"
     (meta / "env").mkdir(parents=True, exist_ok=True)
-    scripts = {"env/90-environment.sh": recipe.environment, "runscript": recipe.runscript, "test": recipe.test}
+    scripts = {"env/90-environment.sh": recipe.environment, "runscript": recipe.runscript, "test": recipe.test,
+               "startscript": recipe.startscript}
     for name, lines in scripts.items():
         path = meta / name
         path.write_text("#!/bin/sh\n" + "".join(f"{line}\n" for line in lines))
@@ -169,14 +296,13 @@ def run_test(root: Path) -> None:
     """%test in the finished image, as `apptainer test` runs it."""
     if (root / ".singularity.d" / "test").read_text().strip() == "#!/bin/sh":
         return
-    _run([sys.executable, str(HERE / "apptainer.py"), "test", str(root)], "%test")
+    _run([sys.executable, str(HERE / "apptainer.py"), "test", "--cleanenv", str(root)], "%test")
 
 
 def remove_leftovers(target: Path) -> None:
-    """Partial roots of builds of `target` whose process is gone."""
+    """The partial roots earlier builds of `target` left (called with the build's lock held: none is running)."""
     for partial in target.parent.glob(f".{target.name}.*-*"):
-        pid = partial.name.rpartition("-")[2]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+        if partial.is_dir() and not partial.is_symlink():
             _say(f"removing {partial} (left by an interrupted build)")
             shutil.rmtree(partial, ignore_errors=True)
 
@@ -192,15 +318,36 @@ def _size(root: Path) -> int:
 
 
 def build(recipe: Recipe, target: Path, context: Path, cache: Path | None, force: bool) -> None:
+    """Every step of the module's docstring, `target` replaced only once all passed.
+
+    Args:
+        recipe: a debootstrap recipe (check_recipe).
+        target: the sandbox root folder to make.
+        context: the folder relative %files sources are read from.
+        cache: see bootstrap; None for a fresh debootstrap.
+        force: replace `target` if it exists.
+
+    Raises:
+        RecipeError: a recipe this builder cannot build, `target` exists without `force`, another build of it runs.
+        BuildError: a step failed.
+
+    Example:
+        build(read_recipe("install/experiments_manager_debian.def", {"CUDA_WHEELS": "no"}), Path("build/image"),
+              Path.cwd(), Path("build/image-cache"), force=True)
+    """
     check_recipe(recipe, context)
+    with _locked(target.with_name(f".{target.name}.lock"), wait=False):
+        _build(recipe, target, context, cache, force)
+
+
+def _build(recipe: Recipe, target: Path, context: Path, cache: Path | None, force: bool) -> None:
     if target.exists() and not force:
         raise RecipeError(f"{target}: exists; --force replaces it")
-    target.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(target)
     partial = target.with_name(f".{target.name}.building-{os.getpid()}")
     start = time.monotonic()
     try:
-        _timed("debootstrap" + (" (cached)" if cache else ""), lambda: bootstrap(recipe, partial, cache))
+        _timed("debootstrap", lambda: bootstrap(recipe, partial, cache))
         _timed("%files", lambda: copy_files(recipe, partial, context))
         _timed("%post", lambda: run_post(recipe, partial))
         write_metadata(recipe, partial)

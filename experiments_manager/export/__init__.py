@@ -1,0 +1,21 @@
+"""Exports: a run's versions as SavedModels in TF Serving's layout, written atomically.
+
+Modules: `exporter` (the `Exporter`: which version, when, the folders written whole and verified), `template` (the
+graph of a run's first version, reused to write the next ones from the values alone), `worker` (those writes on a
+background thread, one version in flight), `optimizer_left_out` (versions hold the model's weights, not its
+optimizer). The names of the folders and of models.config are `served_layout.py`'s, shared with the servers.
+
+Example:
+
+```python
+from experiments_manager.export import Exporter
+
+exporter = Exporter(experiment, settings, model, in_background=True)
+exporter.export(epochs_completed=3, value=0.0123, best=True)
+```
+"""
+
+from experiments_manager.export.exporter import (Exporter, check_signatures, ema_weights_swapped_in,
+                                                  write_models_config)
+
+__all__ = ["Exporter", "check_signatures", "ema_weights_swapped_in", "write_models_config"]

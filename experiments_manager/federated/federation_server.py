@@ -1,0 +1,172 @@
+"""The server's side of a federation: evaluates, logs and exports the global model in its experiment folder."""
+
+import logging
+import time
+
+from experiments_manager.utils.errors import UserInputError
+
+_LOG = logging.getLogger(__name__)
+
+
+class FederationStopped(Exception):
+    """Too few clients connected or answered for a round to go on (minCl, minFit)."""
+
+
+class FederationServer:
+    """Keeps the server experiment of a federation; a round is an "epoch" of its logs.
+
+    After every round it evaluates the global model on the settings' validation
+    pipeline, then writes, exactly as a training run does: TensorBoard scalars
+    (the clients' aggregated training metrics as `train`, the server's evaluation
+    as `validation`), history.csv and training_curves.png, the HParams session,
+    run.json, and a new exported version whenever the monitored value improves,
+    so `serve --model_dir` follows the federation live.
+
+    Args:
+        experiment: the server's `Experiment`.
+        settings: the loaded `Settings`.
+        config: the `FederationConfig`.
+
+    Example:
+
+    ```python
+    server = FederationServer(experiment, settings, config)
+    strategy.start(grid, server.initial_arrays(), config.rounds, evaluate_fn=server.evaluate)
+    server.finish()
+    ```
+    """
+
+    def __init__(self, experiment, settings, config):
+        import keras
+
+        from experiments_manager.callbacks import BestValue
+        from experiments_manager.export.exporter import Exporter
+        from experiments_manager.inputs import steps_per_epoch
+        from experiments_manager.settings_pipeline import settings_pipeline
+        from experiments_manager.training import RunRecords, compile_for_evaluation
+
+        self.experiment = experiment
+        self.settings = settings
+        self.config = config
+        keras.utils.set_random_seed(settings.runtime.random_seed if settings.runtime.random_seed is not None else 0)
+        self.model = compile_for_evaluation(settings)
+        val = settings_pipeline(settings, training=False)
+        self.val = val.dataset
+        self.val_steps = steps_per_epoch(self.val, settings, False, val.steps)
+        self.best = BestValue(settings.training.monitor)
+        self.exporter = Exporter(experiment, settings, self.model)
+        self.round_metrics = {}
+        # per round: seconds since the previous round ended, and of them, the server's evaluation and export
+        self.timings = []
+        self.round_started = time.monotonic()
+        records = RunRecords(experiment, settings, self.best, self.exporter)  # a round is recorded as an epoch is
+        self.callbacks = keras.callbacks.CallbackList(records.head + records.tail(), model=self.model)
+        self.callbacks.on_train_begin()
+
+    def initial_arrays(self):
+        from flwr.app import ArrayRecord
+
+        return ArrayRecord(self.model.get_weights())
+
+    def record(self, server_round, metrics, prefix=""):
+        """Keeps a round's aggregated client metrics for its log line (`prefix`: 'clients_val_' for evaluations)."""
+        for key, value in (metrics or {}).items():
+            if key != "num-examples":
+                self.round_metrics.setdefault(server_round, {})[prefix + key] = float(value)
+
+    def evaluate(self, server_round, arrays):
+        """Flower's `evaluate_fn`: the global model on the validation data; logs and exports after round >= 1."""
+        from flwr.app import MetricRecord
+
+        evaluation_started = time.monotonic()
+        self.model.set_weights(arrays.to_numpy_ndarrays())
+        results = self.model.evaluate(self.val, steps=self.val_steps, return_dict=True, verbose=0)
+        evaluation = {f"val_{key}": float(value) for key, value in results.items()}
+        if server_round == 0:
+            _LOG.info("Global model before round 1: %s", _format(evaluation))
+            self.round_started = time.monotonic()
+            return MetricRecord(evaluation)
+        logs = {**self.round_metrics.pop(server_round, {}), **evaluation}
+        self.callbacks.on_epoch_end(server_round - 1, logs)
+        took = time.monotonic() - self.round_started
+        self.round_started = time.monotonic()
+        self.timings.append({"round_seconds": round(took, 3),
+                             "server_seconds": round(self.round_started - evaluation_started, 3)})
+        self.experiment.update_run_info(rounds_completed=server_round, round_timings=self.timings)
+        _LOG.info("Round %d/%d (%.1f s): %s%s", server_round, self.config.rounds, took, _format(logs),
+                  f"; exported version {self.exporter.last_version()}" if self.best.improved_at(server_round - 1) else "")
+        return MetricRecord(evaluation)
+
+    def finish(self):
+        self.callbacks.on_train_end()
+
+
+def supervised_strategy(config, server):
+    """The strategy named in the settings, made to stop with a clear message instead of waiting forever.
+
+    Flower's strategies wait without limit for `minCl` nodes, and aggregate
+    whatever replies came. Here a round waits at most `config.round_timeout` for
+    `minCl` clients, needs `minFit` training replies, and hands each round's
+    aggregated metrics to the `server` for its logs. Clients are asked to
+    evaluate only when `config.client_evaluation` says so.
+    """
+    base = config.strategy_class()
+
+    class Supervised(base):
+        sampled = 0  # clients asked to train in the current round
+
+        def configure_train(self, server_round, arrays, round_config, grid):
+            _wait_for_clients(grid, config.min_clients, config.round_timeout, server_round)
+            messages = list(super().configure_train(server_round, arrays, round_config, grid))
+            self.sampled = len(messages)  # replies that miss the round timeout are dropped, not failed
+            return messages
+
+        def configure_evaluate(self, server_round, arrays, round_config, grid):
+            if not config.client_evaluation:  # the server evaluates: one message per client and round
+                return []
+            _wait_for_clients(grid, config.min_clients, config.round_timeout, server_round)
+            return super().configure_evaluate(server_round, arrays, round_config, grid)
+
+        def aggregate_train(self, server_round, replies):
+            replies = list(replies)
+            answered = [reply for reply in replies if not reply.has_error()]
+            if len(answered) < config.min_fit:
+                silent = self.sampled - len(replies)
+                raise FederationStopped(
+                    f"round {server_round}: {len(answered)} of {self.sampled} clients returned weights, "
+                    f"minFit={config.min_fit} required{_errors_of(replies)}"
+                    + (f"; {silent} did not answer within {config.round_timeout:g} s" if silent > 0 else "")
+                )
+            arrays, metrics = super().aggregate_train(server_round, replies)
+            server.record(server_round, metrics)
+            return arrays, metrics
+
+        def aggregate_evaluate(self, server_round, replies):
+            metrics = super().aggregate_evaluate(server_round, replies)
+            server.record(server_round, metrics, prefix="clients_val_")
+            return metrics
+
+    Supervised.__name__ = Supervised.__qualname__ = base.__name__
+    try:
+        return Supervised(**config.strategy_arguments())
+    except (TypeError, ValueError) as error:
+        raise UserInputError(f"{server.settings.path.name}: hparams: {config.strategy_name}: {error}") from None
+
+
+def _wait_for_clients(grid, needed, timeout, server_round):
+    deadline = time.monotonic() + timeout
+    while len(list(grid.get_node_ids())) < needed:
+        if time.monotonic() > deadline:
+            connected = len(list(grid.get_node_ids()))
+            raise FederationStopped(f"round {server_round}: {connected} of the minCl={needed} clients connected "
+                                    f"after {timeout:g} s (federated_round_timeout_secs)")
+        time.sleep(0.2)
+
+
+def _errors_of(replies):
+    errors = sorted({reply.error.reason.strip().splitlines()[-1] for reply in replies if reply.has_error()})
+    return f"; client errors: {' | '.join(errors)}" if errors else ""
+
+
+def _format(logs):
+    return ", ".join(f"{key}={value:.4g}" for key, value in logs.items())

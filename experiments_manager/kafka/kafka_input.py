@@ -1,0 +1,115 @@
+"""Training input read from Kafka topics (`consume_data_from_kafka = True`).
+
+See `experiments_manager.inputs` for the interface and
+`experiments_manager.kafka.stream` for how positions are kept.
+"""
+
+import logging
+
+from experiments_manager.utils.errors import UserInputError
+from experiments_manager.kafka.connection import KafkaConnection, KafkaStalled, topic_names
+from experiments_manager.kafka.stream import TrainingStream
+from experiments_manager.kafka.validation import ValidationSnapshot
+from experiments_manager.keras2.pipelines import samples_to_steps
+
+_LOG = logging.getLogger(__name__)
+PREFETCH_BATCHES = 4
+
+
+def check_kafka_input(settings, bootstrap_servers=None):
+    """Before an experiment folder exists: the cluster answers and both topics exist (else UserInputError).
+
+    Returns:
+        the bootstrap servers used ('host:port,...').
+    """
+    connection = KafkaConnection.from_settings(settings, override=bootstrap_servers)
+    if not settings.data.train_samples:
+        raise UserInputError(
+            f"{settings.path.name}: nb_train_samples: expected the number of training samples per epoch "
+            "(a Kafka topic is an endless stream)"
+        )
+    connection.check_topics(topic_names(settings))
+    return connection.bootstrap_servers
+
+
+class KafkaInput:
+    """Training batches from `<session_name>_train`, validation from `<session_name>_val`.
+
+    Steps per epoch are `nb_train_samples // batch_size`. The consumer group is
+    the experiment's name; the bootstrap servers are those recorded in run.json
+    (the `--bootstrap-servers` flag), else the settings'.
+
+    Args:
+        experiment: the `Experiment`.
+        settings: the loaded `Settings`.
+        restored: the checkpoint state resumed from, or None.
+        seed: seed of the shuffling.
+    """
+
+    def __init__(self, experiment, settings, restored, seed):
+        from experiments_manager.kafka.progress_callback import KafkaProgress
+
+        connection = KafkaConnection.from_settings(settings, override=experiment.run_info().get("kafka_bootstrap_servers"))
+        train_topic, val_topic = topic_names(settings)
+        self.stream = TrainingStream(connection, train_topic, experiment.name, settings.training.batch_size,
+                                     settings.kafka.shuffle_buffer_size, seed, settings.kafka.stall_timeout_secs)
+        self.validation = None
+        try:
+            schema = self.stream.start((restored or {}).get("callbacks", {}).get("kafka"))
+            self.validation = ValidationSnapshot(connection, val_topic, f"{experiment.name}.validation",
+                                                 settings.training.batch_size, settings.kafka.stall_timeout_secs)
+            self.validation.refresh()
+        except BaseException:
+            self.close()
+            raise
+        if self.validation.schema.header != schema.header:
+            self.close()
+            raise UserInputError(
+                f"{settings.path.name}: kafka topics {train_topic!r} and {val_topic!r} hold different tensors "
+                f"({schema.describe()} vs {self.validation.schema.describe()})"
+            )
+        experiment.update_run_info(kafka={"bootstrap_servers": connection.bootstrap_servers,
+                                          "consumer_group": experiment.name,
+                                          "train_topic": train_topic, "val_topic": val_topic})
+        self.train = batches_dataset(self.stream.blocks, schema).rebatch(settings.training.batch_size).prefetch(PREFETCH_BATCHES)
+        self.val = batches_dataset(self.validation.batches, schema)
+        self.train_steps = samples_to_steps(settings.data.train_samples, settings.training.batch_size)
+        self.val_steps = None
+        self.val_restartable = True  # batches of an in-memory snapshot
+        self.callbacks = [KafkaProgress(self.stream, self.validation, experiment), _end_of_training(self.stream)]
+        self.stateful = {"kafka": self.stream}
+        self.after_checkpoint = [self.stream.commit]
+        self.endless = True
+
+    def stall_of(self, error):
+        if isinstance(error, KafkaStalled):
+            return error
+        stall = self.stream.stall  # raised inside tf.data, reaches fit wrapped in a TensorFlow error
+        return stall if stall is not None and str(stall) in str(error) else None
+
+    def close(self):
+        self.stream.close()
+        if self.validation is not None:
+            self.validation.close()
+
+
+def _end_of_training(stream):
+    """A callback telling the stream when `fit` is over (`TrainingStream.end_training`)."""
+    import keras
+
+    def begin(logs=None):
+        stream.training_ended = False
+
+    return keras.callbacks.LambdaCallback(on_train_begin=begin, on_train_end=lambda logs=None: stream.end_training())
+
+
+def batches_dataset(generator, schema):
+    """A tf.data dataset over a generator of batches of records with this `Schema`."""
+    import tensorflow as tf
+
+    signature = schema.nest([
+        tf.TensorSpec((None,) + field.shape, tf.string if field.dtype == "string" else tf.as_dtype(field.dtype))
+        for field in schema.fields
+    ])
+    return tf.data.Dataset.from_generator(generator, output_signature=signature)
+

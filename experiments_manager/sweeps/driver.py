@@ -1,0 +1,310 @@
+"""What `experiments-manager sweep` and `em.sweep` run: a hyperopt search where every trial is an experiment.
+
+The command line's parser is `experiments_manager.commands.sweep`; both build a `SweepRequest`.
+"""
+
+import contextlib
+import dataclasses
+import logging
+import os
+import random
+from pathlib import Path
+
+from experiments_manager.attempts import ACCEPT_CODE_CHANGE_FLAG
+from experiments_manager.sweeps.legacy import COORDINATION
+from experiments_manager.utils.errors import UserInputError
+from experiments_manager.utils.lease import Lease, LeaseHeld
+from experiments_manager.utils.signals import process_alive
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class SweepRequest:
+    """What to sweep: the command line's options (`--hparam` parsed into `hparams`), or `em.sweep`'s arguments.
+
+    Args:
+        usersettings: the settings file with a `hyperopt_space` (a new sweep), or None.
+        resume: the sweep folder to continue, or None.
+        max_evals: the number of trials (required for a new sweep; with resume: more trials).
+        hparams: fixed hparam overrides for every trial (dict; default none).
+        algo: hyperopt's 'tpe' (default), 'rand' or 'anneal'.
+        seed: the sweep's seed (default: the settings' `random_seed`, else drawn).
+        parallelism: trials at once through Spark (default 1: no Spark).
+        spark_master: Spark master URL for parallel trials (default: local).
+        workers: worker loops in this process (default 1); every process that joins the sweep adds its own.
+        join: a name every task of a job array agrees on (e.g. the array's job id): the first creates the sweep
+            folder `<workingFolder>/<session_name>_sweep_<join>`, the others join it (default None: a new folder).
+        requeue_file: `--requeue-file` (default None).
+        accept_code_change: with resume, train on although the code changed since the trials ran (default False).
+    """
+
+    usersettings: str | None = None
+    resume: str | None = None
+    max_evals: int | None = None
+    hparams: dict[str, object] = dataclasses.field(default_factory=dict)
+    algo: str | None = None
+    seed: int | None = None
+    parallelism: int | None = None
+    spark_master: str | None = None
+    requeue_file: str | None = None
+    accept_code_change: bool = False
+    workers: int | None = None
+    join: str | None = None
+
+
+class SweepOutcome:
+    """What a sweep ended with.
+
+    Attributes:
+        folder: the `SweepFolder`.
+        exit_code: 0 when finished, 1 when every trial failed, 128 + signal (or 75) when interrupted.
+    """
+
+    def __init__(self, folder, exit_code):
+        self.folder = folder
+        self.exit_code = exit_code
+
+    @property
+    def status(self):
+        return self.folder.spec().get("status")
+
+    @property
+    def best(self):
+        """The best trial's row (hparams, best value, experiment folder), or None."""
+        return self.folder.spec().get("best")
+
+    def __repr__(self):
+        spec = self.folder.spec()
+        best = spec.get("best") or {}
+        text = f"<SweepOutcome {spec.get('status')}: {spec.get('trials_done', 0)} trials in {self.folder.root}"
+        if best:
+            text += (f"; best {spec.get('monitored_loss_name')} {best.get('best_value'):.4g} "
+                     f"(trial {best.get('trial')}: {best.get('experiment')})")
+        return text + ">"
+
+
+def run_sweep(arguments):
+    """Runs (or resumes, or joins) a sweep described by a `SweepRequest` (`--requeue-file` may turn it into a
+    resume); returns its `SweepOutcome`. A Spark sweep has one writer, its lease held throughout; the workers of
+    any other sweep coordinate through its folder (`sweeps/store.py`)."""
+    with contextlib.ExitStack() as held:
+        return _run_sweep(arguments, held)
+
+
+def _run_sweep(arguments, held):
+    from experiments_manager.requeue_file import resume_remembered
+    from experiments_manager.settings import load_settings
+    from experiments_manager.sweeps.folder import SweepFolder
+    from experiments_manager.sweeps.space import SearchSpace
+
+    # a requeued job repeats its first command line: its choices are already in sweep.json
+    arguments, requeue = resume_remembered(arguments, recorded={"algo": None, "seed": None, "hparams": {}})
+    if arguments.workers and arguments.parallelism and arguments.parallelism > 1:
+        raise UserInputError("--workers, --parallelism: choose one (workers need no Spark)")
+    if arguments.spark_master and not (arguments.parallelism and arguments.parallelism > 1):
+        raise UserInputError("--spark-master: only with --parallelism P > 1")
+    if arguments.join is not None and arguments.parallelism and arguments.parallelism > 1:
+        raise UserInputError("--join, --parallelism: choose one (a Spark sweep has one driver; the processes that "
+                             "join a sweep are its workers)")
+    if arguments.resume:
+        sweep_folder = SweepFolder.open(arguments.resume)
+        spec = _resumed_spec(sweep_folder.spec(), arguments)
+        spec = _code_checked(sweep_folder, spec, arguments.accept_code_change, arguments.resume)
+        model_file = spec.get("model_file") if Path(spec.get("model_file") or "").is_file() else None
+        settings = load_settings(spec["settings_file"], spec["fixed_hparams"], model_file=model_file)
+        space = SearchSpace.from_settings(settings)
+        _check_fixed_hparams(spec["fixed_hparams"], space, settings.path.name)
+        created = False
+    else:
+        if arguments.max_evals is None and arguments.join is None:
+            raise UserInputError("--max-evals: required for a new sweep (the number of trials)")
+        fixed = dict(arguments.hparams)
+        settings = load_settings(arguments.usersettings, fixed)
+        space = SearchSpace.from_settings(settings)
+        _check_fixed_hparams(fixed, space, settings.path.name)
+        if arguments.max_evals is None and not SweepFolder.named(settings, _join_name(arguments.join)).exists():
+            raise UserInputError(f"--max-evals: required to start the sweep {arguments.join} (the number of trials; "
+                                 "a process that joins an existing sweep may leave it out)")
+        spec = _new_spec(settings, space, fixed, arguments)
+        sweep_folder, created = SweepFolder.create(settings, spec, name=_join_name(arguments.join))
+        if not created:  # another task of the array created it first
+            spec = _joined_spec(sweep_folder, spec, arguments)
+            spec = _code_checked(sweep_folder, spec, arguments.accept_code_change, str(sweep_folder.root))
+        if requeue is not None:
+            requeue.remember(sweep_folder.root)
+    _LOG.info("Sweep folder: %s (%s; %d trials, %s, seed %d%s)", sweep_folder.root, "new" if created else "joined",
+              spec["max_evals"],
+              spec["algo"], spec["seed"],
+              f", {spec['parallelism']} at once on Spark" if spec["parallelism"] > 1 else
+              f", {arguments.workers} workers here" if (arguments.workers or 1) > 1 else "")
+    if spec["parallelism"] > 1:  # one driver, which holds the sweep's lease
+        held.enter_context(_sweep_lease(sweep_folder))
+        # its trials go to trials.pickle only: workers that resume it later import them (legacy.import_finished)
+        sweep_folder.update_spec(**{**spec, "coordination": None})
+        return _run_on_spark(sweep_folder, spec, settings, space, arguments.resume)
+    return _run_workers(sweep_folder, spec, settings, space, arguments.workers or 1)
+
+
+def _run_workers(sweep_folder, spec, settings, space, workers):
+    """This process' workers of the sweep (`sweeps/worker.py`)."""
+    from experiments_manager.sweeps.legacy import import_finished
+    from experiments_manager.sweeps.store import SweepStore
+    from experiments_manager.sweeps.trials import SeededSuggestions, check_saved_trials
+    from experiments_manager.sweeps.worker import SweepWorkers
+    from experiments_manager.utils.lease import LEASE_NAME, live_holder
+
+    holder = live_holder(sweep_folder.root / LEASE_NAME)
+    if holder is not None:
+        raise LeaseHeld(f"{sweep_folder.root}: a Spark sweep (or an older engine's) writes this sweep: "
+                        f"{holder.describe()}; wait for it to end (or stop it) and try again")
+    algo = SeededSuggestions(spec["algo"], spec["seed"], startup_trials=spec.get("startup_trials"))
+    store = SweepStore(sweep_folder, space, algo, spec["max_evals"], settings.training.monitor)
+    if spec.get("coordination") != COORDINATION:  # an older engine's or a Spark sweep: its finished trials
+        import_finished(sweep_folder, store.journal, store.locked)
+    else:
+        check_saved_trials(sweep_folder.trials_file, sweep_folder.trials_dir)
+    with store.locked():  # what this process may change (the total, accepted code), and that it works on it
+        sweep_folder.update_spec(max_evals=spec["max_evals"], code=spec.get("code"), parallelism=1,
+                                 startup_trials=algo.startup_trials, status="running")
+    return SweepOutcome(sweep_folder, SweepWorkers(store, spec["settings_file"], spec["working_dir"],
+                                                   spec["fixed_hparams"], settings.experiment.working_folder,
+                                                   workers).run())
+
+
+def _run_on_spark(sweep_folder, spec, settings, space, resumed):
+    """hyperopt's fmin over SparkTrials, `parallelism` trials at once (`sweeps/runner.py`)."""
+    from experiments_manager.sweeps.objective import TrialObjective
+    from experiments_manager.sweeps.runner import SweepRunner
+    from experiments_manager.sweeps.spark import spark_trials, stop_spark
+    from experiments_manager.sweeps.trials import SeededSuggestions, add_saved_trials
+    from experiments_manager.utils.lease import live_holder
+
+    for lock in sweep_folder.trials_dir.glob("trial-*.lock"):
+        holder = live_holder(lock)
+        if holder is not None:
+            raise LeaseHeld(f"{sweep_folder.root}: workers run this sweep ({lock.name}: {holder.describe()}): "
+                            "join them with --resume --workers N, or wait for them to end")
+    algo = SeededSuggestions(spec["algo"], spec["seed"])
+    trials = spark_trials(spec["parallelism"], spec["spark_master"])
+    try:
+        if resumed:
+            add_saved_trials(trials, sweep_folder.trials_file, sweep_folder.trials_dir)
+        objective = TrialObjective(sweep_folder.root, spec["settings_file"], spec["working_dir"],
+                                   spec["fixed_hparams"], space)
+        runner = SweepRunner(sweep_folder, space, objective, trials, algo, spec["max_evals"],
+                             settings.training.monitor, settings.experiment.working_folder, spec["parallelism"])
+        return SweepOutcome(sweep_folder, runner.run())
+    finally:
+        stop_spark(trials)
+
+
+def _sweep_lease(sweep_folder):
+    from experiments_manager.experiment import running_command
+
+    return Lease.acquire(sweep_folder.root, running_command(), what="sweep")
+
+
+def _code_checked(sweep_folder, spec, accept, shown):
+    """sweep.json's spec after comparing the sweep's code with the files now: a change refused in one line
+    unless accepted (then recorded)."""
+    from experiments_manager.sweeps.code_check import accepted_code, sweep_code_changes
+
+    changes = sweep_code_changes(sweep_folder.root, spec)
+    if changes and not accept:
+        raise UserInputError(f"{shown}: the code changed since the sweep's trials ran: "
+                             f"{', '.join(changes)}; put it back, or resume with {ACCEPT_CODE_CHANGE_FLAG} "
+                             f"(new trials then train with it; the original settings are {sweep_folder.settings_copy})")
+    if changes:
+        _LOG.warning("Resuming the sweep with changed code (accepted): %s", ", ".join(changes))
+        spec = {**spec, "code": accepted_code(sweep_folder.root, spec)}
+    return spec
+
+
+def _join_name(name):
+    if name is None:
+        return None
+    if not name or "/" in name or name.startswith(".") or len(name) > 100:
+        raise UserInputError(f"--join: expected a plain name (letters, digits, - and _, e.g. the array's job id), "
+                             f"got {name!r}")
+    return name
+
+
+def _joined_spec(sweep_folder, mine, arguments):
+    """The spec of the sweep this process joins (`--join`): the options it gives must agree with the sweep's;
+    those it leaves out (`--hparam`, `--algo`, `--seed`, `--max-evals`) are the sweep's; a larger `--max-evals`
+    raises the total."""
+    spec = sweep_folder.spec()
+    problems = []
+    if Path(spec.get("settings_file", "")).resolve() != Path(mine["settings_file"]).resolve():
+        problems.append(f"-u: the sweep trains {spec.get('settings_file')}, this process names {mine['settings_file']}")
+    if arguments.hparams and spec.get("fixed_hparams") != mine["fixed_hparams"]:
+        problems.append(f"--hparam: the sweep fixes {_hparams_text(spec.get('fixed_hparams'))}, this process "
+                        f"{_hparams_text(mine['fixed_hparams'])}")
+    for flag, key, value in (("--algo", "algo", arguments.algo), ("--seed", "seed", arguments.seed)):
+        if value is not None and value != spec.get(key):
+            problems.append(f"{flag}: the sweep has {spec.get(key)}, this process {value}")
+    if spec.get("parallelism", 1) > 1:
+        problems.append("the sweep runs on Spark (--parallelism): it takes no workers")
+    if problems:
+        raise UserInputError([f"--join {arguments.join}: {sweep_folder.root}: {problem} (leave the option out to "
+                              "take the sweep's)" for problem in problems])
+    return {**spec, "max_evals": max(spec["max_evals"], arguments.max_evals or 0)}
+
+
+def _hparams_text(hparams):
+    return " ".join(f"{name}={value!r}" for name, value in (hparams or {}).items()) or "none"
+
+
+def _new_spec(settings, space, fixed, arguments):
+    from experiments_manager.sweeps.store import startup_trials
+
+    # the workers a sweep plans: this process', times the tasks of its Slurm array when they join it
+    workers = (arguments.workers or 1) * (int(os.environ.get("SLURM_ARRAY_TASK_COUNT") or 1) if arguments.join else 1)
+    seed = arguments.seed
+    if seed is None:
+        seed = settings.runtime.random_seed if settings.runtime.random_seed is not None else random.SystemRandom().randrange(2**31)
+    return {
+        "settings_file": str(settings.path.resolve()),
+        "model_file": str(settings.model_file.resolve()),
+        "working_dir": str(Path.cwd()),
+        "fixed_hparams": fixed,
+        "space": space.describe(),
+        "algo": arguments.algo or "tpe",
+        "seed": seed,
+        "max_evals": arguments.max_evals,
+        "parallelism": arguments.parallelism or 1,
+        "spark_master": arguments.spark_master,
+        "monitored_loss_name": settings.training.monitor,
+        "workers": workers,
+        "startup_trials": startup_trials(workers) if (arguments.algo or "tpe") == "tpe" else None,
+    }
+
+
+def _resumed_spec(spec, arguments):
+    """sweep.json's choices, with the few a resume may change (more trials, other parallelism)."""
+    fixed_flags = [flag for flag, value in (("--algo", arguments.algo), ("--seed", arguments.seed),
+                                            ("--hparam", arguments.hparams)) if value]
+    if fixed_flags:
+        raise UserInputError(f"{', '.join(fixed_flags)}: not accepted with --resume (the sweep keeps its own)")
+    if spec.get("coordination") != COORDINATION and spec.get("status") == "running" and \
+            spec.get("pid") != os.getpid() and process_alive(spec.get("pid")):
+        # a sweep of an older engine, which took no lease (this host's pids only)
+        raise UserInputError(f"{arguments.resume}: the sweep is still running (pid {spec['pid']}); stop it first")
+    if not Path(spec.get("settings_file", "")).is_file():
+        raise UserInputError(f"{arguments.resume}: sweep.json: settings_file: {spec.get('settings_file')!r} "
+                             "not found (the sweep trains from it)")
+    if arguments.max_evals is not None and arguments.max_evals < spec.get("trials_done", 0):
+        raise UserInputError(f"--max-evals: expected at least the {spec['trials_done']} trials already done, "
+                             f"got {arguments.max_evals}")
+    return {**spec,
+            "max_evals": arguments.max_evals or spec["max_evals"],
+            "parallelism": 1 if arguments.workers else (arguments.parallelism or spec.get("parallelism", 1)),
+            "spark_master": arguments.spark_master or spec.get("spark_master")}
+
+
+def _check_fixed_hparams(fixed, space, file_name):
+    swept = sorted(set(fixed) & set(space.names))
+    if swept:
+        raise UserInputError(f"--hparam {', '.join(swept)}: also in {file_name}'s hyperopt_space "
+                             "(a swept hparam cannot be fixed; drop one)")

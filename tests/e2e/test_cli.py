@@ -1,0 +1,201 @@
+"""The command line starts fast and documents every command."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments_manager.cli import SUBCOMMANDS
+
+from conftest import cli_env
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys\n"
+        "from experiments_manager.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert 'tensorflow' not in sys.modules, 'tensorflow imported by --help'\n"
+        "assert 'keras' not in sys.modules, 'keras imported by --help'\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "train" in result.stdout and "list" in result.stdout
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+@pytest.mark.claim('`export --help` imports no TensorFlow')
+def test_every_command_has_help_without_importing_tensorflow(command):
+    code = (
+        "import sys\n"
+        "from experiments_manager.cli import main\n"
+        "try:\n"
+        f"    main([{command!r}, '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "assert not {'tensorflow', 'confluent_kafka', 'hyperopt', 'flwr'} & set(sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "usage: experiments-manager " + command in result.stdout
+
+
+@pytest.mark.claim('`--hparam` values are Python literals, else strings', note='(a bad one)')
+def test_bad_hparam_syntax_is_one_line_exit_2(run_cli):
+    result = run_cli("train", "-u", "examples/regression/mysettings_curve_fitting.py", "--hparam", "no_equal_sign")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --hparam: 'no_equal_sign': expected key=value with key a Python name"
+    ]
+
+
+def test_resume_of_missing_folder_is_clear(run_cli):
+    result = run_cli("train", "--resume", "does/not/exist")
+    assert result.returncode == 2
+    assert "does/not/exist: not an experiment folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_list_of_missing_folder_is_clear(run_cli):
+    result = run_cli("list", "nowhere")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: nowhere: no such folder"
+
+
+def test_list_into_a_pipe_that_closes_early_is_not_a_traceback(tmp_path):
+    """`experiments-manager list FOLDER | head -1`: the reader leaves after one line; the writer stops quietly."""
+    import json
+
+    from conftest import cli_command
+
+    for index in range(2000):  # ~450 KB of rows: far more than a pipe holds (64 KiB) and head reads before it leaves
+        run = tmp_path / (f"run_{index:04d}_" + "x" * 190)
+        run.mkdir()
+        (run / "run.json").write_text(json.dumps({"status": "finished"}))
+    result = subprocess.run(["bash", "-c", '"$@" | head -1; exit "${PIPESTATUS[0]}"', "bash",
+                             *cli_command("list", str(tmp_path))], env=cli_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.startswith("EXPERIMENT") and result.stdout.count("\n") == 1, result.stdout[:200]
+    assert result.returncode == 141 and result.stderr == "", result.stderr
+
+
+@pytest.mark.claim('several `--hparam` flags are accepted', note='(two `--hparam`)')
+def test_train_executes_the_settings_file_once(workdir, run_cli):
+    """Module-level code of a settings file (a data download, a print) runs once per `train -u`."""
+    from conftest import settings_variant
+
+    settings = settings_variant(workdir, "counted.py", [
+        "with open('executions.log', 'a') as _log:",
+        "    _log.write('executed\\n')",
+    ])
+    result = run_cli("train", "-u", str(settings), "--hparam", "nbEpoch=1", "--hparam", "nb_train_samples=200")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (workdir / "executions.log").read_text() == "executed\n"
+
+
+def test_logging_configured_twice_prints_each_line_once(capfd):
+    import logging
+
+    from experiments_manager.utils.logging_setup import configure_logging
+
+    configure_logging()
+    configure_logging()  # what a sweep trial or a Flower actor serving client after client does
+    logging.getLogger("experiments_manager.test").info("one line")
+    assert capfd.readouterr().err.count("one line") == 1
+
+
+@pytest.mark.claim('pinned versions in `install/constraints.txt`; every import is a declared dependency')
+def test_every_third_party_import_is_declared_in_setup_cfg():
+    """A fresh `pip install .` must bring what the package imports (not just what happens to be installed)."""
+    import ast
+    import configparser
+    import importlib.metadata
+    import re
+
+    from conftest import REPO
+
+    config = configparser.ConfigParser()
+    config.read(REPO / "setup.cfg")
+    requirements = config["options"]["install_requires"].split()
+    for extra in config["options.extras_require"].values():
+        requirements += extra.split()
+    declared = {re.split(r"[<>=\[;,]", requirement)[0].lower().replace("_", "-")
+                for requirement in requirements if requirement and requirement[0].isalpha()}
+    distributions = importlib.metadata.packages_distributions()
+    undeclared = {}
+    for path in (REPO / "experiments_manager").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top == "experiments_manager":
+                    continue
+                providers = {dist.lower().replace("_", "-") for dist in distributions.get(top, [])}
+                if not providers & declared:
+                    undeclared.setdefault(top, set()).add(str(path.relative_to(REPO)))
+    assert not undeclared, f"imported but not in setup.cfg: {undeclared}"
+
+
+def test_a_misspelt_command_gets_the_closest_one(run_cli):
+    result = run_cli("trian", "-u", "examples/regression/mysettings_curve_fitting.py")
+    assert result.returncode == 2
+    assert "error: 'trian': not a command; did you mean 'train'?" in result.stderr
+    unknown = run_cli("fly")
+    assert unknown.returncode == 2 and "error: 'fly': not a command (commands: train, serve" in unknown.stderr
+
+
+@pytest.mark.claim(
+    'original spelling `--start_server --model_dir=DIR`',
+    note='(weak: the mapping to `serve`, not a served request)')
+def test_the_original_framework_spellings_pick_their_command():
+    from experiments_manager.cli import _with_default_command
+
+    assert _with_default_command(["--start_server", "--model_dir=exp"]) == ["serve", "--model_dir=exp"]
+    assert _with_default_command(["--predict_stream=-1", "--model_dir=exp"]) == ["predict", "--predict_stream=-1",
+                                                                                  "--model_dir=exp"]
+    assert _with_default_command(["--usersettings", "s.py"]) == ["train", "--usersettings", "s.py"]
+
+
+@pytest.mark.claim(
+    "default ports gRPC 8500 (the settings' `tensorflow_server_port`), REST 8501",
+    note='(weak: the defaults, not a server bound to them)')
+def test_serving_defaults_are_tf_servings_ports_and_this_machine_only():
+    from experiments_manager.serving.server import ServerOptions
+    from experiments_manager.settings.sections import ServingSection
+
+    options = ServerOptions()
+    assert (options.host, options.grpc_port, options.rest_port) == ("127.0.0.1", 8500, 8501)
+    assert ServingSection().port == 8500
+
+
+@pytest.mark.claim('`--algo tpe\\|rand\\|anneal`')
+def test_sweep_algorithms_are_hyperopts_and_a_wrong_one_is_refused(run_cli):
+    result = run_cli("sweep", "-u", "examples/regression/mysettings_curve_fitting.py", "--max-evals", "2",
+                     "--algo", "bayes")
+    assert result.returncode == 2
+    assert "argument --algo: invalid choice: 'bayes' (choose from 'tpe', 'rand', 'anneal')" in result.stderr
+
+
+@pytest.mark.claim(
+    'tests needing Chromium or Java skip with one line; `EXPERIMENTS_MANAGER_REAL_PARTS=required` turns the skip '
+    'into a failure')
+def test_a_missing_real_part_skips_with_one_line_and_fails_when_ci_requires_it(tmp_path):
+    test = tmp_path / "test_part.py"
+    test.write_text("from conftest import require_real_part\n\n"
+                    "def test_needs_it():\n    require_real_part('a flux capacitor is not installed here')\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # tests/: conftest
+    env.pop("EXPERIMENTS_MANAGER_REAL_PARTS", None)
+    command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(test)]
+    skipped = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert skipped.returncode == 0 and "SKIPPED" in skipped.stdout
+    assert "a flux capacitor is not installed here" in skipped.stdout
+    required = subprocess.run(command, cwd=tmp_path, env={**env, "EXPERIMENTS_MANAGER_REAL_PARTS": "required"},
+                              capture_output=True, text=True, timeout=120)
+    assert required.returncode == 1 and "a flux capacitor is not installed here" in required.stdout

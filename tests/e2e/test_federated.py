@@ -1,0 +1,235 @@
+"""Federated training with Flower: simulation (real Flower simulation engine), strategies, original settings."""
+
+import csv
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, read_run, settings_variant, single_experiment, wait_for
+
+FEDERATED_SETTINGS = "examples/federated/mysettings_federated_curve_fitting.py"
+ORIGINAL_SETTINGS = REPO / "tests/data/federated/settings_original_federated.py"
+
+
+def history(experiment_dir):
+    with open(Path(experiment_dir) / "history.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.claim(
+    'the same settings file trains from Kafka, federated, or as a sweep whose trials are ordinary experiments')
+@pytest.mark.claim('`enable_federated_learning = True` makes a settings file federated; FedAvg by default')
+@pytest.mark.claim(
+    'each client trains `nbEpoch` local epochs per round with the same trainer',
+    note='(client epochs == rounds × nbEpoch)')
+@pytest.mark.claim("client `i` loads the settings with `hparams['procID'] = i`")
+@pytest.mark.claim('`get_client_partition` splits a pipeline (IID)', note='(half the batches each)')
+@pytest.mark.claim('`federated simulate --num-clients --rounds`')
+@pytest.mark.claim(
+    'the server logs aggregated training metrics and its own evaluation per round (TensorBoard, history.csv, PNG, '
+    'run.json)',
+    note='(the HParams part is not asserted)')
+@pytest.mark.claim('the server exports the global model when the monitored value improves')
+@pytest.mark.claim('clients keep their folders under `<experiment>/clients/client_<i>/`')
+@pytest.mark.claim('`examples/kafka`, `examples/federated` train')
+def test_simulation_learns_logs_every_round_and_exports_the_global_model(run_cli, workdir):
+    result = run_cli("federated", "simulate", "-u", FEDERATED_SETTINGS, "--num-clients", "2", "--rounds", "3",
+                     "--hparam", "nbEpoch=1", timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    server = single_experiment(workdir / "experiments/examples/federated_curve_fitting")
+    run = read_run(server)
+    assert run["status"] == "finished" and run["rounds_completed"] == 3
+    assert run["federated"]["strategy"] == "FedAvg" and run["federated"]["minFit"] == 2
+    rounds = history(server)
+    assert [row["epoch"] for row in rounds] == ["1", "2", "3"]  # rounds counted from 1, as in the log
+    val_losses = [float(row["val_loss"]) for row in rounds]
+    assert val_losses[-1] < val_losses[0], val_losses  # the global model improves
+    assert all(float(row["loss"]) > 0 for row in rounds)  # the clients' aggregated training loss
+    assert run["exported_versions"] and run["best_value"] == min(val_losses)
+    assert (server / "exported_models" / str(run["last_exported_version"]) / "saved_model.pb").is_file()
+    assert list((server / "logs" / "validation").glob("events.out.tfevents.*"))
+    assert (server / "training_curves.png").stat().st_size > 0
+    assert f"experiment folder: {server.relative_to(workdir)}" in result.stdout
+    listing = run_cli("list", "experiments/examples/federated_curve_fitting").stdout
+    assert "finished" in listing and "r3/3" in listing  # a federation's progress counts rounds
+    for client_id in (0, 1):
+        client = server / "clients" / f"client_{client_id}"
+        client_run = read_run(client)
+        assert client_run["hparams"]["procID"] == client_id
+        assert client_run["epochs_completed"] == 3  # one local epoch per round, counted across rounds
+        # IID split by the example's get_client_partition: half of the 40 batches each
+        assert client_run["last_round"]["num_examples"] == 20 * 50
+        assert len(history(client)) == 3
+        assert not (client / "exported_models").exists()
+
+
+def test_unknown_strategy_lists_the_available_ones_and_creates_nothing(run_cli, workdir):
+    result = run_cli("federated", "simulate", "-u", FEDERATED_SETTINGS, "--hparam", "federated=FedMagic")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    line = errors[0]
+    assert "mysettings_federated_curve_fitting.py: hparams['federated']: unknown Flower strategy 'FedMagic'" in line
+    assert "FedAvg" in line and "FedProx" in line and "FedAdam" in line
+    assert not (workdir / "experiments").exists()
+
+
+@pytest.mark.claim("`federated = 'FedProx'` with `proximal_mu` passed to the strategy")
+@pytest.mark.claim("client `i` loads the settings with `hparams['procID'] = i`")
+@pytest.mark.claim('`train -u` of a federated settings file simulates the federation')
+@pytest.mark.claim('files of the original framework run unchanged')
+def test_original_federated_settings_run_unchanged_through_train(run_cli, workdir, monkeypatch):
+    """`train` of an original-framework file with enable_federated_learning simulates the federation;
+    each client loads its own data file through hparams['procID']."""
+    rng = np.random.default_rng(0)
+    for name, rows in (("client0", 100), ("client1", 300), ("val", 100)):
+        x = rng.uniform(-1, 1, size=(rows, 1))
+        np.savetxt(workdir / f"{name}.csv", np.hstack([x, 2 * x + 1]), delimiter=",")
+    monkeypatch.setenv("FEDERATED_TEST_DATA", str(workdir))
+    result = run_cli("train", "-u", str(ORIGINAL_SETTINGS), "--hparam", "rounds=2",
+                     "--hparam", "federated='FedProx'", "--hparam", "proximal_mu=0.1", timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    server = single_experiment(workdir / "experiments/federated_original")
+    run = read_run(server)
+    assert run["status"] == "finished" and run["rounds_completed"] == 2
+    assert run["federated"]["strategy"] == "FedProx" and run["federated"]["parameters"] == {"proximal_mu": 0.1}
+    examples = [read_run(server / "clients" / f"client_{i}")["last_round"]["num_examples"] for i in (0, 1)]
+    assert examples == [100, 300]  # 5 and 15 batches of 20: each client read its own file
+
+
+def fake_settings(**hparams):
+    return types.SimpleNamespace(experiment=types.SimpleNamespace(hparams=hparams), path=Path("s.py"),
+                                 federated=types.SimpleNamespace(round_timeout_secs=60))
+
+
+@pytest.mark.claim('`enable_federated_learning = True` makes a settings file federated; FedAvg by default')
+@pytest.mark.claim('`minCl`, `minFit`, `minEval`, `rounds` read from hparams')
+def test_federation_config_reads_the_original_hparams_and_strategy_parameters():
+    from experiments_manager.federated.federation_config import FederationConfig
+
+    config = FederationConfig.from_settings(
+        fake_settings(federated="FedProx", minCl=3, minFit=2, proximal_mu=0.5, learningRate=0.1), rounds=4)
+    assert (config.min_clients, config.min_fit, config.min_eval, config.rounds) == (3, 2, 2, 4)
+    assert config.strategy_arguments() == {"proximal_mu": 0.5, "min_available_nodes": 3, "min_train_nodes": 2,
+                                           "min_evaluate_nodes": 2}
+    assert FederationConfig.from_settings(fake_settings()).strategy_name == "FedAvg"
+
+
+@pytest.mark.parametrize("hparams, num_clients, expected", [
+    ({"minCl": 2, "minFit": 3}, None, "s.py: hparams['minFit']: expected <= minCl (2), got 3"),
+    ({"minCl": 0}, None, "s.py: hparams['minCl']: expected an int >= 1, got 0"),
+    ({"minCl": 4}, 2, "s.py: hparams['minCl']: 4 clients required but only 2 simulated"),
+    ({"federated": "QFedAvg"}, None, "s.py: hparams: QFedAvg needs 'client_learning_rate'"),
+])
+@pytest.mark.claim('`minCl`, `minFit`, `minEval`, `rounds` read from hparams')
+def test_federation_config_rejects_bad_hparams_with_one_line_each(hparams, num_clients, expected):
+    from experiments_manager.utils.errors import UserInputError
+    from experiments_manager.federated.federation_config import FederationConfig
+
+    with pytest.raises(UserInputError) as error:
+        FederationConfig.from_settings(fake_settings(**hparams), num_clients=num_clients)
+    assert any(problem.startswith(expected) for problem in error.value.problems), error.value.problems
+
+
+@pytest.mark.claim('otherwise the federation ends `failed` with one line: round, how many answered, their errors')
+def test_a_failing_client_below_minfit_stops_the_federation_with_a_clear_message(run_cli, workdir):
+    broken = settings_variant(workdir, "broken_client.py", [
+        "_pipeline = get_input_pipeline",
+        "def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):",
+        "    if hparams['procID'] == 1:",
+        "        raise OSError('client 1 lost its data disk')",
+        "    return _pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch)",
+    ], base=FEDERATED_SETTINGS)
+    result = run_cli("federated", "simulate", "-u", str(broken), "--rounds", "2", "--hparam", "nbEpoch=1",
+                     timeout=400)
+    assert result.returncode == 1, result.stdout + result.stderr
+    server = single_experiment(workdir / "experiments/examples/federated_curve_fitting")
+    run = read_run(server)
+    assert run["status"] == "failed"
+    assert run["error"].startswith("round 1: 1 of 2 clients returned weights, minFit=2 required; client errors:")
+    assert "client 1 lost its data disk" in run["error"]
+    assert "client 1 lost its data disk" in result.stdout  # the report's status line
+
+
+@pytest.mark.claim('deployed: `federated superlink`, `supernode`, `run`')
+@pytest.mark.claim(
+    '`federated run` ships settings and model in `<experiment>/flower_app/`; no shared file system needed',
+    note='(weak: the app folder exists; all nodes share one machine)')
+@pytest.mark.claim(
+    'a round waits at most `federated_round_timeout_secs` (`--round-timeout`) for replies',
+    note='(`--round-timeout 20`, a killed client)')
+@pytest.mark.claim('a client dying mid-round is left out when `minFit` allows')
+def test_deployment_with_real_superlink_and_supernodes_survives_a_killed_client(
+        flower_federation, start_cli, workdir):
+    """Flower's own runtime on loopback: a SuperLink, two SuperNodes (one per data holder), `federated run`.
+    Client 1 is killed (-9) after round 1: the next rounds complete with client 0 (minFit=1) once the
+    round timeout gives up on client 1, and the server keeps exporting."""
+    flower_federation.start(num_nodes=2)
+    runner = start_cli("federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", flower_federation.address,
+                       "--rounds", "3", "--round-timeout", "20", "--hparam", "nbEpoch=1", "--hparam", "minCl=1",
+                       "--hparam", "minFit=1", "--hparam", "minEval=1", "--hparam", "fraction_evaluate=0.0")
+    working_folder = workdir / "experiments/examples/federated_curve_fitting"
+
+    def rounds_completed():
+        runs = list(working_folder.glob("*/run.json"))
+        return json.loads(runs[0].read_text()).get("rounds_completed", 0) if runs else 0
+
+    wait_for(lambda: rounds_completed() >= 1, 300, "round 1 completed")
+    flower_federation.kill(flower_federation.supernodes[1])
+    output, _ = runner.communicate(timeout=400)
+    assert runner.returncode == 0, output
+    server = single_experiment(working_folder)
+    run = read_run(server)
+    assert run["status"] == "finished" and run["rounds_completed"] == 3, run
+    assert run["flower_run_id"] and run["superlink"] == flower_federation.address
+    assert len(history(server)) == 3 and run["exported_versions"]
+    survivor, killed = (read_run(server / "clients" / f"client_{index}") for index in (0, 1))
+    assert survivor["epochs_completed"] == 3  # trained in every round
+    assert killed["epochs_completed"] < 3     # missed the rounds after its death
+    assert (server / "flower_server.log").stat().st_size > 0
+    assert (server / "flower_app" / "experiment_settings.py").is_file()
+
+
+@pytest.mark.claim('`federated run` without a SuperLink: one line, nothing created')
+def test_run_without_a_superlink_says_so_in_one_line_and_creates_nothing(run_cli, workdir):
+    from conftest import free_port
+
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    result = run_cli("federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", address)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [f"error: --superlink {address}: no SuperLink answers there (Connection refused); "
+                      "start one with `experiments-manager federated superlink`"], result.stderr
+    assert not (workdir / "experiments").exists()
+
+
+def test_client_messages_leave_no_settings_or_model_modules_behind(workdir):
+    """A process that serves many federated messages (a simulation actor serves client after client) loads the
+    settings and builds the model for each; what it loaded must go with the message, or it keeps every message's
+    modules, and whatever they hold (a dataset read at module level), for good."""
+    import sys
+
+    from experiments_manager.federated.federated_client import FederatedClient
+    from experiments_manager.federated.job import FederatedJob
+    from experiments_manager.settings_pipeline import DataPartition
+    from experiments_manager.settings.loader import MODEL_MODULE_PREFIX, SETTINGS_MODULE_PREFIX
+
+    def loaded():
+        return {name for name in sys.modules if name.startswith((SETTINGS_MODULE_PREFIX, MODEL_MODULE_PREFIX))}
+
+    job = FederatedJob(FEDERATED_SETTINGS, "examples/regression/model_curve_fitting.py", {"nbEpoch": 1},
+                       workdir / "server")
+    before = loaded()
+    for message in range(3):
+        client = FederatedClient(job, DataPartition(message % 2, 2))
+        try:
+            assert len(loaded() - before) == 2  # this message's settings and model modules, while it runs
+            weights, logs = client.train_round(client.session.model.get_weights(), server_round=message + 1)
+            assert logs["num-examples"] > 0
+        finally:
+            client.close()
+        assert loaded() == before, f"message {message} left {sorted(loaded() - before)}"
+    assert read_run(workdir / "server" / "clients" / "client_0")["epochs_completed"] == 2  # messages 0 and 2

@@ -1,0 +1,200 @@
+"""One writer per folder (utils/lease.py): a live holder is refused in one line, a provably gone one is taken over,
+and of many processes racing for one folder exactly one wins."""
+
+import json
+import logging
+import multiprocessing
+import os
+import socket
+import time
+
+import pytest
+
+from conftest import dead_pid
+
+from experiments_manager.utils.atomic import remove_leftovers
+from experiments_manager.utils.lease import LEASE_NAME, Holder, Lease, LeaseHeld, boot_id, read_holder
+
+
+def _write_lease(folder, **fields):
+    holder = {"host": socket.gethostname(), "pid": os.getpid(), "boot_id": boot_id(), "process_start": None,
+              "heartbeat": time.time(), "started": "2026-11-23T10:00:00+00:00", "token": "theirs", **fields}
+    (folder / LEASE_NAME).write_text(json.dumps(holder))
+
+
+def test_a_live_holder_is_refused_in_one_line_and_the_lease_goes_with_release(tmp_path):
+    with Lease.acquire(tmp_path, ["train", "-u", "s.py"], what="experiment") as lease:
+        assert read_holder(tmp_path / LEASE_NAME).token == lease.holder.token
+        with pytest.raises(LeaseHeld) as refused:
+            Lease.acquire(tmp_path, what="experiment")
+        message = str(refused.value)
+        assert "\n" not in message and refused.value.exit_code == 75
+        assert f"{tmp_path}: another run writes this experiment: pid {os.getpid()} on host {socket.gethostname()}" \
+            in message
+    assert not (tmp_path / LEASE_NAME).exists()
+    Lease.acquire(tmp_path).release()  # free again
+
+
+@pytest.mark.parametrize("case", ["dead pid", "reused pid", "rebooted", "old heartbeat elsewhere", "slurm restart",
+                                  "unreadable"])
+@pytest.mark.claim(
+    'a lease is broken only when its holder is provably gone (dead pid same boot, reused pid, reboot, Slurm '
+    'restart, old heartbeat elsewhere, unreadable); a fresh heartbeat elsewhere is never taken',
+    note='(6 cases)')
+def test_a_provably_gone_holder_is_taken_over_with_one_warning(tmp_path, case, caplog, monkeypatch):
+    if case == "dead pid":
+        _write_lease(tmp_path, pid=dead_pid())
+    elif case == "reused pid":  # this pid is alive, but it is not the process that took the lease
+        _write_lease(tmp_path, process_start=1)
+    elif case == "rebooted":
+        _write_lease(tmp_path, boot_id="another-boot")
+    elif case == "old heartbeat elsewhere":
+        _write_lease(tmp_path, host="node-17", heartbeat=time.time() - 400)
+    elif case == "slurm restart":  # a requeued job: Slurm starts it again only once its previous run ended
+        monkeypatch.setenv("SLURM_JOB_ID", "4242")
+        monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+        _write_lease(tmp_path, host="node-17", slurm_job_id="4242", slurm_restart_count=0)
+    else:
+        (tmp_path / LEASE_NAME).write_text('{"host": "node-17", "pi')
+        old = time.time() - 120
+        os.utime(tmp_path / LEASE_NAME, (old, old))
+    with caplog.at_level("WARNING", logger="experiments_manager"):
+        lease = Lease.acquire(tmp_path, timeout_seconds=300)
+    lease.release()
+    assert [record.getMessage() for record in caplog.records if "took over the lease" in record.getMessage()], case
+
+
+@pytest.mark.parametrize("case", ["fresh heartbeat elsewhere, dead pid number here", "same slurm job, same restart"])
+@pytest.mark.claim(
+    'a lease is broken only when its holder is provably gone (dead pid same boot, reused pid, reboot, Slurm '
+    'restart, old heartbeat elsewhere, unreadable); a fresh heartbeat elsewhere is never taken')
+def test_a_holder_that_may_be_alive_is_never_taken_over(tmp_path, case, monkeypatch):
+    """Another node's pid means nothing here: only its heartbeat tells, and it is fresh."""
+    if case.startswith("fresh"):
+        _write_lease(tmp_path, host="node-17", pid=dead_pid(), heartbeat=time.time() - 30)
+    else:
+        monkeypatch.setenv("SLURM_JOB_ID", "4242")
+        monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+        _write_lease(tmp_path, host="node-17", slurm_job_id="4242", slurm_restart_count=1)
+    with pytest.raises(LeaseHeld, match="on host node-17"):
+        Lease.acquire(tmp_path, timeout_seconds=300)
+    assert read_holder(tmp_path / LEASE_NAME).token == "theirs"
+
+
+def test_the_heartbeat_is_renewed_and_a_lease_taken_away_is_noticed(tmp_path):
+    lease = Lease.acquire(tmp_path, timeout_seconds=0.3)  # heartbeat every 0.05 s
+    first = read_holder(tmp_path / LEASE_NAME).heartbeat
+    deadline = time.monotonic() + 10
+    while read_holder(tmp_path / LEASE_NAME).heartbeat == first and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert read_holder(tmp_path / LEASE_NAME).heartbeat > first
+    _write_lease(tmp_path, host="node-17")  # someone broke it (this run stalled past the timeout)
+    assert lease.lost.wait(10)
+    lease.release()
+    assert read_holder(tmp_path / LEASE_NAME).token == "theirs"  # release removes only its own lease
+
+
+def _race(folder, barrier, results):
+    took_over = []
+    handler = logging.Handler()
+    handler.emit = lambda record: took_over.append("took over the lease" in record.getMessage())
+    logging.getLogger("experiments_manager.utils.lease").addHandler(handler)
+    barrier.wait()
+    try:
+        lease = Lease.acquire(folder, timeout_seconds=300)
+    except LeaseHeld:
+        results.put(("refused", any(took_over)))
+        return
+    results.put(("won", any(took_over)))
+    time.sleep(1.0)  # hold it while the others look
+    lease.release()
+
+
+@pytest.mark.parametrize("stale", [False, True])
+@pytest.mark.claim(
+    'a lease is broken only when its holder is provably gone (dead pid same boot, reused pid, reboot, Slurm '
+    'restart, old heartbeat elsewhere, unreadable); a fresh heartbeat elsewhere is never taken',
+    note='(8 processes racing for a free or stale lease: exactly one wins)')
+def test_of_many_processes_racing_for_a_folder_exactly_one_wins(tmp_path, stale):
+    """Eight processes start at the same moment, on a free folder or on one whose holder died: one writer, and on
+    a dead holder's folder the one that took the lease over is the writer (the stale lease is replaced in one
+    rename, never removed first, so no racer slips into a gap)."""
+    if stale:
+        _write_lease(tmp_path, pid=dead_pid())
+    context = multiprocessing.get_context("spawn")  # a fork would copy the locks of threads earlier tests left
+    barrier, results = context.Barrier(8), context.Queue()
+    processes = [context.Process(target=_race, args=(tmp_path, barrier, results)) for _ in range(8)]
+    for process in processes:
+        process.start()
+    outcomes = sorted(results.get(timeout=60) for _ in processes)
+    for process in processes:
+        process.join(timeout=60)
+    assert outcomes == [("refused", False)] * 7 + [("won", stale)]
+    assert not (tmp_path / f"{LEASE_NAME}.break").exists()
+
+
+@pytest.mark.claim("temporary names carry the writer's pid; a live writer's are kept",
+                   note="(the lease holder removes every other pid's; a live pid here may be a stranger's)")
+def test_the_lease_holder_removes_leftovers_of_any_other_pid(tmp_path):
+    """A pid alive on this host says nothing of a writer on another node; the lease does: its holder is the only
+    writer, so every other pid's temporary names are leftovers."""
+    other_node_pid = os.getppid()  # alive here, as a stranger's pid would be
+    leftover = tmp_path / f".tmp-ckpt-000003-{other_node_pid}"
+    leftover.mkdir()
+    assert remove_leftovers(tmp_path) == []  # without the lease: a live pid's write is kept
+    assert remove_leftovers(tmp_path, sole_writer=True) == [leftover.name]
+
+
+def test_the_holder_record_is_one_typed_definition():
+    holder = Holder.of_this_process(["train"])
+    assert Holder.from_json(json.loads(json.dumps(holder.__dict__))) == holder
+    assert Holder.from_json({**holder.__dict__, "added_by_a_later_version": 1}) == holder
+
+
+def test_a_run_whose_lease_was_taken_over_writes_nothing_more(tmp_path, monkeypatch):
+    """A run that stalled past the timeout (a frozen node) finds another writer when it wakes: its next checkpoint
+    and its next run.json write are refused (LeaseLost, exit 75), before anything is written."""
+    from experiments_manager.checkpointing import Checkpointer
+    from experiments_manager.experiment import Experiment
+    from experiments_manager.utils.lease import LeaseLost
+
+    experiment = Experiment(tmp_path)
+    (tmp_path / "run.json").write_text("{}")
+    monkeypatch.setenv("EXPERIMENTS_MANAGER_LEASE_TIMEOUT", "0.3")  # a heartbeat every 0.05 s
+    with experiment.held(["train"]) as lease:
+        experiment.write_run_info({"status": "running"})
+        _write_lease(tmp_path, host="node-17")  # the other writer took over
+        assert lease.lost.wait(10)
+        before = sorted(path.name for path in tmp_path.iterdir())
+        with pytest.raises(LeaseLost, match="another run took this folder over .*node-17") as lost:
+            experiment.write_run_info({"status": "failed"})
+        assert lost.value.exit_code == 75
+        with pytest.raises(LeaseLost):
+            Checkpointer(tmp_path / "checkpoints", check_writer=experiment.check_writer).save(None, None, {})
+        assert sorted(path.name for path in tmp_path.iterdir()) == before
+    assert json.loads((tmp_path / "run.json").read_text()) == {"status": "running"}
+    assert read_holder(tmp_path / LEASE_NAME).token == "theirs"
+
+
+def test_a_holder_whose_heartbeat_stalled_past_the_timeout_fences_itself(tmp_path):
+    """A frozen node wakes up: before its heartbeat thread has even looked, its next write is refused, since another
+    run may have taken the lease in the meantime."""
+    from experiments_manager.utils.lease import LeaseLost
+
+    lease = Lease.acquire(tmp_path, timeout_seconds=300)
+    lease.check()  # fresh: writes go on
+    lease._renewed -= 301  # as if the process had been stopped for 301 s
+    with pytest.raises(LeaseLost):
+        lease.check()
+    lease.release()
+
+
+def test_the_holder_judges_by_the_longer_timeout_and_its_own_pid_namespace(tmp_path):
+    """A holder started with a longer timeout is not broken by a reader's shorter one; a pid recorded in another pid
+    namespace (a container) means nothing here: only its heartbeat tells."""
+    _write_lease(tmp_path, host="node-17", heartbeat=time.time() - 400, timeout_seconds=3000)
+    with pytest.raises(LeaseHeld):
+        Lease.acquire(tmp_path, timeout_seconds=300)
+    _write_lease(tmp_path, pid=dead_pid(), pid_namespace="pid:[1]")  # this host, dead here, but not our namespace
+    with pytest.raises(LeaseHeld):
+        Lease.acquire(tmp_path, timeout_seconds=300)

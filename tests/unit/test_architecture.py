@@ -1,0 +1,163 @@
+"""The layout rules of docs/architecture.md, checked on the source: no import cycle (module-level or inside functions),
+library code never imports the command line, the exporter and the servers meet only in the served layout, modules stay
+short, no os.chdir."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "experiments_manager"
+MOST_LINES = 350  # longer needs a sentence starting "Long because" in the module docstring
+
+
+def _module_name(path):
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def _imported(name, path):
+    """The package's modules `name` imports anywhere in its file (lazy imports inside functions included)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in MODULES:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.add(target)
+    return found
+
+
+GRAPH = {name: _imported(name, path) for name, path in MODULES.items()}
+
+
+def _cycles(graph):
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for other in graph[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in on_stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while not component or component[-1] != node:
+                component.append(stack.pop())
+                on_stack.discard(component[-1])
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in graph:
+        if node not in index:
+            visit(node)
+    return found
+
+
+@pytest.mark.claim('the map of the code is `docs/architecture.md` (its layout rules hold)')
+def test_the_import_graph_has_no_cycle():
+    assert len(GRAPH) > 100 and GRAPH["experiments_manager.training.trainer"]  # the graph was read
+    assert _cycles(GRAPH) == []
+
+
+def test_a_cycle_would_be_found():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+@pytest.mark.claim('the map of the code is `docs/architecture.md` (its layout rules hold)')
+def test_library_code_never_imports_the_command_line():
+    front = {"experiments_manager.cli", "experiments_manager.__main__"}
+    commands = {name for name in MODULES if name.startswith("experiments_manager.commands")}
+    offenders = {name: sorted(GRAPH[name] & (front | commands)) for name in MODULES
+                 if name not in front | commands and GRAPH[name] & (front | commands)}
+    assert offenders == {}
+
+
+LAYOUT = "experiments_manager.served_layout"
+EXPORT_SIDE = {name for name in MODULES if name.split(".")[:2] == ["experiments_manager", "export"]} | {
+    "experiments_manager.version_loading"}
+SERVING_SIDE = {name for name in MODULES if name.split(".")[:2] == ["experiments_manager", "serving"]}
+SHARED = {LAYOUT, "experiments_manager.version_records"}
+
+
+def _path(graph, start, targets):
+    """The shortest import chain from `start` to one of `targets` ([start, ..., target]), or None."""
+    parents, frontier = {start: None}, [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for other in sorted(graph.get(node, ())):
+                if other in parents:
+                    continue
+                parents[other] = node
+                if other in targets:
+                    chain = [other]
+                    while parents[chain[-1]] is not None:
+                        chain.append(parents[chain[-1]])
+                    return chain[::-1]
+                following.append(other)
+        frontier = following
+    return None
+
+
+def test_a_path_between_the_sides_would_be_found():
+    graph = {"export": {"helper"}, "helper": {"serving.config"}, "serving.config": set()}
+    assert _path(graph, "export", {"serving.config"}) == ["export", "helper", "serving.config"]
+    assert _path(graph, "serving.config", {"export"}) is None
+
+
+@pytest.mark.claim(
+    'the exporter and the servers never import each other, directly or through another module; they share only '
+    '`served_layout` and `version_records`')
+def test_the_exporter_and_the_servers_meet_only_in_the_served_layout():
+    """Export side: every module of the `export` package (`exporter`, `template`, `worker`, `optimizer_left_out`),
+    `version_loading` (a version read back into the Keras model that exported it, its served module rebuilt as the
+    exporter builds it).
+    Serving side: every module of `experiments_manager.serving`. Shared, reaching neither side: `served_layout` (the
+    version-folder and model-name rules, models.config, the default ports) and `version_records` (the record file the
+    exporter writes into a version and the server reads for its metadata). No module of one side reaches the other,
+    directly or through any module between (imports inside functions included): each side imports the layout instead.
+    """
+    assert len(SERVING_SIDE) > 10 and len(EXPORT_SIDE) >= 5  # the sides were found
+    assert EXPORT_SIDE | SHARED <= set(MODULES)
+    crossings = [chain for start in sorted(EXPORT_SIDE) if (chain := _path(GRAPH, start, SERVING_SIDE))]
+    crossings += [chain for start in sorted(SERVING_SIDE) if (chain := _path(GRAPH, start, EXPORT_SIDE))]
+    crossings += [chain for start in sorted(SHARED) if (chain := _path(GRAPH, start, EXPORT_SIDE | SERVING_SIDE))]
+    assert crossings == []
+    assert LAYOUT in GRAPH["experiments_manager.export.exporter"] and LAYOUT in GRAPH["experiments_manager.serving.config"]
+    assert {name for name in GRAPH[LAYOUT] if not name.startswith("experiments_manager.utils.")} == set()
+
+
+@pytest.mark.claim('the map of the code is `docs/architecture.md` (its layout rules hold)')
+def test_modules_are_short_or_say_why():
+    long = []
+    for name, path in MODULES.items():
+        lines = len(path.read_text().splitlines())
+        docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+        if lines > MOST_LINES and "Long because" not in docstring:
+            long.append(f"{name}: {lines} lines")
+    assert long == []
+
+
+def test_no_module_changes_the_working_directory():
+    assert [name for name, path in MODULES.items() if "os.chdir(" in path.read_text()] == []

@@ -1,0 +1,72 @@
+"""Atomic writes and their leftovers: a killed writer's temporary files are removed, a live writer's kept."""
+
+import os
+import time
+
+import pytest
+
+from conftest import dead_pid
+
+from experiments_manager.utils.atomic import (OLD_TEMPORARY_SECONDS, folder_replaced_atomically, remove_leftovers,
+                                              replaced_atomically)
+
+
+@pytest.mark.claim(
+    "temporary names carry the writer's pid; a live writer's are kept")
+def test_leftovers_of_dead_writers_go_and_those_of_live_ones_stay(tmp_path):
+    dead, live = dead_pid(), os.getpid()
+    for name in (f".run.json.{dead}.0123456789ab.tmp", f".tmp-3-{dead}", f".tmp-ckpt-000004-{dead}",
+                 f".deleting-2-{dead}", f".run.json.{live}.0123456789ab.tmp", f".tmp-4-{live}"):
+        (tmp_path / name).mkdir() if name.startswith((".tmp-", ".deleting-")) else (tmp_path / name).write_text("x")
+    (tmp_path / f".tmp-3-{dead}" / "saved_model.pb").write_text("half")
+    old = tmp_path / ".training_curves.png.abcdefabcdef.tmp"  # the name before the pid was in it
+    old.write_text("x")
+    os.utime(old, (time.time() - OLD_TEMPORARY_SECONDS - 5,) * 2)
+    recent = tmp_path / ".history.csv.abcdefabcdef.tmp"
+    recent.write_text("x")
+    kept = {"run.json", ".hidden", "3"}
+    for name in kept:
+        (tmp_path / name).write_text("x")
+
+    removed = remove_leftovers(tmp_path)
+    assert sorted(removed) == sorted([f".run.json.{dead}.0123456789ab.tmp", f".tmp-3-{dead}", f".tmp-ckpt-000004-{dead}",
+                                      f".deleting-2-{dead}", old.name])
+    assert {path.name for path in tmp_path.iterdir()} == kept | {f".run.json.{live}.0123456789ab.tmp",
+                                                                   f".tmp-4-{live}", recent.name}
+
+
+@pytest.mark.claim('the checkpoint is written atomically after every epoch')
+def test_a_failed_write_leaves_nothing_and_the_temporary_name_carries_the_pid(tmp_path):
+    with replaced_atomically(tmp_path / "run.json") as tmp:
+        assert tmp.name.startswith(f".run.json.{os.getpid()}.") and tmp.name.endswith(".tmp")
+        tmp.write_text("{}")
+    with pytest.raises(RuntimeError):
+        with replaced_atomically(tmp_path / "run.json") as tmp:
+            tmp.write_text("{half")
+            raise RuntimeError("the writer failed")
+    assert [path.name for path in tmp_path.iterdir()] == ["run.json"]
+    assert (tmp_path / "run.json").read_text() == "{}"
+
+
+def test_at_a_resume_leftovers_with_this_process_pid_are_a_dead_predecessors(tmp_path):
+    """A restarted container often gets the pid its killed predecessor had: at a resume, before this process wrote
+    anything, such names are leftovers too."""
+    mine = tmp_path / f".tmp-ckpt-000002-{os.getpid()}"
+    mine.mkdir()
+    assert remove_leftovers(tmp_path) == [] and mine.is_dir()  # during a run: this process' own write in progress
+    assert remove_leftovers(tmp_path, own_pid_is_dead=True) == [mine.name] and not mine.exists()
+
+
+def test_a_folder_is_renamed_whole_or_not_at_all(tmp_path):
+    stale = tmp_path / f".tmp-1-{os.getpid()}"
+    stale.mkdir()
+    (stale / "old.bin").write_text("a predecessor's")
+    with folder_replaced_atomically(stale, tmp_path / "1") as tmp:
+        tmp.mkdir()  # the stale one was removed first
+        (tmp / "saved_model.pb").write_text("x")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["1"] and os.listdir(tmp_path / "1") == ["saved_model.pb"]
+    with pytest.raises(OSError):
+        with folder_replaced_atomically(tmp_path / f".tmp-2-{os.getpid()}", tmp_path / "2") as tmp:
+            tmp.mkdir()
+            raise OSError("disk full")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["1"]
