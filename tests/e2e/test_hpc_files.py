@@ -676,7 +676,7 @@ def test_serve_needs_an_experiment_and_can_run_the_real_tensorflow_model_server(
     result = cluster.run("serve", EXPERIMENT=experiment, TF_SERVING_IMAGE="/images/tf_server.sif", FAKE_EXIT=0)
     assert result.returncode == 0, result.stderr
     args = cluster.args()
-    grpc, rest = (str(40000 + 4242 % 10000 * 2), str(40000 + 4242 % 10000 * 2 + 1))
+    grpc, rest = str(10000 + 4242 % 5000 * 2), str(10000 + 4242 % 5000 * 2 + 1)  # 18484, 18485
     assert args[args.index("/images/tf_server.sif") + 1:] == [
         f"--port={grpc}", f"--rest_api_port={rest}", f"--model_config_file={experiment}/models.config",
         "--file_system_poll_wait_seconds=1"]

@@ -11,12 +11,14 @@ user's `sbatch --export` would.
 
 import json
 import re
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import REPO, built_image, read_run, settings_variant, single_experiment, slurm_job_env, wait_for
+from slurm_cluster import FINAL_STATES
 
 pytestmark = pytest.mark.slurm
 
@@ -44,6 +46,24 @@ def template(name):
 def job_output(workdir, pattern):
     found = sorted(workdir.glob(pattern))
     return found[0].read_text() if found else ""
+
+
+def wait_while_running(slurm, job, condition, timeout, what, log):
+    """Polls `condition` like `wait_for`, but fails at once when `job` ends; a failure shows the job's state and its
+    output file `log` (a server that could not bind its port ends its job with the reason in that file)."""
+    deadline, checked = time.monotonic() + timeout, 0.0
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() - checked > 1:
+            checked, info = time.monotonic(), slurm.job(job)
+            if info is None or info["JobState"] in FINAL_STATES:
+                break
+        time.sleep(0.05)
+    info = slurm.job(job)
+    raise AssertionError(f"job {job}: no {what} after {timeout - (deadline - time.monotonic()):.0f} s "
+                         f"(state {info and info['JobState']}); its output:\n{job_output(log.parent, log.name)}")
 
 
 def requeue_target(path):
@@ -380,7 +400,8 @@ def test_serve_job_answers_grpc_and_rest_at_the_address_it_prints_and_stops_on_s
     line = wait_for(lambda: re.search(r"gRPC (\S+):(\d+), REST (http://\S+)", job_output(workdir, log_name)), 60,
                     "the addresses in the job's output")
     grpc_address, rest_url = f"{line[1]}:{line[2]}", line[3]
-    wait_for(lambda: _answers(rest_url), 120, "the model to be available at the printed REST address")
+    wait_while_running(slurm, job, lambda: _answers(rest_url), 120, "model available at the printed REST address",
+                       workdir / log_name)
 
     x = np.array([[-1.0], [0.5], [1.5]], np.float32)
     expected = trained.model(x, training=False).numpy()
@@ -395,7 +416,7 @@ def test_serve_job_answers_grpc_and_rest_at_the_address_it_prints_and_stops_on_s
     final = slurm.wait_for_end(job, 60)
     log = job_output(workdir, log_name)
     assert final["JobState"] == "CANCELLED" and restarts(final) == 0, (final, log)
-    assert "stopping the server" in log and "Traceback" not in log, log
+    assert "stopping the server" in log and "Traceback" not in log, (final["ExitCode"], final.get("RunTime"), log)
     wait_for(lambda: not _answers(rest_url), 30, "the port to close")
 
 
