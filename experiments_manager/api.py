@@ -19,10 +19,10 @@ with em.serve(outcome.experiment.root) as server:
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from experiments_manager.serving.options import ServerOptions
+from experiments_manager.utils.atomic import PathLike
 from experiments_manager.utils.logging_setup import configure_logging
 
 if TYPE_CHECKING:  # the heavy modules load when a call needs them
@@ -34,7 +34,6 @@ if TYPE_CHECKING:  # the heavy modules load when a call needs them
     from experiments_manager.sweeps.driver import SweepOutcome
     from experiments_manager.training.outcome import TrainingOutcome
 
-PathLike = Union[str, "os.PathLike[str]"]
 # a settings file's path, loaded `Settings`, or a module / class / object / dict built in Python (`as_settings`)
 SettingsLike = Union[PathLike, "Settings", Any]
 
