@@ -54,7 +54,8 @@ def train(settings: SettingsLike, hparams: Optional[Mapping[str, Any]] = None, *
     Args:
         settings: a settings file's path, a loaded `Settings`, or a settings module / class / object / dict built
             in Python (its attributes are the settings file's names).
-        hparams: dict of hparam overrides (as `--hparam`; default None).
+        hparams: dict of hparam overrides (as `--hparam`: keys of the settings' hparams or settings, `"+name"` for a
+            new hparam; default None).
         working_folder: where the experiment folder goes (default: the settings' `workingFolder`).
         kafka_bootstrap_servers: Kafka brokers overriding the settings' (default None).
         init_from: fine-tune: start from the weights (EMA) of another run's best version, `RUN`, or of its version

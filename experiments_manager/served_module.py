@@ -9,9 +9,11 @@ from experiments_manager.utils.errors import UserInputError
 def default_served_module(model, model_name):
     """The served module when the settings define no `get_served_module`: the model's own call.
 
-    The input signature comes from the model's `keras.Input` layers; outputs are
-    returned as a dict (`output_0`, ... unless the model already returns a dict).
+    The input signature comes from the model's `keras.Input` layers, in the order of `model.inputs`; a model built
+    on a dict of inputs is called with that dict (its signature's inputs named by the dict's keys), one built on a
+    list with the list. Outputs are returned as a dict (`output_0`, ... unless the model already returns a dict).
     """
+    import keras
     import tensorflow as tf
 
     inputs = getattr(model, "inputs", None)
@@ -20,9 +22,13 @@ def default_served_module(model, model_name):
             f"{model_name}: the model has no Input layers (subclassed model): "
             "define get_served_module(model, model_name) in the settings"
         )
+    structure = getattr(model, "input", None)  # a functional model's inputs as it was built on them
+    if structure is None or len(keras.tree.flatten(structure)) != len(inputs):
+        structure = list(inputs) if len(inputs) > 1 else inputs[0]
+    keys = _flat_keys(structure)
     specs = [
-        tf.TensorSpec(shape=tensor.shape, dtype=tensor.dtype, name=_tensor_name(tensor, index))
-        for index, tensor in enumerate(inputs)
+        tf.TensorSpec(shape=tensor.shape, dtype=tensor.dtype, name=keys[index] if keys else _tensor_name(tensor, index))
+        for index, tensor in enumerate(keras.tree.flatten(structure))
     ]
 
     class ServedKerasModel(tf.Module):
@@ -32,12 +38,22 @@ def default_served_module(model, model_name):
 
         @tf.function(input_signature=specs)
         def served_model(self, *tensors):
-            outputs = self.model(list(tensors) if len(tensors) > 1 else tensors[0], training=False)
+            outputs = self.model(keras.tree.pack_sequence_as(structure, list(tensors)), training=False)
             if isinstance(outputs, dict):
                 return outputs
             return {f"output_{index}": output for index, output in enumerate(tf.nest.flatten(outputs))}
 
     return ServedKerasModel()
+
+
+def _flat_keys(structure):
+    """The keys of a flat dict of inputs in the order `keras.tree.flatten` gives its values, else None."""
+    import keras
+
+    if not isinstance(structure, dict) or any(isinstance(value, (dict, list, tuple)) for value in structure.values()):
+        return None
+    return [re.sub(r"[^A-Za-z0-9_]", "_", str(key)) or f"input_{index}"
+            for index, key in enumerate(keras.tree.flatten({key: key for key in structure}))]
 
 
 def _tensor_name(tensor, index):

@@ -2,7 +2,8 @@
 
 import argparse
 
-HPARAM_HELP = "override hparams[KEY] (value parsed as a Python literal); repeatable"
+HPARAM_HELP = ("override hparams[KEY], a key the settings' hparams have (value parsed as a Python literal); "
+               "+KEY=VALUE adds a new hparam; repeatable")
 
 
 def positive_int(text):

@@ -27,7 +27,8 @@ def add_parser(subparsers):
     parser.add_argument("--algo", choices=ALGORITHMS, help="hyperopt's search algorithm (default tpe)")
     parser.add_argument("--seed", type=int, metavar="S",
                         help="seed of the suggestions (default: the settings' random_seed, else random; recorded)")
-    add_hparam_argument(parser, help="fixed override for every trial (e.g. nbEpoch=5 for a quick sweep); repeatable")
+    add_hparam_argument(parser, help="fixed override for every trial (e.g. nbEpoch=5 for a quick sweep; +KEY=VALUE "
+                                     "adds a new hparam); repeatable")
     parser.add_argument("--workers", type=positive_int, metavar="N",
                         help="train N trials at once on this machine (N workers in this process; no Spark needed); "
                         "default 1")

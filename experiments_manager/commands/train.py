@@ -147,11 +147,12 @@ def _reserved_folder(settings_file, overrides):
     if the run stops before using it. None for a worker that is not the chief, or a computed `workingFolder`."""
     from experiments_manager.distribute.cluster import WorkerCluster
     from experiments_manager.folder_reservation import FolderReservation
+    from experiments_manager.settings.overrides import split_new_hparams
 
     cluster = WorkerCluster.from_environment()
     reservation = None
     if cluster is None or cluster.is_chief:
-        reservation = FolderReservation.reserve(settings_file, overrides)
+        reservation = FolderReservation.reserve(settings_file, split_new_hparams(overrides)[0])  # named without `+`
     if reservation is not None:
         _LOG.info("Experiment folder: %s", reservation.root)
     try:

@@ -39,7 +39,7 @@ _CUSTOM_OPS = re.compile(r"Custom ops: ([^\n]+)")
 
 
 def convert_version(saved_model_dir: "str | Path", target: EdgeTarget, output: "str | Path",
-                    calibration: Optional[Iterable[dict]] = None, allow_flex: bool = False) -> str:
+                    calibration: Optional[Iterable[dict]] = None, allow_flex: bool = False, origin: str = "") -> str:
     """Writes the `target` conversion of the SavedModel at `saved_model_dir` to `output`; returns the converter's
     name and version.
 
@@ -49,6 +49,7 @@ def convert_version(saved_model_dir: "str | Path", target: EdgeTarget, output: "
         output: the model file to write.
         calibration: for int8, the batches to calibrate on, each {input name: float array} (default None).
         allow_flex: LiteRT: let ops that need TensorFlow's kernels in as Flex ops (default False: refused).
+        origin: the layers a refusal of Flex ops names as theirs (default '': none named).
 
     Raises:
         UserInputError: Flex ops not allowed, ops no runtime has, int8 without calibration batches.
@@ -65,7 +66,7 @@ def convert_version(saved_model_dir: "str | Path", target: EdgeTarget, output: "
                              "pipeline, got none")
     convert = _litert if target.format == "litert" else _onnx
     with _quiet():
-        return convert(Path(saved_model_dir), target, Path(output), calibration, allow_flex)
+        return convert(Path(saved_model_dir), target, Path(output), calibration, allow_flex, origin)
 
 
 @contextlib.contextmanager
@@ -85,7 +86,7 @@ def _quiet() -> Iterator[None]:
                 logger.setLevel(level)
 
 
-def _litert(folder: Path, target: EdgeTarget, output: Path, calibration: list, allow_flex: bool) -> str:
+def _litert(folder: Path, target: EdgeTarget, output: Path, calibration: list, allow_flex: bool, origin: str) -> str:
     import tensorflow as tf
     from tensorflow.lite.python.convert_phase import ConverterError
 
@@ -119,7 +120,8 @@ def _litert(folder: Path, target: EdgeTarget, output: Path, calibration: list, a
         if not select:
             raise UserInputError(f"{where}: the LiteRT converter failed: {_gist(text)}") from None
         if not allow_flex:
-            raise UserInputError(f"{where}: Flex ops {', '.join(select)}: expected LiteRT builtin ops only (Flex "
+            of = f" of {origin}" if origin else ""
+            raise UserInputError(f"{where}: Flex ops {', '.join(select)}{of}: expected LiteRT builtin ops only (Flex "
                                  "ops need TensorFlow's kernels, which a Coral or the plain runtime lacks), got "
                                  "these: change the served function, or --allow-flex-ops to export them "
                                  "anyway") from None
@@ -139,7 +141,7 @@ def _gist(text: str) -> str:
     return lines[0][:300] if lines else "no message"
 
 
-def _onnx(folder: Path, target: EdgeTarget, output: Path, calibration: list, allow_flex: bool) -> str:
+def _onnx(folder: Path, target: EdgeTarget, output: Path, calibration: list, allow_flex: bool, origin: str) -> str:
     import tf2onnx
     from tf2onnx import tf_loader
 

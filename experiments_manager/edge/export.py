@@ -82,21 +82,51 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
     if not isinstance(settings, Settings):
         settings = load_experiment_settings(experiment, settings)
     with experiment.held(command or running_command()):
+        origin = _refuse_what_no_target_converts(experiment, settings, number, targets)
         base = experiment.root / EDGE_FOLDER
         base.mkdir(exist_ok=True)
-        remove_leftovers(base, own_pid_is_dead=True, sole_writer=True)  # an export killed mid-write (lease held)
-        job = _Job(experiment, settings, number, threads, timing_seconds)
-        if any(target.calibrated for target in targets):
-            job.calibrate(calibration_batches or DEFAULT_CALIBRATION_BATCHES)
-        rows = [job.reference_row()]
-        _remove_table(base)  # it would outlive the folders replaced below (--all, killed, too): only --all rewrites it
-        for target in targets:
-            rows.append(job.export(target, allow_flex))
-            _LOG.info("%s of %s: %s", target.folder_name, describe(number, record, best=best),
-                      base / target.folder_name)
-        if table:
-            write_report(base, rows, title=job.title)
+        try:
+            remove_leftovers(base, own_pid_is_dead=True, sole_writer=True)  # an export killed mid-write (lease held)
+            job = _Job(experiment, settings, number, threads, timing_seconds)
+            if any(target.calibrated for target in targets):
+                job.calibrate(calibration_batches or DEFAULT_CALIBRATION_BATCHES)
+            rows = [job.reference_row()]
+            _remove_table(base)  # it would outlive the folders replaced below (--all, killed, too): only --all writes it
+            for target in targets:
+                rows.append(job.export(target, allow_flex, origin))
+                _LOG.info("%s of %s: %s", target.folder_name, describe(number, record, best=best),
+                          base / target.folder_name)
+            if table:
+                write_report(base, rows, title=job.title)
+        finally:
+            if not any(base.iterdir()):  # a first export that failed: no empty RUN/edge/ left behind
+                base.rmdir()
     return rows
+
+
+def _refuse_what_no_target_converts(experiment: Experiment, settings: "Settings", number: int,
+                                    targets: list) -> str:
+    """Before anything is converted or written: a version that takes strings or looks values up in a TensorFlow
+    lookup table (a text model's vectoriser) is refused for ONNX in one line naming the layers, and the way that
+    works (LiteRT with Flex ops). Returns what LiteRT's refusal of Flex ops names as their origin ('' for none)."""
+    from experiments_manager.edge.preflight import layers_of, needs_of
+    from experiments_manager.edge.runtime import SIGNATURE
+    from experiments_manager.training.model import build_model, precision_policy
+
+    folder = experiment.export_dir / str(number)
+    needs = needs_of(folder)
+    if not needs:
+        return ""
+    with precision_policy(settings.runtime.mixed_precision):
+        layers = ", ".join(layers_of(build_model(settings), needs))
+    takes = f"takes strings ({', '.join(needs.string_inputs)}) and " if needs.string_inputs else ""
+    if any(target.format == "onnx" for target in targets):
+        raise UserInputError(
+            f"{folder} ({SIGNATURE}): --format onnx: {layers} {takes}runs {', '.join(needs.ops)}: expected ops "
+            "ONNX's standard opset has (tf2onnx maps no string op or TensorFlow lookup table), got these: export "
+            "--format litert --allow-flex-ops instead (string ops as Flex ops, for a runtime with the Flex "
+            "delegate), or serve the model (docs/how-to/text-and-multi-input-models.md)")
+    return layers
 
 
 def _remove_table(base: Path) -> None:
@@ -148,8 +178,9 @@ class _Job:
         self.reference_result = row
         return row
 
-    def export(self, target: EdgeTarget, allow_flex: bool) -> ParityRow:
-        """Converts, measures and writes one target's folder whole; returns its row."""
+    def export(self, target: EdgeTarget, allow_flex: bool, origin: str = "") -> ParityRow:
+        """Converts, measures and writes one target's folder whole; returns its row. `origin`: the layers a Flex
+        op's refusal names (default '': none)."""
         from experiments_manager.edge.convert import convert_version
         from experiments_manager.edge.parity import measure
         from experiments_manager.edge.runtime import flex_ops, open_model
@@ -160,16 +191,17 @@ class _Job:
                                         replace_existing=True) as tmp:  # an older export: aside once this is durable
             tmp.mkdir()
             model_file = tmp / target.file_name
-            converter = convert_version(self.folder, target, model_file, self.calibration, allow_flex)
+            converter = convert_version(self.folder, target, model_file, self.calibration, allow_flex, origin)
             relative = (final / target.file_name).relative_to(self.experiment.root).as_posix()
             flex = flex_ops(model_file)
-            model: Optional[EdgeModel]
-            try:
-                model = open_model(model_file, self.threads)
-            except UserInputError:
-                if not flex:
-                    raise
-                model = None  # Flex ops asked for: this machine's plain LiteRT runtime has no Flex delegate
+            model: Optional[EdgeModel] = None
+            if not flex:  # Flex ops asked for: this machine's plain LiteRT runtime has no Flex delegate to run them
+                try:
+                    model = open_model(model_file, self.threads)
+                except UserInputError as error:  # named by the version and the target: the folder is removed
+                    raise UserInputError(f"{self.folder} ({target.folder_name}): the converted model cannot be "
+                                         f"run: {str(error).split(': ', 1)[-1]}") from None
+            if model is None:
                 row = ParityRow.unmeasured(target.format, target.quantize, relative, model_file.stat().st_size,
                                            self.number, self.settings.training.batch_size, flex, converter,
                                            "not run here: the plain LiteRT runtime has no Flex delegate")

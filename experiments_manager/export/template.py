@@ -10,23 +10,25 @@ that TensorFlow's own `SaveV2` op writes from a snapshot of the values (numpy co
 the same object graph; `fingerprint.pb` is then computed as `tf.saved_model.save` computes it. TF Serving's
 restore op reads the variables by those keys, `tf.saved_model.load` by that object graph: both see the new values.
 
-The template is only kept when every saved value is a plain variable of the module, each key maps to its own
-variable, and the mapping gives back, value for value, what `tf.saved_model.save` just wrote (in a run: the
-trained EMA weights of the first version, not initial values); otherwise (`SavedModelTemplate.read` returns None)
-every version is a full save. The graph is the live module's: what the served function captured when it was
-traced (an adapted layer's statistics, a setting its config omits, the mixed-precision policy) is in it as the
-full save wrote it. A lookup table's contents, when the checkpoint holds them, make `read` return None.
+The template is only kept when every saved value is a variable of the module or an object TensorFlow checkpoints
+through its own protocol (a mutable lookup table: its keys and values are snapshot as its `export` gives them),
+each key maps to its own object (`saved_state.saved_objects`), and the mapping gives back, value for value, what
+`tf.saved_model.save` just wrote (in a run: the trained EMA weights of the first version, not initial values);
+otherwise (`SavedModelTemplate.read` returns None) every version is a full save, which only costs time. The graph
+is the live module's: what the served function captured when it was traced (an adapted layer's statistics, a
+static lookup table's vocabulary, a setting its config omits, the mixed-precision policy) is in it as the full save
+wrote it.
 """
 
-import collections
 import logging
 from pathlib import Path
 
-import numpy as np
+from experiments_manager.export.saved_state import OBJECT_GRAPH_KEY, VARIABLES_PREFIX, SavedObjects, saved_objects
 
 _LOG = logging.getLogger(__name__)
-OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"  # the checkpoint's own key for its object graph
-VARIABLES_PREFIX = "variables/variables"  # a SavedModel's checkpoint, under its folder
+FULL_SAVES_ADVICE = ("each version is written whole on the training thread: the same files, only slower; nothing to "
+                     "do unless exports slow training (then save_only_last_best_model = True exports only on "
+                     "improvement)")
 _NOT_COPIED = ("variables", "fingerprint.pb")  # written anew for each version
 
 
@@ -40,8 +42,9 @@ class SavedModelTemplate:
     Args:
         files: relative path -> bytes of the files every version shares (`saved_model.pb`, assets).
         folders: relative paths of the folders every version has (`assets/`, even empty).
-        variables: checkpoint key -> the live variable saved under it.
+        objects: the live objects saved (variables, checkpointed resources), by checkpoint key.
         object_graph: the checkpoint's serialized object graph (bytes).
+        dtypes: checkpoint key -> the dtype saved under it.
 
     Example:
 
@@ -53,11 +56,12 @@ class SavedModelTemplate:
     ```
     """
 
-    def __init__(self, files, folders, variables, object_graph):
+    def __init__(self, files: dict, folders: list, objects: SavedObjects, object_graph: bytes, dtypes: dict) -> None:
         self.files = files
         self.folders = folders
-        self.variables = variables
+        self.objects = objects
         self.object_graph = object_graph
+        self.dtypes = dtypes
 
     @classmethod
     def read(cls, folder, module):
@@ -84,13 +88,14 @@ class SavedModelTemplate:
         try:
             reader = tf.train.load_checkpoint(str(folder / VARIABLES_PREFIX))
             object_graph = reader.get_tensor(OBJECT_GRAPH_KEY)
-            variables, problem = variables_by_key(module, object_graph)
-            if problem is None:
-                problem = _first_difference(variables, reader)
+            objects, problem = saved_objects(module, object_graph)
+            if objects is not None:
+                saved_keys = set(reader.get_variable_to_shape_map()) - {OBJECT_GRAPH_KEY}
+                problem = objects.first_difference(reader.get_tensor, saved_keys)
         except Exception as error:  # a SavedModel this reading does not foresee: full saves, as without a template
             problem = f"{type(error).__name__}: {error}"
         if problem is not None:
-            _LOG.info("Every version is a full SavedModel save: %s", problem)
+            _LOG.info("Every version is a full SavedModel save: %s; %s", FULL_SAVES_ADVICE, problem)
             return None
         files, folders = {}, []
         for path in sorted(folder.rglob("*")):
@@ -101,7 +106,8 @@ class SavedModelTemplate:
                 folders.append(relative)
             else:
                 files[relative] = path.read_bytes()
-        return cls(files, folders, variables, object_graph)
+        dtypes = reader.get_variable_to_dtype_map()
+        return cls(files, folders, objects, object_graph, {key: dtypes[key] for key in objects.tensor_keys()})
 
     def snapshot(self):
         """Copies of the values the variables of the key map hold now (on the thread that updates them).
@@ -116,7 +122,7 @@ class SavedModelTemplate:
             values = template.snapshot()
         ```
         """
-        return {key: np.array(variable.numpy(), copy=True) for key, variable in self.variables.items()}
+        return self.objects.snapshot()
 
     def write(self, folder, values):
         """Writes a complete SavedModel into `folder` with `values` as its variables: the first version's files,
@@ -144,65 +150,10 @@ class SavedModelTemplate:
         with tf.device("/CPU:0"):
             tf.raw_ops.SaveV2(prefix=str(folder / VARIABLES_PREFIX), tensor_names=keys + [OBJECT_GRAPH_KEY],
                               shape_and_slices=[""] * (len(keys) + 1),
-                              tensors=[values[key] for key in keys] + [tf.constant(self.object_graph)])
+                              tensors=[tf.constant(values[key], dtype=self.dtypes[key]) for key in keys]
+                              + [tf.constant(self.object_graph)])
         for relative, content in self.files.items():  # saved_model.pb last, as tf.saved_model.save does
             if relative != "saved_model.pb":
                 (folder / relative).write_bytes(content)
         (folder / "saved_model.pb").write_bytes(self.files["saved_model.pb"])
         fingerprinting_utils.write_fingerprint(str(folder))
-
-
-def variables_by_key(module, serialized_graph):
-    """(checkpoint key -> live variable, None), or (None, why not): each saved value's object found from `module`
-    by the child names of its path in the checkpoint's object graph (a version's variables matched to a live
-    module: the next versions of a run, and a fine-tuned run's initial weights).
-
-    Example:
-
-    ```python
-    reader = tf.train.load_checkpoint("exported_models/3/variables/variables")
-    variables, problem = variables_by_key(module, reader.get_tensor(OBJECT_GRAPH_KEY))
-    ```
-    """
-    import keras
-    import tensorflow as tf
-    from tensorflow.core.protobuf import trackable_object_graph_pb2
-
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(serialized_graph)
-    paths, queue = {0: ()}, collections.deque([0])
-    while queue:  # breadth first, as the saver names them
-        node = queue.popleft()
-        for child in graph.nodes[node].children:
-            if child.node_id not in paths:
-                paths[child.node_id] = paths[node] + (child.local_name,)
-                queue.append(child.node_id)
-    variables, keys_of = {}, {}
-    for node_id, node in enumerate(graph.nodes):
-        for attribute in node.attributes:
-            found = module
-            for name in paths.get(node_id, ()):
-                children = tf.train.TrackableView.children(found)
-                if name not in children:
-                    return None, f"{attribute.checkpoint_key}: no child {name!r} in the live module"
-                found = children[name]
-            if attribute.name != "VARIABLE_VALUE" or not isinstance(found, (tf.Variable, keras.Variable)):
-                return None, f"{attribute.checkpoint_key} is not a plain variable ({type(found).__name__})"
-            if id(found) in keys_of:
-                return None, f"{attribute.checkpoint_key} and {keys_of[id(found)]} map to one variable"
-            keys_of[id(found)] = attribute.checkpoint_key
-            variables[attribute.checkpoint_key] = found
-    return variables, None
-
-
-def _first_difference(variables, reader):
-    """None when every variable holds, in shape, dtype and value, what the checkpoint `reader` holds; else why not."""
-    saved_keys = set(reader.get_variable_to_shape_map()) - {OBJECT_GRAPH_KEY}
-    if saved_keys != set(variables):
-        return f"the checkpoint's keys and the mapped variables differ: {sorted(saved_keys ^ set(variables))[:3]}"
-    for key, variable in variables.items():
-        saved, live = reader.get_tensor(key), np.asarray(variable.numpy())
-        same = np.array_equal(saved, live, equal_nan=saved.dtype.kind in "fc")
-        if saved.dtype != live.dtype or saved.shape != live.shape or not same:
-            return f"{key}: the live variable does not hold the value saved"
-    return None

@@ -9,6 +9,9 @@
 | `rounds`     | federated rounds (`--rounds` overrides)                      | 20           |
 | other keys   | named like a parameter of the strategy (`proximal_mu`, `eta`, `fraction_train`, ...) are passed to it |
 
+A `--hparam` override of a key the settings' hparams lack must be one of these (a key above, or a parameter of the
+chosen strategy), or be asked for as new (`+name`): a misspelt `proximal_muu` is refused with the closest name.
+
 Each client trains `nbEpoch` local epochs per round. The server evaluates the global model after every round;
 clients evaluate it on their own validation data too only when the settings ask for it: `hparams['minEval']` set
 (at least that many clients evaluate, all of them unless `fraction_evaluate` says less, as in the original framework),
@@ -101,6 +104,7 @@ class FederationConfig:
         if problems:
             raise UserInputError(problems)
         strategy_class = available[strategy_name]
+        _check_overrides(settings, strategy_name, _strategy_parameters(strategy_class))
         chosen = {key: hparams[key] for key in _strategy_parameters(strategy_class)
                   if key in hparams and key not in _NODE_COUNTS}
         fraction = chosen.get("fraction_evaluate", 1.0 if "minEval" in hparams else 0.0)
@@ -145,6 +149,26 @@ def available_strategies():
             continue
         found[name] = value
     return found
+
+
+FEDERATION_KEYS = ("federated", "minCl", "minFit", "minEval", "rounds")  # the table above
+
+
+def _check_overrides(settings, strategy_name, parameters):
+    """One line per override the file's hparams lack that is neither a federation key nor a parameter of the
+    strategy (`settings.unknown_overrides`: the loader leaves those of a federated file to this check)."""
+    from experiments_manager.settings.spelling import closest_hparam
+
+    known = [*settings.experiment.hparams, *FEDERATION_KEYS, *parameters]
+    problems = []
+    for key in sorted(set(settings.unknown_overrides) - set(known)):
+        close = closest_hparam(key, known)
+        hint = f" (did you mean {close!r}?)" if close else ""
+        problems.append(f"{settings.path.name}: hparams: --hparam {key}={settings.overrides[key]!r}: expected a key of "
+                        f"the settings' hparams, a federation key ({', '.join(FEDERATION_KEYS)}) or a parameter of "
+                        f"{strategy_name}, got {key!r}{hint}; a new hparam is added explicitly: --hparam +{key}=...")
+    if problems:
+        raise UserInputError(problems)
 
 
 def _strategy_parameters(strategy_class):

@@ -13,11 +13,12 @@ import uuid
 from pathlib import Path
 
 import experiments_manager.settings.sections as sections
-from experiments_manager.served_layout import model_name_problem
 from experiments_manager.utils.environment_failures import environment_failure_line
 from experiments_manager.utils.errors import UserInputError, frames_in
 
-from experiments_manager.settings.overrides import MERGE_FUNCTION_NAME, apply_to_settings, merger, with_merges
+from experiments_manager.settings.overrides import (MERGE_FUNCTION_NAME, HparamMerge, apply_to_settings,
+                                                    split_new_hparams, with_merges)
+from experiments_manager.settings.model_file import check_model_file, resolve_model_file
 from experiments_manager.settings.script import ScriptSource, make_importable
 from experiments_manager.settings.spelling import warn_of_misspelt_names
 
@@ -35,6 +36,8 @@ class Settings:
         path: the settings file.
         model_file: the resolved model file.
         overrides: the hparam overrides that were applied.
+        unknown_overrides: those that name no key of the file's hparams, no setting and no new hparam (`+name`): a
+            federated file's, which the federation checks against its strategy's parameters (default: none).
         script: the settings file as its code sees it (`__file__`; default: `path`). A resume executes the run's
             copy as the user's file (see `script.py`).
         model_script: the model file as its code sees it (default: `model_file`).
@@ -44,13 +47,15 @@ class Settings:
             e.g. `settings.training.epochs` (the module's `nbEpoch`).
     """
 
-    def __init__(self, module, path, model_file, overrides, from_file=True, script=None, model_script=None):
+    def __init__(self, module, path, model_file, overrides, from_file=True, script=None, model_script=None,
+                 unknown_overrides=frozenset()):
         self.module = module
         self.path = Path(path)
         self.model_file = Path(model_file)
         self.script = Path(script) if script is not None else self.path
         self.model_script = Path(model_script) if model_script is not None else self.model_file
         self.overrides = dict(overrides)
+        self.unknown_overrides = frozenset(unknown_overrides)
         self.from_file = from_file  # False: built from a Python object (a notebook's); `path` is then its label
         built = sections.build(module)  # named one by one below, so that editors complete them
         self.experiment = built["experiment"]
@@ -108,22 +113,25 @@ class Settings:
         return f"<Settings {self.path if self.from_file else self.path.name} (model {self.model_file.name}, hparams {self.experiment.hparams!r})>"
 
 
-def load_settings(path, hparam_overrides=None, model_file=None, script=None, model_script=None):
+def load_settings(path, hparam_overrides=None, model_file=None, script=None, model_script=None, strict=True):
     """Executes and validates a settings file, as `python path` would run it: its folder importable, `__file__`
     the file.
 
     Args:
         path: the settings file.
         hparam_overrides: dict merged into `hparams` as soon as the module
-            assigns it (so module-level reads see the overrides).
+            assigns it (so module-level reads see the overrides); each key must be a key of the file's hparams
+            or a setting's name, or start with `+` (a new hparam).
         model_file: use this model file instead of the settings' `model_file`
             (a resumed run uses the copy in its experiment folder).
         script: what the settings' code sees as `__file__`, whose folder is made importable (default: `path`;
             a resume passes the user's file while executing the run's copy).
         model_script: the same for the model file (default: the model file).
+        strict: an override that names no key of the file's hparams (and no setting) is a problem (default True;
+            False: added with one warning line, for a run's recorded overrides).
 
     Returns:
-        a `Settings`.
+        a `Settings` (its `overrides` by hparam name, without `+`).
 
     Raises:
         UserInputError: every problem found, one line each.
@@ -136,24 +144,26 @@ def load_settings(path, hparam_overrides=None, model_file=None, script=None, mod
     ```
     """
     path = Path(path)
-    overrides = dict(hparam_overrides or {})
+    overrides, new = split_new_hparams(hparam_overrides or {})
     if not path.is_file():
         raise UserInputError(f"{path}: settings file not found")
     script = Path(script) if script is not None else path
-    module = _execute(path, overrides, script)
+    merge = HparamMerge(overrides, path.name, sections.NAMES, new, strict)
+    module = _execute(path, merge, script)
     problems = sections.problems_of(module, path.name)
     warn_of_misspelt_names(module, path.name)
     resolved_model_file = None
     if model_file is not None:
         resolved_model_file = Path(model_file)
     elif isinstance(getattr(module, "model_file", None), str):
-        resolved_model_file = _resolve_model_file(module.model_file, path, problems)
+        resolved_model_file = resolve_model_file(module.model_file, path, problems)
     if resolved_model_file is not None:
-        problems += _check_model_file(resolved_model_file, path.name)
+        problems += check_model_file(resolved_model_file, path.name)
     if problems:
         raise UserInputError(problems)
     _fill_defaults(module)
-    return Settings(module, path, resolved_model_file, overrides, script=script, model_script=model_script)
+    return Settings(module, path, resolved_model_file, overrides, script=script, model_script=model_script,
+                    unknown_overrides=merge.unknown() if strict else ())
 
 
 def as_settings(settings, hparam_overrides=None):
@@ -214,9 +224,9 @@ def settings_from_object(source, hparam_overrides=None, model_file=None):
     if model_file is not None:
         model_file = Path(model_file)
     elif isinstance(getattr(module, "model_file", None), str):
-        model_file = _resolve_model_file(module.model_file, where, problems)
+        model_file = resolve_model_file(module.model_file, where, problems)
     if model_file is not None:
-        problems += _check_model_file(model_file, label)
+        problems += check_model_file(model_file, label)
     if problems:
         raise UserInputError(problems)
     _fill_defaults(module)
@@ -262,10 +272,10 @@ def load_experiment_settings(experiment, settings=None, announce=False, source="
             _LOG.warning("%s, which this run started from, is gone: its copy %s runs, with that path as __file__",
                          copy.script, copy.runs.name)
     return load_settings(settings_source.runs, info.get("hparam_overrides"), model_file=model_source.runs,
-                         script=settings_source.script, model_script=model_source.script)
+                         script=settings_source.script, model_script=model_source.script, strict=False)
 
 
-def _execute(path, overrides, script):
+def _execute(path, merge, script):
     source = path.read_text()
     try:
         tree = ast.parse(source, filename=str(path))
@@ -283,7 +293,7 @@ def _execute(path, overrides, script):
     module = importlib.util.module_from_spec(spec)
     module.__file__ = str(script.absolute())  # as `python script` says it: the user's file, also on resume
     make_importable(script.parent)  # `from helpers import load`, helpers.py beside the settings file
-    setattr(module, MERGE_FUNCTION_NAME, merger(overrides, path.name, sections.NAMES))
+    setattr(module, MERGE_FUNCTION_NAME, merge)
     sys.modules[name] = module  # dataclasses and pickling look modules up here
     try:
         exec(code, module.__dict__)
@@ -296,8 +306,14 @@ def _execute(path, overrides, script):
             f"{path.name}: line {line}: error while running the settings module: "
             f"{type(error).__name__}: {error}"
         ) from None
+    overrides = merge.overrides
     if not hasattr(module, "hparams") and overrides:
-        module.hparams = dict(overrides)
+        module.hparams = dict(overrides)  # the file has none: every override is unknown to it
+    # a federated file's hparams also configure its Flower strategy: the federation checks those (federation_config)
+    problems = [] if getattr(module, "enable_federated_learning", False) is True else merge.problems()
+    if problems:
+        del sys.modules[name]
+        raise UserInputError(problems)
     apply_to_settings(module, overrides, sections.NAMES, path.name)
     return module
 
@@ -305,42 +321,6 @@ def _execute(path, overrides, script):
 def _line_in(error, file_name):
     frames = frames_in(error, file_name)
     return frames[-1].lineno if frames else "?"
-
-
-def _resolve_model_file(model_file, settings_path, problems):
-    """The model file, looked for in the current directory, then in the settings file's folder, then (for a path
-    with folders in it) in the folders above it: the examples name theirs from the repository root
-    (`examples/regression/model_curve_fitting.py`), so they also run from another folder."""
-    folder = settings_path.parent
-    # a path with folders in it, like the examples', may start above the settings' folder; a bare name may not
-    above = folder.resolve().parents if len(Path(model_file).parts) > 1 else []
-    for candidate in [Path(model_file), folder / model_file, *(parent / model_file for parent in above)]:
-        if candidate.is_file():
-            return candidate
-    problems.append(
-        f"{settings_path.name}: model_file: file {model_file!r} not found "
-        f"(looked in {Path.cwd()}, {folder}{' and the folders above it' if above else ''})"
-    )
-    return None
-
-
-def _check_model_file(model_file, settings_name):
-    problem = model_name_problem(model_file.stem)  # `Settings.model_name`: the rule every served model name meets
-    if problem is not None:
-        return [f"{settings_name}: model_file: {model_file.name!r} names the served model: {problem}"]
-    if model_file.suffix != ".py":
-        return [f"{settings_name}: model_file: expected a .py file, got {str(model_file)!r}"]
-    try:
-        tree = ast.parse(model_file.read_text(), filename=str(model_file))
-    except SyntaxError as error:
-        return [f"{model_file.name}: line {error.lineno}: syntax error: {error.msg}"]
-    for statement in tree.body:
-        if isinstance(statement, ast.FunctionDef) and statement.name == "model":
-            arguments = statement.args
-            if len(arguments.posonlyargs) + len(arguments.args) >= 1 or arguments.vararg:
-                return []
-            return [f"{model_file.name}: model: expected a function model(usersettings), got one without parameters"]
-    return [f"{model_file.name}: model: missing (expected a function model(usersettings) returning a keras.Model)"]
 
 
 def _fill_defaults(module):

@@ -2,16 +2,23 @@
 
 A settings file is never rewritten on disk: the loader inserts a merge right after each module-level statement that
 assigns or mutates `hparams` (an AST pass), so module-level code such as `nbEpoch = hparams['nbEpoch']` sees the
-overrides.
+overrides. An override must name a key of the file's hparams (or a setting, `nbEpoch`): a misspelt one
+(`embed_dimm`) would add an hparam no code reads and name the run after it, so it is refused before training, with
+the closest key. A new hparam is asked for explicitly: `--hparam +name=value` (`{"+name": value}` in Python).
 """
+
+from __future__ import annotations
 
 import ast
 import logging
+from typing import Any, Iterable, Mapping
 
+from experiments_manager.settings.spelling import closest_hparam
 from experiments_manager.utils.errors import UserInputError
 
 MERGE_FUNCTION_NAME = "__experiments_manager_merge_hparams__"
 ENGINE_HPARAMS = ("procID",)  # set by the engine (a federated client's id): no warning when the file lacks them
+NEW_HPARAM = "+"  # `--hparam +name=value`: name is a new hparam, not a key of the settings' hparams
 _LOG = logging.getLogger(__name__)
 
 
@@ -34,10 +41,25 @@ def parse_hparam_overrides(pairs):
     for pair in pairs or ():
         key, sep, text = pair.partition("=")
         key = key.strip()
-        if not sep or not key.isidentifier():
-            raise UserInputError(f"--hparam: {pair!r}: expected key=value with key a Python name")
+        if not sep or not key.removeprefix(NEW_HPARAM).isidentifier():
+            raise UserInputError(f"--hparam: {pair!r}: expected key=value (or +key=value for a new hparam) with key a "
+                                 "Python name")
         overrides[key] = literal_or_text(text)
     return overrides
+
+
+def split_new_hparams(overrides: Mapping[str, Any]) -> tuple:
+    """(the overrides by hparam name, the names asked for as new hparams: `+name`).
+
+    Example:
+
+    ```python
+    split_new_hparams({"lr": 0.1, "+dropout": 0.2})     # ({'lr': 0.1, 'dropout': 0.2}, frozenset({'dropout'}))
+    ```
+    """
+    names = {key: key.removeprefix(NEW_HPARAM) for key in overrides}
+    return ({names[key]: value for key, value in overrides.items()},
+            frozenset(names[key] for key in overrides if key.startswith(NEW_HPARAM)))
 
 
 def literal_or_text(text: str):
@@ -48,23 +70,66 @@ def literal_or_text(text: str):
         return text.strip()
 
 
-def merger(overrides, file_name, setting_names=frozenset()):
-    """The merge function a settings module calls after each statement that sets `hparams`.
+class HparamMerge:
+    """The merge a settings module calls after each statement that sets `hparams`; remembers the keys the file set.
 
-    An override that is no key of the file's hparams is added, with one warning line, unless it is named like a
-    setting (`nbEpoch`): `apply_to_settings` says what happens to those.
+    Args:
+        overrides: the overrides, by hparam name.
+        file_name: the settings file's name, for messages.
+        setting_names: names of settings (`nbEpoch`): an override so named needs no hparam of that name
+            (`apply_to_settings` says what happens to them).
+        new: names asked for as new hparams (`+name`).
+        strict: refuse an override that is no key of the file's hparams (default True; False: add it with one
+            warning line, for a run's recorded overrides, accepted when it started).
+
+    Example:
+
+    ```python
+    merge = HparamMerge({"embed_dimm": 4}, "mysettings.py", NAMES, frozenset())
+    hparams = merge({"embed_dim": 16})
+    merge.problems()     # ["mysettings.py: hparams: --hparam embed_dimm=4: expected a key of hparams ..."]
+    ```
     """
-    said = set()
 
-    def merge(hparams):
+    def __init__(self, overrides: Mapping[str, Any], file_name: str, setting_names: Iterable[str] = frozenset(),
+                 new: Iterable[str] = frozenset(), strict: bool = True) -> None:
+        self.overrides = dict(overrides)
+        self.file_name = file_name
+        self.allowed = set(ENGINE_HPARAMS) | set(setting_names) | set(new)
+        self.strict = strict
+        self.known: dict = {}  # the keys the file's own hparams had, in order
+        self._warned: set = set()
+        self._merged = False
+
+    def __call__(self, hparams: Any) -> Any:
         if isinstance(hparams, dict):
-            for key in overrides.keys() - hparams.keys() - set(ENGINE_HPARAMS) - set(setting_names) - said:
-                said.add(key)
-                _LOG.warning("%s: hparam %r is not in the settings' hparams: added", file_name, key)
-            hparams.update(overrides)
+            for key, value in hparams.items():  # the file's own: all before a merge, then what it set since
+                if key not in self.overrides or not self._merged or value is not self.overrides[key]:
+                    self.known.setdefault(key, None)
+            for key in sorted(self.unknown() - self._warned) if not self.strict else ():
+                self._warned.add(key)
+                _LOG.warning("%s: hparam %r is not in the settings' hparams: added", self.file_name, key)
+            hparams.update(self.overrides)
+            self._merged = True
         return hparams
 
-    return merge
+    def unknown(self) -> set:
+        """The overrides that name no key of the file's hparams, no setting and no new hparam."""
+        return set(self.overrides) - set(self.known) - self.allowed
+
+    def problems(self) -> list:
+        """One line per override the file does not know (strict), with the closest key."""
+        if not self.strict:
+            return []
+        lines = []
+        known = list(self.known)
+        for key in sorted(self.unknown()):
+            close = closest_hparam(key, known)
+            hint = f" (did you mean {close!r}?)" if close else ""
+            lines.append(f"{self.file_name}: hparams: --hparam {key}={self.overrides[key]!r}: expected a key of the "
+                         f"settings' hparams ({', '.join(known) or 'none'}), got {key!r}{hint}; a new hparam is "
+                         f"added explicitly: --hparam {NEW_HPARAM}{key}=... ({{'{NEW_HPARAM}{key}': ...}} in Python)")
+        return lines
 
 
 def apply_to_settings(module, overrides, setting_names, file_name):

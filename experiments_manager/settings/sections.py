@@ -220,7 +220,8 @@ class FederatedSection:
 class SweepSection:
     """Hyperparameter sweeps."""
 
-    space: object = setting("`hyperopt_space`: hparam name -> hyperopt expression (as a string)", default=None,
+    space: object = setting("`hyperopt_space`: dict of hparam name (a key of `hparams`) -> hyperopt expression object, "
+                            "e.g. `{'learningRate': hp.loguniform('learningRate', -7, -2)}`", default=None,
                             check=c.dict_or_none, name="hyperopt_space")
 
 

@@ -68,6 +68,30 @@ def misspelt_names(module: types.ModuleType) -> list[tuple[str, str]]:
     return found
 
 
+def closest_hparam(name: str, hparams: "list[str] | dict") -> "str | None":
+    """The hparam `name` was likely meant as: the closest key by spelling (`embed_dimm` -> `embed_dim`), else one it
+    abbreviates (`lr` -> `learningRate`); None when none is close.
+
+    Example:
+
+    ```python
+    closest_hparam("lr", {"learningRate": 0.01, "units": 8})    # 'learningRate'
+    ```
+    """
+    keys = [str(key) for key in hparams]
+    close = difflib.get_close_matches(name, keys, n=1, cutoff=0.5) or [key for key in keys if _abbreviates(name, key)]
+    return close[0] if close else None
+
+
+def _abbreviates(short: str, name: str) -> bool:
+    """True when `short`'s letters appear in order in `name`, from its first letter ('lr', 'learningRate')."""
+    short, name = short.lower(), name.lower()
+    if not short or not name.startswith(short[0]):
+        return False
+    letters = iter(name)
+    return all(letter in letters for letter in short)
+
+
 def warn_of_misspelt_names(module: types.ModuleType, file_name: str) -> None:
     """Logs one warning line per name of `misspelt_names`, naming the file."""
     for name, close in misspelt_names(module):

@@ -304,7 +304,9 @@ def _resumed_spec(spec, arguments):
 
 
 def _check_fixed_hparams(fixed, space, file_name):
-    swept = sorted(set(fixed) & set(space.names))
+    from experiments_manager.settings.overrides import split_new_hparams
+
+    swept = sorted(set(split_new_hparams(fixed)[0]) & set(space.names))
     if swept:
         raise UserInputError(f"--hparam {', '.join(swept)}: also in {file_name}'s hyperopt_space "
                              "(a swept hparam cannot be fixed; drop one)")

@@ -13,30 +13,20 @@ SPACE_EXAMPLE = "{'learningRate': hp.loguniform('learningRate', -9, -2), 'hidden
 def _check_names_are_hparams(names, hparams, file_name):
     """A trial's sample is merged into `hparams`: a name that is no hparam (`'lr'` where the settings read
     `hparams['learningRate']`) would train every trial alike. One line per such name, with the closest hparam."""
-    import difflib
+    from experiments_manager.settings.spelling import closest_hparam
 
     problems = []
     for name in names:
         if name in hparams:
             continue
-        close = difflib.get_close_matches(name, list(hparams), n=1, cutoff=0.5) or [
-            key for key in hparams if _abbreviates(name, key)][:1]  # 'lr' for 'learningRate'
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        close = closest_hparam(name, hparams)  # 'lr' for 'learningRate'
+        hint = f"; did you mean {close!r}?" if close else ""
         problems.append(f"{file_name}: hyperopt_space[{name!r}]: expected a key of hparams "
                         f"({', '.join(map(repr, hparams)) or 'none'}), got {name!r}{hint} (each trial's sample is "
                         f"merged into hparams: a key the settings do not read trains every trial alike; add it to "
                         f"hparams if they read it)")
     if problems:
         raise UserInputError(problems)
-
-
-def _abbreviates(short, name):
-    """True when `short`'s letters appear in order in `name`, from its first letter ('lr', 'learningRate')."""
-    short, name = short.lower(), name.lower()
-    if not short or not name.startswith(short[0]):
-        return False
-    letters = iter(name)
-    return all(letter in letters for letter in short)
 
 
 class SearchSpace:

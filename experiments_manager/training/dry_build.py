@@ -5,7 +5,8 @@ them. The dry build calls each one (the model file's `model`, `get_total_loss`, 
 `get_optimizer`, `get_metrics`, `get_input_pipeline` for training and validation, `get_served_module`), runs one
 batch of each pipeline through the model, the loss and every metric, traces the served function (and calls it on the
 validation batch when that batch fits its signature), and reports every problem at once, one line each, naming the
-file, the function and what was expected vs got. Nothing is written: a broken settings file leaves no `failed`
+file, the function and what was expected vs got. A metric Keras computes but whose kind the batch's labels make
+meaningless (`categorical_accuracy` on class ids: `metric_kinds.py`) is one of those problems. Nothing is written: a broken settings file leaves no `failed`
 experiment folder behind.
 """
 
@@ -142,6 +143,7 @@ def _check_pipeline(problems, settings, model, compiled, training, logged):
     metrics' list when the settings have some): its structure fits what the model expects. Returns the batch's
     inputs, or None when it could not be read or did not fit; adds the names the metrics log to `logged`."""
     from experiments_manager.settings_pipeline import settings_pipeline
+    from experiments_manager.training.metric_kinds import wrong_kinds
 
     name, kind = settings.path.name, "training" if training else "validation"
     pipeline = _called(problems, name, "get_input_pipeline", settings, settings_pipeline, settings, training)
@@ -186,6 +188,9 @@ def _check_pipeline(problems, settings, model, compiled, training, logged):
             problems.append(f"{name}: get_metrics: the metrics ({names}) cannot compare the {kind} labels "
                             f"{_structure(y)} with the model's outputs {_structure(predicted)}: "
                             f"{type(error).__name__}: {_first_line(error)}")
+        else:  # computed, but of a kind these labels make meaningless (categorical_accuracy on class ids)
+            problems.extend(line for line in (f"{name}: {problem}" for problem in wrong_kinds(model, y, predicted))
+                            if line not in problems)
         finally:
             model.reset_metrics()
     return x

@@ -4,9 +4,11 @@
 settings, then loads into it the weights a version of RUN holds: the best version by default (the one holding the
 run's best epoch), or VERSION. A version holds the EMA weights (what the run validated, exported and served), so
 those are what the new run starts from; the optimizer (its moments, its step count, the EMA averages) starts
-fresh. The weights are matched to the new model through the version's own object graph, as a server reads it
-(`export.template.variables_by_key`): the same model file architecture and served module are needed, and the first
-weight that does not fit is named in one line before any folder is created (the dry build loads them once).
+fresh. The version's state is matched to the new model through the version's own object graph, as a server reads
+it (`export.saved_state.restore_version`): its variables, the lookup tables its checkpoint holds, and the
+vocabularies of its lookup layers (the source run's, also when the new run's data would adapt another). The same
+model file architecture and served module are needed, and the first weight that does not fit is named in one line
+before any folder is created (the dry build loads them once).
 run.json records the link as `fine_tuned_from`: `{"run": "<absolute path>", "version": N}`; a resume that finds no
 checkpoint loads the same weights again.
 
@@ -90,8 +92,8 @@ class InitialWeights:
         return cls(Path(link["run"]), link["version"])
 
     def load_into(self, model, settings, averages=None, option: str = OPTION) -> None:
-        """Assigns the version's weights to `model`'s variables; one line naming the first that does not fit.
-        What `em.load` reads a version with too.
+        """Reads the version into `model`: its weights, its checkpointed lookup tables and its lookup layers'
+        vocabularies; one line naming the first that does not fit. What `em.load` reads a version with too.
 
         Args:
             model: the new run's built model.
@@ -102,39 +104,18 @@ class InitialWeights:
         Raises:
             UserInputError: the version cannot be read, or its weights are not the new model's.
         """
-        import tensorflow as tf
-
-        from experiments_manager.export.template import OBJECT_GRAPH_KEY, VARIABLES_PREFIX, variables_by_key
+        from experiments_manager.export.saved_state import VersionMismatch, restore_version
         from experiments_manager.served_module import served_module
         from experiments_manager.utils.checksums import verify_manifest
 
         where = f"{self.describe()}: {option}"
         problem = verify_manifest(self.folder) if self.folder.is_dir() else "its folder is gone"
-        if problem is None:
-            try:
-                reader = tf.train.load_checkpoint(str(self.folder / VARIABLES_PREFIX))
-                graph = reader.get_tensor(OBJECT_GRAPH_KEY)
-            except Exception as error:  # noqa: BLE001 - a damaged or foreign SavedModel: said in one line
-                problem = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
         if problem is not None:
             raise UserInputError(f"{where}: expected a readable SavedModel version, got: {problem}")
-        variables, problem = variables_by_key(served_module(settings, model), graph)
-        if problem is not None:
-            raise UserInputError(f"{where}: expected the new model's architecture, got weights it does not have: "
-                                 f"{problem.replace('/.ATTRIBUTES/VARIABLE_VALUE', '')}")
-        shapes = reader.get_variable_to_shape_map()
-        key_of = {id(variable): key for key, variable in variables.items()}
-        for variable in model.weights:  # in the model's order: the first layer that differs is named
-            name = getattr(variable, "path", None) or variable.name
-            key = key_of.get(id(variable))
-            if key is None:
-                raise UserInputError(f"{where}: expected weights for every weight of the new model, got none for "
-                                     f"{name}")
-            if tuple(shapes[key]) != tuple(variable.shape):
-                raise UserInputError(f"{where}: {name}: expected the new model's shape {tuple(variable.shape)}, got "
-                                     f"{tuple(shapes[key])}")
-        for key, variable in variables.items():
-            variable.assign(reader.get_tensor(key))
+        try:
+            restore_version(self.folder, served_module(settings, model), model)
+        except VersionMismatch as error:
+            raise UserInputError(f"{where}: {error}") from None
         if averages is not None:
             averages.restart(model)  # the EMA starts from the loaded weights, not from the random ones
 

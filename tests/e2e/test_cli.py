@@ -51,7 +51,7 @@ def test_bad_hparam_syntax_is_one_line_exit_2(run_cli):
     result = run_cli("train", "-u", "examples/regression/mysettings_curve_fitting.py", "--hparam", "no_equal_sign")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: --hparam: 'no_equal_sign': expected key=value with key a Python name"
+        "error: --hparam: 'no_equal_sign': expected key=value (or +key=value for a new hparam) with key a Python name"
     ]
 
 

@@ -266,7 +266,7 @@ def test_overrides_win_over_later_module_level_changes(workdir):
         hparams['nbEpoch'] = 50
         nbEpoch = hparams['nbEpoch']"""))
     path.write_text(source)
-    settings = load_settings(path, {"nbEpoch": 2, "newKey": "x"})
+    settings = load_settings(path, {"nbEpoch": 2, "+newKey": "x"})
     assert settings.training.epochs == 2
     assert settings.experiment.hparams["newKey"] == "x"
     assert path.read_text() == source  # the user's file is never rewritten

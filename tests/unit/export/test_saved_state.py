@@ -1,0 +1,144 @@
+"""A version read back into a model its model file rebuilt (`export/saved_state.py`, what `em.load`, `evaluate` and
+`--init-from` read versions with): the weights, a mutable lookup table's contents, a Keras lookup layer's vocabulary
+when the rebuilt one differs; a static table of another kind that differs is refused, named."""
+
+import re
+
+import numpy as np
+import pytest
+
+from experiments_manager.export.saved_state import VersionMismatch, restore_version, saved_objects
+
+WORDS = np.array(["cat", "dog", "bird", "cat", "fish", "emu", "cat", "dog"])
+
+
+def lookup_model(words, seed):
+    """An adapted StringLookup in front of an Embedding, a custom layer holding a MutableHashTable whose value the
+    output adds, and a served module as the exporter builds it (the model's own call)."""
+    import keras
+    import tensorflow as tf
+
+    from experiments_manager.served_module import default_served_module
+
+    class TableShift(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.table = tf.lookup.experimental.MutableHashTable(tf.string, tf.float32, default_value=0.0)
+
+        def call(self, x):
+            return x + tf.reshape(self.table.lookup(tf.constant("shift")), [])  # a scalar of known shape
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+    keras.utils.set_random_seed(seed)
+    lookup = keras.layers.StringLookup(name="words")
+    lookup.adapt(words)
+    inputs = keras.Input(shape=(1,), dtype="string", name="word")
+    embedded = keras.layers.Flatten()(keras.layers.Embedding(lookup.vocabulary_size(), 4)(lookup(inputs)))
+    shift = TableShift(name="shift")
+    model = keras.Model(inputs, shift(keras.layers.Dense(1)(embedded)))
+    module = default_served_module(model, "m")
+    module.served_model.get_concrete_function()
+    return model, module, shift.table
+
+
+def saved_version(tmp_path, words=WORDS, seed=0):
+    import tensorflow as tf
+
+    model, module, table = lookup_model(words, seed)
+    table.insert(tf.constant(["shift"]), tf.constant([2.5]))
+    folder = tmp_path / "version"
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.served_model.get_concrete_function()})
+    return folder, tf.saved_model.load(str(folder)).signatures["serving_default"]
+
+
+PROBE = np.array([["cat"], ["dog"], ["emu"], ["unseen"], ["fish"], ["bird"]])
+
+
+@pytest.mark.claim("`em.load`, `evaluate` and `--init-from` read a version's whole state: its weights, the lookup "
+                   "tables its checkpoint holds, and its lookup layers' vocabularies",
+                   note="(a MutableHashTable's value restored; a StringLookup the model file adapts on other words "
+                        "given the version's vocabulary; predictions on raw strings equal the SavedModel's, 1e-6)")
+def test_a_rebuilt_model_gets_the_versions_weights_tables_and_vocabulary(tmp_path):
+    import tensorflow as tf
+
+    folder, served = saved_version(tmp_path)
+    saved_vocabulary = lookup_model(WORDS, 0)[0].get_layer("words").get_vocabulary()
+    # rebuilt as a model file that adapts on other data would build it: another vocabulary of the same size
+    model, module, table = lookup_model(np.array(["zebra", "emu", "emu", "emu", "dog", "okapi", "dog", "cat"]), seed=1)
+    assert model.get_layer("words").get_vocabulary() != saved_vocabulary
+    restore_version(folder, module, model)
+    assert float(table.lookup(tf.constant("shift"))) == 2.5
+    expected = served(word=tf.constant(PROBE))["output_0"].numpy()
+    np.testing.assert_allclose(model.predict(tf.constant(PROBE), verbose=0), expected, rtol=1e-6, atol=1e-6)
+    assert model.get_layer("words").get_vocabulary() == saved_vocabulary
+
+
+def test_a_layer_sized_by_another_vocabulary_is_named_with_the_vocabulary_that_differs(tmp_path):
+    folder, _ = saved_version(tmp_path)
+    model, module, _ = lookup_model(np.array(["zebra", "emu", "okapi", "gnu", "cat", "dog", "eel"]), seed=1)
+    with pytest.raises(VersionMismatch) as refused:
+        restore_version(folder, module, model)
+    message = str(refused.value)
+    assert re.match(r"embedding(_\d+)?/embeddings: expected the new model.s shape \(8, 4\), got \(6, 4\)", message), message
+    assert "words" in message and "vocabulary" in message and "\n" not in message
+
+
+def test_a_differing_static_table_that_is_no_keras_lookup_layer_is_refused_by_its_path(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from experiments_manager.served_module import default_served_module
+
+    def built(keys):
+        class Codes(keras.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.codes = tf.lookup.StaticHashTable(
+                    tf.lookup.KeyValueTensorInitializer(tf.constant(keys), tf.range(len(keys), dtype=tf.int64)), -1)
+
+            def call(self, x):
+                return tf.cast(self.codes.lookup(x), tf.float32)
+
+            def compute_output_shape(self, input_shape):
+                return input_shape
+
+        inputs = keras.Input(shape=(1,), dtype="string", name="word")
+        model = keras.Model(inputs, Codes(name="codes")(inputs))
+        module = default_served_module(model, "m")
+        return model, module
+
+    model, module = built(["a", "b"])
+    tf.saved_model.save(module, str(tmp_path / "v"), signatures={
+        "serving_default": module.served_model.get_concrete_function()})
+    same_model, same_module = built(["a", "b"])
+    restore_version(tmp_path / "v", same_module, same_model)  # the same contents: nothing to say
+    other_model, other_module = built(["b", "a", "c"])
+    with pytest.raises(VersionMismatch) as refused:
+        restore_version(tmp_path / "v", other_module, other_model)
+    assert str(refused.value).startswith("model/_operations/1/codes: expected the lookup table the model file builds")
+    assert "fixed vocabulary" in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_saved_objects_maps_variables_and_tables_and_names_what_the_live_module_lacks(tmp_path):
+    import tensorflow as tf
+
+    from experiments_manager.export.saved_state import OBJECT_GRAPH_KEY, VARIABLES_PREFIX
+
+    folder, _ = saved_version(tmp_path)
+    reader = tf.train.load_checkpoint(str(folder / VARIABLES_PREFIX))
+    graph = reader.get_tensor(OBJECT_GRAPH_KEY)
+    _, module, table = lookup_model(WORDS, 0)
+    objects, problem = saved_objects(module, graph)
+    assert problem is None and table in objects.resources.values()
+    saved_keys = set(reader.get_variable_to_shape_map()) - {OBJECT_GRAPH_KEY}
+    assert set(objects.tensor_keys()) == saved_keys
+    assert objects.first_difference(reader.get_tensor, saved_keys).endswith("does not hold the contents saved") or \
+        objects.first_difference(reader.get_tensor, saved_keys).endswith("does not hold the value saved")
+
+    class Other(tf.Module):
+        pass
+
+    objects, problem = saved_objects(Other(), graph)
+    assert objects is None and "no child 'model' in the live module" in problem
