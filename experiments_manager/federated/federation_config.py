@@ -159,7 +159,8 @@ def _check_overrides(settings, strategy_name, parameters):
     strategy (`settings.unknown_overrides`: the loader leaves those of a federated file to this check)."""
     from experiments_manager.settings.spelling import closest_hparam
 
-    known = [*settings.experiment.hparams, *FEDERATION_KEYS, *parameters]
+    own = [key for key in settings.experiment.hparams if key not in settings.unknown_overrides]  # merged in already
+    known = [*own, *FEDERATION_KEYS, *parameters]
     problems = []
     for key in sorted(set(settings.unknown_overrides) - set(known)):
         close = closest_hparam(key, known)

@@ -298,6 +298,27 @@ def _fine_tuned_answers_as_its_source(root: Path, kind: str, run: Path, inputs: 
         assert_same(again[name], answers[name])
 
 
+@pytest.mark.claim("a model built on a dict of inputs is served by the dict's keys: REST rows of objects, "
+                   "`{\"b64\": ...}` strings, answering as `em.load`", note="(the tabular model, an in-process server)")
+def test_named_inputs_are_served_by_their_keys(api_runs: types.SimpleNamespace, model_server: object) -> None:
+    import experiments_manager as em
+    from experiments_manager.serving.config import source_from_experiment
+
+    run = api_runs.runs["tabular"]
+    inputs = probe_inputs("tabular")
+    expected = em.load(run).predict(model_inputs("tabular", inputs), verbose=0)
+    server = model_server([source_from_experiment(run)])
+    rows = [{"city": city.decode(), "zone": int(zone), "size": float(size)}
+            for city, zone, size in zip(inputs["city"], inputs["zone"], inputs["size"])]
+    rows[0]["city"] = {"b64": "cGFyaXM="}  # b"paris", as bytes
+    answer = requests.post(f"{server.rest_url}/v1/models/model_tabular:predict", json={"instances": rows}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert_same(answer.json()["predictions"], expected)
+    metadata = requests.get(f"{server.rest_url}/v1/models/model_tabular/metadata", timeout=30).json()
+    signature = metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert sorted(signature["inputs"]) == ["city", "size", "zone"]
+
+
 @pytest.mark.claim("a model file whose layers are sized by a vocabulary its data changed is refused by `--init-from` "
                    "in one line naming the weight and the lookup layer, exit 2, no folder")
 def test_init_from_with_a_vocabulary_of_another_size_names_the_layer(api_runs: types.SimpleNamespace) -> None:
@@ -311,3 +332,32 @@ def test_init_from_with_a_vocabulary_of_another_size_names_the_layer(api_runs: t
     assert re.search(r"embeddings: expected the new model's shape \(9, 3\), got \(7, 3\) \(the model file builds "
                      r"layer 'city_ids' with another vocabulary than the version's", errors[0]), errors[0]
     assert sorted((api_runs.root / "experiments").iterdir()) == before
+
+
+@pytest.mark.claim("an `--hparam` name the settings do not know is one line before training, with the closest "
+                   "key; `+name=value` adds a new hparam", note="(through the command line: exit 2, no folder)")
+@pytest.mark.claim("metrics that cannot be right for the labels the first batch shows are one line each before "
+                   "training: one-hot metrics on class ids and the reverse, a binary metric on N classes",
+                   note="(through the command line: categorical_accuracy on the text example's class ids; exit 2, no "
+                        "folder)")
+def test_a_newcomers_mistakes_stop_before_training_in_one_line(text: types.SimpleNamespace) -> None:
+    before = sorted((text.root / TEXT_FOLDER).iterdir())
+    typo = cli(text.root, "train", "-u", TEXT, "--hparam", "embed_dimm=4")
+    assert typo.returncode == 2 and errors(typo) == [
+        "error: mysettings_sentence_classification.py: hparams: --hparam embed_dimm=4: expected a key of the "
+        "settings' hparams (embed_dim, learningRate, nbEpoch), got 'embed_dimm' (did you mean 'embed_dim'?); a new "
+        "hparam is added explicitly: --hparam +embed_dimm=... ({'+embed_dimm': ...} in Python)"], typo.stderr
+    lines = ["def get_metrics(model, loss):", "    return ['categorical_accuracy']",
+             "monitored_loss_name = 'val_loss'"]
+    wrong = settings_variant(text.root, "wrong_metric.py", lines, base=TEXT)
+    metric = cli(text.root, "train", "-u", str(wrong))
+    assert metric.returncode == 2 and errors(metric) == [
+        "error: wrong_metric.py: get_metrics: categorical_accuracy: expected one-hot labels shaped like the outputs, "
+        "got class ids (int32[32] labels, float32[32, 3] outputs): use 'sparse_categorical_accuracy' (or 'accuracy', "
+        "which Keras picks from the shapes)"], metric.stderr
+    assert sorted((text.root / TEXT_FOLDER).iterdir()) == before  # the folders they announced are gone
+
+
+def errors(result: subprocess.CompletedProcess) -> list:
+    """The `error:` lines of a command's stderr (the first line announces the new run's folder)."""
+    return [line for line in result.stderr.splitlines() if not line.startswith("Experiment folder: ")]

@@ -87,3 +87,21 @@ def test_a_model_file_in_two_places_is_named_with_the_one_not_used(tmp_path, mon
     with caplog.at_level(logging.WARNING, logger="experiments_manager"):
         load_settings(project / "settings.py")
     assert "model_file" not in caplog.text
+
+
+@pytest.mark.claim("a federated file's `--hparam` that is no key of its hparams, no federation key and no parameter "
+                   "of its strategy is refused with the closest name")
+def test_a_federated_files_overrides_are_checked_against_its_strategy():
+    from experiments_manager.federated.federation_config import FederationConfig
+
+    path = REPO / "examples/federated/mysettings_federated_curve_fitting.py"
+    accepted = load_settings(path, {"federated": "FedProx", "proximal_mu": 0.1, "minEval": 1})
+    config = FederationConfig.from_settings(accepted)
+    assert config.strategy_parameters["proximal_mu"] == 0.1 and config.min_eval == 1
+    misspelt = load_settings(path, {"federated": "FedProx", "proximal_mu": 0.1, "proximal_muu": 0.1})
+    with pytest.raises(UserInputError) as refused:
+        FederationConfig.from_settings(misspelt)
+    assert refused.value.problems == [
+        "mysettings_federated_curve_fitting.py: hparams: --hparam proximal_muu=0.1: expected a key of the settings' "
+        "hparams, a federation key (federated, minCl, minFit, minEval, rounds) or a parameter of FedProx, got "
+        "'proximal_muu' (did you mean 'proximal_mu'?); a new hparam is added explicitly: --hparam +proximal_muu=..."]
