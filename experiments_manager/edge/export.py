@@ -82,7 +82,7 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
     if not isinstance(settings, Settings):
         settings = load_experiment_settings(experiment, settings)
     with experiment.held(command or running_command()):
-        origin = _refuse_what_no_target_converts(experiment, settings, number, targets)
+        origin = _refuse_what_no_target_converts(experiment, settings, number, targets, allow_flex)
         base = experiment.root / EDGE_FOLDER
         base.mkdir(exist_ok=True)
         try:
@@ -91,7 +91,7 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
             if any(target.calibrated for target in targets):
                 job.calibrate(calibration_batches or DEFAULT_CALIBRATION_BATCHES)
             rows = [job.reference_row()]
-            _remove_table(base)  # it would outlive the folders replaced below (--all, killed, too): only --all writes it
+            _remove_table(base)  # it would outlive the folders replaced below (--all, killed, too): --all writes it
             for target in targets:
                 rows.append(job.export(target, allow_flex, origin))
                 _LOG.info("%s of %s: %s", target.folder_name, describe(number, record, best=best),
@@ -104,23 +104,25 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
     return rows
 
 
-def _refuse_what_no_target_converts(experiment: Experiment, settings: "Settings", number: int,
-                                    targets: list) -> str:
+def _refuse_what_no_target_converts(experiment: Experiment, settings: "Settings", number: int, targets: list,
+                                    allow_flex: bool) -> str:
     """Before anything is converted or written: a version that takes strings or looks values up in a TensorFlow
     lookup table (a text model's vectoriser) is refused for ONNX in one line naming the layers, and the way that
-    works (LiteRT with Flex ops). Returns what LiteRT's refusal of Flex ops names as their origin ('' for none)."""
+    works (LiteRT with Flex ops). Returns what LiteRT's refusal of Flex ops names as their origin ('' for none; the
+    model is built to name its layers only when a refusal may need them)."""
     from experiments_manager.edge.preflight import layers_of, needs_of
     from experiments_manager.edge.runtime import SIGNATURE
     from experiments_manager.training.model import build_model, precision_policy
 
     folder = experiment.export_dir / str(number)
     needs = needs_of(folder)
-    if not needs:
+    onnx = any(target.format == "onnx" for target in targets)
+    if not needs or (allow_flex and not onnx):
         return ""
     with precision_policy(settings.runtime.mixed_precision):
         layers = ", ".join(layers_of(build_model(settings), needs))
     takes = f"takes strings ({', '.join(needs.string_inputs)}) and " if needs.string_inputs else ""
-    if any(target.format == "onnx" for target in targets):
+    if onnx:
         raise UserInputError(
             f"{folder} ({SIGNATURE}): --format onnx: {layers} {takes}runs {', '.join(needs.ops)}: expected ops "
             "ONNX's standard opset has (tf2onnx maps no string op or TensorFlow lookup table), got these: export "

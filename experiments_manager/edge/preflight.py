@@ -2,9 +2,9 @@
 ops and lookup tables (a text model's vectoriser), named by the Keras layers that hold them.
 
 `needs_of` reads the version's `saved_model.pb` only (no TensorFlow graph is built): the `serving_default`
-signature's inputs, and the ops of every function its outputs are computed by (not the tables' initializers). `layers_of` names the model's layers those ops come
-from: their name scopes are the layers' names, which the model file rebuilds (`Job` builds the model only when a
-version needs something). ONNX (tf2onnx's standard opset) has neither the string ops nor the TensorFlow lookup
+signature's inputs, and the ops of every function its outputs are computed by (not the tables' initializers).
+`layers_of` names the model's layers those ops come from: their name scopes are the layers' names, which the model
+file rebuilds (`export` builds the model only when a version needs something). ONNX (tf2onnx's standard opset) has neither the string ops nor the TensorFlow lookup
 tables, so such a version is refused before anything is converted or written; LiteRT runs lookup tables as builtin
 ops and string ops as Flex ops only (`--allow-flex-ops`), which its converter reports.
 

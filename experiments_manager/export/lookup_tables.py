@@ -26,7 +26,6 @@ from typing import Any, Iterator
 import numpy as np
 
 
-
 class VersionMismatch(Exception):
     """A version's saved state does not fit the live module; the message says the first thing that differs."""
 

@@ -78,7 +78,8 @@ class SavedObjects:
         `saved_keys` (a table's contents compared as a mapping: its export order is the hash table's); else why
         not."""
         if saved_keys != set(self.tensor_keys()):
-            return f"the checkpoint's keys and the mapped objects differ: {sorted(saved_keys ^ set(self.tensor_keys()))[:3]}"
+            differing = sorted(saved_keys ^ set(self.tensor_keys()))[:3]
+            return f"the checkpoint's keys and the mapped objects differ: {differing}"
         for key, variable in self.variables.items():
             saved, live = read(key), np.asarray(variable.numpy())
             same = np.array_equal(saved, live, equal_nan=saved.dtype.kind in "fc")
@@ -206,8 +207,8 @@ def restore_version(folder: "str | Path", module: Any, model: Any) -> None:
             raise VersionMismatch(f"expected weights for every weight of the new model, got none for {name}")
         if tuple(shapes[key]) != tuple(variable.shape):
             cause = "" if not differing else (
-                f" (the model file builds {differing[0].layer_name} with another vocabulary than the version's: a layer "
-                "sized by it differs; give the lookup layer a fixed vocabulary or size the layers by max_tokens)")
+                f" (the model file builds {differing[0].layer_name} with another vocabulary than the version's: a "
+                "layer sized by it differs; give the lookup layer a fixed vocabulary or size the layers by max_tokens)")
             raise VersionMismatch(f"{name}: expected the new model's shape {tuple(variable.shape)}, got "
                                   f"{tuple(shapes[key])}{cause}")
     for key, resource in objects.resources.items():

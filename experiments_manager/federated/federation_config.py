@@ -159,10 +159,11 @@ def _check_overrides(settings, strategy_name, parameters):
     strategy (`settings.unknown_overrides`: the loader leaves those of a federated file to this check)."""
     from experiments_manager.settings.spelling import closest_hparam
 
-    own = [key for key in settings.experiment.hparams if key not in settings.unknown_overrides]  # merged in already
+    unknown = settings.unknown_overrides
+    own = [key for key in settings.experiment.hparams if key not in unknown]  # the overrides are merged in already
     known = [*own, *FEDERATION_KEYS, *parameters]
     problems = []
-    for key in sorted(set(settings.unknown_overrides) - set(known)):
+    for key in sorted(set(unknown) - set(known)):
         close = closest_hparam(key, known)
         hint = f" (did you mean {close!r}?)" if close else ""
         problems.append(f"{settings.path.name}: hparams: --hparam {key}={settings.overrides[key]!r}: expected a key of "

@@ -6,8 +6,8 @@ them. The dry build calls each one (the model file's `model`, `get_total_loss`, 
 batch of each pipeline through the model, the loss and every metric, traces the served function (and calls it on the
 validation batch when that batch fits its signature), and reports every problem at once, one line each, naming the
 file, the function and what was expected vs got. A metric Keras computes but whose kind the batch's labels make
-meaningless (`categorical_accuracy` on class ids: `metric_kinds.py`) is one of those problems. Nothing is written: a broken settings file leaves no `failed`
-experiment folder behind.
+meaningless (`categorical_accuracy` on class ids: `metric_kinds.py`) is one of those problems. Nothing is written:
+a broken settings file leaves no `failed` experiment folder behind.
 """
 
 import collections

@@ -102,7 +102,8 @@ def test_original_federated_settings_run_unchanged_through_train(run_cli, workdi
 
 def fake_settings(**hparams):
     return types.SimpleNamespace(experiment=types.SimpleNamespace(hparams=hparams), path=Path("s.py"),
-                                 federated=types.SimpleNamespace(round_timeout_secs=60))
+                                 federated=types.SimpleNamespace(round_timeout_secs=60), overrides={},
+                                 unknown_overrides=frozenset())
 
 
 @pytest.mark.claim('`enable_federated_learning = True` makes a settings file federated; FedAvg by default')

@@ -364,7 +364,8 @@ def test_clients_evaluate_exactly_when_the_settings_ask_for_it():
 
     def config(**hparams):
         settings = types.SimpleNamespace(experiment=types.SimpleNamespace(hparams={"minCl": 2, **hparams}),
-                                         path=Path("s.py"), federated=types.SimpleNamespace(round_timeout_secs=60))
+                                         path=Path("s.py"), federated=types.SimpleNamespace(round_timeout_secs=60),
+                                         overrides={}, unknown_overrides=frozenset())
         return FederationConfig.from_settings(settings)
 
     def evaluating(**hparams):

@@ -360,7 +360,7 @@ def test_shell_sections_are_valid_sh(path):
 FAKE_CLI = """#!{python}
 import ast, json, os, sys
 from pathlib import Path
-from experiments_manager.settings.loader import _resolve_model_file
+from experiments_manager.settings.model_file import resolve_model_file
 record = {{"cwd": os.getcwd(), "argv": sys.argv[1:]}}
 if sys.argv[1:2] == ["train"]:
     settings = Path(sys.argv[sys.argv.index("-u") + 1])
@@ -368,7 +368,7 @@ if sys.argv[1:2] == ["train"]:
     tree = ast.parse(settings.read_text()) if settings.is_file() else ast.Module(body=[])
     model_files = [node.value.value for node in tree.body if isinstance(node, ast.Assign)
                    and any(getattr(target, "id", None) == "model_file" for target in node.targets)]
-    record["model_file_resolved"] = bool(model_files) and _resolve_model_file(model_files[0], settings, []) is not None
+    record["model_file_resolved"] = bool(model_files) and resolve_model_file(model_files[0], settings, []) is not None
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(json.dumps(record) + "\\n")
 """

@@ -28,7 +28,8 @@ def table(count, seed):
 
 
 def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):
-    features, label = table(512 if isTraining else 128, 0 if isTraining else (2 if raw_data_files_folder == 'test' else 1))
+    seed = 0 if isTraining else (2 if raw_data_files_folder == 'test' else 1)
+    features, label = table(512 if isTraining else 128, seed)
     dataset = tf.data.Dataset.from_tensor_slices((features, label))
     return (dataset.shuffle(512, seed=random_seed) if isTraining else dataset).batch(batch_size)
 
