@@ -16,7 +16,7 @@ install: $(STAMP)
 
 $(STAMP): setup.cfg pyproject.toml install/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --constraint install/constraints.txt --editable '.[test,bench,spark,edge,docs]'
+	$(BIN)/python -m pip install --quiet --constraint install/constraints.txt --editable '.[test,bench,spark,edge,docs,research]'
 	touch $(STAMP)
 
 demo: $(STAMP)

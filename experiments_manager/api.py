@@ -98,9 +98,10 @@ def _simulated_federation(settings: Settings, working_folder: Optional[PathLike]
                              "federation from a settings file (every client loads it), in its workingFolder, "
                              "without Kafka")
     experiment = simulate(settings, command=_command("train", settings))
-    status = experiment.run_info().get("status")
-    return TrainingOutcome(experiment, status, 0 if status == "finished" else 1,
-                           reason=experiment.run_info().get("error"))
+    info = experiment.run_info()
+    status = info.get("status")
+    code = 0 if status == "finished" else int(info.get("exit_code") or 1) if status == "interrupted" else 1
+    return TrainingOutcome(experiment, status, code, reason=info.get("error") or info.get("reason"))
 
 
 def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,

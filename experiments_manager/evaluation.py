@@ -139,7 +139,7 @@ def evaluate_run(run, version: Optional[int] = None, data=None, settings=None, c
     number, record, best = chosen_version(experiment, version)
     if not isinstance(settings, Settings):
         settings = load_experiment_settings(experiment, settings)
-    folder, label = _test_data(settings, data)
+    folder, label = _test_data(settings, data, experiment.root)
     with experiment.held(command or running_command()):
         model = load_version(experiment, number, settings=settings)
         evaluation = _evaluate(model, settings, folder, label, experiment, number, record)
@@ -148,16 +148,18 @@ def evaluate_run(run, version: Optional[int] = None, data=None, settings=None, c
     return evaluation
 
 
-def _test_data(settings, data):
-    """(the folder given to `get_input_pipeline`, the label run.json records)."""
+def _test_data(settings, data, run_folder):
+    """(the folder given to `get_input_pipeline`: a `DataFolder` of the settings' test folder, also looked for from
+    the run's folder; the label run.json records)."""
+    from experiments_manager.settings.data_folders import data_folder
+
     if data is not None:
         return str(data), str(data)
-    folder = settings.data.test_dir
-    if folder is None:
+    if settings.data.test_dir is None:
         raise UserInputError(f"{settings.path.name}: {user_name('data', 'test_dir')}: not set, so there is no test "
                              "set: set it (the raw_data_files_folder of get_input_pipeline(..., isTraining=False, "
                              "...)) or give one with --data FOLDER (em.evaluate(run, data=FOLDER))")
-    return folder, TEST_PIPELINE
+    return data_folder(settings, "test_dir", run_folder), TEST_PIPELINE
 
 
 def _evaluate(model, settings, folder, label, experiment, number, record):
@@ -185,7 +187,8 @@ def input_pipeline(settings, folder, training: bool = False, reader: str = "") -
 
     Args:
         settings: the run's `Settings`.
-        folder: the `raw_data_files_folder` given.
+        folder: the `raw_data_files_folder` given, or a settings' `DataFolder` (its `used` path is given; a
+            pipeline that fails while it was found nowhere says where it was looked for).
         training: `isTraining` (default False: the test or validation pipeline; True: the training pipeline, which
             the caller bounds: edge export's calibration batches).
         reader: '' (default): `evaluate`, which reads the test pipeline whole and refuses an infinite one; else the
@@ -207,9 +210,12 @@ def input_pipeline(settings, folder, training: bool = False, reader: str = "") -
 
     from experiments_manager.inputs import steps_per_epoch
     from experiments_manager.keras2.pipelines import as_pipeline
+    from experiments_manager.settings.data_folders import DataFolder
     from experiments_manager.training.dry_build import user_code_error
 
     whole = not training and not reader  # evaluate: every test sample once
+    searched = folder if isinstance(folder, DataFolder) else None
+    folder = searched.used if searched is not None else folder
     try:
         returned = settings.data.get_input_pipeline(folder, training, settings.training.batch_size,
                                                     settings.training.epochs)
@@ -217,7 +223,8 @@ def input_pipeline(settings, folder, training: bool = False, reader: str = "") -
     except UserInputError:
         raise
     except Exception as error:  # the settings' code failed on this folder: one line naming where, not a traceback
-        raise UserInputError(user_code_error(error, settings) or f"{settings.path.name}: get_input_pipeline "
+        line = searched.failed_line(settings.path.name, error) if searched is not None else None
+        raise UserInputError(line or user_code_error(error, settings) or f"{settings.path.name}: get_input_pipeline "
                              f"({folder!r}, isTraining={training}): raised {type(error).__name__}: {error}") from None
     if reader and not training:
         return pipeline.dataset, steps_per_epoch(pipeline.dataset, settings, False, pipeline.steps, reader=reader)

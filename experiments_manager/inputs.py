@@ -25,6 +25,8 @@ from experiments_manager.settings_pipeline import settings_pipeline
 from experiments_manager.utils.errors import InputStalled, UserInputError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from experiments_manager.experiment import Experiment
     from experiments_manager.settings.loader import Settings
     from experiments_manager.settings_pipeline import DataPartition
@@ -66,7 +68,7 @@ def make_inputs(experiment: Experiment, settings: Settings, restored: Optional[d
             raise UserInputError(f"{settings.path.name}: consume_data_from_kafka: not supported in federated "
                                  "training yet (expected False with enable_federated_learning)")
         return KafkaInput(experiment, settings, restored, seed)
-    return SettingsInput(settings, partition, seed)
+    return SettingsInput(settings, partition, seed, run_folder=experiment.root)
 
 
 class SettingsInput:
@@ -79,11 +81,13 @@ class SettingsInput:
         partition: a federated client's `DataPartition` (applied through the
             settings' `get_client_partition` when they define one), or None.
         seed: the run's seed (batch order of a Keras 2 training sequence).
+        run_folder: the run's folder, where relative data folders are also looked for (default None: a new run's).
     """
 
-    def __init__(self, settings: Settings, partition: Optional[DataPartition] = None, seed: int = 0) -> None:
-        train = settings_pipeline(settings, True, partition, seed)
-        val = settings_pipeline(settings, False, partition, seed)
+    def __init__(self, settings: Settings, partition: Optional[DataPartition] = None, seed: int = 0,
+                 run_folder: "Optional[str | Path]" = None) -> None:
+        train = settings_pipeline(settings, True, partition, seed, run_folder)
+        val = settings_pipeline(settings, False, partition, seed, run_folder)
         self.train, self.val = train.dataset, val.dataset
         self.train_steps: Optional[int] = steps_per_epoch(self.train, settings, True, train.steps)
         self.val_steps: Optional[int] = steps_per_epoch(self.val, settings, False, val.steps)

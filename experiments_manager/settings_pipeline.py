@@ -12,6 +12,7 @@ val = settings_pipeline(settings, training=False)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
@@ -33,12 +34,23 @@ class DataPartition:
 
 
 def settings_pipeline(settings: Settings, training: bool, partition: Optional[DataPartition] = None,
-                      seed: int = 0) -> Pipeline:
-    """The settings' training or validation `Pipeline` (a federated client's part of it, given its `partition`)."""
+                      seed: int = 0, run_folder: "Optional[str | Path]" = None) -> Pipeline:
+    """The settings' training or validation `Pipeline` (a federated client's part of it, given its `partition`);
+    its data folder found as the original framework found it, also from `run_folder` (`settings/data_folders.py`;
+    default None: a new run's)."""
     from experiments_manager.keras2.pipelines import as_pipeline
+    from experiments_manager.settings.data_folders import data_folder
+    from experiments_manager.utils.errors import UserInputError
 
-    folder = settings.data.train_dir if training else settings.data.val_dir
-    returned = settings.data.get_input_pipeline(folder, training, settings.training.batch_size, settings.training.epochs)
+    folder = data_folder(settings, "train_dir" if training else "val_dir", run_folder)
+    try:
+        returned = settings.data.get_input_pipeline(folder.used, training, settings.training.batch_size,
+                                                    settings.training.epochs)
+    except Exception as error:  # noqa: BLE001 - said as the data folder found nowhere, else as it was raised
+        line = folder.failed_line(settings.path.name, error) if not isinstance(error, UserInputError) else None
+        if line is None:
+            raise
+        raise UserInputError(line) from None
     if partition is not None and settings.federated.get_client_partition is not None:
         returned = settings.federated.get_client_partition(returned, partition.index, partition.count, training)
     return as_pipeline(returned, settings, training, seed)

@@ -28,6 +28,9 @@ from experiments_manager.edge.formats import DEFAULT_CALIBRATION_BATCHES
 from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from experiments_manager.settings.data_folders import DataFolder
     from experiments_manager.settings.loader import Settings
 
 
@@ -64,7 +67,7 @@ def named_inputs(x: object, inputs: list, where: str) -> dict:
     return {name: np.asarray(given[name]).astype(dtypes[name], copy=False) for name in names}
 
 
-def _batches(settings: "Settings", folder: str, training: bool, inputs: list, limit: Optional[int],
+def _batches(settings: "Settings", folder: "DataFolder", training: bool, inputs: list, limit: Optional[int],
              labelled: bool = True) -> list:
     from experiments_manager.evaluation import input_pipeline
 
@@ -86,13 +89,14 @@ def _as_array(labels: object) -> Optional[np.ndarray]:
     return None if labels is None or isinstance(labels, (dict, list, tuple)) else np.asarray(labels)
 
 
-def validation_batches(settings: "Settings", inputs: list) -> list:
+def validation_batches(settings: "Settings", inputs: list, run_folder: "Optional[str | Path]" = None) -> list:
     """[(inputs, labels)] of the validation pipeline, bounded as training bounds it (a finite dataset whole, else
     `nb_val_samples // batch_size` batches or a Keras 2 iterator's own steps).
 
     Args:
         settings: the run's `Settings`.
         inputs: the served signature's inputs in positional order (`EdgeModel.tensors()["inputs"]`).
+        run_folder: the run's folder, where a relative data folder is also looked for (default None).
 
     Raises:
         UserInputError: an endless pipeline with nothing to bound it, one line naming the export.
@@ -103,11 +107,13 @@ def validation_batches(settings: "Settings", inputs: list) -> list:
     validation_batches(settings, model.tensors()["inputs"])[0][0]["input"].shape   # (50, 1)
     ```
     """
-    return _batches(settings, settings.data.val_dir, False, inputs, None)
+    from experiments_manager.settings.data_folders import data_folder
+
+    return _batches(settings, data_folder(settings, "val_dir", run_folder), False, inputs, None)
 
 
 def calibration_batches(settings: "Settings", inputs: list, count: int = DEFAULT_CALIBRATION_BATCHES,
-                        seed: Optional[int] = None) -> list:
+                        seed: Optional[int] = None, run_folder: "Optional[str | Path]" = None) -> list:
     """The inputs of the first `count` batches of the training pipeline, the seed set first.
 
     Args:
@@ -116,6 +122,7 @@ def calibration_batches(settings: "Settings", inputs: list, count: int = DEFAULT
         count: how many batches (default `DEFAULT_CALIBRATION_BATCHES`).
         seed: the seed of Python, NumPy and TensorFlow before the pipeline is built (default None: the run's
             `random_seed`, else 0).
+        run_folder: the run's folder, where a relative data folder is also looked for (default None).
 
     Example:
 
@@ -125,5 +132,8 @@ def calibration_batches(settings: "Settings", inputs: list, count: int = DEFAULT
     """
     import keras
 
+    from experiments_manager.settings.data_folders import data_folder
+
     keras.utils.set_random_seed(int(seed if seed is not None else settings.runtime.random_seed or 0))
-    return [named for named, _ in _batches(settings, settings.data.train_dir, True, inputs, count, labelled=False)]
+    folder = data_folder(settings, "train_dir", run_folder)
+    return [named for named, _ in _batches(settings, folder, True, inputs, count, labelled=False)]

@@ -153,7 +153,7 @@ class _Job:
         self.folder = experiment.export_dir / str(number)
         self.reference = SavedModelModel(self.folder)
         self.signature = self.reference.tensors()
-        self.batches = validation_batches(settings, self.signature["inputs"])
+        self.batches = validation_batches(settings, self.signature["inputs"], experiment.root)
         self.outputs = outputs_of(self.reference, self.batches)
         self.scorer = Scorer(settings)
         # the version's own class names (what the server reads), else the settings' (a version exported before them)
@@ -168,7 +168,8 @@ class _Job:
     def calibrate(self, count: int) -> None:
         from experiments_manager.edge.data import calibration_batches
 
-        self.calibration = calibration_batches(self.settings, self.signature["inputs"], count)
+        self.calibration = calibration_batches(self.settings, self.signature["inputs"], count,
+                                               run_folder=self.experiment.root)
 
     def reference_row(self) -> ParityRow:
         from experiments_manager.edge.parity import measure

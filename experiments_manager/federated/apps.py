@@ -15,15 +15,16 @@ _LOG = logging.getLogger(__name__)
 LOCAL_EPOCHS_KEY = "local-epochs"
 
 
-def server_app(job_of):
-    """A `ServerApp` running the federation of `job_of(context)` (a function Context -> FederatedJob)."""
+def server_app(job_of, stop=None):
+    """A `ServerApp` running the federation of `job_of(context)` (a function Context -> FederatedJob); it ends
+    `interrupted` once `stop` (a `stopping.StopRequest`, default None) is set."""
     from flwr.serverapp import ServerApp
 
     app = ServerApp()
 
     @app.main()
     def main(grid, context):
-        run_federation(job_of(context), grid)
+        run_federation(job_of(context), grid, stop)
 
     return app
 
@@ -121,13 +122,16 @@ def worker_client_app(worker_folder, app_dir):
     return app
 
 
-def run_federation(job, grid):
-    """The ServerApp's work: open the server experiment, run the strategy's rounds, record how it ended."""
+def run_federation(job, grid, stop=None):
+    """The ServerApp's work: open the server experiment, run the strategy's rounds, record how it ended (`stop`: a
+    `stopping.StopRequest` the grid checks; default None)."""
     from flwr.app import ConfigRecord
 
     from experiments_manager.experiment import Experiment, running_command
     from experiments_manager.federated.federation_config import FederationConfig
     from experiments_manager.federated.grid import ResponsiveGrid
+    from experiments_manager.federated.job import end_if_running
+    from experiments_manager.federated.stopping import FederationInterrupted
     from experiments_manager.federated.federation_server import FederationServer, FederationStopped, supervised_strategy
 
     settings = job.load_settings()
@@ -144,17 +148,24 @@ def run_federation(job, grid):
     server = FederationServer(experiment, settings, config)
     try:
         supervised_strategy(config, server).start(
-            grid=ResponsiveGrid(grid),
+            grid=ResponsiveGrid(grid, stop=stop),
             initial_arrays=server.initial_arrays(),
             num_rounds=config.rounds,
             timeout=config.round_timeout,
             train_config=ConfigRecord({LOCAL_EPOCHS_KEY: settings.training.epochs}),
             evaluate_fn=server.evaluate,
         )
-    except FederationStopped as stop:
-        experiment.mark_ended("failed", error=str(stop))
-        _LOG.error("Federation stopped: %s", stop)
+    except FederationStopped as stopped:
+        experiment.mark_ended("failed", error=str(stopped))
+        _LOG.error("Federation stopped: %s", stopped)
         return
+    except FederationInterrupted:
+        info = experiment.mark_ended("interrupted", **stop.fields(experiment.run_info().get("rounds_completed")))
+        _LOG.info("Federation %s", info["reason"])
+        return
+    except SystemExit:  # Flower ends a ServerApp whose run was stopped (`flwr stop`, `federated run` stopped)
+        end_if_running(experiment, "interrupted", reason="the Flower run was stopped", exit_code=1)
+        raise
     except BaseException as error:
         experiment.mark_ended("failed", error=f"{type(error).__name__}: {error}")
         raise

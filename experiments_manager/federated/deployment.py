@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -62,17 +63,22 @@ def deploy(settings_path, superlink=None, connection=None, rounds=None, hparam_o
     ```
     """
     from experiments_manager.federated.job import end_if_running, start_federation
+    from experiments_manager.federated.stopping import stop_on_signals
 
     if superlink:
         _check_answers(superlink)  # before any folder exists
     settings, _, experiment, job = start_federation(settings_path, hparam_overrides, rounds, round_timeout, command)
-    try:
-        status = submit_and_follow(experiment, write_flower_app(experiment, job, settings), superlink, connection,
-                                   timeout)
-    except BaseException as error:
-        end_if_running(experiment, "failed", f"{type(error).__name__}: {error}")
-        raise
-    if status == "finished:completed":
+    with stop_on_signals() as stop:
+        try:
+            status = submit_and_follow(experiment, write_flower_app(experiment, job, settings), superlink,
+                                       connection, timeout, stop)
+        except BaseException as error:
+            end_if_running(experiment, "failed", f"{type(error).__name__}: {error}")
+            raise
+    info = experiment.run_info()
+    if stop.is_set() and info.get("status") != "finished":  # stopped on the SuperLink: the signal says why
+        experiment.mark_ended("interrupted", **stop.fields(info.get("rounds_completed")))
+    elif status == "finished:completed":
         end_if_running(experiment, "finished")
     else:
         end_if_running(experiment, "failed", f"Flower run {status}")
@@ -111,7 +117,7 @@ def write_flower_app(experiment, job, settings):
     return folder
 
 
-def submit_and_follow(experiment, app_folder, superlink=None, connection=None, timeout=None):
+def submit_and_follow(experiment, app_folder, superlink=None, connection=None, timeout=None, stop=None):
     """Starts the run on the SuperLink and waits until Flower says it finished; returns Flower's final status.
 
     Args:
@@ -120,6 +126,7 @@ def submit_and_follow(experiment, app_folder, superlink=None, connection=None, t
         superlink: 'host:port' of an insecure SuperLink (a temporary Flower config names it), or None.
         connection: the name of a SuperLink connection in the user's Flower config (TLS, accounts), or None.
         timeout: seconds to wait before stopping the run (None: no limit).
+        stop: a `stopping.StopRequest`: once set, the run is stopped on the SuperLink (default None).
     """
     with _flower_config(superlink) as flower_home:
         env = {**flower_environment(os.environ), **({"FLWR_HOME": flower_home} if flower_home else {})}
@@ -128,7 +135,7 @@ def submit_and_follow(experiment, app_folder, superlink=None, connection=None, t
         experiment.update_run_info(flower_run_id=run_id, superlink=superlink or connection)
         _LOG.info("Flower run %s started on %s; server experiment folder: %s", run_id, superlink or connection,
                   experiment.root)
-        status = _wait(run_id, name, env, timeout)
+        status = _wait(run_id, name, env, timeout, stop)
         log_file = experiment.root / "flower_server.log"
         with open(log_file, "w") as handle:
             subprocess.run(_flwr("log", run_id, *([name] if name else []), "--show"), env=env, stdout=handle,
@@ -150,10 +157,14 @@ def _start(app_folder, name, env):
     return str(answer["run-id"])
 
 
-def _wait(run_id, name, env, timeout):
+def _wait(run_id, name, env, timeout, stop=None):
     deadline = None if timeout is None else time.monotonic() + timeout
     status = "unknown"
     while deadline is None or time.monotonic() < deadline:
+        if stop is not None and stop.is_set():
+            subprocess.run(_flwr("stop", run_id, *([name] if name else [])), env=env, capture_output=True,
+                           timeout=60)
+            return f"stopped ({signal.Signals(stop.signum).name})"
         listing = subprocess.run(_flwr("ls", *([name] if name else []), "--run-id", run_id, "--format", "json"),
                                  env=env, capture_output=True, text=True, timeout=60)
         try:
@@ -162,9 +173,16 @@ def _wait(run_id, name, env, timeout):
             pass  # the SuperLink is busy: ask again
         if status.startswith(FINISHED):
             return status
-        time.sleep(STATUS_POLL_SECONDS)
+        _sleep_unless_stopped(STATUS_POLL_SECONDS, stop)
     subprocess.run(_flwr("stop", run_id, *([name] if name else [])), env=env, capture_output=True, timeout=60)
     return f"stopped after {timeout:g} s (--timeout)"
+
+
+def _sleep_unless_stopped(seconds, stop):
+    """Waits `seconds`, less when a stop is requested meanwhile."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
 
 def _check_answers(superlink):

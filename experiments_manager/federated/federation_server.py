@@ -156,6 +156,8 @@ def supervised_strategy(config, server):
 def _wait_for_clients(grid, needed, timeout, server_round):
     deadline = time.monotonic() + timeout
     while len(list(grid.get_node_ids())) < needed:
+        if hasattr(grid, "check_stop"):
+            grid.check_stop()  # a signal reached the federation
         if time.monotonic() > deadline:
             connected = len(list(grid.get_node_ids()))
             raise FederationStopped(f"round {server_round}: {connected} of the minCl={needed} clients connected "

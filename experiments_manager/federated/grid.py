@@ -13,9 +13,13 @@ class ResponsiveGrid:
     the Grid's public methods, so this wrapper re-implements `send_and_receive`
     with `push_messages`/`pull_messages` and delegates everything else.
 
+    It also ends a wait at the next poll once a stop was requested (`stopping.StopRequest`: a signal reached the
+    federation), by raising `FederationInterrupted`.
+
     Args:
         grid: the `Grid` Flower passed to the ServerApp.
         poll_seconds: pause between reply checks.
+        stop: the federation's `StopRequest` (default None: no stop but Flower's).
 
     Example:
 
@@ -24,9 +28,15 @@ class ResponsiveGrid:
     ```
     """
 
-    def __init__(self, grid, poll_seconds=REPLY_POLL_SECONDS):
+    def __init__(self, grid, poll_seconds=REPLY_POLL_SECONDS, stop=None):
         self._grid = grid
         self.poll_seconds = poll_seconds
+        self.stop = stop
+
+    def check_stop(self):
+        """Raises `FederationInterrupted` once a stop was requested."""
+        if self.stop is not None:
+            self.stop.raise_if_set()
 
     def __getattr__(self, name):
         return getattr(self._grid, name)
@@ -36,11 +46,13 @@ class ResponsiveGrid:
         waiting = set(self._grid.push_messages(messages))
         deadline = None if timeout is None else time.monotonic() + timeout
         replies = []
+        self.check_stop()
         while waiting:
             arrived = list(self._grid.pull_messages(waiting))
             replies.extend(arrived)
             waiting.difference_update(reply.metadata.reply_to_message_id for reply in arrived)
             if not waiting or (deadline is not None and time.monotonic() >= deadline):
                 break
+            self.check_stop()
             time.sleep(self.poll_seconds)
         return replies

@@ -104,7 +104,8 @@ def start_federation(settings, hparam_overrides=None, rounds=None, round_timeout
     return settings, config, experiment, job
 
 
-def end_if_running(experiment, status, error=None):
-    """Records how a federation ended when its ServerApp could not (it crashed, or ran on another host)."""
+def end_if_running(experiment, status, error=None, **fields):
+    """Records how a federation ended when its ServerApp could not (it crashed, was stopped, or ran on another
+    host); `fields`: more of run.json's keys (an interrupted run's `reason` and `exit_code`)."""
     if experiment.run_info().get("status") == "running":
-        experiment.mark_ended(status, **({"error": error} if error else {}))
+        experiment.mark_ended(status, **({"error": error} if error else {}), **fields)

@@ -78,14 +78,16 @@ def simulate_command(settings, overrides=None, num_clients=None, rounds=None, ro
 
 
 def report(experiment):
-    """Prints where the federation's outputs are; returns the exit code (0 finished, 1 failed)."""
+    """Prints where the federation's outputs are; returns the exit code (0 finished, 128 + signal interrupted by
+    one, 1 failed)."""
     from experiments_manager.version_records import reported_version
 
     info = experiment.run_info()
     last, _ = reported_version(info, experiment.export_dir)  # the version holding the best round, as `train` says
     status = info.get("status")
     lines = [
-        f"status:            {status}" + (f" ({info['error']})" if info.get("error") else ""),
+        f"status:            {status}" + (f" ({info.get('error') or info.get('reason')})"
+                                              if info.get("error") or status == "interrupted" else ""),
         f"experiment folder: {experiment.root}",
         f"rounds completed:  {info.get('rounds_completed', 0)} of {info.get('federated', {}).get('rounds')}",
         f"best {info.get('monitored_loss_name')}: {info.get('best_value')} (round {info.get('best_epoch')})",
@@ -96,4 +98,6 @@ def report(experiment):
         f"serve it:          experiments-manager serve --model_dir {experiment.root}",
     ]
     print("\n".join(lines))
+    if status == "interrupted":  # a stop signal: 128 + its number, as `train` exits
+        return int(info.get("exit_code") or 1)
     return 0 if status == "finished" else 1

@@ -2,6 +2,7 @@
 
 import logging
 import os
+import sys
 
 _LOG = logging.getLogger(__name__)
 
@@ -10,7 +11,8 @@ def simulate(settings, num_clients=None, rounds=None, hparam_overrides=None, rou
     """Runs a federation of `num_clients` simulated clients; returns the server `Experiment`.
 
     Everything is checked before the experiment folder is created. The server's
-    experiment folder holds the clients' folders (`clients/client_<id>/`).
+    experiment folder holds the clients' folders (`clients/client_<id>/`). SIGINT, SIGTERM and SIGUSR1 end it
+    within seconds, `interrupted`, run.json's `exit_code` 128 + signal (`stopping.py`).
 
     Args:
         settings: the settings module, or its loaded `Settings`.
@@ -30,26 +32,51 @@ def simulate(settings, num_clients=None, rounds=None, hparam_overrides=None, rou
     """
     from experiments_manager.federated.apps import client_app, server_app
     from experiments_manager.federated.job import end_if_running, start_federation
+    from experiments_manager.federated.stopping import stop_on_signals
 
     _, config, experiment, job = start_federation(settings, hparam_overrides, rounds, round_timeout, command,
                                                   num_clients=num_clients)
     _LOG.info("Experiment folder: %s", experiment.root)
-    try:  # without --num-clients, minCl clients (its default, 2, when the settings set none)
-        _run(server_app(lambda context: job), client_app(lambda context: job), num_clients or config.min_clients)
-    except BaseException as error:
-        end_if_running(experiment, "failed", f"{type(error).__name__}: {error}")
-        raise
+    backend_config = _backend_config()
+    _init_ray(backend_config["init_args"])  # before the stop handlers: ray.init installs a SIGTERM handler of its own
+    with stop_on_signals() as stop:
+        try:  # without --num-clients, minCl clients (its default, 2, when the settings set none)
+            _run(server_app(lambda context: job, stop), client_app(lambda context: job),
+                 num_clients or config.min_clients, backend_config)
+        except BaseException as error:
+            if stop.is_set():
+                end_if_running(experiment, "interrupted", **stop.fields(experiment.run_info().get("rounds_completed")))
+            else:
+                end_if_running(experiment, "failed", f"{type(error).__name__}: {error}")
+            raise
+    if stop.is_set():  # the server recorded it; a stop before its first poll is recorded here
+        end_if_running(experiment, "interrupted", **stop.fields(experiment.run_info().get("rounds_completed")))
     end_if_running(experiment, "failed", "the Flower simulation ended before the federation did")
     return experiment
 
 
-def _run(server, client, num_clients):
-    from flwr.simulation import run_simulation
-
+def _backend_config():
     cpus = os.cpu_count() or 1
-    backend_config = {
+    return {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {"num_cpus": cpus, "num_gpus": 0, "logging_level": "ERROR", "log_to_driver": True,
                       "include_dashboard": False},
     }
+
+
+def _init_ray(init_args):
+    """Starts Ray as Flower's Ray backend would (the same arguments, this process' import path given to its
+    workers); Flower then uses it as it is."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    path = os.pathsep.join(sys.path + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+    os.environ["PYTHONPATH"] = path
+    ray.init(runtime_env={"env_vars": {"PYTHONPATH": path}}, **init_args)
+
+
+def _run(server, client, num_clients, backend_config):
+    from flwr.simulation import run_simulation
+
     run_simulation(server_app=server, client_app=client, num_supernodes=num_clients, backend_config=backend_config)

@@ -17,7 +17,8 @@ tests/e2e/test_keras2_settings.py):
   longer be found.
 - Keras 2 knew 'logcosh' and 'kullback_leibler_divergence' as metric names.
 
-A one-output model given metrics keyed by layer names gets them as a list.
+A one-output model given metrics keyed by layer names gets them as a list; a bare metric (`return 'mae'`, one
+metric object) is a list of one, as Keras 2 took it.
 """
 
 import functools
@@ -56,6 +57,8 @@ def keras2_metrics(metrics, model, settings_name):
     model.compile(loss="mse", metrics=keras2_metrics([tf.keras.metrics.binary_crossentropy], model, "s.py"))
     ```
     """
+    if metrics is not None and not isinstance(metrics, (list, tuple, dict)):
+        metrics = [metrics]  # `return 'mae'`, or one metric object: Keras 2 took it as a list of one
     return _map(_per_output(metrics, model), lambda metric: _keras2_metric(metric, settings_name))
 
 

@@ -14,6 +14,7 @@ loss `reduction` shims log a line naming the settings file when they act:
 | `tf.keras.optimizers.legacy.Adam(lr=0.01, decay=1e-4)` | ImportError | `learning_rate=0.01`, decayed as `lr / (1 + decay * iterations)` (`InverseTimeDecay`) |
 | `tf.keras.optimizers.experimental.AdamW(...)` | AttributeError | the Keras 3 optimizer of that name |
 | `reduction=tf.keras.losses.Reduction.AUTO` | ValueError | 'sum_over_batch_size' |
+| a custom `Metric` calling `super().__init__(name, **kwargs)`, `self.add_weight('tp', initializer='zeros')` | the name read as a dtype, as a shape: ValueError | Keras 2's order: the name |
 
 Metric objects and names are handled when the model is compiled
 (`experiments_manager.keras2.metrics`), data iterators when the pipelines are
@@ -79,6 +80,8 @@ def install_keras2_compatibility():
             parent.experimental = sys.modules[module.__name__] = module
     keras.optimizers.Optimizer.__init__ = _ignoring_lr(keras.optimizers.Optimizer.__init__)
     keras.losses.Loss.__init__ = _auto_reduction(keras.losses.Loss.__init__)
+    keras.metrics.Metric.__init__ = _keras2_metric_init(keras.metrics.Metric.__init__)
+    keras.metrics.Metric.add_weight = _keras2_add_weight(keras.metrics.Metric.add_weight)
 
 
 def _tf_keras_modules(suffix):
@@ -128,6 +131,50 @@ def _auto_reduction(original):
         original(self, *args, **kwargs)
 
     return _marked(__init__)
+
+
+def _keras2_metric_init(original):
+    """Keras 2's `Metric.__init__(name=None, dtype=None, **kwargs)` where Keras 3's is `(dtype=None, name=None)`: a
+    custom metric's `super().__init__(name, **kwargs)` gives its name first."""
+    @functools.wraps(original)
+    def __init__(self, *args, **kwargs):
+        if args and isinstance(args[0], str) and not _is_dtype(args[0]) and "name" not in kwargs:
+            kwargs["name"] = args[0]  # Keras 2's order: name, dtype
+            args = args[1:]
+        original(self, *args, **kwargs)
+
+    return _marked(__init__)
+
+
+def _is_dtype(text):
+    import keras
+
+    try:
+        keras.backend.standardize_dtype(text)
+        return True
+    except (ValueError, TypeError):
+        return False
+
+
+def _keras2_add_weight(original):
+    """Keras 2's `Metric.add_weight(name, shape=(), aggregation=tf.VariableAggregation.SUM, synchronization=...,
+    initializer=None, dtype=None)`: the name first, TensorFlow's aggregation enum, a synchronization Keras 3 has not."""
+
+    @functools.wraps(original)
+    def add_weight(self, *args, **kwargs):
+        if args and isinstance(args[0], str):  # Keras 3's first parameter is the shape, never a string
+            kwargs["name"] = args[0]
+            args = args[1:]
+        kwargs.pop("synchronization", None)
+        aggregation = kwargs.pop("aggregation", None)
+        if aggregation is None:
+            return original(self, *args, **kwargs)
+        arguments = dict(zip(("shape", "initializer", "dtype", "name"), args), **kwargs)
+        return self.add_variable(shape=arguments.get("shape", ()), initializer=arguments.get("initializer") or "zeros",
+                                 dtype=arguments.get("dtype"), name=arguments.get("name"),
+                                 aggregation=getattr(aggregation, "name", str(aggregation)).lower())
+
+    return _marked(add_weight)
 
 
 def _legacy_optimizer(base):

@@ -18,6 +18,7 @@ from experiments_manager.utils.errors import UserInputError, frames_in
 
 from experiments_manager.settings.overrides import (MERGE_FUNCTION_NAME, HparamMerge, apply_to_settings,
                                                     split_new_hparams, with_merges)
+from experiments_manager.settings.extras import missing_module_line
 from experiments_manager.settings.model_file import check_model_file, resolve_model_file
 from experiments_manager.settings.script import ScriptSource, make_importable
 from experiments_manager.settings.spelling import warn_of_misspelt_names
@@ -69,6 +70,7 @@ class Settings:
         self.federated = built["federated"]
         self.sweep = built["sweep"]
         self.model_modules = []  # the model files' modules `build_model` imported for these settings
+        self.said: set = set()  # lines said once for these settings (a data folder found from the run's folder)
 
     def release(self):
         """Removes the modules that loading these settings and building their models added to `sys.modules`.
@@ -302,6 +304,8 @@ def _execute(path, merge, script):
         if isinstance(error, OSError) and environment_failure_line(error) is not None:
             raise  # the machine's failure (a full disk as the settings fetch data): exit 75, not the user's mistake
         line = _line_in(error, str(path))
+        if isinstance(error, ModuleNotFoundError):
+            raise UserInputError(f"{path.name}: line {line}: {missing_module_line(error)}") from None
         raise UserInputError(
             f"{path.name}: line {line}: error while running the settings module: "
             f"{type(error).__name__}: {error}"

@@ -124,10 +124,11 @@ class DataSection:
         "`get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch)`: a `tf.data.Dataset` of "
         "`(x, y)` batches (or a Keras 2 Sequence, iterator or generator)",
         check=c.function("raw_data_files_folder", "isTraining", "batch_size", "nbEpoch"))
-    train_dir: object = setting("`raw_data_files_folder` of the training pipeline", default="",
-                                name="raw_data_dir_train")
-    val_dir: object = setting("`raw_data_files_folder` of the validation pipeline", default="",
-                              name="raw_data_dir_val")
+    train_dir: object = setting("`raw_data_files_folder` of the training pipeline (a relative path not found from "
+                                "the current folder is looked for from the run's folder, where the original "
+                                "framework ran)", default="", name="raw_data_dir_train")
+    val_dir: object = setting("`raw_data_files_folder` of the validation pipeline (found as `raw_data_dir_train` is)",
+                              default="", name="raw_data_dir_val")
     train_samples: object = setting("samples per training epoch, needed when the dataset is infinite or of unknown "
                                     "length (an epoch is `nb_train_samples // batch_size` batches)", default=None,
                                     check=c.optional_int, name="nb_train_samples")

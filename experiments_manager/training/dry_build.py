@@ -25,6 +25,7 @@ from experiments_manager.utils.errors import UserInputError, frames_in
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _BOLD = re.compile(r"\x1b\[1m(.+?)\x1b\[0m", re.S)
 _TF_OP = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\](\s*name:\s*\S*)?\s*$")
+_WHOLE_ADVICE = ("A KerasTensor cannot be used as input to",)  # Keras's advice: kept whole (`_first_line`)
 _PREAMBLES = ("Exception encountered when calling", "in user code:", 'File "')
 _FAILED = object()  # what `_called` returns when the call raised (None is a value a function may return)
 
@@ -115,6 +116,10 @@ def _called(problems, file_name, function, settings, call, *arguments):
         return call(*arguments)
     except UserInputError as error:
         problems.extend(error.problems)
+    except ModuleNotFoundError as error:  # the model file imports what this environment lacks
+        from experiments_manager.settings.extras import missing_module_line
+
+        problems.append(f"{file_name}: {function}{_user_line(error, settings)}: {missing_module_line(error)}")
     except Exception as error:  # the user's code raised: one line, not a traceback
         problems.append(f"{file_name}: {function}{_user_line(error, settings)}: raised {type(error).__name__}: "
                         f"{_first_line(error)}")
@@ -265,12 +270,24 @@ def _described(value):
 
 def _first_line(error):
     """The line of an error message that says what went wrong: Keras puts it after a preamble, in bold (inside a
-    traced function's "in user code:" traceback too); TensorFlow's op errors wrap it in the op's node and name."""
+    traced function's "in user code:" traceback too); TensorFlow's op errors wrap it in the op's node and name.
+    Keras's advice on a function that cannot take a symbolic tensor is kept whole, on one line."""
     text = str(error)
+    if text.startswith(_WHOLE_ADVICE):
+        return _one_line(text)
     bold = _BOLD.search(text)
     lines = [_TF_OP.sub("", _ANSI.sub("", line)).strip() for line in (bold.group(1) if bold else text).splitlines()]
     lines = [line for line in lines if line and not line.startswith(_PREAMBLES)]
     return lines[0][:300] if lines else "(no message)"
+
+
+def _one_line(text):
+    """A message with code blocks on one line: the prose joined by spaces, each block's lines by '; ' in backticks."""
+    parts = []
+    for index, part in enumerate(text.split("```")):
+        lines = [line.strip() for line in part.splitlines() if line.strip()]
+        parts.append(f"`{'; '.join(lines)}`" if index % 2 else " ".join(lines))
+    return " ".join(part for part in parts if part)
 
 
 def _user_frames(error, settings):

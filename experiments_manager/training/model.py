@@ -13,7 +13,8 @@ from experiments_manager.keras2.metrics import keras2_metrics
 
 
 def build_model(settings):
-    """Imports the model file under a unique name and calls `model(usersettings)`.
+    """Imports the model file under a unique name and calls `model(usersettings)`, TensorFlow ops on the model's
+    symbolic tensors made layers as Keras 2 made them (`keras2/tf_ops.py`).
 
     Example:
 
@@ -29,8 +30,11 @@ def build_model(settings):
     settings.model_modules.append(spec.name)  # removed by `settings.release()`
     module.__file__ = str(settings.model_script.absolute())  # as `python model_file` says it (see settings/script.py)
     make_importable(settings.model_script.parent)
-    spec.loader.exec_module(module)
-    model = module.model(settings.module)
+    from experiments_manager.keras2.tf_ops import tf_ops_as_layers
+
+    with tf_ops_as_layers():  # `tf.concat(...)` on the model's tensors: a layer, as Keras 2 made it
+        spec.loader.exec_module(module)
+        model = module.model(settings.module)
     if not isinstance(model, keras.Model):
         raise UserInputError(f"{settings.model_file.name}: model: expected a keras.Model, got {type(model).__name__}")
     return model

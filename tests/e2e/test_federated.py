@@ -2,6 +2,9 @@
 
 import csv
 import json
+import queue
+import signal
+import time
 import types
 from pathlib import Path
 
@@ -9,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, read_run, settings_variant, single_experiment, wait_for
+from test_serving_cli import OutputReader
 
 FEDERATED_SETTINGS = "examples/federated/mysettings_federated_curve_fitting.py"
 ORIGINAL_SETTINGS = REPO / "tests/data/federated/settings_original_federated.py"
@@ -234,3 +238,64 @@ def test_client_messages_leave_no_settings_or_model_modules_behind(workdir):
             client.close()
         assert loaded() == before, f"message {message} left {sorted(loaded() - before)}"
     assert read_run(workdir / "server" / "clients" / "client_0")["epochs_completed"] == 2  # messages 0 and 2
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.claim("`federated simulate` (and `train` of a federated file) stops on SIGINT / SIGTERM / SIGUSR1 as "
+                   "`train` does: within seconds, `interrupted` with the rounds done, exit 128 + signal",
+                   note="(SIGINT and SIGTERM after round 1, through the command line; SIGUSR1 goes the same way)")
+def test_a_stop_signal_ends_a_simulated_federation_within_seconds(start_cli, workdir, signum):
+    process = start_cli("federated", "simulate", "-u", FEDERATED_SETTINGS, "--num-clients", "2", "--rounds", "50",
+                        "--hparam", "nbEpoch=1")
+    reader = OutputReader(process)  # read as it comes: Ray's log lines would fill the pipe
+    working_folder = workdir / "experiments/examples/federated_curve_fitting"
+    wait_for(lambda: rounds_done(working_folder) >= 1 or process.poll() is not None, 300, "round 1 completed")
+    assert process.poll() is None, all_lines(reader)
+    process.send_signal(signum)
+    started = time.monotonic()
+    process.wait(timeout=60)
+    took = time.monotonic() - started
+    output = all_lines(reader)
+    assert process.returncode == 128 + signum, output
+    run = read_run(single_experiment(working_folder))
+    name = signal.Signals(signum).name
+    assert run["status"] == "interrupted" and run["exit_code"] == 128 + signum, run
+    assert run["reason"] == f"stopped by {name} after {run['rounds_completed']} rounds", run
+    assert f"status:            interrupted (stopped by {name} after" in output
+    assert took < 30, f"the federation took {took:.1f} s to stop"
+
+
+@pytest.mark.claim("`federated run` stops its run on the SuperLink on SIGTERM: `interrupted`, exit 143",
+                   note="(a real SuperLink and two SuperNodes)")
+def test_a_stop_signal_stops_a_deployed_federation_on_its_superlink(flower_federation, start_cli, workdir):
+    flower_federation.start(num_nodes=2)
+    runner = start_cli("federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", flower_federation.address,
+                       "--rounds", "50", "--hparam", "nbEpoch=1")
+    reader = OutputReader(runner)
+    working_folder = workdir / "experiments/examples/federated_curve_fitting"
+    wait_for(lambda: rounds_done(working_folder) >= 1 or runner.poll() is not None, 300, "round 1 completed")
+    assert runner.poll() is None, all_lines(reader)
+    runner.send_signal(signal.SIGTERM)
+    runner.wait(timeout=120)
+    output = all_lines(reader)
+    assert runner.returncode == 143, output
+    run = read_run(single_experiment(working_folder))
+    assert run["status"] == "interrupted" and run["exit_code"] == 143, run
+    assert run["reason"].startswith("stopped by SIGTERM after "), run
+
+
+def all_lines(reader):
+    """Every line the process wrote, once it ended (its reader thread reaches the end of the pipe)."""
+    reader_lines = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            reader_lines.append(reader.lines.get(timeout=0.5))
+        except queue.Empty:
+            break
+    return "\n".join(reader.seen + reader_lines)
+
+
+def rounds_done(working_folder):
+    runs = list(Path(working_folder).glob("*/run.json"))
+    return json.loads(runs[0].read_text()).get("rounds_completed", 0) if runs else 0

@@ -386,6 +386,9 @@ def test_image_test_section_trains_the_example_outside_the_repository(tmp_path):
     fake = bin_dir / "experiments-manager"
     fake.write_text(FAKE_CLI.format(python=sys.executable))
     fake.chmod(0o755)
+    python = bin_dir / "python3"  # the image's python3 is the one holding the package and its extras
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
     runscript = tmp_path / "runscript"
     runscript.write_text("#!/bin/sh\n" + "\n".join(recipe.runscript) + "\n")
     runscript.chmod(0o755)
