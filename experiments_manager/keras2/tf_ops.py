@@ -3,17 +3,19 @@
 A functional model of the Keras 2 era often applies TensorFlow's API to the tensors of the model being built
 (`tf.concat([a, b], axis=-1)`, `tf.reduce_mean(h, axis=1)`, `tf.nn.relu(h)`, `tf.expand_dims(h, -1)`,
 `tf.math.l2_normalize(h)`): Keras 2 turned each such call into a `TFOpLambda` layer. Keras 3 refuses them ("A
-KerasTensor cannot be used as input to a TensorFlow function"). Here, while a settings module runs and while its
-model file builds the model (`tf_ops_as_layers()`), the same mechanism as Keras 2's is in force: TensorFlow's op
+KerasTensor cannot be used as input to a TensorFlow function"). Here, while a model file builds its model
+(`tf_ops_as_layers()`, which `training.model.build_model` opens), the same mechanism as Keras 2's is in force: TensorFlow's op
 dispatch (`tf.__internal__.dispatch.GlobalOpDispatcher`, which every public TensorFlow API supporting dispatch
 calls when its arguments cannot be converted to tensors) hands such a call to `TFOpLayer`, a Keras layer that calls
 the op. The layer is part of the model like any other: trained, checkpointed, exported, served, and rebuilt by
 the model file when a run is read back. The dispatcher is registered with TensorFlow once per process and answers
 only inside the block, so no other code sees a change.
 
-Operators (`h * 2.0`, `h[:, 0]`) are Keras 3's own on Keras tensors. What TensorFlow cannot dispatch (a function
-that is no TensorFlow API, `tf.py_function`, a raw op) still fails with Keras's own advice, which the dry build
-reports whole, naming the line of the user's file.
+The call's arguments are kept as given, each Keras tensor in them (nested in a list too: `tf.concat([a, b])`;
+variadic: `tf.einsum("ij,jk", a, b)`) replaced by the layer's input in its place. Operators (`h * 2.0`, `h[:, 0]`)
+are Keras 3's own on Keras tensors. What TensorFlow cannot dispatch (a function that is no TensorFlow API, one
+without dispatch support such as `tf.signal.rfft`) still fails with Keras's own advice, which the dry build reports
+whole, naming the line of the user's file.
 
 Example:
 
