@@ -528,7 +528,9 @@ if [ "$FAKE_EXIT" = wait ]; then
     trap 'stop USR1 138' USR1
     trap 'stop TERM 143' TERM
     touch "$FAKE_LOG_DIR/apptainer.started"
-    for _ in $(seq 200); do sleep 0.1; done  # gives up after 20 s: a failing test leaves nothing behind
+    # gives up after 20 s: a failing test leaves nothing behind. A brace expansion, not $(seq): a trap that runs
+    # while bash parses a command substitution fails with "unexpected EOF while looking for matching ')'".
+    for _ in {1..200}; do sleep 0.1; done
     exit 99
 fi
 exit "${FAKE_EXIT:-0}"
