@@ -187,8 +187,12 @@ class Experiment:
         return experiment
 
     @contextlib.contextmanager
-    def held(self, command):
+    def held(self, command, timeout_seconds=None):
         """Within the block this process is the experiment's one writer: its lease is taken (`utils/lease.py`).
+
+        Args:
+            command: this process' command line, recorded in the lease.
+            timeout_seconds: the lease timeout (default: EXPERIMENTS_MANAGER_LEASE_TIMEOUT, else 300 s).
 
         Raises:
             LeaseHeld: another live run writes the experiment (one line naming it; exit code 75).
@@ -200,7 +204,7 @@ class Experiment:
             experiment.mark_resumed(running_command())
         ```
         """
-        self.lease = Lease.acquire(self.root, command, what="experiment")
+        self.lease = Lease.acquire(self.root, command, timeout_seconds=timeout_seconds, what="experiment")
         try:
             yield self.lease
         finally:
@@ -228,9 +232,15 @@ class Experiment:
         write_json_atomically(self.run_file, info)
 
     def check_writer(self):
-        """Raises `LeaseLost` when this process held the experiment's lease and another run took it over."""
+        """Raises `LeaseLost` when this process held the experiment's lease and must write nothing more (another
+        run took it over, or this one stalled past its fence): before every write into the folder."""
         if self.lease is not None:
             self.lease.check()
+
+    def writer_fenced(self):
+        """Whether this process held the experiment's lease and must write nothing more (`check_writer` without
+        raising: for the console copy in train.log)."""
+        return self.lease is not None and self.lease.fenced()
 
     def update_run_info(self, **fields):
         """Sets fields of run.json, in one atomic replace."""

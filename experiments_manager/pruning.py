@@ -145,7 +145,7 @@ def carry_out(plan: PrunePlan, command=()) -> list:
             continue
         root = item.path.parent if item.kind == CHECKPOINTS else item.path
         try:
-            lease = Lease.acquire(root, command, what="experiment", announce=False)
+            lease = Lease.acquire(root, command, what="experiment", announce=False, patient=False)
         except LeaseHeld as held:
             results.append((item, f"being written now ({held})"))
             continue

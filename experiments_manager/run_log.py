@@ -33,7 +33,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from experiments_manager.folder_names import now
 from experiments_manager.utils.environment_failures import environment_failure_line
@@ -73,13 +73,15 @@ def append(folder, text: str) -> None:
 
 
 @contextlib.contextmanager
-def console_copied(folder, command: Iterable[str]) -> Iterator[Path]:
+def console_copied(folder, command: Iterable[str], fenced: Callable[[], bool] = lambda: False) -> Iterator[Path]:
     """Within the block, the console output of this process (see the module's docstring) is appended to
     `<folder>/train.log`, after a header naming `command`.
 
     Args:
         folder: the run's folder.
         command: the command line of this attempt (run.json's `command`).
+        fenced: True once this process must write nothing more to the folder (`Experiment.writer_fenced`: it
+            lost the lease); its lines then reach the console only (default: never).
 
     Yields:
         the path of train.log.
@@ -88,7 +90,7 @@ def console_copied(folder, command: Iterable[str]) -> Iterator[Path]:
     log = open(path, "a", encoding="utf-8", errors="replace")
     log.write(attempt_header(shlex.join(str(part) for part in command)))
     log.flush()
-    copy = _LineCopy(log)
+    copy = _LineCopy(log, fenced)
     handler = _CopiedLogLines(copy)
     ours = logging.getLogger(_OUR_LOGGER)
     ours.addHandler(handler)
@@ -115,8 +117,9 @@ class _LineCopy:
     the line again and a backspace takes a character back, so a progress bar redrawn in place leaves its last state,
     without its colours; a log line is written whole at once, the stdout line in progress staying pending."""
 
-    def __init__(self, log):
+    def __init__(self, log, fenced: Callable[[], bool]):
         self._log = log
+        self._fenced = fenced
         self._line = ""
         self._lock = threading.Lock()
 
@@ -140,7 +143,7 @@ class _LineCopy:
             self._write(text if text.endswith("\n") else text + "\n")
 
     def _write(self, text):
-        if self._log.closed:
+        if self._log.closed or self._fenced():
             return
         try:
             self._log.write(_ANSI.sub("", text))

@@ -19,3 +19,4 @@ from experiments_manager.callbacks.summary_writers import SummaryWriters
 from experiments_manager.callbacks.training_checkpoint import TrainingCheckpoint
 from experiments_manager.callbacks.training_curves import TrainingCurves
 from experiments_manager.callbacks.weight_histograms import WeightHistograms
+from experiments_manager.callbacks.writer_fence import WriterFence

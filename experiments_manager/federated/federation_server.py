@@ -60,7 +60,8 @@ class FederationServer:
         self.timings = []
         self.round_started = time.monotonic()
         records = RunRecords(experiment, settings, self.best, self.exporter)  # a round is recorded as an epoch is
-        self.callbacks = keras.callbacks.CallbackList(records.head + records.tail(), model=self.model)
+        self.callbacks = keras.callbacks.CallbackList([records.fence] + records.head + records.tail(),
+                                                      model=self.model)
         self.callbacks.on_train_begin()
 
     def initial_arrays(self):

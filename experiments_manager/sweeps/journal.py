@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from experiments_manager.utils.atomic import write_json_atomically
-from experiments_manager.utils.lease import Lease, LeaseHeld, create_whole
+from experiments_manager.utils.lease import Lease, LeaseHeld, LeaseWatch, create_whole
 from experiments_manager.utils.signals import process_alive
 
 RECORD_STATUSES = ("running", "finished", "failed", "interrupted")
@@ -206,13 +206,19 @@ class TrialRecord:
         write_json_atomically(self.path, info)
         return info
 
-    def lock(self) -> bool:
+    def lock(self, watch: Optional[LeaseWatch] = None) -> bool:
         """True when this process now holds the record's claim; a claim whose holder is provably gone (a dead
-        pid on this host, a stale heartbeat elsewhere) is taken over, a live holder's never."""
+        pid on this host, a heartbeat elsewhere that `watch` saw stand still for the timeout) is taken over, a
+        live holder's never. It never waits (the caller holds the sweep's lock).
+
+        Args:
+            watch: the caller's `LeaseWatch` of the claims (default: none, so a claim elsewhere is never taken).
+        """
         try:
             self._claim = Lease.acquire(self.path.parent, what="trial", name=self.lock_path.name,
                                         durable=False,  # after a crash its holder is gone anyway
-                                        announce=False)  # the worker says it took the trial over
+                                        announce=False,  # the worker says it took the trial over
+                                        watch=watch, patient=False)
         except LeaseHeld:
             return False
         return True

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from experiments_manager.utils.errors import ERROR_PREFIX, EXIT_TEMPFAIL, UserInputError
-from experiments_manager.utils.lease import LEASE_NAME, lease_timeout, live_holder
+from experiments_manager.utils.lease import LEASE_NAME, LeaseWatch, lease_timeout, live_holder
 from experiments_manager.experiment import Experiment, now
 from experiments_manager.monitor import monitor_mode
 from experiments_manager.run_log import attempt_header
@@ -211,8 +211,9 @@ def _wait_for_writer_gone(pid, experiment, stop=None):
     timeout and a fifth, or until `stop` is set; a holder still alive then refuses the resume itself (exit 75)."""
     deadline = time.monotonic() + lease_timeout() * 1.2
     lease = Path(experiment) / LEASE_NAME if experiment else None
+    watch = LeaseWatch()  # a holder on another node: gone once its heartbeat stood still for the timeout
     while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
-        if not (pid and process_alive(pid)) and (lease is None or live_holder(lease) is None):
+        if not (pid and process_alive(pid)) and (lease is None or live_holder(lease, watch=watch) is None):
             return
         time.sleep(0.2)
 

@@ -6,14 +6,17 @@ shared file system (NFS, Lustre, GPFS), where `flock` is not coherent across nod
 
 - **The short lock** (`sweep.lock`): a `utils/lease.py` lease, created whole by `link`, held for the moment of one
   ask or one tell (read the journal, suggest, write). A holder that is provably gone (a dead pid on this host, a
-  heartbeat older than `LOCK_TIMEOUT_SECONDS` elsewhere) is broken; a live holder's never.
+  heartbeat elsewhere that stood still for `LOCK_TIMEOUT_SECONDS` while the waiter watched) is broken; a live
+  holder's never.
 - **The records** (`trials/trial-NNNN.json`, `journal.py`): one per trial, written whole (temporary file, fsync,
   rename) by the lock holder or by the worker that claims the trial; readers never see a partial file.
 - **The claims** (`trials/trial-NNNN.lock`): the lease of the worker that trains the trial, with its heartbeat.
   A trial whose claim is free (it was interrupted) or provably gone (its worker was killed, its node lost, its
   Slurm job requeued) is taken over by the next worker that asks, before any new point, and continues from its
-  experiment's checkpoint. A trial is never trained by two workers: its claim is one lease, its experiment has
-  its own.
+  experiment's checkpoint. A claim held on another node is judged by its heartbeat standing still while this
+  worker watched (`LeaseWatch`, this worker's own clock), so a worker with nothing else to do keeps asking while
+  such a claim looks stale (`NothingLeft.watching`). A trial is never trained by two workers: its claim is one
+  lease, its experiment has its own.
 - **Suggestions** are hyperopt's (TPE by default), seeded by (sweep seed, trial id) (`trials.SeededSuggestions`),
   from every finished trial, with the running ones as docs without a loss (TPE counts them as worst, so it
   suggests away from them). With one worker this is the sequential sweep's history, point for point. TPE starts
@@ -49,7 +52,7 @@ from experiments_manager.sweeps.results import best_row, plot_loss_vs_hparams, t
 from experiments_manager.sweeps.space import SearchSpace, python_scalar
 from experiments_manager.sweeps.trials import SeededSuggestions, save_trials
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
-from experiments_manager.utils.lease import Lease, live_holder, read_holder
+from experiments_manager.utils.lease import Lease, LeaseWatch, lease_timeout, live_holder, read_holder
 
 if TYPE_CHECKING:
     import hyperopt
@@ -80,10 +83,13 @@ class Assignment:
 
 @dataclasses.dataclass
 class NothingLeft:
-    """No trial to start or take over: `done` trials are finished (or failed), `running` run in other workers."""
+    """No trial to start or take over: `done` trials are finished (or failed), `running` run in other workers,
+    `watching` of which are held on other nodes by claims that look stale by this host's clock (ask again: this
+    worker takes them over once their heartbeat stood still for the lease timeout while it watched)."""
 
     done: int
     running: int
+    watching: int = 0
 
 
 class SweepStore:
@@ -106,6 +112,7 @@ class SweepStore:
         self.max_evals = max_evals
         self.monitor = monitor
         self.journal = TrialJournal(sweep.trials_dir.resolve())  # trial processes and records name it absolutely
+        self.watch = LeaseWatch()  # the other workers' claims, as this worker has seen their heartbeats
         self._domain = None
 
     def locked(self) -> Lease:
@@ -133,11 +140,16 @@ class SweepStore:
         """
         with self.locked():
             pairs = self.journal.numbered()
+            watching = 0
             for record, entry in pairs:
-                if entry.done or live_holder(record.lock_path) is not None:
-                    continue  # a live worker's claim is not even tried (each try writes a file)
+                if entry.done:
+                    continue
+                holder = live_holder(record.lock_path, watch=self.watch)
+                if holder is not None:  # a live worker's claim is not even tried (each try writes a file)
+                    watching += not holder.is_local() and holder.age() > max(lease_timeout(), holder.timeout_seconds)
+                    continue
                 released = read_holder(record.lock_path) is None
-                if record.lock():
+                if record.lock(self.watch):
                     why = ("it was interrupted" if entry.status == "interrupted" and released else
                            f"its worker, {_describe(entry.worker)}, is gone")
                     same_host = (entry.worker or {}).get("host") == worker["host"]
@@ -166,7 +178,7 @@ class SweepStore:
                     self._mark_running()
                     return Assignment(record, entry)
             done = sum(entry.done for _, entry in pairs)
-            return NothingLeft(done=done, running=len(pairs) - done)
+            return NothingLeft(done=done, running=len(pairs) - done, watching=watching)
 
     def record_result(self, assignment: Assignment) -> tuple:
         """Releases the trial's claim and rewrites the outputs from the journal; returns (rows, best row). The
@@ -210,7 +222,8 @@ class SweepStore:
 
     def held_elsewhere(self, pairs: list) -> int:
         """How many unfinished trials a live worker holds."""
-        return sum(not entry.done and live_holder(record.lock_path) is not None for record, entry in pairs)
+        return sum(not entry.done and live_holder(record.lock_path, watch=self.watch) is not None
+                   for record, entry in pairs)
 
     def suggest(self, tid: int, pairs: list) -> tuple:
         """The algorithm's point for trial `tid`, from the journal's trials: (hparams, hyperopt's vals).

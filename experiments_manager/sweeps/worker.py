@@ -26,10 +26,11 @@ from experiments_manager.sweeps.results import summary_lines, trial_line
 from experiments_manager.sweeps.store import Assignment, NothingLeft, SweepStore, exit_code, worker_identity
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
-from experiments_manager.utils.lease import LeaseLost
+from experiments_manager.utils.lease import LeaseLost, lease_timeout
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
 
 _LOG = logging.getLogger(__name__)
+WATCH_POLL_SECONDS = 5.0  # how often a worker with nothing else to do asks again while claims elsewhere look stale
 
 
 class SweepWorkers:
@@ -107,8 +108,17 @@ class SweepWorkers:
 
     def _loop(self, index: Optional[int]) -> None:
         worker = worker_identity(index)
+        said_watching = False
         while not self._stopping.is_set():
             step = self.store.next_trial(worker)
+            if isinstance(step, NothingLeft) and step.watching:  # claims elsewhere that look stale: ask again
+                if not said_watching:
+                    self._print(f"{step.watching} trial(s) held on other nodes look stale: watching their "
+                                f"heartbeats for up to {lease_timeout():.0f} s before taking them over"
+                                f"{self._suffix(index)}")
+                    said_watching = True
+                self._stopping.wait(WATCH_POLL_SECONDS)
+                continue
             if isinstance(step, NothingLeft):
                 self._left = step
                 return

@@ -13,8 +13,9 @@ _LOG = logging.getLogger(__name__)
 class RunRecords:
     """What records a run's epochs (or a federation's rounds).
 
-    `head` runs right after the epoch's logs are complete: the monitor direction, history.csv, the best value
-    and the TensorBoard / PNG reports. `tail(checkpoint)` runs last: export on improvement, the checkpoint,
+    `fence` runs first of all (`WriterFence`: nothing is written once the lease is lost). `head` runs right after
+    the epoch's logs are complete: the monitor direction, history.csv, the best value and the TensorBoard / PNG
+    reports. `tail(checkpoint)` runs last: export on improvement, the checkpoint,
     then run.json (which must not claim an epoch the checkpoint does not hold).
 
     Args:
@@ -29,7 +30,7 @@ class RunRecords:
 
     ```python
     records = RunRecords(experiment, settings, BestValue("val_loss"), Exporter(experiment, settings, model))
-    callbacks = keras.callbacks.CallbackList(records.head + records.tail(), model=model)
+    callbacks = keras.callbacks.CallbackList([records.fence] + records.head + records.tail(), model=model)
     ```
     """
 
@@ -41,6 +42,7 @@ class RunRecords:
         self.exporter = exporter
         self.every_epoch = not settings.export.only_on_improvement
         self.history = ours.HistoryCSV(experiment.history_csv)
+        self.fence = ours.WriterFence(experiment.check_writer)
         self.head = [ours.monitor_mode_resolver(best, experiment, settings, list(monitors)),
                      self.history,
                      ours.TrackBestValue(best, settings.path.name),
@@ -125,7 +127,8 @@ class CallbackPlan:
                                                   {**stateful, **inputs.stateful}, inputs.after_checkpoint)
         deterministic = [ours.DeterministicEpochs(seed)] if settings.runtime.deterministic else []
         self.callbacks = (
-            deterministic  # first: every other callback's epoch starts from the (seed, epoch) random state
+            [records.fence]  # first: a run that lost its lease stops before any callback writes
+            + deterministic  # every other callback's epoch starts from the (seed, epoch) random state
             + [self.stop_on_signal]
             + _averaging(settings, inputs, averages, options)
             + [keras.callbacks.TerminateOnNaN(), ours.LearningRateLogger()]

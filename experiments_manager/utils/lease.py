@@ -10,7 +10,16 @@ A lease is broken only when its holder is provably gone:
 - on this host (same boot): its pid is dead, or now belongs to another process (another start time);
 - on this host after a reboot (another boot id);
 - the same Slurm job, restarted (a requeued job starts only once its previous run ended);
-- elsewhere: its heartbeat is older than `timeout_seconds` (default 300 s, or EXPERIMENTS_MANAGER_LEASE_TIMEOUT).
+- elsewhere: its heartbeat did not change for `timeout_seconds` (default 300 s, or
+  EXPERIMENTS_MANAGER_LEASE_TIMEOUT) while this process watched it, timed by this process' own monotonic clock
+  (`LeaseWatch`). The heartbeat's wall-clock time, written by the holder's clock, is never compared with this
+  host's: nodes' clocks may differ by minutes. A heartbeat that looks old by this host's clock is only the reason
+  to start watching.
+The holder fences itself first: once its own last renewal is older than `FENCE_FRACTION` of the timeout (its
+monotonic clock: a frozen node, a stopped process), `check` refuses every write, so the writer that stalled has
+stopped before any watcher can take over. The timeout has a floor (`MIN_TIMEOUT_SECONDS`): a live holder's
+heartbeat, renewed every sixth of it, must be seen changing by other nodes, whose view of a file lags by up to
+~2 s on a cluster file system (measured on GlusterFS; NFS attribute caches hold 3-60 s unless `actimeo` is lower).
 Breaking takes a second, short lock (`lease.json.break`, same protocol, itself broken after
 `BREAK_GRACE_SECONDS`), checks the stale lease is still the one judged gone, and replaces it by the breaker's own
 record in one rename (never removes it first), so two runs that find the same dead holder do not both take over
@@ -54,6 +63,8 @@ _LOG = logging.getLogger(__name__)
 LEASE_NAME = "lease.json"
 TIMEOUT_VARIABLE = "EXPERIMENTS_MANAGER_LEASE_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 300.0
+MIN_TIMEOUT_SECONDS = 10.0  # EXPERIMENTS_MANAGER_LEASE_TIMEOUT's floor: a beat every 1.7 s, seen up to ~2 s late
+FENCE_FRACTION = 2 / 3  # a holder whose own last renewal is older than this part of the timeout writes nothing more
 BREAK_GRACE_SECONDS = 60.0  # a break lock this old was left by a breaker that died in its few milliseconds
 
 
@@ -107,8 +118,19 @@ class Holder:
         age = max(0.0, time.time() - self.heartbeat)
         return f"pid {self.pid} on host {self.host}{slurm}, since {self.started}, heartbeat {age:.0f} s ago"
 
-    def gone_because(self, timeout_seconds: float) -> Optional[str]:
-        """Why this holder is provably gone, or None while it may be alive."""
+    def age(self) -> float:
+        """Seconds since the last heartbeat by this host's clock: for display and as a reason to watch, never as
+        proof (the holder's clock may differ from this host's)."""
+        return time.time() - self.heartbeat
+
+    def gone_because(self, timeout_seconds: float, watch: Optional["LeaseWatch"] = None) -> Optional[str]:
+        """Why this holder is provably gone, or None while it may be alive.
+
+        Args:
+            timeout_seconds: how long a heartbeat must stay unchanged (the longer of this and the holder's own).
+            watch: what this process has seen of the heartbeat (`LeaseWatch`); without one, a holder on another
+                host is never judged gone (one look proves nothing across clocks).
+        """
         here = socket.gethostname()
         timeout_seconds = max(timeout_seconds, self.timeout_seconds or 0)
         same_pids = self.pid_namespace is None or self.pid_namespace == pid_namespace()  # else only the heartbeat tells
@@ -124,10 +146,43 @@ class Holder:
         job, restarts = os.environ.get("SLURM_JOB_ID"), int(os.environ.get("SLURM_RESTART_COUNT") or 0)
         if job and self.slurm_job_id == job and restarts > self.slurm_restart_count:
             return f"Slurm job {job} was restarted since (restart {restarts})"
-        age = time.time() - self.heartbeat
-        if age > timeout_seconds:
-            return f"its heartbeat is {age:.0f} s old (timeout {timeout_seconds:.0f} s)"
+        if watch is not None:
+            unchanged = watch.unchanged_for(self)
+            if unchanged >= timeout_seconds:
+                return (f"its heartbeat did not change for {unchanged:.0f} s while this host watched (timeout "
+                        f"{timeout_seconds:.0f} s)")
         return None
+
+    def is_local(self) -> bool:
+        """Whether its pid can be checked here (this host, this boot, this pid namespace)."""
+        same_pids = self.pid_namespace is None or self.pid_namespace == pid_namespace()
+        return self.host == socket.gethostname() and self.boot_id == boot_id() and same_pids
+
+
+class LeaseWatch:
+    """What one process has seen of other holders' heartbeats, timed by its own monotonic clock: a heartbeat that
+    stays the same for the timeout while watched belongs to a holder that stopped renewing, whatever either
+    host's wall clock says. One per long-lived reader (a sweep worker's store, one `acquire`).
+
+    Example:
+
+    ```python
+    watch = LeaseWatch()
+    holder = live_holder(claim, watch=watch)  # None once its heartbeat stood still for the timeout
+    ```
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[float, float]] = {}  # token -> (heartbeat, monotonic time it was first seen)
+
+    def unchanged_for(self, holder: Holder) -> float:
+        """Seconds this watch has seen `holder`'s current heartbeat unchanged (0 the first time)."""
+        now = time.monotonic()
+        seen = self._seen.get(holder.token)
+        if seen is None or seen[0] != holder.heartbeat:
+            self._seen[holder.token] = (holder.heartbeat, now)
+            return 0.0
+        return now - seen[1]
 
 
 class Lease:
@@ -153,8 +208,11 @@ class Lease:
 
     @classmethod
     def acquire(cls, folder: PathLike, command: Sequence[str] = (), timeout_seconds: Optional[float] = None,
-                what: str = "folder", name: str = LEASE_NAME, durable: bool = True, announce: bool = True) -> "Lease":
-        """Takes the lease of `folder`, breaking one whose holder is provably gone.
+                what: str = "folder", name: str = LEASE_NAME, durable: bool = True, announce: bool = True,
+                watch: Optional[LeaseWatch] = None, patient: bool = True) -> "Lease":
+        """Takes the lease of `folder`, breaking one whose holder is provably gone. A holder on another host whose
+        heartbeat looks old by this host's clock is watched for the timeout first (one line says so): taken over
+        if its heartbeat stood still all that time, refused if it moved.
 
         Args:
             folder: the folder to write (an experiment, a sweep).
@@ -168,6 +226,10 @@ class Lease:
                 crash (a crashed holder is gone anyway) skips it.
             announce: log one warning when a gone holder's lease is taken over (default True; a caller that
                 says it in its own words passes False).
+            watch: the caller's `LeaseWatch`, when it has been watching this lease already (default: a new one).
+            patient: watch a stale-looking holder elsewhere for the timeout (default True); False refuses it at
+                once unless `watch` has already seen its heartbeat stand still that long (a caller that holds a
+                lock meanwhile, or that must not wait).
 
         Raises:
             LeaseHeld: a live writer holds it (one line naming the holder).
@@ -175,7 +237,10 @@ class Lease:
         timeout = lease_timeout() if timeout_seconds is None else float(timeout_seconds)
         path = Path(folder) / name
         holder = Holder.of_this_process(command, timeout_seconds=timeout)
-        for _ in range(5):
+        watch = watch or LeaseWatch()
+        watching: Optional[Holder] = None  # the holder elsewhere whose heartbeat this call watches stand still
+        tries = 0
+        while tries < 5:
             if create_whole(path, asdict(holder), durable=durable):
                 return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
             current = read_holder(path)
@@ -183,15 +248,27 @@ class Lease:
                 if not _unreadable_is_stale(path, timeout):
                     raise LeaseHeld(f"{folder}: another run is starting to write this {what} ({path} is being "
                                     f"written); try again in a minute")
-                taken = _take_over(path, None, f"{path} was unreadable", asdict(holder), announce)
-            else:
-                reason = current.gone_because(timeout)
-                if reason is None:
+                tries += 1
+                if _take_over(path, None, f"{path} was unreadable", asdict(holder), announce):
+                    return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
+                continue
+            reason = current.gone_because(timeout, watch)
+            if reason is None:
+                longest = max(timeout, current.timeout_seconds or 0)
+                moved = watching is not None and (watching.token, watching.heartbeat) != (current.token,
+                                                                                         current.heartbeat)
+                if current.is_local() or current.age() <= longest or moved or not patient:
                     raise LeaseHeld(f"{folder}: another run writes this {what}: {current.describe()}; wait for it "
                                     f"to end (or stop it) and try again")
-                taken = _take_over(path, current.token, f"the writer that held it is gone: {reason}", asdict(holder),
-                                   announce)
-            if taken:
+                if watching is None:
+                    _LOG.warning("%s: its lease's holder (%s) looks stale by this host's clock; watching its "
+                                 "heartbeat for %.0f s before taking over (clocks of different hosts are not "
+                                 "compared)", folder, current.describe(), longest)
+                watching = current
+                time.sleep(max(0.05, min(1.0, longest / 12)))
+                continue
+            tries += 1
+            if _take_over(path, current, f"the writer that held it is gone: {reason}", asdict(holder), announce):
                 return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
         raise LeaseHeld(f"{folder}: could not take {path}: other runs keep taking it; try again")
 
@@ -216,11 +293,12 @@ class Lease:
         """
         deadline = time.monotonic() + patience_seconds
         pause = 0.002
+        watch = LeaseWatch()
         while True:
-            if live_holder(Path(folder) / name, timeout_seconds) is None or time.monotonic() > deadline:
+            if live_holder(Path(folder) / name, timeout_seconds, watch) is None or time.monotonic() > deadline:
                 try:  # (a look first: a waiter reads the lock, it does not write and link a file every try)
                     return cls.acquire(folder, command, timeout_seconds=timeout_seconds, what=what, name=name,
-                                       durable=durable)
+                                       durable=durable, watch=watch)
                 except LeaseHeld:
                     if time.monotonic() > deadline:
                         holder = read_holder(Path(folder) / name)
@@ -230,17 +308,23 @@ class Lease:
             time.sleep(pause * (0.5 + random.random()))
             pause = min(0.05, pause * 2)
 
-    def check(self) -> None:
-        """Raises `LeaseLost` when another writer took the lease over, or could have (this process' last heartbeat
-        is older than the timeout: a frozen node, a stopped process; it then never writes again): called before
-        each write that matters."""
-        if time.monotonic() - self._renewed > self.holder.timeout_seconds:
+    def fenced(self) -> bool:
+        """Whether this process must write nothing more (no file-system access: cheap enough before every log
+        line): the lease was taken over, or this process' own last renewal is older than `FENCE_FRACTION` of the
+        timeout (a frozen node, a stopped process: a watcher elsewhere may take over once the whole timeout has
+        passed)."""
+        if time.monotonic() - self._renewed > self.holder.timeout_seconds * FENCE_FRACTION:
             self.lost.set()
-        if self.lost.is_set():
+        return self.lost.is_set()
+
+    def check(self) -> None:
+        """Raises `LeaseLost` when `fenced`: called before each write into the folder."""
+        if self.fenced():
             current = read_holder(self.path)
             if current is not None and current.token == self.holder.token:
-                raise LeaseLost(f"{self.path.parent}: this run's heartbeat stalled past the lease timeout "
-                                f"({self.holder.timeout_seconds:.0f} s): another run may hold the folder now; "
+                raise LeaseLost(f"{self.path.parent}: this run's heartbeat stalled (not renewed for "
+                                f"{time.monotonic() - self._renewed:.0f} s; lease timeout "
+                                f"{self.holder.timeout_seconds:.0f} s): another run may take the folder over; "
                                 "stopping without writing more")
             raise LeaseLost(f"{self.path.parent}: another run took this folder over "
                             f"({current.describe() if current else 'its lease is gone'}) while this one stalled "
@@ -266,8 +350,9 @@ class Lease:
             with self._writing:
                 if self._stop.is_set():
                     return
-                if time.monotonic() - self._renewed > self.holder.timeout_seconds:  # stalled: another may hold it
-                    self._lose("this run stalled past the lease timeout")
+                if time.monotonic() - self._renewed > self.holder.timeout_seconds * FENCE_FRACTION:
+                    self._lose("this run stalled: its heartbeat was not renewed for "
+                               f"{time.monotonic() - self._renewed:.0f} s")  # a watcher elsewhere may take over soon
                     return
                 current = read_holder(self.path)
                 if current is None and self.path.exists():
@@ -304,11 +389,13 @@ def read_holder(path: PathLike) -> Optional[Holder]:
         return None
 
 
-def live_holder(path: PathLike, timeout_seconds: Optional[float] = None) -> Optional[Holder]:
-    """The holder of the lease at `path` while it may be alive (not provably gone), else None."""
+def live_holder(path: PathLike, timeout_seconds: Optional[float] = None,
+                watch: Optional[LeaseWatch] = None) -> Optional[Holder]:
+    """The holder of the lease at `path` while it may be alive (not provably gone), else None. Without a `watch`
+    (`LeaseWatch`), a holder on another host is taken to be alive."""
     holder = read_holder(path)
     timeout = lease_timeout() if timeout_seconds is None else float(timeout_seconds)
-    return holder if holder is not None and holder.gone_because(timeout) is None else None
+    return holder if holder is not None and holder.gone_because(timeout, watch) is None else None
 
 
 def lease_timeout() -> float:
@@ -319,9 +406,11 @@ def lease_timeout() -> float:
     try:
         value = float(text)
     except ValueError:
-        raise UserInputError(f"{TIMEOUT_VARIABLE}: expected a number of seconds > 0, got {text!r}") from None
-    if value <= 0:
-        raise UserInputError(f"{TIMEOUT_VARIABLE}: expected a number of seconds > 0, got {text!r}")
+        raise UserInputError(f"{TIMEOUT_VARIABLE}: expected a number of seconds >= {MIN_TIMEOUT_SECONDS:.0f}, "
+                             f"got {text!r}") from None
+    if not value >= MIN_TIMEOUT_SECONDS:
+        raise UserInputError(f"{TIMEOUT_VARIABLE}: expected at least {MIN_TIMEOUT_SECONDS:.0f} seconds (a heartbeat "
+                             f"is renewed every sixth of it and other nodes see it up to ~2 s late), got {text!r}")
     return value
 
 
@@ -398,10 +487,10 @@ def _unreadable_is_stale(path: Path, timeout: float) -> bool:
         return False
 
 
-def _take_over(path: Path, token: Optional[str], reason: str, data: dict[str, Any], announce: bool = True) -> bool:
-    """Replaces the stale lease at `path`, if it still carries `token`, by `data` in one rename, under the break
-    lock: there is no moment without a lease, so a run that arrives meanwhile meets the new holder. False when
-    another breaker is at work or the lease changed (the caller looks again)."""
+def _take_over(path: Path, stale: Optional[Holder], reason: str, data: dict[str, Any], announce: bool = True) -> bool:
+    """Replaces the stale lease at `path`, if it still is `stale` (its token and heartbeat; None: unreadable), by
+    `data` in one rename, under the break lock: there is no moment without a lease, so a run that arrives meanwhile
+    meets the new holder. False when another breaker is at work or the lease changed (the caller looks again)."""
     lock = path.with_name(path.name + ".break")
     if not create_whole(lock, {"pid": os.getpid(), "host": socket.gethostname()}):
         try:
@@ -420,7 +509,8 @@ def _take_over(path: Path, token: Optional[str], reason: str, data: dict[str, An
         return False
     try:
         current = read_holder(path)
-        if (current.token if current else None) != token or not path.exists():
+        seen = (current.token, current.heartbeat) if current else None
+        if seen != ((stale.token, stale.heartbeat) if stale else None) or not path.exists():
             return False
         write_json_atomically(path, data)
         if announce:

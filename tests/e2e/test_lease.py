@@ -48,8 +48,8 @@ def test_a_provably_gone_holder_is_taken_over_with_one_warning(tmp_path, case, c
         _write_lease(tmp_path, process_start=1)
     elif case == "rebooted":
         _write_lease(tmp_path, boot_id="another-boot")
-    elif case == "old heartbeat elsewhere":
-        _write_lease(tmp_path, host="node-17", heartbeat=time.time() - 400)
+    elif case == "old heartbeat elsewhere":  # it stands still while this host watches it for the timeout
+        _write_lease(tmp_path, host="node-17", heartbeat=time.time() - 400, timeout_seconds=1)
     elif case == "slurm restart":  # a requeued job: Slurm starts it again only once its previous run ended
         monkeypatch.setenv("SLURM_JOB_ID", "4242")
         monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
@@ -58,8 +58,9 @@ def test_a_provably_gone_holder_is_taken_over_with_one_warning(tmp_path, case, c
         (tmp_path / LEASE_NAME).write_text('{"host": "node-17", "pi')
         old = time.time() - 120
         os.utime(tmp_path / LEASE_NAME, (old, old))
+    timeout = 1 if case == "old heartbeat elsewhere" else 300
     with caplog.at_level("WARNING", logger="experiments_manager"):
-        lease = Lease.acquire(tmp_path, timeout_seconds=300)
+        lease = Lease.acquire(tmp_path, timeout_seconds=timeout)
     lease.release()
     assert [record.getMessage() for record in caplog.records if "took over the lease" in record.getMessage()], case
 
@@ -160,8 +161,7 @@ def test_a_run_whose_lease_was_taken_over_writes_nothing_more(tmp_path, monkeypa
 
     experiment = Experiment(tmp_path)
     (tmp_path / "run.json").write_text("{}")
-    monkeypatch.setenv("EXPERIMENTS_MANAGER_LEASE_TIMEOUT", "0.3")  # a heartbeat every 0.05 s
-    with experiment.held(["train"]) as lease:
+    with experiment.held(["train"], timeout_seconds=0.3) as lease:  # a heartbeat every 0.05 s
         experiment.write_run_info({"status": "running"})
         _write_lease(tmp_path, host="node-17")  # the other writer took over
         assert lease.lost.wait(10)
@@ -198,3 +198,96 @@ def test_the_holder_judges_by_the_longer_timeout_and_its_own_pid_namespace(tmp_p
     _write_lease(tmp_path, pid=dead_pid(), pid_namespace="pid:[1]")  # this host, dead here, but not our namespace
     with pytest.raises(LeaseHeld):
         Lease.acquire(tmp_path, timeout_seconds=300)
+
+
+class _RemoteHolder:
+    """A holder on 'another node' whose clock is `skew` seconds off this host's: it renews its heartbeat (its own
+    clock's time) every `every` seconds, as a live run's heartbeat thread does, until stopped."""
+
+    def __init__(self, folder, skew, every, timeout_seconds):
+        import threading
+
+        self.path, self.skew, self.every = folder / LEASE_NAME, skew, every
+        self.fields = {"host": "node-17", "boot_id": "their-boot", "token": "theirs",
+                       "timeout_seconds": timeout_seconds}
+        self.stop = threading.Event()
+        self._beat()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _beat(self):
+        from experiments_manager.utils.atomic import write_json_atomically
+
+        write_json_atomically(self.path, {"pid": 12, "heartbeat": time.time() + self.skew, **self.fields})
+
+    def _run(self):
+        while not self.stop.wait(self.every):
+            self._beat()
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+    def __enter__(self):
+        return self
+
+
+@pytest.mark.parametrize("skew", [-330, 330])
+@pytest.mark.claim("a skew of minutes between nodes' clocks never breaks a live lease; a holder elsewhere is taken "
+                   "over only once its heartbeat stood still for the timeout while the taker watched")
+def test_a_live_holder_elsewhere_is_never_taken_over_whatever_its_clock_says(tmp_path, skew, caplog):
+    """The heartbeat is written by the holder's clock, 330 s behind (it looks 330 s stale here: the case that
+    broke a live lease) or ahead of this host's. The taker watches instead of comparing clocks: the heartbeat
+    moves, so the holder is alive and refused; once the holder stops renewing, it is taken over after the
+    timeout, measured by the taker's own clock."""
+    timeout = 1.0
+    with _RemoteHolder(tmp_path, skew=skew, every=timeout / 6, timeout_seconds=timeout):
+        with caplog.at_level("WARNING", logger="experiments_manager"):
+            with pytest.raises(LeaseHeld, match="on host node-17"):
+                Lease.acquire(tmp_path, timeout_seconds=timeout)
+        assert read_holder(tmp_path / LEASE_NAME).token == "theirs"
+        watched = [record.getMessage() for record in caplog.records if "watching its heartbeat" in record.getMessage()]
+        assert len(watched) == (1 if skew < 0 else 0), watched  # looked stale by this clock: watched, then refused
+    started = time.monotonic()  # the holder stopped renewing (its node froze): gone after the timeout, watched
+    with caplog.at_level("WARNING", logger="experiments_manager"):
+        lease = Lease.acquire(tmp_path, timeout_seconds=timeout) if skew < 0 else None
+    if skew < 0:
+        assert time.monotonic() - started >= timeout
+        assert any("did not change for" in record.getMessage() for record in caplog.records)
+        lease.release()
+    else:  # its clock is ahead: its heartbeat looks fresh here, so it is refused (safe) until it looks old
+        with pytest.raises(LeaseHeld):
+            Lease.acquire(tmp_path, timeout_seconds=timeout)
+
+
+def test_a_holder_fences_itself_before_a_watcher_could_take_over(tmp_path):
+    """The holder stops writing once its own last renewal is older than two thirds of the timeout; a watcher
+    elsewhere takes over only after the whole timeout: the stalled writer has stopped first."""
+    from experiments_manager.utils.lease import FENCE_FRACTION, LeaseLost
+
+    lease = Lease.acquire(tmp_path, timeout_seconds=300)
+    lease._renewed -= 300 * FENCE_FRACTION - 5  # stalled, but not yet past two thirds of the timeout
+    assert not lease.fenced()
+    lease.check()
+    lease._renewed -= 10
+    assert lease.fenced()
+    with pytest.raises(LeaseLost, match="stopping without writing more"):
+        lease.check()
+    lease.release()
+
+
+@pytest.mark.parametrize("value", ["1", "9.5", "soon", "-3"])
+def test_a_lease_timeout_too_short_for_a_cluster_is_refused_in_one_line(monkeypatch, value):
+    """A heartbeat renewed every sixth of the timeout and seen ~2 s late on another node: below 10 s a live holder
+    would be taken over (measured: 411 takeovers in 30 s at 1 s on GlusterFS)."""
+    from experiments_manager.utils.errors import UserInputError
+    from experiments_manager.utils.lease import lease_timeout
+
+    monkeypatch.setenv("EXPERIMENTS_MANAGER_LEASE_TIMEOUT", value)
+    with pytest.raises(UserInputError) as refused:
+        lease_timeout()
+    assert "\n" not in str(refused.value) and getattr(refused.value, "exit_code", 2) == 2
+    assert str(refused.value).startswith("EXPERIMENTS_MANAGER_LEASE_TIMEOUT: expected ")
+    assert repr(value) in str(refused.value)
+    monkeypatch.setenv("EXPERIMENTS_MANAGER_LEASE_TIMEOUT", "10")
+    assert lease_timeout() == 10.0

@@ -79,3 +79,52 @@ def test_a_second_writer_is_refused_and_of_two_resumes_at_once_one_trains(workdi
     history = np.genfromtxt(root / "history.csv", delimiter=",", names=True)
     assert list(history["epoch"].astype(int)) == list(range(1, EPOCHS + 1))
     assert not (root / "lease.json").exists()  # released at the end
+
+
+def _snapshot(root):
+    """Every file below the run's folder with its size and content hash (the lease left out: the new holder's)."""
+    import hashlib
+
+    return {path.relative_to(root).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*")) if path.is_file() and not path.name.startswith("lease.json")}
+
+
+@pytest.mark.claim(
+    'a frozen holder whose lease was taken over writes nothing more when it wakes: no history row, no log line, no '
+    'TensorBoard event, no checkpoint, no run.json; one line, exit 75',
+    note='(SIGSTOP past the fence, the lease taken by "another node", SIGCONT: every file of the folder compared)')
+def test_a_frozen_writer_whose_lease_was_taken_writes_nothing_when_it_wakes(workdir, start_cli, monkeypatch):
+    """A frozen node (every process stopped, its heartbeat too) loses its lease to another node; when it wakes in
+    the middle of an epoch, the fence stops it at its next step, before history.csv, train.log, the TensorBoard
+    logs, a checkpoint, a version or run.json change."""
+    import json
+    import signal
+    import time
+
+    monkeypatch.setenv("EXPERIMENTS_MANAGER_LEASE_TIMEOUT", "10")  # the floor: fenced after 6.7 s without a beat
+    go = workdir / "go"
+    settings = settings_variant(workdir, "paced.py", [PACED_BY_THE_TEST.format(go=str(go))])
+    run = start_cli("train", "-u", str(settings), "--hparam", f"nbEpoch={EPOCHS}")
+    output = OutputReader(run)
+    root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
+    wait_for(lambda: checkpoints(root) or run.poll() is not None, 180, "the first checkpoint")
+    wait_for(lambda: (root / "exported_models" / "1").is_dir() or run.poll() is not None, 180, "version 1")
+    assert run.poll() is None, output.text()
+
+    run.send_signal(signal.SIGSTOP)  # the node freezes while epoch 2 waits to start
+    frozen = time.monotonic()
+    lease = json.loads((root / "lease.json").read_text())
+    other = {**lease, "host": "node-17", "boot_id": "another-boot", "pid": 12, "token": "node-17's",
+             "heartbeat": time.time()}
+    (root / "lease.json").write_text(json.dumps(other))  # taken over by a run on another node
+    go.write_text("99")
+    before = _snapshot(root)
+    time.sleep(max(0.0, 10 * 2 / 3 + 0.5 - (time.monotonic() - frozen)))  # (a frozen node: nothing to wait on)
+    run.send_signal(signal.SIGCONT)
+    run.wait(timeout=120)
+    text = output.text()
+    assert run.returncode == 75, text
+    errors = [line for line in text.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "node-17" in errors[0] and "stopping without writing more" in errors[0], text
+    assert _snapshot(root) == before, "the frozen writer wrote after it lost the lease"
+    assert json.loads((root / "lease.json").read_text())["token"] == "node-17's"

@@ -159,9 +159,12 @@ def test_the_short_lock_of_a_gone_holder_is_broken_and_a_live_holders_never(tmp_
     _write_holder(lock, pid=_dead_pid())  # a worker killed while it held the lock, on this node
     assert isinstance(store.next_trial(worker), Assignment)
 
-    old = time.time() - store_module.LOCK_TIMEOUT_SECONDS - 5
-    _write_holder(lock, host="node-that-died", boot_id="b", heartbeat=old, timeout_seconds=60.0)
-    assert isinstance(store.next_trial(worker), Assignment), "another node's lock, its heartbeat past the grace"
+    monkeypatch.setattr(store_module, "LOCK_TIMEOUT_SECONDS", 1.0)
+    old = time.time() - 65
+    _write_holder(lock, host="node-that-died", boot_id="b", heartbeat=old, timeout_seconds=1.0)
+    started = time.monotonic()
+    assert isinstance(store.next_trial(worker), Assignment), "another node's lock, its heartbeat standing still"
+    assert time.monotonic() - started >= 1.0, "taken over only after watching it for the timeout"
 
     monkeypatch.setattr(store_module, "LOCK_PATIENCE_SECONDS", 1.0)
     _write_holder(lock, host="busy-node", boot_id="b", heartbeat=time.time(), timeout_seconds=60.0)
