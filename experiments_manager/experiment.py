@@ -1,6 +1,4 @@
-"""The experiment folder: naming, layout, metadata (run.json) and resume discovery.
-
-This module does not import TensorFlow, so `experiments-manager list` is fast.
+"""The experiment folder: naming, layout, metadata (run.json) and resume discovery (no TensorFlow: `list` is fast).
 
 Layout (the README, "The experiment folder"):
 
@@ -33,6 +31,7 @@ from experiments_manager.attempts import git_commit as _git_commit
 from experiments_manager.folder_names import folder_name, folder_stamp, make_unique_dir, now, varied_hparams
 from experiments_manager.run_record import RUN_RECORD_VERSION, RunRecord
 from experiments_manager.utils.atomic import copy_atomically, fsync_folder, remove_leftovers, write_json_atomically
+from experiments_manager.utils.environment_failures import raise_environment_failure
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease import LEASE_NAME, Lease
 
@@ -110,8 +109,8 @@ class Experiment:
         Args:
             settings: a loaded `Settings`.
             command: the command line that started the run (list of str).
-            root: the folder to create (a federated client's folder inside its
-                federation's); default: a new dated folder in `parent`.
+            root: the folder to create (a federated client's folder inside its federation's); default: a new
+                dated folder in `parent`.
             parent: where the new dated folder goes; default: the settings' `workingFolder`.
             reservation: a `FolderReservation` made before the settings were loaded (default None): its folder
                 is used when it is the one these settings name, and released otherwise.
@@ -187,12 +186,8 @@ class Experiment:
         return experiment
 
     @contextlib.contextmanager
-    def held(self, command, timeout_seconds=None):
+    def held(self, command):
         """Within the block this process is the experiment's one writer: its lease is taken (`utils/lease.py`).
-
-        Args:
-            command: this process' command line, recorded in the lease.
-            timeout_seconds: the lease timeout (default: EXPERIMENTS_MANAGER_LEASE_TIMEOUT, else 300 s).
 
         Raises:
             LeaseHeld: another live run writes the experiment (one line naming it; exit code 75).
@@ -204,7 +199,7 @@ class Experiment:
             experiment.mark_resumed(running_command())
         ```
         """
-        self.lease = Lease.acquire(self.root, command, timeout_seconds=timeout_seconds, what="experiment")
+        self.lease = Lease.acquire(self.root, command, what="experiment")
         try:
             yield self.lease
         finally:
@@ -225,6 +220,7 @@ class Experiment:
         try:
             return json.loads(self.run_file.read_text())
         except (OSError, ValueError) as error:
+            raise_environment_failure(error, str(self.root))  # the storage failed the read (EIO, ESTALE): exit 75
             raise UserInputError(f"{self.run_file}: expected a JSON object: {error}") from None
 
     def write_run_info(self, info):
@@ -232,15 +228,9 @@ class Experiment:
         write_json_atomically(self.run_file, info)
 
     def check_writer(self):
-        """Raises `LeaseLost` when this process held the experiment's lease and must write nothing more (another
-        run took it over, or this one stalled past its fence): before every write into the folder."""
+        """Raises `LeaseLost` when this process held the experiment's lease and lost it (`Lease.fenced`)."""
         if self.lease is not None:
             self.lease.check()
-
-    def writer_fenced(self):
-        """Whether this process held the experiment's lease and must write nothing more (`check_writer` without
-        raising: for the console copy in train.log)."""
-        return self.lease is not None and self.lease.fenced()
 
     def update_run_info(self, **fields):
         """Sets fields of run.json, in one atomic replace."""

@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Tuple
 
 from experiments_manager.experiment import RUN_FILE_NAME, STATUSES, SWEEP_SPEC_NAME, Experiment
+from experiments_manager.run_liveness import RUNNING, WRITER_STATES, writer_state
 from experiments_manager.run_record import RunRecord
 from experiments_manager.settings.overrides import literal_or_text
 from experiments_manager.sweeps.folder import SweepFolder
+from experiments_manager.utils.environment_failures import EnvironmentFailure
 from experiments_manager.utils.errors import UserInputError
 
 COLUMNS = ("experiment", "status", "epoch", "best", "best_epoch", "versions")
@@ -90,13 +92,15 @@ def read_run_info(experiment: Experiment) -> RunRecord:
     Example:
 
     ```python
-    read_run_info(Experiment("experiments/broken"))  # {'status': 'unreadable run.json (UserInputError)'}
+    read_run_info(Experiment("experiments/broken"))  # {'status': 'unreadable run.json (not JSON)'}
     ```
     """
     try:
         info: object = experiment.run_info()
-    except (OSError, ValueError, UserInputError) as error:
-        return {"status": f"unreadable run.json ({type(error).__name__})"}
+    except EnvironmentFailure:
+        return {"status": "unreadable run.json (storage error)"}
+    except (OSError, ValueError, UserInputError):
+        return {"status": "unreadable run.json (not JSON)"}
     if not isinstance(info, dict):
         return {"status": "unreadable run.json (not an object)"}
     return info  # type: ignore[return-value]  # a dict that run.json held
@@ -133,6 +137,8 @@ class RunRow:
         self.experiment = experiment
         self.relative = relative
         self.info = info
+        status = info.get("status")  # `running` is checked against the writer's lease: `dead`, `stalled?`
+        self.status = writer_state(experiment.root, info) if status == RUNNING else status
 
     def _dict(self, name):
         value = self.info.get(name)
@@ -153,7 +159,7 @@ class RunRow:
         info = self.info
         best = info.get("best_value")
         builtin = {
-            "experiment": self.relative, "path": str(self.experiment.root.absolute()), "status": info.get("status"),
+            "experiment": self.relative, "path": str(self.experiment.root.absolute()), "status": self.status,
             "epoch": info.get("rounds_completed" if info.get("federated") else "epochs_completed"),
             "best": best if _is_number(best) else None, "best_value": best if _is_number(best) else None,
             "best_epoch": info.get("best_epoch"), "versions": info.get("exported_versions") or None,
@@ -275,8 +281,9 @@ def select_runs(folder, where: Iterable[str] = (), sort: Iterable[str] = (), sta
         if key not in known:
             raise UserInputError(f"{folder}: {option}: expected a column ({', '.join(sorted(known))}), got {key!r}")
     for wanted in status:
-        if wanted not in STATUSES:
-            raise UserInputError(f"{folder}: --status: expected one of {', '.join(STATUSES)}, got {wanted!r}")
+        if wanted not in STATUSES + WRITER_STATES:
+            raise UserInputError(f"{folder}: --status: expected one of {', '.join(STATUSES + WRITER_STATES)}, got "
+                                 f"{wanted!r}")
     rows = [row for row in rows if (not status or row.value("status") in status)
             and all(_meets(row.value(key), operator, value) for key, operator, value in conditions)]
     for text in reversed([key.strip() for key in sort]):

@@ -14,7 +14,6 @@ same folder, durably, then removes it. A crash leaves that hidden name, which th
 import dataclasses
 import os
 import shutil
-import socket
 import stat
 from pathlib import Path
 from typing import Optional
@@ -26,8 +25,8 @@ from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import TrialJournal
 from experiments_manager.utils.atomic import hidden_for_removal, is_removal_leftover
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseHeld, lease_timeout, live_holder, read_holder
-from experiments_manager.utils.signals import process_alive
+from experiments_manager.run_liveness import DEAD, writer_state
+from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseHeld, live_holder
 
 RUN, CHECKPOINTS, LEFTOVER = "run", "checkpoints", "leftover"
 DEAD_STATUSES = ("failed", "interrupted")
@@ -276,14 +275,8 @@ def _being_written(root):
 
 
 def _writer_gone(root, info):
-    """True when a `running` run's writer provably ended: its lease's holder is gone, or (no lease) the last
-    attempt's process on this host is dead. Elsewhere, without a lease, nothing tells: False."""
-    holder = read_holder(root / LEASE_NAME)
-    if holder is not None:
-        return holder.gone_because(lease_timeout()) is not None
-    attempts = info.get("attempts")
-    last = attempts[-1] if isinstance(attempts, list) and attempts and isinstance(attempts[-1], dict) else {}
-    return last.get("host") == socket.gethostname() and bool(last.get("pid")) and not process_alive(last["pid"])
+    """True when a `running` run's writer provably ended (`run_liveness.writer_state` says `dead`)."""
+    return writer_state(root, info) == DEAD
 
 
 def _leftovers(folder):

@@ -80,8 +80,8 @@ def console_copied(folder, command: Iterable[str], fenced: Callable[[], bool] = 
     Args:
         folder: the run's folder.
         command: the command line of this attempt (run.json's `command`).
-        fenced: True once this process must write nothing more to the folder (`Experiment.writer_fenced`: it
-            lost the lease); its lines then reach the console only (default: never).
+        fenced: True once this process must write nothing more to the folder (`Lease.fenced`: it lost the
+            lease); its lines then reach the console only (default: never).
 
     Yields:
         the path of train.log.

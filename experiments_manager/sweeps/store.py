@@ -13,10 +13,9 @@ shared file system (NFS, Lustre, GPFS), where `flock` is not coherent across nod
 - **The claims** (`trials/trial-NNNN.lock`): the lease of the worker that trains the trial, with its heartbeat.
   A trial whose claim is free (it was interrupted) or provably gone (its worker was killed, its node lost, its
   Slurm job requeued) is taken over by the next worker that asks, before any new point, and continues from its
-  experiment's checkpoint. A claim held on another node is judged by its heartbeat standing still while this
-  worker watched (`LeaseWatch`, this worker's own clock), so a worker with nothing else to do keeps asking while
-  such a claim looks stale (`NothingLeft.watching`). A trial is never trained by two workers: its claim is one
-  lease, its experiment has its own.
+  experiment's checkpoint. A claim on another node is gone once its heartbeat stood still for the timeout while
+  this worker watched (`LeaseWatch`, its own clock); a worker with nothing else to do keeps watching
+  (`NothingLeft.watching`). A trial is never trained by two workers: its claim is one lease, its experiment its own.
 - **Suggestions** are hyperopt's (TPE by default), seeded by (sweep seed, trial id) (`trials.SeededSuggestions`),
   from every finished trial, with the running ones as docs without a loss (TPE counts them as worst, so it
   suggests away from them). With one worker this is the sequential sweep's history, point for point. TPE starts
@@ -84,8 +83,7 @@ class Assignment:
 @dataclasses.dataclass
 class NothingLeft:
     """No trial to start or take over: `done` trials are finished (or failed), `running` run in other workers,
-    `watching` of which are held on other nodes by claims that look stale by this host's clock (ask again: this
-    worker takes them over once their heartbeat stood still for the lease timeout while it watched)."""
+    `watching` of them by claims elsewhere that look stale here (ask again: `SweepStore.watch` decides)."""
 
     done: int
     running: int
@@ -146,7 +144,7 @@ class SweepStore:
                     continue
                 holder = live_holder(record.lock_path, watch=self.watch)
                 if holder is not None:  # a live worker's claim is not even tried (each try writes a file)
-                    watching += not holder.is_local() and holder.age() > max(lease_timeout(), holder.timeout_seconds)
+                    watching += holder.looks_stale(lease_timeout())
                     continue
                 released = read_holder(record.lock_path) is None
                 if record.lock(self.watch):

@@ -73,7 +73,7 @@ def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_b
     command = command or running_command()
     experiment = Experiment.create(settings, command, parent=working_folder, reservation=reservation)
     # a new folder: nobody else writes it, but a `train --resume` of it may start
-    with experiment.held(command), console_copied(experiment.root, command, experiment.writer_fenced):
+    with experiment.held(command) as lease, console_copied(experiment.root, command, lease.fenced):
         if servers:
             experiment.update_run_info(kafka_bootstrap_servers=servers)
         if initial is not None:
@@ -186,7 +186,7 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
                                 init_from=InitialWeights.recorded(info))
     command = command or running_command()
     # one writer: a second resume (a double requeue) is refused, in one line
-    with experiment.held(command), console_copied(experiment.root, command, experiment.writer_fenced):
+    with experiment.held(command) as lease, console_copied(experiment.root, command, lease.fenced):
         total, extended_from = _epochs_total(experiment, info, epochs, more_epochs)
         changes = experiment.code_changes()
         if changes and not accept_code_change:

@@ -28,13 +28,15 @@ ADVICE = {
     errno.EROFS: "the file system is mounted read-only: choose a writable workingFolder",
     errno.EACCES: "no permission to write there: choose a folder of yours, or fix its permissions",
     errno.EIO: "the storage failed a read or write: check the file system (dmesg), then resume",
+    errno.ESTALE: "the shared file system lost track of the file (remounted, or replaced from another node): "
+                  "check the mount, then resume",
 }
 # HDF5 and TensorFlow report an OS error in their own words: "errno = 28, error message = 'No space left on device'"
 _ERRNO_IN_TEXT = re.compile(r"errno\s*=\s*(\d+)")
 # the words of the disk's own failures, in a message without an errno (TensorFlow's file writes); a permission or a
 # read-only file system counts only with the file it names (a port below 1024 is not the disk's)
 _LOG = logging.getLogger(__name__)
-_STRERROR_IN_TEXT = {os.strerror(number): number for number in (errno.ENOSPC, errno.EDQUOT, errno.EIO)}
+_STRERROR_IN_TEXT = {os.strerror(number): number for number in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ESTALE)}
 _NEED_A_FILE = (errno.EACCES, errno.EROFS)
 
 
@@ -70,8 +72,25 @@ def environment_failure_line(error: BaseException, where: Optional[str] = None) 
     number = environment_errno(error)
     if number is None:
         return None
-    path = _filename(error) or where
+    path = _shown(_filename(error)) or where
     return f"{path + ': ' if path else ''}{os.strerror(number)}: {ADVICE[number]}"
+
+
+def raise_environment_failure(error: BaseException, where: str) -> None:
+    """Raises `EnvironmentFailure` (one line, exit 75) when `error` is the machine's failure (a read of the run's
+    own files that the storage failed, EIO or ESTALE: not a damaged file); returns otherwise.
+
+    Example:
+
+    ```python
+    except OSError as error:
+        raise_environment_failure(error, str(experiment.root))
+        raise UserInputError(f"{path}: expected a JSON object: {error}") from None
+    ```
+    """
+    line = environment_failure_line(error, where)
+    if line is not None:
+        raise EnvironmentFailure(line) from None
 
 
 def stop_on_environment_failure(error: BaseException, where: Optional[str], resume_command: str,
@@ -101,6 +120,13 @@ def stop_on_environment_failure(error: BaseException, where: Optional[str], resu
     except OSError as again:
         _LOG.warning("%s: the interruption could not be recorded (%s)", where, again.strerror or again)
     raise EnvironmentFailure(line) from error
+
+
+def _shown(name: Optional[str]) -> Optional[str]:
+    """The path a line names: a temporary file's folder (`.run.json.123.tmp` means nothing to the user)."""
+    if name and os.path.basename(name).startswith(".") and ".tmp" in os.path.basename(name):
+        return os.path.dirname(name) or "."
+    return name
 
 
 def _filename(error: Optional[BaseException]) -> Optional[str]:

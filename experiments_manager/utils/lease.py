@@ -153,6 +153,11 @@ class Holder:
                         f"{timeout_seconds:.0f} s)")
         return None
 
+    def looks_stale(self, timeout_seconds: float) -> bool:
+        """On another host, its heartbeat older than the timeout (the longer of the two) by this host's clock: a
+        reason to watch it, never proof that it is gone."""
+        return not self.is_local() and self.age() > max(timeout_seconds, self.timeout_seconds or 0)
+
     def is_local(self) -> bool:
         """Whether its pid can be checked here (this host, this boot, this pid namespace)."""
         same_pids = self.pid_namespace is None or self.pid_namespace == pid_namespace()
@@ -257,7 +262,7 @@ class Lease:
                 longest = max(timeout, current.timeout_seconds or 0)
                 moved = watching is not None and (watching.token, watching.heartbeat) != (current.token,
                                                                                          current.heartbeat)
-                if current.is_local() or current.age() <= longest or moved or not patient:
+                if not current.looks_stale(timeout) or moved or not patient:
                     raise LeaseHeld(f"{folder}: another run writes this {what}: {current.describe()}; wait for it "
                                     f"to end (or stop it) and try again")
                 if watching is None:

@@ -161,7 +161,8 @@ def test_a_run_whose_lease_was_taken_over_writes_nothing_more(tmp_path, monkeypa
 
     experiment = Experiment(tmp_path)
     (tmp_path / "run.json").write_text("{}")
-    with experiment.held(["train"], timeout_seconds=0.3) as lease:  # a heartbeat every 0.05 s
+    experiment.lease = Lease.acquire(tmp_path, ["train"], timeout_seconds=0.3)  # a heartbeat every 0.05 s
+    with experiment.lease as lease:
         experiment.write_run_info({"status": "running"})
         _write_lease(tmp_path, host="node-17")  # the other writer took over
         assert lease.lost.wait(10)

@@ -35,3 +35,63 @@ def test_list_finds_experiments_below_skips_hidden_and_venvs_and_survives_foreig
     assert statuses["broken"].startswith("unreadable run.json") and statuses["other_tool"].startswith("unreadable")
     table = format_table(rows, COLUMNS)
     assert "val_loss=0.5" in table and max(len(line) for line in table.splitlines()) < 120
+
+
+def test_unreadable_run_files_get_a_plain_reason(tmp_path):
+    """A damaged run.json says so in words; a read the storage failed (EIO) is not called damaged."""
+    import errno
+    from pathlib import Path
+
+    _run(tmp_path / "damaged")
+    (tmp_path / "damaged/run.json").write_text("{half")
+    _run(tmp_path / "failing")
+    real_read = Path.read_text
+
+    def read_text(path, *args, **kwargs):  # the storage under one folder failing, as a lost brick or disk does
+        if path.parent.name == "failing":
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return real_read(path, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "read_text", read_text)
+        statuses = {row["experiment"]: row["status"] for row in experiment_rows(tmp_path)}
+    assert statuses == {"damaged": "unreadable run.json (not JSON)",
+                        "failing": "unreadable run.json (storage error)"}
+
+
+@pytest.mark.claim("`list` never shows a run killed with `kill -9` as running: `dead` (its writer provably gone), "
+                   "`stalled?` (a heartbeat elsewhere three beats old)")
+def test_a_running_run_whose_writer_is_gone_is_listed_dead_and_a_quiet_one_elsewhere_stalled(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from experiments_manager.utils.lease import Holder
+
+    def holder(folder, **fields):
+        record = Holder.of_this_process(["train"])
+        for name, value in fields.items():
+            setattr(record, name, value)
+        (folder / "lease.json").write_text(json.dumps(record.__dict__))
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    attempt = {"host": socket.gethostname(), "pid": dead.pid}
+    _run(tmp_path / "killed", status="running", attempts=[attempt])
+    holder(tmp_path / "killed", pid=dead.pid)  # kill -9 left its lease behind
+    _run(tmp_path / "no_lease", status="running", attempts=[attempt])
+    _run(tmp_path / "alive", status="running", attempts=[{**attempt, "pid": os.getpid()}])
+    holder(tmp_path / "alive")
+    _run(tmp_path / "quiet_elsewhere", status="running")
+    holder(tmp_path / "quiet_elsewhere", host="node-17", boot_id="b", heartbeat=time.time() - 200)
+    _run(tmp_path / "busy_elsewhere", status="running")
+    holder(tmp_path / "busy_elsewhere", host="node-17", boot_id="b", heartbeat=time.time() - 20)
+    statuses = {row["experiment"]: row["status"] for row in experiment_rows(tmp_path)}
+    assert statuses == {"killed": "dead", "no_lease": "dead", "alive": "running", "quiet_elsewhere": "stalled?",
+                        "busy_elsewhere": "running"}
+    from experiments_manager.listing import select_runs
+
+    assert [row["experiment"] for row in select_runs(tmp_path, status=["running"])[0]] == ["alive", "busy_elsewhere"]
+    assert sorted(row["experiment"] for row in select_runs(tmp_path, status=["dead"])[0]) == ["killed", "no_lease"]

@@ -25,3 +25,12 @@ def test_a_permission_without_a_file_is_not_the_disks():
     assert environment_failure_line(PermissionError(errno.EACCES, "Permission denied")) is None
     assert environment_failure_line(Exception("grpc: Permission denied")) is None
     assert environment_failure_line(ValueError("bad value")) is None
+
+
+def test_a_stale_handle_is_the_machines_and_a_temporary_file_is_named_by_its_folder():
+    """ESTALE (a shared file system lost the file) is retried (75) like EIO; a failed write of `.run.json.12.tmp`
+    names the folder, not a temporary name the user never sees."""
+    stale = OSError(errno.ESTALE, "Stale file handle", "/cluster/exp/run.json")
+    assert environment_failure_line(stale).startswith("/cluster/exp/run.json: Stale file handle: ")
+    read_only = OSError(errno.EROFS, "Read-only file system", "/project/exp/.run.json.4242.1f2e3d.tmp")
+    assert environment_failure_line(read_only).startswith("/project/exp: Read-only file system: ")
