@@ -138,6 +138,16 @@ class TrialJournal:
                     self._done[path] = entry
         return sorted(pairs, key=lambda pair: pair[1].tid)
 
+    def damaged(self) -> list:
+        """(record, tid, why) of each numbered record whose content is not a trial's record (`TrialRecord.damage`):
+        `sweeps/record_repair.py` restores or sets it aside."""
+        found = []
+        for path in sorted(self.folder.glob("trial-[0-9]*.json")):
+            why = None if path in self._done else TrialRecord(path).damage()
+            if why is not None and path.stem[len("trial-"):].isdigit():
+                found.append((TrialRecord(path), int(path.stem[len("trial-"):]) - 1, why))
+        return found
+
     def signal_running(self, signum: int) -> None:
         """Sends `signum` to every trial process of this host still running (each checkpoints and stops)."""
         for record in self.records():
@@ -176,6 +186,21 @@ class TrialRecord:
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
+
+    def damage(self) -> Optional[str]:
+        """Why the record's content is not a trial's record, or None when it is one or cannot be read now (an I/O
+        error, a name a network file system shows before its content: not damage)."""
+        try:
+            content = self.path.read_bytes()
+        except OSError:
+            return None
+        try:
+            data = json.loads(content)
+        except ValueError:
+            return "NUL bytes, as after a power loss" if b"\0" in content else "not JSON"
+        if not isinstance(data, dict) or not isinstance(data.get("tid"), int):
+            return "not a trial's record"
+        return None
 
     def entry(self) -> Optional[TrialEntry]:
         """The typed record, or None when it is absent or unreadable."""

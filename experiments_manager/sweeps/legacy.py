@@ -45,16 +45,20 @@ def import_finished(sweep: SweepFolder, journal: TrialJournal, locked: Callable[
         add_saved_trials(trials, sweep.trials_file, sweep.trials_dir)
         imported = 0
         for doc in trials.trials:
-            result = doc["result"]
-            status = result.get("trial_status") or ("finished" if result.get("status") == "ok" else "failed")
-            vals = {name: [python_scalar(value) for value in values] for name, values in doc["misc"]["vals"].items()}
-            imported += journal.create(TrialEntry(
-                hparams=result.get("hparams") or {}, tid=doc["tid"], status=status, vals=vals,
-                experiment=result.get("experiment"), log=result.get("log"), reason=result.get("reason"),
-                best_value=result.get("best_value"), best_epoch=result.get("best_epoch"), seconds=result.get("seconds"),
-                loss=result.get("loss") if result.get("status") == "ok" else None)) is not None
+            imported += journal.create(entry_of_doc(doc)) is not None
         sweep.update_spec(coordination=COORDINATION)
         return imported
+
+
+def entry_of_doc(doc: dict) -> TrialEntry:
+    """The journal's entry of a finished trial's hyperopt doc (as trials.pickle keeps it)."""
+    result = doc["result"]
+    status = result.get("trial_status") or ("finished" if result.get("status") == "ok" else "failed")
+    vals = {name: [python_scalar(value) for value in values] for name, values in doc["misc"]["vals"].items()}
+    return TrialEntry(hparams=result.get("hparams") or {}, tid=doc["tid"], status=status, vals=vals,
+                      experiment=result.get("experiment"), log=result.get("log"), reason=result.get("reason"),
+                      best_value=result.get("best_value"), best_epoch=result.get("best_epoch"),
+                      seconds=result.get("seconds"), loss=result.get("loss") if result.get("status") == "ok" else None)
 
 
 def legacy_result(trials_dir: Path, hparams: dict) -> Optional[TrialEntry]:

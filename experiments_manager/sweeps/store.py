@@ -47,6 +47,7 @@ from experiments_manager.experiment import now
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import TrialEntry, TrialJournal, TrialRecord
 from experiments_manager.sweeps.legacy import legacy_experiment, legacy_result
+from experiments_manager.sweeps.record_repair import repair_damaged
 from experiments_manager.sweeps.results import best_row, plot_loss_vs_hparams, trial_rows, write_results_csv
 from experiments_manager.sweeps.space import SearchSpace, python_scalar
 from experiments_manager.sweeps.trials import SeededSuggestions, save_trials
@@ -137,6 +138,7 @@ class SweepStore:
             worker: who asks (`worker_identity()`), recorded in the trial's record.
         """
         with self.locked():
+            repair_damaged(self.journal, self.sweep, self.watch)  # each named in one line, none skipped
             pairs = self.journal.numbered()
             watching = 0
             for record, entry in pairs:
@@ -193,8 +195,7 @@ class SweepStore:
             plot_loss_vs_hparams(rows, self.space, self.monitor, self.sweep.plot_png)
         return rows, best
 
-    def give_back(self, assignment: Assignment) -> None:
-        """Releases the claim of a trial this worker did not finish (stopped): the next worker takes it over."""
+    def give_back(self, assignment: Assignment) -> None:  # a trial this worker did not finish: the next one takes it
         assignment.record.release()
 
     def close(self, stop_signum: Optional[int], tempfail: bool = False) -> dict:
@@ -220,8 +221,7 @@ class SweepStore:
 
     def held_elsewhere(self, pairs: list) -> int:
         """How many unfinished trials a live worker holds."""
-        return sum(not entry.done and live_holder(record.lock_path, watch=self.watch) is not None
-                   for record, entry in pairs)
+        return sum(live_holder(record.lock_path, watch=self.watch) is not None for record, e in pairs if not e.done)
 
     def suggest(self, tid: int, pairs: list) -> tuple:
         """The algorithm's point for trial `tid`, from the journal's trials: (hparams, hyperopt's vals).

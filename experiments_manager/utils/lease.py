@@ -326,12 +326,13 @@ class Lease:
         """Raises `LeaseLost` when `fenced`: called before each write into the folder."""
         if self.fenced():
             current = read_holder(self.path)
+            where = self.path.parent if self.path.name == LEASE_NAME else self.path  # a folder's, or a trial's claim
             if current is not None and current.token == self.holder.token:
-                raise LeaseLost(f"{self.path.parent}: this run's heartbeat stalled (not renewed for "
+                raise LeaseLost(f"{where}: this run's heartbeat stalled (not renewed for "
                                 f"{time.monotonic() - self._renewed:.0f} s; lease timeout "
                                 f"{self.holder.timeout_seconds:.0f} s): another run may take the folder over; "
                                 "stopping without writing more")
-            raise LeaseLost(f"{self.path.parent}: another run took this folder over "
+            raise LeaseLost(f"{where}: another run took this over "
                             f"({current.describe() if current else 'its lease is gone'}) while this one stalled "
                             "past the lease timeout: stopping without writing more")
 

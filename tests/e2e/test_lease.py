@@ -167,7 +167,7 @@ def test_a_run_whose_lease_was_taken_over_writes_nothing_more(tmp_path, monkeypa
         _write_lease(tmp_path, host="node-17")  # the other writer took over
         assert lease.lost.wait(10)
         before = sorted(path.name for path in tmp_path.iterdir())
-        with pytest.raises(LeaseLost, match="another run took this folder over .*node-17") as lost:
+        with pytest.raises(LeaseLost, match="another run took this over .*node-17") as lost:
             experiment.write_run_info({"status": "failed"})
         assert lost.value.exit_code == 75
         with pytest.raises(LeaseLost):

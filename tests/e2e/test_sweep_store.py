@@ -274,3 +274,37 @@ def test_a_sweep_folder_of_the_previous_engine_is_joined_without_training_a_fini
     assert third.status == "finished" and third.loss == loss_of(points[2]) and third.experiment == str(root / "trial_3")
     rows, best = store.record_rows()
     assert [row["trial"] for row in rows] == [1, 2, 3] and best["loss"] == min(loss_of(p) for p in points[:3])
+
+
+@pytest.mark.claim("a damaged trial record is named in one line: restored from trials.pickle when it was done, else "
+                   "its trial trained again under its own number; the total is never overrun")
+def test_a_damaged_trial_record_is_named_restored_or_retrained_under_its_number(tmp_path, caplog):
+    store = new_store(tmp_path / "sweep", algo="rand", max_evals=4)
+    worker = worker_identity()
+    for _ in range(3):
+        step = store.next_trial(worker)
+        tell(store, step, loss_of(step.entry.hparams))
+    fourth = store.next_trial(worker)
+    assert fourth.entry.number == 4
+    store.give_back(fourth)  # its worker stopped; its record then lost power: zeros
+    records = store.sweep.trials_dir
+    finished = (records / "trial-0002.json").read_text()
+    (records / "trial-0002.json").write_text('{"hparams": {"learningRa')  # overwritten by hand, cut short
+    (records / "trial-0004.json").write_bytes(b"\0" * 64)
+
+    store = new_store(tmp_path / "sweep", algo="rand", max_evals=4, joined=True)  # a resume, a worker joining
+    with caplog.at_level("WARNING", logger="experiments_manager"):
+        again = store.next_trial(worker)
+    lines = [record.getMessage() for record in caplog.records if "damaged" in record.getMessage()]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"{records / 'trial-0002.json'}: damaged (not JSON): restored from trials.pickle "
+                               "(finished, loss ")
+    assert lines[1].startswith(f"{records / 'trial-0004.json'}: damaged (NUL bytes, as after a power loss) and not "
+                               "finished in trials.pickle: trial 4 is trained again under its number")
+    assert json.loads((records / "trial-0002.json").read_text())["loss"] == json.loads(finished)["loss"]
+    assert isinstance(again, Assignment) and again.entry.number == 4 and again.taken_over is None
+    assert (records / "trial-0004.json.damaged").read_bytes() == b"\0" * 64
+    rows, _ = tell(store, again, 0.5)
+    assert sorted(row["trial"] for row in rows) == [1, 2, 3, 4]
+    assert store.next_trial(worker) == NothingLeft(done=4, running=0)
+    assert len(store.sweep.results_csv.read_text().strip().splitlines()) == 1 + 4  # the header, a row per trial
