@@ -6,8 +6,8 @@ was lost, never records it. Its lease (`utils/lease.py`) tells the rest, by the 
 - `running`: its writer may be alive (a fresh heartbeat, or a live pid on this host);
 - `dead`: its writer is provably gone (its pid on this host is dead or reused, this host rebooted, or it holds
   no lease and its last attempt's pid on this host is dead); `train --resume` continues it;
-- `stalled?`: its writer is on another host and its heartbeat is older than half the lease timeout by this
-  host's clock (three missed beats). Not proof, since clocks differ between hosts: a resume watches the heartbeat
+- `stalled?`: its writer is on another host and its heartbeat is older than a third of the lease timeout by this
+  host's clock (two missed beats: `Holder.looks_stale`). Not proof, since clocks differ between hosts: a resume watches the heartbeat
   for the timeout before it takes over.
 
 Example:
@@ -48,4 +48,4 @@ def writer_state(root: Path, info: Mapping[str, Any]) -> str:
         return DEAD
     if holder.is_local():
         return RUNNING
-    return STALLED if holder.age() > max(lease_timeout(), holder.timeout_seconds) / 2 else RUNNING
+    return STALLED if holder.looks_stale(lease_timeout()) else RUNNING

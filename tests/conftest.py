@@ -18,7 +18,7 @@ REGRESSION_SETTINGS = "examples/regression/mysettings_curve_fitting.py"
 # handed out first, the real parts first of all: they are the longest units and mostly wait while other workers train.
 # pytest-xdist 3.8.0 groups by a suffix it writes into `item._nodeid`, which pytest 9 no longer reads (every group was
 # spread over workers): pytest is pinned to 8.4 in install/constraints.txt for that.
-SHARED_PARTS = {"slurm": "slurm", "kafka_broker": "kafka"}
+SHARED_PARTS = {"slurm": "slurm", "kafka_broker": "kafka", "sim_cluster": "sim_cluster"}
 
 
 def xdist_group(item):
@@ -418,6 +418,19 @@ def slurm(tmp_path_factory):
     cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def sim_cluster():
+    """Three simulated nodes sharing a GlusterFS volume (tests/sim_cluster.py) for the session; skipped, with the
+    reason, where they cannot run (a failure in CI)."""
+    from sim_cluster import SimCluster, missing
+
+    require_real_part(missing(REPO))
+    cluster = SimCluster(REPO)
+    cluster.up(3)
+    yield cluster
+    cluster.down()
 
 
 # read once, before any test changes the current directory: a relative path is relative to where pytest started

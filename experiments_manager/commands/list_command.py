@@ -34,7 +34,7 @@ def add_parser(subparsers):
     parser.add_argument("--status", action="append", type=comma_separated, default=[], metavar="STATUS[,...]",
                         help="only runs with this status (running, finished, failed, interrupted; dead: run.json says "
                              "running but its writer is provably gone, as after kill -9; stalled?: its writer on "
-                             "another host has not renewed its heartbeat for half the lease timeout); repeatable")
+                             "another host has not renewed its heartbeat for a third of the lease timeout); repeatable")
     parser.add_argument("--where", action="append", default=[], metavar="KEY<OP>VALUE",
                         help="only runs whose KEY compares so with VALUE (OP: = != < <= > >=; numbers compare as "
                              "numbers, anything else as text; quote it for the shell); repeatable: all must hold; "

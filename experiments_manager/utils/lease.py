@@ -154,9 +154,9 @@ class Holder:
         return None
 
     def looks_stale(self, timeout_seconds: float) -> bool:
-        """On another host, its heartbeat older than the timeout (the longer of the two) by this host's clock: a
-        reason to watch it, never proof that it is gone."""
-        return not self.is_local() and self.age() > max(timeout_seconds, self.timeout_seconds or 0)
+        """On another host, its heartbeat two beats late (a third of the timeout, the longer of the two) by this
+        host's clock: a reason to watch it, never proof that it is gone."""
+        return not self.is_local() and self.age() > max(timeout_seconds, self.timeout_seconds or 0) / 3
 
     def is_local(self) -> bool:
         """Whether its pid can be checked here (this host, this boot, this pid namespace)."""

@@ -1,0 +1,129 @@
+"""On a cluster's shared file system, across nodes: three simulated nodes (tests/sim_cluster.py: their own
+hostnames, pid namespaces, boot ids and GlusterFS client mounts of one volume) run the engine as a lab's nodes do.
+A sweep's workers on every node with one node crashed and one frozen; a training run refused to a second node,
+taken over by it after a freeze, and the frozen writer silent when it wakes; `list` from a third node.
+
+The lease timeout is the floor (10 s) so the takeovers take seconds; `../shared/recipes/cluster-sim.md` has the
+volume's measured semantics (what a node sees of another's writes, and when)."""
+
+import json
+import os
+import time
+
+import pytest
+
+from conftest import wait_for
+from sim_cluster import SHARED
+from test_one_writer import EPOCHS, PACED_BY_THE_TEST
+
+TIMEOUT_S = 10  # EXPERIMENTS_MANAGER_LEASE_TIMEOUT's floor
+
+
+def _env():
+    return dict(os.environ, EXPERIMENTS_MANAGER_LEASE_TIMEOUT=str(TIMEOUT_S), TF_CPP_MIN_LOG_LEVEL="2",
+                PYTHONUNBUFFERED="1")
+
+
+def _folder(name):
+    return f"{SHARED}/{name}-{os.getpid()}-{time.monotonic_ns()}"
+
+
+@pytest.mark.claim("a sweep's workers on three nodes sharing one folder train every trial once, with one node "
+                   "crashed and one frozen past the lease timeout (its trial taken over, its late result refused)")
+def test_a_sweep_on_three_nodes_with_a_crashed_and_a_frozen_node_counts_each_trial_once(sim_cluster):
+    sweep, total = _folder("sweep"), 80
+    sim_cluster.run("node1", f"{sim_cluster.python} tests/cluster_sim/sweep_node.py setup {sweep} {total}")
+    # node2's and node3's trials take longer, so the freeze and the crash meet one; node1 has trials left to ask
+    # for (and to watch the quiet claims meanwhile) until both are taken over
+    slow = {"node1": "0.5", "node2": "1.5", "node3": "1.5"}
+    workers = {node: sim_cluster.start(node, f"{sim_cluster.python} tests/cluster_sim/sweep_node.py work {sweep}",
+                                       env={**_env(), "TRIAL_SECONDS": slow[node]})
+               for node in ("node1", "node2", "node3")}
+
+    def holds_a_trial(node):  # a claim (trial-NNNN.lock) naming the node
+        return sim_cluster.run("node1", f"grep -l '\"host\": \"{node}\"' {sweep}/trials/*.lock", check=False).stdout
+
+    def taken_over():  # takeovers in all (node3 may have taken node2's trial, then crashed with it)
+        return sim_cluster.run("node1", f"grep -ho '\"takeovers\": [0-9]*' {sweep}/trials/*.json | "
+                                        "awk '{s += $2} END {print s}'", check=False).stdout.strip()
+
+    wait_for(lambda: holds_a_trial("node2"), 120, "node2 to train a trial")
+    sim_cluster.freeze("node2")  # hung: its heartbeat stops, its trial is taken over after the timeout
+    wait_for(lambda: taken_over() == "1", 120, "node2's trial taken over while node2 is frozen")
+    sim_cluster.thaw("node2")  # it wakes to find its trial another worker's: it records nothing (exit 75)
+    wait_for(lambda: holds_a_trial("node3"), 120, "node3 to train a trial")
+    sim_cluster.crash("node3")  # lost with its trial in progress: its claim stays behind
+    wait_for(lambda: taken_over() == "2", 120, "node3's trial taken over by another node")
+    outputs = {node: process.communicate(timeout=300)[0] for node, process in workers.items()}
+    sim_cluster.up(3)  # node3 back, for the tests after this one
+    assert workers["node1"].returncode == 0, outputs["node1"]
+    assert workers["node2"].returncode == 75 and "lost" in outputs["node2"], outputs["node2"]
+
+    records = json.loads(sim_cluster.run("node1", f"{sim_cluster.python} tests/cluster_sim/sweep_node.py summary "
+                                                  f"{sweep}").stdout)
+    numbers = sorted(record["tid"] + 1 for record in records)
+    print("trained per node:", {node: output.strip().splitlines()[-1:] for node, output in outputs.items()})
+    assert numbers == list(range(1, total + 1)), "each trial number once, none beyond the total"
+    assert all(record["status"] == "finished" for record in records), records
+    assert sum(record["takeovers"] for record in records) == 2, "the crashed and the frozen node's trials"
+    hosts = {record["worker"]["host"] for record in records}
+    assert "node1" in hosts and hosts <= {"node1", "node2", "node3"}, hosts
+    assert "another run took this over" in outputs["node2"], outputs["node2"]  # its claim, named
+    results = sim_cluster.run("node1", f"cat {sweep}/results.csv").stdout.strip().splitlines()
+    assert len(results) == 1 + total, results
+
+
+@pytest.mark.claim("across nodes: a second node's resume of a live run is refused; after the writer's node froze, "
+                   "it takes over once the heartbeat stood still for the timeout and finishes; the frozen writer, "
+                   "thawed, writes nothing; `list` on a third node shows the quiet run as `stalled?`")
+def test_a_run_across_nodes_refused_then_taken_over_and_the_frozen_writer_silent(sim_cluster):
+    project = _folder("project")
+    go = f"{project}/go"
+    sim_cluster.run("node1", f"mkdir -p {project}/examples && cp -r examples/regression {project}/examples/ && "
+                             f"cat >> {project}/examples/regression/mysettings_curve_fitting.py <<'END'\n"
+                             f"{PACED_BY_THE_TEST.format(go=go)}\nEND")
+    settings = "examples/regression/mysettings_curve_fitting.py"
+    first = sim_cluster.start("node1", f"cd {project} && {sim_cluster.cli} train -u {settings} "
+                                       f"--hparam nbEpoch={EPOCHS}", env=_env())
+
+    def run_folder():
+        found = sim_cluster.run("node2", f"ls -d {project}/experiments/*/*/checkpoints/ckpt-* 2>/dev/null | head -1",
+                                check=False).stdout.strip()
+        return found.rsplit("/checkpoints/", 1)[0] if found else None
+
+    root = wait_for(lambda: run_folder() or first.poll() is not None, 240, "the first checkpoint")
+    assert first.poll() is None, first.communicate()[0]
+
+    second = sim_cluster.run("node2", f"cd {project} && {sim_cluster.cli} train --resume {root}", env=_env(),
+                             check=False)
+    errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
+    assert second.returncode == 75 and len(errors) == 1 and "on host node1" in errors[0], second.stderr
+
+    sim_cluster.freeze("node1")  # hung in epoch 2
+    frozen = time.monotonic()
+
+    def listed_status():
+        listing = sim_cluster.run("node3", f"{sim_cluster.cli} list {project}/experiments --format json",
+                                  env=_env(), check=False)
+        return json.loads(listing.stdout or "[{}]")[0].get("status")
+
+    wait_for(lambda: listed_status() == "stalled?", 60, "`list` on node3 to call the quiet run stalled?")
+    sim_cluster.run("node2", f"echo 99 > {go}")
+    takeover = sim_cluster.run("node2", f"cd {project} && {sim_cluster.cli} train --resume {root}", env=_env(),
+                               timeout=600, check=False)
+    assert takeover.returncode == 0, takeover.stdout + takeover.stderr
+    assert time.monotonic() - frozen >= TIMEOUT_S
+    assert "watching its heartbeat" in takeover.stderr and "did not change for" in takeover.stderr, takeover.stderr
+    info = json.loads(sim_cluster.run("node2", f"cat {root}/run.json").stdout)
+    assert info["status"] == "finished" and info["epochs_completed"] == EPOCHS
+
+    thawed = time.time()
+    sim_cluster.thaw("node1")
+    output = first.communicate(timeout=120)[0]
+    assert first.returncode == 75, output
+    assert [line for line in output.splitlines() if line.startswith("error: ")][-1:] and \
+        "stopping without writing more" in output, output
+    written = sim_cluster.run("node1", f"find {root} -type f -newermt @{thawed:.3f}", check=False).stdout.split()
+    assert written == [], f"the thawed writer wrote after it lost the lease: {written}"
+    history = sim_cluster.run("node1", f"cut -d, -f1 {root}/history.csv").stdout.split()[1:]
+    assert history == [str(epoch) for epoch in range(1, EPOCHS + 1)], history
