@@ -15,6 +15,7 @@ import pytest
 from conftest import wait_for
 from sim_cluster import SHARED
 from test_one_writer import EPOCHS, PACED_BY_THE_TEST
+from test_resume import WORKING_FOLDER
 
 TIMEOUT_S = 10  # EXPERIMENTS_MANAGER_LEASE_TIMEOUT's floor
 
@@ -87,8 +88,8 @@ def test_a_run_across_nodes_refused_then_taken_over_and_the_frozen_writer_silent
                                        f"--hparam nbEpoch={EPOCHS}", env=_env())
 
     def run_folder():
-        found = sim_cluster.run("node2", f"ls -d {project}/experiments/*/*/checkpoints/ckpt-* 2>/dev/null | head -1",
-                                check=False).stdout.strip()
+        found = sim_cluster.run("node2", f"ls -d {project}/{WORKING_FOLDER}/*/checkpoints/ckpt-*/state.json "
+                                         "2>/dev/null | head -1", check=False).stdout.strip()
         return found.rsplit("/checkpoints/", 1)[0] if found else None
 
     root = wait_for(lambda: run_folder() or first.poll() is not None, 240, "the first checkpoint")
@@ -103,7 +104,7 @@ def test_a_run_across_nodes_refused_then_taken_over_and_the_frozen_writer_silent
     frozen = time.monotonic()
 
     def listed_status():
-        listing = sim_cluster.run("node3", f"{sim_cluster.cli} list {project}/experiments --format json",
+        listing = sim_cluster.run("node3", f"{sim_cluster.cli} list {project}/{WORKING_FOLDER} --format json",
                                   env=_env(), check=False)
         return json.loads(listing.stdout or "[{}]")[0].get("status")
 
