@@ -31,6 +31,7 @@ PAGES = [
     "architecture/index.html",
     "explanation/ema/index.html",
     "explanation/background-exports/index.html",
+    "explanation/shared-file-systems/index.html",
     "development/index.html",
 ]
 

@@ -60,7 +60,7 @@ def test_unreadable_run_files_get_a_plain_reason(tmp_path):
 
 
 @pytest.mark.claim("`list` never shows a run killed with `kill -9` as running: `dead` (its writer provably gone), "
-                   "`stalled?` (a heartbeat elsewhere three beats old)")
+                   "`stalled?` (a heartbeat elsewhere two beats late)")
 def test_a_running_run_whose_writer_is_gone_is_listed_dead_and_a_quiet_one_elsewhere_stalled(tmp_path):
     import os
     import socket

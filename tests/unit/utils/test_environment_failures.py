@@ -2,6 +2,8 @@
 
 import errno
 
+import pytest
+
 from experiments_manager.utils.environment_failures import environment_failure_line
 
 
@@ -27,6 +29,8 @@ def test_a_permission_without_a_file_is_not_the_disks():
     assert environment_failure_line(ValueError("bad value")) is None
 
 
+@pytest.mark.claim("EIO and ESTALE are exit 75 with one line naming the folder; a failed write of a temporary file "
+                   "names its folder")
 def test_a_stale_handle_is_the_machines_and_a_temporary_file_is_named_by_its_folder():
     """ESTALE (a shared file system lost the file) is retried (75) like EIO; a failed write of `.run.json.12.tmp`
     names the folder, not a temporary name the user never sees."""
