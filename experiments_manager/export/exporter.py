@@ -296,10 +296,17 @@ class Exporter:
         self._written.add(version)  # its record is kept in run.json even when the retention removes it before
         self._apply_retention()     # an epoch's end lists the versions (a background write finishing late)
 
-    def set_aside_at_resume(self):
+    def set_aside_at_resume(self, from_the_start=False):
         """At a resume (after `set_state`): moves each version whose files differ from its checksums to
         `exported_models/damaged-<N>`, and each exported after the restored checkpoint to `discarded-<N>` (one
-        warning line each; servers skip them; numbers go on past them); returns their numbers."""
+        warning line each; servers skip them; numbers go on past them); returns their numbers.
+
+        Args:
+            from_the_start: the resume found no usable checkpoint and trains from the first epoch: every version
+                is the discarded attempt's (default False).
+        """
+        if from_the_start:
+            self.requested = None
         problems = {version: verify_manifest(self.base / str(version)) for version in self.versions()}
         damaged = [version for version, problem in problems.items() if problem is not None]
         for version in damaged:
@@ -307,9 +314,11 @@ class Exporter:
                       f"damaged ({problems[version]})")
         later = [] if self.requested is _UNKNOWN else [
             version for version in self.versions() if version > (self.requested or {}).get("version", 0)]
-        for version in later:  # exported after the checkpoint the resume continues from: its epoch is trained again
-            set_aside(self.base / str(version), set_aside_folder_name(DISCARDED, version),
-                      "exported after the checkpoint this resume continues from (its epoch is trained again)")
+        why = ("exported by an attempt whose checkpoints are gone (this resume trains from the first epoch)"
+               if from_the_start else
+               "exported after the checkpoint this resume continues from (its epoch is trained again)")
+        for version in later:  # its epoch is trained again
+            set_aside(self.base / str(version), set_aside_folder_name(DISCARDED, version), why)
         if damaged or later:
             self.experiment.update_run_info(**self.run_info())
         return damaged + later

@@ -114,6 +114,8 @@ class CallbackPlan:
             if self.exporter is not None:  # a version a kill lost while it was written: the model holds its values
                 self.exporter.set_aside_at_resume()
                 self.exporter.export_missing(self.initial_epoch)
+        elif self.exporter is not None and self.exporter.versions():  # a resume that found no usable checkpoint
+            self.exporter.set_aside_at_resume(from_the_start=True)
         stopping = ([self.early_stopping] if options.early_stopping else []) + plateau
         records = RunRecords(experiment, settings, self.best, self.exporter, monitors=[self.early_stopping, *plateau],
                              restored=restored)

@@ -698,6 +698,8 @@ def test_a_version_holds_the_models_weights_and_not_the_optimizers(tmp_path, ser
         assert set(answer["steps"].numpy()) == {int(model.optimizer.iterations)}
 
 
+@pytest.mark.claim("a resume that finds no usable checkpoint sets aside every version of the discarded attempt "
+                   "(`discarded-N`, one line each); numbers go on past them")
 def test_a_resume_sets_aside_the_versions_exported_after_its_checkpoint_and_never_reuses_their_numbers(tmp_path):
     """A kill (or a full disk) between an export and the checkpoint of its epoch leaves a version from an epoch the
     resume trains again: it is moved to `discarded-N` with one warning, and the next version is N + 1, not N (a
@@ -719,3 +721,12 @@ def test_a_resume_sets_aside_the_versions_exported_after_its_checkpoint_and_neve
     assert sorted(path.name for path in (tmp_path / "exported_models").iterdir()) == ["1", "2", "discarded-3"]
     assert resumed.export(epochs_completed=3) == 4
     resumed.finish()
+
+    # no usable checkpoint left (all damaged, or pruned): the resume trains from the first epoch, so every version
+    # is the discarded attempt's; served beside the new ones, they would mix two trainings
+    again = exporter_of(tmp_path, model)
+    assert again.set_aside_at_resume(from_the_start=True) == [1, 2, 4]
+    assert sorted(path.name for path in (tmp_path / "exported_models").iterdir()) == [
+        "discarded-1", "discarded-2", "discarded-3", "discarded-4"]
+    assert again.export(epochs_completed=1) == 5
+    again.finish()
