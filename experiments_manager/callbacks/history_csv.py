@@ -58,16 +58,24 @@ class HistoryCSV(keras.callbacks.Callback):
         an epoch number above the previous row's and a number or nothing in every column; the others are left out
         with one warning line (a checkpoint's copy rebuilds the file at a resume: `set_state`).
         """
+        header, rows, bad = self.examine()
+        if bad is None:
+            _LOG.warning("%s: damaged (no header with an %r column): started again", self.path, EPOCH)
+        elif bad:
+            _LOG.warning("%s: %d damaged row(s) left out (kept %d)", self.path, bad, len(rows))
+        return header, rows
+
+    def examine(self):
+        """(header, good rows, how many damaged rows) as `read` finds them, without a word; damaged rows None
+        when the file has content but no usable header (`experiments-manager check` reports it)."""
         try:
             text = Path(self.path).read_bytes().decode("utf-8", errors="replace")
         except FileNotFoundError:
-            return [], []
+            return [], [], 0
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = [name for name in (reader.fieldnames or []) if _is_column_name(name)]
         if EPOCH not in header:
-            if text.strip():
-                _LOG.warning("%s: damaged (no header with an %r column): started again", self.path, EPOCH)
-            return [], []
+            return [], [], (None if text.strip() else 0)
         rows, bad, last = [], 0, -1  # an earlier engine counted epochs from 0
         for row in reader:
             if _is_good_row(row, header, last):
@@ -75,9 +83,7 @@ class HistoryCSV(keras.callbacks.Callback):
                 last = int(row[EPOCH])
             else:
                 bad += 1
-        if bad:
-            _LOG.warning("%s: %d damaged row(s) left out (kept %d)", self.path, bad, len(rows))
-        return header, rows
+        return header, rows, bad
 
     def get_state(self):
         """The file's header and rows, for the checkpoint: a resume writes the file again from them."""

@@ -12,10 +12,10 @@ the top, so `--help` imports no TensorFlow; what a command needs to run is impor
 Library modules never import this package (nor `cli`).
 """
 
-from experiments_manager.commands import (diff, evaluate, export, federated, kafka_produce, list_command, predict,
-                                          prune, serve, sweep, train)
+from experiments_manager.commands import (check, diff, evaluate, export, federated, kafka_produce, list_command,
+                                          predict, prune, serve, sweep, train)
 
-COMMANDS = (train, serve, predict, kafka_produce, sweep, federated, list_command, evaluate, export, diff, prune)
+COMMANDS = (train, serve, predict, kafka_produce, sweep, federated, list_command, evaluate, export, diff, prune, check)
 NAMES = tuple(command.NAME for command in COMMANDS)
 
 

@@ -501,14 +501,14 @@ def _take_over(path: Path, stale: Optional[Holder], reason: str, data: dict[str,
     if not create_whole(lock, {"pid": os.getpid(), "host": socket.gethostname()}):
         try:
             if time.time() - lock.stat().st_mtime > BREAK_GRACE_SECONDS:
-                stale = lock.with_name(f".{lock.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-                os.rename(lock, stale)  # one breaker wins the rename; then only that old lock goes
-                if time.time() - stale.stat().st_mtime <= BREAK_GRACE_SECONDS:  # a fresh one, taken a moment ago
+                moved = lock.with_name(f".{lock.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+                os.rename(lock, moved)  # one breaker wins the rename; then only that old lock goes
+                if time.time() - moved.stat().st_mtime <= BREAK_GRACE_SECONDS:  # a fresh one, taken a moment ago
                     try:
-                        os.link(stale, lock)  # put back, unless yet another lock is there now
+                        os.link(moved, lock)  # put back, unless yet another lock is there now
                     except FileExistsError:
                         pass
-                stale.unlink(missing_ok=True)
+                moved.unlink(missing_ok=True)
         except FileNotFoundError:
             pass
         time.sleep(0.05)  # another breaker works for a few milliseconds: look again

@@ -265,3 +265,31 @@ def test_prune_checkpoints_keeps_the_exports_and_keep_best_keeps_the_best_trials
     assert len(json.loads(listed.stdout)) == 4
     nothing = cli(tmp_path, "prune", str(Path("lab", lab.a.name)), "--keep-best", "1")
     assert nothing.returncode == 2 and nothing.stderr.startswith(f"error: lab/{lab.a.name}: --keep-best: expected a sweep")
+
+
+@pytest.mark.claim("`check RUN` verifies a run folder (run.json, checkpoints, versions, history.csv, train.log) and "
+                   "rebuilds a torn history.csv of a finished run from its newest checkpoint; damage it cannot "
+                   "derive is named, exit 1")
+def test_check_names_the_damage_and_rebuilds_a_torn_history_of_a_finished_run(lab, tmp_path):
+    """After a power loss: history.csv torn (a cut row, NUL bytes), train.log empty, a version's file overwritten.
+    `check` rebuilds history.csv as it was, names the version and the lost log, and exits 1 (damage remains)."""
+    run = tmp_path / "run"
+    shutil.copytree(lab.a, run)
+    sound = cli(tmp_path, "check", str(run))
+    assert sound.returncode == 0, sound.stdout + sound.stderr
+    assert f"{run}: history.csv: sound (2 row(s))" in sound.stdout.splitlines(), sound.stdout
+    original = (run / "history.csv").read_text()
+    (run / "history.csv").write_bytes(original.encode()[: len(original) // 2 + 3] + b"\0" * 40)
+    (run / "train.log").write_bytes(b"")
+    version = sorted(path for path in (run / "exported_models").iterdir() if path.name.isdigit())[-1]
+    (version / "saved_model.pb").write_bytes(b"\0" * 16)
+
+    damaged = cli(tmp_path, "check", str(run))
+    lines = damaged.stdout.splitlines()
+    assert damaged.returncode == 1, damaged.stdout + damaged.stderr
+    assert any(line.startswith(f"{run}: versions: ") and f"damaged: {version.name} (" in line for line in lines), lines
+    assert any(line.startswith(f"{run}: history.csv: ") and "rebuilt from the newest sound checkpoint (2 row(s))"
+               in line for line in lines), lines
+    assert f"{run}: train.log: empty (lost, as after a power loss): a copy of the console, not derivable" in lines
+    assert (run / "history.csv").read_text() == original
+    assert cli(tmp_path, "check", "--no-repair", str(run)).returncode == 1  # the version is still damaged
