@@ -7,8 +7,8 @@ was lost, never records it. Its lease (`utils/lease.py`) tells the rest, by the 
 - `dead`: its writer is provably gone (its pid on this host is dead or reused, this host rebooted, or it holds
   no lease and its last attempt's pid on this host is dead); `train --resume` continues it;
 - `stalled?`: its writer is on another host and its heartbeat is older than a third of the lease timeout by this
-  host's clock (two missed beats: `Holder.looks_stale`). Not proof, since clocks differ between hosts: a resume watches the heartbeat
-  for the timeout before it takes over.
+  host's clock (two missed beats: `Holder.looks_stale`). Not proof, since clocks differ between hosts: a resume
+  watches the heartbeat for the timeout before it takes over.
 
 Example:
 

@@ -517,16 +517,7 @@ def mutable_table_case():
     import keras
     import tensorflow as tf
 
-    class TableShift(keras.layers.Layer):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.table = tf.lookup.experimental.MutableHashTable(tf.string, tf.float32, default_value=0.0)
-
-        def call(self, x):
-            return x + tf.reshape(self.table.lookup(tf.constant("shift")), [])  # a scalar of known shape
-
-        def compute_output_shape(self, input_shape):
-            return input_shape
+    from table_layers import TableShift
 
     x = np.linspace(-2, 2, 64, dtype=np.float32).reshape(-1, 1)
     inputs = keras.Input(shape=(1,), name="input")

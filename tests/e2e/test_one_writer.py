@@ -31,19 +31,26 @@ def addon_callbacks(model, train_samples, val_samples):
 """
 
 
+def _paced_run(workdir, start_cli):
+    """A training run paced by the test, once its first checkpoint is written: (the go file, the process, its
+    output reader, the experiment folder)."""
+    go = workdir / "go"
+    settings = settings_variant(workdir, "paced.py", [PACED_BY_THE_TEST.format(go=str(go))])
+    process = start_cli("train", "-u", str(settings), "--hparam", f"nbEpoch={EPOCHS}")
+    output = OutputReader(process)
+    root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
+    wait_for(lambda: checkpoints(root) or process.poll() is not None, 180, "the first checkpoint")
+    assert process.poll() is None, output.text()
+    return go, process, output, root
+
+
 @pytest.mark.claim(
     'one writer per experiment: a resume of a live run is refused in one line naming the holder, exit 75; of two '
     'resumes at once one trains',
     note='(the live run paced by the test; then kill -9 and two resumes racing: exit codes {0, 75}, epochs 1..N '
          'once)')
 def test_a_second_writer_is_refused_and_of_two_resumes_at_once_one_trains(workdir, start_cli):
-    go = workdir / "go"
-    settings = settings_variant(workdir, "paced.py", [PACED_BY_THE_TEST.format(go=str(go))])
-    first = start_cli("train", "-u", str(settings), "--hparam", f"nbEpoch={EPOCHS}")
-    first_output = OutputReader(first)
-    root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
-    wait_for(lambda: checkpoints(root) or first.poll() is not None, 180, "the first checkpoint")
-    assert first.poll() is None, first_output.text()
+    go, first, first_output, root = _paced_run(workdir, start_cli)
 
     second = subprocess.run(cli_command("train", "--resume", str(root)), cwd=workdir, env=cli_env(),
                             capture_output=True, text=True, timeout=120)
@@ -102,12 +109,7 @@ def test_a_frozen_writer_whose_lease_was_taken_writes_nothing_when_it_wakes(work
     import time
 
     monkeypatch.setenv("EXPERIMENTS_MANAGER_LEASE_TIMEOUT", "10")  # the floor: fenced after 6.7 s without a beat
-    go = workdir / "go"
-    settings = settings_variant(workdir, "paced.py", [PACED_BY_THE_TEST.format(go=str(go))])
-    run = start_cli("train", "-u", str(settings), "--hparam", f"nbEpoch={EPOCHS}")
-    output = OutputReader(run)
-    root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
-    wait_for(lambda: checkpoints(root) or run.poll() is not None, 180, "the first checkpoint")
+    go, run, output, root = _paced_run(workdir, start_cli)
     wait_for(lambda: (root / "exported_models" / "1").is_dir() or run.poll() is not None, 180, "version 1")
     assert run.poll() is None, output.text()
 

@@ -16,20 +16,10 @@ def lookup_model(words, seed):
     """An adapted StringLookup in front of an Embedding, a custom layer holding a MutableHashTable whose value the
     output adds, and a served module as the exporter builds it (the model's own call)."""
     import keras
-    import tensorflow as tf
 
     from experiments_manager.served_module import default_served_module
 
-    class TableShift(keras.layers.Layer):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.table = tf.lookup.experimental.MutableHashTable(tf.string, tf.float32, default_value=0.0)
-
-        def call(self, x):
-            return x + tf.reshape(self.table.lookup(tf.constant("shift")), [])  # a scalar of known shape
-
-        def compute_output_shape(self, input_shape):
-            return input_shape
+    from table_layers import TableShift
 
     keras.utils.set_random_seed(seed)
     lookup = keras.layers.StringLookup(name="words")
