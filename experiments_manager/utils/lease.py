@@ -131,17 +131,15 @@ class Holder:
             watch: what this process has seen of the heartbeat (`LeaseWatch`); without one, a holder on another
                 host is never judged gone (one look proves nothing across clocks).
         """
-        here = socket.gethostname()
         timeout_seconds = max(timeout_seconds, self.timeout_seconds or 0)
-        same_pids = self.pid_namespace is None or self.pid_namespace == pid_namespace()  # else only the heartbeat tells
-        if self.host == here and self.boot_id == boot_id() and same_pids:
+        if self.is_local():
             if not process_alive(self.pid):
                 return f"pid {self.pid} on this host is dead"
             start = process_start(self.pid)
             if self.process_start is not None and start is not None and start != self.process_start:
                 return f"pid {self.pid} on this host is another process now"
             return None
-        if self.host == here and self.boot_id and boot_id() and self.boot_id != boot_id():
+        if self.host == socket.gethostname() and self.boot_id and boot_id() and self.boot_id != boot_id():
             return "this host rebooted since"
         job, restarts = os.environ.get("SLURM_JOB_ID"), int(os.environ.get("SLURM_RESTART_COUNT") or 0)
         if job and self.slurm_job_id == job and restarts > self.slurm_restart_count:
@@ -159,7 +157,8 @@ class Holder:
         return not self.is_local() and self.age() > max(timeout_seconds, self.timeout_seconds or 0) / 3
 
     def is_local(self) -> bool:
-        """Whether its pid can be checked here (this host, this boot, this pid namespace)."""
+        """Whether its pid can be checked here (this host, this boot, this pid namespace: a pid means something
+        only inside its own; elsewhere only the heartbeat tells)."""
         same_pids = self.pid_namespace is None or self.pid_namespace == pid_namespace()
         return self.host == socket.gethostname() and self.boot_id == boot_id() and same_pids
 
