@@ -144,8 +144,9 @@ class TrialJournal:
         found = []
         for path in sorted(self.folder.glob("trial-[0-9]*.json")):
             why = None if path in self._done else TrialRecord(path).damage()
-            if why is not None and path.stem[len("trial-"):].isdigit():
-                found.append((TrialRecord(path), int(path.stem[len("trial-"):]) - 1, why))
+            digits = path.stem[len("trial-"):]
+            if why is not None and digits.isdigit() and numbered_name(int(digits) - 1) == path.name:
+                found.append((TrialRecord(path), int(digits) - 1, why))
         return found
 
     def signal_running(self, signum: int) -> None:
@@ -198,9 +199,7 @@ class TrialRecord:
             data = json.loads(content)
         except ValueError:
             return "NUL bytes, as after a power loss" if b"\0" in content else "not JSON"
-        if not isinstance(data, dict) or not isinstance(data.get("tid"), int):
-            return "not a trial's record"
-        return None
+        return None if isinstance(data, dict) else "not a JSON object"
 
     def entry(self) -> Optional[TrialEntry]:
         """The typed record, or None when it is absent or unreadable."""
