@@ -134,7 +134,9 @@ class SweepWorkers:
         number, total = step.entry.number, self.store.total()
         if step.taken_over:
             experiment = step.entry.experiment
-            how = ("it continues its experiment from its last checkpoint"
+            saved = bool(experiment) and any((Path(experiment) / "checkpoints").glob("ckpt-*/state.json"))
+            how = ("it continues its experiment from its last checkpoint" if saved else
+                   "it continues its experiment from the first epoch: no checkpoint yet"
                    if experiment and (Path(experiment) / RUN_FILE_NAME).is_file()
                    else "it starts from the beginning: it had no experiment yet")
             self._print(f"taking over trial {number}/{total} ({step.taken_over}): {how}{self._suffix(index)}")
