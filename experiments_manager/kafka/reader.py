@@ -122,7 +122,21 @@ class TopicReader:
                          self.topic, first)
         return leaves, kept
 
+    def answers(self, timeout=2.0):
+        """Whether the cluster answers a metadata request now: a stall's cause is the stream, or the broker (whose
+        loss librdkafka may not have reported yet when the stall timeout is short and the machine busy)."""
+        from confluent_kafka import KafkaException
+
+        try:
+            with self._busy:
+                self.consumer.list_topics(self.topic, timeout=timeout)
+        except KafkaException:
+            return False
+        return True
+
     def stalled(self, since):
+        if not self.unreachable and not self.answers():
+            self._unreachable_since = time.monotonic()  # (`unreachable` then says so to the caller's advice too)
         if self.unreachable:
             why = "cannot reach " + self.connection.bootstrap_servers
         else:
