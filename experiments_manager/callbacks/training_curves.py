@@ -41,6 +41,9 @@ class TrainingCurves(keras.callbacks.Callback):
         title: the figure's title (default: none), e.g. the experiment's name.
         min_interval: seconds between two drawings during training (default 30.0; 0: after every epoch). On
             2 cores each drawing slows training by its CPU, ~0.3 s.
+        check_writer: raises `LeaseLost` once the run lost its folder (`Experiment.check_writer`), checked before a
+            drawing starts and before it replaces the image: a drawing in flight when the run's node froze is not
+            committed after the thaw (default: never raises).
 
     Example:
 
@@ -50,8 +53,9 @@ class TrainingCurves(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, history_csv, png, best=None, title=None, min_interval=30.0):
+    def __init__(self, history_csv, png, best=None, title=None, min_interval=30.0, check_writer=None):
         super().__init__()
+        self.check_writer = check_writer or (lambda: None)
         self.history_csv = history_csv
         self.png = png
         self.best = best
@@ -106,8 +110,10 @@ class TrainingCurves(keras.callbacks.Callback):
                     return
                 best, self._pending = self._pending, None
             try:
+                self.check_writer()
                 with _MATPLOTLIB:  # several runs in one process (federated simulation clients)
-                    plot_history(self.history_csv, self.png, title=self.title, best=None if best is _NO_BEST else best)
+                    plot_history(self.history_csv, self.png, title=self.title, best=None if best is _NO_BEST else best,
+                                 before_commit=self.check_writer)
             except Exception as error:  # noqa: BLE001
                 _LOG.warning("%s not drawn (%s: %s)", self.png, type(error).__name__, error)
 
@@ -132,7 +138,7 @@ def panel_names(columns):
     return sorted(names, key=lambda name: (name == LEARNING_RATE, name != "loss", name))
 
 
-def plot_history(history_csv, png, title=None, best=None):
+def plot_history(history_csv, png, title=None, best=None, before_commit=lambda: None):
     """Writes one panel per quantity, validation beside training, the best epoch marked.
 
     Args:
@@ -140,6 +146,8 @@ def plot_history(history_csv, png, title=None, best=None):
         png: the image to write.
         title: the figure's title, or None.
         best: (monitored name, epoch from 1, value), or None.
+        before_commit: called once the image is drawn, before it replaces `png`; what it raises leaves `png` as it
+            was (default: nothing).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -165,6 +173,7 @@ def plot_history(history_csv, png, title=None, best=None):
                            wspace=0.35, hspace=0.55)
     with replaced_atomically(png) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
+        before_commit()
 
 
 def _plain_log_formatter(**options):

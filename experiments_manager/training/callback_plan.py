@@ -178,7 +178,8 @@ def tensorboard_reports(experiment, settings, best, restored=None):
     return [ours.EpochScalars(writers),
             ours.ModelGraph(writers),
             *histograms,
-            ours.TrainingCurves(experiment.history_csv, experiment.curves_png, best, title=experiment.name),
+            ours.TrainingCurves(experiment.history_csv, experiment.curves_png, best, title=experiment.name,
+                                check_writer=experiment.check_writer),
             ours.HParamsLogger(writers, settings.experiment.hparams, best, experiment.label(),
                                write_session_start=not restored)]
 
