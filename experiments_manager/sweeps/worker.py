@@ -134,7 +134,7 @@ class SweepWorkers:
         number, total = step.entry.number, self.store.total()
         if step.taken_over:
             experiment = step.entry.experiment
-            saved = bool(experiment) and any((Path(experiment) / "checkpoints").glob("ckpt-*/state.json"))
+            saved = experiment is not None and any((Path(experiment) / "checkpoints").glob("ckpt-*/state.json"))
             how = ("it continues its experiment from its last checkpoint" if saved else
                    "it continues its experiment from the first epoch: no checkpoint yet"
                    if experiment and (Path(experiment) / RUN_FILE_NAME).is_file()
