@@ -128,26 +128,27 @@ class TrialJournal:
 
     def numbered(self) -> list:
         """(record, entry) of every numbered trial (a sweep run by workers), by trial id."""
-        pairs = []
+        return self.scan()[0]
+
+    def scan(self) -> tuple:
+        """(the numbered trials' (record, entry) pairs by trial id, (record, tid, why) of each numbered record whose
+        content is damaged: `TrialRecord.parsed`), reading each record once, a done one not at all (it never changes
+        again); `sweeps/record_repair.py` restores or sets aside the damaged ones."""
+        pairs, damaged = [], []
         for path in self.folder.glob("trial-[0-9]*.json"):
             record = TrialRecord(path)
-            entry = self._done.get(path) or record.entry()
+            entry = self._done.get(path)
+            if entry is None:
+                data, why = record.parsed()
+                entry = _entry_of(data)
+                digits = path.stem[len("trial-"):]
+                if why is not None and digits.isdigit() and numbered_name(int(digits) - 1) == path.name:
+                    damaged.append((record, int(digits) - 1, why))
             if entry is not None and entry.tid is not None:
                 pairs.append((record, entry))
                 if entry.done:
                     self._done[path] = entry
-        return sorted(pairs, key=lambda pair: pair[1].tid)
-
-    def damaged(self) -> list:
-        """(record, tid, why) of each numbered record whose content is not a trial's record (`TrialRecord.damage`):
-        `sweeps/record_repair.py` restores or sets it aside."""
-        found = []
-        for path in sorted(self.folder.glob("trial-[0-9]*.json")):
-            why = None if path in self._done else TrialRecord(path).damage()
-            digits = path.stem[len("trial-"):]
-            if why is not None and digits.isdigit() and numbered_name(int(digits) - 1) == path.name:
-                found.append((TrialRecord(path), int(digits) - 1, why))
-        return found
+        return sorted(pairs, key=lambda pair: pair[1].tid), sorted(damaged, key=lambda found: found[1])
 
     def signal_running(self, signum: int) -> None:
         """Sends `signum` to every trial process of this host still running (each checkpoints and stops)."""
@@ -182,32 +183,25 @@ class TrialRecord:
         return self.path.with_suffix(".lock")
 
     def read(self) -> dict:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return self.parsed()[0]
 
-    def damage(self) -> Optional[str]:
-        """Why the record's content is not a trial's record, or None when it is one or cannot be read now (an I/O
-        error, a name a network file system shows before its content: not damage)."""
+    def parsed(self) -> tuple:
+        """(the record's JSON object, or {} when there is none; why its content is damaged, or None when it is an
+        object or cannot be read now: an I/O error, a name a network file system shows before its content, is not
+        damage), from one read."""
         try:
             content = self.path.read_bytes()
         except OSError:
-            return None
+            return {}, None
         try:
             data = json.loads(content)
         except ValueError:
-            return "NUL bytes, as after a power loss" if b"\0" in content else "not JSON"
-        return None if isinstance(data, dict) else "not a JSON object"
+            return {}, "NUL bytes, as after a power loss" if b"\0" in content else "not JSON"
+        return (data, None) if isinstance(data, dict) else ({}, "not a JSON object")
 
     def entry(self) -> Optional[TrialEntry]:
         """The typed record, or None when it is absent or unreadable."""
-        data = self.read()
-        try:
-            return TrialEntry.from_json(data) if data else None
-        except TypeError:
-            return None
+        return _entry_of(self.read())
 
     def update(self, **fields: Any) -> dict:
         """Rewrites the record with `fields` changed (whole, durably); only the claim's holder calls it.
@@ -257,6 +251,14 @@ class TrialRecord:
 
     def __exit__(self, *exc_info) -> None:
         self.release()
+
+
+def _entry_of(data: dict) -> Optional[TrialEntry]:
+    """The typed entry of a record's JSON object, or None (empty, or not a record's fields)."""
+    try:
+        return TrialEntry.from_json(data) if data else None
+    except TypeError:
+        return None
 
 
 def numbered_name(tid: int) -> str:

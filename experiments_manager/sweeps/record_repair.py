@@ -16,7 +16,8 @@ record done before is noticed by the next worker to start (a `sweep --resume`, a
 Example:
 
 ```python
-repair_damaged(store.journal, store.sweep, store.watch)
+pairs, damaged = store.journal.scan()
+repair_damaged(damaged, store.sweep, store.watch)
 # ['trials/trial-0003.json: damaged (not JSON): restored from trials.pickle (finished, loss 0.12)']
 ```
 """
@@ -29,7 +30,7 @@ import os
 from typing import Optional
 
 from experiments_manager.sweeps.folder import SweepFolder
-from experiments_manager.sweeps.journal import TrialEntry, TrialJournal
+from experiments_manager.sweeps.journal import TrialEntry
 from experiments_manager.sweeps.legacy import entry_of_doc
 from experiments_manager.sweeps.trials import add_saved_trials
 from experiments_manager.utils.atomic import fsync_folder, write_json_atomically
@@ -40,17 +41,17 @@ _LOG = logging.getLogger(__name__)
 DAMAGED_SUFFIX = ".damaged"
 
 
-def repair_damaged(journal: TrialJournal, sweep: SweepFolder, watch: Optional[LeaseWatch] = None) -> list[str]:
+def repair_damaged(damaged: list, sweep: SweepFolder, watch: Optional[LeaseWatch] = None) -> list[str]:
     """Restores or sets aside each damaged numbered record, with one warning line each; returns the lines.
 
     Args:
-        journal: the sweep's `TrialJournal`.
-        sweep: its `SweepFolder` (trials.pickle).
+        damaged: (record, tid, why) of each damaged record (`TrialJournal.scan`).
+        sweep: the `SweepFolder` (trials.pickle).
         watch: the caller's `LeaseWatch` of the claims: a record whose claim's holder may be alive is left alone
             (that worker rewrites it as its trial ends).
     """
     lines = []
-    for record, tid, why in journal.damaged():
+    for record, tid, why in damaged:
         if live_holder(record.lock_path, watch=watch) is not None:
             continue
         saved = saved_entry(sweep, tid)

@@ -138,8 +138,8 @@ class SweepStore:
             worker: who asks (`worker_identity()`), recorded in the trial's record.
         """
         with self.locked():
-            repair_damaged(self.journal, self.sweep, self.watch)  # each named in one line, none skipped
-            pairs = self.journal.numbered()
+            pairs, damaged = self.journal.scan()  # a damaged record: named in one line, restored or set aside
+            pairs = self.journal.numbered() if repair_damaged(damaged, self.sweep, self.watch) else pairs
             watching = 0
             for record, entry in pairs:
                 if entry.done:
