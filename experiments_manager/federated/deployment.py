@@ -162,8 +162,7 @@ def _wait(run_id, name, env, timeout, stop=None):
     status = "unknown"
     while deadline is None or time.monotonic() < deadline:
         if stop is not None and stop.is_set():
-            subprocess.run(_flwr("stop", run_id, *([name] if name else [])), env=env, capture_output=True,
-                           timeout=60)
+            _stop_run(run_id, name, env)
             return f"stopped ({signal.Signals(stop.signum).name})"
         listing = subprocess.run(_flwr("ls", *([name] if name else []), "--run-id", run_id, "--format", "json"),
                                  env=env, capture_output=True, text=True, timeout=60)
@@ -173,16 +172,17 @@ def _wait(run_id, name, env, timeout, stop=None):
             pass  # the SuperLink is busy: ask again
         if status.startswith(FINISHED):
             return status
-        _sleep_unless_stopped(STATUS_POLL_SECONDS, stop)
-    subprocess.run(_flwr("stop", run_id, *([name] if name else [])), env=env, capture_output=True, timeout=60)
+        if stop is not None:
+            stop.wait(STATUS_POLL_SECONDS)  # (less when a stop is requested meanwhile)
+        else:
+            time.sleep(STATUS_POLL_SECONDS)
+    _stop_run(run_id, name, env)
     return f"stopped after {timeout:g} s (--timeout)"
 
 
-def _sleep_unless_stopped(seconds, stop):
-    """Waits `seconds`, less when a stop is requested meanwhile."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
-        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+def _stop_run(run_id, name, env):
+    """`flwr stop` of the run on its SuperLink."""
+    subprocess.run(_flwr("stop", run_id, *([name] if name else [])), env=env, capture_output=True, timeout=60)
 
 
 def _check_answers(superlink):

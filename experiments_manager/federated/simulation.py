@@ -44,13 +44,12 @@ def simulate(settings, num_clients=None, rounds=None, hparam_overrides=None, rou
             _run(server_app(lambda context: job, stop), client_app(lambda context: job),
                  num_clients or config.min_clients, backend_config)
         except BaseException as error:
-            if stop.is_set():
-                end_if_running(experiment, "interrupted", **stop.fields(experiment.run_info().get("rounds_completed")))
-            else:
+            if not stop.is_set():
                 end_if_running(experiment, "failed", f"{type(error).__name__}: {error}")
             raise
-    if stop.is_set():  # the server recorded it; a stop before its first poll is recorded here
-        end_if_running(experiment, "interrupted", **stop.fields(experiment.run_info().get("rounds_completed")))
+        finally:
+            if stop.is_set():  # the server recorded it; a stop before its first poll is recorded here
+                end_if_running(experiment, "interrupted", **stop.fields(experiment.run_info().get("rounds_completed")))
     end_if_running(experiment, "failed", "the Flower simulation ended before the federation did")
     return experiment
 

@@ -55,6 +55,10 @@ class StopRequest:
     def is_set(self) -> bool:
         return self._event.is_set()
 
+    def wait(self, seconds: float) -> bool:
+        """Waits up to `seconds`, less when a stop is requested meanwhile; returns `is_set()`."""
+        return self._event.wait(seconds)
+
     def raise_if_set(self) -> None:
         """Raises `FederationInterrupted` once a stop was requested."""
         if self.signum is not None:
