@@ -214,16 +214,14 @@ def input_pipeline(settings, folder, training: bool = False, reader: str = "") -
     from experiments_manager.training.dry_build import user_code_error
 
     whole = not training and not reader  # evaluate: every test sample once
-    searched = folder if isinstance(folder, DataFolder) else None
-    folder = searched.used if searched is not None else folder
+    searched = folder if isinstance(folder, DataFolder) else DataFolder("raw_data_files_folder", folder, folder)
+    folder = searched.used
     try:
-        returned = settings.data.get_input_pipeline(folder, training, settings.training.batch_size,
-                                                    settings.training.epochs)
-        pipeline = as_pipeline(returned, settings, training, whole=whole)
+        pipeline = as_pipeline(searched.pipeline_of(settings, training), settings, training, whole=whole)
     except UserInputError:
         raise
     except Exception as error:  # the settings' code failed on this folder: one line naming where, not a traceback
-        line = searched.failed_line(settings.path.name, error) if searched is not None else None
+        line = searched.failed_line(settings.path.name, error)  # (a lazy pipeline fails as it is first read)
         raise UserInputError(line or user_code_error(error, settings) or f"{settings.path.name}: get_input_pipeline "
                              f"({folder!r}, isTraining={training}): raised {type(error).__name__}: {error}") from None
     if reader and not training:

@@ -40,17 +40,8 @@ def settings_pipeline(settings: Settings, training: bool, partition: Optional[Da
     default None: a new run's)."""
     from experiments_manager.keras2.pipelines import as_pipeline
     from experiments_manager.settings.data_folders import data_folder
-    from experiments_manager.utils.errors import UserInputError
 
-    folder = data_folder(settings, "train_dir" if training else "val_dir", run_folder)
-    try:
-        returned = settings.data.get_input_pipeline(folder.used, training, settings.training.batch_size,
-                                                    settings.training.epochs)
-    except Exception as error:  # noqa: BLE001 - said as the data folder found nowhere, else as it was raised
-        line = folder.failed_line(settings.path.name, error) if not isinstance(error, UserInputError) else None
-        if line is None:
-            raise
-        raise UserInputError(line) from None
+    returned = data_folder(settings, "train_dir" if training else "val_dir", run_folder).pipeline_of(settings, training)
     if partition is not None and settings.federated.get_client_partition is not None:
         returned = settings.federated.get_client_partition(returned, partition.index, partition.count, training)
     return as_pipeline(returned, settings, training, seed)

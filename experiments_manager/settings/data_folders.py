@@ -15,7 +15,7 @@ Example:
 
 ```python
 folder = data_folder(settings, "train_dir", run_folder=experiment.root)
-settings.data.get_input_pipeline(folder.used, True, batch_size, epochs)
+returned = folder.pipeline_of(settings, training=True)   # get_input_pipeline(folder.used, True, ...)
 ```
 """
 
@@ -50,6 +50,23 @@ class DataFolder:
     given: Any
     used: Any
     tried: tuple = ()
+
+    def pipeline_of(self, settings: "Settings", training: bool) -> Any:
+        """What the settings' `get_input_pipeline` returns for this folder (`used`). When it raises while the
+        folder was found nowhere, one line says where it was looked for (`UserInputError`); any other error is
+        raised as it is."""
+        from experiments_manager.utils.errors import UserInputError
+
+        try:
+            return settings.data.get_input_pipeline(self.used, training, settings.training.batch_size,
+                                                    settings.training.epochs)
+        except UserInputError:
+            raise
+        except Exception as error:  # noqa: BLE001 - said as the data folder found nowhere, else as it was raised
+            line = self.failed_line(settings.path.name, error)
+            if line is None:
+                raise
+            raise UserInputError(line) from None
 
     def failed_line(self, settings_name: str, error: BaseException) -> Optional[str]:
         """The one line for a pipeline that raised `error` while this folder was found nowhere; else None."""
