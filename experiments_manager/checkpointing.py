@@ -110,8 +110,8 @@ class Checkpointer:
         return [path.name for path in self.folder.iterdir()] if self.folder.is_dir() else []
 
     def examined(self):
-        """(name, what is wrong or None) of every `ckpt-N` folder, oldest first (`experiments-manager check`)."""
-        return [(path.name, verify(path)) for _, path in self._numbered()]
+        """(folder, what is wrong or None) of every `ckpt-N` folder, oldest first (`experiments-manager check`)."""
+        return [(path, verify(path)) for _, path in self._numbered()]
 
     def latest(self):
         """The newest checkpoint folder whose files match their record, or None (nothing is moved)."""

@@ -18,6 +18,7 @@ print("\\n".join(report.lines)); report.exit_code   # 0: sound or repaired, 1: d
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -53,7 +54,7 @@ def check_run(root: str | Path, command: Sequence[str], repair: bool = True) -> 
             failure: exit 75).
     """
     from experiments_manager.callbacks.history_csv import HistoryCSV
-    from experiments_manager.checkpointing import Checkpointer
+    from experiments_manager.checkpointing import STATE_FILE, Checkpointer
 
     experiment = Experiment.open(root)
     info = experiment.run_info()
@@ -61,7 +62,8 @@ def check_run(root: str | Path, command: Sequence[str], repair: bool = True) -> 
     report = CheckReport([f"run.json: readable ({info.get('status')}, {epochs} epoch(s) completed)"])
 
     checkpoints = Checkpointer(experiment.checkpoints_dir).examined()
-    damaged = [f"{name} ({problem})" for name, problem in checkpoints if problem]
+    damaged = [f"{path.name} ({problem})" for path, problem in checkpoints if problem]
+    sound = [path for path, problem in checkpoints if problem is None]
     report.lines.append(f"checkpoints: {len(checkpoints) - len(damaged)} sound"
                         + (f"; damaged: {', '.join(damaged)}" if damaged else ""))
     versions = sorted((path for path in experiment.export_dir.iterdir() if path.name.isdigit()),
@@ -80,7 +82,9 @@ def check_run(root: str | Path, command: Sequence[str], repair: bool = True) -> 
     else:
         what = "no usable header" if bad is None else (f"{bad} damaged row(s)" if bad else
                                                       f"{len(rows)} row(s) for {epochs} epoch(s)")
-        saved = (Checkpointer(experiment.checkpoints_dir).latest_state() or {}).get("callbacks", {}).get("history")
+        # the newest sound checkpoint's state (verified above: not hashed again)
+        state = json.loads((sound[-1] / STATE_FILE).read_text()) if sound else {}
+        saved = state.get("callbacks", {}).get("history")
         from_checkpoint = bool(saved and saved.get("header") and len(saved.get("rows") or []) > len(rows))
         source = (f"rebuilt from the newest sound checkpoint ({len(saved['rows'])} row(s))" if from_checkpoint
                   else f"cut to its {len(rows)} whole row(s)")
