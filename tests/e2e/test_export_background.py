@@ -37,10 +37,11 @@ def open_trainer(settings_path, epochs):
     return Trainer(Experiment.create(settings, ["test"]), settings)
 
 
-def slowed_write(monkeypatch, seconds=SLOW_WRITE, spans=None, only=None):
+def slowed_write(monkeypatch, seconds=SLOW_WRITE, spans=None, only=None, until=None):
     """Makes template writes (the background part of an export: every version but the run's first, a full save)
     take `seconds` more, half of it after the variables are written: every one, or the `only`-th (1 = the run's
-    second version); records (start, end, thread name) of each write slowed in `spans`."""
+    second version); records (start, end, thread name) of each write slowed in `spans`. With `until` (a function
+    of the write's start time), a slowed write also goes on until `until(start)` is true (deadline 60 s)."""
     from experiments_manager.export.template import SavedModelTemplate
 
     original, calls = SavedModelTemplate.write, []
@@ -53,6 +54,9 @@ def slowed_write(monkeypatch, seconds=SLOW_WRITE, spans=None, only=None):
         time.sleep(seconds / 2)
         original(self, folder, values)
         time.sleep(seconds / 2)
+        deadline = start + 60
+        while until is not None and not until(start) and time.monotonic() < deadline:
+            time.sleep(0.01)
         if spans is not None:
             spans.append((start, time.monotonic(), threading.current_thread().name))
 
@@ -134,7 +138,7 @@ def test_each_version_holds_the_ema_weights_of_its_epoch_and_shows_within_2_s(wo
     note='(the one full save: on the training thread)')
 @pytest.mark.claim(
     'training goes on while a version is written',
-    note='(the epoch end returns in < 25 % of a 1 s write; ≥ 5 steps during it)')
+    note='(the epoch end returns in < 25 % of a 1 s write; the write waits for 5 steps to run during it)')
 def test_training_goes_on_while_a_version_is_written(workdir, monkeypatch):
     """Version 1, the run's one full SavedModel save, is written on the training thread at the end of epoch 1;
     version 2's write, slowed to 1 s, runs in the background thread: the epoch end that asks for it returns in a
@@ -144,7 +148,11 @@ def test_training_goes_on_while_a_version_is_written(workdir, monkeypatch):
     from experiments_manager.export import Exporter
 
     spans, epoch_end, whole = [], {}, []
-    slowed_write(monkeypatch, SLOW_WRITE, spans, only=1)
+    recorder = ema_recorder()
+    # the write goes on until 5 steps ran after it began: a training thread blocked by the export never gets there
+    # (the write then ends at its 60-s deadline with no step during it), however slow the machine
+    slowed_write(monkeypatch, SLOW_WRITE, spans, only=1,
+                 until=lambda start: sum(moment > start for moment in recorder.batches) >= 5)
     save_live = Exporter._save_live
 
     def timed_save(self, module, folder):
@@ -162,7 +170,6 @@ def test_training_goes_on_while_a_version_is_written(workdir, monkeypatch):
 
     monkeypatch.setattr(ExportOnImprovement, "on_epoch_end", timed)
     trainer = open_trainer(every_epoch_settings(workdir, samples=16000), 3)
-    recorder = ema_recorder()
     session = trainer.open_session()
     with contextlib.closing(session):
         trainer.fit(session, 3, extra_callbacks=[recorder])
