@@ -8,6 +8,7 @@ import time
 import keras
 
 from experiments_manager.utils.atomic import replaced_atomically
+from experiments_manager.utils.environment_failures import environment_errno
 from experiments_manager.utils.epochs import shown_epoch
 from experiments_manager.monitor import metric_name, raw_name
 
@@ -32,7 +33,10 @@ class TrainingCurves(keras.callbacks.Callback):
     finished run's image shows every epoch; a run that `fit` left by raising
     (a stop signal) calls `finish()` for the same. A drawing still pending
     when a new one is asked for is replaced by the newer one. A drawing that
-    fails is logged, never raised.
+    fails is logged, never raised; one that the storage failed (a full disk, a
+    read-only or failing file system) is held back until `finish`, and said
+    there only if no later drawing succeeded and the run is not ending on that
+    failure itself (whose one line says it).
 
     Args:
         history_csv: the CSV with one row per epoch.
@@ -66,6 +70,7 @@ class TrainingCurves(keras.callbacks.Callback):
         self._worker = None
         self._asked_at = None  # time.monotonic() of the last drawing asked for
         self._undrawn = None  # the best of an epoch not drawn (too soon after the last drawing), else None
+        self._storage_failure = None  # the last drawing's storage failure (held back until `finish`), else None
 
     def on_train_begin(self, logs=None):
         self._asked_at = self._undrawn = None
@@ -84,16 +89,24 @@ class TrainingCurves(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         self.finish()
 
-    def finish(self):
+    def finish(self, ending=None):
         """Draws the epochs not drawn yet, if any, and waits for the drawing: what the end of training does, and
         what a run calls when `fit` raised instead (a stop signal, a stalled input), as Keras then skips
-        `on_train_end`. Does nothing when every epoch is drawn."""
+        `on_train_end`. Does nothing when every epoch is drawn.
+
+        Args:
+            ending: the error ending the run, if any (default None). When it is the storage's failure, a drawing
+                the storage failed is not said again.
+        """
         if self._undrawn is not None:
             self._ask(self._undrawn)
             self._undrawn = None
         worker = self._worker
         if worker is not None:
             worker.join()
+        failure, self._storage_failure = self._storage_failure, None
+        if failure is not None and environment_errno(ending) is None:
+            _LOG.warning("%s not drawn (%s: %s)", self.png, type(failure).__name__, failure)
 
     def _ask(self, best):
         with self._lock:
@@ -115,7 +128,12 @@ class TrainingCurves(keras.callbacks.Callback):
                     plot_history(self.history_csv, self.png, title=self.title, best=None if best is _NO_BEST else best,
                                  before_commit=self.check_writer)
             except Exception as error:  # noqa: BLE001
-                _LOG.warning("%s not drawn (%s: %s)", self.png, type(error).__name__, error)
+                if environment_errno(error) is None:
+                    _LOG.warning("%s not drawn (%s: %s)", self.png, type(error).__name__, error)
+                else:  # a full or failing disk: said once, at `finish`, unless a later drawing succeeds
+                    self._storage_failure = error
+            else:
+                self._storage_failure = None
 
 
 def read_history(history_csv):

@@ -27,6 +27,7 @@ from experiments_manager.served_module import served_module
 from experiments_manager.utils.atomic import (folder_replaced_atomically, remove_leftovers, remove_tree_atomically,
                                               write_text_atomically)
 from experiments_manager.utils.checksums import set_aside, verify_manifest, write_manifest
+from experiments_manager.utils.environment_failures import environment_errno
 from experiments_manager.version_records import (read_record_file, records_of, version_record, write_class_names_file,
                                                  write_record_file)
 
@@ -197,13 +198,20 @@ class Exporter:
         self.wait()
         self.experiment.update_run_info(**self.run_info())
 
-    def close(self):
+    def close(self, ending=None):
         """Waits for the version being written and lists the versions in run.json; an export's failure is
-        logged, not raised (the run already ended otherwise: failed, or stopped by a signal)."""
+        logged, not raised (the run already ended otherwise: failed, or stopped by a signal).
+
+        Args:
+            ending: the error ending the run, if any (default None). When it and the export's failure are both
+                the storage's (a full disk, a read-only or failing file system), the run's one line says it: the
+                export's is not logged.
+        """
         try:
             self.wait()
         except ExportFailed as failure:
-            _LOG.error("%s", failure)
+            if environment_errno(ending) is None or environment_errno(failure) is None:
+                _LOG.error("%s", failure)
         self.experiment.update_run_info(**self.run_info())
 
     def get_state(self):

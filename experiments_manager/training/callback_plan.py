@@ -143,15 +143,21 @@ class CallbackPlan:
             + [ours.ProjectorLogger(str(experiment.logs_dir / "validation"), val_data)]
         )
 
-    def close(self):
+    def close(self, ending=None):
         """Waits for the version being written, if any, and lists the versions in run.json (an export's failure
         is logged: the run already ended otherwise); draws the epochs training_curves.png lacks (when `fit`
-        raised, Keras skipped `on_train_end`)."""
+        raised, Keras skipped `on_train_end`).
+
+        Args:
+            ending: the error ending the run, if any (default None): when the storage failed (a full disk, a
+                read-only or failing file system), the export's and the drawing's failures of the same kind are
+                not said again beside the run's one line.
+        """
         try:
             if self.exporter is not None:
-                self.exporter.close()
+                self.exporter.close(ending)
         finally:
-            self.curves.finish()
+            self.curves.finish(ending)
 
     def epochs_completed(self):
         """Epochs fully done so far (the epoch in progress is redone on resume)."""

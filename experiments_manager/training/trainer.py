@@ -4,7 +4,6 @@ One `Trainer` runs one experiment. Drivers (sweeps, federated clients, Kafka inp
 rather than re-implementing training, passing data (a partition, a cluster) and `SessionOptions`.
 """
 
-import contextlib
 import logging
 import math
 import random
@@ -12,6 +11,7 @@ import signal
 import sys
 import traceback
 import warnings
+from typing import Optional
 
 from experiments_manager.ema import WeightAverages
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
@@ -87,7 +87,7 @@ class Trainer:
             session = self.open_session()
         except InputStalled as stall:
             return self._interrupted(None, str(stall), STALLED_EXIT_CODE)
-        with contextlib.closing(session):
+        with session:
             history, stopped = self.fit(session, self.settings.training.epochs)
         if stopped is not None:
             return stopped
@@ -312,9 +312,20 @@ class TrainingSession:
         self.plan = plan
         self.averages = averages
 
-    def close(self):
-        """Waits for a version being written, then closes the inputs."""
+    def __enter__(self) -> "TrainingSession":
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        self.close(error)
+
+    def close(self, ending: Optional[BaseException] = None) -> None:
+        """Waits for a version being written, then closes the inputs.
+
+        Args:
+            ending: the error ending the run, if any (default None; see `CallbackPlan.close`). `with session:`
+                passes the error leaving the block.
+        """
         try:
-            self.plan.close()
+            self.plan.close(ending)
         finally:
             self.inputs.close()

@@ -117,8 +117,8 @@ def stop_on_environment_failure(error: BaseException, where: Optional[str], resu
     line = f"{line}; then resume with: {resume_command}"
     try:
         record(line)
-    except OSError as again:
-        _LOG.warning("%s: the interruption could not be recorded (%s)", where, again.strerror or again)
+    except OSError as again:  # the same failure, most likely: `list` shows the run `dead` from its lease
+        _LOG.debug("%s: the interruption could not be recorded (%s)", where, again.strerror or again)
     raise EnvironmentFailure(line) from error
 
 
