@@ -1,7 +1,8 @@
 """On a cluster's shared file system, across nodes: three simulated nodes (tests/sim_cluster.py: their own
 hostnames, pid namespaces, boot ids and GlusterFS client mounts of one volume) run the engine as a lab's nodes do.
 A sweep's workers on every node with one node crashed and one frozen; a training run refused to a second node,
-taken over by it after a freeze, and the frozen writer silent when it wakes; `list` from a third node.
+taken over by it after a freeze, and the frozen writer silent when it wakes; `list` and `serve` from a third node
+(the versions both writers export, served there as they appear).
 
 The lease timeout is the floor (10 s) so the takeovers take seconds; `../shared/recipes/cluster-sim.md` has the
 volume's measured semantics (what a node sees of another's writes, and when)."""
@@ -77,6 +78,8 @@ def test_a_sweep_on_three_nodes_with_a_crashed_and_a_frozen_node_counts_each_tri
 @pytest.mark.claim("across nodes: a second node's resume of a live run is refused; after the writer's node froze, "
                    "it takes over once the heartbeat stood still for the timeout and finishes; the frozen writer, "
                    "thawed, writes nothing; `list` on a third node shows the quiet run as `stalled?`")
+@pytest.mark.claim("`serve` on a node other than the trainer's picks up a new version within the reload bound plus "
+                   "the file system's lag", note="(node3 serves what node1, then node2 export; poll 1 s + 10 s)")
 def test_a_run_across_nodes_refused_then_taken_over_and_the_frozen_writer_silent(sim_cluster):
     project = _folder("project")
     go = f"{project}/go"
@@ -95,6 +98,33 @@ def test_a_run_across_nodes_refused_then_taken_over_and_the_frozen_writer_silent
     root = wait_for(lambda: run_folder() or first.poll() is not None, 240, "the first checkpoint")
     assert first.poll() is None, first.communicate()[0]
 
+    # node3 serves the run's versions from its own mount of the volume, while node1 (and later node2) write them
+    server = sim_cluster.start("node3", f"timeout 900 {sim_cluster.cli} serve --model_dir {root} --rest-port "
+                                        f"{REST_PORT} --grpc-port {REST_PORT - 1} --file_system_poll_wait_seconds "
+                                        f"{POLL_S}", env=_env())
+    try:
+        _writer_refused_frozen_taken_over(sim_cluster, project, root, first, go)
+    finally:
+        sim_cluster.run("node3", "pkill -f 'experiments-manage[r] serve'", check=False)
+        server.communicate(timeout=120)
+
+
+REST_PORT, POLL_S = 8501, 1  # node3's server (its own network namespace: the port is free there)
+LAG_S = 10  # the version's folder renamed on one node, shown by another's mount (measured: 0.8-1.9 s), with margin
+
+
+def _served_versions(sim_cluster):
+    """The versions node3's server has AVAILABLE (REST model status, asked on node3), [] before it answers."""
+    answer = sim_cluster.run("node3", f"curl -sf http://127.0.0.1:{REST_PORT}/v1/models/model_curve_fitting",
+                             check=False)
+    if answer.returncode != 0:
+        return []
+    return sorted(int(status["version"]) for status in json.loads(answer.stdout)["model_version_status"]
+                  if status["state"] == "AVAILABLE")
+
+
+def _writer_refused_frozen_taken_over(sim_cluster, project, root, first, go):
+    wait_for(lambda: 1 in _served_versions(sim_cluster), 180, "node3 to serve version 1, written by node1")
     second = sim_cluster.run("node2", f"cd {project} && {sim_cluster.cli} train --resume {root}", env=_env(),
                              check=False)
     errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
@@ -115,8 +145,18 @@ def test_a_run_across_nodes_refused_then_taken_over_and_the_frozen_writer_silent
     assert takeover.returncode == 0, takeover.stdout + takeover.stderr
     assert time.monotonic() - frozen >= TIMEOUT_S
     assert "watching its heartbeat" in takeover.stderr and "did not change for" in takeover.stderr, takeover.stderr
+    finished = time.monotonic()
     info = json.loads(sim_cluster.run("node2", f"cat {root}/run.json").stdout)
     assert info["status"] == "finished" and info["epochs_completed"] == EPOCHS
+    newest = info["exported_versions"][-1]
+    assert newest > 1, info["exported_versions"]
+    wait_for(lambda: newest in _served_versions(sim_cluster), POLL_S + LAG_S,
+             f"node3 to serve version {newest}, written by node2")
+    print(f"node3 served version {newest} {time.monotonic() - finished:.1f} s after node2's run ended")
+    answer = json.loads(sim_cluster.run("node3", f"curl -sf -d '{{\"instances\": [[0.5]]}}' http://127.0.0.1:"
+                                                 f"{REST_PORT}/v1/models/model_curve_fitting/versions/{newest}:predict"
+                                        ).stdout)
+    assert len(answer["predictions"]) == 1, answer
 
     thawed = time.time()
     sim_cluster.thaw("node1")

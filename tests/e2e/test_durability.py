@@ -191,6 +191,8 @@ PROGRESS = ("Experiment folder: ", "Epoch ", "Monitoring ")  # what stderr shows
 @pytest.mark.claim(
     'a full disk / read-only folder is one line, exit 75, no traceback or segfault; the run resumes once mended',
     note='(a 300 KiB tmpfs, grown, resumed; stderr holds the one line and progress lines, nothing else)')
+@pytest.mark.claim("a full disk or read-only folder is one line without TensorFlow's `SaveV2` text",
+                   note="(the version 2 write meets the full disk)")
 def test_a_full_disk_is_one_line_and_exit_75_and_the_run_resumes_once_there_is_space(workdir, tmp_path, run_cli):
     """The disk fills mid-run (a 300 KiB tmpfs fills in the background write of the second version): one `error:`
     line naming the folder and what to do, exit code 75, no traceback, no segfault (HDF5 never writes to the full
