@@ -1,9 +1,8 @@
 """Served module -> versioned SavedModel, atomically, with the EMA weights swapped in.
 
 Layout (TF Serving's, its names and rules in `served_layout.py`): `exported_models/<N>/saved_model.pb`. A version
-is written to `exported_models/.tmp-<N>-<pid>/`, its signatures checked, then renamed to `<N>`, with N one more than
-any version this experiment ever exported. Readers (model servers) ignore dot-prefixed folders, so they never see a
-partial version.
+is written to `exported_models/.tmp-<N>-<pid>/`, its signatures checked, then renamed to `<N>`, N one more than any
+version this experiment ever exported. Readers (model servers) ignore dot-prefixed folders: no partial version.
 A run's first version is a full `tf.saved_model.save` of the live model's served module; the next ones share
 its graph and write only the variables (`template.py`), from numpy copies of their values taken on the
 training thread at the epoch's end; in a training run a background thread writes them (`worker.py`).
@@ -200,13 +199,8 @@ class Exporter:
 
     def close(self, ending=None):
         """Waits for the version being written and lists the versions in run.json; an export's failure is
-        logged, not raised (the run already ended otherwise: failed, or stopped by a signal).
-
-        Args:
-            ending: the error ending the run, if any (default None). When it and the export's failure are both
-                the storage's (a full disk, a read-only or failing file system), the run's one line says it: the
-                export's is not logged.
-        """
+        logged, not raised (the run already ended otherwise: failed, or stopped by a signal), unless it and
+        `ending` (the error ending the run, default None) are both the storage's: the run's one line says it."""
         try:
             self.wait()
         except ExportFailed as failure:

@@ -9,6 +9,8 @@ loss_vs_hparams.png   each trial's best value against each swept hparam
 trials/trial-NNNN.json  each trial's record (point, worker, experiment folder, status, result; `journal.py`),
                       .log its output, .lock the claim of the worker that trains it (a Spark sweep: trial-<hash>)
 sweep.lock            the short lock of the workers' asks and tells (`store.py`), present for a moment
+choices/NNNN.json     each change of what is swept and how after the sweep began (a resume's max evals, accepted
+                      code...), created once and never rewritten: sweep.json's choices are the newest of them
 <session>_<stamp>_<swept hparams>/   each trial's experiment: an ordinary experiment folder
 ```
 With the trials inside, `tensorboard --logdir <sweep folder>` compares them alone, and
@@ -32,6 +34,9 @@ from experiments_manager.experiment import SWEEP_SPEC_NAME, folder_stamp, make_u
 STOP_FILE_NAME = "STOPPING"
 LEFTOVER_AGE_SECONDS = 3600  # a named sweep folder half built this long ago was left by a crash
 SWEEP_STATUSES = ("running", "finished", "failed", "interrupted")
+# what the workers derive and write (sweep.json's progress); every other field is a choice of the sweep's commands
+PROGRESS_FIELDS = frozenset({"status", "ended", "exit_code", "trials_done", "best", "pid"})
+CHOICES_VERSION = "choices_version"  # sweep.json: the number of the newest choices/NNNN.json it holds (absent: none)
 
 
 class SweepFolder:
@@ -138,19 +143,75 @@ class SweepFolder:
             raise UserInputError(f"{root}: not a sweep folder (no {SWEEP_SPEC_NAME})")
         return sweep
 
+    @property
+    def choices_dir(self):
+        return self.root / "choices"
+
     def spec(self):
+        """sweep.json, with the newest choices (`choices/NNNN.json`) over what it holds: a read of sweep.json that
+        the file system served stale (another node replaced it a moment ago) still gives the latest choices."""
         try:
-            return json.loads(self.spec_file.read_text())
+            spec = json.loads(self.spec_file.read_text())
         except (OSError, ValueError) as error:
             raise UserInputError(f"{self.spec_file}: expected a JSON object: {error}") from None
+        newest = self._newest_choices(spec.get(CHOICES_VERSION) or 0)
+        if newest is not None:
+            spec.update(newest[1], **{CHOICES_VERSION: newest[0]})
+        return spec
 
     def write_spec(self, spec):
         write_json_atomically(self.spec_file, spec)
 
     def update_spec(self, **fields):
+        """Rewrites sweep.json with `fields` (under the sweep's lock). Progress fields (`PROGRESS_FIELDS`) go into
+        it alone; a changed choice is first recorded as a new `choices/NNNN.json` (created exclusively, never
+        rewritten), so that no later rewrite of sweep.json from a stale read can undo it.
+
+        Args:
+            **fields: sweep.json's fields to set, e.g. `status="finished"` or `max_evals=40`.
+        """
         if "status" in fields and fields["status"] not in SWEEP_STATUSES:
             raise ValueError(f"unknown sweep status {fields['status']!r}")
         spec = self.spec()
-        spec.update(fields)
+        changed = {name: value for name, value in fields.items()
+                   if name not in PROGRESS_FIELDS and name != CHOICES_VERSION and spec.get(name) != value}
+        if changed:
+            number, choices = self._record_choices(spec, changed)
+            spec.update(choices, **{CHOICES_VERSION: number})
+        spec.update({name: value for name, value in fields.items() if name in PROGRESS_FIELDS})
         self.write_spec(spec)
         return spec
+
+    def _newest_choices(self, known: int):
+        """(number, choices) of the newest `choices/NNNN.json` numbered `known` or more (a new name is seen at once
+        where a replaced file's content may be seen late), or None when there is none."""
+        newest = None
+        number = max(known, 1)
+        while True:
+            try:
+                newest = (number, json.loads((self.choices_dir / f"{number:04d}.json").read_text()))
+            except FileNotFoundError:
+                if number > known:
+                    return newest
+            except (OSError, ValueError) as error:
+                raise UserInputError(f"{self.choices_dir / f'{number:04d}.json'}: expected a JSON object: "
+                                     f"{error}") from None
+            number += 1
+
+    def _record_choices(self, spec, changed):
+        """Creates the next `choices/NNNN.json`: the newest choices with `changed` over them. Returns (its number,
+        its choices)."""
+        from experiments_manager.utils.lease import create_whole
+
+        self.choices_dir.mkdir(exist_ok=True)
+        number = spec.get(CHOICES_VERSION) or 0
+        choices = {name: value for name, value in spec.items() if name not in PROGRESS_FIELDS and name != CHOICES_VERSION}
+        look_from = number + 1
+        while True:  # the number grows at each turn
+            newer = self._newest_choices(look_from)
+            if newer is not None:  # recorded since our read (each file holds every choice): ours go over them
+                number, choices = newer
+            if create_whole(self.choices_dir / f"{number + 1:04d}.json", {**choices, **changed}):
+                return number + 1, {**choices, **changed}
+            number += 1  # taken meanwhile: read on the next turn, if the file system shows it yet
+            look_from = number

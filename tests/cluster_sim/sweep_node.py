@@ -4,6 +4,7 @@ sweep's shared state (`sweeps/store.py`) hammered from several nodes, without tr
     python tests/cluster_sim/sweep_node.py setup SWEEP MAX_EVALS
     python tests/cluster_sim/sweep_node.py work SWEEP         # asks and tells until nothing is left
     python tests/cluster_sim/sweep_node.py summary SWEEP      # the records, as JSON
+    python tests/cluster_sim/sweep_node.py raise SWEEP MAX_EVALS  # what a resume with more trials records
 """
 
 import json
@@ -36,6 +37,11 @@ def main(action: str, root: str, max_evals: str = "0") -> None:
         folder.mkdir(parents=True, exist_ok=True)
         SweepFolder(folder).write_spec({"status": "running", "max_evals": int(max_evals), "space": {},
                                         "trials_done": 0})
+        return
+    if action == "raise":  # as `sweep --resume SWEEP --max-evals N` does while other workers run
+        sweep = store(folder)
+        with sweep.locked():
+            SweepFolder(folder).update_spec(max_evals=int(max_evals))
         return
     if action == "summary":
         records = sorted((folder / "trials").glob("trial-*.json"))

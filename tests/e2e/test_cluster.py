@@ -19,6 +19,7 @@ from test_one_writer import EPOCHS, PACED_BY_THE_TEST
 from test_resume import WORKING_FOLDER
 
 TIMEOUT_S = 10  # EXPERIMENTS_MANAGER_LEASE_TIMEOUT's floor
+RAISED = 10  # trials a resume adds to the sweep while its workers run
 
 
 def _env():
@@ -32,6 +33,8 @@ def _folder(name):
 
 @pytest.mark.claim("a sweep's workers on three nodes sharing one folder train every trial once, with one node "
                    "crashed and one frozen past the lease timeout (its trial taken over, its late result refused)")
+@pytest.mark.claim("a resume's new choices (more trials) are never undone by workers rewriting sweep.json from a "
+                   "stale read", note="(10 trials added while 3 nodes tell; every one trained)")
 def test_a_sweep_on_three_nodes_with_a_crashed_and_a_frozen_node_counts_each_trial_once(sim_cluster):
     sweep, total = _folder("sweep"), 80
     sim_cluster.run("node1", f"{sim_cluster.python} tests/cluster_sim/sweep_node.py setup {sweep} {total}")
@@ -49,6 +52,14 @@ def test_a_sweep_on_three_nodes_with_a_crashed_and_a_frozen_node_counts_each_tri
         return sim_cluster.run("node1", f"grep -ho '\"takeovers\": [0-9]*' {sweep}/trials/*.json | "
                                         "awk '{s += $2} END {print s}'", check=False).stdout.strip()
 
+    # a resume with more trials while the workers run: their rewrites of sweep.json (each tell), from reads the
+    # volume may serve stale, must not undo it (choices/NNNN.json)
+    def recorded():  # trial records created so far
+        return int(sim_cluster.run("node1", f"ls {sweep}/trials | grep -c 'json$'", check=False).stdout.strip() or 0)
+
+    wait_for(lambda: recorded() >= 6, 120, "the workers to record 6 trials")
+    sim_cluster.run("node1", f"{sim_cluster.python} tests/cluster_sim/sweep_node.py raise {sweep} {total + RAISED}")
+    total += RAISED
     wait_for(lambda: holds_a_trial("node2"), 120, "node2 to train a trial")
     sim_cluster.freeze("node2")  # hung: its heartbeat stops, its trial is taken over after the timeout
     wait_for(lambda: taken_over() == "1", 120, "node2's trial taken over while node2 is frozen")

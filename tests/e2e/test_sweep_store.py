@@ -308,3 +308,26 @@ def test_a_damaged_trial_record_is_named_restored_or_retrained_under_its_number(
     assert sorted(row["trial"] for row in rows) == [1, 2, 3, 4]
     assert store.next_trial(worker) == NothingLeft(done=4, running=0)
     assert len(store.sweep.results_csv.read_text().strip().splitlines()) == 1 + 4  # the header, a row per trial
+
+
+@pytest.mark.claim("a resume's new choices (more trials) are never undone by workers rewriting sweep.json from a "
+                   "stale read", note="(sweep.json put back as it was before the resume: what a stale read returns)")
+def test_a_stale_sweep_json_does_not_undo_a_resumes_choices(tmp_path):
+    """A resume raises the total and accepts new code; a worker's rewrite of sweep.json from the content before the
+    resume (what a node whose cache is behind reads) keeps both, and the next resume's choices go over them."""
+    sweep = SweepFolder(tmp_path / "sweep")
+    store = new_store(sweep.root, max_evals=8)
+    before = sweep.spec_file.read_text()
+    with store.locked():
+        sweep.update_spec(max_evals=12, code={"settings.py": "new"})
+    sweep.spec_file.write_text(before)  # what a stale read gives: sweep.json as it was
+    assert store.total() == 12
+    with store.locked():
+        sweep.update_spec(trials_done=3, status="running")  # a worker's tell, from that stale read
+    written = json.loads(sweep.spec_file.read_text())
+    assert (written["max_evals"], written["code"], written["trials_done"]) == (12, {"settings.py": "new"}, 3)
+    sweep.spec_file.write_text(before)
+    with store.locked():
+        sweep.update_spec(max_evals=20)  # the next resume, from a stale read: the accepted code stays
+    assert {key: sweep.spec()[key] for key in ("max_evals", "code")} == {"max_evals": 20, "code": {"settings.py": "new"}}
+    assert sorted(path.name for path in (sweep.root / "choices").iterdir()) == ["0001.json", "0002.json"]
