@@ -203,9 +203,12 @@ class SweepFolder:
         its choices)."""
         from experiments_manager.utils.lease import create_whole
 
-        self.choices_dir.mkdir(exist_ok=True)
+        if not self.choices_dir.is_dir():
+            self.choices_dir.mkdir(exist_ok=True)
+            fsync_folder(self.root)
         number = spec.get(CHOICES_VERSION) or 0
-        choices = {name: value for name, value in spec.items() if name not in PROGRESS_FIELDS and name != CHOICES_VERSION}
+        choices = {name: value for name, value in spec.items()
+                   if name not in PROGRESS_FIELDS and name != CHOICES_VERSION}
         look_from = number + 1
         while True:  # the number grows at each turn
             newer = self._newest_choices(look_from)

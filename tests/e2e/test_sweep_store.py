@@ -329,5 +329,6 @@ def test_a_stale_sweep_json_does_not_undo_a_resumes_choices(tmp_path):
     sweep.spec_file.write_text(before)
     with store.locked():
         sweep.update_spec(max_evals=20)  # the next resume, from a stale read: the accepted code stays
-    assert {key: sweep.spec()[key] for key in ("max_evals", "code")} == {"max_evals": 20, "code": {"settings.py": "new"}}
+    assert {key: sweep.spec()[key] for key in ("max_evals", "code")} == {"max_evals": 20,
+                                                                          "code": {"settings.py": "new"}}
     assert sorted(path.name for path in (sweep.root / "choices").iterdir()) == ["0001.json", "0002.json"]
