@@ -20,10 +20,12 @@ monotonic clock: a frozen node, a stopped process), `check` refuses every write,
 stopped before any watcher can take over. The timeout has a floor (`MIN_TIMEOUT_SECONDS`): a live holder's
 heartbeat, renewed every sixth of it, must be seen changing by other nodes, whose view of a file lags by up to
 ~2 s on a cluster file system (measured on GlusterFS; NFS attribute caches hold 3-60 s unless `actimeo` is lower).
-Breaking takes a second, short lock (`lease.json.break`, same protocol, itself broken after
-`BREAK_GRACE_SECONDS`), checks the stale lease is still the one judged gone, and replaces it by the breaker's own
-record in one rename (never removes it first), so two runs that find the same dead holder do not both take over
-and a third arriving meanwhile meets the new holder.
+Breaking takes a second, short lock (`lease.json.break`, same protocol, itself broken once it stood unchanged for
+`BREAK_GRACE_SECONDS` while watched), checks the stale lease is still the one judged gone, and replaces it by the
+breaker's own record in one rename (never removes it first), so two runs that find the same dead holder do not
+both take over and a third arriving meanwhile meets the new holder. An unreadable lease (damaged) is broken once it
+stood unchanged for the shorter of the timeout and that grace while watched: no file's time is compared with this
+host's clock either.
 
 Long because the protocol is one piece: the record, taking, judging, breaking, the heartbeat and the fence of a
 holder that stalled (its `check` refuses every write once its last heartbeat is older than the timeout).
@@ -65,7 +67,7 @@ TIMEOUT_VARIABLE = "EXPERIMENTS_MANAGER_LEASE_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 300.0
 MIN_TIMEOUT_SECONDS = 10.0  # EXPERIMENTS_MANAGER_LEASE_TIMEOUT's floor: a beat every 1.7 s, seen up to ~2 s late
 FENCE_FRACTION = 2 / 3  # a holder whose own last renewal is older than this part of the timeout writes nothing more
-BREAK_GRACE_SECONDS = 60.0  # a break lock this old was left by a breaker that died in its few milliseconds
+BREAK_GRACE_SECONDS = 60.0  # a break lock unchanged this long was left by a breaker that died in its milliseconds
 
 
 class LeaseHeld(UserInputError):
@@ -177,14 +179,26 @@ class LeaseWatch:
     """
 
     def __init__(self) -> None:
-        self._seen: dict[str, tuple[float, float]] = {}  # token -> (heartbeat, monotonic time it was first seen)
+        self._seen: dict[str, tuple[object, float]] = {}  # key -> (what was seen, monotonic time first seen)
 
     def unchanged_for(self, holder: Holder) -> float:
         """Seconds this watch has seen `holder`'s current heartbeat unchanged (0 the first time)."""
+        return self._unchanged(holder.token, holder.heartbeat)
+
+    def file_unchanged_for(self, path: Path) -> Optional[float]:
+        """Seconds this watch has seen the file at `path` unchanged (its inode, size and modification time, whatever
+        clock wrote that time; 0 the first time), or None when there is no file."""
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            return None
+        return self._unchanged(f"file {path}", (status.st_ino, status.st_size, status.st_mtime_ns))
+
+    def _unchanged(self, key: str, value: object) -> float:
         now = time.monotonic()
-        seen = self._seen.get(holder.token)
-        if seen is None or seen[0] != holder.heartbeat:
-            self._seen[holder.token] = (holder.heartbeat, now)
+        seen = self._seen.get(key)
+        if seen is None or seen[0] != value:
+            self._seen[key] = (value, now)
             return 0.0
         return now - seen[1]
 
@@ -231,9 +245,10 @@ class Lease:
             announce: log one warning when a gone holder's lease is taken over (default True; a caller that
                 says it in its own words passes False).
             watch: the caller's `LeaseWatch`, when it has been watching this lease already (default: a new one).
-            patient: watch a stale-looking holder elsewhere for the timeout (default True); False refuses it at
-                once unless `watch` has already seen its heartbeat stand still that long (a caller that holds a
-                lock meanwhile, or that must not wait).
+            patient: watch a stale-looking holder elsewhere for the timeout, or an unreadable lease for the
+                shorter of the timeout and `BREAK_GRACE_SECONDS` (default True); False refuses it at once unless
+                `watch` has already seen it stand still that long (a caller that holds a lock meanwhile, or that
+                must not wait).
 
         Raises:
             LeaseHeld: a live writer holds it (one line naming the holder).
@@ -248,13 +263,21 @@ class Lease:
             if create_whole(path, asdict(holder), durable=durable):
                 return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
             current = read_holder(path)
-            if current is None:
-                if not _unreadable_is_stale(path, timeout):
-                    raise LeaseHeld(f"{folder}: another run is starting to write this {what} ({path} is being "
-                                    f"written); try again in a minute")
-                tries += 1
-                if _take_over(path, None, f"{path} was unreadable", asdict(holder), announce):
-                    return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
+            if current is None:  # being written (a moment, without hard links) or damaged: watched standing still
+                quiet = watch.file_unchanged_for(path)
+                if quiet is None:
+                    tries += 1
+                elif quiet < min(timeout, BREAK_GRACE_SECONDS):
+                    if not patient:
+                        raise LeaseHeld(f"{folder}: another run is starting to write this {what} ({path} cannot be "
+                                        f"read yet); try again in a minute")
+                    time.sleep(max(0.05, min(1.0, timeout / 12)))
+                else:
+                    tries += 1
+                    taken = _take_over(path, None, f"{path} was unreadable", asdict(holder), announce, watch)
+                    if taken:
+                        return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
+                    tries -= taken is None  # a breaker at work, or one that died: not a try
                 continue
             reason = current.gone_because(timeout, watch)
             if reason is None:
@@ -272,8 +295,11 @@ class Lease:
                 time.sleep(max(0.05, min(1.0, longest / 12)))
                 continue
             tries += 1
-            if _take_over(path, current, f"the writer that held it is gone: {reason}", asdict(holder), announce):
+            taken = _take_over(path, current, f"the writer that held it is gone: {reason}", asdict(holder), announce,
+                               watch)
+            if taken:
                 return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
+            tries -= taken is None  # a breaker at work, or one that died: not a try
         raise LeaseHeld(f"{folder}: could not take {path}: other runs keep taking it; try again")
 
     @classmethod
@@ -484,25 +510,22 @@ def _create_exclusive(path: Path, content: bytes) -> bool:
     return True
 
 
-def _unreadable_is_stale(path: Path, timeout: float) -> bool:
-    """A lease that cannot be read: one being created (young) or damaged (older than the break grace)."""
-    try:
-        return time.time() - path.stat().st_mtime > min(timeout, BREAK_GRACE_SECONDS)
-    except FileNotFoundError:
-        return False
-
-
-def _take_over(path: Path, stale: Optional[Holder], reason: str, data: dict[str, Any], announce: bool = True) -> bool:
+def _take_over(path: Path, stale: Optional[Holder], reason: str, data: dict[str, Any], announce: bool,
+               watch: LeaseWatch) -> Optional[bool]:
     """Replaces the stale lease at `path`, if it still is `stale` (its token and heartbeat; None: unreadable), by
     `data` in one rename, under the break lock: there is no moment without a lease, so a run that arrives meanwhile
-    meets the new holder. False when another breaker is at work or the lease changed (the caller looks again)."""
+    meets the new holder. False when the lease changed (the caller looks again); None when another breaker holds
+    the break lock (at work for milliseconds; `watch` breaks a lock that stood unchanged for the grace)."""
     lock = path.with_name(path.name + ".break")
     if not create_whole(lock, {"pid": os.getpid(), "host": socket.gethostname()}):
         try:
-            if time.time() - lock.stat().st_mtime > BREAK_GRACE_SECONDS:
+            quiet = watch.file_unchanged_for(lock)
+            if quiet is not None and quiet > BREAK_GRACE_SECONDS:  # its breaker died: only that lock goes
+                watched = lock.stat()
                 moved = lock.with_name(f".{lock.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-                os.rename(lock, moved)  # one breaker wins the rename; then only that old lock goes
-                if time.time() - moved.stat().st_mtime <= BREAK_GRACE_SECONDS:  # a fresh one, taken a moment ago
+                os.rename(lock, moved)  # one breaker wins the rename
+                now = moved.stat()
+                if (now.st_ino, now.st_mtime_ns) != (watched.st_ino, watched.st_mtime_ns):  # a new one, just taken
                     try:
                         os.link(moved, lock)  # put back, unless yet another lock is there now
                     except FileExistsError:
@@ -511,7 +534,7 @@ def _take_over(path: Path, stale: Optional[Holder], reason: str, data: dict[str,
         except FileNotFoundError:
             pass
         time.sleep(0.05)  # another breaker works for a few milliseconds: look again
-        return False
+        return None
     try:
         current = read_holder(path)
         seen = (current.token, current.heartbeat) if current else None

@@ -58,7 +58,7 @@ def test_a_provably_gone_holder_is_taken_over_with_one_warning(tmp_path, case, c
         (tmp_path / LEASE_NAME).write_text('{"host": "node-17", "pi')
         old = time.time() - 120
         os.utime(tmp_path / LEASE_NAME, (old, old))
-    timeout = 1 if case == "old heartbeat elsewhere" else 300
+    timeout = 1 if case in ("old heartbeat elsewhere", "unreadable") else 300  # watched for the timeout
     with caplog.at_level("WARNING", logger="experiments_manager"):
         lease = Lease.acquire(tmp_path, timeout_seconds=timeout)
     lease.release()
@@ -259,6 +259,35 @@ def test_a_live_holder_elsewhere_is_never_taken_over_whatever_its_clock_says(tmp
     else:  # its clock is ahead: its heartbeat looks fresh here, so it is refused (safe) until it looks old
         with pytest.raises(LeaseHeld):
             Lease.acquire(tmp_path, timeout_seconds=timeout)
+
+
+@pytest.mark.parametrize("skew", [-330, 330])
+@pytest.mark.claim("a skew of minutes between nodes' clocks never breaks a live lease; a holder elsewhere is taken "
+                   "over only once its heartbeat stood still for the timeout while the taker watched",
+                   note="(a damaged lease and a dead breaker's lock, their times 330 s off: taken once they stood "
+                        "still while watched, never at once)")
+def test_a_damaged_lease_and_a_dead_breakers_lock_are_judged_by_watching_not_by_their_times(tmp_path, skew,
+                                                                                             monkeypatch):
+    """An unreadable lease.json (damaged) and a break lock its breaker left (it died in its milliseconds), both
+    with modification times 330 s behind or ahead of this host's clock (written by another node): neither is
+    broken at once, both once they stood unchanged for the grace while this process watched."""
+    from experiments_manager.utils import lease as lease_module
+
+    monkeypatch.setattr(lease_module, "BREAK_GRACE_SECONDS", 1.0)
+    when = time.time() + skew
+    (tmp_path / LEASE_NAME).write_text('{"host": "node-17", "pi')
+    (tmp_path / f"{LEASE_NAME}.break").write_text('{"pid": 1, "host": "node-17"}')
+    for name in (LEASE_NAME, f"{LEASE_NAME}.break"):
+        os.utime(tmp_path / name, (when, when))
+    with pytest.raises(LeaseHeld, match="cannot be read yet"):  # one that must not wait: refused, not taken
+        Lease.acquire(tmp_path, timeout_seconds=60, patient=False)
+    started = time.monotonic()
+    lease = Lease.acquire(tmp_path, timeout_seconds=60)
+    waited = time.monotonic() - started
+    assert read_holder(tmp_path / LEASE_NAME).token == lease.holder.token
+    assert waited >= 2.0, f"taken after {waited:.2f} s: the lease's grace, then the break lock's, watched"
+    assert not (tmp_path / f"{LEASE_NAME}.break").exists()
+    lease.release()
 
 
 def test_a_holder_fences_itself_before_a_watcher_could_take_over(tmp_path):
