@@ -181,7 +181,8 @@ def coordination_at(root, finished, repeats, seed):
     from experiments_manager.sweeps import store as store_module
     from experiments_manager.sweeps.folder import SweepFolder
     from experiments_manager.sweeps.results import plot_loss_vs_hparams
-    from experiments_manager.sweeps.store import Assignment, SweepStore, worker_identity
+    from experiments_manager.sweeps.steps import Assignment
+    from experiments_manager.sweeps.store import SweepStore, worker_identity
     from experiments_manager.sweeps.trials import SeededSuggestions
 
     fill = filled_sweep(root, finished, seed)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from experiments_manager.utils.errors import ERROR_PREFIX, EXIT_TEMPFAIL, UserInputError
-from experiments_manager.utils.lease import LEASE_NAME, LeaseWatch, lease_timeout, live_holder
+from experiments_manager.utils.lease import LEASE_NAME, LeaseWatch, lease_timeout, live_holder, read_holder
 from experiments_manager.experiment import Experiment, now
 from experiments_manager.monitor import monitor_mode
 from experiments_manager.run_log import attempt_header
@@ -91,7 +91,7 @@ class TrialObjective:
 
 def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams: dict,
               on_start: Optional[Callable[[subprocess.Popen], None]] = None,
-              stop: Optional[threading.Event] = None) -> dict:
+              stop: Optional[threading.Event] = None, watch: Optional[LeaseWatch] = None) -> dict:
     """Trains one trial in its own process (`trial_process`): a new experiment from `settings_path` with
     `hparams`, or the record's experiment continued from its checkpoint; returns hyperopt's result dict and
     writes how it ended into the record.
@@ -104,13 +104,15 @@ def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams
         on_start: function(Popen), called once the process runs (a worker's stop handler signals it); default None.
         stop: set when the worker is stopping: a trial still waiting for its previous writer does not start
             (default None).
+        watch: the worker's `LeaseWatch` (default: a new one): what it has seen of the trial's previous writer
+            on another node, handed down to the trial process, so that a gone writer is watched once.
 
     Raises:
         LeaseLost: the claim was lost meanwhile (this worker stalled past the timeout): the record is not written.
     """
-    before = record.read()
-    _wait_for_writer_gone(before.get("pid"), before.get("experiment"), stop)  # a stopped or orphaned trial may
-    info = record.read()                                                       # still be checkpointing
+    before, watch = record.read(), watch or LeaseWatch()
+    _wait_for_writer_gone(before.get("pid"), before.get("experiment"), stop, watch)  # a stopped or orphaned trial
+    info = record.read()                                                              # may still be checkpointing
     if stop is not None and stop.is_set():
         return {"status": "fail", "trial_status": "interrupted", "signum": signal.SIGTERM,
                 "experiment": info.get("experiment"), "reason": "the worker stopped before it started"}
@@ -127,7 +129,8 @@ def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams
         log.flush()
         log_start = log.tell()
         process = subprocess.Popen(command, cwd=working_dir, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)  # signals come from the sweep
+                                   stdin=subprocess.DEVNULL, start_new_session=True,  # signals come from the sweep
+                                   env=_handed_down(watch, info.get("experiment")))
         if on_start is not None:
             on_start(process)
         record.update(status="running", pid=process.pid, started=now(), log=str(record.log_path),
@@ -205,17 +208,24 @@ def _end_if_running(experiment, reason):
         Experiment(experiment).mark_ended("failed", error=reason)
 
 
-def _wait_for_writer_gone(pid, experiment, stop=None):
+def _wait_for_writer_gone(pid, experiment, stop, watch):
     """Waits until a trial's last writer is gone: its process on this host, and any live holder of its
-    experiment's lease (an orphaned trial process checkpointing, on this node or another), for up to the lease
-    timeout and a fifth, or until `stop` is set; a holder still alive then refuses the resume itself (exit 75)."""
+    experiment's lease (an orphaned trial process checkpointing, on this node or another: gone once `watch` saw
+    its heartbeat stand still for the timeout), for up to the lease timeout and a fifth, or until `stop` is set; a
+    holder still alive then refuses the resume itself (exit 75)."""
     deadline = time.monotonic() + lease_timeout() * 1.2
     lease = Path(experiment) / LEASE_NAME if experiment else None
-    watch = LeaseWatch()  # a holder on another node: gone once its heartbeat stood still for the timeout
     while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
         if not (pid and process_alive(pid)) and (lease is None or live_holder(lease, watch=watch) is None):
             return
         time.sleep(0.2)
+
+
+def _handed_down(watch, experiment):
+    """The trial process' environment: this one's, with what `watch` saw of the experiment's gone writer."""
+    holder = read_holder(Path(experiment) / LEASE_NAME) if experiment else None
+    handed = watch.handed_down(holder) if holder is not None else {}
+    return {**os.environ, **handed} if handed else None
 
 
 def _run_info(experiment):

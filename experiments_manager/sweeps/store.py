@@ -4,18 +4,17 @@ Any number of workers (Slurm array tasks on many nodes, `sweep --workers N` on o
 join one sweep folder. Each asks for a trial, trains it, records the result, and asks again. The folder is on a
 shared file system (NFS, Lustre, GPFS), where `flock` is not coherent across nodes, so:
 
-- **The short lock** (`sweep.lock`): a `utils/lease.py` lease, created whole by `link`, held for the moment of one
-  ask or one tell (read the journal, suggest, write). A holder that is provably gone (a dead pid on this host, a
-  heartbeat elsewhere that stood still for `LOCK_TIMEOUT_SECONDS` while the waiter watched) is broken; a live
-  holder's never.
-- **The records** (`trials/trial-NNNN.json`, `journal.py`): one per trial, written whole (temporary file, fsync,
-  rename) by the lock holder or by the worker that claims the trial; readers never see a partial file.
+- **The short lock** (`sweep.lock`): a `utils/lease.py` lease held for one ask or one tell (read the journal,
+  suggest, write); broken only when its holder is provably gone (`LOCK_TIMEOUT_SECONDS`).
+- **The records** (`trials/trial-NNNN.json`, `journal.py`): one per trial, written whole by the lock holder or by
+  the worker that claims the trial; readers never see a partial file.
 - **The claims** (`trials/trial-NNNN.lock`): the lease of the worker that trains the trial, with its heartbeat.
   A trial whose claim is free (it was interrupted) or provably gone (its worker was killed, its node lost, its
   Slurm job requeued) is taken over by the next worker that asks, before any new point, and continues from its
   experiment's checkpoint. A claim on another node is gone once its heartbeat stood still for the timeout while
-  this worker watched (`LeaseWatch`, its own clock); a worker with nothing else to do keeps watching
-  (`NothingLeft.watching`). A trial is never trained by two workers: its claim is one lease, its experiment its own.
+  this worker watched (`LeaseWatch`, its own clock), its experiment's lease watched meanwhile (the trial process
+  inherits that watch: one wait in all); a worker with nothing else to do keeps watching (`NothingLeft.watching`).
+  A trial is never trained by two workers: its claim is one lease, its experiment its own.
 - **Suggestions** are hyperopt's (TPE by default), seeded by (sweep seed, trial id) (`trials.SeededSuggestions`),
   from every finished trial, with the running ones as docs without a loss (TPE counts them as worst, so it
   suggests away from them). With one worker this is the sequential sweep's history, point for point. TPE starts
@@ -37,22 +36,23 @@ if isinstance(step, Assignment):
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Union
 
 from experiments_manager.experiment import now
 from experiments_manager.sweeps.folder import SweepFolder
-from experiments_manager.sweeps.journal import TrialEntry, TrialJournal, TrialRecord
+from experiments_manager.sweeps.journal import TrialEntry, TrialJournal
 from experiments_manager.sweeps.legacy import legacy_experiment, legacy_result
 from experiments_manager.sweeps.record_repair import repair_damaged
 from experiments_manager.sweeps.results import best_row, plot_loss_vs_hparams, trial_rows, write_results_csv
 from experiments_manager.sweeps.space import SearchSpace, python_scalar
+from experiments_manager.sweeps.steps import Assignment, NothingLeft
 from experiments_manager.sweeps.trials import SeededSuggestions, save_trials
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
-from experiments_manager.utils.lease import Lease, LeaseWatch, lease_timeout, live_holder, read_holder
+from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseWatch, lease_timeout, live_holder, read_holder
 
 if TYPE_CHECKING:
     import hyperopt
@@ -64,31 +64,6 @@ PLOT_INTERVAL_SECONDS = 10.0  # loss_vs_hparams.png is redrawn at most this ofte
 MIN_STARTUP_TRIALS = 20  # hyperopt's TPE default
 _RESULT_FIELDS = ("status", "experiment", "log", "reason", "best_value", "best_epoch", "loss")
 _HYPEROPT_CMD = ("domain_attachment", "FMinIter_Domain")
-
-
-@dataclasses.dataclass
-class Assignment:
-    """A trial this worker now trains (its claim held until `SweepStore.record_result` or `give_back`).
-
-    Args:
-        record: the trial's record.
-        entry: the record's content when it was assigned.
-        taken_over: why it came to this worker from another one (None for a new trial).
-    """
-
-    record: TrialRecord
-    entry: TrialEntry
-    taken_over: Optional[str] = None
-
-
-@dataclasses.dataclass
-class NothingLeft:
-    """No trial to start or take over: `done` trials are finished (or failed), `running` run in other workers,
-    `watching` of them by claims elsewhere that look stale here (ask again: `SweepStore.watch` decides)."""
-
-    done: int
-    running: int
-    watching: int = 0
 
 
 class SweepStore:
@@ -146,7 +121,10 @@ class SweepStore:
                     continue
                 holder = live_holder(record.lock_path, watch=self.watch)
                 if holder is not None:  # a live worker's claim is not even tried (each try writes a file)
-                    watching += holder.looks_stale(lease_timeout())
+                    if holder.looks_stale(lease_timeout()):
+                        watching += 1
+                        if entry.experiment:  # its trial's own writer, watched meanwhile: the takeover waits once
+                            live_holder(Path(entry.experiment) / LEASE_NAME, watch=self.watch)
                     continue
                 released = read_holder(record.lock_path) is None
                 if record.lock(self.watch):

@@ -23,7 +23,8 @@ from experiments_manager.experiment import RUN_FILE_NAME, now
 from experiments_manager.sweeps.objective import run_trial
 from experiments_manager.sweeps.progress import ProgressUpdates, SweepProgress
 from experiments_manager.sweeps.results import summary_lines, trial_line
-from experiments_manager.sweeps.store import Assignment, NothingLeft, SweepStore, exit_code, worker_identity
+from experiments_manager.sweeps.steps import Assignment, NothingLeft
+from experiments_manager.sweeps.store import SweepStore, exit_code, worker_identity
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
 from experiments_manager.utils.lease import LeaseLost, lease_timeout
@@ -143,7 +144,8 @@ class SweepWorkers:
         try:
             result = run_trial(step.record, self.settings_path, self.working_dir,
                                {**self.fixed_hparams, **step.entry.hparams},
-                               on_start=lambda process: self._started(index, process), stop=self._stopping)
+                               on_start=lambda process: self._started(index, process), stop=self._stopping,
+                               watch=self.store.watch)
         except LeaseLost as lost:  # this worker stalled and another took the trial over: it is theirs now
             self.store.give_back(step)  # (stops the claim's heartbeat; the lease file is the new holder's)
             self._print(f"trial {number}/{total} lost: {lost}{self._suffix(index)}")

@@ -67,6 +67,7 @@ TIMEOUT_VARIABLE = "EXPERIMENTS_MANAGER_LEASE_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 300.0
 MIN_TIMEOUT_SECONDS = 10.0  # EXPERIMENTS_MANAGER_LEASE_TIMEOUT's floor: a beat every 1.7 s, seen up to ~2 s late
 FENCE_FRACTION = 2 / 3  # a holder whose own last renewal is older than this part of the timeout writes nothing more
+WATCHED_VARIABLE = "EXPERIMENTS_MANAGER_LEASE_WATCHED"  # a parent's watch of a holder, handed to its child process
 BREAK_GRACE_SECONDS = 60.0  # a break lock unchanged this long was left by a breaker that died in its milliseconds
 
 
@@ -181,6 +182,28 @@ class LeaseWatch:
     def __init__(self) -> None:
         self._seen: dict[str, tuple[object, float]] = {}  # key -> (what was seen, monotonic time first seen)
 
+    @classmethod
+    def inherited(cls) -> "LeaseWatch":
+        """A watch that starts with what the parent process had seen (`handed_down`): a child on the same host
+        (one boot, one monotonic clock) does not watch a gone holder's heartbeat a second time."""
+        watch = cls()
+        try:
+            handed = json.loads(os.environ.get(WATCHED_VARIABLE) or "{}")
+            if handed.get("boot_id") == boot_id():
+                for token, (heartbeat, since) in handed["seen"].items():
+                    watch._seen[str(token)] = (float(heartbeat), float(since))
+        except (ValueError, TypeError, KeyError, AttributeError):  # not ours: a watch of its own
+            pass
+        return watch
+
+    def handed_down(self, holder: Holder) -> dict[str, str]:
+        """The environment variable that hands this watch's view of `holder`'s heartbeat to a child process started
+        on this host (its `Lease.acquire` starts from it: `inherited`); {} when this watch has not seen it."""
+        seen = self._seen.get(holder.token)
+        if seen is None:
+            return {}
+        return {WATCHED_VARIABLE: json.dumps({"boot_id": boot_id(), "seen": {holder.token: list(seen)}})}
+
     def unchanged_for(self, holder: Holder) -> float:
         """Seconds this watch has seen `holder`'s current heartbeat unchanged (0 the first time)."""
         return self._unchanged(holder.token, holder.heartbeat)
@@ -244,7 +267,8 @@ class Lease:
                 crash (a crashed holder is gone anyway) skips it.
             announce: log one warning when a gone holder's lease is taken over (default True; a caller that
                 says it in its own words passes False).
-            watch: the caller's `LeaseWatch`, when it has been watching this lease already (default: a new one).
+            watch: the caller's `LeaseWatch`, when it has been watching this lease already (default: a new one,
+                with what a parent process handed down: `LeaseWatch.handed_down`).
             patient: watch a stale-looking holder elsewhere for the timeout, or an unreadable lease for the
                 shorter of the timeout and `BREAK_GRACE_SECONDS` (default True); False refuses it at once unless
                 `watch` has already seen it stand still that long (a caller that holds a lock meanwhile, or that
@@ -256,7 +280,7 @@ class Lease:
         timeout = lease_timeout() if timeout_seconds is None else float(timeout_seconds)
         path = Path(folder) / name
         holder = Holder.of_this_process(command, timeout_seconds=timeout)
-        watch = watch or LeaseWatch()
+        watch = watch or LeaseWatch.inherited()
         watching: Optional[Holder] = None  # the holder elsewhere whose heartbeat this call watches stand still
         tries = 0
         while tries < 5:

@@ -19,7 +19,8 @@ from hyperopt import hp
 
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.space import SearchSpace
-from experiments_manager.sweeps.store import Assignment, NothingLeft, SweepStore, worker_identity
+from experiments_manager.sweeps.steps import Assignment, NothingLeft
+from experiments_manager.sweeps.store import SweepStore, worker_identity
 from experiments_manager.sweeps.trials import SeededSuggestions
 from experiments_manager.utils.lease import LeaseLost
 

@@ -322,3 +322,33 @@ def test_a_lease_timeout_too_short_for_a_cluster_is_refused_in_one_line(monkeypa
     assert repr(value) in str(refused.value)
     monkeypatch.setenv("EXPERIMENTS_MANAGER_LEASE_TIMEOUT", "10")
     assert lease_timeout() == 10.0
+
+
+@pytest.mark.claim("a crashed trial on another node is taken over after one watch of the timeout, not one per "
+                   "process", note="(a child started with the parent's watch takes the lease at once; without it, "
+                                   "after watching again)")
+def test_a_child_process_inherits_its_parents_watch_of_a_gone_holder(tmp_path):
+    """A sweep worker watched the experiment's holder on another node stand still for the timeout; the trial
+    process it starts (`LeaseWatch.handed_down` in its environment) takes the lease over without watching that
+    heartbeat a second time. A child without it watches the timeout again."""
+    import subprocess
+    import sys
+
+    from experiments_manager.utils.lease import LeaseWatch, live_holder
+
+    timeout = 2.0
+    _write_lease(tmp_path, host="node-17", heartbeat=time.time() - 400, timeout_seconds=timeout)
+    watch = LeaseWatch()
+    assert live_holder(tmp_path / LEASE_NAME, timeout, watch) is not None  # first sight: not gone yet
+    time.sleep(timeout + 0.1)
+    assert live_holder(tmp_path / LEASE_NAME, timeout, watch) is None  # stood still for the timeout, watched
+    child = ("import sys, time; from experiments_manager.utils.lease import Lease; start = time.monotonic(); "
+             f"Lease.acquire(sys.argv[1], timeout_seconds={timeout}).release(); print(time.monotonic() - start)")
+    inherited = subprocess.run([sys.executable, "-c", child, str(tmp_path)], capture_output=True, text=True,
+                               env={**os.environ, **watch.handed_down(read_holder(tmp_path / LEASE_NAME))},
+                               timeout=60, check=True)
+    assert float(inherited.stdout) < timeout / 2, inherited.stdout + inherited.stderr
+    _write_lease(tmp_path, host="node-17", heartbeat=time.time() - 400, timeout_seconds=timeout)
+    alone = subprocess.run([sys.executable, "-c", child, str(tmp_path)], capture_output=True, text=True,
+                           timeout=60, check=True)
+    assert float(alone.stdout) >= timeout, alone.stdout + alone.stderr

@@ -19,7 +19,8 @@ from experiments_manager.sweeps import store as store_module
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import TrialEntry
 from experiments_manager.sweeps.space import SearchSpace
-from experiments_manager.sweeps.store import Assignment, NothingLeft, SweepStore, hyperopt_trials, worker_identity
+from experiments_manager.sweeps.steps import Assignment, NothingLeft
+from experiments_manager.sweeps.store import SweepStore, hyperopt_trials, worker_identity
 from experiments_manager.sweeps.trials import SeededSuggestions
 from experiments_manager.utils.lease import Holder, LeaseHeld
 
