@@ -4,8 +4,8 @@ hostname, network address, pid namespace, boot id, private /tmp and its own FUSE
 /cluster/shared, so cross-node visibility lags (~1-2 s) and client caches are real. A node can be frozen (every
 process stopped, its file-system client too: a hung node) and thawed, or crashed.
 
-Needs root, /dev/fuse, the cgroup v1 freezer and Debian's glusterfs-server, glusterfs-client and iproute2 (.ci/run
-installs them); `missing()` says what is not there. The checkout must not be under /tmp (private to each node).
+Needs root, /dev/fuse, the cgroup v1 freezer and Debian's glusterfs-server, glusterfs-client, iproute2 and faketime
+(a node's clock skewed, per process; .ci/run installs them); `missing()` says what is not there. The checkout must not be under /tmp (private to each node).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ def missing(repo: Path) -> Optional[str]:
     """Why the simulated cluster cannot run here (one line), or None."""
     if os.geteuid() != 0:
         return "the simulated cluster needs root (namespaces, FUSE mounts, the cgroup freezer)"
-    absent = [program for program in ("glusterd", "gluster", "ip", "unshare", "nsenter")
+    absent = [program for program in ("glusterd", "gluster", "ip", "unshare", "nsenter", "faketime")
               if shutil.which(program) is None]
     if absent:
         return (f"the simulated cluster needs {', '.join(absent)}: apt-get install glusterfs-server "
-                "glusterfs-client iproute2")
+                "glusterfs-client iproute2 faketime")
     if not Path("/dev/fuse").exists() or not Path("/sys/fs/cgroup/freezer").is_dir():
         return "the simulated cluster needs /dev/fuse and the cgroup v1 freezer (/sys/fs/cgroup/freezer)"
     if str(repo).startswith("/tmp/"):

@@ -89,6 +89,10 @@ def test_a_sweep_on_three_nodes_with_a_crashed_and_a_frozen_node_counts_each_tri
 @pytest.mark.claim("across nodes: a second node's resume of a live run is refused; after the writer's node froze, "
                    "it takes over once the heartbeat stood still for the timeout and finishes; the frozen writer, "
                    "thawed, writes nothing; `list` on a third node shows the quiet run as `stalled?`")
+@pytest.mark.claim("a skew of minutes between nodes' clocks never breaks a live lease; a holder elsewhere is taken "
+                   "over only once its heartbeat stood still for the timeout while the taker watched",
+                   note="(across nodes: node2's clock 330 s ahead and behind, under libfaketime)")
+@pytest.mark.claim("a lease timeout below 10 s is refused in one line (exit 2)", note="(on node2)")
 @pytest.mark.claim("`serve` on a node other than the trainer's picks up a new version within the reload bound plus "
                    "the file system's lag", note="(node3 serves what node1, then node2 export; poll 1 s + 10 s)")
 def test_a_run_across_nodes_refused_then_taken_over_and_the_frozen_writer_silent(sim_cluster):
@@ -136,10 +140,21 @@ def _served_versions(sim_cluster):
 
 def _writer_refused_frozen_taken_over(sim_cluster, project, root, first, go):
     wait_for(lambda: 1 in _served_versions(sim_cluster), 180, "node3 to serve version 1, written by node1")
-    second = sim_cluster.run("node2", f"cd {project} && {sim_cluster.cli} train --resume {root}", env=_env(),
-                             check=False)
-    errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
-    assert second.returncode == 75 and len(errors) == 1 and "on host node1" in errors[0], second.stderr
+    # node2's resume is refused, with its clock right and with its clock minutes ahead (node1's heartbeat then
+    # looks old there: it watches it move) or behind (libfaketime, for that process only)
+    for skew in ("", "+330s", "-330s"):
+        started = time.monotonic()
+        faked = f"FAKETIME_DONT_FAKE_MONOTONIC=1 faketime -f {skew} " if skew else ""
+        second = sim_cluster.run("node2", f"cd {project} && {faked}{sim_cluster.cli} train --resume {root}",
+                                 env=_env(), check=False)
+        errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
+        assert second.returncode == 75 and len(errors) == 1 and "on host node1" in errors[0], (skew, second.stderr)
+        watched = "looks stale by this host's clock; watching" in second.stderr
+        assert watched == (skew == "+330s"), (skew, second.stderr)
+        print(f"node2's resume with its clock {skew or 'right'}: refused after {time.monotonic() - started:.1f} s")
+    short = sim_cluster.run("node2", f"cd {project} && {sim_cluster.cli} train --resume {root}",
+                            env={**_env(), "EXPERIMENTS_MANAGER_LEASE_TIMEOUT": "1"}, check=False)
+    assert short.returncode == 2 and "expected at least 10 seconds" in short.stderr, short.stderr
 
     sim_cluster.freeze("node1")  # hung in epoch 2
     frozen = time.monotonic()
