@@ -121,10 +121,9 @@ class SweepStore:
                     continue
                 holder = live_holder(record.lock_path, watch=self.watch)
                 if holder is not None:  # a live worker's claim is not even tried (each try writes a file)
-                    if holder.looks_stale(lease_timeout()):
-                        watching += 1
-                        if entry.experiment:  # its trial's own writer, watched meanwhile: the takeover waits once
-                            live_holder(Path(entry.experiment) / LEASE_NAME, watch=self.watch)
+                    if entry.experiment and not holder.is_local():  # its trial's writer, watched alongside
+                        live_holder(Path(entry.experiment) / LEASE_NAME, watch=self.watch)  # (one wait in all)
+                    watching += holder.looks_stale(lease_timeout())
                     continue
                 released = read_holder(record.lock_path) is None
                 if record.lock(self.watch):

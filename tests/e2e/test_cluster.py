@@ -7,6 +7,7 @@ taken over by it after a freeze, and the frozen writer silent when it wakes; `li
 The lease timeout is the floor (10 s) so the takeovers take seconds; `../shared/recipes/cluster-sim.md` has the
 volume's measured semantics (what a node sees of another's writes, and when)."""
 
+import datetime
 import json
 import os
 import time
@@ -194,3 +195,57 @@ def _writer_refused_frozen_taken_over(sim_cluster, project, root, first, go):
     assert written == [], f"the thawed writer wrote after it lost the lease: {written}"
     history = sim_cluster.run("node1", f"cut -d, -f1 {root}/history.csv").stdout.split()[1:]
     assert history == [str(epoch) for epoch in range(1, EPOCHS + 1)], history
+
+
+@pytest.mark.claim("a crashed trial on another node is taken over after one watch of the timeout, not one per "
+                   "process", note="(a real sweep: node2 crashed in its trial's second epoch, node1 takes over)")
+def test_a_trial_whose_node_crashed_is_taken_over_once_and_continues_from_its_checkpoint(sim_cluster):
+    """A one-trial sweep joined from node2 trains its first epoch, then node2 crashes. node1's worker, joining,
+    watches the trial's claim stand still for the timeout (and its experiment's lease meanwhile), takes the trial
+    over, and its trial process continues from the checkpoint at once: no second wait in the worker, none in the
+    trial process (it inherits the worker's watch)."""
+    project = _folder("sweep-project")
+    go = f"{project}/go"
+    sim_cluster.run("node1", f"mkdir -p {project}/examples && cp -r examples/regression {project}/examples/ && "
+                             f"cat >> {project}/examples/regression/mysettings_curve_fitting.py <<'END'\n"
+                             f"{PACED_BY_THE_TEST.format(go=go)}\nEND")
+    sweep = (f"cd {project} && {sim_cluster.cli} sweep -u examples/regression/mysettings_curve_fitting.py --join "
+             f"crash --max-evals 1 --seed 3 --hparam nbEpoch=3")
+    crashed = sim_cluster.start("node2", sweep, env=_env())
+    checkpoint = wait_for(lambda: sim_cluster.run("node1", f"ls -d {project}/{WORKING_FOLDER}/*_sweep_crash/*/"
+                                                           "checkpoints/ckpt-*/state.json 2>/dev/null | head -1",
+                                                  check=False).stdout.strip() or crashed.poll() is not None,
+                          300, "the trial's first checkpoint on node2")
+    assert crashed.poll() is None, crashed.communicate()[0]
+    experiment = checkpoint.rsplit("/checkpoints/", 1)[0]
+    sweep_root = experiment.rsplit("/", 1)[0]
+    try:
+        sim_cluster.crash("node2")  # with its worker, its trial process and their leases' heartbeats
+        crashed.communicate(timeout=60)
+        sim_cluster.run("node1", f"echo 99 > {go}")
+        # a worker that asks while every claim looks live leaves (nothing for it to do): start it once the claim's
+        # heartbeat is two beats late, as a requeued array task on another node would find it
+        claim = f"{sweep_root}/trials/trial-0001.lock"
+        wait_for(lambda: time.time() - json.loads(sim_cluster.run("node1", f"cat {claim}").stdout)["heartbeat"]
+                 > TIMEOUT_S / 3 + 1, 60, "the crashed worker's claim to look stale")
+        taker = sim_cluster.start("node1", sweep, env=_env())
+        lines = []
+        for line in taker.stdout:
+            lines.append((time.time(), line.rstrip("\n")))
+        taker.wait(timeout=60)
+    finally:
+        sim_cluster.up(3)  # node2 back, for the tests after this one
+    output = "\n".join(line for _, line in lines)
+    assert taker.returncode == 0, output
+    [took] = [moment for moment, line in lines if "taking over trial 1/1" in line]
+    assert "continues its experiment from its last checkpoint" in output, output
+    record = json.loads(sim_cluster.run("node1", f"cat {sweep_root}/trials/trial-0001.json").stdout)
+    started = datetime.datetime.fromisoformat(record["started"]).timestamp()
+    print(f"the trial process started {started - took:.1f} s after the takeover line")
+    assert started - took < TIMEOUT_S / 2, "the worker watched the trial's gone writer a second time"
+    trial_log = sim_cluster.run("node1", f"cat {sweep_root}/trials/trial-0001.log").stdout
+    assert "watching its heartbeat" not in trial_log, trial_log  # the trial process did not watch it again
+    info = json.loads(sim_cluster.run("node1", f"cat {experiment}/run.json").stdout)
+    assert info["status"] == "finished" and info["epochs_completed"] == 3, info
+    history = sim_cluster.run("node1", f"cut -d, -f1 {experiment}/history.csv").stdout.split()[1:]
+    assert history == ["1", "2", "3"], history
