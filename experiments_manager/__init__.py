@@ -20,6 +20,10 @@ in Python (see `experiments_manager.api`).
 
 import importlib
 
+from experiments_manager.utils.deferred_imports import defer_optional_imports
+
+defer_optional_imports()  # before TensorFlow: Keras's scikit-learn wrappers and pyplot run when first used
+
 __version__ = "0.1.0"
 
 _PUBLIC = {

@@ -421,9 +421,7 @@ def slurm(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def sim_cluster():
-    """Three simulated nodes sharing a GlusterFS volume (tests/sim_cluster.py) for the session; skipped, with the
-    reason, where they cannot run (a failure in CI)."""
+def _sim_cluster_session():
     from sim_cluster import SimCluster, missing
 
     require_real_part(missing(REPO))
@@ -431,6 +429,15 @@ def sim_cluster():
     cluster.up(3)
     yield cluster
     cluster.down()
+
+
+@pytest.fixture
+def sim_cluster(_sim_cluster_session):
+    """Three simulated nodes sharing a GlusterFS volume (tests/sim_cluster.py), started once for the session;
+    skipped, with the reason, where they cannot run (a failure in CI). After each test every node is up and thawed
+    again, whatever the test crashed or froze (a node left frozen would hang the next test's commands there)."""
+    yield _sim_cluster_session
+    _sim_cluster_session.up(3)
 
 
 # read once, before any test changes the current directory: a relative path is relative to where pytest started

@@ -3,6 +3,8 @@
 Each measurement is its own process, the kinds alternating round by round:
 
 - `import-tensorflow`: `python -c "import tensorflow"`, the floor every command that trains pays;
+- `import-ours-then-tensorflow`: `python -c "import experiments_manager, tensorflow"`, the same floor as our commands
+  pay it (Keras's optional imports, scikit-learn and pyplot, deferred: experiments_manager/utils/deferred_imports.py);
 - `train`: `experiments-manager train -u <regression example> --hparam nbEpoch=1` from this checkout;
 - `train@REV` (with `--baseline REV`): the same command from a git revision (a temporary worktree), side by side.
 
@@ -65,6 +67,7 @@ def main(argv=None):
     shutil.copytree(REPO / "examples", workdir / "examples")
     train = ["-m", "experiments_manager", "train", "-u", SETTINGS, "--hparam", "nbEpoch=1"]
     kinds = {"import-tensorflow": ([sys.executable, "-c", "import tensorflow"], REPO),
+             "import-ours-then-tensorflow": ([sys.executable, "-c", "import experiments_manager, tensorflow"], REPO),
              "train": ([sys.executable, *train], REPO)}
     if arguments.baseline:
         tree = workdir / "baseline"

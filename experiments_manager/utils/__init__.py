@@ -5,4 +5,5 @@
 - `signals.py`: the stop signals, temporary handlers, the parent watch.
 - `atomic.py`: files replaced atomically (never seen half-written).
 - `epochs.py`: epoch numbering from 1 wherever a user reads it.
+- `deferred_imports.py`: what Keras imports for optional features (scikit-learn, pyplot) run on first use.
 """

@@ -52,7 +52,9 @@ def main(action: str, root: str, max_evals: str = "0") -> None:
     random.seed(worker["host"])
     while True:
         step = sweep.next_trial(worker)
-        if isinstance(step, NothingLeft) and step.watching:  # a claim elsewhere looks stale: as SweepWorkers does
+        # a claim elsewhere that looks stale is watched, as SweepWorkers does; this worker also stays while trials
+        # run elsewhere (a worker would leave then): the test's frozen or crashed node may hold the last of them
+        if isinstance(step, NothingLeft) and (step.watching or step.running):
             time.sleep(0.5)
             continue
         if not isinstance(step, Assignment):

@@ -63,13 +63,15 @@ def test_a_sweep_on_three_nodes_with_a_crashed_and_a_frozen_node_counts_each_tri
     total += RAISED
     wait_for(lambda: holds_a_trial("node2"), 120, "node2 to train a trial")
     sim_cluster.freeze("node2")  # hung: its heartbeat stops, its trial is taken over after the timeout
-    wait_for(lambda: taken_over() == "1", 120, "node2's trial taken over while node2 is frozen")
+    frozen = time.monotonic()
+    # (frozen while it held the sweep's lock, node2 holds every worker for that lock's 60-s timeout first)
+    wait_for(lambda: taken_over() == "1", 300, "node2's trial taken over while node2 is frozen")
+    print(f"node2's trial taken over {time.monotonic() - frozen:.1f} s after node2 froze")
     sim_cluster.thaw("node2")  # it wakes to find its trial another worker's: it records nothing (exit 75)
     wait_for(lambda: holds_a_trial("node3"), 120, "node3 to train a trial")
     sim_cluster.crash("node3")  # lost with its trial in progress: its claim stays behind
     wait_for(lambda: taken_over() == "2", 120, "node3's trial taken over by another node")
     outputs = {node: process.communicate(timeout=300)[0] for node, process in workers.items()}
-    sim_cluster.up(3)  # node3 back, for the tests after this one
     assert workers["node1"].returncode == 0, outputs["node1"]
     assert workers["node2"].returncode == 75 and "lost" in outputs["node2"], outputs["node2"]
 
@@ -219,22 +221,19 @@ def test_a_trial_whose_node_crashed_is_taken_over_once_and_continues_from_its_ch
     assert crashed.poll() is None, crashed.communicate()[0]
     experiment = checkpoint.rsplit("/checkpoints/", 1)[0]
     sweep_root = experiment.rsplit("/", 1)[0]
-    try:
-        sim_cluster.crash("node2")  # with its worker, its trial process and their leases' heartbeats
-        crashed.communicate(timeout=60)
-        sim_cluster.run("node1", f"echo 99 > {go}")
-        # a worker that asks while every claim looks live leaves (nothing for it to do): start it once the claim's
-        # heartbeat is two beats late, as a requeued array task on another node would find it
-        claim = f"{sweep_root}/trials/trial-0001.lock"
-        wait_for(lambda: time.time() - json.loads(sim_cluster.run("node1", f"cat {claim}").stdout)["heartbeat"]
-                 > TIMEOUT_S / 3 + 1, 60, "the crashed worker's claim to look stale")
-        taker = sim_cluster.start("node1", sweep, env=_env())
-        lines = []
-        for line in taker.stdout:
-            lines.append((time.time(), line.rstrip("\n")))
-        taker.wait(timeout=60)
-    finally:
-        sim_cluster.up(3)  # node2 back, for the tests after this one
+    sim_cluster.crash("node2")  # with its worker, its trial process and their leases' heartbeats (the fixture
+    crashed.communicate(timeout=60)  # brings node2 back after the test)
+    sim_cluster.run("node1", f"echo 99 > {go}")
+    # a worker that asks while every claim looks live leaves (nothing for it to do): start it once the claim's
+    # heartbeat is two beats late, as a requeued array task on another node would find it
+    claim = f"{sweep_root}/trials/trial-0001.lock"
+    wait_for(lambda: time.time() - json.loads(sim_cluster.run("node1", f"cat {claim}").stdout)["heartbeat"]
+             > TIMEOUT_S / 3 + 1, 60, "the crashed worker's claim to look stale")
+    taker = sim_cluster.start("node1", sweep, env=_env())
+    lines = []
+    for line in taker.stdout:
+        lines.append((time.time(), line.rstrip("\n")))
+    taker.wait(timeout=60)
     output = "\n".join(line for _, line in lines)
     assert taker.returncode == 0, output
     [took] = [moment for moment, line in lines if "taking over trial 1/1" in line]
