@@ -2,11 +2,13 @@
 
 `import tensorflow` imports Keras, and Keras imports scikit-learn (for `keras.wrappers`, its scikit-learn
 estimators) and `matplotlib.pyplot` (for `keras.visualization`'s image galleries) whenever they are installed, which
-the `[research]` extra and our own matplotlib dependency make the case: about a fifth of every process's start-up
-CPU (`tools/bench_startup.py`, BENCHMARKS.md), paid by every command and every trial although a run uses neither.
-Keras has no setting for it, so `defer_optional_imports()` registers an import hook that gives these modules
-`importlib.util.LazyLoader`: `import sklearn`-style statements bind the module at once, and its code runs on the
-first attribute anybody reads (`keras.wrappers.SKLearnClassifier`, `plt.plot`), which then behaves as before.
+the `[research]` extra and our own matplotlib dependency make the case: 3 of the 10.7 CPU-s of `import tensorflow`
+(`tools/bench_startup.py`, BENCHMARKS.md). Keras has no setting for it, so `defer_optional_imports()` registers an
+import hook that gives these modules `importlib.util.LazyLoader`: `import sklearn`-style statements bind the module
+at once, and its code runs on the first attribute anybody reads (`keras.wrappers.SKLearnClassifier`, `plt.plot`),
+which then behaves as before. TensorFlow's autograph reads an attribute of every loaded module when it first
+converts a function, so a process that traces a `tf.function` (training, evaluating) runs them there; a server
+loading SavedModels does not (`serve`: neither had run after 40 s of serving).
 
 The package's `__init__` calls it, so a process that imports `experiments_manager` before TensorFlow (every command,
 trial and worker we start, and a notebook that imports us first) starts without them. It changes nothing for a
