@@ -297,11 +297,10 @@ class Lease:
                                         f"read yet); try again in a minute")
                     time.sleep(max(0.05, min(1.0, timeout / 12)))
                 else:
-                    tries += 1
                     taken = _take_over(path, None, f"{path} was unreadable", asdict(holder), announce, watch)
                     if taken:
                         return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
-                    tries -= taken is None  # a breaker at work, or one that died: not a try
+                    tries += taken is False  # None: a breaker at work, or one that died: not a try
                 continue
             reason = current.gone_because(timeout, watch)
             if reason is None:
@@ -318,12 +317,11 @@ class Lease:
                 watching = current
                 time.sleep(max(0.05, min(1.0, longest / 12)))
                 continue
-            tries += 1
             taken = _take_over(path, current, f"the writer that held it is gone: {reason}", asdict(holder), announce,
                                watch)
             if taken:
                 return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
-            tries -= taken is None  # a breaker at work, or one that died: not a try
+            tries += taken is False  # None: a breaker at work, or one that died: not a try
         raise LeaseHeld(f"{folder}: could not take {path}: other runs keep taking it; try again")
 
     @classmethod
