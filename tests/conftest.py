@@ -18,11 +18,18 @@ REGRESSION_SETTINGS = "examples/regression/mysettings_curve_fitting.py"
 # handed out first, the real parts first of all: they are the longest units and mostly wait while other workers train.
 # pytest-xdist 3.8.0 groups by a suffix it writes into `item._nodeid`, which pytest 9 no longer reads (every group was
 # spread over workers): pytest is pinned to 8.4 in install/constraints.txt for that.
+# Federations (Flower SuperLinks and SuperNodes, Ray simulations: several TensorFlow processes each) run one at a
+# time, in the `federation` group (the `federation` mark): two beside each other on 2 cores took more than 300 s to
+# complete a round (stop 48's CI).
 SHARED_PARTS = {"slurm": "slurm", "kafka_broker": "kafka", "sim_cluster": "sim_cluster"}
+FEDERATION = "federation"
 
 
 def xdist_group(item):
-    """The group an item runs in, or None: its shared real part, else its module if it uses a module-scoped fixture."""
+    """The group an item runs in, or None: its shared real part, else the federations' group for a `federation`-marked
+    test, else its module if it uses a module-scoped fixture."""
+    if item.get_closest_marker(FEDERATION):
+        return FEDERATION
     for fixture, group in SHARED_PARTS.items():
         if fixture in getattr(item, "fixturenames", ()):
             return group
@@ -35,7 +42,7 @@ def xdist_group(item):
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
-    order = list(SHARED_PARTS.values())
+    order = [*SHARED_PARTS.values(), FEDERATION]
     rank = {}
     for item in items:
         group = xdist_group(item)

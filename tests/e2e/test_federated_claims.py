@@ -21,6 +21,8 @@ import pytest
 from conftest import (REPO, FlowerFederation, cli_command, cli_env, free_port, read_run, settings_variant,
                       single_experiment, wait_for)
 
+pytestmark = pytest.mark.federation  # one federation at a time (tests/conftest.py)
+
 FEDERATED_SETTINGS = "examples/federated/mysettings_federated_curve_fitting.py"
 WORKING_FOLDER = "experiments/examples/federated_curve_fitting"
 

@@ -26,6 +26,8 @@ import pytest
 
 from conftest import REPO, FlowerFederation, cli_command, cli_env, read_run, settings_variant, wait_for
 
+pytestmark = pytest.mark.federation  # one federation at a time (tests/conftest.py)
+
 FEDERATED_SETTINGS = "examples/federated/mysettings_federated_curve_fitting.py"
 WORKING_FOLDER = "experiments/examples/federated_curve_fitting"
 SLOW_CLIENT_1 = [  # client 1 starts each round's training 2 s late: a kill lands in the round
