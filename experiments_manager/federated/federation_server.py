@@ -2,8 +2,12 @@
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    from experiments_manager.federated.grid import ResponsiveGrid
 
 _LOG = logging.getLogger(__name__)
 
@@ -94,8 +98,9 @@ class FederationServer:
         self.timings.append({"round_seconds": round(took, 3),
                              "server_seconds": round(self.round_started - evaluation_started, 3)})
         self.experiment.update_run_info(rounds_completed=server_round, round_timings=self.timings)
+        exported = self.best.improved_at(server_round - 1)
         _LOG.info("Round %d/%d (%.1f s): %s%s", server_round, self.config.rounds, took, _format(logs),
-                  f"; exported version {self.exporter.last_version()}" if self.best.improved_at(server_round - 1) else "")
+                  f"; exported version {self.exporter.last_version()}" if exported else "")
         return MetricRecord(evaluation)
 
     def finish(self):
@@ -154,11 +159,12 @@ def supervised_strategy(config, server):
         raise UserInputError(f"{server.settings.path.name}: hparams: {config.strategy_name}: {error}") from None
 
 
-def _wait_for_clients(grid, needed, timeout, server_round):
+def _wait_for_clients(grid: "ResponsiveGrid", needed: int, timeout: float, server_round: int) -> None:
+    """Returns once `needed` clients are connected; raises `FederationStopped` after `timeout` seconds, or
+    `FederationInterrupted` once a signal reached the federation (the grid `apps.py` hands to the strategy)."""
     deadline = time.monotonic() + timeout
     while len(list(grid.get_node_ids())) < needed:
-        if hasattr(grid, "check_stop"):
-            grid.check_stop()  # a signal reached the federation
+        grid.check_stop()  # a signal reached the federation
         if time.monotonic() > deadline:
             connected = len(list(grid.get_node_ids()))
             raise FederationStopped(f"round {server_round}: {connected} of the minCl={needed} clients connected "
