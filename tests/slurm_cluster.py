@@ -112,7 +112,7 @@ class SlurmCluster:
             "ReturnToService=2",
             "MpiDefault=none",
             "SwitchType=switch/none",
-            "KillWait=10",
+            "KillWait=30",  # Slurm's default; at 10 s a loaded CI machine's server was killed before it logged its stop
             "MinJobAge=600",
             f"NodeName={self.node} CPUs={os.cpu_count()} RealMemory={memory} State=UNKNOWN",
             f"PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP",

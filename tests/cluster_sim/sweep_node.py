@@ -3,6 +3,7 @@ sweep's shared state (`sweeps/store.py`) hammered from several nodes, without tr
 
     python tests/cluster_sim/sweep_node.py setup SWEEP MAX_EVALS
     python tests/cluster_sim/sweep_node.py work SWEEP         # asks and tells until nothing is left
+    (a trial "trains" for TRIAL_SECONDS, or until the file TRIAL_UNTIL exists)
     python tests/cluster_sim/sweep_node.py summary SWEEP      # the records, as JSON
     python tests/cluster_sim/sweep_node.py raise SWEEP MAX_EVALS  # what a resume with more trials records
 """
@@ -59,7 +60,10 @@ def main(action: str, root: str, max_evals: str = "0") -> None:
             continue
         if not isinstance(step, Assignment):
             break
-        time.sleep(float(os.environ.get("TRIAL_SECONDS") or random.uniform(0.05, 0.3)))  # the trial "trains"
+        until = os.environ.get("TRIAL_UNTIL")  # the trial "trains": until that file exists, or for a while
+        while until and not os.path.exists(until):
+            time.sleep(0.1)
+        time.sleep(0 if until else float(os.environ.get("TRIAL_SECONDS") or random.uniform(0.05, 0.3)))
         loss = (math.log(step.entry.hparams["learningRate"]) + 5.3) ** 2
         try:
             step.record.update(status="finished", best_value=loss, best_epoch=1, loss=loss, seconds=0.1,

@@ -42,11 +42,14 @@ def _folder(name):
 def test_a_sweep_on_three_nodes_with_a_crashed_and_a_frozen_node_counts_each_trial_once(sim_cluster):
     sweep, total = _folder("sweep"), 80
     sim_cluster.run("node1", f"{sim_cluster.python} tests/cluster_sim/sweep_node.py setup {sweep} {total}")
-    # node2's and node3's trials take longer, so the freeze and the crash meet one; node1 has trials left to ask
-    # for (and to watch the quiet claims meanwhile) until both are taken over
-    slow = {"node1": "0.5", "node2": "1.5", "node3": "1.5"}
+    # node2's and node3's first trial lasts until the test says (a file): the freeze and the crash meet it, however
+    # long the test's look at the claims takes on a loaded machine (with 1.5-s trials, stop 48's CI and a local one
+    # froze node2 between two trials: nothing to take over); node1 has trials left to ask for (and to watch the
+    # quiet claims meanwhile) until both are taken over
+    paced = {"node1": {"TRIAL_SECONDS": "0.5"}, "node2": {"TRIAL_UNTIL": f"{sweep}/go-node2"},
+             "node3": {"TRIAL_UNTIL": f"{sweep}/never"}}
     workers = {node: sim_cluster.start(node, f"{sim_cluster.python} tests/cluster_sim/sweep_node.py work {sweep}",
-                                       env={**_env(), "TRIAL_SECONDS": slow[node]})
+                                       env={**_env(), **paced[node]})
                for node in ("node1", "node2", "node3")}
 
     def holds_a_trial(node):  # a claim (trial-NNNN.lock) naming the node
@@ -88,9 +91,9 @@ def _sweep_with_a_frozen_and_a_crashed_node(sim_cluster, sweep, total, workers, 
     wait_for(lambda: holds_a_trial("node2"), 120, "node2 to train a trial")
     sim_cluster.freeze("node2")  # hung: its heartbeat stops, its trial is taken over after the timeout
     frozen = time.monotonic()
-    # (frozen while it held the sweep's lock, node2 holds every worker for that lock's 60-s timeout first)
     wait_for(lambda: taken_over() == "1", 300, "node2's trial taken over while node2 is frozen")
     print(f"node2's trial taken over {time.monotonic() - frozen:.1f} s after node2 froze")
+    sim_cluster.run("node1", f"touch {sweep}/go-node2")  # its trial ends once it wakes
     sim_cluster.thaw("node2")  # it wakes to find its trial another worker's: it records nothing (exit 75)
     wait_for(lambda: holds_a_trial("node3"), 120, "node3 to train a trial")
     sim_cluster.crash("node3")  # lost with its trial in progress: its claim stays behind

@@ -397,7 +397,7 @@ def test_serve_job_answers_grpc_and_rest_at_the_address_it_prints_and_stops_on_s
     env = slurm_job_env(slurm, EXPERIMENT=trained.dir)
     job = slurm.submit([*SMALL, template("serve.sbatch")], cwd=workdir, env=env)
     log_name = f"em-serve-{job}.out"
-    line = wait_for(lambda: re.search(r"gRPC (\S+):(\d+), REST (http://\S+)", job_output(workdir, log_name)), 60,
+    line = wait_for(lambda: re.search(r"gRPC (\S+):(\d+), REST (http://\S+)", job_output(workdir, log_name)), 180,
                     "the addresses in the job's output")
     grpc_address, rest_url = f"{line[1]}:{line[2]}", line[3]
     wait_while_running(slurm, job, lambda: _answers(rest_url), 120, "model available at the printed REST address",
