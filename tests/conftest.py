@@ -26,8 +26,8 @@ FEDERATION = "federation"
 
 
 def xdist_group(item):
-    """The group an item runs in, or None: its shared real part, else the federations' group for a `federation`-marked
-    test, else its module if it uses a module-scoped fixture."""
+    """The group an item runs in, or None: the federations' group for a `federation`-marked test, else its shared
+    real part, else its module if it uses a module-scoped fixture."""
     if item.get_closest_marker(FEDERATION):
         return FEDERATION
     for fixture, group in SHARED_PARTS.items():
