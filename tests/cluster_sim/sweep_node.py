@@ -61,9 +61,11 @@ def main(action: str, root: str, max_evals: str = "0") -> None:
         if not isinstance(step, Assignment):
             break
         until = os.environ.get("TRIAL_UNTIL")  # the trial "trains": until that file exists, or for a while
-        while until and not os.path.exists(until):
-            time.sleep(0.1)
-        time.sleep(0 if until else float(os.environ.get("TRIAL_SECONDS") or random.uniform(0.05, 0.3)))
+        if until:
+            while not os.path.exists(until):
+                time.sleep(0.1)
+        else:
+            time.sleep(float(os.environ.get("TRIAL_SECONDS") or random.uniform(0.05, 0.3)))
         loss = (math.log(step.entry.hparams["learningRate"]) + 5.3) ** 2
         try:
             step.record.update(status="finished", best_value=loss, best_epoch=1, loss=loss, seconds=0.1,

@@ -180,12 +180,7 @@ def test_deployment_with_real_superlink_and_supernodes_survives_a_killed_client(
                        "--rounds", "3", "--round-timeout", "20", "--hparam", "nbEpoch=1", "--hparam", "minCl=1",
                        "--hparam", "minFit=1", "--hparam", "minEval=1", "--hparam", "fraction_evaluate=0.0")
     working_folder = workdir / "experiments/examples/federated_curve_fitting"
-
-    def rounds_completed():
-        runs = list(working_folder.glob("*/run.json"))
-        return json.loads(runs[0].read_text()).get("rounds_completed", 0) if runs else 0
-
-    wait_for(lambda: rounds_completed() >= 1, 480, "round 1 completed")  # (on a loaded CI machine: minutes)
+    wait_for(lambda: rounds_done(working_folder) >= 1, 480, "round 1 completed")  # (on a loaded CI machine: minutes)
     flower_federation.kill(flower_federation.supernodes[1])
     output, _ = runner.communicate(timeout=480)
     assert runner.returncode == 0, output
