@@ -1,7 +1,5 @@
 """`python -m experiments_manager` runs the command line."""
 
-import sys
+from experiments_manager.cli import run_and_exit
 
-from experiments_manager.cli import main
-
-sys.exit(main())
+run_and_exit()

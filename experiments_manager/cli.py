@@ -3,9 +3,11 @@
 
 import argparse
 import difflib
+import logging
 import os
 import signal
 import sys
+from typing import NoReturn
 
 from experiments_manager import commands
 from experiments_manager.utils.environment_failures import environment_failure_line
@@ -72,3 +74,24 @@ def main(argv=None):
     except KeyboardInterrupt:  # what was interrupted has said so (a training run: run.json, "resume with")
         print("interrupted (Ctrl-C)", file=sys.stderr)
         return 128 + signal.SIGINT
+
+
+def run_and_exit() -> NoReturn:
+    """The console entry (`experiments-manager`, `python -m experiments_manager`): exits with `main`'s code.
+
+    After a Ctrl-C (exit code 130) a process that imported TensorFlow leaves at once, without the interpreter's
+    teardown: TensorFlow's native threads still running then (a tf.data iterator's, interrupted mid-epoch) can make
+    that teardown abort ("terminate called without an active exception": SIGABRT, exit code -6, not 130).
+    What the interrupted command keeps is written when `main` returns (run.json says `interrupted`); the streams
+    and the log handlers are flushed first. Any other exit is Python's own.
+    """
+    code = main()
+    if code == 128 + signal.SIGINT and "tensorflow" in sys.modules:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):  # a closed or gone stream: nothing more to say there
+                pass
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
