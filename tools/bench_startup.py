@@ -5,8 +5,11 @@ Each measurement is its own process, the kinds alternating round by round:
 - `import-tensorflow`: `python -c "import tensorflow"`, the floor every command that trains pays;
 - `import-ours-then-tensorflow`: `python -c "import experiments_manager, tensorflow"`, the same floor as our commands
   pay it (Keras's optional imports, scikit-learn and pyplot, deferred: experiments_manager/utils/deferred_imports.py);
+- `settings-imports`: `python -c "import experiments_manager, tensorflow; from hyperopt import hp"`, what a process
+  pays before it reads a seeds-style settings file's first line of its own (hyperopt's ATPE and networkx deferred);
 - `train`: `experiments-manager train -u <regression example> --hparam nbEpoch=1` from this checkout;
-- `train@REV` (with `--baseline REV`): the same command from a git revision (a temporary worktree), side by side.
+- `settings-imports@REV`, `train@REV` (with `--baseline REV`): the same commands from a git revision (a temporary
+  worktree), side by side.
 
 Reported per kind: median time to the first line, to the `Experiment folder` line and to the end; the process' CPU
 time; and how many lines of TensorFlow's native start-up noise (absl-formatted lines, `failed call to cuInit`)
@@ -31,6 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = "examples/regression/mysettings_curve_fitting.py"
+SETTINGS_IMPORTS = "import experiments_manager, tensorflow; from hyperopt import hp"
 ABSL_LINE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl)")
 
 
@@ -68,11 +72,13 @@ def main(argv=None):
     train = ["-m", "experiments_manager", "train", "-u", SETTINGS, "--hparam", "nbEpoch=1"]
     kinds = {"import-tensorflow": ([sys.executable, "-c", "import tensorflow"], REPO),
              "import-ours-then-tensorflow": ([sys.executable, "-c", "import experiments_manager, tensorflow"], REPO),
+             "settings-imports": ([sys.executable, "-c", SETTINGS_IMPORTS], REPO),
              "train": ([sys.executable, *train], REPO)}
     if arguments.baseline:
         tree = workdir / "baseline"
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), arguments.baseline],
                        check=True, capture_output=True)
+        kinds[f"settings-imports@{arguments.baseline}"] = ([sys.executable, "-c", SETTINGS_IMPORTS], tree)
         kinds[f"train@{arguments.baseline}"] = ([sys.executable, *train], tree)
     results = {kind: [] for kind in kinds}
     try:
@@ -88,12 +94,12 @@ def main(argv=None):
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"\nmedians over {arguments.rounds} rounds (seconds):")
-    print(f"{'kind':24} {'first line':>10} {'folder line':>11} {'end':>7} {'cpu':>7} {'noise lines':>11}")
+    print(f"{'kind':28} {'first line':>10} {'folder line':>11} {'end':>7} {'cpu':>7} {'noise lines':>11}")
     for kind, runs in results.items():
         def median(key):
             values = [run[key] for run in runs if run[key] is not None]
             return f"{statistics.median(values):.2f}" if values else "-"
-        print(f"{kind:24} {median('first line'):>10} {median('folder line'):>11} {median('end'):>7} "
+        print(f"{kind:28} {median('first line'):>10} {median('folder line'):>11} {median('end'):>7} "
               f"{median('cpu'):>7} {median('noise lines'):>11}")
 
 
