@@ -2,8 +2,8 @@
 `experiments_manager.commands`; TensorFlow is imported only by commands that need it."""
 
 import argparse
+import atexit
 import difflib
-import logging
 import os
 import signal
 import sys
@@ -79,19 +79,20 @@ def main(argv=None):
 def run_and_exit() -> NoReturn:
     """The console entry (`experiments-manager`, `python -m experiments_manager`): exits with `main`'s code.
 
-    After a Ctrl-C (exit code 130) a process that imported TensorFlow leaves at once, without the interpreter's
-    teardown: TensorFlow's native threads still running then (a tf.data iterator's, interrupted mid-epoch) can make
-    that teardown abort ("terminate called without an active exception": SIGABRT, exit code -6, not 130).
-    What the interrupted command keeps is written when `main` returns (run.json says `interrupted`); the streams
-    and the log handlers are flushed first. Any other exit is Python's own.
+    After a Ctrl-C (exit code 130) a process that imported TensorFlow leaves without the interpreter's teardown:
+    TensorFlow's native threads still running then (a tf.data iterator's, interrupted mid-epoch) can make that
+    teardown abort ("terminate called without an active exception": SIGABRT, exit code -6, not 130). What the
+    interrupted command keeps is written when `main` returns (run.json says `interrupted`); the `atexit` handlers
+    (Ray's shutdown of a simulated federation, the log handlers' flush) run and the streams are flushed first.
+    Any other exit is Python's own.
     """
     code = main()
     if code == 128 + signal.SIGINT and "tensorflow" in sys.modules:
+        atexit._run_exitfuncs()  # what Python runs at exit before its teardown: Ray, multiprocessing, logging
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except (OSError, ValueError, AttributeError):  # a closed or gone stream: nothing more to say there
                 pass
-        logging.shutdown()
         os._exit(code)
     sys.exit(code)

@@ -64,7 +64,7 @@ class _DeferredModule(ModuleType):
                     _run(self, spec, state["__dict__"])
                 finally:
                     state["running"] = False
-                    self.__class__ = ModuleType
+                    object.__setattr__(self, "__class__", ModuleType)
         return ModuleType.__getattribute__(self, attr)
 
     def __delattr__(self, attr: str) -> None:
@@ -72,7 +72,7 @@ class _DeferredModule(ModuleType):
         ModuleType.__delattr__(self, attr)
 
 
-def _run(module: ModuleType, spec: importlib.machinery.ModuleSpec, dict_then: dict) -> None:
+def _run(module: ModuleType, spec: importlib.machinery.ModuleSpec, dict_then: dict[str, Any]) -> None:
     """Runs the module's code; attributes set on it before (a submodule imported meanwhile) are kept, as when a
     module is run at import."""
     dict_now = object.__getattribute__(module, "__dict__")
@@ -101,6 +101,9 @@ class _DeferredLoader(importlib.abc.Loader):
             self.loader.exec_module(module)
             return
         spec = module.__spec__
+        if spec is None:  # not made by the import system: run at once
+            self.loader.exec_module(module)
+            return
         spec.loader = module.__loader__ = self.loader  # a later import or reload finds the module's own loader
         spec.loader_state = {"__dict__": module.__dict__.copy(), "lock": threading.RLock(), "running": False}
         module.__class__ = _DeferredModule
