@@ -7,6 +7,7 @@ import difflib
 import os
 import signal
 import sys
+import threading
 from typing import NoReturn
 
 from experiments_manager import commands
@@ -79,16 +80,19 @@ def main(argv=None):
 def run_and_exit() -> NoReturn:
     """The console entry (`experiments-manager`, `python -m experiments_manager`): exits with `main`'s code.
 
-    After a Ctrl-C (exit code 130) a process that imported TensorFlow leaves without the interpreter's teardown:
-    TensorFlow's native threads still running then (a tf.data iterator's, interrupted mid-epoch) can make that
-    teardown abort ("terminate called without an active exception": SIGABRT, exit code -6, not 130). What the
-    interrupted command keeps is written when `main` returns (run.json says `interrupted`); the `atexit` handlers
-    (Ray's shutdown of a simulated federation, the log handlers' flush) run and the streams are flushed first.
-    Any other exit is Python's own.
+    After a Ctrl-C (exit code 130) a process that imported TensorFlow leaves without the interpreter's native
+    teardown: TensorFlow's native threads still running then (a tf.data iterator's, interrupted mid-epoch) can make
+    it abort ("terminate called without an active exception": SIGABRT, exit code -6, not 130). What Python does at
+    exit before that teardown is done first, in its order: the threads that are not daemons are waited for (a
+    drawing of training_curves.png, a version being exported), the `atexit` handlers run (Ray's shutdown of a
+    simulated federation, the log handlers' flush), the streams are flushed. Any other exit is Python's own.
     """
     code = main()
     if code == 128 + signal.SIGINT and "tensorflow" in sys.modules:
-        atexit._run_exitfuncs()  # what Python runs at exit before its teardown: Ray, multiprocessing, logging
+        for thread in threading.enumerate():
+            if thread is not threading.current_thread() and not thread.daemon:
+                thread.join()
+        atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
