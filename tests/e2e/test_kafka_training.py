@@ -189,7 +189,9 @@ def test_broker_restart_mid_training_is_ridden_out(run_cli, start_cli, workdir, 
 
 @pytest.mark.claim('past `kafka_stall_timeout_secs`: checkpoint, exit 75, `interrupted`; resume finishes')
 def test_stalled_stream_checkpoints_as_interrupted_and_resume_finishes(run_cli, start_cli, workdir, own_kafka_broker):
-    settings = kafka_variant(workdir, "stall", ["kafka_stall_timeout_secs = 4"])
+    # the stall counts from the last record (epoch 1's end): the broker must be gone before it ends, on a loaded
+    # machine too (at 4 s the checkpoint's wait and the broker's stop once took longer: the stall named the stream)
+    settings = kafka_variant(workdir, "stall", ["kafka_stall_timeout_secs = 20"])
     produce(run_cli, settings, own_kafka_broker, "--epochs", "1")  # one epoch of data for three
     process, experiments = train_until_first_checkpoint(start_cli, workdir, settings, own_kafka_broker,
                                                         "--hparam", "nbEpoch=3")
