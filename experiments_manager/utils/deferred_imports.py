@@ -5,7 +5,7 @@ estimators) and `matplotlib.pyplot` (for `keras.visualization`'s image galleries
 the `[research]` extra and our own matplotlib dependency make the case: 3 of the 10.7 CPU-s of `import tensorflow`
 (`tools/bench_startup.py`, BENCHMARKS.md). A settings file's `from hyperopt import hp` (the seeds' way to declare
 `hyperopt_space`) runs hyperopt's ATPE algorithm (which imports scipy.stats) and networkx (pyll's graphs, used when a
-space is sampled): 1.3 of the 1.8 s that import took in every training process. Neither library has a setting for
+space is sampled): 1.2 of the 1.8 CPU-s that import took in every training process. Neither library has a setting for
 it, so `defer_optional_imports()` registers an import hook that loads these modules lazily, as
 `importlib.util.LazyLoader` does: `import sklearn`-style statements bind the module at once, and its code runs on the
 first attribute anybody reads (`keras.wrappers.SKLearnClassifier`, `plt.plot`, `nx.DiGraph` when a sweep samples),
