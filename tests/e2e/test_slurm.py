@@ -413,11 +413,39 @@ def test_serve_job_answers_grpc_and_rest_at_the_address_it_prints_and_stops_on_s
     np.testing.assert_allclose(np.array(answer.outputs["prediction"].float_val).reshape(x.shape), expected, rtol=1e-6)
 
     slurm.run(["scancel", job])
+    stuck = ""  # the server's state if it has not said it stops within 20 s (KillWait is 30 s)
+    deadline = time.monotonic() + 20
+    while "stopping the server" not in job_output(workdir, log_name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if "stopping the server" not in job_output(workdir, log_name):
+        stuck = _process_states("serve --model_dir")
     final = slurm.wait_for_end(job, 60)
     log = job_output(workdir, log_name)
     assert final["JobState"] == "CANCELLED" and restarts(final) == 0, (final, log)
-    assert "stopping the server" in log and "Traceback" not in log, (final["ExitCode"], final.get("RunTime"), log)
+    assert "stopping the server" in log and "Traceback" not in log, (final["ExitCode"], final.get("RunTime"), log,
+                                                                     stuck)
     wait_for(lambda: not _answers(rest_url), 30, "the port to close")
+
+
+def _process_states(needle):
+    """What the processes whose command line holds `needle` are doing: signal masks (pending, blocked, caught) and
+    each thread's state and kernel wait channel, from /proc (for a failure's report)."""
+    report = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if needle not in cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                continue
+            folder = cmdline.parent
+            status = [line for line in (folder / "status").read_text().splitlines()
+                      if line.split(":")[0] in ("Name", "State", "PPid", "SigPnd", "ShdPnd", "SigBlk", "SigIgn",
+                                                "SigCgt")]
+            threads = [f"{task.name} {(task / 'comm').read_text().strip()} "
+                       f"{(task / 'stat').read_text().rsplit(')', 1)[1].split()[0]} {(task / 'wchan').read_text()}"
+                       for task in sorted((folder / "task").iterdir())]
+        except OSError:
+            continue
+        report.append(f"pid {folder.name}: " + "; ".join(status) + "\n  threads: " + ", ".join(threads))
+    return "\n".join(report) or f"no process with {needle!r} left"
 
 
 def _answers(rest_url):
