@@ -414,10 +414,9 @@ def test_serve_job_answers_grpc_and_rest_at_the_address_it_prints_and_stops_on_s
 
     slurm.run(["scancel", job])
     stuck = ""  # the server's state if it has not said it stops within 20 s (KillWait is 30 s)
-    deadline = time.monotonic() + 20
-    while "stopping the server" not in job_output(workdir, log_name) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    if "stopping the server" not in job_output(workdir, log_name):
+    try:
+        wait_for(lambda: "stopping the server" in job_output(workdir, log_name), 20, "the server's stop", 0.5)
+    except AssertionError:  # reported by the assertion below, with what the server was doing
         stuck = _process_states("serve --model_dir")
     final = slurm.wait_for_end(job, 60)
     log = job_output(workdir, log_name)
