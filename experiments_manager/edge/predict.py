@@ -2,7 +2,7 @@
 
 The streaming client (`serving/client.py`) runs unchanged: `Client_IO.getInputData` gives the arrays, the client
 builds the gRPC `PredictRequest` it sends a server; here `LocalPredictionService.Predict` answers it instead of the
-server: the inputs read from their TensorProtos with the server's own checks (`serving/tensors.py`, against the
+server: the inputs read from their TensorProtos with the server's own checks (`serving/tensor_protos.py`, against the
 SavedModel's signature kept in `signature.json` beside the file), the file run by LiteRT or onnxruntime, and the
 outputs written into the `PredictResponse` a server sends (typed TensorProtos, `model_spec` name, version and
 signature), which `Client_IO.decodeResponse` gets. So the same client code drives the server and the device.
@@ -96,7 +96,7 @@ class LocalPredictionService:
 
         from experiments_manager.serving.errors import RequestError
         from experiments_manager.serving.servable import check_shapes, filtered_outputs, refused_input
-        from experiments_manager.serving.tensors import arrays_from_protos, proto_from_array
+        from experiments_manager.serving.tensor_protos import arrays_from_protos, proto_from_array
 
         try:
             arrays = arrays_from_protos(request.inputs, self.specs)

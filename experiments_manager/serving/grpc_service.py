@@ -20,7 +20,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from experiments_manager.serving import tensors
+from experiments_manager.serving import tensor_protos
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.model_status import status_response
 
@@ -45,14 +45,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             servable, key, specs = self.predictor.resolve(
                 spec.name, _version(spec), spec.version_label, spec.signature_name
             )
-            arrays = tensors.arrays_from_protos(request.inputs, specs)
+            arrays = tensor_protos.arrays_from_protos(request.inputs, specs)
             outputs = self.predictor.run(servable, key, arrays, tuple(request.output_filter))
         except RequestError as error:
             context.abort(error.code, error.message)
         response = predict_pb2.PredictResponse()
         _fill_spec(response.model_spec, servable, key)
         for name, array in outputs.items():
-            response.outputs[name].CopyFrom(tensors.proto_from_array(array))
+            tensor_protos.proto_from_array(array, response.outputs[name])
         return response
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
@@ -134,25 +134,32 @@ _METHODS = {
 
 def add_services(server, predictor, versions):
     """Registers TF Serving's services. Requests arrive as bytes and are decoded here, so undecodable bytes are
-    the client's INVALID_ARGUMENT (grpc's own decoding would answer INTERNAL)."""
+    the client's INVALID_ARGUMENT (grpc's own decoding would answer INTERNAL), and a big one waits for its share of
+    `predictor.budget`."""
     servicers = {"tensorflow.serving.PredictionService": PredictionService(predictor),
                  "tensorflow.serving.ModelService": ModelService(versions)}
     for service, methods in _METHODS.items():
         handlers = {
-            method: grpc.unary_unary_rpc_method_handler(_decoding(getattr(servicers[service], method), request),
+            method: grpc.unary_unary_rpc_method_handler(_decoding(getattr(servicers[service], method), request,
+                                                                  predictor.budget),
                                                         response_serializer=response.SerializeToString)
             for method, (request, response) in methods.items()
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
 
 
-def _decoding(method, request_type):
+def _decoding(method, request_type, budget):
+    """`method` on the decoded request, a big one holding its share of the request budget (`RequestBudget`)."""
     def handle(raw, context):
         try:
             request = request_type.FromString(raw)
         except DecodeError as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable {request_type.__name__}: {error}")
-        return method(request, context)
+        try:
+            with budget.share(len(raw)):
+                return method(request, context)
+        except RequestError as error:  # no share in time: UNAVAILABLE, retry later
+            context.abort(error.code, error.message)
 
     return handle
 

@@ -89,6 +89,11 @@ class ServerOptions:
         request_seconds: a REST request must arrive whole within this time of its first byte (or of the
             connection's start), else 408 and the connection is closed (default 30).
         max_connections: open REST connections at most; more are answered 503 (default 1000).
+        request_memory_budget: bytes of big requests (over 1 MiB) worked on at once, REST and gRPC together;
+            one that would pass it waits up to 10 s, then gets 503 / UNAVAILABLE (default 256 MiB; at least
+            `max_request_bytes`).
+        max_rows_per_call: a request of more rows, or more than 4 MiB of inputs, goes through the model in
+            slices of at most this many rows, so the model's working memory stays bounded (default 8192).
 
     Example:
 
@@ -118,6 +123,14 @@ class ServerOptions:
         help="a REST request must arrive whole within this time, else 408 (default {default}; "
              "tensorflow_model_server, given the same flag, times the whole call)"))
     max_connections: int = 1000
+    request_memory_budget: int = dataclasses.field(default=256 << 20, metadata=flag(
+        "--request-memory-budget", metavar="BYTES", check=_POSITIVE,
+        help="bytes of big requests (over 1 MiB) worked on at once, REST and gRPC together; one more waits up to "
+             "10 s, then gets 503 / UNAVAILABLE (default 256 MiB; at least --max-request-bytes)"))
+    max_rows_per_call: int = dataclasses.field(default=8192, metadata=flag(
+        "--max-rows-per-call", metavar="ROWS", check=_POSITIVE,
+        help="a request of more rows (or more than 4 MiB of inputs) goes through the model in slices of at most "
+             "this many rows: the model's working memory stays bounded (default {default})"))
 
 
 ENABLE_BATCHING = "--enable_batching"
@@ -171,6 +184,9 @@ def check_arguments(arguments: argparse.Namespace) -> None:
             if field_flag.check is not None and value is not None and not field_flag.check[0](value):
                 shown = f"{value:g}" if isinstance(value, float) else value
                 problems.append(f"{field_flag.names[0]}: expected {field_flag.check[1]}, got {shown}")
+    budget, largest = arguments.request_memory_budget, arguments.max_request_bytes
+    if not problems and budget < largest:
+        problems.append(f"--request-memory-budget: expected at least --max-request-bytes ({largest}), got {budget}")
     if problems:
         raise UserInputError(problems)
 

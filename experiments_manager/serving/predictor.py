@@ -1,16 +1,22 @@
-"""The one place requests meet models: lookup, input checks, optional batching.
+"""The one place requests meet models: lookup, input checks, optional batching, big requests in slices.
 
 REST and gRPC front ends both decode their wire format to arrays and call
 `Predictor.run` (gRPC worker threads) or `Predictor.run_async` (the REST event
-loop), so both answer identically and refuse the same inputs.
+loop), so both answer identically and refuse the same inputs. Both take a share
+of `Predictor.budget` for a big request.
 """
 
 import asyncio
 import threading
 
+import numpy as np
+
 from experiments_manager.serving.batching import Batcher
 from experiments_manager.served_layout import is_path_trick
 from experiments_manager.serving.errors import RequestError
+from experiments_manager.serving.request_budget import RequestBudget
+
+SLICE_BYTES = 4 << 20  # inputs of one model call at most, beside `max_rows_per_call`
 
 
 class Predictor:
@@ -20,6 +26,9 @@ class Predictor:
         versions: the `VersionManager`.
         executor: where REST model calls run when they are not batched.
         batching: `BatchingOptions`, or None to call the model once per request.
+        budget: the `RequestBudget` big requests share (default: 256 MiB).
+        max_rows_per_call: a request of more rows, or of more than `SLICE_BYTES` of inputs, goes through the
+            model in slices (default 8192): its activations never take more than one slice's.
 
     Example:
 
@@ -30,10 +39,12 @@ class Predictor:
     ```
     """
 
-    def __init__(self, versions, executor, batching=None):
+    def __init__(self, versions, executor, batching=None, budget=None, max_rows_per_call=8192):
         self.versions = versions
         self.executor = executor
         self.batching = batching
+        self.budget = budget if budget is not None else RequestBudget(256 << 20)
+        self.max_rows_per_call = max_rows_per_call
         self._batchers = {}  # (id(servable), signature key) -> Batcher
         self._lock = threading.Lock()
 
@@ -56,7 +67,7 @@ class Predictor:
         """Checks shapes and runs the signature in this thread (gRPC workers). Returns dict name -> ndarray."""
         batcher = self._checked(servable, key, arrays, output_filter)
         if batcher is None:
-            return servable.call(key, arrays, output_filter)
+            return self._call(servable, key, arrays, output_filter)
         return batcher.submit(arrays).result()
 
     async def run_async(self, servable, key, arrays, output_filter=()):
@@ -64,7 +75,7 @@ class Predictor:
         batcher = self._checked(servable, key, arrays, output_filter)
         if batcher is None:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, servable.call, key, arrays, output_filter)
+            return await loop.run_in_executor(self.executor, self._call, servable, key, arrays, output_filter)
         return await asyncio.wrap_future(batcher.submit(arrays))
 
     def _checked(self, servable, key, arrays, output_filter):
@@ -79,12 +90,35 @@ class Predictor:
             batcher = self._batchers.get((id(servable), key))
             if batcher is None:
                 batcher = self._batchers[(id(servable), key)] = Batcher(
-                    lambda arrays: servable.call(key, arrays),
+                    lambda arrays: self._call(servable, key, arrays),
                     self.batching.max_batch_size,
                     self.batching.batch_timeout_micros / 1e6,
                     name=f"batcher-{servable.name}-{servable.version}-{key}",
                 )
             return batcher
+
+    def _call(self, servable, key, arrays, output_filter=()):
+        """`servable.call`; a request of more rows than a slice, in slices whose outputs are put together (unless
+        the outputs are not batch-major: then the model needs the request whole)."""
+        sizes = {array.shape[0] if array.ndim else None for array in arrays.values()}
+        rows = sizes.pop() if len(sizes) == 1 else None
+        row_bytes = sum(array[:1].nbytes for array in arrays.values()) if rows else 0
+        step = max(1, min(self.max_rows_per_call, SLICE_BYTES // max(row_bytes, 1)))
+        if rows is None or rows <= step:
+            return servable.call(key, arrays, output_filter)
+        outputs = None
+        for start in range(0, rows, step):
+            stop = min(start + step, rows)
+            part = servable.call(key, {name: array[start:stop] for name, array in arrays.items()}, output_filter)
+            if outputs is None:
+                outputs = {name: np.empty((rows, *value.shape[1:]), value.dtype) if value.ndim else None
+                           for name, value in part.items()}
+            if any(outputs[name] is None or value.shape != (stop - start, *outputs[name].shape[1:])
+                   for name, value in part.items()):
+                return servable.call(key, arrays, output_filter)
+            for name, value in part.items():
+                outputs[name][start:stop] = value
+        return outputs
 
     def release(self, servable):
         """Stops the batchers of a servable taken out of service (after their queued requests)."""

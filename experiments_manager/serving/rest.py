@@ -9,10 +9,16 @@ and one TF Serving lacks:
     GET  /v1/models                                                the model list: `{"models": [{"name", "base_path",
                                                                    "versions": [ints], "state"[, "error"]}]}`, by
                                                                    name (`VersionManager.models`)
-Errors are `{"error": "..."}` with 400, 404, 405 or 413.
+Errors are `{"error": "..."}` with 400, 404, 405, 413, or 503 (with Retry-After) when big requests already take
+the server's `--request-memory-budget`.
+
+A big body's numbers are decoded straight into arrays (`json_numbers`), the model runs on them in slices
+(`Predictor`), and the answer is encoded and sent in pieces (`tensors.rest_answer`): the server's memory grows by
+a small multiple of the request, and each step holds the GIL briefly, so the other clients are answered meanwhile.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -22,10 +28,11 @@ from typing import Awaitable, Callable
 import grpc
 from google.protobuf import json_format
 
-from experiments_manager.serving import json_worker, tensors
+from experiments_manager.serving import json_numbers, tensors
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.grpc_service import CLASS_NAMES_FIELD, SIGNATURE_DEF_FIELD, VERSION_RECORD_FIELD
 from experiments_manager.serving.model_status import status_response
+from experiments_manager.serving.request_budget import BIG_REQUEST_BYTES
 
 _LOG = logging.getLogger(__name__)
 _VERSION = re.compile(r"[0-9]{1,19}")
@@ -48,7 +55,7 @@ class RestApp:
     Example:
 
     ```python
-    app = RestApp(predictor, max_request_bytes=64 << 20)
+    app = RestApp(predictor, max_request_bytes=64 << 20)  # predictor.budget: the big requests' memory
     uvicorn.Server(uvicorn.Config(app, port=8501)).run()
     ```
     """
@@ -56,27 +63,27 @@ class RestApp:
     def __init__(self, predictor, max_request_bytes):
         self.predictor = predictor
         self.max_request_bytes = max_request_bytes
-        self.json_worker = json_worker.JsonWorker()  # big bodies and answers, off this process' GIL
-
-    def close(self):
-        """Stops the JSON worker process, if one runs."""
-        self.json_worker.close()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return
+        async with contextlib.AsyncExitStack() as shares:  # a big request's share of the budget, until answered
+            status, answer = await self._answer_or_error(scope, receive, shares)
+            await _send_json(send, status, answer)
+
+    async def _answer_or_error(self, scope, receive, shares):
         try:
-            status, answer = await self._answer(scope, receive)
+            return await self._answer(scope, receive, shares)
         except RequestError as error:
-            status, answer = error.http_status, {"error": error.message}
+            return error.http_status, {"error": error.message}
         except MemoryError:  # a request the memory left cannot hold: the client's to make smaller
-            status, answer = 413, {"error": "request too big for the server's memory; send a smaller one"}
+            return 413, {"error": "request too big for the server's memory; send a smaller one"}
         except Exception as error:  # a bug or a model crash: logged with its traceback, the server stays up
             _LOG.exception("REST %s %s failed", scope.get("method"), scope.get("path"))
-            status, answer = 500, {"error": f"internal error: {type(error).__name__}: {error}"}
-        await _send_json(send, status, answer)
+            return 500, {"error": f"internal error: {type(error).__name__}: {error}"}
 
-    async def _answer(self, scope: dict, receive: "Callable[[], Awaitable[dict]]") -> "tuple[int, object]":
+    async def _answer(self, scope: dict, receive: "Callable[[], Awaitable[dict]]",
+                      shares: contextlib.AsyncExitStack) -> "tuple[int, object]":
         path = scope.get("raw_path", b"").decode("latin-1").split("?", 1)[0]
         if path.rstrip("/") == _MODEL_LIST:
             _require_method(scope["method"], "GET")
@@ -102,8 +109,7 @@ class RestApp:
             return 200, self._metadata(name, number, label)
         if action == ":predict":
             _require_method(method, "POST")
-            body = await self._read_json(scope, receive)
-            return 200, await self._predict(name, number, label, body)
+            return 200, await self._predict(name, number, label, await self._read_body(scope, receive, shares))
         raise RequestError(f"{action}: only :predict is served (not :classify or :regress)")
 
     def _status(self, name, version, label):
@@ -132,40 +138,44 @@ class RestApp:
             "metadata": metadata,
         }
 
-    async def _predict(self, name, version, label, body):
-        servable, key, specs = self.predictor.resolve(name, version, label, body.get("signature_name", ""))
-        # in a thread, so the event loop serves other clients (a big body was parsed by the JSON worker)
-        arrays, row_format = await asyncio.to_thread(tensors.rest_inputs, body, specs)
-        outputs = await self.predictor.run_async(servable, key, arrays)
-        if sum(array.size for array in outputs.values()) > json_worker.BIG_ANSWER_VALUES:
-            return await self.json_worker.encode(outputs, row_format)
-        return await asyncio.to_thread(tensors.rest_outputs, outputs, row_format)
-
-    async def _read_json(self, scope, receive):
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_request_bytes:
-            raise _too_large(self.max_request_bytes)
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise RequestError("client disconnected before sending the whole body")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_request_bytes:
-                raise _too_large(self.max_request_bytes)
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        raw = b"".join(chunks)
-        if len(raw) > json_worker.BIG_BODY_BYTES:
-            body = await self.json_worker.parse(raw)
-        else:
-            body = await asyncio.to_thread(json_worker.parse_json, raw)
+    async def _predict(self, name, version, label, raw):
+        """The answer's pieces. Each step runs in a thread, so the event loop serves other clients meanwhile; the
+        body's text and arrays are let go as soon as the next step has what it needs."""
+        body = await asyncio.to_thread(json_numbers.parse_body, raw)
+        raw = None  # the NumericTexts keep it until decoded
         if not isinstance(body, dict):
             raise RequestError('request body: expected a JSON object with "instances" or "inputs"')
         if not isinstance(body.get("signature_name", ""), str):
             raise RequestError('"signature_name": expected a string')
-        return body
+        servable, key, specs = self.predictor.resolve(name, version, label, body.get("signature_name", ""))
+        arrays, row_format = await asyncio.to_thread(tensors.rest_inputs, body, specs)
+        body = None
+        outputs = await self.predictor.run_async(servable, key, arrays)
+        arrays = None
+        return await asyncio.to_thread(tensors.rest_answer, outputs, row_format)
+
+    async def _read_body(self, scope, receive, shares):
+        """The body, read into one buffer; a big one waits for its share of the request budget first (a body of
+        unknown length takes the largest accepted request's share once it is past `BIG_REQUEST_BYTES`)."""
+        declared = dict(scope["headers"]).get(b"content-length")
+        declared = int(declared) if declared is not None and declared.isdigit() else None
+        if declared is not None and declared > self.max_request_bytes:
+            raise _too_large(self.max_request_bytes)
+        if declared is not None:
+            await shares.enter_async_context(self.predictor.budget.share_async(declared))
+        raw, more, shared = bytearray(), True, declared is not None
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestError("client disconnected before sending the whole body")
+            raw += message.get("body", b"")
+            if len(raw) > self.max_request_bytes:
+                raise _too_large(self.max_request_bytes)
+            if not shared and len(raw) > BIG_REQUEST_BYTES:
+                await shares.enter_async_context(self.predictor.budget.share_async(self.max_request_bytes))
+                shared = True
+            more = message.get("more_body", False)
+        return raw
 
 
 def _require_method(method, expected):
@@ -180,8 +190,18 @@ def _too_large(limit):
 
 
 async def _send_json(send, status, answer):
-    """Sends `answer`: a JSON-able object, or JSON bytes already encoded (by the JSON worker)."""
-    body = answer if isinstance(answer, bytes) else (await asyncio.to_thread(json.dumps, answer)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    """Sends `answer`: a JSON-able object, or the iterator of JSON pieces `tensors.rest_answer` made (more than
+    one piece: each sent as it is made, with chunked transfer encoding); a 503 (the request budget taken) says
+    when to retry."""
+    if isinstance(answer, dict):
+        answer = iter([(await asyncio.to_thread(json.dumps, answer)).encode()])
+    piece, following = await asyncio.to_thread(next, answer, None), await asyncio.to_thread(next, answer, None)
+    headers = [(b"content-type", b"application/json")]
+    if following is None:
+        headers.append((b"content-length", str(len(piece)).encode()))
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    while piece is not None:
+        await send({"type": "http.response.body", "body": piece, "more_body": following is not None})
+        piece, following = following, (None if following is None else await asyncio.to_thread(next, answer, None))

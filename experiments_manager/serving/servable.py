@@ -113,7 +113,7 @@ def check_shapes(specs: dict, arrays: dict) -> None:
 
     Args:
         specs: {input name: tf.TensorSpec} of the signature.
-        arrays: {input name: array}, every input present (`tensors.arrays_from_protos` checked the names).
+        arrays: {input name: array}, every input present (`tensor_protos.arrays_from_protos` checked the names).
 
     Example:
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.serving.options import ServerOptions
 from experiments_manager.serving.predictor import Predictor
+from experiments_manager.serving.request_budget import RequestBudget
 from experiments_manager.serving.versions import VersionManager
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ class ModelServer:
         self.options = options
         self.versions = VersionManager(sources, options.poll_seconds, on_unload=self._release)
         self._executor = concurrent.futures.ThreadPoolExecutor(options.threads, thread_name_prefix="model-call")
-        self.predictor = Predictor(self.versions, self._executor, options.batching)
+        self.predictor = Predictor(self.versions, self._executor, options.batching,
+                                   RequestBudget(options.request_memory_budget), options.max_rows_per_call)
         self.grpc_port = None
         self.rest_port = None
         self._loop = None
@@ -53,7 +55,6 @@ class ModelServer:
         self._grpc_server = None
         self._rest_server = None
         self._rest_task = None
-        self._rest_app = None
 
     def __repr__(self):
         names = ", ".join(source.name for source in self.sources)
@@ -148,7 +149,7 @@ class ModelServer:
         self._loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="rest-loop", daemon=True)
         self._loop_thread.start()
-        app = self._rest_app = RestApp(self.predictor, self.options.max_request_bytes)
+        app = RestApp(self.predictor, self.options.max_request_bytes)
         # ws="none": a websocket upgrade is an ordinary request (answered 404), not a 500 from an unhandled scope
         config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="off",
                                 ws="none", http=DeadlineH11Protocol.with_deadline(self.options.request_seconds),
@@ -173,8 +174,6 @@ class ModelServer:
         if self._grpc_server is not None:
             self._grpc_server.stop(grace_seconds).wait()
         self._stop_loop()
-        if self._rest_app is not None:
-            self._rest_app.close()
         self.versions.stop()
         self.predictor.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

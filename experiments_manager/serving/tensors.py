@@ -1,18 +1,21 @@
-"""Tensors in and out of requests: TF Serving's REST JSON and gRPC TensorProto encodings.
+"""Tensors in and out of REST requests: TF Serving's JSON encodings (gRPC's TensorProtos: `tensor_protos`).
 
 REST follows TF Serving's documented formats: row (`instances` -> `predictions`)
 and columnar (`inputs` -> `outputs`), `{"b64": ...}` for bytes, and string
-outputs whose name ends in `_bytes` encoded as b64. gRPC outputs use the typed
-repeated fields (`float_val`, `int64_val`, ...) as TF Serving does, so clients
-reading `outputs[name].float_val` work unchanged.
+outputs whose name ends in `_bytes` encoded as b64. A big body's arrays of
+numbers arrive as `json_numbers.NumericText`, decoded here straight into the
+signature's dtype.
 """
 
 import base64
 import binascii
+import itertools
+import json
 
 import numpy as np
 
 from experiments_manager.serving.errors import RequestError
+from experiments_manager.serving.json_numbers import NumericText
 
 
 def rest_inputs(body, specs):
@@ -33,16 +36,8 @@ def rest_inputs(body, specs):
     return _columnar_inputs(body["inputs"], specs), False
 
 
-class NamedRows(dict):
-    """Row-format `instances` of named inputs, gathered into one column (list or ndarray) per input name: what
-    `json_worker` makes of a big body whose rows all name the same inputs."""
-
-
 def _row_inputs(instances, specs):
-    if isinstance(instances, NamedRows):
-        _check_names(instances.keys(), specs)
-        return {name: _array(instances[name], spec) for name, spec in specs.items()}
-    if isinstance(instances, np.ndarray) and instances.ndim and len(instances):  # numeric rows parsed by json_worker
+    if isinstance(instances, NumericText):  # the numbers of a big body, still text (`json_numbers`)
         only = _single_spec(specs, '"instances" without input names')
         return {only.name: _array(instances, only)}
     if not isinstance(instances, list) or not instances:
@@ -54,13 +49,13 @@ def _row_inputs(instances, specs):
     if not all(named):
         raise RequestError('"instances": expected every entry to be an object of named inputs, or none')
     for instance in instances:
-        _check_names(instance.keys(), specs)
+        check_names(instance.keys(), specs)
     return {name: _array([instance[name] for instance in instances], spec) for name, spec in specs.items()}
 
 
 def _columnar_inputs(inputs, specs):
     if isinstance(inputs, dict) and not is_b64(inputs):
-        _check_names(inputs.keys(), specs)
+        check_names(inputs.keys(), specs)
         return {name: _array(inputs[name], spec) for name, spec in specs.items()}
     only = _single_spec(specs, '"inputs" without input names')
     return {only.name: _array(inputs, only)}
@@ -72,7 +67,7 @@ def _single_spec(specs, what):
     return next(iter(specs.values()))
 
 
-def _check_names(names, specs):
+def check_names(names, specs):
     names = set(names)
     missing, unknown = sorted(set(specs) - names), sorted(names - set(specs))
     if missing or unknown:
@@ -110,6 +105,11 @@ def _array(value, spec):
     """JSON value -> ndarray of the spec's dtype; refuses ragged lists and mismatched kinds."""
     if spec.dtype.name == "string":
         return _string_array(value, spec.name)
+    if isinstance(value, NumericText):
+        _check_kind(value.kind, "int64" if value.kind == "i" else "float64", spec)
+        return value.array(spec.dtype.as_numpy_dtype, spec.name)
+    if isinstance(value, list) and any(isinstance(item, NumericText) for item in value):
+        return _stacked(value, spec)  # a big body's named rows: a text per row (a list where it is small)
     other = non_number_leaf(value) if isinstance(value, list) else None
     if other is not None:
         raise RequestError(f"input {spec.name!r}: expected {spec.dtype.name} values, got {other}")
@@ -117,19 +117,31 @@ def _array(value, spec):
         raw = np.asarray(value)
     except ValueError:
         raise _ragged(spec.name) from None
-    kind = raw.dtype.kind
-    accepted = "b" if spec.dtype.is_bool else "iu" if spec.dtype.is_integer else "iuf" if spec.dtype.is_floating else ""
-    if raw.size and kind not in accepted:
-        got = {"b": "booleans", "f": "non-integer numbers", "U": "strings", "O": "mixed values"}.get(kind, raw.dtype.name)
-        raise RequestError(f"input {spec.name!r}: expected {spec.dtype.name} values, got {got}")
+    if raw.size:
+        _check_kind(raw.dtype.kind, raw.dtype.name, spec)
     try:
-        return raw.astype(spec.dtype.as_numpy_dtype)
+        return raw.astype(spec.dtype.as_numpy_dtype, copy=False)
     except (TypeError, ValueError, OverflowError) as error:
         raise RequestError(f"input {spec.name!r}: cannot convert to {spec.dtype.name}: {error}") from None
 
 
+def _check_kind(kind, dtype_name, spec):
+    """Refuses values of NumPy kind `kind` for the spec's dtype (booleans for floats, fractions for integers...)."""
+    accepted = "b" if spec.dtype.is_bool else "iu" if spec.dtype.is_integer else "iuf" if spec.dtype.is_floating else ""
+    if kind not in accepted:
+        got = {"b": "booleans", "f": "non-integer numbers", "U": "strings", "O": "mixed values"}.get(kind, dtype_name)
+        raise RequestError(f"input {spec.name!r}: expected {spec.dtype.name} values, got {got}")
+
+
+def _stacked(items, spec):
+    arrays = [_array(item, spec) for item in items]
+    if len({array.shape for array in arrays}) != 1:
+        raise _ragged(spec.name)
+    return np.stack(arrays)
+
+
 def _string_array(value, name):
-    if isinstance(value, np.ndarray):  # numbers, parsed by json_worker
+    if isinstance(value, NumericText):  # numbers, from a big body
         raise _not_strings(name)
 
     def decode(item):
@@ -179,13 +191,18 @@ def _ragged(name):
     return RequestError(f"input {name!r}: expected a rectangular nested list (ragged lists are refused)")
 
 
-def rest_outputs(outputs, row_format):
-    """The JSON object answering a predict: `predictions` (row) or `outputs` (columnar)."""
+def rest_answer(outputs, row_format):
+    """The JSON answering a predict, `predictions` (row) or `outputs` (columnar), as an iterator of bytes pieces:
+    together the bytes of `json.dumps` of the whole answer, made about `ANSWER_VALUES` values at a time (no list
+    of every value at once, and a piece can be sent before the next is made). RequestError, at once, when the
+    row format does not fit the outputs."""
     if not row_format:
         if len(outputs) == 1:
             name, array = next(iter(outputs.items()))
-            return {"outputs": json_value(array, name)}
-        return {"outputs": {name: json_value(array, name) for name, array in outputs.items()}}
+            return itertools.chain([b'{"outputs": '], _value_pieces(array, name), [b"}"])
+        return itertools.chain([b'{"outputs": {'], *(
+            [b", " * bool(index) + json.dumps(name).encode() + b": ", *_value_pieces(array, name)]
+            for index, (name, array) in enumerate(outputs.items())), [b"}}"])
     sizes = {name: (array.shape[0] if array.ndim else None) for name, array in outputs.items()}
     if len(set(sizes.values())) != 1 or None in sizes.values():
         raise RequestError(
@@ -194,10 +211,35 @@ def rest_outputs(outputs, row_format):
         )
     if len(outputs) == 1:
         name, array = next(iter(outputs.items()))
-        return {"predictions": json_value(array, name)}
-    columns = {name: json_value(array, name) for name, array in outputs.items()}
-    count = next(iter(sizes.values()))
-    return {"predictions": [{name: column[index] for name, column in columns.items()} for index in range(count)]}
+        return itertools.chain([b'{"predictions": '], _value_pieces(array, name), [b"}"])
+
+    def rows(start, stop):
+        columns = {name: json_value(array[start:stop], name) for name, array in outputs.items()}
+        return [{name: column[index] for name, column in columns.items()} for index in range(stop - start)]
+
+    row_values = sum(array[:1].size for array in outputs.values())
+    return itertools.chain([b'{"predictions": '], _list_pieces(rows, next(iter(sizes.values())), row_values), [b"}"])
+
+
+ANSWER_VALUES = 16_384
+
+
+def _value_pieces(array, name):
+    if not array.ndim:
+        return iter([json.dumps(json_value(array, name)).encode()])
+    return _list_pieces(lambda start, stop: json_value(array[start:stop], name), len(array), array[:1].size)
+
+
+def _list_pieces(make, count, row_values):
+    """The JSON of the list `make(0, count)`, in pieces of about `ANSWER_VALUES` values (`row_values` a row)."""
+    if count == 0:
+        yield b"[]"
+        return
+    step = max(1, ANSWER_VALUES // max(row_values, 1))
+    for start in range(0, count, step):
+        piece = json.dumps(make(start, min(start + step, count))).encode()
+        yield (b", " if start else b"[") + piece[1:-1]
+    yield b"]"
 
 
 def json_value(array, name):
@@ -226,106 +268,3 @@ def _map_nested(value, function):
     return function(value)
 
 
-def arrays_from_protos(protos, specs):
-    """gRPC `inputs` map -> arrays, refusing dtypes that differ from the signature's, and content that is not
-    exactly what the declared shape holds."""
-    _check_names(protos.keys(), specs)
-    arrays = {}
-    for name, spec in specs.items():
-        proto = protos[name]
-        if proto.dtype != spec.dtype.as_datatype_enum:
-            raise RequestError(f"input {name!r}: expected dtype {spec.dtype.name}, got {_dtype_name(proto.dtype)}")
-        shape = _declared_shape(proto, name)
-        _check_content(proto, spec, shape, name)  # before decoding: the declared size costs nothing to claim
-        try:
-            arrays[name] = _ndarray(proto, spec, shape)
-        except Exception as error:  # malformed content: the client's fault, not ours
-            raise RequestError(f"input {name!r}: malformed TensorProto: {error}") from None
-    return arrays
-
-
-def _dtype_name(enum):
-    import tensorflow as tf
-
-    if not enum:
-        return "no dtype"
-    try:
-        return tf.dtypes.as_dtype(enum).name
-    except TypeError:  # an enum value TensorFlow does not define
-        return f"an undefined DataType enum value ({enum})"
-
-
-def _declared_shape(proto, name):
-    dims = [dim.size for dim in proto.tensor_shape.dim]
-    if any(size < 0 for size in dims) or proto.tensor_shape.unknown_rank:
-        raise RequestError(f"input {name!r}: tensor_shape: expected known dims >= 0, got {dims}")
-    return dims
-
-
-def _check_content(proto, spec, shape, name):
-    """The values sent must be as many as the shape declares (TensorFlow would pad a short list with its last
-    value: a 61-byte request declaring 10^7 rows would cost the server 10^7 rows), in the dtype's own field."""
-    declared = int(np.prod(shape, dtype=object)) if shape else 1
-    field = _TYPED_FIELDS.get(spec.dtype.name)
-    other = [other for other in set(_TYPED_FIELDS.values()) if other != field and len(getattr(proto, other))]
-    if other:
-        raise RequestError(f"input {name!r}: values in {sorted(other)} for a {spec.dtype.name} tensor "
-                           f"(expected {field or 'tensor_content'})")
-    if proto.tensor_content and spec.dtype.name != "string":
-        sent = len(proto.tensor_content) / np.dtype(spec.dtype.as_numpy_dtype).itemsize
-        where = "tensor_content"
-    else:
-        sent = len(getattr(proto, field)) if field else 0
-        where = field
-    if sent != declared:
-        raise RequestError(f"input {name!r}: tensor_shape {shape} declares {declared} values, {where} holds "
-                           f"{sent:g}: send every value")
-
-
-def _ndarray(proto, spec, shape):
-    """TensorProto -> ndarray; raw `tensor_content` read without a copy (the common, fast case)."""
-    if proto.tensor_content and spec.dtype.name != "string":
-        return np.frombuffer(proto.tensor_content, spec.dtype.as_numpy_dtype).reshape(shape)
-    import tensorflow as tf
-
-    return tf.make_ndarray(proto)
-
-
-def proto_from_array(array):
-    """ndarray -> TensorProto with typed repeated fields, as TF Serving answers."""
-    import tensorflow as tf
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
-
-    dtype = tf.dtypes.as_dtype(array.dtype if array.dtype != object else tf.string)
-    field = _TYPED_FIELDS.get(dtype.name)
-    if field is None:
-        return tf.make_tensor_proto(array)
-    proto = tensor_pb2.TensorProto(
-        dtype=dtype.as_datatype_enum,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in array.shape]
-        ),
-    )
-    flat = array.ravel()
-    if dtype.name in ("float16", "bfloat16"):
-        flat = flat.view(np.uint16)
-    getattr(proto, field).extend(flat.tolist())
-    return proto
-
-
-_TYPED_FIELDS = {
-    "float32": "float_val",
-    "float64": "double_val",
-    "int32": "int_val",
-    "int16": "int_val",
-    "int8": "int_val",
-    "uint8": "int_val",
-    "uint16": "int_val",
-    "int64": "int64_val",
-    "uint32": "uint32_val",
-    "uint64": "uint64_val",
-    "bool": "bool_val",
-    "string": "string_val",
-    "float16": "half_val",
-    "bfloat16": "half_val",
-}

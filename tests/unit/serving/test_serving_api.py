@@ -161,12 +161,13 @@ def test_batching_answers_concurrent_clients_like_single_calls(model_server, bas
 
 
 @pytest.mark.claim(
-    'a REST body over 1 MiB is parsed (an answer over 100 000 values encoded) in a worker process, with the same '
-    'answers and errors')
-def test_big_bodies_and_answers_go_through_the_json_worker_with_the_same_results_and_errors(server, trained):
-    """Bodies over 1 MiB are parsed, and answers over 100 000 values encoded, in a worker process
-    (serving/json_worker.py): the answers and the errors must be those of the in-process path."""
-    from experiments_manager.serving import json_worker
+    'a REST body over 1 MiB has its arrays of numbers decoded straight to arrays (its answer sent in pieces), '
+    'with the answers and errors of a small body')
+def test_big_bodies_decoded_as_numbers_give_the_answers_and_errors_of_small_ones(server, trained):
+    """Bodies over 1 MiB keep their arrays of numbers as text, decoded window by window into the signature's dtype
+    (serving/json_numbers.py), and answers are sent in pieces: the answers must be those of the in-process model,
+    and the errors those of the same mistake in a small body, or say what is wrong in the big array."""
+    from experiments_manager.serving import json_numbers
 
     seed = 20261122
     print(f"seed {seed}")
@@ -174,13 +175,13 @@ def test_big_bodies_and_answers_go_through_the_json_worker_with_the_same_results
     expected = trained.model(x, training=False).numpy()
     url = f"{server.rest_url}/v1/models/{trained.model_name}:predict"
     bodies = {"rows": {"instances": x.tolist()}, "named rows": {"instances": [{"input": row} for row in x.tolist()]},
-              "columns": {"inputs": {"input": x.tolist()}}}
+              "columns": {"inputs": {"input": x.tolist()}}, "one column": {"inputs": x.tolist()}}
     for kind, body in bodies.items():
         data = json.dumps(body).encode()
-        assert len(data) > json_worker.BIG_BODY_BYTES and 2 * len(x) > json_worker.BIG_ANSWER_VALUES
+        assert len(data) > json_numbers.BIG_BODY_BYTES
         answer = requests.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=60)
         assert answer.status_code == 200, (kind, answer.text[:300])
-        if kind == "columns":
+        if "column" in kind:
             np.testing.assert_allclose(answer.json()["outputs"]["prediction"], expected, rtol=1e-5, err_msg=kind)
         else:
             np.testing.assert_allclose([row["prediction"] for row in answer.json()["predictions"]], expected,
@@ -192,8 +193,20 @@ def test_big_bodies_and_answers_go_through_the_json_worker_with_the_same_results
         answer = requests.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=60)
         return answer.status_code, answer.json()["error"]
 
-    big = json_worker.BIG_BODY_BYTES + 1
+    big = json_numbers.BIG_BODY_BYTES + 1
     for body in ({"instances": [[1.0], [2.0, 3.0]]}, {"instances": [["a"], ["b"]]}, {"inputs": {"nope": [[1.0]]}},
                  {"instances": [{"input": [1.0]}, {"other": [1.0]}]}, {"instances": []}, b'{"instances": [[1.0],]}'):
         small = error(body, 0)
         assert small[0] == 400 and error(body, big) == small, body
+    rows = json.dumps({"instances": x.tolist()})
+    mistakes = {  # a big array of numbers with one mistake in it, and what the answer must say
+        "ragged": (rows.replace("]]", "], [1.0, 2.0]]"), "expected a rectangular nested list"),
+        "a number JSON refuses": (rows.replace("]]", "], [.5]]"), "an invalid number"),
+        "a comma missing": (rows.replace("], [", "] [", 1), "missing comma"),
+        "a string among the numbers": (rows.replace("]]", '], ["a"]]'), "expected float32 values, got strings"),
+    }
+    for kind, (data, message) in mistakes.items():
+        answer = requests.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=60)
+        assert answer.status_code == 400 and message in answer.json()["error"], (kind, answer.text[:300])
+    integers = requests.post(url, json={"instances": [[1]] * 300_000}, timeout=60)  # integers for a float input
+    assert integers.status_code == 200 and len(integers.json()["predictions"]) == 300_000

@@ -1,0 +1,125 @@
+"""gRPC's TensorProtos to arrays and back, as TF Serving reads and writes them.
+
+Inputs are refused unless their dtype is the signature's and their content is exactly what their declared shape
+holds; outputs use the typed repeated fields (`float_val`, `int64_val`, ...) as TF Serving does, so clients reading
+`outputs[name].float_val` work unchanged.
+"""
+
+import numpy as np
+
+from experiments_manager.serving.errors import RequestError
+from experiments_manager.serving.tensors import check_names
+
+
+def arrays_from_protos(protos, specs):
+    """gRPC `inputs` map -> arrays, refusing dtypes that differ from the signature's, and content that is not
+    exactly what the declared shape holds."""
+    check_names(protos.keys(), specs)
+    arrays = {}
+    for name, spec in specs.items():
+        proto = protos[name]
+        if proto.dtype != spec.dtype.as_datatype_enum:
+            raise RequestError(f"input {name!r}: expected dtype {spec.dtype.name}, got {_dtype_name(proto.dtype)}")
+        shape = _declared_shape(proto, name)
+        _check_content(proto, spec, shape, name)  # before decoding: the declared size costs nothing to claim
+        try:
+            arrays[name] = _ndarray(proto, spec, shape)
+        except Exception as error:  # malformed content: the client's fault, not ours
+            raise RequestError(f"input {name!r}: malformed TensorProto: {error}") from None
+    return arrays
+
+
+def _dtype_name(enum):
+    import tensorflow as tf
+
+    if not enum:
+        return "no dtype"
+    try:
+        return tf.dtypes.as_dtype(enum).name
+    except TypeError:  # an enum value TensorFlow does not define
+        return f"an undefined DataType enum value ({enum})"
+
+
+def _declared_shape(proto, name):
+    dims = [dim.size for dim in proto.tensor_shape.dim]
+    if any(size < 0 for size in dims) or proto.tensor_shape.unknown_rank:
+        raise RequestError(f"input {name!r}: tensor_shape: expected known dims >= 0, got {dims}")
+    return dims
+
+
+def _check_content(proto, spec, shape, name):
+    """The values sent must be as many as the shape declares (TensorFlow would pad a short list with its last
+    value: a 61-byte request declaring 10^7 rows would cost the server 10^7 rows), in the dtype's own field."""
+    declared = int(np.prod(shape, dtype=object)) if shape else 1
+    field = _TYPED_FIELDS.get(spec.dtype.name)
+    other = [other for other in set(_TYPED_FIELDS.values()) if other != field and len(getattr(proto, other))]
+    if other:
+        raise RequestError(f"input {name!r}: values in {sorted(other)} for a {spec.dtype.name} tensor "
+                           f"(expected {field or 'tensor_content'})")
+    if proto.tensor_content and spec.dtype.name != "string":
+        sent = len(proto.tensor_content) / np.dtype(spec.dtype.as_numpy_dtype).itemsize
+        where = "tensor_content"
+    else:
+        sent = len(getattr(proto, field)) if field else 0
+        where = field
+    if sent != declared:
+        raise RequestError(f"input {name!r}: tensor_shape {shape} declares {declared} values, {where} holds "
+                           f"{sent:g}: send every value")
+
+
+def _ndarray(proto, spec, shape):
+    """TensorProto -> ndarray; raw `tensor_content` read without a copy (the common, fast case)."""
+    if proto.tensor_content and spec.dtype.name != "string":
+        return np.frombuffer(proto.tensor_content, spec.dtype.as_numpy_dtype).reshape(shape)
+    import tensorflow as tf
+
+    return tf.make_ndarray(proto)
+
+
+def proto_from_array(array, proto=None):
+    """ndarray -> TensorProto with typed repeated fields, as TF Serving answers.
+
+    Args:
+        array: the output.
+        proto: an empty TensorProto to fill (a response's `outputs[name]`: no copy), or None for a new one.
+    """
+    import tensorflow as tf
+    from tensorflow.core.framework import tensor_pb2
+
+    proto = tensor_pb2.TensorProto() if proto is None else proto
+    dtype = tf.dtypes.as_dtype(array.dtype if array.dtype != object else tf.string)
+    field = _TYPED_FIELDS.get(dtype.name)
+    if field is None:
+        proto.CopyFrom(tf.make_tensor_proto(array))
+        return proto
+    proto.dtype = dtype.as_datatype_enum
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=size)
+    flat = array.ravel()
+    if dtype.name in ("float16", "bfloat16"):
+        flat = flat.view(np.uint16)
+    values = getattr(proto, field)
+    for start in range(0, len(flat), _EXTEND_VALUES):  # no Python object for every value at once
+        values.extend(flat[start:start + _EXTEND_VALUES].tolist())
+    return proto
+
+
+_EXTEND_VALUES = 1 << 16
+
+
+_TYPED_FIELDS = {
+    "float32": "float_val",
+    "float64": "double_val",
+    "int32": "int_val",
+    "int16": "int_val",
+    "int8": "int_val",
+    "uint8": "int_val",
+    "uint16": "int_val",
+    "int64": "int64_val",
+    "uint32": "uint32_val",
+    "uint64": "uint64_val",
+    "bool": "bool_val",
+    "string": "string_val",
+    "float16": "half_val",
+    "bfloat16": "half_val",
+}
