@@ -12,8 +12,16 @@ server. Rounds alternate "4 small clients alone" and "4 small clients while one 
 reported: the small requests' p50 / max latency in each, the big request's own time, and the server's CPU time
 and peak memory against the request's size.
 
+With --memory: what one valid REST request of 10, 30 and 60 MB (rows of one number, written short or at full
+precision) costs the server's memory: its peak over its idle memory (VmHWM, reset before each request), the peak of
+its whole process tree (sampled every 10 ms: a JSON worker process of earlier versions included), what it still
+holds 2 s after the answer, and the request's time. `--python PATH` runs the server with another interpreter, e.g.
+a venv whose one .pth file lists a `git worktree` of an earlier commit, then this venv's site-packages: side by
+side rows of that code.
+
 Usage:  python tools/bench_serving.py [--seconds 3]
         python tools/bench_serving.py --big-request [--rounds 4]
+        python tools/bench_serving.py --memory [--python PATH] [--sizes 10,30,60]
 """
 
 import argparse
@@ -184,11 +192,15 @@ def flask_server(port, base):
 
 
 def start(command):
-    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # PYTHONSAFEPATH: the current folder (a checkout) must not shadow the interpreter's own experiments_manager,
+    # in the server and in the processes it starts
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, PYTHONSAFEPATH="1"))
 
 
-def serve_command(config, grpc_port, rest_port, batching):
-    command = [sys.executable, "-m", "experiments_manager", "serve", "--model_config_file", str(config),
+def serve_command(config, grpc_port, rest_port, batching, python=None):
+    """The server's command line (`python`: another interpreter than this one)."""
+    command = [str(python or sys.executable), "-m", "experiments_manager", "serve", "--model_config_file", str(config),
                "--grpc-port", str(grpc_port), "--rest-port", str(rest_port)]
     return command + (["--enable_batching", "--max_batch_size", "32", "--batch_timeout_micros", "500"] if batching else [])
 
@@ -314,12 +326,103 @@ def big_request(config, rounds, rows=10**6, clients=4, seconds=3.0):
     print(f"server peak memory {table[-1][7]:.0f} MiB for a {len(body) / 2**20:.1f} MiB request")
 
 
+def tree_rss(pid):
+    """Resident MiB of a process and its descendants."""
+    import psutil
+
+    total = 0
+    try:
+        server = psutil.Process(pid)
+        for process in [server, *server.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+    except psutil.NoSuchProcess:
+        pass
+    return total / 2**20
+
+
+def status_mib(pid, key):
+    return next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith(key + ":")) / 1024
+
+
+def memory_body(megabytes, style, seed=0):
+    """A valid `instances` body of about `megabytes` MB: rows of one number, "short" (0.5) or "full" (repr)."""
+    row_bytes = 7 if style == "short" else 23
+    rows = int(megabytes * 1e6 // row_bytes)
+    values = np.random.default_rng(seed).random(rows)
+    if style == "short":
+        text = ", ".join("[%.1f]" % value for value in values)
+    else:
+        text = ", ".join(f"[{value!r}]" for value in values.tolist())
+    return ('{"instances": [' + text + "]}").encode(), rows
+
+
+def memory(config, python, sizes, styles=("short", "full")):
+    grpc_port, rest_port = free_port(), free_port()
+    server = start(serve_command(config, grpc_port, rest_port, False, python))
+    rows_out = []
+    try:
+        wait_model(rest_port, server)
+        path = f"/v1/models/{MODEL}:predict"
+        for _ in range(3):
+            small_clients_during(rest_port, 1, 0.3)  # warm
+        for size in sizes:
+            for style in styles:
+                body, rows = memory_body(size, style)
+                time.sleep(1.0)
+                idle_server, idle_tree = status_mib(server.pid, "VmRSS"), tree_rss(server.pid)
+                Path(f"/proc/{server.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+                peak_tree, stop = [idle_tree], threading.Event()
+
+                def sample():
+                    while not stop.is_set():
+                        peak_tree[0] = max(peak_tree[0], tree_rss(server.pid))
+                        time.sleep(0.01)
+
+                sampler = threading.Thread(target=sample)
+                sampler.start()
+                connection = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=600)
+                started = time.perf_counter()
+                connection.request("POST", path, body, {"Content-Type": "application/json"})
+                answer = connection.getresponse()
+                data = answer.read()
+                seconds = time.perf_counter() - started
+                connection.close()
+                stop.set()
+                sampler.join()
+                if answer.status != 200 or len(json.loads(data)["predictions"]) != rows:
+                    raise RuntimeError(f"{size} MB {style}: answered {answer.status}: {data[:200]!r}")
+                peak_server = status_mib(server.pid, "VmHWM")
+                time.sleep(2.0)
+                after = tree_rss(server.pid)
+                rows_out.append((size, style, len(body) / 2**20, len(data) / 2**20, seconds, idle_tree,
+                                 peak_server - idle_server, peak_tree[0] - idle_tree, after - idle_tree))
+                del body, data
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"server: {python or sys.executable}")
+    print(f"{'body':>8} {'style':>6} {'body MiB':>9} {'answer MiB':>11} {'time s':>7} {'idle MiB':>9} "
+          f"{'server peak +MiB':>17} {'x body':>7} {'tree peak +MiB':>15} {'x body':>7} {'held after +MiB':>16}")
+    for size, style, body_mib, answer_mib, seconds, idle, server_peak, tree_peak, held in rows_out:
+        print(f"{size:>6}MB {style:>6} {body_mib:>9.1f} {answer_mib:>11.1f} {seconds:>7.2f} {idle:>9.0f} "
+              f"{server_peak:>17.0f} {server_peak / body_mib:>7.1f} {tree_peak:>15.0f} {tree_peak / body_mib:>7.1f} "
+              f"{held:>16.0f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per case")
     parser.add_argument("--big-request", action="store_true",
                         help="measure what one 10^6-row REST request costs the other clients and the server")
     parser.add_argument("--rounds", type=int, default=4, help="with --big-request: rounds of each kind (default 4)")
+    parser.add_argument("--memory", action="store_true",
+                        help="measure the server's peak and retained memory for one 10, 30 and 60 MB REST request")
+    parser.add_argument("--sizes", default="10,30,60", help="with --memory: body sizes in MB (default 10,30,60)")
+    parser.add_argument("--python", type=Path, help="with --memory: the server's interpreter (default: this one)")
     parser.add_argument("--flask-server", nargs=2, metavar=("PORT", "BASE"), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.flask_server:
@@ -333,6 +436,8 @@ def main():
         config.write_text(f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{base}" model_platform: "tensorflow" }} }}')
         if arguments.big_request:
             return big_request(config, arguments.rounds)
+        if arguments.memory:
+            return memory(config, arguments.python, [float(size) for size in arguments.sizes.split(",")])
         results = {}
         factory = in_process_session_factory(base)
         for clients in (1, 16):

@@ -14,6 +14,7 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
     inference_pb2,
     model_management_pb2,
+    model_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
@@ -49,11 +50,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             outputs = self.predictor.run(servable, key, arrays, tuple(request.output_filter))
         except RequestError as error:
             context.abort(error.code, error.message)
-        response = predict_pb2.PredictResponse()
-        _fill_spec(response.model_spec, servable, key)
-        for name, array in outputs.items():
-            tensor_protos.proto_from_array(array, response.outputs[name])
-        return response
+        model_spec = model_pb2.ModelSpec()
+        _fill_spec(model_spec, servable, key)
+        return tensor_protos.predict_response_bytes(model_spec, outputs)  # serialized: `_SERIALIZE` passes it on
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
                          context: grpc.ServicerContext) -> get_model_metadata_pb2.GetModelMetadataResponse:
@@ -142,10 +141,18 @@ def add_services(server, predictor, versions):
         handlers = {
             method: grpc.unary_unary_rpc_method_handler(_decoding(getattr(servicers[service], method), request,
                                                                   predictor.budget),
-                                                        response_serializer=response.SerializeToString)
+                                                        response_serializer=_serializer(response))
             for method, (request, response) in methods.items()
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+
+
+def _serializer(response_type):
+    """The response's serialization; bytes (a `PredictResponse` serialized by `predict_response_bytes`) as they are."""
+    def serialize(response):
+        return response if isinstance(response, bytes) else response_type.SerializeToString(response)
+
+    return serialize
 
 
 def _decoding(method, request_type, budget):

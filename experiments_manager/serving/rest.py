@@ -109,7 +109,7 @@ class RestApp:
             return 200, self._metadata(name, number, label)
         if action == ":predict":
             _require_method(method, "POST")
-            return 200, await self._predict(name, number, label, await self._read_body(scope, receive, shares))
+            return 200, await self._predict(name, number, label, scope, receive, shares)
         raise RequestError(f"{action}: only :predict is served (not :classify or :regress)")
 
     def _status(self, name, version, label):
@@ -138,9 +138,11 @@ class RestApp:
             "metadata": metadata,
         }
 
-    async def _predict(self, name, version, label, raw):
+    async def _predict(self, name, version, label, scope, receive, shares):
         """The answer's pieces. Each step runs in a thread, so the event loop serves other clients meanwhile; the
-        body's text and arrays are let go as soon as the next step has what it needs."""
+        body's text and arrays are let go as soon as the next step has what it needs (so they are read here, not
+        passed in: a caller's argument lives as long as the call)."""
+        raw = await self._read_body(scope, receive, shares)
         body = await asyncio.to_thread(json_numbers.parse_body, raw)
         raw = None  # the NumericTexts keep it until decoded
         if not isinstance(body, dict):

@@ -21,9 +21,10 @@ def arrays_from_protos(protos, specs):
         if proto.dtype != spec.dtype.as_datatype_enum:
             raise RequestError(f"input {name!r}: expected dtype {spec.dtype.name}, got {_dtype_name(proto.dtype)}")
         shape = _declared_shape(proto, name)
-        _check_content(proto, spec, shape, name)  # before decoding: the declared size costs nothing to claim
+        content = proto.tensor_content  # a copy at each reading: read once
+        _check_content(proto, content, spec, shape, name)  # before decoding: the declared size costs nothing to claim
         try:
-            arrays[name] = _ndarray(proto, spec, shape)
+            arrays[name] = _ndarray(proto, content, spec, shape)
         except Exception as error:  # malformed content: the client's fault, not ours
             raise RequestError(f"input {name!r}: malformed TensorProto: {error}") from None
     return arrays
@@ -47,7 +48,7 @@ def _declared_shape(proto, name):
     return dims
 
 
-def _check_content(proto, spec, shape, name):
+def _check_content(proto, content, spec, shape, name):
     """The values sent must be as many as the shape declares (TensorFlow would pad a short list with its last
     value: a 61-byte request declaring 10^7 rows would cost the server 10^7 rows), in the dtype's own field."""
     declared = int(np.prod(shape, dtype=object)) if shape else 1
@@ -56,8 +57,8 @@ def _check_content(proto, spec, shape, name):
     if other:
         raise RequestError(f"input {name!r}: values in {sorted(other)} for a {spec.dtype.name} tensor "
                            f"(expected {field or 'tensor_content'})")
-    if proto.tensor_content and spec.dtype.name != "string":
-        sent = len(proto.tensor_content) / np.dtype(spec.dtype.as_numpy_dtype).itemsize
+    if content and spec.dtype.name != "string":
+        sent = len(content) / np.dtype(spec.dtype.as_numpy_dtype).itemsize
         where = "tensor_content"
     else:
         sent = len(getattr(proto, field)) if field else 0
@@ -67,10 +68,10 @@ def _check_content(proto, spec, shape, name):
                            f"{sent:g}: send every value")
 
 
-def _ndarray(proto, spec, shape):
+def _ndarray(proto, content, spec, shape):
     """TensorProto -> ndarray; raw `tensor_content` read without a copy (the common, fast case)."""
-    if proto.tensor_content and spec.dtype.name != "string":
-        return np.frombuffer(proto.tensor_content, spec.dtype.as_numpy_dtype).reshape(shape)
+    if content and spec.dtype.name != "string":
+        return np.frombuffer(content, spec.dtype.as_numpy_dtype).reshape(shape)
     import tensorflow as tf
 
     return tf.make_ndarray(proto)
@@ -105,6 +106,49 @@ def proto_from_array(array, proto=None):
 
 
 _EXTEND_VALUES = 1 << 16
+
+
+def predict_response_bytes(model_spec, outputs):
+    """A serialized `PredictResponse`: the bytes `SerializeToString` gives for `model_spec` and the outputs as
+    `proto_from_array` writes them, made without a protobuf of the outputs: a float32 or float64 output's packed
+    `float_val` / `double_val` is its array's own bytes, so an answer costs one copy of itself (protobuf would hold
+    the values, then their serialization).
+
+    Args:
+        model_spec: the response's `ModelSpec`.
+        outputs: dict name -> ndarray.
+    """
+    from tensorflow.core.framework import tensor_pb2
+
+    parts = []
+    for name, array in outputs.items():
+        packed = _PACKED_FIELDS.get(array.dtype.str)
+        if packed is None or not array.size:
+            tensor = [proto_from_array(array).SerializeToString()]
+        else:
+            header = tensor_pb2.TensorProto(dtype=packed[0])
+            for size in array.shape:
+                header.tensor_shape.dim.add(size=size)
+            values = memoryview(np.ascontiguousarray(array)).cast("B")
+            tensor = [header.SerializeToString(), packed[1], _varint(values.nbytes), values]
+        key = name.encode()
+        entry = [b"\x0a", _varint(len(key)), key, b"\x12", _varint(sum(len(part) for part in tensor)), *tensor]
+        parts += [b"\x0a", _varint(sum(len(part) for part in entry)), *entry]  # outputs (1): a map entry
+    spec = model_spec.SerializeToString()
+    return b"".join([*parts, b"\x12", _varint(len(spec)), spec])  # model_spec (2)
+
+
+# dtype -> (DataType enum, the tag of its packed field): DT_FLOAT's float_val (5), DT_DOUBLE's double_val (6)
+_PACKED_FIELDS = {"<f4": (1, b"\x2a"), "<f8": (2, b"\x32")}
+
+
+def _varint(value):
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
 
 
 _TYPED_FIELDS = {

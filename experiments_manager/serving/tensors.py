@@ -13,6 +13,7 @@ import itertools
 import json
 
 import numpy as np
+import orjson
 
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.json_numbers import NumericText
@@ -192,16 +193,16 @@ def _ragged(name):
 
 
 def rest_answer(outputs, row_format):
-    """The JSON answering a predict, `predictions` (row) or `outputs` (columnar), as an iterator of bytes pieces:
-    together the bytes of `json.dumps` of the whole answer, made about `ANSWER_VALUES` values at a time (no list
-    of every value at once, and a piece can be sent before the next is made). RequestError, at once, when the
-    row format does not fit the outputs."""
+    """The JSON answering a predict, `predictions` (row) or `outputs` (columnar), as an iterator of bytes pieces
+    made about `ANSWER_VALUES` values at a time (no list of every value at once, and a piece can be sent before the
+    next is made); the values those of `json.dumps` of the whole answer, without its blanks. RequestError, at
+    once, when the row format does not fit the outputs."""
     if not row_format:
         if len(outputs) == 1:
             name, array = next(iter(outputs.items()))
-            return itertools.chain([b'{"outputs": '], _value_pieces(array, name), [b"}"])
-        return itertools.chain([b'{"outputs": {'], *(
-            [b", " * bool(index) + json.dumps(name).encode() + b": ", *_value_pieces(array, name)]
+            return itertools.chain([b'{"outputs":'], _value_pieces(array, name), [b"}"])
+        return itertools.chain([b'{"outputs":{'], itertools.chain.from_iterable(
+            itertools.chain([b"," * bool(index) + json.dumps(name).encode() + b":"], _value_pieces(array, name))
             for index, (name, array) in enumerate(outputs.items())), [b"}}"])
     sizes = {name: (array.shape[0] if array.ndim else None) for name, array in outputs.items()}
     if len(set(sizes.values())) != 1 or None in sizes.values():
@@ -211,14 +212,14 @@ def rest_answer(outputs, row_format):
         )
     if len(outputs) == 1:
         name, array = next(iter(outputs.items()))
-        return itertools.chain([b'{"predictions": '], _value_pieces(array, name), [b"}"])
+        return itertools.chain([b'{"predictions":'], _value_pieces(array, name), [b"}"])
 
     def rows(start, stop):
         columns = {name: json_value(array[start:stop], name) for name, array in outputs.items()}
         return [{name: column[index] for name, column in columns.items()} for index in range(stop - start)]
 
     row_values = sum(array[:1].size for array in outputs.values())
-    return itertools.chain([b'{"predictions": '], _list_pieces(rows, next(iter(sizes.values())), row_values), [b"}"])
+    return itertools.chain([b'{"predictions":'], _list_pieces(rows, next(iter(sizes.values())), row_values), [b"}"])
 
 
 ANSWER_VALUES = 16_384
@@ -226,7 +227,9 @@ ANSWER_VALUES = 16_384
 
 def _value_pieces(array, name):
     if not array.ndim:
-        return iter([json.dumps(json_value(array, name)).encode()])
+        return iter([_dumps(json_value(array, name))])
+    if array.dtype.kind in "biuf":  # numbers: the array itself is encoded (`_dumps`), no list of them
+        return _list_pieces(lambda start, stop: array[start:stop], len(array), array[:1].size)
     return _list_pieces(lambda start, stop: json_value(array[start:stop], name), len(array), array[:1].size)
 
 
@@ -237,9 +240,25 @@ def _list_pieces(make, count, row_values):
         return
     step = max(1, ANSWER_VALUES // max(row_values, 1))
     for start in range(0, count, step):
-        piece = json.dumps(make(start, min(start + step, count))).encode()
-        yield (b", " if start else b"[") + piece[1:-1]
+        piece = _dumps(make(start, min(start + step, count)))
+        yield (b"," if start else b"[") + piece[1:-1]
     yield b"]"
+
+
+def _dumps(value):
+    """JSON bytes by orjson (about 10x faster than `json`), numbers as `json.dumps` gives them: an ndarray's floats
+    as float64 (the digits Python writes for the float32 value), NaN and Infinity written as such (by `json`:
+    orjson would write null)."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":
+            if not np.isfinite(value).all():
+                return json.dumps(value.tolist()).encode()
+            value = value.astype(np.float64, copy=False)
+        return orjson.dumps(np.ascontiguousarray(value), option=orjson.OPT_SERIALIZE_NUMPY)
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(value).encode()
 
 
 def json_value(array, name):
