@@ -93,8 +93,8 @@ def _websocket_upgrade(rest):
 
 @pytest.mark.timeout(300)
 @pytest.mark.claim(
-    'a REST body over 1 MiB is parsed (an answer over 100 000 values encoded) in a worker process, with the same '
-    'answers and errors',
+    'a REST body over 1 MiB has its arrays of numbers decoded straight to arrays (its answer sent in pieces), '
+    'with the answers and errors of a small body',
     note='(long strings among short ones: 400, bounded memory) (the latency beside a big request: '
          '`tools/bench_serving.py --big-request`, BENCHMARKS.md)')
 @pytest.mark.claim(

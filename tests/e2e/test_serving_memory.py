@@ -4,7 +4,6 @@ limits refuse with a clear message, and big requests at once share the request b
 Retry-After)."""
 
 import concurrent.futures
-import json
 import socket
 import subprocess
 import time
@@ -109,8 +108,8 @@ def test_a_30_mb_request_costs_the_server_under_4x_its_size_and_its_memory_comes
 
     rows = np.tile(server.values, (500, 1))  # 5 * 10^6 float32: 20 MB of tensor_content
     request = predict_request(MODEL, {"input": rows})
-    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(
-        server.grpc, options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 256 << 20)]))
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(server.grpc, options=[
+        ("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 256 << 20)]))
     reply, peak, idle = _measured(server, lambda: stub.Predict(request, timeout=300))
     size_mib, answer_mib = request.ByteSize() / 2**20, reply.ByteSize() / 2**20  # two outputs: twice the request
     got = np.array(reply.outputs["prediction"].float_val, np.float32).reshape(-1, BLOCK_ROWS, 1)
