@@ -20,7 +20,7 @@ a venv whose one .pth file lists a `git worktree` of an earlier commit, then thi
 side rows of that code.
 
 Usage:  python tools/bench_serving.py [--seconds 3]
-        python tools/bench_serving.py --big-request [--rounds 4]
+        python tools/bench_serving.py --big-request [--rounds 4] [--python PATH]
         python tools/bench_serving.py --memory [--python PATH] [--sizes 10,30,60]
 """
 
@@ -293,11 +293,11 @@ def small_clients_during(port, clients, seconds, big_body=None):
     return overlapping, window["end"] - window["start"]
 
 
-def big_request(config, rounds, rows=10**6, clients=4, seconds=3.0):
+def big_request(config, rounds, python=None, rows=10**6, clients=4, seconds=3.0):
     """Alternates rounds without and with one `rows`-row request beside `clients` small clients."""
     body = json.dumps({"instances": np.random.default_rng(0).random((rows, 1)).round(6).tolist()}).encode()
     grpc_port, rest_port = free_port(), free_port()
-    server = start(serve_command(config, grpc_port, rest_port, False))
+    server = start(serve_command(config, grpc_port, rest_port, False, python))
     table = []
     try:
         wait_model(rest_port, server)
@@ -422,7 +422,8 @@ def main():
     parser.add_argument("--memory", action="store_true",
                         help="measure the server's peak and retained memory for one 10, 30 and 60 MB REST request")
     parser.add_argument("--sizes", default="10,30,60", help="with --memory: body sizes in MB (default 10,30,60)")
-    parser.add_argument("--python", type=Path, help="with --memory: the server's interpreter (default: this one)")
+    parser.add_argument("--python", type=Path,
+                        help="with --memory or --big-request: the server's interpreter (default: this one)")
     parser.add_argument("--flask-server", nargs=2, metavar=("PORT", "BASE"), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.flask_server:
@@ -435,7 +436,7 @@ def main():
         config = Path(folder) / "models.config"
         config.write_text(f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{base}" model_platform: "tensorflow" }} }}')
         if arguments.big_request:
-            return big_request(config, arguments.rounds)
+            return big_request(config, arguments.rounds, arguments.python)
         if arguments.memory:
             return memory(config, arguments.python, [float(size) for size in arguments.sizes.split(",")])
         results = {}

@@ -144,7 +144,9 @@ class NumericText:
             stop = min(position + WINDOW_BYTES, self.end)
             if stop < self.end:
                 cut = self.raw.rfind(b",", position, stop)
-                stop = cut + 1 if cut >= 0 else max(self.raw.find(b",", stop, self.end) + 1, self.end)
+                if cut < 0:  # no comma in a whole window: up to the next one
+                    cut = self.raw.find(b",", stop, self.end)
+                stop = cut + 1 if cut >= 0 else self.end
             yield self._slice(position, stop)
             position = stop
 

@@ -154,7 +154,7 @@ class RestApp:
         body = None
         outputs = await self.predictor.run_async(servable, key, arrays)
         arrays = None
-        return await asyncio.to_thread(tensors.rest_answer, outputs, row_format)
+        return await asyncio.to_thread(_encoded, outputs, row_format)
 
     async def _read_body(self, scope, receive, shares):
         """The body, read into one buffer; a big one waits for its share of the request budget first (a body of
@@ -191,13 +191,22 @@ def _too_large(limit):
     )
 
 
+def _encoded(outputs, row_format):
+    """A predict's answer: its JSON bytes, or for a big one (over `tensors.ANSWER_VALUES` values) the iterator of
+    its pieces, made as they are sent."""
+    pieces = tensors.rest_answer(outputs, row_format)
+    return b"".join(pieces) if sum(array.size for array in outputs.values()) <= tensors.ANSWER_VALUES else pieces
+
+
 async def _send_json(send, status, answer):
-    """Sends `answer`: a JSON-able object, or the iterator of JSON pieces `tensors.rest_answer` made (more than
-    one piece: each sent as it is made, with chunked transfer encoding); a 503 (the request budget taken) says
-    when to retry."""
+    """Sends `answer`: a JSON-able object, JSON bytes, or an iterator of JSON pieces (`_encoded`: each sent as it
+    is made, with chunked transfer encoding); a 503 (the request budget taken) says when to retry."""
     if isinstance(answer, dict):
-        answer = iter([(await asyncio.to_thread(json.dumps, answer)).encode()])
-    piece, following = await asyncio.to_thread(next, answer, None), await asyncio.to_thread(next, answer, None)
+        answer = (await asyncio.to_thread(json.dumps, answer)).encode()
+    if isinstance(answer, bytes):
+        piece, following = answer, None
+    else:
+        piece, following = await asyncio.to_thread(next, answer, None), await asyncio.to_thread(next, answer, None)
     headers = [(b"content-type", b"application/json")]
     if following is None:
         headers.append((b"content-length", str(len(piece)).encode()))
