@@ -216,7 +216,8 @@ def rest_answer(outputs, row_format):
 
     def rows(start, stop):
         columns = {name: json_value(array[start:stop], name) for name, array in outputs.items()}
-        return [{name: column[index] for name, column in columns.items()} for index in range(stop - start)]
+        return _json_bytes([{name: column[index] for name, column in columns.items()} for index in range(stop - start)],
+                           all(_finite(array[start:stop]) for array in outputs.values()))
 
     row_values = sum(array[:1].size for array in outputs.values())
     return itertools.chain([b'{"predictions":'], _list_pieces(rows, next(iter(sizes.values())), row_values), [b"}"])
@@ -227,38 +228,49 @@ ANSWER_VALUES = 16_384
 
 def _value_pieces(array, name):
     if not array.ndim:
-        return iter([_dumps(json_value(array, name))])
-    if array.dtype.kind in "biuf":  # numbers: the array itself is encoded (`_dumps`), no list of them
-        return _list_pieces(lambda start, stop: array[start:stop], len(array), array[:1].size)
-    return _list_pieces(lambda start, stop: json_value(array[start:stop], name), len(array), array[:1].size)
+        return iter([_json_bytes(json_value(array, name), _finite(array))])
+    return _list_pieces(lambda start, stop: _array_json(array[start:stop], name), len(array), array[:1].size)
 
 
 def _list_pieces(make, count, row_values):
-    """The JSON of the list `make(0, count)`, in pieces of about `ANSWER_VALUES` values (`row_values` a row)."""
+    """The JSON of a list of `count` items, in pieces of about `ANSWER_VALUES` values (`row_values` an item):
+    `make(start, stop)` gives the JSON of the list of items `start` to `stop`."""
     if count == 0:
         yield b"[]"
         return
     step = max(1, ANSWER_VALUES // max(row_values, 1))
     for start in range(0, count, step):
-        piece = _dumps(make(start, min(start + step, count)))
+        piece = make(start, min(start + step, count))
         yield (b"," if start else b"[") + piece[1:-1]
     yield b"]"
 
 
-def _dumps(value):
-    """JSON bytes by orjson (about 10x faster than `json`), numbers as `json.dumps` gives them: an ndarray's floats
-    as float64 (the digits Python writes for the float32 value), NaN and Infinity written as such (by `json`:
-    orjson would write null)."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "f":
-            if not np.isfinite(value).all():
-                return json.dumps(value.tolist()).encode()
-            value = value.astype(np.float64, copy=False)
-        return orjson.dumps(np.ascontiguousarray(value), option=orjson.OPT_SERIALIZE_NUMPY)
-    try:
-        return orjson.dumps(value)
-    except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(value).encode()
+def _array_json(array, name):
+    """The JSON of an ndarray as nested lists: its numbers by orjson (about 10x faster than `json`) as float64,
+    the digits Python writes for the float32 value; NaN and Infinity, which orjson would write null, by `json`."""
+    if array.dtype == object or array.dtype.kind == "S":
+        return _json_bytes(json_value(array, name), True)
+    if array.dtype.kind not in "biuf":
+        array = array.astype(np.float32)
+    if array.dtype.kind == "f":
+        if not _finite(array):
+            return json.dumps(array.tolist()).encode()
+        array = array.astype(np.float64, copy=False)
+    return orjson.dumps(np.ascontiguousarray(array), option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _finite(array):
+    return array.dtype.kind != "f" or bool(np.isfinite(array).all())
+
+
+def _json_bytes(value, finite):
+    """`json.dumps(value)` as bytes, by orjson when no float in it is NaN or infinite (`finite`)."""
+    if finite:
+        try:
+            return orjson.dumps(value)
+        except (TypeError, orjson.JSONEncodeError):  # beyond what orjson writes (an int over 64 bits)
+            pass
+    return json.dumps(value).encode()
 
 
 def json_value(array, name):
