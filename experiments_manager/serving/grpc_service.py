@@ -52,7 +52,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             context.abort(error.code, error.message)
         model_spec = model_pb2.ModelSpec()
         _fill_spec(model_spec, servable, key)
-        return tensor_protos.predict_response_bytes(model_spec, outputs)  # serialized: `_SERIALIZE` passes it on
+        return tensor_protos.predict_response_bytes(model_spec, outputs)  # serialized: `_serializer` passes it on
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
                          context: grpc.ServicerContext) -> get_model_metadata_pb2.GetModelMetadataResponse:
