@@ -179,8 +179,7 @@ def _matching_bracket(raw: Raw, start: int, limit: int) -> int:
     depth = 0
     for position in range(start, limit, WINDOW_BYTES):
         window = raw[position:min(position + WINDOW_BYTES, limit)]
-        codes = np.frombuffer(window, np.uint8)
-        depths = depth + np.cumsum((codes == ord("[")).astype(np.int32) - (codes == ord("]")), dtype=np.int32)
+        depths = _depths(window, depth)
         closed = np.flatnonzero(depths == 0)
         length = int(closed[0]) + 1 if closed.size else len(window)
         if window[:length].translate(None, _ARRAY_CHARACTERS):
@@ -189,6 +188,12 @@ def _matching_bracket(raw: Raw, start: int, limit: int) -> int:
             return position + length
         depth = int(depths[-1])
     return -1
+
+
+def _depths(window: bytes, depth: int) -> np.ndarray:
+    """The bracket depth after each byte of `window`, starting from `depth`."""
+    codes = np.frombuffer(window, np.uint8)
+    return depth + np.cumsum((codes == ord("[")).astype(np.int32) - (codes == ord("]")), dtype=np.int32)
 
 
 def _put_back(body: Any, texts: "list[NumericText]") -> Any:
@@ -235,9 +240,8 @@ def _misshapen(structure: bytes, windows: Iterator[bytes], name: str) -> Request
     (`windows`: the array's text, in windows cut after a comma)."""
     depth = 0
     for position in range(0, len(structure), WINDOW_BYTES):
-        codes = np.frombuffer(structure[position:position + WINDOW_BYTES], np.uint8)
-        depths = depth + np.cumsum((codes == ord("[")).astype(np.int32) - (codes == ord("]")), dtype=np.int32)
-        last = position + len(codes) >= len(structure)
+        depths = _depths(structure[position:position + WINDOW_BYTES], depth)
+        last = position + len(depths) >= len(structure)
         if depths.min() < 0 or (depths[:-1] == 0).any() or (not last and depths[-1] == 0):
             return RequestError(f"malformed JSON request body: unbalanced brackets in input {name!r}")
         depth = int(depths[-1])
