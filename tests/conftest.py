@@ -380,6 +380,14 @@ class FlowerFederation:
                  f"{num_nodes} SuperNodes registered with the SuperLink")
         return self
 
+    def explain(self, output, lines=40):
+        """A failed test's message: the command's `output`, then the last `lines` of each Flower process' log."""
+        parts = [output]
+        for log in [self.log] + sorted(self.workdir.glob("supernode_*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else ["(no log)"]
+            parts.append(f"--- {log.name} (last {lines} lines) ---\n" + "\n".join(tail))
+        return "\n".join(parts)
+
     @staticmethod
     def kill(process, sig=None):
         import signal

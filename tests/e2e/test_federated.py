@@ -167,31 +167,37 @@ def test_a_failing_client_below_minfit_stops_the_federation_with_a_clear_message
     note='(weak: the app folder exists; all nodes share one machine)')
 @pytest.mark.claim(
     'a round waits at most `federated_round_timeout_secs` (`--round-timeout`) for replies',
-    note='(`--round-timeout 20`, a killed client)')
+    note='(`--round-timeout 60`, a killed client)')
 @pytest.mark.claim('a client dying mid-round is left out when `minFit` allows')
-@pytest.mark.timeout(1200)  # five minutes here; its waits allow a loaded machine more than the default 600 s
+@pytest.mark.timeout(1200)  # three minutes here; its waits allow a loaded machine more than the default 600 s
 def test_deployment_with_real_superlink_and_supernodes_survives_a_killed_client(
         flower_federation, start_cli, workdir):
     """Flower's own runtime on loopback: a SuperLink, two SuperNodes (one per data holder), `federated run`.
-    Client 1 is killed (-9) after round 1: the next rounds complete with client 0 (minFit=1) once the
-    round timeout gives up on client 1, and the server keeps exporting."""
+    Client 1 is killed (-9) after round 1: round 2 completes with client 0 (minFit=1) once the round timeout
+    gives up on client 1, and the server keeps exporting. The round timeout is 60 s: a round's first replies
+    come when each SuperNode has started its ClientApp (a Python process that imports TensorFlow), 27-29 s into
+    round 1 on a loaded 2-core CI machine, where 20 s failed the federation (0 of 2 clients answered)."""
     flower_federation.start(num_nodes=2)
     runner = start_cli("federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", flower_federation.address,
-                       "--rounds", "3", "--round-timeout", "20", "--hparam", "nbEpoch=1", "--hparam", "minCl=1",
+                       "--rounds", "2", "--round-timeout", "60", "--hparam", "nbEpoch=1", "--hparam", "minCl=1",
                        "--hparam", "minFit=1", "--hparam", "minEval=1", "--hparam", "fraction_evaluate=0.0")
+    reader = OutputReader(runner)
     working_folder = workdir / "experiments/examples/federated_curve_fitting"
-    wait_for(lambda: rounds_done(working_folder) >= 1, 480, "round 1 completed")  # (on a loaded CI machine: minutes)
+    wait_for(lambda: rounds_done(working_folder) >= 1 or runner.poll() is not None, 480,
+             "round 1 completed")  # (on a loaded CI machine: minutes)
+    assert runner.poll() is None, flower_federation.explain(all_lines(reader))
     flower_federation.kill(flower_federation.supernodes[1])
-    output, _ = runner.communicate(timeout=480)
-    assert runner.returncode == 0, output
+    runner.wait(timeout=480)
+    output = all_lines(reader)
+    assert runner.returncode == 0, flower_federation.explain(output)
     server = single_experiment(working_folder)
     run = read_run(server)
-    assert run["status"] == "finished" and run["rounds_completed"] == 3, run
+    assert run["status"] == "finished" and run["rounds_completed"] == 2, run
     assert run["flower_run_id"] and run["superlink"] == flower_federation.address
-    assert len(history(server)) == 3 and run["exported_versions"]
+    assert len(history(server)) == 2 and run["exported_versions"]
     survivor, killed = (read_run(server / "clients" / f"client_{index}") for index in (0, 1))
-    assert survivor["epochs_completed"] == 3  # trained in every round
-    assert killed["epochs_completed"] < 3     # missed the rounds after its death
+    assert survivor["epochs_completed"] == 2  # trained in every round
+    assert killed["epochs_completed"] < 2     # missed the round after its death
     assert (server / "flower_server.log").stat().st_size > 0
     assert (server / "flower_app" / "experiment_settings.py").is_file()
 
