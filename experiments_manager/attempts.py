@@ -60,6 +60,9 @@ class Attempt:
         extended_from: the epochs the run had trained when this attempt extended it, or None (left out of JSON).
         container: the Apptainer (or Singularity) image it ran in, as the container runtime names it in
             APPTAINER_CONTAINER / SINGULARITY_CONTAINER; None outside a container (left out of JSON).
+        devices: how many devices it trained on (`device_count`), recorded once they are chosen; None before
+            (left out of JSON).
+        device_kind: 'gpu', or 'cpu' (then `devices` counts the CPU cores the process may run on); None before.
     """
 
     number: int
@@ -81,6 +84,8 @@ class Attempt:
     epochs: Optional[int] = None
     extended_from: Optional[int] = None
     container: Optional[str] = None
+    devices: Optional[int] = None
+    device_kind: Optional[str] = None
 
     @classmethod
     def starting(cls, command: Iterable[str], number: int, started: Optional[str] = None,
@@ -116,7 +121,54 @@ class Attempt:
         return data
 
 
-_OPTIONAL_FIELDS = ("epochs", "extended_from", "container")  # only for an extended run, a run in a container
+# only for an extended run, a run in a container, an attempt that chose its devices
+_OPTIONAL_FIELDS = ("epochs", "extended_from", "container", "devices", "device_kind")
+
+
+def device_count(device_names: Iterable[str]) -> tuple[str, int]:
+    """('gpu', the GPUs) of the devices training uses (`distribute.devices.select_devices`' names), or ('cpu', the
+    CPU cores this process may run on: its affinity, which Slurm's allocation sets)."""
+    gpus = sum("gpu" in name.lower() for name in device_names)
+    if gpus:
+        return "gpu", gpus
+    return "cpu", len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def device_hours(info: dict, moment: Optional[datetime.datetime] = None) -> Optional[float]:
+    """The device-hours a run has cost: each attempt's wall time (started to ended; to `moment`, default now, for
+    the attempt of a run still running) times its devices, times the workers of a multi-worker run. None when no
+    attempt recorded its devices (an older engine's run). An attempt killed outright has no end: it is not counted.
+
+    Example:
+
+    ```python
+    device_hours(Experiment("experiments/curve_fitting/run_1").run_info())  # 0.0123
+    ```
+    """
+    attempts = info.get("attempts") or []
+    if not any(isinstance(attempt, dict) and attempt.get("devices") for attempt in attempts):
+        return None
+    workers = info.get("workers")
+    workers = workers if isinstance(workers, int) and workers > 0 else 1
+    total = 0.0
+    for index, attempt in enumerate(attempts):
+        if not isinstance(attempt, dict) or not attempt.get("devices"):
+            continue
+        end = attempt.get("ended")
+        if end is None and index == len(attempts) - 1 and info.get("status") == "running":
+            end = (moment or datetime.datetime.now()).astimezone().isoformat()
+        seconds = _seconds_between(attempt.get("started"), end)
+        if seconds is not None:
+            total += seconds * int(attempt.get("devices") or 0) * workers
+    return total / 3600.0
+
+
+def _seconds_between(start: object, end: object) -> Optional[float]:
+    try:
+        return max(0.0, (datetime.datetime.fromisoformat(str(end))
+                         - datetime.datetime.fromisoformat(str(start))).total_seconds())
+    except (TypeError, ValueError):
+        return None
 
 
 def epochs_asked(attempts) -> Optional[int]:

@@ -232,10 +232,13 @@ class Experiment:
         if self.lease is not None:
             self.lease.check()
 
-    def update_run_info(self, **fields):
-        """Sets fields of run.json, in one atomic replace."""
+    def update_run_info(self, attempt=None, **fields):
+        """Sets fields of run.json (and the fields in the dict `attempt` in this attempt's entry), in one atomic
+        replace."""
         info = self.run_info()
         info.update(_jsonable(fields))
+        if attempt and info.get("attempts"):
+            info["attempts"][-1].update(_jsonable(attempt))
         self.write_run_info(info)
         return info
 
@@ -289,10 +292,7 @@ class Experiment:
     def record_code(self, files):
         """Records the SHA-256 of the code this attempt runs (`files`: the settings and model copies, the user's
         modules they imported) in its `attempts` entry."""
-        info = self.run_info()
-        if info.get("attempts"):
-            info["attempts"][-1]["code"] = code_identity(files, self.root)
-            self.write_run_info(info)
+        self.update_run_info(attempt={"code": code_identity(files, self.root)})
 
     def code_changes(self):
         """The files whose content changed since the last attempt that recorded its code ([] when none did)."""

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Tuple
 
+from experiments_manager.attempts import device_hours
 from experiments_manager.experiment import RUN_FILE_NAME, STATUSES, SWEEP_SPEC_NAME, Experiment
 from experiments_manager.run_liveness import RUNNING, WRITER_STATES, writer_state
 from experiments_manager.run_record import RunRecord
@@ -26,7 +27,7 @@ from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.utils.environment_failures import EnvironmentFailure
 from experiments_manager.utils.errors import UserInputError
 
-COLUMNS = ("experiment", "status", "epoch", "best", "best_epoch", "versions")
+COLUMNS = ("experiment", "status", "epoch", "best", "best_epoch", "versions", "device_hours")
 WIDE_COLUMNS = COLUMNS + ("hparams",)
 SWEEP_COLUMNS = ("sweep", "status", "trials", "best", "best_experiment")
 # the built-in keys of a run's row (sorting and filtering accept them, and every hparam, metric and test_ name)
@@ -164,7 +165,7 @@ class RunRow:
             "best": best if _is_number(best) else None, "best_value": best if _is_number(best) else None,
             "best_epoch": info.get("best_epoch"), "versions": info.get("exported_versions") or None,
             "monitor": info.get("monitored_loss_name"), "started": info.get("started"), "ended": info.get("ended"),
-            "hparams": self._dict("hparams") or None,
+            "hparams": self._dict("hparams") or None, "device_hours": _rounded(device_hours(info)),
         }
         if key in builtin:
             return builtin[key]
@@ -206,6 +207,7 @@ class RunRow:
             "hparam_overrides": self._dict("hparam_overrides"), "last_epoch_logs": self._dict("last_epoch_logs"),
             "evaluation": newest_evaluation(info), **self.test_metrics(),
             "fine_tuned_from": info.get("fine_tuned_from"), "started": info.get("started"), "ended": info.get("ended"),
+            "device_hours": self.value("device_hours"),
         })
         return record
 
@@ -291,7 +293,8 @@ def select_runs(folder, where: Iterable[str] = (), sort: Iterable[str] = (), sta
         present = [row for row in rows if row.value(key) is not None]
         rows = (sorted(present, key=lambda row: _order(row.value(key)), reverse=descending)
                 + [row for row in rows if row.value(key) is None])
-    columns = list(COLUMNS)
+    columns = [column for column in COLUMNS  # (runs of an older engine recorded no devices: no empty column)
+               if column != "device_hours" or any(row.value(column) is not None for row in rows)]
     tests = sorted({key for row in rows for key in row.test_metrics()})
     for key in tests + keys + [key for key, _, _ in conditions]:
         if key not in columns and key != "hparams":
@@ -416,3 +419,8 @@ def _meets(actual, operator, wanted):
         left, right = str(actual), str(wanted)
     return {"=": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
             ">": left > right, ">=": left >= right}[operator]
+
+
+def _rounded(hours: Optional[float]) -> Optional[float]:
+    """Device-hours to 6 decimals (a second is 0.0003 h): what the table, CSV and JSON show."""
+    return None if hours is None else round(hours, 6)

@@ -213,6 +213,8 @@ ATTEMPT_KEYS: tuple[tuple[str, str], ...] = (
     ("`accepted_code_change`", "the files whose change `--accept-code-change` (or `--settings-source original`) "
      "accepted"),
     ("`epochs`, `extended_from`", "for an extension (`--epochs N`, `--more-epochs K`): N, and the epochs the run had"),
+    ("`devices`, `device_kind`", "how many devices it trained on: GPUs (`gpu`), or the CPU cores it could use "
+     "(`cpu`); `list`'s `device_hours` sums each attempt's wall time times these (times `workers`)"),
 )
 
 _INTRO = """# run.json

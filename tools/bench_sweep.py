@@ -34,11 +34,17 @@ Parts (`--part`, repeatable; default: coordination, then workers):
   points) with `--parallelism 2` (Spark): speed-up = sequential sweep wall / parallel sweep wall, both end to end
   (the parallel one includes starting Spark), and without each driver's start-up.
 
-The coordination and workers parts end with markdown rows for BENCHMARKS.md, headed by the command line.
+- scheduler: the same seeded points (`--algo rand --seed S`, default 12 trials x 9 epochs, 2 workers) swept with
+  and without `--scheduler asha` (eta 3: rungs of 1, 3 and 9 epochs), side by side, the order alternating over
+  `--rounds`: epochs trained (every trial's history.csv), wall, CPU of the process tree, device-hours (sweep.json)
+  and the best value found. Target: ASHA trains at most 40 % of the epochs for a best value within 5 %.
+
+The coordination, workers and scheduler parts end with markdown rows for BENCHMARKS.md, headed by the command
+line.
 
 Usage (from the repository root):
 
-    .venv/bin/python tools/bench_sweep.py [--part coordination|workers|overhead|all ...]
+    .venv/bin/python tools/bench_sweep.py [--part coordination|workers|overhead|scheduler|all ...]
         [--finished 100 1000] [--repeats 20]                           # coordination
         [--trials 8] [--epochs 2] [--workers 1 2 4] [--rounds 2]       # workers (overhead: --trials 4 --epochs 3)
         [--samples 2000] [--seed 11]
@@ -66,7 +72,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = "examples/regression/mysettings_curve_fitting.py"
 WORKING_FOLDER = "experiments/examples/curve_fitting"
-PARTS = ("coordination", "workers", "overhead")
+PARTS = ("coordination", "workers", "overhead", "scheduler")
 REFERENCE_TRIAL_SECONDS = 60.0
 MONITOR = "val_loss"
 
@@ -439,6 +445,84 @@ def workers_part(arguments):
     return lines
 
 
+# --- scheduler: ASHA against the full sweep ---------------------------------------------------------------------------
+
+def scheduled_sweep(workdir, trials, epochs, seed, workers, scheduler, log_path):
+    """One `sweep --algo rand --workers W [--scheduler S]` run: wall, CPU of the process tree, epochs trained (from
+    each trial's history.csv), device-hours and the best value (sweep.json)."""
+    working_folder = workdir / WORKING_FOLDER
+    before = set(working_folder.glob("*_sweep_*")) if working_folder.is_dir() else set()
+    arguments = ["sweep", "-u", SETTINGS, "--max-evals", str(trials), "--workers", str(workers), "--seed", str(seed),
+                 "--algo", "rand", "--hparam", f"nbEpoch={epochs}"] + (["--scheduler", scheduler] if scheduler else [])
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with open(log_path, "wb") as log:
+        code = subprocess.run(command(*arguments), cwd=workdir, stdout=log, stderr=subprocess.STDOUT).returncode
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if code != 0:
+        tail = log_path.read_text(errors="replace").splitlines()[-20:]
+        raise SystemExit(f"sweep --scheduler {scheduler} failed with exit code {code}:\n" + "\n".join(tail))
+    (folder,) = set(working_folder.glob("*_sweep_*")) - before
+    spec = json.loads((folder / "sweep.json").read_text())
+    with open(folder / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    trained = sum(len((Path(row["experiment"]) / "history.csv").read_text().splitlines()) - 1 for row in rows)
+    problems = [] if spec.get("status") == "finished" and len(rows) == trials else \
+        [f"sweep.json: status {spec.get('status')}, results.csv: {len(rows)} rows"]
+    return {"wall": wall, "cpu": (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime),
+            "epochs": trained, "device_hours": spec.get("device_hours"), "best": spec["best"]["best_value"],
+            "best_trial": spec["best"]["trial"], "problems": problems,
+            "points": sorted((row["learningRate"], row["hiddenNeurons"]) for row in rows)}
+
+
+def scheduler_part(arguments):
+    trials = arguments.trials or 12
+    epochs = arguments.epochs or 9
+    workers = arguments.workers[0] if arguments.workers != [1, 2, 4] else 2
+    print(f"\n## scheduler: {trials} trials x {epochs} epochs, --algo rand --seed {arguments.seed}, {workers} workers, "
+          f"{arguments.samples} samples, {arguments.rounds} rounds ({machine_line()})", flush=True)
+    runs = collections.defaultdict(list)
+    with tempfile.TemporaryDirectory(prefix="bench_sweep_scheduler_") as root:
+        workdir = bench_workdir(Path(root), arguments.samples)
+        for round_index in range(arguments.rounds):
+            order = ["none", "asha"] if round_index % 2 == 0 else ["asha", "none"]
+            for scheduler in order:
+                run = scheduled_sweep(workdir, trials, epochs, arguments.seed, workers,
+                                      None if scheduler == "none" else scheduler,
+                                      Path(root) / f"sweep-{scheduler}-r{round_index + 1}.log")
+                runs[scheduler].append(run)
+                print(f"round {round_index + 1}, {scheduler:4}: wall {run['wall']:6.1f} s, CPU {run['cpu']:6.1f} s, "
+                      f"{run['epochs']} epochs, {run['device_hours']:.4f} device-hours, best {MONITOR} "
+                      f"{run['best']:.5g} (trial {run['best_trial']})"
+                      + "".join(f"\n  PROBLEM: {problem}" for problem in run["problems"]), flush=True)
+    same_points = len({tuple(run["points"]) for group in runs.values() for run in group}) == 1
+
+    def median(scheduler, key):
+        return statistics.median(run[key] for run in runs[scheduler])
+
+    header = ["scheduler", "epochs trained", "wall, median (s)", "CPU, median (s)", "device-hours, median",
+              f"best {MONITOR}, median (each)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for scheduler in ("none", "asha"):
+        each = ", ".join(f"{run['best']:.4g}" for run in runs[scheduler])
+        lines.append(f"| {scheduler} | {median(scheduler, 'epochs'):.0f} | {median(scheduler, 'wall'):.1f} | "
+                     f"{median(scheduler, 'cpu'):.0f} | {median(scheduler, 'device_hours'):.4f} | "
+                     f"{median(scheduler, 'best'):.5g} ({each}) |")
+    ratio = {key: median("asha", key) / median("none", key) for key in ("epochs", "wall", "cpu", "device_hours")}
+    best_gap = median("asha", "best") / median("none", "best") - 1
+    lines.append(f"| asha / none | {ratio['epochs']:.2f} | {ratio['wall']:.2f} | {ratio['cpu']:.2f} | "
+                 f"{ratio['device_hours']:.2f} | {best_gap:+.1%} |")
+    print(f"\nCommand: `{command_line()}` ({machine_line()}): `experiments-manager sweep -u {SETTINGS} --max-evals "
+          f"{trials} --workers {workers} --algo rand --seed {arguments.seed} --hparam nbEpoch={epochs}` with and "
+          f"without `--scheduler asha` (eta 3, first rung 1 epoch), side by side, the order alternating, in a copy of "
+          f"examples/ with `nb_train_samples = {arguments.samples}` and `early_stopping_patience = 1000` appended "
+          f"(fixed-length trials). Same points in every sweep: {same_points}. Target: at most 40 % of the epochs, "
+          f"best value within 5 %.\n")
+    print("\n".join(lines), flush=True)
+    return lines
+
+
 # --- overhead (the first benchmark) ----------------------------------------------------------------------------------
 
 def timed_sweep(workdir, trials, epochs, seed, parallelism):
@@ -508,12 +592,13 @@ def overhead_part(arguments):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", action="append", choices=(*PARTS, "all"),
-                        help="what to measure (repeatable; default: coordination and workers; all: the three)")
-    parser.add_argument("--trials", type=int, help="trials per sweep (workers: default 8; overhead: 4)")
-    parser.add_argument("--epochs", type=int, help="epochs per trial (workers: default 2; overhead: 3)")
+                        help="what to measure (repeatable; default: coordination and workers; all: the four)")
+    parser.add_argument("--trials", type=int, help="trials per sweep (workers: default 8; overhead: 4; scheduler: 12)")
+    parser.add_argument("--epochs", type=int, help="epochs per trial (workers: default 2; overhead: 3; scheduler: 9)")
     parser.add_argument("--samples", type=int, default=2000, help="training samples of the regression example")
     parser.add_argument("--seed", type=int, default=11, help="the sweeps' seed")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="workers: the W values compared")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4],
+                        help="workers: the W values compared (scheduler: the first given, else 2)")
     parser.add_argument("--rounds", type=int, default=2, help="workers: sweeps per W, side by side")
     parser.add_argument("--finished", type=int, nargs="+", default=[100, 1000],
                         help="coordination: finished trials in the journal")
@@ -523,7 +608,8 @@ def main():
     parts = [part for part in PARTS if part in parts or "all" in parts]
     start = time.perf_counter()
     for part in parts:
-        {"coordination": coordination_part, "workers": workers_part, "overhead": overhead_part}[part](arguments)
+        {"coordination": coordination_part, "workers": workers_part, "overhead": overhead_part,
+         "scheduler": scheduler_part}[part](arguments)
     print(f"\n{', '.join(parts)}: {time.perf_counter() - start:.0f} s in all")
 
 

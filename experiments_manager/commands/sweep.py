@@ -2,7 +2,7 @@
 
 from experiments_manager.commands.arguments import add_hparam_argument, positive_int
 from experiments_manager.requeue_file import add_requeue_file_argument
-from experiments_manager.sweeps import ALGORITHMS
+from experiments_manager.sweeps import ALGORITHMS, SCHEDULERS
 
 NAME = "sweep"
 
@@ -40,6 +40,20 @@ def add_parser(subparsers):
                         help="trials at once through Spark (pyspark extra, Java 17+); default 1: one after another")
     parser.add_argument("--spark-master", metavar="URL",
                         help="with --parallelism: a Spark master (spark://host:7077, ...); default local[P]")
+    parser.add_argument("--scheduler", choices=SCHEDULERS,
+                        help="stop bad trials early: 'asha' (asynchronous successive halving) trains each trial to a "
+                        "first rung (--min-epochs), pauses it there, and continues only the top 1/eta of each rung, "
+                        "from their checkpoints, to eta times the epochs, up to nbEpoch; 'hyperband' runs several "
+                        "such ladders from different first rungs (default: the settings' sweep_scheduler, else none)")
+    parser.add_argument("--eta", type=positive_int, metavar="ETA",
+                        help="with --scheduler: the top 1/ETA of a rung continue, to ETA times the epochs (default: "
+                        "the settings' sweep_eta, else 3)")
+    parser.add_argument("--min-epochs", type=positive_int, metavar="N",
+                        help="with --scheduler: the first rung, in epochs (default: the settings' sweep_min_epochs, "
+                        "else 1)")
+    parser.add_argument("--max-epochs", type=positive_int, metavar="N",
+                        help="with --scheduler: the last rung (default nbEpoch); with --resume, raise it: the best "
+                        "trials that finished continue to it from their checkpoints")
     parser.add_argument("--accept-code-change", action="store_true",
                         help="with --resume: train the next trials although the settings, the model file or a module "
                         "of yours they import changed since the sweep's trials ran (refused otherwise)")
@@ -64,5 +78,6 @@ def run(arguments, argv):
                            algo=arguments.algo, seed=arguments.seed, parallelism=arguments.parallelism,
                            spark_master=arguments.spark_master, requeue_file=arguments.requeue_file,
                            accept_code_change=arguments.accept_code_change, workers=arguments.workers,
-                           join=arguments.join)
+                           join=arguments.join, scheduler=arguments.scheduler, eta=arguments.eta,
+                           min_epochs=arguments.min_epochs, max_epochs=arguments.max_epochs)
     return run_sweep(request).exit_code

@@ -224,6 +224,15 @@ class SweepSection:
     space: object = setting("`hyperopt_space`: dict of hparam name (a key of `hparams`) -> hyperopt expression object, "
                             "e.g. `{'learningRate': hp.loguniform('learningRate', -7, -2)}`", default=None,
                             check=c.dict_or_none, name="hyperopt_space")
+    scheduler: object = setting("`sweep`'s early stopping of bad trials: 'asha' (asynchronous successive halving), "
+                                "'hyperband', or 'none' (every trial trains `nbEpoch`); `sweep --scheduler` wins",
+                                default=None, check=c.one_of(None, "none", "asha", "hyperband"),
+                                name="sweep_scheduler")
+    eta: object = setting("the scheduler's reduction factor: the top 1/eta of a rung continue, to eta times the "
+                          "epochs (None: 3); `sweep --eta` wins", default=None, check=c.optional_int,
+                          name="sweep_eta")
+    min_epochs: object = setting("the scheduler's first rung, in epochs (None: 1); `sweep --min-epochs` wins",
+                                 default=None, check=c.optional_int, name="sweep_min_epochs")
 
 
 SECTIONS = {

@@ -2,7 +2,8 @@
 
 - `space`: the settings' `hyperopt_space`, checked, and each sample as hparam overrides.
 - `journal`: one record per trial (`TrialEntry`), the claim of the worker training it.
-- `store`: the sweep folder as the workers' shared state: the short lock, ask (take over or suggest), tell.
+- `store`: the sweep folder as the workers' shared state: the short lock, ask (take over, promote or suggest), tell.
+- `scheduler`: ASHA and Hyperband: the rungs, and which paused trial a worker promotes.
 - `legacy`: sweep folders of an older engine or of Spark, joined by workers (their finished trials kept).
 - `worker`: this process' workers (one, `--workers N`, or one per Slurm array task with `--join`), and signals.
 - `objective`: one trial = one `trial_process` training an experiment; scored from its run.json.
@@ -14,3 +15,4 @@
 """
 
 ALGORITHMS = ("tpe", "rand", "anneal")
+SCHEDULERS = ("none", "asha", "hyperband")

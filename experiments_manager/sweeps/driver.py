@@ -12,6 +12,7 @@ from pathlib import Path
 
 from experiments_manager.attempts import ACCEPT_CODE_CHANGE_FLAG
 from experiments_manager.sweeps.legacy import COORDINATION
+from experiments_manager.sweeps.scheduler import RungSchedule, describe, raised_max_epochs, schedule_of
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease import Lease, LeaseHeld
 from experiments_manager.utils.signals import process_alive
@@ -37,6 +38,12 @@ class SweepRequest:
             folder `<workingFolder>/<session_name>_sweep_<join>`, the others join it (default None: a new folder).
         requeue_file: `--requeue-file` (default None).
         accept_code_change: with resume, train on although the code changed since the trials ran (default False).
+        scheduler: 'asha' or 'hyperband' stops bad trials early (`scheduler.py`); 'none' trains every trial
+            `nbEpoch` (default None: the settings' `sweep_scheduler`, else 'none').
+        eta: the scheduler's reduction factor (default None: the settings' `sweep_eta`, else 3).
+        min_epochs: the scheduler's first rung (default None: the settings' `sweep_min_epochs`, else 1).
+        max_epochs: the scheduler's last rung (default None: `nbEpoch`); a resume may raise it, and then the best
+            trials that finished continue to it.
     """
 
     usersettings: str | None = None
@@ -51,6 +58,10 @@ class SweepRequest:
     accept_code_change: bool = False
     workers: int | None = None
     join: str | None = None
+    scheduler: str | None = None
+    eta: int | None = None
+    min_epochs: int | None = None
+    max_epochs: int | None = None
 
 
 class SweepOutcome:
@@ -104,6 +115,9 @@ def _run_sweep(arguments, held):
         raise UserInputError("--workers, --parallelism: choose one (workers need no Spark)")
     if arguments.spark_master and not (arguments.parallelism and arguments.parallelism > 1):
         raise UserInputError("--spark-master: only with --parallelism P > 1")
+    if (arguments.parallelism or 1) > 1 and (arguments.scheduler or "none") != "none":
+        raise UserInputError("--scheduler, --parallelism: choose one (a scheduler's trials are run by workers: "
+                             "--workers N, or --join NAME)")
     if arguments.join is not None and arguments.parallelism and arguments.parallelism > 1:
         raise UserInputError("--join, --parallelism: choose one (a Spark sweep has one driver; the processes that "
                              "join a sweep are its workers)")
@@ -159,14 +173,18 @@ def _run_workers(sweep_folder, spec, settings, space, workers):
         raise LeaseHeld(f"{sweep_folder.root}: a Spark sweep (or an older engine's) writes this sweep: "
                         f"{holder.describe()}; wait for it to end (or stop it) and try again")
     algo = SeededSuggestions(spec["algo"], spec["seed"], startup_trials=spec.get("startup_trials"))
-    store = SweepStore(sweep_folder, space, algo, spec["max_evals"], settings.training.monitor)
+    store = SweepStore(sweep_folder, space, algo, spec["max_evals"], settings.training.monitor,
+                       schedule=RungSchedule.from_json(spec.get("scheduler")))
     if spec.get("coordination") != COORDINATION:  # an older engine's or a Spark sweep: its finished trials
         import_finished(sweep_folder, store.journal, store.locked)
     else:
         check_saved_trials(sweep_folder.trials_file, sweep_folder.trials_dir)
     with store.locked():  # what this process may change (the total, accepted code), and that it works on it
+        before = RungSchedule.from_json(sweep_folder.spec().get("scheduler"))
+        if before is not None and store.schedule is not None and store.schedule.max_epochs > before.max_epochs:
+            store.reopen_finished(before.max_epochs)  # a resume's --max-epochs: they may continue
         sweep_folder.update_spec(max_evals=spec["max_evals"], code=spec.get("code"), parallelism=1,
-                                 startup_trials=algo.startup_trials, status="running")
+                                 startup_trials=algo.startup_trials, status="running", scheduler=spec.get("scheduler"))
     return SweepOutcome(sweep_folder, SweepWorkers(store, spec["settings_file"], spec["working_dir"],
                                                    spec["fixed_hparams"], settings.experiment.working_folder,
                                                    workers).run())
@@ -244,6 +262,10 @@ def _joined_spec(sweep_folder, mine, arguments):
     for flag, key, value in (("--algo", "algo", arguments.algo), ("--seed", "seed", arguments.seed)):
         if value is not None and value != spec.get(key):
             problems.append(f"{flag}: the sweep has {spec.get(key)}, this process {value}")
+    if (arguments.scheduler is not None or arguments.eta is not None or arguments.min_epochs is not None
+            or arguments.max_epochs is not None) and mine.get("scheduler") != spec.get("scheduler"):
+        problems.append(f"--scheduler: the sweep has {describe(spec.get('scheduler'))}, this process "
+                        f"{describe(mine.get('scheduler'))}")
     if spec.get("parallelism", 1) > 1:
         problems.append("the sweep runs on Spark (--parallelism): it takes no workers")
     if problems:
@@ -278,13 +300,16 @@ def _new_spec(settings, space, fixed, arguments):
         "monitored_loss_name": settings.training.monitor,
         "workers": workers,
         "startup_trials": startup_trials(workers) if (arguments.algo or "tpe") == "tpe" else None,
+        "scheduler": schedule_of(settings, arguments.scheduler, arguments.eta, arguments.min_epochs,
+                                 arguments.max_epochs),
     }
 
 
 def _resumed_spec(spec, arguments):
     """sweep.json's choices, with the few a resume may change (more trials, other parallelism)."""
     fixed_flags = [flag for flag, value in (("--algo", arguments.algo), ("--seed", arguments.seed),
-                                            ("--hparam", arguments.hparams)) if value]
+                                            ("--hparam", arguments.hparams), ("--scheduler", arguments.scheduler),
+                                            ("--eta", arguments.eta), ("--min-epochs", arguments.min_epochs)) if value]
     if fixed_flags:
         raise UserInputError(f"{', '.join(fixed_flags)}: not accepted with --resume (the sweep keeps its own)")
     if spec.get("coordination") != COORDINATION and spec.get("status") == "running" and \
@@ -294,10 +319,14 @@ def _resumed_spec(spec, arguments):
     if not Path(spec.get("settings_file", "")).is_file():
         raise UserInputError(f"{arguments.resume}: sweep.json: settings_file: {spec.get('settings_file')!r} "
                              "not found (the sweep trains from it)")
+    if spec.get("scheduler") and (arguments.parallelism or 1) > 1:
+        raise UserInputError("--parallelism: not for a sweep with a scheduler (its trials are run by workers: "
+                             "--workers N)")
     if arguments.max_evals is not None and arguments.max_evals < spec.get("trials_done", 0):
         raise UserInputError(f"--max-evals: expected at least the {spec['trials_done']} trials already done, "
                              f"got {arguments.max_evals}")
     return {**spec,
+            "scheduler": raised_max_epochs(spec.get("scheduler"), arguments.max_epochs),
             "max_evals": arguments.max_evals or spec["max_evals"],
             "parallelism": 1 if arguments.workers else (arguments.parallelism or spec.get("parallelism", 1)),
             "spark_master": arguments.spark_master or spec.get("spark_master")}

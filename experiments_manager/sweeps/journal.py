@@ -22,8 +22,10 @@ from experiments_manager.utils.atomic import write_json_atomically
 from experiments_manager.utils.lease import Lease, LeaseHeld, LeaseWatch, create_whole
 from experiments_manager.utils.signals import process_alive
 
-RECORD_STATUSES = ("running", "finished", "failed", "interrupted")
-DONE_STATUSES = ("finished", "failed")
+RECORD_STATUSES = ("running", "finished", "failed", "interrupted", "paused", "promoted")
+FINAL_STATUSES = ("finished", "failed")  # a record in one of these is never written again (a scan reads it once)
+DONE_STATUSES = FINAL_STATUSES + ("paused",)  # a result to report (a paused trial: its value at its last rung)
+SCHEDULE_FIELDS = ("bracket", "epochs_target", "epochs_trained", "rung_values", "promotions")  # a scheduler's
 
 
 @dataclasses.dataclass
@@ -34,13 +36,20 @@ class TrialEntry:
         hparams: the trial's sampled hparams, as the trial trains them.
         tid: hyperopt's trial id (the trial's number - 1); None in a Spark sweep's records.
         vals: hyperopt's `misc.vals` of the suggestion (what TPE learns from); None in a Spark sweep's records.
-        status: running, finished, failed or interrupted (stopped by a signal: it continues from its checkpoint).
+        status: running, finished, failed or interrupted (stopped by a signal: it continues from its checkpoint);
+            with a scheduler (`scheduler.py`) also paused (it reached a rung and waits for a promotion) and
+            promoted (a worker chose it to continue to its next rung).
         experiment: the trial's experiment folder, once created.
         worker: who trains it now (or last did): host, pid, Slurm job and array task.
         takeovers: how many times another worker took it over from one that was gone.
         pid: the trial process' pid.
         loss: what hyperopt minimises (the best value, negated when the monitored value is maximised).
         same_as: the trial number whose result this one reused (hyperopt suggested the same point again).
+        bracket: with a scheduler, the trial's bracket (0 for ASHA).
+        epochs_target: with a scheduler, the epochs the trial trains to now (its current rung).
+        epochs_trained: the epochs its experiment has trained, as it last ended.
+        rung_values: with a scheduler, its loss (as `loss`) at each rung it reached, by the rung's epochs.
+        promotions: how many times it was promoted to a next rung.
     """
 
     hparams: dict = dataclasses.field(default_factory=dict)
@@ -62,6 +71,11 @@ class TrialEntry:
     seconds: Optional[float] = None
     loss: Optional[float] = None
     same_as: Optional[int] = None
+    bracket: Optional[int] = None
+    epochs_target: Optional[int] = None
+    epochs_trained: Optional[int] = None
+    rung_values: dict = dataclasses.field(default_factory=dict)
+    promotions: int = 0
 
     @classmethod
     def from_json(cls, data: dict) -> "TrialEntry":
@@ -70,7 +84,25 @@ class TrialEntry:
 
     @property
     def done(self) -> bool:
-        return self.status in DONE_STATUSES
+        """Ended with a result (finished, failed, paused at a rung), its worker's tell complete."""
+        return self.status in DONE_STATUSES and not self.telling
+
+    @property
+    def final(self) -> bool:
+        """Done for good: its record is never written again (a paused trial may still be promoted)."""
+        return self.status in FINAL_STATUSES and not self.telling
+
+    @property
+    def telling(self) -> bool:
+        """A scheduler's trial that trained to its rung, its value there not recorded yet: the worker's tell is
+        under way (`SweepStore.record_result`), or the worker died before it (the trial is then taken over)."""
+        return self.status == "finished" and self.epochs_target is not None and \
+            str(self.epochs_target) not in self.rung_values
+
+    @property
+    def rung(self) -> Optional[int]:
+        """The epochs of the last rung it reached (a scheduler's), or None."""
+        return max((int(epochs) for epochs in self.rung_values), default=None)
 
     @property
     def number(self) -> Optional[int]:
@@ -95,7 +127,7 @@ class TrialJournal:
 
     def __init__(self, folder):
         self.folder = Path(folder)
-        self._done: dict = {}  # record path -> its entry, once done: a done record is never written again
+        self._done: dict = {}  # record path -> its entry, once final: a final record is never written again
 
     def claim(self, hparams: dict) -> "TrialRecord":
         """The record of these hparams (a Spark sweep's), claimed by this process until released.
@@ -132,8 +164,8 @@ class TrialJournal:
 
     def scan(self) -> tuple:
         """(the numbered trials' (record, entry) pairs by trial id, (record, tid, why) of each numbered record whose
-        content is damaged: `TrialRecord.parsed`), reading each record once, a done one not at all (it never changes
-        again); `sweeps/record_repair.py` restores or sets aside the damaged ones."""
+        content is damaged: `TrialRecord.parsed`), reading each record once, a final one not at all (it never
+        changes again); `sweeps/record_repair.py` restores or sets aside the damaged ones."""
         pairs, damaged = [], []
         for path in self.folder.glob("trial-[0-9]*.json"):
             record = TrialRecord(path)
@@ -146,7 +178,7 @@ class TrialJournal:
                     damaged.append((record, int(digits) - 1, why))
             if entry is not None and entry.tid is not None:
                 pairs.append((record, entry))
-                if entry.done:
+                if entry.final:
                     self._done[path] = entry
         return sorted(pairs, key=lambda pair: pair[1].tid), sorted(damaged, key=lambda found: found[1])
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, ContextManager, Optional
 
 from experiments_manager.sweeps.folder import SweepFolder
-from experiments_manager.sweeps.journal import TrialEntry, TrialJournal, TrialRecord, hparams_key
+from experiments_manager.sweeps.journal import SCHEDULE_FIELDS, TrialEntry, TrialJournal, TrialRecord, hparams_key
 from experiments_manager.sweeps.objective import known_result
 from experiments_manager.sweeps.space import python_scalar
 from experiments_manager.sweeps.trials import add_saved_trials
@@ -58,7 +58,8 @@ def entry_of_doc(doc: dict) -> TrialEntry:
     return TrialEntry(hparams=result.get("hparams") or {}, tid=doc["tid"], status=status, vals=vals,
                       experiment=result.get("experiment"), log=result.get("log"), reason=result.get("reason"),
                       best_value=result.get("best_value"), best_epoch=result.get("best_epoch"),
-                      seconds=result.get("seconds"), loss=result.get("loss") if result.get("status") == "ok" else None)
+                      seconds=result.get("seconds"), loss=result.get("loss") if result.get("status") == "ok" else None,
+                      **{name: result[name] for name in SCHEDULE_FIELDS if result.get(name) is not None})
 
 
 def legacy_result(trials_dir: Path, hparams: dict) -> Optional[TrialEntry]:

@@ -91,7 +91,8 @@ class TrialObjective:
 
 def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams: dict,
               on_start: Optional[Callable[[subprocess.Popen], None]] = None,
-              stop: Optional[threading.Event] = None, watch: Optional[LeaseWatch] = None) -> dict:
+              stop: Optional[threading.Event] = None, watch: Optional[LeaseWatch] = None,
+              epochs: Optional[int] = None) -> dict:
     """Trains one trial in its own process (`trial_process`): a new experiment from `settings_path` with
     `hparams`, or the record's experiment continued from its checkpoint; returns hyperopt's result dict and
     writes how it ended into the record.
@@ -106,6 +107,8 @@ def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams
             (default None).
         watch: the worker's `LeaseWatch` (default: a new one): what it has seen of the trial's previous writer
             on another node, handed down to the trial process, so that a gone writer is watched once.
+        epochs: train to this many epochs in all (a scheduler's rung: a new experiment trains them, a paused one
+            is extended to them from its checkpoint); default None: the settings' `nbEpoch`.
 
     Raises:
         LeaseLost: the claim was lost meanwhile (this worker stalled past the timeout): the record is not written.
@@ -118,13 +121,14 @@ def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams
                 "experiment": info.get("experiment"), "reason": "the worker stopped before it started"}
     resume = _resumable(info)
     if resume:
-        command = trial_command(record.path, os.getpid(), resume=resume)
+        command = trial_command(record.path, os.getpid(), resume=resume, epochs=epochs)
     else:
-        command = trial_command(record.path, os.getpid(), settings_path, hparams)
+        command = trial_command(record.path, os.getpid(), settings_path, hparams, epochs=epochs)
     started = time.monotonic()
     with open(record.log_path, "a") as log:
         worker = info.get("worker") or {}
         log.write(attempt_header(("continuing " + resume if resume else "a new experiment")
+                                 + (f" to {epochs} epochs" if epochs is not None else "")
                                  + (f" (worker pid {worker.get('pid')} on {worker.get('host')})" if worker else "")))
         log.flush()
         log_start = log.tell()
@@ -139,10 +143,11 @@ def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams
     result = _result_of(record.read(), code, record.log_path, log_start)
     if result["trial_status"] == "failed":
         _end_if_running(result.get("experiment"), result["reason"])
-    result.update(seconds=round(time.monotonic() - started, 3), log=str(record.log_path))
+    earlier = (info.get("seconds") or 0.0) if epochs is not None else 0.0  # a scheduler's trial: its rungs before
+    result.update(seconds=round(earlier + time.monotonic() - started, 3), log=str(record.log_path))
     record.update(status=result["trial_status"], ended=now(), exit_code=code, reason=result.get("reason"),
                   best_value=result.get("best_value"), best_epoch=result.get("best_epoch"),
-                  seconds=result["seconds"], loss=result.get("loss"))
+                  seconds=result["seconds"], loss=result.get("loss"), epochs_trained=result.get("epochs_trained"))
     return result
 
 
@@ -175,8 +180,15 @@ def _resumable(info):
 def _result_of(info, exit_code, log_path, log_start=0):
     """hyperopt's result from the trial's run.json (or from its log from `log_start` on, when no experiment was
     created)."""
+    run = _run_info(info.get("experiment"))
+    result = _scored(info, run, exit_code, log_path, log_start)
+    if run.get("epochs_completed") is not None:
+        result["epochs_trained"] = run["epochs_completed"]
+    return result
+
+
+def _scored(info, run, exit_code, log_path, log_start):
     experiment = info.get("experiment")
-    run = _run_info(experiment)
     status = run.get("status")
     signum = _stop_signal(exit_code)
     if status == "interrupted" or (signum is not None and status != "finished") or \

@@ -26,6 +26,8 @@ def trial_rows(trials, names):
             "best_value": result.get("best_value"),
             "loss": result.get("loss"),  # what hyperopt minimised: best_value, negated when it is maximised
             "best_epoch": result.get("best_epoch"),
+            "rung": result.get("rung"),  # a scheduler's: the epochs of the last rung the trial reached
+            "epochs_trained": result.get("epochs_trained"),
             "seconds": result.get("seconds"),
             "experiment": result.get("experiment"),
             "reason": result.get("reason"),
@@ -34,15 +36,47 @@ def trial_rows(trials, names):
     return rows
 
 
+def device_hours_of(rows, max_epochs=None):
+    """(the device-hours the trials cost, from each experiment's run.json; with a scheduler's `max_epochs`, what
+    the same trials would have cost trained to it, at the cost per epoch each had: None without one). Trials
+    whose run.json cannot be read, or has no devices recorded, are left out."""
+    from experiments_manager.attempts import device_hours
+    from experiments_manager.experiment import Experiment
+    from experiments_manager.utils.errors import UserInputError
+
+    total, full = 0.0, 0.0
+    for row in rows:
+        if not row.get("experiment"):
+            continue
+        try:
+            hours = device_hours(Experiment(row["experiment"]).run_info())
+        except (OSError, UserInputError):
+            hours = None
+        if hours is None:
+            continue
+        total += hours
+        trained = row.get("epochs_trained")
+        full += hours * max_epochs / trained if max_epochs and trained else hours
+    return round(total, 6), (round(full, 6) if max_epochs else None)
+
+
 def best_row(rows):
-    """The finished trial with the best value (lowest loss for hyperopt), or None."""
-    scored = [row for row in rows if row["status"] == "finished" and _finite(row["loss"])]
+    """The finished trial with the best value (lowest loss for hyperopt), or None. With a scheduler, among the
+    trials that reached the highest rung any reached (a value after 1 epoch is not compared with one after 9)."""
+    scored = [row for row in rows if row["status"] in ("finished", "paused") and _finite(row["loss"])]
+    if any(row.get("rung") is not None for row in scored):
+        top = max(row["rung"] or 0 for row in scored)
+        scored = [row for row in scored if (row["rung"] or 0) == top]
+    else:
+        scored = [row for row in scored if row["status"] == "finished"]
     return min(scored, key=lambda row: row["loss"]) if scored else None
 
 
-def write_results_csv(rows, names, monitor, path):
-    """results.csv: trial, the hparams, status, best_<monitor>, best_epoch, seconds, experiment, reason, log."""
-    fields = ["trial", *names, "status", "best_value", "best_epoch", "seconds", "experiment", "reason", "log"]
+def write_results_csv(rows, names, monitor, path, scheduled=False):
+    """results.csv: trial, the hparams, status, best_<monitor>, best_epoch, (with a scheduler: rung and
+    epochs_trained,) seconds, experiment, reason, log."""
+    fields = ["trial", *names, "status", "best_value", "best_epoch", *(["rung", "epochs_trained"] if scheduled else []),
+              "seconds", "experiment", "reason", "log"]
     columns = [f"best_{monitor}" if field == "best_value" else field for field in fields]
     with replaced_atomically(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -58,7 +92,8 @@ def plot_loss_vs_hparams(rows, space, monitor, png):
 
     names = space.names
     scored = [row for row in rows if row["status"] == "finished" and _finite(row["loss"])]
-    failed = [row for row in rows if row not in scored]
+    paused = [row for row in rows if row["status"] == "paused" and _finite(row["loss"])]
+    failed = [row for row in rows if row not in scored and row not in paused]
     best = best_row(rows)
     columns = min(3, len(names))
     lines = math.ceil(len(names) / columns)
@@ -69,11 +104,14 @@ def plot_loss_vs_hparams(rows, space, monitor, png):
         positions = _positions([row[name] for row in rows], axes)
         axes.scatter([positions[_key(row[name])] for row in scored], [row["best_value"] for row in scored],
                      label="trials")
+        if paused:
+            axes.scatter([positions[_key(row[name])] for row in paused], [row["best_value"] for row in paused],
+                         facecolors="none", edgecolors="tab:gray", label="paused at a lower rung")
         if best is not None:
             axes.scatter([positions[_key(best[name])]], [best["best_value"]], marker="*", s=200, color="tab:orange",
                          label=f"best (trial {best['trial']})")
-        if failed and scored:
-            worst = max(scored, key=lambda row: row["loss"])["best_value"]
+        if failed and (scored or paused):
+            worst = max(scored + paused, key=lambda row: row["loss"])["best_value"]
             axes.scatter([positions[_key(row[name])] for row in failed], [worst] * len(failed), marker="x",
                          color="tab:red", label="failed")
         if space.is_log_scaled(name):
@@ -89,18 +127,22 @@ def plot_loss_vs_hparams(rows, space, monitor, png):
 def trial_line(row, best, max_evals, monitor, trials_dir):
     """The console line of one trial that ended: its value and the best so far, or why it failed."""
     head = f"trial {row['trial']}/{max_evals}"
-    if row["status"] != "finished":
+    if row["status"] not in ("finished", "paused"):
         return f"{head} failed: {row['reason']} (log: {row.get('log') or trials_dir})"
+    if row.get("rung") is not None:
+        head += f" {row['status']} at {row['rung']} epochs:"
     return (f"{head} {monitor}={row['best_value']:.6g} (epoch {row['best_epoch']}), "
             f"best {best['best_value']:.6g} (trial {best['trial']}), {row['seconds']:.1f} s: {row['experiment']}")
 
 
 def summary_lines(sweep, rows, monitor, working_folder):
     """The closing report: counts, the best trial and how to serve it."""
-    failed = sum(row["status"] != "finished" for row in rows)
+    paused = sum(row["status"] == "paused" for row in rows)
+    failed = sum(row["status"] not in ("finished", "paused") for row in rows)
     best = best_row(rows)
     lines = [f"sweep folder:      {sweep.root}",
-             f"trials:            {len(rows)} ({len(rows) - failed} finished, {failed} failed)"]
+             f"trials:            {len(rows)} ({len(rows) - failed - paused} finished, "
+             + (f"{paused} paused at a lower rung, " if paused else "") + f"{failed} failed)"]
     if not rows:
         lines.append("best trial:        none yet (no trial has ended)")
     elif best is None:
@@ -111,6 +153,14 @@ def summary_lines(sweep, rows, monitor, working_folder):
                   f"best hparams:      {hparams}",
                   f"best experiment:   {best['experiment']}",
                   f"serve it:          experiments-manager serve --model_dir {best['experiment']}"]
+    spec = sweep.spec()
+    if spec.get("device_hours") is not None:
+        hours = f"device-hours:      {spec['device_hours']:.4g}"
+        if spec.get("device_hours_full"):
+            saved = 1 - spec["device_hours"] / spec["device_hours_full"]
+            hours += (f" ({spec['device_hours_full']:.4g} had every trial trained {spec['scheduler']['max_epochs']}"
+                      f" epochs: {saved:.0%} saved by {spec['scheduler']['kind']})")
+        lines.append(hours)
     lines.append(f"results:           {sweep.results_csv}")
     if sweep.plot_png.is_file():
         lines.append(f"loss vs hparams:   {sweep.plot_png}")

@@ -17,11 +17,13 @@ class Assignment:
         record: the trial's record.
         entry: the record's content when it was assigned.
         taken_over: why it came to this worker from another one (None for a new trial).
+        promoted_to: the epochs of the rung a scheduler promoted it to (None: not a promotion).
     """
 
     record: TrialRecord
     entry: TrialEntry
     taken_over: Optional[str] = None
+    promoted_to: Optional[int] = None
 
 
 @dataclasses.dataclass

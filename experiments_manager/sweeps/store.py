@@ -40,22 +40,21 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Optional, Union
 
 from experiments_manager.experiment import now
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import TrialEntry, TrialJournal
 from experiments_manager.sweeps.legacy import legacy_experiment, legacy_result
 from experiments_manager.sweeps.record_repair import repair_damaged
-from experiments_manager.sweeps.results import best_row, plot_loss_vs_hparams, trial_rows, write_results_csv
+from experiments_manager.sweeps.results import (best_row, device_hours_of, plot_loss_vs_hparams, trial_rows,
+                                                write_results_csv)
+from experiments_manager.sweeps.scheduler import RungSchedule, reopens
 from experiments_manager.sweeps.space import SearchSpace, python_scalar
 from experiments_manager.sweeps.steps import Assignment, NothingLeft
-from experiments_manager.sweeps.trials import SeededSuggestions, save_trials
+from experiments_manager.sweeps.trials import SeededSuggestions, hyperopt_trials, save_trials
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
 from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseWatch, lease_timeout, live_holder, read_holder
-
-if TYPE_CHECKING:
-    import hyperopt
 
 LOCK_NAME = "sweep.lock"
 LOCK_TIMEOUT_SECONDS = 60.0  # a lock holder whose heartbeat is this old (another node) is gone
@@ -63,7 +62,6 @@ LOCK_PATIENCE_SECONDS = 900.0  # how long a worker waits for the lock before it 
 PLOT_INTERVAL_SECONDS = 10.0  # loss_vs_hparams.png is redrawn at most this often (any worker), and as one leaves
 MIN_STARTUP_TRIALS = 20  # hyperopt's TPE default
 _RESULT_FIELDS = ("status", "experiment", "log", "reason", "best_value", "best_epoch", "loss")
-_HYPEROPT_CMD = ("domain_attachment", "FMinIter_Domain")
 
 
 class SweepStore:
@@ -76,11 +74,13 @@ class SweepStore:
         max_evals: the number of trials the sweep has in all when sweep.json cannot be read (sweep.json's
             `max_evals` is the total every worker follows: a process that joins with a larger one raises it).
         monitor: the monitored value's name (results.csv's column, the plot's axis).
+        schedule: the sweep's `RungSchedule` (ASHA, Hyperband), or None (default: every trial trains `nbEpoch`).
     """
 
     def __init__(self, sweep: SweepFolder, space: SearchSpace, algo: SeededSuggestions, max_evals: int,
-                 monitor: str):
+                 monitor: str, schedule: Optional[RungSchedule] = None):
         self.sweep = sweep
+        self.schedule = schedule
         self.space = space
         self.algo = algo
         self.max_evals = max_evals
@@ -107,7 +107,8 @@ class SweepStore:
 
     def next_trial(self, worker: dict) -> Union[Assignment, NothingLeft]:
         """Claims the next trial for `worker`: one to take over (interrupted, or its worker provably gone) first,
-        else a new point from the algorithm; `NothingLeft` when neither is there.
+        then (with a scheduler) a paused trial to promote to its next rung, else a new point from the algorithm;
+        `NothingLeft` when none is there.
 
         Args:
             worker: who asks (`worker_identity()`), recorded in the trial's record.
@@ -134,18 +135,22 @@ class SweepStore:
                                   pid=entry.pid if same_host else None)
                     self._mark_running()
                     return Assignment(record, record.entry(), taken_over=why)
+            promoted = self._promote(pairs, worker)
+            if promoted is not None:
+                return promoted
             unreadable: set = set()  # numbers whose record exists but cannot be read now (a network file system)
             while len(pairs) < self.total():
                 tid = _first_free(pairs, unreadable)
                 hparams, vals = self.suggest(tid, pairs)
-                earlier = next((entry for _, entry in pairs if entry.done and entry.hparams == hparams), None)
+                earlier = next((entry for _, entry in pairs if entry.final and entry.hparams == hparams), None)
                 earlier = earlier or legacy_result(self.sweep.trials_dir, hparams)
                 if earlier is not None:  # a finished point suggested again: its result, not a retraining
                     entry = TrialEntry(hparams=hparams, tid=tid, vals=vals, seconds=0.0, same_as=earlier.number,
                                        ended=now(), **{name: getattr(earlier, name) for name in _RESULT_FIELDS})
                 else:
                     entry = TrialEntry(hparams=hparams, tid=tid, vals=vals, worker=worker,
-                                       experiment=legacy_experiment(self.sweep.trials_dir, hparams))
+                                       experiment=legacy_experiment(self.sweep.trials_dir, hparams),
+                                       **(self.schedule.new_trial_fields(tid) if self.schedule else {}))
                 record = self.journal.create(entry)
                 if record is None:  # its number is taken by a record this listing missed
                     unreadable.add(tid)
@@ -157,6 +162,27 @@ class SweepStore:
             done = sum(entry.done for _, entry in pairs)
             return NothingLeft(done=done, running=len(pairs) - done, watching=watching)
 
+    def _promote(self, pairs: list, worker: dict) -> Optional[Assignment]:
+        """With a scheduler: the paused trial it promotes now, claimed and marked `promoted` to its next rung (a
+        worker that dies now leaves a claim the next ask takes over), or None."""
+        found = self.schedule.claim_promotion(pairs, lambda record: record.lock(self.watch)) if self.schedule else None
+        if found is None:
+            return None
+        record, epochs = found
+        entry = record.entry()
+        info = record.update(status="promoted", epochs_target=epochs,
+                             promotions=entry.promotions + 1 if entry else 1, worker=worker, pid=None)
+        self._mark_running()
+        return Assignment(record, TrialEntry.from_json(info), promoted_to=epochs)
+
+    def reopen_finished(self, old_max_epochs: int) -> int:
+        """After the scheduler's last rung was raised from `old_max_epochs` (under the lock): the trials that
+        finished there become paused (`scheduler.reopens`), so that the best of them continue. Returns how many."""
+        reopened = [record.update(status="paused") for record, entry in self.journal.numbered()
+                    if reopens(entry, old_max_epochs)]
+        self.journal = TrialJournal(self.journal.folder)  # forget what it read of them as final
+        return len(reopened)
+
     def record_result(self, assignment: Assignment) -> tuple:
         """Releases the trial's claim and rewrites the outputs from the journal; returns (rows, best row). The
         plot is redrawn after the lock is released, when the last one (any worker's) is `PLOT_INTERVAL_SECONDS`
@@ -166,6 +192,9 @@ class SweepStore:
             assignment: the trial, its record already holding its result (`objective.run_trial` wrote it).
         """
         with self.locked():
+            told = assignment.record.entry()
+            if self.schedule is not None and told is not None and told.telling:  # its value at its rung
+                assignment.record.update(**self.schedule.told_fields(told))
             assignment.record.release()
             rows, best = self._write_outputs(self.journal.numbered())
         if rows and self._plot_age() > PLOT_INTERVAL_SECONDS:
@@ -234,11 +263,13 @@ class SweepStore:
         trials = hyperopt_trials(pairs, with_running=False)
         rows = trial_rows(trials, self.space.names)
         save_trials(trials, self.sweep.trials_file)
-        write_results_csv(rows, self.space.names, self.monitor, self.sweep.results_csv)
+        write_results_csv(rows, self.space.names, self.monitor, self.sweep.results_csv,
+                          scheduled=self.schedule is not None)
         if rows and plot:
             plot_loss_vs_hparams(rows, self.space, self.monitor, self.sweep.plot_png)
         best = best_row(rows)
-        self.sweep.update_spec(trials_done=len(rows), best=best)
+        hours, full = device_hours_of(rows, self.schedule.max_epochs if self.schedule is not None else None)
+        self.sweep.update_spec(trials_done=len(rows), best=best, device_hours=hours, device_hours_full=full)
         return rows, best
 
     def _plot_age(self) -> float:
@@ -247,39 +278,6 @@ class SweepStore:
             return time.time() - self.sweep.plot_png.stat().st_mtime
         except FileNotFoundError:
             return float("inf")
-
-
-def hyperopt_trials(pairs: list, with_running: bool) -> "hyperopt.Trials":
-    """A hyperopt `Trials` of the journal's numbered trials: the done ones with their results, and (with
-    `with_running`) the others as running docs without a loss."""
-    from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING, Trials
-
-    trials = Trials()
-    docs = []
-    for _, entry in pairs:
-        if entry.vals is None or not (entry.done or with_running):
-            continue
-        misc = {"tid": entry.tid, "cmd": _HYPEROPT_CMD, "workdir": None, "vals": entry.vals,
-                "idxs": {name: ([entry.tid] if values else []) for name, values in entry.vals.items()}}
-        (doc,) = trials.new_trial_docs([entry.tid], [None], [result_of(entry) if entry.done else {"status": "new"}],
-                                       [misc])
-        doc["state"] = JOB_STATE_DONE if entry.done else JOB_STATE_RUNNING
-        docs.append(doc)
-    trials.insert_trial_docs(docs)
-    trials.refresh()
-    return trials
-
-
-def result_of(entry: TrialEntry) -> dict:
-    """hyperopt's result dict of a done trial (what the objective of a sequential sweep returned)."""
-    ok = entry.status == "finished" and entry.loss is not None
-    result = {"status": "ok" if ok else "fail", "trial_status": entry.status, "hparams": entry.hparams,
-              "experiment": entry.experiment, "seconds": entry.seconds, "log": entry.log}
-    if ok:
-        result.update(loss=entry.loss, best_value=entry.best_value, best_epoch=entry.best_epoch)
-    else:
-        result["reason"] = entry.reason
-    return result
 
 
 def worker_identity(index: Optional[int] = None) -> dict:

@@ -21,10 +21,13 @@ _LOG = logging.getLogger(__name__)
 ORPHAN_CHECK_SECS = 0.5
 
 
-def trial_command(record_path, parent_pid, settings_path=None, hparams=None, resume=None):
-    """The argv that runs one trial: a new experiment from `settings_path` and `hparams`, or `resume`."""
+def trial_command(record_path, parent_pid, settings_path=None, hparams=None, resume=None, epochs=None):
+    """The argv that runs one trial: a new experiment from `settings_path` and `hparams`, or `resume`; trained to
+    `epochs` in all (a scheduler's rung) instead of the settings' `nbEpoch` when given."""
     command = [sys.executable, "-m", "experiments_manager.sweeps.trial_process",
                "--record", str(record_path), "--parent-pid", str(parent_pid)]
+    if epochs is not None:
+        command += ["--epochs", str(epochs)]
     if resume is not None:
         return command + ["--resume", str(resume)]
     return command + ["--settings", str(settings_path), "--hparams-json", json.dumps(hparams)]
@@ -46,6 +49,8 @@ def main(argv=None):
     parser.add_argument("--settings", help="train a new experiment from this settings file")
     parser.add_argument("--hparams-json", default="{}", help="hparam overrides of the new experiment, as JSON")
     parser.add_argument("--resume", metavar="EXPERIMENT_DIR", help="continue this experiment instead")
+    parser.add_argument("--epochs", type=int, metavar="N",
+                        help="train to N epochs in all (a scheduler's rung) instead of the settings' nbEpoch")
     arguments = parser.parse_args(argv)
 
     from experiments_manager.utils.logging_setup import configure_logging
@@ -65,12 +70,23 @@ def main(argv=None):
 
     try:
         if arguments.resume:
+            if _reached(arguments.resume, arguments.epochs):
+                return 0
             # the sweep compared its code with what its trials ran before it resumed (sweeps/code_check.py)
-            outcome = training.resume(arguments.resume, alongside=noted, accept_code_change=True)
+            outcome = training.resume(arguments.resume, alongside=noted, accept_code_change=True,
+                                      epochs=arguments.epochs)
         else:
             hparams = json.loads(arguments.hparams_json)
-            outcome = training.train(arguments.settings, hparams, alongside=noted, working_folder=sweep_root,
-                                     command=equivalent_train_command(arguments.settings, hparams))
+            settings = arguments.settings
+            if arguments.epochs is not None:
+                from experiments_manager.settings import load_settings
+
+                settings = load_settings(arguments.settings, hparams)
+                settings.train_for(arguments.epochs)
+                hparams = None  # applied
+            outcome = training.train(settings, hparams, alongside=noted, working_folder=sweep_root,
+                                     command=equivalent_train_command(arguments.settings,
+                                                                      json.loads(arguments.hparams_json)))
     except UserInputError as error:
         print_problems(error.problems)
         record.update(reason="; ".join(error.problems))
@@ -82,6 +98,23 @@ def main(argv=None):
         print_problems(line)
         return EXIT_TEMPFAIL
     return outcome.exit_code
+
+
+def _reached(experiment_dir, epochs):
+    """True when a scheduler's trial already trained its `epochs` (its process was stopped after its last
+    checkpoint, before it recorded its end): its end is recorded now, nothing is trained again."""
+    from experiments_manager.experiment import Experiment, running_command
+
+    if epochs is None:
+        return False
+    experiment = Experiment.open(experiment_dir)
+    info = experiment.run_info()
+    if int(info.get("epochs_completed") or 0) < epochs:
+        return False
+    if info.get("status") != "finished":
+        with experiment.held(running_command()):  # the one writer, as any attempt
+            experiment.mark_ended("finished")
+    return True
 
 
 def _noted(record, experiment, sweep_root):

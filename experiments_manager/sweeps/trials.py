@@ -6,13 +6,15 @@ import logging
 import pickle
 from pathlib import Path
 
-from hyperopt import JOB_STATE_DONE, Trials
+from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING, Trials
 
 from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.sweeps import ALGORITHMS
+from experiments_manager.sweeps.journal import SCHEDULE_FIELDS, TrialEntry
 
 SEED_MODULUS = 2**31 - 1
+_HYPEROPT_CMD = ("domain_attachment", "FMinIter_Domain")
 _LOG = logging.getLogger(__name__)
 
 
@@ -147,3 +149,35 @@ class SeededSuggestions:
         for tid in new_ids:
             docs += suggest([tid], domain, trials, (self.seed * 1_000_003 + tid) % SEED_MODULUS)
         return docs
+
+
+def hyperopt_trials(pairs: list, with_running: bool) -> Trials:
+    """A hyperopt `Trials` of the journal's numbered trials: the done ones with their results, and (with
+    `with_running`) the others as running docs without a loss."""
+    trials = Trials()
+    docs = []
+    for _, entry in pairs:
+        if entry.vals is None or not (entry.done or with_running):
+            continue
+        misc = {"tid": entry.tid, "cmd": _HYPEROPT_CMD, "workdir": None, "vals": entry.vals,
+                "idxs": {name: ([entry.tid] if values else []) for name, values in entry.vals.items()}}
+        (doc,) = trials.new_trial_docs([entry.tid], [None], [result_of(entry) if entry.done else {"status": "new"}],
+                                       [misc])
+        doc["state"] = JOB_STATE_DONE if entry.done else JOB_STATE_RUNNING
+        docs.append(doc)
+    trials.insert_trial_docs(docs)
+    trials.refresh()
+    return trials
+
+
+def result_of(entry: TrialEntry) -> dict:
+    """hyperopt's result dict of a done trial (what the objective of a sequential sweep returned)."""
+    ok = entry.status in ("finished", "paused") and entry.loss is not None
+    result = {"status": "ok" if ok else "fail", "trial_status": entry.status, "hparams": entry.hparams,
+              "experiment": entry.experiment, "seconds": entry.seconds, "log": entry.log, "rung": entry.rung,
+              **{name: getattr(entry, name) for name in SCHEDULE_FIELDS}}
+    if ok:
+        result.update(loss=entry.loss, best_value=entry.best_value, best_epoch=entry.best_epoch)
+    else:
+        result["reason"] = entry.reason
+    return result

@@ -120,6 +120,9 @@ class SweepWorkers:
                     said_watching = True
                 self._stopping.wait(WATCH_POLL_SECONDS)
                 continue
+            if isinstance(step, NothingLeft) and step.running and self.store.schedule is not None:
+                self._stopping.wait(WATCH_POLL_SECONDS)  # a trial that reaches its rung may make one promotable
+                continue
             if isinstance(step, NothingLeft):
                 self._left = step
                 return
@@ -141,11 +144,15 @@ class SweepWorkers:
                    if experiment and (Path(experiment) / RUN_FILE_NAME).is_file()
                    else "it starts from the beginning: it had no experiment yet")
             self._print(f"taking over trial {number}/{total} ({step.taken_over}): {how}{self._suffix(index)}")
+        if step.promoted_to is not None and self.store.schedule is not None:
+            self._print(f"promoting trial {number}/{total} (paused at {step.entry.rung} epochs, in the top 1/"
+                        f"{self.store.schedule.eta} there): it continues from its checkpoint to {step.promoted_to} "
+                        f"epochs{self._suffix(index)}")
         try:
             result = run_trial(step.record, self.settings_path, self.working_dir,
                                {**self.fixed_hparams, **step.entry.hparams},
                                on_start=lambda process: self._started(index, process), stop=self._stopping,
-                               watch=self.store.watch)
+                               watch=self.store.watch, epochs=step.entry.epochs_target)
         except LeaseLost as lost:  # this worker stalled and another took the trial over: it is theirs now
             self.store.give_back(step)  # (stops the claim's heartbeat; the lease file is the new holder's)
             self._print(f"trial {number}/{total} lost: {lost}{self._suffix(index)}")
@@ -170,7 +177,8 @@ class SweepWorkers:
         self._trained += 1
         row = next(row for row in rows if row["trial"] == number)
         self._print(trial_line(row, best, total, self.store.monitor, self.store.sweep.trials_dir)
-                    + self._suffix(index), best=best, advance=1)
+                    + self._suffix(index), best=best,
+                    advance=0 if step.entry.promotions else 1)  # (a promoted trial counted at its first rung)
         return True
 
     def _started(self, index: Optional[int], process) -> None:

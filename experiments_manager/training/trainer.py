@@ -195,15 +195,17 @@ class Trainer:
         return seed
 
     def _strategy(self):
+        from experiments_manager.attempts import device_count
         from experiments_manager.distribute.devices import make_strategy, select_devices
 
         name = self.settings.path.name
         devices = select_devices(self.settings.runtime.gpu_ids, name)
+        kind, count = device_count(devices)  # what `device_hours` sums, per attempt
         if self.cluster is None:
-            self.experiment.update_run_info(devices=devices)
+            self.experiment.update_run_info(devices=devices, attempt={"devices": count, "device_kind": kind})
             return make_strategy(self.settings.runtime.distribution_strategy, devices, name)
-        self.experiment.update_run_info(devices=devices, workers=self.cluster.num_workers,
-                                        cluster_source=self.cluster.source,
+        self.experiment.update_run_info(devices=devices, attempt={"devices": count, "device_kind": kind},
+                                        workers=self.cluster.num_workers, cluster_source=self.cluster.source,
                                         distribution_strategy="MultiWorkerMirroredStrategy")
         return self.cluster.make_strategy()
 

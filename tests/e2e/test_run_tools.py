@@ -99,7 +99,8 @@ def test_list_sorts_filters_and_prints_csv_and_json_as_run_json_says(lab):
     header = table.stdout.splitlines()[0].split()
     assert as_csv.stdout.splitlines()[0].split(",") == [title.lower() if title.isupper() else title for title in header]
     tests = ["test_loss", "test_mean_absolute_error"] if lab.trials[0] in slow else []  # of the runs shown
-    assert header == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "BEST_EPOCH", "VERSIONS", *tests, "learningRate"]
+    assert header == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "BEST_EPOCH", "VERSIONS", "DEVICE_HOURS", *tests,
+                      "learningRate"]
     assert sorted(lab.working_folder / row["experiment"] for row in rows) == slow
     for row in rows:
         info = read_run(lab.working_folder / row["experiment"])

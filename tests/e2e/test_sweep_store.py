@@ -20,8 +20,8 @@ from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import TrialEntry
 from experiments_manager.sweeps.space import SearchSpace
 from experiments_manager.sweeps.steps import Assignment, NothingLeft
-from experiments_manager.sweeps.store import SweepStore, hyperopt_trials, worker_identity
-from experiments_manager.sweeps.trials import SeededSuggestions
+from experiments_manager.sweeps.store import SweepStore, worker_identity
+from experiments_manager.sweeps.trials import SeededSuggestions, hyperopt_trials
 from experiments_manager.utils.lease import Holder, LeaseHeld
 
 SPACE = {"learningRate": hp.loguniform("learningRate", -9, -2), "hiddenNeurons": hp.quniform("hiddenNeurons", 4, 64, 4),
@@ -236,7 +236,7 @@ def test_a_sweep_folder_of_the_previous_engine_is_joined_without_training_a_fini
     from hyperopt import Trials
 
     from experiments_manager.sweeps.journal import TrialRecord, hparams_key
-    from experiments_manager.sweeps.store import result_of
+    from experiments_manager.sweeps.trials import result_of
     from experiments_manager.sweeps.trials import save_trials
 
     root = tmp_path / "sweep"

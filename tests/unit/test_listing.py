@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from experiments_manager.listing import COLUMNS, experiment_rows, format_table
+from experiments_manager.listing import experiment_rows, format_table, select_runs
 
 
 def _run(folder, **info):
@@ -33,7 +33,7 @@ def test_list_finds_experiments_below_skips_hidden_and_venvs_and_survives_foreig
     assert names.index("lab/regression/my_test_1") < names.index("lab/regression/my_sweep/my_test_2")  # oldest first
     statuses = {row["experiment"]: row["status"] for row in rows}
     assert statuses["broken"].startswith("unreadable run.json") and statuses["other_tool"].startswith("unreadable")
-    table = format_table(rows, COLUMNS)
+    table = format_table(*select_runs(tmp_path))  # (no DEVICE_HOURS column: no run recorded its devices)
     assert "val_loss=0.5" in table and max(len(line) for line in table.splitlines()) < 120
 
 
@@ -95,3 +95,23 @@ def test_a_running_run_whose_writer_is_gone_is_listed_dead_and_a_quiet_one_elsew
 
     assert [row["experiment"] for row in select_runs(tmp_path, status=["running"])[0]] == ["alive", "busy_elsewhere"]
     assert sorted(row["experiment"] for row in select_runs(tmp_path, status=["dead"])[0]) == ["killed", "no_lease"]
+
+
+@pytest.mark.claim("`list` shows each run's `device_hours` (table, CSV, JSON)", note="(the sum, unit)")
+def test_device_hours_sum_each_attempts_wall_time_times_its_devices(tmp_path):
+    """Attempt 1: 1 h on 2 CPU cores; attempt 2 killed outright (no end: not counted); attempt 3: 30 min on 4 GPUs,
+    of a run of 2 workers; an attempt of an older engine (no devices) counts nothing."""
+    from experiments_manager.attempts import device_hours
+
+    attempts = [{"started": "2026-11-26T01:00:00+00:00", "ended": "2026-11-26T02:00:00+00:00", "devices": 2},
+                {"started": "2026-11-26T02:00:00+00:00", "devices": 2},
+                {"started": "2026-11-26T03:00:00+01:00", "ended": "2026-11-26T02:30:00+00:00", "devices": 4},
+                {"started": "2026-11-26T03:00:00+00:00", "ended": "2026-11-26T04:00:00+00:00"}]
+    assert device_hours({"attempts": attempts[:1]}) == 2.0
+    assert device_hours({"attempts": attempts, "workers": 2}) == 2 * (2.0 + 0.5 * 4)
+    assert device_hours({"attempts": attempts[3:]}) is None
+    _run(tmp_path / "a", attempts=attempts[:1])
+    _run(tmp_path / "b", attempts=attempts[2:3])
+    rows, columns = select_runs(tmp_path, sort=["-device_hours"])
+    assert columns[-1] == "device_hours" and [row["device_hours"] for row in rows] == ["2", "2"]
+    assert [row.value("device_hours") for row in select_runs(tmp_path, where=["device_hours<2.5"])[0]] == [2.0, 2.0]
