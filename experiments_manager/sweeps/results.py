@@ -39,15 +39,17 @@ def trial_rows(trials, names):
 def device_hours_of(rows, max_epochs=None):
     """(the device-hours the trials cost, from each experiment's run.json; with a scheduler's `max_epochs`, what
     the same trials would have cost trained to it, at the cost per epoch each had: None without one). Trials
-    whose run.json cannot be read, or has no devices recorded, are left out."""
+    whose run.json cannot be read, or has no devices recorded, are left out; an experiment is counted once (a
+    point suggested again reuses the earlier trial's experiment)."""
     from experiments_manager.attempts import device_hours
     from experiments_manager.experiment import Experiment
     from experiments_manager.utils.errors import UserInputError
 
-    total, full = 0.0, 0.0
+    total, full, counted = 0.0, 0.0, set()
     for row in rows:
-        if not row.get("experiment"):
+        if not row.get("experiment") or row["experiment"] in counted:
             continue
+        counted.add(row["experiment"])
         try:
             hours = device_hours(Experiment(row["experiment"]).run_info())
         except (OSError, UserInputError):
