@@ -36,6 +36,25 @@ def trial_rows(trials, names):
     return rows
 
 
+def rung_row(entry, names):
+    """The row of a scheduled trial that trains on past a rung it reached (promoted, running, interrupted): its
+    value and best epoch at that rung, its status as the record says."""
+    return {"trial": entry.number, **{name: entry.hparams.get(name) for name in names}, "status": entry.status,
+            "best_value": entry.best_value, "loss": entry.rung_values[str(entry.rung)], "best_epoch": entry.best_epoch,
+            "rung": entry.rung, "epochs_trained": entry.epochs_trained, "seconds": entry.seconds,
+            "experiment": entry.experiment, "reason": entry.reason, "log": entry.log}
+
+
+def standing(row):
+    """'finished', 'rung' (paused at a rung, or training on past one: a scheduler's value at a lower rung) or
+    'failed' (failed, or no value)."""
+    if not _finite(row["loss"]) or row["status"] == "failed":
+        return "failed"
+    if row["status"] == "finished":
+        return "finished"
+    return "rung" if row["status"] == "paused" or row.get("rung") is not None else "failed"
+
+
 def device_hours_of(rows, max_epochs=None):
     """(the device-hours the trials cost, from each experiment's run.json; with a scheduler's `max_epochs`, what
     the same trials would have cost trained to it, at the cost per epoch each had: None without one). Trials
@@ -65,7 +84,7 @@ def device_hours_of(rows, max_epochs=None):
 def best_row(rows):
     """The finished trial with the best value (lowest loss for hyperopt), or None. With a scheduler, among the
     trials that reached the highest rung any reached (a value after 1 epoch is not compared with one after 9)."""
-    scored = [row for row in rows if row["status"] in ("finished", "paused") and _finite(row["loss"])]
+    scored = [row for row in rows if standing(row) != "failed"]
     if any(row.get("rung") is not None for row in scored):
         top = max(row["rung"] or 0 for row in scored)
         scored = [row for row in scored if (row["rung"] or 0) == top]
@@ -93,9 +112,9 @@ def plot_loss_vs_hparams(rows, space, monitor, png):
     from matplotlib.figure import Figure
 
     names = space.names
-    scored = [row for row in rows if row["status"] == "finished" and _finite(row["loss"])]
-    paused = [row for row in rows if row["status"] == "paused" and _finite(row["loss"])]
-    failed = [row for row in rows if row not in scored and row not in paused]
+    scored = [row for row in rows if standing(row) == "finished"]
+    paused = [row for row in rows if standing(row) == "rung"]
+    failed = [row for row in rows if standing(row) == "failed"]
     best = best_row(rows)
     columns = min(3, len(names))
     lines = math.ceil(len(names) / columns)
@@ -108,7 +127,7 @@ def plot_loss_vs_hparams(rows, space, monitor, png):
                      label="trials")
         if paused:
             axes.scatter([positions[_key(row[name])] for row in paused], [row["best_value"] for row in paused],
-                         facecolors="none", edgecolors="tab:gray", label="paused at a lower rung")
+                         facecolors="none", edgecolors="tab:gray", label="at a lower rung")
         if best is not None:
             axes.scatter([positions[_key(best[name])]], [best["best_value"]], marker="*", s=200, color="tab:orange",
                          label=f"best (trial {best['trial']})")
@@ -129,7 +148,7 @@ def plot_loss_vs_hparams(rows, space, monitor, png):
 def trial_line(row, best, max_evals, monitor, trials_dir):
     """The console line of one trial that ended: its value and the best so far, or why it failed."""
     head = f"trial {row['trial']}/{max_evals}"
-    if row["status"] not in ("finished", "paused"):
+    if standing(row) == "failed":
         return f"{head} failed: {row['reason']} (log: {row.get('log') or trials_dir})"
     if row.get("rung") is not None:
         head += f" {row['status']} at {row['rung']} epochs:"
@@ -139,12 +158,12 @@ def trial_line(row, best, max_evals, monitor, trials_dir):
 
 def summary_lines(sweep, rows, monitor, working_folder):
     """The closing report: counts, the best trial and how to serve it."""
-    paused = sum(row["status"] == "paused" for row in rows)
-    failed = sum(row["status"] not in ("finished", "paused") for row in rows)
+    paused = sum(standing(row) == "rung" for row in rows)
+    failed = sum(standing(row) == "failed" for row in rows)
     best = best_row(rows)
     lines = [f"sweep folder:      {sweep.root}",
              f"trials:            {len(rows)} ({len(rows) - failed - paused} finished, "
-             + (f"{paused} paused at a lower rung, " if paused else "") + f"{failed} failed)"]
+             + (f"{paused} at a lower rung, " if paused else "") + f"{failed} failed)"]
     if not rows:
         lines.append("best trial:        none yet (no trial has ended)")
     elif best is None:

@@ -44,11 +44,11 @@ from typing import Optional, Union
 
 from experiments_manager.experiment import now
 from experiments_manager.sweeps.folder import SweepFolder
-from experiments_manager.sweeps.journal import TrialEntry, TrialJournal
+from experiments_manager.sweeps.journal import DONE_STATUSES, TrialEntry, TrialJournal
 from experiments_manager.sweeps.legacy import legacy_experiment, legacy_result
 from experiments_manager.sweeps.record_repair import repair_damaged
-from experiments_manager.sweeps.results import (best_row, device_hours_of, plot_loss_vs_hparams, trial_rows,
-                                                write_results_csv)
+from experiments_manager.sweeps.results import (best_row, device_hours_of, plot_loss_vs_hparams, rung_row,
+                                                trial_rows, write_results_csv)
 from experiments_manager.sweeps.scheduler import RungSchedule, reopens
 from experiments_manager.sweeps.space import SearchSpace, python_scalar
 from experiments_manager.sweeps.steps import Assignment, NothingLeft
@@ -262,6 +262,9 @@ class SweepStore:
         the lock)."""
         trials = hyperopt_trials(pairs, with_running=False)
         rows = trial_rows(trials, self.space.names)
+        if self.schedule is not None:  # and the trials training on past a rung, at that rung
+            rows = sorted(rows + [rung_row(entry, self.space.names) for _, entry in pairs
+                                  if not entry.done and entry.rung is not None], key=lambda row: row["trial"])
         save_trials(trials, self.sweep.trials_file)
         write_results_csv(rows, self.space.names, self.monitor, self.sweep.results_csv,
                           scheduled=self.schedule is not None)
@@ -269,7 +272,10 @@ class SweepStore:
             plot_loss_vs_hparams(rows, self.space, self.monitor, self.sweep.plot_png)
         best = best_row(rows)
         hours, full = device_hours_of(rows, self.schedule.max_epochs if self.schedule is not None else None)
-        self.sweep.update_spec(trials_done=len(rows), best=best, device_hours=hours, device_hours_full=full)
+        states = [{"trial": row["trial"], "status": row["status"], "rung": row["rung"],
+                   "epochs_trained": row["epochs_trained"]} for row in rows] if self.schedule is not None else None
+        done = sum(row["status"] in DONE_STATUSES for row in rows)
+        self.sweep.update_spec(trials_done=done, best=best, device_hours=hours, device_hours_full=full, trials=states)
         return rows, best
 
     def _plot_age(self) -> float:

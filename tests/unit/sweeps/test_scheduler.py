@@ -3,6 +3,7 @@ promotes, and a sweep driven through the store's asks and tells without training
 made up from its hparams): every trial is paused or promoted once per rung, the promoted ones are the top 1/eta,
 a worker that dies after promoting leaves the trial to the next, and a raised maximum continues the best."""
 
+import csv
 import math
 import multiprocessing
 import os
@@ -170,3 +171,9 @@ def test_a_raised_maximum_continues_the_best_finished_trial(tmp_path):
     best = min((entry for _, entry in store.journal.numbered() if entry.rung == 3),
                key=lambda entry: entry.rung_values["3"])
     assert step.entry.tid == best.tid
+    spec = store.close(None)  # (a worker leaving while the promoted trial trains elsewhere)
+    with open(tmp_path / "results.csv", newline="") as handle:
+        rows = {int(row["trial"]): row for row in csv.DictReader(handle)}
+    assert (rows[step.entry.number]["status"], rows[step.entry.number]["rung"]) == ("promoted", "3")
+    assert {state["trial"]: state["status"] for state in spec["trials"]}[step.entry.number] == "promoted"
+    assert len(rows) == 9 and spec["trials_done"] == 8 and spec["status"] == "running"
