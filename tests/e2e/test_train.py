@@ -194,16 +194,19 @@ def test_list_shows_the_experiment(trained):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.strip().splitlines()
-    assert header.split() == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "BEST_EPOCH", "VERSIONS"]
+    assert header.split() == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "BEST_EPOCH", "VERSIONS", "DEVICE_HOURS"]
     assert row.startswith(outcome.experiment.root.name)
     records = read_run(workdir / outcome.experiment.root)["version_records"]  # each version with its epoch
     assert " finished " in row and " 3/3 " in row and len(row) < 120, row
-    assert row.endswith(f" 2@e{records['2']['epoch']},3@e{records['3']['epoch']}"), row
+    versions, hours = row.split()[-2:]
+    assert versions == f"2@e{records['2']['epoch']},3@e{records['3']['epoch']}", row
+    assert 0 < float(hours) < 0.1, row  # its one attempt's wall time x the CPU cores it could use
     # --wide adds every hparam; a folder above the working folder lists it at its depth
     wide = subprocess.run(cli_command("list", "--wide", "experiments"), cwd=workdir, env=cli_env(),
                           capture_output=True, text=True, timeout=60)
     header, row = wide.stdout.strip().splitlines()
-    assert header.split() == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "BEST_EPOCH", "VERSIONS", "HPARAMS"]
+    assert header.split() == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "BEST_EPOCH", "VERSIONS", "DEVICE_HOURS",
+                              "HPARAMS"]
     assert row.startswith(f"examples/curve_fitting/{outcome.experiment.root.name}") and "nbEpoch=3" in row
 
 
