@@ -110,17 +110,12 @@ class RungSchedule:
         """The epochs a new trial trains before its first comparison."""
         return self.rungs(self.bracket_of(tid))[0]
 
-    def next_rung(self, bracket: int, epochs: int) -> Optional[int]:
-        """The rung after the one at `epochs` (None at the last)."""
-        later = [rung for rung in self.rungs(bracket) if rung > epochs]
-        return later[0] if later else None
-
     def promotion(self, entries: Iterable[TrialEntry]) -> Optional[tuple[TrialEntry, int]]:
         """A paused trial to promote now and the epochs of its next rung, or None: for each bracket, from its
         highest rung down, the best paused trial that ranks in the top `floor(n / eta)` of the `n` trials that
         reached that rung (ties: the earlier trial)."""
         entries = [entry for entry in entries if entry.tid is not None]
-        for rung_index in reversed(range(max(len(self.rungs(b)) for b in range(self.brackets())) - 1)):
+        for rung_index in reversed(range(len(self.rungs(0)) - 1)):  # (bracket 0 has the most rungs)
             for bracket in range(self.brackets()):
                 rungs = self.rungs(bracket)
                 if rung_index >= len(rungs) - 1:
