@@ -15,7 +15,7 @@ server = em.serve(outcome.experiment.root)   # in this process, until server.sto
 
 `em.load(run)` gives a run's best exported version as a Keras model, `em.evaluate(run)` evaluates it on the test
 set. `em.sweep(settings_file, max_evals)` runs a hyperopt sweep. Settings may also be a module, class or object built
-in Python (see `experiments_manager.api`).
+in Python (see `experiments_manager.runs.api`).
 """
 
 import importlib
@@ -27,19 +27,19 @@ defer_optional_imports()  # before TensorFlow: Keras's scikit-learn wrappers and
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "train": "experiments_manager.api",
-    "resume": "experiments_manager.api",
-    "sweep": "experiments_manager.api",
-    "resume_sweep": "experiments_manager.api",
-    "serve": "experiments_manager.api",
-    "load": "experiments_manager.api",
-    "evaluate": "experiments_manager.api",
-    "show_logs": "experiments_manager.api",
+    "train": "experiments_manager.runs.api",
+    "resume": "experiments_manager.runs.api",
+    "sweep": "experiments_manager.runs.api",
+    "resume_sweep": "experiments_manager.runs.api",
+    "serve": "experiments_manager.runs.api",
+    "load": "experiments_manager.runs.api",
+    "evaluate": "experiments_manager.runs.api",
+    "show_logs": "experiments_manager.runs.api",
     "load_settings": "experiments_manager.settings",
     "Settings": "experiments_manager.settings",
-    "Experiment": "experiments_manager.experiment",
-    "find_experiments": "experiments_manager.listing",
-    "list_runs": "experiments_manager.listing",
+    "Experiment": "experiments_manager.run.experiment",
+    "find_experiments": "experiments_manager.run.discovery",
+    "list_runs": "experiments_manager.runs.listing",
     "TrainingOutcome": "experiments_manager.training",
     "Trainer": "experiments_manager.training",
     "Exporter": "experiments_manager.export",

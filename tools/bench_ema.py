@@ -41,7 +41,7 @@ EVERY_EPOCH_LIMIT = 1.1
 
 
 # `python -m experiments_manager` with the warm-up offset replaced (a benchmark-only patch of the constant)
-WITH_OFFSET = ("import sys, experiments_manager.ema as ema; ema.WARMUP_OFFSET = float(sys.argv.pop(1)); "
+WITH_OFFSET = ("import sys, experiments_manager.training.ema as ema; ema.WARMUP_OFFSET = float(sys.argv.pop(1)); "
                "from experiments_manager.cli import main; sys.exit(main())")
 
 

@@ -134,7 +134,7 @@ def finished_fields(hparams, number):
 
 def filled_sweep(root, finished, seed):
     """A sweep folder whose journal holds `finished` finished trials (random points); returns seconds taken."""
-    from experiments_manager.experiment import now
+    from experiments_manager.run.experiment import now
     from experiments_manager.sweeps.folder import SweepFolder
     from experiments_manager.sweeps.journal import TrialEntry
     from experiments_manager.sweeps.store import SweepStore, worker_identity

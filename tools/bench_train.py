@@ -75,7 +75,7 @@ def bench_settings(workdir, samples, every_epoch, histogram_freq=1):
 
 
 def run_engine(settings, epochs):
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings import load_settings
     from experiments_manager.training import Trainer
 
@@ -91,7 +91,7 @@ def run_plain(settings, epochs):
     import keras
 
     from experiments_manager.settings import load_settings
-    from experiments_manager.ema import WeightAverages
+    from experiments_manager.training.ema import WeightAverages
     from experiments_manager.training import build_model
 
     settings = load_settings(settings, {"nbEpoch": epochs})

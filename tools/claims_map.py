@@ -9,7 +9,7 @@
 
 The tests are read with `ast` (nothing is imported: fast, no TensorFlow). `--check` exits 1 when tests/README.md is
 not what this would write, or a claim has no test and is not marked "none yet" / "n/a", or a marker names a claim
-that tests/claims.md lacks (tests/unit/test_claims_map.py runs it in `make test`). A marker anywhere but on a test
+that tests/claims.md lacks (tests/unit/tools/test_claims_map.py runs it in `make test`). A marker anywhere but on a test
 function or method pytest collects (a class, a helper, `pytestmark`) is an error: it would prove nothing.
 A claim with several tests lists them in file, then line order.
 

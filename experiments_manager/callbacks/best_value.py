@@ -5,7 +5,7 @@ import math
 import keras
 
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.monitor import monitor_mode
+from experiments_manager.settings.monitor import monitor_mode
 
 
 class BestValue:

@@ -4,7 +4,7 @@ import keras
 
 from experiments_manager.callbacks.summary_writers import shared_writers
 from experiments_manager.utils.epochs import shown_epoch
-from experiments_manager.monitor import is_raw, metric_name
+from experiments_manager.settings.monitor import is_raw, metric_name
 
 
 class EpochScalars(keras.callbacks.Callback):

@@ -16,7 +16,7 @@ class HParamsLogger(keras.callbacks.Callback):
     show every hparam of every run (a config per run would make TensorBoard pick
     one run's columns for all). Integer hparams are logged as text, which
     TensorBoard shows as written ("32", not "32.000"). The session's status is
-    written when the run ends (`experiments_manager.hparams_status`).
+    written when the run ends (`experiments_manager.run.hparams_status`).
 
     Args:
         writers: the experiment's `SummaryWriters` (or its logs folder).

@@ -8,7 +8,7 @@ import logging
 
 import keras
 
-from experiments_manager.monitor import resolve_monitor_mode
+from experiments_manager.settings.monitor import resolve_monitor_mode
 
 _LOG = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ class ResolveMonitorMode(keras.callbacks.Callback):
 
     Keras builds the compiled metrics during the first steps; at the first
     epoch end this callback reads the direction each metric object carries
-    (`experiments_manager.monitor` lists the rules) and gives it to the
+    (`experiments_manager.settings.monitor` lists the rules) and gives it to the
     `BestValue` and to the Keras monitor callbacks (early stopping, LR on
     plateau), which read their `mode` at their own first epoch end. Place it
     before them. The decision is logged and handed to `on_resolved`.

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import keras
 
-from experiments_manager.classification_report import class_ids
+from experiments_manager.run.classification_report import class_ids
 from experiments_manager.utils.atomic import replaced_atomically, write_text_atomically
 from experiments_manager.utils.epochs import shown_epoch
 

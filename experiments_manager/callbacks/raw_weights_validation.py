@@ -2,7 +2,7 @@
 
 import keras
 
-from experiments_manager.monitor import raw_name
+from experiments_manager.settings.monitor import raw_name
 
 
 class RawWeightsValidation(keras.callbacks.Callback):

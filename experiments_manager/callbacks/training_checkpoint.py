@@ -10,7 +10,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     includes this epoch.
 
     Args:
-        checkpointer: an `experiments_manager.checkpointing.Checkpointer`.
+        checkpointer: an `experiments_manager.run.checkpointing.Checkpointer`.
         stateful: dict name -> object with `get_state()` (callbacks, `BestValue`,
             the Kafka stream's position).
         after_save: functions called once a checkpoint is on disk (e.g. commit

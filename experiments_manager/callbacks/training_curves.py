@@ -10,7 +10,7 @@ import keras
 from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.utils.environment_failures import environment_errno
 from experiments_manager.utils.epochs import shown_epoch
-from experiments_manager.monitor import metric_name, raw_name
+from experiments_manager.settings.monitor import metric_name, raw_name
 
 LEARNING_RATE = "learning_rate"
 _LOG = logging.getLogger(__name__)

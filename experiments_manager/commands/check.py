@@ -21,8 +21,8 @@ def add_parser(subparsers):
 
 def run(arguments, argv):
     """Prints one line per part; returns 0 (sound or repaired) or 1 (damage remains)."""
-    from experiments_manager.experiment import running_command
-    from experiments_manager.run_check import check_run
+    from experiments_manager.run.experiment import running_command
+    from experiments_manager.runs.check import check_run
 
     report = check_run(arguments.run, running_command(), repair=arguments.repair)
     print("\n".join(f"{arguments.run}: {line}" for line in report.lines))

@@ -27,7 +27,7 @@ def run(arguments, argv):
     import os
     import sys
 
-    from experiments_manager.run_diff import diff_runs
+    from experiments_manager.runs.diff import diff_runs
 
     difference = diff_runs(arguments.run_a, arguments.run_b)
     colour = arguments.color == "always" or (arguments.color == "auto" and sys.stdout.isatty()

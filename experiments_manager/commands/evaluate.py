@@ -27,7 +27,7 @@ def run(arguments, argv):
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    from experiments_manager.evaluation import evaluate_run
+    from experiments_manager.runs.evaluation import evaluate_run
 
     print(evaluate_run(arguments.run, arguments.version, data=arguments.data))
     return 0

@@ -77,8 +77,8 @@ def run(arguments: argparse.Namespace, argv: list) -> int:
     from experiments_manager.edge.formats import require_edge_extra
 
     require_edge_extra()  # before TensorFlow is imported: the one line comes at once
-    from experiments_manager.experiment import Experiment
-    from experiments_manager.version_records import chosen_version
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.run.version_records import chosen_version
 
     chosen_version(Experiment.open(arguments.run), arguments.version, option="--version")  # the same, at once
     from experiments_manager.utils.native_noise import import_tensorflow_quietly

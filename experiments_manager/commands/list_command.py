@@ -50,7 +50,7 @@ def add_parser(subparsers):
 
 def run(arguments, argv):
     """Prints the runs (and, as a table without filters, the sweeps); returns 0."""
-    from experiments_manager.listing import SWEEP_COLUMNS, format_rows, format_table, select_runs, sweep_rows
+    from experiments_manager.runs.listing import SWEEP_COLUMNS, format_rows, format_table, select_runs, sweep_rows
 
     statuses = [status for group in arguments.status for status in group]
     folder = arguments.working_folder

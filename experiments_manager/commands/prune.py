@@ -34,8 +34,8 @@ def add_parser(subparsers):
 
 def run(arguments, argv):
     """Prints what goes (and goes with --yes); returns 0."""
-    from experiments_manager.experiment import running_command
-    from experiments_manager.pruning import carry_out, human_size, plan_prune
+    from experiments_manager.run.experiment import running_command
+    from experiments_manager.runs.pruning import carry_out, human_size, plan_prune
 
     failed = arguments.failed or (arguments.keep_best is None and not arguments.checkpoints)
     plan = plan_prune(arguments.folder, failed=failed, keep_best=arguments.keep_best,

@@ -1,7 +1,7 @@
 """`experiments-manager sweep`: a hyperopt search where every trial is an experiment."""
 
 from experiments_manager.commands.arguments import add_hparam_argument, positive_int
-from experiments_manager.requeue_file import add_requeue_file_argument
+from experiments_manager.run.requeue_file import add_requeue_file_argument
 from experiments_manager.sweeps import ALGORITHMS, SCHEDULERS
 
 NAME = "sweep"

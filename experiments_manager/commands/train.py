@@ -6,9 +6,9 @@ import logging
 from experiments_manager.commands.arguments import add_bootstrap_servers_argument, add_hparam_argument, positive_int
 from experiments_manager.serving.options import add_server_arguments
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.requeue_file import add_requeue_file_argument
+from experiments_manager.run.requeue_file import add_requeue_file_argument
 from experiments_manager.settings.script import SETTINGS_SOURCES
-from experiments_manager.run_log import TRAIN_LOG_NAME, append
+from experiments_manager.run.log import TRAIN_LOG_NAME, append
 
 NAME = "train"
 
@@ -78,7 +78,7 @@ def run(arguments, argv):
 
         return LocalWorkers(without_workers_flag(argv), arguments.workers).run()
     from experiments_manager.distribute.local_workers import stop_with_launcher
-    from experiments_manager.requeue_file import resume_remembered
+    from experiments_manager.run.requeue_file import resume_remembered
 
     stop_with_launcher()  # a worker of `train --workers N`: it goes when its launcher does
     from experiments_manager.settings.overrides import parse_hparam_overrides
@@ -146,7 +146,7 @@ def _reserved_folder(settings_file, overrides):
     """The new run's folder, created and announced before the settings file (and TensorFlow) is imported; removed
     if the run stops before using it. None for a worker that is not the chief, or a computed `workingFolder`."""
     from experiments_manager.distribute.cluster import WorkerCluster
-    from experiments_manager.folder_reservation import FolderReservation
+    from experiments_manager.run.reservation import FolderReservation
     from experiments_manager.settings.overrides import split_new_hparams
 
     cluster = WorkerCluster.from_environment()
@@ -206,7 +206,7 @@ def _report(outcome):
     if experiment is None:  # a non-chief worker: the chief reports the experiment
         print(f"status:            {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
         return
-    from experiments_manager.version_records import present_versions, reported_model, reported_version
+    from experiments_manager.run.version_records import present_versions, reported_model, reported_version
 
     info = experiment.run_info()
     best, _ = reported_version(info, experiment.export_dir)

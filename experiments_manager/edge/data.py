@@ -69,7 +69,7 @@ def named_inputs(x: object, inputs: list, where: str) -> dict:
 
 def _batches(settings: "Settings", folder: "DataFolder", training: bool, inputs: list, limit: Optional[int],
              labelled: bool = True) -> list:
-    from experiments_manager.evaluation import input_pipeline
+    from experiments_manager.runs.evaluation import input_pipeline
 
     dataset, steps = input_pipeline(settings, folder, training=training, reader="export (edge)")
     count = min(value for value in (steps, limit) if value) if (steps or limit) else None

@@ -30,11 +30,11 @@ from experiments_manager.edge.formats import (ALL_TARGETS, DEFAULT_CALIBRATION_B
                                               EDGE_FOLDER, LABELS_FILE, PARITY_NAME, SIGNATURE_FILE, EdgeTarget,
                                               require_edge_extra)
 from experiments_manager.edge.parity import ParityRow, write_report
-from experiments_manager.experiment import Experiment, running_command
+from experiments_manager.run.experiment import Experiment, running_command
 from experiments_manager.utils.checksums import write_manifest
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.atomic import folder_replaced_atomically, hidden_for_removal, remove_leftovers
-from experiments_manager.version_records import describe, read_class_names_file
+from experiments_manager.run.version_records import describe, read_class_names_file
 
 if TYPE_CHECKING:
     from experiments_manager.edge.runtime import EdgeModel
@@ -74,7 +74,7 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
     ```
     """
     from experiments_manager.settings import Settings, load_experiment_settings
-    from experiments_manager.version_records import chosen_version
+    from experiments_manager.run.version_records import chosen_version
 
     require_edge_extra()
     experiment = Experiment.open(run)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 
 from experiments_manager.edge.formats import DEFAULT_TIMING_SECONDS, PARITY_NAME
-from experiments_manager.classification_report import class_ids
+from experiments_manager.run.classification_report import class_ids
 from experiments_manager.utils.atomic import write_text_atomically
 from experiments_manager.utils.errors import UserInputError
 

@@ -192,7 +192,7 @@ def predict_on_device(run: "str | Path", edge_file: "str | Path", count: int = 1
     ```
     """
     from experiments_manager.edge.formats import require_runtime
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings import load_experiment_settings
 
     require_runtime(edge_file)  # the file's runtime only: a device needs no converter

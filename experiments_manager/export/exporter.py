@@ -15,19 +15,19 @@ import os
 import shutil
 from pathlib import Path
 
-from experiments_manager.ema import inner_optimizer
+from experiments_manager.utils.optimizers import inner_optimizer
 from experiments_manager.export.template import SavedModelTemplate
 from experiments_manager.export.worker import ExportFailed, ExportWorker
 from experiments_manager.export.optimizer_left_out import optimizer_left_out
-from experiments_manager.served_layout import (DAMAGED, DISCARDED, ModelSource, in_progress_folder_name,
+from experiments_manager.run.served_layout import (DAMAGED, DISCARDED, ModelSource, in_progress_folder_name,
                                                models_config_text, present_versions, set_aside_folder_name,
                                                set_aside_version)
-from experiments_manager.served_module import served_module
+from experiments_manager.export.served_module import served_module
 from experiments_manager.utils.atomic import (folder_replaced_atomically, remove_leftovers, remove_tree_atomically,
                                               write_text_atomically)
 from experiments_manager.utils.checksums import set_aside, verify_manifest, write_manifest
 from experiments_manager.utils.environment_failures import environment_errno
-from experiments_manager.version_records import (read_record_file, records_of, version_record, write_class_names_file,
+from experiments_manager.run.version_records import (read_record_file, records_of, version_record, write_class_names_file,
                                                  write_record_file)
 
 _UNKNOWN = object()  # `requested` before a checkpoint's state is set: which versions came after it is not known

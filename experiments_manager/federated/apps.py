@@ -127,7 +127,7 @@ def run_federation(job, grid, stop=None):
     `stopping.StopRequest` the grid checks; default None)."""
     from flwr.app import ConfigRecord
 
-    from experiments_manager.experiment import Experiment, running_command
+    from experiments_manager.run.experiment import Experiment, running_command
     from experiments_manager.federated.federation_config import FederationConfig
     from experiments_manager.federated.grid import ResponsiveGrid
     from experiments_manager.federated.job import end_if_running

@@ -21,7 +21,7 @@ def client_folder(experiment_dir, partition_index):
 
 def node_partition(node_config):
     """The `DataPartition` a SuperNode's node config gives (`partition-id`, `num-partitions`)."""
-    from experiments_manager.settings_pipeline import DataPartition
+    from experiments_manager.settings.pipeline import DataPartition
 
     try:
         return DataPartition(int(node_config["partition-id"]), int(node_config["num-partitions"]))
@@ -85,7 +85,7 @@ class FederatedClient:
             raise
 
     def _open(self, job, partition):
-        from experiments_manager.experiment import RUN_FILE_NAME, Experiment, running_command
+        from experiments_manager.run.experiment import RUN_FILE_NAME, Experiment, running_command
         from experiments_manager.training import SessionOptions, Trainer
 
         root = client_folder(job.experiment_dir, partition.index)

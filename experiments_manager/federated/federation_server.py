@@ -45,8 +45,8 @@ class FederationServer:
 
         from experiments_manager.callbacks import BestValue
         from experiments_manager.export.exporter import Exporter
-        from experiments_manager.inputs import steps_per_epoch
-        from experiments_manager.settings_pipeline import settings_pipeline
+        from experiments_manager.training.inputs import steps_per_epoch
+        from experiments_manager.settings.pipeline import settings_pipeline
         from experiments_manager.training import RunRecords, compile_for_evaluation
 
         self.experiment = experiment

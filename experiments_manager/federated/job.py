@@ -87,7 +87,7 @@ def start_federation(settings, hparam_overrides=None, rounds=None, round_timeout
     Returns:
         (settings, `FederationConfig`, server `Experiment`, `FederatedJob` pointing at the experiment's copies).
     """
-    from experiments_manager.experiment import Experiment, running_command
+    from experiments_manager.run.experiment import Experiment, running_command
     from experiments_manager.federated.federation_config import FederationConfig
     from experiments_manager.settings import as_settings
 

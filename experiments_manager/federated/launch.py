@@ -80,7 +80,7 @@ def simulate_command(settings, overrides=None, num_clients=None, rounds=None, ro
 def report(experiment):
     """Prints where the federation's outputs are; returns the exit code (0 finished, 128 + signal interrupted by
     one, 1 failed)."""
-    from experiments_manager.version_records import reported_version
+    from experiments_manager.run.version_records import reported_version
 
     info = experiment.run_info()
     last, _ = reported_version(info, experiment.export_dir)  # the version holding the best round, as `train` says

@@ -1,6 +1,6 @@
 """Training input read from Kafka topics (`consume_data_from_kafka = True`).
 
-See `experiments_manager.inputs` for the interface and
+See `experiments_manager.training.inputs` for the interface and
 `experiments_manager.kafka.stream` for how positions are kept.
 """
 

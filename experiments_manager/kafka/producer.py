@@ -9,7 +9,7 @@ import logging
 import time
 
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.settings_pipeline import settings_pipeline
+from experiments_manager.settings.pipeline import settings_pipeline
 from experiments_manager.kafka.codec import Schema
 from experiments_manager.kafka.connection import KafkaConnection, topic_names
 

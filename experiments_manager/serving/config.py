@@ -14,11 +14,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from experiments_manager.served_layout import ModelSource, check_model_name, sources_from_config_file, version_of
+from experiments_manager.run.served_layout import ModelSource, check_model_name, sources_from_config_file, version_of
 from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
 
 _LOG = logging.getLogger(__name__)
 _NOT_MODEL_SIGNATURES = ("serving_default", "__saved_model_init_op")
@@ -32,7 +32,7 @@ def source_from_experiment(experiment_dir):
     damaged run.json (cut short by a full disk, edited by hand) is one warning:
     the model name is then read from the folder.
     """
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
 
     experiment = Experiment.open(experiment_dir)
     info, problem = read_run_info(experiment)
@@ -130,7 +130,7 @@ def model_name_from_folder(experiment, why: str = "unreadable") -> "tuple[str, P
     model_name_from_folder(Experiment.open("exp"))  # ('model_curve_fitting', Path('exp/models.config'))
     ```
     """
-    from experiments_manager.experiment import SETTINGS_COPY_NAME
+    from experiments_manager.run.experiment import SETTINGS_COPY_NAME
 
     if experiment.models_config.is_file():
         try:

@@ -1,7 +1,7 @@
 """Serving a working folder (`serve --models_dir FOLDER`): every experiment below it as its own named model, the set
 kept up to date while serving, and the `models.config` that `tensorflow_model_server` reads too.
 
-Which experiments: those `experiments-manager list FOLDER` lists (`listing.folders_below`: up to 4 levels, a
+Which experiments: those `experiments-manager list FOLDER` lists (`run.discovery.folders_below`: up to 4 levels, a
 sweep's trials included, not inside experiments, hidden folders or virtualenvs). An experiment is served once it
 has a version on disk, whatever its status (a failed or interrupted run's versions are complete, checked exports
 of epochs that ended), and while it runs (served as its versions appear); one that ended without any version is
@@ -38,9 +38,9 @@ import threading
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Set, Tuple, Union
 
-from experiments_manager.experiment import RUN_FILE_NAME, Experiment
-from experiments_manager.listing import folders_below, read_run_info
-from experiments_manager.served_layout import ModelSource, check_model_name, models_config_text, present_versions
+from experiments_manager.run.experiment import RUN_FILE_NAME, Experiment
+from experiments_manager.run.discovery import folders_below, read_run_info
+from experiments_manager.run.served_layout import ModelSource, check_model_name, models_config_text, present_versions
 from experiments_manager.serving.config import served_as
 from experiments_manager.utils.atomic import remove_leftovers, write_text_atomically
 from experiments_manager.utils.errors import UserInputError

@@ -9,7 +9,7 @@ import threading
 
 from typing import TYPE_CHECKING
 
-from experiments_manager.served_layout import DEFAULT_GRPC_PORT
+from experiments_manager.run.served_layout import DEFAULT_GRPC_PORT
 from experiments_manager.serving.options import check_arguments, from_arguments
 from experiments_manager.utils.errors import UserInputError, print_problems
 from experiments_manager.utils.signals import signal_handlers, watch_parent
@@ -24,7 +24,7 @@ _LOG = logging.getLogger("experiments_manager.serving")
 
 def serve(arguments: argparse.Namespace) -> int:
     """Runs the embedded server (or tensorflow_model_server) until SIGINT/SIGTERM; returns the exit code."""
-    from experiments_manager.served_layout import sources_from_config_file
+    from experiments_manager.run.served_layout import sources_from_config_file
     from experiments_manager.serving.config import source_from_experiment
 
     check_arguments(arguments)
@@ -65,7 +65,7 @@ def _default_grpc_port(arguments):
     if arguments.grpc_port is not None:
         return arguments.grpc_port
     if arguments.model_dir:
-        from experiments_manager.experiment import Experiment
+        from experiments_manager.run.experiment import Experiment
         from experiments_manager.serving.config import read_run_info
         from experiments_manager.settings import load_experiment_settings
 
@@ -82,7 +82,7 @@ def _default_grpc_port(arguments):
 
 def _literal_port(settings_file):
     """The settings file's `tensorflow_server_port` when it is a literal port (nothing runs), else TF Serving's."""
-    from experiments_manager.folder_reservation import literal_assignments
+    from experiments_manager.run.reservation import literal_assignments
 
     port = literal_assignments(settings_file, ("tensorflow_server_port",)).get("tensorflow_server_port")
     valid = isinstance(port, int) and not isinstance(port, bool) and 0 <= port <= 65535
@@ -165,7 +165,7 @@ def _log_addresses(server: "ModelServer", working_folder: "WorkingFolder | None"
 
 def predict(arguments):
     """Streams the settings' Client_IO requests; returns 0, or 1 with one line when the server fails."""
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.serving.client import ClientError, StreamingClient
     from experiments_manager.settings import load_experiment_settings
 

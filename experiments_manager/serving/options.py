@@ -23,7 +23,7 @@ import argparse
 import dataclasses
 from typing import Any, Callable, Optional
 
-from experiments_manager.served_layout import DEFAULT_GRPC_PORT, DEFAULT_REST_PORT
+from experiments_manager.run.served_layout import DEFAULT_GRPC_PORT, DEFAULT_REST_PORT
 from experiments_manager.utils.errors import UserInputError
 
 

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from experiments_manager.serving.batching import Batcher
-from experiments_manager.served_layout import is_path_trick
+from experiments_manager.run.served_layout import is_path_trick
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.request_budget import RequestBudget
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from experiments_manager.serving.errors import RequestError, not_found
 from experiments_manager.utils.checksums import verify_manifest
-from experiments_manager.version_records import read_class_names_file, read_record_file
+from experiments_manager.run.version_records import read_class_names_file, read_record_file
 
 _LOG = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from experiments_manager.serving.request_budget import RequestBudget
 from experiments_manager.serving.versions import VersionManager
 
 if TYPE_CHECKING:
-    from experiments_manager.served_layout import ModelSource
+    from experiments_manager.run.served_layout import ModelSource
 
 
 class ModelServer:

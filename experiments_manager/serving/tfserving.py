@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from experiments_manager.served_layout import models_config_text
+from experiments_manager.run.served_layout import models_config_text
 from experiments_manager.utils.atomic import write_text_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.signals import signal_handlers

@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from experiments_manager.served_layout import version_of
+from experiments_manager.run.served_layout import version_of
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.servable import Servable, first_line, missing_servable
 
 if TYPE_CHECKING:
-    from experiments_manager.served_layout import ModelSource
+    from experiments_manager.run.served_layout import ModelSource
 
 _LOG = logging.getLogger(__name__)
 

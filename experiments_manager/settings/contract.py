@@ -7,7 +7,7 @@ The names a settings module defines, with their defaults and which check applies
 import inspect
 import numbers
 
-from experiments_manager import served_layout
+from experiments_manager.run import served_layout
 
 MIB = 1024 * 1024
 DEFAULT_GRPC_PORT = served_layout.DEFAULT_GRPC_PORT  # TF Serving's ports, defined by the served layout

@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from experiments_manager.served_layout import model_name_problem
+from experiments_manager.run.served_layout import model_name_problem
 
 _LOG = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Union
 
-from experiments_manager.attempts import file_sha256
+from experiments_manager.run.attempts import file_sha256
 from experiments_manager.utils.atomic import copy_atomically
 from experiments_manager.utils.errors import UserInputError
 

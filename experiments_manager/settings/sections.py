@@ -5,7 +5,7 @@ A settings file names things as the original framework did (`nbEpoch`, `useXLA`,
 says which module-level name it is read from (`name=`, when it differs), its default, the check its value must
 pass and what it means. The settings loader (`loader.py`) checks a module against these fields, and the
 settings reference (docs/reference/settings.md) is generated from them (`reference_markdown`, checked by
-`tests/unit/settings/test_settings_sections.py`).
+`tests/unit/settings/test_sections.py`).
 
 A field without a default is required. A default of None with a check means "not set" is accepted.
 

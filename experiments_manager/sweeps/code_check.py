@@ -1,7 +1,7 @@
 """A resumed sweep trains its next trials with the code it started with, or says it changed.
 
 The code of a sweep: its settings file and model file (their SHA-256 in sweep.json), and the user's own modules its
-trials imported (each trial's experiment records them in run.json's `attempts`, see `attempts.py`). `sweep
+trials imported (each trial's experiment records them in run.json's `attempts`, see `run/attempts.py`). `sweep
 --resume` compares them with the files now and refuses a change in one line unless `--accept-code-change`; then
 sweep.json records the accepted code, and the trials the sweep resumes trust its check.
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from experiments_manager.attempts import code_changes, file_sha256
-from experiments_manager.experiment import RUN_FILE_NAME
+from experiments_manager.run.attempts import code_changes, file_sha256
+from experiments_manager.run.experiment import RUN_FILE_NAME
 
 
 def recorded_code(sweep_root, spec: dict) -> dict:

@@ -10,7 +10,7 @@ import os
 import random
 from pathlib import Path
 
-from experiments_manager.attempts import ACCEPT_CODE_CHANGE_FLAG
+from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG
 from experiments_manager.sweeps.legacy import COORDINATION
 from experiments_manager.sweeps.scheduler import RungSchedule, describe, raised_max_epochs, schedule_of
 from experiments_manager.utils.errors import UserInputError
@@ -104,7 +104,7 @@ def run_sweep(arguments):
 
 
 def _run_sweep(arguments, held):
-    from experiments_manager.requeue_file import resume_remembered
+    from experiments_manager.run.requeue_file import resume_remembered
     from experiments_manager.settings import load_settings
     from experiments_manager.sweeps.folder import SweepFolder
     from experiments_manager.sweeps.space import SearchSpace
@@ -218,7 +218,7 @@ def _run_on_spark(sweep_folder, spec, settings, space, resumed):
 
 
 def _sweep_lease(sweep_folder):
-    from experiments_manager.experiment import running_command
+    from experiments_manager.run.experiment import running_command
 
     return Lease.acquire(sweep_folder.root, running_command(), what="sweep")
 

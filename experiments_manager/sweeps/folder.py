@@ -28,8 +28,8 @@ from pathlib import Path
 
 from experiments_manager.utils.atomic import copy_atomically, fsync_folder, write_json_atomically
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.attempts import file_sha256
-from experiments_manager.experiment import SWEEP_SPEC_NAME, folder_stamp, make_unique_dir, now
+from experiments_manager.run.attempts import file_sha256
+from experiments_manager.run.experiment import SWEEP_SPEC_NAME, folder_stamp, make_unique_dir, now
 
 STOP_FILE_NAME = "STOPPING"
 LEFTOVER_AGE_SECONDS = 3600  # a named sweep folder half built this long ago was left by a crash

@@ -11,9 +11,9 @@ from typing import Callable, Optional
 
 from experiments_manager.utils.errors import ERROR_PREFIX, EXIT_TEMPFAIL, UserInputError
 from experiments_manager.utils.lease import LEASE_NAME, LeaseWatch, lease_timeout, live_holder, read_holder
-from experiments_manager.experiment import Experiment, now
-from experiments_manager.monitor import monitor_mode
-from experiments_manager.run_log import attempt_header
+from experiments_manager.run.experiment import Experiment, now
+from experiments_manager.settings.monitor import monitor_mode
+from experiments_manager.run.log import attempt_header
 from experiments_manager.utils.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import TrialJournal, TrialRecord

@@ -60,8 +60,8 @@ def device_hours_of(rows, max_epochs=None):
     the same trials would have cost trained to it, at the cost per epoch each had: None without one). Trials
     whose run.json cannot be read, or has no devices recorded, are left out; an experiment is counted once (a
     point suggested again reuses the earlier trial's experiment)."""
-    from experiments_manager.attempts import device_hours
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.attempts import device_hours
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.utils.errors import UserInputError
 
     total, full, counted = 0.0, 0.0, set()

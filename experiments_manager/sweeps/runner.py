@@ -8,7 +8,7 @@ import warnings
 
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
-from experiments_manager.experiment import now
+from experiments_manager.run.experiment import now
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
 from experiments_manager.sweeps.journal import TrialJournal
 from experiments_manager.sweeps.objective import TrialInterrupted, quiet_hyperopt_errors

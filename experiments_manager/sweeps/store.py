@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Optional, Union
 
-from experiments_manager.experiment import now
+from experiments_manager.run.experiment import now
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import DONE_STATUSES, TrialEntry, TrialJournal
 from experiments_manager.sweeps.legacy import legacy_experiment, legacy_result

@@ -103,7 +103,7 @@ def main(argv=None):
 def _reached(experiment_dir, epochs):
     """True when a scheduler's trial already trained its `epochs` (its process was stopped after its last
     checkpoint, before it recorded its end): its end is recorded now, nothing is trained again."""
-    from experiments_manager.experiment import Experiment, running_command
+    from experiments_manager.run.experiment import Experiment, running_command
 
     if epochs is None:
         return False

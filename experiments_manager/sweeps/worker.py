@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Optional
 
-from experiments_manager.experiment import RUN_FILE_NAME, now
+from experiments_manager.run.experiment import RUN_FILE_NAME, now
 from experiments_manager.sweeps.objective import run_trial
 from experiments_manager.sweeps.progress import ProgressUpdates, SweepProgress
 from experiments_manager.sweeps.results import summary_lines, trial_line

@@ -66,7 +66,7 @@ class CallbackPlan:
         experiment: the `Experiment`.
         settings: the loaded `Settings`.
         model: the compiled model.
-        inputs: the run's input object (see `experiments_manager.inputs`).
+        inputs: the run's input object (see `experiments_manager.training.inputs`).
         restored: the checkpoint state a resumed run started from, or None.
         averages: the run's `WeightAverages` (EMA), or None.
         reduce_lr_on_plateau: add LR-on-plateau (only when the learning rate is a plain number).
@@ -85,7 +85,7 @@ class CallbackPlan:
         import keras
 
         from experiments_manager import callbacks as ours
-        from experiments_manager.checkpointing import Checkpointer
+        from experiments_manager.run.checkpointing import Checkpointer
         from experiments_manager.export.exporter import Exporter
 
         train_data, val_data = inputs.train, inputs.val

@@ -19,7 +19,7 @@ import itertools
 import re
 from pathlib import Path
 
-from experiments_manager.monitor import raw_name
+from experiments_manager.settings.monitor import raw_name
 from experiments_manager.utils.errors import UserInputError, frames_in
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -54,7 +54,7 @@ def dry_build(settings, initial_weights=None):
 def _build_and_check(settings, initial_weights=None):
     import keras
 
-    from experiments_manager.served_module import served_module
+    from experiments_manager.export.served_module import served_module
     from experiments_manager.training.model import build_model, compiled_metrics
 
     problems = []
@@ -147,7 +147,7 @@ def _check_pipeline(problems, settings, model, compiled, training, logged):
     """One batch of the pipeline through the model (and its compiled loss and metrics, when `compiled`: the
     metrics' list when the settings have some): its structure fits what the model expects. Returns the batch's
     inputs, or None when it could not be read or did not fit; adds the names the metrics log to `logged`."""
-    from experiments_manager.settings_pipeline import settings_pipeline
+    from experiments_manager.settings.pipeline import settings_pipeline
     from experiments_manager.training.metric_kinds import wrong_kinds
 
     name, kind = settings.path.name, "training" if training else "validation"

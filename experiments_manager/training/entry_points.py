@@ -13,11 +13,11 @@ em.resume(outcome.experiment.root)
 import contextlib
 import logging
 
-from experiments_manager.attempts import ACCEPT_CODE_CHANGE_FLAG, epochs_asked
+from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG, epochs_asked
 from experiments_manager.distribute.cluster import WorkerCluster
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.experiment import Experiment, running_command
-from experiments_manager.run_log import console_copied
+from experiments_manager.run.experiment import Experiment, running_command
+from experiments_manager.run.log import console_copied
 from experiments_manager.settings import as_settings, load_experiment_settings
 from experiments_manager.settings.script import replace_copy
 from experiments_manager.settings.sections import user_name
@@ -218,7 +218,7 @@ def _epochs_total(experiment, info, epochs, more_epochs):
     """(the epochs in all this attempt trains to, or None for the settings' `nbEpoch`; the epochs the run had when
     this attempt extends it, or None when it does not). One line when the extension asks for no more epochs than
     the run has, or the run has no checkpoint to go on from."""
-    from experiments_manager.checkpointing import Checkpointer
+    from experiments_manager.run.checkpointing import Checkpointer
 
     if epochs is None and more_epochs is None:
         return epochs_asked(info.get("attempts")), None  # a resumed extension trains to what it asked for

@@ -27,9 +27,9 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from experiments_manager.experiment import Experiment
+from experiments_manager.run.experiment import Experiment
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.version_records import chosen_version
+from experiments_manager.run.version_records import chosen_version
 
 OPTION = "--init-from"
 RUN_INFO_KEY = "fine_tuned_from"
@@ -105,7 +105,7 @@ class InitialWeights:
             UserInputError: the version cannot be read, or its weights are not the new model's.
         """
         from experiments_manager.export.saved_state import VersionMismatch, restore_version
-        from experiments_manager.served_module import served_module
+        from experiments_manager.export.served_module import served_module
         from experiments_manager.utils.checksums import verify_manifest
 
         where = f"{self.describe()}: {option}"

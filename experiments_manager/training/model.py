@@ -5,7 +5,7 @@ import importlib.util
 import sys
 import uuid
 
-from experiments_manager.ema import inner_optimizer
+from experiments_manager.utils.optimizers import inner_optimizer
 from experiments_manager.settings.loader import MODEL_MODULE_PREFIX
 from experiments_manager.settings.script import make_importable
 from experiments_manager.utils.errors import UserInputError

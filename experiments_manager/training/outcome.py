@@ -47,9 +47,9 @@ class TrainingOutcome:
     def model(self):
         """The run's best exported version as a Keras model (loaded once), or None when it exported none."""
         if self._model is None and self._root is not None:
-            from experiments_manager.experiment import Experiment
-            from experiments_manager.version_loading import load_version
-            from experiments_manager.version_records import present_versions
+            from experiments_manager.run.experiment import Experiment
+            from experiments_manager.training.version_loading import load_version
+            from experiments_manager.run.version_records import present_versions
 
             experiment = Experiment(self._root)
             if present_versions(experiment.export_dir):
@@ -69,8 +69,8 @@ class TrainingOutcome:
                         model_script=settings.model_script.absolute())  # the model file's `__file__` as in training
 
     def __repr__(self):
-        from experiments_manager.experiment import Experiment
-        from experiments_manager.version_records import reported_version
+        from experiments_manager.run.experiment import Experiment
+        from experiments_manager.run.version_records import reported_version
 
         where = self.experiment.root if self.experiment is not None else "(a worker: the chief keeps the experiment)"
         text = f"<TrainingOutcome {self.status}: {where}"

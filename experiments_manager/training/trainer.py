@@ -13,11 +13,11 @@ import traceback
 import warnings
 from typing import Optional
 
-from experiments_manager.ema import WeightAverages
+from experiments_manager.training.ema import WeightAverages
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, InputStalled, UserInputError
 from experiments_manager.utils.lease import LeaseLost
-from experiments_manager.inputs import make_inputs
+from experiments_manager.training.inputs import make_inputs
 from experiments_manager.training.callback_plan import CallbackPlan
 from experiments_manager.training.dry_build import user_code_error
 from experiments_manager.training.model import (build_model, compiled_metrics, fixed_learning_rate, plateau_can_set,
@@ -195,7 +195,7 @@ class Trainer:
         return seed
 
     def _strategy(self):
-        from experiments_manager.attempts import device_count
+        from experiments_manager.run.attempts import device_count
         from experiments_manager.distribute.devices import make_strategy, select_devices
 
         name = self.settings.path.name
@@ -228,7 +228,7 @@ class Trainer:
     def _record_code(self):
         """This attempt's code identity in run.json: the experiment's copies of the settings and model files, and
         the user's own modules they imported (a resume compares them with the next attempt's)."""
-        from experiments_manager.attempts import user_modules
+        from experiments_manager.run.attempts import user_modules
         from experiments_manager.settings.loader import MODEL_MODULE_PREFIX, SETTINGS_MODULE_PREFIX
 
         copies = [self.experiment.settings_copy, self.experiment.model_file_copy()]
@@ -248,7 +248,7 @@ class Trainer:
 
     def _saved_state(self):
         """The last checkpoint's state (epochs, callbacks, Kafka position), read before the model exists."""
-        from experiments_manager.checkpointing import Checkpointer
+        from experiments_manager.run.checkpointing import Checkpointer
 
         if not self.resuming:
             return None
@@ -257,7 +257,7 @@ class Trainer:
         return self._resumed_from.resumable_state()
 
     def _restore(self, model):
-        from experiments_manager.checkpointing import Checkpointer
+        from experiments_manager.run.checkpointing import Checkpointer
 
         if not self.resuming:
             return None
@@ -276,7 +276,7 @@ class Trainer:
             plan.checkpoint.save(plan.epochs_completed())
             done = f"checkpointed after {plan.epochs_completed()} epochs"
         else:  # stopped before fit or in the middle of a step: the last checkpoint stands
-            from experiments_manager.checkpointing import Checkpointer
+            from experiments_manager.run.checkpointing import Checkpointer
 
             saved = Checkpointer(self.experiment.checkpoints_dir).latest_state()
             done = (f"its last checkpoint is after epoch {saved['epochs_completed']}" if saved
@@ -303,7 +303,7 @@ class TrainingSession:
 
     Attributes:
         model: the compiled Keras model.
-        inputs: the input object (see `experiments_manager.inputs`).
+        inputs: the input object (see `experiments_manager.training.inputs`).
         plan: the callbacks, with the run's best value, checkpoint and epoch count.
         averages: the `WeightAverages` (EMA) of the run, or None without EMA.
     """

@@ -10,7 +10,7 @@ import pytest
 
 import experiments_manager as em
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.experiment import Experiment
+from experiments_manager.run.experiment import Experiment
 from experiments_manager.settings import settings_from_object
 
 MODEL_FILE = "examples/regression/model_curve_fitting.py"
@@ -95,7 +95,7 @@ def test_an_experiment_of_python_settings_resumes_from_python_only(workdir, run_
 def test_em_sweep_stays_the_function_after_the_sweep_package_is_imported():
     importlib.import_module("experiments_manager.sweeps.driver")  # what em.sweep itself imports
 
-    assert callable(em.sweep) and em.sweep.__module__ == "experiments_manager.api"
+    assert callable(em.sweep) and em.sweep.__module__ == "experiments_manager.runs.api"
     assert callable(em.resume_sweep) and callable(em.train) and callable(em.serve)
 
 

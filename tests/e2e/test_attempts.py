@@ -77,7 +77,7 @@ def test_attempts_are_recorded_and_changed_code_is_refused_unless_accepted(workd
 
 
 def test_a_run_of_an_older_engine_gets_its_history_as_attempt_1(tmp_path):
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
 
     old = {"status": "interrupted", "command": ["train", "-u", "s.py"], "host": "node-3", "started": "2026-11-01T10:00:00",
            "ended": "2026-11-01T11:00:00", "reason": "received SIGUSR1", "exit_code": 138, "git_commit": "abc"}

@@ -79,7 +79,7 @@ def test_the_site_builds_strictly_with_every_page(tmp_path):
     assert "usage: experiments-manager train" in cli and "--usersettings" in cli and "--more-epochs" in cli
     api = page("reference/api")
     for function in ("train", "resume", "sweep", "serve", "load", "evaluate"):
-        assert f'id="experiments_manager.api.{function}"' in api, function
+        assert f'id="experiments_manager.runs.api.{function}"' in api, function
     assert "Trains a new experiment" in api  # train's docstring, rendered by mkdocstrings
     assert "TrainingOutcome" in api and "list_runs" in api
     quick_start = page("tutorial/quick-start")  # README.md's quick start, included by pymdownx.snippets

@@ -5,7 +5,7 @@
 examples/regression/mysettings_curve_fitting.py --hparam nbEpoch=2` (its TensorBoard logs and PNG left out). That
 engine wrote no checksums, no attempts, no record_version, no version records and no train.log, and evaluated its
 EMA weights without the warm-up, so its val_loss differs from this engine's. The run.json files of it and of three
-later engines (tests/data/run_json/v1_engine_*.json) are read in tests/unit/test_run_record.py.
+later engines (tests/data/run_json/v1_engine_*.json) are read in tests/unit/run/test_record.py.
 """
 
 import shutil

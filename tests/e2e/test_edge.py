@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_command, cli_env, settings_variant
-from experiments_manager.version_records import CLASS_NAMES_FILE
+from experiments_manager.run.version_records import CLASS_NAMES_FILE
 
 EXAMPLES = {  # name: (settings file, extra lines, epochs): trained enough that int8 is judged on a real model
     "classification": ("examples/classification/mysettings_image_classification.py",
@@ -61,7 +61,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, trained: types.SimpleNamespac
 
 def _validation(run: Path) -> tuple:
     """(inputs {name: array}, labels) of the run's whole validation pipeline, from its settings' own function."""
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings import load_experiment_settings
 
     settings = load_experiment_settings(Experiment.open(run))
@@ -101,7 +101,7 @@ def _file_outputs(path: Path, name: str, x: np.ndarray) -> dict:
 
 
 def _best_version(run: Path) -> int:
-    from experiments_manager.version_records import reported_version
+    from experiments_manager.run.version_records import reported_version
 
     info = json.loads((run / "run.json").read_text())
     return reported_version(info, run / "exported_models")[0]
@@ -302,7 +302,7 @@ def test_an_endless_validation_generator_is_read_as_training_reads_it(two_inputs
     import dataclasses
 
     from experiments_manager.edge.data import validation_batches
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings import load_experiment_settings
     from experiments_manager.utils.errors import UserInputError
 
@@ -488,7 +488,7 @@ def test_predict_edge_answers_as_the_served_version(runs: dict, run_cli: object,
     import tensorflow as tf
 
     from experiments_manager.edge.predict import EdgeClient, LocalPredictionService
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings import load_experiment_settings
 
     run = runs["regression"].dir
@@ -591,7 +591,7 @@ def test_int8_calibration_is_seeded_and_the_runs_lease_is_held(runs: dict, tmp_p
 
     before = (run / "edge" / "onnx-none" / "parity.json").read_text()
     holder = subprocess.Popen(  # a live writer of the run (a training, an evaluation)
-        [sys.executable, "-c", "import sys, time\nfrom experiments_manager.experiment import Experiment\n"
+        [sys.executable, "-c", "import sys, time\nfrom experiments_manager.run.experiment import Experiment\n"
          f"with Experiment.open({str(run)!r}).held(['holder']):\n    print('held', flush=True)\n    time.sleep(60)\n"],
         env=cli_env(), stdout=subprocess.PIPE, text=True)
     try:

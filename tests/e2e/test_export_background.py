@@ -29,7 +29,7 @@ def every_epoch_settings(workdir, name="background.py", samples=4000):
 
 
 def open_trainer(settings_path, epochs):
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings import load_settings
     from experiments_manager.training import Trainer
 
@@ -285,7 +285,7 @@ def test_later_versions_are_what_a_full_save_writes(tmp_path):
     import keras
     import tensorflow as tf
 
-    from experiments_manager.served_module import default_served_module
+    from experiments_manager.export.served_module import default_served_module
     from experiments_manager.export.template import OBJECT_GRAPH_KEY, SavedModelTemplate
 
     inputs = keras.Input(shape=(1,), name="input")
@@ -329,7 +329,7 @@ def test_a_stop_signal_checkpoints_and_marks_interrupted_before_waiting_for_the_
     for the write; the write then fails, and that is logged, not raised: the run stays interrupted, exit 143."""
     import keras
 
-    from experiments_manager.checkpointing import Checkpointer
+    from experiments_manager.run.checkpointing import Checkpointer
     from experiments_manager.export.template import SavedModelTemplate
 
     trainer = open_trainer(every_epoch_settings(workdir), 4)

@@ -223,7 +223,7 @@ def test_client_messages_leave_no_settings_or_model_modules_behind(workdir):
 
     from experiments_manager.federated.federated_client import FederatedClient
     from experiments_manager.federated.job import FederatedJob
-    from experiments_manager.settings_pipeline import DataPartition
+    from experiments_manager.settings.pipeline import DataPartition
     from experiments_manager.settings.loader import MODEL_MODULE_PREFIX, SETTINGS_MODULE_PREFIX
 
     def loaded():

@@ -135,7 +135,7 @@ def _clients_data(non_iid, num_clients=2):
     procID, its partition through get_client_partition, the input object its Trainer trains on)."""
     from experiments_manager.federated.federated_client import FederatedClient
     from experiments_manager.federated.job import start_federation
-    from experiments_manager.settings_pipeline import DataPartition
+    from experiments_manager.settings.pipeline import DataPartition
 
     _, _, _, job = start_federation(FEDERATED_SETTINGS, {"nonIID": non_iid, "nbEpoch": 1}, rounds=1,
                                     num_clients=num_clients)
@@ -187,7 +187,7 @@ def _client_round(job, global_weights, server_round):
     """One training round of client 0, built from its checkpoint as a Flower message is; returns the weights it
     sends, and the raw weights after each of the round's steps."""
     from experiments_manager.federated.federated_client import FederatedClient
-    from experiments_manager.settings_pipeline import DataPartition
+    from experiments_manager.settings.pipeline import DataPartition
 
     client = FederatedClient(job, DataPartition(0, 2))
     try:

@@ -100,9 +100,9 @@ def test_keras2_model_code_trains_exports_serves_and_reloads(corpus: types.Simpl
     import tensorflow as tf
 
     import experiments_manager as em
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.serving.config import source_from_experiment
-    from experiments_manager.version_records import chosen_version
+    from experiments_manager.run.version_records import chosen_version
 
     run = corpus.runs[name]
     model = em.load(run)

@@ -265,7 +265,7 @@ def corpus_workdir(tmp_path_factory):
 def test_corpus_file_trains_and_resumes_unchanged(name, corpus_workdir, monkeypatch):
     """Two epochs, then a resume that continues the same experiment from its checkpoint to a third."""
     from experiments_manager import training
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
 
     monkeypatch.chdir(corpus_workdir)
     folder, columns, mode = CORPUS_FILES[name]

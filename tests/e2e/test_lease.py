@@ -155,8 +155,8 @@ def test_the_holder_record_is_one_typed_definition():
 def test_a_run_whose_lease_was_taken_over_writes_nothing_more(tmp_path, monkeypatch):
     """A run that stalled past the timeout (a frozen node) finds another writer when it wakes: its next checkpoint
     and its next run.json write are refused (LeaseLost, exit 75), before anything is written."""
-    from experiments_manager.checkpointing import Checkpointer
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.checkpointing import Checkpointer
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.utils.lease import LeaseLost
 
     experiment = Experiment(tmp_path)

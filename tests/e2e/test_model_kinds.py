@@ -52,8 +52,8 @@ def served(version_folder: Path):
 
 def best_version(run: Path) -> Path:
     """The folder of the version holding the run's best epoch (what `em.load` and `evaluate` read by default)."""
-    from experiments_manager.experiment import Experiment
-    from experiments_manager.version_records import chosen_version
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.run.version_records import chosen_version
 
     experiment = Experiment.open(run)
     return experiment.export_dir / str(chosen_version(experiment)[0])

@@ -25,7 +25,7 @@ def test_keras_metric_objects_give_the_direction_whatever_their_name():
     import keras
 
     from experiments_manager.callbacks.monitor_direction import metric_directions
-    from experiments_manager.monitor import resolve_monitor_mode
+    from experiments_manager.settings.monitor import resolve_monitor_mode
 
     class Goodness(keras.metrics.Mean):
         def __init__(self):
@@ -52,7 +52,7 @@ def test_keras_metric_objects_give_the_direction_whatever_their_name():
     'a metric nothing says anything about is minimised, with a warning',
     note='(weak: minimised and flagged `guessed`; the warning is not asserted)')
 def test_names_without_an_object_follow_keras_rules_and_the_settings_decide_last():
-    from experiments_manager.monitor import monitor_mode, resolve_monitor_mode
+    from experiments_manager.settings.monitor import monitor_mode, resolve_monitor_mode
 
     assert resolve_monitor_mode("val_acc").mode == "max"  # Keras 2's rule
     for name in ("val_auc", "val_auc_1", "val_output_auc", "val_r2_score", "val_precision"):
@@ -93,7 +93,7 @@ def test_a_run_monitoring_r2_keeps_and_serves_the_version_with_the_highest_r2(r2
     import tensorflow as tf
 
     from experiments_manager.settings import load_experiment_settings
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
 
     info, r2 = r2_run.info, r2_run.r2
     print("val_r2_score per epoch:", [round(value, 4) for value in r2])

@@ -34,7 +34,7 @@ def lab(tmp_path_factory):
     import types
 
     from experiments_manager import training
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.utils.errors import UserInputError
 
     root = tmp_path_factory.mktemp("run_tools")
@@ -188,7 +188,7 @@ def _said(result, first, size, rest):
     '`prune` is a dry run (nothing changes; sizes as `du` counts them); `--yes` deletes exactly those; a run being '
     "written is skipped; a crash's `.deleting-` leftover is removed; `list` no longer shows them")
 def test_prune_is_a_dry_run_until_yes_then_deletes_exactly_those_and_skips_a_run_being_written(lab, tmp_path):
-    from experiments_manager.pruning import human_size
+    from experiments_manager.runs.pruning import human_size
     from experiments_manager.utils.lease import Lease
 
     copy = _copy_of_the_lab(lab, tmp_path)
@@ -231,7 +231,7 @@ def test_prune_is_a_dry_run_until_yes_then_deletes_exactly_those_and_skips_a_run
     "`prune --checkpoints` keeps every exported version bit for bit; `--keep-best N` keeps a real sweep's best "
     'trials; `--keep-best` without a sweep is one line, exit 2')
 def test_prune_checkpoints_keeps_the_exports_and_keep_best_keeps_the_best_trials_of_a_real_sweep(lab, tmp_path):
-    from experiments_manager.pruning import human_size
+    from experiments_manager.runs.pruning import human_size
 
     copy = _copy_of_the_lab(lab, tmp_path)
     finished = sorted(path.parent for path in copy.glob("**/run.json") if read_run(path.parent)["status"] == "finished")

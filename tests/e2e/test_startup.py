@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, wait_for
-from experiments_manager.folder_reservation import (MARKER_NAME, NOT_LITERAL, FolderReservation,
+from experiments_manager.run.reservation import (MARKER_NAME, NOT_LITERAL, FolderReservation,
                                                      literal_assignments)
 from experiments_manager.utils.native_noise import NOISE, is_noise
 
@@ -119,7 +119,7 @@ def test_a_folder_still_starting_says_so_to_serve_and_predict(workdir):
     is told the run is still starting, not that it is no experiment folder."""
     import pytest
 
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.utils.errors import UserInputError
 
     reservation = FolderReservation.reserve(workdir / REGRESSION_SETTINGS, {})

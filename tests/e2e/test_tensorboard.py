@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments_manager.experiment import Experiment
-from experiments_manager.listing import find_experiments
+from experiments_manager.run.experiment import Experiment
+from experiments_manager.run.discovery import find_experiments
 
 from conftest import REPO, cli_command, cli_env, free_port, read_run, require_real_part, settings_variant, wait_for
 

@@ -461,7 +461,7 @@ def test_flow_from_directory_and_experimental_adamw_of_keras2_settings_train(tmp
     """84 training images in batches of 16: 84 // 16 = 5 steps an epoch (the original framework's
     `n // batch_size`; Keras' own len() is 6), trained by the Keras 3 AdamW with the settings' arguments."""
     from experiments_manager import training
-    from experiments_manager.ema import inner_optimizer
+    from experiments_manager.utils.optimizers import inner_optimizer
 
     seed = 20240
     print("image seed:", seed)

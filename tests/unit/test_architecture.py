@@ -93,11 +93,11 @@ def test_library_code_never_imports_the_command_line():
     assert offenders == {}
 
 
-LAYOUT = "experiments_manager.served_layout"
+LAYOUT = "experiments_manager.run.served_layout"
 EXPORT_SIDE = {name for name in MODULES if name.split(".")[:2] == ["experiments_manager", "export"]} | {
-    "experiments_manager.version_loading"}
+    "experiments_manager.training.version_loading"}
 SERVING_SIDE = {name for name in MODULES if name.split(".")[:2] == ["experiments_manager", "serving"]}
-SHARED = {LAYOUT, "experiments_manager.version_records"}
+SHARED = {LAYOUT, "experiments_manager.run.version_records"}
 
 
 def _path(graph, start, targets):

@@ -4,7 +4,7 @@
   from the argparse parser `experiments_manager.cli.build_parser` builds (no TensorFlow is imported);
 - docs/reference/settings.md: the settings tables between the page's two markers, from
   `experiments_manager/settings/sections.py` (tools/settings_reference.py does the same for that page alone);
-- docs/reference/run-json.md: from `experiments_manager/run_record.py`, run.json's one definition.
+- docs/reference/run-json.md: from `experiments_manager/run/record.py`, run.json's one definition.
 
 Usage: python tools/docs/gen_reference.py [--check]
 tests/e2e/test_docs.py checks that the committed pages are the generated ones.
@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 from experiments_manager import cli  # noqa: E402
-from experiments_manager.run_record import reference_markdown  # noqa: E402
+from experiments_manager.run.record import reference_markdown  # noqa: E402
 from settings_reference import SETTINGS_PAGE, with_reference  # noqa: E402
 
 CLI_PAGE = ROOT / "docs" / "reference" / "cli.md"

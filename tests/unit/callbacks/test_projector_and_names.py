@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from experiments_manager.callbacks.projector import embedding_of, metadata_columns
-from experiments_manager.experiment import Experiment, folder_name
+from experiments_manager.run.experiment import Experiment, folder_name
 
 from conftest import hparams_statuses
 

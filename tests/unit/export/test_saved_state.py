@@ -17,7 +17,7 @@ def lookup_model(words, seed):
     output adds, and a served module as the exporter builds it (the model's own call)."""
     import keras
 
-    from experiments_manager.served_module import default_served_module
+    from experiments_manager.export.served_module import default_served_module
 
     from table_layers import TableShift
 
@@ -83,7 +83,7 @@ def test_a_differing_static_table_that_is_no_keras_lookup_layer_is_refused_by_it
     import keras
     import tensorflow as tf
 
-    from experiments_manager.served_module import default_served_module
+    from experiments_manager.export.served_module import default_served_module
 
     def built(keys):
         class Codes(keras.layers.Layer):

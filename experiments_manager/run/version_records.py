@@ -22,8 +22,8 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from experiments_manager.folder_names import now
-from experiments_manager.served_layout import present_versions, version_of
+from experiments_manager.run.names import now
+from experiments_manager.run.served_layout import present_versions, version_of
 from experiments_manager.utils.errors import UserInputError
 
 RECORD_FILE = "assets.extra/version_record.json"  # TF Serving leaves assets.extra/ to its users (warm-up requests)

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, dead_pid, settings_variant
-from experiments_manager import served_layout
-from experiments_manager.served_layout import (DAMAGED, DEFAULT_GRPC_PORT, DEFAULT_REST_PORT, DISCARDED, ModelSource,
+from experiments_manager.run import served_layout
+from experiments_manager.run.served_layout import (DAMAGED, DEFAULT_GRPC_PORT, DEFAULT_REST_PORT, DISCARDED, ModelSource,
                                                check_model_name, in_progress_folder_name,
                                                model_name_problem, models_config_text, present_versions,
                                                set_aside_folder_name, set_aside_version, sources_from_config_file,
@@ -62,7 +62,7 @@ def test_the_exporter_the_server_and_run_json_agree_on_which_names_are_versions(
     """One rule, three readers: the exporter's numbering (`present_versions`), the server's poll of a base path and
     run.json's `version_records` keys ('²' used to pass str.isdigit() there, then fail int())."""
     from experiments_manager.serving.versions import VersionManager
-    from experiments_manager.version_records import records_of
+    from experiments_manager.run.version_records import records_of
 
     for name in ["2", "10", in_progress_folder_name(11, pid=99), set_aside_folder_name(DAMAGED, 3), "²", "x"]:
         (tmp_path / name).mkdir()
@@ -167,7 +167,7 @@ def test_the_layout_never_imports_tensorflow():
     """Building and parsing a models.config use tensorflow-serving-api's protos only (the exporter's process may
     import TensorFlow; a lighter reader of the layout must not have to)."""
     code = ("import sys, tempfile, pathlib\n"
-            "from experiments_manager.served_layout import ModelSource, models_config_text, sources_from_config_file\n"
+            "from experiments_manager.run.served_layout import ModelSource, models_config_text, sources_from_config_file\n"
             "path = pathlib.Path(tempfile.mkdtemp()) / 'models.config'\n"
             "path.write_text(models_config_text([ModelSource('m', path.parent)]))\n"
             "assert sources_from_config_file(path)[0].name == 'm'\n"
@@ -215,7 +215,7 @@ def test_the_default_ports_are_defined_once():
     assert sections.default_of(port_field) == DEFAULT_GRPC_PORT
     written = []
     for path in sorted((REPO / "experiments_manager").rglob("*.py")):
-        if path.name == "served_layout.py" and path.parent.name == "experiments_manager":
+        if path.name == "served_layout.py" and path.parent.name == "run":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Constant) and type(node.value) is int and node.value in (8500, 8501):

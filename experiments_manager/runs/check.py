@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from experiments_manager.experiment import Experiment
+from experiments_manager.run.experiment import Experiment
 from experiments_manager.utils.checksums import verify_manifest
 from experiments_manager.utils.lease import LeaseHeld
 
@@ -54,7 +54,7 @@ def check_run(root: str | Path, command: Sequence[str], repair: bool = True) -> 
             failure: exit 75).
     """
     from experiments_manager.callbacks.history_csv import HistoryCSV
-    from experiments_manager.checkpointing import STATE_FILE, Checkpointer
+    from experiments_manager.run.checkpointing import STATE_FILE, Checkpointer
 
     experiment = Experiment.open(root)
     info = experiment.run_info()

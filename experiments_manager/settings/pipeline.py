@@ -1,5 +1,5 @@
 """The settings' own input pipeline: `get_input_pipeline` called as the original framework called it, as a
-`Pipeline` (keras2/pipelines.py). Below both readers of training data: `inputs.py` (the trainer's input object) and
+`Pipeline` (keras2/pipelines.py). Below both readers of training data: `training/inputs.py` (the trainer's input object) and
 `kafka/producer.py` (`kafka-produce` sends what it yields), so neither imports the other.
 
 Example:

@@ -130,8 +130,3 @@ class WeightAverages:
         if self._start is not None:
             self._start.assign(int(self.optimizer.iterations.numpy()))
 
-
-def inner_optimizer(optimizer):
-    """The optimizer that keeps the variables (and the averages): Keras wraps it in a LossScaleOptimizer for
-    mixed precision."""
-    return getattr(optimizer, "inner_optimizer", optimizer)

@@ -28,8 +28,8 @@ import os
 import socket
 from pathlib import Path
 
-from experiments_manager.experiment import STARTING_MARKER_NAME as MARKER_NAME
-from experiments_manager.experiment import folder_name, folder_stamp, make_unique_dir
+from experiments_manager.run.experiment import STARTING_MARKER_NAME as MARKER_NAME
+from experiments_manager.run.experiment import folder_name, folder_stamp, make_unique_dir
 from experiments_manager.utils.signals import process_alive
 
 NOT_LITERAL = object()  # a settings name bound to something computed

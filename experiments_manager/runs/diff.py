@@ -6,10 +6,10 @@ import dataclasses
 import difflib
 from pathlib import Path
 
-from experiments_manager.experiment import Experiment
-from experiments_manager.listing import newest_evaluation
+from experiments_manager.run.experiment import Experiment
+from experiments_manager.runs.listing import newest_evaluation
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.version_records import records_of
+from experiments_manager.run.version_records import records_of
 
 _COLOURS = {"-": "\033[31m", "+": "\033[32m", "@": "\033[36m", "title": "\033[1m"}
 _RESET = "\033[0m"
@@ -78,7 +78,7 @@ def diff_runs(run_a, run_b) -> RunDiff:
     Example:
 
     ```python
-    from experiments_manager.run_diff import diff_runs
+    from experiments_manager.runs.diff import diff_runs
 
     print(diff_runs("experiments/a_run", "experiments/another_run").render())
     ```

@@ -27,13 +27,13 @@ from typing import Optional
 
 import numpy as np
 
-from experiments_manager.classification_report import ClassificationReport
-from experiments_manager.experiment import Experiment, running_command
-from experiments_manager.folder_names import folder_stamp, now
+from experiments_manager.run.classification_report import ClassificationReport
+from experiments_manager.run.experiment import Experiment, running_command
+from experiments_manager.run.names import folder_stamp, now
 from experiments_manager.settings.sections import user_name
 from experiments_manager.utils.atomic import folder_replaced_atomically, remove_leftovers
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.version_records import what_it_holds
+from experiments_manager.run.version_records import what_it_holds
 
 _LOG = logging.getLogger(__name__)
 EVALUATIONS_FOLDER = "evaluations"
@@ -132,8 +132,8 @@ def evaluate_run(run, version: Optional[int] = None, data=None, settings=None, c
     ```
     """
     from experiments_manager.settings import Settings, load_experiment_settings
-    from experiments_manager.version_loading import load_version
-    from experiments_manager.version_records import chosen_version
+    from experiments_manager.training.version_loading import load_version
+    from experiments_manager.run.version_records import chosen_version
 
     experiment = Experiment.open(run)
     number, record, best = chosen_version(experiment, version)
@@ -208,7 +208,7 @@ def input_pipeline(settings, folder, training: bool = False, reader: str = "") -
     """
     import tensorflow as tf
 
-    from experiments_manager.inputs import steps_per_epoch
+    from experiments_manager.training.inputs import steps_per_epoch
     from experiments_manager.keras2.pipelines import as_pipeline
     from experiments_manager.settings.data_folders import DataFolder
     from experiments_manager.training.dry_build import user_code_error

@@ -20,8 +20,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from experiments_manager.experiment import Experiment
-from experiments_manager.version_records import chosen_version, describe, read_record_file
+from experiments_manager.run.experiment import Experiment
+from experiments_manager.run.version_records import chosen_version, describe, read_record_file
 
 _LOG = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def load_version(run, version: Optional[int] = None, settings=None):
 def _model_with_weights_of(settings, experiment, number):
     """The settings' model, built and traced as the exporter does, with version `number`'s values (read as a
     fine-tuned run reads them: `fine_tuning.InitialWeights.load_into`)."""
-    from experiments_manager.served_module import served_module
+    from experiments_manager.export.served_module import served_module
     from experiments_manager.training.fine_tuning import InitialWeights
     from experiments_manager.training.model import build_model, precision_policy
 

@@ -1,4 +1,4 @@
-"""Finding experiments and sweeps below a folder (up to 4 levels), and what `experiments-manager list` prints: one
+"""What `experiments-manager list` prints for the runs and sweeps below a folder (`run.discovery` finds them): one
 row per run, filtered (`--status`, `--where`), sorted (`--sort`), as a table, CSV or JSON.
 
 A row's columns are keys: the built-in ones (`COLUMN_KEYS`), each hparam by its name, each metric of the run's
@@ -6,25 +6,23 @@ last epoch (run.json's `last_epoch_logs`: `val_loss`, `loss`, ...) and `test_<na
 evaluation (run.json's `evaluations`). Sorting and filtering read the typed value (a number compares as a
 number); the table shows it as text (4 significant digits).
 
-Long because a listing is one piece: finding the folders, the rows and their keys, the filters, the order and the
+Long because a listing is one piece: the rows and their keys, the filters, the order and the
 three formats share the rows' one definition of each column.
 """
 
 import csv
 import io
 import json
-import os
 import re
 from pathlib import Path
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Iterable, List, Optional, Tuple
 
-from experiments_manager.attempts import device_hours
-from experiments_manager.experiment import RUN_FILE_NAME, STATUSES, SWEEP_SPEC_NAME, Experiment
-from experiments_manager.run_liveness import RUNNING, WRITER_STATES, writer_state
-from experiments_manager.run_record import RunRecord
+from experiments_manager.run.attempts import device_hours
+from experiments_manager.run.discovery import folders_below, read_run_info
+from experiments_manager.run.experiment import RUN_FILE_NAME, STATUSES, SWEEP_SPEC_NAME, Experiment
+from experiments_manager.run.liveness import RUNNING, WRITER_STATES, writer_state
 from experiments_manager.settings.overrides import literal_or_text
 from experiments_manager.sweeps.folder import SweepFolder
-from experiments_manager.utils.environment_failures import EnvironmentFailure
 from experiments_manager.utils.errors import UserInputError
 
 COLUMNS = ("experiment", "status", "epoch", "best", "best_epoch", "versions", "device_hours")
@@ -34,77 +32,7 @@ SWEEP_COLUMNS = ("sweep", "status", "trials", "best", "best_experiment")
 COLUMN_KEYS = COLUMNS + ("best_value", "monitor", "started", "ended", "path", "hparams")
 TEST_PREFIX = "test_"  # the columns of the newest evaluation's metrics
 
-# how far below a folder experiments are looked for: lab folder / working folder / sweep / experiment, one to spare
-MAX_DEPTH = 4
-_NOT_EXPERIMENTS = {"venv", "node_modules", "__pycache__", "site-packages"}
 _CONDITION = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(<=|>=|!=|==|=|<|>)\s*(.*?)\s*$")
-
-
-def walk_below(folder) -> Iterator[Tuple[str, List[str], List[str]]]:
-    """`os.walk` of `folder` as a listing looks: up to `MAX_DEPTH` levels, not inside experiment folders (their
-    federated clients are theirs, their logs are many), nor hidden folders and virtualenvs.
-
-    Args:
-        folder: the folder to look below.
-
-    Yields:
-        (parent, its subfolders' names, its files' names), the subfolders named before the skipped ones are left
-        out, so a caller sees an experiment folder's own entries.
-
-    Raises:
-        UserInputError: `folder` is no folder.
-
-    Example:
-
-    ```python
-    runs = [parent for parent, _, files in walk_below("experiments") if "run.json" in files]
-    ```
-    """
-    if not Path(folder).is_dir():
-        raise UserInputError(f"{folder}: no such folder")
-    top = len(Path(folder).parts)
-    for parent, subfolders, files in os.walk(folder):
-        yield parent, list(subfolders), files
-        deep = len(Path(parent).parts) - top >= MAX_DEPTH
-        if RUN_FILE_NAME in files or deep:
-            subfolders[:] = []
-        else:
-            subfolders[:] = sorted(name for name in subfolders
-                                   if not name.startswith(".") and name not in _NOT_EXPERIMENTS)
-
-
-def folders_below(folder, marker):
-    """Folders up to `MAX_DEPTH` levels under `folder` holding the file `marker` (as `walk_below` looks)."""
-    return [Path(parent) for parent, _, files in walk_below(folder) if marker in files]
-
-
-def find_experiments(working_folder):
-    """Experiment folders up to `MAX_DEPTH` levels below `working_folder` (a sweep's trials included), oldest first."""
-    found = [Experiment(folder) for folder in folders_below(working_folder, RUN_FILE_NAME)]
-    return sorted(found, key=lambda experiment: experiment.run_info().get("started") or "")
-
-
-def read_run_info(experiment: Experiment) -> RunRecord:
-    """run.json, or a stand-in saying it cannot be read (another tool's run.json, a damaged file).
-
-    Args:
-        experiment: the run's `Experiment`.
-
-    Example:
-
-    ```python
-    read_run_info(Experiment("experiments/broken"))  # {'status': 'unreadable run.json (not JSON)'}
-    ```
-    """
-    try:
-        info: object = experiment.run_info()
-    except EnvironmentFailure:
-        return {"status": "unreadable run.json (storage error)"}
-    except (OSError, ValueError, UserInputError):
-        return {"status": "unreadable run.json (not JSON)"}
-    if not isinstance(info, dict):
-        return {"status": "unreadable run.json (not an object)"}
-    return info  # type: ignore[return-value]  # a dict that run.json held
 
 
 def newest_evaluation(info: dict) -> Optional[dict]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, settings_variant
-from experiments_manager.ema import warmed_up_decay
+from experiments_manager.training.ema import warmed_up_decay
 
 
 @pytest.mark.claim('the decay warms up as `min(ema_momentum, (1 + n) / (40 + n))`')
@@ -61,7 +61,7 @@ class _RawWeights:
     '`ema_momentum` from the settings is the ceiling used in a run',
     note='(weak: a unit test with 0.9; the settings value reaching a run is not asserted)')
 def test_averages_follow_the_warmed_up_decay_step_by_step():
-    from experiments_manager.ema import WeightAverages
+    from experiments_manager.training.ema import WeightAverages
 
     averages = WeightAverages(0.9)
     model = _tiny_model(averages)
@@ -88,8 +88,8 @@ def test_a_resumed_run_continues_the_same_averages(tmp_path):
     train epoch 2: the averages equal those of an uninterrupted two-epoch run."""
     import keras
 
-    from experiments_manager.checkpointing import Checkpointer
-    from experiments_manager.ema import WeightAverages
+    from experiments_manager.run.checkpointing import Checkpointer
+    from experiments_manager.training.ema import WeightAverages
 
     x, y = _data()
     whole = WeightAverages(0.99)
@@ -114,7 +114,7 @@ def test_a_resumed_run_continues_the_same_averages(tmp_path):
 
 def test_restart_takes_the_current_weights_and_warms_up_again():
     """What a federated client does when the global weights arrive."""
-    from experiments_manager.ema import WeightAverages
+    from experiments_manager.training.ema import WeightAverages
 
     averages = WeightAverages(0.99)
     model = _tiny_model(averages)

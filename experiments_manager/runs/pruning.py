@@ -18,14 +18,15 @@ import stat
 from pathlib import Path
 from typing import Optional
 
-from experiments_manager.experiment import SWEEP_SPEC_NAME, Experiment, now
-from experiments_manager.listing import experiment_rows, folders_below, read_run_info, walk_below
-from experiments_manager.monitor import monitor_mode
+from experiments_manager.run.experiment import SWEEP_SPEC_NAME, Experiment, now
+from experiments_manager.run.discovery import folders_below, read_run_info, walk_below
+from experiments_manager.runs.listing import experiment_rows
+from experiments_manager.settings.monitor import monitor_mode
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import TrialJournal
 from experiments_manager.utils.atomic import hidden_for_removal, is_removal_leftover
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.run_liveness import DEAD, writer_state
+from experiments_manager.run.liveness import DEAD, writer_state
 from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseHeld, live_holder
 
 RUN, CHECKPOINTS, LEFTOVER = "run", "checkpoints", "leftover"

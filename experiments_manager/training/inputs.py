@@ -21,15 +21,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
-from experiments_manager.settings_pipeline import settings_pipeline
+from experiments_manager.settings.pipeline import settings_pipeline
 from experiments_manager.utils.errors import InputStalled, UserInputError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from experiments_manager.experiment import Experiment
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
-    from experiments_manager.settings_pipeline import DataPartition
+    from experiments_manager.settings.pipeline import DataPartition
 
 
 class InputObject(Protocol):

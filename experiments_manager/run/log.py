@@ -35,7 +35,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from experiments_manager.folder_names import now
+from experiments_manager.run.names import now
 from experiments_manager.utils.environment_failures import environment_failure_line
 from experiments_manager.utils.errors import ERROR_PREFIX, UserInputError
 

@@ -26,10 +26,10 @@ import socket
 import sys
 from pathlib import Path
 
-from experiments_manager.attempts import Attempt, code_changes, code_identity, package_versions, settings_folder
-from experiments_manager.attempts import git_commit as _git_commit
-from experiments_manager.folder_names import folder_name, folder_stamp, make_unique_dir, now, varied_hparams
-from experiments_manager.run_record import RUN_RECORD_VERSION, RunRecord
+from experiments_manager.run.attempts import Attempt, code_changes, code_identity, package_versions, settings_folder
+from experiments_manager.run.attempts import git_commit as _git_commit
+from experiments_manager.run.names import folder_name, folder_stamp, make_unique_dir, now, varied_hparams
+from experiments_manager.run.record import RUN_RECORD_VERSION, RunRecord
 from experiments_manager.utils.atomic import copy_atomically, fsync_folder, remove_leftovers, write_json_atomically
 from experiments_manager.utils.environment_failures import raise_environment_failure
 from experiments_manager.utils.errors import UserInputError
@@ -244,7 +244,7 @@ class Experiment:
 
     def mark_ended(self, status, **fields):
         """Records how the run ended in run.json and in TensorBoard's HParams table."""
-        from experiments_manager.hparams_status import write_status
+        from experiments_manager.run.hparams_status import write_status
 
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
@@ -268,7 +268,7 @@ class Experiment:
             accepted_code_change: the changed files (`code_changes`) the user accepted to resume with.
             epochs, extended_from: the `Attempt` fields of an extension (default None); `epochs`: run.json's `nbEpoch`
         """
-        from experiments_manager.hparams_status import clear_status
+        from experiments_manager.run.hparams_status import clear_status
 
         self.remove_leftovers()
         clear_status(self.logs_dir)

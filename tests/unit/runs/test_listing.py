@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from experiments_manager.listing import experiment_rows, format_table, select_runs
+from experiments_manager.runs.listing import experiment_rows, format_table, select_runs
 
 
 def _run(folder, **info):
@@ -91,7 +91,7 @@ def test_a_running_run_whose_writer_is_gone_is_listed_dead_and_a_quiet_one_elsew
     statuses = {row["experiment"]: row["status"] for row in experiment_rows(tmp_path)}
     assert statuses == {"killed": "dead", "no_lease": "dead", "alive": "running", "quiet_elsewhere": "stalled?",
                         "busy_elsewhere": "running"}
-    from experiments_manager.listing import select_runs
+    from experiments_manager.runs.listing import select_runs
 
     assert [row["experiment"] for row in select_runs(tmp_path, status=["running"])[0]] == ["alive", "busy_elsewhere"]
     assert sorted(row["experiment"] for row in select_runs(tmp_path, status=["dead"])[0]) == ["killed", "no_lease"]
@@ -101,7 +101,7 @@ def test_a_running_run_whose_writer_is_gone_is_listed_dead_and_a_quiet_one_elsew
 def test_device_hours_sum_each_attempts_wall_time_times_its_devices(tmp_path):
     """Attempt 1: 1 h on 2 CPU cores; attempt 2 killed outright (no end: not counted); attempt 3: 30 min on 4 GPUs,
     of a run of 2 workers; an attempt of an older engine (no devices) counts nothing."""
-    from experiments_manager.attempts import device_hours
+    from experiments_manager.run.attempts import device_hours
 
     attempts = [{"started": "2026-11-26T01:00:00+00:00", "ended": "2026-11-26T02:00:00+00:00", "devices": 2},
                 {"started": "2026-11-26T02:00:00+00:00", "devices": 2},

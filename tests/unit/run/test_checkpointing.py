@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments_manager.checkpointing import Checkpointer, verify
+from experiments_manager.run.checkpointing import Checkpointer, verify
 
 
 def _model(seed):

@@ -28,7 +28,7 @@ from experiments_manager.utils.logging_setup import configure_logging
 if TYPE_CHECKING:  # the heavy modules load when a call needs them
     import keras
 
-    from experiments_manager.evaluation import Evaluation
+    from experiments_manager.runs.evaluation import Evaluation
     from experiments_manager.serving.server import ModelServer
     from experiments_manager.settings.loader import Settings
     from experiments_manager.sweeps.driver import SweepOutcome
@@ -237,7 +237,7 @@ def load(run: PathLike, version: Optional[int] = None, *, settings: Optional[Set
     model.predict(x)
     ```
     """
-    from experiments_manager.version_loading import load_version
+    from experiments_manager.training.version_loading import load_version
 
     show_logs()
     return load_version(run, version, settings=settings)
@@ -266,7 +266,7 @@ def evaluate(run: PathLike, version: Optional[int] = None, *, data: Optional[Pat
     result.metrics          # {'loss': 0.31, 'accuracy': 0.91}
     ```
     """
-    from experiments_manager.evaluation import evaluate_run
+    from experiments_manager.runs.evaluation import evaluate_run
 
     show_logs()
     return evaluate_run(run, version, data=data, settings=settings, command=["em.evaluate", str(run)])

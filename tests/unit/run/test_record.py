@@ -1,4 +1,4 @@
-"""run.json's one definition (experiments_manager/run_record.py): the typed record code reads, the keys the reference
+"""run.json's one definition (experiments_manager/run/record.py): the typed record code reads, the keys the reference
 page documents, and records written by earlier versions of the engine read as well-formed."""
 
 import json
@@ -7,12 +7,12 @@ import typing
 import pytest
 
 from conftest import REPO
-from experiments_manager.run_record import KEYS, RUN_RECORD_VERSION, RunRecord, record_problems
+from experiments_manager.run.record import KEYS, RUN_RECORD_VERSION, RunRecord, record_problems
 
 EARLIER = sorted((REPO / "tests/data/run_json").glob("v1_*.json"))  # written before record_version (version 1)
 
 
-@pytest.mark.claim("run.json has one typed definition (`run_record.py`): the keys code reads are the keys the "
+@pytest.mark.claim("run.json has one typed definition (`run/record.py`): the keys code reads are the keys the "
                    "reference documents")
 def test_the_typed_record_and_the_documented_keys_are_the_same_keys():
     typed = set(typing.get_type_hints(RunRecord))

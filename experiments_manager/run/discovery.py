@@ -1,0 +1,95 @@
+"""Finding run folders below a folder (up to 4 levels), and reading a found run's record without failing on it.
+
+Every tool that looks at many runs finds them here: `list`, `prune`, `serve FOLDER`, TensorBoard's tests. A folder
+is a run when it holds run.json; a run's own folder is not looked into (its federated clients are its own), nor are
+hidden folders and virtualenvs.
+
+Example:
+
+```python
+from experiments_manager.run.discovery import find_experiments
+
+for experiment in find_experiments("experiments"):
+    print(experiment.root, experiment.run_info()["status"])
+```
+"""
+
+import os
+from pathlib import Path
+from typing import Iterator, List, Tuple
+
+from experiments_manager.run.experiment import RUN_FILE_NAME, Experiment
+from experiments_manager.run.record import RunRecord
+from experiments_manager.utils.environment_failures import EnvironmentFailure
+from experiments_manager.utils.errors import UserInputError
+
+# how far below a folder experiments are looked for: lab folder / working folder / sweep / experiment, one to spare
+MAX_DEPTH = 4
+_NOT_EXPERIMENTS = {"venv", "node_modules", "__pycache__", "site-packages"}
+
+
+def walk_below(folder) -> Iterator[Tuple[str, List[str], List[str]]]:
+    """`os.walk` of `folder` as a listing looks: up to `MAX_DEPTH` levels, not inside experiment folders (their
+    federated clients are theirs, their logs are many), nor hidden folders and virtualenvs.
+
+    Args:
+        folder: the folder to look below.
+
+    Yields:
+        (parent, its subfolders' names, its files' names), the subfolders named before the skipped ones are left
+        out, so a caller sees an experiment folder's own entries.
+
+    Raises:
+        UserInputError: `folder` is no folder.
+
+    Example:
+
+    ```python
+    runs = [parent for parent, _, files in walk_below("experiments") if "run.json" in files]
+    ```
+    """
+    if not Path(folder).is_dir():
+        raise UserInputError(f"{folder}: no such folder")
+    top = len(Path(folder).parts)
+    for parent, subfolders, files in os.walk(folder):
+        yield parent, list(subfolders), files
+        deep = len(Path(parent).parts) - top >= MAX_DEPTH
+        if RUN_FILE_NAME in files or deep:
+            subfolders[:] = []
+        else:
+            subfolders[:] = sorted(name for name in subfolders
+                                   if not name.startswith(".") and name not in _NOT_EXPERIMENTS)
+
+
+def folders_below(folder, marker):
+    """Folders up to `MAX_DEPTH` levels under `folder` holding the file `marker` (as `walk_below` looks)."""
+    return [Path(parent) for parent, _, files in walk_below(folder) if marker in files]
+
+
+def find_experiments(working_folder):
+    """Experiment folders up to `MAX_DEPTH` levels below `working_folder` (a sweep's trials included), oldest first."""
+    found = [Experiment(folder) for folder in folders_below(working_folder, RUN_FILE_NAME)]
+    return sorted(found, key=lambda experiment: experiment.run_info().get("started") or "")
+
+
+def read_run_info(experiment: Experiment) -> RunRecord:
+    """run.json, or a stand-in saying it cannot be read (another tool's run.json, a damaged file).
+
+    Args:
+        experiment: the run's `Experiment`.
+
+    Example:
+
+    ```python
+    read_run_info(Experiment("experiments/broken"))  # {'status': 'unreadable run.json (not JSON)'}
+    ```
+    """
+    try:
+        info: object = experiment.run_info()
+    except EnvironmentFailure:
+        return {"status": "unreadable run.json (storage error)"}
+    except (OSError, ValueError, UserInputError):
+        return {"status": "unreadable run.json (not JSON)"}
+    if not isinstance(info, dict):
+        return {"status": "unreadable run.json (not an object)"}
+    return info  # type: ignore[return-value]  # a dict that run.json held
