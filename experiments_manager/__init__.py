@@ -49,11 +49,11 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     if name in _PUBLIC:
         return getattr(importlib.import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'experiments_manager' has no attribute {name!r}")
 
 
-def __dir__():  # tab completion shows the public names before they are imported
+def __dir__() -> list[str]:  # tab completion shows the public names before they are imported
     return sorted(set(globals()) | set(_PUBLIC))

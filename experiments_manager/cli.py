@@ -8,7 +8,8 @@ import os
 import signal
 import sys
 import threading
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import NoReturn, Optional
 
 from experiments_manager import commands
 from experiments_manager.utils.environment_failures import environment_failure_line
@@ -19,7 +20,7 @@ DESCRIPTION = "Train, export and track TensorFlow/Keras experiments from one set
 SUBCOMMANDS = commands.NAMES
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="experiments-manager", description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in commands.COMMANDS:
@@ -27,7 +28,7 @@ def build_parser():
     return parser
 
 
-def _with_default_command(argv):
+def _with_default_command(argv: Sequence[str]) -> list[str]:
     """The original framework's spellings: no sub-command trains, `--predict_stream` predicts,
     `--start_server` serves."""
     argv = list(argv)
@@ -44,7 +45,7 @@ def _with_default_command(argv):
     return ["train"] + argv
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the command line; returns the exit code."""
     try:
         argv = _with_default_command(sys.argv[1:] if argv is None else argv)

@@ -20,3 +20,9 @@ from experiments_manager.callbacks.training_checkpoint import TrainingCheckpoint
 from experiments_manager.callbacks.training_curves import TrainingCurves
 from experiments_manager.callbacks.weight_histograms import WeightHistograms
 from experiments_manager.callbacks.writer_fence import WriterFence
+
+__all__ = ["BestValue", "DeterministicEpochs", "EpochScalars", "ExportOnImprovement", "HParamsLogger", "HistoryCSV",
+           "LearningRateLogger", "ModelGraph", "ProjectorLogger", "RawWeightsValidation", "ResolveMonitorMode",
+           "ResumableEarlyStopping", "ResumableReduceLROnPlateau", "RunInfoUpdater", "StepProfiler", "StopOnSignal",
+           "SummaryWriters", "TrackBestValue", "TrainingCheckpoint", "TrainingCurves", "TrainingInterrupted",
+           "WeightHistograms", "WriterFence", "monitor_mode_resolver"]

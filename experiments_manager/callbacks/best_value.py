@@ -1,6 +1,8 @@
 """The best value of the monitored quantity so far."""
 
 import math
+from collections.abc import Mapping
+from typing import Any, Optional, SupportsFloat
 
 import keras
 
@@ -26,13 +28,13 @@ class BestValue:
     ```
     """
 
-    def __init__(self, monitor):
+    def __init__(self, monitor: str) -> None:
         self.monitor = monitor
         self.mode = monitor_mode(monitor)
-        self.value = None
-        self.epoch = None
+        self.value: Optional[float] = None
+        self.epoch: Optional[int] = None
 
-    def update(self, epoch, value):
+    def update(self, epoch: int, value: SupportsFloat) -> bool:
         """Records `value` for `epoch`; returns True when it is an improvement."""
         value = float(value)
         if math.isnan(value):
@@ -42,13 +44,13 @@ class BestValue:
             self.value, self.epoch = value, epoch
         return better
 
-    def improved_at(self, epoch):
+    def improved_at(self, epoch: int) -> bool:
         return self.epoch == epoch
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         return {"value": self.value, "epoch": self.epoch}
 
-    def set_state(self, state):
+    def set_state(self, state: Mapping[str, Any]) -> None:
         self.value = state.get("value")
         self.epoch = state.get("epoch")
 
@@ -64,12 +66,12 @@ class TrackBestValue(keras.callbacks.Callback):
         UserInputError: when the monitored name is not among the logged values.
     """
 
-    def __init__(self, best, settings_name):
+    def __init__(self, best: BestValue, settings_name: str) -> None:
         super().__init__()
         self.best = best
         self.settings_name = settings_name
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         logs = logs or {}
         if self.best.monitor not in logs:
             raise UserInputError(

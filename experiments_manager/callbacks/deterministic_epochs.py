@@ -1,5 +1,8 @@
 """`deterministic = True`: each epoch starts from a random state that depends on (seed, epoch) only."""
 
+from collections.abc import Iterator
+from typing import Any, Optional
+
 import keras
 
 # Keras 3.15's `fit` creates two iterators of the training dataset per epoch (the epoch's, and one it does not
@@ -8,7 +11,7 @@ import keras
 KERAS_ITERATORS_PER_EPOCH = 2
 
 
-def epoch_seed(seed, epoch):
+def epoch_seed(seed: int, epoch: int) -> int:
     """The seed epoch `epoch` (from 0) starts from."""
     return (int(seed) * 1_000_003 + int(epoch)) % (2**31 - 1)
 
@@ -29,18 +32,18 @@ class DeterministicEpochs(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, seed):
+    def __init__(self, seed: int) -> None:
         super().__init__()
         self.seed = seed
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         seed = epoch_seed(self.seed, epoch)
         keras.utils.set_random_seed(seed)
         for index, generator in enumerate(_seed_generators(self.model)):
             generator.state.assign([seed, index])  # what a fresh SeedGenerator(seed) would hold, one per layer
 
 
-def skip_epochs_of_shuffling(dataset, epochs):
+def skip_epochs_of_shuffling(dataset: Any, epochs: int) -> None:
     """Advances `dataset`'s reshuffling by `epochs` epochs of `fit` (iterators created, none read): a resumed run's
     first epoch then reads the order the uninterrupted run's did."""
     import tensorflow as tf
@@ -51,6 +54,6 @@ def skip_epochs_of_shuffling(dataset, epochs):
         iter(dataset)
 
 
-def _seed_generators(model):
+def _seed_generators(model: Any) -> Iterator[Any]:
     for layer in model._flatten_layers(include_self=True):
         yield from getattr(layer, "_seed_generators", ())

@@ -1,10 +1,17 @@
 """Epoch-level TensorBoard scalars, laid out as Keras' TensorBoard callback does."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
 import keras
 
 from experiments_manager.callbacks.summary_writers import shared_writers
 from experiments_manager.utils.epochs import shown_epoch
 from experiments_manager.settings.monitor import is_raw, metric_name
+
+if TYPE_CHECKING:
+    from experiments_manager.callbacks.summary_writers import WritersOrFolder
 
 
 class EpochScalars(keras.callbacks.Callback):
@@ -29,11 +36,11 @@ class EpochScalars(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, writers):
+    def __init__(self, writers: WritersOrFolder) -> None:
         super().__init__()
         self.writers = shared_writers(writers)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         import tensorflow as tf
 
         for name, value in (logs or {}).items():
@@ -43,7 +50,7 @@ class EpochScalars(keras.callbacks.Callback):
         self.writers.flush()
 
 
-def run_and_tag(name):
+def run_and_tag(name: str) -> tuple[str, str]:
     """The TensorBoard run and tag of an epoch log: 'val_loss_raw' -> ('validation_raw', 'loss')."""
     if is_raw(name):
         return "validation_raw", metric_name(name)

@@ -1,6 +1,26 @@
 """Exports a new served-model version when the monitored value improves."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional, Protocol
+
 import keras
+
+if TYPE_CHECKING:
+    from experiments_manager.callbacks.best_value import BestValue
+
+
+class VersionExporter(Protocol):
+    """What the callback asks of an `experiments_manager.export.Exporter` (callbacks do not import `export`)."""
+
+    def export(self, epochs_completed: int, value: Optional[float], best: bool) -> object:
+        ...
+
+    def wait(self) -> object:
+        ...
+
+    def finish(self) -> object:
+        ...
 
 
 class ExportOnImprovement(keras.callbacks.Callback):
@@ -24,13 +44,13 @@ class ExportOnImprovement(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, exporter, best, every_epoch=False):
+    def __init__(self, exporter: VersionExporter, best: BestValue, every_epoch: bool = False) -> None:
         super().__init__()
         self.exporter = exporter
         self.best = best
         self.every_epoch = every_epoch
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         improved = self.best.improved_at(epoch)
         if self.every_epoch or improved:
             value = (logs or {}).get(self.best.monitor)
@@ -38,5 +58,5 @@ class ExportOnImprovement(keras.callbacks.Callback):
         else:
             self.exporter.wait()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Optional[dict[str, Any]] = None) -> None:
         self.exporter.finish()

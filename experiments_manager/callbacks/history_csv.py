@@ -1,14 +1,21 @@
 """history.csv: one row per epoch, every logged value under its own column, across resumes."""
 
+from __future__ import annotations
+
 import csv
 import io
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 import keras
 
 from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.utils.epochs import shown_epoch
+
+if TYPE_CHECKING:
+    from experiments_manager.utils.atomic import PathLike
 
 EPOCH = "epoch"
 _LOG = logging.getLogger(__name__)
@@ -37,11 +44,11 @@ class HistoryCSV(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, path):
+    def __init__(self, path: PathLike) -> None:
         super().__init__()
         self.path = path
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         row = {EPOCH: shown_epoch(epoch), **{name: float(value) for name, value in (logs or {}).items()}}
         header, rows = self.read()
         if not header or set(row) - set(header):
@@ -51,7 +58,7 @@ class HistoryCSV(keras.callbacks.Callback):
         with open(self.path, "a", newline="") as handle:
             csv.DictWriter(handle, header, restval="").writerow(row)
 
-    def read(self):
+    def read(self) -> tuple[list[str], list[dict[str, str]]]:
         """(header, rows as dicts of text), or ([], []) when there is no file yet.
 
         A damaged file (random bytes, a cut last row, zeros after a power loss) gives its good rows: those with
@@ -65,7 +72,7 @@ class HistoryCSV(keras.callbacks.Callback):
             _LOG.warning("%s: %d damaged row(s) left out (kept %d)", self.path, bad, len(rows))
         return header, rows
 
-    def examine(self):
+    def examine(self) -> tuple[list[str], list[dict[str, str]], Optional[int]]:
         """(header, good rows, how many damaged rows) as `read` finds them, without a word; damaged rows None
         when the file has content but no usable header (`experiments-manager check` reports it)."""
         try:
@@ -85,17 +92,17 @@ class HistoryCSV(keras.callbacks.Callback):
                 bad += 1
         return header, rows, bad
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """The file's header and rows, for the checkpoint: a resume writes the file again from them."""
         header, rows = self.read()
         return {"header": header, "rows": rows}
 
-    def set_state(self, state):
+    def set_state(self, state: Mapping[str, Any]) -> None:
         """Writes the file again from a checkpoint's copy (`get_state`): what a damaged or lost file had."""
         if state.get("header"):
             self._write(state["header"], state.get("rows") or [])
 
-    def truncate(self, epochs_kept):
+    def truncate(self, epochs_kept: int) -> None:
         """Keeps the rows of the first `epochs_kept` epochs (a resumed run redoes the others).
 
         A file written by an earlier version, whose epochs counted from 0, is renumbered from 1.
@@ -109,18 +116,18 @@ class HistoryCSV(keras.callbacks.Callback):
             rows = [{**row, EPOCH: str(int(row[EPOCH]) + 1)} for row in rows]
         self._write(header, [row for row in rows if int(row[EPOCH]) <= epochs_kept])
 
-    def _write(self, header, rows):
+    def _write(self, header: list[str], rows: Sequence[Mapping[str, object]]) -> None:
         with replaced_atomically(self.path) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, header, restval="")
             writer.writeheader()
             writer.writerows(rows)
 
 
-def _is_column_name(name):
+def _is_column_name(name: str) -> bool:
     return bool(name) and name.isprintable() and "\ufffd" not in name
 
 
-def _is_good_row(row, header, last_epoch):
+def _is_good_row(row: Mapping[Optional[str], Any], header: list[str], last_epoch: int) -> bool:
     """A row with an epoch after `last_epoch`, every column of `header` a number or empty, no extra fields."""
     if None in row or any(row.get(name) is None for name in header):  # too many fields, or too few (cut short)
         return False

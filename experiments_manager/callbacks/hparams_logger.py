@@ -1,9 +1,18 @@
 """Feeds TensorBoard's HParams dashboard: the run's hparams, its best monitored value and its status."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Optional, Union
+
 import keras
 
 from experiments_manager.callbacks.summary_writers import shared_writers
 from experiments_manager.utils.epochs import shown_epoch
+
+if TYPE_CHECKING:
+    from experiments_manager.callbacks.best_value import BestValue
+    from experiments_manager.callbacks.summary_writers import WritersOrFolder
 
 
 class HParamsLogger(keras.callbacks.Callback):
@@ -32,7 +41,8 @@ class HParamsLogger(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, writers, hparams, best, trial_id, write_session_start=True):
+    def __init__(self, writers: WritersOrFolder, hparams: Mapping[str, Any], best: BestValue, trial_id: str,
+                 write_session_start: bool = True) -> None:
         super().__init__()
         self.writers = shared_writers(writers)
         self.hparams = hparams
@@ -41,10 +51,10 @@ class HParamsLogger(keras.callbacks.Callback):
         self.write_session_start = write_session_start
 
     @property
-    def best_tag(self):
+    def best_tag(self) -> str:
         return f"best_{self.best.monitor}"
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         from tensorboard.plugins.hparams import api as hp
 
         if self.write_session_start:
@@ -53,7 +63,7 @@ class HParamsLogger(keras.callbacks.Callback):
             self.writers.writer(".").flush()
             self.write_session_start = False  # a federated client calls fit once per round
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         import tensorflow as tf
 
         if self.best.value is None:
@@ -63,7 +73,7 @@ class HParamsLogger(keras.callbacks.Callback):
         self.writers.writer(".").flush()
 
 
-def shown_hparams(hparams):
+def shown_hparams(hparams: Mapping[str, Any]) -> dict[str, Union[bool, float, str]]:
     """hparams as TensorBoard shows them best: bools, floats and strings as they are, everything else as text.
 
     Ints too: TensorBoard prints every number with 5 digits ("32.000").

@@ -1,5 +1,7 @@
 """Adds the optimizer's learning rate to the epoch logs."""
 
+from typing import Any, Optional
+
 import keras
 
 
@@ -18,7 +20,7 @@ class LearningRateLogger(keras.callbacks.Callback):
     ```
     """
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         if logs is None or self.model.optimizer is None:
             return
         rate = self.model.optimizer.learning_rate

@@ -1,10 +1,16 @@
 """The model's graph for TensorBoard's Graphs tab."""
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Any, Optional
 
 import keras
 
 from experiments_manager.callbacks.summary_writers import shared_writers
+
+if TYPE_CHECKING:
+    from experiments_manager.callbacks.summary_writers import WritersOrFolder
 
 _LOG = logging.getLogger(__name__)
 
@@ -28,12 +34,12 @@ class ModelGraph(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, writers):
+    def __init__(self, writers: WritersOrFolder) -> None:
         super().__init__()
         self.writers = shared_writers(writers)
         self._written = False
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         if self._written:  # a federated client calls fit once per round
             return
         self._written = True
@@ -42,7 +48,7 @@ class ModelGraph(keras.callbacks.Callback):
         except Exception as error:  # noqa: BLE001
             _LOG.warning("TensorBoard graph not written (%s: %s)", type(error).__name__, error)
 
-    def _write(self):
+    def _write(self) -> None:
         import tensorflow as tf
 
         try:

@@ -4,11 +4,21 @@ Keras 3's own monitor callbacks decide their direction at their first epoch end 
 (`MonitorCallback._set_monitor_op`, "delay setup until the model's metrics are all built").
 """
 
+from __future__ import annotations
+
 import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import keras
 
 from experiments_manager.settings.monitor import resolve_monitor_mode
+
+if TYPE_CHECKING:
+    from experiments_manager.callbacks.best_value import BestValue
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.settings import Settings
+    from experiments_manager.settings.monitor import MonitorMode
 
 _LOG = logging.getLogger(__name__)
 
@@ -38,15 +48,16 @@ class ResolveMonitorMode(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, best, monitors=(), explicit="auto", on_resolved=None):
+    def __init__(self, best: BestValue, monitors: Iterable[Any] = (), explicit: str = "auto",
+                 on_resolved: Optional[Callable[[MonitorMode], object]] = None) -> None:
         super().__init__()
         self.best = best
         self.monitors = list(monitors)
         self.explicit = explicit
         self.on_resolved = on_resolved
-        self.resolved = None
+        self.resolved: Optional[MonitorMode] = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         if self.resolved is not None:  # decided once per `fit` series on the same callbacks
             return
         self.resolved = resolve_monitor_mode(self.best.monitor, self.explicit, metric_directions(self.model))
@@ -58,9 +69,9 @@ class ResolveMonitorMode(keras.callbacks.Callback):
             self.on_resolved(self.resolved)
 
 
-def metric_directions(model):
+def metric_directions(model: Any) -> dict[str, str]:
     """{metric name: 'up' | 'down'} for the model's metric objects that carry a direction (Keras 3)."""
-    found = {}
+    found: dict[str, str] = {}
     pending = list(getattr(model, "metrics", None) or [])
     while pending:
         metric = pending.pop()
@@ -73,7 +84,8 @@ def metric_directions(model):
     return found
 
 
-def monitor_mode_resolver(best, experiment, settings, monitors=()):
+def monitor_mode_resolver(best: BestValue, experiment: Experiment, settings: Settings,
+                          monitors: Iterable[Any] = ()) -> ResolveMonitorMode:
     """The `ResolveMonitorMode` of a run: the settings' `monitored_loss_mode`, the decision written to run.json."""
     return ResolveMonitorMode(best, monitors, settings.training.monitor_mode,
                               on_resolved=lambda resolved: experiment.update_run_info(monitor_mode=resolved.mode))

@@ -1,8 +1,11 @@
 """TensorBoard's projector: the model's outputs on a sample of validation data."""
 
+from __future__ import annotations
+
 import glob
 import logging
 import os
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 import numpy as np
 import keras
@@ -10,6 +13,13 @@ import keras
 from experiments_manager.run.classification_report import class_ids
 from experiments_manager.utils.atomic import replaced_atomically, write_text_atomically
 from experiments_manager.utils.epochs import shown_epoch
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from experiments_manager.utils.atomic import PathLike
+
+    Rows = npt.NDArray[Any]  # one row of floats per sample
 
 _LOG = logging.getLogger(__name__)
 MAX_SIDE_COLUMNS = 64  # small outputs are shown beside inputs and labels this small
@@ -42,16 +52,16 @@ class ProjectorLogger(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, log_dir, dataset, max_samples=500):
+    def __init__(self, log_dir: PathLike, dataset: Any, max_samples: int = 500) -> None:
         super().__init__()
         self.log_dir = log_dir
         self.dataset = dataset
         self.max_samples = max_samples
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self._epoch = epoch
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Optional[dict[str, Any]] = None) -> None:
         # a view for TensorBoard: whatever goes wrong here must not fail a trained run
         try:
             sample = self._sample()
@@ -60,7 +70,7 @@ class ProjectorLogger(keras.callbacks.Callback):
         except Exception as error:  # noqa: BLE001
             _LOG.warning("TensorBoard projector not written (%s: %s)", type(error).__name__, error)
 
-    def _sample(self):
+    def _sample(self) -> Optional[tuple[Optional[Rows], Rows, Optional[Rows]]]:
         """(inputs, outputs, labels) as float rows; inputs and labels are None where not numeric or too wide."""
         inputs, outputs, labels, count = [], [], [], 0
         for x, y in self.dataset:
@@ -74,22 +84,24 @@ class ProjectorLogger(keras.callbacks.Callback):
                 break
         if not outputs:
             return None
-        return tuple(None if any(batch is None for batch in part) else np.concatenate(part)[: self.max_samples]
-                     for part in (inputs, outputs, labels))
+        return cast("tuple[Optional[Rows], Rows, Optional[Rows]]",  # outputs: never None here (returned above)
+                    tuple(None if any(batch is None for batch in part)
+                          else np.concatenate(cast("list[Rows]", part))[: self.max_samples]
+                          for part in (inputs, outputs, labels)))
 
 
-def _per_sample(structure, max_columns=None):
+def _per_sample(structure: Any, max_columns: Optional[int] = None) -> Optional[Rows]:
     """Every tensor of a (nested) structure as float rows, one per sample, side by side.
 
     None when a tensor is not numeric (text, sparse, ragged) or there are more than `max_columns` numbers per sample.
     """
     import tensorflow as tf
 
-    def numeric(tensor):  # a sparse or ragged tensor is neither a tf.Tensor nor an array
+    def numeric(tensor: Any) -> bool:  # a sparse or ragged tensor is neither a tf.Tensor nor an array
         if not isinstance(tensor, (tf.Tensor, np.ndarray)):
             return False
         dtype = tf.as_dtype(tensor.dtype)
-        return dtype.is_floating or dtype.is_integer or dtype.is_bool
+        return cast(bool, dtype.is_floating or dtype.is_integer or dtype.is_bool)
 
     tensors = tf.nest.flatten(structure)
     if not all(numeric(tensor) for tensor in tensors):
@@ -101,7 +113,7 @@ def _per_sample(structure, max_columns=None):
     return np.concatenate([p.reshape(p.shape[0], -1) for p in parts], axis=1)
 
 
-def embedding_of(inputs, outputs, labels):
+def embedding_of(inputs: Optional[Rows], outputs: Rows, labels: Optional[Rows]) -> tuple[Rows, str]:
     """(tensor N x D, its name): the outputs; outputs of fewer than 3 numbers get what makes them 3-D beside them.
 
     The projector's PCA view needs 3 dimensions (2 draw nothing: "variance NaN%"). Beside such outputs go the
@@ -125,7 +137,7 @@ def embedding_of(inputs, outputs, labels):
     return np.concatenate(parts, axis=1), "_".join(names)
 
 
-def metadata_columns(outputs, labels):
+def metadata_columns(outputs: Rows, labels: Optional[Rows]) -> dict[str, list[str]]:
     """{column: values}: index, label and prediction (classes for one-hot labels or class-index labels).
 
     `labels` may be None (not numeric or too wide): then index and prediction only.
@@ -147,7 +159,8 @@ def metadata_columns(outputs, labels):
     return columns
 
 
-def write_projector(log_dir, inputs, outputs, labels, step=1):
+def write_projector(log_dir: PathLike, inputs: Optional[Rows], outputs: Rows, labels: Optional[Rows],
+                    step: int = 1) -> None:
     """Writes the embedding (a checkpoint in the run folder), its metadata and the projector config.
 
     The metadata TSV has a header when it has several columns. The checkpoint

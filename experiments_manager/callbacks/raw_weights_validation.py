@@ -1,5 +1,7 @@
 """Validation with the raw (trained, not averaged) weights, beside the EMA validation."""
 
+from typing import Any, Optional
+
 import keras
 
 from experiments_manager.settings.monitor import raw_name
@@ -30,12 +32,12 @@ class RawWeightsValidation(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, data, steps=None):
+    def __init__(self, data: Any, steps: Optional[int] = None) -> None:
         super().__init__()
         self.data = data
         self.steps = steps
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         if logs is None or "val_loss" not in logs:  # no validation this epoch
             return
         results = self.model.evaluate(self.data, steps=self.steps, verbose=0, return_dict=True)

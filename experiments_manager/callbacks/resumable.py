@@ -1,5 +1,8 @@
 """Keras callbacks whose counters survive `train --resume`."""
 
+from collections.abc import Mapping
+from typing import Any, Optional
+
 import keras
 
 
@@ -15,20 +18,20 @@ class Resumable:
 
     state_attributes: tuple[str, ...] = ()
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         return {name: _plain(getattr(self, name, None)) for name in self.state_attributes}
 
-    def set_state(self, state):
+    def set_state(self, state: Optional[Mapping[str, Any]]) -> None:
         self._restored_state = dict(state or {})
 
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
+    def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
+        super().on_train_begin(logs)  # type: ignore[misc]  # a mixin: the Keras callback after it in the MRO has it
         for name, value in getattr(self, "_restored_state", {}).items():
             if name in self.state_attributes:
                 setattr(self, name, value)
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """Numpy scalars to Python numbers, for JSON."""
     return value.item() if hasattr(value, "item") else value
 
@@ -49,8 +52,9 @@ class ResumableEarlyStopping(Resumable, keras.callbacks.EarlyStopping):
     """
 
     state_attributes = ("wait", "best", "best_epoch")
+    wait: int  # set by EarlyStopping.on_train_begin
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         super().on_train_begin(logs)
         if self.patience and self.wait >= self.patience:  # it had stopped the run: an extension starts it over
             self.wait = 0

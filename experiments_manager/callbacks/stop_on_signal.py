@@ -1,11 +1,18 @@
 """Stops training cleanly on SIGTERM / SIGUSR1 / SIGINT (what Slurm sends before preemption)."""
 
+from __future__ import annotations
+
 import contextlib
 import signal
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import keras
 
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
+
+if TYPE_CHECKING:
+    from types import FrameType
 
 HANDLED_SIGNALS = STOP_SIGNALS
 
@@ -17,7 +24,7 @@ class TrainingInterrupted(Exception):
         signum: the signal received.
     """
 
-    def __init__(self, signum):
+    def __init__(self, signum: int) -> None:
         self.signum = signum
         super().__init__(f"received {signal.Signals(signum).name}")
 
@@ -48,19 +55,19 @@ class StopOnSignal(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, agree=None, agree_every=10):
+    def __init__(self, agree: Optional[Callable[[list[int]], Sequence[int]]] = None, agree_every: int = 10) -> None:
         super().__init__()
-        self.received = None
+        self.received: Optional[int] = None
         self.agree = agree
         self.agree_every = agree_every
 
-    def _handle(self, signum, frame):
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.received = signum
 
     @contextlib.contextmanager
-    def installed(self):
+    def installed(self) -> Iterator[StopOnSignal]:
         """Installs the handlers for the duration of the block, then restores the old ones.
 
         Python delivers signals to the main thread only: elsewhere (a Flower
@@ -69,7 +76,7 @@ class StopOnSignal(keras.callbacks.Callback):
         with signal_handlers(self._handle, HANDLED_SIGNALS):
             yield self
 
-    def check(self):
+    def check(self) -> None:
         if self.agree is not None:
             # which signals the workers got; all stop for the same one (the first of HANDLED_SIGNALS any got), so
             # they exit with the same code and the job script sees one reason
@@ -79,9 +86,9 @@ class StopOnSignal(keras.callbacks.Callback):
         elif self.received is not None:
             raise TrainingInterrupted(self.received)
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Optional[dict[str, Any]] = None) -> None:
         if self.agree is None or (batch + 1) % self.agree_every == 0:
             self.check()
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self.check()

@@ -1,5 +1,14 @@
 """One TensorBoard event file per run folder, shared by the callbacks that write there."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Union
+
+if TYPE_CHECKING:
+    from experiments_manager.utils.atomic import PathLike
+
+    WritersOrFolder = Union["SummaryWriters", PathLike]  # what the callbacks that write summaries take
+
 
 class SummaryWriters:
     """The `tf.summary` file writers of one experiment's logs folder, one per TensorBoard run.
@@ -22,11 +31,11 @@ class SummaryWriters:
     ```
     """
 
-    def __init__(self, log_dir):
+    def __init__(self, log_dir: PathLike) -> None:
         self.log_dir = str(log_dir)
-        self._writers = {}
+        self._writers: dict[str, Any] = {}
 
-    def writer(self, run="."):
+    def writer(self, run: str = ".") -> Any:
         """The writer of run folder `run` ('.': the logs folder itself, 'train', 'validation', ...)."""
         import tensorflow as tf
 
@@ -35,12 +44,12 @@ class SummaryWriters:
             self._writers[run] = tf.summary.create_file_writer(path)
         return self._writers[run]
 
-    def flush(self):
+    def flush(self) -> None:
         for writer in self._writers.values():
             writer.flush()
 
 
-def shared_writers(log_dir_or_writers):
+def shared_writers(log_dir_or_writers: WritersOrFolder) -> SummaryWriters:
     """`log_dir_or_writers` when it is a `SummaryWriters`, else new ones for that logs folder."""
     if isinstance(log_dir_or_writers, SummaryWriters):
         return log_dir_or_writers

@@ -1,6 +1,23 @@
 """Writes a resumable checkpoint at the end of every epoch."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+
 import keras
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from experiments_manager.run.checkpointing import Checkpointer
+
+
+class Stateful(Protocol):
+    """What a checkpoint saves the state of."""
+
+    def get_state(self) -> object:
+        ...
 
 
 class TrainingCheckpoint(keras.callbacks.Callback):
@@ -23,14 +40,15 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, checkpointer, stateful, after_save=()):
+    def __init__(self, checkpointer: Checkpointer, stateful: Mapping[str, Stateful],
+                 after_save: Iterable[Callable[[], object]] = ()) -> None:
         super().__init__()
         self.checkpointer = checkpointer
         self.stateful = stateful
         self.after_save = list(after_save)
-        self.epochs_completed = None
+        self.epochs_completed: Optional[int] = None
 
-    def save(self, epochs_completed):
+    def save(self, epochs_completed: int) -> Path:
         state = {
             "epochs_completed": epochs_completed,
             "callbacks": {name: item.get_state() for name, item in self.stateful.items()},
@@ -40,6 +58,6 @@ class TrainingCheckpoint(keras.callbacks.Callback):
             function()
         return folder
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self.epochs_completed = epoch + 1
         self.save(self.epochs_completed)

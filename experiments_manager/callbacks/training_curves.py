@@ -1,9 +1,13 @@
 """Draws training_curves.png from history.csv as epochs end (at most every `min_interval` seconds) and at the end."""
 
+from __future__ import annotations
+
 import csv
 import logging
 import threading
 import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import keras
 
@@ -12,7 +16,15 @@ from experiments_manager.utils.environment_failures import environment_errno
 from experiments_manager.utils.epochs import shown_epoch
 from experiments_manager.settings.monitor import metric_name, raw_name
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.ticker import LogFormatter
+
+    from experiments_manager.callbacks.best_value import BestValue
+    from experiments_manager.utils.atomic import PathLike
+
 LEARNING_RATE = "learning_rate"
+Best = tuple[str, int, Optional[float]]  # (monitored name, epoch from 1, value): the best epoch marked
 _LOG = logging.getLogger(__name__)
 _NO_BEST = object()  # a drawing asked for before any best value (None means: nothing pending)
 _MATPLOTLIB = threading.Lock()  # matplotlib's font and text caches are not thread-safe: one drawing at a time
@@ -57,25 +69,29 @@ class TrainingCurves(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, history_csv, png, best=None, title=None, min_interval=30.0, check_writer=None):
+    def __init__(self, history_csv: PathLike, png: PathLike, best: Optional[BestValue] = None,
+                 title: Optional[str] = None, min_interval: float = 30.0,
+                 check_writer: Optional[Callable[[], None]] = None) -> None:
         super().__init__()
-        self.check_writer = check_writer or (lambda: None)
+        self.check_writer: Callable[[], None] = check_writer or (lambda: None)
         self.history_csv = history_csv
         self.png = png
         self.best = best
         self.title = title
         self.min_interval = min_interval
         self._lock = threading.Lock()
-        self._pending = None  # the newest drawing asked for, not started yet
-        self._worker = None
-        self._asked_at = None  # time.monotonic() of the last drawing asked for
-        self._undrawn = None  # the best of an epoch not drawn (too soon after the last drawing), else None
-        self._storage_failure = None  # the last drawing's storage failure (held back until `finish`), else None
+        self._pending: Optional[object] = None  # the newest drawing asked for, not started yet
+        self._worker: Optional[threading.Thread] = None
+        self._asked_at: Optional[float] = None  # time.monotonic() of the last drawing asked for
+        # the best of an epoch not drawn (too soon after the last drawing), else None
+        self._undrawn: Optional[object] = None
+        # the last drawing's storage failure (held back until `finish`), else None
+        self._storage_failure: Optional[Exception] = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         self._asked_at = self._undrawn = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         best = _NO_BEST
         if self.best is not None and self.best.epoch is not None:
             best = (self.best.monitor, shown_epoch(self.best.epoch), self.best.value)
@@ -86,10 +102,10 @@ class TrainingCurves(keras.callbacks.Callback):
         self._asked_at, self._undrawn = now, None
         self._ask(best)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Optional[dict[str, Any]] = None) -> None:
         self.finish()
 
-    def finish(self, ending=None):
+    def finish(self, ending: Optional[BaseException] = None) -> None:
         """Draws the epochs not drawn yet, if any, and waits for the drawing: what the end of training does, and
         what a run calls when `fit` raised instead (a stop signal, a stalled input), as Keras then skips
         `on_train_end`. Does nothing when every epoch is drawn.
@@ -108,14 +124,14 @@ class TrainingCurves(keras.callbacks.Callback):
         if failure is not None and environment_errno(ending) is None:
             _LOG.warning("%s not drawn (%s: %s)", self.png, type(failure).__name__, failure)
 
-    def _ask(self, best):
+    def _ask(self, best: object) -> None:
         with self._lock:
             self._pending = best
             if self._worker is None:  # not a daemon: an interrupted run exits after the drawing, not in its middle
                 self._worker = threading.Thread(target=self._draw_pending, name="training-curves")
                 self._worker.start()
 
-    def _draw_pending(self):
+    def _draw_pending(self) -> None:
         while True:
             with self._lock:
                 if self._pending is None:
@@ -125,8 +141,8 @@ class TrainingCurves(keras.callbacks.Callback):
             try:
                 self.check_writer()
                 with _MATPLOTLIB:  # several runs in one process (federated simulation clients)
-                    plot_history(self.history_csv, self.png, title=self.title, best=None if best is _NO_BEST else best,
-                                 before_commit=self.check_writer)
+                    plot_history(self.history_csv, self.png, title=self.title,
+                                 best=None if best is _NO_BEST else cast(Best, best), before_commit=self.check_writer)
             except Exception as error:  # noqa: BLE001
                 if environment_errno(error) is None:
                     _LOG.warning("%s not drawn (%s: %s)", self.png, type(error).__name__, error)
@@ -136,11 +152,11 @@ class TrainingCurves(keras.callbacks.Callback):
                 self._storage_failure = None
 
 
-def read_history(history_csv):
+def read_history(history_csv: PathLike) -> dict[str, list[float]]:
     """Columns of the history CSV as floats: {name: [values...]}."""
     with open(history_csv, newline="") as handle:
         rows = list(csv.DictReader(handle))
-    columns = {}
+    columns: dict[str, list[float]] = {}
     for row in rows:
         for name, text in row.items():
             try:
@@ -150,13 +166,14 @@ def read_history(history_csv):
     return columns
 
 
-def panel_names(columns):
+def panel_names(columns: Mapping[str, object]) -> list[str]:
     """The quantities drawn, one panel each: the loss first, the learning rate last."""
     names = [name for name in columns if not name.startswith("val_") and name != "epoch"]
     return sorted(names, key=lambda name: (name == LEARNING_RATE, name != "loss", name))
 
 
-def plot_history(history_csv, png, title=None, best=None, before_commit=lambda: None):
+def plot_history(history_csv: PathLike, png: PathLike, title: Optional[str] = None, best: Optional[Best] = None,
+                 before_commit: Callable[[], None] = lambda: None) -> None:
     """Writes one panel per quantity, validation beside training, the best epoch marked.
 
     Args:
@@ -194,18 +211,19 @@ def plot_history(history_csv, png, title=None, best=None, before_commit=lambda: 
         before_commit()
 
 
-def _plain_log_formatter(**options):
+def _plain_log_formatter(**options: Any) -> LogFormatter:
     """Matplotlib's log-axis labelling (which ticks get a label), written as plain numbers."""
     from matplotlib.ticker import LogFormatter
 
     class PlainLogFormatter(LogFormatter):
-        def _num_to_string(self, x, vmin, vmax):
+        def _num_to_string(self, x: float, vmin: float, vmax: float) -> str:
             return f"{x:g}"
 
     return PlainLogFormatter(**options)
 
 
-def _panel(axes, name, epochs, columns, best):
+def _panel(axes: Axes, name: str, epochs: list[float], columns: Mapping[str, list[float]],
+           best: Optional[Best]) -> None:
     if name == LEARNING_RATE:
         axes.plot(epochs, columns[name], color="tab:gray", label="learning rate")
         label = "learning rate"

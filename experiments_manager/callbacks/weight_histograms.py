@@ -1,10 +1,19 @@
 """Weight distributions for TensorBoard's Histograms and Distributions tabs."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
 import keras
 import numpy as np
 
 from experiments_manager.callbacks.summary_writers import shared_writers
 from experiments_manager.utils.epochs import shown_epoch
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from experiments_manager.callbacks.summary_writers import WritersOrFolder
 
 _CHUNK = 1 << 16  # values counted at a time by `histogram_buckets` (512 KB of float64: stays in the CPU's cache)
 
@@ -35,29 +44,29 @@ class WeightHistograms(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, writers, every=1):
+    def __init__(self, writers: WritersOrFolder, every: int = 1) -> None:
         super().__init__()
         if every < 1:
             raise ValueError(f"every: expected an int >= 1, got {every!r}")
         self.writers = shared_writers(writers)
         self.every = every
-        self._last = None  # (epoch, written) of the last epoch trained
+        self._last: Optional[tuple[int, bool]] = None  # (epoch, written) of the last epoch trained
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         self._last = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         number = shown_epoch(epoch)
         written = (number - 1) % self.every == 0 or number == (self.params or {}).get("epochs")
         if written:
             self._write(number)
         self._last = (number, written)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Optional[dict[str, Any]] = None) -> None:
         if self._last is not None and not self._last[1]:  # stopped early between two written epochs
             self._write(self._last[0])
 
-    def _write(self, number):
+    def _write(self, number: int) -> None:
         import tensorflow as tf
         from tensorboard.plugins.histogram import metadata
 
@@ -70,7 +79,7 @@ class WeightHistograms(keras.callbacks.Callback):
         writer.flush()
 
 
-def histogram_buckets(values, bucket_count=30):
+def histogram_buckets(values: npt.ArrayLike, bucket_count: int = 30) -> npt.NDArray[np.float64]:
     """TensorBoard's histogram of `values`, counted with numpy: what `tf.summary.histogram` writes.
 
     Args:

@@ -1,6 +1,6 @@
 """The fence of a run's folder: before any callback of a step or an epoch writes, the lease is checked once."""
 
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import keras
 
@@ -23,21 +23,21 @@ class WriterFence(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, check_writer: Callable[[], None]):
+    def __init__(self, check_writer: Callable[[], None]) -> None:
         super().__init__()
         self.check_writer = check_writer
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self.check_writer()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self.check_writer()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self.check_writer()
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         self.check_writer()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Optional[dict[str, Any]] = None) -> None:
         self.check_writer()

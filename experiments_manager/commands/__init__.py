@@ -12,13 +12,34 @@ the top, so `--help` imports no TensorFlow; what a command needs to run is impor
 Library modules never import this package (nor `cli`).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
 from experiments_manager.commands import (check, diff, evaluate, export, federated, kafka_produce, list_command,
                                           predict, prune, serve, sweep, train)
 
-COMMANDS = (train, serve, predict, kafka_produce, sweep, federated, list_command, evaluate, export, diff, prune, check)
+if TYPE_CHECKING:
+    import argparse
+
+
+class CommandModule(Protocol):
+    """What a command module defines (see above)."""
+
+    NAME: str
+
+    def add_parser(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+        ...
+
+    def run(self, arguments: argparse.Namespace, argv: list[str]) -> int:
+        ...
+
+
+COMMANDS: tuple[CommandModule, ...] = (train, serve, predict, kafka_produce, sweep, federated, list_command,
+                                       evaluate, export, diff, prune, check)
 NAMES = tuple(command.NAME for command in COMMANDS)
 
 
-def command_named(name):
+def command_named(name: str) -> CommandModule:
     """The command module whose NAME is `name`."""
     return COMMANDS[NAMES.index(name)]

@@ -6,7 +6,7 @@ HPARAM_HELP = ("override hparams[KEY], a key the settings' hparams have (value p
                "+KEY=VALUE adds a new hparam; repeatable")
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     """An argparse type: an int > 0."""
     try:
         value = int(text)
@@ -35,17 +35,17 @@ def positive_float(text: str) -> float:
     return value
 
 
-def comma_separated(text):
+def comma_separated(text: str) -> list[str]:
     """An argparse type: 'a,b' -> ['a', 'b'] (empty parts left out)."""
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def add_hparam_argument(parser, help=HPARAM_HELP):
+def add_hparam_argument(parser: argparse.ArgumentParser, help: str = HPARAM_HELP) -> None:
     """`--hparam KEY=VALUE`, repeatable (`settings.parse_hparam_overrides` reads the list)."""
     parser.add_argument("--hparam", action="append", default=[], metavar="KEY=VALUE", help=help)
 
 
-def add_bootstrap_servers_argument(parser):
+def add_bootstrap_servers_argument(parser: argparse.ArgumentParser) -> None:
     """`--bootstrap-servers`: the Kafka brokers (`train`, `kafka-produce`)."""
     parser.add_argument(
         "--bootstrap-servers", metavar="HOST:PORT[,...]",

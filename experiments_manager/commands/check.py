@@ -1,9 +1,16 @@
 """`experiments-manager check RUN`: verify a run folder, repair what its records give back."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
 NAME = "check"
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME, help="verify a run folder and repair what can be derived",
         description="Verify an experiment folder, one line per part: run.json, every checkpoint and every exported "
@@ -19,7 +26,7 @@ def add_parser(subparsers):
     return parser
 
 
-def run(arguments, argv):
+def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Prints one line per part; returns 0 (sound or repaired) or 1 (damage remains)."""
     from experiments_manager.run.experiment import running_command
     from experiments_manager.runs.check import check_run

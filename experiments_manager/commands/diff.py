@@ -1,9 +1,16 @@
 """`experiments-manager diff RUN_A RUN_B`: what differs between two runs, as unified diffs."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
 NAME = "diff"
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME, help="what differs between two runs",
         description="Show what differs between two experiment folders, as unified diffs (a/ is RUN_A, b/ RUN_B): "
@@ -22,7 +29,7 @@ def add_parser(subparsers):
     return parser
 
 
-def run(arguments, argv):
+def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Prints the sections; returns 0 (or 1 with --exit-code when the runs differ)."""
     import os
     import sys

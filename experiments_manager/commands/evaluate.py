@@ -1,11 +1,18 @@
 """`experiments-manager evaluate`: a run's best exported version (or version N) on its test set."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from experiments_manager.commands.arguments import positive_int
+
+if TYPE_CHECKING:
+    import argparse
 
 NAME = "evaluate"
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME, help="evaluate a run's exported version on its test set",
         description="Evaluate a run's best exported version (or --version N) on the settings' test pipeline "
@@ -22,7 +29,7 @@ def add_parser(subparsers):
     return parser
 
 
-def run(arguments, argv):
+def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Evaluates, prints the table; returns 0."""
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 

@@ -9,7 +9,7 @@ from experiments_manager.edge.formats import (ALL_TARGETS, DEFAULT_CALIBRATION_B
 NAME = "export"
 
 
-def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
     """Adds the `export` sub-parser.
 
     Args:
@@ -55,7 +55,7 @@ def add_parser(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentPar
     return parser
 
 
-def run(arguments: argparse.Namespace, argv: list) -> int:
+def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Exports, prints the parity table and where it went; returns 0.
 
     Args:

@@ -1,11 +1,18 @@
 """`experiments-manager federated simulate|run|superlink|supernode`: federated training with Flower."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from experiments_manager.commands.arguments import add_hparam_argument, positive_int
+
+if TYPE_CHECKING:
+    import argparse
 
 NAME = "federated"
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME,
         help="federated training with Flower (simulated on this machine, or deployed on SuperNodes)",
@@ -73,7 +80,7 @@ def add_parser(subparsers):
     return parser
 
 
-def _add_job_arguments(parser):
+def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-u", "--usersettings", required=True, metavar="SETTINGS", help="the settings module (.py)")
     parser.add_argument("--rounds", type=positive_int, metavar="R",
                         help="federated rounds (default: hparams['rounds'], else 20)")
@@ -86,7 +93,7 @@ def _add_job_arguments(parser):
                         "(default: the settings' federated_round_timeout_secs, 600)")
 
 
-def run(arguments, argv):
+def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Runs the federated mode; returns the exit code."""
     from experiments_manager.federated.launch import federated
 

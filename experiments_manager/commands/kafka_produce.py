@@ -1,11 +1,18 @@
 """`experiments-manager kafka-produce`: publish the settings' input pipelines to Kafka topics."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from experiments_manager.commands.arguments import add_bootstrap_servers_argument, add_hparam_argument, positive_int
+
+if TYPE_CHECKING:
+    import argparse
 
 NAME = "kafka-produce"
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME,
         help="publish the settings' input pipelines to Kafka topics",
@@ -28,7 +35,7 @@ def add_parser(subparsers):
     return parser
 
 
-def run(arguments, argv):
+def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Publishes the pipelines; returns the exit code."""
     from experiments_manager.kafka.launch import kafka_produce
 

@@ -1,6 +1,8 @@
 """`experiments-manager list`: a table (or CSV, JSON) of the experiments (and sweeps) in a folder, filtered and
 sorted."""
 
+from __future__ import annotations
+
 import argparse
 
 from experiments_manager.commands.arguments import comma_separated
@@ -20,7 +22,7 @@ examples:
 """
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME, help="table of experiments",
         description="Print a table of the experiments (and sweeps) in a folder, up to 4 levels below it: status, "
@@ -48,7 +50,7 @@ def add_parser(subparsers):
     return parser
 
 
-def run(arguments, argv):
+def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Prints the runs (and, as a table without filters, the sweeps); returns 0."""
     from experiments_manager.runs.listing import SWEEP_COLUMNS, format_rows, format_table, select_runs, sweep_rows
 

@@ -1,9 +1,16 @@
 """`experiments-manager predict`: stream the settings' Client_IO requests to a TF Serving compatible server."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
 NAME = "predict"
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME,
         help="stream requests from the settings' Client_IO to a server",
@@ -39,7 +46,7 @@ def add_parser(subparsers):
     return parser
 
 
-def run(arguments, argv):
+def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Streams the requests; returns the exit code."""
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 

@@ -1,12 +1,19 @@
 """`experiments-manager prune`: delete failed and interrupted runs, all but the best trials of a sweep, or the
 checkpoints of finished runs; a dry run unless --yes."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from experiments_manager.commands.arguments import positive_int
+
+if TYPE_CHECKING:
+    import argparse
 
 NAME = "prune"
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME, help="delete failed runs, a sweep's worst trials, finished runs' checkpoints (dry run by default)",
         description="Say what would be deleted below FOLDER (runs up to 4 levels below it, as `list` finds them), "
@@ -32,7 +39,7 @@ def add_parser(subparsers):
     return parser
 
 
-def run(arguments, argv):
+def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Prints what goes (and goes with --yes); returns 0."""
     from experiments_manager.run.experiment import running_command
     from experiments_manager.runs.pruning import carry_out, human_size, plan_prune
@@ -41,8 +48,8 @@ def run(arguments, argv):
     plan = plan_prune(arguments.folder, failed=failed, keep_best=arguments.keep_best,
                       checkpoints=arguments.checkpoints)
     width = max([len(human_size(item.size)) for item in plan.doomed] + [9])
-    for item in plan.skipped:
-        print(f"{'skipped':<12}  {'':>{width}}  {item.path}  ({item.why})")
+    for skipped in plan.skipped:  # its own name: `item` is a Doomed below
+        print(f"{'skipped':<12}  {'':>{width}}  {skipped.path}  ({skipped.why})")
     if not plan.doomed:
         print(f"nothing to prune in {arguments.folder}")
         return 0
@@ -63,5 +70,5 @@ def run(arguments, argv):
     return 0
 
 
-def _paths(count):
+def _paths(count: int) -> str:
     return f"{count} path" + ("" if count == 1 else "s")

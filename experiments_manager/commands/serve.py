@@ -1,5 +1,7 @@
 """`experiments-manager serve`: serve exported versions over TF Serving's gRPC and REST APIs."""
 
+from __future__ import annotations
+
 import argparse
 
 from experiments_manager.serving.options import add_server_arguments
@@ -7,7 +9,7 @@ from experiments_manager.serving.options import add_server_arguments
 NAME = "serve"
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME,
         help="serve exported versions over gRPC and REST (TF Serving compatible)",
@@ -47,7 +49,7 @@ def add_parser(subparsers):
     return parser
 
 
-def run(arguments, argv):
+def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Serves until SIGINT/SIGTERM; returns the exit code."""
     from experiments_manager.serving.launch import serve
 

@@ -1,13 +1,20 @@
 """`experiments-manager sweep`: a hyperopt search where every trial is an experiment."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from experiments_manager.commands.arguments import add_hparam_argument, positive_int
 from experiments_manager.run.requeue_file import add_requeue_file_argument
 from experiments_manager.sweeps import ALGORITHMS, SCHEDULERS
 
+if TYPE_CHECKING:
+    import argparse
+
 NAME = "sweep"
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME,
         help="search hparams with hyperopt: every trial is an experiment",
@@ -61,7 +68,7 @@ def add_parser(subparsers):
     return parser
 
 
-def run(arguments, argv):
+def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Runs (or resumes, or joins) the sweep; returns the exit code."""
     if arguments.join is not None and arguments.resume:
         from experiments_manager.utils.errors import UserInputError

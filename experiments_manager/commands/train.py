@@ -1,7 +1,11 @@
 """`experiments-manager train`: train a model from a settings file into a new experiment folder, or resume one."""
 
+from __future__ import annotations
+
 import contextlib
 import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional
 
 from experiments_manager.commands.arguments import add_bootstrap_servers_argument, add_hparam_argument, positive_int
 from experiments_manager.serving.options import add_server_arguments
@@ -10,12 +14,24 @@ from experiments_manager.run.requeue_file import add_requeue_file_argument
 from experiments_manager.settings.script import SETTINGS_SOURCES
 from experiments_manager.run.log import TRAIN_LOG_NAME, append
 
+if TYPE_CHECKING:
+    import argparse
+    from types import ModuleType
+
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.run.requeue_file import RequeueFile
+    from experiments_manager.run.reservation import FolderReservation
+    from experiments_manager.settings import Settings
+    from experiments_manager.training import TrainingOutcome
+
+Alongside = Callable[["Experiment"], ContextManager[object]]  # what runs beside training, given its experiment
+
 NAME = "train"
 
 _LOG = logging.getLogger(__name__)
 
 
-def add_parser(subparsers):
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         NAME,
         help="train a new experiment, or resume one",
@@ -71,7 +87,7 @@ def add_parser(subparsers):
     return parser
 
 
-def run(arguments, argv):
+def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Trains (or resumes, or with --workers N starts N local workers); returns the exit code."""
     if arguments.workers > 1:
         from experiments_manager.distribute.local_workers import LocalWorkers, without_workers_flag
@@ -101,11 +117,11 @@ def run(arguments, argv):
             raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")
         _LOG.info("Resuming %s", arguments.resume)
         training = _import_training()
-        outcome = training.resume(arguments.resume, alongside=alongside,
-                                  kafka_bootstrap_servers=arguments.bootstrap_servers,
-                                  accept_code_change=arguments.accept_code_change,
-                                  settings_source=arguments.settings_source, epochs=arguments.epochs,
-                                  more_epochs=arguments.more_epochs)
+        outcome: TrainingOutcome = training.resume(arguments.resume, alongside=alongside,
+                                                   kafka_bootstrap_servers=arguments.bootstrap_servers,
+                                                   accept_code_change=arguments.accept_code_change,
+                                                   settings_source=arguments.settings_source,
+                                                   epochs=arguments.epochs, more_epochs=arguments.more_epochs)
     else:
         overrides = parse_hparam_overrides(arguments.hparam)
         with _reserved_folder(arguments.usersettings, overrides) as reservation:
@@ -121,7 +137,7 @@ def run(arguments, argv):
     return outcome.exit_code
 
 
-def _check_extension_arguments(arguments):
+def _check_extension_arguments(arguments: argparse.Namespace) -> None:
     """--epochs / --more-epochs extend the run named by --resume; --init-from starts a new one."""
     extension = "--epochs" if arguments.epochs is not None else "--more-epochs" if arguments.more_epochs else None
     if extension and not arguments.resume:
@@ -131,7 +147,7 @@ def _check_extension_arguments(arguments):
         raise UserInputError("--init-from: only for a new run (-u SETTINGS), not with --resume")
 
 
-def _import_training():
+def _import_training() -> ModuleType:
     """TensorFlow and the training package, imported with TensorFlow's start-up noise filtered."""
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
@@ -142,7 +158,7 @@ def _import_training():
 
 
 @contextlib.contextmanager
-def _reserved_folder(settings_file, overrides):
+def _reserved_folder(settings_file: str, overrides: dict[str, Any]) -> Iterator[Optional[FolderReservation]]:
     """The new run's folder, created and announced before the settings file (and TensorFlow) is imported; removed
     if the run stops before using it. None for a worker that is not the chief, or a computed `workingFolder`."""
     from experiments_manager.distribute.cluster import WorkerCluster
@@ -162,7 +178,7 @@ def _reserved_folder(settings_file, overrides):
             reservation.release()
 
 
-def _simulate_federation(arguments, settings):
+def _simulate_federation(arguments: argparse.Namespace, settings: Settings) -> int:
     """`train -u` of a federated settings file: the federation simulated on this machine; its exit code."""
     from experiments_manager.distribute.cluster import WorkerCluster
     from experiments_manager.federated.launch import simulate_command
@@ -177,16 +193,16 @@ def _simulate_federation(arguments, settings):
     return simulate_command(settings)
 
 
-def _remembering(requeue, alongside):
+def _remembering(requeue: RequeueFile, alongside: Optional[Alongside]) -> Alongside:
     """The `alongside` factory that first writes the new experiment's folder to the requeue file."""
-    def remember_then(experiment):
+    def remember_then(experiment: Experiment) -> ContextManager[object]:
         requeue.remember(experiment.root)
         return alongside(experiment) if alongside is not None else contextlib.nullcontext()
 
     return remember_then
 
 
-def _serving_alongside(arguments):
+def _serving_alongside(arguments: argparse.Namespace) -> Alongside:
     """`train --serve`: a factory for the serve process started once the experiment folder exists.
 
     The server flags are checked now, so a bad one stops the command before any folder is created.
@@ -201,12 +217,13 @@ def _serving_alongside(arguments):
     return lambda experiment: ServingSidecar(experiment, forwarded, keep_serving=arguments.keep_serving)
 
 
-def _report(outcome):
+def _report(outcome: TrainingOutcome) -> None:
     experiment = outcome.experiment
     if experiment is None:  # a non-chief worker: the chief reports the experiment
         print(f"status:            {outcome.status}" + (f" ({outcome.reason})" if outcome.reason else ""))
         return
-    from experiments_manager.run.version_records import present_versions, reported_model, reported_version
+    from experiments_manager.run.served_layout import present_versions
+    from experiments_manager.run.version_records import reported_model, reported_version
 
     info = experiment.run_info()
     best, _ = reported_version(info, experiment.export_dir)

@@ -7,14 +7,20 @@ only process that writes the experiment folder, its exports and its TensorBoard
 logs. The other workers write to a private scratch folder, deleted at the end.
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    from experiments_manager.distribute.strategy import MultiWorkerStrategy
 
 _LOG = logging.getLogger(__name__)
 SLURM_PORT_RANGE = (20000, 40000)
@@ -42,7 +48,8 @@ class WorkerCluster:
     ```
     """
 
-    def __init__(self, num_workers, task_type, task_index, source, resolver_factory, has_chief_task=False):
+    def __init__(self, num_workers: int, task_type: str, task_index: int, source: str,
+                 resolver_factory: Callable[[], Any], has_chief_task: bool = False) -> None:
         self.num_workers = num_workers
         self.task_type = task_type
         self.task_index = task_index
@@ -51,25 +58,25 @@ class WorkerCluster:
         self.has_chief_task = has_chief_task
 
     @property
-    def is_chief(self):
+    def is_chief(self) -> bool:
         """The chief writes; without a `chief` task, worker 0 is the chief (TensorFlow's rule)."""
         if self.task_type == "chief":
             return True
         return not self.has_chief_task and self.task_index == 0
 
-    def describe(self):
+    def describe(self) -> str:
         role = "chief" if self.is_chief else "worker"
         return f"{role} (task {self.task_type}:{self.task_index}) of {self.num_workers} workers, from {self.source}"
 
     @contextlib.contextmanager
-    def scratch_folder(self):
+    def scratch_folder(self) -> Iterator[Path]:
         """A private temporary folder for a non-chief worker's files, deleted when the block ends."""
         with tempfile.TemporaryDirectory(prefix=f"experiments_manager_worker{self.task_index}_") as folder:
             _LOG.info("Worker %d writes nothing shared: its files go to %s (deleted at the end)",
                       self.task_index, folder)
             yield Path(folder)
 
-    def make_strategy(self):
+    def make_strategy(self) -> MultiWorkerStrategy:
         """The `MultiWorkerMirroredStrategy` of this cluster; call it before TensorFlow runs any op."""
         from experiments_manager.distribute.strategy import MultiWorkerStrategy
 
@@ -84,7 +91,7 @@ class WorkerCluster:
             raise
 
     @classmethod
-    def from_environment(cls, environ=None):
+    def from_environment(cls, environ: Optional[Mapping[str, str]] = None) -> Optional[WorkerCluster]:
         """The cluster named by `TF_CONFIG`, else by a Slurm step of several tasks; None for one process."""
         environ = os.environ if environ is None else environ
         if environ.get("TF_CONFIG"):
@@ -94,7 +101,7 @@ class WorkerCluster:
         return None
 
 
-def _from_tf_config(text):
+def _from_tf_config(text: str) -> Optional[WorkerCluster]:
     try:
         config = json.loads(text)
         cluster, task = config["cluster"], config["task"]
@@ -114,7 +121,7 @@ def _from_tf_config(text):
     if num_workers < 2:
         return None
 
-    def resolver():
+    def resolver() -> Any:
         import tensorflow as tf
 
         return tf.distribute.cluster_resolver.TFConfigClusterResolver()
@@ -123,13 +130,13 @@ def _from_tf_config(text):
                          has_chief_task="chief" in cluster)
 
 
-def _from_slurm(environ):
+def _from_slurm(environ: Mapping[str, str]) -> WorkerCluster:
     """One worker per task of the current `srun` step; GPUs are bound by Slurm (--gpus-per-task)."""
     tasks = int(environ["SLURM_STEP_NUM_TASKS"])
     rank = int(environ.get("SLURM_PROCID", 0))
     port_base = slurm_port_base(environ.get("SLURM_JOB_ID", "0"))
 
-    def resolver():
+    def resolver() -> Any:
         import tensorflow as tf
 
         most_per_node = most_tasks_per_node(environ.get("SLURM_STEP_TASKS_PER_NODE", "1"))
@@ -140,13 +147,13 @@ def _from_slurm(environ):
     return WorkerCluster(tasks, "worker", rank, "Slurm", resolver)
 
 
-def slurm_port_base(job_id):
+def slurm_port_base(job_id: object) -> int:
     """The first port a Slurm job's workers listen on: derived from the job id, so two jobs on a node differ."""
     low, high = SLURM_PORT_RANGE
     digits = "".join(character for character in str(job_id) if character.isdigit()) or "0"
     return low + int(digits) % (high - low)
 
 
-def most_tasks_per_node(tasks_per_node):
+def most_tasks_per_node(tasks_per_node: str) -> int:
     """The largest count in Slurm's SLURM_STEP_TASKS_PER_NODE, e.g. '2(x3),1' -> 2."""
     return max(int(part.split("(")[0]) for part in tasks_per_node.split(","))

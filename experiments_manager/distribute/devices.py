@@ -1,13 +1,14 @@
 """Device selection and the tf.distribute strategy for a run."""
 
 import logging
+from typing import Any, Sequence
 
 from experiments_manager.utils.errors import UserInputError
 
 _LOG = logging.getLogger(__name__)
 
 
-def select_devices(used_gpu_ids, settings_name):
+def select_devices(used_gpu_ids: Sequence[int], settings_name: str) -> list[str]:
     """Makes only the listed GPUs visible; [] keeps every GPU (or the CPU).
 
     Must run before TensorFlow initialises its devices.
@@ -33,7 +34,7 @@ def select_devices(used_gpu_ids, settings_name):
     return [f"/gpu:{index}" for index in range(len(gpus))]
 
 
-def make_strategy(strategy_name, devices, settings_name):
+def make_strategy(strategy_name: str, devices: Sequence[str], settings_name: str) -> Any:
     """The settings' `distribution_strategy` when several devices are used, else the default one."""
     import tensorflow as tf
 

@@ -18,6 +18,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import FrameType
+from typing import Iterable, Mapping, Optional, Sequence
 
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers, stop_when_orphaned
@@ -43,27 +45,28 @@ class LocalWorkers:
     ```
     """
 
-    def __init__(self, argv, count, grace_seconds=30.0):
+    def __init__(self, argv: Iterable[str], count: int, grace_seconds: float = 30.0) -> None:
         if os.environ.get("TF_CONFIG"):
             raise UserInputError("--workers: not with TF_CONFIG set (the cluster is already described)")
         self.argv = list(argv)
         self.count = count
         self.grace_seconds = grace_seconds
-        self.processes = []
-        self.stopping_on = None  # the stop signal forwarded to every worker, once one was
-        self.terminated = set()  # indices of the workers this launcher stopped because another one failed
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.stopping_on: Optional[int] = None  # the stop signal forwarded to every worker, once one was
+        self.terminated: set[int] = set()  # indices of the workers this launcher stopped because another one failed
 
-    def tf_configs(self, ports):
+    def tf_configs(self, ports: Sequence[int]) -> list[str]:
         """The TF_CONFIG of each worker, as JSON text."""
         workers = [f"127.0.0.1:{port}" for port in ports]
         return [json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
                 for index in range(self.count)]
 
-    def run(self):
+    def run(self) -> int:
         """Starts the workers, waits for all of them; returns the chief's exit code (else a worker's failure)."""
         with tempfile.TemporaryDirectory(prefix="experiments_manager_workers_") as log_folder, \
                 signal_handlers(self._forward, FORWARDED_SIGNALS):
-            logs = [None] + [Path(log_folder) / f"worker{index}.log" for index in range(1, self.count)]
+            logs: list[Optional[Path]] = [None] + [Path(log_folder) / f"worker{index}.log"
+                                                   for index in range(1, self.count)]
             for config, log in zip(self.tf_configs(free_loopback_ports(self.count)), logs):
                 self.processes.append(self._start(config, log))
             codes = self._wait()
@@ -74,11 +77,11 @@ class LocalWorkers:
         failures = [code for index, code in enumerate(codes) if code != 0 and not self._stopped_here(index, code)]
         return codes[0] if not failures or failures[0] == codes[0] else failures[0]
 
-    def _stopped_here(self, index, code):
+    def _stopped_here(self, index: int, code: int) -> bool:
         """The worker ended on the SIGTERM this launcher sent it because another worker had failed."""
         return index in self.terminated and code in (-signal.SIGTERM, SIGNAL_EXIT_BASE + signal.SIGTERM)
 
-    def _start(self, tf_config, log):
+    def _start(self, tf_config: str, log: Optional[Path]) -> subprocess.Popen[bytes]:
         command = [sys.executable, "-m", "experiments_manager", *self.argv]
         environment = {**os.environ, "TF_CONFIG": tf_config, LAUNCHER_PID_VARIABLE: str(os.getpid())}
         # a new session each: a terminal's Ctrl-C reaches this launcher once, which forwards it once
@@ -88,14 +91,14 @@ class LocalWorkers:
             return subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT,
                                     start_new_session=True)
 
-    def _forward(self, signum, frame):
+    def _forward(self, signum: int, frame: Optional[FrameType]) -> None:
         if frame is not None:  # a signal this launcher received (not its own SIGTERM to stragglers)
             self.stopping_on = signum
         for process in self.processes:
             if process.poll() is None:
                 os.kill(process.pid, signum)
 
-    def _wait(self):
+    def _wait(self) -> list[int]:
         """Waits for every worker; when one fails, the others (stuck in collectives) are stopped.
 
         A worker that stopped on a stop signal (exit 128 + signal) has not failed, whether the signal was
@@ -104,7 +107,7 @@ class LocalWorkers:
         already gone).
         """
         clean_stops = {SIGNAL_EXIT_BASE + signum for signum in FORWARDED_SIGNALS}
-        stop_deadline = None
+        stop_deadline: Optional[float] = None
         while any(process.poll() is None for process in self.processes):
             codes = [process.returncode for process in self.processes]
             failed = any(code not in (None, 0, *clean_stops) for code in codes)
@@ -124,7 +127,8 @@ class LocalWorkers:
         return [process.returncode for process in self.processes]
 
 
-def stop_with_launcher(environment=os.environ, grace_seconds=ORPHAN_GRACE_SECONDS):
+def stop_with_launcher(environment: Mapping[str, str] = os.environ,
+                       grace_seconds: float = ORPHAN_GRACE_SECONDS) -> None:
     """In a worker started by `LocalWorkers`: stops this process once its launcher is gone (killed outright).
 
     SIGTERM first (training checkpoints at the next step and ends `interrupted`), then SIGKILL after
@@ -147,7 +151,7 @@ def stop_with_launcher(environment=os.environ, grace_seconds=ORPHAN_GRACE_SECOND
                            kill_after=grace_seconds)
 
 
-def free_loopback_ports(count, rng=None):
+def free_loopback_ports(count: int, rng: Optional[random.Random] = None) -> list[int]:
     """`count` distinct free TCP ports on 127.0.0.1, held together while chosen (so they differ), from below the
     kernel's ephemeral range (`ip_local_port_range`, 32768-60999 by default).
 
@@ -158,7 +162,7 @@ def free_loopback_ports(count, rng=None):
     low = _ephemeral_range_start()
     rng = rng or random.SystemRandom()
     candidates = rng.sample(range(max(1024, low - 12000), low), min(200, low - 1024))
-    sockets = []
+    sockets: list[socket.socket] = []
     try:
         for port in candidates:
             sock = socket.socket()
@@ -176,14 +180,14 @@ def free_loopback_ports(count, rng=None):
             sock.close()
 
 
-def _ephemeral_range_start():
+def _ephemeral_range_start() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768
 
 
-def without_workers_flag(argv):
+def without_workers_flag(argv: Iterable[str]) -> list[str]:
     """The arguments with `--workers N` / `--workers=N` removed (what each worker runs)."""
     kept, skip = [], False
     for argument in argv:
@@ -196,6 +200,6 @@ def without_workers_flag(argv):
     return kept
 
 
-def _print_tail(title, log, lines=25):
+def _print_tail(title: str, log: Path, lines: int = 25) -> None:
     tail = log.read_text(errors="replace").splitlines()[-lines:]
     print("\n".join([title, *("  " + line for line in tail)]), file=sys.stderr)

@@ -25,9 +25,9 @@ import logging
 import re
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional, cast
 
-from experiments_manager.edge.formats import EdgeTarget
+from experiments_manager.edge.formats import Arrays, EdgeTarget
 from experiments_manager.edge.runtime import SIGNATURE
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.native_noise import filtered_stderr
@@ -39,7 +39,7 @@ _CUSTOM_OPS = re.compile(r"Custom ops: ([^\n]+)")
 
 
 def convert_version(saved_model_dir: "str | Path", target: EdgeTarget, output: "str | Path",
-                    calibration: Optional[Iterable[dict]] = None, allow_flex: bool = False, origin: str = "") -> str:
+                    calibration: Optional[Iterable[Arrays]] = None, allow_flex: bool = False, origin: str = "") -> str:
     """Writes the `target` conversion of the SavedModel at `saved_model_dir` to `output`; returns the converter's
     name and version.
 
@@ -86,7 +86,8 @@ def _quiet() -> Iterator[None]:
                 logger.setLevel(level)
 
 
-def _litert(folder: Path, target: EdgeTarget, output: Path, calibration: list, allow_flex: bool, origin: str) -> str:
+def _litert(folder: Path, target: EdgeTarget, output: Path, calibration: list[Arrays], allow_flex: bool,
+            origin: str) -> str:
     import tensorflow as tf
     from tensorflow.lite.python.convert_phase import ConverterError
 
@@ -94,7 +95,7 @@ def _litert(folder: Path, target: EdgeTarget, output: Path, calibration: list, a
     function = loaded.signatures[SIGNATURE]
     builtins = tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if target.quantize == "int8-full" else tf.lite.OpsSet.TFLITE_BUILTINS
 
-    def converted(ops: list) -> bytes:
+    def converted(ops: list[Any]) -> bytes:
         converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
         converter.target_spec.supported_ops = ops
         if target.quantize != "none":
@@ -105,7 +106,7 @@ def _litert(folder: Path, target: EdgeTarget, output: Path, calibration: list, a
             converter.representative_dataset = lambda: iter(calibration)
         if target.quantize == "int8-full":
             converter.inference_input_type = converter.inference_output_type = tf.int8
-        return converter.convert()
+        return cast(bytes, converter.convert())
 
     try:
         data = converted([builtins])
@@ -130,7 +131,7 @@ def _litert(folder: Path, target: EdgeTarget, output: Path, calibration: list, a
     return f"tensorflow {tf.__version__}"
 
 
-def _names(pattern: "re.Pattern", text: str) -> list:
+def _names(pattern: "re.Pattern[str]", text: str) -> list[str]:
     found = pattern.search(text)
     return sorted({name.strip() for name in found.group(1).split(",") if name.strip()}) if found else []
 
@@ -141,7 +142,8 @@ def _gist(text: str) -> str:
     return lines[0][:300] if lines else "no message"
 
 
-def _onnx(folder: Path, target: EdgeTarget, output: Path, calibration: list, allow_flex: bool, origin: str) -> str:
+def _onnx(folder: Path, target: EdgeTarget, output: Path, calibration: list[Arrays], allow_flex: bool,
+          origin: str) -> str:
     import tf2onnx
     from tf2onnx import tf_loader
 
@@ -167,7 +169,7 @@ def _onnx(folder: Path, target: EdgeTarget, output: Path, calibration: list, all
     return converter
 
 
-def _quantized_onnx(float_file: Path, output: Path, calibration: list) -> None:
+def _quantized_onnx(float_file: Path, output: Path, calibration: list[Arrays]) -> None:
     import numpy as np
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -175,7 +177,7 @@ def _quantized_onnx(float_file: Path, output: Path, calibration: list) -> None:
         def __init__(self) -> None:
             self.batches = iter(calibration)
 
-        def get_next(self) -> Optional[dict]:
+        def get_next(self) -> Optional[Arrays]:
             batch = next(self.batches, None)
             return None if batch is None else {name: np.asarray(value) for name, value in batch.items()}
 

@@ -30,11 +30,12 @@ from experiments_manager.utils.errors import UserInputError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from experiments_manager.edge.formats import Arrays, Batch, TensorInfo
     from experiments_manager.settings.data_folders import DataFolder
     from experiments_manager.settings.loader import Settings
 
 
-def named_inputs(x: object, inputs: list, where: str) -> dict:
+def named_inputs(x: object, inputs: "list[TensorInfo]", where: str) -> "Arrays":
     """{input name: array of the signature's dtype} of a pipeline's `x` for a signature whose inputs are `inputs`.
 
     Args:
@@ -67,8 +68,8 @@ def named_inputs(x: object, inputs: list, where: str) -> dict:
     return {name: np.asarray(given[name]).astype(dtypes[name], copy=False) for name in names}
 
 
-def _batches(settings: "Settings", folder: "DataFolder", training: bool, inputs: list, limit: Optional[int],
-             labelled: bool = True) -> list:
+def _batches(settings: "Settings", folder: "DataFolder", training: bool, inputs: "list[TensorInfo]",
+             limit: Optional[int], labelled: bool = True) -> "list[Batch]":
     from experiments_manager.runs.evaluation import input_pipeline
 
     dataset, steps = input_pipeline(settings, folder, training=training, reader="export (edge)")
@@ -89,7 +90,8 @@ def _as_array(labels: object) -> Optional[np.ndarray]:
     return None if labels is None or isinstance(labels, (dict, list, tuple)) else np.asarray(labels)
 
 
-def validation_batches(settings: "Settings", inputs: list, run_folder: "Optional[str | Path]" = None) -> list:
+def validation_batches(settings: "Settings", inputs: "list[TensorInfo]",
+                       run_folder: "Optional[str | Path]" = None) -> "list[Batch]":
     """[(inputs, labels)] of the validation pipeline, bounded as training bounds it (a finite dataset whole, else
     `nb_val_samples // batch_size` batches or a Keras 2 iterator's own steps).
 
@@ -112,8 +114,8 @@ def validation_batches(settings: "Settings", inputs: list, run_folder: "Optional
     return _batches(settings, data_folder(settings, "val_dir", run_folder), False, inputs, None)
 
 
-def calibration_batches(settings: "Settings", inputs: list, count: int = DEFAULT_CALIBRATION_BATCHES,
-                        seed: Optional[int] = None, run_folder: "Optional[str | Path]" = None) -> list:
+def calibration_batches(settings: "Settings", inputs: "list[TensorInfo]", count: int = DEFAULT_CALIBRATION_BATCHES,
+                        seed: Optional[int] = None, run_folder: "Optional[str | Path]" = None) -> "list[Arrays]":
     """The inputs of the first `count` batches of the training pipeline, the seed set first.
 
     Args:

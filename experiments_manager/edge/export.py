@@ -24,7 +24,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from experiments_manager.edge.formats import (ALL_TARGETS, DEFAULT_CALIBRATION_BATCHES, DEFAULT_TIMING_SECONDS,
                                               EDGE_FOLDER, LABELS_FILE, PARITY_NAME, SIGNATURE_FILE, EdgeTarget,
@@ -37,16 +37,17 @@ from experiments_manager.utils.atomic import folder_replaced_atomically, hidden_
 from experiments_manager.run.version_records import describe, read_class_names_file
 
 if TYPE_CHECKING:
+    from experiments_manager.edge.formats import Arrays
     from experiments_manager.edge.runtime import EdgeModel
     from experiments_manager.settings.loader import Settings
 
 _LOG = logging.getLogger(__name__)
 
 
-def export_edge(run: "str | Path", targets: list, version: Optional[int] = None, allow_flex: bool = False,
+def export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional[int] = None, allow_flex: bool = False,
                 threads: Optional[int] = None, calibration_batches: Optional[int] = None,
                 timing_seconds: float = DEFAULT_TIMING_SECONDS, settings: Optional["Settings"] = None,
-                command: Optional[list] = None, table: bool = False) -> list:
+                command: Optional[list[str]] = None, table: bool = False) -> list[ParityRow]:
     """Exports version `version` (None: the best) of the run `run` to each of `targets`; returns the parity rows
     (the SavedModel's first, then one per target).
 
@@ -104,7 +105,8 @@ def export_edge(run: "str | Path", targets: list, version: Optional[int] = None,
     return rows
 
 
-def _refuse_what_no_target_converts(experiment: Experiment, settings: "Settings", number: int, targets: list,
+def _refuse_what_no_target_converts(experiment: Experiment, settings: "Settings", number: int,
+                                    targets: list[EdgeTarget],
                                     allow_flex: bool) -> str:
     """Before anything is converted or written: a version that takes strings or looks values up in a TensorFlow
     lookup table (a text model's vectoriser) is refused for ONNX in one line naming the layers, and the way that
@@ -157,10 +159,10 @@ class _Job:
         self.outputs = outputs_of(self.reference, self.batches)
         self.scorer = Scorer(settings)
         # the version's own class names (what the server reads), else the settings' (a version exported before them)
-        self.class_names = read_class_names_file(self.folder)
+        self.class_names: Optional[Sequence[str]] = read_class_names_file(self.folder)
         if self.class_names is None:
             self.class_names = settings.data.class_names
-        self.calibration: Optional[list] = None
+        self.calibration: "Optional[list[Arrays]]" = None
         self.reference_result: Optional[ParityRow] = None  # the SavedModel's row, once measured
         self.title = f"{experiment.name}: version {number} ({self.folder}), against its SavedModel on the " \
                      f"validation pipeline"
@@ -218,6 +220,7 @@ class _Job:
                  "model": None if model is None else model.tensors()}, indent=1) + "\n")
             if self.class_names is not None:
                 (tmp / LABELS_FILE).write_text("".join(f"{name}\n" for name in self.class_names))
+            assert self.reference_result is not None  # export_edge measures the reference row first
             write_report(tmp, [self.reference_result, row], title=self.title)
             write_manifest(tmp)  # checksums.sha256: `predict --edge` checks a copied folder before trusting it
         return row

@@ -18,8 +18,16 @@ import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+TensorInfo = dict[str, Any]  # a signature's tensor: name, dtype, shape (None: dynamic), quantization (if any)
+Arrays = dict[str, "np.ndarray"]  # {input (or output) name: array}
+Batch = tuple[Arrays, Optional["np.ndarray"]]  # a validation batch: (inputs, labels or None)
 
 EDGE_FOLDER = "edge"  # RUN/edge/<format>-<quantization>/
 FORMATS = ("litert", "onnx")
@@ -185,7 +193,7 @@ def require_runtime(path: "str | Path") -> str:
     return format
 
 
-def _require(modules: dict, what: str) -> None:
+def _require(modules: dict[str, str], what: str) -> None:
     missing = [package for module, package in modules.items() if not _installed(module)]
     if missing:
         raise UserInputError(f"{what} needs the [edge] extra (missing: {', '.join(missing)}): {PIP_COMMAND}")

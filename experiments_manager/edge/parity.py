@@ -22,7 +22,7 @@ write_report(folder, [reference_row, row])    # parity.md + parity.json
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from experiments_manager.utils.atomic import write_text_atomically
 from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
+    from experiments_manager.edge.formats import Arrays, Batch
     from experiments_manager.edge.runtime import EdgeModel
     from experiments_manager.settings.loader import Settings
 
@@ -70,20 +71,20 @@ class ParityRow:
     max_abs_diff: Optional[float]
     mean_abs_diff: Optional[float]
     max_rel_diff: Optional[float]
-    metrics: dict
+    metrics: dict[str, float]
     top1_agreement: Optional[float]
     latency_p50_ms: Optional[float]
     latency_p99_ms: Optional[float]
     throughput: Optional[float]
     batch_size: int
     threads: int
-    flex_ops: list
+    flex_ops: list[str]
     dynamic_batch: Optional[bool]
     converter: str
     runtime: str
     note: str = ""
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         """The row's fields as a JSON object (what parity.json's `rows` hold).
 
         Example:
@@ -95,7 +96,7 @@ class ParityRow:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "ParityRow":
+    def from_json(cls, data: dict[str, Any]) -> "ParityRow":
         """The row a JSON object holds (a field it lacks that has no default is an error).
 
         Args:
@@ -111,7 +112,7 @@ class ParityRow:
 
     @classmethod
     def unmeasured(cls, format: str, quantize: str, file: str, size_bytes: int, version: int, batch_size: int,
-                   flex_ops: list, converter: str, note: str) -> "ParityRow":
+                   flex_ops: list[str], converter: str, note: str) -> "ParityRow":
         """The row of a file this machine cannot run (Flex ops without a Flex delegate): no measures, a note.
 
         Example:
@@ -146,7 +147,7 @@ class Scorer:
         with precision_policy(settings.runtime.mixed_precision):
             self.model = build_model(settings)
 
-    def __call__(self, outputs: np.ndarray, labels: object) -> dict:
+    def __call__(self, outputs: np.ndarray, labels: object) -> dict[str, float]:
         """{name: value} of the loss and metrics on `outputs` (N x ...) against `labels`; {} without labels."""
         if labels is None:
             return {}
@@ -162,7 +163,7 @@ class Scorer:
         return {name: float(value) for name, value in values.items()}
 
 
-def scored_output(names: list) -> str:
+def scored_output(names: list[str]) -> str:
     """The output the metrics are computed on: the only one, else the first by name.
 
     Example:
@@ -174,7 +175,7 @@ def scored_output(names: list) -> str:
     return sorted(names)[0]
 
 
-def outputs_of(model: "EdgeModel", batches: list) -> dict:
+def outputs_of(model: "EdgeModel", batches: "list[Batch]") -> "Arrays":
     """{output name: N x ... array} of `model` over the validation `batches` ([(inputs, labels)]).
 
     Example:
@@ -190,7 +191,7 @@ def outputs_of(model: "EdgeModel", batches: list) -> dict:
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
-def labels_of(batches: list) -> Optional[np.ndarray]:
+def labels_of(batches: "list[Batch]") -> Optional[np.ndarray]:
     """The labels of the validation `batches`, concatenated (None when the pipeline gives none, or several:
     `data.py` keeps those as None).
 
@@ -206,11 +207,12 @@ def labels_of(batches: list) -> Optional[np.ndarray]:
     labels = [labels for _, labels in batches]
     if any(label is None for label in labels):
         return None
-    return np.concatenate(labels)
+    return np.concatenate(cast("list[np.ndarray]", labels))  # none is None (returned above)
 
 
-def measure(model: "EdgeModel", reference: dict, batches: list, scorer: Optional[Scorer], version: int, converter: str,
-            file: str, size_bytes: int, batch_size: int, quantize: str = "none", flex: Optional[list] = None,
+def measure(model: "EdgeModel", reference: "Arrays", batches: "list[Batch]", scorer: Optional[Scorer], version: int,
+            converter: str, file: str, size_bytes: int, batch_size: int, quantize: str = "none",
+            flex: Optional[list[str]] = None,
             timing_seconds: float = DEFAULT_TIMING_SECONDS) -> ParityRow:
     """The `ParityRow` of `model` against the SavedModel's `reference` outputs on the validation `batches`.
 
@@ -271,7 +273,7 @@ def _number(value: Optional[float], spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def markdown(rows: list) -> str:
+def markdown(rows: list[ParityRow]) -> str:
     """The rows side by side as a markdown table (the SavedModel's row first, as given).
 
     Example:
@@ -300,7 +302,7 @@ def markdown(rows: list) -> str:
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
-def write_report(folder: "str | Path", rows: list, title: str = "") -> None:
+def write_report(folder: "str | Path", rows: list[ParityRow], title: str = "") -> None:
     """Writes `parity.md` (`title` then the table) and `parity.json` ({'rows': [...]}) into `folder`, each in one
     rename.
 

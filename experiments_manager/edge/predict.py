@@ -162,11 +162,11 @@ class EdgeClient(StreamingClient):
     """
 
     def __init__(self, settings: "Settings", service: LocalPredictionService, model_name: str,
-                 client_specs: Optional[dict] = None, debug: bool = False) -> None:
+                 client_specs: Optional[dict[str, Any]] = None, debug: bool = False) -> None:
         super().__init__(settings, str(service.path), model_name, client_specs, debug)
         self.service = service
 
-    def _channel(self) -> contextlib.nullcontext:
+    def _channel(self) -> contextlib.nullcontext[None]:
         return contextlib.nullcontext()
 
     def _stub(self, channel: object) -> LocalPredictionService:

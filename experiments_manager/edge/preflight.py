@@ -48,9 +48,9 @@ class Needs:
         scopes: the name scopes of those ops (the layers' names, possibly with `_N` added), sorted.
     """
 
-    string_inputs: list
-    ops: list
-    scopes: list
+    string_inputs: list[str]
+    ops: list[str]
+    scopes: list[str]
 
     def __bool__(self) -> bool:
         return bool(self.string_inputs or self.ops)
@@ -81,9 +81,9 @@ def needs_of(folder: "str | Path") -> Needs:
     signature = graph.signature_def[SIGNATURE]
     strings = sorted(name for name, info in signature.inputs.items() if info.dtype == _DT_STRING)
     library = {function.signature.name: function for function in graph.graph_def.library.function}
-    ops: set = set()
-    scopes: set = set()
-    seen: set = set()
+    ops: set[str] = set()
+    scopes: set[str] = set()
+    seen: set[str] = set()
     outputs = {info.name.split(":")[0].lstrip("^") for info in signature.outputs.values()}
     queue = [name for node in graph.graph_def.node if node.name in outputs for name in _called(node)]
     while queue:
@@ -100,7 +100,7 @@ def needs_of(folder: "str | Path") -> Needs:
     return Needs(strings, sorted(ops), sorted(scopes))
 
 
-def _called(node: Any) -> list:
+def _called(node: Any) -> list[str]:
     """The functions a node calls (a function call, a branch, a loop's body)."""
     names = []
     for attribute in _CALL_ATTRIBUTES:
@@ -110,7 +110,7 @@ def _called(node: Any) -> list:
     return names
 
 
-def layers_of(model: Any, needs: Needs) -> list:
+def layers_of(model: Any, needs: Needs) -> list[str]:
     """'layer NAME (Class)' for each of `model`'s layers whose name is in the scopes of `needs`' ops, in the model's
     order (for the model's own ops or none found: the scopes themselves).
 
@@ -128,6 +128,6 @@ def layers_of(model: Any, needs: Needs) -> list:
     return found or [f"the ops under {scope!r}" for scope in needs.scopes[:3]]
 
 
-def _layers(model: Any) -> Iterable:
+def _layers(model: Any) -> Iterable[Any]:
     """The model's layers, outermost first (a layer inside another is not listed again)."""
     return [layer for layer in getattr(model, "layers", []) if layer is not model]

@@ -22,11 +22,11 @@ import importlib.metadata
 import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
-from experiments_manager.edge.formats import format_of_file
+from experiments_manager.edge.formats import Arrays, TensorInfo, format_of_file
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.native_noise import NOISE, filtered_stderr
 
@@ -46,8 +46,8 @@ def default_threads() -> int:
     return os.cpu_count() or 1
 
 
-def _tensor_info(name: str, dtype: "np.typing.DTypeLike", shape: list, scale: Optional[float] = None,
-                 zero_point: Optional[int] = None) -> dict:
+def _tensor_info(name: str, dtype: "np.typing.DTypeLike", shape: list[Any], scale: Optional[float] = None,
+                 zero_point: Optional[int] = None) -> TensorInfo:
     info: dict[str, object] = {"name": name, "dtype": np.dtype(dtype).name,
             "shape": [None if not isinstance(size, (int, np.integer)) or size < 0 else int(size) for size in shape]}
     if scale:
@@ -72,7 +72,7 @@ class EdgeModel:
     path = Path()
     threads = 1
 
-    def predict(self, inputs: dict) -> dict:
+    def predict(self, inputs: Arrays) -> Arrays:
         """{output name: float array} for {input name: array} (float inputs; an int8 model's are quantized).
 
         Args:
@@ -86,7 +86,7 @@ class EdgeModel:
         """
         raise NotImplementedError
 
-    def tensors(self) -> dict:
+    def tensors(self) -> dict[str, list[TensorInfo]]:
         """{'inputs': [...], 'outputs': [...]}: each tensor's name, dtype, shape (None: dynamic) and quantization.
 
         Example:
@@ -107,7 +107,7 @@ class EdgeModel:
         """True when every input's first dimension is dynamic."""
         return all(tensor["shape"][:1] == [None] for tensor in self.tensors()["inputs"])
 
-    def check_inputs(self, inputs: dict) -> None:
+    def check_inputs(self, inputs: Arrays) -> None:
         """Raises one line when `inputs` lacks an input or names one the model does not have.
 
         Args:
@@ -163,13 +163,13 @@ class LiteRTModel(EdgeModel):
         self._fetches = [self._plan(name, detail) for name, detail in self._outputs.items()]
 
     @staticmethod
-    def _plan(name: str, detail: dict) -> tuple:
+    def _plan(name: str, detail: dict[str, Any]) -> tuple[str, int, Any, Optional[float], int]:
         scale, zero_point = detail["quantization"]
         quantized = bool(scale) and np.issubdtype(detail["dtype"], np.integer)
         return name, detail["index"], detail["dtype"], scale if quantized else None, zero_point
 
-    def tensors(self) -> dict:
-        def infos(details: dict) -> list:
+    def tensors(self) -> dict[str, list[TensorInfo]]:
+        def infos(details: dict[str, Any]) -> list[TensorInfo]:
             return [_tensor_info(name, detail["dtype"], detail["shape_signature"], *detail["quantization"])
                     for name, detail in details.items()]
 
@@ -179,7 +179,7 @@ class LiteRTModel(EdgeModel):
     def runtime(self) -> str:
         return f"ai-edge-litert {importlib.metadata.version('ai-edge-litert')}"
 
-    def predict(self, inputs: dict) -> dict:
+    def predict(self, inputs: Arrays) -> Arrays:
         self.check_inputs(inputs)
         interpreter, resized = self._interpreter, False
         values = []
@@ -239,8 +239,8 @@ class OnnxModel(EdgeModel):
         self._names = [output.name for output in self._session.get_outputs()]
         self._dtypes = {node.name: self._DTYPES.get(node.type, "float32") for node in self._session.get_inputs()}
 
-    def tensors(self) -> dict:
-        def infos(nodes: list) -> list:
+    def tensors(self) -> dict[str, list[TensorInfo]]:
+        def infos(nodes: list[Any]) -> list[TensorInfo]:
             return [_tensor_info(node.name, self._DTYPES.get(node.type, "float32"), node.shape) for node in nodes]
 
         return {"inputs": infos(self._session.get_inputs()), "outputs": infos(self._session.get_outputs())}
@@ -251,7 +251,7 @@ class OnnxModel(EdgeModel):
 
         return f"onnxruntime {onnxruntime.__version__}"
 
-    def predict(self, inputs: dict) -> dict:
+    def predict(self, inputs: Arrays) -> Arrays:
         self.check_inputs(inputs)
         feeds = {name: np.asarray(value).astype(self._dtypes[name], copy=False) for name, value in inputs.items()}
         return dict(zip(self._names, self._session.run(self._names, feeds)))
@@ -284,10 +284,10 @@ class SavedModelModel(EdgeModel):
         self._order = order if sorted(map(str, order)) == sorted(self._specs) else sorted(self._specs)
         self.threads = tf.config.threading.get_intra_op_parallelism_threads() or default_threads()
 
-    def tensors(self) -> dict:
+    def tensors(self) -> dict[str, list[TensorInfo]]:
         import tensorflow as tf
 
-        def infos(specs: dict, order: list) -> list:
+        def infos(specs: dict[str, Any], order: list[Any]) -> list[TensorInfo]:
             return [_tensor_info(name, specs[name].dtype.as_numpy_dtype, specs[name].shape.as_list()) for name in order]
 
         outputs = tf.nest.map_structure(lambda tensor: tensor, self._function.structured_outputs)
@@ -299,7 +299,7 @@ class SavedModelModel(EdgeModel):
 
         return f"tensorflow {tf.__version__}"
 
-    def predict(self, inputs: dict) -> dict:
+    def predict(self, inputs: Arrays) -> Arrays:
         import tensorflow as tf
 
         self.check_inputs(inputs)
@@ -328,7 +328,7 @@ def open_model(path: "str | Path", threads: Optional[int] = None) -> EdgeModel:
     return runtimes[format_of_file(path)](path, threads)
 
 
-def flex_ops(path: "str | Path") -> list:
+def flex_ops(path: "str | Path") -> list[str]:
     """The Flex (SELECT_TF_OPS) ops a `.tflite` file holds, by TensorFlow name ([] for none, and for ONNX).
 
     Args:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from experiments_manager.edge.formats import DEFAULT_TIMING_SECONDS
 
 if TYPE_CHECKING:
+    from experiments_manager.edge.formats import Arrays, Batch
     from experiments_manager.edge.runtime import EdgeModel
 
 
@@ -40,7 +41,7 @@ class TimedCalls:
     ```
     """
 
-    seconds: list
+    seconds: list[float]
     cpu_seconds: float
 
     def percentile(self, fraction: float) -> float:
@@ -64,7 +65,7 @@ class TimedCalls:
         return self.cpu_seconds / len(self.seconds) * 1e3
 
 
-def timed_calls(model: "EdgeModel", inputs: dict, seconds: float = DEFAULT_TIMING_SECONDS) -> TimedCalls:
+def timed_calls(model: "EdgeModel", inputs: "Arrays", seconds: float = DEFAULT_TIMING_SECONDS) -> TimedCalls:
     """`model.predict(inputs)` called for `seconds` (at least `LEAST_CALLS` times) after a warm-up.
 
     Args:
@@ -90,7 +91,8 @@ def timed_calls(model: "EdgeModel", inputs: dict, seconds: float = DEFAULT_TIMIN
     return TimedCalls(durations, time.process_time() - cpu_started)
 
 
-def timings(model: "EdgeModel", batches: list, batch_size: int, seconds: float = DEFAULT_TIMING_SECONDS) -> tuple:
+def timings(model: "EdgeModel", batches: "list[Batch]", batch_size: int,
+            seconds: float = DEFAULT_TIMING_SECONDS) -> tuple[float, float, float]:
     """(batch-1 latency p50 ms, p99 ms, samples/s at `batch_size`) of `model`, `seconds` each.
 
     Args:

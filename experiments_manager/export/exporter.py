@@ -6,6 +6,8 @@ version this experiment ever exported. Readers (model servers) ignore dot-prefix
 A run's first version is a full `tf.saved_model.save` of the live model's served module; the next ones share
 its graph and write only the variables (`template.py`), from numpy copies of their values taken on the
 training thread at the epoch's end; in a training run a background thread writes them (`worker.py`).
+Long because numbering, writing, checking, retention and a resume's repair of the versions share one state, the
+`Exporter`'s (fully typed).
 """
 
 import contextlib
@@ -14,6 +16,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Optional, Union, cast
 
 from experiments_manager.utils.optimizers import inner_optimizer
 from experiments_manager.export.template import SavedModelTemplate
@@ -27,15 +30,20 @@ from experiments_manager.utils.atomic import (folder_replaced_atomically, remove
                                               write_text_atomically)
 from experiments_manager.utils.checksums import set_aside, verify_manifest, write_manifest
 from experiments_manager.utils.environment_failures import environment_errno
-from experiments_manager.run.version_records import (read_record_file, records_of, version_record, write_class_names_file,
-                                                 write_record_file)
+from experiments_manager.run.version_records import (read_record_file, records_of, version_record,
+                                                     write_class_names_file, write_record_file)
 
-_UNKNOWN = object()  # `requested` before a checkpoint's state is set: which versions came after it is not known
+_UNKNOWN: Any = object()  # `requested` before a checkpoint's state is set: which versions came after it is not known
 _LOG = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.run.version_records import VersionRecord
+    from experiments_manager.settings.loader import Settings
 
 
 @contextlib.contextmanager
-def ema_weights_swapped_in(model, optimizer):
+def ema_weights_swapped_in(model: Any, optimizer: Any) -> Iterator[None]:
     """Within the block, the model holds the optimizer's EMA (Polyak) weights.
 
     Uses the optimizer's public `finalize_variable_values`, then restores the
@@ -90,35 +98,39 @@ class Exporter:
     ```
     """
 
-    def __init__(self, experiment, settings, model, in_background=False):
+    def __init__(self, experiment: "Experiment", settings: "Settings", model: Any, in_background: bool = False) -> None:
         self.experiment = experiment
         self.settings = settings
         self.model = model
         self.base = Path(experiment.export_dir)
-        self._module = None
-        self._template = None  # None: none yet (the next version is a full save); False: every version is one
-        self._worker = ExportWorker() if in_background else None
+        self._module: Any = None
+        # None: none yet (the next version is a full save); False: every version is one
+        self._template: Union[SavedModelTemplate, Literal[False], None] = None
+        self._worker: Optional[ExportWorker] = ExportWorker() if in_background else None
         self._leave_out_optimizer = True  # until a served module cannot be saved without it
         # the newest version asked for and the epochs completed then: a checkpoint's state, see export_missing
-        self.requested = _UNKNOWN
-        self.best_version = None  # the version holding the run's best epoch: kept by the retention (checkpointed)
-        self._records = {}  # version -> its record (version_records.py), listed in run.json once it is on disk
-        self._written = set()  # the versions this exporter put on disk (the retention may have removed them since)
+        self.requested: Optional[dict[str, Any]] = _UNKNOWN
+        # the version holding the run's best epoch: kept by the retention (checkpointed)
+        self.best_version: Optional[int] = None
+        # version -> its record (version_records.py), listed in run.json once it is on disk
+        self._records: dict[int, VersionRecord] = {}
+        # the versions this exporter put on disk (the retention may have removed them since)
+        self._written: set[int] = set()
         self.base.mkdir(parents=True, exist_ok=True)
         write_models_config(experiment.models_config, settings.model_name, self.base)
 
-    def versions(self):
+    def versions(self) -> list[int]:
         """Version numbers present, oldest first."""
         return present_versions(self.base)
 
-    def last_version(self):
+    def last_version(self) -> Optional[int]:
         """The newest version on disk or recorded in run.json (a version being written is not counted), or None."""
         recorded = self.experiment.run_info().get("last_exported_version") or 0
         # the numbers of versions moved aside are never used again
         aside = [version for version in map(set_aside_version, os.listdir(self.base)) if version is not None]
         return max([recorded, *self.versions(), *aside]) or None
 
-    def run_info(self):
+    def run_info(self) -> dict[str, Any]:
         """What run.json records of the exports: the versions present, the last one, and the record (epoch,
         monitored value) of each version once it is on disk.
 
@@ -138,12 +150,12 @@ class Exporter:
         return {"exported_versions": present, "last_exported_version": self.last_version(),
                 "version_records": dict(sorted(records.items(), key=lambda item: int(item[0])))}
 
-    def _served_module(self):
+    def _served_module(self) -> Any:
         if self._module is None:
             self._module = served_module(self.settings, self.model)
         return self._module
 
-    def export(self, epochs_completed=None, value=None, best=False):
+    def export(self, epochs_completed: Optional[int] = None, value: Optional[float] = None, best: bool = False) -> int:
         """Exports the next version with the model's EMA weights as they are now; returns its number.
 
         Waits first for the version being written, if any (raising `ExportFailed` when it failed). The version is
@@ -173,8 +185,11 @@ class Exporter:
             self._write(version, functools.partial(self._save_live, module), record)
             return version
         with ema_weights_swapped_in(self.model, self.model.optimizer):
-            values = self._template.snapshot()  # copies: training may move the weights on at once
-        write = functools.partial(self._write, version, functools.partial(self._template.write, values=values), record)
+            # copies: training may move the weights on at once
+            values = cast(SavedModelTemplate, self._template).snapshot()  # not a full save: the template is read
+        write = functools.partial(self._write, version,
+                                  functools.partial(cast(SavedModelTemplate, self._template).write, values=values),
+                                  record)
         if self._worker is None:
             write()
         else:
@@ -182,7 +197,7 @@ class Exporter:
             self._worker.submit(write, f"version {version}{done}")
         return version
 
-    def wait(self):
+    def wait(self) -> None:
         """Waits for the version being written, if any.
 
         Raises:
@@ -191,13 +206,13 @@ class Exporter:
         if self._worker is not None:
             self._worker.wait()
 
-    def finish(self):
+    def finish(self) -> None:
         """Waits for the version being written (raising `ExportFailed` if it failed), then lists the versions
         in run.json: what a run does before it reports."""
         self.wait()
         self.experiment.update_run_info(**self.run_info())
 
-    def close(self, ending=None):
+    def close(self, ending: Optional[BaseException] = None) -> None:
         """Waits for the version being written and lists the versions in run.json; an export's failure is
         logged, not raised (the run already ended otherwise: failed, or stopped by a signal), unless it and
         `ending` (the error ending the run, default None) are both the storage's: the run's one line says it."""
@@ -208,11 +223,11 @@ class Exporter:
                 _LOG.error("%s", failure)
         self.experiment.update_run_info(**self.run_info())
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """The version last asked for, for the checkpoint (see `export_missing`)."""
         return {"requested": None if self.requested is _UNKNOWN else self.requested, "best_version": self.best_version}
 
-    def set_state(self, state):
+    def set_state(self, state: dict[str, Any]) -> None:
         """Takes back the state a checkpoint saved (from `get_state`).
 
         Args:
@@ -229,7 +244,7 @@ class Exporter:
         self.requested = state.get("requested")
         self.best_version = state.get("best_version")
 
-    def export_missing(self, epochs_completed):
+    def export_missing(self, epochs_completed: int) -> Optional[int]:
         """After a resume from the checkpoint of epoch `epochs_completed`: exports again the version that epoch
         asked for, if the run stopped before it was on disk (a kill while it was written, or its write failed);
         the restored model holds that epoch's values. The version is on disk when this returns.
@@ -252,7 +267,7 @@ class Exporter:
         self.wait()
         return version
 
-    def _save_live(self, module, folder):
+    def _save_live(self, module: Any, folder: Path) -> None:
         """A full save of `module`, the served module of the live model, with its EMA weights (on the training
         thread); the first one is kept as the template of the next versions."""
         signature = module.served_model.get_concrete_function()
@@ -262,7 +277,7 @@ class Exporter:
             if self._template is None:  # the variables still hold the values saved: the template's check
                 self._template = SavedModelTemplate.read(folder, module) or False
 
-    def _save(self, module, folder, signatures):
+    def _save(self, module: Any, folder: Path, signatures: dict[str, Any]) -> None:
         """`tf.saved_model.save` without the model's optimizer; with it when the served module needs it (logged once,
         and every later full save keeps it). Another failure is raised as the save with the optimizer raises it."""
         import tensorflow as tf
@@ -280,10 +295,10 @@ class Exporter:
             self._leave_out_optimizer = False
             _LOG.info("Exports hold the optimizer too: the served module cannot be saved without it (%s)", without)
 
-    def _signature_names(self):
+    def _signature_names(self) -> tuple[str, str]:
         return ("serving_default", self.settings.model_name)
 
-    def _write(self, version, write_into, record):
+    def _write(self, version: int, write_into: Callable[[Path], object], record: "VersionRecord") -> None:
         """Writes version `version` with `write_into(folder)` and its `record`, atomically; checks it; applies the
         retention."""
         self.experiment.check_writer()  # still the experiment's one writer (its lease)
@@ -298,7 +313,7 @@ class Exporter:
         self._written.add(version)  # its record is kept in run.json even when the retention removes it before
         self._apply_retention()     # an epoch's end lists the versions (a background write finishing late)
 
-    def set_aside_at_resume(self, from_the_start=False):
+    def set_aside_at_resume(self, from_the_start: bool = False) -> list[int]:
         """At a resume (after `set_state`): moves each version whose files differ from its checksums to
         `exported_models/damaged-<N>`, and each exported after the restored checkpoint to `discarded-<N>` (one
         warning line each; servers skip them; numbers go on past them); returns their numbers.
@@ -325,14 +340,14 @@ class Exporter:
             self.experiment.update_run_info(**self.run_info())
         return damaged + later
 
-    def _apply_retention(self):
+    def _apply_retention(self) -> None:
         """Removes all but the newest `versions_to_keep` versions, and the one holding the best epoch."""
         for version in self.versions()[: -self.settings.export.versions_to_keep]:
             if version != self.best_version:
                 remove_tree_atomically(self.base / str(version))
 
 
-def check_signatures(saved_model_dir, expected):
+def check_signatures(saved_model_dir: "str | Path", expected: Iterable[str]) -> None:
     """Raises when the SavedModel at `saved_model_dir` lacks an expected signature."""
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -344,7 +359,7 @@ def check_signatures(saved_model_dir, expected):
         raise RuntimeError(f"{saved_model_dir}: signatures {missing} missing after export (found {sorted(found)})")
 
 
-def write_models_config(path, model_name, base_path, num_versions=1):
+def write_models_config(path: "str | Path", model_name: str, base_path: "str | Path", num_versions: int = 1) -> None:
     """Writes a TF Serving `models.config` text proto serving `base_path`."""
     source = ModelSource(model_name, Path(base_path), num_versions=num_versions)
     write_text_atomically(path, models_config_text([source]))

@@ -30,7 +30,7 @@ class VersionMismatch(Exception):
     """A version's saved state does not fit the live module; the message says the first thing that differs."""
 
 
-def as_mapping(keys: np.ndarray, values: np.ndarray) -> dict:
+def as_mapping(keys: np.ndarray, values: np.ndarray) -> dict[Any, Any]:
     """A table's contents (its keys and values as `export` gives them, in the hash table's order) as a dict."""
     return {_hashable(key): _hashable(value) for key, value in zip(keys, values)}
 
@@ -40,7 +40,7 @@ def _hashable(value: Any) -> Any:
     return array.item() if array.ndim == 0 else array.tobytes() + str(array.shape).encode()
 
 
-def static_tables(root: Any) -> Iterator[tuple]:
+def static_tables(root: Any) -> Iterator[tuple[tuple[str, ...], Any]]:
     """(path, table) of each static lookup table reachable from `root`, breadth first by child names (the paths of
     the checkpoint's and the SavedModel's object graphs)."""
     import tensorflow as tf
@@ -70,7 +70,7 @@ class _DifferingTable:
         keys: the version's table's keys; `values`: its values.
     """
 
-    path: tuple
+    path: tuple[str, ...]
     owner: Any
     table: Any
     keys: np.ndarray
@@ -99,7 +99,7 @@ class _DifferingTable:
                                   "got different contents")
 
 
-def tables_differing(folder: Path, module: Any) -> list:
+def tables_differing(folder: Path, module: Any) -> list[_DifferingTable]:
     """The static lookup tables of `module` whose contents differ from the version's, compared by path (the
     SavedModel loaded only when the module has such tables)."""
     import tensorflow as tf
@@ -122,7 +122,7 @@ def tables_differing(folder: Path, module: Any) -> list:
     return differing
 
 
-def _child_at(root: Any, path: tuple) -> Any:
+def _child_at(root: Any, path: tuple[str, ...]) -> Any:
     import tensorflow as tf
 
     found = root

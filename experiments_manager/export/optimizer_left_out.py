@@ -1,10 +1,11 @@
 """A SavedModel of a module holding a Keras model, without the model's optimizer (`Exporter` saves this way)."""
 
 import contextlib
+from typing import Any, Iterator
 
 
 @contextlib.contextmanager
-def optimizer_left_out(model):
+def optimizer_left_out(model: Any) -> Iterator[None]:
     """Within the block, a SavedModel of any module holding `model` leaves out the model's optimizer.
 
     Serving never reads the optimizer, yet a module holding the model (`self.model = model`, as the default served
@@ -27,8 +28,8 @@ def optimizer_left_out(model):
         yield
         return
 
-    def without_optimizer(save_type="checkpoint", **kwargs):
-        found = children(save_type, **kwargs)
+    def without_optimizer(save_type: str = "checkpoint", **kwargs: Any) -> dict[str, Any]:
+        found: dict[str, Any] = children(save_type, **kwargs)
         if save_type == "savedmodel":  # tf.saved_model.save's object graph (the SaveType enum is a str)
             found = {name: child for name, child in found.items() if child is not optimizer}
         return found

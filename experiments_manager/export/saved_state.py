@@ -31,11 +31,15 @@ from __future__ import annotations
 import collections
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import numpy as np
 
-from experiments_manager.export.lookup_tables import VersionMismatch, as_mapping, tables_differing
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+from experiments_manager.export.lookup_tables import VersionMismatch as VersionMismatch  # re-exported (fine_tuning)
+from experiments_manager.export.lookup_tables import as_mapping, tables_differing
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"  # the checkpoint's own key for its object graph
 VARIABLES_PREFIX = "variables/variables"  # a SavedModel's checkpoint, under its folder
@@ -54,17 +58,17 @@ class SavedObjects:
             `_serialize_to_tensors` gives (`-keys`, `-values`).
     """
 
-    variables: dict
-    resources: dict
+    variables: dict[str, Any]
+    resources: dict[str, Any]
 
-    def tensor_keys(self) -> list:
+    def tensor_keys(self) -> list[str]:
         """Every checkpoint key these objects' values are saved under."""
         keys = list(self.variables)
         for key, resource in self.resources.items():
             keys += [key + name for name in resource._serialize_to_tensors()]
         return keys
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, npt.NDArray[Any]]:
         """Copies of the values the live objects hold now: checkpoint key -> numpy array (a table's keys and values
         as its `export` gives them)."""
         values = {key: np.array(variable.numpy(), copy=True) for key, variable in self.variables.items()}
@@ -73,7 +77,7 @@ class SavedObjects:
                            for name, tensor in resource._serialize_to_tensors().items()})
         return values
 
-    def first_difference(self, read: Callable[[str], np.ndarray], saved_keys: set) -> Optional[str]:
+    def first_difference(self, read: Callable[[str], npt.NDArray[Any]], saved_keys: set[str]) -> Optional[str]:
         """None when the live objects hold, in shape, dtype and value, what `read(key)` gives for each of
         `saved_keys` (a table's contents compared as a mapping: its export order is the hash table's); else why
         not."""
@@ -98,7 +102,7 @@ class SavedObjects:
         return None
 
 
-def saved_objects(module: Any, serialized_graph: bytes) -> tuple:
+def saved_objects(module: Any, serialized_graph: bytes) -> tuple[Optional[SavedObjects], Optional[str]]:
     """(`SavedObjects`, None), or (None, why not): each saved value's object found from `module` by the child names
     of its path in the checkpoint's object graph (a version's values matched to a live module: the next versions
     of a run, a version read back into a rebuilt model).
@@ -127,9 +131,9 @@ def saved_objects(module: Any, serialized_graph: bytes) -> tuple:
             if child.node_id not in paths:
                 paths[child.node_id] = paths[node] + (child.local_name,)
                 queue.append(child.node_id)
-    variables: dict = {}
-    resources: dict = {}
-    keys_of: dict = {}
+    variables: dict[str, Any] = {}
+    resources: dict[str, Any] = {}
+    keys_of: dict[int, str] = {}
     for node_id, node in enumerate(graph.nodes):
         for attribute in node.attributes:
             found = module
@@ -196,7 +200,7 @@ def restore_version(folder: "str | Path", module: Any, model: Any) -> None:
     objects, problem = saved_objects(module, graph)
     if objects is None:
         raise VersionMismatch("expected the new model's architecture, got weights it does not have: "
-                              + problem.replace("/.ATTRIBUTES/VARIABLE_VALUE", ""))
+                              + cast(str, problem).replace("/.ATTRIBUTES/VARIABLE_VALUE", ""))
     differing = tables_differing(folder, module)
     shapes = reader.get_variable_to_shape_map()
     key_of = {id(variable): key for key, variable in objects.variables.items()}
@@ -237,7 +241,7 @@ def _keras_load_steps(model: Any) -> None:
     layers = flatten(include_self=False, recursive=True) if flatten else getattr(model, "layers", [])
     for layer in layers:
         if getattr(type(layer), "load_own_variables", base) is not base:
-            store: dict = {}
+            store: dict[str, Any] = {}
             layer.save_own_variables(store)
             layer.load_own_variables(store)
 

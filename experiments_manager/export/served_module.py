@@ -2,11 +2,15 @@
 `keras.Input` signature (`default_served_module`). Checked once, before anything is saved."""
 
 import re
+from typing import TYPE_CHECKING, Any, Optional
 
 from experiments_manager.utils.errors import UserInputError
 
+if TYPE_CHECKING:
+    from experiments_manager.settings.loader import Settings
 
-def default_served_module(model, model_name):
+
+def default_served_module(model: Any, model_name: str) -> Any:
     """The served module when the settings define no `get_served_module`: the model's own call.
 
     The input signature comes from the model's `keras.Input` layers, in the order of `model.inputs`; a model built
@@ -32,12 +36,12 @@ def default_served_module(model, model_name):
     ]
 
     class ServedKerasModel(tf.Module):
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             self.model = model
 
         @tf.function(input_signature=specs)
-        def served_model(self, *tensors):
+        def served_model(self, *tensors: Any) -> dict[str, Any]:
             outputs = self.model(keras.tree.pack_sequence_as(structure, list(tensors)), training=False)
             if isinstance(outputs, dict):
                 return outputs
@@ -46,7 +50,7 @@ def default_served_module(model, model_name):
     return ServedKerasModel()
 
 
-def _flat_keys(structure):
+def _flat_keys(structure: Any) -> Optional[list[str]]:
     """The keys of a flat dict of inputs in the order `keras.tree.flatten` gives its values, else None."""
     import keras
 
@@ -56,12 +60,12 @@ def _flat_keys(structure):
             for index, key in enumerate(keras.tree.flatten({key: key for key in structure}))]
 
 
-def _tensor_name(tensor, index):
+def _tensor_name(tensor: Any, index: int) -> str:
     name = re.sub(r"[^A-Za-z0-9_]", "_", getattr(tensor, "name", "") or "")
     return name or f"input_{index}"
 
 
-def served_module(settings, model):
+def served_module(settings: "Settings", model: Any) -> Any:
     """The module exported for `model`: the settings' `get_served_module`, else the model's own call; checked."""
     build = settings.export.get_served_module or default_served_module
     module = build(model, settings.model_name)

@@ -22,8 +22,12 @@ wrote it.
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 from experiments_manager.export.saved_state import OBJECT_GRAPH_KEY, VARIABLES_PREFIX, SavedObjects, saved_objects
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 _LOG = logging.getLogger(__name__)
 FULL_SAVES_ADVICE = ("each version is written whole on the training thread: the same files, only slower; nothing to "
@@ -56,7 +60,8 @@ class SavedModelTemplate:
     ```
     """
 
-    def __init__(self, files: dict, folders: list, objects: SavedObjects, object_graph: bytes, dtypes: dict) -> None:
+    def __init__(self, files: dict[str, bytes], folders: list[str], objects: SavedObjects, object_graph: bytes,
+                 dtypes: dict[str, Any]) -> None:
         self.files = files
         self.folders = folders
         self.objects = objects
@@ -64,7 +69,7 @@ class SavedModelTemplate:
         self.dtypes = dtypes
 
     @classmethod
-    def read(cls, folder, module):
+    def read(cls, folder: "str | Path", module: Any) -> "Optional[SavedModelTemplate]":
         """The template of the SavedModel at `folder`, saved from `module`; None when it cannot be one.
 
         Args:
@@ -107,9 +112,10 @@ class SavedModelTemplate:
             else:
                 files[relative] = path.read_bytes()
         dtypes = reader.get_variable_to_dtype_map()
+        assert objects is not None  # no problem: `saved_objects` found them
         return cls(files, folders, objects, object_graph, {key: dtypes[key] for key in objects.tensor_keys()})
 
-    def snapshot(self):
+    def snapshot(self) -> "dict[str, npt.NDArray[Any]]":
         """Copies of the values the variables of the key map hold now (on the thread that updates them).
 
         Returns:
@@ -124,7 +130,7 @@ class SavedModelTemplate:
         """
         return self.objects.snapshot()
 
-    def write(self, folder, values):
+    def write(self, folder: "str | Path", values: "dict[str, npt.NDArray[Any]]") -> None:
         """Writes a complete SavedModel into `folder` with `values` as its variables: the first version's files,
         a `variables/` checkpoint written by `SaveV2` from the numpy arrays under their keys with the first
         version's object graph, then `fingerprint.pb`. Touches no live variable: any thread may call it.

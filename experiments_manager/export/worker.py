@@ -8,6 +8,7 @@ run fails with its message (a run a signal stops logs it instead, and keeps its 
 """
 
 import threading
+from typing import Callable, Optional
 
 
 class ExportFailed(RuntimeError):
@@ -43,12 +44,12 @@ class ExportWorker:
     ```
     """
 
-    def __init__(self, name="export"):
+    def __init__(self, name: str = "export") -> None:
         self.name = name
-        self._thread = None
-        self._failure = None  # (description, exception) of the job that failed, until raised
+        self._thread: Optional[threading.Thread] = None
+        self._failure: Optional[tuple[str, BaseException]] = None  # the job that failed and its error, until raised
 
-    def submit(self, job, description):
+    def submit(self, job: Callable[[], object], description: str) -> None:
         """Waits for the previous job (raising its failure), then starts `job()` in a new thread.
 
         Args:
@@ -59,7 +60,7 @@ class ExportWorker:
         self._thread = threading.Thread(target=self._run, args=(job, description), name=self.name)
         self._thread.start()
 
-    def wait(self):
+    def wait(self) -> None:
         """Waits for the job in flight, if any; raises `ExportFailed` (once) when a job failed."""
         if self._thread is not None:
             self._thread.join()
@@ -69,7 +70,7 @@ class ExportWorker:
             self._failure = None
             raise ExportFailed(f"the export of {description} failed: {type(error).__name__}: {error}") from error
 
-    def _run(self, job, description):
+    def _run(self, job: Callable[[], object], description: str) -> None:
         try:
             job()
         except BaseException as error:  # raised on the training thread by the next submit or wait

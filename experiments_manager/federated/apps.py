@@ -7,15 +7,32 @@ message goes to the SuperNode's persistent worker, and TensorFlow stays out of
 the ClientApp's process.
 """
 
+from __future__ import annotations
+
 import contextlib
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, cast
+
+if TYPE_CHECKING:
+    from flwr.app import ArrayRecord, Context, Message, MetricRecordValues
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import Grid, ServerApp
+    from numpy.typing import NDArray
+
+    from experiments_manager.federated.federated_client import FederatedClient
+    from experiments_manager.federated.federation_config import FederationConfig
+    from experiments_manager.federated.job import FederatedJob
+    from experiments_manager.federated.stopping import StopRequest
+    from experiments_manager.utils.atomic import PathLike
+
+    JobOf = Callable[[Context], FederatedJob]  # the job of a run, from its Flower context
 
 _LOG = logging.getLogger(__name__)
 LOCAL_EPOCHS_KEY = "local-epochs"
 
 
-def server_app(job_of, stop=None):
+def server_app(job_of: JobOf, stop: Optional[StopRequest] = None) -> ServerApp:
     """A `ServerApp` running the federation of `job_of(context)` (a function Context -> FederatedJob); it ends
     `interrupted` once `stop` (a `stopping.StopRequest`, default None) is set."""
     from flwr.serverapp import ServerApp
@@ -23,13 +40,13 @@ def server_app(job_of, stop=None):
     app = ServerApp()
 
     @app.main()
-    def main(grid, context):
+    def main(grid: Grid, context: Context) -> None:
         run_federation(job_of(context), grid, stop)
 
     return app
 
 
-def client_app(job_of):
+def client_app(job_of: JobOf) -> ClientApp:
     """A `ClientApp` training and evaluating the partition its SuperNode was given.
 
     The node config (Flower's simulation sets it; a SuperNode gets it from
@@ -43,7 +60,7 @@ def client_app(job_of):
     app = ClientApp()
 
     @contextlib.contextmanager
-    def client_for(context):
+    def client_for(context: Context) -> Iterator[FederatedClient]:
         from experiments_manager.federated.federated_client import FederatedClient, node_partition
 
         client = FederatedClient(job_of(context), node_partition(context.node_config))
@@ -53,28 +70,30 @@ def client_app(job_of):
             client.close()
 
     @app.train()
-    def train(message, context):
+    def train(message: Message, context: Context) -> Message:
         from experiments_manager.federated.federated_client import PROXIMAL_MU_KEY
 
         content = message.content
-        config = content["config"] if "config" in content else {}
+        config: Mapping[str, Any] = content["config"] if "config" in content else {}
         with client_for(context) as client:
-            weights, metrics = client.train_round(content["arrays"].to_numpy_ndarrays(),
+            weights, metrics = client.train_round(cast("ArrayRecord", content["arrays"]).to_numpy_ndarrays(),
                                                   float(config.get(PROXIMAL_MU_KEY, 0.0)),
                                                   config.get("server-round"))
-        reply = RecordDict({"arrays": ArrayRecord(weights), "metrics": MetricRecord(metrics)})
+        reply = RecordDict({"arrays": ArrayRecord(weights),
+                            "metrics": MetricRecord(cast("dict[str, MetricRecordValues]", metrics))})
         return Message(reply, reply_to=message)
 
     @app.evaluate()
-    def evaluate(message, context):
+    def evaluate(message: Message, context: Context) -> Message:
         with client_for(context) as client:
-            metrics = client.evaluate(message.content["arrays"].to_numpy_ndarrays())
-        return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=message)
+            metrics = client.evaluate(cast("ArrayRecord", message.content["arrays"]).to_numpy_ndarrays())
+        return Message(RecordDict({"metrics": MetricRecord(cast("dict[str, MetricRecordValues]", metrics))}),
+                       reply_to=message)
 
     return app
 
 
-def worker_client_app(worker_folder, app_dir):
+def worker_client_app(worker_folder: PathLike, app_dir: PathLike) -> ClientApp:
     """A `ClientApp` that hands each message to the SuperNode's persistent worker (`federated.worker`).
 
     It imports neither TensorFlow nor the settings: the worker, started with
@@ -99,30 +118,30 @@ def worker_client_app(worker_folder, app_dir):
 
     app = ClientApp()
 
-    def ask(kind, message, context):
+    def ask(kind: str, message: Message, context: Context) -> tuple[list[NDArray[Any]], dict[str, Any]]:
         content = message.content
-        config = content["config"] if "config" in content else {}
+        config: Mapping[str, Any] = content["config"] if "config" in content else {}
         request = {"kind": kind, "run_id": message.metadata.run_id, "run_config": dict(context.run_config),
                    "app_dir": str(app_dir), "node_config": dict(context.node_config),
                    "config": {key: value for key, value in config.items()
                               if isinstance(value, (bool, int, float, str))}}
-        return ask_worker(worker_folder, request, content["arrays"].to_numpy_ndarrays())
+        return ask_worker(worker_folder, request, cast("ArrayRecord", content["arrays"]).to_numpy_ndarrays())
 
     @app.train()
-    def train(message, context):
+    def train(message: Message, context: Context) -> Message:
         weights, metrics = ask("train", message, context)
         reply = RecordDict({"arrays": ArrayRecord(weights), "metrics": MetricRecord(metrics)})
         return Message(reply, reply_to=message)
 
     @app.evaluate()
-    def evaluate(message, context):
+    def evaluate(message: Message, context: Context) -> Message:
         _, metrics = ask("evaluate", message, context)
         return Message(RecordDict({"metrics": MetricRecord(metrics)}), reply_to=message)
 
     return app
 
 
-def run_federation(job, grid, stop=None):
+def run_federation(job: FederatedJob, grid: Grid, stop: Optional[StopRequest] = None) -> None:
     """The ServerApp's work: open the server experiment, run the strategy's rounds, record how it ended (`stop`: a
     `stopping.StopRequest` the grid checks; default None)."""
     from flwr.app import ConfigRecord
@@ -148,7 +167,7 @@ def run_federation(job, grid, stop=None):
     server = FederationServer(experiment, settings, config)
     try:
         supervised_strategy(config, server).start(
-            grid=ResponsiveGrid(grid, stop=stop),
+            grid=cast("Grid", ResponsiveGrid(grid, stop=stop)),  # a Grid to the strategy: it delegates to one
             initial_arrays=server.initial_arrays(),
             num_rounds=config.rounds,
             timeout=config.round_timeout,
@@ -160,7 +179,9 @@ def run_federation(job, grid, stop=None):
         _LOG.error("Federation stopped: %s", stopped)
         return
     except FederationInterrupted:
-        info = experiment.mark_ended("interrupted", **stop.fields(experiment.run_info().get("rounds_completed")))
+        # raised by the grid only once `stop` is set
+        info = experiment.mark_ended("interrupted", **cast("StopRequest", stop).fields(
+            experiment.run_info().get("rounds_completed")))
         _LOG.info("Federation %s", info["reason"])
         return
     except SystemExit:  # Flower ends a ServerApp whose run was stopped (`flwr stop`, `federated run` stopped)
@@ -174,7 +195,7 @@ def run_federation(job, grid, stop=None):
     experiment.mark_ended("finished")
 
 
-def _description(config):
+def _description(config: FederationConfig) -> dict[str, Any]:
     return {"strategy": config.strategy_name, "parameters": config.strategy_parameters, "minCl": config.min_clients,
             "minFit": config.min_fit, "minEval": config.min_eval, "rounds": config.rounds,
             "client_evaluation": config.client_evaluation,

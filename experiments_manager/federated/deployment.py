@@ -6,6 +6,8 @@ folder written here holds `pyproject.toml` (components and run config), a
 two-line module and copies of the settings and model files.
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import logging
@@ -18,8 +20,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Union, cast
 
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    from experiments_manager.federated.job import FederatedJob
+    from experiments_manager.federated.stopping import StopRequest
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.settings.loader import Settings
+    from experiments_manager.utils.atomic import PathLike
 
 _LOG = logging.getLogger(__name__)
 APP_FOLDER = "flower_app"
@@ -39,13 +49,15 @@ SUPEREXEC_POLL_VARIABLE = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
 SUPEREXEC_POLL_SECONDS = "0.1"
 
 
-def flower_environment(environment):
+def flower_environment(environment: Mapping[str, str]) -> dict[str, str]:
     """`environment` with Flower's switches (`FLOWER_ENVIRONMENT`) and the SuperExec poll (unless it sets one)."""
     return {SUPEREXEC_POLL_VARIABLE: SUPEREXEC_POLL_SECONDS, **environment, **FLOWER_ENVIRONMENT}
 
 
-def deploy(settings_path, superlink=None, connection=None, rounds=None, hparam_overrides=None, round_timeout=None,
-           timeout=None, command=None):
+def deploy(settings_path: Union[PathLike, Settings], superlink: Optional[str] = None, connection: Optional[str] = None,
+           rounds: Optional[int] = None, hparam_overrides: Optional[Mapping[str, Any]] = None,
+           round_timeout: Optional[float] = None, timeout: Optional[float] = None,
+           command: Optional[list[str]] = None) -> Experiment:
     """Runs a federation on a running SuperLink and its SuperNodes; returns the server `Experiment`.
 
     Args:
@@ -85,7 +97,7 @@ def deploy(settings_path, superlink=None, connection=None, rounds=None, hparam_o
     return experiment
 
 
-def write_flower_app(experiment, job, settings):
+def write_flower_app(experiment: Experiment, job: FederatedJob, settings: Settings) -> Path:
     """Writes `<experiment>/flower_app/`, the Flower app `flwr run` packs and ships; returns its folder."""
     import tomli_w
 
@@ -117,7 +129,9 @@ def write_flower_app(experiment, job, settings):
     return folder
 
 
-def submit_and_follow(experiment, app_folder, superlink=None, connection=None, timeout=None, stop=None):
+def submit_and_follow(experiment: Experiment, app_folder: PathLike, superlink: Optional[str] = None,
+                      connection: Optional[str] = None, timeout: Optional[float] = None,
+                      stop: Optional[StopRequest] = None) -> str:
     """Starts the run on the SuperLink and waits until Flower says it finished; returns Flower's final status.
 
     Args:
@@ -144,7 +158,7 @@ def submit_and_follow(experiment, app_folder, superlink=None, connection=None, t
         return status
 
 
-def _start(app_folder, name, env):
+def _start(app_folder: PathLike, name: Optional[str], env: Mapping[str, str]) -> str:
     command = _flwr("run", str(app_folder), *([name] if name else []), "--format", "json")
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     try:
@@ -157,13 +171,14 @@ def _start(app_folder, name, env):
     return str(answer["run-id"])
 
 
-def _wait(run_id, name, env, timeout, stop=None):
+def _wait(run_id: str, name: Optional[str], env: Mapping[str, str], timeout: Optional[float],
+          stop: Optional[StopRequest] = None) -> str:
     deadline = None if timeout is None else time.monotonic() + timeout
     status = "unknown"
     while deadline is None or time.monotonic() < deadline:
         if stop is not None and stop.is_set():
             _stop_run(run_id, name, env)
-            return f"stopped ({signal.Signals(stop.signum).name})"
+            return f"stopped ({signal.Signals(cast(int, stop.signum)).name})"  # set with the stop
         listing = subprocess.run(_flwr("ls", *([name] if name else []), "--run-id", run_id, "--format", "json"),
                                  env=env, capture_output=True, text=True, timeout=60)
         try:
@@ -180,12 +195,12 @@ def _wait(run_id, name, env, timeout, stop=None):
     return f"stopped after {timeout:g} s (--timeout)"
 
 
-def _stop_run(run_id, name, env):
+def _stop_run(run_id: str, name: Optional[str], env: Mapping[str, str]) -> None:
     """`flwr stop` of the run on its SuperLink."""
     subprocess.run(_flwr("stop", run_id, *([name] if name else [])), env=env, capture_output=True, timeout=60)
 
 
-def _check_answers(superlink):
+def _check_answers(superlink: str) -> None:
     """One clear line when `superlink` is not HOST:PORT or nothing listens there."""
     host, _, port = superlink.rpartition(":")
     if not host or not port.isdigit():
@@ -197,18 +212,18 @@ def _check_answers(superlink):
                              "start one with `experiments-manager federated superlink`") from None
 
 
-def _flwr(*arguments):
+def _flwr(*arguments: str) -> list[str]:
     return [flower_program("flwr"), *arguments]
 
 
-def flower_program(name):
+def flower_program(name: str) -> str:
     """A Flower command of this environment (the venv's, even when its bin folder is not on PATH)."""
     beside = Path(sys.executable).with_name(name)
     return str(beside) if beside.exists() else shutil.which(name) or name
 
 
 @contextlib.contextmanager
-def _flower_config(superlink):
+def _flower_config(superlink: Optional[str]) -> Iterator[Optional[str]]:
     """A temporary FLWR_HOME whose config.toml names the insecure SuperLink at `superlink` (None: the user's own)."""
     if not superlink:
         yield None
@@ -221,6 +236,6 @@ def _flower_config(superlink):
         yield folder
 
 
-def _project_name(session_name):
+def _project_name(session_name: str) -> str:
     cleaned = "".join(character if character.isalnum() else "-" for character in session_name.lower()).strip("-")
     return f"em-{cleaned or 'federation'}"

@@ -1,10 +1,23 @@
 """A data holder's side of a federation: trains its partition with the engine's Trainer, round after round."""
 
+from __future__ import annotations
+
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    import keras
+    from numpy.typing import NDArray
+
+    from experiments_manager.federated.job import FederatedJob
+    from experiments_manager.settings.pipeline import DataPartition
+    from experiments_manager.training.callback_plan import CallbackPlan
+    from experiments_manager.training.ema import WeightAverages
+    from experiments_manager.utils.atomic import PathLike
 
 CLIENTS_FOLDER = "clients"
 PROXIMAL_MU_KEY = "proximal-mu"  # what Flower's FedProx sends to clients
@@ -14,12 +27,12 @@ class ClientStopped(Exception):
     """A client's round did not produce weights (a signal, stalled data, a NaN loss): the server counts it as failed."""
 
 
-def client_folder(experiment_dir, partition_index):
+def client_folder(experiment_dir: PathLike, partition_index: int) -> Path:
     """`<server experiment>/clients/client_<index>/`: where client `partition_index` keeps its own run."""
     return Path(experiment_dir) / CLIENTS_FOLDER / f"client_{partition_index}"
 
 
-def node_partition(node_config):
+def node_partition(node_config: Mapping[str, Any]) -> DataPartition:
     """The `DataPartition` a SuperNode's node config gives (`partition-id`, `num-partitions`)."""
     from experiments_manager.settings.pipeline import DataPartition
 
@@ -71,10 +84,10 @@ class FederatedClient:
     ```
     """
 
-    def __init__(self, job, partition):
+    def __init__(self, job: FederatedJob, partition: DataPartition) -> None:
         self.message_started = time.monotonic()
         self._rounds = 0  # trained by this object
-        self.last_round = None  # what run.json's last_round says after `train_round`
+        self.last_round: Optional[dict[str, Any]] = None  # what run.json's last_round says after `train_round`
         self.job = job
         self.partition = partition
         self.settings = job.load_settings({"procID": partition.index})
@@ -84,7 +97,7 @@ class FederatedClient:
             self.settings.release()  # a message that failed to start leaves no modules either
             raise
 
-    def _open(self, job, partition):
+    def _open(self, job: FederatedJob, partition: DataPartition) -> None:
         from experiments_manager.run.experiment import RUN_FILE_NAME, Experiment, running_command
         from experiments_manager.training import SessionOptions, Trainer
 
@@ -104,7 +117,7 @@ class FederatedClient:
         self._random_state = RandomState(self.experiment.run_info()["seed"], self.session.model)
 
     @property
-    def keep_across_rounds(self):
+    def keep_across_rounds(self) -> bool:
         """Whether this client may serve the next round too: only when its input pipelines restart.
 
         A Keras 2 generator pipeline continues where the last round stopped (one
@@ -114,7 +127,8 @@ class FederatedClient:
         inputs = self.session.inputs
         return bool(getattr(inputs, "train_restartable", True) and getattr(inputs, "val_restartable", True))
 
-    def train_round(self, weights, proximal_mu=0.0, server_round=None):
+    def train_round(self, weights: Sequence[NDArray[Any]], proximal_mu: float = 0.0, server_round: Optional[int] = None
+                    ) -> tuple[list[NDArray[Any]], dict[str, float]]:
         """Trains `nbEpoch` epochs from the global `weights`.
 
         Args:
@@ -167,11 +181,11 @@ class FederatedClient:
         self.experiment.update_run_info(last_round=self.last_round)
         return trained, logs
 
-    def start_message(self):
+    def start_message(self) -> None:
         """A kept client's next message starts now (for `message_seconds` in run.json)."""
         self.message_started = time.monotonic()
 
-    def evaluate(self, weights):
+    def evaluate(self, weights: Sequence[NDArray[Any]]) -> dict[str, float]:
         """The global model's metrics on this client's validation data (and `num-examples`)."""
         inputs = self.session.inputs
         model = self.session.model
@@ -182,13 +196,13 @@ class FederatedClient:
         return {**{key: float(value) for key, value in results.items()},
                 "num-examples": max(1, steps) * self.settings.training.batch_size}
 
-    def _examples_per_epoch(self):
+    def _examples_per_epoch(self) -> int:
         """Steps x batch size: exact but for a last partial batch, which FedAvg's weighting can ignore."""
         inputs = self.session.inputs
         steps = inputs.train_steps or int(inputs.train.cardinality())
         return max(1, steps) * self.settings.training.batch_size
 
-    def close(self):
+    def close(self) -> None:
         """Closes the inputs and frees the model and the modules of this message's settings (a simulation actor
         serves many clients in turn)."""
         import keras
@@ -215,7 +229,7 @@ class RandomState:
         model: the session's model.
     """
 
-    def __init__(self, seed, model):
+    def __init__(self, seed: int, model: keras.Model) -> None:
         import random
 
         import numpy as np
@@ -226,7 +240,7 @@ class RandomState:
         self.generators = [(variable, variable.numpy()) for variable in model.variables
                            if variable.path.endswith("seed_generator_state")]
 
-    def restore(self):
+    def restore(self) -> None:
         import random
 
         import keras
@@ -239,7 +253,7 @@ class RandomState:
             variable.assign(value)
 
 
-def keep_callback_state(plan):
+def keep_callback_state(plan: CallbackPlan) -> None:
     """Before a kept session trains again: its resumable callbacks (LR on plateau) carry on from their state now.
 
     Their `on_train_begin` re-applies the state set when the session was
@@ -253,7 +267,8 @@ def keep_callback_state(plan):
             item.set_state(item.get_state())
 
 
-def set_global_weights(model, weights, averages=None):
+def set_global_weights(model: keras.Model, weights: Sequence[NDArray[Any]],
+                       averages: Optional[WeightAverages] = None) -> None:
     """Loads the global weights and restarts the moving averages (and their warm-up) from them.
 
     Without the restart, EMA would pull this round's weights back toward the

@@ -19,9 +19,17 @@ or `hparams['fraction_evaluate'] > 0`; `fraction_evaluate = 0` turns it off. Oth
 client.
 """
 
+from __future__ import annotations
+
 import inspect
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    from flwr.serverapp.strategy import Strategy
+
+    from experiments_manager.settings.loader import Settings
 
 DEFAULT_STRATEGY = "FedAvg"
 DEFAULT_ROUNDS = 20
@@ -52,8 +60,8 @@ class FederationConfig:
     ```
     """
 
-    def __init__(self, strategy_name, strategy_parameters, min_clients, min_fit, min_eval, rounds, round_timeout,
-                 client_evaluation=False):
+    def __init__(self, strategy_name: str, strategy_parameters: dict[str, Any], min_clients: int, min_fit: int,
+                 min_eval: int, rounds: int, round_timeout: float, client_evaluation: bool = False) -> None:
         self.strategy_name = strategy_name
         self.strategy_parameters = strategy_parameters
         self.min_clients = min_clients
@@ -64,7 +72,8 @@ class FederationConfig:
         self.client_evaluation = client_evaluation
 
     @classmethod
-    def from_settings(cls, settings, rounds=None, num_clients=None):
+    def from_settings(cls, settings: Settings, rounds: Optional[int] = None,
+                      num_clients: Optional[int] = None) -> FederationConfig:
         """Reads and checks the federation hparams.
 
         Args:
@@ -77,10 +86,10 @@ class FederationConfig:
         """
         hparams = settings.experiment.hparams
         name = settings.path.name
-        problems = []
+        problems: list[str] = []
 
-        def count(key, default):
-            value = hparams.get(key, default)
+        def count(key: str, default: int) -> int:
+            value: object = hparams.get(key, default)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 problems.append(f"{name}: hparams['{key}']: expected an int >= 1, got {value!r}")
                 return default
@@ -118,10 +127,10 @@ class FederationConfig:
         return cls(strategy_name, chosen, min_clients, min_fit, min_eval, rounds, settings.federated.round_timeout_secs,
                    client_evaluation=fraction > 0)
 
-    def strategy_class(self):
+    def strategy_class(self) -> type[Strategy]:
         return available_strategies()[self.strategy_name]
 
-    def strategy_arguments(self):
+    def strategy_arguments(self) -> dict[str, Any]:
         """Keyword arguments of the strategy: the node counts and the hparams named like its parameters."""
         return {
             **self.strategy_parameters,
@@ -130,18 +139,18 @@ class FederationConfig:
             "min_evaluate_nodes": self.min_eval,
         }
 
-    def describe(self):
+    def describe(self) -> str:
         parameters = "".join(f", {key}={value!r}" for key, value in sorted(self.strategy_parameters.items()))
         return (f"{self.strategy_name}(minCl={self.min_clients}, minFit={self.min_fit}, minEval={self.min_eval}"
                 f"{parameters}), {self.rounds} rounds, "
                 + ("clients evaluate too" if self.client_evaluation else "server-side evaluation only"))
 
 
-def available_strategies():
+def available_strategies() -> dict[str, type[Strategy]]:
     """Flower's strategies that can be built from hparams: name -> class."""
     from flwr.serverapp import strategy as strategies
 
-    found = {}
+    found: dict[str, type[Strategy]] = {}
     for name, value in vars(strategies).items():
         if not (inspect.isclass(value) and issubclass(value, strategies.Strategy)) or inspect.isabstract(value):
             continue
@@ -154,7 +163,7 @@ def available_strategies():
 FEDERATION_KEYS = ("federated", "minCl", "minFit", "minEval", "rounds")  # the table above
 
 
-def _check_overrides(settings, strategy_name, parameters):
+def _check_overrides(settings: Settings, strategy_name: str, parameters: Iterable[str]) -> None:
     """One line per override the file's hparams lack that is neither a federation key nor a parameter of the
     strategy (`settings.unknown_overrides`: the loader leaves those of a federated file to this check)."""
     from experiments_manager.settings.spelling import closest_hparam
@@ -162,7 +171,7 @@ def _check_overrides(settings, strategy_name, parameters):
     unknown = settings.unknown_overrides
     own = [key for key in settings.experiment.hparams if key not in unknown]  # the overrides are merged in already
     known = [*own, *FEDERATION_KEYS, *parameters]
-    problems = []
+    problems: list[str] = []
     for key in sorted(set(unknown) - set(known)):
         close = closest_hparam(key, known)
         hint = f" (did you mean {close!r}?)" if close else ""
@@ -173,11 +182,11 @@ def _check_overrides(settings, strategy_name, parameters):
         raise UserInputError(problems)
 
 
-def _strategy_parameters(strategy_class):
+def _strategy_parameters(strategy_class: type[Strategy]) -> list[str]:
     return [name for name in inspect.signature(strategy_class.__init__).parameters if name != "self"]
 
 
-def _required_parameters(strategy_class):
+def _required_parameters(strategy_class: type[Strategy]) -> list[str]:
     parameters = inspect.signature(strategy_class.__init__).parameters.values()
     return [parameter.name for parameter in parameters
             if parameter.name != "self" and parameter.default is inspect.Parameter.empty

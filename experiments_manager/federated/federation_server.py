@@ -1,13 +1,21 @@
 """The server's side of a federation: evaluates, logs and exports the global model in its experiment folder."""
 
+from __future__ import annotations
+
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, cast
 
 from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
+    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, MetricRecordValues
+    from flwr.serverapp.strategy import Strategy
+
+    from experiments_manager.federated.federation_config import FederationConfig
     from experiments_manager.federated.grid import ResponsiveGrid
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.settings.loader import Settings
 
 _LOG = logging.getLogger(__name__)
 
@@ -40,10 +48,10 @@ class FederationServer:
     ```
     """
 
-    def __init__(self, experiment, settings, config):
+    def __init__(self, experiment: Experiment, settings: Settings, config: FederationConfig) -> None:
         import keras
 
-        from experiments_manager.callbacks import BestValue
+        from experiments_manager.callbacks.best_value import BestValue
         from experiments_manager.export.exporter import Exporter
         from experiments_manager.training.inputs import steps_per_epoch
         from experiments_manager.settings.pipeline import settings_pipeline
@@ -59,27 +67,27 @@ class FederationServer:
         self.val_steps = steps_per_epoch(self.val, settings, False, val.steps)
         self.best = BestValue(settings.training.monitor)
         self.exporter = Exporter(experiment, settings, self.model)
-        self.round_metrics = {}
+        self.round_metrics: dict[int, dict[str, float]] = {}
         # per round: seconds since the previous round ended, and of them, the server's evaluation and export
-        self.timings = []
+        self.timings: list[dict[str, float]] = []
         self.round_started = time.monotonic()
         records = RunRecords(experiment, settings, self.best, self.exporter)  # a round is recorded as an epoch is
         self.callbacks = keras.callbacks.CallbackList([records.fence] + records.head + records.tail(),
                                                       model=self.model)
         self.callbacks.on_train_begin()
 
-    def initial_arrays(self):
+    def initial_arrays(self) -> ArrayRecord:
         from flwr.app import ArrayRecord
 
         return ArrayRecord(self.model.get_weights())
 
-    def record(self, server_round, metrics, prefix=""):
+    def record(self, server_round: int, metrics: Optional[Mapping[str, Any]], prefix: str = "") -> None:
         """Keeps a round's aggregated client metrics for its log line (`prefix`: 'clients_val_' for evaluations)."""
         for key, value in (metrics or {}).items():
             if key != "num-examples":
                 self.round_metrics.setdefault(server_round, {})[prefix + key] = float(value)
 
-    def evaluate(self, server_round, arrays):
+    def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
         """Flower's `evaluate_fn`: the global model on the validation data; logs and exports after round >= 1."""
         from flwr.app import MetricRecord
 
@@ -90,7 +98,7 @@ class FederationServer:
         if server_round == 0:
             _LOG.info("Global model before round 1: %s", _format(evaluation))
             self.round_started = time.monotonic()
-            return MetricRecord(evaluation)
+            return MetricRecord(cast("dict[str, MetricRecordValues]", evaluation))
         logs = {**self.round_metrics.pop(server_round, {}), **evaluation}
         self.callbacks.on_epoch_end(server_round - 1, logs)
         took = time.monotonic() - self.round_started
@@ -101,13 +109,13 @@ class FederationServer:
         exported = self.best.improved_at(server_round - 1)
         _LOG.info("Round %d/%d (%.1f s): %s%s", server_round, self.config.rounds, took, _format(logs),
                   f"; exported version {self.exporter.last_version()}" if exported else "")
-        return MetricRecord(evaluation)
+        return MetricRecord(cast("dict[str, MetricRecordValues]", evaluation))
 
-    def finish(self):
+    def finish(self) -> None:
         self.callbacks.on_train_end()
 
 
-def supervised_strategy(config, server):
+def supervised_strategy(config: FederationConfig, server: FederationServer) -> Strategy:
     """The strategy named in the settings, made to stop with a clear message instead of waiting forever.
 
     Flower's strategies wait without limit for `minCl` nodes, and aggregate
@@ -116,24 +124,27 @@ def supervised_strategy(config, server):
     aggregated metrics to the `server` for its logs. Clients are asked to
     evaluate only when `config.client_evaluation` says so.
     """
-    base = config.strategy_class()
+    base: Any = config.strategy_class()  # chosen at runtime: mypy checks no override against it
 
     class Supervised(base):
         sampled = 0  # clients asked to train in the current round
 
-        def configure_train(self, server_round, arrays, round_config, grid):
+        def configure_train(self, server_round: int, arrays: ArrayRecord, round_config: ConfigRecord,
+                            grid: ResponsiveGrid) -> list[Message]:
             _wait_for_clients(grid, config.min_clients, config.round_timeout, server_round)
             messages = list(super().configure_train(server_round, arrays, round_config, grid))
             self.sampled = len(messages)  # replies that miss the round timeout are dropped, not failed
             return messages
 
-        def configure_evaluate(self, server_round, arrays, round_config, grid):
+        def configure_evaluate(self, server_round: int, arrays: ArrayRecord, round_config: ConfigRecord,
+                               grid: ResponsiveGrid) -> Iterable[Message]:
             if not config.client_evaluation:  # the server evaluates: one message per client and round
                 return []
             _wait_for_clients(grid, config.min_clients, config.round_timeout, server_round)
-            return super().configure_evaluate(server_round, arrays, round_config, grid)
+            return cast("Iterable[Message]", super().configure_evaluate(server_round, arrays, round_config, grid))
 
-        def aggregate_train(self, server_round, replies):
+        def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                            ) -> tuple[Optional[ArrayRecord], Optional[MetricRecord]]:
             replies = list(replies)
             answered = [reply for reply in replies if not reply.has_error()]
             if len(answered) < config.min_fit:
@@ -147,8 +158,8 @@ def supervised_strategy(config, server):
             server.record(server_round, metrics)
             return arrays, metrics
 
-        def aggregate_evaluate(self, server_round, replies):
-            metrics = super().aggregate_evaluate(server_round, replies)
+        def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> Optional[MetricRecord]:
+            metrics: Optional[MetricRecord] = super().aggregate_evaluate(server_round, replies)
             server.record(server_round, metrics, prefix="clients_val_")
             return metrics
 
@@ -172,10 +183,10 @@ def _wait_for_clients(grid: "ResponsiveGrid", needed: int, timeout: float, serve
         time.sleep(0.2)
 
 
-def _errors_of(replies):
-    errors = sorted({reply.error.reason.strip().splitlines()[-1] for reply in replies if reply.has_error()})
+def _errors_of(replies: Iterable[Message]) -> str:
+    errors = sorted({cast(str, reply.error.reason).strip().splitlines()[-1] for reply in replies if reply.has_error()})
     return f"; client errors: {' | '.join(errors)}" if errors else ""
 
 
-def _format(logs):
+def _format(logs: Mapping[str, float]) -> str:
     return ", ".join(f"{key}={value:.4g}" for key, value in logs.items())

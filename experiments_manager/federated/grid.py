@@ -1,6 +1,15 @@
 """A Flower Grid that checks for the clients' replies often, not every 3 s."""
 
+from __future__ import annotations
+
 import time
+from typing import TYPE_CHECKING, Any, Iterable, Optional
+
+if TYPE_CHECKING:
+    from flwr.app import Message
+    from flwr.serverapp import Grid
+
+    from experiments_manager.federated.stopping import StopRequest
 
 REPLY_POLL_SECONDS = 0.2
 
@@ -28,20 +37,21 @@ class ResponsiveGrid:
     ```
     """
 
-    def __init__(self, grid, poll_seconds=REPLY_POLL_SECONDS, stop=None):
+    def __init__(self, grid: Grid, poll_seconds: float = REPLY_POLL_SECONDS,
+                 stop: Optional[StopRequest] = None) -> None:
         self._grid = grid
         self.poll_seconds = poll_seconds
         self.stop = stop
 
-    def check_stop(self):
+    def check_stop(self) -> None:
         """Raises `FederationInterrupted` once a stop was requested."""
         if self.stop is not None:
             self.stop.raise_if_set()
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._grid, name)
 
-    def send_and_receive(self, messages, *, timeout=None):
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: Optional[float] = None) -> list[Message]:
         """Pushes `messages`; returns the replies that arrived within `timeout` seconds (None: all of them)."""
         waiting = set(self._grid.push_messages(messages))
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -1,9 +1,20 @@
 """What the ServerApp and the ClientApps of one federation need to know, carried as Flower run config."""
 
+from __future__ import annotations
+
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    from experiments_manager.federated.federation_config import FederationConfig
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.settings.loader import Settings
+    from experiments_manager.utils.atomic import PathLike
+
+RunConfig = dict[str, Union[str, int, float]]  # a `flwr run` config: flat str/int/float values
 
 
 class FederatedJob:
@@ -30,8 +41,9 @@ class FederatedJob:
     ```
     """
 
-    def __init__(self, settings_file, model_file, hparam_overrides, experiment_dir, rounds=None, round_timeout=None,
-                 num_clients=None):
+    def __init__(self, settings_file: PathLike, model_file: PathLike, hparam_overrides: Optional[Mapping[str, Any]],
+                 experiment_dir: Optional[PathLike], rounds: Optional[int] = None,
+                 round_timeout: Optional[float] = None, num_clients: Optional[int] = None) -> None:
         self.settings_file = str(settings_file)
         self.model_file = str(model_file)
         self.hparam_overrides = dict(hparam_overrides or {})
@@ -40,7 +52,7 @@ class FederatedJob:
         self.round_timeout = round_timeout
         self.num_clients = num_clients
 
-    def to_run_config(self):
+    def to_run_config(self) -> RunConfig:
         return {
             "settings-file": self.settings_file,
             "model-file": self.model_file,
@@ -52,7 +64,7 @@ class FederatedJob:
         }
 
     @classmethod
-    def from_run_config(cls, run_config, app_dir=None):
+    def from_run_config(cls, run_config: Mapping[str, Any], app_dir: Optional[PathLike] = None) -> FederatedJob:
         """The job of a `flwr run`; relative files are taken from `app_dir`."""
         try:
             settings_file, model_file = run_config["settings-file"], run_config["model-file"]
@@ -67,7 +79,7 @@ class FederatedJob:
                    round_timeout=float(run_config.get("round-timeout") or 0) or None,
                    num_clients=int(run_config.get("num-clients") or 0) or None)
 
-    def load_settings(self, extra_overrides=None):
+    def load_settings(self, extra_overrides: Optional[Mapping[str, Any]] = None) -> Settings:
         """The settings with this job's overrides, plus `extra_overrides` (a client's `procID`)."""
         from experiments_manager.settings import load_settings
 
@@ -75,8 +87,10 @@ class FederatedJob:
                              model_file=self.model_file)
 
 
-def start_federation(settings, hparam_overrides=None, rounds=None, round_timeout=None, command=None,
-                     num_clients=None):
+def start_federation(settings: Union[PathLike, Settings], hparam_overrides: Optional[Mapping[str, Any]] = None,
+                     rounds: Optional[int] = None, round_timeout: Optional[float] = None,
+                     command: Optional[list[str]] = None, num_clients: Optional[int] = None
+                     ) -> tuple[Settings, FederationConfig, Experiment, FederatedJob]:
     """Checks the settings and the federation hparams, then creates the server experiment.
 
     Nothing is written when a check fails (UserInputError).
@@ -104,7 +118,7 @@ def start_federation(settings, hparam_overrides=None, rounds=None, round_timeout
     return settings, config, experiment, job
 
 
-def end_if_running(experiment, status, error=None, **fields):
+def end_if_running(experiment: Experiment, status: str, error: Optional[str] = None, **fields: Any) -> None:
     """Records how a federation ended when its ServerApp could not (it crashed, was stopped, or ran on another
     host); `fields`: more of run.json's keys (an interrupted run's `reason` and `exit_code`)."""
     if experiment.run_info().get("status") == "running":

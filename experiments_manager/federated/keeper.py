@@ -10,6 +10,8 @@ after `STOP_GRACE_SECONDS`) and removes the folder. The keeper imports neither T
 Run as `python -m experiments_manager.federated.keeper FOLDER SUPERNODE_PID`.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import shutil
@@ -21,6 +23,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:
+    from experiments_manager.utils.atomic import PathLike
 
 _LOG = logging.getLogger("experiments_manager.federated.keeper")  # also when run as __main__
 STOP_GRACE_SECONDS = 5.0  # a worker in a round checkpoints at the next step, then exits
@@ -34,7 +40,7 @@ KEEPER_PID_NAME = "keeper.pid"
 MAX_SOCKET_PATH_BYTES = 107  # Linux's sun_path, less its final NUL
 
 
-def remove_stale_folders(older_than=STALE_SECONDS):
+def remove_stale_folders(older_than: float = STALE_SECONDS) -> None:
     """Removes the worker folders of SuperNodes killed with their keeper (SIGKILL to the process group): this user's
     folders whose keeper and worker are both dead and that have not changed for `older_than` seconds (the worker's
     status is replaced in the folder: its mtime is the last write). A live keeper whose worker is being started again
@@ -54,14 +60,14 @@ def remove_stale_folders(older_than=STALE_SECONDS):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _keeper_pid(folder):
+def _keeper_pid(folder: PathLike) -> Optional[int]:
     try:
         return int((Path(folder) / KEEPER_PID_NAME).read_text())
     except (OSError, ValueError):
         return None
 
 
-def start_keeper(supernode_pid=None):
+def start_keeper(supernode_pid: Optional[int] = None) -> Path:
     """Creates the worker folder and starts the keeper as a child of this process; returns the folder.
 
     Call it just before this process becomes the SuperNode (`os.execve`): the keeper watches this pid.
@@ -105,14 +111,14 @@ class Keeper:
     ```
     """
 
-    def __init__(self, folder, supernode_pid):
+    def __init__(self, folder: PathLike, supernode_pid: int) -> None:
         self.folder = Path(folder)
         self.supernode_pid = supernode_pid
-        self.worker = None
+        self.worker: Optional[subprocess.Popen[bytes]] = None
         self.starts = 0
         self.stopping = threading.Event()
 
-    def run(self):
+    def run(self) -> None:
         from experiments_manager.utils.signals import signal_handlers
 
         last_start, restart_pause = -RESTART_PAUSE_SECONDS, RESTART_PAUSE_SECONDS
@@ -138,13 +144,13 @@ class Keeper:
             self._stop_worker()
             shutil.rmtree(self.folder, ignore_errors=True)
 
-    def _start_worker(self):
+    def _start_worker(self) -> None:
         self.starts += 1
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "experiments_manager.federated.worker", str(self.folder), str(os.getpid())],
             close_fds=True)
 
-    def _stop_worker(self):
+    def _stop_worker(self) -> None:
         worker = self.worker
         if worker is None or worker.poll() is not None:
             return
@@ -156,11 +162,11 @@ class Keeper:
             worker.wait()
 
 
-def _exit_reason(code):
+def _exit_reason(code: int) -> str:
     return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     """`python -m experiments_manager.federated.keeper FOLDER SUPERNODE_PID`."""
     from experiments_manager.utils.logging_setup import configure_logging
 

@@ -4,12 +4,22 @@
 Importing this module imports neither TensorFlow nor Flower.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Optional, Union
+
+if TYPE_CHECKING:
+    import argparse
+
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.settings.loader import Settings
+    from experiments_manager.utils.atomic import PathLike
 
 _LOG = logging.getLogger(__name__)
 
 
-def federated(arguments):
+def federated(arguments: argparse.Namespace) -> int:
     """Runs a `federated` sub-command; returns the exit code."""
     from experiments_manager.settings import parse_hparam_overrides
 
@@ -31,7 +41,7 @@ def federated(arguments):
     return report(experiment)
 
 
-def _exec_flower(mode, arguments):
+def _exec_flower(mode: str, arguments: argparse.Namespace) -> NoReturn:
     """Replaces this process by flower-superlink / flower-supernode (so its PID is Flower's).
 
     A SuperNode first starts the keeper of its persistent worker (`keeper.start_keeper`): TensorFlow is
@@ -68,7 +78,9 @@ def _exec_flower(mode, arguments):
     os.execve(executable, [program, *command], environment)
 
 
-def simulate_command(settings, overrides=None, num_clients=None, rounds=None, round_timeout=None):
+def simulate_command(settings: Union[PathLike, Settings], overrides: Optional[Mapping[str, Any]] = None,
+                     num_clients: Optional[int] = None, rounds: Optional[int] = None,
+                     round_timeout: Optional[float] = None) -> int:
     """`federated simulate` (and `train` of a settings file with `enable_federated_learning = True`, which
     passes the `Settings` it loaded)."""
     from experiments_manager.federated.simulation import simulate
@@ -77,7 +89,7 @@ def simulate_command(settings, overrides=None, num_clients=None, rounds=None, ro
     return report(experiment)
 
 
-def report(experiment):
+def report(experiment: Experiment) -> int:
     """Prints where the federation's outputs are; returns the exit code (0 finished, 128 + signal interrupted by
     one, 1 failed)."""
     from experiments_manager.run.version_records import reported_version

@@ -1,6 +1,13 @@
 """FedProx's proximal term, applied as a decoupled step toward the round's global weights."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
 import keras
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 class ProximalStep(keras.callbacks.Callback):
@@ -21,16 +28,16 @@ class ProximalStep(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, global_weights, mu):
+    def __init__(self, global_weights: Sequence[NDArray[Any]], mu: float) -> None:
         super().__init__()
         self.global_weights = global_weights
         self.mu = mu
         self._rate = 0.0
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         rate = self.model.optimizer.learning_rate
         self._rate = float(keras.ops.convert_to_numpy(rate)) * self.mu
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Optional[dict[str, Any]] = None) -> None:
         for variable, anchor in zip(self.model.trainable_variables, self.global_weights):
             variable.assign(variable - self._rate * (variable - anchor))

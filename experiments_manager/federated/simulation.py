@@ -1,13 +1,26 @@
 """`federated simulate`: N clients on this machine through Flower's simulation engine (Ray)."""
 
+from __future__ import annotations
+
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+
+if TYPE_CHECKING:
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import ServerApp
+
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.settings.loader import Settings
+    from experiments_manager.utils.atomic import PathLike
 
 _LOG = logging.getLogger(__name__)
 
 
-def simulate(settings, num_clients=None, rounds=None, hparam_overrides=None, round_timeout=None, command=None):
+def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = None, rounds: Optional[int] = None,
+             hparam_overrides: Optional[Mapping[str, Any]] = None, round_timeout: Optional[float] = None,
+             command: Optional[list[str]] = None) -> Experiment:
     """Runs a federation of `num_clients` simulated clients; returns the server `Experiment`.
 
     Everything is checked before the experiment folder is created. The server's
@@ -54,7 +67,7 @@ def simulate(settings, num_clients=None, rounds=None, hparam_overrides=None, rou
     return experiment
 
 
-def _backend_config():
+def _backend_config() -> dict[str, dict[str, Any]]:
     cpus = os.cpu_count() or 1
     return {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
@@ -63,7 +76,7 @@ def _backend_config():
     }
 
 
-def _init_ray(init_args):
+def _init_ray(init_args: Mapping[str, Any]) -> None:
     """Starts Ray as Flower's Ray backend would (the same arguments, this process' import path given to its
     workers); Flower then uses it as it is."""
     import ray
@@ -75,7 +88,7 @@ def _init_ray(init_args):
     ray.init(runtime_env={"env_vars": {"PYTHONPATH": path}}, **init_args)
 
 
-def _run(server, client, num_clients, backend_config):
+def _run(server: ServerApp, client: ClientApp, num_clients: int, backend_config: dict[str, dict[str, Any]]) -> None:
     from flwr.simulation import run_simulation
 
     run_simulation(server_app=server, client_app=client, num_supernodes=num_clients, backend_config=backend_config)

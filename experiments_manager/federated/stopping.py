@@ -22,7 +22,7 @@ import contextlib
 import signal
 import threading
 from types import FrameType
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
 
@@ -69,7 +69,7 @@ class StopRequest:
         """0 when no signal came, else 128 + the signal."""
         return 0 if self.signum is None else 128 + self.signum
 
-    def fields(self, rounds_completed: Optional[int]) -> dict:
+    def fields(self, rounds_completed: Optional[int]) -> dict[str, Any]:
         """run.json's `reason` and `exit_code` of a federation this request stopped."""
         name = signal.Signals(self.signum).name if self.signum is not None else "a signal"
         return {"reason": f"stopped by {name} after {rounds_completed or 0} rounds", "exit_code": self.exit_code}

@@ -14,6 +14,8 @@ its socket.
 Run as `python -m experiments_manager.federated.worker FOLDER KEEPER_PID` (the keeper does).
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import os
@@ -21,9 +23,18 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union, cast
 
 from experiments_manager.federated.worker_protocol import (MAX_MESSAGE_BYTES, STATUS_NAME, WorkerError,
                                                            receive_frame, send_frame, socket_path)
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from numpy.typing import NDArray
+
+    from experiments_manager.federated.federated_client import FederatedClient
+    from experiments_manager.utils.atomic import PathLike
 
 _LOG = logging.getLogger("experiments_manager.federated.worker")  # also when run as __main__
 _SERVED_KEPT = 100  # requests listed in the status file
@@ -51,17 +62,17 @@ class Worker:
     ```
     """
 
-    def __init__(self, folder, max_bytes=MAX_MESSAGE_BYTES):
+    def __init__(self, folder: PathLike, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self.folder = Path(folder)
         self.max_bytes = max_bytes
-        self.client = None
-        self.client_key = None
+        self.client: Optional[FederatedClient] = None
+        self.client_key: Optional[str] = None
         self.busy = False
-        self.stop_signal = None
-        self.status = {"pid": os.getpid(), "started": time.time(), "tensorflow_imported": None, "busy": None,
-                       "served": []}
+        self.stop_signal: Optional[int] = None
+        self.status: dict[str, Any] = {"pid": os.getpid(), "started": time.time(), "tensorflow_imported": None,
+                                       "busy": None, "served": []}
 
-    def serve(self):
+    def serve(self) -> None:
         from experiments_manager.utils.signals import signal_handlers
 
         path = socket_path(self.folder)
@@ -83,12 +94,12 @@ class Worker:
             listener.close()
             self._drop_client()
 
-    def _on_signal(self, signum, frame):
+    def _on_signal(self, signum: int, frame: Optional[FrameType]) -> None:
         self.stop_signal = signum
         if not self.busy:
             raise SystemExit(128 + signum)
 
-    def _import_tensorflow(self):
+    def _import_tensorflow(self) -> None:
         from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
         import_tensorflow_quietly()
@@ -101,7 +112,7 @@ class Worker:
         self._write_status()
         _LOG.info("Federated worker %d ready (TensorFlow imported) on %s", os.getpid(), socket_path(self.folder))
 
-    def _serve_one(self, connection):
+    def _serve_one(self, connection: socket.socket) -> None:
         self.busy = True
         started = time.monotonic()
         header, answered = None, False
@@ -116,6 +127,7 @@ class Worker:
             self.status["busy"] = {"kind": header.get("kind"), "round": header.get("config", {}).get("server-round"),
                                    "run_id": header.get("run_id"), "since": time.time()}
             self._write_status()
+            reply_arrays: list[NDArray[Any]]
             try:
                 reply, reply_arrays = self._answer(header, arrays), []
                 if isinstance(reply, tuple):
@@ -138,14 +150,15 @@ class Worker:
             self.busy = False
             self._record(header, started, answered)
 
-    def _note_training_signal(self):
+    def _note_training_signal(self) -> None:
         """A stop signal that came during `fit` went to the trainer (it checkpointed and stopped): stop after it."""
         session = getattr(self.client, "session", None)
         received = session.plan.stop_on_signal.received if session is not None else None
         if received is not None:
             self.stop_signal = received
 
-    def _answer(self, header, arrays):
+    def _answer(self, header: dict[str, Any], arrays: list[NDArray[Any]]
+                ) -> Union[dict[str, Any], tuple[dict[str, Any], list[NDArray[Any]]]]:
         from experiments_manager.federated.federated_client import PROXIMAL_MU_KEY
 
         kind = header.get("kind")
@@ -160,20 +173,21 @@ class Worker:
                                               config.get("server-round"))
         return {"metrics": metrics}, weights
 
-    def _client_for(self, header):
+    def _client_for(self, header: dict[str, Any]) -> FederatedClient:
         from experiments_manager.federated.federated_client import FederatedClient, node_partition
         from experiments_manager.federated.job import FederatedJob
 
         key = json.dumps([header.get("run_id"), header.get("run_config"), header.get("app_dir"),
                           header.get("node_config")], sort_keys=True)
-        if key != self.client_key or not self.client.keep_across_rounds:  # a generator's client: built anew
+        # a generator's client: built anew
+        if key != self.client_key or not cast("FederatedClient", self.client).keep_across_rounds:
             self._drop_client()
             job = FederatedJob.from_run_config(header.get("run_config", {}), header.get("app_dir"))
             self.client = FederatedClient(job, node_partition(header.get("node_config", {})))
             self.client_key = key
-        return self.client
+        return cast("FederatedClient", self.client)  # built above, or kept with its key
 
-    def _drop_client(self):
+    def _drop_client(self) -> None:
         client, self.client, self.client_key = self.client, None, None
         if client is not None:
             try:
@@ -181,7 +195,7 @@ class Worker:
             except Exception as error:  # noqa: BLE001  (a broken client must not take the worker down)
                 _LOG.warning("Federated worker: closing the client failed: %s", error)
 
-    def _record(self, header, started, answered):
+    def _record(self, header: Optional[dict[str, Any]], started: float, answered: bool) -> None:
         if header is not None:
             fit = (self.client.last_round or {}).get("fit_seconds") if self.client and header.get("kind") == "train" \
                 else None
@@ -192,7 +206,7 @@ class Worker:
         self.status["busy"] = None
         self._write_status()
 
-    def _write_status(self):
+    def _write_status(self) -> None:
         from experiments_manager.utils.atomic import replaced_atomically
 
         try:
@@ -202,7 +216,7 @@ class Worker:
             _LOG.warning("Federated worker: status not written: %s", error)
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     """`python -m experiments_manager.federated.worker FOLDER KEEPER_PID`: serves until stopped or orphaned."""
     from experiments_manager.utils.logging_setup import configure_logging
     from experiments_manager.utils.signals import stop_when_orphaned

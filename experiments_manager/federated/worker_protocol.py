@@ -11,6 +11,8 @@ over `MAX_HEADER_BYTES`) is refused before it is sent, and on receipt, with a `W
 Importing this module imports neither TensorFlow nor Flower (only numpy).
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import os
@@ -19,8 +21,14 @@ import struct
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence, cast, overload
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from experiments_manager.utils.atomic import PathLike
 
 _LOG = logging.getLogger(__name__)
 FOLDER_VARIABLE = "EXPERIMENTS_MANAGER_SUPERNODE_WORKER"  # set by `federated supernode` for its ClientApps
@@ -38,14 +46,14 @@ class WorkerError(Exception):
     """The worker did not answer with weights: absent, died in the round, refused the message, or the client failed."""
 
 
-def socket_path(folder):
+def socket_path(folder: PathLike) -> Path:
     return Path(folder) / SOCKET_NAME
 
 
-def read_status(folder):
+def read_status(folder: PathLike) -> Optional[dict[str, Any]]:
     """The worker's status file: pid, when TensorFlow was imported, the request in progress, the last requests."""
     try:
-        return json.loads((Path(folder) / STATUS_NAME).read_text())
+        return cast("dict[str, Any]", json.loads((Path(folder) / STATUS_NAME).read_text()))
     except (OSError, ValueError):
         return None
 
@@ -53,7 +61,8 @@ def read_status(folder):
 
 # --- frames -----------------------------------------------------------------------------------------------------
 
-def send_frame(connection, header, arrays=(), max_bytes=MAX_MESSAGE_BYTES):
+def send_frame(connection: socket.socket, header: dict[str, Any], arrays: Sequence[NDArray[Any]] = (),
+               max_bytes: int = MAX_MESSAGE_BYTES) -> None:
     """Sends `header` (a JSON-able dict) and `arrays` (numpy arrays) as one frame.
 
     Raises:
@@ -75,10 +84,12 @@ def send_frame(connection, header, arrays=(), max_bytes=MAX_MESSAGE_BYTES):
     connection.sendall(_PREFIX.pack(MAGIC, len(encoded), size) + encoded)
     for array in arrays:
         if array.nbytes:
-            connection.sendall(memoryview(array.reshape(-1)).cast("B"))
+            # numpy declares ndarray a Buffer for Python >= 3.12 only
+            connection.sendall(memoryview(array.reshape(-1)).cast("B"))  # type: ignore[arg-type]
 
 
-def receive_frame(connection, max_bytes=MAX_MESSAGE_BYTES):
+def receive_frame(connection: socket.socket,
+                  max_bytes: int = MAX_MESSAGE_BYTES) -> Optional[tuple[dict[str, Any], list[NDArray[Any]]]]:
     """Reads one frame; returns (header, arrays), or None when the peer closed the connection before sending one.
 
     Raises:
@@ -111,7 +122,15 @@ def receive_frame(connection, max_bytes=MAX_MESSAGE_BYTES):
     return header, arrays
 
 
-def _read_exactly(connection, size, allow_eof=False):
+@overload
+def _read_exactly(connection: socket.socket, size: int, allow_eof: Literal[False] = False) -> bytearray: ...
+
+
+@overload
+def _read_exactly(connection: socket.socket, size: int, allow_eof: bool) -> Optional[bytearray]: ...
+
+
+def _read_exactly(connection: socket.socket, size: int, allow_eof: bool = False) -> Optional[bytearray]:
     """Reads `size` bytes; the buffer grows with what arrived (at most twice it), not with what the prefix claims."""
     buffer, done = bytearray(min(size, _FIRST_READ_BYTES)), 0
     while done < size:
@@ -129,7 +148,9 @@ def _read_exactly(connection, size, allow_eof=False):
 
 # --- the ClientApp's side ---------------------------------------------------------------------------------------
 
-def ask_worker(folder, request, arrays, connect_seconds=CONNECT_SECONDS, max_bytes=MAX_MESSAGE_BYTES):
+def ask_worker(folder: PathLike, request: dict[str, Any], arrays: Sequence[NDArray[Any]],
+               connect_seconds: float = CONNECT_SECONDS,
+               max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[list[NDArray[Any]], dict[str, Any]]:
     """Sends one request to the worker of `folder` and waits for its answer; returns (arrays, metrics).
 
     A worker that is starting (or starting again after a crash) is waited for up to `connect_seconds`.
@@ -169,7 +190,7 @@ def ask_worker(folder, request, arrays, connect_seconds=CONNECT_SECONDS, max_byt
     return arrays, header.get("metrics", {})
 
 
-def _connect(path, connect_seconds):
+def _connect(path: Path, connect_seconds: float) -> socket.socket:
     deadline = time.monotonic() + connect_seconds
     while True:
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -16,11 +16,20 @@ Records of one stream share one header, so a batch of them is decoded with a
 few numpy operations (see `experiments_manager.kafka.decoder.BatchDecoder`).
 """
 
+from __future__ import annotations
+
 import json
 import math
 import struct
+from typing import TYPE_CHECKING, Any, Iterable, Sequence, Union, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+# a schema's nesting: a field index, or {"tuple": [...]}, {"list": [...]} or {"dict": {key: ...}} of nestings
+Structure = Union[int, dict[str, Any]]
 
 MAGIC = b"EMK1"
 _PREFIX = struct.Struct("<4sI")
@@ -43,31 +52,31 @@ class RecordError(ValueError):
         detail: more about this record.
     """
 
-    def __init__(self, kind, detail=""):
+    def __init__(self, kind: str, detail: str = "") -> None:
         self.kind = kind
         super().__init__(f"{kind}: {detail}" if detail else kind)
 
 
-def numpy_dtype(name):
+def numpy_dtype(name: str) -> np.dtype[Any]:
     """The numpy dtype for a header dtype name (bfloat16 comes from ml_dtypes)."""
     if name == "bfloat16":
         import ml_dtypes
 
-        return np.dtype(ml_dtypes.bfloat16)
+        return cast("np.dtype[Any]", np.dtype(ml_dtypes.bfloat16))  # ml_dtypes types it as a bare np.generic
     return np.dtype(name)
 
 
 class TensorField:
     """One tensor of a record: its name, dtype name and per-sample shape."""
 
-    def __init__(self, name, dtype, shape):
+    def __init__(self, name: str, dtype: str, shape: Iterable[int]) -> None:
         self.name = name
         self.dtype = dtype
         self.shape = tuple(shape)
         self.size = math.prod(self.shape)  # Python ints: no overflow on hostile shapes
-        self.nbytes = None if dtype == STRING else self.size * numpy_dtype(dtype).itemsize
+        self.nbytes: int | None = None if dtype == STRING else self.size * numpy_dtype(dtype).itemsize
 
-    def as_json(self):
+    def as_json(self) -> list[object]:
         return [self.name, self.dtype, list(self.shape)]
 
 
@@ -88,7 +97,7 @@ class Schema:
     ```
     """
 
-    def __init__(self, structure, fields):
+    def __init__(self, structure: Structure, fields: Iterable[TensorField]) -> None:
         self.structure = structure
         self.fields = list(fields)
         self.header = json.dumps(
@@ -97,17 +106,18 @@ class Schema:
         ).encode()
         self.prefix = _PREFIX.pack(MAGIC, len(self.header)) + self.header
         self.fixed_size = all(field.nbytes is not None for field in self.fields)
-        self.payload_bytes = sum(field.nbytes for field in self.fields) if self.fixed_size else None
+        # fixed_size: every field's nbytes is an int
+        self.payload_bytes = sum(cast(int, field.nbytes) for field in self.fields) if self.fixed_size else None
 
     @classmethod
-    def of(cls, sample):
+    def of(cls, sample: Any) -> Schema:
         """The schema of one sample: nested tuples/lists/dicts of arrays or scalars."""
-        fields = []
+        fields: list[TensorField] = []
         structure = _describe(sample, "sample", fields)
         return cls(structure, fields)
 
     @classmethod
-    def from_header(cls, header):
+    def from_header(cls, header: bytes) -> Schema:
         try:
             parsed = json.loads(header)
             tensors = parsed["tensors"]
@@ -120,24 +130,24 @@ class Schema:
         _check_structure(structure, len(fields), depth=0)
         return cls(structure, fields)
 
-    def flat(self, sample):
+    def flat(self, sample: Any) -> list[NDArray[Any]]:
         """The sample's tensors in field order, as numpy arrays."""
-        leaves = []
+        leaves: list[NDArray[Any]] = []
         _flatten(sample, self.structure, leaves)
         return leaves
 
-    def describe(self):
+    def describe(self) -> str:
         """The fields as text: `name dtype[shape], ...`."""
         return ", ".join(f"{field.name} {field.dtype}{list(field.shape)}" for field in self.fields)
 
-    def encode(self, sample):
+    def encode(self, sample: Any) -> bytes:
         """The record value of one sample (which must have this schema)."""
         return self._encode_leaves(self.flat(sample))
 
-    def _encode_leaves(self, leaves):
+    def _encode_leaves(self, leaves: Sequence[NDArray[Any]]) -> bytes:
         return self.prefix + b"".join(_tensor_bytes(leaf, field) for leaf, field in zip(leaves, self.fields))
 
-    def encode_rows(self, flat_batch):
+    def encode_rows(self, flat_batch: Sequence[NDArray[Any]]) -> list[bytes]:
         """Record values for each row of a batch given as field-ordered arrays with a leading batch axis."""
         count = len(flat_batch[0]) if flat_batch else 0
         if not self.fixed_size:
@@ -149,13 +159,13 @@ class Schema:
         rows = np.concatenate(columns, axis=1)
         return [row.tobytes() for row in rows]
 
-    def nest(self, leaves):
+    def nest(self, leaves: Sequence[Any]) -> Any:
         """Builds the sample's nesting around field-ordered leaves."""
         return _nest(self.structure, leaves)
 
-    def decode_payload(self, value, start):
+    def decode_payload(self, value: bytes, start: int) -> list[NDArray[Any]]:
         """Field-ordered arrays of one record, its payload starting at `start`."""
-        leaves = []
+        leaves: list[NDArray[Any]] = []
         position = start
         for field in self.fields:
             array, position = _read_tensor(value, position, field)
@@ -165,7 +175,7 @@ class Schema:
         return leaves
 
 
-def split_header(value):
+def split_header(value: object) -> tuple[bytes, int]:
     """(header bytes, payload start) of a record value, or RecordError."""
     if not isinstance(value, (bytes, bytearray, memoryview)) or len(value) < _PREFIX.size:
         raise RecordError("not an experiments_manager record", "too short")
@@ -177,14 +187,14 @@ def split_header(value):
     return bytes(value[_PREFIX.size:_PREFIX.size + length]), _PREFIX.size + length
 
 
-def decode(value):
+def decode(value: bytes) -> Any:
     """One record value -> the sample (nested structure of numpy arrays)."""
     header, start = split_header(value)
     schema = Schema.from_header(header)
     return schema.nest(schema.decode_payload(value, start))
 
 
-def _describe(value, name, fields):
+def _describe(value: Any, name: str, fields: list[TensorField]) -> Structure:
     if isinstance(value, dict):
         if not all(isinstance(key, str) for key in value):
             raise TypeError(f"{name}: dict keys must be strings, got {sorted(map(repr, value))}")
@@ -200,7 +210,7 @@ def _describe(value, name, fields):
     return len(fields) - 1
 
 
-def _flatten(value, structure, leaves):
+def _flatten(value: Any, structure: Structure, leaves: list[NDArray[Any]]) -> None:
     if isinstance(structure, int):
         leaves.append(np.asarray(value))
     elif "dict" in structure:
@@ -211,7 +221,7 @@ def _flatten(value, structure, leaves):
             _flatten(item, sub, leaves)
 
 
-def _nest(structure, leaves):
+def _nest(structure: Structure, leaves: Sequence[Any]) -> Any:
     if isinstance(structure, int):
         return leaves[structure]
     if "dict" in structure:
@@ -220,7 +230,7 @@ def _nest(structure, leaves):
     return tuple(items) if "tuple" in structure else items
 
 
-def _check_structure(structure, count, depth):
+def _check_structure(structure: object, count: int, depth: int) -> None:
     if depth > MAX_NESTING:
         raise RecordError("corrupt header", "structure nested too deeply")
     if isinstance(structure, int) and not isinstance(structure, bool):
@@ -238,13 +248,13 @@ def _check_structure(structure, count, depth):
         _check_structure(item, count, depth + 1)
 
 
-def _checked_dtype(dtype):
+def _checked_dtype(dtype: object) -> str:
     if dtype != STRING and dtype not in NUMERIC_DTYPES:
         raise RecordError("corrupt header", f"unknown dtype {dtype!r}")
     return dtype
 
 
-def _checked_shape(shape):
+def _checked_shape(shape: Any) -> list[int]:
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise RecordError("corrupt header", f"shape {shape!r}")
     if len(shape) > MAX_NESTING or math.prod(shape) > MAX_ELEMENTS:
@@ -252,28 +262,29 @@ def _checked_shape(shape):
     return shape
 
 
-def _tensor_bytes(array, field):
+def _tensor_bytes(array: Any, field: TensorField) -> bytes:
     array = np.asarray(array)
     if tuple(array.shape) != field.shape:
         raise ValueError(f"{field.name}: shape {array.shape} differs from the stream's {field.shape}")
     if field.dtype != STRING:
         return np.ascontiguousarray(array, dtype=numpy_dtype(field.dtype).newbyteorder("<")).tobytes()
-    parts = []
+    parts: list[bytes] = []
     for item in array.reshape(-1):
         data = item.encode() if isinstance(item, str) else bytes(item)
         parts.append(struct.pack("<I", len(data)) + data)
     return b"".join(parts)
 
 
-def _read_tensor(value, position, field):
+def _read_tensor(value: bytes, position: int, field: TensorField) -> tuple[NDArray[Any], int]:
     if field.dtype != STRING:
+        assert field.nbytes is not None  # set for every dtype but STRING
         end = position + field.nbytes
         if end > len(value):
             raise RecordError("payload size mismatch", f"{field.name} needs {field.nbytes} bytes")
         dtype = numpy_dtype(field.dtype)
         array = np.frombuffer(value, dtype.newbyteorder("<"), field.size, position).astype(dtype)
         return array.reshape(field.shape), end
-    items = []
+    items: list[bytes] = []
     for _ in range(field.size):
         if position + 4 > len(value):
             raise RecordError("payload size mismatch", f"{field.name}: string length cut")

@@ -6,10 +6,19 @@ ssl.*, ...) applies to all of them, and librdkafka's own log lines go to our
 logger at debug level instead of stderr.
 """
 
+from __future__ import annotations
+
 import logging
 import re
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
 from experiments_manager.utils.errors import InputStalled, UserInputError
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer
+    from confluent_kafka.admin._metadata import ClusterMetadata  # confluent_kafka.admin does not re-export it
+
+    from experiments_manager.settings.loader import Settings
 
 _LOG = logging.getLogger(__name__)
 TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -27,14 +36,14 @@ class KafkaStalled(InputStalled):
 class LibrdkafkaLog:
     """A logger for librdkafka: its lines are debug messages here (we report problems ourselves)."""
 
-    def __init__(self, logger):
+    def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
 
-    def log(self, level, message, *args):
+    def log(self, level: int, message: str, *args: object) -> None:
         self.logger.debug(message, *args)
 
 
-def parse_bootstrap_servers(value, source):
+def parse_bootstrap_servers(value: Union[str, Sequence[str]], source: str) -> str:
     """'host:port,host:port' or a list of them -> 'host:port,host:port', or UserInputError."""
     servers = value.split(",") if isinstance(value, str) else list(value)
     servers = [str(server).strip() for server in servers if str(server).strip()]
@@ -61,14 +70,15 @@ class KafkaConnection:
     ```
     """
 
-    def __init__(self, bootstrap_servers, client_config=None, connect_timeout=10.0, source="settings"):
+    def __init__(self, bootstrap_servers: str, client_config: Optional[Mapping[str, Any]] = None,
+                 connect_timeout: float = 10.0, source: str = "settings") -> None:
         self.bootstrap_servers = bootstrap_servers
         self.client_config = dict(client_config or {})
         self.connect_timeout = float(connect_timeout)
         self.source = source
 
     @classmethod
-    def from_settings(cls, settings, override=None):
+    def from_settings(cls, settings: Settings, override: Optional[str] = None) -> KafkaConnection:
         """From the settings' kafka_* names; `override` (the --bootstrap-servers flag) wins."""
         name = settings.path.name
         if override:
@@ -77,7 +87,7 @@ class KafkaConnection:
             servers = parse_bootstrap_servers(settings.kafka.bootstrap_servers, f"{name}: kafka_bootstrap_servers")
         return cls(servers, settings.kafka.config, settings.kafka.connect_timeout_secs, name)
 
-    def config(self, **properties):
+    def config(self, **properties: Any) -> dict[str, Any]:
         """librdkafka properties for a new client: defaults, then the user's `kafka_config`, then `properties`."""
         return {
             "bootstrap.servers": self.bootstrap_servers,
@@ -87,7 +97,7 @@ class KafkaConnection:
             **properties,
         }
 
-    def cluster_metadata(self):
+    def cluster_metadata(self) -> ClusterMetadata:
         """The cluster's metadata, or UserInputError naming the servers when none answers in time."""
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
@@ -104,7 +114,7 @@ class KafkaConnection:
                 f"within {self.connect_timeout:g} s ({error.args[0].str()})"
             ) from None
 
-    def check_topics(self, topics):
+    def check_topics(self, topics: Iterable[str]) -> None:
         """Checks the cluster answers and has these topics; one UserInputError line per missing topic."""
         existing = self.cluster_metadata().topics
         missing = [topic for topic in topics if topic not in existing]
@@ -115,7 +125,7 @@ class KafkaConnection:
                 for topic in missing
             ])
 
-    def partitions(self, client, topic):
+    def partitions(self, client: Consumer, topic: str) -> list[int]:
         """Sorted partition ids of a topic, asked through an existing client."""
         metadata = client.list_topics(topic, timeout=self.connect_timeout)
         found = metadata.topics.get(topic)
@@ -124,7 +134,7 @@ class KafkaConnection:
         return sorted(found.partitions)
 
 
-def topic_names(settings, suffix=""):
+def topic_names(settings: Settings, suffix: str = "") -> tuple[str, str]:
     """(train topic, validation topic): `<session_name>_train` and `<session_name>_val` (+ suffix)."""
     names = (f"{settings.experiment.session_name}_train{suffix}", f"{settings.experiment.session_name}_val{suffix}")
     for name in names:

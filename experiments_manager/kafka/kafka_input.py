@@ -4,7 +4,10 @@ See `experiments_manager.training.inputs` for the interface and
 `experiments_manager.kafka.stream` for how positions are kept.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, cast
 
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.kafka.connection import KafkaConnection, KafkaStalled, topic_names
@@ -12,11 +15,16 @@ from experiments_manager.kafka.stream import TrainingStream
 from experiments_manager.kafka.validation import ValidationSnapshot
 from experiments_manager.keras2.pipelines import samples_to_steps
 
+if TYPE_CHECKING:
+    from experiments_manager.kafka.codec import Schema
+    from experiments_manager.kafka.progress_callback import ExperimentLike
+    from experiments_manager.settings.loader import Settings
+
 _LOG = logging.getLogger(__name__)
 PREFETCH_BATCHES = 4
 
 
-def check_kafka_input(settings, bootstrap_servers=None):
+def check_kafka_input(settings: Settings, bootstrap_servers: Optional[str] = None) -> str:
     """Before an experiment folder exists: the cluster answers and both topics exist (else UserInputError).
 
     Returns:
@@ -46,14 +54,15 @@ class KafkaInput:
         seed: seed of the shuffling.
     """
 
-    def __init__(self, experiment, settings, restored, seed):
+    def __init__(self, experiment: ExperimentLike, settings: Settings, restored: Optional[dict[str, Any]],
+                 seed: int) -> None:
         from experiments_manager.kafka.progress_callback import KafkaProgress
 
         connection = KafkaConnection.from_settings(settings, override=experiment.run_info().get("kafka_bootstrap_servers"))
         train_topic, val_topic = topic_names(settings)
         self.stream = TrainingStream(connection, train_topic, experiment.name, settings.training.batch_size,
                                      settings.kafka.shuffle_buffer_size, seed, settings.kafka.stall_timeout_secs)
-        self.validation = None
+        self.validation: Optional[ValidationSnapshot] = None
         try:
             schema = self.stream.start((restored or {}).get("callbacks", {}).get("kafka"))
             self.validation = ValidationSnapshot(connection, val_topic, f"{experiment.name}.validation",
@@ -62,6 +71,7 @@ class KafkaInput:
         except BaseException:
             self.close()
             raise
+        assert self.validation.schema is not None  # refresh() read records
         if self.validation.schema.header != schema.header:
             self.close()
             raise UserInputError(
@@ -73,37 +83,40 @@ class KafkaInput:
                                           "train_topic": train_topic, "val_topic": val_topic})
         self.train = batches_dataset(self.stream.blocks, schema).rebatch(settings.training.batch_size).prefetch(PREFETCH_BATCHES)
         self.val = batches_dataset(self.validation.batches, schema)
-        self.train_steps = samples_to_steps(settings.data.train_samples, settings.training.batch_size)
-        self.val_steps = None
-        self.val_restartable = True  # batches of an in-memory snapshot
-        self.callbacks = [KafkaProgress(self.stream, self.validation, experiment), _end_of_training(self.stream)]
-        self.stateful = {"kafka": self.stream}
-        self.after_checkpoint = [self.stream.commit]
-        self.endless = True
+        # check_kafka_input refused a missing nb_train_samples
+        self.train_steps: Optional[int] = samples_to_steps(cast(int, settings.data.train_samples),
+                                                           settings.training.batch_size)
+        self.val_steps: Optional[int] = None
+        self.val_restartable: bool = True  # batches of an in-memory snapshot
+        self.callbacks: list[Any] = [KafkaProgress(self.stream, self.validation, experiment),
+                                     _end_of_training(self.stream)]
+        self.stateful: dict[str, Any] = {"kafka": self.stream}
+        self.after_checkpoint: list[Callable[[], object]] = [self.stream.commit]
+        self.endless: bool = True
 
-    def stall_of(self, error):
+    def stall_of(self, error: BaseException) -> Optional[KafkaStalled]:
         if isinstance(error, KafkaStalled):
             return error
         stall = self.stream.stall  # raised inside tf.data, reaches fit wrapped in a TensorFlow error
         return stall if stall is not None and str(stall) in str(error) else None
 
-    def close(self):
+    def close(self) -> None:
         self.stream.close()
         if self.validation is not None:
             self.validation.close()
 
 
-def _end_of_training(stream):
+def _end_of_training(stream: TrainingStream) -> Any:
     """A callback telling the stream when `fit` is over (`TrainingStream.end_training`)."""
     import keras
 
-    def begin(logs=None):
+    def begin(logs: Optional[dict[str, Any]] = None) -> None:
         stream.training_ended = False
 
     return keras.callbacks.LambdaCallback(on_train_begin=begin, on_train_end=lambda logs=None: stream.end_training())
 
 
-def batches_dataset(generator, schema):
+def batches_dataset(generator: Callable[[], Iterator[Any]], schema: Schema) -> Any:
     """A tf.data dataset over a generator of batches of records with this `Schema`."""
     import tensorflow as tf
 

@@ -1,13 +1,21 @@
 """What the `kafka-produce` command runs (its parser is `experiments_manager.commands.kafka_produce`)."""
 
+from __future__ import annotations
+
 import logging
 import sys
 import time
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    import argparse
+
+    from rich.progress import Progress
 
 _LOG = logging.getLogger(__name__)
 
 
-def kafka_produce(arguments):
+def kafka_produce(arguments: argparse.Namespace) -> int:
     """Publishes the settings' train and validation pipelines; returns the exit code."""
     from experiments_manager.kafka.producer import produce
     from experiments_manager.settings import load_settings, parse_hparam_overrides
@@ -27,13 +35,13 @@ def kafka_produce(arguments):
 class _ProgressDisplay:
     """A progress bar with records/s per topic (rich on a terminal; a line every few seconds otherwise)."""
 
-    def __init__(self, log_every=5.0):
+    def __init__(self, log_every: float = 5.0) -> None:
         self.log_every = log_every
-        self.progress = None
-        self.tasks = {}
+        self.progress: Optional[Progress] = None
+        self.tasks: dict[str, Any] = {}  # topic -> (rich task, start) on a terminal, else its start
         self._last_log = 0.0
 
-    def __enter__(self):
+    def __enter__(self) -> _ProgressDisplay:
         if sys.stderr.isatty():
             from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn)
 
@@ -44,7 +52,7 @@ class _ProgressDisplay:
             self.progress.start()
         return self
 
-    def update(self, topic, records, total):
+    def update(self, topic: str, records: int, total: Optional[int]) -> None:
         if self.progress is not None:
             if topic not in self.tasks:
                 self.tasks[topic] = (self.progress.add_task(topic, total=total, rate="-"), time.monotonic())
@@ -60,6 +68,6 @@ class _ProgressDisplay:
             _LOG.info("kafka: %s: %d%s records (%s records/s)", topic, records,
                       f"/{total}" if total else "", f"{rate:,.0f}")
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         if self.progress is not None:
             self.progress.stop()

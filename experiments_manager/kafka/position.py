@@ -5,10 +5,19 @@ offsets below it read but not yet trained on (still in the shuffle pool); a
 resumed run starts there and skips what was already trained on: at-least-once.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, TypeVar
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
-def waiting_by_partition(partitions, offsets):
+_Value = TypeVar("_Value")
+
+
+def waiting_by_partition(partitions: NDArray[Any], offsets: NDArray[Any]) -> dict[int, NDArray[Any]]:
     """partition -> sorted offsets."""
     return {int(partition): np.sort(offsets[partitions == partition]) for partition in np.unique(partitions)}
 
@@ -27,18 +36,19 @@ class StreamPosition:
         waiting: dict partition -> sorted array of read, untrained offsets.
     """
 
-    def __init__(self, next_offsets=None, waiting=None):
+    def __init__(self, next_offsets: Optional[Mapping[int, int]] = None,
+                 waiting: Optional[Mapping[int, Iterable[int] | NDArray[Any]]] = None) -> None:
         self.next = dict(next_offsets or {})
         self.waiting = {partition: np.asarray(offsets, np.int64) for partition, offsets in (waiting or {}).items()}
 
-    def committed(self):
+    def committed(self) -> dict[int, int]:
         """partition -> the offset to commit to the consumer group (everything below is trained on)."""
         return {
             partition: int(self.waiting[partition][0]) if len(self.waiting.get(partition, ())) else offset
             for partition, offset in self.next.items()
         }
 
-    def as_json(self):
+    def as_json(self) -> dict[str, Any]:
         return {
             "positions": {str(p): o for p, o in self.committed().items()},
             "next": {str(p): o for p, o in self.next.items()},
@@ -46,14 +56,15 @@ class StreamPosition:
         }
 
     @classmethod
-    def from_json(cls, state):
+    def from_json(cls, state: Optional[Mapping[str, Any]]) -> StreamPosition:
         """From `as_json()`; a state with only "positions" (committed offsets) starts there."""
         state = state or {}
         next_offsets = {int(p): int(o) for p, o in state.get("next", state.get("positions", {})).items()}
         waiting = {int(p): sorted(int(o) for o in offsets) for p, offsets in state.get("waiting", {}).items()}
         return cls(next_offsets, waiting)
 
-    def drop_trained(self, values, partitions, offsets):
+    def drop_trained(self, values: list[_Value], partitions: NDArray[Any],
+                     offsets: NDArray[Any]) -> tuple[list[_Value], NDArray[Any], NDArray[Any]]:
         """Filters out records a resumed run already trained on (below `next`, not waiting)."""
         keep = np.ones(len(offsets), bool)
         for partition, waiting in self.waiting.items():

@@ -5,13 +5,24 @@ validation pipeline to `<session_name>_val` (once). Records are
 self-describing (see `experiments_manager.kafka.codec`).
 """
 
+from __future__ import annotations
+
 import logging
 import time
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.settings.pipeline import settings_pipeline
 from experiments_manager.kafka.codec import Schema
 from experiments_manager.kafka.connection import KafkaConnection, topic_names
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message
+
+    from experiments_manager.settings.loader import Settings
+
+    # called as records go out: (topic, records so far, total or None)
+    ProgressFunction = Callable[[str, int, Optional[int]], object]
 
 _LOG = logging.getLogger(__name__)
 POLL_EVERY = 1000
@@ -20,13 +31,13 @@ POLL_EVERY = 1000
 class Publication:
     """What was published to one topic."""
 
-    def __init__(self, topic, records, seconds):
+    def __init__(self, topic: str, records: int, seconds: float) -> None:
         self.topic = topic
         self.records = records
         self.seconds = seconds
 
     @property
-    def rate(self):
+    def rate(self) -> float:
         return self.records / self.seconds if self.seconds > 0 else float("inf")
 
 
@@ -46,20 +57,20 @@ class RecordProducer:
     ```
     """
 
-    def __init__(self, connection, topic, partitions=1):
+    def __init__(self, connection: KafkaConnection, topic: str, partitions: int = 1) -> None:
         from confluent_kafka import Producer
 
         self.connection = connection
         self.topic = topic
-        self.schema = None
+        self.schema: Optional[Schema] = None
         self.sent = 0
-        self.failed = []
+        self.failed: list[str] = []
         self._ensure_topic(partitions)
         self.producer = Producer(connection.config(**{"linger.ms": 20, "batch.size": 1 << 20}))
 
-    def _ensure_topic(self, partitions):
+    def _ensure_topic(self, partitions: int) -> None:
         from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient, NewTopic
+        from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]  # not re-exported there
 
         if self.topic in self.connection.cluster_metadata().topics:
             return
@@ -73,11 +84,11 @@ class RecordProducer:
             if error.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise UserInputError(f"kafka topic {self.topic!r}: could not create it: {error.args[0].str()}") from None
 
-    def _delivered(self, error, message):
+    def _delivered(self, error: Optional[KafkaError], message: Message[Any, Any]) -> None:
         if error is not None and len(self.failed) < 10:
             self.failed.append(error.str())
 
-    def publish_batch(self, batch, limit=None):
+    def publish_batch(self, batch: Any, limit: Optional[int] = None) -> int:
         """Publishes each sample of a batch (the sample's nesting with a leading batch axis).
 
         Returns:
@@ -99,7 +110,7 @@ class RecordProducer:
             self._produce(value)
         return count
 
-    def _produce(self, value):
+    def _produce(self, value: bytes) -> None:
         while True:
             try:
                 self.producer.produce(self.topic, value, on_delivery=self._delivered)
@@ -110,7 +121,7 @@ class RecordProducer:
         if self.sent % POLL_EVERY == 0:
             self.producer.poll(0)
 
-    def flush(self):
+    def flush(self) -> None:
         """Waits for every record to be acknowledged; UserInputError if some were not."""
         timeout = max(30.0, self.connection.connect_timeout)
         left = self.producer.flush(timeout)
@@ -121,17 +132,18 @@ class RecordProducer:
                 f"to {self.connection.bootstrap_servers} ({reasons})"
             )
 
-    def __enter__(self):
+    def __enter__(self) -> RecordProducer:
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         if exc_info[0] is None:
             self.flush()
         else:
             self.producer.purge()
 
 
-def produce(settings, bootstrap_servers=None, epochs=1, partitions=1, splits=("train", "val"), progress=None):
+def produce(settings: Settings, bootstrap_servers: Optional[str] = None, epochs: int = 1, partitions: int = 1,
+            splits: Sequence[str] = ("train", "val"), progress: Optional[ProgressFunction] = None) -> list[Publication]:
     """Publishes the training (`epochs` times) and validation pipelines of the settings.
 
     Args:
@@ -148,7 +160,7 @@ def produce(settings, bootstrap_servers=None, epochs=1, partitions=1, splits=("t
     connection = KafkaConnection.from_settings(settings, override=bootstrap_servers)
     connection.cluster_metadata()  # one clear line now if nobody answers
     train_topic, val_topic = topic_names(settings)
-    published = []
+    published: list[Publication] = []
     for split, topic, passes in (("train", train_topic, epochs), ("val", val_topic, 1)):
         if split not in splits:
             continue
@@ -169,7 +181,8 @@ def produce(settings, bootstrap_servers=None, epochs=1, partitions=1, splits=("t
     return published
 
 
-def _publish_pass(producer, dataset, limit, settings, split, progress):
+def _publish_pass(producer: RecordProducer, dataset: Any, limit: Optional[int], settings: Settings, split: str,
+                  progress: Optional[ProgressFunction]) -> None:
     """One pass over a pipeline: all of it if finite, else `limit` samples (nb_*_samples)."""
     import tensorflow as tf
 
@@ -193,7 +206,7 @@ def _publish_pass(producer, dataset, limit, settings, split, progress):
             progress(producer.topic, producer.sent - start, total)
 
 
-def _check_batched(dataset, settings):
+def _check_batched(dataset: Any, settings: Settings) -> None:
     """Records are rows of batches: a scalar element cannot be one, an unbatched-looking one is worth a warning."""
     import tensorflow as tf
 
@@ -208,7 +221,7 @@ def _check_batched(dataset, settings):
                      "Each row of it becomes one record", settings.path.name, sorted(leading), settings.training.batch_size)
 
 
-def _to_numpy(batch):
+def _to_numpy(batch: Any) -> Any:
     if isinstance(batch, dict):
         return {key: _to_numpy(value) for key, value in batch.items()}
     if isinstance(batch, (tuple, list)):
@@ -216,7 +229,7 @@ def _to_numpy(batch):
     return batch.numpy() if hasattr(batch, "numpy") else batch
 
 
-def _row(batch, index):
+def _row(batch: Any, index: int) -> Any:
     if isinstance(batch, dict):
         return {key: _row(value, index) for key, value in batch.items()}
     if isinstance(batch, (tuple, list)):

@@ -1,10 +1,28 @@
 """Keeps a Kafka-fed run's stream position in step with training."""
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Protocol
 
 import keras
 
+if TYPE_CHECKING:
+    from experiments_manager.kafka.stream import TrainingStream
+    from experiments_manager.kafka.validation import ValidationSnapshot
+
 _LOG = logging.getLogger(__name__)
+
+
+class ExperimentLike(Protocol):
+    """What the Kafka input uses of an `Experiment` (`kafka` may not import the `run` package, even for types)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def run_info(self) -> Mapping[str, Any]: ...
+
+    def update_run_info(self, **fields: Any) -> object: ...
 
 
 class KafkaProgress(keras.callbacks.Callback):
@@ -25,7 +43,7 @@ class KafkaProgress(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, stream, validation, experiment):
+    def __init__(self, stream: TrainingStream, validation: ValidationSnapshot, experiment: ExperimentLike) -> None:
         super().__init__()
         self.stream = stream
         self.validation = validation
@@ -33,14 +51,14 @@ class KafkaProgress(keras.callbacks.Callback):
         self.batches_trained = 0
         self._reported = {"read": 0, "skipped": 0}
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self.validation.refresh()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self.batches_trained += 1
         self.stream.mark_trained(self.batches_trained)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         state = self.stream.get_state()
         waiting = sum(len(offsets) for offsets in state["waiting"].values())
         _LOG.info("kafka: epoch %d: read %r up to %s (%d records this process, %d skipped, %d waiting in the "
@@ -60,5 +78,5 @@ class KafkaProgress(keras.callbacks.Callback):
         self._reported = {"read": read, "skipped": skipped}
 
 
-def _offsets(positions):
+def _offsets(positions: Mapping[str, int]) -> str:
     return ", ".join(f"partition {p} offset {o}" for p, o in sorted(positions.items())) or "the start"

@@ -8,12 +8,21 @@ tracks whether the brokers are reachable, and builds the `KafkaStalled` error
 that says why no record came.
 """
 
+from __future__ import annotations
+
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, cast
 
 from experiments_manager.kafka.connection import UNREACHABLE, KafkaStalled
 from experiments_manager.kafka.decoder import BatchDecoder
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message
+    from numpy.typing import NDArray
+
+    from experiments_manager.kafka.connection import KafkaConnection
 
 _LOG = logging.getLogger(__name__)
 CHUNK_RECORDS = 1024
@@ -32,7 +41,8 @@ class TopicReader:
         partition_eof: ask librdkafka to report reaching a partition's end.
     """
 
-    def __init__(self, connection, topic, group, stall_timeout, partition_eof=False):
+    def __init__(self, connection: KafkaConnection, topic: str, group: str, stall_timeout: float,
+                 partition_eof: bool = False) -> None:
         from confluent_kafka import Consumer
 
         self.connection = connection
@@ -40,8 +50,8 @@ class TopicReader:
         self.stall_timeout = float(stall_timeout)
         self.decoder = BatchDecoder()
         self.skipped = 0
-        self._unreachable_since = None
-        self._reported = set()
+        self._unreachable_since: Optional[float] = None
+        self._reported: set[str] = set()
         self._busy = threading.Lock()
         self.closing = False
         self.consumer = Consumer(connection.config(**{
@@ -55,54 +65,57 @@ class TopicReader:
         }))
         self.partitions = connection.partitions(self.consumer, topic)
 
-    def _on_error(self, error):
+    def _on_error(self, error: KafkaError) -> None:
         if error.name() in UNREACHABLE and self._unreachable_since is None and not self.closing:
             self._unreachable_since = time.monotonic()
             _LOG.warning("kafka: cannot reach %s (%s): waiting up to %g s for it to come back",
                          self.connection.bootstrap_servers, error.str(), self.stall_timeout)
 
     @property
-    def unreachable(self):
+    def unreachable(self) -> bool:
         return self._unreachable_since is not None
 
-    def _reached(self):
+    def _reached(self) -> None:
         self._reported.clear()
         if self._unreachable_since is not None:
             _LOG.warning("kafka: %s reachable again after %.1f s", self.connection.bootstrap_servers,
                          time.monotonic() - self._unreachable_since)
             self._unreachable_since = None
 
-    def assign(self, starts):
+    def assign(self, starts: Mapping[int, int]) -> None:
         """Reads each partition from its offset (dict partition -> offset)."""
         from confluent_kafka import TopicPartition
 
         with self._busy:
             self.consumer.assign([TopicPartition(self.topic, p, o) for p, o in starts.items()])
 
-    def poll(self, count, timeout=POLL_SECONDS):
+    def poll(self, count: int,
+             timeout: float = POLL_SECONDS) -> tuple[list[Optional[bytes]], list[int], list[int], list[int]]:
         """(values, partitions, offsets, eof partitions) of up to `count` records read within `timeout` s."""
         from confluent_kafka import KafkaError
 
         with self._busy:  # close() from the main thread waits for this call to return
             messages = [] if self.closing else self._available(count, timeout)
-        ended = []
+        ended: list[int] = []
         if any([message.error() is not None for message in messages]):
             for message in messages:
                 error = message.error()
                 if error is None:
                     continue
                 if error.code() == KafkaError._PARTITION_EOF:
-                    ended.append(message.partition())
+                    ended.append(cast(int, message.partition()))  # an end-of-partition event names it
                 elif error.name() not in UNREACHABLE and error.name() not in self._reported:
                     self._reported.add(error.name())  # once until records flow again
                     _LOG.warning("kafka: %s: %s", self.topic, error.str())
             messages = [message for message in messages if message.error() is None]
         if messages or ended:
             self._reached()
-        return ([message.value() for message in messages], [message.partition() for message in messages],
-                [message.offset() for message in messages], ended)
+        # a record (a message without error) has a partition and an offset
+        return ([message.value() for message in messages],
+                cast("list[int]", [message.partition() for message in messages]),
+                cast("list[int]", [message.offset() for message in messages]), ended)
 
-    def _available(self, count, timeout):
+    def _available(self, count: int, timeout: float) -> list[Message[Any, Any]]:
         """Up to `count` messages: those queued now, else the first to arrive within `timeout` and those behind it.
 
         (`consume(count, timeout)` alone waits for `count` messages or the whole timeout.)
@@ -114,7 +127,7 @@ class TopicReader:
                 messages = [first] + self.consumer.consume(num_messages=count - 1, timeout=0)
         return messages
 
-    def decode(self, values):
+    def decode(self, values: Sequence[Optional[bytes]]) -> tuple[Optional[list[NDArray[Any]]], list[int]]:
         leaves, kept = self.decoder.decode(values)
         self.skipped += len(values) - len(kept)
         for kind, first in self.decoder.new_error_kinds():
@@ -122,7 +135,7 @@ class TopicReader:
                          self.topic, first)
         return leaves, kept
 
-    def answers(self, timeout=2.0):
+    def answers(self, timeout: float = 2.0) -> bool:
         """Whether the cluster answers a metadata request now: a stall's cause is the stream, or the broker (whose
         loss librdkafka may not have reported yet when the stall timeout is short and the machine busy)."""
         from confluent_kafka import KafkaException
@@ -134,7 +147,7 @@ class TopicReader:
             return False
         return True
 
-    def stalled(self, since):
+    def stalled(self, since: float) -> KafkaStalled:
         if not self.unreachable and not self.answers():
             self._unreachable_since = time.monotonic()  # (`unreachable` then says so to the caller's advice too)
         if self.unreachable:
@@ -146,7 +159,7 @@ class TopicReader:
             f"(kafka_stall_timeout_secs = {self.stall_timeout:g})"
         )
 
-    def close(self):
+    def close(self) -> None:
         self.closing = True
         with self._busy:
             self.consumer.close()

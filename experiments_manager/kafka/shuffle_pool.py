@@ -4,9 +4,16 @@ Knowing the offsets still in the pool is what lets a checkpoint record a
 position that loses no record (see `kafka.position`).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional, Sequence, cast
+
 import numpy as np
 
 from experiments_manager.kafka.reader import CHUNK_RECORDS
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 class ShufflePool:
@@ -22,50 +29,53 @@ class ShufflePool:
         seed: seed of the random picks.
     """
 
-    def __init__(self, capacity, batch_size, seed):
+    def __init__(self, capacity: int, batch_size: int, seed: Optional[int]) -> None:
         self.capacity = int(capacity)
         self.batch_size = batch_size
         self.shuffle = capacity > 1
         self.rng = np.random.default_rng(seed)
         self.size = 0
-        self.arrays = None
+        self.arrays: Optional[list[NDArray[Any]]] = None
         self.partitions = np.zeros(0, np.int32)
         self.offsets = np.zeros(0, np.int64)
 
-    def spare_batches(self, draining):
+    def spare_batches(self, draining: bool) -> int:
         """Whole batches that can be taken now: beyond the shuffling reserve, or all of them when draining."""
         return max(0, self.size if draining else self.size - self.capacity) // self.batch_size
 
-    def add(self, leaves, partitions, offsets):
+    def add(self, leaves: Sequence[NDArray[Any]], partitions: NDArray[Any], offsets: NDArray[Any]) -> None:
         count = len(offsets)
         self._reserve(self.size + count, leaves)
         end = self.size + count
+        assert self.arrays is not None  # made by _reserve
         for array, leaf in zip(self.arrays, leaves):
             array[self.size:end] = leaf
         self.partitions[self.size:end] = partitions
         self.offsets[self.size:end] = offsets
         self.size = end
 
-    def _reserve(self, needed, leaves):
+    def _reserve(self, needed: int, leaves: Sequence[NDArray[Any]]) -> None:
         if self.arrays is not None and len(self.offsets) >= needed:
             return
         room = max(needed, 2 * len(self.offsets), self.capacity + CHUNK_RECORDS)
         old = self.size
 
-        def grown(array, like):
+        def grown(array: Optional[NDArray[Any]], like: NDArray[Any]) -> NDArray[Any]:
             bigger = np.empty((room,) + like.shape[1:], like.dtype)
             if array is not None:
                 bigger[:old] = array[:old]
             return bigger
 
         self.arrays = [grown(None if self.arrays is None else array, leaf)
-                       for array, leaf in zip(self.arrays or [None] * len(leaves), leaves)]
+                       for array, leaf in zip(self.arrays or cast("list[Optional[NDArray[Any]]]", [None] * len(leaves)),
+                                              leaves)]
         self.partitions = grown(self.partitions, self.partitions)
         self.offsets = grown(self.offsets, self.offsets)
 
-    def take(self, count):
+    def take(self, count: int) -> list[NDArray[Any]]:
         """Removes `count` records; returns their field-ordered arrays."""
         size = self.size
+        assert self.arrays is not None  # records were added: `count` > 0 are taken
         if self.shuffle:
             picked = self.rng.choice(size, count, replace=False)
             batch = [array[picked] for array in self.arrays]
@@ -81,6 +91,6 @@ class ShufflePool:
         self.size = size - count
         return batch
 
-    def snapshot(self):
+    def snapshot(self) -> tuple[NDArray[np.int32], NDArray[np.int64]]:
         """(partitions, offsets) of the records still in the pool (copies)."""
         return self.partitions[:self.size].copy(), self.offsets[:self.size].copy()

@@ -13,10 +13,13 @@ committed offsets, else the beginning), trains on every record not yet trained
 on, and skips those the checkpoint had: at-least-once.
 """
 
+from __future__ import annotations
+
 import collections
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
 
 import numpy as np
 
@@ -24,6 +27,16 @@ from experiments_manager.kafka.connection import KafkaStalled
 from experiments_manager.kafka.position import StreamPosition, waiting_by_partition
 from experiments_manager.kafka.reader import CHUNK_RECORDS, POLL_SECONDS, SESSION_TIMEOUT_MS, TopicReader
 from experiments_manager.kafka.shuffle_pool import ShufflePool
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer
+    from numpy.typing import NDArray
+
+    from experiments_manager.kafka.codec import Schema
+    from experiments_manager.kafka.connection import KafkaConnection
+
+    # decoded records: (field-ordered arrays, their partitions, their offsets)
+    _Chunk = tuple[list[NDArray[Any]], NDArray[np.int32], NDArray[np.int64]]
 
 _LOG = logging.getLogger(__name__)
 DRAIN_POLL_SECONDS = 0.02
@@ -33,14 +46,15 @@ BLOCK_BATCHES = 8
 class _Emitted:
     """What the stream had read when a block of batches left it (the position once they are trained)."""
 
-    def __init__(self, batches_total, next_offsets, read_to, pool, skip):
+    def __init__(self, batches_total: int, next_offsets: Mapping[int, int], read_to: Mapping[int, int],
+                 pool: tuple[NDArray[np.int32], NDArray[np.int64]], skip: StreamPosition) -> None:
         self.batches_total = batches_total
         self.next_offsets = dict(next_offsets)
         self.read_to = dict(read_to)
         self.pool = pool
         self.skip = skip
 
-    def position(self):
+    def position(self) -> StreamPosition:
         waiting = waiting_by_partition(*self.pool)
         for partition, saved in self.skip.waiting.items():  # waiting in the checkpoint resumed, not re-read yet
             unread = saved[saved >= self.read_to.get(partition, 0)]
@@ -75,7 +89,8 @@ class TrainingStream:
     ```
     """
 
-    def __init__(self, connection, topic, group, batch_size, shuffle_buffer, seed, stall_timeout):
+    def __init__(self, connection: KafkaConnection, topic: str, group: str, batch_size: int, shuffle_buffer: int,
+                 seed: int, stall_timeout: float) -> None:
         self.connection = connection
         self.topic = topic
         self.group = group
@@ -83,24 +98,24 @@ class TrainingStream:
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.stall_timeout = stall_timeout
-        self.reader = None
+        self.reader: Optional[TopicReader] = None
         self.records_read = 0
-        self.stall = None
-        self._next = {}
-        self._read_to = {}
+        self.stall: Optional[KafkaStalled] = None
+        self._next: dict[int, int] = {}
+        self._read_to: dict[int, int] = {}
         self._skip = StreamPosition()
-        self._trained = None
-        self._pending = None
-        self._emitted = collections.deque()
+        self._trained: Optional[_Emitted] = None
+        self._pending: Optional[_Chunk] = None
+        self._emitted: collections.deque[_Emitted] = collections.deque()
         self._batches_emitted = 0
         self._batches_trained = 0
         self._generation = 0
         self._lock = threading.Lock()  # emitted / trained positions (tf.data thread and main thread)
         self._reading = threading.Lock()  # the consumer and the read state, for one generator at a time
-        self._committer = None
+        self._committer: Optional[Consumer] = None
         self.training_ended = False  # `fit` returned: stop waiting for records nobody will train on
 
-    def start(self, state=None):
+    def start(self, state: Optional[Mapping[str, Any]] = None) -> Schema:
         """Assigns the partitions at their resume positions and waits for the first record.
 
         Args:
@@ -125,12 +140,14 @@ class TrainingStream:
         self._trained = _Emitted(0, start.next, {}, (np.zeros(0, np.int32), np.zeros(0, np.int64)), start)
         self._read_from(start)
         self._pending = self._wait_for_chunk()
+        assert self.reader.decoder.schema is not None  # set by the record just decoded
         return self.reader.decoder.schema
 
-    def _read_from(self, position):
+    def _read_from(self, position: StreamPosition) -> None:
         """Reads again from `position`, skipping what it says was trained on."""
         from confluent_kafka import OFFSET_BEGINNING
 
+        assert self.reader is not None  # made by start()
         committed = position.committed()
         starts = {p: committed.get(p, OFFSET_BEGINNING) for p in self.reader.partitions}
         self._skip = position
@@ -141,11 +158,14 @@ class TrainingStream:
                   ", ".join(f"partition {p} offset {o if o >= 0 else 'first'}" for p, o in starts.items()),
                   self.group)
 
-    def _poll_chunk(self, generation, timeout=POLL_SECONDS):
+    def _poll_chunk(self, generation: int, timeout: float = POLL_SECONDS) -> Optional[_Chunk]:
         """Decoded records read now (leaves, partitions, offsets), or None (also for a replaced generator)."""
         with self._reading:
             if generation != self._generation:
                 return None
+            assert self.reader is not None  # made by start()
+            partitions: list[int] | NDArray[np.int32]  # the read ones, then as an array
+            offsets: list[int] | NDArray[np.int64]
             values, partitions, offsets, _ = self.reader.poll(CHUNK_RECORDS, timeout)
             if not values:
                 return None
@@ -161,7 +181,7 @@ class TrainingStream:
             self.records_read += len(kept)
             return leaves, partitions[kept], offsets[kept]
 
-    def _wait_for_chunk(self):
+    def _wait_for_chunk(self) -> _Chunk:
         since = time.monotonic()
         while True:
             chunk = self._poll_chunk(self._generation)
@@ -169,12 +189,13 @@ class TrainingStream:
                 return chunk
             self._check_stall(since)
 
-    def _check_stall(self, since):
+    def _check_stall(self, since: float) -> None:
         """Raises (and keeps, for the trainer to find behind tf.data's error) `KafkaStalled` past the timeout.
 
         The message says how much was read and what to do: bring the broker back, or publish more records.
         """
         if time.monotonic() - since > self.stall_timeout:
+            assert self.reader is not None  # made by start()
             stalled = self.reader.stalled(since)
             if self.reader.unreachable:
                 advice = "once the broker answers again, resume"
@@ -185,7 +206,7 @@ class TrainingStream:
             self.stall = KafkaStalled(f"{stalled}; {self.records_read} records read from it by this run; {advice}")
             raise self.stall
 
-    def blocks(self):
+    def blocks(self) -> Iterator[Any]:
         """Generator of blocks of whole batches (the sample's nesting, numpy arrays), endless.
 
         A second call (Keras makes a new iterator, e.g. under MirroredStrategy)
@@ -201,8 +222,9 @@ class TrainingStream:
             if generation > 1:
                 self._read_from(self.position)
         pool = ShufflePool(self.shuffle_buffer, self.batch_size, self.seed)
+        assert self.reader is not None and self.reader.decoder.schema is not None  # start() read a record
         schema = self.reader.decoder.schema
-        idle_since = None
+        idle_since: Optional[float] = None
         while not self.reader.closing and not self.training_ended and generation == self._generation:
             if chunk is not None:
                 pool.add(*chunk)
@@ -219,7 +241,7 @@ class TrainingStream:
             draining = chunk is None and pool.size >= self.batch_size
             chunk = self._poll_chunk(generation, DRAIN_POLL_SECONDS if draining else POLL_SECONDS)
 
-    def _emit(self, pool, batches, generation):
+    def _emit(self, pool: ShufflePool, batches: int, generation: int) -> list[NDArray[Any]]:
         block = pool.take(batches * self.batch_size)
         with self._lock:
             if generation != self._generation:
@@ -229,13 +251,13 @@ class TrainingStream:
                                           self._skip))
         return block
 
-    def end_training(self):
+    def end_training(self) -> None:
         """Training ended: the generator returns at its next poll. tf.data's prefetching thread keeps asking it
         for a batch after the last step; on a topic read to its end it would wait there, holding up the end of
         `fit`, until the stall timeout."""
         self.training_ended = True
 
-    def mark_trained(self, batches):
+    def mark_trained(self, batches: int) -> None:
         """`batches` batches (counted from the start of training) have been trained on: advance the position."""
         with self._lock:
             self._batches_trained = batches
@@ -243,20 +265,20 @@ class TrainingStream:
                 self._trained = self._emitted.popleft()
 
     @property
-    def position(self):
+    def position(self) -> StreamPosition:
         """The `StreamPosition` of what has been trained on."""
         with self._lock:
             trained = self._trained
         return trained.position() if trained is not None else StreamPosition()
 
     @property
-    def skipped(self):
+    def skipped(self) -> int:
         return self.reader.skipped if self.reader else 0
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         return {"topic": self.topic, **self.position.as_json()}
 
-    def commit(self):
+    def commit(self) -> None:
         """Commits the resume position to the consumer group (asynchronously: the checkpoint holds it too).
 
         Uses a consumer of its own: the reading one is busy in the tf.data
@@ -268,6 +290,7 @@ class TrainingStream:
         offsets = [TopicPartition(self.topic, p, o) for p, o in self.position.committed().items()]
         if not offsets:
             return
+        assert self.reader is not None  # made by start()
         if self.reader.unreachable:  # a commit pending on a dead broker would hold close() for a session timeout
             _LOG.warning("kafka: %s unreachable: offsets not committed (the checkpoint holds them)",
                          self.connection.bootstrap_servers)
@@ -281,7 +304,7 @@ class TrainingStream:
         except KafkaException as error:
             _LOG.warning("kafka: could not commit offsets of %r: %s (the checkpoint holds them)", self.topic, error)
 
-    def close(self):
+    def close(self) -> None:
         for client in (self.reader, self._committer):
             if client is not None:
                 client.close()

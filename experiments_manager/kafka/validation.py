@@ -5,13 +5,22 @@ seen when the epoch starts, into memory; it is read again only when the topic
 changed.
 """
 
+from __future__ import annotations
+
 import logging
 import time
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import numpy as np
 
 from experiments_manager.kafka.connection import KafkaStalled
 from experiments_manager.kafka.reader import CHUNK_RECORDS, POLL_SECONDS, TopicReader
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from experiments_manager.kafka.codec import Schema
+    from experiments_manager.kafka.connection import KafkaConnection
 
 _LOG = logging.getLogger(__name__)
 
@@ -31,20 +40,21 @@ class ValidationSnapshot:
         stall_timeout: seconds to wait for a record in an empty topic.
     """
 
-    def __init__(self, connection, topic, group, batch_size, stall_timeout):
+    def __init__(self, connection: KafkaConnection, topic: str, group: str, batch_size: int,
+                 stall_timeout: float) -> None:
         self.topic = topic
         self.batch_size = batch_size
         self.reader = TopicReader(connection, topic, group, stall_timeout, partition_eof=True)
-        self.leaves = None
+        self.leaves: Optional[list[NDArray[Any]]] = None
         self.count = 0
         self.skipped = 0
-        self._extent = None
+        self._extent: Optional[tuple[tuple[int, int], ...]] = None
 
     @property
-    def schema(self):
+    def schema(self) -> Optional[Schema]:
         return self.reader.decoder.schema
 
-    def refresh(self):
+    def refresh(self) -> int:
         """Reads the topic again if it changed since the last read. Returns the number of records.
 
         If the topic cannot be read (broker restarting), the previous snapshot is kept.
@@ -66,7 +76,7 @@ class ValidationSnapshot:
         _LOG.info("kafka: validation: %d records from topic %r", self.count, self.topic)
         return self.count
 
-    def _read_snapshot(self):
+    def _read_snapshot(self) -> list[NDArray[Any]]:
         """The topic's records, waiting (up to the stall timeout) while it is empty."""
         since = time.monotonic()
         while True:
@@ -77,7 +87,7 @@ class ValidationSnapshot:
                 raise self.reader.stalled(since)
             time.sleep(POLL_SECONDS)
 
-    def _watermarks(self):
+    def _watermarks(self) -> tuple[tuple[int, int], ...]:
         from confluent_kafka import TopicPartition
 
         return tuple(
@@ -86,21 +96,21 @@ class ValidationSnapshot:
             for p in self.reader.partitions
         )
 
-    def _read_to_end(self):
+    def _read_to_end(self) -> Optional[list[NDArray[Any]]]:
         from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
         consumer = self.reader.consumer
         self.reader.assign({p: OFFSET_BEGINNING for p in self.reader.partitions})
         remaining = set(self.reader.partitions)
-        ends = {}
-        chunks = []
+        ends: dict[int, int] = {}
+        chunks: list[list[NDArray[Any]]] = []
         since = time.monotonic()
         skipped_before = self.reader.skipped
         try:
             while remaining:
                 values, partitions, offsets, ended = self.reader.poll(CHUNK_RECORDS)
                 remaining.difference_update(ended)
-                wanted = []
+                wanted: list[int] = []
                 for index, (partition, offset) in enumerate(zip(partitions, offsets)):
                     if partition not in ends:
                         _, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), cached=True)
@@ -124,11 +134,12 @@ class ValidationSnapshot:
             return None
         return [np.concatenate(column) for column in zip(*chunks)]
 
-    def batches(self):
+    def batches(self) -> Iterator[Any]:
         """Generator of the snapshot's batches (the last one may be smaller)."""
         leaves, count, schema = self.leaves, self.count, self.schema
         for start in range(0, count, self.batch_size):
+            assert leaves is not None and schema is not None  # count > 0: a snapshot was read
             yield schema.nest([leaf[start:start + self.batch_size] for leaf in leaves])
 
-    def close(self):
+    def close(self) -> None:
         self.reader.close()

@@ -24,6 +24,7 @@ metric object) is a list of one, as Keras 2 took it.
 import functools
 import logging
 import re
+from typing import Any, Callable
 
 from experiments_manager.utils.errors import UserInputError
 
@@ -36,7 +37,7 @@ RANK_MATCHED_MARK = "_experiments_manager_rank_matched"
 _LOG = logging.getLogger(__name__)
 
 
-def keras2_metrics(metrics, model, settings_name):
+def keras2_metrics(metrics: Any, model: Any, settings_name: str) -> Any:
     """What `model.compile(metrics=...)` gets for the settings' `get_metrics`.
 
     Args:
@@ -62,7 +63,7 @@ def keras2_metrics(metrics, model, settings_name):
     return _map(_per_output(metrics, model), lambda metric: _keras2_metric(metric, settings_name))
 
 
-def _per_output(metrics, model):
+def _per_output(metrics: Any, model: Any) -> Any:
     """Old settings return {layer name: metric} for one-output models: Keras 3 wants a list then."""
     if not isinstance(metrics, dict):
         return metrics
@@ -74,7 +75,7 @@ def _per_output(metrics, model):
     return list(metrics.values())
 
 
-def _map(structure, function):
+def _map(structure: Any, function: Callable[[Any], Any]) -> Any:
     if isinstance(structure, dict):
         return {key: _map(value, function) for key, value in structure.items()}
     if isinstance(structure, (list, tuple)):
@@ -82,7 +83,7 @@ def _map(structure, function):
     return function(structure) if structure is not None else None
 
 
-def _keras2_metric(metric, settings_name):
+def _keras2_metric(metric: Any, settings_name: str) -> Any:
     import keras
 
     name = None
@@ -107,7 +108,7 @@ def _keras2_metric(metric, settings_name):
     return metric
 
 
-def _named_metric(name, settings_name):
+def _named_metric(name: str, settings_name: str) -> Any:
     """The metric object or function a name stands for, in Keras 3 or in Keras 2."""
     import keras
 
@@ -126,7 +127,7 @@ def _named_metric(name, settings_name):
                              "(expected e.g. 'mae', 'binary_crossentropy', 'AUC' or a metric object)") from None
 
 
-def _callable_name(function):
+def _callable_name(function: Any) -> str:
     """A metric callable's name, as Keras 2 chose it: its `name` (a loss object), its `__name__` (for a
     `functools.partial`, the wrapped function's), else its class's."""
     return (getattr(function, "name", None) or getattr(function, "__name__", None)
@@ -134,13 +135,13 @@ def _callable_name(function):
             or snake_case(type(function).__name__))
 
 
-def snake_case(class_name):
+def snake_case(class_name: str) -> str:
     """Keras' default metric name for a class: 'AUC' -> 'auc', 'BinaryAccuracy' -> 'binary_accuracy'."""
     words = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", class_name)
     return re.sub("([a-z0-9])([A-Z])", r"\1_\2", words).lower()
 
 
-def rank_matched(function):
+def rank_matched(function: Callable[..., Any]) -> Callable[..., Any]:
     """`function(y_true, y_pred, ...)` called with ranks matched as Keras 2 did.
 
     When one tensor has one more axis than the other and that axis has size 1
@@ -150,14 +151,14 @@ def rank_matched(function):
         return function
 
     @functools.wraps(function, assigned=[name for name in functools.WRAPPER_ASSIGNMENTS if hasattr(function, name)])
-    def matched(y_true, y_pred, *args, **kwargs):
+    def matched(y_true: Any, y_pred: Any, *args: Any, **kwargs: Any) -> Any:
         return function(*match_ranks(y_true, y_pred), *args, **kwargs)
 
     setattr(matched, RANK_MATCHED_MARK, True)
     return matched
 
 
-def match_ranks(y_true, y_pred):
+def match_ranks(y_true: Any, y_pred: Any) -> tuple[Any, Any]:
     """(y_true, y_pred) with a size-1 last axis added to the one that lacks it."""
     from keras import ops
 

@@ -30,6 +30,7 @@ import sys
 import traceback
 import types
 from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
 
 # Loss function names Keras 3's `tf.keras.metrics` / `tf.keras.losses` no longer export (keras.losses has them).
 KERAS2_FUNCTION_NAMES = (
@@ -46,9 +47,10 @@ LEGACY_OPTIMIZERS = ("Adadelta", "Adagrad", "Adam", "Adamax", "Ftrl", "Nadam", "
 INSTALLED_MARK = "_experiments_manager_keras2"
 
 _LOG = logging.getLogger(__name__)
+_Function = TypeVar("_Function", bound=Callable[..., Any])
 
 
-def install_keras2_compatibility():
+def install_keras2_compatibility() -> None:
     """Installs the shims listed in the module docstring (once per process).
 
     Example:
@@ -84,7 +86,7 @@ def install_keras2_compatibility():
     keras.metrics.Metric.add_weight = _keras2_add_weight(keras.metrics.Metric.add_weight)
 
 
-def _tf_keras_modules(suffix):
+def _tf_keras_modules(suffix: str) -> list[Any]:
     """The module objects a settings file may reach as `tf.keras.<suffix>`: TensorFlow loads Keras 3's
     tf.keras API under several names (`tensorflow.keras.X`, `keras._tf_keras.keras.X`)."""
     import tensorflow as tf
@@ -99,16 +101,16 @@ def _tf_keras_modules(suffix):
     return list(unique.values())
 
 
-def _marked(wrapper):
+def _marked(wrapper: _Function) -> _Function:
     setattr(wrapper, INSTALLED_MARK, True)
     return wrapper
 
 
-def _ignoring_lr(original):
+def _ignoring_lr(original: Callable[..., Any]) -> Callable[..., None]:
     """Keras 2.11+ optimizers (TF 2.11-2.15) logged a warning for `lr=` and used their default learning rate."""
 
     @functools.wraps(original)
-    def __init__(self, *args, **kwargs):
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         if "lr" in kwargs:
             lr = kwargs.pop("lr")
             _LOG.warning("%s%s(lr=%s): `lr` is ignored, as TF 2.14's Keras ignored it: training uses "
@@ -119,11 +121,11 @@ def _ignoring_lr(original):
     return _marked(__init__)
 
 
-def _auto_reduction(original):
+def _auto_reduction(original: Callable[..., Any]) -> Callable[..., None]:
     """Keras 2's Reduction.AUTO meant SUM_OVER_BATCH_SIZE outside custom distribution loops."""
 
     @functools.wraps(original)
-    def __init__(self, *args, **kwargs):
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         if kwargs.get("reduction") == "auto":
             kwargs["reduction"] = "sum_over_batch_size"
             _LOG.info("%s%s(reduction='auto'): Keras 2's AUTO, read as 'sum_over_batch_size'", _user_line(),
@@ -133,11 +135,11 @@ def _auto_reduction(original):
     return _marked(__init__)
 
 
-def _keras2_metric_init(original):
+def _keras2_metric_init(original: Callable[..., Any]) -> Callable[..., None]:
     """Keras 2's `Metric.__init__(name=None, dtype=None, **kwargs)` where Keras 3's is `(dtype=None, name=None)`: a
     custom metric's `super().__init__(name, **kwargs)` gives its name first."""
     @functools.wraps(original)
-    def __init__(self, *args, **kwargs):
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         if args and isinstance(args[0], str) and not _is_dtype(args[0]) and "name" not in kwargs:
             kwargs["name"] = args[0]  # Keras 2's order: name, dtype
             args = args[1:]
@@ -146,7 +148,7 @@ def _keras2_metric_init(original):
     return _marked(__init__)
 
 
-def _is_dtype(text):
+def _is_dtype(text: str) -> bool:
     import keras
 
     try:
@@ -156,12 +158,12 @@ def _is_dtype(text):
         return False
 
 
-def _keras2_add_weight(original):
+def _keras2_add_weight(original: Callable[..., Any]) -> Callable[..., Any]:
     """Keras 2's `Metric.add_weight(name, shape=(), aggregation=tf.VariableAggregation.SUM, synchronization=...,
     initializer=None, dtype=None)`: the name first, TensorFlow's aggregation enum, a synchronization Keras 3 has not."""
 
     @functools.wraps(original)
-    def add_weight(self, *args, **kwargs):
+    def add_weight(self: Any, *args: Any, **kwargs: Any) -> Any:
         if args and isinstance(args[0], str):  # Keras 3's first parameter is the shape, never a string
             kwargs["name"] = args[0]
             args = args[1:]
@@ -177,7 +179,7 @@ def _keras2_add_weight(original):
     return _marked(add_weight)
 
 
-def _legacy_optimizer(base):
+def _legacy_optimizer(base: Any) -> type[Any]:
     """A Keras 3 optimizer class taking Keras 2 legacy arguments: `lr` and a time-based `decay`."""
     import keras
 
@@ -185,7 +187,7 @@ def _legacy_optimizer(base):
     default_rate = signature.parameters["learning_rate"].default
 
     class Legacy(base):
-        def __init__(self, *args, lr=None, decay=0.0, **kwargs):
+        def __init__(self, *args: Any, lr: Optional[float] = None, decay: float = 0.0, **kwargs: Any) -> None:
             kwargs = {**signature.bind_partial(self, *args).arguments, **kwargs}  # positional ones by name
             kwargs.pop("self")
             if lr is not None:
@@ -201,7 +203,7 @@ def _legacy_optimizer(base):
     return Legacy
 
 
-def _user_line():
+def _user_line() -> str:
     """'settings.py line 12: ' for the innermost frame outside Keras, TensorFlow and this package."""
     package = str(Path(__file__).resolve().parent)
     for frame in reversed(traceback.extract_stack()[:-2]):

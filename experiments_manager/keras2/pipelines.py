@@ -28,6 +28,7 @@ data"); here the epoch goes on with the next pass.
 
 import itertools
 import logging
+from typing import Any, Iterator, Optional, cast
 
 import numpy as np
 
@@ -47,19 +48,20 @@ class Pipeline:
             one stopped (a Python generator).
     """
 
-    def __init__(self, dataset, steps=None, restartable=True):
+    def __init__(self, dataset: Any, steps: Optional[int] = None, restartable: bool = True) -> None:
         self.dataset = dataset
         self.steps = steps
         self.restartable = restartable
 
 
-def as_pipeline(returned, settings, training, seed=0, whole=False):
+def as_pipeline(returned: Any, settings: Any, training: bool, seed: int = 0, whole: bool = False) -> Pipeline:
     """The `Pipeline` of what `get_input_pipeline` returned.
 
     Args:
         returned: a `tf.data.Dataset`, a Keras `Sequence`/`PyDataset`, or a
             Python generator/iterator of batches.
-        settings: the loaded `Settings` (nb_*_samples, batch_size, file name for errors).
+        settings: the loaded `Settings` (nb_*_samples, batch_size, file name for errors; `Any`: keras2 imports no
+            settings).
         training: the training pipeline (shuffled batch order), else validation.
         seed: the run's seed (batch order of a training sequence).
         whole: read a sequence or generator once, whole, whatever `nb_val_samples` says (default False; a test
@@ -84,12 +86,13 @@ def as_pipeline(returned, settings, training, seed=0, whole=False):
         if whole:  # every batch once, in order, the last partial one too
             return Pipeline(tf.data.Dataset.from_generator(
                 lambda: (_as_batch(returned[index]) for index in range(length)), output_signature=signature))
-        steps = _sequence_steps(returned, nb_samples, settings.training.batch_size, length)
+        # an int here; Optional for the generator's below (None without nb_*_samples)
+        steps: Optional[int] = _sequence_steps(returned, nb_samples, settings.training.batch_size, length)
         order = np.random.default_rng(seed if training else None)
 
-        def epochs():
+        def epochs() -> Iterator[Any]:
             while True:  # one epoch of `steps` batches per round: Keras keeps the iterator across epochs
-                yield from _epoch_batches(returned, steps, length, order if training else None)
+                yield from _epoch_batches(returned, cast(int, steps), length, order if training else None)
 
         dataset = tf.data.Dataset.from_generator(epochs, output_signature=signature).apply(
             tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
@@ -106,17 +109,17 @@ def as_pipeline(returned, settings, training, seed=0, whole=False):
                          f"keras.utils.Sequence or a generator of batches for {kind}, got {type(returned).__name__}")
 
 
-def _is_sequence(value):
+def _is_sequence(value: Any) -> bool:
     """A Keras 2-style sequence that does not derive from Keras 3's PyDataset."""
     return hasattr(value, "__getitem__") and hasattr(value, "__len__") and hasattr(value, "on_epoch_end")
 
 
-def samples_to_steps(nb_samples, batch_size):
+def samples_to_steps(nb_samples: int, batch_size: int) -> int:
     """The batches of an epoch of `nb_samples` samples: `nb_samples // batch_size`, at least 1."""
     return max(1, nb_samples // batch_size)
 
 
-def _sequence_steps(sequence, nb_samples, batch_size, length):
+def _sequence_steps(sequence: Any, nb_samples: Optional[int], batch_size: int, length: int) -> int:
     if nb_samples:
         return samples_to_steps(nb_samples, batch_size)
     samples, per_batch = getattr(sequence, "n", None), getattr(sequence, "batch_size", None)
@@ -125,7 +128,7 @@ def _sequence_steps(sequence, nb_samples, batch_size, length):
     return length
 
 
-def _epoch_batches(sequence, steps, length, order):
+def _epoch_batches(sequence: Any, steps: int, length: int, order: Optional[np.random.Generator]) -> Iterator[Any]:
     """The batches of one epoch: passes over the sequence, cut at `steps`, `on_epoch_end()` after each."""
     given = 0
     while given < steps:
@@ -136,15 +139,15 @@ def _epoch_batches(sequence, steps, length, order):
         sequence.on_epoch_end()
 
 
-def _as_batch(batch):
+def _as_batch(batch: Any) -> Any:
     """Keras 2 accepted [x, y] as well as (x, y)."""
     return tuple(batch) if isinstance(batch, list) else batch
 
 
-def _signature(batch):
+def _signature(batch: Any) -> Any:
     import tensorflow as tf
 
-    def spec(value):
+    def spec(value: Any) -> Any:
         array = np.asarray(value)
         return tf.TensorSpec((None,) + array.shape[1:], tf.as_dtype(array.dtype))
 

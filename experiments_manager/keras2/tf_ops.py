@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, cast
 
 import keras
 import tensorflow as tf
 
 _ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("experiments_manager_tf_ops_as_layers", default=False)
-_REGISTERED: list = []  # the one dispatcher registered with TensorFlow in this process (TensorFlow keeps it)
+# the one dispatcher registered with TensorFlow in this process (TensorFlow keeps it)
+_REGISTERED: list[_KerasTensorOps] = []
 
 
 @contextlib.contextmanager
@@ -65,7 +66,7 @@ class _KerasTensorOps(tf.__internal__.dispatch.GlobalOpDispatcher):
     """Hands a TensorFlow API call with a symbolic Keras tensor among its arguments to a `TFOpLayer` (inside
     `tf_ops_as_layers` only)."""
 
-    def handle(self, op: Callable, args: tuple, kwargs: dict) -> Any:
+    def handle(self, op: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not _ACTIVE.get() or not _holds_keras_tensors((args, kwargs)):
             return self.NOT_SUPPORTED
         return op_as_layer(op, args, kwargs)
@@ -75,7 +76,7 @@ def _holds_keras_tensors(structure: Any) -> bool:
     return any(isinstance(item, keras.KerasTensor) for item in tf.nest.flatten(structure))
 
 
-def op_as_layer(op: Callable, args: tuple, kwargs: dict) -> Any:
+def op_as_layer(op: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """The output of a new `TFOpLayer` calling `op(*args, **kwargs)`: the Keras tensors among the arguments (nested
     in lists too) are the layer's inputs, the rest is kept as it was given (`name` is dropped: the layer is named
     after the op)."""
@@ -113,7 +114,8 @@ class TFOpLayer(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, function: Callable, call: tuple, name: Optional[str] = None, **kwargs: Any) -> None:
+    def __init__(self, function: Callable[..., Any], call: tuple[Any, ...], name: Optional[str] = None,
+                 **kwargs: Any) -> None:
         from keras.src.utils import naming
 
         self.function = function
@@ -133,12 +135,12 @@ class TFOpLayer(keras.layers.Layer):
                                              self.call_structure)
         return self.function(*args, **kwargs)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "function": self.symbol}
 
 
-def _symbol(function: Callable) -> str:
+def _symbol(function: Callable[..., Any]) -> str:
     """The TensorFlow API name of `function` ('math.reduce_mean'), else its own name."""
     from tensorflow.python.util.tf_export import get_canonical_name_for_symbol
 
-    return get_canonical_name_for_symbol(function) or getattr(function, "__name__", "op")
+    return cast(str, get_canonical_name_for_symbol(function) or getattr(function, "__name__", "op"))

@@ -31,9 +31,12 @@ import sys
 import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 from experiments_manager.utils.checksums import file_digest
+
+if TYPE_CHECKING:
+    from experiments_manager.utils.atomic import PathLike
 
 ACCEPT_CODE_CHANGE_FLAG = "--accept-code-change"
 _PACKAGE_FOLDER = Path(__file__).resolve().parent
@@ -66,7 +69,7 @@ class Attempt:
     """
 
     number: int
-    command: list
+    command: list[str]
     host: str = ""
     pid: int = 0
     slurm_job_id: Optional[str] = None
@@ -78,9 +81,9 @@ class Attempt:
     exit_code: Optional[int] = None
     reason: Optional[str] = None
     error: Optional[str] = None
-    code: dict = field(default_factory=dict)
+    code: dict[str, Optional[str]] = field(default_factory=dict)
     git_commit: Optional[str] = None
-    accepted_code_change: list = field(default_factory=list)
+    accepted_code_change: list[str] = field(default_factory=list)
     epochs: Optional[int] = None
     extended_from: Optional[int] = None
     container: Optional[str] = None
@@ -101,7 +104,7 @@ class Attempt:
                    container=os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"))
 
     @classmethod
-    def before_attempts_were_recorded(cls, info: dict) -> dict:
+    def before_attempts_were_recorded(cls, info: Mapping[str, Any]) -> dict[str, Any]:
         """What run.json of an older engine (no `attempts`) says of the run so far, as attempt 1 (JSON)."""
         return cls(number=1, command=list(info.get("command") or []),
                    host=info.get("host") or "", started=info.get("started") or "", ended=info.get("ended"),
@@ -109,11 +112,11 @@ class Attempt:
                    reason=info.get("reason"), error=info.get("error"), git_commit=info.get("git_commit")).as_json()
 
     @classmethod
-    def from_json(cls, data: dict) -> "Attempt":
+    def from_json(cls, data: Mapping[str, Any]) -> "Attempt":
         """An attempt as run.json holds it (fields a later version added are ignored)."""
         return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         for optional in _OPTIONAL_FIELDS:
             if data[optional] is None:
@@ -134,7 +137,7 @@ def device_count(device_names: Iterable[str]) -> tuple[str, int]:
     return "cpu", len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def device_hours(info: dict, moment: Optional[datetime.datetime] = None) -> Optional[float]:
+def device_hours(info: Mapping[str, Any], moment: Optional[datetime.datetime] = None) -> Optional[float]:
     """The device-hours a run has cost: each attempt's wall time (started to ended; to `moment`, default now, for
     the attempt of a run still running) times its devices, times the workers of a multi-worker run. None when no
     attempt recorded its devices (an older engine's run). An attempt killed outright has no end: it is not counted.
@@ -171,7 +174,7 @@ def _seconds_between(start: object, end: object) -> Optional[float]:
         return None
 
 
-def epochs_asked(attempts) -> Optional[int]:
+def epochs_asked(attempts: object) -> Optional[int]:
     """The epochs in all the latest attempt that set them asked for (`Attempt.epochs`: a run extended with
     `--epochs`), or None: the run trains the settings' `nbEpoch`.
 
@@ -191,7 +194,7 @@ def epochs_asked(attempts) -> Optional[int]:
     return None
 
 
-def file_sha256(path) -> Optional[str]:
+def file_sha256(path: PathLike) -> Optional[str]:
     """The SHA-256 of a file, or None when it cannot be read."""
     try:
         return file_digest(path)["sha256"]
@@ -199,7 +202,7 @@ def file_sha256(path) -> Optional[str]:
         return None
 
 
-def user_modules(skip_names: tuple = ()) -> list:
+def user_modules(skip_names: tuple[str, ...] = ()) -> list[Path]:
     """The source files of the modules imported so far that are the user's own: not in the Python installation,
     not in a site-packages folder, not this package. What a model file imports from beside it, say.
 
@@ -224,7 +227,7 @@ def user_modules(skip_names: tuple = ()) -> list:
     return sorted(found)
 
 
-def code_identity(files: Iterable, root) -> dict:
+def code_identity(files: Iterable[PathLike], root: PathLike) -> dict[str, Optional[str]]:
     """{file: SHA-256} of `files` for run.json: a file inside the experiment folder `root` (the copies) by its path
     relative to it (the folder may move), any other by its absolute path."""
     root = Path(root).resolve()
@@ -236,7 +239,7 @@ def code_identity(files: Iterable, root) -> dict:
     return identity
 
 
-def code_changes(recorded: dict, root) -> list:
+def code_changes(recorded: Mapping[str, Optional[str]], root: PathLike) -> list[str]:
     """The files of `recorded` (a previous attempt's `code`, see `code_identity`) whose content is not that now:
     '/home/me/helpers.py (changed)'. A file no longer there is not a change: the code was staged elsewhere (a
     node's $TMPDIR, another mount), or its import fails loudly; what silently changes a resumed run is a file
@@ -249,14 +252,14 @@ def code_changes(recorded: dict, root) -> list:
     return changes
 
 
-def settings_folder(info: dict, root) -> Path:
+def settings_folder(info: Mapping[str, Any], root: PathLike) -> Path:
     """The folder of the settings file a run was started from (run.json's `settings_file`: its git commit), or the
     experiment's own folder when that is gone."""
     original = info.get("settings_file")
     return Path(original).parent if original and Path(original).parent.is_dir() else Path(root)
 
 
-def git_commit(folder) -> Optional[str]:
+def git_commit(folder: PathLike) -> Optional[str]:
     """The git commit of the checkout holding `folder`, with '-dirty' when it has uncommitted changes, or None."""
     try:
         result = subprocess.run(

@@ -21,10 +21,11 @@ import os
 import re
 import zipfile
 from pathlib import Path
+from typing import Any, Callable, Mapping, cast
 
 import numpy as np
 
-from experiments_manager.utils.atomic import folder_replaced_atomically, fsync_folder, remove_tree_atomically
+from experiments_manager.utils.atomic import PathLike, folder_replaced_atomically, fsync_folder, remove_tree_atomically
 from experiments_manager.utils.checksums import file_digest, set_aside
 from experiments_manager.utils.errors import UserInputError
 
@@ -36,7 +37,7 @@ OPTIMIZER_FILE = "optimizer.npz"
 DAMAGED_PREFIX = "damaged-"
 
 
-def verify(folder) -> "str | None":
+def verify(folder: PathLike) -> "str | None":
     """What is wrong with the checkpoint `folder` (one phrase), or None when its files match their record.
 
     A checkpoint written before checksums were recorded is checked for its files being there and not empty.
@@ -86,13 +87,13 @@ class Checkpointer:
     ```
     """
 
-    def __init__(self, folder, keep=2, check_writer=None):
+    def __init__(self, folder: PathLike, keep: int = 2, check_writer: "Callable[[], None] | None" = None) -> None:
         self.folder = Path(folder)
         self.keep = keep
         self.check_writer = check_writer or (lambda: None)
-        self._good = None  # the folder `set_aside_damaged` verified last: a restore does not hash it again
+        self._good: Path | None = None  # the folder `set_aside_damaged` verified last: a restore does not hash it again
 
-    def _numbered(self):
+    def _numbered(self) -> list[tuple[int, Path]]:
         """(number, folder) of every `ckpt-N` folder, complete or not, oldest first."""
         found = []
         if self.folder.is_dir():
@@ -102,30 +103,30 @@ class Checkpointer:
                     found.append((int(match.group(1)), path))
         return sorted(found)
 
-    def _next_number(self):
+    def _next_number(self) -> int:
         numbers = [int(match.group(1)) for match in map(ANY_NUMBERED.match, self._names()) if match]
         return max(numbers, default=0) + 1
 
-    def _names(self):
+    def _names(self) -> list[str]:
         return [path.name for path in self.folder.iterdir()] if self.folder.is_dir() else []
 
-    def examined(self):
+    def examined(self) -> list[tuple[Path, "str | None"]]:
         """(folder, what is wrong or None) of every `ckpt-N` folder, oldest first (`experiments-manager check`)."""
         return [(path, verify(path)) for _, path in self._numbered()]
 
-    def latest(self):
+    def latest(self) -> Path | None:
         """The newest checkpoint folder whose files match their record, or None (nothing is moved)."""
         for _, path in reversed(self._numbered()):
             if verify(path) is None:
                 return path
         return None
 
-    def latest_state(self):
+    def latest_state(self) -> dict[str, Any] | None:
         """The newest good checkpoint's state dict (without loading weights), or None."""
         latest = self.latest()
         return json.loads((latest / STATE_FILE).read_text()) if latest else None
 
-    def set_aside_damaged(self):
+    def set_aside_damaged(self) -> Path | None:
         """Moves every checkpoint newer than the newest good one to `damaged-ckpt-<N>` (one warning line each);
         returns the newest good folder, or None. Only the experiment's writer (its lease holder) calls it."""
         for _, path in reversed(self._numbered()):
@@ -136,15 +137,15 @@ class Checkpointer:
             self._set_aside(path, problem)
         return None
 
-    def resumable_state(self):
+    def resumable_state(self) -> dict[str, Any] | None:
         """The state of the checkpoint a resume continues from (damaged newer ones moved aside first), or None."""
         latest = self.set_aside_damaged()
         return json.loads((latest / STATE_FILE).read_text()) if latest else None
 
-    def _set_aside(self, path, problem):
+    def _set_aside(self, path: Path, problem: str) -> None:
         set_aside(path, f"{DAMAGED_PREFIX}{path.name}", f"damaged ({problem}), the checkpoint before it is used")
 
-    def save(self, model, optimizer, state):
+    def save(self, model: Any, optimizer: Any, state: Mapping[str, Any]) -> Path:
         """Writes a new checkpoint atomically and durably, with its files' checksums; prunes old good ones."""
         self.check_writer()  # still the experiment's one writer (its lease)
         if not self.folder.is_dir():
@@ -155,7 +156,8 @@ class Checkpointer:
         with folder_replaced_atomically(self.folder / f".tmp-ckpt-{number:06d}-{os.getpid()}", final) as tmp:
             tmp.mkdir()
             (tmp / WEIGHTS_FILE).write_bytes(weights_file_bytes(model))  # a memoryview: no second copy
-            values = {f"v{index:05d}": np.asarray(variable) for index, variable in enumerate(optimizer.variables)}
+            values: dict[str, Any] = {f"v{index:05d}": np.asarray(variable)  # Any: np.savez's **kwds
+                                      for index, variable in enumerate(optimizer.variables)}
             np.savez(tmp / OPTIMIZER_FILE, **values)
             files = {name: file_digest(tmp / name) for name in (WEIGHTS_FILE, OPTIMIZER_FILE)}
             # state.json last: its presence marks the folder complete, and it records what the others hold
@@ -165,7 +167,7 @@ class Checkpointer:
             remove_tree_atomically(old)
         return final
 
-    def restore_latest(self, model, optimizer):
+    def restore_latest(self, model: Any, optimizer: Any) -> dict[str, Any] | None:
         """Loads the newest good checkpoint into `model` and `optimizer`; a damaged one is moved aside first.
 
         The optimizer must be built (`optimizer.build(model.trainable_variables)`).
@@ -198,12 +200,13 @@ class Checkpointer:
             )
         for variable, value in zip(variables, values):
             if tuple(variable.shape) != value.shape:
-                raise RuntimeError(f"{latest}: optimizer variable {variable.path} has shape {value.shape}, expected {tuple(variable.shape)}")
+                raise RuntimeError(f"{latest}: optimizer variable {variable.path} has shape {value.shape}, "
+                                   f"expected {tuple(variable.shape)}")
             variable.assign(value)
-        return json.loads((latest / STATE_FILE).read_text())
+        return cast("dict[str, Any]", json.loads((latest / STATE_FILE).read_text()))
 
 
-def weights_file_bytes(model) -> bytes | memoryview:
+def weights_file_bytes(model: Any) -> bytes | memoryview:
     """What `model.save_weights("model.weights.h5")` writes, made in memory: a full disk then fails the plain file
     write that follows (an OSError), never HDF5 mid-file (which leaves it unable to close, and the process
     segfaulting at exit). Keras writes the same file with the same `H5IOStore` in `save_weights_only`."""

@@ -15,17 +15,24 @@ report.write(folder, title="my_run: version 3")   # per_class.csv, confusion_mat
 ```
 """
 
+from __future__ import annotations
+
 import csv
 import io
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from experiments_manager.utils.atomic import PathLike
 
 MAX_ANNOTATED_CLASSES = 30  # beyond, the PNG's cells carry no numbers (unreadable)
 
 
-def class_ids(labels, outputs) -> Optional[np.ndarray]:
+def class_ids(labels: npt.ArrayLike, outputs: npt.ArrayLike) -> Optional[np.ndarray]:
     """The true class of each sample, or None when (labels, outputs) are not a classifier's.
 
     Args:
@@ -44,7 +51,7 @@ def class_ids(labels, outputs) -> Optional[np.ndarray]:
     classes = outputs.shape[1]
     if labels.ndim == 2 and labels.shape[1] == classes:  # one-hot
         if np.isin(labels, (0, 1)).all() and np.all(labels.sum(axis=1) == 1):
-            return labels.argmax(axis=1)
+            return cast(np.ndarray, labels.argmax(axis=1))  # numpy types argmax(axis=...) as Any
         return None
     ids = labels.reshape(-1) if labels.ndim == 1 or labels.shape[1:] == (1,) else None
     if ids is None or not np.all(ids == np.round(ids)) or ids.min(initial=0) < 0 or ids.max(initial=0) >= classes:
@@ -64,7 +71,7 @@ class ClassificationReport:
         accuracy: the share of samples predicted right.
     """
 
-    def __init__(self, confusion, class_names=None):
+    def __init__(self, confusion: npt.ArrayLike, class_names: Optional[Iterable[object]] = None) -> None:
         self.confusion = np.asarray(confusion, dtype=np.int64)
         count = self.confusion.shape[0]
         self.class_names = [str(name) for name in class_names] if class_names else [str(i) for i in range(count)]
@@ -74,14 +81,15 @@ class ClassificationReport:
         recall = np.divide(right, support, out=np.zeros(count), where=support > 0)
         both = precision + recall
         f1 = np.divide(2 * precision * recall, both, out=np.zeros(count), where=both > 0)
-        self.per_class = [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
-                           "support": int(s)}
-                          for name, p, r, f, s in zip(self.class_names, precision, recall, f1, support)]
+        self.per_class: list[dict[str, Any]] = [
+            {"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(self.class_names, precision, recall, f1, support)]
         total = int(self.confusion.sum())
         self.accuracy = float(right.sum() / total) if total else 0.0
 
     @classmethod
-    def of(cls, labels, outputs, class_names=None):
+    def of(cls, labels: npt.ArrayLike, outputs: npt.ArrayLike,
+           class_names: Optional[Iterable[object]] = None) -> Optional[ClassificationReport]:
         """The report of `outputs` (N x C class scores) against `labels` (see `class_ids`), or None when they are
         not a classifier's.
 
@@ -99,7 +107,7 @@ class ClassificationReport:
         np.add.at(confusion, (truth, predicted), 1)
         return cls(confusion, class_names)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         """What evaluation.json holds of it."""
         return {"class_names": self.class_names, "accuracy": self.accuracy, "per_class": self.per_class,
                 "confusion_matrix": self.confusion.tolist()}
@@ -117,7 +125,7 @@ class ClassificationReport:
                   for name, row in zip(self.class_names, self.confusion)]
         return "\n".join(lines)
 
-    def write(self, folder, title: str = "") -> None:
+    def write(self, folder: PathLike, title: str = "") -> None:
         """Writes `per_class.csv`, `confusion_matrix.csv` and `confusion_matrix.png` into `folder` (a temporary
         folder the caller renames into place)."""
         folder = Path(folder)
@@ -129,7 +137,7 @@ class ClassificationReport:
             + [[name, *map(int, row)] for name, row in zip(self.class_names, self.confusion)]))
         self.draw(folder / "confusion_matrix.png", title)
 
-    def draw(self, png, title: str = "") -> None:
+    def draw(self, png: PathLike, title: str = "") -> None:
         """The confusion matrix as a PNG: each cell's count, its colour the share of its true class."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -160,7 +168,7 @@ class ClassificationReport:
         figure.savefig(png, format="png", dpi=100)
 
 
-def _csv(rows) -> str:
+def _csv(rows: Iterable[Iterable[object]]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     return buffer.getvalue()

@@ -28,7 +28,7 @@ MAX_DEPTH = 4
 _NOT_EXPERIMENTS = {"venv", "node_modules", "__pycache__", "site-packages"}
 
 
-def walk_below(folder) -> Iterator[Tuple[str, List[str], List[str]]]:
+def walk_below(folder: "str | os.PathLike[str]") -> Iterator[Tuple[str, List[str], List[str]]]:
     """`os.walk` of `folder` as a listing looks: up to `MAX_DEPTH` levels, not inside experiment folders (their
     federated clients are theirs, their logs are many), nor hidden folders and virtualenvs.
 
@@ -61,12 +61,12 @@ def walk_below(folder) -> Iterator[Tuple[str, List[str], List[str]]]:
                                    if not name.startswith(".") and name not in _NOT_EXPERIMENTS)
 
 
-def folders_below(folder, marker):
+def folders_below(folder: "str | os.PathLike[str]", marker: str) -> List[Path]:
     """Folders up to `MAX_DEPTH` levels under `folder` holding the file `marker` (as `walk_below` looks)."""
     return [Path(parent) for parent, _, files in walk_below(folder) if marker in files]
 
 
-def find_experiments(working_folder):
+def find_experiments(working_folder: "str | os.PathLike[str]") -> List[Experiment]:
     """Experiment folders up to `MAX_DEPTH` levels below `working_folder` (a sweep's trials included), oldest first."""
     found = [Experiment(folder) for folder in folders_below(working_folder, RUN_FILE_NAME)]
     return sorted(found, key=lambda experiment: experiment.run_info().get("started") or "")

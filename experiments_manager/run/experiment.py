@@ -25,12 +25,14 @@ import shutil
 import socket
 import sys
 from pathlib import Path
+from typing import Any, Iterable, Iterator, Literal, Optional, Sequence, cast
 
 from experiments_manager.run.attempts import Attempt, code_changes, code_identity, package_versions, settings_folder
 from experiments_manager.run.attempts import git_commit as _git_commit
 from experiments_manager.run.names import folder_name, folder_stamp, make_unique_dir, now, varied_hparams
 from experiments_manager.run.record import RUN_RECORD_VERSION, RunRecord
-from experiments_manager.utils.atomic import copy_atomically, fsync_folder, remove_leftovers, write_json_atomically
+from experiments_manager.utils.atomic import (PathLike, copy_atomically, fsync_folder, remove_leftovers,
+                                             write_json_atomically)
 from experiments_manager.utils.environment_failures import raise_environment_failure
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease import LEASE_NAME, Lease
@@ -42,7 +44,8 @@ STARTING_MARKER_NAME = ".starting"  # a folder reserved by a run still starting 
 SWEEP_SPEC_NAME = "sweep.json"  # a sweep folder's spec (sweeps/folder.py): its trials' experiments are inside
 STATUSES = ("running", "finished", "failed", "interrupted")
 # top-level fields that describe how the latest attempt ended: a resume clears them (its `attempts` entry keeps them)
-_LATEST_ATTEMPT_FIELDS = ("ended", "reason", "error", "traceback", "exit_code", "stopped_early")
+_LATEST_ATTEMPT_FIELDS: tuple[Literal["ended", "reason", "error", "traceback", "exit_code", "stopped_early"], ...] = (
+    "ended", "reason", "error", "traceback", "exit_code", "stopped_early")
 
 
 class Experiment:
@@ -59,51 +62,52 @@ class Experiment:
     ```
     """
 
-    def __init__(self, root):
+    def __init__(self, root: PathLike) -> None:
         self.root = Path(root)
-        self.lease = None  # the `Lease` while this process writes the folder (`held`)
+        self.lease: Optional[Lease] = None  # the `Lease` while this process writes the folder (`held`)
 
     @property
-    def name(self):
+    def name(self) -> str:
         return self.root.name
 
     @property
-    def settings_copy(self):
+    def settings_copy(self) -> Path:
         return self.root / SETTINGS_COPY_NAME
 
     @property
-    def run_file(self):
+    def run_file(self) -> Path:
         return self.root / RUN_FILE_NAME
 
     @property
-    def checkpoints_dir(self):
+    def checkpoints_dir(self) -> Path:
         return self.root / "checkpoints"
 
     @property
-    def logs_dir(self):
+    def logs_dir(self) -> Path:
         return self.root / "logs"
 
     @property
-    def export_dir(self):
+    def export_dir(self) -> Path:
         return self.root / "exported_models"
 
     @property
-    def models_config(self):
+    def models_config(self) -> Path:
         return self.root / "models.config"
 
     @property
-    def curves_png(self):
+    def curves_png(self) -> Path:
         return self.root / "training_curves.png"
 
     @property
-    def history_csv(self):
+    def history_csv(self) -> Path:
         return self.root / "history.csv"
 
-    def model_file_copy(self):
+    def model_file_copy(self) -> Path:
         return self.root / f"{self.run_info()['model_name']}.py"
 
     @classmethod
-    def create(cls, settings, command, root=None, parent=None, reservation=None):
+    def create(cls, settings: Any, command: Sequence[str], root: Optional[PathLike] = None,
+               parent: Optional[PathLike] = None, reservation: Any = None) -> "Experiment":
         """Creates a new experiment folder for `settings` and records run.json.
 
         Args:
@@ -117,7 +121,7 @@ class Experiment:
         """
         moment = datetime.datetime.now()  # one moment for the folder name and run.json's `started`
         if reservation is not None and root is None and reservation.fits(settings, parent):
-            moment, base, root = reservation.moment, reservation.base, reservation.claim()
+            moment, base, root = reservation.moment, reservation.base, cast(Path, reservation.claim())
             repeat = root.name[len(base) + 1:]  # as below
         elif root is None:
             if reservation is not None:
@@ -141,39 +145,33 @@ class Experiment:
                 'file.\n\nResume it from Python: em.resume(folder, settings=<the same settings>)."""\n')
         copy_atomically(settings.model_file, root / f"{settings.model_name}.py")
         commit = _git_commit(Path(settings.path).resolve().parent)
-        experiment.write_run_info(
-            {
-                "record_version": RUN_RECORD_VERSION,
-                "status": "running",
-                "command": list(command),
-                "settings_file": str(Path(settings.path).resolve()) if settings.from_file else None,
-                "settings_object": None if settings.from_file else settings.path.name,
-                "model_name": settings.model_name,
-                "model_file": str(settings.model_script.resolve()),  # the user's file, `__file__` on resume
-                "session_name": settings.experiment.session_name,
-                "hparams": _jsonable(settings.experiment.hparams),
-                "hparam_overrides": _jsonable(settings.overrides),
-                "monitored_loss_name": settings.training.monitor,
-                "nbEpoch": settings.training.epochs,
-                "tensorflow_server_port": settings.serving.port,  # what `serve --model_dir` listens on by default
-                "versions": package_versions(),
-                "git_commit": commit,
-                "host": socket.gethostname(),
-                "started": now(moment),
-                "attempts": [Attempt.starting(command, 1, started=now(moment), git_commit=commit).as_json()],
-                "repeat": repeat,
-                "ended": None,
-                "epochs_completed": 0,
-                "best_value": None,
-                "best_epoch": None,
-                "exported_versions": [],
-                "last_exported_version": None,
-            }
-        )
+        experiment.write_run_info({
+            "record_version": RUN_RECORD_VERSION,
+            "status": "running",
+            "command": list(command),
+            "settings_file": str(Path(settings.path).resolve()) if settings.from_file else None,
+            "settings_object": None if settings.from_file else settings.path.name,
+            "model_name": settings.model_name,
+            "model_file": str(settings.model_script.resolve()),  # the user's file, `__file__` on resume
+            "session_name": settings.experiment.session_name,
+            "hparams": _jsonable(settings.experiment.hparams),
+            "hparam_overrides": _jsonable(settings.overrides),
+            "monitored_loss_name": settings.training.monitor,
+            "nbEpoch": settings.training.epochs,
+            "tensorflow_server_port": settings.serving.port,  # what `serve --model_dir` listens on by default
+            "versions": package_versions(),
+            "git_commit": commit,
+            "host": socket.gethostname(),
+            "started": now(moment),
+            "attempts": [Attempt.starting(command, 1, started=now(moment), git_commit=commit).as_json()],
+            "repeat": repeat,
+            "ended": None, "epochs_completed": 0, "best_value": None, "best_epoch": None,
+            "exported_versions": [], "last_exported_version": None,
+        })
         return experiment
 
     @classmethod
-    def open(cls, root):
+    def open(cls, root: PathLike) -> "Experiment":
         """Opens an existing experiment folder (for resume, serve, predict)."""
         experiment = cls(root)
         if not experiment.run_file.is_file():
@@ -186,7 +184,7 @@ class Experiment:
         return experiment
 
     @contextlib.contextmanager
-    def held(self, command):
+    def held(self, command: Sequence[str]) -> Iterator[Lease]:
         """Within the block this process is the experiment's one writer: its lease is taken (`utils/lease.py`).
 
         Raises:
@@ -206,7 +204,7 @@ class Experiment:
             self.lease.release()
             self.lease = None
 
-    def replica(self, root):
+    def replica(self, root: PathLike) -> "Experiment":
         """A private copy of this experiment (settings, run.json, checkpoints; no exports or logs) at `root`.
 
         A non-chief worker of a multi-worker run resumes in such a copy: it
@@ -218,21 +216,21 @@ class Experiment:
 
     def run_info(self) -> RunRecord:  # run.json as read now (`run_record.py` defines its keys)
         try:
-            return json.loads(self.run_file.read_text())
+            return cast(RunRecord, json.loads(self.run_file.read_text()))
         except (OSError, ValueError) as error:
             raise_environment_failure(error, str(self.root))  # the storage failed the read (EIO, ESTALE): exit 75
             raise UserInputError(f"{self.run_file}: expected a JSON object: {error}") from None
 
-    def write_run_info(self, info):
+    def write_run_info(self, info: RunRecord) -> None:
         self.check_writer()
         write_json_atomically(self.run_file, info)
 
-    def check_writer(self):
+    def check_writer(self) -> None:
         """Raises `LeaseLost` when this process held the experiment's lease and lost it (`Lease.fenced`)."""
         if self.lease is not None:
             self.lease.check()
 
-    def update_run_info(self, attempt=None, **fields):
+    def update_run_info(self, attempt: Optional[dict[str, Any]] = None, **fields: Any) -> RunRecord:
         """Sets fields of run.json (and the fields in the dict `attempt` in this attempt's entry), in one atomic
         replace."""
         info = self.run_info()
@@ -242,7 +240,7 @@ class Experiment:
         self.write_run_info(info)
         return info
 
-    def mark_ended(self, status, **fields):
+    def mark_ended(self, status: str, **fields: Any) -> RunRecord:
         """Records how the run ended in run.json and in TensorBoard's HParams table."""
         from experiments_manager.run.hparams_status import write_status
 
@@ -259,7 +257,8 @@ class Experiment:
         write_status(self.logs_dir, status)
         return info
 
-    def mark_resumed(self, command, accepted_code_change=(), epochs=None, extended_from=None):
+    def mark_resumed(self, command: Sequence[str], accepted_code_change: Iterable[str] = (),
+                     epochs: Optional[int] = None, extended_from: Optional[int] = None) -> RunRecord:
         """Records that `command` continues this run: a new attempt, running, the previous attempt's ending forgotten
         at the top level (kept in its `attempts` entry), the half-written files of a run that died (kill -9) removed.
 
@@ -284,23 +283,24 @@ class Experiment:
         attempt.accepted_code_change = list(accepted_code_change)
         attempt.epochs, attempt.extended_from = epochs, extended_from
         attempts.append(attempt.as_json())
-        info.update(status="running", resumed_by=list(command), host=attempt.host,  # an older record: now this one's
-                    nbEpoch=epochs or info.get("nbEpoch"), record_version=RUN_RECORD_VERSION)
+        # an older record: now this one's (`nbEpoch` None only when neither the record nor `epochs` gives it)
+        info.update({"status": "running", "resumed_by": list(command), "host": attempt.host,
+                     "nbEpoch": cast(int, epochs or info.get("nbEpoch")), "record_version": RUN_RECORD_VERSION})
         self.write_run_info(info)
         return info
 
-    def record_code(self, files):
+    def record_code(self, files: Iterable[PathLike]) -> None:
         """Records the SHA-256 of the code this attempt runs (`files`: the settings and model copies, the user's
         modules they imported) in its `attempts` entry."""
         self.update_run_info(attempt={"code": code_identity(files, self.root)})
 
-    def code_changes(self):
+    def code_changes(self) -> list[str]:
         """The files whose content changed since the last attempt that recorded its code ([] when none did)."""
         recorded = next((attempt.get("code") for attempt in reversed(self.run_info().get("attempts") or [])
                          if attempt.get("code")), None)
         return code_changes(recorded or {}, self.root)
 
-    def remove_leftovers(self):
+    def remove_leftovers(self) -> list[str]:
         """Removes what writers killed mid-write left in this folder (temporary files and folders of dead pids)."""
         removed = []
         for folder, subfolders, _ in os.walk(self.root):
@@ -312,19 +312,19 @@ class Experiment:
             _LOG.info("Removed what an interrupted run left half-written: %s", ", ".join(sorted(removed)))
         return removed
 
-    def resume_hint(self):
+    def resume_hint(self) -> str:
         """How a user resumes this experiment: the command line, or em.resume for settings built in Python."""
         built_in_python = self.run_info().get("settings_object")
         if built_in_python:
             return f"em.resume({str(self.root)!r}, settings={built_in_python})"
         return f"experiments-manager train --resume {self.root}"
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         info: RunRecord = self.run_info() if self.run_file.is_file() else {}
         return (f"<Experiment {self.root} ({info.get('status', 'no run.json')}, {info.get('epochs_completed', 0)} "
                 f"epochs, best {info.get('monitored_loss_name')} {info.get('best_value')})>")
 
-    def label(self):
+    def label(self) -> str:
         """A short, unique name for this run in tables (TensorBoard's HParams "Trial ID").
 
         Its start time, the hparams set for it, then day and session: '10:00:05 lr=0.1 (11-22 my_test)'. What tells
@@ -340,11 +340,11 @@ class Experiment:
         return " ".join([started[11:19], *repeat, *varied_hparams(info.get("hparam_overrides") or {}), f"({day})"])
 
 
-def _jsonable(value):
+def _jsonable(value: object) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def running_command():
+def running_command() -> list[str]:
     """The command line of this process, for run.json."""
     program = Path(sys.argv[0]).name
     return (["python", "-m", "experiments_manager"] if program == "__main__.py" else [program]) + sys.argv[1:]

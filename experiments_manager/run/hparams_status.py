@@ -13,6 +13,8 @@ import logging
 import os
 import socket
 import time
+from pathlib import Path
+from typing import Union
 
 _LOG = logging.getLogger(__name__)
 STATUS_FILE_MARK = "session_end"  # events.out.tfevents.<time>.<host>.session_end.<pid>.0.v2
@@ -21,7 +23,7 @@ STATUS_FILE_MARK = "session_end"  # events.out.tfevents.<time>.<host>.session_en
 HPARAMS_STATUSES = {"finished": "STATUS_SUCCESS", "failed": "STATUS_FAILURE"}
 
 
-def write_status(log_dir, status):
+def write_status(log_dir: Union[str, Path], status: str) -> None:
     """Writes the HParams session end of the run logged in `log_dir` with run.json's `status`.
 
     Only 'finished' and 'failed' are written: a running or interrupted run
@@ -37,7 +39,7 @@ def write_status(log_dir, status):
         _LOG.warning("%s: could not record the status for TensorBoard's HParams table: %s", log_dir, error)
 
 
-def _write_session_end(log_dir, status):
+def _write_session_end(log_dir: Union[str, Path], status: str) -> None:
     from tensorboard.compat.proto import event_pb2
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
     from tensorboard.summary.writer.record_writer import RecordWriter
@@ -54,7 +56,7 @@ def _write_session_end(log_dir, status):
         writer.write(event.SerializeToString())
 
 
-def clear_status(log_dir):
+def clear_status(log_dir: Union[str, Path]) -> None:
     """Removes the status an earlier attempt of this run wrote."""
     for path in glob.glob(os.path.join(glob.escape(str(log_dir)), f"events.out.tfevents.*.{STATUS_FILE_MARK}.*")):
         os.remove(path)

@@ -33,11 +33,14 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TextIO
 
 from experiments_manager.run.names import now
 from experiments_manager.utils.environment_failures import environment_failure_line
 from experiments_manager.utils.errors import ERROR_PREFIX, UserInputError
+
+if TYPE_CHECKING:
+    from experiments_manager.utils.atomic import PathLike
 
 TRAIN_LOG_NAME = "train.log"
 _OUR_LOGGER = "experiments_manager"
@@ -56,7 +59,7 @@ def attempt_header(what: str) -> str:
     return f"--- {now()}: {what}\n"
 
 
-def append(folder, text: str) -> None:
+def append(folder: PathLike, text: str) -> None:
     """Appends `text` (a line or several) to the `train.log` of the run in `folder`; an unwritable file is skipped.
 
     Example:
@@ -73,7 +76,8 @@ def append(folder, text: str) -> None:
 
 
 @contextlib.contextmanager
-def console_copied(folder, command: Iterable[str], fenced: Callable[[], bool] = lambda: False) -> Iterator[Path]:
+def console_copied(folder: PathLike, command: Iterable[str],
+                   fenced: Callable[[], bool] = lambda: False) -> Iterator[Path]:
     """Within the block, the console output of this process (see the module's docstring) is appended to
     `<folder>/train.log`, after a header naming `command`.
 
@@ -117,7 +121,7 @@ class _LineCopy:
     the line again and a backspace takes a character back, so a progress bar redrawn in place leaves its last state,
     without its colours; a log line is written whole at once, the stdout line in progress staying pending."""
 
-    def __init__(self, log, fenced: Callable[[], bool]):
+    def __init__(self, log: TextIO, fenced: Callable[[], bool]) -> None:
         self._log = log
         self._fenced = fenced
         self._line = ""
@@ -142,7 +146,7 @@ class _LineCopy:
         with self._lock:
             self._write(text if text.endswith("\n") else text + "\n")
 
-    def _write(self, text):
+    def _write(self, text: str) -> None:
         if self._log.closed or self._fenced():
             return
         try:
@@ -166,31 +170,31 @@ class _Tee:
     """`sys.stdout` within the block: writes to the console first (what the user sees is never held back),
     then to the log's copy; everything else (isatty, fileno, encoding) is the console's."""
 
-    def __init__(self, console, copy: _LineCopy):
+    def __init__(self, console: TextIO, copy: _LineCopy) -> None:
         self.console = console
         self.copy = copy
 
-    def write(self, text):
+    def write(self, text: str) -> int:
         written = self.console.write(text)
         self.copy.write(str(text))
         return written
 
-    def flush(self):
+    def flush(self) -> None:
         self.console.flush()
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.console, name)
 
 
 class _CopiedLogLines(logging.Handler):
     """Our log lines, as the console shows them (the message alone)."""
 
-    def __init__(self, copy: _LineCopy):
+    def __init__(self, copy: _LineCopy) -> None:
         super().__init__(logging.INFO)
         self.copy = copy
         self.setFormatter(logging.Formatter("%(message)s"))
 
-    def emit(self, record):
+    def emit(self, record: logging.LogRecord) -> None:
         try:
             self.copy.write_lines(self.format(record))
         except Exception:  # noqa: BLE001 - logging must not break training

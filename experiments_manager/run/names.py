@@ -3,11 +3,13 @@ and the moments run.json records. This module does not import TensorFlow."""
 
 import datetime
 import re
+from pathlib import Path
+from typing import Any, Mapping, Optional
 
 MAX_NAME_BYTES = 255
 
 
-def folder_name(session_name, stamp, varied):
+def folder_name(session_name: str, stamp: str, varied: Mapping[str, Any]) -> str:
     """`<session>_<stamp>_<key>=<value>...` for the hparams `varied` (set on the command line or by a sweep).
 
     Safe on every file system, <= 255 bytes; floats to 4 significant digits (run.json keeps them whole).
@@ -17,16 +19,16 @@ def folder_name(session_name, stamp, varied):
     return name.encode()[:MAX_NAME_BYTES - 8].decode(errors="ignore").rstrip("_")
 
 
-def varied_hparams(varied):
+def varied_hparams(varied: Mapping[str, Any]) -> list[str]:
     """['lr=0.001235', 'batchSize=32']: the hparams a run was given, short enough for names."""
     return [f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in varied.items()]
 
 
-def _safe(text):
+def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._+=-]+", "-", text).strip("-") or "-"
 
 
-def make_unique_dir(parent, base):
+def make_unique_dir(parent: Path, base: str) -> Path:
     for attempt in range(1000):
         root = parent / (base if attempt == 0 else f"{base}_{attempt}")
         try:
@@ -37,11 +39,11 @@ def make_unique_dir(parent, base):
     raise RuntimeError(f"could not create a unique folder under {parent}")
 
 
-def folder_stamp(moment=None):
+def folder_stamp(moment: Optional[datetime.datetime] = None) -> str:
     """A moment (default: now) as dated folder names carry it: `2026-11-21--10-00-00`."""
     return (moment or datetime.datetime.now()).strftime("%Y-%m-%d--%H-%M-%S")
 
 
-def now(moment=None):
+def now(moment: Optional[datetime.datetime] = None) -> str:
     """A moment (default: now) as ISO 8601 with the local offset, to the second (run.json's times)."""
     return (moment or datetime.datetime.now()).astimezone().isoformat(timespec="seconds")

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
-from experiments_manager.utils.atomic import write_text_atomically
+from experiments_manager.utils.atomic import PathLike, write_text_atomically
 from experiments_manager.utils.errors import UserInputError
 
 _LOG = logging.getLogger(__name__)
@@ -35,10 +35,10 @@ class RequeueFile:
     ```
     """
 
-    def __init__(self, path):
+    def __init__(self, path: PathLike) -> None:
         self.path = Path(path)
 
-    def folder(self):
+    def folder(self) -> Optional[Path]:
         """The remembered folder, or None when this is the job's first run."""
         if not self.path.is_file():
             return None
@@ -48,7 +48,7 @@ class RequeueFile:
                                  f"got {text!r} (delete the file to start a new run)")
         return Path(text)
 
-    def remember(self, folder):
+    def remember(self, folder: PathLike) -> None:
         """Writes `folder` (absolute) to the file, atomically."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomically(self.path, f"{Path(folder).resolve()}\n")
@@ -93,7 +93,8 @@ def resume_remembered(arguments: Arguments, recorded: dict[str, Any]) -> "tuple[
     raise TypeError(f"resume_remembered: expected an argparse.Namespace or a dataclass, got {type(arguments).__name__}")
 
 
-def add_requeue_file_argument(parser, what="the run's folder", then="the run resumes from its checkpoint"):
+def add_requeue_file_argument(parser: argparse.ArgumentParser, what: str = "the run's folder",
+                              then: str = "the run resumes from its checkpoint") -> None:
     """Adds `--requeue-file FILE` to an argparse parser (`train` and `sweep` share it).
 
     Args:

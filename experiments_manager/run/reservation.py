@@ -19,6 +19,8 @@ finally:
 ```
 """
 
+from __future__ import annotations
+
 import ast
 import collections
 import contextlib
@@ -27,10 +29,14 @@ import logging
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, cast
 
 from experiments_manager.run.experiment import STARTING_MARKER_NAME as MARKER_NAME
-from experiments_manager.run.experiment import folder_name, folder_stamp, make_unique_dir
+from experiments_manager.run.names import folder_name, folder_stamp, make_unique_dir
 from experiments_manager.utils.signals import process_alive
+
+if TYPE_CHECKING:
+    from experiments_manager.utils.atomic import PathLike
 
 NOT_LITERAL = object()  # a settings name bound to something computed
 _LOG = logging.getLogger(__name__)
@@ -46,7 +52,8 @@ class FolderReservation:
         created_parent: the working folder when this reservation created it (removed again on release when empty).
     """
 
-    def __init__(self, root, base, moment, created_parent=None):
+    def __init__(self, root: PathLike, base: str, moment: datetime.datetime,
+                 created_parent: Optional[Path] = None) -> None:
         self.root = Path(root)
         self.base = base
         self.moment = moment
@@ -54,14 +61,14 @@ class FolderReservation:
         self.claimed = False
 
     @classmethod
-    def reserve(cls, settings_file, overrides):
+    def reserve(cls, settings_file: PathLike, overrides: Mapping[str, Any]) -> Optional[FolderReservation]:
         """Creates the folder a new run of `settings_file` with `overrides` goes to; None when the file does not
         name it literally (a computed `workingFolder`: the folder is created later, as without a reservation)."""
         names = literal_assignments(settings_file, ("workingFolder", "session_name", "enable_federated_learning"))
         if not (isinstance(names.get("workingFolder"), str) and isinstance(names.get("session_name"), str)
                 and names.get("enable_federated_learning", False) is False):
             return None  # a federation names its own folder
-        parent = Path(names["workingFolder"])
+        parent = Path(cast(str, names["workingFolder"]))
         created_parent = None if parent.is_dir() else _first_missing(parent)
         try:
             parent.mkdir(parents=True, exist_ok=True)
@@ -69,24 +76,24 @@ class FolderReservation:
             return None  # the run reports it, with the settings' name, when it creates the folder
         remove_abandoned(parent)
         moment = datetime.datetime.now()
-        base = folder_name(names["session_name"], folder_stamp(moment), overrides)
+        base = folder_name(cast(str, names["session_name"]), folder_stamp(moment), overrides)
         root = make_unique_dir(parent, base)
         (root / MARKER_NAME).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         return cls(root, base, moment, created_parent)
 
-    def fits(self, settings, parent=None):
+    def fits(self, settings: Any, parent: Optional[PathLike] = None) -> bool:
         """True when the loaded `settings` name this folder (in `parent`, default their `workingFolder`)."""
         parent = Path(parent if parent is not None else settings.experiment.working_folder)
         expected = folder_name(settings.experiment.session_name, folder_stamp(self.moment), settings.overrides)
         return not self.claimed and parent.resolve() == self.root.parent.resolve() and expected == self.base
 
-    def claim(self):
+    def claim(self) -> Path:
         """The folder, for `Experiment.create` to fill; the reservation is spent."""
         (self.root / MARKER_NAME).unlink(missing_ok=True)
         self.claimed = True
         return self.root
 
-    def release(self):
+    def release(self) -> None:
         """Removes the unclaimed folder (and the working folder this reservation created, if empty)."""
         if self.claimed:
             return
@@ -101,7 +108,7 @@ class FolderReservation:
                         break
 
 
-def literal_assignments(settings_file, names):
+def literal_assignments(settings_file: PathLike, names: Iterable[str]) -> dict[str, object]:
     """{name: value} for each of `names` bound in the settings file: its literal value when assigned exactly once,
     at the top level, to a constant (str, bool, number); `NOT_LITERAL` when bound otherwise (computed, twice,
     inside an `if`, imported). Nothing runs."""
@@ -120,7 +127,7 @@ def literal_assignments(settings_file, names):
             for name in names if bound[name]}
 
 
-def remove_abandoned(parent):
+def remove_abandoned(parent: PathLike) -> None:
     """Removes the reserved folders in `parent` whose run died before claiming them (this host's dead pids)."""
     host = socket.gethostname()
     for marker in Path(parent).glob(f"*/{MARKER_NAME}"):
@@ -132,7 +139,7 @@ def remove_abandoned(parent):
                 _LOG.info("Removed %s: its run stopped before it started training", marker.parent)
 
 
-def _first_missing(path):
+def _first_missing(path: Path) -> Path:
     """The outermost folder of `path` that does not exist yet."""
     missing = path
     for folder in path.parents:

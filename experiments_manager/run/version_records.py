@@ -17,20 +17,39 @@ describe(version, record)        # 'version 3 (epoch 2, val_loss 0.0123)'
 ```
 """
 
+from __future__ import annotations
+
 import json
 import math
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, TypedDict, cast
 
 from experiments_manager.run.names import now
-from experiments_manager.run.served_layout import present_versions, version_of
+from experiments_manager.run.served_layout import present_versions as present_versions  # re-exported
+from experiments_manager.run.served_layout import version_of
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.utils.atomic import PathLike
 
 RECORD_FILE = "assets.extra/version_record.json"  # TF Serving leaves assets.extra/ to its users (warm-up requests)
 CLASS_NAMES_FILE = "assets.extra/class_names.json"  # the settings' `class_names`, when given: the model's labels
 
 
-def version_record(epoch: Optional[int], monitor: Optional[str], value) -> dict:
+class VersionRecord(TypedDict, total=False):
+    """A version's record: its one typed definition (what `version_record` makes and `write_record_file` writes,
+    what `read_record_file` and `records_of` read). `version_record` writes every key; a record read may lack one
+    (an older engine's, or one written by hand), hence `total=False`.
+    """
+
+    epoch: Optional[int]  # counted from 1; None when not known
+    monitor: Optional[str]  # the settings' `monitored_loss_name`
+    value: Optional[float]  # None when not known or not a finite number
+    at: str  # when the version was exported (ISO 8601)
+
+
+def version_record(epoch: Optional[int], monitor: Optional[str], value: object) -> VersionRecord:
     """A version's record.
 
     Args:
@@ -48,23 +67,23 @@ def version_record(epoch: Optional[int], monitor: Optional[str], value) -> dict:
     return {"epoch": epoch, "monitor": monitor, "value": number, "at": now()}
 
 
-def write_record_file(version_folder, record: dict) -> None:
+def write_record_file(version_folder: PathLike, record: VersionRecord) -> None:
     """Writes `record` into a version's folder (still its temporary folder: the rename publishes it whole)."""
     path = Path(version_folder) / RECORD_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")
 
 
-def read_record_file(version_folder) -> Optional[dict]:
+def read_record_file(version_folder: PathLike) -> Optional[VersionRecord]:
     """The record in a version's folder, or None (a version of an older engine, or an unreadable file)."""
     try:
         record = json.loads((Path(version_folder) / RECORD_FILE).read_text())
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) else None
+    return cast(VersionRecord, record) if isinstance(record, dict) else None
 
 
-def write_class_names_file(version_folder: "str | Path", class_names: Optional[list]) -> None:
+def write_class_names_file(version_folder: "str | Path", class_names: Optional[Iterable[object]]) -> None:
     """Writes the settings' `class_names` into a version's folder (still its temporary folder, before its checksums
     are written); nothing when the settings give none.
 
@@ -85,7 +104,7 @@ def write_class_names_file(version_folder: "str | Path", class_names: Optional[l
     path.write_text(json.dumps([str(name) for name in class_names]) + "\n")
 
 
-def read_class_names_file(version_folder: "str | Path") -> Optional[list]:
+def read_class_names_file(version_folder: "str | Path") -> Optional[list[str]]:
     """The class names in a version's folder (a list of str), or None (none given, an older version, unreadable).
 
     Args:
@@ -104,18 +123,18 @@ def read_class_names_file(version_folder: "str | Path") -> Optional[list]:
     return names if isinstance(names, list) and all(isinstance(name, str) for name in names) else None
 
 
-def records_of(info: dict) -> dict:
+def records_of(info: Mapping[str, Any]) -> dict[int, VersionRecord]:
     """run.json's `version_records` as {version (int): record}; {} for older runs or a damaged key."""
-    found = {}
+    found: dict[int, VersionRecord] = {}
     records = info.get("version_records")
     for key, record in (records.items() if isinstance(records, dict) else ()):
         version = version_of(str(key))  # the key is the version's folder name
         if version is not None and isinstance(record, dict):
-            found[version] = record
+            found[version] = cast(VersionRecord, record)
     return found
 
 
-def best_version(info: dict, present) -> tuple:
+def best_version(info: Mapping[str, Any], present: Iterable[int]) -> tuple[Optional[int], Optional[VersionRecord]]:
     """(version, its record or None) of the run's best version among the versions `present` on disk.
 
     The best is the newest present version whose record holds run.json's `best_epoch`; when none does (a run of an
@@ -145,7 +164,7 @@ def best_version(info: dict, present) -> tuple:
     return version, records.get(version)
 
 
-def describe(version: int, record: Optional[dict], best: bool = False) -> str:
+def describe(version: int, record: Optional[VersionRecord], best: bool = False) -> str:
     """'version 3 (epoch 2, val_loss 0.0123)', or 'version 3' without a record.
 
     Args:
@@ -163,7 +182,7 @@ def describe(version: int, record: Optional[dict], best: bool = False) -> str:
     return f"version {version} ({held})" if held else f"version {version}"
 
 
-def what_it_holds(record: Optional[dict], best: bool = False) -> str:
+def what_it_holds(record: Optional[VersionRecord], best: bool = False) -> str:
     """'epoch 2, best val_loss 0.0123' of a version's record; '' without a record (an older engine's version)."""
     if not record or record.get("epoch") is None:
         return ""
@@ -172,7 +191,7 @@ def what_it_holds(record: Optional[dict], best: bool = False) -> str:
     return f"epoch {record['epoch']}" + (f", {label} {value:.4g}" if isinstance(value, (int, float)) else "")
 
 
-def reported_version(info: dict, export_dir) -> tuple:
+def reported_version(info: Mapping[str, Any], export_dir: PathLike) -> tuple[Optional[int], str]:
     """(version, 'epoch 2, best val_loss 0.0123') of the version a run reports (its best), or (None, '').
 
     Example:
@@ -184,10 +203,10 @@ def reported_version(info: dict, export_dir) -> tuple:
     version, record = best_version(info, present_versions(export_dir))
     if version is None:
         return None, ""
-    return version, what_it_holds(record, best=bool(record) and record.get("epoch") == info.get("best_epoch"))
+    return version, what_it_holds(record, best=bool(record and record.get("epoch") == info.get("best_epoch")))
 
 
-def reported_model(info: dict, export_dir) -> str:
+def reported_model(info: Mapping[str, Any], export_dir: PathLike) -> str:
     """The end-of-training summary's 'exported model': '<export_dir>/3 (epoch 2, best val_loss 0.0123)', or
     'none yet'."""
     version, held = reported_version(info, export_dir)
@@ -196,7 +215,8 @@ def reported_model(info: dict, export_dir) -> str:
     return f"{Path(export_dir) / str(version)}" + (f" ({held})" if held else "")
 
 
-def chosen_version(experiment, version: Optional[int] = None, option: str = "version") -> tuple:
+def chosen_version(experiment: Experiment, version: Optional[int] = None,
+                   option: str = "version") -> tuple[int, Optional[VersionRecord], bool]:
     """(version, its record or None, whether it is the best): `version`, or the run's best when None.
 
     Args:
@@ -214,6 +234,7 @@ def chosen_version(experiment, version: Optional[int] = None, option: str = "ver
                              f"{info.get('epochs_completed') or 0} epochs done)")
     if version is None:
         chosen, record = best_version(info, present)
+        assert chosen is not None  # a version is present
         return chosen, record, True
     if version not in present:
         raise UserInputError(f"{experiment.root}: {option}: expected one of the exported versions "

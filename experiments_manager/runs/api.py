@@ -19,13 +19,15 @@ with em.serve(outcome.experiment.root) as server:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union, cast
 
 from experiments_manager.serving.options import ServerOptions
 from experiments_manager.utils.atomic import PathLike
 from experiments_manager.utils.logging_setup import configure_logging
 
 if TYPE_CHECKING:  # the heavy modules load when a call needs them
+    from pathlib import Path
+
     import keras
 
     from experiments_manager.runs.evaluation import Evaluation
@@ -101,7 +103,8 @@ def _simulated_federation(settings: Settings, working_folder: Optional[PathLike]
     info = experiment.run_info()
     status = info.get("status")
     code = 0 if status == "finished" else int(info.get("exit_code") or 1) if status == "interrupted" else 1
-    return TrainingOutcome(experiment, status, code, reason=info.get("error") or info.get("reason"))
+    return TrainingOutcome(experiment, cast(str, status), code,  # a str: `simulate` recorded how the run ended
+                           reason=info.get("error") or info.get("reason"))
 
 
 def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,
@@ -240,7 +243,7 @@ def load(run: PathLike, version: Optional[int] = None, *, settings: Optional[Set
     from experiments_manager.training.version_loading import load_version
 
     show_logs()
-    return load_version(run, version, settings=settings)
+    return load_version(cast("str | Path", run), version, settings=settings)  # (it opens any os.PathLike too)
 
 
 def evaluate(run: PathLike, version: Optional[int] = None, *, data: Optional[PathLike] = None,

@@ -5,8 +5,10 @@ the newest evaluation); a section without a difference is one line saying "same"
 import dataclasses
 import difflib
 from pathlib import Path
+from typing import Any, Mapping, Optional, cast
 
 from experiments_manager.run.experiment import Experiment
+from experiments_manager.run.record import RunRecord
 from experiments_manager.runs.listing import newest_evaluation
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.version_records import records_of
@@ -20,8 +22,8 @@ class Section:
     """One aspect of two runs: its title, each run's lines and the names the diff gives them."""
 
     title: str
-    lines_a: list
-    lines_b: list
+    lines_a: list[str]
+    lines_b: list[str]
     name_a: str
     name_b: str
 
@@ -29,7 +31,7 @@ class Section:
     def same(self) -> bool:
         return self.lines_a == self.lines_b
 
-    def diff(self) -> list:
+    def diff(self) -> list[str]:
         """The unified diff's lines (3 lines of context)."""
         return list(difflib.unified_diff(self.lines_a, self.lines_b, f"a/{self.name_a}", f"b/{self.name_b}",
                                          lineterm=""))
@@ -41,7 +43,7 @@ class RunDiff:
 
     run_a: Path
     run_b: Path
-    sections: list
+    sections: list[Section]
 
     @property
     def differ(self) -> bool:
@@ -62,7 +64,7 @@ class RunDiff:
         return "\n".join(lines)
 
 
-def diff_runs(run_a, run_b) -> RunDiff:
+def diff_runs(run_a: str | Path, run_b: str | Path) -> RunDiff:
     """The differences between two runs' folders.
 
     Args:
@@ -101,20 +103,20 @@ def diff_runs(run_a, run_b) -> RunDiff:
     return RunDiff(Path(run_a), Path(run_b), [Section(*pair) for pair in pairs])
 
 
-def _info(experiment):
+def _info(experiment: Experiment) -> RunRecord:
     info = experiment.run_info()
     if not isinstance(info, dict):
         raise UserInputError(f"{experiment.run_file}: expected a JSON object, got {type(info).__name__}")
     return info
 
 
-def _model_copy(experiment, info):
+def _model_copy(experiment: Experiment, info: Mapping[str, Any]) -> Optional[Path]:
     name = info.get("model_name")
     path = experiment.root / f"{name}.py" if name else None
     return path if path is not None and path.is_file() else None
 
 
-def _text(path):
+def _text(path: Optional[Path]) -> list[str]:
     if path is None:
         return []
     try:
@@ -123,48 +125,49 @@ def _text(path):
         return [f"(unreadable: {error.strerror})"]
 
 
-def _file_label(copy_name, original):
+def _file_label(copy_name: str, original: Optional[str]) -> str:
     return f"{copy_name} (copy of {original})" if original else copy_name
 
 
-def _lines(values):
+def _lines(values: Mapping[str, object]) -> list[str]:
     """`name = value` lines, values as Python writes them; None left out."""
     return [f"{name} = {value!r}" for name, value in values.items() if value is not None]
 
 
-def _dict(info, key):
+def _dict(info: Mapping[str, Any], key: str) -> dict[str, Any]:
     value = info.get(key)
     return value if isinstance(value, dict) else {}
 
 
-def _hparam_lines(info):
+def _hparam_lines(info: Mapping[str, Any]) -> list[str]:
     """Every hparam, sorted by name; those set on the command line (`--hparam`) marked."""
     overrides = _dict(info, "hparam_overrides")
     hparams = {**_dict(info, "hparams"), **overrides}
     return [f"{name} = {hparams[name]!r}" + ("   # --hparam" if name in overrides else "") for name in sorted(hparams)]
 
 
-def _stack_lines(info):
+def _stack_lines(info: Mapping[str, Any]) -> list[str]:
     """The versions run.json recorded (python, tensorflow, keras, this package), the code's commit, where it ran."""
     return _lines({**_dict(info, "versions"), "git commit": info.get("git_commit"), "host": info.get("host"),
                    "devices": info.get("devices"), "xla": info.get("xla"),
                    "mixed precision": info.get("mixed_precision")})
 
 
-def _outcome_lines(info):
-    return _lines({"status": info.get("status"), "error": info.get("error"), "epochs completed": info.get("epochs_completed"),
-                   "epochs planned": info.get("nbEpoch"), "monitor": info.get("monitored_loss_name"),
-                   "monitor mode": info.get("monitor_mode"), "best value": info.get("best_value"),
-                   "best epoch": info.get("best_epoch"), "exported versions": info.get("exported_versions"),
+def _outcome_lines(info: Mapping[str, Any]) -> list[str]:
+    return _lines({"status": info.get("status"), "error": info.get("error"),
+                   "epochs completed": info.get("epochs_completed"), "epochs planned": info.get("nbEpoch"),
+                   "monitor": info.get("monitored_loss_name"), "monitor mode": info.get("monitor_mode"),
+                   "best value": info.get("best_value"), "best epoch": info.get("best_epoch"),
+                   "exported versions": info.get("exported_versions"),
                    "fine-tuned from": info.get("fine_tuned_from")}) + [
         f"version {version}: epoch {record.get('epoch')}, {record.get('monitor')} = {record.get('value')!r}"
         for version, record in sorted(records_of(info).items())]
 
 
-def _evaluation_lines(info):
+def _evaluation_lines(info: Mapping[str, Any]) -> list[str]:
     evaluation = newest_evaluation(info)
     if evaluation is None:
         return []
-    metrics = evaluation.get("metrics") if isinstance(evaluation.get("metrics"), dict) else {}
+    metrics = cast(dict[str, Any], evaluation.get("metrics") if isinstance(evaluation.get("metrics"), dict) else {})
     return _lines({"version": evaluation.get("version"), "data": evaluation.get("data")}) + _lines(
         {f"metric {name}": value for name, value in sorted(metrics.items())})

@@ -19,11 +19,13 @@ print(evaluation)            # the table `experiments-manager evaluate` prints
 ```
 """
 
+from __future__ import annotations
+
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 
@@ -31,9 +33,14 @@ from experiments_manager.run.classification_report import ClassificationReport
 from experiments_manager.run.experiment import Experiment, running_command
 from experiments_manager.run.names import folder_stamp, now
 from experiments_manager.settings.sections import user_name
-from experiments_manager.utils.atomic import folder_replaced_atomically, remove_leftovers
+from experiments_manager.utils.atomic import PathLike, folder_replaced_atomically, remove_leftovers
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.version_records import what_it_holds
+
+if TYPE_CHECKING:
+    from experiments_manager.run.version_records import VersionRecord
+    from experiments_manager.settings.data_folders import DataFolder
+    from experiments_manager.settings.loader import Settings
 
 _LOG = logging.getLogger(__name__)
 EVALUATIONS_FOLDER = "evaluations"
@@ -55,40 +62,42 @@ class Evaluation:
         at: when (ISO time).
     """
 
-    def __init__(self, run, version, record, data, metrics, samples, report, folder=None, at=None, best=False):
+    def __init__(self, run: PathLike, version: int, record: Optional[VersionRecord], data: str,
+                 metrics: dict[str, float], samples: int, report: Optional[ClassificationReport],
+                 folder: Optional[Path] = None, at: Optional[str] = None, best: bool = False) -> None:
         self.run = Path(run)
         self.version = version
-        self.record = record or {}
+        self.record: VersionRecord = record or {}
         self.best = best  # the version holds the run's best epoch
         self.data = data
         self.metrics = metrics
         self.samples = samples
         self.report = report
-        self.folder = folder
+        self.folder: Optional[Path] = folder
         self.at = at or now()
 
     @property
-    def confusion(self):
+    def confusion(self) -> Optional[np.ndarray]:
         """The confusion matrix (rows: true class, columns: predicted), or None for a model that is no classifier."""
         return None if self.report is None else self.report.confusion
 
     @property
-    def per_class(self):
+    def per_class(self) -> Optional[list[dict[str, Any]]]:
         """The per-class rows (class, precision, recall, f1, support), or None."""
         return None if self.report is None else self.report.per_class
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         """What evaluation.json holds."""
         return {"run": str(self.run), "version": self.version, "version_record": self.record, "data": self.data,
                 "samples": self.samples, "metrics": self.metrics, "at": self.at,
                 "classification": None if self.report is None else self.report.as_json()}
 
-    def run_json_entry(self) -> dict:
+    def run_json_entry(self) -> dict[str, Any]:
         """Its entry in run.json's `evaluations`."""
         report = None if self.folder is None else Path(self.folder).relative_to(self.run).as_posix()
         return {"version": self.version, "data": self.data, "metrics": self.metrics, "at": self.at, "report": report}
 
-    def __str__(self):
+    def __str__(self) -> str:
         held = what_it_holds(self.record, self.best)
         width = max(8, *(len(name) for name in self.metrics))
         lines = [f"run:      {self.run}",
@@ -102,12 +111,13 @@ class Evaluation:
             lines += ["", f"report:   {self.folder}"]
         return "\n".join(lines)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         shown = ", ".join(f"{name} {value:.4g}" for name, value in self.metrics.items())
         return f"<Evaluation of version {self.version} of {self.run} on {self.data}: {shown}>"
 
 
-def evaluate_run(run, version: Optional[int] = None, data=None, settings=None, command=None) -> Evaluation:
+def evaluate_run(run: PathLike, version: Optional[int] = None, data: Optional[PathLike] = None, settings: object = None,
+                 command: Optional[Sequence[str]] = None) -> Evaluation:
     """Evaluates version `version` (None: the best) of the run `run` on its test set; saves and records it.
 
     Args:
@@ -148,7 +158,7 @@ def evaluate_run(run, version: Optional[int] = None, data=None, settings=None, c
     return evaluation
 
 
-def _test_data(settings, data, run_folder):
+def _test_data(settings: Settings, data: Optional[PathLike], run_folder: Path) -> tuple[str | DataFolder, str]:
     """(the folder given to `get_input_pipeline`: a `DataFolder` of the settings' test folder, also looked for from
     the run's folder; the label run.json records)."""
     from experiments_manager.settings.data_folders import data_folder
@@ -162,7 +172,8 @@ def _test_data(settings, data, run_folder):
     return data_folder(settings, "test_dir", run_folder), TEST_PIPELINE
 
 
-def _evaluate(model, settings, folder, label, experiment, number, record):
+def _evaluate(model: Any, settings: Settings, folder: str | DataFolder, label: str, experiment: Experiment, number: int,
+              record: Optional[VersionRecord]) -> Evaluation:
     from experiments_manager.training.model import compile_for_evaluation
 
     compile_for_evaluation(settings, model)
@@ -173,6 +184,7 @@ def _evaluate(model, settings, folder, label, experiment, number, record):
     outputs, labels = _outputs_and_labels(model, *input_pipeline(settings, folder))  # a fresh pass (a generator's too)
     report = None
     if outputs is not None:
+        assert labels is not None  # outputs and labels come together (`_outputs_and_labels`)
         names = settings.data.class_names
         report = ClassificationReport.of(labels, outputs, class_names=names)
         if report is not None and names is not None and len(names) != report.confusion.shape[0]:
@@ -182,7 +194,8 @@ def _evaluate(model, settings, folder, label, experiment, number, record):
     return Evaluation(experiment.root, number, record, label, metrics, samples, report)
 
 
-def input_pipeline(settings, folder, training: bool = False, reader: str = "") -> tuple:
+def input_pipeline(settings: Settings, folder: object, training: bool = False,
+                   reader: str = "") -> tuple[Any, Optional[int]]:
     """(the dataset, its steps or None to read it whole) of the settings' `get_input_pipeline(folder, training, ...)`.
 
     Args:
@@ -229,12 +242,13 @@ def input_pipeline(settings, folder, training: bool = False, reader: str = "") -
     infinite = getattr(pipeline.dataset, "cardinality", None) and (
         int(pipeline.dataset.cardinality()) == tf.data.INFINITE_CARDINALITY)
     if infinite and not pipeline.steps and not training:
-        raise UserInputError(f"{settings.path.name}: get_input_pipeline: the test dataset ({folder!r}, isTraining=False) "
-                             "is infinite: expected a finite one (evaluate reads it whole)")
+        raise UserInputError(f"{settings.path.name}: get_input_pipeline: the test dataset ({folder!r}, "
+                             "isTraining=False) is infinite: expected a finite one (evaluate reads it whole)")
     return pipeline.dataset, pipeline.steps
 
 
-def _outputs_and_labels(model, dataset, steps):
+def _outputs_and_labels(model: Any, dataset: Any,
+                        steps: Optional[int]) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """(outputs N x ..., labels) of a single-output model over the dataset, or (None, None) for several outputs
     or labels that are not arrays."""
     outputs, labels = [], []
@@ -250,14 +264,14 @@ def _outputs_and_labels(model, dataset, steps):
     return np.concatenate(outputs), np.concatenate(labels)
 
 
-def _counted(dataset, steps):
+def _counted(dataset: Any, steps: Optional[int]) -> int:
     count = 0
     for batch in (dataset.take(steps) if steps else dataset):
         count += int(np.shape(batch[1] if not isinstance(batch[1], dict) else next(iter(batch[1].values())))[0])
     return count
 
 
-def _save(evaluation, experiment):
+def _save(evaluation: Evaluation, experiment: Experiment) -> None:
     """Writes the report folder whole, then appends its entry to run.json's `evaluations`."""
     base = experiment.root / EVALUATIONS_FOLDER
     base.mkdir(exist_ok=True)

@@ -15,14 +15,16 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Set, Tuple, TypeGuard, cast
 
 from experiments_manager.run.attempts import device_hours
 from experiments_manager.run.discovery import folders_below, read_run_info
 from experiments_manager.run.experiment import RUN_FILE_NAME, STATUSES, SWEEP_SPEC_NAME, Experiment
 from experiments_manager.run.liveness import RUNNING, WRITER_STATES, writer_state
+from experiments_manager.run.record import RunRecord
 from experiments_manager.settings.overrides import literal_or_text
 from experiments_manager.sweeps.folder import SweepFolder
+from experiments_manager.utils.atomic import PathLike
 from experiments_manager.utils.errors import UserInputError
 
 COLUMNS = ("experiment", "status", "epoch", "best", "best_epoch", "versions", "device_hours")
@@ -35,7 +37,7 @@ TEST_PREFIX = "test_"  # the columns of the newest evaluation's metrics
 _CONDITION = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(<=|>=|!=|==|=|<|>)\s*(.*?)\s*$")
 
 
-def newest_evaluation(info: dict) -> Optional[dict]:
+def newest_evaluation(info: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     """The newest entry of run.json's `evaluations` (a dict: version, data, metrics, at, report), or None.
 
     Args:
@@ -62,28 +64,28 @@ class RunRow:
         info: its run.json (or `read_run_info`'s stand-in).
     """
 
-    def __init__(self, experiment, relative, info):
+    def __init__(self, experiment: Experiment, relative: str, info: RunRecord) -> None:
         self.experiment = experiment
         self.relative = relative
         self.info = info
         status = info.get("status")  # `running` is checked against the writer's lease: `dead`, `stalled?`
-        self.status = writer_state(experiment.root, info) if status == RUNNING else status
+        self.status: Optional[str] = writer_state(experiment.root, info) if status == RUNNING else status
 
-    def _dict(self, name):
+    def _dict(self, name: str) -> Dict[str, Any]:
         value = self.info.get(name)
         return value if isinstance(value, dict) else {}
 
-    def test_metrics(self):
+    def test_metrics(self) -> Dict[str, Any]:
         """The newest evaluation's metrics as `test_<name>` keys."""
         evaluation = newest_evaluation(self.info) or {}
-        metrics = evaluation.get("metrics") if isinstance(evaluation.get("metrics"), dict) else {}
+        metrics = cast(Dict[str, Any], evaluation.get("metrics") if isinstance(evaluation.get("metrics"), dict) else {})
         return {f"{TEST_PREFIX}{name}": value for name, value in metrics.items()}
 
-    def keys(self):
+    def keys(self) -> Set[str]:
         """The keys this run has a value for, beyond the built-in ones."""
         return set(self.test_metrics()) | set(self._dict("hparams")) | set(self._dict("last_epoch_logs"))
 
-    def value(self, key):
+    def value(self, key: str) -> Any:
         """The typed value of `key` (a number, a str, a list, a dict), or None when this run has none."""
         info = self.info
         best = info.get("best_value")
@@ -102,13 +104,13 @@ class RunRow:
                 return source[key]
         return None
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> str:
         """The text the table shows for `key`."""
         value = self.value(key)
         if key == "epoch":
             return _progress(self.info)
         if key == "status":
-            return value or "?"
+            return cast(str, value or "?")
         if key == "best":
             return "-" if value is None else f"{self.info.get('monitored_loss_name', '')}={value:.4g}"
         if key == "hparams":
@@ -122,7 +124,7 @@ class RunRow:
             return ",".join(str(item) for item in value)
         return _shown(value)
 
-    def as_json(self, columns):
+    def as_json(self, columns: Iterable[str]) -> Dict[str, Any]:
         """Everything a run's row shows, typed: the listed columns, then what run.json says of its results."""
         info = self.info
         record = {column: self.value(column) for column in columns}
@@ -140,7 +142,7 @@ class RunRow:
         return record
 
 
-def experiment_rows(working_folder):
+def experiment_rows(working_folder: PathLike) -> List[RunRow]:
     """One `RunRow` per experiment found under `working_folder` (e.g. `<sweep>/<experiment>`), oldest first."""
     experiments = [Experiment(folder) for folder in folders_below(working_folder, RUN_FILE_NAME)]
     rows = [RunRow(experiment, experiment.root.relative_to(working_folder).as_posix(), read_run_info(experiment))
@@ -148,7 +150,8 @@ def experiment_rows(working_folder):
     return sorted(rows, key=lambda row: str(row.info.get("started") or ""))
 
 
-def list_runs(folder, where: Iterable[str] = (), sort: Iterable[str] = (), status: Iterable[str] = ()) -> list:
+def list_runs(folder: PathLike, where: Iterable[str] = (), sort: Iterable[str] = (),
+              status: Iterable[str] = ()) -> List[Dict[str, Any]]:
     """The runs below `folder` (up to 4 levels, a sweep's trials too), filtered and sorted as `list` does.
 
     Args:
@@ -178,7 +181,7 @@ def list_runs(folder, where: Iterable[str] = (), sort: Iterable[str] = (), statu
     return [row.as_json(columns) for row in rows]
 
 
-def select_runs(folder, where: Iterable[str] = (), sort: Iterable[str] = (), status: Iterable[str] = (),
+def select_runs(folder: PathLike, where: Iterable[str] = (), sort: Iterable[str] = (), status: Iterable[str] = (),
                 wide: bool = False) -> Tuple[List[RunRow], List[str]]:
     """The rows `list` shows and their columns: the runs below `folder` that have one of the statuses and meet
     every condition, in the order `sort` asks.
@@ -230,7 +233,7 @@ def select_runs(folder, where: Iterable[str] = (), sort: Iterable[str] = (), sta
     return rows, columns + (["hparams"] if wide else [])
 
 
-def _parse_conditions(where, folder):
+def _parse_conditions(where: Iterable[str], folder: PathLike) -> List[Tuple[str, str, Any]]:
     """[(key, operator, value)] of `--where` conditions; the value a Python literal, else a str."""
     conditions = []
     for text in where:
@@ -270,7 +273,7 @@ def format_rows(rows: List[RunRow], columns: List[str], form: str = "table", emp
     return format_table(rows, columns, empty)
 
 
-def _csv_cell(row, column):
+def _csv_cell(row: RunRow, column: str) -> str:
     """A CSV cell: a float in full, an empty cell for no value (what pandas reads as NaN), else the table's text."""
     value = row.value(column)
     if value is None and column not in ("epoch", "status"):
@@ -278,7 +281,7 @@ def _csv_cell(row, column):
     return repr(value) if isinstance(value, float) else row[column]
 
 
-def sweep_rows(working_folder):
+def sweep_rows(working_folder: PathLike) -> List[Dict[str, str]]:
     """One dict per sweep folder found under `working_folder` (they hold sweep.json), oldest first."""
     rows = []
     for folder in folders_below(working_folder, SWEEP_SPEC_NAME):
@@ -298,7 +301,13 @@ def sweep_rows(working_folder):
     return rows
 
 
-def format_table(rows, columns=COLUMNS, empty="no experiments"):
+class _Row(Protocol):
+    """A table's row: the text of each column (a `RunRow`, or a `sweep_rows` dict)."""
+
+    def __getitem__(self, key: str, /) -> object: ...
+
+
+def format_table(rows: Sequence[_Row], columns: Sequence[str] = COLUMNS, empty: str = "no experiments") -> str:
     """Left-aligned columns separated by two spaces, with a header line."""
     if not rows:
         return empty
@@ -312,7 +321,7 @@ def format_table(rows, columns=COLUMNS, empty="no experiments"):
     return "\n".join(lines)
 
 
-def _progress(info):
+def _progress(info: Mapping[str, Any]) -> str:
     """Epochs done / planned; a federation's server counts rounds (`r2/5`)."""
     federated = info.get("federated")
     if federated:
@@ -320,7 +329,7 @@ def _progress(info):
     return f"{info.get('epochs_completed', 0)}/{info.get('nbEpoch', '?')}"
 
 
-def _is_number(value):
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -332,21 +341,23 @@ def _shown(value: Optional[object]) -> str:
     return str(value)
 
 
-def _order(value):
+def _order(value: object) -> Tuple[int, float, str]:
     """A sort key that puts numbers before text, each in its own order."""
     return (0, float(value), "") if _is_number(value) else (1, 0.0, str(value))
 
 
-def _meets(actual, operator, wanted):
+def _meets(actual: object, operator: str, wanted: object) -> bool:
     """Whether a run's value meets one condition: numbers compare as numbers, anything else as its text."""
     if actual is None:
         return False
+    left: Any  # a float or a str, as `right`
+    right: Any
     if _is_number(actual) and _is_number(wanted):
         left, right = float(actual), float(wanted)
     else:
         left, right = str(actual), str(wanted)
-    return {"=": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
-            ">": left > right, ">=": left >= right}[operator]
+    return cast(bool, {"=": left == right, "!=": left != right, "<": left < right, "<=": left <= right,
+                       ">": left > right, ">=": left >= right}[operator])
 
 
 def _rounded(hours: Optional[float]) -> Optional[float]:

@@ -16,15 +16,16 @@ import os
 import shutil
 import stat
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional, Sequence
 
-from experiments_manager.run.experiment import SWEEP_SPEC_NAME, Experiment, now
+from experiments_manager.run.experiment import SWEEP_SPEC_NAME, Experiment
+from experiments_manager.run.names import now
 from experiments_manager.run.discovery import folders_below, read_run_info, walk_below
 from experiments_manager.runs.listing import experiment_rows
 from experiments_manager.settings.monitor import monitor_mode
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import TrialJournal
-from experiments_manager.utils.atomic import hidden_for_removal, is_removal_leftover
+from experiments_manager.utils.atomic import PathLike, hidden_for_removal, is_removal_leftover
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.liveness import DEAD, writer_state
 from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseHeld, live_holder
@@ -65,15 +66,16 @@ class PrunePlan:
     """What `prune` deletes (`doomed`) and leaves alone (`skipped`) below `folder`."""
 
     folder: Path
-    doomed: list
-    skipped: list
+    doomed: list[Doomed]
+    skipped: list[Skipped]
 
     @property
     def total(self) -> int:
         return sum(item.size for item in self.doomed)
 
 
-def plan_prune(folder, failed: bool = True, keep_best: Optional[int] = None, checkpoints: bool = False) -> PrunePlan:
+def plan_prune(folder: PathLike, failed: bool = True, keep_best: Optional[int] = None,
+               checkpoints: bool = False) -> PrunePlan:
     """What a prune of `folder` deletes: nothing is deleted here (a dry run prints this plan).
 
     Args:
@@ -98,12 +100,13 @@ def plan_prune(folder, failed: bool = True, keep_best: Optional[int] = None, che
         raise UserInputError(f"{folder}: --keep-best: expected a sweep folder (holding {SWEEP_SPEC_NAME}) or a "
                              "folder above one, got none")
     runs = {row.experiment.root: row.info for row in experiment_rows(folder)}
-    reasons = {}  # run folder -> (kind, why)
+    reasons: dict[Path, tuple[str, str]] = {}  # run folder -> (kind, why)
     for root, info in runs.items():
         status = info.get("status")
         if failed and (status in DEAD_STATUSES or (status == "running" and _writer_gone(root, info))):
             reasons[root] = (RUN, status if status in DEAD_STATUSES else "killed: status running, its writer gone")
     for sweep in sweeps.values() if keep_best is not None else ():
+        assert keep_best is not None  # (the loop runs only then)
         for root, why in sweep.beyond_best(keep_best, runs).items():
             reasons.setdefault(root, (RUN, why))
     for root, info in runs.items() if checkpoints else ():
@@ -123,7 +126,7 @@ def plan_prune(folder, failed: bool = True, keep_best: Optional[int] = None, che
     return PrunePlan(folder, doomed, skipped)
 
 
-def carry_out(plan: PrunePlan, command=()) -> list:
+def carry_out(plan: PrunePlan, command: Sequence[str] = ()) -> list[tuple[Doomed, str | None]]:
     """Deletes what `plan` dooms; returns [(Doomed, None when deleted, else why it was left alone)].
 
     Args:
@@ -173,7 +176,7 @@ def carry_out(plan: PrunePlan, command=()) -> list:
     return results
 
 
-def disk_usage(path) -> int:
+def disk_usage(path: PathLike) -> int:
     """Bytes `path` takes on disk, as `du -s --block-size=1` counts them (each hard-linked file once).
 
     Args:
@@ -224,7 +227,7 @@ class _SweepTrials:
     """A sweep folder's trials: their journal records by experiment folder name (a moved sweep folder still
     matches), and the best trial sweep.json names."""
 
-    def __init__(self, root):
+    def __init__(self, root: PathLike) -> None:
         self.root = Path(root)
         # a record being replaced or damaged is left out: the run's own status decides then
         self.entries = {Path(entry.experiment).name: entry
@@ -235,7 +238,7 @@ class _SweepTrials:
             best = None
         self.best_name = Path(best).name if best else None
 
-    def continues(self, root, info):
+    def continues(self, root: Path, info: Mapping[str, Any]) -> Optional[str]:
         """Why the sweep would continue this trial (its record is not done: a resume of the sweep trains it on),
         or None."""
         entry = self.entries.get(root.name)
@@ -245,7 +248,7 @@ class _SweepTrials:
         number = f" {entry.number}" if entry is not None and entry.number else ""
         return f"trial{number} of its sweep is not done: resuming the sweep continues it"
 
-    def beyond_best(self, keep, runs):
+    def beyond_best(self, keep: int, runs: Mapping[Path, Mapping[str, Any]]) -> dict[Path, str]:
         """{trial folder: why} for this sweep's trials other than the best `keep` (by their run.json's best value,
         in the monitored direction; the trial sweep.json names best is always kept)."""
         trials = {root: info for root, info in runs.items() if root.parent == self.root}
@@ -269,18 +272,18 @@ class _SweepTrials:
         return why
 
 
-def _being_written(root):
+def _being_written(root: Path) -> Optional[str]:
     """'being written by <holder>' while the run's lease holder may be alive, else None."""
     holder = live_holder(root / LEASE_NAME)
     return f"being written by {holder.describe()}" if holder is not None else None
 
 
-def _writer_gone(root, info):
+def _writer_gone(root: Path, info: Mapping[str, Any]) -> bool:
     """True when a `running` run's writer provably ended (`run_liveness.writer_state` says `dead`)."""
     return writer_state(root, info) == DEAD
 
 
-def _leftovers(folder):
+def _leftovers(folder: PathLike) -> list[Path]:
     """`.deleting-*` paths of crashed removals below `folder` (in the folders a listing looks into, and directly in
     experiment folders)."""
     found = []
@@ -289,7 +292,7 @@ def _leftovers(folder):
     return found
 
 
-def _remove(path):
+def _remove(path: PathLike) -> None:
     path = Path(path)
     try:
         mode = path.lstat().st_mode

@@ -6,12 +6,21 @@ first axis, calls the model once and hands each request its slice. Requests
 whose non-batch shapes differ from the batch being formed wait for the next one.
 """
 
+from __future__ import annotations
+
 import concurrent.futures
 import queue
 import threading
 import time
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    Arrays = dict[str, NDArray[Any]]  # input or output name -> array, batch first
+    _Item = tuple[Arrays, concurrent.futures.Future[Arrays]]  # a request and where its outputs go
 
 _STOP = object()
 
@@ -35,26 +44,27 @@ class Batcher:
     ```
     """
 
-    def __init__(self, run, max_batch_size=32, timeout_seconds=0.001, name="batcher"):
+    def __init__(self, run: Callable[[Arrays], Arrays], max_batch_size: int = 32, timeout_seconds: float = 0.001,
+                 name: str = "batcher") -> None:
         self._run = run
         self.max_batch_size = max_batch_size
         self.timeout_seconds = timeout_seconds
-        self._queue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()  # `_Item`s, then `_STOP`
         self._worker = threading.Thread(target=self._loop, name=name, daemon=True)
         self._worker.start()
 
-    def submit(self, arrays):
+    def submit(self, arrays: Arrays) -> concurrent.futures.Future[Arrays]:
         """Queues one request; returns a `concurrent.futures.Future` of its outputs."""
-        future = concurrent.futures.Future()
+        future: concurrent.futures.Future[Arrays] = concurrent.futures.Future()
         self._queue.put((arrays, future))
         return future
 
-    def close(self):
+    def close(self) -> None:
         self._queue.put(_STOP)
         self._worker.join()
 
-    def _loop(self):
-        carried = None
+    def _loop(self) -> None:
+        carried: Any = None  # an `_Item` or `_STOP` that did not fit the last batch
         while True:
             first = carried if carried is not None else self._queue.get()
             carried = None
@@ -66,7 +76,7 @@ class Batcher:
                 self._execute_pending()
                 return
 
-    def _gather(self, first):
+    def _gather(self, first: _Item) -> tuple[list[_Item], Any]:
         batch, rows = [first], _rows(first[0])
         deadline = time.monotonic() + self.timeout_seconds
         while rows < self.max_batch_size:
@@ -81,7 +91,7 @@ class Batcher:
             rows += _rows(item[0])
         return batch, None
 
-    def _execute_pending(self):
+    def _execute_pending(self) -> None:
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -90,7 +100,7 @@ class Batcher:
             if item is not _STOP:
                 self._execute([item])
 
-    def _execute(self, batch):
+    def _execute(self, batch: list[_Item]) -> None:
         live = [(arrays, future) for arrays, future in batch if future.set_running_or_notify_cancel()]
         if not live:
             return
@@ -115,19 +125,19 @@ class Batcher:
             future.set_result({name: value[start:stop] for name, value in outputs.items()})
 
 
-def _resolve(future, run, arrays):
+def _resolve(future: concurrent.futures.Future[Arrays], run: Callable[[Arrays], Arrays], arrays: Arrays) -> None:
     try:
         future.set_result(run(arrays))
     except Exception as error:
         future.set_exception(error)
 
 
-def _rows(arrays):
+def _rows(arrays: Arrays) -> int:
     first = next(iter(arrays.values()))
     return first.shape[0] if first.ndim else 1
 
 
-def _compatible(left, right):
+def _compatible(left: Arrays, right: Arrays) -> bool:
     if left.keys() != right.keys():
         return False
     return all(

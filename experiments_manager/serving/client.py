@@ -11,8 +11,12 @@ import itertools
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    from experiments_manager.settings import Settings
 
 _LOG = logging.getLogger(__name__)
 
@@ -32,10 +36,10 @@ class StreamReport:
     """
 
     requests: int = 0
-    versions: list = dataclasses.field(default_factory=list)
-    latencies_ms: list = dataclasses.field(default_factory=list)
+    versions: list[int] = dataclasses.field(default_factory=list)
+    latencies_ms: list[float] = dataclasses.field(default_factory=list)
 
-    def percentile(self, fraction):
+    def percentile(self, fraction: float) -> Optional[float]:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else None
 
@@ -60,7 +64,9 @@ class StreamingClient:
     ```
     """
 
-    def __init__(self, settings, address, model_name, client_specs=None, debug=False, signature_name=None):
+    def __init__(self, settings: "Settings", address: str, model_name: str,
+                 client_specs: Optional[dict[str, Any]] = None, debug: bool = False,
+                 signature_name: Optional[str] = None) -> None:
         if settings.serving.client_io is None:
             raise UserInputError(
                 f"{settings.path.name}: Client_IO: expected a class Client_IO(clientInitSpecs, debugMode) "
@@ -74,7 +80,7 @@ class StreamingClient:
         self.debug = debug
         self.timeout = settings.serving.client_timeout_secs
 
-    def _channel(self):
+    def _channel(self) -> Any:
         import grpc
 
         size = self.settings.serving.grpc_max_message_length
@@ -83,7 +89,7 @@ class StreamingClient:
             options=[("grpc.max_send_message_length", size), ("grpc.max_receive_message_length", size)],
         )
 
-    def wait_until_served(self, seconds, stop=None):
+    def wait_until_served(self, seconds: float, stop: Optional[threading.Event] = None) -> None:
         """Waits (polling GetModelStatus) until the model has an available version, or `stop` is set (Ctrl-C)."""
         import grpc
         from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
@@ -107,7 +113,7 @@ class StreamingClient:
                 if stop.wait(0.2):
                     return
 
-    def stream(self, count, interval=0.0, stop=None):
+    def stream(self, count: int, interval: float = 0.0, stop: Optional[threading.Event] = None) -> StreamReport:
         """Runs `count` requests (count < 0: until getInputData raises StopIteration).
 
         Args:
@@ -116,7 +122,7 @@ class StreamingClient:
             stop: a `threading.Event` that ends the stream early (Ctrl-C).
         """
         stop = stop or threading.Event()
-        client_io = self.settings.serving.client_io(self.client_specs, self.debug)
+        client_io = cast(Any, self.settings.serving.client_io)(self.client_specs, self.debug)  # checked a class
         report = StreamReport()
         try:
             with self._channel() as channel:
@@ -142,7 +148,7 @@ class StreamingClient:
 
         return prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
-    def _predict(self, stub, index, inputs, report):
+    def _predict(self, stub: Any, index: int, inputs: Any, report: StreamReport) -> Any:
         import grpc
 
         request = self._request(index, inputs)
@@ -159,7 +165,7 @@ class StreamingClient:
             _LOG.info("request %d answered by %s version %d", index, self.model_name, version)
         return result
 
-    def _request(self, index, inputs):
+    def _request(self, index: int, inputs: Any) -> Any:
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
@@ -175,7 +181,7 @@ class StreamingClient:
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
         return request
 
-    def _explain(self, error, what):
+    def _explain(self, error: Any, what: str) -> str:
         import grpc
 
         code = error.code()

@@ -18,13 +18,16 @@ from experiments_manager.run.served_layout import ModelSource, check_model_name,
 from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
+    import os
+
     from experiments_manager.run.experiment import Experiment
+    from experiments_manager.run.record import RunRecord
 
 _LOG = logging.getLogger(__name__)
 _NOT_MODEL_SIGNATURES = ("serving_default", "__saved_model_init_op")
 
 
-def source_from_experiment(experiment_dir):
+def source_from_experiment(experiment_dir: "str | os.PathLike[str]") -> ModelSource:
     """The model an experiment exports, with the version policy of its `models.config`.
 
     The base path is taken from the folder itself, not from the absolute path
@@ -71,7 +74,7 @@ def served_as(experiment: "Experiment", name: str) -> ModelSource:
     return ModelSource(name, experiment.export_dir)
 
 
-def _say_nothing_served_yet(experiment, info):
+def _say_nothing_served_yet(experiment: "Experiment", info: "RunRecord") -> None:
     """An experiment with no version yet: served once one is written, while the run may still write one (said in
     one line, with its status); refused in one line when it ended without any."""
     status, done, total = info.get("status"), info.get("epochs_completed") or 0, info.get("nbEpoch") or "?"
@@ -88,7 +91,7 @@ def _say_nothing_served_yet(experiment, info):
                   total, experiment.root)
 
 
-def read_run_info(experiment) -> "tuple[dict | None, str]":
+def read_run_info(experiment: "Experiment") -> "tuple[RunRecord | None, str]":
     """An experiment's run.json as a dict and "", or None and what is wrong with it; nothing is logged.
 
     Args:
@@ -110,7 +113,7 @@ def read_run_info(experiment) -> "tuple[dict | None, str]":
     return info, ""
 
 
-def model_name_from_folder(experiment, why: str = "unreadable") -> "tuple[str, Path]":
+def model_name_from_folder(experiment: "Experiment", why: str = "unreadable") -> "tuple[str, Path]":
     """The model name an experiment serves under, read without run.json, and the file it was read from.
 
     Tried in order: the name in its `models.config`, the stem of the single model copy (`<model_name>.py`)
@@ -149,7 +152,7 @@ def model_name_from_folder(experiment, why: str = "unreadable") -> "tuple[str, P
                          "exported signature in the folder names the model")
 
 
-def _saved_models_newest_first(export_dir):
+def _saved_models_newest_first(export_dir: "str | os.PathLike[str]") -> "list[Path]":
     try:
         folders = [path for path in Path(export_dir).iterdir() if version_of(path.name) is not None]
     except OSError:
@@ -158,7 +161,7 @@ def _saved_models_newest_first(export_dir):
     return [path / "saved_model.pb" for path in folders if (path / "saved_model.pb").is_file()]
 
 
-def _model_signatures(saved_model):
+def _model_signatures(saved_model: Path) -> "list[str]":
     """The signature names of a saved_model.pb other than serving_default (none when it cannot be parsed)."""
     from google.protobuf.message import DecodeError
 

@@ -1,5 +1,7 @@
 """Errors a request can cause, with their gRPC code and HTTP status."""
 
+from typing import Optional
+
 import grpc
 
 _HTTP_STATUS = {
@@ -27,12 +29,13 @@ class RequestError(Exception):
     ```
     """
 
-    def __init__(self, message, code=grpc.StatusCode.INVALID_ARGUMENT, http_status=None):
+    def __init__(self, message: str, code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT,
+                 http_status: Optional[int] = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
-        self.http_status = http_status or _HTTP_STATUS.get(code, 400)
+        self.http_status: int = http_status or _HTTP_STATUS.get(code, 400)
 
 
-def not_found(message):
+def not_found(message: str) -> RequestError:
     return RequestError(message, grpc.StatusCode.NOT_FOUND)

@@ -107,7 +107,7 @@ class NumericText:
         values = values.reshape(shape)
         return values if values.dtype == wanted else values.astype(wanted)
 
-    def _checked_shape(self, name: str) -> tuple:
+    def _checked_shape(self, name: str) -> "tuple[int, ...]":
         """The shape its first element at each depth gives, once its brackets are checked to have exactly it."""
         structure = b"".join(self._slice(position, min(position + WINDOW_BYTES, self.end)).translate(
             None, _NUMBER_CHARACTERS + _WHITESPACE) for position in range(self.start, self.end, WINDOW_BYTES))
@@ -190,7 +190,7 @@ def _matching_bracket(raw: Raw, start: int, limit: int) -> int:
     return -1
 
 
-def _depths(window: bytes, depth: int) -> np.ndarray:
+def _depths(window: Raw, depth: int) -> np.ndarray:
     """The bracket depth after each byte of `window`, starting from `depth`."""
     codes = np.frombuffer(window, np.uint8)
     return depth + np.cumsum((codes == ord("[")).astype(np.int32) - (codes == ord("]")), dtype=np.int32)
@@ -212,7 +212,7 @@ def _put_back(body: Any, texts: "list[NumericText]") -> Any:
     return body
 
 
-def _first_shape(structure: bytes, first_list_empty: bool) -> tuple:
+def _first_shape(structure: bytes, first_list_empty: bool) -> "tuple[int, ...]":
     """The shape of a nested list's first element at each depth, from its brackets and commas alone: of D levels,
     the first list at level L (0: the outermost) ends at the first run of D - L `]`, and its items are separated
     by D - L - 1 `]` and a comma. An innermost list looks the same empty or with one number: `first_list_empty`."""
@@ -227,7 +227,7 @@ def _first_shape(structure: bytes, first_list_empty: bool) -> tuple:
     return tuple(sizes)
 
 
-def _pattern(shape: tuple) -> bytes:
+def _pattern(shape: "tuple[int, ...]") -> bytes:
     """The brackets and commas of a nested list of `shape` with its numbers taken out."""
     if not shape:
         return b""

@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from experiments_manager.run.served_layout import DEFAULT_GRPC_PORT
 from experiments_manager.serving.options import check_arguments, from_arguments
@@ -15,6 +15,9 @@ from experiments_manager.utils.errors import UserInputError, print_problems
 from experiments_manager.utils.signals import signal_handlers, watch_parent
 
 if TYPE_CHECKING:  # names for the hints only: TensorFlow and the folder's modules load when a command needs them
+    from pathlib import Path
+
+    from experiments_manager.run.served_layout import ModelSource
     from experiments_manager.serving.folder import WorkingFolder
     from experiments_manager.serving.options import ServerOptions
     from experiments_manager.serving.server import ModelServer
@@ -61,9 +64,9 @@ def _working_folder(arguments: argparse.Namespace) -> "WorkingFolder | None":
                          DEFAULT_POLL_SECONDS if poll is None else poll)
 
 
-def _default_grpc_port(arguments):
+def _default_grpc_port(arguments: argparse.Namespace) -> int:
     if arguments.grpc_port is not None:
-        return arguments.grpc_port
+        return cast(int, arguments.grpc_port)
     if arguments.model_dir:
         from experiments_manager.run.experiment import Experiment
         from experiments_manager.serving.config import read_run_info
@@ -76,20 +79,21 @@ def _default_grpc_port(arguments):
         recorded = info.get("tensorflow_server_port")
         if recorded is not None:
             return recorded
-        return load_experiment_settings(experiment).serving.port  # recorded since issue 17; older runs
+        port: int = load_experiment_settings(experiment).serving.port  # recorded since issue 17; older runs
+        return port
     return DEFAULT_GRPC_PORT
 
 
-def _literal_port(settings_file):
+def _literal_port(settings_file: "Path") -> int:
     """The settings file's `tensorflow_server_port` when it is a literal port (nothing runs), else TF Serving's."""
     from experiments_manager.run.reservation import literal_assignments
 
     port = literal_assignments(settings_file, ("tensorflow_server_port",)).get("tensorflow_server_port")
     valid = isinstance(port, int) and not isinstance(port, bool) and 0 <= port <= 65535
-    return port if valid else DEFAULT_GRPC_PORT
+    return cast(int, port) if valid else DEFAULT_GRPC_PORT
 
 
-def _run_tensorflow_model_server(arguments: argparse.Namespace, sources: list, options: "ServerOptions",
+def _run_tensorflow_model_server(arguments: argparse.Namespace, sources: "list[ModelSource]", options: "ServerOptions",
                                  working_folder: "WorkingFolder | None" = None) -> int:
     import tempfile
 
@@ -118,7 +122,7 @@ def _run_tensorflow_model_server(arguments: argparse.Namespace, sources: list, o
         stop.set()
 
 
-def _run_embedded(sources: list, options: "ServerOptions", parent_pid: "int | None",
+def _run_embedded(sources: "list[ModelSource]", options: "ServerOptions", parent_pid: "int | None",
                   working_folder: "WorkingFolder | None" = None) -> int:
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
@@ -127,7 +131,7 @@ def _run_embedded(sources: list, options: "ServerOptions", parent_pid: "int | No
 
     stop = threading.Event()
 
-    def parent_gone():
+    def parent_gone() -> None:
         _LOG.info("the training process %d is gone: stopping", parent_pid)
         stop.set()
 
@@ -163,7 +167,7 @@ def _log_addresses(server: "ModelServer", working_folder: "WorkingFolder | None"
     _LOG.info("Ctrl-C or SIGTERM stops the server.")
 
 
-def predict(arguments):
+def predict(arguments: argparse.Namespace) -> int:
     """Streams the settings' Client_IO requests; returns 0, or 1 with one line when the server fails."""
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.serving.client import ClientError, StreamingClient

@@ -1,9 +1,17 @@
 """GetModelStatus answers, shared by the gRPC and REST front ends."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
 from tensorflow_serving.apis import get_model_status_pb2
 
+if TYPE_CHECKING:
+    from experiments_manager.serving.versions import VersionManager
 
-def status_response(versions, name, version=None):
+
+def status_response(versions: VersionManager, name: str,
+                    version: Optional[int] = None) -> get_model_status_pb2.GetModelStatusResponse:
     """A `GetModelStatusResponse` for model `name` (one version, or all known)."""
     response = get_model_status_pb2.GetModelStatusResponse()
     for number, state, message in versions.statuses(name, version):

@@ -6,8 +6,11 @@ loop), so both answer identically and refuse the same inputs. Both take a share
 of `Predictor.budget` for a big request.
 """
 
+from __future__ import annotations
+
 import asyncio
 import threading
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 import numpy as np
 
@@ -15,6 +18,14 @@ from experiments_manager.serving.batching import Batcher
 from experiments_manager.run.served_layout import is_path_trick
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.request_budget import RequestBudget
+
+if TYPE_CHECKING:
+    import concurrent.futures
+
+    from experiments_manager.serving.batching import Arrays
+    from experiments_manager.serving.options import BatchingOptions
+    from experiments_manager.serving.servable import Servable
+    from experiments_manager.serving.versions import VersionManager
 
 SLICE_BYTES = 4 << 20  # inputs of one model call at most, beside `max_rows_per_call`
 
@@ -39,38 +50,42 @@ class Predictor:
     ```
     """
 
-    def __init__(self, versions, executor, batching=None, budget=None, max_rows_per_call=8192):
+    def __init__(self, versions: VersionManager, executor: concurrent.futures.Executor,
+                 batching: Optional[BatchingOptions] = None, budget: Optional[RequestBudget] = None,
+                 max_rows_per_call: int = 8192) -> None:
         self.versions = versions
         self.executor = executor
         self.batching = batching
         self.budget = budget if budget is not None else RequestBudget(256 << 20)
         self.max_rows_per_call = max_rows_per_call
-        self._batchers = {}  # (id(servable), signature key) -> Batcher
+        self._batchers: dict[tuple[int, str], Batcher] = {}  # (id(servable), signature key) -> Batcher
         self._lock = threading.Lock()
 
     @staticmethod
-    def check_name(name):
+    def check_name(name: str) -> None:
         if is_path_trick(name):
             raise RequestError(f"model name: expected a name without '/' or '..', got {name!r}")
 
-    def servable(self, name, version=None, label=None):
+    def servable(self, name: str, version: Optional[int] = None, label: Optional[str] = None) -> Servable:
         self.check_name(name)
         return self.versions.lookup(name, version, label)
 
-    def resolve(self, name, version, label, signature_name):
+    def resolve(self, name: str, version: Optional[int], label: Optional[str],
+                signature_name: str) -> tuple[Servable, str, dict[str, Any]]:
         """(servable, signature key, input specs) for a request."""
         servable = self.servable(name, version, label)
         key = servable.signature_key(signature_name)
         return servable, key, servable.input_specs[key]
 
-    def run(self, servable, key, arrays, output_filter=()):
+    def run(self, servable: Servable, key: str, arrays: Arrays, output_filter: tuple[str, ...] = ()) -> Arrays:
         """Checks shapes and runs the signature in this thread (gRPC workers). Returns dict name -> ndarray."""
         batcher = self._checked(servable, key, arrays, output_filter)
         if batcher is None:
             return self._call(servable, key, arrays, output_filter)
         return batcher.submit(arrays).result()
 
-    async def run_async(self, servable, key, arrays, output_filter=()):
+    async def run_async(self, servable: Servable, key: str, arrays: Arrays,
+                        output_filter: tuple[str, ...] = ()) -> Arrays:
         """`run` for the event loop (REST): the model call happens in the executor or the batcher."""
         batcher = self._checked(servable, key, arrays, output_filter)
         if batcher is None:
@@ -78,12 +93,14 @@ class Predictor:
             return await loop.run_in_executor(self.executor, self._call, servable, key, arrays, output_filter)
         return await asyncio.wrap_future(batcher.submit(arrays))
 
-    def _checked(self, servable, key, arrays, output_filter):
+    def _checked(self, servable: Servable, key: str, arrays: Arrays,
+                 output_filter: tuple[str, ...]) -> Optional[Batcher]:
         """Checks input shapes; returns the Batcher to use, or None to call the model directly."""
         servable.check_inputs(key, arrays)
         return None if self.batching is None or output_filter else self._batcher(servable, key)
 
-    def _batcher(self, servable, key):
+    def _batcher(self, servable: Servable, key: str) -> Optional[Batcher]:
+        assert self.batching is not None  # `_checked` asks only with batching on
         with self._lock:
             if servable.retired:
                 return None  # unloaded while this request was in flight: answer it directly
@@ -97,7 +114,7 @@ class Predictor:
                 )
             return batcher
 
-    def _call(self, servable, key, arrays, output_filter=()):
+    def _call(self, servable: Servable, key: str, arrays: Arrays, output_filter: tuple[str, ...] = ()) -> Arrays:
         """`servable.call`; a request of more rows than a slice, in slices whose outputs are put together (unless
         the outputs are not batch-major: then the model needs the request whole)."""
         sizes = {array.shape[0] if array.ndim else None for array in arrays.values()}
@@ -106,7 +123,7 @@ class Predictor:
         step = max(1, min(self.max_rows_per_call, SLICE_BYTES // max(row_bytes, 1)))
         if rows is None or rows <= step:
             return servable.call(key, arrays, output_filter)
-        outputs = None
+        outputs: Optional[dict[str, Any]] = None
         for start in range(0, rows, step):
             stop = min(start + step, rows)
             part = servable.call(key, {name: array[start:stop] for name, array in arrays.items()}, output_filter)
@@ -118,9 +135,9 @@ class Predictor:
                 return servable.call(key, arrays, output_filter)
             for name, value in part.items():
                 outputs[name][start:stop] = value
-        return outputs
+        return cast("Arrays", outputs)  # filled: `rows > step`, so the loop ran
 
-    def release(self, servable):
+    def release(self, servable: Servable) -> None:
         """Stops the batchers of a servable taken out of service (after their queued requests)."""
         with self._lock:
             servable.retired = True
@@ -128,7 +145,7 @@ class Predictor:
         for batcher in retiring:
             batcher.close()
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             retiring, self._batchers = list(self._batchers.values()), {}
         for batcher in retiring:

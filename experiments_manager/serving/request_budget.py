@@ -48,7 +48,7 @@ class RequestBudget:
         self.wait_seconds = wait_seconds
         self._lock = threading.Lock()
         self._free = capacity
-        self._waiters: "collections.deque[list]" = collections.deque()  # [amount, wake(), granted]
+        self._waiters: "collections.deque[list[Any]]" = collections.deque()  # [amount, wake(), granted]
 
     @contextlib.contextmanager
     def share(self, amount: int) -> Iterator[None]:
@@ -88,18 +88,18 @@ class RequestBudget:
         finally:
             await asyncio.to_thread(self._release, amount)
 
-    def _enter(self, amount: int, wake: Any) -> Optional[list]:
+    def _enter(self, amount: int, wake: Any) -> Optional[list[Any]]:
         """Takes `amount` now (None), or queues a waiter that `wake()` will call once it has it."""
         amount = min(amount, self.capacity)
         with self._lock:
             if not self._waiters and self._free >= amount:
                 self._free -= amount
                 return None
-            waiter = [amount, wake, False]
+            waiter: list[Any] = [amount, wake, False]
             self._waiters.append(waiter)
             return waiter
 
-    def _withdraw(self, waiter: list) -> bool:
+    def _withdraw(self, waiter: list[Any]) -> bool:
         """Takes a waiter out of the queue; True if it had got its share meanwhile (then it holds it)."""
         with self._lock:
             if waiter[2]:
@@ -108,7 +108,7 @@ class RequestBudget:
             self._grant()  # a smaller request behind this one may fit now
             return False
 
-    def _leave(self, waiter: list) -> None:
+    def _leave(self, waiter: list[Any]) -> None:
         """After a wait that ran out: keeps the share if it came meanwhile, else raises RequestError."""
         if self._withdraw(waiter):
             return

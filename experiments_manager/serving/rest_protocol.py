@@ -9,8 +9,12 @@ just closed) and the connection is closed.
 """
 
 import json
+from typing import TYPE_CHECKING, Optional
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+if TYPE_CHECKING:
+    import asyncio
 
 REQUEST_SECONDS = 30.0
 
@@ -28,17 +32,17 @@ class DeadlineH11Protocol(H11Protocol):
     request_seconds = REQUEST_SECONDS
 
     @classmethod
-    def with_deadline(cls, seconds):
+    def with_deadline(cls, seconds: float) -> "type[DeadlineH11Protocol]":
         """This protocol with another deadline (uvicorn takes a class)."""
         return type(cls.__name__, (cls,), {"request_seconds": float(seconds)})
 
-    def connection_made(self, transport):
+    def connection_made(self, transport: "asyncio.Transport") -> None:  # type: ignore[override]  # as H11Protocol's
         super().connection_made(transport)
-        self._deadline = None
+        self._deadline: "Optional[asyncio.TimerHandle]" = None
         self._started = False  # has a request begun (bytes received since the last response)?
         self._arm()  # a connection that never sends a byte is held no longer than a slow request
 
-    def data_received(self, data):
+    def data_received(self, data: bytes) -> None:
         if self._deadline is None and (self.cycle is None or self.cycle.response_complete):
             self._arm()  # the first bytes of the next request on a kept-alive connection
         self._started = True
@@ -46,19 +50,19 @@ class DeadlineH11Protocol(H11Protocol):
         if self.cycle is not None and not self.cycle.more_body and not self.cycle.response_complete:
             self._disarm()  # the request is whole: the model's time is not the client's
 
-    def connection_lost(self, exc):
+    def connection_lost(self, exc: Optional[Exception]) -> None:
         self._disarm()
         super().connection_lost(exc)
 
-    def _arm(self):
+    def _arm(self) -> None:
         self._deadline = self.loop.call_later(self.request_seconds, self._expired)
 
-    def _disarm(self):
+    def _disarm(self) -> None:
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
-    def _expired(self):
+    def _expired(self) -> None:
         self._deadline = None
         if self.transport.is_closing():
             return

@@ -2,13 +2,16 @@
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import numpy as np
 
 from experiments_manager.serving.errors import RequestError, not_found
 from experiments_manager.utils.checksums import verify_manifest
 from experiments_manager.run.version_records import read_class_names_file, read_record_file
+
+if TYPE_CHECKING:
+    from experiments_manager.serving.batching import Arrays
 
 _LOG = logging.getLogger(__name__)
 
@@ -34,7 +37,8 @@ class Servable:
     ```
     """
 
-    def __init__(self, name: str, version: int, path: "str | Path", loaded: Any, signature_defs: dict) -> None:
+    def __init__(self, name: str, version: int, path: "str | Path", loaded: Any,
+                 signature_defs: "Mapping[str, Any]") -> None:
         self.name = name
         self.version = version
         self.path = Path(path)
@@ -44,13 +48,13 @@ class Servable:
         # the epoch and monitored value the version holds (its exporter's record), or None (an older engine's)
         self.record = read_record_file(path)
         self.class_names = read_class_names_file(path)  # the settings' class_names at export, or None
-        self.functions = dict(loaded.signatures)
-        self.input_specs = {
+        self.functions: "dict[str, Any]" = dict(loaded.signatures)  # signature key -> concrete function
+        self.input_specs: "dict[str, dict[str, Any]]" = {  # signature key -> input name -> tf.TensorSpec
             key: dict(function.structured_input_signature[1]) for key, function in self.functions.items()
         }
 
     @classmethod
-    def load(cls, name, version, path):
+    def load(cls, name: str, version: int, path: "str | Path") -> "Servable":
         """Checks the version's files against its checksums (when it has them), loads the SavedModel and runs each
         signature once, so the first request is not slow.
 
@@ -69,7 +73,7 @@ class Servable:
         servable.warm_up()
         return servable
 
-    def warm_up(self):
+    def warm_up(self) -> None:
         """Calls every signature on a one-example input (None dimensions become 1)."""
         for key, specs in self.input_specs.items():
             if any(spec.dtype.name == "string" for spec in specs.values()):
@@ -83,7 +87,7 @@ class Servable:
             except Exception as error:  # a model may refuse zeros; it is still servable
                 _LOG.info("%s version %s: warm-up of %r skipped: %s", self.name, self.version, key, error)
 
-    def signature_key(self, signature_name):
+    def signature_key(self, signature_name: str) -> str:
         key = signature_name or DEFAULT_SIGNATURE
         if key not in self.functions:
             raise RequestError(
@@ -92,11 +96,11 @@ class Servable:
             )
         return key
 
-    def check_inputs(self, key, arrays):
+    def check_inputs(self, key: str, arrays: "Arrays") -> None:
         """Raises RequestError unless `arrays` match the signature's input shapes."""
         check_shapes(self.input_specs[key], arrays)
 
-    def call(self, key, arrays, output_filter=()):
+    def call(self, key: str, arrays: "Arrays", output_filter: "tuple[str, ...] | list[str]" = ()) -> "Arrays":
         """Runs signature `key` on checked arrays; returns dict output name -> ndarray."""
         import tensorflow as tf
 
@@ -107,7 +111,7 @@ class Servable:
         return {name: tensor.numpy() for name, tensor in filtered_outputs(outputs, output_filter).items()}
 
 
-def check_shapes(specs: dict, arrays: dict) -> None:
+def check_shapes(specs: "dict[str, Any]", arrays: "dict[str, Any]") -> None:
     """Raises RequestError unless each array of `arrays` matches its `tf.TensorSpec`'s shape (the server's check,
     also `predict --edge`'s).
 
@@ -141,7 +145,8 @@ def refused_input(error: Exception) -> RequestError:
     return RequestError(f"the model refused the input: {first_line(error)}")
 
 
-def filtered_outputs(outputs: dict, output_filter: "tuple | list" = ()) -> dict:
+def filtered_outputs(outputs: "dict[str, Any]",
+                     output_filter: "tuple[str, ...] | list[str]" = ()) -> "dict[str, Any]":
     """The outputs a request's `output_filter` names (all when empty), or RequestError naming the unknown ones.
 
     Args:
@@ -162,12 +167,12 @@ def filtered_outputs(outputs: dict, output_filter: "tuple | list" = ()) -> dict:
     return {name: outputs[name] for name in output_filter}
 
 
-def first_line(error):
+def first_line(error: BaseException) -> str:
     """The first line of an error's message (TensorFlow's run to many lines), or its type name."""
     text = str(getattr(error, "message", error)).strip()
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def missing_servable(name, version=None, label=None):
+def missing_servable(name: str, version: Optional[int] = None, label: Optional[str] = None) -> RequestError:
     what = f"Specific({name}, {version})" if version is not None else f"Label({name}, {label})" if label else f"Latest({name})"
     return not_found(f"Servable not found for request: {what}")

@@ -16,7 +16,7 @@ import concurrent.futures
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Optional
 
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.serving.options import ServerOptions
@@ -25,7 +25,10 @@ from experiments_manager.serving.request_budget import RequestBudget
 from experiments_manager.serving.versions import VersionManager
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from experiments_manager.run.served_layout import ModelSource
+    from experiments_manager.serving.servable import Servable
 
 
 class ModelServer:
@@ -41,22 +44,22 @@ class ModelServer:
         options: `ServerOptions`.
     """
 
-    def __init__(self, sources, options=ServerOptions()):
+    def __init__(self, sources: "list[ModelSource]", options: ServerOptions = ServerOptions()) -> None:
         self.sources = sources
         self.options = options
         self.versions = VersionManager(sources, options.poll_seconds, on_unload=self._release)
         self._executor = concurrent.futures.ThreadPoolExecutor(options.threads, thread_name_prefix="model-call")
         self.predictor = Predictor(self.versions, self._executor, options.batching,
                                    RequestBudget(options.request_memory_budget), options.max_rows_per_call)
-        self.grpc_port = None
-        self.rest_port = None
-        self._loop = None
-        self._loop_thread = None
-        self._grpc_server = None
-        self._rest_server = None
-        self._rest_task = None
+        self.grpc_port: Optional[int] = None
+        self.rest_port: Optional[int] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._loop_thread: Optional[threading.Thread] = None
+        self._grpc_server: Any = None  # a grpc.Server
+        self._rest_server: "Optional[uvicorn.Server]" = None
+        self._rest_task: "Optional[concurrent.futures.Future[None]]" = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         names = ", ".join(source.name for source in self.sources)
         if self.grpc_port is None:
             return f"<ModelServer {names}: not started>"
@@ -80,18 +83,18 @@ class ModelServer:
         self.versions.replace_sources(sources)
         self.sources = sources
 
-    def _release(self, servable):
+    def _release(self, servable: "Servable") -> None:
         self.predictor.release(servable)
 
     @property
-    def grpc_address(self):
+    def grpc_address(self) -> str:
         return f"{_bracketed(self.options.host)}:{self.grpc_port}"
 
     @property
-    def rest_url(self):
+    def rest_url(self) -> Optional[str]:
         return f"http://{_bracketed(self.options.host)}:{self.rest_port}" if self.rest_port else None
 
-    def start(self):
+    def start(self) -> "ModelServer":
         """Binds both ports (a busy port is a clear error), loads versions, starts answering.
 
         On failure, whatever had started is stopped again before the error propagates.
@@ -111,7 +114,7 @@ class ModelServer:
             raise
         return self
 
-    def _start_grpc(self):
+    def _start_grpc(self) -> None:
         import grpc
 
         from experiments_manager.serving.grpc_service import add_services
@@ -140,7 +143,7 @@ class ModelServer:
         server.start()
         self.grpc_port, self._grpc_server = port, server
 
-    def _start_rest(self, rest_socket):
+    def _start_rest(self, rest_socket: socket.socket) -> None:
         import uvicorn
 
         from experiments_manager.serving.rest import RestApp
@@ -163,9 +166,10 @@ class ModelServer:
         if self._rest_task.done():
             self._rest_task.result()  # raises why uvicorn could not start
 
-    def stop(self, grace_seconds=2.0):
+    def stop(self, grace_seconds: float = 2.0) -> None:
         """Stops accepting, lets requests in flight finish (up to the grace), unloads models."""
         if self._rest_task is not None and not self._rest_task.done():
+            assert self._rest_server is not None  # set before the task that serves it
             self._rest_server.should_exit = True
             try:
                 self._rest_task.result(grace_seconds + 5)
@@ -178,19 +182,20 @@ class ModelServer:
         self.predictor.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _stop_loop(self):
+    def _stop_loop(self) -> None:
         if self._loop is not None and self._loop.is_running():
+            assert self._loop_thread is not None  # started with the loop
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._loop_thread.join(10)
 
-    def __enter__(self):
+    def __enter__(self) -> "ModelServer":
         return self.start()
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
-def _bind(host, port, flag):
+def _bind(host: str, port: int, flag: str) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto IPPROTO_TCP: asyncio then sets TCP_NODELAY on accepted connections (else +40 ms per answer)
     listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -205,5 +210,5 @@ def _bind(host, port, flag):
     return listener
 
 
-def _bracketed(host):
+def _bracketed(host: str) -> str:
     return f"[{host}]" if ":" in host else host

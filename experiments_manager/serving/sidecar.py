@@ -13,8 +13,12 @@ import signal
 import subprocess
 import sys
 import threading
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from experiments_manager.utils.signals import signal_handlers
+
+if TYPE_CHECKING:
+    from experiments_manager.run.experiment import Experiment
 
 _LOG = logging.getLogger(__name__)
 
@@ -35,15 +39,16 @@ class ServingSidecar:
     ```
     """
 
-    def __init__(self, experiment, serve_arguments=(), keep_serving=False):
+    def __init__(self, experiment: "Experiment", serve_arguments: Iterable[str] = (),
+                 keep_serving: bool = False) -> None:
         self.experiment = experiment
         self.serve_arguments = list(serve_arguments)
         self.keep_serving = keep_serving
         self.log_path = experiment.root / "serving.log"
-        self.process = None
-        self._relay = None
+        self.process: "Optional[subprocess.Popen[bytes]]" = None
+        self._relay: Optional[threading.Thread] = None
 
-    def command(self):
+    def command(self) -> "list[str]":
         return [
             sys.executable, "-m", "experiments_manager", "serve",
             "--model_dir", str(self.experiment.root),
@@ -51,7 +56,7 @@ class ServingSidecar:
             *self.serve_arguments,
         ]
 
-    def __enter__(self):
+    def __enter__(self) -> "ServingSidecar":
         self.process = subprocess.Popen(
             self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -60,8 +65,9 @@ class ServingSidecar:
         _LOG.info("Serving while training (pid %d); server log: %s", self.process.pid, self.log_path)
         return self
 
-    def _copy_log(self):
+    def _copy_log(self) -> None:
         """Writes everything to serving.log; shows addresses, new versions and errors here too."""
+        assert self.process is not None and self.process.stdout is not None  # started with stdout=PIPE first
         shown = ("gRPC:", "REST:", "serving version", "failed", "error:")
         with open(self.log_path, "ab") as log:
             for line in self.process.stdout:
@@ -71,12 +77,14 @@ class ServingSidecar:
                 if any(marker in text for marker in shown):
                     _LOG.info("[serve] %s", text)
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
+        assert self.process is not None  # started by __enter__
         if self.keep_serving and exc_info[0] is None and self.process.poll() is None:
             self._wait_for_stop_signal()
         self.stop()
 
-    def _wait_for_stop_signal(self):
+    def _wait_for_stop_signal(self) -> None:
+        assert self.process is not None  # started by __enter__
         _LOG.info("Training ended; still serving %s. Ctrl-C or SIGTERM stops the server.", self.experiment.root)
         try:
             with signal_handlers(signal.default_int_handler, (signal.SIGTERM,)):  # SIGTERM acts as Ctrl-C
@@ -84,7 +92,8 @@ class ServingSidecar:
         except KeyboardInterrupt:
             pass
 
-    def stop(self, timeout=15):
+    def stop(self, timeout: float = 15) -> None:
+        assert self.process is not None and self._relay is not None  # started by __enter__
         if self.process.poll() is None:
             self.process.terminate()
             try:

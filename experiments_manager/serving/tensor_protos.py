@@ -5,17 +5,27 @@ holds; outputs use the typed repeated fields (`float_val`, `int64_val`, ...) as 
 `outputs[name].float_val` work unchanged.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
+
 import numpy as np
 
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.tensors import check_names
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+    from typing_extensions import Buffer
 
-def arrays_from_protos(protos, specs):
+    from experiments_manager.serving.batching import Arrays
+
+
+def arrays_from_protos(protos: Any, specs: dict[str, Any]) -> Arrays:
     """gRPC `inputs` map -> arrays, refusing dtypes that differ from the signature's, and content that is not
     exactly what the declared shape holds."""
     check_names(protos.keys(), specs)
-    arrays = {}
+    arrays: Arrays = {}
     for name, spec in specs.items():
         proto = protos[name]
         if proto.dtype != spec.dtype.as_datatype_enum:
@@ -30,25 +40,25 @@ def arrays_from_protos(protos, specs):
     return arrays
 
 
-def _dtype_name(enum):
+def _dtype_name(enum: int) -> str:
     import tensorflow as tf
 
     if not enum:
         return "no dtype"
     try:
-        return tf.dtypes.as_dtype(enum).name
+        return cast(str, tf.dtypes.as_dtype(enum).name)
     except TypeError:  # an enum value TensorFlow does not define
         return f"an undefined DataType enum value ({enum})"
 
 
-def _declared_shape(proto, name):
+def _declared_shape(proto: Any, name: str) -> list[int]:
     dims = [dim.size for dim in proto.tensor_shape.dim]
     if any(size < 0 for size in dims) or proto.tensor_shape.unknown_rank:
         raise RequestError(f"input {name!r}: tensor_shape: expected known dims >= 0, got {dims}")
     return dims
 
 
-def _check_content(proto, content, spec, shape, name):
+def _check_content(proto: Any, content: bytes, spec: Any, shape: list[int], name: str) -> None:
     """The values sent must be as many as the shape declares (TensorFlow would pad a short list with its last
     value: a 61-byte request declaring 10^7 rows would cost the server 10^7 rows), in the dtype's own field."""
     declared = int(np.prod(shape, dtype=object)) if shape else 1
@@ -59,7 +69,7 @@ def _check_content(proto, content, spec, shape, name):
                            f"(expected {field or 'tensor_content'})")
     if content and spec.dtype.name != "string":
         sent = len(content) / np.dtype(spec.dtype.as_numpy_dtype).itemsize
-        where = "tensor_content"
+        where: Optional[str] = "tensor_content"
     else:
         sent = len(getattr(proto, field)) if field else 0
         where = field
@@ -68,16 +78,16 @@ def _check_content(proto, content, spec, shape, name):
                            f"{sent:g}: send every value")
 
 
-def _ndarray(proto, content, spec, shape):
+def _ndarray(proto: Any, content: bytes, spec: Any, shape: list[int]) -> NDArray[Any]:
     """TensorProto -> ndarray; raw `tensor_content` read without a copy (the common, fast case)."""
     if content and spec.dtype.name != "string":
         return np.frombuffer(content, spec.dtype.as_numpy_dtype).reshape(shape)
     import tensorflow as tf
 
-    return tf.make_ndarray(proto)
+    return cast("NDArray[Any]", tf.make_ndarray(proto))
 
 
-def proto_from_array(array, proto=None):
+def proto_from_array(array: NDArray[Any], proto: Any = None) -> Any:
     """ndarray -> TensorProto with typed repeated fields, as TF Serving answers.
 
     Args:
@@ -108,7 +118,7 @@ def proto_from_array(array, proto=None):
 _EXTEND_VALUES = 1 << 16
 
 
-def predict_response_bytes(model_spec, outputs):
+def predict_response_bytes(model_spec: Any, outputs: Arrays) -> bytes:
     """A serialized `PredictResponse`: the bytes `SerializeToString` gives for `model_spec` and the outputs as
     `proto_from_array` writes them, made without a protobuf of the outputs: a float32 or float64 output's packed
     `float_val` / `double_val` is its array's own bytes, so an answer costs one copy of itself (protobuf would hold
@@ -120,7 +130,7 @@ def predict_response_bytes(model_spec, outputs):
     """
     from tensorflow.core.framework import tensor_pb2
 
-    parts = []
+    parts: list[Union[bytes, memoryview]] = []
     for name, array in outputs.items():
         packed = _PACKED_FIELDS.get(array.dtype.str)
         if packed is None or not array.size:
@@ -129,7 +139,7 @@ def predict_response_bytes(model_spec, outputs):
             header = tensor_pb2.TensorProto(dtype=packed[0])
             for size in array.shape:
                 header.tensor_shape.dim.add(size=size)
-            values = memoryview(np.ascontiguousarray(array)).cast("B")
+            values = memoryview(cast("Buffer", np.ascontiguousarray(array))).cast("B")  # stubs: a buffer in 3.12+
             tensor = [header.SerializeToString(), packed[1], _varint(values.nbytes), values]
         key = name.encode()
         entry = [b"\x0a", _varint(len(key)), key, b"\x12", _varint(sum(len(part) for part in tensor)), *tensor]
@@ -142,7 +152,7 @@ def predict_response_bytes(model_spec, outputs):
 _PACKED_FIELDS = {"<f4": (1, b"\x2a"), "<f8": (2, b"\x32")}
 
 
-def _varint(value):
+def _varint(value: int) -> bytes:
     out = bytearray()
     while True:
         byte, value = value & 0x7F, value >> 7

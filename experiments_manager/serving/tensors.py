@@ -7,10 +7,13 @@ numbers arrive as `json_numbers.NumericText`, decoded here straight into the
 signature's dtype.
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
 import itertools
 import json
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, cast
 
 import numpy as np
 import orjson
@@ -18,8 +21,13 @@ import orjson
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.json_numbers import NumericText
 
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
-def rest_inputs(body, specs):
+    from experiments_manager.serving.batching import Arrays
+
+
+def rest_inputs(body: dict[str, Any], specs: dict[str, Any]) -> tuple[Arrays, bool]:
     """Arrays for a parsed REST predict body.
 
     Args:
@@ -37,7 +45,7 @@ def rest_inputs(body, specs):
     return _columnar_inputs(body["inputs"], specs), False
 
 
-def _row_inputs(instances, specs):
+def _row_inputs(instances: Any, specs: dict[str, Any]) -> Arrays:
     if isinstance(instances, NumericText):  # the numbers of a big body, still text (`json_numbers`)
         only = _single_spec(specs, '"instances" without input names')
         return {only.name: _array(instances, only)}
@@ -54,7 +62,7 @@ def _row_inputs(instances, specs):
     return {name: _array([instance[name] for instance in instances], spec) for name, spec in specs.items()}
 
 
-def _columnar_inputs(inputs, specs):
+def _columnar_inputs(inputs: Any, specs: dict[str, Any]) -> Arrays:
     if isinstance(inputs, dict) and not is_b64(inputs):
         check_names(inputs.keys(), specs)
         return {name: _array(inputs[name], spec) for name, spec in specs.items()}
@@ -62,13 +70,13 @@ def _columnar_inputs(inputs, specs):
     return {only.name: _array(inputs, only)}
 
 
-def _single_spec(specs, what):
+def _single_spec(specs: dict[str, Any], what: str) -> Any:
     if len(specs) != 1:
         raise RequestError(f"{what}: the signature has several inputs {sorted(specs)}; name them")
     return next(iter(specs.values()))
 
 
-def check_names(names, specs):
+def check_names(names: Iterable[str], specs: dict[str, Any]) -> None:
     names = set(names)
     missing, unknown = sorted(set(specs) - names), sorted(names - set(specs))
     if missing or unknown:
@@ -79,11 +87,11 @@ def check_names(names, specs):
         )
 
 
-def is_b64(value):
+def is_b64(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"b64"}
 
 
-def non_number_leaf(value):
+def non_number_leaf(value: Any) -> Optional[str]:
     """What the leaves of a nested list hold besides numbers: 'mixed values' (None, objects), else 'strings', or
     None when all are bools, ints and floats.
 
@@ -102,7 +110,7 @@ def non_number_leaf(value):
     return found
 
 
-def _array(value, spec):
+def _array(value: Any, spec: Any) -> NDArray[Any]:
     """JSON value -> ndarray of the spec's dtype; refuses ragged lists and mismatched kinds."""
     if spec.dtype.name == "string":
         return _string_array(value, spec.name)
@@ -126,7 +134,7 @@ def _array(value, spec):
         raise RequestError(f"input {spec.name!r}: cannot convert to {spec.dtype.name}: {error}") from None
 
 
-def _check_kind(kind, dtype_name, spec):
+def _check_kind(kind: str, dtype_name: str, spec: Any) -> None:
     """Refuses values of NumPy kind `kind` for the spec's dtype (booleans for floats, fractions for integers...)."""
     accepted = "b" if spec.dtype.is_bool else "iu" if spec.dtype.is_integer else "iuf" if spec.dtype.is_floating else ""
     if kind not in accepted:
@@ -134,18 +142,18 @@ def _check_kind(kind, dtype_name, spec):
         raise RequestError(f"input {spec.name!r}: expected {spec.dtype.name} values, got {got}")
 
 
-def _stacked(items, spec):
+def _stacked(items: list[Any], spec: Any) -> NDArray[Any]:
     arrays = [_array(item, spec) for item in items]
     if len({array.shape for array in arrays}) != 1:
         raise _ragged(spec.name)
     return np.stack(arrays)
 
 
-def _string_array(value, name):
+def _string_array(value: Any, name: str) -> NDArray[Any]:
     if isinstance(value, NumericText):  # numbers, from a big body
         raise _not_strings(name)
 
-    def decode(item):
+    def decode(item: Any) -> Any:
         if isinstance(item, list):
             return [decode(element) for element in item]
         if is_b64(item):
@@ -163,13 +171,14 @@ def _string_array(value, name):
     return array
 
 
-def _not_strings(name, item=0):
+def _not_strings(name: str, item: Any = 0) -> RequestError:
     got = "numbers" if isinstance(item, (bool, int, float)) else type(item).__name__
     return RequestError(f"input {name!r}: expected strings or {{\"b64\": ...}} objects, got {got}")
 
 
-def _nested_shape(value, name):
-    shape, level = [], value
+def _nested_shape(value: Any, name: str) -> tuple[int, ...]:
+    shape: list[int] = []
+    level = value
     while isinstance(level, list):
         shape.append(len(level))
         level = level[0] if level else None
@@ -177,7 +186,7 @@ def _nested_shape(value, name):
     return tuple(shape)
 
 
-def _check_rectangular(value, shape, name):
+def _check_rectangular(value: Any, shape: list[int], name: str) -> None:
     if not shape:
         if isinstance(value, list):
             raise _ragged(name)
@@ -188,11 +197,11 @@ def _check_rectangular(value, shape, name):
         _check_rectangular(item, shape[1:], name)
 
 
-def _ragged(name):
+def _ragged(name: str) -> RequestError:
     return RequestError(f"input {name!r}: expected a rectangular nested list (ragged lists are refused)")
 
 
-def rest_answer(outputs, row_format):
+def rest_answer(outputs: Arrays, row_format: bool) -> Iterator[bytes]:
     """The JSON answering a predict, `predictions` (row) or `outputs` (columnar), as an iterator of bytes pieces
     made about `ANSWER_VALUES` values at a time (no list of every value at once, and a piece can be sent before the
     next is made); the values those of `json.dumps` of the whole answer, without its blanks. RequestError, at
@@ -214,25 +223,26 @@ def rest_answer(outputs, row_format):
         name, array = next(iter(outputs.items()))
         return itertools.chain([b'{"predictions":'], _value_pieces(array, name), [b"}"])
 
-    def rows(start, stop):
+    def rows(start: int, stop: int) -> bytes:
         columns = {name: json_value(array[start:stop], name) for name, array in outputs.items()}
         return _json_bytes([{name: column[index] for name, column in columns.items()} for index in range(stop - start)],
                            all(_finite(array[start:stop]) for array in outputs.values()))
 
     row_values = sum(array[:1].size for array in outputs.values())
-    return itertools.chain([b'{"predictions":'], _list_pieces(rows, next(iter(sizes.values())), row_values), [b"}"])
+    count = cast(int, next(iter(sizes.values())))  # the shared batch dimension (None refused above)
+    return itertools.chain([b'{"predictions":'], _list_pieces(rows, count, row_values), [b"}"])
 
 
 ANSWER_VALUES = 16_384
 
 
-def _value_pieces(array, name):
+def _value_pieces(array: NDArray[Any], name: str) -> Iterator[bytes]:
     if not array.ndim:
         return iter([_json_bytes(json_value(array, name), _finite(array))])
     return _list_pieces(lambda start, stop: _array_json(array[start:stop], name), len(array), array[:1].size)
 
 
-def _list_pieces(make, count, row_values):
+def _list_pieces(make: Callable[[int, int], bytes], count: int, row_values: int) -> Iterator[bytes]:
     """The JSON of a list of `count` items, in pieces of about `ANSWER_VALUES` values (`row_values` an item):
     `make(start, stop)` gives the JSON of the list of items `start` to `stop`."""
     if count == 0:
@@ -245,7 +255,7 @@ def _list_pieces(make, count, row_values):
     yield b"]"
 
 
-def _array_json(array, name):
+def _array_json(array: NDArray[Any], name: str) -> bytes:
     """The JSON of an ndarray as nested lists: its numbers by orjson (about 10x faster than `json`) as float64,
     the digits Python writes for the float32 value; NaN and Infinity, which orjson would write null, by `json`."""
     if array.dtype == object or array.dtype.kind == "S":
@@ -259,11 +269,11 @@ def _array_json(array, name):
     return orjson.dumps(np.ascontiguousarray(array), option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _finite(array):
+def _finite(array: NDArray[Any]) -> bool:
     return array.dtype.kind != "f" or bool(np.isfinite(array).all())
 
 
-def _json_bytes(value, finite):
+def _json_bytes(value: Any, finite: bool) -> bytes:
     """`json.dumps(value)` as bytes, by orjson when no float in it is NaN or infinite (`finite`)."""
     if finite:
         try:
@@ -273,7 +283,7 @@ def _json_bytes(value, finite):
     return json.dumps(value).encode()
 
 
-def json_value(array, name):
+def json_value(array: NDArray[Any], name: str) -> Any:
     """ndarray -> nested lists; bytes as text, or `{"b64": ...}` for `*_bytes` outputs and non-UTF-8."""
     if array.dtype == object or array.dtype.kind == "S":
         return _map_nested(array.tolist(), lambda item: _bytes_json(item, name))
@@ -282,7 +292,7 @@ def json_value(array, name):
     return array.tolist()
 
 
-def _bytes_json(item, name):
+def _bytes_json(item: Any, name: str) -> Any:
     if not isinstance(item, bytes):
         return item
     if not name.endswith("_bytes"):
@@ -293,7 +303,7 @@ def _bytes_json(item, name):
     return {"b64": base64.b64encode(item).decode()}
 
 
-def _map_nested(value, function):
+def _map_nested(value: Any, function: Callable[[Any], Any]) -> Any:
     if isinstance(value, list):
         return [_map_nested(item, function) for item in value]
     return function(value)

@@ -24,8 +24,9 @@ from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.signals import signal_handlers
 
 if TYPE_CHECKING:
+    from experiments_manager.run.served_layout import ModelSource
     from experiments_manager.serving.folder import WorkingFolder
-    from experiments_manager.serving.server import ServerOptions
+    from experiments_manager.serving.options import ServerOptions
 
 BINARY = "tensorflow_model_server"
 
@@ -42,8 +43,8 @@ class TensorFlowModelServer:
             for it here.
     """
 
-    def __init__(self, sources: list, options: "ServerOptions", apptainer_image: "str | Path | None" = None,
-                 working_folder: "WorkingFolder | None" = None) -> None:
+    def __init__(self, sources: "list[ModelSource]", options: "ServerOptions",
+                 apptainer_image: "str | Path | None" = None, working_folder: "WorkingFolder | None" = None) -> None:
         self.sources = sources
         self.options = options
         self.apptainer_image = Path(apptainer_image) if apptainer_image else None
@@ -115,7 +116,7 @@ class TensorFlowModelServer:
             arguments += ["--enable_batching=true", f"--batching_parameters_file={batching}"]
         return executable + arguments
 
-    def run(self):
+    def run(self) -> int:
         """Runs the binary until it exits or this process gets SIGINT/SIGTERM; returns its exit code."""
         with tempfile.TemporaryDirectory(prefix="tensorflow_model_server-") as folder:
             command = self.write_config_files(folder)

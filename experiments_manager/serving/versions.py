@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from experiments_manager.run.served_layout import version_of
 from experiments_manager.serving.errors import RequestError
@@ -66,7 +66,7 @@ class VersionManager:
         self._missing_logged: set[str] = set()
         self._sync_lock = threading.Lock()  # one poll or replacement of the sources at a time
 
-    def start(self):
+    def start(self) -> None:
         """Loads what is there now (newest loadable first: returns once each model's wanted versions that can
         load are loaded), then keeps polling in a background thread."""
         self.poll_once()
@@ -84,7 +84,7 @@ class VersionManager:
                     self._on_unload(servable)
                 self._served[name] = {}
 
-    def _poll_forever(self):
+    def _poll_forever(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             try:
                 self.poll_once()
@@ -151,7 +151,7 @@ class VersionManager:
                 if self.sources.get(name) is by_name[name]:  # not replaced again meanwhile
                     self._sync(by_name[name])
 
-    def _sync(self, source):
+    def _sync(self, source: "ModelSource") -> None:
         listing = self._list_versions(source)
         if listing is None:
             return
@@ -159,7 +159,7 @@ class VersionManager:
         current = self._served[source.name]
         kept = {version for version in current if version in present}  # served, folder there: saved_model.pb or not
         ready -= {version for version in ready if self._still_failed(source, version)}
-        loaded = {}
+        loaded: dict[int, Servable] = {}
         while True:  # a version failing to load leaves the candidates (once a poll), and the policy picks again
             wanted = set(source.wanted(kept | ready))
             missing = sorted(wanted - set(current) - set(loaded), reverse=True)
@@ -182,7 +182,7 @@ class VersionManager:
                 _LOG.info("%s: version %s unloaded", source.name, version)
                 self._on_unload(servable)
 
-    def _list_versions(self, source):
+    def _list_versions(self, source: "ModelSource") -> "tuple[set[int], set[int]] | None":
         """(version folders present, those holding a saved_model.pb), or None while the base path is missing."""
         try:
             entries = list(source.base_path.iterdir())
@@ -203,11 +203,11 @@ class VersionManager:
         ready = {version for version in present if (source.base_path / str(version) / "saved_model.pb").is_file()}
         return present, ready
 
-    def _still_failed(self, source, version):
+    def _still_failed(self, source: "ModelSource", version: int) -> bool:
         failure = self._failed.get((source.name, version))
         return failure is not None and failure[0] == content_key(source.base_path / str(version))
 
-    def _load(self, source, version):
+    def _load(self, source: "ModelSource", version: int) -> "Servable | None":
         path = source.base_path / str(version)
         key = content_key(path)  # taken before loading: a change during the load is a change, tried again
         self._loading[source.name] = version
@@ -229,7 +229,7 @@ class VersionManager:
         _LOG.info("%s: serving version %s (loaded and warmed in %.2f s)", source.name, version, time.monotonic() - started)
         return servable
 
-    def lookup(self, name, version=None, label=None):
+    def lookup(self, name: str, version: "int | None" = None, label: "str | None" = None) -> Servable:
         """The Servable answering a request; NOT_FOUND if none, INVALID_ARGUMENT for a label the config lacks."""
         served = self._served.get(name)
         source = self.sources.get(name)  # one read: `replace_sources` may swap the set between two
@@ -279,10 +279,10 @@ class VersionManager:
             raise missing_servable(name)
         return [(number, *rows[number]) for number in sorted(rows, reverse=True)]
 
-    def served_versions(self, name):
+    def served_versions(self, name: str) -> "list[int]":
         return sorted(self._served.get(name, {}))
 
-    def models(self) -> "list[dict]":
+    def models(self) -> "list[dict[str, Any]]":
         """The model list (REST `GET /v1/models`): one dict per served model, by name.
 
         Each has `name`, `base_path`, `versions` (the versions answering, oldest first), `state` (AVAILABLE: some
@@ -303,16 +303,17 @@ class VersionManager:
             except RequestError:  # nothing known of it yet
                 statuses = []
             states = {state for _, state, _ in statuses}
-            row = {"name": name, "base_path": str(Path(source.base_path).resolve()),
-                   "versions": sorted(number for number, state, _ in statuses if state == AVAILABLE),
-                   "state": next((state for state in (AVAILABLE, LOADING, END) if state in states), WAITING)}
+            row: "dict[str, Any]" = {
+                "name": name, "base_path": str(Path(source.base_path).resolve()),
+                "versions": sorted(number for number, state, _ in statuses if state == AVAILABLE),
+                "state": next((state for state in (AVAILABLE, LOADING, END) if state in states), WAITING)}
             if row["state"] == END:
                 row["error"] = next(message for _, state, message in statuses if state == END)
             rows.append(row)
         return rows
 
 
-def content_key(folder: Path) -> tuple:
+def content_key(folder: Path) -> "tuple[tuple[str, int, int], ...]":
     """What a change anywhere in a version folder changes: (relative name, size, mtime_ns) of each file under it.
 
     A failed version is tried again when this differs from the key taken before it failed (saved_model.pb,
@@ -331,7 +332,7 @@ def content_key(folder: Path) -> tuple:
     # (('fingerprint.pb', 56, 1700000000000000000), ('saved_model.pb', 5123, ...), ('variables/variables.index', ...))
     ```
     """
-    files = []
+    files: "list[tuple[str, int, int]]" = []
     for parent, _, names in os.walk(folder):
         for name in names:
             path = os.path.join(parent, name)

@@ -6,6 +6,7 @@ The names a settings module defines, with their defaults and which check applies
 
 import inspect
 import numbers
+from typing import Any, Callable, Optional, cast
 
 from experiments_manager.run import served_layout
 
@@ -13,25 +14,27 @@ MIB = 1024 * 1024
 DEFAULT_GRPC_PORT = served_layout.DEFAULT_GRPC_PORT  # TF Serving's ports, defined by the served layout
 DEFAULT_REST_PORT = served_layout.DEFAULT_REST_PORT
 
+Check = Callable[[Any], Optional[str]]  # a value -> None, or what was expected vs got
 
-def _describe(value):
+
+def _describe(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def positive_int(value):
+def positive_int(value: Any) -> Optional[str]:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
         return f"expected an int > 0, got {_describe(value)}"
     return None
 
 
-def non_negative_int(value):
+def non_negative_int(value: Any) -> Optional[str]:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         return f"expected an int >= 0, got {_describe(value)}"
     return None
 
 
-def optional_int(value):
+def optional_int(value: Any) -> Optional[str]:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -39,22 +42,22 @@ def optional_int(value):
     return None
 
 
-def port(value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 < value < 65536:
+def port(value: Any) -> Optional[str]:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 < cast(int, value) < 65536:
         return f"expected a port number in 1..65535, got {_describe(value)}"
     return None
 
 
-def unit_interval(value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < value < 1.0:
+def unit_interval(value: Any) -> Optional[str]:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < cast(float, value) < 1.0:
         return f"expected a float in (0, 1), got {_describe(value)}"
     return None
 
 
-def of_type(*types, name=None):
+def of_type(*types: type, name: Optional[str] = None) -> Check:
     label = name or " or ".join(t.__name__ for t in types)
 
-    def check(value):
+    def check(value: Any) -> Optional[str]:
         if isinstance(value, bool) and bool not in types:
             return f"expected {label}, got {_describe(value)}"
         if not isinstance(value, types):
@@ -64,13 +67,13 @@ def of_type(*types, name=None):
     return check
 
 
-def positive_number(value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+def positive_number(value: Any) -> Optional[str]:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not cast(float, value) > 0:
         return f"expected a number of seconds > 0, got {_describe(value)}"
     return None
 
 
-def list_of_ints(value):
+def list_of_ints(value: Any) -> Optional[str]:
     if not isinstance(value, (list, tuple)) or any(
         isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in value
     ):
@@ -78,14 +81,14 @@ def list_of_ints(value):
     return None
 
 
-def list_of_strings(value):
+def list_of_strings(value: Any) -> Optional[str]:
     if not isinstance(value, (list, tuple)) or not value or any(not isinstance(v, str) for v in value):
         return f"expected a non-empty list of names (str), got {_describe(value)}"
     return None
 
 
-def one_of(*choices):
-    def check(value):
+def one_of(*choices: Any) -> Check:
+    def check(value: Any) -> Optional[str]:
         if value not in choices:
             return f"expected one of {', '.join(repr(choice) for choice in choices)}, got {_describe(value)}"
         return None
@@ -93,17 +96,17 @@ def one_of(*choices):
     return check
 
 
-def dict_or_none(value):
+def dict_or_none(value: Any) -> Optional[str]:
     if value is not None and not isinstance(value, dict):
         return f"expected a dict or None, got {_describe(value)}"
     return None
 
 
-def function(*parameters):
+def function(*parameters: str) -> Check:
     """A check for a callable that accepts the given positional parameters."""
     wanted = ", ".join(parameters)
 
-    def check(value):
+    def check(value: Any) -> Optional[str]:
         if not callable(value):
             return f"expected a function ({wanted}), got {_describe(value)}"
         try:
@@ -117,7 +120,7 @@ def function(*parameters):
     return check
 
 
-def a_class(value):
+def a_class(value: Any) -> Optional[str]:
     if not inspect.isclass(value):
         return f"expected a class, got {_describe(value)}"
     return None
@@ -126,12 +129,13 @@ def a_class(value):
 CLIENT_IO_METHODS = ("getInputData", "decodeResponse", "finalize")  # what the streaming client calls
 
 
-def client_io_class(value):
+def client_io_class(value: Any) -> Optional[str]:
     """A `Client_IO` class: `Client_IO(clientInitSpecs, debugMode)` with the methods the streaming client calls."""
     problem = a_class(value)
     if problem:
         return problem
     missing = [name for name in CLIENT_IO_METHODS if not callable(getattr(value, name, None))]
     if missing:
-        return f"expected a class with methods {', '.join(CLIENT_IO_METHODS)}; {value.__name__} lacks {', '.join(missing)}"
+        return (f"expected a class with methods {', '.join(CLIENT_IO_METHODS)}; {value.__name__} lacks "
+                f"{', '.join(missing)}")
     return function("clientInitSpecs", "debugMode")(value)

@@ -49,7 +49,7 @@ class DataFolder:
     setting: str
     given: Any
     used: Any
-    tried: tuple = ()
+    tried: tuple[str, ...] = ()
 
     def pipeline_of(self, settings: "Settings", training: bool) -> Any:
         """What the settings' `get_input_pipeline` returns for this folder (`used`). When it raises while the

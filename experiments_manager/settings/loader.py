@@ -11,6 +11,7 @@ import sys
 import types
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union, cast
 
 import experiments_manager.settings.sections as sections
 from experiments_manager.utils.environment_failures import environment_failure_line
@@ -22,6 +23,9 @@ from experiments_manager.settings.extras import missing_module_line
 from experiments_manager.settings.model_file import check_model_file, resolve_model_file
 from experiments_manager.settings.script import ScriptSource, make_importable
 from experiments_manager.settings.spelling import warn_of_misspelt_names
+
+if TYPE_CHECKING:
+    from experiments_manager.run.experiment import Experiment
 
 SETTINGS_MODULE_PREFIX = "experiments_manager_settings_"  # + a uuid: each load is its own module
 MODEL_MODULE_PREFIX = "experiments_manager_model_"
@@ -48,8 +52,10 @@ class Settings:
             e.g. `settings.training.epochs` (the module's `nbEpoch`).
     """
 
-    def __init__(self, module, path, model_file, overrides, from_file=True, script=None, model_script=None,
-                 unknown_overrides=frozenset()):
+    def __init__(self, module: types.ModuleType, path: Union[str, Path], model_file: Union[str, Path],
+                 overrides: Mapping[str, Any], from_file: bool = True, script: Optional[Union[str, Path]] = None,
+                 model_script: Optional[Union[str, Path]] = None,
+                 unknown_overrides: Iterable[str] = frozenset()) -> None:
         self.module = module
         self.path = Path(path)
         self.model_file = Path(model_file)
@@ -59,20 +65,21 @@ class Settings:
         self.unknown_overrides = frozenset(unknown_overrides)
         self.from_file = from_file  # False: built from a Python object (a notebook's); `path` is then its label
         built = sections.build(module)  # named one by one below, so that editors complete them
-        self.experiment = built["experiment"]
-        self.runtime = built["runtime"]
-        self.training = built["training"]
-        self.data = built["data"]
-        self.monitoring = built["monitoring"]
-        self.export = built["export"]
-        self.serving = built["serving"]
-        self.kafka = built["kafka"]
-        self.federated = built["federated"]
-        self.sweep = built["sweep"]
-        self.model_modules = []  # the model files' modules `build_model` imported for these settings
-        self.said: set = set()  # lines said once for these settings (a data folder found from the run's folder)
+        self.experiment: sections.ExperimentSection = built["experiment"]
+        self.runtime: sections.RuntimeSection = built["runtime"]
+        self.training: sections.TrainingSection = built["training"]
+        self.data: sections.DataSection = built["data"]
+        self.monitoring: sections.MonitoringSection = built["monitoring"]
+        self.export: sections.ExportSection = built["export"]
+        self.serving: sections.ServingSection = built["serving"]
+        self.kafka: sections.KafkaSection = built["kafka"]
+        self.federated: sections.FederatedSection = built["federated"]
+        self.sweep: sections.SweepSection = built["sweep"]
+        self.model_modules: list[str] = []  # the model files' modules `build_model` imported for these settings
+        # lines said once for these settings (a data folder found from the run's folder)
+        self.said: set[tuple[str, Any, str]] = set()
 
-    def release(self):
+    def release(self) -> None:
         """Removes the modules that loading these settings and building their models added to `sys.modules`.
 
         A long-lived process that loads settings per message (a federated client) calls it when the message is
@@ -85,7 +92,7 @@ class Settings:
                 del sys.modules[name]
         self.model_modules.clear()
 
-    def train_for(self, epochs):
+    def train_for(self, epochs: int) -> None:
         """Makes these settings train `epochs` epochs in all instead of their `nbEpoch` (a run extended by
         `train --resume RUN --epochs N`): `training.epochs`, and the module's `nbEpoch`, which the settings'
         functions and the model file may read when called. A value the module computed from `nbEpoch` as it was
@@ -107,15 +114,18 @@ class Settings:
             pass
 
     @property
-    def model_name(self):
+    def model_name(self) -> str:
         """The served model name: the model file's name without `.py` (checked as loaded: `served_layout.py`)."""
         return self.model_file.stem
 
-    def __repr__(self):
-        return f"<Settings {self.path if self.from_file else self.path.name} (model {self.model_file.name}, hparams {self.experiment.hparams!r})>"
+    def __repr__(self) -> str:
+        return (f"<Settings {self.path if self.from_file else self.path.name} (model {self.model_file.name}, "
+                f"hparams {self.experiment.hparams!r})>")
 
 
-def load_settings(path, hparam_overrides=None, model_file=None, script=None, model_script=None, strict=True):
+def load_settings(path: Union[str, Path], hparam_overrides: Optional[Mapping[str, Any]] = None,
+                  model_file: Optional[Union[str, Path]] = None, script: Optional[Union[str, Path]] = None,
+                  model_script: Optional[Union[str, Path]] = None, strict: bool = True) -> Settings:
     """Executes and validates a settings file, as `python path` would run it: its folder importable, `__file__`
     the file.
 
@@ -154,7 +164,7 @@ def load_settings(path, hparam_overrides=None, model_file=None, script=None, mod
     module = _execute(path, merge, script)
     problems = sections.problems_of(module, path.name)
     warn_of_misspelt_names(module, path.name)
-    resolved_model_file = None
+    resolved_model_file: Optional[Path] = None
     if model_file is not None:
         resolved_model_file = Path(model_file)
     elif isinstance(getattr(module, "model_file", None), str):
@@ -164,11 +174,12 @@ def load_settings(path, hparam_overrides=None, model_file=None, script=None, mod
     if problems:
         raise UserInputError(problems)
     _fill_defaults(module)
+    assert resolved_model_file is not None  # model_file is required: missing or not found is a problem above
     return Settings(module, path, resolved_model_file, overrides, script=script, model_script=model_script,
                     unknown_overrides=merge.unknown() if strict else ())
 
 
-def as_settings(settings, hparam_overrides=None):
+def as_settings(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None) -> Settings:
     """The `Settings` of what a caller gave: a loaded `Settings` (its file was executed once, with its
     overrides), a settings file's path, or a settings module or object built in Python (a notebook's).
 
@@ -188,7 +199,8 @@ def as_settings(settings, hparam_overrides=None):
     return settings_from_object(settings, hparam_overrides)  # a class, module, namespace or dict built in Python
 
 
-def settings_from_object(source, hparam_overrides=None, model_file=None):
+def settings_from_object(source: object, hparam_overrides: Optional[Mapping[str, Any]] = None,
+                         model_file: Optional[Union[str, Path]] = None) -> Settings:
     """The `Settings` of a settings class, module, object or dict built in Python, e.g. in a notebook.
 
     Its attributes as they are now (a class's, a module's, a `types.SimpleNamespace`'s, a dict's items) are the
@@ -232,10 +244,12 @@ def settings_from_object(source, hparam_overrides=None, model_file=None):
     if problems:
         raise UserInputError(problems)
     _fill_defaults(module)
+    assert model_file is not None  # model_file is required: missing or not found is a problem above
     return Settings(module, where, model_file, {}, from_file=False)
 
 
-def load_experiment_settings(experiment, settings=None, announce=False, source="copy"):
+def load_experiment_settings(experiment: "Experiment", settings: object = None, announce: bool = False,
+                             source: str = "copy") -> Settings:
     """The settings an experiment ran with: its own copies and its recorded hparam overrides.
 
     The copies are executed as the user's files (`__file__` and importable folder, see `script.py`).
@@ -277,7 +291,7 @@ def load_experiment_settings(experiment, settings=None, announce=False, source="
                          script=settings_source.script, model_script=model_source.script, strict=False)
 
 
-def _execute(path, merge, script):
+def _execute(path: Path, merge: HparamMerge, script: Path) -> types.ModuleType:
     source = path.read_text()
     try:
         tree = ast.parse(source, filename=str(path))
@@ -292,6 +306,7 @@ def _execute(path, merge, script):
     install_keras2_compatibility()
     name = f"{SETTINGS_MODULE_PREFIX}{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_loader(name, loader=None, origin=str(path))
+    assert spec is not None  # spec_from_loader without a loader always makes one
     module = importlib.util.module_from_spec(spec)
     module.__file__ = str(script.absolute())  # as `python script` says it: the user's file, also on resume
     make_importable(script.parent)  # `from helpers import load`, helpers.py beside the settings file
@@ -312,7 +327,7 @@ def _execute(path, merge, script):
         ) from None
     overrides = merge.overrides
     if not hasattr(module, "hparams") and overrides:
-        module.hparams = dict(overrides)  # the file has none: every override is unknown to it
+        cast(Any, module).hparams = dict(overrides)  # the file has none: every override is unknown to it
     # a federated file's hparams also configure its Flower strategy: the federation checks those (federation_config)
     problems = [] if getattr(module, "enable_federated_learning", False) is True else merge.problems()
     if problems:
@@ -322,12 +337,12 @@ def _execute(path, merge, script):
     return module
 
 
-def _line_in(error, file_name):
+def _line_in(error: BaseException, file_name: str) -> Union[int, str, None]:
     frames = frames_in(error, file_name)
     return frames[-1].lineno if frames else "?"
 
 
-def _fill_defaults(module):
+def _fill_defaults(module: types.ModuleType) -> None:
     """Unset names get their defaults on the module too: the model file and Client_IO read `usersettings`."""
     for _, field, name in sections.fields():
         if not hasattr(module, name) and not sections.is_required(field):

@@ -27,7 +27,7 @@ from experiments_manager.run.served_layout import model_name_problem
 _LOG = logging.getLogger(__name__)
 
 
-def resolve_model_file(model_file: str, settings_path: Path, problems: list) -> Optional[Path]:
+def resolve_model_file(model_file: str, settings_path: Path, problems: list[str]) -> Optional[Path]:
     """The model file, looked for in the current directory, then in the settings file's folder, then (for a path
     with folders in it) in the folders above it: the examples name theirs from the repository root
     (`examples/regression/model_curve_fitting.py`), so they also run from another folder. When a later candidate
@@ -47,7 +47,7 @@ def resolve_model_file(model_file: str, settings_path: Path, problems: list) -> 
     return None
 
 
-def _warn_of_other_model_file(found: list, settings_name: str) -> None:
+def _warn_of_other_model_file(found: list[Path], settings_name: str) -> None:
     """One line when the model file used is not the only one found and another differs from it."""
     used = found[0]
     for other in found[1:]:
@@ -57,7 +57,7 @@ def _warn_of_other_model_file(found: list, settings_name: str) -> None:
             return
 
 
-def check_model_file(model_file: Path, settings_name: str) -> list:
+def check_model_file(model_file: Path, settings_name: str) -> list[str]:
     """[] when `model_file` can be the model file (a .py file defining `model(usersettings)`, its name a served
     model's), else its one problem line."""
     problem = model_name_problem(model_file.stem)  # `Settings.model_name`: the rule every served model name meets

@@ -19,6 +19,7 @@ A run records the mode it used in run.json (`monitor_mode`), so later readers
 """
 
 import re
+from typing import Optional
 
 MODES = ("min", "max")
 AUTO = "auto"
@@ -33,12 +34,12 @@ MAXIMIZED_NAMES = (
 )
 
 
-def raw_name(name):
+def raw_name(name: str) -> str:
     """The log name of a quantity measured with the raw weights: 'val_loss' -> 'val_loss_raw'."""
     return name + RAW_SUFFIX
 
 
-def is_raw(name):
+def is_raw(name: str) -> bool:
     """True for 'val_<name>_raw'."""
     return name.startswith("val_") and name.endswith(RAW_SUFFIX)
 
@@ -52,30 +53,31 @@ class MonitorMode:
         guessed: True when nothing said which way is better (rule 5).
     """
 
-    def __init__(self, mode, reason, guessed=False):
+    def __init__(self, mode: str, reason: str, guessed: bool = False) -> None:
         self.mode = mode
         self.reason = reason
         self.guessed = guessed
 
-    def describe(self, monitor):
+    def describe(self, monitor: str) -> str:
         better = "higher" if self.mode == "max" else "lower"
         return f"{monitor}: {better} is better ({self.reason})"
 
 
-def metric_name(monitor):
+def metric_name(monitor: str) -> str:
     """The metric behind a logged name: 'val_r2_score_raw' -> 'r2_score'."""
     name = monitor[: -len(RAW_SUFFIX)] if is_raw(monitor) else monitor
     return name[len("val_"):] if name.startswith("val_") else name
 
 
-def _named_maximized(name):
+def _named_maximized(name: str) -> bool:
     """Keras 2's rule, or a Keras 3 maximised metric's default name (after an output name, before a '_1')."""
     name = re.sub(r"_\d+$", "", name.lower())
     return ("acc" in name or name.startswith("fmeasure")
             or any(name == known or name.endswith("_" + known) for known in MAXIMIZED_NAMES))
 
 
-def resolve_monitor_mode(monitor, explicit=AUTO, directions=None):
+def resolve_monitor_mode(monitor: str, explicit: str = AUTO,
+                         directions: Optional[dict[str, str]] = None) -> MonitorMode:
     """Decides whether `monitor` is minimised or maximised.
 
     Args:
@@ -108,7 +110,7 @@ def resolve_monitor_mode(monitor, explicit=AUTO, directions=None):
                               "in the settings if higher is better", guessed=True)
 
 
-def monitor_mode(name, recorded=None):
+def monitor_mode(name: str, recorded: Optional[str] = None) -> str:
     """'max' or 'min' for a logged name, without a model (a run's recorded mode wins).
 
     Args:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import ast
 import logging
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 from experiments_manager.settings.spelling import closest_hparam
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    import types
 
 MERGE_FUNCTION_NAME = "__experiments_manager_merge_hparams__"
 ENGINE_HPARAMS = ("procID",)  # set by the engine (a federated client's id): no warning when the file lacks them
@@ -22,7 +25,7 @@ NEW_HPARAM = "+"  # `--hparam +name=value`: name is a new hparam, not a key of t
 _LOG = logging.getLogger(__name__)
 
 
-def parse_hparam_overrides(pairs):
+def parse_hparam_overrides(pairs: Optional[Iterable[str]]) -> dict[str, Any]:
     """Parses `key=value` strings; values are Python literals, else strings.
 
     Args:
@@ -37,7 +40,7 @@ def parse_hparam_overrides(pairs):
     parse_hparam_overrides(["lr=0.1", "name=abc"])  # {'lr': 0.1, 'name': 'abc'}
     ```
     """
-    overrides = {}
+    overrides: dict[str, Any] = {}
     for pair in pairs or ():
         key, sep, text = pair.partition("=")
         key = key.strip()
@@ -48,7 +51,7 @@ def parse_hparam_overrides(pairs):
     return overrides
 
 
-def split_new_hparams(overrides: Mapping[str, Any]) -> tuple:
+def split_new_hparams(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], frozenset[str]]:
     """(the overrides by hparam name, the names asked for as new hparams: `+name`).
 
     Example:
@@ -62,7 +65,7 @@ def split_new_hparams(overrides: Mapping[str, Any]) -> tuple:
             frozenset(names[key] for key in overrides if key.startswith(NEW_HPARAM)))
 
 
-def literal_or_text(text: str):
+def literal_or_text(text: str) -> Any:
     """A command-line value: a Python literal (`3`, `0.5`, `True`, `[1, 2]`), else the text itself (`adam`)."""
     try:
         return ast.literal_eval(text.strip())
@@ -97,8 +100,8 @@ class HparamMerge:
         self.file_name = file_name
         self.allowed = set(ENGINE_HPARAMS) | set(setting_names) | set(new)
         self.strict = strict
-        self.known: dict = {}  # the keys the file's own hparams had, in order
-        self._warned: set = set()
+        self.known: dict[Any, None] = {}  # the keys the file's own hparams had, in order
+        self._warned: set[str] = set()
         self._merged = False
 
     def __call__(self, hparams: Any) -> Any:
@@ -113,15 +116,15 @@ class HparamMerge:
             self._merged = True
         return hparams
 
-    def unknown(self) -> set:
+    def unknown(self) -> set[str]:
         """The overrides that name no key of the file's hparams, no setting and no new hparam."""
         return set(self.overrides) - set(self.known) - self.allowed
 
-    def problems(self) -> list:
+    def problems(self) -> list[str]:
         """One line per override the file does not know (strict), with the closest key."""
         if not self.strict:
             return []
-        lines = []
+        lines: list[str] = []
         known = list(self.known)
         for key in sorted(self.unknown()):
             close = closest_hparam(key, known)
@@ -132,7 +135,8 @@ class HparamMerge:
         return lines
 
 
-def apply_to_settings(module, overrides, setting_names, file_name):
+def apply_to_settings(module: types.ModuleType, overrides: Mapping[str, Any], setting_names: Iterable[str],
+                      file_name: str) -> None:
     """Sets the module-level settings the overrides name to their values, when the file did not already make them
     so: `--hparam nbEpoch=2` of a file that writes `nbEpoch = 8` (not `nbEpoch = hparams['nbEpoch']`) trains 2
     epochs, as the run's folder name says. One line each."""
@@ -145,8 +149,8 @@ def apply_to_settings(module, overrides, setting_names, file_name):
         setattr(module, key, overrides[key])
 
 
-def _assigns_hparams(statement):
-    targets = []
+def _assigns_hparams(statement: ast.stmt) -> bool:
+    targets: list[ast.expr] = []
     if isinstance(statement, ast.Assign):
         targets = statement.targets
     elif isinstance(statement, (ast.AnnAssign, ast.AugAssign)):
@@ -166,18 +170,18 @@ def _assigns_hparams(statement):
     return False
 
 
-def _merge_statement(after):
+def _merge_statement(after: ast.stmt) -> ast.stmt:
     statement = ast.parse(f"hparams = {MERGE_FUNCTION_NAME}(hparams)").body[0]
     return ast.copy_location(statement, after)
 
 
-def with_merges(statements):
+def with_merges(statements: list[ast.stmt]) -> list[ast.stmt]:
     """Inserts a merge after module-level statements that set hparams.
 
     Recurses into module-level if/try/with/for blocks, not into functions or
     classes, whose code runs later and reads the already merged dict.
     """
-    result = []
+    result: list[ast.stmt] = []
     for statement in statements:
         for field in ("body", "orelse", "finalbody"):
             block = getattr(statement, field, None)

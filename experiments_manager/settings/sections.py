@@ -21,8 +21,13 @@ sections.user_name("training", "epochs")  # 'nbEpoch'
 
 import dataclasses
 import enum
+import types
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence, Union, cast
 
 import experiments_manager.settings.contract as c
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 class _Required(enum.Enum):
@@ -32,7 +37,7 @@ class _Required(enum.Enum):
 REQUIRED = _Required.REQUIRED
 
 
-def setting(doc, default=REQUIRED, check=None, name=None):
+def setting(doc: str, default: Any = REQUIRED, check: Optional[c.Check] = None, name: Optional[str] = None) -> Any:
     """A field of a section.
 
     Args:
@@ -49,7 +54,15 @@ def setting(doc, default=REQUIRED, check=None, name=None):
     return dataclasses.field(default=default, metadata=metadata)
 
 
-section = dataclasses.dataclass(frozen=True, kw_only=True)
+if TYPE_CHECKING:  # what `section` is, said so that mypy sees the sections as the dataclasses they are
+    from typing import TypeVar, dataclass_transform
+
+    _Section = TypeVar("_Section")
+
+    @dataclass_transform(frozen_default=True, kw_only_default=True)
+    def section(cls: type[_Section]) -> type[_Section]: ...
+else:
+    section = dataclasses.dataclass(frozen=True, kw_only=True)
 
 
 @section
@@ -63,20 +76,20 @@ class ExperimentSection:
                               "the current directory, then the settings file's folder (a path with folders in it: "
                               "also the folders above)",
                               check=c.of_type(str))
-    hparams: dict = setting("the run's hyperparameters (overridable with `--hparam`; shown in TensorBoard)",
-                            default={}, check=c.of_type(dict))
+    hparams: dict[str, Any] = setting("the run's hyperparameters (overridable with `--hparam`; shown in TensorBoard)",
+                                      default={}, check=c.of_type(dict))
 
 
 @section
 class RuntimeSection:
     """Devices, precision, compilation and seeds."""
 
-    random_seed: object = setting("seed of Python, NumPy and TensorFlow (None: drawn, and recorded in run.json)",
-                                  default=None, check=c.optional_int)
+    random_seed: Optional[int] = setting("seed of Python, NumPy and TensorFlow (None: drawn, and recorded in run.json)",
+                                         default=None, check=c.optional_int)
     xla: bool = setting("compile the train step with XLA", default=False, check=c.of_type(bool), name="useXLA")
     mixed_precision: bool = setting("Keras' `mixed_float16` policy", default=False, check=c.of_type(bool),
                                     name="enable_mixed_precision")
-    gpu_ids: list = setting("GPUs to use ([]: all)", default=[], check=c.list_of_ints, name="used_gpu_IDs")
+    gpu_ids: Sequence[int] = setting("GPUs to use ([]: all)", default=[], check=c.list_of_ints, name="used_gpu_IDs")
     distribution_strategy: str = setting("`tf.distribute` strategy used with more than one device",
                                          default="MirroredStrategy", check=c.of_type(str))
     deterministic: bool = setting("bitwise-reproducible training: TensorFlow's op determinism, and each epoch's random "
@@ -91,13 +104,14 @@ class TrainingSection:
 
     batch_size: int = setting("batch size given to `get_input_pipeline`", check=c.positive_int)
     epochs: int = setting("epochs to train", check=c.positive_int, name="nbEpoch")
-    get_learning_rate: object = setting("`get_learningRate()`: a number or a Keras schedule", check=c.function(),
-                                        name="get_learningRate")
-    get_optimizer: object = setting("`get_optimizer(model, loss, learning_rate)`: a Keras optimizer",
-                                    check=c.function("model", "loss", "learning_rate"))
-    get_total_loss: object = setting("`get_total_loss(model)`: a Keras loss", check=c.function("model"))
-    get_metrics: object = setting("`get_metrics(model, loss)`: a list of Keras metrics",
-                                  check=c.function("model", "loss"))
+    get_learning_rate: Callable[..., Any] = setting(
+        "`get_learningRate()`: a number or a Keras schedule", check=c.function(),
+        name="get_learningRate")
+    get_optimizer: Callable[..., Any] = setting("`get_optimizer(model, loss, learning_rate)`: a Keras optimizer",
+                                                check=c.function("model", "loss", "learning_rate"))
+    get_total_loss: Callable[..., Any] = setting("`get_total_loss(model)`: a Keras loss", check=c.function("model"))
+    get_metrics: Callable[..., Any] = setting("`get_metrics(model, loss)`: a list of Keras metrics",
+                                              check=c.function("model", "loss"))
     ema: bool = setting("train with averaged (EMA) weights: validation, best value, early stopping and exports use "
                         "them", default=True, check=c.of_type(bool), name="weights_moving_averages")
     ema_momentum: float = setting("EMA decay, reached after the warm-up", default=0.99, check=c.unit_interval)
@@ -111,16 +125,17 @@ class TrainingSection:
                            check=c.of_type(str), name="monitored_loss_name")
     monitor_mode: str = setting("'auto' (as Keras decides), 'min' or 'max'", default="auto",
                                 check=c.one_of("auto", "min", "max"), name="monitored_loss_mode")
-    addon_callbacks: object = setting("`addon_callbacks(model, train_data, val_data)`: a dict or list of Keras "
-                                      "callbacks", default=None,
-                                      check=c.function("model", "train_samples", "val_samples"))
+    addon_callbacks: Optional[Callable[..., Any]] = setting(
+        "`addon_callbacks(model, train_data, val_data)`: a dict or list of Keras "
+        "callbacks", default=None,
+        check=c.function("model", "train_samples", "val_samples"))
 
 
 @section
 class DataSection:
     """The input pipelines."""
 
-    get_input_pipeline: object = setting(
+    get_input_pipeline: Callable[..., Any] = setting(
         "`get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch)`: a `tf.data.Dataset` of "
         "`(x, y)` batches (or a Keras 2 Sequence, iterator or generator)",
         check=c.function("raw_data_files_folder", "isTraining", "batch_size", "nbEpoch"))
@@ -129,17 +144,19 @@ class DataSection:
                                 "framework ran)", default="", name="raw_data_dir_train")
     val_dir: object = setting("`raw_data_files_folder` of the validation pipeline (found as `raw_data_dir_train` is)",
                               default="", name="raw_data_dir_val")
-    train_samples: object = setting("samples per training epoch, needed when the dataset is infinite or of unknown "
-                                    "length (an epoch is `nb_train_samples // batch_size` batches)", default=None,
-                                    check=c.optional_int, name="nb_train_samples")
-    val_samples: object = setting("the same for validation", default=None, check=c.optional_int,
-                                  name="nb_val_samples")
+    train_samples: Optional[int] = setting(
+        "samples per training epoch, needed when the dataset is infinite or of unknown "
+        "length (an epoch is `nb_train_samples // batch_size` batches)", default=None,
+        check=c.optional_int, name="nb_train_samples")
+    val_samples: Optional[int] = setting("the same for validation", default=None, check=c.optional_int,
+                                         name="nb_val_samples")
     test_dir: object = setting("`raw_data_files_folder` of the test pipeline that `evaluate` reads whole "
                                "(`get_input_pipeline(raw_data_dir_test, isTraining=False, ...)`; None: no test set, "
                                "give one with `evaluate --data FOLDER`)", default=None, name="raw_data_dir_test")
-    class_names: object = setting("a classifier's class names, by class id (`evaluate`'s confusion matrix and "
-                                  "per-class table, and each exported version's labels, served in its metadata; "
-                                  "None: the ids)", default=None, check=c.list_of_strings)
+    class_names: Optional[Sequence[str]] = setting(
+        "a classifier's class names, by class id (`evaluate`'s confusion matrix and "
+        "per-class table, and each exported version's labels, served in its metadata; "
+        "None: the ids)", default=None, check=c.list_of_strings)
 
 
 @section
@@ -150,7 +167,7 @@ class MonitoringSection:
                                   check=c.non_negative_int)
     profile: bool = setting("profile a few steps of the first epoch (TensorBoard's Profile tab)", default=False,
                             check=c.of_type(bool), name="use_profiling")
-    custom_tensorboard_logs: object = setting(
+    custom_tensorboard_logs: Optional[Callable[..., Any]] = setting(
         "`custom_tensorboard_logs(model, epoch, logs)`: extra summaries in the `custom` run (`epoch` is Keras' own, "
         "from 0)", default=None)
 
@@ -159,22 +176,25 @@ class MonitoringSection:
 class ExportSection:
     """The versioned SavedModels written while training."""
 
-    get_served_module: object = setting("`get_served_module(model, model_name)`: a `tf.Module` whose `served_model` "
-                                        "is a `tf.function` with an `input_signature` (None: the model's call)",
-                                        default=None, check=c.function("model", "model_name"))
+    get_served_module: Optional[Callable[..., Any]] = setting(
+        "`get_served_module(model, model_name)`: a `tf.Module` whose `served_model` "
+        "is a `tf.function` with an `input_signature` (None: the model's call)",
+        default=None, check=c.function("model", "model_name"))
     only_on_improvement: bool = setting("export when the monitored value improves (False: every epoch)",
                                         default=True, check=c.of_type(bool), name="save_only_last_best_model")
-    versions_to_keep: int = setting("newest exported versions kept (and the one holding the best epoch)", default=5, check=c.positive_int,
-                                    name="export_versions_to_keep")
+    versions_to_keep: int = setting(
+        "newest exported versions kept (and the one holding the best epoch)", default=5, check=c.positive_int,
+        name="export_versions_to_keep")
 
 
 @section
 class ServingSection:
     """The streaming client and the server it talks to."""
 
-    client_io: object = setting("class `Client_IO(clientInitSpecs, debugMode)` with `getInputData(idx)`, "
-                                "`decodeResponse(result)` and `finalize()`: the input and output of `predict`",
-                                default=None, check=c.client_io_class, name="Client_IO")
+    client_io: Optional[type[Any]] = setting(
+        "class `Client_IO(clientInitSpecs, debugMode)` with `getInputData(idx)`, "
+        "`decodeResponse(result)` and `finalize()`: the input and output of `predict`",
+        default=None, check=c.client_io_class, name="Client_IO")
     address: str = setting("the server's host for the client", default="127.0.0.1", check=c.of_type(str),
                            name="tensorflow_server_address")
     port: int = setting("gRPC port (the server's default too)", default=c.DEFAULT_GRPC_PORT, check=c.port,
@@ -192,10 +212,12 @@ class KafkaSection:
 
     enabled: bool = setting("read `<session_name>_train` / `_val` from Kafka", default=False, check=c.of_type(bool),
                             name="consume_data_from_kafka")
-    bootstrap_servers: object = setting("brokers", default=["localhost:9092"],
-                                        check=c.of_type(list, tuple, str, name="a list of host:port"),
-                                        name="kafka_bootstrap_servers")
-    config: dict = setting("extra client configuration", default={}, check=c.of_type(dict), name="kafka_config")
+    bootstrap_servers: Union[str, Sequence[str]] = setting(
+        "brokers", default=["localhost:9092"],
+        check=c.of_type(list, tuple, str, name="a list of host:port"),
+        name="kafka_bootstrap_servers")
+    config: dict[str, Any] = setting(
+        "extra client configuration", default={}, check=c.of_type(dict), name="kafka_config")
     connect_timeout_secs: float = setting("how long the brokers may take to answer at start", default=10,
                                           check=c.positive_number, name="kafka_connect_timeout_secs")
     stall_timeout_secs: float = setting("how long data may stop arriving before the run stops (exit 75)",
@@ -212,30 +234,33 @@ class FederatedSection:
                             check=c.of_type(bool), name="enable_federated_learning")
     round_timeout_secs: float = setting("longest wait for a round's clients", default=600, check=c.positive_number,
                                         name="federated_round_timeout_secs")
-    get_client_partition: object = setting("`get_client_partition(dataset, client_id, num_clients, isTraining)`: a "
-                                           "client's share of the data", default=None,
-                                           check=c.function("dataset", "client_id", "num_clients", "isTraining"))
+    get_client_partition: Optional[Callable[..., Any]] = setting(
+        "`get_client_partition(dataset, client_id, num_clients, isTraining)`: a "
+        "client's share of the data", default=None,
+        check=c.function("dataset", "client_id", "num_clients", "isTraining"))
 
 
 @section
 class SweepSection:
     """Hyperparameter sweeps."""
 
-    space: object = setting("`hyperopt_space`: dict of hparam name (a key of `hparams`) -> hyperopt expression object, "
-                            "e.g. `{'learningRate': hp.loguniform('learningRate', -7, -2)}`", default=None,
-                            check=c.dict_or_none, name="hyperopt_space")
-    scheduler: object = setting("`sweep`'s early stopping of bad trials: 'asha' (asynchronous successive halving), "
-                                "'hyperband', or 'none' (every trial trains `nbEpoch`); `sweep --scheduler` wins",
-                                default=None, check=c.one_of(None, "none", "asha", "hyperband"),
-                                name="sweep_scheduler")
-    eta: object = setting("the scheduler's reduction factor: the top 1/eta of a rung continue, to eta times the "
-                          "epochs (None: 3); `sweep --eta` wins", default=None, check=c.optional_int,
-                          name="sweep_eta")
-    min_epochs: object = setting("the scheduler's first rung, in epochs (None: 1); `sweep --min-epochs` wins",
-                                 default=None, check=c.optional_int, name="sweep_min_epochs")
+    space: Optional[dict[str, Any]] = setting(
+        "`hyperopt_space`: dict of hparam name (a key of `hparams`) -> hyperopt expression object, "
+        "e.g. `{'learningRate': hp.loguniform('learningRate', -7, -2)}`", default=None,
+        check=c.dict_or_none, name="hyperopt_space")
+    scheduler: Optional[str] = setting(
+        "`sweep`'s early stopping of bad trials: 'asha' (asynchronous successive halving), "
+        "'hyperband', or 'none' (every trial trains `nbEpoch`); `sweep --scheduler` wins",
+        default=None, check=c.one_of(None, "none", "asha", "hyperband"),
+        name="sweep_scheduler")
+    eta: Optional[int] = setting("the scheduler's reduction factor: the top 1/eta of a rung continue, to eta times the "
+                                 "epochs (None: 3); `sweep --eta` wins", default=None, check=c.optional_int,
+                                 name="sweep_eta")
+    min_epochs: Optional[int] = setting("the scheduler's first rung, in epochs (None: 1); `sweep --min-epochs` wins",
+                                        default=None, check=c.optional_int, name="sweep_min_epochs")
 
 
-SECTIONS = {
+SECTIONS: "dict[str, type[DataclassInstance]]" = {
     "experiment": ExperimentSection,
     "runtime": RuntimeSection,
     "training": TrainingSection,
@@ -249,7 +274,7 @@ SECTIONS = {
 }
 
 
-def fields():
+def fields() -> Iterator[tuple[str, dataclasses.Field[Any], str]]:
     """Every setting: (section name, dataclass field, the module-level name), in the reference's order."""
     for section_name, cls in SECTIONS.items():
         for field in dataclasses.fields(cls):
@@ -259,32 +284,32 @@ def fields():
 NAMES = frozenset(name for _, _, name in fields())  # every module-level name a settings file may set
 
 
-def user_name(section_name, field_name):
+def user_name(section_name: str, field_name: str) -> str:
     """The module-level name a field is read from, e.g. `user_name('training', 'epochs')` -> 'nbEpoch'."""
     field = {f.name: f for f in dataclasses.fields(SECTIONS[section_name])}[field_name]
     return field.metadata["name"] or field.name
 
 
-def is_required(field):
+def is_required(field: dataclasses.Field[Any]) -> bool:
     return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
-def default_of(field):
+def default_of(field: dataclasses.Field[Any]) -> Any:
     return field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
 
 
-def build(module):
+def build(module: types.ModuleType) -> dict[str, Any]:
     """The sections of a checked settings module: {section name: its dataclass}, defaults for unset names."""
-    values = {name: {} for name in SECTIONS}
+    values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for section_name, field, name in fields():
         if hasattr(module, name):
             values[section_name][field.name] = getattr(module, name)
     return {name: SECTIONS[name](**values[name]) for name in SECTIONS}
 
 
-def problems_of(module, file_name):
+def problems_of(module: types.ModuleType, file_name: str) -> list[str]:
     """One line per missing required name or value failing its check."""
-    problems = []
+    problems: list[str] = []
     for _, field, name in fields():
         if not hasattr(module, name):
             if is_required(field):
@@ -299,12 +324,13 @@ def problems_of(module, file_name):
     return problems
 
 
-def reference_markdown():
+def reference_markdown() -> str:
     """The settings reference (docs/reference/settings.md): one table per section, names as a settings file
     writes them."""
-    parts = []
+    parts: list[str] = []
     for section_name, cls in SECTIONS.items():
-        rows = [f"**`{section_name}`**: {cls.__doc__.strip()}", "", "| name | default | what |", "|---|---|---|"]
+        rows = [f"**`{section_name}`**: {cast(str, cls.__doc__).strip()}", "", "| name | default | what |",
+                "|---|---|---|"]
         for field in dataclasses.fields(cls):
             name = field.metadata["name"] or field.name
             default = "required" if is_required(field) else f"`{default_of(field)!r}`"

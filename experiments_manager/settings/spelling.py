@@ -20,6 +20,7 @@ import difflib
 import inspect
 import logging
 import types
+from typing import Any
 
 from experiments_manager.settings.sections import NAMES, fields
 
@@ -68,7 +69,7 @@ def misspelt_names(module: types.ModuleType) -> list[tuple[str, str]]:
     return found
 
 
-def closest_hparam(name: str, hparams: "list[str] | dict") -> "str | None":
+def closest_hparam(name: str, hparams: "list[str] | dict[Any, Any]") -> "str | None":
     """The hparam `name` was likely meant as: the closest key by spelling (`embed_dimm` -> `embed_dim`), else one it
     abbreviates (`lr` -> `learningRate`); None when none is close.
 

@@ -16,15 +16,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional, cast
 
 from experiments_manager.run.attempts import code_changes, file_sha256
 from experiments_manager.run.experiment import RUN_FILE_NAME
 
+if TYPE_CHECKING:
+    from experiments_manager.run.record import RunRecord
+    from experiments_manager.sweeps.folder import SweepSpec
+    from experiments_manager.utils.atomic import PathLike
 
-def recorded_code(sweep_root, spec: dict) -> dict:
+
+def recorded_code(sweep_root: PathLike, spec: SweepSpec) -> dict[str, Optional[str]]:
     """{absolute file: SHA-256} of the code the sweep's trials ran: the settings and model files, the user's modules
     of each trial's latest attempt (the newest trial's wins), then what a resume accepted (sweep.json's `code`)."""
-    code, runs = {}, []
+    code: dict[str, Optional[str]] = {}
+    runs: list[RunRecord] = []
     for run_file in Path(sweep_root).glob(f"*/{RUN_FILE_NAME}"):
         try:
             runs.append(json.loads(run_file.read_text()))
@@ -36,16 +43,16 @@ def recorded_code(sweep_root, spec: dict) -> dict:
                          if Path(path).is_absolute()})
     for name, key in (("settings_file", "settings_sha256"), ("model_file", "model_sha256")):
         if spec.get(name) and spec.get(key):
-            code[spec[name]] = spec[key]
+            code[cast(str, spec.get(name))] = cast(Optional[str], spec.get(key))  # (a TypedDict read by a key's name)
     code.update(spec.get("code") or {})
     return code
 
 
-def sweep_code_changes(sweep_root, spec: dict) -> list:
+def sweep_code_changes(sweep_root: PathLike, spec: SweepSpec) -> list[str]:
     """The files of the sweep's code (`recorded_code`) that are not what its trials ran: 'PATH (changed)'."""
     return code_changes(recorded_code(sweep_root, spec), sweep_root)
 
 
-def accepted_code(sweep_root, spec: dict) -> dict:
+def accepted_code(sweep_root: PathLike, spec: SweepSpec) -> dict[str, Optional[str]]:
     """sweep.json's `code` after a resume accepted a change: every file of the sweep's code as it is now."""
     return {path: file_sha256(path) for path in recorded_code(sweep_root, spec)}

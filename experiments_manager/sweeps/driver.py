@@ -9,6 +9,7 @@ import logging
 import os
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG
 from experiments_manager.sweeps.legacy import COORDINATION
@@ -16,6 +17,11 @@ from experiments_manager.sweeps.scheduler import RungSchedule, describe, raised_
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease import Lease, LeaseHeld
 from experiments_manager.utils.signals import process_alive
+
+if TYPE_CHECKING:
+    from experiments_manager.settings.loader import Settings
+    from experiments_manager.sweeps.folder import SweepFolder, SweepSpec
+    from experiments_manager.sweeps.space import SearchSpace
 
 _LOG = logging.getLogger(__name__)
 
@@ -72,20 +78,20 @@ class SweepOutcome:
         exit_code: 0 when finished, 1 when every trial failed, 128 + signal (or 75) when interrupted.
     """
 
-    def __init__(self, folder, exit_code):
+    def __init__(self, folder: "SweepFolder", exit_code: int) -> None:
         self.folder = folder
         self.exit_code = exit_code
 
     @property
-    def status(self):
+    def status(self) -> Optional[str]:
         return self.folder.spec().get("status")
 
     @property
-    def best(self):
+    def best(self) -> Optional[dict[str, Any]]:
         """The best trial's row (hparams, best value, experiment folder), or None."""
         return self.folder.spec().get("best")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         spec = self.folder.spec()
         best = spec.get("best") or {}
         text = f"<SweepOutcome {spec.get('status')}: {spec.get('trials_done', 0)} trials in {self.folder.root}"
@@ -95,7 +101,7 @@ class SweepOutcome:
         return text + ">"
 
 
-def run_sweep(arguments):
+def run_sweep(arguments: SweepRequest) -> SweepOutcome:
     """Runs (or resumes, or joins) a sweep described by a `SweepRequest` (`--requeue-file` may turn it into a
     resume); returns its `SweepOutcome`. A Spark sweep has one writer, its lease held throughout; the workers of
     any other sweep coordinate through its folder (`sweeps/store.py`)."""
@@ -103,7 +109,7 @@ def run_sweep(arguments):
         return _run_sweep(arguments, held)
 
 
-def _run_sweep(arguments, held):
+def _run_sweep(arguments: SweepRequest, held: contextlib.ExitStack) -> SweepOutcome:
     from experiments_manager.run.requeue_file import resume_remembered
     from experiments_manager.settings import load_settings
     from experiments_manager.sweeps.folder import SweepFolder
@@ -134,7 +140,7 @@ def _run_sweep(arguments, held):
         if arguments.max_evals is None and arguments.join is None:
             raise UserInputError("--max-evals: required for a new sweep (the number of trials)")
         fixed = dict(arguments.hparams)
-        settings = load_settings(arguments.usersettings, fixed)
+        settings = load_settings(cast(str, arguments.usersettings), fixed)  # (-u or --resume: one is required)
         space = SearchSpace.from_settings(settings)
         _check_fixed_hparams(fixed, space, settings.path.name)
         if arguments.max_evals is None and not SweepFolder.named(settings, _join_name(arguments.join)).exists():
@@ -160,7 +166,8 @@ def _run_sweep(arguments, held):
     return _run_workers(sweep_folder, spec, settings, space, arguments.workers or 1)
 
 
-def _run_workers(sweep_folder, spec, settings, space, workers):
+def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Settings", space: "SearchSpace",
+                 workers: int) -> SweepOutcome:
     """This process' workers of the sweep (`sweeps/worker.py`)."""
     from experiments_manager.sweeps.legacy import import_finished
     from experiments_manager.sweeps.store import SweepStore
@@ -190,7 +197,8 @@ def _run_workers(sweep_folder, spec, settings, space, workers):
                                                    workers).run())
 
 
-def _run_on_spark(sweep_folder, spec, settings, space, resumed):
+def _run_on_spark(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Settings", space: "SearchSpace",
+                  resumed: Optional[str]) -> SweepOutcome:
     """hyperopt's fmin over SparkTrials, `parallelism` trials at once (`sweeps/runner.py`)."""
     from experiments_manager.sweeps.objective import TrialObjective
     from experiments_manager.sweeps.runner import SweepRunner
@@ -217,13 +225,13 @@ def _run_on_spark(sweep_folder, spec, settings, space, resumed):
         stop_spark(trials)
 
 
-def _sweep_lease(sweep_folder):
+def _sweep_lease(sweep_folder: "SweepFolder") -> Lease:
     from experiments_manager.run.experiment import running_command
 
     return Lease.acquire(sweep_folder.root, running_command(), what="sweep")
 
 
-def _code_checked(sweep_folder, spec, accept, shown):
+def _code_checked(sweep_folder: "SweepFolder", spec: "SweepSpec", accept: bool, shown: str) -> "SweepSpec":
     """sweep.json's spec after comparing the sweep's code with the files now: a change refused in one line
     unless accepted (then recorded)."""
     from experiments_manager.sweeps.code_check import accepted_code, sweep_code_changes
@@ -239,7 +247,7 @@ def _code_checked(sweep_folder, spec, accept, shown):
     return spec
 
 
-def _join_name(name):
+def _join_name(name: Optional[str]) -> Optional[str]:
     if name is None:
         return None
     if not name or "/" in name or name.startswith(".") or len(name) > 100:
@@ -248,12 +256,12 @@ def _join_name(name):
     return name
 
 
-def _joined_spec(sweep_folder, mine, arguments):
+def _joined_spec(sweep_folder: "SweepFolder", mine: "SweepSpec", arguments: SweepRequest) -> "SweepSpec":
     """The spec of the sweep this process joins (`--join`): the options it gives must agree with the sweep's;
     those it leaves out (`--hparam`, `--algo`, `--seed`, `--max-evals`) are the sweep's; a larger `--max-evals`
     raises the total."""
     spec = sweep_folder.spec()
-    problems = []
+    problems: list[str] = []
     if Path(spec.get("settings_file", "")).resolve() != Path(mine["settings_file"]).resolve():
         problems.append(f"-u: the sweep trains {spec.get('settings_file')}, this process names {mine['settings_file']}")
     if arguments.hparams and spec.get("fixed_hparams") != mine["fixed_hparams"]:
@@ -274,11 +282,12 @@ def _joined_spec(sweep_folder, mine, arguments):
     return {**spec, "max_evals": max(spec["max_evals"], arguments.max_evals or 0)}
 
 
-def _hparams_text(hparams):
+def _hparams_text(hparams: Optional[dict[str, Any]]) -> str:
     return " ".join(f"{name}={value!r}" for name, value in (hparams or {}).items()) or "none"
 
 
-def _new_spec(settings, space, fixed, arguments):
+def _new_spec(settings: "Settings", space: "SearchSpace", fixed: dict[str, Any],
+              arguments: SweepRequest) -> "SweepSpec":
     from experiments_manager.sweeps.store import startup_trials
 
     # the workers a sweep plans: this process', times the tasks of its Slurm array when they join it
@@ -294,7 +303,7 @@ def _new_spec(settings, space, fixed, arguments):
         "space": space.describe(),
         "algo": arguments.algo or "tpe",
         "seed": seed,
-        "max_evals": arguments.max_evals,
+        "max_evals": cast(int, arguments.max_evals),  # None only when joining: the sweep's then (`_joined_spec`)
         "parallelism": arguments.parallelism or 1,
         "spark_master": arguments.spark_master,
         "monitored_loss_name": settings.training.monitor,
@@ -305,7 +314,7 @@ def _new_spec(settings, space, fixed, arguments):
     }
 
 
-def _resumed_spec(spec, arguments):
+def _resumed_spec(spec: "SweepSpec", arguments: SweepRequest) -> "SweepSpec":
     """sweep.json's choices, with the few a resume may change (more trials, other parallelism)."""
     fixed_flags = [flag for flag, value in (("--algo", arguments.algo), ("--seed", arguments.seed),
                                             ("--hparam", arguments.hparams), ("--scheduler", arguments.scheduler),
@@ -332,7 +341,7 @@ def _resumed_spec(spec, arguments):
             "spark_master": arguments.spark_master or spec.get("spark_master")}
 
 
-def _check_fixed_hparams(fixed, space, file_name):
+def _check_fixed_hparams(fixed: dict[str, Any], space: "SearchSpace", file_name: str) -> None:
     from experiments_manager.settings.overrides import split_new_hparams
 
     swept = sorted(set(split_new_hparams(fixed)[0]) & set(space.names))

@@ -17,6 +17,8 @@ With the trials inside, `tensorboard --logdir <sweep folder>` compares them alon
 `tensorboard --logdir <workingFolder>` compares them with every other run.
 """
 
+from __future__ import annotations
+
 import contextlib
 import errno
 import json
@@ -25,11 +27,17 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, TypedDict, cast
 
 from experiments_manager.utils.atomic import copy_atomically, fsync_folder, write_json_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.attempts import file_sha256
-from experiments_manager.run.experiment import SWEEP_SPEC_NAME, folder_stamp, make_unique_dir, now
+from experiments_manager.run.experiment import SWEEP_SPEC_NAME
+from experiments_manager.run.names import folder_stamp, make_unique_dir, now
+
+if TYPE_CHECKING:
+    from experiments_manager.settings.loader import Settings
+    from experiments_manager.utils.atomic import PathLike
 
 STOP_FILE_NAME = "STOPPING"
 LEFTOVER_AGE_SECONDS = 3600  # a named sweep folder half built this long ago was left by a crash
@@ -38,6 +46,42 @@ SWEEP_STATUSES = ("running", "finished", "failed", "interrupted")
 PROGRESS_FIELDS = frozenset({"status", "ended", "exit_code", "trials_done", "best", "pid", "device_hours",
                              "device_hours_full", "trials"})
 CHOICES_VERSION = "choices_version"  # sweep.json: the number of the newest choices/NNNN.json it holds (absent: none)
+
+
+class SweepSpec(TypedDict, total=False):
+    """sweep.json, its one typed definition: the sweep's choices (`driver._new_spec`, and what a resume changes),
+    then what the workers derive (`PROGRESS_FIELDS`). Every field may be absent (an older engine's sweep.json)."""
+
+    settings_file: str
+    model_file: str
+    settings_sha256: Optional[str]  # None: the file could not be read
+    model_sha256: Optional[str]
+    working_dir: str
+    fixed_hparams: dict[str, Any]
+    space: dict[str, str]  # hparam name -> its expression's text (`SearchSpace.describe`)
+    algo: str
+    seed: int
+    max_evals: int
+    parallelism: int
+    spark_master: Optional[str]
+    monitored_loss_name: str
+    workers: int
+    startup_trials: Optional[int]
+    scheduler: Optional[dict[str, Any]]  # `scheduler.RungSchedule.to_json()`, None without a scheduler
+    code: Optional[dict[str, Optional[str]]]  # absolute file -> SHA-256 a resume accepted (`code_check.py`)
+    coordination: Optional[str]  # `legacy.COORDINATION` once workers share its numbered records
+    created: str
+    choices_version: int  # `CHOICES_VERSION`
+    reason: str  # why the sweep stopped on an environment failure (a full disk...)
+    status: str
+    ended: str
+    exit_code: int
+    trials_done: int
+    best: Optional[dict[str, Any]]  # the best trial's results row (`results.best_row`)
+    pid: int
+    device_hours: float
+    device_hours_full: Optional[float]
+    trials: Optional[list[dict[str, Any]]]  # with a scheduler: each trial's status, rung and epochs trained
 
 
 class SweepFolder:
@@ -54,40 +98,40 @@ class SweepFolder:
     ```
     """
 
-    def __init__(self, root):
+    def __init__(self, root: PathLike) -> None:
         self.root = Path(root)
 
     @property
-    def spec_file(self):
+    def spec_file(self) -> Path:
         return self.root / SWEEP_SPEC_NAME
 
     @property
-    def settings_copy(self):
+    def settings_copy(self) -> Path:
         return self.root / "sweep_settings.py"
 
     @property
-    def trials_file(self):
+    def trials_file(self) -> Path:
         return self.root / "trials.pickle"
 
     @property
-    def results_csv(self):
+    def results_csv(self) -> Path:
         return self.root / "results.csv"
 
     @property
-    def plot_png(self):
+    def plot_png(self) -> Path:
         return self.root / "loss_vs_hparams.png"
 
     @property
-    def trials_dir(self):
+    def trials_dir(self) -> Path:
         return self.root / "trials"
 
     @property
-    def stop_file(self):
+    def stop_file(self) -> Path:
         """Present while the sweep is stopping: trials not started yet do not start."""
         return self.root / STOP_FILE_NAME
 
     @classmethod
-    def create(cls, settings, spec, name=None):
+    def create(cls, settings: Settings, spec: SweepSpec, name: Optional[str] = None) -> tuple[SweepFolder, bool]:
         """A sweep folder in the settings' workingFolder with sweep.json and a copy of the settings: dated, or
         `<session_name>_sweep_<name>` when `name` is given (the tasks of a job array agree on it). A named folder
         appears whole (built under a temporary name, then renamed), so a task that finds it finds its sweep.json.
@@ -99,8 +143,9 @@ class SweepFolder:
         parent = Path(settings.experiment.working_folder)
         parent.mkdir(parents=True, exist_ok=True)
         session = settings.experiment.session_name
-        content = {**spec, "settings_sha256": file_sha256(settings.path), "model_sha256": file_sha256(settings.model_file),
-                   "created": now(), "status": "running", "trials_done": 0, "best": None}
+        content: SweepSpec = {**spec, "settings_sha256": file_sha256(settings.path),
+                              "model_sha256": file_sha256(settings.model_file),
+                              "created": now(), "status": "running", "trials_done": 0, "best": None}
         if name is None:
             sweep = cls(make_unique_dir(parent, f"{session}_sweep_{folder_stamp()}".lstrip("_")))
             sweep._fill(settings, content)
@@ -126,44 +171,44 @@ class SweepFolder:
         return cls(final), True
 
     @classmethod
-    def named(cls, settings, name):
+    def named(cls, settings: Settings, name: Optional[str]) -> SweepFolder:
         """The sweep folder `--join NAME` names: `<workingFolder>/<session_name>_sweep_<name>`."""
         return cls(Path(settings.experiment.working_folder) / f"{settings.experiment.session_name}_sweep_{name}".lstrip("_"))
 
-    def exists(self):
+    def exists(self) -> bool:
         return self.spec_file.is_file()
 
-    def _fill(self, settings, content):
+    def _fill(self, settings: Settings, content: SweepSpec) -> None:
         copy_atomically(settings.path, self.settings_copy)
         self.write_spec(content)
 
     @classmethod
-    def open(cls, root):
+    def open(cls, root: PathLike) -> SweepFolder:
         sweep = cls(root)
         if not sweep.spec_file.is_file():
             raise UserInputError(f"{root}: not a sweep folder (no {SWEEP_SPEC_NAME})")
         return sweep
 
     @property
-    def choices_dir(self):
+    def choices_dir(self) -> Path:
         return self.root / "choices"
 
-    def spec(self):
+    def spec(self) -> SweepSpec:
         """sweep.json, with the newest choices (`choices/NNNN.json`) over what it holds: a read of sweep.json that
         the file system served stale (another node replaced it a moment ago) still gives the latest choices."""
         try:
-            spec = json.loads(self.spec_file.read_text())
+            spec: dict[str, Any] = json.loads(self.spec_file.read_text())
         except (OSError, ValueError) as error:
             raise UserInputError(f"{self.spec_file}: expected a JSON object: {error}") from None
         newest = self._newest_choices(spec.get(CHOICES_VERSION) or 0)
         if newest is not None:
             spec.update(newest[1], **{CHOICES_VERSION: newest[0]})
-        return spec
+        return cast(SweepSpec, spec)
 
-    def write_spec(self, spec):
+    def write_spec(self, spec: SweepSpec) -> None:
         write_json_atomically(self.spec_file, spec)
 
-    def update_spec(self, **fields):
+    def update_spec(self, **fields: Any) -> SweepSpec:
         """Rewrites sweep.json with `fields` (under the sweep's lock). Progress fields (`PROGRESS_FIELDS`) go into
         it alone; a changed choice is first recorded as a new `choices/NNNN.json` (created exclusively, never
         rewritten), so that no later rewrite of sweep.json from a stale read can undo it.
@@ -173,20 +218,20 @@ class SweepFolder:
         """
         if "status" in fields and fields["status"] not in SWEEP_STATUSES:
             raise ValueError(f"unknown sweep status {fields['status']!r}")
-        spec = self.spec()
+        spec = cast(dict[str, Any], self.spec())  # updated field by field, by name
         changed = {name: value for name, value in fields.items()
                    if name not in PROGRESS_FIELDS and name != CHOICES_VERSION and spec.get(name) != value}
         if changed:
             number, choices = self._record_choices(spec, changed)
             spec.update(choices, **{CHOICES_VERSION: number})
         spec.update({name: value for name, value in fields.items() if name in PROGRESS_FIELDS})
-        self.write_spec(spec)
-        return spec
+        self.write_spec(cast(SweepSpec, spec))
+        return cast(SweepSpec, spec)
 
-    def _newest_choices(self, known: int):
+    def _newest_choices(self, known: int) -> Optional[tuple[int, dict[str, Any]]]:
         """(number, choices) of the newest `choices/NNNN.json` numbered `known` or more (a new name is seen at once
         where a replaced file's content may be seen late), or None when there is none."""
-        newest = None
+        newest: Optional[tuple[int, dict[str, Any]]] = None
         number = max(known, 1)
         while True:
             try:
@@ -199,7 +244,7 @@ class SweepFolder:
                                      f"{error}") from None
             number += 1
 
-    def _record_choices(self, spec, changed):
+    def _record_choices(self, spec: dict[str, Any], changed: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Creates the next `choices/NNNN.json`: the newest choices with `changed` over them. Returns (its number,
         its choices)."""
         from experiments_manager.utils.lease import create_whole

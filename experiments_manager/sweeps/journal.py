@@ -16,11 +16,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.utils.atomic import write_json_atomically
 from experiments_manager.utils.lease import Lease, LeaseHeld, LeaseWatch, create_whole
 from experiments_manager.utils.signals import process_alive
+
+if TYPE_CHECKING:
+    from experiments_manager.utils.atomic import PathLike
 
 RECORD_STATUSES = ("running", "finished", "failed", "interrupted", "paused", "promoted")
 FINAL_STATUSES = ("finished", "failed")  # a record in one of these is never written again (a scan reads it once)
@@ -52,12 +55,12 @@ class TrialEntry:
         promotions: how many times it was promoted to a next rung.
     """
 
-    hparams: dict = dataclasses.field(default_factory=dict)
+    hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     tid: Optional[int] = None
-    vals: Optional[dict] = None
+    vals: Optional[dict[str, list[Any]]] = None
     status: str = "running"
     experiment: Optional[str] = None
-    worker: Optional[dict] = None
+    worker: Optional[dict[str, Any]] = None
     takeovers: int = 0
     pid: Optional[int] = None
     started: Optional[str] = None
@@ -74,11 +77,11 @@ class TrialEntry:
     bracket: Optional[int] = None
     epochs_target: Optional[int] = None
     epochs_trained: Optional[int] = None
-    rung_values: dict = dataclasses.field(default_factory=dict)
+    rung_values: dict[str, Optional[float]] = dataclasses.field(default_factory=dict)
     promotions: int = 0
 
     @classmethod
-    def from_json(cls, data: dict) -> "TrialEntry":
+    def from_json(cls, data: RecordJSON) -> "TrialEntry":
         """The entry of a record's JSON; keys it does not know (a newer engine's) are left out."""
         return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
@@ -125,11 +128,12 @@ class TrialJournal:
     ```
     """
 
-    def __init__(self, folder):
+    def __init__(self, folder: PathLike) -> None:
         self.folder = Path(folder)
-        self._done: dict = {}  # record path -> its entry, once final: a final record is never written again
+        # record path -> its entry, once final: a final record is never written again
+        self._done: dict[Path, TrialEntry] = {}
 
-    def claim(self, hparams: dict) -> "TrialRecord":
+    def claim(self, hparams: dict[str, Any]) -> "TrialRecord":
         """The record of these hparams (a Spark sweep's), claimed by this process until released.
 
         A second trial with the same hparams running at the same time (hyperopt may suggest a point twice) gets
@@ -155,18 +159,19 @@ class TrialJournal:
             return None
         return record
 
-    def records(self) -> list:
+    def records(self) -> list[TrialRecord]:
         return [TrialRecord(path) for path in sorted(self.folder.glob("*.json"))]
 
-    def numbered(self) -> list:
+    def numbered(self) -> list[TrialPair]:
         """(record, entry) of every numbered trial (a sweep run by workers), by trial id."""
         return self.scan()[0]
 
-    def scan(self) -> tuple:
+    def scan(self) -> tuple[list[TrialPair], list[DamagedRecord]]:
         """(the numbered trials' (record, entry) pairs by trial id, (record, tid, why) of each numbered record whose
         content is damaged: `TrialRecord.parsed`), reading each record once, a final one not at all (it never
         changes again); `sweeps/record_repair.py` restores or sets aside the damaged ones."""
-        pairs, damaged = [], []
+        pairs: list[TrialPair] = []
+        damaged: list[DamagedRecord] = []
         for path in self.folder.glob("trial-[0-9]*.json"):
             record = TrialRecord(path)
             entry = self._done.get(path)
@@ -180,7 +185,8 @@ class TrialJournal:
                 pairs.append((record, entry))
                 if entry.final:
                     self._done[path] = entry
-        return sorted(pairs, key=lambda pair: pair[1].tid), sorted(damaged, key=lambda found: found[1])
+        return (sorted(pairs, key=lambda pair: cast(int, pair[1].tid)),  # (each pair's tid is set)
+                sorted(damaged, key=lambda found: found[1]))
 
     def signal_running(self, signum: int) -> None:
         """Sends `signum` to every trial process of this host still running (each checkpoints and stops)."""
@@ -201,7 +207,7 @@ class TrialRecord:
         hparams: the trial's sampled hparams (written with the first update).
     """
 
-    def __init__(self, path, hparams=None):
+    def __init__(self, path: PathLike, hparams: Optional[dict[str, Any]] = None) -> None:
         self.path = Path(path)
         self.hparams = hparams
         self._claim: Optional[Lease] = None
@@ -214,10 +220,10 @@ class TrialRecord:
     def lock_path(self) -> Path:
         return self.path.with_suffix(".lock")
 
-    def read(self) -> dict:
+    def read(self) -> RecordJSON:
         return self.parsed()[0]
 
-    def parsed(self) -> tuple:
+    def parsed(self) -> tuple[RecordJSON, Optional[str]]:
         """(the record's JSON object, or {} when there is none; why its content is damaged, or None when it is an
         object or cannot be read now: an I/O error, a name a network file system shows before its content, is not
         damage), from one read."""
@@ -235,7 +241,7 @@ class TrialRecord:
         """The typed record, or None when it is absent or unreadable."""
         return _entry_of(self.read())
 
-    def update(self, **fields: Any) -> dict:
+    def update(self, **fields: Any) -> RecordJSON:
         """Rewrites the record with `fields` changed (whole, durably); only the claim's holder calls it.
 
         Raises:
@@ -281,11 +287,18 @@ class TrialRecord:
     def __enter__(self) -> "TrialRecord":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.release()
 
 
-def _entry_of(data: dict) -> Optional[TrialEntry]:
+# a record's JSON object: a `TrialEntry` as `dataclasses.asdict` writes it, `TrialEntry.from_json` reads it (the
+# record's one typed definition; a dict only where the file is read or rewritten field by field)
+RecordJSON = dict[str, Any]
+TrialPair = tuple[TrialRecord, TrialEntry]  # a numbered trial's record and what it held (`TrialJournal.scan`)
+DamagedRecord = tuple[TrialRecord, int, str]  # a numbered record whose content is damaged: (record, tid, why)
+
+
+def _entry_of(data: RecordJSON) -> Optional[TrialEntry]:
     """The typed entry of a record's JSON object, or None (empty, or not a record's fields)."""
     try:
         return TrialEntry.from_json(data) if data else None
@@ -298,7 +311,7 @@ def numbered_name(tid: int) -> str:
     return f"trial-{tid + 1:04d}.json"
 
 
-def hparams_key(hparams: dict) -> str:
+def hparams_key(hparams: dict[str, Any]) -> str:
     """A short, stable file name for a set of hparams."""
     text = json.dumps(hparams, sort_keys=True, default=str)
     return "trial-" + hashlib.sha1(text.encode()).hexdigest()[:12]

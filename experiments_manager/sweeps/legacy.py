@@ -16,7 +16,7 @@ import_finished(store.sweep, store.journal, store.locked)   # 12: the finished t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, ContextManager, Optional
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional
 
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import SCHEDULE_FIELDS, TrialEntry, TrialJournal, TrialRecord, hparams_key
@@ -24,10 +24,14 @@ from experiments_manager.sweeps.objective import known_result
 from experiments_manager.sweeps.space import python_scalar
 from experiments_manager.sweeps.trials import add_saved_trials
 
+if TYPE_CHECKING:
+    from experiments_manager.sweeps.journal import RecordJSON
+    from experiments_manager.sweeps.trials import TrialDoc
+
 COORDINATION = "shared-journal-1"  # sweep.json's `coordination`: numbered records that workers share (format 1)
 
 
-def import_finished(sweep: SweepFolder, journal: TrialJournal, locked: Callable[[], ContextManager]) -> int:
+def import_finished(sweep: SweepFolder, journal: TrialJournal, locked: Callable[[], ContextManager[object]]) -> int:
     """Makes a sweep folder of another kind one that workers share: its finished trials in trials.pickle become
     numbered records, once (sweep.json's `coordination` then says so). Returns how many were imported.
 
@@ -50,7 +54,7 @@ def import_finished(sweep: SweepFolder, journal: TrialJournal, locked: Callable[
         return imported
 
 
-def entry_of_doc(doc: dict) -> TrialEntry:
+def entry_of_doc(doc: TrialDoc) -> TrialEntry:
     """The journal's entry of a finished trial's hyperopt doc (as trials.pickle keeps it)."""
     result = doc["result"]
     status = result.get("trial_status") or ("finished" if result.get("status") == "ok" else "failed")
@@ -62,7 +66,7 @@ def entry_of_doc(doc: dict) -> TrialEntry:
                       **{name: result[name] for name in SCHEDULE_FIELDS if result.get(name) is not None})
 
 
-def legacy_result(trials_dir: Path, hparams: dict) -> Optional[TrialEntry]:
+def legacy_result(trials_dir: Path, hparams: dict[str, Any]) -> Optional[TrialEntry]:
     """The result of this point when a sweep of another kind finished it (after its last trials.pickle), or None."""
     result = known_result(_legacy_info(trials_dir, hparams), hparams)
     if result is None:
@@ -72,14 +76,14 @@ def legacy_result(trials_dir: Path, hparams: dict) -> Optional[TrialEntry]:
                       best_epoch=result.get("best_epoch"), loss=result.get("loss"))
 
 
-def legacy_experiment(trials_dir: Path, hparams: dict) -> Optional[str]:
+def legacy_experiment(trials_dir: Path, hparams: dict[str, Any]) -> Optional[str]:
     """The experiment a sweep of another kind started for this point and did not finish (continued, not started
     again), or None."""
     info = _legacy_info(trials_dir, hparams)
     return info.get("experiment") if info.get("status") in ("running", "interrupted") else None
 
 
-def _legacy_info(trials_dir: Path, hparams: dict) -> dict:
+def _legacy_info(trials_dir: Path, hparams: dict[str, Any]) -> RecordJSON:
     """The record a sweep of another kind wrote for this point (keyed by the hparams, no trial id), or {}."""
     info = TrialRecord(Path(trials_dir) / f"{hparams_key(hparams)}.json").read()
     return info if info.get("tid") is None else {}

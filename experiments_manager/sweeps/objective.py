@@ -1,5 +1,7 @@
 """The function hyperopt minimises: run one trial as an experiment in its own process, score it from run.json."""
 
+from __future__ import annotations
+
 import logging
 import os
 import signal
@@ -7,11 +9,12 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, cast
 
 from experiments_manager.utils.errors import ERROR_PREFIX, EXIT_TEMPFAIL, UserInputError
 from experiments_manager.utils.lease import LEASE_NAME, LeaseWatch, lease_timeout, live_holder, read_holder
-from experiments_manager.run.experiment import Experiment, now
+from experiments_manager.run.experiment import Experiment
+from experiments_manager.run.names import now
 from experiments_manager.settings.monitor import monitor_mode
 from experiments_manager.run.log import attempt_header
 from experiments_manager.utils.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
@@ -20,8 +23,15 @@ from experiments_manager.sweeps.journal import TrialJournal, TrialRecord
 from experiments_manager.utils.signals import process_alive
 from experiments_manager.sweeps.trial_process import trial_command
 
+if TYPE_CHECKING:
+    from experiments_manager.run.record import RunRecord
+    from experiments_manager.sweeps.journal import RecordJSON
+    from experiments_manager.sweeps.space import SearchSpace
+    from experiments_manager.utils.atomic import PathLike
+
 HYPEROPT_LOGGERS = ("hyperopt.fmin", "hyperopt-spark")
 STOP_SIGNALS = RUN_STOP_SIGNALS + (signal.SIGHUP,)  # and a closed terminal
+TrialResult = dict[str, Any]  # hyperopt's result dict of a trial: status, loss, trial_status, experiment, reason...
 
 
 class TrialInterrupted(Exception):
@@ -32,7 +42,7 @@ class TrialInterrupted(Exception):
         experiment: its experiment folder, or None.
     """
 
-    def __init__(self, signum, experiment):
+    def __init__(self, signum: int, experiment: Optional[str]) -> None:
         self.signum = signum
         self.experiment = experiment
         super().__init__(f"trial stopped by {signal.Signals(signum).name}" + (f": {experiment}" if experiment else ""))
@@ -58,7 +68,8 @@ class TrialObjective:
     ```
     """
 
-    def __init__(self, sweep_root, settings_path, working_dir, fixed_hparams, space):
+    def __init__(self, sweep_root: PathLike, settings_path: PathLike, working_dir: PathLike,
+                 fixed_hparams: Mapping[str, Any], space: SearchSpace) -> None:
         self.sweep = SweepFolder(Path(sweep_root).resolve())
         self.settings_path = str(settings_path)
         self.working_dir = str(working_dir)
@@ -66,10 +77,10 @@ class TrialObjective:
         self.space = space
 
     @property
-    def journal(self):
+    def journal(self) -> TrialJournal:
         return TrialJournal(self.sweep.trials_dir)
 
-    def __call__(self, sample):
+    def __call__(self, sample: Mapping[str, Any]) -> TrialResult:
         if self.sweep.stop_file.exists():  # the sweep is stopping: start no new trial
             quiet_hyperopt_errors()
             raise TrialInterrupted(signal.SIGTERM, None)
@@ -80,7 +91,7 @@ class TrialObjective:
                 return known
             return self._run(record, sampled)
 
-    def _run(self, record, sampled):
+    def _run(self, record: TrialRecord, sampled: dict[str, Any]) -> TrialResult:
         result = run_trial(record, self.settings_path, self.working_dir, {**self.fixed_hparams, **sampled})
         result["hparams"] = sampled
         if result["trial_status"] == "interrupted":
@@ -89,10 +100,10 @@ class TrialObjective:
         return result
 
 
-def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams: dict,
-              on_start: Optional[Callable[[subprocess.Popen], None]] = None,
+def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams: dict[str, Any],
+              on_start: Optional[Callable[[subprocess.Popen[bytes]], None]] = None,
               stop: Optional[threading.Event] = None, watch: Optional[LeaseWatch] = None,
-              epochs: Optional[int] = None) -> dict:
+              epochs: Optional[int] = None) -> TrialResult:
     """Trains one trial in its own process (`trial_process`): a new experiment from `settings_path` with
     `hparams`, or the record's experiment continued from its checkpoint; returns hyperopt's result dict and
     writes how it ended into the record.
@@ -151,13 +162,13 @@ def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams
     return result
 
 
-def quiet_hyperopt_errors():
+def quiet_hyperopt_errors() -> None:
     """hyperopt logs each trial a stopping sweep interrupts as an error with its traceback: expected, so hidden."""
     for name in HYPEROPT_LOGGERS:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def known_result(info, sampled):
+def known_result(info: RecordJSON, sampled: dict[str, Any]) -> Optional[TrialResult]:
     """The result of a trial that already ended (a sweep stopped before hyperopt saved it): not trained twice."""
     if info.get("status") == "failed":
         return {"status": "fail", "trial_status": "failed", "reason": info.get("reason"), "hparams": sampled,
@@ -169,15 +180,15 @@ def known_result(info, sampled):
     return None
 
 
-def _resumable(info):
+def _resumable(info: RecordJSON) -> Optional[str]:
     """The experiment of a trial that was stopped before it finished, if there is one to continue."""
-    experiment = info.get("experiment")
+    experiment: Optional[str] = info.get("experiment")
     if not experiment or not Experiment(experiment).run_file.is_file():
         return None
     return experiment
 
 
-def _result_of(info, exit_code, log_path, log_start=0):
+def _result_of(info: RecordJSON, exit_code: int, log_path: Optional[PathLike], log_start: int = 0) -> TrialResult:
     """hyperopt's result from the trial's run.json (or from its log from `log_start` on, when no experiment was
     created)."""
     run = _run_info(info.get("experiment"))
@@ -187,7 +198,8 @@ def _result_of(info, exit_code, log_path, log_start=0):
     return result
 
 
-def _scored(info, run, exit_code, log_path, log_start):
+def _scored(info: RecordJSON, run: RunRecord, exit_code: int, log_path: Optional[PathLike],
+            log_start: int) -> TrialResult:
     experiment = info.get("experiment")
     status = run.get("status")
     signum = _stop_signal(exit_code)
@@ -198,7 +210,7 @@ def _scored(info, run, exit_code, log_path, log_start):
         return {"status": "fail", "trial_status": "interrupted", "signum": signum, "experiment": experiment,
                 "reason": reason}
     if status == "finished" and run.get("best_value") is not None:
-        best = float(run["best_value"])
+        best = float(cast(float, run["best_value"]))  # (not None: just checked)
         maximized = monitor_mode(run.get("monitored_loss_name", ""), run.get("monitor_mode")) == "max"
         return {"status": "ok", "trial_status": "finished", "loss": -best if maximized else best,  # hyperopt minimises
                 "best_value": best, "best_epoch": run.get("best_epoch"), "experiment": experiment}
@@ -213,14 +225,15 @@ def _scored(info, run, exit_code, log_path, log_start):
     return {"status": "fail", "trial_status": "failed", "reason": reason, "experiment": experiment}
 
 
-def _end_if_running(experiment, reason):
+def _end_if_running(experiment: Optional[str], reason: str) -> None:
     """A trial process that died without recording its end (killed, crashed): its run.json (and TensorBoard's
     HParams status) say `failed` too, not `running` for ever."""
     if experiment and _run_info(experiment).get("status") == "running":
         Experiment(experiment).mark_ended("failed", error=reason)
 
 
-def _wait_for_writer_gone(pid, experiment, stop, watch):
+def _wait_for_writer_gone(pid: Optional[int], experiment: Optional[str], stop: Optional[threading.Event],
+                          watch: LeaseWatch) -> None:
     """Waits until a trial's last writer is gone: its process on this host, and any live holder of its
     experiment's lease (an orphaned trial process checkpointing, on this node or another: gone once `watch` saw
     its heartbeat stand still for the timeout), for up to the lease timeout and a fifth, or until `stop` is set; a
@@ -233,14 +246,14 @@ def _wait_for_writer_gone(pid, experiment, stop, watch):
         time.sleep(0.2)
 
 
-def _handed_down(watch, experiment):
+def _handed_down(watch: LeaseWatch, experiment: Optional[str]) -> Optional[dict[str, str]]:
     """The trial process' environment: this one's, with what `watch` saw of the experiment's gone writer."""
     holder = read_holder(Path(experiment) / LEASE_NAME) if experiment else None
     handed = watch.handed_down(holder) if holder is not None else {}
     return {**os.environ, **handed} if handed else None
 
 
-def _run_info(experiment):
+def _run_info(experiment: Optional[str]) -> RunRecord:
     """The trial experiment's run.json, or {} when it has none (yet) or it cannot be read."""
     if not experiment:
         return {}
@@ -250,7 +263,7 @@ def _run_info(experiment):
         return {}
 
 
-def _stop_signal(exit_code):
+def _stop_signal(exit_code: int) -> Optional[int]:
     """The stop signal a trial ended on: killed by it (< 0) or checkpointed after it (128 + signal)."""
     for signum in STOP_SIGNALS:
         if exit_code in (-signum, 128 + signum):
@@ -258,11 +271,11 @@ def _stop_signal(exit_code):
     return None
 
 
-def _last_error(log_path, start=0):
+def _last_error(log_path: Optional[PathLike], start: int = 0) -> Optional[str]:
     """The `error:` lines a trial process printed in its log after byte `start` (its own attempt), else its
     last line."""
     try:
-        with open(log_path, "rb") as handle:
+        with open(cast("PathLike", log_path), "rb") as handle:  # (None: the TypeError below)
             handle.seek(start)
             lines = handle.read().decode(errors="replace").splitlines()
     except (OSError, TypeError):

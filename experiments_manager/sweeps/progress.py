@@ -2,6 +2,7 @@
 
 import contextlib
 import sys
+from typing import Any, Callable, Iterator, Optional, TextIO
 
 
 class SweepProgress:
@@ -24,13 +25,14 @@ class SweepProgress:
     ```
     """
 
-    def __init__(self, monitor, after_trials, stream=None):
+    def __init__(self, monitor: str, after_trials: Callable[[], tuple[list[str], Optional[float]]],
+                 stream: Optional[TextIO] = None) -> None:
         self.monitor = monitor
         self.after_trials = after_trials
         self.stream = stream or sys.stderr
 
     @contextlib.contextmanager
-    def __call__(self, initial, total):
+    def __call__(self, initial: int, total: int) -> Iterator["ProgressUpdates"]:
         from tqdm import tqdm
 
         with tqdm(total=total, initial=initial, unit="trial", desc="sweep", file=self.stream,
@@ -42,19 +44,19 @@ class SweepProgress:
 class ProgressUpdates:
     """What hyperopt's loop drives: `update(n)`, and a `postfix` it sets (replaced by ours)."""
 
-    def __init__(self, bar, progress):
+    def __init__(self, bar: Any, progress: SweepProgress) -> None:  # (a tqdm bar)
         self.bar = bar
         self.progress = progress
 
     @property
-    def postfix(self):
+    def postfix(self) -> Any:
         return self.bar.postfix
 
     @postfix.setter
-    def postfix(self, text):  # hyperopt's "best loss: x": ours names the monitored loss
+    def postfix(self, text: object) -> None:  # hyperopt's "best loss: x": ours names the monitored loss
         pass
 
-    def update(self, n):
+    def update(self, n: int) -> None:
         lines, best = self.progress.after_trials()
         for line in lines:
             if self.bar.disable:

@@ -30,7 +30,7 @@ import os
 from typing import Optional
 
 from experiments_manager.sweeps.folder import SweepFolder
-from experiments_manager.sweeps.journal import TrialEntry
+from experiments_manager.sweeps.journal import DamagedRecord, TrialEntry
 from experiments_manager.sweeps.legacy import entry_of_doc
 from experiments_manager.sweeps.trials import add_saved_trials
 from experiments_manager.utils.atomic import fsync_folder, write_json_atomically
@@ -41,7 +41,7 @@ _LOG = logging.getLogger(__name__)
 DAMAGED_SUFFIX = ".damaged"
 
 
-def repair_damaged(damaged: list, sweep: SweepFolder, watch: Optional[LeaseWatch] = None) -> list[str]:
+def repair_damaged(damaged: list[DamagedRecord], sweep: SweepFolder, watch: Optional[LeaseWatch] = None) -> list[str]:
     """Restores or sets aside each damaged numbered record, with one warning line each; returns the lines.
 
     Args:

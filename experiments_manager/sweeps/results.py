@@ -1,21 +1,35 @@
 """A sweep's results: one row per trial, results.csv, the loss-vs-hparam plot and the closing summary."""
 
+from __future__ import annotations
+
 import csv
 import math
 import numbers
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.sweeps.trials import finished_docs
 
+if TYPE_CHECKING:
+    from hyperopt import Trials
 
-def trial_rows(trials, names):
+    from experiments_manager.sweeps.folder import SweepFolder
+    from experiments_manager.sweeps.journal import TrialEntry
+    from experiments_manager.sweeps.scheduler import ScheduleJSON
+    from experiments_manager.sweeps.space import SearchSpace
+
+Row = dict[str, Any]  # one trial's results row: "trial" (its number), each swept hparam by name, then `trial_rows`'
+
+
+def trial_rows(trials: Trials, names: list[str]) -> list[Row]:
     """One dict per finished trial, by trial number: the hparams, then status, best value and folder.
 
     Args:
         trials: hyperopt Trials.
         names: the swept hparam names (columns, in order).
     """
-    rows = []
+    rows: list[Row] = []
     for doc in sorted(finished_docs(trials), key=lambda doc: doc["tid"]):
         result = doc["result"]
         hparams = result.get("hparams") or {}
@@ -36,7 +50,7 @@ def trial_rows(trials, names):
     return rows
 
 
-def rung_row(entry, names):
+def rung_row(entry: TrialEntry, names: list[str]) -> Row:
     """The row of a scheduled trial that trains on past a rung it reached (promoted, running, interrupted): its
     value and best epoch at that rung, its status as the record says."""
     return {"trial": entry.number, **{name: entry.hparams.get(name) for name in names}, "status": entry.status,
@@ -45,7 +59,7 @@ def rung_row(entry, names):
             "experiment": entry.experiment, "reason": entry.reason, "log": entry.log}
 
 
-def standing(row):
+def standing(row: Row) -> str:
     """'finished', 'rung' (paused at a rung, or training on past one: a scheduler's value at a lower rung) or
     'failed' (failed, or no value)."""
     if not _finite(row["loss"]) or row["status"] == "failed":
@@ -55,7 +69,7 @@ def standing(row):
     return "rung" if row["status"] == "paused" or row.get("rung") is not None else "failed"
 
 
-def device_hours_of(rows, max_epochs=None):
+def device_hours_of(rows: list[Row], max_epochs: Optional[int] = None) -> tuple[float, Optional[float]]:
     """(the device-hours the trials cost, from each experiment's run.json; with a scheduler's `max_epochs`, what
     the same trials would have cost trained to it, at the cost per epoch each had: None without one). Trials
     whose run.json cannot be read, or has no devices recorded, are left out; an experiment is counted once (a
@@ -81,7 +95,7 @@ def device_hours_of(rows, max_epochs=None):
     return round(total, 6), (round(full, 6) if max_epochs else None)
 
 
-def best_row(rows):
+def best_row(rows: list[Row]) -> Optional[Row]:
     """The finished trial with the best value (lowest loss for hyperopt), or None. With a scheduler, among the
     trials that reached the highest rung any reached (a value after 1 epoch is not compared with one after 9)."""
     scored = [row for row in rows if standing(row) != "failed"]
@@ -93,7 +107,7 @@ def best_row(rows):
     return min(scored, key=lambda row: row["loss"]) if scored else None
 
 
-def write_results_csv(rows, names, monitor, path, scheduled=False):
+def write_results_csv(rows: list[Row], names: list[str], monitor: str, path: Path, scheduled: bool = False) -> None:
     """results.csv: trial, the hparams, status, best_<monitor>, best_epoch, (with a scheduler: rung and
     epochs_trained,) seconds, experiment, reason, log."""
     fields = ["trial", *names, "status", "best_value", "best_epoch", *(["rung", "epochs_trained"] if scheduled else []),
@@ -106,7 +120,7 @@ def write_results_csv(rows, names, monitor, path, scheduled=False):
             writer.writerow([_cell(row[field]) for field in fields])
 
 
-def plot_loss_vs_hparams(rows, space, monitor, png):
+def plot_loss_vs_hparams(rows: list[Row], space: SearchSpace, monitor: str, png: Path) -> None:
     """One panel per swept hparam: each trial's best value against the hparam, best trial starred, failed ones crossed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -145,18 +159,19 @@ def plot_loss_vs_hparams(rows, space, monitor, png):
         figure.savefig(tmp, format="png")
 
 
-def trial_line(row, best, max_evals, monitor, trials_dir):
+def trial_line(row: Row, best: Optional[Row], max_evals: int, monitor: str, trials_dir: Path) -> str:
     """The console line of one trial that ended: its value and the best so far, or why it failed."""
     head = f"trial {row['trial']}/{max_evals}"
     if standing(row) == "failed":
         return f"{head} failed: {row['reason']} (log: {row.get('log') or trials_dir})"
     if row.get("rung") is not None:
         head += f" {row['status']} at {row['rung']} epochs:"
+    best = cast(Row, best)  # a trial that did not fail ranks (`best_row`): there is a best
     return (f"{head} {monitor}={row['best_value']:.6g} (epoch {row['best_epoch']}), "
             f"best {best['best_value']:.6g} (trial {best['trial']}), {row['seconds']:.1f} s: {row['experiment']}")
 
 
-def summary_lines(sweep, rows, monitor, working_folder):
+def summary_lines(sweep: SweepFolder, rows: list[Row], monitor: str, working_folder: str) -> list[str]:
     """The closing report: counts, the best trial and how to serve it."""
     paused = sum(standing(row) == "rung" for row in rows)
     failed = sum(standing(row) == "failed" for row in rows)
@@ -178,9 +193,10 @@ def summary_lines(sweep, rows, monitor, working_folder):
     if spec.get("device_hours") is not None:
         hours = f"device-hours:      {spec['device_hours']:.4g}"
         if spec.get("device_hours_full"):
-            saved = 1 - spec["device_hours"] / spec["device_hours_full"]
-            hours += (f" ({spec['device_hours_full']:.4g} had every trial trained {spec['scheduler']['max_epochs']}"
-                      f" epochs: {saved:.0%} saved by {spec['scheduler']['kind']})")
+            saved = 1 - spec["device_hours"] / cast(float, spec["device_hours_full"])
+            scheduler = cast("ScheduleJSON", spec["scheduler"])  # device_hours_full: only with a scheduler
+            hours += (f" ({spec['device_hours_full']:.4g} had every trial trained {scheduler['max_epochs']}"
+                      f" epochs: {saved:.0%} saved by {scheduler['kind']})")
         lines.append(hours)
     lines.append(f"results:           {sweep.results_csv}")
     if sweep.plot_png.is_file():
@@ -190,22 +206,23 @@ def summary_lines(sweep, rows, monitor, working_folder):
     return lines
 
 
-def _positions(values, axes):
+def _positions(values: list[Any], axes: Any) -> dict[Any, Any]:
     """x positions: the values themselves when numeric, else one slot per category (labelled)."""
     if all(isinstance(value, numbers.Real) and not isinstance(value, bool) for value in values):
         return {_key(value): value for value in values}
-    categories = sorted({_key(value) for value in values})
+    # numbers first, in order, then texts (`hp.choice([None, 32, 64])` mixes them)
+    categories = sorted({_key(value) for value in values}, key=lambda key: (isinstance(key, str), key))
     axes.set_xticks(range(len(categories)), categories)
     return {category: index for index, category in enumerate(categories)}
 
 
-def _key(value):
+def _key(value: Any) -> Any:  # (a number, else its text)
     return value if isinstance(value, numbers.Real) and not isinstance(value, bool) else str(value)
 
 
-def _finite(value):
+def _finite(value: object) -> bool:
     return isinstance(value, numbers.Real) and math.isfinite(value)
 
 
-def _cell(value):
+def _cell(value: object) -> object:
     return "" if value is None else value

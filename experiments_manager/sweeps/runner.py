@@ -1,14 +1,17 @@
 """Runs a sweep: hyperopt's fmin over trial experiments, bookkeeping after every trial, a clean stop on signals."""
 
+from __future__ import annotations
+
 import logging
 import os
 import signal
 import sys
 import warnings
+from typing import TYPE_CHECKING, Optional, cast
 
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
-from experiments_manager.run.experiment import now
+from experiments_manager.run.names import now
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
 from experiments_manager.sweeps.journal import TrialJournal
 from experiments_manager.sweeps.objective import TrialInterrupted, quiet_hyperopt_errors
@@ -16,6 +19,16 @@ from experiments_manager.sweeps.progress import SweepProgress
 from experiments_manager.sweeps.results import (best_row, plot_loss_vs_hparams, summary_lines, trial_line, trial_rows,
                                                write_results_csv)
 from experiments_manager.sweeps.trials import save_trials
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from hyperopt import Trials
+
+    from experiments_manager.sweeps.folder import SweepFolder
+    from experiments_manager.sweeps.objective import TrialObjective
+    from experiments_manager.sweeps.space import SearchSpace
+    from experiments_manager.sweeps.trials import SeededSuggestions
 
 _LOG = logging.getLogger(__name__)
 HANDLED_SIGNALS = STOP_SIGNALS
@@ -48,7 +61,9 @@ class SweepRunner:
     ```
     """
 
-    def __init__(self, sweep, space, objective, trials, algo, max_evals, monitor, working_folder, parallelism=1):
+    def __init__(self, sweep: SweepFolder, space: SearchSpace, objective: TrialObjective, trials: Trials,
+                 algo: SeededSuggestions, max_evals: int, monitor: str, working_folder: str,
+                 parallelism: int = 1) -> None:
         self.sweep = sweep
         self.space = space
         self.objective = objective
@@ -58,10 +73,10 @@ class SweepRunner:
         self.monitor = monitor
         self.working_folder = working_folder
         self.parallelism = parallelism
-        self.stop_signum = None
-        self._reported = set()
+        self.stop_signum: Optional[int] = None
+        self._reported: set[int] = set()
 
-    def run(self):
+    def run(self) -> int:
         """Returns the exit code: 0 when a trial finished, 1 when every trial failed, 128 + signal when stopped."""
         import numpy as np
         from hyperopt import fmin
@@ -88,7 +103,7 @@ class SweepRunner:
             print(line, file=sys.stderr, flush=True)  # beside the progress lines
         return self._finish()
 
-    def after_trials(self):
+    def after_trials(self) -> tuple[list[str], Optional[float]]:
         """Saves the Trials and rewrites results.csv, the plot and sweep.json; returns (new lines, best value)."""
         rows = trial_rows(self.trials, self.space.names)
         save_trials(self.trials, self.sweep.trials_file)
@@ -99,9 +114,9 @@ class SweepRunner:
         self.sweep.update_spec(trials_done=len(rows), best=best)
         lines = [trial_line(row, best, self.max_evals, self.monitor, self.sweep.trials_dir) for row in rows if row["trial"] not in self._reported]
         self._reported.update(row["trial"] for row in rows)
-        return lines, best and best["best_value"]
+        return lines, cast(Optional[float], best and best["best_value"])  # (a row is never empty)
 
-    def _stop(self, signum, frame):
+    def _stop(self, signum: int, frame: Optional[FrameType]) -> None:
         if self.stop_signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.stop_signum = signum
@@ -112,14 +127,14 @@ class SweepRunner:
         self.trials._fmin_cancelled = True  # hyperopt's own cancel flag (SparkTrials' timeout sets it): queue no more
         TrialJournal(self.sweep.trials_dir).signal_running(signum)
 
-    def _stop_on_environment_failure(self, error):
+    def _stop_on_environment_failure(self, error: OSError) -> None:
         """Records the sweep interrupted (if the disk still takes that) and raises `EnvironmentFailure`: one line."""
         stop_on_environment_failure(
             error, self.sweep.root, f"experiments-manager sweep --resume {self.sweep.root}",
             lambda line: self.sweep.update_spec(status="interrupted", ended=now(), exit_code=EXIT_TEMPFAIL,
                                                 reason=line))
 
-    def _finish(self):
+    def _finish(self) -> int:
         rows = trial_rows(self.trials, self.space.names)
         self.sweep.stop_file.unlink(missing_ok=True)
         if self.stop_signum is not None or len(rows) < self.max_evals:

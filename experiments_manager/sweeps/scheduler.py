@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from experiments_manager.sweeps import SCHEDULERS
 from experiments_manager.sweeps.journal import TrialEntry, TrialRecord
@@ -38,6 +38,7 @@ from experiments_manager.utils.errors import UserInputError
 
 DEFAULT_ETA = 3
 DEFAULT_MIN_EPOCHS = 1
+ScheduleJSON = dict[str, Any]  # sweep.json's `scheduler`: a `RungSchedule` as `to_json` writes it, `from_json` reads it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +80,13 @@ class RungSchedule:
         return cls(kind, max_epochs, eta, min_epochs)
 
     @classmethod
-    def from_json(cls, data: Optional[dict]) -> Optional["RungSchedule"]:
+    def from_json(cls, data: Optional[ScheduleJSON]) -> Optional["RungSchedule"]:
         """sweep.json's `scheduler` (None: a sweep without one)."""
         if not data:
             return None
         return cls(str(data["kind"]), int(data["max_epochs"]), int(data["eta"]), int(data["min_epochs"]))
 
-    def to_json(self) -> dict:
+    def to_json(self) -> ScheduleJSON:
         return dataclasses.asdict(self)
 
     def brackets(self) -> int:
@@ -129,11 +130,11 @@ class RungSchedule:
                         return entry, rungs[rung_index + 1]
         return None
 
-    def new_trial_fields(self, tid: int) -> dict:
+    def new_trial_fields(self, tid: int) -> dict[str, Any]:
         """A new trial's record fields: its bracket and first rung."""
         return {"bracket": self.bracket_of(tid), "epochs_target": self.first_epochs(tid)}
 
-    def told_fields(self, entry: TrialEntry) -> dict:
+    def told_fields(self, entry: TrialEntry) -> dict[str, Any]:
         """The record fields of a trial that trained to its rung (`TrialEntry.telling`): its value there, and
         `paused` below the last rung (it stays `finished` at it, or when early stopping ended it sooner)."""
         if not entry.telling or entry.epochs_target is None:
@@ -174,7 +175,7 @@ def reopens(entry: TrialEntry, old_max_epochs: int) -> bool:
 
 
 def schedule_of(settings: object, kind: Optional[str], eta: Optional[int], min_epochs: Optional[int],
-                max_epochs: Optional[int]) -> Optional[dict]:
+                max_epochs: Optional[int]) -> Optional[ScheduleJSON]:
     """sweep.json's `scheduler` of a new sweep (None: none): the command line's choices, else the settings'
     (`sweep_scheduler`, `sweep_eta`, `sweep_min_epochs`); the last rung is `nbEpoch` unless `max_epochs`."""
     sweep, training = getattr(settings, "sweep"), getattr(settings, "training")
@@ -186,7 +187,7 @@ def schedule_of(settings: object, kind: Optional[str], eta: Optional[int], min_e
     return None if schedule is None else schedule.to_json()
 
 
-def raised_max_epochs(schedule: Optional[dict], max_epochs: Optional[int]) -> Optional[dict]:
+def raised_max_epochs(schedule: Optional[ScheduleJSON], max_epochs: Optional[int]) -> Optional[ScheduleJSON]:
     """sweep.json's `scheduler` with a resume's `--max-epochs` (only more than before)."""
     if max_epochs is None:
         return schedule
@@ -197,7 +198,7 @@ def raised_max_epochs(schedule: Optional[dict], max_epochs: Optional[int]) -> Op
     return {**schedule, "max_epochs": max_epochs}
 
 
-def describe(schedule: Optional[dict]) -> str:
+def describe(schedule: Optional[ScheduleJSON]) -> str:
     """sweep.json's `scheduler` in words, e.g. 'asha (eta 3, 1 to 9 epochs)'."""
     if not schedule:
         return "none"

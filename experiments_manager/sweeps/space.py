@@ -1,21 +1,27 @@
 """The settings' `hyperopt_space`: checked once, and turned into hparam overrides for each trial."""
 
+from __future__ import annotations
+
 import json
 import numbers
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, cast
 
 from experiments_manager.utils.errors import UserInputError
+
+if TYPE_CHECKING:
+    from experiments_manager.settings.loader import Settings
 
 QUANTIZED = ("quniform", "qloguniform", "qnormal", "qlognormal")
 LOG_SCALED = ("loguniform", "qloguniform", "lognormal", "qlognormal")
 SPACE_EXAMPLE = "{'learningRate': hp.loguniform('learningRate', -9, -2), 'hiddenNeurons': hp.quniform('hiddenNeurons', 4, 64, 4)}"
 
 
-def _check_names_are_hparams(names, hparams, file_name):
+def _check_names_are_hparams(names: list[str], hparams: dict[str, Any], file_name: str) -> None:
     """A trial's sample is merged into `hparams`: a name that is no hparam (`'lr'` where the settings read
     `hparams['learningRate']`) would train every trial alike. One line per such name, with the closest hparam."""
     from experiments_manager.settings.spelling import closest_hparam
 
-    problems = []
+    problems: list[str] = []
     for name in names:
         if name in hparams:
             continue
@@ -50,14 +56,14 @@ class SearchSpace:
     ```
     """
 
-    def __init__(self, expressions, defaults, file_name):
+    def __init__(self, expressions: Mapping[str, Any], defaults: Mapping[str, Any], file_name: str) -> None:
         self.expressions = dict(expressions)
         self.defaults = dict(defaults)
         self.file_name = file_name
         self.integer_names = {name for name, expression in self.expressions.items() if _yields_integers(expression)}
 
     @classmethod
-    def from_settings(cls, settings):
+    def from_settings(cls, settings: Settings) -> SearchSpace:
         """Checks `settings.sweep.space`; raises UserInputError with one line per problem."""
         name = settings.path.name
         expressions = settings.sweep.space
@@ -72,10 +78,10 @@ class SearchSpace:
         return space
 
     @property
-    def names(self):
+    def names(self) -> list[str]:
         return list(self.expressions)
 
-    def check_samples(self):
+    def check_samples(self) -> None:
         """Draws one sample: duplicate labels and bad bounds fail here, before any folder exists."""
         import numpy as np
         from hyperopt.pyll import stochastic
@@ -93,19 +99,19 @@ class SearchSpace:
                 f"None, lists), got {error}"
             ) from None
 
-    def hparams_for(self, sample):
+    def hparams_for(self, sample: Mapping[str, Any]) -> dict[str, Any]:
         """The hparam overrides of one trial, as plain Python values."""
         return {name: self._plain(name, sample[name]) for name in self.expressions}
 
-    def is_log_scaled(self, name):
+    def is_log_scaled(self, name: str) -> bool:
         """True when the hparam is drawn on a log scale (plot it on one)."""
         return _distribution(self.expressions[name]) in LOG_SCALED
 
-    def describe(self):
+    def describe(self) -> dict[str, str]:
         """name -> the expression's text, for sweep.json."""
         return {name: _expression_text(expression) for name, expression in self.expressions.items()}
 
-    def _plain(self, name, value):
+    def _plain(self, name: str, value: Any) -> Any:
         value = python_scalar(value)
         wants_int = name in self.integer_names or _is_int(self.defaults.get(name))
         if wants_int and isinstance(value, float) and value.is_integer():
@@ -113,20 +119,20 @@ class SearchSpace:
         return value
 
 
-def python_scalar(value):
+def python_scalar(value: Any) -> Any:
     """A numpy scalar as Python's own (JSON and hparams take it); anything else as it is."""
     if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)):
         return value.item()
     return value
 
 
-def _checked(expressions, file_name):
+def _checked(expressions: object, file_name: str) -> dict[str, Any]:
     from hyperopt import pyll
 
     if not isinstance(expressions, dict):
         raise UserInputError(f"{file_name}: hyperopt_space: expected a dict of hparam name -> hyperopt expression, "
                              f"got {type(expressions).__name__}")
-    problems = []
+    problems: list[str] = []
     for name, expression in expressions.items():
         if not isinstance(name, str) or not name.isidentifier():
             problems.append(f"{file_name}: hyperopt_space: key {name!r}: expected an hparam name (a Python name)")
@@ -138,11 +144,11 @@ def _checked(expressions, file_name):
     return expressions
 
 
-def _is_int(value):
+def _is_int(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _parameter_node(expression):
+def _parameter_node(expression: Any) -> Any:  # (hyperopt's pyll nodes)
     from hyperopt import pyll
 
     for node in pyll.toposort(expression):
@@ -151,18 +157,18 @@ def _parameter_node(expression):
     return None
 
 
-def _distribution(expression):
+def _distribution(expression: Any) -> Optional[str]:
     node = _parameter_node(expression)
     return node.arg["obj"].name if node is not None else None
 
 
-def _yields_integers(expression):
+def _yields_integers(expression: Any) -> bool:
     """randint/uniformint, or a q-distribution whose step is a whole number."""
     node = _parameter_node(expression)
     if node is None:
         return False
     if expression.name in ("int", "switch"):  # randint/uniformint; hp.choice returns its options as they are
-        return expression.name == "int"
+        return cast(bool, expression.name == "int")  # (a pyll node: Any)
     distribution = node.arg["obj"]
     if distribution.name in QUANTIZED:
         step = distribution.arg.get("q")
@@ -171,7 +177,7 @@ def _yields_integers(expression):
     return False
 
 
-def _expression_text(expression):
+def _expression_text(expression: Any) -> str:
     node = _parameter_node(expression)
     if node is None:
         return str(expression)
@@ -181,5 +187,5 @@ def _expression_text(expression):
     return f"{distribution.name}({_arguments_text(distribution.inputs())})"
 
 
-def _arguments_text(arguments):
+def _arguments_text(arguments: Iterable[Any]) -> str:
     return ", ".join(repr(argument.obj) if argument.name == "literal" else argument.name for argument in arguments)

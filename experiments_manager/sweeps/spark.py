@@ -7,6 +7,7 @@ needs Java 17+. Each Spark task runs one trial process, as a sequential sweep do
 import os
 import shutil
 import sys
+from typing import Optional
 
 from hyperopt.spark import SparkTrials
 
@@ -18,7 +19,7 @@ class SweepSparkTrials(FirstFreeTrialIds, SparkTrials):
     """The Trials of a parallel sweep."""
 
 
-def spark_trials(parallelism, master=None):
+def spark_trials(parallelism: int, master: Optional[str] = None) -> SweepSparkTrials:
     """SparkTrials running `parallelism` trials at once.
 
     Args:
@@ -53,7 +54,7 @@ def spark_trials(parallelism, master=None):
     return SweepSparkTrials(parallelism=parallelism, spark_session=session)
 
 
-def stop_spark(trials):
+def stop_spark(trials: SparkTrials) -> None:
     """Stops the Spark session of `trials` (its JVM and workers)."""
     session = getattr(trials, "_spark", None)
     if session is not None:

@@ -40,11 +40,11 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
-from experiments_manager.run.experiment import now
-from experiments_manager.sweeps.folder import SweepFolder
-from experiments_manager.sweeps.journal import DONE_STATUSES, TrialEntry, TrialJournal
+from experiments_manager.run.names import now
+from experiments_manager.sweeps.folder import SweepFolder, SweepSpec
+from experiments_manager.sweeps.journal import DONE_STATUSES, TrialEntry, TrialJournal, TrialPair
 from experiments_manager.sweeps.legacy import legacy_experiment, legacy_result
 from experiments_manager.sweeps.record_repair import repair_damaged
 from experiments_manager.sweeps.results import (best_row, device_hours_of, plot_loss_vs_hparams, rung_row,
@@ -55,6 +55,10 @@ from experiments_manager.sweeps.steps import Assignment, NothingLeft
 from experiments_manager.sweeps.trials import SeededSuggestions, hyperopt_trials, save_trials
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
 from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseWatch, lease_timeout, live_holder, read_holder
+
+if TYPE_CHECKING:
+    from experiments_manager.sweeps.journal import TrialRecord
+    from experiments_manager.sweeps.results import Row
 
 LOCK_NAME = "sweep.lock"
 LOCK_TIMEOUT_SECONDS = 60.0  # a lock holder whose heartbeat is this old (another node) is gone
@@ -87,7 +91,7 @@ class SweepStore:
         self.monitor = monitor
         self.journal = TrialJournal(sweep.trials_dir.resolve())  # trial processes and records name it absolutely
         self.watch = LeaseWatch()  # the other workers' claims, as this worker has seen their heartbeats
-        self._domain = None
+        self._domain: Any = None  # hyperopt's Domain of the space, once built
 
     def locked(self) -> Lease:
         """The sweep's short lock (a context manager): one ask or one tell at a time, across every node.
@@ -105,7 +109,7 @@ class SweepStore:
         except UserInputError:  # sweep.json damaged: this worker's own
             return self.max_evals
 
-    def next_trial(self, worker: dict) -> Union[Assignment, NothingLeft]:
+    def next_trial(self, worker: dict[str, Any]) -> Union[Assignment, NothingLeft]:
         """Claims the next trial for `worker`: one to take over (interrupted, or its worker provably gone) first,
         then (with a scheduler) a paused trial to promote to its next rung, else a new point from the algorithm;
         `NothingLeft` when none is there.
@@ -117,6 +121,7 @@ class SweepStore:
             pairs, damaged = self.journal.scan()  # a damaged record: named in one line, restored or set aside
             pairs = self.journal.numbered() if repair_damaged(damaged, self.sweep, self.watch) else pairs
             watching = 0
+            record: Optional[TrialRecord]  # (a journal's record below, None where `create` finds its number taken)
             for record, entry in pairs:
                 if entry.done:
                     continue
@@ -134,11 +139,11 @@ class SweepStore:
                     record.update(worker=worker, takeovers=entry.takeovers + 1,  # a pid means something on its host only
                                   pid=entry.pid if same_host else None)
                     self._mark_running()
-                    return Assignment(record, record.entry(), taken_over=why)
+                    return Assignment(record, cast(TrialEntry, record.entry()), taken_over=why)  # (just written)
             promoted = self._promote(pairs, worker)
             if promoted is not None:
                 return promoted
-            unreadable: set = set()  # numbers whose record exists but cannot be read now (a network file system)
+            unreadable: set[int] = set()  # numbers whose record exists but cannot be read now (a network file system)
             while len(pairs) < self.total():
                 tid = _first_free(pairs, unreadable)
                 hparams, vals = self.suggest(tid, pairs)
@@ -162,7 +167,7 @@ class SweepStore:
             done = sum(entry.done for _, entry in pairs)
             return NothingLeft(done=done, running=len(pairs) - done, watching=watching)
 
-    def _promote(self, pairs: list, worker: dict) -> Optional[Assignment]:
+    def _promote(self, pairs: list[TrialPair], worker: dict[str, Any]) -> Optional[Assignment]:
         """With a scheduler: the paused trial it promotes now, claimed and marked `promoted` to its next rung (a
         worker that dies now leaves a claim the next ask takes over), or None."""
         found = self.schedule.claim_promotion(pairs, lambda record: record.lock(self.watch)) if self.schedule else None
@@ -183,7 +188,7 @@ class SweepStore:
         self.journal = TrialJournal(self.journal.folder)  # forget what it read of them as final
         return len(reopened)
 
-    def record_result(self, assignment: Assignment) -> tuple:
+    def record_result(self, assignment: Assignment) -> tuple[list[Row], Optional[Row]]:
         """Releases the trial's claim and rewrites the outputs from the journal; returns (rows, best row). The
         plot is redrawn after the lock is released, when the last one (any worker's) is `PLOT_INTERVAL_SECONDS`
         old: drawing it takes longer than the rest of a tell.
@@ -204,7 +209,7 @@ class SweepStore:
     def give_back(self, assignment: Assignment) -> None:  # a trial this worker did not finish: the next one takes it
         assignment.record.release()
 
-    def close(self, stop_signum: Optional[int], tempfail: bool = False) -> dict:
+    def close(self, stop_signum: Optional[int], tempfail: bool = False) -> SweepSpec:
         """Sets sweep.json's status as a worker process leaves: finished or failed once every trial is done; else
         running while other workers hold trials, interrupted when none does. Returns the spec.
 
@@ -225,11 +230,11 @@ class SweepStore:
                 fields.update(ended=now(), exit_code=exit_code(status, stop_signum, tempfail))
             return self.sweep.update_spec(**fields)
 
-    def held_elsewhere(self, pairs: list) -> int:
+    def held_elsewhere(self, pairs: list[TrialPair]) -> int:
         """How many unfinished trials a live worker holds."""
         return sum(live_holder(record.lock_path, watch=self.watch) is not None for record, e in pairs if not e.done)
 
-    def suggest(self, tid: int, pairs: list) -> tuple:
+    def suggest(self, tid: int, pairs: list[TrialPair]) -> tuple[dict[str, Any], dict[str, list[Any]]]:
         """The algorithm's point for trial `tid`, from the journal's trials: (hparams, hyperopt's vals).
 
         Args:
@@ -246,7 +251,7 @@ class SweepStore:
         sample = space_eval(self.space.expressions, spec_from_misc({"vals": vals}))
         return self.space.hparams_for(sample), vals
 
-    def record_rows(self) -> tuple:
+    def record_rows(self) -> tuple[list[Row], Optional[Row]]:
         """The journal's done trials as results rows, and the best row (read only, no lock)."""
         rows = trial_rows(hyperopt_trials(self.journal.numbered(), with_running=False), self.space.names)
         return rows, best_row(rows)
@@ -257,7 +262,7 @@ class SweepStore:
         if spec.get("status") != "running":
             self.sweep.update_spec(status="running")
 
-    def _write_outputs(self, pairs: list, plot: bool = False) -> tuple:
+    def _write_outputs(self, pairs: list[TrialPair], plot: bool = False) -> tuple[list[Row], Optional[Row]]:
         """results.csv, trials.pickle, sweep.json's counts and (when `plot`) the plot, from the journal (under
         the lock)."""
         trials = hyperopt_trials(pairs, with_running=False)
@@ -286,10 +291,10 @@ class SweepStore:
             return float("inf")
 
 
-def worker_identity(index: Optional[int] = None) -> dict:
+def worker_identity(index: Optional[int] = None) -> dict[str, Any]:
     """Who a worker is, as trial records name it: host, pid, Slurm job and array task, and its number when one
     process runs several (`sweep --workers N`)."""
-    identity = {"host": socket.gethostname(), "pid": os.getpid()}
+    identity: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
     for key, variable in (("slurm_job", "SLURM_JOB_ID"), ("slurm_array_job", "SLURM_ARRAY_JOB_ID"),
                           ("slurm_array_task", "SLURM_ARRAY_TASK_ID")):
         if os.environ.get(variable):
@@ -304,7 +309,7 @@ def startup_trials(workers: int) -> int:
     return max(MIN_STARTUP_TRIALS, 2 * workers)
 
 
-def _describe(worker: Optional[dict]) -> str:
+def _describe(worker: Optional[dict[str, Any]]) -> str:
     if not worker:
         return "an unknown worker"
     text = f"pid {worker.get('pid')} on {worker.get('host')}"
@@ -323,7 +328,7 @@ def exit_code(status: str, stop_signum: Optional[int], tempfail: bool = False) -
     return 128 + stop_signum if stop_signum else EXIT_TEMPFAIL
 
 
-def _first_free(pairs: list, also_taken: set) -> int:
+def _first_free(pairs: list[TrialPair], also_taken: set[int]) -> int:
     taken = {entry.tid for _, entry in pairs} | also_taken
     tid = 0
     while tid in taken:

@@ -6,22 +6,33 @@ one trial into the next. A trial whose parent (the sweep, or a Spark worker)
 dies stops as if Slurm had signalled it: checkpoint, status interrupted.
 """
 
+from __future__ import annotations
+
 import argparse
 import contextlib
 import json
 import logging
 import sys
+from typing import TYPE_CHECKING, Any, ContextManager, Optional, Sequence
 
 from experiments_manager.utils.environment_failures import environment_failure_line
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, EXIT_USER_ERROR, UserInputError, print_problems
 from experiments_manager.utils.signals import stop_when_orphaned
 from experiments_manager.sweeps.journal import TrialRecord
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.utils.atomic import PathLike
+
 _LOG = logging.getLogger(__name__)
 ORPHAN_CHECK_SECS = 0.5
 
 
-def trial_command(record_path, parent_pid, settings_path=None, hparams=None, resume=None, epochs=None):
+def trial_command(record_path: PathLike, parent_pid: int, settings_path: Optional[PathLike] = None,
+                  hparams: Optional[dict[str, Any]] = None, resume: Optional[str] = None,
+                  epochs: Optional[int] = None) -> list[str]:
     """The argv that runs one trial: a new experiment from `settings_path` and `hparams`, or `resume`; trained to
     `epochs` in all (a scheduler's rung) instead of the settings' `nbEpoch` when given."""
     command = [sys.executable, "-m", "experiments_manager.sweeps.trial_process",
@@ -33,7 +44,7 @@ def trial_command(record_path, parent_pid, settings_path=None, hparams=None, res
     return command + ["--settings", str(settings_path), "--hparams-json", json.dumps(hparams)]
 
 
-def equivalent_train_command(settings_path, hparams):
+def equivalent_train_command(settings_path: PathLike, hparams: dict[str, Any]) -> list[str]:
     """The `experiments-manager train` line that reproduces a trial on its own (recorded in run.json)."""
     command = ["experiments-manager", "train", "-u", str(settings_path)]
     for name, value in hparams.items():
@@ -41,7 +52,7 @@ def equivalent_train_command(settings_path, hparams):
     return command
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments_manager.sweeps.trial_process",
                                      description="Runs one trial of a sweep (started by `experiments-manager sweep`).")
     parser.add_argument("--record", required=True, help="the trial's record in <sweep>/trials/")
@@ -65,7 +76,8 @@ def main(argv=None):
 
     sweep_root = record.path.parent.parent
 
-    def noted(experiment):  # `alongside` hook: called once the experiment folder exists
+    # `alongside` hook: called once the experiment folder exists
+    def noted(experiment: Experiment) -> ContextManager[None]:
         return _noted(record, experiment, sweep_root=sweep_root)
 
     try:
@@ -100,7 +112,7 @@ def main(argv=None):
     return outcome.exit_code
 
 
-def _reached(experiment_dir, epochs):
+def _reached(experiment_dir: str, epochs: Optional[int]) -> bool:
     """True when a scheduler's trial already trained its `epochs` (its process was stopped after its last
     checkpoint, before it recorded its end): its end is recorded now, nothing is trained again."""
     from experiments_manager.run.experiment import Experiment, running_command
@@ -117,14 +129,14 @@ def _reached(experiment_dir, epochs):
     return True
 
 
-def _noted(record, experiment, sweep_root):
+def _noted(record: TrialRecord, experiment: Experiment, sweep_root: Path) -> ContextManager[None]:
     """The sweep learns where the trial trains; the experiment, which sweep it belongs to."""
     record.update(experiment=str(experiment.root.resolve()))
     experiment.update_run_info(sweep=str(sweep_root.resolve()))
     return contextlib.nullcontext()
 
 
-def _stop_when_orphaned(parent_pid):
+def _stop_when_orphaned(parent_pid: int) -> None:
     """SIGTERM to this process once the parent is gone: training checkpoints and ends `interrupted`."""
     stop_when_orphaned(parent_pid, f"the sweep process {parent_pid} of this trial", ORPHAN_CHECK_SECS)
 

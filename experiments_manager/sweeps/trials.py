@@ -5,24 +5,29 @@ import importlib
 import logging
 import pickle
 from pathlib import Path
+from typing import Any, Optional
 
 from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING, Trials
 
 from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.sweeps import ALGORITHMS
-from experiments_manager.sweeps.journal import SCHEDULE_FIELDS, TrialEntry
+from experiments_manager.sweeps.journal import SCHEDULE_FIELDS, TrialEntry, TrialPair
 
 SEED_MODULUS = 2**31 - 1
 _HYPEROPT_CMD = ("domain_attachment", "FMinIter_Domain")
 _LOG = logging.getLogger(__name__)
+TrialDoc = dict[str, Any]  # one trial's document in hyperopt's Trials (tid, state, result, misc...)
 
 
 class FirstFreeTrialIds:
     """Trial ids that fill the gaps left by trials a stopped sweep lost (hyperopt counts from len(ids))."""
 
-    def new_trial_ids(self, n):
-        ids, candidate = [], 0
+    _ids: set[int]  # (hyperopt's Trials': the ids it handed out)
+
+    def new_trial_ids(self, n: int) -> list[int]:
+        ids: list[int] = []
+        candidate = 0
         while len(ids) < n:
             if candidate not in self._ids:
                 ids.append(candidate)
@@ -35,7 +40,7 @@ class SweepTrials(FirstFreeTrialIds, Trials):
     """The Trials of a sequential sweep."""
 
 
-def add_saved_trials(trials, saved_trials_file: Path | None, journal_folder: Path) -> int:
+def add_saved_trials(trials: Trials, saved_trials_file: Path | None, journal_folder: Path) -> int:
     """Copies the finished trials of a saved Trials pickle into `trials`; returns how many.
 
     A missing pickle adds none: the resumed sweep suggests the same points again
@@ -84,13 +89,13 @@ def check_saved_trials(saved_trials_file: Path, journal_folder: Path) -> bool:
     return True
 
 
-def _warn_damaged(saved_trials_file, error, journal_folder):
+def _warn_damaged(saved_trials_file: Path, error: BaseException, journal_folder: Path) -> None:
     reason = " ".join(f"{type(error).__name__}: {error}".split())[:120]
     _LOG.warning("%s: damaged, not a hyperopt Trials pickle (%s): rebuilt from the journal in %s "
                  "(finished trials are read back, not trained again)", saved_trials_file, reason, journal_folder)
 
 
-def _saved_finished_docs(data: bytes) -> list:
+def _saved_finished_docs(data: bytes) -> list[TrialDoc]:
     """The finished trials' docs of a pickled Trials; raises when `data` is not one."""
     saved = pickle.loads(data)
     if not isinstance(saved, Trials):
@@ -98,12 +103,12 @@ def _saved_finished_docs(data: bytes) -> list:
     return finished_docs(saved)
 
 
-def finished_docs(trials):
+def finished_docs(trials: Trials) -> list[TrialDoc]:
     """The trials that returned a result (ok or failed); running ones are not kept."""
     return [doc for doc in trials._dynamic_trials if doc["state"] == JOB_STATE_DONE]
 
 
-def save_trials(trials, path):
+def save_trials(trials: Trials, path: Path) -> None:
     """Pickles a plain hyperopt `Trials` of the finished trials, atomically: `pickle.load` gives it back."""
     plain = Trials()
     plain.insert_trial_docs(finished_docs(trials))
@@ -134,24 +139,24 @@ class SeededSuggestions:
     ```
     """
 
-    def __init__(self, name, seed, startup_trials=None):
+    def __init__(self, name: str, seed: int, startup_trials: Optional[int] = None) -> None:
         if name not in ALGORITHMS:
             raise UserInputError(f"--algo: expected one of {', '.join(ALGORITHMS)}, got {name!r}")
         self.name = name
         self.seed = seed
         self.startup_trials = startup_trials
 
-    def __call__(self, new_ids, domain, trials, seed):
+    def __call__(self, new_ids: list[int], domain: Any, trials: Trials, seed: int) -> list[TrialDoc]:
         suggest = importlib.import_module(f"hyperopt.{self.name}").suggest
         if self.name == "tpe" and self.startup_trials is not None:
             suggest = functools.partial(suggest, n_startup_jobs=self.startup_trials)
-        docs = []
+        docs: list[TrialDoc] = []
         for tid in new_ids:
             docs += suggest([tid], domain, trials, (self.seed * 1_000_003 + tid) % SEED_MODULUS)
         return docs
 
 
-def hyperopt_trials(pairs: list, with_running: bool) -> Trials:
+def hyperopt_trials(pairs: list[TrialPair], with_running: bool) -> Trials:
     """A hyperopt `Trials` of the journal's numbered trials: the done ones with their results, and (with
     `with_running`) the others as running docs without a loss."""
     trials = Trials()
@@ -170,7 +175,7 @@ def hyperopt_trials(pairs: list, with_running: bool) -> Trials:
     return trials
 
 
-def result_of(entry: TrialEntry) -> dict:
+def result_of(entry: TrialEntry) -> dict[str, Any]:
     """hyperopt's result dict of a done trial (what the objective of a sequential sweep returned)."""
     ok = entry.status in ("finished", "paused") and entry.loss is not None
     result = {"status": "ok" if ok else "fail", "trial_status": entry.status, "hparams": entry.hparams,

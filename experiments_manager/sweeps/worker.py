@@ -17,9 +17,10 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from experiments_manager.run.experiment import RUN_FILE_NAME, now
+from experiments_manager.run.experiment import RUN_FILE_NAME
+from experiments_manager.run.names import now
 from experiments_manager.sweeps.objective import run_trial
 from experiments_manager.sweeps.progress import ProgressUpdates, SweepProgress
 from experiments_manager.sweeps.results import summary_lines, trial_line
@@ -29,6 +30,12 @@ from experiments_manager.utils.environment_failures import stop_on_environment_f
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
 from experiments_manager.utils.lease import LeaseLost, lease_timeout
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
+
+if TYPE_CHECKING:
+    import subprocess
+    from types import FrameType
+
+    from experiments_manager.sweeps.results import Row
 
 _LOG = logging.getLogger(__name__)
 WATCH_POLL_SECONDS = 5.0  # how often a worker with nothing else to do asks again while claims elsewhere look stale
@@ -52,8 +59,8 @@ class SweepWorkers:
     ```
     """
 
-    def __init__(self, store: SweepStore, settings_path: str, working_dir: str, fixed_hparams: dict,
-                 working_folder: str, workers: int = 1):
+    def __init__(self, store: SweepStore, settings_path: str, working_dir: str, fixed_hparams: dict[str, Any],
+                 working_folder: str, workers: int = 1) -> None:
         self.store = store
         self.settings_path = settings_path
         self.working_dir = working_dir
@@ -62,7 +69,7 @@ class SweepWorkers:
         self.workers = workers
         self.stop_signum: Optional[int] = None
         self._stopping = threading.Event()
-        self._processes: dict = {}  # worker index -> its running trial process
+        self._processes: dict[Optional[int], subprocess.Popen[bytes]] = {}  # worker index -> its running trial process
         self._printing = threading.Lock()
         self._failure: Optional[BaseException] = None
         self._trained = 0
@@ -181,12 +188,12 @@ class SweepWorkers:
                     advance=0 if step.entry.promotions else 1)  # (a promoted trial counted at its first rung)
         return True
 
-    def _started(self, index: Optional[int], process) -> None:
+    def _started(self, index: Optional[int], process: subprocess.Popen[bytes]) -> None:
         self._processes[index] = process
         if self.stop_signum is not None:  # the stop came while it started: it stops at once too
             _signal_group(process.pid, self.stop_signum)
 
-    def _stop(self, signum, frame, quiet: bool = False) -> None:
+    def _stop(self, signum: int, frame: Optional[FrameType], quiet: bool = False) -> None:
         if self.stop_signum is not None and signum == signal.SIGINT and not quiet:
             raise KeyboardInterrupt
         self.stop_signum = self.stop_signum or signum
@@ -197,7 +204,7 @@ class SweepWorkers:
         for process in list(self._processes.values()):
             _signal_group(process.pid, signum)
 
-    def _print(self, line: str, best: Optional[dict] = None, advance: int = 0) -> None:
+    def _print(self, line: str, best: Optional[Row] = None, advance: int = 0) -> None:
         if self._bar is None:
             raise RuntimeError("SweepWorker._print: called before run() opened the progress bar")
         with self._printing:

@@ -5,7 +5,20 @@ TensorBoard, training_curves.png, exports on improvement, run.json), is also wha
 after each round: one list, so a round and an epoch are recorded alike.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, cast
+
+if TYPE_CHECKING:
+    from experiments_manager.callbacks.best_value import BestValue
+    from experiments_manager.callbacks.training_checkpoint import TrainingCheckpoint
+    from experiments_manager.export.exporter import Exporter
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.settings.loader import Settings
+    from experiments_manager.training.ema import WeightAverages
+    from experiments_manager.training.inputs import InputObject
+    from experiments_manager.training.session_options import SessionOptions
 
 _LOG = logging.getLogger(__name__)
 
@@ -34,7 +47,8 @@ class RunRecords:
     ```
     """
 
-    def __init__(self, experiment, settings, best, exporter=None, monitors=(), restored=None):
+    def __init__(self, experiment: Experiment, settings: Settings, best: BestValue, exporter: Optional[Exporter] = None,
+                 monitors: Iterable[Any] = (), restored: Optional[dict[str, Any]] = None) -> None:
         from experiments_manager import callbacks as ours
 
         self.experiment = experiment
@@ -43,17 +57,17 @@ class RunRecords:
         self.every_epoch = not settings.export.only_on_improvement
         self.history = ours.HistoryCSV(experiment.history_csv)
         self.fence = ours.WriterFence(experiment.check_writer)
-        self.head = [ours.monitor_mode_resolver(best, experiment, settings, list(monitors)),
+        self.head: list[Any] = [ours.monitor_mode_resolver(best, experiment, settings, list(monitors)),
                      self.history,
                      ours.TrackBestValue(best, settings.path.name),
                      *tensorboard_reports(experiment, settings, best, restored)]
         self.curves = next(callback for callback in self.head if isinstance(callback, ours.TrainingCurves))
 
-    def tail(self, checkpoint=None):
+    def tail(self, checkpoint: Optional[TrainingCheckpoint] = None) -> list[Any]:
         """Export on improvement (with an exporter), the checkpoint (if any), run.json."""
         from experiments_manager import callbacks as ours
 
-        exports = [] if self.exporter is None else [
+        exports: list[Any] = [] if self.exporter is None else [
             ours.ExportOnImprovement(self.exporter, self.best, every_epoch=self.every_epoch)]
         return exports + ([] if checkpoint is None else [checkpoint]) + [
             ours.RunInfoUpdater(self.experiment, self.best, self.exporter)]
@@ -80,8 +94,10 @@ class CallbackPlan:
         initial_epoch: epochs done before this run started (from the checkpoint).
     """
 
-    def __init__(self, experiment, settings, model, inputs, restored, averages, reduce_lr_on_plateau, options,
-                 stop_agreement=None, seed=None):
+    def __init__(self, experiment: Experiment, settings: Settings, model: Any, inputs: InputObject,
+                 restored: Optional[dict[str, Any]], averages: Optional[WeightAverages], reduce_lr_on_plateau: bool,
+                 options: SessionOptions, stop_agreement: Optional[Callable[[list[int]], Sequence[int]]] = None,
+                 seed: Optional[int] = None) -> None:
         import keras
 
         from experiments_manager import callbacks as ours
@@ -97,10 +113,10 @@ class CallbackPlan:
                                                           verbose=1)
         self.stop_on_signal = ours.StopOnSignal(agree=stop_agreement)
         self.exporter = Exporter(experiment, settings, model, in_background=True) if options.export else None
-        stateful = {"best": self.best, "early_stopping": self.early_stopping}
+        stateful: dict[str, Any] = {"best": self.best, "early_stopping": self.early_stopping}
         if self.exporter is not None:
             stateful["exports"] = self.exporter
-        plateau = []
+        plateau: list[Any] = []
         if reduce_lr_on_plateau:  # a schedule owns the learning rate otherwise
             plateau = [ours.ResumableReduceLROnPlateau(
                 monitor=monitor, mode=self.best.mode, factor=0.5, patience=max(1, patience // 2), min_lr=1e-7,
@@ -127,7 +143,7 @@ class CallbackPlan:
         self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir,
                                                                check_writer=experiment.check_writer),
                                                   {**stateful, **inputs.stateful}, inputs.after_checkpoint)
-        deterministic = [ours.DeterministicEpochs(seed)] if settings.runtime.deterministic else []
+        deterministic = [ours.DeterministicEpochs(cast(int, seed))] if settings.runtime.deterministic else []
         self.callbacks = (
             [records.fence]  # first: a run that lost its lease stops before any callback writes
             + deterministic  # every other callback's epoch starts from the (seed, epoch) random state
@@ -143,7 +159,7 @@ class CallbackPlan:
             + [ours.ProjectorLogger(str(experiment.logs_dir / "validation"), val_data)]
         )
 
-    def close(self, ending=None):
+    def close(self, ending: Optional[BaseException] = None) -> None:
         """Waits for the version being written, if any, and lists the versions in run.json (an export's failure
         is logged: the run already ended otherwise); draws the epochs training_curves.png lacks (when `fit`
         raised, Keras skipped `on_train_end`).
@@ -159,12 +175,13 @@ class CallbackPlan:
         finally:
             self.curves.finish(ending)
 
-    def epochs_completed(self):
+    def epochs_completed(self) -> int:
         """Epochs fully done so far (the epoch in progress is redone on resume)."""
         return self.checkpoint.epochs_completed if self.checkpoint.epochs_completed is not None else self.initial_epoch
 
 
-def tensorboard_reports(experiment, settings, best, restored=None):
+def tensorboard_reports(experiment: Experiment, settings: Settings, best: BestValue,
+                        restored: Optional[dict[str, Any]] = None) -> list[Any]:
     """The callbacks showing a run (or a federation's rounds) in TensorBoard and training_curves.png.
 
     Placed after `HistoryCSV` and `TrackBestValue`: they read the epoch's logs
@@ -190,7 +207,8 @@ def tensorboard_reports(experiment, settings, best, restored=None):
                                write_session_start=not restored)]
 
 
-def _averaging(settings, inputs, averages, options):
+def _averaging(settings: Settings, inputs: InputObject, averages: Optional[WeightAverages],
+               options: SessionOptions) -> list[Any]:
     """Validation sees the EMA weights; the raw ones are validated beside them when asked for."""
     import keras
 
@@ -208,7 +226,7 @@ def _averaging(settings, inputs, averages, options):
     return averaging
 
 
-def _profiler(settings, experiment, steps_per_epoch):
+def _profiler(settings: Settings, experiment: Experiment, steps_per_epoch: int) -> list[Any]:
     """A few mid-epoch steps profiled, when the settings ask for it."""
     from experiments_manager.callbacks import StepProfiler
 
@@ -218,10 +236,11 @@ def _profiler(settings, experiment, steps_per_epoch):
     return [StepProfiler(experiment.logs_dir, start, start + 3)]
 
 
-def _user_callbacks(settings, model, train_data, val_data, experiment):
+def _user_callbacks(settings: Settings, model: Any, train_data: Any, val_data: Any,
+                    experiment: Experiment) -> list[Any]:
     import keras
 
-    found = []
+    found: list[Any] = []
     if settings.training.addon_callbacks is not None:
         added = settings.training.addon_callbacks(model, train_data, val_data)
         found = list(added.values()) if isinstance(added, dict) else list(added or [])
@@ -230,9 +249,9 @@ def _user_callbacks(settings, model, train_data, val_data, experiment):
 
         writer = tf.summary.create_file_writer(str(experiment.logs_dir / "custom"))
 
-        def log_custom(epoch, logs):
+        def log_custom(epoch: int, logs: Optional[dict[str, Any]]) -> None:
             with writer.as_default():
-                settings.monitoring.custom_tensorboard_logs(model, epoch, logs)
+                cast(Callable[..., Any], settings.monitoring.custom_tensorboard_logs)(model, epoch, logs)  # not None
 
         found.append(keras.callbacks.LambdaCallback(on_epoch_end=log_custom))
     return found

@@ -10,6 +10,8 @@ meaningless (`categorical_accuracy` on class ids: `metric_kinds.py`) is one of t
 a broken settings file leaves no `failed` experiment folder behind.
 """
 
+from __future__ import annotations
+
 import collections
 import contextlib
 import copy
@@ -18,9 +20,16 @@ import functools
 import itertools
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from experiments_manager.settings.monitor import raw_name
 from experiments_manager.utils.errors import UserInputError, frames_in
+
+if TYPE_CHECKING:
+    import traceback
+
+    from experiments_manager.settings.loader import Settings
+    from experiments_manager.training.fine_tuning import InitialWeights
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _BOLD = re.compile(r"\x1b\[1m(.+?)\x1b\[0m", re.S)
@@ -30,7 +39,7 @@ _PREAMBLES = ("Exception encountered when calling", "in user code:", 'File "')
 _FAILED = object()  # what `_called` returns when the call raised (None is a value a function may return)
 
 
-def dry_build(settings, initial_weights=None):
+def dry_build(settings: Settings, initial_weights: Optional[InitialWeights] = None) -> None:
     """Builds and checks what `settings` define; raises `UserInputError` with one line per problem.
 
     Runs after device selection and before any experiment folder exists. Skipped by multi-worker runs, whose
@@ -51,13 +60,13 @@ def dry_build(settings, initial_weights=None):
         _build_and_check(settings, initial_weights)
 
 
-def _build_and_check(settings, initial_weights=None):
+def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeights] = None) -> None:
     import keras
 
     from experiments_manager.export.served_module import served_module
     from experiments_manager.training.model import build_model, compiled_metrics
 
-    problems = []
+    problems: list[str] = []
     name = settings.path.name
     model = _called(problems, settings.model_file.name, "model", settings, build_model, settings)
     if model is _FAILED:
@@ -70,12 +79,13 @@ def _build_and_check(settings, initial_weights=None):
     if optimizer is not _FAILED and not isinstance(optimizer, keras.optimizers.Optimizer):
         problems.append(f"{name}: get_optimizer: expected a Keras optimizer (e.g. "
                         f"keras.optimizers.Adam(learning_rate)), got {_described(optimizer)}")
-    metrics = _FAILED
+    metrics: Any = _FAILED
     if loss is not _FAILED:
         metrics = _called(problems, name, "get_metrics", settings, compiled_metrics, settings, model, loss)
     if compiled and metrics is not _FAILED and metrics:  # as fit() will: the metrics are computed on each batch
         recompile = functools.partial(model.compile, optimizer=None, loss=loss, metrics=metrics)
         compiled = _called(problems, name, "get_metrics", settings, recompile) is not _FAILED and metrics
+    logged: set[str]
     batch, logged = None, set()
     if not settings.kafka.enabled:  # a Kafka run's data comes from its topics
         for training in (True, False):
@@ -92,7 +102,7 @@ def _build_and_check(settings, initial_weights=None):
 
 
 @contextlib.contextmanager
-def _keras_names_kept():
+def _keras_names_kept() -> Iterator[None]:
     """Keras numbers auto-named layers and inputs process-wide (`dense`, `dense_1`, ...); the dry build's model
     would shift the trained model's names, and with them the exported signature's input names and the
     history's per-output columns. Restores the numbering after the block."""
@@ -109,7 +119,8 @@ def _keras_names_kept():
                                           saved if saved is not None else collections.defaultdict(int))
 
 
-def _called(problems, file_name, function, settings, call, *arguments):
+def _called(problems: list[str], file_name: str, function: str, settings: Settings, call: Callable[..., Any],
+            *arguments: Any) -> Any:
     """`call(*arguments)`, or `_FAILED` with one line in `problems` saying what it raised (and where in the
     user's file)."""
     try:
@@ -126,7 +137,7 @@ def _called(problems, file_name, function, settings, call, *arguments):
     return _FAILED
 
 
-def _loss_known(problems, file_name, loss):
+def _loss_known(problems: list[str], file_name: str, loss: Any) -> bool:
     """False, with one line in `problems`, when `loss` is a name Keras does not know (with the closest one)."""
     import keras
 
@@ -143,7 +154,8 @@ def _loss_known(problems, file_name, loss):
         return False
 
 
-def _check_pipeline(problems, settings, model, compiled, training, logged):
+def _check_pipeline(problems: list[str], settings: Settings, model: Any, compiled: Any, training: bool,
+                    logged: set[str]) -> Any:
     """One batch of the pipeline through the model (and its compiled loss and metrics, when `compiled`: the
     metrics' list when the settings have some): its structure fits what the model expects. Returns the batch's
     inputs, or None when it could not be read or did not fit; adds the names the metrics log to `logged`."""
@@ -201,7 +213,7 @@ def _check_pipeline(problems, settings, model, compiled, training, logged):
     return x
 
 
-def _check_monitor(problems, settings, model, logged):
+def _check_monitor(problems: list[str], settings: Settings, model: Any, logged: set[str]) -> None:
     """`monitored_loss_name` is a value an epoch logs: the loss or a metric (what the dry batch computed), its
     `val_` and `val_..._raw` forms, or `learning_rate`; checked when nothing else may log values (no
     `addon_callbacks`, or none returned) and the model has one output."""
@@ -219,7 +231,7 @@ def _check_monitor(problems, settings, model, logged):
                         + (f" (did you mean {close[0]!r}?)" if close else ""))
 
 
-def _adds_callbacks(settings, model):
+def _adds_callbacks(settings: Settings, model: Any) -> bool:
     """True when the settings' `addon_callbacks` gives callbacks (which may log values of their own)."""
     if settings.training.addon_callbacks is None:
         return False
@@ -230,11 +242,11 @@ def _adds_callbacks(settings, model):
     return bool(callbacks)
 
 
-def _metric_name(metric):
+def _metric_name(metric: Any) -> Any:
     return metric if isinstance(metric, str) else getattr(metric, "name", None) or getattr(metric, "__name__", "?")
 
 
-def _check_served(problems, name, module, x):
+def _check_served(problems: list[str], name: str, module: Any, x: Any) -> None:
     """The served function traced with its input signature (what an export saves), and called on the validation
     batch `x` when that fits the signature: a signature that does not fit the model fails here, not at the first
     export."""
@@ -251,7 +263,7 @@ def _check_served(problems, name, module, x):
                         f"not fit the model: {type(error).__name__}: {_first_line(error)}")
 
 
-def _structure(value):
+def _structure(value: Any) -> str:
     """A short description of a (nested) batch: shapes and dtypes."""
     if isinstance(value, dict):
         return "{" + ", ".join(f"{key!r}: {_structure(item)}" for key, item in itertools.islice(value.items(), 4)) + "}"
@@ -263,12 +275,12 @@ def _structure(value):
     return type(value).__name__
 
 
-def _described(value):
+def _described(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else f"a {type(value).__name__}"
 
 
-def _first_line(error):
+def _first_line(error: BaseException) -> str:
     """The line of an error message that says what went wrong: Keras puts it after a preamble, in bold (inside a
     traced function's "in user code:" traceback too); TensorFlow's op errors wrap it in the op's node and name.
     Keras's advice on a function that cannot take a symbolic tensor is kept whole, on one line."""
@@ -281,7 +293,7 @@ def _first_line(error):
     return lines[0][:300] if lines else "(no message)"
 
 
-def _one_line(text):
+def _one_line(text: str) -> str:
     """A message with code blocks on one line: the prose joined by spaces, each block's lines by '; ' in backticks."""
     parts = []
     for index, part in enumerate(text.split("```")):
@@ -290,11 +302,11 @@ def _one_line(text):
     return " ".join(part for part in parts if part)
 
 
-def _user_frames(error, settings):
+def _user_frames(error: BaseException, settings: Settings) -> list[traceback.FrameSummary]:
     return frames_in(error, settings.path, settings.model_file)
 
 
-def _user_line(error, settings):
+def _user_line(error: BaseException, settings: Settings) -> str:
     """' (line N)' of the settings or model file where the error was raised, if it was."""
     frames = _user_frames(error, settings)
     return f" (line {frames[-1].lineno})" if frames else ""
@@ -305,7 +317,7 @@ _CODE_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, Nam
                 ZeroDivisionError, NotImplementedError)
 
 
-def user_code_error(error, settings):
+def user_code_error(error: BaseException, settings: Settings) -> Optional[str]:
     """One line for a bug in the settings' or the model file's code showing while training (epoch 3, say), naming
     the file, the function and the line; None when the error is not such a bug raised there."""
     frames = _user_frames(error, settings) if isinstance(error, _CODE_ERRORS) else []

@@ -23,10 +23,12 @@ checkpoint and continues the same schedule; a federated client restarts the
 averages from the global weights at every round (`restart`).
 """
 
+from typing import Any, Optional
+
 WARMUP_OFFSET = 40.0  # the 40 in (1 + n) / (40 + n)
 
 
-def warmed_up_decay(updates, ceiling):
+def warmed_up_decay(updates: float, ceiling: float) -> float:
     """The decay used at an update, `updates` updates after the averages (re)started.
 
     Args:
@@ -74,13 +76,13 @@ class WeightAverages:
     ```
     """
 
-    def __init__(self, ceiling=0.99, warmup=True):
+    def __init__(self, ceiling: float = 0.99, warmup: bool = True) -> None:
         self.ceiling = float(ceiling)
         self.warmup = warmup
-        self.optimizer = None
-        self._start = None
+        self.optimizer: Any = None  # the Keras optimizer `attach` rebuilt (None before)
+        self._start: Any = None  # the tf.Variable of the step the averages (re)started at (None without warmup)
 
-    def attach(self, optimizer):
+    def attach(self, optimizer: Any) -> Any:
         """The same optimizer rebuilt with EMA on; create it under the run's strategy scope.
 
         A `LossScaleOptimizer` the settings return (mixed precision) keeps its
@@ -100,7 +102,7 @@ class WeightAverages:
             self.optimizer._update_model_variables_moving_average = self._update_averages
         return self.optimizer
 
-    def _update_averages(self, trainable_variables):
+    def _update_averages(self, trainable_variables: list[Any]) -> None:
         """Replaces `BaseOptimizer._update_model_variables_moving_average` (called in `apply`, before
         the iteration counter is incremented)."""
         from keras import ops
@@ -113,7 +115,7 @@ class WeightAverages:
                 rate = ops.cast(decay, variable.dtype)
                 average.assign(ops.add(ops.multiply(rate, average), ops.multiply(ops.subtract(1, rate), variable)))
 
-    def decay_now(self):
+    def decay_now(self) -> Optional[float]:
         """The decay the next update will use (for logs and tests)."""
         if self.optimizer is None:
             return None
@@ -122,7 +124,7 @@ class WeightAverages:
             return 0.0 if iterations == 0 else self.ceiling
         return warmed_up_decay(iterations - int(self._start.numpy()), self.ceiling)
 
-    def restart(self, model):
+    def restart(self, model: Any) -> None:
         """Sets the averages to the model's current weights; the warm-up starts again from here."""
         averages = getattr(self.optimizer, "_model_variables_moving_average", None) or []
         for average, variable in zip(averages, model.trainable_variables):

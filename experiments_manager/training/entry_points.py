@@ -10,8 +10,11 @@ em.resume(outcome.experiment.root)
 ```
 """
 
+from __future__ import annotations
+
 import contextlib
 import logging
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Optional, Sequence, cast
 
 from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG, epochs_asked
 from experiments_manager.distribute.cluster import WorkerCluster
@@ -25,11 +28,23 @@ from experiments_manager.training.fine_tuning import RUN_INFO_KEY, InitialWeight
 from experiments_manager.training.outcome import TrainingOutcome
 from experiments_manager.training.trainer import Trainer
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from experiments_manager.run.record import RunRecord
+    from experiments_manager.run.reservation import FolderReservation
+    from experiments_manager.settings.loader import Settings
+    from experiments_manager.utils.atomic import PathLike
+
+    Alongside = Callable[[Experiment], ContextManager[object]]  # `train --serve`'s model server, say
+
 _LOG = logging.getLogger(__name__)
 
 
-def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_bootstrap_servers=None,
-          working_folder=None, reservation=None, init_from=None):
+def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None,
+          command: Optional[Sequence[str]] = None, alongside: Optional[Alongside] = None,
+          kafka_bootstrap_servers: Optional[str] = None, working_folder: Optional[PathLike] = None,
+          reservation: Optional[FolderReservation] = None, init_from: Optional[PathLike] = None) -> TrainingOutcome:
     """Trains a new experiment from a settings file.
 
     Args:
@@ -84,7 +99,7 @@ def train(settings, hparam_overrides=None, command=None, alongside=None, kafka_b
             return Trainer(experiment, settings, cluster=cluster, init_from=initial).run()
 
 
-def _dry_build(settings, initial_weights=None):
+def _dry_build(settings: Settings, initial_weights: Optional[InitialWeights] = None) -> None:
     """Devices first (TensorFlow fixes them at its first op), then everything the settings define, built once."""
     from experiments_manager.distribute.devices import select_devices
     from experiments_manager.training.dry_build import dry_build
@@ -93,11 +108,11 @@ def _dry_build(settings, initial_weights=None):
     dry_build(settings, initial_weights)
 
 
-def _alongside(factory, experiment):
+def _alongside(factory: Optional[Alongside], experiment: Experiment) -> ContextManager[object]:
     return factory(experiment) if factory is not None else contextlib.nullcontext()
 
 
-def check_cluster(cluster, settings):
+def check_cluster(cluster: Optional[WorkerCluster], settings: Settings) -> None:
     """Multi-worker training covers the plain input pipeline only (no Kafka input, no federated learning): one
     line naming the setting, before anything is written. `cluster`: `WorkerCluster.from_environment()`."""
     if cluster is None:
@@ -110,7 +125,9 @@ def check_cluster(cluster, settings):
                                  f"({cluster.source} names {cluster.num_workers} workers); set it to False")
 
 
-def _train_as_worker(cluster, settings, resuming, experiment_at, init_from=None):
+def _train_as_worker(cluster: WorkerCluster, settings: Settings, resuming: bool,
+                     experiment_at: Callable[[Path], Experiment],
+                     init_from: Optional[InitialWeights] = None) -> TrainingOutcome:
     """A non-chief worker trains in step with the chief, in an experiment inside its scratch folder.
 
     Args:
@@ -127,7 +144,7 @@ def _train_as_worker(cluster, settings, resuming, experiment_at, init_from=None)
     return TrainingOutcome(None, outcome.status, outcome.exit_code, reason=outcome.reason)
 
 
-def _check_inputs(settings, kafka_bootstrap_servers):
+def _check_inputs(settings: Settings, kafka_bootstrap_servers: Optional[str]) -> Optional[str]:
     """Checks a Kafka input is reachable before anything is written; returns the servers it uses."""
     if not settings.kafka.enabled:
         if kafka_bootstrap_servers:
@@ -139,8 +156,10 @@ def _check_inputs(settings, kafka_bootstrap_servers):
     return check_kafka_input(settings, kafka_bootstrap_servers)
 
 
-def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers=None, settings=None,
-           accept_code_change=False, settings_source="copy", epochs=None, more_epochs=None):
+def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, alongside: Optional[Alongside] = None,
+           kafka_bootstrap_servers: Optional[str] = None, settings: object = None, accept_code_change: bool = False,
+           settings_source: str = "copy", epochs: Optional[int] = None,
+           more_epochs: Optional[int] = None) -> TrainingOutcome:
     """Continues an experiment from its last checkpoint (or from scratch if it has none); extends it with `epochs`.
 
     Uses the experiment's own copy of the settings and of the model file, and
@@ -214,7 +233,8 @@ def resume(experiment_dir, command=None, alongside=None, kafka_bootstrap_servers
                            init_from=InitialWeights.recorded(info)).run()
 
 
-def _epochs_total(experiment, info, epochs, more_epochs):
+def _epochs_total(experiment: Experiment, info: RunRecord, epochs: Optional[int],
+                  more_epochs: Optional[int]) -> tuple[Optional[int], Optional[int]]:
     """(the epochs in all this attempt trains to, or None for the settings' `nbEpoch`; the epochs the run had when
     this attempt extends it, or None when it does not). One line when the extension asks for no more epochs than
     the run has, or the run has no checkpoint to go on from."""
@@ -233,14 +253,14 @@ def _epochs_total(experiment, info, epochs, more_epochs):
     pending = _unfinished_extension(info)
     if more_epochs is not None and pending is not None:  # a requeued `--more-epochs K` job: K from where it began
         base = pending
-    total = epochs if epochs is not None else base + more_epochs
+    total = epochs if epochs is not None else base + cast(int, more_epochs)  # not both None: returned above
     if total <= done:
         raise UserInputError(f"{experiment.root}: --epochs: expected more than the {done} epochs the run has trained, "
                              f"got {total}")
     return total, base
 
 
-def _unfinished_extension(info):
+def _unfinished_extension(info: RunRecord) -> Optional[int]:
     """The epochs a run had when its latest extension began, while that extension has not finished (a preempted
     `train --resume RUN --more-epochs K` job requeued with the same command); else None."""
     if info.get("status") == "finished":

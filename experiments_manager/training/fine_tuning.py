@@ -25,11 +25,17 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from experiments_manager.run.experiment import Experiment
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.version_records import chosen_version
+
+if TYPE_CHECKING:
+    from experiments_manager.run.record import RunRecord
+    from experiments_manager.settings.loader import Settings
+    from experiments_manager.training.ema import WeightAverages
+    from experiments_manager.utils.atomic import PathLike
 
 OPTION = "--init-from"
 RUN_INFO_KEY = "fine_tuned_from"
@@ -57,12 +63,12 @@ class InitialWeights:
         """'<run> version N', for log lines and messages."""
         return f"{self.run} version {self.version}"
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         """run.json's `fine_tuned_from`."""
         return {"run": str(self.run), "version": self.version}
 
     @classmethod
-    def parse(cls, spec) -> "InitialWeights":
+    def parse(cls, spec: PathLike) -> "InitialWeights":
         """The version `RUN` (its best) or `RUN:VERSION` names, checked: one line when RUN is no run, has no
         version yet, or not that one.
 
@@ -83,7 +89,7 @@ class InitialWeights:
         return cls(experiment.root.resolve(), version)
 
     @classmethod
-    def recorded(cls, info: dict) -> Optional["InitialWeights"]:
+    def recorded(cls, info: RunRecord) -> Optional["InitialWeights"]:
         """The version run.json's `fine_tuned_from` names, or None (not a fine-tuned run, or a damaged key)."""
         link = info.get(RUN_INFO_KEY)
         if not isinstance(link, dict) or not isinstance(link.get("run"), str) or not isinstance(link.get("version"),
@@ -91,7 +97,8 @@ class InitialWeights:
             return None
         return cls(Path(link["run"]), link["version"])
 
-    def load_into(self, model, settings, averages=None, option: str = OPTION) -> None:
+    def load_into(self, model: Any, settings: Settings, averages: Optional[WeightAverages] = None,
+                  option: str = OPTION) -> None:
         """Reads the version into `model`: its weights, its checkpointed lookup tables and its lookup layers'
         vocabularies; one line naming the first that does not fit. What `em.load` reads a version with too.
 

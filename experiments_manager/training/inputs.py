@@ -105,7 +105,8 @@ class SettingsInput:
         pass
 
 
-def steps_per_epoch(dataset, settings, training, implied=None, reader="training"):
+def steps_per_epoch(dataset: Any, settings: Settings, training: bool, implied: Optional[int] = None,
+                    reader: str = "training") -> Optional[int]:
     """None for finite datasets (Keras iterates them whole), else nb_*_samples // batch_size.
 
     Args:

@@ -42,7 +42,7 @@ BINARY_CLASSES = frozenset({"AUC", "Precision", "Recall", "TruePositives", "True
 _SOFTMAX_TOLERANCE = 1e-3  # how far from 1 a sample's scores may sum and still be a softmax
 
 
-def wrong_kinds(model: Any, y: Any, predicted: Any) -> list:
+def wrong_kinds(model: Any, y: Any, predicted: Any) -> list[str]:
     """One line per compiled metric of `model` whose kind does not fit the labels `y` and the outputs `predicted` of
     one batch (after `model.compute_metrics` built them); [] when all fit or the structure is not one Keras shows.
 

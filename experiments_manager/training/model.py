@@ -1,9 +1,12 @@
 """The model of a run: built from the settings' model file, compiled with the settings' loss and metrics."""
 
+from __future__ import annotations
+
 import contextlib
 import importlib.util
 import sys
 import uuid
+from typing import TYPE_CHECKING, Any, Iterator, Optional, cast
 
 from experiments_manager.utils.optimizers import inner_optimizer
 from experiments_manager.settings.loader import MODEL_MODULE_PREFIX
@@ -11,8 +14,14 @@ from experiments_manager.settings.script import make_importable
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.keras2.metrics import keras2_metrics
 
+if TYPE_CHECKING:
+    from importlib.abc import Loader
+    from importlib.machinery import ModuleSpec
 
-def build_model(settings):
+    from experiments_manager.settings.loader import Settings
+
+
+def build_model(settings: Settings) -> Any:
     """Imports the model file under a unique name and calls `model(usersettings)`, TensorFlow ops on the model's
     symbolic tensors made layers as Keras 2 made them (`keras2/tf_ops.py`).
 
@@ -24,7 +33,8 @@ def build_model(settings):
     """
     import keras
 
-    spec = importlib.util.spec_from_file_location(f"{MODEL_MODULE_PREFIX}{uuid.uuid4().hex}", settings.model_file)
+    spec = cast("ModuleSpec", importlib.util.spec_from_file_location(f"{MODEL_MODULE_PREFIX}{uuid.uuid4().hex}",
+                                                                     settings.model_file))
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     settings.model_modules.append(spec.name)  # removed by `settings.release()`
@@ -33,19 +43,19 @@ def build_model(settings):
     from experiments_manager.keras2.tf_ops import tf_ops_as_layers
 
     with tf_ops_as_layers():  # `tf.concat(...)` on the model's tensors: a layer, as Keras 2 made it
-        spec.loader.exec_module(module)
+        cast("Loader", spec.loader).exec_module(module)
         model = module.model(settings.module)
     if not isinstance(model, keras.Model):
         raise UserInputError(f"{settings.model_file.name}: model: expected a keras.Model, got {type(model).__name__}")
     return model
 
 
-def compiled_metrics(settings, model, loss):
+def compiled_metrics(settings: Settings, model: Any, loss: Any) -> Any:
     """The settings' metrics for `loss`, with Keras 2's metric semantics (see `keras2/metrics.py`)."""
     return keras2_metrics(settings.training.get_metrics(model, loss), model, settings.path.name)
 
 
-def compile_for_evaluation(settings, model=None):
+def compile_for_evaluation(settings: Settings, model: Any = None) -> Any:
     """The settings' model compiled with its loss and metrics only: what a federation's server evaluates, and
     `evaluate` (a loaded version's model, given as `model`; default None: a new one built)."""
     model = build_model(settings) if model is None else model
@@ -54,20 +64,20 @@ def compile_for_evaluation(settings, model=None):
     return model
 
 
-def plateau_can_set(optimizer, learning_rate):
+def plateau_can_set(optimizer: Any, learning_rate: Any) -> bool:
     """LR-on-plateau only for a plain learning rate: a schedule owns it otherwise (the settings' own, or
     a Keras 2 legacy optimizer's `decay`), and Keras refuses to set it."""
     return isinstance(learning_rate, (int, float)) and fixed_learning_rate(optimizer) is not None
 
 
-def fixed_learning_rate(optimizer):
+def fixed_learning_rate(optimizer: Any) -> Optional[float]:
     """The optimizer's learning rate as a float, or None when a schedule gives it."""
     rate = inner_optimizer(optimizer).get_config().get("learning_rate")
     return float(rate) if isinstance(rate, (int, float)) else None
 
 
 @contextlib.contextmanager
-def precision_policy(mixed):
+def precision_policy(mixed: bool) -> Iterator[None]:
     """Sets Keras' global dtype policy to mixed_float16 for the block, then restores it."""
     import keras
 

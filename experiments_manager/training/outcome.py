@@ -1,8 +1,15 @@
 """What a training run ended with, and the exit codes that say it."""
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
+
+if TYPE_CHECKING:
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.settings.loader import Settings
 
 SIGNAL_EXIT_BASE = 128
 STALLED_EXIT_CODE = EXIT_TEMPFAIL  # the data stopped arriving; resume later
@@ -32,7 +39,8 @@ class TrainingOutcome:
     ```
     """
 
-    def __init__(self, experiment, status, exit_code, trained_model=None, reason=None, settings=None, trained=True):
+    def __init__(self, experiment: Optional[Experiment], status: str, exit_code: int, trained_model: Any = None,
+                 reason: Optional[str] = None, settings: Optional[Settings] = None, trained: bool = True) -> None:
         self.experiment = experiment
         self.trained = trained
         self.status = status
@@ -41,10 +49,10 @@ class TrainingOutcome:
         self.reason = reason
         self._settings = settings  # the run's settings as loaded in this process (None: its own copies)
         self._root = Path(experiment.root).resolve() if experiment is not None else None  # whatever the cwd later
-        self._model = None
+        self._model: Any = None
 
     @property
-    def model(self):
+    def model(self) -> Any:
         """The run's best exported version as a Keras model (loaded once), or None when it exported none."""
         if self._model is None and self._root is not None:
             from experiments_manager.run.experiment import Experiment
@@ -56,7 +64,7 @@ class TrainingOutcome:
                 self._model = load_version(experiment, settings=self._settings_of(experiment))
         return self._model
 
-    def _settings_of(self, experiment):
+    def _settings_of(self, experiment: Experiment) -> Optional[Settings]:
         """The in-process settings with the run's own copy of the model file (an absolute path: the current
         directory may have changed since), or None."""
         from experiments_manager.settings import Settings
@@ -68,14 +76,14 @@ class TrainingOutcome:
                         from_file=settings.from_file, script=settings.script.absolute(),
                         model_script=settings.model_script.absolute())  # the model file's `__file__` as in training
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         from experiments_manager.run.experiment import Experiment
         from experiments_manager.run.version_records import reported_version
 
         where = self.experiment.root if self.experiment is not None else "(a worker: the chief keeps the experiment)"
         text = f"<TrainingOutcome {self.status}: {where}"
         if self.experiment is not None:
-            experiment = Experiment(self._root)
+            experiment = Experiment(cast(Path, self._root))  # set with the experiment
             info = experiment.run_info() if experiment.run_file.is_file() else {}
             if isinstance(info.get("best_value"), (int, float)):
                 text += (f" (best {info.get('monitored_loss_name')} {info['best_value']:.4g} at epoch "

@@ -4,6 +4,8 @@ One `Trainer` runs one experiment. Drivers (sweeps, federated clients, Kafka inp
 rather than re-implementing training, passing data (a partition, a cluster) and `SessionOptions`.
 """
 
+from __future__ import annotations
+
 import logging
 import math
 import random
@@ -11,7 +13,7 @@ import signal
 import sys
 import traceback
 import warnings
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from experiments_manager.training.ema import WeightAverages
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
@@ -24,6 +26,15 @@ from experiments_manager.training.model import (build_model, compiled_metrics, f
                                                  precision_policy)
 from experiments_manager.training.outcome import SIGNAL_EXIT_BASE, STALLED_EXIT_CODE, TrainingOutcome
 from experiments_manager.training.session_options import SessionOptions
+
+if TYPE_CHECKING:
+    from experiments_manager.distribute.cluster import WorkerCluster
+    from experiments_manager.run.checkpointing import Checkpointer
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.settings.loader import Settings
+    from experiments_manager.settings.pipeline import DataPartition
+    from experiments_manager.training.fine_tuning import InitialWeights
+    from experiments_manager.training.inputs import InputObject
 
 _LOG = logging.getLogger(__name__)
 
@@ -40,16 +51,18 @@ class Trainer:
         init_from: a fine-tuned run's `InitialWeights`, loaded when no checkpoint is restored (default None).
     """
 
-    def __init__(self, experiment, settings, resuming=False, partition=None, cluster=None, init_from=None):
+    def __init__(self, experiment: Experiment, settings: Settings, resuming: bool = False,
+                 partition: Optional[DataPartition] = None, cluster: Optional[WorkerCluster] = None,
+                 init_from: Optional[InitialWeights] = None) -> None:
         self.experiment = experiment
         self.settings = settings
         self.resuming = resuming
         self.partition = partition
         self.cluster = cluster
         self.init_from = init_from
-        self._resumed_from = None  # the Checkpointer a resume reads its state and then its weights with
+        self._resumed_from: Optional[Checkpointer] = None  # a resume reads its state, then its weights, with it
 
-    def run(self):
+    def run(self) -> TrainingOutcome:
         """Trains; returns a `TrainingOutcome`. Marks run.json failed on any error.
 
         A KeyboardInterrupt (a second Ctrl-C, or one before training started, raised at once wherever
@@ -75,14 +88,14 @@ class Trainer:
                 raise UserInputError(line) from error
             raise
 
-    def _stop_on_environment_failure(self, error):
+    def _stop_on_environment_failure(self, error: BaseException) -> None:
         """A full disk, a quota, a read-only or failing file system: the run is interrupted (resumable once it is
         mended), said in one line (exit code 75); recorded in run.json if the disk still takes that."""
         stop_on_environment_failure(
             error, self.experiment.root, self.experiment.resume_hint(),
             lambda line: self.experiment.mark_ended("interrupted", reason=line, exit_code=EXIT_TEMPFAIL))
 
-    def _run(self):
+    def _run(self) -> TrainingOutcome:
         try:
             session = self.open_session()
         except InputStalled as stall:
@@ -93,7 +106,7 @@ class Trainer:
             return stopped
         return self._finished(session.model, history, session.plan)
 
-    def open_session(self, options=SessionOptions()):
+    def open_session(self, options: SessionOptions = SessionOptions()) -> TrainingSession:
         """Seeds, builds the inputs, the compiled model and its callbacks; restores the last checkpoint when resuming.
 
         Args:
@@ -143,7 +156,8 @@ class Trainer:
         plan.history.truncate(plan.initial_epoch)  # a resumed run redoes the epoch in progress
         return TrainingSession(model, inputs, plan, averages)
 
-    def fit(self, session, epochs, extra_callbacks=()):
+    def fit(self, session: TrainingSession, epochs: int,
+            extra_callbacks: Iterable[Any] = ()) -> tuple[Any, Optional[TrainingOutcome]]:
         """Runs `fit` up to epoch `epochs` (counted from the run's start).
 
         Args:
@@ -182,7 +196,7 @@ class Trainer:
                 return None, self._interrupted(plan, str(stall), STALLED_EXIT_CODE)
         return history, None
 
-    def _seed(self, strategy):
+    def _seed(self, strategy: Any) -> int:
         recorded = self.experiment.run_info().get("seed")
         seed = recorded if recorded is not None else self.settings.runtime.random_seed
         if seed is None:
@@ -194,7 +208,7 @@ class Trainer:
         )
         return seed
 
-    def _strategy(self):
+    def _strategy(self) -> Any:
         from experiments_manager.run.attempts import device_count
         from experiments_manager.distribute.devices import make_strategy, select_devices
 
@@ -209,7 +223,7 @@ class Trainer:
                                         distribution_strategy="MultiWorkerMirroredStrategy")
         return self.cluster.make_strategy()
 
-    def _compiled_model(self):
+    def _compiled_model(self) -> tuple[Any, Any, Optional[WeightAverages]]:
         settings = self.settings
         model = build_model(settings)
         loss = settings.training.get_total_loss(model)
@@ -225,7 +239,7 @@ class Trainer:
         model.optimizer.build(model.trainable_variables)
         return model, learning_rate, averages
 
-    def _record_code(self):
+    def _record_code(self) -> None:
         """This attempt's code identity in run.json: the experiment's copies of the settings and model files, and
         the user's own modules they imported (a resume compares them with the next attempt's)."""
         from experiments_manager.run.attempts import user_modules
@@ -234,7 +248,7 @@ class Trainer:
         copies = [self.experiment.settings_copy, self.experiment.model_file_copy()]
         self.experiment.record_code(copies + user_modules(skip_names=(SETTINGS_MODULE_PREFIX, MODEL_MODULE_PREFIX)))
 
-    def _record_learning_rate(self, optimizer, asked):
+    def _record_learning_rate(self, optimizer: Any, asked: Any) -> None:
         """Records the rate the optimizer trains at, and says so when it is not `get_learningRate()`'s
         (a Keras 2 `lr=` that Keras ignored, say): hparams and sweeps would record the other one."""
         rate = fixed_learning_rate(optimizer)
@@ -246,7 +260,7 @@ class Trainer:
                          "get_learningRate() (which hparams and sweeps record); pass it the learning_rate argument",
                          self.settings.path.name, rate, asked)
 
-    def _saved_state(self):
+    def _saved_state(self) -> Optional[dict[str, Any]]:
         """The last checkpoint's state (epochs, callbacks, Kafka position), read before the model exists."""
         from experiments_manager.run.checkpointing import Checkpointer
 
@@ -256,7 +270,7 @@ class Trainer:
         self._resumed_from = Checkpointer(self.experiment.checkpoints_dir)
         return self._resumed_from.resumable_state()
 
-    def _restore(self, model):
+    def _restore(self, model: Any) -> Optional[dict[str, Any]]:
         from experiments_manager.run.checkpointing import Checkpointer
 
         if not self.resuming:
@@ -269,7 +283,7 @@ class Trainer:
             _LOG.info("Resuming after epoch %d", state["epochs_completed"])
         return state
 
-    def _interrupted(self, plan, reason, code):
+    def _interrupted(self, plan: Optional[CallbackPlan], reason: str, code: int) -> TrainingOutcome:
         """Checkpoints what was trained (if a step boundary was reached) and marks the run interrupted; then
         waits for a version being written (a failure logged: the checkpoint asks a resume to export it again)."""
         if plan is not None:
@@ -287,7 +301,7 @@ class Trainer:
         _LOG.warning("%s: %s; resume with: %s", reason, done, self.experiment.resume_hint())
         return TrainingOutcome(self.experiment, "interrupted", code, reason=reason, settings=self.settings)
 
-    def _finished(self, model, history, plan):
+    def _finished(self, model: Any, history: Any, plan: CallbackPlan) -> TrainingOutcome:
         losses = history.history.get("loss", [])
         if any(not math.isfinite(value) for value in losses):
             reason = f"loss became NaN or infinite at epoch {len(losses) + plan.initial_epoch}"
@@ -308,16 +322,17 @@ class TrainingSession:
         averages: the `WeightAverages` (EMA) of the run, or None without EMA.
     """
 
-    def __init__(self, model, inputs, plan, averages=None):
+    def __init__(self, model: Any, inputs: InputObject, plan: CallbackPlan,
+                 averages: Optional[WeightAverages] = None) -> None:
         self.model = model
         self.inputs = inputs
         self.plan = plan
         self.averages = averages
 
-    def __enter__(self) -> "TrainingSession":
+    def __enter__(self) -> TrainingSession:
         return self
 
-    def __exit__(self, kind, error, trace) -> None:
+    def __exit__(self, kind: object, error: Optional[BaseException], trace: object) -> None:
         self.close(error)
 
     def close(self, ending: Optional[BaseException] = None) -> None:

@@ -18,15 +18,18 @@ model.version_info     # {'run': '...', 'version': 3, 'epoch': 2, 'monitor': 'va
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from experiments_manager.run.experiment import Experiment
 from experiments_manager.run.version_records import chosen_version, describe, read_record_file
 
+if TYPE_CHECKING:
+    from experiments_manager.settings.loader import Settings
+
 _LOG = logging.getLogger(__name__)
 
 
-def load_version(run, version: Optional[int] = None, settings=None):
+def load_version(run: Union[str, Path, Experiment], version: Optional[int] = None, settings: Any = None) -> Any:
     """Version `version` (None: the best) of the run `run` as a Keras model holding that version's weights.
 
     Args:
@@ -64,7 +67,7 @@ def load_version(run, version: Optional[int] = None, settings=None):
     return model
 
 
-def _model_with_weights_of(settings, experiment, number):
+def _model_with_weights_of(settings: "Settings", experiment: Experiment, number: int) -> Any:
     """The settings' model, built and traced as the exporter does, with version `number`'s values (read as a
     fine-tuned run reads them: `fine_tuning.InitialWeights.load_into`)."""
     from experiments_manager.export.served_module import served_module

@@ -18,9 +18,12 @@ import errno
 import logging
 import os
 import re
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
+
+if TYPE_CHECKING:
+    from experiments_manager.utils.atomic import PathLike
 
 ADVICE = {
     errno.ENOSPC: "free space on that file system (or move the working folder)",
@@ -93,7 +96,7 @@ def raise_environment_failure(error: BaseException, where: str) -> None:
         raise EnvironmentFailure(line) from None
 
 
-def stop_on_environment_failure(error: BaseException, where: Optional[str], resume_command: str,
+def stop_on_environment_failure(error: BaseException, where: Optional[PathLike], resume_command: str,
                                 record: Callable[[str], object]) -> None:
     """Raises `EnvironmentFailure` (one line, exit 75) when `error` is the machine's failure, after
     `record(line)` marks the run or sweep interrupted, if the disk still takes that write; returns otherwise.

@@ -161,3 +161,90 @@ def test_modules_are_short_or_say_why():
 
 def test_no_module_changes_the_working_directory():
     assert [name for name, path in MODULES.items() if "os.chdir(" in path.read_text()] == []
+
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+TOP_LEVEL_MODULES = {"__init__", "__main__", "cli"}
+
+
+def _package_of(name):
+    """`experiments_manager.run.record` -> `run`; a top-level module (`cli`) is its own name."""
+    return name.split(".")[1] if name.count(".") >= 1 else ""
+
+
+def _documented_layout():
+    """{package: its modules} from docs/architecture.md's layout block."""
+    text = ARCHITECTURE.read_text()
+    block = text[text.index("<!-- layout:"):]
+    block = block[block.index("```") + 3:]
+    block = block[:block.index("```")]
+    layout, current = {}, None
+    for line in block.splitlines()[2:]:  # after "experiments_manager/"
+        words = line.split()
+        if not words:
+            continue
+        if words[0].endswith("/"):
+            current = words[0].rstrip("/")
+            layout[current] = set(words[1:])
+        elif words[0].endswith(".py"):
+            current = None
+        elif current is not None:
+            layout[current] |= set(words)
+    return layout
+
+
+def _documented_contracts():
+    """[(package, {packages it may import})] from docs/architecture.md's contracts table, in its order."""
+    text = ARCHITECTURE.read_text()
+    rows = []
+    for line in text[text.index("<!-- contracts:"):].splitlines()[3:]:
+        if not line.startswith("| `"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        allowed = {word.strip() for word in cells[-1].split(",")} - {"(nothing)"}
+        rows.append((cells[0].strip("`"), allowed))
+    return rows
+
+
+@pytest.mark.claim('the map of the code is `docs/architecture.md` (its layout rules hold)')
+def test_the_top_of_the_package_holds_packages_and_the_entry_points_only():
+    loose = sorted(path.stem for path in PACKAGE.glob("*.py") if path.stem not in TOP_LEVEL_MODULES)
+    assert loose == [], f"modules at the top of experiments_manager/: {loose}; place each in the package it serves"
+
+
+@pytest.mark.claim('the map of the code is `docs/architecture.md` (its layout rules hold)')
+def test_the_documented_layout_is_the_tree():
+    documented = _documented_layout()
+    actual = {folder.name: {path.stem for path in folder.glob("*.py") if path.stem != "__init__"}
+              for folder in PACKAGE.iterdir() if (folder / "__init__.py").is_file()}
+    assert len(actual) >= 15 and set(documented) == set(actual)
+    differences = {package: {"not documented": sorted(actual[package] - documented[package]),
+                             "documented, not in the tree": sorted(documented[package] - actual[package])}
+                   for package in actual if actual[package] != documented[package]}
+    assert differences == {}
+
+
+@pytest.mark.claim('the map of the code is `docs/architecture.md` (its layout rules hold)')
+def test_each_package_imports_only_what_its_contract_lists():
+    contracts = _documented_contracts()
+    order = [package for package, _ in contracts]
+    packages = {name for name in map(_package_of, MODULES) if name and name not in TOP_LEVEL_MODULES}
+    assert set(order) == packages
+    for position, (package, allowed) in enumerate(contracts):  # the table runs from the ground up
+        assert allowed <= set(order[:position]), f"{package} may import a package listed below it: {allowed}"
+    allowed_of = dict(contracts)
+    offences = []
+    for name, imported in GRAPH.items():
+        package = _package_of(name)
+        if package not in allowed_of:
+            continue
+        for target in sorted(imported):
+            other = _package_of(target)
+            if other and other != package and other not in TOP_LEVEL_MODULES and other not in allowed_of[package]:
+                offences.append(f"{name} imports {target}: `{package}` may import {sorted(allowed_of[package])}")
+    assert offences == []
+
+
+def test_a_contract_breach_would_be_found():
+    assert _package_of("experiments_manager.run.record") == "run" and _package_of("experiments_manager") == ""
+    assert ("run", {"utils"}) in _documented_contracts()
