@@ -184,8 +184,14 @@ def _wait_for_clients(grid: "ResponsiveGrid", needed: int, timeout: float, serve
 
 
 def _errors_of(replies: Iterable[Message]) -> str:
-    errors = sorted({cast(str, reply.error.reason).strip().splitlines()[-1] for reply in replies if reply.has_error()})
+    errors = sorted({_last_line(reply.error.reason) for reply in replies if reply.has_error()})
     return f"; client errors: {' | '.join(errors)}" if errors else ""
+
+
+def _last_line(reason: Optional[str]) -> str:
+    """An error's last line (a traceback's exception): Flower's `Error.reason` may be None or empty."""
+    lines = (reason or "").strip().splitlines()
+    return lines[-1] if lines else "no reason given"
 
 
 def _format(logs: Mapping[str, float]) -> str:

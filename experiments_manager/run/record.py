@@ -79,7 +79,7 @@ class RunRecord(TypedDict, total=False):
     federated_client: dict[str, Any]
     flower_run_id: Any
     superlink: str
-    last_round: int
+    last_round: dict[str, Any]
     rounds_completed: int
     round_timings: list[Any]
 
@@ -160,10 +160,12 @@ KEYS: tuple[Key, ...] = (
     Key(("workers",), "integer", "a multi-worker run's number of workers", DISTRIBUTED),
     Key(("federated", "flower_run_id", "superlink"), "any", "a federated server's run: its strategy and rounds as "
         "configured, Flower's run id, the SuperLink it ran on", DISTRIBUTED),
-    Key(("last_round", "rounds_completed", "round_timings"), "any", "a federated server's rounds: the last one, how "
-        "many completed, and each round's timings", DISTRIBUTED),
+    Key(("rounds_completed", "round_timings"), "any", "a federated server's rounds: how many completed, and each "
+        "round's timings", DISTRIBUTED),
     Key(("federated_client",), "object", "a federated client's run: its partition and the rounds it trained",
         DISTRIBUTED),
+    Key(("last_round",), "object", "a federated client's last round: `round`, `epochs`, `num_examples`, "
+        "`fit_seconds`, `message_seconds`", DISTRIBUTED),
 )
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "integer": (int,), "number": (int, float),
