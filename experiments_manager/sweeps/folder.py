@@ -44,7 +44,7 @@ LEFTOVER_AGE_SECONDS = 3600  # a named sweep folder half built this long ago was
 SWEEP_STATUSES = ("running", "finished", "failed", "interrupted")
 # what the workers derive and write (sweep.json's progress); every other field is a choice of the sweep's commands
 PROGRESS_FIELDS = frozenset({"status", "ended", "exit_code", "trials_done", "best", "pid", "device_hours",
-                             "device_hours_full", "trials"})
+                             "device_hours_full", "trials", "reason"})
 CHOICES_VERSION = "choices_version"  # sweep.json: the number of the newest choices/NNNN.json it holds (absent: none)
 
 
