@@ -6,7 +6,7 @@ into the version's folder (`assets.extra/version_record.json`, inside the versio
 reads it for the model's metadata) and into run.json's `version_records` (`{"<version>": record}`) once the version
 is on disk. A run's best version is the one holding its best epoch (run.json's `best_epoch`): what the end-of-
 training summary, `outcome.model` and `em.load(RUN)` all mean. This module does not import TensorFlow. Which
-folders are versions is `served_layout.py`'s rule (its `present_versions` is re-exported here).
+folders are versions is `served_layout.py`'s rule (`present_versions`, imported from there by every caller).
 
 Example:
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, TypedDict, cast
 
 from experiments_manager.run.names import now
-from experiments_manager.run.served_layout import present_versions as present_versions  # re-exported
+from experiments_manager.run.served_layout import present_versions
 from experiments_manager.run.served_layout import version_of
 from experiments_manager.utils.errors import UserInputError
 

@@ -57,7 +57,7 @@ class TrainingOutcome:
         if self._model is None and self._root is not None:
             from experiments_manager.run.experiment import Experiment
             from experiments_manager.training.version_loading import load_version
-            from experiments_manager.run.version_records import present_versions
+            from experiments_manager.run.served_layout import present_versions
 
             experiment = Experiment(self._root)
             if present_versions(experiment.export_dir):
