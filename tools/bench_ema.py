@@ -49,7 +49,8 @@ def train(workdir, example, variant_line, epochs, offset=None):
     """Trains one variant; returns {'ema': [...], 'raw': [...]} per epoch."""
     settings, working_folder = EXAMPLES[example]
     variant = workdir / Path(settings).with_name(f"bench_{variant_line.split()[-1].lower()}.py")
-    variant.write_text((workdir / settings).read_text() + f"\n{variant_line}\nearly_stopping_patience = 100000\n")
+    variant.write_text((workdir / settings).read_text() + f"\n{variant_line}\nearly_stopping_patience = 100000\n"
+                       + "raw_validation_freq = 1\n")  # the raw weights at every epoch: the comparison per epoch
     output = workdir / working_folder
     shutil.rmtree(output, ignore_errors=True)
     program = ["-c", WITH_OFFSET, str(offset)] if offset else ["-m", "experiments_manager"]

@@ -6,20 +6,25 @@ of its process) and the ratios. Timed: from building the input pipelines to the
 end of training (the engine's run includes its export, checkpoints, TensorBoard
 scalars, weight histograms, graph, HParams, curves and projector).
 
-Kinds: `engine` (the defaults: weight histograms every epoch), `engine-no-histograms`
-(`histogram_freq = 0`: what the histograms cost), `engine-no-fsync` (`os.fsync` a no-op in that process: what
-the durable commits cost; never a setting of the engine), `plain` (`model.fit`). The engine's rows also report
-how many fsyncs it made and the seconds they took (all threads).
+Workloads: the regression example (`--samples`, default 100 000; `--epochs`, default 6) or `--workload mlp`: an
+MLP of 3x256 on 40 000 generated samples of 32 features, batch 128, 16 epochs (issue 47's).
+
+Kinds: `engine` (the defaults), `plain` (`model.fit` with the same EMA optimizer), and the cost table's
+`engine-no-<feature>`: the defaults with one feature switched off (`FEATURES` below: the raw weights' validation,
+the EMA swap, checkpoints, exports, histograms, TensorBoard, the PNG, history.csv/run.json, fsyncs). Features a
+setting turns off are switched off by that setting; the others in the bench worker only (never a setting of the
+engine: a run without checkpoints cannot resume). `--baseline CHECKOUT` alternates the engine of an earlier commit
+too. The engine's rows also report how many fsyncs it made and the seconds they took (all threads).
 Also times `experiments-manager --help`. `--logging-costs` times instead each
 TensorBoard / report callback alone on the trained regression model (median of
 20 calls each, in this process): what one epoch end (or the end of training) costs.
 
 Usage (from the repository root):
 
-    .venv/bin/python tools/bench_train.py [--rounds 4] [--samples 100000] [--epochs 6] [--every-epoch]
-                                          [--kinds engine,plain]
+    .venv/bin/python tools/bench_train.py [--workload mlp] [--rounds 4] [--samples 100000] [--epochs 6]
+                                          [--every-epoch] [--kinds engine,plain] [--baseline CHECKOUT]
     .venv/bin/python tools/bench_train.py --logging-costs
-    .venv/bin/python tools/bench_train.py --training-thread [--every-epoch]
+    .venv/bin/python tools/bench_train.py --training-thread [--workload mlp] [--every-epoch]
 
 `--training-thread` runs the engine once in this process and prints the time each callback hook took on the
 training thread (exports written in the background not counted): on a busy machine, a steadier measure of what
@@ -42,8 +47,114 @@ REPO = Path(__file__).resolve().parents[1]
 SETTINGS = "examples/regression/mysettings_curve_fitting.py"
 
 
-KINDS = ("engine", "engine-no-histograms", "engine-no-fsync", "plain")
+# The engine's default features, each switched off alone in a `engine-no-<feature>` kind: (what it is, how a user
+# turns it off or makes it cheaper; None: not a setting, switched off in the bench worker only).
+FEATURES = {
+    "raw-validation": ("the raw weights' validation pass (`val_*_raw`), on its schedule",
+                       "validate_raw_weights = False, or raw_validation_freq = N"),
+    "ema-swap": ("swapping the EMA weights in for validation and back (Keras' SwapEMAWeights)",
+                 "weights_moving_averages = False (no EMA at all)"),
+    "checkpoints": ("the resumable checkpoint at each epoch end (weights, optimizer, state; durable)", None),
+    "exports": ("the SavedModel versions (on improvement, or every epoch)", "save_only_last_best_model = True"),
+    "histograms": ("the weight histograms", "histogram_freq = 0, or N (every N epochs)"),
+    "tensorboard": ("the epoch scalars, HParams, graph and projector", None),
+    "png": ("training_curves.png, drawn in a thread", None),
+    "history": ("history.csv and run.json at each epoch end", None),
+    "fsync": ("`os.fsync` of the durable commits (checkpoints, versions, run.json)", None),
+}
+OFF_IN_SETTINGS = {"raw-validation": "validate_raw_weights = False\n", "histograms": "histogram_freq = 0\n"}
+KINDS = ("engine", *(f"engine-no-{feature}" for feature in FEATURES), "plain")
 FSYNCS = {"count": 0, "seconds": 0.0}  # in an engine worker: every os.fsync, counted and timed
+# the workloads: the regression example (`--samples`, `--epochs`) or an MLP of 3x256 on 40 000 generated samples of
+# 32 features, 16 epochs (issue 47's)
+MLP_MODEL = """import tensorflow as tf
+
+
+def model(usersettings):
+    inputs = tf.keras.Input(shape=(32,), name='input')
+    hidden = inputs
+    for _ in range(3):
+        hidden = tf.keras.layers.Dense(256, activation='relu')(hidden)
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(1, name='prediction')(hidden), name='mlp')
+"""
+MLP_SETTINGS = """import numpy as np
+import tensorflow as tf
+
+workingFolder = 'experiments/bench_mlp'
+session_name = 'mlp'
+hparams = {'learningRate': 0.001}
+model_file = 'examples/bench_mlp_model.py'
+random_seed = 42
+nbEpoch = 16
+early_stopping_patience = 1000
+batch_size = 128
+nb_train_samples = 40000
+nb_val_samples = 10000
+
+
+def get_learningRate():
+    return hparams['learningRate']
+
+
+def get_optimizer(model, loss, learning_rate):
+    return tf.keras.optimizers.Adam(learning_rate=learning_rate)
+
+
+def get_metrics(model, loss):
+    return ['mean_absolute_error']
+
+
+def get_total_loss(model):
+    return 'mean_squared_error'
+
+
+def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):
+    rng = np.random.default_rng(0 if isTraining else 1)
+    samples = nb_train_samples if isTraining else nb_val_samples
+    x = rng.normal(size=(samples, 32)).astype(np.float32)
+    w = np.random.default_rng(7).normal(size=(32, 1)).astype(np.float32)
+    y = (np.sin(x @ w) + 0.1 * rng.normal(size=(samples, 1))).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if isTraining:
+        dataset = dataset.shuffle(samples, seed=random_seed)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+"""
+
+
+def switch_off(feature):
+    """In an engine worker: makes `feature`'s callbacks do nothing (a bench baseline, never a setting)."""
+    import keras
+
+    from experiments_manager import callbacks as ours
+
+    def nothing(*args, **kwargs):
+        return None
+
+    def silence(owner, *hooks):
+        for hook in hooks:
+            setattr(owner, hook, nothing)
+
+    if feature == "ema-swap":  # the engine's EMASwap, or (an older engine) Keras' SwapEMAWeights it subclasses
+        silence(keras.callbacks.SwapEMAWeights, "on_test_begin", "on_test_end", "on_predict_begin",
+                "on_predict_end", "on_train_end", "on_epoch_end")
+        if hasattr(ours, "EMASwap"):
+            silence(ours.EMASwap, "on_test_begin", "on_test_end")
+    elif feature == "checkpoints":
+        def mark(self, epoch, logs=None):
+            self.epochs_completed = epoch + 1
+        ours.TrainingCheckpoint.on_epoch_end = mark
+    elif feature == "exports":
+        silence(ours.ExportOnImprovement, "on_epoch_end", "on_train_end")
+    elif feature == "tensorboard":
+        silence(ours.EpochScalars, "on_epoch_end")
+        silence(ours.HParamsLogger, "on_train_begin", "on_epoch_end", "on_train_end")
+        silence(ours.ModelGraph, "on_train_begin")
+        silence(ours.ProjectorLogger, "on_epoch_end", "on_train_end")
+    elif feature == "png":
+        silence(ours.TrainingCurves, "on_epoch_end", "on_train_end", "finish")
+    elif feature == "history":
+        silence(ours.HistoryCSV, "on_epoch_end")
+        silence(ours.RunInfoUpdater, "on_epoch_end")
 
 
 def counted_fsyncs(skip=False):
@@ -61,16 +172,19 @@ def counted_fsyncs(skip=False):
     os.fsync = fsync
 
 
-def bench_settings(workdir, samples, every_epoch, histogram_freq=1):
-    """The regression example with more samples; exports on improvement (the default) or every epoch."""
+def bench_settings(workdir, samples, every_epoch, off=None, workload="regression"):
+    """The regression example with more samples (or the MLP workload); exports on improvement (the default) or
+    every epoch; with `off` a feature that is a setting ("raw-validation", "histograms") switched off."""
     if not (workdir / "examples").exists():
         shutil.copytree(REPO / "examples", workdir / "examples")
-    path = workdir / f"examples/regression/bench_histograms{histogram_freq}.py"
-    path.write_text(
-        (REPO / SETTINGS).read_text()
-        + f"\nnb_train_samples = {samples}\nsave_only_last_best_model = {not every_epoch}\n"
-        + f"early_stopping_patience = 1000\nhistogram_freq = {histogram_freq}\n"
-    )
+        (workdir / "examples/bench_mlp_model.py").write_text(MLP_MODEL)
+    extra = OFF_IN_SETTINGS.get(off, "")
+    if workload == "mlp":
+        path, text = workdir / f"examples/bench_mlp_{off or 'defaults'}.py", MLP_SETTINGS
+    else:
+        path = workdir / f"examples/regression/bench_{off or 'defaults'}.py"
+        text = (REPO / SETTINGS).read_text() + f"\nnb_train_samples = {samples}\nearly_stopping_patience = 1000\n"
+    path.write_text(text + f"\nsave_only_last_best_model = {not every_epoch}\n" + extra)
     return path
 
 
@@ -108,11 +222,12 @@ def run_plain(settings, epochs):
     return time.perf_counter() - start
 
 
-def measure(kind, settings, epochs, workdir):
-    """(wall seconds of the timed part, CPU seconds of the whole worker process)."""
-    worker = "plain" if kind == "plain" else "engine-no-fsync" if kind == "engine-no-fsync" else "engine"
+def measure(kind, settings, epochs, workdir, baseline=None):
+    """(wall seconds of the timed part, CPU seconds of the whole worker process, the fsyncs of an engine run).
+    The `baseline` kind runs the engine (defaults) of the checkout at `baseline`."""
+    worker, repo = ("engine", Path(baseline)) if kind == "baseline" else (kind, REPO)
     command = [sys.executable, __file__, "--worker", worker, "--settings", str(settings), "--epochs", str(epochs)]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(repo))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -225,20 +340,63 @@ def help_wall_time(repeats=10):
     return statistics.median(times)
 
 
+def describe(arguments):
+    """The workload in words."""
+    if arguments.workload == "mlp":
+        return "MLP 3x256, 40000 samples of 32 features, batch 128"
+    return f"regression example, {arguments.samples} samples"
+
+
+def report(arguments, kinds, epochs, wall, cpu, fsyncs):
+    """Prints the medians, the ratios to plain Keras and, per feature switched off, its share of the engine's run."""
+    median = {kind: statistics.median(wall[kind]) for kind in kinds}
+    median_cpu = {kind: statistics.median(cpu[kind]) for kind in kinds}
+    exports = "every epoch" if arguments.every_epoch else "on improvement"
+    print(f"train, {describe(arguments)} x {epochs} epochs, export {exports}, {arguments.rounds} rounds (medians; CPU: the whole "
+          f"process, TensorFlow import included):")
+    for kind in kinds:
+        print(f"  {kind:26s} {median[kind]:6.2f} s   CPU {median_cpu[kind]:6.2f} s   "
+              f"rounds {', '.join(f'{value:.2f}' for value in wall[kind])}")
+    target = 1.06 if arguments.every_epoch else 1.03  # issue 47
+    print(f"  ratio engine/plain = {median['engine'] / median['plain']:.3f}  (target <= {target:.2f}); "
+          f"CPU ratio = {median_cpu['engine'] / median_cpu['plain']:.3f}  (target <= 1.06)")
+    if "baseline" in kinds:
+        print(f"  ratio baseline/plain = {median['baseline'] / median['plain']:.3f}; CPU ratio = "
+              f"{median_cpu['baseline'] / median_cpu['plain']:.3f}  (baseline: {arguments.baseline})")
+    paired = [engine / plain for engine, plain in zip(wall["engine"], wall["plain"])]
+    print(f"  engine/plain within each round (the two ran next to each other): "
+          f"{', '.join(f'{ratio:.3f}' for ratio in paired)}; median {statistics.median(paired):.3f}")
+    features = [kind for kind in kinds if kind.startswith("engine-no-")]
+    if features:
+        print("  what each feature costs (engine - engine-no-<feature>, share of the engine's wall / CPU time):")
+        for kind in features:
+            print(f"    {kind.removeprefix('engine-no-'):16s} wall {median['engine'] - median[kind]:+6.2f} s "
+                  f"({(median['engine'] - median[kind]) / median['engine'] * 100:+5.1f} %)   "
+                  f"CPU {median_cpu['engine'] - median_cpu[kind]:+6.2f} s "
+                  f"({(median_cpu['engine'] - median_cpu[kind]) / median_cpu['engine'] * 100:+5.1f} %)")
+    print(f"  durable commits: {statistics.median(f['count'] for f in fsyncs):.0f} fsyncs a run, "
+          f"{statistics.median(f['seconds'] for f in fsyncs):.3f} s (median, every thread)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--samples", type=int, default=100000)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=None, help="default: 6 (regression), 16 (mlp)")
+    parser.add_argument("--workload", choices=("regression", "mlp"), default="regression",
+                        help="the regression example (--samples) or issue 47's MLP of 3x256 on 40000 samples")
     parser.add_argument("--every-epoch", action="store_true", help="export every epoch (worst case)")
     parser.add_argument("--kinds", default=",".join(KINDS),
                         help=f"comma-separated kinds to alternate, from {', '.join(KINDS)} (default: all; "
                              "engine and plain are always run)")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="also alternate the engine (defaults) of another checkout (a git worktree of an "
+                             "earlier commit), kind `baseline`")
     parser.add_argument("--logging-costs", action="store_true",
                         help="time each TensorBoard/report callback alone instead (milliseconds per call)")
     parser.add_argument("--training-thread", action="store_true",
                         help="one engine run in this process instead: what each callback costs the training thread")
-    parser.add_argument("--worker", choices=("engine", "engine-no-fsync", "plain"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
 
@@ -247,6 +405,9 @@ def main():
             print(json.dumps({"seconds": run_plain(arguments.settings, arguments.epochs)}))
             return
         counted_fsyncs(skip=arguments.worker == "engine-no-fsync")
+        feature = arguments.worker.removeprefix("engine-no-")
+        if feature in FEATURES and feature not in OFF_IN_SETTINGS:
+            switch_off(feature)
         seconds = run_engine(arguments.settings, arguments.epochs)
         print(json.dumps({"seconds": seconds, "fsyncs": FSYNCS}))
         return
@@ -260,12 +421,14 @@ def main():
         return
 
     if arguments.training_thread:
+        epochs = arguments.epochs or (16 if arguments.workload == "mlp" else 6)
         with tempfile.TemporaryDirectory() as folder:
-            settings = bench_settings(Path(folder), arguments.samples, arguments.every_epoch)
-            seconds, costs = training_thread_costs(settings, arguments.epochs, Path(folder))
+            settings = bench_settings(Path(folder), arguments.samples, arguments.every_epoch,
+                                      workload=arguments.workload)
+            seconds, costs = training_thread_costs(settings, epochs, Path(folder))
         exports = "every epoch" if arguments.every_epoch else "on improvement"
-        print(f"training-thread time of the engine's callbacks, {arguments.samples} samples x {arguments.epochs} "
-              f"epochs, export {exports} (run: {seconds:.2f} s; total {sum(costs.values()):.3f} s):")
+        print(f"training-thread time of the engine's callbacks, {describe(arguments)} x {epochs} epochs, export "
+              f"{exports} (run: {seconds:.2f} s; total {sum(costs.values()):.3f} s):")
         for name, cost in sorted(costs.items(), key=lambda item: -item[1]):
             if cost >= 0.005:
                 print(f"  {name:48s} {cost * 1000:8.1f} ms")
@@ -275,42 +438,26 @@ def main():
     if unknown:
         parser.error(f"--kinds: expected names from {', '.join(KINDS)}, got {', '.join(sorted(unknown))}")
     kinds = [kind for kind in KINDS if kind in arguments.kinds.split(",") or kind in ("engine", "plain")]
+    if arguments.baseline:
+        kinds.insert(1, "baseline")
+    epochs = arguments.epochs or (16 if arguments.workload == "mlp" else 6)
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        settings = {"engine": bench_settings(workdir, arguments.samples, arguments.every_epoch),
-                    "engine-no-histograms": bench_settings(workdir, arguments.samples, arguments.every_epoch, 0)}
-        settings["plain"] = settings["engine-no-fsync"] = settings["engine"]
+        settings = {kind: bench_settings(workdir, arguments.samples, arguments.every_epoch,
+                                         off=kind.removeprefix("engine-no-") if kind.startswith("engine-no-") else None,
+                                         workload=arguments.workload) for kind in kinds}  # baseline: the defaults
         wall, cpu, fsyncs = {kind: [] for kind in kinds}, {kind: [] for kind in kinds}, []
         for round_index in range(arguments.rounds):
             order = kinds if round_index % 2 == 0 else kinds[::-1]  # alternate who goes first
             for kind in order:
-                seconds, cpu_seconds, fsynced = measure(kind, settings[kind], arguments.epochs, workdir)
+                seconds, cpu_seconds, fsynced = measure(kind, settings[kind], epochs, workdir, arguments.baseline)
                 wall[kind].append(seconds)
                 cpu[kind].append(cpu_seconds)
                 if kind == "engine":
                     fsyncs.append(fsynced)
             print(f"round {round_index + 1}: " + ", ".join(f"{kind} {wall[kind][-1]:.2f} s" for kind in kinds),
                   flush=True)
-    median = {kind: statistics.median(wall[kind]) for kind in kinds}
-    exports = "every epoch" if arguments.every_epoch else "on improvement"
-    print(f"train, {arguments.samples} samples x {arguments.epochs} epochs, export {exports}, "
-          f"{arguments.rounds} rounds (medians; CPU: the whole process, TensorFlow import included):")
-    for kind in kinds:
-        print(f"  {kind:21s} {median[kind]:6.2f} s   CPU {statistics.median(cpu[kind]):6.2f} s   "
-              f"rounds {', '.join(f'{value:.2f}' for value in wall[kind])}")
-    target = 1.10 if arguments.every_epoch else 1.03  # issue 20
-    print(f"  ratio engine/plain = {median['engine'] / median['plain']:.3f}  (target <= {target:.2f}); "
-          f"CPU ratio = {statistics.median(cpu['engine']) / statistics.median(cpu['plain']):.3f}")
-    paired = [engine / plain for engine, plain in zip(wall["engine"], wall["plain"])]
-    print(f"  engine/plain within each round (the two ran next to each other): "
-          f"{', '.join(f'{ratio:.3f}' for ratio in paired)}; median {statistics.median(paired):.3f}")
-    if "engine-no-histograms" in kinds:
-        print(f"  weight histograms: engine/engine-no-histograms = "
-              f"{median['engine'] / median['engine-no-histograms']:.3f}")
-    print(f"  durable commits: {statistics.median(f['count'] for f in fsyncs):.0f} fsyncs a run, "
-          f"{statistics.median(f['seconds'] for f in fsyncs):.3f} s (median, every thread)")
-    if "engine-no-fsync" in kinds:
-        print(f"  engine/engine-no-fsync = {median['engine'] / median['engine-no-fsync']:.3f}")
+    report(arguments, kinds, epochs, wall, cpu, fsyncs)
     print(f"experiments-manager --help: median {help_wall_time():.3f} s  (target <= 0.5 s)")
 
 

@@ -2,6 +2,7 @@
 
 from experiments_manager.callbacks.best_value import BestValue, TrackBestValue
 from experiments_manager.callbacks.deterministic_epochs import DeterministicEpochs
+from experiments_manager.callbacks.ema_swap import EMASwap
 from experiments_manager.callbacks.epoch_scalars import EpochScalars
 from experiments_manager.callbacks.export_on_improvement import ExportOnImprovement
 from experiments_manager.callbacks.hparams_logger import HParamsLogger
@@ -21,7 +22,7 @@ from experiments_manager.callbacks.training_curves import TrainingCurves
 from experiments_manager.callbacks.weight_histograms import WeightHistograms
 from experiments_manager.callbacks.writer_fence import WriterFence
 
-__all__ = ["BestValue", "DeterministicEpochs", "EpochScalars", "ExportOnImprovement", "HParamsLogger", "HistoryCSV",
+__all__ = ["BestValue", "DeterministicEpochs", "EMASwap", "EpochScalars", "ExportOnImprovement", "HParamsLogger", "HistoryCSV",
            "LearningRateLogger", "ModelGraph", "ProjectorLogger", "RawWeightsValidation", "ResolveMonitorMode",
            "ResumableEarlyStopping", "ResumableReduceLROnPlateau", "RunInfoUpdater", "StepProfiler", "StopOnSignal",
            "SummaryWriters", "TrackBestValue", "TrainingCheckpoint", "TrainingCurves", "TrainingInterrupted",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 import keras
 
 from experiments_manager.utils.atomic import replaced_atomically
+from experiments_manager.utils.background import yield_to_training
 from experiments_manager.utils.environment_failures import environment_errno
 from experiments_manager.utils.epochs import shown_epoch
 from experiments_manager.settings.monitor import metric_name, raw_name
@@ -132,6 +133,7 @@ class TrainingCurves(keras.callbacks.Callback):
                 self._worker.start()
 
     def _draw_pending(self) -> None:
+        yield_to_training()  # a thread of its own: the training thread gets the cores first
         while True:
             with self._lock:
                 if self._pending is None:
@@ -233,8 +235,10 @@ def _panel(axes: Axes, name: str, epochs: list[float], columns: Mapping[str, lis
         if validation in columns:
             axes.plot(epochs, columns[validation],
                       label=f"validation {name}" + (", EMA weights" if raw in columns else ""))
-        if raw in columns:
-            axes.plot(epochs, columns[raw], linestyle="--", label=f"validation {name}, raw weights")
+        if raw in columns:  # validated on a schedule (`raw_validation_freq`): a line through the epochs it has
+            shown = [(epoch, value) for epoch, value in zip(epochs, columns[raw]) if value == value]  # not NaN
+            axes.plot([epoch for epoch, _ in shown], [value for _, value in shown], linestyle="--",
+                      marker="." if len(shown) < len(epochs) else None, label=f"validation {name}, raw weights")
         label = name
     values = [value for value in columns[name] if value == value]
     if (name == LEARNING_RATE or "loss" in name) and values and min(values) > 0:

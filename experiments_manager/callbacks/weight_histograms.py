@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from experiments_manager.callbacks.summary_writers import shared_writers
-from experiments_manager.utils.epochs import shown_epoch
+from experiments_manager.utils.epochs import on_schedule, shown_epoch
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -57,7 +57,7 @@ class WeightHistograms(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         number = shown_epoch(epoch)
-        written = (number - 1) % self.every == 0 or number == (self.params or {}).get("epochs")
+        written = on_schedule(number, self.every, (self.params or {}).get("epochs"))
         if written:
             self._write(number)
         self._last = (number, written)

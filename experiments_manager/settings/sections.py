@@ -119,6 +119,10 @@ class TrainingSection:
                                "momentum)", default=True, check=c.of_type(bool))
     validate_raw_weights: bool = setting("also validate the raw weights (`val_*_raw`)", default=True,
                                          check=c.of_type(bool))
+    raw_validation_freq: int = setting(
+        "validate the raw weights at epochs 1, 1 + N, 1 + 2N, ... and the last (1: every epoch, the default "
+        "before 2026-11-26; with a monitored `val_*_raw` value: every epoch); the EMA weights: every epoch",
+        default=10, check=c.positive_int)
     early_stopping_patience: int = setting("epochs without improvement before stopping (LR-on-plateau: half)",
                                            default=10, check=c.non_negative_int)
     monitor: str = setting("the value that decides the best epoch, early stopping and exports", default="val_loss",
@@ -163,8 +167,8 @@ class DataSection:
 class MonitoringSection:
     """What TensorBoard shows beyond the epoch scalars."""
 
-    histogram_freq: int = setting("weight histograms every N epochs and at the last (0: none)", default=1,
-                                  check=c.non_negative_int)
+    histogram_freq: int = setting("weight histograms at epochs 1, 1 + N, 1 + 2N, ... and the last (0: none; the "
+                                  "default was 1 before 2026-11-26)", default=5, check=c.non_negative_int)
     profile: bool = setting("profile a few steps of the first epoch (TensorBoard's Profile tab)", default=False,
                             check=c.of_type(bool), name="use_profiling")
     custom_tensorboard_logs: Optional[Callable[..., Any]] = setting(

@@ -210,16 +210,16 @@ def tensorboard_reports(experiment: Experiment, settings: Settings, best: BestVa
 def _averaging(settings: Settings, inputs: InputObject, averages: Optional[WeightAverages],
                options: SessionOptions) -> list[Any]:
     """Validation sees the EMA weights; the raw ones are validated beside them when asked for."""
-    import keras
-
     from experiments_manager import callbacks as ours
+    from experiments_manager.settings.monitor import is_raw
 
     if averages is None:
         return []
-    averaging = [keras.callbacks.SwapEMAWeights()]
+    averaging: list[Any] = [ours.EMASwap()]  # Keras' SwapEMAWeights, each swap one compiled call
     if settings.training.validate_raw_weights and options.validate_raw_weights:
         if inputs.val_restartable:
-            averaging.append(ours.RawWeightsValidation(inputs.val, inputs.val_steps))
+            frequency = 1 if is_raw(settings.training.monitor) else settings.training.raw_validation_freq
+            averaging.append(ours.RawWeightsValidation(inputs.val, inputs.val_steps, frequency))
         else:
             _LOG.info("%s: the validation data is a generator that cannot be read twice per epoch: "
                       "val_*_raw not logged", settings.path.name)

@@ -11,3 +11,12 @@ the last one is epoch n.
 def shown_epoch(epoch: int) -> int:
     """The number a user reads for Keras' 0-based `epoch`: `shown_epoch(0) == 1`."""
     return int(epoch) + 1
+
+
+def on_schedule(number: int, every: int, epochs: "int | None") -> bool:
+    """True when epoch `number` (from 1) is one that a work done "every `every` epochs and at the last" does:
+    epochs 1, 1 + every, 1 + 2 * every, ... and `epochs` (the last one `fit` was asked for; None: unknown).
+
+    Example: `[n for n in range(1, 21) if on_schedule(n, 5, 20)] == [1, 6, 11, 16, 20]`.
+    """
+    return (number - 1) % every == 0 or number == epochs

@@ -303,7 +303,7 @@ def test_nan_loss_stops_and_marks_the_run_failed(workdir, run_cli):
 @pytest.mark.claim('raw weights are validated too (`val_loss_raw`, `validation_raw` run)')
 def test_tensorboard_shows_the_raw_weights_validation_in_the_same_chart(trained):
     """A real `tensorboard` process: the epoch_loss chart holds train, validation (EMA) and validation_raw,
-    with the values of history.csv."""
+    with the values of history.csv; the raw weights on their schedule (`raw_validation_freq`)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -330,9 +330,14 @@ def test_tensorboard_shows_the_raw_weights_validation_in_the_same_chart(trained)
         runs = wait_for(tags, 60, "TensorBoard to list the train, validation and validation_raw runs", interval=0.5)
         assert all("epoch_loss" in runs[f"logs/{run}"] for run in ("train", "validation", "validation_raw"))
         history = np.genfromtxt(root / "history.csv", delimiter=",", names=True)
-        for run, column in (("logs/validation", "val_loss"), ("logs/validation_raw", "val_loss_raw")):
+        # EMA: every epoch; raw: on its schedule (epochs 1, 11, ... and the last: 1 and 3 of 3), blank between
+        for run, column, epochs in (("logs/validation", "val_loss", [1, 2, 3]),
+                                    ("logs/validation_raw", "val_loss_raw", [1, 3])):
             points = requests.get(f"{url}/scalars", params={"run": run, "tag": "epoch_loss"}, timeout=5).json()
-            np.testing.assert_allclose([value for _, _, value in points], history[column], rtol=1e-6)
+            assert [step for _, step, _ in points] == epochs
+            np.testing.assert_allclose([value for _, _, value in points],
+                                       history[column][np.isin(history["epoch"], epochs)], rtol=1e-6)
+            assert np.isnan(history[column][~np.isin(history["epoch"], epochs)]).all()
     finally:
         board.kill()
         board.wait(timeout=30)

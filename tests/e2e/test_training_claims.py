@@ -67,9 +67,10 @@ def _train_in(workdir, run):
 
 
 def _history(root):
+    """history.csv's columns as floats; a blank cell (an epoch the raw weights were not validated at) is NaN."""
     with open(Path(root) / "history.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    return {name: [float(row[name]) for row in rows] for name in rows[0]}
+    return {name: [float(row[name] or "nan") for row in rows] for name in rows[0]}
 
 
 def _latest_state(root):

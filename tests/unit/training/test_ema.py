@@ -157,3 +157,35 @@ def test_first_epoch_ema_validation_is_close_to_the_raw_weights(tmp_path, monkey
     assert fixed_raw == pytest.approx(raw, rel=1e-4)  # the same training, only the averages differ
     assert ema <= 1.5 * raw
     assert fixed_ema > 3 * fixed_raw
+
+
+@pytest.mark.claim('the raw weights are validated at epochs 1, 1 + N, 1 + 2N, ... and the last '
+                   '(`raw_validation_freq`, default 10)')
+def test_the_raw_weights_are_validated_on_their_schedule_the_ema_ones_every_epoch():
+    """`fit` with the EMA swap and `RawWeightsValidation(frequency=3)` over 7 epochs: `val_loss_raw` at epochs 1,
+    4 and 7 (the last), equal to an `evaluate` of the raw weights; `val_loss` (EMA) at every epoch."""
+    import keras
+
+    from experiments_manager.callbacks import RawWeightsValidation
+    from experiments_manager.training.ema import WeightAverages
+
+    import tensorflow as tf
+
+    model = _tiny_model(WeightAverages(0.99))
+    x, y = _data()
+    validation = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    seen = {}
+
+    class Raw(RawWeightsValidation):
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)
+            seen[epoch + 1] = (dict(logs), self.model.evaluate(x, y, batch_size=16, verbose=0))
+
+    history = model.fit(x, y, batch_size=4, epochs=7, shuffle=False, verbose=0, validation_data=validation,
+                        callbacks=[keras.callbacks.SwapEMAWeights(), Raw(validation, frequency=3)])
+    assert len(history.history["val_loss"]) == 7
+    assert [epoch for epoch, (logs, _) in seen.items() if "val_loss_raw" in logs] == [1, 4, 7]
+    for epoch in (1, 4, 7):
+        logs, raw = seen[epoch]
+        assert logs["val_loss_raw"] == pytest.approx(raw, rel=1e-5)
+        assert logs["val_loss_raw"] != pytest.approx(logs["val_loss"], rel=1e-3)  # EMA and raw differ
