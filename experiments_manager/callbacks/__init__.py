@@ -22,8 +22,8 @@ from experiments_manager.callbacks.training_curves import TrainingCurves
 from experiments_manager.callbacks.weight_histograms import WeightHistograms
 from experiments_manager.callbacks.writer_fence import WriterFence
 
-__all__ = ["BestValue", "DeterministicEpochs", "EMASwap", "EpochScalars", "ExportOnImprovement", "HParamsLogger", "HistoryCSV",
-           "LearningRateLogger", "ModelGraph", "ProjectorLogger", "RawWeightsValidation", "ResolveMonitorMode",
-           "ResumableEarlyStopping", "ResumableReduceLROnPlateau", "RunInfoUpdater", "StepProfiler", "StopOnSignal",
-           "SummaryWriters", "TrackBestValue", "TrainingCheckpoint", "TrainingCurves", "TrainingInterrupted",
-           "WeightHistograms", "WriterFence", "monitor_mode_resolver"]
+__all__ = ["BestValue", "DeterministicEpochs", "EMASwap", "EpochScalars", "ExportOnImprovement", "HParamsLogger",
+           "HistoryCSV", "LearningRateLogger", "ModelGraph", "ProjectorLogger", "RawWeightsValidation",
+           "ResolveMonitorMode", "ResumableEarlyStopping", "ResumableReduceLROnPlateau", "RunInfoUpdater",
+           "StepProfiler", "StopOnSignal", "SummaryWriters", "TrackBestValue", "TrainingCheckpoint", "TrainingCurves",
+           "TrainingInterrupted", "WeightHistograms", "WriterFence", "monitor_mode_resolver"]

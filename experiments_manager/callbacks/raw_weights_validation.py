@@ -19,7 +19,7 @@ class RawWeightsValidation(keras.callbacks.Callback):
     `frequency` epochs and at the last one only (settings: `raw_validation_freq`; `validate_raw_weights = False`
     turns it off); the other epochs log no `val_*_raw` value.
 
-    Place it after `SwapEMAWeights` and before the callbacks that log or act on
+    Place it after `EMASwap` (or Keras' `SwapEMAWeights`) and before the callbacks that log or act on
     the epoch logs.
 
     Args:

@@ -133,7 +133,7 @@ class TrainingCurves(keras.callbacks.Callback):
                 self._worker.start()
 
     def _draw_pending(self) -> None:
-        yield_to_training(cpu=False)  # the disk: training's first; not the CPU, as the drawing holds the GIL
+        yield_to_training()  # the disk: training's first (not the CPU: the drawing holds the GIL)
         while True:
             with self._lock:
                 if self._pending is None:

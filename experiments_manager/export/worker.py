@@ -2,7 +2,7 @@
 
 The training thread hands over a job that reads no live variable (it writes a snapshot of values taken at the
 epoch's end), and goes on training. A job runs in its own (non-daemon) thread: an interpreter that exits waits
-for it, so a version is never cut short by the end of the run; it runs at a lower CPU and I/O priority
+for it, so a version is never cut short by the end of the run; it runs at a lower I/O priority
 (`utils/background.py`). At most one job is in flight: `submit` first waits
 for the previous one. A failed job is never swallowed: the next `submit` or `wait` raises `ExportFailed`, and the
 run fails with its message (a run a signal stops logs it instead, and keeps its exit code).
@@ -75,7 +75,7 @@ class ExportWorker:
 
     def _run(self, job: Callable[[], object], description: str) -> None:
         try:
-            yield_to_training()  # the training thread and the input pipeline get the cores and the disk first
+            yield_to_training()  # the training thread and the input pipeline get the disk first
             job()
         except BaseException as error:  # raised on the training thread by the next submit or wait
             self._failure = (description, error)

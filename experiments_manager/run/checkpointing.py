@@ -234,7 +234,7 @@ _SAVEABLE_TYPES = ("Operation", "Layer", "Functional", "Sequential", "Metric", "
 
 
 def _remember_attribute_skipsets(saving_lib: Any) -> None:
-    """Fills the cache Keras' walk of a model looks in, once per thread: Keras 3 (3.15 at least) stores each
+    """Fills the cache Keras' walk of a model looks in (Keras keeps it per thread): Keras 3 (3.15 at least) stores each
     object type's attribute skip set under `saving_attr_skipset_<type>` but looks for `saving_attr_skiplist_<type>`,
     so every save builds throw-away `Layer`, `Optimizer` and `Metric` objects again (a third of a checkpoint's
     time on the training thread, for an MLP). The values are the ones Keras computes; a Keras that fixed the key
