@@ -352,8 +352,8 @@ def report(arguments, kinds, epochs, wall, cpu, fsyncs):
     median = {kind: statistics.median(wall[kind]) for kind in kinds}
     median_cpu = {kind: statistics.median(cpu[kind]) for kind in kinds}
     exports = "every epoch" if arguments.every_epoch else "on improvement"
-    print(f"train, {describe(arguments)} x {epochs} epochs, export {exports}, {arguments.rounds} rounds (medians; CPU: the whole "
-          f"process, TensorFlow import included):")
+    print(f"train, {describe(arguments)} x {epochs} epochs, export {exports}, {arguments.rounds} rounds (medians; "
+          f"CPU: the whole process, TensorFlow import included):")
     for kind in kinds:
         print(f"  {kind:26s} {median[kind]:6.2f} s   CPU {median_cpu[kind]:6.2f} s   "
               f"rounds {', '.join(f'{value:.2f}' for value in wall[kind])}")
@@ -399,6 +399,7 @@ def main():
     parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    epochs = arguments.epochs or (16 if arguments.workload == "mlp" else 6)  # the workload's own by default
 
     if arguments.worker:
         if arguments.worker == "plain":
@@ -421,7 +422,6 @@ def main():
         return
 
     if arguments.training_thread:
-        epochs = arguments.epochs or (16 if arguments.workload == "mlp" else 6)
         with tempfile.TemporaryDirectory() as folder:
             settings = bench_settings(Path(folder), arguments.samples, arguments.every_epoch,
                                       workload=arguments.workload)
@@ -440,7 +440,6 @@ def main():
     kinds = [kind for kind in KINDS if kind in arguments.kinds.split(",") or kind in ("engine", "plain")]
     if arguments.baseline:
         kinds.insert(1, "baseline")
-    epochs = arguments.epochs or (16 if arguments.workload == "mlp" else 6)
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         settings = {kind: bench_settings(workdir, arguments.samples, arguments.every_epoch,

@@ -5,8 +5,8 @@ A training run's background threads (a version's export, the drawing of training
 best-effort class (what `ionice -c2 -n7` sets): a version's writes and fsyncs queue behind the input pipeline's
 reads. Their CPU priority stays: the drawing is Python holding the GIL, and a low-priority thread holding the GIL
 makes the training thread wait for it between two steps (a priority inversion); a version's write is TensorFlow's
-C++ with the GIL released, but at a raised niceness (+10) on a loaded node it was starved past the "on disk within
-about 2 s" a served version promises. Elsewhere (macOS), or where the kernel refuses, it does nothing.
+C++ with the GIL released, but at a raised niceness (+10) on a loaded node it would risk the "on disk within about
+2 s" a served version promises. Elsewhere (macOS), or where the kernel refuses, it does nothing.
 """
 
 import ctypes
