@@ -7,7 +7,7 @@ end of training (the engine's run includes its export, checkpoints, TensorBoard
 scalars, weight histograms, graph, HParams, curves and projector).
 
 Workloads: the regression example (`--samples`, default 100 000; `--epochs`, default 6) or `--workload mlp`: an
-MLP of 3x256 on 40 000 generated samples of 32 features, batch 128, 16 epochs (issue 47's).
+MLP of 3x256 on 40 000 generated samples of 32 features (`--samples`), batch 128, 16 epochs (issue 47's).
 
 Kinds: `engine` (the defaults), `plain` (`model.fit` with the same EMA optimizer), and the cost table's
 `engine-no-<feature>`: the defaults with one feature switched off (`FEATURES` below: the raw weights' validation,
@@ -23,8 +23,13 @@ Usage (from the repository root):
 
     .venv/bin/python tools/bench_train.py [--workload mlp] [--rounds 4] [--samples 100000] [--epochs 6]
                                           [--every-epoch] [--kinds engine,plain] [--baseline CHECKOUT]
+                                          [--max-steal PERCENT]
     .venv/bin/python tools/bench_train.py --logging-costs
     .venv/bin/python tools/bench_train.py --training-thread [--workload mlp] [--every-epoch]
+
+Each round's line gives the share of the machine's CPU time the hypervisor stole while each run ran (`steal` in
+/proc/stat): on a shared virtual machine, the main cause of runs of the same code differing by 20-60 %.
+`--max-steal PERCENT` leaves out and runs again a round in which a run lost more than that.
 
 `--training-thread` runs the engine once in this process and prints the time each callback hook took on the
 training thread (exports written in the background not counted): on a busy machine, a steadier measure of what
@@ -64,6 +69,7 @@ FEATURES = {
 }
 OFF_IN_SETTINGS = {"raw-validation": "validate_raw_weights = False\n", "histograms": "histogram_freq = 0\n"}
 KINDS = ("engine", *(f"engine-no-{feature}" for feature in FEATURES), "plain")
+MAX_TRIES_PER_ROUND = 3  # --max-steal: tries per round kept, at most
 FSYNCS = {"count": 0, "seconds": 0.0}  # in an engine worker: every os.fsync, counted and timed
 # the workloads: the regression example (`--samples`, `--epochs`) or an MLP of 3x256 on 40 000 generated samples of
 # 32 features, 16 epochs (issue 47's)
@@ -180,7 +186,8 @@ def bench_settings(workdir, samples, every_epoch, off=None, workload="regression
         (workdir / "examples/bench_mlp_model.py").write_text(MLP_MODEL)
     extra = OFF_IN_SETTINGS.get(off, "")
     if workload == "mlp":
-        path, text = workdir / f"examples/bench_mlp_{off or 'defaults'}.py", MLP_SETTINGS
+        path = workdir / f"examples/bench_mlp_{off or 'defaults'}.py"
+        text = MLP_SETTINGS + f"\nnb_train_samples = {samples}\n"
     else:
         path = workdir / f"examples/regression/bench_{off or 'defaults'}.py"
         text = (REPO / SETTINGS).read_text() + f"\nnb_train_samples = {samples}\nearly_stopping_patience = 1000\n"
@@ -222,18 +229,30 @@ def run_plain(settings, epochs):
     return time.perf_counter() - start
 
 
+def stolen_seconds():
+    """CPU seconds the hypervisor gave to other guests since boot, all CPUs together (the `steal` column of
+    /proc/stat), or None where there is no such column (not Linux, or no virtual machine accounting)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def measure(kind, settings, epochs, workdir, baseline=None):
-    """(wall seconds of the timed part, CPU seconds of the whole worker process, the fsyncs of an engine run).
+    """(wall seconds of the timed part, CPU seconds of the whole worker process, the fsyncs of an engine run, the
+    share of the machine's CPU time stolen by the hypervisor while it ran: 0 to 1, or None where not known).
     The `baseline` kind runs the engine (defaults) of the checkout at `baseline`."""
     worker, repo = ("engine", Path(baseline)) if kind == "baseline" else (kind, REPO)
     command = [sys.executable, __file__, "--worker", worker, "--settings", str(settings), "--epochs", str(epochs)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(repo))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, stolen, start = resource.getrusage(resource.RUSAGE_CHILDREN), stolen_seconds(), time.perf_counter()
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=True)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    elapsed, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    steal = None if stolen is None else (stolen_seconds() - stolen) / (elapsed * (os.cpu_count() or 1))
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    return report["seconds"], cpu, report.get("fsyncs")
+    return report["seconds"], cpu, report.get("fsyncs"), steal
 
 
 def logging_costs(workdir, repeats=20):
@@ -340,10 +359,14 @@ def help_wall_time(repeats=10):
     return statistics.median(times)
 
 
+def _percent(share):
+    return "?" if share is None else f"{share * 100:.0f} %"
+
+
 def describe(arguments):
     """The workload in words."""
     if arguments.workload == "mlp":
-        return "MLP 3x256, 40000 samples of 32 features, batch 128"
+        return f"MLP 3x256, {arguments.samples} samples of 32 features, batch 128"
     return f"regression example, {arguments.samples} samples"
 
 
@@ -352,7 +375,7 @@ def report(arguments, kinds, epochs, wall, cpu, fsyncs):
     median = {kind: statistics.median(wall[kind]) for kind in kinds}
     median_cpu = {kind: statistics.median(cpu[kind]) for kind in kinds}
     exports = "every epoch" if arguments.every_epoch else "on improvement"
-    print(f"train, {describe(arguments)} x {epochs} epochs, export {exports}, {arguments.rounds} rounds (medians; "
+    print(f"train, {describe(arguments)} x {epochs} epochs, export {exports}, {len(wall['engine'])} rounds (medians; "
           f"CPU: the whole process, TensorFlow import included):")
     for kind in kinds:
         print(f"  {kind:26s} {median[kind]:6.2f} s   CPU {median_cpu[kind]:6.2f} s   "
@@ -381,7 +404,8 @@ def report(arguments, kinds, epochs, wall, cpu, fsyncs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--samples", type=int, default=100000)
+    parser.add_argument("--samples", type=int, default=None, help="training samples (default: 100000 for the "
+                        "regression example, 40000 for the MLP)")
     parser.add_argument("--epochs", type=int, default=None, help="default: 6 (regression), 16 (mlp)")
     parser.add_argument("--workload", choices=("regression", "mlp"), default="regression",
                         help="the regression example (--samples) or issue 47's MLP of 3x256 on 40000 samples")
@@ -392,6 +416,10 @@ def main():
     parser.add_argument("--baseline", metavar="CHECKOUT",
                         help="also alternate the engine (defaults) of another checkout (a git worktree of an "
                              "earlier commit), kind `baseline`")
+    parser.add_argument("--max-steal", type=float, metavar="PERCENT",
+                        help="leave out (and run again) a round in which a run lost more than PERCENT %% of the "
+                             f"machine's CPU time to the hypervisor (/proc/stat's steal), at most "
+                             f"{MAX_TRIES_PER_ROUND}x --rounds tries (default: keep every round)")
     parser.add_argument("--logging-costs", action="store_true",
                         help="time each TensorBoard/report callback alone instead (milliseconds per call)")
     parser.add_argument("--training-thread", action="store_true",
@@ -400,6 +428,7 @@ def main():
     parser.add_argument("--settings", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     epochs = arguments.epochs or (16 if arguments.workload == "mlp" else 6)  # the workload's own by default
+    arguments.samples = arguments.samples or (40000 if arguments.workload == "mlp" else 100000)
 
     if arguments.worker:
         if arguments.worker == "plain":
@@ -446,16 +475,28 @@ def main():
                                          off=kind.removeprefix("engine-no-") if kind.startswith("engine-no-") else None,
                                          workload=arguments.workload) for kind in kinds}  # baseline: the defaults
         wall, cpu, fsyncs = {kind: [] for kind in kinds}, {kind: [] for kind in kinds}, []
-        for round_index in range(arguments.rounds):
-            order = kinds if round_index % 2 == 0 else kinds[::-1]  # alternate who goes first
-            for kind in order:
-                seconds, cpu_seconds, fsynced = measure(kind, settings[kind], epochs, workdir, arguments.baseline)
-                wall[kind].append(seconds)
-                cpu[kind].append(cpu_seconds)
-                if kind == "engine":
-                    fsyncs.append(fsynced)
-            print(f"round {round_index + 1}: " + ", ".join(f"{kind} {wall[kind][-1]:.2f} s" for kind in kinds),
-                  flush=True)
+        tries, skipped = 0, []
+        while len(wall["engine"]) < arguments.rounds and tries < arguments.rounds * MAX_TRIES_PER_ROUND:
+            order = kinds if tries % 2 == 0 else kinds[::-1]  # alternate who goes first
+            tries += 1
+            measured = {kind: measure(kind, settings[kind], epochs, workdir, arguments.baseline) for kind in order}
+            steal = {kind: measured[kind][3] for kind in kinds}
+            line = ", ".join(f"{kind} {measured[kind][0]:.2f} s (steal {_percent(steal[kind])})" for kind in kinds)
+            worst = max((share for share in steal.values() if share is not None), default=None)
+            if arguments.max_steal is not None and worst is not None and worst * 100 > arguments.max_steal:
+                skipped.append(worst)
+                print(f"try {tries}, left out (steal above {arguments.max_steal:g} %): {line}", flush=True)
+                continue
+            for kind in kinds:
+                wall[kind].append(measured[kind][0])
+                cpu[kind].append(measured[kind][1])
+            fsyncs.append(measured["engine"][2])
+            print(f"round {len(wall['engine'])} (try {tries}): {line}", flush=True)
+    if not wall["engine"]:
+        sys.exit(f"bench_train: --max-steal {arguments.max_steal:g}: no round of {tries} had less steal than that")
+    if skipped:
+        print(f"{len(skipped)} of {tries} tries left out: the hypervisor stole more than {arguments.max_steal:g} % "
+              f"of the machine's CPU time while they ran (up to {max(skipped) * 100:.0f} %)")
     report(arguments, kinds, epochs, wall, cpu, fsyncs)
     print(f"experiments-manager --help: median {help_wall_time():.3f} s  (target <= 0.5 s)")
 

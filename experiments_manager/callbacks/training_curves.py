@@ -1,4 +1,5 @@
-"""Draws training_curves.png from history.csv as epochs end (at most every `min_interval` seconds) and at the end."""
+"""Draws training_curves.png from history.csv as epochs end (at most every `min_interval` seconds; the last one at
+once) and at the end."""
 
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ class TrainingCurves(keras.callbacks.Callback):
     Drawing takes a few tenths of a CPU-second, so it happens in a background
     thread while the next epoch trains, and at most once every `min_interval`
     seconds: the first epoch's at once, then the first epoch that ends
-    `min_interval` seconds after the last drawing was asked for. The end of
+    `min_interval` seconds after the last drawing was asked for. The last
+    epoch `fit` was asked for is drawn at its end at once, while the end of
+    training does its other work. The end of
     training draws the last epoch (if not drawn yet) and waits for it, so the
     finished run's image shows every epoch; a run that `fit` left by raising
     (a stop signal) calls `finish()` for the same. A drawing still pending
@@ -97,7 +100,8 @@ class TrainingCurves(keras.callbacks.Callback):
         if self.best is not None and self.best.epoch is not None:
             best = (self.best.monitor, shown_epoch(self.best.epoch), self.best.value)
         now = time.monotonic()
-        if self._asked_at is not None and now - self._asked_at < self.min_interval:
+        last = epoch + 1 >= (self.params or {}).get("epochs", float("inf"))  # drawn while the end's work runs
+        if not last and self._asked_at is not None and now - self._asked_at < self.min_interval:
             self._undrawn = best
             return
         self._asked_at, self._undrawn = now, None
