@@ -126,3 +126,36 @@ def test_a_good_checkpoint_that_does_not_fit_the_model_is_one_line_not_set_aside
     with pytest.raises(UserInputError, match="ckpt-000003: does not fit the model"):
         checkpointer.restore_latest(other, other.optimizer)
     assert (checkpointer.folder / "ckpt-000003").is_dir()
+
+
+@pytest.mark.parametrize("writer", ["this engine", "an earlier engine"])
+@pytest.mark.claim('the checkpoint holds the EMA averages',
+                   note="(the weights file without the optimizer, and an earlier engine's with it: every model and "
+                        "optimizer variable restored exactly, no warning)")
+def test_the_weights_file_leaves_the_optimizer_to_optimizer_npz(tmp_path, monkeypatch, writer):
+    """The weights file holds the model's weights only (the optimizer's, three times their size, are in
+    optimizer.npz); an earlier engine's, which holds the optimizer too, restores the same, with no warning."""
+    import warnings
+
+    import h5py
+
+    from experiments_manager.run import checkpointing
+
+    model = _model(1)
+    rng = np.random.default_rng(0)
+    for variable in model.optimizer.variables:
+        variable.assign(rng.normal(size=variable.shape).astype(variable.dtype))
+    if writer == "an earlier engine":
+        monkeypatch.setattr(checkpointing, "_left_out", lambda model: [])
+    folder = Checkpointer(tmp_path / "checkpoints").save(model, model.optimizer, {"epochs_completed": 1, "callbacks": {}})
+    monkeypatch.undo()
+    with h5py.File(folder / "model.weights.h5", "r") as weights:
+        groups = list(weights)
+    assert ("optimizer" in groups) == (writer == "an earlier engine") and "layers" in groups
+
+    restored = _model(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Keras warns when it skips an optimizer it was given
+        Checkpointer(tmp_path / "checkpoints").restore_latest(restored, restored.optimizer)
+    for got, want in zip(restored.variables + restored.optimizer.variables, model.variables + model.optimizer.variables):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
