@@ -23,13 +23,15 @@ Usage (from the repository root):
 
     .venv/bin/python tools/bench_train.py [--workload mlp] [--rounds 4] [--samples 100000] [--epochs 6]
                                           [--every-epoch] [--kinds engine,plain] [--baseline CHECKOUT]
-                                          [--max-steal PERCENT]
+                                          [--max-steal PERCENT] [--phases]
     .venv/bin/python tools/bench_train.py --logging-costs
     .venv/bin/python tools/bench_train.py --training-thread [--workload mlp] [--every-epoch]
 
 Each round's line gives the share of the machine's CPU time the hypervisor stole while each run ran (`steal` in
 /proc/stat): on a shared virtual machine, the main cause of runs of the same code differing by 20-60 %.
-`--max-steal PERCENT` leaves out and runs again a round in which a run lost more than that.
+`--max-steal PERCENT` leaves out and runs again a round in which a run lost more than that. `--phases` also
+reports where each kind's `fit` spends its time (the training steps, the validation passes, the epoch ends, the end
+of `fit`): the engine's excess over plain Keras, found.
 
 `--training-thread` runs the engine once in this process and prints the time each callback hook took on the
 training thread (exports written in the background not counted): on a busy machine, a steadier measure of what
@@ -195,6 +197,64 @@ def bench_settings(workdir, samples, every_epoch, off=None, workload="regression
     return path
 
 
+PHASES = {"training steps": 0.0, "validation": 0.0, "epoch ends": 0.0, "end of fit": 0.0}
+
+
+def record_phases():
+    """In a worker: adds up, in PHASES, where `fit`'s time goes: the training steps (an epoch's begin to its
+    validation's), the validation passes `fit` runs, the epoch-end hooks (the engine's raw-weights validation,
+    checkpoint, exports, logs), and the end of `fit` (the last epoch's end to `fit` returning). Only epoch- and
+    validation-level hooks: Keras still dispatches batch ends as it would without them."""
+    import keras
+
+    fit = keras.Model.fit
+    marks = []
+
+    class Mark(keras.callbacks.Callback):
+        def __init__(self, edge):
+            super().__init__()
+            self.edge = edge  # "first" or "last" of the callbacks
+
+        def _mark(self, event):
+            marks.append((event, self.edge, time.perf_counter()))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._mark("epoch_begin")
+
+        def on_test_begin(self, logs=None):
+            self._mark("test_begin")
+
+        def on_test_end(self, logs=None):
+            self._mark("test_end")
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._mark("epoch_end")
+
+    def timed_fit(model, *args, callbacks=None, **kwargs):
+        marks.clear()
+        history = fit(model, *args, callbacks=[Mark("first"), *(callbacks or []), Mark("last")], **kwargs)
+        returned = time.perf_counter()
+        at = {}
+        for event, edge, moment in marks:
+            if event == "epoch_begin" and edge == "first":
+                at = {"epoch_begin": moment}
+            elif event == "test_begin" and edge == "first" and "test_begin" not in at:  # fit's own validation
+                PHASES["training steps"] += moment - at["epoch_begin"]
+                at["test_begin"] = moment
+            elif event == "test_end" and edge == "last" and "test_end" not in at:
+                PHASES["validation"] += moment - at["test_begin"]
+                at["test_end"] = moment
+            elif event == "epoch_end" and edge == "first":
+                at["epoch_end"] = moment
+            elif event == "epoch_end" and edge == "last":
+                PHASES["epoch ends"] += moment - at.get("test_end", at["epoch_end"])  # fit's bookkeeping too
+                at["last_end"] = moment
+        PHASES["end of fit"] += returned - at.get("last_end", returned)
+        return history
+
+    keras.Model.fit = timed_fit
+
+
 def run_engine(settings, epochs):
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings import load_settings
@@ -239,12 +299,14 @@ def stolen_seconds():
         return None
 
 
-def measure(kind, settings, epochs, workdir, baseline=None):
+def measure(kind, settings, epochs, workdir, baseline=None, phases=False):
     """(wall seconds of the timed part, CPU seconds of the whole worker process, the fsyncs of an engine run, the
-    share of the machine's CPU time stolen by the hypervisor while it ran: 0 to 1, or None where not known).
+    share of the machine's CPU time stolen by the hypervisor while it ran: 0 to 1, or None where not known, and
+    with `phases` the seconds of each of `fit`'s phases, `PHASES`).
     The `baseline` kind runs the engine (defaults) of the checkout at `baseline`."""
     worker, repo = ("engine", Path(baseline)) if kind == "baseline" else (kind, REPO)
-    command = [sys.executable, __file__, "--worker", worker, "--settings", str(settings), "--epochs", str(epochs)]
+    command = [sys.executable, __file__, "--worker", worker, "--settings", str(settings), "--epochs", str(epochs),
+               *(["--phases"] if phases else [])]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(repo))
     before, stolen, start = resource.getrusage(resource.RUSAGE_CHILDREN), stolen_seconds(), time.perf_counter()
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, check=True)
@@ -252,7 +314,7 @@ def measure(kind, settings, epochs, workdir, baseline=None):
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     steal = None if stolen is None else (stolen_seconds() - stolen) / (elapsed * (os.cpu_count() or 1))
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    return report["seconds"], cpu, report.get("fsyncs"), steal
+    return report["seconds"], cpu, report.get("fsyncs"), steal, report.get("phases")
 
 
 def logging_costs(workdir, repeats=20):
@@ -401,6 +463,15 @@ def report(arguments, kinds, epochs, wall, cpu, fsyncs):
           f"{statistics.median(f['seconds'] for f in fsyncs):.3f} s (median, every thread)")
 
 
+def report_phases(kinds, phases):
+    """Prints the median seconds of each of `fit`'s phases (`record_phases`) per kind."""
+    print("  where fit's time goes (medians, seconds; `--phases`):")
+    print("    " + f"{'kind':26s}" + "".join(f"{name:>16s}" for name in PHASES))
+    for kind in kinds:
+        medians = [statistics.median(run[name] for run in phases[kind]) for name in PHASES]
+        print("    " + f"{kind:26s}" + "".join(f"{value:16.2f}" for value in medians))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=4)
@@ -420,6 +491,9 @@ def main():
                         help="leave out (and run again) a round in which a run lost more than PERCENT %% of the "
                              f"machine's CPU time to the hypervisor (/proc/stat's steal), at most "
                              f"{MAX_TRIES_PER_ROUND}x --rounds tries (default: keep every round)")
+    parser.add_argument("--phases", action="store_true",
+                        help="also time where each kind's `fit` spends its time: training steps, validation, "
+                             "epoch ends, end of fit (medians)")
     parser.add_argument("--logging-costs", action="store_true",
                         help="time each TensorBoard/report callback alone instead (milliseconds per call)")
     parser.add_argument("--training-thread", action="store_true",
@@ -431,15 +505,17 @@ def main():
     arguments.samples = arguments.samples or (40000 if arguments.workload == "mlp" else 100000)
 
     if arguments.worker:
+        if arguments.phases:
+            record_phases()
         if arguments.worker == "plain":
-            print(json.dumps({"seconds": run_plain(arguments.settings, arguments.epochs)}))
+            print(json.dumps({"seconds": run_plain(arguments.settings, arguments.epochs), "phases": PHASES}))
             return
         counted_fsyncs(skip=arguments.worker == "engine-no-fsync")
         feature = arguments.worker.removeprefix("engine-no-")
         if feature in FEATURES and feature not in OFF_IN_SETTINGS:
             switch_off(feature)
         seconds = run_engine(arguments.settings, arguments.epochs)
-        print(json.dumps({"seconds": seconds, "fsyncs": FSYNCS}))
+        print(json.dumps({"seconds": seconds, "fsyncs": FSYNCS, "phases": PHASES}))
         return
 
     if arguments.logging_costs:
@@ -475,11 +551,13 @@ def main():
                                          off=kind.removeprefix("engine-no-") if kind.startswith("engine-no-") else None,
                                          workload=arguments.workload) for kind in kinds}  # baseline: the defaults
         wall, cpu, fsyncs = {kind: [] for kind in kinds}, {kind: [] for kind in kinds}, []
+        phases = {kind: [] for kind in kinds}
         tries, skipped = 0, []
         while len(wall["engine"]) < arguments.rounds and tries < arguments.rounds * MAX_TRIES_PER_ROUND:
             order = kinds if tries % 2 == 0 else kinds[::-1]  # alternate who goes first
             tries += 1
-            measured = {kind: measure(kind, settings[kind], epochs, workdir, arguments.baseline) for kind in order}
+            measured = {kind: measure(kind, settings[kind], epochs, workdir, arguments.baseline, arguments.phases)
+                        for kind in order}
             steal = {kind: measured[kind][3] for kind in kinds}
             line = ", ".join(f"{kind} {measured[kind][0]:.2f} s (steal {_percent(steal[kind])})" for kind in kinds)
             worst = max((share for share in steal.values() if share is not None), default=None)
@@ -490,6 +568,7 @@ def main():
             for kind in kinds:
                 wall[kind].append(measured[kind][0])
                 cpu[kind].append(measured[kind][1])
+                phases[kind].append(measured[kind][4])
             fsyncs.append(measured["engine"][2])
             print(f"round {len(wall['engine'])} (try {tries}): {line}", flush=True)
     if not wall["engine"]:
@@ -498,6 +577,8 @@ def main():
         print(f"{len(skipped)} of {tries} tries left out: the hypervisor stole more than {arguments.max_steal:g} % "
               f"of the machine's CPU time while they ran (up to {max(skipped) * 100:.0f} %)")
     report(arguments, kinds, epochs, wall, cpu, fsyncs)
+    if arguments.phases:
+        report_phases(kinds, phases)
     print(f"experiments-manager --help: median {help_wall_time():.3f} s  (target <= 0.5 s)")
 
 
