@@ -39,6 +39,7 @@ the engine adds than the wall time of whole runs.
 """
 
 import argparse
+import collections
 import json
 import os
 import resource
@@ -71,6 +72,10 @@ FEATURES = {
 }
 OFF_IN_SETTINGS = {"raw-validation": "validate_raw_weights = False\n", "histograms": "histogram_freq = 0\n"}
 KINDS = ("engine", *(f"engine-no-{feature}" for feature in FEATURES), "plain")
+# what `measure` returns of one run: wall seconds of the timed part, CPU seconds of the whole worker process, the
+# fsyncs of an engine run, the share of the machine's CPU time the hypervisor stole while it ran (0 to 1, or None
+# where not known), and with --phases the seconds of each of fit's phases (`PHASES`)
+Measured = collections.namedtuple("Measured", "seconds cpu fsyncs steal phases")
 MAX_TRIES_PER_ROUND = 3  # --max-steal: tries per round kept, at most
 FSYNCS = {"count": 0, "seconds": 0.0}  # in an engine worker: every os.fsync, counted and timed
 # the workloads: the regression example (`--samples`, `--epochs`) or an MLP of 3x256 on 40 000 generated samples of
@@ -300,10 +305,8 @@ def stolen_seconds():
 
 
 def measure(kind, settings, epochs, workdir, baseline=None, phases=False):
-    """(wall seconds of the timed part, CPU seconds of the whole worker process, the fsyncs of an engine run, the
-    share of the machine's CPU time stolen by the hypervisor while it ran: 0 to 1, or None where not known, and
-    with `phases` the seconds of each of `fit`'s phases, `PHASES`).
-    The `baseline` kind runs the engine (defaults) of the checkout at `baseline`."""
+    """One run of `kind`, a `Measured`. The `baseline` kind runs the engine (defaults) of the checkout at
+    `baseline`."""
     worker, repo = ("engine", Path(baseline)) if kind == "baseline" else (kind, REPO)
     command = [sys.executable, __file__, "--worker", worker, "--settings", str(settings), "--epochs", str(epochs),
                *(["--phases"] if phases else [])]
@@ -314,7 +317,7 @@ def measure(kind, settings, epochs, workdir, baseline=None, phases=False):
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     steal = None if stolen is None else (stolen_seconds() - stolen) / (elapsed * (os.cpu_count() or 1))
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    return report["seconds"], cpu, report.get("fsyncs"), steal, report.get("phases")
+    return Measured(report["seconds"], cpu, report.get("fsyncs"), steal, report.get("phases"))
 
 
 def logging_costs(workdir, repeats=20):
@@ -558,18 +561,18 @@ def main():
             tries += 1
             measured = {kind: measure(kind, settings[kind], epochs, workdir, arguments.baseline, arguments.phases)
                         for kind in order}
-            steal = {kind: measured[kind][3] for kind in kinds}
-            line = ", ".join(f"{kind} {measured[kind][0]:.2f} s (steal {_percent(steal[kind])})" for kind in kinds)
-            worst = max((share for share in steal.values() if share is not None), default=None)
+            line = ", ".join(f"{kind} {measured[kind].seconds:.2f} s (steal {_percent(measured[kind].steal)})"
+                             for kind in kinds)
+            worst = max((run.steal for run in measured.values() if run.steal is not None), default=None)
             if arguments.max_steal is not None and worst is not None and worst * 100 > arguments.max_steal:
                 skipped.append(worst)
                 print(f"try {tries}, left out (steal above {arguments.max_steal:g} %): {line}", flush=True)
                 continue
             for kind in kinds:
-                wall[kind].append(measured[kind][0])
-                cpu[kind].append(measured[kind][1])
-                phases[kind].append(measured[kind][4])
-            fsyncs.append(measured["engine"][2])
+                wall[kind].append(measured[kind].seconds)
+                cpu[kind].append(measured[kind].cpu)
+                phases[kind].append(measured[kind].phases)
+            fsyncs.append(measured["engine"].fsyncs)
             print(f"round {len(wall['engine'])} (try {tries}): {line}", flush=True)
     if not wall["engine"]:
         sys.exit(f"bench_train: --max-steal {arguments.max_steal:g}: no round of {tries} had less steal than that")

@@ -147,7 +147,8 @@ def test_the_weights_file_leaves_the_optimizer_to_optimizer_npz(tmp_path, monkey
         variable.assign(rng.normal(size=variable.shape).astype(variable.dtype))
     if writer == "an earlier engine":
         monkeypatch.setattr(checkpointing, "_left_out", lambda model: [])
-    folder = Checkpointer(tmp_path / "checkpoints").save(model, model.optimizer, {"epochs_completed": 1, "callbacks": {}})
+    state = {"epochs_completed": 1, "callbacks": {}}
+    folder = Checkpointer(tmp_path / "checkpoints").save(model, model.optimizer, state)
     monkeypatch.undo()
     with h5py.File(folder / "model.weights.h5", "r") as weights:
         groups = list(weights)
@@ -157,5 +158,6 @@ def test_the_weights_file_leaves_the_optimizer_to_optimizer_npz(tmp_path, monkey
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Keras warns when it skips an optimizer it was given
         Checkpointer(tmp_path / "checkpoints").restore_latest(restored, restored.optimizer)
-    for got, want in zip(restored.variables + restored.optimizer.variables, model.variables + model.optimizer.variables):
+    every = [each.variables + each.optimizer.variables for each in (restored, model)]
+    for got, want in zip(*every):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
