@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 import keras
 
@@ -21,20 +21,31 @@ class ExportRecords(Protocol):
         ...
 
 
+class Durability(Protocol):
+    """What the callback asks of a `TrainingCheckpoint`: to run a function once the epoch's checkpoint is durable."""
+
+    def when_durable(self, function: Callable[[], object]) -> None:
+        ...
+
+
 class RunInfoUpdater(keras.callbacks.Callback):
-    """Writes progress into the experiment's run.json after each epoch.
+    """Writes progress into the experiment's run.json after each epoch, once the epoch's checkpoint is durable:
+    run.json never claims an epoch the checkpoints do not hold.
 
     Args:
         experiment: the `Experiment`.
         best: the `BestValue`.
         exporter: the `Exporter` (for the list of versions), or None when the run exports nothing.
+        checkpoint: the `TrainingCheckpoint` whose write the record waits for (default None: written at once).
     """
 
-    def __init__(self, experiment: Experiment, best: BestValue, exporter: Optional[ExportRecords]) -> None:
+    def __init__(self, experiment: Experiment, best: BestValue, exporter: Optional[ExportRecords],
+                 checkpoint: Optional[Durability] = None) -> None:
         super().__init__()
         self.experiment = experiment
         self.best = best
         self.exporter = exporter
+        self.checkpoint = checkpoint
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         progress: dict[str, Any] = {
@@ -45,4 +56,7 @@ class RunInfoUpdater(keras.callbacks.Callback):
         }
         if self.exporter is not None:
             progress.update(self.exporter.run_info())
-        self.experiment.update_run_info(**progress)
+        if self.checkpoint is None:
+            self.experiment.update_run_info(**progress)
+        else:  # in the thread writing the checkpoint, when it writes it there
+            self.checkpoint.when_durable(lambda: self.experiment.update_run_info(**progress))

@@ -22,7 +22,7 @@ import os
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, cast
+from typing import Any, Callable, Mapping, NamedTuple, cast
 
 import numpy as np
 
@@ -36,6 +36,21 @@ STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.weights.h5"
 OPTIMIZER_FILE = "optimizer.npz"
 DAMAGED_PREFIX = "damaged-"
+
+
+class CheckpointSnapshot(NamedTuple):
+    """A checkpoint's content, copied on the training thread (`Checkpointer.snapshot`), written by
+    `Checkpointer.write`.
+
+    Args:
+        weights: the bytes of `model.weights.h5`.
+        optimizer_values: `optimizer.npz`'s arrays by name (`v00000`, ... in the optimizer's order).
+        state: what `state.json` records besides the files' checksums (a JSON copy).
+    """
+
+    weights: "bytes | memoryview"
+    optimizer_values: dict[str, "np.ndarray[Any, Any]"]
+    state: dict[str, Any]
 
 
 def verify(folder: PathLike) -> "str | None":
@@ -147,7 +162,21 @@ class Checkpointer:
         set_aside(path, f"{DAMAGED_PREFIX}{path.name}", f"damaged ({problem}), the checkpoint before it is used")
 
     def save(self, model: Any, optimizer: Any, state: Mapping[str, Any]) -> Path:
-        """Writes a new checkpoint atomically and durably, with its files' checksums; prunes old good ones."""
+        """Writes a new checkpoint atomically and durably, with its files' checksums; prunes old good ones: a
+        `snapshot` written at once (`write`)."""
+        return self.write(self.snapshot(model, optimizer, state))
+
+    def snapshot(self, model: Any, optimizer: Any, state: Mapping[str, Any]) -> "CheckpointSnapshot":
+        """What a checkpoint of `model`, `optimizer` and `state` holds, as copies (on the thread that trains: the
+        values change at the next step); `write` then puts it on disk from any thread."""
+        return CheckpointSnapshot(
+            weights_file_bytes(model),  # a memoryview of a buffer of its own: no second copy
+            {f"v{index:05d}": np.array(np.asarray(variable)) for index, variable in enumerate(optimizer.variables)},
+            json.loads(json.dumps(state)))
+
+    def write(self, snapshot: "CheckpointSnapshot") -> Path:
+        """Writes `snapshot` as the next checkpoint, atomically and durably (durable when this returns); prunes old
+        good ones. Touches no model: any thread may call it, one at a time."""
         self.check_writer()  # still the experiment's one writer (its lease)
         if not self.folder.is_dir():
             self.folder.mkdir(parents=True)
@@ -156,13 +185,12 @@ class Checkpointer:
         final = self.folder / f"ckpt-{number:06d}"
         with folder_replaced_atomically(self.folder / f".tmp-ckpt-{number:06d}-{os.getpid()}", final) as tmp:
             tmp.mkdir()
-            (tmp / WEIGHTS_FILE).write_bytes(weights_file_bytes(model))  # a memoryview: no second copy
-            values: dict[str, Any] = {f"v{index:05d}": np.asarray(variable)  # Any: np.savez's **kwds
-                                      for index, variable in enumerate(optimizer.variables)}
+            (tmp / WEIGHTS_FILE).write_bytes(snapshot.weights)
+            values: dict[str, Any] = dict(snapshot.optimizer_values)  # Any: np.savez's **kwds
             np.savez(tmp / OPTIMIZER_FILE, **values)
             files = {name: file_digest(tmp / name) for name in (WEIGHTS_FILE, OPTIMIZER_FILE)}
             # state.json last: its presence marks the folder complete, and it records what the others hold
-            (tmp / STATE_FILE).write_text(json.dumps({**state, "files": files}, indent=2))
+            (tmp / STATE_FILE).write_text(json.dumps({**snapshot.state, "files": files}, indent=2))
         good = [path for _, path in self._numbered() if path == final or (path / STATE_FILE).is_file()]
         for old in good[: -self.keep]:
             remove_tree_atomically(old)

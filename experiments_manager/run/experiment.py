@@ -24,6 +24,7 @@ import os
 import shutil
 import socket
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Optional, Sequence, cast
 
@@ -65,6 +66,7 @@ class Experiment:
     def __init__(self, root: PathLike) -> None:
         self.root = Path(root)
         self.lease: Optional[Lease] = None  # the `Lease` while this process writes the folder (`held`)
+        self._run_info_lock = threading.Lock()  # run.json's changes: the training thread's, a checkpoint thread's
 
     @property
     def name(self) -> str:
@@ -205,11 +207,8 @@ class Experiment:
             self.lease = None
 
     def replica(self, root: PathLike) -> "Experiment":
-        """A private copy of this experiment (settings, run.json, checkpoints; no exports or logs) at `root`.
-
-        A non-chief worker of a multi-worker run resumes in such a copy: it
-        trains in step with the chief but must not write the shared folder.
-        """
+        """A private copy of this experiment (settings, run.json, checkpoints; no exports or logs) at `root`, where a
+        non-chief worker of a multi-worker run resumes: it trains in step with the chief but must not write there."""
         shutil.copytree(self.root, root, ignore=shutil.ignore_patterns("exported_models", "logs", "*.png", LEASE_NAME,
                                                                        f"{LEASE_NAME}.*", f".{LEASE_NAME}.*"))
         return type(self)(root)
@@ -232,13 +231,14 @@ class Experiment:
 
     def update_run_info(self, attempt: Optional[dict[str, Any]] = None, **fields: Any) -> RunRecord:
         """Sets fields of run.json (and the fields in the dict `attempt` in this attempt's entry), in one atomic
-        replace."""
-        info = self.run_info()
-        info.update(_jsonable(fields))
-        if attempt and info.get("attempts"):
-            info["attempts"][-1].update(_jsonable(attempt))
-        self.write_run_info(info)
-        return info
+        replace; one thread at a time (a checkpoint's thread records its epoch, `TrainingCheckpoint`)."""
+        with self._run_info_lock:
+            info = self.run_info()
+            info.update(_jsonable(fields))
+            if attempt and info.get("attempts"):
+                info["attempts"][-1].update(_jsonable(attempt))
+            self.write_run_info(info)
+            return info
 
     def mark_ended(self, status: str, **fields: Any) -> RunRecord:
         """Records how the run ended in run.json and in TensorBoard's HParams table."""
@@ -246,16 +246,17 @@ class Experiment:
 
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        info = self.run_info()
-        ended = now()
-        info.update(_jsonable({"status": status, "ended": ended, **fields}))
-        if info.get("attempts"):
-            exit_code = fields.get("exit_code", {"finished": 0, "failed": 1}.get(status))
-            info["attempts"][-1].update(_jsonable({"status": status, "ended": ended, "exit_code": exit_code,
-                                                   "reason": fields.get("reason"), "error": fields.get("error")}))
-        self.write_run_info(info)
-        write_status(self.logs_dir, status)
-        return info
+        with self._run_info_lock:  # one thread at a time, as `update_run_info`
+            info = self.run_info()
+            ended = now()
+            info.update(_jsonable({"status": status, "ended": ended, **fields}))
+            if info.get("attempts"):
+                exit_code = fields.get("exit_code", {"finished": 0, "failed": 1}.get(status))
+                info["attempts"][-1].update(_jsonable({"status": status, "ended": ended, "exit_code": exit_code,
+                                                       "reason": fields.get("reason"), "error": fields.get("error")}))
+            self.write_run_info(info)
+            write_status(self.logs_dir, status)
+            return info
 
     def mark_resumed(self, command: Sequence[str], accepted_code_change: Iterable[str] = (),
                      epochs: Optional[int] = None, extended_from: Optional[int] = None) -> RunRecord:
@@ -325,12 +326,9 @@ class Experiment:
                 f"epochs, best {info.get('monitored_loss_name')} {info.get('best_value')})>")
 
     def label(self) -> str:
-        """A short, unique name for this run in tables (TensorBoard's HParams "Trial ID").
-
-        Its start time, the hparams set for it, then day and session: '10:00:05 lr=0.1 (11-22 my_test)'. What tells
-        runs apart comes first, as narrow columns cut the end; a second run of the same name started in the same
-        second is '#1'.
-        """
+        """A short, unique name for this run in tables (TensorBoard's HParams "Trial ID"): its start time, the hparams
+        set for it, then day and session: '10:00:05 lr=0.1 (11-22 my_test)'. What tells runs apart comes first, as
+        narrow columns cut the end; a second run of the same name started in the same second is '#1'."""
         info = self.run_info()
         started = info.get("started") or ""
         if len(started) < 19:

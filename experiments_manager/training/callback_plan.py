@@ -70,7 +70,7 @@ class RunRecords:
         exports: list[Any] = [] if self.exporter is None else [
             ours.ExportOnImprovement(self.exporter, self.best, every_epoch=self.every_epoch)]
         return exports + ([] if checkpoint is None else [checkpoint]) + [
-            ours.RunInfoUpdater(self.experiment, self.best, self.exporter)]
+            ours.RunInfoUpdater(self.experiment, self.best, self.exporter, checkpoint)]
 
 
 class CallbackPlan:
@@ -142,7 +142,8 @@ class CallbackPlan:
         self.curves = records.curves
         self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir,
                                                                check_writer=experiment.check_writer),
-                                                  {**stateful, **inputs.stateful}, inputs.after_checkpoint)
+                                                  {**stateful, **inputs.stateful}, inputs.after_checkpoint,
+                                                  in_background=True)
         deterministic = [ours.DeterministicEpochs(cast(int, seed))] if settings.runtime.deterministic else []
         self.callbacks = (
             [records.fence]  # first: a run that lost its lease stops before any callback writes
@@ -160,16 +161,17 @@ class CallbackPlan:
         )
 
     def close(self, ending: Optional[BaseException] = None) -> None:
-        """Waits for the version being written, if any, and lists the versions in run.json (an export's failure
-        is logged: the run already ended otherwise); draws the epochs training_curves.png lacks (when `fit`
-        raised, Keras skipped `on_train_end`).
+        """Waits for the checkpoint and the version being written, if any, and lists the versions in run.json
+        (their failures are logged: the run already ended otherwise); draws the epochs training_curves.png lacks
+        (when `fit` raised, Keras skipped `on_train_end`).
 
         Args:
             ending: the error ending the run, if any (default None): when the storage failed (a full disk, a
-                read-only or failing file system), the export's and the drawing's failures of the same kind are
-                not said again beside the run's one line.
+                read-only or failing file system), the checkpoint's, the export's and the drawing's failures of the
+                same kind are not said again beside the run's one line.
         """
         try:
+            self.checkpoint.close(ending)  # first: its thread records the epoch in run.json once it is durable
             if self.exporter is not None:
                 self.exporter.close(ending)
         finally:

@@ -1,6 +1,7 @@
-"""Background work yields the disk to training.
+"""Background work: one job at a time in a thread (`BackgroundWorker`), yielding the disk to training.
 
-A training run's background threads (a version's export, the drawing of training_curves.png) call
+A training run's background threads (a version's export, a checkpoint's write, the drawing of training_curves.png)
+call
 `yield_to_training()` first: on Linux, I/O priority is per thread, and theirs drops to the lowest of the
 best-effort class (what `ionice -c2 -n7` sets): a version's writes and fsyncs queue behind the input pipeline's
 reads. Their CPU priority stays: the drawing is Python holding the GIL, and a low-priority thread holding the GIL
@@ -13,7 +14,7 @@ import ctypes
 import logging
 import platform
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 _IOPRIO_CLASS_BE, _IOPRIO_CLASS_SHIFT, _IOPRIO_LOWEST_LEVEL, _IOPRIO_WHO_PROCESS = 2, 13, 7, 1
 _IOPRIO_SYSCALLS = {"x86_64": (251, 252), "aarch64": (30, 31), "ppc64le": (273, 274)}  # (ioprio_set, ioprio_get)
@@ -57,3 +58,67 @@ def _ioprio_syscall(which: int, *arguments: int) -> Optional[int]:
         return int(libc.syscall(numbers[which], *(ctypes.c_int(argument) for argument in arguments)))
     except (OSError, AttributeError):
         return None
+
+
+class BackgroundWorker:
+    """Runs one job at a time in a background thread while the calling (training) thread goes on.
+
+    The job must read no live variable: the calling thread hands over what it needs (a snapshot of values). Each
+    job runs in its own non-daemon thread, so an interpreter that exits waits for it (a file is never cut short by
+    the end of the run), after `yield_to_training()`. `submit` first waits for the previous job. A failed job is
+    never swallowed: the next `submit` or `wait` raises `failure(description, error)` (by default the job's own
+    error, as if the calling thread had run the job).
+
+    Args:
+        name: the threads' name (default "background").
+
+    Example:
+
+    ```python
+    worker = BackgroundWorker("checkpoint")
+    worker.submit(lambda: checkpointer.write(snapshot), "the checkpoint after epoch 5")
+    ...                                   # training goes on
+    worker.wait()                         # finished; raises the job's error if it failed
+    ```
+    """
+
+    def __init__(self, name: str = "background") -> None:
+        self.name = name
+        self._thread: Optional[threading.Thread] = None
+        self._failed: Optional[tuple[str, BaseException]] = None  # the job that failed and its error, until raised
+
+    def submit(self, job: Callable[[], object], description: str) -> None:
+        """Waits for the previous job (raising its failure), then starts `job()` in a new thread.
+
+        Args:
+            job: a function of no arguments.
+            description: what the job makes, for a failure's message ("version 3 (after epoch 5)").
+        """
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(job, description), name=self.name)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Waits for the job in flight, if any; raises (once) what `failure` makes of a job's error."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._failed is not None:
+            description, error = self._failed
+            self._failed = None
+            raise self.failure(description, error)
+
+    def failed(self) -> bool:
+        """Whether a job failed and its error is not raised yet (a job in flight counts as not failed)."""
+        return self._failed is not None
+
+    def failure(self, description: str, error: BaseException) -> BaseException:
+        """What `wait` raises for a failed job: `error` itself (a subclass may wrap it, naming `description`)."""
+        return error
+
+    def _run(self, job: Callable[[], object], description: str) -> None:
+        try:
+            yield_to_training()  # the training thread and the input pipeline get the disk first
+            job()
+        except BaseException as error:  # raised on the calling thread by the next submit or wait
+            self._failed = (description, error)
