@@ -169,6 +169,7 @@ class Checkpointer:
     def snapshot(self, model: Any, optimizer: Any, state: Mapping[str, Any]) -> "CheckpointSnapshot":
         """What a checkpoint of `model`, `optimizer` and `state` holds, as copies (on the thread that trains: the
         values change at the next step); `write` then puts it on disk from any thread."""
+        self.check_writer()  # a run that lost its lease copies nothing either (`write` checks again)
         return CheckpointSnapshot(
             weights_file_bytes(model),  # a memoryview of a buffer of its own: no second copy
             {f"v{index:05d}": np.array(np.asarray(variable)) for index, variable in enumerate(optimizer.variables)},
