@@ -1,13 +1,12 @@
 """Background work: one job at a time in a thread (`BackgroundWorker`), yielding the disk to training.
 
-A training run's background threads (a version's export, a checkpoint's write, the drawing of training_curves.png)
-call
-`yield_to_training()` first: on Linux, I/O priority is per thread, and theirs drops to the lowest of the
-best-effort class (what `ionice -c2 -n7` sets): a version's writes and fsyncs queue behind the input pipeline's
-reads. Their CPU priority stays: the drawing is Python holding the GIL, and a low-priority thread holding the GIL
-makes the training thread wait for it between two steps (a priority inversion); a version's write is TensorFlow's
-C++ with the GIL released, but at a raised niceness (+10) on a loaded node it would risk the "on disk within about
-2 s" a served version promises. Elsewhere (macOS), or where the kernel refuses, it does nothing.
+A training run's background threads (a version's export, a checkpoint's write, the drawing of
+training_curves.png) call `yield_to_training()` first: on Linux, I/O priority is per thread, and theirs drops to
+the lowest of the best-effort class (what `ionice -c2 -n7` sets): their writes and fsyncs queue behind the input
+pipeline's reads. Their CPU priority stays: the drawing is Python holding the GIL, and a low-priority thread
+holding the GIL makes the training thread wait for it between two steps (a priority inversion); a version's write
+is TensorFlow's C++ with the GIL released, but at a raised niceness (+10) on a loaded node it would risk the "on
+disk within about 2 s" a served version promises. Elsewhere (macOS), or where the kernel refuses, it does nothing.
 """
 
 import ctypes

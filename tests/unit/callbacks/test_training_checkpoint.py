@@ -92,6 +92,8 @@ def test_the_epoch_end_goes_on_while_its_checkpoint_is_written_and_run_json_wait
         np.testing.assert_array_equal(restored.numpy(), saved)
 
 
+@pytest.mark.claim("a checkpoint is written in a background thread from a copy of the epoch's end; run.json records "
+                   "the epoch once it is durable; a failed write stops the run at the next epoch's end")
 def test_a_failed_background_write_is_raised_at_the_next_epoch_end_and_run_json_keeps_the_epoch_before(run):
     model, experiment, checkpoint, updater, checkpointer = run(fail=True)
     _epoch_end(0, checkpoint, updater)
