@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 import keras
 
 from experiments_manager.utils.background import BackgroundWorker
-from experiments_manager.utils.environment_failures import environment_errno
+from experiments_manager.utils.environment_failures import said_by_the_run
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -63,8 +63,8 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self.epochs_completed: Optional[int] = None
         self._worker = BackgroundWorker("checkpoint") if in_background and not self.after_save else None
         self._lock = threading.Lock()
-        self._pending: Optional[list[Callable[[], object]]] = None  # to run once the write in flight is durable
-        self._write_failed = False  # until `wait` raises the error: what waited for that write is dropped
+        # what runs once the write in flight is durable (never, if it fails: dropped by `wait`); None: no write
+        self._pending: Optional[list[Callable[[], object]]] = None
 
     def _snapshot(self, epochs_completed: int) -> CheckpointSnapshot:
         state = {
@@ -86,8 +86,6 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         """Calls `function` once the checkpoint being written is durable (in the thread that writes it), at once
         when none is; never when that write fails (its error is raised by the next `wait`)."""
         with self._lock:
-            if self._write_failed:
-                return
             if self._pending is not None:
                 self._pending.append(function)
                 return
@@ -100,7 +98,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
                 self._worker.wait()
             finally:
                 with self._lock:
-                    self._write_failed = False
+                    self._pending = None  # a failed write's: never run
 
     def close(self, ending: Optional[BaseException] = None) -> None:
         """Waits for the checkpoint being written; its failure is logged, not raised (the run already ended
@@ -109,7 +107,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         try:
             self.wait()
         except Exception as failure:  # noqa: BLE001 - the run's own ending is what it reports
-            if environment_errno(ending) is None or environment_errno(failure) is None:
+            if not said_by_the_run(failure, ending):
                 _LOG.error("The checkpoint after epoch %s failed: %s: %s", self.epochs_completed,
                            type(failure).__name__, failure)
 
@@ -129,12 +127,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
 
     def _write(self, snapshot: CheckpointSnapshot) -> None:
         """The background job: the write, then what waited for it (not when the write failed)."""
-        try:
-            self.checkpointer.write(snapshot)
-        except BaseException:
-            with self._lock:
-                self._write_failed, self._pending = True, None
-            raise
+        self.checkpointer.write(snapshot)
         with self._lock:
             waiting, self._pending = self._pending or [], None
         for function in waiting:

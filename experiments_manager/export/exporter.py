@@ -29,7 +29,7 @@ from experiments_manager.export.served_module import served_module
 from experiments_manager.utils.atomic import (folder_replaced_atomically, remove_leftovers, remove_tree_atomically,
                                               write_text_atomically)
 from experiments_manager.utils.checksums import set_aside, verify_manifest, write_manifest
-from experiments_manager.utils.environment_failures import environment_errno
+from experiments_manager.utils.environment_failures import said_by_the_run
 from experiments_manager.run.version_records import (read_record_file, records_of, version_record,
                                                      write_class_names_file, write_record_file)
 
@@ -219,7 +219,7 @@ class Exporter:
         try:
             self.wait()
         except ExportFailed as failure:
-            if environment_errno(ending) is None or environment_errno(failure) is None:
+            if not said_by_the_run(failure, ending):
                 _LOG.error("%s", failure)
         self.experiment.update_run_info(**self.run_info())
 

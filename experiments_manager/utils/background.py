@@ -107,10 +107,6 @@ class BackgroundWorker:
             self._failed = None
             raise self.failure(description, error)
 
-    def failed(self) -> bool:
-        """Whether a job failed and its error is not raised yet (a job in flight counts as not failed)."""
-        return self._failed is not None
-
     def failure(self, description: str, error: BaseException) -> BaseException:
         """What `wait` raises for a failed job: `error` itself (a subclass may wrap it, naming `description`)."""
         return error

@@ -69,6 +69,13 @@ def environment_errno(error: Optional[BaseException]) -> Optional[int]:
     return None
 
 
+def said_by_the_run(failure: BaseException, ending: Optional[BaseException]) -> bool:
+    """Whether the background `failure` (a version's, a checkpoint's or a drawing's) goes unsaid when the run
+    ends: both it and `ending`, the error ending the run (None: none), are the storage's (a full or failing disk),
+    so the run's one line already says it. Any other failure is logged beside the run's own ending."""
+    return environment_errno(ending) is not None and environment_errno(failure) is not None
+
+
 def environment_failure_line(error: BaseException, where: Optional[str] = None) -> Optional[str]:
     """'PATH: No space left on device: free space on that file system ...', or None when `error` is not the
     machine's failure. `where`: the folder named when the error names no file."""
