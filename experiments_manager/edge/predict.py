@@ -19,7 +19,6 @@ client.stream(10)          # Client_IO's requests, answered on this machine
 import contextlib
 import json
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -29,7 +28,7 @@ from experiments_manager.edge.formats import SIGNATURE_FILE, format_of_file
 from experiments_manager.serving.client import ClientError, StreamingClient
 from experiments_manager.utils.checksums import verify_manifest
 from experiments_manager.utils.errors import UserInputError, print_problems
-from experiments_manager.utils.signals import signal_handlers
+from experiments_manager.utils.signals import SignalSafeEvent, signal_handlers
 
 if TYPE_CHECKING:
     from experiments_manager.serving.errors import RequestError
@@ -206,7 +205,7 @@ def predict_on_device(run: "str | Path", edge_file: "str | Path", count: int = 1
     model_name = experiment.run_info().get("model_name") or settings.model_name
     specs = {"model_dir": str(experiment.root), "model_name": model_name, "edge": str(service.path)}
     client = EdgeClient(settings, service, model_name, specs, debug)
-    stop = threading.Event()
+    stop = SignalSafeEvent()
     try:
         with signal_handlers(lambda signum, frame: stop.set()):
             report = client.stream(count, interval, stop)

@@ -20,10 +20,11 @@ import stat
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
+
+from experiments_manager.utils.signals import SignalSafeEvent, signal_handlers  # the standard library only
 
 if TYPE_CHECKING:
     from experiments_manager.utils.atomic import PathLike
@@ -116,11 +117,9 @@ class Keeper:
         self.supernode_pid = supernode_pid
         self.worker: Optional[subprocess.Popen[bytes]] = None
         self.starts = 0
-        self.stopping = threading.Event()
+        self.stopping = SignalSafeEvent()  # set by a signal handler
 
     def run(self) -> None:
-        from experiments_manager.utils.signals import signal_handlers
-
         last_start, restart_pause = -RESTART_PAUSE_SECONDS, RESTART_PAUSE_SECONDS
         try:
             with signal_handlers(lambda signum, frame: self.stopping.set()):

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import threading
 from types import FrameType
 from typing import Any, Iterator, Optional
 
-from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
+from experiments_manager.utils.signals import STOP_SIGNALS, SignalSafeEvent, signal_handlers
 
 
 class FederationInterrupted(Exception):
@@ -43,7 +42,7 @@ class StopRequest:
     """The first stop signal a federation received, if any; shared by the process' threads."""
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._event = SignalSafeEvent()  # set by a signal handler
         self.signum: Optional[int] = None
 
     def request(self, signum: int) -> None:

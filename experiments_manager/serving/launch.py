@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 from experiments_manager.run.served_layout import DEFAULT_GRPC_PORT
 from experiments_manager.serving.options import check_arguments, from_arguments
 from experiments_manager.utils.errors import UserInputError, print_problems
-from experiments_manager.utils.signals import signal_handlers, watch_parent
+from experiments_manager.utils.signals import SignalSafeEvent, signal_handlers, watch_parent
 
 if TYPE_CHECKING:  # names for the hints only: TensorFlow and the folder's modules load when a command needs them
     from pathlib import Path
@@ -129,7 +129,7 @@ def _run_embedded(sources: "list[ModelSource]", options: "ServerOptions", parent
     import_tensorflow_quietly()
     from experiments_manager.serving.server import ModelServer
 
-    stop = threading.Event()
+    stop = SignalSafeEvent()
 
     def parent_gone() -> None:
         _LOG.info("the training process %d is gone: stopping", parent_pid)
@@ -183,7 +183,7 @@ def predict(arguments: argparse.Namespace) -> int:
     model_name = arguments.model_name or signature  # a folder's server names the experiment by its path
     specs = {"model_dir": str(experiment.root), "model_name": model_name, "server": address}
     client = StreamingClient(settings, address, model_name, specs, arguments.debug, signature_name=signature)
-    stop = threading.Event()  # Ctrl-C / SIGTERM end an endless stream normally: finalize, summary, exit 0
+    stop = SignalSafeEvent()  # Ctrl-C / SIGTERM end an endless stream normally: finalize, summary, exit 0
     try:
         with signal_handlers(lambda signum, frame: stop.set()):
             if arguments.wait_for_server > 0:

@@ -29,7 +29,7 @@ from experiments_manager.sweeps.store import SweepStore, exit_code, worker_ident
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
 from experiments_manager.utils.lease import LeaseLost, lease_timeout
-from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
+from experiments_manager.utils.signals import STOP_SIGNALS, SignalSafeEvent, signal_handlers
 
 if TYPE_CHECKING:
     import subprocess
@@ -68,7 +68,7 @@ class SweepWorkers:
         self.working_folder = working_folder
         self.workers = workers
         self.stop_signum: Optional[int] = None
-        self._stopping = threading.Event()
+        self._stopping = SignalSafeEvent()  # set by a signal handler
         self._processes: dict[Optional[int], subprocess.Popen[bytes]] = {}  # worker index -> its running trial process
         self._printing = threading.Lock()
         self._failure: Optional[BaseException] = None

@@ -19,6 +19,62 @@ _LOG = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
 
 
+class SignalSafeEvent(threading.Event):
+    """A `threading.Event` that a signal handler may set while the main thread waits on it.
+
+    Python runs a handler in the main thread, between two bytecodes. A
+    `threading.Event` guards its flag with a lock that is not reentrant: when
+    the signal comes while the main thread holds it (inside `wait`, at any
+    moment but the blocked one), the handler's `set()` waits for itself, and
+    the process ignores every later signal but SIGKILL. Two SIGTERMs at once
+    (`timeout` forwards the one `pkill` sent it too) hung `serve` so. Here the
+    lock is reentrant, and `wait` lists its waiter before it reads the flag:
+    a `set()` at any point of a `wait` is either read or wakes it.
+
+    Example:
+
+    ```python
+    stop = SignalSafeEvent()
+    with signal_handlers(lambda signum, frame: stop.set()):
+        while not stop.wait(1.0):
+            ...
+    ```
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._guard = threading.RLock()
+        self._waiters: list[threading.Lock] = []
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        with self._guard:
+            self._flag = True
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                waiter.release()
+
+    def clear(self) -> None:
+        with self._guard:
+            self._flag = False
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        waiter = threading.Lock()
+        waiter.acquire()
+        with self._guard:
+            self._waiters.append(waiter)
+        try:
+            if not self._flag:  # a set() from here on releases the waiter
+                waiter.acquire(True, -1 if timeout is None else max(0.0, timeout))
+        finally:
+            with self._guard:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        return self._flag
+
+
 @contextlib.contextmanager
 def signal_handlers(handler: Handler, signums: Iterable[int] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
     """Within the block, `handler` receives `signums`; the previous handlers come back afterwards.
@@ -31,10 +87,14 @@ def signal_handlers(handler: Handler, signums: Iterable[int] = (signal.SIGINT, s
         handler: a `signal.signal` handler (a function of signum, frame, or a `signal.SIG*` constant).
         signums: the signals to handle.
 
+    A handler runs in the main thread between any two of its bytecodes, so it
+    must not take a lock that thread may hold: an event it sets is a
+    `SignalSafeEvent`, not a `threading.Event`.
+
     Example:
 
     ```python
-    stop = threading.Event()
+    stop = SignalSafeEvent()
     with signal_handlers(lambda signum, frame: stop.set()):
         while not stop.wait(1.0):
             ...
