@@ -94,10 +94,9 @@ def signal_handlers(handler: Handler, signums: Iterable[int] = (signal.SIGINT, s
     Example:
 
     ```python
-    stop = SignalSafeEvent()
-    with signal_handlers(lambda signum, frame: stop.set()):
-        while not stop.wait(1.0):
-            ...
+    received: list[int] = []  # a list's append takes no lock
+    with signal_handlers(lambda signum, frame: received.append(signum), STOP_SIGNALS):
+        train_until(lambda: bool(received))
     ```
     """
     if threading.current_thread() is not threading.main_thread():
