@@ -6,9 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-# The tests run in parallel processes (pytest-xdist): most of them wait on real processes (a training run, a
-# server, Slurm), so more workers than cores pays (3 on 2 cores). `make test TEST_WORKERS=0`: all in one process.
-TEST_WORKERS ?= 3
+# The tests run in parallel processes (pytest-xdist): many wait on real processes (a training run, a server, Slurm,
+# Flower), so more workers than cores pays: 4 on 2 cores, two of them mostly on the Slurm and federation tests, in
+# the order tests/conftest.py hands units out (--no-loadscope-reorder keeps it). `make test TEST_WORKERS=0`: all in one
+# process.
+TEST_WORKERS ?= 4
+XDIST := -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: install demo test test-fast bench image docs docs-build claims clean
 
@@ -24,11 +27,12 @@ demo: $(STAMP)
 	$(BIN)/experiments-manager list experiments/examples/curve_fitting
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -rs $(XDIST) $(PYTEST_ARGS)
 
-# The fast tier for the edit-run loop: tests/unit/ (in-process, no real daemons; tests/e2e/ holds the rest).
+# The fast tier for the edit-run loop (a few minutes): every test not marked `slow` (by cost: over ~5 s, or a real
+# daemon; tests/conftest.py), wherever it lives, with one command-line train -> serve -> resume. CI runs `make test`.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -rs -n $(TEST_WORKERS) --dist loadgroup tests/unit $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -rs $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 # The documentation site (mkdocs.yml, docs/): `make docs` serves it on http://127.0.0.1:8000 and rebuilds it as
 # docs/ changes; `make docs-build` writes it to site/ (strict: a broken link fails). tools/docs/gen_reference.py
@@ -48,12 +52,14 @@ claims:
 # The Apptainer image as a sandbox root folder (tools/image/build.py: debootstrap, %files, %post, %test, as
 # `apptainer build --sandbox` runs them), for machines without Apptainer; needs root, debootstrap and bubblewrap.
 # The Slurm tests run their jobs in it when EM_IMAGE_ROOT names it (.ci/run does). IMAGE_ARGS: e.g. the GPU wheels,
-# `make image IMAGE_ARGS="--build-arg CUDA_WHEELS=yes"`.
+# `make image IMAGE_ARGS="--build-arg CUDA_WHEELS=yes"`. Its cache lives outside the checkout ($EM_IMAGE_CACHE, else
+# ~/.cache/experiments_manager/image): the bare Debian, and the root %post made, keyed by the recipe and the files
+# below, which a later build (a fresh clone too) updates with this checkout's package instead of installing everything.
 IMAGE_ROOT ?= build/image
 IMAGE_ARGS ?= --build-arg CUDA_WHEELS=no
 image: $(STAMP)
 	$(BIN)/python tools/image/build.py install/experiments_manager_debian.def $(IMAGE_ROOT) $(IMAGE_ARGS) \
-		--cache build/image-cache --force
+		--cache-key install/constraints.txt --cache-key setup.cfg --force
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_train.py

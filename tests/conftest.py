@@ -12,17 +12,31 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REGRESSION_SETTINGS = "examples/regression/mysettings_curve_fitting.py"
-# `make test` runs the tests in parallel (pytest-xdist, `--dist loadgroup`). Tests that share something costly run
-# in one worker, so it is built once: the tests of a session-wide real part (one Slurm cluster, one Kafka broker), and
-# the tests of a module that use one of its module-scoped fixtures (test_tensorboard's trained `lab`, ...). Groups are
-# handed out first, the real parts first of all: they are the longest units and mostly wait while other workers train.
-# pytest-xdist 3.8.0 groups by a suffix it writes into `item._nodeid`, which pytest 9 no longer reads (every group was
-# spread over workers): pytest is pinned to 8.4 in install/constraints.txt for that.
+# `make test` runs the tests in parallel (pytest-xdist, `--dist loadgroup --no-loadscope-reorder`). Tests that share
+# something costly run in one worker, so it is built once: the tests of a session-wide real part (one Slurm cluster,
+# one Kafka broker, the simulated cluster), and the tests of a module that use one of its module-scoped fixtures
+# (test_tensorboard's trained `lab`, ...). pytest-xdist 3.8.0 groups by a suffix it writes into `item._nodeid`, which
+# pytest 9 no longer reads (every group was spread over workers): pytest is pinned to 8.4 in install/constraints.txt.
 # Federations (Flower SuperLinks and SuperNodes, Ray simulations: several TensorFlow processes each) run one at a
 # time, in the `federation` group (the `federation` mark): two beside each other on 2 cores took more than 300 s to
 # complete a round (stop 48's CI).
+# The order units are handed out in (xdist keeps it with --no-loadscope-reorder; by default it sorts groups by their
+# number of tests): the Slurm and federation groups first, one worker each: they are the longest (~8 min each) and
+# mostly wait on their daemons, so the other two workers (4 in all, on 2 cores) keep the CPU busy beside them. Then the
+# modules' groups and the other slow tests; the Kafka and simulated-cluster groups (2-3 min, also waiting much) after
+# them, when the first two are about done; the fast tests last, to fill the workers' last minutes. (Issue 56: with
+# the groups first and 3 workers, two workers waited on Slurm and Flower for the suite's first 10 minutes, the CPU
+# 40 % used.)
+WAITING_FIRST = ("slurm", "federation")
+WAITING_LATER = ("kafka", "sim_cluster")
 SHARED_PARTS = {"slurm": "slurm", "kafka_broker": "kafka", "sim_cluster": "sim_cluster"}
 FEDERATION = "federation"
+# Tiers by cost: a test marked `slow` (over ~5 s here, or a module whose fixtures train several runs) is left out of
+# `make test-fast`, the edit-run loop; a test that starts a real daemon (Slurm, a Kafka broker, the simulated cluster,
+# a federation) or builds or runs the image is marked here. `.ci/run`'s cost report names the tests that took longer
+# than SLOW_SECONDS without the mark.
+SLOW = "slow"
+SLOW_FIXTURES = frozenset({*SHARED_PARTS, "own_kafka_broker", "flower_federation", "image_root", "image_cache"})
 
 
 def xdist_group(item):
@@ -40,39 +54,35 @@ def xdist_group(item):
     return None
 
 
+def _hand_out_rank(group, slow):
+    """Where a test's unit goes in the order xdist hands units out (above): lower first."""
+    if group in WAITING_FIRST:
+        return WAITING_FIRST.index(group)
+    if group in WAITING_LATER:
+        return 4
+    if group:
+        return 2
+    return 3 if slow else 5
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(config, items):
-    order = [*SHARED_PARTS.values(), FEDERATION]
+    """Marks the tests of real daemons `slow`, groups the tests that share a costly part, and sorts them in the order
+    their units are handed out (above). `-m "not slow"` (make test-fast) deselects after this hook."""
     rank = {}
     for item in items:
+        if item.get_closest_marker(FEDERATION) or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
         group = xdist_group(item)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
-        rank[item] = order.index(group) if group in order else len(order) if group else len(order) + 1
+        rank[item] = _hand_out_rank(group, item.get_closest_marker(SLOW) is not None)
     items.sort(key=rank.__getitem__)
 
 
-CPU_REPORT_VARIABLE = "EM_TEST_CPU_REPORT"  # a file: each test's CPU seconds (its process and its waited children)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):
-    """With EM_TEST_CPU_REPORT=FILE, appends `cpu_seconds<TAB>nodeid` per test: what a test costs the machine (its
-    TensorFlow-importing subprocesses), where --durations shows only wall time, shared with other workers."""
-    report = os.environ.get(CPU_REPORT_VARIABLE)
-    if not report:
-        yield
-        return
-    import resource
-
-    def used():
-        return sum(usage.ru_utime + usage.ru_stime for usage in (resource.getrusage(resource.RUSAGE_SELF),
-                                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
-
-    before = used()
-    yield
-    with open(report, "a") as out:
-        out.write(f"{used() - before:.1f}\t{item.nodeid}\n")
+# EM_TEST_CPU_REPORT=FILE: each test's CPU and wall seconds, worker and start (tests/cost_report.py, which .ci/run
+# runs to print where the suite's time went)
+from cost_report import pytest_runtest_protocol  # noqa: E402,F401  (the hook, registered by being in this module)
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,7 @@ def _env(folder):
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'run.json records every attempt; the top level describes the latest; changed code is refused unless '
     '`--accept-code-change`',

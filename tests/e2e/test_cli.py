@@ -85,6 +85,7 @@ def test_list_into_a_pipe_that_closes_early_is_not_a_traceback(tmp_path):
     assert result.returncode == 141 and result.stderr == "", result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.claim('several `--hparam` flags are accepted', note='(two `--hparam`)')
 def test_train_executes_the_settings_file_once(workdir, run_cli):
     """Module-level code of a settings file (a data download, a print) runs once per `train -u`."""

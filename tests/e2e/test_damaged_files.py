@@ -25,6 +25,7 @@ def flip_bytes(path, count=64):
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'a damaged checkpoint (overwritten in place, truncated, a missing file, no state.json) is set aside with one '
     'warning; the previous one is restored bit for bit; numbers go on past it; pruning keeps good ones',

@@ -70,6 +70,7 @@ def experiments(workdir):
     return sorted(path.parent for path in (workdir / "experiments").glob("**/run.json"))
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     '`deterministic = True`: a run killed mid-epoch or mid-export and resumed ends bitwise identical to an '
     'uninterrupted one',

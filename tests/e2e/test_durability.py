@@ -108,6 +108,7 @@ def kept_whole(path, content):
     return path.is_file() and path.read_bytes() == content
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'durable: a power loss keeps every checkpoint and version run.json lists, the copies, and the run resumes',
     note='(loop-mounted ext4, `EXT4_IOC_SHUTDOWN` without log flush right after kill -9 at the 4th checkpoint; a '
@@ -188,6 +189,7 @@ def _errors(result):
 PROGRESS = ("Experiment folder: ", "Epoch ", "Monitoring ")  # what stderr shows of a run going well
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'a full disk / read-only folder is one line, exit 75, no traceback or segfault; the run resumes once mended',
     note='(a 300 KiB tmpfs, grown, resumed; stderr holds the one line and progress lines, nothing else)')

@@ -22,6 +22,7 @@ def history(root):
     return np.genfromtxt(root / "history.csv", delimiter=",", names=True)
 
 
+@pytest.mark.slow
 @pytest.mark.claim("a run folder the first engine wrote resumes with this one and trains on as this engine's own run",
                    note="(`train --resume --more-epochs 1` of a 2-epoch run of ec84b6e: the same losses as this "
                         "engine's own 2-epoch run resumed alike; `list` shows it)")

@@ -20,6 +20,8 @@ import pytest
 from conftest import REPO, cli_command, cli_env, settings_variant
 from experiments_manager.run.version_records import CLASS_NAMES_FILE
 
+pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
+
 EXAMPLES = {  # name: (settings file, extra lines, epochs): trained enough that int8 is judged on a real model
     "classification": ("examples/classification/mysettings_image_classification.py",
                        ["class_names = ['horizontal', 'vertical', 'blob']"], 3),

@@ -222,6 +222,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'a signal stop checkpoints and marks the run interrupted first, then waits for the version being written and '
     'logs its failure; exit 128+signal; the resume exports it again',

@@ -17,6 +17,8 @@ import pytest
 
 from conftest import REPO, cli_command, cli_env, read_run, settings_variant, wait_for
 
+pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
+
 PROGRESS_LINE = re.compile(r"^\d+/\d+ - \d+s - .*loss: ")
 FIRST_COMMAND = ["experiments-manager", "train", "-u", "examples/regression/extend.py", "--hparam", "nbEpoch=2"]
 PROBE = np.linspace(-2, 2, 9, dtype=np.float32).reshape(-1, 1)

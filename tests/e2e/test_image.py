@@ -28,7 +28,19 @@ APPTAINER = [sys.executable, str(REPO / "tools/image/apptainer.py")]
 BUILD = [sys.executable, str(REPO / "tools/image/build.py")]
 DEBIAN_DEF = REPO / "install/experiments_manager_debian.def"
 SITE_PACKAGES = "/usr/local/lib/python3.11/dist-packages"
-CACHE = Path(os.environ.get("EM_IMAGE_CACHE", REPO / "build/image-cache")).resolve()  # before a test changes the cwd
+
+
+def _image_builder():
+    """tools/image/build.py as a module (tools/image is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("image_build", REPO / "tools/image/build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+CACHE = _image_builder().default_cache().resolve()  # where `make image` keeps it; read before a test changes the cwd
 
 
 def in_image(image, *arguments, env=None, cwd=None, timeout=120):
@@ -45,6 +57,7 @@ def pins():
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.claim('`apptainer test` runs `--help` and a 1-epoch training')
 def test_apptainer_test_runs_the_images_own_test_section(image_root, tmp_path):
     """`apptainer test`: the recipe's %test (the runscript's --help, a 1-epoch training of the regression example)."""
@@ -112,6 +125,7 @@ def test_environment_binds_and_read_only_image_as_apptainer_gives_them(image_roo
     assert (tmp_path / "here.txt").read_text() == "made\n"  # the current directory is bound, writable
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'a signal to `apptainer run` reaches the run inside (checkpoint, exit 138); a job-wide `scancel` still returns '
     "the command's status")
@@ -212,8 +226,9 @@ def require_builder():
 
 @pytest.fixture(scope="module")
 def image_cache():
-    """The bare debootstrap root `make image` keeps (EM_IMAGE_CACHE or build/image-cache): the builder's failure
-    tests start from it instead of downloading Debian again."""
+    """The bare debootstrap root `make image` keeps (tools/image/build.py's default cache: EM_IMAGE_CACHE, else
+    ~/.cache/experiments_manager/image): the builder's failure tests start from it instead of downloading Debian
+    again."""
     require_builder()
     cache = CACHE
     require_real_part(None if any(cache.glob("debootstrap-*")) else f"no debootstrap cache in {cache}: `make image`")
@@ -301,6 +316,50 @@ def test_files_and_post_as_apptainer_runs_them(image_cache, tmp_path):
     script = f"cat /opt/a.txt /opt/b.txt /run/{name}; test -L /run/{name} || echo a file; echo $FROM_POST"
     run = in_image(tmp_path / "image", "exec", ["sh", "-c", script], cwd=tmp_path)
     assert run.stdout == "a\nb\na\na file\nyes\n", run
+
+
+@pytest.mark.claim(
+    "`make image` keeps its cache outside the checkout: a build with the same recipe and pins starts from the root "
+    "%post left, with this checkout's files and %post run again; a changed recipe or pin builds from Debian")
+def test_a_build_with_the_same_key_starts_from_the_kept_root_and_a_changed_key_builds_afresh(image_cache, tmp_path):
+    """Three builds with one cache of their own (the debootstrap root linked from the shared one): the first keeps
+    its root without what %files copied; the second, same recipe and key file, starts from that root (no
+    debootstrap), gets the payload as it is now (a file removed since is gone) and runs %post over it again, as
+    `apptainer build --update`; the third, the key file changed, starts from Debian again."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for bare in image_cache.glob("debootstrap-*"):
+        (cache / bare.name).symlink_to(bare)
+    pins, payload = tmp_path / "pins.txt", tmp_path / "payload"
+    pins.write_text("tensorflow==1\n")
+    payload.mkdir()
+    (payload / "old.txt").write_text("old\n")
+    recipe = fake_install(tmp_path, **{"%files\n": f"%files\n    {payload} /opt/payload\n",
+                                       "%post\n": "%post\n    echo ran >> /var/post-runs\n"})
+
+    def build_with_key(name):
+        result = build(recipe, tmp_path / name, cache, "--cache-key", str(pins))
+        assert result.returncode == 0, result.stdout + result.stderr
+        image = tmp_path / name
+        return result.stdout, sorted(path.name for path in (image / "opt/payload").iterdir()), \
+            (image / "var/post-runs").read_text().count("ran")
+
+    output, files, post_runs = build_with_key("first")
+    assert "debootstrap (copied from the cache)" in output and "kept in the cache" in output, output
+    assert (files, post_runs) == (["old.txt"], 1)
+    kept = [path for path in cache.glob("root-*")]
+    assert len(kept) == 1 and not (kept[0] / "opt/payload").exists(), "the kept root holds what %files copied"
+
+    (payload / "old.txt").unlink()
+    (payload / "new.txt").write_text("new\n")
+    output, files, post_runs = build_with_key("second")
+    assert "cached root (copied from the cache, key" in output and "[build_image] debootstrap" not in output, output
+    assert (files, post_runs) == (["new.txt"], 2), "not this checkout's files, or %post not run over the kept root"
+
+    pins.write_text("tensorflow==2\n")
+    output, files, post_runs = build_with_key("third")
+    assert "debootstrap (copied from the cache)" in output and (files, post_runs) == (["new.txt"], 1), output
+    assert len(list(cache.glob("root-*"))) == 2
 
 
 @pytest.mark.claim(

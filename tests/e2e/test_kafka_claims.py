@@ -167,6 +167,7 @@ REQUEST_HEADER = re.compile(r'Request \{ api_key: (\d+), api_version: \d+, corre
 PRODUCE, FETCH, METADATA, OFFSET_COMMIT, OFFSET_FETCH, CREATE_TOPICS = 0, 1, 3, 8, 9, 19
 
 
+@pytest.mark.slow
 @pytest.mark.claim('security settings (SASL, TLS) through `kafka_config`')
 def test_kafka_config_reaches_every_client_the_engine_makes(run_cli, workdir, tmp_path, monkeypatch):
     """A `client.id` in kafka_config is what the broker sees on every request of `kafka-produce` and `train`:

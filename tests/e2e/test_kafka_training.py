@@ -172,6 +172,7 @@ def test_poison_records_are_counted_logged_once_per_kind_and_skipped(run_cli, wo
     assert any("not an experiments_manager record" in line for line in warnings)
 
 
+@pytest.mark.slow
 @pytest.mark.claim('a broker restart is ridden out')
 def test_broker_restart_mid_training_is_ridden_out(run_cli, start_cli, workdir, own_kafka_broker):
     settings = kafka_variant(workdir, "restart", ["kafka_stall_timeout_secs = 60"])
@@ -187,6 +188,7 @@ def test_broker_restart_mid_training_is_ridden_out(run_cli, start_cli, workdir, 
     assert read_run(single_experiment(experiments))["status"] == "finished"
 
 
+@pytest.mark.slow
 @pytest.mark.claim('past `kafka_stall_timeout_secs`: checkpoint, exit 75, `interrupted`; resume finishes')
 def test_stalled_stream_checkpoints_as_interrupted_and_resume_finishes(run_cli, start_cli, workdir, own_kafka_broker):
     # the stall counts from the last record (epoch 1's end): the broker must be gone before it ends, on a loaded
@@ -224,6 +226,7 @@ def test_a_stream_that_dries_up_says_how_much_was_read_and_what_to_do(run_cli, w
     assert "resume with: experiments-manager train --resume" in result.stderr
 
 
+@pytest.mark.slow
 def test_unreachable_broker_is_one_clear_line_and_nothing_is_written(run_cli, workdir):
     from conftest import free_port
 

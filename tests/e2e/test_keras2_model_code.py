@@ -20,6 +20,8 @@ import requests
 
 from conftest import REPO, settings_variant
 
+pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
+
 CORPUS = REPO / "tests" / "data" / "keras2_models"
 NAMES = ("tcn", "autoencoder", "classifier")
 DATA_SEED = 5

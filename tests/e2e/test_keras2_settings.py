@@ -19,6 +19,8 @@ import pytest
 
 from conftest import REPO, cli_command, cli_env
 
+pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
+
 CORPUS = REPO / "tests/data/keras2"
 # file -> (working folder under experiments/keras2, columns history.csv must hold, monitor mode)
 CORPUS_FILES = {

@@ -24,6 +24,8 @@ import requests
 from conftest import REPO, cli_command, cli_env, settings_variant, single_experiment
 from serving_helpers import predict_request
 
+pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
+
 TEXT = "examples/text/mysettings_sentence_classification.py"
 TEXT_FOLDER = "experiments/examples/text"
 MODELS = REPO / "tests" / "data" / "models"

@@ -121,6 +121,7 @@ def test_a_run_monitoring_r2_stops_when_r2_stops_rising(r2_run):
     assert best >= 3  # r2 rose for more than the patience: a 'min' mode stops after epoch 4
 
 
+@pytest.mark.slow
 @pytest.mark.claim('a maximised metric is negated for hyperopt, reported as is, in the direction the trial recorded')
 @pytest.mark.claim('early stopping, best value, export and sweeps follow that direction')
 def test_a_sweep_on_r2_picks_the_trial_with_the_highest_r2(workdir, run_cli):

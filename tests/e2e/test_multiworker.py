@@ -32,6 +32,7 @@ def layout(experiment):
                   for path in experiment.rglob("*"))
 
 
+@pytest.mark.slow
 @pytest.mark.claim('`--workers N` trains one experiment in N processes; same result as one worker')
 @pytest.mark.claim('only the chief writes the experiment; others use a private temporary folder, deleted at the end')
 def test_two_workers_match_one_worker_and_only_the_chief_writes(workdir, run_cli, tmp_path, monkeypatch):
@@ -62,6 +63,7 @@ def test_two_workers_match_one_worker_and_only_the_chief_writes(workdir, run_cli
     assert list(scratch_parent.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.claim('`--requeue-file` resumes a requeued job')
 @pytest.mark.claim('the first run writes its experiment folder to FILE; a rerun that finds FILE resumes it')
 @pytest.mark.claim("to resume, every worker reads the chief's checkpoint")
@@ -95,6 +97,7 @@ def test_stop_signal_reaches_every_worker_and_the_requeued_job_resumes(workdir, 
     assert "--requeue-file" in finished["resumed_by"]
 
 
+@pytest.mark.slow
 @pytest.mark.claim('the workers of `--workers N` stop when their launcher is killed outright')
 def test_the_workers_of_a_killed_launcher_stop_and_the_run_is_resumable(workdir):
     """`train --workers 2` killed outright (SIGKILL: nothing forwarded) takes its workers with it: they stop as on
@@ -231,6 +234,7 @@ def test_a_slurm_step_of_several_tasks_is_a_cluster_resolved_by_tensorflow(monke
     assert most_tasks_per_node("2(x3),1") == 2
 
 
+@pytest.mark.slow
 @pytest.mark.claim("to resume, every worker reads the chief's checkpoint")
 def test_a_worker_that_starts_after_the_chief_wrote_the_requeue_file_trains_the_same_new_run(workdir, tmp_path):
     """The first run of a multi-worker job: a slow worker finds the requeue file the chief just wrote and takes the

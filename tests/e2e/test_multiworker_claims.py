@@ -212,6 +212,7 @@ def by_epoch(steps, epoch, steps_per_epoch=10):
     return steps[epoch * steps_per_epoch:(epoch + 1) * steps_per_epoch]
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     '`batch_size` is the global batch',
     note='(each worker trains 10 samples of every global batch of 20)')
@@ -278,6 +279,7 @@ def test_a_stop_signal_to_one_worker_stops_all_after_the_same_step_then_the_run_
     assert draws[0] == draws[1] == random.Random(stopped["seed"]).getrandbits(64)
 
 
+@pytest.mark.slow
 @pytest.mark.claim('the dataset is sharded by file, else by element')
 @pytest.mark.claim('a failing worker stops the others')
 def test_files_are_sharded_by_file_and_a_failing_worker_stops_the_others(workdir):
@@ -317,6 +319,7 @@ def test_files_are_sharded_by_file_and_a_failing_worker_stops_the_others(workdir
     assert seen[1] == ids_of[1] | ids_of[3], sorted(seen[1])
 
 
+@pytest.mark.slow
 @pytest.mark.claim('not combined with Kafka input or federated learning')
 def test_kafka_input_with_several_workers_is_one_error_line_and_creates_nothing(workdir, run_cli):
     # worker 1 on a slow node: still loading its settings when the chief refuses them, the launcher stops it
@@ -336,6 +339,7 @@ def test_kafka_input_with_several_workers_is_one_error_line_and_creates_nothing(
     assert not (workdir / "experiments").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.claim('not combined with Kafka input or federated learning')
 def test_federated_settings_in_a_cluster_is_one_error_line_and_creates_nothing(workdir):
     workers = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}  # never contacted: refused before any connection

@@ -19,6 +19,7 @@ def _text(cell):
     return "".join(parts)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.claim(
     "run.json records the rate the optimizer trains at; a warning when it is not `get_learningRate()`'s",

@@ -44,6 +44,7 @@ def _paced_run(workdir, start_cli):
     return go, process, output, root
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'one writer per experiment: a resume of a live run is refused in one line naming the holder, exit 75; of two '
     'resumes at once one trains',
@@ -99,6 +100,7 @@ def _snapshot(root):
             and not (path.name.startswith(".") and path.name.endswith(".tmp"))}
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'a frozen holder whose lease was taken over writes nothing more when it wakes: no history row, no log line, no '
     'TensorBoard event, no checkpoint, no run.json; one line, exit 75',

@@ -20,6 +20,7 @@ def quick_start():
     return files, commands
 
 
+@pytest.mark.slow
 @pytest.mark.claim("the quick start's two files and its `train` command run as printed")
 def test_the_quick_start_trains_as_printed(workdir, run_cli):
     files, commands = quick_start()

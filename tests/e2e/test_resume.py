@@ -118,6 +118,7 @@ def kill_points(seed):
     return [(kind, round(rng.uniform(*delays[kind]), 3) if kind in delays else None) for kind in kinds]
 
 
+@pytest.mark.slow
 @pytest.mark.claim('`train --resume FOLDER` continues an experiment')
 @pytest.mark.claim(
     "the checkpoint holds the optimizer's iteration count",
@@ -202,6 +203,7 @@ def test_kill_9_at_ten_seeded_points_then_resume_finishes_with_nothing_half_writ
         assert int(optimizer["v00000"]) == CHAIN_EPOCHS * CHAIN_STEPS_PER_EPOCH
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
 @pytest.mark.claim(
     'SIGTERM / SIGUSR1 finish the step, checkpoint, mark `interrupted`, exit 128 + signal',
@@ -251,6 +253,7 @@ def assert_png_shows_every_epoch(root, tmp_path):
         f"training_curves.png does not show the {info['epochs_completed']} epochs of history.csv"
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_changes_nothing(workdir, run_cli):
     assert run_cli("train", "-u", "examples/regression/mysettings_curve_fitting.py", "--hparam", "nbEpoch=1").returncode == 0
     root = the_experiment(workdir)
@@ -261,6 +264,7 @@ def test_resuming_a_finished_run_changes_nothing(workdir, run_cli):
     assert read_run(root) == before
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'a single Ctrl-C does the same (exit 130)',
     note='(weak: sends SIGINT until it stops; the graceful first-Ctrl-C path is not asserted alone)')

@@ -17,6 +17,8 @@ import pytest
 
 from conftest import REPO, cli_command, cli_env, dead_pid, read_run, settings_variant
 
+pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
+
 WORKING_FOLDER = "experiments/examples/curve_fitting"
 SMALL = ["nb_train_samples = 300", "nb_val_samples = 100"]
 

@@ -124,6 +124,7 @@ def served_folder(workdir, trained):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     "`serve --models_dir FOLDER` serves every experiment below it (example folders, a sweep's trials) as its own "
     'model, answered over REST and gRPC',
@@ -393,6 +394,7 @@ def test_requests_during_folder_changes_get_200_or_404_never_an_internal_error(m
     assert seen["grpc"] <= {grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND}, seen
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'FOLDER missing, not a folder, or an experiment folder: one line, exit 2',
     note='(also a negative poll period, `--write-models-config` without `--models_dir`)')

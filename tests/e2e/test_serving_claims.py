@@ -235,6 +235,7 @@ def test_a_version_failing_to_load_is_reported_by_grpc_and_rest_status_while_the
     assert requests.post(f"{rest}:predict", json={"instances": [[0.5]]}, timeout=10).status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.claim('`serve --model_config_file models.config`')
 @pytest.mark.claim('`model_spec` version label over gRPC')
 @pytest.mark.claim('`--max-request-bytes` (64 MiB)', note='(CLI flag, REST 413 and gRPC RESOURCE_EXHAUSTED)')
@@ -350,6 +351,7 @@ TIMED_CLIENT = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.claim('`predict` uses `tensorflow_server_address:tensorflow_server_port` without `--server`')
 @pytest.mark.claim('`--interval S` paces requests', note='(lower bound on the gaps between `getInputData` calls)')
 def test_predict_without_server_uses_the_settings_address_and_paces_requests(run_cli, model_server, base_path, trained,
@@ -392,6 +394,7 @@ def connected_to(port):
     return False
 
 
+@pytest.mark.slow
 @pytest.mark.claim('N < 0 until Ctrl-C')
 @pytest.mark.claim('`--wait-for-server S` waits for a first version')
 def test_predict_waits_for_a_first_version_then_streams_until_ctrl_c_and_finalizes(start_cli, model_server, tmp_path,
@@ -416,6 +419,7 @@ def test_predict_waits_for_a_first_version_then_streams_until_ctrl_c_and_finaliz
     assert "Traceback" not in output.text() and "error:" not in output.text()
 
 
+@pytest.mark.slow
 @pytest.mark.claim('N < 0 until Ctrl-C')
 def test_ctrl_c_while_predict_waits_for_the_server_ends_it_at_once(start_cli, model_server, tmp_path, trained):
     base = tmp_path / "models" / trained.model_name

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, wait_for
+from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, single_experiment, wait_for
 from serving_helpers import X, grpc_stubs, predict_request
 from experiments_manager.serving.config import ModelSource
 
@@ -45,23 +45,45 @@ class OutputReader:
         raise AssertionError(f"no line matching {pattern!r} within {timeout}s; output:\n" + "\n".join(self.seen))
 
 
+@pytest.mark.claim('`train -u SETTINGS` trains an experiment')
 @pytest.mark.claim('`serve --model_dir EXP` serves the experiment')
 @pytest.mark.claim('`--grpc-port`, `--rest-port`')
 @pytest.mark.claim('`--host` (default 127.0.0.1)', note='(the printed address is 127.0.0.1)')
 @pytest.mark.claim('SIGTERM stops the server cleanly')
-def test_serve_answers_then_stops_cleanly_on_sigterm(start_cli, trained):
-    process = start_cli("serve", "--model_dir", str(trained.dir), "--grpc-port", "0", "--rest-port", "0")
+@pytest.mark.claim('`train --resume FOLDER` continues an experiment', note='(`--more-epochs 1` after 2 epochs)')
+def test_train_then_serve_then_resume_from_the_command_line(run_cli, start_cli, workdir):
+    """The end-to-end check of `make test-fast` (not marked slow): `train` 2 epochs, `serve` the run and get the
+    answers `em.load` computes in this process over REST, SIGTERM stops the server cleanly, then `train --resume
+    --more-epochs 1` goes on in the same folder to epoch 3 and a third version."""
+    import experiments_manager as em
+
+    trained = run_cli("train", "-u", REGRESSION_SETTINGS, "--hparam", "nbEpoch=2")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    run = single_experiment(workdir / "experiments/examples/curve_fitting")
+
+    process = start_cli("serve", "--model_dir", str(run), "--grpc-port", "0", "--rest-port", "0")
     output = OutputReader(process)
     rest = output.wait_for(r"REST: (http://127\.0\.0\.1:\d+)/v1/models/model_curve_fitting", 90)[1]
-    answer = requests.post(f"{rest}/v1/models/model_curve_fitting:predict", json={"instances": [[1.0]]}, timeout=10)
-    assert answer.status_code == 200 and len(answer.json()["predictions"]) == 1
+    answer = requests.post(f"{rest}/v1/models/model_curve_fitting:predict", json={"instances": X.tolist()}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    expected = em.load(run)(X, training=False).numpy()
+    np.testing.assert_allclose([row["prediction"] for row in answer.json()["predictions"]], expected, rtol=1e-5)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     output.wait_for("stopping the server", 5)
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{rest}/v1/models/model_curve_fitting", timeout=5)
 
+    resumed = run_cli("train", "--resume", str(run), "--more-epochs", "1")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert single_experiment(workdir / "experiments/examples/curve_fitting") == run
+    info = read_run(run)
+    assert info["status"] == "finished" and info["epochs_completed"] == 3, info
+    history = np.genfromtxt(run / "history.csv", delimiter=",", names=True)
+    assert list(history["epoch"].astype(int)) == [1, 2, 3]
 
+
+@pytest.mark.slow
 @pytest.mark.claim('`--grpc-port`, `--rest-port`')
 def test_serve_refuses_a_busy_port_and_bad_arguments(run_cli, trained):
     with socket.socket() as busy:
@@ -111,6 +133,7 @@ COUNTING_CLIENT = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.claim("`predict` runs the settings' `Client_IO` against `--server HOST:PORT`")
 @pytest.mark.claim('`--predict_stream N`; N < 0 until `getInputData` raises StopIteration')
 @pytest.mark.claim('`finalize()` is always called')
@@ -130,6 +153,7 @@ def test_predict_streams_until_stop_iteration_and_always_finalizes(run_cli, mode
     assert legacy.returncode == 0 and legacy.stdout.count("answer [") == 2
 
 
+@pytest.mark.slow
 @pytest.mark.claim('a refused request: one line, exit 1')
 def test_predict_ends_with_one_line_when_the_server_refuses_a_request(run_cli, model_server, base_path, trained,
                                                                       tmp_path):
@@ -143,6 +167,7 @@ def test_predict_ends_with_one_line_when_the_server_refuses_a_request(run_cli, m
     assert (experiment / "finalized").read_text() == "called"
 
 
+@pytest.mark.slow
 @pytest.mark.claim('server down or timeout: one line, exit 1')
 @pytest.mark.claim('`finalize()` is always called')
 def test_predict_with_the_server_down_or_silent_gives_one_line(run_cli, trained, tmp_path):
@@ -196,6 +221,7 @@ def addon_callbacks(model, train_samples, val_samples):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'the server picks up each new version while training still runs',
     note="(a version every epoch; each epoch waits, through the settings' own `addon_callbacks`, until the test "

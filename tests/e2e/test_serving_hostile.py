@@ -172,6 +172,7 @@ def test_hostile_requests_get_client_errors_and_cost_the_server_little(start_cli
     assert process.poll() is None
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'a REST request must arrive whole in time, else 408 and the connection is closed',
     note='(weak: the 30 s default is not asserted; the test sets 1 s)')
@@ -235,6 +236,7 @@ def test_connections_beyond_the_cap_get_503_and_the_server_recovers(model_server
              "an answer once the held connections closed")
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'a REST body over 1 MiB has its arrays of numbers decoded straight to arrays (its answer sent in pieces), '
     'with the answers and errors of a small body',

@@ -19,6 +19,8 @@ from conftest import cli_command, cli_env, wait_for
 from serving_helpers import predict_request
 from test_serving_cli import OutputReader
 
+pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
+
 SEED = 20261125
 MODEL = "model_curve_fitting"
 MAX_REQUEST = 40_000_000  # --max-request-bytes and --request-memory-budget of the server below

@@ -228,6 +228,7 @@ def test_a_damaged_run_json_names_the_model_from_the_folder(tmp_path, trained, c
     assert len(warnings) == 1 and str(experiment / "run.json") in warnings[0] and named_by in warnings[0], warnings
 
 
+@pytest.mark.slow
 @pytest.mark.claim('a damaged run.json does not stop `serve`: one warning, the model named from the folder')
 def test_serve_of_an_experiment_with_a_damaged_run_json_serves_its_intact_versions(tmp_path, trained):
     import requests

@@ -175,6 +175,7 @@ def test_malformed_settings_fail_with_one_problem_per_line_before_any_folder(cas
     assert not (workdir / WORKING_FOLDER).exists() or not any((workdir / WORKING_FOLDER).iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CLI_CASES)
 @pytest.mark.claim(
     'each problem is one `error:` line naming file, function and what was expected; exit 2; the announced folder '
@@ -195,6 +196,7 @@ def test_malformed_settings_exit_2_with_one_line_per_problem(case, workdir, run_
     assert not (workdir / WORKING_FOLDER).exists() or not any((workdir / WORKING_FOLDER).iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'a settings function failing later is one line naming the function and its line; run.json `failed` with that '
     'line')
@@ -217,6 +219,7 @@ def test_a_settings_function_failing_in_epoch_3_is_one_line_and_the_run_says_so(
     assert info["epochs_completed"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.claim('an unknown monitored name is one line before any folder, with the logged names and the closest')
 def test_unknown_monitored_name_is_one_line_before_any_folder(workdir, run_cli):
     """A misspelt `monitored_loss_name` is refused by the dry build, with the names an epoch logs and the closest
@@ -289,6 +292,7 @@ def test_defaults_are_filled_and_old_names_accepted(workdir):
     assert settings.model_file == Path("examples/regression/model_curve_fitting.py")
 
 
+@pytest.mark.slow
 @pytest.mark.claim("`'AUC'`, `'mae'`, `'logcosh'`, `tf.keras.metrics.mean_squared_error` logged under Keras 2's names")
 def test_keras2_metric_names_resolve_after_loading(workdir):
     """In a fresh process: the Keras 2 names are missing from Keras 3 until a settings file is loaded."""

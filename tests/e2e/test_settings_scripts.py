@@ -117,6 +117,7 @@ def write_project(folder, seed=0):
     return folder / "settings.py"
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     "settings and model files run as scripts: a helper module beside them imports, `__file__` is the user's file, "
     'also on resume',

@@ -32,6 +32,7 @@ def _lines(process):
     return output.splitlines()
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'the first line, at once, is `Experiment folder: ...`, before the settings file (and TensorFlow) is loaded; '
     'the closing report names the same folder',
@@ -58,6 +59,7 @@ def test_train_says_its_folder_first_and_prints_no_native_noise(workdir):
     assert sum(line.startswith("Experiment folder: ") for line in lines) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'each problem is one `error:` line naming file, function and what was expected; exit 2; the announced folder '
     'removed, nothing left')
@@ -101,6 +103,7 @@ def test_broken_settings_file_leaves_no_folder_and_a_killed_start_is_cleaned(wor
     assert not abandoned.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'the first line, at once, is `Experiment folder: ...`, before the settings file (and TensorFlow) is loaded; '
     'the closing report names the same folder')

@@ -50,6 +50,7 @@ def hparams_logged(experiment):
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'the same settings file trains from Kafka, federated, or as a sweep whose trials are ordinary experiments')
 @pytest.mark.claim("a sweep's trials listed as `<sweep>/<experiment>`")
@@ -114,6 +115,7 @@ def test_sweep_trains_every_trial_as_an_experiment(run_cli, workdir):
         assert re.search(rf"^{row}\s+finished\s+2/2", listing.stdout, re.MULTILINE), listing.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.claim('everything is rewritten after every trial', note='(results.csv has 2 rows while the sweep runs)')
 @pytest.mark.claim('a sweep killed outright: its trials notice and checkpoint')
 @pytest.mark.claim('`sweep --resume` trains only what is missing; a stopped trial continues its own experiment')
@@ -154,6 +156,7 @@ def test_a_killed_sweep_resumes_with_only_the_missing_trials(workdir, tmp_path):
     assert "status:            finished" in resumed.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.claim('SIGTERM stops a sweep: running trial checkpointed, exit 128 + signal')
 def test_sigterm_stops_a_sweep_with_its_running_trial_checkpointed(workdir, tmp_path):
     """What Slurm does before a time limit or preemption (`--signal=TERM@120`)."""
@@ -181,6 +184,7 @@ def test_sigterm_stops_a_sweep_with_its_running_trial_checkpointed(workdir, tmp_
     assert not (folder / "STOPPING").exists() and len(experiment_folders(workdir)) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.claim('`--seed S`', note='(seed 4 gives the expected points)')
 @pytest.mark.claim('a trial that raises or gets a NaN loss is recorded `failed` with its reason; the sweep goes on')
 @pytest.mark.claim('`results.csv`: hparams, status, best value and epoch, experiment, reason')
@@ -210,6 +214,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(run_cli, workdir):
     assert f"best experiment:   {rows[36]['experiment']}" in result.stdout
 
 
+@pytest.mark.slow
 def test_a_trial_the_machine_fails_is_tried_again_later_not_in_a_loop_nor_recorded_failed(run_cli, workdir):
     """A trial process that meets a full disk exits 75: its worker releases it and stops (exit 75, for a job to be
     requeued), instead of taking it back at once for ever; the trial is `interrupted`, not `failed`."""
@@ -232,6 +237,7 @@ def test_a_trial_the_machine_fails_is_tried_again_later_not_in_a_loop_nor_record
     assert f"resume with:       experiments-manager sweep --resume {folder.relative_to(workdir)}" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.claim('run.json: times', note='(weak: reads `started` / `ended` to find overlap)')
 @pytest.mark.claim(
     '`--parallelism P` runs P trials at once on Spark `local[P]`',
@@ -249,6 +255,7 @@ def test_parallel_sweep_runs_trials_at_once_on_spark(run_cli, workdir):
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), f"no two trials overlapped: {spans}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra_lines, arguments, message, through", [
     (["hyperopt_space = None"], (), "mysettings_sweep.py: hyperopt_space: missing (a sweep needs a dict", "process"),
     (["hyperopt_space = {'learningRate': 0.01}"], (),

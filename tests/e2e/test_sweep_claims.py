@@ -95,6 +95,7 @@ def suggestion(settings_path, algo, seed, earlier=()):
     return space.hparams_for({name: values[0] for name, values in doc["misc"]["vals"].items()})
 
 
+@pytest.mark.slow
 @pytest.mark.claim('... `val_accuracy` in particular')
 @pytest.mark.claim('`--algo tpe\\|rand\\|anneal`', note='(anneal: its second point)')
 @pytest.mark.claim(
@@ -164,6 +165,7 @@ HOLD_LINES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.claim('`--algo tpe\\|rand\\|anneal`', note="(rand; not told apart from tpe's random start-up)")
 @pytest.mark.claim('a trial that is killed is recorded `failed`')
 @pytest.mark.claim('`results.csv`: seconds and log columns')
@@ -259,6 +261,7 @@ def test_a_killed_trial_is_recorded_failed_and_a_resume_with_more_evals_trains_o
     assert spec["algo"] == "rand"
 
 
+@pytest.mark.slow
 @pytest.mark.claim("`--seed` defaults to the settings' `random_seed`")
 @pytest.mark.claim('SIGUSR1 / Ctrl-C stop a sweep the same way')
 def test_sigusr1_and_ctrl_c_stop_a_sweep_like_sigterm_and_the_seed_defaults_to_random_seed(workdir, tmp_path):

@@ -22,6 +22,7 @@ def promotions(text):
     return re.findall(r"^promoting trial (\d+)/4 .* to (\d+) epochs", text, re.MULTILINE)
 
 
+@pytest.mark.slow
 @pytest.mark.claim("`sweep --scheduler asha|hyperband`: trials paused at rungs, the top 1/eta promoted from their own "
                    "checkpoints, by any worker", note="(2 `--join` workers, eta 2, 1 -> 2 -> 4 epochs)")
 @pytest.mark.claim("a worker killed mid-trial: its promoted trial is taken over and continues from its checkpoint",

@@ -99,6 +99,7 @@ def _ask_and_tell(root, count, results):
     results.put(numbers)
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'the shared state is safe with many writers: no record lost or duplicated',
     note='(8 processes x 50 ask/tell)')

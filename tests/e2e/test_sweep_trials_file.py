@@ -14,6 +14,8 @@ import pytest
 
 from conftest import REGRESSION_SETTINGS, REPO, cli_command, cli_env, read_run
 
+pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
+
 WORKING_FOLDER = Path("experiments/examples/curve_fitting")
 
 

@@ -23,6 +23,8 @@ from experiments_manager.run.discovery import find_experiments
 
 from conftest import REPO, cli_command, cli_env, free_port, read_run, require_real_part, settings_variant, wait_for
 
+pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
+
 HPARAMS_STATUS = {"finished": "STATUS_SUCCESS", "failed": "STATUS_FAILURE", "interrupted": "STATUS_UNKNOWN"}
 ARTIFACTS = REPO / "test-artifacts"  # screenshots of a failed browser test
 

@@ -210,6 +210,7 @@ def test_list_shows_the_experiment(trained):
     assert row.startswith(f"examples/curve_fitting/{outcome.experiment.root.name}") and "nbEpoch=3" in row
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings, working_folder",
     [
@@ -250,6 +251,7 @@ def test_examples_train(settings, working_folder, workdir, run_cli):
     assert output.shape[0] == 3 and np.all(np.isfinite(output.numpy()))
 
 
+@pytest.mark.slow
 def test_mixed_precision_and_xla_switches(workdir):
     settings = settings_variant(
         workdir, "fast_mp.py",
@@ -271,6 +273,7 @@ def test_mixed_precision_and_xla_switches(workdir):
     assert info["mixed_precision"] is True and info["xla"] is True and info["exported_versions"] == [1]
 
 
+@pytest.mark.slow
 @pytest.mark.claim('`python -m experiments_manager --usersettings FILE` (original spelling) trains')
 @pytest.mark.claim('Profile with `use_profiling = True`')
 @pytest.mark.claim('original names the engine does not need are accepted and ignored')
@@ -288,6 +291,7 @@ def test_settings_of_the_original_framework_run_unchanged(workdir, run_cli):
     assert list((root / "logs/plugins/profile").rglob("*.xplane.pb"))  # use_profiling = True
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_marks_the_run_failed(workdir, run_cli):
     settings = settings_variant(workdir, "nan.py", ["def get_learningRate():", "    return 1e30"])
     result = run_cli("train", "-u", str(settings), "--hparam", "nbEpoch=3")
@@ -298,6 +302,7 @@ def test_nan_loss_stops_and_marks_the_run_failed(workdir, run_cli):
     assert "status:            failed (loss became NaN" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.claim('history.csv: one row per epoch; `val_<metric>` is the EMA weights, `val_<metric>_raw` the raw ones')
 @pytest.mark.claim("Scalars: `train`, `validation` (EMA) and `validation_raw` in one chart, with history.csv's values")
 @pytest.mark.claim('raw weights are validated too (`val_loss_raw`, `validation_raw` run)')

@@ -27,6 +27,8 @@ import pytest
 
 from conftest import REPO, cli_command, cli_env, read_run, settings_variant
 
+pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
+
 RATE = 0.01  # the regression example's hparams['learningRate']
 PATIENCE = 4  # early_stopping_patience: LR-on-plateau halves after 4 // 2 = 2 epochs without improvement
 CONSTANT_MONITOR = [

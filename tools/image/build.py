@@ -6,7 +6,7 @@ The steps, each timed on one line:
 1. the recipe is read with spython (tools/image/recipe.py), build arguments substituted; every `%files` source is
    checked before anything is downloaded;
 2. `debootstrap --variant=minbase --include=<Include:> <OSVersion:> <MirrorURL:>` (root needed, as for Apptainer
-   without --fakeroot); with `--cache DIR` the bare system is kept there and copied by later builds;
+   without --fakeroot); the bare system is kept in the cache (below) and copied by later builds;
 3. `%files` copied from the current directory as Apptainer copies them (`cp -fLr`: relative sources read from
    it, glob patterns expanded, symbolic links followed; the destination's links resolved inside the image);
 4. `%post` run by `/bin/sh -e` inside the root as root, with a clean environment (%environment not sourced, and
@@ -22,9 +22,20 @@ sync: an interrupted or failed build never leaves a root that later runs would u
 script run on the build host) is refused. Exit 2 for a bad recipe or command line (one line), 1 for a failed step
 (with the tail of its output).
 
+The cache (`--cache DIR`; default `$EM_IMAGE_CACHE`, else `${XDG_CACHE_HOME:-~/.cache}/experiments_manager/image`,
+outside any checkout so that a fresh clone on the same machine finds it; `--no-cache`: none) keeps:
+- the bare debootstrap roots, keyed by the debootstrap command;
+- with `--cache-key FILE` (repeatable: the files %post's result depends on besides the recipe, e.g. the pinned
+  constraints), the root as %post left it, less what %files copied, keyed by the recipe (build arguments
+  substituted) and those files' bytes. A later build with the same key starts from a copy of it instead of
+  debootstrap, copies %files, runs %post again and %test, as `apptainer build --update` runs a recipe over an existing
+  sandbox: %post must be safe to run twice (the project's is: pip reinstalls the package from its folder and finds
+  every pinned dependency installed). A changed recipe or key file is a new key, a full build. The newest
+  `KEPT_ROOTS` such roots are kept.
+
 Example:
     sudo .venv/bin/python tools/image/build.py install/experiments_manager_debian.def build/image \\
-        --build-arg CUDA_WHEELS=no --cache build/image-cache --force
+        --build-arg CUDA_WHEELS=no --cache-key install/constraints.txt --cache-key setup.cfg --force
     tools/image/apptainer.py run build/image --help
 """
 
@@ -64,6 +75,17 @@ PLACEHOLDERS = ("etc/hosts", "etc/resolv.conf")  # bind points Apptainer creates
 POST_ENVIRONMENT = "/.singularity.d/env/91-environment.sh"  # $APPTAINER_ENVIRONMENT during %post
 MAX_LINKS = 40  # symbolic links followed when resolving a path inside the image
 TAIL_LINES = 20
+KEPT_ROOTS = 2  # built roots kept in the cache (each a few GB), the most recently used first
+CACHE_VARIABLE = "EM_IMAGE_CACHE"
+
+
+def default_cache() -> Path:
+    """Where builds keep their cache unless told otherwise: `$EM_IMAGE_CACHE`, else
+    `${XDG_CACHE_HOME:-~/.cache}/experiments_manager/image` (outside the checkout: a fresh clone reuses it)."""
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE]).absolute()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base, "experiments_manager", "image").absolute()
 
 
 class BuildError(RuntimeError):
@@ -162,8 +184,8 @@ def bootstrap(recipe: Recipe, target: Path, cache: Path | None) -> str:
     Args:
         recipe: its header gives OSVersion, MirrorURL and Include.
         target: the root folder to fill (it need not exist).
-        cache: a folder keeping bare roots between builds, or None (default in main: no cache). Builds sharing it
-            wait for each other while one fills it.
+        cache: a folder keeping bare roots between builds, or None (`--no-cache`). Builds sharing it wait for each
+            other while one fills it.
 
     Returns:
         how: 'downloaded', 'downloaded into the cache' or 'copied from the cache'.
@@ -172,7 +194,7 @@ def bootstrap(recipe: Recipe, target: Path, cache: Path | None) -> str:
         BuildError: debootstrap failed; the message ends with its output's and its log's last lines.
 
     Example:
-        bootstrap(read_recipe("install/experiments_manager_debian.def"), Path("/tmp/root"), Path("build/cache"))
+        bootstrap(read_recipe("install/experiments_manager_debian.def"), Path("/tmp/root"), default_cache())
     """
     if cache is None:
         _debootstrap(recipe, target)
@@ -190,6 +212,66 @@ def bootstrap(recipe: Recipe, target: Path, cache: Path | None) -> str:
             how = "downloaded into the cache"
     _run(["cp", "-a", "--reflink=auto", f"{cached}/.", str(target)], "copying the cached debootstrap root")
     return how
+
+
+def root_cache_key(recipe: Recipe, key_files: list[Path]) -> str:
+    """The key of the root %post leaves: the recipe as read (build arguments substituted) and the key files' bytes.
+
+    Example:
+        root_cache_key(read_recipe("install/experiments_manager_debian.def"), [Path("install/constraints.txt")])
+    """
+    digest = hashlib.sha256()
+    recipe_fields = {"bootstrap": recipe.bootstrap, "header": recipe.header, "arguments": recipe.arguments,
+                     **recipe.body()}
+    digest.update(json.dumps(recipe_fields, sort_keys=True).encode())
+    for path in key_files:
+        digest.update(b"\0" + path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cached_root(cache: Path, key: str) -> Path:
+    return cache / f"root-{key}"
+
+
+def start_from_cached_root(cached: Path, target: Path) -> str:
+    """Copies a cached root (what %post left, less %files' copies) into `target`, holding the entry's lock."""
+    with _locked(cached.with_name(f".{cached.name}.lock"), wait=True):
+        os.utime(cached)  # the most recently used: kept longest
+        _run(["cp", "-a", "--reflink=auto", f"{cached}/.", str(target)], "copying the cached root")
+    return f"copied from the cache, key {cached.name.removeprefix('root-')}: debootstrap skipped"
+
+
+def keep_root(root: Path, copied: list[Path], cached: Path) -> None:
+    """Keeps `root` (built, %test passed) as `cached`, without what %files `copied`, then removes the oldest cached
+    roots beyond KEPT_ROOTS (not one another build is copying).
+
+    The kept root is a tree of hard links to `root`'s files (seconds, no space; a copy where the cache is on another
+    file system): nothing rewrites an image's files in place (apptainer.py shows it read-only; a build replacing it
+    unlinks them), and a build starting from the kept root copies it (start_from_cached_root), so the cache is only
+    ever read."""
+    with _locked(cached.with_name(f".{cached.name}.lock"), wait=True):
+        if not cached.is_dir():
+            remove_leftovers(cached)
+            partial = cached.with_name(f".{cached.name}.building-{os.getpid()}")
+            linked = os.stat(root).st_dev == os.stat(cached.parent).st_dev  # else another file system: a copy
+            _run(["cp", "-al" if linked else "-a", str(root), str(partial)], "keeping the built root in the cache")
+            for path in copied:
+                made = partial / path
+                if made.is_dir() and not made.is_symlink():
+                    shutil.rmtree(made)
+                elif made.exists() or made.is_symlink():
+                    made.unlink()
+            os.sync()
+            partial.rename(cached)
+    roots = sorted((path for path in cached.parent.glob("root-*") if path.is_dir()),
+                   key=lambda path: path.stat().st_mtime, reverse=True)
+    for old in roots[KEPT_ROOTS:]:
+        try:
+            with _locked(old.with_name(f".{old.name}.lock"), wait=False):
+                _say(f"removing the cached root {old} (only the newest {KEPT_ROOTS} are kept)")
+                shutil.rmtree(old)
+        except RecipeError:  # another build copies it now: left for a later build
+            pass
 
 
 def resolve_in_root(root: Path, path: str) -> Path:
@@ -220,7 +302,7 @@ def resolve_in_root(root: Path, path: str) -> Path:
     return root.joinpath(*resolved)
 
 
-def copy_files(recipe: Recipe, root: Path, context: Path) -> None:
+def copy_files(recipe: Recipe, root: Path, context: Path) -> list[Path]:
     """%files as Apptainer copies them: `cp -fLr SOURCE DESTINATION` for each match of each source pattern.
 
     Args:
@@ -228,18 +310,25 @@ def copy_files(recipe: Recipe, root: Path, context: Path) -> None:
         root: the image's root folder; destinations are resolved inside it (resolve_in_root), parents created.
         context: the folder relative sources are read from.
 
+    Returns:
+        what the copies made, relative to `root`: the destination, or the match's name inside it where the
+        destination was a folder already.
+
     Example:
         copy_files(read_recipe("install/experiments_manager_debian.def"), Path("/tmp/root"), Path.cwd())
     """
+    made = []
     for source, destination in recipe.files:
         target = resolve_in_root(root, destination)
         target.parent.mkdir(parents=True, exist_ok=True)
         for match in _sources(source, context):
+            made.append((target / os.path.basename(match) if target.is_dir() else target).relative_to(root))
             _run(["cp", "-fLr", match, str(target)], f"%files: copying {source}", capture_output=True, text=True)
     for placeholder in PLACEHOLDERS:
         path = root / placeholder
         if not path.exists() and not path.is_symlink():
             path.touch()
+    return made
 
 
 def run_post(recipe: Recipe, root: Path) -> None:
@@ -317,7 +406,8 @@ def _size(root: Path) -> int:
     return total
 
 
-def build(recipe: Recipe, target: Path, context: Path, cache: Path | None, force: bool) -> None:
+def build(recipe: Recipe, target: Path, context: Path, cache: Path | None, force: bool,
+          key_files: list[Path] | None = None) -> None:
     """Every step of the module's docstring, `target` replaced only once all passed.
 
     Args:
@@ -326,6 +416,8 @@ def build(recipe: Recipe, target: Path, context: Path, cache: Path | None, force
         context: the folder relative %files sources are read from.
         cache: see bootstrap; None for a fresh debootstrap.
         force: replace `target` if it exists.
+        key_files: with a cache, the files that key the root %post leaves (root_cache_key); default None: that
+            root is neither reused nor kept.
 
     Raises:
         RecipeError: a recipe this builder cannot build, `target` exists without `force`, another build of it runs.
@@ -333,25 +425,34 @@ def build(recipe: Recipe, target: Path, context: Path, cache: Path | None, force
 
     Example:
         build(read_recipe("install/experiments_manager_debian.def", {"CUDA_WHEELS": "no"}), Path("build/image"),
-              Path.cwd(), Path("build/image-cache"), force=True)
+              Path.cwd(), default_cache(), force=True, key_files=[Path("install/constraints.txt")])
     """
     check_recipe(recipe, context)
     with _locked(target.with_name(f".{target.name}.lock"), wait=False):
-        _build(recipe, target, context, cache, force)
+        _build(recipe, target, context, cache, force, key_files or [])
 
 
-def _build(recipe: Recipe, target: Path, context: Path, cache: Path | None, force: bool) -> None:
+def _build(recipe: Recipe, target: Path, context: Path, cache: Path | None, force: bool,
+           key_files: list[Path]) -> None:
     if target.exists() and not force:
         raise RecipeError(f"{target}: exists; --force replaces it")
     remove_leftovers(target)
     partial = target.with_name(f".{target.name}.building-{os.getpid()}")
+    cached = _cached_root(cache, root_cache_key(recipe, key_files)) if cache is not None and key_files else None
+    reused = cached is not None and cached.is_dir()
+    copied: list[Path] = []
     start = time.monotonic()
     try:
-        _timed("debootstrap", lambda: bootstrap(recipe, partial, cache))
-        _timed("%files", lambda: copy_files(recipe, partial, context))
+        if cached is not None and reused:
+            _timed("cached root", lambda: start_from_cached_root(cached, partial))
+        else:
+            _timed("debootstrap", lambda: bootstrap(recipe, partial, cache))
+        _timed("%files", lambda: copied.extend(copy_files(recipe, partial, context)))
         _timed("%post", lambda: run_post(recipe, partial))
         write_metadata(recipe, partial)
         _timed("%test", lambda: run_test(partial))
+        if cached is not None and not reused:
+            _timed("kept in the cache", lambda: keep_root(partial, copied, cached))
         os.sync()
         if target.exists():
             old = target.with_name(f".{target.name}.replaced-{os.getpid()}")
@@ -374,7 +475,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("root", type=Path, help="the sandbox folder to build")
     parser.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE",
                         help="a value for the recipe's %%arguments, as apptainer build --build-arg")
-    parser.add_argument("--cache", type=Path, help="keep the bare debootstrap root here for later builds")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="keep the bare debootstrap roots (and, with --cache-key, built roots) here for later "
+                             f"builds (default: ${CACHE_VARIABLE}, else ${{XDG_CACHE_HOME:-~/.cache}}/"
+                             "experiments_manager/image)")
+    parser.add_argument("--no-cache", action="store_true", help="no cache: debootstrap downloads, nothing is kept")
+    parser.add_argument("--cache-key", type=Path, action="append", default=[], metavar="FILE",
+                        help="a file the root %%post leaves depends on (e.g. the pinned constraints): with the "
+                             "recipe, it keys that root in the cache, which a later build with the same key "
+                             "starts from instead of debootstrap (repeatable)")
     parser.add_argument("--force", action="store_true", help="replace ROOT if it exists (once the build passed)")
     options = parser.parse_args(argv)
     if SPYTHON_MISSING:
@@ -394,7 +503,11 @@ def main(argv: list[str] | None = None) -> int:
             raise RecipeError(f"{', '.join(missing)} not found: apt-get install debootstrap bubblewrap")
         if os.geteuid() != 0:
             raise RecipeError("needs root (debootstrap and %post run as root, as apptainer build without --fakeroot)")
-        build(recipe, options.root.absolute(), Path.cwd(), options.cache and options.cache.absolute(), options.force)
+        unreadable = [str(path) for path in options.cache_key if not path.is_file()]
+        if unreadable:
+            raise RecipeError(f"--cache-key {', '.join(unreadable)}: no such file")
+        cache = None if options.no_cache else (options.cache or default_cache()).absolute()
+        build(recipe, options.root.absolute(), Path.cwd(), cache, options.force, options.cache_key)
     except RecipeError as error:
         print(f"build_image: {error}", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ def _values(variables):
     return [variable.numpy() for variable in variables]
 
 
+@pytest.mark.slow
 @pytest.mark.claim('EMA: validation, best value, early stopping and exports use the averaged weights')
 def test_validation_sees_the_ema_weights_and_training_goes_on_with_the_raw_ones_exactly():
     """`fit` validates with the EMA weights (val_loss == an evaluate of the averages, as Keras' SwapEMAWeights

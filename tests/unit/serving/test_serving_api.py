@@ -160,6 +160,7 @@ def test_batching_answers_concurrent_clients_like_single_calls(model_server, bas
     np.testing.assert_allclose(np.array(answers), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.claim(
     'a REST body over 1 MiB has its arrays of numbers decoded straight to arrays (its answer sent in pieces), '
     'with the answers and errors of a small body')

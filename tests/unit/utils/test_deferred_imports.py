@@ -58,6 +58,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.claim("a command starts TensorFlow without running scikit-learn or matplotlib.pyplot, which Keras "
                    "imports for optional features, nor hyperopt's ATPE and networkx, which a settings file's "
                    "`from hyperopt import hp` imports; all work as before when used")
