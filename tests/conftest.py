@@ -21,14 +21,11 @@ REGRESSION_SETTINGS = "examples/regression/mysettings_curve_fitting.py"
 # time, in the `federation` group (the `federation` mark): two beside each other on 2 cores took more than 300 s to
 # complete a round (stop 48's CI).
 # The order units are handed out in (xdist keeps it with --no-loadscope-reorder; by default it sorts groups by their
-# number of tests): the Slurm and federation groups first, one worker each: they are the longest (~8 min each) and
-# mostly wait on their daemons, so the other two workers (4 in all, on 2 cores) keep the CPU busy beside them. Then the
-# modules' groups and the other slow tests; the Kafka and simulated-cluster groups (2-3 min, also waiting much) after
-# them, when the first two are about done; the fast tests last, to fill the workers' last minutes. (Issue 56: with
-# the groups first and 3 workers, two workers waited on Slurm and Flower for the suite's first 10 minutes, the CPU
-# 40 % used.)
-WAITING_FIRST = ("slurm", "federation")
-WAITING_LATER = ("kafka", "sim_cluster")
+# number of tests): the Slurm and federation groups first (the longest units, ~8 min each on one worker: started
+# last, they would end the suite late), then the modules' groups and the other slow tests, the Kafka and
+# simulated-cluster groups (2-3 min each), and the fast tests last, to fill the workers' last minutes.
+FIRST_GROUPS = ("slurm", "federation")
+LATE_GROUPS = ("kafka", "sim_cluster")
 SHARED_PARTS = {"slurm": "slurm", "kafka_broker": "kafka", "sim_cluster": "sim_cluster"}
 FEDERATION = "federation"
 # Tiers by cost: a test marked `slow` (over ~5 s here, or a module whose fixtures train several runs) is left out of
@@ -56,9 +53,9 @@ def xdist_group(item):
 
 def _hand_out_rank(group, slow):
     """Where a test's unit goes in the order xdist hands units out (above): lower first."""
-    if group in WAITING_FIRST:
-        return WAITING_FIRST.index(group)
-    if group in WAITING_LATER:
+    if group in FIRST_GROUPS:
+        return FIRST_GROUPS.index(group)
+    if group in LATE_GROUPS:
         return 4
     if group:
         return 2

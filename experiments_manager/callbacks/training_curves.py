@@ -187,8 +187,8 @@ def plot_history(history_csv: PathLike, png: PathLike, title: Optional[str] = No
         png: the image to write.
         title: the figure's title, or None.
         best: (monitored name, epoch from 1, value), or None.
-        before_commit: called once the image is drawn, before it replaces `png`; what it raises leaves `png` as it
-            was (default: nothing).
+        before_commit: called once the image is drawn and durable, just before it replaces `png`; what it raises
+            leaves `png` as it was (default: nothing).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -212,9 +212,8 @@ def plot_history(history_csv: PathLike, png: PathLike, title: Optional[str] = No
     # fixed margins: tight_layout doubled the drawing time, which runs every epoch
     figure.subplots_adjust(left=0.09, right=0.97, bottom=0.13 / nrows, top=1 - 0.6 / (3.6 * nrows + 0.6) - 0.06,
                            wspace=0.35, hspace=0.55)
-    with replaced_atomically(png) as tmp:
+    with replaced_atomically(png, before_commit) as tmp:
         figure.savefig(tmp, format="png", dpi=100)
-        before_commit()
 
 
 def _plain_log_formatter(**options: Any) -> LogFormatter:

@@ -304,7 +304,8 @@ class Exporter:
         self.experiment.check_writer()  # still the experiment's one writer (its lease)
         # of an export a killed run left half-written (holding the experiment's lease, every other pid's is)
         remove_leftovers(self.base, sole_writer=self.experiment.lease is not None)
-        with folder_replaced_atomically(self.base / in_progress_folder_name(version), self.base / str(version)) as tmp:
+        with folder_replaced_atomically(self.base / in_progress_folder_name(version), self.base / str(version),
+                                        before_commit=self.experiment.check_writer) as tmp:  # again once durable
             write_into(tmp)
             write_record_file(tmp, record)  # after the template read the first version: not a file they share
             write_class_names_file(tmp, self.settings.data.class_names)  # the labels served in the metadata

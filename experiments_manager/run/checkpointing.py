@@ -184,7 +184,8 @@ class Checkpointer:
             fsync_folder(self.folder.parent)  # its name survives a power loss
         number = self._next_number()
         final = self.folder / f"ckpt-{number:06d}"
-        with folder_replaced_atomically(self.folder / f".tmp-ckpt-{number:06d}-{os.getpid()}", final) as tmp:
+        with folder_replaced_atomically(self.folder / f".tmp-ckpt-{number:06d}-{os.getpid()}", final,
+                                        before_commit=self.check_writer) as tmp:  # and again once it is durable
             tmp.mkdir()
             (tmp / WEIGHTS_FILE).write_bytes(snapshot.weights)
             values: dict[str, Any] = dict(snapshot.optimizer_values)  # Any: np.savez's **kwds

@@ -222,7 +222,7 @@ class Experiment:
 
     def write_run_info(self, info: RunRecord) -> None:
         self.check_writer()
-        write_json_atomically(self.run_file, info)
+        write_json_atomically(self.run_file, info, before_commit=self.check_writer)  # again once it is durable
 
     def check_writer(self) -> None:
         """Raises `LeaseLost` when this process held the experiment's lease and lost it (`Lease.fenced`)."""

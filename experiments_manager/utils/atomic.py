@@ -16,7 +16,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Callable, Iterator, Union
 
 from experiments_manager.utils.signals import process_alive
 
@@ -62,11 +62,17 @@ def fsync_tree(path: PathLike) -> None:
 
 
 @contextlib.contextmanager
-def replaced_atomically(path: PathLike) -> Iterator[Path]:
+def replaced_atomically(path: PathLike, before_commit: Callable[[], None] = lambda: None) -> Iterator[Path]:
     """Yields a temporary path next to `path`; on success fsyncs it, renames it over `path` and fsyncs the folder.
 
     The temporary file is removed when the block raises, so nothing
     half-written is left behind; once the block returns, the new content survives a power loss.
+
+    Args:
+        path: the file to replace.
+        before_commit: called after the fsync, just before the rename; what it raises leaves `path` as it was
+            (default: nothing). A writer's lease check (`Experiment.check_writer`): the fsync can take seconds on
+            a loaded disk, and a writer frozen meanwhile must not commit after it lost its folder.
 
     Example:
 
@@ -83,6 +89,7 @@ def replaced_atomically(path: PathLike) -> Iterator[Path]:
     try:
         yield tmp
         fsync_file(tmp)
+        before_commit()
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -91,7 +98,8 @@ def replaced_atomically(path: PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def folder_replaced_atomically(tmp: PathLike, final: PathLike, replace_existing: bool = False) -> Iterator[Path]:
+def folder_replaced_atomically(tmp: PathLike, final: PathLike, replace_existing: bool = False,
+                               before_commit: Callable[[], None] = lambda: None) -> Iterator[Path]:
     """Yields `tmp` (not yet created) to write a folder into; on success fsyncs all of it, renames it to `final` and
     fsyncs the parent folder (durable when this returns); removes it on failure.
 
@@ -102,6 +110,8 @@ def folder_replaced_atomically(tmp: PathLike, final: PathLike, replace_existing:
         final: the folder's path.
         replace_existing: an existing `final` is moved aside (`hidden_for_removal`) only once `tmp` is durable, put
             back if the rename fails, and removed after it (default False: `final` must not exist).
+        before_commit: called once `tmp` is durable, just before the rename; what it raises removes `tmp` and leaves
+            `final` as it was (default: nothing). See `replaced_atomically`.
 
     Example:
 
@@ -117,6 +127,7 @@ def folder_replaced_atomically(tmp: PathLike, final: PathLike, replace_existing:
     try:
         yield tmp
         fsync_tree(tmp)
+        before_commit()
         doomed = hidden_for_removal(final) if replace_existing and final.exists() else None
         try:
             os.replace(tmp, final)
@@ -132,9 +143,9 @@ def folder_replaced_atomically(tmp: PathLike, final: PathLike, replace_existing:
         shutil.rmtree(doomed, ignore_errors=True)
 
 
-def write_text_atomically(path: PathLike, text: str) -> None:
-    """Replaces the file at `path` by `text` in one rename."""
-    with replaced_atomically(path) as tmp:
+def write_text_atomically(path: PathLike, text: str, before_commit: Callable[[], None] = lambda: None) -> None:
+    """Replaces the file at `path` by `text` in one rename (`before_commit`: see `replaced_atomically`)."""
+    with replaced_atomically(path, before_commit) as tmp:
         tmp.write_text(text)
 
 
@@ -144,9 +155,10 @@ def copy_atomically(source: PathLike, path: PathLike) -> None:
         shutil.copyfile(source, tmp)
 
 
-def write_json_atomically(path: PathLike, data: object) -> None:
-    """Replaces the file at `path` by `data` as indented JSON (values JSON lacks written as str), in one rename."""
-    write_text_atomically(path, json.dumps(data, indent=2, default=str) + "\n")
+def write_json_atomically(path: PathLike, data: object, before_commit: Callable[[], None] = lambda: None) -> None:
+    """Replaces the file at `path` by `data` as indented JSON (values JSON lacks written as str), in one rename
+    (`before_commit`: see `replaced_atomically`)."""
+    write_text_atomically(path, json.dumps(data, indent=2, default=str) + "\n", before_commit)
 
 
 def remove_tree_atomically(path: PathLike) -> None:

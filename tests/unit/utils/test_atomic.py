@@ -70,3 +70,36 @@ def test_a_folder_is_renamed_whole_or_not_at_all(tmp_path):
             tmp.mkdir()
             raise OSError("disk full")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["1"]
+
+
+class LeaseLostMeanwhile(Exception):
+    pass
+
+
+def test_the_commit_check_runs_once_the_new_content_is_durable_and_refusing_it_changes_nothing(tmp_path, monkeypatch):
+    """A writer frozen while its temporary file or folder was fsynced (seconds on a loaded disk) and whose lease was
+    taken meanwhile must not rename it into place when it wakes: `before_commit` runs after the fsync, just before the
+    rename, and what it raises leaves the old file or folder and no temporary."""
+    import experiments_manager.utils.atomic as atomic
+
+    synced = []
+    monkeypatch.setattr(atomic, "fsync_file", lambda path: synced.append(path.name))
+    monkeypatch.setattr(atomic, "fsync_tree", lambda path: synced.append(path.name))
+
+    def lost():
+        assert synced, "checked before the new content was durable"
+        raise LeaseLostMeanwhile
+
+    (tmp_path / "training_curves.png").write_text("old")
+    with pytest.raises(LeaseLostMeanwhile):
+        with replaced_atomically(tmp_path / "training_curves.png", before_commit=lost) as tmp:
+            tmp.write_text("new")
+    assert [path.name for path in tmp_path.iterdir()] == ["training_curves.png"]
+    assert (tmp_path / "training_curves.png").read_text() == "old"
+
+    synced.clear()
+    with pytest.raises(LeaseLostMeanwhile):
+        with folder_replaced_atomically(tmp_path / ".tmp-ckpt-2", tmp_path / "ckpt-2", before_commit=lost) as folder:
+            folder.mkdir()
+            (folder / "state.json").write_text("{}")
+    assert [path.name for path in tmp_path.iterdir()] == ["training_curves.png"]
