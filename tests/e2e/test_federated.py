@@ -14,7 +14,6 @@ import pytest
 from conftest import REPO, read_run, settings_variant, single_experiment, wait_for
 from test_serving_cli import OutputReader
 
-pytestmark = pytest.mark.federation  # one federation at a time (tests/conftest.py)
 
 FEDERATED_SETTINGS = "examples/federated/mysettings_federated_curve_fitting.py"
 ORIGINAL_SETTINGS = REPO / "tests/data/federated/settings_original_federated.py"
@@ -25,6 +24,7 @@ def history(experiment_dir):
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.claim(
     'the same settings file trains from Kafka, federated, or as a sweep whose trials are ordinary experiments')
 @pytest.mark.claim('`enable_federated_learning = True` makes a settings file federated; FedAvg by default')
@@ -83,6 +83,7 @@ def test_unknown_strategy_lists_the_available_ones_and_creates_nothing(run_cli, 
     assert not (workdir / "experiments").exists()
 
 
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.claim("`federated = 'FedProx'` with `proximal_mu` passed to the strategy")
 @pytest.mark.claim("client `i` loads the settings with `hparams['procID'] = i`")
 @pytest.mark.claim('`train -u` of a federated settings file simulates the federation')
@@ -141,6 +142,7 @@ def test_federation_config_rejects_bad_hparams_with_one_line_each(hparams, num_c
     assert any(problem.startswith(expected) for problem in error.value.problems), error.value.problems
 
 
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.claim('otherwise the federation ends `failed` with one line: round, how many answered, their errors')
 def test_a_failing_client_below_minfit_stops_the_federation_with_a_clear_message(run_cli, workdir):
     broken = settings_variant(workdir, "broken_client.py", [
@@ -161,6 +163,7 @@ def test_a_failing_client_below_minfit_stops_the_federation_with_a_clear_message
     assert "client 1 lost its data disk" in result.stdout  # the report's status line
 
 
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.claim('deployed: `federated superlink`, `supernode`, `run`')
 @pytest.mark.claim(
     '`federated run` ships settings and model in `<experiment>/flower_app/`; no shared file system needed',
@@ -244,6 +247,7 @@ def test_client_messages_leave_no_settings_or_model_modules_behind(workdir):
     assert read_run(workdir / "server" / "clients" / "client_0")["epochs_completed"] == 2  # messages 0 and 2
 
 
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.parametrize("signum", [signal.SIGINT])  # SIGTERM and SIGUSR1: the same handler (2.5 min each here)
 @pytest.mark.claim("`federated simulate` (and `train` of a federated file) stops on SIGINT / SIGTERM / SIGUSR1 as "
                    "`train` does: within seconds, `interrupted` with the rounds done, exit 128 + signal",
@@ -273,6 +277,7 @@ def test_a_stop_signal_ends_a_simulated_federation_within_seconds(start_cli, wor
     assert run["rounds_completed"] <= done_at_signal + 2, (done_at_signal, run)
 
 
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.claim("`federated run` stops its run on the SuperLink on SIGTERM: `interrupted`, exit 143",
                    note="(a real SuperLink and two SuperNodes)")
 @pytest.mark.timeout(1200)  # its waits allow a loaded machine more than the default 600 s

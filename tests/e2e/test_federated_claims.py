@@ -21,7 +21,6 @@ import pytest
 from conftest import (REPO, FlowerFederation, cli_command, cli_env, free_port, read_run, settings_variant,
                       single_experiment, wait_for)
 
-pytestmark = pytest.mark.federation  # one federation at a time (tests/conftest.py)
 
 FEDERATED_SETTINGS = "examples/federated/mysettings_federated_curve_fitting.py"
 WORKING_FOLDER = "experiments/examples/federated_curve_fitting"
@@ -85,6 +84,7 @@ def _exported_dense_weights(export_dir):
     return [found[key] for key in sorted(found)]
 
 
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.claim('FedAdam, FedYogi, FedAvgM, FedMedian, Krum with their parameters (`eta`, ...)')
 def test_a_simulation_with_fedadam_aggregates_with_fedadam_on_the_server(run_cli, workdir):
     """2 clients, 1 round of FedAdam with tau ~ 0: in round 1 FedAdam moves every weight that changed by exactly
@@ -333,6 +333,7 @@ def federation(tmp_path_factory):
         federation.stop()
 
 
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.claim(
     'the wrappers bind 127.0.0.1 unless `--host`; telemetry, update check, `uv sync` off; arguments after `--` go '
     'to Flower')
@@ -356,6 +357,7 @@ def test_the_wrappers_bind_loopback_unless_told_turn_flower_switches_off_and_pas
     assert "--allow-runtime-dependency-installation" not in node_argv
 
 
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.claim('... and for `minCl` clients to connect (the wait timing out)')
 def test_too_few_supernodes_for_mincl_fail_round_1_after_the_round_timeout(federation):
     """Two SuperNodes connected, minCl=3, --round-timeout 2: the federation ends `failed` with one line saying

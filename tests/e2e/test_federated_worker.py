@@ -26,7 +26,6 @@ import pytest
 
 from conftest import REPO, FlowerFederation, cli_command, cli_env, read_run, settings_variant, wait_for
 
-pytestmark = pytest.mark.federation  # one federation at a time (tests/conftest.py)
 
 FEDERATED_SETTINGS = "examples/federated/mysettings_federated_curve_fitting.py"
 WORKING_FOLDER = "experiments/examples/federated_curve_fitting"
@@ -178,6 +177,7 @@ def own_federation(tmp_path):
         yield federation
 
 
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.claim(
     "`federated supernode` starts a persistent worker: TensorFlow imported once per SuperNode, the run's client "
     'kept from round to round',
@@ -223,6 +223,7 @@ def run_started(run):
     return datetime.fromisoformat(run["started"]).timestamp()
 
 
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.claim(
     "a worker that dies in a round fails that client's round (the federation goes on under `minFit`) and is "
     'started again for the next round')
@@ -287,6 +288,7 @@ def test_the_worker_protocol_refuses_frames_over_its_limit_with_a_clear_error():
             receive_frame(receiver)
 
 
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.claim(
     'stopping the SuperNode (Ctrl-C, SIGTERM) or its death stops the worker; its folder is private',
     note='(SIGTERM and SIGKILL; SIGINT not tested separately)')
