@@ -274,6 +274,16 @@ def keep_root(root: Path, copied: list[Path], cached: Path) -> None:
             pass
 
 
+def _keep_if_possible(root: Path, copied: list[Path], cached: Path) -> str | None:
+    """keep_root; a cache that cannot take it (a full disk) is said, and the build goes on without it."""
+    try:
+        keep_root(root, copied, cached)
+    except (BuildError, OSError) as error:
+        shutil.rmtree(cached.with_name(f".{cached.name}.building-{os.getpid()}"), ignore_errors=True)
+        return f"not kept: {' '.join(str(error).split())[-200:]}"
+    return None
+
+
 def resolve_in_root(root: Path, path: str) -> Path:
     """`path` as the image sees it: its symbolic links followed inside `root`, never out to this host.
 
@@ -452,7 +462,7 @@ def _build(recipe: Recipe, target: Path, context: Path, cache: Path | None, forc
         write_metadata(recipe, partial)
         _timed("%test", lambda: run_test(partial))
         if cached is not None and not reused:
-            _timed("kept in the cache", lambda: keep_root(partial, copied, cached))
+            _timed("kept in the cache", lambda: _keep_if_possible(partial, copied, cached))
         os.sync()
         if target.exists():
             old = target.with_name(f".{target.name}.replaced-{os.getpid()}")
