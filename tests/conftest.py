@@ -153,6 +153,23 @@ def settings_variant(workdir, name, extra_lines, base=REGRESSION_SETTINGS):
     return path.relative_to(workdir)
 
 
+# Settings lines that hold a run before its second epoch (its first recorded and checkpointed) while the file
+# `hold` exists in its working folder, until `release` (or `release-<its pid>`) exists: a test creates `hold` before
+# the run gets there and stops or kills it mid-training without racing its remaining epochs (a small run's epochs
+# take ~0.2 s on a quiet machine).
+HELD_AT_THE_SECOND_EPOCH = [
+    "early_stopping_patience = 1000",
+    "import os, time",
+    "def addon_callbacks(model, train_samples, val_samples):",
+    "    def hold(epoch, logs):",
+    "        deadline = time.monotonic() + 240",
+    "        while epoch == 1 and os.path.exists('hold') and not os.path.exists('release') and \\",
+    "                not os.path.exists(f'release-{os.getpid()}') and time.monotonic() < deadline:",
+    "            time.sleep(0.05)",
+    "    return [tf.keras.callbacks.LambdaCallback(on_epoch_begin=hold)]",
+]
+
+
 def single_experiment(working_folder):
     runs = [path.parent for path in Path(working_folder).glob("*/run.json")]
     assert len(runs) == 1, f"expected one experiment in {working_folder}, found {runs}"

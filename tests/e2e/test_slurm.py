@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, built_image, read_run, settings_variant, single_experiment, slurm_job_env, wait_for
+from conftest import (HELD_AT_THE_SECOND_EPOCH, REPO, built_image, read_run, settings_variant, single_experiment,
+                      slurm_job_env, wait_for)
 from slurm_cluster import FINAL_STATES
 
 pytestmark = pytest.mark.slurm
@@ -195,8 +196,8 @@ def test_array_tasks_train_their_own_configs_and_one_is_requeued_alone(slurm, wo
 def test_a_sweep_signalled_mid_trial_is_requeued_and_retrains_no_finished_trial(slurm, workdir):
     import csv
 
-    env = slurm_job_env(slurm, SETTINGS=no_early_stop(workdir), MAX_EVALS=3,
-                        EXTRA_ARGS="--hparam nbEpoch=4 --seed 7")
+    settings = settings_variant(workdir, "held.py", HELD_AT_THE_SECOND_EPOCH)
+    env = slurm_job_env(slurm, SETTINGS=settings, MAX_EVALS=3, EXTRA_ARGS="--hparam nbEpoch=4 --seed 7")
     job = slurm.submit([*SMALL, template("sweep.sbatch")], cwd=workdir, env=env)
     requeue_file = workdir / ".slurm-requeue" / f"sweep-{job}"
     folder = workdir / wait_for(lambda: requeue_target(requeue_file), 120, "the requeue file naming the sweep")
@@ -210,9 +211,14 @@ def test_a_sweep_signalled_mid_trial_is_requeued_and_retrains_no_finished_trial(
         running = [path for path in started if read_run(path)["status"] == "running"]
         return len(rows()) == 1 and running and read_run(running[0])["epochs_completed"] >= 1 and running[0]
 
+    wait_for(lambda: len(rows()) == 1, 240, "the first trial's result")
+    (workdir / "hold").touch()  # the second trial, still starting, will wait before its second epoch
     second = wait_for(second_trial_trained_an_epoch, 240, "the second trial's first epoch")
     first = {row["experiment"]: read_run(row["experiment"]) for row in rows()}
     slurm.run(["scancel", "--batch", "--signal=USR1", job])
+    wait_for(lambda: "received SIGUSR1: stopping this worker's running trials" in
+             job_output(workdir, f"em-sweep-{job}.out"), 120, "the sweep to pass USR1 to its trial")
+    (workdir / "release").touch()  # the trial, signalled while held, stops after its next step
     final = slurm.wait_for_end(job, 300)
     log = job_output(workdir, f"em-sweep-{job}.out")
     assert final["JobState"] == "COMPLETED" and restarts(final) == 1, log
@@ -226,19 +232,6 @@ def test_a_sweep_signalled_mid_trial_is_requeued_and_retrains_no_finished_trial(
     second_run = read_run(second)
     assert second_run["status"] == "finished" and second_run["epochs_completed"] == 4 and "resumed_by" in second_run
     assert ran_in_the_image(second_run)
-
-
-HELD_AT_THE_SECOND_EPOCH = [
-    "early_stopping_patience = 1000",
-    "import os, time",
-    "def addon_callbacks(model, train_samples, val_samples):",
-    "    def hold(epoch, logs):  # while 'hold' exists, a trial waits before its second epoch until 'release'",
-    "        deadline = time.monotonic() + 240",  # (or 'release-<its pid>')
-    "        while epoch == 1 and os.path.exists('hold') and not os.path.exists('release') and \\",
-    "                not os.path.exists(f'release-{os.getpid()}') and time.monotonic() < deadline:",
-    "            time.sleep(0.05)",
-    "    return [tf.keras.callbacks.LambdaCallback(on_epoch_begin=hold)]",
-]
 
 
 def sweep_array_state(folder):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (REGRESSION_SETTINGS, cli_command, cli_env, read_run, require_real_part, settings_variant,
-                      wait_for)
+from conftest import (HELD_AT_THE_SECOND_EPOCH, REGRESSION_SETTINGS, cli_command, cli_env, read_run,
+                      require_real_part, settings_variant, wait_for)
 
 WORKING_FOLDER = Path("experiments/examples/curve_fitting")
 QUICK = ("--hparam", "nbEpoch=2")
@@ -120,13 +120,17 @@ def test_sweep_trains_every_trial_as_an_experiment(run_cli, workdir):
 @pytest.mark.claim('a sweep killed outright: its trials notice and checkpoint')
 @pytest.mark.claim('`sweep --resume` trains only what is missing; a stopped trial continues its own experiment')
 def test_a_killed_sweep_resumes_with_only_the_missing_trials(workdir, tmp_path):
+    """The second trial is held before its second epoch (`hold`) while the sweep is killed, and released once it
+    noticed: it stops mid-training however fast its epochs are."""
+    settings = settings_variant(workdir, "held.py", HELD_AT_THE_SECOND_EPOCH)
     log = open(tmp_path / "sweep.log", "w")
-    sweep = subprocess.Popen(cli_command("sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "3", "--seed", "3",
+    sweep = subprocess.Popen(cli_command("sweep", "-u", str(settings), "--max-evals", "3", "--seed", "3",
                                          "--hparam", "nbEpoch=6"),
                              cwd=workdir, env=cli_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         folder = wait_for(lambda: next((workdir / WORKING_FOLDER).glob("*_sweep_*"), None), 120, "the sweep folder")
         wait_for(lambda: (folder / "results.csv").is_file() and len(results(folder)) == 1, 300, "one trial done")
+        (workdir / "hold").touch()  # the second trial, still starting, will wait before its second epoch
 
         def second_trial_trained_an_epoch():
             running = [path for path in experiment_folders(workdir) if read_run(path)["status"] == "running"]
@@ -138,6 +142,8 @@ def test_a_killed_sweep_resumes_with_only_the_missing_trials(workdir, tmp_path):
         sweep.wait()
     done_before = {row["experiment"]: read_run(row["experiment"]) for row in results(folder)}
     # the orphaned trial notices, checkpoints and stops by itself
+    wait_for(lambda: "is gone: stopping" in (second / "train.log").read_text(), 60, "the orphaned trial to notice")
+    (workdir / "release").touch()
     wait_for(lambda: read_run(second)["status"] == "interrupted", 60, "the orphaned trial to checkpoint")
 
     resumed = subprocess.run(cli_command("sweep", "--resume", str(folder)), cwd=workdir, env=cli_env(),
