@@ -4,9 +4,9 @@ and the summary `.ci/run` prints after the suite.
 With `EM_TEST_CPU_REPORT=FILE`, every test appends a row to FILE (tab-separated, one line per test, `TestCost`):
 its CPU seconds (as root where cgroup v1's cpuacct is mounted, as in CI: everything its pytest process and what it
 started used meanwhile, detached daemons and Slurm jobs included, in a cgroup of the process's own; elsewhere its
-process's rusage and its waited-for children's; `_CpuMeter`), its wall seconds (setup, call and teardown), when it started (seconds since the
-epoch), the xdist worker that ran it, whether it is marked `slow` (1 or 0), and its node id (with xdist's `@group`
-suffix where it ran in a group). Rows of an earlier format (`cpu_seconds<TAB>nodeid`, before issue 56) are read too,
+process's rusage and its waited-for children's; `_CpuMeter`), its wall seconds (setup, call and teardown), when it
+started (seconds since the epoch), the xdist worker that ran it, whether it is marked `slow` (1 or 0), and its node
+id (with xdist's `@group` suffix where it ran in a group). Rows of an earlier format (`cpu_seconds<TAB>nodeid`, before issue 56) are read too,
 with no wall, start, worker or mark.
 
 `python tests/cost_report.py FILE [--top N]` prints the summary: the suite's totals, the N test files and the N
@@ -40,7 +40,7 @@ class TestCost:
     """One test's row of the report.
 
     Args:
-        cpu_seconds: user + system CPU of the test's pytest process and its waited-for children.
+        cpu_seconds: user + system CPU of what the test ran (`_CpuMeter`: with cgroups, its daemons too).
         wall_seconds: its setup, call and teardown, end to end (None in an earlier format's row).
         started_at: when it started, seconds since the epoch (None in an earlier format's row).
         worker: the xdist worker (`gw0`, ...), or `main` without xdist ('' in an earlier format's row).
@@ -168,7 +168,7 @@ def _table(title: str, rows: Iterable[tuple[str, list[TestCost]]], top: int) -> 
 def summary(costs: list[TestCost], top: int = 10) -> str:
     """The report's text: totals, the `top` files and tests by CPU, the groups, the workers."""
     lines = [f"{len(costs)} tests: {sum(cost.cpu_seconds for cost in costs):.0f} CPU-s in their processes and "
-             f"waited-for children"]
+             f"what they started"]
     spans = {cost.nodeid: (cost.started_at, cost.started_at + cost.wall_seconds) for cost in costs
              if cost.wall_seconds is not None and cost.started_at is not None}
     first = min((start for start, _ in spans.values()), default=0.0)

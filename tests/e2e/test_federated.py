@@ -218,6 +218,7 @@ def test_run_without_a_superlink_says_so_in_one_line_and_creates_nothing(run_cli
     assert not (workdir / "experiments").exists()
 
 
+@pytest.mark.slow
 def test_client_messages_leave_no_settings_or_model_modules_behind(workdir):
     """A process that serves many federated messages (a simulation actor serves client after client) loads the
     settings and builds the model for each; what it loaded must go with the message, or it keeps every message's

@@ -28,7 +28,7 @@ def test_rows_are_read_back_as_written_and_earlier_rows_without_wall_worker_or_m
 
 def test_the_summary_ranks_files_by_cpu_names_groups_and_workers_and_unmarked_slow_tests():
     text = summary(ROWS, top=1)
-    assert text.splitlines()[0] == "3 tests: 16 CPU-s in their processes and waited-for children"
+    assert text.splitlines()[0] == "3 tests: 16 CPU-s in their processes and what they started"
     assert "tests' walls add up to 30 s in a 29-s suite" in text
     files = text.split("the 1 test files that cost the most CPU:\n")[1].splitlines()
     assert files[1].split() == ["15.5", "29.0", "2", "tests/e2e/test_a.py"]  # the heavier file only (top=1)
