@@ -11,7 +11,7 @@ EXTRAS := test,bench,spark,edge,docs,research
 # own configuration names, say), pip does it.
 PYTEST_ARGS ?=
 # The tests run in parallel processes (pytest-xdist), 3 on 2 cores: many wait on real processes (a training run, a
-# server, Slurm, Flower), yet the machine's CPU is busy throughout (issue 56: 4 workers took 20 % more CPU and longer),
+# server, Slurm, Flower), yet the machine's CPU is busy throughout (issue 56: 4 workers took 13 % more CPU and longer),
 # in the order tests/conftest.py hands units out (--no-loadscope-reorder keeps it). `make test TEST_WORKERS=0`: all in
 # one process.
 TEST_WORKERS ?= 3
