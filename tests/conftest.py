@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# EM_TEST_CPU_REPORT=FILE: each test's CPU and wall seconds, worker and start (tests/cost_report.py, which .ci/run
+# runs to print where the suite's time went); its hook is registered by being imported into this module
+from cost_report import SLOW_MARK, pytest_runtest_protocol  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 REGRESSION_SETTINGS = "examples/regression/mysettings_curve_fitting.py"
 # `make test` runs the tests in parallel (pytest-xdist, `--dist loadgroup --no-loadscope-reorder`). Tests that share
@@ -32,7 +36,7 @@ FEDERATION = "federation"
 # `make test-fast`, the edit-run loop; a test that starts a real daemon (Slurm, a Kafka broker, the simulated cluster,
 # a federation) or builds or runs the image is marked here. `.ci/run`'s cost report names the tests that took longer
 # than SLOW_SECONDS without the mark.
-SLOW = "slow"
+SLOW = SLOW_MARK
 SLOW_FIXTURES = frozenset({*SHARED_PARTS, "own_kafka_broker", "flower_federation", "image_root", "image_cache"})
 
 
@@ -51,15 +55,16 @@ def xdist_group(item):
     return None
 
 
+THEN = ("other group", "other slow test", "late group", "fast test")  # after FIRST_GROUPS, in this order
+
+
 def _hand_out_rank(group, slow):
     """Where a test's unit goes in the order xdist hands units out (above): lower first."""
     if group in FIRST_GROUPS:
         return FIRST_GROUPS.index(group)
-    if group in LATE_GROUPS:
-        return 4
-    if group:
-        return 2
-    return 3 if slow else 5
+    kind = "late group" if group in LATE_GROUPS else "other group" if group else \
+        "other slow test" if slow else "fast test"
+    return len(FIRST_GROUPS) + THEN.index(kind)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook, which reads the groups
@@ -75,11 +80,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(group))
         rank[item] = _hand_out_rank(group, item.get_closest_marker(SLOW) is not None)
     items.sort(key=rank.__getitem__)
-
-
-# EM_TEST_CPU_REPORT=FILE: each test's CPU and wall seconds, worker and start (tests/cost_report.py, which .ci/run
-# runs to print where the suite's time went)
-from cost_report import pytest_runtest_protocol  # noqa: E402,F401  (the hook, registered by being in this module)
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,8 @@ its CPU seconds (as root where cgroup v1's cpuacct is mounted, as in CI: everyth
 started used meanwhile, detached daemons and Slurm jobs included, in a cgroup of the process's own; elsewhere its
 process's rusage and its waited-for children's; `_CpuMeter`), its wall seconds (setup, call and teardown), when it
 started (seconds since the epoch), the xdist worker that ran it, whether it is marked `slow` (1 or 0), and its node
-id (with xdist's `@group` suffix where it ran in a group). Rows of an earlier format (`cpu_seconds<TAB>nodeid`, before issue 56) are read too,
-with no wall, start, worker or mark.
+id (with xdist's `@group` suffix where it ran in a group). Rows of an earlier format (`cpu_seconds<TAB>nodeid`,
+before issue 56) are read too, with no wall, start, worker or mark. One run per file: `.ci/run` starts it afresh.
 
 `python tests/cost_report.py FILE [--top N]` prints the summary: the suite's totals, the N test files and the N
 tests that cost the most CPU, the xdist groups (each runs on one worker: the longest is the suite's floor), each
@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import atexit
 import collections
 import dataclasses
 import os
@@ -33,6 +34,7 @@ from pathlib import Path
 
 REPORT_VARIABLE = "EM_TEST_CPU_REPORT"
 SLOW_SECONDS = 5.0  # a test's wall here under the whole suite's load above which it belongs in the `slow` tier
+SLOW_MARK = "slow"  # the mark of that tier (tests/conftest.py adds it to the tests of real daemons)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,7 @@ class TestCost:
 
     @property
     def file(self) -> str:
+        """The test's file, as pytest names it (`tests/e2e/test_x.py`)."""
         return self.nodeid.split("::", 1)[0]
 
     @property
@@ -67,6 +70,7 @@ class TestCost:
         return self.nodeid.rpartition("@")[2] if "@" in self.nodeid.rpartition("::")[2] else ""
 
     def line(self) -> str:
+        """The row as the report file holds it (`parse` reads it back)."""
         return (f"{self.cpu_seconds:.2f}\t{self.wall_seconds:.2f}\t{self.started_at:.2f}\t{self.worker}\t"
                 f"{int(bool(self.marked_slow))}\t{self.nodeid}\n")
 
@@ -83,35 +87,71 @@ class TestCost:
 
 
 def read_costs(path: Path) -> list[TestCost]:
+    """Every row of a report file; ValueError names a row of neither format."""
     return [TestCost.parse(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 CPUACCT = Path("/sys/fs/cgroup/cpuacct")  # cgroup v1's CPU accounting (no limit), where the machine has it
+CGROUP_PREFIX = "em-tests-"  # em-tests-<pid>-<start ns>: a pytest process's cgroup
+
+
+def _own_cpuacct_cgroup() -> Path | None:
+    """The cpuacct cgroup this process is in (its line of /proc/self/cgroup), or None without cgroup v1's cpuacct."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            return CPUACCT / path.lstrip("/")
+    return None
 
 
 class _CpuMeter:
     """The CPU this pytest process and everything it started have used, in seconds.
 
-    As root where cgroup v1's cpuacct is mounted (CI, this VM), the process moves itself into a cgroup of its own the
-    first time, so that the count holds every descendant, also the daemons that detach from it (Ray's, Slurm's jobs)
-    and those still running; elsewhere, the process's rusage and its waited-for children's (RUSAGE_CHILDREN), which
-    miss those. `source` says which."""
+    As root where cgroup v1's cpuacct is mounted (CI, this VM), the process moves itself into a cgroup of its own,
+    made under the one it is in, the first time, so that the count holds every descendant, also the daemons that
+    detach from it (Ray's, Slurm's jobs) and those still running: a test's figure includes what the worker's shared
+    daemons (a Slurm cluster, a Kafka broker) used meanwhile. Elsewhere, the process's rusage and its waited-for
+    children's (RUSAGE_CHILDREN), which miss those. `source` says which. The cgroups of pytest processes that have
+    ended are removed once empty; this one is left at exit (moved out of, removed if nothing it started still runs).
+    """
 
     def __init__(self) -> None:
         self.usage_file: Path | None = None
         self.source = "rusage"
-        for earlier in CPUACCT.glob("em-tests-*"):  # those of ended runs: empty, removable (a live one is not)
-            try:
-                earlier.rmdir()
-            except OSError:
-                pass
-        folder = CPUACCT / f"em-tests-{os.getpid()}"
+        parent = _own_cpuacct_cgroup()
+        if parent is None or not parent.is_dir():
+            return
+        for earlier in parent.glob(f"{CGROUP_PREFIX}*"):
+            pid = earlier.name[len(CGROUP_PREFIX):].partition("-")[0]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                try:
+                    earlier.rmdir()  # empty: removed; a daemon of that run still in it: kept
+                except OSError:
+                    pass
+        folder = parent / f"{CGROUP_PREFIX}{os.getpid()}-{time.time_ns()}"
         try:
-            folder.mkdir(exist_ok=True)
-            (folder / "cgroup.procs").write_text(f"{os.getpid()}\n")
+            folder.mkdir()
         except OSError:
             return
+        try:
+            (folder / "cgroup.procs").write_text(f"{os.getpid()}\n")
+        except OSError:
+            folder.rmdir()
+            return
         self.usage_file, self.source = folder / "cpuacct.usage", "cgroup"
+        atexit.register(self._leave, parent, folder)
+
+    @staticmethod
+    def _leave(parent: Path, folder: Path) -> None:
+        try:
+            (parent / "cgroup.procs").write_text(f"{os.getpid()}\n")
+            folder.rmdir()
+        except OSError:
+            pass
 
     def seconds(self) -> float:
         if self.usage_file is not None:
@@ -148,11 +188,10 @@ def pytest_runtest_protocol(item, nextitem):  # pytest's hook
     cpu, wall, started = _cpu_seconds(), time.monotonic(), time.time()
     yield
     cost = TestCost(_cpu_seconds() - cpu, time.monotonic() - wall, started,
-                    os.environ.get("PYTEST_XDIST_WORKER", "main"), item.get_closest_marker("slow") is not None,
+                    os.environ.get("PYTEST_XDIST_WORKER", "main"), item.get_closest_marker(SLOW_MARK) is not None,
                     item.nodeid)
     with open(report, "a") as out:  # one short append per test: the workers' lines do not interleave
         out.write(cost.line())
-
 
 
 def _table(title: str, rows: Iterable[tuple[str, list[TestCost]]], top: int) -> Iterator[str]:
@@ -166,11 +205,22 @@ def _table(title: str, rows: Iterable[tuple[str, list[TestCost]]], top: int) -> 
 
 
 def summary(costs: list[TestCost], top: int = 10) -> str:
-    """The report's text: totals, the `top` files and tests by CPU, the groups, the workers."""
+    """The report's text: totals, the `top` files and tests by CPU, the groups, the workers, the unmarked slow tests.
+
+    Args:
+        costs: the rows (`read_costs`), of one run.
+        top: how many files and tests to list (default 10).
+
+    Example:
+
+    ```python
+    print(summary(read_costs(Path("build/test-costs.tsv")), top=10))
+    ```
+    """
     lines = [f"{len(costs)} tests: {sum(cost.cpu_seconds for cost in costs):.0f} CPU-s in their processes and "
              f"what they started"]
-    spans = {cost.nodeid: (cost.started_at, cost.started_at + cost.wall_seconds) for cost in costs
-             if cost.wall_seconds is not None and cost.started_at is not None}
+    spans = {id(cost): (cost.started_at, cost.started_at + cost.wall_seconds) for cost in costs
+             if cost.wall_seconds is not None and cost.started_at is not None}  # an earlier format's rows: none
     first = min((start for start, _ in spans.values()), default=0.0)
     if spans:
         last = max(end for _, end in spans.values())
@@ -190,7 +240,10 @@ def summary(costs: list[TestCost], top: int = 10) -> str:
     if spans:
         lines.append("workers (busy: the sum of their tests' walls; ended: after the suite's first test):")
         for worker, worker_costs in sorted(by_worker.items()):
-            own = [spans[cost.nodeid] for cost in worker_costs if cost.nodeid in spans]
+            own = [spans[id(cost)] for cost in worker_costs if id(cost) in spans]
+            if not own:  # rows of the earlier format: no worker, wall or start
+                lines.append(f"  (no worker recorded): {len(worker_costs)} tests")
+                continue
             busy = sum(end - start for start, end in own)
             ended = max(end for _, end in own) - first
             lines.append(f"  {worker}: {len(worker_costs)} tests, busy {busy:.0f} s, ended at {ended:.0f} s")
@@ -203,6 +256,8 @@ def summary(costs: list[TestCost], top: int = 10) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python tests/cost_report.py FILE [--top N]`: prints the summary; exit 2 with one line for a missing or
+    damaged file."""
     parser = argparse.ArgumentParser(description="Summarises a test cost report (EM_TEST_CPU_REPORT=FILE).")
     parser.add_argument("report", type=Path, help="the file the tests wrote")
     parser.add_argument("--top", type=int, default=10, help="how many files and tests to list (default 10)")

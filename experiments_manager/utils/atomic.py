@@ -72,7 +72,9 @@ def replaced_atomically(path: PathLike, before_commit: Callable[[], None] = lamb
         path: the file to replace.
         before_commit: called after the fsync, just before the rename; what it raises leaves `path` as it was
             (default: nothing). A writer's lease check (`Experiment.check_writer`): the fsync can take seconds on
-            a loaded disk, and a writer frozen meanwhile must not commit after it lost its folder.
+            a loaded disk, and a writer frozen meanwhile that lost its folder must not commit on waking. The check
+            narrows the window to the microseconds between it and the rename; it does not close it (no file
+            system offers a rename conditional on a lease).
 
     Example:
 

@@ -30,17 +30,13 @@ DEBIAN_DEF = REPO / "install/experiments_manager_debian.def"
 SITE_PACKAGES = "/usr/local/lib/python3.11/dist-packages"
 
 
-def _image_builder():
-    """tools/image/build.py as a module (tools/image is not a package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("image_build", REPO / "tools/image/build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-CACHE = _image_builder().default_cache().resolve()  # where `make image` keeps it; read before a test changes the cwd
+def default_image_cache():
+    """Where `make image` keeps its cache (tools/image/build.py's `default_cache`), asked of the builder in a process
+    of its own: loading it here would put tools/image's modules on every test worker's path."""
+    result = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'tools/image'); import build; "
+                             "print(build.default_cache())"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return Path(result.stdout.strip()).resolve()
 
 
 def in_image(image, *arguments, env=None, cwd=None, timeout=120):
@@ -230,7 +226,7 @@ def image_cache():
     ~/.cache/experiments_manager/image): the builder's failure tests start from it instead of downloading Debian
     again."""
     require_builder()
-    cache = CACHE
+    cache = default_image_cache()
     require_real_part(None if any(cache.glob("debootstrap-*")) else f"no debootstrap cache in {cache}: `make image`")
     return cache
 
@@ -322,10 +318,11 @@ def test_files_and_post_as_apptainer_runs_them(image_cache, tmp_path):
     "`make image` keeps its cache outside the checkout: a build with the same recipe and pins starts from the root "
     "%post left, with this checkout's files and %post run again; a changed recipe or pin builds from Debian")
 def test_a_build_with_the_same_key_starts_from_the_kept_root_and_a_changed_key_builds_afresh(image_cache, tmp_path):
-    """Three builds with one cache of their own (the debootstrap root linked from the shared one): the first keeps
+    """Four builds with one cache of their own (the debootstrap root linked from the shared one): the first keeps
     its root without what %files copied; the second, same recipe and key file, starts from that root (no
     debootstrap), gets the payload as it is now (a file removed since is gone) and runs %post over it again, as
-    `apptainer build --update`; the third, the key file changed, starts from Debian again."""
+    `apptainer build --update`; the third, the key file changed, starts from Debian again; so does the fourth, its
+    recipe's %post changed, and the oldest of the three kept roots goes (two are kept)."""
     cache = tmp_path / "cache"
     cache.mkdir()
     for bare in image_cache.glob("debootstrap-*"):
@@ -360,6 +357,15 @@ def test_a_build_with_the_same_key_starts_from_the_kept_root_and_a_changed_key_b
     output, files, post_runs = build_with_key("third")
     assert "debootstrap (copied from the cache)" in output and (files, post_runs) == (["new.txt"], 1), output
     assert len(list(cache.glob("root-*"))) == 2
+
+    recipe.write_text(recipe.read_text().replace("echo ran >> /var/post-runs\n",
+                                                 "echo ran >> /var/post-runs\n    touch /var/changed\n"))
+    output, files, post_runs = build_with_key("fourth")
+    assert "debootstrap (copied from the cache)" in output and (files, post_runs) == (["new.txt"], 1), output
+    assert (tmp_path / "fourth/var/changed").exists()
+    assert f"removing the cached root {kept[0]}" in output, output
+    assert sorted(cache.glob("root-*")) != sorted(kept) and len(list(cache.glob("root-*"))) == 2
+    assert not list(cache.glob(".root-*.removing-*")), "a removed root left behind"
 
 
 @pytest.mark.claim(

@@ -177,6 +177,46 @@ def test_a_run_whose_lease_was_taken_over_writes_nothing_more(tmp_path, monkeypa
     assert read_holder(tmp_path / LEASE_NAME).token == "theirs"
 
 
+@pytest.mark.claim("a frozen holder whose lease was taken over writes nothing more when it wakes: no history row, no "
+                   "log line, no TensorBoard event, no checkpoint, no run.json; one line, exit 75",
+                   note="(frozen while its run.json or checkpoint became durable: checked again before the rename)")
+@pytest.mark.parametrize("what", ["run.json", "checkpoint"])
+def test_a_writer_frozen_while_its_write_becomes_durable_commits_nothing(tmp_path, monkeypatch, what):
+    """test_one_writer's frozen writer, made exact: the process stalls past its lease's timeout inside the fsync of a
+    new run.json or checkpoint (a loaded disk, a SIGSTOP), after the check before the write. The lease is checked
+    again once the content is durable, just before the rename: nothing is committed, no temporary file is left."""
+    from experiments_manager.run.checkpointing import Checkpointer, CheckpointSnapshot
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.utils.lease import LeaseLost
+
+    experiment = Experiment(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({"status": "running"}))
+    checkpointer = Checkpointer(tmp_path / "checkpoints", check_writer=experiment.check_writer)
+    snapshot = CheckpointSnapshot(b"weights", {}, {"epoch": 1})
+    experiment.lease = Lease.acquire(tmp_path, ["train"], timeout_seconds=300)  # no heartbeat during the test
+    with experiment.lease as lease:
+        checkpointer.write(snapshot)  # the folder and a first checkpoint, before the stall
+        before = {path.relative_to(tmp_path): path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+        real_fsync, stalls = os.fsync, []
+
+        def fsync_then_stall(descriptor):
+            real_fsync(descriptor)
+            if not stalls:  # the first fsync: the new content's
+                stalls.append(descriptor)
+                lease._renewed -= 301  # as if the process had been stopped for 301 s
+
+        monkeypatch.setattr(os, "fsync", fsync_then_stall)
+        with pytest.raises(LeaseLost):
+            if what == "run.json":
+                experiment.write_run_info({"status": "failed"})
+            else:
+                checkpointer.write(snapshot)
+        monkeypatch.undo()
+        assert stalls, "the write made nothing durable"
+        after = {path.relative_to(tmp_path): path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    assert after == before, set(after) ^ set(before)
+
+
 def test_a_holder_whose_heartbeat_stalled_past_the_timeout_fences_itself(tmp_path):
     """A frozen node wakes up: before its heartbeat thread has even looked, its next write is refused, since another
     run may have taken the lease in the meantime."""

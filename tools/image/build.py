@@ -81,7 +81,11 @@ CACHE_VARIABLE = "EM_IMAGE_CACHE"
 
 def default_cache() -> Path:
     """Where builds keep their cache unless told otherwise: `$EM_IMAGE_CACHE`, else
-    `${XDG_CACHE_HOME:-~/.cache}/experiments_manager/image` (outside the checkout: a fresh clone reuses it)."""
+    `${XDG_CACHE_HOME:-~/.cache}/experiments_manager/image` (outside the checkout: a fresh clone reuses it).
+
+    Example:
+        default_cache()   # /root/.cache/experiments_manager/image, as root without EM_IMAGE_CACHE
+    """
     if os.environ.get(CACHE_VARIABLE):
         return Path(os.environ[CACHE_VARIABLE]).absolute()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -233,22 +237,45 @@ def _cached_root(cache: Path, key: str) -> Path:
     return cache / f"root-{key}"
 
 
-def start_from_cached_root(cached: Path, target: Path) -> str:
-    """Copies a cached root (what %post left, less %files' copies) into `target`, holding the entry's lock."""
+def start_from_cached_root(cached: Path, target: Path) -> str | None:
+    """Copies a cached root (what %post left, less %files' copies) into `target`, holding the entry's lock.
+
+    Args:
+        cached: the cache's entry (`root-<key>`).
+        target: the partial root to fill (made by the copy).
+
+    Returns:
+        how it went, for the build's log; None when the entry is gone (another build removed it as the oldest),
+        nothing copied: the build starts from debootstrap.
+
+    Example:
+        start_from_cached_root(default_cache() / "root-75f85824de895030", Path("build/.image.building-1"))
+    """
     with _locked(cached.with_name(f".{cached.name}.lock"), wait=True):
+        if not cached.is_dir():
+            return None
         os.utime(cached)  # the most recently used: kept longest
         _run(["cp", "-a", "--reflink=auto", f"{cached}/.", str(target)], "copying the cached root")
     return f"copied from the cache, key {cached.name.removeprefix('root-')}: debootstrap skipped"
 
 
 def keep_root(root: Path, copied: list[Path], cached: Path) -> None:
-    """Keeps `root` (built, %test passed) as `cached`, without what %files `copied`, then removes the oldest cached
-    roots beyond KEPT_ROOTS (not one another build is copying).
+    """Keeps `root` (built, %test passed) as `cached`, without what %files `copied`.
 
     The kept root is a tree of hard links to `root`'s files (seconds, no space; a copy where the cache is on another
     file system): nothing rewrites an image's files in place (apptainer.py shows it read-only; a build replacing it
     unlinks them), and a build starting from the kept root copies it (start_from_cached_root), so the cache is only
-    ever read."""
+    ever read.
+
+    Args:
+        root: the built root.
+        copied: the paths %files copied into it (relative to it): left out, a later build copies its own.
+        cached: the cache's entry to make (`root-<key>`); an existing one is kept as it is.
+
+    Example:
+        keep_root(Path("build/.image.building-1"), [Path("opt/experiments_manager")],
+                  default_cache() / f"root-{root_cache_key(recipe, key_files)}")
+    """
     with _locked(cached.with_name(f".{cached.name}.lock"), wait=True):
         if not cached.is_dir():
             remove_leftovers(cached)
@@ -263,24 +290,36 @@ def keep_root(root: Path, copied: list[Path], cached: Path) -> None:
                     made.unlink()
             os.sync()
             partial.rename(cached)
-    roots = sorted((path for path in cached.parent.glob("root-*") if path.is_dir()),
+        os.utime(cached)  # the most recently used, whatever time the copy kept: kept longest
+
+
+def forget_old_roots(cache: Path) -> None:
+    """Removes the cached roots beyond the KEPT_ROOTS most recently used, not one another build is copying; each is
+    renamed aside first, so a removal cut short leaves no half root under a key (remove_leftovers clears it later)."""
+    roots = sorted((path for path in cache.glob("root-*") if path.is_dir()),
                    key=lambda path: path.stat().st_mtime, reverse=True)
     for old in roots[KEPT_ROOTS:]:
         try:
             with _locked(old.with_name(f".{old.name}.lock"), wait=False):
                 _say(f"removing the cached root {old} (only the newest {KEPT_ROOTS} are kept)")
-                shutil.rmtree(old)
+                aside = old.with_name(f".{old.name}.removing-{os.getpid()}")
+                old.rename(aside)
+                shutil.rmtree(aside)
         except RecipeError:  # another build copies it now: left for a later build
             pass
 
 
 def _keep_if_possible(root: Path, copied: list[Path], cached: Path) -> str | None:
-    """keep_root; a cache that cannot take it (a full disk) is said, and the build goes on without it."""
+    """keep_root, then forget_old_roots; a cache that cannot take it (a full disk) is said, and the build goes on."""
     try:
         keep_root(root, copied, cached)
     except (BuildError, OSError) as error:
         shutil.rmtree(cached.with_name(f".{cached.name}.building-{os.getpid()}"), ignore_errors=True)
         return f"not kept: {' '.join(str(error).split())[-200:]}"
+    try:
+        forget_old_roots(cached.parent)
+    except OSError as error:
+        return f"kept; older roots not removed: {' '.join(str(error).split())[-200:]}"
     return None
 
 
@@ -449,13 +488,17 @@ def _build(recipe: Recipe, target: Path, context: Path, cache: Path | None, forc
     remove_leftovers(target)
     partial = target.with_name(f".{target.name}.building-{os.getpid()}")
     cached = _cached_root(cache, root_cache_key(recipe, key_files)) if cache is not None and key_files else None
-    reused = cached is not None and cached.is_dir()
+    reused = False
     copied: list[Path] = []
     start = time.monotonic()
     try:
-        if cached is not None and reused:
-            _timed("cached root", lambda: start_from_cached_root(cached, partial))
-        else:
+        if cached is not None and cached.is_dir():
+            reuse_start = time.monotonic()
+            how = start_from_cached_root(cached, partial)
+            reused = how is not None
+            if reused:
+                _say(f"cached root ({how}): {time.monotonic() - reuse_start:.1f} s")
+        if not reused:
             _timed("debootstrap", lambda: bootstrap(recipe, partial, cache))
         _timed("%files", lambda: copied.extend(copy_files(recipe, partial, context)))
         _timed("%post", lambda: run_post(recipe, partial))
@@ -489,13 +532,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the bare debootstrap roots (and, with --cache-key, built roots) here for later "
                              f"builds (default: ${CACHE_VARIABLE}, else ${{XDG_CACHE_HOME:-~/.cache}}/"
                              "experiments_manager/image)")
-    parser.add_argument("--no-cache", action="store_true", help="no cache: debootstrap downloads, nothing is kept")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="no cache: debootstrap downloads, nothing is kept (with --cache: an error)")
     parser.add_argument("--cache-key", type=Path, action="append", default=[], metavar="FILE",
                         help="a file the root %%post leaves depends on (e.g. the pinned constraints): with the "
                              "recipe, it keys that root in the cache, which a later build with the same key "
                              "starts from instead of debootstrap (repeatable)")
     parser.add_argument("--force", action="store_true", help="replace ROOT if it exists (once the build passed)")
     options = parser.parse_args(argv)
+    if options.no_cache and options.cache is not None:
+        parser.error("--no-cache and --cache: choose one")
     if SPYTHON_MISSING:
         print(f"build_image: {SPYTHON_MISSING} not installed: run `make image` (the project's venv has it) or "
               "pip install spython", file=sys.stderr)

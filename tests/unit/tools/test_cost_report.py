@@ -50,3 +50,9 @@ def test_a_missing_or_damaged_report_is_one_line_and_exit_2(tmp_path, content, m
                             text=True, timeout=60)
     assert result.returncode == 2 and result.stdout == "", result
     assert len(result.stderr.splitlines()) == 1 and message in result.stderr and str(report) in result.stderr
+
+
+def test_a_file_mixing_earlier_rows_with_new_ones_is_summarised():
+    text = summary([*ROWS, TestCost(7.5, None, None, "", None, "tests/e2e/test_old.py::test_before")], top=2)
+    assert text.splitlines()[0] == "4 tests: 24 CPU-s in their processes and what they started"
+    assert "  (no worker recorded): 1 tests" in text and "gw0: 2 tests, busy 29 s" in text
