@@ -60,13 +60,14 @@ claims:
 # `apptainer build --sandbox` runs them), for machines without Apptainer; needs root, debootstrap and bubblewrap.
 # The Slurm tests run their jobs in it when EM_IMAGE_ROOT names it (.ci/run does). IMAGE_ARGS: e.g. the GPU wheels,
 # `make image IMAGE_ARGS="--build-arg CUDA_WHEELS=yes"`. Its cache lives outside the checkout ($EM_IMAGE_CACHE, else
-# ~/.cache/experiments_manager/image): the bare Debian, and the root %post made, keyed by the recipe and the files
-# below, which a later build (a fresh clone too) updates with this checkout's package instead of installing everything.
+# ~/.cache/experiments_manager/image): the bare Debian, and the root %post made, keyed by the recipe and the pins
+# below, which a later build (a fresh clone too) updates with this checkout's package instead of installing everything
+# (%post's pip install of the package adds a dependency setup.cfg gained since; the pins change with any version).
 IMAGE_ROOT ?= build/image
 IMAGE_ARGS ?= --build-arg CUDA_WHEELS=no
 image: $(STAMP)
 	$(BIN)/python tools/image/build.py install/experiments_manager_debian.def $(IMAGE_ROOT) $(IMAGE_ARGS) \
-		--cache-key install/constraints.txt --cache-key setup.cfg --force
+		--cache-key install/constraints.txt --force
 
 bench: $(STAMP)
 	$(BIN)/python tools/bench_train.py

@@ -35,7 +35,7 @@ outside any checkout so that a fresh clone on the same machine finds it; `--no-c
 
 Example:
     sudo .venv/bin/python tools/image/build.py install/experiments_manager_debian.def build/image \\
-        --build-arg CUDA_WHEELS=no --cache-key install/constraints.txt --cache-key setup.cfg --force
+        --build-arg CUDA_WHEELS=no --cache-key install/constraints.txt --force
     tools/image/apptainer.py run build/image --help
 """
 
