@@ -54,7 +54,7 @@ class OutputReader:
 def test_train_then_serve_then_resume_from_the_command_line(run_cli, start_cli, workdir):
     """The end-to-end check of `make test-fast` (not marked slow): `train` 2 epochs, `serve` the run and get the
     answers `em.load` computes in this process over REST, SIGTERM stops the server cleanly, then `train --resume
-    --more-epochs 1` goes on in the same folder to epoch 3 and a third version."""
+    --more-epochs 1` goes on in the same folder to epoch 3."""
     import experiments_manager as em
 
     trained = run_cli("train", "-u", REGRESSION_SETTINGS, "--hparam", "nbEpoch=2")
