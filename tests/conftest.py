@@ -36,7 +36,6 @@ FEDERATION = "federation"
 # `make test-fast`, the edit-run loop; a test that starts a real daemon (Slurm, a Kafka broker, the simulated cluster,
 # a federation) or builds or runs the image is marked here. `.ci/run`'s cost report names the tests that took longer
 # than SLOW_SECONDS without the mark.
-SLOW = SLOW_MARK
 SLOW_FIXTURES = frozenset({*SHARED_PARTS, "own_kafka_broker", "flower_federation", "image_root", "image_cache"})
 
 
@@ -78,7 +77,7 @@ def pytest_collection_modifyitems(config, items):
         group = xdist_group(item)
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
-        rank[item] = _hand_out_rank(group, item.get_closest_marker(SLOW) is not None)
+        rank[item] = _hand_out_rank(group, item.get_closest_marker(SLOW_MARK) is not None)
     items.sort(key=rank.__getitem__)
 
 

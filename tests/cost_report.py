@@ -115,19 +115,20 @@ class _CpuMeter:
     made under the one it is in, the first time, so that the count holds every descendant, also the daemons that
     detach from it (Ray's, Slurm's jobs) and those still running: a test's figure includes what the worker's shared
     daemons (a Slurm cluster, a Kafka broker) used meanwhile. Elsewhere, the process's rusage and its waited-for
-    children's (RUSAGE_CHILDREN), which miss those. `source` says which. The cgroups of pytest processes that have
-    ended are removed once empty; this one is left at exit (moved out of, removed if nothing it started still runs).
+    children's (RUSAGE_CHILDREN), which miss those. The cgroups of pytest processes that have ended are removed once
+    empty; this one is left at exit (moved out of, removed if nothing it started still runs).
     """
 
     def __init__(self) -> None:
-        self.usage_file: Path | None = None
-        self.source = "rusage"
+        from experiments_manager.utils.signals import process_alive
+
+        self.usage_file: Path | None = None  # the cgroup's counter, or None: rusage
         parent = _own_cpuacct_cgroup()
         if parent is None or not parent.is_dir():
             return
         for earlier in parent.glob(f"{CGROUP_PREFIX}*"):
             pid = earlier.name[len(CGROUP_PREFIX):].partition("-")[0]
-            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            if pid.isdigit() and not process_alive(int(pid)):
                 try:
                     earlier.rmdir()  # empty: removed; a daemon of that run still in it: kept
                 except OSError:
@@ -142,7 +143,7 @@ class _CpuMeter:
         except OSError:
             folder.rmdir()
             return
-        self.usage_file, self.source = folder / "cpuacct.usage", "cgroup"
+        self.usage_file = folder / "cpuacct.usage"
         atexit.register(self._leave, parent, folder)
 
     @staticmethod

@@ -177,6 +177,11 @@ def test_a_run_whose_lease_was_taken_over_writes_nothing_more(tmp_path, monkeypa
     assert read_holder(tmp_path / LEASE_NAME).token == "theirs"
 
 
+def _file_contents(folder):
+    """{path relative to folder: bytes} of every file below `folder`."""
+    return {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
 @pytest.mark.claim("a frozen holder whose lease was taken over writes nothing more when it wakes: no history row, no "
                    "log line, no TensorBoard event, no checkpoint, no run.json; one line, exit 75",
                    note="(frozen while its run.json or checkpoint became durable: checked again before the rename)")
@@ -196,7 +201,7 @@ def test_a_writer_frozen_while_its_write_becomes_durable_commits_nothing(tmp_pat
     experiment.lease = Lease.acquire(tmp_path, ["train"], timeout_seconds=300)  # no heartbeat during the test
     with experiment.lease as lease:
         checkpointer.write(snapshot)  # the folder and a first checkpoint, before the stall
-        before = {path.relative_to(tmp_path): path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+        before = _file_contents(tmp_path)
         real_fsync, stalls = os.fsync, []
 
         def fsync_then_stall(descriptor):
@@ -213,7 +218,7 @@ def test_a_writer_frozen_while_its_write_becomes_durable_commits_nothing(tmp_pat
                 checkpointer.write(snapshot)
         monkeypatch.undo()
         assert stalls, "the write made nothing durable"
-        after = {path.relative_to(tmp_path): path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+        after = _file_contents(tmp_path)
     assert after == before, set(after) ^ set(before)
 
 

@@ -311,15 +311,18 @@ def forget_old_roots(cache: Path) -> None:
 
 def _keep_if_possible(root: Path, copied: list[Path], cached: Path) -> str | None:
     """keep_root, then forget_old_roots; a cache that cannot take it (a full disk) is said, and the build goes on."""
+    def brief(error: Exception) -> str:
+        return " ".join(str(error).split())[-200:]
+
     try:
         keep_root(root, copied, cached)
     except (BuildError, OSError) as error:
         shutil.rmtree(cached.with_name(f".{cached.name}.building-{os.getpid()}"), ignore_errors=True)
-        return f"not kept: {' '.join(str(error).split())[-200:]}"
+        return f"not kept: {brief(error)}"
     try:
         forget_old_roots(cached.parent)
     except OSError as error:
-        return f"kept; older roots not removed: {' '.join(str(error).split())[-200:]}"
+        return f"kept; older roots not removed: {brief(error)}"
     return None
 
 
@@ -488,17 +491,14 @@ def _build(recipe: Recipe, target: Path, context: Path, cache: Path | None, forc
     remove_leftovers(target)
     partial = target.with_name(f".{target.name}.building-{os.getpid()}")
     cached = _cached_root(cache, root_cache_key(recipe, key_files)) if cache is not None and key_files else None
-    reused = False
     copied: list[Path] = []
     start = time.monotonic()
     try:
-        if cached is not None and cached.is_dir():
-            reuse_start = time.monotonic()
-            how = start_from_cached_root(cached, partial)
-            reused = how is not None
-            if reused:
-                _say(f"cached root ({how}): {time.monotonic() - reuse_start:.1f} s")
-        if not reused:
+        how = start_from_cached_root(cached, partial) if cached is not None else None  # None: no such root
+        reused = how is not None
+        if reused:
+            _say(f"cached root ({how}): {time.monotonic() - start:.1f} s")
+        else:
             _timed("debootstrap", lambda: bootstrap(recipe, partial, cache))
         _timed("%files", lambda: copied.extend(copy_files(recipe, partial, context)))
         _timed("%post", lambda: run_post(recipe, partial))
