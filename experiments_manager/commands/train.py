@@ -57,6 +57,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="fine-tune: start the new run from the weights (EMA) of RUN's best exported version, or of VERSION; "
         "same architecture; the optimizer starts fresh (recorded in run.json as fine_tuned_from)",
     )
+    parser.add_argument(
+        "--skip-mismatch", action="store_true",
+        help="with --init-from: load every weight whose shape fits the new model (a new head, another number of "
+        "classes) and leave the others as the new model made them; lists them (log and run.json)",
+    )
     add_hparam_argument(parser)
     parser.add_argument(
         "--settings-source", choices=SETTINGS_SOURCES, default="copy",
@@ -103,7 +108,8 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
         raise UserInputError("--keep-serving: only with --serve")
     alongside = _serving_alongside(arguments) if arguments.serve else None
     _check_extension_arguments(arguments)  # before a requeue file turns the command into a resume
-    arguments, requeue = resume_remembered(arguments, recorded={"hparam": [], "init_from": None})  # the run's own
+    arguments, requeue = resume_remembered(arguments, recorded={"hparam": [], "init_from": None,
+                                                                  "skip_mismatch": False})  # the run's own
     if requeue is not None:
         alongside = _remembering(requeue, alongside)
     if arguments.accept_code_change and not arguments.resume and not arguments.requeue_file:
@@ -132,7 +138,8 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
             if settings.federated.enabled:
                 return _simulate_federation(arguments, settings)
             outcome = training.train(settings, alongside=alongside, kafka_bootstrap_servers=arguments.bootstrap_servers,
-                                     reservation=reservation, init_from=arguments.init_from)
+                                     reservation=reservation, init_from=arguments.init_from,
+                                     skip_mismatch=arguments.skip_mismatch)
     _report(outcome)
     return outcome.exit_code
 
@@ -145,6 +152,8 @@ def _check_extension_arguments(arguments: argparse.Namespace) -> None:
                              "--hparam nbEpoch=N where it is an hparam)")
     if arguments.init_from and arguments.resume:
         raise UserInputError("--init-from: only for a new run (-u SETTINGS), not with --resume")
+    if arguments.skip_mismatch and not arguments.init_from:
+        raise UserInputError("--skip-mismatch: only with --init-from RUN (the weights it loads)")
 
 
 def _import_training() -> ModuleType:

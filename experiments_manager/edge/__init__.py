@@ -4,5 +4,6 @@ SavedModel, and the settings' `Client_IO` run against the exported file on this 
 One module per capability: `formats` (targets, folders, the `[edge]` extra), `preflight` (what a version needs that a
 format lacks: strings, lookup tables), `convert` (the converters), `runtime`
 (the local runtimes behind one interface), `data` (the pipelines' batches), `parity` (the report), `timing` (latency, throughput), `export` (the
-`export` command's work), `predict` (`predict --edge`). Nothing here imports TensorFlow or a converter at the top.
+`export` command's work; a mixed-precision version is converted from its float32 copy, `training/float32_copy.py`),
+`predict` (`predict --edge`). Nothing here imports TensorFlow or a converter at the top.
 """

@@ -23,6 +23,7 @@ print(markdown(rows))      # the SavedModel's row, then the export's
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
@@ -74,6 +75,16 @@ def export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional[
     export_edge(run, list(ALL_TARGETS), version=2, table=True)
     ```
     """
+    from experiments_manager.training.model import dtype_policy
+
+    with dtype_policy(None):  # the caller's Keras policy is left as it is, whatever the settings file sets
+        return _export_edge(run, targets, version, allow_flex, threads, calibration_batches, timing_seconds, settings,
+                            command, table)
+
+
+def _export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional[int], allow_flex: bool,
+                 threads: Optional[int], calibration_batches: Optional[int], timing_seconds: float,
+                 settings: Optional["Settings"], command: Optional[list[str]], table: bool) -> list[ParityRow]:
     from experiments_manager.settings import Settings, load_experiment_settings
     from experiments_manager.run.version_records import chosen_version
 
@@ -86,11 +97,13 @@ def export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional[
         origin = _refuse_what_no_target_converts(experiment, settings, number, targets, allow_flex)
         base = experiment.root / EDGE_FOLDER
         base.mkdir(exist_ok=True)
+        job: Optional[_Job] = None
         try:
             remove_leftovers(base, own_pid_is_dead=True, sole_writer=True)  # an export killed mid-write (lease held)
             job = _Job(experiment, settings, number, threads, timing_seconds)
             if any(target.calibrated for target in targets):
                 job.calibrate(calibration_batches or DEFAULT_CALIBRATION_BATCHES)
+            job.float32_copy_if_needed(base)
             rows = [job.reference_row()]
             _remove_table(base)  # it would outlive the folders replaced below (--all, killed, too): --all writes it
             for target in targets:
@@ -100,6 +113,8 @@ def export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional[
             if table:
                 write_report(base, rows, title=job.title)
         finally:
+            if job is not None:
+                job.close()
             if not any(base.iterdir()):  # a first export that failed: no empty RUN/edge/ left behind
                 base.rmdir()
     return rows
@@ -162,10 +177,29 @@ class _Job:
         self.class_names: Optional[Sequence[str]] = read_class_names_file(self.folder)
         if self.class_names is None:
             self.class_names = settings.data.class_names
+        self.converted = self.folder  # what the converters read: the version, or its float32 copy
         self.calibration: "Optional[list[Arrays]]" = None
         self.reference_result: Optional[ParityRow] = None  # the SavedModel's row, once measured
         self.title = f"{experiment.name}: version {number} ({self.folder}), against its SavedModel on the " \
                      f"validation pipeline"
+
+    def float32_copy_if_needed(self, base: Path) -> None:
+        """A version that computes in float16 (mixed precision) is converted from its float32 copy
+        (`training/float32_copy.py`), written to `base/.tmp-float32-<version>-<pid>` (removed by `close`; a killed export's
+        by the next one)."""
+        from experiments_manager.training.float32_copy import computes_in_half_precision_version, write_float32_copy
+
+        if computes_in_half_precision_version(self.settings):
+            self.converted = base / f".tmp-float32-{self.number}-{os.getpid()}"
+            _LOG.info("Version %d computes in float16 (mixed precision): converted from its float32 weights",
+                      self.number)
+            write_float32_copy(self.experiment, self.settings, self.number, self.converted,
+                               [tensor["name"] for tensor in self.signature["inputs"]])
+
+    def close(self) -> None:
+        """Removes the float32 copy, if one was written."""
+        if self.converted != self.folder:
+            shutil.rmtree(self.converted, ignore_errors=True)
 
     def calibrate(self, count: int) -> None:
         from experiments_manager.edge.data import calibration_batches
@@ -196,7 +230,7 @@ class _Job:
                                         replace_existing=True) as tmp:  # an older export: aside once this is durable
             tmp.mkdir()
             model_file = tmp / target.file_name
-            converter = convert_version(self.folder, target, model_file, self.calibration, allow_flex, origin)
+            converter = convert_version(self.converted, target, model_file, self.calibration, allow_flex, origin)
             relative = (final / target.file_name).relative_to(self.experiment.root).as_posix()
             flex = flex_ops(model_file)
             model: Optional[EdgeModel] = None

@@ -5,7 +5,8 @@ is written to `exported_models/.tmp-<N>-<pid>/`, its signatures checked, then re
 version this experiment ever exported. Readers (model servers) ignore dot-prefixed folders: no partial version.
 A run's first version is a full `tf.saved_model.save` of the live model's served module; the next ones share
 its graph and write only the variables (`template.py`), from numpy copies of their values taken on the
-training thread at the epoch's end; in a training run a background thread writes them (`worker.py`).
+training thread at the epoch's end; in a training run a background thread writes them (`worker.py`). Every
+version also holds Keras' weights file of those EMA weights (`keras_weights.py`): what a rebuilt model reads.
 Long because numbering, writing, checking, retention and a resume's repair of the versions share one state, the
 `Exporter`'s (fully typed).
 """
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Optional, Union, cast
 
 from experiments_manager.utils.optimizers import inner_optimizer
+from experiments_manager.run.checkpointing import weights_file_bytes
+from experiments_manager.export.keras_weights import write_weights_file
 from experiments_manager.export.template import SavedModelTemplate
 from experiments_manager.export.worker import ExportFailed, ExportWorker
 from experiments_manager.export.optimizer_left_out import optimizer_left_out
@@ -187,8 +190,10 @@ class Exporter:
         with ema_weights_swapped_in(self.model, self.model.optimizer):
             # copies: training may move the weights on at once
             values = cast(SavedModelTemplate, self._template).snapshot()  # not a full save: the template is read
+            keras_weights = weights_file_bytes(self.model)  # the version's Keras weights file, made in memory
         write = functools.partial(self._write, version,
-                                  functools.partial(cast(SavedModelTemplate, self._template).write, values=values),
+                                  functools.partial(_from_template, cast(SavedModelTemplate, self._template), values,
+                                                    keras_weights),
                                   record)
         if self._worker is None:
             write()
@@ -276,6 +281,7 @@ class Exporter:
             self._save(module, folder, signatures)
             if self._template is None:  # the variables still hold the values saved: the template's check
                 self._template = SavedModelTemplate.read(folder, module) or False
+            write_weights_file(self.model, folder)  # after the template read: not a file the versions share
 
     def _save(self, module: Any, folder: Path, signatures: dict[str, Any]) -> None:
         """`tf.saved_model.save` without the model's optimizer; with it when the served module needs it (logged once,
@@ -346,6 +352,13 @@ class Exporter:
         for version in self.versions()[: -self.settings.export.versions_to_keep]:
             if version != self.best_version:
                 remove_tree_atomically(self.base / str(version))
+
+
+def _from_template(template: SavedModelTemplate, values: dict[str, Any], keras_weights: "bytes | memoryview",
+                   folder: Path) -> None:
+    """A version written from the first one's graph: its variables' values, and its Keras weights file's bytes."""
+    template.write(folder, values)
+    write_weights_file(None, folder, keras_weights)
 
 
 def check_signatures(saved_model_dir: "str | Path", expected: Iterable[str]) -> None:

@@ -40,6 +40,24 @@ def _hashable(value: Any) -> Any:
     return array.item() if array.ndim == 0 else array.tobytes() + str(array.shape).encode()
 
 
+def saved_children(found: Any) -> dict[str, Any]:
+    """The children of `found` as a SavedModel's object graph names them (what its `variables/` checkpoint is
+    keyed by): Keras lists a layer's tracked lists there (a Sequential model's `_layers`) where a plain checkpoint
+    lists its inner functional model; plain lists and dicts wrapped as the saver wraps them."""
+    import tensorflow as tf
+    from tensorflow.python.trackable import data_structures
+
+    import keras
+
+    if not isinstance(found, tf.__internal__.tracking.Trackable):
+        return {}  # a constant a function captured, say: nothing saved under it
+    if not isinstance(found, keras.layers.Layer):  # TensorFlow's own objects list the same children either way
+        return dict(tf.train.TrackableView.children(found))
+    children = {name: data_structures.wrap_or_unwrap(child)
+                for name, child in found._trackable_children(save_type="savedmodel").items()}
+    return {name: child for name, child in children.items() if isinstance(child, tf.__internal__.tracking.Trackable)}
+
+
 def static_tables(root: Any) -> Iterator[tuple[tuple[str, ...], Any]]:
     """(path, table) of each static lookup table reachable from `root`, breadth first by child names (the paths of
     the checkpoint's and the SavedModel's object graphs)."""
@@ -53,7 +71,7 @@ def static_tables(root: Any) -> Iterator[tuple[tuple[str, ...], Any]]:
         if isinstance(found, InitializableLookupTableBase):
             yield path, found
             continue
-        for name, child in tf.train.TrackableView.children(found).items():
+        for name, child in saved_children(found).items():
             if id(child) not in seen:
                 seen.add(id(child))
                 queue.append((path + (name,), child))
@@ -127,7 +145,7 @@ def _child_at(root: Any, path: tuple[str, ...]) -> Any:
 
     found = root
     for name in path:
-        children = tf.train.TrackableView.children(found)
+        children = saved_children(found)
         if name not in children:
             return None
         found = children[name]

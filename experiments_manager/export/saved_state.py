@@ -12,8 +12,9 @@ model file holds the vocabulary the file builds, the same one only when it adapt
 - `saved_objects(module, graph)`: each checkpoint key's live object, found by the child names of its path in the
   checkpoint's object graph, the way `tf.saved_model.load` matches them (the exporter's template, a version read back).
 - `restore_version(folder, module, model)`: a version read back into a rebuilt model (`em.load`, `evaluate`,
-  `--init-from`): each weight checked by shape, in the model's order, then the variables assigned, the checkpointed
-  resources restored through their own protocol, each static lookup table compared with the version's (a Keras
+  `--init-from`): its weights from the version's Keras weights file by Keras' own walk (`keras_weights.py`), or, in
+  a version an earlier engine wrote without that file, each weight found through the object graph and checked by
+  shape, in the model's order, then assigned; the checkpointed resources restored through their own protocol, each static lookup table compared with the version's (a Keras
   lookup layer whose vocabulary differs gets the version's; any other table that differs is refused, named), and
   Keras' own per-layer load step run where a layer has one (an adapted `Normalization` remakes its statistics).
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
 from experiments_manager.export.lookup_tables import VersionMismatch as VersionMismatch  # re-exported (fine_tuning)
-from experiments_manager.export.lookup_tables import as_mapping, tables_differing
+from experiments_manager.export.lookup_tables import as_mapping, saved_children, tables_differing
 
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"  # the checkpoint's own key for its object graph
 VARIABLES_PREFIX = "variables/variables"  # a SavedModel's checkpoint, under its folder
@@ -138,7 +139,7 @@ def saved_objects(module: Any, serialized_graph: bytes) -> tuple[Optional[SavedO
         for attribute in node.attributes:
             found = module
             for name in paths.get(node_id, ()):
-                children = tf.train.TrackableView.children(found)
+                children = saved_children(found)
                 if name not in children:
                     return None, f"{attribute.checkpoint_key}: no child {name!r} in the live module"
                 found = children[name]
@@ -165,16 +166,23 @@ def _checkpointed_by_protocol(found: Any) -> bool:
                for method in ("_serialize_to_tensors", "_restore_from_tensors"))
 
 
-def restore_version(folder: "str | Path", module: Any, model: Any) -> None:
-    """Reads the version at `folder` into the live `module` (the rebuilt model's served module, traced): every weight
-    of `model` must be in the version with its shape; then the variables are assigned, the checkpointed resources
-    restored, and each static lookup table made the version's (a Keras lookup layer's vocabulary) or refused.
+def restore_version(folder: "str | Path", module: Any, model: Any, skip_mismatch: bool = False) -> list[str]:
+    """Reads the version at `folder` into the live `module` (the rebuilt model's served module, traced) and its
+    `model`: the weights from the version's Keras weights file by Keras' own walk (`keras_weights.py`), or, in a
+    version written before that file, through the checkpoint's object graph (every weight of `model` must be in the
+    version with its shape); then the checkpointed resources restored, and each static lookup table made the
+    version's (a Keras lookup layer's vocabulary) or refused.
 
     Args:
         folder: the version's SavedModel folder (checked whole by the caller).
         module: the served module of `model`, built as the exporter builds it and traced.
         model: the rebuilt Keras model, whose weights are checked in its own order (the first that differs is
             named).
+        skip_mismatch: leave the weights whose path or shape differ as the model made them (default False: refuse
+            them); only for a version holding a Keras weights file.
+
+    Returns:
+        the weights left out (`"<path> <what differs>"`), empty unless `skip_mismatch`.
 
     Raises:
         VersionMismatch: the version cannot be read, or does not fit the model (the message names the first weight,
@@ -190,6 +198,8 @@ def restore_version(folder: "str | Path", module: Any, model: Any) -> None:
     """
     import tensorflow as tf
 
+    from experiments_manager.export.keras_weights import has_weights_file, read_weights_file
+
     folder = Path(folder)
     try:
         reader = tf.train.load_checkpoint(str(folder / VARIABLES_PREFIX))
@@ -197,11 +207,46 @@ def restore_version(folder: "str | Path", module: Any, model: Any) -> None:
     except Exception as error:  # noqa: BLE001 - a damaged or foreign SavedModel: said in one line
         raise VersionMismatch(f"expected a readable SavedModel version, got: {type(error).__name__}: "
                               f"{str(error).splitlines()[0] if str(error) else ''}") from None
+    keras_file = has_weights_file(folder)
+    if skip_mismatch and not keras_file:
+        raise VersionMismatch("expected a version holding Keras' weights file (assets.extra/model.weights.h5) to "
+                              "skip the weights that do not fit, got a version exported by an earlier engine: "
+                              "export a version of the run again (train --resume RUN --more-epochs 1)")
     objects, problem = saved_objects(module, graph)
-    if objects is None:
+    if objects is None and (not keras_file or _holds_resources(graph)):
         raise VersionMismatch("expected the new model's architecture, got weights it does not have: "
                               + cast(str, problem).replace("/.ATTRIBUTES/VARIABLE_VALUE", ""))
     differing = tables_differing(folder, module)
+    for table in differing:
+        table.make_the_versions()  # a Keras lookup layer gets the version's vocabulary; another table is refused
+    if keras_file:
+        try:
+            skipped = read_weights_file(folder, model, skip_mismatch)
+        except VersionMismatch as error:
+            raise type(error)(f"{error}{_vocabulary_cause(differing)}") from None
+    else:
+        skipped = []
+        _check_weights_by_object_graph(cast(SavedObjects, objects), reader, model, differing)
+    resources = objects.resources if objects is not None else {}
+    for key, resource in resources.items():
+        names = list(resource._serialize_to_tensors())
+        missing = [key + name for name in names if not reader.has_tensor(key + name)]
+        if missing:
+            raise VersionMismatch(f"{_object_path(key)}: expected its saved contents, got none ({missing[0]})")
+    if not keras_file:
+        for key, variable in cast(SavedObjects, objects).variables.items():
+            variable.assign(reader.get_tensor(key))
+    for key, resource in resources.items():
+        resource._restore_from_tensors({name: tf.constant(reader.get_tensor(key + name))
+                                        for name in resource._serialize_to_tensors()})
+    if not keras_file:
+        _keras_load_steps(model)  # Keras' load_weights ran them
+    return skipped
+
+
+def _check_weights_by_object_graph(objects: SavedObjects, reader: Any, model: Any, differing: list[Any]) -> None:
+    """A version written before the Keras weights file: every weight of `model`, in its order, found in the
+    checkpoint through the object graph, with its shape."""
     shapes = reader.get_variable_to_shape_map()
     key_of = {id(variable): key for key, variable in objects.variables.items()}
     for variable in model.weights:  # in the model's order: the first layer that differs is named
@@ -210,24 +255,24 @@ def restore_version(folder: "str | Path", module: Any, model: Any) -> None:
         if key is None:
             raise VersionMismatch(f"expected weights for every weight of the new model, got none for {name}")
         if tuple(shapes[key]) != tuple(variable.shape):
-            cause = "" if not differing else (
-                f" (the model file builds {differing[0].layer_name} with another vocabulary than the version's: a "
-                "layer sized by it differs; give the lookup layer a fixed vocabulary or size the layers by max_tokens)")
             raise VersionMismatch(f"{name}: expected the new model's shape {tuple(variable.shape)}, got "
-                                  f"{tuple(shapes[key])}{cause}")
-    for key, resource in objects.resources.items():
-        names = list(resource._serialize_to_tensors())
-        missing = [key + name for name in names if key + name not in shapes]
-        if missing:
-            raise VersionMismatch(f"{_object_path(key)}: expected its saved contents, got none ({missing[0]})")
-    for table in differing:
-        table.make_the_versions()  # a Keras lookup layer gets the version's vocabulary; another table is refused
-    for key, variable in objects.variables.items():
-        variable.assign(reader.get_tensor(key))
-    for key, resource in objects.resources.items():
-        resource._restore_from_tensors({name: tf.constant(reader.get_tensor(key + name))
-                                        for name in resource._serialize_to_tensors()})
-    _keras_load_steps(model)
+                                  f"{tuple(shapes[key])}{_vocabulary_cause(differing)}")
+
+
+def _vocabulary_cause(differing: list[Any]) -> str:
+    """Why a layer's shape may differ: the model file built a lookup layer with another vocabulary."""
+    return "" if not differing else (
+        f" (the model file builds {differing[0].layer_name} with another vocabulary than the version's: a "
+        "layer sized by it differs; give the lookup layer a fixed vocabulary or size the layers by max_tokens)")
+
+
+def _holds_resources(serialized_graph: bytes) -> bool:
+    """True when a checkpoint saves an object other than a variable (a mutable lookup table's contents)."""
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(serialized_graph)
+    return any(attribute.name != _VARIABLE_VALUE for node in graph.nodes for attribute in node.attributes)
 
 
 def _keras_load_steps(model: Any) -> None:

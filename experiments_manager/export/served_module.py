@@ -15,7 +15,9 @@ def default_served_module(model: Any, model_name: str) -> Any:
 
     The input signature comes from the model's `keras.Input` layers, in the order of `model.inputs`; a model built
     on a dict of inputs is called with that dict (its signature's inputs named by the dict's keys), one built on a
-    list with the list. Outputs are returned as a dict (`output_0`, ... unless the model already returns a dict).
+    list with the list. Outputs are returned as a dict (`output_0`, ... unless the model already returns a dict),
+    in inference mode (`training=False`: augmentation and dropout layers pass their inputs through), half-precision
+    outputs of a mixed-precision model cast to float32 (`served_dtype`).
     """
     import keras
     import tensorflow as tf
@@ -43,11 +45,20 @@ def default_served_module(model: Any, model_name: str) -> Any:
         @tf.function(input_signature=specs)
         def served_model(self, *tensors: Any) -> dict[str, Any]:
             outputs = self.model(keras.tree.pack_sequence_as(structure, list(tensors)), training=False)
-            if isinstance(outputs, dict):
-                return outputs
-            return {f"output_{index}": output for index, output in enumerate(tf.nest.flatten(outputs))}
+            if not isinstance(outputs, dict):
+                outputs = {f"output_{index}": output for index, output in enumerate(tf.nest.flatten(outputs))}
+            return {name: served_dtype(output) for name, output in outputs.items()}
 
     return ServedKerasModel()
+
+
+def served_dtype(output: Any) -> Any:
+    """A model output as it is served: a half-precision float (a mixed-precision model's float16 or bfloat16) cast
+    to float32, so that clients read it as they read any other model's (TF Serving's `float_val`, JSON numbers);
+    any other dtype as it is."""
+    import tensorflow as tf
+
+    return tf.cast(output, tf.float32) if output.dtype in (tf.float16, tf.bfloat16) else output
 
 
 def _flat_keys(structure: Any) -> Optional[list[str]]:
@@ -73,4 +84,23 @@ def served_module(settings: "Settings", model: Any) -> Any:
     if getattr(function, "input_signature", None) is None:
         raise UserInputError(f"{settings.path.name}: get_served_module: expected a tf.Module whose served_model is a "
                              f"tf.function with an input_signature, got {type(module).__name__}")
+    _random_state_reachable(module, model)
     return module
+
+
+RANDOM_STATE_ATTRIBUTE = "keras_random_state"  # the served module's list of the model's seed-generator states
+
+
+def _random_state_reachable(module: Any, model: Any) -> None:
+    """Makes the model's state that is not a weight (the seed of each random layer: `RandomFlip`, `RandomContrast`,
+    `Dropout`... keep it in a `SeedGenerator` variable) reachable from the module, as a list attribute.
+
+    TensorFlow's saver saves only what the module reaches by tracked attributes, and a served function that
+    captures a variable it cannot reach cannot be saved ("captures tensor ... seed_generator_state ... not reachable
+    from root"); Keras layers do not list their seed generators as children. A rebuilt model's module gets the same
+    attribute, so a version's object graph maps to it.
+    """
+    weights = {id(variable) for variable in getattr(model, "weights", [])}
+    state = [variable for variable in getattr(model, "variables", []) if id(variable) not in weights]
+    if state and hasattr(module, "__setattr__"):
+        setattr(module, RANDOM_STATE_ATTRIBUTE, state)

@@ -211,7 +211,7 @@ class Checkpointer:
             if latest is None:
                 return None
             try:
-                model.load_weights(str(latest / WEIGHTS_FILE), objects_to_skip=_left_out(model))
+                model.load_weights(str(latest / WEIGHTS_FILE), objects_to_skip=left_out_of_weights_file(model))
                 with np.load(latest / OPTIMIZER_FILE) as saved:
                     values = [saved[key] for key in sorted(saved.files)]
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
@@ -237,7 +237,7 @@ class Checkpointer:
         return cast("dict[str, Any]", json.loads((latest / STATE_FILE).read_text()))
 
 
-def _left_out(model: Any) -> list[Any]:
+def left_out_of_weights_file(model: Any) -> list[Any]:
     """What the weights file leaves out: the model's optimizer (`optimizer.npz` holds its variables). Keras walks
     it otherwise, and its slots and EMA averages are three times the weights (a checkpoint 20 ms slower, for an
     MLP, and four times the bytes)."""
@@ -246,7 +246,8 @@ def _left_out(model: Any) -> list[Any]:
 
 
 def weights_file_bytes(model: Any) -> bytes | memoryview:
-    """What `model.save_weights("model.weights.h5")` writes, without the optimizer (`_left_out`), made in memory:
+    """What `model.save_weights("model.weights.h5")` writes, without the optimizer (`left_out_of_weights_file`), made
+    in memory:
     a full disk then fails the plain file write that follows (an OSError), never HDF5 mid-file (which leaves it
     unable to close, and the process segfaulting at exit). Keras writes the same file with the same `H5IOStore` in
     `save_weights_only`, and reads it back with `load_weights(objects_to_skip=...)`."""
@@ -259,7 +260,7 @@ def weights_file_bytes(model: Any) -> bytes | memoryview:
         buffer = io.BytesIO()
         store = saving_lib.H5IOStore(buffer, mode="w")
         saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
-                               visited_saveables={id(item) for item in _left_out(model)})
+                               visited_saveables={id(item) for item in left_out_of_weights_file(model)})
         store.close()
         return buffer.getbuffer()
     except (ImportError, AttributeError, TypeError):  # a Keras without these: its public way, through a file

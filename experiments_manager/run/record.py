@@ -133,8 +133,8 @@ KEYS: tuple[Key, ...] = (
     Key(("session_name", "hparams", "hparam_overrides"), "any", "the settings' session name and hparams, and those "
         "set with `--hparam`", WHAT_RAN),
     Key(("repeat", "seed"), "any", "the run's repeat label and its random seed", WHAT_RAN),
-    Key(("devices", "mixed_precision", "xla"), "any", "the devices it trained on, and whether mixed precision and "
-        "XLA were on", WHAT_RAN),
+    Key(("devices", "mixed_precision", "xla"), "any", "the devices it trained on; whether the model computed in half "
+        "precision (a mixed-precision policy, however the settings set it); whether XLA was on", WHAT_RAN),
     Key(("versions",), "object", "python, tensorflow, keras and experiments_manager versions (`experiments-manager "
         "diff` compares them)", WHAT_RAN),
     Key(("git_commit", "host"), "string?", "the git commit of the settings' folder; the machine of the latest "

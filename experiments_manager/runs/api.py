@@ -50,7 +50,7 @@ def show_logs() -> None:
 
 def train(settings: SettingsLike, hparams: Optional[Mapping[str, Any]] = None, *,
           working_folder: Optional[PathLike] = None, kafka_bootstrap_servers: Optional[str] = None,
-          init_from: Optional[str] = None) -> TrainingOutcome:
+          init_from: Optional[str] = None, skip_mismatch: bool = False) -> TrainingOutcome:
     """Trains a new experiment; returns its `TrainingOutcome`.
 
     Args:
@@ -63,6 +63,8 @@ def train(settings: SettingsLike, hparams: Optional[Mapping[str, Any]] = None, *
         init_from: fine-tune: start from the weights (EMA) of another run's best version, `RUN`, or of its version
             N, `f"{RUN}:{N}"` (default None). Same architecture; the optimizer starts fresh; run.json records
             `fine_tuned_from`.
+        skip_mismatch: with `init_from`, load the weights whose shape fits and leave the others (a new head) as
+            the new model made them; run.json's `fine_tuned_from` lists them (default False: refuse them).
 
     Raises:
         UserInputError: the settings are wrong (every problem, one line each).
@@ -86,7 +88,8 @@ def train(settings: SettingsLike, hparams: Optional[Mapping[str, Any]] = None, *
     if settings.federated.enabled:  # as `train -u` does: the federation, simulated on this machine
         return _simulated_federation(settings, working_folder, kafka_bootstrap_servers)
     return training.train(settings, command=_command("train", settings), working_folder=working_folder,
-                          kafka_bootstrap_servers=kafka_bootstrap_servers, init_from=init_from)
+                          kafka_bootstrap_servers=kafka_bootstrap_servers, init_from=init_from,
+                          skip_mismatch=skip_mismatch)
 
 
 def _simulated_federation(settings: Settings, working_folder: Optional[PathLike],

@@ -102,6 +102,20 @@ def dict_or_none(value: Any) -> Optional[str]:
     return None
 
 
+def loss_weights(value: Any) -> Optional[str]:
+    """None, a list of numbers (one per output, in the model's order) or a dict output name -> number."""
+    numbers = list(value.values()) if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else None
+    if value is None:
+        return None
+    if numbers is None or not all(isinstance(number, (int, float)) and not isinstance(number, bool)
+                                  for number in numbers):
+        return ("expected a list of numbers (one per output) or a dict of numbers by output name, got "
+                f"{_describe(value)}")
+    if isinstance(value, dict) and not all(isinstance(key, str) for key in value):
+        return f"expected output names (strings) as keys, got {_describe(value)}"
+    return None
+
+
 def function(*parameters: str) -> Check:
     """A check for a callable that accepts the given positional parameters."""
     wanted = ", ".join(parameters)

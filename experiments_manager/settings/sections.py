@@ -112,6 +112,10 @@ class TrainingSection:
     get_total_loss: Callable[..., Any] = setting("`get_total_loss(model)`: a Keras loss", check=c.function("model"))
     get_metrics: Callable[..., Any] = setting("`get_metrics(model, loss)`: a list of Keras metrics",
                                               check=c.function("model", "loss"))
+    loss_weights: Optional[Union[Sequence[float], dict[str, float]]] = setting(
+        "a model with several outputs: the weight of each output's loss in the loss trained and monitored "
+        "(`loss`, `val_loss` are the weighted sum), as Keras' `compile(loss_weights=...)`: a dict by output name or "
+        "a list in the model's output order (None: each 1)", default=None, check=c.loss_weights)
     ema: bool = setting("train with averaged (EMA) weights: validation, best value, early stopping and exports use "
                         "them", default=True, check=c.of_type(bool), name="weights_moving_averages")
     ema_momentum: float = setting("EMA decay, reached after the warm-up", default=0.99, check=c.unit_interval)

@@ -6,28 +6,32 @@ them. The dry build calls each one (the model file's `model`, `get_total_loss`, 
 batch of each pipeline through the model, the loss and every metric, traces the served function (and calls it on the
 validation batch when that batch fits its signature), and reports every problem at once, one line each, naming the
 file, the function and what was expected vs got. A metric Keras computes but whose kind the batch's labels make
-meaningless (`categorical_accuracy` on class ids: `metric_kinds.py`) is one of those problems. Nothing is written:
-a broken settings file leaves no `failed` experiment folder behind.
+meaningless (`categorical_accuracy` on class ids: `metric_kinds.py`) is one of those problems, and so is what the
+settings name that the model does not have (`model_checks.py`: the monitored value, `loss_weights`' outputs,
+`class_names` against the dataset's, a model's own `train_step` run once, the checkpoint a resume of changed code
+continues from). The served module is saved once into a temporary folder, as the first export will save it.
+Nothing is written: a broken settings file leaves no `failed` experiment folder behind.
 """
 
 from __future__ import annotations
 
-import collections
-import contextlib
-import copy
 import difflib
 import functools
 import itertools
 import re
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from experiments_manager.settings.monitor import raw_name
+from experiments_manager.training.model import keras_names_kept
+from experiments_manager.training.model_checks import (check_checkpoint_fits, check_class_names, check_loss_weights,
+                                                       check_monitor, has_own_train_step, one_train_step)
 from experiments_manager.utils.errors import UserInputError, frames_in
 
 if TYPE_CHECKING:
     import traceback
 
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
     from experiments_manager.training.fine_tuning import InitialWeights
 
@@ -39,7 +43,8 @@ _PREAMBLES = ("Exception encountered when calling", "in user code:", 'File "')
 _FAILED = object()  # what `_called` returns when the call raised (None is a value a function may return)
 
 
-def dry_build(settings: Settings, initial_weights: Optional[InitialWeights] = None) -> None:
+def dry_build(settings: Settings, initial_weights: Optional[InitialWeights] = None,
+              resumed_from: Optional[Experiment] = None) -> None:
     """Builds and checks what `settings` define; raises `UserInputError` with one line per problem.
 
     Runs after device selection and before any experiment folder exists. Skipped by multi-worker runs, whose
@@ -49,6 +54,8 @@ def dry_build(settings: Settings, initial_weights: Optional[InitialWeights] = No
         settings: the loaded `Settings`.
         initial_weights: a fine-tuned run's `InitialWeights` (default None), loaded into the model once: a version
             whose weights do not fit it is one line.
+        resumed_from: the run a resume with changed code continues (default None): its newest checkpoint's weights
+            are compared with the model's, and a checkpoint the model cannot take is one line (the run untouched).
 
     Example:
 
@@ -56,11 +63,12 @@ def dry_build(settings: Settings, initial_weights: Optional[InitialWeights] = No
     dry_build(load_settings("mysettings.py"))  # error: mysettings.py: get_optimizer: expected a Keras optimizer...
     ```
     """
-    with _keras_names_kept():  # the trained model gets the auto-names it would have had without the dry build
-        _build_and_check(settings, initial_weights)
+    with keras_names_kept():  # the trained model gets the auto-names it would have had without the dry build
+        _build_and_check(settings, initial_weights, resumed_from)
 
 
-def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeights] = None) -> None:
+def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeights] = None,
+                     resumed_from: Optional[Experiment] = None) -> None:
     import keras
 
     from experiments_manager.export.served_module import served_module
@@ -72,8 +80,10 @@ def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeight
     if model is _FAILED:
         raise UserInputError(problems)
     loss = _called(problems, name, "get_total_loss", settings, settings.training.get_total_loss, model)
+    weights = settings.training.loss_weights
     compiled = loss is not _FAILED and _loss_known(problems, name, loss) and _called(
-        problems, name, "get_total_loss", settings, model.compile, None, loss) is not _FAILED
+        problems, name, "get_total_loss", settings, functools.partial(model.compile, loss_weights=weights), None,
+        loss) is not _FAILED
     rate = _called(problems, name, "get_learningRate", settings, settings.training.get_learning_rate)
     optimizer = _called(problems, name, "get_optimizer", settings, settings.training.get_optimizer, model, loss, rate)
     if optimizer is not _FAILED and not isinstance(optimizer, keras.optimizers.Optimizer):
@@ -83,40 +93,28 @@ def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeight
     if loss is not _FAILED:
         metrics = _called(problems, name, "get_metrics", settings, compiled_metrics, settings, model, loss)
     if compiled and metrics is not _FAILED and metrics:  # as fit() will: the metrics are computed on each batch
-        recompile = functools.partial(model.compile, optimizer=None, loss=loss, metrics=metrics)
+        recompile = functools.partial(model.compile, optimizer=None, loss=loss, loss_weights=weights, metrics=metrics)
         compiled = _called(problems, name, "get_metrics", settings, recompile) is not _FAILED and metrics
     logged: set[str]
     batch, logged = None, set()
     if not settings.kafka.enabled:  # a Kafka run's data comes from its topics
         for training in (True, False):
             batch = _check_pipeline(problems, settings, model, compiled, training, logged)
-    _check_monitor(problems, settings, model, logged)
+    check_monitor(problems, settings, model, logged)
+    check_loss_weights(problems, settings, model)
+    if compiled and batch is not None and optimizer is not _FAILED and has_own_train_step(model):
+        _called(problems, settings.model_file.name, "train_step", settings, one_train_step, settings, model,
+                optimizer)
     if model.built:  # a model built only by its first batch (no Input, data not read here) is checked at export
         module = _called(problems, name, "get_served_module", settings, served_module, settings, model)
         if module is not _FAILED:
             _check_served(problems, name, module, batch)
         if initial_weights is not None and module is not _FAILED:
             _called(problems, name, "--init-from", settings, initial_weights.load_into, model, settings)
+        if resumed_from is not None:
+            check_checkpoint_fits(problems, resumed_from, model)
     if problems:
         raise UserInputError(problems)
-
-
-@contextlib.contextmanager
-def _keras_names_kept() -> Iterator[None]:
-    """Keras numbers auto-named layers and inputs process-wide (`dense`, `dense_1`, ...); the dry build's model
-    would shift the trained model's names, and with them the exported signature's input names and the
-    history's per-output columns. Restores the numbering after the block."""
-    try:
-        from keras.src.backend.common import global_state
-    except ImportError:  # another Keras layout: names may shift, nothing else changes
-        yield
-        return
-    saved = copy.deepcopy(global_state.get_global_attribute("object_name_uids"))
-    try:
-        yield
-    finally:
-        global_state.set_global_attribute("object_name_uids",
-                                          saved if saved is not None else collections.defaultdict(int))
 
 
 def _called(problems: list[str], file_name: str, function: str, settings: Settings, call: Callable[..., Any],
@@ -166,6 +164,8 @@ def _check_pipeline(problems: list[str], settings: Settings, model: Any, compile
     pipeline = _called(problems, name, "get_input_pipeline", settings, settings_pipeline, settings, training)
     if pipeline is _FAILED or not pipeline.restartable:  # a generator: a batch read here would be lost to training
         return
+    if training:
+        check_class_names(problems, settings, getattr(pipeline.dataset, "class_names", None))
     try:
         batch = next(iter(pipeline.dataset.take(1)))
     except StopIteration:
@@ -213,43 +213,14 @@ def _check_pipeline(problems: list[str], settings: Settings, model: Any, compile
     return x
 
 
-def _check_monitor(problems: list[str], settings: Settings, model: Any, logged: set[str]) -> None:
-    """`monitored_loss_name` is a value an epoch logs: the loss or a metric (what the dry batch computed), its
-    `val_` and `val_..._raw` forms, or `learning_rate`; checked when nothing else may log values (no
-    `addon_callbacks`, or none returned) and the model has one output."""
-    monitor = settings.training.monitor
-    if not logged or len(getattr(model, "outputs", None) or [None]) > 1 or _adds_callbacks(settings, model):
-        return
-    names = {"loss", *logged}
-    candidates = {*names, *(f"val_{name}" for name in names), "learning_rate"}
-    if settings.training.validate_raw_weights:
-        candidates |= {raw_name(f"val_{name}") for name in names}
-    if monitor not in candidates:
-        close = difflib.get_close_matches(monitor, sorted(candidates), n=1)
-        problems.append(f"{settings.path.name}: monitored_loss_name: expected one of the values an epoch logs "
-                        f"({', '.join(sorted(candidates))}), got {monitor!r}"
-                        + (f" (did you mean {close[0]!r}?)" if close else ""))
-
-
-def _adds_callbacks(settings: Settings, model: Any) -> bool:
-    """True when the settings' `addon_callbacks` gives callbacks (which may log values of their own)."""
-    if settings.training.addon_callbacks is None:
-        return False
-    try:
-        callbacks = settings.training.addon_callbacks(model, None, None)
-    except Exception:  # noqa: BLE001 - called again, and reported, when training builds its callbacks
-        return True
-    return bool(callbacks)
-
-
 def _metric_name(metric: Any) -> Any:
     return metric if isinstance(metric, str) else getattr(metric, "name", None) or getattr(metric, "__name__", "?")
 
 
 def _check_served(problems: list[str], name: str, module: Any, x: Any) -> None:
-    """The served function traced with its input signature (what an export saves), and called on the validation
-    batch `x` when that fits the signature: a signature that does not fit the model fails here, not at the first
-    export."""
+    """The served function traced with its input signature (what an export saves), called on the validation
+    batch `x` when that fits the signature, and saved once as a SavedModel into a temporary folder: a signature that
+    does not fit the model, or a module that cannot be exported, fails here, not at the first export."""
     import tensorflow as tf
 
     function = module.served_model
@@ -261,6 +232,13 @@ def _check_served(problems: list[str], name: str, module: Any, x: Any) -> None:
     except Exception as error:
         problems.append(f"{name}: get_served_module: the served function's input signature {_structure(specs)} does "
                         f"not fit the model: {type(error).__name__}: {_first_line(error)}")
+        return
+    with tempfile.TemporaryDirectory(prefix="em-dry-export-") as folder:
+        try:  # what the first export does after epoch 1, here before it (a state the saver cannot reach, say)
+            tf.saved_model.save(module, folder, signatures={"serving_default": function.get_concrete_function()})
+        except Exception as error:
+            problems.append(f"{name}: get_served_module: expected a served module that can be exported as a "
+                            f"SavedModel, got: {type(error).__name__}: {_first_line(error)}")
 
 
 def _structure(value: Any) -> str:

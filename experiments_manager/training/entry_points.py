@@ -24,7 +24,7 @@ from experiments_manager.run.log import console_copied
 from experiments_manager.settings import as_settings, load_experiment_settings
 from experiments_manager.settings.script import replace_copy
 from experiments_manager.settings.sections import user_name
-from experiments_manager.training.fine_tuning import RUN_INFO_KEY, InitialWeights
+from experiments_manager.training.fine_tuning import RUN_INFO_KEY, SKIP_MISMATCH_OPTION, InitialWeights
 from experiments_manager.training.outcome import TrainingOutcome
 from experiments_manager.training.trainer import Trainer
 
@@ -44,7 +44,8 @@ _LOG = logging.getLogger(__name__)
 def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None,
           command: Optional[Sequence[str]] = None, alongside: Optional[Alongside] = None,
           kafka_bootstrap_servers: Optional[str] = None, working_folder: Optional[PathLike] = None,
-          reservation: Optional[FolderReservation] = None, init_from: Optional[PathLike] = None) -> TrainingOutcome:
+          reservation: Optional[FolderReservation] = None, init_from: Optional[PathLike] = None,
+          skip_mismatch: bool = False) -> TrainingOutcome:
     """Trains a new experiment from a settings file.
 
     Args:
@@ -63,6 +64,8 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
             (default None): the experiment goes there when the settings name it.
         init_from: fine-tune: start from the weights of another run's version, 'RUN' (its best) or
             'RUN:VERSION' (default None: the model's own initial weights). See `fine_tuning.py`.
+        skip_mismatch: with `init_from`, leave the weights whose shape does not fit as the new model made them,
+            and list them (default False: refuse them).
 
     Returns:
         a `TrainingOutcome`.
@@ -76,7 +79,9 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
     """
     cluster = WorkerCluster.from_environment()
     settings = as_settings(settings, hparam_overrides)
-    initial = InitialWeights.parse(init_from) if init_from is not None else None
+    if skip_mismatch and init_from is None:
+        raise UserInputError(f"{SKIP_MISMATCH_OPTION}: only with --init-from RUN (the weights it loads)")
+    initial = InitialWeights.parse(init_from, skip_mismatch) if init_from is not None else None
     check_cluster(cluster, settings)
     servers = _check_inputs(settings, kafka_bootstrap_servers)
     if cluster is not None and not cluster.is_chief:
@@ -99,13 +104,15 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
             return Trainer(experiment, settings, cluster=cluster, init_from=initial).run()
 
 
-def _dry_build(settings: Settings, initial_weights: Optional[InitialWeights] = None) -> None:
-    """Devices first (TensorFlow fixes them at its first op), then everything the settings define, built once."""
+def _dry_build(settings: Settings, initial_weights: Optional[InitialWeights] = None,
+               resumed_from: Optional[Experiment] = None) -> None:
+    """Devices first (TensorFlow fixes them at its first op), then everything the settings define, built once (and
+    the checkpoint a resume of `resumed_from` continues from checked against the model)."""
     from experiments_manager.distribute.devices import select_devices
     from experiments_manager.training.dry_build import dry_build
 
     select_devices(settings.runtime.gpu_ids, settings.path.name)
-    dry_build(settings, initial_weights)
+    dry_build(settings, initial_weights, resumed_from)
 
 
 def _alongside(factory: Optional[Alongside], experiment: Experiment) -> ContextManager[object]:
@@ -204,17 +211,20 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
         return _train_as_worker(cluster, settings, resuming=True, experiment_at=experiment.replica,
                                 init_from=InitialWeights.recorded(info))
     command = command or running_command()
+    # what refuses the resume is found before anything is written: a refused resume leaves the run as it was
+    total, extended_from = _epochs_total(experiment, info, epochs, more_epochs)
+    changes = experiment.code_changes()
+    if changes and not accept_code_change:
+        raise UserInputError(f"{experiment.root}: the code changed since the last attempt ran: "
+                             f"{', '.join(changes)}; put it back, or resume with {ACCEPT_CODE_CHANGE_FLAG} "
+                             "to train on with it (recorded in run.json)")
+    settings = load_experiment_settings(experiment, settings, announce=True, source=settings_source)
+    if (changes or settings_source == "original") and cluster is None:  # the model may differ from its checkpoint's
+        _dry_build(settings, resumed_from=experiment)
     # one writer: a second resume (a double requeue) is refused, in one line
     with experiment.held(command) as lease, console_copied(experiment.root, command, lease.fenced):
-        total, extended_from = _epochs_total(experiment, info, epochs, more_epochs)
-        changes = experiment.code_changes()
-        if changes and not accept_code_change:
-            raise UserInputError(f"{experiment.root}: the code changed since the last attempt ran: "
-                                 f"{', '.join(changes)}; put it back, or resume with {ACCEPT_CODE_CHANGE_FLAG} "
-                                 "to train on with it (recorded in run.json)")
         if changes:
             _LOG.warning("Resuming with changed code (accepted): %s", ", ".join(changes))
-        settings = load_experiment_settings(experiment, settings, announce=True, source=settings_source)
         if settings_source == "original":  # loaded and checked: the user's files become the run's copies
             replaced = (replace_copy(experiment.settings_copy, settings.path),
                         replace_copy(experiment.model_file_copy(), settings.model_file))

@@ -12,6 +12,11 @@ before any folder is created (the dry build loads them once).
 run.json records the link as `fine_tuned_from`: `{"run": "<absolute path>", "version": N}`; a resume that finds no
 checkpoint loads the same weights again.
 
+With `--skip-mismatch` (`em.train(..., init_from=RUN, skip_mismatch=True)`) the weights whose shape does not fit the
+new model (a new head: another number of classes) are left as the new model made them, by Keras' own
+`load_weights(skip_mismatch=True)`, and listed: in the log, and in run.json's `fine_tuned_from` as
+`"skip_mismatch": true, "skipped": ["layers/dense_1 weight 0: the new model's shape (8, 3), the version's (8, 1)"]`.
+
 Example:
 
 ```python
@@ -23,6 +28,7 @@ weights.load_into(model, settings)
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -37,8 +43,12 @@ if TYPE_CHECKING:
     from experiments_manager.training.ema import WeightAverages
     from experiments_manager.utils.atomic import PathLike
 
+_LOG = logging.getLogger(__name__)
 OPTION = "--init-from"
 RUN_INFO_KEY = "fine_tuned_from"
+SKIP_MISMATCH_OPTION = "--skip-mismatch"
+SKIP_MISMATCH_KEY = "skip_mismatch"  # in run.json's `fine_tuned_from`, beside the list `skipped`
+SKIPPED_KEY = "skipped"
 _VERSION_SUFFIX = re.compile(r"^(?P<run>.+):(?P<version>\d+)$")
 
 
@@ -49,10 +59,13 @@ class InitialWeights:
     Args:
         run: the source run's folder (absolute).
         version: the version number.
+        skip_mismatch: leave the weights whose shape does not fit the new model as it made them, and list them
+            (default False: refuse them, in one line).
     """
 
     run: Path
     version: int
+    skip_mismatch: bool = False
 
     @property
     def folder(self) -> Path:
@@ -65,10 +78,11 @@ class InitialWeights:
 
     def as_json(self) -> dict[str, Any]:
         """run.json's `fine_tuned_from`."""
-        return {"run": str(self.run), "version": self.version}
+        return {"run": str(self.run), "version": self.version,
+                **({SKIP_MISMATCH_KEY: True} if self.skip_mismatch else {})}
 
     @classmethod
-    def parse(cls, spec: PathLike) -> "InitialWeights":
+    def parse(cls, spec: PathLike, skip_mismatch: bool = False) -> "InitialWeights":
         """The version `RUN` (its best) or `RUN:VERSION` names, checked: one line when RUN is no run, has no
         version yet, or not that one.
 
@@ -86,7 +100,7 @@ class InitialWeights:
                                  "no such folder")
         experiment = Experiment.open(path)
         version, _, _ = chosen_version(experiment, asked, option=OPTION)  # one line: no version yet, not that one
-        return cls(experiment.root.resolve(), version)
+        return cls(experiment.root.resolve(), version, skip_mismatch)
 
     @classmethod
     def recorded(cls, info: RunRecord) -> Optional["InitialWeights"]:
@@ -95,10 +109,10 @@ class InitialWeights:
         if not isinstance(link, dict) or not isinstance(link.get("run"), str) or not isinstance(link.get("version"),
                                                                                                int):
             return None
-        return cls(Path(link["run"]), link["version"])
+        return cls(Path(link["run"]), link["version"], link.get(SKIP_MISMATCH_KEY) is True)
 
     def load_into(self, model: Any, settings: Settings, averages: Optional[WeightAverages] = None,
-                  option: str = OPTION) -> None:
+                  option: str = OPTION) -> list[str]:
         """Reads the version into `model`: its weights, its checkpointed lookup tables and its lookup layers'
         vocabularies; one line naming the first that does not fit. What `em.load` reads a version with too.
 
@@ -108,9 +122,13 @@ class InitialWeights:
             averages: the run's `WeightAverages` (EMA), restarted from the loaded weights (default None: none).
             option: what a message names as the asker (default `--init-from`).
 
+        Returns:
+            the weights left as the model made them (with `skip_mismatch`; else empty).
+
         Raises:
             UserInputError: the version cannot be read, or its weights are not the new model's.
         """
+        from experiments_manager.export.keras_weights import WeightsDiffer
         from experiments_manager.export.saved_state import VersionMismatch, restore_version
         from experiments_manager.export.served_module import served_module
         from experiments_manager.utils.checksums import verify_manifest
@@ -120,9 +138,20 @@ class InitialWeights:
         if problem is not None:
             raise UserInputError(f"{where}: expected a readable SavedModel version, got: {problem}")
         try:
-            restore_version(self.folder, served_module(settings, model), model)
+            skipped = restore_version(self.folder, served_module(settings, model), model, self.skip_mismatch)
         except VersionMismatch as error:
-            raise UserInputError(f"{where}: {error}") from None
+            advice = ("; to load only the weights that fit (a new head), add " + SKIP_MISMATCH_OPTION
+                      if isinstance(error, WeightsDiffer) and option == OPTION else "")
+            raise UserInputError(f"{where}: {error}{advice}") from None
         if averages is not None:
             averages.restart(model)  # the EMA starts from the loaded weights, not from the random ones
+        return skipped
 
+    def record_skipped(self, experiment: Experiment, skipped: list[str]) -> None:
+        """With `skip_mismatch`: says and records (run.json's `fine_tuned_from`) the weights left as the new model
+        made them (`load_into`'s list)."""
+        if not self.skip_mismatch:
+            return
+        _LOG.info("%s: %d weight%s of the new model left as it made them%s", SKIP_MISMATCH_OPTION, len(skipped),
+                  "" if len(skipped) == 1 else "s", "".join(f"\n  {line}" for line in skipped))
+        experiment.update_run_info(**{RUN_INFO_KEY: {**self.as_json(), SKIPPED_KEY: skipped}})

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import copy
 import importlib.util
 import sys
 import uuid
@@ -51,8 +53,23 @@ def build_model(settings: Settings) -> Any:
 
 
 def compiled_metrics(settings: Settings, model: Any, loss: Any) -> Any:
-    """The settings' metrics for `loss`, with Keras 2's metric semantics (see `keras2/metrics.py`)."""
-    return keras2_metrics(settings.training.get_metrics(model, loss), model, settings.path.name)
+    """The settings' metrics for `loss`, with Keras 2's metric semantics (see `keras2/metrics.py`); None for none
+    (Keras builds no empty metrics container that a model's own `train_step` would leave unbuilt)."""
+    return keras2_metrics(settings.training.get_metrics(model, loss), model, settings.path.name) or None
+
+
+def metrics_built_for_own_train_step(model: Any, dataset: Any) -> None:
+    """A model with its own `train_step` may leave the compiled metrics untouched (a VAE's step returning only
+    `{"loss": ...}`); Keras then reads their results at the first epoch's end before anything built them, and fails
+    ("Cannot get result() since the metric has not yet been built"). They are built here, as Keras' own symbolic
+    build does, from the training data's element spec; Keras then logs what the step returns. Nothing for a model
+    with Keras' own `train_step`, or data that is not a `tf.data.Dataset`."""
+    import keras
+
+    spec = getattr(dataset, "element_spec", None)
+    if type(model).train_step is keras.Model.train_step or spec is None:
+        return
+    model._symbolic_build(data_batch=spec if isinstance(spec, tuple) else (spec,))
 
 
 def compile_for_evaluation(settings: Settings, model: Any = None) -> Any:
@@ -60,7 +77,8 @@ def compile_for_evaluation(settings: Settings, model: Any = None) -> Any:
     `evaluate` (a loaded version's model, given as `model`; default None: a new one built)."""
     model = build_model(settings) if model is None else model
     loss = settings.training.get_total_loss(model)
-    model.compile(loss=loss, metrics=compiled_metrics(settings, model, loss))
+    model.compile(loss=loss, loss_weights=settings.training.loss_weights,
+                  metrics=compiled_metrics(settings, model, loss))
     return model
 
 
@@ -78,13 +96,55 @@ def fixed_learning_rate(optimizer: Any) -> Optional[float]:
 
 @contextlib.contextmanager
 def precision_policy(mixed: bool) -> Iterator[None]:
-    """Sets Keras' global dtype policy to mixed_float16 for the block, then restores it."""
+    """Sets Keras' global dtype policy to mixed_float16 for the block (when `mixed`), then restores the policy that
+    was in force before it, also when code run in the block (a settings file calling
+    `keras.mixed_precision.set_global_policy`) set another."""
+    with dtype_policy("mixed_float16" if mixed else None):
+        yield
+
+
+@contextlib.contextmanager
+def dtype_policy(name: Optional[str]) -> Iterator[None]:
+    """Sets Keras' global dtype policy to `name` for the block (None: leaves it), then restores the one before."""
     import keras
 
     previous = keras.config.dtype_policy()
-    if mixed:
-        keras.config.set_dtype_policy("mixed_float16")
+    if name is not None:
+        keras.config.set_dtype_policy(name)
     try:
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def computes_in_half_precision(model: Any) -> bool:
+    """True when a layer of `model` computes in float16 or bfloat16 (a mixed-precision policy, however it was set:
+    `enable_mixed_precision`, or `keras.mixed_precision.set_global_policy` in the settings or the model file)."""
+    flatten = getattr(model, "_flatten_layers", None)
+    layers = flatten(include_self=True, recursive=True) if flatten else [model]
+    return any(str(getattr(layer, "compute_dtype", "float32")) in ("float16", "bfloat16") for layer in layers)
+
+
+@contextlib.contextmanager
+def keras_names_kept(fresh: bool = False) -> Iterator[None]:
+    """Keras numbers auto-named layers and inputs process-wide (`dense`, `dense_1`, ...): a model built in the block
+    would shift the names of the models built after it (the dry build's, the trained model's exported signature's
+    input names and the history's per-output columns). Restores the numbering after the block.
+
+    Args:
+        fresh: number from the start within the block (default False: go on from the numbering as it is), as a
+            command-line training process built the run's model: its exported input names come back.
+    """
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:  # another Keras layout: names may shift, nothing else changes
+        yield
+        return
+    saved = copy.deepcopy(global_state.get_global_attribute("object_name_uids"))
+    if fresh:
+        global_state.set_global_attribute("object_name_uids", collections.defaultdict(int))
+    try:
+        yield
+    finally:
+        global_state.set_global_attribute("object_name_uids",
+                                          saved if saved is not None else collections.defaultdict(int))

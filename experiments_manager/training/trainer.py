@@ -22,8 +22,9 @@ from experiments_manager.utils.lease import LeaseLost
 from experiments_manager.training.inputs import make_inputs
 from experiments_manager.training.callback_plan import CallbackPlan
 from experiments_manager.training.dry_build import user_code_error
-from experiments_manager.training.model import (build_model, compiled_metrics, fixed_learning_rate, plateau_can_set,
-                                                 precision_policy)
+from experiments_manager.training.model import (build_model, compiled_metrics, computes_in_half_precision,
+                                                 fixed_learning_rate, metrics_built_for_own_train_step,
+                                                 plateau_can_set, precision_policy)
 from experiments_manager.training.outcome import SIGNAL_EXIT_BASE, STALLED_EXIT_CODE, TrainingOutcome
 from experiments_manager.training.session_options import SessionOptions
 
@@ -135,10 +136,12 @@ class Trainer:
             try:
                 with strategy.scope():
                     model, learning_rate, averages = self._compiled_model()
+                    metrics_built_for_own_train_step(model, inputs.train)
+                self.experiment.update_run_info(mixed_precision=computes_in_half_precision(model))  # however set
                 self._record_code()  # the model file and what it imports are loaded now
                 restored = self._restore(model)
                 if restored is None and self.init_from is not None:
-                    self.init_from.load_into(model, settings, averages)
+                    self.init_from.record_skipped(self.experiment, self.init_from.load_into(model, settings, averages))
                     _LOG.info("Fine-tuning from %s: its weights (EMA) loaded; the optimizer starts fresh",
                               self.init_from.describe())
                 plan = CallbackPlan(self.experiment, settings, model, inputs, restored, averages,
@@ -203,9 +206,7 @@ class Trainer:
             seed = random.SystemRandom().randrange(2**31)
         if self.cluster is not None:  # one seed for all: the workers' shuffles must shard the same order
             seed = strategy.chief_value(seed)
-        self.experiment.update_run_info(
-            seed=seed, xla=self.settings.runtime.xla, mixed_precision=self.settings.runtime.mixed_precision
-        )
+        self.experiment.update_run_info(seed=seed, xla=self.settings.runtime.xla)
         return seed
 
     def _strategy(self) -> Any:
@@ -235,7 +236,8 @@ class Trainer:
             averages = WeightAverages(settings.training.ema_momentum, warmup=settings.training.ema_warmup)
             optimizer = averages.attach(optimizer)
         metrics = compiled_metrics(settings, model, loss)  # the settings' functions are called in the original order
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=settings.runtime.xla)
+        model.compile(optimizer=optimizer, loss=loss, loss_weights=settings.training.loss_weights, metrics=metrics,
+                      jit_compile=settings.runtime.xla)
         model.optimizer.build(model.trainable_variables)
         return model, learning_rate, averages
 

@@ -53,12 +53,15 @@ def load_version(run: Union[str, Path, Experiment], version: Optional[int] = Non
     """
     from experiments_manager.settings import Settings, load_experiment_settings
 
+    from experiments_manager.training.model import precision_policy
+
     experiment = run if isinstance(run, Experiment) else Experiment.open(run)
     number, record, best = chosen_version(experiment, version)
-    if not isinstance(settings, Settings):
-        settings = load_experiment_settings(experiment, settings)
-    folder = experiment.export_dir / str(number)
-    model = _model_with_weights_of(settings, experiment, number)
+    with precision_policy(False):  # the caller's Keras policy is left as it is, whatever the settings file sets
+        if not isinstance(settings, Settings):
+            settings = load_experiment_settings(experiment, settings)
+        folder = experiment.export_dir / str(number)
+        model = _model_with_weights_of(settings, experiment, number)
     record = record or read_record_file(folder) or {}
     model.version_info = {"run": str(Path(experiment.root).resolve()), "version": number, "best": best,
                           **{key: record.get(key) for key in ("epoch", "monitor", "value")}}

@@ -21,7 +21,7 @@ from typing import Callable, Iterator, Union
 from experiments_manager.utils.signals import process_alive
 
 # the temporary names of this package's writers, each with its writer's pid
-_LEFTOVER = re.compile(r"^\.(?:.+\.(?P<file_pid>\d+)\.[0-9a-f]{12}\.tmp|tmp-(?:ckpt-)?\d+-(?P<dir_pid>\d+)"
+_LEFTOVER = re.compile(r"^\.(?:.+\.(?P<file_pid>\d+)\.[0-9a-f]{12}\.tmp|tmp-(?:ckpt-|float32-)?\d+-(?P<dir_pid>\d+)"
                        r"|deleting-.+-(?P<deleted_pid>\d+))$")
 _OLD_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")  # before the pid was in the name
 DELETING_PREFIX = ".deleting-"  # what `hidden_for_removal` renames a doomed file or folder to, before its pid

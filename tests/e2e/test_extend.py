@@ -173,7 +173,8 @@ def test_a_different_architecture_is_one_line_exit_2_and_no_folder(extended):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
     assert re.fullmatch(rf"error: {re.escape(str(extended.run.resolve()))} version \d+: --init-from: dense/kernel: "
-                        r"expected the new model's shape \(1, 8\), got \(1, 32\)", errors[0]), errors
+                        r"expected the new model's shape \(1, 8\), got \(1, 32\) \(4 more weights differ\); to load only "
+                        r"the weights that fit \(a new head\), add --skip-mismatch", errors[0]), errors
     assert sorted(working.iterdir()) == runs_before  # no folder left behind
 
 

@@ -146,7 +146,7 @@ def test_the_weights_file_leaves_the_optimizer_to_optimizer_npz(tmp_path, monkey
     for variable in model.optimizer.variables:
         variable.assign(rng.normal(size=variable.shape).astype(variable.dtype))
     if writer == "an earlier engine":
-        monkeypatch.setattr(checkpointing, "_left_out", lambda model: [])
+        monkeypatch.setattr(checkpointing, "left_out_of_weights_file", lambda model: [])
     state = {"epochs_completed": 1, "callbacks": {}}
     folder = Checkpointer(tmp_path / "checkpoints").save(model, model.optimizer, state)
     monkeypatch.undo()

@@ -1,0 +1,151 @@
+"""A version's weights in Keras' own weights file: what a rebuilt model reads them from, by Keras' contract.
+
+Every version holds, beside its SavedModel, `assets.extra/model.weights.h5`: the Keras weights file of the model's
+EMA weights (the values the SavedModel serves), written by Keras' own `save_weights` walk without the optimizer.
+A model rebuilt from the run's model file reads it with Keras' own `load_weights` walk, which matches weights by the
+model's layer structure (each layer by its class and position, not by its generated name), so a Sequential model, a
+Sequential or functional model nested in another, a functional or a subclassed model all come back as Keras defines
+them (the SavedModel's object-graph paths differ between a trained Sequential model and the same code rebuilt).
+Before anything is assigned, the file's weights are compared with the rebuilt model's, path by path and shape by
+shape (the rebuilt model's own file, written to a temporary folder): the first that differs is one line; with
+`skip_mismatch` the weights that do not fit are left as the new model made them, and listed.
+
+Versions written before this file existed are read through their object graph (`saved_state.restore_version`).
+
+Example:
+
+```python
+write_weights_file(model, version_folder)                   # at export, EMA weights swapped in
+skipped = read_weights_file(version_folder, rebuilt_model)  # [] (or the layers left out, with skip_mismatch)
+```
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+from experiments_manager.export.lookup_tables import VersionMismatch
+from experiments_manager.run.checkpointing import left_out_of_weights_file, weights_file_bytes
+
+WEIGHTS_FILE = "assets.extra/model.weights.h5"  # TF Serving leaves assets.extra/ to its users
+_VARS = "/vars/"  # between a saveable's path and a weight's index in Keras' weights file
+
+
+class WeightsDiffer(VersionMismatch):
+    """The version's weights and the new model's differ in path or shape (`--skip-mismatch` loads those that fit)."""
+
+
+def write_weights_file(model: Any, version_folder: "str | Path", weights: "bytes | memoryview | None" = None) -> None:
+    """Writes the Keras weights file of `model` as it is now (its optimizer left out) into `version_folder`.
+
+    Args:
+        model: the built Keras model, holding the values to write.
+        version_folder: a version's (temporary) folder.
+        weights: the file's bytes taken earlier (`checkpointing.weights_file_bytes`, on the training thread), for a
+            version written on another thread (default None: made from `model` now).
+    """
+    path = Path(version_folder) / WEIGHTS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(weights if weights is not None else weights_file_bytes(model))
+
+
+def has_weights_file(version_folder: "str | Path") -> bool:
+    """True when the version holds a Keras weights file (one exported by this engine since it writes one)."""
+    return (Path(version_folder) / WEIGHTS_FILE).is_file()
+
+
+def differences(weights_file: "str | Path", model: Any) -> list[str]:
+    """Each weight of `model` that a Keras weights file (a version's, a checkpoint's) does not hold with its shape,
+    then each the file holds that the model lacks, one phrase each, named as Keras names the model's variable
+    (`dense/kernel: expected the new model's shape (1, 8), got (1, 32)`), by their paths in the file."""
+    saved = _shapes(weights_file)
+    live = _shapes(io.BytesIO(bytes(weights_file_bytes(model))))
+    found = []
+    for name in sorted(live):
+        if name not in saved:
+            found.append(f"{_variable_name(model, name)}: expected a weight of shape {live[name]}, got none")
+        elif saved[name] != live[name]:
+            found.append(f"{_variable_name(model, name)}: expected the new model's shape {live[name]}, got "
+                         f"{saved[name]}")
+    found += [f"{_readable(name)}: expected no such weight (the new model has none), got one of shape "
+              f"{saved[name]}" for name in sorted(saved) if name not in live]
+    return found
+
+
+def read_weights_file(version_folder: "str | Path", model: Any, skip_mismatch: bool = False) -> list[str]:
+    """Reads a version's Keras weights file into the rebuilt `model`, by Keras' own `load_weights` walk.
+
+    Args:
+        version_folder: the version's folder (checked whole by the caller).
+        model: the rebuilt, built Keras model.
+        skip_mismatch: leave each weight whose path or shape does not fit as the model made it, instead of
+            refusing (default False).
+
+    Returns:
+        the weights left out, as `differences` names them (empty without `skip_mismatch`).
+
+    Raises:
+        WeightsDiffer: a weight that does not fit (without `skip_mismatch`), named in one line.
+    """
+    path = Path(version_folder) / WEIGHTS_FILE
+    differing = differences(path, model)
+    if differing and not skip_mismatch:
+        others = len(differing) - 1
+        more = f" ({others} more weight{'s' if others > 1 else ''} differ)" if others else ""
+        raise WeightsDiffer(f"{differing[0]}{more}")
+    with warnings.catch_warnings():  # what Keras would warn of is listed by `differences`, in one line each
+        warnings.simplefilter("ignore")
+        model.load_weights(str(path), skip_mismatch=bool(differing), objects_to_skip=left_out_of_weights_file(model))
+    return differing
+
+
+def _shapes(file: "str | Path | io.BytesIO") -> dict[str, tuple[int, ...]]:
+    """Each weight's path in a Keras weights file -> its shape."""
+    import h5py
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    with h5py.File(file, "r") as opened:
+        opened.visititems(lambda name, item: shapes.__setitem__(name, tuple(item.shape))
+                          if isinstance(item, h5py.Dataset) else None)
+    return shapes
+
+
+def _variable_name(model: Any, name: str) -> str:
+    """The Keras path (`dense/kernel`) of the variable of `model` that Keras' weights file holds at `name`
+    (`layers/dense/vars/0`): the walk Keras' saving makes, each layer of a list named after its class, numbered
+    within the list (`dense`, `dense_1`); the path in the file when the walk does not find it."""
+    from keras.src.utils.naming import to_snake_case
+
+    found: Any = model
+    parts = name.split("/")
+    try:
+        while len(parts) > 2:
+            attribute, key = parts[0], parts[1]
+            if attribute == "layers":
+                counts: dict[str, int] = {}
+                by_name = {}
+                for layer in found.layers:
+                    base = to_snake_case(type(layer).__name__)
+                    by_name[base if base not in counts else f"{base}_{counts[base]}"] = layer
+                    counts[base] = counts.get(base, 0) + 1
+                found = by_name[key]
+            else:
+                found = getattr(found, attribute)
+                parts = parts[1:]
+                continue
+            parts = parts[2:]
+        if parts[0] == "vars":
+            variables = list(found._trainable_variables) + list(found._non_trainable_variables)
+            return str(getattr(variables[int(parts[1])], "path", None) or _readable(name))
+    except (AttributeError, KeyError, IndexError, ValueError, TypeError):
+        pass
+    return _readable(name)
+
+
+def _readable(name: str) -> str:
+    """`layers/dense_1/vars/0` -> `layers/dense_1 weight 0`."""
+    owner, _, index = name.rpartition(_VARS)
+    return f"{owner} weight {index}" if owner else name

@@ -1,0 +1,52 @@
+"""Each version's Keras weights file: written without the optimizer, read back by Keras' own walk into a model
+rebuilt in a process that numbered its layers differently, differences named by Keras' variable paths, and
+`skip_mismatch` leaving (and listing) the weights that do not fit."""
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from experiments_manager.export.keras_weights import (WEIGHTS_FILE, WeightsDiffer, differences, has_weights_file,
+                                                      read_weights_file, write_weights_file)
+
+
+def sequential(outputs: int = 1):
+    import keras
+
+    return keras.Sequential([keras.Input(shape=(4,)), keras.layers.Dense(8, activation="relu"),
+                             keras.layers.BatchNormalization(), keras.layers.Dense(outputs)])
+
+
+def test_a_sequential_model_comes_back_by_keras_walk_without_the_optimizer(tmp_path: Path) -> None:
+    import keras
+
+    trained = sequential()
+    trained.compile(optimizer=keras.optimizers.Adam(), loss="mse")
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+    trained.fit(x, x[:, :1], epochs=1, verbose=0)
+    write_weights_file(trained, tmp_path)
+    assert has_weights_file(tmp_path)
+    with h5py.File(tmp_path / WEIGHTS_FILE, "r") as file:
+        assert "optimizer" not in file  # its slots serve nothing
+    keras.layers.Dense(3)  # the rebuilt model's layers get other automatic names than the trained one's
+    rebuilt = sequential()
+    assert read_weights_file(tmp_path, rebuilt) == []
+    np.testing.assert_array_equal(rebuilt.predict(x, verbose=0), trained.predict(x, verbose=0))
+
+
+def test_a_new_head_is_named_refused_then_skipped_with_skip_mismatch(tmp_path: Path) -> None:
+    source = sequential()
+    write_weights_file(source, tmp_path)
+    head = sequential(outputs=3)
+    found = differences(tmp_path / WEIGHTS_FILE, head)
+    assert [line.split(": ", 1)[1] for line in found] == ["expected the new model's shape (8, 3), got (8, 1)",
+                                                         "expected the new model's shape (3,), got (1,)"]
+    assert found[0].split(": ")[0].endswith("/kernel") and found[1].split(": ")[0].endswith("/bias"), found
+    with pytest.raises(WeightsDiffer, match=r"kernel: expected the new model's shape \(8, 3\), got \(8, 1\) "
+                                            r"\(1 more weight differ\)"):
+        read_weights_file(tmp_path, head)
+    assert read_weights_file(tmp_path, head, skip_mismatch=True) == found
+    for loaded, saved in zip(head.layers[0].weights, source.layers[0].weights):  # the layers that fit are loaded
+        np.testing.assert_array_equal(np.asarray(loaded), np.asarray(saved))

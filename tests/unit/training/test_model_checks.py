@@ -1,0 +1,44 @@
+"""What the settings name, checked against the built model before epoch 1: `loss_weights`' outputs, `class_names`
+against the dataset's own."""
+
+import types
+
+from experiments_manager.training.model_checks import check_class_names, check_loss_weights
+
+
+def two_outputs():
+    import keras
+
+    inputs = keras.Input(shape=(3,))
+    return keras.Model(inputs, {"value": keras.layers.Dense(1)(inputs), "positive": keras.layers.Dense(1)(inputs)})
+
+
+def settings(**fields):
+    return types.SimpleNamespace(path=types.SimpleNamespace(name="s.py"),
+                                 training=types.SimpleNamespace(loss_weights=fields.get("loss_weights")),
+                                 data=types.SimpleNamespace(class_names=fields.get("class_names")))
+
+
+def test_loss_weights_name_the_outputs_or_give_one_weight_each() -> None:
+    model = two_outputs()
+    problems: list = []
+    check_loss_weights(problems, settings(loss_weights={"value": 1.0, "positive": 0.5}), model)
+    check_loss_weights(problems, settings(loss_weights=[1.0, 0.5]), model)
+    assert problems == []
+    check_loss_weights(problems, settings(loss_weights={"valu": 1.0}), model)
+    check_loss_weights(problems, settings(loss_weights=[1.0]), model)
+    assert problems == ["s.py: loss_weights: expected the model's output names (positive, value) as keys, got 'valu' "
+                        "(did you mean 'value'?)",
+                        "s.py: loss_weights: expected one weight per output (2: positive, value), got 1"]
+
+
+def test_class_names_are_the_datasets_own_in_its_order() -> None:
+    problems: list = []
+    check_class_names(problems, settings(class_names=["a", "b"]), ["a", "b"])
+    check_class_names(problems, settings(class_names=["a", "b"]), None)  # a dataset that does not say
+    check_class_names(problems, settings(), ["a", "b"])
+    assert problems == []
+    check_class_names(problems, settings(class_names=["b", "a"]), ["a", "b"])
+    assert problems == ["s.py: class_names: expected the dataset's own class names in its order (a, b), got b, a: its "
+                        "class ids number them in that order; give that order, or pass class_names= to "
+                        "image_dataset_from_directory"]
