@@ -53,8 +53,9 @@ class ModelGraph(keras.callbacks.Callback):
 
         try:
             declared = self.model.input
-        except (AttributeError, ValueError):
-            declared = None
+        except (AttributeError, ValueError):  # a Sequential model never called directly has only `inputs`
+            inputs = getattr(self.model, "inputs", None) or None
+            declared = inputs[0] if inputs and len(inputs) == 1 else inputs
         if declared is None:
             _LOG.info("%s: a model without declared inputs: no graph in TensorBoard", type(self.model).__name__)
             return

@@ -7,8 +7,9 @@ model's layer structure (each layer by its class and position, not by its genera
 Sequential or functional model nested in another, a functional or a subclassed model all come back as Keras defines
 them (the SavedModel's object-graph paths differ between a trained Sequential model and the same code rebuilt).
 Before anything is assigned, the file's weights are compared with the rebuilt model's, path by path and shape by
-shape (the rebuilt model's own file, written to a temporary folder): the first that differs is one line; with
-`skip_mismatch` the weights that do not fit are left as the new model made them, and listed.
+shape (the rebuilt model's own file, made in memory), each named as Keras names the variable (`dense/kernel`): the
+first that differs is one line; with `skip_mismatch` the weights that do not fit are left as the new model made
+them, and listed. A resume of changed code compares its checkpoint's weights file the same way (`differences`).
 
 Versions written before this file existed are read through their object graph (`saved_state.restore_version`).
 

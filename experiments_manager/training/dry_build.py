@@ -237,8 +237,9 @@ def _check_served(problems: list[str], name: str, module: Any, x: Any) -> None:
         try:  # what the first export does after epoch 1, here before it (a state the saver cannot reach, say)
             tf.saved_model.save(module, folder, signatures={"serving_default": function.get_concrete_function()})
         except Exception as error:
+            said = _first_line(error).removesuffix(" See the information below:")  # TensorFlow's, not ours
             problems.append(f"{name}: get_served_module: expected a served module that can be exported as a "
-                            f"SavedModel, got: {type(error).__name__}: {_first_line(error)}")
+                            f"SavedModel, got: {type(error).__name__}: {said}")
 
 
 def _structure(value: Any) -> str:

@@ -103,14 +103,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> types.SimpleNamespace:
 @pytest.mark.parametrize("kind", ["sequential", "nested", "own_step"])
 @pytest.mark.claim("a top-level Sequential model, a functional model around nested Sequential models (augmentation "
                    "layers, a backbone), and a model with its own `train_step` go train -> evaluate -> `em.load` -> "
-                   "`--init-from` -> serve, each reading back answering as the served version",
-                   note="(PNG class folders; em.load and a run fine-tuned at learning rate 0 against the version's "
-                        "SavedModel, the SavedModel twice on the same images: augmentation and dropout off when "
-                        "served; an in-process server's REST answers)")
+                   "`--init-from` -> serve -> export, each reading back answering as the served version",
+                   note="(PNG class folders; em.load against the version's SavedModel, a run fine-tuned from it at "
+                        "learning rate 0 holding its weights, the SavedModel twice on the same images: augmentation "
+                        "and dropout off when served; an in-process server's REST answers; LiteRT within 1e-4; the "
+                        "model's graph in the TensorBoard events)")
 def test_everyday_kinds_evaluate_load_init_from_and_serve_as_the_version_answers(runs: types.SimpleNamespace,
                                                                                 kind: str,
                                                                                 model_server: object) -> None:
     import experiments_manager as em
+    from experiments_manager.edge.export import export_edge
+    from experiments_manager.edge.formats import EdgeTarget
     from experiments_manager.serving.config import source_from_experiment
 
     run = runs.runs[kind]
@@ -134,6 +137,19 @@ def test_everyday_kinds_evaluate_load_init_from_and_serve_as_the_version_answers
                           json={"instances": images.tolist()}, timeout=30)
     assert reply.status_code == 200, reply.text
     assert_same(reply.json()["predictions"], answers)
+    assert graph_written(run), "no model graph for TensorBoard's Graphs tab"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(runs.root)
+        rows = export_edge(run, [EdgeTarget("litert", "none")], timing_seconds=0.05)
+    assert rows[1].max_abs_diff < 1e-4, rows[1]
+
+
+def graph_written(run: Path) -> bool:
+    """True when the run's `train` TensorBoard events hold the model's graph (what the Graphs tab shows)."""
+    import tensorflow as tf
+
+    return any(event.graph_def for path in (run / "logs" / "train").glob("events.out.tfevents.*")
+               for event in tf.compat.v1.train.summary_iterator(str(path)))
 
 
 @pytest.mark.claim("two-phase transfer learning: a new run `--init-from` a run with a frozen backbone and a new head "
@@ -288,3 +304,34 @@ def test_loss_weights_weigh_the_outputs_losses(tmp_path: Path) -> None:
         em.train(str(wrong))
     assert "loss_weights: expected the model's output names (positive, value) as keys, got 'valu' (did you mean " \
            "'value'?)" in str(refused.value), refused.value
+
+
+@pytest.mark.claim("a served module that cannot be exported (a variable its function reads that the module does not "
+                   "hold) is one line before epoch 1, no folder",
+                   note="(the dry build saves the served module once into a temporary folder)")
+def test_a_served_module_that_cannot_be_exported_stops_before_epoch_1(runs: types.SimpleNamespace) -> None:
+    import experiments_manager as em
+    from experiments_manager.utils.errors import UserInputError
+
+    variant = settings_variant(runs.root, "unexportable.py", [
+        "_scale = tf.Variable(2.0)  # held by no module: the saver cannot reach it",
+        "class Served(tf.Module):",
+        "    def __init__(self, model):",
+        "        super().__init__()",
+        "        self.model = model",
+        "    @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3], tf.float32)])",
+        "    def served_model(self, images):",
+        "        return {'scores': self.model(images, training=False) * _scale}",
+        "def get_served_module(model, model_name):",
+        "    return Served(model)"], base="settings_everyday.py")
+    before = sorted((runs.root / "experiments").iterdir())
+    with pytest.raises(UserInputError) as refused, pytest.MonkeyPatch.context() as patch:
+        patch.chdir(runs.root)
+        em.train(str(variant))
+    assert len(refused.value.problems) == 1 and refused.value.problems[0].startswith(
+        "unexportable.py: get_served_module: expected a served module that can be exported as a SavedModel, got: "
+        "AssertionError: "), refused.value.problems
+    assert "'untracked'" in refused.value.problems[0] and refused.value.problems[0].endswith(
+        "by assigning them to an attribute of a tracked object or assigned to an attribute of the main object "
+        "directly."), refused.value.problems
+    assert sorted((runs.root / "experiments").iterdir()) == before
