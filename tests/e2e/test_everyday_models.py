@@ -156,10 +156,11 @@ def graph_written(run: Path) -> bool:
                    "(`--skip-mismatch`) loads every weight that fits, leaves the head as the new model made it, and "
                    "lists it in the log and run.json",
                    note="(phase 1: 3 classes; phase 2: 4 classes, the backbone frozen: its weights in phase 2's "
-                        "version equal phase 1's)")
+                        "version equal phase 1's; `diff` of the two runs shows the hparams changed and the lineage)")
 def test_two_phase_transfer_loads_the_backbone_and_skips_the_new_head(runs: types.SimpleNamespace,
                                                                        caplog: pytest.LogCaptureFixture) -> None:
     import experiments_manager as em
+    from experiments_manager.runs.diff import diff_runs
     from experiments_manager.utils.errors import UserInputError
 
     source = runs.runs["nested"]
@@ -178,6 +179,9 @@ def test_two_phase_transfer_loads_the_backbone_and_skips_the_new_head(runs: type
         "head/kernel: expected the new model's shape (6, 4), got (6, 3)",
         "head/bias: expected the new model's shape (4,), got (3,)"], record
     assert "--skip-mismatch: 2 weights of the new model left as it made them" in caplog.text
+    shown = diff_runs(source, fine_tuned).render()  # the lineage, beside the settings that changed
+    assert "+classes = 4   # --hparam" in shown and f"+fine-tuned from = {{'run': '{source}'" in shown, shown
+    assert "'skip_mismatch': True, 'skipped': [\"head/kernel: expected the new model's shape (6, 4)" in shown, shown
     before, after = em.load(source), em.load(fine_tuned)
     for old, new in zip(before.get_layer("backbone").weights, after.get_layer("backbone").weights):
         np.testing.assert_array_equal(np.asarray(new), np.asarray(old))  # frozen: phase 1's values
