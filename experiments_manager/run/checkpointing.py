@@ -225,10 +225,10 @@ class Checkpointer:
             break
         variables = list(optimizer.variables)
         if len(values) != len(variables):
-            raise RuntimeError(
-                f"{latest}: optimizer.npz holds {len(values)} variables, the optimizer has "
-                f"{len(variables)}: was the optimizer or the model changed since the run started?"
-            )
+            raise UserInputError(
+                f"{latest}: optimizer.npz holds {len(values)} variables, the optimizer has {len(variables)}: the "
+                "optimizer (or EMA, or mixed precision) changed since the run started; start a new run from its "
+                f"weights with --init-from {latest.parent.parent}")
         for variable, value in zip(variables, values):
             if tuple(variable.shape) != value.shape:
                 raise RuntimeError(f"{latest}: optimizer variable {variable.path} has shape {value.shape}, "

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from experiments_manager.training.model import keras_names_kept
 from experiments_manager.training.model_checks import (check_checkpoint_fits, check_class_names, check_loss_weights,
-                                                       check_monitor, has_own_train_step, one_train_step)
+                                                       check_monitor, check_output_keys, has_own_train_step,
+                                                       one_train_step)
 from experiments_manager.utils.errors import UserInputError, frames_in
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeight
             batch = _check_pipeline(problems, settings, model, compiled, training, logged)
     check_monitor(problems, settings, model, logged)
     check_loss_weights(problems, settings, model)
+    check_output_keys(problems, settings, model, "get_total_loss", loss)
     if compiled and batch is not None and optimizer is not _FAILED and has_own_train_step(model):
         _called(problems, settings.model_file.name, "train_step", settings, one_train_step, settings, model,
                 optimizer)

@@ -2,7 +2,8 @@
 experiment folder exists; each problem is one line in `problems`).
 
 - `check_monitor`: `monitored_loss_name` is a value an epoch logs (each output's too, with several outputs);
-- `check_loss_weights`: `loss_weights` names the model's outputs, or gives one weight per output;
+- `check_loss_weights`, `check_output_keys`: `loss_weights` (and a dict of losses or metrics) name the model's
+  outputs, or give one weight per output;
 - `check_class_names`: `class_names` are the dataset's own, in its order, when it has them;
 - `one_train_step`: a model's own `train_step` runs once (its errors named by the model file's line);
 - `check_checkpoint_fits`: a resume of changed code can continue the run from its checkpoint.
@@ -82,22 +83,37 @@ def check_loss_weights(problems: list[str], settings: Settings, model: Any) -> N
     """`loss_weights` names the model's outputs (a dict), or gives one weight per output (a list): Keras ignores a
     key that names no output, and that output's loss would count with weight 1."""
     weights = settings.training.loss_weights
-    try:
-        structure = model.output  # a dict of outputs: Keras matches loss_weights by its keys
-    except (AttributeError, ValueError):  # a subclassed model: no symbolic outputs
-        structure = None
-    names = sorted(structure) if isinstance(structure, dict) else list(getattr(model, "output_names", None) or [])
+    names = output_names(model)
     if weights is None or not names:
         return
     if isinstance(weights, dict):
-        unknown = [key for key in weights if key not in names]
-        if unknown:
-            close = difflib.get_close_matches(unknown[0], names, n=1)
-            problems.append(f"{settings.path.name}: loss_weights: expected the model's output names ({', '.join(names)})"
-                            f" as keys, got {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        check_output_keys(problems, settings, model, "loss_weights", weights)
     elif len(weights) != len(names):
         problems.append(f"{settings.path.name}: loss_weights: expected one weight per output ({len(names)}: "
                         f"{', '.join(names)}), got {len(weights)}")
+
+
+def check_output_keys(problems: list[str], settings: Settings, model: Any, where: str, given: Any) -> None:
+    """A dict by output name (`loss_weights`, `get_metrics`' or `get_total_loss`' return) names only outputs the
+    model has: Keras ignores the others (a metric never computed, a loss weighted 1)."""
+    names = output_names(model)
+    if not isinstance(given, dict) or not names:
+        return
+    unknown = [key for key in given if key not in names]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), names, n=1)
+        problems.append(f"{settings.path.name}: {where}: expected the model's output names ({', '.join(names)}) as "
+                        f"keys, got {unknown[0]!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+
+
+def output_names(model: Any) -> list[str]:
+    """The names Keras matches a dict of losses, metrics or loss weights against: a dict of outputs' keys (sorted,
+    as Keras flattens them), else the output layers' names; [] for a model without symbolic outputs."""
+    try:
+        structure = model.output
+    except (AttributeError, ValueError):  # a subclassed model: no symbolic outputs
+        return []
+    return sorted(structure) if isinstance(structure, dict) else list(getattr(model, "output_names", None) or [])
 
 
 def adds_callbacks(settings: Settings, model: Any) -> bool:

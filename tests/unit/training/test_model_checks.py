@@ -3,7 +3,7 @@ against the dataset's own."""
 
 import types
 
-from experiments_manager.training.model_checks import check_class_names, check_loss_weights
+from experiments_manager.training.model_checks import check_class_names, check_loss_weights, check_output_keys
 
 
 def two_outputs():
@@ -19,7 +19,7 @@ def settings(**fields):
                                  data=types.SimpleNamespace(class_names=fields.get("class_names")))
 
 
-def test_loss_weights_name_the_outputs_or_give_one_weight_each() -> None:
+def test_loss_weights_and_a_dict_of_losses_name_the_outputs() -> None:
     model = two_outputs()
     problems: list = []
     check_loss_weights(problems, settings(loss_weights={"value": 1.0, "positive": 0.5}), model)
@@ -30,6 +30,13 @@ def test_loss_weights_name_the_outputs_or_give_one_weight_each() -> None:
     assert problems == ["s.py: loss_weights: expected the model's output names (positive, value) as keys, got 'valu' "
                         "(did you mean 'value'?)",
                         "s.py: loss_weights: expected one weight per output (2: positive, value), got 1"]
+    problems.clear()
+    check_output_keys(problems, settings(), model, "get_total_loss", {"value": "mse", "positive": "mse"})
+    check_output_keys(problems, settings(), model, "get_total_loss", "mse")  # one loss for every output
+    assert problems == []
+    check_output_keys(problems, settings(), model, "get_total_loss", {"valeu": "mse"})
+    assert problems == ["s.py: get_total_loss: expected the model's output names (positive, value) as keys, got "
+                        "'valeu' (did you mean 'value'?)"]
 
 
 def test_class_names_are_the_datasets_own_in_its_order() -> None:
