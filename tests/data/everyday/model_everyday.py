@@ -1,7 +1,7 @@
 """The models of everyday image research, by `hparams['kind']`: a top-level `keras.Sequential` with augmentation,
 batch norm and dropout; a functional model around a nested augmentation `Sequential` and a nested `Sequential`
 backbone (frozen when `hparams['train_backbone']` is False) with a head named 'head'; a model with its own
-`train_step` that returns only its loss (as a VAE's does)."""
+`train_step` that returns only its loss (as a VAE's does); a subclassed model without `Input`."""
 import tensorflow as tf
 from tensorflow import keras
 
@@ -16,9 +16,27 @@ class OwnStep(keras.Model):
         return {'loss': loss}
 
 
+class Subclassed(keras.Model):
+    """No `keras.Input`: built by its first call (the settings' `get_served_module` gives the signature)."""
+
+    def __init__(self, classes, **kwargs):
+        super().__init__(**kwargs)
+        self.flip = keras.layers.RandomFlip('horizontal')
+        self.conv = keras.layers.Conv2D(6, 3, padding='same', activation='relu')
+        self.norm = keras.layers.BatchNormalization()
+        self.pool = keras.layers.GlobalAveragePooling2D()
+        self.head = keras.layers.Dense(classes, activation='softmax')
+
+    def call(self, images, training=False):
+        hidden = self.conv(self.flip(images / 255.0, training=training))
+        return self.head(self.pool(self.norm(hidden, training=training)))
+
+
 def model(usersettings):
     hparams = usersettings.hparams
     classes = hparams['classes']
+    if hparams['kind'] == 'subclassed':
+        return Subclassed(classes)
     if hparams['kind'] == 'sequential':
         return keras.Sequential([
             keras.Input(shape=(8, 8, 3)),
