@@ -54,26 +54,31 @@ def write_weights_file(model: Any, version_folder: "str | Path", weights: "bytes
 
 
 def has_weights_file(version_folder: "str | Path") -> bool:
-    """True when the version holds a Keras weights file (one exported by this engine since it writes one)."""
+    """True when the version holds a Keras weights file (every version this engine exports since issue 57; an
+    earlier engine's does not: `saved_state.restore_version` reads those through the object graph)."""
     return (Path(version_folder) / WEIGHTS_FILE).is_file()
 
 
 def differences(weights_file: "str | Path", model: Any) -> list[str]:
-    """Each weight of `model` that a Keras weights file (a version's, a checkpoint's) does not hold with its shape,
-    then each the file holds that the model lacks, one phrase each, named as Keras names the model's variable
-    (`dense/kernel: expected the new model's shape (1, 8), got (1, 32)`), by their paths in the file."""
-    saved = _shapes(weights_file)
-    live = _shapes(io.BytesIO(bytes(weights_file_bytes(model))))
-    found = []
-    for name in sorted(live):
-        if name not in saved:
-            found.append(f"{_variable_name(model, name)}: expected a weight of shape {live[name]}, got none")
-        elif saved[name] != live[name]:
-            found.append(f"{_variable_name(model, name)}: expected the new model's shape {live[name]}, got "
-                         f"{saved[name]}")
-    found += [f"{_readable(name)}: expected no such weight (the new model has none), got one of shape "
-              f"{saved[name]}" for name in sorted(saved) if name not in live]
-    return found
+    """Why a Keras weights file (a version's, a checkpoint's) does not fit `model`: each weight of the model the file
+    does not hold with its shape, then each the file holds that the model lacks, one phrase each, named as Keras names
+    the model's variable, ordered by their paths in the file.
+
+    Args:
+        weights_file: the `.weights.h5` file.
+        model: the built Keras model.
+
+    Returns:
+        the phrases (empty when the file fits).
+
+    Example:
+
+    ```python
+    differences("checkpoints/ckpt-000003/model.weights.h5", model)
+    # ["dense/kernel: expected the new model's shape (1, 8), got (1, 32)", ...]
+    ```
+    """
+    return [phrase for _, phrase in _compared(weights_file, model)]
 
 
 def read_weights_file(version_folder: "str | Path", model: Any, skip_mismatch: bool = False) -> list[str]:
@@ -82,25 +87,59 @@ def read_weights_file(version_folder: "str | Path", model: Any, skip_mismatch: b
     Args:
         version_folder: the version's folder (checked whole by the caller).
         model: the rebuilt, built Keras model.
-        skip_mismatch: leave each weight whose path or shape does not fit as the model made it, instead of
-            refusing (default False).
+        skip_mismatch: leave each layer with a weight whose path or shape does not fit as the model made it (Keras'
+            `load_weights(skip_mismatch=True)`), instead of refusing (default False).
 
     Returns:
-        the weights left out, as `differences` names them (empty without `skip_mismatch`).
+        every weight left as the model made it (those that differ, and the other weights of their layers), one
+        phrase each; empty without `skip_mismatch`.
 
     Raises:
         WeightsDiffer: a weight that does not fit (without `skip_mismatch`), named in one line.
+
+    Example:
+
+    ```python
+    read_weights_file("exported_models/3", model, skip_mismatch=True)
+    # ["head/kernel: expected the new model's shape (6, 4), got (6, 3)", "head/bias: ..."]
+    ```
     """
     path = Path(version_folder) / WEIGHTS_FILE
-    differing = differences(path, model)
-    if differing and not skip_mismatch:
-        others = len(differing) - 1
-        more = f" ({others} more weight{'s' if others > 1 else ''} differ)" if others else ""
-        raise WeightsDiffer(f"{differing[0]}{more}")
-    with warnings.catch_warnings():  # what Keras would warn of is listed by `differences`, in one line each
+    compared = _compared(path, model)
+    if compared and not skip_mismatch:
+        others = len(compared) - 1
+        more = f" ({others} more weight{'s differ' if others > 1 else ' differs'})" if others else ""
+        raise WeightsDiffer(f"{compared[0][1]}{more}")
+    with warnings.catch_warnings():  # what Keras would warn of is listed here, in one line each
         warnings.simplefilter("ignore")
-        model.load_weights(str(path), skip_mismatch=bool(differing), objects_to_skip=left_out_of_weights_file(model))
-    return differing
+        model.load_weights(str(path), skip_mismatch=bool(compared), objects_to_skip=left_out_of_weights_file(model))
+    return _left_with_their_layers(compared, model)
+
+
+def _compared(weights_file: "str | Path", model: Any) -> list[tuple[str, str]]:
+    """(path in the file, phrase) of each weight that differs between the file and `model`'s own file."""
+    saved = _shapes(weights_file)
+    live = _shapes(io.BytesIO(bytes(weights_file_bytes(model))))
+    found = []
+    for name in sorted(live):
+        if name not in saved:
+            found.append((name, f"{_variable_name(model, name)}: expected a weight of shape {live[name]}, got none"))
+        elif saved[name] != live[name]:
+            found.append((name, f"{_variable_name(model, name)}: expected the new model's shape {live[name]}, got "
+                                f"{saved[name]}"))
+    found += [(name, f"{_readable(name)}: expected no such weight (the new model has none), got one of shape "
+                     f"{saved[name]}") for name in sorted(saved) if name not in live]
+    return found
+
+
+def _left_with_their_layers(compared: list[tuple[str, str]], model: Any) -> list[str]:
+    """What Keras' `skip_mismatch` leaves: every weight of a layer one of whose weights differs."""
+    layers = {name.rpartition(_VARS)[0] for name, _ in compared}
+    differing = {name for name, _ in compared}
+    live = _shapes(io.BytesIO(bytes(weights_file_bytes(model))))
+    siblings = [f"{_variable_name(model, name)}: left with its layer (another of its weights does not fit)"
+                for name in sorted(live) if name not in differing and name.rpartition(_VARS)[0] in layers]
+    return [phrase for _, phrase in compared] + siblings
 
 
 def _shapes(file: "str | Path | io.BytesIO") -> dict[str, tuple[int, ...]]:

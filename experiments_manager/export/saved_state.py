@@ -170,14 +170,14 @@ def restore_version(folder: "str | Path", module: Any, model: Any, skip_mismatch
     """Reads the version at `folder` into the live `module` (the rebuilt model's served module, traced) and its
     `model`: the weights from the version's Keras weights file by Keras' own walk (`keras_weights.py`), or, in a
     version written before that file, through the checkpoint's object graph (every weight of `model` must be in the
-    version with its shape); then the checkpointed resources restored, and each static lookup table made the
-    version's (a Keras lookup layer's vocabulary) or refused.
+    version with its shape); the variables Keras' file does not hold (a served module's own) from the checkpoint;
+    then the checkpointed resources restored, and each static lookup table made the version's (a Keras lookup
+    layer's vocabulary) or refused.
 
     Args:
         folder: the version's SavedModel folder (checked whole by the caller).
         module: the served module of `model`, built as the exporter builds it and traced.
-        model: the rebuilt Keras model, whose weights are checked in its own order (the first that differs is
-            named).
+        model: the rebuilt Keras model, whose weights are checked (the first that differs is named).
         skip_mismatch: leave the weights whose path or shape differ as the model made them (default False: refuse
             them); only for a version holding a Keras weights file.
 
@@ -210,8 +210,8 @@ def restore_version(folder: "str | Path", module: Any, model: Any, skip_mismatch
     keras_file = has_weights_file(folder)
     if skip_mismatch and not keras_file:
         raise VersionMismatch("expected a version holding Keras' weights file (assets.extra/model.weights.h5) to "
-                              "skip the weights that do not fit, got a version exported by an earlier engine: "
-                              "export a version of the run again (train --resume RUN --more-epochs 1)")
+                              "skip the weights that do not fit, got a version exported by an earlier engine: start "
+                              "from a version this engine exported (--init-from RUN:N), or leave --skip-mismatch out")
     objects, problem = saved_objects(module, graph)
     if objects is None and (not keras_file or _holds_resources(graph)):
         raise VersionMismatch("expected the new model's architecture, got weights it does not have: "
@@ -233,8 +233,9 @@ def restore_version(folder: "str | Path", module: Any, model: Any, skip_mismatch
         missing = [key + name for name in names if not reader.has_tensor(key + name)]
         if missing:
             raise VersionMismatch(f"{_object_path(key)}: expected its saved contents, got none ({missing[0]})")
-    if not keras_file:
-        for key, variable in cast(SavedObjects, objects).variables.items():
+    weights = {id(variable) for variable in model.weights} if keras_file else set()
+    for key, variable in (objects.variables.items() if objects is not None else ()):
+        if id(variable) not in weights:  # every variable, or those Keras' file does not hold (a served module's own)
             variable.assign(reader.get_tensor(key))
     for key, resource in resources.items():
         resource._restore_from_tensors({name: tf.constant(reader.get_tensor(key + name))

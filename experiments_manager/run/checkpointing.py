@@ -223,18 +223,39 @@ class Checkpointer:
                 self._good = None
                 continue
             break
-        variables = list(optimizer.variables)
-        if len(values) != len(variables):
-            raise UserInputError(
-                f"{latest}: optimizer.npz holds {len(values)} variables, the optimizer has {len(variables)}: the "
-                "optimizer (or EMA, or mixed precision) changed since the run started; start a new run from its "
-                f"weights with --init-from {latest.parent.parent}")
-        for variable, value in zip(variables, values):
-            if tuple(variable.shape) != value.shape:
-                raise RuntimeError(f"{latest}: optimizer variable {variable.path} has shape {value.shape}, "
-                                   f"expected {tuple(variable.shape)}")
+        problem = optimizer_mismatch([value.shape for value in values], optimizer)
+        if problem is not None:
+            raise UserInputError(f"{latest}: {problem}: the optimizer (or EMA, or mixed precision) changed since the "
+                                 f"run started; start a new run from its weights with --init-from "
+                                 f"{latest.parent.parent}")
+        for variable, value in zip(optimizer.variables, values):
             variable.assign(value)
         return cast("dict[str, Any]", json.loads((latest / STATE_FILE).read_text()))
+
+
+def saved_optimizer_shapes(folder: PathLike) -> list[tuple[int, ...]]:
+    """The shapes of the optimizer variables a checkpoint holds, in the optimizer's order."""
+    with np.load(Path(folder) / OPTIMIZER_FILE) as saved:
+        return [tuple(saved[key].shape) for key in sorted(saved.files)]
+
+
+def optimizer_mismatch(shapes: list[Any], optimizer: Any) -> "str | None":
+    """Why a checkpoint's optimizer variables (their `shapes`, in order) cannot be `optimizer`'s (built), or None.
+
+    Example:
+
+    ```python
+    optimizer_mismatch(saved_optimizer_shapes("checkpoints/ckpt-000003"), model.optimizer)   # None: it fits
+    ```
+    """
+    variables = list(optimizer.variables)
+    if len(shapes) != len(variables):
+        return f"optimizer.npz holds {len(shapes)} variables, the optimizer has {len(variables)}"
+    for variable, shape in zip(variables, shapes):
+        if tuple(variable.shape) != tuple(shape):
+            return f"optimizer variable {variable.path} has shape {tuple(shape)} in optimizer.npz, expected " \
+                   f"{tuple(variable.shape)}"
+    return None
 
 
 def left_out_of_weights_file(model: Any) -> list[Any]:

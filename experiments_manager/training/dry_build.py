@@ -9,8 +9,9 @@ file, the function and what was expected vs got. A metric Keras computes but who
 meaningless (`categorical_accuracy` on class ids: `metric_kinds.py`) is one of those problems, and so is what the
 settings name that the model does not have (`model_checks.py`: the monitored value, `loss_weights`' outputs,
 `class_names` against the dataset's, a model's own `train_step` run once, the checkpoint a resume of changed code
-continues from). The served module is saved once into a temporary folder, as the first export will save it.
-Nothing is written: a broken settings file leaves no `failed` experiment folder behind.
+continues from, with the model and optimizer its training would build). The served module is saved once into a
+temporary folder (removed), as the exporter saves it. Nothing is written in an experiment's folder: a broken
+settings file leaves no `failed` experiment folder behind.
 """
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from __future__ import annotations
 import difflib
 import functools
 import itertools
+import logging
 import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from experiments_manager.training.model import keras_names_kept
+from experiments_manager.export.optimizer_left_out import optimizer_left_out
+from experiments_manager.training.model import keras_names_kept, precision_policy
+from experiments_manager.training.compiled_model import has_own_train_step
 from experiments_manager.training.model_checks import (check_checkpoint_fits, check_class_names, check_loss_weights,
-                                                       check_monitor, check_output_keys, has_own_train_step,
-                                                       one_train_step)
+                                                       check_monitor, check_output_keys, one_train_step)
 from experiments_manager.utils.errors import UserInputError, frames_in
 
 if TYPE_CHECKING:
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
     from experiments_manager.settings.loader import Settings
     from experiments_manager.training.fine_tuning import InitialWeights
 
+_LOG = logging.getLogger(__name__)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _BOLD = re.compile(r"\x1b\[1m(.+?)\x1b\[0m", re.S)
 _TF_OP = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\](\s*name:\s*\S*)?\s*$")
@@ -64,7 +68,9 @@ def dry_build(settings: Settings, initial_weights: Optional[InitialWeights] = No
     dry_build(load_settings("mysettings.py"))  # error: mysettings.py: get_optimizer: expected a Keras optimizer...
     ```
     """
-    with keras_names_kept():  # the trained model gets the auto-names it would have had without the dry build
+    # the trained model gets the auto-names it would have had without the dry build; it is built as training builds
+    # it, under the settings' precision policy
+    with keras_names_kept(), precision_policy(settings.runtime.mixed_precision):
         _build_and_check(settings, initial_weights, resumed_from)
 
 
@@ -81,7 +87,10 @@ def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeight
     if model is _FAILED:
         raise UserInputError(problems)
     loss = _called(problems, name, "get_total_loss", settings, settings.training.get_total_loss, model)
-    weights = settings.training.loss_weights
+    named = len(problems)
+    check_loss_weights(problems, settings, model)
+    check_output_keys(problems, settings, model, "get_total_loss", loss)
+    weights = settings.training.loss_weights if len(problems) == named else None  # said: not said again as a loss's
     compiled = loss is not _FAILED and _loss_known(problems, name, loss) and _called(
         problems, name, "get_total_loss", settings, functools.partial(model.compile, loss_weights=weights), None,
         loss) is not _FAILED
@@ -101,20 +110,19 @@ def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeight
     if not settings.kafka.enabled:  # a Kafka run's data comes from its topics
         for training in (True, False):
             batch = _check_pipeline(problems, settings, model, compiled, training, logged)
-    check_monitor(problems, settings, model, logged)
-    check_loss_weights(problems, settings, model)
-    check_output_keys(problems, settings, model, "get_total_loss", loss)
     if compiled and batch is not None and optimizer is not _FAILED and has_own_train_step(model):
-        _called(problems, settings.model_file.name, "train_step", settings, one_train_step, settings, model,
-                optimizer)
+        logs = _called(problems, settings.model_file.name, "train_step", settings, one_train_step, settings, model,
+                       optimizer)
+        logged.update(logs if isinstance(logs, set) else ())  # what the model's own step logs (a VAE's kl_loss)
+    check_monitor(problems, settings, model, logged)
     if model.built:  # a model built only by its first batch (no Input, data not read here) is checked at export
         module = _called(problems, name, "get_served_module", settings, served_module, settings, model)
         if module is not _FAILED:
             _check_served(problems, name, module, batch)
         if initial_weights is not None and module is not _FAILED:
             _called(problems, name, "--init-from", settings, initial_weights.load_into, model, settings)
-        if resumed_from is not None:
-            check_checkpoint_fits(problems, resumed_from, model)
+    if resumed_from is not None and not problems:  # the settings build: their training model and the checkpoint
+        _called(problems, name, "the checkpoint", settings, check_checkpoint_fits, problems, resumed_from, settings)
     if problems:
         raise UserInputError(problems)
 
@@ -198,20 +206,21 @@ def _check_pipeline(problems: list[str], settings: Settings, model: Any, compile
         problems.append(f"{name}: get_total_loss: the loss cannot compare the {kind} labels {_structure(y)} with the "
                         f"model's outputs {_structure(predicted)}: {type(error).__name__}: {_first_line(error)}")
         return x
-    if compiled is not True:  # the settings' metrics (a list, or a dict per output)
-        try:
-            logged.update(model.compute_metrics(x, y, predicted, sample_weight=weights))
-        except Exception as error:
+    try:  # the loss (each output's too) and the settings' metrics (a list, or a dict per output), as an epoch logs
+        logged.update(model.compute_metrics(x, y, predicted, sample_weight=weights))
+    except Exception as error:
+        if compiled is not True:
             names = ", ".join(_metric_name(metric) for metric in
                               (list(compiled.values()) if isinstance(compiled, dict) else compiled))
             problems.append(f"{name}: get_metrics: the metrics ({names}) cannot compare the {kind} labels "
                             f"{_structure(y)} with the model's outputs {_structure(predicted)}: "
                             f"{type(error).__name__}: {_first_line(error)}")
-        else:  # computed, but of a kind these labels make meaningless (categorical_accuracy on class ids)
+    else:  # computed, but of a kind these labels make meaningless (categorical_accuracy on class ids)
+        if compiled is not True:
             problems.extend(line for line in (f"{name}: {problem}" for problem in wrong_kinds(model, y, predicted))
                             if line not in problems)
-        finally:
-            model.reset_metrics()
+    finally:
+        model.reset_metrics()
     return x
 
 
@@ -237,7 +246,11 @@ def _check_served(problems: list[str], name: str, module: Any, x: Any) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="em-dry-export-") as folder:
         try:  # what the first export does after epoch 1, here before it (a state the saver cannot reach, say)
-            tf.saved_model.save(module, folder, signatures={"serving_default": function.get_concrete_function()})
+            with optimizer_left_out(getattr(module, "model", None)):  # as the exporter saves it
+                tf.saved_model.save(module, folder, signatures={"serving_default": function.get_concrete_function()})
+        except OSError as error:  # this machine's temporary folder (full, say), not the module: tried at export
+            _LOG.warning("The served module was not tried as a SavedModel before training (%s: %s)",
+                         type(error).__name__, error)
         except Exception as error:
             said = _first_line(error).removesuffix(" See the information below:")  # TensorFlow's, not ours
             problems.append(f"{name}: get_served_module: expected a served module that can be exported as a "

@@ -219,6 +219,10 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
                              f"{', '.join(changes)}; put it back, or resume with {ACCEPT_CODE_CHANGE_FLAG} "
                              "to train on with it (recorded in run.json)")
     settings = load_experiment_settings(experiment, settings, announce=True, source=settings_source)
+    check_cluster(cluster, settings)
+    if total is not None:
+        settings.train_for(total)
+    servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))
     if (changes or settings_source == "original") and cluster is None:  # the model may differ from its checkpoint's
         _dry_build(settings, resumed_from=experiment)
     # one writer: a second resume (a double requeue) is refused, in one line
@@ -229,10 +233,6 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
             replaced = (replace_copy(experiment.settings_copy, settings.path),
                         replace_copy(experiment.model_file_copy(), settings.model_file))
             changes = changes + [line for line in replaced if line]
-        check_cluster(cluster, settings)
-        if total is not None:
-            settings.train_for(total)
-        servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))
         experiment.mark_resumed(command, accepted_code_change=changes, epochs=total, extended_from=extended_from)
         if extended_from is not None:
             _LOG.info("Extending %s from %d to %d epochs", experiment.root, extended_from, total)

@@ -12,10 +12,10 @@ before any folder is created (the dry build loads them once).
 run.json records the link as `fine_tuned_from`: `{"run": "<absolute path>", "version": N}`; a resume that finds no
 checkpoint loads the same weights again.
 
-With `--skip-mismatch` (`em.train(..., init_from=RUN, skip_mismatch=True)`) the weights whose shape does not fit the
-new model (a new head: another number of classes) are left as the new model made them, by Keras' own
-`load_weights(skip_mismatch=True)`, and listed: in the log, and in run.json's `fine_tuned_from` as
-`"skip_mismatch": true, "skipped": ["layers/dense_1 weight 0: the new model's shape (8, 3), the version's (8, 1)"]`.
+With `--skip-mismatch` (`em.train(..., init_from=RUN, skip_mismatch=True)`) each layer with a weight whose shape does
+not fit the new model (a new head: another number of classes) is left as the new model made it, by Keras' own
+`load_weights(skip_mismatch=True)`, and its weights listed: in the log, and in run.json's `fine_tuned_from` as
+`"skip_mismatch": true, "skipped": ["head/kernel: expected the new model's shape (6, 4), got (6, 3)", ...]`.
 
 Example:
 
@@ -149,7 +149,18 @@ class InitialWeights:
 
     def record_skipped(self, experiment: Experiment, skipped: list[str]) -> None:
         """With `skip_mismatch`: says and records (run.json's `fine_tuned_from`) the weights left as the new model
-        made them (`load_into`'s list)."""
+        made them; nothing without it.
+
+        Args:
+            experiment: the new run's `Experiment`.
+            skipped: `load_into`'s list.
+
+        Example:
+
+        ```python
+        weights.record_skipped(experiment, weights.load_into(model, settings))
+        ```
+        """
         if not self.skip_mismatch:
             return
         _LOG.info("%s: %d weight%s of the new model left as it made them%s", SKIP_MISMATCH_OPTION, len(skipped),

@@ -50,12 +50,18 @@ def write_float32_copy(experiment: "Experiment", settings: "Settings", number: i
 
     from experiments_manager.export.served_module import served_module
     from experiments_manager.training.fine_tuning import InitialWeights
-    from experiments_manager.training.model import build_model, dtype_policy, keras_names_kept
+    from experiments_manager.training.model import (build_model, computes_in_half_precision, dtype_policy,
+                                                    keras_names_kept)
 
     with dtype_policy("float32"), keras_names_kept(fresh=True):  # names as a command-line training process made them
         model: Any = build_model(settings)
         module = served_module(settings, model)
         function = module.served_model
+        function.get_concrete_function()  # creates the variables a model without Input makes when called
+    if computes_in_half_precision(model):
+        raise UserInputError(f"{settings.model_file.name}: expected the model to build in float32 for --format "
+                             "litert/onnx, got one computing in float16 (the model file sets Keras' policy itself): "
+                             "set it in the settings (enable_mixed_precision) instead")
     InitialWeights(Path(experiment.root).resolve(), number).load_into(model, settings, option="export")
     specs = list(function.input_signature)
     if sorted(spec.name for spec in specs) != sorted(input_names):

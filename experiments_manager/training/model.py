@@ -58,23 +58,6 @@ def compiled_metrics(settings: Settings, model: Any, loss: Any) -> Any:
     return keras2_metrics(settings.training.get_metrics(model, loss), model, settings.path.name) or None
 
 
-def built_as_fit_builds(model: Any, dataset: Any) -> None:
-    """Builds now, from the training data's element spec, what Keras' `fit` builds from its first batch, as Keras'
-    own symbolic build does, then the compiled model's optimizer: a model without `keras.Input` (a subclassed model:
-    its first call makes its variables), so that the optimizer is built on them and a checkpoint or a version can be
-    read into them before `fit`; and the compiled metrics a model's own `train_step` may leave untouched (a VAE's
-    step returning only `{"loss": ...}`: Keras would read their results at the first epoch's end before anything
-    built them, and fail). The symbolic build is skipped for a built model with Keras' own `train_step`, or data
-    that is not a `tf.data.Dataset`."""
-    import keras
-
-    spec = getattr(dataset, "element_spec", None)
-    if spec is not None and (not model.built or type(model).train_step is not keras.Model.train_step):
-        model._symbolic_build(data_batch=spec if isinstance(spec, tuple) else (spec,))
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-
-
 def compile_for_evaluation(settings: Settings, model: Any = None) -> Any:
     """The settings' model compiled with its loss and metrics only: what a federation's server evaluates, and
     `evaluate` (a loaded version's model, given as `model`; default None: a new one built)."""

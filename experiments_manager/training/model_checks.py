@@ -23,41 +23,41 @@ from typing import TYPE_CHECKING, Any
 
 from experiments_manager.settings.monitor import raw_name
 
+
 if TYPE_CHECKING:
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
 
 
-def has_own_train_step(model: Any) -> bool:
-    """True for a model whose class defines its own `train_step` (a VAE's, a GAN's)."""
-    import keras
-
-    return type(model).train_step is not keras.Model.train_step
-
-
-def one_train_step(settings: Settings, model: Any, optimizer: Any) -> None:
+def one_train_step(settings: Settings, model: Any, optimizer: Any) -> set[str]:
     """A model's own `train_step` run once on the first training batch (the model compiled with the settings'
     optimizer): an error in it is one line naming the model file's line, before any folder exists, not a failed run
-    in epoch 1."""
+    in epoch 1. Returns the names the step logs (a VAE's `kl_loss`: values `monitored_loss_name` may name)."""
     from experiments_manager.settings.pipeline import settings_pipeline
 
     pipeline = settings_pipeline(settings, True)
     if not pipeline.restartable:
-        return
+        return set()
     model.compile(optimizer=optimizer, loss=model.loss, loss_weights=settings.training.loss_weights)
-    model.fit(pipeline.dataset.take(1), epochs=1, verbose=0)  # the step gets its batch as fit gives it
+    history = model.fit(pipeline.dataset.take(1), epochs=1, verbose=0)  # the step gets its batch as fit gives it
+    return set(history.history)
 
 
 def check_class_names(problems: list[str], settings: Settings, own: Any) -> None:
-    """The settings' `class_names` are the dataset's own when it has them (`image_dataset_from_directory` numbers
-    its class folders in sorted order, or in the order its `class_names` argument gives): reports would otherwise
-    name every class wrongly."""
+    """The settings' `class_names` agree with the dataset's own when it has them (`image_dataset_from_directory`
+    numbers its class folders in sorted order, or in the order of its `class_names` argument): the same names in
+    another order, or another number of classes, would name every class of the reports wrongly. Other names (display
+    names for folders named by ids) are the settings' to give."""
     given = settings.data.class_names
     if given is None or not isinstance(own, (list, tuple)) or list(own) == list(given):
         return
-    problems.append(f"{settings.path.name}: class_names: expected the dataset's own class names in its order "
-                    f"({', '.join(map(str, own))}), got {', '.join(map(str, given))}: its class ids number them in "
-                    "that order; give that order, or pass class_names= to image_dataset_from_directory")
+    if sorted(map(str, own)) == sorted(map(str, given)):
+        problems.append(f"{settings.path.name}: class_names: expected the dataset's own class names in its order "
+                        f"({', '.join(map(str, own))}), got {', '.join(map(str, given))}: its class ids number them "
+                        "in that order; give that order, or pass class_names= to image_dataset_from_directory")
+    elif len(own) != len(given):
+        problems.append(f"{settings.path.name}: class_names: expected a name for each of the dataset's {len(own)} "
+                        f"classes ({', '.join(map(str, own))}), got {len(given)}")
 
 
 def check_monitor(problems: list[str], settings: Settings, model: Any, logged: set[str]) -> None:
@@ -80,22 +80,26 @@ def check_monitor(problems: list[str], settings: Settings, model: Any, logged: s
 
 
 def check_loss_weights(problems: list[str], settings: Settings, model: Any) -> None:
-    """`loss_weights` names the model's outputs (a dict), or gives one weight per output (a list): Keras ignores a
-    key that names no output, and that output's loss would count with weight 1."""
+    """`loss_weights` gives each output of the model its weight: a dict naming every output, or a list of one weight
+    per output (Keras refuses another dict at the first batch, in words about the loss)."""
     weights = settings.training.loss_weights
     names = output_names(model)
     if weights is None or not names:
         return
     if isinstance(weights, dict):
         check_output_keys(problems, settings, model, "loss_weights", weights)
+        missing = [name for name in names if name not in weights]
+        if missing and all(key in names for key in weights):
+            problems.append(f"{settings.path.name}: loss_weights: expected a weight for every output "
+                            f"({', '.join(names)}), got none for {', '.join(map(repr, missing))}")
     elif len(weights) != len(names):
         problems.append(f"{settings.path.name}: loss_weights: expected one weight per output ({len(names)}: "
                         f"{', '.join(names)}), got {len(weights)}")
 
 
 def check_output_keys(problems: list[str], settings: Settings, model: Any, where: str, given: Any) -> None:
-    """A dict by output name (`loss_weights`, `get_metrics`' or `get_total_loss`' return) names only outputs the
-    model has: Keras ignores the others (a metric never computed, a loss weighted 1)."""
+    """A dict by output name (`loss_weights`, `get_total_loss`' return) names only outputs the model has (Keras
+    refuses the others at the first batch, in words that do not name the key)."""
     names = output_names(model)
     if not isinstance(given, dict) or not names:
         return
@@ -127,17 +131,29 @@ def adds_callbacks(settings: Settings, model: Any) -> bool:
     return bool(callbacks)
 
 
-def check_checkpoint_fits(problems: list[str], run: Experiment, model: Any) -> None:
-    """The weights of the checkpoint a resume of `run` continues from, compared with the (changed) model's."""
+def check_checkpoint_fits(problems: list[str], run: Experiment, settings: Settings) -> None:
+    """The checkpoint a resume of `run` continues from, compared with the model and optimizer the (changed) settings
+    build for training (`compiled_model.compiled_for_training`, the trainer's own path): the weights file's paths
+    and shapes, then the optimizer's variables (an optimizer, EMA or mixed precision switched)."""
     from experiments_manager.export.keras_weights import differences
-    from experiments_manager.run.checkpointing import WEIGHTS_FILE, Checkpointer
+    from experiments_manager.run.checkpointing import (WEIGHTS_FILE, Checkpointer, optimizer_mismatch,
+                                                       saved_optimizer_shapes)
+    from experiments_manager.settings.pipeline import settings_pipeline
+    from experiments_manager.training.compiled_model import compiled_for_training
 
     checkpoint = Checkpointer(run.checkpoints_dir).latest()
     if checkpoint is None:
         return  # the resume trains from the first epoch
-    differing = differences(checkpoint / WEIGHTS_FILE, model)
+    data = None if settings.kafka.enabled else settings_pipeline(settings, True).dataset
+    model, _, _ = compiled_for_training(settings, data)
+    try:
+        differing = differences(checkpoint / WEIGHTS_FILE, model)
+        if not differing and (problem := optimizer_mismatch(saved_optimizer_shapes(checkpoint), model.optimizer)):
+            differing = [problem]
+    except OSError:  # the checkpoint went meanwhile (pruned by a run still writing): the resume's lease says so
+        return
     if differing:
         more = f", {len(differing) - 1} more" if len(differing) > 1 else ""
-        problems.append(f"{run.root}: {checkpoint.name}: the changed model cannot continue the run from its checkpoint "
+        problems.append(f"{run.root}: {checkpoint.name}: the changed code cannot continue the run from its checkpoint "
                         f"({differing[0]}{more}): start a new run from its weights with --init-from {run.root} "
                         "(and --skip-mismatch for the weights that changed shape)")

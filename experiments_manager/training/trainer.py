@@ -22,9 +22,9 @@ from experiments_manager.utils.lease import LeaseLost
 from experiments_manager.training.inputs import make_inputs
 from experiments_manager.training.callback_plan import CallbackPlan
 from experiments_manager.training.dry_build import user_code_error
-from experiments_manager.training.model import (build_model, built_as_fit_builds, compiled_metrics,
-                                                 computes_in_half_precision, fixed_learning_rate, plateau_can_set,
-                                                 precision_policy)
+from experiments_manager.training.compiled_model import compiled_for_training
+from experiments_manager.training.model import (computes_in_half_precision, fixed_learning_rate, plateau_can_set,
+                                                precision_policy)
 from experiments_manager.training.outcome import SIGNAL_EXIT_BASE, STALLED_EXIT_CODE, TrainingOutcome
 from experiments_manager.training.session_options import SessionOptions
 
@@ -135,7 +135,8 @@ class Trainer:
             inputs = make_inputs(self.experiment, settings, self._saved_state(), seed, self.partition)
             try:
                 with strategy.scope():
-                    model, learning_rate, averages = self._compiled_model(inputs.train)
+                    model, learning_rate, averages = compiled_for_training(settings, inputs.train)
+                    self._record_learning_rate(model.optimizer, learning_rate)
                 self.experiment.update_run_info(mixed_precision=computes_in_half_precision(model))  # however set
                 self._record_code()  # the model file and what it imports are loaded now
                 restored = self._restore(model)
@@ -222,23 +223,6 @@ class Trainer:
                                         workers=self.cluster.num_workers, cluster_source=self.cluster.source,
                                         distribution_strategy="MultiWorkerMirroredStrategy")
         return self.cluster.make_strategy()
-
-    def _compiled_model(self, train_data: Any) -> tuple[Any, Any, Optional[WeightAverages]]:
-        settings = self.settings
-        model = build_model(settings)
-        loss = settings.training.get_total_loss(model)
-        learning_rate = settings.training.get_learning_rate()
-        optimizer = settings.training.get_optimizer(model, loss, learning_rate)
-        self._record_learning_rate(optimizer, learning_rate)
-        averages = None
-        if settings.training.ema:
-            averages = WeightAverages(settings.training.ema_momentum, warmup=settings.training.ema_warmup)
-            optimizer = averages.attach(optimizer)
-        metrics = compiled_metrics(settings, model, loss)  # the settings' functions are called in the original order
-        model.compile(optimizer=optimizer, loss=loss, loss_weights=settings.training.loss_weights, metrics=metrics,
-                      jit_compile=settings.runtime.xla)
-        built_as_fit_builds(model, train_data)  # a subclassed model's variables, then the optimizer's
-        return model, learning_rate, averages
 
     def _record_code(self) -> None:
         """This attempt's code identity in run.json: the experiment's copies of the settings and model files, and

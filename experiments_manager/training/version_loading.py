@@ -2,10 +2,11 @@
 
 The model is built from the run's copies of its settings and model file (with its recorded hparams), as training
 built it; its served module (the settings' `get_served_module`, or the model's own call) is made and traced, as the
-exporter made it; then the version's SavedModel checkpoint (`exported_models/<N>/variables/`) is read into it through
-the version's own object graph, as a fine-tuned run reads its starting weights (`training/fine_tuning.py`): every
-weight of the model must be found there with its shape, so the model holds exactly the EMA weights the version holds,
-and its predictions are the served version's answers.
+exporter made it; then the version is read into it as a fine-tuned run reads its starting weights
+(`training/fine_tuning.py`, `export/saved_state.restore_version`): its Keras weights file by Keras' own
+`load_weights` (an earlier engine's version: its checkpoint through its object graph), every weight of the model
+found there with its shape, so the model holds exactly the EMA weights the version holds, and its predictions are
+the served version's answers. The caller's Keras dtype policy is left as it was, whatever the settings file sets.
 
 Example:
 

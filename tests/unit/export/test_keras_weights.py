@@ -45,8 +45,28 @@ def test_a_new_head_is_named_refused_then_skipped_with_skip_mismatch(tmp_path: P
                                                          "expected the new model's shape (3,), got (1,)"]
     assert found[0].split(": ")[0].endswith("/kernel") and found[1].split(": ")[0].endswith("/bias"), found
     with pytest.raises(WeightsDiffer, match=r"kernel: expected the new model's shape \(8, 3\), got \(8, 1\) "
-                                            r"\(1 more weight differ\)"):
+                                            r"\(1 more weight differs\)"):
         read_weights_file(tmp_path, head)
     assert read_weights_file(tmp_path, head, skip_mismatch=True) == found
     for loaded, saved in zip(head.layers[0].weights, source.layers[0].weights):  # the layers that fit are loaded
         np.testing.assert_array_equal(np.asarray(loaded), np.asarray(saved))
+
+
+def test_skip_mismatch_lists_the_layers_weights_keras_leaves_with_the_one_that_differs(tmp_path: Path) -> None:
+    import keras
+
+    def model(width: int):
+        return keras.Sequential([keras.Input(shape=(width,)), keras.layers.Dense(3), keras.layers.Dense(1)])
+
+    source = model(4)
+    write_weights_file(source, tmp_path)
+    wider = model(5)  # the first layer's kernel differs, its bias fits: Keras leaves both
+    initial_bias = np.asarray(wider.layers[0].bias).copy()
+    skipped = read_weights_file(tmp_path, wider, skip_mismatch=True)
+    assert [line.split(": ", 1)[1] for line in skipped] == [
+        "expected the new model's shape (5, 3), got (4, 3)",
+        "left with its layer (another of its weights does not fit)"], skipped
+    assert skipped[1].split(": ")[0].endswith("/bias"), skipped
+    np.testing.assert_array_equal(np.asarray(wider.layers[0].bias), initial_bias)
+    np.testing.assert_array_equal(np.asarray(wider.layers[1].kernel), np.asarray(source.layers[1].kernel))
+

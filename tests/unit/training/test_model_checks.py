@@ -27,9 +27,12 @@ def test_loss_weights_and_a_dict_of_losses_name_the_outputs() -> None:
     assert problems == []
     check_loss_weights(problems, settings(loss_weights={"valu": 1.0}), model)
     check_loss_weights(problems, settings(loss_weights=[1.0]), model)
+    check_loss_weights(problems, settings(loss_weights={"value": 2.0}), model)
     assert problems == ["s.py: loss_weights: expected the model's output names (positive, value) as keys, got 'valu' "
                         "(did you mean 'value'?)",
-                        "s.py: loss_weights: expected one weight per output (2: positive, value), got 1"]
+                        "s.py: loss_weights: expected one weight per output (2: positive, value), got 1",
+                        "s.py: loss_weights: expected a weight for every output (positive, value), got none for "
+                        "'positive'"]
     problems.clear()
     check_output_keys(problems, settings(), model, "get_total_loss", {"value": "mse", "positive": "mse"})
     check_output_keys(problems, settings(), model, "get_total_loss", "mse")  # one loss for every output
@@ -44,8 +47,11 @@ def test_class_names_are_the_datasets_own_in_its_order() -> None:
     check_class_names(problems, settings(class_names=["a", "b"]), ["a", "b"])
     check_class_names(problems, settings(class_names=["a", "b"]), None)  # a dataset that does not say
     check_class_names(problems, settings(), ["a", "b"])
+    check_class_names(problems, settings(class_names=["tench", "goldfish"]), ["n01440764", "n01443537"])  # display
     assert problems == []
     check_class_names(problems, settings(class_names=["b", "a"]), ["a", "b"])
+    check_class_names(problems, settings(class_names=["a"]), ["a", "b"])
     assert problems == ["s.py: class_names: expected the dataset's own class names in its order (a, b), got b, a: its "
                         "class ids number them in that order; give that order, or pass class_names= to "
-                        "image_dataset_from_directory"]
+                        "image_dataset_from_directory",
+                        "s.py: class_names: expected a name for each of the dataset's 2 classes (a, b), got 1"]

@@ -1,0 +1,75 @@
+"""The model as training compiles it: built from the model file, compiled with the settings' loss, optimizer (EMA
+attached), loss weights and metrics, and built as Keras' `fit` builds it from its first batch.
+
+The trainer trains this model; the dry build of a resume of changed code builds it the same way to compare it with
+the run's checkpoint (`model_checks.check_checkpoint_fits`): one code path, so the comparison sees the variables the
+restore will see.
+
+Example:
+
+```python
+model, learning_rate, averages = compiled_for_training(settings, inputs.train)
+```
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+from experiments_manager.training.ema import WeightAverages
+from experiments_manager.training.model import build_model, compiled_metrics
+
+if TYPE_CHECKING:
+    from experiments_manager.settings.loader import Settings
+
+
+def compiled_for_training(settings: Settings, train_data: Any) -> tuple[Any, Any, Optional[WeightAverages]]:
+    """The settings' model, compiled and built for training; the settings' functions called in the original order.
+
+    Args:
+        settings: the loaded `Settings`.
+        train_data: the training `tf.data.Dataset` (its element spec builds a model without `Input`), or None.
+
+    Returns:
+        (the compiled model, what `get_learningRate()` returned, the `WeightAverages` attached or None).
+    """
+    model = build_model(settings)
+    loss = settings.training.get_total_loss(model)
+    learning_rate = settings.training.get_learning_rate()
+    optimizer = settings.training.get_optimizer(model, loss, learning_rate)
+    averages = None
+    if settings.training.ema:
+        averages = WeightAverages(settings.training.ema_momentum, warmup=settings.training.ema_warmup)
+        optimizer = averages.attach(optimizer)
+    metrics = compiled_metrics(settings, model, loss)
+    model.compile(optimizer=optimizer, loss=loss, loss_weights=settings.training.loss_weights, metrics=metrics,
+                  jit_compile=settings.runtime.xla)
+    built_as_fit_builds(model, train_data)  # a subclassed model's variables, then the optimizer's
+    return model, learning_rate, averages
+
+
+def has_own_train_step(model: Any) -> bool:
+    """True for a model whose class defines its own `train_step` (a VAE's, a GAN's)."""
+    import keras
+
+    return type(model).train_step is not keras.Model.train_step
+
+
+def built_as_fit_builds(model: Any, dataset: Any) -> None:
+    """Builds now, from the training data's element spec, what Keras' `fit` builds from its first batch, as Keras'
+    own symbolic build does, then the compiled model's optimizer.
+
+    A model without `keras.Input` (a subclassed model: its first call makes its variables) is built, so that the
+    optimizer is built on its variables and a checkpoint or a version can be read into them before `fit`; so are the
+    compiled metrics a model's own `train_step` may leave untouched (a VAE's step returning only `{"loss": ...}`:
+    Keras would read their results at the first epoch's end before anything built them, and fail).
+
+    Args:
+        model: the compiled Keras model.
+        dataset: the training `tf.data.Dataset`; anything without an element spec (None) skips the symbolic build.
+    """
+    spec = getattr(dataset, "element_spec", None)
+    if spec is not None and (not model.built or has_own_train_step(model)):
+        model._symbolic_build(data_batch=spec if isinstance(spec, tuple) else (spec,))
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
