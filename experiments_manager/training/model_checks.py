@@ -2,11 +2,12 @@
 experiment folder exists; each problem is one line in `problems`).
 
 - `check_monitor`: `monitored_loss_name` is a value an epoch logs (each output's too, with several outputs);
-- `check_loss_weights`, `check_output_keys`: `loss_weights` (and a dict of losses or metrics) name the model's
-  outputs, or give one weight per output;
-- `check_class_names`: `class_names` are the dataset's own, in its order, when it has them;
+- `check_loss_weights`, `check_output_keys`: `loss_weights` (and a dict of losses) name every output of the model,
+  or give one weight per output;
+- `check_class_names`: `class_names` are not the dataset's own names in another order, nor another count of them;
 - `one_train_step`: a model's own `train_step` runs once (its errors named by the model file's line);
-- `check_checkpoint_fits`: a resume of changed code can continue the run from its checkpoint.
+- `check_checkpoint_fits`: a resume of changed code can continue the run from its checkpoint (weights and
+  optimizer, as its training would build them).
 
 Example:
 
@@ -22,7 +23,6 @@ import difflib
 from typing import TYPE_CHECKING, Any
 
 from experiments_manager.settings.monitor import raw_name
-
 
 if TYPE_CHECKING:
     from experiments_manager.run.experiment import Experiment
