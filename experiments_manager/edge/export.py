@@ -185,11 +185,11 @@ class _Job:
 
     def float32_copy_if_needed(self, base: Path) -> None:
         """A version that computes in float16 (mixed precision) is converted from its float32 copy
-        (`training/float32_copy.py`), written to `base/.tmp-float32-<version>-<pid>` (removed by `close`; a killed export's
-        by the next one)."""
+        (`training/float32_copy.py`), written to `base/.tmp-float32-<version>-<pid>` (removed by `close`; a killed
+        export's by the next one)."""
         from experiments_manager.training.float32_copy import computes_in_half_precision_version, write_float32_copy
 
-        if computes_in_half_precision_version(self.settings):
+        if computes_in_half_precision_version(self.experiment, self.settings):
             self.converted = base / f".tmp-float32-{self.number}-{os.getpid()}"
             _LOG.info("Version %d computes in float16 (mixed precision): converted from its float32 weights",
                       self.number)

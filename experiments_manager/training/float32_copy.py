@@ -9,7 +9,7 @@ The parity report still compares the export with the version as served (float16 
 Example:
 
 ```python
-if computes_in_half_precision_version(settings):
+if computes_in_half_precision_version(experiment, settings):
     write_float32_copy(experiment, settings, 3, base / ".tmp-float32-3-123", ["image"])
 ```
 """
@@ -24,10 +24,15 @@ if TYPE_CHECKING:
     from experiments_manager.settings.loader import Settings
 
 
-def computes_in_half_precision_version(settings: "Settings") -> bool:
-    """True when the run's model, built as training built it, computes in float16 or bfloat16."""
+def computes_in_half_precision_version(experiment: "Experiment", settings: "Settings") -> bool:
+    """True when the run's model computed in float16 or bfloat16: what run.json's `mixed_precision` records (what
+    the built model computed in, since issue 57), else (a run.json without it) the model built as training built
+    it."""
     from experiments_manager.training.model import build_model, computes_in_half_precision, precision_policy
 
+    recorded = experiment.run_info().get("mixed_precision")
+    if isinstance(recorded, bool):
+        return recorded
     with precision_policy(settings.runtime.mixed_precision):
         return computes_in_half_precision(build_model(settings))
 
