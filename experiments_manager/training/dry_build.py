@@ -89,9 +89,10 @@ def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeight
     loss = _called(problems, name, "get_total_loss", settings, settings.training.get_total_loss, model)
     named = len(problems)
     check_loss_weights(problems, settings, model)
-    check_output_keys(problems, settings, model, "get_total_loss", loss)
     weights = settings.training.loss_weights if len(problems) == named else None  # said: not said again as a loss's
-    compiled = loss is not _FAILED and _loss_known(problems, name, loss) and _called(
+    named = len(problems)
+    check_output_keys(problems, settings, model, "get_total_loss", loss)
+    compiled = len(problems) == named and loss is not _FAILED and _loss_known(problems, name, loss) and _called(
         problems, name, "get_total_loss", settings, functools.partial(model.compile, loss_weights=weights), None,
         loss) is not _FAILED
     rate = _called(problems, name, "get_learningRate", settings, settings.training.get_learning_rate)

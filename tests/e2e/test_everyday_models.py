@@ -302,7 +302,8 @@ def _mixed_precision_run_serves_float32_and_exports_litert(runs: types.SimpleNam
 
 @pytest.mark.claim("`loss_weights` (by output name) weighs each output's loss in the loss trained and the monitored "
                    "`val_loss`; a name no output has is one line before epoch 1",
-                   note="(two outputs: val_loss = val_value_loss + 0.25 * val_positive_loss in history.csv)")
+                   note="(two outputs: val_loss = val_value_loss + 0.25 * val_positive_loss in history.csv; a "
+                        "wrong key in loss_weights and in get_total_loss' dict: exactly one line each)")
 def test_loss_weights_weigh_the_outputs_losses(tmp_path: Path) -> None:
     import csv
 
@@ -321,6 +322,14 @@ def test_loss_weights_weigh_the_outputs_losses(tmp_path: Path) -> None:
         patch.chdir(tmp_path)
         em.train(str(wrong))
     assert refused.value.problems == ["wrong.py: loss_weights: expected the model's output names (positive, value) "
+                                      "as keys, got 'valu' (did you mean 'value'?)"], refused.value.problems
+    losses = settings_variant(tmp_path, "losses.py", ["def get_total_loss(model):",
+                                                      "    return {'valu': 'mse', 'positive': 'binary_crossentropy'}"],
+                              base="settings_custom.py")
+    with pytest.raises(UserInputError) as refused, pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        em.train(str(losses))
+    assert refused.value.problems == ["losses.py: get_total_loss: expected the model's output names (positive, value) "
                                       "as keys, got 'valu' (did you mean 'value'?)"], refused.value.problems
 
 
