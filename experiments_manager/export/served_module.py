@@ -55,7 +55,17 @@ def default_served_module(model: Any, model_name: str) -> Any:
 def served_dtype(output: Any) -> Any:
     """A model output as it is served: a half-precision float (a mixed-precision model's float16 or bfloat16) cast
     to float32, so that clients read it as they read any other model's (TF Serving's `float_val`, JSON numbers);
-    any other dtype as it is."""
+    any other dtype as it is.
+
+    Args:
+        output: a tensor the model returned, in the traced served function.
+
+    Example:
+
+    ```python
+    return {name: served_dtype(output) for name, output in outputs.items()}
+    ```
+    """
     import tensorflow as tf
 
     return tf.cast(output, tf.float32) if output.dtype in (tf.float16, tf.bfloat16) else output

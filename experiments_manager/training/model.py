@@ -91,7 +91,19 @@ def precision_policy(mixed: bool) -> Iterator[None]:
 
 @contextlib.contextmanager
 def dtype_policy(name: Optional[str]) -> Iterator[None]:
-    """Sets Keras' global dtype policy to `name` for the block (None: leaves it), then restores the one before."""
+    """Sets Keras' global dtype policy to `name` for the block, then restores the one before (also when code run in
+    the block set another: a settings file calling `keras.mixed_precision.set_global_policy`).
+
+    Args:
+        name: a Keras policy name (`"float32"`, `"mixed_float16"`), or None: the policy in force is kept.
+
+    Example:
+
+    ```python
+    with dtype_policy("float32"):
+        model = build_model(settings)    # float32, whatever the caller's policy
+    ```
+    """
     import keras
 
     previous = keras.config.dtype_policy()
