@@ -78,7 +78,7 @@ def differences(weights_file: "str | Path", model: Any) -> list[str]:
     # ["dense/kernel: expected the new model's shape (1, 8), got (1, 32)", ...]
     ```
     """
-    return [phrase for _, phrase in _compared(weights_file, model)]
+    return [phrase for _, phrase in _compared(_shapes(weights_file), _live_shapes(model), model)]
 
 
 def read_weights_file(version_folder: "str | Path", model: Any, skip_mismatch: bool = False) -> list[str]:
@@ -105,7 +105,8 @@ def read_weights_file(version_folder: "str | Path", model: Any, skip_mismatch: b
     ```
     """
     path = Path(version_folder) / WEIGHTS_FILE
-    compared = _compared(path, model)
+    live = _live_shapes(model)
+    compared = _compared(_shapes(path), live, model)
     if compared and not skip_mismatch:
         others = len(compared) - 1
         more = f" ({others} more weight{'s differ' if others > 1 else ' differs'})" if others else ""
@@ -113,13 +114,13 @@ def read_weights_file(version_folder: "str | Path", model: Any, skip_mismatch: b
     with warnings.catch_warnings():  # what Keras would warn of is listed here, in one line each
         warnings.simplefilter("ignore")
         model.load_weights(str(path), skip_mismatch=bool(compared), objects_to_skip=left_out_of_weights_file(model))
-    return _left_with_their_layers(compared, model)
+    return _left_with_their_layers(compared, live, model)
 
 
-def _compared(weights_file: "str | Path", model: Any) -> list[tuple[str, str]]:
-    """(path in the file, phrase) of each weight that differs between the file and `model`'s own file."""
-    saved = _shapes(weights_file)
-    live = _shapes(io.BytesIO(bytes(weights_file_bytes(model))))
+def _compared(saved: dict[str, tuple[int, ...]], live: dict[str, tuple[int, ...]],
+              model: Any) -> list[tuple[str, str]]:
+    """(path in the file, phrase) of each weight that differs between a file's `saved` shapes and the `live` ones of
+    `model`'s own file."""
     found = []
     for name in sorted(live):
         if name not in saved:
@@ -132,14 +133,20 @@ def _compared(weights_file: "str | Path", model: Any) -> list[tuple[str, str]]:
     return found
 
 
-def _left_with_their_layers(compared: list[tuple[str, str]], model: Any) -> list[str]:
-    """What Keras' `skip_mismatch` leaves: every weight of a layer one of whose weights differs."""
+def _left_with_their_layers(compared: list[tuple[str, str]], live: dict[str, tuple[int, ...]],
+                            model: Any) -> list[str]:
+    """What Keras' `skip_mismatch` leaves: every weight of a layer one of whose weights differs (`live`: the shapes
+    of `model`'s own file)."""
     layers = {name.rpartition(_VARS)[0] for name, _ in compared}
     differing = {name for name, _ in compared}
-    live = _shapes(io.BytesIO(bytes(weights_file_bytes(model))))
     siblings = [f"{_variable_name(model, name)}: left with its layer (another of its weights does not fit)"
                 for name in sorted(live) if name not in differing and name.rpartition(_VARS)[0] in layers]
     return [phrase for _, phrase in compared] + siblings
+
+
+def _live_shapes(model: Any) -> dict[str, tuple[int, ...]]:
+    """The shapes of `model`'s own Keras weights file, made in memory (the optimizer left out)."""
+    return _shapes(io.BytesIO(bytes(weights_file_bytes(model))))
 
 
 def _shapes(file: "str | Path | io.BytesIO") -> dict[str, tuple[int, ...]]:

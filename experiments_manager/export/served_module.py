@@ -112,5 +112,5 @@ def _random_state_reachable(module: Any, model: Any) -> None:
     """
     weights = {id(variable) for variable in getattr(model, "weights", [])}
     state = [variable for variable in getattr(model, "variables", []) if id(variable) not in weights]
-    if state and hasattr(module, "__setattr__"):
+    if state:
         setattr(module, RANDOM_STATE_ATTRIBUTE, state)

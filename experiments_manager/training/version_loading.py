@@ -54,11 +54,11 @@ def load_version(run: Union[str, Path, Experiment], version: Optional[int] = Non
     """
     from experiments_manager.settings import Settings, load_experiment_settings
 
-    from experiments_manager.training.model import precision_policy
+    from experiments_manager.training.model import dtype_policy
 
     experiment = run if isinstance(run, Experiment) else Experiment.open(run)
     number, record, best = chosen_version(experiment, version)
-    with precision_policy(False):  # the caller's Keras policy is left as it is, whatever the settings file sets
+    with dtype_policy(None):  # the caller's Keras policy is left as it is, whatever the settings file sets
         if not isinstance(settings, Settings):
             settings = load_experiment_settings(experiment, settings)
         folder = experiment.export_dir / str(number)
