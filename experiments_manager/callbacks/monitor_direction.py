@@ -88,4 +88,4 @@ def monitor_mode_resolver(best: BestValue, experiment: Experiment, settings: Set
                           monitors: Iterable[Any] = ()) -> ResolveMonitorMode:
     """The `ResolveMonitorMode` of a run: the settings' `monitored_loss_mode`, the decision written to run.json."""
     return ResolveMonitorMode(best, monitors, settings.training.monitor_mode,
-                              on_resolved=lambda resolved: experiment.update_run_info(monitor_mode=resolved.mode))
+                              on_resolved=lambda resolved: experiment.record.monitor_mode(resolved.mode))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 import keras
@@ -12,12 +11,13 @@ from experiments_manager.utils.epochs import shown_epoch
 if TYPE_CHECKING:
     from experiments_manager.callbacks.best_value import BestValue
     from experiments_manager.run.experiment import Experiment
+    from experiments_manager.run.record_writer import EpochProgress, VersionProgress
 
 
 class ExportRecords(Protocol):
     """What the callback asks of an `experiments_manager.export.Exporter` (callbacks do not import `export`)."""
 
-    def run_info(self) -> Mapping[str, Any]:
+    def progress(self) -> VersionProgress:
         ...
 
 
@@ -48,15 +48,14 @@ class RunInfoUpdater(keras.callbacks.Callback):
         self.checkpoint = checkpoint
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
-        progress: dict[str, Any] = {
+        progress: EpochProgress = {
             "epochs_completed": shown_epoch(epoch),  # n epochs done: the last one is epoch n
             "best_value": self.best.value,
             "best_epoch": None if self.best.epoch is None else shown_epoch(self.best.epoch),
             "last_epoch_logs": {key: float(value) for key, value in (logs or {}).items()},
         }
-        if self.exporter is not None:
-            progress.update(self.exporter.run_info())
+        versions = self.exporter.progress() if self.exporter is not None else None
         if self.checkpoint is None:
-            self.experiment.update_run_info(**progress)
+            self.experiment.record.epoch(progress, versions)
         else:  # in the thread writing the checkpoint, when it writes it there
-            self.checkpoint.when_durable(lambda: self.experiment.update_run_info(**progress))
+            self.checkpoint.when_durable(lambda: self.experiment.record.epoch(progress, versions))

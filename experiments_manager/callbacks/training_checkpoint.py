@@ -50,7 +50,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     ```python
     checkpoint = TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir), {"early_stopping": stopper},
                                     in_background=True)
-    checkpoint.when_durable(lambda: experiment.update_run_info(epochs_completed=3))  # once epoch 3's is on disk
+    checkpoint.when_durable(lambda: experiment.record.epoch(progress))  # once epoch 3's is on disk
     ```
     """
 

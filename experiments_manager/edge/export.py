@@ -32,6 +32,7 @@ from experiments_manager.edge.formats import (ALL_TARGETS, DEFAULT_CALIBRATION_B
                                               require_edge_extra)
 from experiments_manager.edge.parity import ParityRow, write_report
 from experiments_manager.run.experiment import Experiment, running_command
+from experiments_manager.run import lifecycle
 from experiments_manager.utils.checksums import write_manifest
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.atomic import folder_replaced_atomically, hidden_for_removal, remove_leftovers
@@ -93,7 +94,7 @@ def _export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional
     number, record, best = chosen_version(experiment, version, option="--version")
     if not isinstance(settings, Settings):
         settings = load_experiment_settings(experiment, settings)
-    with experiment.held(command or running_command()):
+    with lifecycle.attempt(experiment, command or running_command(), console=False, records_ending=False):
         origin = _refuse_what_no_target_converts(experiment, settings, number, targets, allow_flex)
         base = experiment.root / EDGE_FOLDER
         base.mkdir(exist_ok=True)

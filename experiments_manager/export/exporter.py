@@ -41,6 +41,7 @@ _LOG = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from experiments_manager.run.experiment import Experiment
+    from experiments_manager.run.record_writer import VersionProgress
     from experiments_manager.run.version_records import VersionRecord
     from experiments_manager.settings.loader import Settings
 
@@ -133,14 +134,14 @@ class Exporter:
         aside = [version for version in map(set_aside_version, os.listdir(self.base)) if version is not None]
         return max([recorded, *self.versions(), *aside]) or None
 
-    def run_info(self) -> dict[str, Any]:
+    def progress(self) -> "VersionProgress":
         """What run.json records of the exports: the versions present, the last one, and the record (epoch,
         monitored value) of each version once it is on disk.
 
         Example:
 
         ```python
-        experiment.update_run_info(**exporter.run_info())
+        experiment.record.versions(exporter.progress())
         ```
         """
         present = self.versions()
@@ -215,7 +216,7 @@ class Exporter:
         """Waits for the version being written (raising `ExportFailed` if it failed), then lists the versions
         in run.json: what a run does before it reports."""
         self.wait()
-        self.experiment.update_run_info(**self.run_info())
+        self.experiment.record.versions(self.progress())
 
     def close(self, ending: Optional[BaseException] = None) -> None:
         """Waits for the version being written and lists the versions in run.json; an export's failure is
@@ -226,7 +227,7 @@ class Exporter:
         except ExportFailed as failure:
             if not said_by_the_run(failure, ending):
                 _LOG.error("%s", failure)
-        self.experiment.update_run_info(**self.run_info())
+        self.experiment.record.versions(self.progress())
 
     def get_state(self) -> dict[str, Any]:
         """The version last asked for, for the checkpoint (see `export_missing`)."""
@@ -344,7 +345,7 @@ class Exporter:
         for version in later:  # its epoch is trained again
             set_aside(self.base / str(version), set_aside_folder_name(DISCARDED, version), why)
         if damaged or later:
-            self.experiment.update_run_info(**self.run_info())
+            self.experiment.record.versions(self.progress())
         return damaged + later
 
     def _apply_retention(self) -> None:

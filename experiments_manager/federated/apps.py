@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
     from experiments_manager.federated.federated_client import FederatedClient
     from experiments_manager.federated.federation_config import FederationConfig
+    from experiments_manager.federated.federation_server import FederationServer
     from experiments_manager.federated.job import FederatedJob
     from experiments_manager.federated.stopping import StopRequest
+    from experiments_manager.settings.loader import Settings
     from experiments_manager.utils.atomic import PathLike
 
     JobOf = Callable[[Context], FederatedJob]  # the job of a run, from its Flower context
@@ -144,14 +146,10 @@ def worker_client_app(worker_folder: PathLike, app_dir: PathLike) -> ClientApp:
 def run_federation(job: FederatedJob, grid: Grid, stop: Optional[StopRequest] = None) -> None:
     """The ServerApp's work: open the server experiment, run the strategy's rounds, record how it ended (`stop`: a
     `stopping.StopRequest` the grid checks; default None)."""
-    from flwr.app import ConfigRecord
-
-    from experiments_manager.run.experiment import Experiment, running_command
     from experiments_manager.federated.federation_config import FederationConfig
-    from experiments_manager.federated.grid import ResponsiveGrid
-    from experiments_manager.federated.job import end_if_running
-    from experiments_manager.federated.stopping import FederationInterrupted
-    from experiments_manager.federated.federation_server import FederationServer, FederationStopped, supervised_strategy
+    from experiments_manager.federated.federation_server import FederationServer
+    from experiments_manager.run.experiment import Experiment, running_command
+    from experiments_manager.run.lifecycle import attempt
 
     settings = job.load_settings()
     config = FederationConfig.from_settings(settings, rounds=job.rounds, num_clients=job.num_clients)
@@ -162,9 +160,23 @@ def run_federation(job: FederatedJob, grid: Grid, stop: Optional[StopRequest] = 
     else:  # `flwr run` without our CLI, or a SuperLink host that does not share the CLI's file system
         experiment = Experiment.create(settings, running_command(), root=job.experiment_dir or None)
         job.experiment_dir = str(experiment.root)
-    experiment.update_run_info(federated=_description(config))
-    _LOG.info("Federation %s; server experiment folder: %s", config.describe(), experiment.root)
-    server = FederationServer(experiment, settings, config)
+    with attempt(experiment, running_command(), console=False):  # one writer: a second federation is refused
+        experiment.record.federation(_description(config))
+        _LOG.info("Federation %s; server experiment folder: %s", config.describe(), experiment.root)
+        _serve_rounds(FederationServer(experiment, settings, config), config, settings, grid, stop)
+
+
+def _serve_rounds(server: FederationServer, config: FederationConfig, settings: Settings, grid: Grid,
+                  stop: Optional[StopRequest]) -> None:
+    """The strategy's rounds, and how they ended in run.json (an error the lifecycle maps leaves it raised)."""
+    from flwr.app import ConfigRecord
+
+    from experiments_manager.federated.federation_server import FederationStopped, supervised_strategy
+    from experiments_manager.federated.grid import ResponsiveGrid
+    from experiments_manager.federated.stopping import FederationInterrupted
+    from experiments_manager.run.endings import failed, finished, flower_stopped
+
+    record = server.experiment.record
     try:
         supervised_strategy(config, server).start(
             grid=cast("Grid", ResponsiveGrid(grid, stop=stop)),  # a Grid to the strategy: it delegates to one
@@ -175,24 +187,20 @@ def run_federation(job: FederatedJob, grid: Grid, stop: Optional[StopRequest] = 
             evaluate_fn=server.evaluate,
         )
     except FederationStopped as stopped:
-        experiment.mark_ended("failed", error=str(stopped))
+        record.end(failed(str(stopped)))
         _LOG.error("Federation stopped: %s", stopped)
         return
     except FederationInterrupted:
         # raised by the grid only once `stop` is set
-        info = experiment.mark_ended("interrupted", **cast("StopRequest", stop).fields(
-            experiment.run_info().get("rounds_completed")))
+        info = record.end(cast("StopRequest", stop).ending(server.experiment.run_info().get("rounds_completed")))
         _LOG.info("Federation %s", info["reason"])
         return
     except SystemExit:  # Flower ends a ServerApp whose run was stopped (`flwr stop`, `federated run` stopped)
-        end_if_running(experiment, "interrupted", reason="the Flower run was stopped", exit_code=1)
-        raise
-    except BaseException as error:
-        experiment.mark_ended("failed", error=f"{type(error).__name__}: {error}")
+        record.end_if_running(flower_stopped("the Flower run was stopped"))
         raise
     finally:
         server.finish()
-    experiment.mark_ended("finished")
+    record.end(finished())
 
 
 def _description(config: FederationConfig) -> dict[str, Any]:

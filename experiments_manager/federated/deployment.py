@@ -75,6 +75,7 @@ def deploy(settings_path: Union[PathLike, Settings], superlink: Optional[str] = 
     ```
     """
     from experiments_manager.federated.job import end_if_running, start_federation
+    from experiments_manager.run.endings import failed, finished
     from experiments_manager.federated.stopping import stop_on_signals
 
     if superlink:
@@ -85,15 +86,14 @@ def deploy(settings_path: Union[PathLike, Settings], superlink: Optional[str] = 
             status = submit_and_follow(experiment, write_flower_app(experiment, job, settings), superlink,
                                        connection, timeout, stop)
         except BaseException as error:
-            end_if_running(experiment, "failed", f"{type(error).__name__}: {error}")
+            end_if_running(experiment, failed(f"{type(error).__name__}: {error}"))
             raise
-    info = experiment.run_info()
-    if stop.is_set() and info.get("status") != "finished":  # stopped on the SuperLink: the signal says why
-        experiment.mark_ended("interrupted", **stop.fields(info.get("rounds_completed")))
+    if stop.is_set():  # stopped on the SuperLink: the signal says why (unless it finished meanwhile)
+        end_if_running(experiment, stop.ending(experiment.run_info().get("rounds_completed")), only_if_running=False)
     elif status == "finished:completed":
-        end_if_running(experiment, "finished")
+        end_if_running(experiment, finished())
     else:
-        end_if_running(experiment, "failed", f"Flower run {status}")
+        end_if_running(experiment, failed(f"Flower run {status}"))
     return experiment
 
 
@@ -146,7 +146,7 @@ def submit_and_follow(experiment: Experiment, app_folder: PathLike, superlink: O
         env = {**flower_environment(os.environ), **({"FLWR_HOME": flower_home} if flower_home else {})}
         name = CONNECTION_NAME if superlink else connection
         run_id = _start(app_folder, name, env)
-        experiment.update_run_info(flower_run_id=run_id, superlink=superlink or connection)
+        experiment.record.flower_run(run_id, superlink or connection or "")
         _LOG.info("Flower run %s started on %s; server experiment folder: %s", run_id, superlink or connection,
                   experiment.root)
         status = _wait(run_id, name, env, timeout, stop)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
+from experiments_manager.run.endings import failed
 from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -91,23 +93,27 @@ class FederatedClient:
         self.job = job
         self.partition = partition
         self.settings = job.load_settings({"procID": partition.index})
+        self._writing = contextlib.ExitStack()  # the client folder's lease, held until `close`
         try:
             self._open(job, partition)
         except BaseException:
+            self._writing.close()
             self.settings.release()  # a message that failed to start leaves no modules either
             raise
 
     def _open(self, job: FederatedJob, partition: DataPartition) -> None:
         from experiments_manager.run.experiment import RUN_FILE_NAME, Experiment, running_command
+        from experiments_manager.run.lifecycle import attempt
         from experiments_manager.training import SessionOptions, Trainer
 
         root = client_folder(job.experiment_dir, partition.index)
-        if (root / RUN_FILE_NAME).is_file():
-            self.experiment = Experiment(root)
-        else:
-            self.experiment = Experiment.create(self.settings, running_command(), root=root)
-            self.experiment.update_run_info(federated_client={"partition_id": partition.index,
-                                                              "num_partitions": partition.count})
+        created = not (root / RUN_FILE_NAME).is_file()
+        self.experiment = (Experiment.create(self.settings, running_command(), root=root) if created
+                           else Experiment(root))
+        # one writer per client folder, as per experiment: a second federation on the same folder is refused
+        self._writing.enter_context(attempt(self.experiment, running_command(), console=False, records_ending=False))
+        if created:
+            self.experiment.record.federated_client(partition.index, partition.count)
         resuming = self.experiment.checkpoints_dir.is_dir()
         self.trainer = Trainer(self.experiment, self.settings, resuming=resuming, partition=partition)
         # the federation decides when training ends, and validates the global model itself
@@ -166,7 +172,7 @@ class FederatedClient:
         logs = {key: float(values[-1]) for key, values in history.history.items()
                 if values and not key.startswith("val_")}
         if not all(math.isfinite(value) for value in logs.values()):
-            self.experiment.mark_ended("failed", error="loss became NaN or infinite")  # with its `ended` time
+            self.experiment.record.end(failed("loss became NaN or infinite"))  # with its `ended` time
             raise ClientStopped(f"client {self.partition.index}: loss became NaN or infinite")
         epochs = self.session.plan.epochs_completed() - start
         with ema_weights_swapped_in(model, model.optimizer):
@@ -178,7 +184,7 @@ class FederatedClient:
             # settings, model, restore (in the round that builds the client), fit
             "message_seconds": round(time.monotonic() - self.message_started, 3),
         }
-        self.experiment.update_run_info(last_round=self.last_round)
+        self.experiment.record.client_round(self.last_round)
         return trained, logs
 
     def start_message(self) -> None:
@@ -211,6 +217,7 @@ class FederatedClient:
             self.session.close()
             keras.backend.clear_session()
         finally:
+            self._writing.close()
             self.settings.release()
 
 

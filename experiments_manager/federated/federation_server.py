@@ -105,7 +105,7 @@ class FederationServer:
         self.round_started = time.monotonic()
         self.timings.append({"round_seconds": round(took, 3),
                              "server_seconds": round(self.round_started - evaluation_started, 3)})
-        self.experiment.update_run_info(rounds_completed=server_round, round_timings=self.timings)
+        self.experiment.record.round(server_round, self.timings)
         exported = self.best.improved_at(server_round - 1)
         _LOG.info("Round %d/%d (%.1f s): %s%s", server_round, self.config.rounds, took, _format(logs),
                   f"; exported version {self.exporter.last_version()}" if exported else "")

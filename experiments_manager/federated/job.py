@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
@@ -10,10 +11,12 @@ from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
     from experiments_manager.federated.federation_config import FederationConfig
+    from experiments_manager.run.endings import Ending
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
     from experiments_manager.utils.atomic import PathLike
 
+_LOG = logging.getLogger(__name__)
 RunConfig = dict[str, Union[str, int, float]]  # a `flwr run` config: flat str/int/float values
 
 
@@ -118,8 +121,24 @@ def start_federation(settings: Union[PathLike, Settings], hparam_overrides: Opti
     return settings, config, experiment, job
 
 
-def end_if_running(experiment: Experiment, status: str, error: Optional[str] = None, **fields: Any) -> None:
+def end_if_running(experiment: Experiment, ending: Ending, only_if_running: bool = True) -> None:
     """Records how a federation ended when its ServerApp could not (it crashed, was stopped, or ran on another
-    host); `fields`: more of run.json's keys (an interrupted run's `reason` and `exit_code`)."""
-    if experiment.run_info().get("status") == "running":
-        experiment.mark_ended(status, **({"error": error} if error else {}), **fields)
+    host), as the folder's writer for that moment: a ServerApp that still holds the folder records its own.
+
+    Args:
+        experiment: the federation's server `Experiment`.
+        ending: the `endings.Ending` to record.
+        only_if_running: record it only while run.json says running (default True; False: unless finished).
+    """
+    from experiments_manager.run.experiment import running_command
+    from experiments_manager.run.lifecycle import attempt
+    from experiments_manager.run.record import Status
+    from experiments_manager.utils.lease import LeaseHeld
+
+    try:
+        with attempt(experiment, running_command(), console=False, records_ending=False):
+            status = experiment.run_info().get("status")
+            if status == Status.RUNNING or (not only_if_running and status != Status.FINISHED):
+                experiment.record.end(ending)
+    except LeaseHeld as held:  # the ServerApp still writes it: it records how it ends
+        _LOG.debug("%s", held)

@@ -45,6 +45,7 @@ def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = N
     """
     from experiments_manager.federated.apps import client_app, server_app
     from experiments_manager.federated.job import end_if_running, start_federation
+    from experiments_manager.run.endings import failed
     from experiments_manager.federated.stopping import stop_on_signals
 
     _, config, experiment, job = start_federation(settings, hparam_overrides, rounds, round_timeout, command,
@@ -58,12 +59,12 @@ def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = N
                  num_clients or config.min_clients, backend_config)
         except BaseException as error:
             if not stop.is_set():
-                end_if_running(experiment, "failed", f"{type(error).__name__}: {error}")
+                end_if_running(experiment, failed(f"{type(error).__name__}: {error}"))
             raise
         finally:
             if stop.is_set():  # the server recorded it; a stop before its first poll is recorded here
-                end_if_running(experiment, "interrupted", **stop.fields(experiment.run_info().get("rounds_completed")))
-    end_if_running(experiment, "failed", "the Flower simulation ended before the federation did")
+                end_if_running(experiment, stop.ending(experiment.run_info().get("rounds_completed")))
+    end_if_running(experiment, failed("the Flower simulation ended before the federation did"))
     return experiment
 
 

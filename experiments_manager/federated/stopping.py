@@ -21,8 +21,9 @@ from __future__ import annotations
 import contextlib
 import signal
 from types import FrameType
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
+from experiments_manager.run.endings import Ending, signalled
 from experiments_manager.utils.signals import STOP_SIGNALS, SignalSafeEvent, signal_handlers
 
 
@@ -68,10 +69,10 @@ class StopRequest:
         """0 when no signal came, else 128 + the signal."""
         return 0 if self.signum is None else 128 + self.signum
 
-    def fields(self, rounds_completed: Optional[int]) -> dict[str, Any]:
-        """run.json's `reason` and `exit_code` of a federation this request stopped."""
-        name = signal.Signals(self.signum).name if self.signum is not None else "a signal"
-        return {"reason": f"stopped by {name} after {rounds_completed or 0} rounds", "exit_code": self.exit_code}
+    def ending(self, rounds_completed: Optional[int]) -> Ending:
+        """The `endings.Ending` of a federation this request stopped (interrupted, 128 + the signal)."""
+        signum = self.signum if self.signum is not None else signal.SIGTERM
+        return signalled(signum, f"stopped by {signal.Signals(signum).name} after {rounds_completed or 0} rounds")
 
 
 @contextlib.contextmanager

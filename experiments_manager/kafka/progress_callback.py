@@ -14,6 +14,12 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 
 
+class KafkaRecord(Protocol):
+    """What the Kafka input writes of run.json (`run.record_writer.RunRecordWriter.kafka`)."""
+
+    def kafka(self, progress: Mapping[str, Any]) -> None: ...
+
+
 class ExperimentLike(Protocol):
     """What the Kafka input uses of an `Experiment` (`kafka` may not import the `run` package, even for types)."""
 
@@ -22,7 +28,8 @@ class ExperimentLike(Protocol):
 
     def run_info(self) -> Mapping[str, Any]: ...
 
-    def update_run_info(self, **fields: Any) -> object: ...
+    @property
+    def record(self) -> KafkaRecord: ...
 
 
 class KafkaProgress(keras.callbacks.Callback):
@@ -66,7 +73,7 @@ class KafkaProgress(keras.callbacks.Callback):
                   self.stream.skipped, waiting)
         info = self.experiment.run_info().get("kafka", {})
         read, skipped = self.stream.records_read, self.stream.skipped
-        self.experiment.update_run_info(kafka={  # totals over the run and its resumptions
+        self.experiment.record.kafka({  # totals over the run and its resumptions
             **info,
             "records_read": info.get("records_read", 0) + read - self._reported["read"],
             "records_skipped": info.get("records_skipped", 0) + skipped - self._reported["skipped"],

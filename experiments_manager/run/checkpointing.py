@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping, NamedTuple, cast
 
 import numpy as np
 
+from experiments_manager.run.migrations import current_checkpoint_state
 from experiments_manager.utils.atomic import PathLike, folder_replaced_atomically, fsync_folder, remove_tree_atomically
 from experiments_manager.utils.checksums import file_digest, set_aside
 from experiments_manager.utils.errors import UserInputError
@@ -140,7 +141,7 @@ class Checkpointer:
     def latest_state(self) -> dict[str, Any] | None:
         """The newest good checkpoint's state dict (without loading weights), or None."""
         latest = self.latest()
-        return json.loads((latest / STATE_FILE).read_text()) if latest else None
+        return current_checkpoint_state(json.loads((latest / STATE_FILE).read_text())) if latest else None
 
     def set_aside_damaged(self) -> Path | None:
         """Moves every checkpoint newer than the newest good one to `damaged-ckpt-<N>` (one warning line each);
@@ -156,7 +157,7 @@ class Checkpointer:
     def resumable_state(self) -> dict[str, Any] | None:
         """The state of the checkpoint a resume continues from (damaged newer ones moved aside first), or None."""
         latest = self.set_aside_damaged()
-        return json.loads((latest / STATE_FILE).read_text()) if latest else None
+        return current_checkpoint_state(json.loads((latest / STATE_FILE).read_text())) if latest else None
 
     def _set_aside(self, path: Path, problem: str) -> None:
         set_aside(path, f"{DAMAGED_PREFIX}{path.name}", f"damaged ({problem}), the checkpoint before it is used")
@@ -230,7 +231,7 @@ class Checkpointer:
                                  f"{latest.parent.parent}")
         for variable, value in zip(optimizer.variables, values):
             variable.assign(value)
-        return cast("dict[str, Any]", json.loads((latest / STATE_FILE).read_text()))
+        return current_checkpoint_state(json.loads((latest / STATE_FILE).read_text()))
 
 
 def saved_optimizer_shapes(folder: PathLike) -> list[tuple[int, ...]]:

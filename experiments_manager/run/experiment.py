@@ -12,7 +12,7 @@ Layout (the README, "The experiment folder"):
   exported_models/<N>/       SavedModel versions (TF Serving layout)
   models.config              TF Serving model config
   history.csv, training_curves.png   one row / one point per epoch
-  train.log                  the console output of every attempt (run_log.py)
+  train.log                  the console output of every attempt (log.py)
 ```
 """
 
@@ -24,14 +24,15 @@ import os
 import shutil
 import socket
 import sys
-import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal, Optional, Sequence, cast
+from typing import Any, Iterable, Iterator, Optional, Sequence, cast
 
-from experiments_manager.run.attempts import Attempt, code_changes, code_identity, package_versions, settings_folder
+from experiments_manager.run.attempts import Attempt, code_changes, code_identity, package_versions
 from experiments_manager.run.attempts import git_commit as _git_commit
 from experiments_manager.run.names import folder_name, folder_stamp, make_unique_dir, now, varied_hparams
-from experiments_manager.run.record import RUN_RECORD_VERSION, RunRecord
+from experiments_manager.run.migrations import current_run_record
+from experiments_manager.run.record import RUN_RECORD_VERSION, RunRecord, Status
+from experiments_manager.run.record_writer import RunRecordWriter, jsonable
 from experiments_manager.utils.atomic import (PathLike, copy_atomically, fsync_folder, remove_leftovers,
                                              write_json_atomically)
 from experiments_manager.utils.environment_failures import raise_environment_failure
@@ -43,10 +44,6 @@ SETTINGS_COPY_NAME = "experiment_settings.py"
 RUN_FILE_NAME = "run.json"
 STARTING_MARKER_NAME = ".starting"  # a folder reserved by a run still starting (folder_reservation.py): no run.json yet
 SWEEP_SPEC_NAME = "sweep.json"  # a sweep folder's spec (sweeps/folder.py): its trials' experiments are inside
-STATUSES = ("running", "finished", "failed", "interrupted")
-# top-level fields that describe how the latest attempt ended: a resume clears them (its `attempts` entry keeps them)
-_LATEST_ATTEMPT_FIELDS: tuple[Literal["ended", "reason", "error", "traceback", "exit_code", "stopped_early"], ...] = (
-    "ended", "reason", "error", "traceback", "exit_code", "stopped_early")
 
 
 class Experiment:
@@ -66,7 +63,7 @@ class Experiment:
     def __init__(self, root: PathLike) -> None:
         self.root = Path(root)
         self.lease: Optional[Lease] = None  # the `Lease` while this process writes the folder (`held`)
-        self._run_info_lock = threading.Lock()  # run.json's changes: the training thread's, a checkpoint thread's
+        self.record = RunRecordWriter(self)  # run.json's transitions (`record_writer.py`)
 
     @property
     def name(self) -> str:
@@ -149,15 +146,15 @@ class Experiment:
         commit = _git_commit(Path(settings.path).resolve().parent)
         experiment.write_run_info({
             "record_version": RUN_RECORD_VERSION,
-            "status": "running",
+            "status": Status.RUNNING.value,
             "command": list(command),
             "settings_file": str(Path(settings.path).resolve()) if settings.from_file else None,
             "settings_object": None if settings.from_file else settings.path.name,
             "model_name": settings.model_name,
             "model_file": str(settings.model_script.resolve()),  # the user's file, `__file__` on resume
             "session_name": settings.experiment.session_name,
-            "hparams": _jsonable(settings.experiment.hparams),
-            "hparam_overrides": _jsonable(settings.overrides),
+            "hparams": jsonable(settings.experiment.hparams),
+            "hparam_overrides": jsonable(settings.overrides),
             "monitored_loss_name": settings.training.monitor,
             "nbEpoch": settings.training.epochs,
             "tensorflow_server_port": settings.serving.port,  # what `serve --model_dir` listens on by default
@@ -196,7 +193,7 @@ class Experiment:
 
         ```python
         with experiment.held(running_command()):
-            experiment.mark_resumed(running_command())
+            experiment.record.evaluation(entry)
         ```
         """
         self.lease = Lease.acquire(self.root, command, what="experiment")
@@ -213,9 +210,9 @@ class Experiment:
                                                                        f"{LEASE_NAME}.*", f".{LEASE_NAME}.*"))
         return type(self)(root)
 
-    def run_info(self) -> RunRecord:  # run.json as read now (`run_record.py` defines its keys)
+    def run_info(self) -> RunRecord:  # run.json as read now (`record.py` defines its keys; `migrations.py` reads earlier ones)
         try:
-            return cast(RunRecord, json.loads(self.run_file.read_text()))
+            return current_run_record(json.loads(self.run_file.read_text()))
         except (OSError, ValueError) as error:
             raise_environment_failure(error, str(self.root))  # the storage failed the read (EIO, ESTALE): exit 75
             raise UserInputError(f"{self.run_file}: expected a JSON object: {error}") from None
@@ -229,71 +226,10 @@ class Experiment:
         if self.lease is not None:
             self.lease.check()
 
-    def update_run_info(self, attempt: Optional[dict[str, Any]] = None, **fields: Any) -> RunRecord:
-        """Sets fields of run.json (and the fields in the dict `attempt` in this attempt's entry), in one atomic
-        replace; one thread at a time (a checkpoint's thread records its epoch, `TrainingCheckpoint`)."""
-        with self._run_info_lock:
-            info = self.run_info()
-            info.update(_jsonable(fields))
-            if attempt and info.get("attempts"):
-                info["attempts"][-1].update(_jsonable(attempt))
-            self.write_run_info(info)
-            return info
-
-    def mark_ended(self, status: str, **fields: Any) -> RunRecord:
-        """Records how the run ended in run.json and in TensorBoard's HParams table."""
-        from experiments_manager.run.hparams_status import write_status
-
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
-        with self._run_info_lock:  # one thread at a time, as `update_run_info`
-            info = self.run_info()
-            ended = now()
-            info.update(_jsonable({"status": status, "ended": ended, **fields}))
-            if info.get("attempts"):
-                exit_code = fields.get("exit_code", {"finished": 0, "failed": 1}.get(status))
-                info["attempts"][-1].update(_jsonable({"status": status, "ended": ended, "exit_code": exit_code,
-                                                       "reason": fields.get("reason"), "error": fields.get("error")}))
-            self.write_run_info(info)
-            write_status(self.logs_dir, status)
-            return info
-
-    def mark_resumed(self, command: Sequence[str], accepted_code_change: Iterable[str] = (),
-                     epochs: Optional[int] = None, extended_from: Optional[int] = None) -> RunRecord:
-        """Records that `command` continues this run: a new attempt, running, the previous attempt's ending forgotten
-        at the top level (kept in its `attempts` entry), the half-written files of a run that died (kill -9) removed.
-
-        Args:
-            command: the resuming command line.
-            accepted_code_change: the changed files (`code_changes`) the user accepted to resume with.
-            epochs, extended_from: the `Attempt` fields of an extension (default None); `epochs`: run.json's `nbEpoch`
-        """
-        from experiments_manager.run.hparams_status import clear_status
-
-        self.remove_leftovers()
-        clear_status(self.logs_dir)
-        info = self.run_info()
-        attempts = info.setdefault("attempts", [Attempt.before_attempts_were_recorded(info)])  # an older engine's
-        for stale in _LATEST_ATTEMPT_FIELDS:
-            info.pop(stale, None)
-        if attempts and attempts[-1].get("status") == "running":  # killed outright: nothing could record it
-            attempts[-1].update(status="interrupted", reason="ended without recording why (killed, or its node "
-                                                             "was lost)")
-        attempt = Attempt.starting(command, len(attempts) + 1)
-        attempt.git_commit = _git_commit(settings_folder(info, self.root))
-        attempt.accepted_code_change = list(accepted_code_change)
-        attempt.epochs, attempt.extended_from = epochs, extended_from
-        attempts.append(attempt.as_json())
-        # an older record: now this one's (`nbEpoch` None only when neither the record nor `epochs` gives it)
-        info.update({"status": "running", "resumed_by": list(command), "host": attempt.host,
-                     "nbEpoch": cast(int, epochs or info.get("nbEpoch")), "record_version": RUN_RECORD_VERSION})
-        self.write_run_info(info)
-        return info
-
     def record_code(self, files: Iterable[PathLike]) -> None:
         """Records the SHA-256 of the code this attempt runs (`files`: the settings and model copies, the user's
         modules they imported) in its `attempts` entry."""
-        self.update_run_info(attempt={"code": code_identity(files, self.root)})
+        self.record.code(code_identity(files, self.root))
 
     def code_changes(self) -> list[str]:
         """The files whose content changed since the last attempt that recorded its code ([] when none did)."""
@@ -336,10 +272,6 @@ class Experiment:
         repeat = [f"#{info['repeat']}"] if info.get("repeat") else []
         day = " ".join(part for part in (started[5:10], info.get("session_name")) if part)
         return " ".join([started[11:19], *repeat, *varied_hparams(info.get("hparam_overrides") or {}), f"({day})"])
-
-
-def _jsonable(value: object) -> Any:
-    return json.loads(json.dumps(value, default=str))
 
 
 def running_command() -> list[str]:

@@ -1,6 +1,6 @@
 """A run's status in TensorBoard's HParams table ("Success", "Failure"), written without TensorFlow.
 
-`Experiment.mark_ended` records it beside run.json's status, so every way a
+`RunRecordWriter.end` (record_writer.py) records it beside run.json's status, so every way a
 run ends (trained, resumed, federated server, interrupted, failed) shows in
 TensorBoard as it does in run.json. TensorBoard keeps the first status it reads
 for a session, so the status lives in an event file of its own, which a resumed

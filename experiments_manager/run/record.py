@@ -6,6 +6,9 @@
 `record_problems` checks a record read from disk against both. Keys written by the original framework's tools keep
 their names (`nbEpoch`, `monitored_loss_name`, `tensorflow_server_port`).
 
+`Status` is a run's status (run.json's `status`, each attempt's, a sweep's and its trials' records). Code writes
+the record through `record_writer.RunRecordWriter`'s named transitions, never by key.
+
 Versions: `record_version` is 2 in records written since it was introduced; a record without it was written by an
 earlier version of the engine (version 1: the same keys, none of them renamed), and reads the same.
 
@@ -21,9 +24,44 @@ record_problems(json.loads(text))            # [] for a well-formed record, else
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Any, Optional, TypedDict
 
 RUN_RECORD_VERSION = 2
+
+
+class Status(str, enum.Enum):
+    """How a run (or an attempt, a sweep, a trial) stands: the `status` its record holds.
+
+    A str enum: `Status.FINISHED == "finished"`, and JSON writes it as the string.
+
+    Example:
+
+    ```python
+    experiment.run_info().get("status") == Status.FINISHED
+    ```
+    """
+
+    RUNNING = "running"
+    FINISHED = "finished"  # trained to its end (or stopped early by its own rule)
+    FAILED = "failed"  # bad input, an error of the code, a loss that became NaN: a resume would fail again
+    INTERRUPTED = "interrupted"  # a signal, a full disk, stalled data, a lost node: resumable as it is
+
+
+STATUSES: tuple[str, ...] = tuple(status.value for status in Status)
+
+
+class AttemptFields(TypedDict, total=False):
+    """What an attempt's entry of `attempts` gains as the attempt goes on (see `attempts.Attempt`)."""
+
+    devices: int
+    device_kind: str
+    code: dict[str, Optional[str]]
+    status: str
+    ended: Optional[str]
+    exit_code: Optional[int]
+    reason: Optional[str]
+    error: Optional[str]
 
 
 class RunRecord(TypedDict, total=False):
@@ -58,6 +96,8 @@ class RunRecord(TypedDict, total=False):
     seed: int
     devices: list[Any]
     workers: int
+    cluster_source: str
+    distribution_strategy: str
     mixed_precision: bool
     xla: bool
     versions: dict[str, Optional[str]]
@@ -158,6 +198,8 @@ KEYS: tuple[Key, ...] = (
     Key(("evaluations",), "array", "each `evaluate`, newest last: `version`, `data` (`test pipeline` or the folder "
         "given), `metrics`, `at`, `report` (its folder, `evaluations/<stamp>-v<N>/`)", VERSIONS),
     Key(("workers",), "integer", "a multi-worker run's number of workers", DISTRIBUTED),
+    Key(("cluster_source", "distribution_strategy"), "string", "a multi-worker run's cluster description "
+        "(`TF_CONFIG`, `Slurm`) and its strategy", DISTRIBUTED),
     Key(("federated", "flower_run_id", "superlink"), "any", "a federated server's run: its strategy and rounds as "
         "configured, Flower's run id, the SuperLink it ran on", DISTRIBUTED),
     Key(("rounds_completed", "round_timings"), "any", "a federated server's rounds: how many completed, and each "

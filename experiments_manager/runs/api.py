@@ -95,6 +95,7 @@ def train(settings: SettingsLike, hparams: Optional[Mapping[str, Any]] = None, *
 def _simulated_federation(settings: Settings, working_folder: Optional[PathLike],
                           kafka_bootstrap_servers: Optional[str]) -> TrainingOutcome:
     from experiments_manager.federated.simulation import simulate
+    from experiments_manager.run.endings import recorded
     from experiments_manager.training import TrainingOutcome
     from experiments_manager.utils.errors import UserInputError
 
@@ -103,11 +104,7 @@ def _simulated_federation(settings: Settings, working_folder: Optional[PathLike]
                              "federation from a settings file (every client loads it), in its workingFolder, "
                              "without Kafka")
     experiment = simulate(settings, command=_command("train", settings))
-    info = experiment.run_info()
-    status = info.get("status")
-    code = 0 if status == "finished" else int(info.get("exit_code") or 1) if status == "interrupted" else 1
-    return TrainingOutcome(experiment, cast(str, status), code,  # a str: `simulate` recorded how the run ended
-                           reason=info.get("error") or info.get("reason"))
+    return TrainingOutcome(experiment, recorded(experiment.run_info()))  # as the ServerApp recorded it
 
 
 def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from experiments_manager.run.experiment import Experiment
+from experiments_manager.run import lifecycle
 from experiments_manager.utils.checksums import verify_manifest
 from experiments_manager.utils.lease import LeaseHeld
 
@@ -93,7 +94,7 @@ def check_run(root: str | Path, command: Sequence[str], repair: bool = True) -> 
             report.damage_remains = True
         else:
             try:
-                with experiment.held(command):
+                with lifecycle.attempt(experiment, command, console=False, records_ending=False):
                     history.set_state(saved if from_checkpoint else {"header": header or ["epoch"], "rows": rows})
                 report.lines.append(f"history.csv: {what}: {source}")
             except LeaseHeld as held:

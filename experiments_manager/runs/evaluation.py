@@ -31,6 +31,7 @@ import numpy as np
 
 from experiments_manager.run.classification_report import ClassificationReport
 from experiments_manager.run.experiment import Experiment, running_command
+from experiments_manager.run import lifecycle
 from experiments_manager.run.names import folder_stamp, now
 from experiments_manager.settings.sections import user_name
 from experiments_manager.utils.atomic import PathLike, folder_replaced_atomically, remove_leftovers
@@ -150,7 +151,7 @@ def evaluate_run(run: PathLike, version: Optional[int] = None, data: Optional[Pa
     if not isinstance(settings, Settings):
         settings = load_experiment_settings(experiment, settings)
     folder, label = _test_data(settings, data, experiment.root)
-    with experiment.held(command or running_command()):
+    with lifecycle.attempt(experiment, command or running_command(), console=False, records_ending=False):
         model = load_version(experiment, number, settings=settings)
         evaluation = _evaluate(model, settings, folder, label, experiment, number, record)
         evaluation.best = best
@@ -288,6 +289,4 @@ def _save(evaluation: Evaluation, experiment: Experiment) -> None:
         if evaluation.report is not None:
             evaluation.report.write(tmp, title=title)
     evaluation.folder = base / name
-    entries = experiment.run_info().get("evaluations")
-    entries = list(entries) if isinstance(entries, list) else []
-    experiment.update_run_info(evaluations=entries + [evaluation.run_json_entry()])
+    experiment.record.evaluation(evaluation.run_json_entry())

@@ -19,7 +19,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Seque
 
 from experiments_manager.run.attempts import device_hours
 from experiments_manager.run.discovery import folders_below, read_run_info
-from experiments_manager.run.experiment import RUN_FILE_NAME, STATUSES, SWEEP_SPEC_NAME, Experiment
+from experiments_manager.run.experiment import RUN_FILE_NAME, SWEEP_SPEC_NAME, Experiment
+from experiments_manager.run.record import STATUSES
 from experiments_manager.run.liveness import RUNNING, WRITER_STATES, writer_state
 from experiments_manager.run.record import RunRecord
 from experiments_manager.settings.overrides import literal_or_text

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from experiments_manager.run.experiment import SWEEP_SPEC_NAME, Experiment
-from experiments_manager.run.names import now
 from experiments_manager.run.discovery import folders_below, read_run_info, walk_below
+from experiments_manager.run.record import Status
 from experiments_manager.runs.listing import experiment_rows
 from experiments_manager.settings.monitor import monitor_mode
 from experiments_manager.sweeps.folder import SweepFolder
@@ -31,7 +31,7 @@ from experiments_manager.run.liveness import DEAD, writer_state
 from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseHeld, live_holder
 
 RUN, CHECKPOINTS, LEFTOVER = "run", "checkpoints", "leftover"
-DEAD_STATUSES = ("failed", "interrupted")
+DEAD_STATUSES = (Status.FAILED.value, Status.INTERRUPTED.value)
 
 
 @dataclasses.dataclass
@@ -165,7 +165,7 @@ def carry_out(plan: PrunePlan, command: Sequence[str] = ()) -> list[tuple[Doomed
             if item.kind == CHECKPOINTS:
                 experiment = Experiment(root)
                 experiment.lease = lease
-                experiment.update_run_info(checkpoints_pruned=now())
+                experiment.record.checkpoints_pruned()
         except OSError as error:  # a permission, a busy mount: this one stays, and the others still go
             results.append((item, f"not removed ({type(error).__name__}: {error.strerror or error})"))
             continue

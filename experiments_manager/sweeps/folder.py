@@ -33,6 +33,7 @@ from experiments_manager.utils.atomic import copy_atomically, fsync_folder, writ
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.attempts import file_sha256
 from experiments_manager.run.experiment import SWEEP_SPEC_NAME
+from experiments_manager.run.record import STATUSES
 from experiments_manager.run.names import folder_stamp, make_unique_dir, now
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 STOP_FILE_NAME = "STOPPING"
 LEFTOVER_AGE_SECONDS = 3600  # a named sweep folder half built this long ago was left by a crash
-SWEEP_STATUSES = ("running", "finished", "failed", "interrupted")
+SWEEP_STATUSES = STATUSES  # a sweep stands as a run does (`run.record.Status`)
 # what the workers derive and write (sweep.json's progress); every other field is a choice of the sweep's commands
 PROGRESS_FIELDS = frozenset({"status", "ended", "exit_code", "trials_done", "best", "pid", "device_hours",
                              "device_hours_full", "trials", "reason"})

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 from experiments_manager.utils.atomic import write_json_atomically
 from experiments_manager.utils.lease import Lease, LeaseHeld, LeaseWatch, create_whole
 from experiments_manager.utils.signals import process_alive
+from experiments_manager.run.record import STATUSES, Status
 
 if TYPE_CHECKING:
     from experiments_manager.utils.atomic import PathLike
 
-RECORD_STATUSES = ("running", "finished", "failed", "interrupted", "paused", "promoted")
-FINAL_STATUSES = ("finished", "failed")  # a record in one of these is never written again (a scan reads it once)
+# a trial stands as a run does (`run.record.Status`), or waits at an ASHA rung (paused) or past it (promoted)
+RECORD_STATUSES = STATUSES + ("paused", "promoted")
+FINAL_STATUSES = (Status.FINISHED.value, Status.FAILED.value)  # a record in one of these is never written again (a scan reads it once)
 DONE_STATUSES = FINAL_STATUSES + ("paused",)  # a result to report (a paused trial: its value at its last rung)
 SCHEDULE_FIELDS = ("bracket", "epochs_target", "epochs_trained", "rung_values", "promotions")  # a scheduler's
 

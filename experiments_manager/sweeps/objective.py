@@ -12,8 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, cast
 
 from experiments_manager.utils.errors import ERROR_PREFIX, EXIT_TEMPFAIL, UserInputError
-from experiments_manager.utils.lease import LEASE_NAME, LeaseWatch, lease_timeout, live_holder, read_holder
-from experiments_manager.run.experiment import Experiment
+from experiments_manager.utils.lease import LEASE_NAME, LeaseHeld, LeaseWatch, lease_timeout, live_holder, read_holder
+from experiments_manager.run.endings import failed
+from experiments_manager.run.experiment import Experiment, running_command
+from experiments_manager.run.lifecycle import attempt
+from experiments_manager.run.record import Status
 from experiments_manager.run.names import now
 from experiments_manager.settings.monitor import monitor_mode
 from experiments_manager.run.log import attempt_header
@@ -22,6 +25,8 @@ from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import TrialJournal, TrialRecord
 from experiments_manager.utils.signals import process_alive
 from experiments_manager.sweeps.trial_process import trial_command
+
+_LOG = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from experiments_manager.run.record import RunRecord
@@ -203,33 +208,40 @@ def _scored(info: RecordJSON, run: RunRecord, exit_code: int, log_path: Optional
     experiment = info.get("experiment")
     status = run.get("status")
     signum = _stop_signal(exit_code)
-    if status == "interrupted" or (signum is not None and status != "finished") or \
-            (exit_code == EXIT_TEMPFAIL and status != "finished" and status != "failed"):
+    if status == Status.INTERRUPTED or (signum is not None and status != Status.FINISHED) or \
+            (exit_code == EXIT_TEMPFAIL and status not in (Status.FINISHED, Status.FAILED)):
         reason = (f"stopped by {signal.Signals(signum).name}" if signum is not None else
                   _last_error(log_path, log_start) or run.get("reason") or f"exit code {exit_code}")
-        return {"status": "fail", "trial_status": "interrupted", "signum": signum, "experiment": experiment,
-                "reason": reason}
-    if status == "finished" and run.get("best_value") is not None:
+        return {"status": "fail", "trial_status": Status.INTERRUPTED.value, "signum": signum,
+                "experiment": experiment, "reason": reason}
+    if status == Status.FINISHED and run.get("best_value") is not None:
         best = float(cast(float, run["best_value"]))  # (not None: just checked)
         maximized = monitor_mode(run.get("monitored_loss_name", ""), run.get("monitor_mode")) == "max"
-        return {"status": "ok", "trial_status": "finished", "loss": -best if maximized else best,  # hyperopt minimises
+        return {"status": "ok", "trial_status": Status.FINISHED.value, "loss": -best if maximized else best,  # hyperopt minimises
                 "best_value": best, "best_epoch": run.get("best_epoch"), "experiment": experiment}
-    if status == "finished":
+    if status == Status.FINISHED:
         reason = f"no {run.get('monitored_loss_name', 'monitored')} value recorded"
-    elif status == "failed":
+    elif status == Status.FAILED:
         reason = run.get("error") or "failed"
     elif exit_code < 0:
         reason = f"killed by {signal.Signals(-exit_code).name}" + (" (out of memory?)" if -exit_code == 9 else "")
     else:
         reason = info.get("reason") or _last_error(log_path, log_start) or f"exit code {exit_code}"
-    return {"status": "fail", "trial_status": "failed", "reason": reason, "experiment": experiment}
+    return {"status": "fail", "trial_status": Status.FAILED.value, "reason": reason, "experiment": experiment}
 
 
 def _end_if_running(experiment: Optional[str], reason: str) -> None:
     """A trial process that died without recording its end (killed, crashed): its run.json (and TensorBoard's
-    HParams status) say `failed` too, not `running` for ever."""
-    if experiment and _run_info(experiment).get("status") == "running":
-        Experiment(experiment).mark_ended("failed", error=reason)
+    HParams status) say `failed` too, not `running` for ever; written as the experiment's one writer (a process of
+    the trial that still holds it records its own end)."""
+    if not experiment or _run_info(experiment).get("status") != Status.RUNNING:
+        return
+    trial = Experiment(experiment)
+    try:
+        with attempt(trial, running_command(), console=False, records_ending=False):
+            trial.record.end_if_running(failed(reason))
+    except LeaseHeld as held:
+        _LOG.info("%s", held)
 
 
 def _wait_for_writer_gone(pid: Optional[int], experiment: Optional[str], stop: Optional[threading.Event],

@@ -115,7 +115,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _reached(experiment_dir: str, epochs: Optional[int]) -> bool:
     """True when a scheduler's trial already trained its `epochs` (its process was stopped after its last
     checkpoint, before it recorded its end): its end is recorded now, nothing is trained again."""
+    from experiments_manager.run.endings import finished
     from experiments_manager.run.experiment import Experiment, running_command
+    from experiments_manager.run.lifecycle import attempt
+    from experiments_manager.run.record import Status
 
     if epochs is None:
         return False
@@ -123,16 +126,16 @@ def _reached(experiment_dir: str, epochs: Optional[int]) -> bool:
     info = experiment.run_info()
     if int(info.get("epochs_completed") or 0) < epochs:
         return False
-    if info.get("status") != "finished":
-        with experiment.held(running_command()):  # the one writer, as any attempt
-            experiment.mark_ended("finished")
+    if info.get("status") != Status.FINISHED:
+        with attempt(experiment, running_command(), console=False, records_ending=False):  # the one writer
+            experiment.record.end(finished())
     return True
 
 
 def _noted(record: TrialRecord, experiment: Experiment, sweep_root: Path) -> ContextManager[None]:
     """The sweep learns where the trial trains; the experiment, which sweep it belongs to."""
     record.update(experiment=str(experiment.root.resolve()))
-    experiment.update_run_info(sweep=str(sweep_root.resolve()))
+    experiment.record.sweep(str(sweep_root.resolve()))
     return contextlib.nullcontext()
 
 

@@ -20,11 +20,12 @@ from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG, epochs_ask
 from experiments_manager.distribute.cluster import WorkerCluster
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.experiment import Experiment, running_command
-from experiments_manager.run.log import console_copied
+from experiments_manager.run.endings import finished
+from experiments_manager.run.lifecycle import attempt, resumed
 from experiments_manager.settings import as_settings, load_experiment_settings
 from experiments_manager.settings.script import replace_copy
 from experiments_manager.settings.sections import user_name
-from experiments_manager.training.fine_tuning import RUN_INFO_KEY, SKIP_MISMATCH_OPTION, InitialWeights
+from experiments_manager.training.fine_tuning import SKIP_MISMATCH_OPTION, InitialWeights
 from experiments_manager.training.outcome import TrainingOutcome
 from experiments_manager.training.trainer import Trainer
 
@@ -93,11 +94,11 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
     command = command or running_command()
     experiment = Experiment.create(settings, command, parent=working_folder, reservation=reservation)
     # a new folder: nobody else writes it, but a `train --resume` of it may start
-    with experiment.held(command) as lease, console_copied(experiment.root, command, lease.fenced):
+    with attempt(experiment, command):
         if servers:
-            experiment.update_run_info(kafka_bootstrap_servers=servers)
+            experiment.record.kafka_servers(servers)
         if initial is not None:
-            experiment.update_run_info(**{RUN_INFO_KEY: initial.as_json()})
+            experiment.record.fine_tuned_from(initial.as_json())
         if reservation is None or experiment.root != reservation.root:  # else said before the settings were loaded
             _LOG.info("Experiment folder: %s", experiment.root)
         with _alongside(alongside, experiment):
@@ -148,7 +149,7 @@ def _train_as_worker(cluster: WorkerCluster, settings: Settings, resuming: bool,
     with cluster.scratch_folder() as scratch:
         experiment = experiment_at(scratch / "experiment")
         outcome = Trainer(experiment, settings, resuming=resuming, cluster=cluster, init_from=init_from).run()
-    return TrainingOutcome(None, outcome.status, outcome.exit_code, reason=outcome.reason)
+    return TrainingOutcome(None, outcome.ending)
 
 
 def _check_inputs(settings: Settings, kafka_bootstrap_servers: Optional[str]) -> Optional[str]:
@@ -200,7 +201,7 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
     if info.get("status") == "finished" and not extending:
         _LOG.info("%s already finished: nothing to resume (extend it with --epochs N)", experiment.root)
         given = load_experiment_settings(experiment, settings) if settings is not None else None  # for .model
-        return TrainingOutcome(experiment if cluster is None or cluster.is_chief else None, "finished", 0,
+        return TrainingOutcome(experiment if cluster is None or cluster.is_chief else None, finished(),
                                settings=given, trained=False)
     if cluster is not None and not cluster.is_chief:  # trains in a private replica: the chief writes the folder
         settings = load_experiment_settings(experiment, settings)
@@ -226,18 +227,18 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
     if (changes or settings_source == "original") and cluster is None:  # the model may differ from its checkpoint's
         _dry_build(settings, resumed_from=experiment)
     # one writer: a second resume (a double requeue) is refused, in one line
-    with experiment.held(command) as lease, console_copied(experiment.root, command, lease.fenced):
+    with attempt(experiment, command):
         if changes:
             _LOG.warning("Resuming with changed code (accepted): %s", ", ".join(changes))
         if settings_source == "original":  # loaded and checked: the user's files become the run's copies
             replaced = (replace_copy(experiment.settings_copy, settings.path),
                         replace_copy(experiment.model_file_copy(), settings.model_file))
             changes = changes + [line for line in replaced if line]
-        experiment.mark_resumed(command, accepted_code_change=changes, epochs=total, extended_from=extended_from)
+        resumed(experiment, command, accepted_code_change=changes, epochs=total, extended_from=extended_from)
         if extended_from is not None:
             _LOG.info("Extending %s from %d to %d epochs", experiment.root, extended_from, total)
         if servers:
-            experiment.update_run_info(kafka_bootstrap_servers=servers)
+            experiment.record.kafka_servers(servers)
         with _alongside(alongside, experiment):
             return Trainer(experiment, settings, resuming=True, cluster=cluster,
                            init_from=InitialWeights.recorded(info)).run()

@@ -165,4 +165,4 @@ class InitialWeights:
             return
         _LOG.info("%s: %d weight%s of the new model left as it made them%s", SKIP_MISMATCH_OPTION, len(skipped),
                   "" if len(skipped) == 1 else "s", "".join(f"\n  {line}" for line in skipped))
-        experiment.update_run_info(**{RUN_INFO_KEY: {**self.as_json(), SKIPPED_KEY: skipped}})
+        experiment.record.fine_tuned_from({**self.as_json(), SKIPPED_KEY: skipped})

@@ -1,18 +1,14 @@
-"""What a training run ended with, and the exit codes that say it."""
+"""What a training run ended with (its `endings.Ending`: status and exit code from the one table)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, cast
 
-from experiments_manager.utils.errors import EXIT_TEMPFAIL
-
 if TYPE_CHECKING:
+    from experiments_manager.run.endings import Ending
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
-
-SIGNAL_EXIT_BASE = 128
-STALLED_EXIT_CODE = EXIT_TEMPFAIL  # the data stopped arriving; resume later
 
 
 class TrainingOutcome:
@@ -20,14 +16,15 @@ class TrainingOutcome:
 
     Attributes:
         experiment: the `Experiment` (None on a non-chief worker: the chief reports it).
+        ending: the `endings.Ending` it recorded.
         status: 'finished', 'interrupted' or 'failed' (as in run.json).
-        exit_code: 0 when finished, 128 + signal when a signal interrupted it,
-            75 when its input data stalled, 1 when failed.
+        exit_code: the ending's (`endings.py`' table): 0 when finished, 128 + signal when a signal interrupted it,
+            75 when its input data stalled, 2 on bad input, 1 when failed.
         model: the model the run reports: its best exported version (the one holding its best epoch, EMA weights)
             as a Keras model, loaded on first use (`version_loading.load_version`); None when nothing was exported.
         trained_model: the compiled model as training left it (the last epoch's EMA weights, its optimizer) when it
             ended in-process, else None.
-        reason: why it did not finish, or None.
+        reason: why it did not finish (the ending's reason or error line), or None.
         trained: False when nothing was trained (a finished run resumed without an extension).
 
     Example:
@@ -39,14 +36,15 @@ class TrainingOutcome:
     ```
     """
 
-    def __init__(self, experiment: Optional[Experiment], status: str, exit_code: int, trained_model: Any = None,
-                 reason: Optional[str] = None, settings: Optional[Settings] = None, trained: bool = True) -> None:
+    def __init__(self, experiment: Optional[Experiment], ending: Ending, trained_model: Any = None,
+                 settings: Optional[Settings] = None, trained: bool = True) -> None:
         self.experiment = experiment
         self.trained = trained
-        self.status = status
-        self.exit_code = exit_code
+        self.ending = ending
+        self.status: str = ending.status.value
+        self.exit_code = ending.exit_code
         self.trained_model = trained_model
-        self.reason = reason
+        self.reason = ending.reason or ending.error
         self._settings = settings  # the run's settings as loaded in this process (None: its own copies)
         self._root = Path(experiment.root).resolve() if experiment is not None else None  # whatever the cwd later
         self._model: Any = None

@@ -6,26 +6,26 @@ rather than re-implementing training, passing data (a partition, a cluster) and 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
-import signal
 import sys
-import traceback
 import warnings
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from experiments_manager.training.ema import WeightAverages
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
-from experiments_manager.utils.errors import EXIT_TEMPFAIL, InputStalled, UserInputError
-from experiments_manager.utils.lease import LeaseLost
+from experiments_manager.utils.errors import InputStalled, UserInputError
+from experiments_manager.run.endings import (Ending, EndingKind, bad_input, ending_of, environment_failure, failed,
+                                             finished, signalled)
 from experiments_manager.training.inputs import make_inputs
 from experiments_manager.training.callback_plan import CallbackPlan
 from experiments_manager.training.dry_build import user_code_error
 from experiments_manager.training.compiled_model import compiled_for_training
 from experiments_manager.training.model import (computes_in_half_precision, fixed_learning_rate, plateau_can_set,
                                                 precision_policy)
-from experiments_manager.training.outcome import SIGNAL_EXIT_BASE, STALLED_EXIT_CODE, TrainingOutcome
+from experiments_manager.training.outcome import TrainingOutcome
 from experiments_manager.training.session_options import SessionOptions
 
 if TYPE_CHECKING:
@@ -66,41 +66,48 @@ class Trainer:
     def run(self) -> TrainingOutcome:
         """Trains; returns a `TrainingOutcome`. Marks run.json failed on any error.
 
-        A KeyboardInterrupt (a second Ctrl-C, or one before training started, raised at once wherever
-        training is) is the user's interruption: the run is marked `interrupted` (exit code 130, resumed
-        from its last checkpoint) and the KeyboardInterrupt goes on to the caller.
+        An error ending the run is recorded as `endings.ending_of` maps it (a lost lease: nothing) and goes on to the
+        caller: a KeyboardInterrupt (a second Ctrl-C, or one before training started, raised at once wherever
+        training is) is the user's interruption (`interrupted`, exit code 130, resumed from its last checkpoint);
+        an error of the settings' own code is one line naming its line (UserInputError, the traceback in run.json).
         """
         try:
             return self._run()
-        except LeaseLost:  # another run writes the folder now: nothing more is written, not even the status
-            raise
-        except KeyboardInterrupt:
-            self._interrupted(None, "Ctrl-C (SIGINT) stopped it at once", SIGNAL_EXIT_BASE + int(signal.SIGINT))
-            raise
-        except UserInputError as error:
-            self.experiment.mark_ended("failed", error="; ".join(error.problems))
-            raise
         except BaseException as error:
-            self._stop_on_environment_failure(error)
-            line = user_code_error(error, self.settings)
-            self.experiment.mark_ended("failed", error=line or f"{type(error).__name__}: {error}",
-                                       traceback=traceback.format_exception(error))
-            if line is not None:  # the settings' own code failed: one line naming it (the traceback is in run.json)
-                raise UserInputError(line) from error
+            ending = ending_of(error)
+            if ending is None:  # the lease was lost: another run writes the folder now, nothing more is written here
+                raise
+            if isinstance(error, KeyboardInterrupt):  # said as a signal's interruption is, with the resume command
+                self._interrupted(None, ending)
+                raise
+            if ending.kind is EndingKind.FAILURE:
+                line = user_code_error(error, self.settings)  # the settings' own code: one line naming its line
+                if line is not None:
+                    self._end(dataclasses.replace(bad_input(line), traceback=ending.traceback))
+                    raise UserInputError(line) from error
+            if ending.kind is EndingKind.ENVIRONMENT and not isinstance(error, UserInputError):
+                self._stop_on_environment_failure(error)  # one line naming the path, with the resume command
+            self._end(ending)
             raise
+
+    def _end(self, ending: Ending) -> None:
+        """Records `ending` (a disk that failed the run may fail this write too: the run's own error stands)."""
+        try:
+            self.experiment.record.end(ending)
+        except OSError as again:
+            _LOG.debug("%s: the ending could not be recorded (%s)", self.experiment.root, again.strerror or again)
 
     def _stop_on_environment_failure(self, error: BaseException) -> None:
         """A full disk, a quota, a read-only or failing file system: the run is interrupted (resumable once it is
         mended), said in one line (exit code 75); recorded in run.json if the disk still takes that."""
-        stop_on_environment_failure(
-            error, self.experiment.root, self.experiment.resume_hint(),
-            lambda line: self.experiment.mark_ended("interrupted", reason=line, exit_code=EXIT_TEMPFAIL))
+        stop_on_environment_failure(error, self.experiment.root, self.experiment.resume_hint(),
+                                    lambda line: self.experiment.record.end(environment_failure(line)))
 
     def _run(self) -> TrainingOutcome:
         try:
             session = self.open_session()
         except InputStalled as stall:
-            return self._interrupted(None, str(stall), STALLED_EXIT_CODE)
+            return self._interrupted(None, environment_failure(str(stall)))
         with session:
             history, stopped = self.fit(session, self.settings.training.epochs)
         if stopped is not None:
@@ -137,7 +144,7 @@ class Trainer:
                 with strategy.scope():
                     model, learning_rate, averages = compiled_for_training(settings, inputs.train)
                     self._record_learning_rate(model.optimizer, learning_rate)
-                self.experiment.update_run_info(mixed_precision=computes_in_half_precision(model))  # however set
+                self.experiment.record.precision(computes_in_half_precision(model))  # however set
                 self._record_code()  # the model file and what it imports are loaded now
                 restored = self._restore(model)
                 if restored is None and self.init_from is not None:
@@ -191,12 +198,12 @@ class Trainer:
                     verbose=1 if sys.stdout.isatty() else 2,
                 )
             except TrainingInterrupted as interruption:
-                return None, self._interrupted(plan, str(interruption), SIGNAL_EXIT_BASE + int(interruption.signum))
+                return None, self._interrupted(plan, signalled(interruption.signum, str(interruption)))
             except Exception as error:
                 stall = inputs.stall_of(error)
                 if stall is None:
                     raise
-                return None, self._interrupted(plan, str(stall), STALLED_EXIT_CODE)
+                return None, self._interrupted(plan, environment_failure(str(stall)))
         return history, None
 
     def _seed(self, strategy: Any) -> int:
@@ -206,7 +213,7 @@ class Trainer:
             seed = random.SystemRandom().randrange(2**31)
         if self.cluster is not None:  # one seed for all: the workers' shuffles must shard the same order
             seed = strategy.chief_value(seed)
-        self.experiment.update_run_info(seed=seed, xla=self.settings.runtime.xla)
+        self.experiment.record.seed(seed, self.settings.runtime.xla)
         return seed
 
     def _strategy(self) -> Any:
@@ -216,12 +223,10 @@ class Trainer:
         name = self.settings.path.name
         devices = select_devices(self.settings.runtime.gpu_ids, name)
         kind, count = device_count(devices)  # what `device_hours` sums, per attempt
+        self.experiment.record.devices(devices, count, kind)
         if self.cluster is None:
-            self.experiment.update_run_info(devices=devices, attempt={"devices": count, "device_kind": kind})
             return make_strategy(self.settings.runtime.distribution_strategy, devices, name)
-        self.experiment.update_run_info(devices=devices, attempt={"devices": count, "device_kind": kind},
-                                        workers=self.cluster.num_workers, cluster_source=self.cluster.source,
-                                        distribution_strategy="MultiWorkerMirroredStrategy")
+        self.experiment.record.workers(self.cluster.num_workers, self.cluster.source)
         return self.cluster.make_strategy()
 
     def _record_code(self) -> None:
@@ -239,7 +244,7 @@ class Trainer:
         rate = fixed_learning_rate(optimizer)
         if rate is None:
             return  # a schedule
-        self.experiment.update_run_info(learning_rate=rate)
+        self.experiment.record.learning_rate(rate)
         if isinstance(asked, (int, float)) and not math.isclose(rate, asked, rel_tol=1e-5):
             _LOG.warning("%s: get_optimizer: the optimizer trains at learning_rate=%g, not at %g from "
                          "get_learningRate() (which hparams and sweeps record); pass it the learning_rate argument",
@@ -268,9 +273,10 @@ class Trainer:
             _LOG.info("Resuming after epoch %d", state["epochs_completed"])
         return state
 
-    def _interrupted(self, plan: Optional[CallbackPlan], reason: str, code: int) -> TrainingOutcome:
-        """Checkpoints what was trained (if a step boundary was reached) and marks the run interrupted; then
-        waits for a version being written (a failure logged: the checkpoint asks a resume to export it again)."""
+    def _interrupted(self, plan: Optional[CallbackPlan], ending: Ending) -> TrainingOutcome:
+        """Checkpoints what was trained (if a step boundary was reached) and records `ending` (a signal's, stalled
+        data's); then waits for a version being written (a failure logged: the checkpoint asks a resume to export it
+        again)."""
         if plan is not None:
             plan.checkpoint.save(plan.epochs_completed())
             done = f"checkpointed after {plan.epochs_completed()} epochs"
@@ -280,21 +286,20 @@ class Trainer:
             saved = Checkpointer(self.experiment.checkpoints_dir).latest_state()
             done = (f"its last checkpoint is after epoch {saved['epochs_completed']}" if saved
                     else "no checkpoint yet: a resume starts from the first epoch")
-        self.experiment.mark_ended("interrupted", reason=reason, exit_code=code)
+        self.experiment.record.end(ending)
         if plan is not None:  # first the checkpoint and the status (a signal's grace period is short)
             plan.close()
-        _LOG.warning("%s: %s; resume with: %s", reason, done, self.experiment.resume_hint())
-        return TrainingOutcome(self.experiment, "interrupted", code, reason=reason, settings=self.settings)
+        _LOG.warning("%s: %s; resume with: %s", ending.reason, done, self.experiment.resume_hint())
+        return TrainingOutcome(self.experiment, ending, settings=self.settings)
 
     def _finished(self, model: Any, history: Any, plan: CallbackPlan) -> TrainingOutcome:
         losses = history.history.get("loss", [])
         if any(not math.isfinite(value) for value in losses):
-            reason = f"loss became NaN or infinite at epoch {len(losses) + plan.initial_epoch}"
-            self.experiment.mark_ended("failed", error=reason)
-            return TrainingOutcome(self.experiment, "failed", 1, trained_model=model, reason=reason,
-                                   settings=self.settings)
-        self.experiment.mark_ended("finished", stopped_early=bool(plan.early_stopping.stopped_epoch))
-        return TrainingOutcome(self.experiment, "finished", 0, trained_model=model, settings=self.settings)
+            ending = failed(f"loss became NaN or infinite at epoch {len(losses) + plan.initial_epoch}")
+            self.experiment.record.end(ending)
+            return TrainingOutcome(self.experiment, ending, trained_model=model, settings=self.settings)
+        self.experiment.record.end(finished(), stopped_early=bool(plan.early_stopping.stopped_epoch))
+        return TrainingOutcome(self.experiment, finished(), trained_model=model, settings=self.settings)
 
 
 class TrainingSession:

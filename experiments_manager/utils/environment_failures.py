@@ -118,7 +118,7 @@ def stop_on_environment_failure(error: BaseException, where: Optional[PathLike],
 
     ```python
     stop_on_environment_failure(error, experiment.root, experiment.resume_hint(),
-                                lambda line: experiment.mark_ended("interrupted", reason=line, exit_code=75))
+                                lambda line: experiment.record.end(endings.environment_failure(line)))
     ```
     """
     line = environment_failure_line(error, str(where))

@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from conftest import cli_command, cli_env, read_run, settings_variant, wait_for
+from experiments_manager.run import lifecycle
 from test_one_writer import PACED_BY_THE_TEST
 from test_resume import OutputReader, checkpoints, the_experiment
 
@@ -83,7 +84,7 @@ def test_a_run_of_an_older_engine_gets_its_history_as_attempt_1(tmp_path):
     old = {"status": "interrupted", "command": ["train", "-u", "s.py"], "host": "node-3", "started": "2026-11-01T10:00:00",
            "ended": "2026-11-01T11:00:00", "reason": "received SIGUSR1", "exit_code": 138, "git_commit": "abc"}
     (tmp_path / "run.json").write_text(json.dumps(old))
-    info = Experiment(tmp_path).mark_resumed(["train", "--resume", str(tmp_path)])
+    info = lifecycle.resumed(Experiment(tmp_path), ["train", "--resume", str(tmp_path)])
     first, second = info["attempts"]
     assert first["number"] == 1 and first["command"] == old["command"] and first["host"] == "node-3"
     assert first["status"] == "interrupted" and first["exit_code"] == 138 and first["reason"] == "received SIGUSR1"

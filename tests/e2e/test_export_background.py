@@ -400,8 +400,15 @@ class FakeExperiment:
     def run_info(self):
         return dict(self.info)
 
-    def update_run_info(self, **fields):
-        self.info.update(fields)
+    @property
+    def record(self):
+        fake = self
+
+        class Record:
+            def versions(self, progress):
+                fake.info.update(progress)
+
+        return Record()
 
 
 def exporter_of(tmp_path, model, get_served_module=None):

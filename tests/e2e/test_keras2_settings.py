@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, cli_command, cli_env
+from experiments_manager.run import endings
 
 pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
 
@@ -281,7 +282,9 @@ def test_corpus_file_trains_and_resumes_unchanged(name, corpus_workdir, monkeypa
     assert info["monitor_mode"] == mode and info["epochs_completed"] == 2
 
     experiment = Experiment.open(root)  # as if stopped after epoch 2 of 3
-    experiment.update_run_info(status="interrupted", hparam_overrides={"nbEpoch": 3})
+    experiment.record.end(endings.signalled(15, "as if stopped by SIGTERM"))
+    info = experiment.run_info()  # and as if started with --hparam nbEpoch=3
+    experiment.write_run_info({**info, "hparam_overrides": {"nbEpoch": 3}})
     resumed = training.resume(root, command=["test", "--resume"])
     assert resumed.status == "finished", resumed.reason
     info = json.loads((root / "run.json").read_text())

@@ -32,7 +32,7 @@ def lab(tmp_path_factory):
     """The working folder of six real runs: a sweep's 3 trials (nbEpoch 2), `a` and `b` (nbEpoch 2; b from a settings
     file with one more line, `batch_size = 30`, and learningRate=0.003), and `failed` (its
     `custom_tensorboard_logs` raises in epoch 2). The first trial holds two evaluations in run.json's agreed
-    `evaluations` record (what `evaluate` writes, through `Experiment.update_run_info`)."""
+    `evaluations` record (what `evaluate` writes, through `Experiment.record.evaluation`)."""
     import types
 
     from experiments_manager import training
@@ -64,7 +64,8 @@ def lab(tmp_path_factory):
                     "at": "2026-11-23T10:00:00+00:00", "report": "evaluations/1"},
                    {"version": 2, "data": "test pipeline", "metrics": {"loss": 0.25, "mean_absolute_error": 0.4},
                     "at": "2026-11-23T11:00:00+00:00", "report": "evaluations/2"}]
-    Experiment(trials[0]).update_run_info(evaluations=evaluations)
+    for evaluation in evaluations:
+        Experiment(trials[0]).record.evaluation(evaluation)
     return types.SimpleNamespace(root=root, working_folder=working_folder, sweep=sweep_folder, trials=trials,
                                  a=root / a, b=root / b, failed=failed)
 

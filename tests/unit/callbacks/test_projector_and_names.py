@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from experiments_manager.callbacks.projector import embedding_of, metadata_columns
+from experiments_manager.run import endings, lifecycle
 from experiments_manager.run.experiment import Experiment, folder_name
 
 from conftest import hparams_statuses
@@ -76,11 +77,11 @@ def test_the_hparams_status_follows_run_json_through_a_failure_and_a_resume(tmp_
     experiment = Experiment(tmp_path)
     experiment.write_run_info({"status": "running"})
     experiment.logs_dir.mkdir()
-    experiment.mark_ended("failed", error="boom")
+    experiment.record.end(endings.failed("boom"))
     assert hparams_statuses(experiment.logs_dir) == ["STATUS_FAILURE"]
-    experiment.mark_resumed(["experiments-manager", "train", "--resume", str(tmp_path)])
+    lifecycle.resumed(experiment, ["experiments-manager", "train", "--resume", str(tmp_path)])
     assert hparams_statuses(experiment.logs_dir) == []  # running again: TensorBoard reads "Unknown", not "Failure"
-    experiment.mark_ended("interrupted", reason="SIGTERM")
+    experiment.record.end(endings.signalled(15, "SIGTERM"))
     assert hparams_statuses(experiment.logs_dir) == []  # resumable
-    experiment.mark_ended("finished")
+    experiment.record.end(endings.finished())
     assert hparams_statuses(experiment.logs_dir) == ["STATUS_SUCCESS"]

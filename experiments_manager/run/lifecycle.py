@@ -1,0 +1,95 @@
+"""A run's life in one place: every command that writes a run enters `attempt`.
+
+Within `attempt(experiment, command)` the process is the experiment's one writer (its lease taken, `utils/lease.py`),
+its console is copied to the folder's train.log (`log.py`), and on the way out an ending nobody recorded is recorded
+from the one table (`endings.py`): an error leaving the block is mapped to its status and exit code (a lost lease
+writes nothing). The commands that enter it:
+
+| command | what it does inside |
+|---|---|
+| `train` (`training/entry_points.train`), a sweep's trial | a new folder (`Experiment.create`), the trainer |
+| `train --resume`, a requeue, an extension | `resumed` (a new attempt), the trainer |
+| a federation's server (`federated/apps.run_federation`) and each client folder (`federated_client`) | rounds |
+| `evaluate`, `export`, `check --repair`, a trial's end recorded late | `records_ending=False`: no status changes |
+
+The trainer records the endings it decides itself (finished, NaN, a signal after its checkpoint) through
+`Experiment.record.end`; the block records only what it did not. This module does not import TensorFlow.
+
+Example:
+
+```python
+experiment = Experiment.create(settings, command)
+with attempt(experiment, command):
+    Trainer(experiment, settings).run()
+
+with attempt(experiment, command) as writer:
+    resumed(experiment, command)
+    ...
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
+
+from experiments_manager.run.endings import ending_of
+from experiments_manager.run.log import console_copied
+
+if TYPE_CHECKING:
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.run.record import RunRecord
+    from experiments_manager.utils.lease import Lease
+
+_LOG = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def attempt(experiment: Experiment, command: Sequence[str], console: bool = True,
+            records_ending: bool = True) -> Iterator[Lease]:
+    """Within the block this process writes `experiment` alone, as `command`.
+
+    Args:
+        experiment: the run's `Experiment` (created, or opened to resume).
+        command: this process' command line (run.json, the lease, train.log's header).
+        console: copy the console to the folder's train.log (default True; a federated client's folder, a tool's
+            visit: False).
+        records_ending: record the ending of an error leaving the block when nothing recorded one (default True;
+            False for commands that do not change how the run stands: evaluate, export, check).
+
+    Raises:
+        LeaseHeld: another live writer holds the folder (one line naming it; exit code 75); nothing is written.
+    """
+    with experiment.held(command) as lease:
+        copied = console_copied(experiment.root, command, lease.fenced) if console else contextlib.nullcontext()
+        with copied:
+            try:
+                yield lease
+            except BaseException as error:
+                if records_ending and experiment.record.ending is None:
+                    _record_ending(experiment, error)
+                raise
+
+
+def _record_ending(experiment: Experiment, error: BaseException) -> None:
+    """The table's ending of `error`, when the disk still takes it (a failing disk's error stands as it is)."""
+    ending = ending_of(error)
+    if ending is None:  # the lease was lost: another writer has the folder
+        return
+    try:
+        experiment.record.end(ending)
+    except Exception as again:  # noqa: BLE001 - the error ending the run is what the user sees
+        _LOG.debug("%s: the ending could not be recorded (%s)", experiment.root, again)
+
+
+def resumed(experiment: Experiment, command: Sequence[str], accepted_code_change: Iterable[str] = (),
+            epochs: Optional[int] = None, extended_from: Optional[int] = None) -> RunRecord:
+    """Inside `attempt`: `command` continues the run. What writers killed mid-write left is removed, TensorBoard's
+    status of the last attempt cleared, and a new attempt recorded (`RunRecordWriter.begin_attempt`, whose Args
+    these are)."""
+    from experiments_manager.run.hparams_status import clear_status
+
+    experiment.remove_leftovers()
+    clear_status(experiment.logs_dir)
+    return experiment.record.begin_attempt(command, accepted_code_change, epochs=epochs, extended_from=extended_from)

@@ -1,0 +1,77 @@
+"""Files earlier engines wrote, read as this engine writes them: one migration step per format and version.
+
+Code reads a run's files in their current format only; an earlier format is brought to it here, on read (nothing
+is rewritten until the run's writer next writes the file, which then holds the current format):
+
+- run.json (`record.py`): version 1 (no `record_version`; engines before attempts were recorded have no
+  `attempts` either) -> 2: the record so far becomes attempt 1 (`attempts.Attempt.before_attempts_were_recorded`).
+- a checkpoint's state.json (`checkpointing.py`): version 1 (no `state_version`; the exporter's state without the
+  value, best flag and best version of the version it asked for) -> 2.
+
+A stored sample of each earlier version is read by tests/unit/run/test_migrations.py (tests/data/formats/).
+Sweeps of earlier engines (trials.pickle, one process) are joined through `sweeps/legacy.py`. This module does not
+import TensorFlow.
+
+Example:
+
+```python
+info = current_run_record(json.loads(text))        # a version-1 record: with `attempts` and record_version 2
+state = current_checkpoint_state(json.loads(text))  # {"state_version": 2, "epochs_completed": 3, ...}
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, cast
+
+from experiments_manager.run.attempts import Attempt
+from experiments_manager.run.record import RUN_RECORD_VERSION, RunRecord
+
+CHECKPOINT_STATE_VERSION = 2
+Step = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _run_record_1_to_2(info: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 had the same keys; the oldest had no `attempts`: what they say of the run is attempt 1."""
+    if "attempts" not in info:
+        info["attempts"] = [Attempt.before_attempts_were_recorded(info)]
+    info["record_version"] = 2
+    return info
+
+
+def _checkpoint_state_1_to_2(state: dict[str, Any]) -> dict[str, Any]:
+    """Version 1's exporter state lacked the asked-for version's value and best flag, and the best version."""
+    exports = state.get("callbacks", {}).get("exports")
+    if isinstance(exports, dict):
+        exports.setdefault("best_version", None)
+        if isinstance(exports.get("requested"), dict):
+            exports["requested"].setdefault("value", None)
+            exports["requested"].setdefault("best", False)
+    state["state_version"] = 2
+    return state
+
+
+# per format: version -> the step from it to the next one
+RUN_RECORD_STEPS: dict[int, Step] = {1: _run_record_1_to_2}
+CHECKPOINT_STATE_STEPS: dict[int, Step] = {1: _checkpoint_state_1_to_2}
+
+
+def _migrated(data: dict[str, Any], key: str, steps: dict[int, Step], current: int) -> dict[str, Any]:
+    version = data.get(key, 1)
+    while isinstance(version, int) and not isinstance(version, bool) and version < current and version in steps:
+        data = steps[version](data)
+        version = data[key]
+    return data
+
+
+def current_run_record(data: Any) -> RunRecord:
+    """run.json's `data` in the current format (a record of a newer engine, or not an object, as it is:
+    `record.record_problems` reports it)."""
+    if not isinstance(data, dict):
+        return cast(RunRecord, data)
+    return cast(RunRecord, _migrated(data, "record_version", RUN_RECORD_STEPS, RUN_RECORD_VERSION))
+
+
+def current_checkpoint_state(data: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's state.json in the current format."""
+    return _migrated(data, "state_version", CHECKPOINT_STATE_STEPS, CHECKPOINT_STATE_VERSION)
