@@ -6,6 +6,7 @@ from typing import Any, Optional, SupportsFloat
 
 import keras
 
+from experiments_manager.run.resume_state import BestState
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.settings.monitor import monitor_mode
 
@@ -47,10 +48,10 @@ class BestValue:
     def improved_at(self, epoch: int) -> bool:
         return self.epoch == epoch
 
-    def get_state(self) -> dict[str, Any]:
+    def get_state(self) -> BestState:
         return {"value": self.value, "epoch": self.epoch}
 
-    def set_state(self, state: Mapping[str, Any]) -> None:
+    def set_state(self, state: BestState) -> None:
         self.value = state.get("value")
         self.epoch = state.get("epoch")
 

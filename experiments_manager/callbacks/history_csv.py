@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import keras
 
+from experiments_manager.run.resume_state import HistoryState
 from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.utils.epochs import shown_epoch
 
@@ -92,12 +93,12 @@ class HistoryCSV(keras.callbacks.Callback):
                 bad += 1
         return header, rows, bad
 
-    def get_state(self) -> dict[str, Any]:
+    def get_state(self) -> HistoryState:
         """The file's header and rows, for the checkpoint: a resume writes the file again from them."""
         header, rows = self.read()
         return {"header": header, "rows": rows}
 
-    def set_state(self, state: Mapping[str, Any]) -> None:
+    def set_state(self, state: HistoryState) -> None:
         """Writes the file again from a checkpoint's copy (`get_state`): what a damaged or lost file had."""
         if state.get("header"):
             self._write(state["header"], state.get("rows") or [])

@@ -1,9 +1,10 @@
 """Keras callbacks whose counters survive `train --resume`."""
 
-from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import keras
+
+from experiments_manager.run.resume_state import PatienceState
 
 
 class Resumable:
@@ -18,10 +19,10 @@ class Resumable:
 
     state_attributes: tuple[str, ...] = ()
 
-    def get_state(self) -> dict[str, Any]:
-        return {name: _plain(getattr(self, name, None)) for name in self.state_attributes}
+    def get_state(self) -> PatienceState:
+        return cast(PatienceState, {name: _plain(getattr(self, name, None)) for name in self.state_attributes})
 
-    def set_state(self, state: Optional[Mapping[str, Any]]) -> None:
+    def set_state(self, state: Optional[PatienceState]) -> None:
         self._restored_state = dict(state or {})
 
     def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import keras
 
+from experiments_manager.run.resume_state import CHECKPOINT_STATE_VERSION, CheckpointState, ResumableParts
 from experiments_manager.utils.background import BackgroundWorker
-from experiments_manager.utils.environment_failures import said_by_the_run
+from experiments_manager.utils.environment_failures import both_storage_failures
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -19,13 +20,6 @@ if TYPE_CHECKING:
 
 
 _LOG = logging.getLogger(__name__)
-
-
-class Stateful(Protocol):
-    """What a checkpoint saves the state of."""
-
-    def get_state(self) -> object:
-        ...
 
 
 class TrainingCheckpoint(keras.callbacks.Callback):
@@ -39,8 +33,8 @@ class TrainingCheckpoint(keras.callbacks.Callback):
 
     Args:
         checkpointer: an `experiments_manager.run.checkpointing.Checkpointer`.
-        stateful: dict name -> object with `get_state()` (callbacks, `BestValue`,
-            the Kafka stream's position).
+        parts: the `run.resume_state.ResumableParts` whose state it saves (callbacks, `BestValue`, the exporter,
+            history.csv, the Kafka stream's position).
         after_save: functions called on this thread once a checkpoint is on disk (e.g. commit Kafka offsets: only
             what a checkpoint holds may be committed); a checkpoint with any is written on this thread.
         in_background: write the checkpoints of epoch ends in a background thread (default False).
@@ -48,17 +42,17 @@ class TrainingCheckpoint(keras.callbacks.Callback):
     Example:
 
     ```python
-    checkpoint = TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir), {"early_stopping": stopper},
+    checkpoint = TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir), ResumableParts(best, stopper),
                                     in_background=True)
     checkpoint.when_durable(lambda: experiment.record.epoch(progress))  # once epoch 3's is on disk
     ```
     """
 
-    def __init__(self, checkpointer: Checkpointer, stateful: Mapping[str, Stateful],
+    def __init__(self, checkpointer: Checkpointer, parts: ResumableParts,
                  after_save: Iterable[Callable[[], object]] = (), in_background: bool = False) -> None:
         super().__init__()
         self.checkpointer = checkpointer
-        self.stateful = stateful
+        self.parts = parts
         self.after_save = list(after_save)
         self.epochs_completed: Optional[int] = None
         self._worker = BackgroundWorker("checkpoint") if in_background and not self.after_save else None
@@ -67,10 +61,8 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         self._pending: Optional[list[Callable[[], object]]] = None
 
     def _snapshot(self, epochs_completed: int) -> CheckpointSnapshot:
-        state = {
-            "epochs_completed": epochs_completed,
-            "callbacks": {name: item.get_state() for name, item in self.stateful.items()},
-        }
+        state: CheckpointState = {"state_version": CHECKPOINT_STATE_VERSION, "epochs_completed": epochs_completed,
+                                   "callbacks": self.parts.states()}
         return self.checkpointer.snapshot(self.model, self.model.optimizer, state)
 
     def save(self, epochs_completed: int) -> Path:
@@ -107,7 +99,7 @@ class TrainingCheckpoint(keras.callbacks.Callback):
         try:
             self.wait()
         except Exception as failure:  # noqa: BLE001 - the run's own ending is what it reports
-            if not said_by_the_run(failure, ending):
+            if not both_storage_failures(failure, ending):
                 _LOG.error("The checkpoint after epoch %s failed: %s: %s", self.epochs_completed,
                            type(failure).__name__, failure)
 

@@ -14,7 +14,7 @@ import keras
 
 from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.utils.background import yield_to_training
-from experiments_manager.utils.environment_failures import environment_errno, said_by_the_run
+from experiments_manager.utils.environment_failures import environment_errno, both_storage_failures
 from experiments_manager.utils.epochs import shown_epoch
 from experiments_manager.settings.monitor import metric_name, raw_name
 
@@ -126,7 +126,7 @@ class TrainingCurves(keras.callbacks.Callback):
         if worker is not None:
             worker.join()
         failure, self._storage_failure = self._storage_failure, None
-        if failure is not None and not said_by_the_run(failure, ending):  # the failure is the storage's
+        if failure is not None and not both_storage_failures(failure, ending):  # the failure is the storage's
             _LOG.warning("%s not drawn (%s: %s)", self.png, type(failure).__name__, failure)
 
     def _ask(self, best: object) -> None:

@@ -9,7 +9,7 @@ class WriterFence(keras.callbacks.Callback):
     """Raises `LeaseLost` (exit 75) at the first step or epoch event after this run lost its experiment's lease:
     another run took the folder over, or this one stalled (a frozen node) past the lease's fence. Placed first,
     it stops the event before any later callback writes (history.csv, TensorBoard, versions, the checkpoint,
-    run.json); the console copy in train.log drops its lines by the same test (`run_log.console_copied`).
+    run.json); the console copy in train.log drops its lines by the same test (`run.log.console_copied`).
 
     The check costs a clock read while the lease is held (`Lease.fenced`): it runs at every batch.
 

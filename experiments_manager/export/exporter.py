@@ -11,6 +11,8 @@ Long because numbering, writing, checking, retention and a resume's repair of th
 `Exporter`'s (fully typed).
 """
 
+from __future__ import annotations
+
 import contextlib
 import functools
 import logging
@@ -32,7 +34,7 @@ from experiments_manager.export.served_module import served_module
 from experiments_manager.utils.atomic import (folder_replaced_atomically, remove_leftovers, remove_tree_atomically,
                                               write_text_atomically)
 from experiments_manager.utils.checksums import set_aside, verify_manifest, write_manifest
-from experiments_manager.utils.environment_failures import said_by_the_run
+from experiments_manager.utils.environment_failures import both_storage_failures
 from experiments_manager.run.version_records import (read_record_file, records_of, version_record,
                                                      write_class_names_file, write_record_file)
 
@@ -42,6 +44,7 @@ _LOG = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.run.record_writer import VersionProgress
+    from experiments_manager.run.resume_state import ExportState, RequestedVersion
     from experiments_manager.run.version_records import VersionRecord
     from experiments_manager.settings.loader import Settings
 
@@ -113,7 +116,7 @@ class Exporter:
         self._worker: Optional[ExportWorker] = ExportWorker() if in_background else None
         self._leave_out_optimizer = True  # until a served module cannot be saved without it
         # the newest version asked for and the epochs completed then: a checkpoint's state, see export_missing
-        self.requested: Optional[dict[str, Any]] = _UNKNOWN
+        self.requested: Optional[RequestedVersion] = _UNKNOWN
         # the version holding the run's best epoch: kept by the retention (checkpointed)
         self.best_version: Optional[int] = None
         # version -> its record (version_records.py), listed in run.json once it is on disk
@@ -134,7 +137,7 @@ class Exporter:
         aside = [version for version in map(set_aside_version, os.listdir(self.base)) if version is not None]
         return max([recorded, *self.versions(), *aside]) or None
 
-    def progress(self) -> "VersionProgress":
+    def progress(self) -> VersionProgress:
         """What run.json records of the exports: the versions present, the last one, and the record (epoch,
         monitored value) of each version once it is on disk.
 
@@ -180,8 +183,9 @@ class Exporter:
         if full_save:
             module = self._served_module()  # an error of the settings' code is raised here as it is, on this thread
         record = version_record(epochs_completed, self.settings.training.monitor, value)
-        self.requested = {"version": version, "epochs_completed": epochs_completed, "value": record["value"],
-                          "best": bool(best)}
+        requested: RequestedVersion = {"version": version, "epochs_completed": epochs_completed,
+                                       "value": record.get("value"), "best": bool(best)}
+        self.requested = requested
         self._records[version] = record
         if best:
             self.best_version = version
@@ -225,15 +229,15 @@ class Exporter:
         try:
             self.wait()
         except ExportFailed as failure:
-            if not said_by_the_run(failure, ending):
+            if not both_storage_failures(failure, ending):
                 _LOG.error("%s", failure)
         self.experiment.record.versions(self.progress())
 
-    def get_state(self) -> dict[str, Any]:
+    def get_state(self) -> ExportState:
         """The version last asked for, for the checkpoint (see `export_missing`)."""
         return {"requested": None if self.requested is _UNKNOWN else self.requested, "best_version": self.best_version}
 
-    def set_state(self, state: dict[str, Any]) -> None:
+    def set_state(self, state: ExportState) -> None:
         """Takes back the state a checkpoint saved (from `get_state`).
 
         Args:
@@ -261,7 +265,7 @@ class Exporter:
         Returns:
             the version exported, or None.
         """
-        requested = self.requested if isinstance(self.requested, dict) else {}
+        requested: RequestedVersion = self.requested if isinstance(self.requested, dict) else {}
         if requested.get("epochs_completed") != epochs_completed:
             return None
         set_aside_as_damaged = (self.base / set_aside_folder_name(DAMAGED, requested["version"])).exists()

@@ -267,11 +267,8 @@ def keep_callback_state(plan: CallbackPlan) -> None:
     restored, which would bring back the state of the checkpoint the session
     started from.
     """
-    from experiments_manager.callbacks.resumable import Resumable
-
-    for item in plan.checkpoint.stateful.values():
-        if isinstance(item, Resumable):
-            item.set_state(item.get_state())
+    for counter in plan.resumable.counters():
+        counter.set_state(counter.get_state())
 
 
 def set_global_weights(model: keras.Model, weights: Sequence[NDArray[Any]],

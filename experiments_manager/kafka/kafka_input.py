@@ -7,7 +7,7 @@ See `experiments_manager.training.inputs` for the interface and
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, cast
 
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.kafka.connection import KafkaConnection, KafkaStalled, topic_names
@@ -54,7 +54,7 @@ class KafkaInput:
         seed: seed of the shuffling.
     """
 
-    def __init__(self, experiment: ExperimentLike, settings: Settings, restored: Optional[dict[str, Any]],
+    def __init__(self, experiment: ExperimentLike, settings: Settings, restored: Optional[Mapping[str, Any]],
                  seed: int) -> None:
         from experiments_manager.kafka.progress_callback import KafkaProgress
 
@@ -89,7 +89,7 @@ class KafkaInput:
         self.val_restartable: bool = True  # batches of an in-memory snapshot
         self.callbacks: list[Any] = [KafkaProgress(self.stream, self.validation, experiment),
                                      _end_of_training(self.stream)]
-        self.stateful: dict[str, Any] = {"kafka": self.stream}
+        self.resumable_stream: Optional[Any] = self.stream  # its positions, in each checkpoint
         self.after_checkpoint: list[Callable[[], object]] = [self.stream.commit]
         self.endless: bool = True
 

@@ -8,7 +8,7 @@ A checkpoint is a folder `checkpoints/ckpt-<N>/` holding
   EMA averages, slots), in the optimizer's own order;
 - `state.json`: the number of completed epochs, the state of the callbacks
   (early stopping, LR on plateau, best monitored value, history), and the size and
-  SHA-256 of each of the files above (`files`).
+  SHA-256 of each of the files above (`files`): `resume_state.CheckpointState`.
 
 It is written to a dot-prefixed temporary folder, fsynced and renamed, so a crash or a power loss at any point
 leaves either the previous checkpoint or the new one, never a partial one. A resume uses the newest checkpoint
@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping, NamedTuple, cast
 import numpy as np
 
 from experiments_manager.run.migrations import current_checkpoint_state
+from experiments_manager.run.resume_state import CheckpointState
 from experiments_manager.utils.atomic import PathLike, folder_replaced_atomically, fsync_folder, remove_tree_atomically
 from experiments_manager.utils.checksums import file_digest, set_aside
 from experiments_manager.utils.errors import UserInputError
@@ -51,7 +52,7 @@ class CheckpointSnapshot(NamedTuple):
 
     weights: "bytes | memoryview"
     optimizer_values: dict[str, "np.ndarray[Any, Any]"]
-    state: dict[str, Any]
+    state: CheckpointState
 
 
 def verify(folder: PathLike) -> "str | None":
@@ -99,7 +100,7 @@ class Checkpointer:
 
     ```python
     checkpointer = Checkpointer(experiment.checkpoints_dir)
-    checkpointer.save(model, optimizer, {"epochs_completed": 3, "callbacks": {}})
+    checkpointer.save(model, optimizer, {"state_version": 2, "epochs_completed": 3, "callbacks": {}})
     state = checkpointer.restore_latest(model, optimizer)
     ```
     """
@@ -138,7 +139,7 @@ class Checkpointer:
                 return path
         return None
 
-    def latest_state(self) -> dict[str, Any] | None:
+    def latest_state(self) -> CheckpointState | None:
         """The newest good checkpoint's state dict (without loading weights), or None."""
         latest = self.latest()
         return current_checkpoint_state(json.loads((latest / STATE_FILE).read_text())) if latest else None
@@ -154,7 +155,7 @@ class Checkpointer:
             self._set_aside(path, problem)
         return None
 
-    def resumable_state(self) -> dict[str, Any] | None:
+    def resumable_state(self) -> CheckpointState | None:
         """The state of the checkpoint a resume continues from (damaged newer ones moved aside first), or None."""
         latest = self.set_aside_damaged()
         return current_checkpoint_state(json.loads((latest / STATE_FILE).read_text())) if latest else None
@@ -162,12 +163,12 @@ class Checkpointer:
     def _set_aside(self, path: Path, problem: str) -> None:
         set_aside(path, f"{DAMAGED_PREFIX}{path.name}", f"damaged ({problem}), the checkpoint before it is used")
 
-    def save(self, model: Any, optimizer: Any, state: Mapping[str, Any]) -> Path:
+    def save(self, model: Any, optimizer: Any, state: CheckpointState) -> Path:
         """Writes a new checkpoint atomically and durably, with its files' checksums; prunes old good ones: a
         `snapshot` written at once (`write`)."""
         return self.write(self.snapshot(model, optimizer, state))
 
-    def snapshot(self, model: Any, optimizer: Any, state: Mapping[str, Any]) -> "CheckpointSnapshot":
+    def snapshot(self, model: Any, optimizer: Any, state: CheckpointState) -> "CheckpointSnapshot":
         """What a checkpoint of `model`, `optimizer` and `state` holds, as copies (on the thread that trains: the
         values change at the next step); `write` then puts it on disk from any thread."""
         self.check_writer()  # a run that lost its lease copies nothing either (`write` checks again)
@@ -199,7 +200,7 @@ class Checkpointer:
             remove_tree_atomically(old)
         return final
 
-    def restore_latest(self, model: Any, optimizer: Any) -> dict[str, Any] | None:
+    def restore_latest(self, model: Any, optimizer: Any) -> CheckpointState | None:
         """Loads the newest good checkpoint into `model` and `optimizer`; a damaged one is moved aside first.
 
         The optimizer must be built (`optimizer.build(model.trainable_variables)`).

@@ -5,7 +5,7 @@ is rewritten until the run's writer next writes the file, which then holds the c
 
 - run.json (`record.py`): version 1 (no `record_version`; engines before attempts were recorded have no
   `attempts` either) -> 2: the record so far becomes attempt 1 (`attempts.Attempt.before_attempts_were_recorded`).
-- a checkpoint's state.json (`checkpointing.py`): version 1 (no `state_version`; the exporter's state without the
+- a checkpoint's state.json (`resume_state.py`): version 1 (no `state_version`; the exporter's state without the
   value, best flag and best version of the version it asked for) -> 2.
 
 A stored sample of each earlier version is read by tests/unit/run/test_migrations.py (tests/data/formats/).
@@ -26,8 +26,8 @@ from typing import Any, Callable, cast
 
 from experiments_manager.run.attempts import Attempt
 from experiments_manager.run.record import RUN_RECORD_VERSION, RunRecord
+from experiments_manager.run.resume_state import CHECKPOINT_STATE_VERSION, CheckpointState
 
-CHECKPOINT_STATE_VERSION = 2
 Step = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -72,6 +72,6 @@ def current_run_record(data: Any) -> RunRecord:
     return cast(RunRecord, _migrated(data, "record_version", RUN_RECORD_STEPS, RUN_RECORD_VERSION))
 
 
-def current_checkpoint_state(data: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's state.json in the current format."""
-    return _migrated(data, "state_version", CHECKPOINT_STATE_STEPS, CHECKPOINT_STATE_VERSION)
+def current_checkpoint_state(data: dict[str, Any]) -> CheckpointState:
+    """A checkpoint's state.json in the current format (`resume_state.CheckpointState`)."""
+    return cast(CheckpointState, _migrated(data, "state_version", CHECKPOINT_STATE_STEPS, CHECKPOINT_STATE_VERSION))

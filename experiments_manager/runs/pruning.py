@@ -279,7 +279,7 @@ def _being_written(root: Path) -> Optional[str]:
 
 
 def _writer_gone(root: Path, info: Mapping[str, Any]) -> bool:
-    """True when a `running` run's writer provably ended (`run_liveness.writer_state` says `dead`)."""
+    """True when a `running` run's writer provably ended (`run.liveness.writer_state` says `dead`)."""
     return writer_state(root, info) == DEAD
 
 

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 # a trial stands as a run does (`run.record.Status`), or waits at an ASHA rung (paused) or past it (promoted)
 RECORD_STATUSES = STATUSES + ("paused", "promoted")
-FINAL_STATUSES = (Status.FINISHED.value, Status.FAILED.value)  # a record in one of these is never written again (a scan reads it once)
+# a record in one of these is never written again (a scan reads it once)
+FINAL_STATUSES = (Status.FINISHED.value, Status.FAILED.value)
 DONE_STATUSES = FINAL_STATUSES + ("paused",)  # a result to report (a paused trial: its value at its last rung)
 SCHEDULE_FIELDS = ("bracket", "epochs_target", "epochs_trained", "rung_values", "promotions")  # a scheduler's
 
@@ -90,15 +91,15 @@ class TrialEntry:
     @property
     def done(self) -> bool:
         """Ended with a result (finished, failed, paused at a rung), its worker's tell complete."""
-        return self.status in DONE_STATUSES and not self.telling
+        return self.status in DONE_STATUSES and not self.rung_value_pending
 
     @property
     def final(self) -> bool:
         """Done for good: its record is never written again (a paused trial may still be promoted)."""
-        return self.status in FINAL_STATUSES and not self.telling
+        return self.status in FINAL_STATUSES and not self.rung_value_pending
 
     @property
-    def telling(self) -> bool:
+    def rung_value_pending(self) -> bool:
         """A scheduler's trial that trained to its rung, its value there not recorded yet: the worker's tell is
         under way (`SweepStore.record_result`), or the worker died before it (the trial is then taken over)."""
         return self.status == "finished" and self.epochs_target is not None and \

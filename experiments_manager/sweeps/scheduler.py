@@ -135,9 +135,9 @@ class RungSchedule:
         return {"bracket": self.bracket_of(tid), "epochs_target": self.first_epochs(tid)}
 
     def told_fields(self, entry: TrialEntry) -> dict[str, Any]:
-        """The record fields of a trial that trained to its rung (`TrialEntry.telling`): its value there, and
+        """The record fields of a trial that trained to its rung (`TrialEntry.rung_value_pending`): its value there, and
         `paused` below the last rung (it stays `finished` at it, or when early stopping ended it sooner)."""
-        if not entry.telling or entry.epochs_target is None:
+        if not entry.rung_value_pending or entry.epochs_target is None:
             return {}
         target = entry.epochs_target
         trained = entry.epochs_trained if entry.epochs_trained is not None else target

@@ -198,7 +198,7 @@ class SweepStore:
         """
         with self.locked():
             told = assignment.record.entry()
-            if self.schedule is not None and told is not None and told.telling:  # its value at its rung
+            if self.schedule is not None and told is not None and told.rung_value_pending:  # its value at its rung
                 assignment.record.update(**self.schedule.told_fields(told))
             assignment.record.release()
             rows, best = self._write_outputs(self.journal.numbered())

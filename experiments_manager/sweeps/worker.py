@@ -112,7 +112,7 @@ class SweepWorkers:
             self._loop(index)
         except BaseException as error:  # raised again in the main thread; the other workers stop their trials
             self._failure = self._failure or error
-            self._stop(signal.SIGTERM, None, quiet=True)
+            self._stop(signal.SIGTERM, None, by_a_failed_worker_thread=True)
 
     def _loop(self, index: Optional[int]) -> None:
         worker = worker_identity(index)
@@ -193,12 +193,12 @@ class SweepWorkers:
         if self.stop_signum is not None:  # the stop came while it started: it stops at once too
             _signal_group(process.pid, self.stop_signum)
 
-    def _stop(self, signum: int, frame: Optional[FrameType], quiet: bool = False) -> None:
-        if self.stop_signum is not None and signum == signal.SIGINT and not quiet:
+    def _stop(self, signum: int, frame: Optional[FrameType], by_a_failed_worker_thread: bool = False) -> None:
+        if self.stop_signum is not None and signum == signal.SIGINT and not by_a_failed_worker_thread:
             raise KeyboardInterrupt
         self.stop_signum = self.stop_signum or signum
         self._stopping.set()
-        if not quiet:
+        if not by_a_failed_worker_thread:  # (its error is raised in the main thread)
             _LOG.warning("received %s: stopping this worker's running trials (they checkpoint); no new trial "
                          "starts here", signal.Signals(signum).name)
         for process in list(self._processes.values()):

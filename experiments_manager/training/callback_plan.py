@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, cast
 
+from experiments_manager.run.resume_state import ResumableParts
+
 if TYPE_CHECKING:
     from experiments_manager.callbacks.best_value import BestValue
     from experiments_manager.callbacks.training_checkpoint import TrainingCheckpoint
     from experiments_manager.export.exporter import Exporter
     from experiments_manager.run.experiment import Experiment
+    from experiments_manager.run.resume_state import CheckpointState
     from experiments_manager.settings.loader import Settings
     from experiments_manager.training.ema import WeightAverages
     from experiments_manager.training.inputs import InputObject
@@ -48,7 +51,7 @@ class RunRecords:
     """
 
     def __init__(self, experiment: Experiment, settings: Settings, best: BestValue, exporter: Optional[Exporter] = None,
-                 monitors: Iterable[Any] = (), restored: Optional[dict[str, Any]] = None) -> None:
+                 monitors: Iterable[Any] = (), restored: Optional[CheckpointState] = None) -> None:
         from experiments_manager import callbacks as ours
 
         self.experiment = experiment
@@ -95,7 +98,7 @@ class CallbackPlan:
     """
 
     def __init__(self, experiment: Experiment, settings: Settings, model: Any, inputs: InputObject,
-                 restored: Optional[dict[str, Any]], averages: Optional[WeightAverages], reduce_lr_on_plateau: bool,
+                 restored: Optional[CheckpointState], averages: Optional[WeightAverages], reduce_lr_on_plateau: bool,
                  options: SessionOptions, stop_agreement: Optional[Callable[[list[int]], Sequence[int]]] = None,
                  seed: Optional[int] = None) -> None:
         import keras
@@ -113,20 +116,16 @@ class CallbackPlan:
                                                           verbose=1)
         self.stop_on_signal = ours.StopOnSignal(agree=stop_agreement)
         self.exporter = Exporter(experiment, settings, model, in_background=True) if options.export else None
-        stateful: dict[str, Any] = {"best": self.best, "early_stopping": self.early_stopping}
-        if self.exporter is not None:
-            stateful["exports"] = self.exporter
         plateau: list[Any] = []
         if reduce_lr_on_plateau:  # a schedule owns the learning rate otherwise
             plateau = [ours.ResumableReduceLROnPlateau(
                 monitor=monitor, mode=self.best.mode, factor=0.5, patience=max(1, patience // 2), min_lr=1e-7,
                 verbose=1,
             )]
-            stateful["reduce_lr"] = plateau[0]
+        self.resumable = ResumableParts(self.best, self.early_stopping, exports=self.exporter,
+                                        reduce_lr=plateau[0] if plateau else None, kafka=inputs.resumable_stream)
         if restored:
-            for name, state in restored.get("callbacks", {}).items():
-                if name in stateful:
-                    stateful[name].set_state(state)
+            self.resumable.restore_counters(restored.get("callbacks", {}))
             if self.exporter is not None:  # a version a kill lost while it was written: the model holds its values
                 self.exporter.set_aside_at_resume()
                 self.exporter.export_missing(self.initial_epoch)
@@ -136,13 +135,14 @@ class CallbackPlan:
         records = RunRecords(experiment, settings, self.best, self.exporter, monitors=[self.early_stopping, *plateau],
                              restored=restored)
         self.history = records.history
-        if restored and "history" in restored.get("callbacks", {}):  # the file as the checkpoint had it
-            self.history.set_state(restored["callbacks"]["history"])
-        stateful["history"] = self.history
+        saved_history = (restored or {}).get("callbacks", {}).get("history")
+        if saved_history is not None:  # the file as the checkpoint had it
+            self.history.set_state(saved_history)
+        self.resumable.history = self.history
         self.curves = records.curves
         self.checkpoint = ours.TrainingCheckpoint(Checkpointer(experiment.checkpoints_dir,
                                                                check_writer=experiment.check_writer),
-                                                  {**stateful, **inputs.stateful}, inputs.after_checkpoint,
+                                                  self.resumable, inputs.after_checkpoint,
                                                   in_background=True)
         deterministic = [ours.DeterministicEpochs(cast(int, seed))] if settings.runtime.deterministic else []
         self.callbacks = (
@@ -183,7 +183,7 @@ class CallbackPlan:
 
 
 def tensorboard_reports(experiment: Experiment, settings: Settings, best: BestValue,
-                        restored: Optional[dict[str, Any]] = None) -> list[Any]:
+                        restored: Optional[CheckpointState] = None) -> list[Any]:
     """The callbacks showing a run (or a federation's rounds) in TensorBoard and training_curves.png.
 
     Placed after `HistoryCSV` and `TrackBestValue`: they read the epoch's logs

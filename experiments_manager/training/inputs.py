@@ -9,7 +9,7 @@ one it gets. Every input object has:
   (a Python generator), so a second validation would see other batches
   (`train_restartable`, where present: the same for `train`);
 - `callbacks`: Keras callbacks the input needs during `fit`;
-- `stateful`: dict name -> object with `get_state()`, saved in checkpoints;
+- `resumable_stream`: what a checkpoint saves of the input (a Kafka stream's positions), or None;
 - `after_checkpoint`: functions to call once a checkpoint is written;
 - `endless`: True when training data never runs out (Keras' "ran out of data"
   warning can then only be about the finite validation set, and is silenced);
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from experiments_manager.run.experiment import Experiment
+    from experiments_manager.run.resume_state import CheckpointState
     from experiments_manager.settings.loader import Settings
     from experiments_manager.settings.pipeline import DataPartition
 
@@ -41,7 +42,7 @@ class InputObject(Protocol):
     val_steps: Optional[int]
     val_restartable: bool
     callbacks: list[Any]
-    stateful: dict[str, Any]
+    resumable_stream: Optional[Any]  # `get_state()`: a dict, saved in checkpoints (`run.resume_state`)
     after_checkpoint: list[Callable[[], object]]
     endless: bool
 
@@ -50,7 +51,7 @@ class InputObject(Protocol):
     def close(self) -> None: ...
 
 
-def make_inputs(experiment: Experiment, settings: Settings, restored: Optional[dict[str, Any]], seed: int,
+def make_inputs(experiment: Experiment, settings: Settings, restored: Optional[CheckpointState], seed: int,
                 partition: Optional[DataPartition] = None) -> InputObject:
     """The input object for a run.
 
@@ -94,7 +95,7 @@ class SettingsInput:
         self.train_restartable: bool = train.restartable
         self.val_restartable: bool = val.restartable
         self.callbacks: list[Any] = []
-        self.stateful: dict[str, Any] = {}
+        self.resumable_stream: Optional[Any] = None
         self.after_checkpoint: list[Callable[[], object]] = []
         self.endless = False
 

@@ -31,6 +31,7 @@ from experiments_manager.training.session_options import SessionOptions
 if TYPE_CHECKING:
     from experiments_manager.distribute.cluster import WorkerCluster
     from experiments_manager.run.checkpointing import Checkpointer
+    from experiments_manager.run.resume_state import CheckpointState
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
     from experiments_manager.settings.pipeline import DataPartition
@@ -250,7 +251,7 @@ class Trainer:
                          "get_learningRate() (which hparams and sweeps record); pass it the learning_rate argument",
                          self.settings.path.name, rate, asked)
 
-    def _saved_state(self) -> Optional[dict[str, Any]]:
+    def _saved_state(self) -> Optional[CheckpointState]:
         """The last checkpoint's state (epochs, callbacks, Kafka position), read before the model exists."""
         from experiments_manager.run.checkpointing import Checkpointer
 
@@ -260,7 +261,7 @@ class Trainer:
         self._resumed_from = Checkpointer(self.experiment.checkpoints_dir)
         return self._resumed_from.resumable_state()
 
-    def _restore(self, model: Any) -> Optional[dict[str, Any]]:
+    def _restore(self, model: Any) -> Optional[CheckpointState]:
         from experiments_manager.run.checkpointing import Checkpointer
 
         if not self.resuming:

@@ -69,7 +69,7 @@ def environment_errno(error: Optional[BaseException]) -> Optional[int]:
     return None
 
 
-def said_by_the_run(failure: BaseException, ending: Optional[BaseException]) -> bool:
+def both_storage_failures(failure: BaseException, ending: Optional[BaseException]) -> bool:
     """Whether the background `failure` (a version's, a checkpoint's or a drawing's) goes unsaid when the run
     ends: both it and `ending`, the error ending the run (None: none), are the storage's (a full or failing disk),
     so the run's one line already says it. Any other failure is logged beside the run's own ending."""

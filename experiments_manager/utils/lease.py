@@ -28,7 +28,8 @@ stood unchanged for the shorter of the timeout and that grace while watched: no 
 host's clock either.
 
 Long because the protocol is one piece: the record, taking, judging, breaking, the heartbeat and the fence of a
-holder that stalled (its `check` refuses every write once its last heartbeat is older than the timeout).
+holder that stalled (its `check` refuses every write once its own last renewal is older than `FENCE_FRACTION` of
+the timeout).
 
 Example:
 
@@ -288,10 +289,10 @@ class Lease:
                 return cls(path, holder, heartbeat_seconds=max(0.05, timeout / 6))
             current = read_holder(path)
             if current is None:  # being written (a moment, without hard links) or damaged: watched standing still
-                quiet = watch.file_unchanged_for(path)
-                if quiet is None:
+                unchanged_for = watch.file_unchanged_for(path)
+                if unchanged_for is None:
                     tries += 1
-                elif quiet < min(timeout, BREAK_GRACE_SECONDS):
+                elif unchanged_for < min(timeout, BREAK_GRACE_SECONDS):
                     if not patient:
                         raise LeaseHeld(f"{folder}: another run is starting to write this {what} ({path} cannot be "
                                         f"read yet); try again in a minute")
@@ -541,8 +542,9 @@ def _take_over(path: Path, stale: Optional[Holder], reason: str, data: dict[str,
     lock = path.with_name(path.name + ".break")
     if not create_whole(lock, {"pid": os.getpid(), "host": socket.gethostname()}):
         try:
-            quiet = watch.file_unchanged_for(lock)
-            if quiet is not None and quiet > BREAK_GRACE_SECONDS:  # its breaker died: only that lock goes
+            unchanged_for = watch.file_unchanged_for(lock)
+            # its breaker died: only that lock goes
+            if unchanged_for is not None and unchanged_for > BREAK_GRACE_SECONDS:
                 watched = lock.stat()
                 moved = lock.with_name(f".{lock.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
                 os.rename(lock, moved)  # one breaker wins the rename

@@ -247,6 +247,33 @@ def test_client_messages_leave_no_settings_or_model_modules_behind(workdir):
         assert loaded() == before, f"message {message} left {sorted(loaded() - before)}"
     assert read_run(workdir / "server" / "clients" / "client_0")["epochs_completed"] == 2  # messages 0 and 2
 
+    # a client folder has one writer, as an experiment: another federation's client for it is refused, unwritten
+    from experiments_manager.utils.lease import Lease, LeaseHeld
+
+    client_0 = workdir / "server" / "clients" / "client_0"
+    before_bytes = (client_0 / "run.json").read_bytes()
+    other = Lease.acquire(client_0, ["another federation's client 0"], what="experiment")
+    try:
+        with pytest.raises(LeaseHeld, match="another federation's client 0"):
+            FederatedClient(job, DataPartition(0, 2))
+    finally:
+        other.release()
+    assert (client_0 / "run.json").read_bytes() == before_bytes and loaded() == before
+
+
+def _a_second_federation_on_its_folder_is_refused(server):
+    """A ServerApp pointed at the folder a running federation writes (a second `flwr run` with the same
+    experiment-dir) is refused in one line naming the writer, before it writes anything."""
+    from experiments_manager.federated.apps import run_federation
+    from experiments_manager.federated.job import FederatedJob
+    from experiments_manager.utils.lease import LeaseHeld
+
+    info = read_run(server)
+    job = FederatedJob(server / "experiment_settings.py", server / f"{info['model_name']}.py", {"nbEpoch": 1}, server)
+    with pytest.raises(LeaseHeld, match="federated simulate"):
+        run_federation(job, grid=None)
+    assert read_run(server)["federated"] == info["federated"]  # (its rounds go on: the first federation's)
+
 
 @pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.parametrize("signum", [signal.SIGINT])  # SIGTERM and SIGUSR1: the same handler (2.5 min each here)
@@ -261,6 +288,7 @@ def test_a_stop_signal_ends_a_simulated_federation_within_seconds(start_cli, wor
     working_folder = workdir / "experiments/examples/federated_curve_fitting"
     wait_for(lambda: rounds_done(working_folder) >= 1 or process.poll() is not None, 300, "round 1 completed")
     assert process.poll() is None, all_lines(reader)
+    _a_second_federation_on_its_folder_is_refused(single_experiment(working_folder))
     done_at_signal = rounds_done(working_folder)
     process.send_signal(signum)
     started = time.monotonic()

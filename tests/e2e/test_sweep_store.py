@@ -1,6 +1,6 @@
 """The shared state of a sweep run by workers (`sweeps/store.py`), without training: many processes asking and
 telling at once, the short lock and the claims of workers that are gone, and suggestions equal to a sequential
-hyperopt sweep's. The workers' real trials (processes, Slurm) are in test_sweep_workers.py and test_slurm.py."""
+hyperopt sweep's. The workers' real trials (processes, Slurm) are in test_sweep.py and test_slurm.py."""
 
 import json
 import math

@@ -10,7 +10,9 @@ import pytest
 
 from experiments_manager.callbacks.best_value import BestValue
 from experiments_manager.callbacks.run_info_updater import RunInfoUpdater
+from experiments_manager.callbacks.resumable import ResumableEarlyStopping
 from experiments_manager.callbacks.training_checkpoint import TrainingCheckpoint
+from experiments_manager.run.resume_state import ResumableParts
 from experiments_manager.run.checkpointing import Checkpointer, verify
 from experiments_manager.run.experiment import Experiment
 
@@ -40,6 +42,11 @@ class GatedCheckpointer(Checkpointer):
         return super().write(snapshot)
 
 
+def _parts():
+    """A run's resumable parts: its best value and early stopping."""
+    return ResumableParts(BestValue("val_loss"), ResumableEarlyStopping(monitor="val_loss"))
+
+
 @pytest.fixture
 def run(tmp_path):
     """(model, experiment, checkpoint callback, run.json callback, checkpointer), the callbacks as a run orders
@@ -51,7 +58,7 @@ def run(tmp_path):
         experiment.root.mkdir()
         experiment.write_run_info({"status": "running", "epochs_completed": 0})
         checkpointer = GatedCheckpointer(experiment.checkpoints_dir, fail=fail)
-        checkpoint = TrainingCheckpoint(checkpointer, {}, in_background=True)
+        checkpoint = TrainingCheckpoint(checkpointer, _parts(), in_background=True)
         updater = RunInfoUpdater(experiment, BestValue("val_loss"), None, checkpoint)
         for callback in (checkpoint, updater):
             callback.set_model(model)
@@ -113,7 +120,7 @@ def test_a_checkpoint_with_functions_after_it_is_written_on_the_training_thread(
     checkpointer = GatedCheckpointer(tmp_path / "checkpoints")
     checkpointer.gate.set()
     seen = []
-    checkpoint = TrainingCheckpoint(checkpointer, {}, after_save=[
+    checkpoint = TrainingCheckpoint(checkpointer, _parts(), after_save=[
         lambda: seen.append((threading.current_thread().name, len(list(checkpointer.folder.glob("ckpt-*")))))],
         in_background=True)
     checkpoint.set_model(model)
