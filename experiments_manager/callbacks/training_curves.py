@@ -14,7 +14,7 @@ import keras
 
 from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.utils.background import yield_to_training
-from experiments_manager.utils.environment_failures import environment_errno, both_storage_failures
+from experiments_manager.utils.environment_failures import both_storage_failures, environment_errno
 from experiments_manager.utils.epochs import shown_epoch
 from experiments_manager.settings.monitor import metric_name, raw_name
 

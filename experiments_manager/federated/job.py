@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from experiments_manager.utils.atomic import PathLike
 
 _LOG = logging.getLogger(__name__)
+SERVER_APP_END_SECONDS = 60.0  # a stopped Flower run's ServerApp records its end and lets its folder go within this
 RunConfig = dict[str, Union[str, int, float]]  # a `flwr run` config: flat str/int/float values
 
 
@@ -121,24 +123,35 @@ def start_federation(settings: Union[PathLike, Settings], hparam_overrides: Opti
     return settings, config, experiment, job
 
 
-def end_if_running(experiment: Experiment, ending: Ending, only_if_running: bool = True) -> None:
+def end_if_running(experiment: Experiment, ending: Ending, only_if_running: bool = True,
+                   wait_seconds: float = SERVER_APP_END_SECONDS) -> None:
     """Records how a federation ended when its ServerApp could not (it crashed, was stopped, or ran on another
-    host), as the folder's writer for that moment: a ServerApp that still holds the folder records its own.
+    host), as the folder's one writer: once a ServerApp still ending (a stopped Flower run's) has let it go, for up
+    to `wait_seconds`; a ServerApp still writing then records its own ending.
 
     Args:
         experiment: the federation's server `Experiment`.
         ending: the `endings.Ending` to record.
-        only_if_running: record it only while run.json says running (default True; False: unless finished).
+        only_if_running: record it only while run.json says running (default True; False: unless finished, as the
+            signal that stopped a deployed run says better than the ServerApp's "stopped by Flower").
+        wait_seconds: how long to wait for the ServerApp to let the folder go (default `SERVER_APP_END_SECONDS`).
     """
     from experiments_manager.run.experiment import running_command
     from experiments_manager.run.lifecycle import attempt
     from experiments_manager.run.record import Status
-    from experiments_manager.utils.lease import LeaseHeld
+    from experiments_manager.utils.lease import LEASE_NAME, LeaseHeld
 
-    try:
-        with attempt(experiment, running_command(), console=False, records_ending=False):
-            status = experiment.run_info().get("status")
-            if status == Status.RUNNING or (not only_if_running and status != Status.FINISHED):
-                experiment.record.end(ending)
-    except LeaseHeld as held:  # the ServerApp still writes it: it records how it ends
-        _LOG.debug("%s", held)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            with attempt(experiment, running_command(), console=False, records_ending=False):
+                status = experiment.run_info().get("status")
+                if status == Status.RUNNING or (not only_if_running and status != Status.FINISHED):
+                    experiment.record.end(ending)
+            return
+        except LeaseHeld as held:
+            if time.monotonic() >= deadline:  # the ServerApp still writes it: it records how it ends
+                _LOG.warning("%s", held)
+                return
+            while (experiment.root / LEASE_NAME).exists() and time.monotonic() < deadline:
+                time.sleep(0.2)

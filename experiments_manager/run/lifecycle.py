@@ -7,7 +7,7 @@ writes nothing). The commands that enter it:
 
 | command | what it does inside |
 |---|---|
-| `train` (`training/entry_points.train`), a sweep's trial | a new folder (`Experiment.create`), the trainer |
+| `train` (`training/entry_points.train`), a sweep's trial | `new_run`: a new folder, then the trainer |
 | `train --resume`, a requeue, an extension | `resumed` (a new attempt), the trainer |
 | a federation's server (`federated/apps.run_federation`) and each client folder (`federated_client`) | rounds |
 | `evaluate`, `export`, `check --repair`, a trial's end recorded late | `records_ending=False`: no status changes |
@@ -18,13 +18,12 @@ The trainer records the endings it decides itself (finished, NaN, a signal after
 Example:
 
 ```python
-experiment = Experiment.create(settings, command)
-with attempt(experiment, command):
+with new_run(settings, command) as experiment:       # train
     Trainer(experiment, settings).run()
 
-with attempt(experiment, command) as writer:
+with attempt(experiment, command):                   # train --resume
     resumed(experiment, command)
-    ...
+    Trainer(experiment, settings, resuming=True).run()
 ```
 """
 
@@ -32,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence
 
 from experiments_manager.run.endings import ending_of
 from experiments_manager.run.log import console_copied
@@ -40,6 +39,8 @@ from experiments_manager.run.log import console_copied
 if TYPE_CHECKING:
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.run.record import RunRecord
+    from experiments_manager.run.reservation import FolderReservation
+    from experiments_manager.utils.atomic import PathLike
     from experiments_manager.utils.lease import Lease
 
 _LOG = logging.getLogger(__name__)
@@ -70,6 +71,26 @@ def attempt(experiment: Experiment, command: Sequence[str], console: bool = True
                 if records_ending and experiment.record.ending is None:
                     _record_ending(experiment, error)
                 raise
+
+
+@contextlib.contextmanager
+def new_run(settings: Any, command: Sequence[str], parent: Optional[PathLike] = None,
+            reservation: Optional[FolderReservation] = None) -> Iterator[Experiment]:
+    """A new run's first attempt: its folder created (`Experiment.create`, whose Args these are), then `attempt`.
+
+    Example:
+
+    ```python
+    with new_run(settings, command) as experiment:
+        Trainer(experiment, settings).run()
+    ```
+    """
+    from experiments_manager.run.experiment import Experiment
+
+    experiment = Experiment.create(settings, command, parent=parent, reservation=reservation)
+    # a new folder: nobody else writes it, but a `train --resume` of it may start
+    with attempt(experiment, command):
+        yield experiment
 
 
 def _record_ending(experiment: Experiment, error: BaseException) -> None:

@@ -21,7 +21,7 @@ from experiments_manager.distribute.cluster import WorkerCluster
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.experiment import Experiment, running_command
 from experiments_manager.run.endings import finished
-from experiments_manager.run.lifecycle import attempt, resumed
+from experiments_manager.run.lifecycle import attempt, new_run, resumed
 from experiments_manager.settings import as_settings, load_experiment_settings
 from experiments_manager.settings.script import replace_copy
 from experiments_manager.settings.sections import user_name
@@ -92,9 +92,7 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
     if cluster is None:  # a multi-worker strategy must exist before any TensorFlow op: no dry build there
         _dry_build(settings, initial)  # a broken settings file is one line per problem, and no `failed` folder
     command = command or running_command()
-    experiment = Experiment.create(settings, command, parent=working_folder, reservation=reservation)
-    # a new folder: nobody else writes it, but a `train --resume` of it may start
-    with attempt(experiment, command):
+    with new_run(settings, command, parent=working_folder, reservation=reservation) as experiment:
         if servers:
             experiment.record.kafka_servers(servers)
         if initial is not None:

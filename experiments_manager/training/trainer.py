@@ -65,7 +65,7 @@ class Trainer:
         self._resumed_from: Optional[Checkpointer] = None  # a resume reads its state, then its weights, with it
 
     def run(self) -> TrainingOutcome:
-        """Trains; returns a `TrainingOutcome`. Marks run.json failed on any error.
+        """Trains; returns a `TrainingOutcome` (its `Ending` recorded in run.json).
 
         An error ending the run is recorded as `endings.ending_of` maps it (a lost lease: nothing) and goes on to the
         caller: a KeyboardInterrupt (a second Ctrl-C, or one before training started, raised at once wherever

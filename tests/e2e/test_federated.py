@@ -2,7 +2,9 @@
 
 import csv
 import json
+import os
 import queue
+import re
 import signal
 import time
 import types
@@ -254,7 +256,7 @@ def test_client_messages_leave_no_settings_or_model_modules_behind(workdir):
     before_bytes = (client_0 / "run.json").read_bytes()
     other = Lease.acquire(client_0, ["another federation's client 0"], what="experiment")
     try:
-        with pytest.raises(LeaseHeld, match="another federation's client 0"):
+        with pytest.raises(LeaseHeld, match=re.escape(f"{client_0}: another run writes this experiment: pid {os.getpid()} ")):
             FederatedClient(job, DataPartition(0, 2))
     finally:
         other.release()
@@ -270,7 +272,7 @@ def _a_second_federation_on_its_folder_is_refused(server):
 
     info = read_run(server)
     job = FederatedJob(server / "experiment_settings.py", server / f"{info['model_name']}.py", {"nbEpoch": 1}, server)
-    with pytest.raises(LeaseHeld, match="federated simulate"):
+    with pytest.raises(LeaseHeld, match="federated_curve_fitting/federated_.*: another run writes this experiment"):
         run_federation(job, grid=None)
     assert read_run(server)["federated"] == info["federated"]  # (its rounds go on: the first federation's)
 
