@@ -185,6 +185,7 @@ class Experiment:
     @contextlib.contextmanager
     def held(self, command: Sequence[str]) -> Iterator[Lease]:
         """Within the block this process is the experiment's one writer: its lease is taken (`utils/lease.py`).
+        Commands enter it through `lifecycle.attempt`, which also copies the console and records the ending.
 
         Raises:
             LeaseHeld: another live run writes the experiment (one line naming it; exit code 75).
