@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS := test,bench,spark,edge,docs,research
+EXTRAS := test,bench,spark,edge,docs,research,mlflow
 # uv (pinned: Flower depends on it) installs the same pinned set as pip in a third of the time (issue 56: 50 s against
 # 2-3 min on a fresh machine), compiling the bytecode as pip does; where uv cannot install (an index that only pip's
 # own configuration names, say), pip does it.

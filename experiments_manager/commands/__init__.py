@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from experiments_manager.commands import (check, diff, evaluate, export, federated, kafka_produce, list_command,
-                                          predict, prune, serve, sweep, train)
+                                          mlflow_command, predict, prune, serve, sweep, train)
 
 if TYPE_CHECKING:
     import argparse
@@ -36,7 +36,7 @@ class CommandModule(Protocol):
 
 
 COMMANDS: tuple[CommandModule, ...] = (train, serve, predict, kafka_produce, sweep, federated, list_command,
-                                       evaluate, export, diff, prune, check)
+                                       evaluate, export, diff, prune, check, mlflow_command)
 NAMES = tuple(command.NAME for command in COMMANDS)
 
 

@@ -86,6 +86,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="train with N cooperating processes on this machine (MultiWorkerMirroredStrategy over 127.0.0.1). "
         "Across nodes, start one process per node with TF_CONFIG set, or one per task with `srun`",
     )
+    parser.add_argument(
+        "--mlflow", nargs="?", const="", default=None, metavar="URI",
+        help="log the run to an MLflow tracking server (without URI: MLFLOW_TRACKING_URI): its hparams, every "
+        "epoch's metrics, its status and files, one MLflow run for all its attempts; a server that is down costs "
+        "training nothing: the run keeps what it could not send (`experiments-manager mlflow sync RUN`)",
+    )
     add_requeue_file_argument(parser)
     add_bootstrap_servers_argument(parser)
     add_server_arguments(parser)
@@ -106,6 +112,10 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
 
     if arguments.keep_serving and not arguments.serve:
         raise UserInputError("--keep-serving: only with --serve")
+    if arguments.mlflow is not None:  # before any folder is made
+        from experiments_manager.tracking.options import tracking_uri
+
+        arguments.mlflow = tracking_uri(arguments.mlflow)
     alongside = _serving_alongside(arguments) if arguments.serve else None
     _check_extension_arguments(arguments)  # before a requeue file turns the command into a resume
     arguments, requeue = resume_remembered(arguments, recorded={"hparam": [], "init_from": None,
@@ -127,7 +137,8 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
                                                    kafka_bootstrap_servers=arguments.bootstrap_servers,
                                                    accept_code_change=arguments.accept_code_change,
                                                    settings_source=arguments.settings_source,
-                                                   epochs=arguments.epochs, more_epochs=arguments.more_epochs)
+                                                   epochs=arguments.epochs, more_epochs=arguments.more_epochs,
+                                                   mlflow=arguments.mlflow)
     else:
         overrides = parse_hparam_overrides(arguments.hparam)
         with _reserved_folder(arguments.usersettings, overrides) as reservation:
@@ -139,7 +150,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
                 return _simulate_federation(arguments, settings)
             outcome = training.train(settings, alongside=alongside, kafka_bootstrap_servers=arguments.bootstrap_servers,
                                      reservation=reservation, init_from=arguments.init_from,
-                                     skip_mismatch=arguments.skip_mismatch)
+                                     skip_mismatch=arguments.skip_mismatch, mlflow=arguments.mlflow)
     _report(outcome)
     return outcome.exit_code
 

@@ -178,6 +178,10 @@ class RunRecordWriter:
         """The sweep folder a trial belongs to."""
         self._update({"sweep": folder})
 
+    def mlflow(self, tracking: Mapping[str, Any]) -> None:
+        """The MLflow server the run logs to, and its MLflow run once known (`tracking.session`)."""
+        self._update({"mlflow": dict(tracking)})
+
     def evaluation(self, entry: Mapping[str, Any]) -> None:
         """One more `evaluate` of the run (`evaluation.Evaluation.run_json_entry`), newest last."""
         with self._lock:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from experiments_manager.training.ema import WeightAverages
     from experiments_manager.training.inputs import InputObject
     from experiments_manager.training.session_options import SessionOptions
+    from experiments_manager.tracking.session import TrackingSession
 
 _LOG = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class CallbackPlan:
         options: the session's `SessionOptions`.
         stop_agreement: a multi-worker strategy's `summed_over_workers` (every worker stops at the same step), or None.
         seed: the run's seed (each epoch's random state comes from it with `deterministic = True`; default None).
+        tracking: the attempt's MLflow `TrackingSession`, or None (default: not tracked).
 
     Attributes:
         callbacks: the list given to `fit`.
@@ -100,7 +102,7 @@ class CallbackPlan:
     def __init__(self, experiment: Experiment, settings: Settings, model: Any, inputs: InputObject,
                  restored: Optional[CheckpointState], averages: Optional[WeightAverages], reduce_lr_on_plateau: bool,
                  options: SessionOptions, stop_agreement: Optional[Callable[[list[int]], Sequence[int]]] = None,
-                 seed: Optional[int] = None) -> None:
+                 seed: Optional[int] = None, tracking: Optional[TrackingSession] = None) -> None:
         import keras
 
         from experiments_manager import callbacks as ours
@@ -157,6 +159,7 @@ class CallbackPlan:
             + stopping
             + _user_callbacks(settings, model, train_data, val_data, experiment)
             + records.tail(self.checkpoint)
+            + _tracking(tracking, self.checkpoint, experiment, self.initial_epoch)
             + [ours.ProjectorLogger(str(experiment.logs_dir / "validation"), val_data)]
         )
 
@@ -207,6 +210,16 @@ def tensorboard_reports(experiment: Experiment, settings: Settings, best: BestVa
                                 check_writer=experiment.check_writer),
             ours.HParamsLogger(writers, settings.experiment.hparams, best, experiment.label(),
                                write_session_start=not restored)]
+
+
+def _tracking(tracking: Optional[TrackingSession], checkpoint: TrainingCheckpoint, experiment: Experiment,
+              initial_epoch: int) -> list[Any]:
+    """Each epoch's metrics to MLflow, once its checkpoint is durable (placed after the checkpoint)."""
+    if tracking is None:
+        return []
+    from experiments_manager.tracking.epoch_logger import MlflowEpochLogger
+
+    return [MlflowEpochLogger(tracking, checkpoint, experiment.history_csv, initial_epoch)]
 
 
 def _averaging(settings: Settings, inputs: InputObject, averages: Optional[WeightAverages],

@@ -28,6 +28,8 @@ from experiments_manager.settings.sections import user_name
 from experiments_manager.training.fine_tuning import SKIP_MISMATCH_OPTION, InitialWeights
 from experiments_manager.training.outcome import TrainingOutcome
 from experiments_manager.training.trainer import Trainer
+from experiments_manager.tracking.options import tracking_uri
+from experiments_manager.tracking.session import tracked
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,7 +48,7 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
           command: Optional[Sequence[str]] = None, alongside: Optional[Alongside] = None,
           kafka_bootstrap_servers: Optional[str] = None, working_folder: Optional[PathLike] = None,
           reservation: Optional[FolderReservation] = None, init_from: Optional[PathLike] = None,
-          skip_mismatch: bool = False) -> TrainingOutcome:
+          skip_mismatch: bool = False, mlflow: Optional[str] = None) -> TrainingOutcome:
     """Trains a new experiment from a settings file.
 
     Args:
@@ -67,6 +69,7 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
             'RUN:VERSION' (default None: the model's own initial weights). See `fine_tuning.py`.
         skip_mismatch: with `init_from`, leave the weights whose shape does not fit as the new model made them,
             and list them (default False: refuse them).
+        mlflow: log the run to this MLflow tracking server ('' : MLFLOW_TRACKING_URI; default None: not logged).
 
     Returns:
         a `TrainingOutcome`.
@@ -79,6 +82,7 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
     ```
     """
     cluster = WorkerCluster.from_environment()
+    tracking_at = tracking_uri(mlflow) if mlflow is not None else None  # before anything is written
     settings = as_settings(settings, hparam_overrides)
     if skip_mismatch and init_from is None:
         raise UserInputError(f"{SKIP_MISMATCH_OPTION}: only with --init-from RUN (the weights it loads)")
@@ -92,7 +96,8 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
     if cluster is None:  # a multi-worker strategy must exist before any TensorFlow op: no dry build there
         _dry_build(settings, initial)  # a broken settings file is one line per problem, and no `failed` folder
     command = command or running_command()
-    with new_run(settings, command, parent=working_folder, reservation=reservation) as experiment:
+    with new_run(settings, command, parent=working_folder, reservation=reservation) as experiment, \
+            tracked(experiment, tracking_at) as tracking:
         if servers:
             experiment.record.kafka_servers(servers)
         if initial is not None:
@@ -100,7 +105,7 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
         if reservation is None or experiment.root != reservation.root:  # else said before the settings were loaded
             _LOG.info("Experiment folder: %s", experiment.root)
         with _alongside(alongside, experiment):
-            return Trainer(experiment, settings, cluster=cluster, init_from=initial).run()
+            return Trainer(experiment, settings, cluster=cluster, init_from=initial, tracking=tracking).run()
 
 
 def _dry_build(settings: Settings, initial_weights: Optional[InitialWeights] = None,
@@ -165,7 +170,7 @@ def _check_inputs(settings: Settings, kafka_bootstrap_servers: Optional[str]) ->
 def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, alongside: Optional[Alongside] = None,
            kafka_bootstrap_servers: Optional[str] = None, settings: object = None, accept_code_change: bool = False,
            settings_source: str = "copy", epochs: Optional[int] = None,
-           more_epochs: Optional[int] = None) -> TrainingOutcome:
+           more_epochs: Optional[int] = None, mlflow: Optional[str] = None) -> TrainingOutcome:
     """Continues an experiment from its last checkpoint (or from scratch if it has none); extends it with `epochs`.
 
     Uses the experiment's own copy of the settings and of the model file, and
@@ -184,6 +189,8 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
             checkpoint, in place: its EMA, best value, early-stopping and LR-on-plateau counters and export
             versions go on; the attempt records `epochs` and `extended_from` in run.json.
         more_epochs: extend the run by this many epochs more than it has trained (instead of `epochs`).
+        mlflow: log to this MLflow tracking server ('' : MLFLOW_TRACKING_URI; default None: the server run.json
+            names, if the run was logged).
 
     Example:
 
@@ -193,6 +200,7 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
     ```
     """
     cluster = WorkerCluster.from_environment()
+    tracking_at = tracking_uri(mlflow) if mlflow is not None else None  # before anything is written
     experiment = Experiment.open(experiment_dir)
     info = experiment.run_info()
     extending = epochs is not None or more_epochs is not None
@@ -237,9 +245,9 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
             _LOG.info("Extending %s from %d to %d epochs", experiment.root, extended_from, total)
         if servers:
             experiment.record.kafka_servers(servers)
-        with _alongside(alongside, experiment):
+        with tracked(experiment, tracking_at) as tracking, _alongside(alongside, experiment):
             return Trainer(experiment, settings, resuming=True, cluster=cluster,
-                           init_from=InitialWeights.recorded(info)).run()
+                           init_from=InitialWeights.recorded(info), tracking=tracking).run()
 
 
 def _epochs_total(experiment: Experiment, info: RunRecord, epochs: Optional[int],

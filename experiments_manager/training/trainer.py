@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
     from experiments_manager.settings.pipeline import DataPartition
+    from experiments_manager.tracking.session import TrackingSession
     from experiments_manager.training.fine_tuning import InitialWeights
     from experiments_manager.training.inputs import InputObject
 
@@ -51,17 +52,19 @@ class Trainer:
         partition: a federated client's `DataPartition`, or None.
         cluster: the `WorkerCluster` of a multi-worker run, or None.
         init_from: a fine-tuned run's `InitialWeights`, loaded when no checkpoint is restored (default None).
+        tracking: the attempt's MLflow `tracking.session.TrackingSession`, or None (default: not tracked).
     """
 
     def __init__(self, experiment: Experiment, settings: Settings, resuming: bool = False,
                  partition: Optional[DataPartition] = None, cluster: Optional[WorkerCluster] = None,
-                 init_from: Optional[InitialWeights] = None) -> None:
+                 init_from: Optional[InitialWeights] = None, tracking: Optional[TrackingSession] = None) -> None:
         self.experiment = experiment
         self.settings = settings
         self.resuming = resuming
         self.partition = partition
         self.cluster = cluster
         self.init_from = init_from
+        self.tracking = tracking
         self._resumed_from: Optional[Checkpointer] = None  # a resume reads its state, then its weights, with it
 
     def run(self) -> TrainingOutcome:
@@ -155,7 +158,8 @@ class Trainer:
                 plan = CallbackPlan(self.experiment, settings, model, inputs, restored, averages,
                                     reduce_lr_on_plateau=plateau_can_set(model.optimizer, learning_rate),
                                     options=options, seed=seed,
-                                    stop_agreement=strategy.summed_over_workers if self.cluster is not None else None)
+                                    stop_agreement=strategy.summed_over_workers if self.cluster is not None else None,
+                                    tracking=self.tracking)
                 if settings.runtime.deterministic and plan.initial_epoch and not inputs.endless:
                     from experiments_manager.callbacks.deterministic_epochs import skip_epochs_of_shuffling
 

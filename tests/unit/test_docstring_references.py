@@ -3,7 +3,8 @@
 Two kinds of reference are checked, in the package's docstrings and the tests':
 - a file name ending in `.py` (found in the repository, the package or one of its packages, tests/ or tools/);
 - a module named in backticks before an attribute, `log.console_copied` or `run.log.console_copied`, whose name has
-  an underscore (the names a reader cannot tell from a variable): one of our modules, or an importable package.
+  an underscore (the names a reader cannot tell from a variable): one of our modules, or an importable package (a
+  file name, `mlflow_sent.json`, is not a module).
 The names of files a user writes (a settings file, a model file), used in examples, are listed below.
 """
 
@@ -29,7 +30,8 @@ NOT_MODULES = {  # named in backticks before a dot, and not a module: folders, f
     "loss_vs_hparams", "sweep_array",
 }
 FILE = re.compile(r"(?<![\w./-])((?:[\w-]+/)*[\w-]+\.py)\b")
-DOTTED = re.compile(r"`((?:[a-z][a-z0-9]*\.)?[a-z][a-z0-9]*_[a-z0-9_]+)\.[A-Za-z_]\w*")
+DOTTED = re.compile(r"`((?:[a-z][a-z0-9]*\.)?[a-z][a-z0-9]*_[a-z0-9_]+)\.([A-Za-z_]\w*)")
+FILE_EXTENSIONS = {"json", "jsonl", "csv", "png", "log", "h5", "npz", "db", "txt", "pb", "config", "sbatch", "def"}
 OUR_MODULES = {path.stem for path in PACKAGE.rglob("*.py")}
 
 
@@ -64,8 +66,8 @@ def test_every_file_and_module_a_docstring_names_exists():
         for doc in _docstrings(path):
             missing += [f"{path.relative_to(REPO)}: {name}" for name in FILE.findall(doc)
                         if name not in USERS_FILES and not _file_exists(name, path)]
-            missing += [f"{path.relative_to(REPO)}: `{name}.`" for name in DOTTED.findall(doc)
-                        if name not in NOT_MODULES and not _module_exists(name)]
+            missing += [f"{path.relative_to(REPO)}: `{name}.`" for name, attribute in DOTTED.findall(doc)
+                        if attribute not in FILE_EXTENSIONS and name not in NOT_MODULES and not _module_exists(name)]
     assert not missing, "\n".join(sorted(set(missing)))
 
 

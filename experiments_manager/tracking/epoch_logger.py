@@ -1,0 +1,91 @@
+"""Each epoch's metrics into the run's MLflow outbox, once its checkpoint is durable: every epoch exactly once.
+
+An epoch is appended in the thread that writes its checkpoint, after the checkpoint is on disk (as run.json's record
+of it): an epoch a resume trains again was never appended. A kill between the checkpoint and the append loses the
+append, not the epoch: at the start of training, the epochs the restored checkpoint holds and the outbox does not
+are appended from history.csv (which a resume writes again from that checkpoint). The training thread only copies
+the logs.
+
+Example:
+
+```python
+callbacks.append(MlflowEpochLogger(session, checkpoint, experiment.history_csv, initial_epoch=2))
+```
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
+
+import keras
+
+from experiments_manager.utils.epochs import shown_epoch
+
+if TYPE_CHECKING:
+    from experiments_manager.tracking.session import TrackingSession
+
+
+class Durability(Protocol):
+    """What the logger asks of a `TrainingCheckpoint`: to run a function once the epoch's checkpoint is durable."""
+
+    def when_durable(self, function: Callable[[], object]) -> None:
+        ...
+
+
+class MlflowEpochLogger(keras.callbacks.Callback):
+    """Appends each epoch's logs to the outbox once the epoch's checkpoint is durable.
+
+    Args:
+        session: the attempt's `TrackingSession`.
+        checkpoint: the `TrainingCheckpoint` (placed before this callback), or None: appended at once.
+        history_csv: the run's history.csv, read for the epochs a resume restored.
+        initial_epoch: the epochs the restored checkpoint holds (default 0).
+    """
+
+    def __init__(self, session: TrackingSession, checkpoint: Optional[Durability], history_csv: Path,
+                 initial_epoch: int = 0) -> None:
+        super().__init__()
+        self.session = session
+        self.checkpoint = checkpoint
+        self.history_csv = Path(history_csv)
+        self.initial_epoch = initial_epoch
+
+    def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
+        logged = self.session.outbox.last_epoch()
+        if logged >= self.initial_epoch:
+            return
+        for row in _rows(self.history_csv):
+            epoch = int(row.pop("epoch"))
+            if logged < epoch <= self.initial_epoch:
+                self.session.append({"kind": "metrics", "step": epoch, "metrics": _numbers(row)})
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
+        entry: Any = {"kind": "metrics", "step": shown_epoch(epoch), "metrics": _numbers(logs or {})}
+        if self.checkpoint is None:
+            self.session.append(entry)
+        else:
+            self.checkpoint.when_durable(lambda: self.session.append(entry))
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="") as handle:
+            return [row for row in csv.DictReader(handle) if (row.get("epoch") or "").isdigit()]
+    except FileNotFoundError:
+        return []
+
+
+def _numbers(values: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers among an epoch's logs (MLflow takes NaN, but a plot of one is empty)."""
+    numbers = {}
+    for key, value in values.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            numbers[key] = number
+    return numbers

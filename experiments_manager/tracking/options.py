@@ -1,0 +1,44 @@
+"""The MLflow tracking URI a run logs to: given, or MLFLOW_TRACKING_URI; checked before anything is written.
+
+No MLflow import here (it is an optional dependency, `pip install 'experiments_manager[mlflow]'`).
+
+Example:
+
+```python
+uri = tracking_uri("")            # MLFLOW_TRACKING_URI's value, or one line (UserInputError) without it
+```
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import urllib.parse
+from typing import Optional
+
+from experiments_manager.utils.errors import UserInputError
+
+OPTION = "--mlflow"
+ENVIRONMENT_VARIABLE = "MLFLOW_TRACKING_URI"
+SCHEMES = ("http", "https", "sqlite")
+
+
+def tracking_uri(given: Optional[str], where: str = OPTION) -> str:
+    """The tracking URI to log to: `given`, or MLFLOW_TRACKING_URI when `given` is '' (the option without a value).
+
+    Raises:
+        UserInputError: no URI, a URI of another kind than http(s):// or sqlite:///, or no mlflow package: one line
+            naming `where` (the option, or the settings' name).
+    """
+    uri = given or os.environ.get(ENVIRONMENT_VARIABLE, "")
+    if not uri:
+        raise UserInputError(f"{where}: expected a tracking URI (http://HOST:PORT), or {ENVIRONMENT_VARIABLE} set, "
+                             "got neither")
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme not in SCHEMES or (parsed.scheme != "sqlite" and not parsed.hostname):
+        raise UserInputError(f"{where}: expected an MLflow tracking URI (http://HOST:PORT, https://..., "
+                             f"sqlite:///PATH), got {uri!r}")
+    if importlib.util.find_spec("mlflow") is None:
+        raise UserInputError(f"{where}: the mlflow package is not installed: pip install "
+                             "'experiments_manager[mlflow]'")
+    return uri

@@ -1,0 +1,143 @@
+"""What a run has to tell MLflow, kept in its folder until a server has it: the outbox.
+
+`mlflow_outbox.jsonl` holds one JSON entry a line, numbered from 1 (`OutboxEntry`): the run's start (its
+parameters and tags), each epoch's metrics (once its checkpoint is durable), each attempt's start and end. Lines are
+appended by the run's writer (it holds the lease) and fsynced; a line a crash cut short is ignored, and left out by the
+next append. `mlflow_sent.json` (`SentState`, replaced atomically) says through which entry a server has everything,
+and the MLflow run they went to: a sender (`sender.py`) starts after it, so nothing is sent twice by the engine, and
+what a server took again after a crash (the entries after the last recorded one) it stores once (MLflow keeps one
+metric per key, step, time and value). No MLflow import.
+
+Example:
+
+```python
+outbox = Outbox(experiment.root)
+outbox.append({"kind": "metrics", "step": 3, "metrics": {"loss": 0.25}})
+[entry["n"] for entry in outbox.pending()]     # [.., 7]: not sent yet
+```
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Literal, Optional, TypedDict, cast
+
+from experiments_manager.utils.atomic import PathLike, write_json_atomically
+
+OUTBOX_NAME = "mlflow_outbox.jsonl"
+SENT_NAME = "mlflow_sent.json"
+Kind = Literal["start", "attempt", "metrics", "end"]
+
+
+class OutboxEntry(TypedDict, total=False):
+    """One entry of the outbox.
+
+    Keys: `n` (its number, from 1), `kind` ('start': the run, once; 'attempt': a resume began; 'metrics': an
+    epoch's; 'end': how an attempt ended), `at` (milliseconds since the epoch, when it was recorded), `step` (the
+    epoch, from 1), `metrics`, `params`, `tags`, `status` (MLflow's: RUNNING, FINISHED, FAILED, KILLED), `files` (the
+    run folder's files to upload at an end), `experiment` and `run_name` (a start's MLflow experiment and run name).
+    """
+
+    n: int
+    kind: Kind
+    at: int
+    step: int
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+    status: str
+    files: list[str]
+    experiment: str
+    run_name: str
+
+
+class SentState(TypedDict, total=False):
+    """`mlflow_sent.json`: the server, its MLflow experiment and run, and the last entry it has."""
+
+    tracking_uri: str
+    experiment_id: str
+    run_id: str
+    sent_through: int
+
+
+class Outbox:
+    """A run folder's outbox.
+
+    Args:
+        folder: the run folder.
+        check_writer: called before each write; raises when this process may no longer write the folder (default:
+            none; `Experiment.check_writer`).
+    """
+
+    def __init__(self, folder: PathLike, check_writer: Optional[Callable[[], None]] = None) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / OUTBOX_NAME
+        self.sent_path = self.folder / SENT_NAME
+        self._check_writer = check_writer or (lambda: None)
+        self._lock = threading.Lock()  # the training thread's entries and the checkpoint thread's
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def append(self, entry: OutboxEntry) -> OutboxEntry:
+        """Appends `entry`, numbered and timed, durably (fsynced); returns it as written."""
+        with self._lock:
+            self._check_writer()
+            whole, cut = self._read()
+            numbered: OutboxEntry = {**entry, "n": (whole[-1]["n"] if whole else 0) + 1,
+                                     "at": entry.get("at", int(time.time() * 1000))}
+            line = (json.dumps(numbered, separators=(",", ":"), allow_nan=True) + "\n").encode()
+            with open(self.path, "r+b" if self.path.exists() else "wb") as handle:
+                handle.seek(cut)  # after the last whole line: a line a crash cut short is overwritten
+                handle.write(line)
+                handle.truncate()
+                handle.flush()
+                os.fsync(handle.fileno())
+            return numbered
+
+    def entries(self) -> list[OutboxEntry]:
+        """Every whole entry, oldest first."""
+        with self._lock:
+            return self._read()[0]
+
+    def _read(self) -> tuple[list[OutboxEntry], int]:
+        """(the whole entries, the byte offset after the last whole line)."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return [], 0
+        entries, end = [], 0
+        for line in data.splitlines(keepends=True):
+            if not line.endswith(b"\n"):
+                break
+            try:
+                entries.append(cast(OutboxEntry, json.loads(line)))
+            except ValueError:
+                break
+            end += len(line)
+        return entries, end
+
+    def sent(self) -> SentState:
+        """What a server has ({} before anything was sent)."""
+        try:
+            return cast(SentState, json.loads(self.sent_path.read_text()))
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def pending(self) -> list[OutboxEntry]:
+        """The entries no server has yet, oldest first."""
+        through = self.sent().get("sent_through", 0)
+        return [entry for entry in self.entries() if entry["n"] > through]
+
+    def mark_sent(self, state: SentState) -> None:
+        """Records, atomically and durably, what a server has now."""
+        self._check_writer()
+        write_json_atomically(self.sent_path, cast("dict[str, Any]", state))
+
+    def last_epoch(self) -> int:
+        """The last epoch whose metrics the outbox holds (0: none)."""
+        return max((entry.get("step", 0) for entry in self.entries() if entry.get("kind") == "metrics"), default=0)

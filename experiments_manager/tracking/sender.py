@@ -1,0 +1,141 @@
+"""A run's outbox sent to an MLflow tracking server: one MLflow run per experiment folder, each entry once.
+
+The MLflow run is found by its tag `experiments_manager.folder` (the folder's absolute path) before one is created, so
+an attempt that died between creating it and recording its id continues it instead of making a second one. Entries
+go in order, in batches (`log_batch`), after the last one `mlflow_sent.json` records; that record is replaced after
+each batch the server took. Imports MLflow (only called when a run is tracked).
+
+Example:
+
+```python
+sent = send_pending(Outbox(folder), "http://127.0.0.1:5000")   # the number of entries the server took
+```
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+from experiments_manager.tracking.outbox import Outbox, OutboxEntry, SentState
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+FOLDER_TAG = "experiments_manager.folder"
+BATCH_METRICS = 1000  # MLflow's limits for one log_batch
+BATCH_PARAMS = 100
+PARAM_LENGTH = 6000
+
+
+class TrackingUnavailable(Exception):
+    """The server did not take what was sent (down, unreachable, refusing): the entries stay in the outbox."""
+
+
+def client_settings() -> None:
+    """Unless the user set them: one try with a 10-s timeout (MLflow's client retries 7 times with backoff, minutes
+    against a dead server; the outbox keeps what was not sent), and no "View run" lines on stdout from the thread."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
+def send_pending(outbox: Outbox, uri: str) -> int:
+    """Sends the outbox's pending entries to the server at `uri`; returns how many it took.
+
+    Raises:
+        TrackingUnavailable: the server failed a request (what it took before is recorded as sent).
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client_settings()
+    pending = outbox.pending()
+    if not pending:
+        return 0
+    client = MlflowClient(tracking_uri=uri)
+    state: SentState = {**outbox.sent(), "tracking_uri": uri}
+    sent = 0
+    try:
+        for entry in pending:
+            if "run_id" not in state:
+                state.update(_run_of(client, outbox.folder, _start_of(outbox)))
+            _send(client, state["run_id"], entry, outbox.folder)
+            state["sent_through"] = entry["n"]
+            sent += 1
+            if entry.get("kind") != "metrics" or sent % 20 == 0:
+                outbox.mark_sent(state)
+    except (MlflowException, OSError) as error:  # requests' errors are OSErrors
+        if sent:
+            outbox.mark_sent(state)
+        raise TrackingUnavailable(_one_line(error)) from error
+    outbox.mark_sent(state)
+    return sent
+
+
+def _start_of(outbox: Outbox) -> OutboxEntry:
+    none: OutboxEntry = {"kind": "start"}
+    return next((entry for entry in outbox.entries() if entry.get("kind") == "start"), none)
+
+
+def _run_of(client: MlflowClient, folder: Path, start: OutboxEntry) -> SentState:
+    """The MLflow experiment and run of `folder`: found by its folder tag, or created."""
+    from mlflow.exceptions import MlflowException
+
+    name = start.get("experiment") or "Default"
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            experiment_id = client.create_experiment(name)
+        except MlflowException:  # created meanwhile by another run
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            experiment_id = found.experiment_id
+    else:
+        experiment_id = experiment.experiment_id
+    folder_value = str(folder.resolve()).replace("'", "\\'")
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{FOLDER_TAG}` = '{folder_value}'",
+                              max_results=1)
+    if runs:
+        return {"experiment_id": experiment_id, "run_id": runs[0].info.run_id}
+    run = client.create_run(experiment_id, start_time=start.get("at"), run_name=start.get("run_name") or folder.name,
+                            tags={FOLDER_TAG: str(folder.resolve()), **start.get("tags", {})})
+    return {"experiment_id": experiment_id, "run_id": run.info.run_id}
+
+
+def _send(client: MlflowClient, run_id: str, entry: OutboxEntry, folder: Path) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+
+    kind = entry.get("kind")
+    if kind == "start":
+        params = [Param(key, value[:PARAM_LENGTH]) for key, value in entry.get("params", {}).items()]
+        for first in range(0, len(params), BATCH_PARAMS):
+            client.log_batch(run_id, params=params[first:first + BATCH_PARAMS])
+    elif kind == "metrics":
+        metrics = [Metric(key, value, entry["at"], entry.get("step", 0))
+                   for key, value in entry.get("metrics", {}).items()]
+        for first in range(0, len(metrics), BATCH_METRICS):
+            client.log_batch(run_id, metrics=metrics[first:first + BATCH_METRICS])
+    elif kind == "attempt":
+        client.log_batch(run_id, tags=[RunTag(key, value) for key, value in entry.get("tags", {}).items()])
+        client.update_run(run_id, status="RUNNING")
+    elif kind == "end":
+        for name in entry.get("files", []):
+            path = folder / name
+            if path.is_file():
+                client.log_artifact(run_id, str(path))
+        client.set_terminated(run_id, status=entry.get("status", "FINISHED"), end_time=entry.get("at"))
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200] if text else ''}"
+
+
+def run_url(uri: str, state: SentState) -> Optional[str]:
+    """The run's page in the MLflow UI, for an http(s) server that has it; else None."""
+    if not uri.startswith("http") or "run_id" not in state:
+        return None
+    return f"{uri.rstrip('/')}/#/experiments/{state.get('experiment_id')}/runs/{state['run_id']}"
