@@ -187,8 +187,9 @@ KEYS: tuple[Key, ...] = (
     Key(("sweep",), "string", "for a sweep's trial: its sweep folder", WHAT_RAN),
     Key(("kafka", "kafka_bootstrap_servers"), "any", "for a run trained from Kafka: the brokers, and how many records "
         "the run read", WHAT_RAN),
-    Key(("mlflow",), "object", "for a run logged to MLflow (`--mlflow`): `tracking_uri`, and once the server made "
-        "it, `experiment_id` and `run_id` (every attempt continues that run)", WHAT_RAN),
+    Key(("mlflow",), "object", "for a run logged to MLflow (`--mlflow`): `tracking_uri`, `experiment` (its MLflow "
+        "experiment's name), and once the server made it, `experiment_id` and `run_id` (every attempt continues "
+        "that run)", WHAT_RAN),
     Key(("tensorflow_server_port",), "integer", "the gRPC port `serve --model_dir` listens on by default (the "
         "settings' `tensorflow_server_port`)", WHAT_RAN),
     Key(("attempts",), "array", "every attempt at the run, each an object: see below", WHAT_RAN),

@@ -48,7 +48,8 @@ class Settings:
         model_script: the model file as its code sees it (default: `model_file`).
 
     Attributes:
-        experiment, runtime, training, data, monitoring, export, serving, kafka, federated, sweep: the sections,
+        experiment, runtime, training, data, monitoring, export, serving, kafka, federated, sweep, tracking: the
+            sections,
             e.g. `settings.training.epochs` (the module's `nbEpoch`).
     """
 
@@ -75,6 +76,7 @@ class Settings:
         self.kafka: sections.KafkaSection = built["kafka"]
         self.federated: sections.FederatedSection = built["federated"]
         self.sweep: sections.SweepSection = built["sweep"]
+        self.tracking: sections.TrackingSection = built["tracking"]
         self.model_modules: list[str] = []  # the model files' modules `build_model` imported for these settings
         # lines said once for these settings (a data folder found from the run's folder)
         self.said: set[tuple[str, Any, str]] = set()

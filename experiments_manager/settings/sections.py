@@ -268,6 +268,18 @@ class SweepSection:
                                         default=None, check=c.optional_int, name="sweep_min_epochs")
 
 
+@section
+class TrackingSection:
+    """Runs logged to an MLflow tracking server (`train --mlflow` wins)."""
+
+    mlflow_tracking_uri: Optional[str] = setting(
+        "log every run to this MLflow tracking server (http://HOST:PORT; '': MLFLOW_TRACKING_URI; None: not "
+        "logged unless `--mlflow`)", default=None, check=c.of_type(str, type(None), name="a URI or None"))
+    mlflow_experiment: Optional[str] = setting(
+        "the MLflow experiment runs go to (None: the settings' `session_name`)", default=None,
+        check=c.of_type(str, type(None), name="a name or None"), name="mlflow_experiment_name")
+
+
 SECTIONS: "dict[str, type[DataclassInstance]]" = {
     "experiment": ExperimentSection,
     "runtime": RuntimeSection,
@@ -279,6 +291,7 @@ SECTIONS: "dict[str, type[DataclassInstance]]" = {
     "kafka": KafkaSection,
     "federated": FederatedSection,
     "sweep": SweepSection,
+    "tracking": TrackingSection,
 }
 
 

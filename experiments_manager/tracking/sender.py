@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from experiments_manager.tracking.outbox import Outbox, OutboxEntry, SentState
 
@@ -134,8 +134,9 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0][:200] if text else ''}"
 
 
-def run_url(uri: str, state: SentState) -> Optional[str]:
-    """The run's page in the MLflow UI, for an http(s) server that has it; else None."""
+def run_url(uri: str, state: Mapping[str, Any]) -> Optional[str]:
+    """The run's page in the MLflow UI, for an http(s) server that has it (`state`: a `SentState`, or run.json's
+    `mlflow`); else None."""
     if not uri.startswith("http") or "run_id" not in state:
         return None
     return f"{uri.rstrip('/')}/#/experiments/{state.get('experiment_id')}/runs/{state['run_id']}"

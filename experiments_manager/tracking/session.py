@@ -60,7 +60,8 @@ class TrackingSession:
                 **({"slurm_job_id": os.environ["SLURM_JOB_ID"]} if os.environ.get("SLURM_JOB_ID") else {})}
         if not any(entry.get("kind") == "start" for entry in self.outbox.entries()):
             versions = info.get("versions") or {}
-            self.append({"kind": "start", "experiment": info.get("session_name") or "Default",
+            name = (info.get("mlflow") or {}).get("experiment") or info.get("session_name") or "Default"
+            self.append({"kind": "start", "experiment": name,
                          "run_name": self.experiment.name, "params": _params(info),
                          "tags": {**tags, "engine_version": str(versions.get("experiments_manager", "")),
                                   "git_commit": str(info.get("git_commit") or "")}})
@@ -93,8 +94,9 @@ class TrackingSession:
 
     def _record_run(self, state: SentState) -> None:
         """run.json records the MLflow run (the bridge's thread, once the server made or found it)."""
-        self.experiment.record.mlflow({"tracking_uri": self.uri, "experiment_id": state.get("experiment_id"),
-                                       "run_id": state.get("run_id")})
+        recorded = self.experiment.run_info().get("mlflow") or {}
+        self.experiment.record.mlflow({**recorded, "tracking_uri": self.uri,
+                                       "experiment_id": state.get("experiment_id"), "run_id": state.get("run_id")})
 
 
 def _params(info: Any) -> dict[str, str]:
@@ -116,21 +118,24 @@ def _params(info: Any) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def tracked(experiment: Experiment, uri: Optional[str]) -> Iterator[Optional[TrackingSession]]:
+def tracked(experiment: Experiment, uri: Optional[str],
+            mlflow_experiment: Optional[str] = None) -> Iterator[Optional[TrackingSession]]:
     """Within the block the attempt is tracked at `uri` (or at the server run.json names; None and none recorded:
     not tracked, the block gets None).
 
     Args:
         experiment: the run, its lease held.
         uri: a checked tracking URI (`options.tracking_uri`), or None.
+        mlflow_experiment: the MLflow experiment of a new run (default None: the settings' session name).
     """
     recorded = experiment.run_info().get("mlflow") or {}
     uri = uri or recorded.get("tracking_uri")
     if not uri:
         yield None
         return
-    if recorded.get("tracking_uri") != uri:
-        experiment.record.mlflow({**recorded, "tracking_uri": uri})
+    if recorded.get("tracking_uri") != uri or "experiment" not in recorded:
+        experiment.record.mlflow({"experiment": mlflow_experiment or experiment.run_info().get("session_name"),
+                                  **recorded, "tracking_uri": uri})
     session = TrackingSession(experiment, uri)
     session.begin()
     try:

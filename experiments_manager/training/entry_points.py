@@ -84,6 +84,9 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
     cluster = WorkerCluster.from_environment()
     tracking_at = tracking_uri(mlflow) if mlflow is not None else None  # before anything is written
     settings = as_settings(settings, hparam_overrides)
+    if tracking_at is None and settings.tracking.mlflow_tracking_uri is not None:
+        tracking_at = tracking_uri(settings.tracking.mlflow_tracking_uri,
+                                   f"{settings.path.name}: {user_name('tracking', 'mlflow_tracking_uri')}")
     if skip_mismatch and init_from is None:
         raise UserInputError(f"{SKIP_MISMATCH_OPTION}: only with --init-from RUN (the weights it loads)")
     initial = InitialWeights.parse(init_from, skip_mismatch) if init_from is not None else None
@@ -97,7 +100,7 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
         _dry_build(settings, initial)  # a broken settings file is one line per problem, and no `failed` folder
     command = command or running_command()
     with new_run(settings, command, parent=working_folder, reservation=reservation) as experiment, \
-            tracked(experiment, tracking_at) as tracking:
+            tracked(experiment, tracking_at, settings.tracking.mlflow_experiment) as tracking:
         if servers:
             experiment.record.kafka_servers(servers)
         if initial is not None:

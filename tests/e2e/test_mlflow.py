@@ -91,9 +91,10 @@ def _cli(workdir, *arguments):
 @pytest.mark.claim("`train --mlflow URI`: one MLflow run per experiment for its whole life, every epoch's metrics at "
                    "step = epoch exactly once, also across kill -9 and `train --resume`")
 def test_a_run_killed_and_resumed_is_one_mlflow_run_with_every_epoch_once(mlflow_server, workdir, start_cli):
-    settings = settings_variant(workdir, "held.py", HELD_AT_THE_SECOND_EPOCH)
+    settings = settings_variant(workdir, "held.py", [*HELD_AT_THE_SECOND_EPOCH, f"mlflow_tracking_uri = {mlflow_server!r}",
+                                                     "mlflow_experiment_name = 'lab regression'"])
     (workdir / "hold").touch()
-    process = start_cli("train", "-u", str(settings), "--hparam", "nbEpoch=3", "--mlflow", mlflow_server)
+    process = start_cli("train", "-u", str(settings), "--hparam", "nbEpoch=3")  # the settings name the server
     output = OutputReader(process)
     root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
     wait_for(lambda: checkpoints(root) or process.poll() is not None, 180, "epoch 1's checkpoint")
@@ -107,7 +108,11 @@ def test_a_run_killed_and_resumed_is_one_mlflow_run_with_every_epoch_once(mlflow
     (mlflow_run,) = _mlflow_runs(mlflow_server, root)  # one run, found by the folder: the resume continued it
     info = read_run(root)
     assert info["mlflow"]["run_id"] == mlflow_run["info"]["run_id"]
+    assert (f"MLflow run:        {mlflow_server}/#/experiments/{info['mlflow']['experiment_id']}/runs/"
+            f"{info['mlflow']['run_id']}") in resumed.stdout, resumed.stdout
     assert mlflow_run["info"]["status"] == "FINISHED" and mlflow_run["info"]["run_name"] == root.name
+    experiment = _get(mlflow_server, "/api/2.0/mlflow/experiments/get", experiment_id=info["mlflow"]["experiment_id"])
+    assert experiment["experiment"]["name"] == "lab regression"
     params = {param["key"]: param["value"] for param in mlflow_run["data"]["params"]}
     assert params["nbEpoch"] == "3" and params["settings_file"] == "held.py", params
     history = _history(mlflow_server, info["mlflow"]["run_id"], "val_loss")
@@ -136,6 +141,9 @@ def test_a_server_down_loses_nothing_and_mlflow_sync_sends_it_once(mlflow_server
     assert len(said) == 1 and dead in said[0], trained.stderr
     root = the_experiment(workdir)
     assert "run_id" not in read_run(root)["mlflow"]
+    relative = root.relative_to(workdir)  # as the command line named it
+    assert f"MLflow run:        not sent yet: experiments-manager mlflow sync {relative}" in trained.stdout
+    assert f"send them with experiments-manager mlflow sync {relative}" in trained.stderr
     kept = [json.loads(line) for line in (root / "mlflow_outbox.jsonl").read_text().splitlines()]
     assert [entry["kind"] for entry in kept] == ["start", "metrics", "metrics", "end"], kept
 
@@ -159,3 +167,9 @@ def test_a_bad_tracking_uri_is_one_line_and_creates_nothing(workdir):
     assert bad.stderr.strip().splitlines() == ["error: --mlflow: expected an MLflow tracking URI (http://HOST:PORT, "
                                                "https://..., sqlite:///PATH), got 'ftp://host/x'"], bad.stderr
     assert not (workdir / "experiments").exists()
+    settings = settings_variant(workdir, "bad_uri.py", ["mlflow_tracking_uri = 'mlflow-server:5000'"])
+    bad = _cli(workdir, "train", "-u", str(settings))
+    assert bad.returncode == 2 and [line for line in bad.stderr.splitlines() if line.startswith("error:")] == [
+        "error: bad_uri.py: mlflow_tracking_uri: expected an MLflow tracking URI (http://HOST:PORT, https://..., "
+        "sqlite:///PATH), got 'mlflow-server:5000'"], bad.stderr
+    assert not [path for path in (workdir / "experiments").rglob("*") if path.is_file()]  # the announced folder gone
