@@ -79,6 +79,7 @@ class Outbox:
         self.sent_path = self.folder / SENT_NAME
         self._check_writer = check_writer or (lambda: None)
         self._lock = threading.Lock()  # the training thread's entries and the checkpoint thread's
+        self._tail: Optional[tuple[int, int]] = None  # (the last entry's number, the offset after it): this writer's
 
     def exists(self) -> bool:
         return self.path.is_file()
@@ -87,9 +88,11 @@ class Outbox:
         """Appends `entry`, numbered and timed, durably (fsynced); returns it as written."""
         with self._lock:
             self._check_writer()
-            whole, cut = self._read()
-            numbered: OutboxEntry = {**entry, "n": (whole[-1]["n"] if whole else 0) + 1,
-                                     "at": entry.get("at", int(time.time() * 1000))}
+            if self._tail is None:  # read once: this process is the run's one writer
+                whole, cut = self._read()
+                self._tail = (whole[-1]["n"] if whole else 0, cut)
+            last, cut = self._tail
+            numbered: OutboxEntry = {**entry, "n": last + 1, "at": entry.get("at", int(time.time() * 1000))}
             line = (json.dumps(numbered, separators=(",", ":"), allow_nan=True) + "\n").encode()
             with open(self.path, "r+b" if self.path.exists() else "wb") as handle:
                 handle.seek(cut)  # after the last whole line: a line a crash cut short is overwritten
@@ -97,6 +100,7 @@ class Outbox:
                 handle.truncate()
                 handle.flush()
                 os.fsync(handle.fileno())
+            self._tail = (last + 1, cut + len(line))
             return numbered
 
     def entries(self) -> list[OutboxEntry]:

@@ -2,8 +2,8 @@
 
 The MLflow run is found by its tag `experiments_manager.folder` (the folder's absolute path) before one is created, so
 an attempt that died between creating it and recording its id continues it instead of making a second one. Entries
-go in order, in batches (`log_batch`), after the last one `mlflow_sent.json` records; that record is replaced after
-each batch the server took. Imports MLflow (only called when a run is tracked).
+go in order, after the last one `mlflow_sent.json` records, consecutive epochs' metrics in one request (`log_batch`);
+that record is replaced after each request the server took. Imports MLflow (only called when a run is tracked).
 
 Example:
 
@@ -58,20 +58,36 @@ def send_pending(outbox: Outbox, uri: str) -> int:
     state: SentState = {**outbox.sent(), "tracking_uri": uri}
     sent = 0
     try:
-        for entry in pending:
+        for group in _groups(pending):
             if "run_id" not in state:
                 state.update(_run_of(client, outbox.folder, _start_of(outbox)))
-            _send(client, state["run_id"], entry, outbox.folder)
-            state["sent_through"] = entry["n"]
-            sent += 1
-            if entry.get("kind") != "metrics" or sent % 20 == 0:
-                outbox.mark_sent(state)
+            _send(client, state["run_id"], group, outbox.folder)
+            state["sent_through"] = group[-1]["n"]
+            sent += len(group)
+            outbox.mark_sent(state)
     except (MlflowException, OSError) as error:  # requests' errors are OSErrors
         if sent:
             outbox.mark_sent(state)
         raise TrackingUnavailable(_one_line(error)) from error
     outbox.mark_sent(state)
     return sent
+
+
+def _groups(entries: list[OutboxEntry]) -> list[list[OutboxEntry]]:
+    """The entries in the requests that send them: consecutive epochs' metrics together (up to `BATCH_METRICS`
+    values), any other entry alone."""
+    groups: list[list[OutboxEntry]] = []
+    size = 0
+    for entry in entries:
+        count = len(entry.get("metrics", {}))
+        together = groups and entry.get("kind") == "metrics" and groups[-1][-1].get("kind") == "metrics"
+        if together and size + count <= BATCH_METRICS:
+            groups[-1].append(entry)
+            size += count
+        else:
+            groups.append([entry])
+            size = count
+    return groups
 
 
 def _start_of(outbox: Outbox) -> OutboxEntry:
@@ -105,18 +121,20 @@ def _run_of(client: MlflowClient, folder: Path, start: OutboxEntry) -> SentState
     return {"experiment_id": experiment_id, "run_id": run.info.run_id}
 
 
-def _send(client: MlflowClient, run_id: str, entry: OutboxEntry, folder: Path) -> None:
+def _send(client: MlflowClient, run_id: str, group: list[OutboxEntry], folder: Path) -> None:
+    """One group of `_groups`: epochs' metrics in one `log_batch`, or one other entry."""
     from mlflow.entities import Metric, Param, RunTag
 
+    entry = group[0]
     kind = entry.get("kind")
     if kind == "start":
         params = [Param(key, value[:PARAM_LENGTH]) for key, value in entry.get("params", {}).items()]
         for first in range(0, len(params), BATCH_PARAMS):
             client.log_batch(run_id, params=params[first:first + BATCH_PARAMS])
     elif kind == "metrics":
-        metrics = [Metric(key, value, entry["at"], entry.get("step", 0))
-                   for key, value in entry.get("metrics", {}).items()]
-        for first in range(0, len(metrics), BATCH_METRICS):
+        metrics = [Metric(key, value, epoch["at"], epoch.get("step", 0))
+                   for epoch in group for key, value in epoch.get("metrics", {}).items()]
+        for first in range(0, len(metrics), BATCH_METRICS):  # (one epoch of more than 1000 metrics)
             client.log_batch(run_id, metrics=metrics[first:first + BATCH_METRICS])
     elif kind == "attempt":
         client.log_batch(run_id, tags=[RunTag(key, value) for key, value in entry.get("tags", {}).items()])
