@@ -50,7 +50,8 @@ def show_logs() -> None:
 
 def train(settings: SettingsLike, hparams: Optional[Mapping[str, Any]] = None, *,
           working_folder: Optional[PathLike] = None, kafka_bootstrap_servers: Optional[str] = None,
-          init_from: Optional[str] = None, skip_mismatch: bool = False) -> TrainingOutcome:
+          init_from: Optional[str] = None, skip_mismatch: bool = False,
+          mlflow: Optional[str] = None) -> TrainingOutcome:
     """Trains a new experiment; returns its `TrainingOutcome`.
 
     Args:
@@ -65,6 +66,8 @@ def train(settings: SettingsLike, hparams: Optional[Mapping[str, Any]] = None, *
             `fine_tuned_from`.
         skip_mismatch: with `init_from`, load the weights whose shape fits and leave the others (a new head) as
             the new model made them; run.json's `fine_tuned_from` lists them (default False: refuse them).
+        mlflow: log the run to this MLflow tracking server, as `train --mlflow URI` ('': MLFLOW_TRACKING_URI;
+            default None: the settings' `mlflow_tracking_uri`, else not logged).
 
     Raises:
         UserInputError: the settings are wrong (every problem, one line each).
@@ -89,7 +92,7 @@ def train(settings: SettingsLike, hparams: Optional[Mapping[str, Any]] = None, *
         return _simulated_federation(settings, working_folder, kafka_bootstrap_servers)
     return training.train(settings, command=_command("train", settings), working_folder=working_folder,
                           kafka_bootstrap_servers=kafka_bootstrap_servers, init_from=init_from,
-                          skip_mismatch=skip_mismatch)
+                          skip_mismatch=skip_mismatch, mlflow=mlflow)
 
 
 def _simulated_federation(settings: Settings, working_folder: Optional[PathLike],
@@ -110,7 +113,7 @@ def _simulated_federation(settings: Settings, working_folder: Optional[PathLike]
 def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,
            kafka_bootstrap_servers: Optional[str] = None, accept_code_change: bool = False,
            epochs: Optional[int] = None, more_epochs: Optional[int] = None,
-           settings_source: str = "copy") -> TrainingOutcome:
+           settings_source: str = "copy", mlflow: Optional[str] = None) -> TrainingOutcome:
     """Continues an experiment from its last checkpoint, or extends it; returns its `TrainingOutcome`.
 
     Args:
@@ -124,6 +127,8 @@ def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,
         more_epochs: extend the run by this many epochs (default None).
         settings_source: 'copy' (default: the run's copies of its settings and model files, the code it trained
             with) or 'original' (your files, edited since: they replace the copies, recorded in run.json).
+        mlflow: log to this MLflow tracking server ('': MLFLOW_TRACKING_URI; default None: the one run.json names,
+            when the run was logged).
 
     Example:
 
@@ -139,7 +144,7 @@ def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,
         ["--more-epochs", str(more_epochs)] if more_epochs is not None else [])
     return training.resume(experiment_dir, command=command, settings=settings,
                            kafka_bootstrap_servers=kafka_bootstrap_servers, accept_code_change=accept_code_change,
-                           epochs=epochs, more_epochs=more_epochs, settings_source=settings_source)
+                           epochs=epochs, more_epochs=more_epochs, settings_source=settings_source, mlflow=mlflow)
 
 
 def sweep(settings_file: PathLike, max_evals: int, *, hparams: Optional[Mapping[str, Any]] = None, algo: str = "tpe",

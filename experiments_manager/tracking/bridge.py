@@ -102,15 +102,12 @@ class MlflowBridge:
         """One pass over what is pending; False when the server failed."""
         try:
             send_pending(self.outbox, self.uri)
-        except TrackingUnavailable as error:
-            if self.down_since is None:
+        except Exception as error:  # noqa: BLE001 - nothing of MLflow's (or ours, here) may stop training
+            if self.down_since is None:  # said once, until it answers again
                 self.down_since = time.monotonic()
+                why = str(error) if isinstance(error, TrackingUnavailable) else f"{type(error).__name__}: {error}"
                 _LOG.warning("MLflow: %s does not answer (%s): training goes on; what it has not taken stays in %s "
-                             "and is sent when it answers", self.uri, error, self.outbox.path)
-            return False
-        except Exception as error:  # noqa: BLE001 - a bug of ours or MLflow's must not stop training
-            _LOG.warning("MLflow: sending to %s failed: %s: %s (kept in %s)", self.uri, type(error).__name__, error,
-                         self.outbox.path)
+                             "and is sent when it answers", self.uri, why, self.outbox.path)
             return False
         if self.down_since is not None:
             _LOG.warning("MLflow: %s answers again (down %.0f s): what the run kept was sent", self.uri,

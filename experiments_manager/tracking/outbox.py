@@ -37,9 +37,9 @@ class OutboxEntry(TypedDict, total=False):
     """One entry of the outbox.
 
     Keys: `n` (its number, from 1), `kind` ('start': the run, once; 'attempt': a resume began; 'metrics': an
-    epoch's; 'end': how an attempt ended), `at` (milliseconds since the epoch, when it was recorded), `step` (the
-    epoch, from 1), `metrics`, `params`, `tags`, `status` (MLflow's: RUNNING, FINISHED, FAILED, KILLED), `files` (the
-    run folder's files to upload at an end), `experiment` and `run_name` (a start's MLflow experiment and run name).
+    epoch's; 'end': how an attempt ended, with the run's best value at its best epoch and its monitor as tags), `at`
+    (milliseconds since the epoch, when it was recorded), `step` (the epoch, from 1), `metrics`, `params`, `tags`,
+    `status` (MLflow's: RUNNING, FINISHED, FAILED, KILLED), `files` (the run folder's files to upload at an end), `experiment` and `run_name` (a start's MLflow experiment and run name).
     """
 
     n: int

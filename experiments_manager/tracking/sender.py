@@ -1,7 +1,9 @@
 """A run's outbox sent to an MLflow tracking server: one MLflow run per experiment folder, each entry once.
 
 The MLflow run is found by its tag `experiments_manager.folder` (the folder's absolute path) before one is created, so
-an attempt that died between creating it and recording its id continues it instead of making a second one. Entries
+an attempt that died between creating it and recording its id continues it instead of making a second one. A sweep's
+trial (run.json's `sweep`) is created as a child of the sweep's run (found by the sweep folder's tag, or created): the
+sweep's run holds the best of its trials' `best_value` and stands FINISHED once none of them runs. Entries
 go in order, after the last one `mlflow_sent.json` records, consecutive epochs' metrics in one request (`log_batch`);
 that record is replaced after each request the server took. Imports MLflow (only called when a run is tracked).
 
@@ -14,6 +16,7 @@ sent = send_pending(Outbox(folder), "http://127.0.0.1:5000")   # the number of e
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 FOLDER_TAG = "experiments_manager.folder"
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI nests a sweep's trials under the sweep's run
+SWEEP_TAG = "experiments_manager.sweep"
 BATCH_METRICS = 1000  # MLflow's limits for one log_batch
 BATCH_PARAMS = 100
 PARAM_LENGTH = 6000
@@ -105,20 +110,62 @@ def _run_of(client: MlflowClient, folder: Path, start: OutboxEntry) -> SentState
         try:
             experiment_id = client.create_experiment(name)
         except MlflowException:  # created meanwhile by another run
-            found = client.get_experiment_by_name(name)
-            if found is None:
+            made = client.get_experiment_by_name(name)
+            if made is None:
                 raise
-            experiment_id = found.experiment_id
+            experiment_id = made.experiment_id
     else:
         experiment_id = experiment.experiment_id
-    folder_value = str(folder.resolve()).replace("'", "\\'")
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{FOLDER_TAG}` = '{folder_value}'",
-                              max_results=1)
-    if runs:
-        return {"experiment_id": experiment_id, "run_id": runs[0].info.run_id}
+    found = _run_tagged(client, experiment_id, folder)
+    if found is not None:
+        return {"experiment_id": experiment_id, "run_id": found}
+    tags = {FOLDER_TAG: str(folder.resolve()), **start.get("tags", {})}
+    sweep = _sweep_of(folder)
+    if sweep is not None:  # a sweep's trial: a child of the sweep's run, which runs again
+        parent = _run_tagged(client, experiment_id, sweep)
+        if parent is None:
+            parent = client.create_run(experiment_id, start_time=start.get("at"), run_name=sweep.name,
+                                       tags={FOLDER_TAG: str(sweep.resolve()), SWEEP_TAG: "true"}).info.run_id
+        else:
+            client.update_run(parent, status="RUNNING")
+        tags[PARENT_TAG] = parent
     run = client.create_run(experiment_id, start_time=start.get("at"), run_name=start.get("run_name") or folder.name,
-                            tags={FOLDER_TAG: str(folder.resolve()), **start.get("tags", {})})
+                            tags=tags)
     return {"experiment_id": experiment_id, "run_id": run.info.run_id}
+
+
+def _run_tagged(client: MlflowClient, experiment_id: str, folder: Path) -> Optional[str]:
+    """The id of the MLflow run tagged with `folder`, or None."""
+    value = str(folder.resolve()).replace("'", "\\'")
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{FOLDER_TAG}` = '{value}'", max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def _sweep_of(folder: Path) -> Optional[Path]:
+    """The sweep folder a trial's run.json names (`sweep`), or None."""
+    try:
+        sweep = json.loads((folder / "run.json").read_text()).get("sweep")
+    except (OSError, ValueError):
+        return None
+    return Path(sweep) if isinstance(sweep, str) and sweep else None
+
+
+def _end_sweep_run(client: MlflowClient, run_id: str) -> None:
+    """After a trial's end: the sweep's run holds the best of its trials' `best_value` (lower or higher is better as
+    each trial's `monitor_mode` tag says) and stands FINISHED once none of its trials runs."""
+    run = client.get_run(run_id)
+    parent = run.data.tags.get(PARENT_TAG)
+    if not parent:
+        return
+    children = client.search_runs([run.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'",
+                                  max_results=10000)
+    values = [child.data.metrics["best_value"] for child in children if "best_value" in child.data.metrics]
+    if values:
+        maximized = run.data.tags.get("monitor_mode") == "max"
+        client.log_metric(parent, f"best_{run.data.tags.get('monitor', 'value')}",
+                          max(values) if maximized else min(values), step=len(values))
+    running = any(child.info.status == "RUNNING" for child in children)
+    client.update_run(parent, status="RUNNING" if running else "FINISHED")
 
 
 def _send(client: MlflowClient, run_id: str, group: list[OutboxEntry], folder: Path) -> None:
@@ -144,7 +191,12 @@ def _send(client: MlflowClient, run_id: str, group: list[OutboxEntry], folder: P
             path = folder / name
             if path.is_file():
                 client.log_artifact(run_id, str(path))
+        if entry.get("metrics"):
+            client.log_batch(run_id, metrics=[Metric(key, value, entry["at"], entry.get("step", 0))
+                                              for key, value in entry.get("metrics", {}).items()],
+                             tags=[RunTag(key, value) for key, value in entry.get("tags", {}).items()])
         client.set_terminated(run_id, status=entry.get("status", "FINISHED"), end_time=entry.get("at"))
+        _end_sweep_run(client, run_id)
 
 
 def _one_line(error: BaseException) -> str:

@@ -83,10 +83,15 @@ class TrackingSession:
         if status == Status.RUNNING or status is None:
             ending = ending_of(error) if error is not None else None
             status = ending.status if ending is not None else Status.FAILED
-        model_copy = f"{self.experiment.run_info().get('model_name')}.py"
+        info = self.experiment.run_info()
+        best = info.get("best_value")
         try:
             self.append({"kind": "end", "status": MLFLOW_STATUS.get(Status(status), "FAILED"),
-                         "files": [*ARTIFACTS, model_copy]})
+                         "files": [*ARTIFACTS, f"{info.get('model_name')}.py"],
+                         "metrics": {"best_value": float(best)} if isinstance(best, (int, float)) else {},
+                         "step": int(info.get("best_epoch") or 0),
+                         "tags": {"monitor": str(info.get("monitored_loss_name") or ""),
+                                  "monitor_mode": str(info.get("monitor_mode") or "")}})
         except Exception as failure:  # noqa: BLE001 - a lost lease, a full disk: the run's own ending is what it says
             _LOG.debug("MLflow: the end of the attempt was not recorded in the outbox: %s", failure)
         finally:

@@ -99,15 +99,16 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
     if cluster is None:  # a multi-worker strategy must exist before any TensorFlow op: no dry build there
         _dry_build(settings, initial)  # a broken settings file is one line per problem, and no `failed` folder
     command = command or running_command()
-    with new_run(settings, command, parent=working_folder, reservation=reservation) as experiment, \
-            tracked(experiment, tracking_at, settings.tracking.mlflow_experiment) as tracking:
+    with new_run(settings, command, parent=working_folder, reservation=reservation) as experiment:
         if servers:
             experiment.record.kafka_servers(servers)
         if initial is not None:
             experiment.record.fine_tuned_from(initial.as_json())
         if reservation is None or experiment.root != reservation.root:  # else said before the settings were loaded
             _LOG.info("Experiment folder: %s", experiment.root)
-        with _alongside(alongside, experiment):
+        # beside training first (a sweep's trial records its sweep, which MLflow's run is a child of)
+        with _alongside(alongside, experiment), \
+                tracked(experiment, tracking_at, settings.tracking.mlflow_experiment) as tracking:
             return Trainer(experiment, settings, cluster=cluster, init_from=initial, tracking=tracking).run()
 
 
@@ -248,7 +249,7 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
             _LOG.info("Extending %s from %d to %d epochs", experiment.root, extended_from, total)
         if servers:
             experiment.record.kafka_servers(servers)
-        with tracked(experiment, tracking_at) as tracking, _alongside(alongside, experiment):
+        with _alongside(alongside, experiment), tracked(experiment, tracking_at) as tracking:
             return Trainer(experiment, settings, resuming=True, cluster=cluster,
                            init_from=InitialWeights.recorded(info), tracking=tracking).run()
 

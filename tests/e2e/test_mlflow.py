@@ -161,6 +161,29 @@ def test_a_server_down_loses_nothing_and_mlflow_sync_sends_it_once(mlflow_server
     assert len(_mlflow_runs(mlflow_server, root)) == 1
 
 
+@pytest.mark.slow
+@pytest.mark.claim("a sweep's trials logged to MLflow are children of one run of the sweep, which holds their best "
+                   "value and stands FINISHED once none runs")
+def test_a_sweeps_trials_are_children_of_the_sweeps_run(mlflow_server, workdir):
+    settings = settings_variant(workdir, "tracked_sweep.py", [f"mlflow_tracking_uri = {mlflow_server!r}",
+                                                              "mlflow_experiment_name = 'sweeps'"])
+    swept = _cli(workdir, "sweep", "-u", str(settings), "--max-evals", "2", "--seed", "5", "--hparam", "nbEpoch=1")
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    (sweep,) = (workdir / "experiments/examples/curve_fitting").glob("*_sweep_*")
+    trials = sorted(path.parent for path in sweep.glob("*/run.json"))
+    assert len(trials) == 2
+    (parent,) = _mlflow_runs(mlflow_server, sweep)
+    assert parent["info"]["run_name"] == sweep.name and parent["info"]["status"] == "FINISHED", parent["info"]
+    children = [_mlflow_runs(mlflow_server, trial)[0] for trial in trials]
+    assert {child["info"]["run_id"] for child in children} == {
+        read_run(trial)["mlflow"]["run_id"] for trial in trials}
+    for child in children:
+        tags = {tag["key"]: tag["value"] for tag in child["data"]["tags"]}
+        assert tags["mlflow.parentRunId"] == parent["info"]["run_id"] and child["info"]["status"] == "FINISHED"
+    best = min(read_run(trial)["best_value"] for trial in trials)
+    assert _history(mlflow_server, parent["info"]["run_id"], "best_val_loss")[-1] == (2, pytest.approx(best))
+
+
 def test_a_bad_tracking_uri_is_one_line_and_creates_nothing(workdir):
     bad = _cli(workdir, "train", "-u", "examples/regression/mysettings_curve_fitting.py", "--mlflow", "ftp://host/x")
     assert bad.returncode == 2
