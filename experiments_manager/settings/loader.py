@@ -48,8 +48,7 @@ class Settings:
         model_script: the model file as its code sees it (default: `model_file`).
 
     Attributes:
-        experiment, runtime, training, data, monitoring, export, serving, kafka, federated, sweep, tracking: the
-            sections,
+        experiment, ..., sweep, tracking: the sections (`sections.SECTIONS`),
             e.g. `settings.training.epochs` (the module's `nbEpoch`).
     """
 

@@ -9,6 +9,8 @@ settings reference (docs/reference/settings.md) is generated from them (`referen
 
 A field without a default is required. A default of None with a check means "not set" is accepted.
 
+Long because every setting a file may set is defined here, once, with its documentation: the sections are one table.
+
 Example:
 
 ```python

@@ -58,9 +58,9 @@ class TrackingSession:
         attempt = len(info.get("attempts") or [])
         tags = {"host": socket.gethostname(), "attempt": str(attempt),
                 **({"slurm_job_id": os.environ["SLURM_JOB_ID"]} if os.environ.get("SLURM_JOB_ID") else {})}
+        name = (info.get("mlflow") or {}).get("experiment") or info.get("session_name") or "Default"
         if not any(entry.get("kind") == "start" for entry in self.outbox.entries()):
             versions = info.get("versions") or {}
-            name = (info.get("mlflow") or {}).get("experiment") or info.get("session_name") or "Default"
             self.append({"kind": "start", "experiment": name,
                          "run_name": self.experiment.name, "params": _params(info),
                          "tags": {**tags, "engine_version": str(versions.get("experiments_manager", "")),
@@ -68,8 +68,7 @@ class TrackingSession:
         else:
             self.append({"kind": "attempt", "tags": tags})
         self.bridge.start()
-        _LOG.info("MLflow: logging to %s (experiment %r, run %r)", self.uri, info.get("session_name"),
-                  self.experiment.name)
+        _LOG.info("MLflow: logging to %s (experiment %r, run %r)", self.uri, name, self.experiment.name)
 
     def append(self, entry: OutboxEntry) -> None:
         """Appends `entry` to the outbox and wakes the bridge."""
@@ -79,11 +78,11 @@ class TrackingSession:
     def end(self, error: Optional[BaseException] = None) -> None:
         """Appends how the attempt ended (run.json's status; `error` when nothing recorded one) and the run's files,
         then gives the server a last chance (`MlflowBridge.close`)."""
-        status = self.experiment.run_info().get("status")
+        info = self.experiment.run_info()
+        status = info.get("status")
         if status == Status.RUNNING or status is None:
             ending = ending_of(error) if error is not None else None
             status = ending.status if ending is not None else Status.FAILED
-        info = self.experiment.run_info()
         best = info.get("best_value")
         try:
             self.append({"kind": "end", "status": MLFLOW_STATUS.get(Status(status), "FAILED"),
