@@ -21,11 +21,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Iterable, Mapping, Optional, Sequence
 
-from experiments_manager.utils.errors import UserInputError
+from experiments_manager.utils.errors import SIGNAL_EXIT_BASE, UserInputError
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers, stop_when_orphaned
 
 FORWARDED_SIGNALS = STOP_SIGNALS
-SIGNAL_EXIT_BASE = 128  # a run stopped cleanly by signal N exits 128 + N
 LAUNCHER_PID_VARIABLE = "EXPERIMENTS_MANAGER_LAUNCHER_PID"  # in each worker's environment: the launcher to watch
 ORPHAN_GRACE_SECONDS = 30.0  # a worker stuck in a collective with a dead peer ignores its SIGTERM: then SIGKILL
 

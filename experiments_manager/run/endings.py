@@ -11,7 +11,8 @@
 | its lease was lost (another writer has the folder now) | nothing is written | 75 |
 
 `ending_of(error)` reads the table for the error that ended an attempt; the constructors (`finished`,
-`signalled`, ...) for an ending the code decides itself. `lifecycle.RunAttempt.end` records an ending in run.json.
+`signalled`, ...) for an ending the code decides itself; `recorded(info)` reads back the one run.json holds.
+`Experiment.record.end` (`record_writer.RunRecordWriter.end`) records an ending in run.json.
 This module does not import TensorFlow.
 
 Example:
@@ -34,10 +35,9 @@ from typing import Optional
 
 from experiments_manager.run.record import RunRecord, Status
 from experiments_manager.utils.environment_failures import environment_failure_line
-from experiments_manager.utils.errors import EXIT_TEMPFAIL, EXIT_USER_ERROR, InputStalled, UserInputError
+from experiments_manager.utils.errors import (EXIT_TEMPFAIL, EXIT_USER_ERROR, SIGNAL_EXIT_BASE, InputStalled,
+                                              UserInputError)
 from experiments_manager.utils.lease import LeaseLost
-
-SIGNAL_EXIT_BASE = 128
 
 
 class EndingKind(enum.Enum):
@@ -155,12 +155,3 @@ def recorded(info: RunRecord) -> Ending:
     return Ending(EndingKind.BAD_INPUT if code == EXIT_USER_ERROR else EndingKind.FAILURE, code,
                   error=info.get("error") or f"run.json says {status}")
 
-
-def exit_code_status(exit_code: int) -> Status:
-    """The status an attempt that ended with `exit_code` and recorded nothing stands at (a sweep's trial process,
-    a federation's server process): the table read backwards; a kill (< 0) is an interruption."""
-    if exit_code == 0:
-        return Status.FINISHED
-    if exit_code < 0 or exit_code > SIGNAL_EXIT_BASE or exit_code == EXIT_TEMPFAIL:
-        return Status.INTERRUPTED
-    return Status.FAILED

@@ -8,7 +8,8 @@ is rewritten until the run's writer next writes the file, which then holds the c
 - a checkpoint's state.json (`resume_state.py`): version 1 (no `state_version`; the exporter's state without the
   value, best flag and best version of the version it asked for) -> 2.
 
-A stored sample of each earlier version is read by tests/unit/run/test_migrations.py (tests/data/formats/).
+A stored sample of each earlier version is read by tests/unit/run/test_migrations.py (tests/data/run_json/,
+tests/data/checkpoint_state/).
 Sweeps of earlier engines (trials.pickle, one process) are joined through `sweeps/legacy.py`. This module does not
 import TensorFlow.
 

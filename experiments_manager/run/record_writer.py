@@ -178,9 +178,13 @@ class RunRecordWriter:
         """The sweep folder a trial belongs to."""
         self._update({"sweep": folder})
 
-    def mlflow(self, tracking: Mapping[str, Any]) -> None:
-        """The MLflow server the run logs to, and its MLflow run once known (`tracking.session`)."""
-        self._update({"mlflow": dict(tracking)})
+    def mlflow(self, changes: Mapping[str, Any]) -> None:
+        """What run.json's `mlflow` gains (`tracking_uri`, `experiment`, once known `experiment_id` and `run_id`),
+        merged into what it holds, under the lock (the MLflow bridge's thread records the run)."""
+        with self._lock:
+            info = self._experiment.run_info()
+            info["mlflow"] = {**(info.get("mlflow") or {}), **jsonable(changes)}
+            self._experiment.write_run_info(info)
 
     def evaluation(self, entry: Mapping[str, Any]) -> None:
         """One more `evaluate` of the run (`evaluation.Evaluation.run_json_entry`), newest last."""

@@ -9,15 +9,13 @@ the logs.
 Example:
 
 ```python
-callbacks.append(MlflowEpochLogger(session, checkpoint, experiment.history_csv, initial_epoch=2))
+callbacks.append(MlflowEpochLogger(session, checkpoint, lambda: history.read()[1], initial_epoch=2))
 ```
 """
 
 from __future__ import annotations
 
-import csv
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 import keras
@@ -41,23 +39,25 @@ class MlflowEpochLogger(keras.callbacks.Callback):
     Args:
         session: the attempt's `TrackingSession`.
         checkpoint: the `TrainingCheckpoint` (placed before this callback), or None: appended at once.
-        history_csv: the run's history.csv, read for the epochs a resume restored.
+        history_rows: function () -> history.csv's rows, dicts of text (`callbacks.HistoryCSV.read`'s), read at the
+            start of training for the epochs a resume restored.
         initial_epoch: the epochs the restored checkpoint holds (default 0).
     """
 
-    def __init__(self, session: TrackingSession, checkpoint: Optional[Durability], history_csv: Path,
-                 initial_epoch: int = 0) -> None:
+    def __init__(self, session: TrackingSession, checkpoint: Optional[Durability],
+                 history_rows: Callable[[], list[dict[str, str]]], initial_epoch: int = 0) -> None:
         super().__init__()
         self.session = session
         self.checkpoint = checkpoint
-        self.history_csv = Path(history_csv)
+        self.history_rows = history_rows
         self.initial_epoch = initial_epoch
 
     def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         logged = self.session.outbox.last_epoch()
         if logged >= self.initial_epoch:
             return
-        for row in _rows(self.history_csv):
+        for row in self.history_rows():
+            row = dict(row)
             epoch = int(row.pop("epoch"))
             if logged < epoch <= self.initial_epoch:
                 self.session.append({"kind": "metrics", "step": epoch, "metrics": _numbers(row)})
@@ -68,14 +68,6 @@ class MlflowEpochLogger(keras.callbacks.Callback):
             self.session.append(entry)
         else:
             self.checkpoint.when_durable(lambda: self.session.append(entry))
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    try:
-        with open(path, newline="") as handle:
-            return [row for row in csv.DictReader(handle) if (row.get("epoch") or "").isdigit()]
-    except FileNotFoundError:
-        return []
 
 
 def _numbers(values: dict[str, Any]) -> dict[str, float]:

@@ -16,11 +16,12 @@ sent = send_pending(Outbox(folder), "http://127.0.0.1:5000")   # the number of e
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
+from experiments_manager.run.discovery import read_run_info
+from experiments_manager.run.experiment import Experiment
 from experiments_manager.tracking.outbox import Outbox, OutboxEntry, SentState
 
 if TYPE_CHECKING:
@@ -143,10 +144,7 @@ def _run_tagged(client: MlflowClient, experiment_id: str, folder: Path) -> Optio
 
 def _sweep_of(folder: Path) -> Optional[Path]:
     """The sweep folder a trial's run.json names (`sweep`), or None."""
-    try:
-        sweep = json.loads((folder / "run.json").read_text()).get("sweep")
-    except (OSError, ValueError):
-        return None
+    sweep = read_run_info(Experiment(folder)).get("sweep")
     return Path(sweep) if isinstance(sweep, str) and sweep else None
 
 

@@ -98,9 +98,8 @@ class TrackingSession:
 
     def _record_run(self, state: SentState) -> None:
         """run.json records the MLflow run (the bridge's thread, once the server made or found it)."""
-        recorded = self.experiment.run_info().get("mlflow") or {}
-        self.experiment.record.mlflow({**recorded, "tracking_uri": self.uri,
-                                       "experiment_id": state.get("experiment_id"), "run_id": state.get("run_id")})
+        self.experiment.record.mlflow({"tracking_uri": self.uri, "experiment_id": state.get("experiment_id"),
+                                       "run_id": state.get("run_id")})
 
 
 def _params(info: Any) -> dict[str, str]:
@@ -132,14 +131,15 @@ def tracked(experiment: Experiment, uri: Optional[str],
         uri: a checked tracking URI (`options.tracking_uri`), or None.
         mlflow_experiment: the MLflow experiment of a new run (default None: the settings' session name).
     """
-    recorded = experiment.run_info().get("mlflow") or {}
+    info = experiment.run_info()
+    recorded = info.get("mlflow") or {}
     uri = uri or recorded.get("tracking_uri")
     if not uri:
         yield None
         return
-    if recorded.get("tracking_uri") != uri or "experiment" not in recorded:
-        experiment.record.mlflow({"experiment": mlflow_experiment or experiment.run_info().get("session_name"),
-                                  **recorded, "tracking_uri": uri})
+    if recorded.get("tracking_uri") != uri or "experiment" not in recorded:  # the run's experiment stays its own
+        experiment.record.mlflow({"tracking_uri": uri, "experiment": recorded.get("experiment") or mlflow_experiment
+                                  or info.get("session_name")})
     session = TrackingSession(experiment, uri)
     session.begin()
     try:

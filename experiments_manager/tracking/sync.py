@@ -71,8 +71,7 @@ def sync_runs(place: str, uri: Optional[str] = None, command: Sequence[str] = ()
                                      "answers") from None
                 state = outbox.sent()
                 if state.get("run_id") and state.get("run_id") != recorded:
-                    experiment.record.mlflow({**(experiment.run_info().get("mlflow") or {}), "tracking_uri": server,
-                                              "experiment_id": state.get("experiment_id"),
+                    experiment.record.mlflow({"tracking_uri": server, "experiment_id": state.get("experiment_id"),
                                               "run_id": state.get("run_id")})
         except LeaseHeld:
             yield f"{root}: being written by its run, which sends its own records: skipped"

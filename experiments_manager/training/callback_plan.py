@@ -14,6 +14,7 @@ from experiments_manager.run.resume_state import ResumableParts
 
 if TYPE_CHECKING:
     from experiments_manager.callbacks.best_value import BestValue
+    from experiments_manager.callbacks.history_csv import HistoryCSV
     from experiments_manager.callbacks.training_checkpoint import TrainingCheckpoint
     from experiments_manager.export.exporter import Exporter
     from experiments_manager.run.experiment import Experiment
@@ -159,7 +160,7 @@ class CallbackPlan:
             + stopping
             + _user_callbacks(settings, model, train_data, val_data, experiment)
             + records.tail(self.checkpoint)
-            + _tracking(tracking, self.checkpoint, experiment, self.initial_epoch)
+            + _tracking(tracking, self.checkpoint, self.history, self.initial_epoch)
             + [ours.ProjectorLogger(str(experiment.logs_dir / "validation"), val_data)]
         )
 
@@ -212,14 +213,15 @@ def tensorboard_reports(experiment: Experiment, settings: Settings, best: BestVa
                                write_session_start=not restored)]
 
 
-def _tracking(tracking: Optional[TrackingSession], checkpoint: TrainingCheckpoint, experiment: Experiment,
+def _tracking(tracking: Optional[TrackingSession], checkpoint: TrainingCheckpoint, history: HistoryCSV,
               initial_epoch: int) -> list[Any]:
-    """Each epoch's metrics to MLflow, once its checkpoint is durable (placed after the checkpoint)."""
+    """Each epoch's metrics to MLflow, once its checkpoint is durable (placed after the checkpoint); the epochs a
+    resume restored, from history.csv's rows as `HistoryCSV` reads them."""
     if tracking is None:
         return []
     from experiments_manager.tracking.epoch_logger import MlflowEpochLogger
 
-    return [MlflowEpochLogger(tracking, checkpoint, experiment.history_csv, initial_epoch)]
+    return [MlflowEpochLogger(tracking, checkpoint, lambda: history.read()[1], initial_epoch)]
 
 
 def _averaging(settings: Settings, inputs: InputObject, averages: Optional[WeightAverages],

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
 ERROR_PREFIX = "error: "  # each problem's line on stderr (a sweep reads its trials' reasons from their logs by it)
 EXIT_USER_ERROR = 2  # bad input: the command line, a settings file, a folder
 EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: try again later (stalled input data, trials a sweep lost): resume then
+SIGNAL_EXIT_BASE = 128  # a process stopped cleanly by signal N exits 128 + N (as a shell reports one killed by it)
 
 
 def print_problems(problems: Union[str, Iterable[str]], file: TextIO | None = None) -> None:

@@ -7,7 +7,7 @@ import signal
 import pytest
 
 from experiments_manager.run import endings, lifecycle
-from experiments_manager.run.endings import EndingKind, ending_of, exit_code_status, recorded
+from experiments_manager.run.endings import EndingKind, ending_of, recorded
 from experiments_manager.run.experiment import Experiment
 from experiments_manager.run.record import Status
 from experiments_manager.utils.environment_failures import EnvironmentFailure
@@ -35,7 +35,8 @@ class TrainingInterrupted(Exception):  # as callbacks.TrainingInterrupted: a sig
 def test_each_ending_has_one_status_and_exit_code(error, status, code):
     ending = ending_of(error)
     assert (ending.status, ending.exit_code) == (status, code)
-    assert exit_code_status(code) == status  # the table read backwards: a process that recorded nothing
+    back = recorded({"status": ending.status.value, "exit_code": code})  # the table read back from run.json
+    assert (back.status, back.exit_code) == (status, code)
     assert ending_of(LeaseLost("taken over")) is None
 
 
