@@ -191,6 +191,21 @@ def require_real_part(missing_reason):
     pytest.skip(missing_reason)
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (the Debian package) driven by Playwright."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    require_real_part(None if chromium else "headless Chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        require_real_part("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
 def hparams_statuses(logs_dir):
     """The statuses TensorBoard's HParams table can read in an experiment's logs folder (its session-end events)."""
     import tensorflow as tf

@@ -51,3 +51,39 @@ def add_bootstrap_servers_argument(parser: argparse.ArgumentParser) -> None:
         "--bootstrap-servers", metavar="HOST:PORT[,...]",
         help="Kafka brokers, overriding the settings' kafka_bootstrap_servers",
     )
+
+
+RUN_HELP = "the experiment folder, or a registered MLflow version: models:/NAME@ALIAS (models:/NAME/N)"
+
+
+def add_registered_run_argument(parser: argparse.ArgumentParser) -> None:
+    """RUN (a folder or `models:/NAME@ALIAS`) and `--mlflow URI`, the registry's server."""
+    parser.add_argument("run", metavar="RUN", help=RUN_HELP)
+    parser.add_argument("--mlflow", metavar="URI", default=None,
+                        help="with RUN models:/...: the MLflow tracking server holding the registry "
+                        "(default: MLFLOW_TRACKING_URI)")
+
+
+def resolve_registered_run(arguments: argparse.Namespace) -> None:
+    """RUN given as `models:/NAME@ALIAS`: `arguments.run` and `.version` become the run folder and exported version
+    the registry's version came from (the folder must be on this machine).
+
+    Raises:
+        UserInputError: a bad URI, one naming nothing, a run not here, a `--version` other than the registered one,
+            or `--mlflow` with a folder.
+    """
+    from experiments_manager.utils.errors import UserInputError
+
+    if not arguments.run.startswith("models:/"):
+        if arguments.mlflow is not None:
+            raise UserInputError("--mlflow: only with RUN given as models:/NAME@ALIAS")
+        return
+    from experiments_manager.tracking.options import tracking_uri
+    from experiments_manager.tracking.registry import resolve, run_version
+
+    version = resolve(arguments.run, tracking_uri(arguments.mlflow or "", "--mlflow"), where="RUN")
+    folder, exported = run_version(version)
+    if arguments.version is not None and arguments.version != exported:
+        raise UserInputError(f"--version: {arguments.run} is version {exported} of {folder}, got {arguments.version}")
+    print(f"{arguments.run}: version {version.number} of {version.name}, exported version {exported} of {folder}")
+    arguments.run, arguments.version = str(folder), exported

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from experiments_manager.commands.arguments import positive_int
+from experiments_manager.commands.arguments import add_registered_run_argument, positive_int, resolve_registered_run
 
 if TYPE_CHECKING:
     import argparse
@@ -20,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "metrics, and for a classifier the confusion matrix and the per-class table, saved under "
         "RUN/evaluations/<stamp>-v<N>/ and recorded in run.json.",
     )
-    parser.add_argument("run", metavar="RUN", help="the experiment folder")
+    add_registered_run_argument(parser)
     parser.add_argument("--version", type=positive_int, default=None, metavar="N",
                         help="the exported version (default: the one holding the run's best epoch)")
     parser.add_argument("--data", default=None, metavar="FOLDER",
@@ -33,6 +33,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Evaluates, prints the table; returns 0."""
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
+    resolve_registered_run(arguments)
     import_tensorflow_quietly()
     from experiments_manager.runs.evaluation import evaluate_run
 

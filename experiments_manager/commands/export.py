@@ -2,7 +2,8 @@
 
 import argparse
 
-from experiments_manager.commands.arguments import positive_float, positive_int
+from experiments_manager.commands.arguments import (add_registered_run_argument, positive_float, positive_int,
+                                                     resolve_registered_run)
 from experiments_manager.edge.formats import (ALL_TARGETS, DEFAULT_CALIBRATION_BATCHES, DEFAULT_TIMING_SECONDS,
                                               EDGE_FOLDER, FORMATS, QUANTIZATIONS, check_target)
 
@@ -29,7 +30,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]"
         "the SavedModel on the validation pipeline: |diff|, the compiled metrics, top-1 agreement, batch-1 latency, "
         "throughput. Needs the [edge] extra.",
     )
-    parser.add_argument("run", metavar="RUN", help="the experiment folder")
+    add_registered_run_argument(parser)
     chosen = parser.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--format", metavar="FORMAT", help=f"{' or '.join(FORMATS)} (LiteRT is TFLite)")
     chosen.add_argument("--all", action="store_true",
@@ -73,6 +74,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     if arguments.all and arguments.quantize != "none":
         raise UserInputError(f"--quantize: expected none with --all (which builds every quantization), got "
                              f"{arguments.quantize!r}")
+    resolve_registered_run(arguments)
     targets = list(ALL_TARGETS) if arguments.all else [check_target(arguments.format, arguments.quantize)]
     from experiments_manager.edge.formats import require_edge_extra
 

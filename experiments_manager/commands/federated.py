@@ -91,6 +91,9 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--round-timeout", type=float, metavar="SECONDS",
                         help="longest wait for clients to connect or answer in a round "
                         "(default: the settings' federated_round_timeout_secs, 600)")
+    parser.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                        help="log the federation's server run to this MLflow tracking server (without URI: "
+                        "MLFLOW_TRACKING_URI): each round a step, each exported version a logged model")
 
 
 def run(arguments: argparse.Namespace, argv: list[str]) -> int:

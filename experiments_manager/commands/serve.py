@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from experiments_manager.serving.options import add_server_arguments
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 NAME = "serve"
 
@@ -26,6 +30,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--models_dir", metavar="FOLDER",
         help="serve every experiment below this folder (a working folder, sweeps included), each as its own model "
              "named after its path (GET /v1/models lists them); experiments added or removed are picked up",
+    )
+    served.add_argument(
+        "--model", metavar="models:/NAME@ALIAS",
+        help="serve the registered MLflow model version an alias (or models:/NAME/N a number) names, as model NAME "
+             "with the alias as its version label; its files are downloaded into $XDG_CACHE_HOME/"
+             "experiments_manager/mlflow-models (the server: --mlflow or MLFLOW_TRACKING_URI)",
+    )
+    parser.add_argument(
+        "--mlflow", metavar="URI", default=None,
+        help="with --model: the MLflow tracking server holding the registry (default: MLFLOW_TRACKING_URI)",
     )
     parser.add_argument(
         "--model_config_file_poll_wait_seconds", type=float, metavar="SECONDS",
@@ -53,4 +67,19 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Serves until SIGINT/SIGTERM; returns the exit code."""
     from experiments_manager.serving.launch import serve
 
+    if arguments.model is not None:  # the registry's version, downloaded, served through its own models.config
+        arguments.model_config_file = str(registered_config(arguments.model, arguments.mlflow))
+    elif arguments.mlflow is not None:
+        from experiments_manager.utils.errors import UserInputError
+
+        raise UserInputError("--mlflow: only with --model models:/NAME@ALIAS")
     return serve(arguments)
+
+
+def registered_config(model: str, mlflow: "str | None") -> "Path":
+    """The models.config serving the registered version `model` names (downloaded first)."""
+    from experiments_manager.tracking.options import tracking_uri
+    from experiments_manager.tracking.registry import cache_folder, resolve, served_config
+
+    uri = tracking_uri(mlflow or "", "--mlflow")
+    return served_config(resolve(model, uri), cache_folder())

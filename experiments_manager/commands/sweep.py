@@ -64,6 +64,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--accept-code-change", action="store_true",
                         help="with --resume: train the next trials although the settings, the model file or a module "
                         "of yours they import changed since the sweep's trials ran (refused otherwise)")
+    parser.add_argument(
+        "--mlflow", nargs="?", const="", default=None, metavar="URI",
+        help="log the sweep to this MLflow tracking server (without URI: MLFLOW_TRACKING_URI): one run of the sweep, "
+        "a child run per trial (also trials of workers on other nodes), the sweep's best a metric of its run")
     add_requeue_file_argument(parser, what="the sweep folder", then="the sweep resumes")
     return parser
 
@@ -78,7 +82,8 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
 
     import_tensorflow_quietly()
     from experiments_manager.settings import parse_hparam_overrides
-    from experiments_manager.sweeps.driver import SweepRequest, run_sweep
+    from experiments_manager.sweeps.driver import run_sweep
+    from experiments_manager.sweeps.request import SweepRequest
 
     request = SweepRequest(usersettings=arguments.usersettings, resume=arguments.resume,
                            max_evals=arguments.max_evals, hparams=parse_hparam_overrides(arguments.hparam),
@@ -86,5 +91,6 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
                            spark_master=arguments.spark_master, requeue_file=arguments.requeue_file,
                            accept_code_change=arguments.accept_code_change, workers=arguments.workers,
                            join=arguments.join, scheduler=arguments.scheduler, eta=arguments.eta,
-                           min_epochs=arguments.min_epochs, max_epochs=arguments.max_epochs)
+                           min_epochs=arguments.min_epochs, max_epochs=arguments.max_epochs,
+                           mlflow=arguments.mlflow)
     return run_sweep(request).exit_code

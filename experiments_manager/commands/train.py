@@ -262,12 +262,9 @@ def _report(outcome: TrainingOutcome) -> None:
         f"TensorBoard:       tensorboard --logdir {experiment.root.parent}",
         f"console output:    {experiment.root / TRAIN_LOG_NAME}",
     ]
-    tracking = info.get("mlflow")
-    if tracking:
-        from experiments_manager.tracking.sender import run_url
+    from experiments_manager.tracking.sender import report_lines
 
-        page = run_url(tracking["tracking_uri"], tracking) if tracking.get("run_id") else None
-        lines.append(f"MLflow run:        {page or f'not sent yet: experiments-manager mlflow sync {experiment.root}'}")
+    lines += report_lines(info, experiment.root)
     if outcome.status == "interrupted":
         lines.append(f"resume with:       {experiment.resume_hint()}")
     elif outcome.status == "finished":

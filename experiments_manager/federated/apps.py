@@ -150,6 +150,7 @@ def run_federation(job: FederatedJob, grid: Grid, stop: Optional[StopRequest] = 
     from experiments_manager.federated.federation_server import FederationServer
     from experiments_manager.run.experiment import Experiment, running_command
     from experiments_manager.run.lifecycle import attempt
+    from experiments_manager.tracking.session import tracked
 
     settings = job.load_settings()
     config = FederationConfig.from_settings(settings, rounds=job.rounds, num_clients=job.num_clients)
@@ -160,10 +161,11 @@ def run_federation(job: FederatedJob, grid: Grid, stop: Optional[StopRequest] = 
     else:  # `flwr run` without our CLI, or a SuperLink host that does not share the CLI's file system
         experiment = Experiment.create(settings, running_command(), root=job.experiment_dir or None)
         job.experiment_dir = str(experiment.root)
-    with attempt(experiment, running_command(), console=False):  # one writer: a second federation is refused
+    # one writer: a second federation is refused; logged to MLflow when its folder names a server (`start_federation`)
+    with attempt(experiment, running_command(), console=False), tracked(experiment, None) as tracking:
         experiment.record.federation(_description(config))
         _LOG.info("Federation %s; server experiment folder: %s", config.describe(), experiment.root)
-        _serve_rounds(FederationServer(experiment, settings, config), config, settings, grid, stop)
+        _serve_rounds(FederationServer(experiment, settings, config, tracking), config, settings, grid, stop)
 
 
 def _serve_rounds(server: FederationServer, config: FederationConfig, settings: Settings, grid: Grid,

@@ -57,7 +57,7 @@ def flower_environment(environment: Mapping[str, str]) -> dict[str, str]:
 def deploy(settings_path: Union[PathLike, Settings], superlink: Optional[str] = None, connection: Optional[str] = None,
            rounds: Optional[int] = None, hparam_overrides: Optional[Mapping[str, Any]] = None,
            round_timeout: Optional[float] = None, timeout: Optional[float] = None,
-           command: Optional[list[str]] = None) -> Experiment:
+           command: Optional[list[str]] = None, mlflow: Optional[str] = None) -> Experiment:
     """Runs a federation on a running SuperLink and its SuperNodes; returns the server `Experiment`.
 
     Args:
@@ -67,6 +67,7 @@ def deploy(settings_path: Union[PathLike, Settings], superlink: Optional[str] = 
         rounds, hparam_overrides, round_timeout: as for `simulate`.
         timeout: seconds before the run is stopped (None: no limit).
         command: the command line recorded in run.json.
+        mlflow: as for `simulate` (the ServerApp logs where it sees the server folder's run.json).
 
     Example:
 
@@ -80,7 +81,8 @@ def deploy(settings_path: Union[PathLike, Settings], superlink: Optional[str] = 
 
     if superlink:
         _check_answers(superlink)  # before any folder exists
-    settings, _, experiment, job = start_federation(settings_path, hparam_overrides, rounds, round_timeout, command)
+    settings, _, experiment, job = start_federation(settings_path, hparam_overrides, rounds, round_timeout, command,
+                                                    mlflow=mlflow)
     with stop_on_signals() as stop:
         try:
             status = submit_and_follow(experiment, write_flower_app(experiment, job, settings), superlink,

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from flwr.serverapp.strategy import Strategy
 
     from experiments_manager.federated.federation_config import FederationConfig
+    from experiments_manager.tracking.session import TrackingSession
     from experiments_manager.federated.grid import ResponsiveGrid
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
@@ -38,6 +39,7 @@ class FederationServer:
         experiment: the server's `Experiment`.
         settings: the loaded `Settings`.
         config: the `FederationConfig`.
+        tracking: the MLflow `TrackingSession` each round is logged to, a step, or None (default: not logged).
 
     Example:
 
@@ -48,7 +50,8 @@ class FederationServer:
     ```
     """
 
-    def __init__(self, experiment: Experiment, settings: Settings, config: FederationConfig) -> None:
+    def __init__(self, experiment: Experiment, settings: Settings, config: FederationConfig,
+                 tracking: Optional[TrackingSession] = None) -> None:
         import keras
 
         from experiments_manager.callbacks.best_value import BestValue
@@ -56,6 +59,7 @@ class FederationServer:
         from experiments_manager.training.inputs import steps_per_epoch
         from experiments_manager.settings.pipeline import settings_pipeline
         from experiments_manager.training import RunRecords, compile_for_evaluation
+        from experiments_manager.training.callback_plan import tracking_callbacks
 
         self.experiment = experiment
         self.settings = settings
@@ -72,8 +76,9 @@ class FederationServer:
         self.timings: list[dict[str, float]] = []
         self.round_started = time.monotonic()
         records = RunRecords(experiment, settings, self.best, self.exporter)  # a round is recorded as an epoch is
-        self.callbacks = keras.callbacks.CallbackList([records.fence] + records.head + records.tail(),
-                                                      model=self.model)
+        self.callbacks = keras.callbacks.CallbackList(
+            [records.fence] + records.head + records.tail() + tracking_callbacks(tracking, None, records.history, 0),
+            model=self.model)
         self.callbacks.on_train_begin()
 
     def initial_arrays(self) -> ArrayRecord:

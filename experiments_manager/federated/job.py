@@ -94,14 +94,16 @@ class FederatedJob:
 
 def start_federation(settings: Union[PathLike, Settings], hparam_overrides: Optional[Mapping[str, Any]] = None,
                      rounds: Optional[int] = None, round_timeout: Optional[float] = None,
-                     command: Optional[list[str]] = None, num_clients: Optional[int] = None
-                     ) -> tuple[Settings, FederationConfig, Experiment, FederatedJob]:
-    """Checks the settings and the federation hparams, then creates the server experiment.
+                     command: Optional[list[str]] = None, num_clients: Optional[int] = None,
+                     mlflow: Optional[str] = None) -> tuple[Settings, FederationConfig, Experiment, FederatedJob]:
+    """Checks the settings and the federation hparams, then creates the server experiment (with the MLflow server
+    its ServerApp logs to: `mlflow`, as `train --mlflow`, else the settings').
 
     Nothing is written when a check fails (UserInputError).
 
     Args:
         settings: the settings file, or its loaded `Settings` (see `settings.as_settings`).
+        mlflow: log the federation to this MLflow server ('': MLFLOW_TRACKING_URI; default None: the settings').
 
     Returns:
         (settings, `FederationConfig`, server `Experiment`, `FederatedJob` pointing at the experiment's copies).
@@ -109,6 +111,8 @@ def start_federation(settings: Union[PathLike, Settings], hparam_overrides: Opti
     from experiments_manager.run.experiment import Experiment, running_command
     from experiments_manager.federated.federation_config import FederationConfig
     from experiments_manager.settings import as_settings
+    from experiments_manager.tracking.session import record_server
+    from experiments_manager.training.entry_points import tracking_of
 
     settings = as_settings(settings, hparam_overrides)
     if settings.kafka.enabled:  # the clients would refuse it only once the federation runs (inputs.make_inputs)
@@ -117,7 +121,11 @@ def start_federation(settings: Union[PathLike, Settings], hparam_overrides: Opti
         raise UserInputError(f"{settings.path.name}: {user_name('kafka', 'enabled')}: not supported in federated "
                              "training yet (expected False with enable_federated_learning)")
     config = FederationConfig.from_settings(settings, rounds=rounds, num_clients=num_clients)
+    tracking_at = tracking_of(settings, mlflow)
     experiment = Experiment.create(settings, command or running_command())
+    if tracking_at is not None:
+        record_server(experiment, tracking_at, settings.tracking.mlflow_experiment,
+                      settings.tracking.mlflow_registered_model)
     job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), settings.overrides,
                        experiment.root.resolve(), rounds=rounds, round_timeout=round_timeout, num_clients=num_clients)
     return settings, config, experiment, job

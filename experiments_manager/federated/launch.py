@@ -32,12 +32,12 @@ def federated(arguments: argparse.Namespace) -> int:
     overrides = parse_hparam_overrides(arguments.hparam)
     if mode == "simulate":
         return simulate_command(arguments.usersettings, overrides, arguments.num_clients, arguments.rounds,
-                                arguments.round_timeout)
+                                arguments.round_timeout, arguments.mlflow)
     from experiments_manager.federated.deployment import deploy
 
     experiment = deploy(arguments.usersettings, superlink=arguments.superlink, connection=arguments.connection,
                         rounds=arguments.rounds, hparam_overrides=overrides, round_timeout=arguments.round_timeout,
-                        timeout=arguments.timeout)
+                        timeout=arguments.timeout, mlflow=arguments.mlflow)
     return report(experiment)
 
 
@@ -80,12 +80,12 @@ def _exec_flower(mode: str, arguments: argparse.Namespace) -> NoReturn:
 
 def simulate_command(settings: Union[PathLike, Settings], overrides: Optional[Mapping[str, Any]] = None,
                      num_clients: Optional[int] = None, rounds: Optional[int] = None,
-                     round_timeout: Optional[float] = None) -> int:
+                     round_timeout: Optional[float] = None, mlflow: Optional[str] = None) -> int:
     """`federated simulate` (and `train` of a settings file with `enable_federated_learning = True`, which
     passes the `Settings` it loaded)."""
     from experiments_manager.federated.simulation import simulate
 
-    experiment = simulate(settings, num_clients, rounds, overrides, round_timeout)
+    experiment = simulate(settings, num_clients, rounds, overrides, round_timeout, mlflow=mlflow)
     return report(experiment)
 
 
@@ -93,6 +93,7 @@ def report(experiment: Experiment) -> int:
     """Prints where the federation's outputs are; returns the exit code (0 finished, 128 + signal interrupted by
     one, 1 failed)."""
     from experiments_manager.run.version_records import reported_version
+    from experiments_manager.tracking.sender import report_lines
 
     info = experiment.run_info()
     last, _ = reported_version(info, experiment.export_dir)  # the version holding the best round, as `train` says
@@ -108,6 +109,7 @@ def report(experiment: Experiment) -> int:
         f"training curves:   {experiment.curves_png}",
         f"TensorBoard:       tensorboard --logdir {experiment.root}",
         f"serve it:          experiments-manager serve --model_dir {experiment.root}",
+        *report_lines(info, experiment.root),
     ]
     print("\n".join(lines))
     if status == "interrupted":  # a stop signal: 128 + its number, as `train` exits

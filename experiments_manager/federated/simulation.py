@@ -20,7 +20,7 @@ _LOG = logging.getLogger(__name__)
 
 def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = None, rounds: Optional[int] = None,
              hparam_overrides: Optional[Mapping[str, Any]] = None, round_timeout: Optional[float] = None,
-             command: Optional[list[str]] = None) -> Experiment:
+             command: Optional[list[str]] = None, mlflow: Optional[str] = None) -> Experiment:
     """Runs a federation of `num_clients` simulated clients; returns the server `Experiment`.
 
     Everything is checked before the experiment folder is created. The server's
@@ -35,6 +35,8 @@ def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = N
         hparam_overrides: dict of `--hparam` overrides, for the server and every client.
         round_timeout: seconds a round may wait for clients (default: `federated_round_timeout_secs`).
         command: the command line recorded in run.json.
+        mlflow: log the federation's server run to this MLflow server ('': MLFLOW_TRACKING_URI; default None: the
+            settings' `mlflow_tracking_uri`, else not logged).
 
     Example:
 
@@ -49,7 +51,7 @@ def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = N
     from experiments_manager.federated.stopping import stop_on_signals
 
     _, config, experiment, job = start_federation(settings, hparam_overrides, rounds, round_timeout, command,
-                                                  num_clients=num_clients)
+                                                  num_clients=num_clients, mlflow=mlflow)
     _LOG.info("Experiment folder: %s", experiment.root)
     backend_config = _backend_config()
     _init_ray(backend_config["init_args"])  # before the stop handlers: ray.init installs a SIGTERM handler of its own

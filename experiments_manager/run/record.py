@@ -188,7 +188,7 @@ KEYS: tuple[Key, ...] = (
     Key(("kafka", "kafka_bootstrap_servers"), "any", "for a run trained from Kafka: the brokers, and how many records "
         "the run read", WHAT_RAN),
     Key(("mlflow",), "object", "for a run logged to MLflow (`--mlflow`): `tracking_uri`, `experiment` (its MLflow "
-        "experiment's name), and once the server made it, `experiment_id` and `run_id` (every attempt continues "
+        "experiment's name), `registered_model` (what its improving versions join), and once the server made it, `experiment_id` and `run_id` (every attempt continues "
         "that run)", WHAT_RAN),
     Key(("tensorflow_server_port",), "integer", "the gRPC port `serve --model_dir` listens on by default (the "
         "settings' `tensorflow_server_port`)", WHAT_RAN),

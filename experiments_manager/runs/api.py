@@ -149,7 +149,7 @@ def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,
 
 def sweep(settings_file: PathLike, max_evals: int, *, hparams: Optional[Mapping[str, Any]] = None, algo: str = "tpe",
           seed: Optional[int] = None, parallelism: int = 1, spark_master: Optional[str] = None, workers: int = 1,
-          join: Optional[str] = None) -> SweepOutcome:
+          join: Optional[str] = None, mlflow: Optional[str] = None) -> SweepOutcome:
     """Runs a hyperopt sweep, each trial an experiment in its own process; returns its `SweepOutcome`.
 
     Args:
@@ -162,6 +162,8 @@ def sweep(settings_file: PathLike, max_evals: int, *, hparams: Optional[Mapping[
         spark_master: the Spark master URL with parallelism > 1 (default: local).
         workers: trials at once on this machine, no Spark (default 1).
         join: the name of a sweep folder other processes (nodes) work on too (default None: a new sweep).
+        mlflow: log the sweep to this MLflow tracking server, as `sweep --mlflow URI` ('': MLFLOW_TRACKING_URI;
+            default None: the settings' `mlflow_tracking_uri`, else not logged).
 
     Example:
 
@@ -170,19 +172,22 @@ def sweep(settings_file: PathLike, max_evals: int, *, hparams: Optional[Mapping[
     result.best        # the best trial's row: its hparams, value and experiment folder
     ```
     """
-    from experiments_manager.sweeps.driver import SweepRequest, run_sweep
+    from experiments_manager.sweeps.driver import run_sweep
+    from experiments_manager.sweeps.request import SweepRequest
 
     show_logs()
     return run_sweep(SweepRequest(usersettings=_file_only(settings_file), max_evals=max_evals,
                                   hparams=dict(hparams or {}), algo=algo, seed=seed, parallelism=parallelism,
-                                  spark_master=spark_master, workers=workers, join=join))
+                                  spark_master=spark_master, workers=workers, join=join,
+                                  mlflow=mlflow))
 
 
 def resume_sweep(sweep_folder: PathLike, *, max_evals: Optional[int] = None, parallelism: Optional[int] = None,
                  workers: Optional[int] = None) -> SweepOutcome:
     """Continues a sweep (more trials with `max_evals`; `workers` trials at once), or joins the workers that run it;
     returns its `SweepOutcome`."""
-    from experiments_manager.sweeps.driver import SweepRequest, run_sweep
+    from experiments_manager.sweeps.driver import run_sweep
+    from experiments_manager.sweeps.request import SweepRequest
 
     show_logs()
     return run_sweep(SweepRequest(resume=str(sweep_folder), max_evals=max_evals, parallelism=parallelism,

@@ -4,7 +4,6 @@ The command line's parser is `experiments_manager.commands.sweep`; both build a 
 """
 
 import contextlib
-import dataclasses
 import logging
 import os
 import random
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG
 from experiments_manager.sweeps.legacy import COORDINATION
+from experiments_manager.sweeps.request import SweepRequest
 from experiments_manager.sweeps.scheduler import RungSchedule, describe, raised_max_epochs, schedule_of
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease import Lease, LeaseHeld
@@ -24,50 +24,6 @@ if TYPE_CHECKING:
     from experiments_manager.sweeps.space import SearchSpace
 
 _LOG = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class SweepRequest:
-    """What to sweep: the command line's options (`--hparam` parsed into `hparams`), or `em.sweep`'s arguments.
-
-    Args:
-        usersettings: the settings file with a `hyperopt_space` (a new sweep), or None.
-        resume: the sweep folder to continue, or None.
-        max_evals: the number of trials (required for a new sweep; with resume: more trials).
-        hparams: fixed hparam overrides for every trial (dict; default none).
-        algo: hyperopt's 'tpe' (default), 'rand' or 'anneal'.
-        seed: the sweep's seed (default: the settings' `random_seed`, else drawn).
-        parallelism: trials at once through Spark (default 1: no Spark).
-        spark_master: Spark master URL for parallel trials (default: local).
-        workers: worker loops in this process (default 1); every process that joins the sweep adds its own.
-        join: a name every task of a job array agrees on (e.g. the array's job id): the first creates the sweep
-            folder `<workingFolder>/<session_name>_sweep_<join>`, the others join it (default None: a new folder).
-        requeue_file: `--requeue-file` (default None).
-        accept_code_change: with resume, train on although the code changed since the trials ran (default False).
-        scheduler: 'asha' or 'hyperband' stops bad trials early (`scheduler.py`); 'none' trains every trial
-            `nbEpoch` (default None: the settings' `sweep_scheduler`, else 'none').
-        eta: the scheduler's reduction factor (default None: the settings' `sweep_eta`, else 3).
-        min_epochs: the scheduler's first rung (default None: the settings' `sweep_min_epochs`, else 1).
-        max_epochs: the scheduler's last rung (default None: `nbEpoch`); a resume may raise it, and then the best
-            trials that finished continue to it.
-    """
-
-    usersettings: str | None = None
-    resume: str | None = None
-    max_evals: int | None = None
-    hparams: dict[str, object] = dataclasses.field(default_factory=dict)
-    algo: str | None = None
-    seed: int | None = None
-    parallelism: int | None = None
-    spark_master: str | None = None
-    requeue_file: str | None = None
-    accept_code_change: bool = False
-    workers: int | None = None
-    join: str | None = None
-    scheduler: str | None = None
-    eta: int | None = None
-    min_epochs: int | None = None
-    max_epochs: int | None = None
 
 
 class SweepOutcome:
@@ -117,16 +73,7 @@ def _run_sweep(arguments: SweepRequest, held: contextlib.ExitStack) -> SweepOutc
 
     # a requeued job repeats its first command line: its choices are already in sweep.json
     arguments, requeue = resume_remembered(arguments, recorded={"algo": None, "seed": None, "hparams": {}})
-    if arguments.workers and arguments.parallelism and arguments.parallelism > 1:
-        raise UserInputError("--workers, --parallelism: choose one (workers need no Spark)")
-    if arguments.spark_master and not (arguments.parallelism and arguments.parallelism > 1):
-        raise UserInputError("--spark-master: only with --parallelism P > 1")
-    if (arguments.parallelism or 1) > 1 and (arguments.scheduler or "none") != "none":
-        raise UserInputError("--scheduler, --parallelism: choose one (a scheduler's trials are run by workers: "
-                             "--workers N, or --join NAME)")
-    if arguments.join is not None and arguments.parallelism and arguments.parallelism > 1:
-        raise UserInputError("--join, --parallelism: choose one (a Spark sweep has one driver; the processes that "
-                             "join a sweep are its workers)")
+    arguments.check_combinations()
     if arguments.resume:
         sweep_folder = SweepFolder.open(arguments.resume)
         spec = _resumed_spec(sweep_folder.spec(), arguments)
@@ -311,6 +258,7 @@ def _new_spec(settings: "Settings", space: "SearchSpace", fixed: dict[str, Any],
         "startup_trials": startup_trials(workers) if (arguments.algo or "tpe") == "tpe" else None,
         "scheduler": schedule_of(settings, arguments.scheduler, arguments.eta, arguments.min_epochs,
                                  arguments.max_epochs),
+        "mlflow_tracking_uri": arguments.tracking_uri(),  # checked before the folder is made
     }
 
 
@@ -338,7 +286,8 @@ def _resumed_spec(spec: "SweepSpec", arguments: SweepRequest) -> "SweepSpec":
             "scheduler": raised_max_epochs(spec.get("scheduler"), arguments.max_epochs),
             "max_evals": arguments.max_evals or spec["max_evals"],
             "parallelism": 1 if arguments.workers else (arguments.parallelism or spec.get("parallelism", 1)),
-            "spark_master": arguments.spark_master or spec.get("spark_master")}
+            "spark_master": arguments.spark_master or spec.get("spark_master"),
+            "mlflow_tracking_uri": arguments.tracking_uri() or spec.get("mlflow_tracking_uri")}
 
 
 def _check_fixed_hparams(fixed: dict[str, Any], space: "SearchSpace", file_name: str) -> None:

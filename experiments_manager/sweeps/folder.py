@@ -83,6 +83,7 @@ class SweepSpec(TypedDict, total=False):
     device_hours: float
     device_hours_full: Optional[float]
     trials: Optional[list[dict[str, Any]]]  # with a scheduler: each trial's status, rung and epochs trained
+    mlflow_tracking_uri: Optional[str]  # `sweep --mlflow`: the MLflow server every trial logs to
 
 
 class SweepFolder:

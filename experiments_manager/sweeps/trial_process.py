@@ -97,6 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 settings.train_for(arguments.epochs)
                 hparams = None  # applied
             outcome = training.train(settings, hparams, alongside=noted, working_folder=sweep_root,
+                                     mlflow=_sweep_tracking_uri(sweep_root),
                                      command=equivalent_train_command(arguments.settings,
                                                                       json.loads(arguments.hparams_json)))
     except UserInputError as error:
@@ -130,6 +131,13 @@ def _reached(experiment_dir: str, epochs: Optional[int]) -> bool:
         with attempt(experiment, running_command(), console=False, records_ending=False):  # the one writer
             experiment.record.end(finished())
     return True
+
+
+def _sweep_tracking_uri(sweep_root: Path) -> Optional[str]:
+    """The MLflow server the sweep logs to (`sweep --mlflow`, in sweep.json), or None: the settings say."""
+    from experiments_manager.sweeps.folder import SweepFolder
+
+    return SweepFolder(sweep_root).spec().get("mlflow_tracking_uri")
 
 
 def _noted(record: TrialRecord, experiment: Experiment, sweep_root: Path) -> ContextManager[None]:

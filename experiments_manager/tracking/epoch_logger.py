@@ -1,4 +1,5 @@
-"""Each epoch's metrics into the run's MLflow outbox, once its checkpoint is durable: every epoch exactly once.
+"""Each epoch's metrics into the run's MLflow outbox, once its checkpoint is durable: every epoch exactly once; then
+the versions exported by then (`TrackingSession.append_versions`).
 
 An epoch is appended in the thread that writes its checkpoint, after the checkpoint is on disk (as run.json's record
 of it): an epoch a resume trains again was never appended. A kill between the checkpoint and the append loses the
@@ -64,10 +65,15 @@ class MlflowEpochLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         entry: Any = {"kind": "metrics", "step": shown_epoch(epoch), "metrics": _numbers(logs or {})}
-        if self.checkpoint is None:
+
+        def append() -> None:  # after run.json's record of the epoch (placed after it): its versions listed
             self.session.append(entry)
+            self.session.append_versions()
+
+        if self.checkpoint is None:
+            append()
         else:
-            self.checkpoint.when_durable(lambda: self.session.append(entry))
+            self.checkpoint.when_durable(append)
 
 
 def _numbers(values: dict[str, Any]) -> dict[str, float]:

@@ -23,6 +23,16 @@ ENVIRONMENT_VARIABLE = "MLFLOW_TRACKING_URI"
 SCHEMES = ("http", "https", "sqlite")
 
 
+def run_tracking_uri(given: Optional[str], from_settings: Optional[str], settings_name: str) -> Optional[str]:
+    """The server a new run logs to: `given` (`--mlflow`, '' for MLFLOW_TRACKING_URI) wins over the settings'
+    `mlflow_tracking_uri` (`from_settings`, named `settings_name` in an error); None: not logged. Checked."""
+    if given is not None:
+        return tracking_uri(given)
+    if from_settings is not None:
+        return tracking_uri(from_settings, settings_name)
+    return None
+
+
 def tracking_uri(given: Optional[str], where: str = OPTION) -> str:
     """The tracking URI to log to: `given`, or MLFLOW_TRACKING_URI when `given` is '' (the option without a value).
 

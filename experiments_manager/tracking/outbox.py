@@ -1,7 +1,8 @@
 """What a run has to tell MLflow, kept in its folder until a server has it: the outbox.
 
 `mlflow_outbox.jsonl` holds one JSON entry a line, numbered from 1 (`OutboxEntry`): the run's start (its
-parameters and tags), each epoch's metrics (once its checkpoint is durable), each attempt's start and end. Lines are
+parameters and tags), each epoch's metrics (once its checkpoint is durable), each exported version (once on disk),
+each attempt's start and end. Lines are
 appended by the run's writer (it holds the lease) and fsynced; a line a crash cut short is ignored, and left out by the
 next append. `mlflow_sent.json` (`SentState`, replaced atomically) says through which entry a server has everything,
 and the MLflow run they went to: a sender (`sender.py`) starts after it, so nothing is sent twice by the engine, and
@@ -30,16 +31,19 @@ from experiments_manager.utils.atomic import PathLike, write_json_atomically
 
 OUTBOX_NAME = "mlflow_outbox.jsonl"
 SENT_NAME = "mlflow_sent.json"
-Kind = Literal["start", "attempt", "metrics", "end"]
+Kind = Literal["start", "attempt", "metrics", "version", "end"]
 
 
 class OutboxEntry(TypedDict, total=False):
     """One entry of the outbox.
 
     Keys: `n` (its number, from 1), `kind` ('start': the run, once; 'attempt': a resume began; 'metrics': an
-    epoch's; 'end': how an attempt ended, with the run's best value at its best epoch and its monitor as tags), `at`
-    (milliseconds since the epoch, when it was recorded), `step` (the epoch, from 1), `metrics`, `params`, `tags`,
-    `status` (MLflow's: RUNNING, FINISHED, FAILED, KILLED), `files` (the run folder's files to upload at an end), `experiment` and `run_name` (a start's MLflow experiment and run name).
+    epoch's; 'version': an exported version on disk; 'end': how an attempt ended, with the run's best value at its
+    best epoch and its monitor as tags), `at` (milliseconds since the epoch, when it was recorded), `step` (the
+    epoch, from 1), `metrics`, `params`, `tags`, `status` (MLflow's: RUNNING, FINISHED, FAILED, KILLED), `files` (the
+    run folder's files to upload at an end), `experiment` and `run_name` (a start's MLflow experiment and run name),
+    `version`, `path` (a version's number and folder, relative to the run's), `registered_model` (the registered
+    model a version that improved on the run's earlier ones joins; absent: not registered).
     """
 
     n: int
@@ -53,15 +57,28 @@ class OutboxEntry(TypedDict, total=False):
     files: list[str]
     experiment: str
     run_name: str
+    version: int
+    path: str
+    registered_model: str
 
 
 class SentState(TypedDict, total=False):
-    """`mlflow_sent.json`: the server, its MLflow experiment and run, and the last entry it has."""
+    """`mlflow_sent.json`: the server, its MLflow experiment and run, the last entry it has, and the entries it
+    refused (left out)."""
 
     tracking_uri: str
     experiment_id: str
     run_id: str
     sent_through: int
+    refused: list[int]
+
+
+class SweepRun(TypedDict):
+    """`mlflow_sweep_run.json` in a sweep folder: the sweep's MLflow run on a server (the first trial to send names
+    it, `sender._sweep_run`)."""
+
+    tracking_uri: str
+    run_id: str
 
 
 class Outbox:
@@ -145,3 +162,7 @@ class Outbox:
     def last_epoch(self) -> int:
         """The last epoch whose metrics the outbox holds (0: none)."""
         return max((entry.get("step", 0) for entry in self.entries() if entry.get("kind") == "metrics"), default=0)
+
+    def versions(self) -> list[OutboxEntry]:
+        """The exported versions the outbox holds, oldest first."""
+        return [entry for entry in self.entries() if entry.get("kind") == "version"]

@@ -2,10 +2,12 @@
 
 The MLflow run is found by its tag `experiments_manager.folder` (the folder's absolute path) before one is created, so
 an attempt that died between creating it and recording its id continues it instead of making a second one. A sweep's
-trial (run.json's `sweep`) is created as a child of the sweep's run (found by the sweep folder's tag, or created): the
-sweep's run holds the best of its trials' `best_value` and stands FINISHED once none of them runs. Entries
-go in order, after the last one `mlflow_sent.json` records, consecutive epochs' metrics in one request (`log_batch`);
-that record is replaced after each request the server took. Imports MLflow (only called when a run is tracked).
+trial (run.json's `sweep`) is created as a child of the sweep's run (the one the sweep folder names, found by its
+tag, or created): the sweep's run holds the best of its trials' `best_value` and runs while one of them does.
+Entries go in order, after the last one `mlflow_sent.json` records, consecutive epochs' metrics in one request
+(`log_batch`); that record is replaced after each request the server took. A record the server refuses (a 4xx: one it
+will never take) is said in a warning and left out, listed as `refused`: it does not hold back the records after it.
+Exported versions are sent by `models.py`. Imports MLflow (only called when a run is tracked).
 
 Example:
 
@@ -16,23 +18,33 @@ sent = send_pending(Outbox(folder), "http://127.0.0.1:5000")   # the number of e
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, cast
 
 from experiments_manager.run.discovery import read_run_info
 from experiments_manager.run.experiment import Experiment
-from experiments_manager.tracking.outbox import Outbox, OutboxEntry, SentState
+from experiments_manager.tracking.models import FOLDER_TAG, send_version
+from experiments_manager.tracking.outbox import Outbox, OutboxEntry, SentState, SweepRun
+from experiments_manager.utils.atomic import PathLike, write_json_atomically
+from experiments_manager.utils.lease import create_whole
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-FOLDER_TAG = "experiments_manager.folder"
 PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: the UI nests a sweep's trials under the sweep's run
 SWEEP_TAG = "experiments_manager.sweep"
+SWEEP_RUN_NAME = "mlflow_sweep_run.json"  # in the sweep folder: the sweep's MLflow run
 BATCH_METRICS = 1000  # MLflow's limits for one log_batch
 BATCH_PARAMS = 100
 PARAM_LENGTH = 6000
+
+
+REFUSALS = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "INVALID_STATE"})  # 4xx: a
+# request the server will never take (a name it does not accept...): the record is left out, not retried forever
+_LOG = logging.getLogger(__name__)
 
 
 class TrackingUnavailable(Exception):
@@ -41,10 +53,12 @@ class TrackingUnavailable(Exception):
 
 def client_settings() -> None:
     """Unless the user set them: one try with a 10-s timeout (MLflow's client retries 7 times with backoff, minutes
-    against a dead server; the outbox keeps what was not sent), and no "View run" lines on stdout from the thread."""
+    against a dead server; the outbox keeps what was not sent), no "View run" lines on stdout from the thread, no
+    progress bars of artifacts."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def send_pending(outbox: Outbox, uri: str) -> int:
@@ -66,8 +80,16 @@ def send_pending(outbox: Outbox, uri: str) -> int:
     try:
         for group in _groups(pending):
             if "run_id" not in state:
-                state.update(_run_of(client, outbox.folder, _start_of(outbox)))
-            _send(client, state["run_id"], group, outbox.folder)
+                state.update(_run_of(client, uri, outbox.folder, _start_of(outbox)))
+            try:
+                _send(client, state, group, outbox)
+            except MlflowException as error:
+                if error.error_code not in REFUSALS:
+                    raise
+                numbers = [entry["n"] for entry in group]  # it will never take them: the next ones go on
+                state["refused"] = [*state.get("refused", []), *numbers]
+                _LOG.warning("MLflow: %s refused record(s) %s of %s (%s): left out", uri,
+                             ", ".join(map(str, numbers)), outbox.path, _one_line(error))
             state["sent_through"] = group[-1]["n"]
             sent += len(group)
             outbox.mark_sent(state)
@@ -101,7 +123,7 @@ def _start_of(outbox: Outbox) -> OutboxEntry:
     return next((entry for entry in outbox.entries() if entry.get("kind") == "start"), none)
 
 
-def _run_of(client: MlflowClient, folder: Path, start: OutboxEntry) -> SentState:
+def _run_of(client: MlflowClient, uri: str, folder: Path, start: OutboxEntry) -> SentState:
     """The MLflow experiment and run of `folder`: found by its folder tag, or created."""
     from mlflow.exceptions import MlflowException
 
@@ -123,16 +145,54 @@ def _run_of(client: MlflowClient, folder: Path, start: OutboxEntry) -> SentState
     tags = {FOLDER_TAG: str(folder.resolve()), **start.get("tags", {})}
     sweep = _sweep_of(folder)
     if sweep is not None:  # a sweep's trial: a child of the sweep's run, which runs again
-        parent = _run_tagged(client, experiment_id, sweep)
-        if parent is None:
-            parent = client.create_run(experiment_id, start_time=start.get("at"), run_name=sweep.name,
-                                       tags={FOLDER_TAG: str(sweep.resolve()), SWEEP_TAG: "true"}).info.run_id
-        else:
-            client.update_run(parent, status="RUNNING")
-        tags[PARENT_TAG] = parent
+        tags[PARENT_TAG] = _sweep_run(client, uri, experiment_id, sweep)
     run = client.create_run(experiment_id, start_time=start.get("at"), run_name=start.get("run_name") or folder.name,
                             tags=tags)
     return {"experiment_id": experiment_id, "run_id": run.info.run_id}
+
+
+def _sweep_run(client: MlflowClient, uri: str, experiment_id: str, sweep: Path) -> str:
+    """The id of the sweep's MLflow run, RUNNING: the one the sweep folder names (`SWEEP_RUN_NAME`), else found by
+    its folder tag, else created. The first trial to name its run in the folder wins: workers starting together
+    (several processes, nodes) make one parent; a loser deletes the run it made."""
+    from mlflow.exceptions import MlflowException
+
+    record = sweep / SWEEP_RUN_NAME
+    named = _sweep_run_named(record, uri)
+    if named is not None:
+        try:
+            client.update_run(named, status="RUNNING")
+            return named
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":  # (a server that lost its database: made again)
+                raise
+    run_id = _run_tagged(client, experiment_id, sweep)
+    if run_id is not None:
+        client.update_run(run_id, status="RUNNING")
+    else:
+        run_id = client.create_run(experiment_id, run_name=sweep.name,
+                                   tags={FOLDER_TAG: str(sweep.resolve()), SWEEP_TAG: "true"}).info.run_id
+    mine: SweepRun = {"tracking_uri": uri, "run_id": run_id}
+    if named is not None:  # the run it named is gone
+        write_json_atomically(record, cast("dict[str, Any]", mine))
+        return run_id
+    if create_whole(record, cast("dict[str, Any]", mine)):
+        return run_id
+    winner = _sweep_run_named(record, uri)
+    if winner is None or winner == run_id:
+        return run_id
+    client.delete_run(run_id)
+    return winner
+
+
+def _sweep_run_named(record: Path, uri: str) -> Optional[str]:
+    """The sweep's run id its folder names for the server `uri`, or None."""
+    try:
+        named = cast(SweepRun, json.loads(record.read_text()))
+    except (OSError, ValueError):
+        return None
+    return named["run_id"] if isinstance(named, dict) and named.get("tracking_uri") == uri and \
+        named.get("run_id") else None
 
 
 def _run_tagged(client: MlflowClient, experiment_id: str, folder: Path) -> Optional[str]:
@@ -150,27 +210,40 @@ def _sweep_of(folder: Path) -> Optional[Path]:
 
 def _end_sweep_run(client: MlflowClient, run_id: str) -> None:
     """After a trial's end: the sweep's run holds the best of its trials' `best_value` (lower or higher is better as
-    each trial's `monitor_mode` tag says) and stands FINISHED once none of its trials runs."""
+    each trial's `monitor_mode` tag says) and, once none of its trials runs, stands KILLED while one was stopped
+    (an interrupted sweep, which a resume continues), else FINISHED. Trials ending at once (two workers) each set
+    the status from what they read: each reads again after its write, and writes again while that changed."""
     run = client.get_run(run_id)
     parent = run.data.tags.get(PARENT_TAG)
     if not parent:
         return
-    children = client.search_runs([run.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'",
-                                  max_results=10000)
-    values = [child.data.metrics["best_value"] for child in children if "best_value" in child.data.metrics]
+
+    def children() -> list[Any]:
+        return list(client.search_runs([run.info.experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent}'",
+                                       max_results=10000))
+
+    read = children()
+    values = [child.data.metrics["best_value"] for child in read if "best_value" in child.data.metrics]
     if values:
         maximized = run.data.tags.get("monitor_mode") == "max"
         client.log_metric(parent, f"best_{run.data.tags.get('monitor', 'value')}",
                           max(values) if maximized else min(values), step=len(values))
-    running = any(child.info.status == "RUNNING" for child in children)
-    client.update_run(parent, status="RUNNING" if running else "FINISHED")
+    for _ in range(10):
+        statuses = {child.info.status for child in read}
+        client.update_run(parent, status="RUNNING" if "RUNNING" in statuses else "KILLED" if "KILLED" in statuses
+                          else "FINISHED")
+        again = children()
+        if sorted((child.info.run_id, child.info.status) for child in again) == \
+                sorted((child.info.run_id, child.info.status) for child in read):
+            return
+        read = again
 
 
-def _send(client: MlflowClient, run_id: str, group: list[OutboxEntry], folder: Path) -> None:
+def _send(client: MlflowClient, state: SentState, group: list[OutboxEntry], outbox: Outbox) -> None:
     """One group of `_groups`: epochs' metrics in one `log_batch`, or one other entry."""
     from mlflow.entities import Metric, Param, RunTag
 
-    entry = group[0]
+    entry, run_id, folder = group[0], state["run_id"], outbox.folder
     kind = entry.get("kind")
     if kind == "start":
         params = [Param(key, value[:PARAM_LENGTH]) for key, value in entry.get("params", {}).items()]
@@ -181,9 +254,14 @@ def _send(client: MlflowClient, run_id: str, group: list[OutboxEntry], folder: P
                    for epoch in group for key, value in epoch.get("metrics", {}).items()]
         for first in range(0, len(metrics), BATCH_METRICS):  # (one epoch of more than 1000 metrics)
             client.log_batch(run_id, metrics=metrics[first:first + BATCH_METRICS])
+    elif kind == "version":
+        send_version(client, state, entry, folder, outbox.entries())
     elif kind == "attempt":
         client.log_batch(run_id, tags=[RunTag(key, value) for key, value in entry.get("tags", {}).items()])
         client.update_run(run_id, status="RUNNING")
+        parent = client.get_run(run_id).data.tags.get(PARENT_TAG)
+        if parent:  # a trial continued: its sweep runs again
+            client.update_run(parent, status="RUNNING")
     elif kind == "end":
         for name in entry.get("files", []):
             path = folder / name
@@ -200,6 +278,16 @@ def _send(client: MlflowClient, run_id: str, group: list[OutboxEntry], folder: P
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0][:200] if text else ''}"
+
+
+def report_lines(info: Mapping[str, Any], folder: PathLike) -> list[str]:
+    """The closing report's line of a run logged to MLflow (`info`: its run.json): its page, or the command that
+    sends it; none for a run not logged."""
+    tracking = info.get("mlflow")
+    if not tracking:
+        return []
+    page = run_url(tracking["tracking_uri"], tracking) if tracking.get("run_id") else None
+    return [f"MLflow run:        {page or f'not sent yet: experiments-manager mlflow sync {folder}'}"]
 
 
 def run_url(uri: str, state: Mapping[str, Any]) -> Optional[str]:

@@ -5,7 +5,9 @@ tracked once is tracked by every later attempt (run.json's `mlflow` names the se
 The first attempt appends the run's start (MLflow experiment = the settings' session name, run name = the folder's,
 its hparams as params, the settings and model file names, host, Slurm job and engine version as tags), a resume an
 `attempt` entry (the run is RUNNING again), each epoch its metrics once its checkpoint is durable
-(`epoch_logger.MlflowEpochLogger`), and the end of the attempt its status (finished -> FINISHED, failed -> FAILED,
+(`epoch_logger.MlflowEpochLogger`), then each exported version run.json lists by then (`append_versions`: a version
+better than the run's earlier ones goes to the registered model, the served model's name unless the settings
+name another), and the end of the attempt its status (finished -> FINISHED, failed -> FAILED,
 interrupted -> KILLED) with the run's files as artifacts. No MLflow import here: the bridge's thread imports it.
 
 Example:
@@ -24,6 +26,7 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
+from experiments_manager.run.attempts import device_hours
 from experiments_manager.run.endings import ending_of
 from experiments_manager.run.record import Status
 from experiments_manager.tracking.bridge import MlflowBridge
@@ -70,6 +73,39 @@ class TrackingSession:
         self.bridge.start()
         _LOG.info("MLflow: logging to %s (experiment %r, run %r)", self.uri, name, self.experiment.name)
 
+    def append_versions(self) -> None:
+        """Appends the exported versions run.json lists that the outbox does not hold yet (on disk by then: run.json
+        lists a version once it is). One better than every earlier version of the run (its monitored value; without
+        one: the version of the run's best epoch) names the registered model it joins."""
+        info = self.experiment.run_info()
+        known = self.outbox.versions()
+        last = max((entry.get("version", 0) for entry in known), default=0)
+        records = {int(version): record for version, record in (info.get("version_records") or {}).items()}
+        maximized = info.get("monitor_mode") == "max"
+        values = [value for entry in known for value in entry.get("metrics", {}).values()]
+        for version in sorted(number for number in records if number > last):
+            record = records[version]
+            value, epoch = record.get("value"), record.get("epoch")
+            better = (epoch is not None and epoch == info.get("best_epoch")) if value is None else all(
+                value > earlier if maximized else value < earlier for earlier in values)
+            entry: OutboxEntry = {"kind": "version", "version": version, "step": int(epoch or 0),
+                                  "path": str((self.experiment.export_dir / str(version)).relative_to(
+                                      self.experiment.root)),
+                                  "metrics": {str(record.get("monitor")): float(value)} if value is not None else {},
+                                  "tags": {"monitor_mode": str(info.get("monitor_mode") or "")}}
+            if better:
+                entry["registered_model"] = self.registered_model
+            self.append(entry)
+            if value is not None:
+                values.append(float(value))
+
+    @property
+    def registered_model(self) -> str:
+        """The registered model the run's improving versions join (run.json's `mlflow.registered_model`, else the
+        served model's name)."""
+        info = self.experiment.run_info()
+        return str((info.get("mlflow") or {}).get("registered_model") or info.get("model_name") or "model")
+
     def append(self, entry: OutboxEntry) -> None:
         """Appends `entry` to the outbox and wakes the bridge."""
         self.outbox.append(entry)
@@ -85,9 +121,11 @@ class TrackingSession:
             status = ending.status if ending is not None else Status.FAILED
         best = info.get("best_value")
         try:
+            self.append_versions()  # the last one, written while training ended
             self.append({"kind": "end", "status": MLFLOW_STATUS.get(Status(status), "FAILED"),
                          "files": [*ARTIFACTS, f"{info.get('model_name')}.py"],
-                         "metrics": {"best_value": float(best)} if isinstance(best, (int, float)) else {},
+                         "metrics": {**({"best_value": float(best)} if isinstance(best, (int, float)) else {}),
+                                     **_cost(info)},
                          "step": int(info.get("best_epoch") or 0),
                          "tags": {"monitor": str(info.get("monitored_loss_name") or ""),
                                   "monitor_mode": str(info.get("monitor_mode") or "")}})
@@ -100,6 +138,13 @@ class TrackingSession:
         """run.json records the MLflow run (the bridge's thread, once the server made or found it)."""
         self.experiment.record.mlflow({"tracking_uri": self.uri, "experiment_id": state.get("experiment_id"),
                                        "run_id": state.get("run_id")})
+
+
+def _cost(info: Any) -> dict[str, float]:
+    """What the run has cost so far: `epochs_completed` (a sweep trial's: the rung it reached) and `device_hours`."""
+    hours = device_hours(info)
+    return {"epochs_completed": float(info.get("epochs_completed") or 0),
+            **({"device_hours": round(hours, 6)} if hours is not None else {})}
 
 
 def _params(info: Any) -> dict[str, str]:
@@ -120,9 +165,22 @@ def _params(info: Any) -> dict[str, str]:
     return params
 
 
+def record_server(experiment: Experiment, uri: str, mlflow_experiment: Optional[str] = None,
+                  registered_model: Optional[str] = None) -> None:
+    """run.json's `mlflow` names the server the run logs to, its MLflow experiment and registered model (a run's
+    names stay its own; default None: the settings' session name, the served model's name). A federation records it
+    when its folder is made: its ServerApp, maybe in another process, is then tracked (`tracked(experiment, None)`)."""
+    info = experiment.run_info()
+    recorded = info.get("mlflow") or {}
+    if recorded.get("tracking_uri") != uri or "registered_model" not in recorded:
+        experiment.record.mlflow({"tracking_uri": uri, "experiment": recorded.get("experiment") or mlflow_experiment
+                                  or info.get("session_name"), "registered_model": recorded.get("registered_model")
+                                  or registered_model or info.get("model_name")})
+
+
 @contextlib.contextmanager
-def tracked(experiment: Experiment, uri: Optional[str],
-            mlflow_experiment: Optional[str] = None) -> Iterator[Optional[TrackingSession]]:
+def tracked(experiment: Experiment, uri: Optional[str], mlflow_experiment: Optional[str] = None,
+            registered_model: Optional[str] = None) -> Iterator[Optional[TrackingSession]]:
     """Within the block the attempt is tracked at `uri` (or at the server run.json names; None and none recorded:
     not tracked, the block gets None).
 
@@ -130,16 +188,14 @@ def tracked(experiment: Experiment, uri: Optional[str],
         experiment: the run, its lease held.
         uri: a checked tracking URI (`options.tracking_uri`), or None.
         mlflow_experiment: the MLflow experiment of a new run (default None: the settings' session name).
+        registered_model: the registered model a new run's improving versions join (default None: the served
+            model's name).
     """
-    info = experiment.run_info()
-    recorded = info.get("mlflow") or {}
-    uri = uri or recorded.get("tracking_uri")
+    uri = uri or (experiment.run_info().get("mlflow") or {}).get("tracking_uri")
     if not uri:
         yield None
         return
-    if recorded.get("tracking_uri") != uri or "experiment" not in recorded:  # the run's experiment stays its own
-        experiment.record.mlflow({"tracking_uri": uri, "experiment": recorded.get("experiment") or mlflow_experiment
-                                  or info.get("session_name")})
+    record_server(experiment, uri, mlflow_experiment, registered_model)
     session = TrackingSession(experiment, uri)
     session.begin()
     try:

@@ -160,7 +160,7 @@ class CallbackPlan:
             + stopping
             + _user_callbacks(settings, model, train_data, val_data, experiment)
             + records.tail(self.checkpoint)
-            + _tracking(tracking, self.checkpoint, self.history, self.initial_epoch)
+            + tracking_callbacks(tracking, self.checkpoint, self.history, self.initial_epoch)
             + [ours.ProjectorLogger(str(experiment.logs_dir / "validation"), val_data)]
         )
 
@@ -213,10 +213,11 @@ def tensorboard_reports(experiment: Experiment, settings: Settings, best: BestVa
                                write_session_start=not restored)]
 
 
-def _tracking(tracking: Optional[TrackingSession], checkpoint: TrainingCheckpoint, history: HistoryCSV,
-              initial_epoch: int) -> list[Any]:
-    """Each epoch's metrics to MLflow, once its checkpoint is durable (placed after the checkpoint); the epochs a
-    resume restored, from history.csv's rows as `HistoryCSV` reads them."""
+def tracking_callbacks(tracking: Optional[TrackingSession], checkpoint: Optional[TrainingCheckpoint],
+                       history: HistoryCSV, initial_epoch: int) -> list[Any]:
+    """Each epoch's (a federation's round's) metrics to MLflow, once its checkpoint is durable (placed after the
+    checkpoint and run.json's record; None: at once); the epochs a resume restored, from history.csv's rows as
+    `HistoryCSV` reads them. None tracking: no callback."""
     if tracking is None:
         return []
     from experiments_manager.tracking.epoch_logger import MlflowEpochLogger

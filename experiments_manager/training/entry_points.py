@@ -28,7 +28,7 @@ from experiments_manager.settings.sections import user_name
 from experiments_manager.training.fine_tuning import SKIP_MISMATCH_OPTION, InitialWeights
 from experiments_manager.training.outcome import TrainingOutcome
 from experiments_manager.training.trainer import Trainer
-from experiments_manager.tracking.options import tracking_uri
+from experiments_manager.tracking.options import run_tracking_uri, tracking_uri
 from experiments_manager.tracking.session import tracked
 
 if TYPE_CHECKING:
@@ -82,11 +82,10 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
     ```
     """
     cluster = WorkerCluster.from_environment()
-    tracking_at = tracking_uri(mlflow) if mlflow is not None else None  # before anything is written
+    if mlflow is not None:
+        tracking_uri(mlflow)  # before the settings are loaded
     settings = as_settings(settings, hparam_overrides)
-    if tracking_at is None and settings.tracking.mlflow_tracking_uri is not None:
-        tracking_at = tracking_uri(settings.tracking.mlflow_tracking_uri,
-                                   f"{settings.path.name}: {user_name('tracking', 'mlflow_tracking_uri')}")
+    tracking_at = tracking_of(settings, mlflow)
     if skip_mismatch and init_from is None:
         raise UserInputError(f"{SKIP_MISMATCH_OPTION}: only with --init-from RUN (the weights it loads)")
     initial = InitialWeights.parse(init_from, skip_mismatch) if init_from is not None else None
@@ -108,7 +107,8 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
             _LOG.info("Experiment folder: %s", experiment.root)
         # beside training first (a sweep's trial records its sweep, which MLflow's run is a child of)
         with _alongside(alongside, experiment), \
-                tracked(experiment, tracking_at, settings.tracking.mlflow_experiment) as tracking:
+                tracked(experiment, tracking_at, settings.tracking.mlflow_experiment,
+                        settings.tracking.mlflow_registered_model) as tracking:
             return Trainer(experiment, settings, cluster=cluster, init_from=initial, tracking=tracking).run()
 
 
@@ -157,6 +157,13 @@ def _train_as_worker(cluster: WorkerCluster, settings: Settings, resuming: bool,
         experiment = experiment_at(scratch / "experiment")
         outcome = Trainer(experiment, settings, resuming=resuming, cluster=cluster, init_from=init_from).run()
     return TrainingOutcome(None, outcome.ending)
+
+
+def tracking_of(settings: Settings, mlflow: Optional[str]) -> Optional[str]:
+    """The MLflow server a new run of `settings` logs to: `mlflow` (`--mlflow`; '': MLFLOW_TRACKING_URI), else the
+    settings' `mlflow_tracking_uri`, else None; checked (one line naming the flag or the setting)."""
+    return run_tracking_uri(mlflow, settings.tracking.mlflow_tracking_uri,
+                            f"{settings.path.name}: {user_name('tracking', 'mlflow_tracking_uri')}")
 
 
 def _check_inputs(settings: Settings, kafka_bootstrap_servers: Optional[str]) -> Optional[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, read_run, settings_variant, single_experiment, wait_for
+from conftest import REPO, free_port, read_run, settings_variant, single_experiment, wait_for
 from test_serving_cli import OutputReader
 
 
@@ -43,9 +43,12 @@ def history(experiment_dir):
 @pytest.mark.claim('the server exports the global model when the monitored value improves')
 @pytest.mark.claim('clients keep their folders under `<experiment>/clients/client_<i>/`')
 @pytest.mark.claim('`examples/kafka`, `examples/federated` train')
+@pytest.mark.claim("`federated simulate --mlflow URI`: the server's run logs each round as a step and each exported "
+                   "version; a server that does not answer keeps them for `mlflow sync`")
 def test_simulation_learns_logs_every_round_and_exports_the_global_model(run_cli, workdir):
+    dead = f"http://127.0.0.1:{free_port()}"  # an MLflow server that does not answer: what it would get is kept
     result = run_cli("federated", "simulate", "-u", FEDERATED_SETTINGS, "--num-clients", "2", "--rounds", "3",
-                     "--hparam", "nbEpoch=1", timeout=400)
+                     "--hparam", "nbEpoch=1", "--mlflow", dead, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     server = single_experiment(workdir / "experiments/examples/federated_curve_fitting")
     run = read_run(server)
@@ -61,6 +64,12 @@ def test_simulation_learns_logs_every_round_and_exports_the_global_model(run_cli
     assert list((server / "logs" / "validation").glob("events.out.tfevents.*"))
     assert (server / "training_curves.png").stat().st_size > 0
     assert f"experiment folder: {server.relative_to(workdir)}" in result.stdout
+    kept = [json.loads(line) for line in (server / "mlflow_outbox.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in kept if entry["kind"] == "metrics"] == [1, 2, 3]
+    assert [entry["metrics"]["val_loss"] for entry in kept if entry["kind"] == "metrics"] == pytest.approx(val_losses)
+    assert [entry["version"] for entry in kept if entry["kind"] == "version"] == sorted(map(int, run["version_records"]))
+    assert kept[-1]["kind"] == "end" and kept[-1]["status"] == "FINISHED" and run["mlflow"]["tracking_uri"] == dead
+    assert "MLflow run:        not sent yet: experiments-manager mlflow sync" in result.stdout
     listing = run_cli("list", "experiments/examples/federated_curve_fitting").stdout
     assert "finished" in listing and "r3/3" in listing  # a federation's progress counts rounds
     for client_id in (0, 1):

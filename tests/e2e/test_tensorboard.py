@@ -21,7 +21,7 @@ import pytest
 from experiments_manager.run.experiment import Experiment
 from experiments_manager.run.discovery import find_experiments
 
-from conftest import REPO, cli_command, cli_env, free_port, read_run, require_real_part, settings_variant, wait_for
+from conftest import REPO, cli_command, cli_env, free_port, read_run, settings_variant, wait_for
 
 pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
 
@@ -269,21 +269,6 @@ def test_a_sweep_folder_or_one_experiment_as_logdir_shows_its_runs(lab, tmp_path
         assert sorted(runs) == sorted((path / "logs/validation").relative_to(logdir).as_posix() for path in expected)
     finally:
         board.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless Chromium (the Debian package) driven by Playwright."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    require_real_part(None if chromium else "headless Chromium is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require_real_part("playwright is not installed (pip install -e '.[test]')")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def _text_in_frames(page, text):

@@ -1,0 +1,55 @@
+"""Registered versions named as MLflow names them (experiments_manager/tracking/registry.py, models.py): a bad
+models: URI, a version no run of ours registered, or one whose run is not here is one line; logged model names
+MLflow accepts; which exported versions join the registered model (session.append_versions)."""
+
+import json
+
+import pytest
+
+from experiments_manager.run.experiment import Experiment
+from experiments_manager.tracking.models import logged_model_name
+from experiments_manager.tracking.registry import RegisteredVersion, resolve, run_version
+from experiments_manager.tracking.session import TrackingSession
+from experiments_manager.utils.errors import UserInputError
+
+
+@pytest.mark.parametrize("uri", ["models:/lab_curve", "models:/lab_curve@", "models:/lab_curve/v2", "runs:/abc/model"])
+def test_a_model_uri_of_another_form_is_one_line_before_any_server(uri):
+    with pytest.raises(UserInputError) as raised:
+        resolve(uri, "http://127.0.0.1:9", where="--model")  # nothing listens: the form is judged first
+    assert raised.value.problems == [f"--model: expected models:/NAME@ALIAS or models:/NAME/VERSION, got {uri!r}"]
+
+
+def test_a_registered_version_gives_its_run_folder_here_or_one_line(tmp_path):
+    (tmp_path / "run.json").write_text("{}")
+    version = RegisteredVersion("models:/m@champion", "http://x", "m", 4, "champion", "models:/m-1",
+                                {"experiments_manager.folder": str(tmp_path), "export_version": "3"})
+    assert run_version(version) == (tmp_path, 3)
+    elsewhere = RegisteredVersion("models:/m@champion", "http://x", "m", 4, "champion", "models:/m-1",
+                                  {"experiments_manager.folder": "/nowhere/run", "export_version": "3"})
+    with pytest.raises(UserInputError, match=r"^RUN: models:/m@champion is version 3 of the run /nowhere/run, "
+                                             r"which is not on this machine"):
+        run_version(elsewhere)
+    foreign = RegisteredVersion("models:/m/1", "http://x", "m", 1, None, "s3://bucket/model", {})
+    with pytest.raises(UserInputError, match="was not registered by a run of experiments_manager"):
+        run_version(foreign)
+
+
+def test_logged_model_names_leave_out_what_mlflow_refuses():
+    assert logged_model_name("my_test_nbEpoch=1_learningRate=0.01462", 2) == "my_test_nbEpoch=1_learningRate=0_01462-v2"
+    assert logged_model_name("a/b:c%d\"e'f", 1) == "a_b_c_d_e_f-v1"
+
+
+def test_a_version_joins_the_registered_model_only_when_it_beats_the_runs_earlier_ones(tmp_path):
+    records = {"1": {"epoch": 1, "monitor": "val_loss", "value": 0.5},
+               "2": {"epoch": 2, "monitor": "val_loss", "value": 0.7},  # every_epoch export: worse, not registered
+               "3": {"epoch": 3, "monitor": "val_loss", "value": 0.4}}
+    (tmp_path / "run.json").write_text(json.dumps({"model_name": "curve", "monitor_mode": "min", "best_epoch": 3,
+                                                   "version_records": records}))
+    session = TrackingSession(Experiment(tmp_path), "http://127.0.0.1:9")  # its bridge is never started
+    session.append_versions()
+    session.append_versions()  # nothing twice
+    versions = session.outbox.versions()
+    assert [(entry["version"], entry.get("registered_model")) for entry in versions] == [
+        (1, "curve"), (2, None), (3, "curve")]
+    assert versions[2]["path"] == "exported_models/3" and versions[2]["metrics"] == {"val_loss": 0.4}
