@@ -68,6 +68,9 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     from experiments_manager.serving.launch import serve
 
     if arguments.model is not None:  # the registry's version, downloaded, served through its own models.config
+        from experiments_manager.serving.options import check_arguments
+
+        check_arguments(arguments)  # the flags first: nothing downloaded for a command line that is refused
         arguments.model_config_file = str(registered_config(arguments.model, arguments.mlflow))
     elif arguments.mlflow is not None:
         from experiments_manager.utils.errors import UserInputError

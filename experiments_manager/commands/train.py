@@ -210,7 +210,7 @@ def _simulate_federation(arguments: argparse.Namespace, settings: Settings) -> i
                              "(serve the experiment folder with `experiments-manager serve`)")
     _LOG.info("%s sets enable_federated_learning = True: simulating the federation on this machine "
               "(see `experiments-manager federated --help` for deployment)", arguments.usersettings)
-    return simulate_command(settings)
+    return simulate_command(settings, mlflow=arguments.mlflow)
 
 
 def _remembering(requeue: RequeueFile, alongside: Optional[Alongside]) -> Alongside:

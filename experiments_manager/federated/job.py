@@ -147,6 +147,7 @@ def end_if_running(experiment: Experiment, ending: Ending, only_if_running: bool
     from experiments_manager.run.experiment import running_command
     from experiments_manager.run.lifecycle import attempt
     from experiments_manager.run.record import Status
+    from experiments_manager.tracking.session import send_recorded_end
     from experiments_manager.utils.lease import LEASE_NAME, LeaseHeld
 
     deadline = time.monotonic() + wait_seconds
@@ -156,6 +157,7 @@ def end_if_running(experiment: Experiment, ending: Ending, only_if_running: bool
                 status = experiment.run_info().get("status")
                 if status == Status.RUNNING or (not only_if_running and status != Status.FINISHED):
                     experiment.record.end(ending)
+                    send_recorded_end(experiment)  # its MLflow run, if any, ends too
             return
         except LeaseHeld as held:
             if time.monotonic() >= deadline:  # the ServerApp still writes it: it records how it ends

@@ -67,6 +67,13 @@ def of_type(*types: type, name: Optional[str] = None) -> Check:
     return check
 
 
+def registered_model_name(value: Any) -> Optional[str]:
+    """None, or a name MLflow's registry takes and `models:/NAME@ALIAS` can name: no '/', ':', '@' or '%'."""
+    if value is None or (isinstance(value, str) and value.strip() and not any(c in value for c in "/:@%")):
+        return None
+    return f"expected a name without '/', ':', '@' or '%' (or None), got {_describe(value)}"
+
+
 def positive_number(value: Any) -> Optional[str]:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not cast(float, value) > 0:
         return f"expected a number of seconds > 0, got {_describe(value)}"

@@ -283,7 +283,7 @@ class TrackingSection:
     mlflow_registered_model: Optional[str] = setting(
         "the registered model each version that improves on the run's earlier ones joins; its alias `champion` "
         "names the best (None: the served model's name, `model_name`)", default=None,
-        check=c.of_type(str, type(None), name="a name or None"), name="mlflow_registered_model_name")
+        check=c.registered_model_name, name="mlflow_registered_model_name")
 
 
 SECTIONS: "dict[str, type[DataclassInstance]]" = {

@@ -138,7 +138,8 @@ def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Sett
         if before is not None and store.schedule is not None and store.schedule.max_epochs > before.max_epochs:
             store.reopen_finished(before.max_epochs)  # a resume's --max-epochs: they may continue
         sweep_folder.update_spec(max_evals=spec["max_evals"], code=spec.get("code"), parallelism=1,
-                                 startup_trials=algo.startup_trials, status="running", scheduler=spec.get("scheduler"))
+                                 startup_trials=algo.startup_trials, status="running", scheduler=spec.get("scheduler"),
+                                 mlflow_tracking_uri=spec.get("mlflow_tracking_uri"))
     return SweepOutcome(sweep_folder, SweepWorkers(store, spec["settings_file"], spec["working_dir"],
                                                    spec["fixed_hparams"], settings.experiment.working_folder,
                                                    workers).run())
@@ -221,6 +222,9 @@ def _joined_spec(sweep_folder: "SweepFolder", mine: "SweepSpec", arguments: Swee
             or arguments.max_epochs is not None) and mine.get("scheduler") != spec.get("scheduler"):
         problems.append(f"--scheduler: the sweep has {describe(spec.get('scheduler'))}, this process "
                         f"{describe(mine.get('scheduler'))}")
+    if arguments.mlflow is not None and mine.get("mlflow_tracking_uri") != spec.get("mlflow_tracking_uri"):
+        problems.append(f"--mlflow: the sweep logs to {spec.get('mlflow_tracking_uri')}, this process to "
+                        f"{mine.get('mlflow_tracking_uri')}")
     if spec.get("parallelism", 1) > 1:
         problems.append("the sweep runs on Spark (--parallelism): it takes no workers")
     if problems:

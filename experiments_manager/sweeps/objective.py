@@ -25,6 +25,7 @@ from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import TrialJournal, TrialRecord
 from experiments_manager.utils.signals import process_alive
 from experiments_manager.sweeps.trial_process import trial_command
+from experiments_manager.tracking.session import send_recorded_end
 
 _LOG = logging.getLogger(__name__)
 
@@ -240,6 +241,7 @@ def _end_if_running(experiment: Optional[str], reason: str) -> None:
     try:
         with attempt(trial, running_command(), console=False, records_ending=False):
             trial.record.end_if_running(failed(reason))
+            send_recorded_end(trial)  # its MLflow run, if any, ends too
     except LeaseHeld as held:
         _LOG.info("%s", held)
 

@@ -16,12 +16,15 @@ callbacks.append(MlflowEpochLogger(session, checkpoint, lambda: history.read()[1
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 import keras
 
 from experiments_manager.utils.epochs import shown_epoch
+
+_LOG = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from experiments_manager.tracking.session import TrackingSession
@@ -68,7 +71,10 @@ class MlflowEpochLogger(keras.callbacks.Callback):
 
         def append() -> None:  # after run.json's record of the epoch (placed after it): its versions listed
             self.session.append(entry)
-            self.session.append_versions()
+            try:
+                self.session.append_versions()
+            except (ValueError, TypeError, KeyError) as failure:  # bookkeeping never stops training (a lost lease,
+                _LOG.warning("MLflow: exported versions not recorded: %s", failure)  # a full disk do)
 
         if self.checkpoint is None:
             append()

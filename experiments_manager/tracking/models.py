@@ -81,8 +81,7 @@ def _has_files(model: Any) -> bool:
 
 def _logged_model(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> Any:
     """The logged model of the run's version (by its folder and version tags), or None."""
-    found = client.search_logged_models([experiment_id], filter_string=" AND ".join(
-        f"tags.`{key}` = '{_quoted(tags[key])}'" for key in (FOLDER_TAG, VERSION_TAG)), max_results=1)
+    found = client.search_logged_models([experiment_id], filter_string=_version_filter(tags), max_results=1)
     return found[0] if found else None
 
 
@@ -100,8 +99,7 @@ def register(client: MlflowClient, entry: OutboxEntry, tags: dict[str, str], mod
     mode = entry.get("tags", {}).get("monitor_mode", "")
     version_tags = {**tags, "monitor": monitor, "monitor_mode": mode, **({"value": repr(value)} if value is not None
                                                                           else {})}
-    found = client.search_model_versions(f"name = '{_quoted(name)}' AND " + " AND ".join(
-        f"tags.`{key}` = '{_quoted(tags[key])}'" for key in (FOLDER_TAG, VERSION_TAG)))
+    found = client.search_model_versions(f"name = '{_quoted(name)}' AND {_version_filter(tags)}")
     registered = found[0] if found else client.create_model_version(
         name, source=f"models:/{model_id}", run_id=run_id, tags=version_tags, model_id=model_id,
         await_creation_for=0)
@@ -121,8 +119,10 @@ def champion_of(client: MlflowClient, name: str) -> Optional[ModelVersion]:
 
     try:
         return client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
+    except MlflowException as error:
+        if error.error_code in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"):  # no such alias (yet)
+            return None
+        raise
 
 
 def _same_monitor(one: dict[str, str], other: dict[str, str]) -> bool:
@@ -142,6 +142,11 @@ def _best_version(client: MlflowClient, name: str, tags: dict[str, str]) -> Opti
         if _same_monitor(version.tags, tags):
             scored.append((-value if maximized else value, int(version.version), version))
     return min(scored, key=lambda item: item[:2])[2] if scored else None
+
+
+def _version_filter(tags: dict[str, str]) -> str:
+    """A search filter for the run folder's exported version `tags` name."""
+    return " AND ".join(f"tags.`{key}` = '{_quoted(tags[key])}'" for key in (FOLDER_TAG, VERSION_TAG))
 
 
 def _quoted(value: str) -> str:

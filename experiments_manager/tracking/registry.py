@@ -4,8 +4,8 @@ what `serve --model`, `evaluate` and `export` take instead of a run folder.
 `resolve` asks the registry which version the alias (or number) names and reads the tags our runs put on it (the
 run folder and the exported version, `models.py`). `run_version` gives that run folder and version where the folder
 is mounted (evaluate, export: they need the run's settings and data). `downloaded` copies the version's SavedModel
-from the server into a local folder in TF Serving's layout (`<cache>/<NAME>/<N>/`, N the registry's version number,
-a checked copy reused), and `served_config` writes the models.config that serves it, the alias as its version
+from the server into a local folder in TF Serving's layout (`<cache>/<logged model id>/<N>/`, N the registry's version
+number, a checked copy reused), and `served_config` writes the models.config that serves it, the alias as its version
 label. Imports MLflow only in the functions that ask the server.
 
 Example:
@@ -28,6 +28,7 @@ from typing import Optional
 
 from experiments_manager.run.served_layout import ModelSource, models_config_text
 from experiments_manager.tracking.models import FOLDER_TAG, VERSION_TAG
+from experiments_manager.tracking.sender import one_line
 from experiments_manager.tracking.sync import SyncFailed
 from experiments_manager.utils.atomic import folder_replaced_atomically, write_text_atomically
 from experiments_manager.utils.checksums import verify_manifest
@@ -86,9 +87,9 @@ def resolve(uri: str, tracking_uri: str, where: str = "--model") -> RegisteredVe
         found = (client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, number))
     except MlflowException as error:
         if error.error_code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE"):  # also no answer: requests' error
-            raise SyncFailed(f"{where}: the MLflow server at {tracking_uri} did not answer ({_first_line(error)}); try "
+            raise SyncFailed(f"{where}: the MLflow server at {tracking_uri} did not answer ({one_line(error)}); try "
                              "again once it does") from error
-        raise UserInputError(f"{where}: {uri} names no model version at {tracking_uri}: {_first_line(error)}") \
+        raise UserInputError(f"{where}: {uri} names no model version at {tracking_uri}: {one_line(error)}") \
             from error
     except OSError as error:
         raise SyncFailed(f"{where}: the MLflow server at {tracking_uri} does not answer ({type(error).__name__}); "
@@ -106,7 +107,8 @@ def run_version(version: RegisteredVersion, where: str = "RUN") -> tuple[Path, i
     folder, exported = version.tags.get(FOLDER_TAG), version.tags.get(VERSION_TAG, "")
     if not folder or not exported.isdigit():
         raise UserInputError(f"{where}: {version.uri} (version {version.number}) was not registered by a run of "
-                             f"experiments_manager: expected the tags {FOLDER_TAG} and {VERSION_TAG}, got neither")
+                             f"experiments_manager: expected the tags {FOLDER_TAG} and {VERSION_TAG} (a number), got "
+                             f"{dict((key, version.tags.get(key)) for key in (FOLDER_TAG, VERSION_TAG))}")
     if not (Path(folder) / "run.json").is_file():
         raise UserInputError(f"{where}: {version.uri} is version {exported} of the run {folder}, which is not on "
                              "this machine (serve --model downloads the model itself)")
@@ -121,18 +123,19 @@ def cache_folder() -> Path:
 
 
 def downloaded(version: RegisteredVersion, cache: Path) -> Path:
-    """The version's SavedModel in `cache/<NAME>/<N>/`: a copy there whose checksums hold is used as it is, else
-    the files are downloaded (into a dot-prefixed folder, renamed once whole)."""
+    """The version's SavedModel in `cache/<logged model id>/<N>/` (the id: what the registry's version holds, unique
+    across servers and re-created models): a copy there whose checksums hold is used as it is, else the files are
+    downloaded (into a dot-prefixed folder, renamed once whole)."""
     import mlflow.artifacts
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    base = cache / version.name
+    if not version.source.startswith("models:/m-"):
+        raise UserInputError(f"--model: {version.uri} holds {version.source!r}, not a logged model's files")
+    base = cache / version.source.removeprefix("models:/")
     final = base / str(version.number)
     if (final / "saved_model.pb").is_file() and verify_manifest(final) is None:
         return final
-    if not version.source.startswith("models:/m-"):
-        raise UserInputError(f"--model: {version.uri} holds {version.source!r}, not a logged model's files")
     client = MlflowClient(tracking_uri=version.tracking_uri, registry_uri=version.tracking_uri)
     scratch = base / f".download-{version.number}-{os.getpid()}"
     shutil.rmtree(scratch, ignore_errors=True)
@@ -146,9 +149,15 @@ def downloaded(version: RegisteredVersion, cache: Path) -> Path:
         with folder_replaced_atomically(base / f".tmp-{version.number}-{os.getpid()}", final,
                                         replace_existing=True) as tmp:
             files.rename(tmp)
-    except (MlflowException, OSError) as error:
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":  # the logged model was deleted: no use trying again
+            raise UserInputError(f"--model: {version.uri}'s files are gone from {version.tracking_uri}: "
+                                 f"{one_line(error)}") from error
         raise SyncFailed(f"--model: {version.uri}'s files could not be downloaded from {version.tracking_uri}: "
-                         f"{_first_line(error)}") from error
+                         f"{one_line(error)}") from error
+    except OSError as error:
+        raise SyncFailed(f"--model: {version.uri}'s files could not be downloaded from {version.tracking_uri}: "
+                         f"{one_line(error)}") from error
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return final
@@ -165,6 +174,3 @@ def served_config(version: RegisteredVersion, cache: Path) -> Path:
     return config
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__

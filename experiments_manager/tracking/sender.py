@@ -42,8 +42,10 @@ BATCH_PARAMS = 100
 PARAM_LENGTH = 6000
 
 
-REFUSALS = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "INVALID_STATE"})  # 4xx: a
-# request the server will never take (a name it does not accept...): the record is left out, not retried forever
+# 4xx: a request the server will never take (a name it does not accept, an endpoint an MLflow 2 server lacks: logged
+# models): the record is left out, not retried forever
+REFUSALS = frozenset({"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "MALFORMED_REQUEST", "INVALID_STATE",
+                      "ENDPOINT_NOT_FOUND"})
 _LOG = logging.getLogger(__name__)
 
 
@@ -89,14 +91,14 @@ def send_pending(outbox: Outbox, uri: str) -> int:
                 numbers = [entry["n"] for entry in group]  # it will never take them: the next ones go on
                 state["refused"] = [*state.get("refused", []), *numbers]
                 _LOG.warning("MLflow: %s refused record(s) %s of %s (%s): left out", uri,
-                             ", ".join(map(str, numbers)), outbox.path, _one_line(error))
+                             ", ".join(map(str, numbers)), outbox.path, one_line(error))
             state["sent_through"] = group[-1]["n"]
             sent += len(group)
             outbox.mark_sent(state)
     except (MlflowException, OSError) as error:  # requests' errors are OSErrors
         if sent:
             outbox.mark_sent(state)
-        raise TrackingUnavailable(_one_line(error)) from error
+        raise TrackingUnavailable(one_line(error)) from error
     outbox.mark_sent(state)
     return sent
 
@@ -164,8 +166,8 @@ def _sweep_run(client: MlflowClient, uri: str, experiment_id: str, sweep: Path) 
             client.update_run(named, status="RUNNING")
             return named
         except MlflowException as error:
-            if error.error_code != "RESOURCE_DOES_NOT_EXIST":  # (a server that lost its database: made again)
-                raise
+            if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # deleted, or a server
+                raise                                                                      # that lost its database
     run_id = _run_tagged(client, experiment_id, sweep)
     if run_id is not None:
         client.update_run(run_id, status="RUNNING")
@@ -242,6 +244,7 @@ def _end_sweep_run(client: MlflowClient, run_id: str) -> None:
 def _send(client: MlflowClient, state: SentState, group: list[OutboxEntry], outbox: Outbox) -> None:
     """One group of `_groups`: epochs' metrics in one `log_batch`, or one other entry."""
     from mlflow.entities import Metric, Param, RunTag
+    from mlflow.exceptions import MlflowException
 
     entry, run_id, folder = group[0], state["run_id"], outbox.folder
     kind = entry.get("kind")
@@ -263,19 +266,26 @@ def _send(client: MlflowClient, state: SentState, group: list[OutboxEntry], outb
         if parent:  # a trial continued: its sweep runs again
             client.update_run(parent, status="RUNNING")
     elif kind == "end":
-        for name in entry.get("files", []):
-            path = folder / name
-            if path.is_file():
-                client.log_artifact(run_id, str(path))
-        if entry.get("metrics"):
-            client.log_batch(run_id, metrics=[Metric(key, value, entry["at"], entry.get("step", 0))
-                                              for key, value in entry.get("metrics", {}).items()],
-                             tags=[RunTag(key, value) for key, value in entry.get("tags", {}).items()])
+        try:
+            for name in entry.get("files", []):
+                path = folder / name
+                if path.is_file():
+                    client.log_artifact(run_id, str(path))
+            if entry.get("metrics"):
+                client.log_batch(run_id, metrics=[Metric(key, value, entry["at"], entry.get("step", 0))
+                                                  for key, value in entry.get("metrics", {}).items()],
+                                 tags=[RunTag(key, value) for key, value in entry.get("tags", {}).items()])
+        except MlflowException as error:  # refused: the run's status is still what the end says
+            if error.error_code not in REFUSALS:
+                raise
+            _LOG.warning("MLflow: %s refused the files or summary of %s (%s): left out", client.tracking_uri,
+                         folder, one_line(error))
         client.set_terminated(run_id, status=entry.get("status", "FINISHED"), end_time=entry.get("at"))
         _end_sweep_run(client, run_id)
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """The error as one line: its type and its first line (at most 200 characters)."""
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0][:200] if text else ''}"
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 from experiments_manager.run.attempts import device_hours
 from experiments_manager.run.endings import ending_of
 from experiments_manager.run.record import Status
+from experiments_manager.run.version_records import records_of
 from experiments_manager.tracking.bridge import MlflowBridge
 from experiments_manager.tracking.outbox import Outbox, OutboxEntry, SentState
 
@@ -80,12 +81,13 @@ class TrackingSession:
         info = self.experiment.run_info()
         known = self.outbox.versions()
         last = max((entry.get("version", 0) for entry in known), default=0)
-        records = {int(version): record for version, record in (info.get("version_records") or {}).items()}
+        records = records_of(info)  # a damaged record is left out
         maximized = info.get("monitor_mode") == "max"
         values = [value for entry in known for value in entry.get("metrics", {}).values()]
         for version in sorted(number for number in records if number > last):
             record = records[version]
-            value, epoch = record.get("value"), record.get("epoch")
+            value = record.get("value") if isinstance(record.get("value"), (int, float)) else None
+            epoch = record.get("epoch") if isinstance(record.get("epoch"), int) else None
             better = (epoch is not None and epoch == info.get("best_epoch")) if value is None else all(
                 value > earlier if maximized else value < earlier for earlier in values)
             entry: OutboxEntry = {"kind": "version", "version": version, "step": int(epoch or 0),
@@ -122,6 +124,9 @@ class TrackingSession:
         best = info.get("best_value")
         try:
             self.append_versions()  # the last one, written while training ended
+        except Exception as failure:  # noqa: BLE001 - the end below is what must be recorded
+            _LOG.warning("MLflow: the last exported versions were not recorded in the outbox: %s", failure)
+        try:
             self.append({"kind": "end", "status": MLFLOW_STATUS.get(Status(status), "FAILED"),
                          "files": [*ARTIFACTS, f"{info.get('model_name')}.py"],
                          "metrics": {**({"best_value": float(best)} if isinstance(best, (int, float)) else {}),
@@ -176,6 +181,21 @@ def record_server(experiment: Experiment, uri: str, mlflow_experiment: Optional[
         experiment.record.mlflow({"tracking_uri": uri, "experiment": recorded.get("experiment") or mlflow_experiment
                                   or info.get("session_name"), "registered_model": recorded.get("registered_model")
                                   or registered_model or info.get("model_name")})
+
+
+def send_recorded_end(experiment: Experiment) -> None:
+    """A tracked run whose process died before it told MLflow how it ended (another process recorded its ending in
+    run.json: a sweep's worker, the federation command): that end appended and sent as the attempt would have (for
+    up to `bridge.CLOSE_SECONDS`; what the server does not take stays for `mlflow sync`). Called by the run's writer
+    (the lease held); nothing for a run not tracked."""
+    uri = (experiment.run_info().get("mlflow") or {}).get("tracking_uri")
+    if not uri:
+        return
+    session = TrackingSession(experiment, uri)
+    if not session.outbox.exists():  # it died before its start was recorded: nothing of it to end
+        return
+    session.bridge.start()
+    session.end()
 
 
 @contextlib.contextmanager

@@ -191,7 +191,8 @@ def test_each_version_is_a_logged_model_and_the_best_is_the_champion(mlflow_serv
 
 @pytest.mark.slow
 @pytest.mark.claim("`serve --model models:/NAME@champion` serves the registered version the alias names, "
-                   "downloaded from the server, with the answers of the run's best version")
+                   "downloaded from the server, with the answers of the run's best version; `evaluate "
+                   "models:/NAME@champion` evaluates that version in its run")
 def test_serve_answers_from_the_champion_alias(mlflow_server, lab, tmp_path):
     import requests
 
@@ -223,9 +224,16 @@ def test_serve_answers_from_the_champion_alias(mlflow_server, lab, tmp_path):
         server.wait(timeout=30)
     expected = em.load(root)(X, training=False).numpy()  # the run's best version, in this process
     np.testing.assert_allclose([row["prediction"] for row in served.json()["predictions"]], expected, rtol=1e-5)
-    downloaded = tmp_path / "experiments_manager/mlflow-models/lab_curve" / champion["version"]
+    (downloaded,) = (tmp_path / "experiments_manager/mlflow-models").glob(f"m-*/{champion['version']}")
     best = root / "exported_models" / _tags(champion)["export_version"]
     assert (downloaded / "checksums.sha256").read_text() == (best / "checksums.sha256").read_text()
+
+    evaluated = _cli(workdir, "evaluate", "models:/lab_curve@champion", "--data", "generated",
+                     env={"MLFLOW_TRACKING_URI": mlflow_server.url})  # the alias resolved to the run and version
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    assert (f"models:/lab_curve@champion: version {champion['version']} of lab_curve, exported version "
+            f"{best.name} of {root}") in evaluated.stdout
+    assert read_run(root)["evaluations"][-1]["version"] == int(best.name)
 
 
 @pytest.mark.slow
@@ -350,6 +358,12 @@ def test_a_bad_tracking_uri_is_one_line_and_creates_nothing(workdir):
     assert bad.stderr.strip().splitlines() == ["error: --mlflow: expected an MLflow tracking URI (http://HOST:PORT, "
                                                "https://..., sqlite:///PATH), got 'ftp://host/x'"], bad.stderr
     assert not (workdir / "experiments").exists()
+    settings = settings_variant(workdir, "bad_uri.py", ["mlflow_tracking_uri = 'mlflow-server:5000'",
+                                                        "mlflow_registered_model_name = 'lab/curve'"])
+    bad = _cli(workdir, "train", "-u", str(settings))
+    assert bad.returncode == 2 and [line for line in bad.stderr.splitlines() if line.startswith("error:")] == [
+        "error: bad_uri.py: mlflow_registered_model_name: expected a name without '/', ':', '@' or '%' (or None), "
+        "got 'lab/curve'"], bad.stderr  # the settings are checked first
     settings = settings_variant(workdir, "bad_uri.py", ["mlflow_tracking_uri = 'mlflow-server:5000'"])
     bad = _cli(workdir, "train", "-u", str(settings))
     assert bad.returncode == 2 and [line for line in bad.stderr.splitlines() if line.startswith("error:")] == [
