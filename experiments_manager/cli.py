@@ -14,6 +14,7 @@ from typing import NoReturn, Optional
 from experiments_manager import commands
 from experiments_manager.utils.environment_failures import environment_failure_line
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, EXIT_USER_ERROR, UserInputError, print_problems
+from experiments_manager.utils.lease_holder import lease_timeout
 from experiments_manager.utils.logging_setup import configure_logging
 
 DESCRIPTION = "Train, export and track TensorFlow/Keras experiments from one settings file."
@@ -60,6 +61,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if arguments.command is None:
             parser.print_help()
             return 2
+        lease_timeout()  # the environment every command that writes reads: refused before anything is written
         return commands.command_named(arguments.command).run(arguments, argv)
     except UserInputError as error:
         print_problems(error.problems)

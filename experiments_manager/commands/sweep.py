@@ -78,11 +78,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
         from experiments_manager.utils.errors import UserInputError
 
         raise UserInputError("--join: with -u SETTINGS (--resume names the sweep folder itself)")
-    from experiments_manager.utils.native_noise import import_tensorflow_quietly
-
-    import_tensorflow_quietly()
-    from experiments_manager.settings import parse_hparam_overrides
-    from experiments_manager.sweeps.driver import run_sweep
+    from experiments_manager.settings.overrides import parse_hparam_overrides
     from experiments_manager.sweeps.request import SweepRequest
 
     request = SweepRequest(usersettings=arguments.usersettings, resume=arguments.resume,
@@ -93,4 +89,11 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
                            join=arguments.join, scheduler=arguments.scheduler, eta=arguments.eta,
                            min_epochs=arguments.min_epochs, max_epochs=arguments.max_epochs,
                            mlflow=arguments.mlflow)
+    request.check_combinations()  # said at once, before TensorFlow is imported (run_sweep checks them too)
+    request.tracking_uri()
+    from experiments_manager.utils.native_noise import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    from experiments_manager.sweeps.driver import run_sweep
+
     return run_sweep(request).exit_code

@@ -38,6 +38,7 @@ from experiments_manager.utils.atomic import (PathLike, copy_atomically, fsync_f
 from experiments_manager.utils.environment_failures import raise_environment_failure
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease import LEASE_NAME, Lease
+from experiments_manager.utils.lease_holder import lease_timeout
 
 _LOG = logging.getLogger(__name__)
 SETTINGS_COPY_NAME = "experiment_settings.py"
@@ -117,7 +118,12 @@ class Experiment:
             parent: where the new dated folder goes; default: the settings' `workingFolder`.
             reservation: a `FolderReservation` made before the settings were loaded (default None): its folder
                 is used when it is the one these settings name, and released otherwise.
+
+        Raises:
+            UserInputError: EXPERIMENTS_MANAGER_LEASE_TIMEOUT is not a number of seconds the lease takes: said before
+                the folder exists (the attempt takes the lease only after it is made).
         """
+        lease_timeout()
         moment = datetime.datetime.now()  # one moment for the folder name and run.json's `started`
         if reservation is not None and root is None and reservation.fits(settings, parent):
             moment, base, root = reservation.moment, reservation.base, cast(Path, reservation.claim())

@@ -23,7 +23,8 @@ import socket
 from pathlib import Path
 from typing import Any, Mapping
 
-from experiments_manager.utils.lease import LEASE_NAME, lease_timeout, read_holder
+from experiments_manager.utils.lease import LEASE_NAME
+from experiments_manager.utils.lease_holder import lease_timeout, read_holder
 from experiments_manager.utils.signals import process_alive
 
 RUNNING, DEAD, STALLED = "running", "dead", "stalled?"

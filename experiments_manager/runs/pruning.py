@@ -28,7 +28,8 @@ from experiments_manager.sweeps.journal import TrialJournal
 from experiments_manager.utils.atomic import PathLike, hidden_for_removal, is_removal_leftover
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.liveness import DEAD, writer_state
-from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseHeld, live_holder
+from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseHeld
+from experiments_manager.utils.lease_holder import live_holder
 
 RUN, CHECKPOINTS, LEFTOVER = "run", "checkpoints", "leftover"
 DEAD_STATUSES = (Status.FAILED.value, Status.INTERRUPTED.value)

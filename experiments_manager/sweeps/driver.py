@@ -120,7 +120,8 @@ def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Sett
     from experiments_manager.sweeps.store import SweepStore
     from experiments_manager.sweeps.trials import SeededSuggestions, check_saved_trials
     from experiments_manager.sweeps.worker import SweepWorkers
-    from experiments_manager.utils.lease import LEASE_NAME, live_holder
+    from experiments_manager.utils.lease import LEASE_NAME
+    from experiments_manager.utils.lease_holder import live_holder
 
     holder = live_holder(sweep_folder.root / LEASE_NAME)
     if holder is not None:
@@ -152,7 +153,7 @@ def _run_on_spark(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Set
     from experiments_manager.sweeps.runner import SweepRunner
     from experiments_manager.sweeps.spark import spark_trials, stop_spark
     from experiments_manager.sweeps.trials import SeededSuggestions, add_saved_trials
-    from experiments_manager.utils.lease import live_holder
+    from experiments_manager.utils.lease_holder import live_holder
 
     for lock in sweep_folder.trials_dir.glob("trial-*.lock"):
         holder = live_holder(lock)

@@ -249,7 +249,7 @@ class SweepFolder:
     def _record_choices(self, spec: dict[str, Any], changed: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Creates the next `choices/NNNN.json`: the newest choices with `changed` over them. Returns (its number,
         its choices)."""
-        from experiments_manager.utils.lease import create_whole
+        from experiments_manager.utils.exclusive_create import create_whole
 
         if not self.choices_dir.is_dir():
             self.choices_dir.mkdir(exist_ok=True)

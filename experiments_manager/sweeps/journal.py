@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.utils.atomic import write_json_atomically
-from experiments_manager.utils.lease import Lease, LeaseHeld, LeaseWatch, create_whole
+from experiments_manager.utils.exclusive_create import create_whole
+from experiments_manager.utils.lease import Lease, LeaseHeld
+from experiments_manager.utils.lease_holder import LeaseWatch
 from experiments_manager.utils.signals import process_alive
 from experiments_manager.run.record import STATUSES, Status
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, cast
 
 from experiments_manager.utils.errors import ERROR_PREFIX, EXIT_TEMPFAIL, UserInputError
-from experiments_manager.utils.lease import LEASE_NAME, LeaseHeld, LeaseWatch, lease_timeout, live_holder, read_holder
+from experiments_manager.utils.lease import LEASE_NAME, LeaseHeld
+from experiments_manager.utils.lease_holder import LeaseWatch, lease_timeout, live_holder, read_holder
 from experiments_manager.run.endings import failed
 from experiments_manager.run.experiment import Experiment, running_command
 from experiments_manager.run.lifecycle import attempt

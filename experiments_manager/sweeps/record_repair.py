@@ -35,7 +35,7 @@ from experiments_manager.sweeps.legacy import entry_of_doc
 from experiments_manager.sweeps.trials import add_saved_trials
 from experiments_manager.utils.atomic import fsync_folder, write_json_atomically
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.utils.lease import LeaseWatch, live_holder
+from experiments_manager.utils.lease_holder import LeaseWatch, live_holder
 
 _LOG = logging.getLogger(__name__)
 DAMAGED_SUFFIX = ".damaged"

@@ -54,7 +54,8 @@ from experiments_manager.sweeps.space import SearchSpace, python_scalar
 from experiments_manager.sweeps.steps import Assignment, NothingLeft
 from experiments_manager.sweeps.trials import SeededSuggestions, hyperopt_trials, save_trials
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
-from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseWatch, lease_timeout, live_holder, read_holder
+from experiments_manager.utils.lease import LEASE_NAME, Lease
+from experiments_manager.utils.lease_holder import LeaseWatch, lease_timeout, live_holder, read_holder
 
 if TYPE_CHECKING:
     from experiments_manager.sweeps.journal import TrialRecord

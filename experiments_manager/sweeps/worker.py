@@ -28,7 +28,8 @@ from experiments_manager.sweeps.steps import Assignment, NothingLeft
 from experiments_manager.sweeps.store import SweepStore, exit_code, worker_identity
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
-from experiments_manager.utils.lease import LeaseLost, lease_timeout
+from experiments_manager.utils.lease import LeaseLost
+from experiments_manager.utils.lease_holder import lease_timeout
 from experiments_manager.utils.signals import STOP_SIGNALS, SignalSafeEvent, signal_handlers
 
 if TYPE_CHECKING:

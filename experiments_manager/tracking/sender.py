@@ -29,7 +29,7 @@ from experiments_manager.run.experiment import Experiment
 from experiments_manager.tracking.models import FOLDER_TAG, send_version
 from experiments_manager.tracking.outbox import Outbox, OutboxEntry, SentState, SweepRun
 from experiments_manager.utils.atomic import PathLike, write_json_atomically
-from experiments_manager.utils.lease import create_whole
+from experiments_manager.utils.exclusive_create import create_whole
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient

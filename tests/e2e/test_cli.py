@@ -55,6 +55,20 @@ def test_bad_hparam_syntax_is_one_line_exit_2(run_cli):
     ]
 
 
+@pytest.mark.claim("a lease timeout the lease cannot take (EXPERIMENTS_MANAGER_LEASE_TIMEOUT) is one line, exit 2, "
+                   "before any folder exists")
+@pytest.mark.parametrize("command", [("train", "-u", "examples/regression/mysettings_curve_fitting.py"),
+                                     ("sweep", "-u", "examples/regression/mysettings_curve_fitting.py", "--max-evals",
+                                      "1")])
+def test_a_bad_lease_timeout_is_refused_before_any_folder_exists(run_cli, workdir, monkeypatch, command):
+    monkeypatch.setenv("EXPERIMENTS_MANAGER_LEASE_TIMEOUT", "1")
+    result = run_cli(*command)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: EXPERIMENTS_MANAGER_LEASE_TIMEOUT: expected at least 10 seconds (a heartbeat is renewed every sixth of "
+        "it and other nodes see it up to ~2 s late), got '1'"], result.stderr
+    assert not (workdir / "experiments").exists()
+
+
 def test_resume_of_missing_folder_is_clear(run_cli):
     result = run_cli("train", "--resume", "does/not/exist")
     assert result.returncode == 2

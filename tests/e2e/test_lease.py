@@ -13,7 +13,8 @@ import pytest
 from conftest import dead_pid
 
 from experiments_manager.utils.atomic import remove_leftovers
-from experiments_manager.utils.lease import LEASE_NAME, Holder, Lease, LeaseHeld, boot_id, read_holder
+from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseHeld
+from experiments_manager.utils.lease_holder import Holder, boot_id, read_holder
 
 
 def _write_lease(folder, **fields):
@@ -357,7 +358,7 @@ def test_a_lease_timeout_too_short_for_a_cluster_is_refused_in_one_line(monkeypa
     """A heartbeat renewed every sixth of the timeout and seen ~2 s late on another node: below 10 s a live holder
     would be taken over (measured: 411 takeovers in 30 s at 1 s on GlusterFS)."""
     from experiments_manager.utils.errors import UserInputError
-    from experiments_manager.utils.lease import lease_timeout
+    from experiments_manager.utils.lease_holder import lease_timeout
 
     monkeypatch.setenv("EXPERIMENTS_MANAGER_LEASE_TIMEOUT", value)
     with pytest.raises(UserInputError) as refused:
@@ -379,7 +380,7 @@ def test_a_child_process_inherits_its_parents_watch_of_a_gone_holder(tmp_path):
     import subprocess
     import sys
 
-    from experiments_manager.utils.lease import LeaseWatch, live_holder
+    from experiments_manager.utils.lease_holder import LeaseWatch, live_holder
 
     timeout = 2.0
     _write_lease(tmp_path, host="node-17", heartbeat=time.time() - 400, timeout_seconds=timeout)

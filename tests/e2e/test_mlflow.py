@@ -8,10 +8,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -55,6 +55,14 @@ class MlflowServer:
     def stop(self):
         os.killpg(self.process.pid, signal.SIGTERM)
         self.process.wait(timeout=30)
+        wait_for(self.port_free, 60, "the MLflow server's port to be let go (its uvicorn child exits after it)", 0.2)
+
+    def port_free(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+            return False
+        except OSError:
+            return True
 
     def get(self, path, **query):
         with urllib.request.urlopen(f"{self.url}{path}?{urllib.parse.urlencode(query)}", timeout=30) as response:

@@ -22,7 +22,8 @@ from experiments_manager.sweeps.space import SearchSpace
 from experiments_manager.sweeps.steps import Assignment, NothingLeft
 from experiments_manager.sweeps.store import SweepStore, worker_identity
 from experiments_manager.sweeps.trials import SeededSuggestions, hyperopt_trials
-from experiments_manager.utils.lease import Holder, LeaseHeld
+from experiments_manager.utils.lease import LeaseHeld
+from experiments_manager.utils.lease_holder import Holder
 
 SPACE = {"learningRate": hp.loguniform("learningRate", -9, -2), "hiddenNeurons": hp.quniform("hiddenNeurons", 4, 64, 4),
          "activation": hp.choice("activation", ["relu", "tanh"])}

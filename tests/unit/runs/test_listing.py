@@ -68,7 +68,7 @@ def test_a_running_run_whose_writer_is_gone_is_listed_dead_and_a_quiet_one_elsew
     import sys
     import time
 
-    from experiments_manager.utils.lease import Holder
+    from experiments_manager.utils.lease_holder import Holder
 
     def holder(folder, **fields):
         record = Holder.of_this_process(["train"])
