@@ -72,14 +72,14 @@ def resolve_registered_run(arguments: argparse.Namespace) -> None:
         UserInputError: a bad URI, one naming nothing, a run not here, a `--version` other than the registered one,
             or `--mlflow` with a folder.
     """
+    from experiments_manager.tracking.options import tracking_uri
+    from experiments_manager.tracking.registry import is_model_uri, resolve, run_version
     from experiments_manager.utils.errors import UserInputError
 
-    if not arguments.run.startswith("models:/"):
+    if not is_model_uri(arguments.run):
         if arguments.mlflow is not None:
             raise UserInputError("--mlflow: only with RUN given as models:/NAME@ALIAS")
         return
-    from experiments_manager.tracking.options import tracking_uri
-    from experiments_manager.tracking.registry import resolve, run_version
 
     version = resolve(arguments.run, tracking_uri(arguments.mlflow or "", "--mlflow"), where="RUN")
     folder, exported = run_version(version)

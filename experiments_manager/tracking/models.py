@@ -99,7 +99,7 @@ def register(client: MlflowClient, entry: OutboxEntry, tags: dict[str, str], mod
     mode = entry.get("tags", {}).get("monitor_mode", "")
     version_tags = {**tags, "monitor": monitor, "monitor_mode": mode, **({"value": repr(value)} if value is not None
                                                                           else {})}
-    found = client.search_model_versions(f"name = '{_quoted(name)}' AND {_version_filter(tags)}")
+    found = client.search_model_versions(f"name = '{quoted(name)}' AND {_version_filter(tags)}")
     registered = found[0] if found else client.create_model_version(
         name, source=f"models:/{model_id}", run_id=run_id, tags=version_tags, model_id=model_id,
         await_creation_for=0)
@@ -134,7 +134,7 @@ def _best_version(client: MlflowClient, name: str, tags: dict[str, str]) -> Opti
     from every version, not against the alias' holder: of runs registering at once, the last to choose sees all."""
     maximized = tags.get("monitor_mode") == "max"
     scored = []
-    for version in client.search_model_versions(f"name = '{_quoted(name)}'"):
+    for version in client.search_model_versions(f"name = '{quoted(name)}'"):
         try:
             value = float(version.tags["value"])
         except (KeyError, ValueError):
@@ -146,8 +146,9 @@ def _best_version(client: MlflowClient, name: str, tags: dict[str, str]) -> Opti
 
 def _version_filter(tags: dict[str, str]) -> str:
     """A search filter for the run folder's exported version `tags` name."""
-    return " AND ".join(f"tags.`{key}` = '{_quoted(tags[key])}'" for key in (FOLDER_TAG, VERSION_TAG))
+    return " AND ".join(f"tags.`{key}` = '{quoted(tags[key])}'" for key in (FOLDER_TAG, VERSION_TAG))
 
 
-def _quoted(value: str) -> str:
+def quoted(value: str) -> str:
+    """`value` inside a single-quoted MLflow search filter string."""
     return value.replace("'", "\\'")

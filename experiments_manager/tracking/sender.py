@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, cast
 
 from experiments_manager.run.discovery import read_run_info
 from experiments_manager.run.experiment import Experiment
-from experiments_manager.tracking.models import FOLDER_TAG, send_version
+from experiments_manager.tracking.models import FOLDER_TAG, quoted, send_version
 from experiments_manager.tracking.outbox import Outbox, OutboxEntry, SentState, SweepRun
 from experiments_manager.utils.atomic import PathLike, write_json_atomically
 from experiments_manager.utils.exclusive_create import create_whole
@@ -199,8 +199,8 @@ def _sweep_run_named(record: Path, uri: str) -> Optional[str]:
 
 def _run_tagged(client: MlflowClient, experiment_id: str, folder: Path) -> Optional[str]:
     """The id of the MLflow run tagged with `folder`, or None."""
-    value = str(folder.resolve()).replace("'", "\\'")
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{FOLDER_TAG}` = '{value}'", max_results=1)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{FOLDER_TAG}` = '{quoted(str(folder.resolve()))}'",
+                              max_results=1)
     return runs[0].info.run_id if runs else None
 
 

@@ -96,17 +96,10 @@ class TrackingSession:
                                   "metrics": {str(record.get("monitor")): float(value)} if value is not None else {},
                                   "tags": {"monitor_mode": str(info.get("monitor_mode") or "")}}
             if better:
-                entry["registered_model"] = self.registered_model
+                entry["registered_model"] = registered_model_of(info)
             self.append(entry)
             if value is not None:
                 values.append(float(value))
-
-    @property
-    def registered_model(self) -> str:
-        """The registered model the run's improving versions join (run.json's `mlflow.registered_model`, else the
-        served model's name)."""
-        info = self.experiment.run_info()
-        return str((info.get("mlflow") or {}).get("registered_model") or info.get("model_name") or "model")
 
     def append(self, entry: OutboxEntry) -> None:
         """Appends `entry` to the outbox and wakes the bridge."""
@@ -143,6 +136,12 @@ class TrackingSession:
         """run.json records the MLflow run (the bridge's thread, once the server made or found it)."""
         self.experiment.record.mlflow({"tracking_uri": self.uri, "experiment_id": state.get("experiment_id"),
                                        "run_id": state.get("run_id")})
+
+
+def registered_model_of(info: Any) -> str:
+    """The registered model a run's improving versions join (`info`: its run.json; `mlflow.registered_model`, else
+    the served model's name)."""
+    return str((info.get("mlflow") or {}).get("registered_model") or info.get("model_name") or "model")
 
 
 def _cost(info: Any) -> dict[str, float]:
