@@ -1,8 +1,10 @@
 """Fixtures: an isolated working directory with the examples, and a way to run the real CLI."""
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -126,19 +128,23 @@ def run_cli(workdir):
 
 @pytest.fixture
 def start_cli(workdir):
-    """Starts the CLI in the background; yields a function returning the Popen. Kills leftovers."""
+    """Starts the CLI in the background; yields a function returning the Popen (`own_group=True`: in a process group
+    of its own, which a test may signal whole, as `scancel` does). Kills leftovers (their whole group)."""
     processes = []
 
-    def start(*arguments):
+    def start(*arguments, own_group=False):
         process = subprocess.Popen(
             cli_command(*arguments), cwd=workdir, env=cli_env(), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
+            stderr=subprocess.STDOUT, text=True, start_new_session=own_group,
         )
-        processes.append(process)
+        processes.append((process, own_group))
         return process
 
     yield start
-    for process in processes:
+    for process, own_group in processes:
+        if own_group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
         if process.poll() is None:
             process.kill()
             process.wait()
@@ -491,6 +497,30 @@ def sim_cluster(_sim_cluster_session):
     again, whatever the test crashed or froze (a node left frozen would hang the next test's commands there)."""
     yield _sim_cluster_session
     _sim_cluster_session.up(3)
+
+
+@pytest.fixture(scope="session")
+def _sim_slurm_session(_sim_cluster_session):
+    from sim_slurm import SimSlurm
+    from slurm_cluster import missing_binaries
+
+    missing = missing_binaries()
+    require_real_part(f"Slurm not installed (missing {', '.join(missing)}): apt-get install slurm-wlm munge"
+                      if missing else None)
+    cluster = SimSlurm(Path("/var/tmp") / f"em-sim-slurm-{os.getpid()}", _sim_cluster_session).start()
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(cluster.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def sim_slurm(sim_cluster, _sim_slurm_session):
+    """A real Slurm over the three simulated nodes (tests/sim_slurm.py), started once for the session; after each
+    test its jobs are cancelled and every node is thawed and idle again."""
+    yield _sim_slurm_session
+    _sim_slurm_session.cancel_all()
+    sim_cluster.up(3)
+    _sim_slurm_session._wait(_sim_slurm_session._node_idle, 120, "every node idle again")
 
 
 # read once, before any test changes the current directory: a relative path is relative to where pytest started

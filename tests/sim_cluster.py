@@ -18,6 +18,7 @@ from typing import Optional
 
 SCRIPT = Path(__file__).resolve().parent / "cluster_sim" / "cluster-sim"
 SHARED = "/cluster/shared"  # the volume, as each node mounts it (on this host: an empty folder)
+HOSTS_FILE = Path("/var/lib/cluster-sim-hosts/hosts")  # the nodes' /etc/hosts (outside the script's state folder)
 
 
 def missing(repo: Path) -> Optional[str]:
@@ -53,10 +54,18 @@ class SimCluster:
                               check=True)
 
     def up(self, nodes: int) -> None:
-        """Starts (or repairs) `nodes` nodes, none of them frozen (a failed test may have left one so)."""
+        """Starts (or repairs) `nodes` nodes, none of them frozen (a failed test may have left one so), each resolving
+        the others' names (`nodeI`), as a cluster's DNS does: a hosts file bound over /etc/hosts in its own mount
+        namespace (this host's /etc/hosts is not changed)."""
         self._call("up", str(nodes), timeout=300)
+        hosts = HOSTS_FILE
+        hosts.parent.mkdir(parents=True, exist_ok=True)
+        names = "".join(f"10.77.0.{index} node{index}\n" for index in range(1, nodes + 1))
+        hosts.write_text(Path("/etc/hosts").read_text() + names)
         for index in range(1, nodes + 1):
             self.thaw(f"node{index}")
+            subprocess.run([str(SCRIPT), "exec", f"node{index}", "sh", "-c",
+                            f"grep -q node1 /etc/hosts || mount --bind {hosts} /etc/hosts"], check=True, timeout=60)
 
     def down(self) -> None:
         subprocess.run([str(SCRIPT), "down"], capture_output=True, text=True, timeout=300)

@@ -13,10 +13,12 @@ import contextlib
 import json
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional
 
+from experiments_manager.distribute.lost_worker import lost_task
 from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 _LOG = logging.getLogger(__name__)
 SLURM_PORT_RANGE = (20000, 40000)
+_TASKS_PER_NODE = re.compile(r"(\d+)(?:\(x(\d+)\))?")
 
 
 class WorkerCluster:
@@ -56,6 +59,8 @@ class WorkerCluster:
         self.source = source
         self.resolver_factory = resolver_factory
         self.has_chief_task = has_chief_task
+        self.addresses: dict[str, list[str]] = {}  # each job's 'host:port' per task, once the strategy exists
+        self.heartbeat_timeout_seconds = 0  # the coordination service's, once the strategy exists
 
     @property
     def is_chief(self) -> bool:
@@ -76,12 +81,25 @@ class WorkerCluster:
                       self.task_index, folder)
             yield Path(folder)
 
-    def make_strategy(self) -> MultiWorkerStrategy:
-        """The `MultiWorkerMirroredStrategy` of this cluster; call it before TensorFlow runs any op."""
+    @property
+    def leader(self) -> str:
+        """The task running TensorFlow's coordination service: the chief task, else worker 0."""
+        return "chief:0" if self.has_chief_task else "worker:0"
+
+    def make_strategy(self, heartbeat_timeout_seconds: int) -> MultiWorkerStrategy:
+        """The `MultiWorkerMirroredStrategy` of this cluster; call it before TensorFlow runs any op.
+
+        Args:
+            heartbeat_timeout_seconds: a task whose heartbeats stop for this long is lost: every other task's
+                step fails (`lost_worker_line` says which).
+        """
         from experiments_manager.distribute.strategy import MultiWorkerStrategy
 
         try:
-            return MultiWorkerStrategy(cluster_resolver=self.resolver_factory())
+            resolver = self.resolver_factory()
+            self.addresses = {job: list(tasks) for job, tasks in resolver.cluster_spec().as_dict().items()}
+            self.heartbeat_timeout_seconds = heartbeat_timeout_seconds
+            return MultiWorkerStrategy(cluster_resolver=resolver, heartbeat_timeout_seconds=heartbeat_timeout_seconds)
         except RuntimeError as error:
             if "initialized" in str(error):
                 raise UserInputError(
@@ -90,13 +108,28 @@ class WorkerCluster:
                 ) from error
             raise
 
+    def lost_worker_line(self, error: BaseException, epoch: int) -> Optional[str]:
+        """'worker:1 on node2:20001 stopped answering (no heartbeat for 10 s) in epoch 3: ...' when `error` is a lost
+        task's (a collective aborted by the coordination service), else None. `epoch`: the epoch in progress."""
+        task = lost_task(error, self.leader)
+        if task is None:
+            return None
+        named = []
+        for one in task.split(", "):
+            job, _, index = one.partition(":")
+            tasks = self.addresses.get(job, [])
+            named.append(f"{one} on {tasks[int(index)]}" if index.isdigit() and int(index) < len(tasks) else one)
+        return (f"{', '.join(named)} of the {self.num_workers} workers stopped answering (no heartbeat for "
+                f"{self.heartbeat_timeout_seconds} s) in epoch {epoch}: its node was lost or hung "
+                f"(worker_heartbeat_timeout_seconds sets the wait)")
+
     @classmethod
     def from_environment(cls, environ: Optional[Mapping[str, str]] = None) -> Optional[WorkerCluster]:
         """The cluster named by `TF_CONFIG`, else by a Slurm step of several tasks; None for one process."""
         environ = os.environ if environ is None else environ
         if environ.get("TF_CONFIG"):
             return _from_tf_config(environ["TF_CONFIG"])
-        if int(environ.get("SLURM_STEP_NUM_TASKS") or 1) > 1:
+        if (environ.get("SLURM_STEP_NUM_TASKS") or "1") != "1":  # a step of several tasks (or a malformed count)
             return _from_slurm(environ)
         return None
 
@@ -117,6 +150,16 @@ def _from_tf_config(text: str) -> Optional[WorkerCluster]:
                              f"(MultiWorkerMirroredStrategy), got {unsupported}")
     if task_type not in cluster or not 0 <= task_index < len(cluster[task_type]):
         raise UserInputError(f"TF_CONFIG: task: {task_type}:{task_index} is not in the cluster {cluster}")
+    addresses = [address for job in ("chief", "worker") for address in cluster.get(job, [])]
+    for address in addresses:
+        host, _, port = str(address).rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise UserInputError(f"TF_CONFIG: cluster: expected each task as 'host:port' (a port 1-65535), "
+                                 f"got {address!r}")
+    repeated = sorted({address for address in addresses if addresses.count(address) > 1})
+    if repeated:
+        raise UserInputError(f"TF_CONFIG: cluster: expected each task at its own 'host:port', got {repeated} "
+                             "more than once")
     num_workers = len(cluster.get("chief", [])) + len(cluster.get("worker", []))
     if num_workers < 2:
         return None
@@ -131,15 +174,25 @@ def _from_tf_config(text: str) -> Optional[WorkerCluster]:
 
 
 def _from_slurm(environ: Mapping[str, str]) -> WorkerCluster:
-    """One worker per task of the current `srun` step; GPUs are bound by Slurm (--gpus-per-task)."""
-    tasks = int(environ["SLURM_STEP_NUM_TASKS"])
-    rank = int(environ.get("SLURM_PROCID", 0))
+    """One worker per task of the current `srun` step; GPUs are bound by Slurm (--gpus-per-task). The step's
+    variables are checked first: a job script that sets them by hand (or a step they disagree in) is one line."""
+    tasks = _slurm_number(environ, "SLURM_STEP_NUM_TASKS")
+    rank = _slurm_number(environ, "SLURM_PROCID")
+    if rank >= tasks:
+        raise UserInputError(f"SLURM_PROCID: expected a task number below SLURM_STEP_NUM_TASKS={tasks}, got {rank}")
+    per_node = environ.get("SLURM_STEP_TASKS_PER_NODE", "")
+    counts = tasks_per_node(per_node)
+    if sum(counts) != tasks:
+        raise UserInputError(f"SLURM_STEP_TASKS_PER_NODE: expected counts adding up to SLURM_STEP_NUM_TASKS={tasks} "
+                             f"(e.g. '2(x{tasks // 2})'), got {per_node!r}")
+    if not environ.get("SLURM_STEP_NODELIST"):
+        raise UserInputError("SLURM_STEP_NODELIST: expected the step's nodes (set by srun), got nothing")
     port_base = slurm_port_base(environ.get("SLURM_JOB_ID", "0"))
 
     def resolver() -> Any:
         import tensorflow as tf
 
-        most_per_node = most_tasks_per_node(environ.get("SLURM_STEP_TASKS_PER_NODE", "1"))
+        most_per_node = max(counts)
         # the GPU arguments only satisfy its bookkeeping: auto_set_gpu=False leaves the binding to Slurm
         return tf.distribute.cluster_resolver.SlurmClusterResolver(
             port_base=port_base, gpus_per_node=most_per_node, gpus_per_task=1, auto_set_gpu=False)
@@ -154,6 +207,20 @@ def slurm_port_base(job_id: object) -> int:
     return low + int(digits) % (high - low)
 
 
-def most_tasks_per_node(tasks_per_node: str) -> int:
-    """The largest count in Slurm's SLURM_STEP_TASKS_PER_NODE, e.g. '2(x3),1' -> 2."""
-    return max(int(part.split("(")[0]) for part in tasks_per_node.split(","))
+def tasks_per_node(text: str) -> list[int]:
+    """Slurm's SLURM_STEP_TASKS_PER_NODE as one count per node, e.g. '2(x3),1' -> [2, 2, 2, 1]; [] when malformed."""
+    counts: list[int] = []
+    for part in text.split(","):
+        found = _TASKS_PER_NODE.fullmatch(part.strip())
+        if found is None:
+            return []
+        counts += [int(found.group(1))] * int(found.group(2) or 1)
+    return counts
+
+
+
+def _slurm_number(environ: Mapping[str, str], name: str) -> int:
+    value = environ.get(name, "")
+    if not value.isdigit():
+        raise UserInputError(f"{name}: expected a number (Slurm sets it for each task of a step), got {value!r}")
+    return int(value)

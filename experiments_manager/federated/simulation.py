@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
     from flwr.serverapp import ServerApp
 
     from experiments_manager.run.experiment import Experiment
+    from experiments_manager.federated.stopping import StopRequest
     from experiments_manager.settings.loader import Settings
     from experiments_manager.utils.atomic import PathLike
 
@@ -25,7 +27,8 @@ def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = N
 
     Everything is checked before the experiment folder is created. The server's
     experiment folder holds the clients' folders (`clients/client_<id>/`). SIGINT, SIGTERM and SIGUSR1 end it
-    within seconds, `interrupted`, run.json's `exit_code` 128 + signal (`stopping.py`).
+    within seconds, `interrupted`, run.json's `exit_code` 128 + signal (`stopping.py`), also when the signal
+    reached Ray's processes too (a scheduler's `scancel`: `ray_gone.py`).
 
     Args:
         settings: the settings module, or its loaded `Settings`.
@@ -48,17 +51,20 @@ def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = N
     from experiments_manager.federated.apps import client_app, server_app
     from experiments_manager.federated.job import end_if_running, start_federation
     from experiments_manager.run.endings import failed
+    from experiments_manager.federated.ray_gone import leaving_once_ray_is_gone
     from experiments_manager.federated.stopping import stop_on_signals
 
     _, config, experiment, job = start_federation(settings, hparam_overrides, rounds, round_timeout, command,
                                                   num_clients=num_clients, mlflow=mlflow)
     _LOG.info("Experiment folder: %s", experiment.root)
     backend_config = _backend_config()
-    _init_ray(backend_config["init_args"])  # before the stop handlers: ray.init installs a SIGTERM handler of its own
-    with stop_on_signals() as stop:
-        try:  # without --num-clients, minCl clients (its default, 2, when the settings set none)
-            _run(server_app(lambda context: job, stop), client_app(lambda context: job),
-                 num_clients or config.min_clients, backend_config)
+    with stop_on_signals() as stop:  # first: a signal while Ray starts is a stop too
+        try:
+            _init_ray(backend_config["init_args"], stop)
+            with stop_on_signals(stop), leaving_once_ray_is_gone(stop, experiment):  # after ray.init's own handler
+                if not stop.is_set():  # without --num-clients, minCl clients (its default, 2, when none is set)
+                    _run(server_app(lambda context: job, stop), client_app(lambda context: job),
+                         num_clients or config.min_clients, backend_config)
         except BaseException as error:
             if not stop.is_set():
                 end_if_running(experiment, failed(f"{type(error).__name__}: {error}"))
@@ -79,16 +85,21 @@ def _backend_config() -> dict[str, dict[str, Any]]:
     }
 
 
-def _init_ray(init_args: Mapping[str, Any]) -> None:
+def _init_ray(init_args: Mapping[str, Any], stop: StopRequest) -> None:
     """Starts Ray as Flower's Ray backend would (the same arguments, this process' import path given to its
-    workers); Flower then uses it as it is."""
+    workers); Flower then uses it as it is. A SIGTERM while it starts is a stop (`ray.init`'s own handler exits)."""
     import ray
 
     if ray.is_initialized():
         return
     path = os.pathsep.join(sys.path + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
     os.environ["PYTHONPATH"] = path
-    ray.init(runtime_env={"env_vars": {"PYTHONPATH": path}}, **init_args)
+    try:
+        ray.init(runtime_env={"env_vars": {"PYTHONPATH": path}}, **init_args)
+    except SystemExit as exiting:  # ray.init's handler: sys.exit(SIGTERM)
+        if exiting.code != signal.SIGTERM:
+            raise
+        stop.request(signal.SIGTERM)
 
 
 def _run(server: ServerApp, client: ClientApp, num_clients: int, backend_config: dict[str, dict[str, Any]]) -> None:

@@ -76,8 +76,12 @@ class StopRequest:
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[StopRequest]:
+def stop_on_signals(stop: Optional[StopRequest] = None) -> Iterator[StopRequest]:
     """Within the block, SIGINT, SIGTERM and SIGUSR1 request a stop; a second SIGINT raises KeyboardInterrupt.
+
+    Args:
+        stop: the `StopRequest` the signals set (default None: a new one); given, the handlers are put back in
+            place after something replaced them (`ray.init` puts its own SIGTERM handler in place).
 
     Example:
 
@@ -86,7 +90,7 @@ def stop_on_signals() -> Iterator[StopRequest]:
         wait_for_the_run(stop)
     ```
     """
-    stop = StopRequest()
+    stop = StopRequest() if stop is None else stop
 
     def handle(signum: int, frame: Optional[FrameType]) -> None:
         if signum == signal.SIGINT and stop.is_set():

@@ -94,6 +94,11 @@ class RuntimeSection:
     gpu_ids: Sequence[int] = setting("GPUs to use ([]: all)", default=[], check=c.list_of_ints, name="used_gpu_IDs")
     distribution_strategy: str = setting("`tf.distribute` strategy used with more than one device",
                                          default="MirroredStrategy", check=c.of_type(str))
+    worker_heartbeat_timeout: int = setting(
+        "multi-worker training: seconds a worker's (or the chief's) heartbeats may stop before every other worker "
+        "stops with exit code 75, naming it (TensorFlow's coordination service; a job template then requeues the "
+        "job); a worker ends within about this plus 3 s of its node hanging", default=10, check=c.positive_int,
+        name="worker_heartbeat_timeout_seconds")
     deterministic: bool = setting("bitwise-reproducible training: TensorFlow's op determinism, and each epoch's random "
                                   "state and data order set from (seed, epoch), so a run killed anywhere and resumed "
                                   "ends with the weights of an uninterrupted one (slower on some ops)",

@@ -205,6 +205,9 @@ class Trainer:
             except TrainingInterrupted as interruption:
                 return None, self._interrupted(plan, signalled(interruption.signum, str(interruption)))
             except Exception as error:
+                lost = self.cluster.lost_worker_line(error, plan.epochs_completed() + 1) if self.cluster else None
+                if lost is not None:  # the weights may be mid-step: the last checkpoint stands
+                    return None, self._interrupted(None, environment_failure(lost))
                 stall = inputs.stall_of(error)
                 if stall is None:
                     raise
@@ -232,7 +235,7 @@ class Trainer:
         if self.cluster is None:
             return make_strategy(self.settings.runtime.distribution_strategy, devices, name)
         self.experiment.record.workers(self.cluster.num_workers, self.cluster.source)
-        return self.cluster.make_strategy()
+        return self.cluster.make_strategy(self.settings.runtime.worker_heartbeat_timeout)
 
     def _record_code(self) -> None:
         """This attempt's code identity in run.json: the experiment's copies of the settings and model files, and
@@ -294,7 +297,9 @@ class Trainer:
         self.experiment.record.end(ending)
         if plan is not None:  # first the checkpoint and the status (a signal's grace period is short)
             plan.close()
-        _LOG.warning("%s: %s; resume with: %s", ending.reason, done, self.experiment.resume_hint())
+        hint = (self.experiment.resume_hint() if self.cluster is None or self.cluster.is_chief
+                else "the chief's command, on every worker (a job's --requeue-file does it)")  # not its scratch copy
+        _LOG.warning("%s: %s; resume with: %s", ending.reason, done, hint)
         return TrainingOutcome(self.experiment, ending, settings=self.settings)
 
     def _finished(self, model: Any, history: Any, plan: CallbackPlan) -> TrainingOutcome:

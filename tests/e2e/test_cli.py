@@ -55,17 +55,31 @@ def test_bad_hparam_syntax_is_one_line_exit_2(run_cli):
     ]
 
 
+TRAIN = ("train", "-u", "examples/regression/mysettings_curve_fitting.py")
+LEASE_TIMEOUT_LINE = ("error: EXPERIMENTS_MANAGER_LEASE_TIMEOUT: expected at least 10 seconds (a heartbeat is renewed "
+                      "every sixth of it and other nodes see it up to ~2 s late), got '1'")
+
+
 @pytest.mark.claim("a lease timeout the lease cannot take (EXPERIMENTS_MANAGER_LEASE_TIMEOUT) is one line, exit 2, "
                    "before any folder exists")
-@pytest.mark.parametrize("command", [("train", "-u", "examples/regression/mysettings_curve_fitting.py"),
-                                     ("sweep", "-u", "examples/regression/mysettings_curve_fitting.py", "--max-evals",
-                                      "1")])
-def test_a_bad_lease_timeout_is_refused_before_any_folder_exists(run_cli, workdir, monkeypatch, command):
-    monkeypatch.setenv("EXPERIMENTS_MANAGER_LEASE_TIMEOUT", "1")
+@pytest.mark.claim("a bad TF_CONFIG or Slurm step variables that disagree are one line naming the variable",
+                   note="(a TF_CONFIG whose port TensorFlow would refuse, a task number beyond the step's: no folder)")
+@pytest.mark.parametrize("variables, command, line", [
+    ({"EXPERIMENTS_MANAGER_LEASE_TIMEOUT": "1"}, TRAIN, LEASE_TIMEOUT_LINE),
+    ({"EXPERIMENTS_MANAGER_LEASE_TIMEOUT": "1"}, ("sweep", "-u", "examples/regression/mysettings_curve_fitting.py",
+                                                  "--max-evals", "1"), LEASE_TIMEOUT_LINE),
+    ({"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:x"]}, "task": {"type": "worker", "index": 0}}'}, TRAIN,
+     "error: TF_CONFIG: cluster: expected each task as 'host:port' (a port 1-65535), got 'b:x'"),
+    ({"SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "3", "SLURM_STEP_TASKS_PER_NODE": "2",
+      "SLURM_STEP_NODELIST": "n1"}, TRAIN,
+     "error: SLURM_PROCID: expected a task number below SLURM_STEP_NUM_TASKS=2, got 3"),
+])
+def test_a_bad_cluster_environment_is_refused_before_any_folder_exists(run_cli, workdir, monkeypatch, variables,
+                                                                        command, line):
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
     result = run_cli(*command)
-    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
-        "error: EXPERIMENTS_MANAGER_LEASE_TIMEOUT: expected at least 10 seconds (a heartbeat is renewed every sixth of "
-        "it and other nodes see it up to ~2 s late), got '1'"], result.stderr
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [line], result.stderr
     assert not (workdir / "experiments").exists()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, wait_for
-from experiments_manager.distribute.cluster import WorkerCluster, most_tasks_per_node, slurm_port_base
+from experiments_manager.distribute.cluster import WorkerCluster, slurm_port_base, tasks_per_node
 from experiments_manager.utils.errors import UserInputError
 
 EPOCHS = 3
@@ -203,12 +203,34 @@ def test_tf_config_names_the_chief():
      "TF_CONFIG: cluster: expected only 'worker' and 'chief' tasks (MultiWorkerMirroredStrategy), got ['ps']"),
     (json.dumps({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 5}}),
      "TF_CONFIG: task: worker:5 is not in the cluster"),
+    (json.dumps({"cluster": {"worker": ["a:1", "b:x"]}, "task": {"type": "worker", "index": 0}}),
+     "TF_CONFIG: cluster: expected each task as 'host:port' (a port 1-65535), got 'b:x'"),
+    (json.dumps({"cluster": {"worker": ["a:1", "a:1"]}, "task": {"type": "worker", "index": 0}}),
+     "TF_CONFIG: cluster: expected each task at its own 'host:port', got ['a:1'] more than once"),
 ])
 @pytest.mark.claim('a process joins a cluster named by `TF_CONFIG`; the chief is worker 0 or `chief`')
 def test_bad_tf_config_is_one_clear_error(text, expected):
     with pytest.raises(UserInputError) as error:
         WorkerCluster.from_environment({"TF_CONFIG": text})
     assert str(error.value).startswith(expected)
+
+
+@pytest.mark.parametrize("changed, expected", [
+    ({"SLURM_STEP_NUM_TASKS": "two"}, "SLURM_STEP_NUM_TASKS: expected a number (Slurm sets it for each task of a "
+                                      "step), got 'two'"),
+    ({"SLURM_PROCID": "4"}, "SLURM_PROCID: expected a task number below SLURM_STEP_NUM_TASKS=4, got 4"),
+    ({"SLURM_STEP_TASKS_PER_NODE": "2"}, "SLURM_STEP_TASKS_PER_NODE: expected counts adding up to "
+                                         "SLURM_STEP_NUM_TASKS=4 (e.g. '2(x2)'), got '2'"),
+    ({"SLURM_STEP_NODELIST": ""}, "SLURM_STEP_NODELIST: expected the step's nodes (set by srun), got nothing"),
+])
+@pytest.mark.claim("a bad TF_CONFIG or Slurm step variables that disagree are one line naming the variable",
+                   note="(in-process: the command's `no folder` is test_cli's)")
+def test_slurm_variables_that_disagree_are_one_clear_error(changed, expected):
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_PROCID": "2", "SLURM_STEP_NUM_TASKS": "4",
+             "SLURM_STEP_NODELIST": "node[07-08]", "SLURM_STEP_TASKS_PER_NODE": "2(x2)"}
+    with pytest.raises(UserInputError) as error:
+        WorkerCluster.from_environment({**slurm, **changed})
+    assert str(error.value) == expected
 
 
 @pytest.mark.claim(
@@ -231,7 +253,7 @@ def test_a_slurm_step_of_several_tasks_is_a_cluster_resolved_by_tensorflow(monke
     assert resolver.get_task_info() == ("worker", 2)
     assert "CUDA_VISIBLE_DEVICES" not in os.environ  # GPUs are bound by Slurm (--gpus-per-task), not re-bound
     assert WorkerCluster.from_environment({"SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"}) is None
-    assert most_tasks_per_node("2(x3),1") == 2
+    assert tasks_per_node("2(x3),1") == [2, 2, 2, 1]
 
 
 @pytest.mark.slow

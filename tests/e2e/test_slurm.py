@@ -449,36 +449,6 @@ def _answers(rest_url):
         return False
 
 
-@pytest.mark.claim('`srun apptainer run ...` one task per node', note='(two tasks of one node)')
-@pytest.mark.claim(
-    'a Slurm step of several tasks is a cluster; port 20000 + job id mod 20000; GPUs bound by Slurm',
-    note="(a real step's environment)")
-@pytest.mark.claim("to resume, every worker reads the chief's checkpoint")
-def test_multiworker_job_of_two_tasks_trains_one_experiment_and_a_usr1_stops_both_then_it_resumes(slurm, workdir):
-    epochs = 6
-    env = slurm_job_env(slurm, SETTINGS=no_early_stop(workdir), EXTRA_ARGS=f"--hparam nbEpoch={epochs}")
-    one_node = ["--nodes=1", "--ntasks=2", "--ntasks-per-node=2", "--gpus-per-task=0"]
-    job = slurm.submit([*SMALL, *one_node, template("multiworker.sbatch")], cwd=workdir, env=env)
-    requeue_file = workdir / ".slurm-requeue" / f"multiworker-{job}"
-    root = workdir / wait_for(lambda: requeue_target(requeue_file), 180, "the requeue file")
-    wait_for(lambda: (read_run(root).get("epochs_completed") or 0) >= 1, 240, "the first epoch")
-
-    slurm.run(["scancel", "--batch", "--signal=USR1", job])  # to the batch shell, which forwards it to srun
-    final = slurm.wait_for_end(job, 400)
-    log = job_output(workdir, f"em-multiworker-{job}.out")
-    assert final["JobState"] == "COMPLETED" and restarts(final) == 1, (final, log)
-    # the real Slurm step environment made the two tasks one cluster, resolved by TensorFlow
-    assert log.count("this process is the chief (task worker:0) of 2 workers, from Slurm") == 2, log  # per run
-    assert log.count("this process is the worker (task worker:1) of 2 workers, from Slurm") == 2, log
-    assert f"exit code 138: requeueing job {job}" in log, log
-    assert single_experiment(workdir / WORKING_FOLDER) == root  # written by the chief only
-    info = read_run(root)
-    assert info["status"] == "finished" and info["epochs_completed"] == epochs, info
-    assert "--requeue-file" in info["resumed_by"]
-    assert history_epochs(root) == list(range(1, epochs + 1))
-    assert ran_in_the_image(info)
-
-
 @pytest.mark.claim('the signal is forwarded to the run, then `scontrol requeue`')
 @pytest.mark.claim(
     'Slurm may send the signal up to 30 s early',
