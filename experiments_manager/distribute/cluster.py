@@ -218,7 +218,6 @@ def tasks_per_node(text: str) -> list[int]:
     return counts
 
 
-
 def _slurm_number(environ: Mapping[str, str], name: str) -> int:
     value = environ.get(name, "")
     if not value.isdigit():

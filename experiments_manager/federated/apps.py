@@ -188,14 +188,15 @@ def _serve_rounds(server: FederationServer, config: FederationConfig, settings: 
             train_config=ConfigRecord({LOCAL_EPOCHS_KEY: settings.training.epochs}),
             evaluate_fn=server.evaluate,
         )
-    except FederationStopped as stopped:
-        record.end(failed(str(stopped)))
-        _LOG.error("Federation stopped: %s", stopped)
-        return
-    except FederationInterrupted:
-        # raised by the grid only once `stop` is set
-        info = record.end(cast("StopRequest", stop).ending(server.experiment.run_info().get("rounds_completed")))
-        _LOG.info("Federation %s", info["reason"])
+    except (FederationStopped, FederationInterrupted) as ended:
+        # FederationInterrupted: raised by the grid only once `stop` is set; FederationStopped (too few replies) after
+        # a stop: its clients were stopped by the same signal (`scancel` signals every process of a job, Ray's too)
+        if stop is not None and stop.is_set():
+            info = record.end(stop.ending(server.experiment.run_info().get("rounds_completed")))
+            _LOG.info("Federation %s", info["reason"])
+            return
+        record.end(failed(str(ended)))
+        _LOG.error("Federation stopped: %s", ended)
         return
     except SystemExit:  # Flower ends a ServerApp whose run was stopped (`flwr stop`, `federated run` stopped)
         record.end_if_running(flower_stopped("the Flower run was stopped"))

@@ -2,9 +2,10 @@
 
 `scancel`, a preemption or a terminal's Ctrl-C signal every process of a job, Ray's too. Its GCS (the head node's
 control store) or its raylet (the node manager) then dies with the federation's process: the clients' replies never
-come, and every call into Ray waits 60 s for them to come back before Ray ends the process with exit code 1 (measured:
-the raylet died of the SIGTERM, the GCS did not). Once a stop was requested and either is gone, the process records the federation's ending (when its server has not), stops what is left of Ray's
-processes and leaves with 128 + the signal.
+come, and every call into Ray waits 60 s for them to come back before Ray ends the process with exit code 1
+(measured: the raylet died of the SIGTERM, the GCS did not). Once a stop was requested and either is gone, the
+process records the federation's ending (when its server has not), stops what is left of Ray's processes and
+leaves with 128 + the signal.
 
 Example:
 
@@ -71,9 +72,11 @@ def _leave(stop: StopRequest, experiment: Experiment) -> None:
     from experiments_manager.federated.job import end_if_running
 
     end_if_running(experiment, stop.ending(experiment.run_info().get("rounds_completed")))
+    info = experiment.run_info()
     name = signal.Signals(stop.signum or signal.SIGTERM).name
     _LOG.warning("%s stopped Ray's processes too (a signal to the whole job): leaving without Ray's shutdown; "
-                 "the federation's folder: %s", name, experiment.root)
+                 "status: %s (%s); the federation's folder: %s", name, info.get("status"), info.get("reason"),
+                 experiment.root)
     for infos in _head_node().all_processes.values():
         for info in infos:
             if info.process.poll() is None:

@@ -319,7 +319,10 @@ def test_a_stop_signal_ends_a_simulated_federation_within_seconds(start_cli, wor
     name = signal.Signals(signum).name
     assert run["status"] == "interrupted" and run["exit_code"] == 128 + signum, run
     assert run["reason"] == f"stopped by {name} after {run['rounds_completed']} rounds", run
-    assert f"status:            interrupted (stopped by {name} after" in output
+    # the command's summary, or (Ray's processes gone with the signal: left without Ray's shutdown) the one line
+    assert f"status:            interrupted (stopped by {name} after" in output or \
+        f"{name} stopped Ray's processes too (a signal to the whole job): leaving without Ray's shutdown; status: " \
+        f"interrupted (stopped by {name} after" in output, output
     # at the round in progress, not after the 50: what "within seconds" means whatever the machine's load (at most
     # a round being recorded as the signal came and the one in progress)
     assert run["rounds_completed"] <= done_at_signal + 2, (done_at_signal, run)

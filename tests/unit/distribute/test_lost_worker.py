@@ -18,7 +18,7 @@ WORKER_SEES_THE_CHIEF_HANG = (
     "Graph execution error:\n\nDetected at node CollectiveReduceV2 defined at (most recent call last):\n"
     "Collective ops is aborted by: Deadline Exceeded\n\nRPC: /tensorflow.CoordinationService/Heartbeat\n"
     "The error could be from a previous operation. Restart your program to reset.\n\t [[{{node CollectiveReduceV2}}]]")
-# worker 1, the chief's process gone (its port closed)
+# worker 1, the chief's process ended (its node alive: its port refuses): not a lost node
 WORKER_SEES_THE_CHIEF_GONE = (
     "Collective ops is aborted by: Failed to send RPC to coordination service. Either the leader task was "
     "preempted/died/restarted unexpectedly or this task is experiencing network issues.\nAdditional GRPC error "
@@ -26,13 +26,23 @@ WORKER_SEES_THE_CHIEF_GONE = (
     "/tensorflow.CoordinationService/Heartbeat:\n:UNKNOWN:Error received from peer  {grpc_status:14, grpc_message:"
     "\"failed to connect to all addresses; last error: UNKNOWN: ipv4:10.77.0.1:23456: Connection refused\"}")
 
+# the chief thawed after its heartbeats timed out: the service (its own) says so
+ALREADY_IN_ERROR = (
+    "Collective ops is aborted by: Unexpected heartbeat request from an already-in-error task: "
+    "/job:worker/replica:0/task:0 with existing error: UNAVAILABLE: Task /job:worker/replica:0/task:0 heartbeat "
+    "timeout. This indicates that the remote task has failed, got preempted, or crashed unexpectedly.")
+
 
 @pytest.mark.parametrize("message, leader, expected", [
     (CHIEF_SEES_A_WORKER_GONE, "worker:0", "worker:1"),
     (WORKER_SEES_THE_CHIEF_HANG, "worker:0", "worker:0"),
-    (WORKER_SEES_THE_CHIEF_GONE, "chief:0", "chief:0"),
-    ("Collective ops is aborted by: Socket closed", "worker:0", "a task"),
-    ("Incompatible shapes: [4,1] vs. [4,2]", "worker:0", None),  # the model's own error: not a lost task
+    (WORKER_SEES_THE_CHIEF_GONE, "chief:0", None),
+    (ALREADY_IN_ERROR, "worker:0", "worker:0"),
+    # worker 1's code raised: the chief's collective is aborted with its error, at once: the run failed
+    ("Collective ops is aborted by: Error reported from /job:worker/task:1: ValueError: worker 1 broke on purpose",
+     "worker:0", None),
+    ("Collective ops is aborted by: Socket closed", "worker:0", None),
+    ("Incompatible shapes: [4,1] vs. [4,2]", "worker:0", None),  # the model's own error
 ])
 def test_the_lost_task_is_read_from_tensorflows_error(message, leader, expected):
     assert lost_task(RuntimeError(message), leader) == expected
