@@ -515,12 +515,12 @@ def _sim_slurm_session(_sim_cluster_session):
 
 @pytest.fixture
 def sim_slurm(sim_cluster, _sim_slurm_session):
-    """A real Slurm over the three simulated nodes (tests/sim_slurm.py), started once for the session; after each
-    test its jobs are cancelled and every node is thawed and idle again."""
+    """A real Slurm over the three simulated nodes (tests/sim_slurm.py), started once for the session, every node
+    idle when the test starts (a node frozen by an earlier test comes back once thawed); after each test its jobs are
+    cancelled (the `sim_cluster` fixture thaws every node)."""
+    _sim_slurm_session._wait(_sim_slurm_session._node_idle, 120, "every node idle")
     yield _sim_slurm_session
     _sim_slurm_session.cancel_all()
-    sim_cluster.up(3)
-    _sim_slurm_session._wait(_sim_slurm_session._node_idle, 120, "every node idle again")
 
 
 # read once, before any test changes the current directory: a relative path is relative to where pytest started

@@ -6,7 +6,8 @@ over the network and share only the GlusterFS volume.
 What differs from a site's Slurm: every daemon runs as root from one configuration file; the nodes declare 2 CPUs
 each (this machine has 2 in all); a node's slurmd gets an empty cgroup mount point to mount its own hierarchy on
 (cgroup.conf `CgroupAutomount`: a node's /sys has none), the processes of jobs are tracked by pid
-(proctrack/linuxproc); `SlurmdTimeout` is 20 s (300 s by default), so a frozen node is marked down in seconds. The
+(proctrack/linuxproc); `SlurmdTimeout` is 20 s (300 s by default), so a frozen node is marked down in seconds, and
+`KillWait` 10 s. The
 files live under /var/tmp (each node's /tmp is private to it).
 
 Example:
@@ -72,7 +73,7 @@ class SimSlurm(SlurmCluster):
         lines = super()._configuration().splitlines()
         kept = [line for line in lines if not line.startswith(("SlurmctldHost=", "NodeName=", "PartitionName=",
                                                                "SlurmdSpoolDir=", "SlurmdPidFile=",
-                                                               "SlurmdLogFile="))]
+                                                               "SlurmdLogFile=", "KillWait="))]
         return "\n".join([
             *kept,
             f"SlurmctldHost={self.controller}({CONTROLLER_ADDRESS})",
@@ -80,6 +81,7 @@ class SimSlurm(SlurmCluster):
             f"SlurmdPidFile={folder}/slurmd-%n.pid",
             f"SlurmdLogFile={folder / 'log'}/slurmd-%n.log",
             f"SlurmdTimeout={SLURMD_TIMEOUT_S}",
+            "KillWait=10",  # a frozen node's job is done with sooner (the one-node cluster's 30 s: a server's stop)
             *[f"NodeName={node} NodeAddr=10.77.0.{index} CPUs=2 RealMemory=4000 State=UNKNOWN"
               for index, node in enumerate(NODES, 1)],
             f"PartitionName=sim Nodes=node[1-{len(NODES)}] Default=YES MaxTime=INFINITE State=UP",

@@ -19,7 +19,7 @@ from sim_slurm import SLURMD_TIMEOUT_S
 
 pytestmark = pytest.mark.slurm
 APPTAINER_STANDIN = REPO / "tests" / "data" / "apptainer_standin"
-EPOCHS = 8
+EPOCHS = 5
 HEARTBEAT_TIMEOUT_S = 10  # worker_heartbeat_timeout_seconds' default
 # the survivor's exit after the freeze: the timeout, a heartbeat interval, its line and checkpoint wait; with the
 # margin a loaded 2-core machine needs (measured: 10-14 s on a quiet one)
