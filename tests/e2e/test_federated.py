@@ -295,7 +295,8 @@ def _a_second_federation_on_its_folder_is_refused(server):
                         "take the same handler)")
 @pytest.mark.claim("a federation, simulated or deployed, signalled as `scancel` does (every process of it, Ray's "
                    "too) exits 128 + signal within seconds with nothing of it left running",
-                   note="(simulated: Ray's raylet dies of the signal; deployed: test_a_stop_signal_stops_a_deployed_...)")
+                   note="(simulated, Ray's raylet dying of the signal; a deployed run is signalled in its "
+                        "`federated run` process only: test_a_stop_signal_stops_a_deployed_...)")
 def test_a_stop_signal_ends_a_simulated_federation_within_seconds(start_cli, workdir, signum):
     process = start_cli("federated", "simulate", "-u", FEDERATED_SETTINGS, "--num-clients", "2", "--rounds", "50",
                         "--hparam", "nbEpoch=1", own_group=True)
