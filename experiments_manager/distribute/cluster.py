@@ -109,8 +109,9 @@ class WorkerCluster:
             raise
 
     def lost_worker_line(self, error: BaseException, epoch: int) -> Optional[str]:
-        """'worker:1 on node2:20001 stopped answering (no heartbeat for 10 s) in epoch 3: ...' when `error` is a lost
-        task's (a collective aborted by the coordination service), else None. `epoch`: the epoch in progress."""
+        """'worker:1 on node2:20001 stopped answering (no heartbeat for 10 s) in epoch 3: ...' when `error` says a
+        task's heartbeats stopped (`lost_worker.lost_task`), else None (a task whose code failed is not lost).
+        `epoch`: the epoch in progress."""
         task = lost_task(error, self.leader)
         if task is None:
             return None
