@@ -40,12 +40,21 @@ def _hashable(value: Any) -> Any:
     return array.item() if array.ndim == 0 else array.tobytes() + str(array.shape).encode()
 
 
-def saved_children(found: Any) -> dict[str, Any]:
+def saved_children(found: Any, with_functions: bool = False) -> dict[str, Any]:
     """The children of `found` as a SavedModel's object graph names them (what its `variables/` checkpoint is
     keyed by): Keras lists a layer's tracked lists there (a Sequential model's `_layers`) where a plain checkpoint
-    lists its inner functional model; plain lists and dicts wrapped as the saver wraps them."""
+    lists its inner functional model; plain lists and dicts wrapped as the saver wraps them.
+
+    Args:
+        found: a live object of the module.
+        with_functions: also list a Keras layer's `tf.function`s as the saver does (default False). The saver
+            finds them by reading every attribute of the layer and traces each, which on a functional model re-traces
+            the whole model: seconds per layer on a `keras.applications` backbone. They hold no saved value, so the
+            walks to a checkpoint's values leave them out and ask for them only where a path names one.
+    """
     import tensorflow as tf
     from tensorflow.python.trackable import data_structures
+    from tensorflow.python.types import core as core_types
 
     import keras
 
@@ -53,9 +62,26 @@ def saved_children(found: Any) -> dict[str, Any]:
         return {}  # a constant a function captured, say: nothing saved under it
     if not isinstance(found, keras.layers.Layer):  # TensorFlow's own objects list the same children either way
         return dict(tf.train.TrackableView.children(found))
-    children = {name: data_structures.wrap_or_unwrap(child)
-                for name, child in found._trackable_children(save_type="savedmodel").items()}
+    if with_functions:
+        listed = found._trackable_children(save_type="savedmodel")
+    else:  # what the saver lists less the functions it finds by attribute (AutoTrackable's, then Keras' conversion)
+        functions = (core_types.PolymorphicFunction, core_types.ConcreteFunction)
+        listed = {reference.name: reference.ref for reference in found._checkpoint_dependencies
+                  if not isinstance(reference.ref, functions)}
+        convert = getattr(found, "_convert_tracked_collections", None)
+        if convert is not None and hasattr(found, "_tracked"):
+            convert(listed)
+    children = {name: data_structures.wrap_or_unwrap(child) for name, child in listed.items()}
     return {name: child for name, child in children.items() if isinstance(child, tf.__internal__.tracking.Trackable)}
+
+
+def saved_child(found: Any, name: str) -> Any:
+    """The child `name` of `found` as the saver names it, or None: looked up among its children without functions
+    first, with them only when the name is not there (`saved_children`)."""
+    children = saved_children(found)
+    if name in children:
+        return children[name]
+    return saved_children(found, with_functions=True).get(name)
 
 
 def static_tables(root: Any) -> Iterator[tuple[tuple[str, ...], Any]]:
@@ -141,14 +167,11 @@ def tables_differing(folder: Path, module: Any) -> list[_DifferingTable]:
 
 
 def _child_at(root: Any, path: tuple[str, ...]) -> Any:
-    import tensorflow as tf
-
     found = root
     for name in path:
-        children = saved_children(found)
-        if name not in children:
+        found = saved_child(found, name)
+        if found is None:
             return None
-        found = children[name]
     return found
 
 

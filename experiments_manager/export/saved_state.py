@@ -32,7 +32,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, cast
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, cast
 
 import numpy as np
 
@@ -124,25 +124,15 @@ def saved_objects(module: Any, serialized_graph: bytes) -> tuple[Optional[SavedO
 
     graph = trackable_object_graph_pb2.TrackableObjectGraph()
     graph.ParseFromString(serialized_graph)
-    paths: dict[int, tuple[str, ...]] = {0: ()}
-    queue = collections.deque([0])
-    while queue:  # breadth first, as the saver names them
-        node = queue.popleft()
-        for child in graph.nodes[node].children:
-            if child.node_id not in paths:
-                paths[child.node_id] = paths[node] + (child.local_name,)
-                queue.append(child.node_id)
+    live, problem = _live_nodes(module, graph)
+    if problem is not None:
+        return None, problem
     variables: dict[str, Any] = {}
     resources: dict[str, Any] = {}
     keys_of: dict[int, str] = {}
     for node_id, node in enumerate(graph.nodes):
         for attribute in node.attributes:
-            found = module
-            for name in paths.get(node_id, ()):
-                children = saved_children(found)
-                if name not in children:
-                    return None, f"{attribute.checkpoint_key}: no child {name!r} in the live module"
-                found = children[name]
+            found = live[node_id]
             if id(found) in keys_of:
                 return None, f"{attribute.checkpoint_key} and {keys_of[id(found)]} map to one object"
             if attribute.name == _VARIABLE_VALUE and isinstance(found, (tf.Variable, keras.Variable)):
@@ -154,6 +144,64 @@ def saved_objects(module: Any, serialized_graph: bytes) -> tuple[Optional[SavedO
                               f"checkpoint protocol, got {type(found).__name__}")
             keys_of[id(found)] = attribute.checkpoint_key
     return SavedObjects(variables, resources), None
+
+
+def _live_nodes(module: Any, graph: Any) -> tuple[dict[int, Any], Optional[str]]:
+    """({node id: live object}, None) for each node of the checkpoint's object graph on a path to a saved value, or
+    ({}, why not): the graph walked once, breadth first as the saver named it, each live object's children listed
+    once (`saved_children`), so a model of thousands of variables costs one listing per object, not one per prefix of
+    every variable's path."""
+    wanted = _nodes_leading_to_attributes(graph)
+    live: dict[int, Any] = {0: module}
+    queue = collections.deque([0])
+    while queue:
+        node = queue.popleft()
+        listed: Optional[dict[str, Any]] = None
+        for child in graph.nodes[node].children:
+            if child.node_id in live or child.node_id not in wanted:
+                continue
+            listed = saved_children(live[node]) if listed is None else listed
+            found = listed.get(child.local_name)
+            if found is None:  # a child the saver found by attribute (a function's): listed the saver's way
+                listed = saved_children(live[node], with_functions=True)
+                found = listed.get(child.local_name)
+            if found is None:
+                key = next((attribute.checkpoint_key for attribute in _attributes_under(graph, child.node_id)), "")
+                return {}, f"{key}: no child {child.local_name!r} in the live module"
+            live[child.node_id] = found
+            queue.append(child.node_id)
+    return live, None
+
+
+def _nodes_leading_to_attributes(graph: Any) -> set[int]:
+    """The ids of the object graph's nodes that hold a saved value or lead to one (a function's or an optimizer's
+    nodes without values are left unwalked)."""
+    parents: dict[int, list[int]] = collections.defaultdict(list)
+    for node_id, node in enumerate(graph.nodes):
+        for child in node.children:
+            parents[child.node_id].append(node_id)
+    wanted = {node_id for node_id, node in enumerate(graph.nodes) if node.attributes}
+    queue = collections.deque(wanted)
+    while queue:
+        for parent in parents[queue.popleft()]:
+            if parent not in wanted:
+                wanted.add(parent)
+                queue.append(parent)
+    return wanted
+
+
+def _attributes_under(graph: Any, node_id: int) -> Iterator[Any]:
+    """The saved attributes of `node_id` and of the nodes under it, breadth first (to name a missing child by a
+    checkpoint key)."""
+    seen = {node_id}
+    queue = collections.deque([node_id])
+    while queue:
+        node = graph.nodes[queue.popleft()]
+        yield from node.attributes
+        for child in node.children:
+            if child.node_id not in seen:
+                seen.add(child.node_id)
+                queue.append(child.node_id)
 
 
 def _checkpointed_by_protocol(found: Any) -> bool:

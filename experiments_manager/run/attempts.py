@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from experiments_manager.utils.atomic import PathLike
 
 ACCEPT_CODE_CHANGE_FLAG = "--accept-code-change"
-_PACKAGE_FOLDER = Path(__file__).resolve().parent
+ENGINE_FOLDER = Path(__file__).resolve().parents[1]  # experiments_manager itself: never the run's code
 _GENERATED_MODULES = ("__autograph_generated_file",)  # TensorFlow's autograph: temporary files, not the user's code
 
 
@@ -211,7 +211,7 @@ def user_modules(skip_names: tuple[str, ...] = ()) -> list[Path]:
     """
     installed = tuple(sorted({os.path.realpath(sysconfig.get_paths()[key]) + os.sep
                               for key in ("stdlib", "platstdlib", "purelib", "platlib")}))
-    package = str(_PACKAGE_FOLDER) + os.sep
+    package = str(ENGINE_FOLDER) + os.sep
     found = set()
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
@@ -246,10 +246,24 @@ def code_changes(recorded: Mapping[str, Optional[str]], root: PathLike) -> list[
     edited in place."""
     changes = []
     for path, digest in sorted(recorded.items()):
+        if is_engine_file(path):
+            continue  # an earlier engine recorded its own files (those of an editable install) as the run's code
         now = file_sha256(Path(root, path))  # an absolute path stays itself
         if now is not None and now != digest:
             changes.append(f"{path} (changed)")
     return changes
+
+
+def is_engine_file(path: PathLike) -> bool:
+    """True for a file of experiments_manager: this install's (`ENGINE_FOLDER`), or one a run recorded from another
+    install of it (a path ending in `experiments_manager/<a file this install has>`)."""
+    parts = Path(path).parts
+    if Path(path).is_absolute() and Path(os.path.realpath(path)).is_relative_to(ENGINE_FOLDER):
+        return True
+    for index, part in enumerate(parts[:-1]):
+        if part == ENGINE_FOLDER.name and ENGINE_FOLDER.joinpath(*parts[index + 1:]).is_file():
+            return True
+    return False
 
 
 def settings_folder(info: Mapping[str, Any], root: PathLike) -> Path:

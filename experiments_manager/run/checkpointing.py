@@ -213,7 +213,7 @@ class Checkpointer:
             if latest is None:
                 return None
             try:
-                model.load_weights(str(latest / WEIGHTS_FILE), objects_to_skip=left_out_of_weights_file(model))
+                skipped = _weights_loaded(model, latest / WEIGHTS_FILE)
                 with np.load(latest / OPTIMIZER_FILE) as saved:
                     values = [saved[key] for key in sorted(saved.files)]
             except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
@@ -225,6 +225,12 @@ class Checkpointer:
                 self._good = None
                 continue
             break
+        if skipped:
+            raise UserInputError(
+                f"{latest}: expected the checkpoint's state for every optimizer of the model, got {skipped[0]}: "
+                "a resume would restart it; build it in the model file before training (its `build` on the "
+                "variables it trains) or start a new run from the weights with --init-from "
+                f"{latest.parent.parent}")
         problem = optimizer_mismatch([value.shape for value in values], optimizer)
         if problem is not None:
             raise UserInputError(f"{latest}: {problem}: the optimizer (or EMA, or mixed precision) changed since the "
@@ -233,6 +239,25 @@ class Checkpointer:
         for variable, value in zip(optimizer.variables, values):
             variable.assign(value)
         return current_checkpoint_state(json.loads((latest / STATE_FILE).read_text()))
+
+
+def _weights_loaded(model: Any, path: Path) -> list[str]:
+    """Loads the checkpoint's weights file into `model` (its compiled optimizer left out: `optimizer.npz` holds it);
+    returns what Keras skipped instead of loading, one phrase each: another optimizer of the model (a GAN's second
+    one) that is not built, or not built alike, which Keras leaves as it is with only a warning."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(str(path), objects_to_skip=left_out_of_weights_file(model))
+    skipped = []
+    for warning in caught:
+        text = str(warning.message)
+        if text.startswith("Skipping variable loading for optimizer"):
+            skipped.append(text.removeprefix("Skipping variable loading for ").split(". ")[0].rstrip("."))
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return skipped
 
 
 def saved_optimizer_shapes(folder: PathLike) -> list[tuple[int, ...]]:

@@ -69,7 +69,64 @@ def built_as_fit_builds(model: Any, dataset: Any) -> None:
         dataset: the training `tf.data.Dataset`; anything without an element spec (None) skips the symbolic build.
     """
     spec = getattr(dataset, "element_spec", None)
-    if spec is not None and (not model.built or has_own_train_step(model)):
-        model._symbolic_build(data_batch=spec if isinstance(spec, tuple) else (spec,))
+    own_step = has_own_train_step(model)
+    if spec is not None and (not model.built or own_step):
+        try:
+            model._symbolic_build(data_batch=spec if isinstance(spec, tuple) else (spec,))
+        except (ValueError, RuntimeError, TypeError):
+            if not own_step:
+                raise
+            # its own step decides what the data feeds (a GAN's generator takes noise, not the batch): traced below
+    if spec is not None and own_step and (not model.built or any(
+            not optimizer.built for _, optimizer in optimizers_of(model))):
+        _own_train_step_traced(model, spec)
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
+
+
+def optimizers_of(model: Any) -> list[tuple[str, Any]]:
+    """(`model.<attribute>`, optimizer) for the compiled optimizer and each other optimizer the model holds as an
+    attribute, also in a list, tuple or dict (a GAN's `self.d_optimizer`), each once.
+
+    Example:
+
+    ```python
+    [name for name, _ in optimizers_of(gan)]   # ['model.optimizer', 'model.d_optimizer']
+    ```
+    """
+    import keras
+
+    found: dict[int, tuple[str, Any]] = {}
+    compiled = getattr(model, "optimizer", None)
+    if isinstance(compiled, keras.optimizers.Optimizer):
+        found[id(compiled)] = ("model.optimizer", compiled)
+    for name, value in sorted(vars(model).items()):
+        if name.startswith("_self_"):
+            continue  # TensorFlow's tracking records (its dependencies by name), not the model's attributes
+        items = (value.items() if isinstance(value, dict)
+                 else enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)])
+        for key, item in items:
+            if isinstance(item, keras.optimizers.Optimizer) and id(item) not in found:
+                found[id(item)] = (f"model.{name}" + ("" if key is None else f"[{key!r}]"), item)
+    return list(found.values())
+
+
+def _own_train_step_traced(model: Any, spec: Any) -> None:
+    """Traces the model's own `train_step` on the training data's spec, without running it: the optimizers Keras
+    builds at their first `apply_gradients` (a GAN's second one) make their variables, so a checkpoint's values can
+    be read into them before training. A step that cannot be traced so is left to `fit` (a resume then refuses the
+    optimizer it could not restore, naming it)."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()  # the trainer's, in whose scope the model was compiled
+
+    @tf.function
+    def one_step(batch: Any) -> Any:
+        return strategy.run(model.train_step, args=(batch,))
+
+    try:
+        one_step.get_concrete_function(spec)
+    except Exception:  # noqa: BLE001 - the user's step: `fit` runs it and says what is wrong
+        return
+    if not model.built and all(layer.built for layer in model._flatten_layers(include_self=False)):
+        model.built = True  # every layer its step uses is built: what Keras' own build would conclude

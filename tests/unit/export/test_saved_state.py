@@ -139,3 +139,36 @@ def test_saved_objects_maps_variables_and_tables_and_names_what_the_live_module_
 
     objects, problem = saved_objects(Other(), graph)
     assert objects is None and "no child 'model' in the live module" in problem
+
+
+@pytest.mark.claim("A version of a model with a nested functional backbone (a `keras.applications` model) is matched "
+                   "to the live model without tracing it: reading or writing a version costs what Keras' own takes",
+                   note="(the object graph walked once; the saver's function children listed only where a path "
+                        "names one: MobileNetV3Small's 208 variables 110 s and 622 traces before, 0.01 s and none)")
+def test_a_nested_functional_backbone_is_matched_without_a_trace(tmp_path, monkeypatch):
+    import keras
+    import tensorflow as tf
+    from keras.src.models.functional import Functional
+
+    from experiments_manager.export.saved_state import OBJECT_GRAPH_KEY, VARIABLES_PREFIX
+    from experiments_manager.export.served_module import default_served_module
+
+    inputs = keras.Input((8, 8, 3))
+    hidden = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    backbone = keras.Model(inputs, keras.layers.BatchNormalization(name="norm")(hidden), name="backbone")
+    outer_inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(backbone(outer_inputs))
+    model = keras.Model(outer_inputs, keras.layers.Dense(2, name="head")(pooled))
+    module = default_served_module(model, "m")
+    module.served_model.get_concrete_function()
+    folder = tmp_path / "version"
+    tf.saved_model.save(module, str(folder),
+                        signatures={"serving_default": module.served_model.get_concrete_function()})
+    graph = tf.train.load_checkpoint(str(folder / VARIABLES_PREFIX)).get_tensor(OBJECT_GRAPH_KEY)
+    traces = []
+    call = Functional.call
+    monkeypatch.setattr(Functional, "call", lambda self, *args, **kwargs: traces.append(self.name) or call(
+        self, *args, **kwargs))
+    objects, problem = saved_objects(module, graph)
+    assert problem is None and traces == []
+    assert {id(variable) for variable in objects.variables.values()} >= {id(weight) for weight in model.weights}
