@@ -63,6 +63,12 @@ class ProjectorLogger(keras.callbacks.Callback):
 
     def on_train_end(self, logs: Optional[dict[str, Any]] = None) -> None:
         # a view for TensorBoard: whatever goes wrong here must not fail a trained run
+        from experiments_manager.utils.own_train_step import has_own_train_step
+
+        if has_own_train_step(self.model):
+            _LOG.info("No TensorBoard projector: the model trains by its own train_step, so its call need not take "
+                      "the validation batches (a GAN's generator takes noise)")
+            return
         try:
             sample = self._sample()
             if sample is not None:

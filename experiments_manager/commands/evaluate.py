@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Evaluate a run's best exported version (or --version N) on the settings' test pipeline "
         "(get_input_pipeline(raw_data_dir_test, isTraining=False, ...)) or on --data FOLDER: the compiled loss and "
         "metrics, and for a classifier the confusion matrix and the per-class table, saved under "
-        "RUN/evaluations/<stamp>-v<N>/ and recorded in run.json.",
+        "RUN/evaluations/<stamp>-v<N>/ (list and diff show the newest). A run still training can be evaluated.",
     )
     add_registered_run_argument(parser)
     parser.add_argument("--version", type=positive_int, default=None, metavar="N",
@@ -26,6 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--data", default=None, metavar="FOLDER",
                         help="the raw_data_files_folder given to get_input_pipeline (isTraining=False) instead of "
                         "the settings' raw_data_dir_test")
+    parser.add_argument("--accept-code-change", action="store_true",
+                        help="evaluate although a module the run imported (a helper beside its model file) changed "
+                        "since it trained (default: refused, naming the file)")
     return parser
 
 
@@ -37,5 +40,6 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     import_tensorflow_quietly()
     from experiments_manager.runs.evaluation import evaluate_run
 
-    print(evaluate_run(arguments.run, arguments.version, data=arguments.data))
+    print(evaluate_run(arguments.run, arguments.version, data=arguments.data,
+                       accept_code_change=arguments.accept_code_change))
     return 0

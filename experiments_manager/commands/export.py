@@ -53,6 +53,9 @@ def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]"
                         help="threads of the edge runtimes in the report (default: every core)")
     parser.add_argument("--timing-seconds", type=positive_float, default=DEFAULT_TIMING_SECONDS, metavar="SECONDS",
                         help=f"duration of each latency and throughput measure (default {DEFAULT_TIMING_SECONDS:g})")
+    parser.add_argument("--accept-code-change", action="store_true",
+                        help="export although a module the run imported (a helper beside its model file) changed "
+                        "since it trained (default: refused, naming the file)")
     return parser
 
 
@@ -82,7 +85,9 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.run.version_records import chosen_version
 
-    chosen_version(Experiment.open(arguments.run), arguments.version, option="--version")  # the same, at once
+    experiment = Experiment.open(arguments.run)
+    chosen_version(experiment, arguments.version, option="--version")  # the same, at once
+    experiment.refuse_code_changes("export", arguments.accept_code_change, "--accept-code-change")
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
     import_tensorflow_quietly()
@@ -93,7 +98,8 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
 
     rows = export_edge(arguments.run, targets, arguments.version, allow_flex=arguments.allow_flex_ops,
                        threads=arguments.threads, calibration_batches=arguments.calibration_batches,
-                       timing_seconds=arguments.timing_seconds, table=arguments.all)
+                       timing_seconds=arguments.timing_seconds, table=arguments.all,
+                       accept_code_change=arguments.accept_code_change)
     print(markdown(rows))
     print()
     base = Path(arguments.run) / EDGE_FOLDER

@@ -49,7 +49,8 @@ _LOG = logging.getLogger(__name__)
 def export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional[int] = None, allow_flex: bool = False,
                 threads: Optional[int] = None, calibration_batches: Optional[int] = None,
                 timing_seconds: float = DEFAULT_TIMING_SECONDS, settings: Optional["Settings"] = None,
-                command: Optional[list[str]] = None, table: bool = False) -> list[ParityRow]:
+                command: Optional[list[str]] = None, table: bool = False,
+                accept_code_change: bool = False) -> list[ParityRow]:
     """Exports version `version` (None: the best) of the run `run` to each of `targets`; returns the parity rows
     (the SavedModel's first, then one per target).
 
@@ -65,6 +66,8 @@ def export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional[
             own copies).
         command: the command line holding the run's lease meanwhile (default: this process').
         table: also write the side-by-side table to RUN/edge/parity.md + .json (default False; `export --all`).
+        accept_code_change: export although a module of the run's code (its settings' input pipeline reads the
+            calibration and parity data) changed since it trained (default False: refused in one line).
 
     Raises:
         UserInputError: no such run or version, the [edge] extra missing, Flex ops not allowed, a conversion that
@@ -80,18 +83,20 @@ def export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional[
 
     with dtype_policy(None):  # the caller's Keras policy is left as it is, whatever the settings file sets
         return _export_edge(run, targets, version, allow_flex, threads, calibration_batches, timing_seconds, settings,
-                            command, table)
+                            command, table, accept_code_change)
 
 
 def _export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional[int], allow_flex: bool,
                  threads: Optional[int], calibration_batches: Optional[int], timing_seconds: float,
-                 settings: Optional["Settings"], command: Optional[list[str]], table: bool) -> list[ParityRow]:
+                 settings: Optional["Settings"], command: Optional[list[str]], table: bool,
+                 accept_code_change: bool) -> list[ParityRow]:
     from experiments_manager.settings import Settings, load_experiment_settings
     from experiments_manager.run.version_records import chosen_version
 
     require_edge_extra()
     experiment = Experiment.open(run)
     number, record, best = chosen_version(experiment, version, option="--version")
+    experiment.refuse_code_changes("export", accept_code_change, "--accept-code-change")
     if not isinstance(settings, Settings):
         settings = load_experiment_settings(experiment, settings)
     with lifecycle.attempt(experiment, command or running_command(), console=False, records_ending=False):

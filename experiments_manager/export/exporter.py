@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Optional, Union, cast
 
 from experiments_manager.utils.optimizers import inner_optimizer
-from experiments_manager.run.checkpointing import weights_file_bytes
-from experiments_manager.export.keras_weights import write_weights_file
+from experiments_manager.export.keras_weights import version_weights_bytes, write_weights_file
 from experiments_manager.export.template import SavedModelTemplate
 from experiments_manager.export.worker import ExportFailed, ExportWorker
 from experiments_manager.export.optimizer_left_out import optimizer_left_out
@@ -195,7 +194,7 @@ class Exporter:
         with ema_weights_swapped_in(self.model, self.model.optimizer):
             # copies: training may move the weights on at once
             values = cast(SavedModelTemplate, self._template).snapshot()  # not a full save: the template is read
-            keras_weights = weights_file_bytes(self.model)  # the version's Keras weights file, made in memory
+            keras_weights = version_weights_bytes(self.model)  # the version's Keras weights file, made in memory
         write = functools.partial(self._write, version,
                                   functools.partial(_from_template, cast(SavedModelTemplate, self._template), values,
                                                     keras_weights),

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from experiments_manager.export.lookup_tables import VersionMismatch
-from experiments_manager.run.checkpointing import left_out_of_weights_file, weights_file_bytes
+from experiments_manager.run.checkpointing import weights_file_bytes
+from experiments_manager.utils.optimizers import optimizers_of
 
 WEIGHTS_FILE = "assets.extra/model.weights.h5"  # TF Serving leaves assets.extra/ to its users
 _VARS = "/vars/"  # between a saveable's path and a weight's index in Keras' weights file
@@ -39,8 +40,15 @@ class WeightsDiffer(VersionMismatch):
     """The version's weights and the new model's differ in path or shape (`--skip-mismatch` loads those that fit)."""
 
 
+def version_weights_bytes(model: Any) -> bytes | memoryview:
+    """The Keras weights file of a version of `model`, made in memory: its weights, every optimizer left out (the
+    compiled one and any other it holds, a GAN's second: their state is a checkpoint's, and a model rebuilt to read
+    the version has not built them)."""
+    return weights_file_bytes(model, left_out=[optimizer for _, optimizer in optimizers_of(model)])
+
+
 def write_weights_file(model: Any, version_folder: "str | Path", weights: "bytes | memoryview | None" = None) -> None:
-    """Writes the Keras weights file of `model` as it is now (its optimizer left out) into `version_folder`.
+    """Writes the Keras weights file of `model` as it is now (every optimizer left out) into `version_folder`.
 
     Args:
         model: the built Keras model, holding the values to write.
@@ -50,7 +58,7 @@ def write_weights_file(model: Any, version_folder: "str | Path", weights: "bytes
     """
     path = Path(version_folder) / WEIGHTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(weights if weights is not None else weights_file_bytes(model))
+    path.write_bytes(weights if weights is not None else version_weights_bytes(model))
 
 
 def has_weights_file(version_folder: "str | Path") -> bool:
@@ -113,7 +121,8 @@ def read_weights_file(version_folder: "str | Path", model: Any, skip_mismatch: b
         raise WeightsDiffer(f"{compared[0][1]}{more}")
     with warnings.catch_warnings():  # what Keras would warn of is listed here, in one line each
         warnings.simplefilter("ignore")
-        model.load_weights(str(path), skip_mismatch=bool(compared), objects_to_skip=left_out_of_weights_file(model))
+        model.load_weights(str(path), skip_mismatch=bool(compared),
+                           objects_to_skip=[optimizer for _, optimizer in optimizers_of(model)])
     return _left_with_their_layers(compared, live, model)
 
 
@@ -145,8 +154,8 @@ def _left_with_their_layers(compared: list[tuple[str, str]], live: dict[str, tup
 
 
 def _live_shapes(model: Any) -> dict[str, tuple[int, ...]]:
-    """The shapes of `model`'s own Keras weights file, made in memory (the optimizer left out)."""
-    return _shapes(io.BytesIO(bytes(weights_file_bytes(model))))
+    """The shapes of `model`'s own Keras weights file for a version, made in memory (every optimizer left out)."""
+    return _shapes(io.BytesIO(bytes(version_weights_bytes(model))))
 
 
 def _shapes(file: "str | Path | io.BytesIO") -> dict[str, tuple[int, ...]]:

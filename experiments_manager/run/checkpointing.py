@@ -293,9 +293,9 @@ def left_out_of_weights_file(model: Any) -> list[Any]:
     return [] if optimizer is None else [optimizer]
 
 
-def weights_file_bytes(model: Any) -> bytes | memoryview:
-    """What `model.save_weights("model.weights.h5")` writes, without the optimizer (`left_out_of_weights_file`), made
-    in memory:
+def weights_file_bytes(model: Any, left_out: "list[Any] | None" = None) -> bytes | memoryview:
+    """What `model.save_weights("model.weights.h5")` writes, without the optimizer (`left_out_of_weights_file`, or
+    the objects `left_out`: a version leaves every optimizer out), made in memory:
     a full disk then fails the plain file write that follows (an OSError), never HDF5 mid-file (which leaves it
     unable to close, and the process segfaulting at exit). Keras writes the same file with the same `H5IOStore` in
     `save_weights_only`, and reads it back with `load_weights(objects_to_skip=...)`."""
@@ -308,7 +308,8 @@ def weights_file_bytes(model: Any) -> bytes | memoryview:
         buffer = io.BytesIO()
         store = saving_lib.H5IOStore(buffer, mode="w")
         saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
-                               visited_saveables={id(item) for item in left_out_of_weights_file(model)})
+                               visited_saveables={id(item) for item in (left_out_of_weights_file(model)
+                                                                        if left_out is None else left_out)})
         store.close()
         return buffer.getbuffer()
     except (ImportError, AttributeError, TypeError):  # a Keras without these: its public way, through a file

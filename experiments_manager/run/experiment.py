@@ -200,7 +200,7 @@ class Experiment:
 
         ```python
         with experiment.held(running_command()):
-            experiment.record.evaluation(entry)
+            experiment.record.checkpoints_pruned()
         ```
         """
         self.lease = Lease.acquire(self.root, command, what="experiment")
@@ -243,6 +243,26 @@ class Experiment:
         recorded = next((attempt.get("code") for attempt in reversed(self.run_info().get("attempts") or [])
                          if attempt.get("code")), None)
         return code_changes(recorded or {}, self.root)
+
+    def refuse_code_changes(self, reading: str, accepted: bool, how_to_accept: str) -> None:
+        """Refuses, in one line, to rebuild the run's model from code that changed since its last attempt ran (a
+        helper module edited after training: `code_changes`), unless `accepted` (then one warning line).
+
+        Args:
+            reading: what would run the other code ('evaluate', 'em.load', 'export').
+            accepted: the user accepted the change (`--accept-code-change`).
+            how_to_accept: the flag or argument that accepts it, as the user gives it.
+
+        Raises:
+            UserInputError: a file changed and `accepted` is False (exit 2).
+        """
+        changes = self.code_changes()
+        if changes and not accepted:
+            raise UserInputError(f"{self.root}: the code changed since the run trained: {', '.join(changes)}; "
+                                 f"{reading} would rebuild the model with it, not with the code its versions were "
+                                 f"trained with: put it back, or accept it with {how_to_accept}")
+        if changes:
+            _LOG.warning("%s with changed code (accepted): %s", reading, ", ".join(changes))
 
     def remove_leftovers(self) -> list[str]:
         """Removes what writers killed mid-write left in this folder (temporary files and folders of dead pids)."""

@@ -199,8 +199,9 @@ KEYS: tuple[Key, ...] = (
         "reached: `{\"3\": {\"epoch\": 2, \"monitor\": \"val_loss\", \"value\": 0.0123, \"at\": ...}}`, kept for "
         "versions the retention removed (also in each version's `assets.extra/version_record.json` and its served "
         "metadata)", VERSIONS),
-    Key(("evaluations",), "array", "each `evaluate`, newest last: `version`, `data` (`test pipeline` or the folder "
-        "given), `metrics`, `at`, `report` (its folder, `evaluations/<stamp>-v<N>/`)", VERSIONS),
+    Key(("evaluations",), "array", "written by earlier engines only (each `evaluate`, newest last: `version`, `data`, "
+        "`metrics`, `at`, `report`); an evaluation is now its own folder, `evaluations/<stamp>-v<N>/evaluation.json`, "
+        "which `list` and `diff` read", VERSIONS),
     Key(("workers",), "integer", "a multi-worker run's number of workers", DISTRIBUTED),
     Key(("cluster_source", "distribution_strategy"), "string", "a multi-worker run's cluster description "
         "(`TF_CONFIG`, `Slurm`) and its strategy", DISTRIBUTED),

@@ -186,14 +186,6 @@ class RunRecordWriter:
             info["mlflow"] = {**(info.get("mlflow") or {}), **jsonable(changes)}
             self._experiment.write_run_info(info)
 
-    def evaluation(self, entry: Mapping[str, Any]) -> None:
-        """One more `evaluate` of the run (`evaluation.Evaluation.run_json_entry`), newest last."""
-        with self._lock:
-            info = self._experiment.run_info()
-            entries = info.get("evaluations")
-            info["evaluations"] = (list(entries) if isinstance(entries, list) else []) + [jsonable(entry)]
-            self._experiment.write_run_info(info)
-
     def checkpoints_pruned(self) -> None:
         """`prune --checkpoints` deleted the run's checkpoints now."""
         self._update({"checkpoints_pruned": now()})

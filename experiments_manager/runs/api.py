@@ -225,7 +225,8 @@ def serve(experiment_dir: PathLike, *, grpc_port: int = 0, rest_port: Optional[i
     return ModelServer([source_from_experiment(experiment_dir)], options).start()
 
 
-def load(run: PathLike, version: Optional[int] = None, *, settings: Optional[SettingsLike] = None) -> keras.Model:
+def load(run: PathLike, version: Optional[int] = None, *, settings: Optional[SettingsLike] = None,
+         accept_code_change: bool = False) -> keras.Model:
     """A run's best exported version (or version `version`) as a Keras model with its EMA weights, ready to predict.
 
     The run's own model is rebuilt from its copies of the settings and model file, and the version's weights are
@@ -235,12 +236,15 @@ def load(run: PathLike, version: Optional[int] = None, *, settings: Optional[Set
         run: the experiment folder.
         version: the version number (default None: the version holding the run's best epoch).
         settings: for a run whose settings were built in Python, the same settings again (default None).
+        accept_code_change: rebuild the model although a module the run imported (a helper beside the model file)
+            changed since it trained (default False: refused in one line naming the file).
 
     Returns:
         the Keras model; `model.version_info` says the run, the version, the epoch it holds and its monitored value.
 
     Raises:
-        UserInputError: no such run, no such version (the versions it has said), or no export yet (its status said).
+        UserInputError: no such run, no such version (the versions it has said), no export yet (its status said),
+            or a module of the run's code changed since it trained.
 
     Example:
 
@@ -253,13 +257,15 @@ def load(run: PathLike, version: Optional[int] = None, *, settings: Optional[Set
     from experiments_manager.training.version_loading import load_version
 
     show_logs()
-    return load_version(cast("str | Path", run), version, settings=settings)  # (it opens any os.PathLike too)
+    return load_version(cast("str | Path", run), version, settings=settings,  # (it opens any os.PathLike too)
+                        accept_code_change=accept_code_change)
 
 
 def evaluate(run: PathLike, version: Optional[int] = None, *, data: Optional[PathLike] = None,
-             settings: Optional[SettingsLike] = None) -> Evaluation:
+             settings: Optional[SettingsLike] = None, accept_code_change: bool = False) -> Evaluation:
     """Evaluates a run's best version (or version `version`) on its settings' test pipeline (or on `data`); returns
-    its `Evaluation`, saved under `RUN/evaluations/<stamp>-v<N>/` and recorded in run.json's `evaluations`.
+    its `Evaluation`, saved under `RUN/evaluations/<stamp>-v<N>/` (`list` and `diff` show the newest). A run being
+    trained is evaluated as it is: a version is read, the run's lease is not taken.
 
     Args:
         run: the experiment folder.
@@ -267,6 +273,8 @@ def evaluate(run: PathLike, version: Optional[int] = None, *, data: Optional[Pat
         data: the `raw_data_files_folder` given to `get_input_pipeline(..., isTraining=False, ...)` instead of the
             settings' `raw_data_dir_test` (default None).
         settings: for a run whose settings were built in Python, the same settings again (default None).
+        accept_code_change: evaluate although a module of the run's code changed since it trained (default False:
+            refused in one line naming the file).
 
     Returns:
         the `Evaluation`: `.metrics` (the compiled loss and metrics), `.confusion` and `.per_class` for a classifier,
@@ -282,7 +290,8 @@ def evaluate(run: PathLike, version: Optional[int] = None, *, data: Optional[Pat
     from experiments_manager.runs.evaluation import evaluate_run
 
     show_logs()
-    return evaluate_run(run, version, data=data, settings=settings, command=["em.evaluate", str(run)])
+    return evaluate_run(run, version, data=data, settings=settings, accept_code_change=accept_code_change,
+                        how_to_accept="em.evaluate(..., accept_code_change=True)")
 
 
 def _command(name: str, settings: Settings) -> list[str]:

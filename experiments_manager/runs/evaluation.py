@@ -6,9 +6,9 @@ Keras model (`version_loading.py`: the EMA weights the server serves), compiled 
 `get_metrics`, and evaluated by Keras; a second pass takes its outputs beside the labels, and for a classifier
 (`classification_report.py`) gives the confusion matrix and the per-class table. The report goes to
 `RUN/evaluations/<stamp>-v<N>/` (evaluation.json, and for a classifier per_class.csv, confusion_matrix.csv and
-confusion_matrix.png), written whole under a temporary name, then run.json's `evaluations` gets its entry
-(`{"version", "data", "metrics", "at", "report"}`, newest last). The run's lease is held meanwhile: a run being
-trained is refused in one line (evaluate it once it ends).
+confusion_matrix.png), written whole under a temporary name (`run/evaluations.py`, which `list` and `diff` read
+the newest from). A version is read, never written: no lease is taken, so a run is evaluated while it trains (its
+versions are served live) and run.json stays the training run's.
 
 Example:
 
@@ -25,17 +25,19 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from experiments_manager.run.classification_report import ClassificationReport
-from experiments_manager.run.experiment import Experiment, running_command
-from experiments_manager.run import lifecycle
+from experiments_manager.run.experiment import Experiment
 from experiments_manager.run.names import folder_stamp, now
 from experiments_manager.settings.sections import user_name
-from experiments_manager.utils.atomic import PathLike, folder_replaced_atomically, remove_leftovers
+from experiments_manager.run.evaluations import (EVALUATION_FILE, EVALUATIONS_FOLDER, in_progress_name,
+                                                 remove_dead_evaluations)
+from experiments_manager.utils.atomic import PathLike, folder_replaced_atomically
 from experiments_manager.utils.errors import UserInputError
+from experiments_manager.utils.own_train_step import has_own_train_step
 from experiments_manager.run.version_records import what_it_holds
 
 if TYPE_CHECKING:
@@ -44,7 +46,6 @@ if TYPE_CHECKING:
     from experiments_manager.settings.loader import Settings
 
 _LOG = logging.getLogger(__name__)
-EVALUATIONS_FOLDER = "evaluations"
 TEST_PIPELINE = "test pipeline"  # run.json's `data` of an evaluation on the settings' own test pipeline
 
 
@@ -93,11 +94,6 @@ class Evaluation:
                 "samples": self.samples, "metrics": self.metrics, "at": self.at,
                 "classification": None if self.report is None else self.report.as_json()}
 
-    def run_json_entry(self) -> dict[str, Any]:
-        """Its entry in run.json's `evaluations`."""
-        report = None if self.folder is None else Path(self.folder).relative_to(self.run).as_posix()
-        return {"version": self.version, "data": self.data, "metrics": self.metrics, "at": self.at, "report": report}
-
     def __str__(self) -> str:
         held = what_it_holds(self.record, self.best)
         width = max(8, *(len(name) for name in self.metrics))
@@ -117,9 +113,11 @@ class Evaluation:
         return f"<Evaluation of version {self.version} of {self.run} on {self.data}: {shown}>"
 
 
-def evaluate_run(run: PathLike, version: Optional[int] = None, data: Optional[PathLike] = None, settings: object = None,
-                 command: Optional[Sequence[str]] = None) -> Evaluation:
-    """Evaluates version `version` (None: the best) of the run `run` on its test set; saves and records it.
+def evaluate_run(run: PathLike, version: Optional[int] = None, data: Optional[PathLike] = None,
+                 settings: object = None, accept_code_change: bool = False,
+                 how_to_accept: str = "--accept-code-change") -> Evaluation:
+    """Evaluates version `version` (None: the best) of the run `run` on its test set and saves it in the run's
+    `evaluations/` folder; a run being trained is evaluated as it is (its lease is not taken).
 
     Args:
         run: the experiment folder.
@@ -128,13 +126,15 @@ def evaluate_run(run: PathLike, version: Optional[int] = None, data: Optional[Pa
             (default None).
         settings: for a run whose settings were built in Python, the same settings again (default None: the run's
             own copies).
-        command: the command line holding the run's lease meanwhile (default: this process').
+        accept_code_change: evaluate although a module of the run's code changed since it trained (default False:
+            refused in one line naming the file).
+        how_to_accept: how the user accepts it, as the refusal says (default the command's flag).
 
     Returns:
         the `Evaluation`.
 
     Raises:
-        UserInputError: no such run or version, no export yet, no test data, a run being trained (exit 75).
+        UserInputError: no such run or version, no export yet, no test data, the run's code changed.
 
     Example:
 
@@ -148,14 +148,14 @@ def evaluate_run(run: PathLike, version: Optional[int] = None, data: Optional[Pa
 
     experiment = Experiment.open(run)
     number, record, best = chosen_version(experiment, version)
+    experiment.refuse_code_changes("evaluate", accept_code_change, how_to_accept)
     if not isinstance(settings, Settings):
         settings = load_experiment_settings(experiment, settings)
     folder, label = _test_data(settings, data, experiment.root)
-    with lifecycle.attempt(experiment, command or running_command(), console=False, records_ending=False):
-        model = load_version(experiment, number, settings=settings)
-        evaluation = _evaluate(model, settings, folder, label, experiment, number, record)
-        evaluation.best = best
-        _save(evaluation, experiment)
+    model = load_version(experiment, number, settings=settings, accept_code_change=True)  # checked above; no lease
+    evaluation = _evaluate(model, settings, folder, label, experiment, number, record)
+    evaluation.best = best
+    _save(evaluation, experiment)
     return evaluation
 
 
@@ -182,7 +182,9 @@ def _evaluate(model: Any, settings: Settings, folder: str | DataFolder, label: s
     _LOG.info("Evaluating version %d of %s on %s", number, experiment.root, label)
     metrics = model.evaluate(dataset, steps=steps, return_dict=True, verbose=0)
     metrics = {name: float(value) for name, value in metrics.items()}
-    outputs, labels = _outputs_and_labels(model, *input_pipeline(settings, folder))  # a fresh pass (a generator's too)
+    outputs, labels = None, None
+    if not has_own_train_step(model):  # a model with its own steps: its test_step's numbers are the evaluation
+        outputs, labels = _outputs_and_labels(model, *input_pipeline(settings, folder))  # a fresh pass
     report = None
     if outputs is not None:
         assert labels is not None  # outputs and labels come together (`_outputs_and_labels`)
@@ -266,27 +268,37 @@ def _outputs_and_labels(model: Any, dataset: Any,
 
 
 def _counted(dataset: Any, steps: Optional[int]) -> int:
+    """The samples of the dataset's batches: the labels' first dimension, or the inputs' when it has none."""
     count = 0
     for batch in (dataset.take(steps) if steps else dataset):
-        count += int(np.shape(batch[1] if not isinstance(batch[1], dict) else next(iter(batch[1].values())))[0])
+        part = batch[1] if isinstance(batch, (tuple, list)) and len(batch) > 1 else batch  # (x, y) or x alone
+        count += int(np.shape(_first_array(part))[0])
     return count
 
 
+def _first_array(part: Any) -> Any:
+    """The first array of a batch's part: itself, or the first of a dict's, list's or tuple's (several outputs)."""
+    while isinstance(part, (dict, tuple, list)):
+        part = next(iter(part.values())) if isinstance(part, dict) else part[0]
+    return part
+
+
 def _save(evaluation: Evaluation, experiment: Experiment) -> None:
-    """Writes the report folder whole, then appends its entry to run.json's `evaluations`."""
+    """Writes the evaluation's folder whole (`run/evaluations.py`): run.json is the training run's, not touched."""
     base = experiment.root / EVALUATIONS_FOLDER
-    base.mkdir(exist_ok=True)
-    remove_leftovers(base, own_pid_is_dead=True, sole_writer=True)  # an evaluation killed mid-write (lease held)
+    try:
+        base.mkdir(exist_ok=True)
+    except FileNotFoundError:
+        raise UserInputError(f"{experiment.root}: removed while it was evaluated: nothing saved") from None
+    remove_dead_evaluations(base)
     name, attempt = f"{folder_stamp()}-v{evaluation.version}", 1
     while (base / name).exists():
         name, attempt = f"{folder_stamp()}-v{evaluation.version}-{attempt}", attempt + 1
     held = what_it_holds(evaluation.record, evaluation.best)
     title = f"{experiment.name}\nversion {evaluation.version}{f' ({held})' if held else ''} on {evaluation.data}"
-    # the temporary name has the pid where every writer's has it: a resume's or the next evaluation's clean-up finds it
-    with folder_replaced_atomically(base / f".tmp-{evaluation.version}-{os.getpid()}", base / name) as tmp:
+    with folder_replaced_atomically(base / in_progress_name(), base / name) as tmp:
         tmp.mkdir()
-        (tmp / "evaluation.json").write_text(json.dumps(evaluation.as_json(), indent=1) + "\n")
+        (tmp / EVALUATION_FILE).write_text(json.dumps(evaluation.as_json(), indent=1) + "\n")
         if evaluation.report is not None:
             evaluation.report.write(tmp, title=title)
     evaluation.folder = base / name
-    experiment.record.evaluation(evaluation.run_json_entry())

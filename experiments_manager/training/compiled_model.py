@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from experiments_manager.training.ema import WeightAverages
 from experiments_manager.training.model import build_model, compiled_metrics
+from experiments_manager.utils.optimizers import optimizers_of
+from experiments_manager.utils.own_train_step import has_own_train_step, mark_built_when_its_layers_are
 
 if TYPE_CHECKING:
     from experiments_manager.settings.loader import Settings
@@ -48,13 +50,6 @@ def compiled_for_training(settings: Settings, train_data: Any) -> tuple[Any, Any
     return model, learning_rate, averages
 
 
-def has_own_train_step(model: Any) -> bool:
-    """True for a model whose class defines its own `train_step` (a VAE's, a GAN's)."""
-    import keras
-
-    return type(model).train_step is not keras.Model.train_step
-
-
 def built_as_fit_builds(model: Any, dataset: Any) -> None:
     """Builds now, from the training data's element spec, what Keras' `fit` builds from its first batch, as Keras'
     own symbolic build does, then the compiled model's optimizer.
@@ -76,39 +71,14 @@ def built_as_fit_builds(model: Any, dataset: Any) -> None:
         except (ValueError, RuntimeError, TypeError):
             if not own_step:
                 raise
-            # its own step decides what the data feeds (a GAN's generator takes noise, not the batch): traced below
+            # its own step decides what the data feeds (a GAN's generator takes noise, not the batch): traced below;
+            # the call Keras tried recorded the batch's shapes as the model's input, which a SavedModel would trace
+            model._saved_model_inputs_spec = model._saved_model_arg_spec = model._build_shapes_dict = None
     if spec is not None and own_step and (not model.built or any(
             not optimizer.built for _, optimizer in optimizers_of(model))):
         _own_train_step_traced(model, spec)
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
-
-
-def optimizers_of(model: Any) -> list[tuple[str, Any]]:
-    """(`model.<attribute>`, optimizer) for the compiled optimizer and each other optimizer the model holds as an
-    attribute, also in a list, tuple or dict (a GAN's `self.d_optimizer`), each once.
-
-    Example:
-
-    ```python
-    [name for name, _ in optimizers_of(gan)]   # ['model.optimizer', 'model.d_optimizer']
-    ```
-    """
-    import keras
-
-    found: dict[int, tuple[str, Any]] = {}
-    compiled = getattr(model, "optimizer", None)
-    if isinstance(compiled, keras.optimizers.Optimizer):
-        found[id(compiled)] = ("model.optimizer", compiled)
-    for name, value in sorted(vars(model).items()):
-        if name.startswith("_self_"):
-            continue  # TensorFlow's tracking records (its dependencies by name), not the model's attributes
-        items = (value.items() if isinstance(value, dict)
-                 else enumerate(value) if isinstance(value, (list, tuple)) else [(None, value)])
-        for key, item in items:
-            if isinstance(item, keras.optimizers.Optimizer) and id(item) not in found:
-                found[id(item)] = (f"model.{name}" + ("" if key is None else f"[{key!r}]"), item)
-    return list(found.values())
 
 
 def _own_train_step_traced(model: Any, spec: Any) -> None:
@@ -128,5 +98,4 @@ def _own_train_step_traced(model: Any, spec: Any) -> None:
         one_step.get_concrete_function(spec)
     except Exception:  # noqa: BLE001 - the user's step: `fit` runs it and says what is wrong
         return
-    if not model.built and all(layer.built for layer in model._flatten_layers(include_self=False)):
-        model.built = True  # every layer its step uses is built: what Keras' own build would conclude
+    mark_built_when_its_layers_are(model)

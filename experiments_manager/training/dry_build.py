@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from experiments_manager.export.optimizer_left_out import optimizer_left_out
 from experiments_manager.training.model import keras_names_kept, precision_policy
-from experiments_manager.training.compiled_model import has_own_train_step
+from experiments_manager.utils.own_train_step import has_own_train_step
 from experiments_manager.training.model_checks import (check_checkpoint_fits, check_class_names, check_loss_weights,
                                                        check_monitor, check_output_keys, one_train_step)
 from experiments_manager.utils.errors import UserInputError, frames_in
@@ -186,6 +186,8 @@ def _check_pipeline(problems: list[str], settings: Settings, model: Any, compile
         problems.append(f"{name}: get_input_pipeline: reading the first {kind} batch raised {type(error).__name__}: "
                         f"{_first_line(error)}")
         return
+    if has_own_train_step(model):  # its step decides what a batch holds (points only, for a GAN) and what reads it:
+        return batch  # `one_train_step` runs it on this batch
     if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
         problems.append(f"{name}: get_input_pipeline: expected {kind} batches (x, y) or (x, y, sample_weight), got "
                         f"{_structure(batch)}")

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 
 
-def load_version(run: Union[str, Path, Experiment], version: Optional[int] = None, settings: Any = None) -> Any:
+def load_version(run: Union[str, Path, Experiment], version: Optional[int] = None, settings: Any = None,
+                 accept_code_change: bool = False, reading: str = "em.load",
+                 how_to_accept: str = "em.load(..., accept_code_change=True)") -> Any:
     """Version `version` (None: the best) of the run `run` as a Keras model holding that version's weights.
 
     Args:
@@ -38,13 +40,18 @@ def load_version(run: Union[str, Path, Experiment], version: Optional[int] = Non
         version: the version number (default None: the version holding the run's best epoch).
         settings: the run's `Settings` already loaded (the training process' own), or for a run whose settings were
             built in Python the same settings object again (default None: the run's own copies, loaded).
+        accept_code_change: rebuild the model although a module of the run's code changed since its last attempt
+            ran (default False: refused in one line naming the file).
+        reading: what reads the version, as the refusal names it (default 'em.load').
+        how_to_accept: how the user accepts a changed file there (default: em.load's argument).
 
     Returns:
         the Keras model (not compiled); its `version_info` says the run, the version and the epoch it holds,
         and its name ends with `_v<N>`.
 
     Raises:
-        UserInputError: no such run, no such version, no export yet, or a model that does not fit the version.
+        UserInputError: no such run, no such version, no export yet, the run's code changed since it trained, or a
+            model that does not fit the version.
 
     Example:
 
@@ -58,6 +65,7 @@ def load_version(run: Union[str, Path, Experiment], version: Optional[int] = Non
 
     experiment = run if isinstance(run, Experiment) else Experiment.open(run)
     number, record, best = chosen_version(experiment, version)
+    experiment.refuse_code_changes(reading, accept_code_change, how_to_accept)
     with dtype_policy(None):  # the caller's Keras policy is left as it is, whatever the settings file sets
         if not isinstance(settings, Settings):
             settings = load_experiment_settings(experiment, settings)
@@ -77,10 +85,12 @@ def _model_with_weights_of(settings: "Settings", experiment: Experiment, number:
     from experiments_manager.export.served_module import served_module
     from experiments_manager.training.fine_tuning import InitialWeights
     from experiments_manager.training.model import build_model, precision_policy
+    from experiments_manager.utils.own_train_step import mark_built_when_its_layers_are
 
     with precision_policy(settings.runtime.mixed_precision):
         model = build_model(settings)
         module = served_module(settings, model)
         module.served_model.get_concrete_function()  # creates the variables a subclassed model makes when called
+        mark_built_when_its_layers_are(model)  # a model whose served function calls its parts (a GAN's generator)
     InitialWeights(Path(experiment.root).resolve(), number).load_into(model, settings, option="em.load")
     return model

@@ -9,6 +9,7 @@ last version is not its best.
 
 import json
 import shutil
+import socket
 import types
 
 import numpy as np
@@ -16,6 +17,9 @@ import pytest
 import requests
 
 from conftest import dead_pid, read_run
+
+from experiments_manager.run.evaluations import newest_evaluation
+from experiments_manager.run.experiment import Experiment
 
 SETTINGS = '''"""Three clouds of points around three centres: a tiny classifier with a test set."""
 import numpy as np
@@ -169,23 +173,28 @@ def test_outcome_model_and_em_load_are_the_best_version_and_answer_as_the_server
 
 
 @pytest.mark.claim(
-    '`evaluate RUN` on the test pipeline: compiled metrics, per-class table, confusion matrix (csv, json, PNG) '
-    'under `evaluations/`, printed, recorded in run.json; `--version N --data FOLDER`',
+    '`evaluate RUN` on the test pipeline: compiled metrics, per-class table, confusion matrix (csv, json, PNG) in '
+    'its own folder under `evaluations/`, printed; `--version N --data FOLDER`; a run being trained is evaluated as '
+    'it is (no lease taken, run.json untouched)',
     note="(the matrix against numpy's argmax of `em.load`'s predictions; precision / recall / support from it; the "
          'accuracy metric = its trace)')
 @pytest.mark.claim('`outcome.model`, `em.load(folder, version=)`, `em.evaluate(folder)`')
 def test_evaluate_prints_and_saves_the_confusion_matrix_numpy_computes(blobs, run_cli):
     import experiments_manager as em
 
-    killed = blobs.root / "evaluations" / f".tmp-1-{dead_pid()}"  # what an evaluation killed mid-write leaves
+    # what an evaluation killed mid-write leaves; a live one's on another node is left alone
+    killed = blobs.root / "evaluations" / f".tmp-evaluation-{socket.gethostname()}-{dead_pid()}"
+    elsewhere = blobs.root / "evaluations" / f".tmp-evaluation-othernode-{dead_pid()}"
+    elsewhere.mkdir(parents=True)
     (killed / "evaluation.json").parent.mkdir(parents=True, exist_ok=True)
     (killed / "evaluation.json").write_text("{")
     result = run_cli("evaluate", str(blobs.root))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert not killed.exists()  # removed by the next evaluation
+    assert not killed.exists() and elsewhere.is_dir()  # removed by the next evaluation on its node
+    elsewhere.rmdir()
     loaded = em.load(blobs.root)
     best = loaded.version_info["version"]
-    entry = read_run(blobs.root)["evaluations"][-1]
+    entry = newest_evaluation(blobs.root, {})
     assert entry["version"] == best and entry["data"] == "test pipeline"
     assert set(entry["metrics"]) == {"loss", "sparse_categorical_accuracy"}
 
@@ -213,12 +222,15 @@ def test_evaluate_prints_and_saves_the_confusion_matrix_numpy_computes(blobs, ru
         assert " ".join([name, *map(str, row)]) in " ".join(out.split()), name
     assert str(report) in out
 
-    # version N on another folder: a second entry, newest last
-    again = em.evaluate(blobs.root, version=3, data="holdout")
+    # version N on another folder, while a training run holds the run's lease: evaluated as it is, its own folder
+    # the newest; run.json (the training run's) untouched
+    before = (blobs.root / "run.json").read_bytes()
+    with Experiment(blobs.root).held(["experiments-manager", "train", "--resume", str(blobs.root)]):
+        again = em.evaluate(blobs.root, version=3, data="holdout")
     assert again.samples == 60 and again.version == 3 and again.confusion.sum() == 60
-    entries = read_run(blobs.root)["evaluations"]
-    assert [(e["version"], e["data"]) for e in entries[-2:]] == [(best, "test pipeline"), (3, "holdout")]
-    assert (blobs.root / entries[-1]["report"] / "confusion_matrix.png").is_file()
+    newest = newest_evaluation(blobs.root, {})
+    assert (newest["version"], newest["data"]) == (3, "holdout") and blobs.root / newest["report"] == again.folder
+    assert (again.folder / "confusion_matrix.png").is_file() and (blobs.root / "run.json").read_bytes() == before
 
 
 @pytest.mark.claim('an unknown version, no test set, no export, not a run: one line (exit 2), nothing written')
@@ -236,13 +248,13 @@ def test_load_and_evaluate_refuse_in_one_line_and_leave_nothing(blobs, run_cli, 
     # a copy of the run without a test set in its settings, then without its exports
     copy = tmp_path / "copy"
     shutil.copytree(blobs.root, copy, ignore=shutil.ignore_patterns("evaluations", "lease.json*"))
-    recorded = read_run(copy)["evaluations"]  # the other tests' evaluations
+    recorded = read_run(copy)
     settings = copy / "experiment_settings.py"
     settings.write_text(settings.read_text().replace("raw_data_dir_test = 'test'", ""))
     with pytest.raises(UserInputError, match=r"experiment_settings.py: raw_data_dir_test: not set, so there is no "
                                              r"test set: .* --data FOLDER"):
-        em.evaluate(copy)
+        em.evaluate(copy, accept_code_change=True)  # the run's copy of its settings edited: a change, accepted
     shutil.rmtree(copy / "exported_models")
     with pytest.raises(UserInputError, match=r"no exported version yet \(the run is finished, 3 epochs done\)"):
         em.load(copy)
-    assert not (copy / "evaluations").exists() and read_run(copy)["evaluations"] == recorded
+    assert not (copy / "evaluations").exists() and read_run(copy) == recorded

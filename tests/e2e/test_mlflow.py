@@ -18,6 +18,8 @@ import urllib.request
 import numpy as np
 import pytest
 
+from experiments_manager.run.evaluations import newest_evaluation
+
 from conftest import (HELD_AT_THE_SECOND_EPOCH, REAL_PARTS_REQUIRED, REPO, cli_command, cli_env, free_port, read_run,
                       settings_variant, wait_for)
 from test_resume import OutputReader, checkpoints, the_experiment
@@ -241,7 +243,7 @@ def test_serve_answers_from_the_champion_alias(mlflow_server, lab, tmp_path):
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
     assert (f"models:/lab_curve@champion: version {champion['version']} of lab_curve, exported version "
             f"{best.name} of {root}") in evaluated.stdout
-    assert read_run(root)["evaluations"][-1]["version"] == int(best.name)
+    assert newest_evaluation(root, {})["version"] == int(best.name)
 
 
 @pytest.mark.slow

@@ -31,8 +31,8 @@ def cli(cwd, *arguments):
 def lab(tmp_path_factory):
     """The working folder of six real runs: a sweep's 3 trials (nbEpoch 2), `a` and `b` (nbEpoch 2; b from a settings
     file with one more line, `batch_size = 30`, and learningRate=0.003), and `failed` (its
-    `custom_tensorboard_logs` raises in epoch 2). The first trial holds two evaluations in run.json's agreed
-    `evaluations` record (what `evaluate` writes, through `Experiment.record.evaluation`)."""
+    `custom_tensorboard_logs` raises in epoch 2). The first trial holds two evaluations in run.json's
+    `evaluations` record, as an earlier engine's `evaluate` wrote them (an evaluation is its own folder now)."""
     import types
 
     from experiments_manager import training
@@ -64,8 +64,7 @@ def lab(tmp_path_factory):
                     "at": "2026-11-23T10:00:00+00:00", "report": "evaluations/1"},
                    {"version": 2, "data": "test pipeline", "metrics": {"loss": 0.25, "mean_absolute_error": 0.4},
                     "at": "2026-11-23T11:00:00+00:00", "report": "evaluations/2"}]
-    for evaluation in evaluations:
-        Experiment(trials[0]).record.evaluation(evaluation)
+    Experiment(trials[0]).write_run_info({**read_run(trials[0]), "evaluations": evaluations})
     return types.SimpleNamespace(root=root, working_folder=working_folder, sweep=sweep_folder, trials=trials,
                                  a=root / a, b=root / b, failed=failed)
 
@@ -144,6 +143,7 @@ def test_diff_shows_the_hparam_and_the_settings_line_that_differ_and_same_for_th
     assert any(line.startswith("--- a/experiment_settings.py (copy of ") and line.endswith("/small.py)") for line in lines)
     for section in ("model file", "stack", "seed"):
         assert f"{section}: same" in lines
+    assert "modules they import: same" in lines  # (trained in this process: its test modules, the same files)
     assert "newest evaluation: same (none)" in lines
     assert f"-best value = {read_run(lab.a)['best_value']!r}" in lines  # the outcome differs
     assert f"+best value = {read_run(lab.b)['best_value']!r}" in lines

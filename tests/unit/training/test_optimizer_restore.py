@@ -55,7 +55,8 @@ def data():
                         "line naming it, where Keras only warns and restarts it)")
 def test_a_second_optimizer_continues_at_a_resume_or_is_refused_by_name(tmp_path):
     from experiments_manager.run.checkpointing import Checkpointer
-    from experiments_manager.training.compiled_model import built_as_fit_builds, optimizers_of
+    from experiments_manager.training.compiled_model import built_as_fit_builds
+    from experiments_manager.utils.optimizers import optimizers_of
     from experiments_manager.utils.errors import UserInputError
 
     trained = gan(1)
