@@ -25,7 +25,7 @@ from experiments_manager.utils.optimizers import inner_optimizer
 from experiments_manager.export.keras_weights import version_weights_bytes, write_weights_file
 from experiments_manager.export.template import SavedModelTemplate
 from experiments_manager.export.worker import ExportFailed, ExportWorker
-from experiments_manager.export.optimizer_left_out import optimizer_left_out
+from experiments_manager.export.lean_save import lean_save
 from experiments_manager.run.served_layout import (DAMAGED, DISCARDED, ModelSource, in_progress_folder_name,
                                                models_config_text, present_versions, set_aside_folder_name,
                                                set_aside_version)
@@ -34,6 +34,7 @@ from experiments_manager.utils.atomic import (folder_replaced_atomically, remove
                                               write_text_atomically)
 from experiments_manager.utils.checksums import set_aside, verify_manifest, write_manifest
 from experiments_manager.utils.environment_failures import both_storage_failures
+from experiments_manager.run.names import now
 from experiments_manager.run.version_records import (read_record_file, records_of, version_record,
                                                      write_class_names_file, write_record_file)
 
@@ -294,7 +295,7 @@ class Exporter:
 
         if self._leave_out_optimizer:
             try:
-                with optimizer_left_out(self.model):
+                with lean_save(self.model):
                     tf.saved_model.save(module, str(folder), signatures=signatures)
                 return
             except Exception as error:  # noqa: BLE001 - tried again below, with the optimizer
@@ -317,6 +318,7 @@ class Exporter:
         with folder_replaced_atomically(self.base / in_progress_folder_name(version), self.base / str(version),
                                         before_commit=self.experiment.check_writer) as tmp:  # again once durable
             write_into(tmp)
+            record["at"] = now()  # when it was written (run.json lists the same record once it is on disk)
             write_record_file(tmp, record)  # after the template read the first version: not a file they share
             write_class_names_file(tmp, self.settings.data.class_names)  # the labels served in the metadata
             check_signatures(tmp, self._signature_names())

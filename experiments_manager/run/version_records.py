@@ -1,7 +1,8 @@
 """Which epoch each exported version holds, and which version is a run's best.
 
 A version's record is `{"epoch": E, "monitor": "val_loss", "value": 0.0123, "at": "<iso time>"}`: the epoch
-(counted from 1) whose EMA weights it holds and the monitored value they reached. The exporter writes it twice:
+(counted from 1) whose EMA weights it holds, the monitored value they reached and when the version was written
+(its files committed, not when the epoch asked for it: a background write may end later). The exporter writes it twice:
 into the version's folder (`assets.extra/version_record.json`, inside the version's checksums, where the server
 reads it for the model's metadata) and into run.json's `version_records` (`{"<version>": record}`) once the version
 is on disk. A run's best version is the one holding its best epoch (run.json's `best_epoch`): what the end-of-

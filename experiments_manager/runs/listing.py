@@ -3,14 +3,15 @@ row per run, filtered (`--status`, `--where`), sorted (`--sort`), as a table, CS
 
 A row's columns are keys: the built-in ones (`COLUMN_KEYS`), each hparam by its name, each metric of the run's
 last epoch (run.json's `last_epoch_logs`: `val_loss`, `loss`, ...) and `test_<name>` for each metric of its newest
-evaluation (`run/evaluations.py`: the run's `evaluations/` folder). Sorting and filtering read the typed value (a number compares as a
-number); the table shows it as text (4 significant digits).
+evaluation (`run/evaluations.py`: the run's `evaluations/` folder, read once a row). Sorting and filtering read the
+typed value (a number compares as a number); the table shows it as text (4 significant digits).
 
 Long because a listing is one piece: the rows and their keys, the filters, the order and the
 three formats share the rows' one definition of each column.
 """
 
 import csv
+import functools
 import io
 import json
 import re
@@ -19,7 +20,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Seque
 
 from experiments_manager.run.attempts import device_hours
 from experiments_manager.run.discovery import folders_below, read_run_info
-from experiments_manager.run.evaluations import newest_evaluation
+from experiments_manager.run.evaluations import EvaluationEntry, newest_evaluation
 from experiments_manager.run.experiment import RUN_FILE_NAME, SWEEP_SPEC_NAME, Experiment
 from experiments_manager.run.record import STATUSES
 from experiments_manager.run.liveness import RUNNING, WRITER_STATES, writer_state
@@ -59,9 +60,14 @@ class RunRow:
         value = self.info.get(name)
         return value if isinstance(value, dict) else {}
 
+    @functools.cached_property
+    def evaluation(self) -> Optional[EvaluationEntry]:
+        """The run's newest evaluation (`run/evaluations.py`), read once."""
+        return newest_evaluation(self.experiment.root, self.info)
+
     def test_metrics(self) -> Dict[str, Any]:
         """The newest evaluation's metrics as `test_<name>` keys."""
-        evaluation = newest_evaluation(self.experiment.root, self.info) or {}
+        evaluation = self.evaluation or {}
         metrics = cast(Dict[str, Any], evaluation.get("metrics") if isinstance(evaluation.get("metrics"), dict) else {})
         return {f"{TEST_PREFIX}{name}": value for name, value in metrics.items()}
 
@@ -119,7 +125,7 @@ class RunRow:
             "best_epoch": info.get("best_epoch"), "exported_versions": info.get("exported_versions") or [],
             "version_records": self._dict("version_records"), "hparams": self._dict("hparams"),
             "hparam_overrides": self._dict("hparam_overrides"), "last_epoch_logs": self._dict("last_epoch_logs"),
-            "evaluation": newest_evaluation(self.experiment.root, info), **self.test_metrics(),
+            "evaluation": self.evaluation, **self.test_metrics(),
             "fine_tuned_from": info.get("fine_tuned_from"), "started": info.get("started"), "ended": info.get("ended"),
             "device_hours": self.value("device_hours"),
         })

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from experiments_manager.training.ema import WeightAverages
 from experiments_manager.training.model import build_model, compiled_metrics
-from experiments_manager.utils.optimizers import optimizers_of
 from experiments_manager.utils.own_train_step import has_own_train_step, mark_built_when_its_layers_are
 
 if TYPE_CHECKING:
@@ -57,7 +56,9 @@ def built_as_fit_builds(model: Any, dataset: Any) -> None:
     A model without `keras.Input` (a subclassed model: its first call makes its variables) is built, so that the
     optimizer is built on its variables and a checkpoint or a version can be read into them before `fit`; so are the
     compiled metrics a model's own `train_step` may leave untouched (a VAE's step returning only `{"loss": ...}`:
-    Keras would read their results at the first epoch's end before anything built them, and fail).
+    Keras would read their results at the first epoch's end before anything built them, and fail). A model with its
+    own `train_step` has that step traced (not run): every optimizer it uses is built on what it trains, as `fit`
+    builds them, and its call is not assumed to take the batch (a GAN's generator takes noise).
 
     Args:
         model: the compiled Keras model.
@@ -74,17 +75,16 @@ def built_as_fit_builds(model: Any, dataset: Any) -> None:
             # its own step decides what the data feeds (a GAN's generator takes noise, not the batch): traced below;
             # the call Keras tried recorded the batch's shapes as the model's input, which a SavedModel would trace
             model._saved_model_inputs_spec = model._saved_model_arg_spec = model._build_shapes_dict = None
-    if spec is not None and own_step and (not model.built or any(
-            not optimizer.built for _, optimizer in optimizers_of(model))):
-        _own_train_step_traced(model, spec)
+    if spec is not None and own_step:
+        _own_train_step_traced(model, spec)  # builds what its step builds: every optimizer, on what it trains
     if not model.optimizer.built:
         model.optimizer.build(model.trainable_variables)
 
 
 def _own_train_step_traced(model: Any, spec: Any) -> None:
     """Traces the model's own `train_step` on the training data's spec, without running it: the optimizers Keras
-    builds at their first `apply_gradients` (a GAN's second one) make their variables, so a checkpoint's values can
-    be read into them before training. A step that cannot be traced so is left to `fit` (a resume then refuses the
+    builds at their first `apply_gradients` (the compiled one and a GAN's second) make their variables for what the
+    step trains, as `fit` would, so a checkpoint's values can be read into them before training. A step that cannot be traced so is left to `fit` (a resume then refuses the
     optimizer it could not restore, naming it)."""
     import tensorflow as tf
 

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from experiments_manager.export.optimizer_left_out import optimizer_left_out
+from experiments_manager.export.lean_save import lean_save
 from experiments_manager.training.model import keras_names_kept, precision_policy
 from experiments_manager.utils.own_train_step import has_own_train_step
 from experiments_manager.training.model_checks import (check_checkpoint_fits, check_class_names, check_loss_weights,
@@ -249,7 +249,7 @@ def _check_served(problems: list[str], name: str, module: Any, x: Any) -> None:
         return
     with tempfile.TemporaryDirectory(prefix="em-dry-export-") as folder:
         try:  # what the first export does after epoch 1, here before it (a state the saver cannot reach, say)
-            with optimizer_left_out(getattr(module, "model", None)):  # as the exporter saves it
+            with lean_save(getattr(module, "model", None)):  # as the exporter saves it
                 tf.saved_model.save(module, folder, signatures={"serving_default": function.get_concrete_function()})
         except OSError as error:  # this machine's temporary folder (full, say), not the module: tried at export
             _LOG.warning("The served module was not tried as a SavedModel before training (%s: %s)",

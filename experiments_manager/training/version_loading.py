@@ -31,8 +31,7 @@ _LOG = logging.getLogger(__name__)
 
 
 def load_version(run: Union[str, Path, Experiment], version: Optional[int] = None, settings: Any = None,
-                 accept_code_change: bool = False, reading: str = "em.load",
-                 how_to_accept: str = "em.load(..., accept_code_change=True)") -> Any:
+                 accept_code_change: bool = False) -> Any:
     """Version `version` (None: the best) of the run `run` as a Keras model holding that version's weights.
 
     Args:
@@ -41,9 +40,7 @@ def load_version(run: Union[str, Path, Experiment], version: Optional[int] = Non
         settings: the run's `Settings` already loaded (the training process' own), or for a run whose settings were
             built in Python the same settings object again (default None: the run's own copies, loaded).
         accept_code_change: rebuild the model although a module of the run's code changed since its last attempt
-            ran (default False: refused in one line naming the file).
-        reading: what reads the version, as the refusal names it (default 'em.load').
-        how_to_accept: how the user accepts a changed file there (default: em.load's argument).
+            ran (default False: refused in one line naming the file and em.load's argument).
 
     Returns:
         the Keras model (not compiled); its `version_info` says the run, the version and the epoch it holds,
@@ -65,7 +62,7 @@ def load_version(run: Union[str, Path, Experiment], version: Optional[int] = Non
 
     experiment = run if isinstance(run, Experiment) else Experiment.open(run)
     number, record, best = chosen_version(experiment, version)
-    experiment.refuse_code_changes(reading, accept_code_change, how_to_accept)
+    experiment.refuse_code_changes("em.load", accept_code_change, "em.load(..., accept_code_change=True)")
     with dtype_policy(None):  # the caller's Keras policy is left as it is, whatever the settings file sets
         if not isinstance(settings, Settings):
             settings = load_experiment_settings(experiment, settings)

@@ -130,7 +130,7 @@ def test_a_path_between_the_sides_would_be_found():
     'the exporter and the servers never import each other, directly or through another module; they share only '
     '`served_layout` and `version_records`')
 def test_the_exporter_and_the_servers_meet_only_in_the_served_layout():
-    """Export side: every module of the `export` package (`exporter`, `template`, `worker`, `optimizer_left_out`),
+    """Export side: every module of the `export` package (`exporter`, `template`, `worker`, `lean_save`),
     `version_loading` (a version read back into the Keras model that exported it, its served module rebuilt as the
     exporter builds it).
     Serving side: every module of `experiments_manager.serving`. Shared, reaching neither side: `served_layout` (the
