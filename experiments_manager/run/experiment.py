@@ -42,6 +42,7 @@ from experiments_manager.utils.lease_holder import lease_timeout
 
 _LOG = logging.getLogger(__name__)
 SETTINGS_COPY_NAME = "experiment_settings.py"
+CODE_FOLDER = "code"  # the copies of the user's modules a run imported (`record_code`)
 RUN_FILE_NAME = "run.json"
 STARTING_MARKER_NAME = ".starting"  # a folder reserved by a run still starting (folder_reservation.py): no run.json yet
 SWEEP_SPEC_NAME = "sweep.json"  # a sweep folder's spec (sweeps/folder.py): its trials' experiments are inside
@@ -235,8 +236,20 @@ class Experiment:
 
     def record_code(self, files: Iterable[PathLike]) -> None:
         """Records the SHA-256 of the code this attempt runs (`files`: the settings and model copies, the user's
-        modules they imported) in its `attempts` entry."""
-        self.record.code(code_identity(files, self.root))
+        modules they imported) in its `attempts` entry, and keeps a copy of each module outside the folder (a helper
+        beside the model file) in `code/<sha256 12>-<name>`, once per content: what a changed file was."""
+        identity = code_identity(files, self.root)
+        for path, digest in identity.items():
+            if digest is not None and Path(path).is_absolute():
+                copy = self.code_copy(path, digest)
+                if not copy.is_file():
+                    copy.parent.mkdir(exist_ok=True)
+                    copy_atomically(path, copy)
+        self.record.code(identity)
+
+    def code_copy(self, path: PathLike, digest: str) -> Path:
+        """Where the run keeps its copy of the module `path` whose content had SHA-256 `digest`."""
+        return self.root / CODE_FOLDER / f"{digest[:12]}-{Path(path).name}"
 
     def code_changes(self) -> list[str]:
         """The files whose content changed since the last attempt that recorded its code ([] when none did)."""
@@ -258,11 +271,20 @@ class Experiment:
         """
         changes = self.code_changes()
         if changes and not accepted:
+            kept = self._kept_copies(changes)
             raise UserInputError(f"{self.root}: the code changed since the run trained: {', '.join(changes)}; "
                                  f"{reading} would rebuild the model with it, not with the code its versions were "
-                                 f"trained with: put it back, or accept it with {how_to_accept}")
+                                 f"trained with: put it back{kept}, or accept it with {how_to_accept}")
         if changes:
             _LOG.warning("%s with changed code (accepted): %s", reading, ", ".join(changes))
+
+    def _kept_copies(self, changes: list[str]) -> str:
+        """' (the run's copy: RUN/code/...)' naming the kept copy of each of `changes` (`code_changes`), or ''."""
+        recorded = next((attempt.get("code") for attempt in reversed(self.run_info().get("attempts") or [])
+                         if attempt.get("code")), None) or {}
+        copies = [str(self.code_copy(path, digest)) for path, digest in recorded.items()
+                  if digest is not None and f"{path} (changed)" in changes and self.code_copy(path, digest).is_file()]
+        return f" (the run's copy: {', '.join(copies)})" if copies else ""
 
     def remove_leftovers(self) -> list[str]:
         """Removes what writers killed mid-write left in this folder (temporary files and folders of dead pids)."""
