@@ -12,6 +12,7 @@ with lean_save(model):
 import contextlib
 from typing import Any, Iterator
 
+from experiments_manager.export.lookup_tables import layer_children_without_functions
 from experiments_manager.utils.optimizers import optimizers_of
 
 
@@ -61,19 +62,12 @@ def _saved_children_of(layer: Any, optimizers: set[int]) -> Any:
     """`layer._trackable_children` as the saver calls it, less the optimizers and, for a SavedModel, the functions
     (what Keras lists then, without reading every attribute: its dependencies, its tracked collections as plain
     ones)."""
-    from tensorflow.python.types import core as core_types
-
     listed_by_keras = layer._trackable_children  # the class' method, bound
-    functions = (core_types.PolymorphicFunction, core_types.ConcreteFunction)
 
     def children(save_type: str = "checkpoint", **kwargs: Any) -> dict[str, Any]:
         if save_type != "savedmodel":  # a checkpoint (the SaveType enum is a str): as Keras lists them
             return dict(listed_by_keras(save_type, **kwargs))
-        found = {reference.name: reference.ref for reference in layer._checkpoint_dependencies
-                 if not isinstance(reference.ref, functions)}
-        convert = getattr(layer, "_convert_tracked_collections", None)
-        if convert is not None and hasattr(layer, "_tracked"):
-            convert(found)
+        found = layer_children_without_functions(layer)
         return {name: child for name, child in found.items() if id(child) not in optimizers}
 
     return children

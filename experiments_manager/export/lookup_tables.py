@@ -54,7 +54,6 @@ def saved_children(found: Any, with_functions: bool = False) -> dict[str, Any]:
     """
     import tensorflow as tf
     from tensorflow.python.trackable import data_structures
-    from tensorflow.python.types import core as core_types
 
     import keras
 
@@ -62,17 +61,25 @@ def saved_children(found: Any, with_functions: bool = False) -> dict[str, Any]:
         return {}  # a constant a function captured, say: nothing saved under it
     if not isinstance(found, keras.layers.Layer):  # TensorFlow's own objects list the same children either way
         return dict(tf.train.TrackableView.children(found))
-    if with_functions:
-        listed = found._trackable_children(save_type="savedmodel")
-    else:  # what the saver lists less the functions it finds by attribute (AutoTrackable's, then Keras' conversion)
-        functions = (core_types.PolymorphicFunction, core_types.ConcreteFunction)
-        listed = {reference.name: reference.ref for reference in found._checkpoint_dependencies
-                  if not isinstance(reference.ref, functions)}
-        convert = getattr(found, "_convert_tracked_collections", None)
-        if convert is not None and hasattr(found, "_tracked"):
-            convert(listed)
+    listed = (found._trackable_children(save_type="savedmodel") if with_functions
+              else layer_children_without_functions(found))
     children = {name: data_structures.wrap_or_unwrap(child) for name, child in listed.items()}
     return {name: child for name, child in children.items() if isinstance(child, tf.__internal__.tracking.Trackable)}
+
+
+def layer_children_without_functions(layer: Any) -> dict[str, Any]:
+    """What a Keras layer lists as its children for a SavedModel, less the `tf.function`s the saver finds by reading
+    every attribute (AutoTrackable's dependencies, then Keras' tracked collections made plain, as Keras lists them):
+    the listing `saved_children` walks and `lean_save` saves."""
+    from tensorflow.python.types import core as core_types
+
+    functions = (core_types.PolymorphicFunction, core_types.ConcreteFunction)
+    listed = {reference.name: reference.ref for reference in layer._checkpoint_dependencies
+              if not isinstance(reference.ref, functions)}
+    convert = getattr(layer, "_convert_tracked_collections", None)
+    if convert is not None and hasattr(layer, "_tracked"):
+        convert(listed)
+    return listed
 
 
 def saved_child(found: Any, name: str) -> Any:
