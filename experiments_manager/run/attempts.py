@@ -239,6 +239,13 @@ def code_identity(files: Iterable[PathLike], root: PathLike) -> dict[str, Option
     return identity
 
 
+def recorded_code(info: Mapping[str, Any]) -> dict[str, Optional[str]]:
+    """The `code` of a run.json's (`info`) last attempt that recorded one ({file: SHA-256}: `code_identity`), or {}."""
+    attempts = info.get("attempts")
+    return next((attempt["code"] for attempt in reversed(attempts if isinstance(attempts, list) else [])
+                 if isinstance(attempt, dict) and isinstance(attempt.get("code"), dict) and attempt["code"]), {})
+
+
 def code_changes(recorded: Mapping[str, Optional[str]], root: PathLike) -> list[str]:
     """The files of `recorded` (a previous attempt's `code`, see `code_identity`) whose content is not that now:
     '/home/me/helpers.py (changed)'. A file no longer there is not a change: the code was staged elsewhere (a

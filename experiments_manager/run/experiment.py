@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence, cast
 
-from experiments_manager.run.attempts import Attempt, code_changes, code_identity, package_versions
+from experiments_manager.run.attempts import Attempt, code_changes, code_identity, package_versions, recorded_code
 from experiments_manager.run.attempts import git_commit as _git_commit
 from experiments_manager.run.names import folder_name, folder_stamp, make_unique_dir, now, varied_hparams
 from experiments_manager.run.migrations import current_run_record
@@ -253,9 +253,11 @@ class Experiment:
 
     def code_changes(self) -> list[str]:
         """The files whose content changed since the last attempt that recorded its code ([] when none did)."""
-        recorded = next((attempt.get("code") for attempt in reversed(self.run_info().get("attempts") or [])
-                         if attempt.get("code")), None)
-        return code_changes(recorded or {}, self.root)
+        return code_changes(self.recorded_code(), self.root)
+
+    def recorded_code(self) -> dict[str, Optional[str]]:
+        """The code the last attempt that recorded its code ran ({file: SHA-256}, `record_code`), or {}."""
+        return recorded_code(self.run_info())
 
     def refuse_code_changes(self, reading: str, accepted: bool, how_to_accept: str) -> None:
         """Refuses, in one line, to rebuild the run's model from code that changed since its last attempt ran (a
@@ -280,9 +282,7 @@ class Experiment:
 
     def _kept_copies(self, changes: list[str]) -> str:
         """' (the run's copy: RUN/code/...)' naming the kept copy of each of `changes` (`code_changes`), or ''."""
-        recorded = next((attempt.get("code") for attempt in reversed(self.run_info().get("attempts") or [])
-                         if attempt.get("code")), None) or {}
-        copies = [str(self.code_copy(path, digest)) for path, digest in recorded.items()
+        copies = [str(self.code_copy(path, digest)) for path, digest in self.recorded_code().items()
                   if digest is not None and f"{path} (changed)" in changes and self.code_copy(path, digest).is_file()]
         return f" (the run's copy: {', '.join(copies)})" if copies else ""
 

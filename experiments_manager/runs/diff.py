@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional, cast
 
 from experiments_manager.run.experiment import Experiment
 from experiments_manager.run.record import RunRecord
-from experiments_manager.run.attempts import is_engine_file
+from experiments_manager.run.attempts import is_engine_file, recorded_code
 from experiments_manager.run.evaluations import newest_evaluation
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.version_records import records_of
@@ -99,7 +99,7 @@ def diff_runs(run_a: str | Path, run_b: str | Path) -> RunDiff:
         ("stack", _stack_lines(info_a), _stack_lines(info_b), "stack", "stack"),
         ("seed", _lines({"seed": info_a.get("seed")}), _lines({"seed": info_b.get("seed")}), "seed", "seed"),
         ("outcome", _outcome_lines(info_a), _outcome_lines(info_b), "outcome", "outcome"),
-        ("modules they import", _module_lines(a, info_a), _module_lines(b, info_b), "modules", "modules"),
+        ("modules they import", _module_lines(info_a), _module_lines(info_b), "modules", "modules"),
         ("newest evaluation", _evaluation_lines(a, info_a), _evaluation_lines(b, info_b), "evaluation", "evaluation"),
     ]
     return RunDiff(Path(run_a), Path(run_b), [Section(*pair) for pair in pairs])
@@ -166,14 +166,10 @@ def _outcome_lines(info: Mapping[str, Any]) -> list[str]:
         for version, record in sorted(records_of(info).items())]
 
 
-def _module_lines(experiment: Experiment, info: Mapping[str, Any]) -> list[str]:
+def _module_lines(info: Mapping[str, Any]) -> list[str]:
     """The user's modules the run's last attempt imported besides its settings and model copies (a helper module),
     each by its file name and SHA-256 as recorded: an edit between two runs shows as a changed line."""
-    attempts = info.get("attempts")
-    listed = attempts if isinstance(attempts, list) else []
-    recorded: dict[str, Any] = next((attempt["code"] for attempt in reversed(listed)
-                                     if isinstance(attempt, dict) and isinstance(attempt.get("code"), dict)), {})
-    return [f"{Path(path).name}: sha256 {str(digest)[:12]}" for path, digest in sorted(recorded.items())
+    return [f"{Path(path).name}: sha256 {str(digest)[:12]}" for path, digest in sorted(recorded_code(info).items())
             if Path(path).is_absolute() and not is_engine_file(path)]
 
 
