@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import keras
 
+from experiments_manager.run import history_rows
+from experiments_manager.run.history_rows import EPOCH
 from experiments_manager.run.resume_state import HistoryState
 from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.utils.epochs import shown_epoch
@@ -18,7 +19,6 @@ from experiments_manager.utils.epochs import shown_epoch
 if TYPE_CHECKING:
     from experiments_manager.utils.atomic import PathLike
 
-EPOCH = "epoch"
 _LOG = logging.getLogger(__name__)
 
 
@@ -76,22 +76,7 @@ class HistoryCSV(keras.callbacks.Callback):
     def examine(self) -> tuple[list[str], list[dict[str, str]], Optional[int]]:
         """(header, good rows, how many damaged rows) as `read` finds them, without a word; damaged rows None
         when the file has content but no usable header (`experiments-manager check` reports it)."""
-        try:
-            text = Path(self.path).read_bytes().decode("utf-8", errors="replace")
-        except FileNotFoundError:
-            return [], [], 0
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        header = [name for name in (reader.fieldnames or []) if _is_column_name(name)]
-        if EPOCH not in header:
-            return [], [], (None if text.strip() else 0)
-        rows, bad, last = [], 0, -1  # an earlier engine counted epochs from 0
-        for row in reader:
-            if _is_good_row(row, header, last):
-                rows.append({name: row[name] or "" for name in header})
-                last = int(row[EPOCH])
-            else:
-                bad += 1
-        return header, rows, bad
+        return history_rows.examine(self.path)
 
     def get_state(self) -> HistoryState:
         """The file's header and rows, for the checkpoint: a resume writes the file again from them."""
@@ -123,21 +108,3 @@ class HistoryCSV(keras.callbacks.Callback):
             writer.writeheader()
             writer.writerows(rows)
 
-
-def _is_column_name(name: str) -> bool:
-    return bool(name) and name.isprintable() and "\ufffd" not in name
-
-
-def _is_good_row(row: Mapping[Optional[str], Any], header: list[str], last_epoch: int) -> bool:
-    """A row with an epoch after `last_epoch`, every column of `header` a number or empty, no extra fields."""
-    if None in row or any(row.get(name) is None for name in header):  # too many fields, or too few (cut short)
-        return False
-    try:
-        if int(row[EPOCH]) <= last_epoch:
-            return False
-        for name, value in row.items():
-            if value:
-                float(value)  # a loss may be nan or inf: still a row
-        return True
-    except (TypeError, ValueError):
-        return False

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence
 
 from experiments_manager.run.endings import ending_of
 from experiments_manager.run.log import console_copied
+from experiments_manager.run.space_reserve import kept_for_the_ending
 
 if TYPE_CHECKING:
     from experiments_manager.run.experiment import Experiment
@@ -56,15 +57,17 @@ def attempt(experiment: Experiment, command: Sequence[str], console: bool = True
         command: this process' command line (run.json, the lease, train.log's header).
         console: copy the console to the folder's train.log (default True; a federated client's folder, a tool's
             visit: False).
-        records_ending: record the ending of an error leaving the block when nothing recorded one (default True;
-            False for commands that do not change how the run stands: evaluate, export, check).
+        records_ending: record the ending of an error leaving the block when nothing recorded one, in the space
+            kept for it on the run's disk (`space_reserve`) when that is full (default True; False for commands that
+            do not change how the run stands: evaluate, export, check).
 
     Raises:
         LeaseHeld: another live writer holds the folder (one line naming it; exit code 75); nothing is written.
     """
     with experiment.held(command) as lease:
         copied = console_copied(experiment.root, command, lease.fenced) if console else contextlib.nullcontext()
-        with copied:
+        reserved = kept_for_the_ending(experiment.root) if records_ending else contextlib.nullcontext()
+        with copied, reserved:
             try:
                 yield lease
             except BaseException as error:

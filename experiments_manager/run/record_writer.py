@@ -25,6 +25,7 @@ from experiments_manager.run.attempts import Attempt, settings_folder
 from experiments_manager.run.attempts import git_commit as _git_commit
 from experiments_manager.run.names import now
 from experiments_manager.run.record import RUN_RECORD_VERSION, AttemptFields, RunRecord, Status
+from experiments_manager.run.space_reserve import on_full_disk_use_reserve
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -231,8 +232,9 @@ class RunRecordWriter:
             fields["traceback"] = ending.traceback
         if stopped_early is not None:
             fields["stopped_early"] = stopped_early
-        info = self._update(fields, {"status": ending.status.value, "ended": ended, "exit_code": ending.exit_code,
-                                     "reason": ending.reason, "error": ending.error})
+        info = on_full_disk_use_reserve(self._experiment.root, lambda: self._update(fields, {
+            "status": ending.status.value, "ended": ended, "exit_code": ending.exit_code, "reason": ending.reason,
+            "error": ending.error}))  # a full disk's ending is recorded in the space the attempt kept for it
         self.ending = ending
         write_status(self._experiment.logs_dir, ending.status.value)
         return info

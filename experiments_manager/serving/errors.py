@@ -12,13 +12,14 @@ _HTTP_STATUS = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.INTERNAL: 500,
 }
+MESSAGE_CHARACTERS = 1000  # a longer message (one quoting a client's 1 MB name) keeps its start and its end
 
 
 class RequestError(Exception):
     """A request the server refuses: answered with a message, never fatal to the server.
 
     Args:
-        message: one line saying what was wrong and what was expected.
+        message: one line saying what was wrong and what was expected (over `MESSAGE_CHARACTERS`: its middle cut).
         code: the `grpc.StatusCode` (REST maps it to 400, 404, 413, 500 or 503).
         http_status: the REST status when it is not the code's usual one.
 
@@ -31,6 +32,8 @@ class RequestError(Exception):
 
     def __init__(self, message: str, code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT,
                  http_status: Optional[int] = None) -> None:
+        if len(message) > MESSAGE_CHARACTERS:
+            message = f"{message[:MESSAGE_CHARACTERS * 2 // 3]} ... {message[-MESSAGE_CHARACTERS // 3:]}"
         super().__init__(message)
         self.message = message
         self.code = code

@@ -31,7 +31,6 @@ from experiments_manager.serving.model_status import status_response
 
 if TYPE_CHECKING:
     from experiments_manager.serving.predictor import Predictor
-    from experiments_manager.serving.request_budget import RequestBudget
     from experiments_manager.serving.servable import Servable
     from experiments_manager.serving.versions import VersionManager
 
@@ -152,7 +151,7 @@ def add_services(server: Any, predictor: Predictor, versions: VersionManager) ->
     for service, methods in _METHODS.items():
         handlers = {
             method: grpc.unary_unary_rpc_method_handler(_decoding(getattr(servicers[service], method), request,
-                                                                  predictor.budget),
+                                                                  predictor),
                                                         response_serializer=_serializer(response))
             for method, (request, response) in methods.items()
         }
@@ -168,15 +167,20 @@ def _serializer(response_type: Any) -> Callable[[Any], bytes]:
 
 
 def _decoding(method: Callable[[Any, Any], Any], request_type: Any,
-              budget: RequestBudget) -> Callable[[bytes, Any], Any]:
-    """`method` on the decoded request, a big one holding its share of the request budget (`RequestBudget`)."""
+              predictor: Predictor) -> Callable[[bytes, Any], Any]:
+    """`method` on the decoded request, counted in flight, a big one holding its share of the request budget
+    (`RequestBudget`)."""
     def handle(raw: bytes, context: Any) -> Any:
+        with predictor.answering():
+            return decoded(raw, context)
+
+    def decoded(raw: bytes, context: Any) -> Any:
         try:
             request = request_type.FromString(raw)
         except DecodeError as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable {request_type.__name__}: {error}")
         try:
-            with budget.share(len(raw)):
+            with predictor.budget.share(len(raw)):
                 return method(request, context)
         except RequestError as error:  # no share in time: UNAVAILABLE, retry later
             context.abort(error.code, error.message)

@@ -9,6 +9,10 @@ decoded (`tensors.rest_inputs`), window by window: its brackets are checked agai
 first element gives, its numbers checked against JSON's grammar (`_NUMBERS`: NaN and Infinity accepted, as
 Python's `json` does) and read by NumPy's C parser straight into the result. No step holds more than the body,
 the result and one window (`WINDOW_BYTES`); no window holds the GIL long enough to stall the other clients.
+
+Every body's nesting is checked first (`check_depth`), in time linear in its bytes and without recursion: one
+nested deeper than `MAX_DEPTH` arrays and objects is refused (a RequestError naming the limit) before any parser
+sees it, as TF Serving's JSON parser refuses one past its limit. Each step after is then linear in the body too.
 """
 
 import json
@@ -23,6 +27,7 @@ BIG_BODY_BYTES = 1 << 20  # smaller bodies: `json.loads`, whose cost is small at
 MIN_TEXT_BYTES = 64 << 10  # smaller arrays inside a big body are parsed by `json` with the rest
 WINDOW_BYTES = 256 << 10  # one step of the numbers' decoding (~20 ms of the GIL at worst)
 MAX_STRINGS = 20_000  # a body with more strings (named rows, text) is parsed by `json` whole
+MAX_DEPTH = 65  # arrays and objects nested in a body (its own object counts): a tensor of rank up to NumPy's 64
 
 Raw = Union[bytes, bytearray]
 _WHITESPACE = b" \t\n\r"
@@ -33,11 +38,31 @@ _NUMBER = rb"(?:-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][-+]?+[0-9]++)?+|NaN|
 _NUMBERS = re.compile(_SPACE + _NUMBER + _SPACE + rb"(?:," + _SPACE + _NUMBER + _SPACE + rb")*+")
 _LONG_INTEGER = re.compile(rb"-?[0-9]{19,}")
 _MISPLACED = re.compile(rb"[0-9a-zA-Z.][ \t\n\r]+[-0-9a-zA-Z.]|[,\[][ \t\n\r]*,|,[ \t\n\r]*\]")
+_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)  # a JSON string, escapes included
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 _PLACEHOLDER = "\x00"  # a JSON string that holds U+0000 (only a body with a backslash could write one)
 
 
-def parse_json(raw: Raw) -> Any:
-    """The JSON value of a request body (NaN and Infinity accepted, as TF Serving does); RequestError if malformed."""
+def check_depth(raw: Raw) -> None:
+    """Refuses a body whose arrays and objects nest deeper than `MAX_DEPTH` (RequestError, 400): its strings taken
+    out (their brackets are text), its brackets counted window by window, in time linear in its bytes."""
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return
+    structure = (_STRING.sub(b"", raw) if b'"' in raw else bytes(raw)).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for position in range(0, len(structure), WINDOW_BYTES):
+        codes = np.frombuffer(structure, np.uint8, min(WINDOW_BYTES, len(structure) - position), position)
+        steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int32)
+        depths = depth + np.cumsum(steps, dtype=np.int32)
+        if depths.max(initial=0) > MAX_DEPTH:
+            raise RequestError(f"malformed JSON request body: arrays and objects nested deeper than {MAX_DEPTH} "
+                               "levels (the body's object and a tensor of rank up to 64, NumPy's limit)")
+        depth = int(depths[-1])
+
+
+def _loads(raw: Raw) -> Any:
+    """The JSON value of a body whose depth is checked (NaN and Infinity accepted, as TF Serving does); RequestError
+    if malformed."""
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
@@ -48,17 +73,19 @@ def parse_json(raw: Raw) -> Any:
 
 def parse_body(raw: Raw) -> Any:
     """The JSON value of a request body, its large arrays of numbers left as `NumericText` (bodies over
-    `BIG_BODY_BYTES` without backslashes and with at most `MAX_STRINGS` strings; others: `parse_json`)."""
+    `BIG_BODY_BYTES` without backslashes and with at most `MAX_STRINGS` strings; others: `json.loads`); RequestError
+    if malformed or nested deeper than `MAX_DEPTH`."""
+    check_depth(raw)
     if len(raw) <= BIG_BODY_BYTES or b"\\" in raw or raw.count(b'"') > 2 * MAX_STRINGS:
-        return parse_json(raw)
+        return _loads(raw)
     texts = list(_numeric_arrays(raw))
     if not texts:
-        return parse_json(raw)
+        return _loads(raw)
     pieces, last = [], 0
     for index, text in enumerate(texts):
         pieces += [raw[last:text.start], b'"\\u0000%d"' % index]
         last = text.end
-    body = parse_json(b"".join(pieces) + raw[last:])
+    body = _loads(b"".join(pieces) + raw[last:])
     return _put_back(body, texts)
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 import threading
 
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NoReturn, cast
 
 from experiments_manager.run.served_layout import DEFAULT_GRPC_PORT
 from experiments_manager.serving.options import check_arguments, from_arguments
@@ -127,7 +127,7 @@ def _run_embedded(sources: "list[ModelSource]", options: "ServerOptions", parent
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
     import_tensorflow_quietly()
-    from experiments_manager.serving.server import ModelServer
+    from experiments_manager.serving.server import STOP_GRACE_SECONDS, ModelServer
 
     stop = SignalSafeEvent()
 
@@ -148,7 +148,23 @@ def _run_embedded(sources: "list[ModelSource]", options: "ServerOptions", parent
         while not stop.wait(1.0):  # a timed wait: signal handlers run between two waits
             pass
         _LOG.info("stopping the server")
+    if server.predictor.in_flight:
+        _leave_without_requests(server.predictor.in_flight, STOP_GRACE_SECONDS)
     return 0
+
+
+def _leave_without_requests(requests: int, grace_seconds: float) -> NoReturn:
+    """Exits now (0) although `requests` are still being worked on past the stop's grace: Python would wait for
+    their threads at exit, and a stop signal must stop the server. What was said is flushed first."""
+    _LOG.warning("stopped with %d request(s) still being worked on after the %g s grace: they get no answer",
+                 requests, grace_seconds)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or gone stream: nothing more to say there
+            pass
+    os._exit(0)
 
 
 def _log_addresses(server: "ModelServer", working_folder: "WorkingFolder | None" = None) -> None:

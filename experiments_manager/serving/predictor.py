@@ -9,8 +9,9 @@ of `Predictor.budget` for a big request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from typing import TYPE_CHECKING, Any, Optional, cast
+from typing import TYPE_CHECKING, Any, Iterator, Optional, cast
 
 import numpy as np
 
@@ -60,6 +61,23 @@ class Predictor:
         self.max_rows_per_call = max_rows_per_call
         self._batchers: dict[tuple[int, str], Batcher] = {}  # (id(servable), signature key) -> Batcher
         self._lock = threading.Lock()
+        self._in_flight = 0
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Counts a request (either front end) as in flight until its answer is made (`in_flight`)."""
+        with self._lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    @property
+    def in_flight(self) -> int:
+        """The requests being worked on now: after the server stopped, those its grace did not wait for."""
+        return self._in_flight
 
     @staticmethod
     def check_name(name: str) -> None:

@@ -75,6 +75,10 @@ class RestApp:
     async def __call__(self, scope: "dict[str, Any]", receive: "Receive", send: "Send") -> None:
         if scope["type"] != "http":
             return
+        with self.predictor.answering():
+            await self._respond(scope, receive, send)
+
+    async def _respond(self, scope: "dict[str, Any]", receive: "Receive", send: "Send") -> None:
         async with contextlib.AsyncExitStack() as shares:  # a big request's share of the budget, until answered
             status, answer = await self._answer_or_error(scope, receive, shares)
             await _send_json(send, status, answer)

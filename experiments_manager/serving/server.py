@@ -24,6 +24,8 @@ from experiments_manager.serving.predictor import Predictor
 from experiments_manager.serving.request_budget import RequestBudget
 from experiments_manager.serving.versions import VersionManager
 
+STOP_GRACE_SECONDS = 2.0
+
 if TYPE_CHECKING:
     import uvicorn
 
@@ -166,8 +168,10 @@ class ModelServer:
         if self._rest_task.done():
             self._rest_task.result()  # raises why uvicorn could not start
 
-    def stop(self, grace_seconds: float = 2.0) -> None:
-        """Stops accepting, lets requests in flight finish (up to the grace), unloads models."""
+    def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        """Stops accepting, lets requests in flight finish (up to the grace, REST's up to 5 s more to be sent),
+        unloads models. A request still being worked on after that gets no answer (`predictor.in_flight` counts
+        them: `serve` then exits without waiting for their threads)."""
         if self._rest_task is not None and not self._rest_task.done():
             assert self._rest_server is not None  # set before the task that serves it
             self._rest_server.should_exit = True

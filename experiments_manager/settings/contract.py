@@ -68,10 +68,12 @@ def of_type(*types: type, name: Optional[str] = None) -> Check:
 
 
 def registered_model_name(value: Any) -> Optional[str]:
-    """None, or a name MLflow's registry takes and `models:/NAME@ALIAS` can name: no '/', ':', '@' or '%'."""
-    if value is None or (isinstance(value, str) and value.strip() and not any(c in value for c in "/:@%")):
+    """None, or a name MLflow's registry takes, `models:/NAME@ALIAS` can name and `serve --model` serves (the
+    served model names' rule, `model_name_problem`): no '/', '..', ':', '@', '%' or spaces."""
+    if value is None or (isinstance(value, str) and not any(c in value for c in ":@%")
+                         and served_layout.model_name_problem(value) is None):
         return None
-    return f"expected a name without '/', ':', '@' or '%' (or None), got {_describe(value)}"
+    return f"expected a name without '/', '..', ':', '@', '%' or spaces (or None), got {_describe(value)}"
 
 
 def positive_number(value: Any) -> Optional[str]:

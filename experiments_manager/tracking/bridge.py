@@ -25,7 +25,8 @@ import time
 from typing import Callable, Optional
 
 from experiments_manager.tracking.outbox import Outbox, SentState
-from experiments_manager.tracking.sender import TrackingUnavailable, send_pending
+from experiments_manager.tracking.sender import (LocalDiskFailed, TrackingRefused, TrackingUnavailable, one_line,
+                                                 send_pending)
 
 _LOG = logging.getLogger(__name__)
 RETRY_SECONDS = (1.0, 30.0)  # the first wait after a failure, and the longest
@@ -105,9 +106,11 @@ class MlflowBridge:
         except Exception as error:  # noqa: BLE001 - nothing of MLflow's (or ours, here) may stop training
             if self.down_since is None:  # said once, until it answers again
                 self.down_since = time.monotonic()
-                why = str(error) if isinstance(error, TrackingUnavailable) else f"{type(error).__name__}: {error}"
-                _LOG.warning("MLflow: %s does not answer (%s): training goes on; what it has not taken stays in %s "
-                             "and is sent when it answers", self.uri, why, self.outbox.path)
+                why = str(error) if isinstance(error, TrackingUnavailable) else one_line(error)
+                what = ("nothing sent to %s" if isinstance(error, LocalDiskFailed) else "%s refuses the records"
+                        if isinstance(error, TrackingRefused) else "%s does not answer")
+                _LOG.warning(f"MLflow: {what} (%s): training goes on; what it has not taken stays in %s and is sent "
+                             "when it can be", self.uri, why, self.outbox.path)
             return False
         if self.down_since is not None:
             _LOG.warning("MLflow: %s answers again (down %.0f s): what the run kept was sent", self.uri,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 import keras
 
+from experiments_manager.tracking.session import finite_numbers
 from experiments_manager.utils.epochs import shown_epoch
 
 _LOG = logging.getLogger(__name__)
@@ -64,10 +65,10 @@ class MlflowEpochLogger(keras.callbacks.Callback):
             row = dict(row)
             epoch = int(row.pop("epoch"))
             if logged < epoch <= self.initial_epoch:
-                self.session.append({"kind": "metrics", "step": epoch, "metrics": _numbers(row)})
+                self.session.append({"kind": "metrics", "step": epoch, "metrics": finite_numbers(row)})
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
-        entry: Any = {"kind": "metrics", "step": shown_epoch(epoch), "metrics": _numbers(logs or {})}
+        entry: Any = {"kind": "metrics", "step": shown_epoch(epoch), "metrics": finite_numbers(logs or {})}
 
         def append() -> None:  # after run.json's record of the epoch (placed after it): its versions listed
             self.session.append(entry)
@@ -81,15 +82,3 @@ class MlflowEpochLogger(keras.callbacks.Callback):
         else:
             self.checkpoint.when_durable(append)
 
-
-def _numbers(values: dict[str, Any]) -> dict[str, float]:
-    """The finite numbers among an epoch's logs (MLflow takes NaN, but a plot of one is empty)."""
-    numbers = {}
-    for key, value in values.items():
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(number):
-            numbers[key] = number
-    return numbers

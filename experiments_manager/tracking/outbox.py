@@ -4,7 +4,9 @@
 parameters and tags), each epoch's metrics (once its checkpoint is durable), each exported version (once on disk),
 each attempt's start and end. Lines are
 appended by the run's writer (it holds the lease) and fsynced; a line a crash cut short is ignored, and left out by the
-next append. `mlflow_sent.json` (`SentState`, replaced atomically) says through which entry a server has everything,
+next append. A whole line that is not an entry (junk, a number out of order: a damaged file) is left out and named
+(`damaged_lines`); `drop_damaged` rewrites the file without it, and the run's own files give back what it held
+(`TrackingSession.complete`). `mlflow_sent.json` (`SentState`, replaced atomically) says through which entry a server has everything,
 and the MLflow run they went to: a sender (`sender.py`) starts after it, so nothing is sent twice by the engine, and
 what a server took again after a crash (the entries after the last recorded one) it stores once (MLflow keeps one
 metric per key, step, time and value). No MLflow import.
@@ -27,11 +29,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, TypedDict, cast
 
-from experiments_manager.utils.atomic import PathLike, write_json_atomically
+from experiments_manager.utils.atomic import PathLike, write_json_atomically, write_text_atomically
 
 OUTBOX_NAME = "mlflow_outbox.jsonl"
 SENT_NAME = "mlflow_sent.json"
 Kind = Literal["start", "attempt", "metrics", "version", "end"]
+KINDS = ("start", "attempt", "metrics", "version", "end")
 
 
 class OutboxEntry(TypedDict, total=False):
@@ -106,7 +109,7 @@ class Outbox:
         with self._lock:
             self._check_writer()
             if self._tail is None:  # read once: this process is the run's one writer
-                whole, cut = self._read()
+                whole, cut, _ = self._read()
                 self._tail = (whole[-1]["n"] if whole else 0, cut)
             last, cut = self._tail
             numbered: OutboxEntry = {**entry, "n": last + 1, "at": entry.get("at", int(time.time() * 1000))}
@@ -121,26 +124,41 @@ class Outbox:
             return numbered
 
     def entries(self) -> list[OutboxEntry]:
-        """Every whole entry, oldest first."""
+        """Every whole entry, oldest first (damaged lines left out)."""
         with self._lock:
             return self._read()[0]
 
-    def _read(self) -> tuple[list[OutboxEntry], int]:
-        """(the whole entries, the byte offset after the last whole line)."""
+    def damaged_lines(self) -> list[int]:
+        """The numbers (from 1) of the whole lines that are not entries: junk, or an entry whose number is not above
+        the one before it. A last line without its newline (a crash mid-append) is not damage."""
+        with self._lock:
+            return self._read()[2]
+
+    def drop_damaged(self) -> None:
+        """Rewrites the file with its entries only (atomically, durably): its damaged lines are gone."""
+        with self._lock:
+            self._check_writer()
+            entries = self._read()[0]
+            text = "".join(json.dumps(entry, separators=(",", ":"), allow_nan=True) + "\n" for entry in entries)
+            write_text_atomically(self.path, text)
+            self._tail = None
+
+    def _read(self) -> tuple[list[OutboxEntry], int, list[int]]:
+        """(the entries, the byte offset after the last whole line, the damaged lines' numbers)."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            return [], 0
-        entries, end = [], 0
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
-                break
-            try:
-                entries.append(cast(OutboxEntry, json.loads(line)))
-            except ValueError:
-                break
-            end += len(line)
-        return entries, end
+            return [], 0, []
+        entries: list[OutboxEntry] = []
+        damaged: list[int] = []
+        lines = data.split(b"\n")[:-1]  # the piece after the last newline: empty, or cut short by a crash
+        for number, line in enumerate(lines, 1):
+            entry = _entry(line)
+            if entry is None or (entries and entry["n"] <= entries[-1]["n"]):
+                damaged.append(number)
+            else:
+                entries.append(entry)
+        return entries, sum(len(line) + 1 for line in lines), damaged
 
     def sent(self) -> SentState:
         """What a server has ({} before anything was sent)."""
@@ -166,3 +184,14 @@ class Outbox:
     def versions(self) -> list[OutboxEntry]:
         """The exported versions the outbox holds, oldest first."""
         return [entry for entry in self.entries() if entry.get("kind") == "version"]
+
+
+def _entry(line: bytes) -> Optional[OutboxEntry]:
+    """The entry a line holds, or None when it is not one (a JSON object with a number `n` and a known `kind`)."""
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict) or type(value.get("n")) is not int or value.get("kind") not in KINDS:
+        return None
+    return cast(OutboxEntry, value)

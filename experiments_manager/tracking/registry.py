@@ -35,6 +35,8 @@ from experiments_manager.utils.checksums import verify_manifest
 from experiments_manager.utils.errors import UserInputError
 
 MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<number>[0-9]+))")
+LOGGED_MODEL_SOURCE = re.compile(r"models:/(?P<id>m-[0-9A-Za-z]{1,64})")  # MLflow 3's ids: m- and 32 hex digits
+MAX_VERSION = 2**31 - 1  # MLflow's registry numbers versions with 32-bit integers
 
 
 def is_model_uri(text: str) -> bool:
@@ -75,6 +77,9 @@ def resolve(uri: str, tracking_uri: str, where: str = "--model") -> RegisteredVe
     matched = MODEL_URI.fullmatch(uri)
     if matched is None:  # said before MLflow is imported
         raise UserInputError(f"{where}: expected models:/NAME@ALIAS or models:/NAME/VERSION, got {uri!r}")
+    if matched["number"] is not None and not 1 <= int(matched["number"]) <= MAX_VERSION:
+        raise UserInputError(f"{where}: {uri} names no model version: the registry numbers them from 1 to "
+                             f"{MAX_VERSION}")
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -89,6 +94,9 @@ def resolve(uri: str, tracking_uri: str, where: str = "--model") -> RegisteredVe
         if error.error_code in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE"):  # also no answer: requests' error
             raise SyncFailed(f"{where}: the MLflow server at {tracking_uri} did not answer ({one_line(error)}); try "
                              "again once it does") from error
+        if error.error_code == "ENDPOINT_NOT_FOUND":
+            raise UserInputError(f"{where}: {tracking_uri} does not serve MLflow's API (it answered 404): give the "
+                                 f"server's root URI, without a path ({one_line(error)})") from error
         raise UserInputError(f"{where}: {uri} names no model version at {tracking_uri}: {one_line(error)}") \
             from error
     except OSError as error:
@@ -130,9 +138,7 @@ def downloaded(version: RegisteredVersion, cache: Path) -> Path:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    if not version.source.startswith("models:/m-"):
-        raise UserInputError(f"--model: {version.uri} holds {version.source!r}, not a logged model's files")
-    base = cache / version.source.removeprefix("models:/")
+    base = cache / logged_model_id(version)
     final = base / str(version.number)
     if (final / "saved_model.pb").is_file() and verify_manifest(final) is None:
         return final
@@ -141,7 +147,10 @@ def downloaded(version: RegisteredVersion, cache: Path) -> Path:
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     try:
-        location = client.get_logged_model(version.source.removeprefix("models:/")).artifact_location
+        location = client.get_logged_model(logged_model_id(version)).artifact_location
+        if ".." in re.split(r"[/\\]", location):
+            raise UserInputError(f"--model: {version.uri}'s logged model names its files at {location!r}: a path that "
+                                 "climbs ('..') is refused")
         files = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(scratch),
                                                          tracking_uri=version.tracking_uri))
         if not (files / "saved_model.pb").is_file():
@@ -161,6 +170,17 @@ def downloaded(version: RegisteredVersion, cache: Path) -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return final
+
+
+def logged_model_id(version: RegisteredVersion) -> str:
+    """The id of the logged model whose files `version` holds (its `source`: `models:/m-<id>`), which names its
+    folder in the cache: nothing from the registry is a path. UserInputError for any other source (a run's
+    artifact path, another scheme, `..`: a registry another tool or an older server filled)."""
+    matched = LOGGED_MODEL_SOURCE.fullmatch(version.source)
+    if matched is None:
+        raise UserInputError(f"--model: {version.uri} holds {version.source[:200]!r}, not a logged model's files "
+                             "(expected models:/m-<id>)")
+    return matched["id"]
 
 
 def served_config(version: RegisteredVersion, cache: Path) -> Path:

@@ -18,6 +18,7 @@ sent = send_pending(Outbox(folder), "http://127.0.0.1:5000")   # the number of e
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -51,6 +52,19 @@ _LOG = logging.getLogger(__name__)
 
 class TrackingUnavailable(Exception):
     """The server did not take what was sent (down, unreachable, refusing): the entries stay in the outbox."""
+
+
+class LocalDiskFailed(TrackingUnavailable):
+    """This machine's disk failed a write or read the sending needs (full, read-only, out of quota, EIO): the
+    server is not the cause, the entries stay in the outbox."""
+
+
+class TrackingRefused(TrackingUnavailable):
+    """The server answered with a client error (4xx) that no retry changes: a URI that is not its root (a path
+    prefix: 404 for MLflow's API), credentials it refuses, a run deleted there."""
+
+
+LOCAL_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO, errno.EACCES, errno.EPERM})
 
 
 def client_settings() -> None:
@@ -94,13 +108,28 @@ def send_pending(outbox: Outbox, uri: str) -> int:
                              ", ".join(map(str, numbers)), outbox.path, one_line(error))
             state["sent_through"] = group[-1]["n"]
             sent += len(group)
-            outbox.mark_sent(state)
+            _mark_sent(outbox, state)
+    except LocalDiskFailed:
+        raise
     except (MlflowException, OSError) as error:  # requests' errors are OSErrors
         if sent:
-            outbox.mark_sent(state)
+            _mark_sent(outbox, state)
+        if isinstance(error, OSError) and error.errno in LOCAL_DISK_ERRORS:
+            raise LocalDiskFailed(f"this machine's disk: {one_line(error)}") from error
+        if isinstance(error, MlflowException) and 400 <= error.get_http_status_code() < 500:
+            raise TrackingRefused(f"it answered {error.get_http_status_code()}: {one_line(error)}") from error
         raise TrackingUnavailable(one_line(error)) from error
-    outbox.mark_sent(state)
+    _mark_sent(outbox, state)
     return sent
+
+
+def _mark_sent(outbox: Outbox, state: SentState) -> None:
+    """`outbox.mark_sent`, a failed write said as this machine's (`LocalDiskFailed`), not the server's."""
+    try:
+        outbox.mark_sent(state)
+    except OSError as error:
+        raise LocalDiskFailed(f"this machine's disk: {outbox.sent_path} could not be written: "
+                              f"{error.strerror or one_line(error)}") from error
 
 
 def _groups(entries: list[OutboxEntry]) -> list[list[OutboxEntry]]:
@@ -284,20 +313,27 @@ def _send(client: MlflowClient, state: SentState, group: list[OutboxEntry], outb
         _end_sweep_run(client, run_id)
 
 
-def one_line(error: BaseException) -> str:
-    """The error as one line: its type and its first line (at most 200 characters)."""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:200] if text else ''}"
+def one_line(error: BaseException, characters: int = 400) -> str:
+    """The error as one line: its type and its text's lines joined; a longer one keeps its start and its end, where
+    requests and urllib3 put the cause ("... (Caused by SSLError(...CERTIFICATE_VERIFY_FAILED...))")."""
+    text = " ".join(line.strip() for line in str(error).strip().splitlines() if line.strip())
+    if len(text) > characters:
+        text = f"{text[:characters // 3]} ... {text[-(characters - characters // 3):]}"
+    return f"{type(error).__name__}: {text}"
 
 
 def report_lines(info: Mapping[str, Any], folder: PathLike) -> list[str]:
-    """The closing report's line of a run logged to MLflow (`info`: its run.json): its page, or the command that
-    sends it; none for a run not logged."""
+    """The closing report's line of a run logged to MLflow (`info`: its run.json): its page, with the records its
+    outbox still holds and the command that sends them; none for a run not logged."""
     tracking = info.get("mlflow")
     if not tracking:
         return []
     page = run_url(tracking["tracking_uri"], tracking) if tracking.get("run_id") else None
-    return [f"MLflow run:        {page or f'not sent yet: experiments-manager mlflow sync {folder}'}"]
+    left = len(Outbox(folder).pending())
+    command = f"experiments-manager mlflow sync {folder}"
+    if page is None:
+        return [f"MLflow run:        not sent yet: {command}"]
+    return [f"MLflow run:        {page}" + (f" ({left} record(s) not sent yet: {command})" if left else "")]
 
 
 def run_url(uri: str, state: Mapping[str, Any]) -> Optional[str]:

@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import socket
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple, Optional
 
+from experiments_manager.run import history_rows
 from experiments_manager.run.attempts import device_hours
 from experiments_manager.run.endings import ending_of
 from experiments_manager.run.record import Status
@@ -39,6 +42,24 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 MLFLOW_STATUS = {Status.FINISHED: "FINISHED", Status.FAILED: "FAILED", Status.INTERRUPTED: "KILLED"}
 ARTIFACTS = ("run.json", "history.csv", "training_curves.png", "experiment_settings.py")
+
+
+class Completion(NamedTuple):
+    """What `TrackingSession.complete` found and did: the outbox, its damaged lines (numbers from 1, dropped), and
+    how many records it appended from the run's files."""
+
+    outbox: Path
+    damaged: list[int]
+    rebuilt: int
+
+    def __str__(self) -> str:
+        said = []
+        if self.damaged:
+            lines = ", ".join(map(str, self.damaged[:10])) + (" ..." if len(self.damaged) > 10 else "")
+            said.append(f"{self.outbox}: line(s) {lines} damaged (not a record): left out")
+        if self.rebuilt:
+            said.append(f"{self.rebuilt} record(s) it lacked rebuilt from run.json and history.csv")
+        return "; ".join(said)
 
 
 class TrackingSession:
@@ -57,34 +78,69 @@ class TrackingSession:
                                    sync_command=f"experiments-manager mlflow sync {experiment.root}")
 
     def begin(self) -> None:
-        """Appends the run's start (first attempt) or the attempt's, and starts sending."""
+        """Appends the run's start (first attempt), or what the outbox lacks (`complete`) and the attempt's, and
+        starts sending."""
         info = self.experiment.run_info()
-        attempt = len(info.get("attempts") or [])
-        tags = {"host": socket.gethostname(), "attempt": str(attempt),
-                **({"slurm_job_id": os.environ["SLURM_JOB_ID"]} if os.environ.get("SLURM_JOB_ID") else {})}
-        name = (info.get("mlflow") or {}).get("experiment") or info.get("session_name") or "Default"
         if not any(entry.get("kind") == "start" for entry in self.outbox.entries()):
-            versions = info.get("versions") or {}
-            self.append({"kind": "start", "experiment": name,
-                         "run_name": self.experiment.name, "params": _params(info),
-                         "tags": {**tags, "engine_version": str(versions.get("experiments_manager", "")),
-                                  "git_commit": str(info.get("git_commit") or "")}})
+            self.append(self._start_entry(info))
         else:
-            self.append({"kind": "attempt", "tags": tags})
+            completion = self.complete()
+            if completion.damaged:
+                _LOG.warning("MLflow: %s", completion)
+            self.append({"kind": "attempt", "tags": _attempt_tags(info)})
         self.bridge.start()
-        _LOG.info("MLflow: logging to %s (experiment %r, run %r)", self.uri, name, self.experiment.name)
+        _LOG.info("MLflow: logging to %s (experiment %r, run %r)", self.uri, _experiment_name(info),
+                  self.experiment.name)
 
-    def append_versions(self) -> None:
+    def complete(self) -> Completion:
+        """Appends what the run's own files hold and the outbox lacks, its damaged lines dropped first: the start,
+        each epoch run.json counts as completed (history.csv's values), each version run.json lists, and the end of
+        a run that ended (run.json's status) when the outbox does not hold it. What a cut-short or damaged outbox,
+        or a kill between a record and its append, lost is then sent as the run would have sent it."""
+        damaged = self.outbox.damaged_lines()
+        if damaged:
+            self.outbox.drop_damaged()
+        entries = self.outbox.entries()
+        info = self.experiment.run_info()
+        ended = next((entry.get("kind") == "end" for entry in reversed(entries)  # an attempt: RUNNING again
+                      if entry.get("kind") in ("attempt", "end")), False)
+        appended = 0
+        if not any(entry.get("kind") == "start" for entry in entries):
+            self.append(self._start_entry(info))
+            appended += 1
+        logged = {entry.get("step") for entry in entries if entry.get("kind") == "metrics"}
+        completed = int(info.get("epochs_completed") or 0)
+        for row in history_rows.examine(self.experiment.history_csv)[1]:
+            epoch = int(row[history_rows.EPOCH])
+            if epoch <= completed and epoch not in logged:
+                self.append({"kind": "metrics", "step": epoch, "metrics": finite_numbers(
+                    {key: value for key, value in row.items() if key != history_rows.EPOCH})})
+                appended += 1
+        appended += self.append_versions()
+        if not ended and info.get("status") in MLFLOW_STATUS:
+            self.append(self._end_entry(info))
+            appended += 1
+        return Completion(self.outbox.path, damaged, appended)
+
+    def _start_entry(self, info: Any) -> OutboxEntry:
+        versions = info.get("versions") or {}
+        return {"kind": "start", "experiment": _experiment_name(info), "run_name": self.experiment.name,
+                "params": _params(info), "tags": {**_attempt_tags(info),
+                                                  "engine_version": str(versions.get("experiments_manager", "")),
+                                                  "git_commit": str(info.get("git_commit") or "")}}
+
+    def append_versions(self) -> int:
         """Appends the exported versions run.json lists that the outbox does not hold yet (on disk by then: run.json
-        lists a version once it is). One better than every earlier version of the run (its monitored value; without
-        one: the version of the run's best epoch) names the registered model it joins."""
+        lists a version once it is); returns how many. One better than every earlier version of the run (its
+        monitored value; without one: the version of the run's best epoch) names the registered model it joins."""
         info = self.experiment.run_info()
         known = self.outbox.versions()
-        last = max((entry.get("version", 0) for entry in known), default=0)
+        held = {entry.get("version", 0) for entry in known}
         records = records_of(info)  # a damaged record is left out
         maximized = info.get("monitor_mode") == "max"
         values = [value for entry in known for value in entry.get("metrics", {}).values()]
-        for version in sorted(number for number in records if number > last):
+        missing = sorted(number for number in records if number not in held)
+        for version in missing:
             record = records[version]
             value = record.get("value") if isinstance(record.get("value"), (int, float)) else None
             epoch = record.get("epoch") if isinstance(record.get("epoch"), int) else None
@@ -100,6 +156,7 @@ class TrackingSession:
             self.append(entry)
             if value is not None:
                 values.append(float(value))
+        return len(missing)
 
     def append(self, entry: OutboxEntry) -> None:
         """Appends `entry` to the outbox and wakes the bridge."""
@@ -110,32 +167,60 @@ class TrackingSession:
         """Appends how the attempt ended (run.json's status; `error` when nothing recorded one) and the run's files,
         then gives the server a last chance (`MlflowBridge.close`)."""
         info = self.experiment.run_info()
-        status = info.get("status")
-        if status == Status.RUNNING or status is None:
-            ending = ending_of(error) if error is not None else None
-            status = ending.status if ending is not None else Status.FAILED
-        best = info.get("best_value")
         try:
             self.append_versions()  # the last one, written while training ended
         except Exception as failure:  # noqa: BLE001 - the end below is what must be recorded
             _LOG.warning("MLflow: the last exported versions were not recorded in the outbox: %s", failure)
         try:
-            self.append({"kind": "end", "status": MLFLOW_STATUS.get(Status(status), "FAILED"),
-                         "files": [*ARTIFACTS, f"{info.get('model_name')}.py"],
-                         "metrics": {**({"best_value": float(best)} if isinstance(best, (int, float)) else {}),
-                                     **_cost(info)},
-                         "step": int(info.get("best_epoch") or 0),
-                         "tags": {"monitor": str(info.get("monitored_loss_name") or ""),
-                                  "monitor_mode": str(info.get("monitor_mode") or "")}})
+            self.append(self._end_entry(info, error))
         except Exception as failure:  # noqa: BLE001 - a lost lease, a full disk: the run's own ending is what it says
             _LOG.debug("MLflow: the end of the attempt was not recorded in the outbox: %s", failure)
         finally:
             self.bridge.close()
 
+    def _end_entry(self, info: Any, error: Optional[BaseException] = None) -> OutboxEntry:
+        """How the attempt ended: run.json's status (`error`'s ending while it says running, else failed), the run's
+        best value and cost, its files to upload."""
+        status = info.get("status")
+        if status == Status.RUNNING or status is None:
+            ending = ending_of(error) if error is not None else None
+            status = ending.status if ending is not None else Status.FAILED
+        best = info.get("best_value")
+        return {"kind": "end", "status": MLFLOW_STATUS.get(Status(status), "FAILED"),
+                "files": [*ARTIFACTS, f"{info.get('model_name')}.py"],
+                "metrics": {**({"best_value": float(best)} if isinstance(best, (int, float)) else {}), **_cost(info)},
+                "step": int(info.get("best_epoch") or 0),
+                "tags": {"monitor": str(info.get("monitored_loss_name") or ""),
+                         "monitor_mode": str(info.get("monitor_mode") or "")}}
+
     def _record_run(self, state: SentState) -> None:
         """run.json records the MLflow run (the bridge's thread, once the server made or found it)."""
         self.experiment.record.mlflow({"tracking_uri": self.uri, "experiment_id": state.get("experiment_id"),
                                        "run_id": state.get("run_id")})
+
+
+def finite_numbers(values: dict[str, Any]) -> dict[str, float]:
+    """The finite numbers among an epoch's logs or history row (MLflow takes NaN, but a plot of one is empty)."""
+    numbers = {}
+    for key, value in values.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            numbers[key] = number
+    return numbers
+
+
+def _attempt_tags(info: Any) -> dict[str, str]:
+    """The host, the attempt's number and the Slurm job of the attempt now."""
+    return {"host": socket.gethostname(), "attempt": str(len(info.get("attempts") or [])),
+            **({"slurm_job_id": os.environ["SLURM_JOB_ID"]} if os.environ.get("SLURM_JOB_ID") else {})}
+
+
+def _experiment_name(info: Any) -> str:
+    """The run's MLflow experiment: run.json's, else the settings' session name."""
+    return str((info.get("mlflow") or {}).get("experiment") or info.get("session_name") or "Default")
 
 
 def registered_model_of(info: Any) -> str:

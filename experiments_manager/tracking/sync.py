@@ -2,8 +2,10 @@
 
 For compute nodes without a route to the server: a run trains there with `--mlflow URI` (its outbox fills, one
 warning line), and from a login node that reaches the server, `sync` sends each run's pending entries, as the run's
-one writer for the moment (a run still training is skipped: it sends its own). Idempotent: a second sync sends
-nothing (`outbox.SentState`).
+one writer for the moment (a run still training is skipped: it sends its own). What the outbox lacks (a damaged or
+cut-short file, a kill between a record and its append, an end never appended) is rebuilt from run.json and
+history.csv first (`TrackingSession.complete`), each damaged line named. Idempotent: a second sync sends nothing
+(`outbox.SentState`).
 
 Example:
 
@@ -21,8 +23,10 @@ from typing import Iterator, Optional, Sequence
 from experiments_manager.run import lifecycle
 from experiments_manager.run.discovery import folders_below
 from experiments_manager.run.experiment import Experiment
-from experiments_manager.tracking.outbox import OUTBOX_NAME, Outbox
-from experiments_manager.tracking.sender import TrackingUnavailable, run_url, send_pending
+from experiments_manager.tracking.outbox import OUTBOX_NAME
+from experiments_manager.tracking.sender import (LocalDiskFailed, TrackingRefused, TrackingUnavailable, run_url,
+                                                 send_pending)
+from experiments_manager.tracking.session import TrackingSession
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
 from experiments_manager.utils.lease import LeaseHeld
 
@@ -49,8 +53,9 @@ def sync_runs(place: str, uri: Optional[str] = None, command: Sequence[str] = ()
         command: this process' command line (the lease's record).
 
     Raises:
-        UserInputError: no tracked run there, or a run naming no server and none given.
-        SyncFailed: a server refused (the runs before it were sent; exit 75).
+        UserInputError: no tracked run there, a run naming no server and none given, or a server that answered
+            with a client error (a URI with a path, refused credentials: exit 2).
+        SyncFailed: a server did not answer, or this machine's disk failed (the runs before it were sent; exit 75).
     """
     runs = tracked_runs(Path(place))
     if not runs:
@@ -62,20 +67,40 @@ def sync_runs(place: str, uri: Optional[str] = None, command: Sequence[str] = ()
             raise UserInputError(f"{root}: run.json names no MLflow server: give one with --mlflow URI")
         try:
             with lifecycle.attempt(experiment, list(command), console=False, records_ending=False):
-                outbox = Outbox(root, check_writer=experiment.check_writer)
+                session = TrackingSession(experiment, server)
+                completion = session.complete()
+                if completion.damaged or completion.rebuilt:  # said before the server is asked: it may refuse
+                    yield f"{root}: {completion}"
                 recorded = (experiment.run_info().get("mlflow") or {}).get("run_id")
                 try:
-                    sent = send_pending(outbox, server)
+                    sent = send_pending(session.outbox, server)
+                except TrackingRefused as error:
+                    raise UserInputError(f"{root}: {server} refused its records ({error}): check the URI (the "
+                                         "server's root, no path) and its access") from None
+                except LocalDiskFailed as error:
+                    raise SyncFailed(f"{root}: records not sent ({error}): free the disk, then sync again") from None
                 except TrackingUnavailable as error:
                     raise SyncFailed(f"{root}: {server} did not take its records ({error}): try again once it "
                                      "answers") from None
-                state = outbox.sent()
+                state = session.outbox.sent()
                 if state.get("run_id") and state.get("run_id") != recorded:
                     experiment.record.mlflow({"tracking_uri": server, "experiment_id": state.get("experiment_id"),
                                               "run_id": state.get("run_id")})
         except LeaseHeld:
-            yield f"{root}: being written by its run, which sends its own records: skipped"
+            yield (f"{root}: held by another process (its run, which sends its own records, or another mlflow sync): "
+                   "skipped")
             continue
         url = run_url(server, state)
-        yield (f"{root}: {sent} record(s) sent to {server}" if sent else f"{root}: nothing to send") + \
-            (f" ({url})" if url else "")
+        yield (f"{root}: {sent} record(s) sent to {server}" if sent else f"{root}: nothing to send") + (
+            f" ({url})" if url else "")
+
+
+def send_what_is_left(root: Path, uri: Optional[str] = None) -> list[str]:
+    """For a tracked run that has ended (a resume of a finished run): what its outbox lacks or holds unsent, sent
+    now (`sync_runs`); returns the lines to say (none when the server had everything). A failure is one of them:
+    the run's own state is not the server's to decide."""
+    try:
+        lines = list(sync_runs(str(root), uri))
+    except UserInputError as error:
+        return [f"MLflow: {problem}" for problem in error.problems]
+    return [f"MLflow: {line}" for line in lines if ": nothing to send" not in line]

@@ -217,6 +217,11 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
     extending = epochs is not None or more_epochs is not None
     if info.get("status") == "finished" and not extending:
         _LOG.info("%s already finished: nothing to resume (extend it with --epochs N)", experiment.root)
+        if (info.get("mlflow") or {}).get("tracking_uri") and (cluster is None or cluster.is_chief):
+            from experiments_manager.tracking.sync import send_what_is_left
+
+            for line in send_what_is_left(experiment.root, tracking_at):  # what a kill cut short: the end, epochs
+                _LOG.info("%s", line)
         given = load_experiment_settings(experiment, settings) if settings is not None else None  # for .model
         return TrainingOutcome(experiment if cluster is None or cluster.is_chief else None, finished(),
                                settings=given, trained=False)

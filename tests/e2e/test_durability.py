@@ -235,3 +235,35 @@ def test_a_read_only_working_folder_is_one_line_naming_it(workdir, tmp_path, run
     [error] = _errors(result)
     assert f"{disk / 'experiments'}: Read-only file system: the file system is mounted read-only" in error, error
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.claim(
+    'a full disk / read-only folder is one line, exit 75, no traceback or segfault; the run resumes once mended',
+    note='(a disk full to its last byte before the ending: the ending still recorded, in the space each attempt '
+         'keeps for it)')
+def test_the_ending_is_recorded_on_a_disk_full_to_its_last_byte(tmp_path):
+    """The attempt's disk fills completely (another tenant's file), then its full-disk error ends it: run.json says
+    interrupted with exit 75, written in the space the attempt reserved at its start, which is gone after it."""
+    import errno
+
+    from experiments_manager.run import lifecycle
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.run.space_reserve import RESERVE_NAME
+
+    with tmpfs(tmp_path / "small-disk", "400k") as disk:
+        root = disk / "run"
+        root.mkdir()
+        experiment = Experiment(root)
+        experiment.write_run_info({"status": "running", "attempts": [{"number": 1, "status": "running"}]})
+        filler = disk / "another-tenant"
+        with pytest.raises(OSError) as full:
+            with lifecycle.attempt(experiment, ["train"], console=False):
+                assert (root / RESERVE_NAME).stat().st_blocks * 512 >= 64 << 10  # allocated, not sparse
+                with open(filler, "wb") as handle:
+                    while True:  # until the disk is full to its last page
+                        handle.write(b"\0" * 4096)
+                        handle.flush()
+        assert full.value.errno == errno.ENOSPC
+        info = experiment.run_info()
+        assert (info["status"], info["attempts"][-1]["exit_code"]) == ("interrupted", 75), info
+        assert not (root / RESERVE_NAME).exists()

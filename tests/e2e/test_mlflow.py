@@ -297,9 +297,12 @@ def test_a_server_stopped_mid_run_loses_nothing_and_mlflow_sync_sends_it_once(ml
     sent_before = json.loads((root / "mlflow_sent.json").read_text())["sent_through"]
     assert 0 < sent_before < len(kept)
 
-    synced = _cli(workdir, "mlflow", "sync", str(root), "--mlflow", mlflow_server.url)
-    assert synced.returncode == 0, synced.stdout + synced.stderr
-    assert f"{root}: {len(kept) - sent_before} record(s) sent to {mlflow_server.url}" in synced.stdout, synced.stdout
+    assert "record(s) not sent yet: experiments-manager mlflow sync" in output.text()  # the closing report
+
+    resumed = _cli(workdir, "train", "--resume", str(root))  # a finished run, run again: what it kept is sent
+    said = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0 and "already finished" in said, said
+    assert f"MLflow: {root}: {len(kept) - sent_before} record(s) sent to {mlflow_server.url}" in said, said
     (mlflow_run,) = mlflow_server.runs_of(root)
     assert mlflow_run["info"]["run_id"] == run_id and mlflow_run["info"]["status"] == "FINISHED"
     assert [step for step, _ in mlflow_server.history(run_id, "val_loss")] == [1, 2, 3]
@@ -314,6 +317,11 @@ def test_a_server_stopped_mid_run_loses_nothing_and_mlflow_sync_sends_it_once(ml
 @pytest.mark.slow
 @pytest.mark.claim("a compute node without a route to the server: the run finishes, `mlflow sync FOLDER` later "
                    "makes its one MLflow run")
+@pytest.mark.claim("no MLflow record is lost in silence: the closing report counts what is unsent, `train --resume` of "
+                   "a finished run sends it, a damaged outbox is named by line and rebuilt from the run's files")
+@pytest.mark.claim("tracking messages say the cause: this machine's disk, not the server; a long error's end (where the "
+                   "cause is); a server's client error (a URI with a path) ends `mlflow sync` with exit 2 and its answer",
+                   note="(the URI with a path)")
 def test_a_run_offline_from_the_start_is_sent_by_mlflow_sync(mlflow_server, workdir):
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
@@ -328,12 +336,25 @@ def test_a_run_offline_from_the_start_is_sent_by_mlflow_sync(mlflow_server, work
     assert f"MLflow run:        not sent yet: experiments-manager mlflow sync {root.relative_to(workdir)}" in \
         trained.stdout
 
+    outbox = root / "mlflow_outbox.jsonl"  # damaged on its way: epoch 1's line junk, the end cut off
+    lines = outbox.read_bytes().split(b"\n")
+    first_epoch = next(number for number, line in enumerate(lines) if b'"kind":"metrics"' in line)
+    lines[first_epoch] = b"\x00\x00 junk {"
+    outbox.write_bytes(b"\n".join(line for line in lines if b'"kind":"end"' not in line))
+    prefixed = _cli(workdir, "mlflow", "sync", str(root), "--mlflow", f"{mlflow_server.url}/mlflow")
+    assert prefixed.returncode == 2, prefixed.stdout + prefixed.stderr  # the server's answer, not "does not answer"
+    assert "refused its records (it answered 404: " in prefixed.stderr and "server's root, no path" in prefixed.stderr
+    assert (f"{root}: {outbox}: line(s) {first_epoch + 1} damaged (not a record): left out; 2 record(s) it lacked "
+            "rebuilt from run.json and history.csv") in prefixed.stdout, prefixed.stdout  # said before the refusal
     synced = _cli(workdir, "mlflow", "sync", str(root.parent), "--mlflow", mlflow_server.url)
     assert synced.returncode == 0, synced.stdout + synced.stderr
     (mlflow_run,) = mlflow_server.runs_of(root)
     assert read_run(root)["mlflow"]["run_id"] == mlflow_run["info"]["run_id"]
-    assert mlflow_run["info"]["status"] == "FINISHED"
-    assert [step for step, _ in mlflow_server.history(mlflow_run["info"]["run_id"], "val_loss")] == [1, 2]
+    assert mlflow_run["info"]["status"] == "FINISHED"  # the end that was cut off, rebuilt
+    history = dict(mlflow_server.history(mlflow_run["info"]["run_id"], "val_loss"))  # epoch 1 rebuilt: sent last
+    assert sorted(mlflow_server.history(mlflow_run["info"]["run_id"], "val_loss")) == sorted(history.items())
+    rows = np.genfromtxt(root / "history.csv", delimiter=",", names=True)
+    assert history == pytest.approx({int(row["epoch"]): float(row["val_loss"]) for row in rows})
 
 
 @pytest.mark.slow
@@ -362,27 +383,37 @@ def test_a_sweep_of_two_workers_is_one_parent_run_with_its_trials(mlflow_server,
     assert float(_tags(champion)["value"]) == min(float(_tags(version)["value"]) for version in registered)
 
 
+@pytest.mark.claim("`--mlflow` takes a tracking server's http(s) URI; a store's (sqlite:///, file:, a path) is one "
+                   "line before anything is written (MLflow's client would write mlflow.db and mlruns/ in the current "
+                   "folder)")
 def test_a_bad_tracking_uri_is_one_line_and_creates_nothing(workdir):
     bad = _cli(workdir, "train", "-u", "examples/regression/mysettings_curve_fitting.py", "--mlflow", "ftp://host/x")
     assert bad.returncode == 2
-    assert bad.stderr.strip().splitlines() == ["error: --mlflow: expected an MLflow tracking URI (http://HOST:PORT, "
-                                               "https://..., sqlite:///PATH), got 'ftp://host/x'"], bad.stderr
+    assert bad.stderr.strip().splitlines() == ["error: --mlflow: expected an MLflow tracking server's URI "
+                                               "(http://HOST:PORT, https://...), got 'ftp://host/x'"], bad.stderr
     assert not (workdir / "experiments").exists()
     settings = settings_variant(workdir, "bad_uri.py", ["mlflow_tracking_uri = 'mlflow-server:5000'",
                                                         "mlflow_registered_model_name = 'lab/curve'"])
     bad = _cli(workdir, "train", "-u", str(settings))
     assert bad.returncode == 2 and [line for line in bad.stderr.splitlines() if line.startswith("error:")] == [
-        "error: bad_uri.py: mlflow_registered_model_name: expected a name without '/', ':', '@' or '%' (or None), "
+        "error: bad_uri.py: mlflow_registered_model_name: expected a name without '/', '..', ':', '@', '%' or spaces "
+        "(or None), "
         "got 'lab/curve'"], bad.stderr  # the settings are checked first
     settings = settings_variant(workdir, "bad_uri.py", ["mlflow_tracking_uri = 'mlflow-server:5000'"])
     bad = _cli(workdir, "train", "-u", str(settings))
     assert bad.returncode == 2 and [line for line in bad.stderr.splitlines() if line.startswith("error:")] == [
-        "error: bad_uri.py: mlflow_tracking_uri: expected an MLflow tracking URI (http://HOST:PORT, https://..., "
-        "sqlite:///PATH), got 'mlflow-server:5000'"], bad.stderr
+        "error: bad_uri.py: mlflow_tracking_uri: expected an MLflow tracking server's URI (http://HOST:PORT, "
+        "https://...), got 'mlflow-server:5000'"], bad.stderr
     assert not [path for path in (workdir / "experiments").rglob("*") if path.is_file()]  # the announced folder gone
     bad = _cli(workdir, "sweep", "-u", "examples/regression/mysettings_curve_fitting.py", "--max-evals", "1",
                "--mlflow", "localhost:5000")
     assert bad.returncode == 2 and [line for line in bad.stderr.splitlines() if line.startswith("error:")] == [
-        "error: --mlflow: expected an MLflow tracking URI (http://HOST:PORT, https://..., sqlite:///PATH), got "
+        "error: --mlflow: expected an MLflow tracking server's URI (http://HOST:PORT, https://...), got "
         "'localhost:5000'"], bad.stderr
     assert not [path for path in (workdir / "experiments").rglob("*") if path.is_file()]
+    for store in ("sqlite:///lab/mlflow.db", "file:./mlruns", "./mlruns"):  # MLflow's client would write them here
+        bad = _cli(workdir, "train", "-u", "examples/regression/mysettings_curve_fitting.py", "--mlflow", store)
+        assert bad.returncode == 2 and [line for line in bad.stderr.splitlines() if line.startswith("error:")] == [
+            f"error: --mlflow: {store!r} is a store, not a tracking server: serve it with `mlflow server "
+            f"--backend-store-uri {store}` and give the server's http://HOST:PORT"], bad.stderr
+    assert not [*workdir.rglob("mlflow.db"), *workdir.rglob("mlruns")]

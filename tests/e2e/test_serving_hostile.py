@@ -3,9 +3,12 @@ INVALID_ARGUMENT / NOT_FOUND with a message (never 5xx / UNKNOWN / INTERNAL), go
 are answered correctly, and no request costs the server more memory than a bounded multiple of its size."""
 
 import json
+import os
 import random
 import socket
+import sys
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -15,6 +18,9 @@ import requests
 from conftest import wait_for
 from serving_helpers import predict_request
 from test_serving_cli import OutputReader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+import hostile_requests  # noqa: E402 - the corpus `tools/bench_json_decode.py` shares
 
 SEED = 20261122
 MODEL = "model_curve_fitting"
@@ -274,3 +280,103 @@ def test_ctrl_c_in_the_terminal_after_a_big_request_stops_the_server_cleanly(wor
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
+
+
+def _cpu_seconds(pid):
+    """The process' user + system CPU time so far (/proc/PID/stat), seconds."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.timeout(420)
+@pytest.mark.claim(
+    'a request costs the server CPU bounded by its size: a corpus built to exhaust parsers (nesting, width, numbers, '
+    'strings, mixes; REST and gRPC) costs under a second of CPU per MB and gets a client error',
+    note='(decode time per MB: `tools/bench_json_decode.py`, BENCHMARKS.md)')
+def test_a_hostile_corpus_costs_the_server_under_a_second_of_cpu_per_mb(start_cli, trained):
+    """Each request of `tools/hostile_requests.py` against a real server: answered with the status it deserves (a
+    client error, or 200 for the odd but valid ones) and, measured in the server's own CPU time, under 1 s per MB
+    (plus 0.3 s for the answer's path); a good request answered right after each."""
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    process = start_cli("serve", "--model_dir", str(trained.dir), "--grpc-port", "0", "--rest-port", "0")
+    output = OutputReader(process)
+    grpc_address = output.wait_for(r"gRPC: (127\.0\.0\.1:\d+)", 90)[1]
+    rest = output.wait_for(rf"REST: (http://127\.0\.0\.1:\d+)/v1/models/{MODEL}", 30)[1]
+    url = f"{rest}/v1/models/{MODEL}:predict"
+    channel = grpc.insecure_channel(grpc_address, options=[("grpc.max_send_message_length", 64 << 20)])
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    raw_predict = channel.unary_unary("/tensorflow.serving.PredictionService/Predict", request_serializer=None,
+                                      response_deserializer=predict_pb2.PredictResponse.FromString)
+
+    def answered_well():
+        assert requests.post(url, json={"instances": [[0.5]]}, timeout=30).status_code == 200
+
+    answered_well()
+    worst = []
+    for what, body, status in hostile_requests.rest_bodies():
+        before = _cpu_seconds(process.pid)
+        answer = requests.post(url, data=body, timeout=60)
+        cpu = _cpu_seconds(process.pid) - before
+        megabytes = len(body) / 1e6
+        worst.append((cpu, megabytes, what))
+        print(f"REST {what}: {answer.status_code} in {cpu:.2f} CPU-s for {megabytes:.1f} MB "
+              f"({answer.text[:100]})")
+        assert answer.status_code == status, (what, answer.status_code, answer.text[:300])
+        assert cpu < 0.3 + megabytes, (what, cpu)
+        answered_well()
+    for what, request, message in hostile_requests.grpc_requests(MODEL):
+        raw = request if isinstance(request, bytes) else request.SerializeToString()
+        before = _cpu_seconds(process.pid)
+        with pytest.raises(grpc.RpcError) as refused:
+            raw_predict(raw, timeout=60)
+        cpu = _cpu_seconds(process.pid) - before
+        megabytes = len(raw) / 1e6
+        worst.append((cpu, megabytes, what))
+        print(f"gRPC {what}: {refused.value.code()} in {cpu:.2f} CPU-s for {megabytes:.1f} MB "
+              f"({refused.value.details()[:100]})")
+        assert refused.value.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND), what
+        assert message in refused.value.details(), (what, refused.value.details()[:300])
+        assert cpu < 0.3 + megabytes, (what, cpu)
+        answered_well()
+    cpu, megabytes, what = max(worst)
+    print(f"the costliest: {what}, {cpu:.2f} CPU-s for {megabytes:.1f} MB")
+    assert process.poll() is None
+
+
+@pytest.mark.slow
+@pytest.mark.claim('SIGTERM stops the server cleanly',
+                   note='(mid-request: within the 2 s grace + 5 s, exit 0, the request left unanswered)')
+def test_sigterm_stops_the_server_while_a_request_is_still_being_worked_on(workdir, trained):
+    """A request whose decoding never ends (a stand-in for any work past the grace: `parse_body` patched to sleep
+    in the server process) does not keep a stopped server alive: SIGTERM, one line, exit 0 within the bound."""
+    import subprocess
+
+    from conftest import cli_env
+
+    stuck = ("import time, sys; from experiments_manager.serving import json_numbers; "
+             "json_numbers.parse_body = lambda raw: (print('decoding forever', flush=True), time.sleep(600)); "
+             "from experiments_manager.cli import run_and_exit; sys.argv[0] = 'experiments-manager'; run_and_exit()")
+    process = subprocess.Popen([sys.executable, "-c", stuck, "serve", "--model_dir", str(trained.dir),
+                                "--grpc-port", "0", "--rest-port", "0"], cwd=workdir, env=cli_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output = OutputReader(process)
+        rest = output.wait_for(rf"REST: (http://127\.0\.0\.1:\d+)/v1/models/{MODEL}", 90)[1]
+        connection = socket.create_connection(rest.removeprefix("http://").split(":"), timeout=30)
+        body = b'{"instances": [[0.5]]}'
+        connection.sendall(b"POST /v1/models/%s:predict HTTP/1.1\r\nHost: x\r\ncontent-length: %d\r\n\r\n%s"
+                           % (MODEL.encode(), len(body), body))
+        output.wait_for("decoding forever", 30)
+        stopped = time.monotonic()
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+        took = time.monotonic() - stopped
+        output.wait_for("stopped with 1 request", 5)
+        print(f"stopped {took:.1f} s after SIGTERM")
+        assert took < 2 + 5 + 3, took
+        connection.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+

@@ -86,3 +86,24 @@ def test_small_bodies_and_bodies_with_escapes_or_many_strings_are_parsed_by_json
     assert json_numbers.parse_body(strings.encode()) == json.loads(strings)
     with pytest.raises(RequestError, match="malformed JSON request body"):
         json_numbers.parse_body(b'{"instances": [[1, 2], [3, 4]]')
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["small body", "big body"])
+def test_nesting_is_refused_past_the_limit_and_brackets_in_strings_do_not_count(monkeypatch, big):
+    """`MAX_DEPTH` levels of arrays and objects pass (the body's object and a tensor of NumPy's largest rank), one
+    more is refused by name before any parser recurses; brackets inside strings, escaped quotes too, are text."""
+    if big:
+        monkeypatch.setattr(json_numbers, "BIG_BODY_BYTES", 10)
+        monkeypatch.setattr(json_numbers, "MIN_TEXT_BYTES", 4)
+    limit = json_numbers.MAX_DEPTH
+    deepest = '{"instances": ' + "[" * (limit - 1) + "1" + "]" * (limit - 1) + "}"
+    body = json_numbers.parse_body(deepest.encode())
+    value = body["instances"]
+    assert (value.array(np.float32, "x") if big else np.asarray(value)).shape == (1,) * (limit - 1)
+    for too_deep in ('{"instances": ' + "[" * limit + "1" + "]" * limit + "}",
+                     '{"a": ' + '{"a": ' * limit + "1" + "}" * limit + "}",
+                     '{"instances": ' + "[" * 1_000_000):  # never closed
+        with pytest.raises(RequestError, match=f"nested deeper than {limit} levels"):
+            json_numbers.parse_body(too_deep.encode())
+    in_strings = json.dumps({"signature_name": "[" * 5000 + '\\"{' * 5000, "instances": [[1.0, 2.0]]})
+    assert json_numbers.parse_body(in_strings.encode())["signature_name"] == "[" * 5000 + '\\"{' * 5000

@@ -53,3 +53,65 @@ def test_a_version_joins_the_registered_model_only_when_it_beats_the_runs_earlie
     assert [(entry["version"], entry.get("registered_model")) for entry in versions] == [
         (1, "curve"), (2, None), (3, "curve")]
     assert versions[2]["path"] == "exported_models/3" and versions[2]["metrics"] == {"val_loss": 0.4}
+
+
+@pytest.mark.claim("nothing from the registry is a path: a version whose source is not a logged model's id, or "
+                   "numbered outside the registry's range, is one line before anything is written; names `train` "
+                   "registers are names `serve` accepts", note="(the sources)")
+@pytest.mark.parametrize("source", ["models:/m-../../../elsewhere", "models:/m-abc/../../x", "/etc",
+                                    "file:///tmp/model", "runs:/abc/model", "models:/m-" + "a" * 65])
+def test_a_registry_source_is_never_a_path(tmp_path, source):
+    """A version's `source` names a logged model by id, or the download is refused in one line before any server is
+    asked: a registry filled by another tool, an older server or a tampered database cannot place files."""
+    from experiments_manager.tracking.registry import downloaded
+
+    cache = tmp_path / "cache"
+    version = RegisteredVersion("models:/m@champion", "http://127.0.0.1:9", "m", 4, "champion", source, {})
+    with pytest.raises(UserInputError, match=r"^--model: models:/m@champion holds .*not a logged model's files "
+                                             r"\(expected models:/m-<id>\)$"):
+        downloaded(version, cache)
+    assert not cache.exists() and sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+@pytest.mark.claim("nothing from the registry is a path: a version whose source is not a logged model's id, or "
+                   "numbered outside the registry's range, is one line before anything is written; names `train` "
+                   "registers are names `serve` accepts", note="(the version numbers)")
+@pytest.mark.parametrize("uri", ["models:/lab_curve/0", f"models:/lab_curve/{2**31}", f"models:/lab_curve/{2**63}"])
+def test_a_version_number_the_registry_cannot_hold_is_one_line_before_any_server(uri):
+    with pytest.raises(UserInputError) as raised:
+        resolve(uri, "http://127.0.0.1:9", where="--model")
+    assert raised.value.problems == [f"--model: {uri} names no model version: the registry numbers them from 1 to "
+                                     f"{2**31 - 1}"]
+
+
+@pytest.mark.claim("nothing from the registry is a path: a version whose source is not a logged model's id, or "
+                   "numbered outside the registry's range, is one line before anything is written; names `train` "
+                   "registers are names `serve` accepts", note="(the names: the settings' rule is the served names')")
+def test_a_registered_model_name_is_one_a_server_serves():
+    from experiments_manager.run.served_layout import model_name_problem
+    from experiments_manager.settings.contract import registered_model_name
+
+    for name in ("lab curve", "lab\tcurve", "..", "a..b", "lab/curve", "lab:curve", "lab@curve", "lab%curve", ""):
+        assert registered_model_name(name) is not None, name
+    for name in ("lab_curve", "lab-curve.v2", "Kurve"):
+        assert registered_model_name(name) is None and model_name_problem(name) is None, name
+
+
+@pytest.mark.claim("tracking messages say the cause: this machine's disk, not the server; a long error's end (where the "
+                   "cause is); a server's client error (a URI with a path) ends `mlflow sync` with exit 2 and its answer",
+                   note="(the disk, the long error's end)")
+def test_tracking_errors_name_this_machines_disk_and_keep_a_long_errors_cause(tmp_path):
+    from experiments_manager.tracking.outbox import Outbox
+    from experiments_manager.tracking.sender import LocalDiskFailed, _mark_sent, one_line
+
+    cause = ("(Caused by SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify "
+             "failed: self-signed certificate')))")
+    error = OSError("HTTPSConnectionPool(host='mlflow.lab', port=443): Max retries exceeded with url: "
+                    f"/api/2.0/mlflow/experiments/get-by-name?experiment_name={'x' * 300} {cause}")
+    line = one_line(error)
+    assert line.endswith(cause) and line.startswith("OSError: HTTPSConnectionPool(host='mlflow.lab'") and len(line) < 420
+    outbox = Outbox(tmp_path)
+    outbox.sent_path.mkdir()  # a write this machine refuses: its disk's fault, not the server's
+    with pytest.raises(LocalDiskFailed, match=r"^this machine's disk: .*mlflow_sent.json could not be written: Is a "
+                                              r"directory$"):
+        _mark_sent(outbox, {"sent_through": 1})
