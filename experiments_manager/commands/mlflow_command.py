@@ -17,8 +17,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="A run trained with --mlflow keeps what it has to say to MLflow in its folder "
                     "(mlflow_outbox.jsonl) until the server takes it. `sync` sends what the server does not have "
                     "yet, for one run or every run below a folder: from a login node, for runs of compute nodes "
-                    "that cannot reach the server. Twice sends nothing twice; a run still training is skipped (it "
-                    "sends its own). Exit 75 when the server does not answer.",
+                    "that cannot reach the server. What a damaged or cut-short outbox lost (named by line) is "
+                    "rebuilt from run.json and history.csv first; a run that ended gets its end. Twice sends nothing "
+                    "twice; a run still training is skipped (it sends its own). Exit 75 when the server does not "
+                    "answer or this machine's disk fails; exit 2 when the server refuses (a 4xx: a URI with a path, "
+                    "credentials).",
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     sync = actions.add_parser("sync", help="send the runs' pending records", description=parser.description)

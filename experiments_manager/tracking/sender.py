@@ -70,11 +70,13 @@ LOCAL_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EI
 def client_settings() -> None:
     """Unless the user set them: one try with a 10-s timeout (MLflow's client retries 7 times with backoff, minutes
     against a dead server; the outbox keeps what was not sent), no "View run" lines on stdout from the thread, no
-    progress bars of artifacts."""
+    progress bars of artifacts, no telemetry."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # no usage reports from compute nodes (its thread's session id once broke a send: "_MLFLOW_TELEMETRY_SESSION_ID")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def send_pending(outbox: Outbox, uri: str) -> int:
