@@ -66,7 +66,7 @@ def attempt(experiment: Experiment, command: Sequence[str], console: bool = True
     """
     with experiment.held(command) as lease:
         copied = console_copied(experiment.root, command, lease.fenced) if console else contextlib.nullcontext()
-        reserved = kept_for_the_ending(experiment.root) if records_ending else contextlib.nullcontext()
+        reserved = kept_for_the_ending(experiment.root, lease.fenced) if records_ending else contextlib.nullcontext()
         with copied, reserved:
             try:
                 yield lease

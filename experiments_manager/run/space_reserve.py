@@ -35,11 +35,14 @@ Result = TypeVar("Result")
 
 
 @contextlib.contextmanager
-def kept_for_the_ending(folder: PathLike, size: int = RESERVE_BYTES) -> Iterator[None]:
-    """Within the block `folder` holds `size` bytes of reserve (best effort); removed on the way out.
+def kept_for_the_ending(folder: PathLike, fenced: Callable[[], bool] = lambda: False,
+                        size: int = RESERVE_BYTES) -> Iterator[None]:
+    """Within the block `folder` holds `size` bytes of reserve (best effort); removed on the way out, unless this
+    process may no longer write the folder then (its lease taken: the reserve is the new writer's to replace).
 
     Args:
         folder: the run folder.
+        fenced: True once this process must write nothing more to the folder (`Lease.fenced`; default: never).
         size: the bytes set aside (default `RESERVE_BYTES`).
     """
     path = Path(folder) / RESERVE_NAME
@@ -52,8 +55,9 @@ def kept_for_the_ending(folder: PathLike, size: int = RESERVE_BYTES) -> Iterator
     try:
         yield
     finally:
-        with contextlib.suppress(OSError):
-            path.unlink(missing_ok=True)
+        if not fenced():
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
 
 
 def on_full_disk_use_reserve(folder: PathLike, write: Callable[[], Result]) -> Result:

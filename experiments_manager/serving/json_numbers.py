@@ -38,8 +38,9 @@ _NUMBER = rb"(?:-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][-+]?+[0-9]++)?+|NaN|
 _NUMBERS = re.compile(_SPACE + _NUMBER + _SPACE + rb"(?:," + _SPACE + _NUMBER + _SPACE + rb")*+")
 _LONG_INTEGER = re.compile(rb"-?[0-9]{19,}")
 _MISPLACED = re.compile(rb"[0-9a-zA-Z.][ \t\n\r]+[-0-9a-zA-Z.]|[,\[][ \t\n\r]*,|,[ \t\n\r]*\]")
-_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"', re.DOTALL)  # a JSON string, escapes included
-_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)  # a backslash and what it escapes (a quote, a backslash, a letter)
+_STRING = re.compile(rb'"[^"]*+"')  # a string once escapes are out and only brackets and quotes are left
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'[]{}"')))
 _PLACEHOLDER = "\x00"  # a JSON string that holds U+0000 (only a body with a backslash could write one)
 
 
@@ -48,7 +49,8 @@ def check_depth(raw: Raw) -> None:
     out (their brackets are text), its brackets counted window by window, in time linear in its bytes."""
     if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
         return
-    structure = (_STRING.sub(b"", raw) if b'"' in raw else bytes(raw)).translate(None, _NOT_BRACKETS)
+    text = _ESCAPE.sub(b"", raw) if b"\\" in raw else raw  # (a big body of numbers has no backslash: no copy)
+    structure = _STRING.sub(b"", text.translate(None, _NOT_STRUCTURE))  # brackets and quotes first: a small copy
     depth = 0
     for position in range(0, len(structure), WINDOW_BYTES):
         codes = np.frombuffer(structure, np.uint8, min(WINDOW_BYTES, len(structure) - position), position)
