@@ -2,14 +2,13 @@
 
 `mlflow_outbox.jsonl` holds one JSON entry a line, numbered from 1 (`OutboxEntry`): the run's start (its
 parameters and tags), each epoch's metrics (once its checkpoint is durable), each exported version (once on disk),
-each attempt's start and end. Lines are
-appended by the run's writer (it holds the lease) and fsynced; a line a crash cut short is ignored, and left out by the
-next append. A whole line that is not an entry (junk, a number out of order: a damaged file) is left out and named
-(`damaged_lines`); `drop_damaged` rewrites the file without it, and the run's own files give back what it held
-(`TrackingSession.complete`). `mlflow_sent.json` (`SentState`, replaced atomically) says through which entry a server has everything,
-and the MLflow run they went to: a sender (`sender.py`) starts after it, so nothing is sent twice by the engine, and
-what a server took again after a crash (the entries after the last recorded one) it stores once (MLflow keeps one
-metric per key, step, time and value). No MLflow import.
+each attempt's start and end. Lines are appended by the run's writer (it holds the lease) and fsynced; a line a crash
+cut short is ignored, and left out by the next append. A whole line that is not an entry (junk, a number out of order:
+a damaged file) is left out and named (`damaged_lines`); `drop_damaged` rewrites the file without it, and the run's
+own files give back what it held (`TrackingSession.complete`). `mlflow_sent.json` (`SentState`, replaced atomically)
+says through which entry a server has everything, and the MLflow run they went to: a sender (`sender.py`) starts after
+it, so nothing is sent twice by the engine, and what a server took again after a crash (the entries after the last
+recorded one) it stores once (MLflow keeps one metric per key, step, time and value). No MLflow import.
 
 Example:
 

@@ -319,9 +319,9 @@ def test_a_server_stopped_mid_run_loses_nothing_and_mlflow_sync_sends_it_once(ml
                    "makes its one MLflow run")
 @pytest.mark.claim("no MLflow record is lost in silence: the closing report counts what is unsent, `train --resume` of "
                    "a finished run sends it, a damaged outbox is named by line and rebuilt from the run's files")
-@pytest.mark.claim("tracking messages say the cause: this machine's disk, not the server; a long error's end (where the "
-                   "cause is); a server's client error (a URI with a path) ends `mlflow sync` with exit 2 and its answer",
-                   note="(the URI with a path)")
+@pytest.mark.claim("tracking messages say the cause: this machine's disk, not the server; a long error's end (where "
+                   "the cause is); a server's client error (a URI with a path) ends `mlflow sync` with exit 2 and its "
+                   "answer", note="(the URI with a path)")
 def test_a_run_offline_from_the_start_is_sent_by_mlflow_sync(mlflow_server, workdir):
     dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     started = time.monotonic()
