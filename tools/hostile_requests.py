@@ -46,21 +46,10 @@ def rest_bodies(model_input_rank: int = 2) -> Iterator[tuple[str, bytes, int]]:
 
 def grpc_requests(model: str) -> Iterator[tuple[str, Any, str]]:
     """(what, PredictRequest or raw bytes, what the refusal says) for a model with one float input `input`."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-    from tensorflow_serving.apis import predict_pb2
+    from tensorflow.core.framework import types_pb2
 
     def request(dims: list[int], dtype: int = types_pb2.DT_FLOAT, name: str = "input", **values: Any) -> Any:
-        built = predict_pb2.PredictRequest()
-        built.model_spec.name = model
-        proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
-            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in dims]))
-        for field, content in values.items():
-            if field == "tensor_content":
-                proto.tensor_content = content
-            else:
-                getattr(proto, field).extend(content)
-        built.inputs[name].CopyFrom(proto)
-        return built
+        return predict_request(model, dims, dtype, name, **values)
 
     strings = request([MIB, 1], types_pb2.DT_STRING, string_val=[b"x"] * MIB)
     yield "1 M one-byte strings for a float input", strings, "expected dtype float32"
@@ -71,10 +60,27 @@ def grpc_requests(model: str) -> Iterator[tuple[str, Any, str]]:
     for index in range(50_000):
         many.inputs[f"extra{index}"].CopyFrom(many.inputs["input"])
     yield "50 k inputs", many, "extra"
-    nested = b""
-    for _ in range(100_000):  # unknown field 15 as a group, nested: a parser that recurses would run out of stack
-        nested = b"\x7b" + nested + b"\x7c"
+    nested = b"\x7b" * 100_000 + b"\x7c" * 100_000  # groups of unknown field 15 in groups: a recursive parser's end
     yield "unknown groups nested 100 k deep", nested, "undecodable"
     renamed = request([1, 1], float_val=[1.0])
     renamed.model_spec.name = "m" * MIB
     yield "a model name of 1 MB", renamed, "mmm ... mmm"
+
+
+def predict_request(model: str, dims: list[int], dtype: int = 1, name: str = "input", **values: Any) -> Any:
+    """A PredictRequest whose one TensorProto (`name`, of `dims` and `dtype`: 1 is DT_FLOAT) is built by hand, as a
+    hostile client would: `values` name its fields (`float_val=[...]`, `tensor_content=b"..."`)."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
+    from tensorflow_serving.apis import predict_pb2
+
+    built = predict_pb2.PredictRequest()
+    built.model_spec.name = model
+    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in dims]))
+    for field, content in values.items():
+        if field == "tensor_content":
+            proto.tensor_content = content
+        else:
+            getattr(proto, field).extend(content)
+    built.inputs[name].CopyFrom(proto)
+    return built

@@ -36,20 +36,7 @@ def _peak_rss_mib(pid):
 
 def _raw_proto(dims, dtype=1, **values):
     """A PredictRequest whose `input` TensorProto is built by hand, as a hostile client would."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL
-    proto = tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in dims]))
-    for field, content in values.items():
-        if field == "tensor_content":
-            proto.tensor_content = content
-        else:
-            getattr(proto, field).extend(content)
-    request.inputs["input"].CopyFrom(proto)
-    return request
+    return hostile_requests.predict_request(MODEL, dims, dtype, **values)
 
 
 def _grpc_cases():
