@@ -9,7 +9,7 @@ from experiments_manager.commands.arguments import comma_separated
 
 NAME = "list"
 FORMATS = ("table", "csv", "json")
-EPILOG = """\
+EPILOG = """
 keys (for --where and --sort): experiment, status, epoch, best (= best_value), best_epoch, versions, monitor,
 started, ended, path; every hparam by its name (learningRate); every metric of the run's last epoch (val_loss,
 loss, ...); test_<name> for each metric of the run's newest evaluation. A key that is sorted or filtered by is
@@ -19,7 +19,7 @@ examples:
   experiments-manager list experiments --status finished --sort best_value
   experiments-manager list experiments --where 'learningRate<0.01' --where optimizer=adam --sort=-best_epoch
   experiments-manager list experiments --format csv > runs.csv
-"""
+""".removeprefix("\n")
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:

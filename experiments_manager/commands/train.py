@@ -13,6 +13,7 @@ from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.requeue_file import add_requeue_file_argument
 from experiments_manager.settings.script import SETTINGS_SOURCES
 from experiments_manager.run.log import TRAIN_LOG_NAME, append
+from experiments_manager.run.record import Status
 
 if TYPE_CHECKING:
     import argparse
@@ -265,9 +266,9 @@ def _report(outcome: TrainingOutcome) -> None:
     from experiments_manager.tracking.sender import report_lines
 
     lines += report_lines(info, experiment.root)
-    if outcome.status == "interrupted":
+    if outcome.status == Status.INTERRUPTED:
         lines.append(f"resume with:       {experiment.resume_hint()}")
-    elif outcome.status == "finished":
+    elif outcome.status == Status.FINISHED:
         lines.append(f"extend with:       experiments-manager train --resume {experiment.root} --more-epochs K")
     print("\n".join(lines))
     if outcome.trained:  # the attempt's part of train.log ends with it (nothing ran: no part, no summary)

@@ -62,8 +62,8 @@ class LocalWorkers:
 
     def run(self) -> int:
         """Starts the workers, waits for all of them; returns the chief's exit code (else a worker's failure)."""
-        with tempfile.TemporaryDirectory(prefix="experiments_manager_workers_") as log_folder, \
-                signal_handlers(self._forward, FORWARDED_SIGNALS):
+        with (tempfile.TemporaryDirectory(prefix="experiments_manager_workers_") as log_folder,
+              signal_handlers(self._forward, FORWARDED_SIGNALS)):
             logs: list[Optional[Path]] = [None] + [Path(log_folder) / f"worker{index}.log"
                                                    for index in range(1, self.count)]
             for config, log in zip(self.tf_configs(free_loopback_ports(self.count)), logs):

@@ -186,8 +186,8 @@ class _Job:
         self.converted = self.folder  # what the converters read: the version, or its float32 copy
         self.calibration: "Optional[list[Arrays]]" = None
         self.reference_result: Optional[ParityRow] = None  # the SavedModel's row, once measured
-        self.title = f"{experiment.name}: version {number} ({self.folder}), against its SavedModel on the " \
-                     f"validation pipeline"
+        self.title = (f"{experiment.name}: version {number} ({self.folder}), against its SavedModel on the "
+                      f"validation pipeline")
 
     def float32_copy_if_needed(self, base: Path) -> None:
         """A version that computes in float16 (mixed precision) is converted from its float32 copy

@@ -4,7 +4,7 @@ A static lookup table (`tf.lookup.StaticHashTable`: the vocabulary of `TextVecto
 `IntegerLookup`, or a table a custom layer builds) is not in a version's checkpoint: its contents are in the
 SavedModel's graph, and a rebuilt model holds what its model file builds, the same only when it adapts on the same
 data. `tables_differing` finds, by the child names of their paths, the tables of a live module whose contents differ
-from the version's (the SavedModel loaded only when the module has such tables); `make_the_versions` then gives a
+from the version's (the SavedModel loaded only when the module has such tables); `use_version_vocabulary` then gives a
 Keras lookup layer the version's vocabulary (`set_vocabulary`, tokens in index order) and refuses any other table in
 one line naming its path. `saved_state.restore_version` calls both.
 
@@ -12,7 +12,7 @@ Example:
 
 ```python
 for table in tables_differing("exported_models/3", module):
-    table.make_the_versions()
+    table.use_version_vocabulary()
 ```
 """
 
@@ -136,7 +136,7 @@ class _DifferingTable:
         name = getattr(self.owner, "name", None)
         return f"layer {name!r}" if isinstance(name, str) else self.where
 
-    def make_the_versions(self) -> None:
+    def use_version_vocabulary(self) -> None:
         """Gives a Keras lookup layer the version's vocabulary; refuses any other table."""
         wanted = as_mapping(self.keys, self.values)
         if not _is_keras_lookup_layer(self.owner, self.table):

@@ -266,7 +266,7 @@ def restore_version(folder: "str | Path", module: Any, model: Any, skip_mismatch
                               + cast(str, problem).replace("/.ATTRIBUTES/VARIABLE_VALUE", ""))
     differing = tables_differing(folder, module)
     for table in differing:
-        table.make_the_versions()  # a Keras lookup layer gets the version's vocabulary; another table is refused
+        table.use_version_vocabulary()  # a Keras lookup layer gets the version's vocabulary; another table is refused
     if keras_file:
         try:
             skipped = read_weights_file(folder, model, skip_mismatch)

@@ -92,6 +92,7 @@ def simulate_command(settings: Union[PathLike, Settings], overrides: Optional[Ma
 def report(experiment: Experiment) -> int:
     """Prints where the federation's outputs are; returns the exit code (0 finished, 128 + signal interrupted by
     one, 1 failed)."""
+    from experiments_manager.run.record import Status
     from experiments_manager.run.version_records import reported_version
     from experiments_manager.tracking.sender import report_lines
 
@@ -100,7 +101,7 @@ def report(experiment: Experiment) -> int:
     status = info.get("status")
     lines = [
         f"status:            {status}" + (f" ({info.get('error') or info.get('reason')})"
-                                              if info.get("error") or status == "interrupted" else ""),
+                                              if info.get("error") or status == Status.INTERRUPTED else ""),
         f"experiment folder: {experiment.root}",
         f"rounds completed:  {info.get('rounds_completed', 0)} of {info.get('federated', {}).get('rounds')}",
         f"best {info.get('monitored_loss_name')}: {info.get('best_value')} (round {info.get('best_epoch')})",
@@ -112,6 +113,6 @@ def report(experiment: Experiment) -> int:
         *report_lines(info, experiment.root),
     ]
     print("\n".join(lines))
-    if status == "interrupted":  # a stop signal: 128 + its number, as `train` exits
+    if status == Status.INTERRUPTED:  # a stop signal: 128 + its number, as `train` exits
         return int(info.get("exit_code") or 1)
-    return 0 if status == "finished" else 1
+    return 0 if status == Status.FINISHED else 1

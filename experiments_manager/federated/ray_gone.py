@@ -10,7 +10,7 @@ leaves with 128 + the signal.
 Example:
 
 ```python
-with stop_on_signals() as stop, leaving_once_ray_is_gone(stop, experiment):
+with stop_on_signals() as stop, exit_when_ray_stops(stop, experiment):
     run_simulation(...)
 ```
 """
@@ -34,7 +34,7 @@ POLL_SECONDS = 0.5
 
 
 @contextlib.contextmanager
-def leaving_once_ray_is_gone(stop: StopRequest, experiment: Experiment) -> Iterator[None]:
+def exit_when_ray_stops(stop: StopRequest, experiment: Experiment) -> Iterator[None]:
     """Within the block, a thread watches for a stop whose signal also ended Ray's GCS or raylet; then it records the
     federation's ending in `experiment` (if its server has not), kills Ray's remaining processes and ends the
     process with `stop.exit_code`."""

@@ -51,7 +51,7 @@ def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = N
     from experiments_manager.federated.apps import client_app, server_app
     from experiments_manager.federated.job import end_if_running, start_federation
     from experiments_manager.run.endings import failed
-    from experiments_manager.federated.ray_gone import leaving_once_ray_is_gone
+    from experiments_manager.federated.ray_gone import exit_when_ray_stops
     from experiments_manager.federated.stopping import stop_on_signals
 
     _, config, experiment, job = start_federation(settings, hparam_overrides, rounds, round_timeout, command,
@@ -61,7 +61,7 @@ def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = N
     with stop_on_signals() as stop:  # first: a signal while Ray starts is a stop too
         try:
             _init_ray(backend_config["init_args"], stop)
-            with stop_on_signals(stop), leaving_once_ray_is_gone(stop, experiment):  # after ray.init's own handler
+            with stop_on_signals(stop), exit_when_ray_stops(stop, experiment):  # after ray.init's own handler
                 if not stop.is_set():  # without --num-clients, minCl clients (its default, 2, when none is set)
                     _run(server_app(lambda context: job, stop), client_app(lambda context: job),
                          num_clients or config.min_clients, backend_config)

@@ -197,8 +197,8 @@ class Worker:
 
     def _record(self, header: Optional[dict[str, Any]], started: float, answered: bool) -> None:
         if header is not None:
-            fit = (self.client.last_round or {}).get("fit_seconds") if self.client and header.get("kind") == "train" \
-                else None
+            fit = ((self.client.last_round or {}).get("fit_seconds") if self.client and header.get("kind") == "train"
+                   else None)
             self.status["served"] = self.status["served"][-(_SERVED_KEPT - 1):] + [{
                 "kind": header.get("kind"), "round": header.get("config", {}).get("server-round"),
                 "run_id": header.get("run_id"), "clientapp": header.get("clientapp"),

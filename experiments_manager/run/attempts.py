@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
+from experiments_manager.run.record import Status
 from experiments_manager.utils.checksums import file_digest
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class Attempt:
     slurm_restart_count: Optional[int] = None
     started: str = ""
     ended: Optional[str] = None
-    status: str = "running"
+    status: str = Status.RUNNING.value
     exit_code: Optional[int] = None
     reason: Optional[str] = None
     error: Optional[str] = None
@@ -108,7 +109,7 @@ class Attempt:
         """What run.json of an older engine (no `attempts`) says of the run so far, as attempt 1 (JSON)."""
         return cls(number=1, command=list(info.get("command") or []),
                    host=info.get("host") or "", started=info.get("started") or "", ended=info.get("ended"),
-                   status=info.get("status") or "running", exit_code=info.get("exit_code"),
+                   status=info.get("status") or Status.RUNNING.value, exit_code=info.get("exit_code"),
                    reason=info.get("reason"), error=info.get("error"), git_commit=info.get("git_commit")).as_json()
 
     @classmethod
@@ -158,7 +159,7 @@ def device_hours(info: Mapping[str, Any], moment: Optional[datetime.datetime] = 
         if not isinstance(attempt, dict) or not attempt.get("devices"):
             continue
         end = attempt.get("ended")
-        if end is None and index == len(attempts) - 1 and info.get("status") == "running":
+        if end is None and index == len(attempts) - 1 and info.get("status") == Status.RUNNING:
             end = (moment or datetime.datetime.now()).astimezone().isoformat()
         seconds = _seconds_between(attempt.get("started"), end)
         if seconds is not None:

@@ -280,8 +280,8 @@ def optimizer_mismatch(shapes: list[Any], optimizer: Any) -> "str | None":
         return f"optimizer.npz holds {len(shapes)} variables, the optimizer has {len(variables)}"
     for variable, shape in zip(variables, shapes):
         if tuple(variable.shape) != tuple(shape):
-            return f"optimizer variable {variable.path} has shape {tuple(shape)} in optimizer.npz, expected " \
-                   f"{tuple(variable.shape)}"
+            return (f"optimizer variable {variable.path} has shape {tuple(shape)} in optimizer.npz, expected "
+                    f"{tuple(variable.shape)}")
     return None
 
 

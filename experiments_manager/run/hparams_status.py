@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 from typing import Union
 
+from experiments_manager.run.record import Status
+
 _LOG = logging.getLogger(__name__)
 STATUS_FILE_MARK = "session_end"  # events.out.tfevents.<time>.<host>.session_end.<pid>.0.v2
 # TensorBoard's statuses are Success, Failure, Running and Unknown. An interrupted run is resumable: nothing is
 # written, so it reads Unknown, and a TensorBoard left running reads the status its resumed attempt ends with.
-HPARAMS_STATUSES = {"finished": "STATUS_SUCCESS", "failed": "STATUS_FAILURE"}
+HPARAMS_STATUSES = {Status.FINISHED.value: "STATUS_SUCCESS", Status.FAILED.value: "STATUS_FAILURE"}
 
 
 def write_status(log_dir: Union[str, Path], status: str) -> None:

@@ -23,11 +23,12 @@ import socket
 from pathlib import Path
 from typing import Any, Mapping
 
+from experiments_manager.run.record import Status
 from experiments_manager.utils.lease import LEASE_NAME
 from experiments_manager.utils.lease_holder import lease_timeout, read_holder
 from experiments_manager.utils.signals import process_alive
 
-RUNNING, DEAD, STALLED = "running", "dead", "stalled?"
+RUNNING, DEAD, STALLED = Status.RUNNING.value, "dead", "stalled?"
 WRITER_STATES = (DEAD, STALLED)  # what `list` shows instead of `running`, and `--status` accepts
 
 

@@ -143,8 +143,8 @@ class Key:
     group: str
 
 
-STATUS, WHAT_RAN, VERSIONS, DISTRIBUTED = "Status and outcome", "What ran", "Versions and evaluations", \
-    "Federated and multi-worker runs"
+STATUS, WHAT_RAN, VERSIONS, DISTRIBUTED = ("Status and outcome", "What ran", "Versions and evaluations",
+                                           "Federated and multi-worker runs")
 KEYS: tuple[Key, ...] = (
     Key(("record_version",), "integer", "the record's format: 2 (a record without it was written by an earlier "
         "engine, with the same keys)", STATUS),

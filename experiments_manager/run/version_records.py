@@ -179,11 +179,11 @@ def describe(version: int, record: Optional[VersionRecord], best: bool = False) 
     describe(3, {"epoch": 2, "monitor": "val_loss", "value": 0.0123}, best=True)  # '... best val_loss 0.0123)'
     ```
     """
-    held = what_it_holds(record, best)
+    held = version_summary(record, best)
     return f"version {version} ({held})" if held else f"version {version}"
 
 
-def what_it_holds(record: Optional[VersionRecord], best: bool = False) -> str:
+def version_summary(record: Optional[VersionRecord], best: bool = False) -> str:
     """'epoch 2, best val_loss 0.0123' of a version's record; '' without a record (an older engine's version)."""
     if not record or record.get("epoch") is None:
         return ""
@@ -204,7 +204,7 @@ def reported_version(info: Mapping[str, Any], export_dir: PathLike) -> tuple[Opt
     version, record = best_version(info, present_versions(export_dir))
     if version is None:
         return None, ""
-    return version, what_it_holds(record, best=bool(record and record.get("epoch") == info.get("best_epoch")))
+    return version, version_summary(record, best=bool(record and record.get("epoch") == info.get("best_epoch")))
 
 
 def reported_model(info: Mapping[str, Any], export_dir: PathLike) -> str:

@@ -38,7 +38,7 @@ from experiments_manager.run.evaluations import (EVALUATION_FILE, EVALUATIONS_FO
 from experiments_manager.utils.atomic import PathLike, folder_replaced_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.own_train_step import has_own_train_step
-from experiments_manager.run.version_records import what_it_holds
+from experiments_manager.run.version_records import version_summary
 
 if TYPE_CHECKING:
     from experiments_manager.run.version_records import VersionRecord
@@ -95,7 +95,7 @@ class Evaluation:
                 "classification": None if self.report is None else self.report.as_json()}
 
     def __str__(self) -> str:
-        held = what_it_holds(self.record, self.best)
+        held = version_summary(self.record, self.best)
         width = max(8, *(len(name) for name in self.metrics))
         lines = [f"run:      {self.run}",
                  f"version:  {self.version}" + (f" ({held})" if held else ""),
@@ -294,7 +294,7 @@ def _save(evaluation: Evaluation, experiment: Experiment) -> None:
     name, attempt = f"{folder_stamp()}-v{evaluation.version}", 1
     while (base / name).exists():
         name, attempt = f"{folder_stamp()}-v{evaluation.version}-{attempt}", attempt + 1
-    held = what_it_holds(evaluation.record, evaluation.best)
+    held = version_summary(evaluation.record, evaluation.best)
     title = f"{experiment.name}\nversion {evaluation.version}{f' ({held})' if held else ''} on {evaluation.data}"
     with folder_replaced_atomically(base / in_progress_name(), base / name) as tmp:
         tmp.mkdir()

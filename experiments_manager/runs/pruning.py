@@ -104,14 +104,14 @@ def plan_prune(folder: PathLike, failed: bool = True, keep_best: Optional[int] =
     reasons: dict[Path, tuple[str, str]] = {}  # run folder -> (kind, why)
     for root, info in runs.items():
         status = info.get("status")
-        if failed and (status in DEAD_STATUSES or (status == "running" and _writer_gone(root, info))):
+        if failed and (status in DEAD_STATUSES or (status == Status.RUNNING and _writer_gone(root, info))):
             reasons[root] = (RUN, status if status in DEAD_STATUSES else "killed: status running, its writer gone")
     for sweep in sweeps.values() if keep_best is not None else ():
         assert keep_best is not None  # (the loop runs only then)
         for root, why in sweep.beyond_best(keep_best, runs).items():
             reasons.setdefault(root, (RUN, why))
     for root, info in runs.items() if checkpoints else ():
-        if root not in reasons and info.get("status") == "finished" and (root / "checkpoints").is_dir():
+        if root not in reasons and info.get("status") == Status.FINISHED and (root / "checkpoints").is_dir():
             reasons[root] = (CHECKPOINTS, "checkpoints of a finished run; it can no longer be resumed or extended")
     doomed, skipped = [], []
     for root, (kind, why) in sorted(reasons.items()):
@@ -243,7 +243,7 @@ class _SweepTrials:
         """Why the sweep would continue this trial (its record is not done: a resume of the sweep trains it on),
         or None."""
         entry = self.entries.get(root.name)
-        done = entry.done if entry is not None else info.get("status") in ("finished", "failed")
+        done = entry.done if entry is not None else info.get("status") in (Status.FINISHED, Status.FAILED)
         if done:
             return None
         number = f" {entry.number}" if entry is not None and entry.number else ""
@@ -253,7 +253,7 @@ class _SweepTrials:
         """{trial folder: why} for this sweep's trials other than the best `keep` (by their run.json's best value,
         in the monitored direction; the trial sweep.json names best is always kept)."""
         trials = {root: info for root, info in runs.items() if root.parent == self.root}
-        scored = [(root, info) for root, info in trials.items() if info.get("status") == "finished"
+        scored = [(root, info) for root, info in trials.items() if info.get("status") == Status.FINISHED
                   and isinstance(info.get("best_value"), (int, float))]
         if scored:  # the trials of a sweep share the monitored name and its direction
             first = scored[0][1]

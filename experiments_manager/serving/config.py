@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from experiments_manager.run.record import Status
 from experiments_manager.run.served_layout import ModelSource, check_model_name, sources_from_config_file, version_of
 from experiments_manager.utils.errors import UserInputError
 
@@ -47,7 +48,7 @@ def source_from_experiment(experiment_dir: "str | os.PathLike[str]") -> ModelSou
                      experiment.export_dir, name, origin)
     check_model_name(name, origin)
     if info is not None and not _saved_models_newest_first(experiment.export_dir):
-        _say_nothing_served_yet(experiment, info)
+        _report_no_version_yet(experiment, info)
     return served_as(experiment, name)
 
 
@@ -74,15 +75,15 @@ def served_as(experiment: "Experiment", name: str) -> ModelSource:
     return ModelSource(name, experiment.export_dir)
 
 
-def _say_nothing_served_yet(experiment: "Experiment", info: "RunRecord") -> None:
+def _report_no_version_yet(experiment: "Experiment", info: "RunRecord") -> None:
     """An experiment with no version yet: served once one is written, while the run may still write one (said in
     one line, with its status); refused in one line when it ended without any."""
     status, done, total = info.get("status"), info.get("epochs_completed") or 0, info.get("nbEpoch") or "?"
-    if status in ("finished", "failed"):
-        why = f": {info['error']}" if status == "failed" and info.get("error") else ""
+    if status in (Status.FINISHED, Status.FAILED):
+        why = f": {info['error']}" if status == Status.FAILED and info.get("error") else ""
         raise UserInputError(f"{experiment.root}: exported_models: expected a version to serve, got none (status: "
                              f"{status}, {done} of {total} epochs done{why})")
-    if status == "running":
+    if status == Status.RUNNING:
         _LOG.info("%s has no exported version yet (status: running, epoch %s of %s); it will be served as soon as "
                   "one is written", experiment.root, done + 1, total)
     else:

@@ -40,6 +40,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple, Union
 
 from experiments_manager.run.experiment import RUN_FILE_NAME, Experiment
 from experiments_manager.run.discovery import folders_below, read_run_info
+from experiments_manager.run.record import Status
 from experiments_manager.run.served_layout import ModelSource, check_model_name, models_config_text, present_versions
 from experiments_manager.serving.config import served_as
 from experiments_manager.utils.atomic import remove_leftovers, write_text_atomically
@@ -178,7 +179,7 @@ class WorkingFolder:
         Raises:
             OSError: it cannot be read (the caller skips it).
         """
-        if not present_versions(experiment.export_dir) and read_run_info(experiment).get("status") != "running":
+        if not present_versions(experiment.export_dir) and read_run_info(experiment).get("status") != Status.RUNNING:
             return None
         try:
             return experiment, served_as(experiment, "")

@@ -274,8 +274,8 @@ def _resumed_spec(spec: "SweepSpec", arguments: SweepRequest) -> "SweepSpec":
                                             ("--eta", arguments.eta), ("--min-epochs", arguments.min_epochs)) if value]
     if fixed_flags:
         raise UserInputError(f"{', '.join(fixed_flags)}: not accepted with --resume (the sweep keeps its own)")
-    if spec.get("coordination") != COORDINATION and spec.get("status") == "running" and \
-            spec.get("pid") != os.getpid() and process_alive(spec.get("pid")):
+    if (spec.get("coordination") != COORDINATION and spec.get("status") == "running"
+            and spec.get("pid") != os.getpid() and process_alive(spec.get("pid"))):
         # a sweep of an older engine, which took no lease (this host's pids only)
         raise UserInputError(f"{arguments.resume}: the sweep is still running (pid {spec['pid']}); stop it first")
     if not Path(spec.get("settings_file", "")).is_file():

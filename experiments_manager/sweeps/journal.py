@@ -104,8 +104,8 @@ class TrialEntry:
     def rung_value_pending(self) -> bool:
         """A scheduler's trial that trained to its rung, its value there not recorded yet: the worker's tell is
         under way (`SweepStore.record_result`), or the worker died before it (the trial is then taken over)."""
-        return self.status == "finished" and self.epochs_target is not None and \
-            str(self.epochs_target) not in self.rung_values
+        return (self.status == "finished" and self.epochs_target is not None
+                and str(self.epochs_target) not in self.rung_values)
 
     @property
     def rung(self) -> Optional[int]:
@@ -197,7 +197,7 @@ class TrialJournal:
         """Sends `signum` to every trial process of this host still running (each checkpoints and stops)."""
         for record in self.records():
             info = record.read()
-            if info.get("status") == "running" and process_alive(info.get("pid")):
+            if info.get("status") == Status.RUNNING and process_alive(info.get("pid")):
                 try:
                     os.killpg(info["pid"], signum)
                 except OSError:

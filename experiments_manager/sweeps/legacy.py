@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional
 
+from experiments_manager.run.record import Status
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import SCHEDULE_FIELDS, TrialEntry, TrialJournal, TrialRecord, hparams_key
 from experiments_manager.sweeps.objective import known_result
@@ -80,7 +81,7 @@ def legacy_experiment(trials_dir: Path, hparams: dict[str, Any]) -> Optional[str
     """The experiment a sweep of another kind started for this point and did not finish (continued, not started
     again), or None."""
     info = _legacy_info(trials_dir, hparams)
-    return info.get("experiment") if info.get("status") in ("running", "interrupted") else None
+    return info.get("experiment") if info.get("status") in (Status.RUNNING, Status.INTERRUPTED) else None
 
 
 def _legacy_info(trials_dir: Path, hparams: dict[str, Any]) -> RecordJSON:

@@ -177,10 +177,10 @@ def quiet_hyperopt_errors() -> None:
 
 def known_result(info: RecordJSON, sampled: dict[str, Any]) -> Optional[TrialResult]:
     """The result of a trial that already ended (a sweep stopped before hyperopt saved it): not trained twice."""
-    if info.get("status") == "failed":
+    if info.get("status") == Status.FAILED:
         return {"status": "fail", "trial_status": "failed", "reason": info.get("reason"), "hparams": sampled,
                 "experiment": info.get("experiment"), "seconds": info.get("seconds"), "log": info.get("log")}
-    if info.get("status") == "finished":
+    if info.get("status") == Status.FINISHED:
         result = _result_of(info, 0, info.get("log"))
         result.update(hparams=sampled, seconds=info.get("seconds"), log=info.get("log"))
         return result
@@ -210,8 +210,8 @@ def _scored(info: RecordJSON, run: RunRecord, exit_code: int, log_path: Optional
     experiment = info.get("experiment")
     status = run.get("status")
     signum = _stop_signal(exit_code)
-    if status == Status.INTERRUPTED or (signum is not None and status != Status.FINISHED) or \
-            (exit_code == EXIT_TEMPFAIL and status not in (Status.FINISHED, Status.FAILED)):
+    if (status == Status.INTERRUPTED or (signum is not None and status != Status.FINISHED)
+            or (exit_code == EXIT_TEMPFAIL and status not in (Status.FINISHED, Status.FAILED))):
         reason = (f"stopped by {signal.Signals(signum).name}" if signum is not None else
                   _last_error(log_path, log_start) or run.get("reason") or f"exit code {exit_code}")
         return {"status": "fail", "trial_status": Status.INTERRUPTED.value, "signum": signum,

@@ -134,7 +134,7 @@ class RungSchedule:
         """A new trial's record fields: its bracket and first rung."""
         return {"bracket": self.bracket_of(tid), "epochs_target": self.first_epochs(tid)}
 
-    def told_fields(self, entry: TrialEntry) -> dict[str, Any]:
+    def rung_result_fields(self, entry: TrialEntry) -> dict[str, Any]:
         """The record fields of a trial that trained to its rung (`TrialEntry.rung_value_pending`): its value there, and
         `paused` below the last rung (it stays `finished` at it, or when early stopping ended it sooner)."""
         if not entry.rung_value_pending or entry.epochs_target is None:
@@ -170,8 +170,8 @@ class RungSchedule:
 def reopens(entry: TrialEntry, old_max_epochs: int) -> bool:
     """Whether a trial finished at the last rung `old_max_epochs` (not sooner, by early stopping): after the last
     rung was raised, it is paused there and may be promoted."""
-    return entry.status == "finished" and entry.epochs_target == old_max_epochs and \
-        (entry.epochs_trained or 0) >= old_max_epochs
+    return (entry.status == "finished" and entry.epochs_target == old_max_epochs
+            and (entry.epochs_trained or 0) >= old_max_epochs)
 
 
 def schedule_of(settings: object, kind: Optional[str], eta: Optional[int], min_epochs: Optional[int],

@@ -200,7 +200,7 @@ class SweepStore:
         with self.locked():
             told = assignment.record.entry()
             if self.schedule is not None and told is not None and told.rung_value_pending:  # its value at its rung
-                assignment.record.update(**self.schedule.told_fields(told))
+                assignment.record.update(**self.schedule.rung_result_fields(told))
             assignment.record.release()
             rows, best = self._write_outputs(self.journal.numbered())
         if rows and self._plot_age() > PLOT_INTERVAL_SECONDS:

@@ -83,9 +83,9 @@ class SweepWorkers:
         workers), 1 when every trial failed, 128 + signal when stopped before the end, 75 when trials must be
         tried again later."""
         sweep = self.store.sweep
-        with signal_handlers(self._stop, STOP_SIGNALS), \
-                SweepProgress(self.store.monitor, lambda: ([], None))(
-                    sweep.spec().get("trials_done", 0), self.store.total()) as bar:
+        with (signal_handlers(self._stop, STOP_SIGNALS),
+              SweepProgress(self.store.monitor, lambda: ([], None))(
+                  sweep.spec().get("trials_done", 0), self.store.total()) as bar):
             self._bar = bar
             try:
                 if self.workers == 1:
@@ -117,15 +117,15 @@ class SweepWorkers:
 
     def _loop(self, index: Optional[int]) -> None:
         worker = worker_identity(index)
-        said_watching = False
+        watching_announced = False
         while not self._stopping.is_set():
             step = self.store.next_trial(worker)
             if isinstance(step, NothingLeft) and step.watching:  # claims elsewhere that look stale: ask again
-                if not said_watching:
+                if not watching_announced:
                     self._print(f"{step.watching} trial(s) held on other nodes look stale: watching their "
                                 f"heartbeats for up to {lease_timeout():.0f} s before taking them over"
                                 f"{self._suffix(index)}")
-                    said_watching = True
+                    watching_announced = True
                 self._stopping.wait(WATCH_POLL_SECONDS)
                 continue
             if isinstance(step, NothingLeft) and step.running and self.store.schedule is not None:

@@ -97,8 +97,8 @@ def resolve(uri: str, tracking_uri: str, where: str = "--model") -> RegisteredVe
         if error.error_code == "ENDPOINT_NOT_FOUND":
             raise UserInputError(f"{where}: {tracking_uri} does not serve MLflow's API (it answered 404): give the "
                                  f"server's root URI, without a path ({one_line(error)})") from error
-        raise UserInputError(f"{where}: {uri} names no model version at {tracking_uri}: {one_line(error)}") \
-            from error
+        raise UserInputError(
+            f"{where}: {uri} names no model version at {tracking_uri}: {one_line(error)}") from error
     except OSError as error:
         raise SyncFailed(f"{where}: the MLflow server at {tracking_uri} does not answer ({type(error).__name__}); "
                          "try again once it does") from error

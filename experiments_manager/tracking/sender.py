@@ -224,8 +224,8 @@ def _sweep_run_named(record: Path, uri: str) -> Optional[str]:
         named = cast(SweepRun, json.loads(record.read_text()))
     except (OSError, ValueError):
         return None
-    return named["run_id"] if isinstance(named, dict) and named.get("tracking_uri") == uri and \
-        named.get("run_id") else None
+    return (named["run_id"] if isinstance(named, dict) and named.get("tracking_uri") == uri and named.get("run_id")
+            else None)
 
 
 def _run_tagged(client: MlflowClient, experiment_id: str, folder: Path) -> Optional[str]:
@@ -266,8 +266,8 @@ def _end_sweep_run(client: MlflowClient, run_id: str) -> None:
         client.update_run(parent, status="RUNNING" if "RUNNING" in statuses else "KILLED" if "KILLED" in statuses
                           else "FINISHED")
         again = children()
-        if sorted((child.info.run_id, child.info.status) for child in again) == \
-                sorted((child.info.run_id, child.info.status) for child in read):
+        if (sorted((child.info.run_id, child.info.status) for child in again)
+                == sorted((child.info.run_id, child.info.status) for child in read)):
             return
         read = again
 

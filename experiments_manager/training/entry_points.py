@@ -30,6 +30,7 @@ from experiments_manager.training.outcome import TrainingOutcome
 from experiments_manager.training.trainer import Trainer
 from experiments_manager.tracking.options import run_tracking_uri, tracking_uri
 from experiments_manager.tracking.session import tracked
+from experiments_manager.run.record import Status
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -106,9 +107,9 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
         if reservation is None or experiment.root != reservation.root:  # else said before the settings were loaded
             _LOG.info("Experiment folder: %s", experiment.root)
         # beside training first (a sweep's trial records its sweep, which MLflow's run is a child of)
-        with _alongside(alongside, experiment), \
-                tracked(experiment, tracking_at, settings.tracking.mlflow_experiment,
-                        settings.tracking.mlflow_registered_model) as tracking:
+        with (_alongside(alongside, experiment),
+              tracked(experiment, tracking_at, settings.tracking.mlflow_experiment,
+                      settings.tracking.mlflow_registered_model) as tracking):
             return Trainer(experiment, settings, cluster=cluster, init_from=initial, tracking=tracking).run()
 
 
@@ -215,7 +216,7 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
     experiment = Experiment.open(experiment_dir)
     info = experiment.run_info()
     extending = epochs is not None or more_epochs is not None
-    if info.get("status") == "finished" and not extending:
+    if info.get("status") == Status.FINISHED and not extending:
         _LOG.info("%s already finished: nothing to resume (extend it with --epochs N)", experiment.root)
         if (info.get("mlflow") or {}).get("tracking_uri") and (cluster is None or cluster.is_chief):
             from experiments_manager.tracking.sync import send_what_is_left
@@ -296,7 +297,7 @@ def _epochs_total(experiment: Experiment, info: RunRecord, epochs: Optional[int]
 def _unfinished_extension(info: RunRecord) -> Optional[int]:
     """The epochs a run had when its latest extension began, while that extension has not finished (a preempted
     `train --resume RUN --more-epochs K` job requeued with the same command); else None."""
-    if info.get("status") == "finished":
+    if info.get("status") == Status.FINISHED:
         return None
     for attempt in reversed(info.get("attempts") or []):
         began = attempt.get("extended_from") if isinstance(attempt, dict) else None

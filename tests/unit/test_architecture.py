@@ -1,6 +1,6 @@
 """The layout rules of docs/architecture.md, checked on the source: no import cycle (module-level or inside functions),
 library code never imports the command line, the exporter and the servers meet only in the served layout, modules stay
-short, no os.chdir."""
+short, no os.chdir, no backslash continuations."""
 
 import ast
 from pathlib import Path
@@ -161,6 +161,56 @@ def test_modules_are_short_or_say_why():
 
 def test_no_module_changes_the_working_directory():
     assert [name for name, path in MODULES.items() if "os.chdir(" in path.read_text()] == []
+
+
+def _backslash_continuations(text):
+    """The lines of `text` (Python source) continued by a backslash outside a string."""
+    import io
+    import tokenize
+
+    in_strings = set()
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type == tokenize.STRING:
+            in_strings.update(range(token.start[0], token.end[0]))  # a string's own lines, its last one excepted
+    return [number for number, line in enumerate(text.splitlines(), 1)
+            if line.rstrip().endswith("\\") and number not in in_strings and not line.lstrip().startswith("#")]
+
+
+RUN_STATUSES = {"running", "finished", "failed", "interrupted"}
+NOT_A_RUN_STATUS = {  # the same words meaning something else
+    ("experiments_manager.federated.deployment", "finished"),  # Flower's run status, as `flwr ls` prints it
+    ("experiments_manager.serving.sidecar", "failed"),  # a word of the server's log lines shown while training
+    ("experiments_manager.utils.deferred_imports", "running"),  # a module's own import in progress
+}
+STATUS_ENUM = "experiments_manager.run.record"
+NOT_YET = "experiments_manager.sweeps."  # a trial's and a sweep's statuses (with `paused`): issue 70 goes on
+
+
+def _bare_statuses(name, path):
+    """The run-status strings a module's code spells out (docstrings left out)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return sorted({node.value for node in ast.walk(tree)
+                   if isinstance(node, ast.Constant) and node.value in RUN_STATUSES and id(node) not in docstrings
+                   and (name, node.value) not in NOT_A_RUN_STATUS})
+
+
+def test_a_run_status_is_spelled_by_the_enum_only():
+    """A run's status is compared and written as `run.record.Status` everywhere but in the enum itself: one list of
+    the statuses, which a rename or a new one changes in one place."""
+    found = {name: statuses for name, path in MODULES.items()
+             if name != STATUS_ENUM and not name.startswith(NOT_YET) and (statuses := _bare_statuses(name, path))}
+    assert found == {}
+
+
+def test_no_module_continues_a_line_with_a_backslash():
+    """Parentheses carry a long expression over lines: a backslash continuation stops code readers (and breaks on a
+    trailing space)."""
+    found = {name: lines for name, path in MODULES.items() if (lines := _backslash_continuations(path.read_text()))}
+    assert found == {}
+    assert _backslash_continuations('x = 1 + \\\n    2\ny = """a\\\nb"""\n') == [1]
 
 
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
