@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, cast
 
+from experiments_manager.run.record import Status
 from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG
 from experiments_manager.sweeps.legacy import COORDINATION
 from experiments_manager.sweeps.request import SweepRequest
@@ -139,8 +140,8 @@ def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Sett
         if before is not None and store.schedule is not None and store.schedule.max_epochs > before.max_epochs:
             store.reopen_finished(before.max_epochs)  # a resume's --max-epochs: they may continue
         sweep_folder.update_spec(max_evals=spec["max_evals"], code=spec.get("code"), parallelism=1,
-                                 startup_trials=algo.startup_trials, status="running", scheduler=spec.get("scheduler"),
-                                 mlflow_tracking_uri=spec.get("mlflow_tracking_uri"))
+                                 startup_trials=algo.startup_trials, status=Status.RUNNING.value,
+                                 scheduler=spec.get("scheduler"), mlflow_tracking_uri=spec.get("mlflow_tracking_uri"))
     return SweepOutcome(sweep_folder, SweepWorkers(store, spec["settings_file"], spec["working_dir"],
                                                    spec["fixed_hparams"], settings.experiment.working_folder,
                                                    workers).run())
@@ -274,7 +275,7 @@ def _resumed_spec(spec: "SweepSpec", arguments: SweepRequest) -> "SweepSpec":
                                             ("--eta", arguments.eta), ("--min-epochs", arguments.min_epochs)) if value]
     if fixed_flags:
         raise UserInputError(f"{', '.join(fixed_flags)}: not accepted with --resume (the sweep keeps its own)")
-    if (spec.get("coordination") != COORDINATION and spec.get("status") == "running"
+    if (spec.get("coordination") != COORDINATION and spec.get("status") == Status.RUNNING
             and spec.get("pid") != os.getpid() and process_alive(spec.get("pid"))):
         # a sweep of an older engine, which took no lease (this host's pids only)
         raise UserInputError(f"{arguments.resume}: the sweep is still running (pid {spec['pid']}); stop it first")

@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, TypedDict, cast
 
+from experiments_manager.run.record import Status
 from experiments_manager.utils.atomic import copy_atomically, fsync_folder, write_json_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.attempts import file_sha256
@@ -147,7 +148,7 @@ class SweepFolder:
         session = settings.experiment.session_name
         content: SweepSpec = {**spec, "settings_sha256": file_sha256(settings.path),
                               "model_sha256": file_sha256(settings.model_file),
-                              "created": now(), "status": "running", "trials_done": 0, "best": None}
+                              "created": now(), "status": Status.RUNNING.value, "trials_done": 0, "best": None}
         if name is None:
             sweep = cls(make_unique_dir(parent, f"{session}_sweep_{folder_stamp()}".lstrip("_")))
             sweep._fill(settings, content)

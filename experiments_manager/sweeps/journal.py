@@ -63,7 +63,7 @@ class TrialEntry:
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     tid: Optional[int] = None
     vals: Optional[dict[str, list[Any]]] = None
-    status: str = "running"
+    status: str = Status.RUNNING.value
     experiment: Optional[str] = None
     worker: Optional[dict[str, Any]] = None
     takeovers: int = 0
@@ -104,7 +104,7 @@ class TrialEntry:
     def rung_value_pending(self) -> bool:
         """A scheduler's trial that trained to its rung, its value there not recorded yet: the worker's tell is
         under way (`SweepStore.record_result`), or the worker died before it (the trial is then taken over)."""
-        return (self.status == "finished" and self.epochs_target is not None
+        return (self.status == Status.FINISHED and self.epochs_target is not None
                 and str(self.epochs_target) not in self.rung_values)
 
     @property

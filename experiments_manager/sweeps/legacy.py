@@ -58,7 +58,8 @@ def import_finished(sweep: SweepFolder, journal: TrialJournal, locked: Callable[
 def entry_of_doc(doc: TrialDoc) -> TrialEntry:
     """The journal's entry of a finished trial's hyperopt doc (as trials.pickle keeps it)."""
     result = doc["result"]
-    status = result.get("trial_status") or ("finished" if result.get("status") == "ok" else "failed")
+    status = result.get("trial_status") or (Status.FINISHED.value if result.get("status") == "ok"
+                                            else Status.FAILED.value)
     vals = {name: [python_scalar(value) for value in values] for name, values in doc["misc"]["vals"].items()}
     return TrialEntry(hparams=result.get("hparams") or {}, tid=doc["tid"], status=status, vals=vals,
                       experiment=result.get("experiment"), log=result.get("log"), reason=result.get("reason"),

@@ -101,7 +101,7 @@ class TrialObjective:
     def _run(self, record: TrialRecord, sampled: dict[str, Any]) -> TrialResult:
         result = run_trial(record, self.settings_path, self.working_dir, {**self.fixed_hparams, **sampled})
         result["hparams"] = sampled
-        if result["trial_status"] == "interrupted":
+        if result["trial_status"] == Status.INTERRUPTED:
             quiet_hyperopt_errors()
             raise TrialInterrupted(result["signum"] or signal.SIGTERM, result.get("experiment"))
         return result
@@ -135,7 +135,7 @@ def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams
     _wait_for_writer_gone(before.get("pid"), before.get("experiment"), stop, watch)  # a stopped or orphaned trial
     info = record.read()                                                              # may still be checkpointing
     if stop is not None and stop.is_set():
-        return {"status": "fail", "trial_status": "interrupted", "signum": signal.SIGTERM,
+        return {"status": "fail", "trial_status": Status.INTERRUPTED.value, "signum": signal.SIGTERM,
                 "experiment": info.get("experiment"), "reason": "the worker stopped before it started"}
     resume = _resumable(info)
     if resume:
@@ -155,11 +155,11 @@ def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams
                                    env=_handed_down(watch, info.get("experiment")))
         if on_start is not None:
             on_start(process)
-        record.update(status="running", pid=process.pid, started=now(), log=str(record.log_path),
+        record.update(status=Status.RUNNING.value, pid=process.pid, started=now(), log=str(record.log_path),
                       resumed=bool(resume))
         code = process.wait()
     result = _result_of(record.read(), code, record.log_path, log_start)
-    if result["trial_status"] == "failed":
+    if result["trial_status"] == Status.FAILED:
         _end_if_running(result.get("experiment"), result["reason"])
     earlier = (info.get("seconds") or 0.0) if epochs is not None else 0.0  # a scheduler's trial: its rungs before
     result.update(seconds=round(earlier + time.monotonic() - started, 3), log=str(record.log_path))
@@ -178,7 +178,7 @@ def quiet_hyperopt_errors() -> None:
 def known_result(info: RecordJSON, sampled: dict[str, Any]) -> Optional[TrialResult]:
     """The result of a trial that already ended (a sweep stopped before hyperopt saved it): not trained twice."""
     if info.get("status") == Status.FAILED:
-        return {"status": "fail", "trial_status": "failed", "reason": info.get("reason"), "hparams": sampled,
+        return {"status": "fail", "trial_status": Status.FAILED.value, "reason": info.get("reason"), "hparams": sampled,
                 "experiment": info.get("experiment"), "seconds": info.get("seconds"), "log": info.get("log")}
     if info.get("status") == Status.FINISHED:
         result = _result_of(info, 0, info.get("log"))
@@ -224,7 +224,7 @@ def _scored(info: RecordJSON, run: RunRecord, exit_code: int, log_path: Optional
     if status == Status.FINISHED:
         reason = f"no {run.get('monitored_loss_name', 'monitored')} value recorded"
     elif status == Status.FAILED:
-        reason = run.get("error") or "failed"
+        reason = run.get("error") or Status.FAILED.value
     elif exit_code < 0:
         reason = f"killed by {signal.Signals(-exit_code).name}" + (" (out of memory?)" if -exit_code == 9 else "")
     else:

@@ -8,6 +8,7 @@ import numbers
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, cast
 
+from experiments_manager.run.record import Status
 from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.sweeps.trials import finished_docs
 
@@ -36,7 +37,8 @@ def trial_rows(trials: Trials, names: list[str]) -> list[Row]:
         rows.append({
             "trial": doc["tid"] + 1,
             **{name: hparams.get(name) for name in names},
-            "status": result.get("trial_status") or ("finished" if result.get("status") == "ok" else "failed"),
+            "status": result.get("trial_status") or (Status.FINISHED.value if result.get("status") == "ok"
+                                                     else Status.FAILED.value),
             "best_value": result.get("best_value"),
             "loss": result.get("loss"),  # what hyperopt minimised: best_value, negated when it is maximised
             "best_epoch": result.get("best_epoch"),
@@ -62,11 +64,11 @@ def rung_row(entry: TrialEntry, names: list[str]) -> Row:
 def standing(row: Row) -> str:
     """'finished', 'rung' (paused at a rung, or training on past one: a scheduler's value at a lower rung) or
     'failed' (failed, or no value)."""
-    if not _finite(row["loss"]) or row["status"] == "failed":
-        return "failed"
-    if row["status"] == "finished":
-        return "finished"
-    return "rung" if row["status"] == "paused" or row.get("rung") is not None else "failed"
+    if not _finite(row["loss"]) or row["status"] == Status.FAILED:
+        return Status.FAILED.value
+    if row["status"] == Status.FINISHED:
+        return Status.FINISHED.value
+    return "rung" if row["status"] == "paused" or row.get("rung") is not None else Status.FAILED.value
 
 
 def device_hours_of(rows: list[Row], max_epochs: Optional[int] = None) -> tuple[float, Optional[float]]:
@@ -98,12 +100,12 @@ def device_hours_of(rows: list[Row], max_epochs: Optional[int] = None) -> tuple[
 def best_row(rows: list[Row]) -> Optional[Row]:
     """The finished trial with the best value (lowest loss for hyperopt), or None. With a scheduler, among the
     trials that reached the highest rung any reached (a value after 1 epoch is not compared with one after 9)."""
-    scored = [row for row in rows if standing(row) != "failed"]
+    scored = [row for row in rows if standing(row) != Status.FAILED]
     if any(row.get("rung") is not None for row in scored):
         top = max(row["rung"] or 0 for row in scored)
         scored = [row for row in scored if (row["rung"] or 0) == top]
     else:
-        scored = [row for row in scored if row["status"] == "finished"]
+        scored = [row for row in scored if row["status"] == Status.FINISHED]
     return min(scored, key=lambda row: row["loss"]) if scored else None
 
 
@@ -126,9 +128,9 @@ def plot_loss_vs_hparams(rows: list[Row], space: SearchSpace, monitor: str, png:
     from matplotlib.figure import Figure
 
     names = space.names
-    scored = [row for row in rows if standing(row) == "finished"]
+    scored = [row for row in rows if standing(row) == Status.FINISHED]
     paused = [row for row in rows if standing(row) == "rung"]
-    failed = [row for row in rows if standing(row) == "failed"]
+    failed = [row for row in rows if standing(row) == Status.FAILED]
     best = best_row(rows)
     columns = min(3, len(names))
     lines = math.ceil(len(names) / columns)
@@ -148,7 +150,7 @@ def plot_loss_vs_hparams(rows: list[Row], space: SearchSpace, monitor: str, png:
         if failed and (scored or paused):
             worst = max(scored + paused, key=lambda row: row["loss"])["best_value"]
             axes.scatter([positions[_key(row[name])] for row in failed], [worst] * len(failed), marker="x",
-                         color="tab:red", label="failed")
+                         color="tab:red", label=Status.FAILED.value)
         if space.is_log_scaled(name):
             axes.set_xscale("log")
         axes.set_xlabel(name)
@@ -162,7 +164,7 @@ def plot_loss_vs_hparams(rows: list[Row], space: SearchSpace, monitor: str, png:
 def trial_line(row: Row, best: Optional[Row], max_evals: int, monitor: str, trials_dir: Path) -> str:
     """The console line of one trial that ended: its value and the best so far, or why it failed."""
     head = f"trial {row['trial']}/{max_evals}"
-    if standing(row) == "failed":
+    if standing(row) == Status.FAILED:
         return f"{head} failed: {row['reason']} (log: {row.get('log') or trials_dir})"
     if row.get("rung") is not None:
         head += f" {row['status']} at {row['rung']} epochs:"
@@ -174,7 +176,7 @@ def trial_line(row: Row, best: Optional[Row], max_evals: int, monitor: str, tria
 def summary_lines(sweep: SweepFolder, rows: list[Row], monitor: str, working_folder: str) -> list[str]:
     """The closing report: counts, the best trial and how to serve it."""
     paused = sum(standing(row) == "rung" for row in rows)
-    failed = sum(standing(row) == "failed" for row in rows)
+    failed = sum(standing(row) == Status.FAILED for row in rows)
     best = best_row(rows)
     lines = [f"sweep folder:      {sweep.root}",
              f"trials:            {len(rows)} ({len(rows) - failed - paused} finished, "

@@ -9,6 +9,7 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, Optional, cast
 
+from experiments_manager.run.record import Status
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
 from experiments_manager.run.names import now
@@ -83,7 +84,7 @@ class SweepRunner:
         from hyperopt.exceptions import AllTrialsFailed
 
         self.sweep.stop_file.unlink(missing_ok=True)
-        self.sweep.update_spec(status="running", max_evals=self.max_evals, pid=os.getpid())
+        self.sweep.update_spec(status=Status.RUNNING.value, max_evals=self.max_evals, pid=os.getpid())
         self._reported = {doc["tid"] + 1 for doc in self.trials.trials}
         with signal_handlers(self._stop, HANDLED_SIGNALS), warnings.catch_warnings():
             # hyperopt starts SparkTrials' threads without a session; pyspark warns about it for every trial
@@ -131,23 +132,24 @@ class SweepRunner:
         """Records the sweep interrupted (if the disk still takes that) and raises `EnvironmentFailure`: one line."""
         stop_on_environment_failure(
             error, self.sweep.root, f"experiments-manager sweep --resume {self.sweep.root}",
-            lambda line: self.sweep.update_spec(status="interrupted", ended=now(), exit_code=EXIT_TEMPFAIL,
-                                                reason=line))
+            lambda line: self.sweep.update_spec(status=Status.INTERRUPTED.value, ended=now(),
+                                                exit_code=EXIT_TEMPFAIL, reason=line))
 
     def _finish(self) -> int:
         rows = trial_rows(self.trials, self.space.names)
         self.sweep.stop_file.unlink(missing_ok=True)
         if self.stop_signum is not None or len(rows) < self.max_evals:
-            status, code = "interrupted", (128 + self.stop_signum if self.stop_signum else INCOMPLETE_EXIT_CODE)
+            status = Status.INTERRUPTED.value
+            code = 128 + self.stop_signum if self.stop_signum else INCOMPLETE_EXIT_CODE
         elif best_row(rows) is None:
-            status, code = "failed", 1
+            status, code = Status.FAILED.value, 1
         else:
-            status, code = "finished", 0
+            status, code = Status.FINISHED.value, 0
         self.sweep.update_spec(status=status, ended=now(), exit_code=code)
         lines = [f"status:            {status}" + (f" ({len(rows)} of {self.max_evals} trials done)"
-                                                    if status == "interrupted" else "")]
+                                                    if status == Status.INTERRUPTED else "")]
         lines += summary_lines(self.sweep, rows, self.monitor, self.working_folder)
-        if status == "interrupted":
+        if status == Status.INTERRUPTED:
             lines.append(f"resume with:       experiments-manager sweep --resume {self.sweep.root}")
         print("\n".join(lines), flush=True)
         return code

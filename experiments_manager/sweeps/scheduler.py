@@ -32,6 +32,7 @@ import dataclasses
 import math
 from typing import Any, Callable, Iterable, Optional
 
+from experiments_manager.run.record import Status
 from experiments_manager.sweeps import SCHEDULERS
 from experiments_manager.sweeps.journal import TrialEntry, TrialRecord
 from experiments_manager.utils.errors import UserInputError
@@ -170,7 +171,7 @@ class RungSchedule:
 def reopens(entry: TrialEntry, old_max_epochs: int) -> bool:
     """Whether a trial finished at the last rung `old_max_epochs` (not sooner, by early stopping): after the last
     rung was raised, it is paused there and may be promoted."""
-    return (entry.status == "finished" and entry.epochs_target == old_max_epochs
+    return (entry.status == Status.FINISHED and entry.epochs_target == old_max_epochs
             and (entry.epochs_trained or 0) >= old_max_epochs)
 
 

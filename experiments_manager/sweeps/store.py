@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
+from experiments_manager.run.record import Status
 from experiments_manager.run.names import now
 from experiments_manager.sweeps.folder import SweepFolder, SweepSpec
 from experiments_manager.sweeps.journal import DONE_STATUSES, TrialEntry, TrialJournal, TrialPair
@@ -134,7 +135,7 @@ class SweepStore:
                     continue
                 released = read_holder(record.lock_path) is None
                 if record.lock(self.watch):
-                    why = ("it was interrupted" if entry.status == "interrupted" and released else
+                    why = ("it was interrupted" if entry.status == Status.INTERRUPTED and released else
                            f"its worker, {_describe(entry.worker)}, is gone")
                     same_host = (entry.worker or {}).get("host") == worker["host"]
                     record.update(worker=worker, takeovers=entry.takeovers + 1,  # a pid means something on its host only
@@ -223,11 +224,11 @@ class SweepStore:
             rows, best = self._write_outputs(pairs, plot=True)
             done = sum(entry.done for _, entry in pairs)
             if done >= self.total():
-                status = "finished" if best is not None else "failed"
+                status = Status.FINISHED.value if best is not None else Status.FAILED.value
             else:
-                status = "running" if self.held_elsewhere(pairs) else "interrupted"
+                status = Status.RUNNING.value if self.held_elsewhere(pairs) else Status.INTERRUPTED.value
             fields: dict[str, object] = {"status": status}
-            if status != "running":
+            if status != Status.RUNNING:
                 fields.update(ended=now(), exit_code=exit_code(status, stop_signum, tempfail))
             return self.sweep.update_spec(**fields)
 
@@ -260,8 +261,8 @@ class SweepStore:
     def _mark_running(self) -> None:
         """sweep.json says `running` while a worker trains (a worker that left may have said `interrupted`)."""
         spec = self.sweep.spec()
-        if spec.get("status") != "running":
-            self.sweep.update_spec(status="running")
+        if spec.get("status") != Status.RUNNING:
+            self.sweep.update_spec(status=Status.RUNNING.value)
 
     def _write_outputs(self, pairs: list[TrialPair], plot: bool = False) -> tuple[list[Row], Optional[Row]]:
         """results.csv, trials.pickle, sweep.json's counts and (when `plot`) the plot, from the journal (under
@@ -324,8 +325,9 @@ def _describe(worker: Optional[dict[str, Any]]) -> str:
 def exit_code(status: str, stop_signum: Optional[int], tempfail: bool = False) -> int:
     """A worker process' exit code from the sweep's status as it leaves: 0 finished (or the rest runs in other
     workers), 1 every trial failed, else 128 + the signal that stopped it, or 75 (try again later)."""
-    if status in ("finished", "failed", "running") and not (status == "running" and (stop_signum or tempfail)):
-        return {"finished": 0, "failed": 1, "running": 0}[status]
+    if status in (Status.FINISHED, Status.FAILED, Status.RUNNING) and not (
+            status == Status.RUNNING and (stop_signum or tempfail)):
+        return {Status.FINISHED.value: 0, Status.FAILED.value: 1, Status.RUNNING.value: 0}[status]
     return 128 + stop_signum if stop_signum else EXIT_TEMPFAIL
 
 

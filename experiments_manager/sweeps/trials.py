@@ -9,6 +9,7 @@ from typing import Any, Optional
 
 from hyperopt import JOB_STATE_DONE, JOB_STATE_RUNNING, Trials
 
+from experiments_manager.run.record import Status
 from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.sweeps import ALGORITHMS
@@ -177,7 +178,7 @@ def hyperopt_trials(pairs: list[TrialPair], with_running: bool) -> Trials:
 
 def result_of(entry: TrialEntry) -> dict[str, Any]:
     """hyperopt's result dict of a done trial (what the objective of a sequential sweep returned)."""
-    ok = entry.status in ("finished", "paused") and entry.loss is not None
+    ok = entry.status in (Status.FINISHED, "paused") and entry.loss is not None
     result = {"status": "ok" if ok else "fail", "trial_status": entry.status, "hparams": entry.hparams,
               "experiment": entry.experiment, "seconds": entry.seconds, "log": entry.log, "rung": entry.rung,
               **{name: getattr(entry, name) for name in SCHEDULE_FIELDS}}

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from experiments_manager.run.record import Status
 from experiments_manager.run.experiment import RUN_FILE_NAME
 from experiments_manager.run.names import now
 from experiments_manager.sweeps.objective import run_trial
@@ -103,8 +104,8 @@ class SweepWorkers:
             except OSError as error:  # a full disk, a quota, ...: resumable once mended
                 stop_on_environment_failure(
                     error, sweep.root, f"experiments-manager sweep --resume {sweep.root}",
-                    lambda line: sweep.update_spec(status="interrupted", ended=now(), exit_code=EXIT_TEMPFAIL,
-                                                   reason=line))
+                    lambda line: sweep.update_spec(status=Status.INTERRUPTED.value, ended=now(),
+                                                   exit_code=EXIT_TEMPFAIL, reason=line))
                 raise
         return self._finish()
 
@@ -171,7 +172,7 @@ class SweepWorkers:
             raise
         finally:
             self._processes.pop(index, None)
-        if result["trial_status"] == "interrupted":
+        if result["trial_status"] == Status.INTERRUPTED:
             self.store.give_back(step)
             if self._stopping.is_set():
                 self._print(f"stopped trial {number}/{total}: checkpointed and released (a worker continues "
@@ -226,16 +227,16 @@ class SweepWorkers:
         rows, _ = self.store.record_rows()
         status, total = spec["status"], spec.get("max_evals")
         done = spec.get("trials_done", 0)
-        if status == "running":
+        if status == Status.RUNNING:
             others = f"{self._left.running} running" if self._left is not None else "the rest run"
             head = f"status:            running ({done} of {total} trials done; {others} in other workers)"
         else:
-            head = f"status:            {status}" + (f" ({done} of {total} trials done)" if status == "interrupted"
+            head = f"status:            {status}" + (f" ({done} of {total} trials done)" if status == Status.INTERRUPTED
                                                       else "")
         lines = [head, f"this worker:       {self._trained} trial{'s' * (self._trained != 1)} trained"
                  + (f" by {self.workers} workers" if self.workers > 1 else "")]
         lines += summary_lines(self.store.sweep, rows, self.store.monitor, self.working_folder)
-        if status == "interrupted":
+        if status == Status.INTERRUPTED:
             lines.append(f"resume with:       experiments-manager sweep --resume {self.store.sweep.root}")
         print("\n".join(lines), flush=True)
         return exit_code(status, self.stop_signum, self._tempfail)
