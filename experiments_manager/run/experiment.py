@@ -33,6 +33,7 @@ from experiments_manager.run.names import folder_name, folder_stamp, make_unique
 from experiments_manager.run.migrations import current_run_record
 from experiments_manager.run.record import RUN_RECORD_VERSION, RunRecord, Status
 from experiments_manager.run.record_writer import RunRecordWriter, jsonable
+from experiments_manager.run.space_reserve import RESERVE_NAME
 from experiments_manager.utils.atomic import (PathLike, copy_atomically, fsync_folder, remove_leftovers,
                                              write_json_atomically)
 from experiments_manager.utils.environment_failures import raise_environment_failure
@@ -215,7 +216,8 @@ class Experiment:
         """A private copy of this experiment (settings, run.json, checkpoints; no exports or logs) at `root`, where a
         non-chief worker of a multi-worker run resumes: it trains in step with the chief but must not write there."""
         shutil.copytree(self.root, root, ignore=shutil.ignore_patterns("exported_models", "logs", "*.png", LEASE_NAME,
-                                                                       f"{LEASE_NAME}.*", f".{LEASE_NAME}.*"))
+                                                                       f"{LEASE_NAME}.*", f".{LEASE_NAME}.*",
+                                                                       RESERVE_NAME))
         return type(self)(root)
 
     def run_info(self) -> RunRecord:  # run.json as read now (`record.py` defines its keys; `migrations.py` reads earlier ones)

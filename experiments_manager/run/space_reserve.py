@@ -69,6 +69,6 @@ def on_full_disk_use_reserve(folder: PathLike, write: Callable[[], Result]) -> R
         reserve = Path(folder) / RESERVE_NAME
         if error.errno not in FULL_DISK_ERRORS or not reserve.is_file():
             raise
-        reserve.unlink()
+        reserve.unlink(missing_ok=True)
         _LOG.debug("%s: the disk is full: its space reserve freed for the run's ending", folder)
         return write()

@@ -38,28 +38,31 @@ _NUMBER = rb"(?:-?+(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][-+]?+[0-9]++)?+|NaN|
 _NUMBERS = re.compile(_SPACE + _NUMBER + _SPACE + rb"(?:," + _SPACE + _NUMBER + _SPACE + rb")*+")
 _LONG_INTEGER = re.compile(rb"-?[0-9]{19,}")
 _MISPLACED = re.compile(rb"[0-9a-zA-Z.][ \t\n\r]+[-0-9a-zA-Z.]|[,\[][ \t\n\r]*,|,[ \t\n\r]*\]")
-_ESCAPE = re.compile(rb"\\.", re.DOTALL)  # a backslash and what it escapes (a quote, a backslash, a letter)
-_STRING = re.compile(rb'"[^"]*+"')  # a string once escapes are out and only brackets and quotes are left
 _NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'[]{}"')))
 _PLACEHOLDER = "\x00"  # a JSON string that holds U+0000 (only a body with a backslash could write one)
 
 
 def check_depth(raw: Raw) -> None:
-    """Refuses a body whose arrays and objects nest deeper than `MAX_DEPTH` (RequestError, 400): its strings taken
-    out (their brackets are text), its brackets counted window by window, in time linear in its bytes."""
+    """Refuses a body whose arrays and objects nest deeper than `MAX_DEPTH` (RequestError, 400), in time linear in
+    its bytes and memory at most about its size: its escapes taken out (`\\\\` then `\\"`: JSON pairs backslashes
+    from the left), its brackets and quotes kept, then window by window the brackets outside strings counted (a
+    string is between a quote of odd and one of even rank; an unterminated one holds the rest)."""
     if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
         return
-    text = _ESCAPE.sub(b"", raw) if b"\\" in raw else raw  # (a big body of numbers has no backslash: no copy)
-    structure = _STRING.sub(b"", text.translate(None, _NOT_STRUCTURE))  # brackets and quotes first: a small copy
-    depth = 0
+    text = raw.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in raw else raw
+    structure = text.translate(None, _NOT_STRUCTURE)  # brackets and quotes only
+    depth, quotes = 0, 0
     for position in range(0, len(structure), WINDOW_BYTES):
         codes = np.frombuffer(structure, np.uint8, min(WINDOW_BYTES, len(structure) - position), position)
-        steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int32)
+        quoted = codes == ord('"')
+        outside = ((quotes + np.cumsum(quoted, dtype=np.int32)) & 1) == 0  # a closing quote's own place: even
+        steps = (outside & ((codes == ord("[")) | (codes == ord("{")))).astype(np.int32) - (
+            outside & ((codes == ord("]")) | (codes == ord("}"))))
         depths = depth + np.cumsum(steps, dtype=np.int32)
         if depths.max(initial=0) > MAX_DEPTH:
             raise RequestError(f"malformed JSON request body: arrays and objects nested deeper than {MAX_DEPTH} "
                                "levels (the body's object and a tensor of rank up to 64, NumPy's limit)")
-        depth = int(depths[-1])
+        depth, quotes = int(depths[-1]), (quotes + int(np.count_nonzero(quoted))) & 1
 
 
 def _loads(raw: Raw) -> Any:

@@ -156,7 +156,7 @@ def _run_embedded(sources: "list[ModelSource]", options: "ServerOptions", parent
 def _leave_without_requests(requests: int, grace_seconds: float) -> NoReturn:
     """Exits now (0) although `requests` are still being worked on past the stop's grace: Python would wait for
     their threads at exit, and a stop signal must stop the server. What was said is flushed first."""
-    _LOG.warning("stopped with %d request(s) still being worked on after the %g s grace: they get no answer",
+    _LOG.warning("stopped with %d request(s) still in flight after the %g s grace: they get no answer",
                  requests, grace_seconds)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

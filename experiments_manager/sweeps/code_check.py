@@ -23,7 +23,7 @@ from experiments_manager.run.experiment import RUN_FILE_NAME
 
 if TYPE_CHECKING:
     from experiments_manager.run.record import RunRecord
-    from experiments_manager.sweeps.folder import SweepSpec
+    from experiments_manager.sweeps.spec_writer import SweepSpec
     from experiments_manager.utils.atomic import PathLike
 
 

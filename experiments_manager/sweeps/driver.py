@@ -21,7 +21,8 @@ from experiments_manager.utils.signals import process_alive
 
 if TYPE_CHECKING:
     from experiments_manager.settings.loader import Settings
-    from experiments_manager.sweeps.folder import SweepFolder, SweepSpec
+    from experiments_manager.sweeps.folder import SweepFolder
+    from experiments_manager.sweeps.spec_writer import SweepSpec
     from experiments_manager.sweeps.space import SearchSpace
 
 _LOG = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ def _run_sweep(arguments: SweepRequest, held: contextlib.ExitStack) -> SweepOutc
     if spec["parallelism"] > 1:  # one driver, which holds the sweep's lease
         held.enter_context(_sweep_lease(sweep_folder))
         # its trials go to trials.pickle only: workers that resume it later import them (legacy.import_finished)
-        sweep_folder.update_spec(**{**spec, "coordination": None})
+        sweep_folder.record.chosen({**spec, "coordination": None})
         return _run_on_spark(sweep_folder, spec, settings, space, arguments.resume)
     return _run_workers(sweep_folder, spec, settings, space, arguments.workers or 1)
 
@@ -139,9 +140,10 @@ def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Sett
         before = RungSchedule.from_json(sweep_folder.spec().get("scheduler"))
         if before is not None and store.schedule is not None and store.schedule.max_epochs > before.max_epochs:
             store.reopen_finished(before.max_epochs)  # a resume's --max-epochs: they may continue
-        sweep_folder.update_spec(max_evals=spec["max_evals"], code=spec.get("code"), parallelism=1,
-                                 startup_trials=algo.startup_trials, status=Status.RUNNING.value,
-                                 scheduler=spec.get("scheduler"), mlflow_tracking_uri=spec.get("mlflow_tracking_uri"))
+        sweep_folder.record.chosen({"max_evals": spec["max_evals"], "code": spec.get("code"), "parallelism": 1,
+                                    "startup_trials": algo.startup_trials, "scheduler": spec.get("scheduler"),
+                                    "mlflow_tracking_uri": spec.get("mlflow_tracking_uri")})
+        sweep_folder.record.running()
     return SweepOutcome(sweep_folder, SweepWorkers(store, spec["settings_file"], spec["working_dir"],
                                                    spec["fixed_hparams"], settings.experiment.working_folder,
                                                    workers).run())

@@ -27,7 +27,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, TypedDict, cast
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.run.record import Status
 from experiments_manager.utils.atomic import copy_atomically, fsync_folder, write_json_atomically
@@ -36,6 +36,7 @@ from experiments_manager.run.attempts import file_sha256
 from experiments_manager.run.experiment import SWEEP_SPEC_NAME
 from experiments_manager.run.record import STATUSES
 from experiments_manager.run.names import folder_stamp, make_unique_dir, now
+from experiments_manager.sweeps.spec_writer import SweepRecordWriter, SweepSpec
 
 if TYPE_CHECKING:
     from experiments_manager.settings.loader import Settings
@@ -48,43 +49,6 @@ SWEEP_STATUSES = STATUSES  # a sweep stands as a run does (`run.record.Status`)
 PROGRESS_FIELDS = frozenset({"status", "ended", "exit_code", "trials_done", "best", "pid", "device_hours",
                              "device_hours_full", "trials", "reason"})
 CHOICES_VERSION = "choices_version"  # sweep.json: the number of the newest choices/NNNN.json it holds (absent: none)
-
-
-class SweepSpec(TypedDict, total=False):
-    """sweep.json, its one typed definition: the sweep's choices (`driver._new_spec`, and what a resume changes),
-    then what the workers derive (`PROGRESS_FIELDS`). Every field may be absent (an older engine's sweep.json)."""
-
-    settings_file: str
-    model_file: str
-    settings_sha256: Optional[str]  # None: the file could not be read
-    model_sha256: Optional[str]
-    working_dir: str
-    fixed_hparams: dict[str, Any]
-    space: dict[str, str]  # hparam name -> its expression's text (`SearchSpace.describe`)
-    algo: str
-    seed: int
-    max_evals: int
-    parallelism: int
-    spark_master: Optional[str]
-    monitored_loss_name: str
-    workers: int
-    startup_trials: Optional[int]
-    scheduler: Optional[dict[str, Any]]  # `scheduler.RungSchedule.to_json()`, None without a scheduler
-    code: Optional[dict[str, Optional[str]]]  # absolute file -> SHA-256 a resume accepted (`code_check.py`)
-    coordination: Optional[str]  # `legacy.COORDINATION` once workers share its numbered records
-    created: str
-    choices_version: int  # `CHOICES_VERSION`
-    reason: str  # why the sweep stopped on an environment failure (a full disk...)
-    status: str
-    ended: str
-    exit_code: int
-    trials_done: int
-    best: Optional[dict[str, Any]]  # the best trial's results row (`results.best_row`)
-    pid: int
-    device_hours: float
-    device_hours_full: Optional[float]
-    trials: Optional[list[dict[str, Any]]]  # with a scheduler: each trial's status, rung and epochs trained
-    mlflow_tracking_uri: Optional[str]  # `sweep --mlflow`: the MLflow server every trial logs to
 
 
 class SweepFolder:
@@ -208,11 +172,16 @@ class SweepFolder:
             spec.update(newest[1], **{CHOICES_VERSION: newest[0]})
         return cast(SweepSpec, spec)
 
+    @property
+    def record(self) -> SweepRecordWriter:
+        """sweep.json's named transitions (`spec_writer.SweepRecordWriter`): how the package changes it."""
+        return SweepRecordWriter(self)
+
     def write_spec(self, spec: SweepSpec) -> None:
         write_json_atomically(self.spec_file, spec)
 
     def update_spec(self, **fields: Any) -> SweepSpec:
-        """Rewrites sweep.json with `fields` (under the sweep's lock). Progress fields (`PROGRESS_FIELDS`) go into
+        """Rewrites sweep.json with `fields` (under the sweep's lock; the package calls it through `record`). Progress fields (`PROGRESS_FIELDS`) go into
         it alone; a changed choice is first recorded as a new `choices/NNNN.json` (created exclusively, never
         rewritten), so that no later rewrite of sweep.json from a stale read can undo it.
 

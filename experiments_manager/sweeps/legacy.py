@@ -51,7 +51,7 @@ def import_finished(sweep: SweepFolder, journal: TrialJournal, locked: Callable[
         imported = 0
         for doc in trials.trials:
             imported += journal.create(entry_of_doc(doc)) is not None
-        sweep.update_spec(coordination=COORDINATION)
+        sweep.record.chosen({"coordination": COORDINATION})
         return imported
 
 

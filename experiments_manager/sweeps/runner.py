@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Optional, cast
 from experiments_manager.run.record import Status
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
-from experiments_manager.run.names import now
 from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers
 from experiments_manager.sweeps.journal import TrialJournal
 from experiments_manager.sweeps.objective import TrialInterrupted, quiet_hyperopt_errors
@@ -84,7 +83,7 @@ class SweepRunner:
         from hyperopt.exceptions import AllTrialsFailed
 
         self.sweep.stop_file.unlink(missing_ok=True)
-        self.sweep.update_spec(status=Status.RUNNING.value, max_evals=self.max_evals, pid=os.getpid())
+        self.sweep.record.started(self.max_evals, os.getpid())
         self._reported = {doc["tid"] + 1 for doc in self.trials.trials}
         with signal_handlers(self._stop, HANDLED_SIGNALS), warnings.catch_warnings():
             # hyperopt starts SparkTrials' threads without a session; pyspark warns about it for every trial
@@ -112,7 +111,7 @@ class SweepRunner:
         if rows:
             plot_loss_vs_hparams(rows, self.space, self.monitor, self.sweep.plot_png)
         best = best_row(rows)
-        self.sweep.update_spec(trials_done=len(rows), best=best)
+        self.sweep.record.progress(len(rows), best)
         lines = [trial_line(row, best, self.max_evals, self.monitor, self.sweep.trials_dir) for row in rows if row["trial"] not in self._reported]
         self._reported.update(row["trial"] for row in rows)
         return lines, cast(Optional[float], best and best["best_value"])  # (a row is never empty)
@@ -132,20 +131,19 @@ class SweepRunner:
         """Records the sweep interrupted (if the disk still takes that) and raises `EnvironmentFailure`: one line."""
         stop_on_environment_failure(
             error, self.sweep.root, f"experiments-manager sweep --resume {self.sweep.root}",
-            lambda line: self.sweep.update_spec(status=Status.INTERRUPTED.value, ended=now(),
-                                                exit_code=EXIT_TEMPFAIL, reason=line))
+            lambda line: self.sweep.record.stopped_by_environment(line))
 
     def _finish(self) -> int:
         rows = trial_rows(self.trials, self.space.names)
         self.sweep.stop_file.unlink(missing_ok=True)
         if self.stop_signum is not None or len(rows) < self.max_evals:
-            status = Status.INTERRUPTED.value
+            status = Status.INTERRUPTED
             code = 128 + self.stop_signum if self.stop_signum else INCOMPLETE_EXIT_CODE
         elif best_row(rows) is None:
-            status, code = Status.FAILED.value, 1
+            status, code = Status.FAILED, 1
         else:
-            status, code = Status.FINISHED.value, 0
-        self.sweep.update_spec(status=status, ended=now(), exit_code=code)
+            status, code = Status.FINISHED, 0
+        self.sweep.record.ended(status, code)
         lines = [f"status:            {status}" + (f" ({len(rows)} of {self.max_evals} trials done)"
                                                     if status == Status.INTERRUPTED else "")]
         lines += summary_lines(self.sweep, rows, self.monitor, self.working_folder)

@@ -44,7 +44,8 @@ from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 from experiments_manager.run.record import Status
 from experiments_manager.run.names import now
-from experiments_manager.sweeps.folder import SweepFolder, SweepSpec
+from experiments_manager.sweeps.folder import SweepFolder
+from experiments_manager.sweeps.spec_writer import SweepSpec
 from experiments_manager.sweeps.journal import DONE_STATUSES, TrialEntry, TrialJournal, TrialPair
 from experiments_manager.sweeps.legacy import legacy_experiment, legacy_result
 from experiments_manager.sweeps.record_repair import repair_damaged
@@ -224,13 +225,10 @@ class SweepStore:
             rows, best = self._write_outputs(pairs, plot=True)
             done = sum(entry.done for _, entry in pairs)
             if done >= self.total():
-                status = Status.FINISHED.value if best is not None else Status.FAILED.value
+                status = Status.FINISHED if best is not None else Status.FAILED
             else:
-                status = Status.RUNNING.value if self.held_elsewhere(pairs) else Status.INTERRUPTED.value
-            fields: dict[str, object] = {"status": status}
-            if status != Status.RUNNING:
-                fields.update(ended=now(), exit_code=exit_code(status, stop_signum, tempfail))
-            return self.sweep.update_spec(**fields)
+                status = Status.RUNNING if self.held_elsewhere(pairs) else Status.INTERRUPTED
+            return self.sweep.record.ended(status, exit_code(status.value, stop_signum, tempfail))
 
     def held_elsewhere(self, pairs: list[TrialPair]) -> int:
         """How many unfinished trials a live worker holds."""
@@ -262,7 +260,7 @@ class SweepStore:
         """sweep.json says `running` while a worker trains (a worker that left may have said `interrupted`)."""
         spec = self.sweep.spec()
         if spec.get("status") != Status.RUNNING:
-            self.sweep.update_spec(status=Status.RUNNING.value)
+            self.sweep.record.running()
 
     def _write_outputs(self, pairs: list[TrialPair], plot: bool = False) -> tuple[list[Row], Optional[Row]]:
         """results.csv, trials.pickle, sweep.json's counts and (when `plot`) the plot, from the journal (under
@@ -282,7 +280,7 @@ class SweepStore:
         states = [{"trial": row["trial"], "status": row["status"], "rung": row["rung"],
                    "epochs_trained": row["epochs_trained"]} for row in rows] if self.schedule is not None else None
         done = sum(row["status"] in DONE_STATUSES for row in rows)
-        self.sweep.update_spec(trials_done=done, best=best, device_hours=hours, device_hours_full=full, trials=states)
+        self.sweep.record.progress(done, best, hours, full, states)
         return rows, best
 
     def _plot_age(self) -> float:

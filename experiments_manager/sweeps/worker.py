@@ -21,14 +21,12 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from experiments_manager.run.record import Status
 from experiments_manager.run.experiment import RUN_FILE_NAME
-from experiments_manager.run.names import now
 from experiments_manager.sweeps.objective import run_trial
 from experiments_manager.sweeps.progress import ProgressUpdates, SweepProgress
 from experiments_manager.sweeps.results import summary_lines, trial_line
 from experiments_manager.sweeps.steps import Assignment, NothingLeft
 from experiments_manager.sweeps.store import SweepStore, exit_code, worker_identity
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
-from experiments_manager.utils.errors import EXIT_TEMPFAIL
 from experiments_manager.utils.lease import LeaseLost
 from experiments_manager.utils.lease_holder import lease_timeout
 from experiments_manager.utils.signals import STOP_SIGNALS, SignalSafeEvent, signal_handlers
@@ -104,8 +102,7 @@ class SweepWorkers:
             except OSError as error:  # a full disk, a quota, ...: resumable once mended
                 stop_on_environment_failure(
                     error, sweep.root, f"experiments-manager sweep --resume {sweep.root}",
-                    lambda line: sweep.update_spec(status=Status.INTERRUPTED.value, ended=now(),
-                                                   exit_code=EXIT_TEMPFAIL, reason=line))
+                    lambda line: sweep.record.stopped_by_environment(line))
                 raise
         return self._finish()
 

@@ -108,8 +108,8 @@ class Outbox:
         with self._lock:
             self._check_writer()
             if self._tail is None:  # read once: this process is the run's one writer
-                whole, cut, _ = self._read()
-                self._tail = (whole[-1]["n"] if whole else 0, cut)
+                _, cut, _, highest = self._read()  # numbered past every number seen or sent: none is reused
+                self._tail = (max(highest, self.sent().get("sent_through", 0)), cut)
             last, cut = self._tail
             numbered: OutboxEntry = {**entry, "n": last + 1, "at": entry.get("at", int(time.time() * 1000))}
             line = (json.dumps(numbered, separators=(",", ":"), allow_nan=True) + "\n").encode()
@@ -142,22 +142,22 @@ class Outbox:
             write_text_atomically(self.path, text)
             self._tail = None
 
-    def _read(self) -> tuple[list[OutboxEntry], int, list[int]]:
-        """(the entries, the byte offset after the last whole line, the damaged lines' numbers)."""
+    def _read(self) -> tuple[list[OutboxEntry], int, list[int], int]:
+        """(the entries, the byte offset after the last whole line, the damaged lines' numbers, the highest entry
+        number any line holds). The entries are the longest run of lines whose numbers rise (one line whose number
+        a bit flip raised is the damaged one, not every line after it)."""
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
-            return [], 0, []
-        entries: list[OutboxEntry] = []
-        damaged: list[int] = []
+            return [], 0, [], 0
         lines = data.split(b"\n")[:-1]  # the piece after the last newline: empty, or cut short by a crash
-        for number, line in enumerate(lines, 1):
-            entry = _entry(line)
-            if entry is None or (entries and entry["n"] <= entries[-1]["n"]):
-                damaged.append(number)
-            else:
-                entries.append(entry)
-        return entries, sum(len(line) + 1 for line in lines), damaged
+        parsed = [(number, entry) for number, line in enumerate(lines, 1) if (entry := _entry(line)) is not None]
+        kept = set(_longest_rising([entry["n"] for _, entry in parsed]))
+        entries = [entry for index, (_, entry) in enumerate(parsed) if index in kept]
+        good = {number for index, (number, _) in enumerate(parsed) if index in kept}
+        damaged = [number for number in range(1, len(lines) + 1) if number not in good]
+        highest = max((entry["n"] for _, entry in parsed), default=0)
+        return entries, sum(len(line) + 1 for line in lines), damaged, highest
 
     def sent(self) -> SentState:
         """What a server has ({} before anything was sent)."""
@@ -194,3 +194,27 @@ def _entry(line: bytes) -> Optional[OutboxEntry]:
     if not isinstance(value, dict) or type(value.get("n")) is not int or value.get("kind") not in KINDS:
         return None
     return cast(OutboxEntry, value)
+
+
+def _longest_rising(numbers: list[int]) -> list[int]:
+    """The indexes of a longest strictly rising subsequence of `numbers` (the first found), in O(n log n)."""
+    tails: list[int] = []  # tails[k]: the index ending the best rising run of length k + 1 so far
+    before: list[int] = [-1] * len(numbers)
+    for index, number in enumerate(numbers):
+        low, high = 0, len(tails)
+        while low < high:
+            middle = (low + high) // 2
+            if numbers[tails[middle]] < number:
+                low = middle + 1
+            else:
+                high = middle
+        before[index] = tails[low - 1] if low else -1
+        if low == len(tails):
+            tails.append(index)
+        else:
+            tails[low] = index
+    run, index = [], tails[-1] if tails else -1
+    while index >= 0:
+        run.append(index)
+        index = before[index]
+    return run[::-1]

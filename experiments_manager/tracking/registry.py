@@ -77,7 +77,8 @@ def resolve(uri: str, tracking_uri: str, where: str = "--model") -> RegisteredVe
     matched = MODEL_URI.fullmatch(uri)
     if matched is None:  # said before MLflow is imported
         raise UserInputError(f"{where}: expected models:/NAME@ALIAS or models:/NAME/VERSION, got {uri!r}")
-    if matched["number"] is not None and not 1 <= int(matched["number"]) <= MAX_VERSION:
+    number = matched["number"]
+    if number is not None and (len(number) > len(str(MAX_VERSION)) or not 1 <= int(number) <= MAX_VERSION):
         raise UserInputError(f"{where}: {uri} names no model version: the registry numbers them from 1 to "
                              f"{MAX_VERSION}")
     from mlflow.exceptions import MlflowException

@@ -102,8 +102,9 @@ def send_pending(outbox: Outbox, uri: str) -> int:
             try:
                 _send(client, state, group, outbox)
             except MlflowException as error:
-                if error.error_code not in REFUSALS:
-                    raise
+                if error.error_code not in REFUSALS or (error.error_code == "ENDPOINT_NOT_FOUND"
+                                                        and group[0].get("kind") != "version"):
+                    raise  # (a missing endpoint is a refusal only of logged models, which MLflow 2 lacks)
                 numbers = [entry["n"] for entry in group]  # it will never take them: the next ones go on
                 state["refused"] = [*state.get("refused", []), *numbers]
                 _LOG.warning("MLflow: %s refused record(s) %s of %s (%s): left out", uri,

@@ -105,6 +105,9 @@ def test_nesting_is_refused_past_the_limit_and_brackets_in_strings_do_not_count(
                      '{"instances": ' + "[" * 1_000_000):  # never closed
         with pytest.raises(RequestError, match=f"nested deeper than {limit} levels"):
             json_numbers.parse_body(too_deep.encode())
+    with pytest.raises(RequestError) as unterminated:  # an unterminated string holds the rest: not nesting
+        json_numbers.parse_body(b'{"instances": [[1]], "a": "' + b"[" * 1000)
+    assert "nested deeper" not in unterminated.value.message
     text = "[" * 5000 + '\\"{' * 5000 + "\\"  # escaped quotes, and a backslash ending the string
     in_strings = json.dumps({"signature_name": text, "instances": [[1.0, 2.0]], "b": "[[[" * 30})
     assert json_numbers.parse_body(in_strings.encode())["signature_name"] == text

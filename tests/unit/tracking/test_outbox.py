@@ -130,3 +130,24 @@ def test_an_epoch_the_checkpoint_does_not_hold_is_not_rebuilt(tmp_path):
     session.complete()
     assert _kinds(session.outbox) == [("start", None), ("metrics", 1), ("metrics", 2), ("end", 3)]
     assert session.outbox.entries()[-1]["status"] == "KILLED"
+
+
+def test_a_bit_flip_in_one_number_costs_that_line_only_and_no_number_is_reused(tmp_path):
+    """A number raised by a bit flip is the damaged line (the rising run of the others is kept); a record appended
+    after the damaged lines were dropped is numbered past every number seen or sent, so it is still pending."""
+    outbox = Outbox(tmp_path)
+    for step in range(1, 6):
+        outbox.append({"kind": "metrics", "step": step, "metrics": {"loss": 1.0 / step}})
+    path = tmp_path / OUTBOX_NAME
+    path.write_bytes(path.read_bytes().replace(b'"n":2,', b'"n":9,'))
+    assert Outbox(tmp_path).damaged_lines() == [2]
+    assert [entry["step"] for entry in Outbox(tmp_path).entries()] == [1, 3, 4, 5]
+
+    sent = Outbox(tmp_path)
+    sent.mark_sent({"run_id": "abc", "sent_through": 5})
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join(lines[:4] + [b"junk", b""]))  # the last, sent line damaged
+    again = Outbox(tmp_path)
+    again.drop_damaged()
+    end = again.append({"kind": "end", "status": "FINISHED"})
+    assert end["n"] == 6 and [entry["n"] for entry in again.pending()] == [6]

@@ -115,3 +115,9 @@ def test_tracking_errors_name_this_machines_disk_and_keep_a_long_errors_cause(tm
     with pytest.raises(LocalDiskFailed, match=r"^this machine's disk: .*mlflow_sent.json could not be written: Is a "
                                               r"directory$"):
         _mark_sent(outbox, {"sent_through": 1})
+
+
+def test_a_version_number_of_thousands_of_digits_is_the_same_one_line():
+    uri = "models:/lab_curve/" + "9" * 5000  # int() of over 4300 digits raises: refused before it
+    with pytest.raises(UserInputError, match="names no model version: the registry numbers them from 1 to"):
+        resolve(uri, "http://127.0.0.1:9", where="--model")
