@@ -10,9 +10,10 @@ first element gives, its numbers checked against JSON's grammar (`_NUMBERS`: NaN
 Python's `json` does) and read by NumPy's C parser straight into the result. No step holds more than the body,
 the result and one window (`WINDOW_BYTES`); no window holds the GIL long enough to stall the other clients.
 
-Every body's nesting is checked first (`check_depth`), in time linear in its bytes and without recursion: one
-nested deeper than `MAX_DEPTH` arrays and objects is refused (a RequestError naming the limit) before any parser
-sees it, as TF Serving's JSON parser refuses one past its limit. Each step after is then linear in the body too.
+Every body's nesting is checked (`check_depth`), in time linear in its bytes and without recursion: one nested
+deeper than `MAX_DEPTH` arrays and objects is refused (a RequestError naming the limit) before `json` sees it, as TF
+Serving's JSON parser refuses one past its limit; a big body's arrays of numbers are found without recursion and
+check their own depth before their shape is read. Each step is then linear in the body too.
 """
 
 import json
@@ -60,8 +61,7 @@ def check_depth(raw: Raw) -> None:
             outside & ((codes == ord("]")) | (codes == ord("}"))))
         depths = depth + np.cumsum(steps, dtype=np.int32)
         if depths.max(initial=0) > MAX_DEPTH:
-            raise RequestError(f"malformed JSON request body: arrays and objects nested deeper than {MAX_DEPTH} "
-                               "levels (the body's object and a tensor of rank up to 64, NumPy's limit)")
+            raise _too_deep()
         depth, quotes = int(depths[-1]), (quotes + int(np.count_nonzero(quoted))) & 1
 
 
@@ -80,18 +80,20 @@ def parse_body(raw: Raw) -> Any:
     """The JSON value of a request body, its large arrays of numbers left as `NumericText` (bodies over
     `BIG_BODY_BYTES` without backslashes and with at most `MAX_STRINGS` strings; others: `json.loads`); RequestError
     if malformed or nested deeper than `MAX_DEPTH`."""
-    check_depth(raw)
     if len(raw) <= BIG_BODY_BYTES or b"\\" in raw or raw.count(b'"') > 2 * MAX_STRINGS:
+        check_depth(raw)
         return _loads(raw)
     texts = list(_numeric_arrays(raw))
     if not texts:
+        check_depth(raw)
         return _loads(raw)
     pieces, last = [], 0
     for index, text in enumerate(texts):
         pieces += [raw[last:text.start], b'"\\u0000%d"' % index]
         last = text.end
-    body = _loads(b"".join(pieces) + raw[last:])
-    return _put_back(body, texts)
+    rest = b"".join(pieces) + raw[last:]
+    check_depth(rest)  # each array of numbers checks its own depth when decoded (`NumericText.array`)
+    return _put_back(_loads(rest), texts)
 
 
 class NumericText:
@@ -143,6 +145,8 @@ class NumericText:
         """The shape its first element at each depth gives, once its brackets are checked to have exactly it."""
         structure = b"".join(self._slice(position, min(position + WINDOW_BYTES, self.end)).translate(
             None, _NUMBER_CHARACTERS + _WHITESPACE) for position in range(self.start, self.end, WINDOW_BYTES))
+        if len(structure) - len(structure.lstrip(b"[")) >= MAX_DEPTH:  # before `_first_shape`, linear in depth
+            raise _too_deep()
         shape = _first_shape(structure, self._first_list_is_empty())
         expected_row = _pattern(shape[1:])
         if structure[:1] != b"[" or structure[-1:] != b"]" or len(structure) != 2 + shape[0] * (
@@ -289,6 +293,11 @@ def _check_int64(text: bytes, name: str) -> None:
         if not -2**63 <= int(match.group()) < 2**63:
             raise RequestError(f"input {name!r}: cannot convert to int64: {match.group()[:40].decode()} is out of "
                                "its range")
+
+
+def _too_deep() -> RequestError:
+    return RequestError(f"malformed JSON request body: arrays and objects nested deeper than {MAX_DEPTH} levels (the "
+                        "body's object and a tensor of rank up to 64, NumPy's limit)")
 
 
 def _ragged(name: str) -> RequestError:
