@@ -66,8 +66,9 @@ def check_depth(raw: Raw) -> None:
 
 
 def _loads(raw: Raw) -> Any:
-    """The JSON value of a body whose depth is checked (NaN and Infinity accepted, as TF Serving does); RequestError
-    if malformed."""
+    """The JSON value of a body, its depth checked first (NaN and Infinity accepted, as TF Serving does);
+    RequestError if malformed or nested deeper than `MAX_DEPTH`."""
+    check_depth(raw)
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
@@ -81,18 +82,15 @@ def parse_body(raw: Raw) -> Any:
     `BIG_BODY_BYTES` without backslashes and with at most `MAX_STRINGS` strings; others: `json.loads`); RequestError
     if malformed or nested deeper than `MAX_DEPTH`."""
     if len(raw) <= BIG_BODY_BYTES or b"\\" in raw or raw.count(b'"') > 2 * MAX_STRINGS:
-        check_depth(raw)
         return _loads(raw)
     texts = list(_numeric_arrays(raw))
     if not texts:
-        check_depth(raw)
         return _loads(raw)
     pieces, last = [], 0
     for index, text in enumerate(texts):
         pieces += [raw[last:text.start], b'"\\u0000%d"' % index]
         last = text.end
-    rest = b"".join(pieces) + raw[last:]
-    check_depth(rest)  # each array of numbers checks its own depth when decoded (`NumericText.array`)
+    rest = b"".join(pieces) + raw[last:]  # each array of numbers checks its own depth when decoded (`array`)
     return _put_back(_loads(rest), texts)
 
 
