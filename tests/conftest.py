@@ -27,11 +27,13 @@ REGRESSION_SETTINGS = "examples/regression/mysettings_curve_fitting.py"
 # time, in the `federation` group (the `federation` mark): two beside each other on 2 cores took more than 300 s to
 # complete a round (stop 48's CI).
 # The order units are handed out in (xdist keeps it with --no-loadscope-reorder; by default it sorts groups by their
-# number of tests): the Slurm and federation groups first (the longest units, ~8 min each on one worker: started
-# last, they would end the suite late), then the modules' groups and the other slow tests, the Kafka and
-# simulated-cluster groups (2-3 min each), and the fast tests last, to fill the workers' last minutes.
-FIRST_GROUPS = ("slurm", "federation")
-LATE_GROUPS = ("kafka", "sim_cluster")
+# number of tests): the Slurm, federation and simulated-cluster groups first, one to each of the three workers (the
+# longest units, ~8, ~8 and ~5 min on one worker: started last, they would end the suite late; xdist hands a worker
+# its next unit while its last two tests still run, so the simulated cluster, handed out late, once followed the
+# Slurm group on one worker and ended the suite 100 s after the others), then the modules' groups and the other slow
+# tests, the Kafka group (2 min), and the fast tests last, to fill the workers' last minutes.
+FIRST_GROUPS = ("slurm", "federation", "sim_cluster")
+LATE_GROUPS = ("kafka",)
 SHARED_PARTS = {"slurm": "slurm", "kafka_broker": "kafka", "sim_cluster": "sim_cluster"}
 FEDERATION = "federation"
 # Tiers by cost: a test marked `slow` (over ~5 s here, or a module whose fixtures train several runs) is left out of

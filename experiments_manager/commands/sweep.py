@@ -38,13 +38,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                                      "adds a new hparam); repeatable")
     parser.add_argument("--workers", type=positive_int, metavar="N",
                         help="train N trials at once on this machine (N workers in this process; no Spark needed); "
-                        "default 1")
+                        "with --parallelism P: N in each of the P worker processes; default 1")
     parser.add_argument("--join", metavar="NAME",
                         help="with -u: the sweep folder <workingFolder>/<session_name>_sweep_NAME, created by the first "
                         "process that names it and joined by the others (every task of a Slurm array: "
                         "--join $SLURM_ARRAY_JOB_ID); each process is a worker until --max-evals trials are done")
     parser.add_argument("--parallelism", type=positive_int, metavar="P",
-                        help="trials at once through Spark (pyspark extra, Java 17+); default 1: one after another")
+                        help="P worker processes of the sweep started as Spark tasks (pyspark extra, Java 17+), as the "
+                        "tasks of a Slurm array join one; default 1: no Spark")
     parser.add_argument("--spark-master", metavar="URL",
                         help="with --parallelism: a Spark master (spark://host:7077, ...); default local[P]")
     parser.add_argument("--scheduler", choices=SCHEDULERS,
@@ -90,6 +91,9 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
                            min_epochs=arguments.min_epochs, max_epochs=arguments.max_epochs,
                            mlflow=arguments.mlflow)
     request.check_combinations()  # said at once, before TensorFlow is imported (run_sweep checks them too)
+    from experiments_manager.distribute.local_workers import stop_with_launcher
+
+    stop_with_launcher(grace_seconds=None)  # a worker a Spark task started (`sweeps/spark.py`) goes when the task does
     request.tracking_uri()
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 

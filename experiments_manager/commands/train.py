@@ -107,31 +107,29 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
         return LocalWorkers(without_workers_flag(argv), arguments.workers).run()
     from experiments_manager.distribute.local_workers import stop_with_launcher
     from experiments_manager.run.requeue_file import resume_remembered
+    from experiments_manager.run.resume_plan import TrainFlags
 
     stop_with_launcher()  # a worker of `train --workers N`: it goes when its launcher does
     from experiments_manager.settings.overrides import parse_hparam_overrides
 
-    if arguments.keep_serving and not arguments.serve:
-        raise UserInputError("--keep-serving: only with --serve")
+    refusal = TrainFlags(resume=bool(arguments.resume), requeue_file=bool(arguments.requeue_file),
+                         hparams=bool(arguments.hparam), epochs=arguments.epochs is not None,
+                         more_epochs=bool(arguments.more_epochs), init_from=bool(arguments.init_from),
+                         skip_mismatch=bool(arguments.skip_mismatch), accept_code_change=arguments.accept_code_change,
+                         settings_source=arguments.settings_source, serve=bool(arguments.serve),
+                         keep_serving=bool(arguments.keep_serving)).refusal()
+    if refusal is not None:  # before a requeue file turns the command into a resume
+        raise UserInputError(refusal)
     if arguments.mlflow is not None:  # before any folder is made
         from experiments_manager.tracking.options import tracking_uri
 
         arguments.mlflow = tracking_uri(arguments.mlflow)
     alongside = _serving_alongside(arguments) if arguments.serve else None
-    _check_extension_arguments(arguments)  # before a requeue file turns the command into a resume
     arguments, requeue = resume_remembered(arguments, recorded={"hparam": [], "init_from": None,
                                                                   "skip_mismatch": False})  # the run's own
     if requeue is not None:
         alongside = _remembering(requeue, alongside)
-    if arguments.accept_code_change and not arguments.resume and not arguments.requeue_file:
-        raise UserInputError("--accept-code-change: only with --resume or --requeue-file (a new run records the code "
-                             "it starts with)")
-    if arguments.settings_source != "copy" and not arguments.resume and not arguments.requeue_file:
-        raise UserInputError("--settings-source: only with --resume or --requeue-file (a new run runs the file "
-                             "given with -u)")
     if arguments.resume:
-        if arguments.hparam:
-            raise UserInputError("--hparam: not accepted with --resume (the run keeps its own hparams)")
         _LOG.info("Resuming %s", arguments.resume)
         training = _import_training()
         outcome: TrainingOutcome = training.resume(arguments.resume, alongside=alongside,
@@ -154,18 +152,6 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
                                      skip_mismatch=arguments.skip_mismatch, mlflow=arguments.mlflow)
     _report(outcome)
     return outcome.exit_code
-
-
-def _check_extension_arguments(arguments: argparse.Namespace) -> None:
-    """--epochs / --more-epochs extend the run named by --resume; --init-from starts a new one."""
-    extension = "--epochs" if arguments.epochs is not None else "--more-epochs" if arguments.more_epochs else None
-    if extension and not arguments.resume:
-        raise UserInputError(f"{extension}: only with --resume RUN (a new run trains the settings' nbEpoch; "
-                             "--hparam nbEpoch=N where it is an hparam)")
-    if arguments.init_from and arguments.resume:
-        raise UserInputError("--init-from: only for a new run (-u SETTINGS), not with --resume")
-    if arguments.skip_mismatch and not arguments.init_from:
-        raise UserInputError("--skip-mismatch: only with --init-from RUN (the weights it loads)")
 
 
 def _import_training() -> ModuleType:

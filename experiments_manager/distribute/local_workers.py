@@ -22,10 +22,9 @@ from types import FrameType
 from typing import Iterable, Mapping, Optional, Sequence
 
 from experiments_manager.utils.errors import SIGNAL_EXIT_BASE, UserInputError
-from experiments_manager.utils.signals import STOP_SIGNALS, signal_handlers, stop_when_orphaned
+from experiments_manager.utils.signals import LAUNCHER_PID_VARIABLE, STOP_SIGNALS, signal_handlers, stop_when_orphaned
 
 FORWARDED_SIGNALS = STOP_SIGNALS
-LAUNCHER_PID_VARIABLE = "EXPERIMENTS_MANAGER_LAUNCHER_PID"  # in each worker's environment: the launcher to watch
 ORPHAN_GRACE_SECONDS = 30.0  # a worker stuck in a collective with a dead peer ignores its SIGTERM: then SIGKILL
 
 
@@ -127,7 +126,7 @@ class LocalWorkers:
 
 
 def stop_with_launcher(environment: Mapping[str, str] = os.environ,
-                       grace_seconds: float = ORPHAN_GRACE_SECONDS) -> None:
+                       grace_seconds: Optional[float] = ORPHAN_GRACE_SECONDS) -> None:
     """In a worker started by `LocalWorkers`: stops this process once its launcher is gone (killed outright).
 
     SIGTERM first (training checkpoints at the next step and ends `interrupted`), then SIGKILL after
@@ -136,7 +135,8 @@ def stop_with_launcher(environment: Mapping[str, str] = os.environ,
 
     Args:
         environment: where the launcher's pid is (`LAUNCHER_PID_VARIABLE`; default this process' environment).
-        grace_seconds: between the SIGTERM and the SIGKILL (default `ORPHAN_GRACE_SECONDS`).
+        grace_seconds: between the SIGTERM and the SIGKILL (default `ORPHAN_GRACE_SECONDS`; None: no SIGKILL, for
+            a sweep's worker, which waits for its trials to checkpoint).
 
     Example:
 

@@ -16,7 +16,7 @@ for experiment in find_experiments("experiments"):
 
 import os
 from pathlib import Path
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from experiments_manager.run.experiment import RUN_FILE_NAME, Experiment
 from experiments_manager.run.record import RunRecord
@@ -72,8 +72,12 @@ def find_experiments(working_folder: "str | os.PathLike[str]") -> List[Experimen
     return sorted(found, key=lambda experiment: experiment.run_info().get("started") or "")
 
 
+UNREADABLE = "unreadable run.json"  # the `reason` of `read_run_info`'s stand-in, which has no status
+
+
 def read_run_info(experiment: Experiment) -> RunRecord:
-    """run.json, or a stand-in saying it cannot be read (another tool's run.json, a damaged file).
+    """run.json, or a stand-in without a status whose `reason` says it cannot be read (another tool's run.json, a
+    damaged file): `shown_status` gives either as `list` shows it.
 
     Args:
         experiment: the run's `Experiment`.
@@ -81,15 +85,23 @@ def read_run_info(experiment: Experiment) -> RunRecord:
     Example:
 
     ```python
-    read_run_info(Experiment("experiments/broken"))  # {'status': 'unreadable run.json (not JSON)'}
+    read_run_info(Experiment("experiments/broken"))  # {'reason': 'unreadable run.json (not JSON)'}
     ```
     """
     try:
         info: object = experiment.run_info()
     except EnvironmentFailure:
-        return {"status": "unreadable run.json (storage error)"}
+        return {"reason": f"{UNREADABLE} (storage error)"}
     except (OSError, ValueError, UserInputError):
-        return {"status": "unreadable run.json (not JSON)"}
+        return {"reason": f"{UNREADABLE} (not JSON)"}
     if not isinstance(info, dict):
-        return {"status": "unreadable run.json (not an object)"}
+        return {"reason": f"{UNREADABLE} (not an object)"}
     return info  # type: ignore[return-value]  # a dict that run.json held
+
+
+def shown_status(info: RunRecord) -> Optional[str]:
+    """The run's status, or the stand-in's `unreadable run.json (...)` (`read_run_info`), or None."""
+    reason = info.get("reason")
+    if "status" not in info and isinstance(reason, str) and reason.startswith(UNREADABLE):
+        return reason
+    return info.get("status")

@@ -154,7 +154,7 @@ class Experiment:
         commit = _git_commit(Path(settings.path).resolve().parent)
         experiment.write_run_info({
             "record_version": RUN_RECORD_VERSION,
-            "status": Status.RUNNING.value,
+            "status": Status.RUNNING,
             "command": list(command),
             "settings_file": str(Path(settings.path).resolve()) if settings.from_file else None,
             "settings_object": None if settings.from_file else settings.path.name,

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any, Callable, cast
 
 from experiments_manager.run.attempts import Attempt
-from experiments_manager.run.record import RUN_RECORD_VERSION, RunRecord
+from experiments_manager.run.record import RUN_RECORD_VERSION, STATUSES, RunRecord, Status
 from experiments_manager.run.resume_state import CHECKPOINT_STATE_VERSION, CheckpointState
 
 Step = Callable[[dict[str, Any]], dict[str, Any]]
@@ -70,7 +70,12 @@ def current_run_record(data: Any) -> RunRecord:
     `record.record_problems` reports it)."""
     if not isinstance(data, dict):
         return cast(RunRecord, data)
-    return cast(RunRecord, _migrated(data, "record_version", RUN_RECORD_STEPS, RUN_RECORD_VERSION))
+    record = _migrated(data, "record_version", RUN_RECORD_STEPS, RUN_RECORD_VERSION)
+    attempts = record.get("attempts")
+    for entry in [record, *(attempts if isinstance(attempts, list) else [])]:
+        if isinstance(entry, dict) and entry.get("status") in STATUSES:  # the typed word (an unknown one stays as it
+            entry["status"] = Status(entry["status"])  # is, for `record_problems` to name)
+    return cast(RunRecord, record)
 
 
 def current_checkpoint_state(data: dict[str, Any]) -> CheckpointState:

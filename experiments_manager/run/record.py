@@ -30,10 +30,12 @@ from typing import Any, Optional, TypedDict
 RUN_RECORD_VERSION = 2
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """How a run (or an attempt, a sweep, a trial) stands: the `status` its record holds.
 
-    A str enum: `Status.FINISHED == "finished"`, and JSON writes it as the string.
+    A str enum: `Status.FINISHED == "finished"`, JSON writes it as the string, and `str()` and f-strings give the
+    word. `migrations.current_run_record` gives a record's status as a member (an unknown word stays as it is, for
+    `record_problems` to name).
 
     Example:
 
@@ -57,7 +59,7 @@ class AttemptFields(TypedDict, total=False):
     devices: int
     device_kind: str
     code: dict[str, Optional[str]]
-    status: str
+    status: Status
     ended: Optional[str]
     exit_code: Optional[int]
     reason: Optional[str]
@@ -68,7 +70,7 @@ class RunRecord(TypedDict, total=False):
     """run.json as code reads it (every key optional: a record grows as the run goes on). See `KEYS`."""
 
     record_version: int
-    status: str
+    status: Status
     reason: Optional[str]
     error: Optional[str]
     traceback: list[str]
@@ -248,6 +250,8 @@ def record_problems(data: object, where: str = "run.json") -> list[str]:
             if wrong_bool or not isinstance(value, _JSON_TYPES[kind]):
                 problems.append(f"{where}: {name}: expected {'an' if kind[0] in 'aio' else 'a'} {kind}"
                                 f"{' or null' if nullable else ''}, got {value!r:.60}")
+    if isinstance(data.get("status"), str) and data["status"] not in STATUSES:
+        problems.append(f"{where}: status: expected one of {', '.join(STATUSES)}, got {data['status']!r:.60}")
     return problems
 
 

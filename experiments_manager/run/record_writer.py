@@ -119,7 +119,7 @@ class RunRecordWriter:
             attempts.append(attempt.as_json())
             self.ending = None
             # (`nbEpoch` None only when neither the record nor `epochs` gives it)
-            info.update({"status": Status.RUNNING.value, "resumed_by": list(command), "host": attempt.host,
+            info.update({"status": Status.RUNNING, "resumed_by": list(command), "host": attempt.host,
                          "nbEpoch": cast(int, epochs or info.get("nbEpoch")), "record_version": RUN_RECORD_VERSION})
             self._experiment.write_run_info(info)
             return info
@@ -221,7 +221,7 @@ class RunRecordWriter:
         from experiments_manager.run.hparams_status import write_status
 
         ended = now()
-        fields: RunRecord = {"status": ending.status.value, "ended": ended}
+        fields: RunRecord = {"status": ending.status, "ended": ended}
         if ending.status == Status.INTERRUPTED:  # a finished or failed run's code is its attempt's (as written since 1)
             fields["exit_code"] = ending.exit_code
         if ending.reason is not None:
@@ -233,7 +233,7 @@ class RunRecordWriter:
         if stopped_early is not None:
             fields["stopped_early"] = stopped_early
         info = on_full_disk_use_reserve(self._experiment.root, lambda: self._update(fields, {
-            "status": ending.status.value, "ended": ended, "exit_code": ending.exit_code, "reason": ending.reason,
+            "status": ending.status, "ended": ended, "exit_code": ending.exit_code, "reason": ending.reason,
             "error": ending.error}))  # a full disk's ending is recorded in the space the attempt kept for it
         self.ending = ending
         write_status(self._experiment.logs_dir, ending.status.value)

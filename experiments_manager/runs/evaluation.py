@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -142,21 +141,48 @@ def evaluate_run(run: PathLike, version: Optional[int] = None, data: Optional[Pa
     evaluate_run(run, version=2, data="data/holdout")
     ```
     """
-    from experiments_manager.settings import Settings, load_experiment_settings
-    from experiments_manager.training.version_loading import load_version
     from experiments_manager.run.version_records import chosen_version
 
     experiment = Experiment.open(run)
     number, record, best = chosen_version(experiment, version)
-    experiment.refuse_code_changes("evaluate", accept_code_change, how_to_accept)
-    if not isinstance(settings, Settings):
-        settings = load_experiment_settings(experiment, settings)
-    folder, label = _test_data(settings, data, experiment.root)
-    model = load_version(experiment, number, settings=settings, accept_code_change=True)  # checked above; no lease
-    evaluation = _evaluate(model, settings, folder, label, experiment, number, record)
-    evaluation.best = best
-    _save(evaluation, experiment)
-    return evaluation
+    experiment.refuse_code_changes("evaluate", accept_code_change, how_to_accept)  # before the model is built
+    return VersionEvaluator(experiment, number, record, best, data, settings).run()
+
+
+class VersionEvaluator:
+    """Evaluates one version of a run, chosen and its code checked (`evaluate_run`): its settings loaded, the
+    version loaded, evaluated on the test data, saved in the run's `evaluations/` folder.
+
+    Args:
+        experiment: the opened `Experiment`.
+        number: the version number; `record`: its version record, or None; `best`: it holds the run's best epoch.
+        data: the folder given instead of the test pipeline's, or None.
+        settings: the settings of a run built in Python given again (or loaded `Settings`), or None.
+    """
+
+    def __init__(self, experiment: Experiment, number: int, record: Optional[VersionRecord], best: bool,
+                 data: Optional[PathLike], settings: object) -> None:
+        self.experiment = experiment
+        self.number = number
+        self.record = record
+        self.best = best
+        self.data = data
+        self.settings = settings
+
+    def run(self) -> Evaluation:
+        """Evaluates and saves; returns the `Evaluation`."""
+        from experiments_manager.settings import Settings, load_experiment_settings
+        from experiments_manager.training.version_loading import load_version
+
+        experiment, settings = self.experiment, self.settings
+        if not isinstance(settings, Settings):
+            settings = load_experiment_settings(experiment, settings)
+        folder, label = _test_data(settings, self.data, experiment.root)
+        model = load_version(experiment, self.number, settings=settings, accept_code_change=True)  # checked
+        evaluation = _evaluate(model, settings, folder, label, experiment, self.number, self.record)
+        evaluation.best = self.best
+        _save(evaluation, experiment)
+        return evaluation
 
 
 def _test_data(settings: Settings, data: Optional[PathLike], run_folder: Path) -> tuple[str | DataFolder, str]:

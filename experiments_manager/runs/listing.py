@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Set, Tuple, TypeGuard, cast
 
 from experiments_manager.run.attempts import device_hours
-from experiments_manager.run.discovery import folders_below, read_run_info
+from experiments_manager.run.discovery import folders_below, read_run_info, shown_status
 from experiments_manager.run.evaluations import EvaluationEntry, newest_evaluation
 from experiments_manager.run.experiment import RUN_FILE_NAME, SWEEP_SPEC_NAME, Experiment
 from experiments_manager.run.record import STATUSES
@@ -53,7 +53,7 @@ class RunRow:
         self.experiment = experiment
         self.relative = relative
         self.info = info
-        status = info.get("status")  # `running` is checked against the writer's lease: `dead`, `stalled?`
+        status = shown_status(info)  # `running` is checked against the writer's lease: `dead`, `stalled?`
         self.status: Optional[str] = writer_state(experiment.root, info) if status == RUNNING else status
 
     def _dict(self, name: str) -> Dict[str, Any]:

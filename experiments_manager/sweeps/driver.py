@@ -3,7 +3,6 @@
 The command line's parser is `experiments_manager.commands.sweep`; both build a `SweepRequest`.
 """
 
-import contextlib
 import logging
 import os
 import random
@@ -14,9 +13,10 @@ from experiments_manager.run.record import Status
 from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG
 from experiments_manager.sweeps.legacy import COORDINATION
 from experiments_manager.sweeps.request import SweepRequest
+from experiments_manager.sweeps.spark import SPARK_TASK_VARIABLE
 from experiments_manager.sweeps.scheduler import RungSchedule, describe, raised_max_epochs, schedule_of
-from experiments_manager.utils.errors import UserInputError
-from experiments_manager.utils.lease import Lease, LeaseHeld
+from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
+from experiments_manager.utils.lease import LeaseHeld
 from experiments_manager.utils.signals import process_alive
 
 if TYPE_CHECKING:
@@ -61,13 +61,9 @@ class SweepOutcome:
 
 def run_sweep(arguments: SweepRequest) -> SweepOutcome:
     """Runs (or resumes, or joins) a sweep described by a `SweepRequest` (`--requeue-file` may turn it into a
-    resume); returns its `SweepOutcome`. A Spark sweep has one writer, its lease held throughout; the workers of
-    any other sweep coordinate through its folder (`sweeps/store.py`)."""
-    with contextlib.ExitStack() as held:
-        return _run_sweep(arguments, held)
-
-
-def _run_sweep(arguments: SweepRequest, held: contextlib.ExitStack) -> SweepOutcome:
+    resume); returns its `SweepOutcome`. One engine: workers that coordinate through the sweep folder
+    (`sweeps/store.py`), started here (`--workers N`), by the tasks of a Slurm array (`--join`), or by Spark
+    (`--parallelism P`: `sweeps/spark.py` starts P worker processes)."""
     from experiments_manager.run.requeue_file import resume_remembered
     from experiments_manager.settings import load_settings
     from experiments_manager.sweeps.folder import SweepFolder
@@ -107,17 +103,13 @@ def _run_sweep(arguments: SweepRequest, held: contextlib.ExitStack) -> SweepOutc
               spec["algo"], spec["seed"],
               f", {spec['parallelism']} at once on Spark" if spec["parallelism"] > 1 else
               f", {arguments.workers} workers here" if (arguments.workers or 1) > 1 else "")
-    if spec["parallelism"] > 1:  # one driver, which holds the sweep's lease
-        held.enter_context(_sweep_lease(sweep_folder))
-        # its trials go to trials.pickle only: workers that resume it later import them (legacy.import_finished)
-        sweep_folder.record.chosen({**spec, "coordination": None})
-        return _run_on_spark(sweep_folder, spec, settings, space, arguments.resume)
     return _run_workers(sweep_folder, spec, settings, space, arguments.workers or 1)
 
 
 def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Settings", space: "SearchSpace",
                  workers: int) -> SweepOutcome:
-    """This process' workers of the sweep (`sweeps/worker.py`)."""
+    """This process' workers of the sweep (`sweeps/worker.py`), or with `parallelism` P > 1 the P worker
+    processes Spark starts (`sweeps/spark.py`), each with `workers` loops."""
     from experiments_manager.sweeps.legacy import import_finished
     from experiments_manager.sweeps.store import SweepStore
     from experiments_manager.sweeps.trials import SeededSuggestions, check_saved_trials
@@ -127,7 +119,7 @@ def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Sett
 
     holder = live_holder(sweep_folder.root / LEASE_NAME)
     if holder is not None:
-        raise LeaseHeld(f"{sweep_folder.root}: a Spark sweep (or an older engine's) writes this sweep: "
+        raise LeaseHeld(f"{sweep_folder.root}: an older engine's sweep (its Spark driver) writes this sweep: "
                         f"{holder.describe()}; wait for it to end (or stop it) and try again")
     algo = SeededSuggestions(spec["algo"], spec["seed"], startup_trials=spec.get("startup_trials"))
     store = SweepStore(sweep_folder, space, algo, spec["max_evals"], settings.training.monitor,
@@ -140,47 +132,24 @@ def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Sett
         before = RungSchedule.from_json(sweep_folder.spec().get("scheduler"))
         if before is not None and store.schedule is not None and store.schedule.max_epochs > before.max_epochs:
             store.reopen_finished(before.max_epochs)  # a resume's --max-epochs: they may continue
-        sweep_folder.record.chosen({"max_evals": spec["max_evals"], "code": spec.get("code"), "parallelism": 1,
-                                    "startup_trials": algo.startup_trials, "scheduler": spec.get("scheduler"),
-                                    "mlflow_tracking_uri": spec.get("mlflow_tracking_uri")})
+        chosen: SweepSpec = {"max_evals": spec["max_evals"], "code": spec.get("code"),
+                             "startup_trials": algo.startup_trials, "scheduler": spec.get("scheduler"),
+                             "mlflow_tracking_uri": spec.get("mlflow_tracking_uri")}
+        if SPARK_TASK_VARIABLE not in os.environ:  # how its workers are started (a worker Spark started leaves it)
+            chosen.update({"parallelism": spec["parallelism"], "spark_master": spec.get("spark_master")})
+        sweep_folder.record.chosen(chosen)
         sweep_folder.record.running()
-    return SweepOutcome(sweep_folder, SweepWorkers(store, spec["settings_file"], spec["working_dir"],
-                                                   spec["fixed_hparams"], settings.experiment.working_folder,
-                                                   workers).run())
+    loops = SweepWorkers(store, spec["settings_file"], spec["working_dir"], spec["fixed_hparams"],
+                         settings.experiment.working_folder, workers)
+    if spec["parallelism"] <= 1 or SPARK_TASK_VARIABLE in os.environ:
+        return SweepOutcome(sweep_folder, loops.run())
+    from experiments_manager.sweeps.spark import run_workers_on_spark
 
-
-def _run_on_spark(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Settings", space: "SearchSpace",
-                  resumed: Optional[str]) -> SweepOutcome:
-    """hyperopt's fmin over SparkTrials, `parallelism` trials at once (`sweeps/runner.py`)."""
-    from experiments_manager.sweeps.objective import TrialObjective
-    from experiments_manager.sweeps.runner import SweepRunner
-    from experiments_manager.sweeps.spark import spark_trials, stop_spark
-    from experiments_manager.sweeps.trials import SeededSuggestions, add_saved_trials
-    from experiments_manager.utils.lease_holder import live_holder
-
-    for lock in sweep_folder.trials_dir.glob("trial-*.lock"):
-        holder = live_holder(lock)
-        if holder is not None:
-            raise LeaseHeld(f"{sweep_folder.root}: workers run this sweep ({lock.name}: {holder.describe()}): "
-                            "join them with --resume --workers N, or wait for them to end")
-    algo = SeededSuggestions(spec["algo"], spec["seed"])
-    trials = spark_trials(spec["parallelism"], spec["spark_master"])
-    try:
-        if resumed:
-            add_saved_trials(trials, sweep_folder.trials_file, sweep_folder.trials_dir)
-        objective = TrialObjective(sweep_folder.root, spec["settings_file"], spec["working_dir"],
-                                   spec["fixed_hparams"], space)
-        runner = SweepRunner(sweep_folder, space, objective, trials, algo, spec["max_evals"],
-                             settings.training.monitor, settings.experiment.working_folder, spec["parallelism"])
-        return SweepOutcome(sweep_folder, runner.run())
-    finally:
-        stop_spark(trials)
-
-
-def _sweep_lease(sweep_folder: "SweepFolder") -> Lease:
-    from experiments_manager.run.experiment import running_command
-
-    return Lease.acquire(sweep_folder.root, running_command(), what="sweep")
+    tasks = spec["parallelism"]
+    codes, loops.stop_signum = run_workers_on_spark(sweep_folder.root.resolve(), tasks, spec.get("spark_master"),
+                                                    workers)
+    return SweepOutcome(sweep_folder, loops.finish(f"{tasks} Spark tasks, one worker process each" + (
+        f" (exit codes {', '.join(map(str, codes))})" if any(codes) else ""), tempfail=EXIT_TEMPFAIL in codes))
 
 
 def _code_checked(sweep_folder: "SweepFolder", spec: "SweepSpec", accept: bool, shown: str) -> "SweepSpec":
@@ -229,8 +198,6 @@ def _joined_spec(sweep_folder: "SweepFolder", mine: "SweepSpec", arguments: Swee
     if arguments.mlflow is not None and mine.get("mlflow_tracking_uri") != spec.get("mlflow_tracking_uri"):
         problems.append(f"--mlflow: the sweep logs to {spec.get('mlflow_tracking_uri')}, this process to "
                         f"{mine.get('mlflow_tracking_uri')}")
-    if spec.get("parallelism", 1) > 1:
-        problems.append("the sweep runs on Spark (--parallelism): it takes no workers")
     if problems:
         raise UserInputError([f"--join {arguments.join}: {sweep_folder.root}: {problem} (leave the option out to "
                               "take the sweep's)" for problem in problems])
@@ -284,16 +251,13 @@ def _resumed_spec(spec: "SweepSpec", arguments: SweepRequest) -> "SweepSpec":
     if not Path(spec.get("settings_file", "")).is_file():
         raise UserInputError(f"{arguments.resume}: sweep.json: settings_file: {spec.get('settings_file')!r} "
                              "not found (the sweep trains from it)")
-    if spec.get("scheduler") and (arguments.parallelism or 1) > 1:
-        raise UserInputError("--parallelism: not for a sweep with a scheduler (its trials are run by workers: "
-                             "--workers N)")
     if arguments.max_evals is not None and arguments.max_evals < spec.get("trials_done", 0):
         raise UserInputError(f"--max-evals: expected at least the {spec['trials_done']} trials already done, "
                              f"got {arguments.max_evals}")
     return {**spec,
             "scheduler": raised_max_epochs(spec.get("scheduler"), arguments.max_epochs),
             "max_evals": arguments.max_evals or spec["max_evals"],
-            "parallelism": 1 if arguments.workers else (arguments.parallelism or spec.get("parallelism", 1)),
+            "parallelism": arguments.parallelism or (1 if arguments.workers else spec.get("parallelism", 1)),
             "spark_master": arguments.spark_master or spec.get("spark_master"),
             "mlflow_tracking_uri": arguments.tracking_uri() or spec.get("mlflow_tracking_uri")}
 

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from experiments_manager.settings.loader import Settings
     from experiments_manager.utils.atomic import PathLike
 
-STOP_FILE_NAME = "STOPPING"
 LEFTOVER_AGE_SECONDS = 3600  # a named sweep folder half built this long ago was left by a crash
 SWEEP_STATUSES = STATUSES  # a sweep stands as a run does (`run.record.Status`)
 # what the workers derive and write (sweep.json's progress); every other field is a choice of the sweep's commands
@@ -91,11 +90,6 @@ class SweepFolder:
     @property
     def trials_dir(self) -> Path:
         return self.root / "trials"
-
-    @property
-    def stop_file(self) -> Path:
-        """Present while the sweep is stopping: trials not started yet do not start."""
-        return self.root / STOP_FILE_NAME
 
     @classmethod
     def create(cls, settings: Settings, spec: SweepSpec, name: Optional[str] = None) -> tuple[SweepFolder, bool]:

@@ -1,4 +1,5 @@
-"""The function hyperopt minimises: run one trial as an experiment in its own process, score it from run.json."""
+"""One trial: run as an experiment in its own process (`run_trial`), scored from its run.json; what a sweep's workers
+(`worker.py`) train each trial with."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, cast
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 from experiments_manager.utils.errors import ERROR_PREFIX, EXIT_TEMPFAIL, UserInputError
 from experiments_manager.utils.lease import LEASE_NAME, LeaseHeld
@@ -22,8 +23,7 @@ from experiments_manager.run.names import now
 from experiments_manager.settings.monitor import monitor_mode
 from experiments_manager.run.log import attempt_header
 from experiments_manager.utils.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
-from experiments_manager.sweeps.folder import SweepFolder
-from experiments_manager.sweeps.journal import TrialJournal, TrialRecord
+from experiments_manager.sweeps.journal import TrialRecord
 from experiments_manager.utils.signals import process_alive
 from experiments_manager.sweeps.trial_process import trial_command
 from experiments_manager.tracking.session import send_recorded_end
@@ -33,78 +33,10 @@ _LOG = logging.getLogger(__name__)
 if TYPE_CHECKING:
     from experiments_manager.run.record import RunRecord
     from experiments_manager.sweeps.journal import RecordJSON
-    from experiments_manager.sweeps.space import SearchSpace
     from experiments_manager.utils.atomic import PathLike
 
-HYPEROPT_LOGGERS = ("hyperopt.fmin", "hyperopt-spark")
 STOP_SIGNALS = RUN_STOP_SIGNALS + (signal.SIGHUP,)  # and a closed terminal
 TrialResult = dict[str, Any]  # hyperopt's result dict of a trial: status, loss, trial_status, experiment, reason...
-
-
-class TrialInterrupted(Exception):
-    """A trial stopped on a signal (the sweep is being stopped): hyperopt forgets it, resume continues it.
-
-    Args:
-        signum: the signal that stopped it.
-        experiment: its experiment folder, or None.
-    """
-
-    def __init__(self, signum: int, experiment: Optional[str]) -> None:
-        self.signum = signum
-        self.experiment = experiment
-        super().__init__(f"trial stopped by {signal.Signals(signum).name}" + (f": {experiment}" if experiment else ""))
-
-
-class TrialObjective:
-    """Runs one trial per call, in a new process; returns hyperopt's result dict.
-
-    Picklable, so Spark can ship it to its workers.
-
-    Args:
-        sweep_root: the sweep folder.
-        settings_path: the settings file trials train from.
-        working_dir: the current directory trials run in (relative paths in the settings).
-        fixed_hparams: `--hparam` overrides given to every trial.
-        space: the `SearchSpace`.
-
-    Example:
-
-    ```python
-    objective = TrialObjective(sweep.root, "mysettings.py", Path.cwd(), {"nbEpoch": 5}, space)
-    objective({"learningRate": 0.01})  # {'status': 'ok', 'loss': 0.12, 'experiment': '...', ...}
-    ```
-    """
-
-    def __init__(self, sweep_root: PathLike, settings_path: PathLike, working_dir: PathLike,
-                 fixed_hparams: Mapping[str, Any], space: SearchSpace) -> None:
-        self.sweep = SweepFolder(Path(sweep_root).resolve())
-        self.settings_path = str(settings_path)
-        self.working_dir = str(working_dir)
-        self.fixed_hparams = dict(fixed_hparams)
-        self.space = space
-
-    @property
-    def journal(self) -> TrialJournal:
-        return TrialJournal(self.sweep.trials_dir)
-
-    def __call__(self, sample: Mapping[str, Any]) -> TrialResult:
-        if self.sweep.stop_file.exists():  # the sweep is stopping: start no new trial
-            quiet_hyperopt_errors()
-            raise TrialInterrupted(signal.SIGTERM, None)
-        sampled = self.space.hparams_for(sample)
-        with self.journal.claim(sampled) as record:
-            known = known_result(record.read(), sampled)
-            if known is not None:
-                return known
-            return self._run(record, sampled)
-
-    def _run(self, record: TrialRecord, sampled: dict[str, Any]) -> TrialResult:
-        result = run_trial(record, self.settings_path, self.working_dir, {**self.fixed_hparams, **sampled})
-        result["hparams"] = sampled
-        if result["trial_status"] == Status.INTERRUPTED:
-            quiet_hyperopt_errors()
-            raise TrialInterrupted(result["signum"] or signal.SIGTERM, result.get("experiment"))
-        return result
 
 
 def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams: dict[str, Any],
@@ -167,12 +99,6 @@ def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams
                   best_value=result.get("best_value"), best_epoch=result.get("best_epoch"),
                   seconds=result["seconds"], loss=result.get("loss"), epochs_trained=result.get("epochs_trained"))
     return result
-
-
-def quiet_hyperopt_errors() -> None:
-    """hyperopt logs each trial a stopping sweep interrupts as an error with its traceback: expected, so hidden."""
-    for name in HYPEROPT_LOGGERS:
-        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def known_result(info: RecordJSON, sampled: dict[str, Any]) -> Optional[TrialResult]:

@@ -27,7 +27,7 @@ class SweepRequest:
         hparams: fixed hparam overrides for every trial (dict; default none).
         algo: hyperopt's 'tpe' (default), 'rand' or 'anneal'.
         seed: the sweep's seed (default: the settings' `random_seed`, else drawn).
-        parallelism: trials at once through Spark (default 1: no Spark).
+        parallelism: worker processes Spark starts, each joining the sweep (default 1: no Spark).
         spark_master: Spark master URL for parallel trials (default: local).
         workers: worker loops in this process (default 1); every process that joins the sweep adds its own.
         join: a name every task of a job array agrees on (e.g. the array's job id): the first creates the sweep
@@ -65,16 +65,8 @@ class SweepRequest:
 
     def check_combinations(self) -> None:
         """Raises `UserInputError` (one line) for options that do not go together."""
-        if self.workers and self.parallelism and self.parallelism > 1:
-            raise UserInputError("--workers, --parallelism: choose one (workers need no Spark)")
         if self.spark_master and not (self.parallelism and self.parallelism > 1):
             raise UserInputError("--spark-master: only with --parallelism P > 1")
-        if (self.parallelism or 1) > 1 and (self.scheduler or "none") != "none":
-            raise UserInputError("--scheduler, --parallelism: choose one (a scheduler's trials are run by workers: "
-                                 "--workers N, or --join NAME)")
-        if self.join is not None and self.parallelism and self.parallelism > 1:
-            raise UserInputError("--join, --parallelism: choose one (a Spark sweep has one driver; the processes that "
-                                 "join a sweep are its workers)")
 
     def tracking_uri(self) -> Optional[str]:
         """`mlflow` checked (`tracking.options.tracking_uri`: one line for a bad one), or None."""

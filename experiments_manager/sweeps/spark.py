@@ -1,46 +1,129 @@
-"""Parallel trials through Spark: hyperopt's SparkTrials on a local[P] or cluster Spark session.
+"""`sweep --parallelism P`: Spark starts P workers of the sweep, as the tasks of a Slurm array do.
 
-pyspark is an optional extra (`pip install 'experiments_manager[spark]'`) and
-needs Java 17+. Each Spark task runs one trial process, as a sequential sweep does.
+Spark is a launcher here, not a second engine: each of its P tasks runs one worker process,
+`experiments-manager sweep --resume SWEEP --workers N`, which joins the sweep through its folder (`store.py`) like
+any other worker: every option and scheduler works the same, a trial whose worker is gone is taken over from its
+checkpoint, and a later `--resume` (with or without Spark) continues the same sweep. The worker watches the Spark
+task that started it and stops (its trials checkpointed, their claims released) when the task is gone: a stopped
+driver cancels the job and Spark kills its tasks.
+
+pyspark is an optional extra (`pip install 'experiments_manager[spark]'`) and needs Java 17+. With a cluster master
+(`--spark-master spark://head:7077`) the executors need this package and the sweep folder on a shared file system.
+
+Example:
+
+```python
+exit_codes, stop_signum = run_workers_on_spark(sweep.root, tasks=4, master=None, workers_per_task=1)
+```
 """
+
+from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
-from typing import Optional
-
-from hyperopt.spark import SparkTrials
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
 
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.sweeps.trials import FirstFreeTrialIds
+from experiments_manager.utils.signals import LAUNCHER_PID_VARIABLE, STOP_SIGNALS, signal_handlers
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+SPARK_TASK_VARIABLE = "EXPERIMENTS_MANAGER_SPARK_TASK"  # in a worker Spark started: its task's number
 
 
-class SweepSparkTrials(FirstFreeTrialIds, SparkTrials):
-    """The Trials of a parallel sweep."""
-
-
-def spark_trials(parallelism: int, master: Optional[str] = None) -> SweepSparkTrials:
-    """SparkTrials running `parallelism` trials at once.
+def run_workers_on_spark(sweep_root: Path, tasks: int, master: Optional[str],
+                         workers_per_task: int = 1) -> tuple[list[int], Optional[int]]:
+    """Runs `tasks` Spark tasks, each one worker process of the sweep at `sweep_root`, until they end.
 
     Args:
-        parallelism: the most trials at once.
-        master: a Spark master URL (`spark://host:7077`, `yarn`, ...); default
-            `local[parallelism]` on this machine, bound to 127.0.0.1.
+        sweep_root: the sweep folder (absolute; shared with the executors on a cluster).
+        tasks: Spark tasks, so worker processes, at once (`--parallelism`).
+        master: a Spark master URL (`spark://host:7077`, `yarn`, ...); None: `local[tasks]` on this machine,
+            bound to 127.0.0.1.
+        workers_per_task: worker loops in each worker process (`--workers`; default 1).
+
+    Returns:
+        (each worker process' exit code, None); after a stop signal, ([], the signal): the job was cancelled, and
+        each worker stops on its own once its task is gone.
 
     Raises:
         UserInputError: pyspark is not installed or Spark did not start (no Java, a bad master).
     """
+    session = _spark_session(tasks, master)
+    command = [sys.executable, "-m", "experiments_manager", "sweep", "--resume", str(sweep_root),
+               "--workers", str(workers_per_task)]
+    context = session.sparkContext
+    stopped: list[int] = []
+
+    def stop(signum: int, frame: Optional[FrameType]) -> None:
+        stopped.append(signum)  # (a list's append takes no lock)
+        _signal_local_workers(signum)  # each stops as a signalled worker does; its task then returns its exit code
+
+    try:
+        with signal_handlers(stop, STOP_SIGNALS):
+            codes = context.parallelize(range(tasks), tasks).map(lambda task: _run_worker(command, task)).collect()
+        return list(codes), (stopped[0] if stopped else None)
+    except Exception:  # noqa: BLE001 - py4j's and pyspark's plain errors: Ctrl-C also reached Spark's JVM
+        if stopped:  # the workers stop on their own once their tasks are gone
+            return [], stopped[0]
+        raise
+    finally:
+        session.stop()
+
+
+def _run_worker(command: list[str], task: int) -> int:
+    """In a Spark task: one worker process of the sweep, in a session of its own (Spark's Python daemon hangs up
+    its process group as it shuts down), which stops once this task's process is gone."""
+    environment = {**os.environ, LAUNCHER_PID_VARIABLE: str(os.getpid()), SPARK_TASK_VARIABLE: str(task)}
+    return subprocess.run(command, env=environment, check=False, start_new_session=True).returncode
+
+
+def _signal_local_workers(signum: int) -> None:
+    """Sends `signum` to the worker processes this process' Spark tasks started on this machine (`local[P]`; on a
+    cluster, each worker stops once Spark kills its task)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # not a process, or gone
+        children.setdefault(parent, []).append(int(entry.name))
+    below, workers = [os.getpid()], []
+    while below:
+        pid = below.pop()
+        try:
+            if f"{SPARK_TASK_VARIABLE}=".encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                workers.append(pid)  # (its trials, which inherit the variable, get the stop from it)
+                continue
+        except OSError:
+            continue
+        below += children.get(pid, [])
+    for pid in workers:
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass  # ended meanwhile
+
+
+def _spark_session(tasks: int, master: Optional[str]) -> Any:
     try:
         from pyspark.sql import SparkSession
     except ImportError:
         raise UserInputError("--parallelism: needs pyspark (pip install 'experiments_manager[spark]'), "
                              "which is not installed") from None
-    master = master or f"local[{parallelism}]"
+    master = master or f"local[{tasks}]"
     # Spark's Python workers run PYSPARK_PYTHON (default: python3 on PATH); ours has experiments_manager
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = (SparkSession.builder.master(master).appName("experiments_manager sweep")
                .config("spark.ui.showConsoleProgress", "false")
-               .config("spark.ui.enabled", "false"))
+               .config("spark.ui.enabled", "false")
+               .config("spark.python.worker.reuse", "false"))  # a task's process ends with its worker
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # this machine only (and no "resolves to loopback" warning)
         builder = builder.config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
@@ -51,11 +134,5 @@ def spark_trials(parallelism: int, master: Optional[str] = None) -> SweepSparkTr
         raise UserInputError(f"--parallelism: Spark did not start on master {master} (java: {java}): "
                              f"{' '.join(str(error).split())[:300]}") from None
     session.sparkContext.setLogLevel("ERROR")
-    return SweepSparkTrials(parallelism=parallelism, spark_session=session)
+    return session
 
-
-def stop_spark(trials: SparkTrials) -> None:
-    """Stops the Spark session of `trials` (its JVM and workers)."""
-    session = getattr(trials, "_spark", None)
-    if session is not None:
-        session.stop()

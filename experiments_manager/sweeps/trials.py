@@ -21,26 +21,6 @@ _LOG = logging.getLogger(__name__)
 TrialDoc = dict[str, Any]  # one trial's document in hyperopt's Trials (tid, state, result, misc...)
 
 
-class FirstFreeTrialIds:
-    """Trial ids that fill the gaps left by trials a stopped sweep lost (hyperopt counts from len(ids))."""
-
-    _ids: set[int]  # (hyperopt's Trials': the ids it handed out)
-
-    def new_trial_ids(self, n: int) -> list[int]:
-        ids: list[int] = []
-        candidate = 0
-        while len(ids) < n:
-            if candidate not in self._ids:
-                ids.append(candidate)
-            candidate += 1
-        self._ids.update(ids)
-        return ids
-
-
-class SweepTrials(FirstFreeTrialIds, Trials):
-    """The Trials of a sequential sweep."""
-
-
 def add_saved_trials(trials: Trials, saved_trials_file: Path | None, journal_folder: Path) -> int:
     """Copies the finished trials of a saved Trials pickle into `trials`; returns how many.
 

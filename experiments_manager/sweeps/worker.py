@@ -104,7 +104,7 @@ class SweepWorkers:
                     error, sweep.root, f"experiments-manager sweep --resume {sweep.root}",
                     lambda line: sweep.record.stopped_by_environment(line))
                 raise
-        return self._finish()
+        return self.finish()
 
     def _guarded_loop(self, index: int) -> None:
         try:
@@ -219,7 +219,15 @@ class SweepWorkers:
     def _suffix(self, index: Optional[int]) -> str:
         return f" [worker {index}]" if index is not None else ""
 
-    def _finish(self) -> int:
+    def finish(self, launched: Optional[str] = None, tempfail: bool = False) -> int:
+        """Records how this process leaves the sweep (`SweepStore.close`), prints the summary; returns the exit code.
+
+        Args:
+            launched: what this process started instead of training itself (`--parallelism`: "4 Spark tasks"), or
+                None (its worker loops trained).
+            tempfail: a worker it started must be tried again later (exit 75).
+        """
+        self._tempfail = self._tempfail or tempfail
         spec = self.store.close(self.stop_signum, tempfail=self._tempfail)
         rows, _ = self.store.record_rows()
         status, total = spec["status"], spec.get("max_evals")
@@ -230,7 +238,8 @@ class SweepWorkers:
         else:
             head = f"status:            {status}" + (f" ({done} of {total} trials done)" if status == Status.INTERRUPTED
                                                       else "")
-        lines = [head, f"this worker:       {self._trained} trial{'s' * (self._trained != 1)} trained"
+        lines = [head, f"workers:           {launched}" if launched is not None else
+                 f"this worker:       {self._trained} trial{'s' * (self._trained != 1)} trained"
                  + (f" by {self.workers} workers" if self.workers > 1 else "")]
         lines += summary_lines(self.store.sweep, rows, self.store.monitor, self.working_folder)
         if status == Status.INTERRUPTED:

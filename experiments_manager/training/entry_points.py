@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Optional, Sequence, cast
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Optional, Sequence
 
-from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG, epochs_asked
 from experiments_manager.distribute.cluster import WorkerCluster
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.experiment import Experiment, running_command
 from experiments_manager.run.endings import finished
 from experiments_manager.run.lifecycle import attempt, new_run, resumed
+from experiments_manager.run.resume_plan import (ResumePlan, ResumeRequest, ResumeRole, ResumeStep, RunFolderState,
+                                                 plan_resume)
 from experiments_manager.settings import as_settings, load_experiment_settings
 from experiments_manager.settings.script import replace_copy
 from experiments_manager.settings.sections import user_name
@@ -30,12 +31,10 @@ from experiments_manager.training.outcome import TrainingOutcome
 from experiments_manager.training.trainer import Trainer
 from experiments_manager.tracking.options import run_tracking_uri, tracking_uri
 from experiments_manager.tracking.session import tracked
-from experiments_manager.run.record import Status
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from experiments_manager.run.record import RunRecord
     from experiments_manager.run.reservation import FolderReservation
     from experiments_manager.settings.loader import Settings
     from experiments_manager.utils.atomic import PathLike
@@ -185,6 +184,9 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
            more_epochs: Optional[int] = None, mlflow: Optional[str] = None) -> TrainingOutcome:
     """Continues an experiment from its last checkpoint (or from scratch if it has none); extends it with `epochs`.
 
+    Resume is "run again in the same folder": what the folder holds and what is asked make one `ResumePlan`
+    (`run/resume_plan.py`, where every rule that refuses a resume is), which `Resumption` carries out.
+
     Uses the experiment's own copy of the settings and of the model file, and
     the hparam overrides and Kafka servers recorded in its run.json
     (`kafka_bootstrap_servers` replaces the latter). An experiment whose settings were built in Python is
@@ -196,11 +198,13 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
     new attempt as an accepted code change.
 
     Args:
-        epochs: extend the run: train up to this many epochs in all (default None: the settings' `nbEpoch`, or
-            what the last extension asked for). A finished (or interrupted, or failed) run continues from its last
-            checkpoint, in place: its EMA, best value, early-stopping and LR-on-plateau counters and export
-            versions go on; the attempt records `epochs` and `extended_from` in run.json.
-        more_epochs: extend the run by this many epochs more than it has trained (instead of `epochs`).
+        experiment_dir: the experiment folder.
+        command: the command line recorded in run.json (default: this process').
+        alongside: optional function experiment -> context manager kept open while training (`train --serve`).
+        kafka_bootstrap_servers, accept_code_change, settings_source, epochs, more_epochs: the `ResumeRequest`'s
+            (see there). `epochs` extends the run, finished or not, in place: its EMA, best value, early-stopping
+            and LR-on-plateau counters and export versions go on; the attempt records `epochs` and `extended_from`.
+        settings: for an experiment whose settings were built in Python, the same settings again (default None).
         mlflow: log to this MLflow tracking server ('' : MLFLOW_TRACKING_URI; default None: the server run.json
             names, if the run was logged).
 
@@ -212,95 +216,92 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
     ```
     """
     cluster = WorkerCluster.from_environment()
-    tracking_at = tracking_uri(mlflow) if mlflow is not None else None  # before anything is written
+    request = ResumeRequest(epochs, more_epochs, accept_code_change, settings_source, kafka_bootstrap_servers,
+                            tracking_uri(mlflow) if mlflow is not None else None)  # checked before anything is written
     experiment = Experiment.open(experiment_dir)
-    info = experiment.run_info()
-    extending = epochs is not None or more_epochs is not None
-    if info.get("status") == Status.FINISHED and not extending:
+    # what refuses the resume is found before anything is written: a refused resume leaves the run as it was
+    plan = plan_resume(RunFolderState.read(experiment, with_checkpoint=request.extends), request,
+                       ResumeRole.ALONE if cluster is None else ResumeRole.CHIEF if cluster.is_chief else
+                       ResumeRole.WORKER)
+    return Resumption(experiment, plan, cluster, settings, command or running_command(), alongside).run()
+
+
+class Resumption:
+    """Carries out a `ResumePlan` in its run's folder: a finished run reported, a worker's replica trained, or a new
+    attempt (its lease taken, the settings loaded, the attempt recorded, the trainer restoring the checkpoint).
+
+    Args:
+        experiment: the opened `Experiment`.
+        plan: its `ResumePlan`.
+        cluster: the `WorkerCluster` of a multi-worker run, or None.
+        settings: the settings of a run built in Python, given again, or None.
+        command: this process' command line.
+        alongside: function experiment -> context manager kept open while training, or None.
+    """
+
+    def __init__(self, experiment: Experiment, plan: ResumePlan, cluster: Optional[WorkerCluster],
+                 settings: object, command: Sequence[str], alongside: Optional[Alongside]) -> None:
+        self.experiment = experiment
+        self.plan = plan
+        self.cluster = cluster
+        self.settings = settings
+        self.command = command
+        self.alongside = alongside
+
+    def run(self) -> TrainingOutcome:
+        """Carries the plan out; returns the `TrainingOutcome`."""
+        if self.plan.step is ResumeStep.REPORT_FINISHED:
+            return self._report_finished()
+        if self.plan.step is ResumeStep.TRAIN_AS_WORKER:  # trains in a private replica: the chief writes the folder
+            assert self.cluster is not None  # the plan's role was the worker's
+            return _train_as_worker(self.cluster, self._settings(), resuming=True,
+                                    experiment_at=self.experiment.replica,
+                                    init_from=InitialWeights.recorded(self.plan.record))
+        return self._train()
+
+    def _report_finished(self) -> TrainingOutcome:
+        experiment, plan = self.experiment, self.plan
         _LOG.info("%s already finished: nothing to resume (extend it with --epochs N)", experiment.root)
-        if (info.get("mlflow") or {}).get("tracking_uri") and (cluster is None or cluster.is_chief):
+        if plan.send_tracking_left:
             from experiments_manager.tracking.sync import send_what_is_left
 
-            for line in send_what_is_left(experiment.root, tracking_at):  # what a kill cut short: the end, epochs
+            for line in send_what_is_left(experiment.root, plan.tracking_uri):  # what a kill cut short
                 _LOG.info("%s", line)
-        given = load_experiment_settings(experiment, settings) if settings is not None else None  # for .model
-        return TrainingOutcome(experiment if cluster is None or cluster.is_chief else None, finished(),
-                               settings=given, trained=False)
-    if cluster is not None and not cluster.is_chief:  # trains in a private replica: the chief writes the folder
-        settings = load_experiment_settings(experiment, settings)
-        check_cluster(cluster, settings)
-        total, _ = _epochs_total(experiment, info, epochs, more_epochs)
-        if total is not None:
-            settings.train_for(total)
-        return _train_as_worker(cluster, settings, resuming=True, experiment_at=experiment.replica,
-                                init_from=InitialWeights.recorded(info))
-    command = command or running_command()
-    # what refuses the resume is found before anything is written: a refused resume leaves the run as it was
-    total, extended_from = _epochs_total(experiment, info, epochs, more_epochs)
-    changes = experiment.code_changes()
-    if changes and not accept_code_change:
-        raise UserInputError(f"{experiment.root}: the code changed since the last attempt ran: "
-                             f"{', '.join(changes)}; put it back, or resume with {ACCEPT_CODE_CHANGE_FLAG} "
-                             "to train on with it (recorded in run.json)")
-    settings = load_experiment_settings(experiment, settings, announce=True, source=settings_source)
-    check_cluster(cluster, settings)
-    if total is not None:
-        settings.train_for(total)
-    servers = _check_inputs(settings, kafka_bootstrap_servers or info.get("kafka_bootstrap_servers"))
-    if (changes or settings_source == "original") and cluster is None:  # the model may differ from its checkpoint's
-        _dry_build(settings, resumed_from=experiment)
-    # one writer: a second resume (a double requeue) is refused, in one line
-    with attempt(experiment, command):
-        if changes:
-            _LOG.warning("Resuming with changed code (accepted): %s", ", ".join(changes))
-        if settings_source == "original":  # loaded and checked: the user's files become the run's copies
-            replaced = (replace_copy(experiment.settings_copy, settings.path),
-                        replace_copy(experiment.model_file_copy(), settings.model_file))
-            changes = changes + [line for line in replaced if line]
-        resumed(experiment, command, accepted_code_change=changes, epochs=total, extended_from=extended_from)
-        if extended_from is not None:
-            _LOG.info("Extending %s from %d to %d epochs", experiment.root, extended_from, total)
-        if servers:
-            experiment.record.kafka_servers(servers)
-        with _alongside(alongside, experiment), tracked(experiment, tracking_at) as tracking:
-            return Trainer(experiment, settings, resuming=True, cluster=cluster,
-                           init_from=InitialWeights.recorded(info), tracking=tracking).run()
+        given = load_experiment_settings(experiment, self.settings) if self.settings is not None else None
+        chief = self.cluster is None or self.cluster.is_chief
+        return TrainingOutcome(experiment if chief else None, finished(), settings=given, trained=False)
 
+    def _settings(self, announce: bool = False) -> Settings:
+        """The run's settings (its copies, or the user's files), checked for the cluster, trained to the plan's
+        epochs."""
+        settings = load_experiment_settings(self.experiment, self.settings, announce=announce,
+                                            source=self.plan.settings_source)
+        check_cluster(self.cluster, settings)
+        if self.plan.epochs is not None:
+            settings.train_for(self.plan.epochs)
+        return settings
 
-def _epochs_total(experiment: Experiment, info: RunRecord, epochs: Optional[int],
-                  more_epochs: Optional[int]) -> tuple[Optional[int], Optional[int]]:
-    """(the epochs in all this attempt trains to, or None for the settings' `nbEpoch`; the epochs the run had when
-    this attempt extends it, or None when it does not). One line when the extension asks for no more epochs than
-    the run has, or the run has no checkpoint to go on from."""
-    from experiments_manager.run.checkpointing import Checkpointer
-
-    if epochs is None and more_epochs is None:
-        return epochs_asked(info.get("attempts")), None  # a resumed extension trains to what it asked for
-    if epochs is not None and more_epochs is not None:
-        raise UserInputError(f"{experiment.root}: epochs, more_epochs: expected one of them, got both")
-    state = Checkpointer(experiment.checkpoints_dir).latest_state()
-    done = state["epochs_completed"] if state else 0
-    if not state and info.get("epochs_completed"):
-        raise UserInputError(f"{experiment.root}: --epochs: expected a run with a checkpoint to continue from, got "
-                             f"none (removed?): start a new run from its weights with --init-from {experiment.root}")
-    base = done
-    pending = _unfinished_extension(info)
-    if more_epochs is not None and pending is not None:  # a requeued `--more-epochs K` job: K from where it began
-        base = pending
-    total = epochs if epochs is not None else base + cast(int, more_epochs)  # not both None: returned above
-    if total <= done:
-        raise UserInputError(f"{experiment.root}: --epochs: expected more than the {done} epochs the run has trained, "
-                             f"got {total}")
-    return total, base
-
-
-def _unfinished_extension(info: RunRecord) -> Optional[int]:
-    """The epochs a run had when its latest extension began, while that extension has not finished (a preempted
-    `train --resume RUN --more-epochs K` job requeued with the same command); else None."""
-    if info.get("status") == Status.FINISHED:
-        return None
-    for attempt in reversed(info.get("attempts") or []):
-        began = attempt.get("extended_from") if isinstance(attempt, dict) else None
-        if isinstance(began, int) and not isinstance(began, bool):
-            return began
-    return None
+    def _train(self) -> TrainingOutcome:
+        experiment, plan, command = self.experiment, self.plan, self.command
+        settings = self._settings(announce=True)
+        servers = _check_inputs(settings, plan.kafka_bootstrap_servers)
+        if plan.dry_build:  # the model may differ from its checkpoint's
+            _dry_build(settings, resumed_from=experiment)
+        changes = list(plan.code_changes)
+        # one writer: a second resume (a double requeue) is refused, in one line
+        with attempt(experiment, command):
+            if changes:
+                _LOG.warning("Resuming with changed code (accepted): %s", ", ".join(changes))
+            if plan.settings_source == "original":  # loaded and checked: the user's files become the run's copies
+                replaced = (replace_copy(experiment.settings_copy, settings.path),
+                            replace_copy(experiment.model_file_copy(), settings.model_file))
+                changes += [line for line in replaced if line]
+            resumed(experiment, command, accepted_code_change=changes, epochs=plan.epochs,
+                    extended_from=plan.extended_from)
+            if plan.extended_from is not None:
+                _LOG.info("Extending %s from %d to %d epochs", experiment.root, plan.extended_from, plan.epochs)
+            if servers:
+                experiment.record.kafka_servers(servers)
+            with _alongside(self.alongside, experiment), tracked(experiment, plan.tracking_uri) as tracking:
+                return Trainer(experiment, settings, resuming=True, cluster=self.cluster,
+                               init_from=InitialWeights.recorded(plan.record), tracking=tracking).run()

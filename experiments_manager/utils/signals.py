@@ -17,6 +17,7 @@ _LOG = logging.getLogger(__name__)
 # What stops a run cleanly (checkpoint, `interrupted`, exit 128 + signal): SIGTERM (scancel, kill), SIGUSR1
 # (Slurm's warning before preemption or the time limit, `--signal=USR1@120`), SIGINT (Ctrl-C).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+LAUNCHER_PID_VARIABLE = "EXPERIMENTS_MANAGER_LAUNCHER_PID"  # in a started worker's environment: the launcher to watch
 
 
 class SignalSafeEvent(threading.Event):

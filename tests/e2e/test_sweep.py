@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -246,17 +247,60 @@ def test_a_trial_the_machine_fails_is_tried_again_later_not_in_a_loop_nor_record
 @pytest.mark.slow
 @pytest.mark.claim('run.json: times', note='(weak: reads `started` / `ended` to find overlap)')
 @pytest.mark.claim(
-    '`--parallelism P` runs P trials at once on Spark `local[P]`',
-    note='(skipped without Java unless CI requires it)')
-def test_parallel_sweep_runs_trials_at_once_on_spark(run_cli, workdir):
+    '`--parallelism P` starts P workers of the sweep as Spark tasks (`local[P]`): trials at once, through the sweep '
+    'folder', note='(skipped without Java unless CI requires it)')
+@pytest.mark.claim('a stop signal to a Spark sweep stops its workers as signalled workers stop; `--resume` continues '
+                   'it with Spark or without')
+def test_parallel_sweep_runs_trials_at_once_on_spark_and_a_stopped_one_resumes_without_spark(start_cli, run_cli,
+                                                                                            workdir):
+    """Both Spark tasks' workers hold a trial before its second epoch (`hold`) when the sweep is stopped: one engine,
+    so the workers stop and record as any signalled workers do, and local workers finish the same sweep."""
     require_real_part(None if shutil.which("java") else
                       "Spark needs Java, which is not installed on this machine (apt-get install openjdk-17-jre-headless)")
-    result = run_cli("sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "3", "--parallelism", "2", "--seed", "5",
-                     *QUICK, timeout=500)
-    assert result.returncode == 0, result.stdout + result.stderr
-    rows = results(sweep_folder(workdir))
+    settings = settings_variant(workdir, "held.py", HELD_AT_THE_SECOND_EPOCH)
+    (workdir / "hold").touch()
+    driver = start_cli("sweep", "-u", str(settings), "--max-evals", "3", "--parallelism", "2", "--seed", "5",
+                       "--hparam", "nbEpoch=3", own_group=True)
+    folder = wait_for(lambda: next((workdir / WORKING_FOLDER).glob("*_sweep_*"), None), 120, "the sweep folder")
+
+    def two_trials_held():
+        held = [path for path in folder.glob("*/run.json") if json.loads(path.read_text()).get("epochs_completed")]
+        return len(held) == 2 and held
+
+    held = [path.parent for path in wait_for(two_trials_held, 300, "two trials at once, each past its first epoch")]
+    lines = []  # the driver's output, with its workers' (their Spark tasks' output is the driver's)
+    reader = threading.Thread(target=lambda: lines.extend(iter(driver.stdout.readline, "")), daemon=True)
+    reader.start()
+    driver.send_signal(signal.SIGTERM)
+    wait_for(lambda: sum("stopping this worker's running trials" in line for line in lines) == 2, 60,
+             "both workers to pass the stop on to their trials")
+    (workdir / "release").touch()  # the held trials go on: at their next step they checkpoint and stop
+    driver.wait(timeout=180)
+    reader.join(timeout=10)
+    output = "".join(lines)
+    assert driver.returncode == 143, output
+    assert "workers:           2 Spark tasks, one worker process each (exit codes 143, 143)" in output, output
+    spec = json.loads((folder / "sweep.json").read_text())
+    assert (spec["status"], spec["exit_code"], spec["parallelism"]) == ("interrupted", 143, 2), spec
+    records = [json.loads(path.read_text()) for path in sorted((folder / "trials").glob("trial-*.json"))]
+    assert [record["status"] for record in records] == ["interrupted", "interrupted"], records
+    assert len({record["worker"]["pid"] for record in records}) == 2, records  # one per Spark task
+    assert all(read_run(experiment)["status"] == "interrupted" for experiment in held)
+    wait_for(lambda: subprocess.run(["pgrep", "-f", str(folder)], capture_output=True).returncode == 1, 60,
+             "no process of the sweep left")
+
+    (workdir / "hold").unlink()
+    (workdir / "release").unlink()
+    resumed = run_cli("sweep", "--resume", str(folder), "--workers", "2", timeout=400)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    said = resumed.stdout + resumed.stderr
+    assert said.count("it continues its experiment from its last checkpoint") == 2, said
+    rows = results(folder)
     assert len(rows) == 3 and all(row["status"] == "finished" for row in rows)
     assert len(experiment_folders(workdir)) == 3
+    for experiment in held:  # continued in place from their checkpoints
+        run = read_run(experiment)
+        assert run["status"] == "finished" and run["epochs_completed"] == 3 and len(run["attempts"]) == 2, run
     spans = sorted((read_run(row["experiment"])["started"], read_run(row["experiment"])["ended"]) for row in rows)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), f"no two trials overlapped: {spans}"
 
@@ -299,7 +343,7 @@ def test_a_bad_sweep_is_one_error_line_and_no_folder(run_cli, workdir, monkeypat
 def test_a_process_that_joins_a_sweep_with_other_options_is_one_error_line_and_writes_nothing(workdir, monkeypatch,
                                                                                                capsys):
     """`--join NAME` of an existing sweep: the options a process gives must agree (those left out are the sweep's);
-    `--max-evals` is needed to start one, not to join it; a Spark sweep takes no workers."""
+    `--max-evals` is needed to start one, not to join it."""
     from experiments_manager.cli import main
 
     monkeypatch.chdir(workdir)
@@ -323,7 +367,8 @@ def test_a_process_that_joins_a_sweep_with_other_options_is_one_error_line_and_w
     assert "--seed: the sweep has 3, this process 4" in refused("--join", "job7", "--seed", "4")
     assert refused("--join", "job8") == ("error: --max-evals: required to start the sweep job8 (the number of "
                                          "trials; a process that joins an existing sweep may leave it out)")
-    assert refused("--join", "job7", "--parallelism", "2").startswith("error: --join, --parallelism: choose one")
+    assert refused("--join", "job7", "--spark-master", "local[2]").startswith("error: --spark-master: only with "
+                                                                              "--parallelism P > 1")
     assert refused("--join", "a/b", "--max-evals", "2").startswith("error: --join: expected a plain name")
     assert sorted(path.name for path in (workdir / WORKING_FOLDER).iterdir()) == ["my_test_sweep_job7"]
 

@@ -11,7 +11,7 @@ from conftest import REPO
 from experiments_manager.run.experiment import Experiment
 from experiments_manager.run.migrations import (CHECKPOINT_STATE_STEPS, RUN_RECORD_STEPS, current_checkpoint_state,
                                                 current_run_record)
-from experiments_manager.run.record import RUN_RECORD_VERSION, record_problems
+from experiments_manager.run.record import RUN_RECORD_VERSION, Status, record_problems
 from experiments_manager.run.resume_state import CHECKPOINT_STATE_VERSION
 
 RUN_RECORDS = sorted((REPO / "tests/data/run_json").glob("v1_*.json"))
@@ -64,3 +64,12 @@ def test_a_version_1_checkpoint_state_reads_as_the_current_state(path):
         assert (exports["requested"]["value"], exports["requested"]["best"]) == (None, False)
         assert exports["requested"]["version"] == old["callbacks"]["exports"]["requested"]["version"]
     assert state["callbacks"]["best"] == old["callbacks"]["best"]
+
+
+def test_a_status_is_read_as_the_enums_member_and_an_unknown_word_is_left_for_the_check_to_name():
+    read = current_run_record({"record_version": RUN_RECORD_VERSION, "status": "finished",
+                               "attempts": [{"number": 1, "status": "interrupted"}, {"number": 2}]})
+    assert read["status"] is Status.FINISHED and read["attempts"][0]["status"] is Status.INTERRUPTED
+    assert f"{read['status']}" == "finished" and json.dumps(read["status"]) == '"finished"'  # the word, as written
+    odd = current_run_record({"record_version": RUN_RECORD_VERSION, "status": "exploded"})
+    assert odd["status"] == "exploded" and record_problems(odd)
