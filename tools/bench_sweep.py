@@ -31,8 +31,10 @@ Parts (`--part`, repeatable; default: coordination, then workers):
   `experiments-manager train` with each trial's hparams. Per-trial overhead = median time from one trial's start
   to the next one's - the median `train` wall time. It covers the trial process, the suggestion, saving the
   Trials, results.csv, the plot and sweep.json after each trial. Then the same sweep (same seed, so the same
-  points) with `--parallelism 2` (Spark): speed-up = sequential sweep wall / parallel sweep wall, both end to end
-  (the parallel one includes starting Spark), and without each driver's start-up.
+  points) with `--parallelism 2` (Spark starting 2 worker processes, issue 70) and with `--workers 2` (2 workers in
+  the sweep's own process, no Spark), alternating over `--rounds`: speed-up = sequential sweep wall / parallel
+  sweep wall, both end to end (Spark's includes starting Spark and its workers), and without each driver's
+  start-up; Spark's launcher against local workers, side by side.
 
 - scheduler: the same seeded points (`--algo rand --seed S`, default 12 trials x 9 epochs, 2 workers) swept with
   and without `--scheduler asha` (eta 3: rungs of 1, 3 and 9 epochs), side by side, the order alternating over
@@ -525,7 +527,7 @@ def scheduler_part(arguments):
 
 # --- overhead (the first benchmark) ----------------------------------------------------------------------------------
 
-def timed_sweep(workdir, trials, epochs, seed, parallelism):
+def timed_sweep(workdir, trials, epochs, seed, parallelism, workers=1):
     """(wall seconds, seconds at which each trial started, rows of results.csv).
 
     A trial has started when its log appears in the sweep's trials/ folder.
@@ -533,7 +535,7 @@ def timed_sweep(workdir, trials, epochs, seed, parallelism):
     working_folder = workdir / WORKING_FOLDER
     before = set(working_folder.glob("*_sweep_*")) if working_folder.is_dir() else set()
     arguments = ["sweep", "-u", SETTINGS, "--max-evals", str(trials), "--seed", str(seed),
-                 "--hparam", f"nbEpoch={epochs}", "--parallelism", str(parallelism)]
+                 "--hparam", f"nbEpoch={epochs}", "--parallelism", str(parallelism), "--workers", str(workers)]
     start = time.perf_counter()
     process = subprocess.Popen(command(*arguments), cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     folder, started = None, {}
@@ -569,7 +571,18 @@ def overhead_part(arguments):
         workdir = bench_workdir(Path(root), arguments.samples)
         sequential, sequential_start, rows = timed_sweep(workdir, trials, epochs, arguments.seed, 1)
         trains = [timed_train(workdir, row, epochs) for row in rows]
-        parallel, parallel_start, parallel_rows = timed_sweep(workdir, trials, epochs, arguments.seed, 2)
+        spark, local = [], []  # (wall, starts, rows) of each round, the order alternating
+        for round_number in range(arguments.rounds):
+            for launcher in (("spark", "local") if round_number % 2 == 0 else ("local", "spark")):
+                if launcher == "spark":
+                    spark.append(timed_sweep(workdir, trials, epochs, arguments.seed, 2))
+                else:
+                    local.append(timed_sweep(workdir, trials, epochs, arguments.seed, 1, workers=2))
+    parallel = statistics.median(wall for wall, _, _ in spark)
+    parallel_start = [statistics.median(starts[0] for _, starts, _ in spark)]
+    parallel_rows = spark[0][2]
+    local_wall = statistics.median(wall for wall, _, _ in local)
+    local_start = statistics.median(starts[0] for _, starts, _ in local)
     train = statistics.median(trains)
     cycles = [later - earlier for earlier, later in zip(sequential_start, sequential_start[1:])]
     cycle = statistics.median(cycles)
@@ -582,11 +595,16 @@ def overhead_part(arguments):
     print(f"  per-trial overhead vs train:                {cycle - train:+6.2f} s = {(cycle - train) / train:+.1%} "
           "(target <= +10%)")
     print(f"  driver start-up (to the first trial):       {sequential_start[0]:6.2f} s, wall {sequential:.2f} s")
-    print(f"parallel sweep (--parallelism 2) wall:        {parallel:6.2f} s  (start-up incl. Spark "
-          f"{parallel_start[0]:.2f} s; same points as sequential: {same_points})")
+    print(f"parallel sweep (--parallelism 2: Spark starts 2 workers), median of {len(spark)}: {parallel:6.2f} s  "
+          f"({', '.join(f'{wall:.2f}' for wall, _, _ in spark)}; to the first trial {parallel_start[0]:.2f} s; "
+          f"same points as sequential: {same_points})")
     print(f"  speed-up, end to end:                       {sequential / parallel:6.2f}x")
     print(f"  speed-up, from the first trial's start:     "
           f"{(sequential - sequential_start[0]) / (parallel - parallel_start[0]):6.2f}x")
+    print(f"local workers (--workers 2), median of {len(local)}:  {local_wall:6.2f} s  "
+          f"({', '.join(f'{wall:.2f}' for wall, _, _ in local)}; to the first trial {local_start:.2f} s)")
+    print(f"  Spark's launcher / local workers, wall:     {parallel / local_wall:6.2f}x "
+          f"(from the first trial's start: {(parallel - parallel_start[0]) / (local_wall - local_start):.2f}x)")
 
 
 def main():

@@ -89,17 +89,13 @@ class HistoryCSV(keras.callbacks.Callback):
             self._write(state["header"], state.get("rows") or [])
 
     def truncate(self, epochs_kept: int) -> None:
-        """Keeps the rows of the first `epochs_kept` epochs (a resumed run redoes the others).
-
-        A file written by an earlier version, whose epochs counted from 0, is renumbered from 1.
-        """
+        """Keeps the rows of the first `epochs_kept` epochs (a resumed run redoes the others). A file an earlier
+        engine wrote is written again in this format (`run/migrations.py`: epochs from 1)."""
         header, rows = self.read()
         if not header:
             Path(self.path).unlink(missing_ok=True)  # none, or damaged past reading (said): the next epoch starts it
             return
         rows = [row for row in rows if row.get(EPOCH)]
-        if rows and int(rows[0][EPOCH]) == 0:
-            rows = [{**row, EPOCH: str(int(row[EPOCH]) + 1)} for row in rows]
         self._write(header, [row for row in rows if int(row[EPOCH]) <= epochs_kept])
 
     def _write(self, header: list[str], rows: Sequence[Mapping[str, object]]) -> None:

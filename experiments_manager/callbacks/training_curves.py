@@ -3,7 +3,6 @@ once) and at the end."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import threading
 import time
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import keras
 
+from experiments_manager.run.history_rows import examine
 from experiments_manager.utils.atomic import replaced_atomically
 from experiments_manager.utils.background import yield_to_training
 from experiments_manager.utils.environment_failures import both_storage_failures, environment_errno
@@ -159,9 +159,9 @@ class TrainingCurves(keras.callbacks.Callback):
 
 
 def read_history(history_csv: PathLike) -> dict[str, list[float]]:
-    """Columns of the history CSV as floats: {name: [values...]}."""
-    with open(history_csv, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    """Columns of the history CSV's good rows as floats (`run.history_rows.examine`: an earlier engine's epochs
+    counted from 1 too): {name: [values...]}."""
+    _, rows, _ = examine(history_csv)
     columns: dict[str, list[float]] = {}
     for row in rows:
         for name, text in row.items():

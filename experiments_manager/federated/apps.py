@@ -177,8 +177,9 @@ def _serve_rounds(server: FederationServer, config: FederationConfig, settings: 
     from experiments_manager.federated.grid import ResponsiveGrid
     from experiments_manager.federated.stopping import FederationInterrupted
     from experiments_manager.run.endings import failed, finished, flower_stopped
+    from experiments_manager.run.lifecycle import record_ending
 
-    record = server.experiment.record
+    experiment = server.experiment
     try:
         supervised_strategy(config, server).start(
             grid=cast("Grid", ResponsiveGrid(grid, stop=stop)),  # a Grid to the strategy: it delegates to one
@@ -192,18 +193,18 @@ def _serve_rounds(server: FederationServer, config: FederationConfig, settings: 
         # FederationInterrupted: raised by the grid only once `stop` is set; FederationStopped (too few replies) after
         # a stop: its clients were stopped by the same signal (`scancel` signals every process of a job, Ray's too)
         if stop is not None and stop.is_set():
-            info = record.end(stop.ending(server.experiment.run_info().get("rounds_completed")))
-            _LOG.info("Federation %s", info["reason"])
+            info = record_ending(experiment, stop.ending(experiment.run_info().get("rounds_completed")))
+            _LOG.info("Federation %s", (info or {}).get("reason"))
             return
-        record.end(failed(str(ended)))
+        record_ending(experiment, failed(str(ended)))
         _LOG.error("Federation stopped: %s", ended)
         return
     except SystemExit:  # Flower ends a ServerApp whose run was stopped (`flwr stop`, `federated run` stopped)
-        record.end_if_running(flower_stopped("the Flower run was stopped"))
+        record_ending(experiment, flower_stopped("the Flower run was stopped"), only_if_running=True)
         raise
     finally:
         server.finish()
-    record.end(finished())
+    record_ending(experiment, finished())
 
 
 def _description(config: FederationConfig) -> dict[str, Any]:

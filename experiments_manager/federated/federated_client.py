@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from experiments_manager.run.endings import failed
+from experiments_manager.run.lifecycle import record_ending
 from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class FederatedClient:
         logs = {key: float(values[-1]) for key, values in history.history.items()
                 if values and not key.startswith("val_")}
         if not all(math.isfinite(value) for value in logs.values()):
-            self.experiment.record.end(failed("loss became NaN or infinite"))  # with its `ended` time
+            record_ending(self.experiment, failed("loss became NaN or infinite"))  # with its `ended` time
             raise ClientStopped(f"client {self.partition.index}: loss became NaN or infinite")
         epochs = self.session.plan.epochs_completed() - start
         with ema_weights_swapped_in(model, model.optimizer):

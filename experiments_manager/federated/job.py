@@ -145,7 +145,7 @@ def end_if_running(experiment: Experiment, ending: Ending, only_if_running: bool
         wait_seconds: how long to wait for the ServerApp to let the folder go (default `SERVER_APP_END_SECONDS`).
     """
     from experiments_manager.run.experiment import running_command
-    from experiments_manager.run.lifecycle import attempt
+    from experiments_manager.run.lifecycle import attempt, record_ending
     from experiments_manager.run.record import Status
     from experiments_manager.tracking.session import send_recorded_end
     from experiments_manager.utils.lease import LEASE_NAME, LeaseHeld
@@ -156,7 +156,7 @@ def end_if_running(experiment: Experiment, ending: Ending, only_if_running: bool
             with attempt(experiment, running_command(), console=False, records_ending=False):
                 status = experiment.run_info().get("status")
                 if status == Status.RUNNING or (not only_if_running and status != Status.FINISHED):
-                    experiment.record.end(ending)
+                    record_ending(experiment, ending)
                     send_recorded_end(experiment)  # its MLflow run, if any, ends too
             return
         except LeaseHeld as held:

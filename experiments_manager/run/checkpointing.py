@@ -22,7 +22,7 @@ import os
 import re
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, cast
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 

@@ -12,15 +12,15 @@
 
 `ending_of(error)` reads the table for the error that ended an attempt; the constructors (`finished`,
 `signalled`, ...) for an ending the code decides itself; `recorded(info)` reads back the one run.json holds.
-`Experiment.record.end` (`record_writer.RunRecordWriter.end`) records an ending in run.json.
-This module does not import TensorFlow.
+`lifecycle.record_ending` records an ending in run.json (through `record_writer.RunRecordWriter.end`), the one
+place that does. This module does not import TensorFlow.
 
 Example:
 
 ```python
 ending = ending_of(error)        # None: the lease was lost, write nothing
 if ending is not None:
-    experiment.record.end(ending)
+    record_ending(experiment, ending)
 sys.exit(ending.exit_code)
 ```
 """

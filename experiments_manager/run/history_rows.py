@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
 
+from experiments_manager.run.migrations import current_history_rows
 from experiments_manager.utils.atomic import PathLike
 
 EPOCH = "epoch"
@@ -24,8 +25,9 @@ EPOCH = "epoch"
 
 def examine(path: PathLike) -> tuple[list[str], list[dict[str, str]], Optional[int]]:
     """(header, good rows, how many damaged rows) of the history file at `path`: the good rows have an epoch number
-    above the previous row's and a number or nothing in every column; damaged rows None when the file has content
-    but no usable header. ([], [], 0) without a file."""
+    above the previous row's and a number or nothing in every column, their epochs counted from 1 (an earlier
+    engine's file read through `migrations.current_history_rows`); damaged rows None when the file has content but
+    no usable header. ([], [], 0) without a file."""
     try:
         text = Path(path).read_bytes().decode("utf-8", errors="replace")
     except FileNotFoundError:
@@ -34,14 +36,14 @@ def examine(path: PathLike) -> tuple[list[str], list[dict[str, str]], Optional[i
     header = [name for name in (reader.fieldnames or []) if _is_column_name(name)]
     if EPOCH not in header:
         return [], [], (None if text.strip() else 0)
-    rows, bad, last = [], 0, -1  # an earlier engine counted epochs from 0
+    rows, bad, last = [], 0, -1  # (the first engine counted epochs from 0: `migrations` renumbers them)
     for row in reader:
         if _is_good_row(row, header, last):
             rows.append({name: row[name] or "" for name in header})
             last = int(row[EPOCH])
         else:
             bad += 1
-    return header, rows, bad
+    return header, current_history_rows(rows, EPOCH), bad
 
 
 def _is_column_name(name: str) -> bool:

@@ -12,8 +12,10 @@ writes nothing). The commands that enter it:
 | a federation's server (`federated/apps.run_federation`) and each client folder (`federated_client`) | rounds |
 | `evaluate`, `export`, `check --repair`, a trial's end recorded late | `records_ending=False`: no status changes |
 
-The trainer records the endings it decides itself (finished, NaN, a signal after its checkpoint) through
-`Experiment.record.end`; the block records only what it did not. This module does not import TensorFlow.
+Every ending is recorded here, through `record_ending` (the one call of `Experiment.record.end`; a test says so):
+the trainer's (finished, NaN, a signal after its checkpoint, its own code's error), a federation's server and
+clients', a trial whose end its process could not record, and on the way out of `attempt` an error's that nobody
+recorded (from the one table, `endings.py`). This module does not import TensorFlow.
 
 Example:
 
@@ -38,6 +40,7 @@ from experiments_manager.run.log import console_copied
 from experiments_manager.run.space_reserve import kept_for_the_ending
 
 if TYPE_CHECKING:
+    from experiments_manager.run.endings import Ending
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.run.record import RunRecord
     from experiments_manager.run.reservation import FolderReservation
@@ -96,13 +99,39 @@ def new_run(settings: Any, command: Sequence[str], parent: Optional[PathLike] = 
         yield experiment
 
 
+def record_ending(experiment: Experiment, ending: Ending, stopped_early: Optional[bool] = None,
+                  only_if_running: bool = False) -> Optional[RunRecord]:
+    """Records how the attempt ended in run.json (`RunRecordWriter.end`): the one place an ending is written.
+
+    Args:
+        experiment: the run, its lease held by this process.
+        ending: the `endings.Ending` (from the table, or a constructor for an ending the caller decided).
+        stopped_early: a finished run's: whether early stopping ended it (default None: not recorded).
+        only_if_running: record it only while run.json still says running (default False): the ending of a process
+            that could not record its own (killed, crashed, on another host).
+
+    Returns:
+        run.json as written, or None when `only_if_running` and the run had ended.
+
+    Example:
+
+    ```python
+    with attempt(experiment, command):
+        record_ending(experiment, endings.finished(), stopped_early=False)
+    ```
+    """
+    if only_if_running:
+        return experiment.record.end_if_running(ending)
+    return experiment.record.end(ending, stopped_early=stopped_early)
+
+
 def _record_ending(experiment: Experiment, error: BaseException) -> None:
     """The table's ending of `error`, when the disk still takes it (a failing disk's error stands as it is)."""
     ending = ending_of(error)
     if ending is None:  # the lease was lost: another writer has the folder
         return
     try:
-        experiment.record.end(ending)
+        record_ending(experiment, ending)
     except Exception as again:  # noqa: BLE001 - the error ending the run is what the user sees
         _LOG.debug("%s: the ending could not be recorded (%s)", experiment.root, again)
 

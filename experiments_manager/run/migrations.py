@@ -7,9 +7,12 @@ is rewritten until the run's writer next writes the file, which then holds the c
   `attempts` either) -> 2: the record so far becomes attempt 1 (`attempts.Attempt.before_attempts_were_recorded`).
 - a checkpoint's state.json (`resume_state.py`): version 1 (no `state_version`; the exporter's state without the
   value, best flag and best version of the version it asked for) -> 2.
+- history.csv's rows (`history_rows.py`, which every reader goes through: `callbacks.HistoryCSV`, the training
+  curves, MLflow's rebuild): the first engine counted epochs from 0 -> from 1, as run.json, TensorBoard and MLflow
+  count them.
 
 A stored sample of each earlier version is read by tests/unit/run/test_migrations.py (tests/data/run_json/,
-tests/data/checkpoint_state/).
+tests/data/checkpoint_state/, the first engine's run in tests/data/earlier_engines/).
 Sweeps of earlier engines (trials.pickle, one process) are joined through `sweeps/legacy.py`. This module does not
 import TensorFlow.
 
@@ -55,6 +58,14 @@ def _checkpoint_state_1_to_2(state: dict[str, Any]) -> dict[str, Any]:
 # per format: version -> the step from it to the next one
 RUN_RECORD_STEPS: dict[int, Step] = {1: _run_record_1_to_2}
 CHECKPOINT_STATE_STEPS: dict[int, Step] = {1: _checkpoint_state_1_to_2}
+
+
+def current_history_rows(rows: list[dict[str, str]], epoch: str = "epoch") -> list[dict[str, str]]:
+    """history.csv's good rows (`history_rows.examine`'s, epochs rising) with epochs counted from 1: the rows of the
+    first engine, which counted them from 0, renumbered."""
+    if rows and int(rows[0][epoch]) == 0:
+        return [{**row, epoch: str(int(row[epoch]) + 1)} for row in rows]
+    return rows
 
 
 def _migrated(data: dict[str, Any], key: str, steps: dict[int, Step], current: int) -> dict[str, Any]:

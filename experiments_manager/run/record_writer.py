@@ -11,7 +11,7 @@ Example:
 
 ```python
 experiment.record.seed(1234, xla=False)
-experiment.record.end(endings.finished())
+experiment.record.end(endings.finished())     # (endings go through `lifecycle.record_ending`)
 ```
 """
 

@@ -5,15 +5,17 @@ it): what the folder holds (`RunFolderState`: run.json, the latest checkpoint's 
 the last attempt) and what was asked (`ResumeRequest`: `train --resume RUN`'s flags, `em.resume`'s arguments) give
 one `ResumePlan`: report a finished run, train in a private replica (a multi-worker run's non-chief worker), or a
 new attempt in the folder, with the epochs to train to, the code to run and the records to keep. Every rule that
-refuses a resume is here, checked before anything is written (one line, exit code 2); `training/entry_points.py`
-carries the plan out, and the trainer restores the checkpoint. The `train` command's flags that go together only
-with `--resume` (or only without) are checked here too (`check_train_flags`). Pure: no TensorFlow, no writes.
+refuses a resume for what the folder holds or what was asked is here, checked before anything is written (one line,
+exit code 2); `training/entry_points.Resumption` carries the plan out (the settings' own checks, the cluster's,
+Kafka's and the dry build's refusals come as the settings load, still before the lease), and the trainer restores
+the checkpoint. The `train` command's flags that go together only with `--resume` (or only without) are checked
+here too (`TrainFlags.refusal`). Pure: no TensorFlow, no writes.
 
 Example:
 
 ```python
-state = RunFolderState.read(Experiment.open(folder), with_checkpoint=True)
-plan = plan_resume(state, ResumeRequest(more_epochs=5), ResumeRole.ALONE)
+request = ResumeRequest(more_epochs=5)
+plan = plan_resume(RunFolderState.read(Experiment.open(folder), request), request, ResumeRole.ALONE)
 plan.step, plan.epochs, plan.extended_from      # (<ResumeStep.TRAIN: 'train'>, 15, 10)
 ```
 """
@@ -50,7 +52,7 @@ class ResumeRequest:
         mlflow: a checked tracking URI to log to (default None: the server run.json names, if any).
 
     Raises:
-        UserInputError: both `epochs` and `more_epochs`, or another `settings_source`.
+        UserInputError: another `settings_source` (both `epochs` and `more_epochs`: `plan_resume`, naming the run).
     """
 
     epochs: Optional[int] = None
@@ -61,8 +63,6 @@ class ResumeRequest:
     mlflow: Optional[str] = None
 
     def __post_init__(self) -> None:
-        if self.epochs is not None and self.more_epochs is not None:
-            raise UserInputError("epochs, more_epochs: expected one of them, got both")
         if self.settings_source not in SETTINGS_SOURCES:
             raise UserInputError(f"settings_source: expected one of {', '.join(SETTINGS_SOURCES)}, "
                                  f"got {self.settings_source!r}")
@@ -82,7 +82,8 @@ class RunFolderState:
         record: run.json, as read (`Experiment.run_info`).
         checkpoint_epochs: the epochs the newest good checkpoint completed; None when there is none, or when it
             was not read (a resume that does not extend the run does not need it).
-        code_changes: the files changed since the last attempt that recorded its code (`Experiment.code_changes`).
+        code_changes: the files changed since the last attempt that recorded its code (`Experiment.code_changes`;
+            not read for a finished run that is not extended).
     """
 
     root: str
@@ -91,13 +92,16 @@ class RunFolderState:
     code_changes: tuple[str, ...] = ()
 
     @classmethod
-    def read(cls, experiment: Experiment, with_checkpoint: bool) -> "RunFolderState":
-        """Reads the folder (nothing is written); `with_checkpoint`: the newest checkpoint's state too."""
+    def read(cls, experiment: Experiment, request: ResumeRequest) -> "RunFolderState":
+        """Reads the folder (nothing is written): the newest checkpoint's state when `request` extends the run, the
+        code's changes unless the run finished and is not extended (nothing then runs)."""
         from experiments_manager.run.checkpointing import Checkpointer
 
-        state = Checkpointer(experiment.checkpoints_dir).latest_state() if with_checkpoint else None
-        return cls(str(experiment.root), experiment.run_info(), state["epochs_completed"] if state else None,
-                   tuple(experiment.code_changes()))
+        record = experiment.run_info()
+        state = Checkpointer(experiment.checkpoints_dir).latest_state() if request.extends else None
+        runs = request.extends or record.get("status") != Status.FINISHED
+        return cls(str(experiment.root), record, state["epochs_completed"] if state else None,
+                   tuple(experiment.code_changes()) if runs else ())
 
 
 class ResumeRole(enum.Enum):
@@ -118,7 +122,7 @@ class ResumeStep(enum.Enum):
 
 @dataclasses.dataclass(frozen=True)
 class ResumePlan:
-    """A resume, decided: what `training.entry_points.resume` carries out.
+    """A resume, decided: what `training.entry_points.Resumption` carries out.
 
     Attributes:
         step: the `ResumeStep`.
@@ -154,8 +158,8 @@ def plan_resume(state: RunFolderState, request: ResumeRequest, role: ResumeRole)
         role: the `ResumeRole` of this process.
 
     Raises:
-        UserInputError: an extension to no more epochs than the run has, or of a run without its checkpoint; code
-            changed since the last attempt without `accept_code_change`.
+        UserInputError: both `epochs` and `more_epochs`; an extension to no more epochs than the run has, or of a run
+            without its checkpoint; code changed since the last attempt without `accept_code_change`.
 
     Example:
 
@@ -165,6 +169,8 @@ def plan_resume(state: RunFolderState, request: ResumeRequest, role: ResumeRole)
     ```
     """
     record = state.record
+    if request.epochs is not None and request.more_epochs is not None:
+        raise UserInputError(f"{state.root}: epochs, more_epochs: expected one of them, got both")
     tracked = bool((record.get("mlflow") or {}).get("tracking_uri"))
     if record.get("status") == Status.FINISHED and not request.extends:
         return ResumePlan(ResumeStep.REPORT_FINISHED, record, tracking_uri=request.mlflow,

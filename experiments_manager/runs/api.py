@@ -158,9 +158,9 @@ def sweep(settings_file: PathLike, max_evals: int, *, hparams: Optional[Mapping[
         hparams: fixed hparam overrides for every trial (default None).
         algo: hyperopt's 'tpe' (default), 'rand' or 'anneal'.
         seed: the sweep's seed (default: the settings' `random_seed`, else drawn; recorded in sweep.json).
-        parallelism: trials at once through Spark (default 1: no Spark).
+        parallelism: worker processes started as Spark tasks, each joining the sweep (default 1: no Spark).
         spark_master: the Spark master URL with parallelism > 1 (default: local).
-        workers: trials at once on this machine, no Spark (default 1).
+        workers: trials at once in this process (with parallelism: in each worker process; default 1).
         join: the name of a sweep folder other processes (nodes) work on too (default None: a new sweep).
         mlflow: log the sweep to this MLflow tracking server, as `sweep --mlflow URI` ('': MLFLOW_TRACKING_URI;
             default None: the settings' `mlflow_tracking_uri`, else not logged).

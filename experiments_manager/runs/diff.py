@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, cast
 
 from experiments_manager.run.experiment import Experiment
-from experiments_manager.run.record import RunRecord
+from experiments_manager.run.record import RunRecord, Status
 from experiments_manager.run.attempts import is_engine_file, recorded_code
 from experiments_manager.run.evaluations import newest_evaluation
 from experiments_manager.utils.errors import UserInputError
@@ -132,8 +132,9 @@ def _file_label(copy_name: str, original: Optional[str]) -> str:
 
 
 def _lines(values: Mapping[str, object]) -> list[str]:
-    """`name = value` lines, values as Python writes them; None left out."""
-    return [f"{name} = {value!r}" for name, value in values.items() if value is not None]
+    """`name = value` lines, values as Python writes them (a status as the string run.json holds); None left out."""
+    return [f"{name} = {value.value if isinstance(value, Status) else value!r}" for name, value in values.items()
+            if value is not None]
 
 
 def _dict(info: Mapping[str, Any], key: str) -> dict[str, Any]:

@@ -143,13 +143,21 @@ def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Sett
                          settings.experiment.working_folder, workers)
     if spec["parallelism"] <= 1 or SPARK_TASK_VARIABLE in os.environ:
         return SweepOutcome(sweep_folder, loops.run())
-    from experiments_manager.sweeps.spark import run_workers_on_spark
+    from experiments_manager.sweeps.spark import SparkJobFailed, run_workers_on_spark
 
     tasks = spec["parallelism"]
-    codes, loops.stop_signum = run_workers_on_spark(sweep_folder.root.resolve(), tasks, spec.get("spark_master"),
-                                                    workers)
-    return SweepOutcome(sweep_folder, loops.finish(f"{tasks} Spark tasks, one worker process each" + (
-        f" (exit codes {', '.join(map(str, codes))})" if any(codes) else ""), tempfail=EXIT_TEMPFAIL in codes))
+    try:
+        codes, loops.stop_signum = run_workers_on_spark(sweep_folder.root.resolve(), tasks, spec.get("spark_master"),
+                                                        workers)
+    except SparkJobFailed as failure:
+        loops.finish(f"{tasks} Spark tasks: the job failed", tempfail=True)
+        raise UserInputError(str(failure)) from None
+    exit_code = loops.finish(f"{tasks} Spark tasks, one worker process each" + (
+        f" (exit codes {', '.join(map(str, codes))})" if any(codes) else ""), tempfail=EXIT_TEMPFAIL in codes)
+    failed = [code for code in codes if code not in (0, EXIT_TEMPFAIL) and code < 128]  # a worker that could not run
+    if loops.stop_signum is None and failed and exit_code == EXIT_TEMPFAIL:  # (no package, no settings file there):
+        return SweepOutcome(sweep_folder, failed[0])  # its code, not "try again later"
+    return SweepOutcome(sweep_folder, exit_code)
 
 
 def _code_checked(sweep_folder: "SweepFolder", spec: "SweepSpec", accept: bool, shown: str) -> "SweepSpec":
@@ -201,7 +209,8 @@ def _joined_spec(sweep_folder: "SweepFolder", mine: "SweepSpec", arguments: Swee
     if problems:
         raise UserInputError([f"--join {arguments.join}: {sweep_folder.root}: {problem} (leave the option out to "
                               "take the sweep's)" for problem in problems])
-    return {**spec, "max_evals": max(spec["max_evals"], arguments.max_evals or 0)}
+    return {**spec, "max_evals": max(spec["max_evals"], arguments.max_evals or 0),
+            "parallelism": arguments.parallelism or 1, "spark_master": arguments.spark_master}  # how this one starts
 
 
 def _hparams_text(hparams: Optional[dict[str, Any]]) -> str:
@@ -212,8 +221,10 @@ def _new_spec(settings: "Settings", space: "SearchSpace", fixed: dict[str, Any],
               arguments: SweepRequest) -> "SweepSpec":
     from experiments_manager.sweeps.store import startup_trials
 
-    # the workers a sweep plans: this process', times the tasks of its Slurm array when they join it
-    workers = (arguments.workers or 1) * (int(os.environ.get("SLURM_ARRAY_TASK_COUNT") or 1) if arguments.join else 1)
+    # the workers a sweep plans: this process' (times its Spark tasks), times the tasks of its Slurm array when they
+    # join it
+    workers = (arguments.workers or 1) * (arguments.parallelism or 1) * (
+        int(os.environ.get("SLURM_ARRAY_TASK_COUNT") or 1) if arguments.join else 1)
     seed = arguments.seed
     if seed is None:
         seed = settings.runtime.random_seed if settings.runtime.random_seed is not None else random.SystemRandom().randrange(2**31)

@@ -7,7 +7,7 @@ trials.pickle         hyperopt Trials of the finished trials, rewritten after ea
 results.csv           one row per trial: hparams, status, best value and epoch, seconds, experiment folder
 loss_vs_hparams.png   each trial's best value against each swept hparam
 trials/trial-NNNN.json  each trial's record (point, worker, experiment folder, status, result; `journal.py`),
-                      .log its output, .lock the claim of the worker that trains it (a Spark sweep: trial-<hash>)
+                      .log its output, .lock the claim of the worker that trains it (an older engine's sweep: trial-<hash>)
 sweep.lock            the short lock of the workers' asks and tells (`store.py`), present for a moment
 choices/NNNN.json     each change of what is swept and how after the sweep began (a resume's max evals, accepted
                       code...), created once and never rewritten: sweep.json's choices are the newest of them

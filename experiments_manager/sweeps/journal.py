@@ -5,8 +5,9 @@ sweep stopped mid-trial knows which experiment to continue, and a trial that fin
 trained twice. In a sweep run by workers (`sweeps/store.py`) the journal is the sweep's shared state: each record
 is `trial-NNNN.json` (the trial's number), written whole by one writer at a time (temporary file, fsync, rename),
 and `trial-NNNN.lock` is the claim of the worker that trains it (a `utils/lease.py` lease: its heartbeat, broken
-only when that worker is provably gone). A Spark sweep's records are keyed by the sampled hparams instead
-(`trial-<hash>.json`): hyperopt hands its objective a sample, not a trial id.
+only when that worker is provably gone). An older engine's sweep (hyperopt's fmin, on Spark or not) keyed its
+records by the sampled hparams instead (`trial-<hash>.json`, read by `legacy.py`): its objective had a sample, not a
+trial id.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class TrialEntry:
 
     Args:
         hparams: the trial's sampled hparams, as the trial trains them.
-        tid: hyperopt's trial id (the trial's number - 1); None in a Spark sweep's records.
-        vals: hyperopt's `misc.vals` of the suggestion (what TPE learns from); None in a Spark sweep's records.
+        tid: hyperopt's trial id (the trial's number - 1); None in an older engine's records.
+        vals: hyperopt's `misc.vals` of the suggestion (what TPE learns from); None in an older engine's records.
         status: running, finished, failed or interrupted (stopped by a signal: it continues from its checkpoint);
             with a scheduler (`scheduler.py`) also paused (it reached a rung and waits for a promotion) and
             promoted (a worker chose it to continue to its next rung).
@@ -128,8 +129,8 @@ class TrialJournal:
 
     ```python
     journal = TrialJournal(sweep_root / "trials")
-    with journal.claim({"learningRate": 0.01}) as record:
-        record.update(status="running", pid=process.pid)
+    for record, entry in journal.numbered():
+        print(record.path.name, entry.status)
     ```
     """
 
@@ -137,21 +138,6 @@ class TrialJournal:
         self.folder = Path(folder)
         # record path -> its entry, once final: a final record is never written again
         self._done: dict[Path, TrialEntry] = {}
-
-    def claim(self, hparams: dict[str, Any]) -> "TrialRecord":
-        """The record of these hparams (a Spark sweep's), claimed by this process until released.
-
-        A second trial with the same hparams running at the same time (hyperopt may suggest a point twice) gets
-        a record of its own.
-        """
-        self.folder.mkdir(parents=True, exist_ok=True)
-        key = hparams_key(hparams)
-        for attempt in range(1000):
-            name = key if attempt == 0 else f"{key}-{attempt}"
-            record = TrialRecord(self.folder / f"{name}.json", hparams)
-            if record.lock():
-                return record
-        raise RuntimeError(f"{self.folder}: could not lock a record for {hparams}")
 
     def create(self, entry: TrialEntry) -> Optional["TrialRecord"]:
         """Writes the record of a new numbered trial whole, only if none has its number (`link`: atomic on

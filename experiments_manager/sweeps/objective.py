@@ -17,7 +17,7 @@ from experiments_manager.utils.lease import LEASE_NAME, LeaseHeld
 from experiments_manager.utils.lease_holder import LeaseWatch, lease_timeout, live_holder, read_holder
 from experiments_manager.run.endings import failed
 from experiments_manager.run.experiment import Experiment, running_command
-from experiments_manager.run.lifecycle import attempt
+from experiments_manager.run.lifecycle import attempt, record_ending
 from experiments_manager.run.record import Status
 from experiments_manager.run.names import now
 from experiments_manager.settings.monitor import monitor_mode
@@ -167,7 +167,7 @@ def _end_if_running(experiment: Optional[str], reason: str) -> None:
     trial = Experiment(experiment)
     try:
         with attempt(trial, running_command(), console=False, records_ending=False):
-            trial.record.end_if_running(failed(reason))
+            record_ending(trial, failed(reason), only_if_running=True)
             send_recorded_end(trial)  # its MLflow run, if any, ends too
     except LeaseHeld as held:
         _LOG.info("%s", held)

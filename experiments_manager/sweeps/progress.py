@@ -6,11 +6,9 @@ from typing import Any, Callable, Iterator, Optional, TextIO
 
 
 class SweepProgress:
-    """A hyperopt progress callback that also runs the sweep's bookkeeping after each finished trial.
+    """The progress bar of a sweep's workers in this process, with the bookkeeping to run after each finished trial.
 
-    hyperopt calls `update(n)` on the driver each time trials finish, in
-    sequential and Spark sweeps alike: the one place to save the Trials and
-    redraw the results between two trials.
+    Called with (trials done, trials planned), it gives the bar; each worker advances it as its trials finish.
 
     Args:
         monitor: the monitored loss name (`val_loss`).
@@ -20,8 +18,8 @@ class SweepProgress:
     Example:
 
     ```python
-    fmin(objective, space, algo, max_evals, trials=trials,
-         show_progressbar=SweepProgress("val_loss", sweep.after_trials))
+    with SweepProgress("val_loss", lambda: ([], None))(done, total) as bar:
+        bar.update(1)
     ```
     """
 

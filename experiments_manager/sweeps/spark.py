@@ -4,8 +4,9 @@ Spark is a launcher here, not a second engine: each of its P tasks runs one work
 `experiments-manager sweep --resume SWEEP --workers N`, which joins the sweep through its folder (`store.py`) like
 any other worker: every option and scheduler works the same, a trial whose worker is gone is taken over from its
 checkpoint, and a later `--resume` (with or without Spark) continues the same sweep. The worker watches the Spark
-task that started it and stops (its trials checkpointed, their claims released) when the task is gone: a stopped
-driver cancels the job and Spark kills its tasks.
+task that started it and stops (its trials checkpointed, their claims released) when the task is gone. A stop signal
+to the driver reaches its workers on this machine at once (`local[P]`: the driver signals them, then waits for their
+exit codes); on a cluster the driver cancels the job, Spark kills its tasks, and each worker stops on its own.
 
 pyspark is an optional extra (`pip install 'experiments_manager[spark]'`) and needs Java 17+. With a cluster master
 (`--spark-master spark://head:7077`) the executors need this package and the sweep folder on a shared file system.
@@ -19,6 +20,7 @@ exit_codes, stop_signum = run_workers_on_spark(sweep.root, tasks=4, master=None,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -47,37 +49,55 @@ def run_workers_on_spark(sweep_root: Path, tasks: int, master: Optional[str],
         workers_per_task: worker loops in each worker process (`--workers`; default 1).
 
     Returns:
-        (each worker process' exit code, None); after a stop signal, ([], the signal): the job was cancelled, and
-        each worker stops on its own once its task is gone.
+        (each worker process' exit code, the stop signal that reached this process or None); on a cluster after a
+        stop signal ([], the signal): the job was cancelled, and each worker stops on its own once its task is gone.
 
     Raises:
         UserInputError: pyspark is not installed or Spark did not start (no Java, a bad master).
+        SparkJobFailed: the job failed (a task that could not start its worker, executors lost).
     """
     session = _spark_session(tasks, master)
-    command = [sys.executable, "-m", "experiments_manager", "sweep", "--resume", str(sweep_root),
-               "--workers", str(workers_per_task)]
+    local = (master or "local").startswith("local")
     context = session.sparkContext
     stopped: list[int] = []
 
     def stop(signum: int, frame: Optional[FrameType]) -> None:
         stopped.append(signum)  # (a list's append takes no lock)
-        _signal_local_workers(signum)  # each stops as a signalled worker does; its task then returns its exit code
+        if local:  # each worker stops as a signalled worker does; its task then returns its exit code
+            _signal_local_workers(signum)
+        else:  # out of the job's wait: the job is cancelled below, and each worker stops once its task is gone
+            raise _Stopped()
 
+    folder = str(sweep_root)
     try:
         with signal_handlers(stop, STOP_SIGNALS):
-            codes = context.parallelize(range(tasks), tasks).map(lambda task: _run_worker(command, task)).collect()
+            codes = context.parallelize(range(tasks), tasks).map(
+                lambda task: _run_worker(folder, workers_per_task, task)).collect()
         return list(codes), (stopped[0] if stopped else None)
-    except Exception:  # noqa: BLE001 - py4j's and pyspark's plain errors: Ctrl-C also reached Spark's JVM
-        if stopped:  # the workers stop on their own once their tasks are gone
-            return [], stopped[0]
-        raise
+    except Exception as error:  # noqa: BLE001 - py4j's and pyspark's plain errors (Ctrl-C also reached the JVM)
+        if not stopped:
+            raise SparkJobFailed(f"--parallelism: the Spark job failed ({master or f'local[{tasks}]'}): "
+                                 f"{' '.join(str(error).split())[:300]}") from None
+        if not local:
+            with contextlib.suppress(Exception):  # the JVM may be gone already
+                context.cancelAllJobs()
+        return [], stopped[0]
     finally:
         session.stop()
 
 
-def _run_worker(command: list[str], task: int) -> int:
-    """In a Spark task: one worker process of the sweep, in a session of its own (Spark's Python daemon hangs up
-    its process group as it shuts down), which stops once this task's process is gone."""
+class _Stopped(Exception):
+    """A stop signal reached the driver of a job on a cluster."""
+
+
+class SparkJobFailed(Exception):
+    """The Spark job itself failed (not a worker: a task that could not run one, executors lost): one line."""
+
+
+def _run_worker(sweep_root: str, workers: int, task: int) -> int:
+    """In a Spark task: one worker process of the sweep (this executor's Python), in a session of its own (Spark's
+    Python daemon hangs up its process group as it shuts down), which stops once this task's process is gone."""
+    command = [sys.executable, "-m", "experiments_manager", "sweep", "--resume", sweep_root, "--workers", str(workers)]
     environment = {**os.environ, LAUNCHER_PID_VARIABLE: str(os.getpid()), SPARK_TASK_VARIABLE: str(task)}
     return subprocess.run(command, env=environment, check=False, start_new_session=True).returncode
 

@@ -8,7 +8,7 @@ race. No other module writes sweep.json's fields by name.
 Example:
 
 ```python
-sweep.record.started(max_evals=20, pid=os.getpid())
+sweep.record.running()
 sweep.record.progress(trials_done=3, best=row)
 sweep.record.ended(Status.FINISHED, exit_code=0)
 ```
@@ -79,10 +79,6 @@ class SweepRecordWriter:
     def chosen(self, choices: SweepSpec) -> SweepSpec:
         """The sweep's choices (a new sweep's, what a resume changes, a coordination), each recorded once."""
         return self._sweep.update_spec(**choices)
-
-    def started(self, max_evals: int, pid: int) -> SweepSpec:
-        """A driver (Spark's `fmin`) runs the sweep: running, its pid, its number of trials."""
-        return self._sweep.update_spec(status=Status.RUNNING.value, max_evals=max_evals, pid=pid)
 
     def running(self) -> SweepSpec:
         """A worker trains a trial: running again (a worker that left may have said interrupted)."""

@@ -118,7 +118,7 @@ def _reached(experiment_dir: str, epochs: Optional[int]) -> bool:
     checkpoint, before it recorded its end): its end is recorded now, nothing is trained again."""
     from experiments_manager.run.endings import finished
     from experiments_manager.run.experiment import Experiment, running_command
-    from experiments_manager.run.lifecycle import attempt
+    from experiments_manager.run.lifecycle import attempt, record_ending
     from experiments_manager.run.record import Status
 
     if epochs is None:
@@ -129,7 +129,7 @@ def _reached(experiment_dir: str, epochs: Optional[int]) -> bool:
         return False
     if info.get("status") != Status.FINISHED:
         with attempt(experiment, running_command(), console=False, records_ending=False):  # the one writer
-            experiment.record.end(finished())
+            record_ending(experiment, finished())
     return True
 
 

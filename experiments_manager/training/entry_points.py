@@ -220,7 +220,7 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
                             tracking_uri(mlflow) if mlflow is not None else None)  # checked before anything is written
     experiment = Experiment.open(experiment_dir)
     # what refuses the resume is found before anything is written: a refused resume leaves the run as it was
-    plan = plan_resume(RunFolderState.read(experiment, with_checkpoint=request.extends), request,
+    plan = plan_resume(RunFolderState.read(experiment, request), request,
                        ResumeRole.ALONE if cluster is None else ResumeRole.CHIEF if cluster.is_chief else
                        ResumeRole.WORKER)
     return Resumption(experiment, plan, cluster, settings, command or running_command(), alongside).run()

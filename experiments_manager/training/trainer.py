@@ -19,6 +19,7 @@ from experiments_manager.utils.environment_failures import stop_on_environment_f
 from experiments_manager.utils.errors import InputStalled, UserInputError
 from experiments_manager.run.endings import (Ending, EndingKind, bad_input, ending_of, environment_failure, failed,
                                              finished, signalled)
+from experiments_manager.run.lifecycle import record_ending
 from experiments_manager.training.inputs import make_inputs
 from experiments_manager.training.callback_plan import CallbackPlan
 from experiments_manager.training.dry_build import user_code_error
@@ -97,7 +98,7 @@ class Trainer:
     def _end(self, ending: Ending) -> None:
         """Records `ending` (a disk that failed the run may fail this write too: the run's own error stands)."""
         try:
-            self.experiment.record.end(ending)
+            record_ending(self.experiment, ending)
         except OSError as again:
             _LOG.debug("%s: the ending could not be recorded (%s)", self.experiment.root, again.strerror or again)
 
@@ -105,7 +106,7 @@ class Trainer:
         """A full disk, a quota, a read-only or failing file system: the run is interrupted (resumable once it is
         mended), said in one line (exit code 75); recorded in run.json if the disk still takes that."""
         stop_on_environment_failure(error, self.experiment.root, self.experiment.resume_hint(),
-                                    lambda line: self.experiment.record.end(environment_failure(line)))
+                                    lambda line: record_ending(self.experiment, environment_failure(line)))
 
     def _run(self) -> TrainingOutcome:
         try:
@@ -294,7 +295,7 @@ class Trainer:
             saved = Checkpointer(self.experiment.checkpoints_dir).latest_state()
             done = (f"its last checkpoint is after epoch {saved['epochs_completed']}" if saved
                     else "no checkpoint yet: a resume starts from the first epoch")
-        self.experiment.record.end(ending)
+        record_ending(self.experiment, ending)
         if plan is not None:  # first the checkpoint and the status (a signal's grace period is short)
             plan.close()
         hint = (self.experiment.resume_hint() if self.cluster is None or self.cluster.is_chief
@@ -306,9 +307,9 @@ class Trainer:
         losses = history.history.get("loss", [])
         if any(not math.isfinite(value) for value in losses):
             ending = failed(f"loss became NaN or infinite at epoch {len(losses) + plan.initial_epoch}")
-            self.experiment.record.end(ending)
+            record_ending(self.experiment, ending)
             return TrainingOutcome(self.experiment, ending, trained_model=model, settings=self.settings)
-        self.experiment.record.end(finished(), stopped_early=bool(plan.early_stopping.stopped_epoch))
+        record_ending(self.experiment, finished(), stopped_early=bool(plan.early_stopping.stopped_epoch))
         return TrainingOutcome(self.experiment, finished(), trained_model=model, settings=self.settings)
 
 

@@ -118,7 +118,7 @@ def stop_on_environment_failure(error: BaseException, where: Optional[PathLike],
 
     ```python
     stop_on_environment_failure(error, experiment.root, experiment.resume_hint(),
-                                lambda line: experiment.record.end(endings.environment_failure(line)))
+                                lambda line: record_ending(experiment, endings.environment_failure(line)))
     ```
     """
     line = environment_failure_line(error, str(where))

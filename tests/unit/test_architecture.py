@@ -204,6 +204,28 @@ def test_a_run_status_is_spelled_by_the_enum_only():
     assert found == {}
 
 
+ENDING_RECORDER = "experiments_manager.run.lifecycle"
+ENDING_WRITER = "experiments_manager.run.record_writer"
+
+
+def _ending_writes(path):
+    """The lines where a module calls `RunRecordWriter.end` or `end_if_running` (`x.record.end(...)`)."""
+    tree = ast.parse(path.read_text())
+    return sorted(node.lineno for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and node.func.attr in ("end", "end_if_running") and isinstance(node.func.value, ast.Attribute)
+                  and node.func.value.attr == "record")
+
+
+def test_how_a_run_ended_is_recorded_in_one_place():
+    """The trainer, a federation's server and clients, a trial recorded late and an error nobody recorded: every
+    ending reaches run.json through `lifecycle.record_ending`, the one caller of the record's writer."""
+    found = {name: lines for name, path in MODULES.items()
+             if name not in (ENDING_RECORDER, ENDING_WRITER) and (lines := _ending_writes(path))}
+    assert found == {}
+    assert _ending_writes(MODULES[ENDING_RECORDER])  # (the rule sees a call where there is one)
+
+
 def test_no_module_continues_a_line_with_a_backslash():
     """Parentheses carry a long expression over lines: a backslash continuation stops code readers (and breaks on a
     trailing space)."""

@@ -1,6 +1,6 @@
 """Files of earlier engines read through one migration step per format (experiments_manager/run/migrations.py), on
-stored samples of each earlier version: run.json (tests/data/run_json/) and a checkpoint's state.json
-(tests/data/checkpoint_state/)."""
+stored samples of each earlier version: run.json (tests/data/run_json/), a checkpoint's state.json
+(tests/data/checkpoint_state/) and history.csv (the first engine's run, tests/data/earlier_engines/)."""
 
 import copy
 import json
@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO
 from experiments_manager.run.experiment import Experiment
 from experiments_manager.run.migrations import (CHECKPOINT_STATE_STEPS, RUN_RECORD_STEPS, current_checkpoint_state,
-                                                current_run_record)
+                                                current_history_rows, current_run_record)
 from experiments_manager.run.record import RUN_RECORD_VERSION, Status, record_problems
 from experiments_manager.run.resume_state import CHECKPOINT_STATE_VERSION
 
@@ -73,3 +73,15 @@ def test_a_status_is_read_as_the_enums_member_and_an_unknown_word_is_left_for_th
     assert f"{read['status']}" == "finished" and json.dumps(read["status"]) == '"finished"'  # the word, as written
     odd = current_run_record({"record_version": RUN_RECORD_VERSION, "status": "exploded"})
     assert odd["status"] == "exploded" and record_problems(odd)
+
+
+def test_the_first_engines_history_csv_reads_with_epochs_from_1_and_is_left_as_it_is():
+    from experiments_manager.run.history_rows import examine
+
+    path = REPO / "tests/data/earlier_engines/ec84b6e_run/history.csv"
+    before = path.read_bytes()
+    header, rows, damaged = examine(path)
+    assert header[0] == "epoch" and damaged == 0
+    assert [row["epoch"] for row in rows] == ["1", "2"]  # written as 0, 1
+    assert path.read_bytes() == before
+    assert current_history_rows([{"epoch": "1"}, {"epoch": "2"}]) == [{"epoch": "1"}, {"epoch": "2"}]  # current

@@ -81,8 +81,8 @@ def test_given_kafka_servers_replace_the_recorded_ones() -> None:
 
 
 def test_a_request_refuses_what_does_not_go_together() -> None:
-    with pytest.raises(UserInputError, match="epochs, more_epochs: expected one of them, got both"):
-        ResumeRequest(epochs=3, more_epochs=1)
+    with pytest.raises(UserInputError, match="^RUN: epochs, more_epochs: expected one of them, got both$"):
+        plan_resume(_state(), ResumeRequest(epochs=3, more_epochs=1), ResumeRole.ALONE)
     with pytest.raises(UserInputError, match="settings_source: expected one of copy, original, got 'mine'"):
         ResumeRequest(settings_source="mine")
 
