@@ -1,5 +1,5 @@
-"""history.csv's rows as a run's files give them, without Keras: what `callbacks.HistoryCSV` writes and reads, and
-what `mlflow sync` rebuilds a damaged outbox's epochs from.
+"""history.csv's rows as a run's files give them, without Keras: what `callbacks.HistoryCSV` writes and reads, what
+training_curves.png is drawn from, and what `mlflow sync` rebuilds a damaged outbox's epochs from.
 
 Example:
 

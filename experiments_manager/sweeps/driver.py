@@ -149,12 +149,12 @@ def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Sett
     try:
         codes, loops.stop_signum = run_workers_on_spark(sweep_folder.root.resolve(), tasks, spec.get("spark_master"),
                                                         workers)
-    except SparkJobFailed as failure:
-        loops.finish(f"{tasks} Spark tasks: the job failed", tempfail=True)
-        raise UserInputError(str(failure)) from None
+    except SparkJobFailed as failure:  # (executors lost, or a task that could not start its worker): resumable
+        _LOG.error("%s", failure)
+        return SweepOutcome(sweep_folder, loops.finish(f"{tasks} Spark tasks: the job failed", tempfail=True))
     exit_code = loops.finish(f"{tasks} Spark tasks, one worker process each" + (
         f" (exit codes {', '.join(map(str, codes))})" if any(codes) else ""), tempfail=EXIT_TEMPFAIL in codes)
-    failed = [code for code in codes if code not in (0, EXIT_TEMPFAIL) and code < 128]  # a worker that could not run
+    failed = [code for code in codes if 0 < code < 128 and code != EXIT_TEMPFAIL]  # a worker that could not run
     if loops.stop_signum is None and failed and exit_code == EXIT_TEMPFAIL:  # (no package, no settings file there):
         return SweepOutcome(sweep_folder, failed[0])  # its code, not "try again later"
     return SweepOutcome(sweep_folder, exit_code)

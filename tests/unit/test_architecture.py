@@ -209,12 +209,18 @@ ENDING_WRITER = "experiments_manager.run.record_writer"
 
 
 def _ending_writes(path):
-    """The lines where a module calls `RunRecordWriter.end` or `end_if_running` (`x.record.end(...)`)."""
-    tree = ast.parse(path.read_text())
+    return _ending_writes_in(path.read_text())
+
+
+def _ending_writes_in(source):
+    """The lines where a module calls `RunRecordWriter.end` or `end_if_running`: `x.record.end(...)`, or
+    `record.end(...)` on a name it was given."""
+    tree = ast.parse(source)
     return sorted(node.lineno for node in ast.walk(tree)
                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                  and node.func.attr in ("end", "end_if_running") and isinstance(node.func.value, ast.Attribute)
-                  and node.func.value.attr == "record")
+                  and node.func.attr in ("end", "end_if_running")
+                  and ((isinstance(node.func.value, ast.Attribute) and node.func.value.attr == "record")
+                       or (isinstance(node.func.value, ast.Name) and node.func.value.id == "record")))
 
 
 def test_how_a_run_ended_is_recorded_in_one_place():
@@ -224,6 +230,7 @@ def test_how_a_run_ended_is_recorded_in_one_place():
              if name not in (ENDING_RECORDER, ENDING_WRITER) and (lines := _ending_writes(path))}
     assert found == {}
     assert _ending_writes(MODULES[ENDING_RECORDER])  # (the rule sees a call where there is one)
+    assert len(_ending_writes_in("record = experiment.record\nrecord.end(e)\nrecord.end_if_running(e)\n")) == 2
 
 
 def test_no_module_continues_a_line_with_a_backslash():
