@@ -185,7 +185,7 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
     """Continues an experiment from its last checkpoint (or from scratch if it has none); extends it with `epochs`.
 
     Resume is "run again in the same folder": what the folder holds and what is asked make one `ResumePlan`
-    (`run/resume_plan.py`, where every rule that refuses a resume is), which `Resumption` carries out.
+    (`run/resume_plan.py`: the rules on the run's state and the flags), which `Resumption` carries out.
 
     Uses the experiment's own copy of the settings and of the model file, and
     the hparam overrides and Kafka servers recorded in its run.json
