@@ -617,7 +617,8 @@ def main():
     parser.add_argument("--seed", type=int, default=11, help="the sweeps' seed")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4],
                         help="workers: the W values compared (scheduler: the first given, else 2)")
-    parser.add_argument("--rounds", type=int, default=2, help="workers: sweeps per W, side by side; overhead: sweeps of each parallel launcher")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="workers: sweeps per W, side by side; overhead: sweeps of each parallel launcher")
     parser.add_argument("--finished", type=int, nargs="+", default=[100, 1000],
                         help="coordination: finished trials in the journal")
     parser.add_argument("--repeats", type=int, default=20, help="coordination: ask/tell rounds measured per size")

@@ -95,7 +95,6 @@ class HistoryCSV(keras.callbacks.Callback):
         if not header:
             Path(self.path).unlink(missing_ok=True)  # none, or damaged past reading (said): the next epoch starts it
             return
-        rows = [row for row in rows if row.get(EPOCH)]
         self._write(header, [row for row in rows if int(row[EPOCH]) <= epochs_kept])
 
     def _write(self, header: list[str], rows: Sequence[Mapping[str, object]]) -> None:

@@ -26,7 +26,7 @@ import dataclasses
 import enum
 from typing import TYPE_CHECKING, Any, Optional
 
-from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG, epochs_asked
+from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG, code_changes, epochs_asked, recorded_code
 from experiments_manager.run.record import Status
 from experiments_manager.utils.errors import UserInputError
 
@@ -100,8 +100,8 @@ class RunFolderState:
         record = experiment.run_info()
         state = Checkpointer(experiment.checkpoints_dir).latest_state() if request.extends else None
         runs = request.extends or record.get("status") != Status.FINISHED
-        return cls(str(experiment.root), record, state["epochs_completed"] if state else None,
-                   tuple(experiment.code_changes()) if runs else ())
+        changes = code_changes(recorded_code(record), experiment.root) if runs else []  # (run.json read once)
+        return cls(str(experiment.root), record, state["epochs_completed"] if state else None, tuple(changes))
 
 
 class ResumeRole(enum.Enum):

@@ -21,6 +21,7 @@ print(evaluation)            # the table `experiments-manager evaluate` prints
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -149,6 +150,7 @@ def evaluate_run(run: PathLike, version: Optional[int] = None, data: Optional[Pa
     return VersionEvaluator(experiment, number, record, best, data, settings).run()
 
 
+@dataclasses.dataclass(frozen=True)
 class VersionEvaluator:
     """Evaluates one version of a run, chosen and its code checked (`evaluate_run`): its settings loaded, the
     version loaded, evaluated on the test data, saved in the run's `evaluations/` folder.
@@ -160,14 +162,12 @@ class VersionEvaluator:
         settings: the settings of a run built in Python given again (or loaded `Settings`), or None.
     """
 
-    def __init__(self, experiment: Experiment, number: int, record: Optional[VersionRecord], best: bool,
-                 data: Optional[PathLike], settings: object) -> None:
-        self.experiment = experiment
-        self.number = number
-        self.record = record
-        self.best = best
-        self.data = data
-        self.settings = settings
+    experiment: Experiment
+    number: int
+    record: Optional[VersionRecord]
+    best: bool
+    data: Optional[PathLike]
+    settings: object
 
     def run(self) -> Evaluation:
         """Evaluates and saves; returns the `Evaluation`."""

@@ -7,7 +7,8 @@ trials.pickle         hyperopt Trials of the finished trials, rewritten after ea
 results.csv           one row per trial: hparams, status, best value and epoch, seconds, experiment folder
 loss_vs_hparams.png   each trial's best value against each swept hparam
 trials/trial-NNNN.json  each trial's record (point, worker, experiment folder, status, result; `journal.py`),
-                      .log its output, .lock the claim of the worker that trains it (an older engine's sweep: trial-<hash>)
+                      .log its output, .lock the claim of the worker that trains it (an older engine's sweep:
+                      trial-<hash>)
 sweep.lock            the short lock of the workers' asks and tells (`store.py`), present for a moment
 choices/NNNN.json     each change of what is swept and how after the sweep began (a resume's max evals, accepted
                       code...), created once and never rewritten: sweep.json's choices are the newest of them
@@ -175,9 +176,10 @@ class SweepFolder:
         write_json_atomically(self.spec_file, spec)
 
     def update_spec(self, **fields: Any) -> SweepSpec:
-        """Rewrites sweep.json with `fields` (under the sweep's lock; the package calls it through `record`). Progress fields (`PROGRESS_FIELDS`) go into
-        it alone; a changed choice is first recorded as a new `choices/NNNN.json` (created exclusively, never
-        rewritten), so that no later rewrite of sweep.json from a stale read can undo it.
+        """Rewrites sweep.json with `fields` (under the sweep's lock; the package calls it through `record`).
+        Progress fields (`PROGRESS_FIELDS`) go into it alone; a changed choice is first recorded as a new
+        `choices/NNNN.json` (created exclusively, never rewritten), so that no later rewrite of sweep.json from a
+        stale read can undo it.
 
         Args:
             **fields: sweep.json's fields to set, e.g. `status="finished"` or `max_evals=40`.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from experiments_manager.run.record import Status
 from experiments_manager.run.experiment import RUN_FILE_NAME
 from experiments_manager.sweeps.objective import run_trial
-from experiments_manager.sweeps.progress import ProgressUpdates, SweepProgress
+from experiments_manager.sweeps.progress import SweepProgress
 from experiments_manager.sweeps.results import summary_lines, trial_line
 from experiments_manager.sweeps.steps import Assignment, NothingLeft
 from experiments_manager.sweeps.store import SweepStore, exit_code, worker_identity
@@ -75,7 +75,7 @@ class SweepWorkers:
         self._trained = 0
         self._tempfail = False  # a trial must be tried again later (exit 75)
         self._left: Optional[NothingLeft] = None
-        self._bar: Optional[ProgressUpdates] = None
+        self._bar: Optional[Any] = None  # (a tqdm bar, while run() runs)
 
     def run(self) -> int:
         """Returns the exit code (`store.exit_code`): 0 when the sweep is finished (or the rest runs in other
@@ -83,7 +83,7 @@ class SweepWorkers:
         tried again later."""
         sweep = self.store.sweep
         with (signal_handlers(self._stop, STOP_SIGNALS),
-              SweepProgress(self.store.monitor, lambda: ([], None))(
+              SweepProgress(self.store.monitor)(
                   sweep.spec().get("trials_done", 0), self.store.total()) as bar):
             self._bar = bar
             try:
@@ -207,7 +207,7 @@ class SweepWorkers:
         if self._bar is None:
             raise RuntimeError("SweepWorker._print: called before run() opened the progress bar")
         with self._printing:
-            bar = self._bar.bar
+            bar = self._bar
             if bar.disable:
                 print(line, file=sys.stderr, flush=True)
             else:

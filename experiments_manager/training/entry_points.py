@@ -13,6 +13,7 @@ em.resume(outcome.experiment.root)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Optional, Sequence
 
@@ -226,6 +227,7 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
     return Resumption(experiment, plan, cluster, settings, command or running_command(), alongside).run()
 
 
+@dataclasses.dataclass(frozen=True)
 class Resumption:
     """Carries out a `ResumePlan` in its run's folder: a finished run reported, a worker's replica trained, or a new
     attempt (its lease taken, the settings loaded, the attempt recorded, the trainer restoring the checkpoint).
@@ -239,14 +241,12 @@ class Resumption:
         alongside: function experiment -> context manager kept open while training, or None.
     """
 
-    def __init__(self, experiment: Experiment, plan: ResumePlan, cluster: Optional[WorkerCluster],
-                 settings: object, command: Sequence[str], alongside: Optional[Alongside]) -> None:
-        self.experiment = experiment
-        self.plan = plan
-        self.cluster = cluster
-        self.settings = settings
-        self.command = command
-        self.alongside = alongside
+    experiment: Experiment
+    plan: ResumePlan
+    cluster: Optional[WorkerCluster]
+    settings: object
+    command: Sequence[str]
+    alongside: Optional[Alongside]
 
     def run(self) -> TrainingOutcome:
         """Carries the plan out; returns the `TrainingOutcome`."""
