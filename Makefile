@@ -62,7 +62,8 @@ claims:
 # `make image IMAGE_ARGS="--build-arg CUDA_WHEELS=yes"`. Its cache lives outside the checkout ($EM_IMAGE_CACHE, else
 # ~/.cache/experiments_manager/image): the bare Debian, and the root %post made, keyed by the recipe and the pins
 # below, which a later build (a fresh clone too) updates with this checkout's package instead of installing everything
-# (%post's pip install of the package adds a dependency setup.cfg gained since; the pins change with any version).
+# (%post's pip install of the package adds a dependency setup.cfg gained since; the pins change with any version),
+# from hard links to the kept root with an overlay taking what the build writes: seconds and megabytes, not a copy.
 IMAGE_ROOT ?= build/image
 IMAGE_ARGS ?= --build-arg CUDA_WHEELS=no
 image: $(STAMP)

@@ -321,8 +321,10 @@ def test_a_build_with_the_same_key_starts_from_the_kept_root_and_a_changed_key_b
     """Four builds with one cache of their own (the debootstrap root linked from the shared one): the first keeps
     its root without what %files copied; the second, same recipe and key file, starts from that root (no
     debootstrap), gets the payload as it is now (a file removed since is gone) and runs %post over it again, as
-    `apptainer build --update`; the third, the key file changed, starts from Debian again; so does the fourth, its
-    recipe's %post changed, and the oldest of the three kept roots goes (two are kept)."""
+    `apptainer build --update`, its append to a file of the kept root (shared by hard links with it and with the
+    first image) written through an overlay, not into them; the third, the key file changed, starts from Debian
+    again; so does the fourth, its recipe's %post changed, and the oldest of the three kept roots goes (two are
+    kept)."""
     cache = tmp_path / "cache"
     cache.mkdir()
     for bare in image_cache.glob("debootstrap-*"):
@@ -350,8 +352,11 @@ def test_a_build_with_the_same_key_starts_from_the_kept_root_and_a_changed_key_b
     (payload / "old.txt").unlink()
     (payload / "new.txt").write_text("new\n")
     output, files, post_runs = build_with_key("second")
-    assert "cached root (copied from the cache, key" in output and "[build_image] debootstrap" not in output, output
+    assert "cached root (linked from the cache, key" in output and "[build_image] debootstrap" not in output, output
     assert (files, post_runs) == (["new.txt"], 2), "not this checkout's files, or %post not run over the kept root"
+    for shared in (kept[0], tmp_path / "first"):  # %post's `>>` went to the overlay, not through the links
+        assert (shared / "var/post-runs").read_text() == "ran\n", shared
+    assert os.path.samefile(tmp_path / "second/usr/bin/env", kept[0] / "usr/bin/env"), "the second copied the root"
 
     pins.write_text("tensorflow==2\n")
     output, files, post_runs = build_with_key("third")

@@ -27,11 +27,13 @@ outside any checkout so that a fresh clone on the same machine finds it; `--no-c
 - the bare debootstrap roots, keyed by the debootstrap command;
 - with `--cache-key FILE` (repeatable: the files %post's result depends on besides the recipe, e.g. the pinned
   constraints), the root as %post left it, less what %files copied, keyed by the recipe (build arguments
-  substituted) and those files' bytes. A later build with the same key starts from a copy of it instead of
-  debootstrap, copies %files, runs %post again and %test, as `apptainer build --update` runs a recipe over an existing
-  sandbox: %post must be safe to run twice (the project's is: pip reinstalls the package from its folder and finds
-  every pinned dependency installed). A changed recipe or key file is a new key, a full build. The newest
-  `KEPT_ROOTS` such roots are kept.
+  substituted) and those files' bytes. A later build with the same key starts from it instead of debootstrap,
+  copies %files, runs %post again and %test, as `apptainer build --update` runs a recipe over an existing sandbox:
+  %post must be safe to run twice (the project's is: pip reinstalls the package from its folder and finds every
+  pinned dependency installed). It starts from hard links to the kept root's files, with every later step writing
+  through an overlay (overlay.py: seconds, and only the space of what %post changes; the kept root is never
+  written), or from a copy of it where the cache is on another file system or no overlay can be mounted. A changed
+  recipe or key file is a new key, a full build. The newest `KEPT_ROOTS` such roots are kept.
 
 Example:
     sudo .venv/bin/python tools/image/build.py install/experiments_manager_debian.def build/image \\
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import fcntl
 import glob
 import hashlib
@@ -57,6 +60,7 @@ from typing import Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from apptainer import CONTAINER_PATH  # noqa: E402  (tools/image is not a package)
+from overlay import OverlayError, copy_on_write, mounts_under, unavailable, unmount  # noqa: E402  (likewise)
 
 try:
     from recipe import Recipe, RecipeError, read_recipe  # noqa: E402  (tools/image is not a package)
@@ -237,26 +241,66 @@ def _cached_root(cache: Path, key: str) -> Path:
     return cache / f"root-{key}"
 
 
-def start_from_cached_root(cached: Path, target: Path) -> str | None:
-    """Copies a cached root (what %post left, less %files' copies) into `target`, holding the entry's lock.
+@dataclasses.dataclass(frozen=True)
+class CachedStart:
+    """How a build started from a kept root.
+
+    Args:
+        key: the kept root's key.
+        linked: True: the partial root holds hard links to the kept root's files, and every later step must write
+            through copy_on_write; False: it holds a copy.
+        why_copied: why it could not be linked (another file system, no overlay), for the log; default "".
+    """
+
+    key: str
+    linked: bool
+    why_copied: str = ""
+
+    def __str__(self) -> str:
+        if self.linked:
+            return f"linked from the cache, key {self.key}, the build writing through an overlay: debootstrap skipped"
+        why = f" ({self.why_copied})" if self.why_copied else ""
+        return f"copied from the cache, key {self.key}{why}: debootstrap skipped"
+
+
+def _why_not_linked(cached: Path, target: Path) -> str | None:
+    if os.stat(cached).st_dev != os.stat(target.parent).st_dev:
+        return "the cache is on another file system than the image"
+    why = unavailable(target.with_name(f"{target.name}.probe"))  # target: .ROOT.building-PID, a leftover's name
+    return f"no overlay: {why}" if why else None
+
+
+def start_from_cached_root(cached: Path, target: Path) -> CachedStart | None:
+    """Fills `target` from a cached root (what %post left, less %files' copies), holding the entry's lock: hard links
+    to its files where an overlay can take the build's writes (copy_on_write), else a copy.
 
     Args:
         cached: the cache's entry (`root-<key>`).
-        target: the partial root to fill (made by the copy).
+        target: the partial root to fill (made here).
 
     Returns:
-        how it went, for the build's log; None when the entry is gone (another build removed it as the oldest),
-        nothing copied: the build starts from debootstrap.
+        how it started, for the build's steps and its log; None when the entry is gone (another build removed it as
+        the oldest), nothing made: the build starts from debootstrap.
 
     Example:
         start_from_cached_root(default_cache() / "root-75f85824de895030", Path("build/.image.building-1"))
     """
+    key = cached.name.removeprefix("root-")
     with _locked(cached.with_name(f".{cached.name}.lock"), wait=True):
         if not cached.is_dir():
             return None
         os.utime(cached)  # the most recently used: kept longest
-        _run(["cp", "-a", "--reflink=auto", f"{cached}/.", str(target)], "copying the cached root")
-    return f"copied from the cache, key {cached.name.removeprefix('root-')}: debootstrap skipped"
+        why_copied = _why_not_linked(cached, target)
+        if why_copied is None:
+            _run(["cp", "-al", f"{cached}/.", str(target)], "linking the cached root", capture_output=True, text=True)
+            return CachedStart(key, linked=True)
+        needed, free = _size(cached), shutil.disk_usage(target.parent).free
+        if needed > free:
+            raise BuildError(f"copying the cached root {cached} ({why_copied}) needs {needed / 1e9:.1f} GB, "
+                             f"{free / 1e9:.1f} GB free in {target.parent}")
+        _run(["cp", "-a", "--reflink=auto", f"{cached}/.", str(target)], "copying the cached root",
+             capture_output=True, text=True)
+    return CachedStart(key, linked=False, why_copied=why_copied)
 
 
 def keep_root(root: Path, copied: list[Path], cached: Path) -> None:
@@ -264,8 +308,8 @@ def keep_root(root: Path, copied: list[Path], cached: Path) -> None:
 
     The kept root is a tree of hard links to `root`'s files (seconds, no space; a copy where the cache is on another
     file system): nothing rewrites an image's files in place (apptainer.py shows it read-only; a build replacing it
-    unlinks them), and a build starting from the kept root copies it (start_from_cached_root), so the cache is only
-    ever read.
+    unlinks them), and a build starting from the kept root writes through an overlay over its links, or copies it
+    (start_from_cached_root), so the cache is only ever read.
 
     Args:
         root: the built root.
@@ -445,6 +489,9 @@ def remove_leftovers(target: Path) -> None:
     for partial in target.parent.glob(f".{target.name}.*-*"):
         if partial.is_dir() and not partial.is_symlink():
             _say(f"removing {partial} (left by an interrupted build)")
+            for point in mounts_under(partial):  # a killed build's overlay
+                with contextlib.suppress(OverlayError):
+                    unmount(point)
             shutil.rmtree(partial, ignore_errors=True)
 
 
@@ -490,21 +537,26 @@ def _build(recipe: Recipe, target: Path, context: Path, cache: Path | None, forc
         raise RecipeError(f"{target}: exists; --force replaces it")
     remove_leftovers(target)
     partial = target.with_name(f".{target.name}.building-{os.getpid()}")
+    layers = target.with_name(f".{target.name}.layers-{os.getpid()}")
     cached = _cached_root(cache, root_cache_key(recipe, key_files)) if cache is not None and key_files else None
     copied: list[Path] = []
     start = time.monotonic()
     try:
-        how = start_from_cached_root(cached, partial) if cached is not None else None  # None: no such root
-        reused = how is not None
-        if reused:
-            _say(f"cached root ({how}): {time.monotonic() - start:.1f} s")
+        started = start_from_cached_root(cached, partial) if cached is not None else None  # None: no such root
+        if started is not None:
+            _say(f"cached root ({started}): {time.monotonic() - start:.1f} s")
         else:
             _timed("debootstrap", lambda: bootstrap(recipe, partial, cache))
-        _timed("%files", lambda: copied.extend(copy_files(recipe, partial, context)))
-        _timed("%post", lambda: run_post(recipe, partial))
-        write_metadata(recipe, partial)
-        _timed("%test", lambda: run_test(partial))
-        if cached is not None and not reused:
+        writing = copy_on_write(partial, layers, say=_say) if started and started.linked else contextlib.nullcontext(partial)
+        try:
+            with writing as root:
+                _timed("%files", lambda: copied.extend(copy_files(recipe, root, context)))
+                _timed("%post", lambda: run_post(recipe, root))
+                write_metadata(recipe, root)
+                _timed("%test", lambda: run_test(root))
+        except OverlayError as error:
+            raise BuildError(str(error)) from None
+        if cached is not None and started is None:
             _timed("kept in the cache", lambda: _keep_if_possible(partial, copied, cached))
         os.sync()
         if target.exists():
@@ -515,8 +567,9 @@ def _build(recipe: Recipe, target: Path, context: Path, cache: Path | None, forc
         else:
             partial.rename(target)
     finally:
-        if partial.exists():
-            shutil.rmtree(partial, ignore_errors=True)
+        for leftover in (layers, partial):
+            if leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
     _say(f"built {target} ({_size(target) / 1e9:.1f} GB) in {time.monotonic() - start:.0f} s; "
          f"run it with: {HERE / 'apptainer.py'} run {target} --help")
 
