@@ -8,6 +8,7 @@ image: the image's runs are test_slurm.py's)."""
 import datetime
 import json
 import os
+import re
 import sys
 import time
 
@@ -84,7 +85,12 @@ def test_a_two_node_job_whose_worker_node_froze_is_requeued_and_finishes_on_heal
     assert ended - frozen < EXIT_BOUND_S, (ended - frozen, first)
     assert "Traceback" not in output, output
     assert "task 0: Exited with exit code 75" in output, output  # srun's line for the chief
-    assert f"exit code 75: requeueing job {job}" in output, output
+    # who requeues: the batch script on srun's 75, or Slurm itself when it cancels the job for the node's failure
+    # before the script gets there (a race between srun's return and slurmctld's node-failure handling, which a slow
+    # hour of this VM lost once); either way the job is requeued with no person acting
+    by_script = f"exit code 75: requeueing job {job}" in output
+    assert by_script or re.search(rf"JOB {job} ON node\d CANCELLED AT \S+ DUE TO NODE FAILURE", output), output
+    print("requeued by", "the batch script (exit code 75)" if by_script else "Slurm (the node's failure)")
     assert output.count("this process is the chief (task worker:0) of 2 workers, from Slurm") == 2, output
     assert info["status"] == "finished" and info["epochs_completed"] == EPOCHS, info
     history = sim_cluster.run("node3", f"cut -d, -f1 {root}/history.csv").stdout.split()[1:]

@@ -51,6 +51,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -292,14 +293,20 @@ def start_from_cached_root(cached: Path, target: Path) -> CachedStart | None:
         os.utime(cached)  # the most recently used: kept longest
         why_copied = _why_not_linked(cached, target)
         if why_copied is None:
-            _run(["cp", "-al", f"{cached}/.", str(target)], "linking the cached root", capture_output=True, text=True)
-            return CachedStart(key, linked=True)
-        needed, free = _size(cached), shutil.disk_usage(target.parent).free
-        if needed > free:
-            raise BuildError(f"copying the cached root {cached} ({why_copied}) needs {needed / 1e9:.1f} GB, "
-                             f"{free / 1e9:.1f} GB free in {target.parent}")
-        _run(["cp", "-a", "--reflink=auto", f"{cached}/.", str(target)], "copying the cached root",
-             capture_output=True, text=True)
+            try:
+                _run(["cp", "-al", f"{cached}/.", str(target)], "linking", capture_output=True, text=True)
+                return CachedStart(key, linked=True)
+            except BuildError as error:  # e.g. two mounts of one file system: EXDEV
+                why_copied = f"hard links refused: {str(error).splitlines()[0].rsplit(': ', 1)[-1]}"  # cp's reason
+                shutil.rmtree(target, ignore_errors=True)
+        try:
+            _run(["cp", "-a", "--reflink=auto", f"{cached}/.", str(target)], "copying the cached root",
+                 capture_output=True, text=True)
+        except BuildError as error:
+            if "No space left on device" not in str(error):
+                raise
+            raise BuildError(f"copying the cached root {cached} ({why_copied}): no space left in {target.parent} "
+                             f"(the root holds {_size(cached) / 1e9:.1f} GB)") from None
     return CachedStart(key, linked=False, why_copied=why_copied)
 
 
@@ -485,8 +492,13 @@ def run_test(root: Path) -> None:
 
 
 def remove_leftovers(target: Path) -> None:
-    """The partial roots earlier builds of `target` left (called with the build's lock held: none is running)."""
+    """The partial roots earlier builds of `target` left (called with the build's lock held: none is running):
+    `.ROOT.KIND-PID` (a partial root, its overlay's layers, a replaced or removed root) and an overlay probe's
+    `.ROOT.building-PID.probe`; another target's (`.image.gpu.building-1` beside `image`) is not one."""
+    leftover = re.compile(rf"\.{re.escape(target.name)}\.(building|layers|replaced|removing)-\d+(\.probe)?")
     for partial in target.parent.glob(f".{target.name}.*-*"):
+        if not leftover.fullmatch(partial.name):
+            continue
         if partial.is_dir() and not partial.is_symlink():
             _say(f"removing {partial} (left by an interrupted build)")
             for point in mounts_under(partial):  # a killed build's overlay
@@ -547,7 +559,8 @@ def _build(recipe: Recipe, target: Path, context: Path, cache: Path | None, forc
             _say(f"cached root ({started}): {time.monotonic() - start:.1f} s")
         else:
             _timed("debootstrap", lambda: bootstrap(recipe, partial, cache))
-        writing = copy_on_write(partial, layers, say=_say) if started and started.linked else contextlib.nullcontext(partial)
+        linked = started is not None and started.linked
+        writing = copy_on_write(partial, layers, say=_say) if linked else contextlib.nullcontext(partial)
         try:
             with writing as root:
                 _timed("%files", lambda: copied.extend(copy_files(recipe, root, context)))

@@ -10,7 +10,9 @@ whiteout, is removed). So the cache, and every image that shares its files, is o
 The overlay is mounted without redirect_dir, metacopy or index (a renamed lower folder is copied by the program that
 renames it, as on any file system refusing the rename with EXDEV; a changed mode copies the file up whole), so the
 upper folder holds only plain entries, whiteouts and opaque folders. Needs root and the kernel's overlay file system:
-`unavailable` says why not, and the build then copies the cached root instead.
+`unavailable` says why not, and the build then copies the cached root instead. Where it differs from a copy: a file
+with two names in the image (a hard link inside it) written in place under one name gets a copy of its own (the
+other name keeps the old bytes), and the root folder's own mode and times stay the kept root's.
 
 Example:
     with copy_on_write(Path("build/.image.building-1"), Path("build/.image.layers-1")) as merged:
@@ -58,7 +60,14 @@ def _mount(lower: Path, layers: Path) -> Path:
 
 
 def unmount(merged: Path) -> None:
-    """Unmounts `merged`; a busy one is detached (umount -l) and said as an OverlayError."""
+    """Unmounts `merged`; a busy one is detached (umount -l) and said as an OverlayError.
+
+    Args:
+        merged: the mount point.
+
+    Example:
+        unmount(Path("build/.image.layers-1/merged"))
+    """
     if subprocess.run(["umount", str(merged)], capture_output=True).returncode == 0:
         return
     detached = subprocess.run(["umount", "-l", str(merged)], capture_output=True, text=True)
@@ -67,8 +76,15 @@ def unmount(merged: Path) -> None:
 
 
 def mounts_under(folder: Path) -> list[Path]:
-    """The mount points at or below `folder` (a killed build's overlay), deepest first, from /proc/self/mounts."""
-    prefix = str(folder.absolute())
+    """The mount points at or below `folder` (a killed build's overlay), deepest first, from /proc/self/mounts.
+
+    Args:
+        folder: where to look; its links are resolved, as the mount table names real paths.
+
+    Example:
+        mounts_under(Path("build/.image.layers-1"))   # [PosixPath('/work/main/build/.image.layers-1/merged')]
+    """
+    prefix = str(folder.resolve())
     found = []
     with open("/proc/self/mounts") as mounts:
         for line in mounts:
@@ -80,7 +96,10 @@ def mounts_under(folder: Path) -> list[Path]:
 
 def unavailable(scratch: Path) -> str | None:
     """Why an overlay cannot be mounted here (not root, no overlay file system, a path it refuses), or None: a tiny
-    overlay is mounted and unmounted in `scratch` (a folder made and removed) to find out, in milliseconds.
+    overlay is mounted and unmounted in `scratch` to find out, in milliseconds.
+
+    Args:
+        scratch: a folder to make (and remove) where the build's layers would go.
 
     Example:
         unavailable(Path("build/.image.probe-1"))   # None on a Linux host as root
@@ -134,14 +153,20 @@ def fold(upper: Path, root: Path) -> int:
     """Applies an overlay's `upper` folder to the `root` it was mounted over, moving its entries (same file system).
 
     A whiteout removes the entry; an opaque folder, or any entry where `root` has another kind, replaces the entry
-    whole; a folder in both is folded into and gets the upper folder's mode, owner and times. Returns the entries
-    applied.
+    whole; a folder in both is folded into and gets the upper folder's owner, mode, extended attributes and times.
+
+    Args:
+        upper: the overlay's upper folder (unmounted).
+        root: the overlay's lower folder, changed here.
+
+    Returns:
+        the entries applied.
 
     Example:
         fold(Path("build/.image.layers-1/upper"), Path("build/.image.building-1"))   # 2731
     """
     applied = 0
-    for entry in os.scandir(upper):
+    for entry in list(os.scandir(upper)):  # listed before its entries are moved out
         source, target = Path(entry.path), root / entry.name
         info = entry.stat(follow_symlinks=False)
         applied += 1
@@ -152,6 +177,10 @@ def fold(upper: Path, root: Path) -> int:
             applied += fold(source, target)
             os.chown(target, info.st_uid, info.st_gid)
             os.chmod(target, stat.S_IMODE(info.st_mode))
+            for name in os.listxattr(source):  # an ACL or a label %post set: the overlay's own marks left
+                if not name.startswith(XATTR_PREFIX):
+                    with contextlib.suppress(OSError):  # one this file system refuses: as `cp -a` does
+                        os.setxattr(target, name, os.getxattr(source, name))
             os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
             continue
         _remove(target)
@@ -182,8 +211,11 @@ def copy_on_write(root: Path, layers: Path, say: Callable[[str], None] | None = 
     try:
         try:
             yield merged
-        finally:
-            unmount(merged)
+        except BaseException:
+            with contextlib.suppress(OverlayError):  # the step's own error is the one to say
+                unmount(merged)
+            raise
+        unmount(merged)
         start = time.monotonic()
         applied = fold(layers / "upper", root)
         if say is not None:
