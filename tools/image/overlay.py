@@ -37,7 +37,7 @@ XATTR_PREFIX = "trusted.overlay."  # the overlay's own marks (opaque, origin, ..
 
 
 class OverlayError(RuntimeError):
-    """The overlay could not be mounted, unmounted or folded (a BuildError for the build)."""
+    """The overlay could not be mounted or unmounted (a BuildError for the build)."""
 
 
 def _mount_options(lower: Path, upper: Path, work: Path) -> str:
@@ -163,7 +163,7 @@ def fold(upper: Path, root: Path) -> int:
         the entries applied.
 
     Example:
-        fold(Path("build/.image.layers-1/upper"), Path("build/.image.building-1"))   # 2731
+        fold(Path("build/.image.layers-1/upper"), Path("build/.image.building-1"))   # 28 (make image)
     """
     applied = 0
     for entry in list(os.scandir(upper)):  # listed before its entries are moved out
