@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 EXTRAS := test,bench,spark,edge,docs,research,mlflow
 # uv (pinned: Flower depends on it) installs the same pinned set as pip in a third of the time (issue 56: 50 s against
 # 2-3 min on a fresh machine), compiling the bytecode as pip does; where uv cannot install (an index that only pip's
-# own configuration names, say), pip does it.
+# own configuration names, say), pip does it. Each install builds pyspark's sdist again into a new revision of uv's
+# cache (1.9 GB, never reused: ~/.cache/uv grew by that at every fresh clone, 11 GB after three): `uv cache prune`
+# after it drops what nothing reaches any more (4.1 GB of those 11), so a machine's cache stays one build's size.
 PYTEST_ARGS ?=
 # The tests run in parallel processes (pytest-xdist), 3 on 2 cores: many wait on real processes (a training run, a
 # server, Slurm, Flower), yet the machine's CPU is busy throughout (issue 56: 4 workers took 13 % more CPU and longer),
@@ -25,7 +27,7 @@ $(STAMP): setup.cfg pyproject.toml install/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	( $(BIN)/python -m pip install --quiet --constraint install/constraints.txt uv && \
 	  $(BIN)/uv pip install --quiet --python $(BIN)/python --compile-bytecode --constraint install/constraints.txt \
-	    --editable '.[$(EXTRAS)]' ) || \
+	    --editable '.[$(EXTRAS)]' && { $(BIN)/uv cache prune --quiet || true; } ) || \
 	$(BIN)/python -m pip install --quiet --constraint install/constraints.txt --editable '.[$(EXTRAS)]'
 	touch $(STAMP)
 
