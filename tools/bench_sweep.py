@@ -579,7 +579,7 @@ def overhead_part(arguments):
                 else:
                     local.append(timed_sweep(workdir, trials, epochs, arguments.seed, 1, workers=2))
     parallel = statistics.median(wall for wall, _, _ in spark)
-    parallel_start = [statistics.median(starts[0] for _, starts, _ in spark)]
+    parallel_start = statistics.median(starts[0] for _, starts, _ in spark)
     parallel_rows = spark[0][2]
     local_wall = statistics.median(wall for wall, _, _ in local)
     local_start = statistics.median(starts[0] for _, starts, _ in local)
@@ -596,15 +596,15 @@ def overhead_part(arguments):
           "(target <= +10%)")
     print(f"  driver start-up (to the first trial):       {sequential_start[0]:6.2f} s, wall {sequential:.2f} s")
     print(f"parallel sweep (--parallelism 2: Spark starts 2 workers), median of {len(spark)}: {parallel:6.2f} s  "
-          f"({', '.join(f'{wall:.2f}' for wall, _, _ in spark)}; to the first trial {parallel_start[0]:.2f} s; "
+          f"({', '.join(f'{wall:.2f}' for wall, _, _ in spark)}; to the first trial {parallel_start:.2f} s; "
           f"same points as sequential: {same_points})")
     print(f"  speed-up, end to end:                       {sequential / parallel:6.2f}x")
     print(f"  speed-up, from the first trial's start:     "
-          f"{(sequential - sequential_start[0]) / (parallel - parallel_start[0]):6.2f}x")
+          f"{(sequential - sequential_start[0]) / (parallel - parallel_start):6.2f}x")
     print(f"local workers (--workers 2), median of {len(local)}:  {local_wall:6.2f} s  "
           f"({', '.join(f'{wall:.2f}' for wall, _, _ in local)}; to the first trial {local_start:.2f} s)")
     print(f"  Spark's launcher / local workers, wall:     {parallel / local_wall:6.2f}x "
-          f"(from the first trial's start: {(parallel - parallel_start[0]) / (local_wall - local_start):.2f}x)")
+          f"(from the first trial's start: {(parallel - parallel_start) / (local_wall - local_start):.2f}x)")
 
 
 def main():

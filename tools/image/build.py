@@ -61,7 +61,8 @@ from typing import Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from apptainer import CONTAINER_PATH  # noqa: E402  (tools/image is not a package)
-from overlay import OverlayError, copy_on_write, mounts_under, unavailable, unmount  # noqa: E402  (likewise)
+from overlay import (OverlayError, copy_on_write, mounts_under, remove_entry, unavailable,  # noqa: E402
+                     unmount)
 
 try:
     from recipe import Recipe, RecipeError, read_recipe  # noqa: E402  (tools/image is not a package)
@@ -334,11 +335,7 @@ def keep_root(root: Path, copied: list[Path], cached: Path) -> None:
             linked = os.stat(root).st_dev == os.stat(cached.parent).st_dev  # else another file system: a copy
             _run(["cp", "-al" if linked else "-a", str(root), str(partial)], "keeping the built root in the cache")
             for path in copied:
-                made = partial / path
-                if made.is_dir() and not made.is_symlink():
-                    shutil.rmtree(made)
-                elif made.exists() or made.is_symlink():
-                    made.unlink()
+                remove_entry(partial / path)
             os.sync()
             partial.rename(cached)
         os.utime(cached)  # the most recently used, whatever time the copy kept: kept longest

@@ -130,7 +130,12 @@ def _is_opaque(path: Path) -> bool:
     return False
 
 
-def _remove(path: Path) -> None:
+def remove_entry(path: Path) -> None:
+    """Removes `path` whatever it is (a folder with what it holds, a file, a link, nothing).
+
+    Example:
+        remove_entry(Path("build/.image.building-1/opt/experiments_manager"))
+    """
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
@@ -171,7 +176,7 @@ def fold(upper: Path, root: Path) -> int:
         info = entry.stat(follow_symlinks=False)
         applied += 1
         if _is_whiteout(info):
-            _remove(target)
+            remove_entry(target)
             continue
         if stat.S_ISDIR(info.st_mode) and not _is_opaque(source) and target.is_dir() and not target.is_symlink():
             applied += fold(source, target)
@@ -183,7 +188,7 @@ def fold(upper: Path, root: Path) -> int:
                         os.setxattr(target, name, os.getxattr(source, name))
             os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
             continue
-        _remove(target)
+        remove_entry(target)
         _drop_marks(source)
         os.rename(source, target)
     return applied
