@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import os
 import platform
 import socket
@@ -210,22 +211,31 @@ def user_modules(skip_names: tuple[str, ...] = ()) -> list[Path]:
     Args:
         skip_names: module-name prefixes to leave out (the settings and model modules, recorded by their copies).
     """
-    installed = tuple(sorted({os.path.realpath(sysconfig.get_paths()[key]) + os.sep
-                              for key in ("stdlib", "platstdlib", "purelib", "platlib")}))
-    package = str(ENGINE_FOLDER) + os.sep
     found = set()
     for name, module in list(sys.modules.items()):
         path = getattr(module, "__file__", None)
         if name == "__main__" or name.startswith(_GENERATED_MODULES) or (skip_names and name.startswith(skip_names)):
             continue  # a driver script (em.train in a script of the user's) is not what the run computes
-        if not path or not path.endswith(".py") or "site-packages" in path or "dist-packages" in path:
-            continue  # cheap string checks first: most of 4000 modules are installed packages
-        resolved = os.path.realpath(path)
-        if resolved.startswith(installed) or resolved.startswith(package) or "site-packages" in resolved:
-            continue
-        if os.path.isfile(resolved):  # not code generated at run time and removed since
-            found.add(Path(resolved))
+        if path and is_user_module_file(path) and os.path.isfile(os.path.realpath(path)):  # (not generated and gone)
+            found.add(Path(os.path.realpath(path)))
     return sorted(found)
+
+
+def is_user_module_file(path: str) -> bool:
+    """Whether a module's source file `path` is the user's own: a `.py` file outside the Python installation, any
+    site-packages folder and this package."""
+    if not path.endswith(".py") or "site-packages" in path or "dist-packages" in path:
+        return False  # cheap string checks first: most of 4000 modules are installed packages
+    resolved = os.path.realpath(path)
+    return not (resolved.startswith(_installed_folders()) or resolved.startswith(str(ENGINE_FOLDER) + os.sep)
+                or "site-packages" in resolved)
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_folders() -> tuple[str, ...]:
+    """The Python installation's library folders (each ending with a separator)."""
+    return tuple(sorted({os.path.realpath(sysconfig.get_paths()[key]) + os.sep
+                         for key in ("stdlib", "platstdlib", "purelib", "platlib")}))
 
 
 def code_identity(files: Iterable[PathLike], root: PathLike) -> dict[str, Optional[str]]:

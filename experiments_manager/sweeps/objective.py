@@ -1,16 +1,14 @@
-"""One trial: run as an experiment in its own process (`run_trial`), scored from its run.json; what a sweep's workers
-(`worker.py`) train each trial with."""
+"""One trial: run as an experiment in the worker's warm trial host (`run_trial`), scored from its run.json; what a
+sweep's workers (`worker.py`) train each trial with."""
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, cast
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.utils.errors import ERROR_PREFIX, EXIT_TEMPFAIL, UserInputError
 from experiments_manager.utils.lease import LEASE_NAME, LeaseHeld
@@ -25,7 +23,8 @@ from experiments_manager.run.log import attempt_header
 from experiments_manager.utils.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
 from experiments_manager.sweeps.journal import TrialRecord
 from experiments_manager.utils.signals import process_alive
-from experiments_manager.sweeps.trial_process import trial_command
+from experiments_manager.sweeps.trial_host import TrialHost
+from experiments_manager.sweeps.trial_training import TrialRequest
 from experiments_manager.tracking.session import send_recorded_end
 
 _LOG = logging.getLogger(__name__)
@@ -39,24 +38,22 @@ STOP_SIGNALS = RUN_STOP_SIGNALS + (signal.SIGHUP,)  # and a closed terminal
 TrialResult = dict[str, Any]  # hyperopt's result dict of a trial: status, loss, trial_status, experiment, reason...
 
 
-def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams: dict[str, Any],
-              on_start: Optional[Callable[[subprocess.Popen[bytes]], None]] = None,
+def run_trial(record: TrialRecord, settings_path: str, hparams: dict[str, Any], host: TrialHost,
               stop: Optional[threading.Event] = None, watch: Optional[LeaseWatch] = None,
               epochs: Optional[int] = None) -> TrialResult:
-    """Trains one trial in its own process (`trial_process`): a new experiment from `settings_path` with
-    `hparams`, or the record's experiment continued from its checkpoint; returns hyperopt's result dict and
-    writes how it ended into the record.
+    """Trains one trial in the worker's warm host (`trial_host`): a new experiment from `settings_path` with
+    `hparams`, or the record's experiment continued from its checkpoint; returns hyperopt's result dict and writes
+    how it ended into the record.
 
     Args:
         record: the trial's `TrialRecord` (claimed by this process).
         settings_path: the settings file a new experiment trains from.
-        working_dir: the current directory of the trial process (relative paths in the settings).
         hparams: the trial's hparam overrides (fixed and sampled).
-        on_start: function(Popen), called once the process runs (a worker's stop handler signals it); default None.
+        host: the worker's `TrialHost` (started here if it is not running).
         stop: set when the worker is stopping: a trial still waiting for its previous writer does not start
             (default None).
         watch: the worker's `LeaseWatch` (default: a new one): what it has seen of the trial's previous writer
-            on another node, handed down to the trial process, so that a gone writer is watched once.
+            on another node, handed down to the host for this trial, so that a gone writer is watched once.
         epochs: train to this many epochs in all (a scheduler's rung: a new experiment trains them, a paused one
             is extended to them from its checkpoint); default None: the settings' `nbEpoch`.
 
@@ -70,33 +67,27 @@ def run_trial(record: TrialRecord, settings_path: str, working_dir: str, hparams
         return {"status": "fail", "trial_status": Status.INTERRUPTED.value, "signum": signal.SIGTERM,
                 "experiment": info.get("experiment"), "reason": "the worker stopped before it started"}
     resume = _resumable(info)
-    if resume:
-        command = trial_command(record.path, os.getpid(), resume=resume, epochs=epochs)
-    else:
-        command = trial_command(record.path, os.getpid(), settings_path, hparams, epochs=epochs)
+    request = TrialRequest(record=str(record.path), log=str(record.log_path), epochs=epochs,
+                           environment=_handed_down(watch, info.get("experiment")),
+                           **({"resume": resume} if resume else {"settings": settings_path, "hparams": hparams}))
     started = time.monotonic()
     with open(record.log_path, "a") as log:
         worker = info.get("worker") or {}
         log.write(attempt_header(("continuing " + resume if resume else "a new experiment")
                                  + (f" to {epochs} epochs" if epochs is not None else "")
                                  + (f" (worker pid {worker.get('pid')} on {worker.get('host')})" if worker else "")))
-        log.flush()
-        log_start = log.tell()
-        process = subprocess.Popen(command, cwd=working_dir, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True,  # signals come from the sweep
-                                   env=_handed_down(watch, info.get("experiment")))
-        if on_start is not None:
-            on_start(process)
-        record.update(status=Status.RUNNING.value, pid=process.pid, started=now(), log=str(record.log_path),
-                      resumed=bool(resume))
-        code = process.wait()
+    log_start = record.log_path.stat().st_size
+    process = host.start()
+    record.update(status=Status.RUNNING.value, pid=process.pid, started=now(), log=str(record.log_path),
+                  resumed=bool(resume))
+    code = host.run(request)
     result = _result_of(record.read(), code, record.log_path, log_start)
     if result["trial_status"] == Status.FAILED:
         _end_if_running(result.get("experiment"), result["reason"])
-    earlier = (info.get("seconds") or 0.0) if epochs is not None else 0.0  # a scheduler's trial: its rungs before
-    result.update(seconds=round(earlier + time.monotonic() - started, 3), log=str(record.log_path))
+    result.update(seconds=round((info.get("seconds") or 0.0) + time.monotonic() - started, 3),  # every attempt's
+                  log=str(record.log_path))
     record.update(status=result["trial_status"], ended=now(), exit_code=code, reason=result.get("reason"),
-                  best_value=result.get("best_value"), best_epoch=result.get("best_epoch"),
+                  best_value=result.get("best_value"), best_epoch=result.get("best_epoch"), pid=None,
                   seconds=result["seconds"], loss=result.get("loss"), epochs_trained=result.get("epochs_trained"))
     return result
 
@@ -187,11 +178,10 @@ def _wait_for_writer_gone(pid: Optional[int], experiment: Optional[str], stop: O
         time.sleep(0.2)
 
 
-def _handed_down(watch: LeaseWatch, experiment: Optional[str]) -> Optional[dict[str, str]]:
-    """The trial process' environment: this one's, with what `watch` saw of the experiment's gone writer."""
+def _handed_down(watch: LeaseWatch, experiment: Optional[str]) -> dict[str, str]:
+    """What `watch` saw of the experiment's gone writer, as environment variables for the trial (in its host)."""
     holder = read_holder(Path(experiment) / LEASE_NAME) if experiment else None
-    handed = watch.handed_down(holder) if holder is not None else {}
-    return {**os.environ, **handed} if handed else None
+    return watch.handed_down(holder) if holder is not None else {}
 
 
 def _run_info(experiment: Optional[str]) -> RunRecord:

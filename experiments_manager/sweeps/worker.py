@@ -25,6 +25,7 @@ from experiments_manager.sweeps.objective import run_trial
 from experiments_manager.sweeps.progress import SweepProgress
 from experiments_manager.sweeps.results import summary_lines, trial_line
 from experiments_manager.sweeps.steps import Assignment, NothingLeft
+from experiments_manager.sweeps.trial_host import TrialHost
 from experiments_manager.sweeps.store import SweepStore, exit_code, worker_identity
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.lease import LeaseLost
@@ -69,7 +70,8 @@ class SweepWorkers:
         self.workers = workers
         self.stop_signum: Optional[int] = None
         self._stopping = SignalSafeEvent()  # set by a signal handler
-        self._processes: dict[Optional[int], subprocess.Popen[bytes]] = {}  # worker index -> its running trial process
+        self._processes: dict[Optional[int], subprocess.Popen[bytes]] = {}  # worker index -> its trial host's process
+        self._hosts: dict[Optional[int], TrialHost] = {}  # worker index -> its warm trial host
         self._printing = threading.Lock()
         self._failure: Optional[BaseException] = None
         self._trained = 0
@@ -88,10 +90,13 @@ class SweepWorkers:
             self._bar = bar
             try:
                 if self.workers == 1:
+                    self._host(None).start()  # TensorFlow imports there while this worker asks for a trial
                     self._loop(None)
                 else:
                     threads = [threading.Thread(target=self._guarded_loop, args=(index,), name=f"sweep worker {index}")
                                for index in range(1, self.workers + 1)]
+                    for index in range(1, self.workers + 1):
+                        self._host(index).start()
                     for thread in threads:
                         thread.start()
                     while any(thread.is_alive() for thread in threads):
@@ -104,6 +109,8 @@ class SweepWorkers:
                     error, sweep.root, f"experiments-manager sweep --resume {sweep.root}",
                     lambda line: sweep.record.stopped_by_environment(line))
                 raise
+            finally:
+                self._close_hosts()
         return self.finish()
 
     def _guarded_loop(self, index: int) -> None:
@@ -155,10 +162,9 @@ class SweepWorkers:
                         f"{self.store.schedule.eta} there): it continues from its checkpoint to {step.promoted_to} "
                         f"epochs{self._suffix(index)}")
         try:
-            result = run_trial(step.record, self.settings_path, self.working_dir,
-                               {**self.fixed_hparams, **step.entry.hparams},
-                               on_start=lambda process: self._started(index, process), stop=self._stopping,
-                               watch=self.store.watch, epochs=step.entry.epochs_target)
+            result = run_trial(step.record, self.settings_path, {**self.fixed_hparams, **step.entry.hparams},
+                               self._host(index), stop=self._stopping, watch=self.store.watch,
+                               epochs=step.entry.epochs_target)
         except LeaseLost as lost:  # this worker stalled and another took the trial over: it is theirs now
             self.store.give_back(step)  # (stops the claim's heartbeat; the lease file is the new holder's)
             self._print(f"trial {number}/{total} lost: {lost}{self._suffix(index)}")
@@ -167,8 +173,6 @@ class SweepWorkers:
         except BaseException:
             self.store.give_back(step)
             raise
-        finally:
-            self._processes.pop(index, None)
         if result["trial_status"] == Status.INTERRUPTED:
             self.store.give_back(step)
             if self._stopping.is_set():
@@ -186,6 +190,18 @@ class SweepWorkers:
                     + self._suffix(index), best=best,
                     advance=0 if step.entry.promotions else 1)  # (a promoted trial counted at its first rung)
         return True
+
+    def _host(self, index: Optional[int]) -> TrialHost:
+        """This worker loop's warm trial host (`trial_host.py`), started on first use."""
+        if index not in self._hosts:
+            self._hosts[index] = TrialHost(self.working_dir, on_start=lambda process: self._started(index, process))
+        return self._hosts[index]
+
+    def _close_hosts(self) -> None:
+        for host in self._hosts.values():
+            host.close()
+        self._hosts.clear()
+        self._processes.clear()
 
     def _started(self, index: Optional[int], process: subprocess.Popen[bytes]) -> None:
         self._processes[index] = process

@@ -227,7 +227,7 @@ def test_a_trial_the_machine_fails_is_tried_again_later_not_in_a_loop_nor_record
     requeued), instead of taking it back at once for ever; the trial is `interrupted`, not `failed`."""
     settings = settings_variant(workdir, "full_disk.py", [
         "import errno, sys",
-        "if sys.argv[0].endswith('trial_process.py'):  # the trials only, not the sweep's own load",
+        "if sys.argv[0].endswith('trial_host.py'):  # the trials only, not the sweep's own load",
         "    raise OSError(errno.ENOSPC, 'No space left on device', 'experiments/data.npy')",
     ])
     result = run_cli("sweep", "-u", str(settings), "--max-evals", "2", "--seed", "1", *QUICK, timeout=300)

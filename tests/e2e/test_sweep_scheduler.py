@@ -84,7 +84,8 @@ def test_two_workers_pause_and_promote_trials_from_their_checkpoints_and_one_kil
         assert trained == int(row["rung"]) and (trained > 1) == (number in reached), (number, row, every)
         assert set(values[number]) == {str(epochs) for epochs in (1, 2, 4) if epochs <= trained}
         extended = [attempt["extended_from"] for attempt in run["attempts"] if attempt.get("extended_from")]
-        assert extended == sorted(set(extended)) and all(epochs < trained for epochs in extended), run["attempts"]
+        # (an attempt stopped as it began, the killed worker's, and the one that took it over both extend from its rung)
+        assert extended == sorted(extended) and all(epochs < trained for epochs in extended), run["attempts"]
         assert run["status"] == "finished"
     assert spec["device_hours"] > 0 and spec["device_hours_full"] > spec["device_hours"]
     assert "device-hours:" in outputs[1 - killed]

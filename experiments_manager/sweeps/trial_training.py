@@ -1,0 +1,150 @@
+"""One sweep trial trained in this process (a warm trial host's, `trial_host.py`): a new experiment from the settings
+and the trial's hparams, or the trial's experiment continued from its checkpoint to its rung, as `experiments-manager
+train` and `train --resume` train them; the trial's record learns the experiment's folder.
+
+Example:
+
+```python
+code = train_trial(TrialRequest(record="sweep/trials/trial-0001.json", log="sweep/trials/trial-0001.log",
+                                settings="settings.py", hparams={"learningRate": 0.01}))
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ContextManager, Optional
+
+from experiments_manager.utils.errors import EXIT_TEMPFAIL, EXIT_USER_ERROR, UserInputError, print_problems
+
+if TYPE_CHECKING:
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.utils.atomic import PathLike
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialRequest:
+    """One trial for a host: a new experiment from `settings` with `hparams`, or `resume` continued.
+
+    Args:
+        record: the trial's record (`trials/trial-NNNN.json`): the host notes the experiment's folder in it.
+        log: the trial's output log; the host appends to it.
+        settings: the settings file a new experiment trains from (None with `resume`).
+        hparams: the new experiment's hparam overrides (default none).
+        resume: the experiment to continue instead (default None).
+        epochs: train to this many epochs in all (a scheduler's rung) instead of the settings' `nbEpoch` (default
+            None).
+        environment: variables set for this trial only (what the worker saw of the experiment's previous writer,
+            `LeaseWatch.handed_down`; default none).
+    """
+
+    record: str
+    log: str
+    settings: Optional[str] = None
+    hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
+    resume: Optional[str] = None
+    epochs: Optional[int] = None
+    environment: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def to_line(self) -> str:
+        return json.dumps(dataclasses.asdict(self)) + "\n"
+
+    @classmethod
+    def from_line(cls, line: str) -> "TrialRequest":
+        return cls(**json.loads(line))
+
+
+def train_trial(request: TrialRequest) -> int:
+    """Trains one trial in this process: a new experiment, or the record's experiment continued; notes the
+    experiment's folder in the trial's record. Returns the exit code `experiments-manager train` would have."""
+    from experiments_manager import training
+    from experiments_manager.sweeps.journal import TrialRecord
+    from experiments_manager.utils.environment_failures import environment_failure_line
+
+    record = TrialRecord(request.record)
+    sweep_root = record.path.parent.parent
+
+    def noted(experiment: Experiment) -> ContextManager[None]:  # `alongside`: once the experiment folder exists
+        return _noted(record, experiment, sweep_root=sweep_root)
+
+    try:
+        if request.resume:
+            if _reached(request.resume, request.epochs):
+                return 0
+            # the sweep compared its code with what its trials ran before it resumed (sweeps/code_check.py)
+            outcome = training.resume(request.resume, alongside=noted, accept_code_change=True, epochs=request.epochs,
+                                      command=resume_command(request.resume, request.epochs))
+        else:
+            settings: Any = request.settings
+            hparams: Optional[dict[str, Any]] = request.hparams
+            if request.epochs is not None:
+                from experiments_manager.settings import load_settings
+
+                settings = load_settings(str(request.settings), request.hparams)
+                settings.train_for(request.epochs)
+                hparams = None  # applied
+            outcome = training.train(settings, hparams, alongside=noted, working_folder=sweep_root,
+                                     mlflow=_sweep_tracking_uri(sweep_root),
+                                     command=equivalent_train_command(str(request.settings), request.hparams))
+    except UserInputError as error:
+        print_problems(error.problems)
+        record.update(reason="; ".join(error.problems))
+        return getattr(error, "exit_code", EXIT_USER_ERROR)  # 75: another writer holds the experiment (retried)
+    except OSError as error:  # the machine failed (a full disk, a quota, ...): the trial is tried again later
+        line = environment_failure_line(error)
+        if line is None:
+            raise
+        print_problems(line)
+        return EXIT_TEMPFAIL
+    return outcome.exit_code
+
+
+def _reached(experiment_dir: str, epochs: Optional[int]) -> bool:
+    """True when a scheduler's trial already trained its `epochs` (its process was stopped after its last
+    checkpoint, before it recorded its end): its end is recorded now, nothing is trained again."""
+    from experiments_manager.run.endings import finished
+    from experiments_manager.run.experiment import Experiment, running_command
+    from experiments_manager.run.lifecycle import attempt, record_ending
+    from experiments_manager.run.record import Status
+
+    if epochs is None:
+        return False
+    experiment = Experiment.open(experiment_dir)
+    info = experiment.run_info()
+    if int(info.get("epochs_completed") or 0) < epochs:
+        return False
+    if info.get("status") != Status.FINISHED:
+        with attempt(experiment, running_command(), console=False, records_ending=False):  # the one writer
+            record_ending(experiment, finished())
+    return True
+
+
+def _sweep_tracking_uri(sweep_root: Path) -> Optional[str]:
+    """The MLflow server the sweep logs to (`sweep --mlflow`, in sweep.json), or None: the settings say."""
+    from experiments_manager.sweeps.folder import SweepFolder
+
+    return SweepFolder(sweep_root).spec().get("mlflow_tracking_uri")
+
+
+def _noted(record: Any, experiment: Experiment, sweep_root: Path) -> ContextManager[None]:
+    """The sweep learns where the trial trains; the experiment, which sweep it belongs to."""
+    record.update(experiment=str(experiment.root.resolve()))
+    experiment.record.sweep(str(sweep_root.resolve()))
+    return contextlib.nullcontext()
+
+
+def equivalent_train_command(settings_path: PathLike, hparams: dict[str, Any]) -> list[str]:
+    """The `experiments-manager train` line that reproduces a trial on its own (recorded in run.json)."""
+    command = ["experiments-manager", "train", "-u", str(settings_path)]
+    for name, value in hparams.items():
+        command += ["--hparam", f"{name}={value!r}"]
+    return command
+
+
+def resume_command(experiment: PathLike, epochs: Optional[int]) -> list[str]:
+    """The `experiments-manager train --resume` line of a continued trial (recorded in its attempt)."""
+    return ["experiments-manager", "train", "--resume", str(experiment)] + (
+        ["--epochs", str(epochs)] if epochs is not None else [])
