@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 _LOG = logging.getLogger(__name__)
 MAX_SIDE_COLUMNS = 64  # small outputs are shown beside inputs and labels this small
+CALL_BYTES = 64 << 20  # the projector's sample goes through the model in calls of up to this many bytes of inputs
 
 
 class ProjectorLogger(keras.callbacks.Callback):
@@ -77,23 +78,74 @@ class ProjectorLogger(keras.callbacks.Callback):
             _LOG.warning("TensorBoard projector not written (%s: %s)", type(error).__name__, error)
 
     def _sample(self) -> Optional[tuple[Optional[Rows], Rows, Optional[Rows]]]:
-        """(inputs, outputs, labels) as float rows; inputs and labels are None where not numeric or too wide."""
+        """(inputs, outputs, labels) as float rows; inputs and labels are None where not numeric or too wide. The
+        model is called once per `CALL_BYTES` of inputs (its eager call costs per call: Python runs every layer),
+        not once per batch."""
+        import tensorflow as tf
+
         inputs, outputs, labels, count = [], [], [], 0
+        pending: list[Any] = []
+
+        def call_pending() -> bool:
+            for together in _joined(pending):
+                outputs.append(_per_sample(self.model(together, training=False)))
+                if outputs[-1] is None:
+                    return False
+            pending.clear()
+            return True
+
+        pending_bytes = 0
         for x, y in self.dataset:
-            outputs.append(_per_sample(self.model(x, training=False)))
-            if outputs[-1] is None:
-                return None
+            pending.append(x)
+            pending_bytes += sum(_bytes_of(part) for part in tf.nest.flatten(x))
             inputs.append(_per_sample(x, MAX_SIDE_COLUMNS))
             labels.append(_per_sample(y, MAX_SIDE_COLUMNS))
-            count += outputs[-1].shape[0]
+            count += _samples_in(x)
+            if count >= self.max_samples or pending_bytes >= CALL_BYTES:
+                if not call_pending():
+                    return None
+                pending_bytes = 0
             if count >= self.max_samples:
                 break
+        if pending and not call_pending():
+            return None
         if not outputs:
             return None
         return cast("tuple[Optional[Rows], Rows, Optional[Rows]]",  # outputs: never None here (returned above)
                     tuple(None if any(batch is None for batch in part)
                           else np.concatenate(cast("list[Rows]", part))[: self.max_samples]
                           for part in (inputs, outputs, labels)))
+
+
+def _samples_in(batch: Any) -> int:
+    """The samples of a batch of model inputs (its first tensor's rows: dense, ragged or sparse)."""
+    import tensorflow as tf
+
+    first = tf.nest.flatten(batch)[0]
+    try:
+        return int(first.dense_shape[0]) if isinstance(first, tf.SparseTensor) else int(tf.shape(first)[0])
+    except (TypeError, ValueError, IndexError):
+        return 1
+
+
+def _bytes_of(tensor: Any) -> int:
+    """A dense tensor's bytes; 0 for what has no fixed shape (ragged, sparse, text)."""
+    try:
+        return int(np.prod(tensor.shape)) * int(tensor.dtype.size)
+    except (TypeError, ValueError, AttributeError):
+        return 0
+
+
+def _joined(batches: list[Any]) -> list[Any]:
+    """`batches` of model inputs as one batch (each tensor concatenated along the samples), when they are dense
+    tensors of the same shape but the first; else as they are."""
+    import tensorflow as tf
+
+    flat = [tf.nest.flatten(batch) for batch in batches]
+    if len(batches) < 2 or not all(isinstance(part, (tf.Tensor, np.ndarray)) for parts in flat for part in parts) or any(
+            [tuple(part.shape[1:]) for part in parts] != [tuple(part.shape[1:]) for part in flat[0]] for parts in flat):
+        return batches
+    return [tf.nest.pack_sequence_as(batches[0], [tf.concat(parts, axis=0) for parts in zip(*flat)])]
 
 
 def _per_sample(structure: Any, max_columns: Optional[int] = None) -> Optional[Rows]:

@@ -29,7 +29,7 @@ from experiments_manager.export.lean_save import lean_save
 from experiments_manager.run.served_layout import (DAMAGED, DISCARDED, ModelSource, in_progress_folder_name,
                                                models_config_text, present_versions, set_aside_folder_name,
                                                set_aside_version)
-from experiments_manager.export.served_module import served_module
+from experiments_manager.export.served_module import served_module, version_signatures
 from experiments_manager.utils.atomic import (folder_replaced_atomically, remove_leftovers, remove_tree_atomically,
                                               write_text_atomically)
 from experiments_manager.utils.checksums import set_aside, verify_manifest, write_manifest
@@ -95,6 +95,10 @@ class Exporter:
         model: the Keras model being trained.
         in_background: write the versions after the first in a background thread (default False: `export`
             returns once the version is on disk). `wait`, `finish` and `close` wait for it.
+        module: the model's served module, already made (default None: made at the first export).
+        template: the `SavedModelTemplate` of a save of `module` made before training (the new run's check,
+            `dry_build.checked_training_model`; default None): then every version, the first too, is written from
+            it (in the background with `in_background`), and no version is a full save.
 
     Example:
 
@@ -105,14 +109,15 @@ class Exporter:
     ```
     """
 
-    def __init__(self, experiment: "Experiment", settings: "Settings", model: Any, in_background: bool = False) -> None:
+    def __init__(self, experiment: "Experiment", settings: "Settings", model: Any, in_background: bool = False,
+                 module: Any = None, template: Optional[SavedModelTemplate] = None) -> None:
         self.experiment = experiment
         self.settings = settings
         self.model = model
         self.base = Path(experiment.export_dir)
-        self._module: Any = None
+        self._module: Any = module
         # None: none yet (the next version is a full save); False: every version is one
-        self._template: Union[SavedModelTemplate, Literal[False], None] = None
+        self._template: Union[SavedModelTemplate, Literal[False], None] = template
         self._worker: Optional[ExportWorker] = ExportWorker() if in_background else None
         self._leave_out_optimizer = True  # until a served module cannot be saved without it
         # the newest version asked for and the epochs completed then: a checkpoint's state, see export_missing
@@ -156,6 +161,10 @@ class Exporter:
                 records[str(version)] = record
         return {"exported_versions": present, "last_exported_version": self.last_version(),
                 "version_records": dict(sorted(records.items(), key=lambda item: int(item[0])))}
+
+    def served_parts(self) -> tuple[Any, Optional[SavedModelTemplate]]:
+        """(the served module, the template of the versions), each None when not made (yet, or ever: full saves)."""
+        return self._module, self._template or None
 
     def _served_module(self) -> Any:
         if self._module is None:
@@ -307,7 +316,7 @@ class Exporter:
             _LOG.info("Exports hold the optimizer too: the served module cannot be saved without it (%s)", without)
 
     def _signature_names(self) -> tuple[str, str]:
-        return ("serving_default", self.settings.model_name)
+        return version_signatures(self.settings)
 
     def _write(self, version: int, write_into: Callable[[Path], object], record: "VersionRecord") -> None:
         """Writes version `version` with `write_into(folder)` and its `record`, atomically; checks it; applies the

@@ -98,6 +98,11 @@ def served_module(settings: "Settings", model: Any) -> Any:
     return module
 
 
+def version_signatures(settings: "Settings") -> tuple[str, str]:
+    """The signature names of a version, each the served function: `serving_default` and the settings' model name."""
+    return ("serving_default", settings.model_name)
+
+
 RANDOM_STATE_ATTRIBUTE = "keras_random_state"  # the served module's list of the model's seed-generator states
 
 

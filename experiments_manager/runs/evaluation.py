@@ -253,7 +253,7 @@ def input_pipeline(settings: Settings, folder: object, training: bool = False,
     from experiments_manager.training.inputs import steps_per_epoch
     from experiments_manager.keras2.pipelines import as_pipeline
     from experiments_manager.settings.data_folders import DataFolder
-    from experiments_manager.training.dry_build import user_code_error
+    from experiments_manager.training.problem_lines import user_code_error
 
     whole = not training and not reader  # evaluate: every test sample once
     searched = folder if isinstance(folder, DataFolder) else DataFolder("raw_data_files_folder", folder, folder)

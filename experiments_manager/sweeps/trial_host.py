@@ -44,7 +44,7 @@ import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
-from experiments_manager.sweeps.trial_training import TrialRequest, train_trial
+from experiments_manager.sweeps.trial_training import TrialRequest, TrialTrained, train_trial
 from experiments_manager.utils.errors import EXIT_USER_ERROR, print_problems
 
 if TYPE_CHECKING:
@@ -183,18 +183,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _serve(answers: IO[str]) -> int:
     """Trains the requests on stdin one after the other, each answered on `answers`, until the input ends or a
-    trial leaves the host unfit for the next one."""
+    trial leaves the host unfit for the next one. A trial paused at a rung leaves its model here until the next
+    request: its next rung, if that comes next, continues with it (`train_trial(warm=...)`)."""
     first_rss: Optional[int] = None
+    kept: Optional[TrialTrained] = None  # the last trial's model, while it may be promoted here
     for served, line in enumerate(sys.stdin, start=1):
-        modules = set(sys.modules)
-        code, clean = _run_logged(TrialRequest.from_line(line))
-        _forget_trial(modules)
+        request = TrialRequest.from_line(line)
+        continued = kept if kept is not None and kept.experiment == _resolved(request.resume) else None
+        if kept is not None and continued is None:  # another trial: the kept model goes
+            _clear_session()
+        kept, modules = None, set(sys.modules)
+        trained, clean = _run_logged(request, continued)
+        continued = None
+        kept = trained if clean and trained.built is not None and trained.exit_code == 0 else None
+        _forget_trial(modules, keep_model=kept is not None)
         rss = _resident_bytes()
         first_rss = first_rss if first_rss is not None else rss
-        reusable = clean and code in _REUSABLE_EXIT_CODES and served < MAX_TRIALS_PER_HOST and (
+        reusable = clean and trained.exit_code in _REUSABLE_EXIT_CODES and served < MAX_TRIALS_PER_HOST and (
             rss - first_rss <= MAX_RSS_GROWTH_BYTES)
         try:
-            answers.write(json.dumps({"exit_code": code, "reusable": reusable}) + "\n")
+            answers.write(json.dumps({"exit_code": trained.exit_code, "reusable": reusable}) + "\n")
             answers.flush()
         except BrokenPipeError:  # the worker is gone: its trial was checkpointed (the orphan's stop)
             return 0
@@ -203,19 +211,23 @@ def _serve(answers: IO[str]) -> int:
     return 0
 
 
-def _run_logged(request: TrialRequest) -> tuple[int, bool]:
-    """(the trial's exit code, whether the host is as clean as before it), its output in its log."""
+def _resolved(path: Optional[str]) -> Optional[str]:
+    return str(Path(path).resolve()) if path else None
+
+
+def _run_logged(request: TrialRequest, continued: Optional[TrialTrained]) -> tuple[TrialTrained, bool]:
+    """(how the trial ended, whether the host is as clean as before it), its output in its log."""
     with _output_to(request.log), _environment(request.environment):
         try:
-            return train_trial(request), True
+            return train_trial(request, warm=continued.built if continued is not None else None), True
         except KeyboardInterrupt:  # a stop signal outside training (SIGINT): as a process would end on it
             print_problems("stopped by SIGINT")
-            return 130, False
+            return TrialTrained(130), False
         except BaseException:  # the trial's own crash: its record says failed, with this in its log
             import traceback
 
             traceback.print_exc()
-            return 1, False
+            return TrialTrained(1), False
 
 
 @contextlib.contextmanager
@@ -258,22 +270,31 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _forget_trial(modules_before: set[str]) -> None:
-    """What one trial leaves behind, let go: Keras' session (its graphs, names, seeds) and the modules the trial
-    imported from the user's files (the settings, the model file, their helpers), so that the next trial imports
-    them afresh; installed packages it imported stay loaded (they are what a warm host saves)."""
-    import keras
-
+def _forget_trial(modules_before: set[str], keep_model: bool) -> None:
+    """What one trial leaves behind, let go: the modules it imported from the user's files (the settings, the model
+    file, their helpers), so that the next trial imports them afresh, and unless `keep_model`, Keras' session (its
+    graphs, names, seeds: a kept model still uses them); installed packages it imported stay loaded (they are what a
+    warm host saves)."""
     from experiments_manager.run.attempts import is_user_module_file
     from experiments_manager.settings.loader import MODEL_MODULE_PREFIX, SETTINGS_MODULE_PREFIX
 
-    keras.backend.clear_session()
     for name in set(sys.modules) - modules_before:
         module = sys.modules.get(name)
         path = getattr(module, "__file__", None)
         if (module is None or name.startswith((SETTINGS_MODULE_PREFIX, MODEL_MODULE_PREFIX))
                 or (path and is_user_module_file(path))):
             sys.modules.pop(name, None)
+    if keep_model:
+        gc.collect()
+    else:
+        _clear_session()
+
+
+def _clear_session() -> None:
+    """Keras' session cleared (the models it built let go, its names numbered afresh), then the garbage collected."""
+    import keras
+
+    keras.backend.clear_session()
     gc.collect()
 
 

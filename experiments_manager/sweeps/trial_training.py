@@ -22,6 +22,7 @@ from experiments_manager.utils.errors import EXIT_TEMPFAIL, EXIT_USER_ERROR, Use
 
 if TYPE_CHECKING:
     from experiments_manager.run.experiment import Experiment
+    from experiments_manager.training.built_model import BuiltModel
     from experiments_manager.utils.atomic import PathLike
 
 
@@ -57,9 +58,31 @@ class TrialRequest:
         return cls(**json.loads(line))
 
 
-def train_trial(request: TrialRequest) -> int:
+@dataclasses.dataclass
+class TrialTrained:
+    """How a trial trained in this process ended.
+
+    Attributes:
+        exit_code: what `experiments-manager train` would have exited with.
+        experiment: the trial's experiment folder (resolved), once it exists, else None.
+        built: the model as the trial left it at its rung (`TrainingOutcome.built`), for its next rung in this
+            process (`train_trial(warm=...)`), or None.
+    """
+
+    exit_code: int
+    experiment: Optional[str] = None
+    built: Optional[BuiltModel] = None
+
+
+def train_trial(request: TrialRequest, warm: Optional[BuiltModel] = None) -> TrialTrained:
     """Trains one trial in this process: a new experiment, or the record's experiment continued; notes the
-    experiment's folder in the trial's record. Returns the exit code `experiments-manager train` would have."""
+    experiment's folder in the trial's record.
+
+    Args:
+        request: the `TrialRequest`.
+        warm: the model this process trained the requested experiment with at its last rung (default None): its
+            next rung continues with it (its checkpoint restored into it) instead of building a new one.
+    """
     from experiments_manager import training
     from experiments_manager.sweeps.journal import TrialRecord
     from experiments_manager.utils.environment_failures import environment_failure_line
@@ -73,10 +96,10 @@ def train_trial(request: TrialRequest) -> int:
     try:
         if request.resume:
             if _reached(request.resume, request.epochs):
-                return 0
+                return TrialTrained(0)
             # the sweep compared its code with what its trials ran before it resumed (sweeps/code_check.py)
             outcome = training.resume(request.resume, alongside=noted, accept_code_change=True, epochs=request.epochs,
-                                      command=resume_command(request.resume, request.epochs))
+                                      command=resume_command(request.resume, request.epochs), warm=warm)
         else:
             settings: Any = request.settings
             hparams: Optional[dict[str, Any]] = request.hparams
@@ -92,14 +115,15 @@ def train_trial(request: TrialRequest) -> int:
     except UserInputError as error:
         print_problems(error.problems)
         record.update(reason="; ".join(error.problems))
-        return getattr(error, "exit_code", EXIT_USER_ERROR)  # 75: another writer holds the experiment (retried)
+        return TrialTrained(getattr(error, "exit_code", EXIT_USER_ERROR))  # 75: another writer holds the experiment
     except OSError as error:  # the machine failed (a full disk, a quota, ...): the trial is tried again later
         line = environment_failure_line(error)
         if line is None:
             raise
         print_problems(line)
-        return EXIT_TEMPFAIL
-    return outcome.exit_code
+        return TrialTrained(EXIT_TEMPFAIL)
+    experiment = str(outcome.experiment.root.resolve()) if outcome.experiment is not None else None
+    return TrialTrained(outcome.exit_code, experiment, outcome.built if request.epochs is not None else None)
 
 
 def _reached(experiment_dir: str, epochs: Optional[int]) -> bool:

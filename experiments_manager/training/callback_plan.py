@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.run.resume_state import CheckpointState
     from experiments_manager.settings.loader import Settings
+    from experiments_manager.training.built_model import BuiltModel
     from experiments_manager.training.ema import WeightAverages
     from experiments_manager.training.inputs import InputObject
     from experiments_manager.training.session_options import SessionOptions
@@ -93,6 +94,8 @@ class CallbackPlan:
         stop_agreement: a multi-worker strategy's `summed_over_workers` (every worker stops at the same step), or None.
         seed: the run's seed (each epoch's random state comes from it with `deterministic = True`; default None).
         tracking: the attempt's MLflow `TrackingSession`, or None (default: not tracked).
+        checked: a new run's model as its check left it (`built_model.BuiltModel`: its served module and the
+            template of its versions), or None (default: the first version is a full save).
 
     Attributes:
         callbacks: the list given to `fit`.
@@ -103,7 +106,8 @@ class CallbackPlan:
     def __init__(self, experiment: Experiment, settings: Settings, model: Any, inputs: InputObject,
                  restored: Optional[CheckpointState], averages: Optional[WeightAverages], reduce_lr_on_plateau: bool,
                  options: SessionOptions, stop_agreement: Optional[Callable[[list[int]], Sequence[int]]] = None,
-                 seed: Optional[int] = None, tracking: Optional[TrackingSession] = None) -> None:
+                 seed: Optional[int] = None, tracking: Optional[TrackingSession] = None,
+                 checked: Optional[BuiltModel] = None) -> None:
         import keras
 
         from experiments_manager import callbacks as ours
@@ -118,7 +122,9 @@ class CallbackPlan:
         self.early_stopping = ours.ResumableEarlyStopping(monitor=monitor, mode=self.best.mode, patience=patience,
                                                           verbose=1)
         self.stop_on_signal = ours.StopOnSignal(agree=stop_agreement)
-        self.exporter = Exporter(experiment, settings, model, in_background=True) if options.export else None
+        self.exporter = Exporter(experiment, settings, model, in_background=True,
+                                 **({"module": checked.module, "template": checked.template} if checked else {})
+                                 ) if options.export else None
         plateau: list[Any] = []
         if reduce_lr_on_plateau:  # a schedule owns the learning rate otherwise
             plateau = [ours.ResumableReduceLROnPlateau(

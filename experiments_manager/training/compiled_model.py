@@ -38,15 +38,29 @@ def compiled_for_training(settings: Settings, train_data: Any) -> tuple[Any, Any
     loss = settings.training.get_total_loss(model)
     learning_rate = settings.training.get_learning_rate()
     optimizer = settings.training.get_optimizer(model, loss, learning_rate)
+    metrics = compiled_metrics(settings, model, loss)
+    return model, learning_rate, compile_for_training(settings, model, loss, optimizer, metrics, train_data)
+
+
+def compile_for_training(settings: Settings, model: Any, loss: Any, optimizer: Any, metrics: Any,
+                         train_data: Any) -> Optional[WeightAverages]:
+    """Compiles `model` as training runs it: the settings' optimizer with its EMA attached, the loss, loss weights,
+    metrics and XLA choice; then builds it as Keras' `fit` would (`built_as_fit_builds`). Returns the
+    `WeightAverages` attached, or None without EMA.
+
+    Args:
+        settings: the loaded `Settings`.
+        model, loss, optimizer, metrics: what the settings' functions returned (`compiled_metrics` for the metrics).
+        train_data: the training `tf.data.Dataset`, or None.
+    """
     averages = None
     if settings.training.ema:
         averages = WeightAverages(settings.training.ema_momentum, warmup=settings.training.ema_warmup)
         optimizer = averages.attach(optimizer)
-    metrics = compiled_metrics(settings, model, loss)
     model.compile(optimizer=optimizer, loss=loss, loss_weights=settings.training.loss_weights, metrics=metrics,
                   jit_compile=settings.runtime.xla)
     built_as_fit_builds(model, train_data)  # a subclassed model's variables, then the optimizer's
-    return model, learning_rate, averages
+    return averages
 
 
 def built_as_fit_builds(model: Any, dataset: Any) -> None:

@@ -18,33 +18,28 @@ from __future__ import annotations
 
 import difflib
 import functools
-import itertools
 import logging
-import re
 import tempfile
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from experiments_manager.export.lean_save import lean_save
+from experiments_manager.export.served_module import version_signatures
+from experiments_manager.training.built_model import BuiltModel
 from experiments_manager.training.model import keras_names_kept, precision_policy
 from experiments_manager.utils.own_train_step import has_own_train_step
 from experiments_manager.training.model_checks import (check_checkpoint_fits, check_class_names, check_loss_weights,
                                                        check_monitor, check_output_keys, one_train_step)
-from experiments_manager.utils.errors import UserInputError, frames_in
+from experiments_manager.training.problem_lines import described, first_line, structure_of, user_line
+from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
-    import traceback
+    from experiments_manager.export.template import SavedModelTemplate
 
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
     from experiments_manager.training.fine_tuning import InitialWeights
 
 _LOG = logging.getLogger(__name__)
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_BOLD = re.compile(r"\x1b\[1m(.+?)\x1b\[0m", re.S)
-_TF_OP = re.compile(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\](\s*name:\s*\S*)?\s*$")
-_WHOLE_ADVICE = ("A KerasTensor cannot be used as input to",)  # Keras's advice: kept whole (`_first_line`)
-_PREAMBLES = ("Exception encountered when calling", "in user code:", 'File "')
 _FAILED = object()  # what `_called` returns when the call raised (None is a value a function may return)
 
 
@@ -74,11 +69,39 @@ def dry_build(settings: Settings, initial_weights: Optional[InitialWeights] = No
         _build_and_check(settings, initial_weights, resumed_from)
 
 
+class OwnTrainStep(Exception):
+    """The model trains by its own `train_step`, which the check runs once: it is checked on a model of its own
+    (`dry_build`), not on the one that trains."""
+
+
+def checked_training_model(settings: Settings, train_data: Any,
+                           initial_weights: Optional[InitialWeights] = None) -> BuiltModel:
+    """The model a new run trains: built and compiled as `compiled_for_training` builds it, checked as `dry_build`
+    checks a model (one line per problem), its served module saved once into a temporary folder, that save kept as
+    the template of the run's versions. Call it where training builds its model (seeded, under the strategy's scope
+    and the precision policy), before the run's folder exists.
+
+    Args:
+        settings: the loaded `Settings`.
+        train_data: the run's training `tf.data.Dataset` (a model without `Input` is built from its element spec).
+        initial_weights: a fine-tuned run's `InitialWeights` (default None), loaded into the model.
+
+    Raises:
+        UserInputError: one line per problem.
+        OwnTrainStep: the model has its own `train_step` (nothing checked: use `dry_build`).
+    """
+    checked = _build_and_check(settings, initial_weights, train_data=train_data, for_training=True)
+    assert checked is not None  # (for training: the model, or a raise)
+    return checked
+
+
 def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeights] = None,
-                     resumed_from: Optional[Experiment] = None) -> None:
+                     resumed_from: Optional[Experiment] = None, train_data: Any = None,
+                     for_training: bool = False) -> Optional[BuiltModel]:
     import keras
 
     from experiments_manager.export.served_module import served_module
+    from experiments_manager.training.compiled_model import compile_for_training
     from experiments_manager.training.model import build_model, compiled_metrics
 
     problems: list[str] = []
@@ -86,6 +109,8 @@ def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeight
     model = _called(problems, settings.model_file.name, "model", settings, build_model, settings)
     if model is _FAILED:
         raise UserInputError(problems)
+    if for_training and has_own_train_step(model):
+        raise OwnTrainStep(settings.model_file.name)
     loss = _called(problems, name, "get_total_loss", settings, settings.training.get_total_loss, model)
     named = len(problems)
     check_loss_weights(problems, settings, model)
@@ -99,11 +124,16 @@ def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeight
     optimizer = _called(problems, name, "get_optimizer", settings, settings.training.get_optimizer, model, loss, rate)
     if optimizer is not _FAILED and not isinstance(optimizer, keras.optimizers.Optimizer):
         problems.append(f"{name}: get_optimizer: expected a Keras optimizer (e.g. "
-                        f"keras.optimizers.Adam(learning_rate)), got {_described(optimizer)}")
+                        f"keras.optimizers.Adam(learning_rate)), got {described(optimizer)}")
     metrics: Any = _FAILED
     if loss is not _FAILED:
         metrics = _called(problems, name, "get_metrics", settings, compiled_metrics, settings, model, loss)
-    if compiled and metrics is not _FAILED and metrics:  # as fit() will: the metrics are computed on each batch
+    averages: Any = None
+    if for_training and not problems:  # the model that trains: compiled as training compiles it
+        averages = _called(problems, name, "get_optimizer", settings, compile_for_training, settings, model, loss,
+                           optimizer, metrics, train_data)
+        compiled = compiled and (metrics or True)  # compiled with them: the batches below compute them as fit() will
+    elif compiled and metrics is not _FAILED and metrics:  # as fit() will: the metrics are computed on each batch
         recompile = functools.partial(model.compile, optimizer=None, loss=loss, loss_weights=weights, metrics=metrics)
         compiled = _called(problems, name, "get_metrics", settings, recompile) is not _FAILED and metrics
     logged: set[str]
@@ -116,16 +146,22 @@ def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeight
                        optimizer)
         logged.update(logs if isinstance(logs, set) else ())  # what the model's own step logs (a VAE's kl_loss)
     check_monitor(problems, settings, model, logged)
+    checked = BuiltModel(model, rate, averages)
     if model.built:  # a model built only by its first batch (no Input, data not read here) is checked at export
         module = _called(problems, name, "get_served_module", settings, served_module, settings, model)
+        if initial_weights is not None and module is not _FAILED:  # first: a vocabulary it loads is what is served
+            skipped = _called(problems, name, "--init-from", settings, initial_weights.load_into, model, settings,
+                              averages)
+            checked.skipped = skipped if isinstance(skipped, list) else []
+            checked.initial_weights_loaded = skipped is not _FAILED
         if module is not _FAILED:
-            _check_served(problems, name, module, batch)
-        if initial_weights is not None and module is not _FAILED:
-            _called(problems, name, "--init-from", settings, initial_weights.load_into, model, settings)
+            checked.module = module
+            checked.template = _check_served(problems, settings, module, batch, keep_template=for_training)
     if resumed_from is not None and not problems:  # the settings build: their training model and the checkpoint
         _called(problems, name, "the checkpoint", settings, check_checkpoint_fits, problems, resumed_from, settings)
     if problems:
         raise UserInputError(problems)
+    return checked if for_training else None
 
 
 def _called(problems: list[str], file_name: str, function: str, settings: Settings, call: Callable[..., Any],
@@ -139,10 +175,10 @@ def _called(problems: list[str], file_name: str, function: str, settings: Settin
     except ModuleNotFoundError as error:  # the model file imports what this environment lacks
         from experiments_manager.settings.extras import missing_module_line
 
-        problems.append(f"{file_name}: {function}{_user_line(error, settings)}: {missing_module_line(error)}")
+        problems.append(f"{file_name}: {function}{user_line(error, settings)}: {missing_module_line(error)}")
     except Exception as error:  # the user's code raised: one line, not a traceback
-        problems.append(f"{file_name}: {function}{_user_line(error, settings)}: raised {type(error).__name__}: "
-                        f"{_first_line(error)}")
+        problems.append(f"{file_name}: {function}{user_line(error, settings)}: raised {type(error).__name__}: "
+                        f"{first_line(error)}")
     return _FAILED
 
 
@@ -184,30 +220,30 @@ def _check_pipeline(problems: list[str], settings: Settings, model: Any, compile
         return
     except Exception as error:
         problems.append(f"{name}: get_input_pipeline: reading the first {kind} batch raised {type(error).__name__}: "
-                        f"{_first_line(error)}")
+                        f"{first_line(error)}")
         return
     if has_own_train_step(model):  # its step decides what a batch holds (points only, for a GAN) and what reads it:
         return batch  # `one_train_step` runs it on this batch
     if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
         problems.append(f"{name}: get_input_pipeline: expected {kind} batches (x, y) or (x, y, sample_weight), got "
-                        f"{_structure(batch)}")
+                        f"{structure_of(batch)}")
         return None
     x, y = batch[0], batch[1]
     weights = batch[2] if len(batch) == 3 else None
     try:
         predicted = model(x, training=False)
     except Exception as error:
-        problems.append(f"{name}: get_input_pipeline: a {kind} batch {_structure(x)} does not fit the model's inputs "
-                        f"{_structure(model.inputs) if getattr(model, 'inputs', None) else ''}: "
-                        f"{type(error).__name__}: {_first_line(error)}")
+        problems.append(f"{name}: get_input_pipeline: a {kind} batch {structure_of(x)} does not fit the model's inputs "
+                        f"{structure_of(model.inputs) if getattr(model, 'inputs', None) else ''}: "
+                        f"{type(error).__name__}: {first_line(error)}")
         return None
     if not compiled:
         return x
     try:
         model.compute_loss(x=x, y=y, y_pred=predicted)  # as fit() computes it: Keras matches ranks, structures
     except Exception as error:
-        problems.append(f"{name}: get_total_loss: the loss cannot compare the {kind} labels {_structure(y)} with the "
-                        f"model's outputs {_structure(predicted)}: {type(error).__name__}: {_first_line(error)}")
+        problems.append(f"{name}: get_total_loss: the loss cannot compare the {kind} labels {structure_of(y)} with the "
+                        f"model's outputs {structure_of(predicted)}: {type(error).__name__}: {first_line(error)}")
         return x
     try:  # the loss (each output's too) and the settings' metrics (a list, or a dict per output), as an epoch logs
         logged.update(model.compute_metrics(x, y, predicted, sample_weight=weights))
@@ -216,8 +252,8 @@ def _check_pipeline(problems: list[str], settings: Settings, model: Any, compile
             names = ", ".join(_metric_name(metric) for metric in
                               (list(compiled.values()) if isinstance(compiled, dict) else compiled))
             problems.append(f"{name}: get_metrics: the metrics ({names}) cannot compare the {kind} labels "
-                            f"{_structure(y)} with the model's outputs {_structure(predicted)}: "
-                            f"{type(error).__name__}: {_first_line(error)}")
+                            f"{structure_of(y)} with the model's outputs {structure_of(predicted)}: "
+                            f"{type(error).__name__}: {first_line(error)}")
     else:  # computed, but of a kind these labels make meaningless (categorical_accuracy on class ids)
         if compiled is not True:
             problems.extend(line for line in (f"{name}: {problem}" for problem in wrong_kinds(model, y, predicted))
@@ -231,95 +267,39 @@ def _metric_name(metric: Any) -> Any:
     return metric if isinstance(metric, str) else getattr(metric, "name", None) or getattr(metric, "__name__", "?")
 
 
-def _check_served(problems: list[str], name: str, module: Any, x: Any) -> None:
+def _check_served(problems: list[str], settings: Settings, module: Any, x: Any,
+                  keep_template: bool = False) -> Optional[SavedModelTemplate]:
     """The served function traced with its input signature (what an export saves), called on the validation
-    batch `x` when that fits the signature, and saved once as a SavedModel into a temporary folder: a signature that
-    does not fit the model, or a module that cannot be exported, fails here, not at the first export."""
+    batch `x` when that fits the signature, and saved once as a SavedModel into a temporary folder, with the
+    signatures a version has: a signature that does not fit the model, or a module that cannot be exported, fails
+    here, not at the first export. With `keep_template`, returns that save's `SavedModelTemplate` (the module's
+    variables still hold what was saved: the run's versions are written from it), or None."""
     import tensorflow as tf
 
+    from experiments_manager.export.template import SavedModelTemplate
+
+    name = settings.path.name
     function = module.served_model
     specs = tf.nest.flatten(function.input_signature)
     try:
-        function.get_concrete_function()
+        signature = function.get_concrete_function()
         if x is not None and len(specs) == 1 and tf.is_tensor(x) and specs[0].shape.is_compatible_with(x.shape):
             function(tf.cast(x, specs[0].dtype))
     except Exception as error:
-        problems.append(f"{name}: get_served_module: the served function's input signature {_structure(specs)} does "
-                        f"not fit the model: {type(error).__name__}: {_first_line(error)}")
-        return
+        problems.append(f"{name}: get_served_module: the served function's input signature {structure_of(specs)} does "
+                        f"not fit the model: {type(error).__name__}: {first_line(error)}")
+        return None
     with tempfile.TemporaryDirectory(prefix="em-dry-export-") as folder:
         try:  # what the first export does after epoch 1, here before it (a state the saver cannot reach, say)
             with lean_save(getattr(module, "model", None)):  # as the exporter saves it
-                tf.saved_model.save(module, folder, signatures={"serving_default": function.get_concrete_function()})
+                tf.saved_model.save(module, folder, signatures=dict.fromkeys(version_signatures(settings), signature))
         except OSError as error:  # this machine's temporary folder (full, say), not the module: tried at export
             _LOG.warning("The served module was not tried as a SavedModel before training (%s: %s)",
                          type(error).__name__, error)
+            return None
         except Exception as error:
-            said = _first_line(error).removesuffix(" See the information below:")  # TensorFlow's, not ours
+            said = first_line(error).removesuffix(" See the information below:")  # TensorFlow's, not ours
             problems.append(f"{name}: get_served_module: expected a served module that can be exported as a "
                             f"SavedModel, got: {type(error).__name__}: {said}")
-
-
-def _structure(value: Any) -> str:
-    """A short description of a (nested) batch: shapes and dtypes."""
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{key!r}: {_structure(item)}" for key, item in itertools.islice(value.items(), 4)) + "}"
-    if isinstance(value, (tuple, list)):
-        return "(" + ", ".join(_structure(item) for item in value[:4]) + (", ..." if len(value) > 4 else "") + ")"
-    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
-    if shape is not None:
-        return f"{getattr(dtype, 'name', dtype)}{list(shape)}"
-    return type(value).__name__
-
-
-def _described(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"a {type(value).__name__}"
-
-
-def _first_line(error: BaseException) -> str:
-    """The line of an error message that says what went wrong: Keras puts it after a preamble, in bold (inside a
-    traced function's "in user code:" traceback too); TensorFlow's op errors wrap it in the op's node and name.
-    Keras's advice on a function that cannot take a symbolic tensor is kept whole, on one line."""
-    text = str(error)
-    if text.startswith(_WHOLE_ADVICE):
-        return _one_line(text)
-    bold = _BOLD.search(text)
-    lines = [_TF_OP.sub("", _ANSI.sub("", line)).strip() for line in (bold.group(1) if bold else text).splitlines()]
-    lines = [line for line in lines if line and not line.startswith(_PREAMBLES)]
-    return lines[0][:300] if lines else "(no message)"
-
-
-def _one_line(text: str) -> str:
-    """A message with code blocks on one line: the prose joined by spaces, each block's lines by '; ' in backticks."""
-    parts = []
-    for index, part in enumerate(text.split("```")):
-        lines = [line.strip() for line in part.splitlines() if line.strip()]
-        parts.append(f"`{'; '.join(lines)}`" if index % 2 else " ".join(lines))
-    return " ".join(part for part in parts if part)
-
-
-def _user_frames(error: BaseException, settings: Settings) -> list[traceback.FrameSummary]:
-    return frames_in(error, settings.path, settings.model_file)
-
-
-def _user_line(error: BaseException, settings: Settings) -> str:
-    """' (line N)' of the settings or model file where the error was raised, if it was."""
-    frames = _user_frames(error, settings)
-    return f" (line {frames[-1].lineno})" if frames else ""
-
-
-# what a bug in the user's code raises; not OSError, MemoryError or TensorFlow's runtime errors (out of memory...)
-_CODE_ERRORS = (TypeError, ValueError, KeyError, IndexError, AttributeError, NameError, AssertionError,
-                ZeroDivisionError, NotImplementedError)
-
-
-def user_code_error(error: BaseException, settings: Settings) -> Optional[str]:
-    """One line for a bug in the settings' or the model file's code showing while training (epoch 3, say), naming
-    the file, the function and the line; None when the error is not such a bug raised there."""
-    frames = _user_frames(error, settings) if isinstance(error, _CODE_ERRORS) else []
-    if not frames:
-        return None
-    frame = frames[-1]
-    return (f"{Path(frame.filename).name}: {frame.name} (line {frame.lineno}): raised {type(error).__name__}: "
-            f"{_first_line(error)}")
+            return None
+        return SavedModelTemplate.read(folder, module) if keep_template else None

@@ -29,6 +29,7 @@ from experiments_manager.settings.script import replace_copy
 from experiments_manager.settings.sections import user_name
 from experiments_manager.training.fine_tuning import SKIP_MISMATCH_OPTION, InitialWeights
 from experiments_manager.training.outcome import TrainingOutcome
+from experiments_manager.training.prepared_run import prepare_run
 from experiments_manager.training.trainer import Trainer
 from experiments_manager.tracking.options import run_tracking_uri, tracking_uri
 from experiments_manager.tracking.session import tracked
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
     from experiments_manager.run.reservation import FolderReservation
     from experiments_manager.settings.loader import Settings
+    from experiments_manager.training.built_model import BuiltModel
     from experiments_manager.utils.atomic import PathLike
 
     Alongside = Callable[[Experiment], ContextManager[object]]  # `train --serve`'s model server, say
@@ -96,8 +98,12 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
         return _train_as_worker(cluster, settings, resuming=False,
                                 experiment_at=lambda root: Experiment.create(settings, command or running_command(),
                                                                              root=root), init_from=initial)
+    prepared = None
     if cluster is None:  # a multi-worker strategy must exist before any TensorFlow op: no dry build there
-        _dry_build(settings, initial)  # a broken settings file is one line per problem, and no `failed` folder
+        # a broken settings file is one line per problem, and no `failed` folder
+        prepared = prepare_run(settings, initial)  # the model that trains, built and checked
+        if prepared is None:  # (a Kafka input, a model with its own train_step): checked on a model of its own
+            _dry_build(settings, initial)
     command = command or running_command()
     with new_run(settings, command, parent=working_folder, reservation=reservation) as experiment:
         if servers:
@@ -110,7 +116,8 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
         with (_alongside(alongside, experiment),
               tracked(experiment, tracking_at, settings.tracking.mlflow_experiment,
                       settings.tracking.mlflow_registered_model) as tracking):
-            return Trainer(experiment, settings, cluster=cluster, init_from=initial, tracking=tracking).run()
+            return Trainer(experiment, settings, cluster=cluster, init_from=initial, tracking=tracking,
+                           prepared=prepared).run()
 
 
 def _dry_build(settings: Settings, initial_weights: Optional[InitialWeights] = None,
@@ -182,7 +189,8 @@ def _check_inputs(settings: Settings, kafka_bootstrap_servers: Optional[str]) ->
 def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, alongside: Optional[Alongside] = None,
            kafka_bootstrap_servers: Optional[str] = None, settings: object = None, accept_code_change: bool = False,
            settings_source: str = "copy", epochs: Optional[int] = None,
-           more_epochs: Optional[int] = None, mlflow: Optional[str] = None) -> TrainingOutcome:
+           more_epochs: Optional[int] = None, mlflow: Optional[str] = None,
+           warm: Optional[BuiltModel] = None) -> TrainingOutcome:
     """Continues an experiment from its last checkpoint (or from scratch if it has none); extends it with `epochs`.
 
     Resume is "run again in the same folder": what the folder holds and what is asked make one `ResumePlan`
@@ -208,6 +216,9 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
         settings: for an experiment whose settings were built in Python, the same settings again (default None).
         mlflow: log to this MLflow tracking server ('' : MLFLOW_TRACKING_URI; default None: the server run.json
             names, if the run was logged).
+        warm: the model this process trained the run with last (`TrainingOutcome.built`: a sweep trial's previous
+            rung, in a warm trial host), continued instead of a new one when the code is unchanged: its checkpoint
+            is restored into it, its traced functions and its versions' template are reused (default None).
 
     Example:
 
@@ -224,7 +235,7 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
     plan = plan_resume(RunFolderState.read(experiment, request), request,
                        ResumeRole.ALONE if cluster is None else ResumeRole.CHIEF if cluster.is_chief else
                        ResumeRole.WORKER)
-    return Resumption(experiment, plan, cluster, settings, command or running_command(), alongside).run()
+    return Resumption(experiment, plan, cluster, settings, command or running_command(), alongside, warm).run()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +250,7 @@ class Resumption:
         settings: the settings of a run built in Python, given again, or None.
         command: this process' command line.
         alongside: function experiment -> context manager kept open while training, or None.
+        warm: the model this process trained the run with last, or None (`resume`'s).
     """
 
     experiment: Experiment
@@ -247,6 +259,7 @@ class Resumption:
     settings: object
     command: Sequence[str]
     alongside: Optional[Alongside]
+    warm: Optional[BuiltModel] = None
 
     def run(self) -> TrainingOutcome:
         """Carries the plan out; returns the `TrainingOutcome`."""
@@ -302,6 +315,8 @@ class Resumption:
                 _LOG.info("Extending %s from %d to %d epochs", experiment.root, plan.extended_from, plan.epochs)
             if servers:
                 experiment.record.kafka_servers(servers)
+            # the model of its last rung, in this process: continued when nothing it was built from changed
+            warm = self.warm if not (changes or plan.dry_build or self.cluster is not None) else None
             with _alongside(self.alongside, experiment), tracked(experiment, plan.tracking_uri) as tracking:
                 return Trainer(experiment, settings, resuming=True, cluster=self.cluster,
-                               init_from=InitialWeights.recorded(plan.record), tracking=tracking).run()
+                               init_from=InitialWeights.recorded(plan.record), tracking=tracking, warm=warm).run()

@@ -6,6 +6,8 @@ import collections
 import contextlib
 import copy
 import importlib.util
+import logging
+import math
 import sys
 import uuid
 from typing import TYPE_CHECKING, Any, Iterator, Optional, cast
@@ -20,7 +22,10 @@ if TYPE_CHECKING:
     from importlib.abc import Loader
     from importlib.machinery import ModuleSpec
 
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
+
+_LOG = logging.getLogger(__name__)
 
 
 def build_model(settings: Settings) -> Any:
@@ -72,6 +77,20 @@ def plateau_can_set(optimizer: Any, learning_rate: Any) -> bool:
     """LR-on-plateau only for a plain learning rate: a schedule owns it otherwise (the settings' own, or
     a Keras 2 legacy optimizer's `decay`), and Keras refuses to set it."""
     return isinstance(learning_rate, (int, float)) and fixed_learning_rate(optimizer) is not None
+
+
+def record_learning_rate(experiment: Experiment, settings: Settings, optimizer: Any, asked: Any) -> None:
+    """Records in run.json the rate `optimizer` trains at, and says so when it is not `asked` (what
+    `get_learningRate()` returned: a Keras 2 `lr=` that Keras ignored, say): hparams and sweeps would record the
+    other one. Nothing for a schedule."""
+    rate = fixed_learning_rate(optimizer)
+    if rate is None:
+        return  # a schedule
+    experiment.record.learning_rate(rate)
+    if isinstance(asked, (int, float)) and not math.isclose(rate, asked, rel_tol=1e-5):
+        _LOG.warning("%s: get_optimizer: the optimizer trains at learning_rate=%g, not at %g from "
+                     "get_learningRate() (which hparams and sweeps record); pass it the learning_rate argument",
+                     settings.path.name, rate, asked)
 
 
 def fixed_learning_rate(optimizer: Any) -> Optional[float]:

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from experiments_manager.run.endings import Ending
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
+    from experiments_manager.training.built_model import BuiltModel
 
 
 class TrainingOutcome:
@@ -26,6 +27,8 @@ class TrainingOutcome:
             ended in-process, else None.
         reason: why it did not finish (the ending's reason or error line), or None.
         trained: False when nothing was trained (a finished run resumed without an extension).
+        built: the trained model with its served module and versions' template (`BuiltModel`), when it finished
+            in-process: what a resume in this process may continue with (a sweep trial's next rung); else None.
 
     Example:
 
@@ -37,8 +40,9 @@ class TrainingOutcome:
     """
 
     def __init__(self, experiment: Optional[Experiment], ending: Ending, trained_model: Any = None,
-                 settings: Optional[Settings] = None, trained: bool = True) -> None:
+                 settings: Optional[Settings] = None, trained: bool = True, built: Optional[BuiltModel] = None) -> None:
         self.experiment = experiment
+        self.built = built
         self.trained = trained
         self.ending = ending
         self.status: str = ending.status.value

@@ -22,12 +22,14 @@ from experiments_manager.run.endings import (Ending, EndingKind, bad_input, endi
 from experiments_manager.run.lifecycle import record_ending
 from experiments_manager.training.inputs import make_inputs
 from experiments_manager.training.callback_plan import CallbackPlan
-from experiments_manager.training.dry_build import user_code_error
+from experiments_manager.training.problem_lines import user_code_error
 from experiments_manager.training.compiled_model import compiled_for_training
-from experiments_manager.training.model import (computes_in_half_precision, fixed_learning_rate, plateau_can_set,
-                                                precision_policy)
+from experiments_manager.training.model import (computes_in_half_precision, plateau_can_set, precision_policy,
+                                                record_learning_rate)
+from experiments_manager.training.built_model import BuiltModel
 from experiments_manager.training.outcome import TrainingOutcome
 from experiments_manager.training.session_options import SessionOptions
+from experiments_manager.training.training_session import TrainingSession
 
 if TYPE_CHECKING:
     from experiments_manager.distribute.cluster import WorkerCluster
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from experiments_manager.tracking.session import TrackingSession
     from experiments_manager.training.fine_tuning import InitialWeights
     from experiments_manager.training.inputs import InputObject
+    from experiments_manager.training.prepared_run import PreparedRun
 
 _LOG = logging.getLogger(__name__)
 
@@ -54,11 +57,17 @@ class Trainer:
         cluster: the `WorkerCluster` of a multi-worker run, or None.
         init_from: a fine-tuned run's `InitialWeights`, loaded when no checkpoint is restored (default None).
         tracking: the attempt's MLflow `tracking.session.TrackingSession`, or None (default: not tracked).
+        prepared: a new run's devices, seed, inputs and checked model (`prepared_run.prepare_run`), or None
+            (default: made here).
+        warm: with `resuming`, the model this process trained the run with in its last attempt (a sweep trial's
+            previous rung, `BuiltModel`), its traced functions and versions' template kept; the checkpoint is
+            restored into it (default None: a new model is built).
     """
 
     def __init__(self, experiment: Experiment, settings: Settings, resuming: bool = False,
                  partition: Optional[DataPartition] = None, cluster: Optional[WorkerCluster] = None,
-                 init_from: Optional[InitialWeights] = None, tracking: Optional[TrackingSession] = None) -> None:
+                 init_from: Optional[InitialWeights] = None, tracking: Optional[TrackingSession] = None,
+                 prepared: Optional[PreparedRun] = None, warm: Optional[BuiltModel] = None) -> None:
         self.experiment = experiment
         self.settings = settings
         self.resuming = resuming
@@ -67,6 +76,8 @@ class Trainer:
         self.init_from = init_from
         self.tracking = tracking
         self._resumed_from: Optional[Checkpointer] = None  # a resume reads its state, then its weights, with it
+        self.prepared = prepared
+        self.warm = warm
 
     def run(self) -> TrainingOutcome:
         """Trains; returns a `TrainingOutcome` (its `Ending` recorded in run.json).
@@ -117,7 +128,7 @@ class Trainer:
             history, stopped = self.fit(session, self.settings.training.epochs)
         if stopped is not None:
             return stopped
-        return self._finished(session.model, history, session.plan)
+        return self._finished(session, history)
 
     def open_session(self, options: SessionOptions = SessionOptions()) -> TrainingSession:
         """Seeds, builds the inputs, the compiled model and its callbacks; restores the last checkpoint when resuming.
@@ -132,9 +143,11 @@ class Trainer:
         Raises:
             InputStalled: the input data did not arrive.
         """
+        settings = self.settings
+        if self.prepared is not None:
+            return self._prepared_session(self.prepared, options)
         import keras
 
-        settings = self.settings
         strategy = self._strategy()  # first: a multi-worker strategy must exist before any TensorFlow op
         seed = self._seed(strategy)
         keras.utils.set_random_seed(seed)
@@ -147,20 +160,20 @@ class Trainer:
             inputs = make_inputs(self.experiment, settings, self._saved_state(), seed, self.partition)
             try:
                 with strategy.scope():
-                    model, learning_rate, averages = compiled_for_training(settings, inputs.train)
-                    self._record_learning_rate(model.optimizer, learning_rate)
-                self.experiment.record.precision(computes_in_half_precision(model))  # however set
-                self._record_code()  # the model file and what it imports are loaded now
+                    if self.warm is not None:
+                        model, learning_rate, averages = self.warm.model, self.warm.learning_rate, self.warm.averages
+                    else:
+                        model, learning_rate, averages = compiled_for_training(settings, inputs.train)
+                self._record_model(model, learning_rate)
                 restored = self._restore(model)
                 if restored is None and self.init_from is not None:
                     self.init_from.record_skipped(self.experiment, self.init_from.load_into(model, settings, averages))
-                    _LOG.info("Fine-tuning from %s: its weights (EMA) loaded; the optimizer starts fresh",
-                              self.init_from.describe())
+                    self._say_fine_tuned()
                 plan = CallbackPlan(self.experiment, settings, model, inputs, restored, averages,
                                     reduce_lr_on_plateau=plateau_can_set(model.optimizer, learning_rate),
                                     options=options, seed=seed,
                                     stop_agreement=strategy.summed_over_workers if self.cluster is not None else None,
-                                    tracking=self.tracking)
+                                    tracking=self.tracking, checked=self.warm)
                 if settings.runtime.deterministic and plan.initial_epoch and not inputs.endless:
                     from experiments_manager.callbacks.deterministic_epochs import skip_epochs_of_shuffling
 
@@ -170,7 +183,35 @@ class Trainer:
                 inputs.close()
                 raise
         plan.history.truncate(plan.initial_epoch)  # a resumed run redoes the epoch in progress
-        return TrainingSession(model, inputs, plan, averages)
+        return TrainingSession(model, inputs, plan, averages, learning_rate)
+
+    def _prepared_session(self, prepared: PreparedRun, options: SessionOptions) -> TrainingSession:
+        """The session of a new run made before its folder existed: what `open_session` records, recorded now."""
+        from experiments_manager.run.attempts import device_count
+
+        settings, checked, inputs = self.settings, prepared.checked, prepared.inputs
+        model = checked.model
+        try:
+            kind, count = device_count(prepared.devices)
+            self.experiment.record.devices(prepared.devices, count, kind)
+            self.experiment.record.seed(prepared.seed, settings.runtime.xla)
+            self._record_model(model, checked.learning_rate)
+            if self.init_from is not None:  # loaded by the check once the model was built
+                skipped = checked.skipped if checked.initial_weights_loaded else self.init_from.load_into(
+                    model, settings, checked.averages)
+                self.init_from.record_skipped(self.experiment, skipped)
+                self._say_fine_tuned()
+            plan = CallbackPlan(self.experiment, settings, model, inputs, None, checked.averages,
+                                reduce_lr_on_plateau=plateau_can_set(model.optimizer, checked.learning_rate),
+                                options=options, seed=prepared.seed, tracking=self.tracking, checked=checked)
+        except BaseException:
+            inputs.close()
+            raise
+        return TrainingSession(model, inputs, plan, checked.averages, checked.learning_rate)
+
+    def _say_fine_tuned(self) -> None:
+        assert self.init_from is not None  # (said only when fine-tuning)
+        _LOG.info("Fine-tuning from %s: its weights (EMA) loaded; the optimizer starts fresh", self.init_from.describe())
 
     def fit(self, session: TrainingSession, epochs: int,
             extra_callbacks: Iterable[Any] = ()) -> tuple[Any, Optional[TrainingOutcome]]:
@@ -238,26 +279,18 @@ class Trainer:
         self.experiment.record.workers(self.cluster.num_workers, self.cluster.source)
         return self.cluster.make_strategy(self.settings.runtime.worker_heartbeat_timeout)
 
-    def _record_code(self) -> None:
-        """This attempt's code identity in run.json: the experiment's copies of the settings and model files, and
-        the user's own modules they imported (a resume compares them with the next attempt's)."""
+    def _record_model(self, model: Any, learning_rate: Any) -> None:
+        """What run.json records of the built model: the rate its optimizer trains at (`record_learning_rate`), its
+        precision however set, and this attempt's code identity: the experiment's copies of the settings and model
+        files, and the user's own modules they imported (loaded now; a resume compares them with the next
+        attempt's)."""
         from experiments_manager.run.attempts import user_modules
         from experiments_manager.settings.loader import MODEL_MODULE_PREFIX, SETTINGS_MODULE_PREFIX
 
+        record_learning_rate(self.experiment, self.settings, model.optimizer, learning_rate)
+        self.experiment.record.precision(computes_in_half_precision(model))
         copies = [self.experiment.settings_copy, self.experiment.model_file_copy()]
         self.experiment.record_code(copies + user_modules(skip_names=(SETTINGS_MODULE_PREFIX, MODEL_MODULE_PREFIX)))
-
-    def _record_learning_rate(self, optimizer: Any, asked: Any) -> None:
-        """Records the rate the optimizer trains at, and says so when it is not `get_learningRate()`'s
-        (a Keras 2 `lr=` that Keras ignored, say): hparams and sweeps would record the other one."""
-        rate = fixed_learning_rate(optimizer)
-        if rate is None:
-            return  # a schedule
-        self.experiment.record.learning_rate(rate)
-        if isinstance(asked, (int, float)) and not math.isclose(rate, asked, rel_tol=1e-5):
-            _LOG.warning("%s: get_optimizer: the optimizer trains at learning_rate=%g, not at %g from "
-                         "get_learningRate() (which hparams and sweeps record); pass it the learning_rate argument",
-                         self.settings.path.name, rate, asked)
 
     def _saved_state(self) -> Optional[CheckpointState]:
         """The last checkpoint's state (epochs, callbacks, Kafka position), read before the model exists."""
@@ -303,47 +336,13 @@ class Trainer:
         _LOG.warning("%s: %s; resume with: %s", ending.reason, done, hint)
         return TrainingOutcome(self.experiment, ending, settings=self.settings)
 
-    def _finished(self, model: Any, history: Any, plan: CallbackPlan) -> TrainingOutcome:
+    def _finished(self, session: TrainingSession, history: Any) -> TrainingOutcome:
+        model, plan = session.model, session.plan
         losses = history.history.get("loss", [])
         if any(not math.isfinite(value) for value in losses):
             ending = failed(f"loss became NaN or infinite at epoch {len(losses) + plan.initial_epoch}")
             record_ending(self.experiment, ending)
             return TrainingOutcome(self.experiment, ending, trained_model=model, settings=self.settings)
         record_ending(self.experiment, finished(), stopped_early=bool(plan.early_stopping.stopped_epoch))
-        return TrainingOutcome(self.experiment, finished(), trained_model=model, settings=self.settings)
-
-
-class TrainingSession:
-    """What one run trains with: the compiled model, its inputs and its callbacks.
-
-    Attributes:
-        model: the compiled Keras model.
-        inputs: the input object (see `experiments_manager.training.inputs`).
-        plan: the callbacks, with the run's best value, checkpoint and epoch count.
-        averages: the `WeightAverages` (EMA) of the run, or None without EMA.
-    """
-
-    def __init__(self, model: Any, inputs: InputObject, plan: CallbackPlan,
-                 averages: Optional[WeightAverages] = None) -> None:
-        self.model = model
-        self.inputs = inputs
-        self.plan = plan
-        self.averages = averages
-
-    def __enter__(self) -> TrainingSession:
-        return self
-
-    def __exit__(self, kind: object, error: Optional[BaseException], trace: object) -> None:
-        self.close(error)
-
-    def close(self, ending: Optional[BaseException] = None) -> None:
-        """Waits for a version being written, then closes the inputs.
-
-        Args:
-            ending: the error ending the run, if any (default None; see `CallbackPlan.close`). `with session:`
-                passes the error leaving the block.
-        """
-        try:
-            self.plan.close(ending)
-        finally:
-            self.inputs.close()
+        return TrainingOutcome(self.experiment, finished(), trained_model=model, settings=self.settings,
+                               built=session.built())
