@@ -140,7 +140,7 @@ def filled_sweep(root, finished, seed):
     from experiments_manager.sweeps.folder import SweepFolder
     from experiments_manager.sweeps.journal import TrialEntry
     from experiments_manager.sweeps.store import SweepStore, worker_identity
-    from experiments_manager.sweeps.trials import SeededSuggestions
+    from experiments_manager.sweeps.sampler import SeededSuggestions
 
     start = time.perf_counter()
     root.mkdir(parents=True)
@@ -150,7 +150,7 @@ def filled_sweep(root, finished, seed):
     filler = SweepStore(sweep, regression_space(), SeededSuggestions("rand", seed), finished, MONITOR)
     worker = worker_identity()
     for tid in range(finished):
-        hparams, vals = filler.suggest(tid, [])
+        hparams, vals = filler.sampler.suggest(tid, [])
         entry = TrialEntry(hparams=hparams, tid=tid, vals=vals, worker=worker, started=now(), ended=now(),
                            **finished_fields(hparams, tid + 1))
         if filler.journal.create(entry) is None:
@@ -191,7 +191,7 @@ def coordination_at(root, finished, repeats, seed):
     from experiments_manager.sweeps.results import plot_loss_vs_hparams
     from experiments_manager.sweeps.steps import Assignment
     from experiments_manager.sweeps.store import SweepStore, worker_identity
-    from experiments_manager.sweeps.trials import SeededSuggestions
+    from experiments_manager.sweeps.sampler import SeededSuggestions
 
     fill = filled_sweep(root, finished, seed)
     space = regression_space()

@@ -98,6 +98,6 @@ def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Runs the federated mode; returns the exit code."""
-    from experiments_manager.federated.launch import federated
+    from experiments_manager.federated.entry_points import federated
 
     return federated(arguments)

@@ -37,6 +37,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Publishes the pipelines; returns the exit code."""
-    from experiments_manager.kafka.launch import kafka_produce
+    from experiments_manager.kafka.entry_points import kafka_produce
 
     return kafka_produce(arguments)

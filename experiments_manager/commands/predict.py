@@ -67,6 +67,6 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
 
         return predict_on_device(arguments.model_dir, arguments.edge, arguments.predict_stream, arguments.interval,
                                  arguments.debug)
-    from experiments_manager.serving.launch import predict
+    from experiments_manager.serving.entry_points import predict
 
     return predict(arguments)

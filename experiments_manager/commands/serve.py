@@ -65,7 +65,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Serves until SIGINT/SIGTERM; returns the exit code."""
-    from experiments_manager.serving.launch import serve
+    from experiments_manager.serving.entry_points import serve
 
     if arguments.model is not None:  # the registry's version, downloaded, served through its own models.config
         from experiments_manager.serving.options import check_arguments

@@ -32,6 +32,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--max-evals", type=positive_int, metavar="N",
                         help="trials in all (required for a new sweep; with --resume: raise the total)")
     parser.add_argument("--algo", choices=ALGORITHMS, help="hyperopt's search algorithm (default tpe)")
+    parser.add_argument("--startup-trials", type=positive_int, metavar="N",
+                        help="tpe: the trials drawn at random before it models (default: a quarter of --max-evals, "
+                             "at least 3 and 2 per worker, at most 20; recorded in sweep.json)")
     parser.add_argument("--seed", type=int, metavar="S",
                         help="seed of the suggestions (default: the settings' random_seed, else random; recorded)")
     add_hparam_argument(parser, help="fixed override for every trial (e.g. nbEpoch=5 for a quick sweep; +KEY=VALUE "
@@ -84,7 +87,8 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
 
     request = SweepRequest(usersettings=arguments.usersettings, resume=arguments.resume,
                            max_evals=arguments.max_evals, hparams=parse_hparam_overrides(arguments.hparam),
-                           algo=arguments.algo, seed=arguments.seed, parallelism=arguments.parallelism,
+                           algo=arguments.algo, startup_trials=arguments.startup_trials, seed=arguments.seed,
+                           parallelism=arguments.parallelism,
                            spark_master=arguments.spark_master, requeue_file=arguments.requeue_file,
                            accept_code_change=arguments.accept_code_change, workers=arguments.workers,
                            join=arguments.join, scheduler=arguments.scheduler, eta=arguments.eta,

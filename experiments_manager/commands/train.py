@@ -188,7 +188,7 @@ def _reserved_folder(settings_file: str, overrides: dict[str, Any]) -> Iterator[
 def _simulate_federation(arguments: argparse.Namespace, settings: Settings) -> int:
     """`train -u` of a federated settings file: the federation simulated on this machine; its exit code."""
     from experiments_manager.distribute.cluster import WorkerCluster
-    from experiments_manager.federated.launch import simulate_command
+    from experiments_manager.federated.entry_points import simulate_command
     from experiments_manager.training.entry_points import check_cluster
 
     check_cluster(WorkerCluster.from_environment(), settings)  # refused in a multi-worker cluster

@@ -1,7 +1,7 @@
 """Exports: a run's versions as SavedModels in TF Serving's layout, written atomically.
 
 Modules: `exporter` (the `Exporter`: which version, when, the folders written whole and verified), `template` (the
-graph of a run's first version, reused to write the next ones from the values alone), `worker` (those writes on a
+graph of a run's first version, reused to write the next ones from the values alone), `background_export` (those writes on a
 background thread, one version in flight), `lean_save` (versions hold the model's weights, not its
 optimizers nor its layers' own functions), `keras_weights` (each version's Keras weights file, what a rebuilt model reads by Keras' own
 `load_weights`), `saved_state` (a version's saved objects matched to a live module, and read back into a rebuilt

@@ -5,7 +5,7 @@ is written to `exported_models/.tmp-<N>-<pid>/`, its signatures checked, then re
 version this experiment ever exported. Readers (model servers) ignore dot-prefixed folders: no partial version.
 A run's first version is a full `tf.saved_model.save` of the live model's served module; the next ones share
 its graph and write only the variables (`template.py`), from numpy copies of their values taken on the
-training thread at the epoch's end; in a training run a background thread writes them (`worker.py`). Every
+training thread at the epoch's end; in a training run a background thread writes them (`background_export.py`). Every
 version also holds Keras' weights file of those EMA weights (`keras_weights.py`): what a rebuilt model reads.
 Long because numbering, writing, checking, retention and a resume's repair of the versions share one state, the
 `Exporter`'s (fully typed).
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Op
 from experiments_manager.utils.optimizers import inner_optimizer
 from experiments_manager.export.keras_weights import version_weights_bytes, write_weights_file
 from experiments_manager.export.template import SavedModelTemplate
-from experiments_manager.export.worker import ExportFailed, ExportWorker
+from experiments_manager.export.background_export import ExportFailed, ExportWorker
 from experiments_manager.export.lean_save import lean_save
 from experiments_manager.run.served_layout import (DAMAGED, DISCARDED, ModelSource, in_progress_folder_name,
                                                models_config_text, present_versions, set_aside_folder_name,
@@ -84,7 +84,7 @@ class Exporter:
     `SavedModelTemplate` of the next versions: its graph, and the checkpoint key of each variable it saved. A
     later version takes, on the training thread, numpy copies of exactly those variables (the EMA values of the
     trainable ones, as the full save would) and writes them with the first version's graph; with
-    `in_background`, that write runs in a background thread (`worker.py`) while training goes on: it
+    `in_background`, that write runs in a background thread (`background_export.py`) while training goes on: it
     touches no model and no Keras object. When the template cannot give back what a full save wrote (a served
     module holding lookup tables, say), every version is a full save on the training thread. Either way a
     version shows at once and complete (a dot-prefixed temporary folder renamed).

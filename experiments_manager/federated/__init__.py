@@ -5,7 +5,7 @@
 - `federated_client`: a client trains its partition with the engine's own Trainer, round after round.
 - `federation_server`: the server evaluates, logs and exports the global model in its experiment folder.
 - `apps`: the `ServerApp` and the `ClientApp`s (in-process, or the thin one that asks the SuperNode's worker).
-- `worker`, `worker_protocol`, `keeper`: a deployed SuperNode's persistent worker (TensorFlow imported once), how
+- `supernode_worker`, `worker_protocol`, `keeper`: a deployed SuperNode's persistent worker (TensorFlow imported once), how
   the ClientApp talks to it, and the process that keeps it running with the SuperNode.
-- `simulation`, `deployment`, `command`: `experiments-manager federated simulate|run|superlink|supernode`.
+- `simulation`, `deployment`, `entry_points`: `experiments-manager federated simulate|run|superlink|supernode`.
 """

@@ -96,7 +96,7 @@ def client_app(job_of: JobOf) -> ClientApp:
 
 
 def worker_client_app(worker_folder: PathLike, app_dir: PathLike) -> ClientApp:
-    """A `ClientApp` that hands each message to the SuperNode's persistent worker (`federated.worker`).
+    """A `ClientApp` that hands each message to the SuperNode's persistent worker (`federated.supernode_worker`).
 
     It imports neither TensorFlow nor the settings: the worker, started with
     the SuperNode, trains with the same `FederatedClient` as `client_app` and

@@ -50,7 +50,7 @@ def node_partition(node_config: Mapping[str, Any]) -> DataPartition:
 
 class FederatedClient:
     """One client of a federation, for one message of the server (a training round or an evaluation), or for
-    every round of a run (a SuperNode's persistent worker keeps it: see `federated.worker`).
+    every round of a run (a SuperNode's persistent worker keeps it: see `federated.supernode_worker`).
 
     Everything a round needs is in the client's checkpoint (Flower may run each
     message in a new process, or on any simulation actor). A client kept for the

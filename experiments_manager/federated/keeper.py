@@ -2,7 +2,7 @@
 
 `experiments-manager federated supernode` creates the SuperNode's private folder (mode 0700), starts the keeper
 (`start_keeper`) and then becomes `flower-supernode` (same pid, so Flower's process is the one the user started).
-The keeper is that process' child: it runs the worker (`worker.py`) as its own child, starts it again whenever it
+The keeper is that process' child: it runs the worker (`supernode_worker.py`) as its own child, starts it again whenever it
 exits (a crash, a SIGKILL: the round in progress fails, the next one has a fresh worker), and when the SuperNode is
 gone (it exited, or was killed) or the keeper gets SIGTERM / SIGINT it stops the worker (SIGTERM, then SIGKILL
 after `STOP_GRACE_SECONDS`) and removes the folder. The keeper imports neither TensorFlow nor Flower.
@@ -146,7 +146,7 @@ class Keeper:
     def _start_worker(self) -> None:
         self.starts += 1
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "experiments_manager.federated.worker", str(self.folder), str(os.getpid())],
+            [sys.executable, "-m", "experiments_manager.federated.supernode_worker", str(self.folder), str(os.getpid())],
             close_fds=True)
 
     def _stop_worker(self) -> None:

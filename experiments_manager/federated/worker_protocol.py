@@ -1,4 +1,4 @@
-"""The protocol between a deployed federation's ClientApp and its SuperNode's persistent worker (`worker.py`).
+"""The protocol between a deployed federation's ClientApp and its SuperNode's persistent worker (`supernode_worker.py`).
 
 One request and one reply per connection, over the Unix socket `<worker folder>/worker.sock`. A frame is
 `MAGIC`, the JSON header's length (uint32) and the body's length (uint64), the header, then the body: the

@@ -149,8 +149,11 @@ def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,
 
 def sweep(settings_file: PathLike, max_evals: int, *, hparams: Optional[Mapping[str, Any]] = None, algo: str = "tpe",
           seed: Optional[int] = None, parallelism: int = 1, spark_master: Optional[str] = None, workers: int = 1,
-          join: Optional[str] = None, mlflow: Optional[str] = None) -> SweepOutcome:
-    """Runs a hyperopt sweep, each trial an experiment in its own process; returns its `SweepOutcome`.
+          join: Optional[str] = None, mlflow: Optional[str] = None, startup_trials: Optional[int] = None,
+          scheduler: Optional[str] = None, eta: Optional[int] = None, min_epochs: Optional[int] = None,
+          max_epochs: Optional[int] = None) -> SweepOutcome:
+    """Runs a hyperopt sweep, each trial an experiment (trained in a warm process of its worker); returns its
+    `SweepOutcome`.
 
     Args:
         settings_file: the settings file with a `hyperopt_space` (a file: each trial process loads it).
@@ -164,6 +167,10 @@ def sweep(settings_file: PathLike, max_evals: int, *, hparams: Optional[Mapping[
         join: the name of a sweep folder other processes (nodes) work on too (default None: a new sweep).
         mlflow: log the sweep to this MLflow tracking server, as `sweep --mlflow URI` ('': MLFLOW_TRACKING_URI;
             default None: the settings' `mlflow_tracking_uri`, else not logged).
+        startup_trials: with 'tpe', the trials drawn at random before it models (default None: a quarter of
+            `max_evals`, at least 3 and 2 per worker, at most 20).
+        scheduler, eta, min_epochs, max_epochs: 'asha' or 'hyperband' stops bad trials early, as `sweep --scheduler`
+            (default None: the settings' `sweep_scheduler`, else none).
 
     Example:
 
@@ -178,8 +185,9 @@ def sweep(settings_file: PathLike, max_evals: int, *, hparams: Optional[Mapping[
     show_logs()
     return run_sweep(SweepRequest(usersettings=_file_only(settings_file), max_evals=max_evals,
                                   hparams=dict(hparams or {}), algo=algo, seed=seed, parallelism=parallelism,
-                                  spark_master=spark_master, workers=workers, join=join,
-                                  mlflow=mlflow))
+                                  spark_master=spark_master, workers=workers, join=join, mlflow=mlflow,
+                                  startup_trials=startup_trials, scheduler=scheduler, eta=eta, min_epochs=min_epochs,
+                                  max_epochs=max_epochs))
 
 
 def resume_sweep(sweep_folder: PathLike, *, max_evals: Optional[int] = None, parallelism: Optional[int] = None,

@@ -5,5 +5,6 @@ predictor and batching (requests -> model calls, big ones in slices), tensors (R
 TensorProtos), json_numbers (a big REST body's numbers straight to arrays), request_budget (the big requests worked on
 at once), grpc_service and rest (front ends),
 server (lifecycle), client (Client_IO loop), sidecar (`train --serve`), tfserving (tensorflow_model_server),
-folder (a working folder's experiments as named models, polled), command (the `serve` and `predict` commands).
+folder (a working folder's experiments as named models, polled), entry_points (what the `serve` and `predict` commands
+run).
 """

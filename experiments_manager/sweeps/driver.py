@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.run.record import Status
-from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG
 from experiments_manager.sweeps.legacy import COORDINATION
 from experiments_manager.sweeps.request import SweepRequest
+from experiments_manager.sweeps.resume_plan import (SweepFacts, check_fixed_hparams, code_decision, join_name,
+                                                    joined_spec, resumed_spec)
+from experiments_manager.sweeps.sampler import MAX_STARTUP_TRIALS
 from experiments_manager.sweeps.spark import SPARK_TASK_VARIABLE
-from experiments_manager.sweeps.scheduler import RungSchedule, describe, raised_max_epochs, schedule_of
+from experiments_manager.sweeps.scheduler import RungSchedule, schedule_of
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
 from experiments_manager.utils.lease import LeaseHeld
 from experiments_manager.utils.signals import process_alive
@@ -74,12 +76,13 @@ def run_sweep(arguments: SweepRequest) -> SweepOutcome:
     arguments.check_combinations()
     if arguments.resume:
         sweep_folder = SweepFolder.open(arguments.resume)
-        spec = _resumed_spec(sweep_folder.spec(), arguments)
+        on_disk = sweep_folder.spec()
+        spec = resumed_spec(on_disk, arguments, _facts(on_disk))
         spec = _code_checked(sweep_folder, spec, arguments.accept_code_change, arguments.resume)
         model_file = spec.get("model_file") if Path(spec.get("model_file") or "").is_file() else None
         settings = load_settings(spec["settings_file"], spec["fixed_hparams"], model_file=model_file)
         space = SearchSpace.from_settings(settings)
-        _check_fixed_hparams(spec["fixed_hparams"], space, settings.path.name)
+        check_fixed_hparams(spec["fixed_hparams"], space.names, settings.path.name)
         created = False
     else:
         if arguments.max_evals is None and arguments.join is None:
@@ -87,33 +90,50 @@ def run_sweep(arguments: SweepRequest) -> SweepOutcome:
         fixed = dict(arguments.hparams)
         settings = load_settings(cast(str, arguments.usersettings), fixed)  # (-u or --resume: one is required)
         space = SearchSpace.from_settings(settings)
-        _check_fixed_hparams(fixed, space, settings.path.name)
-        if arguments.max_evals is None and not SweepFolder.named(settings, _join_name(arguments.join)).exists():
+        check_fixed_hparams(fixed, space.names, settings.path.name)
+        if arguments.max_evals is None and not SweepFolder.named(settings, join_name(arguments.join)).exists():
             raise UserInputError(f"--max-evals: required to start the sweep {arguments.join} (the number of trials; "
                                  "a process that joins an existing sweep may leave it out)")
         spec = _new_spec(settings, space, fixed, arguments)
-        sweep_folder, created = SweepFolder.create(settings, spec, name=_join_name(arguments.join))
+        sweep_folder, created = SweepFolder.create(settings, spec, name=join_name(arguments.join))
         if not created:  # another task of the array created it first
-            spec = _joined_spec(sweep_folder, spec, arguments)
+            spec = joined_spec(sweep_folder.spec(), spec, arguments, str(sweep_folder.root))
             spec = _code_checked(sweep_folder, spec, arguments.accept_code_change, str(sweep_folder.root))
         if requeue is not None:
             requeue.remember(sweep_folder.root)
     _LOG.info("Sweep folder: %s (%s; %d trials, %s, seed %d%s)", sweep_folder.root, "new" if created else "joined",
-              spec["max_evals"],
-              spec["algo"], spec["seed"],
+              spec["max_evals"], _algorithm_words(spec), spec["seed"],
               f", {spec['parallelism']} at once on Spark" if spec["parallelism"] > 1 else
               f", {arguments.workers} workers here" if (arguments.workers or 1) > 1 else "")
     return _run_workers(sweep_folder, spec, settings, space, arguments.workers or 1)
 
 
+def _algorithm_words(spec: "SweepSpec") -> str:
+    """'tpe (its first 4 trials at random)', 'rand': the first line's words for the search."""
+    if spec["algo"] != "tpe":
+        return spec["algo"]
+    startup = spec.get("startup_trials")
+    return (f"tpe (its first {startup} trials at random)" if startup is not None else
+            f"tpe (its first {MAX_STARTUP_TRIALS} trials at random, hyperopt's default)")
+
+
+def _facts(spec: "SweepSpec") -> SweepFacts:
+    """What the machine says of the sweep a resume continues (`resume_plan.SweepFacts`)."""
+    return SweepFacts(settings_file_exists=Path(spec.get("settings_file", "")).is_file(),
+                      older_engine_running=(spec.get("coordination") != COORDINATION
+                                            and spec.get("status") == Status.RUNNING
+                                            and spec.get("pid") != os.getpid() and process_alive(spec.get("pid"))))
+
+
 def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Settings", space: "SearchSpace",
                  workers: int) -> SweepOutcome:
-    """This process' workers of the sweep (`sweeps/worker.py`), or with `parallelism` P > 1 the P worker
+    """This process' workers of the sweep (`sweeps/worker_loops.py`), or with `parallelism` P > 1 the P worker
     processes Spark starts (`sweeps/spark.py`), each with `workers` loops."""
     from experiments_manager.sweeps.legacy import import_finished
     from experiments_manager.sweeps.store import SweepStore
-    from experiments_manager.sweeps.trials import SeededSuggestions, check_saved_trials
-    from experiments_manager.sweeps.worker import SweepWorkers
+    from experiments_manager.sweeps.sampler import SeededSuggestions
+    from experiments_manager.sweeps.trials_pickle import check_saved_trials
+    from experiments_manager.sweeps.worker_loops import SweepWorkers
     from experiments_manager.utils.lease import LEASE_NAME
     from experiments_manager.utils.lease_holder import live_holder
 
@@ -161,65 +181,20 @@ def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Sett
 
 
 def _code_checked(sweep_folder: "SweepFolder", spec: "SweepSpec", accept: bool, shown: str) -> "SweepSpec":
-    """sweep.json's spec after comparing the sweep's code with the files now: a change refused in one line
-    unless accepted (then recorded)."""
+    """sweep.json's spec after comparing the sweep's code with the files now (`resume_plan.code_decision`)."""
     from experiments_manager.sweeps.code_check import accepted_code, sweep_code_changes
 
     changes = sweep_code_changes(sweep_folder.root, spec)
-    if changes and not accept:
-        raise UserInputError(f"{shown}: the code changed since the sweep's trials ran: "
-                             f"{', '.join(changes)}; put it back, or resume with {ACCEPT_CODE_CHANGE_FLAG} "
-                             f"(new trials then train with it; the original settings are {sweep_folder.settings_copy})")
+    spec = code_decision(spec, changes, accept, shown, sweep_folder.settings_copy,
+                         lambda: accepted_code(sweep_folder.root, spec))
     if changes:
         _LOG.warning("Resuming the sweep with changed code (accepted): %s", ", ".join(changes))
-        spec = {**spec, "code": accepted_code(sweep_folder.root, spec)}
     return spec
-
-
-def _join_name(name: Optional[str]) -> Optional[str]:
-    if name is None:
-        return None
-    if not name or "/" in name or name.startswith(".") or len(name) > 100:
-        raise UserInputError(f"--join: expected a plain name (letters, digits, - and _, e.g. the array's job id), "
-                             f"got {name!r}")
-    return name
-
-
-def _joined_spec(sweep_folder: "SweepFolder", mine: "SweepSpec", arguments: SweepRequest) -> "SweepSpec":
-    """The spec of the sweep this process joins (`--join`): the options it gives must agree with the sweep's;
-    those it leaves out (`--hparam`, `--algo`, `--seed`, `--max-evals`) are the sweep's; a larger `--max-evals`
-    raises the total."""
-    spec = sweep_folder.spec()
-    problems: list[str] = []
-    if Path(spec.get("settings_file", "")).resolve() != Path(mine["settings_file"]).resolve():
-        problems.append(f"-u: the sweep trains {spec.get('settings_file')}, this process names {mine['settings_file']}")
-    if arguments.hparams and spec.get("fixed_hparams") != mine["fixed_hparams"]:
-        problems.append(f"--hparam: the sweep fixes {_hparams_text(spec.get('fixed_hparams'))}, this process "
-                        f"{_hparams_text(mine['fixed_hparams'])}")
-    for flag, key, value in (("--algo", "algo", arguments.algo), ("--seed", "seed", arguments.seed)):
-        if value is not None and value != spec.get(key):
-            problems.append(f"{flag}: the sweep has {spec.get(key)}, this process {value}")
-    if (arguments.scheduler is not None or arguments.eta is not None or arguments.min_epochs is not None
-            or arguments.max_epochs is not None) and mine.get("scheduler") != spec.get("scheduler"):
-        problems.append(f"--scheduler: the sweep has {describe(spec.get('scheduler'))}, this process "
-                        f"{describe(mine.get('scheduler'))}")
-    if arguments.mlflow is not None and mine.get("mlflow_tracking_uri") != spec.get("mlflow_tracking_uri"):
-        problems.append(f"--mlflow: the sweep logs to {spec.get('mlflow_tracking_uri')}, this process to "
-                        f"{mine.get('mlflow_tracking_uri')}")
-    if problems:
-        raise UserInputError([f"--join {arguments.join}: {sweep_folder.root}: {problem} (leave the option out to "
-                              "take the sweep's)" for problem in problems])
-    return {**spec, "max_evals": max(spec["max_evals"], arguments.max_evals or 0),
-            "parallelism": arguments.parallelism or 1, "spark_master": arguments.spark_master}  # how this one starts
-
-
-def _hparams_text(hparams: Optional[dict[str, Any]]) -> str:
-    return " ".join(f"{name}={value!r}" for name, value in (hparams or {}).items()) or "none"
 
 
 def _new_spec(settings: "Settings", space: "SearchSpace", fixed: dict[str, Any],
               arguments: SweepRequest) -> "SweepSpec":
-    from experiments_manager.sweeps.store import startup_trials
+    from experiments_manager.sweeps.sampler import startup_trials
 
     # the workers a sweep plans: this process' (times its Spark tasks), times the tasks of its Slurm array when they
     # join it
@@ -241,42 +216,9 @@ def _new_spec(settings: "Settings", space: "SearchSpace", fixed: dict[str, Any],
         "spark_master": arguments.spark_master,
         "monitored_loss_name": settings.training.monitor,
         "workers": workers,
-        "startup_trials": startup_trials(workers) if (arguments.algo or "tpe") == "tpe" else None,
+        "startup_trials": (arguments.startup_trials or startup_trials(arguments.max_evals or 0, workers)
+                           if (arguments.algo or "tpe") == "tpe" else None),
         "scheduler": schedule_of(settings, arguments.scheduler, arguments.eta, arguments.min_epochs,
                                  arguments.max_epochs),
         "mlflow_tracking_uri": arguments.tracking_uri(),  # checked before the folder is made
     }
-
-
-def _resumed_spec(spec: "SweepSpec", arguments: SweepRequest) -> "SweepSpec":
-    """sweep.json's choices, with the few a resume may change (more trials, other parallelism)."""
-    fixed_flags = [flag for flag, value in (("--algo", arguments.algo), ("--seed", arguments.seed),
-                                            ("--hparam", arguments.hparams), ("--scheduler", arguments.scheduler),
-                                            ("--eta", arguments.eta), ("--min-epochs", arguments.min_epochs)) if value]
-    if fixed_flags:
-        raise UserInputError(f"{', '.join(fixed_flags)}: not accepted with --resume (the sweep keeps its own)")
-    if (spec.get("coordination") != COORDINATION and spec.get("status") == Status.RUNNING
-            and spec.get("pid") != os.getpid() and process_alive(spec.get("pid"))):
-        # a sweep of an older engine, which took no lease (this host's pids only)
-        raise UserInputError(f"{arguments.resume}: the sweep is still running (pid {spec['pid']}); stop it first")
-    if not Path(spec.get("settings_file", "")).is_file():
-        raise UserInputError(f"{arguments.resume}: sweep.json: settings_file: {spec.get('settings_file')!r} "
-                             "not found (the sweep trains from it)")
-    if arguments.max_evals is not None and arguments.max_evals < spec.get("trials_done", 0):
-        raise UserInputError(f"--max-evals: expected at least the {spec['trials_done']} trials already done, "
-                             f"got {arguments.max_evals}")
-    return {**spec,
-            "scheduler": raised_max_epochs(spec.get("scheduler"), arguments.max_epochs),
-            "max_evals": arguments.max_evals or spec["max_evals"],
-            "parallelism": arguments.parallelism or (1 if arguments.workers else spec.get("parallelism", 1)),
-            "spark_master": arguments.spark_master or spec.get("spark_master"),
-            "mlflow_tracking_uri": arguments.tracking_uri() or spec.get("mlflow_tracking_uri")}
-
-
-def _check_fixed_hparams(fixed: dict[str, Any], space: "SearchSpace", file_name: str) -> None:
-    from experiments_manager.settings.overrides import split_new_hparams
-
-    swept = sorted(set(split_new_hparams(fixed)[0]) & set(space.names))
-    if swept:
-        raise UserInputError(f"--hparam {', '.join(swept)}: also in {file_name}'s hyperopt_space "
-                             "(a swept hparam cannot be fixed; drop one)")

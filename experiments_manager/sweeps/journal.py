@@ -24,16 +24,11 @@ from experiments_manager.utils.exclusive_create import create_whole
 from experiments_manager.utils.lease import Lease, LeaseHeld
 from experiments_manager.utils.lease_holder import LeaseWatch
 from experiments_manager.utils.signals import process_alive
-from experiments_manager.run.record import STATUSES, Status
+from experiments_manager.sweeps.trial_state import TrialState, state_of
 
 if TYPE_CHECKING:
     from experiments_manager.utils.atomic import PathLike
 
-# a trial stands as a run does (`run.record.Status`), or waits at an ASHA rung (paused) or past it (promoted)
-RECORD_STATUSES = STATUSES + ("paused", "promoted")
-# a record in one of these is never written again (a scan reads it once)
-FINAL_STATUSES = (Status.FINISHED.value, Status.FAILED.value)
-DONE_STATUSES = FINAL_STATUSES + ("paused",)  # a result to report (a paused trial: its value at its last rung)
 SCHEDULE_FIELDS = ("bracket", "epochs_target", "epochs_trained", "rung_values", "promotions")  # a scheduler's
 
 
@@ -45,9 +40,8 @@ class TrialEntry:
         hparams: the trial's sampled hparams, as the trial trains them.
         tid: hyperopt's trial id (the trial's number - 1); None in an older engine's records.
         vals: hyperopt's `misc.vals` of the suggestion (what TPE learns from); None in an older engine's records.
-        status: running, finished, failed or interrupted (stopped by a signal: it continues from its checkpoint);
-            with a scheduler (`scheduler.py`) also paused (it reached a rung and waits for a promotion) and
-            promoted (a worker chose it to continue to its next rung).
+        status: the trial's `TrialState` (`trial_state.py`: running, paused, promoted, finished, failed,
+            interrupted); its record holds the state's word.
         experiment: the trial's experiment folder, once created.
         worker: who trains it now (or last did): host, pid, Slurm job and array task.
         takeovers: how many times another worker took it over from one that was gone.
@@ -64,7 +58,7 @@ class TrialEntry:
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     tid: Optional[int] = None
     vals: Optional[dict[str, list[Any]]] = None
-    status: str = Status.RUNNING.value
+    status: TrialState = TrialState.RUNNING
     experiment: Optional[str] = None
     worker: Optional[dict[str, Any]] = None
     takeovers: int = 0
@@ -88,24 +82,34 @@ class TrialEntry:
 
     @classmethod
     def from_json(cls, data: RecordJSON) -> "TrialEntry":
-        """The entry of a record's JSON; keys it does not know (a newer engine's) are left out."""
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
+        """The entry of a record's JSON; keys it does not know (a newer engine's) are left out.
+
+        Raises:
+            ValueError: its `status` names no `TrialState`.
+        """
+        fields = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        if "status" in fields:
+            state = state_of(fields["status"])
+            if state is None:
+                raise ValueError(f"status: expected one of {', '.join(TrialState)}, got {fields['status']!r}")
+            fields["status"] = state
+        return cls(**fields)
 
     @property
     def done(self) -> bool:
         """Ended with a result (finished, failed, paused at a rung), its worker's tell complete."""
-        return self.status in DONE_STATUSES and not self.rung_value_pending
+        return self.status.done and not self.rung_value_pending
 
     @property
     def final(self) -> bool:
         """Done for good: its record is never written again (a paused trial may still be promoted)."""
-        return self.status in FINAL_STATUSES and not self.rung_value_pending
+        return self.status.final and not self.rung_value_pending
 
     @property
     def rung_value_pending(self) -> bool:
         """A scheduler's trial that trained to its rung, its value there not recorded yet: the worker's tell is
         under way (`SweepStore.record_result`), or the worker died before it (the trial is then taken over)."""
-        return (self.status == Status.FINISHED and self.epochs_target is not None
+        return (self.status == TrialState.FINISHED and self.epochs_target is not None
                 and str(self.epochs_target) not in self.rung_values)
 
     @property
@@ -168,7 +172,7 @@ class TrialJournal:
             entry = self._done.get(path)
             if entry is None:
                 data, why = record.parsed()
-                entry = _entry_of(data)
+                entry, why = (None, why) if why is not None else _entry_and_problem(data)
                 digits = path.stem[len("trial-"):]
                 if why is not None and digits.isdigit() and numbered_name(int(digits) - 1) == path.name:
                     damaged.append((record, int(digits) - 1, why))
@@ -183,7 +187,7 @@ class TrialJournal:
         """Sends `signum` to every trial process of this host still running (each checkpoints and stops)."""
         for record in self.records():
             info = record.read()
-            if info.get("status") == Status.RUNNING and process_alive(info.get("pid")):
+            if info.get("status") == TrialState.RUNNING and process_alive(info.get("pid")):
                 try:
                     os.killpg(info["pid"], signum)
                 except OSError:
@@ -244,9 +248,11 @@ class TrialRecord:
         unknown = sorted(set(fields) - set(TrialEntry.__dataclass_fields__))
         if unknown:
             raise ValueError(f"unknown trial record fields {unknown}")
-        if "status" in fields and fields["status"] not in RECORD_STATUSES:
-            raise ValueError(f"unknown trial status {fields['status']!r}")
         info = self.read()
+        if "status" in fields:
+            state, before = TrialState(fields["status"]), state_of(info.get("status"))
+            if before is not None and not before.may_become(state):
+                raise ValueError(f"{self.path}: a {before} trial cannot become {state} (trial_state.MOVES)")
         if self.hparams is not None:
             info.setdefault("hparams", self.hparams)
         info.update(fields)
@@ -291,10 +297,17 @@ DamagedRecord = tuple[TrialRecord, int, str]  # a numbered record whose content 
 
 def _entry_of(data: RecordJSON) -> Optional[TrialEntry]:
     """The typed entry of a record's JSON object, or None (empty, or not a record's fields)."""
+    return _entry_and_problem(data)[0]
+
+
+def _entry_and_problem(data: RecordJSON) -> tuple[Optional[TrialEntry], Optional[str]]:
+    """(the typed entry of a record's JSON object, or None; why its fields are not a trial record's, or None)."""
+    if not data:
+        return None, None
     try:
-        return TrialEntry.from_json(data) if data else None
-    except TypeError:
-        return None
+        return TrialEntry.from_json(data), None
+    except (TypeError, ValueError) as error:
+        return None, f"not a trial's record: {error}"
 
 
 def numbered_name(tid: int) -> str:

@@ -32,7 +32,7 @@ from typing import Optional
 from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.journal import DamagedRecord, TrialEntry
 from experiments_manager.sweeps.legacy import entry_of_doc
-from experiments_manager.sweeps.trials import add_saved_trials
+from experiments_manager.sweeps.trials_pickle import add_saved_trials
 from experiments_manager.utils.atomic import fsync_folder, write_json_atomically
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease_holder import LeaseWatch, live_holder

@@ -26,6 +26,8 @@ class SweepRequest:
         max_evals: the number of trials (required for a new sweep; with resume: more trials).
         hparams: fixed hparam overrides for every trial (dict; default none).
         algo: hyperopt's 'tpe' (default), 'rand' or 'anneal'.
+        startup_trials: with 'tpe', the trials drawn at random before it models (default None: a quarter of
+            `max_evals`, at least 3 and 2 per worker, at most 20: `sampler.startup_trials`).
         seed: the sweep's seed (default: the settings' `random_seed`, else drawn).
         parallelism: worker processes Spark starts, each joining the sweep (default 1: no Spark).
         spark_master: Spark master URL for parallel trials (default: local).
@@ -50,6 +52,7 @@ class SweepRequest:
     max_evals: int | None = None
     hparams: dict[str, object] = dataclasses.field(default_factory=dict)
     algo: str | None = None
+    startup_trials: int | None = None
     seed: int | None = None
     parallelism: int | None = None
     spark_master: str | None = None
@@ -67,6 +70,8 @@ class SweepRequest:
         """Raises `UserInputError` (one line) for options that do not go together."""
         if self.spark_master and not (self.parallelism and self.parallelism > 1):
             raise UserInputError("--spark-master: only with --parallelism P > 1")
+        if self.startup_trials is not None and (self.algo or "tpe") != "tpe":
+            raise UserInputError(f"--startup-trials: only with --algo tpe (--algo {self.algo} has no start-up)")
 
     def tracking_uri(self) -> Optional[str]:
         """`mlflow` checked (`tracking.options.tracking_uri`: one line for a bad one), or None."""

@@ -3,53 +3,52 @@
 from __future__ import annotations
 
 import csv
+import enum
 import math
 import numbers
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, cast
 
-from experiments_manager.run.record import Status
+from experiments_manager.sweeps.trial_state import TrialState
 from experiments_manager.utils.atomic import replaced_atomically
-from experiments_manager.sweeps.trials import finished_docs
 
 if TYPE_CHECKING:
-    from hyperopt import Trials
-
     from experiments_manager.sweeps.folder import SweepFolder
-    from experiments_manager.sweeps.journal import TrialEntry
+    from experiments_manager.sweeps.journal import TrialEntry, TrialPair
     from experiments_manager.sweeps.scheduler import ScheduleJSON
     from experiments_manager.sweeps.space import SearchSpace
 
 Row = dict[str, Any]  # one trial's results row: "trial" (its number), each swept hparam by name, then `trial_rows`'
 
 
-def trial_rows(trials: Trials, names: list[str]) -> list[Row]:
-    """One dict per finished trial, by trial number: the hparams, then status, best value and folder.
+def trial_rows(pairs: list[TrialPair], names: list[str]) -> list[Row]:
+    """One row per done trial (finished, failed, paused at a rung), by trial number: the hparams, then status, best
+    value and folder, from its record.
 
     Args:
-        trials: hyperopt Trials.
+        pairs: the journal's (record, entry) pairs (`TrialJournal.numbered()`).
         names: the swept hparam names (columns, in order).
     """
-    rows: list[Row] = []
-    for doc in sorted(finished_docs(trials), key=lambda doc: doc["tid"]):
-        result = doc["result"]
-        hparams = result.get("hparams") or {}
-        rows.append({
-            "trial": doc["tid"] + 1,
-            **{name: hparams.get(name) for name in names},
-            "status": result.get("trial_status") or (Status.FINISHED.value if result.get("status") == "ok"
-                                                     else Status.FAILED.value),
-            "best_value": result.get("best_value"),
-            "loss": result.get("loss"),  # what hyperopt minimised: best_value, negated when it is maximised
-            "best_epoch": result.get("best_epoch"),
-            "rung": result.get("rung"),  # a scheduler's: the epochs of the last rung the trial reached
-            "epochs_trained": result.get("epochs_trained"),
-            "seconds": result.get("seconds"),
-            "experiment": result.get("experiment"),
-            "reason": result.get("reason"),
-            "log": result.get("log"),
-        })
-    return rows
+    return [trial_row(entry, names) for _, entry in pairs if entry.done and entry.vals is not None]
+
+
+def trial_row(entry: TrialEntry, names: list[str]) -> Row:
+    """A done trial's row: its value (and what hyperopt minimised) when it has one, else why it failed."""
+    scored = entry.status in (TrialState.FINISHED, TrialState.PAUSED) and entry.loss is not None
+    return {
+        "trial": entry.number,
+        **{name: entry.hparams.get(name) for name in names},
+        "status": entry.status,
+        "best_value": entry.best_value if scored else None,
+        "loss": entry.loss if scored else None,  # what hyperopt minimised: best_value, negated when it is maximised
+        "best_epoch": entry.best_epoch if scored else None,
+        "rung": entry.rung,  # a scheduler's: the epochs of the last rung the trial reached
+        "epochs_trained": entry.epochs_trained,
+        "seconds": entry.seconds,
+        "experiment": entry.experiment,
+        "reason": None if scored else entry.reason,
+        "log": entry.log,
+    }
 
 
 def rung_row(entry: TrialEntry, names: list[str]) -> Row:
@@ -61,14 +60,21 @@ def rung_row(entry: TrialEntry, names: list[str]) -> Row:
             "experiment": entry.experiment, "reason": entry.reason, "log": entry.log}
 
 
-def standing(row: Row) -> str:
-    """'finished', 'rung' (paused at a rung, or training on past one: a scheduler's value at a lower rung) or
-    'failed' (failed, or no value)."""
-    if not _finite(row["loss"]) or row["status"] == Status.FAILED:
-        return Status.FAILED.value
-    if row["status"] == Status.FINISHED:
-        return Status.FINISHED.value
-    return "rung" if row["status"] == "paused" or row.get("rung") is not None else Status.FAILED.value
+class Standing(enum.Enum):
+    """Where a row stands in the results: with a value at the end, with one at a lower rung, or without one."""
+
+    FINISHED = enum.auto()
+    AT_A_RUNG = enum.auto()  # paused at a rung, or training on past one: a scheduler's value there
+    FAILED = enum.auto()  # failed, or no value
+
+
+def standing(row: Row) -> Standing:
+    """Where a results row stands (`Standing`)."""
+    if not _finite(row["loss"]) or row["status"] == TrialState.FAILED:
+        return Standing.FAILED
+    if row["status"] == TrialState.FINISHED:
+        return Standing.FINISHED
+    return Standing.AT_A_RUNG if row["status"] == TrialState.PAUSED or row.get("rung") is not None else Standing.FAILED
 
 
 def device_hours_of(rows: list[Row], max_epochs: Optional[int] = None) -> tuple[float, Optional[float]]:
@@ -100,12 +106,12 @@ def device_hours_of(rows: list[Row], max_epochs: Optional[int] = None) -> tuple[
 def best_row(rows: list[Row]) -> Optional[Row]:
     """The finished trial with the best value (lowest loss for hyperopt), or None. With a scheduler, among the
     trials that reached the highest rung any reached (a value after 1 epoch is not compared with one after 9)."""
-    scored = [row for row in rows if standing(row) != Status.FAILED]
+    scored = [row for row in rows if standing(row) is not Standing.FAILED]
     if any(row.get("rung") is not None for row in scored):
         top = max(row["rung"] or 0 for row in scored)
         scored = [row for row in scored if (row["rung"] or 0) == top]
     else:
-        scored = [row for row in scored if row["status"] == Status.FINISHED]
+        scored = [row for row in scored if row["status"] == TrialState.FINISHED]
     return min(scored, key=lambda row: row["loss"]) if scored else None
 
 
@@ -128,9 +134,9 @@ def plot_loss_vs_hparams(rows: list[Row], space: SearchSpace, monitor: str, png:
     from matplotlib.figure import Figure
 
     names = space.names
-    scored = [row for row in rows if standing(row) == Status.FINISHED]
-    paused = [row for row in rows if standing(row) == "rung"]
-    failed = [row for row in rows if standing(row) == Status.FAILED]
+    scored = [row for row in rows if standing(row) is Standing.FINISHED]
+    paused = [row for row in rows if standing(row) is Standing.AT_A_RUNG]
+    failed = [row for row in rows if standing(row) is Standing.FAILED]
     best = best_row(rows)
     columns = min(3, len(names))
     lines = math.ceil(len(names) / columns)
@@ -150,7 +156,7 @@ def plot_loss_vs_hparams(rows: list[Row], space: SearchSpace, monitor: str, png:
         if failed and (scored or paused):
             worst = max(scored + paused, key=lambda row: row["loss"])["best_value"]
             axes.scatter([positions[_key(row[name])] for row in failed], [worst] * len(failed), marker="x",
-                         color="tab:red", label=Status.FAILED.value)
+                         color="tab:red", label=TrialState.FAILED.value)
         if space.is_log_scaled(name):
             axes.set_xscale("log")
         axes.set_xlabel(name)
@@ -164,7 +170,7 @@ def plot_loss_vs_hparams(rows: list[Row], space: SearchSpace, monitor: str, png:
 def trial_line(row: Row, best: Optional[Row], max_evals: int, monitor: str, trials_dir: Path) -> str:
     """The console line of one trial that ended: its value and the best so far, or why it failed."""
     head = f"trial {row['trial']}/{max_evals}"
-    if standing(row) == Status.FAILED:
+    if standing(row) is Standing.FAILED:
         return f"{head} failed: {row['reason']} (log: {row.get('log') or trials_dir})"
     if row.get("rung") is not None:
         head += f" {row['status']} at {row['rung']} epochs:"
@@ -175,8 +181,8 @@ def trial_line(row: Row, best: Optional[Row], max_evals: int, monitor: str, tria
 
 def summary_lines(sweep: SweepFolder, rows: list[Row], monitor: str, working_folder: str) -> list[str]:
     """The closing report: counts, the best trial and how to serve it."""
-    paused = sum(standing(row) == "rung" for row in rows)
-    failed = sum(standing(row) == Status.FAILED for row in rows)
+    paused = sum(standing(row) is Standing.AT_A_RUNG for row in rows)
+    failed = sum(standing(row) is Standing.FAILED for row in rows)
     best = best_row(rows)
     lines = [f"sweep folder:      {sweep.root}",
              f"trials:            {len(rows)} ({len(rows) - failed - paused} finished, "

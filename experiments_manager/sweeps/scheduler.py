@@ -32,9 +32,9 @@ import dataclasses
 import math
 from typing import Any, Callable, Iterable, Optional
 
-from experiments_manager.run.record import Status
 from experiments_manager.sweeps import SCHEDULERS
 from experiments_manager.sweeps.journal import TrialEntry, TrialRecord
+from experiments_manager.sweeps.trial_state import TrialState
 from experiments_manager.utils.errors import UserInputError
 
 DEFAULT_ETA = 3
@@ -127,7 +127,7 @@ class RungSchedule:
                                   if entry.bracket == bracket and str(epochs) in entry.rung_values
                                   and _finite(entry.rung_values[str(epochs)])), key=lambda item: item[:2])
                 for _, _, entry in reached[:len(reached) // self.eta]:
-                    if entry.status == "paused" and entry.epochs_target == epochs:
+                    if entry.status == TrialState.PAUSED and entry.epochs_target == epochs:
                         return entry, rungs[rung_index + 1]
         return None
 
@@ -144,7 +144,7 @@ class RungSchedule:
         trained = entry.epochs_trained if entry.epochs_trained is not None else target
         fields: dict[str, object] = {"rung_values": {**entry.rung_values, str(target): entry.loss}}
         if trained >= target and target < self.max_epochs:
-            fields["status"] = "paused"
+            fields["status"] = TrialState.PAUSED
         return fields
 
     def claim_promotion(self, pairs: list[tuple[TrialRecord, TrialEntry]],
@@ -171,7 +171,7 @@ class RungSchedule:
 def reopens(entry: TrialEntry, old_max_epochs: int) -> bool:
     """Whether a trial finished at the last rung `old_max_epochs` (not sooner, by early stopping): after the last
     rung was raised, it is paused there and may be promoted."""
-    return (entry.status == Status.FINISHED and entry.epochs_target == old_max_epochs
+    return (entry.status == TrialState.FINISHED and entry.epochs_target == old_max_epochs
             and (entry.epochs_trained or 0) >= old_max_epochs)
 
 

@@ -22,7 +22,7 @@ from experiments_manager.sweeps.folder import SweepFolder
 from experiments_manager.sweeps.space import SearchSpace
 from experiments_manager.sweeps.steps import Assignment, NothingLeft
 from experiments_manager.sweeps.store import SweepStore, worker_identity
-from experiments_manager.sweeps.trials import SeededSuggestions
+from experiments_manager.sweeps.sampler import SeededSuggestions
 from experiments_manager.utils.lease import LeaseLost
 
 SPACE = {"learningRate": hp.loguniform("learningRate", -9, -2), "hiddenNeurons": hp.quniform("hiddenNeurons", 4, 64, 4)}
@@ -68,6 +68,7 @@ def main(action: str, root: str, max_evals: str = "0") -> None:
             time.sleep(float(os.environ.get("TRIAL_SECONDS") or random.uniform(0.05, 0.3)))
         loss = (math.log(step.entry.hparams["learningRate"]) + 5.3) ** 2
         try:
+            step.record.update(status="running")  # as run_trial records it as the trial starts, then as it ends
             step.record.update(status="finished", best_value=loss, best_epoch=1, loss=loss, seconds=0.1,
                                experiment=f"{worker['host']}-{step.entry.number}")
         except LeaseLost as lost:  # this node was frozen past the fence: the trial is another worker's now

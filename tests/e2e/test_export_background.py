@@ -186,7 +186,7 @@ def test_training_goes_on_while_a_version_is_written(workdir, monkeypatch):
 @pytest.mark.claim('a failed export fails the run with `the export of version N (after epoch E) failed: ...`')
 def test_a_failing_background_export_fails_the_run_with_its_message(workdir, monkeypatch):
     from experiments_manager.export.template import SavedModelTemplate
-    from experiments_manager.export.worker import ExportFailed
+    from experiments_manager.export.background_export import ExportFailed
 
     original, calls = SavedModelTemplate.write, []
 

@@ -1,4 +1,4 @@
-"""The SuperNode's persistent worker (experiments_manager/federated/worker.py, keeper.py): real SuperLink and
+"""The SuperNode's persistent worker (experiments_manager/federated/supernode_worker.py, keeper.py): real SuperLink and
 SuperNodes started through `experiments-manager federated superlink|supernode`, real `federated run`.
 
 - rounds run in one worker per SuperNode (TensorFlow imported once, before round 1), the `flwr-clientapp`
@@ -317,7 +317,7 @@ def test_the_worker_keeps_a_client_across_rounds_only_when_its_inputs_restart(mo
     """A client on a Keras 2 generator (not restartable) is built again for round 2, as a fresh process would."""
     from experiments_manager.federated import federated_client as client_module
     from experiments_manager.federated.job import FederatedJob
-    from experiments_manager.federated.worker import Worker
+    from experiments_manager.federated.supernode_worker import Worker
 
     clients = []
 
@@ -341,7 +341,7 @@ def test_the_worker_keeps_a_client_across_rounds_only_when_its_inputs_restart(mo
 
 @pytest.mark.claim("the worker's messages are bounded, with a clear error")
 def test_the_worker_records_a_reply_it_could_not_send_as_not_answered(monkeypatch, tmp_path):
-    from experiments_manager.federated.worker import Worker
+    from experiments_manager.federated.supernode_worker import Worker
     from experiments_manager.federated.worker_protocol import read_status, send_frame
 
     worker = Worker(tmp_path)

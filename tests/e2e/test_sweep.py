@@ -68,17 +68,23 @@ def hparams_logged(experiment):
 @pytest.mark.claim("at the end: the best trial's folder and its `serve --model_dir` line")
 @pytest.mark.claim('`list <workingFolder>` lists trials as `<sweep>/<experiment>`')
 @pytest.mark.claim('`--workers N`: N trials at once in one process, each trained once', note='(2 workers, 3 trials)')
+@pytest.mark.claim('each worker trains its trials in one warm process (TensorFlow imported once per worker, not once '
+                   'per trial)', note="(each trial's attempt recorded by one of the two workers' host pids)")
 @pytest.mark.claim(
     '`examples/regression` (original style, served module, Client_IO, hyperopt_space) trains, serves, sweeps')
 def test_sweep_trains_every_trial_as_an_experiment(run_cli, workdir):
-    """Two workers in one process (`--workers 2`): two trials at once, each trained once."""
+    """Two workers in one process (`--workers 2`): two trials at once, each trained once, each worker's trials in
+    its one warm trial host (TensorFlow imported once per worker, not once per trial)."""
     result = run_cli("sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "3", "--seed", "7", "--workers", "2", *QUICK,
                      timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = re.findall(r"^trial (\d)/3 val_loss=.*\[worker (\d)\]$", result.stderr, re.MULTILINE)
     assert sorted(number for number, _ in lines) == ["1", "2", "3"], result.stderr
     assert {worker for _, worker in lines} == {"1", "2"}, "both workers trained"
-    assert "this worker:       3 trials trained by 2 workers" in result.stdout
+    assert "trained here:      3 trials by 2 workers" in result.stdout
+    # TPE's random start-up sized to the sweep (3 trials, 2 workers: 4, all random), said in the first line
+    first_line = r"^Sweep folder: \S+ \(new; 3 trials, tpe \(its first 4 trials at random\), seed 7, 2 workers here\)$"
+    assert re.search(first_line, result.stderr, re.MULTILINE), result.stderr
     folder = sweep_folder(workdir)
     rows = results(folder)
     experiments = experiment_folders(workdir)
@@ -96,12 +102,16 @@ def test_sweep_trains_every_trial_as_an_experiment(run_cli, workdir):
         assert run["hparams"]["nbEpoch"] == 2 and run["epochs_completed"] == 2
         assert hparams_logged(Path(row["experiment"]))["learningRate"] == pytest.approx(float(row["learningRate"]))
     assert len({row["learningRate"] for row in rows}) == 3, "each trial samples its own point"
+    hosts = {read_run(row["experiment"])["attempts"][0]["pid"] for row in rows}
+    print("trial hosts' pids:", hosts)
+    assert len(hosts) == 2, "one warm host per worker: its trials in one process"
 
     best = min((read_run(path) for path in experiments), key=lambda run: run["best_value"])
     best_folder = next(path for path in experiments if read_run(path) == best)
     assert f"serve it:          experiments-manager serve --model_dir {best_folder}" in result.stdout
     spec = json.loads((folder / "sweep.json").read_text())
     assert spec["status"] == "finished" and spec["best"]["experiment"] == str(best_folder)
+    assert spec["startup_trials"] == 4
     assert spec["best"]["best_value"] == best["best_value"]
     assert (folder / "loss_vs_hparams.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with open(folder / "trials.pickle", "rb") as handle:

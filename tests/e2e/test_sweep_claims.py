@@ -84,7 +84,7 @@ def suggestion(settings_path, algo, seed, earlier=()):
 
     from experiments_manager.settings import load_settings
     from experiments_manager.sweeps.space import SearchSpace
-    from experiments_manager.sweeps.trials import SeededSuggestions
+    from experiments_manager.sweeps.sampler import SeededSuggestions
 
     space = SearchSpace.from_settings(load_settings(str(settings_path)))
     trials = Trials()
@@ -168,6 +168,8 @@ HOLD_LINES = [
 @pytest.mark.slow
 @pytest.mark.claim('`--algo tpe\\|rand\\|anneal`', note="(rand; not told apart from tpe's random start-up)")
 @pytest.mark.claim('a trial that is killed is recorded `failed`')
+@pytest.mark.claim('a trial that crashes its worker\'s process ends only itself: the next trial gets a new process',
+                   note='(SIGKILL of the trial\'s process, its worker\'s warm host)')
 @pytest.mark.claim('`results.csv`: seconds and log columns')
 @pytest.mark.claim("`trials/` holds each trial's record and output log")
 @pytest.mark.claim('`--max-evals` on resume raises the total')
@@ -237,6 +239,8 @@ def test_a_killed_trial_is_recorded_failed_and_a_resume_with_more_evals_trains_o
     assert "val_loss: " in Path(rows[1]["log"]).read_text()  # the finished trial's epochs are in its log
     finished_run = read_run(rows[1]["experiment"])
     assert finished_run["status"] == "finished"
+    # the killed trial's process was its worker's warm host: the next trial got a new one
+    assert finished_run["attempts"][0]["pid"] != killed["pid"] and killed_run["attempts"][0]["pid"] == killed["pid"]
 
     # the requeued job (the same command line) resumes the sweep: no new sweep, nothing trained again
     requeued = subprocess.run(command, cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=200)

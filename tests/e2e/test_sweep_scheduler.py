@@ -97,3 +97,40 @@ def test_two_workers_pause_and_promote_trials_from_their_checkpoints_and_one_kil
     table = subprocess.run(cli_command("list", str(sweep)), cwd=workdir, env=cli_env(), capture_output=True,
                            text=True, timeout=120)
     assert table.stdout.splitlines()[0].split()[-1] == "DEVICE_HOURS", table.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.claim("a paused trial promoted by the worker that trained it continues with its model in memory, its "
+                   "checkpoint restored into it", note="(in one process: the same weights as a copy of the run "
+                                                        "continued by a new model from its checkpoint)")
+def test_a_run_continued_with_its_model_in_memory_trains_as_one_continued_from_its_checkpoint(workdir, caplog):
+    """What a warm trial host does at a promotion (`training.resume(warm=outcome.built)`), against the cold resume
+    of a copy of the same run at the same rung: the same epochs, the same weights."""
+    import logging
+    import shutil
+
+    import numpy as np
+
+    from experiments_manager import training
+    from experiments_manager.settings import load_settings
+
+    settings = load_settings(REGRESSION_SETTINGS, {"nbEpoch": 4, "nb_train_samples": 2000})
+    settings.train_for(1)  # a rung of 1 epoch
+    first = training.train(settings)
+    assert first.status == "finished" and first.built is not None
+    copy = shutil.copytree(first.experiment.root, first.experiment.root.with_name("copy_of_the_run"))
+    with caplog.at_level(logging.INFO, logger="experiments_manager"):
+        warm = training.resume(first.experiment.root, epochs=2, warm=first.built)
+    assert "Continuing with the model this process trained it with" in caplog.text
+    assert warm.trained_model is first.built.model, "the model in memory went on"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="experiments_manager"):
+        cold = training.resume(copy, epochs=2)
+    assert "Continuing with the model" not in caplog.text
+    assert warm.status == cold.status == "finished"
+    for run in (first.experiment.root, copy):
+        history = (run / "history.csv").read_text().splitlines()[1:]
+        assert [int(line.split(",")[0]) for line in history] == [1, 2]
+    for got, expected in zip(warm.trained_model.get_weights(), cold.trained_model.get_weights()):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    assert read_run(first.experiment.root)["best_value"] == pytest.approx(read_run(copy)["best_value"], rel=1e-6)

@@ -21,7 +21,7 @@ from experiments_manager.sweeps.journal import TrialEntry
 from experiments_manager.sweeps.space import SearchSpace
 from experiments_manager.sweeps.steps import Assignment, NothingLeft
 from experiments_manager.sweeps.store import SweepStore, worker_identity
-from experiments_manager.sweeps.trials import SeededSuggestions, hyperopt_trials
+from experiments_manager.sweeps.sampler import SeededSuggestions, hyperopt_trials
 from experiments_manager.utils.lease import LeaseHeld
 from experiments_manager.utils.lease_holder import Holder
 
@@ -48,6 +48,7 @@ def new_store(root, algo="tpe", seed=7, max_evals=30, startup=None, joined=False
 
 
 def tell(store, step, loss):
+    step.record.update(status="running")  # what run_trial records as the trial starts, then as it ends
     step.record.update(status="finished", best_value=loss, best_epoch=1, loss=loss, seconds=0.0,
                        experiment=f"/nowhere/trial-{step.entry.number}")
     return store.record_result(step)
@@ -217,9 +218,9 @@ def test_a_trial_whose_worker_is_gone_is_taken_over_first_and_a_live_workers_is_
     'one worker suggests the points of the sequential sweep for the same seed; running trials count as worst; '
     "TPE's start-up >= 2 x workers")
 def test_running_trials_count_as_the_worst_for_tpe_and_start_up_spreads_over_workers(tmp_path):
-    from experiments_manager.sweeps.store import startup_trials
+    from experiments_manager.sweeps.sampler import startup_trials
 
-    assert startup_trials(1) == 20 and startup_trials(4) == 20 and startup_trials(32) == 64
+    assert startup_trials(100, 1) == 20 and startup_trials(12, 2) == 4 and startup_trials(1000, 32) == 64
     store = new_store(tmp_path / "sweep", max_evals=5)
     worker = worker_identity()
     running = store.next_trial(worker)
@@ -238,12 +239,12 @@ def test_a_sweep_folder_of_the_previous_engine_is_joined_without_training_a_fini
     from hyperopt import Trials
 
     from experiments_manager.sweeps.journal import TrialRecord, hparams_key
-    from experiments_manager.sweeps.trials import result_of
-    from experiments_manager.sweeps.trials import save_trials
+    from experiments_manager.sweeps.sampler import result_of
+    from experiments_manager.sweeps.trials_pickle import save_trials
 
     root = tmp_path / "sweep"
     store = new_store(root, algo="rand", max_evals=5)
-    points = [store.suggest(tid, [])[0] for tid in range(4)]  # rand: each trial's point from its id alone
+    points = [store.sampler.suggest(tid, [])[0] for tid in range(4)]  # rand: each trial's point from its id alone
     trials, docs = Trials(), []
     for tid, hparams in enumerate(points):
         experiment = root / f"trial_{tid + 1}"
@@ -256,7 +257,7 @@ def test_a_sweep_folder_of_the_previous_engine_is_joined_without_training_a_fini
         if tid < 2:
             entry = TrialEntry(hparams=hparams, tid=tid, status="finished", experiment=str(experiment),
                                loss=loss_of(hparams), best_value=loss_of(hparams), best_epoch=2, seconds=1.0,
-                               vals=store.suggest(tid, [])[1])
+                               vals=store.sampler.suggest(tid, [])[1])
             (doc,) = trials.new_trial_docs([tid], [None], [result_of(entry)], [
                 {"tid": tid, "cmd": None, "workdir": None, "vals": entry.vals,
                  "idxs": {name: [tid] for name in entry.vals}}])
@@ -268,6 +269,7 @@ def test_a_sweep_folder_of_the_previous_engine_is_joined_without_training_a_fini
 
     from experiments_manager.sweeps.legacy import import_finished
 
+    store = new_store(root, algo="rand", max_evals=5, joined=True)  # a worker opens the sweep: its records read once
     assert import_finished(store.sweep, store.journal, store.locked) == 2  # once:
     assert import_finished(store.sweep, store.journal, store.locked) == 0
     step = store.next_trial(worker_identity())

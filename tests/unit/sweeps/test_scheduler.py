@@ -18,7 +18,8 @@ from experiments_manager.sweeps.scheduler import RungSchedule
 from experiments_manager.sweeps.space import SearchSpace
 from experiments_manager.sweeps.steps import Assignment, NothingLeft
 from experiments_manager.sweeps.store import SweepStore, worker_identity
-from experiments_manager.sweeps.trials import SeededSuggestions
+from experiments_manager.sweeps.sampler import SeededSuggestions
+from experiments_manager.sweeps.trial_state import TrialState
 from experiments_manager.utils.errors import UserInputError
 
 SPACE = {"learningRate": hp.loguniform("learningRate", -9, -2)}
@@ -46,7 +47,7 @@ def test_a_schedule_that_cannot_work_is_one_line(arguments, expected):
 
 
 def paused(tid, values, target=None, bracket=0):
-    return TrialEntry(tid=tid, status="paused", bracket=bracket, rung_values={str(k): v for k, v in values.items()},
+    return TrialEntry(tid=tid, status=TrialState.PAUSED, bracket=bracket, rung_values={str(k): v for k, v in values.items()},
                       epochs_target=target or max(values))
 
 
@@ -57,7 +58,7 @@ def test_the_top_third_of_a_rung_is_promoted_from_the_highest_rung_down():
     entry, epochs = schedule.promotion(entries)
     assert (entry.tid, epochs) == (4, 3)  # the best of five: floor(5 / 3) = 1 promoted
     entries[4] = paused(4, {1: 6.0, 3: 2.0}, target=3)
-    entries[4].status = "running"  # promoted, training to 3 epochs: not promoted again
+    entries[4].status = TrialState.RUNNING  # promoted, training to 3 epochs: not promoted again
     entries += [paused(5, {1: 0.5})]
     assert schedule.promotion(entries)[0].tid == 5  # top 2 of 6: trial 5 (0.5), then 4 (done)
     entries[5] = paused(5, {1: 0.5, 3: 1.0})
@@ -88,7 +89,8 @@ def train(step, die=False):
     target = step.entry.epochs_target
     if die:
         return
-    step.record.update(status="finished", loss=loss_at(step.entry.hparams, target), best_value=0.0, best_epoch=1,
+    step.record.update(status=TrialState.RUNNING)  # as run_trial records it as the trial starts, then as it ends
+    step.record.update(status=TrialState.FINISHED, loss=loss_at(step.entry.hparams, target), best_value=0.0, best_epoch=1,
                        epochs_trained=target, experiment=f"/nowhere/{step.entry.number}")
 
 

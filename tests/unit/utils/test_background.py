@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from experiments_manager.export.worker import ExportWorker
+from experiments_manager.export.background_export import ExportWorker
 from experiments_manager.utils.background import io_priority, yield_to_training
 
 pytestmark = pytest.mark.skipif(platform.system() != "Linux", reason="per-thread priorities are Linux's")

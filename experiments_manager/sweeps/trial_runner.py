@@ -1,31 +1,41 @@
-"""One trial: run as an experiment in the worker's warm trial host (`run_trial`), scored from its run.json; what a
-sweep's workers (`worker.py`) train each trial with."""
+"""One trial run in the worker's warm trial host (`run_trial`) and scored from its run.json (`scored`): its
+`TrialOutcome`, the state the outcome table gives (`outcomes.py`), written into its record; what a sweep's worker
+loops (`worker_loops.py`) train each trial with.
+
+Example:
+
+```python
+outcome = run_trial(record, "settings.py", {"learningRate": 0.01}, host, epochs=3)
+outcome.state, outcome.loss        # (TrialState.PAUSED..., 0.12): the record says the same
+```
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import signal
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, cast
 
-from experiments_manager.utils.errors import ERROR_PREFIX, EXIT_TEMPFAIL, UserInputError
-from experiments_manager.utils.lease import LEASE_NAME, LeaseHeld
-from experiments_manager.utils.lease_holder import LeaseWatch, lease_timeout, live_holder, read_holder
 from experiments_manager.run.endings import failed
 from experiments_manager.run.experiment import Experiment, running_command
 from experiments_manager.run.lifecycle import attempt, record_ending
-from experiments_manager.run.record import Status
-from experiments_manager.run.names import now
-from experiments_manager.settings.monitor import monitor_mode
 from experiments_manager.run.log import attempt_header
-from experiments_manager.utils.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
+from experiments_manager.run.names import now
+from experiments_manager.run.record import Status
+from experiments_manager.settings.monitor import monitor_mode
 from experiments_manager.sweeps.journal import TrialRecord
-from experiments_manager.utils.signals import process_alive
+from experiments_manager.sweeps.outcomes import KILLED, LOG_ERROR, NO_VALUE, signal_name, stop_signal_of, trial_state_of
 from experiments_manager.sweeps.trial_host import TrialHost
+from experiments_manager.sweeps.trial_state import TrialState
 from experiments_manager.sweeps.trial_training import TrialRequest
 from experiments_manager.tracking.session import send_recorded_end
+from experiments_manager.utils.errors import ERROR_PREFIX, UserInputError
+from experiments_manager.utils.lease import LEASE_NAME, LeaseHeld
+from experiments_manager.utils.lease_holder import LeaseWatch, lease_timeout, live_holder, read_holder
+from experiments_manager.utils.signals import process_alive
 
 _LOG = logging.getLogger(__name__)
 
@@ -34,16 +44,40 @@ if TYPE_CHECKING:
     from experiments_manager.sweeps.journal import RecordJSON
     from experiments_manager.utils.atomic import PathLike
 
-STOP_SIGNALS = RUN_STOP_SIGNALS + (signal.SIGHUP,)  # and a closed terminal
-TrialResult = dict[str, Any]  # hyperopt's result dict of a trial: status, loss, trial_status, experiment, reason...
+
+@dataclasses.dataclass
+class TrialOutcome:
+    """How one attempt at a trial ended: what its record holds of it.
+
+    Attributes:
+        state: the trial's `TrialState` (the outcome table's: FINISHED, FAILED or INTERRUPTED; a scheduler's
+            trial that reached its rung becomes PAUSED as its value there is recorded).
+        experiment: the trial's experiment folder, or None (none was made).
+        reason: why it failed or was interrupted, or None.
+        signum: the stop signal that interrupted it, or None.
+        loss: what hyperopt minimises (the best value, negated when the monitored value is maximised), or None.
+        best_value, best_epoch: its run's best monitored value and its epoch, or None.
+        epochs_trained: the epochs its experiment has trained, or None.
+        seconds: every attempt's seconds so far, or None.
+    """
+
+    state: TrialState
+    experiment: Optional[str] = None
+    reason: Optional[str] = None
+    signum: Optional[int] = None
+    loss: Optional[float] = None
+    best_value: Optional[float] = None
+    best_epoch: Optional[int] = None
+    epochs_trained: Optional[int] = None
+    seconds: Optional[float] = None
 
 
 def run_trial(record: TrialRecord, settings_path: str, hparams: dict[str, Any], host: TrialHost,
               stop: Optional[threading.Event] = None, watch: Optional[LeaseWatch] = None,
-              epochs: Optional[int] = None) -> TrialResult:
+              epochs: Optional[int] = None) -> TrialOutcome:
     """Trains one trial in the worker's warm host (`trial_host`): a new experiment from `settings_path` with
-    `hparams`, or the record's experiment continued from its checkpoint; returns hyperopt's result dict and writes
-    how it ended into the record.
+    `hparams`, or the record's experiment continued from its checkpoint; returns its `TrialOutcome` and writes it
+    into the record.
 
     Args:
         record: the trial's `TrialRecord` (claimed by this process).
@@ -64,8 +98,7 @@ def run_trial(record: TrialRecord, settings_path: str, hparams: dict[str, Any], 
     _wait_for_writer_gone(before.get("pid"), before.get("experiment"), stop, watch)  # a stopped or orphaned trial
     info = record.read()                                                              # may still be checkpointing
     if stop is not None and stop.is_set():
-        return {"status": "fail", "trial_status": Status.INTERRUPTED.value, "signum": signal.SIGTERM,
-                "experiment": info.get("experiment"), "reason": "the worker stopped before it started"}
+        return TrialOutcome(TrialState.INTERRUPTED, info.get("experiment"), "the worker stopped before it started")
     resume = _resumable(info)
     request = TrialRequest(record=str(record.path), log=str(record.log_path), epochs=epochs,
                            environment=_handed_down(watch, info.get("experiment")),
@@ -78,30 +111,17 @@ def run_trial(record: TrialRecord, settings_path: str, hparams: dict[str, Any], 
                                  + (f" (worker pid {worker.get('pid')} on {worker.get('host')})" if worker else "")))
     log_start = record.log_path.stat().st_size
     process = host.start()
-    record.update(status=Status.RUNNING.value, pid=process.pid, started=now(), log=str(record.log_path),
+    record.update(status=TrialState.RUNNING, pid=process.pid, started=now(), log=str(record.log_path),
                   resumed=bool(resume))
     code = host.run(request)
-    result = _result_of(record.read(), code, record.log_path, log_start)
-    if result["trial_status"] == Status.FAILED:
-        _end_if_running(result.get("experiment"), result["reason"])
-    result.update(seconds=round((info.get("seconds") or 0.0) + time.monotonic() - started, 3),  # every attempt's
-                  log=str(record.log_path))
-    record.update(status=result["trial_status"], ended=now(), exit_code=code, reason=result.get("reason"),
-                  best_value=result.get("best_value"), best_epoch=result.get("best_epoch"), pid=None,
-                  seconds=result["seconds"], loss=result.get("loss"), epochs_trained=result.get("epochs_trained"))
-    return result
-
-
-def known_result(info: RecordJSON, sampled: dict[str, Any]) -> Optional[TrialResult]:
-    """The result of a trial that already ended (a sweep stopped before hyperopt saved it): not trained twice."""
-    if info.get("status") == Status.FAILED:
-        return {"status": "fail", "trial_status": Status.FAILED.value, "reason": info.get("reason"), "hparams": sampled,
-                "experiment": info.get("experiment"), "seconds": info.get("seconds"), "log": info.get("log")}
-    if info.get("status") == Status.FINISHED:
-        result = _result_of(info, 0, info.get("log"))
-        result.update(hparams=sampled, seconds=info.get("seconds"), log=info.get("log"))
-        return result
-    return None
+    outcome = scored(record.read(), code, record.log_path, log_start)
+    if outcome.state is TrialState.FAILED:
+        _end_if_running(outcome.experiment, cast(str, outcome.reason))  # (a failed outcome says why)
+    outcome.seconds = round((info.get("seconds") or 0.0) + time.monotonic() - started, 3)  # every attempt's
+    record.update(status=outcome.state, ended=now(), exit_code=code, reason=outcome.reason,
+                  best_value=outcome.best_value, best_epoch=outcome.best_epoch, pid=None, seconds=outcome.seconds,
+                  loss=outcome.loss, epochs_trained=outcome.epochs_trained)
+    return outcome
 
 
 def _resumable(info: RecordJSON) -> Optional[str]:
@@ -112,41 +132,32 @@ def _resumable(info: RecordJSON) -> Optional[str]:
     return experiment
 
 
-def _result_of(info: RecordJSON, exit_code: int, log_path: Optional[PathLike], log_start: int = 0) -> TrialResult:
-    """hyperopt's result from the trial's run.json (or from its log from `log_start` on, when no experiment was
-    created)."""
-    run = _run_info(info.get("experiment"))
-    result = _scored(info, run, exit_code, log_path, log_start)
-    if run.get("epochs_completed") is not None:
-        result["epochs_trained"] = run["epochs_completed"]
-    return result
-
-
-def _scored(info: RecordJSON, run: RunRecord, exit_code: int, log_path: Optional[PathLike],
-            log_start: int) -> TrialResult:
+def scored(info: RecordJSON, exit_code: int, log_path: Optional[PathLike], log_start: int = 0) -> TrialOutcome:
+    """A trial's `TrialOutcome` from its record (`info`), its experiment's run.json and its exit code (`outcomes.py`'s
+    table); the reason from its log from byte `log_start` on when its run says none (no experiment was made)."""
     experiment = info.get("experiment")
+    run = _run_info(experiment)
     status = run.get("status")
-    signum = _stop_signal(exit_code)
-    if (status == Status.INTERRUPTED or (signum is not None and status != Status.FINISHED)
-            or (exit_code == EXIT_TEMPFAIL and status not in (Status.FINISHED, Status.FAILED))):
-        reason = (f"stopped by {signal.Signals(signum).name}" if signum is not None else
-                  _last_error(log_path, log_start) or run.get("reason") or f"exit code {exit_code}")
-        return {"status": "fail", "trial_status": Status.INTERRUPTED.value, "signum": signum,
-                "experiment": experiment, "reason": reason}
-    if status == Status.FINISHED and run.get("best_value") is not None:
-        best = float(cast(float, run["best_value"]))  # (not None: just checked)
+    state, failure = trial_state_of(status, run.get("best_value") is not None, exit_code)
+    outcome = TrialOutcome(state, experiment, epochs_trained=run.get("epochs_completed"))
+    signum = stop_signal_of(exit_code)
+    if state is TrialState.INTERRUPTED:
+        outcome.signum = signum
+        outcome.reason = (f"stopped by {signal_name(signum)}" if signum is not None else
+                          _last_error(log_path, log_start) or run.get("reason") or f"exit code {exit_code}")
+    elif state is TrialState.FINISHED:
+        best = float(cast(float, run["best_value"]))  # (recorded: the table's FINISHED)
         maximized = monitor_mode(run.get("monitored_loss_name", ""), run.get("monitor_mode")) == "max"
-        return {"status": "ok", "trial_status": Status.FINISHED.value, "loss": -best if maximized else best,  # hyperopt minimises
-                "best_value": best, "best_epoch": run.get("best_epoch"), "experiment": experiment}
-    if status == Status.FINISHED:
-        reason = f"no {run.get('monitored_loss_name', 'monitored')} value recorded"
-    elif status == Status.FAILED:
-        reason = run.get("error") or Status.FAILED.value
-    elif exit_code < 0:
-        reason = f"killed by {signal.Signals(-exit_code).name}" + (" (out of memory?)" if -exit_code == 9 else "")
-    else:
-        reason = info.get("reason") or _last_error(log_path, log_start) or f"exit code {exit_code}"
-    return {"status": "fail", "trial_status": Status.FAILED.value, "reason": reason, "experiment": experiment}
+        outcome.loss, outcome.best_value, outcome.best_epoch = -best if maximized else best, best, run.get("best_epoch")
+    elif failure == NO_VALUE:
+        outcome.reason = f"no {run.get('monitored_loss_name', 'monitored')} value recorded"
+    elif failure == KILLED:
+        outcome.reason = f"killed by {signal_name(-exit_code)}" + (" (out of memory?)" if -exit_code == 9 else "")
+    elif failure == LOG_ERROR:
+        outcome.reason = info.get("reason") or _last_error(log_path, log_start) or f"exit code {exit_code}"
+    else:  # the run's own error
+        outcome.reason = run.get("error") or Status.FAILED.value
+    return outcome
 
 
 def _end_if_running(experiment: Optional[str], reason: str) -> None:
@@ -192,14 +203,6 @@ def _run_info(experiment: Optional[str]) -> RunRecord:
         return Experiment(experiment).run_info()
     except UserInputError:
         return {}
-
-
-def _stop_signal(exit_code: int) -> Optional[int]:
-    """The stop signal a trial ended on: killed by it (< 0) or checkpointed after it (128 + signal)."""
-    for signum in STOP_SIGNALS:
-        if exit_code in (-signum, 128 + signum):
-            return signum
-    return None
 
 
 def _last_error(log_path: Optional[PathLike], start: int = 0) -> Optional[str]:

@@ -11,7 +11,7 @@ The protocol (frames, limits, the ClientApp's side) is in `worker_protocol.py`. 
 (`worker.json`: its pid, when it imported TensorFlow, the request in progress, the last requests served) next to
 its socket.
 
-Run as `python -m experiments_manager.federated.worker FOLDER KEEPER_PID` (the keeper does).
+Run as `python -m experiments_manager.federated.supernode_worker FOLDER KEEPER_PID` (the keeper does).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from experiments_manager.federated.federated_client import FederatedClient
     from experiments_manager.utils.atomic import PathLike
 
-_LOG = logging.getLogger("experiments_manager.federated.worker")  # also when run as __main__
+_LOG = logging.getLogger("experiments_manager.federated.supernode_worker")  # also when run as __main__
 _SERVED_KEPT = 100  # requests listed in the status file
 IDLE_SECONDS = 60.0  # longest wait for a ClientApp's next bytes (or for it to take the reply): then it is dropped
 
@@ -217,7 +217,7 @@ class Worker:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """`python -m experiments_manager.federated.worker FOLDER KEEPER_PID`: serves until stopped or orphaned."""
+    """`python -m experiments_manager.federated.supernode_worker FOLDER KEEPER_PID`: serves until stopped or orphaned."""
     from experiments_manager.utils.logging_setup import configure_logging
     from experiments_manager.utils.signals import stop_when_orphaned
 

@@ -17,16 +17,18 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.run.record import Status
 from experiments_manager.run.experiment import RUN_FILE_NAME
-from experiments_manager.sweeps.objective import run_trial
+from experiments_manager.sweeps.trial_runner import run_trial
 from experiments_manager.sweeps.progress import SweepProgress
 from experiments_manager.sweeps.results import summary_lines, trial_line
 from experiments_manager.sweeps.steps import Assignment, NothingLeft
 from experiments_manager.sweeps.trial_host import TrialHost
-from experiments_manager.sweeps.store import SweepStore, exit_code, worker_identity
+from experiments_manager.sweeps.outcomes import sweep_exit_code
+from experiments_manager.sweeps.store import SweepStore, worker_identity
+from experiments_manager.sweeps.trial_state import TrialState
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.lease import LeaseLost
 from experiments_manager.utils.lease_holder import lease_timeout
@@ -74,13 +76,14 @@ class SweepWorkers:
         self._hosts: dict[Optional[int], TrialHost] = {}  # worker index -> its warm trial host
         self._printing = threading.Lock()
         self._failure: Optional[BaseException] = None
-        self._trained = 0
+        self._trained: set[int] = set()  # the trials this process' workers trained (a segment or more each)
+        self._segments: list[str] = []  # each segment they trained: 'first', 'promotion' or 'takeover'
         self._tempfail = False  # a trial must be tried again later (exit 75)
         self._left: Optional[NothingLeft] = None
         self._bar: Optional[Any] = None  # (a tqdm bar, while run() runs)
 
     def run(self) -> int:
-        """Returns the exit code (`store.exit_code`): 0 when the sweep is finished (or the rest runs in other
+        """Returns the exit code (`outcomes.sweep_exit_code`): 0 when the sweep is finished (or the rest runs in other
         workers), 1 when every trial failed, 128 + signal when stopped before the end, 75 when trials must be
         tried again later."""
         sweep = self.store.sweep
@@ -173,22 +176,26 @@ class SweepWorkers:
         except BaseException:
             self.store.give_back(step)
             raise
-        if result["trial_status"] == Status.INTERRUPTED:
+        if result.state is TrialState.INTERRUPTED:
             self.store.give_back(step)
             if self._stopping.is_set():
                 self._print(f"stopped trial {number}/{total}: checkpointed and released (a worker continues "
                             f"it){self._suffix(index)}")
             else:  # not a stop: trying it again at once would meet the same cause
                 self._tempfail = True
-                self._print(f"trial {number}/{total} must be tried again later ({result.get('reason')}): released; "
+                self._print(f"trial {number}/{total} must be tried again later ({result.reason}): released; "
                             f"this worker stops{self._suffix(index)}")
             return False
-        rows, best = self.store.record_result(step)
-        self._trained += 1
-        row = next(row for row in rows if row["trial"] == number)
-        self._print(trial_line(row, best, total, self.store.monitor, self.store.sweep.trials_dir)
-                    + self._suffix(index), best=best,
-                    advance=0 if step.entry.promotions else 1)  # (a promoted trial counted at its first rung)
+        def announce(rows: list[Row], best: Optional[Row]) -> None:
+            row = next(row for row in rows if row["trial"] == number)
+            self._print(trial_line(row, best, total, self.store.monitor, self.store.sweep.trials_dir)
+                        + self._suffix(index), best=best,
+                        advance=0 if step.entry.promotions else 1)  # (a promoted trial counted at its first rung)
+
+        self.store.record_result(step, announce)
+        self._trained.add(cast(int, number))  # (a numbered trial)
+        self._segments.append("promotion" if step.promoted_to is not None else
+                              "takeover" if step.taken_over else "first")
         return True
 
     def _host(self, index: Optional[int]) -> TrialHost:
@@ -254,14 +261,24 @@ class SweepWorkers:
         else:
             head = f"status:            {status}" + (f" ({done} of {total} trials done)" if status == Status.INTERRUPTED
                                                       else "")
-        lines = [head, f"workers:           {launched}" if launched is not None else
-                 f"this worker:       {self._trained} trial{'s' * (self._trained != 1)} trained"
-                 + (f" by {self.workers} workers" if self.workers > 1 else "")]
+        lines = [head, f"workers:           {launched}" if launched is not None else self._trained_here()]
         lines += summary_lines(self.store.sweep, rows, self.store.monitor, self.working_folder)
         if status == Status.INTERRUPTED:
             lines.append(f"resume with:       experiments-manager sweep --resume {self.store.sweep.root}")
         print("\n".join(lines), flush=True)
-        return exit_code(status, self.stop_signum, self._tempfail)
+        return sweep_exit_code(status, self.stop_signum, self._tempfail)
+
+    def _trained_here(self) -> str:
+        """'trained here:      12 trials in 17 segments (12 first rungs, 5 promotions) by 2 workers'."""
+        trials = len(self._trained)
+        text = f"trained here:      {trials} trial{'s' * (trials != 1)}"
+        if len(self._segments) > trials:
+            kinds = [(self._segments.count("first"), "first rung", "first rungs"),
+                     (self._segments.count("promotion"), "promotion", "promotions"),
+                     (self._segments.count("takeover"), "taken over", "taken over")]
+            text += f" in {len(self._segments)} segments (" + ", ".join(
+                f"{count} {one if count == 1 else many}" for count, one, many in kinds if count) + ")"
+        return text + (f" by {self.workers} workers" if self.workers > 1 else "")
 
 
 def _signal_group(pid: int, signum: int) -> None:

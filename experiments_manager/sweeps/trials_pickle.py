@@ -1,0 +1,106 @@
+"""trials.pickle: hyperopt's `Trials` of a sweep's finished trials, rewritten from the journal after each result for
+whoever reads it with `pickle.load`, and read back only where the journal lacks a trial (an older engine's sweep,
+a damaged record).
+
+Reading it is never trusted to be a pickle of ours: a damaged file (cut short, overwritten, not a `Trials`) is
+named in one warning line and left out; the journal is what the sweep goes by.
+
+Example:
+
+```python
+save_trials(hyperopt_trials(pairs, with_running=False), sweep.trials_file)
+add_saved_trials(trials, sweep.trials_file, sweep.trials_dir)   # 3
+```
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+from typing import Any
+
+from hyperopt import JOB_STATE_DONE, Trials
+
+from experiments_manager.utils.atomic import replaced_atomically
+from experiments_manager.utils.errors import UserInputError
+
+_LOG = logging.getLogger(__name__)
+TrialDoc = dict[str, Any]  # one trial's document in hyperopt's Trials (tid, state, result, misc...)
+
+
+def add_saved_trials(trials: Trials, saved_trials_file: Path | None, journal_folder: Path) -> int:
+    """Copies the finished trials of a saved Trials pickle into `trials`; returns how many.
+
+    A missing pickle adds none: the resumed sweep suggests the same points again
+    (`SeededSuggestions`) and the journal gives back each finished trial's
+    result without training it again, and the pickle is written anew after the
+    first trial. A damaged one (cut short, overwritten, not a `Trials`) is
+    treated the same, with one warning line.
+
+    Args:
+        trials: the resumed sweep's (empty) Trials.
+        saved_trials_file: `<sweep>/trials.pickle`, or None.
+        journal_folder: `<sweep>/trials`, the journal a damaged pickle is rebuilt from (named in the warning).
+
+    Example:
+
+    ```python
+    add_saved_trials(trials, sweep.trials_file, sweep.trials_dir)  # 3
+    ```
+    """
+    if saved_trials_file is None or not saved_trials_file.is_file():
+        return 0
+    try:
+        data = saved_trials_file.read_bytes()
+    except OSError as error:  # not damaged, unreadable (permissions): the user's to fix
+        raise UserInputError(f"{saved_trials_file}: expected a readable hyperopt Trials pickle: {error}") from None
+    try:
+        docs = _saved_finished_docs(data)
+        trials.insert_trial_docs(docs)  # checks every doc before it adds any
+    except Exception as error:  # unpickling damaged bytes can raise almost anything
+        _warn_damaged(saved_trials_file, error, journal_folder)
+        return 0
+    trials.refresh()
+    return len(docs)
+
+
+def check_saved_trials(saved_trials_file: Path, journal_folder: Path) -> bool:
+    """False, with one warning line, when the Trials pickle is there but damaged (a sweep run by workers writes
+    it anew from its journal after the next trial, and when a worker leaves)."""
+    try:
+        _saved_finished_docs(saved_trials_file.read_bytes())
+    except FileNotFoundError:
+        return True
+    except Exception as error:  # unpickling damaged bytes can raise almost anything
+        _warn_damaged(saved_trials_file, error, journal_folder)
+        return False
+    return True
+
+
+def _warn_damaged(saved_trials_file: Path, error: BaseException, journal_folder: Path) -> None:
+    reason = " ".join(f"{type(error).__name__}: {error}".split())[:120]
+    _LOG.warning("%s: damaged, not a hyperopt Trials pickle (%s): rebuilt from the journal in %s "
+                 "(finished trials are read back, not trained again)", saved_trials_file, reason, journal_folder)
+
+
+def _saved_finished_docs(data: bytes) -> list[TrialDoc]:
+    """The finished trials' docs of a pickled Trials; raises when `data` is not one."""
+    saved = pickle.loads(data)
+    if not isinstance(saved, Trials):
+        raise TypeError(f"a pickled {type(saved).__name__}, not Trials")
+    return finished_docs(saved)
+
+
+def finished_docs(trials: Trials) -> list[TrialDoc]:
+    """The trials that returned a result (ok or failed); running ones are not kept."""
+    return [doc for doc in trials._dynamic_trials if doc["state"] == JOB_STATE_DONE]
+
+
+def save_trials(trials: Trials, path: Path) -> None:
+    """Pickles a plain hyperopt `Trials` of the finished trials, atomically: `pickle.load` gives it back."""
+    plain = Trials()
+    plain.insert_trial_docs(finished_docs(trials))
+    plain.refresh()
+    with replaced_atomically(path) as tmp, open(tmp, "wb") as handle:
+        pickle.dump(plain, handle)
