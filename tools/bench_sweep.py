@@ -41,14 +41,29 @@ Parts (`--part`, repeatable; default: coordination, then workers):
   `--rounds`: epochs trained (every trial's history.csv), wall, CPU of the process tree, device-hours (sweep.json)
   and the best value found. Target: ASHA trains at most 40 % of the epochs for a best value within 5 %.
 
-The coordination, workers and scheduler parts end with markdown rows for BENCHMARKS.md, headed by the command
-line.
+- memory: a real `experiments-manager sweep -u SETTINGS --max-evals N --workers 1 --seed S --hparam nbEpoch=E`
+  (default 50 trials x 1 epoch, default algo) in a temporary copy of examples/ as the workers part makes, and beside
+  it, every 0.2 s, the warm trial host(s) (`trial_host.py`: the descendants of the sweep process whose command line
+  runs `experiments_manager.sweeps.trial_host`) and the sweep process: VmRSS and Threads from /proc/<pid>/status.
+  Each sample is attributed to the trials ended so far (records `trials/trial-*.json` whose status is finished or
+  failed): the window of trial k runs from trial k's end to trial k+1's (the next trial trains in it). The host
+  "after trial k" is the minimum over that window (its resting size between trials, the next trial's own growth
+  left out), beside the maximum (the next trial's peak). Reported: RSS and threads after trials 1, 5, 10, 20, 30,
+  40 and N, the growth from trial 5 to N (MiB, and a least-squares slope over trials 5..N, per trial), the host
+  pids and the trials each served (from the records: a running trial's record names its host's pid), why a host
+  was replaced (the trial before failed, `MAX_TRIALS_PER_HOST`, `MAX_RSS_GROWTH_BYTES`, else unknown), the
+  sweep's wall time and trials per minute. Checked: exit code 0, sweep.json finished with N trials, no process
+  left in the work folder.
+
+The coordination, workers, scheduler and memory parts end with markdown rows for BENCHMARKS.md, headed by the
+command line.
 
 Usage (from the repository root):
 
     .venv/bin/python tools/bench_sweep.py [--part coordination|workers|overhead|scheduler|all ...]
         [--finished 100 1000] [--repeats 20]                           # coordination
         [--trials 8] [--epochs 2] [--workers 1 2 4] [--rounds 2]       # workers (overhead: --trials 4 --epochs 3)
+        [--trials 50] [--epochs 1]                                     # memory
         [--samples 2000] [--seed 11]
 """
 
@@ -74,7 +89,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = "examples/regression/mysettings_curve_fitting.py"
 WORKING_FOLDER = "experiments/examples/curve_fitting"
-PARTS = ("coordination", "workers", "overhead", "scheduler")
+PARTS = ("coordination", "workers", "overhead", "scheduler", "memory")
 REFERENCE_TRIAL_SECONDS = 60.0
 MONITOR = "val_loss"
 
@@ -525,6 +540,250 @@ def scheduler_part(arguments):
     return lines
 
 
+# --- memory: the warm trial host trial after trial -------------------------------------------------------------------
+
+HOST_MODULE = "experiments_manager.sweeps.trial_host"
+SAMPLE_SECONDS = 0.2
+MEMORY_AT = (1, 5, 10, 20, 30, 40)  # and the last trial
+MIB = 1 << 20
+
+
+def process_tree():
+    """{pid: (parent pid, command line)} of every process now (those gone meanwhile left out)."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        table[int(entry.name)] = (int(stat[stat.rindex(")") + 2:].split()[1]), cmdline)
+    return table
+
+
+def descendants(root, table):
+    children = collections.defaultdict(list)
+    for pid, (parent, _) in table.items():
+        children[parent].append(pid)
+    found, todo = [], [root]
+    while todo:
+        for child in children[todo.pop()]:
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def rss_and_threads(pid):
+    """(VmRSS in bytes, Threads) from /proc/<pid>/status, or None when the process is gone (or a zombie)."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                      if ":" in line)
+        return int(fields["VmRSS"].split()[0]) * 1024, int(fields["Threads"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def trial_states(folder):
+    """{trial number: (status, pid)} of the sweep's trial records (a record being replaced is skipped)."""
+    states = {}
+    for path in (folder / "trials").glob("trial-*.json"):
+        try:
+            record = json.loads(path.read_text())
+            states[int(path.stem.split("-")[1])] = (record.get("status"), record.get("pid"))
+        except (OSError, ValueError):
+            continue
+    return states
+
+
+def sampled_sweep(workdir, trials, epochs, seed, log_path):
+    """One sequential sweep, its trial host(s) and itself sampled every SAMPLE_SECONDS while it runs."""
+    working_folder = workdir / WORKING_FOLDER
+    before = set(working_folder.glob("*_sweep_*")) if working_folder.is_dir() else set()
+    arguments = ["sweep", "-u", SETTINGS, "--max-evals", str(trials), "--workers", "1", "--seed", str(seed),
+                 "--hparam", f"nbEpoch={epochs}"]
+    samples, served, ended_at, folder = [], {}, {}, None
+    start = time.perf_counter()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command(*arguments), cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
+        while process.poll() is None:
+            tick = time.perf_counter()
+            if folder is None:
+                new = set(working_folder.glob("*_sweep_*")) - before if working_folder.is_dir() else set()
+                folder = next(iter(new), None)
+            states = trial_states(folder) if folder is not None else {}
+            ended = sum(status in ("finished", "failed") for status, _ in states.values())
+            for number, (status, pid) in states.items():
+                if status == "running" and pid:
+                    served.setdefault(number, pid)
+            ended_at.setdefault(ended, tick - start)
+            table = process_tree()
+            hosts = {}
+            for pid in descendants(process.pid, table):
+                if HOST_MODULE in table[pid][1]:
+                    measured = rss_and_threads(pid)
+                    if measured is not None:
+                        hosts[pid] = measured
+            samples.append({"t": tick - start, "ended": ended, "hosts": hosts, "sweep": rss_and_threads(process.pid)})
+            time.sleep(max(0.0, SAMPLE_SECONDS - (time.perf_counter() - tick)))
+    wall = time.perf_counter() - start
+    problems = [] if process.returncode == 0 else [f"the sweep exited with code {process.returncode}"]
+    if folder is None:
+        folder = next(iter(set(working_folder.glob("*_sweep_*")) - before), None)
+    if folder is None:
+        return {"wall": wall, "samples": samples, "served": served, "states": {}, "ended_at": ended_at,
+                "problems": problems + ["no sweep folder"]}
+    left = processes_in(workdir)
+    if left:
+        time.sleep(2)
+        left = processes_in(workdir)
+        if left:
+            problems.append(f"processes left in the work folder 2 s after the sweep exited: {left}")
+    spec = json.loads((folder / "sweep.json").read_text()) if (folder / "sweep.json").is_file() else {}
+    if spec.get("status") != "finished" or spec.get("trials_done") != trials:
+        problems.append(f"sweep.json: status {spec.get('status')}, trials_done {spec.get('trials_done')} "
+                        f"(expected finished, {trials})")
+    states = trial_states(folder)
+    not_finished = {number: status for number, (status, _) in states.items() if status != "finished"}
+    if len(states) != trials or not_finished:
+        problems.append(f"{len(states)} trial records, not finished: {not_finished}")
+    return {"wall": wall, "samples": samples, "served": served, "states": states, "ended_at": ended_at,
+            "problems": problems, "folder": folder}
+
+
+def least_squares_slope(points):
+    """The slope of the least-squares line through (x, y) points (nan with fewer than 2 distinct x)."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n if n else 0.0
+    mean_y = sum(y for _, y in points) / n if n else 0.0
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread if spread else float("nan")
+
+
+def host_after_each_trial(run, trials):
+    """{k: dict} for each k in 1..trials: the host serving after trial k (that of trial k+1, or of trial k for
+    the last) over the window from trial k's end to trial k+1's: min and max RSS and threads, the sweep's RSS."""
+    windows = collections.defaultdict(list)
+    for sample in run["samples"]:
+        windows[sample["ended"]].append(sample)
+    after = {}
+    for k in range(1, trials + 1):
+        pid = run["served"].get(k + 1) or run["served"].get(k)
+        window = [sample["hosts"][pid] for sample in windows[k] if pid in sample["hosts"]]
+        note = ""
+        if not window and k == trials:  # the host left before a sample: its last ones, while trial k trained
+            window = [sample["hosts"][pid] for sample in windows[k - 1] if pid in sample["hosts"]][-1:]
+            note = "last sample during the trial"
+        sweep = [sample["sweep"][0] for sample in windows[k] if sample["sweep"]]
+        if not window:
+            continue
+        after[k] = {"pid": pid, "samples": len(window), "rss": min(rss for rss, _ in window),
+                    "peak": max(rss for rss, _ in window), "threads": min(threads for _, threads in window),
+                    "threads_max": max(threads for _, threads in window),
+                    "sweep": min(sweep) if sweep else float("nan"), "note": note}
+    return after
+
+
+def host_replacements(run, after):
+    """[(first trial the new host served, old pid, new pid, why)] from the records and the samples."""
+    from experiments_manager.sweeps.trial_host import MAX_RSS_GROWTH_BYTES, MAX_TRIALS_PER_HOST
+
+    served = run["served"]
+    numbers = sorted(served)
+    replaced = []
+    for earlier, later in zip(numbers, numbers[1:]):
+        if served[earlier] == served[later]:
+            continue
+        old = served[earlier]
+        count = sum(pid == old for pid in served.values())
+        status = run["states"].get(earlier, (None, None))[0]
+        first = min((one["rss"] for k, one in after.items() if run["served"].get(k) == old), default=None)
+        last = max((one["peak"] for k, one in after.items() if run["served"].get(k) == old), default=None)
+        if later != earlier + 1:
+            why = f"trials {earlier + 1}..{later - 1} not seen running (too short for a sample)"
+        elif status == "failed":
+            why = f"trial {earlier} failed"
+        elif count >= MAX_TRIALS_PER_HOST:
+            why = f"MAX_TRIALS_PER_HOST ({MAX_TRIALS_PER_HOST}) trials served"
+        elif first is not None and last - first > MAX_RSS_GROWTH_BYTES:
+            why = f"RSS grew by {(last - first) / MIB:.0f} MiB > MAX_RSS_GROWTH_BYTES"
+        else:
+            why = f"unknown (trial {earlier} {status}; did the host die? see its log)"
+        replaced.append((later, old, served[later], why))
+    return replaced
+
+
+def memory_part(arguments):
+    trials = arguments.trials or 50
+    epochs = arguments.epochs or 1
+    print(f"\n## memory: {trials} trials x {epochs} epochs, 1 worker, {arguments.samples} samples, seed "
+          f"{arguments.seed}, a sample every {SAMPLE_SECONDS} s ({machine_line()})", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench_sweep_memory_") as root:
+        workdir = bench_workdir(Path(root), arguments.samples)
+        log_path = Path(root) / "sweep-memory.log"
+        run = sampled_sweep(workdir, trials, epochs, arguments.seed, log_path)
+        worth = log_lines_worth_a_look([log_path])
+    after = host_after_each_trial(run, trials)
+    hosts = list(dict.fromkeys(run["served"].values()))
+    seen = list(dict.fromkeys(pid for sample in run["samples"] for pid in sample["hosts"]))
+    replaced = host_replacements(run, after)
+    print(f"sweep wall {run['wall']:.1f} s, {len(run['samples'])} samples; hosts seen {seen}, serving trials: "
+          + ", ".join(f"{pid} ({sum(one == pid for one in run['served'].values())} trials)" for pid in hosts)
+          + "".join(f"\n  new host {new} from trial {number} (was {old}): {why}" for number, old, new, why in replaced),
+          flush=True)
+    for k in range(1, trials + 1):
+        if k in after:
+            one = after[k]
+            print(f"  after trial {k:3d}: host {one['pid']} RSS {one['rss'] / MIB:7.1f} MiB (next trial's peak "
+                  f"{one['peak'] / MIB:7.1f}), threads {one['threads']:3d} (max {one['threads_max']:3d}), sweep RSS "
+                  f"{one['sweep'] / MIB:6.1f} MiB, {one['samples']} samples" + (f" ({one['note']})" if one['note']
+                                                                                 else ""))
+        else:
+            print(f"  after trial {k:3d}: no sample of its host")
+    rows = [k for k in (*MEMORY_AT, trials) if k <= trials and k in after]
+    rows = list(dict.fromkeys(rows))
+    steady = [(k, after[k]) for k in range(min(5, trials), trials + 1) if k in after]
+    slope = least_squares_slope([(k, one["rss"] / MIB) for k, one in steady])
+    thread_slope = least_squares_slope([(k, one["threads"]) for k, one in steady])
+    sweep_slope = least_squares_slope([(k, one["sweep"] / MIB) for k, one in steady])
+    first, last = (steady[0], steady[-1]) if steady else ((0, None), (0, None))
+    growth = (last[1]["rss"] - first[1]["rss"]) / MIB if steady else float("nan")
+    header = ["after trial", "host pid", "host RSS, min between trials (MiB)", "next trial's peak (MiB)",
+              "host threads (min / max)", "sweep process RSS (MiB)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for k in rows:
+        one = after[k]
+        peak = "- (the last trial)" if k == trials else f"{one['peak'] / MIB:.1f}"
+        lines.append(f"| {k} | {one['pid']} | {one['rss'] / MIB:.1f}{' (' + one['note'] + ')' if one['note'] else ''}"
+                     f" | {peak} | {one['threads']} / {one['threads_max']} | "
+                     f"{one['sweep'] / MIB:.1f} |")
+    if steady:
+        lines.append(f"| {first[0]} -> {last[0]}: growth | {len(hosts)} host(s) | {growth:+.1f} ({slope:+.2f} per "
+                     f"trial, least squares) | | {last[1]['threads'] - first[1]['threads']:+d} ({thread_slope:+.3f} "
+                     f"per trial) | {(last[1]['sweep'] - first[1]['sweep']) / MIB:+.1f} ({sweep_slope:+.2f} per "
+                     "trial) |")
+    print(f"\nCommand: `{command_line()}` ({machine_line()}): `experiments-manager sweep -u {SETTINGS} --max-evals "
+          f"{trials} --workers 1 --seed {arguments.seed} --hparam nbEpoch={epochs}` in a copy of examples/ with "
+          f"`nb_train_samples = {arguments.samples}` and `early_stopping_patience = 1000` appended; wall "
+          f"{run['wall']:.1f} s, {trials * 60 / run['wall']:.1f} trials/minute. The trial host and the sweep "
+          f"process sampled every {SAMPLE_SECONDS} s (VmRSS, Threads of /proc/<pid>/status); 'after trial k': the "
+          "minimum over the samples from trial k's end to trial k+1's (the host at rest between trials), beside the "
+          f"maximum (trial k+1's peak). Host pids: {', '.join(map(str, hosts)) or 'none seen'} "
+          f"({len(hosts)} host(s) served the {trials} trials"
+          + "".join(f"; a new one from trial {number}: {why}" for number, _, _, why in replaced) + ").\n")
+    print("\n".join(lines), flush=True)
+    problems = list(run["problems"])
+    if not after:
+        problems.append("no sample of a trial host")
+    print(f"\nchecks: {len(problems)} problem(s)" + "".join(f"\n  PROBLEM: {problem}" for problem in problems))
+    if worth:
+        print("log lines worth a look:")
+        for line, _ in worth.most_common(12):
+            print(f"  {line}")
+    return lines
+
+
 # --- overhead (the first benchmark) ----------------------------------------------------------------------------------
 
 def timed_sweep(workdir, trials, epochs, seed, parallelism, workers=1):
@@ -610,9 +869,9 @@ def overhead_part(arguments):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", action="append", choices=(*PARTS, "all"),
-                        help="what to measure (repeatable; default: coordination and workers; all: the four)")
-    parser.add_argument("--trials", type=int, help="trials per sweep (workers: default 8; overhead: 4; scheduler: 12)")
-    parser.add_argument("--epochs", type=int, help="epochs per trial (workers: default 2; overhead: 3; scheduler: 9)")
+                        help="what to measure (repeatable; default: coordination and workers; all: every part)")
+    parser.add_argument("--trials", type=int, help="trials per sweep (workers: default 8; overhead: 4; scheduler: 12; memory: 50)")
+    parser.add_argument("--epochs", type=int, help="epochs per trial (workers: default 2; overhead: 3; scheduler: 9; memory: 1)")
     parser.add_argument("--samples", type=int, default=2000, help="training samples of the regression example")
     parser.add_argument("--seed", type=int, default=11, help="the sweeps' seed")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4],
@@ -628,7 +887,7 @@ def main():
     start = time.perf_counter()
     for part in parts:
         {"coordination": coordination_part, "workers": workers_part, "overhead": overhead_part,
-         "scheduler": scheduler_part}[part](arguments)
+         "scheduler": scheduler_part, "memory": memory_part}[part](arguments)
     print(f"\n{', '.join(parts)}: {time.perf_counter() - start:.0f} s in all")
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Optional, Union, cast
 
 from experiments_manager.utils.optimizers import inner_optimizer
-from experiments_manager.export.keras_weights import version_weights_bytes, write_weights_file
+from experiments_manager.export.keras_weights import version_weights_maker, write_weights_file
 from experiments_manager.export.template import SavedModelTemplate
 from experiments_manager.export.background_export import ExportFailed, ExportWorker
 from experiments_manager.export.lean_save import lean_save
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from experiments_manager.run.record_writer import VersionProgress
     from experiments_manager.run.resume_state import ExportState, RequestedVersion
     from experiments_manager.run.version_records import VersionRecord
+    from experiments_manager.run.weights_file import WeightsContent
     from experiments_manager.settings.loader import Settings
 
 
@@ -119,6 +120,7 @@ class Exporter:
         # None: none yet (the next version is a full save); False: every version is one
         self._template: Union[SavedModelTemplate, Literal[False], None] = template
         self._worker: Optional[ExportWorker] = ExportWorker() if in_background else None
+        self._weights_file = version_weights_maker(model)  # each version's Keras weights file, its walk recorded
         self._leave_out_optimizer = True  # until a served module cannot be saved without it
         # the newest version asked for and the epochs completed then: a checkpoint's state, see export_missing
         self.requested: Optional[RequestedVersion] = _UNKNOWN
@@ -204,7 +206,7 @@ class Exporter:
         with ema_weights_swapped_in(self.model, self.model.optimizer):
             # copies: training may move the weights on at once
             values = cast(SavedModelTemplate, self._template).snapshot()  # not a full save: the template is read
-            keras_weights = version_weights_bytes(self.model)  # the version's Keras weights file, made in memory
+            keras_weights = self._weights_file.copy()  # the version's Keras weights file: its values copied
         write = functools.partial(self._write, version,
                                   functools.partial(_from_template, cast(SavedModelTemplate, self._template), values,
                                                     keras_weights),
@@ -369,7 +371,7 @@ class Exporter:
                 remove_tree_atomically(self.base / str(version))
 
 
-def _from_template(template: SavedModelTemplate, values: dict[str, Any], keras_weights: "bytes | memoryview",
+def _from_template(template: SavedModelTemplate, values: dict[str, Any], keras_weights: WeightsContent,
                    folder: Path) -> None:
     """A version written from the first one's graph: its variables' values, and its Keras weights file's bytes."""
     template.write(folder, values)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments_manager.export.lookup_tables import VersionMismatch
-from experiments_manager.run.checkpointing import weights_file_bytes
+from experiments_manager.run.weights_file import WeightsContent, WeightsFileMaker, content_bytes, weights_file_bytes
 from experiments_manager.utils.optimizers import optimizers_of
 
 WEIGHTS_FILE = "assets.extra/model.weights.h5"  # TF Serving leaves assets.extra/ to its users
@@ -44,21 +44,31 @@ def version_weights_bytes(model: Any) -> bytes | memoryview:
     """The Keras weights file of a version of `model`, made in memory: its weights, every optimizer left out (the
     compiled one and any other it holds, a GAN's second: their state is a checkpoint's, and a model rebuilt to read
     the version has not built them)."""
-    return weights_file_bytes(model, left_out=[optimizer for _, optimizer in optimizers_of(model)])
+    return weights_file_bytes(model, left_out=version_left_out(model))
 
 
-def write_weights_file(model: Any, version_folder: "str | Path", weights: "bytes | memoryview | None" = None) -> None:
+def version_left_out(model: Any) -> list[Any]:
+    """What a version's weights file leaves out: every optimizer `model` holds."""
+    return [optimizer for _, optimizer in optimizers_of(model)]
+
+
+def version_weights_maker(model: Any) -> WeightsFileMaker:
+    """A `WeightsFileMaker` of `model`'s versions (every optimizer left out): the walk recorded once per run."""
+    return WeightsFileMaker(model, lambda: version_left_out(model))
+
+
+def write_weights_file(model: Any, version_folder: "str | Path", weights: "WeightsContent | None" = None) -> None:
     """Writes the Keras weights file of `model` as it is now (every optimizer left out) into `version_folder`.
 
     Args:
         model: the built Keras model, holding the values to write.
         version_folder: a version's (temporary) folder.
-        weights: the file's bytes taken earlier (`checkpointing.weights_file_bytes`, on the training thread), for a
-            version written on another thread (default None: made from `model` now).
+        weights: the file's content taken earlier (its bytes, or a `weights_file.WeightsCopy` made on the training
+            thread), for a version written on another thread (default None: made from `model` now).
     """
     path = Path(version_folder) / WEIGHTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(weights if weights is not None else version_weights_bytes(model))
+    path.write_bytes(content_bytes(weights) if weights is not None else version_weights_bytes(model))
 
 
 def has_weights_file(version_folder: "str | Path") -> bool:

@@ -7,7 +7,8 @@ Modules:
 - `record`: run.json's typed definition (`RunRecord`); `attempts`: run.json's `attempts` (one per process that
   trained the run, device-hours); `names`: folder names and the moments run.json records;
 - `reservation`: a new run's folder, named and created before its settings run; `requeue_file`: `--requeue-file`;
-- `log`: train.log; `checkpointing`: checkpoints/ (what a resume needs); `hparams_status`: TensorBoard's run status;
+- `log`: train.log; `checkpointing`: checkpoints/ (what a resume needs); `weights_file`: a model's Keras weights file
+  made in memory (a checkpoint's and a version's), its walk recorded once; `hparams_status`: TensorBoard's run status;
 - `version_records` and `served_layout`: exported_models/ as the exporter writes it and the servers read it;
 - `liveness`: whether a `running` run still has a writer (its lease, `utils.lease`);
 - `discovery`: run folders found below a folder, and read without failing;

@@ -28,6 +28,8 @@ import numpy as np
 
 from experiments_manager.run.migrations import current_checkpoint_state
 from experiments_manager.run.resume_state import CheckpointState
+from experiments_manager.run.weights_file import (WeightsContent, WeightsFileMaker, content_bytes,
+                                                  left_out_of_weights_file)
 from experiments_manager.utils.atomic import PathLike, folder_replaced_atomically, fsync_folder, remove_tree_atomically
 from experiments_manager.utils.checksums import file_digest, set_aside
 from experiments_manager.utils.errors import UserInputError
@@ -45,12 +47,13 @@ class CheckpointSnapshot(NamedTuple):
     `Checkpointer.write`.
 
     Args:
-        weights: the bytes of `model.weights.h5`.
+        weights: the content of `model.weights.h5`: its bytes, or a copy of the weights they are made from in the
+            writer's thread (`weights_file.WeightsCopy`).
         optimizer_values: `optimizer.npz`'s arrays by name (`v00000`, ... in the optimizer's order).
         state: what `state.json` records besides the files' checksums (a JSON copy).
     """
 
-    weights: "bytes | memoryview"
+    weights: WeightsContent
     optimizer_values: dict[str, "np.ndarray[Any, Any]"]
     state: CheckpointState
 
@@ -110,6 +113,7 @@ class Checkpointer:
         self.keep = keep
         self.check_writer = check_writer or (lambda: None)
         self._good: Path | None = None  # the folder `set_aside_damaged` verified last: a restore does not hash it again
+        self._weights: WeightsFileMaker | None = None  # the weights file's walk of the model checkpointed, recorded
 
     def _numbered(self) -> list[tuple[int, Path]]:
         """(number, folder) of every `ckpt-N` folder, complete or not, oldest first."""
@@ -172,8 +176,10 @@ class Checkpointer:
         """What a checkpoint of `model`, `optimizer` and `state` holds, as copies (on the thread that trains: the
         values change at the next step); `write` then puts it on disk from any thread."""
         self.check_writer()  # a run that lost its lease copies nothing either (`write` checks again)
+        if self._weights is None or self._weights.model is not model:
+            self._weights = WeightsFileMaker(model, lambda: left_out_of_weights_file(model))
         return CheckpointSnapshot(
-            weights_file_bytes(model),  # a memoryview of a buffer of its own: no second copy
+            self._weights.copy(),  # the variables' values copied; the file made in `write`
             {f"v{index:05d}": np.array(np.asarray(variable)) for index, variable in enumerate(optimizer.variables)},
             json.loads(json.dumps(state)))
 
@@ -189,7 +195,7 @@ class Checkpointer:
         with folder_replaced_atomically(self.folder / f".tmp-ckpt-{number:06d}-{os.getpid()}", final,
                                         before_commit=self.check_writer) as tmp:  # and again once it is durable
             tmp.mkdir()
-            (tmp / WEIGHTS_FILE).write_bytes(snapshot.weights)
+            (tmp / WEIGHTS_FILE).write_bytes(content_bytes(snapshot.weights))
             values: dict[str, Any] = dict(snapshot.optimizer_values)  # Any: np.savez's **kwds
             np.savez(tmp / OPTIMIZER_FILE, **values)
             files = {name: file_digest(tmp / name) for name in (WEIGHTS_FILE, OPTIMIZER_FILE)}
@@ -283,59 +289,3 @@ def optimizer_mismatch(shapes: list[Any], optimizer: Any) -> "str | None":
             return (f"optimizer variable {variable.path} has shape {tuple(shape)} in optimizer.npz, expected "
                     f"{tuple(variable.shape)}")
     return None
-
-
-def left_out_of_weights_file(model: Any) -> list[Any]:
-    """What the weights file leaves out: the model's optimizer (`optimizer.npz` holds its variables). Keras walks
-    it otherwise, and its slots and EMA averages are three times the weights (a checkpoint 20 ms slower, for an
-    MLP, and four times the bytes)."""
-    optimizer = getattr(model, "optimizer", None)
-    return [] if optimizer is None else [optimizer]
-
-
-def weights_file_bytes(model: Any, left_out: "list[Any] | None" = None) -> bytes | memoryview:
-    """What `model.save_weights("model.weights.h5")` writes, without the optimizer (`left_out_of_weights_file`, or
-    the objects `left_out`: a version leaves every optimizer out), made in memory:
-    a full disk then fails the plain file write that follows (an OSError), never HDF5 mid-file (which leaves it
-    unable to close, and the process segfaulting at exit). Keras writes the same file with the same `H5IOStore` in
-    `save_weights_only`, and reads it back with `load_weights(objects_to_skip=...)`."""
-    import io
-
-    try:
-        from keras.src.saving import saving_lib
-
-        _remember_attribute_skipsets(saving_lib)
-        buffer = io.BytesIO()
-        store = saving_lib.H5IOStore(buffer, mode="w")
-        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
-                               visited_saveables={id(item) for item in (left_out_of_weights_file(model)
-                                                                        if left_out is None else left_out)})
-        store.close()
-        return buffer.getbuffer()
-    except (ImportError, AttributeError, TypeError):  # a Keras without these: its public way, through a file
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder, WEIGHTS_FILE)
-            model.save_weights(str(path))
-            return path.read_bytes()
-
-
-_SAVEABLE_TYPES = ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss")
-
-
-def _remember_attribute_skipsets(saving_lib: Any) -> None:
-    """Fills the cache Keras' walk of a model looks in (Keras keeps it per thread): Keras 3 (3.15 at least) stores each
-    object type's attribute skip set under `saving_attr_skipset_<type>` but looks for `saving_attr_skiplist_<type>`,
-    so every save builds throw-away `Layer`, `Optimizer` and `Metric` objects again (a third of a checkpoint's
-    time on the training thread, for an MLP). The values are the ones Keras computes; a Keras that fixed the key
-    finds its own cache, and this does nothing."""
-    from keras.src.backend.common import global_state
-
-    for obj_type in _SAVEABLE_TYPES:
-        looked_for = f"saving_attr_skiplist_{obj_type}"
-        if global_state.get_global_attribute(looked_for) is None:
-            stored = global_state.get_global_attribute(f"saving_attr_skipset_{obj_type}")
-            if stored is None:
-                stored = saving_lib.get_attr_skipset(obj_type)
-            global_state.set_global_attribute(looked_for, stored)

@@ -13,7 +13,8 @@ apart, and "how the next trial is picked" in one module.
 - `worker_loops`: this process' workers (one, `--workers N`, or one per Slurm array task with `--join`), signals,
   the progress lines and the summary.
 - `trial_host`: the warm process of a worker that trains its trials one after the other (`trial_training`: one
-  trial in that process); `trial_runner`: one trial sent to it and scored from its run.json.
+  trial in that process; `trial_leftovers`: what a trial leaves there, let go); `trial_runner`: one trial sent to it
+  and scored from its run.json.
 - `resume_plan`: a resume or a join of a sweep, decided from sweep.json and the request (pure); `driver`: `experiments-
   manager sweep` and `em.sweep`; `request`: what is asked; `code_check`: the code a resume checks.
 - `legacy`: sweep folders of an older engine (hyperopt's fmin, Spark's too), joined by workers; `trials_pickle`:

@@ -39,8 +39,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union, cast
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from experiments_manager.run.record import Status
 from experiments_manager.sweeps.folder import SweepFolder
@@ -63,7 +62,6 @@ from experiments_manager.utils.lease import Lease
 from experiments_manager.utils.lease_holder import LeaseWatch, live_holder
 
 if TYPE_CHECKING:
-    from experiments_manager.sweeps.journal import TrialRecord
     from experiments_manager.sweeps.results import Row
 
 LOCK_NAME = "sweep.lock"

@@ -34,16 +34,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
+from typing import IO, TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 
+from experiments_manager.sweeps.trial_leftovers import (clear_session, let_go_of_trial, registered_gradients,
+                                                        resident_bytes)
 from experiments_manager.sweeps.trial_training import TrialRequest, TrialTrained, train_trial
 from experiments_manager.utils.errors import EXIT_USER_ERROR, print_problems
 
@@ -142,7 +143,7 @@ class TrialHost:
             process.wait(CLOSE_SECONDS)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(OSError):
-                os.killpg(process.pid, 9)
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         self._forget()
 
@@ -187,17 +188,20 @@ def _serve(answers: IO[str]) -> int:
     request: its next rung, if that comes next, continues with it (`train_trial(warm=...)`)."""
     first_rss: Optional[int] = None
     kept: Optional[TrialTrained] = None  # the last trial's model, while it may be promoted here
+    gradients: set[str] = set()  # the gradient functions registered before the model now trained (or kept)
     for served, line in enumerate(sys.stdin, start=1):
         request = TrialRequest.from_line(line)
         continued = kept if kept is not None and kept.experiment == _resolved(request.resume) else None
         if kept is not None and continued is None:  # another trial: the kept model goes
-            _clear_session()
+            clear_session(gradients)
+        if continued is None:
+            gradients = registered_gradients()
         kept, modules = None, set(sys.modules)
         trained, clean = _run_logged(request, continued)
         continued = None
         kept = trained if clean and trained.built is not None and trained.exit_code == 0 else None
-        _forget_trial(modules, keep_model=kept is not None)
-        rss = _resident_bytes()
+        let_go_of_trial(modules, keep_model=kept is not None, gradients_before=gradients)
+        rss = resident_bytes()
         first_rss = first_rss if first_rss is not None else rss
         reusable = clean and trained.exit_code in _REUSABLE_EXIT_CODES and served < MAX_TRIALS_PER_HOST and (
             rss - first_rss <= MAX_RSS_GROWTH_BYTES)
@@ -268,48 +272,6 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def _forget_trial(modules_before: set[str], keep_model: bool) -> None:
-    """What one trial leaves behind, let go: the modules it imported from the user's files (the settings, the model
-    file, their helpers), so that the next trial imports them afresh, and unless `keep_model`, Keras' session (its
-    graphs, names, seeds: a kept model still uses them); installed packages it imported stay loaded (they are what a
-    warm host saves)."""
-    from experiments_manager.run.attempts import is_user_module_file
-    from experiments_manager.settings.loader import MODEL_MODULE_PREFIX, SETTINGS_MODULE_PREFIX
-
-    for name in set(sys.modules) - modules_before:
-        module = sys.modules.get(name)
-        path = getattr(module, "__file__", None)
-        if (module is None or name.startswith((SETTINGS_MODULE_PREFIX, MODEL_MODULE_PREFIX))
-                or (path and is_user_module_file(path))):
-            sys.modules.pop(name, None)
-    if keep_model:
-        gc.collect()
-    else:
-        _clear_session()
-
-
-def _clear_session() -> None:
-    """Keras' session cleared (the models it built let go, its names numbered afresh), then the garbage collected."""
-    import keras
-
-    keras.backend.clear_session()
-    gc.collect()
-
-
-def _resident_bytes() -> int:
-    """This process' resident memory now (0 where /proc is not there)."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-    return pages * os.sysconf("SC_PAGE_SIZE")
-
-
-def live_threads() -> int:
-    """How many threads this process runs (the host's count stays flat trial after trial)."""
-    return threading.active_count()
 
 
 if __name__ == "__main__":

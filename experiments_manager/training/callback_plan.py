@@ -66,7 +66,7 @@ class RunRecords:
         self.head: list[Any] = [ours.monitor_mode_resolver(best, experiment, settings, list(monitors)),
                      self.history,
                      ours.TrackBestValue(best, settings.path.name),
-                     *tensorboard_reports(experiment, settings, best, restored)]
+                     *tensorboard_reports(experiment, settings, best, restored, exporter)]
         self.curves = next(callback for callback in self.head if isinstance(callback, ours.TrainingCurves))
 
     def tail(self, checkpoint: Optional[TrainingCheckpoint] = None) -> list[Any]:
@@ -193,7 +193,7 @@ class CallbackPlan:
 
 
 def tensorboard_reports(experiment: Experiment, settings: Settings, best: BestValue,
-                        restored: Optional[CheckpointState] = None) -> list[Any]:
+                        restored: Optional[CheckpointState] = None, exporter: Optional[Exporter] = None) -> list[Any]:
     """The callbacks showing a run (or a federation's rounds) in TensorBoard and training_curves.png.
 
     Placed after `HistoryCSV` and `TrackBestValue`: they read the epoch's logs
@@ -204,6 +204,8 @@ def tensorboard_reports(experiment: Experiment, settings: Settings, best: BestVa
         settings: the loaded `Settings`.
         best: the run's `BestValue`.
         restored: the checkpoint state a resumed run started from, or None.
+        exporter: the run's `Exporter`, or None: the graph shown is its served module's when it has one made (traced
+            already), else the model's call is traced for it.
     """
     from experiments_manager import callbacks as ours
 
@@ -211,7 +213,7 @@ def tensorboard_reports(experiment: Experiment, settings: Settings, best: BestVa
     frequency = settings.monitoring.histogram_freq
     histograms = [ours.WeightHistograms(writers, frequency)] if frequency else []
     return [ours.EpochScalars(writers),
-            ours.ModelGraph(writers),
+            ours.ModelGraph(writers, served=(lambda: exporter.served_parts()[0]) if exporter is not None else None),
             *histograms,
             ours.TrainingCurves(experiment.history_csv, experiment.curves_png, best, title=experiment.name,
                                 check_writer=experiment.check_writer),

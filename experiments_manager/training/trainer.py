@@ -14,7 +14,6 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
-from experiments_manager.training.ema import WeightAverages
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.errors import InputStalled, UserInputError
 from experiments_manager.run.endings import (Ending, EndingKind, bad_input, ending_of, environment_failure, failed,
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from experiments_manager.settings.pipeline import DataPartition
     from experiments_manager.tracking.session import TrackingSession
     from experiments_manager.training.fine_tuning import InitialWeights
-    from experiments_manager.training.inputs import InputObject
     from experiments_manager.training.prepared_run import PreparedRun
 
 _LOG = logging.getLogger(__name__)

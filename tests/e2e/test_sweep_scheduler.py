@@ -89,6 +89,16 @@ def test_two_workers_pause_and_promote_trials_from_their_checkpoints_and_one_kil
         assert run["status"] == "finished"
     assert spec["device_hours"] > 0 and spec["device_hours_full"] > spec["device_hours"]
     assert "device-hours:" in outputs[1 - killed]
+    # the survivor's summary counts trials and their segments; in its log, a trial's line at a rung comes before the
+    # line of its promotion from that rung
+    survivor_output = outputs[1 - killed]
+    summary = re.search(r"^trained here: +(\d+) trials?(?: in (\d+) segments \((.*)\))?$", survivor_output,
+                        re.MULTILINE)
+    assert summary and (summary[2] is None or int(summary[2]) > int(summary[1])), survivor_output
+    print("survivor:", summary[0])
+    for line in re.finditer(r"^promoting trial (\d+)/4 \(paused at (\d+) epochs", survivor_output, re.MULTILINE):
+        paused = re.search(rf"^trial {line[1]}/4 paused at {line[2]} epochs:", survivor_output, re.MULTILINE)
+        assert paused is None or paused.start() < line.start(), survivor_output
     listed = subprocess.run(cli_command("list", str(sweep), "--format", "json", "--sort", "device_hours"),
                             cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=120)
     hours = [run["device_hours"] for run in json.loads(listed.stdout)]

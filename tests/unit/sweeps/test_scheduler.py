@@ -179,3 +179,29 @@ def test_a_raised_maximum_continues_the_best_finished_trial(tmp_path):
     assert (rows[step.entry.number]["status"], rows[step.entry.number]["rung"]) == ("promoted", "3")
     assert {state["trial"]: state["status"] for state in spec["trials"]}[step.entry.number] == "promoted"
     assert len(rows) == 9 and spec["trials_done"] == 8 and spec["status"] == "running"
+
+
+@pytest.mark.claim("the summary counts trials and the segments they took; a trial's line comes before the promotion "
+                   "it allows", note="(the line is said under the sweep's lock: a promotion waits for the lock; the "
+                                      "summary in test_sweep_scheduler.py)")
+def test_a_trials_result_is_announced_before_another_worker_can_promote_it(tmp_path):
+    """`record_result`'s announcement runs while the worker holds the sweep's lock, after the trial's value at its
+    rung is recorded: a worker asking meanwhile (the only way to promote it) waits for it."""
+    schedule = RungSchedule("asha", 9)
+    store = store_of(tmp_path, schedule, 3)
+    steps = [store.next_trial(worker_identity()) for _ in range(3)]
+    for step in steps[:2]:
+        train(step)
+        store.record_result(step)
+    train(steps[2])
+    seen = []
+
+    def announce(rows, best):
+        held = (tmp_path / "sweep.lock").exists()
+        seen.append((held, sorted(row["status"] for row in rows), best["trial"]))
+
+    store.record_result(steps[2], announce)
+    ((held, statuses, best),) = seen
+    assert held and statuses == ["paused", "paused", "paused"]
+    promoted = store.next_trial(worker_identity())
+    assert promoted.promoted_to == 3 and promoted.entry.number == best  # the top third of three: the best
