@@ -40,7 +40,10 @@ ratios sweep / optuna and sweep / kerastuner), headed by the command line and th
 Usage (from the repository root):
 
     .venv/bin/python tools/bench_peers.py [--rounds 4] [--kinds sweep,optuna,kerastuner] [--trials 12]
-        [--max-epochs 9] [--workers 2] [--seed 11] [--ema] [--keep] [--verbose]
+        [--max-epochs 9] [--workers 2] [--seed 11] [--ema] [--baseline TREE] [--keep] [--verbose]
+
+`--baseline TREE` adds the kind `sweep-before`: the same sweep command run by the engine of TREE (a git worktree of
+an earlier commit, put first on PYTHONPATH), alternated with the others: before and after, side by side.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("sweep", "optuna", "kerastuner")
+BEFORE = "sweep-before"  # with --baseline TREE: the same sweep by the engine of that tree
 PEER_MODULES = {"optuna": "optuna", "kerastuner": "keras_tuner"}
 MONITOR = "val_loss"
 CLASSES, IMAGE_SIZE = 10, 32
@@ -426,7 +430,7 @@ def measured(kind: str, round_number: int, root: Path, arguments: argparse.Names
     """Runs one kind in a new process in its own folder under `root`, timed; what it found and what it cost."""
     folder = root / f"{kind}-r{round_number}"
     folder.mkdir(parents=True)
-    if kind == "sweep":
+    if kind.startswith("sweep"):
         command = sweep_command(write_settings(folder, arguments.max_epochs, arguments.seed, arguments.ema), arguments)
     else:
         command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--trials", str(arguments.trials),
@@ -436,15 +440,18 @@ def measured(kind: str, round_number: int, root: Path, arguments: argparse.Names
     usage, (busy, stolen) = resource.getrusage(resource.RUSAGE_CHILDREN), machine_seconds()
     start = time.perf_counter()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **{LAUNCHED: repr(time.time())})
+    if kind == BEFORE:  # the engine of an earlier tree (`--baseline`), the same command line
+        env["PYTHONPATH"] = str(Path(arguments.baseline).resolve()) + os.pathsep + env.get("PYTHONPATH", "")
     first = float("nan")
     with open(log, "wb") as errors, open(out, "wb") as output:
-        process = subprocess.Popen(command, cwd=folder, env=env, stdout=errors if kind == "sweep" else output,
-                                   stderr=subprocess.STDOUT if kind == "sweep" else errors)
+        sweep = kind.startswith("sweep")
+        process = subprocess.Popen(command, cwd=folder, env=env, stdout=errors if sweep else output,
+                                   stderr=subprocess.STDOUT if sweep else errors)
         while True:
             pid, status, tree = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
-            if kind == "sweep" and first != first and next((folder / "experiments").glob("*_sweep_*/trials/*.log"),
+            if sweep and first != first and next((folder / "experiments").glob("*_sweep_*/trials/*.log"),
                                                           None):
                 first = time.perf_counter() - start
             time.sleep(0.05)
@@ -456,7 +463,7 @@ def measured(kind: str, round_number: int, root: Path, arguments: argparse.Names
         tail = log.read_text(errors="replace").splitlines()[-30:]
         raise SystemExit(f"{kind}, round {round_number}: exit code {code} ({shlex.join(command)}):\n"
                          + "\n".join(tail))
-    if kind == "sweep":
+    if sweep:
         result = sweep_outcome(folder, log, arguments)
         result["first"] = first
     else:
@@ -561,6 +568,9 @@ def main() -> None:
     parser.add_argument("--ema", action="store_true",
                         help="the sweep's trials validate the EMA weights (the engine's default; default: off, the "
                              "raw weights, as the peers)")
+    parser.add_argument("--baseline", metavar="TREE",
+                        help=f"also run the sweep with the engine of this source tree (a git worktree of an earlier "
+                             f"commit), as the kind {BEFORE!r}, alternated with the others")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (its path is printed)")
     parser.add_argument("--verbose", action="store_true", help="print each sweep's last lines (its summary)")
     parser.add_argument("--child", choices=KINDS[1:], help=argparse.SUPPRESS)
@@ -570,10 +580,12 @@ def main() -> None:
         child(arguments.child, arguments)
         return
     kinds = [kind for kind in arguments.kinds.split(",") if kind]
-    unknown = sorted(set(kinds) - set(KINDS))
+    if arguments.baseline:
+        kinds.insert(1, BEFORE)
+    unknown = sorted(set(kinds) - set(KINDS) - {BEFORE})
     if unknown or not kinds:
         parser.error(f"--kinds: expected a subset of {','.join(KINDS)}, got {arguments.kinds!r}")
-    check_peers(kinds)
+    check_peers([kind for kind in kinds if kind in KINDS])
     print(f"## {', '.join(kinds)}: {arguments.trials} configurations x at most {arguments.max_epochs} epochs, "
           f"seed {arguments.seed}, sweep --workers {arguments.workers}, {arguments.rounds} rounds ({machine_line()})",
           flush=True)

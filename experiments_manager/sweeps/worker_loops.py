@@ -1,7 +1,7 @@
 """The workers of a sweep in this process: each asks the sweep folder for a trial, trains it, records it, asks again.
 
-A sequential sweep is one worker; `sweep --workers N` runs N in this process (threads: each waits on its own
-trial process); every task of a Slurm array (`tools/slurm/sweep_array.sbatch`) is one more, in its own process,
+A sequential sweep is one worker; `sweep --workers N` runs N in this process (threads: each sends its trials to
+its own warm trial host, `trial_host.py`, and waits for them); every task of a Slurm array (`tools/slurm/sweep_array.sbatch`) is one more, in its own process,
 on any node. They share nothing but the sweep folder (`store.py`).
 
 A stop signal (SIGTERM, SIGUSR1 from Slurm, Ctrl-C) reaches every running trial of this process: each
@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, cast
 
@@ -50,7 +51,7 @@ class SweepWorkers:
     Args:
         store: the sweep's `SweepStore`.
         settings_path: the settings file new trials train from.
-        working_dir: the trial processes' current directory.
+        working_dir: the trial hosts' current directory.
         fixed_hparams: `--hparam` overrides of every trial.
         working_folder: the settings' workingFolder (the summary's TensorBoard hint).
         workers: worker loops in this process (default 1).
@@ -72,6 +73,7 @@ class SweepWorkers:
         self.workers = workers
         self.stop_signum: Optional[int] = None
         self._stopping = SignalSafeEvent()  # set by a signal handler
+        self._told = threading.Event()  # set when a worker of this process recorded a result
         self._processes: dict[Optional[int], subprocess.Popen[bytes]] = {}  # worker index -> its trial host's process
         self._hosts: dict[Optional[int], TrialHost] = {}  # worker index -> its warm trial host
         self._printing = threading.Lock()
@@ -137,7 +139,7 @@ class SweepWorkers:
                 self._stopping.wait(WATCH_POLL_SECONDS)
                 continue
             if isinstance(step, NothingLeft) and step.running and self.store.schedule is not None:
-                self._stopping.wait(WATCH_POLL_SECONDS)  # a trial that reaches its rung may make one promotable
+                self._wait_for_a_result()  # a trial that reaches its rung may make one promotable
                 continue
             if isinstance(step, NothingLeft):
                 self._left = step
@@ -146,6 +148,15 @@ class SweepWorkers:
                 self.store.give_back(step)
                 return
             if not self._train(step, index):
+                return
+
+    def _wait_for_a_result(self) -> None:
+        """Waits until a worker of this process records a result, for at most `WATCH_POLL_SECONDS` (a worker in
+        another process may record one: the sweep folder is asked again then), or a stop."""
+        deadline = time.monotonic() + WATCH_POLL_SECONDS
+        while not self._stopping.is_set() and time.monotonic() < deadline:
+            if self._told.wait(0.2):
+                self._told.clear()
                 return
 
     def _train(self, step: Assignment, index: Optional[int]) -> bool:
@@ -193,6 +204,7 @@ class SweepWorkers:
                         advance=0 if step.entry.promotions else 1)  # (a promoted trial counted at its first rung)
 
         self.store.record_result(step, announce)
+        self._told.set()  # a worker of this process waiting for a promotable trial asks again
         self._trained.add(cast(int, number))  # (a numbered trial)
         self._segments.append("promotion" if step.promoted_to is not None else
                               "takeover" if step.taken_over else "first")

@@ -176,7 +176,7 @@ def _backslash_continuations(text):
             if line.rstrip().endswith("\\") and number not in in_strings and not line.lstrip().startswith("#")]
 
 
-RUN_STATUSES = {"running", "finished", "failed", "interrupted"}
+RUN_STATUSES = {"running", "finished", "failed", "interrupted", "paused", "promoted"}  # a trial's states too
 NOT_A_RUN_STATUS = {  # the same words meaning something else
     ("experiments_manager.federated.deployment", "finished"),  # Flower's run status, as `flwr ls` prints it
     ("experiments_manager.serving.sidecar", "failed"),  # a word of the server's log lines shown while training
@@ -197,8 +197,9 @@ def _bare_statuses(name, path):
 
 
 def test_a_run_status_is_spelled_by_the_enum_only():
-    """A run's status (and a trial's, a sweep's: the same words) is compared and written as `run.record.Status`
-    everywhere but in the enum itself: one list of the statuses, which a rename or a new one changes in one place."""
+    """A run's status (and a sweep's: the same words) is compared and written as `run.record.Status`, a trial's state
+    as `sweeps.trial_state.TrialState`, everywhere but in the enums themselves: one list of each, which a rename or a
+    new one changes in one place."""
     found = {name: statuses for name, path in MODULES.items()
              if name not in STATUS_ENUMS and (statuses := _bare_statuses(name, path))}
     assert found == {}
