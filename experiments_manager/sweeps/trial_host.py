@@ -59,6 +59,15 @@ CLOSE_SECONDS = 10.0  # how long `close` waits for an idle host to leave before 
 _REUSABLE_EXIT_CODES = (0, EXIT_USER_ERROR)  # a trial that ended so leaves the host as it found it
 
 
+def _stderr_fd() -> int:
+    """The file descriptor the host's stray output goes to: this process's `sys.stderr`, or descriptor 2 where
+    `sys.stderr` is not a file (a Jupyter kernel's stream: its own log)."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return 2
+
+
 class TrialHost:
     """A worker's handle on its warm trial host: started on first use (or at once with `start`), restarted when it
     died or retired itself.
@@ -99,7 +108,7 @@ class TrialHost:
             process = subprocess.Popen(
                 [sys.executable, "-m", "experiments_manager.sweeps.trial_host", "--parent-pid", str(os.getpid()),
                  "--answers-fd", str(write_end)],
-                cwd=self.working_dir, stdin=subprocess.PIPE, stdout=sys.stderr.fileno(), pass_fds=(write_end,),
+                cwd=self.working_dir, stdin=subprocess.PIPE, stdout=_stderr_fd(), pass_fds=(write_end,),
                 start_new_session=True)  # signals come from the worker
         except BaseException:
             os.close(read_end)
