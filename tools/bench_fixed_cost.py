@@ -63,13 +63,11 @@ STARTED_CPU = time.process_time()
 
 import argparse  # noqa: E402 - after the first timestamp
 import contextlib  # noqa: E402
-import datetime  # noqa: E402
 import importlib  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import resource  # noqa: E402
-import shlex  # noqa: E402
 import shutil  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -77,6 +75,9 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+import bench_models  # noqa: E402 - tools/ is on sys.path
+from bench_sweep import command_line, machine_line  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = ("smallcnn", "mobilenetv3small", "resnet50", "efficientnetb0", "transformer")
@@ -135,98 +136,10 @@ COUNTERPARTS = {"settings load (load_settings)": "settings exec", "settings (as_
 HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_test_begin", "on_test_end",
          "on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin", "on_test_batch_end")
 
-MODEL_FILE = '''import keras
-
-VOCABULARY, LENGTH = 2000, 64
-
-
-def build(arch):
-    if arch == "smallcnn":
-        images = keras.Input((32, 32, 3), name="image")
-        hidden = keras.layers.Conv2D(16, 3, activation="relu", padding="same")(images)
-        hidden = keras.layers.MaxPool2D()(hidden)
-        hidden = keras.layers.Conv2D(32, 3, activation="relu", padding="same")(hidden)
-        pooled = keras.layers.GlobalAveragePooling2D()(hidden)
-        return keras.Model(images, keras.layers.Dense(10, activation="softmax")(pooled))
-    if arch == "transformer":
-        tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
-        hidden = keras.layers.Embedding(VOCABULARY, 64)(tokens)
-        for _ in range(2):
-            attended = keras.layers.MultiHeadAttention(4, 16)(hidden, hidden)
-            hidden = keras.layers.LayerNormalization()(hidden + attended)
-            fed = keras.layers.Dense(64)(keras.layers.Dense(128, activation="relu")(hidden))
-            hidden = keras.layers.LayerNormalization()(hidden + fed)
-        pooled = keras.layers.GlobalAveragePooling1D()(hidden)
-        return keras.Model(tokens, keras.layers.Dense(2, activation="softmax")(pooled))
-    backbone = {"mobilenetv3small": keras.applications.MobileNetV3Small,
-                "resnet50": keras.applications.ResNet50,
-                "efficientnetb0": keras.applications.EfficientNetB0}[arch](
-        weights=None, include_top=False, input_shape=(32, 32, 3))
-    images = keras.Input((32, 32, 3), name="image")
-    pooled = keras.layers.GlobalAveragePooling2D()(backbone(images))
-    return keras.Model(images, keras.layers.Dense(10, activation="softmax")(pooled))
-
-
-def model(usersettings):
-    return build(usersettings.hparams["arch"])
-'''
-
-SETTINGS_FILE = '''import numpy as np
-import tensorflow as tf
-
-workingFolder = "experiments"
-session_name = "bench"
-hparams = {"arch": ARCH, "nbEpoch": EPOCHS}
-model_file = "model_bench.py"
-nbEpoch = EPOCHS
-random_seed = 1
-raw_data_dir_train = "train"
-raw_data_dir_val = "val"
-raw_data_dir_test = "test"
-batch_size = BATCH
-
-
-def data(count, seed):
-    rng = np.random.default_rng(seed)
-    if hparams["arch"] == "transformer":
-        x = rng.integers(0, 2000, size=(count, 64)).astype("int32")
-        return x, (x[:, 0] % 2).astype("int64")
-    return rng.uniform(0, 1, size=(count, 32, 32, 3)).astype("float32"), rng.integers(0, 10, count).astype("int64")
-
-
-def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):
-    count = {"train": SAMPLES, "val": TEST, "test": TEST}[str(raw_data_files_folder).rstrip("/").split("/")[-1]]
-    return tf.data.Dataset.from_tensor_slices(data(count, 0 if isTraining else 1)).batch(batch_size)
-
-
-def get_learningRate():
-    return 1e-3
-
-
-def get_optimizer(model, loss, learning_rate):
-    return tf.keras.optimizers.Adam(learning_rate)
-
-
-def get_total_loss(model):
-    return "sparse_categorical_crossentropy"
-
-
-def get_metrics(model, loss):
-    return ["accuracy"]
-'''
-
-
 def write_settings(folder: Path, arch: str) -> Path:
-    """The settings and model files of `arch` in `folder` (and its data folders' names)."""
+    """`tools/bench_models.py`'s settings and model files of `arch`, for EPOCHS epochs (the small CNN bigger)."""
     samples, test, batch = SIZES.get(arch, DEFAULT_SIZES)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model_bench.py").write_text(MODEL_FILE)
-    for name in ("train", "val", "test"):
-        (folder / name).mkdir(exist_ok=True)
-    settings = (SETTINGS_FILE.replace("ARCH", repr(arch)).replace("BATCH", str(batch)).replace("EPOCHS", str(EPOCHS))
-                .replace("SAMPLES", str(samples)).replace("TEST", str(test)))
-    (folder / "settings_bench.py").write_text(settings)
-    return folder / "settings_bench.py"
+    return bench_models.write_settings(folder, arch, epochs=EPOCHS, samples=samples, test_samples=test, batch=batch)
 
 
 # --- in the worker: the recorder and what it wraps ---------------------------------------------------------------------
@@ -492,20 +405,6 @@ def worker(kind: str, arch: str, folder: Path, phases: bool, entry: str) -> dict
 
 
 # --- measuring the runs ------------------------------------------------------------------------------------------------
-
-def command_line() -> str:
-    """This run's command line, as typed from the repository root."""
-    python = Path(sys.executable)
-    shown = os.path.relpath(python, REPO) if REPO in python.absolute().parents else str(python)
-    return shlex.join([shown, os.path.relpath(Path(__file__).resolve(), REPO), *sys.argv[1:]])
-
-
-def machine_line() -> str:
-    """Today, the cores this process may use and the load average."""
-    cores = len(os.sched_getaffinity(0))
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    return f"{datetime.date.today()}, {cores} cores, load average {load}"
-
 
 def measured(kind: str, arch: str, folder: Path, tree: Path, phases: bool, entry: str) -> dict:
     """Runs `kind` on `arch` in a new process; its wall and CPU seconds (and its events with `phases`)."""

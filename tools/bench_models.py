@@ -50,6 +50,13 @@ VOCABULARY, LENGTH = 2000, 64
 
 
 def build(arch):
+    if arch == "smallcnn":
+        images = keras.Input((32, 32, 3), name="image")
+        hidden = keras.layers.Conv2D(16, 3, activation="relu", padding="same")(images)
+        hidden = keras.layers.MaxPool2D()(hidden)
+        hidden = keras.layers.Conv2D(32, 3, activation="relu", padding="same")(hidden)
+        pooled = keras.layers.GlobalAveragePooling2D()(hidden)
+        return keras.Model(images, keras.layers.Dense(10, activation="softmax")(pooled))
     if arch == "transformer":
         tokens = keras.Input((LENGTH,), dtype="int32", name="tokens")
         hidden = keras.layers.Embedding(VOCABULARY, 64)(tokens)
@@ -78,9 +85,9 @@ import tensorflow as tf
 
 workingFolder = "experiments"
 session_name = "bench"
-hparams = {"arch": ARCH, "nbEpoch": 1}
+hparams = {"arch": ARCH, "nbEpoch": EPOCHS}
 model_file = "model_bench.py"
-nbEpoch = 1
+nbEpoch = EPOCHS
 random_seed = 1
 raw_data_dir_train = "train"
 raw_data_dir_val = "val"
@@ -118,14 +125,17 @@ def get_metrics(model, loss):
 '''
 
 
-def write_settings(folder: Path, arch: str) -> Path:
-    """The settings and model files of `arch` in `folder` (and its data folders' names)."""
+def write_settings(folder: Path, arch: str, epochs: int = 1, samples: int = SAMPLES, test_samples: int = TEST_SAMPLES,
+                   batch: int = BATCH) -> Path:
+    """The settings and model files of `arch` in `folder` (and its data folders' names): `epochs` epochs of
+    `samples` random samples in batches of `batch`, `test_samples` to validate and test (`tools/bench_fixed_cost.py`
+    writes its runs with this too)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model_bench.py").write_text(MODEL_FILE)
     for name in ("train", "val", "test"):
         (folder / name).mkdir(exist_ok=True)
-    settings = (SETTINGS_FILE.replace("ARCH", repr(arch)).replace("BATCH", str(BATCH))
-                .replace("SAMPLES", str(SAMPLES)).replace("TEST", str(TEST_SAMPLES)))
+    settings = (SETTINGS_FILE.replace("ARCH", repr(arch)).replace("BATCH", str(batch)).replace("EPOCHS", str(epochs))
+                .replace("SAMPLES", str(samples)).replace("TEST", str(test_samples)))
     (folder / "settings_bench.py").write_text(settings)
     return folder / "settings_bench.py"
 

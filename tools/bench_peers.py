@@ -52,7 +52,6 @@ import argparse
 import collections
 import contextlib
 import csv
-import datetime
 import importlib.util
 import inspect
 import json
@@ -68,6 +67,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
+
+from bench_sweep import command_line, machine_line  # tools/ is on sys.path
 
 if TYPE_CHECKING:
     import keras
@@ -347,20 +348,6 @@ def child(kind: str, arguments: argparse.Namespace) -> None:
 
 
 # --- measuring the runs -----------------------------------------------------------------------------------------------
-
-def command_line() -> str:
-    """This run's command line, as typed from the repository root."""
-    python = Path(sys.executable)
-    shown = os.path.relpath(python, REPO) if REPO in python.absolute().parents else str(python)
-    return shlex.join([shown, os.path.relpath(Path(__file__).resolve(), REPO), *sys.argv[1:]])
-
-
-def machine_line() -> str:
-    """Today, the cores this process may use and the load average."""
-    cores = len(os.sched_getaffinity(0))
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
-    return f"{datetime.date.today()}, {cores} cores, load average {load}"
-
 
 def machine_seconds() -> tuple[float, float]:
     """(busy, stolen) CPU seconds of the whole machine since boot, all CPUs together (/proc/stat: busy is all but

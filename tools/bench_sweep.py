@@ -99,13 +99,15 @@ def command(*arguments):
 
 
 def command_line():
-    """This run's command line, as typed from the repository root."""
+    """This run's command line, as typed from the repository root (the script run: this one, or a tool importing
+    this function)."""
     python = Path(sys.executable)
     python = os.path.relpath(python, REPO) if REPO in python.absolute().parents else str(python)
-    return shlex.join([python, os.path.relpath(Path(__file__).resolve(), REPO), *sys.argv[1:]])
+    return shlex.join([python, os.path.relpath(Path(sys.argv[0]).resolve(), REPO), *sys.argv[1:]])
 
 
 def machine_line():
+    """Today, the cores this process may use and the load average."""
     cores = len(os.sched_getaffinity(0))
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     return f"{datetime.date.today()}, {cores} cores, load average {load}"
