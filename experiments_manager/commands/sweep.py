@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--algo", choices=ALGORITHMS, help="hyperopt's search algorithm (default tpe)")
     parser.add_argument("--startup-trials", type=positive_int, metavar="N",
                         help="tpe: the trials drawn at random before it models (default: a quarter of --max-evals, "
-                             "at least 3 and 2 per worker, at most 20; recorded in sweep.json)")
+                             "3 to 20, and at least 2 per worker; recorded in sweep.json)")
     parser.add_argument("--seed", type=int, metavar="S",
                         help="seed of the suggestions (default: the settings' random_seed, else random; recorded)")
     add_hparam_argument(parser, help="fixed override for every trial (e.g. nbEpoch=5 for a quick sweep; +KEY=VALUE "

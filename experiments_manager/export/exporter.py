@@ -3,9 +3,10 @@
 Layout (TF Serving's, its names and rules in `served_layout.py`): `exported_models/<N>/saved_model.pb`. A version
 is written to `exported_models/.tmp-<N>-<pid>/`, its signatures checked, then renamed to `<N>`, N one more than any
 version this experiment ever exported. Readers (model servers) ignore dot-prefixed folders: no partial version.
-A run's first version is a full `tf.saved_model.save` of the live model's served module; the next ones share
-its graph and write only the variables (`template.py`), from numpy copies of their values taken on the
-training thread at the epoch's end; in a training run a background thread writes them (`background_export.py`). Every
+One full `tf.saved_model.save` of the live model's served module makes the template of a run's versions: the
+check's save of a new run's model (`dry_build.checked_training_model`), else the first version after a resume.
+The versions share its graph and write only the variables (`template.py`), from numpy copies of their values
+taken on the training thread at the epoch's end; in a training run a background thread writes them (`background_export.py`). Every
 version also holds Keras' weights file of those EMA weights (`keras_weights.py`): what a rebuilt model reads.
 Long because numbering, writing, checking, retention and a resume's repair of the versions share one state, the
 `Exporter`'s (fully typed).
@@ -80,10 +81,11 @@ def ema_weights_swapped_in(model: Any, optimizer: Any) -> Iterator[None]:
 class Exporter:
     """Exports served-model versions of a training model.
 
-    A run's first version (and the first after a resume) is a full `tf.saved_model.save` of the served module of
-    the live model, its EMA weights swapped in, on the calling (training) thread; it also builds the
-    `SavedModelTemplate` of the next versions: its graph, and the checkpoint key of each variable it saved. A
-    later version takes, on the training thread, numpy copies of exactly those variables (the EMA values of the
+    A new run's check saved the served module once and made the `SavedModelTemplate` of its versions from that
+    save (`checked`, `BuiltModel.template`): its graph, and the checkpoint key of each variable it saved. Without
+    one (a resume in a new process, a model built by its first batch), the first version is a full
+    `tf.saved_model.save` of the served module of the live model, its EMA weights swapped in, on the calling
+    (training) thread, and makes the template. A version from the template takes, on the training thread, numpy copies of exactly those variables (the EMA values of the
     trainable ones, as the full save would) and writes them with the first version's graph; with
     `in_background`, that write runs in a background thread (`background_export.py`) while training goes on: it
     touches no model and no Keras object. When the template cannot give back what a full save wrote (a served

@@ -13,7 +13,9 @@ restore op reads the variables by those keys, `tf.saved_model.load` by that obje
 The template is only kept when every saved value is a variable of the module or an object TensorFlow checkpoints
 through its own protocol (a mutable lookup table: its keys and values are snapshot as its `export` gives them),
 each key maps to its own object (`saved_state.saved_objects`), and the mapping gives back, value for value, what
-`tf.saved_model.save` just wrote (in a run: the trained EMA weights of the first version, not initial values);
+`tf.saved_model.save` just wrote (in a new run, the initial values of the check's save: a value check cannot tell
+apart two keys of one shape whose values are equal, a layer's zero biases say; the keys come from the object graph,
+and the trained values of a resume's first version check them again);
 otherwise (`SavedModelTemplate.read` returns None) every version is a full save, which only costs time. The graph
 is the live module's: what the served function captured when it was traced (an adapted layer's statistics, a
 static lookup table's vocabulary, a setting its config omits, the mixed-precision policy) is in it as the full save

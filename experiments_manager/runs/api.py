@@ -156,7 +156,7 @@ def sweep(settings_file: PathLike, max_evals: int, *, hparams: Optional[Mapping[
     `SweepOutcome`.
 
     Args:
-        settings_file: the settings file with a `hyperopt_space` (a file: each trial process loads it).
+        settings_file: the settings file with a `hyperopt_space` (a file: each trial loads it in its worker's trial host).
         max_evals: the number of trials.
         hparams: fixed hparam overrides for every trial (default None).
         algo: hyperopt's 'tpe' (default), 'rand' or 'anneal'.
@@ -313,6 +313,6 @@ def _file_only(settings_file: object) -> str:
     from experiments_manager.utils.errors import UserInputError
 
     if not isinstance(settings_file, (str, Path)):
-        raise UserInputError(f"em.sweep: settings_file: expected the path of a settings file (each trial process "
+        raise UserInputError(f"em.sweep: settings_file: expected the path of a settings file (each trial "
                              f"loads it), got {type(settings_file).__name__}")
     return str(settings_file)

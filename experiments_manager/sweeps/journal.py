@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, cast
 
@@ -23,7 +22,6 @@ from experiments_manager.utils.atomic import write_json_atomically
 from experiments_manager.utils.exclusive_create import create_whole
 from experiments_manager.utils.lease import Lease, LeaseHeld
 from experiments_manager.utils.lease_holder import LeaseWatch
-from experiments_manager.utils.signals import process_alive
 from experiments_manager.sweeps.trial_state import TrialState, state_of
 
 if TYPE_CHECKING:
@@ -45,7 +43,7 @@ class TrialEntry:
         experiment: the trial's experiment folder, once created.
         worker: who trains it now (or last did): host, pid, Slurm job and array task.
         takeovers: how many times another worker took it over from one that was gone.
-        pid: the trial process' pid.
+        pid: the pid of the process training it (its worker's trial host) while it trains; None once it ended.
         loss: what hyperopt minimises (the best value, negated when the monitored value is maximised).
         same_as: the trial number whose result this one reused (hyperopt suggested the same point again).
         bracket: with a scheduler, the trial's bracket (0 for ASHA).
@@ -108,7 +106,7 @@ class TrialEntry:
     @property
     def rung_value_pending(self) -> bool:
         """A scheduler's trial that trained to its rung, its value there not recorded yet: the worker's tell is
-        under way (`SweepStore.record_result`), or the worker died before it (the trial is then taken over)."""
+        under way (`SweepStore.record_result`), or the worker died before it (the next worker to ask settles it)."""
         return (self.status == TrialState.FINISHED and self.epochs_target is not None
                 and str(self.epochs_target) not in self.rung_values)
 
@@ -182,16 +180,6 @@ class TrialJournal:
                     self._done[path] = entry
         return (sorted(pairs, key=lambda pair: cast(int, pair[1].tid)),  # (each pair's tid is set)
                 sorted(damaged, key=lambda found: found[1]))
-
-    def signal_running(self, signum: int) -> None:
-        """Sends `signum` to every trial process of this host still running (each checkpoints and stops)."""
-        for record in self.records():
-            info = record.read()
-            if info.get("status") == TrialState.RUNNING and process_alive(info.get("pid")):
-                try:
-                    os.killpg(info["pid"], signum)
-                except OSError:
-                    pass
 
 
 class TrialRecord:

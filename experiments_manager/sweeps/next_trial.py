@@ -67,6 +67,9 @@ class Scheduler(Protocol):
     def new_trial_fields(self, tid: int) -> dict[str, Any]:
         """A new trial's record fields (its bracket, its first rung)."""
 
+    def rung_result_fields(self, entry: TrialEntry) -> dict[str, Any]:
+        """The record fields of a trial that trained to its rung: its value there, and paused below the last."""
+
 
 class EarlierResults(Protocol):
     """What an older engine's records know of a point (`legacy.EarlierRecords`)."""
@@ -107,7 +110,7 @@ def pick_next_trial(pairs: list[TrialPair], sources: TrialSources, worker: dict[
         total: the number of trials the sweep has in all.
         watch: the worker's `LeaseWatch` of the other workers' claims.
     """
-    taken, watching = _taken_over(pairs, worker, watch)
+    taken, watching = _taken_over(pairs, worker, watch, sources.scheduler)
     if taken is not None:
         return taken
     promoted = _promoted(pairs, sources.scheduler, worker, watch)
@@ -120,12 +123,13 @@ def pick_next_trial(pairs: list[TrialPair], sources: TrialSources, worker: dict[
     return NothingLeft(done=done, running=len(pairs) - done, watching=watching)
 
 
-def _taken_over(pairs: list[TrialPair], worker: dict[str, Any],
-                watch: LeaseWatch) -> tuple[Optional[Assignment], int]:
+def _taken_over(pairs: list[TrialPair], worker: dict[str, Any], watch: LeaseWatch,
+                scheduler: Optional[Scheduler]) -> tuple[Optional[Assignment], int]:
     """(a trial not done whose claim is free or whose worker is provably gone, claimed; or None, how many claims
-    elsewhere look stale)."""
+    elsewhere look stale). A trial that trained to its rung and whose worker died before telling its value there
+    is settled instead (its value recorded, paused or finished): nothing of it is trained again."""
     watching = 0
-    for record, entry in pairs:
+    for index, (record, entry) in enumerate(pairs):
         if entry.done:
             continue
         holder = live_holder(record.lock_path, watch=watch)
@@ -136,6 +140,10 @@ def _taken_over(pairs: list[TrialPair], worker: dict[str, Any],
             continue
         released = read_holder(record.lock_path) is None
         if record.lock(watch):
+            if entry.rung_value_pending and scheduler is not None:  # what its worker's tell would have written
+                pairs[index] = (record, TrialEntry.from_json(record.update(**scheduler.rung_result_fields(entry))))
+                record.release()
+                continue
             why = ("it was interrupted" if entry.status is TrialState.INTERRUPTED and released else
                    f"its worker, {describe_worker(entry.worker)}, is gone")
             same_host = (entry.worker or {}).get("host") == worker["host"]

@@ -42,14 +42,14 @@ from experiments_manager.sweeps.trial_state import TrialState
 from experiments_manager.utils.errors import EXIT_TEMPFAIL
 from experiments_manager.utils.signals import STOP_SIGNALS as RUN_STOP_SIGNALS
 
-STOP_SIGNALS = RUN_STOP_SIGNALS + (signal.SIGHUP,)  # and a closed terminal
+TRIAL_STOP_SIGNALS = RUN_STOP_SIGNALS + (signal.SIGHUP,)  # what stops a trial: a run's and a closed terminal
 # why a trial failed, when its run says nothing itself: filled in by `trial_state_of`'s caller
 NO_VALUE, RUN_ERROR, KILLED, LOG_ERROR = "no value", "run error", "killed", "log error"
 
 
 def stop_signal_of(exit_code: int) -> Optional[int]:
     """The stop signal a trial ended on: killed by it (< 0) or checkpointed after it (128 + signal); else None."""
-    for signum in STOP_SIGNALS:
+    for signum in TRIAL_STOP_SIGNALS:
         if exit_code in (-signum, 128 + signum):
             return signum
     return None

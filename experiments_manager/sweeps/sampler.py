@@ -44,7 +44,8 @@ MIN_STARTUP_TRIALS = 3
 
 def startup_trials(max_evals: int, workers: int) -> int:
     """How many trials TPE draws at random before it models: a quarter of the sweep's `max_evals`, at least
-    `MIN_STARTUP_TRIALS` and 2 per worker (workers that start together spread out), at most 20 (hyperopt's own).
+    `MIN_STARTUP_TRIALS`, at most 20 (hyperopt's own), and never fewer than 2 per worker (workers that start
+    together spread out: 11 workers or more draw more than 20).
 
     Example:
 
@@ -62,6 +63,13 @@ class HyperoptSampler:
     Args:
         space: the `SearchSpace`.
         algo: the `SeededSuggestions`.
+
+    Example:
+
+    ```python
+    sampler = HyperoptSampler(space, SeededSuggestions("tpe", seed=11, startup_trials=startup_trials(12, 2)))
+    hparams, vals = sampler.suggest(tid, journal_pairs)
+    ```
     """
 
     def __init__(self, space: SearchSpace, algo: SeededSuggestions) -> None:

@@ -35,8 +35,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -51,8 +51,8 @@ from experiments_manager.utils.errors import EXIT_USER_ERROR, print_problems
 if TYPE_CHECKING:
     from experiments_manager.utils.atomic import PathLike
 
-_LOG = logging.getLogger(__name__)
 ORPHAN_CHECK_SECS = 0.5
+ANSWER_POLL_SECONDS = 1.0  # how often a worker waiting for its host's answer looks whether the host is gone
 MAX_TRIALS_PER_HOST = 200  # then a new host: what a long sweep's hosts could gather is bounded whatever it is
 MAX_RSS_GROWTH_BYTES = 1 << 30  # resident memory grown this much since the host's first trial: a new host
 CLOSE_SECONDS = 10.0  # how long `close` waits for an idle host to leave before it kills it
@@ -128,7 +128,7 @@ class TrialHost:
         try:
             process.stdin.write(request.to_line().encode())
             process.stdin.flush()
-            line = self._answers.readline()
+            line = self._answer_line(process)
         except (BrokenPipeError, ValueError):  # it died before it read the request
             line = ""
         if not line:  # it died: its exit code is the trial's, as a trial process' was
@@ -139,6 +139,18 @@ class TrialHost:
         if not answer.get("reusable"):
             self.close()
         return int(answer["exit_code"])
+
+    def _answer_line(self, process: subprocess.Popen[bytes]) -> str:
+        """The host's answer line, or "" once the host is gone without one: a process a trial forked may hold the
+        pipe's other end open after the host died, so its end of file is not awaited alone."""
+        assert self._answers is not None  # (started)
+        while True:
+            ready, _, _ = select.select([self._answers], [], [], ANSWER_POLL_SECONDS)
+            if ready:
+                return self._answers.readline()
+            if process.poll() is not None:  # gone: an answer written just before its exit is still read
+                ready, _, _ = select.select([self._answers], [], [], 0)
+                return self._answers.readline() if ready else ""
 
     def close(self) -> None:
         """Asks the host to leave (end of its input), waits for it (`CLOSE_SECONDS`), kills it if it does not."""
@@ -184,6 +196,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     stop_when_orphaned(arguments.parent_pid, f"the sweep process {arguments.parent_pid} of this trial",
                        ORPHAN_CHECK_SECS)
+    os.set_inheritable(arguments.answers_fd, False)  # a program a trial runs does not hold the worker's pipe open
     answers = os.fdopen(arguments.answers_fd, "w")
     try:
         return _serve(answers)

@@ -86,6 +86,8 @@ def _gradient_registry() -> Optional[dict[str, Any]]:
 
 
 def registered_gradients() -> set[str]:
+    """The names in TensorFlow's process-wide gradient registry now (empty where it cannot be read): taken before a
+    trial, so that `clear_session` unregisters only what the trial's traces added."""
     registry = _gradient_registry()
     return set(registry) if registry is not None else set()
 

@@ -59,6 +59,14 @@ class TrialOutcome:
         best_value, best_epoch: its run's best monitored value and its epoch, or None.
         epochs_trained: the epochs its experiment has trained, or None.
         seconds: every attempt's seconds so far, or None.
+
+    Example:
+
+    ```python
+    outcome = run_trial(record, settings_path, hparams, host, epochs=3)
+    if outcome.state is TrialState.FAILED:
+        print(outcome.reason)
+    ```
     """
 
     state: TrialState

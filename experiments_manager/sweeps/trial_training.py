@@ -40,6 +40,14 @@ class TrialRequest:
             None).
         environment: variables set for this trial only (what the worker saw of the experiment's previous writer,
             `LeaseWatch.handed_down`; default none).
+
+    Example:
+
+    ```python
+    line = TrialRequest(record="trials/trial-0003.json", log="trials/trial-0003.log", resume=folder,
+                        epochs=3).to_line()                  # what a worker writes to its host
+    request = TrialRequest.from_line(line)                   # what the host reads
+    ```
     """
 
     record: str

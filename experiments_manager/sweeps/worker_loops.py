@@ -73,7 +73,8 @@ class SweepWorkers:
         self.workers = workers
         self.stop_signum: Optional[int] = None
         self._stopping = SignalSafeEvent()  # set by a signal handler
-        self._told = threading.Event()  # set when a worker of this process recorded a result
+        self._results = 0  # how many results this process' workers recorded (a waiting worker waits for a change)
+        self._result_recorded = threading.Condition()
         self._processes: dict[Optional[int], subprocess.Popen[bytes]] = {}  # worker index -> its trial host's process
         self._hosts: dict[Optional[int], TrialHost] = {}  # worker index -> its warm trial host
         self._printing = threading.Lock()
@@ -129,6 +130,7 @@ class SweepWorkers:
         worker = worker_identity(index)
         watching_announced = False
         while not self._stopping.is_set():
+            results_seen = self._results  # (read before asking: a result recorded while it asks is not missed)
             step = self.store.next_trial(worker)
             if isinstance(step, NothingLeft) and step.watching:  # claims elsewhere that look stale: ask again
                 if not watching_announced:
@@ -139,7 +141,7 @@ class SweepWorkers:
                 self._stopping.wait(WATCH_POLL_SECONDS)
                 continue
             if isinstance(step, NothingLeft) and step.running and self.store.schedule is not None:
-                self._wait_for_a_result()  # a trial that reaches its rung may make one promotable
+                self._wait_for_a_result(results_seen)  # a trial that reaches its rung may make one promotable
                 continue
             if isinstance(step, NothingLeft):
                 self._left = step
@@ -150,14 +152,15 @@ class SweepWorkers:
             if not self._train(step, index):
                 return
 
-    def _wait_for_a_result(self) -> None:
-        """Waits until a worker of this process records a result, for at most `WATCH_POLL_SECONDS` (a worker in
-        another process may record one: the sweep folder is asked again then), or a stop."""
+    def _wait_for_a_result(self, results_seen: int) -> None:
+        """Waits until a worker of this process has recorded a result since it had recorded `results_seen`, for at
+        most `WATCH_POLL_SECONDS` (a worker in another process may record one: the sweep folder is asked again
+        then), or a stop (a signal handler sets it: looked at every 0.2 s)."""
         deadline = time.monotonic() + WATCH_POLL_SECONDS
         while not self._stopping.is_set() and time.monotonic() < deadline:
-            if self._told.wait(0.2):
-                self._told.clear()
-                return
+            with self._result_recorded:
+                if self._result_recorded.wait_for(lambda: self._results != results_seen, timeout=0.2):
+                    return
 
     def _train(self, step: Assignment, index: Optional[int]) -> bool:
         """Trains the assigned trial; False when this worker stops (a signal, or a trial that must be tried again
@@ -204,7 +207,9 @@ class SweepWorkers:
                         advance=0 if step.entry.promotions else 1)  # (a promoted trial counted at its first rung)
 
         self.store.record_result(step, announce)
-        self._told.set()  # a worker of this process waiting for a promotable trial asks again
+        with self._result_recorded:  # the workers of this process waiting for a promotable trial ask again
+            self._results += 1
+            self._result_recorded.notify_all()
         self._trained.add(cast(int, number))  # (a numbered trial)
         self._segments.append("promotion" if step.promoted_to is not None else
                               "takeover" if step.taken_over else "first")

@@ -317,8 +317,6 @@ class Resumption:
                 experiment.record.kafka_servers(servers)
             # the model of its last rung, in this process: continued when nothing it was built from changed
             warm = self.warm if not (changes or plan.dry_build or self.cluster is not None) else None
-            if warm is not None:
-                _LOG.info("Continuing with the model this process trained it with (its checkpoint restored into it)")
             with _alongside(self.alongside, experiment), tracked(experiment, plan.tracking_uri) as tracking:
                 return Trainer(experiment, settings, resuming=True, cluster=self.cluster,
                                init_from=InitialWeights.recorded(plan.record), tracking=tracking, warm=warm).run()

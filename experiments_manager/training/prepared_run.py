@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
-import random
 from typing import TYPE_CHECKING, Any, Optional
 
 if TYPE_CHECKING:
@@ -33,8 +31,6 @@ if TYPE_CHECKING:
     from experiments_manager.training.built_model import BuiltModel
     from experiments_manager.training.fine_tuning import InitialWeights
     from experiments_manager.training.inputs import InputObject
-
-_LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -47,6 +43,13 @@ class PreparedRun:
         seed: the run's seed (the settings' `random_seed`, else drawn), set before the inputs and the model.
         inputs: the run's input object.
         checked: the model, compiled for training and checked, with its served module and versions' template.
+
+    Example:
+
+    ```python
+    prepared = prepare_run(settings)      # before the run's folder exists; None: the trainer builds the model
+    Trainer(experiment, settings, prepared=prepared).run()
+    ```
     """
 
     devices: list[str]
@@ -67,25 +70,18 @@ def prepare_run(settings: Settings, initial_weights: Optional[InitialWeights] = 
     Raises:
         UserInputError: one line per problem of the settings (nothing is written).
     """
-    import keras
-
     from experiments_manager.distribute.devices import make_strategy, select_devices
     from experiments_manager.training.dry_build import OwnTrainStep, checked_training_model
     from experiments_manager.training.inputs import SettingsInput
     from experiments_manager.training.model import keras_names_kept, precision_policy
+    from experiments_manager.training.run_seed import run_seed, set_run_seed
 
     if settings.kafka.enabled:  # its data comes from topics the run's folder names
         return None
     devices = select_devices(settings.runtime.gpu_ids, settings.path.name)
     strategy = make_strategy(settings.runtime.distribution_strategy, devices, settings.path.name)
-    seed = settings.runtime.random_seed
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
-    keras.utils.set_random_seed(seed)  # then the inputs, then the model: the order training has always had
-    if settings.runtime.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
+    seed = run_seed(settings.runtime.random_seed)
+    set_run_seed(seed, settings.runtime.deterministic)  # then the inputs, then the model
     with contextlib.ExitStack() as names_given_back:
         names_given_back.enter_context(keras_names_kept())  # the numbering given back unless the model is kept
         with precision_policy(settings.runtime.mixed_precision):

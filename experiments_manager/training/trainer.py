@@ -9,9 +9,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import random
 import sys
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
@@ -144,25 +144,24 @@ class Trainer:
         settings = self.settings
         if self.prepared is not None:
             return self._prepared_session(self.prepared, options)
-        import keras
+        from experiments_manager.training.run_seed import set_run_seed
 
         strategy = self._strategy()  # first: a multi-worker strategy must exist before any TensorFlow op
         seed = self._seed(strategy)
-        keras.utils.set_random_seed(seed)
-        if settings.runtime.deterministic:
-            import tensorflow as tf
-
-            tf.config.experimental.enable_op_determinism()
+        set_run_seed(seed, settings.runtime.deterministic)
         with precision_policy(settings.runtime.mixed_precision):
             # inputs first: the settings' pipelines draw from the seeded generators before the model
             inputs = make_inputs(self.experiment, settings, self._saved_state(), seed, self.partition)
             try:
+                warm = self.warm  # the model of the run's last attempt in this process, if it trains alike
+                if warm is not None and not warm.continues(strategy, settings.training.get_learning_rate()):
+                    warm = None
                 with strategy.scope():
-                    if self.warm is not None:
-                        model, learning_rate, averages = self.warm.model, self.warm.learning_rate, self.warm.averages
+                    if warm is not None:
+                        model, learning_rate, averages = warm.model, warm.learning_rate, warm.averages
                     else:
                         model, learning_rate, averages = compiled_for_training(settings, inputs.train)
-                self._record_model(model, learning_rate)
+                modules = self._record_model(model, learning_rate, warm.user_modules if warm is not None else None)
                 restored = self._restore(model)
                 if restored is None and self.init_from is not None:
                     self.init_from.record_skipped(self.experiment, self.init_from.load_into(model, settings, averages))
@@ -171,7 +170,7 @@ class Trainer:
                                     reduce_lr_on_plateau=plateau_can_set(model.optimizer, learning_rate),
                                     options=options, seed=seed,
                                     stop_agreement=strategy.summed_over_workers if self.cluster is not None else None,
-                                    tracking=self.tracking, checked=self.warm)
+                                    tracking=self.tracking, checked=warm)
                 if settings.runtime.deterministic and plan.initial_epoch and not inputs.endless:
                     from experiments_manager.callbacks.deterministic_epochs import skip_epochs_of_shuffling
 
@@ -181,7 +180,7 @@ class Trainer:
                 inputs.close()
                 raise
         plan.history.truncate(plan.initial_epoch)  # a resumed run redoes the epoch in progress
-        return TrainingSession(model, inputs, plan, averages, learning_rate)
+        return TrainingSession(model, inputs, plan, averages, learning_rate, strategy=strategy, user_modules=modules)
 
     def _prepared_session(self, prepared: PreparedRun, options: SessionOptions) -> TrainingSession:
         """The session of a new run made before its folder existed: what `open_session` records, recorded now."""
@@ -193,7 +192,7 @@ class Trainer:
             kind, count = device_count(prepared.devices)
             self.experiment.record.devices(prepared.devices, count, kind)
             self.experiment.record.seed(prepared.seed, settings.runtime.xla)
-            self._record_model(model, checked.learning_rate)
+            modules = self._record_model(model, checked.learning_rate)
             if self.init_from is not None:  # loaded by the check once the model was built
                 skipped = checked.skipped if checked.initial_weights_loaded else self.init_from.load_into(
                     model, settings, checked.averages)
@@ -205,7 +204,8 @@ class Trainer:
         except BaseException:
             inputs.close()
             raise
-        return TrainingSession(model, inputs, plan, checked.averages, checked.learning_rate)
+        return TrainingSession(model, inputs, plan, checked.averages, checked.learning_rate,
+                               strategy=prepared.strategy, user_modules=modules)
 
     def _say_fine_tuned(self) -> None:
         assert self.init_from is not None  # (said only when fine-tuning)
@@ -255,10 +255,10 @@ class Trainer:
         return history, None
 
     def _seed(self, strategy: Any) -> int:
+        from experiments_manager.training.run_seed import run_seed
+
         recorded = self.experiment.run_info().get("seed")
-        seed = recorded if recorded is not None else self.settings.runtime.random_seed
-        if seed is None:
-            seed = random.SystemRandom().randrange(2**31)
+        seed = run_seed(recorded if recorded is not None else self.settings.runtime.random_seed)
         if self.cluster is not None:  # one seed for all: the workers' shuffles must shard the same order
             seed = strategy.chief_value(seed)
         self.experiment.record.seed(seed, self.settings.runtime.xla)
@@ -277,18 +277,21 @@ class Trainer:
         self.experiment.record.workers(self.cluster.num_workers, self.cluster.source)
         return self.cluster.make_strategy(self.settings.runtime.worker_heartbeat_timeout)
 
-    def _record_model(self, model: Any, learning_rate: Any) -> None:
+    def _record_model(self, model: Any, learning_rate: Any, built_with: Optional[list[Path]] = None) -> list[Path]:
         """What run.json records of the built model: the rate its optimizer trains at (`record_learning_rate`), its
         precision however set, and this attempt's code identity: the experiment's copies of the settings and model
-        files, and the user's own modules they imported (loaded now; a resume compares them with the next
-        attempt's)."""
+        files, and the user's own modules they imported (loaded now, or `built_with`: those a continued model was
+        built with; a resume compares them with the next attempt's). Returns those modules."""
         from experiments_manager.run.attempts import user_modules
         from experiments_manager.settings.loader import MODEL_MODULE_PREFIX, SETTINGS_MODULE_PREFIX
 
         record_learning_rate(self.experiment, self.settings, model.optimizer, learning_rate)
         self.experiment.record.precision(computes_in_half_precision(model))
         copies = [self.experiment.settings_copy, self.experiment.model_file_copy()]
-        self.experiment.record_code(copies + user_modules(skip_names=(SETTINGS_MODULE_PREFIX, MODEL_MODULE_PREFIX)))
+        if built_with is None:
+            built_with = user_modules(skip_names=(SETTINGS_MODULE_PREFIX, MODEL_MODULE_PREFIX))
+        self.experiment.record_code(copies + built_with)
+        return built_with
 
     def _saved_state(self) -> Optional[CheckpointState]:
         """The last checkpoint's state (epochs, callbacks, Kafka position), read before the model exists."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 from experiments_manager.training.built_model import BuiltModel
 
@@ -21,21 +22,34 @@ class TrainingSession:
         plan: the callbacks, with the run's best value, checkpoint and epoch count.
         averages: the `WeightAverages` (EMA) of the run, or None without EMA.
         learning_rate: what `get_learningRate()` returned (default None).
+        strategy: the distribution strategy the model was built under (default None: not known).
+        user_modules: the user's own modules the model was built with (default none).
+
+    Example:
+
+    ```python
+    with trainer.open_session() as session:
+        history, stopped = trainer.fit(session, epochs=3)
+    ```
     """
 
     def __init__(self, model: Any, inputs: InputObject, plan: CallbackPlan,
-                 averages: Optional[WeightAverages] = None, learning_rate: Any = None) -> None:
+                 averages: Optional[WeightAverages] = None, learning_rate: Any = None, strategy: Any = None,
+                 user_modules: Sequence[Path] = ()) -> None:
         self.model = model
         self.inputs = inputs
         self.plan = plan
         self.averages = averages
         self.learning_rate = learning_rate
+        self.strategy = strategy
+        self.user_modules = list(user_modules)
 
     def built(self) -> BuiltModel:
         """The model as this session leaves it, with its served module and versions' template (the exporter's):
         what a resume in this process may continue with (`Trainer(warm=...)`)."""
         module, template = self.plan.exporter.served_parts() if self.plan.exporter is not None else (None, None)
-        return BuiltModel(self.model, self.learning_rate, self.averages, module, template)
+        return BuiltModel(self.model, self.learning_rate, self.averages, module, template, strategy=self.strategy,
+                          user_modules=self.user_modules)
 
     def __enter__(self) -> TrainingSession:
         return self

@@ -39,12 +39,13 @@ def loss_of(hparams):
             + (0.3 if hparams["activation"] == "relu" else 0.0))
 
 
-def new_store(root, algo="tpe", seed=7, max_evals=30, startup=None, joined=False):
+def new_store(root, algo="tpe", seed=7, max_evals=30, startup=None, joined=False, schedule=None):
     sweep = SweepFolder(root)
     if not joined:
         root.mkdir(parents=True, exist_ok=True)
         sweep.write_spec({"status": "running", "max_evals": max_evals, "space": {}, "trials_done": 0})
-    return SweepStore(sweep, space(), SeededSuggestions(algo, seed, startup_trials=startup), max_evals, "val_loss")
+    return SweepStore(sweep, space(), SeededSuggestions(algo, seed, startup_trials=startup), max_evals, "val_loss",
+                      schedule=schedule)
 
 
 def tell(store, step, loss):
@@ -212,6 +213,28 @@ def test_a_trial_whose_worker_is_gone_is_taken_over_first_and_a_live_workers_is_
     assert isinstance(store.next_trial(worker), NothingLeft)
     spec = store.close(None)
     assert spec["status"] == "finished" and spec["trials_done"] == 2 and spec["best"]["trial"] == 2
+
+
+@pytest.mark.claim('a trial whose worker is gone is taken over and continues from its checkpoint')
+def test_a_trial_whose_worker_died_between_its_rung_and_its_tell_is_settled_not_trained_again(tmp_path):
+    from experiments_manager.sweeps.scheduler import RungSchedule
+    from experiments_manager.sweeps.trial_state import TrialState
+
+    store = new_store(tmp_path / "sweep", algo="rand", max_evals=1, schedule=RungSchedule("asha", 9))
+    worker = worker_identity()
+    trial = store.next_trial(worker)
+    assert trial.entry.epochs_target == 1
+    trial.record.update(status="running")  # trained to its first rung, then its worker was killed before the tell
+    trial.record.update(status="finished", best_value=0.5, best_epoch=1, loss=0.5, seconds=1.0, epochs_trained=1,
+                        experiment="/nowhere/trial-1")
+    trial.record.release()
+    _write_holder(trial.record.lock_path, pid=_dead_pid())
+    assert trial.record.entry().rung_value_pending
+
+    after = store.next_trial({**worker, "worker": 2})  # settled: paused at rung 1 with its value (its tell's fields)
+    settled = trial.record.entry()
+    assert settled.status is TrialState.PAUSED and settled.rung_values == {"1": 0.5} and settled.takeovers == 0
+    assert after == NothingLeft(done=1, running=0, watching=0)  # (the top third of one trial: none promoted)
 
 
 @pytest.mark.claim(
