@@ -36,7 +36,9 @@ def test_the_quick_start_trains_as_printed(workdir, run_cli):
     assert root.name.startswith("quickstart_")
     info = read_run(root)
     assert info["status"] == "finished" and info["epochs_completed"] == 5 and info["last_exported_version"], info
-    assert info["best_value"] < 0.1, info  # sin(3x) learnt: the variance of y is about 0.5
+    # sin(3x) learnt: the variance of y is about 0.5 (the quick start draws its seed: 0.02-0.04 mostly, 0.102 with
+    # seed 1598422041 on this engine and on f44497a's alike)
+    assert info["best_value"] < 0.2, info
     serve = commands[1].split()
     assert serve[1:3] == ["serve", "--model_dir"] and f"experiment folder: {root.relative_to(workdir)}" in result.stdout
     assert "/v1/models/model:predict" in commands[2] and info["model_name"] == "model"
