@@ -15,7 +15,8 @@ kerastuner sweep, ...) so that the machine's drift hits each alike:
   --workers 2 --seed 11` in a temporary work folder holding a settings module (`hyperopt_space`: `hp.loguniform`,
   `hp.choice`) and its model file, written by this script: `nbEpoch = 9`, `early_stopping_patience = 1000` (the
   scheduler cuts trials, not early stopping), `weights_moving_averages = False` (the peers validate the raw weights;
-  `--ema` keeps the engine's default, EMA weights validated). Its trial processes are children of the sweep process.
+  `--ema` keeps the engine's default, EMA weights validated). Its trial hosts (one a worker; before issue 75, one
+  process a trial segment) are children of the sweep process.
   Read after the run: sweep.json (status, best), results.csv (one row per trial), and the epochs trained: the rows
   of every trial's history.csv (one per epoch, continuous across a trial's rungs). The time to the first trial is
   when the first trial log appears in the sweep folder's trials/.
@@ -31,7 +32,7 @@ kerastuner sweep, ...) so that the machine's drift hits each alike:
   oracle's best trial's score.
 
 Each run: wall and CPU time of its process tree (`getrusage(RUSAGE_CHILDREN)` deltas around the subprocess: the
-sweep's trial processes are counted when the sweep waits for them), peak RSS (the largest process of the tree, from
+sweep's trial hosts are counted when the sweep waits for them), peak RSS (the largest process of the tree, from
 `wait4`), epochs trained, configurations tried and cut short, the best val_loss, the time from the process' start to
 its first trial's start, the share of the machine's CPU time the hypervisor stole (/proc/stat's `steal`) and the
 cores other processes kept busy meanwhile. The end: markdown rows for BENCHMARKS.md (medians over the rounds; the
@@ -474,8 +475,8 @@ def run_line(run: dict[str, Any]) -> str:
             f"{MONITOR} {run['best']:.4f} ({found}), first trial after {run['first']:4.1f} s, peak RSS "
             f"{run['rss']:.0f} MB, steal {run['steal']:.1%}, other processes {run['others']:.2f} cores, load "
             f"{run['load']:.1f}"
-            + (f"\n  {run['attempts']} trial processes (promotions included); a trial's seconds per epoch trained, "
-               f"its processes' start included: {run['trial_seconds_per_epoch']:.1f} (median)"
+            + (f"\n  {run['attempts']} trial segments (promotions included); a trial's seconds per epoch trained, "
+               f"what its segments waited for included: {run['trial_seconds_per_epoch']:.1f} (median)"
                if "attempts" in run else "")
             + (f"\n  {run['tuner_trials']} KerasTuner trials (promotions included)" if "tuner_trials" in run else "")
             + "".join(f"\n  PROBLEM: {problem}" for problem in run["problems"]))

@@ -7,8 +7,8 @@ and sees the running ones as trials without a loss, which TPE counts as the wors
 Seeding each suggestion by (sweep seed, trial id) makes a lost trial's point the same again when a sweep resumes.
 
 TPE's random start-up is sized to the sweep: hyperopt's default of 20 random points makes a sweep of 12 trials a
-random search; Optuna's default is 10. A sweep draws a quarter of its trials at random, at least 3 and 2 per
-worker, at most 20 (`--startup-trials N` sets it; sweep.json records it).
+random search; Optuna's default is 10. A sweep draws a quarter of its trials at random, 3 to 20, and never fewer
+than 2 per worker (`--startup-trials N` sets it; sweep.json records it).
 
 Example:
 
