@@ -529,7 +529,7 @@ def best_lines(runs: dict[str, list[dict[str, Any]]], kinds: list[str]) -> list[
         ours, theirs = median(runs["sweep"], "best"), median(runs[peer], "best")
         gap = ours / theirs - 1
         verdict = "lower: better" if gap < 0 else "higher: worse" if gap > 0 else "the same"
-        name = {"optuna": "Optuna", "kerastuner": "KerasTuner"}[peer]
+        name = {"optuna": "Optuna", "kerastuner": "KerasTuner", BEFORE: "the earlier tree"}[peer]
         lines.append(f"best {MONITOR}: the sweep's {ours:.4f} within {abs(gap):.1%} of {name}'s {theirs:.4f} "
                      f"({verdict})")
     return lines
