@@ -6,8 +6,9 @@ version this experiment ever exported. Readers (model servers) ignore dot-prefix
 One full `tf.saved_model.save` of the live model's served module makes the template of a run's versions: the
 check's save of a new run's model (`dry_build.checked_training_model`), else the first version after a resume.
 The versions share its graph and write only the variables (`template.py`), from numpy copies of their values
-taken on the training thread at the epoch's end; in a training run a background thread writes them (`background_export.py`). Every
-version also holds Keras' weights file of those EMA weights (`keras_weights.py`): what a rebuilt model reads.
+taken on the training thread at the epoch's end; in a training run a background thread writes them
+(`background_export.py`). Every version also holds Keras' weights file of those EMA weights (`keras_weights.py`):
+what a rebuilt model reads.
 Long because numbering, writing, checking, retention and a resume's repair of the versions share one state, the
 `Exporter`'s (fully typed).
 """
@@ -85,8 +86,9 @@ class Exporter:
     save (`checked`, `BuiltModel.template`): its graph, and the checkpoint key of each variable it saved. Without
     one (a resume in a new process, a model built by its first batch), the first version is a full
     `tf.saved_model.save` of the served module of the live model, its EMA weights swapped in, on the calling
-    (training) thread, and makes the template. A version from the template takes, on the training thread, numpy copies of exactly those variables (the EMA values of the
-    trainable ones, as the full save would) and writes them with the first version's graph; with
+    (training) thread, and makes the template. A version from the template takes, on the training thread, numpy
+    copies of exactly those variables (the EMA values of the trainable ones, as the full save would) and writes them
+    with the template's graph; with
     `in_background`, that write runs in a background thread (`background_export.py`) while training goes on: it
     touches no model and no Keras object. When the template cannot give back what a full save wrote (a served
     module holding lookup tables, say), every version is a full save on the training thread. Either way a

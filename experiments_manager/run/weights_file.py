@@ -42,8 +42,6 @@ def weights_file_bytes(model: Any, left_out: "list[Any] | None" = None) -> bytes
     a full disk then fails the plain file write that follows (an OSError), never HDF5 mid-file (which leaves it
     unable to close, and the process segfaulting at exit). Keras writes the same file with the same `H5IOStore` in
     `save_weights_only`, and reads it back with `load_weights(objects_to_skip=...)`."""
-    import io
-
     try:
         from keras.src.saving import saving_lib
 
@@ -130,7 +128,8 @@ class WeightsFileMaker:
         if self._walk_every_time or self._entries is None:
             return weights_file_bytes(self.model, left_out=self.left_out())
         # copies (`np.array`): training moves the variables on at its next step
-        return WeightsCopy(self._entries, [np.array(keras.ops.convert_to_numpy(variable)) for variable in self._variables])
+        values = [np.array(keras.ops.convert_to_numpy(variable)) for variable in self._variables]
+        return WeightsCopy(self._entries, values)
 
     def _record(self) -> None:
         """Walks the model as `save_weights` does, into a store that records instead of writing."""

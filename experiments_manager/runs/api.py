@@ -156,7 +156,8 @@ def sweep(settings_file: PathLike, max_evals: int, *, hparams: Optional[Mapping[
     `SweepOutcome`.
 
     Args:
-        settings_file: the settings file with a `hyperopt_space` (a file: each trial loads it in its worker's trial host).
+        settings_file: the settings file with a `hyperopt_space` (a file: each trial loads it in its worker's trial
+            host).
         max_evals: the number of trials.
         hparams: fixed hparam overrides for every trial (default None).
         algo: hyperopt's 'tpe' (default), 'rand' or 'anneal'.

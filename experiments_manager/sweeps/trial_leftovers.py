@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+_CUSTOM_GRADIENT_PREFIX = "CustomGradient-"  # the names `tf.custom_gradient` registers its gradient functions under
+
+
 def let_go_of_trial(modules_before: set[str], keep_model: bool, gradients_before: set[str]) -> None:
     """What one trial leaves behind, let go: the modules it imported from the user's files (the settings, the model
     file, their helpers), so that the next trial imports them afresh, and unless `keep_model`, Keras' session (its
@@ -72,9 +75,6 @@ def _give_back_free_memory() -> None:
         ctypes.CDLL(name).malloc_trim(0)
     except (OSError, AttributeError, TypeError):  # not glibc: the allocator keeps what it keeps
         pass
-
-
-_CUSTOM_GRADIENT_PREFIX = "CustomGradient-"
 
 
 def _gradient_registry() -> Optional[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """The workers of a sweep in this process: each asks the sweep folder for a trial, trains it, records it, asks again.
 
 A sequential sweep is one worker; `sweep --workers N` runs N in this process (threads: each sends its trials to
-its own warm trial host, `trial_host.py`, and waits for them); every task of a Slurm array (`tools/slurm/sweep_array.sbatch`) is one more, in its own process,
-on any node. They share nothing but the sweep folder (`store.py`).
+its own warm trial host, `trial_host.py`, and waits for them); every task of a Slurm array
+(`tools/slurm/sweep_array.sbatch`) is one more, in its own process, on any node. They share nothing but the sweep
+folder (`store.py`).
 
 A stop signal (SIGTERM, SIGUSR1 from Slurm, Ctrl-C) reaches every running trial of this process: each
 checkpoints, its record says `interrupted` and its claim is released at once, so another worker (or this job,

@@ -209,7 +209,8 @@ class Trainer:
 
     def _say_fine_tuned(self) -> None:
         assert self.init_from is not None  # (said only when fine-tuning)
-        _LOG.info("Fine-tuning from %s: its weights (EMA) loaded; the optimizer starts fresh", self.init_from.describe())
+        _LOG.info("Fine-tuning from %s: its weights (EMA) loaded; the optimizer starts fresh",
+                  self.init_from.describe())
 
     def fit(self, session: TrainingSession, epochs: int,
             extra_callbacks: Iterable[Any] = ()) -> tuple[Any, Optional[TrainingOutcome]]:
