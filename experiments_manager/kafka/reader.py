@@ -160,6 +160,13 @@ class TopicReader:
         )
 
     def close(self) -> None:
+        """Stops reading and closes the consumer (at most `closing.CLOSE_SECONDS` waited for a broker gone)."""
+        from experiments_manager.kafka.closing import close_within
+
         self.closing = True
-        with self._busy:
-            self.consumer.close()
+
+        def close_when_idle() -> None:
+            with self._busy:
+                self.consumer.close()
+
+        close_within(close_when_idle, f"the consumer of topic {self.topic!r}")

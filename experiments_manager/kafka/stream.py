@@ -305,6 +305,9 @@ class TrainingStream:
             _LOG.warning("kafka: could not commit offsets of %r: %s (the checkpoint holds them)", self.topic, error)
 
     def close(self) -> None:
-        for client in (self.reader, self._committer):
-            if client is not None:
-                client.close()
+        from experiments_manager.kafka.closing import close_within
+
+        if self.reader is not None:
+            self.reader.close()
+        if self._committer is not None:  # an offset commit may still wait on a broker gone since
+            close_within(self._committer.close, f"the offset committer of topic {self.topic!r}")

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 
 import pytest
 
@@ -74,6 +75,17 @@ def train_until_first_checkpoint(start_cli, workdir, settings, broker, *argument
              "a first checkpoint")
     assert process.poll() is None, process.stdout.read()
     return process, experiments
+
+
+def output_or_stacks(process, timeout):
+    """The output of `process` once it ends within `timeout` s; else it is aborted (started with
+    PYTHONFAULTHANDLER=1: every thread's stack is printed) and the test fails showing its output."""
+    try:
+        return process.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        output = process.communicate(timeout=60)[0]
+        pytest.fail(f"still running after {timeout} s; its output and stacks:\n{output}")
 
 
 def produce(run_cli, settings, broker, *arguments):
@@ -190,15 +202,17 @@ def test_broker_restart_mid_training_is_ridden_out(run_cli, start_cli, workdir, 
 
 @pytest.mark.slow
 @pytest.mark.claim('past `kafka_stall_timeout_secs`: checkpoint, exit 75, `interrupted`; resume finishes')
-def test_stalled_stream_checkpoints_as_interrupted_and_resume_finishes(run_cli, start_cli, workdir, own_kafka_broker):
+def test_stalled_stream_checkpoints_as_interrupted_and_resume_finishes(run_cli, start_cli, workdir, own_kafka_broker,
+                                                                       monkeypatch):
     # the stall counts from the last record (epoch 1's end): the broker must be gone before it ends, on a loaded
     # machine too (at 4 s the checkpoint's wait and the broker's stop once took longer: the stall named the stream)
     settings = kafka_variant(workdir, "stall", ["kafka_stall_timeout_secs = 20"])
     produce(run_cli, settings, own_kafka_broker, "--epochs", "1")  # one epoch of data for three
+    monkeypatch.setenv("PYTHONFAULTHANDLER", "1")  # a run still there after the timeout shows where it waits
     process, experiments = train_until_first_checkpoint(start_cli, workdir, settings, own_kafka_broker,
                                                         "--hparam", "nbEpoch=3")
     own_kafka_broker.stop()
-    output, _ = process.communicate(timeout=120)
+    output = output_or_stacks(process, timeout=120)
     assert process.returncode == 75, output
     experiment = single_experiment(experiments)
     run = read_run(experiment)
