@@ -8,8 +8,9 @@ Sequential or functional model nested in another, a functional or a subclassed m
 them (the SavedModel's object-graph paths differ between a trained Sequential model and the same code rebuilt).
 Before anything is assigned, the file's weights are compared with the rebuilt model's, path by path and shape by
 shape (the rebuilt model's own file, made in memory), each named as Keras names the variable (`dense/kernel`): the
-first that differs is one line; with `skip_mismatch` the weights that do not fit are left as the new model made
-them, and listed. A resume of changed code compares its checkpoint's weights file the same way (`differences`).
+first that differs is one line (a model of another architecture is `--init-from`'s case: its blocks matched by
+name, `training/block_matching.py`). A resume of changed code compares its checkpoint's weights file the same way
+(`differences`).
 
 Versions written before this file existed are read through their object graph (`saved_state.restore_version`).
 
@@ -17,7 +18,7 @@ Example:
 
 ```python
 write_weights_file(model, version_folder)                   # at export, EMA weights swapped in
-skipped = read_weights_file(version_folder, rebuilt_model)  # [] (or the layers left out, with skip_mismatch)
+read_weights_file(version_folder, rebuilt_model)           # or WeightsDiffer naming the first weight that differs
 ```
 """
 
@@ -37,7 +38,7 @@ _VARS = "/vars/"  # between a saveable's path and a weight's index in Keras' wei
 
 
 class WeightsDiffer(VersionMismatch):
-    """The version's weights and the new model's differ in path or shape (`--skip-mismatch` loads those that fit)."""
+    """The version's weights and the new model's differ in path or shape (nothing was assigned)."""
 
 
 def version_weights_bytes(model: Any) -> bytes | memoryview:
@@ -99,41 +100,32 @@ def differences(weights_file: "str | Path", model: Any) -> list[str]:
     return [phrase for _, phrase in _compared(_shapes(weights_file), _live_shapes(model), model)]
 
 
-def read_weights_file(version_folder: "str | Path", model: Any, skip_mismatch: bool = False) -> list[str]:
-    """Reads a version's Keras weights file into the rebuilt `model`, by Keras' own `load_weights` walk.
+def read_weights_file(version_folder: "str | Path", model: Any) -> None:
+    """Reads a version's Keras weights file into the rebuilt `model`, by Keras' own `load_weights` walk, once every
+    weight of the file and of the model is found in the other with its shape.
 
     Args:
         version_folder: the version's folder (checked whole by the caller).
         model: the rebuilt, built Keras model.
-        skip_mismatch: leave each layer with a weight whose path or shape does not fit as the model made it (Keras'
-            `load_weights(skip_mismatch=True)`), instead of refusing (default False).
-
-    Returns:
-        every weight left as the model made it (those that differ, and the other weights of their layers), one
-        phrase each; empty without `skip_mismatch`.
 
     Raises:
-        WeightsDiffer: a weight that does not fit (without `skip_mismatch`), named in one line.
+        WeightsDiffer: a weight that does not fit, named in one line (nothing assigned).
 
     Example:
 
     ```python
-    read_weights_file("exported_models/3", model, skip_mismatch=True)
-    # ["head/kernel: expected the new model's shape (6, 4), got (6, 3)", "head/bias: ..."]
+    read_weights_file("exported_models/3", model)
     ```
     """
     path = Path(version_folder) / WEIGHTS_FILE
-    live = _live_shapes(model)
-    compared = _compared(_shapes(path), live, model)
-    if compared and not skip_mismatch:
+    compared = _compared(_shapes(path), _live_shapes(model), model)
+    if compared:
         others = len(compared) - 1
         more = f" ({others} more weight{'s differ' if others > 1 else ' differs'})" if others else ""
         raise WeightsDiffer(f"{compared[0][1]}{more}")
-    with warnings.catch_warnings():  # what Keras would warn of is listed here, in one line each
+    with warnings.catch_warnings():  # what Keras would warn of was checked above
         warnings.simplefilter("ignore")
-        model.load_weights(str(path), skip_mismatch=bool(compared),
-                           objects_to_skip=[optimizer for _, optimizer in optimizers_of(model)])
-    return _left_with_their_layers(compared, live, model)
+        model.load_weights(str(path), objects_to_skip=[optimizer for _, optimizer in optimizers_of(model)])
 
 
 def _compared(saved: dict[str, tuple[int, ...]], live: dict[str, tuple[int, ...]],
@@ -150,17 +142,6 @@ def _compared(saved: dict[str, tuple[int, ...]], live: dict[str, tuple[int, ...]
     found += [(name, f"{_readable(name)}: expected no such weight (the new model has none), got one of shape "
                      f"{saved[name]}") for name in sorted(saved) if name not in live]
     return found
-
-
-def _left_with_their_layers(compared: list[tuple[str, str]], live: dict[str, tuple[int, ...]],
-                            model: Any) -> list[str]:
-    """What Keras' `skip_mismatch` leaves: every weight of a layer one of whose weights differs (`live`: the shapes
-    of `model`'s own file)."""
-    layers = {name.rpartition(_VARS)[0] for name, _ in compared}
-    differing = {name for name, _ in compared}
-    siblings = [f"{_variable_name(model, name)}: left with its layer (another of its weights does not fit)"
-                for name in sorted(live) if name not in differing and name.rpartition(_VARS)[0] in layers]
-    return [phrase for _, phrase in compared] + siblings
 
 
 def _live_shapes(model: Any) -> dict[str, tuple[int, ...]]:

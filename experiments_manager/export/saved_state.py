@@ -214,7 +214,7 @@ def _checkpointed_by_protocol(found: Any) -> bool:
                for method in ("_serialize_to_tensors", "_restore_from_tensors"))
 
 
-def restore_version(folder: "str | Path", module: Any, model: Any, skip_mismatch: bool = False) -> list[str]:
+def restore_version(folder: "str | Path", module: Any, model: Any) -> None:
     """Reads the version at `folder` into the live `module` (the rebuilt model's served module, traced) and its
     `model`: the weights from the version's Keras weights file by Keras' own walk (`keras_weights.py`), or, in a
     version written before that file, through the checkpoint's object graph (every weight of `model` must be in the
@@ -226,12 +226,6 @@ def restore_version(folder: "str | Path", module: Any, model: Any, skip_mismatch
         folder: the version's SavedModel folder (checked whole by the caller).
         module: the served module of `model`, built as the exporter builds it and traced.
         model: the rebuilt Keras model, whose weights are checked (the first that differs is named).
-        skip_mismatch: leave the weights whose path or shape differ as the model made them (default False: refuse
-            them); only for a version holding a Keras weights file.
-
-    Returns:
-        the weights left out (`"<path> <what differs>"`), empty unless `skip_mismatch`.
-
     Raises:
         VersionMismatch: the version cannot be read, or does not fit the model (the message names the first weight,
             object or table that differs, and what to do).
@@ -256,10 +250,6 @@ def restore_version(folder: "str | Path", module: Any, model: Any, skip_mismatch
         raise VersionMismatch(f"expected a readable SavedModel version, got: {type(error).__name__}: "
                               f"{str(error).splitlines()[0] if str(error) else ''}") from None
     keras_file = has_weights_file(folder)
-    if skip_mismatch and not keras_file:
-        raise VersionMismatch("expected a version holding Keras' weights file (assets.extra/model.weights.h5) to "
-                              "skip the weights that do not fit, got a version exported by an earlier engine: start "
-                              "from a version this engine exported (--init-from RUN:N), or leave --skip-mismatch out")
     objects, problem = saved_objects(module, graph)
     if objects is None and (not keras_file or _holds_resources(graph)):
         raise VersionMismatch("expected the new model's architecture, got weights it does not have: "
@@ -269,11 +259,12 @@ def restore_version(folder: "str | Path", module: Any, model: Any, skip_mismatch
         table.use_version_vocabulary()  # a Keras lookup layer gets the version's vocabulary; another table is refused
     if keras_file:
         try:
-            skipped = read_weights_file(folder, model, skip_mismatch)
+            read_weights_file(folder, model)
         except VersionMismatch as error:
-            raise type(error)(f"{error}{_vocabulary_cause(differing)}") from None
+            if differing:  # the vocabulary is the cause (not another architecture: no block of it is matched)
+                raise VersionMismatch(f"{error}{_vocabulary_cause(differing)}") from None
+            raise
     else:
-        skipped = []
         _check_weights_by_object_graph(cast(SavedObjects, objects), reader, model, differing)
     resources = objects.resources if objects is not None else {}
     for key, resource in resources.items():
@@ -290,7 +281,6 @@ def restore_version(folder: "str | Path", module: Any, model: Any, skip_mismatch
                                         for name in resource._serialize_to_tensors()})
     if not keras_file:
         _keras_load_steps(model)  # Keras' load_weights ran them
-    return skipped
 
 
 def _check_weights_by_object_graph(objects: SavedObjects, reader: Any, model: Any, differing: list[Any]) -> None:

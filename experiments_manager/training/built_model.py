@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 if TYPE_CHECKING:
     from experiments_manager.export.template import SavedModelTemplate
     from experiments_manager.training.ema import WeightAverages
+    from experiments_manager.training.fine_tuning import WeightTransfer
 
 _LOG = logging.getLogger(__name__)
 
@@ -36,8 +37,8 @@ class BuiltModel:
         module: its served module, traced and saved once (None: the model is built only by its first batch).
         template: the `SavedModelTemplate` of that save (the run's versions are written from it), or None when
             every version must be a full save.
-        skipped: with `--init-from --skip-mismatch`, the weights left as the model made them.
-        initial_weights_loaded: the `--init-from` version was loaded into the model (it is, once the model is built).
+        transfer: what the `--init-from` version gave the model (`fine_tuning.WeightTransfer`), once it was loaded
+            into it (when the model is built); None before.
         strategy: the distribution strategy it was built under (None: not known; a kept model continues only under
             the same one).
         user_modules: the user's own modules the model was built with (a helper beside the model file): what a
@@ -52,8 +53,7 @@ class BuiltModel:
     averages: Optional[WeightAverages]
     module: Any = None
     template: Optional[SavedModelTemplate] = None
-    skipped: list[str] = dataclasses.field(default_factory=list)
-    initial_weights_loaded: bool = False
+    transfer: Optional[WeightTransfer] = None
     strategy: Any = None
     user_modules: list[Path] = dataclasses.field(default_factory=list)
 

@@ -150,10 +150,9 @@ def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeight
     if model.built:  # a model built only by its first batch (no Input, data not read here) is checked at export
         module = _called(problems, name, "get_served_module", settings, served_module, settings, model)
         if initial_weights is not None and module is not _FAILED:  # first: a vocabulary it loads is what is served
-            skipped = _called(problems, name, "--init-from", settings, initial_weights.load_into, model, settings,
-                              averages)
-            checked.skipped = skipped if isinstance(skipped, list) else []
-            checked.initial_weights_loaded = skipped is not _FAILED
+            transfer = _called(problems, name, "--init-from", settings, initial_weights.load_into, model, settings,
+                               averages)
+            checked.transfer = transfer if transfer is not _FAILED else None
         if module is not _FAILED:
             checked.module = module
             checked.template = _check_served(problems, settings, module, batch, keep_template=for_training)

@@ -4,24 +4,26 @@
 settings, then loads into it the weights a version of RUN holds: the best version by default (the one holding the
 run's best epoch), or VERSION. A version holds the EMA weights (what the run validated, exported and served), so
 those are what the new run starts from; the optimizer (its moments, its step count, the EMA averages) starts
-fresh. The version's state is matched to the new model through the version's own object graph, as a server reads
-it (`export.saved_state.restore_version`): its variables, the lookup tables its checkpoint holds, and the
-vocabularies of its lookup layers (the source run's, also when the new run's data would adapt another). The same
-model file architecture and served module are needed, and the first weight that does not fit is named in one line
-before any folder is created (the dry build loads them once).
-run.json records the link as `fine_tuned_from`: `{"run": "<absolute path>", "version": N}`; a resume that finds no
-checkpoint loads the same weights again.
+fresh. A new model of the source's architecture reads the version whole, as `em.load` does
+(`training/version_reading.py`): its weights, the lookup tables its checkpoint holds, and the vocabularies of its
+lookup layers. A model of another architecture (a functional probe around the encoder a SimCLR subclass holds as
+`self.encoder`, a new head) takes the weights of the blocks the two models share by name, wherever they sit, then
+weight by weight by order and shape (`block_matching.py`; the source run's model rebuilt from its copies names
+them). Refused in one line before any folder is created (the dry build loads them once): a version no block of the
+new model shares, and, without `--skip-mismatch`, a new model with weights the version does not give (the first
+named).
 
-With `--skip-mismatch` (`em.train(..., init_from=RUN, skip_mismatch=True)`) each layer with a weight whose shape does
-not fit the new model (a new head: another number of classes) is left as the new model made it, by Keras' own
-`load_weights(skip_mismatch=True)`, and its weights listed: in the log, and in run.json's `fine_tuned_from` as
-`"skip_mismatch": true, "skipped": ["head/kernel: expected the new model's shape (6, 4), got (6, 3)", ...]`.
+What was loaded is said in one line, "loaded 12 of 14 weights of the new model from RUN version 3 (EMA): encoder
+12/12; left as built: head 2/2", and run.json records it as `fine_tuned_from`: `{"run": "<absolute path>",
+"version": N, "weights_loaded": 12, "weights": 14, "blocks": {"encoder": [12, 12], "head": [0, 2]}}`, with
+`"skip_mismatch": true, "skipped": ["head/kernel: no block named 'head' in the source", ...]` for the weights left as
+the new model made them; a resume that finds no checkpoint loads the same weights again.
 
 Example:
 
 ```python
 weights = InitialWeights.parse("experiments/curve_fitting/my_test_2026-11-21--10-00-00:3")
-weights.load_into(model, settings)
+weights.record_transfer(experiment, weights.load_into(model, settings))
 ```
 """
 
@@ -37,6 +39,8 @@ from experiments_manager.run.experiment import Experiment
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.version_records import chosen_version
 
+from experiments_manager.training.block_matching import Block, BlockCount
+
 if TYPE_CHECKING:
     from experiments_manager.run.record import RunRecord
     from experiments_manager.settings.loader import Settings
@@ -49,6 +53,8 @@ RUN_INFO_KEY = "fine_tuned_from"
 SKIP_MISMATCH_OPTION = "--skip-mismatch"
 SKIP_MISMATCH_KEY = "skip_mismatch"  # in run.json's `fine_tuned_from`, beside the list `skipped`
 SKIPPED_KEY = "skipped"
+LOADED_KEY, WEIGHTS_KEY, BLOCKS_KEY = "weights_loaded", "weights", "blocks"  # what the new model took, per block
+_BLOCKS_SAID = 8  # blocks named in the log line (a functional model's layers may be hundreds; run.json has all)
 _VERSION_SUFFIX = re.compile(r"^(?P<run>.+):(?P<version>\d+)$")
 
 
@@ -111,58 +117,136 @@ class InitialWeights:
             return None
         return cls(Path(link["run"]), link["version"], link.get(SKIP_MISMATCH_KEY) is True)
 
-    def load_into(self, model: Any, settings: Settings, averages: Optional[WeightAverages] = None,
-                  option: str = OPTION) -> list[str]:
-        """Reads the version into `model`: its weights, its checkpointed lookup tables and its lookup layers'
-        vocabularies; one line naming the first that does not fit. What `em.load` reads a version with too.
+    def load_into(self, model: Any, settings: Settings,
+                  averages: Optional[WeightAverages] = None) -> WeightTransfer:
+        """Reads the version into `model`: whole when it fits (its weights, its checkpointed lookup tables and its
+        lookup layers' vocabularies, as `em.load` reads it), else the weights of the blocks the two models share
+        (`block_matching`: the source run's model rebuilt from its copies to name them).
 
         Args:
             model: the new run's built model.
             settings: its `Settings` (its served module maps the version's checkpoint keys to the variables).
             averages: the run's `WeightAverages` (EMA), restarted from the loaded weights (default None: none).
-            option: what a message names as the asker (default `--init-from`).
 
         Returns:
-            the weights left as the model made them (with `skip_mismatch`; else empty).
+            the `WeightTransfer`: what each top-level block of the new model took.
 
         Raises:
-            UserInputError: the version cannot be read, or its weights are not the new model's.
+            UserInputError: the version cannot be read; no weight of the new model is in it; or, without
+                `skip_mismatch`, some are not (the first named).
         """
         from experiments_manager.export.keras_weights import WeightsDiffer
-        from experiments_manager.export.saved_state import VersionMismatch, restore_version
-        from experiments_manager.export.served_module import served_module
-        from experiments_manager.utils.checksums import verify_manifest
+        from experiments_manager.export.lookup_tables import VersionMismatch
+        from experiments_manager.training.block_matching import keras_block
+        from experiments_manager.training.version_reading import read_version_or_mismatch
 
-        where = f"{self.describe()}: {option}"
-        problem = verify_manifest(self.folder) if self.folder.is_dir() else "its folder is gone"
-        if problem is not None:
-            raise UserInputError(f"{where}: expected a readable SavedModel version, got: {problem}")
+        where = f"{self.describe()}: {OPTION}"
         try:
-            skipped = restore_version(self.folder, served_module(settings, model), model, self.skip_mismatch)
+            read_version_or_mismatch(self.folder, model, settings, where, averages)
+            return WeightTransfer.whole(keras_block(model))
+        except WeightsDiffer:  # nothing assigned yet: another architecture, its shared blocks matched
+            transfer = self._shared_blocks_into(model, where)
         except VersionMismatch as error:
-            advice = ("; to load only the weights that fit (a new head), add " + SKIP_MISMATCH_OPTION
-                      if isinstance(error, WeightsDiffer) and option == OPTION else "")
-            raise UserInputError(f"{where}: {error}{advice}") from None
+            raise UserInputError(f"{where}: {error}") from None
         if averages is not None:
             averages.restart(model)  # the EMA starts from the loaded weights, not from the random ones
-        return skipped
+        return transfer
 
-    def record_skipped(self, experiment: Experiment, skipped: list[str]) -> None:
-        """With `skip_mismatch`: says and records (run.json's `fine_tuned_from`) the weights left as the new model
-        made them; nothing without it.
+    def _shared_blocks_into(self, model: Any, where: str) -> WeightTransfer:
+        """Loads the weights of the blocks `model` shares with the source run's model (`block_matching`)."""
+        from experiments_manager.training.block_matching import keras_block, match_blocks
+        from experiments_manager.training.version_loading import version_model
+
+        new = keras_block(model)
+        source = keras_block(version_model(Experiment.open(self.run), self.version, OPTION))
+        matching = match_blocks(new, source)
+        reasons = matching.reasons
+        others = len(reasons) - 1
+        more = f" ({others} more weight{'s' if others > 1 else ''} left out)" if others > 0 else ""
+        if not matching.shared:
+            raise UserInputError(
+                f"{where}: expected blocks the new model shares with the version's by name (then their weights by "
+                f"order and shape), got none: the new model's blocks: {_top_names(new)}; the version's: "
+                f"{_top_names(source)}")
+        if not matching.loaded:  # blocks of the same names, none of the same shapes: another architecture
+            raise UserInputError(f"{where}: expected weights of the new model's shapes, got none: {reasons[0]}{more}")
+        if reasons and not self.skip_mismatch:
+            raise UserInputError(f"{where}: {reasons[0]}{more}; to load only the weights that fit (a new head), add "
+                                 f"{SKIP_MISMATCH_OPTION}")
+        for new_weight, source_weight in matching.pairs:
+            new_weight.handle.assign(source_weight.handle.value)
+        return WeightTransfer(matching.blocks, tuple(reasons))
+
+    def record_transfer(self, experiment: Experiment, transfer: WeightTransfer) -> None:
+        """Says what the new model took (one line; with `skip_mismatch` each weight left as the model made it) and
+        records it in run.json's `fine_tuned_from`.
 
         Args:
             experiment: the new run's `Experiment`.
-            skipped: `load_into`'s list.
+            transfer: `load_into`'s `WeightTransfer`.
 
         Example:
 
         ```python
-        weights.record_skipped(experiment, weights.load_into(model, settings))
+        weights.record_transfer(experiment, weights.load_into(model, settings))
         ```
         """
-        if not self.skip_mismatch:
-            return
-        _LOG.info("%s: %d weight%s of the new model left as it made them%s", SKIP_MISMATCH_OPTION, len(skipped),
-                  "" if len(skipped) == 1 else "s", "".join(f"\n  {line}" for line in skipped))
-        experiment.record.fine_tuned_from({**self.as_json(), SKIPPED_KEY: skipped})
+        _LOG.info("Fine-tuning: %s; the optimizer starts fresh", transfer.line(self.describe()))
+        if transfer.left:
+            _LOG.info("%s: %d weight%s of the new model left as it made them%s", SKIP_MISMATCH_OPTION,
+                      len(transfer.left), "" if len(transfer.left) == 1 else "s",
+                      "".join(f"\n  {line}" for line in transfer.left))
+        experiment.record.fine_tuned_from({**self.as_json(), **transfer.as_json()})
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightTransfer:
+    """What `--init-from` loaded into the new model.
+
+    Args:
+        blocks: per top-level block of the new model holding weights, what it took (`block_matching.BlockCount`).
+        left: one phrase per weight left as the new model made it (default none).
+    """
+
+    blocks: tuple[BlockCount, ...]
+    left: tuple[str, ...] = ()
+
+    @classmethod
+    def whole(cls, model: Block) -> "WeightTransfer":
+        """Every weight of the model `model` describes, loaded."""
+        tops = ([Block(model.name, model.weights)] if model.weights else []) + list(model.children)
+        return cls(tuple(BlockCount(top.name, len(top.all_weights()), len(top.all_weights())) for top in tops
+                         if top.all_weights()))
+
+    @property
+    def loaded(self) -> int:
+        return sum(block.loaded for block in self.blocks)
+
+    @property
+    def total(self) -> int:
+        return sum(block.total for block in self.blocks)
+
+    def line(self, source: str) -> str:
+        """`loaded 12 of 14 weights of the new model from RUN version 3 (EMA): encoder 12/12; left as built: head
+        2/2` (at most `_BLOCKS_SAID` blocks each, then how many more)."""
+        took = [f"{block.name} {block.loaded}/{block.total}" for block in self.blocks if block.loaded]
+        left = [f"{block.name} {block.total - block.loaded}/{block.total}" for block in self.blocks
+                if block.loaded < block.total]
+        said = f"loaded {self.loaded} of {self.total} weights of the new model from {source} (EMA): {_listed(took)}"
+        return said + (f"; left as built: {_listed(left)}" if left else "")
+
+    def as_json(self) -> dict[str, Any]:
+        """run.json's record of it, beside `fine_tuned_from`'s run and version."""
+        return {LOADED_KEY: self.loaded, WEIGHTS_KEY: self.total,
+                BLOCKS_KEY: {block.name: [block.loaded, block.total] for block in self.blocks},
+                **({SKIPPED_KEY: list(self.left)} if self.left else {})}
+
+
+def _listed(entries: list[str]) -> str:
+    more = len(entries) - _BLOCKS_SAID
+    return ", ".join(entries[:_BLOCKS_SAID]) + (f" and {more} more block{'s' if more > 1 else ''}" if more > 0 else "")
+
+
+def _top_names(model: Block) -> str:
+    names = [child.name for child in model.children if child.all_weights()]
+    return ", ".join(names) if names else "none holding weights"

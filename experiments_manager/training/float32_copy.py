@@ -54,7 +54,6 @@ def write_float32_copy(experiment: "Experiment", settings: "Settings", number: i
     import tensorflow as tf
 
     from experiments_manager.export.served_module import served_module
-    from experiments_manager.training.fine_tuning import InitialWeights
     from experiments_manager.training.model import (build_model, computes_in_half_precision, dtype_policy,
                                                     keras_names_kept)
 
@@ -67,7 +66,10 @@ def write_float32_copy(experiment: "Experiment", settings: "Settings", number: i
         raise UserInputError(f"{settings.model_file.name}: expected the model to build in float32 for --format "
                              "litert/onnx, got one computing in float16 (the model file sets Keras' policy itself): "
                              "set it in the settings (enable_mixed_precision) instead")
-    InitialWeights(Path(experiment.root).resolve(), number).load_into(model, settings, option="export")
+    from experiments_manager.training.version_reading import read_version
+
+    read_version(experiment.export_dir / str(number), model, settings,
+                 f"{Path(experiment.root).resolve()} version {number}: export")
     specs = list(function.input_signature)
     if sorted(spec.name for spec in specs) != sorted(input_names):
         if len(specs) != 1 or len(input_names) != 1:

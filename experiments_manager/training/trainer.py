@@ -164,8 +164,7 @@ class Trainer:
                 modules = self._record_model(model, learning_rate, warm.user_modules if warm is not None else None)
                 restored = self._restore(model)
                 if restored is None and self.init_from is not None:
-                    self.init_from.record_skipped(self.experiment, self.init_from.load_into(model, settings, averages))
-                    self._say_fine_tuned()
+                    self.init_from.record_transfer(self.experiment, self.init_from.load_into(model, settings, averages))
                 plan = CallbackPlan(self.experiment, settings, model, inputs, restored, averages,
                                     reduce_lr_on_plateau=plateau_can_set(model.optimizer, learning_rate),
                                     options=options, seed=seed,
@@ -194,10 +193,8 @@ class Trainer:
             self.experiment.record.seed(prepared.seed, settings.runtime.xla)
             modules = self._record_model(model, checked.learning_rate)
             if self.init_from is not None:  # loaded by the check once the model was built
-                skipped = checked.skipped if checked.initial_weights_loaded else self.init_from.load_into(
-                    model, settings, checked.averages)
-                self.init_from.record_skipped(self.experiment, skipped)
-                self._say_fine_tuned()
+                transfer = checked.transfer or self.init_from.load_into(model, settings, checked.averages)
+                self.init_from.record_transfer(self.experiment, transfer)
             plan = CallbackPlan(self.experiment, settings, model, inputs, None, checked.averages,
                                 reduce_lr_on_plateau=plateau_can_set(model.optimizer, checked.learning_rate),
                                 options=options, seed=prepared.seed, tracking=self.tracking, checked=checked)
@@ -206,11 +203,6 @@ class Trainer:
             raise
         return TrainingSession(model, inputs, plan, checked.averages, checked.learning_rate,
                                strategy=prepared.strategy, user_modules=modules)
-
-    def _say_fine_tuned(self) -> None:
-        assert self.init_from is not None  # (said only when fine-tuning)
-        _LOG.info("Fine-tuning from %s: its weights (EMA) loaded; the optimizer starts fresh",
-                  self.init_from.describe())
 
     def fit(self, session: TrainingSession, epochs: int,
             extra_callbacks: Iterable[Any] = ()) -> tuple[Any, Optional[TrainingOutcome]]:

@@ -2,11 +2,11 @@
 
 The model is built from the run's copies of its settings and model file (with its recorded hparams), as training
 built it; its served module (the settings' `get_served_module`, or the model's own call) is made and traced, as the
-exporter made it; then the version is read into it as a fine-tuned run reads its starting weights
-(`training/fine_tuning.py`, `export/saved_state.restore_version`): its Keras weights file by Keras' own
-`load_weights` (an earlier engine's version: its checkpoint through its object graph), every weight of the model
-found there with its shape, so the model holds exactly the EMA weights the version holds, and its predictions are
-the served version's answers. The caller's Keras dtype policy is left as it was, whatever the settings file sets.
+exporter made it; then the version is read into it (`training/version_reading.py`, the read `--init-from` makes
+too): its Keras weights file by Keras' own `load_weights` (an earlier engine's version: its checkpoint through its
+object graph), every weight of the model found there with its shape, so the model holds exactly the EMA weights the
+version holds, and its predictions are the served version's answers. The caller's Keras dtype policy is left as it
+was, whatever the settings file sets.
 
 Example:
 
@@ -76,12 +76,28 @@ def load_version(run: Union[str, Path, Experiment], version: Optional[int] = Non
     return model
 
 
-def _model_with_weights_of(settings: "Settings", experiment: Experiment, number: int) -> Any:
-    """The settings' model, built and traced as the exporter does, with version `number`'s values (read as a
-    fine-tuned run reads them: `fine_tuning.InitialWeights.load_into`)."""
+def version_model(experiment: Experiment, number: int, asker: str) -> Any:
+    """Version `number` of `experiment` as the model its run built: its settings loaded from the run's copies, its
+    layers named as a command-line training process named them (Keras' numbering afresh, given back after), the
+    version read whole into it. What `--init-from` matches a model of another architecture with.
+
+    Raises:
+        UserInputError: the run's settings cannot be loaded, or the version does not fit the rebuilt model.
+    """
+    from experiments_manager.settings import load_experiment_settings
+    from experiments_manager.training.model import dtype_policy, keras_names_kept
+
+    with dtype_policy(None), keras_names_kept(fresh=True):
+        settings = load_experiment_settings(experiment, None)
+        return _model_with_weights_of(settings, experiment, number, asker)
+
+
+def _model_with_weights_of(settings: "Settings", experiment: Experiment, number: int, asker: str = "em.load") -> Any:
+    """The settings' model, built and traced as the exporter does, with version `number`'s values
+    (`version_reading.read_version`)."""
     from experiments_manager.export.served_module import served_module
-    from experiments_manager.training.fine_tuning import InitialWeights
     from experiments_manager.training.model import build_model, precision_policy
+    from experiments_manager.training.version_reading import read_version
     from experiments_manager.utils.own_train_step import mark_built_when_its_layers_are
 
     with precision_policy(settings.runtime.mixed_precision):
@@ -89,5 +105,6 @@ def _model_with_weights_of(settings: "Settings", experiment: Experiment, number:
         module = served_module(settings, model)
         module.served_model.get_concrete_function()  # creates the variables a subclassed model makes when called
         mark_built_when_its_layers_are(model)  # a model whose served function calls its parts (a GAN's generator)
-    InitialWeights(Path(experiment.root).resolve(), number).load_into(model, settings, option="em.load")
+    root = Path(experiment.root).resolve()
+    read_version(experiment.export_dir / str(number), model, settings, f"{root} version {number}: {asker}")
     return model

@@ -180,7 +180,7 @@ def test_two_phase_transfer_loads_the_backbone_and_skips_the_new_head(runs: type
     with pytest.raises(UserInputError) as refused, pytest.MonkeyPatch.context() as patch:
         patch.chdir(runs.root)
         em.train(str(phase2), hparams, init_from=str(source))
-    assert "head/kernel: expected the new model's shape (6, 4), got (6, 3) (1 more weight differs); to load only " \
+    assert "head/kernel: expected the new model's shape (6, 4), got (6, 3) (1 more weight left out); to load only " \
            "the weights that fit (a new head), add --skip-mismatch" in str(refused.value), refused.value
     with caplog.at_level("INFO", logger="experiments_manager"):
         fine_tuned = train(runs.root, runs.root / phase2, hparams, init_from=str(source), skip_mismatch=True)
@@ -191,7 +191,8 @@ def test_two_phase_transfer_loads_the_backbone_and_skips_the_new_head(runs: type
     assert "--skip-mismatch: 2 weights of the new model left as it made them" in caplog.text
     shown = diff_runs(source, fine_tuned).render()  # the lineage, beside the settings that changed
     assert "+classes = 4   # --hparam" in shown and f"+fine-tuned from = {{'run': '{source}'" in shown, shown
-    assert "'skip_mismatch': True, 'skipped': [\"head/kernel: expected the new model's shape (6, 4)" in shown, shown
+    assert ("'weights_loaded': 6, 'weights': 8, 'blocks': {'backbone': [6, 6], 'head': [0, 2]}, 'skipped': "
+            "[\"head/kernel: expected the new model's shape (6, 4)") in shown, shown
     before, after = em.load(source), em.load(fine_tuned)
     for old, new in zip(before.get_layer("backbone").weights, after.get_layer("backbone").weights):
         np.testing.assert_array_equal(np.asarray(new), np.asarray(old))  # frozen: phase 1's values
@@ -363,3 +364,59 @@ def test_a_served_module_that_cannot_be_exported_stops_before_epoch_1(runs: type
         "by assigning them to an attribute of a tracked object or assigned to an attribute of the main object "
         "directly."), refused.value.problems
     assert sorted((runs.root / "experiments").iterdir()) == before
+
+
+@pytest.mark.claim("`--init-from` a SimCLR run (a subclass holding `self.encoder`, its own `train_step`) fills a "
+                   "functional linear probe's encoder exactly, says what each block took in one line, run.json and "
+                   "`diff`; a model sharing no block is refused in one line naming the blocks on each side",
+                   note="(the probe's frozen encoder in its version equal to the SimCLR version's, max |diff| 0; "
+                        "`loaded 4 of 6 weights ...: encoder 4/4; left as built: head 2/2`)")
+def test_a_functional_probe_takes_the_encoder_of_a_simclr_subclass(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    import experiments_manager as em
+    from experiments_manager.runs.diff import diff_runs
+    from experiments_manager.utils.errors import UserInputError
+
+    shutil.copytree(EVERYDAY, tmp_path, dirs_exist_ok=True)
+    write_pngs(tmp_path / "pngs")
+    settings = tmp_path / "settings_simclr.py"
+    simclr = train(tmp_path, settings, {"kind": "simclr"})
+    with caplog.at_level("INFO", logger="experiments_manager"):
+        with pytest.raises(UserInputError) as partial, pytest.MonkeyPatch.context() as patch:
+            patch.chdir(tmp_path)
+            em.train(str(settings), {"kind": "probe", "nbEpoch": 1}, init_from=str(simclr))
+        assert str(partial.value).endswith("head/kernel: no block named 'head' in the source (1 more weight left "
+                                           "out); to load only the weights that fit (a new head), add "
+                                           "--skip-mismatch"), partial.value
+        probe = train(tmp_path, settings, {"kind": "probe", "nbEpoch": 1}, init_from=str(simclr),
+                      skip_mismatch=True)
+    said = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Fine-tuning")]
+    version = chosen_version_number(simclr)
+    assert said == [f"Fine-tuning: loaded 4 of 6 weights of the new model from {simclr.resolve()} version {version} "
+                    "(EMA): encoder 4/4; left as built: head 2/2; the optimizer starts fresh"], said
+    record = json.loads((probe / "run.json").read_text())["fine_tuned_from"]
+    assert {key: record[key] for key in ("weights_loaded", "weights", "blocks", "skipped")} == {
+        "weights_loaded": 4, "weights": 6, "blocks": {"encoder": [4, 4], "head": [0, 2]},
+        "skipped": ["head/kernel: no block named 'head' in the source",
+                    "head/bias: no block named 'head' in the source"]}, record
+    assert "'blocks': {'encoder': [4, 4], 'head': [0, 2]}" in diff_runs(simclr, probe).render()
+    source, probed = em.load(simclr), em.load(probe)  # the probe's encoder is frozen: its version holds the source's
+    for theirs, ours in zip(source.encoder.weights, probed.get_layer("encoder").weights, strict=True):
+        assert float(np.max(np.abs(np.asarray(ours) - np.asarray(theirs)))) == 0.0
+
+    with pytest.raises(UserInputError) as refused, pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        em.train(str(settings), {"kind": "unrelated", "nbEpoch": 1}, init_from=str(simclr), skip_mismatch=True)
+    assert str(refused.value).endswith(
+        "--init-from: expected blocks the new model shares with the version's by name (then their weights by order "
+        "and shape), got none: the new model's blocks: stem, classifier; the version's: encoder, projector"), \
+        refused.value
+    assert sorted(path.name for path in (tmp_path / "experiments").iterdir()) == sorted(
+        {simclr.name, probe.name}), "a refused run leaves no folder"
+
+
+def chosen_version_number(run: Path) -> int:
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.run.version_records import chosen_version
+
+    return chosen_version(Experiment.open(run))[0]

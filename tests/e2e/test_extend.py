@@ -155,9 +155,11 @@ def test_fine_tuning_starts_from_the_chosen_versions_ema_weights_and_records_the
     np.testing.assert_allclose(at_start, served[2].served_model(PROBE)["prediction"].numpy(), rtol=1e-6, atol=1e-7)
     assert not np.allclose(at_start, served[4].served_model(PROBE)["prediction"].numpy(), rtol=1e-4)  # not the newest
     run = extended.root / outcome.experiment.root
-    assert read_run(run)["fine_tuned_from"] == {"run": str(extended.run.resolve()), "version": 2}
-    assert f"Fine-tuning from {extended.run.resolve()} version 2: its weights (EMA) loaded" in (
-        run / "train.log").read_text()
+    lineage = read_run(run)["fine_tuned_from"]
+    assert (lineage["run"], lineage["version"]) == (str(extended.run.resolve()), 2)
+    assert lineage["weights_loaded"] == lineage["weights"] > 0 and "skipped" not in lineage, lineage
+    assert re.search(rf"Fine-tuning: loaded (\d+) of \1 weights of the new model from "
+                     rf"{re.escape(str(extended.run.resolve()))} version 2 \(EMA\): ", (run / "train.log").read_text())
 
 
 @pytest.mark.claim(
@@ -172,9 +174,9 @@ def test_a_different_architecture_is_one_line_exit_2_and_no_folder(extended):
     assert result.returncode == 2, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert re.fullmatch(rf"error: {re.escape(str(extended.run.resolve()))} version \d+: --init-from: dense/kernel: "
-                        r"expected the new model's shape \(1, 8\), got \(1, 32\) \(4 more weights differ\); to load only "
-                        r"the weights that fit \(a new head\), add --skip-mismatch", errors[0]), errors
+    assert re.fullmatch(rf"error: {re.escape(str(extended.run.resolve()))} version \d+: --init-from: expected "
+                        r"weights of the new model's shapes, got none: dense/kernel: expected the new model's shape "
+                        r"\(1, 8\), got \(1, 32\) \(5 more weights left out\)", errors[0]), errors
     assert sorted(working.iterdir()) == runs_before  # no folder left behind
 
 
