@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Optional, Union, cast
 
 from experiments_manager.utils.optimizers import inner_optimizer
+from experiments_manager.export.build_configs import write_build_configs
 from experiments_manager.export.keras_weights import version_weights_maker, write_weights_file
 from experiments_manager.export.template import SavedModelTemplate
 from experiments_manager.export.background_export import ExportFailed, ExportWorker
@@ -336,6 +337,7 @@ class Exporter:
             record["at"] = now()  # when it was written (run.json lists the same record once it is on disk)
             write_record_file(tmp, record)  # after the template read the first version: not a file they share
             write_class_names_file(tmp, self.settings.data.class_names)  # the labels served in the metadata
+            write_build_configs(tmp, self.model)  # for the blocks only training builds, in a rebuilt model
             check_signatures(tmp, self._signature_names())
             write_manifest(tmp)  # checked by a resume and by the server before they trust the version
         self._written.add(version)  # its record is kept in run.json even when the retention removes it before

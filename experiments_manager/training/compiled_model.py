@@ -81,7 +81,12 @@ def built_as_fit_builds(model: Any, dataset: Any) -> None:
     spec = getattr(dataset, "element_spec", None)
     own_step = has_own_train_step(model)
     if spec is not None and (not model.built or own_step):
+        # Keras' symbolic build would build the optimizer on what the call made: an own step's optimizers are built
+        # by its trace below, on what the step trains (a projector only the step calls, built by that first call)
+        holding_back = own_step and model.optimizer is not None and not model.optimizer.built
         try:
+            if holding_back:
+                model.optimizer.built = True
             model._symbolic_build(data_batch=spec if isinstance(spec, tuple) else (spec,))
         except (ValueError, RuntimeError, TypeError):
             if not own_step:
@@ -89,6 +94,9 @@ def built_as_fit_builds(model: Any, dataset: Any) -> None:
             # its own step decides what the data feeds (a GAN's generator takes noise, not the batch): traced below;
             # the call Keras tried recorded the batch's shapes as the model's input, which a SavedModel would trace
             model._saved_model_inputs_spec = model._saved_model_arg_spec = model._build_shapes_dict = None
+        finally:
+            if holding_back:
+                model.optimizer.built = False
     if spec is not None and own_step:
         _own_train_step_traced(model, spec)  # builds what its step builds: every optimizer, on what it trains
     if not model.optimizer.built:

@@ -1,9 +1,11 @@
 """An exported version read whole into a model built to fit it: the one read `em.load`, `evaluate`, edge export and
 `--init-from` share.
 
-The version's files are checked against its manifest first; then its weights (Keras' weights file, or an earlier
-engine's checkpoint through its object graph), its checkpointed lookup tables and its lookup layers' vocabularies are
-read into the model (`export.saved_state.restore_version`): every weight of the model must be there with its shape.
+The version's files are checked against its manifest first; the layers the rebuilt model did not build (blocks only
+its training step calls) are built as the version records (`export/build_configs.py`); then its weights (Keras'
+weights file, or an earlier engine's checkpoint through its object graph), its checkpointed lookup tables and its
+lookup layers' vocabularies are read into the model (`export.saved_state.restore_version`): every weight of the
+model must be there with its shape.
 A model of another architecture is `training/fine_tuning.py`'s case (its blocks matched by name).
 
 Example:
@@ -52,6 +54,7 @@ def read_version_or_mismatch(folder: Path, model: Any, settings: Settings, where
                              averages: Optional[WeightAverages] = None) -> None:
     """`read_version`, a version that does not fit the model raised as `export.lookup_tables.VersionMismatch` (a
     `keras_weights.WeightsDiffer` for weights: nothing assigned yet), for a caller that tries another way."""
+    from experiments_manager.export.build_configs import build_as_recorded
     from experiments_manager.export.saved_state import restore_version
     from experiments_manager.export.served_module import served_module
     from experiments_manager.utils.checksums import verify_manifest
@@ -59,6 +62,7 @@ def read_version_or_mismatch(folder: Path, model: Any, settings: Settings, where
     problem = verify_manifest(folder) if folder.is_dir() else "its folder is gone"
     if problem is not None:
         raise UserInputError(f"{where}: expected a readable SavedModel version, got: {problem}")
+    build_as_recorded(model, folder)  # the blocks only its training step built (a Sequential without Input)
     restore_version(folder, served_module(settings, model), model)
     if averages is not None:
         averages.restart(model)  # the EMA starts from the read weights, not from the random ones

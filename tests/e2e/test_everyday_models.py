@@ -401,6 +401,10 @@ def test_a_functional_probe_takes_the_encoder_of_a_simclr_subclass(tmp_path: Pat
                     "head/bias: no block named 'head' in the source"]}, record
     assert "'blocks': {'encoder': [4, 4], 'head': [0, 2]}" in diff_runs(simclr, probe).render()
     source, probed = em.load(simclr), em.load(probe)  # the probe's encoder is frozen: its version holds the source's
+    assert source.projector.built and len(source.projector.weights) == 4  # built as training built it, then read
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        assert em.evaluate(simclr).metrics["loss"] > 0  # its own test_step's contrastive loss
     for theirs, ours in zip(source.encoder.weights, probed.get_layer("encoder").weights, strict=True):
         assert float(np.max(np.abs(np.asarray(ours) - np.asarray(theirs)))) == 0.0
 

@@ -1,8 +1,9 @@
 """Self-supervised pretraining, then a linear probe, by `hparams['kind']`:
 
 - 'simclr': a `keras.Model` subclass holding `self.encoder` (the functional model `build_encoder` makes, named
-  'encoder'), `self.projector` and `self.augment`, trained by its own `train_step` on the images alone (NT-Xent
-  between two augmented views; the labels the pipeline gives are not read), no compiled loss;
+  'encoder'), `self.projector` and `self.augment` (Sequential models without `keras.Input`, built by their first
+  call in `train_step`), trained by its own `train_step` on the images alone (NT-Xent between two augmented views;
+  the labels the pipeline gives are not read), no compiled loss;
 - 'probe': a functional model around a new `build_encoder()` (frozen) with a `Dense` head named 'head': what
   `--init-from` a 'simclr' run fills by the block both models name 'encoder';
 - 'unrelated': a functional model sharing no block with 'simclr' (its `--init-from` is refused).
@@ -22,8 +23,9 @@ class SimCLR(keras.Model):
     def __init__(self, temperature=0.5, **kwargs):
         super().__init__(**kwargs)
         self.encoder = build_encoder()
-        self.projector = keras.Sequential([keras.Input(shape=(16,)), keras.layers.Dense(8, activation='relu'),
-                                           keras.layers.Dense(8)], name='projector')
+        # no keras.Input: built by their first call, in train_step (a served function never calls them)
+        self.projector = keras.Sequential([keras.layers.Dense(8, activation='relu'), keras.layers.Dense(8)],
+                                          name='projector')
         self.augment = keras.Sequential([keras.layers.RandomFlip('horizontal'), keras.layers.RandomContrast(0.3)],
                                         name='augment')
         self.temperature = temperature
