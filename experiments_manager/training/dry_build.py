@@ -28,7 +28,8 @@ from experiments_manager.training.built_model import BuiltModel
 from experiments_manager.training.model import keras_names_kept, precision_policy
 from experiments_manager.utils.own_train_step import has_own_train_step
 from experiments_manager.training.model_checks import (check_checkpoint_fits, check_class_names, check_loss_weights,
-                                                       check_monitor, check_output_keys, one_train_step)
+                                                       check_layers_made_by_the_step, check_monitor,
+                                                       check_output_keys, one_train_step)
 from experiments_manager.training.problem_lines import described, first_line, structure_of, user_line
 from experiments_manager.utils.errors import UserInputError
 
@@ -111,6 +112,7 @@ def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeight
         raise UserInputError(problems)
     if for_training and has_own_train_step(model):
         raise OwnTrainStep(settings.model_file.name)
+    constructed = {id(layer) for layer in model._flatten_layers(include_self=False, recursive=False)}
     loss = _called(problems, name, "get_total_loss", settings, settings.training.get_total_loss, model)
     named = len(problems)
     check_loss_weights(problems, settings, model)
@@ -145,6 +147,7 @@ def _build_and_check(settings: Settings, initial_weights: Optional[InitialWeight
         logs = _called(problems, settings.model_file.name, "train_step", settings, one_train_step, settings, model,
                        optimizer)
         logged.update(logs if isinstance(logs, set) else ())  # what the model's own step logs (a VAE's kl_loss)
+        check_layers_made_by_the_step(problems, settings, model, constructed)
     check_monitor(problems, settings, model, logged)
     checked = BuiltModel(model, rate, averages)
     if model.built:  # a model built only by its first batch (no Input, data not read here) is checked at export

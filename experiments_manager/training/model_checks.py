@@ -6,6 +6,7 @@ experiment folder exists; each problem is one line in `problems`).
   or give one weight per output;
 - `check_class_names`: `class_names` are not the dataset's own names in another order, nor another count of them;
 - `one_train_step`: a model's own `train_step` runs once (its errors named by the model file's line);
+- `check_layers_made_by_the_step`: no layer holding weights is made by that step (a rebuilt model would lack it);
 - `check_checkpoint_fits`: a resume of changed code can continue the run from its checkpoint (weights and
   optimizer, as its training would build them).
 
@@ -41,6 +42,25 @@ def one_train_step(settings: Settings, model: Any, optimizer: Any) -> set[str]:
     model.compile(optimizer=optimizer, loss=model.loss, loss_weights=settings.training.loss_weights)
     history = model.fit(pipeline.dataset.take(1), epochs=1, verbose=0)  # the step gets its batch as fit gives it
     return set(history.history)
+
+
+def check_layers_made_by_the_step(problems: list[str], settings: Settings, model: Any, constructed: set[int]) -> None:
+    """A model's own `train_step` that makes a layer holding weights (`self.head = Dense(...)` in the step, not in
+    `__init__` nor the model's `build`): a model rebuilt from the model file to read a version has no such layer,
+    so no version could be loaded; one line naming it and the fix (`constructed`: the ids of the model's layers
+    before the step ran)."""
+    import keras
+
+    if type(model).build is not keras.Model.build:
+        return  # its own build makes them, and a rebuilt model's first call runs it
+    attributes = {id(value): name for name, value in vars(model).items() if not name.startswith("_")}
+    for layer in model._flatten_layers(include_self=False, recursive=False):
+        if id(layer) not in constructed and layer.weights:
+            held = f"self.{attributes[id(layer)]}" if id(layer) in attributes else f"the layer {layer.name!r}"
+            problems.append(f"{settings.model_file.name}: train_step: makes {held} (a {type(layer).__name__} with "
+                            "weights) on its first call: a model rebuilt from the model file to load a version "
+                            "would not have it; make it in __init__ (a Sequential without keras.Input there is "
+                            "built by its first call)")
 
 
 def check_class_names(problems: list[str], settings: Settings, own: Any) -> None:

@@ -3,7 +3,8 @@ against the dataset's own."""
 
 import types
 
-from experiments_manager.training.model_checks import check_class_names, check_loss_weights, check_output_keys
+from experiments_manager.training.model_checks import (check_class_names, check_layers_made_by_the_step,
+                                                       check_loss_weights, check_output_keys)
 
 
 def two_outputs():
@@ -14,7 +15,7 @@ def two_outputs():
 
 
 def settings(**fields):
-    return types.SimpleNamespace(path=types.SimpleNamespace(name="s.py"),
+    return types.SimpleNamespace(path=types.SimpleNamespace(name="s.py"), model_file=types.SimpleNamespace(name="m.py"),
                                  training=types.SimpleNamespace(loss_weights=fields.get("loss_weights")),
                                  data=types.SimpleNamespace(class_names=fields.get("class_names")))
 
@@ -55,3 +56,30 @@ def test_class_names_are_the_datasets_own_in_its_order() -> None:
                         "class ids number them in that order; give that order, or pass class_names= to "
                         "image_dataset_from_directory",
                         "s.py: class_names: expected a name for each of the dataset's 2 classes (a, b), got 1"]
+
+
+def test_a_layer_with_weights_the_own_step_makes_is_one_line_naming_it_and_the_fix() -> None:
+    import keras
+
+    class Lazy(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.projector = keras.Sequential([keras.layers.Dense(2)])  # built by its first call: fine
+            self.head = None
+
+        def call(self, x):
+            return self.projector(x)
+
+        def train_step(self, data):  # (what the dry build ran once)
+            if self.head is None:
+                self.head = keras.layers.Dense(1)
+            return {"loss": keras.ops.mean(self.head(self(data)))}
+
+    model = Lazy()
+    constructed = {id(layer) for layer in model._flatten_layers(include_self=False, recursive=False)}
+    model.train_step(keras.ops.ones((2, 3)))
+    problems: list = []
+    check_layers_made_by_the_step(problems, settings(), model, constructed)
+    assert problems == ["m.py: train_step: makes self.head (a Dense with weights) on its first call: a model rebuilt "
+                        "from the model file to load a version would not have it; make it in __init__ (a Sequential "
+                        "without keras.Input there is built by its first call)"]
