@@ -184,8 +184,10 @@ KEYS: tuple[Key, ...] = (
         "attempt", WHAT_RAN),
     Key(("resumed_by",), "array", "the command line of the latest resume", WHAT_RAN),
     Key(("started",), "string", "when the run began", WHAT_RAN),
-    Key(("fine_tuned_from",), "object", "`{\"run\": \"<absolute path>\", \"version\": N}` for a run started with "
-        "`--init-from`", WHAT_RAN),
+    Key(("fine_tuned_from",), "object", "`{\"run\": \"<absolute path>\", \"version\": N, \"weights_loaded\": 12, "
+        "\"weights\": 14, \"blocks\": {\"encoder\": [12, 12], \"head\": [0, 2]}}` for a run started with `--init-from` "
+        "(what each top-level block of the model took; with `--skip-mismatch`, `skipped`: a phrase per weight left "
+        "as built)", WHAT_RAN),
     Key(("sweep",), "string", "for a sweep's trial: its sweep folder", WHAT_RAN),
     Key(("kafka", "kafka_bootstrap_servers"), "any", "for a run trained from Kafka: the brokers, and how many records "
         "the run read", WHAT_RAN),
