@@ -284,7 +284,8 @@ def _cpu_seconds(pid):
 def test_a_hostile_corpus_costs_the_server_under_a_second_of_cpu_per_mb(start_cli, trained):
     """Each request of `tools/hostile_requests.py` against a real server: answered with the status it deserves (a
     client error, or 200 for the odd but valid ones) and, measured in the server's own CPU time, under 1 s per MB
-    (plus 0.3 s for the answer's path); a good request answered right after each."""
+    of the request (and of the answer, for a valid one: 50 k rows of NaN get 2.6 MB of predictions) plus 0.3 s for
+    the answer's path; a good request answered right after each."""
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
     process = start_cli("serve", "--model_dir", str(trained.dir), "--grpc-port", "0", "--rest-port", "0")
@@ -311,7 +312,8 @@ def test_a_hostile_corpus_costs_the_server_under_a_second_of_cpu_per_mb(start_cl
         print(f"REST {what}: {answer.status_code} in {cpu:.2f} CPU-s for {megabytes:.1f} MB "
               f"({answer.text[:100]})")
         assert answer.status_code == status, (what, answer.status_code, answer.text[:300])
-        assert cpu < 0.3 + megabytes, (what, cpu)
+        answered_megabytes = len(answer.content) / 1e6 if status == 200 else 0.0  # a valid request's answer is work
+        assert cpu < 0.3 + megabytes + answered_megabytes, (what, cpu, answered_megabytes)
         answered_well()
     for what, request, message in hostile_requests.grpc_requests(MODEL):
         raw = request if isinstance(request, bytes) else request.SerializeToString()
