@@ -56,6 +56,7 @@ def write_float32_copy(experiment: "Experiment", settings: "Settings", number: i
     from experiments_manager.export.served_module import served_module
     from experiments_manager.training.model import (build_model, computes_in_half_precision, dtype_policy,
                                                     keras_names_kept)
+    from experiments_manager.training.version_reading import read_version
 
     with dtype_policy("float32"), keras_names_kept(fresh=True):  # names as a command-line training process made them
         model: Any = build_model(settings)
@@ -66,8 +67,6 @@ def write_float32_copy(experiment: "Experiment", settings: "Settings", number: i
         raise UserInputError(f"{settings.model_file.name}: expected the model to build in float32 for --format "
                              "litert/onnx, got one computing in float16 (the model file sets Keras' policy itself): "
                              "set it in the settings (enable_mixed_precision) instead")
-    from experiments_manager.training.version_reading import read_version
-
     read_version(experiment.export_dir / str(number), model, settings,
                  f"{Path(experiment.root).resolve()} version {number}: export")
     specs = list(function.input_signature)
