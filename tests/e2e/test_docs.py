@@ -24,8 +24,9 @@ PAGES = [
     "tutorial/regression/index.html",
     "tutorial/notebook/index.html",
     *(f"how-to/{name}/index.html" for name in (
-        "settings-file", "text-and-multi-input-models", "own-training-loops", "keras2", "resume", "manage-runs", "evaluate", "serving", "edge", "kafka", "federated", "sweeps", "mlflow",
-        "slurm", "apptainer", "multi-worker")),
+        "settings-file", "text-and-multi-input-models", "own-training-loops", "extra-packages", "keras2", "resume",
+        "manage-runs", "evaluate", "serving", "edge", "kafka", "federated", "sweeps", "mlflow", "slurm", "apptainer",
+        "multi-worker")),
     *(f"reference/{name}/index.html" for name in ("settings", "cli", "run-json", "folder-layout", "tensorboard",
                                                   "api")),
     "architecture/index.html",
