@@ -142,8 +142,8 @@ class InitialWeights:
 
         where = f"{self.describe()}: {OPTION}"
         try:
-            read_version_or_mismatch(self.folder, model, settings, where, averages)
-            return WeightTransfer.whole(keras_block(model))
+            read_version_or_mismatch(self.folder, model, settings, where)
+            transfer = WeightTransfer.whole(keras_block(model))
         except WeightsDiffer:  # nothing assigned yet: another architecture, its shared blocks matched
             transfer = self._shared_blocks_into(model, where)
         except VersionMismatch as error:

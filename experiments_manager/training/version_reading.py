@@ -18,17 +18,15 @@ read_version(Path(run) / "exported_models" / "3", model, settings, where=f"{run}
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
     from experiments_manager.settings.loader import Settings
-    from experiments_manager.training.ema import WeightAverages
 
 
-def read_version(folder: Path, model: Any, settings: Settings, where: str,
-                 averages: Optional[WeightAverages] = None) -> None:
+def read_version(folder: Path, model: Any, settings: Settings, where: str) -> None:
     """Reads the version at `folder` into `model`, or says in one line why it cannot.
 
     Args:
@@ -36,7 +34,6 @@ def read_version(folder: Path, model: Any, settings: Settings, where: str,
         model: the built model (its served module is made from `settings` and traced here).
         settings: the model's `Settings`.
         where: what a message starts with (`<run> version 3: em.load`).
-        averages: the run's `WeightAverages` (EMA), restarted from the read weights (default None: none).
 
     Raises:
         UserInputError: the version's files are damaged or gone, or it does not fit the model (the first weight
@@ -45,13 +42,12 @@ def read_version(folder: Path, model: Any, settings: Settings, where: str,
     from experiments_manager.export.lookup_tables import VersionMismatch
 
     try:
-        read_version_or_mismatch(folder, model, settings, where, averages)
+        read_version_or_mismatch(folder, model, settings, where)
     except VersionMismatch as error:
         raise UserInputError(f"{where}: {error}") from None
 
 
-def read_version_or_mismatch(folder: Path, model: Any, settings: Settings, where: str,
-                             averages: Optional[WeightAverages] = None) -> None:
+def read_version_or_mismatch(folder: Path, model: Any, settings: Settings, where: str) -> None:
     """`read_version`, a version that does not fit the model raised as `export.lookup_tables.VersionMismatch` (a
     `keras_weights.WeightsDiffer` for weights: nothing assigned yet), for a caller that tries another way."""
     from experiments_manager.export.build_configs import build_as_recorded
@@ -64,5 +60,3 @@ def read_version_or_mismatch(folder: Path, model: Any, settings: Settings, where
         raise UserInputError(f"{where}: expected a readable SavedModel version, got: {problem}")
     build_as_recorded(model, folder)  # the blocks only its training step built (a Sequential without Input)
     restore_version(folder, served_module(settings, model), model)
-    if averages is not None:
-        averages.restart(model)  # the EMA starts from the read weights, not from the random ones
