@@ -27,7 +27,7 @@ matching.loaded, matching.total        # 12, 14
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,12 +140,20 @@ def match_blocks(new: Block, source: Block) -> Matching:
         _visit(child, index, pairs, unmatched, shared)
     unmatched.sort(key=lambda entry: _SHAPE_DIFFERS not in entry[1])  # stable: the model's order within each kind
     taken = {id(weight) for weight, _ in pairs}
+    return Matching(tuple(pairs), tuple(unmatched), block_counts(new, lambda weight: id(weight) in taken),
+                    tuple(shared))
+
+
+def block_counts(model: Block, loaded: Callable[[Weight], bool]) -> tuple[BlockCount, ...]:
+    """Per top-level block of `model` holding weights (its own weights counted under its name), how many of them
+    `loaded` says were loaded."""
+    tops = ([Block(model.name, model.weights)] if model.weights else []) + list(model.children)
     counts = []
-    for top in ([Block(new.name, new.weights)] if new.weights else []) + list(new.children):
+    for top in tops:
         weights = top.all_weights()
         if weights:
-            counts.append(BlockCount(top.name, sum(1 for weight in weights if id(weight) in taken), len(weights)))
-    return Matching(tuple(pairs), tuple(unmatched), tuple(counts), tuple(shared))
+            counts.append(BlockCount(top.name, sum(1 for weight in weights if loaded(weight)), len(weights)))
+    return tuple(counts)
 
 
 def _visit(block: Block, index: dict[str, dict[int, Block]], pairs: list[tuple[Weight, Weight]],
@@ -164,8 +172,9 @@ def _visit(block: Block, index: dict[str, dict[int, Block]], pairs: list[tuple[W
     match = next(iter(found.values()), None)
     if match is not None:
         shared.append(block.name)
-        if [w.shape for w in weights] == [w.shape for w in match.all_weights()]:
-            pairs.extend(zip(weights, match.all_weights()))
+        theirs = match.all_weights()
+        if [w.shape for w in weights] == [w.shape for w in theirs]:
+            pairs.extend(zip(weights, theirs))
             return
     _own(block, match, pairs, unmatched)
     for child in block.children:

@@ -39,7 +39,7 @@ from experiments_manager.run.experiment import Experiment
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.version_records import chosen_version
 
-from experiments_manager.training.block_matching import Block, BlockCount
+from experiments_manager.training.block_matching import Block, BlockCount, block_counts
 
 if TYPE_CHECKING:
     from experiments_manager.run.record import RunRecord
@@ -214,9 +214,7 @@ class WeightTransfer:
     @classmethod
     def whole(cls, model: Block) -> "WeightTransfer":
         """Every weight of the model `model` describes, loaded."""
-        tops = ([Block(model.name, model.weights)] if model.weights else []) + list(model.children)
-        return cls(tuple(BlockCount(top.name, len(top.all_weights()), len(top.all_weights())) for top in tops
-                         if top.all_weights()))
+        return cls(block_counts(model, lambda weight: True))
 
     @property
     def loaded(self) -> int:
