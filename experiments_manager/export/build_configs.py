@@ -62,9 +62,8 @@ def write_build_configs(version_folder: "str | Path", model: Any) -> None:
     path.write_text(json.dumps(layer_build_configs(model), sort_keys=True) + "\n")
 
 
-def build_as_recorded(model: Any, version_folder: "str | Path") -> list[str]:
-    """Builds each layer of `model` not built yet from the build config the version records at its place (a
-    version without the file, an earlier engine's, builds nothing).
+def build_as_recorded(model: Any, version_folder: "str | Path") -> "list[str] | None":
+    """Builds each layer of `model` not built yet from the build config the version records at its place.
 
     Args:
         model: the rebuilt model, its served function traced.
@@ -72,13 +71,14 @@ def build_as_recorded(model: Any, version_folder: "str | Path") -> list[str]:
 
     Returns:
         the places built (their layers built theirs too); a layer whose build fails is left unbuilt (reading the
-        version's weights then names the weights it lacks, in one line).
+        version's weights then names the weights it lacks, in one line). None for a version without the file (an
+        earlier engine's): nothing built.
     """
     from experiments_manager.utils.own_train_step import mark_built_when_its_layers_are
 
     path = Path(version_folder) / BUILD_CONFIGS_FILE
     if not path.is_file():
-        return []
+        return None
     recorded = json.loads(path.read_text())
     built = []
     for place, layer in layer_places(model):

@@ -131,7 +131,7 @@ def read_weights_file(version_folder: "str | Path", model: Any) -> None:
 def _compared(saved: dict[str, tuple[int, ...]], live: dict[str, tuple[int, ...]],
               model: Any) -> list[tuple[str, str]]:
     """(path in the file, phrase) of each weight that differs between a file's `saved` shapes and the `live` ones of
-    `model`'s own file."""
+    `model`'s own file; the weights of a block the model left unbuilt in one phrase naming the block."""
     found = []
     for name in sorted(live):
         if name not in saved:
@@ -139,8 +139,20 @@ def _compared(saved: dict[str, tuple[int, ...]], live: dict[str, tuple[int, ...]
         elif saved[name] != live[name]:
             found.append((name, f"{_variable_name(model, name)}: expected the new model's shape {live[name]}, got "
                                 f"{saved[name]}"))
-    found += [(name, f"{_readable(name)}: expected no such weight (the new model has none), got one of shape "
-                     f"{saved[name]}") for name in sorted(saved) if name not in live]
+    unbuilt: dict[str, list[str]] = {}
+    for name in sorted(saved):
+        if name not in live:
+            block = _unbuilt_block(model, name)
+            if block is None:
+                found.append((name, f"{_readable(name)}: expected no such weight (the new model has none), got one "
+                                    f"of shape {saved[name]}"))
+            else:
+                unbuilt.setdefault(block, []).append(name)
+    for block, names in unbuilt.items():
+        found.append((names[0], f"{block}: expected a block built as in the version (its {len(names)} weight"
+                                f"{'s' if len(names) > 1 else ''}, the first of shape {saved[names[0]]}), got one "
+                                "the rebuilt model left unbuilt (Keras builds it at its first call, which only "
+                                "training makes); give it a keras.Input or build it in the model's __init__"))
     return found
 
 
@@ -162,12 +174,40 @@ def _shapes(file: "str | Path | io.BytesIO") -> dict[str, tuple[int, ...]]:
 
 def _variable_name(model: Any, name: str) -> str:
     """The Keras path (`dense/kernel`) of the variable of `model` that Keras' weights file holds at `name`
-    (`layers/dense/vars/0`): the walk Keras' saving makes, each layer of a list named after its class, numbered
-    within the list (`dense`, `dense_1`); the path in the file when the walk does not find it."""
+    (`layers/dense/vars/0`); the path in the file when the walk does not find it."""
+    owner, parts, _ = _walked(model, name)
+    try:
+        if owner is not None and parts[0] == "vars":
+            variables = list(owner._trainable_variables) + list(owner._non_trainable_variables)
+            return str(getattr(variables[int(parts[1])], "path", None) or _readable(name))
+    except (AttributeError, IndexError, ValueError, TypeError):
+        pass
+    return _readable(name)
+
+
+def _unbuilt_block(model: Any, name: str) -> "str | None":
+    """The names (`projector`) of the outermost layer on the way to the weight at `name` in a Keras weights file
+    that `model` left unbuilt, from the top, as the model's code named them (`utils/layer_names.py`); None when all
+    are built."""
+    from experiments_manager.utils.layer_names import shown_name
+
+    _, _, layers = _walked(model, name)
+    for depth, layer in enumerate(layers):
+        if not layer.built:
+            return "/".join(shown_name(parent, child) for parent, child in zip([model, *layers], layers[:depth + 1]))
+    return None
+
+
+def _walked(model: Any, name: str) -> "tuple[Any, list[str], list[Any]]":
+    """Follows the path of a weight in Keras' weights file (`layers/sequential/layers/dense/vars/0`) through `model`
+    as Keras' saving walks it (an attribute by its name; each layer of a list named after its class, numbered within
+    the list: `dense`, `dense_1`). Returns (the object reached, or None when the walk fails; what is left of the
+    path: `['vars', '0']`; the layers passed, from the top)."""
     from keras.src.utils.naming import to_snake_case
 
     found: Any = model
     parts = name.split("/")
+    passed: list[Any] = []
     try:
         while len(parts) > 2:
             attribute, key = parts[0], parts[1]
@@ -179,17 +219,15 @@ def _variable_name(model: Any, name: str) -> str:
                     by_name[base if base not in counts else f"{base}_{counts[base]}"] = layer
                     counts[base] = counts.get(base, 0) + 1
                 found = by_name[key]
+                parts = parts[2:]
             else:
                 found = getattr(found, attribute)
                 parts = parts[1:]
-                continue
-            parts = parts[2:]
-        if parts[0] == "vars":
-            variables = list(found._trainable_variables) + list(found._non_trainable_variables)
-            return str(getattr(variables[int(parts[1])], "path", None) or _readable(name))
+            if hasattr(found, "built"):
+                passed.append(found)
     except (AttributeError, KeyError, IndexError, ValueError, TypeError):
-        pass
-    return _readable(name)
+        return None, parts, passed
+    return found, parts, passed
 
 
 def _readable(name: str) -> str:

@@ -29,6 +29,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Iterator, Optional
 
+from experiments_manager.utils.layer_names import holding_attributes
+
 
 @dataclasses.dataclass(frozen=True)
 class Weight:
@@ -216,10 +218,7 @@ def keras_block(layer: Any, aliases: tuple[str, ...] = (), seen: Optional[set[in
     seen = set() if seen is None else seen
     seen.add(id(layer))
     own = list(getattr(layer, "_trainable_variables", [])) + list(getattr(layer, "_non_trainable_variables", []))
-    attributes: dict[int, list[str]] = {}
-    for attribute, value in vars(layer).items():
-        if not attribute.startswith("_") and hasattr(value, "_flatten_layers"):
-            attributes.setdefault(id(value), []).append(attribute)
+    attributes = holding_attributes(layer)
     children = []
     for child in layer._flatten_layers(include_self=False, recursive=False):
         if id(child) not in seen:

@@ -35,11 +35,27 @@ def compiled_for_training(settings: Settings, train_data: Any) -> tuple[Any, Any
         (the compiled model, what `get_learningRate()` returned, the `WeightAverages` attached or None).
     """
     model = build_model(settings)
+    learning_rate, averages = compile_as_training_compiles(settings, model, train_data)
+    return model, learning_rate, averages
+
+
+def compile_as_training_compiles(settings: Settings, model: Any, train_data: Any) -> tuple[Any, Optional[WeightAverages]]:
+    """Compiles and builds the built `model` as training does: the settings' loss, learning rate, optimizer and
+    metrics functions called in the original order, then `compile_for_training`.
+
+    Args:
+        settings: the loaded `Settings`.
+        model: the settings' model.
+        train_data: the training `tf.data.Dataset`, or None.
+
+    Returns:
+        (what `get_learningRate()` returned, the `WeightAverages` attached or None).
+    """
     loss = settings.training.get_total_loss(model)
     learning_rate = settings.training.get_learning_rate()
     optimizer = settings.training.get_optimizer(model, loss, learning_rate)
     metrics = compiled_metrics(settings, model, loss)
-    return model, learning_rate, compile_for_training(settings, model, loss, optimizer, metrics, train_data)
+    return learning_rate, compile_for_training(settings, model, loss, optimizer, metrics, train_data)
 
 
 def compile_for_training(settings: Settings, model: Any, loss: Any, optimizer: Any, metrics: Any,

@@ -43,8 +43,9 @@ def load_version(run: Union[str, Path, Experiment], version: Optional[int] = Non
             ran (default False: refused in one line naming the file and em.load's argument).
 
     Returns:
-        the Keras model (not compiled); its `version_info` says the run, the version and the epoch it holds,
-        and its name ends with `_v<N>`.
+        the Keras model (not compiled, but for an earlier engine's version of a model with its own `train_step`
+        built as its training built it: `version_reading.py`); its `version_info` says the run, the version and
+        the epoch it holds, and its name ends with `_v<N>`.
 
     Raises:
         UserInputError: no such run, no such version, no export yet, the run's code changed since it trained, or a

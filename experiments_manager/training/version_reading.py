@@ -5,7 +5,10 @@ The version's files are checked against its manifest first; the layers the rebui
 its training step calls) are built as the version records (`export/build_configs.py`); then its weights (Keras'
 weights file, or an earlier engine's checkpoint through its object graph), its checkpointed lookup tables and its
 lookup layers' vocabularies are read into the model (`export.saved_state.restore_version`): every weight of the
-model must be there with its shape.
+model must be there with its shape. A version written before versions recorded their build configs, of a model
+with its own `train_step`, whose weights do not fit the rebuilt model, is read again after the model is built as
+its training built it: compiled as training compiles it, its step traced (not run) on the training data's spec
+(`compiled_model.built_as_fit_builds`); a model built so is left compiled.
 A model of another architecture is `training/fine_tuning.py`'s case (its blocks matched by name).
 
 Example:
@@ -17,6 +20,7 @@ read_version(Path(run) / "exported_models" / "3", model, settings, where=f"{run}
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +55,7 @@ def read_version_or_mismatch(folder: Path, model: Any, settings: Settings, where
     """`read_version`, a version that does not fit the model raised as `export.lookup_tables.VersionMismatch` (a
     `keras_weights.WeightsDiffer` for weights: nothing assigned yet), for a caller that tries another way."""
     from experiments_manager.export.build_configs import build_as_recorded
+    from experiments_manager.export.keras_weights import WeightsDiffer
     from experiments_manager.export.saved_state import restore_version
     from experiments_manager.export.served_module import served_module
     from experiments_manager.utils.checksums import verify_manifest
@@ -58,5 +63,42 @@ def read_version_or_mismatch(folder: Path, model: Any, settings: Settings, where
     problem = verify_manifest(folder) if folder.is_dir() else "its folder is gone"
     if problem is not None:
         raise UserInputError(f"{where}: expected a readable SavedModel version, got: {problem}")
-    build_as_recorded(model, folder)  # the blocks only its training step built (a Sequential without Input)
-    restore_version(folder, served_module(settings, model), model)
+    recorded = build_as_recorded(model, folder)  # the blocks only its training step built (a Sequential without Input)
+    module = served_module(settings, model)
+    try:
+        restore_version(folder, module, model)
+    except WeightsDiffer as differ:
+        failed = "" if recorded is not None else _build_as_its_training_built_it(model, settings, folder.parent.parent)
+        if failed is None:
+            restore_version(folder, module, model)
+        elif failed:
+            raise WeightsDiffer(f"{differ}; building it as its training did failed: {failed}") from None
+        else:
+            raise
+
+
+def _build_as_its_training_built_it(model: Any, settings: Settings, run_folder: Path) -> "str | None":
+    """Builds the layers of a model with its own `train_step` that are still unbuilt as its training built them
+    (its step traced on the training data's spec, the model compiled as training compiles it).
+
+    Returns:
+        None once done; "" when there is nothing to build so (a model without its own step or without unbuilt
+        layers); else why it failed, in one phrase (the training pipeline or the trace raised).
+    """
+    from experiments_manager.export.build_configs import layer_places
+    from experiments_manager.settings.pipeline import settings_pipeline
+    from experiments_manager.training.compiled_model import compile_as_training_compiles
+    from experiments_manager.utils.own_train_step import has_own_train_step
+
+    if not has_own_train_step(model) or all(layer.built for _, layer in layer_places(model)):
+        return ""
+    try:
+        with warnings.catch_warnings():  # Keras' word on the user's model, said when it trained
+            warnings.simplefilter("ignore")
+            compile_as_training_compiles(settings, model,
+                                         settings_pipeline(settings, True, run_folder=run_folder).dataset)
+    except Exception as error:  # noqa: BLE001 - said after the weights the model lacks
+        if isinstance(error, UserInputError):  # the settings' pipeline, said in its one line
+            return str(error)
+        return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    return None

@@ -368,12 +368,15 @@ def test_a_served_module_that_cannot_be_exported_stops_before_epoch_1(runs: type
 
 @pytest.mark.claim("`--init-from` a SimCLR run (a subclass holding `self.encoder`, its own `train_step`) fills a "
                    "functional linear probe's encoder exactly, says what each block took in one line, run.json and "
-                   "`diff`; a model sharing no block is refused in one line naming the blocks on each side",
+                   "`diff`; a model sharing no block is refused in one line naming the blocks on each side; a "
+                   "version without build configs (an earlier engine's) loads, built as its training built it",
                    note="(the probe's frozen encoder in its version equal to the SimCLR version's, max |diff| 0; "
-                        "`loaded 4 of 6 weights ...: encoder 4/4; left as built: head 2/2`)")
+                        "`loaded 4 of 6 weights ...: encoder 4/4; left as built: head 2/2`; without the training "
+                        "data, one line naming `projector` and the pipeline's error)")
 def test_a_functional_probe_takes_the_encoder_of_a_simclr_subclass(tmp_path: Path,
                                                                     caplog: pytest.LogCaptureFixture) -> None:
     import experiments_manager as em
+    from experiments_manager.export.build_configs import BUILD_CONFIGS_FILE
     from experiments_manager.runs.diff import diff_runs
     from experiments_manager.utils.errors import UserInputError
 
@@ -417,6 +420,27 @@ def test_a_functional_probe_takes_the_encoder_of_a_simclr_subclass(tmp_path: Pat
         refused.value
     assert sorted(path.name for path in (tmp_path / "experiments").iterdir()) == sorted(
         {simclr.name, probe.name}), "a refused run leaves no folder"
+
+    # the version as an earlier engine wrote it (no build configs): the projector built as its training built it
+    version = simclr / "exported_models" / str(chosen_version_number(simclr))
+    (version / BUILD_CONFIGS_FILE).unlink()
+    manifest = version / "checksums.sha256"
+    manifest.write_text("".join(line for line in manifest.read_text().splitlines(keepends=True)
+                                if BUILD_CONFIGS_FILE not in line))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)  # its training data, whose spec its step is traced on
+        earlier = em.load(simclr)
+    for theirs, ours in zip(source.projector.weights, earlier.projector.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    (tmp_path / "pngs").rename(tmp_path / "pngs_gone")
+    with pytest.raises(UserInputError) as unbuilt, pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path)
+        em.load(simclr)
+    said = str(unbuilt.value)
+    assert ("em.load: projector: expected a block built as in the version (its 4 weights, the first of shape (16, 8)), "
+            "got one the rebuilt model left unbuilt") in said, said
+    assert ("building it as its training did failed: experiment_settings.py: get_input_pipeline: "
+            "raw_data_dir_train") in said, said
 
 
 def chosen_version_number(run: Path) -> int:

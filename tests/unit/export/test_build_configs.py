@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from experiments_manager.export.build_configs import BUILD_CONFIGS_FILE, build_as_recorded, write_build_configs
 
@@ -47,6 +48,20 @@ def test_the_blocks_only_training_built_are_built_as_recorded_then_take_the_weig
     assert build_as_recorded(rebuilt, tmp_path) == []  # built: nothing to do
 
 
-def test_a_version_without_the_record_builds_nothing(tmp_path: Path) -> None:
+def test_a_version_without_the_record_builds_nothing_and_its_weights_check_names_the_unbuilt_block(
+        tmp_path: Path) -> None:
+    from experiments_manager.export.keras_weights import WeightsDiffer, read_weights_file, write_weights_file
+
+    trained = pretraining_model()
+    x = np.ones((3, 5), np.float32)
+    trained.project(x)
+    trained(x)
+    write_weights_file(trained, tmp_path)  # an earlier engine's version: its weights, no build configs
     rebuilt = pretraining_model()
-    assert build_as_recorded(rebuilt, tmp_path) == [] and not rebuilt.projector.built
+    rebuilt(x)
+    assert build_as_recorded(rebuilt, tmp_path) is None and not rebuilt.projector.built
+    with pytest.raises(WeightsDiffer) as differ:
+        read_weights_file(tmp_path, rebuilt)
+    assert str(differ.value).startswith(  # the block by the name the code gave it, not Keras' `sequential_1`
+        "projector: expected a block built as in the version (its 4 weights, the first of shape (6, 4)), "
+        "got one the rebuilt model left unbuilt"), differ.value
