@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn, Optional
 
 from experiments_manager import commands
+from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.environment_failures import environment_failure_line
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, EXIT_USER_ERROR, UserInputError, print_problems
 from experiments_manager.utils.lease_holder import lease_timeout
@@ -22,7 +23,7 @@ SUBCOMMANDS = commands.NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="experiments-manager", description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog=command_name(), description=DESCRIPTION)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in commands.COMMANDS:
         command.add_parser(subparsers)
@@ -51,7 +52,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         argv = _with_default_command(sys.argv[1:] if argv is None else argv)
     except UserInputError as error:
-        print("usage: experiments-manager COMMAND ... (see experiments-manager --help)", file=sys.stderr)
+        print(f"usage: {command_name()} COMMAND ... (see {command_name()} --help)", file=sys.stderr)
         print_problems(error.problems)
         return EXIT_USER_ERROR
     parser = build_parser()

@@ -98,6 +98,9 @@ def our_logger_as_it_was():
     logger.handlers[:], logger.propagate, logger.level = state
 
 
+RAN_AS = "python -m experiments_manager"  # what `cli_command` runs: the commands its hints print name it
+
+
 def cli_command(*arguments):
     return [sys.executable, "-m", "experiments_manager", *arguments]
 

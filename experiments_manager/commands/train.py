@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional
 
 from experiments_manager.commands.arguments import add_bootstrap_servers_argument, add_hparam_argument, positive_int
 from experiments_manager.serving.options import add_server_arguments
+from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.requeue_file import add_requeue_file_argument
 from experiments_manager.settings.script import SETTINGS_SOURCES
@@ -91,7 +92,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--mlflow", nargs="?", const="", default=None, metavar="URI",
         help="log the run to an MLflow tracking server (without URI: MLFLOW_TRACKING_URI): its hparams, every "
         "epoch's metrics, its status and files, one MLflow run for all its attempts; a server that is down costs "
-        "training nothing: the run keeps what it could not send (`experiments-manager mlflow sync RUN`)",
+        f"training nothing: the run keeps what it could not send (`{command_name()} mlflow sync RUN`)",
     )
     add_requeue_file_argument(parser)
     add_bootstrap_servers_argument(parser)
@@ -194,9 +195,9 @@ def _simulate_federation(arguments: argparse.Namespace, settings: Settings) -> i
     check_cluster(WorkerCluster.from_environment(), settings)  # refused in a multi-worker cluster
     if arguments.serve or arguments.bootstrap_servers or arguments.init_from:
         raise UserInputError("--serve, --bootstrap-servers, --init-from: not accepted for a federated settings file "
-                             "(serve the experiment folder with `experiments-manager serve`)")
+                             f"(serve the experiment folder with `{command_name()} serve`)")
     _LOG.info("%s sets enable_federated_learning = True: simulating the federation on this machine "
-              "(see `experiments-manager federated --help` for deployment)", arguments.usersettings)
+              "(see `%s federated --help` for deployment)", arguments.usersettings, command_name())
     return simulate_command(settings, mlflow=arguments.mlflow)
 
 
@@ -242,7 +243,7 @@ def _report(outcome: TrainingOutcome) -> None:
         f"experiment folder: {experiment.root}",
         f"best {info.get('monitored_loss_name')}: {info.get('best_value')} (epoch {info.get('best_epoch')})",
         f"exported model:    {reported_model(info, experiment.export_dir)}",
-        f"served model name: {info.get('model_name')} (experiments-manager serve --model_dir {experiment.root})"
+        f"served model name: {info.get('model_name')} ({command_name()} serve --model_dir {experiment.root})"
         f"{answers}",
         f"TF Serving config: {experiment.models_config}",
         f"training curves:   {experiment.curves_png}",
@@ -255,7 +256,7 @@ def _report(outcome: TrainingOutcome) -> None:
     if outcome.status == Status.INTERRUPTED:
         lines.append(f"resume with:       {experiment.resume_hint()}")
     elif outcome.status == Status.FINISHED:
-        lines.append(f"extend with:       experiments-manager train --resume {experiment.root} --more-epochs K")
+        lines.append(f"extend with:       {command_name()} train --resume {experiment.root} --more-epochs K")
     print("\n".join(lines))
     if outcome.trained:  # the attempt's part of train.log ends with it (nothing ran: no part, no summary)
         append(experiment.root, "\n".join(lines))

@@ -27,6 +27,7 @@ import grpc
 from experiments_manager.edge.formats import SIGNATURE_FILE, format_of_file
 from experiments_manager.serving.client import ClientError, StreamingClient
 from experiments_manager.utils.checksums import verify_manifest
+from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.errors import UserInputError, print_problems
 from experiments_manager.utils.signals import SignalSafeEvent, signal_handlers
 
@@ -197,7 +198,7 @@ def predict_on_device(run: "str | Path", edge_file: "str | Path", count: int = 1
     require_runtime(edge_file)  # the file's runtime only: a device needs no converter
     damage = verify_manifest(Path(edge_file).parent)  # a file copied wrong to a device answers garbage, not errors
     if damage is not None:
-        raise UserInputError(f"--edge: {Path(edge_file).parent}: {damage}; export it again (experiments-manager "
+        raise UserInputError(f"--edge: {Path(edge_file).parent}: {damage}; export it again ({command_name()} "
                              "export RUN --format ...)")
     experiment = Experiment.open(run)
     settings = load_experiment_settings(experiment)

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional, Union, cast
 
+from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ def _check_answers(superlink: str) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
     except OSError as error:
         raise UserInputError(f"--superlink {superlink}: no SuperLink answers there ({error.strerror or error}); "
-                             "start one with `experiments-manager federated superlink`") from None
+                             f"start one with `{command_name()} federated superlink`") from None
 
 
 def _flwr(*arguments: str) -> list[str]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Optional, Union
 
+from experiments_manager.utils.command_name import command_name
+
 if TYPE_CHECKING:
     import argparse
 
@@ -109,7 +111,7 @@ def report(experiment: Experiment) -> int:
         f"clients' folders:  {experiment.root / 'clients'}",
         f"training curves:   {experiment.curves_png}",
         f"TensorBoard:       tensorboard --logdir {experiment.root}",
-        f"serve it:          experiments-manager serve --model_dir {experiment.root}",
+        f"serve it:          {command_name()} serve --model_dir {experiment.root}",
         *report_lines(info, experiment.root),
     ]
     print("\n".join(lines))

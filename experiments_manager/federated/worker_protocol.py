@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence, cast, overlo
 
 import numpy as np
 
+from experiments_manager.utils.command_name import command_name
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
@@ -202,5 +204,5 @@ def _connect(path: Path, connect_seconds: float) -> socket.socket:
             if time.monotonic() > deadline:
                 raise WorkerError(f"no federated worker answers at {path} after {connect_seconds:g} s ({error}): "
                                   "this SuperNode's worker is gone (it and its keeper died, or it cannot start "
-                                  "again); restart the SuperNode (`experiments-manager federated supernode`)") from None
+                                  f"again); restart the SuperNode (`{command_name()} federated supernode`)") from None
             time.sleep(0.1)

@@ -12,6 +12,7 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
+from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.errors import InputStalled, UserInputError
 
 if TYPE_CHECKING:
@@ -121,7 +122,7 @@ class KafkaConnection:
         if missing:
             raise UserInputError([
                 f"{self.source}: kafka topic {topic!r} does not exist at {self.bootstrap_servers} "
-                f"(publish it with: experiments-manager kafka-produce -u SETTINGS)"
+                f"(publish it with: {command_name()} kafka-produce -u SETTINGS)"
                 for topic in missing
             ])
 

@@ -27,6 +27,7 @@ from experiments_manager.kafka.connection import KafkaStalled
 from experiments_manager.kafka.position import StreamPosition, waiting_by_partition
 from experiments_manager.kafka.reader import CHUNK_RECORDS, POLL_SECONDS, SESSION_TIMEOUT_MS, TopicReader
 from experiments_manager.kafka.shuffle_pool import ShufflePool
+from experiments_manager.utils.command_name import command_name
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer
@@ -201,7 +202,7 @@ class TrainingStream:
                 advice = "once the broker answers again, resume"
             else:
                 advice = ("the producer stopped or published less than the run needs (nbEpoch x nb_train_samples "
-                          "records): publish more (experiments-manager kafka-produce, which publishes nbEpoch "
+                          f"records): publish more ({command_name()} kafka-produce, which publishes nbEpoch "
                           "passes by default), then resume")
             self.stall = KafkaStalled(f"{stalled}; {self.records_read} records read from it by this run; {advice}")
             raise self.stall

@@ -36,6 +36,7 @@ from experiments_manager.run.record_writer import RunRecordWriter, jsonable
 from experiments_manager.run.space_reserve import RESERVE_NAME
 from experiments_manager.utils.atomic import (PathLike, copy_atomically, fsync_folder, remove_leftovers,
                                              write_json_atomically)
+from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.environment_failures import raise_environment_failure
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.lease import LEASE_NAME, Lease
@@ -305,7 +306,7 @@ class Experiment:
         built_in_python = self.run_info().get("settings_object")
         if built_in_python:
             return f"em.resume({str(self.root)!r}, settings={built_in_python})"
-        return f"experiments-manager train --resume {self.root}"
+        return f"{command_name()} train --resume {self.root}"
 
     def __repr__(self) -> str:
         info: RunRecord = self.run_info() if self.run_file.is_file() else {}

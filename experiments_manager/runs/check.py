@@ -25,6 +25,7 @@ from typing import Sequence
 from experiments_manager.run.experiment import Experiment
 from experiments_manager.run import lifecycle
 from experiments_manager.utils.checksums import verify_manifest
+from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.lease import LeaseHeld
 
 NUL = b"\0"
@@ -74,7 +75,7 @@ def check_run(root: str | Path, command: Sequence[str], repair: bool = True) -> 
                         + (f"; damaged: {', '.join(broken)}" if broken else ""))
     if damaged or broken:
         report.damage_remains = True
-        report.lines.append(f"`experiments-manager train --resume {root}` sets the damaged ones aside")
+        report.lines.append(f"`{command_name()} train --resume {root}` sets the damaged ones aside")
 
     history = HistoryCSV(experiment.history_csv)
     header, rows, bad = history.examine()

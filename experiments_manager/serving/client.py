@@ -13,6 +13,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional, cast
 
+from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -186,7 +187,7 @@ class StreamingClient:
 
         code = error.code()
         if code == grpc.StatusCode.UNAVAILABLE:
-            return f"server {self.address} not reachable ({what}): is `experiments-manager serve` running there?"
+            return f"server {self.address} not reachable ({what}): is `{command_name()} serve` running there?"
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return (
                 f"{what}: no answer from {self.address} within {self.timeout:g} s "

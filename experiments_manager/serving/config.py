@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from experiments_manager.run.record import Status
 from experiments_manager.run.served_layout import ModelSource, check_model_name, sources_from_config_file, version_of
+from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -88,8 +89,8 @@ def _report_no_version_yet(experiment: "Experiment", info: "RunRecord") -> None:
                   "one is written", experiment.root, done + 1, total)
     else:
         _LOG.info("%s has no exported version yet (status: %s, %s of %s epochs done); it will be served as soon as "
-                  "one is written (resume it: experiments-manager train --resume %s)", experiment.root, status, done,
-                  total, experiment.root)
+                  "one is written (resume it: %s train --resume %s)", experiment.root, status, done, total,
+                  command_name(), experiment.root)
 
 
 def read_run_info(experiment: "Experiment") -> "tuple[RunRecord | None, str]":

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.sweeps.trial_state import TrialState
 from experiments_manager.utils.atomic import replaced_atomically
+from experiments_manager.utils.command_name import command_name
 
 if TYPE_CHECKING:
     from experiments_manager.sweeps.folder import SweepFolder
@@ -196,7 +197,7 @@ def summary_lines(sweep: SweepFolder, rows: list[Row], monitor: str, working_fol
         lines += [f"{'best ' + monitor + ':':<18} {best['best_value']:.6g} (trial {best['trial']}, epoch {best['best_epoch']})",
                   f"best hparams:      {hparams}",
                   f"best experiment:   {best['experiment']}",
-                  f"serve it:          experiments-manager serve --model_dir {best['experiment']}"]
+                  f"serve it:          {command_name()} serve --model_dir {best['experiment']}"]
     spec = sweep.spec()
     if spec.get("device_hours") is not None:
         hours = f"device-hours:      {spec['device_hours']:.4g}"

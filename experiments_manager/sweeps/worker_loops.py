@@ -31,6 +31,7 @@ from experiments_manager.sweeps.trial_host import TrialHost
 from experiments_manager.sweeps.outcomes import sweep_exit_code
 from experiments_manager.sweeps.store import SweepStore, worker_identity
 from experiments_manager.sweeps.trial_state import TrialState
+from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.environment_failures import stop_on_environment_failure
 from experiments_manager.utils.lease import LeaseLost
 from experiments_manager.utils.lease_holder import lease_timeout
@@ -113,7 +114,7 @@ class SweepWorkers:
                         raise self._failure
             except OSError as error:  # a full disk, a quota, ...: resumable once mended
                 stop_on_environment_failure(
-                    error, sweep.root, f"experiments-manager sweep --resume {sweep.root}",
+                    error, sweep.root, f"{command_name()} sweep --resume {sweep.root}",
                     lambda line: sweep.record.stopped_by_environment(line))
                 raise
             finally:
@@ -282,7 +283,7 @@ class SweepWorkers:
         lines = [head, f"workers:           {launched}" if launched is not None else self._trained_here()]
         lines += summary_lines(self.store.sweep, rows, self.store.monitor, self.working_folder)
         if status == Status.INTERRUPTED:
-            lines.append(f"resume with:       experiments-manager sweep --resume {self.store.sweep.root}")
+            lines.append(f"resume with:       {command_name()} sweep --resume {self.store.sweep.root}")
         print("\n".join(lines), flush=True)
         return sweep_exit_code(status, self.stop_signum, self._tempfail)
 

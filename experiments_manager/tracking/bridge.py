@@ -27,6 +27,7 @@ from typing import Callable, Optional
 from experiments_manager.tracking.outbox import Outbox, SentState
 from experiments_manager.tracking.sender import (LocalDiskFailed, TrackingRefused, TrackingUnavailable, one_line,
                                                  send_pending)
+from experiments_manager.utils.command_name import command_name
 
 _LOG = logging.getLogger(__name__)
 RETRY_SECONDS = (1.0, 30.0)  # the first wait after a failure, and the longest
@@ -78,7 +79,7 @@ class MlflowBridge:
         left = len(self.outbox.pending())
         if left:
             _LOG.warning("MLflow: %d record(s) not sent to %s, kept in %s: send them with %s", left, self.uri,
-                         self.outbox.path, self._sync_command or "experiments-manager mlflow sync RUN")
+                         self.outbox.path, self._sync_command or f"{command_name()} mlflow sync RUN")
 
     def _loop(self) -> None:
         wait = RETRY_SECONDS[0]

@@ -30,6 +30,7 @@ from experiments_manager.run.experiment import Experiment
 from experiments_manager.tracking.models import FOLDER_TAG, quoted, send_version
 from experiments_manager.tracking.outbox import Outbox, OutboxEntry, SentState, SweepRun
 from experiments_manager.utils.atomic import PathLike, write_json_atomically
+from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.exclusive_create import create_whole
 
 if TYPE_CHECKING:
@@ -333,7 +334,7 @@ def report_lines(info: Mapping[str, Any], folder: PathLike) -> list[str]:
         return []
     page = run_url(tracking["tracking_uri"], tracking) if tracking.get("run_id") else None
     left = len(Outbox(folder).pending())
-    command = f"experiments-manager mlflow sync {folder}"
+    command = f"{command_name()} mlflow sync {folder}"
     if page is None:
         return [f"MLflow run:        not sent yet: {command}"]
     return [f"MLflow run:        {page}" + (f" ({left} record(s) not sent yet: {command})" if left else "")]

@@ -35,6 +35,7 @@ from experiments_manager.run.record import Status
 from experiments_manager.run.version_records import records_of
 from experiments_manager.tracking.bridge import MlflowBridge
 from experiments_manager.tracking.outbox import Outbox, OutboxEntry, SentState
+from experiments_manager.utils.command_name import command_name
 
 if TYPE_CHECKING:
     from experiments_manager.run.experiment import Experiment
@@ -75,7 +76,7 @@ class TrackingSession:
         self.uri = uri
         self.outbox = Outbox(experiment.root, check_writer=experiment.check_writer)
         self.bridge = MlflowBridge(self.outbox, uri, on_run=self._record_run,
-                                   sync_command=f"experiments-manager mlflow sync {experiment.root}")
+                                   sync_command=f"{command_name()} mlflow sync {experiment.root}")
 
     def begin(self) -> None:
         """Appends the run's start (first attempt), or what the outbox lacks (`complete`) and the attempt's, and

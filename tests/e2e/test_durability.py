@@ -13,7 +13,7 @@ import numpy as np
 
 import pytest
 
-from conftest import read_run, settings_variant, single_experiment, wait_for
+from conftest import RAN_AS, read_run, settings_variant, single_experiment, wait_for
 from real_filesystems import ext4_image, resize, tmpfs
 
 NB_EPOCH = 10  # the run is killed after its 4th checkpoint: 6 epochs of margin before it could end on its own
@@ -209,7 +209,7 @@ def test_a_full_disk_is_one_line_and_exit_75_and_the_run_resumes_once_there_is_s
         assert result.returncode == 75, result.stdout + result.stderr
         [error] = _errors(result)
         assert "No space left on device: free space on that file system" in error and str(disk) in error
-        assert "Traceback" not in result.stderr and "then resume with: experiments-manager train --resume" in error
+        assert "Traceback" not in result.stderr and f"then resume with: {RAN_AS} train --resume" in error
         root = single_experiment(disk / "experiments")
         info = read_run(root)
         assert info["status"] == "interrupted" and 0 < info["epochs_completed"] < NB_EPOCH, info

@@ -15,7 +15,7 @@ import types
 import numpy as np
 import pytest
 
-from conftest import REPO, cli_command, cli_env, read_run, settings_variant, wait_for
+from conftest import RAN_AS, REPO, cli_command, cli_env, read_run, settings_variant, wait_for
 
 pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
 
@@ -105,8 +105,8 @@ def test_a_finished_run_extended_to_4_epochs_continues_in_place(extended):
     assert (second["epochs"], second["extended_from"], second["status"]) == (4, 2, "finished")
     assert info["best_value"] <= before.info["best_value"]  # the best value went on, not started again
     assert info["best_epoch"] in (before.info["best_epoch"], 3, 4)
-    assert "Epoch 3/4" in result.stdout and "extend with:       experiments-manager train --resume" in result.stdout
-    assert f"served model name: model_curve_fitting (experiments-manager serve --model_dir {run})" in result.stdout
+    assert "Epoch 3/4" in result.stdout and f"extend with:       {RAN_AS} train --resume" in result.stdout
+    assert f"served model name: model_curve_fitting ({RAN_AS} serve --model_dir {run})" in result.stdout
     with pytest.raises(UserInputError, match=r": --epochs: expected more than the 4 epochs the run has trained, "
                                              r"got 3$"):
         training.resume(run, epochs=3, command=["em.resume", str(run), "--epochs", "3"])
@@ -230,7 +230,7 @@ def test_serve_of_a_run_without_a_version_says_its_status_then_serves_the_first_
 
         rest = wait_for(rest_url, 120, "serve to print its REST address")
         said = f"{interrupted} has no exported version yet (status: interrupted, 0 of 2 epochs done); it will be " \
-               f"served as soon as one is written (resume it: experiments-manager train --resume {interrupted})\n"
+               f"served as soon as one is written (resume it: {RAN_AS} train --resume {interrupted})\n"
         assert said in lines, lines
         stop.unlink()
         with pytest.MonkeyPatch.context() as patch:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, free_port, read_run, settings_variant, single_experiment, wait_for
+from conftest import RAN_AS, REPO, free_port, read_run, settings_variant, single_experiment, wait_for
 from test_serving_cli import OutputReader
 
 
@@ -70,7 +70,7 @@ def test_simulation_learns_logs_every_round_and_exports_the_global_model(run_cli
     assert [entry["metrics"]["val_loss"] for entry in kept if entry["kind"] == "metrics"] == pytest.approx(val_losses)
     assert [entry["version"] for entry in kept if entry["kind"] == "version"] == sorted(map(int, run["version_records"]))
     assert kept[-1]["kind"] == "end" and kept[-1]["status"] == "FINISHED" and run["mlflow"]["tracking_uri"] == dead
-    assert "MLflow run:        not sent yet: experiments-manager mlflow sync" in result.stdout
+    assert f"MLflow run:        not sent yet: {RAN_AS} mlflow sync" in result.stdout
     listing = run_cli("list", "experiments/examples/federated_curve_fitting").stdout
     assert "finished" in listing and "r3/3" in listing  # a federation's progress counts rounds
     for client_id in (0, 1):
@@ -226,7 +226,7 @@ def test_run_without_a_superlink_says_so_in_one_line_and_creates_nothing(run_cli
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [f"error: --superlink {address}: no SuperLink answers there (Connection refused); "
-                      "start one with `experiments-manager federated superlink`"], result.stderr
+                      f"start one with `{RAN_AS} federated superlink`"], result.stderr
     assert not (workdir / "experiments").exists()
 
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, read_run, settings_variant, single_experiment, wait_for
+from conftest import RAN_AS, REPO, read_run, settings_variant, single_experiment, wait_for
 
 KAFKA_SETTINGS = "examples/kafka/mysettings_kafka_curve_fitting.py"
 
@@ -237,7 +237,7 @@ def test_a_stream_that_dries_up_says_how_much_was_read_and_what_to_do(run_cli, w
     reason = read_run(single_experiment(workdir / "experiments" / "dry"))["reason"]
     assert "no new record for" in reason and "1000 records read from it by this run" in reason
     assert "kafka-produce" in reason and reason in result.stderr
-    assert "resume with: experiments-manager train --resume" in result.stderr
+    assert f"resume with: {RAN_AS} train --resume" in result.stderr
 
 
 @pytest.mark.slow

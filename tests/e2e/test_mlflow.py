@@ -20,8 +20,8 @@ import pytest
 
 from experiments_manager.run.evaluations import newest_evaluation
 
-from conftest import (HELD_AT_THE_SECOND_EPOCH, REAL_PARTS_REQUIRED, REPO, cli_command, cli_env, free_port, read_run,
-                      settings_variant, wait_for)
+from conftest import (HELD_AT_THE_SECOND_EPOCH, RAN_AS, REAL_PARTS_REQUIRED, REPO, cli_command, cli_env, free_port,
+                      read_run, settings_variant, wait_for)
 from test_resume import OutputReader, checkpoints, the_experiment
 
 pytestmark = pytest.mark.xdist_group("mlflow")  # one server for the module's tests: one worker runs them
@@ -288,7 +288,7 @@ def test_a_server_stopped_mid_run_loses_nothing_and_mlflow_sync_sends_it_once(ml
         assert process.wait(timeout=180) == 0, output.text()
         said = [line for line in output.text().splitlines() if "does not answer" in line]
         assert len(said) == 1 and mlflow_server.url in said[0], output.text()
-        assert f"send them with experiments-manager mlflow sync {root.relative_to(workdir)}" in output.text()
+        assert f"send them with {RAN_AS} mlflow sync {root.relative_to(workdir)}" in output.text()
     finally:
         mlflow_server.start()
     kept = [json.loads(line) for line in (root / "mlflow_outbox.jsonl").read_text().splitlines()]
@@ -297,7 +297,7 @@ def test_a_server_stopped_mid_run_loses_nothing_and_mlflow_sync_sends_it_once(ml
     sent_before = json.loads((root / "mlflow_sent.json").read_text())["sent_through"]
     assert 0 < sent_before < len(kept)
 
-    assert "record(s) not sent yet: experiments-manager mlflow sync" in output.text()  # the closing report
+    assert f"record(s) not sent yet: {RAN_AS} mlflow sync" in output.text()  # the closing report
 
     resumed = _cli(workdir, "train", "--resume", str(root))  # a finished run, run again: what it kept is sent
     said = resumed.stdout + resumed.stderr
@@ -333,7 +333,7 @@ def test_a_run_offline_from_the_start_is_sent_by_mlflow_sync(mlflow_server, work
     assert len(said) == 1 and dead in said[0], trained.stderr
     root = the_experiment(workdir)
     assert "run_id" not in read_run(root)["mlflow"]
-    assert f"MLflow run:        not sent yet: experiments-manager mlflow sync {root.relative_to(workdir)}" in \
+    assert f"MLflow run:        not sent yet: {RAN_AS} mlflow sync {root.relative_to(workdir)}" in \
         trained.stdout
 
     outbox = root / "mlflow_outbox.jsonl"  # damaged on its way: epoch 1's line junk, the end cut off

@@ -1,10 +1,13 @@
 """The README's quick start runs as printed: its two files written as shown, its `train` command run as shown."""
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO, read_run, single_experiment
+from conftest import REPO, cli_env, read_run, single_experiment
 
 
 def quick_start():
@@ -22,7 +25,7 @@ def quick_start():
 
 @pytest.mark.slow
 @pytest.mark.claim("the quick start's two files and its `train` command run as printed")
-def test_the_quick_start_trains_as_printed(workdir, run_cli):
+def test_the_quick_start_trains_as_printed(workdir):
     files, commands = quick_start()
     assert sorted(files) == ["myproject/model.py", "myproject/settings.py"]
     for name, text in files.items():
@@ -30,8 +33,11 @@ def test_the_quick_start_trains_as_printed(workdir, run_cli):
         (workdir / name).write_text(text)
     train = commands[0].split()
     assert train[:2] == [".venv/bin/experiments-manager", "train"], commands
-    result = run_cli(*train[2:])
+    console_script = Path(sys.executable).parent / "experiments-manager"  # this venv's, as the README's
+    result = subprocess.run([str(console_script), *train[1:]], cwd=workdir, env=cli_env(), capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    assert "extend with:       experiments-manager train --resume" in result.stdout  # the command it ran
     root = single_experiment(workdir / "experiments")
     assert root.name.startswith("quickstart_")
     info = read_run(root)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import hparams_statuses, read_run, settings_variant, wait_for
+from conftest import RAN_AS, hparams_statuses, read_run, settings_variant, wait_for
 
 WORKING_FOLDER = "experiments/examples/curve_fitting"
 NB_EPOCH = 5
@@ -227,7 +227,7 @@ def test_stop_signal_checkpoints_marks_interrupted_then_resume_finishes(signum, 
     info = read_run(root)
     assert info["status"] == "interrupted"
     assert signal.Signals(signum).name in info["reason"]
-    assert f"resume with:       experiments-manager train --resume {root.relative_to(workdir)}" in output
+    assert f"resume with:       {RAN_AS} train --resume {root.relative_to(workdir)}" in output
     newest = max(checkpoints(root), key=lambda state: int(state.parent.name.removeprefix("ckpt-")))
     assert int(newest.parent.name.removeprefix("ckpt-")) > numbered_before  # a checkpoint written on the signal,
     assert json.loads(newest.read_text())["epochs_completed"] == info["epochs_completed"]  # of what was trained
@@ -299,4 +299,4 @@ def test_a_second_ctrl_c_stops_at_once_and_is_recorded_as_interrupted(workdir, s
     assert process.returncode == 130, output
     info = read_run(the_experiment(workdir))
     assert info["status"] == "interrupted" and "Ctrl-C (SIGINT) stopped it at once" in info["reason"], info
-    assert "resume with: experiments-manager train --resume" in output and "Traceback" not in output
+    assert f"resume with: {RAN_AS} train --resume" in output and "Traceback" not in output

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, single_experiment, wait_for
+from conftest import RAN_AS, REGRESSION_SETTINGS, cli_command, cli_env, read_run, single_experiment, wait_for
 from serving_helpers import X, grpc_stubs, predict_request
 from experiments_manager.serving.config import ModelSource
 
@@ -178,7 +178,7 @@ def test_predict_with_the_server_down_or_silent_gives_one_line(run_cli, trained,
     down = run_cli("predict", "--model_dir", str(experiment), "--server", f"127.0.0.1:{port}")
     assert down.returncode == 1
     assert down.stderr.strip().splitlines()[-1] == (
-        f"error: server 127.0.0.1:{port} not reachable (request 0): is `experiments-manager serve` running there?"
+        f"error: server 127.0.0.1:{port} not reachable (request 0): is `{RAN_AS} serve` running there?"
     )
     assert (experiment / "finalized").read_text() == "called"
     (experiment / "finalized").unlink()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (HELD_AT_THE_SECOND_EPOCH, REGRESSION_SETTINGS, cli_command, cli_env, read_run,
+from conftest import (HELD_AT_THE_SECOND_EPOCH, RAN_AS, REGRESSION_SETTINGS, cli_command, cli_env, read_run,
                       require_real_part, settings_variant, wait_for)
 
 WORKING_FOLDER = Path("experiments/examples/curve_fitting")
@@ -108,7 +108,7 @@ def test_sweep_trains_every_trial_as_an_experiment(run_cli, workdir):
 
     best = min((read_run(path) for path in experiments), key=lambda run: run["best_value"])
     best_folder = next(path for path in experiments if read_run(path) == best)
-    assert f"serve it:          experiments-manager serve --model_dir {best_folder}" in result.stdout
+    assert f"serve it:          {RAN_AS} serve --model_dir {best_folder}" in result.stdout
     spec = json.loads((folder / "sweep.json").read_text())
     assert spec["status"] == "finished" and spec["best"]["experiment"] == str(best_folder)
     assert spec["startup_trials"] == 4
@@ -193,7 +193,7 @@ def test_sigterm_stops_a_sweep_with_its_running_trial_checkpointed(workdir, tmp_
     output = (tmp_path / "sweep.out").read_text()
     folder = sweep_folder(workdir)
     assert "status:            interrupted (0 of 3 trials done)" in output
-    assert f"resume with:       experiments-manager sweep --resume {WORKING_FOLDER / folder.name}" in output
+    assert f"resume with:       {RAN_AS} sweep --resume {WORKING_FOLDER / folder.name}" in output
     run = read_run(experiment)
     assert run["status"] == "interrupted" and 1 <= run["epochs_completed"] < 50
     assert any((experiment / "checkpoints").iterdir())
@@ -251,7 +251,7 @@ def test_a_trial_the_machine_fails_is_tried_again_later_not_in_a_loop_nor_record
     spec = json.loads((folder / "sweep.json").read_text())
     assert spec["status"] == "interrupted" and spec["exit_code"] == 75 and spec["trials_done"] == 0
     assert "status:            interrupted (0 of 2 trials done)" in result.stdout
-    assert f"resume with:       experiments-manager sweep --resume {folder.relative_to(workdir)}" in result.stdout
+    assert f"resume with:       {RAN_AS} sweep --resume {folder.relative_to(workdir)}" in result.stdout
 
 
 @pytest.mark.slow

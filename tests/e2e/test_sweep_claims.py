@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_command, cli_env, hparams_statuses, read_run, settings_variant, wait_for
+from conftest import RAN_AS, cli_command, cli_env, hparams_statuses, read_run, settings_variant, wait_for
 
 BAND_MODEL = '''"""Two classes of x: inside the band |x| < 1 or outside it (logits)."""
 
@@ -132,7 +132,7 @@ def test_a_val_accuracy_sweep_picks_the_highest_and_a_trials_train_command_repro
     assert spec["best"]["best_value"] == max(values) and spec["best"]["trial"] == best_index + 1
     assert spec["best"]["experiment"] == rows[best_index]["experiment"]
     assert f"best val_accuracy: {max(values):.6g} (trial {best_index + 1}" in result.stdout
-    assert f"serve it:          experiments-manager serve --model_dir {rows[best_index]['experiment']}" in result.stdout
+    assert f"serve it:          {RAN_AS} serve --model_dir {rows[best_index]['experiment']}" in result.stdout
     assert sorted(saved.losses()) == sorted(-value for value in values)  # hyperopt minimised -val_accuracy
 
     # each trial's run.json holds the train command that reproduces it: the settings, the fixed and sampled hparams
@@ -309,7 +309,7 @@ def test_sigusr1_and_ctrl_c_stop_a_sweep_like_sigterm_and_the_seed_defaults_to_r
         assert process.returncode == 128 + signum, (name, output)
         assert "status:            interrupted (0 of 2 trials done)" in output
         (folder,) = working_folder.glob("*_sweep_*")
-        assert f"resume with:       experiments-manager sweep --resume {folder.relative_to(workdir)}" in output
+        assert f"resume with:       {RAN_AS} sweep --resume {folder.relative_to(workdir)}" in output
         run = read_run(experiment)
         trial_log = "".join(path.read_text() for path in (folder / "trials").glob("*.log"))
         assert run["status"] == "interrupted" and 1 <= run["epochs_completed"] < 50, (name, run, trial_log)

@@ -34,7 +34,8 @@ experiments_manager/commands/: do not edit; tests/e2e/test_docs.py checks it -->
 
 Every sub-command's `--help`, as `experiments-manager COMMAND --help` prints it. `python -m experiments_manager`
 is the same program; with no command it trains (`--usersettings`), `--predict_stream` predicts and
-`--start_server` serves, as the original framework's command line did.
+`--start_server` serves, as the original framework's command line did. The commands a run's output suggests
+(`resume with: ...`, `serve it: ...`) name the form you ran: `python -m experiments_manager ...` when you ran that.
 """
 
 
