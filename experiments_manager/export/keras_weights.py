@@ -173,13 +173,17 @@ def _shapes(file: "str | Path | io.BytesIO") -> dict[str, tuple[int, ...]]:
 
 
 def _variable_name(model: Any, name: str) -> str:
-    """The Keras path (`dense/kernel`) of the variable of `model` that Keras' weights file holds at `name`
-    (`layers/dense/vars/0`); the path in the file when the walk does not find it."""
-    owner, parts, _ = _walked(model, name)
+    """The name of the variable of `model` that Keras' weights file holds at `name` (`layers/dense/vars/0`): its
+    layers from the top as the model's code names them (`utils/layer_names.py`: `projector/dense/kernel`, never
+    Keras' `sequential_1`), then the variable's own name; the path in the file when the walk does not find it."""
+    from experiments_manager.utils.layer_names import shown_name
+
+    owner, parts, layers = _walked(model, name)
     try:
         if owner is not None and parts[0] == "vars":
             variables = list(owner._trainable_variables) + list(owner._non_trainable_variables)
-            return str(getattr(variables[int(parts[1])], "path", None) or _readable(name))
+            names = [shown_name(parent, child) for parent, child in zip([model, *layers], layers)]
+            return "/".join([*names, str(variables[int(parts[1])].name)])
     except (AttributeError, IndexError, ValueError, TypeError):
         pass
     return _readable(name)

@@ -51,3 +51,23 @@ def test_a_new_head_is_named_and_refused_before_anything_is_assigned(tmp_path: P
     for weight, initial in zip(head.weights, before):  # `--init-from` then matches the blocks (block_matching)
         np.testing.assert_array_equal(np.asarray(weight), initial)
 
+
+
+def test_a_weight_is_named_by_the_blocks_the_code_named_not_by_kerass_numbers(tmp_path: Path) -> None:
+    import keras
+
+    class Pretraining(keras.Model):
+        def __init__(self, outputs: int) -> None:
+            super().__init__()
+            self.projector = keras.Sequential([keras.layers.Dense(outputs)])  # Keras numbers it `sequential_N`
+
+        def call(self, x):  # type: ignore[no-untyped-def]
+            return self.projector(x)
+
+    x = np.ones((2, 4), np.float32)
+    source, new = Pretraining(3), Pretraining(5)
+    source(x), new(x)
+    write_weights_file(source, tmp_path)
+    found = differences(tmp_path / WEIGHTS_FILE, new)
+    dense = new.projector.layers[0].name  # a layer of a list: its name, as `model.summary()` shows it
+    assert [line.split(": ")[0] for line in found] == [f"projector/{dense}/kernel", f"projector/{dense}/bias"], found
