@@ -18,6 +18,7 @@ model.version_info     # {'run': '...', 'version': 3, 'epoch': 2, 'monitor': 'va
 """
 
 import logging
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -104,7 +105,9 @@ def _model_with_weights_of(settings: "Settings", experiment: Experiment, number:
     with precision_policy(settings.runtime.mixed_precision):
         model = build_model(settings)
         module = served_module(settings, model)
-        module.served_model.get_concrete_function()  # creates the variables a subclassed model makes when called
+        with warnings.catch_warnings():  # Keras' word on a subclassed model built by its call, said at training
+            warnings.filterwarnings("ignore", message=r"`build\(\)` was called on layer")
+            module.served_model.get_concrete_function()  # creates the variables a subclassed model makes when called
         mark_built_when_its_layers_are(model)  # a model whose served function calls its parts (a GAN's generator)
     root = Path(experiment.root).resolve()
     read_version(experiment.export_dir / str(number), model, settings, f"{root} version {number}: {asker}")
