@@ -172,13 +172,13 @@ class VersionEvaluator:
     def run(self) -> Evaluation:
         """Evaluates and saves; returns the `Evaluation`."""
         from experiments_manager.settings import Settings, load_experiment_settings
-        from experiments_manager.training.version_loading import load_version
+        from experiments_manager.training.version_loading import chosen_version_model
 
         experiment, settings = self.experiment, self.settings
         if not isinstance(settings, Settings):
             settings = load_experiment_settings(experiment, settings)
         folder, label = _test_data(settings, self.data, experiment.root)
-        model = load_version(experiment, self.number, settings=settings, accept_code_change=True)  # checked
+        model = chosen_version_model(experiment, self.number, self.record, self.best, settings)
         evaluation = _evaluate(model, settings, folder, label, experiment, self.number, self.record)
         evaluation.best = self.best
         _save(evaluation, experiment)

@@ -15,7 +15,7 @@ if computes_in_half_precision_version(experiment, settings):
 """
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from experiments_manager.utils.errors import UserInputError
 
@@ -53,22 +53,18 @@ def write_float32_copy(experiment: "Experiment", settings: "Settings", number: i
     """
     import tensorflow as tf
 
-    from experiments_manager.export.served_module import served_module
-    from experiments_manager.training.model import (build_model, computes_in_half_precision, dtype_policy,
-                                                    keras_names_kept)
-    from experiments_manager.training.version_reading import read_version
+    from experiments_manager.training.model import computes_in_half_precision, keras_names_kept
+    from experiments_manager.training.version_reading import rebuilt_with_version
 
-    with dtype_policy("float32"), keras_names_kept(fresh=True):  # names as a command-line training process made them
-        model: Any = build_model(settings)
-        module = served_module(settings, model)
-        function = module.served_model
-        function.get_concrete_function()  # creates the variables a model without Input makes when called
+    with keras_names_kept(fresh=True):  # names as a command-line training process made them
+        model, module = rebuilt_with_version(settings, experiment.export_dir / str(number),
+                                             f"{Path(experiment.root).resolve()} version {number}: export",
+                                             float32=True)
     if computes_in_half_precision(model):
         raise UserInputError(f"{settings.model_file.name}: expected the model to build in float32 for --format "
                              "litert/onnx, got one computing in float16 (the model file sets Keras' policy itself): "
                              "set it in the settings (enable_mixed_precision) instead")
-    read_version(experiment.export_dir / str(number), model, settings,
-                 f"{Path(experiment.root).resolve()} version {number}: export")
+    function = module.served_model
     specs = list(function.input_signature)
     if sorted(spec.name for spec in specs) != sorted(input_names):
         if len(specs) != 1 or len(input_names) != 1:

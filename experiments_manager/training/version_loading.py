@@ -18,12 +18,11 @@ model.version_info     # {'run': '...', 'version': 3, 'epoch': 2, 'monitor': 'va
 """
 
 import logging
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from experiments_manager.run.experiment import Experiment
-from experiments_manager.run.version_records import chosen_version, describe, read_record_file
+from experiments_manager.run.version_records import VersionRecord, chosen_version, describe, read_record_file
 
 if TYPE_CHECKING:
     from experiments_manager.settings.loader import Settings
@@ -58,13 +57,25 @@ def load_version(run: Union[str, Path, Experiment], version: Optional[int] = Non
     model = load_version(outcome.experiment.root, version=2)
     ```
     """
+    experiment = run if isinstance(run, Experiment) else Experiment.open(run)
+    number, record, best = chosen_version(experiment, version)
+    experiment.refuse_code_changes("em.load", accept_code_change, "em.load(..., accept_code_change=True)")
+    return chosen_version_model(experiment, number, record, best, settings)
+
+
+def chosen_version_model(experiment: Experiment, number: int, record: Optional[VersionRecord], best: bool,
+                         settings: Any = None) -> Any:
+    """`load_version` of a version chosen and its code checked by the caller (`evaluate` chooses it first).
+
+    Args:
+        experiment: the run.
+        number, record, best: `run.version_records.chosen_version`'s answer.
+        settings: as `load_version`'s.
+    """
     from experiments_manager.settings import Settings, load_experiment_settings
 
     from experiments_manager.training.model import dtype_policy
 
-    experiment = run if isinstance(run, Experiment) else Experiment.open(run)
-    number, record, best = chosen_version(experiment, version)
-    experiment.refuse_code_changes("em.load", accept_code_change, "em.load(..., accept_code_change=True)")
     with dtype_policy(None):  # the caller's Keras policy is left as it is, whatever the settings file sets
         if not isinstance(settings, Settings):
             settings = load_experiment_settings(experiment, settings)
@@ -95,20 +106,8 @@ def version_model(experiment: Experiment, number: int, asker: str) -> Any:
 
 
 def _model_with_weights_of(settings: "Settings", experiment: Experiment, number: int, asker: str = "em.load") -> Any:
-    """The settings' model, built and traced as the exporter does, with version `number`'s values
-    (`version_reading.read_version`)."""
-    from experiments_manager.export.served_module import served_module
-    from experiments_manager.training.model import build_model, precision_policy
-    from experiments_manager.training.version_reading import read_version
-    from experiments_manager.utils.own_train_step import mark_built_when_its_layers_are
+    """The settings' model with version `number`'s values (`version_reading.rebuilt_with_version`)."""
+    from experiments_manager.training.version_reading import rebuilt_with_version
 
-    with precision_policy(settings.runtime.mixed_precision):
-        model = build_model(settings)
-        module = served_module(settings, model)
-        with warnings.catch_warnings():  # Keras' word on a subclassed model built by its call, said at training
-            warnings.filterwarnings("ignore", message=r"`build\(\)` was called on layer")
-            module.served_model.get_concrete_function()  # creates the variables a subclassed model makes when called
-        mark_built_when_its_layers_are(model)  # a model whose served function calls its parts (a GAN's generator)
     root = Path(experiment.root).resolve()
-    read_version(experiment.export_dir / str(number), model, settings, f"{root} version {number}: {asker}")
-    return model
+    return rebuilt_with_version(settings, experiment.export_dir / str(number), f"{root} version {number}: {asker}")[0]

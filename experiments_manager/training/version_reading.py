@@ -14,7 +14,8 @@ A model of another architecture is `training/fine_tuning.py`'s case (its blocks 
 Example:
 
 ```python
-read_version(Path(run) / "exported_models" / "3", model, settings, where=f"{run} version 3: em.load")
+model, module = rebuilt_with_version(settings, Path(run) / "exported_models" / "3", f"{run} version 3: em.load")
+read_version(Path(run) / "exported_models" / "3", model, settings, where=f"{run} version 3: --init-from")
 ```
 """
 
@@ -30,7 +31,39 @@ if TYPE_CHECKING:
     from experiments_manager.settings.loader import Settings
 
 
-def read_version(folder: Path, model: Any, settings: Settings, where: str) -> None:
+def rebuilt_with_version(settings: Settings, folder: Path, where: str, float32: bool = False) -> tuple[Any, Any]:
+    """The settings' model built, its served module made and traced as the exporter made them, the version at
+    `folder` read into it: what `em.load`, `evaluate`, `--init-from`'s source and edge export's float32 copy read a
+    version into.
+
+    Args:
+        settings: the run's `Settings`.
+        folder: the version's SavedModel folder.
+        where: what a message starts with (`<run> version 3: em.load`).
+        float32: build in float32 whatever the settings' precision (default False: as the settings train it).
+
+    Returns:
+        (the model, its served module).
+
+    Raises:
+        UserInputError: as `read_version`.
+    """
+    from experiments_manager.export.served_module import served_module
+    from experiments_manager.training.model import build_model, dtype_policy, precision_policy
+    from experiments_manager.utils.own_train_step import mark_built_when_its_layers_are
+
+    with dtype_policy("float32") if float32 else precision_policy(settings.runtime.mixed_precision):
+        model = build_model(settings)
+        module = served_module(settings, model)
+        with warnings.catch_warnings():  # Keras' word on a subclassed model built by its call, said at training
+            warnings.filterwarnings("ignore", message=r"`build\(\)` was called on layer")
+            module.served_model.get_concrete_function()  # the variables a model without Input makes when called
+        mark_built_when_its_layers_are(model)  # a model whose served function calls its parts (a GAN's generator)
+    read_version(folder, model, settings, where, module)
+    return model, module
+
+
+def read_version(folder: Path, model: Any, settings: Settings, where: str, module: Any = None) -> None:
     """Reads the version at `folder` into `model`, or says in one line why it cannot.
 
     Args:
@@ -38,6 +71,7 @@ def read_version(folder: Path, model: Any, settings: Settings, where: str) -> No
         model: the built model (its served module is made from `settings` and traced here).
         settings: the model's `Settings`.
         where: what a message starts with (`<run> version 3: em.load`).
+        module: the model's served module, made already (default None: made here).
 
     Raises:
         UserInputError: the version's files are damaged or gone, or it does not fit the model (the first weight
@@ -46,12 +80,12 @@ def read_version(folder: Path, model: Any, settings: Settings, where: str) -> No
     from experiments_manager.export.lookup_tables import VersionMismatch
 
     try:
-        read_version_or_mismatch(folder, model, settings, where)
+        read_version_or_mismatch(folder, model, settings, where, module)
     except VersionMismatch as error:
         raise UserInputError(f"{where}: {error}") from None
 
 
-def read_version_or_mismatch(folder: Path, model: Any, settings: Settings, where: str) -> None:
+def read_version_or_mismatch(folder: Path, model: Any, settings: Settings, where: str, module: Any = None) -> None:
     """`read_version`, a version that does not fit the model raised as `export.lookup_tables.VersionMismatch` (a
     `keras_weights.WeightsDiffer` for weights: nothing assigned yet), for a caller that tries another way."""
     from experiments_manager.export.build_configs import build_as_recorded
@@ -64,7 +98,7 @@ def read_version_or_mismatch(folder: Path, model: Any, settings: Settings, where
     if problem is not None:
         raise UserInputError(f"{where}: expected a readable SavedModel version, got: {problem}")
     recorded = build_as_recorded(model, folder)  # the blocks only its training step built (a Sequential without Input)
-    module = served_module(settings, model)
+    module = served_module(settings, model) if module is None else module
     try:
         restore_version(folder, module, model)
     except WeightsDiffer as differ:
