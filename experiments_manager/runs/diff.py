@@ -161,10 +161,27 @@ def _outcome_lines(info: Mapping[str, Any]) -> list[str]:
                    "epochs completed": info.get("epochs_completed"), "epochs planned": info.get("nbEpoch"),
                    "monitor": info.get("monitored_loss_name"), "monitor mode": info.get("monitor_mode"),
                    "best value": info.get("best_value"), "best epoch": info.get("best_epoch"),
-                   "exported versions": info.get("exported_versions"),
-                   "fine-tuned from": info.get("fine_tuned_from")}) + [
+                   "exported versions": info.get("exported_versions")}) + _lineage_lines(info) + [
         f"version {version}: epoch {record.get('epoch')}, {record.get('monitor')} = {record.get('value')!r}"
         for version, record in sorted(records_of(info).items())]
+
+
+def _lineage_lines(info: Mapping[str, Any]) -> list[str]:
+    """What a fine-tuned run started from (run.json's `fine_tuned_from`): the run and version, how many weights of
+    its model were loaded, what each top-level block took, each weight left as the model made it."""
+    lineage = _dict(info, "fine_tuned_from")
+    if not lineage:
+        return []
+    lines = [f"fine-tuned from = {lineage.get('run')} version {lineage.get('version')}"]
+    if "weights_loaded" in lineage:
+        lines.append(f"fine-tuned weights loaded = {lineage.get('weights_loaded')} of {lineage.get('weights')}")
+    blocks = lineage.get("blocks")
+    for name, counts in (blocks.items() if isinstance(blocks, dict) else ()):
+        took = "/".join(str(count) for count in counts) if isinstance(counts, list) else repr(counts)
+        lines.append(f"fine-tuned block {name} = {took}")
+    skipped = lineage.get("skipped")
+    lines += [f"fine-tuned left as built = {reason}" for reason in (skipped if isinstance(skipped, list) else ())]
+    return lines
 
 
 def _module_lines(info: Mapping[str, Any]) -> list[str]:
