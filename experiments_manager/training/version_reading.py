@@ -68,7 +68,7 @@ def read_version(folder: Path, model: Any, settings: Settings, where: str, modul
 
     Args:
         folder: the version's SavedModel folder.
-        model: the built model (its served module is made from `settings` and traced here).
+        model: the built model.
         settings: the model's `Settings`.
         where: what a message starts with (`<run> version 3: em.load`).
         module: the model's served module, made already (default None: made here).
