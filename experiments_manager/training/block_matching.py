@@ -37,7 +37,7 @@ class Weight:
     """One weight of a block.
 
     Args:
-        path: the variable's name as Keras gives it (`encoder/dense/kernel`).
+        path: the blocks holding it from the top, as the code names them, then its name (`encoder/dense/kernel`).
         shape: its shape.
         handle: the variable itself (default None; the matcher never reads it).
     """
@@ -206,7 +206,8 @@ def _own(block: Block, match: Optional[Block], pairs: list[tuple[Weight, Weight]
             unmatched.append((weight, f"{weight.path}: left with its layer (another of its weights does not fit)"))
 
 
-def keras_block(layer: Any, aliases: tuple[str, ...] = (), seen: Optional[set[int]] = None) -> Block:
+def keras_block(layer: Any, aliases: tuple[str, ...] = (), seen: Optional[set[int]] = None,
+                prefix: str = "") -> Block:
     """The `Block` of a Keras 3 layer or model: its weights (trainable, then not), its sub-layers (a layer used twice
     counted at its first place), the attributes of `layer` holding each sub-layer as its aliases.
 
@@ -214,6 +215,9 @@ def keras_block(layer: Any, aliases: tuple[str, ...] = (), seen: Optional[set[in
         layer: a built Keras layer or model.
         aliases: the attributes holding `layer` in its parent (default none).
         seen: the layers described already (default: a new walk).
+        prefix: the names of the blocks above `layer` and its own, each as the code names it (the attribute
+            holding it, else its Keras name: `utils/layer_names.py`), that its weights' paths start with
+            (default '': the model itself, whose sub-blocks start the paths: `projector/dense/kernel`).
     """
     seen = set() if seen is None else seen
     seen.add(id(layer))
@@ -222,7 +226,7 @@ def keras_block(layer: Any, aliases: tuple[str, ...] = (), seen: Optional[set[in
     children = []
     for child in layer._flatten_layers(include_self=False, recursive=False):
         if id(child) not in seen:
-            children.append(keras_block(child, tuple(attributes.get(id(child), ())), seen))
-    return Block(str(layer.name), tuple(Weight(str(getattr(variable, "path", variable.name)),
-                                               tuple(int(size) for size in variable.shape), variable)
-                                        for variable in own), tuple(children), aliases)
+            held = tuple(attributes.get(id(child), ()))
+            children.append(keras_block(child, held, seen, f"{prefix}{held[0] if held else child.name}/"))
+    return Block(str(layer.name), tuple(Weight(f"{prefix}{variable.name}", tuple(int(size) for size in variable.shape),
+                                               variable) for variable in own), tuple(children), aliases)
