@@ -176,14 +176,11 @@ def _variable_name(model: Any, name: str) -> str:
     """The name of the variable of `model` that Keras' weights file holds at `name` (`layers/dense/vars/0`): its
     layers from the top as the model's code names them (`utils/layer_names.py`: `projector/dense/kernel`, never
     Keras' `sequential_1`), then the variable's own name; the path in the file when the walk does not find it."""
-    from experiments_manager.utils.layer_names import shown_name
-
     owner, parts, layers = _walked(model, name)
     try:
         if owner is not None and parts[0] == "vars":
             variables = list(owner._trainable_variables) + list(owner._non_trainable_variables)
-            names = [shown_name(parent, child) for parent, child in zip([model, *layers], layers)]
-            return "/".join([*names, str(variables[int(parts[1])].name)])
+            return "/".join([*_names_from_top(model, layers), str(variables[int(parts[1])].name)])
     except (AttributeError, IndexError, ValueError, TypeError):
         pass
     return _readable(name)
@@ -193,13 +190,18 @@ def _unbuilt_block(model: Any, name: str) -> "str | None":
     """The names (`projector`) of the outermost layer on the way to the weight at `name` in a Keras weights file
     that `model` left unbuilt, from the top, as the model's code named them (`utils/layer_names.py`); None when all
     are built."""
-    from experiments_manager.utils.layer_names import shown_name
-
     _, _, layers = _walked(model, name)
     for depth, layer in enumerate(layers):
         if not layer.built:
-            return "/".join(shown_name(parent, child) for parent, child in zip([model, *layers], layers[:depth + 1]))
+            return "/".join(_names_from_top(model, layers[:depth + 1]))
     return None
+
+
+def _names_from_top(model: Any, layers: list[Any]) -> list[str]:
+    """Each of `layers` (a path down from `model`, as `_walked` passed them) as the model's code names it."""
+    from experiments_manager.utils.layer_names import shown_name
+
+    return [shown_name(parent, child) for parent, child in zip([model, *layers], layers)]
 
 
 def _walked(model: Any, name: str) -> "tuple[Any, list[str], list[Any]]":

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Iterator, Optional
 
-from experiments_manager.utils.layer_names import holding_attributes
+from experiments_manager.utils.layer_names import holding_attributes, shown_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,7 +226,7 @@ def keras_block(layer: Any, aliases: tuple[str, ...] = (), seen: Optional[set[in
     children = []
     for child in layer._flatten_layers(include_self=False, recursive=False):
         if id(child) not in seen:
-            held = tuple(attributes.get(id(child), ()))
-            children.append(keras_block(child, held, seen, f"{prefix}{held[0] if held else child.name}/"))
+            children.append(keras_block(child, tuple(attributes.get(id(child), ())), seen,
+                                        f"{prefix}{shown_name(layer, child, attributes)}/"))
     return Block(str(layer.name), tuple(Weight(f"{prefix}{variable.name}", tuple(int(size) for size in variable.shape),
                                                variable) for variable in own), tuple(children), aliases)

@@ -39,7 +39,8 @@ def compiled_for_training(settings: Settings, train_data: Any) -> tuple[Any, Any
     return model, learning_rate, averages
 
 
-def compile_as_training_compiles(settings: Settings, model: Any, train_data: Any) -> tuple[Any, Optional[WeightAverages]]:
+def compile_as_training_compiles(settings: Settings, model: Any,
+                                train_data: Any) -> tuple[Any, Optional[WeightAverages]]:
     """Compiles and builds the built `model` as training does: the settings' loss, learning rate, optimizer and
     metrics functions called in the original order, then `compile_for_training`.
 

@@ -102,13 +102,20 @@ def read_version_or_mismatch(folder: Path, model: Any, settings: Settings, where
     try:
         restore_version(folder, module, model)
     except WeightsDiffer as differ:
-        failed = "" if recorded is not None else _build_as_its_training_built_it(model, settings, folder.parent.parent)
-        if failed is None:
-            restore_version(folder, module, model)
-        elif failed:
-            raise WeightsDiffer(f"{differ}; building it as its training did failed: {failed}") from None
-        else:
+        if recorded is not None or not _unbuilt_by_its_own_step(model):
             raise
+        failed = _build_as_its_training_built_it(model, settings, folder.parent.parent)
+        if failed is not None:
+            raise WeightsDiffer(f"{differ}; building it as its training did failed: {failed}") from None
+        restore_version(folder, module, model)
+
+
+def _unbuilt_by_its_own_step(model: Any) -> bool:
+    """True for a model with its own `train_step` that left layers unbuilt (what only its step calls)."""
+    from experiments_manager.export.build_configs import layer_places
+    from experiments_manager.utils.own_train_step import has_own_train_step
+
+    return has_own_train_step(model) and not all(layer.built for _, layer in layer_places(model))
 
 
 def _build_as_its_training_built_it(model: Any, settings: Settings, run_folder: Path) -> "str | None":
@@ -116,16 +123,11 @@ def _build_as_its_training_built_it(model: Any, settings: Settings, run_folder: 
     (its step traced on the training data's spec, the model compiled as training compiles it).
 
     Returns:
-        None once done; "" when there is nothing to build so (a model without its own step or without unbuilt
-        layers); else why it failed, in one phrase (the training pipeline or the trace raised).
+        None once done, else why it failed, in one phrase (the training pipeline or the trace raised).
     """
-    from experiments_manager.export.build_configs import layer_places
     from experiments_manager.settings.pipeline import settings_pipeline
     from experiments_manager.training.compiled_model import compile_as_training_compiles
-    from experiments_manager.utils.own_train_step import has_own_train_step
 
-    if not has_own_train_step(model) or all(layer.built for _, layer in layer_places(model)):
-        return ""
     try:
         with warnings.catch_warnings():  # Keras' word on the user's model, said when it trained
             warnings.simplefilter("ignore")

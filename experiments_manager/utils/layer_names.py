@@ -9,7 +9,7 @@ shown_name(simclr, simclr.projector)               # 'projector', whatever Keras
 ```
 """
 
-from typing import Any
+from typing import Any, Optional
 
 
 def holding_attributes(layer: Any) -> dict[int, list[str]]:
@@ -25,11 +25,13 @@ def holding_attributes(layer: Any) -> dict[int, list[str]]:
     return attributes
 
 
-def shown_name(parent: Any, layer: Any) -> str:
+def shown_name(parent: Any, layer: Any, attributes: Optional[dict[int, list[str]]] = None) -> str:
     """The first attribute of `parent` holding `layer`, else `layer`'s Keras name.
 
     Args:
         parent: the layer or model holding `layer`.
         layer: one of its sub-layers.
+        attributes: `holding_attributes(parent)` when the caller has it (default None: found here).
     """
-    return holding_attributes(parent).get(id(layer), [str(getattr(layer, "name", "?"))])[0]
+    held = (holding_attributes(parent) if attributes is None else attributes).get(id(layer))
+    return held[0] if held else str(getattr(layer, "name", "?"))
