@@ -143,45 +143,55 @@ def evaluate_run(run: PathLike, version: Optional[int] = None, data: Optional[Pa
     ```
     """
     from experiments_manager.run.version_records import chosen_version
+    from experiments_manager.settings import Settings, load_experiment_settings
+    from experiments_manager.training.version_loading import chosen_version_model
 
     experiment = Experiment.open(run)
     number, record, best = chosen_version(experiment, version)
     experiment.refuse_code_changes("evaluate", accept_code_change, how_to_accept)  # before the model is built
-    return VersionEvaluator(experiment, number, record, best, data, settings).run()
+    if not isinstance(settings, Settings):
+        settings = load_experiment_settings(experiment, settings)
+    folder, label = _test_data(settings, data, experiment.root)  # no test set: said before the model is built
+    model = chosen_version_model(experiment, number, record, best, settings)  # the one read em.load makes
+    return VersionEvaluator(model, settings, folder, label, experiment, number, record, best).run()
 
 
 @dataclasses.dataclass(frozen=True)
 class VersionEvaluator:
-    """Evaluates one version of a run, chosen and its code checked (`evaluate_run`): its settings loaded, the
-    version loaded, evaluated on the test data, saved in the run's `evaluations/` folder.
+    """Evaluates a version's model on the test data (Keras' `evaluate` with the settings' loss and metrics, then for
+    a classifier its outputs beside the labels) and saves the evaluation in the run's `evaluations/` folder.
 
     Args:
-        experiment: the opened `Experiment`.
-        number: the version number; `record`: its version record, or None; `best`: it holds the run's best epoch.
-        data: the folder given instead of the test pipeline's, or None.
-        settings: the settings of a run built in Python given again (or loaded `Settings`), or None.
+        model: the version's model, read by `version_loading.chosen_version_model` (`evaluate_run`).
+        settings: the run's `Settings`.
+        data: the folder given to `get_input_pipeline` (a `DataFolder` of the settings' test folder, or the one
+            given); `label`: what the evaluation records of it.
+        experiment: the run; `number`: the version number; `record`: its version record, or None; `best`: it holds
+            the run's best epoch.
+
+    Example:
+
+    ```python
+    evaluation = VersionEvaluator(model, settings, folder, "test pipeline", experiment, 3, None, True).run()
+    ```
     """
 
+    model: Any
+    settings: Settings
+    data: str | DataFolder
+    label: str
     experiment: Experiment
     number: int
     record: Optional[VersionRecord]
     best: bool
-    data: Optional[PathLike]
-    settings: object
 
     def run(self) -> Evaluation:
         """Evaluates and saves; returns the `Evaluation`."""
-        from experiments_manager.settings import Settings, load_experiment_settings
-        from experiments_manager.training.version_loading import chosen_version_model
-
-        experiment, settings = self.experiment, self.settings
-        if not isinstance(settings, Settings):
-            settings = load_experiment_settings(experiment, settings)
-        folder, label = _test_data(settings, self.data, experiment.root)
-        model = chosen_version_model(experiment, self.number, self.record, self.best, settings)
-        evaluation = _evaluate(model, settings, folder, label, experiment, self.number, self.record)
+        _LOG.info("Evaluating version %d of %s on %s", self.number, self.experiment.root, self.label)
+        metrics, samples, report = _numbers(self.model, self.settings, self.data)
+        evaluation = Evaluation(self.experiment.root, self.number, self.record, self.label, metrics, samples, report)
         evaluation.best = self.best
-        _save(evaluation, experiment)
+        _save(evaluation, self.experiment)
         return evaluation
 
 
@@ -199,28 +209,27 @@ def _test_data(settings: Settings, data: Optional[PathLike], run_folder: Path) -
     return data_folder(settings, "test_dir", run_folder), TEST_PIPELINE
 
 
-def _evaluate(model: Any, settings: Settings, folder: str | DataFolder, label: str, experiment: Experiment, number: int,
-              record: Optional[VersionRecord]) -> Evaluation:
+def _numbers(model: Any, settings: Settings,
+             folder: str | DataFolder) -> tuple[dict[str, float], int, Optional[ClassificationReport]]:
+    """(Keras' metrics, the samples read, the classification report or None) of the model on the folder's test
+    pipeline."""
     from experiments_manager.training.model import compile_for_evaluation
 
     compile_for_evaluation(settings, model)
     dataset, steps = input_pipeline(settings, folder)
-    _LOG.info("Evaluating version %d of %s on %s", number, experiment.root, label)
     metrics = model.evaluate(dataset, steps=steps, return_dict=True, verbose=0)
     metrics = {name: float(value) for name, value in metrics.items()}
-    outputs, labels = None, None
-    if not has_own_train_step(model):  # a model with its own steps: its test_step's numbers are the evaluation
-        outputs, labels = _outputs_and_labels(model, *input_pipeline(settings, folder))  # a fresh pass
-    report = None
-    if outputs is not None:
-        assert labels is not None  # outputs and labels come together (`_outputs_and_labels`)
-        names = settings.data.class_names
-        report = ClassificationReport.of(labels, outputs, class_names=names)
-        if report is not None and names is not None and len(names) != report.confusion.shape[0]:
-            raise UserInputError(f"{settings.path.name}: class_names: expected {report.confusion.shape[0]} names "
-                                 f"(the model's class scores), got {len(names)}")
-    samples = len(labels) if labels is not None else _counted(dataset, steps)
-    return Evaluation(experiment.root, number, record, label, metrics, samples, report)
+    if has_own_train_step(model):  # a model with its own steps: its test_step's numbers are the evaluation
+        return metrics, _counted(dataset, steps), None
+    outputs, labels = _outputs_and_labels(model, *input_pipeline(settings, folder))  # a fresh pass
+    if outputs is None or labels is None:
+        return metrics, _counted(dataset, steps), None
+    names = settings.data.class_names
+    report = ClassificationReport.of(labels, outputs, class_names=names)
+    if report is not None and names is not None and len(names) != report.confusion.shape[0]:
+        raise UserInputError(f"{settings.path.name}: class_names: expected {report.confusion.shape[0]} names "
+                             f"(the model's class scores), got {len(names)}")
+    return metrics, len(labels), report
 
 
 def input_pipeline(settings: Settings, folder: object, training: bool = False,
