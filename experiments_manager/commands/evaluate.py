@@ -36,10 +36,13 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     """Evaluates, prints the table; returns 0."""
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
+    from experiments_manager.run.experiment import Experiment
+
     resolve_registered_run(arguments)
+    experiment = Experiment.open(arguments.run)  # not a run: said at once, before TensorFlow is imported
     import_tensorflow_quietly()
     from experiments_manager.runs.evaluation import evaluate_run
 
-    print(evaluate_run(arguments.run, arguments.version, data=arguments.data,
+    print(evaluate_run(experiment, arguments.version, data=arguments.data,
                        accept_code_change=arguments.accept_code_change))
     return 0

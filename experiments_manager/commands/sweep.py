@@ -11,6 +11,8 @@ from experiments_manager.sweeps import ALGORITHMS, SCHEDULERS
 if TYPE_CHECKING:
     import argparse
 
+    from experiments_manager.sweeps.request import SweepRequest
+
 NAME = "sweep"
 
 
@@ -95,6 +97,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
                            min_epochs=arguments.min_epochs, max_epochs=arguments.max_epochs,
                            mlflow=arguments.mlflow)
     request.check_combinations()  # said at once, before TensorFlow is imported (run_sweep checks them too)
+    _check_where_it_starts(request)
     from experiments_manager.distribute.local_workers import stop_with_launcher
 
     stop_with_launcher(grace_seconds=None)  # a worker a Spark task started (`sweeps/spark.py`) goes when the task does
@@ -105,3 +108,15 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     from experiments_manager.sweeps.driver import run_sweep
 
     return run_sweep(request).exit_code
+
+
+def _check_where_it_starts(request: SweepRequest) -> None:
+    """The sweep folder to resume, or the settings file of a new sweep, checked before TensorFlow is imported: a
+    mistyped name is said at once. (A requeued job's settings file may be gone: its sweep resumes from its copy.)"""
+    from experiments_manager.settings.script import existing_settings_file
+    from experiments_manager.sweeps.folder import SweepFolder
+
+    if request.resume:
+        SweepFolder.open(request.resume)
+    elif request.usersettings and not request.requeue_file:
+        existing_settings_file(request.usersettings)

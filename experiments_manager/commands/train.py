@@ -107,8 +107,10 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
 
         return LocalWorkers(without_workers_flag(argv), arguments.workers).run()
     from experiments_manager.distribute.local_workers import stop_with_launcher
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.run.requeue_file import resume_remembered
     from experiments_manager.run.resume_plan import TrainFlags
+    from experiments_manager.settings.script import existing_settings_file
 
     stop_with_launcher()  # a worker of `train --workers N`: it goes when its launcher does
     from experiments_manager.settings.overrides import parse_hparam_overrides
@@ -131,6 +133,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     if requeue is not None:
         alongside = _remembering(requeue, alongside)
     if arguments.resume:
+        Experiment.open(arguments.resume)  # not a run: said at once, before TensorFlow is imported
         _LOG.info("Resuming %s", arguments.resume)
         training = _import_training()
         outcome: TrainingOutcome = training.resume(arguments.resume, alongside=alongside,
@@ -141,6 +144,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
                                                    mlflow=arguments.mlflow)
     else:
         overrides = parse_hparam_overrides(arguments.hparam)
+        existing_settings_file(arguments.usersettings)  # said at once, before TensorFlow is imported
         with _reserved_folder(arguments.usersettings, overrides) as reservation:
             training = _import_training()
             from experiments_manager.settings import load_settings

@@ -28,10 +28,12 @@ def federated(arguments: argparse.Namespace) -> int:
     mode = arguments.federated_command
     if mode in ("superlink", "supernode"):
         return _exec_flower(mode, arguments)
+    from experiments_manager.settings.script import existing_settings_file
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
-    import_tensorflow_quietly()
     overrides = parse_hparam_overrides(arguments.hparam)
+    existing_settings_file(arguments.usersettings)  # said at once, before TensorFlow is imported
+    import_tensorflow_quietly()
     if mode == "simulate":
         return simulate_command(arguments.usersettings, overrides, arguments.num_clients, arguments.rounds,
                                 arguments.round_timeout, arguments.mlflow)

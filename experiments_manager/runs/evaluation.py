@@ -113,14 +113,14 @@ class Evaluation:
         return f"<Evaluation of version {self.version} of {self.run} on {self.data}: {shown}>"
 
 
-def evaluate_run(run: PathLike, version: Optional[int] = None, data: Optional[PathLike] = None,
+def evaluate_run(run: PathLike | Experiment, version: Optional[int] = None, data: Optional[PathLike] = None,
                  settings: object = None, accept_code_change: bool = False,
                  how_to_accept: str = "--accept-code-change") -> Evaluation:
     """Evaluates version `version` (None: the best) of the run `run` on its test set and saves it in the run's
     `evaluations/` folder; a run being trained is evaluated as it is (its lease is not taken).
 
     Args:
-        run: the experiment folder.
+        run: the experiment folder (or its `Experiment`, opened).
         version: the version number (default None: the version holding the run's best epoch).
         data: the `raw_data_files_folder` to give `get_input_pipeline` instead of the settings' `raw_data_dir_test`
             (default None).
@@ -146,7 +146,7 @@ def evaluate_run(run: PathLike, version: Optional[int] = None, data: Optional[Pa
     from experiments_manager.settings import Settings, load_experiment_settings
     from experiments_manager.training.version_loading import chosen_version_model
 
-    experiment = Experiment.open(run)
+    experiment = run if isinstance(run, Experiment) else Experiment.open(run)
     number, record, best = chosen_version(experiment, version)
     experiment.refuse_code_changes("evaluate", accept_code_change, how_to_accept)  # before the model is built
     if not isinstance(settings, Settings):

@@ -21,7 +21,7 @@ from experiments_manager.settings.overrides import (MERGE_FUNCTION_NAME, HparamM
                                                     split_new_hparams, with_merges)
 from experiments_manager.settings.extras import missing_module_line
 from experiments_manager.settings.model_file import check_model_file, resolve_model_file
-from experiments_manager.settings.script import ScriptSource, make_importable
+from experiments_manager.settings.script import ScriptSource, existing_settings_file, make_importable
 from experiments_manager.settings.spelling import warn_of_misspelt_names
 
 if TYPE_CHECKING:
@@ -156,10 +156,8 @@ def load_settings(path: Union[str, Path], hparam_overrides: Optional[Mapping[str
     settings.training.epochs  # 2 (the module's nbEpoch)
     ```
     """
-    path = Path(path)
+    path = existing_settings_file(path)
     overrides, new = split_new_hparams(hparam_overrides or {})
-    if not path.is_file():
-        raise UserInputError(f"{path}: settings file not found")
     script = Path(script) if script is not None else path
     merge = HparamMerge(overrides, path.name, sections.NAMES, new, strict)
     module = _execute(path, merge, script)

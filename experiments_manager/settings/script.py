@@ -97,3 +97,22 @@ def replace_copy(copy: Path, original: Path) -> Optional[str]:
         return None
     copy_atomically(Path(original), Path(copy))
     return f"{Path(copy).name} (replaced by {original})"
+
+
+def existing_settings_file(path: Union[str, Path]) -> Path:
+    """`path` as a `Path`, or one line saying the settings file is not there: what commands check before they import
+    TensorFlow, so a mistyped name is said at once.
+
+    Raises:
+        UserInputError: no such file.
+
+    Example:
+
+    ```python
+    existing_settings_file("examples/regression/mysettings_curve_fitting.py")
+    ```
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"{path}: settings file not found")
+    return path

@@ -85,8 +85,6 @@ def run_sweep(arguments: SweepRequest) -> SweepOutcome:
         check_fixed_hparams(spec["fixed_hparams"], space.names, settings.path.name)
         created = False
     else:
-        if arguments.max_evals is None and arguments.join is None:
-            raise UserInputError("--max-evals: required for a new sweep (the number of trials)")
         fixed = dict(arguments.hparams)
         settings = load_settings(cast(str, arguments.usersettings), fixed)  # (-u or --resume: one is required)
         space = SearchSpace.from_settings(settings)

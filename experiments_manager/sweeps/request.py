@@ -72,6 +72,8 @@ class SweepRequest:
             raise UserInputError("--spark-master: only with --parallelism P > 1")
         if self.startup_trials is not None and (self.algo or "tpe") != "tpe":
             raise UserInputError(f"--startup-trials: only with --algo tpe (--algo {self.algo} has no start-up)")
+        if not self.resume and self.max_evals is None and self.join is None:
+            raise UserInputError("--max-evals: required for a new sweep (the number of trials)")
 
     def tracking_uri(self) -> Optional[str]:
         """`mlflow` checked (`tracking.options.tracking_uri`: one line for a bad one), or None."""

@@ -83,11 +83,31 @@ def test_a_bad_cluster_environment_is_refused_before_any_folder_exists(run_cli, 
     assert not (workdir / "experiments").exists()
 
 
-def test_resume_of_missing_folder_is_clear(run_cli):
-    result = run_cli("train", "--resume", "does/not/exist")
-    assert result.returncode == 2
-    assert "does/not/exist: not an experiment folder" in result.stderr
-    assert "Traceback" not in result.stderr
+MISTYPED = {  # a command given a folder or settings file that is not there -> its one line
+    ("train", "--resume", "does/not/exist"): "does/not/exist: not an experiment folder (no run.json)",
+    ("train", "-u", "nope.py"): "nope.py: settings file not found",
+    ("evaluate", "does/not/exist"): "does/not/exist: not an experiment folder (no run.json)",
+    ("sweep", "--resume", "does/not/exist"): "does/not/exist: not a sweep folder (no sweep.json)",
+    ("sweep", "-u", "nope.py", "--max-evals", "3"): "nope.py: settings file not found",
+    ("sweep", "-u", "nope.py"): "--max-evals: required for a new sweep (the number of trials)",
+    ("federated", "simulate", "-u", "nope.py"): "nope.py: settings file not found",
+}
+
+
+@pytest.mark.claim("a folder that is not a run (or a sweep) and a settings file that is not there are one line, exit 2, "
+                   "said before TensorFlow is imported (`train`, `evaluate`, `sweep`, `federated`)")
+def test_a_mistyped_folder_or_settings_file_is_one_line_before_tensorflow_is_imported(tmp_path):
+    code = (
+        "import sys\n"
+        "from experiments_manager.cli import main\n"
+        f"codes = [main(list(argv)) for argv in {list(MISTYPED)!r}]\n"
+        "print(codes, 'tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True,
+                            cwd=tmp_path)
+    assert result.stdout.strip() == f"{[2] * len(MISTYPED)} False", result.stderr
+    assert result.stderr.splitlines() == [f"error: {line}" for line in MISTYPED.values()]
+    assert list(tmp_path.iterdir()) == []  # nothing made
 
 
 def test_list_of_missing_folder_is_clear(run_cli):

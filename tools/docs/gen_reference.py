@@ -36,6 +36,10 @@ Every sub-command's `--help`, as `experiments-manager COMMAND --help` prints it.
 is the same program; with no command it trains (`--usersettings`), `--predict_stream` predicts and
 `--start_server` serves, as the original framework's command line did. The commands a run's output suggests
 (`resume with: ...`, `serve it: ...`) name the form you ran: `python -m experiments_manager ...` when you ran that.
+
+A mistake in what a command is given is one line on stderr starting with `error:`, exit code 2, nothing made. A
+folder that is not a run (or a sweep) and a settings file that is not there are said at once, before TensorFlow is
+imported (`train`, `evaluate`, `sweep`, `federated`).
 """
 
 
