@@ -61,6 +61,9 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
         from experiments_manager.edge.formats import require_runtime
 
         require_runtime(arguments.edge)  # before TensorFlow is imported: the one line comes at once
+    from experiments_manager.run.experiment import Experiment
+
+    Experiment.open(arguments.model_dir)  # not a run, or a record that cannot be read: said at once too
     import_tensorflow_quietly()
     if arguments.edge:
         from experiments_manager.edge.predict import predict_on_device

@@ -69,7 +69,7 @@ def folders_below(folder: "str | os.PathLike[str]", marker: str) -> List[Path]:
 def find_experiments(working_folder: "str | os.PathLike[str]") -> List[Experiment]:
     """Experiment folders up to `MAX_DEPTH` levels below `working_folder` (a sweep's trials included), oldest first."""
     found = [Experiment(folder) for folder in folders_below(working_folder, RUN_FILE_NAME)]
-    return sorted(found, key=lambda experiment: experiment.run_info().get("started") or "")
+    return sorted(found, key=lambda experiment: str(read_run_info(experiment).get("started") or ""))
 
 
 UNREADABLE = "unreadable run.json"  # the `reason` of `read_run_info`'s stand-in, which has no status
@@ -92,11 +92,20 @@ def read_run_info(experiment: Experiment) -> RunRecord:
         info: object = experiment.run_info()
     except EnvironmentFailure:
         return {"reason": f"{UNREADABLE} (storage error)"}
-    except (OSError, ValueError, UserInputError):
+    except UserInputError as error:  # not JSON, or a key out of its type or rule (`Experiment.run_info`'s line)
+        return {"reason": f"{UNREADABLE} ({_in_short(str(error).removeprefix(f'{experiment.run_file}: '))})"}
+    except (OSError, ValueError):
         return {"reason": f"{UNREADABLE} (not JSON)"}
-    if not isinstance(info, dict):
-        return {"reason": f"{UNREADABLE} (not an object)"}
     return info  # type: ignore[return-value]  # a dict that run.json held
+
+
+def _in_short(problem: str) -> str:
+    """`Experiment.run_info`'s refusal as a status fits a table: 'not JSON', 'not an object', 'bad model_name'."""
+    if problem.startswith("expected a JSON object:"):
+        return "not JSON"
+    if problem.startswith("expected a JSON object"):
+        return "not an object"
+    return f"bad {problem.split(':', 1)[0]}"
 
 
 def shown_status(info: RunRecord) -> Optional[str]:

@@ -31,7 +31,7 @@ from experiments_manager.run.attempts import Attempt, code_changes, code_identit
 from experiments_manager.run.attempts import git_commit as _git_commit
 from experiments_manager.run.names import folder_name, folder_stamp, make_unique_dir, now, varied_hparams
 from experiments_manager.run.migrations import current_run_record
-from experiments_manager.run.record import RUN_RECORD_VERSION, RunRecord, Status
+from experiments_manager.run.record import RUN_RECORD_VERSION, RunRecord, Status, record_problems
 from experiments_manager.run.record_writer import RunRecordWriter, jsonable
 from experiments_manager.run.space_reserve import RESERVE_NAME
 from experiments_manager.utils.atomic import (PathLike, copy_atomically, fsync_folder, remove_leftovers,
@@ -179,8 +179,11 @@ class Experiment:
         return experiment
 
     @classmethod
-    def open(cls, root: PathLike) -> "Experiment":
-        """Opens an existing experiment folder (for resume, serve, predict)."""
+    def open(cls, root: PathLike, record: bool = True) -> "Experiment":
+        """Opens an existing experiment folder (resume, evaluate, serve, predict). `record` (default True): read and
+        check run.json now (`run_info`) and that the model file's copy it names is there; False for a reader that
+        tolerates a damaged record (`serve`). Raises `UserInputError`: not an experiment folder, a copy missing, a
+        run.json that cannot be read."""
         experiment = cls(root)
         if not experiment.run_file.is_file():
             if (experiment.root / STARTING_MARKER_NAME).is_file():
@@ -189,6 +192,9 @@ class Experiment:
             raise UserInputError(f"{root}: not an experiment folder (no {RUN_FILE_NAME})")
         if not experiment.settings_copy.is_file():
             raise UserInputError(f"{root}: {SETTINGS_COPY_NAME}: missing from the experiment folder")
+        info = experiment.run_info() if record else {}  # a record that cannot be read is said at once
+        if "model_name" in info and not experiment.model_file_copy().is_file():
+            raise UserInputError(f"{root}: {experiment.model_file_copy().name}: missing from the experiment folder")
         return experiment
 
     @contextlib.contextmanager
@@ -221,12 +227,18 @@ class Experiment:
                                                                        RESERVE_NAME))
         return type(self)(root)
 
-    def run_info(self) -> RunRecord:  # run.json as read now (`record.py` defines its keys; `migrations.py` reads earlier ones)
+    def run_info(self) -> RunRecord:
+        """run.json as read now, checked (`record.record_problems`: a folder is data, whoever wrote it; the first
+        problem raised as a `UserInputError`) and in the current format (`migrations.py` reads earlier ones)."""
         try:
-            return current_run_record(json.loads(self.run_file.read_text()))
+            data = json.loads(self.run_file.read_text())
         except (OSError, ValueError) as error:
             raise_environment_failure(error, str(self.root))  # the storage failed the read (EIO, ESTALE): exit 75
             raise UserInputError(f"{self.run_file}: expected a JSON object: {error}") from None
+        problems = record_problems(data, str(self.run_file))
+        if problems:
+            raise UserInputError(problems[0])
+        return current_run_record(data)
 
     def write_run_info(self, info: RunRecord) -> None:
         self.check_writer()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, Optional, TypedDict
+from typing import Any, Callable, Optional, TypedDict
 
 RUN_RECORD_VERSION = 2
 
@@ -137,12 +137,24 @@ class Key:
             when null is allowed.
         what: what they mean.
         group: the reference section they are in.
+        valid: a rule a value of the JSON type must also follow (default None: none); `expected` says it.
     """
 
     names: tuple[str, ...]
     json: str
     what: str
     group: str
+    valid: Optional[Callable[[Any], bool]] = None
+    expected: str = ""
+
+
+def _plain_name(value: str) -> bool:
+    """A file's name, no folder in it: a name read from a folder never leads out of it."""
+    return value not in ("", ".", "..") and not any(part in value for part in "/\\\0") and len(value) <= 255
+
+
+def _version_number(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 STATUS, WHAT_RAN, VERSIONS, DISTRIBUTED = ("Status and outcome", "What ran", "Versions and evaluations",
@@ -172,7 +184,8 @@ KEYS: tuple[Key, ...] = (
         "runs, with `__file__` and the importable folder of these)", WHAT_RAN),
     Key(("settings_object",), "string?", "for settings built in Python (a notebook's), their label; then "
         "`settings_file` is null", WHAT_RAN),
-    Key(("model_name",), "string", "the served model's name: the model file's name without `.py`", WHAT_RAN),
+    Key(("model_name",), "string", "the served model's name: the model file's name without `.py`", WHAT_RAN,
+        _plain_name, "a file's name, no folder in it (the model file's, without .py)"),
     Key(("session_name", "hparams", "hparam_overrides"), "any", "the settings' session name and hparams, and those "
         "set with `--hparam`", WHAT_RAN),
     Key(("repeat", "seed"), "any", "the run's repeat label and its random seed", WHAT_RAN),
@@ -196,9 +209,12 @@ KEYS: tuple[Key, ...] = (
         "that run)", WHAT_RAN),
     Key(("tensorflow_server_port",), "integer", "the gRPC port `serve --model_dir` listens on by default (the "
         "settings' `tensorflow_server_port`)", WHAT_RAN),
-    Key(("attempts",), "array", "every attempt at the run, each an object: see below", WHAT_RAN),
-    Key(("exported_versions", "last_exported_version"), "any", "the versions on disk (a version is listed once it is "
-        "on disk, and the last one before the run reports)", VERSIONS),
+    Key(("attempts",), "array", "every attempt at the run, each an object: see below", WHAT_RAN,
+        lambda attempts: all(isinstance(entry, dict) for entry in attempts), "an array of objects"),
+    Key(("exported_versions",), "array", "the versions on disk (a version is listed once it is on disk)", VERSIONS,
+        lambda versions: all(_version_number(number) for number in versions), "an array of version numbers"),
+    Key(("last_exported_version",), "integer?", "the last version written before the run reports", VERSIONS,
+        _version_number, "a version number"),
     Key(("version_records",), "object", "per version, the epoch whose EMA weights it holds and the value they "
         "reached: `{\"3\": {\"epoch\": 2, \"monitor\": \"val_loss\", \"value\": 0.0123, \"at\": ...}}`, kept for "
         "versions the retention removed (also in each version's `assets.extra/version_record.json` and its served "
@@ -252,6 +268,8 @@ def record_problems(data: object, where: str = "run.json") -> list[str]:
             if wrong_bool or not isinstance(value, _JSON_TYPES[kind]):
                 problems.append(f"{where}: {name}: expected {'an' if kind[0] in 'aio' else 'a'} {kind}"
                                 f"{' or null' if nullable else ''}, got {value!r:.60}")
+            elif key.valid is not None and not key.valid(value):
+                problems.append(f"{where}: {name}: expected {key.expected}, got {value!r:.60}")
     if isinstance(data.get("status"), str) and data["status"] not in STATUSES:
         problems.append(f"{where}: status: expected one of {', '.join(STATUSES)}, got {data['status']!r:.60}")
     return problems
@@ -283,6 +301,12 @@ atomically (temporary name, fsync, rename, the folder fsynced) by the run that h
 that loses power keeps what run.json says exists. `experiments-manager list --format json` and `em.list_runs`
 read it; `serve --model_dir` tolerates a damaged one (one warning, the model's name read from the folder). Its one
 definition is `experiments_manager/run/record.py` (`RunRecord`, the types code reads; `KEYS`, this page).
+
+A folder is data, whoever wrote it: every command reads run.json through one validating reader. A key of the wrong
+type, a `model_name` with a folder in it (`../elsewhere/model`), versions that are not numbers, an unknown status:
+one line naming the file and the key, exit code 2, before any of the run's code is imported or anything written
+(`list` shows the run as `unreadable run.json (bad model_name)`). The `sweep` a trial's record names is not
+followed: a trial's sweep is the folder holding it.
 """
 
 _OUTRO = """

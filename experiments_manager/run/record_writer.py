@@ -118,9 +118,10 @@ class RunRecordWriter:
             attempt.epochs, attempt.extended_from = epochs, extended_from
             attempts.append(attempt.as_json())
             self.ending = None
-            # (`nbEpoch` None only when neither the record nor `epochs` gives it)
             info.update({"status": Status.RUNNING, "resumed_by": list(command), "host": attempt.host,
-                         "nbEpoch": cast(int, epochs or info.get("nbEpoch")), "record_version": RUN_RECORD_VERSION})
+                         "record_version": RUN_RECORD_VERSION})
+            if epochs or info.get("nbEpoch"):  # (neither: a record made by hand, without it)
+                info["nbEpoch"] = cast(int, epochs or info.get("nbEpoch"))
             self._experiment.write_run_info(info)
             return info
 

@@ -39,7 +39,7 @@ def source_from_experiment(experiment_dir: "str | os.PathLike[str]") -> ModelSou
     """
     from experiments_manager.run.experiment import Experiment
 
-    experiment = Experiment.open(experiment_dir)
+    experiment = Experiment.open(experiment_dir, record=False)  # a damaged run.json is said, not fatal
     info, problem = read_run_info(experiment)
     name, origin = (info or {}).get("model_name"), experiment.run_file
     if not isinstance(name, str):

@@ -72,7 +72,7 @@ def _default_grpc_port(arguments: argparse.Namespace) -> int:
         from experiments_manager.serving.config import read_run_info
         from experiments_manager.settings import load_experiment_settings
 
-        experiment = Experiment.open(arguments.model_dir)
+        experiment = Experiment.open(arguments.model_dir, record=False)  # a damaged run.json is said, not fatal
         info, _ = read_run_info(experiment)
         if info is None:  # damaged (source_from_experiment has said so): the settings copy's literal port, if any
             return _literal_port(experiment.settings_copy)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional, cast
 
 from experiments_manager.run.discovery import read_run_info
-from experiments_manager.run.experiment import Experiment
+from experiments_manager.run.experiment import SWEEP_SPEC_NAME, Experiment
 from experiments_manager.tracking.models import FOLDER_TAG, quoted, send_version
 from experiments_manager.tracking.outbox import Outbox, OutboxEntry, SentState, SweepRun
 from experiments_manager.utils.atomic import PathLike, write_json_atomically
@@ -238,9 +238,11 @@ def _run_tagged(client: MlflowClient, experiment_id: str, folder: Path) -> Optio
 
 
 def _sweep_of(folder: Path) -> Optional[Path]:
-    """The sweep folder a trial's run.json names (`sweep`), or None."""
+    """The sweep folder of a trial (run.json names one: `sweep`): the folder holding the trial's, when it is a sweep
+    folder, else None. The path run.json holds is not followed (a folder is data: nothing it names is written)."""
     sweep = read_run_info(Experiment(folder)).get("sweep")
-    return Path(sweep) if isinstance(sweep, str) and sweep else None
+    parent = folder.resolve().parent
+    return parent if isinstance(sweep, str) and sweep and (parent / SWEEP_SPEC_NAME).is_file() else None
 
 
 def _end_sweep_run(client: MlflowClient, run_id: str) -> None:

@@ -116,6 +116,50 @@ def test_list_of_missing_folder_is_clear(run_cli):
     assert result.stderr.strip() == "error: nowhere: no such folder"
 
 
+@pytest.mark.claim("a folder is data: run.json is read through one validating reader, a bad or hostile field one line "
+                   "naming the file and the field, exit 2; no name read from it leads out of the folder",
+                   note="(a colleague's run whose model_name leads out of it: evaluate, resume, export, predict, "
+                   "em.load, list)")
+def test_a_run_whose_model_name_leads_out_of_it_runs_nothing_and_writes_nothing(tmp_path):
+    """run.json's `model_name` set to `../outside/evil`, a module there that leaves a marker: no command imports
+    it; each says so in one line naming run.json and the key, exit 2; nothing in or beside the folder changes."""
+    import json
+    import shutil
+
+    from conftest import REPO
+
+    run = tmp_path / "colleague_run"
+    run.mkdir()
+    record = json.loads((REPO / "tests/data/run_json/v1_finished.json").read_text())
+    (run / "run.json").write_text(json.dumps({**record, "model_name": "../outside/evil"}))
+    shutil.copy(REPO / "examples/regression/mysettings_curve_fitting.py", run / "experiment_settings.py")
+    shutil.copy(REPO / "examples/regression/model_curve_fitting.py", run / "model_curve_fitting.py")
+    (tmp_path / "outside").mkdir()
+    marker = tmp_path / "outside" / "RAN"
+    (tmp_path / "outside" / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    line = (f"error: {run / 'run.json'}: model_name: expected a file's name, no folder in it (the model file's, "
+            "without .py), got '../outside/evil'")
+    for command in (["evaluate", str(run)], ["train", "--resume", str(run), "--more-epochs", "1"],
+                    ["export", str(run), "--format", "tflite"], ["predict", "--model_dir", str(run)]):
+        result = subprocess.run([sys.executable, "-m", "experiments_manager", *command], env=cli_env(),
+                                capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert (result.returncode, result.stderr.strip()) == (2, line), (command, result.stderr)
+    code = ("import experiments_manager as em, sys\n"
+            "try:\n"
+            f"    em.load({str(run)!r})\n"
+            "except em.UserInputError as error:\n"
+            "    print(error)\n"
+            "print('tensorflow' in sys.modules)\n")
+    loaded = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, cwd=tmp_path)
+    assert loaded.stdout.splitlines() == [line.removeprefix("error: "), "False"], loaded.stderr
+    listed = subprocess.run([sys.executable, "-m", "experiments_manager", "list", str(tmp_path), "--format", "json"],
+                            env=cli_env(), capture_output=True, text=True, cwd=tmp_path)
+    assert [row["status"] for row in json.loads(listed.stdout)] == ["unreadable run.json (bad model_name)"], listed
+    assert not marker.exists()
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+
+
 def test_list_into_a_pipe_that_closes_early_is_not_a_traceback(tmp_path):
     """`experiments-manager list FOLDER | head -1`: the reader leaves after one line; the writer stops quietly."""
     import json

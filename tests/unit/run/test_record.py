@@ -46,3 +46,56 @@ def test_wrong_types_are_one_line_each_and_a_newer_version_is_named():
     assert record_problems({"record_version": 3}) == [
         "run.json: record_version: expected 1..2, got 3 (a newer engine's record: upgrade experiments_manager)"]
     assert record_problems([1]) == ["run.json: expected a JSON object, got list"]
+
+
+HOSTILE = {  # tests/data/run_json/hostile/<name>.json -> the first line it is refused with
+    "model_name_up_and_out": "model_name: expected a file's name, no folder in it (the model file's, without .py), "
+                             "got '../../../outside/evil'",
+    "model_name_absolute": "model_name: expected a file's name, no folder in it (the model file's, without .py), "
+                           "got '/home/someone/evil'",
+    "version_as_a_path": "exported_versions: expected an array of version numbers, got ['../..', 3]",
+    "version_of_booleans": "exported_versions: expected an array of version numbers, got [True, 2]",
+    "attempts_a_string": "attempts: expected an array, got 'string'",
+    "attempts_of_strings": "attempts: expected an array of objects, got ['first']",
+    "status_unknown": "status: expected one of running, finished, failed, interrupted, got 'zombie'",
+    "newer_engine": "record_version: expected 1..2, got 9 (a newer engine's record: upgrade experiments_manager)",
+    "epochs_as_text": "epochs_completed: expected an integer, got '3'",
+    "not_an_object": "expected a JSON object, got list",
+}
+
+
+@pytest.mark.claim("a folder is data: run.json is read through one validating reader, a bad or hostile field one line "
+                   "naming the file and the field, exit 2; no name read from it leads out of the folder")
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_a_hostile_record_is_refused_in_one_line_naming_the_field_and_nothing_is_written(name, tmp_path):
+    from experiments_manager.run.discovery import read_run_info
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.utils.errors import UserInputError
+
+    text = (REPO / "tests/data/run_json/hostile" / f"{name}.json").read_text()
+    assert record_problems(json.loads(text))[0] == f"run.json: {HOSTILE[name]}"
+    run = tmp_path / "colleague_run"
+    run.mkdir()
+    (run / "run.json").write_text(text)
+    (run / "experiment_settings.py").write_text("raise SystemExit('the settings copy ran')\n")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside/evil.py").write_text("raise SystemExit('the outside file ran')\n")
+    with pytest.raises(UserInputError) as refused:
+        Experiment.open(run)
+    assert str(refused.value) == f"{run / 'run.json'}: {HOSTILE[name]}"
+    short = "not an object" if name == "not_an_object" else f"bad {HOSTILE[name].split(':')[0]}"
+    assert read_run_info(Experiment(run)) == {"reason": f"unreadable run.json ({short})"}  # `list`'s status
+    assert (run / "run.json").read_text() == text and sorted(path.name for path in tmp_path.rglob("*")) == [
+        "colleague_run", "evil.py", "experiment_settings.py", "outside", "run.json"]
+
+
+def test_a_record_whose_model_file_copy_is_gone_is_one_line_naming_it(tmp_path):
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.utils.errors import UserInputError
+
+    (tmp_path / "run.json").write_text((REPO / "tests/data/run_json/v1_finished.json").read_text())
+    (tmp_path / "experiment_settings.py").write_text("")
+    with pytest.raises(UserInputError, match=r": model_curve_fitting.py: missing from the experiment folder$"):
+        Experiment.open(tmp_path)
+    (tmp_path / "model_curve_fitting.py").write_text("")
+    assert Experiment.open(tmp_path).run_info()["status"] == "finished"
