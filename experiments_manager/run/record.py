@@ -306,7 +306,8 @@ A folder is data, whoever wrote it: every command reads run.json through one val
 type, a `model_name` with a folder in it (`../elsewhere/model`), versions that are not numbers, an unknown status:
 one line naming the file and the key, exit code 2, before any of the run's code is imported or anything written
 (`list` shows the run as `unreadable run.json (bad model_name)`). The `sweep` a trial's record names is not
-followed: a trial's sweep is the folder holding it.
+followed: a trial's sweep is the folder holding it. Nothing is written through a symbolic link inside a run's folder
+(the tool makes none): a resume or an evaluation of a folder holding one is refused in one line naming it.
 """
 
 _OUTRO = """

@@ -145,10 +145,14 @@ def evaluate_run(run: PathLike | Experiment, version: Optional[int] = None, data
     from experiments_manager.run.version_records import chosen_version
     from experiments_manager.settings import Settings, load_experiment_settings
     from experiments_manager.training.version_loading import chosen_version_model
+    from experiments_manager.utils.links import first_link_inside, link_refusal
 
     experiment = run if isinstance(run, Experiment) else Experiment.open(run)
     number, record, best = chosen_version(experiment, version)
     experiment.refuse_code_changes("evaluate", accept_code_change, how_to_accept)  # before the model is built
+    link = first_link_inside(experiment.root)  # a folder is data: nothing is written through a link it holds
+    if link is not None:
+        raise UserInputError(link_refusal(link))
     if not isinstance(settings, Settings):
         settings = load_experiment_settings(experiment, settings)
     folder, label = _test_data(settings, data, experiment.root)  # no test set: said before the model is built

@@ -3,7 +3,10 @@ whoever reads it with `pickle.load`, and read back only where the journal lacks 
 a damaged record).
 
 Reading it is never trusted to be a pickle of ours: a damaged file (cut short, overwritten, not a `Trials`) is
-named in one warning line and left out; the journal is what the sweep goes by.
+named in one warning line and left out; the journal is what the sweep goes by. Nor is it trusted to be harmless: a
+pickle can name any function to call as it loads (`os.system`), so it is read by an unpickler that builds only what
+a Trials pickle holds (`_TrialsUnpickler`: hyperopt's `Trials`, datetimes, numpy scalars, dtypes and arrays); one
+that names anything else is refused before it is called, as damaged.
 
 Example:
 
@@ -15,6 +18,7 @@ add_saved_trials(trials, sweep.trials_file, sweep.trials_dir)   # 3
 
 from __future__ import annotations
 
+import io
 import logging
 import pickle
 from pathlib import Path
@@ -84,9 +88,26 @@ def _warn_damaged(saved_trials_file: Path, error: BaseException, journal_folder:
                  "(finished trials are read back, not trained again)", saved_trials_file, reason, journal_folder)
 
 
+_TRIALS_PICKLE_GLOBALS = frozenset({  # (module, name) of what a Trials pickle holds: ours, and hyperopt fmin's
+    ("hyperopt.base", "Trials"), ("datetime", "datetime"), ("numpy", "dtype"), ("numpy", "ndarray"),
+    ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
+})
+
+
+class _TrialsUnpickler(pickle.Unpickler):
+    """Builds only what a Trials pickle holds (`_TRIALS_PICKLE_GLOBALS`): a pickle that names anything else is
+    refused before it is called, so reading a folder's trials.pickle runs none of its writer's code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _TRIALS_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a Trials pickle does not hold: not loaded")
+        return super().find_class(module, name)
+
+
 def _saved_finished_docs(data: bytes) -> list[TrialDoc]:
     """The finished trials' docs of a pickled Trials; raises when `data` is not one."""
-    saved = pickle.loads(data)
+    saved = _TrialsUnpickler(io.BytesIO(data)).load()
     if not isinstance(saved, Trials):
         raise TypeError(f"a pickled {type(saved).__name__}, not Trials")
     return finished_docs(saved)

@@ -160,6 +160,30 @@ def test_a_run_whose_model_name_leads_out_of_it_runs_nothing_and_writes_nothing(
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
 
 
+@pytest.mark.claim("a folder is data: nothing is written through a symbolic link inside a run's folder (a resume, "
+                   "an evaluation refuse it in one line naming it)")
+def test_a_run_whose_train_log_links_out_of_it_is_refused_before_anything_is_written(tmp_path, trained):
+    """train.log replaced by a link to a file elsewhere: a resume would append to that file; it is refused in one
+    line naming the link, exit 2, and neither the file nor the run changes."""
+    import shutil
+
+    run = tmp_path / "colleague_run"
+    shutil.copytree(trained.dir, run)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("someone else's file\n")
+    (run / "train.log").unlink()
+    os.symlink(victim, run / "train.log")
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    line = (f"error: {run}/train.log: a symbolic link (to {victim}) inside the folder: nothing is written through a "
+            "link in a run's folder; replace it with a file or folder of its own")
+    for command in (["train", "--resume", str(run), "--more-epochs", "1"], ["evaluate", str(run)]):
+        result = subprocess.run([sys.executable, "-m", "experiments_manager", *command], env=cli_env(),
+                                capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        errors = [text for text in result.stderr.splitlines() if text.startswith("error:")]
+        assert (result.returncode, errors) == (2, [line]), (command, result.stderr)
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+
+
 def test_list_into_a_pipe_that_closes_early_is_not_a_traceback(tmp_path):
     """`experiments-manager list FOLDER | head -1`: the reader leaves after one line; the writer stops quietly."""
     import json

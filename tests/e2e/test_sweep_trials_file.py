@@ -4,6 +4,7 @@ journal with nothing retrained; a model file edited since the trials ran is refu
 
 import csv
 import json
+import os
 import pickle
 import re
 import shutil
@@ -19,12 +20,24 @@ pytestmark = pytest.mark.slow  # its module fixtures train several runs (make te
 WORKING_FOLDER = Path("experiments/examples/curve_fitting")
 
 
-def damaged_pickle(kind: str, intact: bytes) -> bytes:
+class _RunsCode:
+    """A hostile trials.pickle's content: loading it runs `touch MARKER`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def damaged_pickle(kind: str, intact: bytes, marker: Path = Path("RAN")) -> bytes:
     """The bytes of a damaged trials.pickle.
 
     Args:
-        kind: 'truncated' (a write cut short), 'random_bytes' (overwritten) or 'wrong_type' (a valid pickle of a dict).
+        kind: 'truncated' (a write cut short), 'random_bytes' (overwritten), 'wrong_type' (a valid pickle of a dict)
+            or 'runs_code' (a pickle that, loaded, runs `touch marker`).
         intact: the bytes of the sweep's valid trials.pickle.
+        marker: the file a 'runs_code' pickle would create (default `RAN`).
 
     Example:
 
@@ -36,6 +49,8 @@ def damaged_pickle(kind: str, intact: bytes) -> bytes:
         return intact[: len(intact) // 2]
     if kind == "random_bytes":
         return bytes((index * 97 + 13) % 256 for index in range(4096))
+    if kind == "runs_code":
+        return pickle.dumps(_RunsCode(marker))
     return pickle.dumps({"trials": [], "note": "not hyperopt's Trials"})
 
 
@@ -75,14 +90,17 @@ def finished_sweep(tmp_path_factory):
     return workdir, sweep
 
 
-@pytest.mark.parametrize("kind", ["truncated", "random_bytes", "wrong_type"])
-@pytest.mark.claim('a damaged trials.pickle is rebuilt from the journal, nothing retrained', note='(3 kinds)')
+@pytest.mark.parametrize("kind", ["truncated", "random_bytes", "wrong_type", "runs_code"])
+@pytest.mark.claim('a damaged trials.pickle is rebuilt from the journal, nothing retrained', note='(4 kinds)')
+@pytest.mark.claim("a folder is data: no pickle of it runs code; an older sweep's trials.pickle is read by an unpickler "
+                   "that builds only what hyperopt's Trials holds", note="(a pickle calling os.system: not run)")
 def test_a_damaged_trials_pickle_is_rebuilt_from_the_journal_and_no_trial_is_retrained(finished_sweep, kind):
     workdir, sweep = finished_sweep
     trials_file = sweep / "trials.pickle"
     before = sweep_state(workdir, sweep)
     assert len(before["experiments"]) == 2 and len(before["results"]) == 2
-    trials_file.write_bytes(damaged_pickle(kind, trials_file.read_bytes()))
+    marker = workdir / "RAN"
+    trials_file.write_bytes(damaged_pickle(kind, trials_file.read_bytes(), marker))
 
     resumed = subprocess.run(cli_command("sweep", "--resume", str(sweep)), cwd=workdir, env=cli_env(),
                              capture_output=True, text=True, timeout=300)
@@ -95,6 +113,7 @@ def test_a_damaged_trials_pickle_is_rebuilt_from_the_journal_and_no_trial_is_ret
     assert str(trials_file) in warnings[0] and re.search(r"rebuilt from the .*journal", warnings[0]), warnings[0]
     assert str(sweep / "trials") in warnings[0], warnings[0]
     assert "error:" not in resumed.stderr and "Traceback" not in resumed.stderr, resumed.stderr
+    assert not marker.exists(), "the pickle's code ran"
     # nothing retrained: no new experiment, every run.json, journal record and trial log as it was, same results
     assert sweep_state(workdir, sweep) == before
     # the rewritten trials.pickle is hyperopt's Trials again, with both trials' results

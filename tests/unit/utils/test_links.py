@@ -1,0 +1,20 @@
+"""utils/links.py: the links a folder holds, found without following them."""
+
+import os
+
+from experiments_manager.utils.links import first_link_inside, link_refusal
+
+
+def test_a_link_at_any_depth_is_found_and_named_with_its_target(tmp_path):
+    run = tmp_path / "run"
+    (run / "logs" / "train").mkdir(parents=True)
+    (run / "train.log").write_text("")
+    (tmp_path / "outside").mkdir()
+    assert first_link_inside(run) is None
+    os.symlink(tmp_path / "outside", run / "logs" / "train" / "events")
+    assert first_link_inside(run) == run / "logs" / "train" / "events"
+    assert link_refusal(run / "logs" / "train" / "events") == (
+        f"{run}/logs/train/events: a symbolic link (to {tmp_path}/outside) inside the folder: nothing is written "
+        "through a link in a run's folder; replace it with a file or folder of its own")
+    os.symlink(run, tmp_path / "linked_run")  # the folder itself may be a link: only what it holds counts
+    assert first_link_inside(tmp_path / "linked_run") == tmp_path / "linked_run" / "logs" / "train" / "events"
