@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, ca
 
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.kafka.connection import KafkaConnection, KafkaStalled, topic_names
+from experiments_manager.kafka.reader import check_consumer_config
 from experiments_manager.kafka.stream import TrainingStream
 from experiments_manager.kafka.validation import ValidationSnapshot
 from experiments_manager.keras2.pipelines import samples_to_steps
@@ -36,6 +37,7 @@ def check_kafka_input(settings: Settings, bootstrap_servers: Optional[str] = Non
             f"{settings.path.name}: nb_train_samples: expected the number of training samples per epoch "
             "(a Kafka topic is an endless stream)"
         )
+    check_consumer_config(connection)  # a property only a consumer checks, before the brokers are asked
     connection.check_topics(topic_names(settings))
     return connection.bootstrap_servers
 

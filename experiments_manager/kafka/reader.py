@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, cast
 
 from experiments_manager.kafka.connection import UNREACHABLE, KafkaStalled
 from experiments_manager.kafka.decoder import BatchDecoder
+from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
     from confluent_kafka import KafkaError, Message
@@ -29,6 +30,34 @@ CHUNK_RECORDS = 1024
 POLL_SECONDS = 0.2
 SESSION_TIMEOUT_MS = 6000
 
+
+
+def _consumer_properties(group: str, partition_eof: bool) -> dict[str, Any]:
+    """What a reader's consumer sets beside the connection's properties and the settings' `kafka_config`."""
+    return {
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": SESSION_TIMEOUT_MS,  # also bounds close() with a commit in flight
+        "enable.partition.eof": partition_eof,
+    }
+
+
+def check_consumer_config(connection: KafkaConnection) -> None:
+    """Makes a consumer as a `TopicReader` makes its own, then closes it: librdkafka checks every property as it
+    makes one (a consumer's: `fetch.max.bytes` against `message.max.bytes`, which an admin client does not check),
+    so a `kafka_config` no reader could start with is one line before any folder exists.
+
+    Raises:
+        UserInputError: librdkafka refused the configuration (its words, after the settings' name).
+    """
+    from confluent_kafka import Consumer, KafkaException
+
+    try:
+        Consumer(connection.config(**_consumer_properties("experiments_manager-config-check", False))).close()
+    except KafkaException as error:
+        raise UserInputError(f"{connection.source}: kafka_config: {error.args[0].str()}") from None
 
 class TopicReader:
     """One confluent-kafka consumer and the decoding of what it reads.
@@ -54,15 +83,8 @@ class TopicReader:
         self._reported: set[str] = set()
         self._busy = threading.Lock()
         self.closing = False
-        self.consumer = Consumer(connection.config(**{
-            "group.id": group,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": SESSION_TIMEOUT_MS,  # also bounds close() with a commit in flight
-            "enable.partition.eof": partition_eof,
-            "error_cb": self._on_error,
-        }))
+        self.consumer = Consumer(connection.config(**_consumer_properties(group, partition_eof),
+                                                   error_cb=self._on_error))
         self.partitions = connection.partitions(self.consumer, topic)
 
     def _on_error(self, error: KafkaError) -> None:

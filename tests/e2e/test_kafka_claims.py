@@ -208,7 +208,7 @@ def test_kafka_config_reaches_every_client_the_engine_makes(run_cli, workdir, tm
 def test_kafka_config_security_settings_and_mistakes_are_one_line_before_anything_is_written(run_cli, workdir,
                                                                                             kafka_broker):
     """TLS or SASL that the (plaintext) broker does not speak: it never answers; a property librdkafka does not
-    know: named. One `error:` line each, exit 2, no folder, no topic."""
+    know, or properties no consumer can start with: named. One `error:` line each, exit 2, no folder, no topic."""
     cases = [
         ("train", "{'security.protocol': 'SSL'}",
          f"no Kafka broker answered at {kafka_broker.bootstrap} within 2 s"),
@@ -217,6 +217,8 @@ def test_kafka_config_security_settings_and_mistakes_are_one_line_before_anythin
          f"no Kafka broker answered at {kafka_broker.bootstrap} within 2 s"),
         ("train", "{'security.protocol': 'TLS'}",
          "kafka_config: Invalid value \"TLS\" for configuration property \"security.protocol\""),
+        ("train", "{'fetch.max.bytes': 1000, 'message.max.bytes': 2000}",  # only a consumer checks it
+         "kafka_config: Failed to create consumer: `fetch.max.bytes` must be >= `message.max.bytes`"),
     ]
     for index, (command, config, expected) in enumerate(cases):
         settings = settings_variant(workdir, f"secure{index}.py", [
