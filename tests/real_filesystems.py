@@ -154,3 +154,10 @@ def resize(path, size):
     """Gives the tmpfs mounted on `path` another size: the space a user frees on a full disk."""
     ok, message = _run("mount", "-o", f"remount,size={size}", str(path))
     assert ok, message
+
+
+def remount_read_only(path):
+    """Makes the tmpfs mounted on `path` take no more writes (what is on it stays readable): a run handed over on a
+    read-only file system."""
+    ok, message = _run("mount", "-o", "remount,ro", str(path))
+    assert ok, message

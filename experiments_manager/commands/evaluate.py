@@ -29,20 +29,28 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--accept-code-change", action="store_true",
                         help="evaluate although a module the run imported (a helper beside its model file) changed "
                         "since it trained (default: refused, naming the file)")
+    parser.add_argument("--output", default=None, metavar="DIR",
+                        help="save the evaluation in DIR/<stamp>-v<N>/ instead of RUN/evaluations/ (a run on a "
+                        "read-only or full disk: its numbers are printed, and said unsaved, without it)")
     return parser
 
 
 def run(arguments: argparse.Namespace, argv: list[str]) -> int:
-    """Evaluates, prints the table; returns 0."""
-    from experiments_manager.utils.native_noise import import_tensorflow_quietly
-
+    """Evaluates, prints the table; returns 0, or 75 when the disk took no write (the numbers printed all the
+    same, then one line saying they are not saved)."""
     from experiments_manager.run.experiment import Experiment
+    from experiments_manager.utils.errors import EXIT_TEMPFAIL, print_problems
+    from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
     resolve_registered_run(arguments)
     experiment = Experiment.open(arguments.run)  # not a run: said at once, before TensorFlow is imported
     import_tensorflow_quietly()
     from experiments_manager.runs.evaluation import evaluate_run
 
-    print(evaluate_run(experiment, arguments.version, data=arguments.data,
-                       accept_code_change=arguments.accept_code_change))
+    evaluation = evaluate_run(experiment, arguments.version, data=arguments.data,
+                              accept_code_change=arguments.accept_code_change, output=arguments.output)
+    print(evaluation, flush=True)
+    if evaluation.unsaved is not None:
+        print_problems(evaluation.unsaved)
+        return EXIT_TEMPFAIL
     return 0

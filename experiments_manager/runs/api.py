@@ -30,12 +30,13 @@ if TYPE_CHECKING:  # the heavy modules load when a call needs them
 
     import keras
 
-    from experiments_manager.runs.evaluation import Evaluation
+    from experiments_manager.run.evaluations import Evaluation
     from experiments_manager.serving.server import ModelServer
     from experiments_manager.settings.loader import Settings
     from experiments_manager.sweeps.driver import SweepOutcome
     from experiments_manager.training.outcome import TrainingOutcome
 
+_LOG = logging.getLogger(__name__)
 # a settings file's path, loaded `Settings`, or a module / class / object / dict built in Python (`as_settings`)
 SettingsLike = Union[PathLike, "Settings", Any]
 
@@ -271,7 +272,8 @@ def load(run: PathLike, version: Optional[int] = None, *, settings: Optional[Set
 
 
 def evaluate(run: PathLike, version: Optional[int] = None, *, data: Optional[PathLike] = None,
-             settings: Optional[SettingsLike] = None, accept_code_change: bool = False) -> Evaluation:
+             settings: Optional[SettingsLike] = None, accept_code_change: bool = False,
+             output: Optional[PathLike] = None) -> Evaluation:
     """Evaluates a run's best version (or version `version`) on its settings' test pipeline (or on `data`); returns
     its `Evaluation`, saved under `RUN/evaluations/<stamp>-v<N>/` (`list` and `diff` show the newest). A run being
     trained is evaluated as it is: a version is read, the run's lease is not taken.
@@ -284,10 +286,12 @@ def evaluate(run: PathLike, version: Optional[int] = None, *, data: Optional[Pat
         settings: for a run whose settings were built in Python, the same settings again (default None).
         accept_code_change: evaluate although a module of the run's code changed since it trained (default False:
             refused in one line naming the file).
+        output: the folder to save the evaluation in (default None: the run's `evaluations/`).
 
     Returns:
         the `Evaluation`: `.metrics` (the compiled loss and metrics), `.confusion` and `.per_class` for a classifier,
-        `.folder` (its report); `print(result)` shows the table `experiments-manager evaluate` prints.
+        `.folder` (its report); `print(result)` shows the table `experiments-manager evaluate` prints. On a disk
+        that takes no write (a read-only run), `.folder` is None and `.unsaved` says why, also as a warning.
 
     Example:
 
@@ -299,8 +303,11 @@ def evaluate(run: PathLike, version: Optional[int] = None, *, data: Optional[Pat
     from experiments_manager.runs.evaluation import evaluate_run
 
     show_logs()
-    return evaluate_run(run, version, data=data, settings=settings, accept_code_change=accept_code_change,
-                        how_to_accept="em.evaluate(..., accept_code_change=True)")
+    evaluation = evaluate_run(run, version, data=data, settings=settings, accept_code_change=accept_code_change,
+                              how_to_accept="em.evaluate(..., accept_code_change=True)", output=output)
+    if evaluation.unsaved is not None:
+        _LOG.warning("%s", evaluation.unsaved)
+    return evaluation
 
 
 def _command(name: str, settings: Settings) -> list[str]:

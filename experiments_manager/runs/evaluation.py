@@ -7,8 +7,9 @@ Keras model (`version_loading.py`: the EMA weights the server serves), compiled 
 (`classification_report.py`) gives the confusion matrix and the per-class table. The report goes to
 `RUN/evaluations/<stamp>-v<N>/` (evaluation.json, and for a classifier per_class.csv, confusion_matrix.csv and
 confusion_matrix.png), written whole under a temporary name (`run/evaluations.py`, which `list` and `diff` read
-the newest from). A version is read, never written: no lease is taken, so a run is evaluated while it trains (its
-versions are served live) and run.json stays the training run's.
+the newest from), or in the folder `--output DIR` names; a disk that takes no write (a read-only run) leaves the
+numbers printed and said unsaved, exit 75. A version is read, never written: no lease is taken, so a run is
+evaluated while it trains (its versions are served live) and run.json stays the training run's.
 
 Example:
 
@@ -22,20 +23,19 @@ print(evaluation)            # the table `experiments-manager evaluate` prints
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
 from experiments_manager.run.classification_report import ClassificationReport
+from experiments_manager.run.evaluations import EVALUATIONS_FOLDER, Evaluation, save_evaluation
 from experiments_manager.run.experiment import Experiment
-from experiments_manager.run.names import folder_stamp, now
 from experiments_manager.settings.sections import user_name
-from experiments_manager.run.evaluations import (EVALUATION_FILE, EVALUATIONS_FOLDER, in_progress_name,
-                                                 remove_dead_evaluations)
-from experiments_manager.utils.atomic import PathLike, folder_replaced_atomically
+from experiments_manager.utils.atomic import PathLike
+from experiments_manager.utils.environment_failures import environment_errno
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.own_train_step import has_own_train_step
 from experiments_manager.run.version_records import version_summary
@@ -49,75 +49,11 @@ _LOG = logging.getLogger(__name__)
 TEST_PIPELINE = "test pipeline"  # run.json's `data` of an evaluation on the settings' own test pipeline
 
 
-class Evaluation:
-    """One evaluation of a run's version.
-
-    Attributes:
-        run: the experiment folder.
-        version: the version evaluated; `record`: its version record (epoch, monitored value) or {}; `best`:
-            whether it holds the run's best epoch.
-        data: 'test pipeline', or the folder given.
-        metrics: the compiled loss and metrics (name -> float), as `model.evaluate` reports them.
-        samples: how many test samples were read.
-        report: the `ClassificationReport` of a classifier, else None.
-        folder: where it was saved (`RUN/evaluations/<stamp>-v<N>/`).
-        at: when (ISO time).
-    """
-
-    def __init__(self, run: PathLike, version: int, record: Optional[VersionRecord], data: str,
-                 metrics: dict[str, float], samples: int, report: Optional[ClassificationReport],
-                 folder: Optional[Path] = None, at: Optional[str] = None, best: bool = False) -> None:
-        self.run = Path(run)
-        self.version = version
-        self.record: VersionRecord = record or {}
-        self.best = best  # the version holds the run's best epoch
-        self.data = data
-        self.metrics = metrics
-        self.samples = samples
-        self.report = report
-        self.folder: Optional[Path] = folder
-        self.at = at or now()
-
-    @property
-    def confusion(self) -> Optional[np.ndarray]:
-        """The confusion matrix (rows: true class, columns: predicted), or None for a model that is no classifier."""
-        return None if self.report is None else self.report.confusion
-
-    @property
-    def per_class(self) -> Optional[list[dict[str, Any]]]:
-        """The per-class rows (class, precision, recall, f1, support), or None."""
-        return None if self.report is None else self.report.per_class
-
-    def as_json(self) -> dict[str, Any]:
-        """What evaluation.json holds."""
-        return {"run": str(self.run), "version": self.version, "version_record": self.record, "data": self.data,
-                "samples": self.samples, "metrics": self.metrics, "at": self.at,
-                "classification": None if self.report is None else self.report.as_json()}
-
-    def __str__(self) -> str:
-        held = version_summary(self.record, self.best)
-        width = max(8, *(len(name) for name in self.metrics))
-        lines = [f"run:      {self.run}",
-                 f"version:  {self.version}" + (f" ({held})" if held else ""),
-                 f"data:     {self.data}",
-                 f"samples:  {self.samples}", ""]
-        lines += [f"{name:<{width}}  {value:.6g}" for name, value in self.metrics.items()]
-        if self.report is not None:
-            lines += ["", self.report.table()]
-        if self.folder is not None:
-            lines += ["", f"report:   {self.folder}"]
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{name} {value:.4g}" for name, value in self.metrics.items())
-        return f"<Evaluation of version {self.version} of {self.run} on {self.data}: {shown}>"
-
-
 def evaluate_run(run: PathLike | Experiment, version: Optional[int] = None, data: Optional[PathLike] = None,
                  settings: object = None, accept_code_change: bool = False,
-                 how_to_accept: str = "--accept-code-change") -> Evaluation:
+                 how_to_accept: str = "--accept-code-change", output: Optional[PathLike] = None) -> Evaluation:
     """Evaluates version `version` (None: the best) of the run `run` on its test set and saves it in the run's
-    `evaluations/` folder; a run being trained is evaluated as it is (its lease is not taken).
+    `evaluations/` folder (or in `output`); a run being trained is evaluated as it is (its lease is not taken).
 
     Args:
         run: the experiment folder (or its `Experiment`, opened).
@@ -129,9 +65,10 @@ def evaluate_run(run: PathLike | Experiment, version: Optional[int] = None, data
         accept_code_change: evaluate although a module of the run's code changed since it trained (default False:
             refused in one line naming the file).
         how_to_accept: how the user accepts it, as the refusal says (default the command's flag).
+        output: the folder to save the evaluation in instead of the run's `evaluations/` (default None).
 
     Returns:
-        the `Evaluation`.
+        the `Evaluation`; its `unsaved` says in one line why it is not saved when the disk took no write.
 
     Raises:
         UserInputError: no such run or version, no export yet, no test data, the run's code changed.
@@ -150,14 +87,15 @@ def evaluate_run(run: PathLike | Experiment, version: Optional[int] = None, data
     experiment = run if isinstance(run, Experiment) else Experiment.open(run)
     number, record, best = chosen_version(experiment, version)
     experiment.refuse_code_changes("evaluate", accept_code_change, how_to_accept)  # before the model is built
-    link = first_link_inside(experiment.root)  # a folder is data: nothing is written through a link it holds
+    link = first_link_inside(experiment.root) if output is None else None  # nothing written through a link
     if link is not None:
         raise UserInputError(link_refusal(link))
     if not isinstance(settings, Settings):
         settings = load_experiment_settings(experiment, settings)
     folder, label = _test_data(settings, data, experiment.root)  # no test set: said before the model is built
     model = chosen_version_model(experiment, number, record, best, settings)  # the one read em.load makes
-    return VersionEvaluator(model, settings, folder, label, experiment, number, record, best).run()
+    written_to = Path(output) if output is not None else None
+    return VersionEvaluator(model, settings, folder, label, experiment, number, record, best, written_to).run()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +110,7 @@ class VersionEvaluator:
             given); `label`: what the evaluation records of it.
         experiment: the run; `number`: the version number; `record`: its version record, or None; `best`: it holds
             the run's best epoch.
+        output: the folder the evaluation is saved in (default None: the run's `evaluations/`).
 
     Example:
 
@@ -188,6 +127,7 @@ class VersionEvaluator:
     number: int
     record: Optional[VersionRecord]
     best: bool
+    output: Optional[Path] = None
 
     def run(self) -> Evaluation:
         """Evaluates and saves; returns the `Evaluation`."""
@@ -195,7 +135,7 @@ class VersionEvaluator:
         metrics, samples, report = _numbers(self.model, self.settings, self.data)
         evaluation = Evaluation(self.experiment.root, self.number, self.record, self.label, metrics, samples, report)
         evaluation.best = self.best
-        _save(evaluation, self.experiment)
+        _save(evaluation, self.experiment, self.output)
         return evaluation
 
 
@@ -322,22 +262,22 @@ def _first_array(part: Any) -> Any:
     return part
 
 
-def _save(evaluation: Evaluation, experiment: Experiment) -> None:
-    """Writes the evaluation's folder whole (`run/evaluations.py`): run.json is the training run's, not touched."""
-    base = experiment.root / EVALUATIONS_FOLDER
-    try:
-        base.mkdir(exist_ok=True)
-    except FileNotFoundError:
-        raise UserInputError(f"{experiment.root}: removed while it was evaluated: nothing saved") from None
-    remove_dead_evaluations(base)
-    name, attempt = f"{folder_stamp()}-v{evaluation.version}", 1
-    while (base / name).exists():
-        name, attempt = f"{folder_stamp()}-v{evaluation.version}-{attempt}", attempt + 1
+def _save(evaluation: Evaluation, experiment: Experiment, output: Optional[Path]) -> None:
+    """Writes the evaluation's folder (`run/evaluations.save_evaluation`) in the run's `evaluations/`, or in `output`;
+    run.json is the training run's, not touched. A disk that takes no write (read-only, full, not the user's) leaves
+    the numbers unsaved, in one line of `evaluation.unsaved` that the caller says after them."""
+    base = Path(output) if output is not None else experiment.root / EVALUATIONS_FOLDER
     held = version_summary(evaluation.record, evaluation.best)
     title = f"{experiment.name}\nversion {evaluation.version}{f' ({held})' if held else ''} on {evaluation.data}"
-    with folder_replaced_atomically(base / in_progress_name(), base / name) as tmp:
-        tmp.mkdir()
-        (tmp / EVALUATION_FILE).write_text(json.dumps(evaluation.as_json(), indent=1) + "\n")
-        if evaluation.report is not None:
-            evaluation.report.write(tmp, title=title)
-    evaluation.folder = base / name
+    try:
+        if output is None:
+            base.mkdir(exist_ok=True)
+        evaluation.folder = save_evaluation(evaluation, base, title)
+    except FileNotFoundError:
+        raise UserInputError(f"{experiment.root}: removed while it was evaluated: nothing saved") from None
+    except OSError as error:
+        number = environment_errno(error)
+        if number is None:
+            raise
+        evaluation.unsaved = (f"{base}: {os.strerror(number)}: the evaluation above is not saved; give --output DIR "
+                              "(em.evaluate(..., output=DIR)) to save it elsewhere")

@@ -258,3 +258,27 @@ def test_load_and_evaluate_refuse_in_one_line_and_leave_nothing(blobs, run_cli, 
     with pytest.raises(UserInputError, match=r"no exported version yet \(the run is finished, 3 epochs done\)"):
         em.load(copy)
     assert not (copy / "evaluations").exists() and read_run(copy) == recorded
+
+
+@pytest.mark.claim("`evaluate` of a run on a read-only or full disk prints its numbers, then one line saying they are "
+                   "not saved (exit 75); `--output DIR` saves them there")
+def test_a_run_on_a_read_only_disk_is_evaluated_its_numbers_printed_and_saved_where_asked(blobs, run_cli, tmp_path):
+    from real_filesystems import remount_read_only, tmpfs
+
+    with tmpfs(tmp_path / "handed-over", "20m") as disk:
+        copy = disk / "run"
+        shutil.copytree(blobs.root, copy, ignore=shutil.ignore_patterns("evaluations", "lease.json*"))
+        remount_read_only(disk)
+        refused = run_cli("evaluate", str(copy))
+        saved = run_cli("evaluate", str(copy), "--output", str(tmp_path / "mine"))
+    assert refused.returncode == 75, refused.stdout + refused.stderr
+    assert "sparse_categorical_accuracy" in refused.stdout and "report:" not in refused.stdout
+    assert [line for line in refused.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {copy / 'evaluations'}: Read-only file system: the evaluation above is not saved; give --output DIR "
+        "(em.evaluate(..., output=DIR)) to save it elsewhere"], refused.stderr
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    (report,) = (tmp_path / "mine").iterdir()
+    assert f"report:   {report}" in saved.stdout and (report / "confusion_matrix.png").is_file()
+    metrics = json.loads((report / "evaluation.json").read_text())["metrics"]
+    shown = [line for line in refused.stdout.splitlines() if line.startswith("sparse_categorical_accuracy")]
+    assert shown == [f"sparse_categorical_accuracy  {metrics['sparse_categorical_accuracy']:.6g}"]
