@@ -35,7 +35,7 @@ from experiments_manager.run.record import RUN_RECORD_VERSION, RunRecord, Status
 from experiments_manager.run.record_writer import RunRecordWriter, jsonable
 from experiments_manager.run.space_reserve import RESERVE_NAME
 from experiments_manager.utils.atomic import (PathLike, copy_atomically, fsync_folder, remove_leftovers,
-                                             write_json_atomically)
+                                             remove_tree_atomically, write_json_atomically)
 from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.environment_failures import raise_environment_failure
 from experiments_manager.utils.errors import UserInputError
@@ -145,37 +145,41 @@ class Experiment:
             repeat = ""
         fsync_folder(root.parent)  # the new folder's name survives a power loss
         experiment = cls(root)
-        if settings.from_file:
-            copy_atomically(settings.path, experiment.settings_copy)
-        else:
-            experiment.settings_copy.write_text(
-                f'"""The settings of this experiment were built in Python ({settings.path.name}), not read from a '
-                'file.\n\nResume it from Python: em.resume(folder, settings=<the same settings>)."""\n')
-        copy_atomically(settings.model_file, root / f"{settings.model_name}.py")
-        commit = _git_commit(Path(settings.path).resolve().parent)
-        experiment.write_run_info({
-            "record_version": RUN_RECORD_VERSION,
-            "status": Status.RUNNING,
-            "command": list(command),
-            "settings_file": str(Path(settings.path).resolve()) if settings.from_file else None,
-            "settings_object": None if settings.from_file else settings.path.name,
-            "model_name": settings.model_name,
-            "model_file": str(settings.model_script.resolve()),  # the user's file, `__file__` on resume
-            "session_name": settings.experiment.session_name,
-            "hparams": jsonable(settings.experiment.hparams),
-            "hparam_overrides": jsonable(settings.overrides),
-            "monitored_loss_name": settings.training.monitor,
-            "nbEpoch": settings.training.epochs,
-            "tensorflow_server_port": settings.serving.port,  # what `serve --model_dir` listens on by default
-            "versions": package_versions(),
-            "git_commit": commit,
-            "host": socket.gethostname(),
-            "started": now(moment),
-            "attempts": [Attempt.starting(command, 1, started=now(moment), git_commit=commit).as_json()],
-            "repeat": repeat,
-            "ended": None, "epochs_completed": 0, "best_value": None, "best_epoch": None,
-            "exported_versions": [], "last_exported_version": None,
-        })
+        try:  # a run that cannot start (a full disk) leaves no folder: nothing half-made
+            if settings.from_file:
+                copy_atomically(settings.path, experiment.settings_copy)
+            else:
+                experiment.settings_copy.write_text(
+                    f'"""The settings of this experiment were built in Python ({settings.path.name}), not read from a '
+                    'file.\n\nResume it from Python: em.resume(folder, settings=<the same settings>)."""\n')
+            copy_atomically(settings.model_file, root / f"{settings.model_name}.py")
+            commit = _git_commit(Path(settings.path).resolve().parent)
+            experiment.write_run_info({
+                "record_version": RUN_RECORD_VERSION,
+                "status": Status.RUNNING,
+                "command": list(command),
+                "settings_file": str(Path(settings.path).resolve()) if settings.from_file else None,
+                "settings_object": None if settings.from_file else settings.path.name,
+                "model_name": settings.model_name,
+                "model_file": str(settings.model_script.resolve()),  # the user's file, `__file__` on resume
+                "session_name": settings.experiment.session_name,
+                "hparams": jsonable(settings.experiment.hparams),
+                "hparam_overrides": jsonable(settings.overrides),
+                "monitored_loss_name": settings.training.monitor,
+                "nbEpoch": settings.training.epochs,
+                "tensorflow_server_port": settings.serving.port,  # what `serve --model_dir` listens on by default
+                "versions": package_versions(),
+                "git_commit": commit,
+                "host": socket.gethostname(),
+                "started": now(moment),
+                "attempts": [Attempt.starting(command, 1, started=now(moment), git_commit=commit).as_json()],
+                "repeat": repeat,
+                "ended": None, "epochs_completed": 0, "best_value": None, "best_epoch": None,
+                "exported_versions": [], "last_exported_version": None,
+            })
+        except BaseException:
+            remove_tree_atomically(root)
+            raise
         return experiment
 
     @classmethod

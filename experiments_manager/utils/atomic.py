@@ -152,9 +152,15 @@ def write_text_atomically(path: PathLike, text: str, before_commit: Callable[[],
 
 
 def copy_atomically(source: PathLike, path: PathLike) -> None:
-    """Copies the file `source` to `path` durably (a reader sees the old file or the whole copy)."""
-    with replaced_atomically(path) as tmp:
-        shutil.copyfile(source, tmp)
+    """Copies the file `source` to `path` durably (a reader sees the old file or the whole copy). A disk that takes
+    no more (full, a quota, read-only) is said of `path`: shutil names the source, which is not where it failed."""
+    try:
+        with replaced_atomically(path) as tmp:
+            shutil.copyfile(source, tmp)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            error.filename, error.filename2 = str(path), None
+        raise
 
 
 def write_json_atomically(path: PathLike, data: object, before_commit: Callable[[], None] = lambda: None) -> None:

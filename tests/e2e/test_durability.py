@@ -7,6 +7,7 @@ skipped elsewhere, failed in CI (EXPERIMENTS_MANAGER_REAL_PARTS=required) when t
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -235,6 +236,21 @@ def test_a_read_only_working_folder_is_one_line_naming_it(workdir, tmp_path, run
     [error] = _errors(result)
     assert f"{disk / 'experiments'}: Read-only file system: the file system is mounted read-only" in error, error
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.claim(
+    'a full disk / read-only folder is one line, exit 75, no traceback or segfault; the run resumes once mended',
+    note="(a disk too small for the run's copy of its settings: the line names the copy, no folder is left)")
+def test_a_run_that_cannot_start_on_a_full_disk_names_the_copy_and_leaves_no_folder(workdir, tmp_path, run_cli):
+    with tmpfs(tmp_path / "nearly-full", "64k") as disk:
+        settings = settings_variant(workdir, "big.py", [f"workingFolder = {str(disk / 'experiments')!r}",
+                                                       "# " + "a long comment " * 10_000])  # 150 KB: no room
+        result = run_cli("train", "-u", str(settings))
+        assert result.returncode == 75, result.stdout + result.stderr
+        [error] = _errors(result)
+        assert re.fullmatch(rf"error: {re.escape(str(disk / 'experiments'))}/my_test_[^/]+/experiment_settings.py: No "
+                            r"space left on device: free space on that file system .*", error), error
+        assert [path for path in disk.rglob("*") if path.name != "experiments"] == []
 
 
 @pytest.mark.claim(

@@ -103,3 +103,19 @@ def test_the_commit_check_runs_once_the_new_content_is_durable_and_refusing_it_c
             folder.mkdir()
             (folder / "state.json").write_text("{}")
     assert [path.name for path in tmp_path.iterdir()] == ["training_curves.png"]
+
+
+def test_a_copy_onto_a_full_disk_names_the_copy_and_leaves_nothing(tmp_path):
+    """shutil names the source when the destination's disk fills; the line a user reads must name the copy."""
+    import errno
+
+    from experiments_manager.utils.atomic import copy_atomically
+    from real_filesystems import tmpfs
+
+    source = tmp_path / "settings.py"
+    source.write_text("# " + "x" * 200_000 + "\n")
+    with tmpfs(tmp_path / "small-disk", "64k") as disk:
+        with pytest.raises(OSError) as full:
+            copy_atomically(source, disk / "experiment_settings.py")
+        assert (full.value.errno, full.value.filename) == (errno.ENOSPC, str(disk / "experiment_settings.py"))
+        assert list(disk.iterdir()) == []
