@@ -112,7 +112,11 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
 
 def _check_where_it_starts(request: SweepRequest) -> None:
     """The sweep folder to resume, or the settings file of a new sweep, checked before TensorFlow is imported: a
-    mistyped name is said at once. (A requeued job's settings file may be gone: its sweep resumes from its copy.)"""
+    mistyped name is said at once. (A requeued job's settings file may be gone: its sweep resumes from its copy.)
+
+    Args:
+        request: the command's `SweepRequest`.
+    """
     from experiments_manager.settings.script import existing_settings_file
     from experiments_manager.sweeps.folder import SweepFolder
 

@@ -31,9 +31,13 @@ POLL_SECONDS = 0.2
 SESSION_TIMEOUT_MS = 6000
 
 
-
 def _consumer_properties(group: str, partition_eof: bool) -> dict[str, Any]:
-    """What a reader's consumer sets beside the connection's properties and the settings' `kafka_config`."""
+    """What a reader's consumer sets beside the connection's properties and the settings' `kafka_config`.
+
+    Args:
+        group: the consumer group id.
+        partition_eof: ask librdkafka to report reaching a partition's end.
+    """
     return {
         "group.id": group,
         "enable.auto.commit": False,
@@ -49,6 +53,9 @@ def check_consumer_config(connection: KafkaConnection) -> None:
     makes one (a consumer's: `fetch.max.bytes` against `message.max.bytes`, which an admin client does not check),
     so a `kafka_config` no reader could start with is one line before any folder exists.
 
+    Args:
+        connection: the settings' `KafkaConnection`.
+
     Raises:
         UserInputError: librdkafka refused the configuration (its words, after the settings' name).
     """
@@ -58,6 +65,7 @@ def check_consumer_config(connection: KafkaConnection) -> None:
         Consumer(connection.config(**_consumer_properties("experiments_manager-config-check", False))).close()
     except KafkaException as error:
         raise UserInputError(f"{connection.source}: kafka_config: {error.args[0].str()}") from None
+
 
 class TopicReader:
     """One confluent-kafka consumer and the decoding of what it reads.

@@ -100,11 +100,18 @@ def read_run_info(experiment: Experiment) -> RunRecord:
 
 
 def _in_short(problem: str) -> str:
-    """`Experiment.run_info`'s refusal as a status fits a table: 'not JSON', 'not an object', 'bad model_name'."""
+    """`Experiment.run_info`'s refusal as a status fits a table: 'not JSON', 'not an object', 'bad model_name', "a
+    newer engine's record".
+
+    Args:
+        problem: the refusal's line without the file's name.
+    """
     if problem.startswith("expected a JSON object:"):
         return "not JSON"
     if problem.startswith("expected a JSON object"):
         return "not an object"
+    if problem.startswith("record_version:"):
+        return "a newer engine's record"
     return f"bad {problem.split(':', 1)[0]}"
 
 

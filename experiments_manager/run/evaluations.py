@@ -155,6 +155,11 @@ def save_evaluation(evaluation: Evaluation, base: Path, title: str) -> Path:
     """Writes `evaluation`'s folder whole in `base` (created): evaluation.json and a classifier's report, under a
     temporary name renamed once complete (what an evaluation killed mid-write left there is removed first).
 
+    Args:
+        evaluation: the `Evaluation`.
+        base: the folder it goes in (`RUN/evaluations`, or `evaluate --output DIR`'s).
+        title: the confusion matrix picture's title (the run, the version, the data).
+
     Returns:
         the folder, `<base>/<stamp>-v<N>`.
     """

@@ -22,17 +22,15 @@ import json
 import logging
 import os
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence, cast
 
-from experiments_manager.run.attempts import Attempt, code_changes, code_identity, package_versions, recorded_code
-from experiments_manager.run.attempts import git_commit as _git_commit
+from experiments_manager.run.attempts import code_changes, code_identity, recorded_code
 from experiments_manager.run.names import folder_name, folder_stamp, make_unique_dir, now, varied_hparams
 from experiments_manager.run.migrations import current_run_record
-from experiments_manager.run.record import RUN_RECORD_VERSION, RunRecord, Status, record_problems
-from experiments_manager.run.record_writer import RunRecordWriter, jsonable
+from experiments_manager.run.record import RunRecord, record_problems
+from experiments_manager.run.record_writer import RunRecordWriter, first_record
 from experiments_manager.run.space_reserve import RESERVE_NAME
 from experiments_manager.utils.atomic import (PathLike, copy_atomically, fsync_folder, remove_leftovers,
                                              remove_tree_atomically, write_json_atomically)
@@ -153,41 +151,25 @@ class Experiment:
                     f'"""The settings of this experiment were built in Python ({settings.path.name}), not read from a '
                     'file.\n\nResume it from Python: em.resume(folder, settings=<the same settings>)."""\n')
             copy_atomically(settings.model_file, root / f"{settings.model_name}.py")
-            commit = _git_commit(Path(settings.path).resolve().parent)
-            experiment.write_run_info({
-                "record_version": RUN_RECORD_VERSION,
-                "status": Status.RUNNING,
-                "command": list(command),
-                "settings_file": str(Path(settings.path).resolve()) if settings.from_file else None,
-                "settings_object": None if settings.from_file else settings.path.name,
-                "model_name": settings.model_name,
-                "model_file": str(settings.model_script.resolve()),  # the user's file, `__file__` on resume
-                "session_name": settings.experiment.session_name,
-                "hparams": jsonable(settings.experiment.hparams),
-                "hparam_overrides": jsonable(settings.overrides),
-                "monitored_loss_name": settings.training.monitor,
-                "nbEpoch": settings.training.epochs,
-                "tensorflow_server_port": settings.serving.port,  # what `serve --model_dir` listens on by default
-                "versions": package_versions(),
-                "git_commit": commit,
-                "host": socket.gethostname(),
-                "started": now(moment),
-                "attempts": [Attempt.starting(command, 1, started=now(moment), git_commit=commit).as_json()],
-                "repeat": repeat,
-                "ended": None, "epochs_completed": 0, "best_value": None, "best_epoch": None,
-                "exported_versions": [], "last_exported_version": None,
-            })
+            experiment.write_run_info(first_record(settings, command, now(moment), repeat))
         except BaseException:
-            remove_tree_atomically(root)
+            with contextlib.suppress(OSError):  # the clean-up's own failure does not hide why the start failed
+                remove_tree_atomically(root)
             raise
         return experiment
 
     @classmethod
     def open(cls, root: PathLike, record: bool = True) -> "Experiment":
-        """Opens an existing experiment folder (resume, evaluate, serve, predict). `record` (default True): read and
-        check run.json now (`run_info`) and that the model file's copy it names is there; False for a reader that
-        tolerates a damaged record (`serve`). Raises `UserInputError`: not an experiment folder, a copy missing, a
-        run.json that cannot be read."""
+        """Opens an existing experiment folder (resume, evaluate, serve, predict).
+
+        Args:
+            root: the folder.
+            record: read and check run.json now (`run_info`; default True); False for a reader that tolerates a
+                damaged one (`serve`).
+
+        Raises:
+            UserInputError: not an experiment folder, its settings copy missing, a run.json that cannot be read.
+        """
         experiment = cls(root)
         if not experiment.run_file.is_file():
             if (experiment.root / STARTING_MARKER_NAME).is_file():
@@ -196,9 +178,8 @@ class Experiment:
             raise UserInputError(f"{root}: not an experiment folder (no {RUN_FILE_NAME})")
         if not experiment.settings_copy.is_file():
             raise UserInputError(f"{root}: {SETTINGS_COPY_NAME}: missing from the experiment folder")
-        info = experiment.run_info() if record else {}  # a record that cannot be read is said at once
-        if "model_name" in info and not experiment.model_file_copy().is_file():
-            raise UserInputError(f"{root}: {experiment.model_file_copy().name}: missing from the experiment folder")
+        if record:
+            experiment.run_info()  # a record that cannot be read is said at once
         return experiment
 
     @contextlib.contextmanager

@@ -27,6 +27,8 @@ import dataclasses
 import enum
 from typing import Any, Callable, Optional, TypedDict
 
+from experiments_manager.run.served_layout import model_name_problem
+
 RUN_RECORD_VERSION = 2
 
 
@@ -148,12 +150,14 @@ class Key:
     expected: str = ""
 
 
-def _plain_name(value: str) -> bool:
-    """A file's name, no folder in it: a name read from a folder never leads out of it."""
-    return value not in ("", ".", "..") and not any(part in value for part in "/\\\0") and len(value) <= 255
+def _model_name(value: str) -> bool:
+    """The rule every served model name meets (`served_layout.model_name_problem`): no folder in it, so a name read
+    from a folder never leads out of it."""
+    return model_name_problem(value) is None
 
 
 def _version_number(value: Any) -> bool:
+    """A version's number: a whole number (not a path, not a boolean)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -185,7 +189,7 @@ KEYS: tuple[Key, ...] = (
     Key(("settings_object",), "string?", "for settings built in Python (a notebook's), their label; then "
         "`settings_file` is null", WHAT_RAN),
     Key(("model_name",), "string", "the served model's name: the model file's name without `.py`", WHAT_RAN,
-        _plain_name, "a file's name, no folder in it (the model file's, without .py)"),
+        _model_name, "a model name without '/', '..' or spaces (the model file's name without .py)"),
     Key(("session_name", "hparams", "hparam_overrides"), "any", "the settings' session name and hparams, and those "
         "set with `--hparam`", WHAT_RAN),
     Key(("repeat", "seed"), "any", "the run's repeat label and its random seed", WHAT_RAN),

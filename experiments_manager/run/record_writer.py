@@ -18,7 +18,9 @@ experiment.record.end(endings.finished())     # (endings go through `lifecycle.r
 from __future__ import annotations
 
 import json
+import socket
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Optional, Protocol, Sequence, TypedDict, cast
 
 from experiments_manager.run.attempts import Attempt, settings_folder
@@ -70,6 +72,43 @@ class RecordedFolder(Protocol):
 def jsonable(value: object) -> Any:
     """`value` as JSON reads it back (numpy numbers, paths and enums as JSON's)."""
     return json.loads(json.dumps(value, default=str))
+
+
+def first_record(settings: Any, command: Sequence[str], started: str, repeat: str) -> RunRecord:
+    """run.json of a new run, as `Experiment.create` writes it before its first attempt trains.
+
+    Args:
+        settings: the run's `Settings`.
+        command: the command line that started it.
+        started: when (ISO time, the moment its folder is named after).
+        repeat: its repeat label ('1' for a second run of the same name in the same second, else '').
+    """
+    from experiments_manager.run.attempts import package_versions
+
+    commit = _git_commit(Path(settings.path).resolve().parent)
+    return {
+        "record_version": RUN_RECORD_VERSION,
+        "status": Status.RUNNING,
+        "command": list(command),
+        "settings_file": str(Path(settings.path).resolve()) if settings.from_file else None,
+        "settings_object": None if settings.from_file else settings.path.name,
+        "model_name": settings.model_name,
+        "model_file": str(settings.model_script.resolve()),  # the user's file, `__file__` on resume
+        "session_name": settings.experiment.session_name,
+        "hparams": jsonable(settings.experiment.hparams),
+        "hparam_overrides": jsonable(settings.overrides),
+        "monitored_loss_name": settings.training.monitor,
+        "nbEpoch": settings.training.epochs,
+        "tensorflow_server_port": settings.serving.port,  # what `serve --model_dir` listens on by default
+        "versions": package_versions(),
+        "git_commit": commit,
+        "host": socket.gethostname(),
+        "started": started,
+        "attempts": [Attempt.starting(command, 1, started=started, git_commit=commit).as_json()],
+        "repeat": repeat,
+        "ended": None, "epochs_completed": 0, "best_value": None, "best_epoch": None,
+        "exported_versions": [], "last_exported_version": None,
+    }
 
 
 class RunRecordWriter:

@@ -81,17 +81,21 @@ def evaluate_run(run: PathLike | Experiment, version: Optional[int] = None, data
     """
     from experiments_manager.run.version_records import chosen_version
     from experiments_manager.settings import Settings, load_experiment_settings
+    from experiments_manager.training.model import dtype_policy
     from experiments_manager.training.version_loading import chosen_version_model
-    from experiments_manager.utils.links import first_link_inside, link_refusal
+    from experiments_manager.utils.links import first_link_at_or_below, link_refusal
 
     experiment = run if isinstance(run, Experiment) else Experiment.open(run)
     number, record, best = chosen_version(experiment, version)
     experiment.refuse_code_changes("evaluate", accept_code_change, how_to_accept)  # before the model is built
-    link = first_link_inside(experiment.root) if output is None else None  # nothing written through a link
-    if link is not None:
+    if output is not None and Path(output).exists() and not Path(output).is_dir():
+        raise UserInputError(f"{output}: --output: expected a folder (made if missing), got a file")
+    link = first_link_at_or_below(experiment.root / EVALUATIONS_FOLDER) if output is None else None
+    if link is not None:  # nothing is written through a link in a run's folder
         raise UserInputError(link_refusal(link))
     if not isinstance(settings, Settings):
-        settings = load_experiment_settings(experiment, settings)
+        with dtype_policy(None):  # the caller's Keras policy is left as it is, whatever the settings file sets
+            settings = load_experiment_settings(experiment, settings)
     folder, label = _test_data(settings, data, experiment.root)  # no test set: said before the model is built
     model = chosen_version_model(experiment, number, record, best, settings)  # the one read em.load makes
     written_to = Path(output) if output is not None else None
@@ -275,9 +279,8 @@ def _save(evaluation: Evaluation, experiment: Experiment, output: Optional[Path]
         evaluation.folder = save_evaluation(evaluation, base, title)
     except FileNotFoundError:
         raise UserInputError(f"{experiment.root}: removed while it was evaluated: nothing saved") from None
-    except OSError as error:
+    except OSError as error:  # the numbers are not lost for it: said after them
         number = environment_errno(error)
-        if number is None:
-            raise
-        evaluation.unsaved = (f"{base}: {os.strerror(number)}: the evaluation above is not saved; give --output DIR "
+        words = os.strerror(number) if number is not None else error.strerror or type(error).__name__
+        evaluation.unsaved = (f"{base}: {words}: the evaluation above is not saved; give --output DIR "
                               "(em.evaluate(..., output=DIR)) to save it elsewhere")

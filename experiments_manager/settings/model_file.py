@@ -65,6 +65,8 @@ def check_model_file(model_file: Path, settings_name: str) -> list[str]:
         return [f"{settings_name}: model_file: {model_file.name!r} names the served model: {problem}"]
     if model_file.suffix != ".py":
         return [f"{settings_name}: model_file: expected a .py file, got {str(model_file)!r}"]
+    if not model_file.is_file():  # (a run's copy removed: the user's own file is looked for before)
+        return [f"{model_file}: model file not found"]
     try:
         tree = ast.parse(model_file.read_text(), filename=str(model_file))
     except SyntaxError as error:

@@ -103,6 +103,9 @@ def existing_settings_file(path: Union[str, Path]) -> Path:
     """`path` as a `Path`, or one line saying the settings file is not there: what commands check before they import
     TensorFlow, so a mistyped name is said at once.
 
+    Args:
+        path: the settings file given (`-u`).
+
     Raises:
         UserInputError: no such file.
 

@@ -14,12 +14,12 @@ changes = sweep_code_changes(sweep_folder, spec)   # ['/home/me/activations.py (
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, cast
 
 from experiments_manager.run.attempts import code_changes, file_sha256
-from experiments_manager.run.experiment import RUN_FILE_NAME
+from experiments_manager.run.discovery import read_run_info
+from experiments_manager.run.experiment import RUN_FILE_NAME, Experiment
 
 if TYPE_CHECKING:
     from experiments_manager.run.record import RunRecord
@@ -33,10 +33,9 @@ def recorded_code(sweep_root: PathLike, spec: SweepSpec) -> dict[str, Optional[s
     code: dict[str, Optional[str]] = {}
     runs: list[RunRecord] = []
     for run_file in Path(sweep_root).glob(f"*/{RUN_FILE_NAME}"):
-        try:
-            runs.append(json.loads(run_file.read_text()))
-        except (OSError, ValueError):
-            continue  # a damaged trial's record: its code is not known
+        info = read_run_info(Experiment(run_file.parent))  # checked; a damaged one is a stand-in without attempts
+        if "status" in info:  # (a damaged trial's record: its code is not known)
+            runs.append(info)
     for info in sorted(runs, key=lambda info: str(info.get("started") or "")):
         for attempt in info.get("attempts") or []:
             code.update({path: digest for path, digest in (attempt.get("code") or {}).items()

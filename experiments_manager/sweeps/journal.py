@@ -209,7 +209,9 @@ class TrialRecord:
     def parsed(self) -> tuple[RecordJSON, Optional[str]]:
         """(the record's JSON object, or {} when there is none; why its content is damaged, or None when it is an
         object or cannot be read now: an I/O error, a name a network file system shows before its content, is not
-        damage), from one read."""
+        damage), from one read. Its `experiment` is read as a name in the sweep's folder (a trial's experiment is
+        made there): a path leading elsewhere is never followed, and a sweep folder moved whole still finds its
+        trials."""
         try:
             content = self.path.read_bytes()
         except OSError:
@@ -218,7 +220,12 @@ class TrialRecord:
             data = json.loads(content)
         except ValueError:
             return {}, "NUL bytes, as after a power loss" if b"\0" in content else "not JSON"
-        return (data, None) if isinstance(data, dict) else ({}, "not a JSON object")
+        if not isinstance(data, dict):
+            return {}, "not a JSON object"
+        if data.get("experiment") is not None:
+            name = Path(data["experiment"]).name if isinstance(data["experiment"], str) else ""
+            data["experiment"] = str(self.path.parent.parent.resolve() / name) if name not in ("", ".", "..") else None
+        return data, None
 
     def entry(self) -> Optional[TrialEntry]:
         """The typed record, or None when it is absent or unreadable."""

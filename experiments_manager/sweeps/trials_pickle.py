@@ -5,8 +5,8 @@ a damaged record).
 Reading it is never trusted to be a pickle of ours: a damaged file (cut short, overwritten, not a `Trials`) is
 named in one warning line and left out; the journal is what the sweep goes by. Nor is it trusted to be harmless: a
 pickle can name any function to call as it loads (`os.system`), so it is read by an unpickler that builds only what
-a Trials pickle holds (`_TrialsUnpickler`: hyperopt's `Trials`, datetimes, numpy scalars, dtypes and arrays); one
-that names anything else is refused before it is called, as damaged.
+a Trials pickle holds (`_TrialsUnpickler`: hyperopt's `Trials`, a trial's `TrialState`, datetimes, numpy scalars,
+dtypes and arrays); one that names anything else is refused before it is called, as damaged.
 
 Example:
 
@@ -89,7 +89,8 @@ def _warn_damaged(saved_trials_file: Path, error: BaseException, journal_folder:
 
 
 _TRIALS_PICKLE_GLOBALS = frozenset({  # (module, name) of what a Trials pickle holds: ours, and hyperopt fmin's
-    ("hyperopt.base", "Trials"), ("datetime", "datetime"), ("numpy", "dtype"), ("numpy", "ndarray"),
+    ("hyperopt.base", "Trials"), ("experiments_manager.sweeps.trial_state", "TrialState"),  # results' trial_status
+    ("datetime", "datetime"), ("numpy", "dtype"), ("numpy", "ndarray"),
     ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "_reconstruct"),
 })

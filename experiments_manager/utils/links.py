@@ -24,19 +24,41 @@ from typing import Optional, Union
 
 def first_link_inside(folder: Union[str, Path]) -> Optional[Path]:
     """The first symbolic link found inside `folder` (a file's or a folder's, at any depth; links are not followed),
-    or None.
+    or None. One `scandir` a folder: the entries' types come with their names on most file systems.
 
     Args:
         folder: the folder to look through (itself may be a link: its place is the user's to choose).
     """
-    for parent, folders, files in os.walk(folder):
-        for name in sorted([*folders, *files]):
-            if os.path.islink(os.path.join(parent, name)):
-                return Path(parent) / name
+    try:
+        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    for entry in entries:
+        if entry.is_symlink():
+            return Path(entry.path)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            found = first_link_inside(entry.path)
+            if found is not None:
+                return found
     return None
 
 
+def first_link_at_or_below(path: Union[str, Path]) -> Optional[Path]:
+    """`path` itself when it is a symbolic link, else the first link inside it (`first_link_inside`), or None: what
+    a writer of that one folder (`evaluate`'s `RUN/evaluations`) checks.
+
+    Args:
+        path: the folder written (it may not exist yet).
+    """
+    return Path(path) if os.path.islink(path) else first_link_inside(path)
+
+
 def link_refusal(link: Path) -> str:
-    """The one line refusing to write a folder holding `link`."""
+    """The one line refusing to write a folder holding `link`.
+
+    Args:
+        link: the symbolic link found (`first_link_inside`).
+    """
     return (f"{link}: a symbolic link (to {os.readlink(link)}) inside the folder: nothing is written through a link "
             "in a run's folder; replace it with a file or folder of its own")

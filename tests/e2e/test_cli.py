@@ -138,8 +138,8 @@ def test_a_run_whose_model_name_leads_out_of_it_runs_nothing_and_writes_nothing(
     marker = tmp_path / "outside" / "RAN"
     (tmp_path / "outside" / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
-    line = (f"error: {run / 'run.json'}: model_name: expected a file's name, no folder in it (the model file's, "
-            "without .py), got '../outside/evil'")
+    line = (f"error: {run / 'run.json'}: model_name: expected a model name without '/', '..' or spaces (the model "
+            "file's name without .py), got '../outside/evil'")
     for command in (["evaluate", str(run)], ["train", "--resume", str(run), "--more-epochs", "1"],
                     ["export", str(run), "--format", "tflite"], ["predict", "--model_dir", str(run)]):
         result = subprocess.run([sys.executable, "-m", "experiments_manager", *command], env=cli_env(),
@@ -163,25 +163,29 @@ def test_a_run_whose_model_name_leads_out_of_it_runs_nothing_and_writes_nothing(
 @pytest.mark.claim("a folder is data: nothing is written through a symbolic link inside a run's folder (a resume, "
                    "an evaluation refuse it in one line naming it)")
 def test_a_run_whose_train_log_links_out_of_it_is_refused_before_anything_is_written(tmp_path, trained):
-    """train.log replaced by a link to a file elsewhere: a resume would append to that file; it is refused in one
-    line naming the link, exit 2, and neither the file nor the run changes."""
+    """train.log replaced by a link to a file elsewhere: a resume would append to that file; `evaluations/` a link to
+    a folder elsewhere: an evaluation would write there. Each is refused in one line naming the link, exit 2, and
+    nothing changes, there or in the run."""
     import shutil
 
     run = tmp_path / "colleague_run"
-    shutil.copytree(trained.dir, run)
-    victim = tmp_path / "victim.txt"
+    shutil.copytree(trained.dir, run, ignore=shutil.ignore_patterns("evaluations"))
+    victim, elsewhere = tmp_path / "victim.txt", tmp_path / "elsewhere"
     victim.write_text("someone else's file\n")
+    elsewhere.mkdir()
     (run / "train.log").unlink()
-    os.symlink(victim, run / "train.log")
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
-    line = (f"error: {run}/train.log: a symbolic link (to {victim}) inside the folder: nothing is written through a "
-            "link in a run's folder; replace it with a file or folder of its own")
-    for command in (["train", "--resume", str(run), "--more-epochs", "1"], ["evaluate", str(run)]):
+    for command, link, target in ((["train", "--resume", str(run), "--more-epochs", "1"], "train.log", victim),
+                                  (["evaluate", str(run), "--data", "unused"], "evaluations", elsewhere)):
+        os.symlink(target, run / link)
         result = subprocess.run([sys.executable, "-m", "experiments_manager", *command], env=cli_env(),
                                 capture_output=True, text=True, cwd=tmp_path, timeout=300)
         errors = [text for text in result.stderr.splitlines() if text.startswith("error:")]
-        assert (result.returncode, errors) == (2, [line]), (command, result.stderr)
-    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+        assert (result.returncode, errors) == (2, [
+            f"error: {run / link}: a symbolic link (to {target}) inside the folder: nothing is written through a link "
+            "in a run's folder; replace it with a file or folder of its own"]), (command, result.stderr)
+    after = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    assert after == {**before, run / "train.log": victim.read_bytes()} and list(elsewhere.iterdir()) == []
 
 
 def test_list_into_a_pipe_that_closes_early_is_not_a_traceback(tmp_path):

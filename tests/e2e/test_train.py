@@ -96,7 +96,7 @@ def test_run_json_records_what_reproduces_the_run(trained):
 def test_run_json_records_the_git_commit_of_the_settings_checkout():
     import subprocess
 
-    from experiments_manager.run.experiment import _git_commit
+    from experiments_manager.run.attempts import git_commit as _git_commit
 
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
     assert _git_commit(REPO / "examples/regression").startswith(head.stdout.strip())

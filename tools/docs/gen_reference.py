@@ -39,7 +39,7 @@ is the same program; with no command it trains (`--usersettings`), `--predict_st
 
 A mistake in what a command is given is one line on stderr starting with `error:`, exit code 2, nothing made. A
 folder that is not a run (or a sweep) and a settings file that is not there are said at once, before TensorFlow is
-imported (`train`, `evaluate`, `sweep`, `federated`).
+imported (`train`, `evaluate`, `sweep`, `federated`, `predict`).
 """
 
 

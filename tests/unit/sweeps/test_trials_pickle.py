@@ -30,15 +30,28 @@ def _fmin_trials(evals=4):
     return trials
 
 
-def test_hyperopts_own_pickle_and_ours_load_back(tmp_path):
+def test_hyperopts_own_pickle_and_the_sweeps_load_back(tmp_path, caplog):
+    from experiments_manager.sweeps.journal import TrialEntry
+    from experiments_manager.sweeps.sampler import hyperopt_trials
+    from experiments_manager.sweeps.trial_state import TrialState
+
     trials = _fmin_trials()
     (tmp_path / "fmin.pickle").write_bytes(pickle.dumps(trials))  # an older engine's: fmin's Trials as it is
-    save_trials(trials, tmp_path / "ours.pickle")
-    for name in ("fmin.pickle", "ours.pickle"):
-        assert check_saved_trials(tmp_path / name, tmp_path / "trials")
-        loaded = Trials()
-        assert add_saved_trials(loaded, tmp_path / name, tmp_path / "trials") == 4
-        assert loaded.losses() == trials.losses()
+    save_trials(trials, tmp_path / "resaved.pickle")
+    entries = [(None, TrialEntry(hparams={"x": 0.5 * tid}, tid=tid, vals={"x": [0.5 * tid]}, status=status,
+                                 experiment=f"trial_{tid + 1}", loss=loss, best_value=loss, best_epoch=2, seconds=1.0,
+                                 reason=None if loss is not None else "NaN loss"))
+               for tid, (status, loss) in enumerate([(TrialState.FINISHED, 0.25), (TrialState.FAILED, None),
+                                                     (TrialState.FINISHED, 0.5), (TrialState.PAUSED, 0.75)])]
+    save_trials(hyperopt_trials(entries, with_running=False), tmp_path / "sweep.pickle")  # what a sweep writes
+    with caplog.at_level(logging.WARNING, logger="experiments_manager"):
+        for name, losses in (("fmin.pickle", trials.losses()), ("resaved.pickle", trials.losses()),
+                             ("sweep.pickle", [0.25, None, 0.5, 0.75])):
+            assert check_saved_trials(tmp_path / name, tmp_path / "trials")
+            loaded = Trials()
+            assert add_saved_trials(loaded, tmp_path / name, tmp_path / "trials") == 4
+            assert loaded.losses() == losses, name
+    assert caplog.records == []
 
 
 @pytest.mark.claim("a folder is data: no pickle of it runs code; an older sweep's trials.pickle is read by an unpickler "

@@ -2,7 +2,7 @@
 
 import os
 
-from experiments_manager.utils.links import first_link_inside, link_refusal
+from experiments_manager.utils.links import first_link_at_or_below, first_link_inside, link_refusal
 
 
 def test_a_link_at_any_depth_is_found_and_named_with_its_target(tmp_path):
@@ -18,3 +18,6 @@ def test_a_link_at_any_depth_is_found_and_named_with_its_target(tmp_path):
         "through a link in a run's folder; replace it with a file or folder of its own")
     os.symlink(run, tmp_path / "linked_run")  # the folder itself may be a link: only what it holds counts
     assert first_link_inside(tmp_path / "linked_run") == tmp_path / "linked_run" / "logs" / "train" / "events"
+    assert first_link_at_or_below(run / "logs") == run / "logs" / "train" / "events"
+    assert first_link_at_or_below(run / "logs" / "train" / "events") == run / "logs" / "train" / "events"
+    assert first_link_at_or_below(run / "evaluations") is None  # not made yet
