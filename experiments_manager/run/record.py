@@ -311,7 +311,9 @@ type, a `model_name` with a folder in it (`../elsewhere/model`), versions that a
 one line naming the file and the key, exit code 2, before any of the run's code is imported or anything written
 (`list` shows the run as `unreadable run.json (bad model_name)`). The `sweep` a trial's record names is not
 followed: a trial's sweep is the folder holding it. Nothing is written through a symbolic link inside a run's folder
-(the tool makes none): a resume or an evaluation of a folder holding one is refused in one line naming it.
+(the tool makes none): a resume or an evaluation of a folder holding one is refused in one line naming it. The MLflow
+server `mlflow.tracking_uri` names is checked as `--mlflow`'s would be (a store's URI refused) before a resume or
+`mlflow sync` sends anything there, and a resume says it first.
 """
 
 _OUTRO = """

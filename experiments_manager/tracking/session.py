@@ -35,6 +35,7 @@ from experiments_manager.run.record import Status
 from experiments_manager.run.version_records import records_of
 from experiments_manager.tracking.bridge import MlflowBridge
 from experiments_manager.tracking.outbox import Outbox, OutboxEntry, SentState
+from experiments_manager.tracking.options import tracking_uri
 from experiments_manager.utils.command_name import command_name
 
 if TYPE_CHECKING:
@@ -89,9 +90,9 @@ class TrackingSession:
             if completion.damaged:
                 _LOG.warning("MLflow: %s", completion)
             self.append({"kind": "attempt", "tags": _attempt_tags(info)})
-        self.bridge.start()
         _LOG.info("MLflow: logging to %s (experiment %r, run %r)", self.uri, _experiment_name(info),
-                  self.experiment.name)
+                  self.experiment.name)  # said before anything is sent
+        self.bridge.start()
 
     def complete(self) -> Completion:
         """Appends what the run's own files hold and the outbox lacks, its damaged lines dropped first: the start,
@@ -268,12 +269,26 @@ def record_server(experiment: Experiment, uri: str, mlflow_experiment: Optional[
                                   or registered_model or info.get("model_name")})
 
 
+def recorded_tracking_uri(experiment: Experiment) -> Optional[str]:
+    """The tracking server the run's run.json names, checked as a flag's would be (a folder is data: a store's or a
+    file's URI is refused, never written), or None for a run not tracked.
+
+    Args:
+        experiment: the run.
+
+    Raises:
+        UserInputError: not an http(s):// server's URI, in one line naming run.json's key.
+    """
+    recorded = (experiment.run_info().get("mlflow") or {}).get("tracking_uri")
+    return tracking_uri(str(recorded), f"{experiment.run_file}: mlflow.tracking_uri") if recorded else None
+
+
 def send_recorded_end(experiment: Experiment) -> None:
     """A tracked run whose process died before it told MLflow how it ended (another process recorded its ending in
     run.json: a sweep's worker, the federation command): that end appended and sent as the attempt would have (for
     up to `bridge.CLOSE_SECONDS`; what the server does not take stays for `mlflow sync`). Called by the run's writer
     (the lease held); nothing for a run not tracked."""
-    uri = (experiment.run_info().get("mlflow") or {}).get("tracking_uri")
+    uri = recorded_tracking_uri(experiment)
     if not uri:
         return
     session = TrackingSession(experiment, uri)
@@ -296,7 +311,7 @@ def tracked(experiment: Experiment, uri: Optional[str], mlflow_experiment: Optio
         registered_model: the registered model a new run's improving versions join (default None: the served
             model's name).
     """
-    uri = uri or (experiment.run_info().get("mlflow") or {}).get("tracking_uri")
+    uri = uri or recorded_tracking_uri(experiment)
     if not uri:
         yield None
         return

@@ -26,7 +26,7 @@ from experiments_manager.run.experiment import Experiment
 from experiments_manager.tracking.outbox import OUTBOX_NAME
 from experiments_manager.tracking.sender import (LocalDiskFailed, TrackingRefused, TrackingUnavailable, run_url,
                                                  send_pending)
-from experiments_manager.tracking.session import TrackingSession
+from experiments_manager.tracking.session import TrackingSession, recorded_tracking_uri
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, UserInputError
 from experiments_manager.utils.lease import LeaseHeld
 
@@ -62,7 +62,7 @@ def sync_runs(place: str, uri: Optional[str] = None, command: Sequence[str] = ()
         raise UserInputError(f"{place}: no run logged to MLflow there ({OUTBOX_NAME} in no run folder)")
     for root in runs:
         experiment = Experiment.open(root)
-        server = uri or (experiment.run_info().get("mlflow") or {}).get("tracking_uri")
+        server = uri or recorded_tracking_uri(experiment)
         if not server:
             raise UserInputError(f"{root}: run.json names no MLflow server: give one with --mlflow URI")
         try:
