@@ -83,16 +83,15 @@ def evaluate_run(run: PathLike | Experiment, version: Optional[int] = None, data
     from experiments_manager.settings import Settings, load_experiment_settings
     from experiments_manager.training.model import dtype_policy
     from experiments_manager.training.version_loading import chosen_version_model
-    from experiments_manager.utils.links import first_link_at_or_below, link_refusal
+    from experiments_manager.utils.links import first_link_at_or_below, refuse_link
 
     experiment = run if isinstance(run, Experiment) else Experiment.open(run)
     number, record, best = chosen_version(experiment, version)
     experiment.refuse_code_changes("evaluate", accept_code_change, how_to_accept)  # before the model is built
     if output is not None and Path(output).exists() and not Path(output).is_dir():
         raise UserInputError(f"{output}: --output: expected a folder (made if missing), got a file")
-    link = first_link_at_or_below(experiment.root / EVALUATIONS_FOLDER) if output is None else None
-    if link is not None:  # nothing is written through a link in a run's folder
-        raise UserInputError(link_refusal(link))
+    if output is None:  # nothing is written through a link in a run's folder
+        refuse_link(first_link_at_or_below(experiment.root / EVALUATIONS_FOLDER))
     if not isinstance(settings, Settings):
         with dtype_policy(None):  # the caller's Keras policy is left as it is, whatever the settings file sets
             settings = load_experiment_settings(experiment, settings)

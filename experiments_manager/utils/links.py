@@ -9,9 +9,7 @@ This module does not import TensorFlow.
 Example:
 
 ```python
-link = first_link_inside(run_folder)
-if link is not None:
-    raise UserInputError(link_refusal(link))
+refuse_link(first_link_inside(run_folder))   # one line naming the first link, or nothing
 ```
 """
 
@@ -20,6 +18,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Optional, Union
+
+from experiments_manager.utils.errors import UserInputError
 
 
 def first_link_inside(folder: Union[str, Path]) -> Optional[Path]:
@@ -62,3 +62,13 @@ def link_refusal(link: Path) -> str:
     """
     return (f"{link}: a symbolic link (to {os.readlink(link)}) inside the folder: nothing is written through a link "
             "in a run's folder; replace it with a file or folder of its own")
+
+
+def refuse_link(found: Optional[Path]) -> None:
+    """Raises `UserInputError` (`link_refusal`'s line) when a writer's check found a link; nothing when None.
+
+    Args:
+        found: what `first_link_inside` or `first_link_at_or_below` returned.
+    """
+    if found is not None:
+        raise UserInputError(link_refusal(found))

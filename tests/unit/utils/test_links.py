@@ -21,3 +21,16 @@ def test_a_link_at_any_depth_is_found_and_named_with_its_target(tmp_path):
     assert first_link_at_or_below(run / "logs") == run / "logs" / "train" / "events"
     assert first_link_at_or_below(run / "logs" / "train" / "events") == run / "logs" / "train" / "events"
     assert first_link_at_or_below(run / "evaluations") is None  # not made yet
+
+
+def test_refuse_link_raises_the_refusal_line_or_nothing(tmp_path):
+    import pytest
+
+    from experiments_manager.utils.errors import UserInputError
+    from experiments_manager.utils.links import refuse_link
+
+    refuse_link(None)
+    os.symlink(tmp_path / "elsewhere", tmp_path / "train.log")
+    with pytest.raises(UserInputError) as refused:
+        refuse_link(tmp_path / "train.log")
+    assert str(refused.value) == link_refusal(tmp_path / "train.log")
