@@ -15,6 +15,7 @@ import pytest
 # EM_TEST_CPU_REPORT=FILE: each test's CPU and wall seconds, worker and start (tests/cost_report.py, which .ci/run
 # runs to print where the suite's time went); its hook is registered by being imported into this module
 from cost_report import SLOW_MARK, pytest_runtest_protocol  # noqa: F401
+from warm_cli import warm_interpreter
 
 REPO = Path(__file__).resolve().parents[1]
 REGRESSION_SETTINGS = "examples/regression/mysettings_curve_fitting.py"
@@ -119,14 +120,25 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
+def run_command(arguments, cwd=None, env=None, **options):
+    """`subprocess.run` of `python -m experiments_manager ARGUMENTS` in `cwd`, environment `cli_env()` unless given:
+    forked from this process's warm interpreter (tests/warm_cli.py: TensorFlow imported once), a new interpreter
+    with EM_TEST_FRESH_PROCESSES=1. For a command the test waits for; one it signals or kills starts with
+    `cli_command` (`start_cli`). Returns the CompletedProcess."""
+    env = cli_env() if env is None else env
+    warm = warm_interpreter(cli_env)
+    if warm is None:
+        return subprocess.run(cli_command(*arguments), cwd=cwd, env=env, **options)
+    return subprocess.run([*warm.command(), *arguments], cwd=cwd, env=warm.environment(env), **options)
+
+
 @pytest.fixture
 def run_cli(workdir):
-    """Runs `python -m experiments_manager ARGS...` in the work directory; returns CompletedProcess."""
+    """Runs `python -m experiments_manager ARGS...` in the work directory (in the warm interpreter:
+    tests/warm_cli.py); returns CompletedProcess."""
 
     def run(*arguments, timeout=300):
-        return subprocess.run(
-            cli_command(*arguments), cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=timeout
-        )
+        return run_command(arguments, workdir, capture_output=True, text=True, timeout=timeout)
 
     return run
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import cli_command, cli_env, read_run, settings_variant, wait_for
+from conftest import cli_command, cli_env, read_run, run_command, settings_variant, wait_for
 from experiments_manager.run import lifecycle
 from test_one_writer import PACED_BY_THE_TEST
 from test_resume import OutputReader, checkpoints, the_experiment
@@ -57,15 +57,15 @@ def test_attempts_are_recorded_and_changed_code_is_refused_unless_accepted(workd
     assert helper in attempt["code"] and "model_with_a_helper.py" in attempt["code"]  # the copy, inside the run
 
     (folder / "activations_of_mine.py").write_text("ACTIVATION = 'tanh'\n")
-    refused = subprocess.run(cli_command("train", "--resume", str(root)), cwd=workdir, env=_env(folder),
-                             capture_output=True, text=True, timeout=120)
+    refused = run_command(["train", "--resume", str(root)], cwd=workdir, env=_env(folder),
+                          capture_output=True, text=True, timeout=120)
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
     assert refused.returncode == 2 and len(errors) == 1, refused.stderr
     assert f"{helper} (changed)" in errors[0] and "--accept-code-change" in errors[0]
     assert read_run(root) == stopped  # refused before anything was written
 
-    accepted = subprocess.run(cli_command("train", "--resume", str(root), "--accept-code-change"), cwd=workdir,
-                              env=_env(folder), capture_output=True, text=True, timeout=300)
+    accepted = run_command(["train", "--resume", str(root), "--accept-code-change"], cwd=workdir,
+                           env=_env(folder), capture_output=True, text=True, timeout=300)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     info = read_run(root)
     assert info["status"] == "finished" and info["epochs_completed"] == EPOCHS

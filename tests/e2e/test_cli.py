@@ -9,7 +9,7 @@ import pytest
 
 from experiments_manager.cli import SUBCOMMANDS
 
-from conftest import cli_env
+from conftest import cli_env, run_command
 
 
 def test_help_does_not_import_tensorflow():
@@ -142,8 +142,7 @@ def test_a_run_whose_model_name_leads_out_of_it_runs_nothing_and_writes_nothing(
             "file's name without .py), got '../outside/evil'")
     for command in (["evaluate", str(run)], ["train", "--resume", str(run), "--more-epochs", "1"],
                     ["export", str(run), "--format", "tflite"], ["predict", "--model_dir", str(run)]):
-        result = subprocess.run([sys.executable, "-m", "experiments_manager", *command], env=cli_env(),
-                                capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        result = run_command(command, env=cli_env(), capture_output=True, text=True, cwd=tmp_path, timeout=120)
         assert (result.returncode, result.stderr.strip()) == (2, line), (command, result.stderr)
     code = ("import experiments_manager as em, sys\n"
             "try:\n"
@@ -153,8 +152,8 @@ def test_a_run_whose_model_name_leads_out_of_it_runs_nothing_and_writes_nothing(
             "print('tensorflow' in sys.modules)\n")
     loaded = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, cwd=tmp_path)
     assert loaded.stdout.splitlines() == [line.removeprefix("error: "), "False"], loaded.stderr
-    listed = subprocess.run([sys.executable, "-m", "experiments_manager", "list", str(tmp_path), "--format", "json"],
-                            env=cli_env(), capture_output=True, text=True, cwd=tmp_path)
+    listed = run_command(["list", str(tmp_path), "--format", "json"],
+                         env=cli_env(), capture_output=True, text=True, cwd=tmp_path)
     assert [row["status"] for row in json.loads(listed.stdout)] == ["unreadable run.json (bad model_name)"], listed
     assert not marker.exists()
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
@@ -178,8 +177,7 @@ def test_a_run_whose_train_log_links_out_of_it_is_refused_before_anything_is_wri
     for command, link, target in ((["train", "--resume", str(run), "--more-epochs", "1"], "train.log", victim),
                                   (["evaluate", str(run), "--data", "unused"], "evaluations", elsewhere)):
         os.symlink(target, run / link)
-        result = subprocess.run([sys.executable, "-m", "experiments_manager", *command], env=cli_env(),
-                                capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        result = run_command(command, env=cli_env(), capture_output=True, text=True, cwd=tmp_path, timeout=300)
         errors = [text for text in result.stderr.splitlines() if text.startswith("error:")]
         assert (result.returncode, errors) == (2, [
             f"error: {run / link}: a symbolic link (to {target}) inside the folder: nothing is written through a link "

@@ -4,13 +4,12 @@ moves them aside, continues from the checkpoint before (the loss stays where tra
 new versions past the damaged one."""
 
 import signal
-import subprocess
 
 import numpy as np
 
 import pytest
 
-from conftest import cli_command, cli_env, read_run, settings_variant, wait_for
+from conftest import cli_env, read_run, run_command, settings_variant, wait_for
 from test_one_writer import PACED_BY_THE_TEST
 from test_resume import OutputReader, checkpoints, the_experiment
 
@@ -49,8 +48,8 @@ def test_damaged_checkpoint_and_version_are_set_aside_and_the_resume_continues_f
     flip_bytes(newest / "model.weights.h5")
     flip_bytes(next((root / "exported_models" / "3" / "variables").glob("variables.data-*")))
 
-    resumed = subprocess.run(cli_command("train", "--resume", str(root)), cwd=workdir, env=cli_env(),
-                             capture_output=True, text=True, timeout=300)
+    resumed = run_command(["train", "--resume", str(root)], cwd=workdir, env=cli_env(),
+                          capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"{newest}: damaged (model.weights.h5 differs from what was written (SHA-256)" in resumed.stderr
     assert "exported_models/3: damaged (variables/variables.data" in resumed.stderr

@@ -7,7 +7,7 @@ import numpy as np
 
 import pytest
 
-from conftest import cli_command, cli_env, settings_variant, wait_for
+from conftest import cli_command, cli_env, run_command, settings_variant, wait_for
 from test_resume import OutputReader, kill_when_seen
 
 EPOCHS = 4
@@ -104,8 +104,8 @@ def test_a_killed_and_resumed_deterministic_run_ends_bitwise_identical(workdir):
                      "version 1")
             kill_when_seen(process, root / "exported_models", ".tmp-", 180)  # version 2 or later, half written
         assert process.returncode == -9, output.text()
-        resumed = subprocess.run(cli_command("train", "--resume", str(root)), cwd=workdir, env=cli_env(),
-                                 capture_output=True, text=True, timeout=300)
+        resumed = run_command(["train", "--resume", str(root)], cwd=workdir, env=cli_env(),
+                              capture_output=True, text=True, timeout=300)
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         runs[case] = final_arrays(root)
 

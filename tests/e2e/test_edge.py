@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, cli_command, cli_env, settings_variant
+from conftest import REPO, cli_env, run_command, settings_variant
 from experiments_manager.run.version_records import CLASS_NAMES_FILE
 
 pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
@@ -54,8 +54,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory, trained: types.SimpleNamespac
         dirs[name] = _train(root, name, base, lines, epochs)
     found = {}
     for name, folder in dirs.items():
-        result = subprocess.run(cli_command("export", str(folder), "--all", "--timing-seconds", TIMING), cwd=root,
-                                env=cli_env(), capture_output=True, text=True, timeout=600)
+        result = run_command(["export", str(folder), "--all", "--timing-seconds", TIMING], cwd=root,
+                             env=cli_env(), capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
         found[name] = types.SimpleNamespace(dir=folder, result=result)
     return found
@@ -406,8 +406,8 @@ def test_a_flex_op_is_refused_in_one_line_naming_it_and_nothing_is_written(runs:
     (line,) = refused.value.problems
     assert "\n" not in line and "Flex ops MatrixDeterminant" in line and "--allow-flex-ops" in line, line
     assert not (run / "edge").exists()  # not even an empty RUN/edge/
-    result = subprocess.run(cli_command("export", str(run), "--format", "litert"), env=cli_env(), capture_output=True,
-                            text=True, timeout=300)  # the command line: the same line, exit 2
+    result = run_command(["export", str(run), "--format", "litert"], env=cli_env(), capture_output=True,
+                         text=True, timeout=300)  # the command line: the same line, exit 2
     assert (result.returncode, result.stderr) == (2, f"error: {line}\n"), result.stderr
     assert not (run / "edge").exists()
     # asked for: written, said in the report; not measured, as the plain LiteRT runtime has no Flex delegate

@@ -15,7 +15,7 @@ import types
 import numpy as np
 import pytest
 
-from conftest import RAN_AS, REPO, cli_command, cli_env, read_run, settings_variant, wait_for
+from conftest import RAN_AS, REPO, cli_command, cli_env, read_run, run_command, settings_variant, wait_for
 
 pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
 
@@ -73,8 +73,8 @@ def extended(tmp_path_factory):
     assert outcome.status == "finished"
     run = root / outcome.experiment.root
     before = types.SimpleNamespace(info=read_run(run), history=_history_epochs(run)[1], versions=_versions(run))
-    result = subprocess.run(cli_command("train", "--resume", str(run), "--epochs", "4"), cwd=root, env=cli_env(),
-                            capture_output=True, text=True, timeout=300)
+    result = run_command(["train", "--resume", str(run), "--epochs", "4"], cwd=root, env=cli_env(),
+                         capture_output=True, text=True, timeout=300)
     return types.SimpleNamespace(root=root, run=run, settings=settings, before=before, result=result)
 
 
@@ -168,9 +168,9 @@ def test_fine_tuning_starts_from_the_chosen_versions_ema_weights_and_records_the
 def test_a_different_architecture_is_one_line_exit_2_and_no_folder(extended):
     working = extended.root / "experiments" / "extend"
     runs_before = sorted(working.iterdir())
-    result = subprocess.run(cli_command("train", "-u", str(extended.settings), "--hparam", "hiddenNeurons=8",
-                                        "--init-from", str(extended.run)),
-                            cwd=extended.root, env=cli_env(), capture_output=True, text=True, timeout=300)
+    result = run_command(["train", "-u", str(extended.settings), "--hparam", "hiddenNeurons=8",
+                         "--init-from", str(extended.run)],
+                         cwd=extended.root, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -208,8 +208,8 @@ def test_serve_of_a_run_without_a_version_says_its_status_then_serves_the_first_
     failed, interrupted = sorted((extended.root / "experiments" / "stops").iterdir())
     assert (read_run(failed)["status"], read_run(interrupted)["status"]) == ("failed", "interrupted")
 
-    refused = subprocess.run(cli_command("serve", "--model_dir", str(failed), "--rest-port", "0"), env=cli_env(),
-                             capture_output=True, text=True, timeout=120)
+    refused = run_command(["serve", "--model_dir", str(failed), "--rest-port", "0"], env=cli_env(),
+                          capture_output=True, text=True, timeout=120)
     raised_at = next(number for number, line in enumerate((extended.root / settings).read_text().splitlines(), 1)
                      if "raise ValueError" in line)
     assert refused.returncode == 2
@@ -291,8 +291,8 @@ def test_a_requeued_more_epochs_command_trains_to_the_same_total(extended, monke
     outcome = training.train(str(settings), {"nbEpoch": 1})
     run = extended.root / outcome.experiment.root
     (extended.root / "stop_at").write_text("3")
-    stopped = subprocess.run(cli_command("train", "--resume", str(run), "--more-epochs", "3"), cwd=extended.root,
-                             env=cli_env(), capture_output=True, text=True, timeout=300)
+    stopped = run_command(["train", "--resume", str(run), "--more-epochs", "3"], cwd=extended.root,
+                          env=cli_env(), capture_output=True, text=True, timeout=300)
     (extended.root / "stop_at").unlink()
     assert stopped.returncode == 130 and read_run(run)["epochs_completed"] >= 2, stopped.stderr
     outcome = training.resume(run, more_epochs=3)  # the same command again

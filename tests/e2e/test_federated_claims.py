@@ -11,15 +11,14 @@ import re
 import shutil
 import socket
 import struct
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import (REPO, FlowerFederation, cli_command, cli_env, free_port, read_run, settings_variant,
-                      single_experiment, wait_for)
+from conftest import (FlowerFederation, REPO, cli_env, free_port, read_run, run_command,
+                      settings_variant, single_experiment, wait_for)
 
 
 FEDERATED_SETTINGS = "examples/federated/mysettings_federated_curve_fitting.py"
@@ -363,9 +362,9 @@ def test_too_few_supernodes_for_mincl_fail_round_1_after_the_round_timeout(feder
     """Two SuperNodes connected, minCl=3, --round-timeout 2: the federation ends `failed` with one line saying
     which round and how many clients connected, in run.json and in the command's status line; no client trained."""
     started = time.monotonic()
-    result = subprocess.run(
-        cli_command("federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", federation.address, "--rounds", "2",
-                    "--round-timeout", "2", "--hparam", "minCl=3", "--hparam", "nbEpoch=1"),
+    result = run_command(
+        ["federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", federation.address, "--rounds", "2",
+         "--round-timeout", "2", "--hparam", "minCl=3", "--hparam", "nbEpoch=1"],
         cwd=federation.workdir, env=cli_env(), capture_output=True, text=True, timeout=300)
     print(f"federated run took {time.monotonic() - started:.1f} s")
     assert result.returncode == 1, result.stdout + result.stderr

@@ -17,14 +17,13 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, FlowerFederation, cli_command, cli_env, read_run, settings_variant, wait_for
+from conftest import FlowerFederation, REPO, cli_env, read_run, run_command, settings_variant, wait_for
 
 
 FEDERATED_SETTINGS = "examples/federated/mysettings_federated_curve_fitting.py"
@@ -141,9 +140,9 @@ def federated_run(federation, settings, *hparams, rounds=2):
     """Runs `federated run` on the federation; returns (CompletedProcess, the server experiment folder)."""
     earlier = set(federation.workdir.glob(f"{WORKING_FOLDER}/*/run.json"))
     arguments = [f"--hparam={item}" for item in ("nbEpoch=1", *hparams)]
-    result = subprocess.run(cli_command("federated", "run", "-u", str(settings), "--superlink", federation.address,
-                                        "--rounds", str(rounds), "--round-timeout", "120", *arguments),
-                            cwd=federation.workdir, env=cli_env(), capture_output=True, text=True, timeout=400)
+    result = run_command(["federated", "run", "-u", str(settings), "--superlink", federation.address,
+                         "--rounds", str(rounds), "--round-timeout", "120", *arguments],
+                         cwd=federation.workdir, env=cli_env(), capture_output=True, text=True, timeout=400)
     (server,) = set(federation.workdir.glob(f"{WORKING_FOLDER}/*/run.json")) - earlier
     return result, server.parent
 

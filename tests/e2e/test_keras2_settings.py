@@ -11,13 +11,12 @@ import concurrent.futures
 import json
 import logging
 import shutil
-import subprocess
 import types
 
 import numpy as np
 import pytest
 
-from conftest import REPO, cli_command, cli_env
+from conftest import REPO, cli_env, run_command
 from experiments_manager.run import endings
 
 pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
@@ -293,8 +292,7 @@ def test_corpus_file_trains_and_resumes_unchanged(name, corpus_workdir, monkeypa
 
 
 def _run(workdir, *arguments):
-    return subprocess.run(cli_command(*arguments), cwd=workdir, env=cli_env(), capture_output=True, text=True,
-                          timeout=400)
+    return run_command(arguments, cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=400)
 
 
 SWEPT_BY_THE_CLI = "keras2_legacy_optimizer.py"  # the one corpus file a whole `sweep` command runs

@@ -21,7 +21,7 @@ import pytest
 from experiments_manager.run.evaluations import newest_evaluation
 
 from conftest import (HELD_AT_THE_SECOND_EPOCH, RAN_AS, REAL_PARTS_REQUIRED, REPO, cli_command, cli_env, free_port,
-                      read_run, settings_variant, wait_for)
+                      read_run, run_command, settings_variant, wait_for)
 from test_resume import OutputReader, checkpoints, the_experiment
 
 pytestmark = pytest.mark.xdist_group("mlflow")  # one server for the module's tests: one worker runs them
@@ -117,8 +117,8 @@ def _tags(entity):
 
 
 def _cli(workdir, *arguments, env=None):
-    return subprocess.run(cli_command(*arguments), cwd=workdir, env={**cli_env(), **(env or {})},
-                          capture_output=True, text=True, timeout=300)
+    return run_command(arguments, cwd=workdir, env={**cli_env(), **(env or {})},
+                       capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

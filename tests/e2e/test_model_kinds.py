@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import REPO, cli_command, cli_env, settings_variant, single_experiment
+from conftest import REPO, cli_env, run_command, settings_variant, single_experiment
 from serving_helpers import predict_request
 
 pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
@@ -33,8 +33,7 @@ TOLERANCE = 1e-5
 
 
 def cli(root: Path, *arguments: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_command(*arguments), cwd=root, env=cli_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return run_command(arguments, cwd=root, env=cli_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def text_module(root: Path) -> types.ModuleType:

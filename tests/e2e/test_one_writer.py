@@ -8,7 +8,7 @@ import numpy as np
 
 import pytest
 
-from conftest import cli_command, cli_env, read_run, settings_variant, wait_for
+from conftest import cli_command, cli_env, read_run, run_command, settings_variant, wait_for
 from test_resume import OutputReader, checkpoints, the_experiment
 
 EPOCHS = 5
@@ -53,8 +53,8 @@ def _paced_run(workdir, start_cli):
 def test_a_second_writer_is_refused_and_of_two_resumes_at_once_one_trains(workdir, start_cli):
     go, first, first_output, root = _paced_run(workdir, start_cli)
 
-    second = subprocess.run(cli_command("train", "--resume", str(root)), cwd=workdir, env=cli_env(),
-                            capture_output=True, text=True, timeout=120)
+    second = run_command(["train", "--resume", str(root)], cwd=workdir, env=cli_env(),
+                         capture_output=True, text=True, timeout=120)
     errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
     assert second.returncode == 75, second.stdout + second.stderr
     assert len(errors) == 1 and f"another run writes this experiment: pid {first.pid} on host" in errors[0], \

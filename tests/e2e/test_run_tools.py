@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli_command, cli_env, dead_pid, read_run, settings_variant
+from conftest import REPO, cli_env, dead_pid, read_run, run_command, settings_variant
 
 pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
 
@@ -24,7 +24,7 @@ SMALL = ["nb_train_samples = 300", "nb_val_samples = 100"]
 
 
 def cli(cwd, *arguments):
-    return subprocess.run(cli_command(*arguments), cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=300)
+    return run_command(arguments, cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 import test_serving_cli
-from conftest import cli_command, cli_env, settings_variant, wait_for
+from conftest import cli_command, cli_env, run_command, settings_variant, wait_for
 from serving_helpers import X, grpc_stubs, predict_request
 from test_serving_cli import OutputReader, run_with_path
 from experiments_manager.serving.folder import WorkingFolder, model_name, unique_names
@@ -117,9 +117,9 @@ def served_folder(workdir, trained):
     copy_experiment(trained, folder / "examples" / "second copy" / trained.dir.name)
     settings = settings_variant(workdir, "tiny_sweep.py", [f"workingFolder = {str(folder / 'sweeps')!r}",
                                                            "nb_train_samples = 100", "nb_val_samples = 50"])
-    sweep = subprocess.run(cli_command("sweep", "-u", str(settings), "--max-evals", "2", "--seed", "3",
-                                       "--hparam", "nbEpoch=1"),
-                           cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300)
+    sweep = run_command(["sweep", "-u", str(settings), "--max-evals", "2", "--seed", "3",
+                        "--hparam", "nbEpoch=1"],
+                        cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
     return folder
 
@@ -226,9 +226,9 @@ def test_serve_models_dir_serves_every_experiment_follows_the_folder_and_gives_l
     output.wait_for(rf"model {re.escape(new_name)} added: {re.escape(str(seen['run']))}", 10)
     assert_answered(rest, prediction, new_name, newest_version(seen["run"]))
     # the settings' Client_IO asks the folder's server for the experiment by its served name
-    asked = subprocess.run(cli_command("predict", "--model_dir", str(seen["run"]), "--server", grpc_address,
-                                       "--model-name", new_name, "--predict_stream", "2"),
-                           env=cli_env(), capture_output=True, text=True, timeout=120)
+    asked = run_command(["predict", "--model_dir", str(seen["run"]), "--server", grpc_address,
+                        "--model-name", new_name, "--predict_stream", "2"],
+                        env=cli_env(), capture_output=True, text=True, timeout=120)
     assert asked.returncode == 0, asked.stderr
     assert f"2 requests answered by {new_name} versions [1] at {grpc_address}" in asked.stdout
     # a client asking for the labels gets them: REST metadata and gRPC GetModelMetadata

@@ -5,7 +5,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import threading
 import time
 
@@ -14,7 +13,8 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import RAN_AS, REGRESSION_SETTINGS, cli_command, cli_env, read_run, single_experiment, wait_for
+from conftest import (RAN_AS, REGRESSION_SETTINGS, cli_env, read_run, run_command, single_experiment,
+                      wait_for)
 from serving_helpers import X, grpc_stubs, predict_request
 from experiments_manager.serving.config import ModelSource
 
@@ -305,7 +305,7 @@ def run_with_path(folder, record, *arguments):
     env = cli_env()
     env["PATH"] = f"{folder}:{env['PATH']}"
     env["RECORD"] = str(record)
-    return subprocess.run(cli_command(*arguments), env=env, capture_output=True, text=True, timeout=120)
+    return run_command(arguments, env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.claim('an experiment uses its own models.config, latest 1', note='(`num_versions == 1`)')

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (HELD_AT_THE_SECOND_EPOCH, RAN_AS, REGRESSION_SETTINGS, cli_command, cli_env, read_run,
-                      require_real_part, settings_variant, wait_for)
+                      require_real_part, run_command, settings_variant, wait_for)
 
 WORKING_FOLDER = Path("experiments/examples/curve_fitting")
 QUICK = ("--hparam", "nbEpoch=2")
@@ -157,8 +157,8 @@ def test_a_killed_sweep_resumes_with_only_the_missing_trials(workdir, tmp_path):
     (workdir / "release").touch()
     wait_for(lambda: read_run(second)["status"] == "interrupted", 60, "the orphaned trial to checkpoint")
 
-    resumed = subprocess.run(cli_command("sweep", "--resume", str(folder)), cwd=workdir, env=cli_env(),
-                             capture_output=True, text=True, timeout=400)
+    resumed = run_command(["sweep", "--resume", str(folder)], cwd=workdir, env=cli_env(),
+                          capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     rows = results(folder)
     assert len(rows) == 3 and [row["status"] for row in rows] == ["finished"] * 3

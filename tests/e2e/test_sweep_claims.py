@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RAN_AS, cli_command, cli_env, hparams_statuses, read_run, settings_variant, wait_for
+from conftest import RAN_AS, cli_command, cli_env, hparams_statuses, read_run, run_command, settings_variant, wait_for
 
 BAND_MODEL = '''"""Two classes of x: inside the band |x| < 1 or outside it (logits)."""
 
@@ -251,8 +251,8 @@ def test_a_killed_trial_is_recorded_failed_and_a_resume_with_more_evals_trains_o
     assert "status:            finished" in requeued.stdout
 
     # --resume with a larger --max-evals trains the one extra trial only
-    resumed = subprocess.run(cli_command("sweep", "--resume", str(sweep), "--max-evals", "3"), cwd=workdir,
-                             env=cli_env(), capture_output=True, text=True, timeout=200)
+    resumed = run_command(["sweep", "--resume", str(sweep), "--max-evals", "3"], cwd=workdir,
+                          env=cli_env(), capture_output=True, text=True, timeout=200)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert re.findall(r"^trial (\d)/3 ", resumed.stderr, re.MULTILINE) == ["3"], resumed.stderr
     new_rows = results(sweep)

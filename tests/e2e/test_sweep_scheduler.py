@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, wait_for
+from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, run_command, wait_for
 
 JOIN = "asha_test"
 ASHA = ("--join", JOIN, "--max-evals", "4", "--scheduler", "asha", "--eta", "2", "--hparam", "nbEpoch=4",
@@ -99,13 +99,12 @@ def test_two_workers_pause_and_promote_trials_from_their_checkpoints_and_one_kil
     for line in re.finditer(r"^promoting trial (\d+)/4 \(paused at (\d+) epochs", survivor_output, re.MULTILINE):
         paused = re.search(rf"^trial {line[1]}/4 paused at {line[2]} epochs:", survivor_output, re.MULTILINE)
         assert paused is None or paused.start() < line.start(), survivor_output
-    listed = subprocess.run(cli_command("list", str(sweep), "--format", "json", "--sort", "device_hours"),
-                            cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=120)
+    listed = run_command(["list", str(sweep), "--format", "json", "--sort", "device_hours"],
+                         cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=120)
     hours = [run["device_hours"] for run in json.loads(listed.stdout)]
     assert len(hours) == 4 and all(h > 0 for h in hours) and hours == sorted(hours), listed.stdout
     assert abs(sum(hours) - spec["device_hours"]) < 1e-3
-    table = subprocess.run(cli_command("list", str(sweep)), cwd=workdir, env=cli_env(), capture_output=True,
-                           text=True, timeout=120)
+    table = run_command(["list", str(sweep)], cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert table.stdout.splitlines()[0].split()[-1] == "DEVICE_HOURS", table.stdout
 
 

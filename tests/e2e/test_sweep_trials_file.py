@@ -8,12 +8,11 @@ import os
 import pickle
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import REGRESSION_SETTINGS, REPO, cli_command, cli_env, read_run
+from conftest import REGRESSION_SETTINGS, REPO, cli_env, read_run, run_command
 
 pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
 
@@ -82,9 +81,9 @@ def finished_sweep(tmp_path_factory):
     """The smallest finished sweep (2 trials of 1 epoch), shared by this module's resumes: (workdir, sweep folder)."""
     workdir = tmp_path_factory.mktemp("sweep_trials_file")
     shutil.copytree(REPO / "examples", workdir / "examples")
-    result = subprocess.run(cli_command("sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "2", "--seed", "11",
-                                        "--hparam", "nbEpoch=1"),
-                            cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=400)
+    result = run_command(["sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "2", "--seed", "11",
+                         "--hparam", "nbEpoch=1"],
+                         cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     (sweep,) = (workdir / WORKING_FOLDER).glob("*_sweep_*")
     return workdir, sweep
@@ -102,8 +101,8 @@ def test_a_damaged_trials_pickle_is_rebuilt_from_the_journal_and_no_trial_is_ret
     marker = workdir / "RAN"
     trials_file.write_bytes(damaged_pickle(kind, trials_file.read_bytes(), marker))
 
-    resumed = subprocess.run(cli_command("sweep", "--resume", str(sweep)), cwd=workdir, env=cli_env(),
-                             capture_output=True, text=True, timeout=300)
+    resumed = run_command(["sweep", "--resume", str(sweep)], cwd=workdir, env=cli_env(),
+                          capture_output=True, text=True, timeout=300)
 
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "status:            finished" in resumed.stdout
@@ -132,17 +131,17 @@ def test_a_model_file_changed_since_the_trials_ran_is_refused_unless_accepted(fi
     workdir, sweep = finished_sweep
     model_file = workdir / "examples" / "regression" / "model_curve_fitting.py"
     model_file.write_text(model_file.read_text().replace("activation='relu'", "activation='tanh'"))
-    refused = subprocess.run(cli_command("sweep", "--resume", str(sweep), "--max-evals", "3"), cwd=workdir,
-                             env=cli_env(), capture_output=True, text=True, timeout=300)
+    refused = run_command(["sweep", "--resume", str(sweep), "--max-evals", "3"], cwd=workdir,
+                          env=cli_env(), capture_output=True, text=True, timeout=300)
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
     assert refused.returncode == 2 and len(errors) == 1, refused.stderr
     assert f"{model_file.resolve()} (changed)" in errors[0] and "--accept-code-change" in errors[0]
 
-    accepted = subprocess.run(cli_command("sweep", "--resume", str(sweep), "--max-evals", "3", "--accept-code-change"),
-                              cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=400)
+    accepted = run_command(["sweep", "--resume", str(sweep), "--max-evals", "3", "--accept-code-change"],
+                           cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=400)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     spec = json.loads((sweep / "sweep.json").read_text())
     assert spec["trials_done"] == 3 and spec["code"][str(model_file.resolve())] != spec["model_sha256"]
-    again = subprocess.run(cli_command("sweep", "--resume", str(sweep)), cwd=workdir, env=cli_env(),
-                           capture_output=True, text=True, timeout=300)
+    again = run_command(["sweep", "--resume", str(sweep)], cwd=workdir, env=cli_env(),
+                        capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr  # the accepted code is the sweep's now: nothing to refuse

@@ -21,7 +21,7 @@ import pytest
 from experiments_manager.run.experiment import Experiment
 from experiments_manager.run.discovery import find_experiments
 
-from conftest import REPO, cli_command, cli_env, free_port, read_run, settings_variant, wait_for
+from conftest import REPO, cli_env, free_port, read_run, run_command, settings_variant, wait_for
 
 pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
 
@@ -30,8 +30,7 @@ ARTIFACTS = REPO / "test-artifacts"  # screenshots of a failed browser test
 
 
 def _train(lab, *arguments):
-    result = subprocess.run(cli_command(*arguments), cwd=lab, env=cli_env(), capture_output=True, text=True,
-                            timeout=400)
+    result = run_command(arguments, cwd=lab, env=cli_env(), capture_output=True, text=True, timeout=400)
     return result
 
 

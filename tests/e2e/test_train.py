@@ -7,7 +7,7 @@ import socket
 import numpy as np
 import pytest
 
-from conftest import REPO, read_run, settings_variant, single_experiment
+from conftest import REPO, read_run, run_command, settings_variant, single_experiment
 
 WORKING_FOLDER = "experiments/examples/curve_fitting"
 
@@ -185,13 +185,12 @@ def test_tensorboard_gets_hparams_and_best_value(trained):
     note='(`list --wide experiments`)')
 @pytest.mark.claim("`--wide` adds every run's hparams")
 def test_list_shows_the_experiment(trained):
-    import subprocess
 
-    from conftest import cli_command, cli_env
+    from conftest import cli_env
 
     workdir, outcome = trained
-    result = subprocess.run(cli_command("list", WORKING_FOLDER), cwd=workdir, env=cli_env(),
-                            capture_output=True, text=True, timeout=60)
+    result = run_command(["list", WORKING_FOLDER], cwd=workdir, env=cli_env(),
+                         capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.strip().splitlines()
     assert header.split() == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "BEST_EPOCH", "VERSIONS", "DEVICE_HOURS"]
@@ -202,8 +201,8 @@ def test_list_shows_the_experiment(trained):
     assert versions == f"2@e{records['2']['epoch']},3@e{records['3']['epoch']}", row
     assert 0 < float(hours) < 0.1, row  # its one attempt's wall time x the CPU cores it could use
     # --wide adds every hparam; a folder above the working folder lists it at its depth
-    wide = subprocess.run(cli_command("list", "--wide", "experiments"), cwd=workdir, env=cli_env(),
-                          capture_output=True, text=True, timeout=60)
+    wide = run_command(["list", "--wide", "experiments"], cwd=workdir, env=cli_env(),
+                       capture_output=True, text=True, timeout=60)
     header, row = wide.stdout.strip().splitlines()
     assert header.split() == ["EXPERIMENT", "STATUS", "EPOCH", "BEST", "BEST_EPOCH", "VERSIONS", "DEVICE_HOURS",
                               "HPARAMS"]

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, cli_command, cli_env, read_run, settings_variant
+from conftest import REPO, cli_command, cli_env, read_run, run_command, settings_variant
 
 pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
 
@@ -311,8 +311,8 @@ def piped(tmp_path_factory):
     """`train` with stdout and stderr pipes (a batch job), monitoring an R2 score."""
     workdir = _workdir(tmp_path_factory, "piped")
     settings = settings_variant(workdir, "r2.py", R2_LINES)
-    result = subprocess.run(cli_command("train", "-u", str(settings), "--hparam", "nbEpoch=4"), cwd=workdir,
-                            env=cli_env(), capture_output=True, text=True, timeout=300)
+    result = run_command(["train", "-u", str(settings), "--hparam", "nbEpoch=4"], cwd=workdir,
+                         env=cli_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     (root,) = [path.parent for path in (workdir / "experiments").rglob("run.json")]
     return types.SimpleNamespace(result=result, root=root)

@@ -1,0 +1,184 @@
+"""A warm interpreter for the tests' command-line runs: TensorFlow imported once per pytest worker, not once per run.
+
+Every `python -m experiments_manager ...` a test runs and waits for (the `run_cli` fixture, `run_command`) starts a
+new interpreter that imports TensorFlow, Keras and the package again: ~4-6 CPU-s each, several hundred times in the
+suite, most of its CPU. Here one process per pytest worker (`WarmInterpreter`, started on first use) imports them
+once, then forks one child per run; the child takes the test's stdin, stdout and stderr (passed over a Unix socket),
+working folder, environment and arguments, and runs the package's `__main__` as `python -m` does (`runpy`, so
+`sys.argv[0]`, `__main__.__spec__` and the printed hints are those of `python -m experiments_manager`). The test
+starts `launcher.py` (the standard library only, ~20 ms) in place of the interpreter: it hands over its streams,
+exits with the child's exit code (or dies of the child's signal), forwards the stop signals a test sends it, and its
+death (a `subprocess.run` timeout kills it) kills the child. Where the warm process is gone or unreachable the
+launcher runs the command in a new interpreter instead.
+
+The child is a real process (its own pid, exit code, files, locks and signals); what it does not show is a fresh
+interpreter's start-up: the tests of that (quiet start-up, `--help` without TensorFlow, the order of the first lines)
+start `cli_command(...)` themselves, as do the tests that signal or kill a run (`start_cli`: the pid they signal is
+the run's). `EM_TEST_FRESH_PROCESSES=1` runs every command in a new interpreter, as before.
+
+One warm process per pytest process, started by the first command that needs it (`warm_interpreter`), stopped at
+the process's exit (and it leaves by itself when its pytest process is gone).
+
+Example:
+    warm = warm_interpreter(cli_env)
+    subprocess.run([*warm.command(), "train", "-u", "settings.py"], cwd=workdir, env=warm.environment(cli_env()))
+"""
+
+from __future__ import annotations
+
+import array
+import atexit
+import functools
+import json
+import os
+import runpy
+import select
+import signal
+import socket
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+LAUNCHER = Path(__file__).with_name("warm_cli_launcher.py")
+FRESH_VARIABLE = "EM_TEST_FRESH_PROCESSES"  # =1: every command in a new interpreter
+SOCKET_VARIABLE = "EM_WARM_CLI_SOCKET"  # where the launcher finds the warm process
+# What a training run imports besides TensorFlow (measured with `python -X importtime`): imported once here too.
+PRELOADED = ("tensorflow", "keras", "experiments_manager.cli", "experiments_manager.training",
+             "experiments_manager.callbacks", "experiments_manager.run.experiment", "hyperopt", "matplotlib.figure",
+             "matplotlib.backends.backend_agg", "tensorboard.plugins.hparams.api")
+STREAMS = 3  # stdin, stdout, stderr
+READY = "ready"
+
+
+class WarmInterpreter:
+    """The warm process of one pytest worker.
+
+    Args:
+        socket_path: where it listens (a path short enough for a Unix socket: under the test's tmp folder).
+        env: its environment (the tests' `cli_env()`): the variables read at import time come from here; each run
+            gets the environment its test passes.
+    """
+
+    def __init__(self, socket_path: Path, env: dict[str, str]) -> None:
+        self.socket_path = socket_path
+        self.process = subprocess.Popen([sys.executable, __file__, str(socket_path)], env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.process.stdout.readline().strip()  # its imports (~6 s), then READY
+        if line != READY:
+            self.stop()
+            raise RuntimeError(f"the warm interpreter did not start (said {line!r})")
+
+    def command(self) -> list[str]:
+        """What to run in place of `python -m experiments_manager` (the arguments follow); with the environment
+        variable SOCKET_VARIABLE set to `self.socket_path` (`environment`)."""
+        return [sys.executable, "-I", "-S", str(LAUNCHER)]
+
+    def environment(self, env: dict[str, str]) -> dict[str, str]:
+        return dict(env, **{SOCKET_VARIABLE: str(self.socket_path)})
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        shutil.rmtree(self.socket_path.parent, ignore_errors=True)
+
+
+@functools.cache
+def warm_interpreter(environment: Callable[[], dict[str, str]]) -> WarmInterpreter | None:
+    """This pytest process's warm interpreter, started on first use in the environment `environment()` gives (the
+    tests' `cli_env`), stopped at exit; None with EM_TEST_FRESH_PROCESSES=1."""
+    if os.environ.get(FRESH_VARIABLE) == "1":
+        return None
+    warm = WarmInterpreter(Path(tempfile.mkdtemp(prefix="em-warm-")) / "cli.sock", environment())
+    atexit.register(warm.stop)
+    return warm
+
+
+def _received_request(connection: socket.socket) -> tuple[dict, list[int]]:
+    descriptors = array.array("i")
+    message, ancillary, _, _ = connection.recvmsg(1 << 20, socket.CMSG_SPACE(STREAMS * descriptors.itemsize))
+    for _level, _kind, data in ancillary:
+        descriptors.frombytes(data[: len(data) - len(data) % descriptors.itemsize])
+    return json.loads(message), list(descriptors)
+
+
+def _run_in_child(request: dict, descriptors: list[int], connection: socket.socket) -> None:
+    """In the forked child: becomes `python -m experiments_manager ARGS` in the test's folder, with its streams."""
+    for target, descriptor in enumerate(descriptors):
+        os.dup2(descriptor, target)
+        os.close(descriptor)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.path[0] = request["cwd"]  # as `python -m` sets it
+    sys.argv = ["-m", *request["argv"]]
+    connection.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
+
+    def die_with_the_launcher() -> None:
+        while connection.recv(1):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=die_with_the_launcher, daemon=True).start()
+    runpy.run_module("experiments_manager", run_name="__main__", alter_sys=True)
+    sys.exit(0)
+
+
+def serve(socket_path: str) -> None:
+    """The warm process: imports PRELOADED, then forks a child per request; tells each launcher its child's
+    wait status."""
+    import importlib
+
+    for name in PRELOADED:
+        importlib.import_module(name)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(socket_path)
+    server.listen(64)
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    signal.set_wakeup_fd(wake_write)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: dict[int, socket.socket] = {}
+    print(READY, flush=True)
+    parent = os.getppid()
+    while True:
+        ready, _, _ = select.select([server, wake_read], [], [], 2.0)
+        if os.getppid() != parent:  # its pytest process is gone: so is the reason to stay
+            return
+        if wake_read in ready:
+            os.read(wake_read, 4096)
+            while children:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                connection = children.pop(pid, None)
+                if connection is not None:
+                    try:
+                        connection.sendall(json.dumps({"status": status}).encode() + b"\n")
+                    except OSError:  # its launcher is gone (and so is the child)
+                        pass
+                    connection.close()
+        if server in ready:
+            connection, _ = server.accept()
+            request, descriptors = _received_request(connection)
+            pid = os.fork()
+            if pid == 0:
+                server.close()
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.close(wake_read)
+                os.close(wake_write)
+                for other in children.values():
+                    other.close()
+                _run_in_child(request, descriptors, connection)
+            children[pid] = connection
+            for descriptor in descriptors:
+                os.close(descriptor)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

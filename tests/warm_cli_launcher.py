@@ -1,0 +1,45 @@
+"""Runs `python -m experiments_manager ARGS` in a child of the warm interpreter (tests/warm_cli.py), as if it were
+this process: its streams, folder, environment and arguments; this process's exit code is the child's (or it dies of
+the child's signal); the stop signals it gets are passed on; its death kills the child. Standard library only
+(started with `-I -S`). Where the warm process cannot be reached, the command runs in a new interpreter instead.
+"""
+
+import array
+import json
+import os
+import signal
+import socket
+import sys
+
+SOCKET_VARIABLE = "EM_WARM_CLI_SOCKET"
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def main() -> None:
+    arguments = sys.argv[1:]
+    env = dict(os.environ)
+    path = env.pop(SOCKET_VARIABLE, "")
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        connection.connect(path)
+    except OSError:  # no warm process: a new interpreter, as without this launcher
+        os.environ.pop(SOCKET_VARIABLE, None)
+        os.execv(sys.executable, [sys.executable, "-m", "experiments_manager", *arguments])
+    request = json.dumps({"argv": arguments, "cwd": os.getcwd(), "env": env}).encode()
+    connection.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
+    replies = connection.makefile()
+    pid = json.loads(replies.readline())["pid"]
+    for number in FORWARDED:
+        signal.signal(number, lambda received, _frame: os.kill(pid, received))
+    line = replies.readline()
+    if not line:  # the warm process died before the child ended
+        print("warm_cli_launcher: the warm interpreter went away before the command ended", file=sys.stderr)
+        sys.exit(70)
+    status = json.loads(line)["status"]
+    if os.WIFSIGNALED(status):
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        os.kill(os.getpid(), os.WTERMSIG(status))
+    sys.exit(os.waitstatus_to_exitcode(status))
+
+
+main()
