@@ -124,6 +124,7 @@ def _run_in_child(request: dict, descriptors: list[int], connection: socket.sock
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=die_with_the_launcher, daemon=True).start()
+    sys.modules.pop("__mp_main__", None)  # multiprocessing's alias of this file (`__main__`): not the user's code
     runpy.run_module("experiments_manager", run_name="__main__", alter_sys=True)
     sys.exit(0)
 
