@@ -169,7 +169,7 @@ def test_a_different_architecture_is_one_line_exit_2_and_no_folder(extended):
     working = extended.root / "experiments" / "extend"
     runs_before = sorted(working.iterdir())
     result = run_command(["train", "-u", str(extended.settings), "--hparam", "hiddenNeurons=8",
-                         "--init-from", str(extended.run)],
+                          "--init-from", str(extended.run)],
                          cwd=extended.root, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

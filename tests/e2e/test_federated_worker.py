@@ -141,7 +141,7 @@ def federated_run(federation, settings, *hparams, rounds=2):
     earlier = set(federation.workdir.glob(f"{WORKING_FOLDER}/*/run.json"))
     arguments = [f"--hparam={item}" for item in ("nbEpoch=1", *hparams)]
     result = run_command(["federated", "run", "-u", str(settings), "--superlink", federation.address,
-                         "--rounds", str(rounds), "--round-timeout", "120", *arguments],
+                          "--rounds", str(rounds), "--round-timeout", "120", *arguments],
                          cwd=federation.workdir, env=cli_env(), capture_output=True, text=True, timeout=400)
     (server,) = set(federation.workdir.glob(f"{WORKING_FOLDER}/*/run.json")) - earlier
     return result, server.parent

@@ -118,7 +118,7 @@ def served_folder(workdir, trained):
     settings = settings_variant(workdir, "tiny_sweep.py", [f"workingFolder = {str(folder / 'sweeps')!r}",
                                                            "nb_train_samples = 100", "nb_val_samples = 50"])
     sweep = run_command(["sweep", "-u", str(settings), "--max-evals", "2", "--seed", "3",
-                        "--hparam", "nbEpoch=1"],
+                         "--hparam", "nbEpoch=1"],
                         cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
     return folder
@@ -227,7 +227,7 @@ def test_serve_models_dir_serves_every_experiment_follows_the_folder_and_gives_l
     assert_answered(rest, prediction, new_name, newest_version(seen["run"]))
     # the settings' Client_IO asks the folder's server for the experiment by its served name
     asked = run_command(["predict", "--model_dir", str(seen["run"]), "--server", grpc_address,
-                        "--model-name", new_name, "--predict_stream", "2"],
+                         "--model-name", new_name, "--predict_stream", "2"],
                         env=cli_env(), capture_output=True, text=True, timeout=120)
     assert asked.returncode == 0, asked.stderr
     assert f"2 requests answered by {new_name} versions [1] at {grpc_address}" in asked.stdout

@@ -82,7 +82,7 @@ def finished_sweep(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("sweep_trials_file")
     shutil.copytree(REPO / "examples", workdir / "examples")
     result = run_command(["sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "2", "--seed", "11",
-                         "--hparam", "nbEpoch=1"],
+                          "--hparam", "nbEpoch=1"],
                          cwd=workdir, env=cli_env(), capture_output=True, text=True, timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     (sweep,) = (workdir / WORKING_FOLDER).glob("*_sweep_*")

@@ -1,0 +1,107 @@
+"""The tests' warm interpreter (tests/warm_cli.py) against a new one: a command forked from it is the command a user
+runs, and its launcher stands for it (exit code, stop signals, death)."""
+
+import os
+import re
+import signal
+import subprocess
+
+import pytest
+
+from conftest import (HELD_AT_THE_SECOND_EPOCH, RAN_AS, REGRESSION_SETTINGS, cli_command, cli_env, read_run,
+                      run_command, settings_variant, wait_for)
+from warm_cli import warm_interpreter
+
+WORKING_FOLDER = "experiments/examples/curve_fitting"
+
+
+@pytest.fixture
+def warm():
+    interpreter = warm_interpreter(cli_env)
+    if interpreter is None:
+        pytest.skip("EM_TEST_FRESH_PROCESSES=1: every command runs in a new interpreter")
+    return interpreter
+
+
+def _runs(workdir):
+    return sorted(path.parent for path in workdir.glob(f"{WORKING_FOLDER}/*/run.json"))
+
+
+def _layout(run):
+    """The run's files, TensorBoard event file names (time, host, pid) folded."""
+    return sorted(re.sub(r"events\.out\.tfevents\..*", "events", str(path.relative_to(run))) for path in run.rglob("*"))
+
+
+def _said(result, run):
+    """The command's output with the run's folder name and the numbers folded: what a user reads."""
+    text = (result.stdout + result.stderr).replace(run.name, "RUN")
+    return [re.sub(r"\d+(\.\d+)?", "N", line) for line in text.splitlines()]
+
+
+@pytest.mark.slow
+@pytest.mark.claim("a command line forked from the tests' warm interpreter behaves as one in a new interpreter: the "
+                   "same exit code, output, hints and run folder; its launcher passes on stop signals and takes the "
+                   "command with it when killed")
+def test_a_command_forked_from_the_warm_interpreter_says_and_writes_what_a_new_interpreter_does(workdir, warm):
+    arguments = ["train", "-u", REGRESSION_SETTINGS, "--hparam", "nbEpoch=2"]
+    fresh = subprocess.run(cli_command(*arguments), cwd=workdir, env=cli_env(), capture_output=True, text=True,
+                           timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    (fresh_run,) = _runs(workdir)
+    forked = run_command(arguments, workdir, capture_output=True, text=True, timeout=300)
+    assert forked.returncode == 0, forked.stderr
+    (forked_run,) = set(_runs(workdir)) - {fresh_run}
+
+    assert _layout(forked_run) == _layout(fresh_run)  # no module of the warm process in the code snapshot
+    assert _said(forked, forked_run) == _said(fresh, fresh_run)
+    assert f"extend with:       {RAN_AS} train --resume" in forked.stdout + forked.stderr
+    forked_info, fresh_info = read_run(forked_run), read_run(fresh_run)
+    assert forked_info["command"] == fresh_info["command"] == ["python", "-m", "experiments_manager", *arguments]
+    assert forked_info["attempts"][-1]["code"].keys() == fresh_info["attempts"][-1]["code"].keys()
+
+    mistyped = ["train", "-u", "nope.py"]
+    refused = [run(mistyped) for run in (
+        lambda words: subprocess.run(cli_command(*words), cwd=workdir, env=cli_env(), capture_output=True, text=True),
+        lambda words: run_command(words, workdir, capture_output=True, text=True))]
+    assert [(result.returncode, result.stderr) for result in refused] == [(2, refused[0].stderr)] * 2
+
+
+@pytest.mark.slow
+@pytest.mark.claim("a command line forked from the tests' warm interpreter behaves as one in a new interpreter: the "
+                   "same exit code, output, hints and run folder; its launcher passes on stop signals and takes the "
+                   "command with it when killed")
+def test_the_launcher_passes_on_a_sigterm_and_takes_the_command_with_it_when_killed(workdir, warm):
+    settings = settings_variant(workdir, "held.py", HELD_AT_THE_SECOND_EPOCH)
+    (workdir / "hold").touch()
+
+    def held_run():
+        launcher = subprocess.Popen([*warm.command(), "train", "-u", str(settings), "--hparam", "nbEpoch=3"],
+                                    cwd=workdir, env=warm.environment(cli_env()), stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)
+        known = set(_runs(workdir))
+        run = wait_for(lambda: set(_runs(workdir)) - known, 120, "the run's folder")
+        (run,) = run
+        wait_for(lambda: read_run(run).get("epochs_completed") == 1, 120, "the first epoch, then the hold")
+        return launcher, run
+
+    launcher, stopped = held_run()
+    launcher.send_signal(signal.SIGTERM)
+    (workdir / f"release-{read_run(stopped)['attempts'][-1]['pid']}").touch()  # the signal stops it at the next step
+    stderr = launcher.communicate(timeout=120)[1]
+    assert launcher.returncode == 128 + signal.SIGTERM, stderr
+    assert read_run(stopped)["status"] == "interrupted", stderr
+
+    launcher, killed = held_run()
+    child = read_run(killed)["attempts"][-1]["pid"]
+    assert child != launcher.pid
+    launcher.kill()
+    launcher.wait()
+
+    def gone():
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_for(gone, 30, f"the command (pid {child}) to die with its launcher")
