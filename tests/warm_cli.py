@@ -33,9 +33,9 @@ import json
 import os
 import runpy
 import select
+import shutil
 import signal
 import socket
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,9 +58,9 @@ class WarmInterpreter:
     """The warm process of one pytest worker.
 
     Args:
-        socket_path: where it listens (a path short enough for a Unix socket: under the test's tmp folder).
-        env: its environment (the tests' `cli_env()`): the variables read at import time come from here; each run
-            gets the environment its test passes.
+        socket_path: where it listens (short enough for a Unix socket: `warm_interpreter` makes a folder in /tmp).
+        env: its environment (the tests' `cli_env()`): the variables TensorFlow, Keras and matplotlib read at
+            import time come from here; each run gets the environment its test passes (and `tempfile` its TMPDIR).
     """
 
     def __init__(self, socket_path: Path, env: dict[str, str]) -> None:
@@ -114,6 +114,7 @@ def _run_in_child(request: dict, descriptors: list[int], connection: socket.sock
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    tempfile.tempdir = None  # the warm process' imports fixed it: found again from this run's TMPDIR
     sys.path[0] = request["cwd"]  # as `python -m` sets it
     sys.argv = ["-m", *request["argv"]]
     connection.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
