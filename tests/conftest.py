@@ -112,6 +112,10 @@ def cli_env():
     return env
 
 
+# the environment the warm interpreter starts in (tests/warm_cli.py): the worker's, before any test changes it
+STARTUP_CLI_ENV = tuple(sorted(cli_env().items()))
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """A fresh current directory holding a copy of examples/, as a user's checkout would."""
@@ -126,7 +130,7 @@ def run_command(arguments, cwd=None, env=None, **options):
     with EM_TEST_FRESH_PROCESSES=1. For a command the test waits for; one it signals or kills starts with
     `cli_command` (`start_cli`). Returns the CompletedProcess."""
     env = cli_env() if env is None else env
-    warm = warm_interpreter(cli_env)
+    warm = warm_interpreter(STARTUP_CLI_ENV)
     if warm is None:
         return subprocess.run(cli_command(*arguments), cwd=cwd, env=env, **options)
     return subprocess.run([*warm.command(), *arguments], cwd=cwd, env=warm.environment(env), **options)

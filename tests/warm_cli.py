@@ -20,7 +20,7 @@ One warm process per pytest process, started by the first command that needs it 
 the process's exit (and it leaves by itself when its pytest process is gone).
 
 Example:
-    warm = warm_interpreter(cli_env)
+    warm = warm_interpreter(STARTUP_CLI_ENV)
     subprocess.run([*warm.command(), "train", "-u", "settings.py"], cwd=workdir, env=warm.environment(cli_env()))
 """
 
@@ -40,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 LAUNCHER = Path(__file__).with_name("warm_cli_launcher.py")
@@ -87,15 +86,28 @@ class WarmInterpreter:
         shutil.rmtree(self.socket_path.parent, ignore_errors=True)
 
 
+_STARTING = threading.Lock()  # two threads of a test asking at once start one warm process
+
+
 @functools.cache
-def warm_interpreter(environment: Callable[[], dict[str, str]]) -> WarmInterpreter | None:
-    """This pytest process's warm interpreter, started on first use in the environment `environment()` gives (the
-    tests' `cli_env`), stopped at exit; None with EM_TEST_FRESH_PROCESSES=1."""
-    if os.environ.get(FRESH_VARIABLE) == "1":
+def _started(environment: tuple[tuple[str, str], ...]) -> WarmInterpreter | None:
+    try:
+        warm = WarmInterpreter(Path(tempfile.mkdtemp(prefix="em-warm-")) / "cli.sock", dict(environment))
+    except (OSError, RuntimeError) as error:  # every command then runs in a new interpreter, as without it
+        print(f"warm_cli: no warm interpreter ({error}): commands start new interpreters", file=sys.stderr)
         return None
-    warm = WarmInterpreter(Path(tempfile.mkdtemp(prefix="em-warm-")) / "cli.sock", environment())
     atexit.register(warm.stop)
     return warm
+
+
+def warm_interpreter(environment: tuple[tuple[str, str], ...]) -> WarmInterpreter | None:
+    """This pytest process's warm interpreter, started on first use in `environment` (the tests' `cli_env()` as
+    the worker started, sorted items: what a test sets later is passed with each command, not here), stopped at
+    exit; None with EM_TEST_FRESH_PROCESSES=1 or when it cannot start."""
+    if os.environ.get(FRESH_VARIABLE) == "1":
+        return None
+    with _STARTING:
+        return _started(environment)
 
 
 def _received_request(connection: socket.socket) -> tuple[dict, list[int]]:
@@ -106,7 +118,7 @@ def _received_request(connection: socket.socket) -> tuple[dict, list[int]]:
     return json.loads(message), list(descriptors)
 
 
-def _run_in_child(request: dict, descriptors: list[int], connection: socket.socket) -> None:
+def _run_in_child(request: dict, descriptors: list[int], connection: socket.socket, base_path: list[str]) -> None:
     """In the forked child: becomes `python -m experiments_manager ARGS` in the test's folder, with its streams."""
     for target, descriptor in enumerate(descriptors):
         os.dup2(descriptor, target)
@@ -115,14 +127,20 @@ def _run_in_child(request: dict, descriptors: list[int], connection: socket.sock
     os.environ.clear()
     os.environ.update(request["env"])
     tempfile.tempdir = None  # the warm process' imports fixed it: found again from this run's TMPDIR
-    sys.path[0] = request["cwd"]  # as `python -m` sets it
+    python_path = [os.path.join(request["cwd"], entry) for entry in request["env"].get("PYTHONPATH", "").split(
+        os.pathsep) if request["env"].get("PYTHONPATH")]
+    sys.path[:] = [request["cwd"], *python_path, *base_path]  # as `python -m` in that folder, with that PYTHONPATH
     sys.argv = ["-m", *request["argv"]]
     connection.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
 
     def die_with_the_launcher() -> None:
-        while connection.recv(1):
+        try:
+            while connection.recv(1):
+                pass
+        except OSError:  # (a launcher gone before it read the pid: a reset, not an end of file)
             pass
-        os.kill(os.getpid(), signal.SIGKILL)
+        finally:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=die_with_the_launcher, daemon=True).start()
     sys.modules.pop("__mp_main__", None)  # multiprocessing's alias of this file (`__main__`): not the user's code
@@ -135,6 +153,8 @@ def serve(socket_path: str) -> None:
     wait status."""
     import importlib
 
+    own = {os.path.abspath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep)}
+    base_path = [entry for entry in sys.path[1:] if os.path.abspath(entry) not in own]  # the installation's
     for name in PRELOADED:
         importlib.import_module(name)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -166,8 +186,16 @@ def serve(socket_path: str) -> None:
                     connection.close()
         if server in ready:
             connection, _ = server.accept()
-            request, descriptors = _received_request(connection)
-            pid = os.fork()
+            descriptors = []
+            try:
+                request, descriptors = _received_request(connection)
+                pid = os.fork()
+            except (OSError, ValueError) as error:  # one bad or lost request: its launcher says so, the rest go on
+                print(f"warm_cli: a request failed: {error!r}", file=sys.stderr)
+                for descriptor in descriptors:
+                    os.close(descriptor)
+                connection.close()
+                continue
             if pid == 0:
                 server.close()
                 signal.set_wakeup_fd(-1)
@@ -176,7 +204,7 @@ def serve(socket_path: str) -> None:
                 os.close(wake_write)
                 for other in children.values():
                     other.close()
-                _run_in_child(request, descriptors, connection)
+                _run_in_child(request, descriptors, connection, base_path)
             children[pid] = connection
             for descriptor in descriptors:
                 os.close(descriptor)

@@ -19,26 +19,45 @@ def main() -> None:
     arguments = sys.argv[1:]
     env = dict(os.environ)
     path = env.pop(SOCKET_VARIABLE, "")
+    child = {"pid": None, "pending": []}  # a stop signal that comes before the child's pid is passed on once known
+
+    def pass_on(number: int, _frame: object) -> None:
+        if child["pid"] is None:
+            child["pending"].append(number)
+            return
+        try:
+            os.kill(child["pid"], number)
+        except ProcessLookupError:  # it has ended: its status is on its way
+            pass
+
+    for number in FORWARDED:
+        signal.signal(number, pass_on)
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(path)
     except OSError:  # no warm process: a new interpreter, as without this launcher
         os.environ.pop(SOCKET_VARIABLE, None)
+        for number in FORWARDED:
+            signal.signal(number, signal.SIG_DFL)
         os.execv(sys.executable, [sys.executable, "-m", "experiments_manager", *arguments])
     request = json.dumps({"argv": arguments, "cwd": os.getcwd(), "env": env}).encode()
     connection.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
     replies = connection.makefile()
-    pid = json.loads(replies.readline())["pid"]
-    for number in FORWARDED:
-        signal.signal(number, lambda received, _frame: os.kill(pid, received))
-    line = replies.readline()
-    if not line:  # the warm process died before the child ended
+    first = replies.readline()
+    if first:
+        child["pid"] = json.loads(first)["pid"]
+        for number in child["pending"]:
+            pass_on(number, None)
+    line = replies.readline() if first else ""
+    if not line:  # the warm process died (or refused the request) before the child ended
         print("warm_cli_launcher: the warm interpreter went away before the command ended", file=sys.stderr)
         sys.exit(70)
     status = json.loads(line)["status"]
     if os.WIFSIGNALED(status):
-        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
-        os.kill(os.getpid(), os.WTERMSIG(status))
+        number = os.WTERMSIG(status)
+        if number not in (signal.SIGKILL, signal.SIGSTOP):  # (those cannot be handled, so need no reset)
+            signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), number)
     sys.exit(os.waitstatus_to_exitcode(status))
 
 

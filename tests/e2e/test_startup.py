@@ -111,7 +111,8 @@ def test_resume_names_its_folder_first(workdir, run_cli):
     trained = run_cli("train", "-u", REGRESSION_SETTINGS, "--hparam", "nbEpoch=1")
     assert trained.returncode == 0, trained.stderr
     folder = next(Path("experiments/examples/curve_fitting").glob("my_test_*"))
-    resumed = run_cli("train", "--resume", str(folder))
+    resumed = subprocess.run(cli_command("train", "--resume", str(folder)), cwd=workdir, env=cli_env(),
+                             capture_output=True, text=True, timeout=300)  # a new interpreter: its start-up is the test
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stderr.splitlines()[0] == f"Resuming {folder}"
     assert not any(ABSL_LINE.match(line) for line in resumed.stderr.splitlines())

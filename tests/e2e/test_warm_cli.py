@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from conftest import (HELD_AT_THE_SECOND_EPOCH, RAN_AS, REGRESSION_SETTINGS, cli_command, cli_env, read_run,
-                      run_command, settings_variant, wait_for)
+from conftest import (HELD_AT_THE_SECOND_EPOCH, RAN_AS, REGRESSION_SETTINGS, STARTUP_CLI_ENV, cli_command, cli_env,
+                      read_run, run_command, settings_variant, wait_for)
 from warm_cli import warm_interpreter
 
 WORKING_FOLDER = "experiments/examples/curve_fitting"
@@ -17,7 +17,7 @@ WORKING_FOLDER = "experiments/examples/curve_fitting"
 
 @pytest.fixture
 def warm():
-    interpreter = warm_interpreter(cli_env)
+    interpreter = warm_interpreter(STARTUP_CLI_ENV)
     if interpreter is None:
         pytest.skip("EM_TEST_FRESH_PROCESSES=1: every command runs in a new interpreter")
     return interpreter
