@@ -133,7 +133,7 @@ def run_command(arguments, cwd=None, env=None, **options):
     warm = warm_interpreter(STARTUP_CLI_ENV)
     if warm is None:
         return subprocess.run(cli_command(*arguments), cwd=cwd, env=env, **options)
-    return subprocess.run([*warm.command(), *arguments], cwd=cwd, env=warm.environment(env), **options)
+    return subprocess.run([*warm.command(), *arguments], cwd=cwd, env=env, **options)
 
 
 @pytest.fixture

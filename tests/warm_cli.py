@@ -6,9 +6,9 @@ suite, most of its CPU. Here one process per pytest worker (`WarmInterpreter`, s
 once, then forks one child per run; the child takes the test's stdin, stdout and stderr (passed over a Unix socket),
 working folder, environment and arguments, and runs the package's `__main__` as `python -m` does (`runpy`, so
 `sys.argv[0]`, `__main__.__spec__` and the printed hints are those of `python -m experiments_manager`). The test
-starts `launcher.py` (the standard library only, ~20 ms) in place of the interpreter: it hands over its streams,
-exits with the child's exit code (or dies of the child's signal), forwards the stop signals a test sends it, and its
-death (a `subprocess.run` timeout kills it) kills the child. Where the warm process is gone or unreachable the
+starts `warm_cli_launcher.py` (the standard library only, ~20 ms) in place of the interpreter: it hands over its
+streams, exits with the child's exit code (or dies of the child's signal), forwards the stop signals a test sends it,
+and its death (a `subprocess.run` timeout kills it) kills the child. Where the warm process is gone or unreachable the
 launcher runs the command in a new interpreter instead.
 
 The child is a real process (its own pid, exit code, files, locks and signals); what it does not show is a fresh
@@ -21,7 +21,7 @@ the process's exit (and it leaves by itself when its pytest process is gone).
 
 Example:
     warm = warm_interpreter(STARTUP_CLI_ENV)
-    subprocess.run([*warm.command(), "train", "-u", "settings.py"], cwd=workdir, env=warm.environment(cli_env()))
+    subprocess.run([*warm.command(), "train", "-u", "settings.py"], cwd=workdir, env=cli_env())
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from pathlib import Path
 
 LAUNCHER = Path(__file__).with_name("warm_cli_launcher.py")
 FRESH_VARIABLE = "EM_TEST_FRESH_PROCESSES"  # =1: every command in a new interpreter
-SOCKET_VARIABLE = "EM_WARM_CLI_SOCKET"  # where the launcher finds the warm process
 # What a training run imports besides TensorFlow (measured with `python -X importtime`): imported once here too.
 PRELOADED = ("tensorflow", "keras", "experiments_manager.cli", "experiments_manager.training",
              "experiments_manager.callbacks", "experiments_manager.run.experiment", "hyperopt", "matplotlib.figure",
@@ -72,12 +71,9 @@ class WarmInterpreter:
             raise RuntimeError(f"the warm interpreter did not start (said {line!r})")
 
     def command(self) -> list[str]:
-        """What to run in place of `python -m experiments_manager` (the arguments follow); with the environment
-        variable SOCKET_VARIABLE set to `self.socket_path` (`environment`)."""
-        return [sys.executable, "-I", "-S", str(LAUNCHER)]
-
-    def environment(self, env: dict[str, str]) -> dict[str, str]:
-        return dict(env, **{SOCKET_VARIABLE: str(self.socket_path)})
+        """What to run in place of `python -m experiments_manager` (the arguments follow): the launcher, told where
+        this warm process listens."""
+        return [sys.executable, "-I", "-S", str(LAUNCHER), str(self.socket_path)]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -127,8 +123,9 @@ def _run_in_child(request: dict, descriptors: list[int], connection: socket.sock
     os.environ.clear()
     os.environ.update(request["env"])
     tempfile.tempdir = None  # the warm process' imports fixed it: found again from this run's TMPDIR
-    python_path = [os.path.join(request["cwd"], entry) for entry in request["env"].get("PYTHONPATH", "").split(
-        os.pathsep) if request["env"].get("PYTHONPATH")]
+    python_path = request["env"].get("PYTHONPATH")
+    python_path = [os.path.join(request["cwd"], entry)
+                   for entry in python_path.split(os.pathsep)] if python_path else []
     sys.path[:] = [request["cwd"], *python_path, *base_path]  # as `python -m` in that folder, with that PYTHONPATH
     sys.argv = ["-m", *request["argv"]]
     connection.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")

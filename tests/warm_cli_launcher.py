@@ -1,7 +1,8 @@
-"""Runs `python -m experiments_manager ARGS` in a child of the warm interpreter (tests/warm_cli.py), as if it were
-this process: its streams, folder, environment and arguments; this process's exit code is the child's (or it dies of
-the child's signal); the stop signals it gets are passed on; its death kills the child. Standard library only
-(started with `-I -S`). Where the warm process cannot be reached, the command runs in a new interpreter instead.
+"""`warm_cli_launcher.py SOCKET ARGS...` runs `python -m experiments_manager ARGS` in a child of the warm
+interpreter (tests/warm_cli.py) as if it were this process: its streams, folder, environment and arguments; this
+process's exit code is the child's (or it dies of the child's signal); the stop signals it gets are passed on; its
+death kills the child. Standard library only (started with `-I -S`). Where the warm process (listening at SOCKET)
+cannot be reached, the command runs in a new interpreter instead.
 """
 
 import array
@@ -11,14 +12,11 @@ import signal
 import socket
 import sys
 
-SOCKET_VARIABLE = "EM_WARM_CLI_SOCKET"
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def main() -> None:
-    arguments = sys.argv[1:]
-    env = dict(os.environ)
-    path = env.pop(SOCKET_VARIABLE, "")
+    path, arguments = sys.argv[1], sys.argv[2:]
     child = {"pid": None, "pending": []}  # a stop signal that comes before the child's pid is passed on once known
 
     def pass_on(number: int, _frame: object) -> None:
@@ -36,11 +34,10 @@ def main() -> None:
     try:
         connection.connect(path)
     except OSError:  # no warm process: a new interpreter, as without this launcher
-        os.environ.pop(SOCKET_VARIABLE, None)
         for number in FORWARDED:
             signal.signal(number, signal.SIG_DFL)
         os.execv(sys.executable, [sys.executable, "-m", "experiments_manager", *arguments])
-    request = json.dumps({"argv": arguments, "cwd": os.getcwd(), "env": env}).encode()
+    request = json.dumps({"argv": arguments, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
     connection.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
     replies = connection.makefile()
     first = replies.readline()

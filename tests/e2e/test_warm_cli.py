@@ -10,9 +10,8 @@ import pytest
 
 from conftest import (HELD_AT_THE_SECOND_EPOCH, RAN_AS, REGRESSION_SETTINGS, STARTUP_CLI_ENV, cli_command, cli_env,
                       read_run, run_command, settings_variant, wait_for)
+from test_multiworker import experiments_in, layout
 from warm_cli import warm_interpreter
-
-WORKING_FOLDER = "experiments/examples/curve_fitting"
 
 
 @pytest.fixture
@@ -21,15 +20,6 @@ def warm():
     if interpreter is None:
         pytest.skip("EM_TEST_FRESH_PROCESSES=1: every command runs in a new interpreter")
     return interpreter
-
-
-def _runs(workdir):
-    return sorted(path.parent for path in workdir.glob(f"{WORKING_FOLDER}/*/run.json"))
-
-
-def _layout(run):
-    """The run's files, TensorBoard event file names (time, host, pid) folded."""
-    return sorted(re.sub(r"events\.out\.tfevents\..*", "events", str(path.relative_to(run))) for path in run.rglob("*"))
 
 
 def _said(result, run):
@@ -47,12 +37,12 @@ def test_a_command_forked_from_the_warm_interpreter_says_and_writes_what_a_new_i
     fresh = subprocess.run(cli_command(*arguments), cwd=workdir, env=cli_env(), capture_output=True, text=True,
                            timeout=300)
     assert fresh.returncode == 0, fresh.stderr
-    (fresh_run,) = _runs(workdir)
+    (fresh_run,) = experiments_in(workdir)
     forked = run_command(arguments, workdir, capture_output=True, text=True, timeout=300)
     assert forked.returncode == 0, forked.stderr
-    (forked_run,) = set(_runs(workdir)) - {fresh_run}
+    (forked_run,) = set(experiments_in(workdir)) - {fresh_run}
 
-    assert _layout(forked_run) == _layout(fresh_run)  # no module of the warm process in the code snapshot
+    assert layout(forked_run) == layout(fresh_run)  # no module of the warm process in the code snapshot
     assert _said(forked, forked_run) == _said(fresh, fresh_run)
     assert f"extend with:       {RAN_AS} train --resume" in forked.stdout + forked.stderr
     forked_info, fresh_info = read_run(forked_run), read_run(fresh_run)
@@ -76,10 +66,10 @@ def test_the_launcher_passes_on_a_sigterm_and_takes_the_command_with_it_when_kil
 
     def held_run():
         launcher = subprocess.Popen([*warm.command(), "train", "-u", str(settings), "--hparam", "nbEpoch=3"],
-                                    cwd=workdir, env=warm.environment(cli_env()), stdout=subprocess.DEVNULL,
+                                    cwd=workdir, env=cli_env(), stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True)
-        known = set(_runs(workdir))
-        run = wait_for(lambda: set(_runs(workdir)) - known, 120, "the run's folder")
+        known = set(experiments_in(workdir))
+        run = wait_for(lambda: set(experiments_in(workdir)) - known, 120, "the run's folder")
         (run,) = run
         wait_for(lambda: read_run(run).get("epochs_completed") == 1, 120, "the first epoch, then the hold")
         return launcher, run
