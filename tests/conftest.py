@@ -150,12 +150,17 @@ def run_cli(workdir):
 @pytest.fixture
 def start_cli(workdir):
     """Starts the CLI in the background; yields a function returning the Popen (`own_group=True`: in a process group
-    of its own, which a test may signal whole, as `scancel` does). Kills leftovers (their whole group)."""
+    of its own, which a test may signal whole, as `scancel` does). `warm=True`: forked from the warm interpreter
+    (tests/warm_cli.py), the Popen's pid the launcher's: only for a command the test leaves to end or stops with a
+    signal the launcher passes on (SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2), never one it kills with -9, freezes,
+    signals as a group or reads by its pid. Kills leftovers (their whole group)."""
     processes = []
 
-    def start(*arguments, own_group=False):
+    def start(*arguments, own_group=False, warm=False):
+        interpreter = warm_interpreter(STARTUP_CLI_ENV) if warm and not own_group else None
+        command = cli_command(*arguments) if interpreter is None else [*interpreter.command(), *arguments]
         process = subprocess.Popen(
-            cli_command(*arguments), cwd=workdir, env=cli_env(), stdout=subprocess.PIPE,
+            command, cwd=workdir, env=cli_env(), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=own_group,
         )
         processes.append((process, own_group))

@@ -13,8 +13,9 @@ launcher runs the command in a new interpreter instead.
 
 The child is a real process (its own pid, exit code, files, locks and signals); what it does not show is a fresh
 interpreter's start-up: the tests of that (quiet start-up, `--help` without TensorFlow, the order of the first lines)
-start `cli_command(...)` themselves, as do the tests that signal or kill a run (`start_cli`: the pid they signal is
-the run's). `EM_TEST_FRESH_PROCESSES=1` runs every command in a new interpreter, as before.
+start `cli_command(...)` themselves, as do the tests that kill a run with -9, freeze it, signal its process group or
+read it by pid (`start_cli`: the pid is the run's); a run a test only stops with a signal the launcher passes on is
+forked (`start_cli(..., warm=True)`). `EM_TEST_FRESH_PROCESSES=1` runs every command in a new interpreter, as before.
 
 One warm process per pytest process, started by the first command that needs it (`warm_interpreter`), stopped at
 the process's exit (and it leaves by itself when its pytest process is gone).

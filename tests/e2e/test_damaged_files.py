@@ -35,7 +35,7 @@ def test_damaged_checkpoint_and_version_are_set_aside_and_the_resume_continues_f
     go.write_text("2")
     settings = settings_variant(workdir, "damaged.py", ["save_only_last_best_model = False",
                                                         PACED_BY_THE_TEST.format(go=str(go))])
-    first = start_cli("train", "-u", str(settings), "--hparam", f"nbEpoch={EPOCHS}")
+    first = start_cli("train", "-u", str(settings), "--hparam", f"nbEpoch={EPOCHS}", warm=True)
     output = OutputReader(first)
     root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
     wait_for(lambda: len(checkpoints(root)) >= 2 or first.poll() is not None, 180, "two checkpoints")

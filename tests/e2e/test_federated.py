@@ -195,7 +195,7 @@ def test_deployment_with_real_superlink_and_supernodes_survives_a_killed_client(
     flower_federation.start(num_nodes=2)
     runner = start_cli("federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", flower_federation.address,
                        "--rounds", "2", "--round-timeout", "60", "--hparam", "nbEpoch=1", "--hparam", "minCl=1",
-                       "--hparam", "minFit=1", "--hparam", "minEval=1", "--hparam", "fraction_evaluate=0.0")
+                       "--hparam", "minFit=1", "--hparam", "minEval=1", "--hparam", "fraction_evaluate=0.0", warm=True)
     reader = OutputReader(runner)
     working_folder = workdir / "experiments/examples/federated_curve_fitting"
     wait_for(lambda: rounds_done(working_folder) >= 1 or runner.poll() is not None, 480,
@@ -336,7 +336,7 @@ def test_a_stop_signal_ends_a_simulated_federation_within_seconds(start_cli, wor
 def test_a_stop_signal_stops_a_deployed_federation_on_its_superlink(flower_federation, start_cli, workdir):
     flower_federation.start(num_nodes=2)
     runner = start_cli("federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", flower_federation.address,
-                       "--rounds", "50", "--hparam", "nbEpoch=1")
+                       "--rounds", "50", "--hparam", "nbEpoch=1", warm=True)
     reader = OutputReader(runner)
     working_folder = workdir / "experiments/examples/federated_curve_fitting"
     wait_for(lambda: rounds_done(working_folder) >= 1 or runner.poll() is not None, 480, "round 1 completed")

@@ -277,7 +277,8 @@ def test_a_server_stopped_mid_run_loses_nothing_and_mlflow_sync_sends_it_once(ml
     settings = settings_variant(workdir, "held.py", [*HELD_AT_THE_SECOND_EPOCH, "mlflow_registered_model_name = "
                                                      "'stopped_mid_run'"])
     (workdir / "hold").touch()
-    process = start_cli("train", "-u", str(settings), "--hparam", "nbEpoch=3", "--mlflow", mlflow_server.url)
+    process = start_cli("train", "-u", str(settings), "--hparam", "nbEpoch=3", "--mlflow", mlflow_server.url,
+                        warm=True)
     output = OutputReader(process)
     root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
     run_id = wait_for(lambda: read_run(root).get("mlflow", {}).get("run_id") or process.poll(), 180, "the MLflow run")

@@ -139,7 +139,7 @@ def test_the_text_model_serves_strings_over_rest_and_grpc(text: types.SimpleName
     from test_serving_cli import OutputReader
 
     expected = em.load(text.run).predict(tf.constant(text.probe), verbose=0)
-    process = start_cli("serve", "--model_dir", str(text.run), "--grpc-port", "0", "--rest-port", "0")
+    process = start_cli("serve", "--model_dir", str(text.run), "--grpc-port", "0", "--rest-port", "0", warm=True)
     output = OutputReader(process)
     grpc_address = output.wait_for(r"gRPC: (127\.0\.0\.1:\d+)", 90)[1]
     rest = output.wait_for(r"REST: (http://127\.0\.0\.1:\d+)/v1/models/model_text_classifier", 10)[1]

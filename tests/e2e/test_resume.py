@@ -215,7 +215,7 @@ def test_kill_9_at_ten_seeded_points_then_resume_finishes_with_nothing_half_writ
 @pytest.mark.claim('the run finishes its step, checkpoints and exits 138', note='(SIGUSR1 case)')
 def test_stop_signal_checkpoints_marks_interrupted_then_resume_finishes(signum, workdir, start_cli, run_cli,
                                                                         tmp_path):
-    process = start_cli("train", "-u", str(long_settings(workdir)), "--hparam", f"nbEpoch={NB_EPOCH}")
+    process = start_cli("train", "-u", str(long_settings(workdir)), "--hparam", f"nbEpoch={NB_EPOCH}", warm=True)
     root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
     # two epochs done: the PNG was drawn after the first only (the next drawing waits 30 s), so the stopped run
     # must draw the second itself
@@ -284,7 +284,8 @@ def test_a_second_ctrl_c_stops_at_once_and_is_recorded_as_interrupted(workdir, s
         "def addon_callbacks(model, train_samples, val_samples):",
         "    return [_SlowEpochEnd()]",
     ])
-    process = start_cli("train", "-u", str(settings), "--hparam", "nbEpoch=3", "--hparam", "nb_train_samples=200")
+    process = start_cli("train", "-u", str(settings), "--hparam", "nbEpoch=3", "--hparam", "nb_train_samples=200",
+                        warm=True)
     wait_for(lambda: (workdir / "epoch_end_reached").exists() or process.poll() is not None, 120, "the epoch end")
     assert process.poll() is None, process.stdout.read()
 

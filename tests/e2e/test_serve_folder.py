@@ -163,7 +163,8 @@ def test_serve_models_dir_serves_every_experiment_follows_the_folder_and_gives_l
     experiments = sorted(path.parent for path in folder.rglob("run.json"))
     assert len(experiments) == 4  # two examples, two sweep trials
     process = start_cli("serve", "--models_dir", str(folder), "--grpc-port", "0", "--rest-port", "0",
-                        "--file_system_poll_wait_seconds", "0.2", "--model_config_file_poll_wait_seconds", str(POLL))
+                        "--file_system_poll_wait_seconds", "0.2", "--model_config_file_poll_wait_seconds", str(POLL),
+                        warm=True)
     output = OutputReader(process)
     output.wait_for(rf"models.config of 4 model\(s\) written to {re.escape(str(folder / 'models.config'))}", 90)
     grpc_address = output.wait_for(r"gRPC: (127\.0\.0\.1:\d+)", 90)[1]

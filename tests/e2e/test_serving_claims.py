@@ -251,7 +251,7 @@ def test_serve_cli_serves_a_models_config_caps_request_bytes_and_stops_cleanly_o
            version_labels {{ key: "stable" value: 1 }} }}
 }}""")
     process = start_cli("serve", "--model_config_file", str(config), "--grpc-port", "0", "--rest-port", "0",
-                        "--max-request-bytes", "4096")
+                        "--max-request-bytes", "4096", warm=True)
     output = Output(process)
     output.wait_for(r"Ctrl-C or SIGTERM stops the server", 90)  # after the addresses of every model served
     rest = output.wait_for(r"REST: (http://127\.0\.0\.1:\d+)/v1/models/curve", 1)[1]
@@ -404,7 +404,7 @@ def test_predict_waits_for_a_first_version_then_streams_until_ctrl_c_and_finaliz
     server = model_server([ModelSource(trained.model_name, base)])  # up, but no version yet
     experiment = client_variant(trained.dir, tmp_path, ENDLESS_CLIENT)
     process = start_cli("predict", "--model_dir", str(experiment), "--server", server.grpc_address,
-                        "--predict_stream", "-1", "--wait-for-server", "60", "--interval", "0.05")
+                        "--predict_stream", "-1", "--wait-for-server", "60", "--interval", "0.05", warm=True)
     output = Output(process)
     wait_for(lambda: process.poll() is not None or connected_to(server.grpc_port), 60, "predict to ask for versions")
     assert process.poll() is None, "predict did not wait for a version:\n" + output.text()
@@ -427,7 +427,7 @@ def test_ctrl_c_while_predict_waits_for_the_server_ends_it_at_once(start_cli, mo
     server = model_server([ModelSource(trained.model_name, base)])  # never gets a version
     experiment = client_variant(trained.dir, tmp_path, ENDLESS_CLIENT)
     process = start_cli("predict", "--model_dir", str(experiment), "--server", server.grpc_address,
-                        "--predict_stream", "-1", "--wait-for-server", "300")
+                        "--predict_stream", "-1", "--wait-for-server", "300", warm=True)
     output = Output(process)
     wait_for(lambda: process.poll() is not None or connected_to(server.grpc_port), 60, "predict to ask for versions")
     assert process.poll() is None, "predict did not wait for a version:\n" + output.text()

@@ -61,7 +61,7 @@ def test_train_then_serve_then_resume_from_the_command_line(run_cli, start_cli, 
     assert trained.returncode == 0, trained.stdout + trained.stderr
     run = single_experiment(workdir / "experiments/examples/curve_fitting")
 
-    process = start_cli("serve", "--model_dir", str(run), "--grpc-port", "0", "--rest-port", "0")
+    process = start_cli("serve", "--model_dir", str(run), "--grpc-port", "0", "--rest-port", "0", warm=True)
     output = OutputReader(process)
     rest = output.wait_for(r"REST: (http://127\.0\.0\.1:\d+)/v1/models/model_curve_fitting", 90)[1]
     answer = requests.post(f"{rest}/v1/models/model_curve_fitting:predict", json={"instances": X.tolist()}, timeout=10)
@@ -236,7 +236,7 @@ def test_train_serve_answers_while_versions_advance(start_cli, workdir):
     settings.write_text(settings.read_text() + PACED_BY_THE_SERVER.format(answered=str(answered_file)))
     process = start_cli(
         "train", "-u", REGRESSION_SETTINGS, "--hparam", "nbEpoch=3", "--serve", "--grpc-port", "0", "--rest-port", "0",
-        "--file_system_poll_wait_seconds", "0.2",
+        "--file_system_poll_wait_seconds", "0.2", warm=True,
     )
     output = OutputReader(process)
     grpc_address = output.wait_for(r"\[serve\] gRPC: (127\.0\.0\.1:\d+)", 120)[1]

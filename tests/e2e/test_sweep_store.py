@@ -89,9 +89,13 @@ def test_one_worker_suggests_the_points_of_todays_sequential_sweep(tmp_path):
     assert best["loss"] == min(loss_of(hparams) for hparams in sequential)
 
 
+WRITERS, ROUNDS = 8, 25  # 8 processes at once on 2 cores, 200 records (8 x 50: 56 CPU-s in the suite, twice this)
+TRIALS = WRITERS * ROUNDS
+
+
 def _ask_and_tell(root, count, results):
     """One worker process: `count` ask/tell rounds with no pause, then the trial numbers it got."""
-    store = new_store(root, algo="rand", max_evals=400, joined=True)
+    store = new_store(root, algo="rand", max_evals=TRIALS, joined=True)
     worker = worker_identity()
     numbers = []
     for _ in range(count):
@@ -105,15 +109,15 @@ def _ask_and_tell(root, count, results):
 @pytest.mark.slow
 @pytest.mark.claim(
     'the shared state is safe with many writers: no record lost or duplicated',
-    note='(8 processes x 50 ask/tell)')
+    note='(8 processes x 25 ask/tell)')
 def test_eight_processes_asking_and_telling_at_once_lose_and_duplicate_nothing(tmp_path):
     root = tmp_path / "sweep"
-    new_store(root, algo="rand", max_evals=400)
+    new_store(root, algo="rand", max_evals=TRIALS)
     # spawned, not forked: a fork of this pytest worker copies the locks of threads an earlier test left in it
     # (gRPC's, asyncio's), and a child can wait on one forever (CI hung here once)
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    processes = [context.Process(target=_ask_and_tell, args=(root, 50, results)) for _ in range(8)]
+    processes = [context.Process(target=_ask_and_tell, args=(root, ROUNDS, results)) for _ in range(WRITERS)]
     for process in processes:
         process.start()
     got = []
@@ -130,15 +134,15 @@ def test_eight_processes_asking_and_telling_at_once_lose_and_duplicate_nothing(t
         process.join(timeout=60)
         assert process.exitcode == 0
     numbers = sorted(number for numbers in got for number in numbers)
-    assert numbers == list(range(1, 401)), "every trial number given out once"
+    assert numbers == list(range(1, TRIALS + 1)), "every trial number given out once"
     records = sorted((root / "trials").glob("trial-*.json"))
-    assert len(records) == 400 and not list((root / "trials").glob("*.lock"))
+    assert len(records) == TRIALS and not list((root / "trials").glob("*.lock"))
     entries = [TrialEntry.from_json(json.loads(path.read_text())) for path in records]
     assert all(entry.status == "finished" and entry.loss == loss_of(entry.hparams) for entry in entries)
-    store = new_store(root, algo="rand", max_evals=400)
+    store = new_store(root, algo="rand", max_evals=TRIALS)
     assert isinstance(store.next_trial(worker_identity()), NothingLeft)
     rows, _ = store.record_rows()
-    assert len(rows) == 400
+    assert len(rows) == TRIALS
     assert not list(root.glob(".*tmp")) and not (root / "sweep.lock").exists()
 
 
