@@ -15,6 +15,7 @@ from experiments_manager import commands
 from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.environment_failures import environment_failure_line
 from experiments_manager.utils.errors import EXIT_TEMPFAIL, EXIT_USER_ERROR, UserInputError, print_problems
+from experiments_manager.utils.interpreter import python_command
 from experiments_manager.utils.lease_holder import lease_timeout
 from experiments_manager.utils.logging_setup import configure_logging
 
@@ -63,6 +64,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.print_help()
             return 2
         lease_timeout()  # the environment every command that writes reads: refused before anything is written
+        python_command()  # and what starts the processes a command starts: EXPERIMENTS_MANAGER_PYTHON
         return commands.command_named(arguments.command).run(arguments, argv)
     except UserInputError as error:
         print_problems(error.problems)

@@ -133,7 +133,7 @@ def run_command(arguments, cwd=None, env=None, **options):
     warm = warm_interpreter(STARTUP_CLI_ENV)
     if warm is None:
         return subprocess.run(cli_command(*arguments), cwd=cwd, env=env, **options)
-    return subprocess.run([*warm.command(), *arguments], cwd=cwd, env=env, **options)
+    return subprocess.run(warm.cli_command(*arguments), cwd=cwd, env=warm.environment(env), **options)
 
 
 @pytest.fixture
@@ -158,9 +158,10 @@ def start_cli(workdir):
 
     def start(*arguments, own_group=False, warm=False):
         interpreter = warm_interpreter(STARTUP_CLI_ENV) if warm and not own_group else None
-        command = cli_command(*arguments) if interpreter is None else [*interpreter.command(), *arguments]
+        command, env = (cli_command(*arguments), cli_env()) if interpreter is None else (
+            interpreter.cli_command(*arguments), interpreter.environment(cli_env()))
         process = subprocess.Popen(
-            command, cwd=workdir, env=cli_env(), stdout=subprocess.PIPE,
+            command, cwd=workdir, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=own_group,
         )
         processes.append((process, own_group))
@@ -424,11 +425,14 @@ class FlowerFederation:
     Args:
         workdir: the current directory of every process (settings' relative paths).
         flower_home: FLWR_HOME of the processes (installed Flower apps).
+        forked_workers: the SuperNodes' keepers and workers fork from the warm interpreter (tests/warm_cli.py;
+            default False: new interpreters, their parents the real ones, as test_federated_worker checks).
     """
 
-    def __init__(self, workdir, flower_home):
+    def __init__(self, workdir, flower_home, forked_workers=False):
         self.workdir = Path(workdir)
-        self.env = dict(cli_env(), FLWR_HOME=str(flower_home))
+        warm = warm_interpreter(STARTUP_CLI_ENV) if forked_workers else None
+        self.env = dict(cli_env() if warm is None else warm.environment(cli_env()), FLWR_HOME=str(flower_home))
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log = self.workdir / "superlink.log"
@@ -483,7 +487,7 @@ class FlowerFederation:
 
 @pytest.fixture
 def flower_federation(workdir, tmp_path):
-    federation = FlowerFederation(workdir, tmp_path / "flwr_home")
+    federation = FlowerFederation(workdir, tmp_path / "flwr_home", forked_workers=True)
     yield federation
     federation.stop()
 

@@ -22,18 +22,20 @@ the process's exit (and it leaves by itself when its pytest process is gone).
 
 Example:
     warm = warm_interpreter(STARTUP_CLI_ENV)
-    subprocess.run([*warm.command(), "train", "-u", "settings.py"], cwd=workdir, env=cli_env())
+    subprocess.run(warm.cli_command("train", "-u", "settings.py"), cwd=workdir, env=warm.environment(cli_env()))
 """
 
 from __future__ import annotations
 
 import array
 import atexit
+import fcntl
 import functools
 import json
 import os
 import runpy
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -43,13 +45,16 @@ import tempfile
 import threading
 from pathlib import Path
 
+from experiments_manager.utils.interpreter import PYTHON_VARIABLE
+
 LAUNCHER = Path(__file__).with_name("warm_cli_launcher.py")
 FRESH_VARIABLE = "EM_TEST_FRESH_PROCESSES"  # =1: every command in a new interpreter
 # What a training run imports besides TensorFlow (measured with `python -X importtime`): imported once here too.
 PRELOADED = ("tensorflow", "keras", "experiments_manager.cli", "experiments_manager.training",
              "experiments_manager.callbacks", "experiments_manager.run.experiment", "hyperopt", "matplotlib.figure",
-             "matplotlib.backends.backend_agg", "tensorboard.plugins.hparams.api")
-STREAMS = 3  # stdin, stdout, stderr
+             "matplotlib.backends.backend_agg", "tensorboard.plugins.hparams.api",
+             "experiments_manager.sweeps.trial_host")  # (what a sweep's trial host imports to train)
+MOST_DESCRIPTORS = 64  # a launcher passes its stdin, stdout, stderr and the few others it was given
 READY = "ready"
 
 
@@ -72,9 +77,18 @@ class WarmInterpreter:
             raise RuntimeError(f"the warm interpreter did not start (said {line!r})")
 
     def command(self) -> list[str]:
-        """What to run in place of `python -m experiments_manager` (the arguments follow): the launcher, told where
-        this warm process listens."""
+        """What to run in place of `python` (`-m MODULE ARGS` follow): the launcher, told where this warm process
+        listens."""
         return [sys.executable, "-I", "-S", str(LAUNCHER), str(self.socket_path)]
+
+    def cli_command(self, *arguments: str) -> list[str]:
+        """`python -m experiments_manager ARGUMENTS`, forked here."""
+        return [*self.command(), "-m", "experiments_manager", *arguments]
+
+    def environment(self, env: dict[str, str]) -> dict[str, str]:
+        """`env` with EXPERIMENTS_MANAGER_PYTHON naming the launcher: the processes the command starts (a sweep's
+        trial hosts, a run's local workers, `train --serve`'s server) fork here too."""
+        return {**env, PYTHON_VARIABLE: shlex.join(self.command())}
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -109,17 +123,30 @@ def warm_interpreter(environment: tuple[tuple[str, str], ...]) -> WarmInterprete
 
 def _received_request(connection: socket.socket) -> tuple[dict, list[int]]:
     descriptors = array.array("i")
-    message, ancillary, _, _ = connection.recvmsg(1 << 20, socket.CMSG_SPACE(STREAMS * descriptors.itemsize))
+    message, ancillary, _, _ = connection.recvmsg(1 << 20, socket.CMSG_SPACE(MOST_DESCRIPTORS * descriptors.itemsize))
     for _level, _kind, data in ancillary:
         descriptors.frombytes(data[: len(data) - len(data) % descriptors.itemsize])
     return json.loads(message), list(descriptors)
 
 
 def _run_in_child(request: dict, descriptors: list[int], connection: socket.socket, base_path: list[str]) -> None:
-    """In the forked child: becomes `python -m experiments_manager ARGS` in the test's folder, with its streams."""
-    for target, descriptor in enumerate(descriptors):
-        os.dup2(descriptor, target)
+    """In the forked child: becomes `python -m MODULE ARGS` in the launcher's folder, with its descriptors (each at
+    the number it had there: 0, 1, 2, a trial host's answers pipe) and its parent (`os.getppid()`)."""
+    targets = request["descriptors"]
+    if len(targets) != len(descriptors):
+        raise ValueError(f"{len(descriptors)} descriptors received, {len(targets)} announced")
+    away = [fcntl.fcntl(descriptor, fcntl.F_DUPFD_CLOEXEC, 1024) for descriptor in descriptors]  # off the targets
+    for descriptor in descriptors:
         os.close(descriptor)
+    if connection.fileno() in targets:
+        moved = socket.socket(fileno=fcntl.fcntl(connection.fileno(), fcntl.F_DUPFD_CLOEXEC, 1024))
+        connection.detach()
+        connection = moved
+    for target, descriptor in zip(targets, away):
+        os.dup2(descriptor, target)  # inheritable, as the launcher's were
+        os.close(descriptor)
+    parent = [request["parent"]]
+    os.getppid = lambda: parent[0]  # the launcher's parent: the process that started the command
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -129,20 +156,24 @@ def _run_in_child(request: dict, descriptors: list[int], connection: socket.sock
                    for entry in python_path.split(os.pathsep)] if python_path else []
     sys.path[:] = [request["cwd"], *python_path, *base_path]  # as `python -m` in that folder, with that PYTHONPATH
     sys.argv = ["-m", *request["argv"]]
+    loaded = sys.modules.get(request["module"])
+    if loaded is not None and not hasattr(loaded, "__path__"):  # a module (not a package) imported here: run afresh
+        del sys.modules[request["module"]]  # as `__main__`, as `-m` does, without runpy's warning that it was
     connection.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\n")
 
-    def die_with_the_launcher() -> None:
+    def follow_the_launcher() -> None:
+        """Its new parents become this process's `os.getppid()`; its end (killed) ends this process."""
         try:
-            while connection.recv(1):
-                pass
+            for line in connection.makefile("rb"):
+                parent[0] = int(line.split()[1])
         except OSError:  # (a launcher gone before it read the pid: a reset, not an end of file)
             pass
         finally:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    threading.Thread(target=die_with_the_launcher, daemon=True).start()
+    threading.Thread(target=follow_the_launcher, daemon=True).start()
     sys.modules.pop("__mp_main__", None)  # multiprocessing's alias of this file (`__main__`): not the user's code
-    runpy.run_module("experiments_manager", run_name="__main__", alter_sys=True)
+    runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
     sys.exit(0)
 
 

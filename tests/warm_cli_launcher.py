@@ -1,8 +1,10 @@
-"""`warm_cli_launcher.py SOCKET ARGS...` runs `python -m experiments_manager ARGS` in a child of the warm
-interpreter (tests/warm_cli.py) as if it were this process: its streams, folder, environment and arguments; this
-process's exit code is the child's (or it dies of the child's signal); the stop signals it gets are passed on; its
-death kills the child. Standard library only (started with `-I -S`). Where the warm process (listening at SOCKET)
-cannot be reached, the command runs in a new interpreter instead.
+"""`warm_cli_launcher.py SOCKET -m MODULE ARGS...` runs `python -m MODULE ARGS` in a child of the warm interpreter
+(tests/warm_cli.py) as if it were this process: its streams and the other descriptors it was given, folder,
+environment and arguments, and its parent (the child's `os.getppid()` is this process's, followed as it changes);
+this process's exit code is the child's (or it dies of the child's signal); the stop signals it gets are passed on;
+its death kills the child. Standard library only (started with `-I -S`). Arguments other than `-m MODULE ...`, or a
+warm process (listening at SOCKET) that cannot be reached: a new interpreter runs them instead. The package's own
+processes (a sweep's trial hosts, a run's local workers) start through it where EXPERIMENTS_MANAGER_PYTHON names it.
 """
 
 import array
@@ -11,12 +13,51 @@ import os
 import signal
 import socket
 import sys
+import threading
+import time
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+PARENT_CHECK_SECONDS = 0.2  # how soon the child's `os.getppid()` follows this process's new parent (its own died)
+
+
+def given_descriptors() -> list[int]:
+    """The descriptors this process was started with, 0, 1 and 2 first, then those its parent passed on besides
+    (a trial host's answers pipe)."""
+    others = []
+    for number in sorted(int(name) for name in os.listdir("/proc/self/fd") if int(name) > 2):
+        try:
+            os.fstat(number)
+        except OSError:  # the listing's own, closed since
+            continue
+        others.append(number)
+    return [0, 1, 2, *others]
+
+
+def new_interpreter(arguments: list[str]) -> None:
+    for number in FORWARDED:
+        signal.signal(number, signal.SIG_DFL)
+    os.execv(sys.executable, [sys.executable, *arguments])
+
+
+def tell_new_parents(connection: socket.socket, parent: int) -> None:
+    """Sends the child `parent N` each time this process's parent changes (a parent that died: the child's watch
+    of its parent sees it go, as it would as the parent's own child)."""
+    while True:
+        time.sleep(PARENT_CHECK_SECONDS)
+        now = os.getppid()
+        if now != parent:
+            parent = now
+            try:
+                connection.sendall(f"parent {parent}\n".encode())
+            except OSError:
+                return
 
 
 def main() -> None:
     path, arguments = sys.argv[1], sys.argv[2:]
+    if len(arguments) < 2 or arguments[0] != "-m":
+        new_interpreter(arguments)
+    descriptors = given_descriptors()
     child = {"pid": None, "pending": []}  # a stop signal that comes before the child's pid is passed on once known
 
     def pass_on(number: int, _frame: object) -> None:
@@ -34,11 +75,12 @@ def main() -> None:
     try:
         connection.connect(path)
     except OSError:  # no warm process: a new interpreter, as without this launcher
-        for number in FORWARDED:
-            signal.signal(number, signal.SIG_DFL)
-        os.execv(sys.executable, [sys.executable, "-m", "experiments_manager", *arguments])
-    request = json.dumps({"argv": arguments, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
-    connection.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0, 1, 2]))])
+        new_interpreter(arguments)
+    parent = os.getppid()
+    request = json.dumps({"module": arguments[1], "argv": arguments[2:], "descriptors": descriptors,
+                          "parent": parent, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+    connection.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", descriptors))])
+    threading.Thread(target=tell_new_parents, args=(connection, parent), daemon=True).start()
     replies = connection.makefile()
     first = replies.readline()
     if first:

@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Iterable, Mapping, Optional, Sequence
 
 from experiments_manager.utils.errors import SIGNAL_EXIT_BASE, UserInputError
+from experiments_manager.utils.interpreter import python_command
 from experiments_manager.utils.signals import LAUNCHER_PID_VARIABLE, STOP_SIGNALS, signal_handlers, stop_when_orphaned
 
 FORWARDED_SIGNALS = STOP_SIGNALS
@@ -80,7 +81,7 @@ class LocalWorkers:
         return index in self.terminated and code in (-signal.SIGTERM, SIGNAL_EXIT_BASE + signal.SIGTERM)
 
     def _start(self, tf_config: str, log: Optional[Path]) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "experiments_manager", *self.argv]
+        command = [*python_command(), "-m", "experiments_manager", *self.argv]
         environment = {**os.environ, "TF_CONFIG": tf_config, LAUNCHER_PID_VARIABLE: str(os.getpid())}
         # a new session each: a terminal's Ctrl-C reaches this launcher once, which forwards it once
         if log is None:

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from experiments_manager.utils.signals import SignalSafeEvent, signal_handlers  # the standard library only
+from experiments_manager.utils.interpreter import python_command  # (these two: the standard library only)
+from experiments_manager.utils.signals import SignalSafeEvent, signal_handlers
 
 if TYPE_CHECKING:
     from experiments_manager.utils.atomic import PathLike
@@ -92,7 +93,7 @@ def start_keeper(supernode_pid: Optional[int] = None) -> Path:
         folder.rmdir()
         raise UserInputError(f"the SuperNode's worker socket {socket_path(folder)} would be longer than a Unix "
                              f"socket path may be ({MAX_SOCKET_PATH_BYTES} bytes): set TMPDIR to a shorter folder")
-    keeper = subprocess.Popen([sys.executable, "-m", "experiments_manager.federated.keeper", str(folder),
+    keeper = subprocess.Popen([*python_command(), "-m", "experiments_manager.federated.keeper", str(folder),
                                str(supernode_pid or os.getpid())], close_fds=True)
     (folder / KEEPER_PID_NAME).write_text(str(keeper.pid))  # `remove_stale_folders` leaves a live keeper's folder
     return folder
@@ -146,7 +147,8 @@ class Keeper:
     def _start_worker(self) -> None:
         self.starts += 1
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "experiments_manager.federated.supernode_worker", str(self.folder), str(os.getpid())],
+            [*python_command(), "-m", "experiments_manager.federated.supernode_worker", str(self.folder),
+             str(os.getpid())],
             close_fds=True)
 
     def _stop_worker(self) -> None:

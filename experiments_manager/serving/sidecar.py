@@ -11,10 +11,10 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import threading
 from typing import TYPE_CHECKING, Iterable, Optional
 
+from experiments_manager.utils.interpreter import python_command
 from experiments_manager.utils.signals import signal_handlers
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class ServingSidecar:
 
     def command(self) -> "list[str]":
         return [
-            sys.executable, "-m", "experiments_manager", "serve",
+            *python_command(), "-m", "experiments_manager", "serve",
             "--model_dir", str(self.experiment.root),
             "--exit-with-parent", str(os.getpid()),
             *self.serve_arguments,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from experiments_manager.utils.errors import UserInputError
+from experiments_manager.utils.interpreter import python_command
 from experiments_manager.utils.signals import LAUNCHER_PID_VARIABLE, STOP_SIGNALS, signal_handlers
 
 if TYPE_CHECKING:
@@ -97,7 +98,8 @@ class SparkJobFailed(Exception):
 def _run_worker(sweep_root: str, workers: int, task: int) -> int:
     """In a Spark task: one worker process of the sweep (this executor's Python), in a session of its own (Spark's
     Python daemon hangs up its process group as it shuts down), which stops once this task's process is gone."""
-    command = [sys.executable, "-m", "experiments_manager", "sweep", "--resume", sweep_root, "--workers", str(workers)]
+    command = [*python_command(), "-m", "experiments_manager", "sweep", "--resume", sweep_root, "--workers",
+               str(workers)]
     environment = {**os.environ, LAUNCHER_PID_VARIABLE: str(os.getpid()), SPARK_TASK_VARIABLE: str(task)}
     return subprocess.run(command, env=environment, check=False, start_new_session=True).returncode
 

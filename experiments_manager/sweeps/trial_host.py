@@ -47,6 +47,7 @@ from experiments_manager.sweeps.trial_leftovers import (clear_session, let_go_of
                                                         resident_bytes)
 from experiments_manager.sweeps.trial_training import TrialRequest, TrialTrained, train_trial
 from experiments_manager.utils.errors import EXIT_USER_ERROR, print_problems
+from experiments_manager.utils.interpreter import python_command
 
 if TYPE_CHECKING:
     from experiments_manager.utils.atomic import PathLike
@@ -106,7 +107,7 @@ class TrialHost:
         read_end, write_end = os.pipe()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "experiments_manager.sweeps.trial_host", "--parent-pid", str(os.getpid()),
+                [*python_command(), "-m", "experiments_manager.sweeps.trial_host", "--parent-pid", str(os.getpid()),
                  "--answers-fd", str(write_end)],
                 cwd=self.working_dir, stdin=subprocess.PIPE, stdout=_stderr_fd(), pass_fds=(write_end,),
                 start_new_session=True)  # signals come from the worker

@@ -3,6 +3,7 @@ runs, and its launcher stands for it (exit code, stop signals, death)."""
 
 import os
 import re
+import select
 import signal
 import subprocess
 
@@ -65,7 +66,7 @@ def test_the_launcher_passes_on_a_sigterm_and_takes_the_command_with_it_when_kil
     (workdir / "hold").touch()
 
     def held_run():
-        launcher = subprocess.Popen([*warm.command(), "train", "-u", str(settings), "--hparam", "nbEpoch=3"],
+        launcher = subprocess.Popen(warm.cli_command("train", "-u", str(settings), "--hparam", "nbEpoch=3"),
                                     cwd=workdir, env=cli_env(), stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, text=True)
         known = set(experiments_in(workdir))
@@ -95,3 +96,47 @@ def test_the_launcher_passes_on_a_sigterm_and_takes_the_command_with_it_when_kil
         return False
 
     wait_for(gone, 30, f"the command (pid {child}) to die with its launcher")
+
+
+
+PROBE = """import os, sys, time
+answers = os.fdopen(int(sys.argv[1]), "w")
+first = os.getppid()
+print(os.getpid(), first, sys.argv[2:], __name__, file=answers, flush=True)
+deadline = time.monotonic() + 30
+while os.getppid() == first and time.monotonic() < deadline:  # until its parent is gone
+    time.sleep(0.05)
+print(os.getppid(), file=answers, flush=True)
+"""
+
+
+def _line(stream, what, timeout=60):
+    """The next line of `stream`, or a failure after `timeout` seconds (the writer hung or died)."""
+    assert select.select([stream], [], [], timeout)[0], f"no {what} in {timeout} s"
+    return stream.readline()
+
+
+def _parent_of(pid):
+    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.claim("the processes the package starts (a sweep's trial hosts, a run's local workers) fork from the "
+                   "tests' warm interpreter too, through EXPERIMENTS_MANAGER_PYTHON: with the descriptors they were "
+                   "given and their starter as their parent (`os.getppid()`, followed when it dies)")
+def test_a_module_forked_through_the_launcher_has_its_descriptors_and_its_starter_as_parent(tmp_path, warm):
+    """As a trial host is started: `-m MODULE`, an answers pipe passed on as a descriptor other than 0-2, its
+    parent's pid watched. A shell starts it and ends: its parent becomes the launcher's new one, as a real child's
+    would."""
+    (tmp_path / "parent_probe.py").write_text(PROBE)
+    read_end, write_end = os.pipe()
+    shell = subprocess.Popen(["sh", "-c", '"$@" & echo $!; read stop', "sh", *warm.command(), "-m", "parent_probe",
+                              str(write_end), "a", "b"], cwd=tmp_path, env=warm.environment(cli_env()),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(write_end,), text=True)
+    os.close(write_end)
+    with os.fdopen(read_end) as answers:
+        launcher = int(_line(shell.stdout, "launcher's pid"))
+        probe, parent, rest = _line(answers, "probe's first line").split(" ", 2)
+        assert (int(parent), rest) == (shell.pid, "['a', 'b'] __main__\n")  # its starter, as a real child's
+        assert int(probe) != launcher and _parent_of(int(probe)) == warm.process.pid  # forked from the warm one
+        shell.communicate("stop\n", timeout=30)  # the shell ends: the launcher and the probe go on
+        assert int(_line(answers, "probe's new parent")) == _parent_of(launcher) != shell.pid
