@@ -157,7 +157,8 @@ def start_cli(workdir):
     processes = []
 
     def start(*arguments, own_group=False, warm=False):
-        interpreter = warm_interpreter(STARTUP_CLI_ENV) if warm and not own_group else None
+        assert not (warm and own_group), "a forked run is not in a process group of its own: start it new"
+        interpreter = warm_interpreter(STARTUP_CLI_ENV) if warm else None
         command, env = (cli_command(*arguments), cli_env()) if interpreter is None else (
             interpreter.cli_command(*arguments), interpreter.environment(cli_env()))
         process = subprocess.Popen(

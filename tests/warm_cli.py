@@ -3,13 +3,16 @@
 Every `python -m experiments_manager ...` a test runs and waits for (the `run_cli` fixture, `run_command`) starts a
 new interpreter that imports TensorFlow, Keras and the package again: ~4-6 CPU-s each, several hundred times in the
 suite, most of its CPU. Here one process per pytest worker (`WarmInterpreter`, started on first use) imports them
-once, then forks one child per run; the child takes the test's stdin, stdout and stderr (passed over a Unix socket),
-working folder, environment and arguments, and runs the package's `__main__` as `python -m` does (`runpy`, so
-`sys.argv[0]`, `__main__.__spec__` and the printed hints are those of `python -m experiments_manager`). The test
-starts `warm_cli_launcher.py` (the standard library only, ~20 ms) in place of the interpreter: it hands over its
-streams, exits with the child's exit code (or dies of the child's signal), forwards the stop signals a test sends it,
-and its death (a `subprocess.run` timeout kills it) kills the child. Where the warm process is gone or unreachable the
-launcher runs the command in a new interpreter instead.
+once, then forks one child per run; the child takes the launcher's stdin, stdout, stderr and other descriptors
+(passed over a Unix socket), working folder, environment, arguments and parent (`os.getppid()`), and runs the module
+as `python -m` does (`runpy`, so `sys.argv[0]`, `__main__.__spec__` and the printed hints are those of
+`python -m experiments_manager`). The test starts `warm_cli_launcher.py` (the standard library only, ~20 ms) in place
+of the interpreter: it hands those over, exits with the child's exit code (or dies of the child's signal), forwards
+the stop signals a test sends it, and its death (a `subprocess.run` timeout kills it) kills the child. Where the warm
+process is gone or unreachable the launcher runs the command in a new interpreter instead. The command's environment
+names the launcher in EXPERIMENTS_MANAGER_PYTHON, so the processes the package starts (a sweep's trial hosts, a
+run's local workers) fork here too; they stay in this process's process group, not a session of their own (a
+group kill reaches their launcher, whose death kills them).
 
 The child is a real process (its own pid, exit code, files, locks and signals); what it does not show is a fresh
 interpreter's start-up: the tests of that (quiet start-up, `--help` without TensorFlow, the order of the first lines)
@@ -133,20 +136,20 @@ def _run_in_child(request: dict, descriptors: list[int], connection: socket.sock
     """In the forked child: becomes `python -m MODULE ARGS` in the launcher's folder, with its descriptors (each at
     the number it had there: 0, 1, 2, a trial host's answers pipe) and its parent (`os.getppid()`)."""
     targets = request["descriptors"]
-    if len(targets) != len(descriptors):
-        raise ValueError(f"{len(descriptors)} descriptors received, {len(targets)} announced")
-    away = [fcntl.fcntl(descriptor, fcntl.F_DUPFD_CLOEXEC, 1024) for descriptor in descriptors]  # off the targets
+    above = max(targets) + 1  # copies above every target first: none is overwritten before it is placed
+    away = [fcntl.fcntl(descriptor, fcntl.F_DUPFD_CLOEXEC, above) for descriptor in descriptors]
     for descriptor in descriptors:
         os.close(descriptor)
     if connection.fileno() in targets:
-        moved = socket.socket(fileno=fcntl.fcntl(connection.fileno(), fcntl.F_DUPFD_CLOEXEC, 1024))
+        moved = socket.socket(fileno=fcntl.fcntl(connection.fileno(), fcntl.F_DUPFD_CLOEXEC, above))
         connection.detach()
         connection = moved
     for target, descriptor in zip(targets, away):
         os.dup2(descriptor, target)  # inheritable, as the launcher's were
         os.close(descriptor)
-    parent = [request["parent"]]
-    os.getppid = lambda: parent[0]  # the launcher's parent: the process that started the command
+    own_pid, parent, real_getppid = os.getpid(), [request["parent"]], os.getppid
+    # the launcher's parent (the process that started the command); a process this one forks has its real one
+    os.getppid = lambda: parent[0] if os.getpid() == own_pid else real_getppid()
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -218,6 +221,8 @@ def serve(socket_path: str) -> None:
             descriptors = []
             try:
                 request, descriptors = _received_request(connection)
+                if len(request["descriptors"]) != len(descriptors):  # (over MOST_DESCRIPTORS: cut off)
+                    raise ValueError(f"{len(descriptors)} descriptors received, {len(request['descriptors'])} said")
                 pid = os.fork()
             except (OSError, ValueError) as error:  # one bad or lost request: its launcher says so, the rest go on
                 print(f"warm_cli: a request failed: {error!r}", file=sys.stderr)

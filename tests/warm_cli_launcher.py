@@ -2,8 +2,9 @@
 (tests/warm_cli.py) as if it were this process: its streams and the other descriptors it was given, folder,
 environment and arguments, and its parent (the child's `os.getppid()` is this process's, followed as it changes);
 this process's exit code is the child's (or it dies of the child's signal); the stop signals it gets are passed on;
-its death kills the child. Standard library only (started with `-I -S`). Arguments other than `-m MODULE ...`, or a
-warm process (listening at SOCKET) that cannot be reached: a new interpreter runs them instead. The package's own
+its death kills the child. Standard library only (started with `-I -S`). Arguments other than `-m MODULE ...`, a
+warm process (listening at SOCKET) that cannot be reached or refuses, or a child that fails before the command
+begins: a new interpreter runs them instead. The package's own
 processes (a sweep's trial hosts, a run's local workers) start through it where EXPERIMENTS_MANAGER_PYTHON names it.
 """
 
@@ -15,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+from typing import NoReturn, Sequence
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 PARENT_CHECK_SECONDS = 0.2  # how soon the child's `os.getppid()` follows this process's new parent (its own died)
@@ -33,9 +35,13 @@ def given_descriptors() -> list[int]:
     return [0, 1, 2, *others]
 
 
-def new_interpreter(arguments: list[str]) -> None:
+def exec_new_interpreter(arguments: list[str], pending: Sequence[int] = ()) -> NoReturn:
+    """Becomes `python ARGUMENTS`; a stop signal already received (`pending`) ends this process first, as it would
+    have ended a new interpreter that had not yet set its handlers."""
     for number in FORWARDED:
         signal.signal(number, signal.SIG_DFL)
+    for number in pending:
+        os.kill(os.getpid(), number)
     os.execv(sys.executable, [sys.executable, *arguments])
 
 
@@ -56,7 +62,7 @@ def tell_new_parents(connection: socket.socket, parent: int) -> None:
 def main() -> None:
     path, arguments = sys.argv[1], sys.argv[2:]
     if len(arguments) < 2 or arguments[0] != "-m":
-        new_interpreter(arguments)
+        exec_new_interpreter(arguments)
     descriptors = given_descriptors()
     child = {"pid": None, "pending": []}  # a stop signal that comes before the child's pid is passed on once known
 
@@ -75,7 +81,7 @@ def main() -> None:
     try:
         connection.connect(path)
     except OSError:  # no warm process: a new interpreter, as without this launcher
-        new_interpreter(arguments)
+        exec_new_interpreter(arguments, child["pending"])
     parent = os.getppid()
     request = json.dumps({"module": arguments[1], "argv": arguments[2:], "descriptors": descriptors,
                           "parent": parent, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
@@ -83,12 +89,14 @@ def main() -> None:
     threading.Thread(target=tell_new_parents, args=(connection, parent), daemon=True).start()
     replies = connection.makefile()
     first = replies.readline()
-    if first:
-        child["pid"] = json.loads(first)["pid"]
-        for number in child["pending"]:
-            pass_on(number, None)
-    line = replies.readline() if first else ""
-    if not line:  # the warm process died (or refused the request) before the child ended
+    reply = json.loads(first) if first else {}
+    if "pid" not in reply:  # the request refused, or the child failed before the command began: nothing ran
+        exec_new_interpreter(arguments, child["pending"])
+    child["pid"] = reply["pid"]
+    for number in child["pending"]:
+        pass_on(number, None)
+    line = replies.readline()
+    if not line:  # the warm process died before the child ended
         print("warm_cli_launcher: the warm interpreter went away before the command ended", file=sys.stderr)
         sys.exit(70)
     status = json.loads(line)["status"]

@@ -73,6 +73,7 @@ def alive(pid):
 
 
 def parent_of(pid):
+    """The pid of process `pid`'s parent, from /proc."""
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 

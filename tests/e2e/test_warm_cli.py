@@ -11,6 +11,7 @@ import pytest
 
 from conftest import (HELD_AT_THE_SECOND_EPOCH, RAN_AS, REGRESSION_SETTINGS, STARTUP_CLI_ENV, cli_command, cli_env,
                       read_run, run_command, settings_variant, wait_for)
+from test_federated_worker import parent_of
 from test_multiworker import experiments_in, layout
 from warm_cli import warm_interpreter
 
@@ -98,15 +99,16 @@ def test_the_launcher_passes_on_a_sigterm_and_takes_the_command_with_it_when_kil
     wait_for(gone, 30, f"the command (pid {child}) to die with its launcher")
 
 
-
 PROBE = """import os, sys, time
 answers = os.fdopen(int(sys.argv[1]), "w")
 first = os.getppid()
 print(os.getpid(), first, sys.argv[2:], __name__, file=answers, flush=True)
-deadline = time.monotonic() + 30
+deadline = time.monotonic() + 10
 while os.getppid() == first and time.monotonic() < deadline:  # until its parent is gone
     time.sleep(0.05)
 print(os.getppid(), file=answers, flush=True)
+while not os.path.exists("release") and time.monotonic() < deadline + 20:  # alive while the test looks
+    time.sleep(0.05)
 """
 
 
@@ -114,10 +116,6 @@ def _line(stream, what, timeout=60):
     """The next line of `stream`, or a failure after `timeout` seconds (the writer hung or died)."""
     assert select.select([stream], [], [], timeout)[0], f"no {what} in {timeout} s"
     return stream.readline()
-
-
-def _parent_of(pid):
-    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
 
 
 @pytest.mark.claim("the processes the package starts (a sweep's trial hosts, a run's local workers) fork from the "
@@ -129,14 +127,18 @@ def test_a_module_forked_through_the_launcher_has_its_descriptors_and_its_starte
     would."""
     (tmp_path / "parent_probe.py").write_text(PROBE)
     read_end, write_end = os.pipe()
-    shell = subprocess.Popen(["sh", "-c", '"$@" & echo $!; read stop', "sh", *warm.command(), "-m", "parent_probe",
-                              str(write_end), "a", "b"], cwd=tmp_path, env=warm.environment(cli_env()),
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(write_end,), text=True)
+    shell = subprocess.Popen(["sh", "-c", '"$@" >/dev/null & echo $!; read stop', "sh", *warm.command(), "-m",
+                              "parent_probe", str(write_end), "a", "b"], cwd=tmp_path,
+                             env=warm.environment(cli_env()), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             pass_fds=(write_end,), text=True)
     os.close(write_end)
-    with os.fdopen(read_end) as answers:
-        launcher = int(_line(shell.stdout, "launcher's pid"))
-        probe, parent, rest = _line(answers, "probe's first line").split(" ", 2)
-        assert (int(parent), rest) == (shell.pid, "['a', 'b'] __main__\n")  # its starter, as a real child's
-        assert int(probe) != launcher and _parent_of(int(probe)) == warm.process.pid  # forked from the warm one
-        shell.communicate("stop\n", timeout=30)  # the shell ends: the launcher and the probe go on
-        assert int(_line(answers, "probe's new parent")) == _parent_of(launcher) != shell.pid
+    try:
+        with os.fdopen(read_end) as answers:
+            launcher = int(_line(shell.stdout, "launcher's pid"))
+            probe, parent, rest = _line(answers, "probe's first line").split(" ", 2)
+            assert (int(parent), rest) == (shell.pid, "['a', 'b'] __main__\n")  # its starter, as a real child's
+            assert int(probe) != launcher and parent_of(int(probe)) == warm.process.pid  # forked from the warm one
+            shell.communicate("stop\n", timeout=30)  # the shell ends: the launcher and the probe go on
+            assert int(_line(answers, "probe's new parent")) == parent_of(launcher) != shell.pid
+    finally:
+        (tmp_path / "release").touch()
