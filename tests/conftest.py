@@ -124,16 +124,22 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def run_command(arguments, cwd=None, env=None, **options):
-    """`subprocess.run` of `python -m experiments_manager ARGUMENTS` in `cwd`, environment `cli_env()` unless given:
-    forked from this process's warm interpreter (tests/warm_cli.py: TensorFlow imported once), a new interpreter
-    with EM_TEST_FRESH_PROCESSES=1. For a command the test waits for; one it signals or kills starts with
-    `cli_command` (`start_cli`). Returns the CompletedProcess."""
-    env = cli_env() if env is None else env
-    warm = warm_interpreter(STARTUP_CLI_ENV)
+def cli_command_and_env(arguments, env, forked=True):
+    """The command line and environment of `python -m experiments_manager ARGUMENTS` in `env`: forked from this
+    process's warm interpreter (tests/warm_cli.py: TensorFlow imported once, the processes it starts forked too) when
+    `forked` and there is one, else a new interpreter (EM_TEST_FRESH_PROCESSES=1)."""
+    warm = warm_interpreter(STARTUP_CLI_ENV) if forked else None
     if warm is None:
-        return subprocess.run(cli_command(*arguments), cwd=cwd, env=env, **options)
-    return subprocess.run(warm.cli_command(*arguments), cwd=cwd, env=warm.environment(env), **options)
+        return cli_command(*arguments), env
+    return warm.cli_command(*arguments), warm.environment(env)
+
+
+def run_command(arguments, cwd=None, env=None, **options):
+    """`subprocess.run` of `python -m experiments_manager ARGUMENTS` in `cwd`, environment `cli_env()` unless given,
+    forked (`cli_command_and_env`). For a command the test waits for; one it signals or kills starts with
+    `cli_command` (`start_cli`). Returns the CompletedProcess."""
+    command, env = cli_command_and_env(arguments, cli_env() if env is None else env)
+    return subprocess.run(command, cwd=cwd, env=env, **options)
 
 
 @pytest.fixture
@@ -158,9 +164,7 @@ def start_cli(workdir):
 
     def start(*arguments, own_group=False, warm=False):
         assert not (warm and own_group), "a forked run is not in a process group of its own: start it new"
-        interpreter = warm_interpreter(STARTUP_CLI_ENV) if warm else None
-        command, env = (cli_command(*arguments), cli_env()) if interpreter is None else (
-            interpreter.cli_command(*arguments), interpreter.environment(cli_env()))
+        command, env = cli_command_and_env(arguments, cli_env(), forked=warm)
         process = subprocess.Popen(
             command, cwd=workdir, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=own_group,

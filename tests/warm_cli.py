@@ -224,7 +224,7 @@ def serve(socket_path: str) -> None:
                 if len(request["descriptors"]) != len(descriptors):  # (over MOST_DESCRIPTORS: cut off)
                     raise ValueError(f"{len(descriptors)} descriptors received, {len(request['descriptors'])} said")
                 pid = os.fork()
-            except (OSError, ValueError) as error:  # one bad or lost request: its launcher says so, the rest go on
+            except (OSError, ValueError) as error:  # a bad request: its launcher starts a new interpreter
                 print(f"warm_cli: a request failed: {error!r}", file=sys.stderr)
                 for descriptor in descriptors:
                     os.close(descriptor)
