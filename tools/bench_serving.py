@@ -19,9 +19,15 @@ holds 2 s after the answer, and the request's time. `--python PATH` runs the ser
 a venv whose one .pth file lists a `git worktree` of an earlier commit, then this venv's site-packages: side by
 side rows of that code.
 
+With --grpc-memory: the same for one gRPC Predict of 30 and 60 MB to a model with two outputs (its answer twice the
+request), the input sent as `tensor_content` (what `tf.make_tensor_proto` writes) and as `float_val`: the server's
+peak over idle, the outcome (answered, or refused before the work when the answer would pass the 64 MiB answer
+limit) and the time.
+
 Usage:  python tools/bench_serving.py [--seconds 3]
         python tools/bench_serving.py --big-request [--rounds 4] [--python PATH]
         python tools/bench_serving.py --memory [--python PATH] [--sizes 10,30,60]
+        python tools/bench_serving.py --grpc-memory [--python PATH] [--sizes 30,60] [--rounds 4]
 """
 
 import argparse
@@ -45,8 +51,9 @@ MODEL = "bench_model"
 EXAMPLE = [[0.5]]
 
 
-def export_model(base):
-    """A regression-sized Keras model (Dense 32 -> 1) exported as version 1, the engine's way."""
+def export_model(base, two_outputs=False):
+    """A regression-sized Keras model (Dense 32 -> 1) exported as version 1, the engine's way; `two_outputs`: its
+    prediction and that prediction's sigmoid, as two outputs (an answer twice the request)."""
     import keras
     import tensorflow as tf
 
@@ -59,7 +66,8 @@ def export_model(base):
 
         @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32, name="input")])
         def served_model(self, input):
-            return {"prediction": self.model(input, training=False)}
+            prediction = self.model(input, training=False)
+            return {"prediction": prediction, **({"probability": tf.sigmoid(prediction)} if two_outputs else {})}
 
     module = Served()
     signature = module.served_model.get_concrete_function()
@@ -413,6 +421,65 @@ def memory(config, python, sizes, styles=("short", "full")):
               f"{held:>16.0f}")
 
 
+def grpc_memory(base, python, sizes, rounds):
+    """One gRPC Predict of each size and encoding at a time to a two-output model: the server's peak over idle."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    export_model(base, two_outputs=True)
+    config = base.parent / "models.config"
+    config.write_text(f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{base}" model_platform: "tensorflow" }} }}')
+    grpc_port, rest_port = free_port(), free_port()
+    server = start(serve_command(config, grpc_port, rest_port, False, python))
+    results = []
+    try:
+        wait_model(rest_port, server)
+        channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}", options=[
+            ("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)])
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        for round_index in range(rounds):
+            for size in sizes:
+                for encoding in ("tensor_content", "float_val"):
+                    values = np.random.default_rng(round_index).random((int(size * 1e6 // 4), 1)).astype(np.float32)
+                    request = predict_pb2.PredictRequest()
+                    request.model_spec.name = MODEL
+                    if encoding == "tensor_content":
+                        request.inputs["input"].CopyFrom(tf.make_tensor_proto(values))
+                    else:
+                        proto = request.inputs["input"]
+                        proto.dtype = tf.float32.as_datatype_enum
+                        proto.tensor_shape.dim.add(size=values.shape[0])
+                        proto.tensor_shape.dim.add(size=1)
+                        proto.float_val.extend(values[:, 0])
+                    request_mib = request.ByteSize() / 2**20
+                    time.sleep(1.0)
+                    idle = status_mib(server.pid, "VmRSS")
+                    Path(f"/proc/{server.pid}/clear_refs").write_text("5")  # VmHWM := VmRSS
+                    cpu_before, _ = server_usage(server.pid)
+                    started = time.perf_counter()
+                    try:
+                        reply = stub.Predict(request, timeout=600)
+                        outcome = f"answered {reply.ByteSize() / 2**20:.0f} MiB"
+                    except grpc.RpcError as error:
+                        outcome = f"{error.code().name}: {error.details()[:60]}"
+                    seconds = time.perf_counter() - started
+                    cpu_after, _ = server_usage(server.pid)
+                    peak = status_mib(server.pid, "VmHWM") - idle
+                    results.append((round_index, size, encoding, request_mib, idle, peak, seconds, cpu_after - cpu_before,
+                                    outcome))
+                    del request, values
+    finally:
+        server.terminate()
+        server.wait()
+    print(f"server: {python or sys.executable}")
+    print(f"{'round':>5} {'size':>6} {'encoding':>15} {'request MiB':>12} {'idle MiB':>9} {'peak +MiB':>10} "
+          f"{'x request':>10} {'time s':>7} {'CPU s':>6}  outcome")
+    for round_index, size, encoding, request_mib, idle, peak, seconds, cpu, outcome in results:
+        print(f"{round_index:>5} {size:>4}MB {encoding:>15} {request_mib:>12.1f} {idle:>9.0f} {peak:>10.0f} "
+              f"{peak / request_mib:>10.1f} {seconds:>7.2f} {cpu:>6.2f}  {outcome}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time per case")
@@ -421,7 +488,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=4, help="with --big-request: rounds of each kind (default 4)")
     parser.add_argument("--memory", action="store_true",
                         help="measure the server's peak and retained memory for one 10, 30 and 60 MB REST request")
-    parser.add_argument("--sizes", default="10,30,60", help="with --memory: body sizes in MB (default 10,30,60)")
+    parser.add_argument("--sizes", default=None, help="with --memory: body sizes in MB (default 10,30,60); with "
+                        "--grpc-memory: request sizes (default 30,60)")
+    parser.add_argument("--grpc-memory", action="store_true", help="the memory of one big gRPC request (see above)")
     parser.add_argument("--python", type=Path,
                         help="with --memory or --big-request: the server's interpreter (default: this one)")
     parser.add_argument("--flask-server", nargs=2, metavar=("PORT", "BASE"), help=argparse.SUPPRESS)
@@ -432,13 +501,16 @@ def main():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with tempfile.TemporaryDirectory() as folder:
         base = Path(folder) / MODEL
+        if arguments.grpc_memory:
+            return grpc_memory(base, arguments.python, [float(size) for size in (arguments.sizes or "30,60").split(",")],
+                               arguments.rounds)
         export_model(base)
         config = Path(folder) / "models.config"
         config.write_text(f'model_config_list {{ config {{ name: "{MODEL}" base_path: "{base}" model_platform: "tensorflow" }} }}')
         if arguments.big_request:
             return big_request(config, arguments.rounds, arguments.python)
         if arguments.memory:
-            return memory(config, arguments.python, [float(size) for size in arguments.sizes.split(",")])
+            return memory(config, arguments.python, [float(size) for size in (arguments.sizes or "10,30,60").split(",")])
         results = {}
         factory = in_process_session_factory(base)
         for clients in (1, 16):

@@ -2,6 +2,8 @@
 
 import argparse
 
+from experiments_manager.utils.code_trust import TRUST_CODE_OPTION
+
 HPARAM_HELP = ("override hparams[KEY], a key the settings' hparams have (value parsed as a Python literal); "
                "+KEY=VALUE adds a new hparam; repeatable")
 
@@ -50,6 +52,15 @@ def add_bootstrap_servers_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bootstrap-servers", metavar="HOST:PORT[,...]",
         help="Kafka brokers, overriding the settings' kafka_bootstrap_servers",
+    )
+
+
+def add_trust_code_argument(parser: argparse.ArgumentParser, what: str = "the run's") -> None:
+    """`--trust-code`: load a folder whose code another user owns (`utils/code_trust.py`)."""
+    parser.add_argument(
+        TRUST_CODE_OPTION, action="store_true",
+        help=f"run {what} copies of its settings and model files although another user owns them (a colleague's "
+        "folder: refused otherwise; loading a run runs its code, see docs/explanation/security.md)",
     )
 
 

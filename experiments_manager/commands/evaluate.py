@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from experiments_manager.commands.arguments import add_registered_run_argument, positive_int, resolve_registered_run
+from experiments_manager.commands.arguments import (add_registered_run_argument, add_trust_code_argument, positive_int,
+                                                     resolve_registered_run)
 
 if TYPE_CHECKING:
     import argparse
@@ -32,6 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--output", default=None, metavar="DIR",
                         help="save the evaluation in DIR/<stamp>-v<N>/ instead of RUN/evaluations/ (a run on a "
                         "read-only or full disk: its numbers are printed, and said unsaved, without it)")
+    add_trust_code_argument(parser)
     return parser
 
 
@@ -43,7 +45,8 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
     resolve_registered_run(arguments)
-    experiment = Experiment.open(arguments.run)  # not a run: said at once, before TensorFlow is imported
+    experiment = Experiment.open(arguments.run, trust_code=arguments.trust_code)  # not a run: said at once,
+    experiment.refuse_foreign_code()  # before TensorFlow is imported
     import_tensorflow_quietly()
     from experiments_manager.runs.evaluation import evaluate_run
 

@@ -2,8 +2,8 @@
 
 import argparse
 
-from experiments_manager.commands.arguments import (add_registered_run_argument, positive_float, positive_int,
-                                                     resolve_registered_run)
+from experiments_manager.commands.arguments import (add_registered_run_argument, add_trust_code_argument,
+                                                     positive_float, positive_int, resolve_registered_run)
 from experiments_manager.edge.formats import (ALL_TARGETS, DEFAULT_CALIBRATION_BATCHES, DEFAULT_TIMING_SECONDS,
                                               EDGE_FOLDER, FORMATS, QUANTIZATIONS, check_target)
 
@@ -56,6 +56,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]"
     parser.add_argument("--accept-code-change", action="store_true",
                         help="export although a module the run imported (a helper beside its model file) changed "
                         "since it trained (default: refused, naming the file)")
+    add_trust_code_argument(parser)
     return parser
 
 
@@ -85,8 +86,9 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.run.version_records import chosen_version
 
-    experiment = Experiment.open(arguments.run)
+    experiment = Experiment.open(arguments.run, trust_code=arguments.trust_code)
     chosen_version(experiment, arguments.version, option="--version")  # the same, at once
+    experiment.refuse_foreign_code()
     experiment.refuse_code_changes("export", arguments.accept_code_change, "--accept-code-change")
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
@@ -96,7 +98,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     from experiments_manager.edge.export import export_edge
     from experiments_manager.edge.parity import markdown
 
-    rows = export_edge(arguments.run, targets, arguments.version, allow_flex=arguments.allow_flex_ops,
+    rows = export_edge(experiment, targets, arguments.version, allow_flex=arguments.allow_flex_ops,
                        threads=arguments.threads, calibration_batches=arguments.calibration_batches,
                        timing_seconds=arguments.timing_seconds, table=arguments.all,
                        accept_code_change=arguments.accept_code_change)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from experiments_manager.commands.arguments import add_trust_code_argument
+
 if TYPE_CHECKING:
     import argparse
 
@@ -38,6 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--interval", type=float, default=0.0, metavar="SECONDS", help="pause between requests (default 0)"
     )
     parser.add_argument("--debug", action="store_true", help="Client_IO debugMode")
+    add_trust_code_argument(parser, "the experiment's (its Client_IO runs here)")
     parser.add_argument(
         "--edge", metavar="FILE",
         help="answer on this machine with an exported file (RUN/edge/<format>-<quantization>/model.tflite or "
@@ -63,13 +66,13 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
         require_runtime(arguments.edge)  # before TensorFlow is imported: the one line comes at once
     from experiments_manager.run.experiment import Experiment
 
-    Experiment.open(arguments.model_dir)  # not a run, or a record that cannot be read: said at once too
+    Experiment.open(arguments.model_dir, trust_code=arguments.trust_code).refuse_foreign_code()  # said at once too
     import_tensorflow_quietly()
     if arguments.edge:
         from experiments_manager.edge.predict import predict_on_device
 
         return predict_on_device(arguments.model_dir, arguments.edge, arguments.predict_stream, arguments.interval,
-                                 arguments.debug)
+                                 arguments.debug, trust_code=arguments.trust_code)
     from experiments_manager.serving.entry_points import predict
 
     return predict(arguments)

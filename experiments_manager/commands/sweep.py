@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from experiments_manager.commands.arguments import add_hparam_argument, positive_int
+from experiments_manager.commands.arguments import add_hparam_argument, add_trust_code_argument, positive_int
 from experiments_manager.run.requeue_file import add_requeue_file_argument
 from experiments_manager.sweeps import ALGORITHMS, SCHEDULERS
 
@@ -70,6 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--accept-code-change", action="store_true",
                         help="with --resume: train the next trials although the settings, the model file or a module "
                         "of yours they import changed since the sweep's trials ran (refused otherwise)")
+    add_trust_code_argument(parser, "the sweep's (--resume)")
     parser.add_argument(
         "--mlflow", nargs="?", const="", default=None, metavar="URI",
         help="log the sweep to this MLflow tracking server (without URI: MLFLOW_TRACKING_URI): one run of the sweep, "
@@ -92,7 +93,8 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
                            algo=arguments.algo, startup_trials=arguments.startup_trials, seed=arguments.seed,
                            parallelism=arguments.parallelism,
                            spark_master=arguments.spark_master, requeue_file=arguments.requeue_file,
-                           accept_code_change=arguments.accept_code_change, workers=arguments.workers,
+                           accept_code_change=arguments.accept_code_change, trust_code=arguments.trust_code,
+                           workers=arguments.workers,
                            join=arguments.join, scheduler=arguments.scheduler, eta=arguments.eta,
                            min_epochs=arguments.min_epochs, max_epochs=arguments.max_epochs,
                            mlflow=arguments.mlflow)

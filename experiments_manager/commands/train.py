@@ -7,7 +7,8 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Optional
 
-from experiments_manager.commands.arguments import add_bootstrap_servers_argument, add_hparam_argument, positive_int
+from experiments_manager.commands.arguments import (add_bootstrap_servers_argument, add_hparam_argument,
+                                                   add_trust_code_argument, positive_int)
 from experiments_manager.serving.options import add_server_arguments
 from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.errors import UserInputError
@@ -76,6 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="with --resume: train on although the settings, the model file or a module of yours they import "
         "changed since the last attempt (refused otherwise; recorded in run.json)",
     )
+    add_trust_code_argument(parser, "the run's (--resume) or the source run's (--init-from)")
     parser.add_argument(
         "--serve", action="store_true",
         help="serve the experiment's exported versions while it trains (a `serve` process beside training)",
@@ -133,7 +135,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     if requeue is not None:
         alongside = _remembering(requeue, alongside)
     if arguments.resume:
-        Experiment.open(arguments.resume)  # not a run: said at once, before TensorFlow is imported
+        Experiment.open(arguments.resume, trust_code=arguments.trust_code).refuse_foreign_code()  # said at once
         _LOG.info("Resuming %s", arguments.resume)
         training = _import_training()
         outcome: TrainingOutcome = training.resume(arguments.resume, alongside=alongside,
@@ -141,7 +143,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
                                                    accept_code_change=arguments.accept_code_change,
                                                    settings_source=arguments.settings_source,
                                                    epochs=arguments.epochs, more_epochs=arguments.more_epochs,
-                                                   mlflow=arguments.mlflow)
+                                                   mlflow=arguments.mlflow, trust_code=arguments.trust_code)
     else:
         overrides = parse_hparam_overrides(arguments.hparam)
         existing_settings_file(arguments.usersettings)  # said at once, before TensorFlow is imported
@@ -154,7 +156,8 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
                 return _simulate_federation(arguments, settings)
             outcome = training.train(settings, alongside=alongside, kafka_bootstrap_servers=arguments.bootstrap_servers,
                                      reservation=reservation, init_from=arguments.init_from,
-                                     skip_mismatch=arguments.skip_mismatch, mlflow=arguments.mlflow)
+                                     skip_mismatch=arguments.skip_mismatch, mlflow=arguments.mlflow,
+                                     trust_code=arguments.trust_code)
     _report(outcome)
     return outcome.exit_code
 

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 
 
-def export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional[int] = None, allow_flex: bool = False,
+def export_edge(run: "str | Path | Experiment", targets: list[EdgeTarget], version: Optional[int] = None, allow_flex: bool = False,
                 threads: Optional[int] = None, calibration_batches: Optional[int] = None,
                 timing_seconds: float = DEFAULT_TIMING_SECONDS, settings: Optional["Settings"] = None,
                 command: Optional[list[str]] = None, table: bool = False,
@@ -55,7 +55,7 @@ def export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional[
     (the SavedModel's first, then one per target).
 
     Args:
-        run: the experiment folder.
+        run: the experiment folder (or its `Experiment`, opened: with `trust_code`, say).
         targets: the `EdgeTarget`s, in order.
         version: the version number (default None: the version holding the run's best epoch).
         allow_flex: LiteRT: export Flex ops instead of refusing them (default False).
@@ -86,7 +86,7 @@ def export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional[
                             command, table, accept_code_change)
 
 
-def _export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional[int], allow_flex: bool,
+def _export_edge(run: "str | Path | Experiment", targets: list[EdgeTarget], version: Optional[int], allow_flex: bool,
                  threads: Optional[int], calibration_batches: Optional[int], timing_seconds: float,
                  settings: Optional["Settings"], command: Optional[list[str]], table: bool,
                  accept_code_change: bool) -> list[ParityRow]:
@@ -94,7 +94,7 @@ def _export_edge(run: "str | Path", targets: list[EdgeTarget], version: Optional
     from experiments_manager.run.version_records import chosen_version
 
     require_edge_extra()
-    experiment = Experiment.open(run)
+    experiment = run if isinstance(run, Experiment) else Experiment.open(run)
     number, record, best = chosen_version(experiment, version, option="--version")
     experiment.refuse_code_changes("export", accept_code_change, "--accept-code-change")
     if not isinstance(settings, Settings):

@@ -174,7 +174,7 @@ class EdgeClient(StreamingClient):
 
 
 def predict_on_device(run: "str | Path", edge_file: "str | Path", count: int = 1, interval: float = 0.0,
-                      debug: bool = False, threads: Optional[int] = None) -> int:
+                      debug: bool = False, threads: Optional[int] = None, trust_code: bool = False) -> int:
     """Streams the run's Client_IO requests to `edge_file` on this machine; prints the outcome; returns the exit code.
 
     Args:
@@ -184,6 +184,7 @@ def predict_on_device(run: "str | Path", edge_file: "str | Path", count: int = 1
         interval: seconds between requests (default 0).
         debug: Client_IO's debugMode (default False).
         threads: the runtime's threads (default None: every core).
+        trust_code: run the folder's copies although another user owns them (default False: refused in one line).
 
     Example:
 
@@ -200,7 +201,7 @@ def predict_on_device(run: "str | Path", edge_file: "str | Path", count: int = 1
     if damage is not None:
         raise UserInputError(f"--edge: {Path(edge_file).parent}: {damage}; export it again ({command_name()} "
                              "export RUN --format ...)")
-    experiment = Experiment.open(run)
+    experiment = Experiment.open(run, trust_code=trust_code)
     settings = load_experiment_settings(experiment)
     service = LocalPredictionService(edge_file, threads)
     model_name = experiment.run_info().get("model_name") or settings.model_name

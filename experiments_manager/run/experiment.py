@@ -34,6 +34,7 @@ from experiments_manager.run.record_writer import RunRecordWriter, first_record
 from experiments_manager.run.space_reserve import RESERVE_NAME
 from experiments_manager.utils.atomic import (PathLike, copy_atomically, fsync_folder, remove_leftovers,
                                              remove_tree_atomically, write_json_atomically)
+from experiments_manager.utils.code_trust import foreign_code_problem
 from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.environment_failures import raise_environment_failure
 from experiments_manager.utils.errors import UserInputError
@@ -62,8 +63,9 @@ class Experiment:
     ```
     """
 
-    def __init__(self, root: PathLike) -> None:
+    def __init__(self, root: PathLike, trust_code: bool = False) -> None:
         self.root = Path(root)
+        self.trust_code = trust_code  # load its code although another user owns it (`refuse_foreign_code`)
         self.lease: Optional[Lease] = None  # the `Lease` while this process writes the folder (`held`)
         self.record = RunRecordWriter(self)  # run.json's transitions (`record_writer.py`)
 
@@ -159,18 +161,20 @@ class Experiment:
         return experiment
 
     @classmethod
-    def open(cls, root: PathLike, record: bool = True) -> "Experiment":
+    def open(cls, root: PathLike, record: bool = True, trust_code: bool = False) -> "Experiment":
         """Opens an existing experiment folder (resume, evaluate, serve, predict).
 
         Args:
             root: the folder.
             record: read and check run.json now (`run_info`; default True); False for a reader that tolerates a
                 damaged one (`serve`).
+            trust_code: its copies may be executed although another user owns them (`--trust-code`; default
+                False: `refuse_foreign_code` refuses them).
 
         Raises:
             UserInputError: not an experiment folder, its settings copy missing, a run.json that cannot be read.
         """
-        experiment = cls(root)
+        experiment = cls(root, trust_code)
         if not experiment.run_file.is_file():
             if (experiment.root / STARTING_MARKER_NAME).is_file():
                 raise UserInputError(f"{root}: the run is still starting (no {RUN_FILE_NAME} yet): try again once it "
@@ -279,6 +283,22 @@ class Experiment:
                                  f"trained with: put it back{kept}, or accept it with {how_to_accept}")
         if changes:
             _LOG.warning("%s with changed code (accepted): %s", reading, ", ".join(changes))
+
+    def refuse_foreign_code(self) -> None:
+        """Refuses, in one line, to execute the run's copies when another user owns them or its record (a
+        colleague's folder: `utils/code_trust.py`), unless the experiment was opened with `trust_code`.
+
+        Raises:
+            UserInputError: another user owns the folder, run.json or a copy (exit 2).
+        """
+        if self.trust_code:
+            return
+        files = [self.run_file, self.settings_copy]
+        name = self.run_info().get("model_name")
+        files += [self.root / f"{name}.py"] if isinstance(name, str) else []
+        problem = foreign_code_problem(self.root, files)
+        if problem:
+            raise UserInputError(problem)
 
     def _kept_copies(self, changes: list[str]) -> str:
         """' (the run's copy: RUN/code/...)' naming the kept copy of each of `changes` (`code_changes`), or ''."""

@@ -114,7 +114,7 @@ def _simulated_federation(settings: Settings, working_folder: Optional[PathLike]
 def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,
            kafka_bootstrap_servers: Optional[str] = None, accept_code_change: bool = False,
            epochs: Optional[int] = None, more_epochs: Optional[int] = None,
-           settings_source: str = "copy", mlflow: Optional[str] = None) -> TrainingOutcome:
+           settings_source: str = "copy", mlflow: Optional[str] = None, trust_code: bool = False) -> TrainingOutcome:
     """Continues an experiment from its last checkpoint, or extends it; returns its `TrainingOutcome`.
 
     Args:
@@ -130,6 +130,7 @@ def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,
             with) or 'original' (your files, edited since: they replace the copies, recorded in run.json).
         mlflow: log to this MLflow tracking server ('': MLFLOW_TRACKING_URI; default None: the one run.json names,
             when the run was logged).
+        trust_code: run the folder's copies although another user owns them (default False: refused in one line).
 
     Example:
 
@@ -145,7 +146,8 @@ def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,
         ["--more-epochs", str(more_epochs)] if more_epochs is not None else [])
     return training.resume(experiment_dir, command=command, settings=settings,
                            kafka_bootstrap_servers=kafka_bootstrap_servers, accept_code_change=accept_code_change,
-                           epochs=epochs, more_epochs=more_epochs, settings_source=settings_source, mlflow=mlflow)
+                           epochs=epochs, more_epochs=more_epochs, settings_source=settings_source, mlflow=mlflow,
+                           trust_code=trust_code)
 
 
 def sweep(settings_file: PathLike, max_evals: int, *, hparams: Optional[Mapping[str, Any]] = None, algo: str = "tpe",
@@ -193,15 +195,16 @@ def sweep(settings_file: PathLike, max_evals: int, *, hparams: Optional[Mapping[
 
 
 def resume_sweep(sweep_folder: PathLike, *, max_evals: Optional[int] = None, parallelism: Optional[int] = None,
-                 workers: Optional[int] = None) -> SweepOutcome:
+                 workers: Optional[int] = None, trust_code: bool = False) -> SweepOutcome:
     """Continues a sweep (more trials with `max_evals`; `workers` trials at once), or joins the workers that run it;
-    returns its `SweepOutcome`."""
+    returns its `SweepOutcome`. `trust_code`: run the sweep's code although another user owns it (default False:
+    refused in one line)."""
     from experiments_manager.sweeps.driver import run_sweep
     from experiments_manager.sweeps.request import SweepRequest
 
     show_logs()
     return run_sweep(SweepRequest(resume=str(sweep_folder), max_evals=max_evals, parallelism=parallelism,
-                                  workers=workers))
+                                  workers=workers, trust_code=trust_code))
 
 
 def serve(experiment_dir: PathLike, *, grpc_port: int = 0, rest_port: Optional[int] = 0, host: str = ServerOptions.host,
@@ -236,7 +239,7 @@ def serve(experiment_dir: PathLike, *, grpc_port: int = 0, rest_port: Optional[i
 
 
 def load(run: PathLike, version: Optional[int] = None, *, settings: Optional[SettingsLike] = None,
-         accept_code_change: bool = False) -> keras.Model:
+         accept_code_change: bool = False, trust_code: bool = False) -> keras.Model:
     """A run's best exported version (or version `version`) as a Keras model with its EMA weights, ready to predict.
 
     The run's own model is rebuilt from its copies of the settings and model file, and the version's weights are
@@ -248,13 +251,16 @@ def load(run: PathLike, version: Optional[int] = None, *, settings: Optional[Set
         settings: for a run whose settings were built in Python, the same settings again (default None).
         accept_code_change: rebuild the model although a module the run imported (a helper beside the model file)
             changed since it trained (default False: refused in one line naming the file).
+        trust_code: run the folder's copies although another user owns them (default False: refused in one line;
+            loading a run executes its settings and model copies, see docs/explanation/security.md).
 
     Returns:
         the Keras model; `model.version_info` says the run, the version, the epoch it holds and its monitored value.
 
     Raises:
         UserInputError: no such run, no such version (the versions it has said), no export yet (its status said),
-            or a module of the run's code changed since it trained.
+            a module of the run's code changed since it trained, or another user owns its code (without
+            `trust_code`).
 
     Example:
 
@@ -264,16 +270,17 @@ def load(run: PathLike, version: Optional[int] = None, *, settings: Optional[Set
     model.predict(x)
     ```
     """
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.training.version_loading import load_version
 
     show_logs()
-    return load_version(cast("str | Path", run), version, settings=settings,  # (it opens any os.PathLike too)
+    return load_version(Experiment.open(run, trust_code=trust_code), version, settings=settings,
                         accept_code_change=accept_code_change)
 
 
 def evaluate(run: PathLike, version: Optional[int] = None, *, data: Optional[PathLike] = None,
              settings: Optional[SettingsLike] = None, accept_code_change: bool = False,
-             output: Optional[PathLike] = None) -> Evaluation:
+             output: Optional[PathLike] = None, trust_code: bool = False) -> Evaluation:
     """Evaluates a run's best version (or version `version`) on its settings' test pipeline (or on `data`); returns
     its `Evaluation`, saved under `RUN/evaluations/<stamp>-v<N>/` (`list` and `diff` show the newest). A run being
     trained is evaluated as it is: a version is read, the run's lease is not taken.
@@ -287,6 +294,7 @@ def evaluate(run: PathLike, version: Optional[int] = None, *, data: Optional[Pat
         accept_code_change: evaluate although a module of the run's code changed since it trained (default False:
             refused in one line naming the file).
         output: the folder to save the evaluation in (default None: the run's `evaluations/`).
+        trust_code: run the folder's copies although another user owns them (default False: refused in one line).
 
     Returns:
         the `Evaluation`: `.metrics` (the compiled loss and metrics), `.confusion` and `.per_class` for a classifier,
@@ -300,10 +308,11 @@ def evaluate(run: PathLike, version: Optional[int] = None, *, data: Optional[Pat
     result.metrics          # {'loss': 0.31, 'accuracy': 0.91}
     ```
     """
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.runs.evaluation import evaluate_run
 
     show_logs()
-    evaluation = evaluate_run(run, version, data=data, settings=settings, accept_code_change=accept_code_change,
+    evaluation = evaluate_run(Experiment.open(run, trust_code=trust_code), version, data=data, settings=settings, accept_code_change=accept_code_change,
                               how_to_accept="em.evaluate(..., accept_code_change=True)", output=output)
     if evaluation.unsaved is not None:
         _LOG.warning("%s", evaluation.unsaved)

@@ -79,6 +79,10 @@ def _default_grpc_port(arguments: argparse.Namespace) -> int:
         recorded = info.get("tensorflow_server_port")
         if recorded is not None:
             return recorded
+        try:
+            experiment.refuse_foreign_code()
+        except UserInputError:  # another user's code is not run for a port: the literal one, if any
+            return _literal_port(experiment.settings_copy)
         port: int = load_experiment_settings(experiment).serving.port  # recorded since issue 17; older runs
         return port
     return DEFAULT_GRPC_PORT
@@ -189,7 +193,7 @@ def predict(arguments: argparse.Namespace) -> int:
     from experiments_manager.serving.client import ClientError, StreamingClient
     from experiments_manager.settings import load_experiment_settings
 
-    experiment = Experiment.open(arguments.model_dir)
+    experiment = Experiment.open(arguments.model_dir, trust_code=arguments.trust_code)
     settings = load_experiment_settings(experiment)
     address = arguments.server or f"{settings.serving.address}:{settings.serving.port}"
     host, _, port = address.rpartition(":")

@@ -39,15 +39,28 @@ VERSION_RECORD_FIELD = "version_record"  # ours: the epoch and monitored value t
 CLASS_NAMES_FIELD = "class_names"  # ours: the class names by class id, when the settings gave them (a ListValue)
 
 
+DEFAULT_ANSWER_LIMIT = 64 << 20
+"""The largest gRPC answer, unless the largest request is larger (`answer_limit`)."""
+
+
+def answer_limit(max_request_bytes: int) -> int:
+    """The largest answer the gRPC front end sends: the largest request it takes, at least 64 MiB."""
+    return max(max_request_bytes, DEFAULT_ANSWER_LIMIT)
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """`Predict` and `GetModelMetadata` over a `Predictor`.
 
     Args:
         predictor: the shared `Predictor`.
+        max_answer_bytes: the largest answer gRPC sends (`answer_limit`; default 64 MiB): a request whose answer
+            would be larger is refused before the model runs when its outputs' shapes say so, else once computed,
+            with INVALID_ARGUMENT naming the limit (not gRPC's own RESOURCE_EXHAUSTED after the work).
     """
 
-    def __init__(self, predictor: Predictor) -> None:
+    def __init__(self, predictor: Predictor, max_answer_bytes: int = DEFAULT_ANSWER_LIMIT) -> None:
         self.predictor = predictor
+        self.max_answer_bytes = max_answer_bytes
 
     def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> bytes:
         try:
@@ -56,12 +69,26 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 spec.name, _version(spec), spec.version_label, spec.signature_name
             )
             arrays = tensor_protos.arrays_from_protos(request.inputs, specs)
+            rows = {array.shape[0] if array.ndim else 1 for array in arrays.values()}
+            least = servable.answer_bytes_at_least(key, max(rows, default=0), tuple(request.output_filter))
+            if least > self.max_answer_bytes:  # refused before the work
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, self._too_big(least, max(rows, default=0)))
             outputs = self.predictor.run(servable, key, arrays, tuple(request.output_filter))
         except RequestError as error:
             context.abort(error.code, error.message)
         model_spec = model_pb2.ModelSpec()
         _fill_spec(model_spec, servable, key)
-        return tensor_protos.predict_response_bytes(model_spec, outputs)  # serialized: `_serializer` passes it on
+        answer = tensor_protos.predict_response_bytes(model_spec, outputs)  # serialized: `_serializer` passes it on
+        if len(answer) > self.max_answer_bytes:  # outputs whose size only the work told
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, self._too_big(len(answer), max(rows, default=0)))
+        return answer
+
+    def _too_big(self, size: int, rows: int) -> str:
+        """The refusal of an answer of `size` bytes for `rows` rows: the limit, and how to stay under it."""
+        fitting = max(1, rows * self.max_answer_bytes // max(size, 1))
+        return (f"answer: expected at most {self.max_answer_bytes} bytes (the server's gRPC answer limit), got "
+                f"{size} for {rows} rows: send at most {fitting} rows per request, name fewer outputs "
+                "(output_filter), or use REST (no answer limit); `serve --max-request-bytes` raises it")
 
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest,
                          context: grpc.ServicerContext) -> get_model_metadata_pb2.GetModelMetadataResponse:
@@ -142,11 +169,12 @@ _METHODS = {
 }
 
 
-def add_services(server: Any, predictor: Predictor, versions: VersionManager) -> None:
+def add_services(server: Any, predictor: Predictor, versions: VersionManager,
+                 max_answer_bytes: int = DEFAULT_ANSWER_LIMIT) -> None:
     """Registers TF Serving's services. Requests arrive as bytes and are decoded here, so undecodable bytes are
     the client's INVALID_ARGUMENT (grpc's own decoding would answer INTERNAL), and a big one waits for its share of
-    `predictor.budget`."""
-    servicers = {"tensorflow.serving.PredictionService": PredictionService(predictor),
+    `predictor.budget`. `max_answer_bytes`: the server's send limit (`answer_limit`)."""
+    servicers = {"tensorflow.serving.PredictionService": PredictionService(predictor, max_answer_bytes),
                  "tensorflow.serving.ModelService": ModelService(versions)}
     for service, methods in _METHODS.items():
         handlers = {

@@ -100,6 +100,28 @@ class Servable:
         """Raises RequestError unless `arrays` match the signature's input shapes."""
         check_shapes(self.input_specs[key], arrays)
 
+    def answer_bytes_at_least(self, key: str, rows: int, output_filter: "tuple[str, ...] | list[str]" = ()) -> int:
+        """The fewest bytes signature `key`'s outputs (those `output_filter` names) take for `rows` rows: each
+        output's fixed dimensions times its item size (an output whose size is known only once computed, a string
+        or a ragged one, counts nothing). What a front end with an answer limit refuses before the work.
+
+        Example:
+
+        ```python
+        servable.answer_bytes_at_least("serving_default", 1_000_000)   # 8_000_000 for two float32 outputs of (1,)
+        ```
+        """
+        outputs = self.functions[key].structured_outputs
+        names = output_filter or list(outputs)
+        total = 0
+        for name in names:
+            spec = outputs.get(name)
+            dims = spec.shape.as_list()[1:] if spec is not None and spec.shape.rank else None
+            if dims is None or None in dims or spec.dtype.name == "string":
+                continue
+            total += rows * int(np.prod(dims, dtype=np.int64)) * spec.dtype.size
+        return total
+
     def call(self, key: str, arrays: "Arrays", output_filter: "tuple[str, ...] | list[str]" = ()) -> "Arrays":
         """Runs signature `key` on checked arrays; returns dict output name -> ndarray."""
         import tensorflow as tf

@@ -119,14 +119,14 @@ class ModelServer:
     def _start_grpc(self) -> None:
         import grpc
 
-        from experiments_manager.serving.grpc_service import add_services
+        from experiments_manager.serving.grpc_service import add_services, answer_limit
 
         limit = self.options.max_request_bytes
         server = grpc.server(
             concurrent.futures.ThreadPoolExecutor(self.options.threads, thread_name_prefix="grpc"),
             options=[
                 ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", max(limit, 64 << 20)),
+                ("grpc.max_send_message_length", answer_limit(limit)),
                 ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
                 # a connection is closed after 5 idle minutes, and at most 30 min + 1 min grace after it opened,
                 # so no client holds one forever with a request it never finishes (clients reconnect on their own)
@@ -135,7 +135,7 @@ class ModelServer:
                 ("grpc.max_connection_age_grace_ms", 60_000),
             ],
         )
-        add_services(server, self.predictor, self.versions)
+        add_services(server, self.predictor, self.versions, answer_limit(limit))
         try:
             port = server.add_insecure_port(f"{_bracketed(self.options.host)}:{self.options.grpc_port}")
         except RuntimeError:

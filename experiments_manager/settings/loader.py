@@ -260,6 +260,7 @@ def load_experiment_settings(experiment: "Experiment", settings: object = None, 
             resume says it).
         source: 'copy' (default) or 'original': the user's files run instead of the copies (`--settings-source`).
     """
+    experiment.refuse_foreign_code()  # another user's copies run only if trusted: before anything of the folder runs
     info = experiment.run_info()
     built_in_python = info.get("settings_object")
     if settings is not None:

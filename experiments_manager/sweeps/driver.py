@@ -77,6 +77,7 @@ def run_sweep(arguments: SweepRequest) -> SweepOutcome:
     if arguments.resume:
         sweep_folder = SweepFolder.open(arguments.resume)
         on_disk = sweep_folder.spec()
+        sweep_folder.refuse_foreign_code(on_disk, arguments.trust_code)  # before any of its code runs
         spec = resumed_spec(on_disk, arguments, _facts(on_disk))
         spec = _code_checked(sweep_folder, spec, arguments.accept_code_change, arguments.resume)
         model_file = spec.get("model_file") if Path(spec.get("model_file") or "").is_file() else None

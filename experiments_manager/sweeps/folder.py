@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.run.record import Status
 from experiments_manager.utils.atomic import copy_atomically, fsync_folder, write_json_atomically
+from experiments_manager.utils.code_trust import foreign_code_problem
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.attempts import file_sha256
 from experiments_manager.run.experiment import SWEEP_SPEC_NAME
@@ -154,6 +155,21 @@ class SweepFolder:
     @property
     def choices_dir(self) -> Path:
         return self.root / "choices"
+
+    def refuse_foreign_code(self, spec: SweepSpec, trust_code: bool) -> None:
+        """Refuses, in one line, to resume a sweep whose folder, sweep.json or code (its settings copy, the settings
+        and model files sweep.json names: each trial runs them) another user owns (`utils/code_trust.py`), unless
+        `trust_code` (`--trust-code`); the trials it resumes then trust its decision.
+
+        Raises:
+            UserInputError: another user owns one of them (exit 2).
+        """
+        if trust_code:
+            return
+        named = [Path(path) for path in (spec.get("settings_file"), spec.get("model_file")) if isinstance(path, str)]
+        problem = foreign_code_problem(self.root, [self.spec_file, self.settings_copy, *named])
+        if problem:
+            raise UserInputError(problem)
 
     def spec(self) -> SweepSpec:
         """sweep.json, with the newest choices (`choices/NNNN.json`) over what it holds: a read of sweep.json that

@@ -36,6 +36,7 @@ class SweepRequest:
             folder `<workingFolder>/<session_name>_sweep_<join>`, the others join it (default None: a new folder).
         requeue_file: `--requeue-file` (default None).
         accept_code_change: with resume, train on although the code changed since the trials ran (default False).
+        trust_code: with resume, run the sweep's code although another user owns it (default False: refused).
         scheduler: 'asha' or 'hyperband' stops bad trials early (`scheduler.py`); 'none' trains every trial
             `nbEpoch` (default None: the settings' `sweep_scheduler`, else 'none').
         eta: the scheduler's reduction factor (default None: the settings' `sweep_eta`, else 3).
@@ -58,6 +59,7 @@ class SweepRequest:
     spark_master: str | None = None
     requeue_file: str | None = None
     accept_code_change: bool = False
+    trust_code: bool = False
     workers: int | None = None
     join: str | None = None
     scheduler: str | None = None

@@ -105,9 +105,11 @@ def train_trial(request: TrialRequest, warm: Optional[BuiltModel] = None) -> Tri
         if request.resume:
             if _reached(request.resume, request.epochs):
                 return TrialTrained(0)
-            # the sweep compared its code with what its trials ran before it resumed (sweeps/code_check.py)
-            outcome = training.resume(request.resume, alongside=noted, accept_code_change=True, epochs=request.epochs,
-                                      command=resume_command(request.resume, request.epochs), warm=warm)
+            # the sweep compared its code with what its trials ran, and whose it is, before it resumed
+            # (sweeps/code_check.py, SweepFolder.refuse_foreign_code)
+            outcome = training.resume(request.resume, alongside=noted, accept_code_change=True, trust_code=True,
+                                      epochs=request.epochs, warm=warm,
+                                      command=resume_command(request.resume, request.epochs))
         else:
             settings: Any = request.settings
             hparams: Optional[dict[str, Any]] = request.hparams

@@ -311,7 +311,11 @@ def tracked(experiment: Experiment, uri: Optional[str], mlflow_experiment: Optio
         registered_model: the registered model a new run's improving versions join (default None: the served
             model's name).
     """
-    uri = uri or recorded_tracking_uri(experiment)
+    if not uri:
+        uri = recorded_tracking_uri(experiment)
+        if uri:  # a folder's choice of where its run goes: said before anything is sent
+            _LOG.info("MLflow: logging to %s, the server %s names (--mlflow URI names another)", uri,
+                      experiment.run_file)
     if not uri:
         yield None
         return

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Option
 
 from experiments_manager.distribute.cluster import WorkerCluster
 from experiments_manager.utils.errors import UserInputError
+from experiments_manager.utils.links import first_link_inside, refuse_link
 from experiments_manager.run.experiment import Experiment, running_command
 from experiments_manager.run.endings import finished
 from experiments_manager.run.lifecycle import attempt, new_run, resumed
@@ -51,7 +52,7 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
           command: Optional[Sequence[str]] = None, alongside: Optional[Alongside] = None,
           kafka_bootstrap_servers: Optional[str] = None, working_folder: Optional[PathLike] = None,
           reservation: Optional[FolderReservation] = None, init_from: Optional[PathLike] = None,
-          skip_mismatch: bool = False, mlflow: Optional[str] = None) -> TrainingOutcome:
+          skip_mismatch: bool = False, mlflow: Optional[str] = None, trust_code: bool = False) -> TrainingOutcome:
     """Trains a new experiment from a settings file.
 
     Args:
@@ -73,6 +74,8 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
         skip_mismatch: with `init_from`, leave the weights whose shape does not fit as the new model made them,
             and list them (default False: refuse them).
         mlflow: log the run to this MLflow tracking server ('' : MLFLOW_TRACKING_URI; default None: not logged).
+        trust_code: with `init_from`, run the source run's copies although another user owns them (default False:
+            refused in one line).
 
     Returns:
         a `TrainingOutcome`.
@@ -91,7 +94,7 @@ def train(settings: object, hparam_overrides: Optional[Mapping[str, Any]] = None
     tracking_at = tracking_of(settings, mlflow)
     if skip_mismatch and init_from is None:
         raise UserInputError(f"{SKIP_MISMATCH_OPTION}: only with --init-from RUN (the weights it loads)")
-    initial = InitialWeights.parse(init_from, skip_mismatch) if init_from is not None else None
+    initial = InitialWeights.parse(init_from, skip_mismatch, trust_code) if init_from is not None else None
     check_cluster(cluster, settings)
     servers = _check_inputs(settings, kafka_bootstrap_servers)
     if cluster is not None and not cluster.is_chief:
@@ -190,7 +193,7 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
            kafka_bootstrap_servers: Optional[str] = None, settings: object = None, accept_code_change: bool = False,
            settings_source: str = "copy", epochs: Optional[int] = None,
            more_epochs: Optional[int] = None, mlflow: Optional[str] = None,
-           warm: Optional[BuiltModel] = None) -> TrainingOutcome:
+           warm: Optional[BuiltModel] = None, trust_code: bool = False) -> TrainingOutcome:
     """Continues an experiment from its last checkpoint (or from scratch if it has none); extends it with `epochs`.
 
     Resume is "run again in the same folder": what the folder holds and what is asked make one `ResumePlan`
@@ -219,6 +222,8 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
         warm: the model this process trained the run with last (`TrainingOutcome.built`: a sweep trial's previous
             rung, in a warm trial host), continued instead of a new one when the code is unchanged: its checkpoint
             is restored into it, its traced functions and its versions' template are reused (default None).
+        trust_code: run the folder's copies although another user owns them (`--trust-code`; default False:
+            refused in one line, `Experiment.refuse_foreign_code`).
 
     Example:
 
@@ -230,7 +235,9 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
     cluster = WorkerCluster.from_environment()
     request = ResumeRequest(epochs, more_epochs, accept_code_change, settings_source, kafka_bootstrap_servers,
                             tracking_uri(mlflow) if mlflow is not None else None)  # checked before anything is written
-    experiment = Experiment.open(experiment_dir)
+    experiment = Experiment.open(experiment_dir, trust_code=trust_code)
+    experiment.refuse_foreign_code()  # before anything is written, or any of its code runs
+    refuse_link(first_link_inside(experiment.root))  # (`lifecycle.attempt` checks again, as any writer)
     # what refuses the resume is found before anything is written: a refused resume leaves the run as it was
     plan = plan_resume(RunFolderState.read(experiment, request), request,
                        ResumeRole.ALONE if cluster is None else ResumeRole.CHIEF if cluster.is_chief else

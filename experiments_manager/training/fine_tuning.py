@@ -67,11 +67,14 @@ class InitialWeights:
         version: the version number.
         skip_mismatch: leave the weights whose shape does not fit the new model as it made them, and list them
             (default False: refuse them, in one line).
+        trust_code: rebuild the source run's model from its copies although another user owns them, when the
+            blocks of another architecture are matched (`--trust-code`; default False: refused in one line).
     """
 
     run: Path
     version: int
     skip_mismatch: bool = False
+    trust_code: bool = dataclasses.field(default=False, compare=False)
 
     @property
     def folder(self) -> Path:
@@ -88,7 +91,7 @@ class InitialWeights:
                 **({SKIP_MISMATCH_KEY: True} if self.skip_mismatch else {})}
 
     @classmethod
-    def parse(cls, spec: PathLike, skip_mismatch: bool = False) -> "InitialWeights":
+    def parse(cls, spec: PathLike, skip_mismatch: bool = False, trust_code: bool = False) -> "InitialWeights":
         """The version `RUN` (its best) or `RUN:VERSION` names, checked: one line when RUN is no run, has no
         version yet, or not that one.
 
@@ -106,7 +109,7 @@ class InitialWeights:
                                  "no such folder")
         experiment = Experiment.open(path)
         version, _, _ = chosen_version(experiment, asked, option=OPTION)  # one line: no version yet, not that one
-        return cls(experiment.root.resolve(), version, skip_mismatch)
+        return cls(experiment.root.resolve(), version, skip_mismatch, trust_code)
 
     @classmethod
     def recorded(cls, info: RunRecord) -> Optional["InitialWeights"]:
@@ -158,7 +161,8 @@ class InitialWeights:
         from experiments_manager.training.version_loading import version_model
 
         new = keras_block(model)
-        source = keras_block(version_model(Experiment.open(self.run), self.version, OPTION))
+        source = keras_block(version_model(Experiment.open(self.run, trust_code=self.trust_code), self.version,
+                                           OPTION))
         matching = match_blocks(new, source)
         reasons = matching.reasons
         others = len(reasons) - 1

@@ -163,12 +163,10 @@ def test_a_run_whose_model_name_leads_out_of_it_runs_nothing_and_writes_nothing(
                    "an evaluation refuse it in one line naming it)")
 def test_a_run_whose_train_log_links_out_of_it_is_refused_before_anything_is_written(tmp_path, trained):
     """train.log replaced by a link to a file elsewhere: a resume would append to that file; `evaluations/` a link to
-    a folder elsewhere: an evaluation would write there. Each is refused in one line naming the link, exit 2, and
-    nothing changes, there or in the run."""
-    import shutil
-
-    run = tmp_path / "colleague_run"
-    shutil.copytree(trained.dir, run, ignore=shutil.ignore_patterns("evaluations"))
+    a folder elsewhere: an evaluation would write there. Each is refused in one line naming the link, exit 2, before
+    the run's copies execute (its settings copy leaves a marker, its hash in run.json updated), and nothing changes,
+    there or in the run."""
+    run, marker = _copy_rewritten_to_leave_a_marker(trained.dir, tmp_path)
     victim, elsewhere = tmp_path / "victim.txt", tmp_path / "elsewhere"
     victim.write_text("someone else's file\n")
     elsewhere.mkdir()
@@ -184,6 +182,54 @@ def test_a_run_whose_train_log_links_out_of_it_is_refused_before_anything_is_wri
             "in a run's folder; replace it with a file or folder of its own"]), (command, result.stderr)
     after = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
     assert after == {**before, run / "train.log": victim.read_bytes()} and list(elsewhere.iterdir()) == []
+    assert not marker.exists()
+
+
+@pytest.mark.claim("a folder whose code another user owns (a colleague's run or sweep) is loaded only with --trust-code "
+                   "(Python: trust_code=True): refused otherwise in one line naming the owner, before its code runs")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: gives the folder to another user (CI runs as root)")
+def test_a_colleagues_run_whose_copy_was_rewritten_runs_only_with_trust_code(tmp_path, trained):
+    """A colleague's folder (another uid) whose settings copy was rewritten, its hash in run.json updated with it: the
+    code check cannot tell; evaluate, resume, export and predict refuse it in one line, exit 2, the copy's code never
+    runs and nothing changes; em.load refuses it too, and with trust_code=True runs it, as the user chose."""
+    import experiments_manager as em
+
+    run, marker = _copy_rewritten_to_leave_a_marker(trained.dir, tmp_path)
+    for path in [run, *run.rglob("*")]:
+        os.lchown(path, 54321, 54321)
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    line = (f"error: {run}: its code (experiment_settings.py, model_curve_fitting.py, run.json) belongs to uid 54321, "
+            "not to you (root): loading it runs that code; if you trust it, add --trust-code (Python: "
+            "trust_code=True); see docs/explanation/security.md")
+    for command in (["evaluate", str(run)], ["train", "--resume", str(run), "--more-epochs", "1"],
+                    ["export", str(run), "--format", "tflite"], ["predict", "--model_dir", str(run)]):
+        result = run_command(command, env=cli_env(), capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert (result.returncode, result.stderr.strip()) == (2, line), (command, result.stderr)
+    with pytest.raises(em.UserInputError, match="belongs to uid 54321"):
+        em.load(run)
+    assert not marker.exists()
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+    model = em.load(run, trust_code=True)
+    assert marker.read_text() == "ran" and model.version_info["version"] == trained.versions[-1]
+
+
+def _copy_rewritten_to_leave_a_marker(trained_run, folder):
+    """A copy of `trained_run` in `folder` whose settings copy was rewritten to leave a marker file when it runs, its
+    hash in run.json updated with it (what someone who can write the folder does). Returns (the run, the marker)."""
+    import hashlib
+    import json
+    import shutil
+
+    run = folder / "colleague_run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("evaluations"))
+    marker, copy = folder / "RAN", run / "experiment_settings.py"
+    copy.write_text(copy.read_text() + f"\nopen({str(marker)!r}, 'w').write('ran')\n")
+    record = json.loads((run / "run.json").read_text())
+    for attempt in record["attempts"]:
+        if "experiment_settings.py" in (attempt.get("code") or {}):
+            attempt["code"]["experiment_settings.py"] = hashlib.sha256(copy.read_bytes()).hexdigest()
+    (run / "run.json").write_text(json.dumps(record))
+    return run, marker
 
 
 def test_list_into_a_pipe_that_closes_early_is_not_a_traceback(tmp_path):

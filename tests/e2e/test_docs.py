@@ -33,6 +33,7 @@ PAGES = [
     "explanation/ema/index.html",
     "explanation/background-exports/index.html",
     "explanation/shared-file-systems/index.html",
+    "explanation/security/index.html",
     "explanation/costs/index.html",
     "development/index.html",
 ]

@@ -137,6 +137,8 @@ def test_a_30_mb_request_costs_the_server_under_4x_its_size_and_its_memory_comes
 
 
 @pytest.mark.claim("a request over --max-request-bytes: REST 413, gRPC RESOURCE_EXHAUSTED, with the limit named")
+@pytest.mark.claim("a gRPC request whose answer would be over the answer limit (64 MiB, or --max-request-bytes if "
+                   "larger) is refused before the model runs, INVALID_ARGUMENT naming the limit and the rows that fit")
 def test_requests_over_the_limit_are_refused_at_once_with_the_limit_named(server):
     big, _ = _body(45)
     assert len(big) > MAX_REQUEST
@@ -151,6 +153,14 @@ def test_requests_over_the_limit_are_refused_at_once_with_the_limit_named(server
         stub.Predict(predict_request(MODEL, {"input": np.zeros((11_000_000, 1), np.float32)}), timeout=60)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.value
     assert str(MAX_REQUEST) in refused.value.details(), refused.value.details()
+    # a request under the limit whose answer (two outputs: twice its size) is over gRPC's 64 MiB answer limit is
+    # refused before the model runs: the bytes named are its outputs' shapes times its rows, not a computed answer
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.Predict(predict_request(MODEL, {"input": np.zeros((9_500_000, 1), np.float32)}), timeout=60)
+    assert (refused.value.code(), refused.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT, (
+        f"answer: expected at most {64 << 20} bytes (the server's gRPC answer limit), got 76000000 for 9500000 rows: "
+        "send at most 8388608 rows per request, name fewer outputs (output_filter), or use REST (no answer limit); "
+        "`serve --max-request-bytes` raises it"))
     assert server.process.poll() is None
 
 
