@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from experiments_manager.commands.arguments import add_hparam_argument, positive_int
+from experiments_manager.commands.arguments import add_hparam_argument, add_trust_code_argument, positive_int
 
 if TYPE_CHECKING:
     import argparse
@@ -27,9 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "simulate",
         help="run N clients on this machine (Flower's simulation engine)",
         description="Run a federation of N simulated clients on this machine with Flower's simulation engine "
-        "(Ray). Client i loads the settings with hparams['procID'] = i.",
+        "(Ray). Client i loads the settings with hparams['procID'] = i. --resume RUN continues a federation that was "
+        "stopped or killed from its last recorded round (or, with --rounds R, extends a finished one), in its folder.",
     )
-    _add_job_arguments(simulate)
+    _add_job_arguments(simulate, resumable=True)
     simulate.add_argument("--num-clients", type=positive_int, metavar="N",
                           help="simulated clients (default: hparams['minCl'], else 2)")
 
@@ -80,10 +81,20 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     return parser
 
 
-def _add_job_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-u", "--usersettings", required=True, metavar="SETTINGS", help="the settings module (.py)")
+def _add_job_arguments(parser: argparse.ArgumentParser, resumable: bool = False) -> None:
+    if resumable:
+        start = parser.add_mutually_exclusive_group(required=True)
+        start.add_argument("-u", "--usersettings", metavar="SETTINGS", help="the settings module (.py)")
+        start.add_argument("--resume", metavar="RUN",
+                           help="continue the federation whose server folder is RUN from its last recorded round, to "
+                           "its planned rounds (or to --rounds R); what `train --resume RUN` does for a federation")
+        add_trust_code_argument(parser, "the federation's (--resume)")
+    else:
+        parser.add_argument("-u", "--usersettings", required=True, metavar="SETTINGS",
+                            help="the settings module (.py)")
     parser.add_argument("--rounds", type=positive_int, metavar="R",
-                        help="federated rounds (default: hparams['rounds'], else 20)")
+                        help="federated rounds (default: hparams['rounds'], else 20; with --resume: the rounds in all, "
+                        "more than it planned extends it)")
     add_hparam_argument(
         parser,
         help="override hparams[KEY] (value parsed as a Python literal), for the server and every client; repeatable",

@@ -111,7 +111,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     from experiments_manager.distribute.local_workers import stop_with_launcher
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.run.requeue_file import resume_remembered
-    from experiments_manager.run.resume_plan import TrainFlags
+    from experiments_manager.run.resume_plan import TrainFlags, is_federation
     from experiments_manager.settings.script import existing_settings_file
 
     stop_with_launcher()  # a worker of `train --workers N`: it goes when its launcher does
@@ -135,7 +135,10 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
     if requeue is not None:
         alongside = _remembering(requeue, alongside)
     if arguments.resume:
-        Experiment.open(arguments.resume, trust_code=arguments.trust_code).refuse_foreign_code()  # said at once
+        resumed_run = Experiment.open(arguments.resume, trust_code=arguments.trust_code)
+        resumed_run.refuse_foreign_code()  # said at once, before TensorFlow is imported
+        if is_federation(resumed_run.run_info()):  # it resumes as a federation, never as one training run
+            return _resume_federation(arguments)
         _LOG.info("Resuming %s", arguments.resume)
         training = _import_training()
         outcome: TrainingOutcome = training.resume(arguments.resume, alongside=alongside,
@@ -153,7 +156,7 @@ def run(arguments: argparse.Namespace, argv: list[str]) -> int:
 
             settings = load_settings(arguments.usersettings, overrides)  # executed once
             if settings.federated.enabled:
-                return _simulate_federation(arguments, settings)
+                return _simulate_federation(arguments, settings, requeue)
             outcome = training.train(settings, alongside=alongside, kafka_bootstrap_servers=arguments.bootstrap_servers,
                                      reservation=reservation, init_from=arguments.init_from,
                                      skip_mismatch=arguments.skip_mismatch, mlflow=arguments.mlflow,
@@ -193,8 +196,28 @@ def _reserved_folder(settings_file: str, overrides: dict[str, Any]) -> Iterator[
             reservation.release()
 
 
-def _simulate_federation(arguments: argparse.Namespace, settings: Settings) -> int:
-    """`train -u` of a federated settings file: the federation simulated on this machine; its exit code."""
+def _resume_federation(arguments: argparse.Namespace) -> int:
+    """`train --resume RUN` of a federation's server folder: its rounds continue (`federated simulate --resume`);
+    a flag only a training run takes is refused in one line, before anything is written."""
+    from experiments_manager.federated.entry_points import resume_command
+
+    given = [flag for flag, value in (("--epochs", arguments.epochs is not None),
+                                      ("--more-epochs", arguments.more_epochs is not None),
+                                      ("--settings-source", arguments.settings_source != "copy"),
+                                      ("--accept-code-change", arguments.accept_code_change),
+                                      ("--serve", arguments.serve),
+                                      ("--bootstrap-servers", arguments.bootstrap_servers),
+                                      ("--mlflow", arguments.mlflow is not None)) if value]
+    if given:
+        raise UserInputError(f"{', '.join(given)}: expected none for a federation's folder (it resumes its rounds as "
+                             f"it started; `{command_name()} federated simulate --resume RUN --rounds R` extends it), "
+                             f"got {', '.join(given)}")
+    return resume_command(arguments.resume, trust_code=arguments.trust_code)
+
+
+def _simulate_federation(arguments: argparse.Namespace, settings: Settings, requeue: Optional[RequeueFile]) -> int:
+    """`train -u` of a federated settings file: the federation simulated on this machine; its exit code. With
+    `--requeue-file`, its folder is remembered once made: a requeued job resumes its rounds."""
     from experiments_manager.distribute.cluster import WorkerCluster
     from experiments_manager.federated.entry_points import simulate_command
     from experiments_manager.training.entry_points import check_cluster
@@ -205,7 +228,8 @@ def _simulate_federation(arguments: argparse.Namespace, settings: Settings) -> i
                              f"(serve the experiment folder with `{command_name()} serve`)")
     _LOG.info("%s sets enable_federated_learning = True: simulating the federation on this machine "
               "(see `%s federated --help` for deployment)", arguments.usersettings, command_name())
-    return simulate_command(settings, mlflow=arguments.mlflow)
+    return simulate_command(settings, mlflow=arguments.mlflow,
+                            on_created=(lambda experiment: requeue.remember(experiment.root)) if requeue else None)
 
 
 def _remembering(requeue: RequeueFile, alongside: Optional[Alongside]) -> Alongside:

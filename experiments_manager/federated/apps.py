@@ -163,7 +163,7 @@ def run_federation(job: FederatedJob, grid: Grid, stop: Optional[StopRequest] = 
         job.experiment_dir = str(experiment.root)
     # one writer: a second federation is refused; logged to MLflow when its folder names a server (`start_federation`)
     with attempt(experiment, running_command(), console=False), tracked(experiment, None) as tracking:
-        experiment.record.federation(_description(config))
+        experiment.record.federation({**_description(config), "num_clients": job.num_clients})  # (None: deployed)
         _LOG.info("Federation %s; server experiment folder: %s", config.describe(), experiment.root)
         _serve_rounds(FederationServer(experiment, settings, config, tracking), config, settings, grid, stop)
 
@@ -180,11 +180,17 @@ def _serve_rounds(server: FederationServer, config: FederationConfig, settings: 
     from experiments_manager.run.lifecycle import record_ending
 
     experiment = server.experiment
+    rounds_left = config.rounds - server.first_round  # a resumed federation goes on from its checkpoint
     try:
-        supervised_strategy(config, server).start(
+        if rounds_left <= 0:  # stopped after its last round was checkpointed: nothing left but to record it
+            record_ending(experiment, finished())
+            return
+        strategy = supervised_strategy(config, server)
+        server.adopt_strategy(strategy)  # its state is checkpointed each round, and a resumed one gets it back
+        strategy.start(
             grid=cast("Grid", ResponsiveGrid(grid, stop=stop)),  # a Grid to the strategy: it delegates to one
             initial_arrays=server.initial_arrays(),
-            num_rounds=config.rounds,
+            num_rounds=rounds_left,
             timeout=config.round_timeout,
             train_config=ConfigRecord({LOCAL_EPOCHS_KEY: settings.training.epochs}),
             evaluate_fn=server.evaluate,

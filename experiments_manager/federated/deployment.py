@@ -77,7 +77,7 @@ def deploy(settings_path: Union[PathLike, Settings], superlink: Optional[str] = 
     ```
     """
     from experiments_manager.federated.job import end_if_running, start_federation
-    from experiments_manager.run.endings import failed, finished
+    from experiments_manager.run.endings import ending_of, failed, finished
     from experiments_manager.federated.stopping import stop_on_signals
 
     if superlink:
@@ -88,8 +88,10 @@ def deploy(settings_path: Union[PathLike, Settings], superlink: Optional[str] = 
         try:
             status = submit_and_follow(experiment, write_flower_app(experiment, job, settings), superlink,
                                        connection, timeout, stop)
-        except BaseException as error:
-            end_if_running(experiment, failed(f"{type(error).__name__}: {error}"))
+        except BaseException as error:  # through the endings table: a full disk is `interrupted`, 75, as for a run
+            ending = ending_of(error)
+            if ending is not None:
+                end_if_running(experiment, ending)
             raise
     if stop.is_set():  # stopped on the SuperLink: the signal says why (unless it finished meanwhile)
         end_if_running(experiment, stop.ending(experiment.run_info().get("rounds_completed")), only_if_running=False)

@@ -7,7 +7,7 @@ Importing this module imports neither TensorFlow nor Flower.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NoReturn, Optional, Union
 
 from experiments_manager.utils.command_name import command_name
 
@@ -30,6 +30,17 @@ def federated(arguments: argparse.Namespace) -> int:
         return _exec_flower(mode, arguments)
     from experiments_manager.settings.script import existing_settings_file
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
+
+    if mode == "simulate" and arguments.resume:
+        given = [flag for flag, value in (("--hparam", arguments.hparam), ("--num-clients", arguments.num_clients),
+                                          ("--round-timeout", arguments.round_timeout),
+                                          ("--mlflow", arguments.mlflow)) if value is not None and value != []]
+        if given:
+            from experiments_manager.utils.errors import UserInputError
+
+            raise UserInputError(f"{', '.join(given)}: expected none with --resume (the federation goes on as it "
+                                 f"started; only --rounds extends it), got {', '.join(given)}")
+        return resume_command(arguments.resume, arguments.rounds, arguments.trust_code)
 
     overrides = parse_hparam_overrides(arguments.hparam)
     existing_settings_file(arguments.usersettings)  # said at once, before TensorFlow is imported
@@ -84,13 +95,31 @@ def _exec_flower(mode: str, arguments: argparse.Namespace) -> NoReturn:
 
 def simulate_command(settings: Union[PathLike, Settings], overrides: Optional[Mapping[str, Any]] = None,
                      num_clients: Optional[int] = None, rounds: Optional[int] = None,
-                     round_timeout: Optional[float] = None, mlflow: Optional[str] = None) -> int:
+                     round_timeout: Optional[float] = None, mlflow: Optional[str] = None,
+                     on_created: Optional[Callable[[Experiment], object]] = None) -> int:
     """`federated simulate` (and `train` of a settings file with `enable_federated_learning = True`, which
-    passes the `Settings` it loaded)."""
+    passes the `Settings` it loaded; `on_created`: told the server's folder once made, `--requeue-file`)."""
     from experiments_manager.federated.simulation import simulate
 
-    experiment = simulate(settings, num_clients, rounds, overrides, round_timeout, mlflow=mlflow)
+    experiment = simulate(settings, num_clients, rounds, overrides, round_timeout, mlflow=mlflow,
+                          on_created=on_created)
     return report(experiment)
+
+
+def resume_command(folder: PathLike, rounds: Optional[int] = None, trust_code: bool = False) -> int:
+    """`federated simulate --resume RUN` and `train --resume RUN` of a federation's server folder: it continues
+    from its last recorded round (`simulation.resume_simulation`); prints where its outputs are, returns the exit
+    code as `report` does."""
+    from experiments_manager.run.experiment import Experiment
+
+    experiment = Experiment.open(folder, trust_code=trust_code)  # not a run: said at once, before TensorFlow
+    experiment.refuse_foreign_code()
+    from experiments_manager.utils.native_noise import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
+    from experiments_manager.federated.simulation import resume_simulation
+
+    return report(resume_simulation(experiment, rounds))
 
 
 def report(experiment: Experiment) -> int:

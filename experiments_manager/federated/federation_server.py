@@ -33,7 +33,9 @@ class FederationServer:
     (the clients' aggregated training metrics as `train`, the server's evaluation
     as `validation`), history.csv and training_curves.png, the HParams session,
     run.json, and a new exported version whenever the monitored value improves,
-    so `serve --model_dir` follows the federation live.
+    so `serve --model_dir` follows the federation live. Then it checkpoints what the next round needs
+    (`server_checkpoint.py`); a federation resumed in the same folder starts from that checkpoint: its rounds are
+    numbered on from it (`first_round`), its records restored as a resumed run's are.
 
     Args:
         experiment: the server's `Experiment`.
@@ -60,10 +62,14 @@ class FederationServer:
         from experiments_manager.settings.pipeline import settings_pipeline
         from experiments_manager.training import RunRecords, compile_for_evaluation
         from experiments_manager.training.callback_plan import tracking_callbacks
+        from experiments_manager.federated.server_checkpoint import read_checkpoint
 
         self.experiment = experiment
         self.settings = settings
         self.config = config
+        self.restored = read_checkpoint(experiment)  # a resumed federation's last recorded round, or None
+        self.first_round = self.restored.rounds if self.restored is not None else 0
+        self.strategy: Any = None  # the strategy whose state the checkpoint keeps (`adopt_strategy`)
         keras.utils.set_random_seed(settings.runtime.random_seed if settings.runtime.random_seed is not None else 0)
         self.model = compile_for_evaluation(settings)
         val = settings_pipeline(settings, training=False)
@@ -73,18 +79,49 @@ class FederationServer:
         self.exporter = Exporter(experiment, settings, self.model)
         self.round_metrics: dict[int, dict[str, float]] = {}
         # per round: seconds since the previous round ended, and of them, the server's evaluation and export
-        self.timings: list[dict[str, float]] = []
+        self.timings: list[dict[str, float]] = list(
+            (experiment.run_info().get("round_timings") or [])[:self.first_round])
         self.round_started = time.monotonic()
-        records = RunRecords(experiment, settings, self.best, self.exporter)  # a round is recorded as an epoch is
+        # a round is recorded as an epoch is
+        records = RunRecords(experiment, settings, self.best, self.exporter,
+                             restored=self.restored.state if self.restored is not None else None)
+        self.history = records.history
+        if self.restored is not None:
+            self._restore_records()
         self.callbacks = keras.callbacks.CallbackList(
             [records.fence] + records.head + records.tail() + tracking_callbacks(tracking, None, records.history, 0),
             model=self.model)
         self.callbacks.on_train_begin()
 
+    def _restore_records(self) -> None:
+        """A resumed federation: the global model, the best value, the versions and history.csv as the checkpoint's
+        round left them (a version exported after it set aside, one it asked for and a kill lost exported again)."""
+        assert self.restored is not None
+        self.model.set_weights(self.restored.weights)
+        saved = self.restored.state.get("callbacks", {})
+        if "best" in saved:
+            self.best.set_state(saved["best"])
+        if "exports" in saved:
+            self.exporter.set_state(saved["exports"])
+        self.exporter.set_aside_at_resume()
+        self.exporter.export_missing(self.first_round)
+        if "history" in saved:
+            self.history.set_state(saved["history"])
+        self.history.truncate(self.first_round)
+        _LOG.info("Resuming the federation after round %d (%s)", self.first_round,
+                  self.experiment.checkpoints_dir)
+
     def initial_arrays(self) -> ArrayRecord:
+        """The global model the next round starts from: the settings' initial one, or the checkpoint's."""
         from flwr.app import ArrayRecord
 
         return ArrayRecord(self.model.get_weights())
+
+    def adopt_strategy(self, strategy: Any) -> None:
+        """Keeps the `strategy` whose state the checkpoint saves; a resumed one gets its saved state back."""
+        self.strategy = strategy
+        for attribute, values in (self.restored.strategy if self.restored is not None else {}).items():
+            setattr(strategy, attribute, values)
 
     def record(self, server_round: int, metrics: Optional[Mapping[str, Any]], prefix: str = "") -> None:
         """Keeps a round's aggregated client metrics for its log line (`prefix`: 'clients_val_' for evaluations)."""
@@ -97,24 +134,36 @@ class FederationServer:
         from flwr.app import MetricRecord
 
         evaluation_started = time.monotonic()
+        round_number = self.first_round + server_round  # Flower counts a resumed federation's rounds from 1 again
         self.model.set_weights(arrays.to_numpy_ndarrays())
         results = self.model.evaluate(self.val, steps=self.val_steps, return_dict=True, verbose=0)
         evaluation = {f"val_{key}": float(value) for key, value in results.items()}
         if server_round == 0:
-            _LOG.info("Global model before round 1: %s", _format(evaluation))
+            _LOG.info("Global model before round %d: %s", round_number + 1, _format(evaluation))
             self.round_started = time.monotonic()
             return MetricRecord(cast("dict[str, MetricRecordValues]", evaluation))
-        logs = {**self.round_metrics.pop(server_round, {}), **evaluation}
-        self.callbacks.on_epoch_end(server_round - 1, logs)
+        logs = {**self.round_metrics.pop(round_number, {}), **evaluation}
+        self.callbacks.on_epoch_end(round_number - 1, logs)
         took = time.monotonic() - self.round_started
-        self.round_started = time.monotonic()
         self.timings.append({"round_seconds": round(took, 3),
-                             "server_seconds": round(self.round_started - evaluation_started, 3)})
-        self.experiment.record.round(server_round, self.timings)
-        exported = self.best.improved_at(server_round - 1)
-        _LOG.info("Round %d/%d (%.1f s): %s%s", server_round, self.config.rounds, took, _format(logs),
+                             "server_seconds": round(time.monotonic() - evaluation_started, 3)})
+        self._checkpoint(round_number)  # before run.json counts the round
+        self.round_started = time.monotonic()
+        self.experiment.record.round(round_number, self.timings)
+        exported = self.best.improved_at(round_number - 1)
+        _LOG.info("Round %d/%d (%.1f s): %s%s", round_number, self.config.rounds, took, _format(logs),
                   f"; exported version {self.exporter.last_version()}" if exported else "")
         return MetricRecord(cast("dict[str, MetricRecordValues]", evaluation))
+
+    def _checkpoint(self, round_number: int) -> None:
+        """Writes what the round after `round_number` needs (`server_checkpoint.py`), durably."""
+        from experiments_manager.federated.server_checkpoint import strategy_state, write_checkpoint
+        from experiments_manager.run.resume_state import CHECKPOINT_STATE_VERSION
+
+        write_checkpoint(self.experiment, self.model.get_weights(), strategy_state(self.strategy), {
+            "state_version": CHECKPOINT_STATE_VERSION, "epochs_completed": round_number,
+            "callbacks": {"best": self.best.get_state(), "exports": self.exporter.get_state(),
+                          "history": self.history.get_state()}})
 
     def finish(self) -> None:
         self.callbacks.on_train_end()
@@ -132,10 +181,14 @@ def supervised_strategy(config: FederationConfig, server: FederationServer) -> S
     base: Any = config.strategy_class()  # chosen at runtime: mypy checks no override against it
 
     class Supervised(base):
+        """Flower numbers a resumed federation's rounds from 1: each method numbers them on from the checkpoint
+        (`server.first_round`), for the clients, the strategy's own state (FedAdam's bias correction) and the logs."""
+
         sampled = 0  # clients asked to train in the current round
 
         def configure_train(self, server_round: int, arrays: ArrayRecord, round_config: ConfigRecord,
                             grid: ResponsiveGrid) -> list[Message]:
+            server_round += server.first_round
             _wait_for_clients(grid, config.min_clients, config.round_timeout, server_round)
             messages = list(super().configure_train(server_round, arrays, round_config, grid))
             self.sampled = len(messages)  # replies that miss the round timeout are dropped, not failed
@@ -143,6 +196,7 @@ def supervised_strategy(config: FederationConfig, server: FederationServer) -> S
 
         def configure_evaluate(self, server_round: int, arrays: ArrayRecord, round_config: ConfigRecord,
                                grid: ResponsiveGrid) -> Iterable[Message]:
+            server_round += server.first_round
             if not config.client_evaluation:  # the server evaluates: one message per client and round
                 return []
             _wait_for_clients(grid, config.min_clients, config.round_timeout, server_round)
@@ -150,6 +204,7 @@ def supervised_strategy(config: FederationConfig, server: FederationServer) -> S
 
         def aggregate_train(self, server_round: int, replies: Iterable[Message]
                             ) -> tuple[Optional[ArrayRecord], Optional[MetricRecord]]:
+            server_round += server.first_round
             replies = list(replies)
             answered = [reply for reply in replies if not reply.has_error()]
             if len(answered) < config.min_fit:
@@ -164,6 +219,7 @@ def supervised_strategy(config: FederationConfig, server: FederationServer) -> S
             return arrays, metrics
 
         def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> Optional[MetricRecord]:
+            server_round += server.first_round
             metrics: Optional[MetricRecord] = super().aggregate_evaluate(server_round, replies)
             server.record(server_round, metrics, prefix="clients_val_")
             return metrics

@@ -6,12 +6,13 @@ import logging
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Union
 
 if TYPE_CHECKING:
     from flwr.clientapp import ClientApp
     from flwr.serverapp import ServerApp
 
+    from experiments_manager.federated.job import FederatedJob
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.federated.stopping import StopRequest
     from experiments_manager.settings.loader import Settings
@@ -22,7 +23,8 @@ _LOG = logging.getLogger(__name__)
 
 def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = None, rounds: Optional[int] = None,
              hparam_overrides: Optional[Mapping[str, Any]] = None, round_timeout: Optional[float] = None,
-             command: Optional[list[str]] = None, mlflow: Optional[str] = None) -> Experiment:
+             command: Optional[list[str]] = None, mlflow: Optional[str] = None,
+             on_created: Optional[Callable[[Experiment], object]] = None) -> Experiment:
     """Runs a federation of `num_clients` simulated clients; returns the server `Experiment`.
 
     Everything is checked before the experiment folder is created. The server's
@@ -40,6 +42,8 @@ def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = N
         command: the command line recorded in run.json.
         mlflow: log the federation's server run to this MLflow server ('': MLFLOW_TRACKING_URI; default None: the
             settings' `mlflow_tracking_uri`, else not logged).
+        on_created: called with the server's `Experiment` once its folder is made (default None; `--requeue-file`
+            remembers it there, so a requeued job resumes the federation).
 
     Example:
 
@@ -48,26 +52,96 @@ def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = N
     experiment.run_info()["status"]   # 'finished'
     ```
     """
-    from experiments_manager.federated.apps import client_app, server_app
-    from experiments_manager.federated.job import end_if_running, start_federation
-    from experiments_manager.run.endings import failed
-    from experiments_manager.federated.ray_gone import exit_when_ray_stops
-    from experiments_manager.federated.stopping import stop_on_signals
+    from experiments_manager.federated.job import start_federation
 
     _, config, experiment, job = start_federation(settings, hparam_overrides, rounds, round_timeout, command,
                                                   num_clients=num_clients, mlflow=mlflow)
     _LOG.info("Experiment folder: %s", experiment.root)
+    if on_created is not None:
+        on_created(experiment)
+    job.num_clients = num_clients or config.min_clients  # without --num-clients, minCl (its default, 2, when unset)
+    return _simulated(experiment, job)
+
+
+def resume_simulation(experiment: Experiment, rounds: Optional[int] = None,
+                      command: Optional[list[str]] = None) -> Experiment:
+    """Continues a simulated federation in its folder from its last recorded round (`server_checkpoint.py`) to its
+    planned rounds, or to `rounds` in all; returns the server `Experiment`. Its clients continue their folders.
+
+    Args:
+        experiment: the federation's server folder, opened (its code trusted: `Experiment.refuse_foreign_code`).
+        rounds: the rounds in all (default None: those it planned); more than it planned extends a finished one.
+        command: the command line recorded in the new attempt (default: this process').
+
+    Raises:
+        UserInputError: what cannot be continued, in one line, before anything is written: a deployed federation,
+            one with rounds recorded but no checkpoint (an earlier engine's), `rounds` not above the rounds done.
+
+    Example:
+
+    ```python
+    resume_simulation(Experiment.open("experiments/fed_2026-11-28--10-00-00"))        # rounds 3..5 of 5
+    resume_simulation(Experiment.open("experiments/fed_2026-11-28--10-00-00"), 8)     # a finished one, to 8
+    ```
+    """
+    from experiments_manager.federated.job import FederatedJob
+    from experiments_manager.federated.server_checkpoint import read_checkpoint
+    from experiments_manager.run.experiment import running_command
+    from experiments_manager.run.lifecycle import attempt, resumed
+    from experiments_manager.run.record import Status
+    from experiments_manager.utils.errors import UserInputError
+
+    experiment.refuse_foreign_code()
+    info = experiment.run_info()
+    described = info.get("federated") or {}
+    if info.get("flower_run_id") is not None:
+        raise UserInputError(f"{experiment.root}: a deployed federation (Flower run {info.get('flower_run_id')}): "
+                             "expected a simulated one; a deployed federation does not resume yet: start a new one")
+    checkpoint = read_checkpoint(experiment)
+    done = checkpoint.rounds if checkpoint is not None else 0
+    if info.get("rounds_completed") and checkpoint is None:
+        raise UserInputError(f"{experiment.root}: {info.get('rounds_completed')} rounds recorded but no checkpoint "
+                             "of the global model (an earlier engine's federation): it cannot continue; start a new "
+                             "one")
+    planned = rounds or described.get("rounds")
+    if rounds is not None and rounds <= done:
+        raise UserInputError(f"{experiment.root}: --rounds: expected more than the {done} rounds it has done, got "
+                             f"{rounds}")
+    if info.get("status") == Status.FINISHED and rounds is None:
+        _LOG.info("%s already finished its %s rounds: nothing to resume (extend it with --rounds R)",
+                  experiment.root, described.get("rounds"))
+        return experiment
+    command = command or running_command()
+    with attempt(experiment, command, console=False, records_ending=False):
+        resumed(experiment, command)
+    _LOG.info("Resuming %s after round %d of %s", experiment.root, done, planned)
+    job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), info.get("hparam_overrides"),
+                       experiment.root.resolve(), rounds=planned, round_timeout=described.get("round_timeout_secs"),
+                       num_clients=described.get("num_clients") or described.get("minCl"))
+    return _simulated(experiment, job)
+
+
+def _simulated(experiment: Experiment, job: FederatedJob) -> Experiment:
+    """Runs `job` through Flower's simulation engine, its `num_clients` clients on this machine, until the
+    federation ends; records how it ended when its ServerApp could not."""
+    from experiments_manager.federated.apps import client_app, server_app
+    from experiments_manager.federated.job import end_if_running
+    from experiments_manager.federated.ray_gone import exit_when_ray_stops
+    from experiments_manager.federated.stopping import stop_on_signals
+    from experiments_manager.run.endings import ending_of, failed
+
     backend_config = _backend_config()
     with stop_on_signals() as stop:  # first: a signal while Ray starts is a stop too
         try:
             _init_ray(backend_config["init_args"], stop)
             with stop_on_signals(stop), exit_when_ray_stops(stop, experiment):  # after ray.init's own handler
-                if not stop.is_set():  # without --num-clients, minCl clients (its default, 2, when none is set)
+                if not stop.is_set():
                     _run(server_app(lambda context: job, stop), client_app(lambda context: job),
-                         num_clients or config.min_clients, backend_config)
-        except BaseException as error:
-            if not stop.is_set():
-                end_if_running(experiment, failed(f"{type(error).__name__}: {error}"))
+                         job.num_clients or 2, backend_config)
+        except BaseException as error:  # through the endings table: a full disk is `interrupted`, 75, as for a run
+            ending = ending_of(error)
+            if not stop.is_set() and ending is not None:
+                end_if_running(experiment, ending)
             raise
         finally:
             if stop.is_set():  # the server recorded it; a stop before its first poll is recorded here

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG, code_changes, epochs_asked, recorded_code
 from experiments_manager.run.record import Status
+from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -169,6 +170,7 @@ def plan_resume(state: RunFolderState, request: ResumeRequest, role: ResumeRole)
     ```
     """
     record = state.record
+    refuse_federation_part(state.root, record)
     if request.epochs is not None and request.more_epochs is not None:
         raise UserInputError(f"{state.root}: epochs, more_epochs: expected one of them, got both")
     tracked = bool((record.get("mlflow") or {}).get("tracking_uri"))
@@ -188,6 +190,28 @@ def plan_resume(state: RunFolderState, request: ResumeRequest, role: ResumeRole)
                       dry_build=bool(changes or original) and role is ResumeRole.ALONE,  # no multi-worker strategy yet
                       kafka_bootstrap_servers=request.kafka_bootstrap_servers or record.get("kafka_bootstrap_servers"),
                       tracking_uri=request.mlflow)
+
+
+def is_federation(record: RunRecord) -> bool:
+    """Whether run.json is a federation's server folder (its `federated` strategy and rounds)."""
+    return isinstance(record.get("federated"), dict)
+
+
+def refuse_federation_part(root: object, record: RunRecord) -> None:
+    """Refuses, in one line, to resume a federation's server or client folder as one training run (it would train
+    one client's data alone and set the federation's versions aside): a federation resumes as a federation.
+
+    Raises:
+        UserInputError: `record` is a federation's server's or one of its clients' (exit 2).
+    """
+    if is_federation(record):
+        raise UserInputError(f"{root}: a federation's server folder: expected to resume it as a federation "
+                             f"({command_name()} train --resume {root}, or federated simulate --resume {root}), "
+                             "not as one training run")
+    if isinstance(record.get("federated_client"), dict):
+        raise UserInputError(f"{root}: a federated client's folder: it trains only within its federation; resume "
+                             f"the federation: {command_name()} train --resume SERVER_FOLDER (the folder holding "
+                             "clients/)")
 
 
 def _epochs_total(state: RunFolderState, request: ResumeRequest) -> tuple[Optional[int], Optional[int]]:

@@ -132,6 +132,8 @@ def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,
             when the run was logged).
         trust_code: run the folder's copies although another user owns them (default False: refused in one line).
 
+    A federation's server folder continues its rounds from the last recorded one (`federated simulate --resume`).
+
     Example:
 
     ```python
@@ -140,8 +142,17 @@ def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,
     ```
     """
     from experiments_manager import training
+    from experiments_manager.run.experiment import Experiment
+    from experiments_manager.run.resume_plan import is_federation
 
     show_logs()
+    opened = Experiment.open(experiment_dir, trust_code=trust_code)
+    if is_federation(opened.run_info()):  # a federation's server folder: its rounds continue
+        from experiments_manager.federated.simulation import resume_simulation
+        from experiments_manager.run.endings import recorded
+
+        federation = resume_simulation(opened, command=["em.resume", str(experiment_dir)])
+        return training.TrainingOutcome(federation, recorded(federation.run_info()))
     command = ["em.resume", str(experiment_dir)] + (["--epochs", str(epochs)] if epochs is not None else []) + (
         ["--more-epochs", str(more_epochs)] if more_epochs is not None else [])
     return training.resume(experiment_dir, command=command, settings=settings,

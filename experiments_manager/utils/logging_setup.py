@@ -13,6 +13,9 @@ def configure_logging() -> None:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.getLogger("tensorflow").setLevel(logging.WARNING)  # "Assets written to ..." at every export
+    # Flower prints its lines with its own handler; passed on to a root handler another library set up, each printed
+    # twice ('INFO :  ...' then 'INFO:flwr:...')
+    logging.getLogger("flwr").propagate = False
     ours = logging.getLogger("experiments_manager")
     ours.setLevel(logging.INFO)
     ours.propagate = False

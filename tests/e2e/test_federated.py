@@ -298,12 +298,7 @@ def _a_second_federation_on_its_folder_is_refused(server):
                    note="(simulated, Ray's raylet dying of the signal; a deployed run is signalled in its "
                         "`federated run` process only: test_a_stop_signal_stops_a_deployed_...)")
 def test_a_stop_signal_ends_a_simulated_federation_within_seconds(start_cli, workdir, signum):
-    process = start_cli("federated", "simulate", "-u", FEDERATED_SETTINGS, "--num-clients", "2", "--rounds", "50",
-                        "--hparam", "nbEpoch=1", own_group=True)
-    reader = OutputReader(process)  # read as it comes: Ray's log lines would fill the pipe
-    working_folder = workdir / "experiments/examples/federated_curve_fitting"
-    wait_for(lambda: rounds_done(working_folder) >= 1 or process.poll() is not None, 300, "round 1 completed")
-    assert process.poll() is None, all_lines(reader)
+    process, reader, working_folder = _simulated_federation_at_round(start_cli, workdir, rounds=50, reached=1)
     _a_second_federation_on_its_folder_is_refused(single_experiment(working_folder))
     done_at_signal = rounds_done(working_folder)
     os.killpg(process.pid, signum)  # every process of it, Ray's too
@@ -330,6 +325,34 @@ def test_a_stop_signal_ends_a_simulated_federation_within_seconds(start_cli, wor
 
 
 @pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
+@pytest.mark.claim("a simulated federation killed mid-run (kill -9, a preempted job) continues from its last recorded "
+                   "round with `train --resume RUN` (or `federated simulate --resume RUN`): every round in history.csv "
+                   "once, its versions and clients' folders kept, federated to the planned end; `--rounds R` extends "
+                   "a finished one",
+                   note="(3 rounds, the whole process group killed with -9 after round 2; the extension: unit-tested "
+                        "refusals only)")
+def test_a_federation_killed_with_kill_9_resumes_from_its_last_round(start_cli, run_cli, workdir):
+    process, reader, working_folder = _simulated_federation_at_round(start_cli, workdir, rounds=3, reached=2)
+    os.killpg(process.pid, signal.SIGKILL)  # every process of it, Ray's too: nothing records how it ended
+    process.wait(timeout=60)
+    wait_for(lambda: not _group_alive(process.pid), 60, "nothing of the killed federation left running")
+    server = single_experiment(working_folder)
+    killed = read_run(server)
+    assert killed["status"] == "running" and killed["rounds_completed"] == 2, (killed, all_lines(reader))
+    versions = sorted(path.name for path in (server / "exported_models").iterdir())
+    client_rows = len(history(server / "clients" / "client_0"))
+    result = run_cli("train", "--resume", str(server), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Global model before round 3" in result.stderr, result.stderr[-3000:]
+    run = read_run(server)
+    assert (run["status"], run["rounds_completed"], len(run["attempts"])) == ("finished", 3, 2), run
+    assert [row["epoch"] for row in history(server)] == ["1", "2", "3"]  # round 3 trained federated, each round once
+    after = sorted(path.name for path in (server / "exported_models").iterdir())
+    assert after[:len(versions)] == versions and not any(name.startswith("discarded") for name in after), after
+    assert len(history(server / "clients" / "client_0")) == client_rows + 1  # its folder continued: one more round
+
+
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.claim("`federated run` stops its run on the SuperLink on SIGTERM: `interrupted`, exit 143",
                    note="(a real SuperLink and two SuperNodes)")
 @pytest.mark.timeout(1200)  # its waits allow a loaded machine more than the default 600 s
@@ -348,6 +371,20 @@ def test_a_stop_signal_stops_a_deployed_federation_on_its_superlink(flower_feder
     run = read_run(single_experiment(working_folder))
     assert run["status"] == "interrupted" and run["exit_code"] == 143, run
     assert run["reason"].startswith("stopped by SIGTERM after "), run
+
+
+def _simulated_federation_at_round(start_cli, workdir, rounds, reached):
+    """`federated simulate` of 2 clients, 1 local epoch, `rounds` rounds, in a process group of its own (a test may
+    signal it whole, as `scancel` does), once `reached` rounds are recorded. Returns (the Popen, its OutputReader,
+    the working folder)."""
+    process = start_cli("federated", "simulate", "-u", FEDERATED_SETTINGS, "--num-clients", "2", "--rounds",
+                        str(rounds), "--hparam", "nbEpoch=1", own_group=True)
+    reader = OutputReader(process)  # read as it comes: Ray's log lines would fill the pipe
+    working_folder = workdir / "experiments/examples/federated_curve_fitting"
+    wait_for(lambda: rounds_done(working_folder) >= reached or process.poll() is not None, 300,
+             f"round {reached} completed")
+    assert process.poll() is None, all_lines(reader)
+    return process, reader, working_folder
 
 
 def _group_alive(group):

@@ -46,6 +46,8 @@ def test_an_extension_counts_from_the_checkpoint(request_: ResumeRequest, checkp
     assert (plan.step, plan.epochs, plan.extended_from) == (ResumeStep.TRAIN, *expected)
 
 
+@pytest.mark.claim("a federation's server or client folder is never resumed as one training run: refused in one line, "
+                   "nothing moved", note="(the plan's refusal; `train --resume` of a server folder resumes its rounds)")
 @pytest.mark.parametrize("state, request_, line", [
     (_state("finished", 10), ResumeRequest(epochs=10), "RUN: --epochs: expected more than the 10 epochs the run has "
      "trained, got 10"),
@@ -53,6 +55,13 @@ def test_an_extension_counts_from_the_checkpoint(request_: ResumeRequest, checkp
      "checkpoint to continue from, got none (removed?): start a new run from its weights with --init-from RUN"),
     (_state(changes=("model.py",)), ResumeRequest(), "RUN: the code changed since the last attempt ran: model.py; put "
      "it back, or resume with --accept-code-change to train on with it (recorded in run.json)"),
+    # a federation's folders are never resumed as one training run (one client's data alone, its versions set aside)
+    (_state(federated={"rounds": 5}), ResumeRequest(), "RUN: a federation's server folder: expected to resume it as a "
+     "federation (experiments-manager train --resume RUN, or federated simulate --resume RUN), not as one training "
+     "run"),
+    (_state("finished", federated_client={"partition_id": 0}), ResumeRequest(), "RUN: a federated client's folder: it "
+     "trains only within its federation; resume the federation: experiments-manager train --resume SERVER_FOLDER (the "
+     "folder holding clients/)"),
 ])
 def test_a_refused_resume_is_one_line_naming_the_run(state: RunFolderState, request_: ResumeRequest,
                                                     line: str) -> None:
