@@ -141,7 +141,8 @@ class FederationConfig:
 
     def describe(self) -> str:
         parameters = "".join(f", {key}={value!r}" for key, value in sorted(self.strategy_parameters.items()))
-        return (f"{self.strategy_name}(minCl={self.min_clients}, minFit={self.min_fit}, minEval={self.min_eval}"
+        evaluating = f", minEval={self.min_eval}" if self.client_evaluation else ""  # said only where it counts
+        return (f"{self.strategy_name}(minCl={self.min_clients}, minFit={self.min_fit}{evaluating}"
                 f"{parameters}), {self.rounds} rounds, "
                 + ("clients evaluate too" if self.client_evaluation else "server-side evaluation only"))
 

@@ -329,19 +329,29 @@ def test_a_stop_signal_ends_a_simulated_federation_within_seconds(start_cli, wor
                    "round with `train --resume RUN` (or `federated simulate --resume RUN`): every round in history.csv "
                    "once, its versions and clients' folders kept, federated to the planned end; `--rounds R` extends "
                    "a finished one",
-                   note="(3 rounds, the whole process group killed with -9 after round 2; the extension: unit-tested "
-                        "refusals only)")
+                   note="(3 rounds, the whole process group killed with -9 after round 2, resumed by the job's own "
+                        "command again with --requeue-file, as a requeued Slurm job does: a `--resume` of the folder; "
+                        "the extension: unit-tested refusals only)")
+@pytest.mark.claim("`train -u FEDERATED_SETTINGS --requeue-file FILE` remembers the federation's folder: the requeued "
+                   "job's same command resumes its rounds")
 def test_a_federation_killed_with_kill_9_resumes_from_its_last_round(start_cli, run_cli, workdir):
-    process, reader, working_folder = _simulated_federation_at_round(start_cli, workdir, rounds=3, reached=2)
+    requeue_file = workdir / "requeue" / "job-1"
+    command = ("train", "-u", FEDERATED_SETTINGS, "--hparam", "rounds=3", "--hparam", "nbEpoch=1",
+               "--requeue-file", str(requeue_file))  # a Slurm job script's line: minCl = 2 clients
+    process = start_cli(*command, own_group=True)
+    reader = OutputReader(process)  # read as it comes: Ray's log lines would fill the pipe
+    working_folder = workdir / "experiments/examples/federated_curve_fitting"
+    wait_for(lambda: rounds_done(working_folder) >= 2 or process.poll() is not None, 300, "round 2 completed")
     os.killpg(process.pid, signal.SIGKILL)  # every process of it, Ray's too: nothing records how it ended
     process.wait(timeout=60)
     wait_for(lambda: not _group_alive(process.pid), 60, "nothing of the killed federation left running")
     server = single_experiment(working_folder)
     killed = read_run(server)
     assert killed["status"] == "running" and killed["rounds_completed"] == 2, (killed, all_lines(reader))
+    assert Path(requeue_file.read_text().strip()) == server.resolve()
     versions = sorted(path.name for path in (server / "exported_models").iterdir())
     client_rows = len(history(server / "clients" / "client_0"))
-    result = run_cli("train", "--resume", str(server), timeout=600)
+    result = run_cli(*command, timeout=600)  # the requeued job: `train --resume` of the folder the file names
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Global model before round 3" in result.stderr, result.stderr[-3000:]
     run = read_run(server)
@@ -350,6 +360,7 @@ def test_a_federation_killed_with_kill_9_resumes_from_its_last_round(start_cli, 
     after = sorted(path.name for path in (server / "exported_models").iterdir())
     assert after[:len(versions)] == versions and not any(name.startswith("discarded") for name in after), after
     assert len(history(server / "clients" / "client_0")) == client_rows + 1  # its folder continued: one more round
+    assert single_experiment(working_folder) == server  # no second federation
 
 
 @pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)

@@ -384,8 +384,8 @@ def test_clients_evaluate_exactly_when_the_settings_ask_for_it():
     assert evaluating(minEval=1, fraction_evaluate=0.5) == (True, 0.5, 1)
     assert evaluating(minEval=1, fraction_evaluate=0.0) == (False, 0.0, 0)  # Flower itself zeroes min_evaluate_nodes
     assert evaluating(fraction_evaluate=0.25) == (True, 0.25, 2)
-    assert "server-side evaluation only" in config().describe()
-    assert "clients evaluate too" in config(minEval=2).describe()
+    assert "server-side evaluation only" in config().describe() and "minEval" not in config().describe()  # unset
+    assert "clients evaluate too" in config(minEval=2).describe() and "minEval=2" in config(minEval=2).describe()
 
 
 @pytest.mark.claim(
