@@ -33,6 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     _add_job_arguments(simulate, resumable=True)
     simulate.add_argument("--num-clients", type=positive_int, metavar="N",
                           help="simulated clients (default: hparams['minCl'], else 2)")
+    simulate.add_argument("--init-from", metavar="RUN[:VERSION]",
+                          help="start the global model from a run's best version (or VERSION), centralised or "
+                          "federated, matched and reported as `train --init-from` (recorded as fine_tuned_from)")
+    simulate.add_argument("--skip-mismatch", action="store_true",
+                          help="with --init-from: leave the weights whose shape does not fit as the model made them")
 
     run_mode = modes.add_parser(
         "run",

@@ -198,7 +198,8 @@ def _reserved_folder(settings_file: str, overrides: dict[str, Any]) -> Iterator[
 
 def _resume_federation(arguments: argparse.Namespace) -> int:
     """`train --resume RUN` of a federation's server folder: its rounds continue (`federated simulate --resume`);
-    a flag only a training run takes is refused in one line, before anything is written."""
+    a flag only a training run takes is refused in one line, before anything is written. `--mlflow` is not: a
+    requeued job repeats its first command line; the federation logs where its run.json says, as it started."""
     from experiments_manager.federated.entry_points import resume_command
 
     given = [flag for flag, value in (("--epochs", arguments.epochs is not None),
@@ -206,8 +207,7 @@ def _resume_federation(arguments: argparse.Namespace) -> int:
                                       ("--settings-source", arguments.settings_source != "copy"),
                                       ("--accept-code-change", arguments.accept_code_change),
                                       ("--serve", arguments.serve),
-                                      ("--bootstrap-servers", arguments.bootstrap_servers),
-                                      ("--mlflow", arguments.mlflow is not None)) if value]
+                                      ("--bootstrap-servers", arguments.bootstrap_servers)) if value]
     if given:
         raise UserInputError(f"{', '.join(given)}: expected none for a federation's folder (it resumes its rounds as "
                              f"it started; `{command_name()} federated simulate --resume RUN --rounds R` extends it), "
@@ -223,13 +223,17 @@ def _simulate_federation(arguments: argparse.Namespace, settings: Settings, requ
     from experiments_manager.training.entry_points import check_cluster
 
     check_cluster(WorkerCluster.from_environment(), settings)  # refused in a multi-worker cluster
-    if arguments.serve or arguments.bootstrap_servers or arguments.init_from:
-        raise UserInputError("--serve, --bootstrap-servers, --init-from: not accepted for a federated settings file "
-                             f"(serve the experiment folder with `{command_name()} serve`)")
+    given = [flag for flag, value in (("--serve", arguments.serve), ("--bootstrap-servers", arguments.bootstrap_servers))
+             if value]
+    if given:
+        raise UserInputError(f"{', '.join(given)}: expected none for a federated settings file, got "
+                             f"{', '.join(given)} (serve the experiment folder with `{command_name()} serve`)")
     _LOG.info("%s sets enable_federated_learning = True: simulating the federation on this machine "
               "(see `%s federated --help` for deployment)", arguments.usersettings, command_name())
     return simulate_command(settings, mlflow=arguments.mlflow,
-                            on_created=(lambda experiment: requeue.remember(experiment.root)) if requeue else None)
+                            on_created=(lambda experiment: requeue.remember(experiment.root)) if requeue else None,
+                            init_from=arguments.init_from, skip_mismatch=bool(arguments.skip_mismatch),
+                            trust_code=arguments.trust_code)
 
 
 def _remembering(requeue: RequeueFile, alongside: Optional[Alongside]) -> Alongside:

@@ -165,7 +165,8 @@ def run_federation(job: FederatedJob, grid: Grid, stop: Optional[StopRequest] = 
     with attempt(experiment, running_command(), console=False), tracked(experiment, None) as tracking:
         experiment.record.federation({**_description(config), "num_clients": job.num_clients})  # (None: deployed)
         _LOG.info("Federation %s; server experiment folder: %s", config.describe(), experiment.root)
-        _serve_rounds(FederationServer(experiment, settings, config, tracking), config, settings, grid, stop)
+        server = FederationServer(experiment, settings, config, tracking, init_from=job.initial_weights())
+        _serve_rounds(server, config, settings, grid, stop)
 
 
 def _serve_rounds(server: FederationServer, config: FederationConfig, settings: Settings, grid: Grid,

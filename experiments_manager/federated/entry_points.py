@@ -34,7 +34,9 @@ def federated(arguments: argparse.Namespace) -> int:
     if mode == "simulate" and arguments.resume:
         given = [flag for flag, value in (("--hparam", arguments.hparam), ("--num-clients", arguments.num_clients),
                                           ("--round-timeout", arguments.round_timeout),
-                                          ("--mlflow", arguments.mlflow)) if value is not None and value != []]
+                                          ("--mlflow", arguments.mlflow), ("--init-from", arguments.init_from),
+                                          ("--skip-mismatch", arguments.skip_mismatch or None))
+                 if value is not None and value != []]
         if given:
             from experiments_manager.utils.errors import UserInputError
 
@@ -47,7 +49,8 @@ def federated(arguments: argparse.Namespace) -> int:
     import_tensorflow_quietly()
     if mode == "simulate":
         return simulate_command(arguments.usersettings, overrides, arguments.num_clients, arguments.rounds,
-                                arguments.round_timeout, arguments.mlflow)
+                                arguments.round_timeout, arguments.mlflow, init_from=arguments.init_from,
+                                skip_mismatch=arguments.skip_mismatch, trust_code=arguments.trust_code)
     from experiments_manager.federated.deployment import deploy
 
     experiment = deploy(arguments.usersettings, superlink=arguments.superlink, connection=arguments.connection,
@@ -96,13 +99,16 @@ def _exec_flower(mode: str, arguments: argparse.Namespace) -> NoReturn:
 def simulate_command(settings: Union[PathLike, Settings], overrides: Optional[Mapping[str, Any]] = None,
                      num_clients: Optional[int] = None, rounds: Optional[int] = None,
                      round_timeout: Optional[float] = None, mlflow: Optional[str] = None,
-                     on_created: Optional[Callable[[Experiment], object]] = None) -> int:
+                     on_created: Optional[Callable[[Experiment], object]] = None, init_from: Optional[str] = None,
+                     skip_mismatch: bool = False, trust_code: bool = False) -> int:
     """`federated simulate` (and `train` of a settings file with `enable_federated_learning = True`, which
-    passes the `Settings` it loaded; `on_created`: told the server's folder once made, `--requeue-file`)."""
+    passes the `Settings` it loaded; `on_created`: told the server's folder once made, `--requeue-file`;
+    `init_from`: `--init-from`)."""
     from experiments_manager.federated.simulation import simulate
 
     experiment = simulate(settings, num_clients, rounds, overrides, round_timeout, mlflow=mlflow,
-                          on_created=on_created)
+                          on_created=on_created, init_from=init_from, skip_mismatch=skip_mismatch,
+                          trust_code=trust_code)
     return report(experiment)
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from experiments_manager.federated.grid import ResponsiveGrid
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
+    from experiments_manager.training.fine_tuning import InitialWeights
 
 _LOG = logging.getLogger(__name__)
 
@@ -42,6 +43,9 @@ class FederationServer:
         settings: the loaded `Settings`.
         config: the `FederationConfig`.
         tracking: the MLflow `TrackingSession` each round is logged to, a step, or None (default: not logged).
+        init_from: the version a new federation's global model starts from (`--init-from`, `InitialWeights`: read
+            and reported as a fine-tuned run's), or None (default: the model's own initial weights); a resumed one
+            starts from its checkpoint instead.
 
     Example:
 
@@ -53,7 +57,7 @@ class FederationServer:
     """
 
     def __init__(self, experiment: Experiment, settings: Settings, config: FederationConfig,
-                 tracking: Optional[TrackingSession] = None) -> None:
+                 tracking: Optional[TrackingSession] = None, init_from: Optional[InitialWeights] = None) -> None:
         import keras
 
         from experiments_manager.callbacks.best_value import BestValue
@@ -72,6 +76,8 @@ class FederationServer:
         self.strategy: Any = None  # the strategy whose state the checkpoint keeps (`adopt_strategy`)
         keras.utils.set_random_seed(settings.runtime.random_seed if settings.runtime.random_seed is not None else 0)
         self.model = compile_for_evaluation(settings)
+        if self.restored is None and init_from is not None:  # what it took, said and in run.json as for a run
+            init_from.record_transfer(experiment, init_from.load_into(self.model, settings))
         val = settings_pipeline(settings, training=False)
         self.val = val.dataset
         self.val_steps = steps_per_epoch(self.val, settings, False, val.steps)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from experiments_manager.run.endings import Ending
     from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
+    from experiments_manager.training.fine_tuning import InitialWeights
     from experiments_manager.utils.atomic import PathLike
 
 _LOG = logging.getLogger(__name__)
@@ -37,6 +38,8 @@ class FederatedJob:
         rounds: `--rounds`, or None for the settings' `hparams['rounds']`.
         round_timeout: `--round-timeout` in seconds, or None for the settings' `federated_round_timeout_secs`.
         num_clients: the simulated clients (`--num-clients`; minCl defaults to it), or None in deployment.
+        init_from: the version the global model starts from, `RUN` or `RUN:VERSION` (`--init-from`; default None:
+            the model's own initial weights); `skip_mismatch` and `trust_code`: as `training.fine_tuning`'s.
 
     Example:
 
@@ -48,7 +51,8 @@ class FederatedJob:
 
     def __init__(self, settings_file: PathLike, model_file: PathLike, hparam_overrides: Optional[Mapping[str, Any]],
                  experiment_dir: Optional[PathLike], rounds: Optional[int] = None,
-                 round_timeout: Optional[float] = None, num_clients: Optional[int] = None) -> None:
+                 round_timeout: Optional[float] = None, num_clients: Optional[int] = None,
+                 init_from: Optional[str] = None, skip_mismatch: bool = False, trust_code: bool = False) -> None:
         self.settings_file = str(settings_file)
         self.model_file = str(model_file)
         self.hparam_overrides = dict(hparam_overrides or {})
@@ -56,6 +60,13 @@ class FederatedJob:
         self.rounds = rounds
         self.round_timeout = round_timeout
         self.num_clients = num_clients
+        self.init_from = init_from
+        self.skip_mismatch = skip_mismatch
+        self.trust_code = trust_code
+
+    def initial_weights(self) -> Optional[InitialWeights]:
+        """The version the global model starts from (`InitialWeights`, checked), or None."""
+        return initial_weights(self.init_from, self.skip_mismatch, self.trust_code)
 
     def to_run_config(self) -> RunConfig:
         return {
@@ -66,6 +77,9 @@ class FederatedJob:
             "rounds": self.rounds or 0,
             "round-timeout": float(self.round_timeout or 0),
             "num-clients": self.num_clients or 0,
+            "init-from": self.init_from or "",
+            "skip-mismatch": int(self.skip_mismatch),
+            "trust-code": int(self.trust_code),
         }
 
     @classmethod
@@ -82,7 +96,9 @@ class FederatedJob:
         return cls(settings_file, model_file, overrides, run_config.get("experiment-dir", ""),
                    rounds=int(run_config.get("rounds") or 0) or None,
                    round_timeout=float(run_config.get("round-timeout") or 0) or None,
-                   num_clients=int(run_config.get("num-clients") or 0) or None)
+                   num_clients=int(run_config.get("num-clients") or 0) or None,
+                   init_from=str(run_config.get("init-from") or "") or None,
+                   skip_mismatch=bool(run_config.get("skip-mismatch")), trust_code=bool(run_config.get("trust-code")))
 
     def load_settings(self, extra_overrides: Optional[Mapping[str, Any]] = None) -> Settings:
         """The settings with this job's overrides, plus `extra_overrides` (a client's `procID`)."""
@@ -92,10 +108,25 @@ class FederatedJob:
                              model_file=self.model_file)
 
 
+def initial_weights(init_from: Optional[str], skip_mismatch: bool = False,
+                    trust_code: bool = False) -> Optional[InitialWeights]:
+    """The version `init_from` names (`RUN` or `RUN:VERSION`), checked as `train --init-from` checks it, or None.
+
+    Raises:
+        UserInputError: `skip_mismatch` without `init_from`; not a run, no such version (one line).
+    """
+    from experiments_manager.training.fine_tuning import SKIP_MISMATCH_OPTION, InitialWeights
+
+    if skip_mismatch and not init_from:
+        raise UserInputError(f"{SKIP_MISMATCH_OPTION}: only with --init-from RUN (the weights it loads)")
+    return InitialWeights.parse(init_from, skip_mismatch, trust_code) if init_from else None
+
+
 def start_federation(settings: Union[PathLike, Settings], hparam_overrides: Optional[Mapping[str, Any]] = None,
                      rounds: Optional[int] = None, round_timeout: Optional[float] = None,
                      command: Optional[list[str]] = None, num_clients: Optional[int] = None,
-                     mlflow: Optional[str] = None) -> tuple[Settings, FederationConfig, Experiment, FederatedJob]:
+                     mlflow: Optional[str] = None, init_from: Optional[str] = None, skip_mismatch: bool = False,
+                     trust_code: bool = False) -> tuple[Settings, FederationConfig, Experiment, FederatedJob]:
     """Checks the settings and the federation hparams, then creates the server experiment (with the MLflow server
     its ServerApp logs to: `mlflow`, as `train --mlflow`, else the settings').
 
@@ -104,6 +135,7 @@ def start_federation(settings: Union[PathLike, Settings], hparam_overrides: Opti
     Args:
         settings: the settings file, or its loaded `Settings` (see `settings.as_settings`).
         mlflow: log the federation to this MLflow server ('': MLFLOW_TRACKING_URI; default None: the settings').
+        init_from, skip_mismatch, trust_code: the version the global model starts from (`FederatedJob`'s).
 
     Returns:
         (settings, `FederationConfig`, server `Experiment`, `FederatedJob` pointing at the experiment's copies).
@@ -122,12 +154,14 @@ def start_federation(settings: Union[PathLike, Settings], hparam_overrides: Opti
                              "training yet (expected False with enable_federated_learning)")
     config = FederationConfig.from_settings(settings, rounds=rounds, num_clients=num_clients)
     tracking_at = tracking_of(settings, mlflow)
+    initial_weights(init_from, skip_mismatch, trust_code)  # a source that is no run: said before the folder exists
     experiment = Experiment.create(settings, command or running_command())
     if tracking_at is not None:
         record_server(experiment, tracking_at, settings.tracking.mlflow_experiment,
                       settings.tracking.mlflow_registered_model)
     job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), settings.overrides,
-                       experiment.root.resolve(), rounds=rounds, round_timeout=round_timeout, num_clients=num_clients)
+                       experiment.root.resolve(), rounds=rounds, round_timeout=round_timeout, num_clients=num_clients,
+                       init_from=init_from, skip_mismatch=skip_mismatch, trust_code=trust_code)
     return settings, config, experiment, job
 
 

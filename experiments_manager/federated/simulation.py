@@ -24,7 +24,8 @@ _LOG = logging.getLogger(__name__)
 def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = None, rounds: Optional[int] = None,
              hparam_overrides: Optional[Mapping[str, Any]] = None, round_timeout: Optional[float] = None,
              command: Optional[list[str]] = None, mlflow: Optional[str] = None,
-             on_created: Optional[Callable[[Experiment], object]] = None) -> Experiment:
+             on_created: Optional[Callable[[Experiment], object]] = None, init_from: Optional[str] = None,
+             skip_mismatch: bool = False, trust_code: bool = False) -> Experiment:
     """Runs a federation of `num_clients` simulated clients; returns the server `Experiment`.
 
     Everything is checked before the experiment folder is created. The server's
@@ -44,6 +45,9 @@ def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = N
             settings' `mlflow_tracking_uri`, else not logged).
         on_created: called with the server's `Experiment` once its folder is made (default None; `--requeue-file`
             remembers it there, so a requeued job resumes the federation).
+        init_from: the version the global model starts from, `RUN` or `RUN:VERSION` (default None: the model's
+            own initial weights), matched and reported as `train --init-from`'s; `skip_mismatch`, `trust_code`: as
+            there.
 
     Example:
 
@@ -55,7 +59,8 @@ def simulate(settings: Union[PathLike, Settings], num_clients: Optional[int] = N
     from experiments_manager.federated.job import start_federation
 
     _, config, experiment, job = start_federation(settings, hparam_overrides, rounds, round_timeout, command,
-                                                  num_clients=num_clients, mlflow=mlflow)
+                                                  num_clients=num_clients, mlflow=mlflow, init_from=init_from,
+                                                  skip_mismatch=skip_mismatch, trust_code=trust_code)
     _LOG.info("Experiment folder: %s", experiment.root)
     if on_created is not None:
         on_created(experiment)

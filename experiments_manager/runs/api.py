@@ -87,17 +87,16 @@ def train(settings: SettingsLike, hparams: Optional[Mapping[str, Any]] = None, *
 
     show_logs()
     settings = as_settings(settings, hparams)
-    if settings.federated.enabled and init_from is not None:
-        raise UserInputError(f"{settings.path.name}: init_from: not supported for a federated run")
     if settings.federated.enabled:  # as `train -u` does: the federation, simulated on this machine
-        return _simulated_federation(settings, working_folder, kafka_bootstrap_servers)
+        return _simulated_federation(settings, working_folder, kafka_bootstrap_servers,
+                                     str(init_from) if init_from is not None else None, skip_mismatch)
     return training.train(settings, command=_command("train", settings), working_folder=working_folder,
                           kafka_bootstrap_servers=kafka_bootstrap_servers, init_from=init_from,
                           skip_mismatch=skip_mismatch, mlflow=mlflow)
 
 
-def _simulated_federation(settings: Settings, working_folder: Optional[PathLike],
-                          kafka_bootstrap_servers: Optional[str]) -> TrainingOutcome:
+def _simulated_federation(settings: Settings, working_folder: Optional[PathLike], kafka_bootstrap_servers: Optional[str],
+                          init_from: Optional[str], skip_mismatch: bool) -> TrainingOutcome:
     from experiments_manager.federated.simulation import simulate
     from experiments_manager.run.endings import recorded
     from experiments_manager.training import TrainingOutcome
@@ -107,7 +106,8 @@ def _simulated_federation(settings: Settings, working_folder: Optional[PathLike]
         raise UserInputError(f"{settings.path.name}: enable_federated_learning = True: em.train simulates the "
                              "federation from a settings file (every client loads it), in its workingFolder, "
                              "without Kafka")
-    experiment = simulate(settings, command=_command("train", settings))
+    experiment = simulate(settings, command=_command("train", settings), init_from=init_from,
+                          skip_mismatch=skip_mismatch)
     return TrainingOutcome(experiment, recorded(experiment.run_info()))  # as the ServerApp recorded it
 
 

@@ -334,9 +334,14 @@ def test_a_stop_signal_ends_a_simulated_federation_within_seconds(start_cli, wor
                         "the extension: unit-tested refusals only)")
 @pytest.mark.claim("`train -u FEDERATED_SETTINGS --requeue-file FILE` remembers the federation's folder: the requeued "
                    "job's same command resumes its rounds")
-def test_a_federation_killed_with_kill_9_resumes_from_its_last_round(start_cli, run_cli, workdir):
+@pytest.mark.claim("`--init-from RUN` starts a federation's global model from a run's version (centralised or "
+                   "federated), reported and recorded as a run's fine-tuning; a resumed federation starts from its "
+                   "checkpoint instead", note="(a centralised regression run's version: val_loss before round 1 far "
+                   "below a fresh model's)")
+def test_a_federation_killed_with_kill_9_resumes_from_its_last_round(start_cli, run_cli, workdir, trained):
     requeue_file = workdir / "requeue" / "job-1"
     command = ("train", "-u", FEDERATED_SETTINGS, "--hparam", "rounds=3", "--hparam", "nbEpoch=1",
+               "--init-from", str(trained.dir),  # the same model file, trained centrally
                "--requeue-file", str(requeue_file))  # a Slurm job script's line: minCl = 2 clients
     process = start_cli(*command, own_group=True)
     reader = OutputReader(process)  # read as it comes: Ray's log lines would fill the pipe
@@ -346,14 +351,18 @@ def test_a_federation_killed_with_kill_9_resumes_from_its_last_round(start_cli, 
     process.wait(timeout=60)
     wait_for(lambda: not _group_alive(process.pid), 60, "nothing of the killed federation left running")
     server = single_experiment(working_folder)
-    killed = read_run(server)
-    assert killed["status"] == "running" and killed["rounds_completed"] == 2, (killed, all_lines(reader))
+    killed, output = read_run(server), all_lines(reader)
+    assert killed["status"] == "running" and killed["rounds_completed"] == 2, (killed, output)
     assert Path(requeue_file.read_text().strip()) == server.resolve()
+    assert killed["fine_tuned_from"]["run"] == str(trained.dir.resolve()), killed
+    assert f"Fine-tuning: loaded 6 of 6 weights of the new model from {trained.dir.resolve()} version" in output, output
+    before = float(re.search(r"Global model before round 1: val_loss=([0-9.e+-]+)", output)[1])
+    assert before < 1.0, f"val_loss {before} before round 1: not the trained run's weights (a fresh model's: ~3.5)"
     versions = sorted(path.name for path in (server / "exported_models").iterdir())
     client_rows = len(history(server / "clients" / "client_0"))
     result = run_cli(*command, timeout=600)  # the requeued job: `train --resume` of the folder the file names
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Global model before round 3" in result.stderr, result.stderr[-3000:]
+    assert "Global model before round 3" in result.stderr and "Fine-tuning" not in result.stderr, result.stderr[-3000:]
     run = read_run(server)
     assert (run["status"], run["rounds_completed"], len(run["attempts"])) == ("finished", 3, 2), run
     assert [row["epoch"] for row in history(server)] == ["1", "2", "3"]  # round 3 trained federated, each round once
