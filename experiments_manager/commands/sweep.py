@@ -70,7 +70,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--accept-code-change", action="store_true",
                         help="with --resume: train the next trials although the settings, the model file or a module "
                         "of yours they import changed since the sweep's trials ran (refused otherwise)")
-    add_trust_code_argument(parser, "the sweep's (--resume)")
+    add_trust_code_argument(parser, "the sweep's (--resume, --join)")
     parser.add_argument(
         "--mlflow", nargs="?", const="", default=None, metavar="URI",
         help="log the sweep to this MLflow tracking server (without URI: MLFLOW_TRACKING_URI): one run of the sweep, "

@@ -199,13 +199,13 @@ def _reserved_folder(settings_file: str, overrides: dict[str, Any]) -> Iterator[
 def _resume_federation(arguments: argparse.Namespace) -> int:
     """`train --resume RUN` of a federation's server folder: its rounds continue (`federated simulate --resume`);
     a flag only a training run takes is refused in one line, before anything is written. `--mlflow` is not: a
-    requeued job repeats its first command line; the federation logs where its run.json says, as it started."""
+    requeued job repeats its first command line; the federation logs where its run.json says, as it started. Nor
+    is `--accept-code-change` (a federation records no code to compare: its copies run)."""
     from experiments_manager.federated.entry_points import resume_command
 
     given = [flag for flag, value in (("--epochs", arguments.epochs is not None),
                                       ("--more-epochs", arguments.more_epochs is not None),
                                       ("--settings-source", arguments.settings_source != "copy"),
-                                      ("--accept-code-change", arguments.accept_code_change),
                                       ("--serve", arguments.serve),
                                       ("--bootstrap-servers", arguments.bootstrap_servers)) if value]
     if given:

@@ -92,17 +92,25 @@ class FederationServer:
         records = RunRecords(experiment, settings, self.best, self.exporter,
                              restored=self.restored.state if self.restored is not None else None)
         self.history = records.history
-        if self.restored is not None:
-            self._restore_records()
+        self._restore_records()
+        # the round's checkpoint after its version, before run.json and MLflow count the round
+        checkpoint = _round_checkpoint(self)
         self.callbacks = keras.callbacks.CallbackList(
-            [records.fence] + records.head + records.tail() + tracking_callbacks(tracking, None, records.history, 0),
+            [records.fence] + records.head + records.tail(checkpoint)
+            + tracking_callbacks(tracking, checkpoint, records.history, self.first_round),
             model=self.model)
         self.callbacks.on_train_begin()
 
     def _restore_records(self) -> None:
         """A resumed federation: the global model, the best value, the versions and history.csv as the checkpoint's
-        round left them (a version exported after it set aside, one it asked for and a kill lost exported again)."""
-        assert self.restored is not None
+        round left them (a version exported after it set aside, one it asked for and a kill lost exported again),
+        and run.json's round count when a kill came between the checkpoint and it. Without a checkpoint (a new
+        federation, or one killed in its first round): what a first round left is set aside."""
+        if self.restored is None:
+            if self.exporter.versions():
+                self.exporter.set_aside_at_resume(from_the_start=True)
+            self.history.truncate(0)
+            return
         self.model.set_weights(self.restored.weights)
         saved = self.restored.state.get("callbacks", {})
         if "best" in saved:
@@ -114,6 +122,8 @@ class FederationServer:
         if "history" in saved:
             self.history.set_state(saved["history"])
         self.history.truncate(self.first_round)
+        if (self.experiment.run_info().get("rounds_completed") or 0) < self.first_round:
+            self.experiment.record.round(self.first_round, self.timings)
         _LOG.info("Resuming the federation after round %d (%s)", self.first_round,
                   self.experiment.checkpoints_dir)
 
@@ -125,9 +135,11 @@ class FederationServer:
 
     def adopt_strategy(self, strategy: Any) -> None:
         """Keeps the `strategy` whose state the checkpoint saves; a resumed one gets its saved state back."""
+        from experiments_manager.federated.server_checkpoint import restore_strategy
+
         self.strategy = strategy
-        for attribute, values in (self.restored.strategy if self.restored is not None else {}).items():
-            setattr(strategy, attribute, values)
+        if self.restored is not None:
+            restore_strategy(strategy, self.restored.strategy)
 
     def record(self, server_round: int, metrics: Optional[Mapping[str, Any]], prefix: str = "") -> None:
         """Keeps a round's aggregated client metrics for its log line (`prefix`: 'clients_val_' for evaluations)."""
@@ -153,7 +165,6 @@ class FederationServer:
         took = time.monotonic() - self.round_started
         self.timings.append({"round_seconds": round(took, 3),
                              "server_seconds": round(time.monotonic() - evaluation_started, 3)})
-        self._checkpoint(round_number)  # before run.json counts the round
         self.round_started = time.monotonic()
         self.experiment.record.round(round_number, self.timings)
         exported = self.best.improved_at(round_number - 1)
@@ -161,7 +172,7 @@ class FederationServer:
                   f"; exported version {self.exporter.last_version()}" if exported else "")
         return MetricRecord(cast("dict[str, MetricRecordValues]", evaluation))
 
-    def _checkpoint(self, round_number: int) -> None:
+    def checkpoint(self, round_number: int) -> None:
         """Writes what the round after `round_number` needs (`server_checkpoint.py`), durably."""
         from experiments_manager.federated.server_checkpoint import strategy_state, write_checkpoint
         from experiments_manager.run.resume_state import CHECKPOINT_STATE_VERSION
@@ -173,6 +184,22 @@ class FederationServer:
 
     def finish(self) -> None:
         self.callbacks.on_train_end()
+
+
+def _round_checkpoint(server: FederationServer) -> Any:
+    """The callback that writes the server's checkpoint at a round's end (`FederationServer.checkpoint`), placed
+    after the version is exported and before run.json's and MLflow's records, which it tells when it is durable
+    (`when_durable`, as `TrainingCheckpoint` does: here at once, the write being on this thread)."""
+    import keras
+
+    class RoundCheckpoint(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Optional[Mapping[str, Any]] = None) -> None:
+            server.checkpoint(epoch + 1)  # `evaluate` ends round N as epoch N - 1
+
+        def when_durable(self, function: Any) -> None:
+            function()
+
+    return RoundCheckpoint()
 
 
 def supervised_strategy(config: FederationConfig, server: FederationServer) -> Strategy:

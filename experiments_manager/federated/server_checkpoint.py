@@ -5,8 +5,9 @@ recorded round, the strategy's own state when it keeps one (FedAdam, FedYogi, Fe
 `v_t`), and the records' state as a run's checkpoint holds it (`run.resume_state.CheckpointState`: the round count
 as `epochs_completed`, the best value, the exporter's and history.csv's state). A resumed federation
 (`train --resume`, `federated simulate --resume`) starts its next round from it. It is written after the round's
-history row, TensorBoard scalars and version, and before run.json counts the round, so run.json never claims a
-round the checkpoint does not hold; a kill between the two redoes that round once.
+history row, TensorBoard scalars and version, and before run.json and MLflow count the round, so neither claims a
+round the checkpoint does not hold: a kill before it redoes the round once (its history row and a version it
+exported are set aside as a resumed run's are), a kill after it has the resume count the round in run.json.
 
 It is one `.npz` file replaced atomically (temporary file, fsync, rename, fsync of the folder) and read without
 pickle; the zip format's CRC makes a damaged file one line, not wrong weights.
@@ -43,7 +44,9 @@ FILE_NAME = "global_model.npz"
 STATE_KEY = "state"
 WEIGHT_PREFIX = "weight/"
 STRATEGY_PREFIX = "strategy/"  # strategy/<attribute>/<name>: a stateful strategy's dict of arrays
-STRATEGY_ATTRIBUTES = ("m_t", "v_t")  # Flower's FedOpt family (FedAdam, FedYogi, FedAdagrad)
+STRATEGY_ATTRIBUTES = ("m_t", "v_t")  # Flower's FedOpt family (FedAdam, FedYogi, FedAdagrad): dicts of arrays
+LIST_ATTRIBUTES = ("momentum_vector",)  # FedAvgM's server momentum: a list of arrays
+LIST_KEY = "{index:05d}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +75,19 @@ def checkpoint_path(experiment: Experiment) -> Path:
 
 
 def strategy_state(strategy: object) -> dict[str, dict[str, NDArray[Any]]]:
-    """The arrays a stateful strategy keeps between rounds (`STRATEGY_ATTRIBUTES`), or {} (FedAvg, FedProx)."""
-    return {name: dict(value) for name in STRATEGY_ATTRIBUTES
-            if isinstance(value := getattr(strategy, name, None), dict) and value}
+    """The arrays a stateful strategy keeps between rounds (`STRATEGY_ATTRIBUTES`, and `LIST_ATTRIBUTES` by
+    index), or {} (FedAvg, FedProx)."""
+    state = {name: dict(value) for name in STRATEGY_ATTRIBUTES
+             if isinstance(value := getattr(strategy, name, None), dict) and value}
+    state.update({name: {LIST_KEY.format(index=index): array for index, array in enumerate(value)}
+                  for name in LIST_ATTRIBUTES if isinstance(value := getattr(strategy, name, None), list) and value})
+    return state
+
+
+def restore_strategy(strategy: object, saved: dict[str, dict[str, NDArray[Any]]]) -> None:
+    """Gives a strategy the state `strategy_state` saved (a list attribute back in its order)."""
+    for name, values in saved.items():
+        setattr(strategy, name, [values[key] for key in sorted(values)] if name in LIST_ATTRIBUTES else values)
 
 
 def write_checkpoint(experiment: Experiment, weights: list[NDArray[Any]],
@@ -112,7 +125,10 @@ def read_checkpoint(experiment: Experiment) -> Optional[GlobalCheckpoint]:
         raise UserInputError(f"{path}: damaged ({type(error).__name__}: {error}): the federation cannot continue "
                              "from it; start a new one") from None
     rounds = state.get("epochs_completed") if isinstance(state, dict) else None
-    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1 or not weights:
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise UserInputError(f"{path}: damaged (epochs_completed: expected a round count >= 1, got {rounds!r}): the "
                              "federation cannot continue from it; start a new one")
+    if not weights:
+        raise UserInputError(f"{path}: damaged (weights: expected the global model's, got none): the federation "
+                             "cannot continue from it; start a new one")
     return GlobalCheckpoint(weights, strategy, cast("CheckpointState", state))

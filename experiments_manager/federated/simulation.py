@@ -94,6 +94,7 @@ def resume_simulation(experiment: Experiment, rounds: Optional[int] = None,
     from experiments_manager.run.experiment import running_command
     from experiments_manager.run.lifecycle import attempt, resumed
     from experiments_manager.run.record import Status
+    from experiments_manager.training.fine_tuning import InitialWeights
     from experiments_manager.utils.errors import UserInputError
 
     experiment.refuse_foreign_code()
@@ -120,9 +121,13 @@ def resume_simulation(experiment: Experiment, rounds: Optional[int] = None,
     with attempt(experiment, command, console=False, records_ending=False):
         resumed(experiment, command)
     _LOG.info("Resuming %s after round %d of %s", experiment.root, done, planned)
+    # killed in its first round, before any checkpoint: a warm start starts again from its version
+    initial = InitialWeights.recorded(info) if checkpoint is None else None
     job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), info.get("hparam_overrides"),
                        experiment.root.resolve(), rounds=planned, round_timeout=described.get("round_timeout_secs"),
-                       num_clients=described.get("num_clients") or described.get("minCl"))
+                       num_clients=described.get("num_clients") or described.get("minCl"),
+                       init_from=f"{initial.run}:{initial.version}" if initial is not None else None,
+                       skip_mismatch=initial is not None and initial.skip_mismatch, trust_code=experiment.trust_code)
     return _simulated(experiment, job)
 
 

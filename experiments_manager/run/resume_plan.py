@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from experiments_manager.run.attempts import ACCEPT_CODE_CHANGE_FLAG, code_changes, epochs_asked, recorded_code
@@ -209,9 +210,9 @@ def refuse_federation_part(root: object, record: RunRecord) -> None:
                              f"({command_name()} train --resume {root}, or federated simulate --resume {root}), "
                              "not as one training run")
     if isinstance(record.get("federated_client"), dict):
+        server = Path(str(root)).parent.parent  # SERVER/clients/client_<i>
         raise UserInputError(f"{root}: a federated client's folder: it trains only within its federation; resume "
-                             f"the federation: {command_name()} train --resume SERVER_FOLDER (the folder holding "
-                             "clients/)")
+                             f"the federation: {command_name()} train --resume {server}")
 
 
 def _epochs_total(state: RunFolderState, request: ResumeRequest) -> tuple[Optional[int], Optional[int]]:

@@ -4,6 +4,9 @@
 Each call shows the engine's log lines (on stderr, which Jupyter prints under the cell) unless the caller set up
 logging, and returns an object whose repr says what happened and where it went.
 
+Long because it is the whole Python API in one place: each call's docstring (Args with defaults, Example) is the text
+of docs/reference/api.md, and each call only checks its arguments and hands them to the package.
+
 Example:
 
 ```python
@@ -52,7 +55,7 @@ def show_logs() -> None:
 def train(settings: SettingsLike, hparams: Optional[Mapping[str, Any]] = None, *,
           working_folder: Optional[PathLike] = None, kafka_bootstrap_servers: Optional[str] = None,
           init_from: Optional[str] = None, skip_mismatch: bool = False,
-          mlflow: Optional[str] = None) -> TrainingOutcome:
+          mlflow: Optional[str] = None, trust_code: bool = False) -> TrainingOutcome:
     """Trains a new experiment; returns its `TrainingOutcome`.
 
     Args:
@@ -69,6 +72,8 @@ def train(settings: SettingsLike, hparams: Optional[Mapping[str, Any]] = None, *
             the new model made them; run.json's `fine_tuned_from` lists them (default False: refuse them).
         mlflow: log the run to this MLflow tracking server, as `train --mlflow URI` ('': MLFLOW_TRACKING_URI;
             default None: the settings' `mlflow_tracking_uri`, else not logged).
+        trust_code: with `init_from`, run the source run's copies although another user owns them (default False:
+            refused in one line; see docs/explanation/security.md).
 
     Raises:
         UserInputError: the settings are wrong (every problem, one line each).
@@ -89,14 +94,14 @@ def train(settings: SettingsLike, hparams: Optional[Mapping[str, Any]] = None, *
     settings = as_settings(settings, hparams)
     if settings.federated.enabled:  # as `train -u` does: the federation, simulated on this machine
         return _simulated_federation(settings, working_folder, kafka_bootstrap_servers,
-                                     str(init_from) if init_from is not None else None, skip_mismatch)
+                                     str(init_from) if init_from is not None else None, skip_mismatch, trust_code)
     return training.train(settings, command=_command("train", settings), working_folder=working_folder,
                           kafka_bootstrap_servers=kafka_bootstrap_servers, init_from=init_from,
-                          skip_mismatch=skip_mismatch, mlflow=mlflow)
+                          skip_mismatch=skip_mismatch, mlflow=mlflow, trust_code=trust_code)
 
 
 def _simulated_federation(settings: Settings, working_folder: Optional[PathLike], kafka_bootstrap_servers: Optional[str],
-                          init_from: Optional[str], skip_mismatch: bool) -> TrainingOutcome:
+                          init_from: Optional[str], skip_mismatch: bool, trust_code: bool) -> TrainingOutcome:
     from experiments_manager.federated.simulation import simulate
     from experiments_manager.run.endings import recorded
     from experiments_manager.training import TrainingOutcome
@@ -107,7 +112,7 @@ def _simulated_federation(settings: Settings, working_folder: Optional[PathLike]
                              "federation from a settings file (every client loads it), in its workingFolder, "
                              "without Kafka")
     experiment = simulate(settings, command=_command("train", settings), init_from=init_from,
-                          skip_mismatch=skip_mismatch)
+                          skip_mismatch=skip_mismatch, trust_code=trust_code)
     return TrainingOutcome(experiment, recorded(experiment.run_info()))  # as the ServerApp recorded it
 
 
@@ -150,6 +155,15 @@ def resume(experiment_dir: PathLike, *, settings: Optional[SettingsLike] = None,
     if is_federation(opened.run_info()):  # a federation's server folder: its rounds continue
         from experiments_manager.federated.simulation import resume_simulation
         from experiments_manager.run.endings import recorded
+        from experiments_manager.utils.errors import UserInputError
+
+        given = [name for name, value in (("settings", settings), ("kafka_bootstrap_servers", kafka_bootstrap_servers),
+                                          ("epochs", epochs), ("more_epochs", more_epochs), ("mlflow", mlflow))
+                 if value is not None] + (["settings_source"] if settings_source != "copy" else [])
+        if given:
+            raise UserInputError(f"{', '.join(given)}: expected none for a federation's folder (its rounds resume as "
+                                 f"it started; federated simulate --resume RUN --rounds R extends it), got "
+                                 f"{', '.join(given)}")
 
         federation = resume_simulation(opened, command=["em.resume", str(experiment_dir)])
         return training.TrainingOutcome(federation, recorded(federation.run_info()))

@@ -102,8 +102,10 @@ class Servable:
 
     def answer_bytes_at_least(self, key: str, rows: int, output_filter: "tuple[str, ...] | list[str]" = ()) -> int:
         """The fewest bytes signature `key`'s outputs (those `output_filter` names) take for `rows` rows: each
-        output's fixed dimensions times its item size (an output whose size is known only once computed, a string
-        or a ragged one, counts nothing). What a front end with an answer limit refuses before the work.
+        output's fixed dimensions times its item size for float32 and float64 (sent as their bytes), 1 byte a value
+        for the others (integers and booleans are varints, 1 byte at least); an output whose size is known only once
+        computed, a string or a ragged one, counts nothing. What a front end with an answer limit refuses before the
+        work: an answer this size cannot fit.
 
         Example:
 
@@ -119,7 +121,8 @@ class Servable:
             dims = spec.shape.as_list()[1:] if spec is not None and spec.shape.rank else None
             if dims is None or None in dims or spec.dtype.name == "string":
                 continue
-            total += rows * int(np.prod(dims, dtype=np.int64)) * spec.dtype.size
+            size = spec.dtype.size if spec.dtype.name in ("float32", "float64") else 1
+            total += rows * int(np.prod(dims, dtype=np.int64)) * size
         return total
 
     def call(self, key: str, arrays: "Arrays", output_filter: "tuple[str, ...] | list[str]" = ()) -> "Arrays":

@@ -276,7 +276,7 @@ class Resumption:
             assert self.cluster is not None  # the plan's role was the worker's
             return _train_as_worker(self.cluster, self._settings(), resuming=True,
                                     experiment_at=self.experiment.replica,
-                                    init_from=InitialWeights.recorded(self.plan.record))
+                                    init_from=InitialWeights.recorded(self.plan.record, self.experiment.trust_code))
         return self._train()
 
     def _report_finished(self) -> TrainingOutcome:
@@ -326,4 +326,5 @@ class Resumption:
             warm = self.warm if not (changes or plan.dry_build or self.cluster is not None) else None
             with _alongside(self.alongside, experiment), tracked(experiment, plan.tracking_uri) as tracking:
                 return Trainer(experiment, settings, resuming=True, cluster=self.cluster,
-                               init_from=InitialWeights.recorded(plan.record), tracking=tracking, warm=warm).run()
+                               init_from=InitialWeights.recorded(plan.record, experiment.trust_code),
+                               tracking=tracking, warm=warm).run()

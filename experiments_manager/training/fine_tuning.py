@@ -112,13 +112,14 @@ class InitialWeights:
         return cls(experiment.root.resolve(), version, skip_mismatch, trust_code)
 
     @classmethod
-    def recorded(cls, info: RunRecord) -> Optional["InitialWeights"]:
-        """The version run.json's `fine_tuned_from` names, or None (not a fine-tuned run, or a damaged key)."""
+    def recorded(cls, info: RunRecord, trust_code: bool = False) -> Optional["InitialWeights"]:
+        """The version run.json's `fine_tuned_from` names, or None (not a fine-tuned run, or a damaged key);
+        `trust_code`: the run's own `--trust-code`, for the source's copies too."""
         link = info.get(RUN_INFO_KEY)
         if not isinstance(link, dict) or not isinstance(link.get("run"), str) or not isinstance(link.get("version"),
                                                                                                int):
             return None
-        return cls(Path(link["run"]), link["version"], link.get(SKIP_MISMATCH_KEY) is True)
+        return cls(Path(link["run"]), link["version"], link.get(SKIP_MISMATCH_KEY) is True, trust_code)
 
     def load_into(self, model: Any, settings: Settings,
                   averages: Optional[WeightAverages] = None) -> WeightTransfer:

@@ -4,8 +4,8 @@ file is one line."""
 import numpy as np
 import pytest
 
-from experiments_manager.federated.server_checkpoint import (checkpoint_path, read_checkpoint, strategy_state,
-                                                             write_checkpoint)
+from experiments_manager.federated.server_checkpoint import (checkpoint_path, read_checkpoint, restore_strategy,
+                                                             strategy_state, write_checkpoint)
 from experiments_manager.run.experiment import Experiment
 from experiments_manager.utils.errors import UserInputError
 
@@ -36,6 +36,15 @@ def test_a_checkpoint_reads_back_its_weights_in_order_the_strategys_moments_and_
     assert set(restored.strategy) == {"m_t", "v_t"}
     assert np.array_equal(restored.strategy["m_t"]["dense/kernel"], FedAdamLike.m_t["dense/kernel"])
     assert strategy_state(object()) == {}  # FedAvg keeps nothing between rounds
+
+    class FedAvgMLike:  # its server momentum: a list of arrays, back in its order
+        momentum_vector = [rng.random(3) for _ in range(12)]
+
+    write_checkpoint(experiment, weights, strategy_state(FedAvgMLike()), _state(2))
+    resumed = type("Fresh", (), {"momentum_vector": None})()
+    restore_strategy(resumed, read_checkpoint(experiment).strategy)
+    assert len(resumed.momentum_vector) == 12 and all(
+        np.array_equal(a, b) for a, b in zip(resumed.momentum_vector, FedAvgMLike.momentum_vector))
     write_checkpoint(experiment, weights[:1], {}, _state(3))  # replaced whole
     assert read_checkpoint(experiment).rounds == 3 and len(read_checkpoint(experiment).weights) == 1
     assert [path.name for path in experiment.checkpoints_dir.iterdir()] == ["global_model.npz"]  # no temporary left

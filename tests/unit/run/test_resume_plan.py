@@ -59,9 +59,9 @@ def test_an_extension_counts_from_the_checkpoint(request_: ResumeRequest, checkp
     (_state(federated={"rounds": 5}), ResumeRequest(), "RUN: a federation's server folder: expected to resume it as a "
      "federation (experiments-manager train --resume RUN, or federated simulate --resume RUN), not as one training "
      "run"),
-    (_state("finished", federated_client={"partition_id": 0}), ResumeRequest(), "RUN: a federated client's folder: it "
-     "trains only within its federation; resume the federation: experiments-manager train --resume SERVER_FOLDER (the "
-     "folder holding clients/)"),
+    (RunFolderState("SRV/clients/client_0", {"status": "finished", "federated_client": {"partition_id": 0}}),
+     ResumeRequest(), "SRV/clients/client_0: a federated client's folder: it trains only within its federation; "
+     "resume the federation: experiments-manager train --resume SRV"),
 ])
 def test_a_refused_resume_is_one_line_naming_the_run(state: RunFolderState, request_: ResumeRequest,
                                                     line: str) -> None:
