@@ -343,6 +343,25 @@ class Exporter:
         self._written.add(version)  # its record is kept in run.json even when the retention removes it before
         self._apply_retention()     # an epoch's end lists the versions (a background write finishing late)
 
+    def at_resume(self, epochs_restored: Optional[int]) -> None:
+        """At a resume (after `set_state`): from a checkpoint of `epochs_restored` epochs, the versions damaged or
+        exported after it set aside and the one it asked for that a kill lost exported again (the restored model holds
+        its values); without a usable checkpoint (None), every version set aside, the run starting from its first
+        epoch. Nothing for a new run (no versions).
+
+        Example:
+
+        ```python
+        exporter.at_resume(restored["epochs_completed"] if restored else None)
+        ```
+        """
+        if epochs_restored is None:
+            if self.versions():
+                self.set_aside_at_resume(from_the_start=True)
+            return
+        self.set_aside_at_resume()
+        self.export_missing(epochs_restored)
+
     def set_aside_at_resume(self, from_the_start: bool = False) -> list[int]:
         """At a resume (after `set_state`): moves each version whose files differ from its checksums to
         `exported_models/damaged-<N>`, and each exported after the restored checkpoint to `discarded-<N>` (one

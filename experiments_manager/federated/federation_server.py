@@ -67,6 +67,7 @@ class FederationServer:
         from experiments_manager.training import RunRecords, compile_for_evaluation
         from experiments_manager.training.callback_plan import tracking_callbacks
         from experiments_manager.federated.server_checkpoint import read_checkpoint
+        from experiments_manager.run.resume_state import ResumableParts
 
         self.experiment = experiment
         self.settings = settings
@@ -85,14 +86,15 @@ class FederationServer:
         self.exporter = Exporter(experiment, settings, self.model)
         self.round_metrics: dict[int, dict[str, float]] = {}
         # per round: seconds since the previous round ended, and of them, the server's evaluation and export
-        self.timings: list[dict[str, float]] = list(
-            (experiment.run_info().get("round_timings") or [])[:self.first_round])
+        info = experiment.run_info()
+        self.timings: list[dict[str, float]] = list((info.get("round_timings") or [])[:self.first_round])
         self.round_started = time.monotonic()
         # a round is recorded as an epoch is
         records = RunRecords(experiment, settings, self.best, self.exporter,
                              restored=self.restored.state if self.restored is not None else None)
         self.history = records.history
-        self._restore_records()
+        self.resumable = ResumableParts(self.best, history=self.history, exports=self.exporter)  # what it checkpoints
+        self._restore_records(info.get("rounds_completed") or 0)
         # the round's checkpoint after its version, before run.json and MLflow count the round
         checkpoint = _round_checkpoint(self)
         self.callbacks = keras.callbacks.CallbackList(
@@ -101,28 +103,22 @@ class FederationServer:
             model=self.model)
         self.callbacks.on_train_begin()
 
-    def _restore_records(self) -> None:
+    def _restore_records(self, rounds_recorded: int) -> None:
         """A resumed federation: the global model, the best value, the versions and history.csv as the checkpoint's
-        round left them (a version exported after it set aside, one it asked for and a kill lost exported again),
-        and run.json's round count when a kill came between the checkpoint and it. Without a checkpoint (a new
-        federation, or one killed in its first round): what a first round left is set aside."""
-        if self.restored is None:
-            if self.exporter.versions():
-                self.exporter.set_aside_at_resume(from_the_start=True)
-            self.history.truncate(0)
-            return
-        self.model.set_weights(self.restored.weights)
-        saved = self.restored.state.get("callbacks", {})
-        if "best" in saved:
-            self.best.set_state(saved["best"])
-        if "exports" in saved:
-            self.exporter.set_state(saved["exports"])
-        self.exporter.set_aside_at_resume()
-        self.exporter.export_missing(self.first_round)
-        if "history" in saved:
-            self.history.set_state(saved["history"])
+        round left them (`ResumableParts`, `Exporter.at_resume`, as a resumed run's), and run.json's round count
+        (`rounds_recorded`) when a kill came between the checkpoint and it. Without a checkpoint (a new federation,
+        or one killed in its first round): what a first round left is set aside."""
+        if self.restored is not None:
+            self.model.set_weights(self.restored.weights)
+            saved = self.restored.state.get("callbacks", {})
+            self.resumable.restore_counters(saved)
+            if "history" in saved:
+                self.history.set_state(saved["history"])
+        self.exporter.at_resume(self.first_round if self.restored is not None else None)
         self.history.truncate(self.first_round)
-        if (self.experiment.run_info().get("rounds_completed") or 0) < self.first_round:
+        if self.restored is None:
+            return
+        if rounds_recorded < self.first_round:
             self.experiment.record.round(self.first_round, self.timings)
         _LOG.info("Resuming the federation after round %d (%s)", self.first_round,
                   self.experiment.checkpoints_dir)
@@ -179,8 +175,7 @@ class FederationServer:
 
         write_checkpoint(self.experiment, self.model.get_weights(), strategy_state(self.strategy), {
             "state_version": CHECKPOINT_STATE_VERSION, "epochs_completed": round_number,
-            "callbacks": {"best": self.best.get_state(), "exports": self.exporter.get_state(),
-                          "history": self.history.get_state()}})
+            "callbacks": self.resumable.states()})
 
     def finish(self) -> None:
         self.callbacks.on_train_end()

@@ -34,7 +34,7 @@ from experiments_manager.run.record_writer import RunRecordWriter, first_record
 from experiments_manager.run.space_reserve import RESERVE_NAME
 from experiments_manager.utils.atomic import (PathLike, copy_atomically, fsync_folder, remove_leftovers,
                                              remove_tree_atomically, write_json_atomically)
-from experiments_manager.utils.code_trust import foreign_code_problem
+from experiments_manager.utils.code_trust import refuse_foreign_code
 from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.environment_failures import raise_environment_failure
 from experiments_manager.utils.errors import UserInputError
@@ -293,12 +293,9 @@ class Experiment:
         """
         if self.trust_code:
             return
-        files = [self.run_file, self.settings_copy]
         name = self.run_info().get("model_name")
-        files += [self.root / f"{name}.py"] if isinstance(name, str) else []
-        problem = foreign_code_problem(self.root, files)
-        if problem:
-            raise UserInputError(problem)
+        copies = [self.root / f"{name}.py"] if isinstance(name, str) else []
+        refuse_foreign_code(self.root, [self.run_file, self.settings_copy, *copies], trusted=False)
 
     def _kept_copies(self, changes: list[str]) -> str:
         """' (the run's copy: RUN/code/...)' naming the kept copy of each of `changes` (`code_changes`), or ''."""

@@ -99,7 +99,8 @@ class ResumableParts:
 
     Args:
         best: the run's `BestValue`.
-        early_stopping: its `ResumableEarlyStopping`.
+        early_stopping: its `ResumableEarlyStopping`, or None (default None: a federation's server, which its
+            rounds end).
         history: its `HistoryCSV`, once the plan has made it (default None).
         exports: its `Exporter`, or None for a run that exports nothing (a federated client) (default None).
         reduce_lr: its `ResumableReduceLROnPlateau`, or None when a schedule owns the learning rate (default None).
@@ -107,7 +108,7 @@ class ResumableParts:
     """
 
     best: Stateful[BestState]
-    early_stopping: Stateful[PatienceState]
+    early_stopping: Optional[Stateful[PatienceState]] = None
     history: Optional[Stateful[HistoryState]] = None
     exports: Optional[Stateful[ExportState]] = None
     reduce_lr: Optional[Stateful[PatienceState]] = None
@@ -115,7 +116,9 @@ class ResumableParts:
 
     def states(self) -> CallbackStates:
         """Every part's state now, in the order checkpoints have always held them."""
-        states: CallbackStates = {"best": self.best.get_state(), "early_stopping": self.early_stopping.get_state()}
+        states: CallbackStates = {"best": self.best.get_state()}
+        if self.early_stopping is not None:
+            states["early_stopping"] = self.early_stopping.get_state()
         if self.exports is not None:
             states["exports"] = self.exports.get_state()
         if self.reduce_lr is not None:
@@ -131,7 +134,7 @@ class ResumableParts:
         again from its own, `HistoryCSV.set_state`, once the plan has read it)."""
         if "best" in saved:
             self.best.set_state(saved["best"])
-        if "early_stopping" in saved:
+        if self.early_stopping is not None and "early_stopping" in saved:
             self.early_stopping.set_state(saved["early_stopping"])
         if self.exports is not None and "exports" in saved:
             self.exports.set_state(saved["exports"])
@@ -140,4 +143,4 @@ class ResumableParts:
 
     def counters(self) -> list[Stateful[PatienceState]]:
         """The Keras callbacks whose counters carry on across a kept federated client's rounds."""
-        return [self.early_stopping] + ([self.reduce_lr] if self.reduce_lr is not None else [])
+        return [counter for counter in (self.early_stopping, self.reduce_lr) if counter is not None]

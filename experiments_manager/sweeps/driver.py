@@ -96,8 +96,9 @@ def run_sweep(arguments: SweepRequest) -> SweepOutcome:
         spec = _new_spec(settings, space, fixed, arguments)
         sweep_folder, created = SweepFolder.create(settings, spec, name=join_name(arguments.join))
         if not created:  # another task of the array created it first
-            sweep_folder.refuse_foreign_code(sweep_folder.spec(), arguments.trust_code)  # its trials will resume
-            spec = joined_spec(sweep_folder.spec(), spec, arguments, str(sweep_folder.root))
+            on_disk = sweep_folder.spec()
+            sweep_folder.refuse_foreign_code(on_disk, arguments.trust_code)  # its trials will resume
+            spec = joined_spec(on_disk, spec, arguments, str(sweep_folder.root))
             spec = _code_checked(sweep_folder, spec, arguments.accept_code_change, str(sweep_folder.root))
         if requeue is not None:
             requeue.remember(sweep_folder.root)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 
 from experiments_manager.run.record import Status
 from experiments_manager.utils.atomic import copy_atomically, fsync_folder, write_json_atomically
-from experiments_manager.utils.code_trust import foreign_code_problem
+from experiments_manager.utils.code_trust import refuse_foreign_code
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.run.attempts import file_sha256
 from experiments_manager.run.experiment import SWEEP_SPEC_NAME
@@ -164,12 +164,8 @@ class SweepFolder:
         Raises:
             UserInputError: another user owns one of them (exit 2).
         """
-        if trust_code:
-            return
         named = [Path(path) for path in (spec.get("settings_file"), spec.get("model_file")) if isinstance(path, str)]
-        problem = foreign_code_problem(self.root, [self.spec_file, self.settings_copy, *named])
-        if problem:
-            raise UserInputError(problem)
+        refuse_foreign_code(self.root, [self.spec_file, self.settings_copy, *named], trust_code)
 
     def spec(self) -> SweepSpec:
         """sweep.json, with the newest choices (`choices/NNNN.json`) over what it holds: a read of sweep.json that

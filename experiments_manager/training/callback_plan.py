@@ -135,11 +135,8 @@ class CallbackPlan:
                                         reduce_lr=plateau[0] if plateau else None, kafka=inputs.resumable_stream)
         if restored:
             self.resumable.restore_counters(restored.get("callbacks", {}))
-            if self.exporter is not None:  # a version a kill lost while it was written: the model holds its values
-                self.exporter.set_aside_at_resume()
-                self.exporter.export_missing(self.initial_epoch)
-        elif self.exporter is not None and self.exporter.versions():  # a resume that found no usable checkpoint
-            self.exporter.set_aside_at_resume(from_the_start=True)
+        if self.exporter is not None:  # a resume's versions: as its checkpoint left them, or all set aside without one
+            self.exporter.at_resume(self.initial_epoch if restored else None)
         stopping = ([self.early_stopping] if options.early_stopping else []) + plateau
         records = RunRecords(experiment, settings, self.best, self.exporter, monitors=[self.early_stopping, *plateau],
                              restored=restored)

@@ -15,9 +15,7 @@ This module does not import TensorFlow.
 Example:
 
 ```python
-problem = foreign_code_problem(run_root, [run_root / "run.json", run_root / "mysettings.py"])
-if problem:
-    raise UserInputError(problem)
+refuse_foreign_code(run_root, [run_root / "run.json", run_root / "mysettings.py"], trusted=False)
 ```
 """
 
@@ -28,6 +26,8 @@ import pwd
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Optional
+
+from experiments_manager.utils.errors import UserInputError
 
 TRUST_CODE_OPTION = "--trust-code"
 """The command-line flag that loads a folder whose code another user owns (Python: `trust_code=True`)."""
@@ -88,3 +88,10 @@ def foreign_code_problem(root: Path, code_files: Iterable[Path], uid: Optional[i
     return (f"{root}: its code ({', '.join(named)}) belongs to {owners}, not to you ({user_name(me)}): loading it "
             f"runs that code; if you trust it, add {TRUST_CODE_OPTION} (Python: trust_code=True); see "
             "docs/explanation/security.md")
+
+
+def refuse_foreign_code(root: Path, code_files: Iterable[Path], trusted: bool) -> None:
+    """Raises `foreign_code_problem`'s line as a `UserInputError` (exit 2), unless `trusted` (`--trust-code`)."""
+    problem = None if trusted else foreign_code_problem(root, code_files)
+    if problem:
+        raise UserInputError(problem)
