@@ -86,15 +86,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def run_and_exit() -> NoReturn:
     """The console entry (`experiments-manager`, `python -m experiments_manager`): exits with `main`'s code.
 
-    After a Ctrl-C (exit code 130) a process that imported TensorFlow leaves without the interpreter's native
-    teardown: TensorFlow's native threads still running then (a tf.data iterator's, interrupted mid-epoch) can make
-    it abort ("terminate called without an active exception": SIGABRT, exit code -6, not 130). What Python does at
+    After a Ctrl-C (exit code 130) or an interruption to resume later (75) a process that imported TensorFlow leaves
+    without the interpreter's native teardown: TensorFlow's native threads still running then (a tf.data iterator's,
+    interrupted mid-epoch) can make it abort ("terminate called without an active exception": SIGABRT, exit code -6,
+    not 130), and a multi-worker chief whose worker's node hung waits in it for that worker (its coordination
+    service's shutdown), so Slurm saw it killed for the node's failure, not its 75, and the batch script could not
+    requeue it. What Python does at
     exit before that teardown is done first, in its order: the threads that are not daemons are waited for (a
     drawing of training_curves.png, a version being exported), the `atexit` handlers run (Ray's shutdown of a
     simulated federation, the log handlers' flush), the streams are flushed. Any other exit is Python's own.
     """
     code = main()
-    if code == 128 + signal.SIGINT and "tensorflow" in sys.modules:
+    if code in (128 + signal.SIGINT, EXIT_TEMPFAIL) and "tensorflow" in sys.modules:
         for thread in threading.enumerate():
             if thread is not threading.current_thread() and not thread.daemon:
                 thread.join()

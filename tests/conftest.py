@@ -41,7 +41,7 @@ FEDERATION = "federation"
 # `make test-fast`, the edit-run loop; a test that starts a real daemon (Slurm, a Kafka broker, the simulated cluster,
 # a federation) or builds or runs the image is marked here. `.ci/run`'s cost report names the tests that took longer
 # than SLOW_SECONDS without the mark.
-SLOW_FIXTURES = frozenset({*SHARED_PARTS, "own_kafka_broker", "flower_federation", "image_root", "image_cache"})
+SLOW_FIXTURES = frozenset({*SHARED_PARTS, "own_kafka_broker", "image_root", "image_cache"})
 
 
 def xdist_group(item):
@@ -430,31 +430,36 @@ class FlowerFederation:
     Args:
         workdir: the current directory of every process (settings' relative paths).
         flower_home: FLWR_HOME of the processes (installed Flower apps).
-        forked_workers: the SuperNodes' keepers and workers fork from the warm interpreter (tests/warm_cli.py;
-            default False: new interpreters, their parents the real ones, as test_federated_worker checks).
     """
 
-    def __init__(self, workdir, flower_home, forked_workers=False):
+    def __init__(self, workdir, flower_home):
         self.workdir = Path(workdir)
-        warm = warm_interpreter(STARTUP_CLI_ENV) if forked_workers else None
-        self.env = dict(cli_env() if warm is None else warm.environment(cli_env()), FLWR_HOME=str(flower_home))
+        self.env = dict(cli_env(), FLWR_HOME=str(flower_home))
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.log = self.workdir / "superlink.log"
         self.superlink = None
         self.supernodes = []
+        self.node_ports = []
 
     def _start(self, log, *arguments):
         with open(log, "w") as handle:
             return subprocess.Popen(cli_command("federated", *arguments), cwd=self.workdir, env=self.env,
                                     stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def start(self, num_nodes):
-        self.superlink = self._start(self.log, "superlink", "--insecure", "--port", str(self.port))
+    def start(self, num_nodes, node_hosts=(), superlink_arguments=()):
+        """Starts the SuperLink (`superlink_arguments`: what follows `--`, for Flower) and `num_nodes` SuperNodes
+        (node i with `--host node_hosts[i]` where that is given, else on the wrapper's default host); returns once
+        they registered."""
+        after_dashes = ["--", *superlink_arguments] if superlink_arguments else []
+        self.superlink = self._start(self.log, "superlink", "--insecure", "--port", str(self.port), *after_dashes)
         for index in range(num_nodes):
+            self.node_ports.append(free_port())
+            host = ["--host", node_hosts[index]] if index < len(node_hosts) and node_hosts[index] else []
             self.supernodes.append(self._start(
                 self.workdir / f"supernode_{index}.log", "supernode", "--insecure", "--superlink", self.address,
-                "--port", str(free_port()), "--partition-id", str(index), "--num-partitions", str(num_nodes)))
+                *host, "--port", str(self.node_ports[index]), "--partition-id", str(index),
+                "--num-partitions", str(num_nodes)))
         wait_for(lambda: self.log.read_text().count("Activated node_id") >= num_nodes, 120,
                  f"{num_nodes} SuperNodes registered with the SuperLink")
         return self
@@ -488,13 +493,6 @@ class FlowerFederation:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill(process)
-
-
-@pytest.fixture
-def flower_federation(workdir, tmp_path):
-    federation = FlowerFederation(workdir, tmp_path / "flwr_home", forked_workers=True)
-    yield federation
-    federation.stop()
 
 
 APPTAINER_STANDIN = REPO / "tests/data/apptainer_standin"
@@ -562,9 +560,27 @@ def sim_slurm(sim_cluster, _sim_slurm_session):
 _IMAGE_ROOT = Path(os.environ["EM_IMAGE_ROOT"]).resolve() if os.environ.get("EM_IMAGE_ROOT") else None
 
 
+# .ci/run builds the image beside the tests: the file its build's exit code is written to once it ended
+_IMAGE_BUILD_STATUS = Path(os.environ["EM_IMAGE_BUILD_STATUS"]).resolve() if os.environ.get("EM_IMAGE_BUILD_STATUS") \
+    else None
+IMAGE_BUILD_WAIT_S = 1500  # a cold build beside the suite: 2-4 min
+
+
+def wait_for_image_build():
+    """Waits for the image build .ci/run started beside the tests (EM_IMAGE_BUILD_STATUS names the file its exit
+    code goes to), if any; fails the test, naming its log, when the build failed."""
+    if _IMAGE_BUILD_STATUS is None:
+        return
+    code = wait_for(lambda: _IMAGE_BUILD_STATUS.is_file() and _IMAGE_BUILD_STATUS.read_text().strip(),
+                    IMAGE_BUILD_WAIT_S, f"the image build beside the tests ({_IMAGE_BUILD_STATUS})", interval=1)
+    if code != "0":
+        pytest.fail(f"`make image` failed (exit {code}): see {_IMAGE_BUILD_STATUS.parent / 'image.log'}")
+
+
 def built_image():
     """The Apptainer image built as a sandbox root (`make image`, tools/image/build.py) that EM_IMAGE_ROOT names, or
-    None. .ci/run builds it and sets the variable."""
+    None. .ci/run builds it beside the tests and sets the variable: this waits for that build."""
+    wait_for_image_build()
     return _IMAGE_ROOT if _IMAGE_ROOT and (_IMAGE_ROOT / ".singularity.d").is_dir() else None
 
 

@@ -140,14 +140,15 @@ def _simulated(experiment: Experiment, job: FederatedJob) -> Experiment:
     from experiments_manager.federated.stopping import stop_on_signals
     from experiments_manager.run.endings import ending_of, failed
 
-    backend_config = _backend_config()
+    num_clients = job.num_clients or 2
+    backend_config = _backend_config(num_clients)
     with stop_on_signals() as stop:  # first: a signal while Ray starts is a stop too
         try:
             _init_ray(backend_config["init_args"], stop)
             with stop_on_signals(stop), exit_when_ray_stops(stop, experiment):  # after ray.init's own handler
                 if not stop.is_set():
-                    _run(server_app(lambda context: job, stop), client_app(lambda context: job),
-                         job.num_clients or 2, backend_config)
+                    _run(server_app(lambda context: job, stop), client_app(lambda context: job), num_clients,
+                         backend_config)
         except BaseException as error:  # through the endings table: a full disk is `interrupted`, 75, as for a run
             ending = ending_of(error)
             if not stop.is_set() and ending is not None:
@@ -160,8 +161,12 @@ def _simulated(experiment: Experiment, job: FederatedJob) -> Experiment:
     return experiment
 
 
-def _backend_config() -> dict[str, dict[str, Any]]:
-    cpus = os.cpu_count() or 1
+def _backend_config(num_clients: int) -> dict[str, dict[str, Any]]:
+    """Flower's Ray backend: one client at a time per CPU this process may run on (a Slurm job's, not its node's),
+    and never more Ray workers than clients (Flower starts one per CPU Ray is given: each imports TensorFlow, ~5
+    CPU-s, and a one-client simulation on 2 CPUs started an idle second one)."""
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = max(1, min(allowed, num_clients))
     return {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {"num_cpus": cpus, "num_gpus": 0, "logging_level": "ERROR", "log_to_driver": True,

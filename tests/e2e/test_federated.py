@@ -175,48 +175,6 @@ def test_a_failing_client_below_minfit_stops_the_federation_with_a_clear_message
     assert "client 1 lost its data disk" in result.stdout  # the report's status line
 
 
-@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
-@pytest.mark.claim('deployed: `federated superlink`, `supernode`, `run`')
-@pytest.mark.claim(
-    '`federated run` ships settings and model in `<experiment>/flower_app/`; no shared file system needed',
-    note='(weak: the app folder exists; all nodes share one machine)')
-@pytest.mark.claim(
-    'a round waits at most `federated_round_timeout_secs` (`--round-timeout`) for replies',
-    note='(`--round-timeout 60`, a killed client)')
-@pytest.mark.claim('a client dying mid-round is left out when `minFit` allows')
-@pytest.mark.timeout(1200)  # three minutes here; its waits allow a loaded machine more than the default 600 s
-def test_deployment_with_real_superlink_and_supernodes_survives_a_killed_client(
-        flower_federation, start_cli, workdir):
-    """Flower's own runtime on loopback: a SuperLink, two SuperNodes (one per data holder), `federated run`.
-    Client 1 is killed (-9) after round 1: round 2 completes with client 0 (minFit=1) once the round timeout
-    gives up on client 1, and the server keeps exporting. The round timeout is 60 s: a round's first replies
-    come when each SuperNode has started its ClientApp (a Python process that imports TensorFlow), 27-29 s into
-    round 1 on a loaded 2-core CI machine, where 20 s failed the federation (0 of 2 clients answered)."""
-    flower_federation.start(num_nodes=2)
-    runner = start_cli("federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", flower_federation.address,
-                       "--rounds", "2", "--round-timeout", "60", "--hparam", "nbEpoch=1", "--hparam", "minCl=1",
-                       "--hparam", "minFit=1", "--hparam", "minEval=1", "--hparam", "fraction_evaluate=0.0", warm=True)
-    reader = OutputReader(runner)
-    working_folder = workdir / "experiments/examples/federated_curve_fitting"
-    wait_for(lambda: rounds_done(working_folder) >= 1 or runner.poll() is not None, 480,
-             "round 1 completed")  # (on a loaded CI machine: minutes)
-    assert runner.poll() is None, flower_federation.explain(all_lines(reader))
-    flower_federation.kill(flower_federation.supernodes[1])
-    runner.wait(timeout=480)
-    output = all_lines(reader)
-    assert runner.returncode == 0, flower_federation.explain(output)
-    server = single_experiment(working_folder)
-    run = read_run(server)
-    assert run["status"] == "finished" and run["rounds_completed"] == 2, run
-    assert run["flower_run_id"] and run["superlink"] == flower_federation.address
-    assert len(history(server)) == 2 and run["exported_versions"]
-    survivor, killed = (read_run(server / "clients" / f"client_{index}") for index in (0, 1))
-    assert survivor["epochs_completed"] == 2  # trained in every round
-    assert killed["epochs_completed"] < 2     # missed the round after its death
-    assert (server / "flower_server.log").stat().st_size > 0
-    assert (server / "flower_app" / "experiment_settings.py").is_file()
-
-
 @pytest.mark.claim('`federated run` without a SuperLink: one line, nothing created')
 def test_run_without_a_superlink_says_so_in_one_line_and_creates_nothing(run_cli, workdir):
     from conftest import free_port
@@ -370,27 +328,6 @@ def test_a_federation_killed_with_kill_9_resumes_from_its_last_round(start_cli, 
     assert after[:len(versions)] == versions and not any(name.startswith("discarded") for name in after), after
     assert len(history(server / "clients" / "client_0")) == client_rows + 1  # its folder continued: one more round
     assert single_experiment(working_folder) == server  # no second federation
-
-
-@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
-@pytest.mark.claim("`federated run` stops its run on the SuperLink on SIGTERM: `interrupted`, exit 143",
-                   note="(a real SuperLink and two SuperNodes)")
-@pytest.mark.timeout(1200)  # its waits allow a loaded machine more than the default 600 s
-def test_a_stop_signal_stops_a_deployed_federation_on_its_superlink(flower_federation, start_cli, workdir):
-    flower_federation.start(num_nodes=2)
-    runner = start_cli("federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", flower_federation.address,
-                       "--rounds", "50", "--hparam", "nbEpoch=1", warm=True)
-    reader = OutputReader(runner)
-    working_folder = workdir / "experiments/examples/federated_curve_fitting"
-    wait_for(lambda: rounds_done(working_folder) >= 1 or runner.poll() is not None, 480, "round 1 completed")
-    assert runner.poll() is None, all_lines(reader)
-    runner.send_signal(signal.SIGTERM)
-    runner.wait(timeout=300)  # (seconds here; minutes on a loaded CI machine)
-    output = all_lines(reader)
-    assert runner.returncode == 143, output
-    run = read_run(single_experiment(working_folder))
-    assert run["status"] == "interrupted" and run["exit_code"] == 143, run
-    assert run["reason"].startswith("stopped by SIGTERM after "), run
 
 
 def _simulated_federation_at_round(start_cli, workdir, rounds, reached):

@@ -1,24 +1,17 @@
 """Federated claims of the docs (docs/how-to/federated.md) that had no test: the strategies and their parameters,
-`nonIID=True` partitions, the wait for `minCl` clients timing out, Kafka input refused, what the `federated superlink` /
-`supernode` wrappers start, and which weights a client sends back.
+`nonIID=True` partitions, Kafka input refused, and which weights a client sends back (the wait for `minCl` clients
+timing out and what the `federated superlink` / `supernode` wrappers start: test_federated_deployed.py).
 
-Real parts only: settings files executed in-process, Flower's simulation engine and a real SuperLink and
-SuperNodes (through the CLI) for the two federations this file runs.
+Real parts only: settings files executed in-process, and Flower's simulation engine.
 """
 
-import os
 import re
-import shutil
-import socket
-import struct
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import (FlowerFederation, REPO, cli_env, free_port, read_run, run_command,
-                      settings_variant, single_experiment, wait_for)
+from conftest import read_run, settings_variant, single_experiment
 
 
 FEDERATED_SETTINGS = "examples/federated/mysettings_federated_curve_fitting.py"
@@ -245,138 +238,6 @@ def test_a_federated_settings_file_with_kafka_input_is_refused_and_creates_nothi
 
 
 # --- deployment: the superlink / supernode wrappers, and the wait for minCl timing out ----------------------------
-
-def _descendants(pid):
-    children = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        found.append(todo.pop())
-        todo.extend(children.get(found[-1], []))
-    return found
-
-
-def _address(hex_address):
-    host, port = hex_address.split(":")
-    if len(host) == 8:
-        return socket.inet_ntop(socket.AF_INET, struct.pack("<I", int(host, 16))), int(port, 16)
-    words = b"".join(struct.pack("<I", int(host[i:i + 8], 16)) for i in range(0, 32, 8))
-    return socket.inet_ntop(socket.AF_INET6, words), int(port, 16)
-
-
-def listening_addresses(pid):
-    """(host, port) of the TCP sockets listening in process `pid` and its descendants, from /proc."""
-    inodes = set()
-    for process in _descendants(pid):
-        try:
-            links = [os.readlink(fd) for fd in Path(f"/proc/{process}/fd").iterdir()]
-        except OSError:
-            continue
-        inodes.update(link[len("socket:["):-1] for link in links if link.startswith("socket:["))
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                found.add(_address(fields[1]))
-    return found
-
-
-def flower_argv(pid, program):
-    """The arguments the Flower program running as `pid` got (the wrapper exec'ed it: same PID)."""
-    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
-    names = [Path(argument).name for argument in argv]
-    assert program in names, argv
-    return argv[names.index(program) + 1:]
-
-
-def environment(pid):
-    pairs = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
-    return dict(pair.split("=", 1) for pair in pairs if "=" in pair)
-
-
-FLOWER_SWITCHES = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
-                   "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
-
-
-@pytest.fixture(scope="module")
-def federation(tmp_path_factory):
-    """A SuperLink (default host, `-- --database FILE`) and two SuperNodes (one on the default host, one with
-    `--host 127.0.0.2`), started through the wrappers from an environment that turns Flower's telemetry and update
-    check on, so that the wrappers must turn them off."""
-    root = tmp_path_factory.mktemp("federation")
-    shutil.copytree(REPO / "examples", root / "examples")
-    federation = FlowerFederation(root, root / "flwr_home")
-    federation.env.update(FLWR_TELEMETRY_ENABLED="1", FLWR_DISABLE_UPDATE_CHECK="0",
-                          FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="0")
-    federation.database = root / "superlink_state.db"
-    federation.node_hosts = ["127.0.0.1", "127.0.0.2"]
-    federation.node_ports = [free_port(), free_port()]
-    try:
-        federation.superlink = federation._start(federation.log, "superlink", "--insecure", "--port",
-                                                 str(federation.port), "--", "--database", str(federation.database))
-        for index, port in enumerate(federation.node_ports):
-            host = ["--host", federation.node_hosts[index]] if index else []  # node 0: the wrapper's default
-            federation.supernodes.append(federation._start(
-                root / f"supernode_{index}.log", "supernode", "--insecure", "--superlink", federation.address,
-                *host, "--port", str(port), "--partition-id", str(index), "--num-partitions", "2"))
-        wait_for(lambda: federation.log.read_text().count("Activated node_id") >= 2, 120,
-                 "2 SuperNodes registered with the SuperLink")
-        yield federation
-    finally:
-        federation.stop()
-
-
-@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
-@pytest.mark.claim(
-    'the wrappers bind 127.0.0.1 unless `--host`; telemetry, update check, `uv sync` off; arguments after `--` go '
-    'to Flower')
-def test_the_wrappers_bind_loopback_unless_told_turn_flower_switches_off_and_pass_arguments_after_dashes(
-        federation):
-    superlink, (node_0, node_1) = federation.superlink, federation.supernodes
-    listening = {process: listening_addresses(process.pid) for process in (superlink, node_0, node_1)}
-    print(listening)
-    assert listening[superlink] == {("127.0.0.1", federation.port)}
-    assert listening[node_0] == {("127.0.0.1", federation.node_ports[0])}
-    assert listening[node_1] == {("127.0.0.2", federation.node_ports[1])}  # --host 127.0.0.2
-    for process in (superlink, node_0, node_1):
-        env = environment(process.pid)
-        assert {key: env.get(key) for key in FLOWER_SWITCHES} == FLOWER_SWITCHES
-    superlink_argv = flower_argv(superlink.pid, "flower-superlink")
-    assert "--disable-runtime-dependency-installation" in superlink_argv  # no `uv sync` of the app's dependencies
-    assert superlink_argv[-2:] == ["--database", str(federation.database)]  # after `--`, unchanged
-    assert federation.database.is_file()  # ... and Flower used it
-    node_argv = flower_argv(node_0.pid, "flower-supernode")
-    assert node_argv[node_argv.index("--node-config") + 1] == "partition-id=0 num-partitions=2"
-    assert "--allow-runtime-dependency-installation" not in node_argv
-
-
-@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
-@pytest.mark.claim('... and for `minCl` clients to connect (the wait timing out)')
-def test_too_few_supernodes_for_mincl_fail_round_1_after_the_round_timeout(federation):
-    """Two SuperNodes connected, minCl=3, --round-timeout 2: the federation ends `failed` with one line saying
-    which round and how many clients connected, in run.json and in the command's status line; no client trained."""
-    started = time.monotonic()
-    result = run_command(
-        ["federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", federation.address, "--rounds", "2",
-         "--round-timeout", "2", "--hparam", "minCl=3", "--hparam", "nbEpoch=1"],
-        cwd=federation.workdir, env=cli_env(), capture_output=True, text=True, timeout=300)
-    print(f"federated run took {time.monotonic() - started:.1f} s")
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    server = single_experiment(federation.workdir / WORKING_FOLDER)
-    run = read_run(server)
-    expected = "round 1: 2 of the minCl=3 clients connected after 2 s (federated_round_timeout_secs)"
-    assert run["status"] == "failed" and run["error"] == expected, run
-    assert run.get("rounds_completed", 0) == 0 and not run.get("exported_versions")
-    status = [line for line in result.stdout.splitlines() if line.startswith("status:")]
-    assert status == [f"status:            failed ({expected})"], result.stdout
-    assert not (server / "clients").exists()  # no round started
 
 
 def test_non_iid_slices_follow_the_number_of_clients_not_mincl(workdir):

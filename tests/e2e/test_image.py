@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, require_real_part, settings_variant, wait_for
+from conftest import REPO, require_real_part, settings_variant, wait_for, wait_for_image_build
 
 APPTAINER = [sys.executable, str(REPO / "tools/image/apptainer.py")]
 BUILD = [sys.executable, str(REPO / "tools/image/build.py")]
@@ -226,6 +226,7 @@ def image_cache():
     ~/.cache/experiments_manager/image): the builder's failure tests start from it instead of downloading Debian
     again."""
     require_builder()
+    wait_for_image_build()  # .ci/run's, beside the tests, fills the cache
     cache = default_image_cache()
     require_real_part(None if any(cache.glob("debootstrap-*")) else f"no debootstrap cache in {cache}: `make image`")
     return cache

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import (HELD_AT_THE_SECOND_EPOCH, RAN_AS, REGRESSION_SETTINGS, STARTUP_CLI_ENV, cli_command, cli_env,
                       read_run, run_command, settings_variant, wait_for)
-from test_federated_worker import parent_of
+from test_federated_deployed import parent_of
 from test_multiworker import experiments_in, layout
 from warm_cli import warm_interpreter
 
