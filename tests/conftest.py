@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 # EM_TEST_CPU_REPORT=FILE: each test's CPU and wall seconds, worker and start (tests/cost_report.py, which .ci/run
 # runs to print where the suite's time went); its hook is registered by being imported into this module
 from cost_report import SLOW_MARK, pytest_runtest_protocol  # noqa: F401
-from warm_cli import warm_interpreter
+from warm_cli import RUN_PID_VARIABLE, ForkedRun, warm_interpreter
 
 REPO = Path(__file__).resolve().parents[1]
 REGRESSION_SETTINGS = "examples/regression/mysettings_curve_fitting.py"
@@ -157,18 +158,24 @@ def run_cli(workdir):
 def start_cli(workdir):
     """Starts the CLI in the background; yields a function returning the Popen (`own_group=True`: in a process group
     of its own, which a test may signal whole, as `scancel` does). `warm=True`: forked from the warm interpreter
-    (tests/warm_cli.py), the Popen's pid the launcher's: only for a command the test leaves to end or stops with a
-    signal the launcher passes on (SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2), never one it kills with -9, freezes,
-    signals as a group or reads by its pid. Kills leftovers (their whole group)."""
-    processes = []
+    (tests/warm_cli.py), a `ForkedRun` whose `pid`, `kill` and `send_signal` are the run's own, never signalled as a
+    group (it is in the warm process's). Kills leftovers (their whole group)."""
+    processes, pid_folders = [], []
 
     def start(*arguments, own_group=False, warm=False):
         assert not (warm and own_group), "a forked run is not in a process group of its own: start it new"
         command, env = cli_command_and_env(arguments, cli_env(), forked=warm)
+        forked = warm and warm_interpreter(STARTUP_CLI_ENV) is not None
+        pid_file = Path(tempfile.mkdtemp(prefix="em-run-pid-")) / "pid" if forked else None
+        if pid_file is not None:
+            env = {**env, RUN_PID_VARIABLE: str(pid_file)}
+            pid_folders.append(pid_file.parent)
         process = subprocess.Popen(
             command, cwd=workdir, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, start_new_session=own_group,
         )
+        if pid_file is not None:
+            process = ForkedRun(process, pid_file)
         processes.append((process, own_group))
         return process
 
@@ -180,6 +187,8 @@ def start_cli(workdir):
         if process.poll() is None:
             process.kill()
             process.wait()
+    for folder in pid_folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def settings_variant(workdir, name, extra_lines, base=REGRESSION_SETTINGS):

@@ -16,9 +16,11 @@ group kill reaches their launcher, whose death kills them).
 
 The child is a real process (its own pid, exit code, files, locks and signals); what it does not show is a fresh
 interpreter's start-up: the tests of that (quiet start-up, `--help` without TensorFlow, the order of the first lines)
-start `cli_command(...)` themselves, as do the tests that kill a run with -9, freeze it, signal its process group or
-read it by pid (`start_cli`: the pid is the run's); a run a test only stops with a signal the launcher passes on is
-forked (`start_cli(..., warm=True)`). `EM_TEST_FRESH_PROCESSES=1` runs every command in a new interpreter, as before.
+start `cli_command(...)` themselves, as do the tests that signal a run's process group (`start_cli(...,
+own_group=True)`: a forked child is in the warm process's group). A run a test kills with -9, signals or reads by
+pid is forked too (`start_cli(..., warm=True)`, a `ForkedRun`: its `pid` is the child's, which the launcher writes
+to the file EM_WARM_RUN_PID_FILE names; `kill` and `send_signal` reach the child). `EM_TEST_FRESH_PROCESSES=1` runs
+every command in a new interpreter, as before.
 
 One warm process per pytest process, started by the first command that needs it (`warm_interpreter`), stopped at
 the process's exit (and it leaves by itself when its pytest process is gone).
@@ -98,6 +100,54 @@ class WarmInterpreter:
             self.process.kill()
         self.process.wait()
         shutil.rmtree(self.socket_path.parent, ignore_errors=True)
+
+
+RUN_PID_VARIABLE = "EM_WARM_RUN_PID_FILE"  # (warm_cli_launcher.py's)
+
+
+class ForkedRun:
+    """A command started through the launcher, as a test handles a run: `pid` is the run's own (the forked child's,
+    or the launcher's where it ran a new interpreter instead), and `kill`, `terminate` and `send_signal` reach the
+    run itself; `poll`, `wait`, `communicate`, `returncode` and the streams are the launcher's, whose exit code is
+    the run's (or which dies of the run's signal).
+
+    Args:
+        launcher: the launcher's Popen, started with RUN_PID_VARIABLE naming `pid_file` in its environment.
+        pid_file: where the launcher writes the run's pid.
+    """
+
+    def __init__(self, launcher: subprocess.Popen, pid_file: Path) -> None:
+        self.launcher = launcher
+        self.pid_file = pid_file
+        self._pid: int | None = None
+
+    @property
+    def pid(self) -> int:
+        """The run's pid, once the launcher has it (it has by the time the run's first line can be read)."""
+        while self._pid is None:
+            if self.pid_file.is_file():
+                self._pid = int(self.pid_file.read_text())
+            elif self.launcher.poll() is not None:
+                raise RuntimeError(f"the launcher ended (exit code {self.launcher.returncode}) before the run began")
+            else:
+                select.select([], [], [], 0.005)
+        return self._pid
+
+    def send_signal(self, number: int) -> None:
+        if self.launcher.poll() is None:
+            try:
+                os.kill(self.pid, number)
+            except ProcessLookupError:  # it has ended: its status is on its way to the launcher
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def __getattr__(self, name: str):
+        return getattr(self.launcher, name)
 
 
 _STARTING = threading.Lock()  # two threads of a test asking at once start one warm process

@@ -126,7 +126,7 @@ def test_a_power_loss_after_kill_9_keeps_every_recorded_checkpoint_and_version_a
         settings = settings_variant(workdir, "durable.py", [
             "save_only_last_best_model = False", "early_stopping_patience = 50",
             f"workingFolder = {str(working_folder)!r}"])
-        process = start_cli("train", "-u", str(settings), "--hparam", f"nbEpoch={NB_EPOCH}")
+        process = start_cli("train", "-u", str(settings), "--hparam", f"nbEpoch={NB_EPOCH}", warm=True)
         try:
             root = wait_for(lambda: next(working_folder.glob("*/run.json"), None) or process.poll() is not None,
                             120, "the experiment folder")

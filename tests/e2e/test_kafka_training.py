@@ -69,7 +69,7 @@ def history(experiment_dir):
 
 def train_until_first_checkpoint(start_cli, workdir, settings, broker, *arguments):
     """Starts `train` in the background; returns (process, experiments folder) once a checkpoint exists."""
-    process = start_cli("train", "-u", str(settings), "--bootstrap-servers", broker.bootstrap, *arguments)
+    process = start_cli("train", "-u", str(settings), "--bootstrap-servers", broker.bootstrap, *arguments, warm=True)
     experiments = workdir / "experiments" / settings.stem
     wait_for(lambda: list(experiments.glob("*/checkpoints/ckpt-*/state.json")) or process.poll() is not None, 120,
              "a first checkpoint")

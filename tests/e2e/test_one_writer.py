@@ -36,7 +36,7 @@ def _paced_run(workdir, start_cli):
     output reader, the experiment folder)."""
     go = workdir / "go"
     settings = settings_variant(workdir, "paced.py", [PACED_BY_THE_TEST.format(go=str(go))])
-    process = start_cli("train", "-u", str(settings), "--hparam", f"nbEpoch={EPOCHS}")
+    process = start_cli("train", "-u", str(settings), "--hparam", f"nbEpoch={EPOCHS}", warm=True)
     output = OutputReader(process)
     root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
     wait_for(lambda: checkpoints(root) or process.poll() is not None, 180, "the first checkpoint")

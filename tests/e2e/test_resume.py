@@ -114,7 +114,7 @@ def kill_points(seed):
     kinds += [rng.choice(["export", "checkpoint", "file", "startup", "step", "step"])
               for _ in range(CHAIN_LINKS - len(kinds))]
     rng.shuffle(kinds)
-    delays = {"startup": (0.0, 4.0), "step": (0.0, 2.0)}  # the others kill when their write shows
+    delays = {"startup": (0.0, 1.5), "step": (0.0, 2.0)}  # the others kill when their write shows (a forked start: ~1 s)
     return [(kind, round(rng.uniform(*delays[kind]), 3) if kind in delays else None) for kind in kinds]
 
 
@@ -149,7 +149,7 @@ def test_kill_9_at_ten_seeded_points_then_resume_finishes_with_nothing_half_writ
     for kind, delay in points:
         arguments = ("train", "--resume", str(root)) if root else (
             "train", "-u", str(settings), "--hparam", f"nbEpoch={CHAIN_EPOCHS}")
-        process = start_cli(*arguments)
+        process = start_cli(*arguments, warm=True)  # forked: no TensorFlow import per link
         output = OutputReader(process)
         if root is None:
             root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")
