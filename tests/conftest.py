@@ -160,22 +160,15 @@ def start_cli(workdir):
     of its own, which a test may signal whole, as `scancel` does). `warm=True`: forked from the warm interpreter
     (tests/warm_cli.py), a `ForkedRun` whose `pid`, `kill` and `send_signal` are the run's own, never signalled as a
     group (it is in the warm process's). Kills leftovers (their whole group)."""
-    processes, pid_folders = [], []
+    processes = []
 
     def start(*arguments, own_group=False, warm=False):
         assert not (warm and own_group), "a forked run is not in a process group of its own: start it new"
-        command, env = cli_command_and_env(arguments, cli_env(), forked=warm)
-        forked = warm and warm_interpreter(STARTUP_CLI_ENV) is not None
-        pid_file = Path(tempfile.mkdtemp(prefix="em-run-pid-")) / "pid" if forked else None
-        if pid_file is not None:
-            env = {**env, RUN_PID_VARIABLE: str(pid_file)}
-            pid_folders.append(pid_file.parent)
-        process = subprocess.Popen(
-            command, cwd=workdir, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=own_group,
-        )
-        if pid_file is not None:
-            process = ForkedRun(process, pid_file)
+        options = dict(cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if warm:
+            process = start_forked(arguments, **options)
+        else:
+            process = subprocess.Popen(cli_command(*arguments), env=cli_env(), start_new_session=own_group, **options)
         processes.append((process, own_group))
         return process
 
@@ -187,8 +180,18 @@ def start_cli(workdir):
         if process.poll() is None:
             process.kill()
             process.wait()
-    for folder in pid_folders:
-        shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_forked(arguments, env=None, **options):
+    """`python -m experiments_manager ARGUMENTS` in the background, forked from the warm interpreter
+    (tests/warm_cli.py), in environment `env` (default `cli_env()`), with Popen's other `options` (cwd, stdout, ...):
+    a `ForkedRun`, whose `pid`, `kill` and `send_signal` are the run's own; never signalled as a group (it is in the
+    warm process's). A new interpreter's Popen where there is no warm interpreter."""
+    command, env = cli_command_and_env(arguments, cli_env() if env is None else env)
+    if warm_interpreter(STARTUP_CLI_ENV) is None:
+        return subprocess.Popen(command, env=env, **options)
+    pid_file = Path(tempfile.mkdtemp(prefix="em-run-pid-")) / "pid"
+    return ForkedRun(subprocess.Popen(command, env={**env, RUN_PID_VARIABLE: str(pid_file)}, **options), pid_file)
 
 
 def settings_variant(workdir, name, extra_lines, base=REGRESSION_SETTINGS):

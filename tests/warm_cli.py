@@ -113,25 +113,24 @@ class ForkedRun:
 
     Args:
         launcher: the launcher's Popen, started with RUN_PID_VARIABLE naming `pid_file` in its environment.
-        pid_file: where the launcher writes the run's pid.
+        pid_file: where the launcher writes the run's pid (in a folder of its own, removed once read).
     """
 
     def __init__(self, launcher: subprocess.Popen, pid_file: Path) -> None:
         self.launcher = launcher
-        self.pid_file = pid_file
-        self._pid: int | None = None
+        self.pid = self._run_pid(pid_file)
 
-    @property
-    def pid(self) -> int:
-        """The run's pid, once the launcher has it (it has by the time the run's first line can be read)."""
-        while self._pid is None:
-            if self.pid_file.is_file():
-                self._pid = int(self.pid_file.read_text())
-            elif self.launcher.poll() is not None:
-                raise RuntimeError(f"the launcher ended (exit code {self.launcher.returncode}) before the run began")
-            else:
-                select.select([], [], [], 0.005)
-        return self._pid
+    def _run_pid(self, pid_file: Path) -> int:
+        """The run's pid, once the launcher wrote it (within ~20 ms: one exchange with the warm process), its
+        folder removed; the launcher's own if it ended first."""
+        try:
+            while not pid_file.is_file():
+                if self.launcher.poll() is not None:
+                    return self.launcher.pid
+                select.select([], [], [], 0.002)
+            return int(pid_file.read_text())
+        finally:
+            shutil.rmtree(pid_file.parent, ignore_errors=True)
 
     def send_signal(self, number: int) -> None:
         if self.launcher.poll() is None:

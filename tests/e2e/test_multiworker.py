@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, wait_for
+from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, start_forked, wait_for
 from experiments_manager.distribute.cluster import WorkerCluster, slurm_port_base, tasks_per_node
 from experiments_manager.utils.errors import UserInputError
 
@@ -71,8 +71,8 @@ def test_stop_signal_reaches_every_worker_and_the_requeued_job_resumes(workdir, 
     requeue_file = tmp_path / "requeue" / "job-1"
     command = ["train", "-u", REGRESSION_SETTINGS, "--hparam", "nbEpoch=6", "--workers", "2",
                "--requeue-file", str(requeue_file)]
-    launcher = subprocess.Popen(cli_command(*command), cwd=workdir, env=cli_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+    launcher = start_forked(command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)  # its workers forked too
     try:
         root = wait_for(lambda: requeue_file.is_file() and requeue_file.read_text().strip(), 120,
                         "the requeue file")

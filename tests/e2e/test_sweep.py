@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (HELD_AT_THE_SECOND_EPOCH, RAN_AS, REGRESSION_SETTINGS, cli_command, cli_env, read_run,
-                      require_real_part, run_command, settings_variant, wait_for)
+from conftest import (HELD_AT_THE_SECOND_EPOCH, RAN_AS, REGRESSION_SETTINGS, cli_env, read_run,
+                      require_real_part, run_command, settings_variant, start_forked, wait_for)
 
 WORKING_FOLDER = Path("experiments/examples/curve_fitting")
 QUICK = ("--hparam", "nbEpoch=2")
@@ -135,9 +135,8 @@ def test_a_killed_sweep_resumes_with_only_the_missing_trials(workdir, tmp_path):
     noticed: it stops mid-training however fast its epochs are."""
     settings = settings_variant(workdir, "held.py", HELD_AT_THE_SECOND_EPOCH)
     log = open(tmp_path / "sweep.log", "w")
-    sweep = subprocess.Popen(cli_command("sweep", "-u", str(settings), "--max-evals", "3", "--seed", "3",
-                                         "--hparam", "nbEpoch=6"),
-                             cwd=workdir, env=cli_env(), stdout=log, stderr=subprocess.STDOUT)
+    sweep = start_forked(["sweep", "-u", str(settings), "--max-evals", "3", "--seed", "3", "--hparam", "nbEpoch=6"],
+                         cwd=workdir, stdout=log, stderr=subprocess.STDOUT)  # its trial hosts forked too
     try:
         folder = wait_for(lambda: next((workdir / WORKING_FOLDER).glob("*_sweep_*"), None), 120, "the sweep folder")
         wait_for(lambda: (folder / "results.csv").is_file() and len(results(folder)) == 1, 300, "one trial done")
@@ -178,9 +177,8 @@ def test_a_killed_sweep_resumes_with_only_the_missing_trials(workdir, tmp_path):
 def test_sigterm_stops_a_sweep_with_its_running_trial_checkpointed(workdir, tmp_path):
     """What Slurm does before a time limit or preemption (`--signal=TERM@120`)."""
     with open(tmp_path / "sweep.out", "w") as out:
-        sweep = subprocess.Popen(cli_command("sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "3",
-                                             "--hparam", "nbEpoch=50"),
-                                 cwd=workdir, env=cli_env(), stdout=out, stderr=subprocess.PIPE, text=True)
+        sweep = start_forked(["sweep", "-u", REGRESSION_SETTINGS, "--max-evals", "3", "--hparam", "nbEpoch=50"],
+                             cwd=workdir, stdout=out, stderr=subprocess.PIPE, text=True)
         try:
             experiment = wait_for(lambda: next((path for path in experiment_folders(workdir)
                                                 if read_run(path)["epochs_completed"] >= 1), None),

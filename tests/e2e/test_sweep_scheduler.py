@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, run_command, wait_for
+from conftest import REGRESSION_SETTINGS, cli_env, read_run, run_command, start_forked, wait_for
 
 JOIN = "asha_test"
 ASHA = ("--join", JOIN, "--max-evals", "4", "--scheduler", "asha", "--eta", "2", "--hparam", "nbEpoch=4",
@@ -36,9 +36,8 @@ def test_two_workers_pause_and_promote_trials_from_their_checkpoints_and_one_kil
     workers = []
     for log in logs:
         with open(log, "w") as handle:
-            workers.append(subprocess.Popen(cli_command("sweep", "-u", REGRESSION_SETTINGS, *ASHA), cwd=workdir,
-                                            env=cli_env(), stdout=handle, stderr=subprocess.STDOUT,
-                                            start_new_session=True))
+            workers.append(start_forked(["sweep", "-u", REGRESSION_SETTINGS, *ASHA], cwd=workdir, stdout=handle,
+                                        stderr=subprocess.STDOUT))  # its trial hosts forked too
     try:
         def first_promoter():
             return next((index for index, log in enumerate(logs) if promotions(log.read_text())), None)
