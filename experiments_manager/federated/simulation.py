@@ -8,6 +8,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Union
 
+from experiments_manager.utils.cpus import usable_cpus
+
 if TYPE_CHECKING:
     from flwr.clientapp import ClientApp
     from flwr.serverapp import ServerApp
@@ -165,8 +167,7 @@ def _backend_config(num_clients: int) -> dict[str, dict[str, Any]]:
     """Flower's Ray backend: one client at a time per CPU this process may run on (a Slurm job's, not its node's),
     and never more Ray workers than clients (Flower starts one per CPU Ray is given: each imports TensorFlow, ~5
     CPU-s, and a one-client simulation on 2 CPUs started an idle second one)."""
-    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    cpus = max(1, min(allowed, num_clients))
+    cpus = max(1, min(usable_cpus(), num_clients))
     return {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {"num_cpus": cpus, "num_gpus": 0, "logging_level": "ERROR", "log_to_driver": True,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
 from experiments_manager.run.record import Status
 from experiments_manager.utils.checksums import file_digest
+from experiments_manager.utils.cpus import usable_cpus
 
 if TYPE_CHECKING:
     from experiments_manager.utils.atomic import PathLike
@@ -136,7 +137,7 @@ def device_count(device_names: Iterable[str]) -> tuple[str, int]:
     gpus = sum("gpu" in name.lower() for name in device_names)
     if gpus:
         return "gpu", gpus
-    return "cpu", len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return "cpu", usable_cpus()
 
 
 def device_hours(info: Mapping[str, Any], moment: Optional[datetime.datetime] = None) -> Optional[float]:

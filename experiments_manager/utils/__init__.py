@@ -6,4 +6,5 @@
 - `atomic.py`: files replaced atomically (never seen half-written).
 - `epochs.py`: epoch numbering from 1 wherever a user reads it.
 - `deferred_imports.py`: what Keras imports for optional features (scikit-learn, pyplot) run on first use.
+- `cpus.py`: the CPUs this process may run on (its affinity: a Slurm job's, not its node's).
 """

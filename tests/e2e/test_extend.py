@@ -15,7 +15,7 @@ import types
 import numpy as np
 import pytest
 
-from conftest import RAN_AS, REPO, cli_command, cli_env, read_run, run_command, settings_variant, wait_for
+from conftest import RAN_AS, REPO, cli_env, read_run, run_command, settings_variant, start_forked, wait_for
 
 pytestmark = pytest.mark.slow  # its module fixtures train several runs (make test-fast leaves it out)
 
@@ -217,9 +217,9 @@ def test_serve_of_a_run_without_a_version_says_its_status_then_serves_the_first_
         f"error: {failed}: exported_models: expected a version to serve, got none (status: failed, 0 of 2 epochs "
         f"done: stops.py: on_epoch_end (line {raised_at}): raised ValueError: the data went bad)"]
 
-    process = subprocess.Popen(cli_command("serve", "--model_dir", str(interrupted), "--grpc-port", "0",
-                                           "--rest-port", "0", "--file_system_poll_wait_seconds", "0.2"),
-                               env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_forked(["serve", "--model_dir", str(interrupted), "--grpc-port", "0", "--rest-port", "0",
+                            "--file_system_poll_wait_seconds", "0.2"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()
     try:

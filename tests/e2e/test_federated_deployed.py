@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (FlowerFederation, REPO, cli_command_and_env, cli_env, read_run, run_command,
-                      settings_variant, wait_for)
+from conftest import (FlowerFederation, REPO, cli_env, read_run, run_command, settings_variant, start_forked,
+                      wait_for)
 from test_federated import all_lines, history
 from test_serving_cli import OutputReader
 
@@ -251,13 +251,12 @@ def rounds_of(server):
 
 
 def start_run(federation, *arguments):
-    """`federated run` of the federation's settings ARGUMENTS in its folder, in the background, in a process group
-    of its own; returns (the Popen, its OutputReader, the run.json files there before it)."""
+    """`federated run` of the federation's settings ARGUMENTS in its folder, in the background (forked:
+    conftest.start_forked); returns (the ForkedRun, its OutputReader, the run.json files there before it)."""
     earlier = set(federation.workdir.glob(f"{WORKING_FOLDER}/*/run.json"))
-    command, env = cli_command_and_env(["federated", "run", "-u", FEDERATED_SETTINGS, "--superlink",
-                                        federation.address, *arguments], cli_env(), forked=False)
-    process = subprocess.Popen(command, cwd=federation.workdir, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = start_forked(["federated", "run", "-u", FEDERATED_SETTINGS, "--superlink", federation.address,
+                            *arguments], cwd=federation.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
     return process, OutputReader(process), earlier
 
 
@@ -268,7 +267,7 @@ def stopped_at_the_end():
     yield processes
     for process in processes:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
+            process.kill()
             process.wait()
 
 

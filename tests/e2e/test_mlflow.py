@@ -21,7 +21,7 @@ import pytest
 from experiments_manager.run.evaluations import newest_evaluation
 
 from conftest import (HELD_AT_THE_SECOND_EPOCH, RAN_AS, REAL_PARTS_REQUIRED, REPO, cli_command, cli_env, free_port,
-                      read_run, run_command, settings_variant, wait_for)
+                      read_run, run_command, settings_variant, start_forked, wait_for)
 from test_resume import OutputReader, checkpoints, the_experiment
 
 pytestmark = pytest.mark.xdist_group("mlflow")  # one server for the module's tests: one worker runs them
@@ -131,8 +131,8 @@ def lab(tmp_path_factory, mlflow_server):
         *HELD_AT_THE_SECOND_EPOCH, f"mlflow_tracking_uri = {mlflow_server.url!r}",
         "mlflow_experiment_name = 'lab regression'", "mlflow_registered_model_name = 'lab_curve'"])
     (workdir / "hold").touch()
-    process = subprocess.Popen(cli_command("train", "-u", str(settings), "--hparam", "nbEpoch=3"), cwd=workdir,
-                               env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_forked(["train", "-u", str(settings), "--hparam", "nbEpoch=3"], cwd=workdir,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         output = OutputReader(process)
         root = wait_for(lambda: the_experiment(workdir), 120, "the experiment folder")

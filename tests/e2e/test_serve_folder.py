@@ -17,7 +17,7 @@ import pytest
 import requests
 
 import test_serving_cli
-from conftest import cli_command, cli_env, run_command, settings_variant, wait_for
+from conftest import cli_env, run_command, settings_variant, start_forked, wait_for
 from serving_helpers import X, grpc_stubs, predict_request
 from test_serving_cli import OutputReader, run_with_path
 from experiments_manager.serving.folder import WorkingFolder, model_name, unique_names
@@ -535,9 +535,9 @@ def test_tensorflow_model_server_reads_the_models_config_this_process_keeps_up_t
     (bin_folder / "tensorflow_model_server").chmod(0o755)
     record = tmp_path / "called"
     env = dict(cli_env(), PATH=f"{bin_folder}:{cli_env()['PATH']}", RECORD=str(record))
-    process = subprocess.Popen(cli_command("serve", "--models_dir", str(folder), "--tensorflow-model-server",
-                                           "--model_config_file_poll_wait_seconds", "0.2"),
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_forked(["serve", "--models_dir", str(folder), "--tensorflow-model-server",
+                            "--model_config_file_poll_wait_seconds", "0.2"],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(record.exists, 60, "the binary to start")
         assert f"--model_config_file={(folder / 'models.config').resolve()}" in record.read_text().split()

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import cli_command, cli_env, free_port, publish_version, wait_for
+from conftest import free_port, publish_version, start_forked, wait_for
 from serving_helpers import predict_request
 from experiments_manager.serving.config import ModelSource, source_from_experiment, sources_from_config_file
 
@@ -238,8 +238,8 @@ def test_serve_of_an_experiment_with_a_damaged_run_json_serves_its_intact_versio
     port = free_port()  # the default gRPC port: the settings copy's literal one, run.json being unreadable
     settings_copy.write_text(re.sub(r"(?m)^tensorflow_server_port = \d+$", f"tensorflow_server_port = {port}",
                                     settings_copy.read_text()))
-    process = subprocess.Popen(cli_command("serve", "--model_dir", str(experiment), "--rest-port", "0"),
-                               env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = start_forked(["serve", "--model_dir", str(experiment), "--rest-port", "0"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()
     try:
