@@ -38,6 +38,8 @@ APP_MODULE = "em_federation"
 CONNECTION_NAME = "experiments-manager"
 FINISHED = "finished"
 STATUS_POLL_SECONDS = 5.0  # each `flwr ls` is a Python process: asking every second slows a 2-core node
+STREAM_CHECK_SECONDS = 0.5  # how often the wait looks whether the log stream ended (a `poll`, no process)
+STREAM_END_SECONDS = 30.0  # a stopped run's log stream, given this long to end by itself
 # Flower's own switches: no telemetry, no update check, no `uv sync` of app dependencies (offline clusters).
 FLOWER_ENVIRONMENT = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
                       "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
@@ -154,11 +156,8 @@ def submit_and_follow(experiment: Experiment, app_folder: PathLike, superlink: O
         experiment.record.flower_run(run_id, superlink or connection or "")
         _LOG.info("Flower run %s started on %s; server experiment folder: %s", run_id, superlink or connection,
                   experiment.root)
-        status = _wait(run_id, name, env, timeout, stop)
         log_file = experiment.root / "flower_server.log"
-        with open(log_file, "w") as handle:
-            subprocess.run(_flwr("log", run_id, *([name] if name else []), "--show"), env=env, stdout=handle,
-                           stderr=subprocess.STDOUT, timeout=60)
+        status = _wait(run_id, name, env, timeout, stop, log_file)
         _LOG.info("Flower run %s: %s; ServerApp log: %s", run_id, status, log_file)
         return status
 
@@ -177,27 +176,63 @@ def _start(app_folder: PathLike, name: Optional[str], env: Mapping[str, str]) ->
 
 
 def _wait(run_id: str, name: Optional[str], env: Mapping[str, str], timeout: Optional[float],
-          stop: Optional[StopRequest] = None) -> str:
+          stop: Optional[StopRequest], log_file: Path) -> str:
+    """Waits until the run ends on the SuperLink (or `stop` is set, or `timeout` passes: the run is then stopped);
+    returns Flower's final status, the ServerApp's log written to `log_file`.
+
+    One `flwr log --stream` follows the run, writing its log as it comes: the SuperLink ends that stream when the
+    run finishes, and one `flwr ls` then reads how. Asking `flwr ls` every few seconds instead (each a Python
+    process, ~1 CPU-s) kept a fifth of a core busy for the whole run. A stream that ends while the run goes on (the
+    SuperLink restarted, a dropped connection) leaves the wait to `flwr ls` every STATUS_POLL_SECONDS, the log then
+    written once at the end."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    status = "unknown"
-    while deadline is None or time.monotonic() < deadline:
-        if stop is not None and stop.is_set():
-            _stop_run(run_id, name, env)
-            return f"stopped ({signal.Signals(cast(int, stop.signum)).name})"  # set with the stop
-        listing = subprocess.run(_flwr("ls", *([name] if name else []), "--run-id", run_id, "--format", "json"),
-                                 env=env, capture_output=True, text=True, timeout=60)
-        try:
-            status = json.loads(listing.stdout)["runs"][0]["status"]
-        except (ValueError, KeyError, IndexError):
-            pass  # the SuperLink is busy: ask again
-        if status.startswith(FINISHED):
-            return status
-        if stop is not None:
-            stop.wait(STATUS_POLL_SECONDS)  # (less when a stop is requested meanwhile)
-        else:
-            time.sleep(STATUS_POLL_SECONDS)
-    _stop_run(run_id, name, env)
-    return f"stopped after {timeout:g} s (--timeout)"
+    connection = [name] if name else []
+    with open(log_file, "w") as handle:
+        streaming: Optional[subprocess.Popen[bytes]] = subprocess.Popen(
+            _flwr("log", run_id, *connection, "--stream"), env=env, stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        status = "unknown"
+        while deadline is None or time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                _stop_run(run_id, name, env)
+                return f"stopped ({signal.Signals(cast(int, stop.signum)).name})"  # set with the stop
+            if streaming is None or streaming.poll() is not None:  # (the run's end, most likely: ask how)
+                status = _listed_status(run_id, name, env) or status
+                if status.startswith(FINISHED):
+                    return status
+                if streaming is not None:  # it ended early: asked from now on, the log written at the end
+                    streaming = None
+                    _LOG.info("Flower run %s: its log stream ended before the run; asking its status every %g s",
+                              run_id, STATUS_POLL_SECONDS)
+            wait = STREAM_CHECK_SECONDS if streaming is not None else STATUS_POLL_SECONDS
+            if stop is not None:
+                stop.wait(wait)  # (less when a stop is requested meanwhile)
+            else:
+                time.sleep(wait)
+        _stop_run(run_id, name, env)
+        return f"stopped after {timeout:g} s (--timeout)"
+    finally:
+        if streaming is not None and streaming.poll() is None:  # a stopped run's stream ends soon after
+            try:
+                streaming.wait(timeout=STREAM_END_SECONDS)
+            except subprocess.TimeoutExpired:
+                streaming.kill()
+                streaming.wait()
+        if streaming is None:
+            with open(log_file, "w") as handle:
+                subprocess.run(_flwr("log", run_id, *connection, "--show"), env=env, stdout=handle,
+                               stderr=subprocess.STDOUT, timeout=60)
+
+
+def _listed_status(run_id: str, name: Optional[str], env: Mapping[str, str]) -> Optional[str]:
+    """The run's status as `flwr ls` gives it ('finished:completed', 'running', ...), or None when the SuperLink
+    did not say (busy: ask again)."""
+    listing = subprocess.run(_flwr("ls", *([name] if name else []), "--run-id", run_id, "--format", "json"),
+                             env=env, capture_output=True, text=True, timeout=60)
+    try:
+        return str(json.loads(listing.stdout)["runs"][0]["status"])
+    except (ValueError, KeyError, IndexError):
+        return None
 
 
 def _stop_run(run_id: str, name: Optional[str], env: Mapping[str, str]) -> None:
