@@ -573,8 +573,8 @@ _IMAGE_ROOT = Path(os.environ["EM_IMAGE_ROOT"]).resolve() if os.environ.get("EM_
 
 
 # .ci/run builds the image beside the tests: the file its build's exit code is written to once it ended
-_IMAGE_BUILD_STATUS = Path(os.environ["EM_IMAGE_BUILD_STATUS"]).resolve() if os.environ.get("EM_IMAGE_BUILD_STATUS") \
-    else None
+_IMAGE_BUILD_STATUS = (Path(os.environ["EM_IMAGE_BUILD_STATUS"]).resolve() if os.environ.get("EM_IMAGE_BUILD_STATUS")
+                       else None)
 IMAGE_BUILD_WAIT_S = 1500  # a cold build beside the suite: 2-4 min
 
 
