@@ -3,7 +3,8 @@
 environment and arguments, and its parent (the child's `os.getppid()` is this process's, followed as it changes);
 this process's exit code is the child's (or it dies of the child's signal); the stop signals it gets are passed on;
 its death kills the child. With EM_WARM_RUN_PID_FILE set (not passed on), the run's pid is written there: the
-child's, or this process's own when a new interpreter runs the command, so a test can kill or read the run itself. Standard library only (started with `-I -S`). Arguments other than `-m MODULE ...`, a
+child's, or this process's own when a new interpreter runs the command, so a test can kill or read the run itself.
+Standard library only (started with `-I -S`). Arguments other than `-m MODULE ...`, a
 warm process (listening at SOCKET) that cannot be reached or refuses, or a child that fails before the command
 begins: a new interpreter runs them instead. The package's own
 processes (a sweep's trial hosts, a run's local workers) start through it where EXPERIMENTS_MANAGER_PYTHON names it.
@@ -17,7 +18,7 @@ import socket
 import sys
 import threading
 import time
-from typing import NoReturn, Sequence
+from typing import NoReturn, Optional, Sequence
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 RUN_PID_VARIABLE = "EM_WARM_RUN_PID_FILE"  # where to write the run's pid (tests/warm_cli.py: ForkedRun)
@@ -37,19 +38,19 @@ def given_descriptors() -> list[int]:
     return [0, 1, 2, *others]
 
 
-def tell_run_pid(pid: int) -> None:
-    """Writes the run's `pid` where EM_WARM_RUN_PID_FILE says, whole (a reader never sees part of it)."""
-    path = os.environ.pop(RUN_PID_VARIABLE, None)
-    if path:
-        with open(f"{path}.part", "w") as handle:
+def tell_run_pid(pid_file: Optional[str], pid: int) -> None:
+    """Writes the run's `pid` to `pid_file` (EM_WARM_RUN_PID_FILE's, if it was set), whole (a reader never sees
+    part of it)."""
+    if pid_file:
+        with open(f"{pid_file}.part", "w") as handle:
             handle.write(str(pid))
-        os.rename(f"{path}.part", path)
+        os.rename(f"{pid_file}.part", pid_file)
 
 
-def exec_new_interpreter(arguments: list[str], pending: Sequence[int] = ()) -> NoReturn:
-    """Becomes `python ARGUMENTS`; a stop signal already received (`pending`) ends this process first, as it would
-    have ended a new interpreter that had not yet set its handlers."""
-    tell_run_pid(os.getpid())  # (exec keeps the pid)
+def exec_new_interpreter(arguments: list[str], pid_file: Optional[str], pending: Sequence[int] = ()) -> NoReturn:
+    """Becomes `python ARGUMENTS` (its pid told to `pid_file`); a stop signal already received (`pending`) ends this
+    process first, as it would have ended a new interpreter that had not yet set its handlers."""
+    tell_run_pid(pid_file, os.getpid())  # (exec keeps the pid)
     for number in FORWARDED:
         signal.signal(number, signal.SIG_DFL)
     for number in pending:
@@ -73,8 +74,9 @@ def tell_new_parents(connection: socket.socket, parent: int) -> None:
 
 def main() -> None:
     path, arguments = sys.argv[1], sys.argv[2:]
+    pid_file = os.environ.pop(RUN_PID_VARIABLE, None)  # for the test that started this process, not its command
     if len(arguments) < 2 or arguments[0] != "-m":
-        exec_new_interpreter(arguments)
+        exec_new_interpreter(arguments, pid_file)
     descriptors = given_descriptors()
     child = {"pid": None, "pending": []}  # a stop signal that comes before the child's pid is passed on once known
 
@@ -93,20 +95,19 @@ def main() -> None:
     try:
         connection.connect(path)
     except OSError:  # no warm process: a new interpreter, as without this launcher
-        exec_new_interpreter(arguments, child["pending"])
+        exec_new_interpreter(arguments, pid_file, child["pending"])
     parent = os.getppid()
-    environment = {name: value for name, value in os.environ.items() if name != RUN_PID_VARIABLE}
     request = json.dumps({"module": arguments[1], "argv": arguments[2:], "descriptors": descriptors,
-                          "parent": parent, "cwd": os.getcwd(), "env": environment}).encode()
+                          "parent": parent, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
     connection.sendmsg([request], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", descriptors))])
     threading.Thread(target=tell_new_parents, args=(connection, parent), daemon=True).start()
     replies = connection.makefile()
     first = replies.readline()
     reply = json.loads(first) if first else {}
     if "pid" not in reply:  # the request refused, or the child failed before the command began: nothing ran
-        exec_new_interpreter(arguments, child["pending"])
+        exec_new_interpreter(arguments, pid_file, child["pending"])
     child["pid"] = reply["pid"]
-    tell_run_pid(child["pid"])
+    tell_run_pid(pid_file, child["pid"])
     for number in child["pending"]:
         pass_on(number, None)
     line = replies.readline()
