@@ -10,6 +10,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Optional, cast
 
 from experiments_manager.utils.errors import UserInputError
+from experiments_manager.kafka.closing import close_all_within
 from experiments_manager.kafka.connection import KafkaConnection, KafkaStalled, topic_names
 from experiments_manager.kafka.reader import check_consumer_config
 from experiments_manager.kafka.stream import TrainingStream
@@ -18,7 +19,7 @@ from experiments_manager.keras2.pipelines import samples_to_steps
 
 if TYPE_CHECKING:
     from experiments_manager.kafka.codec import Schema
-    from experiments_manager.kafka.progress_callback import ExperimentLike
+    from experiments_manager.kafka.progress_callback import ExperimentLike, KafkaRecord
     from experiments_manager.settings.loader import Settings
 
 _LOG = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class KafkaInput:
         self.callbacks: list[Any] = [KafkaProgress(self.stream, self.validation, experiment),
                                      _end_of_training(self.stream)]
         self.resumable_stream: Optional[Any] = self.stream  # its positions, in each checkpoint
-        self.after_checkpoint: list[Callable[[], object]] = [self.stream.commit]
+        self.after_checkpoint: list[Callable[[], object]] = [lambda: self._commit(experiment.record)]
         self.endless: bool = True
 
     def stall_of(self, error: BaseException) -> Optional[KafkaStalled]:
@@ -101,10 +102,17 @@ class KafkaInput:
         stall = self.stream.stall  # raised inside tf.data, reaches fit wrapped in a TensorFlow error
         return stall if stall is not None and str(stall) in str(error) else None
 
+    def _commit(self, record: KafkaRecord) -> None:
+        """After a checkpoint: its position committed to the consumer group, and run.json's `committed_offsets`
+        the offsets the broker acknowledged (a commit that fails is said, and run.json keeps the broker's)."""
+        committed = self.stream.commit()
+        if committed is not None:
+            record.kafka_committed({str(partition): offset for partition, offset in committed.items()})
+
     def close(self) -> None:
-        self.stream.close()
-        if self.validation is not None:
-            self.validation.close()
+        """Closes the training and validation consumers and the offset committer together: at most
+        `closing.CLOSE_SECONDS` in all for a broker gone or frozen."""
+        close_all_within(self.stream.closings() + (self.validation.closings() if self.validation is not None else []))
 
 
 def _end_of_training(stream: TrainingStream) -> Any:

@@ -19,6 +19,8 @@ class KafkaRecord(Protocol):
 
     def kafka(self, progress: Mapping[str, Any]) -> None: ...
 
+    def kafka_committed(self, offsets: Mapping[str, int]) -> None: ...
+
 
 class ExperimentLike(Protocol):
     """What the Kafka input uses of an `Experiment` (`kafka` may not import the `run` package, even for types)."""
@@ -78,8 +80,7 @@ class KafkaProgress(keras.callbacks.Callback):
             "records_read": info.get("records_read", 0) + read - self._reported["read"],
             "records_skipped": info.get("records_skipped", 0) + skipped - self._reported["skipped"],
             "validation_records_skipped": self.validation.skipped,
-            "next_offsets": state["next"],
-            "committed_offsets": state["positions"],
+            "next_offsets": state["next"],  # (`committed_offsets`: what the broker acknowledged, after the checkpoint)
             "validation_records": self.validation.count,
         })
         self._reported = {"read": read, "skipped": skipped}

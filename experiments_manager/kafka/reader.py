@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from confluent_kafka import KafkaError, Message
     from numpy.typing import NDArray
 
+    from experiments_manager.kafka.closing import Closing
     from experiments_manager.kafka.connection import KafkaConnection
 
 _LOG = logging.getLogger(__name__)
@@ -191,12 +192,16 @@ class TopicReader:
 
     def close(self) -> None:
         """Stops reading and closes the consumer (at most `closing.CLOSE_SECONDS` waited for a broker gone)."""
-        from experiments_manager.kafka.closing import close_within
+        from experiments_manager.kafka.closing import close_all_within
 
+        close_all_within(self.closings())
+
+    def closings(self) -> list[Closing]:
+        """Stops reading; the consumer's close (taking the reading lock first) for `closing.close_all_within`."""
         self.closing = True
 
         def close_when_idle() -> None:
             with self._busy:
                 self.consumer.close()
 
-        close_within(close_when_idle, f"the consumer of topic {self.topic!r}")
+        return [(close_when_idle, f"the consumer of topic {self.topic!r}")]

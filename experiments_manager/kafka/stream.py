@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from confluent_kafka import Consumer
     from numpy.typing import NDArray
 
+    from experiments_manager.kafka.closing import BoundedCall, Closing
     from experiments_manager.kafka.codec import Schema
     from experiments_manager.kafka.connection import KafkaConnection
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 _LOG = logging.getLogger(__name__)
 DRAIN_POLL_SECONDS = 0.02
 BLOCK_BATCHES = 8
+COMMIT_SECONDS = 10.0  # how long an offset commit waits for the broker's answer
 
 
 class _Emitted:
@@ -114,6 +116,8 @@ class TrainingStream:
         self._lock = threading.Lock()  # emitted / trained positions (tf.data thread and main thread)
         self._reading = threading.Lock()  # the consumer and the read state, for one generator at a time
         self._committer: Optional[Consumer] = None
+        self._commit: Optional[BoundedCall] = None  # the last offset commit, which may still wait on the broker
+        self.committed: dict[int, int] = {}  # partition -> the offset the broker acknowledged for the group
         self.training_ended = False  # `fit` returned: stop waiting for records nobody will train on
 
     def start(self, state: Optional[Mapping[str, Any]] = None) -> Schema:
@@ -279,36 +283,62 @@ class TrainingStream:
     def get_state(self) -> dict[str, Any]:
         return {"topic": self.topic, **self.position.as_json()}
 
-    def commit(self) -> None:
-        """Commits the resume position to the consumer group (asynchronously: the checkpoint holds it too).
+    def commit(self) -> Optional[dict[int, int]]:
+        """Commits the resume position to the consumer group and waits for the broker's answer, at most
+        `COMMIT_SECONDS` (the checkpoint holds the position too: a commit that fails is said in one line, and the
+        run goes on).
 
         Uses a consumer of its own: the reading one is busy in the tf.data
         thread, and librdkafka calls on one consumer from two threads wait on
         each other.
+
+        Returns:
+            partition -> offset, what the broker acknowledged (also `self.committed`), or None: nothing committed.
         """
-        from confluent_kafka import Consumer, KafkaException, TopicPartition
+        from confluent_kafka import Consumer, TopicPartition
+
+        from experiments_manager.kafka.closing import BoundedCall
 
         offsets = [TopicPartition(self.topic, p, o) for p, o in self.position.committed().items()]
         if not offsets:
-            return
+            return None
         assert self.reader is not None  # made by start()
+        shown = ", ".join(f"partition {entry.partition} offset {entry.offset}" for entry in offsets)
+        not_committed = (f"kafka: offsets of topic {self.topic!r} ({shown}) not committed to "
+                         f"{self.connection.bootstrap_servers}")
         if self.reader.unreachable:  # a commit pending on a dead broker would hold close() for a session timeout
-            _LOG.warning("kafka: %s unreachable: offsets not committed (the checkpoint holds them)",
-                         self.connection.bootstrap_servers)
-            return
+            _LOG.warning("%s: unreachable (the checkpoint holds them)", not_committed)
+            return None
+        if self._commit is not None and self._commit.pending:
+            _LOG.warning("%s: its previous commit still waits for an answer (the checkpoint holds them)",
+                         not_committed)
+            return None
         if self._committer is None:
             self._committer = Consumer(self.connection.config(**{
                 "group.id": self.group, "enable.auto.commit": False, "session.timeout.ms": SESSION_TIMEOUT_MS,
             }))
-        try:
-            self._committer.commit(offsets=offsets, asynchronous=True)
-        except KafkaException as error:
-            _LOG.warning("kafka: could not commit offsets of %r: %s (the checkpoint holds them)", self.topic, error)
+        committer = self._committer
+        self._commit = BoundedCall(lambda: committer.commit(offsets=offsets, asynchronous=False), COMMIT_SECONDS)
+        if self._commit.pending:
+            _LOG.warning("%s: no answer within %g s, the broker is frozen or overloaded (it may still take them once "
+                         "it answers; the checkpoint holds them)", not_committed, COMMIT_SECONDS)
+            return None
+        answered = self._commit.result or []
+        error = self._commit.error or next((entry.error for entry in answered if entry.error is not None), None)
+        if error is not None:
+            _LOG.warning("%s: %s (the checkpoint holds them)", not_committed, error)
+            return None
+        self.committed.update({entry.partition: entry.offset for entry in answered})
+        return dict(self.committed)
 
     def close(self) -> None:
-        from experiments_manager.kafka.closing import close_within
+        from experiments_manager.kafka.closing import close_all_within
 
-        if self.reader is not None:
-            self.reader.close()
+        close_all_within(self.closings())
+
+    def closings(self) -> list[Closing]:
+        """Stops reading; the closes of its consumer and its offset committer, for `closing.close_all_within`."""
+        closings = self.reader.closings() if self.reader is not None else []
         if self._committer is not None:  # an offset commit may still wait on a broker gone since
-            close_within(self._committer.close, f"the offset committer of topic {self.topic!r}")
+            closings.append((self._committer.close, f"the offset committer of topic {self.topic!r}"))
+        return closings

@@ -19,6 +19,7 @@ from experiments_manager.kafka.reader import CHUNK_RECORDS, POLL_SECONDS, TopicR
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+    from experiments_manager.kafka.closing import Closing
     from experiments_manager.kafka.codec import Schema
     from experiments_manager.kafka.connection import KafkaConnection
 
@@ -143,3 +144,7 @@ class ValidationSnapshot:
 
     def close(self) -> None:
         self.reader.close()
+
+    def closings(self) -> list[Closing]:
+        """Its consumer's close, for `closing.close_all_within` (closed together with the training stream's)."""
+        return self.reader.closings()

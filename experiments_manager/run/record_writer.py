@@ -85,12 +85,12 @@ def first_record(settings: Any, command: Sequence[str], started: str, repeat: st
     """
     from experiments_manager.run.attempts import package_versions
 
-    commit = _git_commit(Path(settings.path).resolve().parent)
+    commit = _git_commit(Path(settings.script).resolve().parent)
     return {
         "record_version": RUN_RECORD_VERSION,
         "status": Status.RUNNING,
         "command": list(command),
-        "settings_file": str(Path(settings.path).resolve()) if settings.from_file else None,
+        "settings_file": str(settings.script.resolve()) if settings.from_file else None,  # the user's file
         "settings_object": None if settings.from_file else settings.path.name,
         "model_name": settings.model_name,
         "model_file": str(settings.model_script.resolve()),  # the user's file, `__file__` on resume
@@ -204,6 +204,14 @@ class RunRecordWriter:
     def kafka(self, progress: Mapping[str, Any]) -> None:
         """A Kafka run's topics, group and the records it read (totals over its attempts)."""
         self._update({"kafka": dict(progress)})
+
+    def kafka_committed(self, offsets: Mapping[str, int]) -> None:
+        """The offsets the Kafka broker acknowledged as committed under the run's consumer group (partition ->
+        offset), in run.json's `kafka` block."""
+        with self._lock:
+            info = self._experiment.run_info()
+            info["kafka"] = {**(info.get("kafka") or {}), "committed_offsets": dict(offsets)}
+            self._experiment.write_run_info(info)
 
     def epoch(self, progress: EpochProgress, versions: Optional[VersionProgress] = None) -> None:
         """An epoch's end, recorded once its checkpoint is durable (`versions`: the exports then, default None)."""

@@ -167,7 +167,7 @@ def load_settings(path: Union[str, Path], hparam_overrides: Optional[Mapping[str
     if model_file is not None:
         resolved_model_file = Path(model_file)
     elif isinstance(getattr(module, "model_file", None), str):
-        resolved_model_file = resolve_model_file(module.model_file, path, problems)
+        resolved_model_file = resolve_model_file(module.model_file, script, problems)  # beside the user's file
     if resolved_model_file is not None:
         problems += check_model_file(resolved_model_file, path.name)
     if problems:

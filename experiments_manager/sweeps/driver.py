@@ -23,6 +23,7 @@ from experiments_manager.utils.signals import process_alive
 
 if TYPE_CHECKING:
     from experiments_manager.settings.loader import Settings
+    from experiments_manager.settings.script import ScriptSource
     from experiments_manager.sweeps.folder import SweepFolder
     from experiments_manager.sweeps.spec_writer import SweepSpec
     from experiments_manager.sweeps.space import SearchSpace
@@ -68,6 +69,7 @@ def run_sweep(arguments: SweepRequest) -> SweepOutcome:
     (`--parallelism P`: `sweeps/spark.py` starts P worker processes)."""
     from experiments_manager.run.requeue_file import resume_remembered
     from experiments_manager.settings import load_settings
+    from experiments_manager.settings.script import ScriptSource
     from experiments_manager.sweeps.folder import SweepFolder
     from experiments_manager.sweeps.space import SearchSpace
 
@@ -80,8 +82,9 @@ def run_sweep(arguments: SweepRequest) -> SweepOutcome:
         sweep_folder.refuse_foreign_code(on_disk, arguments.trust_code)  # before any of its code runs
         spec = resumed_spec(on_disk, arguments, _facts(on_disk))
         spec = _code_checked(sweep_folder, spec, arguments.accept_code_change, arguments.resume)
+        source = sweep_folder.settings_source(spec)  # its copy, run as the user's file: no path of sweep.json runs
         model_file = spec.get("model_file") if Path(spec.get("model_file") or "").is_file() else None
-        settings = load_settings(spec["settings_file"], spec["fixed_hparams"], model_file=model_file)
+        settings = load_settings(source.runs, spec["fixed_hparams"], model_file=model_file, script=source.script)
         space = SearchSpace.from_settings(settings)
         check_fixed_hparams(spec["fixed_hparams"], space.names, settings.path.name)
         created = False
@@ -94,6 +97,8 @@ def run_sweep(arguments: SweepRequest) -> SweepOutcome:
             raise UserInputError(f"--max-evals: required to start the sweep {arguments.join} (the number of trials; "
                                  "a process that joins an existing sweep may leave it out)")
         spec = _new_spec(settings, space, fixed, arguments)
+        named = Path(spec["settings_file"])  # the file this command names (resolved)
+        source = ScriptSource(runs=named, script=named)
         sweep_folder, created = SweepFolder.create(settings, spec, name=join_name(arguments.join))
         if not created:  # another task of the array created it first
             on_disk = sweep_folder.spec()
@@ -106,7 +111,7 @@ def run_sweep(arguments: SweepRequest) -> SweepOutcome:
               spec["max_evals"], _algorithm_words(spec), spec["seed"],
               f", {spec['parallelism']} at once on Spark" if spec["parallelism"] > 1 else
               f", {arguments.workers} workers here" if (arguments.workers or 1) > 1 else "")
-    return _run_workers(sweep_folder, spec, settings, space, arguments.workers or 1)
+    return _run_workers(sweep_folder, spec, settings, source, space, arguments.workers or 1, arguments.trust_code)
 
 
 def _algorithm_words(spec: "SweepSpec") -> str:
@@ -126,10 +131,11 @@ def _facts(spec: "SweepSpec") -> SweepFacts:
                                             and spec.get("pid") != os.getpid() and process_alive(spec.get("pid"))))
 
 
-def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Settings", space: "SearchSpace",
-                 workers: int) -> SweepOutcome:
+def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Settings", source: "ScriptSource",
+                 space: "SearchSpace", workers: int, trust_code: bool) -> SweepOutcome:
     """This process' workers of the sweep (`sweeps/worker_loops.py`), or with `parallelism` P > 1 the P worker
-    processes Spark starts (`sweeps/spark.py`), each with `workers` loops."""
+    processes Spark starts (`sweeps/spark.py`), each with `workers` loops; their new trials train from `source`;
+    with `trust_code` (`--trust-code`) the trials they resume are trusted with the sweep, else each is checked."""
     from experiments_manager.sweeps.legacy import import_finished
     from experiments_manager.sweeps.store import SweepStore
     from experiments_manager.sweeps.sampler import SeededSuggestions
@@ -160,8 +166,8 @@ def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Sett
             chosen.update({"parallelism": spec["parallelism"], "spark_master": spec.get("spark_master")})
         sweep_folder.record.chosen(chosen)
         sweep_folder.record.running()
-    loops = SweepWorkers(store, spec["settings_file"], spec["working_dir"], spec["fixed_hparams"],
-                         settings.experiment.working_folder, workers)
+    loops = SweepWorkers(store, source, spec["working_dir"], spec["fixed_hparams"],
+                         settings.experiment.working_folder, workers, trust_code=trust_code)
     if spec["parallelism"] <= 1 or SPARK_TASK_VARIABLE in os.environ:
         return SweepOutcome(sweep_folder, loops.run())
     from experiments_manager.sweeps.spark import SparkJobFailed, run_workers_on_spark
@@ -169,7 +175,7 @@ def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Sett
     tasks = spec["parallelism"]
     try:
         codes, loops.stop_signum = run_workers_on_spark(sweep_folder.root.resolve(), tasks, spec.get("spark_master"),
-                                                        workers)
+                                                        workers, trust_code)
     except SparkJobFailed as failure:  # (executors lost, or a task that could not start its worker): resumable
         _LOG.error("%s", failure)
         return SweepOutcome(sweep_folder, loops.finish(f"{tasks} Spark tasks: the job failed", tempfail=True))
@@ -189,7 +195,9 @@ def _code_checked(sweep_folder: "SweepFolder", spec: "SweepSpec", accept: bool, 
     spec = code_decision(spec, changes, accept, shown, sweep_folder.settings_copy,
                          lambda: accepted_code(sweep_folder.root, spec))
     if changes:
-        _LOG.warning("Resuming the sweep with changed code (accepted): %s", ", ".join(changes))
+        replaced = sweep_folder.take_accepted_settings(spec)  # new trials train with the accepted settings
+        _LOG.warning("Resuming the sweep with changed code (accepted): %s",
+                     ", ".join([*changes, *([replaced] if replaced else [])]))
     return spec
 
 

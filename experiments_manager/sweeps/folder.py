@@ -2,7 +2,8 @@
 
 ```
 sweep.json            what was swept and how (settings, space, algo, seed, max evals), status, best trial
-sweep_settings.py     copy of the settings file as it was when the sweep started
+sweep_settings.py     copy of the settings file as it was when the sweep started (or as a resume accepted it):
+                      what a resumed sweep's new trials execute, as the user's file
 trials.pickle         hyperopt Trials of the finished trials, rewritten after each one (pickle.load gives it back)
 results.csv           one row per trial: hparams, status, best value and epoch, seconds, experiment folder
 loss_vs_hparams.png   each trial's best value against each swept hparam
@@ -38,6 +39,7 @@ from experiments_manager.run.attempts import file_sha256
 from experiments_manager.run.experiment import SWEEP_SPEC_NAME
 from experiments_manager.run.record import STATUSES
 from experiments_manager.run.names import folder_stamp, make_unique_dir, now
+from experiments_manager.settings.script import ScriptSource, replace_copy
 from experiments_manager.sweeps.spec_writer import SweepRecordWriter, SweepSpec
 
 if TYPE_CHECKING:
@@ -159,13 +161,47 @@ class SweepFolder:
     def refuse_foreign_code(self, spec: SweepSpec, trust_code: bool) -> None:
         """Refuses, in one line, to resume a sweep whose folder, sweep.json or code (its settings copy, the settings
         and model files sweep.json names: each trial runs them) another user owns (`utils/code_trust.py`), unless
-        `trust_code` (`--trust-code`); the trials it resumes then trust its decision.
+        `trust_code` (`--trust-code`); the trials it resumes then trust its decision (without it, each trial's
+        folder is checked as it resumes).
 
         Raises:
             UserInputError: another user owns one of them (exit 2).
         """
         named = [Path(path) for path in (spec.get("settings_file"), spec.get("model_file")) if isinstance(path, str)]
         refuse_foreign_code(self.root, [self.spec_file, self.settings_copy, *named], trust_code)
+
+    def settings_source(self, spec: SweepSpec) -> ScriptSource:
+        """The settings a resumed sweep's new trials train from: its copy (`sweep_settings.py`), executed as the
+        user's file sweep.json names (`__file__`, its folder importable: `settings/script.py`), once the copy is
+        checked against the SHA-256 sweep.json records for it. No settings path read from sweep.json is executed.
+
+        Raises:
+            UserInputError: the copy is missing, or is not the code sweep.json records (changed in the folder).
+        """
+        original = spec.get("settings_file")
+        expected = (spec.get("code") or {}).get(original or "") or spec.get("settings_sha256")
+        found = file_sha256(self.settings_copy)
+        if found is None:
+            raise UserInputError(f"{self.settings_copy}: not found (the sweep's copy of its settings, which its new "
+                                 f"trials train from); copy {original} there to resume the sweep")
+        if expected is not None and found != expected:
+            raise UserInputError(f"{self.settings_copy}: expected the settings sweep.json records (SHA-256 "
+                                 f"{expected[:12]}), got {found[:12]}: changed inside the sweep folder; put it back "
+                                 "(each trial's folder holds the copy it trained with)")
+        return ScriptSource.of(self.settings_copy, original)
+
+    def take_accepted_settings(self, spec: SweepSpec) -> Optional[str]:
+        """Puts the user's settings file in place of the sweep's copy (durably) once a resume accepted a change
+        of it (`--accept-code-change`: sweep.json's `code` records its new SHA-256): new trials train with it.
+
+        Returns:
+            'sweep_settings.py (replaced by /home/me/proj/settings.py)', or None when nothing was replaced.
+        """
+        original = spec.get("settings_file")
+        accepted = (spec.get("code") or {}).get(original or "")
+        if original is None or accepted is None or file_sha256(original) != accepted:
+            return None
+        return replace_copy(self.settings_copy, Path(original))
 
     def spec(self) -> SweepSpec:
         """sweep.json, with the newest choices (`choices/NNNN.json`) over what it holds: a read of sweep.json that

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 SPARK_TASK_VARIABLE = "EXPERIMENTS_MANAGER_SPARK_TASK"  # in a worker Spark started: its task's number
 
 
-def run_workers_on_spark(sweep_root: Path, tasks: int, master: Optional[str],
-                         workers_per_task: int = 1) -> tuple[list[int], Optional[int]]:
+def run_workers_on_spark(sweep_root: Path, tasks: int, master: Optional[str], workers_per_task: int = 1,
+                         trust_code: bool = False) -> tuple[list[int], Optional[int]]:
     """Runs `tasks` Spark tasks, each one worker process of the sweep at `sweep_root`, until they end.
 
     Args:
@@ -48,6 +48,8 @@ def run_workers_on_spark(sweep_root: Path, tasks: int, master: Optional[str],
         master: a Spark master URL (`spark://host:7077`, `yarn`, ...); None: `local[tasks]` on this machine,
             bound to 127.0.0.1.
         workers_per_task: worker loops in each worker process (`--workers`; default 1).
+        trust_code: the sweep was resumed with `--trust-code` (another user's code): its workers are too (default
+            False).
 
     Returns:
         (each worker process' exit code, the stop signal that reached this process or None); on a cluster after a
@@ -73,7 +75,7 @@ def run_workers_on_spark(sweep_root: Path, tasks: int, master: Optional[str],
     try:
         with signal_handlers(stop, STOP_SIGNALS):
             codes = context.parallelize(range(tasks), tasks).map(
-                lambda task: _run_worker(folder, workers_per_task, task)).collect()
+                lambda task: _run_worker(folder, workers_per_task, task, trust_code)).collect()
         return list(codes), (stopped[0] if stopped else None)
     except Exception as error:  # noqa: BLE001 - py4j's and pyspark's plain errors (Ctrl-C also reached the JVM)
         if not stopped:
@@ -95,11 +97,11 @@ class SparkJobFailed(Exception):
     """The Spark job itself failed (not a worker: a task that could not run one, executors lost): one line."""
 
 
-def _run_worker(sweep_root: str, workers: int, task: int) -> int:
+def _run_worker(sweep_root: str, workers: int, task: int, trust_code: bool = False) -> int:
     """In a Spark task: one worker process of the sweep (this executor's Python), in a session of its own (Spark's
     Python daemon hangs up its process group as it shuts down), which stops once this task's process is gone."""
     command = [*python_command(), "-m", "experiments_manager", "sweep", "--resume", sweep_root, "--workers",
-               str(workers)]
+               str(workers), *(["--trust-code"] if trust_code else [])]
     environment = {**os.environ, LAUNCHER_PID_VARIABLE: str(os.getpid()), SPARK_TASK_VARIABLE: str(task)}
     return subprocess.run(command, env=environment, check=False, start_new_session=True).returncode
 

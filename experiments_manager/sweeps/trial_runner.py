@@ -5,7 +5,7 @@ loops (`worker_loops.py`) train each trial with.
 Example:
 
 ```python
-outcome = run_trial(record, "settings.py", {"learningRate": 0.01}, host, epochs=3)
+outcome = run_trial(record, ScriptSource.of("settings.py", None), {"learningRate": 0.01}, host, epochs=3)
 outcome.state, outcome.loss        # (TrialState.PAUSED..., 0.12): the record says the same
 ```
 """
@@ -41,6 +41,7 @@ _LOG = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from experiments_manager.run.record import RunRecord
+    from experiments_manager.settings.script import ScriptSource
     from experiments_manager.sweeps.journal import RecordJSON
     from experiments_manager.utils.atomic import PathLike
 
@@ -63,7 +64,7 @@ class TrialOutcome:
     Example:
 
     ```python
-    outcome = run_trial(record, settings_path, hparams, host, epochs=3)
+    outcome = run_trial(record, settings, hparams, host, epochs=3)
     if outcome.state is TrialState.FAILED:
         print(outcome.reason)
     ```
@@ -80,16 +81,17 @@ class TrialOutcome:
     seconds: Optional[float] = None
 
 
-def run_trial(record: TrialRecord, settings_path: str, hparams: dict[str, Any], host: TrialHost,
+def run_trial(record: TrialRecord, settings: ScriptSource, hparams: dict[str, Any], host: TrialHost,
               stop: Optional[threading.Event] = None, watch: Optional[LeaseWatch] = None,
-              epochs: Optional[int] = None) -> TrialOutcome:
-    """Trains one trial in the worker's warm host (`trial_host`): a new experiment from `settings_path` with
+              epochs: Optional[int] = None, trust_code: bool = False) -> TrialOutcome:
+    """Trains one trial in the worker's warm host (`trial_host`): a new experiment from `settings` with
     `hparams`, or the record's experiment continued from its checkpoint; returns its `TrialOutcome` and writes it
     into the record.
 
     Args:
         record: the trial's `TrialRecord` (claimed by this process).
-        settings_path: the settings file a new experiment trains from.
+        settings: the settings file a new experiment trains from, and the user's file its code sees as
+            `__file__` (`ScriptSource`: a resumed sweep's copy runs as the user's file).
         hparams: the trial's hparam overrides (fixed and sampled).
         host: the worker's `TrialHost` (started here if it is not running).
         stop: set when the worker is stopping: a trial still waiting for its previous writer does not start
@@ -98,6 +100,8 @@ def run_trial(record: TrialRecord, settings_path: str, hparams: dict[str, Any], 
             on another node, handed down to the host for this trial, so that a gone writer is watched once.
         epochs: train to this many epochs in all (a scheduler's rung: a new experiment trains them, a paused one
             is extended to them from its checkpoint); default None: the settings' `nbEpoch`.
+        trust_code: a resumed experiment runs its copies although another user owns them (the sweep was given
+            `--trust-code`; default False: its owner is checked, `utils/code_trust.py`).
 
     Raises:
         LeaseLost: the claim was lost meanwhile (this worker stalled past the timeout): the record is not written.
@@ -108,9 +112,10 @@ def run_trial(record: TrialRecord, settings_path: str, hparams: dict[str, Any], 
     if stop is not None and stop.is_set():
         return TrialOutcome(TrialState.INTERRUPTED, info.get("experiment"), "the worker stopped before it started")
     resume = _resumable(info)
-    request = TrialRequest(record=str(record.path), log=str(record.log_path), epochs=epochs,
+    new = {"settings": str(settings.runs), "script": str(settings.script), "hparams": hparams}
+    request = TrialRequest(record=str(record.path), log=str(record.log_path), epochs=epochs, trust_code=trust_code,
                            environment=_handed_down(watch, info.get("experiment")),
-                           **({"resume": resume} if resume else {"settings": settings_path, "hparams": hparams}))
+                           **({"resume": resume} if resume else new))
     started = time.monotonic()
     with open(record.log_path, "a") as log:
         worker = info.get("worker") or {}

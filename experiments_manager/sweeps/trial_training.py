@@ -34,12 +34,16 @@ class TrialRequest:
         record: the trial's record (`trials/trial-NNNN.json`): the host notes the experiment's folder in it.
         log: the trial's output log; the host appends to it.
         settings: the settings file a new experiment trains from (None with `resume`).
+        script: the user's file the settings' code sees as `__file__` (a resumed sweep runs its copy of the
+            settings as the user's file, `settings/script.py`; default None: `settings` itself).
         hparams: the new experiment's hparam overrides (default none).
         resume: the experiment to continue instead (default None).
         epochs: train to this many epochs in all (a scheduler's rung) instead of the settings' `nbEpoch` (default
             None).
         environment: variables set for this trial only (what the worker saw of the experiment's previous writer,
             `LeaseWatch.handed_down`; default none).
+        trust_code: with `resume`, run the experiment's copies although another user owns them (the sweep was given
+            `--trust-code`; default False: refused in one line, as `train --resume` does).
 
     Example:
 
@@ -53,10 +57,12 @@ class TrialRequest:
     record: str
     log: str
     settings: Optional[str] = None
+    script: Optional[str] = None
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     resume: Optional[str] = None
     epochs: Optional[int] = None
     environment: dict[str, str] = dataclasses.field(default_factory=dict)
+    trust_code: bool = False
 
     def to_line(self) -> str:
         return json.dumps(dataclasses.asdict(self)) + "\n"
@@ -105,23 +111,20 @@ def train_trial(request: TrialRequest, warm: Optional[BuiltModel] = None) -> Tri
         if request.resume:
             if _reached(request.resume, request.epochs):
                 return TrialTrained(0)
-            # the sweep compared its code with what its trials ran, and whose it is, before it resumed
-            # (sweeps/code_check.py, SweepFolder.refuse_foreign_code)
-            outcome = training.resume(request.resume, alongside=noted, accept_code_change=True, trust_code=True,
-                                      epochs=request.epochs, warm=warm,
+            # the sweep compared its code with what its trials ran before it resumed (sweeps/code_check.py); whose
+            # the trial's folder is, is checked here unless the sweep was trusted (SweepFolder.refuse_foreign_code)
+            outcome = training.resume(request.resume, alongside=noted, accept_code_change=True,
+                                      trust_code=request.trust_code, epochs=request.epochs, warm=warm,
                                       command=resume_command(request.resume, request.epochs))
         else:
-            settings: Any = request.settings
-            hparams: Optional[dict[str, Any]] = request.hparams
-            if request.epochs is not None:
-                from experiments_manager.settings import load_settings
+            from experiments_manager.settings import load_settings
 
-                settings = load_settings(str(request.settings), request.hparams)
+            settings = load_settings(str(request.settings), request.hparams, script=request.script)
+            if request.epochs is not None:
                 settings.train_for(request.epochs)
-                hparams = None  # applied
-            outcome = training.train(settings, hparams, alongside=noted, working_folder=sweep_root,
+            outcome = training.train(settings, alongside=noted, working_folder=sweep_root,
                                      mlflow=_sweep_tracking_uri(sweep_root),
-                                     command=equivalent_train_command(str(request.settings), request.hparams))
+                                     command=equivalent_train_command(settings.script, request.hparams))
     except UserInputError as error:
         print_problems(error.problems)
         record.update(reason="; ".join(error.problems))

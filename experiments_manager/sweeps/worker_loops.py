@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     import subprocess
     from types import FrameType
 
+    from experiments_manager.settings.script import ScriptSource
+
     from experiments_manager.sweeps.results import Row
 
 _LOG = logging.getLogger(__name__)
@@ -52,27 +54,32 @@ class SweepWorkers:
 
     Args:
         store: the sweep's `SweepStore`.
-        settings_path: the settings file new trials train from.
+        settings: the settings new trials train from (`ScriptSource`: a resumed sweep's copy, run as the user's
+            file).
         working_dir: the trial hosts' current directory.
         fixed_hparams: `--hparam` overrides of every trial.
         working_folder: the settings' workingFolder (the summary's TensorBoard hint).
         workers: worker loops in this process (default 1).
+        trust_code: the sweep was resumed or joined with `--trust-code`: the trials it resumes run their folders'
+            code whoever owns them (default False: each trial's folder is checked as `train --resume` checks it).
 
     Example:
 
     ```python
-    exit_code = SweepWorkers(store, "settings.py", "/home/me/project", {"nbEpoch": 5}, "experiments", 2).run()
+    source = ScriptSource(runs=Path("settings.py"), script=Path("settings.py"))
+    exit_code = SweepWorkers(store, source, "/home/me/project", {"nbEpoch": 5}, "experiments", 2).run()
     ```
     """
 
-    def __init__(self, store: SweepStore, settings_path: str, working_dir: str, fixed_hparams: dict[str, Any],
-                 working_folder: str, workers: int = 1) -> None:
+    def __init__(self, store: SweepStore, settings: ScriptSource, working_dir: str, fixed_hparams: dict[str, Any],
+                 working_folder: str, workers: int = 1, trust_code: bool = False) -> None:
         self.store = store
-        self.settings_path = settings_path
+        self.settings = settings
         self.working_dir = working_dir
         self.fixed_hparams = dict(fixed_hparams)
         self.working_folder = working_folder
         self.workers = workers
+        self.trust_code = trust_code
         self.stop_signum: Optional[int] = None
         self._stopping = SignalSafeEvent()  # set by a signal handler
         self._results = 0  # how many results this process' workers recorded (a waiting worker waits for a change)
@@ -181,9 +188,9 @@ class SweepWorkers:
                         f"{self.store.schedule.eta} there): it continues from its checkpoint to {step.promoted_to} "
                         f"epochs{self._suffix(index)}")
         try:
-            result = run_trial(step.record, self.settings_path, {**self.fixed_hparams, **step.entry.hparams},
+            result = run_trial(step.record, self.settings, {**self.fixed_hparams, **step.entry.hparams},
                                self._host(index), stop=self._stopping, watch=self.store.watch,
-                               epochs=step.entry.epochs_target)
+                               epochs=step.entry.epochs_target, trust_code=self.trust_code)
         except LeaseLost as lost:  # this worker stalled and another took the trial over: it is theirs now
             self.store.give_back(step)  # (stops the claim's heartbeat; the lease file is the new holder's)
             self._print(f"trial {number}/{total} lost: {lost}{self._suffix(index)}")

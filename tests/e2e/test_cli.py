@@ -213,6 +213,30 @@ def test_a_colleagues_run_whose_copy_was_rewritten_runs_only_with_trust_code(tmp
     assert marker.read_text() == "ran" and model.version_info["version"] == trained.versions[-1]
 
 
+@pytest.mark.claim("a sweep's trials are trusted with their sweep: a sweep resumed without --trust-code checks the "
+                   "owner of each trial it resumes")
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: gives the folder to another user (CI runs as root)")
+def test_a_trial_another_user_owns_in_a_sweep_not_trusted_is_refused_before_its_code_runs(tmp_path, trained):
+    """A colleague's run planted as a trial's experiment in your sweep: the trial's resume (what a worker's host runs)
+    refuses it in one line, recorded as the trial's reason, and its code never runs."""
+    import json
+
+    from experiments_manager.sweeps.trial_training import TrialRequest, train_trial
+
+    run, marker = _copy_rewritten_to_leave_a_marker(trained.dir, tmp_path)
+    for path in [run, *run.rglob("*")]:
+        os.lchown(path, 54321, 54321)
+    record = tmp_path / "trials" / "trial-0001.json"
+    record.parent.mkdir()
+    record.write_text(json.dumps({"number": 1, "experiment": str(run)}))
+    trial = train_trial(TrialRequest(record=str(record), log=str(record.with_suffix(".log")), resume=str(run)))
+    assert trial.exit_code == 2 and not marker.exists()
+    assert json.loads(record.read_text())["reason"] == (
+        f"{run}: its code (experiment_settings.py, model_curve_fitting.py, run.json) belongs to uid 54321, not to you "
+        "(root): loading it runs that code; if you trust it, add --trust-code (Python: trust_code=True); see "
+        "docs/explanation/security.md")
+
+
 def _copy_rewritten_to_leave_a_marker(trained_run, folder):
     """A copy of `trained_run` in `folder` whose settings copy was rewritten to leave a marker file when it runs, its
     hash in run.json updated with it (what someone who can write the folder does). Returns (the run, the marker)."""

@@ -7,6 +7,7 @@ epoch and keeping only the newest version (and the best), with a learning rate t
 last version is not its best.
 """
 
+import contextlib
 import json
 import shutil
 import socket
@@ -268,9 +269,18 @@ def test_a_run_on_a_read_only_disk_is_evaluated_its_numbers_printed_and_saved_wh
     with tmpfs(tmp_path / "handed-over", "20m") as disk:
         copy = disk / "run"
         shutil.copytree(blobs.root, copy, ignore=shutil.ignore_patterns("evaluations", "lease.json*"))
+        with open(disk / "filler", "wb", buffering=0) as filler:  # the disk full
+            with contextlib.suppress(OSError):
+                while True:
+                    filler.write(bytes(1 << 16))
+        full = run_cli("evaluate", str(copy))
         remount_read_only(disk)
         refused = run_cli("evaluate", str(copy))
         saved = run_cli("evaluate", str(copy), "--output", str(tmp_path / "mine"))
+    assert full.returncode == 75 and "sparse_categorical_accuracy" in full.stdout, full.stdout + full.stderr
+    assert [line for line in full.stderr.splitlines() if line.startswith("error:")] == [
+        f"error: {copy / 'evaluations'}: No space left on device: the evaluation above is not saved; give --output "
+        "DIR (em.evaluate(..., output=DIR)) to save it elsewhere"], full.stderr
     assert refused.returncode == 75, refused.stdout + refused.stderr
     assert "sparse_categorical_accuracy" in refused.stdout and "report:" not in refused.stdout
     assert [line for line in refused.stderr.splitlines() if line.startswith("error:")] == [

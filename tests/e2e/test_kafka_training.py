@@ -3,9 +3,11 @@
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -225,6 +227,44 @@ def test_stalled_stream_checkpoints_as_interrupted_and_resume_finishes(run_cli, 
     result = run_cli("train", "--resume", str(experiment))
     assert result.returncode == 0, result.stderr
     assert read_run(experiment)["status"] == "finished"
+
+
+@pytest.mark.slow
+@pytest.mark.claim("a frozen broker (SIGSTOP): the run stalls within its timeout and ends within 10 s more, exit 75; "
+                   "a commit the broker does not take is said, and run.json's committed offset is the broker's")
+def test_a_frozen_broker_ends_the_run_within_its_stall_timeout_and_run_json_holds_the_brokers_offset(
+        run_cli, start_cli, workdir, own_kafka_broker, monkeypatch):
+    settings = kafka_variant(workdir, "frozen", ["kafka_stall_timeout_secs = 20"])
+    # two epochs of data for three: the second trains on records fetched before the freeze (its commit cannot
+    # reach the broker), the third stalls
+    produce(run_cli, settings, own_kafka_broker, "--epochs", "2")
+    monkeypatch.setenv("PYTHONFAULTHANDLER", "1")
+    process, experiments = train_until_first_checkpoint(start_cli, workdir, settings, own_kafka_broker,
+                                                        "--hparam", "nbEpoch=3")
+    os.kill(own_kafka_broker.process.pid, signal.SIGSTOP)
+    frozen = time.monotonic()
+    try:
+        output = output_or_stacks(process, timeout=150)
+        waited = time.monotonic() - frozen
+    finally:
+        os.kill(own_kafka_broker.process.pid, signal.SIGCONT)
+    experiment = single_experiment(experiments)
+    run = read_run(experiment)
+    stalled = int(re.search(r"cannot reach \S+ for (\d+) s", run["reason"]).group(1))
+    print(f"the run ended {waited:.1f} s after the broker froze, its stall said after {stalled} s")
+    assert process.returncode == 75 and run["status"] == "interrupted", output
+    assert run["epochs_completed"] == 2 and stalled <= 20 + 5, output  # (5 s: a stall is checked every few s)
+    # the stall counts from when the fetched records ran out (an epoch and the validation's timed-out reads after
+    # the freeze), then the checkpoint and the clients' closes take at most 10 s
+    assert waited < 20 + 10 + 15, output
+    assert "not committed to" in output, output
+    # the broker's offset is run.json's, or one a commit the run said went unanswered carried (sent before the
+    # freeze, the broker took it once it answered again)
+    broker = committed_offset(own_kafka_broker, experiment.name, "frozen_train")
+    recorded = run["kafka"].get("committed_offsets", {}).get("0")
+    unanswered = [line for line in output.splitlines() if "no answer within" in line]
+    assert (broker if broker >= 0 else None) == recorded or any(
+        f"(partition 0 offset {broker}) not committed" in line for line in unanswered), (broker, run["kafka"], output)
 
 
 @pytest.mark.claim('the log and run.json say how many records were read and what to do')

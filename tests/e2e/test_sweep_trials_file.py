@@ -3,6 +3,7 @@ journal with nothing retrained; a model file edited since the trials ran is refu
 --accept-code-change (the last test: it changes the shared sweep)."""
 
 import csv
+import hashlib
 import json
 import os
 import pickle
@@ -124,6 +125,31 @@ def test_a_damaged_trials_pickle_is_rebuilt_from_the_journal_and_no_trial_is_ret
     assert sorted(trials.losses()) == sorted(run["best_value"] for run in before["experiments"].values())
 
 
+def test_a_sweep_json_naming_an_outside_settings_file_never_runs_it(finished_sweep):
+    workdir, sweep = finished_sweep
+    marker, hostile = workdir / "RAN", workdir / "outside" / "evil.py"
+    hostile.parent.mkdir()
+    hostile.write_text(f"import os\nos.system('touch {marker}')\n")
+    # sweep.json and its newest choices (what it is read with) name the hostile file, with its hash
+    records = [sweep / "sweep.json", sorted((sweep / "choices").glob("*.json"))[-1]]
+    intact = [record.read_bytes() for record in records]
+    for record, content in zip(records, intact):
+        spec = json.loads(content)
+        spec.update(settings_file=str(hostile), settings_sha256=hashlib.sha256(hostile.read_bytes()).hexdigest())
+        record.write_text(json.dumps(spec))
+    try:
+        refused = run_command(["sweep", "--resume", str(sweep), "--max-evals", "3"], cwd=workdir, env=cli_env(),
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        for record, content in zip(records, intact):
+            record.write_bytes(content)
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+    assert refused.returncode == 2 and len(errors) == 1, refused.stderr
+    assert f"{sweep / 'sweep_settings.py'}: expected the settings sweep.json records" in errors[0], errors[0]
+    assert not marker.exists(), "the settings file sweep.json names ran"
+    assert "Traceback" not in refused.stderr
+
+
 @pytest.mark.claim(
     'run.json records every attempt; the top level describes the latest; changed code is refused unless '
     '`--accept-code-change`')
@@ -131,6 +157,8 @@ def test_a_model_file_changed_since_the_trials_ran_is_refused_unless_accepted(fi
     workdir, sweep = finished_sweep
     model_file = workdir / "examples" / "regression" / "model_curve_fitting.py"
     model_file.write_text(model_file.read_text().replace("activation='relu'", "activation='tanh'"))
+    settings_file = workdir / REGRESSION_SETTINGS
+    settings_file.write_text(settings_file.read_text() + "\n# edited after the sweep began\n")
     refused = run_command(["sweep", "--resume", str(sweep), "--max-evals", "3"], cwd=workdir,
                           env=cli_env(), capture_output=True, text=True, timeout=300)
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
@@ -142,6 +170,11 @@ def test_a_model_file_changed_since_the_trials_ran_is_refused_unless_accepted(fi
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     spec = json.loads((sweep / "sweep.json").read_text())
     assert spec["trials_done"] == 3 and spec["code"][str(model_file.resolve())] != spec["model_sha256"]
+    # the third trial ran the sweep's copy, replaced by the accepted settings, as the user's file
+    assert (sweep / "sweep_settings.py").read_text() == settings_file.read_text()
+    third = max((read_run(path.parent)["started"], path.parent) for path in sweep.glob("*/run.json"))[1]
+    assert read_run(third)["settings_file"] == str(settings_file.resolve())
+    assert (third / "experiment_settings.py").read_text() == settings_file.read_text()
     again = run_command(["sweep", "--resume", str(sweep)], cwd=workdir, env=cli_env(),
                         capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr  # the accepted code is the sweep's now: nothing to refuse

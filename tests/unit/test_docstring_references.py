@@ -27,7 +27,7 @@ USERS_FILES = {  # the user's files in examples, not ours
 }
 NOT_MODULES = {  # named in backticks before a dot, and not a module: folders, files, objects
     "saved_model", "tf_loader", "em_federation", "confusion_matrix", "per_class", "experiment_settings",
-    "loss_vs_hparams", "sweep_array",
+    "loss_vs_hparams", "sweep_array", "sweep_settings",
 }
 FILE = re.compile(r"(?<![\w./-])((?:[\w-]+/)*[\w-]+\.py)\b")
 DOTTED = re.compile(r"`((?:[a-z][a-z0-9]*\.)?[a-z][a-z0-9]*_[a-z0-9_]+)\.([A-Za-z_]\w*)")
