@@ -154,7 +154,9 @@ def start_federation(settings: Union[PathLike, Settings], hparam_overrides: Opti
                              "training yet (expected False with enable_federated_learning)")
     config = FederationConfig.from_settings(settings, rounds=rounds, num_clients=num_clients)
     tracking_at = tracking_of(settings, mlflow)
-    initial_weights(init_from, skip_mismatch, trust_code)  # a source that is no run: said before the folder exists
+    weights = initial_weights(init_from, skip_mismatch, trust_code)  # a source that is no run: said before the folder
+    if weights is not None:                                            # exists, and so is one the model cannot take
+        _check_warm_start(settings, weights)
     experiment = Experiment.create(settings, command or running_command())
     if tracking_at is not None:
         record_server(experiment, tracking_at, settings.tracking.mlflow_experiment,
@@ -163,6 +165,17 @@ def start_federation(settings: Union[PathLike, Settings], hparam_overrides: Opti
                        experiment.root.resolve(), rounds=rounds, round_timeout=round_timeout, num_clients=num_clients,
                        init_from=init_from, skip_mismatch=skip_mismatch, trust_code=trust_code)
     return settings, config, experiment, job
+
+
+def _check_warm_start(settings: Settings, weights: InitialWeights) -> None:
+    """Refuses, in one line and before the server's folder exists, a version the global model cannot take (no block
+    of it in the version; without `--skip-mismatch`, weights the version does not give), as `train --init-from`
+    does: the server's model is built and the version read into it once here (the ServerApp reads it again)."""
+    from experiments_manager.training import compile_for_evaluation
+    from experiments_manager.training.model import keras_names_kept
+
+    with keras_names_kept():
+        weights.load_into(compile_for_evaluation(settings), settings)
 
 
 def end_if_running(experiment: Experiment, ending: Ending, only_if_running: bool = True,

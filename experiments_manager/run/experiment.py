@@ -7,13 +7,16 @@ Layout (the README, "The experiment folder"):
   experiment_settings.py     copy of the settings file as run
   <model_name>.py            copy of the model file
   run.json                   status, command, hparams, seed, versions, best value, exports
-  checkpoints/               what resume needs
+  checkpoints/               what resume needs (a link to scratch storage with `checkpoints_folder`)
   logs/                      TensorBoard
   exported_models/<N>/       SavedModel versions (TF Serving layout)
   models.config              TF Serving model config
   history.csv, training_curves.png   one row / one point per epoch
   train.log                  the console output of every attempt (log.py)
 ```
+
+Long because every command opens a run through this one class: its layout, its creation and the checks a reader and
+a writer make before anything else.
 """
 
 import contextlib
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence, cast
 
 from experiments_manager.run.attempts import code_changes, code_identity, recorded_code
+from experiments_manager.run.checkpoints_link import link_checkpoints, own_links, refuse_links
 from experiments_manager.run.names import folder_name, folder_stamp, make_unique_dir, now, varied_hparams
 from experiments_manager.run.migrations import current_run_record
 from experiments_manager.run.record import RunRecord, record_problems
@@ -128,6 +132,7 @@ class Experiment:
         """
         lease_timeout()
         moment = datetime.datetime.now()  # one moment for the folder name and run.json's `started`
+        inside_another = root is not None  # a federation's client: its checkpoints stay in its own folder
         if reservation is not None and root is None and reservation.fits(settings, parent):
             moment, base, root = reservation.moment, reservation.base, cast(Path, reservation.claim())
             repeat = root.name[len(base) + 1:]  # as below
@@ -145,6 +150,7 @@ class Experiment:
             repeat = ""
         fsync_folder(root.parent)  # the new folder's name survives a power loss
         experiment = cls(root)
+        linked: Optional[Path] = None
         try:  # a run that cannot start (a full disk) leaves no folder: nothing half-made
             if settings.from_file:
                 copy_atomically(settings.path, experiment.settings_copy)
@@ -153,12 +159,27 @@ class Experiment:
                     f'"""The settings of this experiment were built in Python ({settings.path.name}), not read from a '
                     'file.\n\nResume it from Python: em.resume(folder, settings=<the same settings>)."""\n')
             copy_atomically(settings.model_file, root / f"{settings.model_name}.py")
-            experiment.write_run_info(first_record(settings, command, now(moment), repeat))
+            record = first_record(settings, command, now(moment), repeat)
+            if settings.experiment.checkpoints_folder is not None and not inside_another:  # on scratch storage
+                linked = link_checkpoints(experiment.checkpoints_dir, Path(settings.experiment.checkpoints_folder))
+                record["checkpoints_link"] = str(linked)
+            experiment.write_run_info(record)
         except BaseException:
             with contextlib.suppress(OSError):  # the clean-up's own failure does not hide why the start failed
                 remove_tree_atomically(root)
+                if linked is not None:
+                    linked.rmdir()
             raise
         return experiment
+
+    def refuse_links(self) -> None:
+        """What a writer checks first (`checkpoints_link.refuse_links`): one line naming a symbolic link in the folder
+        other than its own `checkpoints/` (the settings' `checkpoints_folder`), or its own leading elsewhere or nowhere.
+
+        Raises:
+            UserInputError: such a link.
+        """
+        refuse_links(self.root, own_links(self.checkpoints_dir, self.run_info()))
 
     @classmethod
     def open(cls, root: PathLike, record: bool = True, trust_code: bool = False) -> "Experiment":

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence
 from experiments_manager.run.endings import ending_of
 from experiments_manager.run.log import console_copied
 from experiments_manager.run.space_reserve import kept_for_the_ending
-from experiments_manager.utils.links import first_link_inside, refuse_link
 
 if TYPE_CHECKING:
     from experiments_manager.run.endings import Ending
@@ -70,7 +69,7 @@ def attempt(experiment: Experiment, command: Sequence[str], console: bool = True
         UserInputError: the folder holds a symbolic link (`utils/links.py`: nothing is written through one); nothing
             is written.
     """
-    refuse_link(first_link_inside(experiment.root))
+    experiment.refuse_links()
     with experiment.held(command) as lease:
         copied = console_copied(experiment.root, command, lease.fenced) if console else contextlib.nullcontext()
         reserved = kept_for_the_ending(experiment.root, lease.fenced) if records_ending else contextlib.nullcontext()

@@ -9,6 +9,8 @@ their names (`nbEpoch`, `monitored_loss_name`, `tensorflow_server_port`).
 `Status` is a run's status (run.json's `status`, each attempt's, a sweep's and its trials' records). Code writes
 the record through `record_writer.RunRecordWriter`'s named transitions, never by key.
 
+Long because every key of run.json is defined here, once, with its type and meaning: the keys are one table.
+
 Versions: `record_version` is 2 in records written since it was introduced; a record without it was written by an
 earlier version of the engine (version 1: the same keys, none of them renamed), and reads the same.
 
@@ -88,6 +90,7 @@ class RunRecord(TypedDict, total=False):
     last_epoch_logs: dict[str, Any]
     learning_rate: float
     checkpoints_pruned: str
+    checkpoints_link: str
     command: list[str]
     settings_file: Optional[str]
     settings_object: Optional[str]
@@ -156,6 +159,11 @@ def _model_name(value: str) -> bool:
     return model_name_problem(value) is None
 
 
+def _absolute_path(value: str) -> bool:
+    """An absolute path with no `..` in it (a place the user's settings named, as the engine recorded it)."""
+    return value.startswith("/") and ".." not in value.split("/")
+
+
 def _version_number(value: Any) -> bool:
     """A version's number: a whole number (not a path, not a boolean)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -182,6 +190,9 @@ KEYS: tuple[Key, ...] = (
         "`get_learningRate()`'s)", STATUS),
     Key(("checkpoints_pruned",), "string", "when `prune --checkpoints` deleted the run's `checkpoints/` (it can no "
         "longer be resumed or extended)", STATUS),
+    Key(("checkpoints_link",), "string", "where `checkpoints/` links to when the settings' `checkpoints_folder` put "
+        "the run's checkpoints elsewhere (scratch storage); the one link a writer follows in the folder, and only "
+        "while the link leads there", STATUS, _absolute_path, "an absolute path without '..'"),
     Key(("command",), "array", "the command line of the first attempt; a sweep trial's is the `experiments-manager "
         "train` command that reproduces it alone", WHAT_RAN),
     Key(("settings_file", "model_file"), "string?", "the user's files (their copies in the folder are what a resume "

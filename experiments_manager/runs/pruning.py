@@ -162,6 +162,7 @@ def carry_out(plan: PrunePlan, command: Sequence[str] = ()) -> list[tuple[Doomed
                 results.append((item, f"its status changed since (now {status})" if item.path.exists()
                                 else "gone meanwhile"))
                 continue
+            place = linked_checkpoints(root)  # (outside the folder: removed with what links to it)
             hidden = hidden_for_removal(item.path, durable=True)
             if item.kind == CHECKPOINTS:
                 experiment = Experiment(root)
@@ -173,8 +174,28 @@ def carry_out(plan: PrunePlan, command: Sequence[str] = ()) -> list[tuple[Doomed
         finally:
             lease.release()  # (a run's lease went with its folder: nothing left to remove)
         _remove(hidden)
+        if place is not None:
+            _remove(hidden_for_removal(place, durable=True))
         results.append((item, None))
     return results
+
+
+def linked_checkpoints(root: Path) -> Optional[Path]:
+    """The place a run's `checkpoints/` links to when the engine made the link (the settings' `checkpoints_folder`):
+    run.json's `checkpoints_link`, the link leading there, the place named after the run's folder as the engine names
+    it; None otherwise (a checkpoints folder of its own, or a link the engine did not make: only the link goes).
+
+    Args:
+        root: the run's folder.
+    """
+    recorded = read_run_info(Experiment(root)).get("checkpoints_link")
+    link = root / "checkpoints"
+    if not isinstance(recorded, str) or not link.is_symlink() or os.readlink(link) != recorded:
+        return None
+    place = Path(recorded)
+    suffix = place.name[len(root.name):]  # `Experiment._link_checkpoints` names it after the run: '' or '_2'
+    named = place.name.startswith(root.name) and (not suffix or (suffix[0] == "_" and suffix[1:].isdigit()))
+    return place if named and place.is_dir() else None
 
 
 def disk_usage(path: PathLike) -> int:

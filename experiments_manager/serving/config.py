@@ -79,18 +79,28 @@ def served_as(experiment: "Experiment", name: str) -> ModelSource:
 def _report_no_version_yet(experiment: "Experiment", info: "RunRecord") -> None:
     """An experiment with no version yet: served once one is written, while the run may still write one (said in
     one line, with its status); refused in one line when it ended without any."""
-    status, done, total = info.get("status"), info.get("epochs_completed") or 0, info.get("nbEpoch") or "?"
+    status = info.get("status")
+    done, total, unit = _progress(info)
     if status in (Status.FINISHED, Status.FAILED):
         why = f": {info['error']}" if status == Status.FAILED and info.get("error") else ""
         raise UserInputError(f"{experiment.root}: exported_models: expected a version to serve, got none (status: "
-                             f"{status}, {done} of {total} epochs done{why})")
+                             f"{status}, {done} of {total} {unit}s done{why})")
     if status == Status.RUNNING:
-        _LOG.info("%s has no exported version yet (status: running, epoch %s of %s); it will be served as soon as "
-                  "one is written", experiment.root, done + 1, total)
+        _LOG.info("%s has no exported version yet (status: running, %s %s of %s); it will be served as soon as "
+                  "one is written", experiment.root, unit, done + 1, total)
     else:
-        _LOG.info("%s has no exported version yet (status: %s, %s of %s epochs done); it will be served as soon as "
-                  "one is written (resume it: %s train --resume %s)", experiment.root, status, done, total,
+        _LOG.info("%s has no exported version yet (status: %s, %s of %s %ss done); it will be served as soon as "
+                  "one is written (resume it: %s train --resume %s)", experiment.root, status, done, total, unit,
                   command_name(), experiment.root)
+
+
+def _progress(info: "RunRecord") -> tuple[int, object, str]:
+    """(done, planned, 'epoch') of a run, or (rounds done, rounds planned, 'round') of a federation's server (its
+    `nbEpoch` is each client's local epochs, not its progress)."""
+    federation = info.get("federated")
+    if isinstance(federation, dict):
+        return int(info.get("rounds_completed") or 0), federation.get("rounds") or "?", "round"
+    return int(info.get("epochs_completed") or 0), info.get("nbEpoch") or "?", "epoch"
 
 
 def read_run_info(experiment: "Experiment") -> "tuple[RunRecord | None, str]":

@@ -8,7 +8,7 @@ model directly, which measured ~0.2 ms faster per request than grpc.aio.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -28,6 +28,7 @@ from tensorflow_serving.apis import (
 from experiments_manager.serving import tensor_protos
 from experiments_manager.serving.errors import RequestError
 from experiments_manager.serving.model_status import status_response
+from experiments_manager.utils.freed_memory import return_freed_memory
 
 if TYPE_CHECKING:
     from experiments_manager.serving.predictor import Predictor
@@ -39,8 +40,34 @@ VERSION_RECORD_FIELD = "version_record"  # ours: the epoch and monitored value t
 CLASS_NAMES_FIELD = "class_names"  # ours: the class names by class id, when the settings gave them (a ListValue)
 
 
+TRIM_AFTER_BYTES = 8 << 20  # a request this big gives back the memory it arrived in once decoded (freed_memory)
 DEFAULT_ANSWER_LIMIT = 64 << 20
 """The largest gRPC answer, unless the largest request is larger (`answer_limit`)."""
+
+
+class HandedOver:
+    """A request (its bytes, then its message) held for one taker: `take` leaves nothing behind, so the request is
+    freed as soon as its taker lets go of it. gRPC keeps the argument it passes a handler until the answer is sent:
+    what it keeps is this emptied holder, not a second copy of a big request beside its arrays and the answer.
+
+    Args:
+        value: what is held (default None).
+
+    Example:
+
+    ```python
+    held = HandedOver(raw)
+    request = predict_pb2.PredictRequest.FromString(held.take())   # `held` no longer holds the bytes
+    ```
+    """
+
+    def __init__(self, value: Any = None) -> None:
+        self._value = value
+
+    def take(self) -> Any:
+        """What is held, once: the holder is empty afterwards."""
+        value, self._value = self._value, None
+        return value
 
 
 def answer_limit(max_request_bytes: int) -> int:
@@ -62,25 +89,33 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.predictor = predictor
         self.max_answer_bytes = max_answer_bytes
 
-    def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> bytes:
+    def Predict(self, request: Union[predict_pb2.PredictRequest, HandedOver],
+                context: grpc.ServicerContext) -> bytes:
+        """TF Serving's Predict. A request `HandedOver` (the server's way) is freed once its inputs are read, the
+        inputs once the model ran, the outputs once the answer holds them: a big request's copies are not all
+        alive at once (the bytes, the message, the arrays, the outputs, the answer and gRPC's copy of it)."""
+        message = request.take() if isinstance(request, HandedOver) else request
         try:
-            spec = request.model_spec
-            servable, key, specs = self.predictor.resolve(
-                spec.name, _version(spec), spec.version_label, spec.signature_name
-            )
-            arrays = tensor_protos.arrays_from_protos(request.inputs, specs)
-            rows = {array.shape[0] if array.ndim else 1 for array in arrays.values()}
-            least = servable.answer_bytes_at_least(key, max(rows, default=0), tuple(request.output_filter))
+            servable, key, specs = self.predictor.resolve(message.model_spec.name, _version(message.model_spec),
+                                                          message.model_spec.version_label,
+                                                          message.model_spec.signature_name)
+            arrays = tensor_protos.arrays_from_protos(message.inputs, specs)
+            output_filter = tuple(message.output_filter)
+            del message  # (the arrays hold copies of its values)
+            rows = max((array.shape[0] if array.ndim else 1 for array in arrays.values()), default=0)
+            least = servable.answer_bytes_at_least(key, rows, output_filter)
             if least > self.max_answer_bytes:  # refused before the work
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, self._too_big(least, max(rows, default=0)))
-            outputs = self.predictor.run(servable, key, arrays, tuple(request.output_filter))
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, self._too_big(least, rows))
+            outputs = self.predictor.run(servable, key, arrays, output_filter)
+            del arrays
         except RequestError as error:
             context.abort(error.code, error.message)
         model_spec = model_pb2.ModelSpec()
         _fill_spec(model_spec, servable, key)
         answer = tensor_protos.predict_response_bytes(model_spec, outputs)  # serialized: `_serializer` passes it on
+        del outputs
         if len(answer) > self.max_answer_bytes:  # outputs whose size only the work told
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, self._too_big(len(answer), max(rows, default=0)))
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, self._too_big(len(answer), rows))
         return answer
 
     def _too_big(self, size: int, rows: int) -> str:
@@ -151,6 +186,7 @@ def _fill_spec(model_spec: Any, servable: Servable, signature_key: str) -> None:
     model_spec.signature_name = signature_key
 
 
+_HANDED_OVER = frozenset({"Predict"})  # methods that take their request `HandedOver` (big requests)
 # service -> method -> (request, response) messages: TF Serving's, as its generated `add_*_to_server` registers them
 _METHODS = {
     "tensorflow.serving.PredictionService": {
@@ -179,7 +215,8 @@ def add_services(server: Any, predictor: Predictor, versions: VersionManager,
     for service, methods in _METHODS.items():
         handlers = {
             method: grpc.unary_unary_rpc_method_handler(_decoding(getattr(servicers[service], method), request,
-                                                                  predictor),
+                                                                  predictor, hands_over=method in _HANDED_OVER),
+                                                        request_deserializer=HandedOver,
                                                         response_serializer=_serializer(response))
             for method, (request, response) in methods.items()
         }
@@ -194,22 +231,30 @@ def _serializer(response_type: Any) -> Callable[[Any], bytes]:
     return serialize
 
 
-def _decoding(method: Callable[[Any, Any], Any], request_type: Any,
-              predictor: Predictor) -> Callable[[bytes, Any], Any]:
+def _decoding(method: Callable[[Any, Any], Any], request_type: Any, predictor: Predictor,
+              hands_over: bool = False) -> Callable[[HandedOver, Any], Any]:
     """`method` on the decoded request, counted in flight, a big one holding its share of the request budget
-    (`RequestBudget`)."""
-    def handle(raw: bytes, context: Any) -> Any:
+    (`RequestBudget`). The request's bytes are freed once decoded; with `hands_over`, `method` takes the message
+    `HandedOver` (and frees it when it is done with it)."""
+    def handle(held: HandedOver, context: Any) -> Any:
         with predictor.answering():
-            return decoded(raw, context)
+            return decoded(held, context)
 
-    def decoded(raw: bytes, context: Any) -> Any:
+    def decoded(held: HandedOver, context: Any) -> Any:
+        raw = held.take()
+        size = len(raw)
         try:
             request = request_type.FromString(raw)
         except DecodeError as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"undecodable {request_type.__name__}: {error}")
+        del raw
+        if size >= TRIM_AFTER_BYTES:  # what gRPC received it in, back to the system before the work
+            return_freed_memory()
+        argument = HandedOver(request) if hands_over else request
+        del request
         try:
-            with predictor.budget.share(len(raw)):
-                return method(request, context)
+            with predictor.budget.share(size):
+                return method(argument, context)
         except RequestError as error:  # no share in time: UNAVAILABLE, retry later
             context.abort(error.code, error.message)
 

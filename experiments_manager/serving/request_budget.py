@@ -6,20 +6,19 @@ A request costs the server a small multiple of its size while it is read, decode
 (first come, first served) up to `wait_seconds`; then it is refused with 503 (REST, with Retry-After) or
 UNAVAILABLE (gRPC), as TF Serving refuses work when its batch queue is full. Smaller requests never wait.
 Once the last big request is answered, the memory the C allocator keeps free is handed back to the system
-(`return_free_memory`), so a node's other tenants get it back.
+(`utils/freed_memory.py`), so a node's other tenants get it back.
 """
 
 import asyncio
 import collections
 import contextlib
-import ctypes
-import ctypes.util
 import threading
 from typing import Any, AsyncIterator, Iterator, Optional
 
 import grpc
 
 from experiments_manager.serving.errors import RequestError
+from experiments_manager.utils.freed_memory import return_freed_memory
 
 BIG_REQUEST_BYTES = 1 << 20
 WAIT_SECONDS = 10.0
@@ -122,7 +121,7 @@ class RequestBudget:
             self._grant()
             idle = self._free == self.capacity
         if idle:  # the last big request is answered: what it took goes back to the system
-            return_free_memory()
+            return_freed_memory()
 
     def _grant(self) -> None:
         while self._waiters and self._free >= self._waiters[0][0]:
@@ -135,14 +134,3 @@ class RequestBudget:
 def _settle(future: "asyncio.Future[None]") -> None:
     if not future.done():
         future.set_result(None)
-
-
-_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or None)
-
-
-def return_free_memory() -> None:
-    """Hands the memory glibc's allocator holds free back to the system (`malloc_trim`: freed buffers of a big
-    request stay in the process otherwise); nothing where the C library has no `malloc_trim` (musl)."""
-    trim = getattr(_LIBC, "malloc_trim", None)
-    if trim is not None:
-        trim(0)

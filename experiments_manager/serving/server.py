@@ -101,6 +101,9 @@ class ModelServer:
 
         On failure, whatever had started is stopped again before the error propagates.
         """
+        from experiments_manager.utils.freed_memory import map_big_blocks
+
+        map_big_blocks()  # a big request's arrays go back to the system once freed (`utils/freed_memory.py`)
         rest_socket = None
         if self.options.rest_port is not None:
             rest_socket = _bind(self.options.host, self.options.rest_port, "--rest-port")

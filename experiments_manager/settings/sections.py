@@ -80,6 +80,11 @@ class ExperimentSection:
                               check=c.of_type(str))
     hparams: dict[str, Any] = setting("the run's hyperparameters (overridable with `--hparam`; shown in TensorBoard)",
                                       default={}, check=c.of_type(dict))
+    checkpoints_folder: Optional[str] = setting(
+        "a folder elsewhere for the runs' checkpoints (scratch storage: large and fast, not backed up): a new run's "
+        "checkpoints go to `<checkpoints_folder>/<the run folder's name>/`, which `RUN/checkpoints` links to, and "
+        "run.json records that place (`checkpoints_link`: the one link a run's folder may hold); None: inside "
+        "the run's folder", default=None, check=c.of_type(str))
 
 
 @section

@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from experiments_manager.utils.freed_memory import return_freed_memory
+
 _CUSTOM_GRADIENT_PREFIX = "CustomGradient-"  # the names `tf.custom_gradient` registers its gradient functions under
 
 
@@ -61,20 +63,7 @@ def clear_session(gradients_before: set[str]) -> None:
             if name.startswith(_CUSTOM_GRADIENT_PREFIX):
                 registry.pop(name, None)
     gc.collect()
-    _give_back_free_memory()
-
-
-def _give_back_free_memory() -> None:
-    """glibc's `malloc_trim(0)`: the memory the trial freed goes back to the system instead of staying in the
-    process' heap, so the host's resident size says what it holds (nothing elsewhere)."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        ctypes.CDLL(name).malloc_trim(0)
-    except (OSError, AttributeError, TypeError):  # not glibc: the allocator keeps what it keeps
-        pass
+    return_freed_memory()  # so the host's resident size says what it holds
 
 
 def _gradient_registry() -> Optional[dict[str, Any]]:

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Mapping, Option
 
 from experiments_manager.distribute.cluster import WorkerCluster
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.utils.links import first_link_inside, refuse_link
 from experiments_manager.run.experiment import Experiment, running_command
 from experiments_manager.run.endings import finished
 from experiments_manager.run.lifecycle import attempt, new_run, resumed
@@ -237,7 +236,7 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
                             tracking_uri(mlflow) if mlflow is not None else None)  # checked before anything is written
     experiment = Experiment.open(experiment_dir, trust_code=trust_code)
     experiment.refuse_foreign_code()  # before anything is written, or any of its code runs
-    refuse_link(first_link_inside(experiment.root))  # (`lifecycle.attempt` checks again, as any writer)
+    experiment.refuse_links()  # (`lifecycle.attempt` checks again, as any writer)
     # what refuses the resume is found before anything is written: a refused resume leaves the run as it was
     plan = plan_resume(RunFolderState.read(experiment, request), request,
                        ResumeRole.ALONE if cluster is None else ResumeRole.CHIEF if cluster.is_chief else

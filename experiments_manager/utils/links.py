@@ -2,7 +2,8 @@
 
 A run's folder may come from someone else (a colleague's, on a shared file system) or be changed after the run:
 `train.log` made a link to a file elsewhere would have a resume append to that file. The tool makes no links in
-the folders it writes, so a writer refuses a folder holding one, naming it, before it writes anything.
+the folders it writes but one the user asked for (`checkpoints/` to the settings' `checkpoints_folder`, recorded in
+run.json), so a writer refuses a folder holding any other, naming it, before it writes anything.
 
 This module does not import TensorFlow.
 
@@ -17,27 +18,32 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Mapping, Optional, Union
 
 from experiments_manager.utils.errors import UserInputError
 
 
-def first_link_inside(folder: Union[str, Path]) -> Optional[Path]:
-    """The first symbolic link found inside `folder` (a file's or a folder's, at any depth; links are not followed),
-    or None. One `scandir` a folder: the entries' types come with their names on most file systems.
+def first_link_inside(folder: Union[str, Path], own: Optional[Mapping[Path, str]] = None) -> Optional[Path]:
+    """The first symbolic link found inside `folder` (a file's or a folder's, at any depth; links are not followed,
+    but the folder's `own`), or None. One `scandir` a folder: the entries' types come with their names on most file
+    systems.
 
     Args:
         folder: the folder to look through (itself may be a link: its place is the user's to choose).
+        own: {link: the place it must lead to} of the links the engine made there and writes through (a run's
+            `checkpoints/` to its `checkpoints_link`, `Experiment.own_links`): one leading there is looked through
+            as a folder; leading elsewhere, it is the link found (default none).
     """
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    own = own or {}
     for entry in entries:
-        if entry.is_symlink():
+        if entry.is_symlink() and own.get(Path(entry.path)) != os.readlink(entry.path):
             return Path(entry.path)
     for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
+        if entry.is_dir(follow_symlinks=False) or (entry.is_symlink() and Path(entry.path) in own):
             found = first_link_inside(entry.path)
             if found is not None:
                 return found

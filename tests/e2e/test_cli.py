@@ -185,6 +185,37 @@ def test_a_run_whose_train_log_links_out_of_it_is_refused_before_anything_is_wri
     assert not marker.exists()
 
 
+@pytest.mark.claim("`checkpoints_folder` puts a run's checkpoints elsewhere (scratch storage): `checkpoints/` links "
+                   "there, run.json records it, a resume writes through that link only while it leads there, and "
+                   "`prune --checkpoints` removes them there")
+def test_a_runs_checkpoints_on_scratch_storage_go_through_its_own_link(run_cli, workdir):
+    from conftest import read_run, settings_variant
+
+    scratch = workdir / "scratch"
+    settings = settings_variant(workdir, "scratch.py", [f"checkpoints_folder = {str(scratch)!r}", "nbEpoch = 2"])
+    trained = run_cli("train", "-u", str(settings))
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    (run,) = (workdir / "experiments/examples/curve_fitting").iterdir()
+    link, place = run / "checkpoints", scratch / run.name
+    assert link.is_symlink() and os.readlink(link) == str(place) and read_run(run)["checkpoints_link"] == str(place)
+    assert [path.name for path in place.glob("ckpt-*")], list(place.iterdir())
+    resumed = run_cli("train", "--resume", str(run), "--more-epochs", "1")
+    assert resumed.returncode == 0 and read_run(run)["epochs_completed"] == 3, resumed.stderr
+    assert any(path.name.endswith("3") for path in place.glob("ckpt-*"))  # written there, through the link
+
+    link.unlink()
+    os.symlink(workdir / "elsewhere", link)  # retargeted: any other link
+    refused = run_cli("train", "--resume", str(run), "--more-epochs", "1")
+    assert (refused.returncode, [line for line in refused.stderr.splitlines() if line.startswith("error:")]) == (2, [
+        f"error: {link}: a symbolic link (to {workdir / 'elsewhere'}) inside the folder: nothing is written through a "
+        "link in a run's folder; replace it with a file or folder of its own"]), refused.stderr
+    link.unlink()
+    os.symlink(place, link)
+    pruned = run_cli("prune", str(run.parent), "--checkpoints", "--yes")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert not link.exists() and not link.is_symlink() and not place.exists() and list(scratch.iterdir()) == []
+
+
 @pytest.mark.claim("a folder whose code another user owns (a colleague's run or sweep) is loaded only with --trust-code "
                    "(Python: trust_code=True): refused otherwise in one line naming the owner, before its code runs")
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: gives the folder to another user (CI runs as root)")

@@ -330,6 +330,18 @@ def test_a_federation_killed_with_kill_9_resumes_from_its_last_round(start_cli, 
     assert single_experiment(working_folder) == server  # no second federation
 
 
+@pytest.mark.claim("a warm start the global model cannot take (no block shared, weights of other shapes) is refused in "
+                   "one line before the federation's folder exists, as `train --init-from` refuses it")
+def test_a_warm_start_the_global_model_cannot_take_is_refused_before_any_folder(run_cli, workdir, trained):
+    result = run_cli("federated", "simulate", "-u", FEDERATED_SETTINGS, "--num-clients", "2", "--rounds", "1",
+                     "--init-from", str(trained.dir), "--hparam", "hiddenNeurons=8")  # the source has 32 neurons
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stdout + result.stderr
+    assert f"{trained.dir.resolve()}" in errors[0] and "--init-from" in errors[0], errors[0]
+    assert "Traceback" not in result.stderr
+    assert not (workdir / "experiments").exists()  # no server folder, nothing else either
+
+
 def _simulated_federation_at_round(start_cli, workdir, rounds, reached):
     """`federated simulate` of 2 clients, 1 local epoch, `rounds` rounds, in a process group of its own (a test may
     signal it whole, as `scancel` does), once `reached` rounds are recorded. Returns (the Popen, its OutputReader,

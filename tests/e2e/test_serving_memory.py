@@ -82,7 +82,7 @@ def _measured(server, send):
 
 
 @pytest.mark.claim(
-    "a big request's peak memory in the server is under 4x its size (gRPC: its size and its answer's), and the "
+    "a big request's peak memory in the server is under 4x its size (gRPC: its answer's twice, the floor), and the "
     "memory comes back after it",
     note="(30 MB of the shortest JSON numbers; 20 MB of gRPC tensor_content; 40 requests of 2 MB: no growth once settled)")
 def test_a_30_mb_request_costs_the_server_under_4x_its_size_and_its_memory_comes_back(server):
@@ -117,9 +117,11 @@ def test_a_30_mb_request_costs_the_server_under_4x_its_size_and_its_memory_comes
     got = np.array(reply.outputs["prediction"].float_val, np.float32).reshape(-1, BLOCK_ROWS, 1)
     np.testing.assert_allclose(got[[0, -1]], np.stack([server.expected] * 2), rtol=1e-5, atol=1e-6)
     print(f"gRPC: {size_mib:.1f} MiB request, {answer_mib:.1f} MiB answer: peak +{peak:.0f} MiB over {idle:.0f} MiB "
-          f"idle ({peak / (size_mib + answer_mib):.1f}x both)")
-    assert peak < 4 * (size_mib + answer_mib), f"the server's peak grew {peak:.0f} MiB for a {size_mib:.1f} MiB " \
-                                               f"request and its {answer_mib:.1f} MiB answer"
+          f"idle ({peak / size_mib:.1f}x the request)")
+    # each copy let go as the next exists: at the peak, the outputs and the answer (then the answer and gRPC's copy
+    # of it), each twice the request here; 15 % for what else the request holds (BENCHMARKS: 3.8-4.3x the request)
+    assert peak < 2 * answer_mib * 1.15, (f"the server's peak grew {peak:.0f} MiB for a {size_mib:.1f} MiB request "
+                                          f"and its {answer_mib:.1f} MiB answer")
 
     # Each thread that serves a request keeps some of the allocator's memory (its arena) after its first ones: the
     # memory climbs ~10 MiB over the first requests (more under load, when more threads take part), is not given back

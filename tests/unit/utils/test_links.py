@@ -34,3 +34,19 @@ def test_refuse_link_raises_the_refusal_line_or_nothing(tmp_path):
     with pytest.raises(UserInputError) as refused:
         refuse_link(tmp_path / "train.log")
     assert str(refused.value) == link_refusal(tmp_path / "train.log")
+
+
+def test_the_folders_own_link_is_looked_through_only_while_it_leads_where_recorded(tmp_path):
+    run, scratch = tmp_path / "run", tmp_path / "scratch" / "run"
+    run.mkdir()
+    (scratch / "ckpt-000001").mkdir(parents=True)
+    os.symlink(scratch, run / "checkpoints")
+    own = {run / "checkpoints": str(scratch)}
+    assert first_link_inside(run) == run / "checkpoints"  # not the folder's own: refused as any link
+    assert first_link_inside(run, own) is None
+    os.symlink(tmp_path / "victim.txt", scratch / "ckpt-000001" / "state.json")  # a link in the place: found
+    assert first_link_inside(run, own) == run / "checkpoints" / "ckpt-000001" / "state.json"
+    os.unlink(scratch / "ckpt-000001" / "state.json")
+    os.unlink(run / "checkpoints")
+    os.symlink(tmp_path / "elsewhere", run / "checkpoints")  # retargeted: found
+    assert first_link_inside(run, own) == run / "checkpoints"
