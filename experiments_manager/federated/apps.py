@@ -177,8 +177,9 @@ def _serve_rounds(server: FederationServer, config: FederationConfig, settings: 
     from experiments_manager.federated.federation_server import FederationStopped, supervised_strategy
     from experiments_manager.federated.grid import ResponsiveGrid
     from experiments_manager.federated.stopping import FederationInterrupted
-    from experiments_manager.run.endings import failed, finished, flower_stopped
+    from experiments_manager.run.endings import environment_failure, failed, finished, flower_stopped
     from experiments_manager.run.lifecycle import record_ending
+    from experiments_manager.utils.environment_failures import environment_failure_line
 
     experiment = server.experiment
     rounds_left = config.rounds - server.first_round  # a resumed federation goes on from its checkpoint
@@ -202,6 +203,11 @@ def _serve_rounds(server: FederationServer, config: FederationConfig, settings: 
         if stop is not None and stop.is_set():
             info = record_ending(experiment, stop.ending(experiment.run_info().get("rounds_completed")))
             _LOG.info("Federation %s", (info or {}).get("reason"))
+            return
+        machine = environment_failure_line(ended, str(experiment.root))  # a client's disk full, its I/O failed...
+        if machine is not None:  # (its folder is in the server's): resumable once mended, 75 as for a run
+            record_ending(experiment, environment_failure(f"{machine} ({ended})"))
+            _LOG.error("Federation stopped: %s", machine)
             return
         record_ending(experiment, failed(str(ended)))
         _LOG.error("Federation stopped: %s", ended)

@@ -1,5 +1,6 @@
 """Federated training with Flower: simulation (real Flower simulation engine), strategies, original settings."""
 
+import contextlib
 import csv
 import json
 import os
@@ -340,6 +341,31 @@ def test_a_warm_start_the_global_model_cannot_take_is_refused_before_any_folder(
     assert f"{trained.dir.resolve()}" in errors[0] and "--init-from" in errors[0], errors[0]
     assert "Traceback" not in result.stderr
     assert not (workdir / "experiments").exists()  # no server folder, nothing else either
+
+
+@pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
+@pytest.mark.claim("a federation whose disk fills is recorded `interrupted` with the path it could not write, exit 75, "
+                   "as a run is (a Slurm job requeues it)")
+def test_a_full_disk_in_a_federation_is_interrupted_75_with_the_path_named(start_cli, workdir):
+    from real_filesystems import tmpfs
+
+    with tmpfs(workdir / "experiments", "40m") as disk:
+        process, reader, working_folder = _simulated_federation_at_round(start_cli, workdir, rounds=20, reached=1)
+        with open(disk / "filler", "wb", buffering=0) as filler:  # the disk full from round 2 on
+            with contextlib.suppress(OSError):
+                while True:
+                    filler.write(bytes(1 << 16))
+        process.wait(timeout=300)
+        output = all_lines(reader)
+        server = single_experiment(working_folder)
+        run = read_run(server)
+    assert process.returncode == 75, output[-3000:]
+    assert run["status"] == "interrupted" and run["exit_code"] == 75, run
+    assert "No space left on device" in run["reason"] and str(disk) in run["reason"], run["reason"]
+    assert run["rounds_completed"] < 20, run
+    # the command's own summary says it in one line (Flower's actors log the clients' errors with their tracebacks)
+    said = [line for line in output.splitlines() if line.startswith("status:")]
+    assert said and said[-1].startswith(f"status:            interrupted ({server}: No space left on device"), said
 
 
 def _simulated_federation_at_round(start_cli, workdir, rounds, reached):
