@@ -120,6 +120,7 @@ def resume_command(folder: PathLike, rounds: Optional[int] = None, trust_code: b
 
     experiment = Experiment.open(folder, trust_code=trust_code)  # not a run: said at once, before TensorFlow
     experiment.refuse_foreign_code()
+    experiment.refuse_lost_checkpoints()
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
     import_tensorflow_quietly()

@@ -339,6 +339,9 @@ class TrainingStream:
     def closings(self) -> list[Closing]:
         """Stops reading; the closes of its consumer and its offset committer, for `closing.close_all_within`."""
         closings = self.reader.closings() if self.reader is not None else []
-        if self._committer is not None:  # an offset commit may still wait on a broker gone since
+        if self._commit is not None and self._commit.pending:  # a commit still inside it: closing the handle from
+            _LOG.warning("kafka: the offset committer of topic %r still waits for the broker: left to the exit",
+                         self.topic)  # another thread would destroy it under that commit
+        elif self._committer is not None:  # an offset commit may still wait on a broker gone since
             closings.append((self._committer.close, f"the offset committer of topic {self.topic!r}"))
         return closings

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence, cast
 
 from experiments_manager.run.attempts import code_changes, code_identity, recorded_code
-from experiments_manager.run.checkpoints_link import link_checkpoints, own_links, refuse_links
+from experiments_manager.run.checkpoints_link import link_checkpoints, own_links, refuse_links, refuse_lost_checkpoints
 from experiments_manager.run.names import folder_name, folder_stamp, make_unique_dir, now, varied_hparams
 from experiments_manager.run.migrations import current_run_record
 from experiments_manager.run.record import RunRecord, record_problems
@@ -180,6 +180,10 @@ class Experiment:
             UserInputError: such a link.
         """
         refuse_links(self.root, own_links(self.checkpoints_dir, self.run_info()))
+
+    def refuse_lost_checkpoints(self) -> None:
+        """A resume's check: its `checkpoints/` a link whose place is gone is one line (`checkpoints_link.py`)."""
+        refuse_lost_checkpoints(self.checkpoints_dir, self.root)
 
     @classmethod
     def open(cls, root: PathLike, record: bool = True, trust_code: bool = False) -> "Experiment":

@@ -174,28 +174,37 @@ def carry_out(plan: PrunePlan, command: Sequence[str] = ()) -> list[tuple[Doomed
         finally:
             lease.release()  # (a run's lease went with its folder: nothing left to remove)
         _remove(hidden)
-        if place is not None:
-            _remove(hidden_for_removal(place, durable=True))
+        if place is not None:  # (outside the run's folder: a failure there is said, the prune goes on)
+            try:
+                _remove(hidden_for_removal(place, durable=True))
+            except OSError as error:
+                results.append((item, f"removed, but not its checkpoints at {place} ({error.strerror or error})"))
+                continue
         results.append((item, None))
     return results
 
 
 def linked_checkpoints(root: Path) -> Optional[Path]:
-    """The place a run's `checkpoints/` links to when the engine made the link (the settings' `checkpoints_folder`):
-    run.json's `checkpoints_link`, the link leading there, the place named after the run's folder as the engine names
-    it; None otherwise (a checkpoints folder of its own, or a link the engine did not make: only the link goes).
+    """The place a run's `checkpoints/` links to when the engine made the link for this run (the settings'
+    `checkpoints_folder`): run.json's `checkpoints_link`, the link leading there, the place yours and naming this
+    run's folder in its `checkpoints_link.OWNER_MARKER`; None otherwise (a checkpoints folder of its own; a copy of
+    the run, whose link leads to the original's place; a link the engine did not make): then only the link goes.
 
     Args:
         root: the run's folder.
     """
+    from experiments_manager.run.checkpoints_link import OWNER_MARKER
+
     recorded = read_run_info(Experiment(root)).get("checkpoints_link")
     link = root / "checkpoints"
     if not isinstance(recorded, str) or not link.is_symlink() or os.readlink(link) != recorded:
         return None
     place = Path(recorded)
-    suffix = place.name[len(root.name):]  # `Experiment._link_checkpoints` names it after the run: '' or '_2'
-    named = place.name.startswith(root.name) and (not suffix or (suffix[0] == "_" and suffix[1:].isdigit()))
-    return place if named and place.is_dir() else None
+    try:
+        named = (place / OWNER_MARKER).read_text().strip() == str(root.resolve())
+        return place if named and place.stat().st_uid == os.geteuid() else None
+    except OSError:  # no marker, or not readable: not shown to be this run's
+        return None
 
 
 def disk_usage(path: PathLike) -> int:

@@ -53,5 +53,6 @@ def sweep_code_changes(sweep_root: PathLike, spec: SweepSpec) -> list[str]:
 
 
 def accepted_code(sweep_root: PathLike, spec: SweepSpec) -> dict[str, Optional[str]]:
-    """sweep.json's `code` after a resume accepted a change: every file of the sweep's code as it is now."""
-    return {path: file_sha256(path) for path in recorded_code(sweep_root, spec)}
+    """sweep.json's `code` after a resume accepted a change: every file of the sweep's code as it is now (one that
+    cannot be read keeps what was recorded: a gone file is not a change)."""
+    return {path: file_sha256(path) or digest for path, digest in recorded_code(sweep_root, spec).items()}

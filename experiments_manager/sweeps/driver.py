@@ -82,7 +82,8 @@ def run_sweep(arguments: SweepRequest) -> SweepOutcome:
         sweep_folder.refuse_foreign_code(on_disk, arguments.trust_code)  # before any of its code runs
         spec = resumed_spec(on_disk, arguments, _facts(on_disk))
         spec = _code_checked(sweep_folder, spec, arguments.accept_code_change, arguments.resume)
-        source = sweep_folder.settings_source(spec)  # its copy, run as the user's file: no path of sweep.json runs
+        # its copy, run as the user's file (no path of sweep.json runs), or the settings this resume accepted
+        source = sweep_folder.settings_source(spec, accepted_now=arguments.accept_code_change)
         model_file = spec.get("model_file") if Path(spec.get("model_file") or "").is_file() else None
         settings = load_settings(source.runs, spec["fixed_hparams"], model_file=model_file, script=source.script)
         space = SearchSpace.from_settings(settings)
@@ -165,6 +166,9 @@ def _run_workers(sweep_folder: "SweepFolder", spec: "SweepSpec", settings: "Sett
         if SPARK_TASK_VARIABLE not in os.environ:  # how its workers are started (a worker Spark started leaves it)
             chosen.update({"parallelism": spec["parallelism"], "spark_master": spec.get("spark_master")})
         sweep_folder.record.chosen(chosen)
+        replaced = sweep_folder.take_accepted_settings(spec)  # recorded first: the copy is what sweep.json says
+        if replaced:
+            _LOG.info("Accepted settings kept for the next resumes: %s", replaced)
         sweep_folder.record.running()
     loops = SweepWorkers(store, source, spec["working_dir"], spec["fixed_hparams"],
                          settings.experiment.working_folder, workers, trust_code=trust_code)
@@ -194,10 +198,8 @@ def _code_checked(sweep_folder: "SweepFolder", spec: "SweepSpec", accept: bool, 
     changes = sweep_code_changes(sweep_folder.root, spec)
     spec = code_decision(spec, changes, accept, shown, sweep_folder.settings_copy,
                          lambda: accepted_code(sweep_folder.root, spec))
-    if changes:
-        replaced = sweep_folder.take_accepted_settings(spec)  # new trials train with the accepted settings
-        _LOG.warning("Resuming the sweep with changed code (accepted): %s",
-                     ", ".join([*changes, *([replaced] if replaced else [])]))
+    if changes:  # (the settings' copy takes an accepted change once sweep.json records it: `_run_workers`)
+        _LOG.warning("Resuming the sweep with changed code (accepted): %s", ", ".join(changes))
     return spec
 
 

@@ -170,10 +170,12 @@ class SweepFolder:
         named = [Path(path) for path in (spec.get("settings_file"), spec.get("model_file")) if isinstance(path, str)]
         refuse_foreign_code(self.root, [self.spec_file, self.settings_copy, *named], trust_code)
 
-    def settings_source(self, spec: SweepSpec) -> ScriptSource:
+    def settings_source(self, spec: SweepSpec, accepted_now: bool = False) -> ScriptSource:
         """The settings a resumed sweep's new trials train from: its copy (`sweep_settings.py`), executed as the
         user's file sweep.json names (`__file__`, its folder importable: `settings/script.py`), once the copy is
-        checked against the SHA-256 sweep.json records for it. No settings path read from sweep.json is executed.
+        checked against the SHA-256 sweep.json records for it. No settings path read from sweep.json is executed but
+        one a resume accepted (`accepted_now`: `--accept-code-change`, the user's file the SHA-256 `spec` now
+        records), until `take_accepted_settings` makes it the copy.
 
         Raises:
             UserInputError: the copy is missing, or is not the code sweep.json records (changed in the folder).
@@ -184,15 +186,18 @@ class SweepFolder:
         if found is None:
             raise UserInputError(f"{self.settings_copy}: not found (the sweep's copy of its settings, which its new "
                                  f"trials train from); copy {original} there to resume the sweep")
+        if expected is not None and found != expected and accepted_now and file_sha256(original or "") == expected:
+            accepted = Path(cast(str, original)).resolve()
+            return ScriptSource(runs=accepted, script=accepted)
         if expected is not None and found != expected:
             raise UserInputError(f"{self.settings_copy}: expected the settings sweep.json records (SHA-256 "
                                  f"{expected[:12]}), got {found[:12]}: changed inside the sweep folder; put it back "
                                  "(each trial's folder holds the copy it trained with)")
-        return ScriptSource.of(self.settings_copy, original)
+        return ScriptSource.of(self.settings_copy.resolve(), original)  # absolute: trial hosts run elsewhere
 
     def take_accepted_settings(self, spec: SweepSpec) -> Optional[str]:
         """Puts the user's settings file in place of the sweep's copy (durably) once a resume accepted a change
-        of it (`--accept-code-change`: sweep.json's `code` records its new SHA-256): new trials train with it.
+        of it (`--accept-code-change`) and sweep.json records its new SHA-256 (`code`): later resumes run it.
 
         Returns:
             'sweep_settings.py (replaced by /home/me/proj/settings.py)', or None when nothing was replaced.

@@ -237,6 +237,7 @@ def resume(experiment_dir: PathLike, command: Optional[Sequence[str]] = None, al
     experiment = Experiment.open(experiment_dir, trust_code=trust_code)
     experiment.refuse_foreign_code()  # before anything is written, or any of its code runs
     experiment.refuse_links()  # (`lifecycle.attempt` checks again, as any writer)
+    experiment.refuse_lost_checkpoints()
     # what refuses the resume is found before anything is written: a refused resume leaves the run as it was
     plan = plan_resume(RunFolderState.read(experiment, request), request,
                        ResumeRole.ALONE if cluster is None else ResumeRole.CHIEF if cluster.is_chief else

@@ -2,10 +2,11 @@
 run.json says, and a place gone said in one line."""
 
 import os
+import shutil
 
 import pytest
 
-from experiments_manager.run.checkpoints_link import link_checkpoints, own_links, refuse_links
+from experiments_manager.run.checkpoints_link import link_checkpoints, own_links, refuse_links, refuse_lost_checkpoints
 from experiments_manager.utils.errors import UserInputError
 
 
@@ -27,8 +28,9 @@ def test_a_link_leading_elsewhere_or_to_a_place_gone_is_refused_in_one_line(tmp_
     place = link_checkpoints(run / "checkpoints", tmp_path / "scratch")
     with pytest.raises(UserInputError, match="a symbolic link"):
         refuse_links(run, own_links(run / "checkpoints", {"checkpoints_link": str(tmp_path / "other")}))
-    place.rmdir()  # the scratch storage purged
-    (problem,) = pytest.raises(UserInputError, refuse_links, run,
-                               own_links(run / "checkpoints", {"checkpoints_link": str(place)})).value.problems
+    refuse_lost_checkpoints(run / "checkpoints", run)  # (there)
+    shutil.rmtree(place)  # the scratch storage purged
+    refuse_links(run, own_links(run / "checkpoints", {"checkpoints_link": str(place)}))  # a writer may go on
+    (problem,) = pytest.raises(UserInputError, refuse_lost_checkpoints, run / "checkpoints", run).value.problems
     assert problem.startswith(f"{run / 'checkpoints'}: leads to {place}, which is gone (scratch storage purged?)")
     assert problem.endswith(f"train -u SETTINGS --init-from {run}")

@@ -3,26 +3,35 @@ only the one the engine linked (run.json's `checkpoints_link`, the link leading 
 
 import json
 import os
+import shutil
 
+from experiments_manager.run.checkpoints_link import link_checkpoints
 from experiments_manager.runs.pruning import linked_checkpoints
 
 
-def run_linked_to(tmp_path, place, recorded=None):
+def linked_run(tmp_path):
+    """A run folder whose checkpoints/ the engine linked to scratch (run.json records the place)."""
     run = tmp_path / "runs" / "my_test_2026-11-29--10-00-00"
     run.mkdir(parents=True)
-    place.mkdir(parents=True, exist_ok=True)
-    os.symlink(place, run / "checkpoints")
-    (run / "run.json").write_text(json.dumps({"status": "finished", "checkpoints_link": str(recorded or place)}))
-    return run
+    place = link_checkpoints(run / "checkpoints", tmp_path / "scratch")
+    (run / "run.json").write_text(json.dumps({"status": "finished", "checkpoints_link": str(place)}))
+    return run, place
 
 
-def test_the_place_the_engine_linked_is_the_runs(tmp_path):
-    run = run_linked_to(tmp_path, tmp_path / "scratch" / "my_test_2026-11-29--10-00-00_1")
-    assert linked_checkpoints(run) == tmp_path / "scratch" / "my_test_2026-11-29--10-00-00_1"
+def test_the_place_the_engine_linked_for_the_run_is_the_runs(tmp_path):
+    run, place = linked_run(tmp_path)
+    assert linked_checkpoints(run) == place
 
 
-def test_a_place_not_named_after_the_run_or_not_where_the_link_leads_is_never_the_runs(tmp_path):
-    victim = tmp_path / "home" / "thesis"  # a hostile run.json naming someone's folder, the link made to it
-    assert linked_checkpoints(run_linked_to(tmp_path / "a", victim)) is None
-    place = tmp_path / "b" / "scratch" / "my_test_2026-11-29--10-00-00"
-    assert linked_checkpoints(run_linked_to(tmp_path / "b", place, recorded=tmp_path / "elsewhere")) is None
+def test_a_copy_of_the_run_or_a_look_alike_never_owns_the_place(tmp_path):
+    run, place = linked_run(tmp_path)
+    copy = tmp_path / "backup" / run.name
+    shutil.copytree(run, copy, symlinks=True)  # `cp -a`: the link and run.json as they are
+    assert linked_checkpoints(copy) is None  # the original's checkpoints: only the copy's link goes
+    look_alike = tmp_path / "shared" / "thesis"  # a folder made to look like a run, its link to someone's folder
+    look_alike.mkdir(parents=True)
+    (tmp_path / "home" / "thesis").mkdir(parents=True)
+    os.symlink(tmp_path / "home" / "thesis", look_alike / "checkpoints")
+    (look_alike / "run.json").write_text(json.dumps({"status": "finished",
+                                                     "checkpoints_link": str(tmp_path / "home" / "thesis")}))
+    assert linked_checkpoints(look_alike) is None

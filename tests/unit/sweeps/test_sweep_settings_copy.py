@@ -32,7 +32,7 @@ def sweep_with_copy(tmp_path, text="hparams = {'nbEpoch': 1}\n"):
 def test_the_copy_runs_as_the_users_file_and_a_copy_changed_in_the_folder_is_refused(tmp_path):
     sweep, spec, original = sweep_with_copy(tmp_path)
     source = sweep.settings_source(spec)
-    assert source.runs == sweep.settings_copy and source.script == original
+    assert source.runs == sweep.settings_copy.resolve() and source.script == original
 
     sweep.settings_copy.write_text("import os\nos.system('touch RAN')\n")
     (problem,) = pytest.raises(UserInputError, sweep.settings_source, spec).value.problems
@@ -54,7 +54,7 @@ def test_a_sweep_json_naming_another_file_never_makes_it_run(tmp_path):
     with pytest.raises(UserInputError):
         sweep.settings_source(tampered)  # the copy is not what the record says: refused before anything runs
     source = sweep.settings_source({"settings_file": str(hostile)})  # an older record without a hash
-    assert source.runs == sweep.settings_copy  # the copy runs; the path is only its __file__
+    assert source.runs == sweep.settings_copy.resolve()  # the copy runs; the path is only its __file__
 
 
 def test_an_accepted_change_of_the_settings_replaces_the_copy_and_the_copy_then_checks(tmp_path):
@@ -64,7 +64,19 @@ def test_an_accepted_change_of_the_settings_replaces_the_copy_and_the_copy_then_
     accepted = {**spec, "code": {str(original): file_sha256(original)}}
     assert sweep.take_accepted_settings(accepted) == f"sweep_settings.py (replaced by {original})"
     assert sweep.settings_copy.read_text() == "hparams = {'nbEpoch': 2}\n"
-    assert sweep.settings_source(accepted).runs == sweep.settings_copy
+    assert sweep.settings_source(accepted).runs == sweep.settings_copy.resolve()
     original.write_text("hparams = {'nbEpoch': 3}\n")  # edited again, not accepted: the copy stays
     assert sweep.take_accepted_settings(accepted) is None
     assert sweep.settings_copy.read_text() == "hparams = {'nbEpoch': 2}\n"
+
+
+def test_a_change_accepted_now_runs_the_users_file_until_sweep_json_records_it(tmp_path):
+    sweep, spec, original = sweep_with_copy(tmp_path)
+    original.write_text("hparams = {'nbEpoch': 2}\n")
+    accepted = {**spec, "code": {str(original): file_sha256(original)}}
+    with pytest.raises(UserInputError):
+        sweep.settings_source(accepted)  # not accepted by this process: the copy is not what the record says
+    source = sweep.settings_source(accepted, accepted_now=True)  # this resume's --accept-code-change
+    assert source.runs == source.script == original.resolve()
+    sweep.take_accepted_settings(accepted)  # once sweep.json holds it: the copy from then on
+    assert sweep.settings_source(accepted).runs == sweep.settings_copy.resolve()
