@@ -144,6 +144,7 @@ def test_kill_9_during_kafka_training_then_resume_trains_on_every_record(run_cli
     experiment = single_experiment(experiments)
     assert read_run(experiment)["status"] == "running"  # as a crash leaves it
     saved = json.loads(sorted(checkpoints())[-1].read_text())["callbacks"]["kafka"]
+    read_before = read_run(experiment)["kafka"]["records_read"]  # the killed attempt's, at its epochs' ends
     batches_before = len(trained_ids(workdir, cut_partial_line=True))
     result = run_cli("train", "--resume", str(experiment))
     assert result.returncode == 0, result.stderr
@@ -161,6 +162,10 @@ def test_kill_9_during_kafka_training_then_resume_trains_on_every_record(run_cli
     retrained = done_at_checkpoint & {sample for batch in batches[batches_before:] for sample in batch}
     assert not retrained, sorted(retrained)[:10]
     assert committed_offset(kafka_broker, experiment.name, "killed_train") == final["positions"]["0"]
+    # run.json's totals go on over both attempts, and its committed offset is the broker's
+    kafka = read_run(experiment)["kafka"]
+    assert kafka["records_read"] >= read_before + final["next"]["0"] - saved["next"]["0"], (read_before, kafka)
+    assert kafka["committed_offsets"] == {"0": final["positions"]["0"]}, kafka
 
 
 @pytest.mark.claim('bad records are counted and skipped')
