@@ -81,8 +81,7 @@ class KafkaInput:
                 f"{settings.path.name}: kafka topics {train_topic!r} and {val_topic!r} hold different tensors "
                 f"({schema.describe()} vs {self.validation.schema.describe()})"
             )
-        experiment.record.kafka({**(experiment.run_info().get("kafka") or {}),  # a resume's: its totals go on
-                                 "bootstrap_servers": connection.bootstrap_servers, "consumer_group": experiment.name,
+        experiment.record.kafka({"bootstrap_servers": connection.bootstrap_servers, "consumer_group": experiment.name,
                                  "train_topic": train_topic, "val_topic": val_topic})
         self.train = batches_dataset(self.stream.blocks, schema).rebatch(settings.training.batch_size).prefetch(PREFETCH_BATCHES)
         self.val = batches_dataset(self.validation.batches, schema)
@@ -108,7 +107,7 @@ class KafkaInput:
         the offsets the broker acknowledged (a commit that fails is said, and run.json keeps the broker's)."""
         committed = self.stream.commit()
         if committed is not None:
-            record.kafka_committed({str(partition): offset for partition, offset in committed.items()})
+            record.kafka({"committed_offsets": {str(partition): offset for partition, offset in committed.items()}})
 
     def close(self) -> None:
         """Closes the training and validation consumers and the offset committer together: at most

@@ -19,8 +19,6 @@ class KafkaRecord(Protocol):
 
     def kafka(self, progress: Mapping[str, Any]) -> None: ...
 
-    def kafka_committed(self, offsets: Mapping[str, int]) -> None: ...
-
 
 class ExperimentLike(Protocol):
     """What the Kafka input uses of an `Experiment` (`kafka` may not import the `run` package, even for types)."""
@@ -75,8 +73,7 @@ class KafkaProgress(keras.callbacks.Callback):
                   self.stream.skipped, waiting)
         info = self.experiment.run_info().get("kafka", {})
         read, skipped = self.stream.records_read, self.stream.skipped
-        self.experiment.record.kafka({  # totals over the run and its resumptions
-            **info,
+        self.experiment.record.kafka({  # totals over the run and its resumptions (set over the block's other fields)
             "records_read": info.get("records_read", 0) + read - self._reported["read"],
             "records_skipped": info.get("records_skipped", 0) + skipped - self._reported["skipped"],
             "validation_records_skipped": self.validation.skipped,

@@ -202,15 +202,11 @@ class RunRecordWriter:
         self._update({"kafka_bootstrap_servers": servers})
 
     def kafka(self, progress: Mapping[str, Any]) -> None:
-        """A Kafka run's topics, group and the records it read (totals over its attempts)."""
-        self._update({"kafka": dict(progress)})
-
-    def kafka_committed(self, offsets: Mapping[str, int]) -> None:
-        """The offsets the Kafka broker acknowledged as committed under the run's consumer group (partition ->
-        offset), in run.json's `kafka` block."""
+        """Fields of a Kafka run's `kafka` block (its topics and group, the records it read: totals over its
+        attempts; the offsets the broker acknowledged), set over what the block holds, in one atomic replace."""
         with self._lock:
             info = self._experiment.run_info()
-            info["kafka"] = {**(info.get("kafka") or {}), "committed_offsets": dict(offsets)}
+            info["kafka"] = {**(info.get("kafka") or {}), **jsonable(dict(progress))}
             self._experiment.write_run_info(info)
 
     def epoch(self, progress: EpochProgress, versions: Optional[VersionProgress] = None) -> None:
