@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import array
 import atexit
+import contextlib
 import fcntl
 import functools
 import json
@@ -246,10 +247,22 @@ def serve(socket_path: str) -> None:
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     children: dict[int, socket.socket] = {}
+    # a launcher gone (killed) kills its child from here: the child's own watch (`follow_the_launcher`) is a Python
+    # thread, which never runs while the child's main thread holds the GIL in native code (TensorFlow waiting for a
+    # peer), and such a child would outlive its launcher, holding the test's pipes open
+    poller = select.poll()
+    poller.register(server, select.POLLIN)
+    poller.register(wake_read, select.POLLIN)
+    watched: dict[int, int] = {}  # a child's connection's descriptor -> the child's pid
     print(READY, flush=True)
     parent = os.getppid()
     while True:
-        ready, _, _ = select.select([server, wake_read], [], [], 2.0)
+        events = dict(poller.poll(2000))
+        ready = [descriptor for descriptor in (server.fileno(), wake_read) if descriptor in events]
+        for descriptor in set(events) & set(watched):  # its launcher's end closed (POLLRDHUP, POLLHUP)
+            poller.unregister(descriptor)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(watched.pop(descriptor), signal.SIGKILL)
         if os.getppid() != parent:  # its pytest process is gone: so is the reason to stay
             return
         if wake_read in ready:
@@ -260,12 +273,14 @@ def serve(socket_path: str) -> None:
                     break
                 connection = children.pop(pid, None)
                 if connection is not None:
+                    if watched.pop(connection.fileno(), None) is not None:
+                        poller.unregister(connection)
                     try:
                         connection.sendall(json.dumps({"status": status}).encode() + b"\n")
                     except OSError:  # its launcher is gone (and so is the child)
                         pass
                     connection.close()
-        if server in ready:
+        if server.fileno() in ready:
             connection, _ = server.accept()
             descriptors = []
             try:
@@ -289,6 +304,8 @@ def serve(socket_path: str) -> None:
                     other.close()
                 _run_in_child(request, descriptors, connection, base_path)
             children[pid] = connection
+            watched[connection.fileno()] = pid
+            poller.register(connection, select.POLLRDHUP)
             for descriptor in descriptors:
                 os.close(descriptor)
 

@@ -4,6 +4,7 @@ once) and at the end."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -91,16 +92,35 @@ class TrainingCurves(keras.callbacks.Callback):
         self._undrawn: Optional[object] = None
         # the last drawing's storage failure (held back until `finish`), else None
         self._storage_failure: Optional[Exception] = None
+        self._paced_by_image = False  # `pace_across_sessions`
+        self.draw_at_end = True  # the end of `fit` and `finish` draw the epochs not drawn yet
+
+    def pace_across_sessions(self, final: bool) -> None:
+        """For a federated client, whose every round is a session of its own (one `fit` of its local epochs): the
+        image is redrawn at most every `min_interval` seconds counted from its last writing, whichever session wrote
+        it, and the epochs left undrawn are drawn at the end only when `final` (the federation's last round, or
+        unknown). Its rounds then cost it no drawing each (~0.3 CPU-s, on the round's critical path)."""
+        self._paced_by_image, self.draw_at_end = True, final
 
     def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
-        self._asked_at = self._undrawn = None
+        self._asked_at = self._image_written_at() if self._paced_by_image else None
+        self._undrawn = None
+
+    def _image_written_at(self) -> Optional[float]:
+        """When the image was last written, on `time.monotonic()`'s clock, or None (not drawn yet)."""
+        try:
+            age = time.time() - os.stat(self.png).st_mtime
+        except OSError:
+            return None
+        return time.monotonic() - max(0.0, age)
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         best = _NO_BEST
         if self.best is not None and self.best.epoch is not None:
             best = (self.best.monitor, shown_epoch(self.best.epoch), self.best.value)
         now = time.monotonic()
-        last = epoch + 1 >= (self.params or {}).get("epochs", float("inf"))  # drawn while the end's work runs
+        # drawn while the end's work runs
+        last = self.draw_at_end and epoch + 1 >= (self.params or {}).get("epochs", float("inf"))
         if not last and self._asked_at is not None and now - self._asked_at < self.min_interval:
             self._undrawn = best
             return
@@ -119,7 +139,7 @@ class TrainingCurves(keras.callbacks.Callback):
             ending: the error ending the run, if any (default None). When it is the storage's failure, a drawing
                 the storage failed is not said again.
         """
-        if self._undrawn is not None:
+        if self._undrawn is not None and self.draw_at_end:
             self._ask(self._undrawn)
             self._undrawn = None
         worker = self._worker

@@ -73,14 +73,14 @@ def client_app(job_of: JobOf) -> ClientApp:
 
     @app.train()
     def train(message: Message, context: Context) -> Message:
-        from experiments_manager.federated.federated_client import PROXIMAL_MU_KEY
+        from experiments_manager.federated.federated_client import PROXIMAL_MU_KEY, ROUNDS_KEY
 
         content = message.content
         config: Mapping[str, Any] = content["config"] if "config" in content else {}
         with client_for(context) as client:
             weights, metrics = client.train_round(cast("ArrayRecord", content["arrays"]).to_numpy_ndarrays(),
                                                   float(config.get(PROXIMAL_MU_KEY, 0.0)),
-                                                  config.get("server-round"))
+                                                  config.get("server-round"), config.get(ROUNDS_KEY))
         reply = RecordDict({"arrays": ArrayRecord(weights),
                             "metrics": MetricRecord(cast("dict[str, MetricRecordValues]", metrics))})
         return Message(reply, reply_to=message)
@@ -174,6 +174,7 @@ def _serve_rounds(server: FederationServer, config: FederationConfig, settings: 
     """The strategy's rounds, and how they ended in run.json (an error the lifecycle maps leaves it raised)."""
     from flwr.app import ConfigRecord
 
+    from experiments_manager.federated.federated_client import ROUNDS_KEY
     from experiments_manager.federated.federation_server import FederationStopped, supervised_strategy
     from experiments_manager.federated.grid import ResponsiveGrid
     from experiments_manager.federated.stopping import FederationInterrupted
@@ -194,7 +195,7 @@ def _serve_rounds(server: FederationServer, config: FederationConfig, settings: 
             initial_arrays=server.initial_arrays(),
             num_rounds=rounds_left,
             timeout=config.round_timeout,
-            train_config=ConfigRecord({LOCAL_EPOCHS_KEY: settings.training.epochs}),
+            train_config=ConfigRecord({LOCAL_EPOCHS_KEY: settings.training.epochs, ROUNDS_KEY: config.rounds}),
             evaluate_fn=server.evaluate,
         )
     except (FederationStopped, FederationInterrupted) as ended:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 CLIENTS_FOLDER = "clients"
 PROXIMAL_MU_KEY = "proximal-mu"  # what Flower's FedProx sends to clients
+COLLECT_BYTES = 64 << 20  # a model whose weights take this much is collected at `close` (see there)
+ROUNDS_KEY = "num-rounds"  # the federation's rounds in all, in each round's train config (the server's)
 
 
 class ClientStopped(Exception):
@@ -118,8 +120,9 @@ class FederatedClient:
         resuming = self.experiment.checkpoints_dir.is_dir()
         self.trainer = Trainer(self.experiment, self.settings, resuming=resuming, partition=partition)
         # the federation decides when training ends, and validates the global model itself
-        self.session = self.trainer.open_session(SessionOptions(export=False, early_stopping=False,
-                                                                validate_raw_weights=False))
+        self.session = self.trainer.open_session(SessionOptions(
+            export=False, early_stopping=False, validate_raw_weights=False,
+            validate=self.settings.federated.client_validation))
         self._fresh = True  # no message served yet: the random state is the one the session opened with
         self._random_state = RandomState(self.experiment.run_info()["seed"], self.session.model)
 
@@ -134,14 +137,16 @@ class FederatedClient:
         inputs = self.session.inputs
         return bool(getattr(inputs, "train_restartable", True) and getattr(inputs, "val_restartable", True))
 
-    def train_round(self, weights: Sequence[NDArray[Any]], proximal_mu: float = 0.0, server_round: Optional[int] = None
-                    ) -> tuple[list[NDArray[Any]], dict[str, float]]:
+    def train_round(self, weights: Sequence[NDArray[Any]], proximal_mu: float = 0.0, server_round: Optional[int] = None,
+                    rounds: Optional[int] = None) -> tuple[list[NDArray[Any]], dict[str, float]]:
         """Trains `nbEpoch` epochs from the global `weights`.
 
         Args:
             weights: the global model's weights (numpy arrays, `model.get_weights()` order).
             proximal_mu: FedProx's `proximal_mu` (0: plain local training).
             server_round: the round number, for the client's run.json.
+            rounds: the federation's rounds in all (default None: unknown). The client's training_curves.png is
+                redrawn at most every 30 s, and in its last round (every round when unknown).
 
         Returns:
             (EMA weights as numpy arrays, dict of the last epoch's metrics with `num-examples`).
@@ -158,6 +163,8 @@ class FederatedClient:
             keep_callback_state(self.session.plan)
         if not self._fresh:
             self._random_state.restore()  # a kept client's round draws as a fresh client's would
+        final = server_round is None or rounds is None or server_round >= rounds
+        self.session.plan.curves.pace_across_sessions(final)
         self._fresh = False
         self._rounds += 1
         extra = []
@@ -211,15 +218,25 @@ class FederatedClient:
 
     def close(self) -> None:
         """Closes the inputs and frees the model and the modules of this message's settings (a simulation actor
-        serves many clients in turn)."""
+        serves many clients in turn). Python's garbage collection runs here only for a model of `COLLECT_BYTES`
+        or more: its cycles are freed at once; a small model's are left to the collector's next pass (a full
+        collection costs ~0.2 s of the round in a TensorFlow process)."""
         import keras
 
         try:
+            large = _weights_bytes(self.session.model) >= COLLECT_BYTES
             self.session.close()
-            keras.backend.clear_session()
+            keras.backend.clear_session(free_memory=large)
         finally:
             self._writing.close()
             self.settings.release()
+
+
+def _weights_bytes(model: keras.Model) -> int:
+    """The bytes of the model's weights (the optimizer's and the EMA's are of the same order)."""
+    import numpy as np
+
+    return sum(math.prod(weight.shape) * np.dtype(weight.dtype).itemsize for weight in model.weights)
 
 
 class RandomState:

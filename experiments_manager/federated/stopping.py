@@ -72,7 +72,9 @@ class StopRequest:
     def ending(self, rounds_completed: Optional[int]) -> Ending:
         """The `endings.Ending` of a federation this request stopped (interrupted, 128 + the signal)."""
         signum = self.signum if self.signum is not None else signal.SIGTERM
-        return signalled(signum, f"stopped by {signal.Signals(signum).name} after {rounds_completed or 0} rounds")
+        done = rounds_completed or 0
+        return signalled(signum, f"stopped by {signal.Signals(signum).name} after {done} "
+                                 f"round{'' if done == 1 else 's'}")
 
 
 @contextlib.contextmanager

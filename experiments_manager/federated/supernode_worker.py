@@ -159,7 +159,7 @@ class Worker:
 
     def _answer(self, header: dict[str, Any], arrays: list[NDArray[Any]]
                 ) -> Union[dict[str, Any], tuple[dict[str, Any], list[NDArray[Any]]]]:
-        from experiments_manager.federated.federated_client import PROXIMAL_MU_KEY
+        from experiments_manager.federated.federated_client import PROXIMAL_MU_KEY, ROUNDS_KEY
 
         kind = header.get("kind")
         if kind not in ("train", "evaluate"):
@@ -170,7 +170,7 @@ class Worker:
             return {"metrics": client.evaluate(arrays)}
         config = header.get("config", {})
         weights, metrics = client.train_round(arrays, float(config.get(PROXIMAL_MU_KEY, 0.0)),
-                                              config.get("server-round"))
+                                              config.get("server-round"), config.get(ROUNDS_KEY))
         return {"metrics": metrics}, weights
 
     def _client_for(self, header: dict[str, Any]) -> FederatedClient:

@@ -254,6 +254,10 @@ class FederatedSection:
                             check=c.of_type(bool), name="enable_federated_learning")
     round_timeout_secs: float = setting("longest wait for a round's clients", default=600, check=c.positive_number,
                                         name="federated_round_timeout_secs")
+    client_validation: bool = setting(
+        "each client validates on its validation pipeline after every local epoch (its history.csv's `val_` "
+        "columns); False: clients only train, as a bare Flower ClientApp (the server evaluates the global model "
+        "either way)", default=True, check=c.of_type(bool), name="federated_client_validation")
     get_client_partition: Optional[Callable[..., Any]] = setting(
         "`get_client_partition(dataset, client_id, num_clients, isTraining)`: a "
         "client's share of the data", default=None,

@@ -115,7 +115,8 @@ class CallbackPlan:
         from experiments_manager.export.exporter import Exporter
 
         train_data, val_data = inputs.train, inputs.val
-        monitor = settings.training.monitor
+        monitor = options.monitor_of(settings.training.monitor)
+        self.validates = options.validate  # `fit` is given the validation data
         patience = settings.training.early_stopping_patience
         self.initial_epoch = restored["epochs_completed"] if restored else 0
         self.best = ours.BestValue(monitor)
@@ -209,8 +210,11 @@ def tensorboard_reports(experiment: Experiment, settings: Settings, best: BestVa
     writers = ours.SummaryWriters(experiment.logs_dir)  # one event file per run folder
     frequency = settings.monitoring.histogram_freq
     histograms = [ours.WeightHistograms(writers, frequency)] if frequency else []
+    # the graph once per run folder: a resumed run's first attempt wrote it (a federated client resumes each round)
+    graph = [] if restored else [ours.ModelGraph(writers, served=(lambda: exporter.served_parts()[0])
+                                                 if exporter is not None else None)]
     return [ours.EpochScalars(writers),
-            ours.ModelGraph(writers, served=(lambda: exporter.served_parts()[0]) if exporter is not None else None),
+            *graph,
             *histograms,
             ours.TrainingCurves(experiment.history_csv, experiment.curves_png, best, title=experiment.name,
                                 check_writer=experiment.check_writer),

@@ -13,6 +13,10 @@ class SessionOptions:
             says False: the federation decides when training ends.
         validate_raw_weights: validate the raw weights beside the EMA ones when the settings ask for it
             (default True). A federated client says False: its validation is the federation's.
+        validate: validate after each epoch on the settings' validation pipeline (default True). A federated client
+            whose settings say `federated_client_validation = False` says False: it only trains, as a bare Flower
+            ClientApp, and its own callbacks (best value, LR-on-plateau) follow the training counterpart of the
+            monitored value (`loss` for `val_loss`).
 
     Example:
 
@@ -24,4 +28,10 @@ class SessionOptions:
     export: bool = True
     early_stopping: bool = True
     validate_raw_weights: bool = True
+    validate: bool = True
+
+    def monitor_of(self, monitor: str) -> str:
+        """The value this session's callbacks follow: `monitor` (the settings' `monitored_loss_name`), or its
+        training counterpart when the session does not validate (`val_loss` -> `loss`)."""
+        return monitor if self.validate or not monitor.startswith("val_") else monitor[len("val_"):]
 

@@ -226,11 +226,11 @@ class Trainer:
             try:
                 history = model.fit(
                     inputs.train,
-                    validation_data=inputs.val,
+                    validation_data=inputs.val if plan.validates else None,
                     epochs=epochs,
                     initial_epoch=plan.epochs_completed(),
                     steps_per_epoch=inputs.train_steps,
-                    validation_steps=inputs.val_steps,
+                    validation_steps=inputs.val_steps if plan.validates else None,
                     shuffle=False,  # datasets come shuffled (or not) from get_input_pipeline
                     callbacks=plan.callbacks + list(extra_callbacks),
                     verbose=1 if sys.stdout.isatty() else 2,

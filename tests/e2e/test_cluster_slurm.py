@@ -96,3 +96,58 @@ def test_a_two_node_job_whose_worker_node_froze_is_requeued_and_finishes_on_heal
     history = sim_cluster.run("node3", f"cut -d, -f1 {root}/history.csv").stdout.split()[1:]
     assert history == [str(epoch) for epoch in range(1, EPOCHS + 1)], history  # each epoch once
     print(f"srun waited for Slurm to mark {worker_node} down (SlurmdTimeout {SLURMD_TIMEOUT_S} s)")
+
+
+@pytest.mark.claim("`train -u FEDERATED_SETTINGS --requeue-file FILE` remembers the federation's folder: the requeued "
+                   "job's same command resumes its rounds",
+                   note="(tools/slurm/train.sbatch on the simulated cluster: USR1 in round 2, the job requeued by "
+                        "its script and resumed on whichever node Slurm picks, from the shared volume)")
+@pytest.mark.timeout(600)
+def test_a_federation_preempted_under_slurm_is_requeued_and_resumes_its_rounds(sim_slurm, sim_cluster):
+    """`train.sbatch` of a federated settings file (a simulated federation of 2 clients, 3 rounds), its clients held
+    in round 2; USR1 as `--signal=B:USR1@120` sends it before the time limit: the federation stops (138), the
+    script requeues the job, and the requeued job's same command line goes on from round 2: each round once in
+    history.csv, the clients' folders continued, one federation."""
+    from conftest import HELD_AT_THE_SECOND_EPOCH
+
+    project = f"{SHARED}/fed-{os.getpid()}-{time.monotonic_ns()}"
+    held = "\n".join(["federated_round_timeout_secs = 120", *HELD_AT_THE_SECOND_EPOCH])
+    sim_cluster.run("node3", f"mkdir -p {project}/examples && cp -r examples/federated examples/regression "
+                             f"{project}/examples/ && touch {project}/hold && cd {project}/examples/federated && "
+                             f"(cat mysettings_federated_curve_fitting.py; printf '%s\\n' \"$HELD\") > held.py",
+                    env=dict(os.environ, HELD=held))
+    env = dict(_job_env(sim_slurm), SETTINGS="examples/federated/held.py",
+               EXTRA_ARGS="--hparam rounds=3 --hparam nbEpoch=1")
+    submitted = sim_cluster.run("node3", f"cd {project} && sbatch --parsable --gres=none --cpus-per-task=2 --mem=2G "
+                                         f"--nodes=1 {REPO}/tools/slurm/train.sbatch", env=env)
+    job = submitted.stdout.strip()
+    log = f"{project}/em-train-{job}.out"
+    requeue_file = f"{project}/.slurm-requeue/train-{job}"
+    root = wait_for(lambda: sim_cluster.run("node3", f"cat {requeue_file}", check=False).stdout.strip(), 240,
+                    "the requeue file")
+    root = root if root.startswith("/") else f"{project}/{root}"
+    wait_for(lambda: (_read_json(sim_cluster, f"{root}/run.json").get("rounds_completed") or 0) >= 1, 300,
+             "round 1 (the clients then held in round 2)")
+    first_node = sim_slurm.job(job)["NodeList"]
+    sim_slurm.run(["scancel", "--batch", "--signal=USR1", job])  # what --signal=B:USR1@120 does before the limit
+    sim_cluster.run("node3", f"touch {project}/release")  # the requeued job's round 2 is not held
+
+    final = sim_slurm.wait_for_end(job, 400)
+    output = sim_cluster.run("node3", f"cat {log}").stdout
+    assert final["JobState"] == "COMPLETED" and int(final["Restarts"]) == 1, (final, output)
+    assert f"exit code 138: requeueing job {job}" in output, output
+    info = _read_json(sim_cluster, f"{root}/run.json")
+    print(f"first run on {first_node}, the requeued one on {final['NodeList']}: {info['attempts'][0]['reason']}")
+    assert [attempt["status"] for attempt in info["attempts"]] == ["interrupted", "finished"], info["attempts"]
+    assert info["attempts"][0]["exit_code"] == 138 and "SIGUSR1" in info["attempts"][0]["reason"], info["attempts"]
+    assert (info["status"], info["rounds_completed"]) == ("finished", 3), info
+    assert "Resuming the federation after round 1" in output and "Traceback" not in output, output
+    history = sim_cluster.run("node3", f"cut -d, -f1 {root}/history.csv").stdout.split()[1:]
+    assert history == ["1", "2", "3"], history  # rounds 2 and 3 trained federated after the requeue, each once
+    client_rows = sim_cluster.run("node3", f"cut -d, -f1 {root}/clients/client_0/history.csv").stdout.split()[1:]
+    # its folder continued, each local epoch once (a round the stop cut short may have added one the server
+    # never aggregated: its next round is trained again from the global model)
+    continued = [str(epoch) for epoch in range(1, len(client_rows) + 1)]
+    assert len(client_rows) >= 3 and client_rows == continued, client_rows
+    folders = sim_cluster.run("node3", f"ls {project}/experiments/examples/federated_curve_fitting").stdout.split()
+    assert len(folders) == 1, folders  # no second federation

@@ -273,7 +273,8 @@ def test_a_stop_signal_ends_a_simulated_federation_within_seconds(start_cli, wor
     run = read_run(single_experiment(working_folder))
     name = signal.Signals(signum).name
     assert run["status"] == "interrupted" and run["exit_code"] == 128 + signum, run
-    assert run["reason"] == f"stopped by {name} after {run['rounds_completed']} rounds", run
+    done = run["rounds_completed"]
+    assert run["reason"] == f"stopped by {name} after {done} round{'' if done == 1 else 's'}", run
     # the command's summary, or (Ray's processes gone with the signal: left without Ray's shutdown) the one line
     assert f"status:            interrupted (stopped by {name} after" in output or \
         f"{name} stopped Ray's processes too (a signal to the whole job): leaving without Ray's shutdown; status: " \

@@ -221,6 +221,46 @@ def test_a_client_sends_back_its_ema_weights_not_its_raw_ones(workdir):
     assert max(differences) > 1e-4  # the raw weights are not what was sent
 
 
+COUNT_VALIDATIONS = """
+VALIDATIONS = []  # one entry per validation run of this process
+def addon_callbacks(model, train_samples, val_samples):
+    class CountValidations(tf.keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            VALIDATIONS.append(1)
+    return [CountValidations()]
+"""
+
+
+@pytest.mark.parametrize("validates", [True, False])
+@pytest.mark.claim("`federated_client_validation = False`: clients only train (no validation after their local "
+                   "epochs, as a bare Flower ClientApp); the server evaluates the global model either way")
+def test_clients_validate_after_each_local_epoch_unless_the_settings_say_not(workdir, validates):
+    """2 local epochs of client 0: validated twice (its history.csv's `val_` columns) by default, never with
+    `federated_client_validation = False`, when its own records follow its training loss."""
+    import csv
+
+    from experiments_manager.federated.federated_client import FederatedClient, client_folder
+    from experiments_manager.federated.job import start_federation
+    from experiments_manager.settings.pipeline import DataPartition
+    from experiments_manager.training.model import compile_for_evaluation
+
+    lines = ["nb_train_samples = 200", COUNT_VALIDATIONS] + ([] if validates else ["federated_client_validation = False"])
+    path = settings_variant(workdir, "count_validations.py", lines, base=FEDERATED_SETTINGS)
+    settings, _, _, job = start_federation(str(path), {"nbEpoch": 2}, rounds=1, num_clients=2)
+    client = FederatedClient(job, DataPartition(0, 2))
+    try:
+        _, metrics = client.train_round(compile_for_evaluation(settings).get_weights(), server_round=1)
+        validations = len(client.settings.training.addon_callbacks.__globals__["VALIDATIONS"])
+    finally:
+        client.close()
+    with open(client_folder(job.experiment_dir, 0) / "history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    print(f"validates={validates}: {validations} validations, history columns {sorted(rows[-1])}")
+    assert len(rows) == 2 and "loss" in rows[-1] and metrics["num-examples"] > 0
+    assert validations == (2 if validates else 0)
+    assert ("val_loss" in rows[-1]) == validates
+
+
 # --- Kafka input in federated mode -------------------------------------------------------------------------------
 
 @pytest.mark.claim('Kafka input is not supported in federated mode')

@@ -26,6 +26,23 @@ def event_file_pids(experiment):
     return {EVENT_FILE_PID.search(path.name).group(1) for path in experiment.rglob("events.out.tfevents.*")}
 
 
+def resumed_with_worker_logs(workdir, scratch, *arguments, timeout):
+    """Runs the command (forked, as `run_cli`) with TMPDIR `scratch`; a command still running after `timeout`
+    fails the test with the end of each worker's log (the launcher keeps them in TMPDIR until it ends), which is
+    what says why a worker never joined the chief."""
+    from conftest import run_command
+
+    scratch.mkdir(exist_ok=True)
+    try:
+        return run_command(arguments, workdir, env=dict(cli_env(), TMPDIR=str(scratch)), capture_output=True,
+                           text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as expired:
+        logs = {log: log.read_text(errors="replace").splitlines()[-40:]
+                for log in sorted(scratch.glob("experiments_manager_workers_*/worker*.log"))}
+        said = "\n".join(f"--- {log} ---\n" + "\n".join(lines) for log, lines in logs.items())
+        raise AssertionError(f"not ended in {timeout} s; its output: {expired.stderr!r}\n{said}") from None
+
+
 def layout(experiment):
     """The experiment's files, with TensorBoard event file names (time, host, pid) folded."""
     return sorted(re.sub(r"events\.out\.tfevents\..*", "events", str(path.relative_to(experiment)))
@@ -88,7 +105,7 @@ def test_stop_signal_reaches_every_worker_and_the_requeued_job_resumes(workdir, 
     assert interrupted["epochs_completed"] < 6
     assert "worker 1 exited" not in output  # the worker stopped the same way: nothing to report
 
-    rerun = run_cli(*command)  # the requeued job runs the same command line
+    rerun = resumed_with_worker_logs(workdir, tmp_path / "tmp", *command, timeout=300)  # the requeued job's line
     assert rerun.returncode == 0, rerun.stderr
     assert f"names {root}: resuming it" in rerun.stderr
     assert experiments_in(workdir) == [Path(root)]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli_command, cli_env, read_run, settings_variant, wait_for
+from test_multiworker import resumed_with_worker_logs
 
 PROBE_MODEL = '''
 import keras
@@ -267,7 +268,8 @@ def test_a_stop_signal_to_one_worker_stops_all_after_the_same_step_then_the_run_
 
     for task in (0, 1):
         (probe / f"progress_{task}.txt").write_text("")
-    resumed = run_cli("train", "--resume", str(root), "--workers", "2", timeout=400)
+    resumed = resumed_with_worker_logs(workdir, workdir / "tmp", "train", "--resume", str(root), "--workers", "2",
+                                       timeout=400)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     finished = read_run(root)
     assert finished["status"] == "finished" and finished["epochs_completed"] == 3

@@ -24,6 +24,15 @@ def warm():
     return interpreter
 
 
+def _gone(pid):
+    """The process `pid` has ended (and been reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 def _said(result, run):
     """The command's output with the run's folder name and the numbers folded: what a user reads."""
     text = (result.stdout + result.stderr).replace(run.name, "RUN")
@@ -89,14 +98,7 @@ def test_the_launcher_passes_on_a_sigterm_and_takes_the_command_with_it_when_kil
     launcher.kill()
     launcher.wait()
 
-    def gone():
-        try:
-            os.kill(child, 0)
-        except ProcessLookupError:
-            return True
-        return False
-
-    wait_for(gone, 30, f"the command (pid {child}) to die with its launcher")
+    wait_for(lambda: _gone(child), 30, f"the command (pid {child}) to die with its launcher")
 
 
 PROBE = """import os, sys, time
@@ -142,3 +144,30 @@ def test_a_module_forked_through_the_launcher_has_its_descriptors_and_its_starte
             assert int(_line(answers, "probe's new parent")) == parent_of(launcher) != shell.pid
     finally:
         (tmp_path / "release").touch()
+
+
+GIL_HOLDER = """import ctypes, os, sys
+with open(sys.argv[1], "w") as answer:
+    print(os.getpid(), file=answer, flush=True)
+ctypes.PyDLL(None).pause()  # native code holding the GIL, as TensorFlow waiting for a peer that never comes
+"""
+
+
+@pytest.mark.claim("a command line forked from the tests' warm interpreter behaves as one in a new interpreter: the "
+                   "same exit code, output, hints and run folder; its launcher passes on stop signals and takes the "
+                   "command with it when killed", note="(also a command holding the GIL in native code)")
+def test_a_command_holding_the_gil_in_native_code_dies_with_its_killed_launcher(tmp_path, warm):
+    """Its own watch of the launcher is a Python thread, which never runs then: the warm process kills it (a chief
+    that outlived its launcher held a test's pipes open until the test's timeout)."""
+    (tmp_path / "gil_holder.py").write_text(GIL_HOLDER)
+    launcher = subprocess.Popen([*warm.command(), "-m", "gil_holder", str(tmp_path / "pid")], cwd=tmp_path,
+                                env=warm.environment(cli_env()))
+    try:
+        child = int(wait_for(lambda: (tmp_path / "pid").is_file() and (tmp_path / "pid").read_text().strip(), 60,
+                             "the command's pid"))
+        assert parent_of(child) == warm.process.pid  # forked from the warm one
+    finally:
+        launcher.kill()
+        launcher.wait()
+
+    wait_for(lambda: _gone(child), 10, f"the command (pid {child}) to die with its launcher")

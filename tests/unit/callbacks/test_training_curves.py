@@ -18,15 +18,16 @@ def _drawing_of_first_rows(history_csv, rows, path):
     return path.read_bytes()
 
 
-def _fit(epochs, callbacks):
-    """A small seeded model trained `epochs` epochs of 2 steps with `callbacks`."""
+def _fit(epochs, callbacks, initial_epoch=0):
+    """A small seeded model trained to epoch `epochs` (from `initial_epoch`) in steps of 2 with `callbacks`."""
     import keras
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer="sgd", loss="mse")
     x = np.random.default_rng(0).normal(size=(64, 2))
-    model.fit(x, x.sum(axis=1), epochs=epochs, batch_size=32, verbose=0, callbacks=callbacks)
+    model.fit(x, x.sum(axis=1), epochs=epochs, initial_epoch=initial_epoch, batch_size=32, verbose=0,
+              callbacks=callbacks)
 
 
 @pytest.mark.parametrize("min_interval", [3600.0, 0.0])
@@ -80,3 +81,21 @@ def test_a_fit_that_raises_leaves_the_undrawn_epochs_to_finish(tmp_path):
     assert png.read_bytes() == _drawing_of_first_rows(history_csv, 3, tmp_path / "rows3.png")
     curves.finish()  # nothing left to draw
     assert not [thread for thread in threading.enumerate() if thread.name == "training-curves"]
+
+
+@pytest.mark.claim(
+    'training_curves.png is drawn at the first epoch, then at most every 30 s, and at the end with every epoch',
+    note="(a federated client, a session per round: paced from the image's last writing, complete at the last round)")
+def test_a_clients_rounds_are_paced_from_the_images_last_writing_and_its_last_round_drawn_whole(tmp_path):
+    """Each round a session of its own (a new callback, one `fit`): round 1 draws (no image yet), round 2 (too soon
+    after it, not the last) draws nothing, not even at its end; round 3, the federation's last, draws every round."""
+    history_csv, png = tmp_path / "history.csv", tmp_path / "training_curves.png"
+    shown = []
+    for round_number in (1, 2, 3):
+        curves = TrainingCurves(history_csv, png, min_interval=3600.0)
+        curves.pace_across_sessions(final=round_number == 3)
+        _fit(round_number, [HistoryCSV(history_csv), curves], initial_epoch=round_number - 1)
+        curves.finish()
+        shown.append(png.read_bytes())
+    first, _, every = (_drawing_of_first_rows(history_csv, rows, tmp_path / f"rows{rows}.png") for rows in (1, 2, 3))
+    assert shown == [first, first, every]
