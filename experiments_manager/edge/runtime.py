@@ -19,7 +19,6 @@ model.tensors()                         # {'inputs': [{'name': 'image', 'dtype':
 """
 
 import importlib.metadata
-import os
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -27,6 +26,7 @@ from typing import Any, Optional
 import numpy as np
 
 from experiments_manager.edge.formats import Arrays, TensorInfo, format_of_file
+from experiments_manager.utils.cpus import usable_cpus
 from experiments_manager.utils.errors import UserInputError
 from experiments_manager.utils.native_noise import NOISE, filtered_stderr
 
@@ -35,7 +35,7 @@ _LITERT_NOISE = NOISE + (re.compile(r"^INFO: Created TensorFlow Lite XNNPACK del
 
 
 def default_threads() -> int:
-    """The threads an edge runtime gets unless told: every core of this machine.
+    """The threads an edge runtime gets unless told: every CPU this process may use (a Slurm job's, not its node's).
 
     Example:
 
@@ -43,7 +43,7 @@ def default_threads() -> int:
     LiteRTModel(path, threads=default_threads())
     ```
     """
-    return os.cpu_count() or 1
+    return usable_cpus()
 
 
 def _tensor_info(name: str, dtype: "np.typing.DTypeLike", shape: list[Any], scale: Optional[float] = None,

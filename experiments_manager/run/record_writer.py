@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Optional, Protocol, Sequence, TypedDict, cast
 
 from experiments_manager.run.attempts import Attempt, settings_folder
@@ -85,7 +84,7 @@ def first_record(settings: Any, command: Sequence[str], started: str, repeat: st
     """
     from experiments_manager.run.attempts import package_versions
 
-    commit = _git_commit(Path(settings.script).resolve().parent)
+    commit = _git_commit(settings.script.resolve().parent)
     return {
         "record_version": RUN_RECORD_VERSION,
         "status": Status.RUNNING,
