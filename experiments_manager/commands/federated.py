@@ -45,9 +45,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Create the server experiment folder, write a Flower app (settings and model files "
         "included) and submit it to a running SuperLink with `flwr run`; wait until Flower reports the run "
         "finished. Start the SuperLink and one SuperNode per data holder first (`federated superlink`, "
-        "`federated supernode`).",
+        "`federated supernode`). --resume RUN continues a deployed federation that was stopped, killed or "
+        "preempted from its last recorded round (or, with --rounds R, extends a finished one), as a new Flower run.",
     )
-    _add_job_arguments(run_mode)
+    _add_job_arguments(run_mode, resumable=True)
     where = run_mode.add_mutually_exclusive_group(required=True)
     where.add_argument("--superlink", metavar="HOST:PORT", help="an insecure SuperLink (plain HTTP, trusted network)")
     where.add_argument("--connection", metavar="NAME",

@@ -78,14 +78,72 @@ def deploy(settings_path: Union[PathLike, Settings], superlink: Optional[str] = 
     experiment = deploy("examples/federated/mysettings_federated_curve_fitting.py", superlink="127.0.0.1:8000")
     ```
     """
-    from experiments_manager.federated.job import end_if_running, start_federation
-    from experiments_manager.run.endings import ending_of, failed, finished
-    from experiments_manager.federated.stopping import stop_on_signals
+    from experiments_manager.federated.job import start_federation
 
     if superlink:
         _check_answers(superlink)  # before any folder exists
     settings, _, experiment, job = start_federation(settings_path, hparam_overrides, rounds, round_timeout, command,
                                                     mlflow=mlflow)
+    return _run_on_superlink(experiment, job, settings, superlink, connection, timeout)
+
+
+def resume_deployment(experiment: Experiment, superlink: Optional[str] = None, connection: Optional[str] = None,
+                      rounds: Optional[int] = None, timeout: Optional[float] = None,
+                      command: Optional[list[str]] = None) -> Experiment:
+    """Continues a deployed federation in its folder from its last recorded round, as a new Flower run on a running
+    SuperLink (the one it ran on, restarted, or another whose SuperNodes hold the same partitions); returns the
+    server `Experiment`. Its clients continue their folders where the SuperNodes see them.
+
+    Args:
+        experiment: the federation's server folder, opened (its code trusted: `Experiment.refuse_foreign_code`).
+        superlink, connection, timeout: as for `deploy`.
+        rounds: the rounds in all (default None: those it planned); more than it planned extends a finished one.
+        command: the command line recorded in the new attempt (default: this process').
+
+    Raises:
+        UserInputError: what cannot be continued, in one line, before anything is written: a simulated federation,
+            one with rounds recorded but no checkpoint, `rounds` not above the rounds done, a SuperLink that does not
+            answer.
+
+    Example:
+
+    ```python
+    resume_deployment(Experiment.open("experiments/fed_2026-11-28--10-00-00"), superlink="127.0.0.1:8000")
+    ```
+    """
+    from experiments_manager.federated.job import FederatedJob, resumed_rounds
+    from experiments_manager.run.experiment import running_command
+    from experiments_manager.run.lifecycle import attempt, resumed
+
+    experiment.refuse_foreign_code()
+    info = experiment.run_info()
+    described = info.get("federated") or {}
+    if info.get("flower_run_id") is None:
+        raise UserInputError(f"{experiment.root}: a simulated federation: expected a deployed one; resume it with "
+                             f"`federated simulate --resume {experiment.root}`")
+    span = resumed_rounds(experiment, rounds)
+    if span is None:
+        return experiment
+    if superlink:
+        _check_answers(superlink)  # before anything is written
+    done, planned = span
+    command = command or running_command()
+    with attempt(experiment, command, console=False, records_ending=False):
+        resumed(experiment, command)
+    _LOG.info("Resuming %s after round %d of %s", experiment.root, done, planned)
+    job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), info.get("hparam_overrides"),
+                       experiment.root.resolve(), rounds=planned, round_timeout=described.get("round_timeout_secs"),
+                       trust_code=experiment.trust_code)
+    return _run_on_superlink(experiment, job, job.load_settings(), superlink, connection, timeout)
+
+
+def _run_on_superlink(experiment: Experiment, job: FederatedJob, settings: Settings, superlink: Optional[str],
+                      connection: Optional[str], timeout: Optional[float]) -> Experiment:
+    """Submits `job`'s app, follows the run to its end and records how it ended when its ServerApp could not."""
+    from experiments_manager.federated.job import end_if_running
+    from experiments_manager.federated.stopping import stop_on_signals
+    from experiments_manager.run.endings import ending_of, failed, finished
+
     with stop_on_signals() as stop:
         try:
             status = submit_and_follow(experiment, write_flower_app(experiment, job, settings), superlink,

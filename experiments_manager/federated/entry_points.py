@@ -31,17 +31,18 @@ def federated(arguments: argparse.Namespace) -> int:
     from experiments_manager.settings.script import existing_settings_file
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
-    if mode == "simulate" and arguments.resume:
-        given = [flag for flag, value in (("--hparam", arguments.hparam), ("--num-clients", arguments.num_clients),
-                                          ("--round-timeout", arguments.round_timeout),
-                                          ("--mlflow", arguments.mlflow), ("--init-from", arguments.init_from),
-                                          ("--skip-mismatch", arguments.skip_mismatch or None))
-                 if value is not None and value != []]
+    if arguments.resume:
+        flags = (("--hparam", "hparam"), ("--num-clients", "num_clients"), ("--round-timeout", "round_timeout"),
+                 ("--mlflow", "mlflow"), ("--init-from", "init_from"), ("--skip-mismatch", "skip_mismatch"))
+        given = [flag for flag, name in flags if getattr(arguments, name, None) not in (None, [], False)]
         if given:
             from experiments_manager.utils.errors import UserInputError
 
             raise UserInputError(f"{', '.join(given)}: expected none with --resume (the federation goes on as it "
                                  f"started; only --rounds extends it), got {', '.join(given)}")
+        if mode == "run":
+            return resume_command(arguments.resume, arguments.rounds, arguments.trust_code,
+                                  on_superlink=(arguments.superlink, arguments.connection, arguments.timeout))
         return resume_command(arguments.resume, arguments.rounds, arguments.trust_code)
 
     overrides = parse_hparam_overrides(arguments.hparam)
@@ -112,10 +113,12 @@ def simulate_command(settings: Union[PathLike, Settings], overrides: Optional[Ma
     return report(experiment)
 
 
-def resume_command(folder: PathLike, rounds: Optional[int] = None, trust_code: bool = False) -> int:
+def resume_command(folder: PathLike, rounds: Optional[int] = None, trust_code: bool = False,
+                   on_superlink: Optional[tuple[Optional[str], Optional[str], Optional[float]]] = None) -> int:
     """`federated simulate --resume RUN` and `train --resume RUN` of a federation's server folder: it continues
-    from its last recorded round (`simulation.resume_simulation`); prints where its outputs are, returns the exit
-    code as `report` does."""
+    from its last recorded round (`simulation.resume_simulation`); `federated run --resume RUN` (`on_superlink`:
+    its --superlink, --connection and --timeout) continues a deployed one as a new Flower run
+    (`deployment.resume_deployment`). Prints where its outputs are, returns the exit code as `report` does."""
     from experiments_manager.run.experiment import Experiment
 
     experiment = Experiment.open(folder, trust_code=trust_code)  # not a run: said at once, before TensorFlow
@@ -124,6 +127,11 @@ def resume_command(folder: PathLike, rounds: Optional[int] = None, trust_code: b
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
     import_tensorflow_quietly()
+    if on_superlink is not None:
+        from experiments_manager.federated.deployment import resume_deployment
+
+        superlink, connection, timeout = on_superlink
+        return report(resume_deployment(experiment, superlink, connection, rounds, timeout))
     from experiments_manager.federated.simulation import resume_simulation
 
     return report(resume_simulation(experiment, rounds))

@@ -178,6 +178,36 @@ def _check_warm_start(settings: Settings, weights: InitialWeights) -> None:
         weights.load_into(compile_for_evaluation(settings), settings)
 
 
+def resumed_rounds(experiment: Experiment, rounds: Optional[int] = None) -> Optional[tuple[int, int]]:
+    """What a resume of the federation in `experiment` runs: (the rounds done, the rounds in all: those it planned,
+    or `rounds`), or None when it finished its planned rounds and no `rounds` asks for more (said in a line). The
+    refusals a simulated and a deployed federation's resume share, before anything is written.
+
+    Raises:
+        UserInputError: rounds recorded but no checkpoint of the global model (an earlier engine's federation), or
+            `rounds` not above the rounds done.
+    """
+    from experiments_manager.federated.server_checkpoint import read_checkpoint
+    from experiments_manager.run.record import Status
+
+    info = experiment.run_info()
+    planned = (info.get("federated") or {}).get("rounds")
+    checkpoint = read_checkpoint(experiment)
+    done = checkpoint.rounds if checkpoint is not None else 0
+    if info.get("rounds_completed") and checkpoint is None:
+        raise UserInputError(f"{experiment.root}: {info.get('rounds_completed')} rounds recorded but no checkpoint "
+                             "of the global model (an earlier engine's federation): it cannot continue; start a new "
+                             "one")
+    if rounds is not None and rounds <= done:
+        raise UserInputError(f"{experiment.root}: --rounds: expected more than the {done} rounds it has done, got "
+                             f"{rounds}")
+    if info.get("status") == Status.FINISHED and rounds is None:
+        _LOG.info("%s already finished its %s rounds: nothing to resume (extend it with --rounds R)",
+                  experiment.root, planned)
+        return None
+    return done, int(rounds or planned or 0)
+
+
 def end_if_running(experiment: Experiment, ending: Ending, only_if_running: bool = True,
                    wait_seconds: float = SERVER_APP_END_SECONDS) -> None:
     """Records how a federation ended when its ServerApp could not (it crashed, was stopped, or ran on another

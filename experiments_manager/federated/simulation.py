@@ -91,11 +91,9 @@ def resume_simulation(experiment: Experiment, rounds: Optional[int] = None,
     resume_simulation(Experiment.open("experiments/fed_2026-11-28--10-00-00"), 8)     # a finished one, to 8
     ```
     """
-    from experiments_manager.federated.job import FederatedJob
-    from experiments_manager.federated.server_checkpoint import read_checkpoint
+    from experiments_manager.federated.job import FederatedJob, resumed_rounds
     from experiments_manager.run.experiment import running_command
     from experiments_manager.run.lifecycle import attempt, resumed
-    from experiments_manager.run.record import Status
     from experiments_manager.training.fine_tuning import InitialWeights
     from experiments_manager.utils.errors import UserInputError
 
@@ -104,27 +102,18 @@ def resume_simulation(experiment: Experiment, rounds: Optional[int] = None,
     described = info.get("federated") or {}
     if info.get("flower_run_id") is not None:
         raise UserInputError(f"{experiment.root}: a deployed federation (Flower run {info.get('flower_run_id')}): "
-                             "expected a simulated one; a deployed federation does not resume yet: start a new one")
-    checkpoint = read_checkpoint(experiment)
-    done = checkpoint.rounds if checkpoint is not None else 0
-    if info.get("rounds_completed") and checkpoint is None:
-        raise UserInputError(f"{experiment.root}: {info.get('rounds_completed')} rounds recorded but no checkpoint "
-                             "of the global model (an earlier engine's federation): it cannot continue; start a new "
-                             "one")
-    planned = rounds or described.get("rounds")
-    if rounds is not None and rounds <= done:
-        raise UserInputError(f"{experiment.root}: --rounds: expected more than the {done} rounds it has done, got "
-                             f"{rounds}")
-    if info.get("status") == Status.FINISHED and rounds is None:
-        _LOG.info("%s already finished its %s rounds: nothing to resume (extend it with --rounds R)",
-                  experiment.root, described.get("rounds"))
+                             "expected a simulated one; resume it on a SuperLink with `federated run --resume "
+                             f"{experiment.root} --superlink HOST:PORT`")
+    span = resumed_rounds(experiment, rounds)
+    if span is None:
         return experiment
+    done, planned = span
     command = command or running_command()
     with attempt(experiment, command, console=False, records_ending=False):
         resumed(experiment, command)
     _LOG.info("Resuming %s after round %d of %s", experiment.root, done, planned)
     # killed in its first round, before any checkpoint: a warm start starts again from its version
-    initial = InitialWeights.recorded(info) if checkpoint is None else None
+    initial = InitialWeights.recorded(info) if done == 0 else None
     job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), info.get("hparam_overrides"),
                        experiment.root.resolve(), rounds=planned, round_timeout=described.get("round_timeout_secs"),
                        num_clients=described.get("num_clients") or described.get("minCl"),

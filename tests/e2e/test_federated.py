@@ -330,6 +330,10 @@ def test_a_federation_killed_with_kill_9_resumes_from_its_last_round(start_cli, 
     assert after[:len(versions)] == versions and not any(name.startswith("discarded") for name in after), after
     assert len(history(server / "clients" / "client_0")) == client_rows + 1  # its folder continued: one more round
     assert single_experiment(working_folder) == server  # no second federation
+    # a simulated federation is not resumed on a SuperLink: one line naming the command that resumes it
+    refused = run_cli("federated", "run", "--resume", str(server), "--superlink", "127.0.0.1:9")
+    assert refused.returncode == 2 and f"federated simulate --resume {server}" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and read_run(server) == run
 
 
 @pytest.mark.claim("a warm start the global model cannot take (no block shared, weights of other shapes) is refused in "

@@ -410,8 +410,11 @@ def test_a_worker_killed_in_a_round_fails_only_that_round_and_is_started_again(f
 @pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
 @pytest.mark.claim("`federated run` stops its run on the SuperLink on SIGTERM: `interrupted`, exit 143",
                    note="(a real SuperLink and two SuperNodes)")
+@pytest.mark.claim("`federated run --resume RUN` continues a deployed federation from its last recorded round as a "
+                   "new Flower run; `--rounds R` sets the rounds in all",
+                   note="(the SIGTERM-stopped federation, resumed on the same SuperLink for one more round)")
 @pytest.mark.timeout(1200)  # its waits allow a loaded machine more than the default 600 s
-def test_a_stop_signal_stops_a_deployed_federation_on_its_superlink(federation, stopped_at_the_end):
+def test_a_stop_signal_stops_a_deployed_federation_on_its_superlink_and_it_resumes(federation, stopped_at_the_end):
     runner, reader, earlier = start_run(federation, "--rounds", "50", "--hparam", "nbEpoch=1")
     stopped_at_the_end.append(runner)
     server = new_run(federation, earlier)
@@ -424,6 +427,18 @@ def test_a_stop_signal_stops_a_deployed_federation_on_its_superlink(federation, 
     run = read_run(server)
     assert run["status"] == "interrupted" and run["exit_code"] == 143, run
     assert run["reason"].startswith("stopped by SIGTERM after "), run
+
+    done = run["rounds_completed"]
+    result = run_command(["federated", "run", "--resume", str(server), "--superlink", federation.address,
+                          "--rounds", str(done + 1)], federation.workdir, capture_output=True, text=True,
+                         timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"Resuming {server} after round {done} of {done + 1}" in result.stderr, result.stderr[-3000:]
+    resumed = read_run(server)
+    assert (resumed["status"], resumed["rounds_completed"]) == ("finished", done + 1), resumed
+    assert len(resumed["attempts"]) == len(run["attempts"]) + 1, resumed["attempts"]
+    assert resumed["flower_run_id"] != run["flower_run_id"], resumed  # a new Flower run
+    assert [row["epoch"] for row in history(server)] == [str(number) for number in range(1, done + 2)]
 
 
 @pytest.mark.federation  # starts a federation: one at a time (tests/conftest.py)
