@@ -93,7 +93,7 @@ def _add_job_arguments(parser: argparse.ArgumentParser, resumable: bool = False)
         start.add_argument("-u", "--usersettings", metavar="SETTINGS", help="the settings module (.py)")
         start.add_argument("--resume", metavar="RUN",
                            help="continue the federation whose server folder is RUN from its last recorded round, to "
-                           "its planned rounds (or to --rounds R); what `train --resume RUN` does for a federation")
+                           "its planned rounds (or to --rounds R)")
         add_trust_code_argument(parser, "the federation's (--resume)")
     else:
         parser.add_argument("-u", "--usersettings", required=True, metavar="SETTINGS",

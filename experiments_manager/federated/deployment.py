@@ -37,6 +37,7 @@ APP_FOLDER = "flower_app"
 APP_MODULE = "em_federation"
 CONNECTION_NAME = "experiments-manager"
 FINISHED = "finished"
+SERVER_LOG = "flower_server.log"  # the ServerApp's log, as `flwr log` streams it (an earlier run's: its id added)
 STATUS_POLL_SECONDS = 5.0  # each `flwr ls` is a Python process: asking every second slows a 2-core node
 STREAM_CHECK_SECONDS = 0.5  # how often the wait looks whether the log stream ended (a `poll`, no process)
 STREAM_END_SECONDS = 30.0  # a stopped run's log stream, given this long to end by itself
@@ -131,6 +132,9 @@ def resume_deployment(experiment: Experiment, superlink: Optional[str] = None, c
     with attempt(experiment, command, console=False, records_ending=False):
         resumed(experiment, command)
     _LOG.info("Resuming %s after round %d of %s", experiment.root, done, planned)
+    earlier_log = experiment.root / SERVER_LOG
+    if earlier_log.is_file():  # the earlier Flower run's ServerApp log, kept under its run id
+        earlier_log.replace(experiment.root / f"flower_server-{info.get('flower_run_id')}.log")
     job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), info.get("hparam_overrides"),
                        experiment.root.resolve(), rounds=planned, round_timeout=described.get("round_timeout_secs"),
                        trust_code=experiment.trust_code)
@@ -214,7 +218,7 @@ def submit_and_follow(experiment: Experiment, app_folder: PathLike, superlink: O
         experiment.record.flower_run(run_id, superlink or connection or "")
         _LOG.info("Flower run %s started on %s; server experiment folder: %s", run_id, superlink or connection,
                   experiment.root)
-        log_file = experiment.root / "flower_server.log"
+        log_file = experiment.root / SERVER_LOG
         status = _wait(run_id, name, env, timeout, stop, log_file)
         _LOG.info("Flower run %s: %s; ServerApp log: %s", run_id, status, log_file)
         return status

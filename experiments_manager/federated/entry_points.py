@@ -34,7 +34,9 @@ def federated(arguments: argparse.Namespace) -> int:
     if arguments.resume:
         flags = (("--hparam", "hparam"), ("--num-clients", "num_clients"), ("--round-timeout", "round_timeout"),
                  ("--mlflow", "mlflow"), ("--init-from", "init_from"), ("--skip-mismatch", "skip_mismatch"))
-        given = [flag for flag, name in flags if getattr(arguments, name, None) not in (None, [], False)]
+        given = [flag for flag, name in flags
+                 if getattr(arguments, name, None) is not None and getattr(arguments, name) is not False
+                 and getattr(arguments, name) != []]
         if given:
             from experiments_manager.utils.errors import UserInputError
 

@@ -122,7 +122,7 @@ class FederatedClient:
         # the federation decides when training ends, and validates the global model itself
         self.session = self.trainer.open_session(SessionOptions(
             export=False, early_stopping=False, validate_raw_weights=False,
-            validate=self.settings.federated.client_validation))
+            validate=self.settings.federated.client_validation, write_graph=not resuming))
         self._fresh = True  # no message served yet: the random state is the one the session opened with
         self._random_state = RandomState(self.experiment.run_info()["seed"], self.session.model)
 

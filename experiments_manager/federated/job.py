@@ -178,10 +178,11 @@ def _check_warm_start(settings: Settings, weights: InitialWeights) -> None:
         weights.load_into(compile_for_evaluation(settings), settings)
 
 
-def resumed_rounds(experiment: Experiment, rounds: Optional[int] = None) -> Optional[tuple[int, int]]:
-    """What a resume of the federation in `experiment` runs: (the rounds done, the rounds in all: those it planned,
-    or `rounds`), or None when it finished its planned rounds and no `rounds` asks for more (said in a line). The
-    refusals a simulated and a deployed federation's resume share, before anything is written.
+def resumed_rounds(experiment: Experiment, rounds: Optional[int] = None) -> Optional[tuple[int, Optional[int]]]:
+    """What a resume of the federation in `experiment` runs: (the rounds done, the rounds in all: `rounds`, else those
+    it planned, else None: the settings' when its ServerApp never recorded them, stopped while starting), or None
+    when it finished its planned rounds and no `rounds` asks for more (said in a line). The refusals a simulated and
+    a deployed federation's resume share, before anything is written.
 
     Raises:
         UserInputError: rounds recorded but no checkpoint of the global model (an earlier engine's federation), or
@@ -205,7 +206,7 @@ def resumed_rounds(experiment: Experiment, rounds: Optional[int] = None) -> Opti
         _LOG.info("%s already finished its %s rounds: nothing to resume (extend it with --rounds R)",
                   experiment.root, planned)
         return None
-    return done, int(rounds or planned or 0)
+    return done, rounds or planned
 
 
 def end_if_running(experiment: Experiment, ending: Ending, only_if_running: bool = True,

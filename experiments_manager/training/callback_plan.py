@@ -44,6 +44,7 @@ class RunRecords:
         exporter: the `Exporter`, or None for a run that does not export.
         monitors: callbacks that follow the monitored value (early stopping, LR-on-plateau): told its direction.
         restored: the checkpoint state a resumed run started from, or None.
+        graph: write the model's graph to TensorBoard (default True; a federated client's later rounds: False).
 
     Example:
 
@@ -54,7 +55,7 @@ class RunRecords:
     """
 
     def __init__(self, experiment: Experiment, settings: Settings, best: BestValue, exporter: Optional[Exporter] = None,
-                 monitors: Iterable[Any] = (), restored: Optional[CheckpointState] = None) -> None:
+                 monitors: Iterable[Any] = (), restored: Optional[CheckpointState] = None, graph: bool = True) -> None:
         from experiments_manager import callbacks as ours
 
         self.experiment = experiment
@@ -66,7 +67,7 @@ class RunRecords:
         self.head: list[Any] = [ours.monitor_mode_resolver(best, experiment, settings, list(monitors)),
                      self.history,
                      ours.TrackBestValue(best, settings.path.name),
-                     *tensorboard_reports(experiment, settings, best, restored, exporter)]
+                     *tensorboard_reports(experiment, settings, best, restored, exporter, graph)]
         self.curves = next(callback for callback in self.head if isinstance(callback, ours.TrainingCurves))
 
     def tail(self, checkpoint: Optional[TrainingCheckpoint] = None) -> list[Any]:
@@ -140,7 +141,7 @@ class CallbackPlan:
             self.exporter.at_resume(self.initial_epoch if restored else None)
         stopping = ([self.early_stopping] if options.early_stopping else []) + plateau
         records = RunRecords(experiment, settings, self.best, self.exporter, monitors=[self.early_stopping, *plateau],
-                             restored=restored)
+                             restored=restored, graph=options.write_graph)
         self.history = records.history
         saved_history = (restored or {}).get("callbacks", {}).get("history")
         if saved_history is not None:  # the file as the checkpoint had it
@@ -165,7 +166,7 @@ class CallbackPlan:
             + _user_callbacks(settings, model, train_data, val_data, experiment)
             + records.tail(self.checkpoint)
             + tracking_callbacks(tracking, self.checkpoint, self.history, self.initial_epoch)
-            + [ours.ProjectorLogger(str(experiment.logs_dir / "validation"), val_data)]
+            + ([ours.ProjectorLogger(str(experiment.logs_dir / "validation"), val_data)] if options.validate else [])
         )
 
     def close(self, ending: Optional[BaseException] = None) -> None:
@@ -191,7 +192,8 @@ class CallbackPlan:
 
 
 def tensorboard_reports(experiment: Experiment, settings: Settings, best: BestValue,
-                        restored: Optional[CheckpointState] = None, exporter: Optional[Exporter] = None) -> list[Any]:
+                        restored: Optional[CheckpointState] = None, exporter: Optional[Exporter] = None,
+                        graph: bool = True) -> list[Any]:
     """The callbacks showing a run (or a federation's rounds) in TensorBoard and training_curves.png.
 
     Placed after `HistoryCSV` and `TrackBestValue`: they read the epoch's logs
@@ -204,17 +206,18 @@ def tensorboard_reports(experiment: Experiment, settings: Settings, best: BestVa
         restored: the checkpoint state a resumed run started from, or None.
         exporter: the run's `Exporter`, or None: the graph shown is its served module's when it has one made (traced
             already), else the model's call is traced for it.
+        graph: write the model's graph (default True; False: a federated client's later rounds, whose first wrote
+            it).
     """
     from experiments_manager import callbacks as ours
 
     writers = ours.SummaryWriters(experiment.logs_dir)  # one event file per run folder
     frequency = settings.monitoring.histogram_freq
     histograms = [ours.WeightHistograms(writers, frequency)] if frequency else []
-    # the graph once per run folder: a resumed run's first attempt wrote it (a federated client resumes each round)
-    graph = [] if restored else [ours.ModelGraph(writers, served=(lambda: exporter.served_parts()[0])
-                                                 if exporter is not None else None)]
+    graphs = [ours.ModelGraph(writers, served=(lambda: exporter.served_parts()[0]) if exporter is not None else None)
+              ] if graph else []
     return [ours.EpochScalars(writers),
-            *graph,
+            *graphs,
             *histograms,
             ours.TrainingCurves(experiment.history_csv, experiment.curves_png, best, title=experiment.name,
                                 check_writer=experiment.check_writer),

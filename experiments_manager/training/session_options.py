@@ -16,7 +16,9 @@ class SessionOptions:
         validate: validate after each epoch on the settings' validation pipeline (default True). A federated client
             whose settings say `federated_client_validation = False` says False: it only trains, as a bare Flower
             ClientApp, and its own callbacks (best value, LR-on-plateau) follow the training counterpart of the
-            monitored value (`loss` for `val_loss`).
+            monitored value (`loss` for `val_loss`); nor does the TensorBoard projector read the validation data.
+        write_graph: write the model's graph to TensorBoard (default True). A federated client says False after its
+            first round: each round is a session of its own, and its first wrote the graph.
 
     Example:
 
@@ -29,6 +31,7 @@ class SessionOptions:
     early_stopping: bool = True
     validate_raw_weights: bool = True
     validate: bool = True
+    write_graph: bool = True
 
     def monitor_of(self, monitor: str) -> str:
         """The value this session's callbacks follow: `monitor` (the settings' `monitored_loss_name`), or its

@@ -289,9 +289,10 @@ def test_a_stop_signal_ends_a_simulated_federation_within_seconds(start_cli, wor
                    "round with `train --resume RUN` (or `federated simulate --resume RUN`): every round in history.csv "
                    "once, its versions and clients' folders kept, federated to the planned end; `--rounds R` extends "
                    "a finished one",
-                   note="(3 rounds, the whole process group killed with -9 after round 2, resumed by the job's own "
+                   note="(5 rounds, the whole process group killed with -9 after round 2, resumed by the job's own "
                         "command again with --requeue-file, as a requeued Slurm job does: a `--resume` of the folder; "
-                        "the extension: unit-tested refusals only)")
+                        "a live `serve` of the folder only ever serves the federation's versions; the extension: "
+                        "unit-tested refusals only)")
 @pytest.mark.claim("`train -u FEDERATED_SETTINGS --requeue-file FILE` remembers the federation's folder: the requeued "
                    "job's same command resumes its rounds")
 @pytest.mark.claim("`--init-from RUN` starts a federation's global model from a run's version (centralised or "
@@ -300,7 +301,7 @@ def test_a_stop_signal_ends_a_simulated_federation_within_seconds(start_cli, wor
                    "below a fresh model's)")
 def test_a_federation_killed_with_kill_9_resumes_from_its_last_round(start_cli, run_cli, workdir, trained):
     requeue_file = workdir / "requeue" / "job-1"
-    command = ("train", "-u", FEDERATED_SETTINGS, "--hparam", "rounds=3", "--hparam", "nbEpoch=1",
+    command = ("train", "-u", FEDERATED_SETTINGS, "--hparam", "rounds=5", "--hparam", "nbEpoch=1",
                "--init-from", str(trained.dir),  # the same model file, trained centrally
                "--requeue-file", str(requeue_file))  # a Slurm job script's line: minCl = 2 clients
     process = start_cli(*command, own_group=True)
@@ -320,15 +321,26 @@ def test_a_federation_killed_with_kill_9_resumes_from_its_last_round(start_cli, 
     assert before < 1.0, f"val_loss {before} before round 1: not the trained run's weights (a fresh model's: ~3.5)"
     versions = sorted(path.name for path in (server / "exported_models").iterdir())
     client_rows = len(history(server / "clients" / "client_0"))
+    # a `serve` following the folder, live through the kill and the resume
+    serving = start_cli("serve", "--model_dir", str(server), "--grpc-port", "0", "--rest-port", "0", warm=True)
+    served = OutputReader(serving)
+    served.wait_for(r": serving version \d+", 120)
     result = run_cli(*command, timeout=600)  # the requeued job: `train --resume` of the folder the file names
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Global model before round 3" in result.stderr and "Fine-tuning" not in result.stderr, result.stderr[-3000:]
     run = read_run(server)
-    assert (run["status"], run["rounds_completed"], len(run["attempts"])) == ("finished", 3, 2), run
-    assert [row["epoch"] for row in history(server)] == ["1", "2", "3"]  # round 3 trained federated, each round once
+    assert (run["status"], run["rounds_completed"], len(run["attempts"])) == ("finished", 5, 2), run
+    # rounds 3-5 trained federated, each round once
+    assert [row["epoch"] for row in history(server)] == ["1", "2", "3", "4", "5"]
     after = sorted(path.name for path in (server / "exported_models").iterdir())
     assert after[:len(versions)] == versions and not any(name.startswith("discarded") for name in after), after
-    assert len(history(server / "clients" / "client_0")) == client_rows + 1  # its folder continued: one more round
+    assert len(history(server / "clients" / "client_0")) == client_rows + 3  # its folder continued: 3 more rounds
+    # the live serve only ever served the federation's versions, and follows it to its last one
+    served.wait_for(rf": serving version {max(int(name) for name in after)}\b", 120)
+    serving.send_signal(signal.SIGTERM)
+    serving.wait(timeout=60)
+    loaded = {found for line in served.seen for found in re.findall(r": serving version (\d+)", line)}
+    assert loaded <= set(after) and loaded <= {str(version) for version in run["exported_versions"]}, (loaded, run)
     assert single_experiment(working_folder) == server  # no second federation
     # a simulated federation is not resumed on a SuperLink: one line naming the command that resumes it
     refused = run_cli("federated", "run", "--resume", str(server), "--superlink", "127.0.0.1:9")
