@@ -32,7 +32,8 @@ Usage (from the repository root, as root):
         [--kinds ours,ours-noval,flower] [--baseline TREE] [--keep] [--verbose]
 
 `--baseline TREE` adds the kind `ours-before`: ours-noval's command run by the engine of TREE (a git worktree of an
-earlier commit, put first on PYTHONPATH), alternated with the others.
+earlier commit, put first on PYTHONPATH), alternated with the others. A tree without `federated_client_validation`
+ignores it (its clients validate): compare it with ours then.
 """
 
 from __future__ import annotations
