@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_peers import CLASSES, HUE_SPAN, IMAGE_SIZE, JITTER, MODEL_FILE, NOISE, SIGMA, compiled, convnet
+from bench_peers import CLASSES, MODEL_FILE, TRAINING_FUNCTIONS, blob_images, compiled, convnet
 from bench_sweep import command_line, machine_line  # tools/ is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,23 +66,6 @@ CGROUPS = Path("/sys/fs/cgroup")
 
 # --- the data: written once, read by both ---------------------------------------------------------------------------
 
-def blob_images(labels: Any, seed: int) -> Any:
-    """Images (float32, N x 32 x 32 x 3) of the given labels: bench_peers' coloured blobs, drawn from `seed`."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    count = len(labels)
-    grid = np.arange(IMAGE_SIZE, dtype=np.float32)
-    centre_x = 4.0 + 6.0 * (labels % 5) + rng.normal(0.0, JITTER, count)
-    centre_y = 10.0 + 12.0 * (labels // 5) + rng.normal(0.0, JITTER, count)
-    hue = 2 * np.pi * HUE_SPAN * labels / CLASSES
-    colours = 0.5 + 0.5 * np.cos(hue[:, None] - 2 * np.pi * np.arange(3)[None, :] / 3)
-    blob = np.exp(-((grid[None, :, None] - centre_y[:, None, None]) ** 2
-                    + (grid[None, None, :] - centre_x[:, None, None]) ** 2) / (2 * SIGMA ** 2))
-    images = blob[..., None] * colours[:, None, None, :] + rng.normal(0.0, NOISE, (count, IMAGE_SIZE, IMAGE_SIZE, 3))
-    return images.astype(np.float32)
-
-
 def write_data(folder: Path, clients: int, samples: int) -> None:
     """`client_<c>.npz` (x, y) for each client, non-IID, and the shared `val.npz`."""
     import numpy as np
@@ -93,9 +76,10 @@ def write_data(folder: Path, clients: int, samples: int) -> None:
         own = (3 * client + np.arange(OWN_CLASSES)) % CLASSES
         labels = np.where(rng.random(samples) < OWN_SHARE, rng.choice(own, samples),
                           rng.integers(0, CLASSES, samples)).astype(np.int32)
-        np.savez(folder / f"client_{client}.npz", x=blob_images(labels, 200 + client), y=labels)
+        np.savez(folder / f"client_{client}.npz", x=blob_images(labels, np.random.default_rng(200 + client)),
+                 y=labels)
     labels = np.random.default_rng(1).integers(0, CLASSES, VAL_SAMPLES).astype(np.int32)
-    np.savez(folder / "val.npz", x=blob_images(labels, 1), y=labels)
+    np.savez(folder / "val.npz", x=blob_images(labels, np.random.default_rng(1)), y=labels)
 
 
 # --- ours: a settings module and its model file ---------------------------------------------------------------------
@@ -129,21 +113,7 @@ def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):
     return dataset.batch(batch_size)
 
 
-def get_learningRate():
-    return hparams["learningRate"]
-
-
-def get_optimizer(model, loss, learning_rate):
-    return keras.optimizers.Adam(learning_rate)
-
-
-def get_total_loss(model):
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def get_metrics(model, loss):
-    return ["accuracy"]
-'''
+''' + TRAINING_FUNCTIONS
 
 
 def write_settings(folder: Path, data: Path, arguments: argparse.Namespace, client_validation: bool) -> Path:

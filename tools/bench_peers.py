@@ -100,6 +100,15 @@ def blobs(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, CLASSES, size=count)
+    return blob_images(labels, rng), labels.astype(np.int32)
+
+
+def blob_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The images (float32, N x 32 x 32 x 3) of `labels` (class c: `blobs`' blob), jitter and noise drawn from
+    `rng`."""
+    import numpy as np
+
+    count = len(labels)
     grid = np.arange(IMAGE_SIZE, dtype=np.float32)
     centre_x = 4.0 + 6.0 * (labels % 5) + rng.normal(0.0, JITTER, count)
     centre_y = 10.0 + 12.0 * (labels // 5) + rng.normal(0.0, JITTER, count)
@@ -108,7 +117,7 @@ def blobs(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     blob = np.exp(-((grid[None, :, None] - centre_y[:, None, None]) ** 2
                     + (grid[None, None, :] - centre_x[:, None, None]) ** 2) / (2 * SIGMA ** 2))
     images = blob[..., None] * colours[:, None, None, :] + rng.normal(0.0, NOISE, (count, IMAGE_SIZE, IMAGE_SIZE, 3))
-    return images.astype(np.float32), labels.astype(np.int32)
+    return images.astype(np.float32)
 
 
 def convnet(width: int) -> keras.Model:
@@ -148,6 +157,23 @@ def model(usersettings):
     return convnet(int(usersettings.hparams["width"]))
 '''
 
+# how the benches' settings files train, as `compiled` does: Adam(learningRate), cross-entropy from logits, accuracy
+TRAINING_FUNCTIONS = '''def get_learningRate():
+    return hparams["learningRate"]
+
+
+def get_optimizer(model, loss, learning_rate):
+    return keras.optimizers.Adam(learning_rate)
+
+
+def get_total_loss(model):
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def get_metrics(model, loss):
+    return ["accuracy"]
+'''
+
 SETTINGS_FILE = f'''"""Coloured blobs, swept (tools/bench_peers.py writes this file)."""
 
 from __future__ import annotations
@@ -182,6 +208,8 @@ useXLA = False
 
 {inspect.getsource(blobs)}
 
+{inspect.getsource(blob_images)}
+
 def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):
     images, labels = blobs(nb_train_samples if isTraining else nb_val_samples, {DATA_SEEDS["train"]} if isTraining
                            else {DATA_SEEDS["val"]})
@@ -191,21 +219,7 @@ def get_input_pipeline(raw_data_files_folder, isTraining, batch_size, nbEpoch):
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def get_learningRate():
-    return hparams["learningRate"]
-
-
-def get_optimizer(model, loss, learning_rate):
-    return keras.optimizers.Adam(learning_rate)
-
-
-def get_total_loss(model):
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def get_metrics(model, loss):
-    return ["accuracy"]
-'''
+{TRAINING_FUNCTIONS}'''
 
 
 def write_settings(folder: Path, max_epochs: int, seed: int, ema: bool) -> Path:

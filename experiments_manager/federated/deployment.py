@@ -112,32 +112,15 @@ def resume_deployment(experiment: Experiment, superlink: Optional[str] = None, c
     resume_deployment(Experiment.open("experiments/fed_2026-11-28--10-00-00"), superlink="127.0.0.1:8000")
     ```
     """
-    from experiments_manager.federated.job import FederatedJob, resumed_rounds
-    from experiments_manager.run.experiment import running_command
-    from experiments_manager.run.lifecycle import attempt, resumed
+    from experiments_manager.federated.job import resumed_job
 
-    experiment.refuse_foreign_code()
-    info = experiment.run_info()
-    described = info.get("federated") or {}
-    if info.get("flower_run_id") is None:
-        raise UserInputError(f"{experiment.root}: a simulated federation: expected a deployed one; resume it with "
-                             f"`federated simulate --resume {experiment.root}`")
-    span = resumed_rounds(experiment, rounds)
-    if span is None:
+    job = resumed_job(experiment, deployed=True, rounds=rounds, command=command,
+                      before_writing=lambda: _check_answers(superlink) if superlink else None)
+    if job is None:
         return experiment
-    if superlink:
-        _check_answers(superlink)  # before anything is written
-    done, planned = span
-    command = command or running_command()
-    with attempt(experiment, command, console=False, records_ending=False):
-        resumed(experiment, command)
-    _LOG.info("Resuming %s after round %d of %s", experiment.root, done, planned)
     earlier_log = experiment.root / SERVER_LOG
-    if earlier_log.is_file():  # the earlier Flower run's ServerApp log, kept under its run id
-        earlier_log.replace(experiment.root / f"flower_server-{info.get('flower_run_id')}.log")
-    job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), info.get("hparam_overrides"),
-                       experiment.root.resolve(), rounds=planned, round_timeout=described.get("round_timeout_secs"),
-                       trust_code=experiment.trust_code)
+    if earlier_log.is_file():  # the earlier Flower run's ServerApp log, kept under its run id (not yet replaced)
+        earlier_log.replace(experiment.root / f"flower_server-{experiment.run_info().get('flower_run_id')}.log")
     return _run_on_superlink(experiment, job, job.load_settings(), superlink, connection, timeout)
 
 

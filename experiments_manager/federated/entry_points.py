@@ -32,11 +32,11 @@ def federated(arguments: argparse.Namespace) -> int:
     from experiments_manager.utils.native_noise import import_tensorflow_quietly
 
     if arguments.resume:
-        flags = (("--hparam", "hparam"), ("--num-clients", "num_clients"), ("--round-timeout", "round_timeout"),
-                 ("--mlflow", "mlflow"), ("--init-from", "init_from"), ("--skip-mismatch", "skip_mismatch"))
-        given = [flag for flag, name in flags
-                 if getattr(arguments, name, None) is not None and getattr(arguments, name) is not False
-                 and getattr(arguments, name) != []]
+        values = {flag: getattr(arguments, name, None) for flag, name in (
+            ("--hparam", "hparam"), ("--num-clients", "num_clients"), ("--round-timeout", "round_timeout"),
+            ("--mlflow", "mlflow"), ("--init-from", "init_from"), ("--skip-mismatch", "skip_mismatch"))}
+        # given: anything but the defaults (None, an empty list, an unset switch); 0 is given
+        given = [flag for flag, value in values.items() if value is not None and value is not False and value != []]
         if given:
             from experiments_manager.utils.errors import UserInputError
 

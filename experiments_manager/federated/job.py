@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Union
 
 from experiments_manager.utils.errors import UserInputError
 
@@ -178,11 +178,62 @@ def _check_warm_start(settings: Settings, weights: InitialWeights) -> None:
         weights.load_into(compile_for_evaluation(settings), settings)
 
 
-def resumed_rounds(experiment: Experiment, rounds: Optional[int] = None) -> Optional[tuple[int, Optional[int]]]:
-    """What a resume of the federation in `experiment` runs: (the rounds done, the rounds in all: `rounds`, else those
-    it planned, else None: the settings' when its ServerApp never recorded them, stopped while starting), or None
-    when it finished its planned rounds and no `rounds` asks for more (said in a line). The refusals a simulated and
-    a deployed federation's resume share, before anything is written.
+def resumed_job(experiment: Experiment, deployed: bool, rounds: Optional[int] = None,
+                command: Optional[list[str]] = None, before_writing: Callable[[], object] = lambda: None
+                ) -> Optional[FederatedJob]:
+    """A federation's resume up to its start, for a simulated and a deployed one alike: its folder's code trusted,
+    its kind checked (the other kind's resume named in one line), its rounds (`_resumed_rounds`), then
+    `before_writing` (a deployment asks its SuperLink), the new attempt recorded. Returns the `FederatedJob` that
+    continues it, or None when it finished and nothing more is asked.
+
+    Args:
+        experiment: the federation's server folder, opened.
+        deployed: a `federated run` resume (else `federated simulate --resume`, `train --resume`).
+        rounds: the rounds in all (default None: those it planned).
+        command: the command line recorded in the new attempt (default: this process').
+        before_writing: what must pass before anything is written (default: nothing).
+
+    Raises:
+        UserInputError: what cannot be continued, before anything is written.
+    """
+    from experiments_manager.run.experiment import running_command
+    from experiments_manager.run.lifecycle import attempt, resumed
+    from experiments_manager.training.fine_tuning import InitialWeights
+
+    experiment.refuse_foreign_code()
+    info = experiment.run_info()
+    described = info.get("federated") or {}
+    flower_run = info.get("flower_run_id")
+    if flower_run is not None and not deployed:
+        raise UserInputError(f"{experiment.root}: a deployed federation (Flower run {flower_run}): expected a "
+                             f"simulated one; resume it on a SuperLink with `federated run --resume {experiment.root} "
+                             "--superlink HOST:PORT`")
+    if flower_run is None and deployed:
+        raise UserInputError(f"{experiment.root}: a simulated federation: expected a deployed one; resume it with "
+                             f"`federated simulate --resume {experiment.root}`")
+    span = _resumed_rounds(experiment, info, rounds)
+    if span is None:
+        return None
+    before_writing()
+    done, planned = span
+    command = command or running_command()
+    with attempt(experiment, command, console=False, records_ending=False):
+        resumed(experiment, command)
+    _LOG.info("Resuming %s after round %d of %s", experiment.root, done, planned)
+    # killed in its first round, before any checkpoint: a warm start starts again from its version
+    initial = InitialWeights.recorded(info) if done == 0 else None
+    return FederatedJob(experiment.settings_copy, experiment.model_file_copy(), info.get("hparam_overrides"),
+                        experiment.root.resolve(), rounds=planned, round_timeout=described.get("round_timeout_secs"),
+                        num_clients=None if deployed else described.get("num_clients") or described.get("minCl"),
+                        init_from=f"{initial.run}:{initial.version}" if initial is not None else None,
+                        skip_mismatch=initial is not None and initial.skip_mismatch, trust_code=experiment.trust_code)
+
+
+def _resumed_rounds(experiment: Experiment, info: Mapping[str, Any], rounds: Optional[int]
+                    ) -> Optional[tuple[int, Optional[int]]]:
+    """(the rounds done, the rounds in all: `rounds`, else those it planned, else None: the settings' when its
+    ServerApp never recorded them, stopped while starting), or None when it finished its planned rounds and no
+    `rounds` asks for more (said in a line).
 
     Raises:
         UserInputError: rounds recorded but no checkpoint of the global model (an earlier engine's federation), or
@@ -191,7 +242,6 @@ def resumed_rounds(experiment: Experiment, rounds: Optional[int] = None) -> Opti
     from experiments_manager.federated.server_checkpoint import read_checkpoint
     from experiments_manager.run.record import Status
 
-    info = experiment.run_info()
     planned = (info.get("federated") or {}).get("rounds")
     checkpoint = read_checkpoint(experiment)
     done = checkpoint.rounds if checkpoint is not None else 0

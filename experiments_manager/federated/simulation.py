@@ -91,35 +91,10 @@ def resume_simulation(experiment: Experiment, rounds: Optional[int] = None,
     resume_simulation(Experiment.open("experiments/fed_2026-11-28--10-00-00"), 8)     # a finished one, to 8
     ```
     """
-    from experiments_manager.federated.job import FederatedJob, resumed_rounds
-    from experiments_manager.run.experiment import running_command
-    from experiments_manager.run.lifecycle import attempt, resumed
-    from experiments_manager.training.fine_tuning import InitialWeights
-    from experiments_manager.utils.errors import UserInputError
+    from experiments_manager.federated.job import resumed_job
 
-    experiment.refuse_foreign_code()
-    info = experiment.run_info()
-    described = info.get("federated") or {}
-    if info.get("flower_run_id") is not None:
-        raise UserInputError(f"{experiment.root}: a deployed federation (Flower run {info.get('flower_run_id')}): "
-                             "expected a simulated one; resume it on a SuperLink with `federated run --resume "
-                             f"{experiment.root} --superlink HOST:PORT`")
-    span = resumed_rounds(experiment, rounds)
-    if span is None:
-        return experiment
-    done, planned = span
-    command = command or running_command()
-    with attempt(experiment, command, console=False, records_ending=False):
-        resumed(experiment, command)
-    _LOG.info("Resuming %s after round %d of %s", experiment.root, done, planned)
-    # killed in its first round, before any checkpoint: a warm start starts again from its version
-    initial = InitialWeights.recorded(info) if done == 0 else None
-    job = FederatedJob(experiment.settings_copy, experiment.model_file_copy(), info.get("hparam_overrides"),
-                       experiment.root.resolve(), rounds=planned, round_timeout=described.get("round_timeout_secs"),
-                       num_clients=described.get("num_clients") or described.get("minCl"),
-                       init_from=f"{initial.run}:{initial.version}" if initial is not None else None,
-                       skip_mismatch=initial is not None and initial.skip_mismatch, trust_code=experiment.trust_code)
-    return _simulated(experiment, job)
+    job = resumed_job(experiment, deployed=False, rounds=rounds, command=command)
+    return experiment if job is None else _simulated(experiment, job)
 
 
 def _simulated(experiment: Experiment, job: FederatedJob) -> Experiment:

@@ -38,6 +38,18 @@ def _read_json(sim_cluster, path):
     return json.loads(answer.stdout) if answer.returncode == 0 and answer.stdout.strip() else {}
 
 
+def _submitted(sim_cluster, project, template, options, env):
+    """`sbatch tools/slurm/<template>.sbatch` from node3 in `project`, as from a login node; once its run wrote the
+    requeue file, (the job id, its output file, the run's folder the file names)."""
+    submitted = sim_cluster.run("node3", f"cd {project} && sbatch --parsable --gres=none {options} "
+                                         f"{REPO}/tools/slurm/{template}.sbatch", env=env)
+    job = submitted.stdout.strip()
+    requeue_file = f"{project}/.slurm-requeue/{template}-{job}"
+    root = wait_for(lambda: sim_cluster.run("node3", f"cat {requeue_file}", check=False).stdout.strip(), 240,
+                    "the requeue file")
+    return job, f"{project}/em-{template}-{job}.out", root if root.startswith("/") else f"{project}/{root}"
+
+
 @pytest.mark.claim('`srun apptainer run ...` one task per node', note="(two simulated nodes)")
 @pytest.mark.claim(
     'a Slurm step of several tasks is a cluster; port 20000 + job id mod 20000; GPUs bound by Slurm',
@@ -53,15 +65,8 @@ def test_a_two_node_job_whose_worker_node_froze_is_requeued_and_finishes_on_heal
     sim_cluster.run("node3", f"mkdir -p {project}/examples && cp -r examples/regression {project}/examples/ && "
                              f"echo 'early_stopping_patience = 1000' >> "
                              f"{project}/examples/regression/mysettings_curve_fitting.py")
-    submitted = sim_cluster.run("node3", f"cd {project} && sbatch --parsable --gres=none --cpus-per-task=1 --mem=1G "
-                                         f"--gpus-per-task=0 --nodes=2 {REPO}/tools/slurm/multiworker.sbatch",
-                                env=_job_env(sim_slurm))
-    job = submitted.stdout.strip()
-    log = f"{project}/em-multiworker-{job}.out"
-    requeue_file = f"{project}/.slurm-requeue/multiworker-{job}"
-    root = wait_for(lambda: sim_cluster.run("node3", f"cat {requeue_file}", check=False).stdout.strip(), 240,
-                    "the requeue file")
-    root = root if root.startswith("/") else f"{project}/{root}"
+    job, log, root = _submitted(sim_cluster, project, "multiworker",
+                                "--cpus-per-task=1 --mem=1G --gpus-per-task=0 --nodes=2", _job_env(sim_slurm))
     wait_for(lambda: (_read_json(sim_cluster, f"{root}/run.json").get("epochs_completed") or 0) >= 2, 300,
              "two epochs")
     first_nodes = sim_slurm.job(job)["NodeList"]
@@ -118,14 +123,7 @@ def test_a_federation_preempted_under_slurm_is_requeued_and_resumes_its_rounds(s
                     env=dict(os.environ, HELD=held))
     env = dict(_job_env(sim_slurm), SETTINGS="examples/federated/held.py",
                EXTRA_ARGS="--hparam rounds=3 --hparam nbEpoch=1")
-    submitted = sim_cluster.run("node3", f"cd {project} && sbatch --parsable --gres=none --cpus-per-task=2 --mem=2G "
-                                         f"--nodes=1 {REPO}/tools/slurm/train.sbatch", env=env)
-    job = submitted.stdout.strip()
-    log = f"{project}/em-train-{job}.out"
-    requeue_file = f"{project}/.slurm-requeue/train-{job}"
-    root = wait_for(lambda: sim_cluster.run("node3", f"cat {requeue_file}", check=False).stdout.strip(), 240,
-                    "the requeue file")
-    root = root if root.startswith("/") else f"{project}/{root}"
+    job, log, root = _submitted(sim_cluster, project, "train", "--cpus-per-task=2 --mem=2G --nodes=1", env)
     wait_for(lambda: (_read_json(sim_cluster, f"{root}/run.json").get("rounds_completed") or 0) >= 1, 300,
              "round 1 (the clients then held in round 2)")
     first_node = sim_slurm.job(job)["NodeList"]
