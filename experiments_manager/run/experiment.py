@@ -146,6 +146,8 @@ class Experiment:
             repeat = root.name[len(base) + 1:]  # '1' when a run with the same name started in the same second
         else:
             root = Path(root)  # a str too (federated/apps.py passes one)
+            if root.is_dir() and not (root / RUN_FILE_NAME).exists():  # a creation killed before its run.json
+                shutil.rmtree(root)  # (no lease yet, no run): its leftovers, cleared by this next creation
             root.mkdir(parents=True)
             repeat = ""
         fsync_folder(root.parent)  # the new folder's name survives a power loss

@@ -218,6 +218,17 @@ def test_client_messages_leave_no_settings_or_model_modules_behind(workdir):
         assert loaded() == before, f"message {message} left {sorted(loaded() - before)}"
     assert read_run(workdir / "server" / "clients" / "client_0")["epochs_completed"] == 2  # messages 0 and 2
 
+    # a client killed while its folder was being made (no run.json yet) leaves leftovers its next message clears
+    unfinished = workdir / "server" / "clients" / "client_2"
+    unfinished.mkdir()
+    (unfinished / "experiment_settings.py").write_text("# half-copied")
+    client = FederatedClient(job, DataPartition(2, 3))
+    try:
+        client.train_round(client.session.model.get_weights(), server_round=1)
+    finally:
+        client.close()
+    assert read_run(unfinished)["epochs_completed"] == 1 and loaded() == before
+
     # a client folder has one writer, as an experiment: another federation's client for it is refused, unwritten
     from experiments_manager.utils.lease import Lease, LeaseHeld
 
