@@ -68,6 +68,7 @@ def _exec_flower(mode: str, arguments: argparse.Namespace) -> NoReturn:
     A SuperNode first starts the keeper of its persistent worker (`keeper.start_keeper`): TensorFlow is
     imported once, in the worker, and the ClientApps Flower starts for each message hand their work to it
     (the folder of its socket is in their environment). The keeper stops the worker when the SuperNode ends.
+    The SuperNode runs Flower's `flower-supernode` with one mend of its loop (`flower_supernode.py`).
     """
     import os
     import sys
@@ -94,9 +95,14 @@ def _exec_flower(mode: str, arguments: argparse.Namespace) -> NoReturn:
         from experiments_manager.federated.worker_protocol import FOLDER_VARIABLE
 
         environment[FOLDER_VARIABLE] = str(start_keeper(os.getpid()))
+        # Flower's SuperNode, mended (flower_supernode.py); -P: the current folder's modules shadow none of its imports
+        argv = [sys.executable, "-P", "-m", "experiments_manager.federated.flower_supernode", program, *command]
+        executable = sys.executable
+    else:
+        argv = [program, *command]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(executable, [program, *command], environment)
+    os.execve(executable, argv, environment)
 
 
 def simulate_command(settings: Union[PathLike, Settings], overrides: Optional[Mapping[str, Any]] = None,

@@ -277,6 +277,7 @@ def end_if_running(experiment: Experiment, ending: Ending, only_if_running: bool
     from experiments_manager.run.record import Status
     from experiments_manager.tracking.session import send_recorded_end
     from experiments_manager.utils.lease import LEASE_NAME, LeaseHeld
+    from experiments_manager.utils.lease_holder import live_holder
 
     deadline = time.monotonic() + wait_seconds
     while True:
@@ -291,5 +292,6 @@ def end_if_running(experiment: Experiment, ending: Ending, only_if_running: bool
             if time.monotonic() >= deadline:  # the ServerApp still writes it: it records how it ends
                 _LOG.warning("%s", held)
                 return
-            while (experiment.root / LEASE_NAME).exists() and time.monotonic() < deadline:
+            # until it lets the folder go or is gone (force-exited by Flower, maybe not yet reaped)
+            while live_holder(experiment.root / LEASE_NAME) is not None and time.monotonic() < deadline:
                 time.sleep(0.2)

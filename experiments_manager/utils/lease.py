@@ -7,7 +7,8 @@ has no hard links, `O_CREAT | O_EXCL`). It names its holder: host, boot id, pid 
 job, start, and a heartbeat that a thread renews every `heartbeat_seconds`.
 
 A lease is broken only when its holder is provably gone:
-- on this host (same boot): its pid is dead, or now belongs to another process (another start time);
+- on this host (same boot): its pid is dead (or ended and not yet reaped: a zombie), or now belongs to another process
+  (another start time);
 - on this host after a reboot (another boot id);
 - the same Slurm job, restarted (a requeued job starts only once its previous run ended);
 - elsewhere: its heartbeat did not change for `timeout_seconds` (default 300 s, or

@@ -7,6 +7,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Callable, Iterable, Iterator, Optional, Union
 
@@ -166,7 +167,9 @@ def stop_when_orphaned(parent_pid: int, parent: str, interval: float = 0.5, kill
 
 
 def process_alive(pid: Optional[int]) -> bool:
-    """True when a process with this pid runs on this machine (another user's counts); False for no pid."""
+    """True when a process with this pid runs on this machine (another user's counts); False for no pid, and for a
+    process that ended but was not yet reaped by its parent (a zombie: Flower's SuperExec reaps its ServerApps late,
+    and a zombie holds no file and writes nothing more)."""
     if not pid:
         return False
     try:
@@ -174,5 +177,15 @@ def process_alive(pid: Optional[int]) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
-        return True
-    return True
+        pass
+    return not _ended(pid)
+
+
+def _ended(pid: int) -> bool:
+    """True when /proc says process `pid` ended (state Z, zombie, or X, dead); False where /proc cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]
+    return state in (b"Z", b"X")

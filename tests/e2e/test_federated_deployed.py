@@ -432,7 +432,7 @@ def test_a_stop_signal_stops_a_deployed_federation_on_its_superlink_and_it_resum
     result = run_command(["federated", "run", "--resume", str(server), "--superlink", federation.address,
                           "--rounds", str(done + 1)], federation.workdir, capture_output=True, text=True,
                          timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, federation.explain(result.stdout[-3000:] + result.stderr[-3000:], lines=60)
     assert f"Resuming {server} after round {done} of {done + 1}" in result.stderr, result.stderr[-3000:]
     resumed = read_run(server)
     assert (resumed["status"], resumed["rounds_completed"]) == ("finished", done + 1), resumed

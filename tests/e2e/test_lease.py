@@ -6,15 +6,18 @@ import logging
 import multiprocessing
 import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import dead_pid
+from conftest import dead_pid, wait_for
 
 from experiments_manager.utils.atomic import remove_leftovers
 from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseHeld
-from experiments_manager.utils.lease_holder import Holder, boot_id, read_holder
+from experiments_manager.utils.lease_holder import Holder, boot_id, process_start, read_holder
 
 
 def _write_lease(folder, **fields):
@@ -36,15 +39,20 @@ def test_a_live_holder_is_refused_in_one_line_and_the_lease_goes_with_release(tm
     Lease.acquire(tmp_path).release()  # free again
 
 
-@pytest.mark.parametrize("case", ["dead pid", "reused pid", "rebooted", "old heartbeat elsewhere", "slurm restart",
-                                  "unreadable"])
+@pytest.mark.parametrize("case", ["dead pid", "unreaped pid", "reused pid", "rebooted", "old heartbeat elsewhere",
+                                  "slurm restart", "unreadable"])
 @pytest.mark.claim(
-    'a lease is broken only when its holder is provably gone (dead pid same boot, reused pid, reboot, Slurm '
-    'restart, old heartbeat elsewhere, unreadable); a fresh heartbeat elsewhere is never taken',
-    note='(6 cases)')
+    'a lease is broken only when its holder is provably gone (dead pid same boot, ended but not yet reaped, reused '
+    'pid, reboot, Slurm restart, old heartbeat elsewhere, unreadable); a fresh heartbeat elsewhere is never taken',
+    note='(7 cases)')
 def test_a_provably_gone_holder_is_taken_over_with_one_warning(tmp_path, case, caplog, monkeypatch):
+    zombie = None
     if case == "dead pid":
         _write_lease(tmp_path, pid=dead_pid())
+    elif case == "unreaped pid":  # a zombie: Flower's SuperExec reaps a ServerApp Flower force-exited late
+        zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+        wait_for(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] == "Z", 30, "a zombie")
+        _write_lease(tmp_path, pid=zombie.pid, process_start=process_start(zombie.pid))
     elif case == "reused pid":  # this pid is alive, but it is not the process that took the lease
         _write_lease(tmp_path, process_start=1)
     elif case == "rebooted":
@@ -64,12 +72,14 @@ def test_a_provably_gone_holder_is_taken_over_with_one_warning(tmp_path, case, c
         lease = Lease.acquire(tmp_path, timeout_seconds=timeout)
     lease.release()
     assert [record.getMessage() for record in caplog.records if "took over the lease" in record.getMessage()], case
+    if zombie is not None:
+        zombie.wait()
 
 
 @pytest.mark.parametrize("case", ["fresh heartbeat elsewhere, dead pid number here", "same slurm job, same restart"])
 @pytest.mark.claim(
-    'a lease is broken only when its holder is provably gone (dead pid same boot, reused pid, reboot, Slurm '
-    'restart, old heartbeat elsewhere, unreadable); a fresh heartbeat elsewhere is never taken')
+    'a lease is broken only when its holder is provably gone (dead pid same boot, ended but not yet reaped, reused '
+    'pid, reboot, Slurm restart, old heartbeat elsewhere, unreadable); a fresh heartbeat elsewhere is never taken')
 def test_a_holder_that_may_be_alive_is_never_taken_over(tmp_path, case, monkeypatch):
     """Another node's pid means nothing here: only its heartbeat tells, and it is fresh."""
     if case.startswith("fresh"):
@@ -114,8 +124,8 @@ def _race(folder, barrier, results):
 
 @pytest.mark.parametrize("stale", [False, True])
 @pytest.mark.claim(
-    'a lease is broken only when its holder is provably gone (dead pid same boot, reused pid, reboot, Slurm '
-    'restart, old heartbeat elsewhere, unreadable); a fresh heartbeat elsewhere is never taken',
+    'a lease is broken only when its holder is provably gone (dead pid same boot, ended but not yet reaped, reused '
+    'pid, reboot, Slurm restart, old heartbeat elsewhere, unreadable); a fresh heartbeat elsewhere is never taken',
     note='(8 processes racing for a free or stale lease: exactly one wins)')
 def test_of_many_processes_racing_for_a_folder_exactly_one_wins(tmp_path, stale):
     """Eight processes start at the same moment, on a free folder or on one whose holder died: one writer, and on

@@ -1,0 +1,84 @@
+"""`flower-supernode` with one mend of Flower 1.41's SuperNode loop: a message whose run is stopped while the SuperNode
+receives it is dropped, as Flower drops a message whose receipt failed.
+
+What it mends (flwr 1.41, `_pull_and_store_message` in flwr.supernode.start_client_internal): once a run is
+stopped (`flwr stop`, a stopped `federated run`), the SuperLink answers the SuperNode's calls for it with 403, which
+Flower raises as `RunNotRunningException`, a `BaseException`. Raised while the SuperNode pulls the message's objects
+or confirms its receipt, it passes by the `except Exception` that deletes a half-received message and finishes its
+task: the message stays, its task pending. The SuperExec then starts a ClientApp for it, and that ClientApp's reply
+(to the stopped run) is the one the SuperNode's loop sends when the next run's first message comes, since the loop
+sends whatever reply it finds (`_push_messages`); the next run's reply is never sent. That run waits for the node
+until its round timeout: a `federated run --resume` right after a stopped run failed so in CI.
+
+The mend makes those two calls raise `StoppedRunError`, an `Exception`, so that Flower's own clean-up runs. It changes
+nothing else, and nothing when Flower no longer has the function.
+
+Run as `python -m experiments_manager.federated.flower_supernode flower-supernode ARGUMENTS` (`federated supernode`
+execs it, keeping its pid).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable, Optional, Sequence, TypeVar
+
+_Result = TypeVar("_Result")
+
+
+class StoppedRunError(RuntimeError):
+    """The run was stopped on the SuperLink while this SuperNode received one of its messages."""
+
+
+def failing_plainly(function: Callable[..., _Result]) -> Callable[..., _Result]:
+    """`function`, raising `StoppedRunError` (an `Exception`) where it raised Flower's `RunNotRunningException`."""
+    from flwr.supercore.run import RunNotRunningException
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> _Result:
+        try:
+            return function(*args, **kwargs)
+        except RunNotRunningException as error:
+            raise StoppedRunError("the run was stopped while this SuperNode received its message") from error
+
+    return call
+
+
+def mend_stopped_run_messages() -> None:
+    """Makes Flower's SuperNode drop a message whose run is stopped while it is received (the module docstring).
+
+    Example:
+
+    ```python
+    mend_stopped_run_messages()
+    flower_supernode()  # flwr.supernode.cli
+    ```
+    """
+    from flwr.supernode import start_client_internal as loop
+
+    original = getattr(loop, "_pull_and_store_message", None)
+    if original is None or getattr(original, "mended", False):
+        return
+
+    def pull_and_store_message(*args: Any, **kwargs: Any) -> Optional[int]:
+        for name in ("pull_object", "confirm_message_received"):
+            if name in kwargs:
+                kwargs[name] = failing_plainly(kwargs[name])
+        return original(*args, **kwargs)  # type: ignore[no-any-return]
+
+    pull_and_store_message.mended = True  # type: ignore[attr-defined]
+    loop._pull_and_store_message = pull_and_store_message
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m experiments_manager.federated.flower_supernode flower-supernode ARGUMENTS`: Flower's SuperNode."""
+    from flwr.supernode.cli import flower_supernode
+
+    sys.argv = list(argv if argv is not None else sys.argv[1:])  # argv[0] 'flower-supernode', as Flower expects
+    mend_stopped_run_messages()
+    flower_supernode()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""federated/flower_supernode.py: with the mend, a message whose run is stopped while the SuperNode receives it is
+dropped, so the next run's reply is the one the SuperNode sends; Flower 1.41's own loop sends the stopped run's.
+
+Flower's real NodeState, ObjectStore and loop functions (`_pull_and_store_message`, `_push_messages`); only the
+SuperLink's side is played here: its answers, and the 403 that says the run was stopped."""
+
+import pytest
+
+pytest.importorskip("flwr")
+
+from flwr.app import ConfigRecord, Message, RecordDict  # noqa: E402
+from flwr.common.constant import Status  # noqa: E402
+from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects, get_object_tree  # noqa: E402
+from flwr.supercore.object_store import ObjectStoreFactory  # noqa: E402
+from flwr.supercore.run import Run, RunNotRunningException  # noqa: E402
+from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
+from flwr.supernode import start_client_internal as loop  # noqa: E402
+from flwr.supernode.nodestate import NodeStateFactory  # noqa: E402
+
+from experiments_manager.federated.flower_supernode import mend_stopped_run_messages  # noqa: E402
+
+NODE_ID = 7
+STOPPED_RUN, NEXT_RUN = 111, 222
+
+
+def _message(run_id, number, monkeypatch):
+    """A train message of `run_id` (Flower builds a message as the task of this process: the run's, here)."""
+    for name, value in (("_run_id", run_id), ("_node_id", 1), ("_task_id", number)):
+        monkeypatch.setattr(TaskIdentity, name, value)  # restored after the test
+    message = Message(RecordDict({"config": ConfigRecord({"round": number})}), dst_node_id=NODE_ID,
+                      message_type="train")
+    message.metadata.__dict__["_run_id"] = run_id
+    message.metadata.__dict__["_message_id"] = message.object_id
+    return message
+
+
+def _pulled(state, store, message, confirm):
+    """The SuperNode's loop pulling `message` from the SuperLink, whose receipt confirmation does `confirm`."""
+    run = Run.create_empty(message.metadata.run_id)
+    run.fab_hash = "fab"
+    state.store_run(run)  # the run is known: its earlier rounds came before
+    contents = {object_id: item.deflate() for object_id, item in get_all_nested_objects(message).items()}
+    return loop._pull_and_store_message(
+        state=state, object_store=store, node_config={}, receive=lambda: (message, get_object_tree(message)),
+        get_run=None, get_fab=None, pull_object=lambda run_id, object_id: contents[object_id],
+        confirm_message_received=confirm, trusted_entities=None)
+
+
+def _reply_of_a_clientapp(state, store, run_id, monkeypatch):
+    """A ClientApp started for the run's pending task: it takes the message and stores its reply."""
+    monkeypatch.setattr(TaskIdentity, "_run_id", run_id)
+    task = next(task for task in state.get_tasks() if task.run_id == run_id and task.status.status == Status.PENDING)
+    state.claim_task(task.task_id)
+    assert state.activate_task(task.task_id)
+    [message] = state.get_messages_legacy(run_ids=[run_id], is_reply=False, limit=1)
+    state.record_message_processing_start(message.metadata.message_id)
+    loop._insert_message(Message(RecordDict({"metrics": ConfigRecord({"loss": 0.5})}), reply_to=message), state, store)
+
+
+def _runs_whose_replies_were_sent(mended, monkeypatch):
+    """Run A's message is pulled as A is stopped (403 at the confirmation); run B's comes next, and the loop sends
+    the replies it finds (A's ClientApp, if A's task was left pending, answers first)."""
+    monkeypatch.setattr(loop, "_pull_and_store_message", loop._pull_and_store_message)  # restored after the test
+    if mended:
+        mend_stopped_run_messages()
+    object_stores = ObjectStoreFactory()
+    state, store = NodeStateFactory(object_stores).state(), object_stores.store()
+    state.set_node_id(NODE_ID)
+
+    def stopped(run_id, message_id):
+        raise RunNotRunningException
+
+    assert _pulled(state, store, _message(STOPPED_RUN, 2, monkeypatch), stopped) is None
+    left_pending = any(task.status.status == Status.PENDING for task in state.get_tasks())
+    if left_pending:  # the SuperExec starts a ClientApp for the task left: it replies to the stopped run
+        _reply_of_a_clientapp(state, store, STOPPED_RUN, monkeypatch)
+    assert _pulled(state, store, _message(NEXT_RUN, 1, monkeypatch), lambda run_id, message_id: None) == NEXT_RUN
+    sent = []
+
+    def send(message, tree, runtime):
+        sent.append(message.metadata.run_id)
+        if message.metadata.run_id == STOPPED_RUN:
+            raise RunNotRunningException  # the SuperLink refuses a stopped run's reply
+        return set(), "session"
+
+    if not left_pending:  # the loop waits for a reply: B's ClientApp gives it
+        _reply_of_a_clientapp(state, store, NEXT_RUN, monkeypatch)
+    loop._push_messages(state=state, object_store=store, send=send, push_object=lambda *arguments: None)
+    # (else the stopped run's reply was sent, and B's reply, coming later, waits for a next pull that never comes)
+    return sent
+
+
+@pytest.mark.claim("a SuperNode drops a message whose run is stopped as it arrives, so the next run's reply is the one "
+                   "it sends (Flower 1.41 sent the stopped run's in its place)",
+                   note="(Flower's own loop functions and NodeState; the SuperLink's 403 played)")
+def test_a_message_of_a_run_stopped_as_it_arrives_is_dropped_and_the_next_runs_reply_is_sent(monkeypatch):
+    assert _runs_whose_replies_were_sent(False, monkeypatch) == [STOPPED_RUN]  # Flower 1.41: B's reply never sent
+    assert _runs_whose_replies_were_sent(True, monkeypatch) == [NEXT_RUN]
+
+
+def test_the_mend_is_applied_once_and_only_turns_the_stopped_runs_error_into_flowers_failure(monkeypatch):
+    monkeypatch.setattr(loop, "_pull_and_store_message", loop._pull_and_store_message)
+    mend_stopped_run_messages()
+    mended = loop._pull_and_store_message
+    mend_stopped_run_messages()
+    assert loop._pull_and_store_message is mended  # not wrapped twice
