@@ -7,5 +7,6 @@
 - `apps`: the `ServerApp` and the `ClientApp`s (in-process, or the thin one that asks the SuperNode's worker).
 - `supernode_worker`, `worker_protocol`, `keeper`: a deployed SuperNode's persistent worker (TensorFlow imported once), how
   the ClientApp talks to it, and the process that keeps it running with the SuperNode.
+- `flower_supernode`: Flower's SuperNode with one mend of its loop (a stopped run's message is dropped).
 - `simulation`, `deployment`, `entry_points`: `experiments-manager federated simulate|run|superlink|supernode`.
 """

@@ -85,7 +85,6 @@ def _exec_flower(mode: str, arguments: argparse.Namespace) -> NoReturn:
         command = ["--superlink", arguments.superlink, "--host", arguments.host, "--port", str(arguments.port),
                    "--node-config", f"partition-id={arguments.partition_id} num-partitions={arguments.num_partitions}"]
     command = (["--insecure"] if arguments.insecure else []) + command + list(arguments.flower_arguments)
-    executable = flower_program(program)
     environment = flower_environment(os.environ)
     # Flower starts flwr-serverapp / flwr-clientapp by name: this environment's bin folder comes first.
     environment["PATH"] = str(Path(sys.executable).parent) + os.pathsep + environment.get("PATH", "")
@@ -96,10 +95,10 @@ def _exec_flower(mode: str, arguments: argparse.Namespace) -> NoReturn:
 
         environment[FOLDER_VARIABLE] = str(start_keeper(os.getpid()))
         # Flower's SuperNode, mended (flower_supernode.py); -P: the current folder's modules shadow none of its imports
-        argv = [sys.executable, "-P", "-m", "experiments_manager.federated.flower_supernode", program, *command]
         executable = sys.executable
+        argv = [executable, "-P", "-m", "experiments_manager.federated.flower_supernode", program, *command]
     else:
-        argv = [program, *command]
+        executable, argv = flower_program(program), [program, *command]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(executable, argv, environment)

@@ -30,8 +30,19 @@ class StoppedRunError(RuntimeError):
     """The run was stopped on the SuperLink while this SuperNode received one of its messages."""
 
 
-def failing_plainly(function: Callable[..., _Result]) -> Callable[..., _Result]:
-    """`function`, raising `StoppedRunError` (an `Exception`) where it raised Flower's `RunNotRunningException`."""
+def raising_stopped_run_error(function: Callable[..., _Result]) -> Callable[..., _Result]:
+    """`function`, raising `StoppedRunError` (an `Exception`) where it raised Flower's `RunNotRunningException`.
+
+    Args:
+        function: one of the SuperLink calls Flower hands `_pull_and_store_message`.
+
+    Example:
+
+    ```python
+    confirm = raising_stopped_run_error(confirm_message_received)
+    confirm(run_id, message_id)   # a stopped run: StoppedRunError, which Flower's clean-up catches
+    ```
+    """
     from flwr.supercore.run import RunNotRunningException
 
     @functools.wraps(function)
@@ -63,10 +74,10 @@ def mend_stopped_run_messages() -> None:
     def pull_and_store_message(*args: Any, **kwargs: Any) -> Optional[int]:
         for name in ("pull_object", "confirm_message_received"):
             if name in kwargs:
-                kwargs[name] = failing_plainly(kwargs[name])
-        return original(*args, **kwargs)  # type: ignore[no-any-return]
+                kwargs[name] = raising_stopped_run_error(kwargs[name])
+        return original(*args, **kwargs)  # type: ignore[no-any-return]  # (Flower's function is untyped to mypy)
 
-    pull_and_store_message.mended = True  # type: ignore[attr-defined]
+    pull_and_store_message.mended = True  # type: ignore[attr-defined]  # (a marker on the function: applied once)
     loop._pull_and_store_message = pull_and_store_message
 
 

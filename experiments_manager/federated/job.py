@@ -293,5 +293,6 @@ def end_if_running(experiment: Experiment, ending: Ending, only_if_running: bool
                 _LOG.warning("%s", held)
                 return
             # until it lets the folder go or is gone (force-exited by Flower, maybe not yet reaped)
+            time.sleep(0.2)
             while live_holder(experiment.root / LEASE_NAME) is not None and time.monotonic() < deadline:
                 time.sleep(0.2)

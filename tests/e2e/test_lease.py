@@ -45,12 +45,12 @@ def test_a_live_holder_is_refused_in_one_line_and_the_lease_goes_with_release(tm
     'a lease is broken only when its holder is provably gone (dead pid same boot, ended but not yet reaped, reused '
     'pid, reboot, Slurm restart, old heartbeat elsewhere, unreadable); a fresh heartbeat elsewhere is never taken',
     note='(7 cases)')
-def test_a_provably_gone_holder_is_taken_over_with_one_warning(tmp_path, case, caplog, monkeypatch):
-    zombie = None
+def test_a_provably_gone_holder_is_taken_over_with_one_warning(tmp_path, case, caplog, monkeypatch, request):
     if case == "dead pid":
         _write_lease(tmp_path, pid=dead_pid())
     elif case == "unreaped pid":  # a zombie: Flower's SuperExec reaps a ServerApp Flower force-exited late
         zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+        request.addfinalizer(zombie.wait)  # reaped after the test, whatever happens
         wait_for(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] == "Z", 30, "a zombie")
         _write_lease(tmp_path, pid=zombie.pid, process_start=process_start(zombie.pid))
     elif case == "reused pid":  # this pid is alive, but it is not the process that took the lease
@@ -72,8 +72,6 @@ def test_a_provably_gone_holder_is_taken_over_with_one_warning(tmp_path, case, c
         lease = Lease.acquire(tmp_path, timeout_seconds=timeout)
     lease.release()
     assert [record.getMessage() for record in caplog.records if "took over the lease" in record.getMessage()], case
-    if zombie is not None:
-        zombie.wait()
 
 
 @pytest.mark.parametrize("case", ["fresh heartbeat elsewhere, dead pid number here", "same slurm job, same restart"])

@@ -34,16 +34,26 @@ def _message(run_id, number, monkeypatch):
     return message
 
 
-def _pulled(state, store, message, confirm):
-    """The SuperNode's loop pulling `message` from the SuperLink, whose receipt confirmation does `confirm`."""
+def _pulled(state, store, message, stopped_at=None):
+    """The SuperNode's loop pulling `message` from the SuperLink, which answers 403 (the run stopped) at
+    `stopped_at`: 'pull' (an object's pull), 'confirm' (the receipt's confirmation) or None (never)."""
     run = Run.create_empty(message.metadata.run_id)
     run.fab_hash = "fab"
     state.store_run(run)  # the run is known: its earlier rounds came before
     contents = {object_id: item.deflate() for object_id, item in get_all_nested_objects(message).items()}
+
+    def pull_object(run_id, object_id):
+        if stopped_at == "pull":
+            raise RunNotRunningException
+        return contents[object_id]
+
+    def confirm(run_id, message_id):
+        if stopped_at == "confirm":
+            raise RunNotRunningException
+
     return loop._pull_and_store_message(
         state=state, object_store=store, node_config={}, receive=lambda: (message, get_object_tree(message)),
-        get_run=None, get_fab=None, pull_object=lambda run_id, object_id: contents[object_id],
-        confirm_message_received=confirm, trusted_entities=None)
+        get_run=None, get_fab=None, pull_object=pull_object, confirm_message_received=confirm, trusted_entities=None)
 
 
 def _reply_of_a_clientapp(state, store, run_id, monkeypatch):
@@ -57,9 +67,9 @@ def _reply_of_a_clientapp(state, store, run_id, monkeypatch):
     loop._insert_message(Message(RecordDict({"metrics": ConfigRecord({"loss": 0.5})}), reply_to=message), state, store)
 
 
-def _runs_whose_replies_were_sent(mended, monkeypatch):
-    """Run A's message is pulled as A is stopped (403 at the confirmation); run B's comes next, and the loop sends
-    the replies it finds (A's ClientApp, if A's task was left pending, answers first)."""
+def _runs_whose_replies_were_sent(mended, stopped_at, monkeypatch):
+    """Run A's message is pulled as A is stopped (403 at `stopped_at`); run B's comes next, and the loop sends the
+    replies it finds (A's ClientApp, if A's task was left pending, answers first)."""
     monkeypatch.setattr(loop, "_pull_and_store_message", loop._pull_and_store_message)  # restored after the test
     if mended:
         mend_stopped_run_messages()
@@ -67,14 +77,11 @@ def _runs_whose_replies_were_sent(mended, monkeypatch):
     state, store = NodeStateFactory(object_stores).state(), object_stores.store()
     state.set_node_id(NODE_ID)
 
-    def stopped(run_id, message_id):
-        raise RunNotRunningException
-
-    assert _pulled(state, store, _message(STOPPED_RUN, 2, monkeypatch), stopped) is None
+    assert _pulled(state, store, _message(STOPPED_RUN, 2, monkeypatch), stopped_at) is None
     left_pending = any(task.status.status == Status.PENDING for task in state.get_tasks())
     if left_pending:  # the SuperExec starts a ClientApp for the task left: it replies to the stopped run
         _reply_of_a_clientapp(state, store, STOPPED_RUN, monkeypatch)
-    assert _pulled(state, store, _message(NEXT_RUN, 1, monkeypatch), lambda run_id, message_id: None) == NEXT_RUN
+    assert _pulled(state, store, _message(NEXT_RUN, 1, monkeypatch)) == NEXT_RUN
     sent = []
 
     def send(message, tree, runtime):
@@ -93,12 +100,14 @@ def _runs_whose_replies_were_sent(mended, monkeypatch):
 @pytest.mark.claim("a SuperNode drops a message whose run is stopped as it arrives, so the next run's reply is the one "
                    "it sends (Flower 1.41 sent the stopped run's in its place)",
                    note="(Flower's own loop functions and NodeState; the SuperLink's 403 played)")
-def test_a_message_of_a_run_stopped_as_it_arrives_is_dropped_and_the_next_runs_reply_is_sent(monkeypatch):
-    assert _runs_whose_replies_were_sent(False, monkeypatch) == [STOPPED_RUN]  # Flower 1.41: B's reply never sent
-    assert _runs_whose_replies_were_sent(True, monkeypatch) == [NEXT_RUN]
+@pytest.mark.parametrize("stopped_at", ["confirm", "pull"])
+def test_a_message_of_a_run_stopped_as_it_arrives_is_dropped_and_the_next_runs_reply_is_sent(monkeypatch, stopped_at):
+    if stopped_at == "confirm":  # Flower 1.41 leaves the message and its task: B's reply is never sent
+        assert _runs_whose_replies_were_sent(False, stopped_at, monkeypatch) == [STOPPED_RUN]
+    assert _runs_whose_replies_were_sent(True, stopped_at, monkeypatch) == [NEXT_RUN]
 
 
-def test_the_mend_is_applied_once_and_only_turns_the_stopped_runs_error_into_flowers_failure(monkeypatch):
+def test_the_mend_wraps_flowers_function_once(monkeypatch):
     monkeypatch.setattr(loop, "_pull_and_store_message", loop._pull_and_store_message)
     mend_stopped_run_messages()
     mended = loop._pull_and_store_message
