@@ -187,5 +187,5 @@ def _ended(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return False
-    state = stat[stat.rfind(b")") + 2:stat.rfind(b")") + 3]
-    return state in (b"Z", b"X")
+    after_name = stat.rfind(b")") + 2  # (the name, in parentheses, may hold spaces and parentheses)
+    return stat[after_name:after_name + 1] in (b"Z", b"X")
