@@ -459,17 +459,20 @@ class FlowerFederation:
             return subprocess.Popen(cli_command("federated", *arguments), cwd=self.workdir, env=self.env,
                                     stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
 
-    def start(self, num_nodes, node_hosts=(), superlink_arguments=()):
+    def start(self, num_nodes, node_hosts=(), superlink_arguments=(), node_superlinks=()):
         """Starts the SuperLink (`superlink_arguments`: what follows `--`, for Flower) and `num_nodes` SuperNodes
-        (node i with `--host node_hosts[i]` where that is given, else on the wrapper's default host); returns once
-        they registered."""
+        (node i with `--host node_hosts[i]` where that is given, else on the wrapper's default host; connected to
+        `node_superlinks[i]` where that is given, e.g. a proxy, else to the SuperLink); returns once they
+        registered."""
         after_dashes = ["--", *superlink_arguments] if superlink_arguments else []
         self.superlink = self._start(self.log, "superlink", "--insecure", "--port", str(self.port), *after_dashes)
         for index in range(num_nodes):
             self.node_ports.append(free_port())
             host = ["--host", node_hosts[index]] if index < len(node_hosts) and node_hosts[index] else []
+            superlink = node_superlinks[index] if index < len(node_superlinks) and node_superlinks[index] else None
             self.supernodes.append(self._start(
-                self.workdir / f"supernode_{index}.log", "supernode", "--insecure", "--superlink", self.address,
+                self.workdir / f"supernode_{index}.log", "supernode", "--insecure", "--superlink",
+                superlink or self.address,
                 *host, "--port", str(self.node_ports[index]), "--partition-id", str(index),
                 "--num-partitions", str(num_nodes)))
         wait_for(lambda: self.log.read_text().count("Activated node_id") >= num_nodes, 120,

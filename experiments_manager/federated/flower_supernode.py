@@ -1,5 +1,6 @@
 """`flower-supernode` with one mend of Flower 1.41's SuperNode loop: a message whose run is stopped while the SuperNode
-receives it is dropped, as Flower drops a message whose receipt failed.
+receives it is dropped, as Flower drops a message whose receipt failed, and its late reply never takes the place of
+the next run's.
 
 What it mends (flwr 1.41, `_pull_and_store_message` in flwr.supernode.start_client_internal): once a run is
 stopped (`flwr stop`, a stopped `federated run`), the SuperLink answers the SuperNode's calls for it with 403, which
@@ -10,8 +11,11 @@ task: the message stays, its task pending. The SuperExec then starts a ClientApp
 sends whatever reply it finds (`_push_messages`); the next run's reply is never sent. That run waits for the node
 until its round timeout: a `federated run --resume` right after a stopped run failed so in CI.
 
-The mend makes those two calls raise `StoppedRunError`, an `Exception`, so that Flower's own clean-up runs. It changes
-nothing else, and nothing when Flower no longer has the function.
+The mend makes those two calls raise `StoppedRunError`, an `Exception`, so that Flower's own clean-up runs. A ClientApp
+the SuperExec started for the message before the 403 came (a slow confirmation) can still store its reply after that
+clean-up, so the mend also makes the loop send the reply to the message it pulled before it pulls again: a reply of
+a stopped run that comes first is sent (and refused) on the way. It changes nothing else, and nothing when Flower no
+longer has the functions.
 
 Run as `python -m experiments_manager.federated.flower_supernode flower-supernode ARGUMENTS` (`federated supernode`
 execs it, keeping its pid).
@@ -56,7 +60,8 @@ def raising_stopped_run_error(function: Callable[..., _Result]) -> Callable[...,
 
 
 def mend_stopped_run_messages() -> None:
-    """Makes Flower's SuperNode drop a message whose run is stopped while it is received (the module docstring).
+    """Makes Flower's SuperNode drop a message whose run is stopped while it is received, and send the reply to the
+    message it pulled before it pulls the next (the module docstring).
 
     Example:
 
@@ -67,18 +72,48 @@ def mend_stopped_run_messages() -> None:
     """
     from flwr.supernode import start_client_internal as loop
 
-    original = getattr(loop, "_pull_and_store_message", None)
-    if original is None or getattr(original, "mended", False):
+    pull, push = getattr(loop, "_pull_and_store_message", None), getattr(loop, "_push_messages", None)
+    if pull is None or push is None or getattr(pull, "mended", False):
         return
+    pulled: dict[str, Optional[str]] = {"message_id": None}  # the message the loop pulled last
 
     def pull_and_store_message(*args: Any, **kwargs: Any) -> Optional[int]:
+        receive = kwargs.get("receive")
+        if receive is not None:
+            kwargs["receive"] = _noting_the_message(receive, pulled)
         for name in ("pull_object", "confirm_message_received"):
             if name in kwargs:
                 kwargs[name] = raising_stopped_run_error(kwargs[name])
-        return original(*args, **kwargs)  # type: ignore[no-any-return]  # (Flower's function is untyped to mypy)
+        return pull(*args, **kwargs)  # type: ignore[no-any-return]  # (Flower's function is untyped to mypy)
+
+    def push_messages(*args: Any, **kwargs: Any) -> None:
+        answered: set[str] = set()
+        if "send" in kwargs:
+            kwargs["send"] = _noting_the_answered(kwargs["send"], answered)
+        push(*args, **kwargs)
+        while "send" in kwargs and pulled["message_id"] is not None and pulled["message_id"] not in answered:
+            push(*args, **kwargs)  # a stopped run's late reply went first: the pulled message's is still to come
 
     pull_and_store_message.mended = True  # type: ignore[attr-defined]  # (a marker on the function: applied once)
     loop._pull_and_store_message = pull_and_store_message
+    loop._push_messages = push_messages
+
+
+def _noting_the_message(receive: Callable[[], Any], pulled: dict[str, Optional[str]]) -> Callable[[], Any]:
+    def receiving() -> Any:
+        received = receive()
+        pulled["message_id"] = received[0].metadata.message_id if received is not None else None
+        return received
+
+    return receiving
+
+
+def _noting_the_answered(send: Callable[..., Any], answered: set[str]) -> Callable[..., Any]:
+    def sending(message: Any, *args: Any, **kwargs: Any) -> Any:
+        answered.add(message.metadata.reply_to_message_id)  # (sent, or refused: Flower deletes it either way)
+        return send(message, *args, **kwargs)
+
+    return sending
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

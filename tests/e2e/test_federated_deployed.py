@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (FlowerFederation, REPO, cli_env, read_run, run_command, settings_variant, start_forked,
-                      wait_for)
+from conftest import (FlowerFederation, REPO, cli_env, free_port, read_run, run_command, settings_variant,
+                      start_forked, wait_for)
 from test_federated import all_lines, history
 from test_serving_cli import OutputReader
 
@@ -214,6 +214,66 @@ FLOWER_SWITCHES = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "
                    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
 
 
+class ConfirmationHolder:
+    """SuperNode 1's way to the SuperLink: a loopback HTTP proxy that passes every request on, except that once
+    `armed` it holds the next ConfirmMessageReceived (a message's receipt) until `release` is set, then passes it on
+    and keeps the SuperLink's answer (`answers`). A run stopped while the receipt is held makes the SuperLink answer
+    it 403: Flower's window for a stopped run's message, which a loaded CI machine once hit by chance."""
+
+    CONFIRM = "/v1/fleet/confirm-message-received"
+
+    def __init__(self, superlink_port):
+        import http.server
+
+        self.armed, self.held, self.release = threading.Event(), threading.Event(), threading.Event()
+        self.answers = []
+        holder = self
+
+        class Forward(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *arguments):
+                pass
+
+            def do_POST(self):
+                holder._forward(self, superlink_port)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Forward)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _forward(self, request, superlink_port):
+        import http.client
+
+        body = request.rfile.read(int(request.headers.get("Content-Length", 0)))
+        held = request.path == self.CONFIRM and self.armed.is_set() and not self.held.is_set()
+        if held:
+            self.held.set()
+            self.release.wait(600)
+        connection = http.client.HTTPConnection("127.0.0.1", superlink_port, timeout=120)
+        try:
+            connection.request("POST", request.path, body=body, headers={
+                key: value for key, value in request.headers.items() if key.lower() not in ("host", "connection")})
+            response = connection.getresponse()
+            data = response.read()
+        finally:
+            connection.close()
+        if held:
+            self.answers.append(response.status)
+        request.send_response(response.status)
+        for key, value in response.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                request.send_header(key, value)
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+
+
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory):
     """The federation every test of this file uses: a SuperLink (default host, `-- --database FILE`) and two
@@ -226,15 +286,18 @@ def federation(tmp_path_factory):
     federation.env.update(FLWR_TELEMETRY_ENABLED="1", FLWR_DISABLE_UPDATE_CHECK="0",
                           FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION="0")
     federation.database = root / "superlink_state.db"
+    federation.holder = ConfirmationHolder(federation.port)  # node 1 reaches the SuperLink through it
     try:
         federation.start(num_nodes=2, node_hosts=[None, "127.0.0.2"],  # node 0: the wrapper's default host
-                         superlink_arguments=["--database", str(federation.database)])
+                         superlink_arguments=["--database", str(federation.database)],
+                         node_superlinks=[None, federation.holder.address])
         federation.folders = [worker_folder(node) for node in federation.supernodes]
         for folder in federation.folders:
             ready_status(folder)
         yield federation
     finally:
         federation.stop()
+        federation.holder.close()
 
 
 def new_run(federation, earlier, timeout=480):
@@ -413,15 +476,29 @@ def test_a_worker_killed_in_a_round_fails_only_that_round_and_is_started_again(f
 @pytest.mark.claim("`federated run --resume RUN` continues a deployed federation from its last recorded round as a "
                    "new Flower run; `--rounds R` sets the rounds in all",
                    note="(the SIGTERM-stopped federation, resumed on the same SuperLink for one more round)")
+@pytest.mark.claim("a SuperNode drops a message whose run is stopped as it arrives, so the next run's reply is the one "
+                   "it sends (Flower 1.41 sent the stopped run's in its place)",
+                   note="(the run stopped while SuperNode 1's receipt of round 2 is held: the SuperLink answers it "
+                        "403, and the resume's round is answered by both SuperNodes)")
 @pytest.mark.timeout(1200)  # its waits allow a loaded machine more than the default 600 s
 def test_a_stop_signal_stops_a_deployed_federation_on_its_superlink_and_it_resumes(federation, stopped_at_the_end):
+    """Stopped while SuperNode 1 confirms its receipt of round 2's message (held by the proxy until `flwr stop`
+    returned): the SuperLink answers that receipt 403, Flower's window that once failed the resume in CI."""
+    holder = federation.holder
     runner, reader, earlier = start_run(federation, "--rounds", "50", "--hparam", "nbEpoch=1")
     stopped_at_the_end.append(runner)
     server = new_run(federation, earlier)
     wait_for(lambda: rounds_of(server) >= 1 or runner.poll() is not None, 480, "round 1 completed")
-    assert runner.poll() is None, all_lines(reader)
-    runner.send_signal(signal.SIGTERM)
-    runner.wait(timeout=300)  # (seconds here; minutes on a loaded CI machine)
+    holder.armed.set()
+    try:
+        wait_for(lambda: holder.held.is_set() or runner.poll() is not None, 300, "SuperNode 1's round-2 receipt")
+        assert runner.poll() is None, all_lines(reader)
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout=300)  # (seconds here; minutes on a loaded CI machine)
+    finally:
+        holder.release.set()
+    wait_for(lambda: holder.answers, 120, "the held receipt answered")
+    assert holder.answers == [403], holder.answers  # the run was stopped: Flower's RunNotRunningException
     output = all_lines(reader)
     assert runner.returncode == 143, output
     run = read_run(server)
