@@ -87,11 +87,12 @@ def mend_stopped_run_messages() -> None:
         return pull(*args, **kwargs)  # type: ignore[no-any-return]  # (Flower's function is untyped to mypy)
 
     def push_messages(*args: Any, **kwargs: Any) -> None:
+        if "send" not in kwargs:  # (not the call this mend knows: Flower's own)
+            return push(*args, **kwargs)  # type: ignore[no-any-return]  # (Flower's function is untyped to mypy)
         answered: set[str] = set()
-        if "send" in kwargs:
-            kwargs["send"] = _noting_the_answered(kwargs["send"], answered)
+        kwargs["send"] = _noting_the_answered(kwargs["send"], answered)
         push(*args, **kwargs)
-        while "send" in kwargs and pulled["message_id"] is not None and pulled["message_id"] not in answered:
+        while pulled["message_id"] is not None and pulled["message_id"] not in answered:
             push(*args, **kwargs)  # a stopped run's late reply went first: the pulled message's is still to come
 
     pull_and_store_message.mended = True  # type: ignore[attr-defined]  # (a marker on the function: applied once)

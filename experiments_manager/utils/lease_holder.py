@@ -26,7 +26,7 @@ from typing import Any, Optional, Sequence
 
 from experiments_manager.utils.atomic import PathLike
 from experiments_manager.utils.errors import UserInputError
-from experiments_manager.utils.signals import process_alive
+from experiments_manager.utils.signals import process_alive, process_stat_fields
 
 TIMEOUT_VARIABLE = "EXPERIMENTS_MANAGER_LEASE_TIMEOUT"
 DEFAULT_TIMEOUT_SECONDS = 300.0
@@ -228,8 +228,8 @@ def pid_namespace() -> Optional[str]:
 
 def process_start(pid: int) -> Optional[int]:
     """The start time of process `pid` in clock ticks since boot (Linux), or None: tells a reused pid apart."""
+    fields = process_stat_fields(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat[stat.rindex(")") + 2:].split()[19])
-    except (OSError, ValueError, IndexError):
+        return int(fields[19]) if fields is not None else None
+    except (ValueError, IndexError):
         return None

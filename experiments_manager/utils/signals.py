@@ -178,14 +178,15 @@ def process_alive(pid: Optional[int]) -> bool:
         return False
     except PermissionError:  # another user's process
         pass
-    return not _ended(pid)
+    fields = process_stat_fields(pid)
+    return not fields or fields[0] not in ("Z", "X")  # Z: a zombie, X: dead (None: /proc cannot tell)
 
 
-def _ended(pid: int) -> bool:
-    """True when /proc says process `pid` ended (state Z, zombie, or X, dead); False where /proc cannot tell."""
+def process_stat_fields(pid: int) -> Optional[list[str]]:
+    """The fields of /proc/PID/stat after the process' name (Linux: the state first, the start time 20th), or None
+    when it cannot be read."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
     except OSError:
-        return False
-    after_name = stat.rfind(b")") + 2  # (the name, in parentheses, may hold spaces and parentheses)
-    return stat[after_name:after_name + 1] in (b"Z", b"X")
+        return None
+    return stat[stat.rfind(")") + 2:].split()  # (the name, in parentheses, may hold spaces and parentheses)
