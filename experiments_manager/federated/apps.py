@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from experiments_manager.federated.federation_server import FederationServer
     from experiments_manager.federated.job import FederatedJob
     from experiments_manager.federated.stopping import StopRequest
+    from experiments_manager.run.experiment import Experiment
     from experiments_manager.settings.loader import Settings
     from experiments_manager.utils.atomic import PathLike
 
@@ -172,32 +173,17 @@ def run_federation(job: FederatedJob, grid: Grid, stop: Optional[StopRequest] = 
 def _serve_rounds(server: FederationServer, config: FederationConfig, settings: Settings, grid: Grid,
                   stop: Optional[StopRequest]) -> None:
     """The strategy's rounds, and how they ended in run.json (an error the lifecycle maps leaves it raised)."""
-    from flwr.app import ConfigRecord
-
-    from experiments_manager.federated.federated_client import ROUNDS_KEY
-    from experiments_manager.federated.federation_server import FederationStopped, supervised_strategy
-    from experiments_manager.federated.grid import ResponsiveGrid
+    from experiments_manager.federated.federation_server import FederationStopped
     from experiments_manager.federated.stopping import FederationInterrupted
-    from experiments_manager.run.endings import environment_failure, failed, finished, flower_stopped
+    from experiments_manager.run.endings import failed, finished, flower_stopped
     from experiments_manager.run.lifecycle import record_ending
-    from experiments_manager.utils.environment_failures import environment_failure_line
 
     experiment = server.experiment
-    rounds_left = config.rounds - server.first_round  # a resumed federation goes on from its checkpoint
+    rounds_ended = False
     try:
-        if rounds_left <= 0:  # stopped after its last round was checkpointed: nothing left but to record it
-            record_ending(experiment, finished())
-            return
-        strategy = supervised_strategy(config, server)
-        server.adopt_strategy(strategy)  # its state is checkpointed each round, and a resumed one gets it back
-        strategy.start(
-            grid=cast("Grid", ResponsiveGrid(grid, stop=stop)),  # a Grid to the strategy: it delegates to one
-            initial_arrays=server.initial_arrays(),
-            num_rounds=rounds_left,
-            timeout=config.round_timeout,
-            train_config=ConfigRecord({LOCAL_EPOCHS_KEY: settings.training.epochs, ROUNDS_KEY: config.rounds}),
-            evaluate_fn=server.evaluate,
-        )
+        _run_rounds(server, config, settings, grid, stop)
+        rounds_ended = True
+        server.finish()  # the last version written, TensorBoard flushed: its errors are the federation's
     except (FederationStopped, FederationInterrupted) as ended:
         # FederationInterrupted: raised by the grid only once `stop` is set; FederationStopped (too few replies) after
         # a stop: its clients were stopped by the same signal (`scancel` signals every process of a job, Ray's too)
@@ -205,20 +191,71 @@ def _serve_rounds(server: FederationServer, config: FederationConfig, settings: 
             info = record_ending(experiment, stop.ending(experiment.run_info().get("rounds_completed")))
             _LOG.info("Federation %s", (info or {}).get("reason"))
             return
-        machine = environment_failure_line(ended, str(experiment.root))  # a client's disk full, its I/O failed...
-        if machine is not None:  # (its folder is in the server's): resumable once mended, 75 as for a run
-            record_ending(experiment, environment_failure(f"{machine} ({ended})"))
-            _LOG.error("Federation stopped: %s", machine)
-            return
-        record_ending(experiment, failed(str(ended)))
-        _LOG.error("Federation stopped: %s", ended)
+        if not _stopped_by_the_machine(experiment, ended, f" ({ended})"):  # a client's disk full, its I/O failed
+            record_ending(experiment, failed(str(ended)))
+            _LOG.error("Federation stopped: %s", ended)
+        return
+    except Exception as error:
+        if not _stopped_by_the_machine(experiment, error):  # the server's own disk full...; else the lifecycle
+            raise  # records it as it does a run's (`attempt`)
         return
     except SystemExit:  # Flower ends a ServerApp whose run was stopped (`flwr stop`, `federated run` stopped)
         record_ending(experiment, flower_stopped("the Flower run was stopped"), only_if_running=True)
         raise
     finally:
-        server.finish()
+        if not rounds_ended:  # its ending first (a signal's grace period is short), as a stopped run's
+            _finish_after_the_ending(server)
     record_ending(experiment, finished())
+
+
+def _run_rounds(server: FederationServer, config: FederationConfig, settings: Settings, grid: Grid,
+                stop: Optional[StopRequest]) -> None:
+    """The rounds left: none when it was stopped after its last round was checkpointed."""
+    from flwr.app import ConfigRecord
+
+    from experiments_manager.federated.federated_client import ROUNDS_KEY
+    from experiments_manager.federated.federation_server import supervised_strategy
+    from experiments_manager.federated.grid import ResponsiveGrid
+
+    rounds_left = config.rounds - server.first_round  # a resumed federation goes on from its checkpoint
+    if rounds_left <= 0:
+        return
+    strategy = supervised_strategy(config, server)
+    server.adopt_strategy(strategy)  # its state is checkpointed each round, and a resumed one gets it back
+    strategy.start(
+        grid=cast("Grid", ResponsiveGrid(grid, stop=stop)),  # a Grid to the strategy: it delegates to one
+        initial_arrays=server.initial_arrays(),
+        num_rounds=rounds_left,
+        timeout=config.round_timeout,
+        train_config=ConfigRecord({LOCAL_EPOCHS_KEY: settings.training.epochs, ROUNDS_KEY: config.rounds}),
+        evaluate_fn=server.evaluate,
+    )
+
+
+def _finish_after_the_ending(server: FederationServer) -> None:
+    """`FederationServer.finish` once the federation's ending is recorded: a failure is logged and the ending
+    stands, as a stopped run's (`Trainer._interrupted`)."""
+    try:
+        server.finish()
+    except Exception as error:  # noqa: BLE001 - the ending recorded is what the user sees
+        _LOG.warning("%s: the server's last records could not be completed: %s", server.experiment.root, error)
+
+
+def _stopped_by_the_machine(experiment: Experiment, error: BaseException, detail: str = "") -> bool:
+    """Whether `error` is the machine's failure (a full disk, failing I/O: `environment_failures`), then recorded
+    as the federation's ending: interrupted, resumable once mended, 75 as for a run; the command's summary says it.
+    The server's own writes and its clients' (their folders are in the server's) end it alike; `detail`: what
+    the round saw (a client's error)."""
+    from experiments_manager.run.endings import environment_failure
+    from experiments_manager.run.lifecycle import record_ending
+    from experiments_manager.utils.environment_failures import environment_failure_line
+
+    machine = environment_failure_line(error, str(experiment.root))
+    if machine is None:
+        return False
+    record_ending(experiment, environment_failure(machine + detail))
+    _LOG.error("Federation stopped: %s", machine)
+    return True
 
 
 def _description(config: FederationConfig) -> dict[str, Any]:
