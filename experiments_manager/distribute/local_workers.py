@@ -73,12 +73,19 @@ class LocalWorkers:
                 # the chief's own failure is on screen; a worker this launcher stopped has nothing to report
                 if code not in (0, codes[0]) and log is not None and not self._stopped_here(index, code):
                     _print_tail(f"worker {index} exited with {code}; the end of its log:", log)
+        return self.exit_code(codes)
+
+    def exit_code(self, codes: Sequence[int]) -> int:
+        """The launcher's exit code from its workers' `codes`: the chief's, unless another worker failed first (a
+        worker this launcher stopped because one failed has not failed)."""
         failures = [code for index, code in enumerate(codes) if code != 0 and not self._stopped_here(index, code)]
         return codes[0] if not failures or failures[0] == codes[0] else failures[0]
 
     def _stopped_here(self, index: int, code: int) -> bool:
-        """The worker ended on the SIGTERM this launcher sent it because another worker had failed."""
-        return index in self.terminated and code in (-signal.SIGTERM, SIGNAL_EXIT_BASE + signal.SIGTERM)
+        """The worker ended on the SIGTERM this launcher sent it because another worker had failed, or on its
+        SIGKILL after the grace time (deaf to SIGTERM: waiting in a collective, or for the failed worker to join)."""
+        return index in self.terminated and code in (-signal.SIGTERM, SIGNAL_EXIT_BASE + signal.SIGTERM,
+                                                     -signal.SIGKILL)
 
     def _start(self, tf_config: str, log: Optional[Path]) -> subprocess.Popen[bytes]:
         command = [*python_command(), "-m", "experiments_manager", *self.argv]
@@ -107,8 +114,12 @@ class LocalWorkers:
         """
         clean_stops = {SIGNAL_EXIT_BASE + signum for signum in FORWARDED_SIGNALS}
         stop_deadline: Optional[float] = None
-        while any(process.poll() is None for process in self.processes):
-            codes = [process.returncode for process in self.processes]
+        while True:
+            # every worker polled: a failure is seen while the chief runs (a chief whose worker failed before it
+            # registered waits TensorFlow's hour in registration, deaf to SIGTERM, until the SIGKILL below)
+            codes = [process.poll() for process in self.processes]
+            if all(code is not None for code in codes):
+                break
             failed = any(code not in (None, 0, *clean_stops) for code in codes)
             stopping = self.stopping_on is not None or any(code in clean_stops for code in codes)
             ended = any(code is not None for code in codes)

@@ -36,8 +36,8 @@ from experiments_manager.run.migrations import current_run_record
 from experiments_manager.run.record import RunRecord, record_problems
 from experiments_manager.run.record_writer import RunRecordWriter, first_record
 from experiments_manager.run.space_reserve import RESERVE_NAME
-from experiments_manager.utils.atomic import (PathLike, copy_atomically, fsync_folder, remove_leftovers,
-                                             remove_tree_atomically, write_json_atomically)
+from experiments_manager.utils.atomic import (PathLike, copy_atomically, fsync_folder, is_temporary_name,
+                                             remove_leftovers, remove_tree_atomically, write_json_atomically)
 from experiments_manager.utils.code_trust import refuse_foreign_code
 from experiments_manager.utils.command_name import command_name
 from experiments_manager.utils.environment_failures import raise_environment_failure
@@ -237,10 +237,15 @@ class Experiment:
 
     def replica(self, root: PathLike) -> "Experiment":
         """A private copy of this experiment (settings, run.json, checkpoints; no exports or logs) at `root`, where a
-        non-chief worker of a multi-worker run resumes: it trains in step with the chief but must not write there."""
-        shutil.copytree(self.root, root, ignore=shutil.ignore_patterns("exported_models", "logs", "*.png", LEASE_NAME,
-                                                                       f"{LEASE_NAME}.*", f".{LEASE_NAME}.*",
-                                                                       RESERVE_NAME))
+        non-chief worker of a multi-worker run resumes: it trains in step with the chief but must not write there.
+
+        The chief is starting meanwhile (run.json's new attempt, a killed writer's leftovers removed): its writes in
+        progress are left out, and a file it replaced or removed between the listing and the copy is skipped (the
+        chief waits for this worker before training: its checkpoints do not change)."""
+        unshared = shutil.ignore_patterns("exported_models", "logs", "*.png", LEASE_NAME, f"{LEASE_NAME}.*",
+                                          f".{LEASE_NAME}.*", RESERVE_NAME)
+        shutil.copytree(self.root, root, copy_function=_copy_unless_gone, ignore=lambda folder, names: {
+            *unshared(folder, names), *(name for name in names if is_temporary_name(name))})
         return type(self)(root)
 
     def run_info(self) -> RunRecord:
@@ -365,6 +370,16 @@ class Experiment:
         repeat = [f"#{info['repeat']}"] if info.get("repeat") else []
         day = " ".join(part for part in (started[5:10], info.get("session_name")) if part)
         return " ".join([started[11:19], *repeat, *varied_hparams(info.get("hparam_overrides") or {}), f"({day})"])
+
+
+def _copy_unless_gone(source: str, destination: str) -> str:
+    """`shutil.copy2`, but a source removed or renamed away since its folder was listed is skipped."""
+    try:
+        return str(shutil.copy2(source, destination))
+    except FileNotFoundError:
+        if os.path.lexists(source):  # the destination's folder is what is missing: not the writer's doing
+            raise
+        return destination
 
 
 def running_command() -> list[str]:

@@ -253,6 +253,12 @@ def remove_leftovers(*folders: PathLike, own_pid_is_dead: bool = False, sole_wri
     return removed
 
 
+def is_temporary_name(name: str) -> bool:
+    """Whether `name` is a writer's temporary file or folder (a write in progress, or a killed writer's): what a
+    copy of a folder being written leaves out."""
+    return bool(_LEFTOVER.match(name) or _OLD_TEMPORARY.match(name))
+
+
 def _is_dead_writers(entry: Path, own_pid_is_dead: bool, sole_writer: bool = False) -> bool:
     found = _LEFTOVER.match(entry.name)
     if found:
