@@ -282,6 +282,17 @@ def dead_pid():
     return process.pid
 
 
+def process_stat(pid):
+    """The fields of /proc/PID/stat after the process' name (its state first, its parent's pid second), or None when
+    the process is gone; read here apart from the package's own reader (`signals.process_stat_fields`), which the
+    tests check."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
 def wait_for(condition, timeout, what, interval=0.05):
     """Polls `condition` until it returns a truthy value or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout

@@ -126,8 +126,7 @@ class LocalWorkers:
             if stop_deadline is None and (failed or (stopping and ended)):
                 stop_deadline = time.monotonic() + self.grace_seconds  # then the stragglers are killed
                 if failed:
-                    self.terminated = {index for index, process in enumerate(self.processes)
-                                       if process.poll() is None}
+                    self.terminated = {index for index, code in enumerate(codes) if code is None}
                     self._forward(signal.SIGTERM, None)
             if stop_deadline is not None and time.monotonic() > stop_deadline:
                 for process in self.processes:

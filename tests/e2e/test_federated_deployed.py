@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (FlowerFederation, REPO, cli_env, free_port, read_run, run_command, settings_variant,
-                      start_forked, wait_for)
+from conftest import (FlowerFederation, REPO, cli_env, free_port, process_stat, read_run, run_command,
+                      settings_variant, start_forked, wait_for)
 from test_federated import all_lines, history
 from test_serving_cli import OutputReader
 
@@ -73,16 +73,13 @@ def descendants(pid, processes=None):
 
 
 def alive(pid):
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    fields = process_stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 def parent_of(pid):
     """The pid of process `pid`'s parent, from /proc."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return int(process_stat(pid)[1])
 
 
 def loads_tensorflow(pid):
@@ -156,21 +153,6 @@ def federated_run(federation, settings, *hparams, rounds=2):
     return result, server.parent
 
 
-def _descendants(pid):
-    children = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        found.append(todo.pop())
-        todo.extend(children.get(found[-1], []))
-    return found
-
-
 def _address(hex_address):
     host, port = hex_address.split(":")
     if len(host) == 8:
@@ -182,7 +164,7 @@ def _address(hex_address):
 def listening_addresses(pid):
     """(host, port) of the TCP sockets listening in process `pid` and its descendants, from /proc."""
     inodes = set()
-    for process in _descendants(pid):
+    for process in [pid, *descendants(pid)]:
         try:
             links = [os.readlink(fd) for fd in Path(f"/proc/{process}/fd").iterdir()]
         except OSError:

@@ -9,11 +9,10 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import dead_pid, wait_for
+from conftest import dead_pid, process_stat, wait_for
 
 from experiments_manager.utils.atomic import remove_leftovers
 from experiments_manager.utils.lease import LEASE_NAME, Lease, LeaseHeld
@@ -51,7 +50,7 @@ def test_a_provably_gone_holder_is_taken_over_with_one_warning(tmp_path, case, c
     elif case == "unreaped pid":  # a zombie: Flower's SuperExec reaps a ServerApp Flower force-exited late
         zombie = subprocess.Popen([sys.executable, "-c", "pass"])
         request.addfinalizer(zombie.wait)  # reaped after the test, whatever happens
-        wait_for(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().split(") ")[1][0] == "Z", 30, "a zombie")
+        wait_for(lambda: process_stat(zombie.pid)[0] == "Z", 30, "a zombie")
         _write_lease(tmp_path, pid=zombie.pid, process_start=process_start(zombie.pid))
     elif case == "reused pid":  # this pid is alive, but it is not the process that took the lease
         _write_lease(tmp_path, process_start=1)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REGRESSION_SETTINGS, cli_command, cli_env, read_run, start_forked, wait_for
+from conftest import REGRESSION_SETTINGS, cli_command, cli_env, process_stat, read_run, start_forked, wait_for
 from experiments_manager.distribute.cluster import WorkerCluster, slurm_port_base, tasks_per_node
 from experiments_manager.utils.errors import UserInputError
 
@@ -143,21 +143,16 @@ def children(pid):
     """The pids whose parent is `pid` (from /proc)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
+        fields = process_stat(stat.parent.name)
+        if fields is not None and int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
 
 
 def running(pid):
     """True while `pid` runs (a zombie nobody reaped yet does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except OSError:
-        return False
+    fields = process_stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
 
 
 @pytest.mark.claim('the first run writes its experiment folder to FILE; a rerun that finds FILE resumes it')

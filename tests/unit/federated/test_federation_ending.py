@@ -5,9 +5,8 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from conftest import wait_for
+from conftest import process_stat, wait_for
 
 from experiments_manager.federated.job import end_if_running
 from experiments_manager.federated.stopping import StopRequest
@@ -35,7 +34,7 @@ def test_a_force_exited_server_app_not_yet_reaped_leaves_the_ending_to_the_cli_a
     experiment.write_run_info({"status": "running", "attempts": [{"number": 1, "status": "running"}]})
     server_app = subprocess.Popen([sys.executable, "-c", FORCE_EXITED_SERVER_APP, str(tmp_path)])
     try:
-        wait_for(lambda: Path(f"/proc/{server_app.pid}/stat").read_text().split(") ")[1][0] == "Z", 60,
+        wait_for(lambda: process_stat(server_app.pid)[0] == "Z", 60,
                  "the ServerApp ended, not reaped")
         assert (tmp_path / LEASE_NAME).exists()
         started = time.monotonic()
